@@ -1,0 +1,135 @@
+// The Node-API module: the NativeTensor class, tensor creation from TypedArrays, runtime facts (info, threads,
+// memory), and the op entry points of ops.cpp.
+#include <napi.h>
+
+#include <cstring>
+
+#include "check.h"
+
+extern "C" char* openblas_get_config(void);
+
+namespace mae {
+
+void register_ops(Napi::Env env, Napi::Object exports);
+
+namespace {
+
+// fromArray(Float32Array | Int32Array, shape) -> tensor on the CPU holding a copy
+Napi::Value from_array(const Args& a) {
+  if (a.info.Length() < 1 || !a.info[0].IsTypedArray()) a.fail("data must be a Float32Array or Int32Array");
+  Napi::TypedArray ta = a.info[0].As<Napi::TypedArray>();
+  DType dtype;
+  if (ta.TypedArrayType() == napi_float32_array)
+    dtype = DType::F32;
+  else if (ta.TypedArrayType() == napi_int32_array)
+    dtype = DType::I32;
+  else
+    a.fail("data must be a Float32Array or Int32Array");
+  std::vector<int64_t> shape = a.shape(1, "shape");
+  a.expect(shape_numel(shape) == (int64_t)ta.ElementLength(), "shape " + shape_str(shape) + " holds " + std::to_string(shape_numel(shape)) + " elements but data has " + std::to_string(ta.ElementLength()));
+  Napi::Object t = JsTensor::Make(a.env(), &cpu_ops(), Device{}, shape, dtype);
+  const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  if (ta.ElementLength() > 0) std::memcpy(JsTensor::Unwrap(t)->view().data, src, ta.ElementLength() * 4);
+  return t;
+}
+
+DType parse_dtype(const Args& a, size_t i) {
+  if (i >= a.info.Length() || a.info[i].IsUndefined()) return DType::F32;
+  if (!a.info[i].IsString()) a.fail("dtype must be 'float32' or 'int32'");
+  std::string s = a.info[i].As<Napi::String>().Utf8Value();
+  if (s == "float32") return DType::F32;
+  if (s == "int32") return DType::I32;
+  a.fail("dtype must be 'float32' or 'int32', got '" + s + "'");
+}
+
+// full(shape, value, dtype?) -> CPU tensor filled with value
+Napi::Value full(const Args& a) {
+  std::vector<int64_t> shape = a.shape(0, "shape");
+  const double v = a.number(1, "value");
+  DType dtype = parse_dtype(a, 2);
+  Napi::Object t = JsTensor::Make(a.env(), &cpu_ops(), Device{}, shape, dtype);
+  TensorView tv = JsTensor::Unwrap(t)->view();
+  const int64_t n = tv.numel();
+  if (dtype == DType::F32)
+    for (int64_t i = 0; i < n; i++) tv.f32()[i] = (float)v;
+  else
+    for (int64_t i = 0; i < n; i++) tv.i32()[i] = (int32_t)v;
+  return t;
+}
+
+// clone(x) -> a copy on the same device
+Napi::Value clone(const Args& a) {
+  if (a.info.Length() < 1 || !a.info[0].IsObject()) a.fail("x must be a Tensor");
+  JsTensor* x = JsTensor::Unwrap(a.info[0].As<Napi::Object>());
+  if (x->disposed()) a.fail("x has been disposed");
+  Napi::Object y = JsTensor::Make(a.env(), &x->ops(), x->device(), x->shape(), x->dtype());
+  const JsTensor* yt = JsTensor::Unwrap(y);
+  const size_t bytes = (size_t)shape_numel(x->shape()) * dtype_size(x->dtype());
+  if (x->device().type == DeviceType::CPU)
+    std::memcpy(yt->view().data, x->view().data, bytes);
+  else
+    a.fail("copies on " + device_str(x->device()) + " are not available in this build");
+  return y;
+}
+
+Napi::Value live_tensors(const Args& a) { return Napi::Number::New(a.env(), (double)JsTensor::live_count()); }
+
+Napi::Value memory_stats(const Args& a) {
+  AllocatorStats s = cpu_ops().allocator.stats();
+  Napi::Object o = Napi::Object::New(a.env());
+  o.Set("allocatedBytes", (double)s.allocated_bytes);
+  o.Set("cachedBytes", (double)s.cached_bytes);
+  o.Set("peakBytes", (double)s.peak_bytes);
+  return o;
+}
+
+Napi::Value empty_cache(const Args& a) {
+  cpu_ops().allocator.empty_cache();
+  return a.env().Undefined();
+}
+
+Napi::Value set_threads(const Args& a) {
+  set_num_threads((int)a.integer(0, "threads", 1));
+  return a.env().Undefined();
+}
+
+Napi::Value info(const Args& a) {
+  Napi::Object o = Napi::Object::New(a.env());
+  o.Set("backends", Napi::Array::New(a.env(), 0));
+  o.Get("backends").As<Napi::Array>().Set(0u, Napi::String::New(a.env(), "cpu"));
+  o.Set("blas", std::string(openblas_get_config()));
+  o.Set("threads", get_num_threads());
+  o.Set("compiler", std::string("g++ ") + __VERSION__);
+#ifdef MAE_CUDA_BUILT
+  o.Set("cudaBuilt", true);
+#else
+  o.Set("cudaBuilt", false);
+#endif
+  return o;
+}
+
+const Entry entries[] = {
+    {"fromArray", from_array},   {"full", full},
+    {"clone", clone},            {"liveTensors", live_tensors},
+    {"memoryStats", memory_stats}, {"emptyCache", empty_cache},
+    {"setNumThreads", set_threads}, {"info", info},
+};
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  Napi::Function ctor = JsTensor::Define(env);
+  data->tensor_ctor = Napi::Persistent(ctor);
+  env.SetInstanceData(data);
+  exports.Set("NativeTensor", ctor);
+  register_entries(env, exports, entries, sizeof(entries) / sizeof(entries[0]));
+  register_ops(env, exports);
+  return exports;
+}
+
+}  // namespace mae
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return mae::Init(env, exports); }
+
+NODE_API_MODULE(mae, InitModule)

@@ -1,0 +1,115 @@
+// Argument checking for the op entry points: every tensor argument is unwrapped, checked for disposal, dtype,
+// rank and emptiness here, and the op's own shape rules are checked with `expect`. A failed check throws
+// mae::Error with a message that names the op, the argument and the shapes; the entry wrapper turns it into a
+// JavaScript Error.
+#pragma once
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "../native/core/error.h"
+#include "tensor.h"
+
+namespace mae {
+
+struct Args {
+  const Napi::CallbackInfo& info;
+  const char* op;
+
+  Napi::Env env() const { return info.Env(); }
+
+  [[noreturn]] void fail(const std::string& msg) const { throw Error(std::string(op) + ": " + msg); }
+  void expect(bool cond, const std::string& msg) const {
+    if (!cond) fail(msg);
+  }
+
+  // tensor argument i; rank -1 accepts any rank >= 1
+  JsTensor* tensor(size_t i, const char* name, DType dtype = DType::F32, int rank = -1) const {
+    if (i >= info.Length() || !info[i].IsObject()) fail(std::string(name) + " must be a Tensor");
+    Napi::Object obj = info[i].As<Napi::Object>();
+    if (!obj.InstanceOf(env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
+      fail(std::string(name) + " must be a Tensor");
+    JsTensor* t = JsTensor::Unwrap(obj);
+    if (t->disposed()) fail(std::string(name) + " has been disposed");
+    if (t->dtype() != dtype)
+      fail(std::string(name) + " must be " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " " +
+           shape_str(t->shape()));
+    if (rank >= 0 && (int)t->shape().size() != rank)
+      fail(std::string(name) + " must have " + std::to_string(rank) + " dimensions, got " + shape_str(t->shape()));
+    if (t->shape().empty() && rank != 0) fail(std::string(name) + " must have at least one dimension");
+    if (shape_numel(t->shape()) == 0)
+      fail(std::string(name) + " " + shape_str(t->shape()) + " is empty; zero-size tensors are not supported here");
+    return t;
+  }
+
+  // a tensor argument that may be null or undefined
+  JsTensor* optional_tensor(size_t i, const char* name, DType dtype = DType::F32, int rank = -1) const {
+    if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+    return tensor(i, name, dtype, rank);
+  }
+
+  double number(size_t i, const char* name) const {
+    if (i >= info.Length() || !info[i].IsNumber()) fail(std::string(name) + " must be a number");
+    return info[i].As<Napi::Number>().DoubleValue();
+  }
+
+  int64_t integer(size_t i, const char* name, int64_t min) const {
+    double d = number(i, name);
+    if (d != (double)(int64_t)d || d < (double)min)
+      fail(std::string(name) + " must be an integer >= " + std::to_string(min) + ", got " + std::to_string(d));
+    return (int64_t)d;
+  }
+
+  bool boolean(size_t i, const char* name) const {
+    if (i >= info.Length() || !info[i].IsBoolean()) fail(std::string(name) + " must be a boolean");
+    return info[i].As<Napi::Boolean>().Value();
+  }
+
+  std::vector<int64_t> shape(size_t i, const char* name) const {
+    if (i >= info.Length() || !info[i].IsArray()) fail(std::string(name) + " must be an array of sizes");
+    Napi::Array a = info[i].As<Napi::Array>();
+    std::vector<int64_t> s;
+    for (uint32_t k = 0; k < a.Length(); k++) {
+      Napi::Value v = a.Get(k);
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0 && d == (double)(int64_t)d && d < 9e15))
+        fail(std::string(name) + " entries must be non-negative integers");
+      s.push_back((int64_t)d);
+    }
+    return s;
+  }
+
+  // all tensors on one device; returns its op table
+  const Ops& same_device(std::initializer_list<const JsTensor*> ts) const {
+    const JsTensor* first = nullptr;
+    for (const JsTensor* t : ts) {
+      if (!t) continue;
+      if (!first)
+        first = t;
+      else if (t->device() != first->device())
+        fail("tensors are on different devices (" + device_str(first->device()) + " and " +
+             device_str(t->device()) + ")");
+    }
+    return first->ops();
+  }
+
+  // a new tensor on the device of `like`
+  Napi::Object make(const JsTensor* like, std::vector<int64_t> shape, DType dtype = DType::F32) const {
+    return JsTensor::Make(env(), &like->ops(), like->device(), std::move(shape), dtype);
+  }
+};
+
+inline TensorView view(Napi::Object o) { return JsTensor::Unwrap(o)->view(); }
+
+// A named module function: `fn` receives the call's arguments with the name for its error messages.
+struct Entry {
+  const char* name;
+  Napi::Value (*fn)(const Args&);
+};
+
+// Adds each entry to `exports` as a function; mae::Error thrown inside becomes a JavaScript Error that starts with
+// the entry's name.
+void register_entries(Napi::Env env, Napi::Object exports, const Entry* entries, size_t count);
+
+}  // namespace mae

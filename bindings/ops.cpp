@@ -1,0 +1,530 @@
+// The op entry points: check arguments (bindings/check.h), allocate outputs on the inputs' device, call the
+// device's op table (native/core/ops.h). Forward entries return their output (or [output, saved...]); backward
+// entries return the input gradients. Names match lib/ops/*.ts, which registers each gradient once.
+#include <napi.h>
+
+#include <string>
+
+#include "check.h"
+
+namespace mae {
+
+namespace {
+
+using Obj = Napi::Object;
+using Shape = std::vector<int64_t>;
+
+Napi::Array list(Napi::Env env, std::initializer_list<Napi::Value> vs) {
+  Napi::Array a = Napi::Array::New(env, vs.size());
+  uint32_t i = 0;
+  for (const Napi::Value& v : vs) a.Set(i++, v);
+  return a;
+}
+
+Shape with_last(const Shape& s, int64_t last) {
+  Shape r = s;
+  r.back() = last;
+  return r;
+}
+
+Shape without_last(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
+
+void expect_same_shape(const Args& a, const JsTensor* x, const char* xn, const JsTensor* y, const char* yn) {
+  a.expect(x->shape() == y->shape(), std::string(xn) + " " + shape_str(x->shape()) + " and " + yn + " " +
+                                         shape_str(y->shape()) + " must have the same shape");
+}
+
+// ---- gemm ------------------------------------------------------------------------------------------------------
+
+// linear(x [..., K], weight [N, K], bias [N] | null) -> y [..., N]
+Napi::Value linear(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *b = a.optional_tensor(2, "bias", DType::F32, 1);
+  const Ops& ops = a.same_device({x, w, b});
+  a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " +
+                                                   shape_str(w->shape()) + " disagree on in_features");
+  if (b) a.expect(b->shape()[0] == w->shape()[0], "bias " + shape_str(b->shape()) + " must be [out_features] for weight " + shape_str(w->shape()));
+  Obj y = a.make(x, with_last(x->shape(), w->shape()[0]));
+  TensorView yv = view(y), bv = b ? b->view() : TensorView{};
+  ops.linear_forward(x->view(), w->view(), b ? &bv : nullptr, yv);
+  return y;
+}
+
+// linearBackward(x, weight, dy, needDx, hasBias) -> [dx | null, dweight, dbias | null]
+Napi::Value linear_backward(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *dy = a.tensor(2, "dy");
+  const bool need_dx = a.boolean(3, "needDx"), has_bias = a.boolean(4, "hasBias");
+  const Ops& ops = a.same_device({x, w, dy});
+  a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " + shape_str(w->shape()) + " disagree on in_features");
+  a.expect(dy->shape() == with_last(x->shape(), w->shape()[0]), "dy " + shape_str(dy->shape()) + " does not match the output of x " + shape_str(x->shape()) + " and weight " + shape_str(w->shape()));
+  Obj dw = a.make(x, w->shape());
+  Napi::Value dx = a.env().Null(), db = a.env().Null();
+  TensorView dxv, dbv, dwv = view(dw);
+  if (need_dx) {
+    Obj o = a.make(x, x->shape());
+    dxv = view(o);
+    dx = o;
+  }
+  if (has_bias) {
+    Obj o = a.make(x, {w->shape()[0]});
+    dbv = view(o);
+    db = o;
+  }
+  ops.linear_backward(x->view(), w->view(), dy->view(), need_dx ? &dxv : nullptr, dwv, has_bias ? &dbv : nullptr);
+  return list(a.env(), {dx, dw, db});
+}
+
+// ---- layernorm -------------------------------------------------------------------------------------------------
+
+// layerNorm(x [..., D], weight [D], bias [D], eps) -> [y, mean [...], rstd [...]]
+Napi::Value layer_norm(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 1), *b = a.tensor(2, "bias", DType::F32, 1);
+  const double eps = a.number(3, "eps");
+  a.expect(eps >= 0, "eps must be non-negative");
+  const Ops& ops = a.same_device({x, w, b});
+  const int64_t D = x->shape().back();
+  a.expect(w->shape()[0] == D && b->shape()[0] == D, "weight " + shape_str(w->shape()) + " and bias " + shape_str(b->shape()) + " must be [" + std::to_string(D) + "] for x " + shape_str(x->shape()));
+  Shape rows = without_last(x->shape());
+  if (rows.empty()) rows = {1};
+  Obj y = a.make(x, x->shape()), mean = a.make(x, rows), rstd = a.make(x, rows);
+  TensorView yv = view(y), mv = view(mean), rv = view(rstd);
+  ops.layernorm_forward(x->view(), w->view(), b->view(), (float)eps, yv, mv, rv);
+  return list(a.env(), {y, mean, rstd});
+}
+
+// layerNormBackward(dy, x, weight, mean, rstd) -> [dx, dweight, dbias]
+Napi::Value layer_norm_backward(const Args& a) {
+  JsTensor *dy = a.tensor(0, "dy"), *x = a.tensor(1, "x"), *w = a.tensor(2, "weight", DType::F32, 1),
+           *mean = a.tensor(3, "mean"), *rstd = a.tensor(4, "rstd");
+  const Ops& ops = a.same_device({dy, x, w, mean, rstd});
+  expect_same_shape(a, dy, "dy", x, "x");
+  const int64_t D = x->shape().back(), R = shape_numel(x->shape()) / D;
+  a.expect(w->shape()[0] == D, "weight " + shape_str(w->shape()) + " must be [" + std::to_string(D) + "]");
+  a.expect(shape_numel(mean->shape()) == R && shape_numel(rstd->shape()) == R, "mean and rstd must hold one value per row of x " + shape_str(x->shape()));
+  Obj dx = a.make(x, x->shape()), dw = a.make(x, {D}), db = a.make(x, {D});
+  TensorView dxv = view(dx), dwv = view(dw), dbv = view(db);
+  ops.layernorm_backward(dy->view(), x->view(), w->view(), mean->view(), rstd->view(), dxv, dwv, dbv);
+  return list(a.env(), {dx, dw, db});
+}
+
+// ---- gelu ------------------------------------------------------------------------------------------------------
+
+Napi::Value gelu(const Args& a) {
+  JsTensor* x = a.tensor(0, "x");
+  const Ops& ops = a.same_device({x});
+  Obj y = a.make(x, x->shape());
+  TensorView yv = view(y);
+  ops.gelu_forward(x->view(), yv);
+  return y;
+}
+
+Napi::Value gelu_backward(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *dy = a.tensor(1, "dy");
+  const Ops& ops = a.same_device({x, dy});
+  expect_same_shape(a, x, "x", dy, "dy");
+  Obj dx = a.make(x, x->shape());
+  TensorView dxv = view(dx);
+  ops.gelu_backward(x->view(), dy->view(), dxv);
+  return dx;
+}
+
+// ---- attention -------------------------------------------------------------------------------------------------
+
+int64_t check_qkv(const Args& a, const JsTensor* qkv, int64_t heads) {
+  const Shape& s = qkv->shape();
+  a.expect(s[2] % 3 == 0, "qkv " + shape_str(s) + ": the last dimension must be 3 * dim");
+  const int64_t D = s[2] / 3;
+  a.expect(D % heads == 0, "qkv " + shape_str(s) + ": dim " + std::to_string(D) + " is not divisible by num_heads " + std::to_string(heads));
+  return D;
+}
+
+// attention(qkv [B, N, 3D], numHeads) -> [out [B, N, D], lse [B, H, N]]
+Napi::Value attention(const Args& a) {
+  JsTensor* qkv = a.tensor(0, "qkv", DType::F32, 3);
+  const int64_t H = a.integer(1, "numHeads", 1);
+  const Ops& ops = a.same_device({qkv});
+  const int64_t D = check_qkv(a, qkv, H), B = qkv->shape()[0], N = qkv->shape()[1];
+  Obj out = a.make(qkv, {B, N, D}), lse = a.make(qkv, {B, H, N});
+  TensorView ov = view(out), lv = view(lse);
+  ops.attention_forward(qkv->view(), (int)H, ov, lv);
+  return list(a.env(), {out, lse});
+}
+
+// attentionBackward(qkv, out, dout, lse, numHeads) -> dqkv
+Napi::Value attention_backward(const Args& a) {
+  JsTensor *qkv = a.tensor(0, "qkv", DType::F32, 3), *out = a.tensor(1, "out", DType::F32, 3),
+           *dout = a.tensor(2, "dout", DType::F32, 3), *lse = a.tensor(3, "lse", DType::F32, 3);
+  const int64_t H = a.integer(4, "numHeads", 1);
+  const Ops& ops = a.same_device({qkv, out, dout, lse});
+  const int64_t D = check_qkv(a, qkv, H), B = qkv->shape()[0], N = qkv->shape()[1];
+  a.expect(out->shape() == Shape{B, N, D}, "out " + shape_str(out->shape()) + " must be [B, N, D] for qkv " + shape_str(qkv->shape()));
+  expect_same_shape(a, dout, "dout", out, "out");
+  a.expect(lse->shape() == Shape{B, H, N}, "lse " + shape_str(lse->shape()) + " must be [B, numHeads, N]");
+  Obj dqkv = a.make(qkv, qkv->shape());
+  TensorView dv = view(dqkv);
+  ops.attention_backward(qkv->view(), out->view(), dout->view(), lse->view(), (int)H, dv);
+  return dqkv;
+}
+
+// ---- losses ----------------------------------------------------------------------------------------------------
+
+void check_mse(const Args& a, const JsTensor* pred, const JsTensor* target, const JsTensor* mask, bool norm_pix) {
+  expect_same_shape(a, pred, "pred", target, "target");
+  const Shape& s = pred->shape();
+  a.expect(mask->shape() == Shape{s[0], s[1]}, "mask " + shape_str(mask->shape()) + " must be [B, L] for pred " + shape_str(s));
+  if (norm_pix) a.expect(s[2] >= 2, "normPixLoss needs at least 2 values per patch, pred is " + shape_str(s));
+}
+
+// maskedMse(pred [B, L, P], target [B, L, P], mask [B, L], normPix) -> loss [1]
+Napi::Value masked_mse(const Args& a) {
+  JsTensor *pred = a.tensor(0, "pred", DType::F32, 3), *target = a.tensor(1, "target", DType::F32, 3),
+           *mask = a.tensor(2, "mask", DType::F32, 2);
+  const bool norm_pix = a.boolean(3, "normPix");
+  const Ops& ops = a.same_device({pred, target, mask});
+  check_mse(a, pred, target, mask, norm_pix);
+  Obj loss = a.make(pred, {1});
+  TensorView lv = view(loss);
+  ops.masked_mse_forward(pred->view(), target->view(), mask->view(), norm_pix, lv);
+  return loss;
+}
+
+Napi::Value masked_mse_backward(const Args& a) {
+  JsTensor *pred = a.tensor(0, "pred", DType::F32, 3), *target = a.tensor(1, "target", DType::F32, 3),
+           *mask = a.tensor(2, "mask", DType::F32, 2);
+  const bool norm_pix = a.boolean(3, "normPix");
+  JsTensor* dloss = a.tensor(4, "dloss");
+  const Ops& ops = a.same_device({pred, target, mask, dloss});
+  check_mse(a, pred, target, mask, norm_pix);
+  a.expect(shape_numel(dloss->shape()) == 1, "dloss must hold one value");
+  Obj dpred = a.make(pred, pred->shape());
+  TensorView dv = view(dpred);
+  ops.masked_mse_backward(pred->view(), target->view(), mask->view(), norm_pix, dloss->view(), dv);
+  return dpred;
+}
+
+JsTensor* ce_target(const Args& a, size_t i, const JsTensor* logits) {
+  if (i < a.info.Length() && a.info[i].IsObject() &&
+      a.info[i].As<Napi::Object>().InstanceOf(a.env().GetInstanceData<AddonData>()->tensor_ctor.Value()) &&
+      !JsTensor::Unwrap(a.info[i].As<Napi::Object>())->disposed() &&
+      JsTensor::Unwrap(a.info[i].As<Napi::Object>())->dtype() == DType::I32) {
+    JsTensor* t = a.tensor(i, "target", DType::I32, 1);
+    a.expect(t->shape()[0] == logits->shape()[0], "labels " + shape_str(t->shape()) + " must be [B] for logits " + shape_str(logits->shape()));
+    return t;
+  }
+  JsTensor* t = a.tensor(i, "target", DType::F32, 2);
+  expect_same_shape(a, t, "soft target", logits, "logits");
+  return t;
+}
+
+// crossEntropy(logits [B, C], target int32 [B] | float32 [B, C], smoothing) -> loss [1]
+Napi::Value cross_entropy(const Args& a) {
+  JsTensor* logits = a.tensor(0, "logits", DType::F32, 2);
+  JsTensor* target = ce_target(a, 1, logits);
+  const double s = a.number(2, "smoothing");
+  a.expect(s >= 0 && s < 1, "smoothing must be in [0, 1)");
+  const Ops& ops = a.same_device({logits, target});
+  Obj loss = a.make(logits, {1});
+  TensorView lv = view(loss);
+  ops.cross_entropy_forward(logits->view(), target->view(), (float)s, lv);
+  return loss;
+}
+
+Napi::Value cross_entropy_backward(const Args& a) {
+  JsTensor* logits = a.tensor(0, "logits", DType::F32, 2);
+  JsTensor* target = ce_target(a, 1, logits);
+  const double s = a.number(2, "smoothing");
+  a.expect(s >= 0 && s < 1, "smoothing must be in [0, 1)");
+  JsTensor* dloss = a.tensor(3, "dloss");
+  a.expect(shape_numel(dloss->shape()) == 1, "dloss must hold one value");
+  const Ops& ops = a.same_device({logits, target, dloss});
+  Obj d = a.make(logits, logits->shape());
+  TensorView dv = view(d);
+  ops.cross_entropy_backward(logits->view(), target->view(), (float)s, dloss->view(), dv);
+  return d;
+}
+
+// ---- batchnorm -------------------------------------------------------------------------------------------------
+
+// batchNorm(x [B, F], runningMean [F], runningVar [F], training, momentum, eps) -> [y, rstd]
+Napi::Value batch_norm(const Args& a) {
+  JsTensor *x = a.tensor(0, "x", DType::F32, 2), *rm = a.tensor(1, "runningMean", DType::F32, 1),
+           *rv = a.tensor(2, "runningVar", DType::F32, 1);
+  const bool training = a.boolean(3, "training");
+  const double momentum = a.number(4, "momentum"), eps = a.number(5, "eps");
+  const Ops& ops = a.same_device({x, rm, rv});
+  const int64_t F = x->shape()[1];
+  a.expect(rm->shape()[0] == F && rv->shape()[0] == F, "running statistics must be [" + std::to_string(F) + "] for x " + shape_str(x->shape()));
+  a.expect(!training || x->shape()[0] > 1, "training needs more than one value per feature, x is " + shape_str(x->shape()));
+  Obj y = a.make(x, x->shape()), rstd = a.make(x, {F});
+  TensorView yv = view(y), sv = view(rstd), rmv = rm->view(), rvv = rv->view();
+  ops.batchnorm_forward(x->view(), rmv, rvv, training, (float)momentum, (float)eps, yv, sv);
+  return list(a.env(), {y, rstd});
+}
+
+Napi::Value batch_norm_backward(const Args& a) {
+  JsTensor *dy = a.tensor(0, "dy", DType::F32, 2), *y = a.tensor(1, "y", DType::F32, 2), *rstd = a.tensor(2, "rstd", DType::F32, 1);
+  const bool training = a.boolean(3, "training");
+  const Ops& ops = a.same_device({dy, y, rstd});
+  expect_same_shape(a, dy, "dy", y, "y");
+  a.expect(rstd->shape()[0] == y->shape()[1], "rstd " + shape_str(rstd->shape()) + " must be [F] for y " + shape_str(y->shape()));
+  Obj dx = a.make(y, y->shape());
+  TensorView dv = view(dx);
+  ops.batchnorm_backward(dy->view(), y->view(), rstd->view(), training, dv);
+  return dx;
+}
+
+// ---- tokens ----------------------------------------------------------------------------------------------------
+
+// gatherRows(x [B, N, D], idx int32 [B, K]) -> [B, K, D]
+Napi::Value gather_rows(const Args& a) {
+  JsTensor *x = a.tensor(0, "x", DType::F32, 3), *idx = a.tensor(1, "index", DType::I32, 2);
+  const Ops& ops = a.same_device({x, idx});
+  a.expect(idx->shape()[0] == x->shape()[0], "index " + shape_str(idx->shape()) + " and x " + shape_str(x->shape()) + " disagree on the batch size");
+  Obj y = a.make(x, {x->shape()[0], idx->shape()[1], x->shape()[2]});
+  TensorView yv = view(y);
+  ops.gather_rows(x->view(), idx->view(), yv);
+  return y;
+}
+
+// scatterAddRows(dy [B, K, D], idx int32 [B, K], n) -> [B, n, D]
+Napi::Value scatter_add_rows(const Args& a) {
+  JsTensor *dy = a.tensor(0, "dy", DType::F32, 3), *idx = a.tensor(1, "index", DType::I32, 2);
+  const int64_t n = a.integer(2, "n", 1);
+  const Ops& ops = a.same_device({dy, idx});
+  a.expect(idx->shape()[0] == dy->shape()[0] && idx->shape()[1] == dy->shape()[1], "index " + shape_str(idx->shape()) + " must be [B, K] for dy " + shape_str(dy->shape()));
+  Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[2]});
+  TensorView dv = view(dx);
+  ops.scatter_add_rows(dy->view(), idx->view(), dv);
+  return dx;
+}
+
+// catTokens(a [Ba, Na, D], b [Bb, Nb, D]) -> [B, Na + Nb, D]; a batch of 1 broadcasts
+Napi::Value cat_tokens(const Args& a) {
+  JsTensor *x = a.tensor(0, "a", DType::F32, 3), *y = a.tensor(1, "b", DType::F32, 3);
+  const Ops& ops = a.same_device({x, y});
+  const Shape &sa = x->shape(), &sb = y->shape();
+  a.expect(sa[2] == sb[2], "a " + shape_str(sa) + " and b " + shape_str(sb) + " disagree on the width");
+  a.expect(sa[0] == sb[0] || sa[0] == 1 || sb[0] == 1, "a " + shape_str(sa) + " and b " + shape_str(sb) + " have batch sizes that do not broadcast");
+  Obj out = a.make(x, {std::max(sa[0], sb[0]), sa[1] + sb[1], sa[2]});
+  TensorView ov = view(out);
+  ops.cat_tokens(x->view(), y->view(), ov);
+  return out;
+}
+
+// sliceTokens(x [B, N, D], start, len) -> [B, len, D]
+Napi::Value slice_tokens(const Args& a) {
+  JsTensor* x = a.tensor(0, "x", DType::F32, 3);
+  const int64_t start = a.integer(1, "start", 0), len = a.integer(2, "length", 1);
+  const Ops& ops = a.same_device({x});
+  a.expect(start + len <= x->shape()[1], "tokens " + std::to_string(start) + " .. " + std::to_string(start + len) + " are outside x " + shape_str(x->shape()));
+  Obj y = a.make(x, {x->shape()[0], len, x->shape()[2]});
+  TensorView yv = view(y);
+  ops.slice_tokens(x->view(), start, yv);
+  return y;
+}
+
+// ---- elementwise -----------------------------------------------------------------------------------------------
+
+// b repeats over a when b's shape, without leading ones, is a suffix of a's shape
+void check_repeat(const Args& a, const JsTensor* x, const JsTensor* b) {
+  const Shape &sa = x->shape(), &sb = b->shape();
+  size_t k = 0;
+  while (k < sb.size() && sb[k] == 1 && sb.size() - k > 0) k++;
+  bool ok = sb.size() - k <= sa.size();
+  for (size_t i = k; ok && i < sb.size(); i++) ok = sb[i] == sa[sa.size() - (sb.size() - i)];
+  a.expect(ok, "b " + shape_str(sb) + " does not broadcast over a " + shape_str(sa));
+}
+
+template <void (*Ops::*Fn)(const TensorView&, const TensorView&, TensorView&)>
+Napi::Value binary(const Args& a) {
+  JsTensor *x = a.tensor(0, "a"), *b = a.tensor(1, "b");
+  const Ops& ops = a.same_device({x, b});
+  check_repeat(a, x, b);
+  Obj y = a.make(x, x->shape());
+  TensorView yv = view(y);
+  (ops.*Fn)(x->view(), b->view(), yv);
+  return y;
+}
+
+// sumTo(x, shape) -> y of `shape`, summing the repeats of a broadcast operand
+Napi::Value sum_to(const Args& a) {
+  JsTensor* x = a.tensor(0, "x");
+  Shape s = a.shape(1, "shape");
+  const Ops& ops = a.same_device({x});
+  const int64_t n = shape_numel(s);
+  a.expect(n > 0 && shape_numel(x->shape()) % n == 0, "cannot sum x " + shape_str(x->shape()) + " to " + shape_str(s));
+  Obj y = a.make(x, s);
+  TensorView yv = view(y);
+  ops.sum_to(x->view(), yv);
+  return y;
+}
+
+// axpby(alpha, x, beta, y): y = alpha x + beta y in place
+Napi::Value axpby(const Args& a) {
+  const double alpha = a.number(0, "alpha");
+  JsTensor* x = a.tensor(1, "x");
+  const double beta = a.number(2, "beta");
+  JsTensor* y = a.tensor(3, "y");
+  const Ops& ops = a.same_device({x, y});
+  a.expect(shape_numel(x->shape()) == shape_numel(y->shape()), "x " + shape_str(x->shape()) + " and y " + shape_str(y->shape()) + " differ in size");
+  TensorView yv = y->view();
+  ops.axpby((float)alpha, x->view(), (float)beta, yv);
+  return a.env().Undefined();
+}
+
+// sum(x, scale) -> [1]
+Napi::Value sum(const Args& a) {
+  JsTensor* x = a.tensor(0, "x");
+  const double scale = a.number(1, "scale");
+  const Ops& ops = a.same_device({x});
+  Obj y = a.make(x, {1});
+  TensorView yv = view(y);
+  ops.sum(x->view(), (float)scale, yv);
+  return y;
+}
+
+// meanTokens(x [B, N, D]) -> [B, D]
+Napi::Value mean_tokens(const Args& a) {
+  JsTensor* x = a.tensor(0, "x", DType::F32, 3);
+  const Ops& ops = a.same_device({x});
+  Obj y = a.make(x, {x->shape()[0], x->shape()[2]});
+  TensorView yv = view(y);
+  ops.mean_tokens(x->view(), yv);
+  return y;
+}
+
+// meanTokensBackward(dy [B, D], n) -> [B, n, D]
+Napi::Value mean_tokens_backward(const Args& a) {
+  JsTensor* dy = a.tensor(0, "dy", DType::F32, 2);
+  const int64_t n = a.integer(1, "n", 1);
+  const Ops& ops = a.same_device({dy});
+  Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[1]});
+  TensorView dv = view(dx);
+  ops.mean_tokens_backward(dy->view(), dv);
+  return dx;
+}
+
+// fill(y, value) in place
+Napi::Value fill(const Args& a) {
+  JsTensor* y = a.tensor(0, "y");
+  const double v = a.number(1, "value");
+  const Ops& ops = a.same_device({y});
+  TensorView yv = y->view();
+  ops.fill(yv, (float)v);
+  return a.env().Undefined();
+}
+
+// ---- patch -----------------------------------------------------------------------------------------------------
+
+// patchify(imgs [B, C, H, W], p, hwc) -> [B, L, p*p*C]
+Napi::Value patchify(const Args& a) {
+  JsTensor* imgs = a.tensor(0, "imgs", DType::F32, 4);
+  const int64_t p = a.integer(1, "patchSize", 1);
+  const bool hwc = a.boolean(2, "hwc");
+  const Ops& ops = a.same_device({imgs});
+  const Shape& s = imgs->shape();
+  a.expect(s[2] % p == 0 && s[3] % p == 0, "image size " + std::to_string(s[2]) + "x" + std::to_string(s[3]) + " of imgs " + shape_str(s) + " is not divisible by the patch size " + std::to_string(p));
+  Obj x = a.make(imgs, {s[0], (s[2] / p) * (s[3] / p), p * p * s[1]});
+  TensorView xv = view(x);
+  ops.patchify(imgs->view(), (int)p, hwc, xv);
+  return x;
+}
+
+// unpatchify(x [B, L, p*p*C], p, hwc, [C, H, W]) -> [B, C, H, W]
+Napi::Value unpatchify(const Args& a) {
+  JsTensor* x = a.tensor(0, "x", DType::F32, 3);
+  const int64_t p = a.integer(1, "patchSize", 1);
+  const bool hwc = a.boolean(2, "hwc");
+  Shape chw = a.shape(3, "imageShape");
+  const Ops& ops = a.same_device({x});
+  a.expect(chw.size() == 3, "imageShape must be [C, H, W]");
+  const int64_t C = chw[0], H = chw[1], W = chw[2];
+  a.expect(C > 0 && H % p == 0 && W % p == 0 && H > 0 && W > 0, "image shape " + shape_str(chw) + " is not divisible into patches of " + std::to_string(p));
+  a.expect(x->shape()[1] == (H / p) * (W / p) && x->shape()[2] == p * p * C, "x " + shape_str(x->shape()) + " does not hold patches of images " + shape_str(chw) + " with patch size " + std::to_string(p));
+  Obj imgs = a.make(x, {x->shape()[0], C, H, W});
+  TensorView iv = view(imgs);
+  ops.unpatchify(x->view(), (int)p, hwc, iv);
+  return imgs;
+}
+
+// ---- adamw -----------------------------------------------------------------------------------------------------
+
+// adamwStep(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step): in place
+Napi::Value adamw_step(const Args& a) {
+  JsTensor *p = a.tensor(0, "param"), *g = a.tensor(1, "grad"), *m = a.tensor(2, "m"), *v = a.tensor(3, "v");
+  const double lr = a.number(4, "lr"), b1 = a.number(5, "beta1"), b2 = a.number(6, "beta2"), eps = a.number(7, "eps"),
+               wd = a.number(8, "weightDecay");
+  const int64_t step = a.integer(9, "step", 1);
+  const Ops& ops = a.same_device({p, g, m, v});
+  expect_same_shape(a, g, "grad", p, "param");
+  expect_same_shape(a, m, "m", p, "param");
+  expect_same_shape(a, v, "v", p, "param");
+  a.expect(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, "betas must be in [0, 1)");
+  TensorView pv = p->view(), mv = m->view(), vv = v->view();
+  ops.adamw_step(pv, g->view(), mv, vv, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step);
+  return a.env().Undefined();
+}
+
+// ---- registration ----------------------------------------------------------------------------------------------
+
+const Entry entries[] = {
+    {"linear", linear},
+    {"linearBackward", linear_backward},
+    {"layerNorm", layer_norm},
+    {"layerNormBackward", layer_norm_backward},
+    {"gelu", gelu},
+    {"geluBackward", gelu_backward},
+    {"attention", attention},
+    {"attentionBackward", attention_backward},
+    {"maskedMse", masked_mse},
+    {"maskedMseBackward", masked_mse_backward},
+    {"crossEntropy", cross_entropy},
+    {"crossEntropyBackward", cross_entropy_backward},
+    {"batchNorm", batch_norm},
+    {"batchNormBackward", batch_norm_backward},
+    {"gatherRows", gather_rows},
+    {"scatterAddRows", scatter_add_rows},
+    {"catTokens", cat_tokens},
+    {"sliceTokens", slice_tokens},
+    {"add", binary<&Ops::add>},
+    {"mul", binary<&Ops::mul>},
+    {"sumTo", sum_to},
+    {"axpby", axpby},
+    {"sum", sum},
+    {"meanTokens", mean_tokens},
+    {"meanTokensBackward", mean_tokens_backward},
+    {"fill", fill},
+    {"patchify", patchify},
+    {"unpatchify", unpatchify},
+    {"adamwStep", adamw_step},
+};
+
+}  // namespace
+
+namespace {
+Napi::Value dispatch(const Napi::CallbackInfo& info) {
+  const Entry* e = static_cast<const Entry*>(info.Data());
+  try {
+    return e->fn(Args{info, e->name});
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const Error& err) {
+    const std::string msg = err.what();
+    // kernel errors that do not name the op yet get its name
+    throw Napi::Error::New(info.Env(), msg.rfind(e->name, 0) == 0 ? msg : std::string(e->name) + ": " + msg);
+  } catch (const std::exception& err) {
+    throw Napi::Error::New(info.Env(), std::string(e->name) + ": " + err.what());
+  }
+}
+
+}  // namespace
+
+void register_entries(Napi::Env env, Napi::Object exports, const Entry* list, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    exports.Set(list[i].name, Napi::Function::New(env, dispatch, list[i].name, const_cast<Entry*>(&list[i])));
+}
+
+void register_ops(Napi::Env env, Napi::Object exports) {
+  register_entries(env, exports, entries, sizeof(entries) / sizeof(entries[0]));
+}
+
+}  // namespace mae

@@ -1,0 +1,83 @@
+// CPU caching allocator: 64-byte aligned blocks, sizes rounded up to a size class (multiples of 256 bytes up to
+// 1 MiB, then of 1/8 of the next power of two), freed blocks kept per size class and handed out again. A mutex
+// makes it safe from worker threads.
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "../core/error.h"
+#include "cpu.h"
+
+namespace mae::cpu {
+namespace {
+
+std::mutex mu;
+std::map<size_t, std::vector<void*>> cache;  // size class -> free blocks
+AllocatorStats st;
+
+size_t size_class(size_t bytes) {
+  if (bytes <= (1u << 20)) return (bytes + 255) / 256 * 256;
+  size_t p = 1;
+  while (p < bytes) p <<= 1;
+  size_t step = p / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+void* cpu_alloc(size_t bytes) {
+  size_t cls = size_class(bytes == 0 ? 1 : bytes);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(cls);
+    if (it != cache.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      st.cached_bytes -= cls;
+      st.allocated_bytes += cls;
+      if (st.allocated_bytes > st.peak_bytes) st.peak_bytes = st.allocated_bytes;
+      return p;
+    }
+  }
+  void* p = std::aligned_alloc(64, cls);
+  if (!p) {
+    // give the cache back to the system and try once more
+    cpu::allocator.empty_cache();
+    p = std::aligned_alloc(64, cls);
+  }
+  if (!p) throw Error("out of memory: could not allocate " + std::to_string(cls) + " bytes on the CPU");
+  std::lock_guard<std::mutex> lock(mu);
+  st.allocated_bytes += cls;
+  if (st.allocated_bytes > st.peak_bytes) st.peak_bytes = st.allocated_bytes;
+  return p;
+}
+
+void cpu_free(void* p, size_t bytes) {
+  if (!p) return;
+  size_t cls = size_class(bytes == 0 ? 1 : bytes);
+  std::lock_guard<std::mutex> lock(mu);
+  cache[cls].push_back(p);
+  st.allocated_bytes -= cls;
+  st.cached_bytes += cls;
+}
+
+void cpu_empty_cache() {
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& [cls, blocks] : cache)
+    for (void* p : blocks) std::free(p);
+  cache.clear();
+  st.cached_bytes = 0;
+}
+
+AllocatorStats cpu_stats() {
+  std::lock_guard<std::mutex> lock(mu);
+  return st;
+}
+
+}  // namespace
+
+const Allocator allocator = {cpu_alloc, cpu_free, cpu_empty_cache, cpu_stats};
+
+void copy_bytes(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+
+}  // namespace mae::cpu

@@ -1,0 +1,68 @@
+// BatchNorm1d without affine over the batch axis (the linear-probing head's BatchNorm):
+//   x [B, F]. training: mean, var (biased) over B; y = (x - mean) * rstd, rstd = 1 / sqrt(var + eps);
+//   running_mean/var <- (1 - momentum) * running + momentum * (mean, var * B / (B - 1)), as PyTorch.
+//   eval: y = (x - running_mean) / sqrt(running_var + eps).
+//   backward, training: dx = rstd * (dy - mean_B(dy) - y * mean_B(dy * y)); eval: dx = dy * rstd.
+#include <cmath>
+#include <vector>
+
+#include "cpu.h"
+
+namespace mae::cpu {
+
+void batchnorm_forward(const TensorView& x, TensorView& running_mean, TensorView& running_var, bool training,
+                       float momentum, float eps, TensorView& y, TensorView& rstd) {
+  const int64_t B = x.dim(0), F = x.dim(1);
+  const float* X = x.f32();
+  float *Y = y.f32(), *RS = rstd.f32(), *RM = running_mean.f32(), *RV = running_var.f32();
+  std::vector<double> mean(F, 0.0), var(F, 0.0);
+  if (training) {
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t f = 0; f < F; f++) mean[f] += X[b * F + f];
+    for (int64_t f = 0; f < F; f++) mean[f] /= B;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t f = 0; f < F; f++) var[f] += (X[b * F + f] - mean[f]) * (X[b * F + f] - mean[f]);
+    for (int64_t f = 0; f < F; f++) {
+      var[f] /= B;
+      const double unbiased = B > 1 ? var[f] * B / (B - 1) : var[f];
+      RM[f] = (float)((1.0 - momentum) * RM[f] + momentum * mean[f]);
+      RV[f] = (float)((1.0 - momentum) * RV[f] + momentum * unbiased);
+    }
+  } else {
+    for (int64_t f = 0; f < F; f++) {
+      mean[f] = RM[f];
+      var[f] = RV[f];
+    }
+  }
+  for (int64_t f = 0; f < F; f++) RS[f] = (float)(1.0 / std::sqrt(var[f] + eps));
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t f = 0; f < F; f++) Y[b * F + f] = (float)((X[b * F + f] - mean[f]) * RS[f]);
+}
+
+void batchnorm_backward(const TensorView& dy, const TensorView& y, const TensorView& rstd, bool training,
+                        TensorView& dx) {
+  const int64_t B = dy.dim(0), F = dy.dim(1);
+  const float *DY = dy.f32(), *Y = y.f32(), *RS = rstd.f32();
+  float* DX = dx.f32();
+  std::vector<double> mdy(F, 0.0), mdyy(F, 0.0);
+  if (training) {
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t f = 0; f < F; f++) {
+        mdy[f] += DY[b * F + f];
+        mdyy[f] += DY[b * F + f] * Y[b * F + f];
+      }
+    for (int64_t f = 0; f < F; f++) {
+      mdy[f] /= B;
+      mdyy[f] /= B;
+    }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t f = 0; f < F; f++) {
+      const int64_t i = b * F + f;
+      DX[i] = (float)(RS[f] * (DY[i] - mdy[f] - Y[i] * mdyy[f]));
+    }
+}
+
+}  // namespace mae::cpu

@@ -1,0 +1,119 @@
+// Elementwise ops and reductions on contiguous float32 tensors:
+//   add, mul:      y = a (+|*) b, b repeating over a (b.numel divides a.numel: a bias [D] or a table [1, L, D])
+//   sum_to:        y[j] = sum_i x[i * n + j], n = y.numel (the gradient of a repeated operand)
+//   axpby:         y = alpha x + beta y (beta = 0 overwrites, so garbage in y never leaks through)
+//   sum:           y[0] = scale * sum(x), accumulated in double
+//   mean_tokens:   x [B, N, D] -> y [B, D], the mean over N; backward spreads dy / N over the N tokens
+//   fill:          y = value
+#include <cstring>
+
+#include "cpu.h"
+
+namespace mae::cpu {
+
+namespace {
+template <typename F>
+void broadcast(const TensorView& a, const TensorView& b, TensorView& y, F f) {
+  const int64_t n = a.numel(), nb = b.numel();
+  const float *A = a.f32(), *Bp = b.f32();
+  float* Y = y.f32();
+  if (nb == n) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) Y[i] = f(A[i], Bp[i]);
+    return;
+  }
+  const int64_t outer = n / nb;
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < outer; o++) {
+    const float* ar = A + o * nb;
+    float* yr = Y + o * nb;
+#pragma omp simd
+    for (int64_t j = 0; j < nb; j++) yr[j] = f(ar[j], Bp[j]);
+  }
+}
+}  // namespace
+
+void add(const TensorView& a, const TensorView& b, TensorView& y) {
+  broadcast(a, b, y, [](float u, float v) { return u + v; });
+}
+
+void mul(const TensorView& a, const TensorView& b, TensorView& y) {
+  broadcast(a, b, y, [](float u, float v) { return u * v; });
+}
+
+void sum_to(const TensorView& x, TensorView& y) {
+  const int64_t n = y.numel(), outer = x.numel() / n;
+  const float* X = x.f32();
+  float* Y = y.f32();
+  // columns split across threads in blocks of 64; each thread walks all rows for its block
+  const int64_t nblk = (n + 63) / 64;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    const int64_t j0 = blk * 64, j1 = j0 + 64 < n ? j0 + 64 : n;
+    float acc[64] = {0};
+    for (int64_t o = 0; o < outer; o++) {
+      const float* row = X + o * n;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; j++) acc[j - j0] += row[j];
+    }
+    for (int64_t j = j0; j < j1; j++) Y[j] = acc[j - j0];
+  }
+}
+
+void axpby(float alpha, const TensorView& x, float beta, TensorView& y) {
+  const int64_t n = x.numel();
+  const float* X = x.f32();
+  float* Y = y.f32();
+  if (beta == 0.0f) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) Y[i] = alpha * X[i];
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) Y[i] = alpha * X[i] + beta * Y[i];
+  }
+}
+
+void sum(const TensorView& x, float scale, TensorView& y) {
+  const int64_t n = x.numel();
+  const float* X = x.f32();
+  double s = 0.0;
+#pragma omp parallel for simd reduction(+ : s) schedule(static)
+  for (int64_t i = 0; i < n; i++) s += X[i];
+  y.f32()[0] = (float)(s * scale);
+}
+
+void mean_tokens(const TensorView& x, TensorView& y) {
+  const int64_t B = x.dim(0), N = x.dim(1), D = x.dim(2);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; b++) {
+    float* yr = y.f32() + b * D;
+    for (int64_t d = 0; d < D; d++) yr[d] = 0.0f;
+    for (int64_t n = 0; n < N; n++) {
+      const float* xr = x.f32() + (b * N + n) * D;
+#pragma omp simd
+      for (int64_t d = 0; d < D; d++) yr[d] += xr[d];
+    }
+    for (int64_t d = 0; d < D; d++) yr[d] /= N;
+  }
+}
+
+void mean_tokens_backward(const TensorView& dy, TensorView& dx) {
+  const int64_t B = dx.dim(0), N = dx.dim(1), D = dx.dim(2);
+  const float inv = 1.0f / N;
+#pragma omp parallel for schedule(static)
+  for (int64_t bn = 0; bn < B * N; bn++) {
+    const float* g = dy.f32() + (bn / N) * D;
+    float* dst = dx.f32() + bn * D;
+#pragma omp simd
+    for (int64_t d = 0; d < D; d++) dst[d] = g[d] * inv;
+  }
+}
+
+void fill(TensorView& y, float value) {
+  const int64_t n = y.numel();
+  float* Y = y.f32();
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) Y[i] = value;
+}
+
+}  // namespace mae::cpu
