@@ -1,0 +1,124 @@
+/**
+ * Reverse-mode autograd on a tape of nodes. Each differentiable op calls `record` once with its inputs, output,
+ * the tensors its backward needs, and a backward function that maps the output gradient to input gradients.
+ * `backward(loss)` walks the nodes in reverse topological order, accumulates gradients into `.grad` of leaf
+ * tensors that require them (adding to an existing `.grad`), and frees the graph's saved tensors.
+ */
+import { native } from './native.js';
+import { Tensor, shapeStr } from './tensor.js';
+
+export interface GradNode {
+  op: string;
+  inputs: (Tensor | null)[];
+  /** Tensors only the backward uses (statistics, indices); disposed after backward. */
+  saved: Tensor[];
+  /** Gradients for `inputs`, in order (null where an input needs none). */
+  backward: (dy: Tensor) => (Tensor | null)[];
+}
+
+let gradEnabled = true;
+
+/** Runs `fn` without recording gradients (inference, optimizer updates). */
+export function noGrad<R>(fn: () => R): R {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Makes `output` differentiable when recording is on and an input requires grad; returns output. */
+export function record(
+  op: string,
+  inputs: (Tensor | null)[],
+  output: Tensor,
+  backward: GradNode['backward'],
+  saved: Tensor[] = [],
+): Tensor {
+  if (gradEnabled && inputs.some((t) => t !== null && t.requiresGrad)) {
+    output.requiresGrad = true;
+    output.node = { op, inputs, saved, backward };
+  } else {
+    for (const s of saved) s.dispose();
+  }
+  return output;
+}
+
+export function backward(root: Tensor, grad?: Tensor): void {
+  if (!root.requiresGrad) throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad`);
+  if (!grad && root.size !== 1)
+    throw new Error(`backward: tensor ${shapeStr(root.shape)} is not a scalar; pass the gradient of the output`);
+  if (grad && grad.size !== root.size)
+    throw new Error(`backward: gradient ${shapeStr(grad.shape)} does not match tensor ${shapeStr(root.shape)}`);
+
+  // reverse topological order of the nodes reachable from root (iterative DFS)
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i];
+      if (next && next.requiresGrad && !seen.has(next)) {
+        seen.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(root, grad ? new Tensor(native.clone(grad.handle)) : Tensor.ones(root.shape));
+  for (let k = order.length - 1; k >= 0; k--) {
+    const t = order[k]!;
+    const g = grads.get(t);
+    if (!g) continue;
+    grads.delete(t);
+    if (!t.node) {
+      // a leaf: accumulate into .grad, which the leaf owns
+      if (t.grad) {
+        native.axpby(1, g.handle, 1, t.grad.handle);
+        g.dispose();
+      } else {
+        t.grad = g.keep();
+      }
+      continue;
+    }
+    const node = t.node;
+    const gin = node.backward(g);
+    g.dispose();
+    node.inputs.forEach((inp, j) => {
+      const gi = gin[j];
+      if (!gi) return;
+      if (!inp || !inp.requiresGrad) {
+        gi.dispose();
+        return;
+      }
+      const prev = grads.get(inp);
+      if (prev) {
+        native.axpby(1, gi.handle, 1, prev.handle);
+        gi.dispose();
+      } else {
+        grads.set(inp, gi);
+      }
+    });
+    for (const s of node.saved) s.dispose();
+    node.saved = [];
+    node.backward = () => {
+      throw new Error(`backward: the graph through ${node.op} has already been used; run the forward pass again`);
+    };
+  }
+  for (const g of grads.values()) g.dispose();
+}

@@ -1,0 +1,78 @@
+/**
+ * Elementwise ops and reductions.
+ * add / mul (a, b): b repeats over a when its shape, without leading ones, is a suffix of a's shape (a bias [D],
+ *   a position table [1, L, D]); the gradient of b sums the repeats.
+ * scale(x, s) = s x;  sum(x) and mean(x) -> [1];  meanTokens(x [B, N, D]) -> [B, D];  reshape (a view).
+ */
+import { record } from '../autograd.js';
+import { native } from '../native.js';
+import { Tensor } from '../tensor.js';
+
+/** A new tensor of `shape`: dy summed over the repeats when the operand was repeated, else a view of dy. */
+function reduceTo(dy: Tensor, shape: readonly number[]): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n === dy.size) return reshapeRaw(dy, shape);
+  return new Tensor(native.sumTo(dy.handle, shape.slice()));
+}
+
+function reshapeRaw(x: Tensor, shape: readonly number[]): Tensor {
+  return new Tensor(x.handle.reshape(shape.slice()));
+}
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  const y = new Tensor(native.add(a.handle, b.handle));
+  return record('add', [a, b], y, (dy) => [
+    a.requiresGrad ? reshapeRaw(dy, a.shape) : null,
+    b.requiresGrad ? reduceTo(dy, b.shape) : null,
+  ]);
+}
+
+export function mul(a: Tensor, b: Tensor): Tensor {
+  const y = new Tensor(native.mul(a.handle, b.handle));
+  return record('mul', [a, b], y, (dy) => {
+    const da = a.requiresGrad ? new Tensor(native.mul(dy.handle, b.handle)) : null;
+    let db: Tensor | null = null;
+    if (b.requiresGrad) {
+      const full = new Tensor(native.mul(dy.handle, a.handle));
+      db = reduceTo(full, b.shape);
+      full.dispose();
+    }
+    return [da, db];
+  });
+}
+
+export function scale(x: Tensor, s: number): Tensor {
+  const y = new Tensor(native.clone(x.handle));
+  native.axpby(s, x.handle, 0, y.handle);
+  return record('scale', [x], y, (dy) => {
+    const dx = new Tensor(native.clone(dy.handle));
+    native.axpby(s, dy.handle, 0, dx.handle);
+    return [dx];
+  });
+}
+
+export function sum(x: Tensor): Tensor {
+  return record('sum', [x], new Tensor(native.sum(x.handle, 1)), (dy) => [spread(dy, x.shape, 1)]);
+}
+
+export function mean(x: Tensor): Tensor {
+  const n = x.size;
+  return record('mean', [x], new Tensor(native.sum(x.handle, 1 / n)), (dy) => [spread(dy, x.shape, 1 / n)]);
+}
+
+/** a tensor of `shape` filled with dy[0] * s */
+function spread(dy: Tensor, shape: readonly number[], s: number): Tensor {
+  return Tensor.full(shape, dy.item() * s);
+}
+
+export function meanTokens(x: Tensor): Tensor {
+  const n = x.shape[1]!;
+  return record('meanTokens', [x], new Tensor(native.meanTokens(x.handle)), (dy) => [
+    new Tensor(native.meanTokensBackward(dy.handle, n)),
+  ]);
+}
+
+/** A view of x with another shape of the same size (shares storage). */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  return record('reshape', [x], reshapeRaw(x, shape), (dy) => [reshapeRaw(dy, x.shape)]);
+}

@@ -1,0 +1,26 @@
+/**
+ * patchify(imgs [B, C, H, W], p, order) -> [B, L, p*p*C], L = (H/p)(W/p), patches row-major over the grid.
+ * order 'hwc' is the official patchify (row, col, channel; channel fastest), the layout of the loss target and of
+ * pred; 'chw' is (channel, row, col), the layout of the patch-embedding conv weight [D, C, p, p] viewed [D, C*p*p].
+ * unpatchify is the inverse, given the image shape [C, H, W].
+ */
+import { record } from '../autograd.js';
+import { native } from '../native.js';
+import { Tensor } from '../tensor.js';
+
+export type PatchOrder = 'hwc' | 'chw';
+
+export function patchify(imgs: Tensor, p: number, order: PatchOrder = 'hwc'): Tensor {
+  const hwc = order === 'hwc';
+  const [, C, H, W] = imgs.shape as [number, number, number, number];
+  return record('patchify', [imgs], new Tensor(native.patchify(imgs.handle, p, hwc)), (dy) => [
+    new Tensor(native.unpatchify(dy.handle, p, hwc, [C, H, W])),
+  ]);
+}
+
+export function unpatchify(x: Tensor, p: number, imageShape: readonly [number, number, number], order: PatchOrder = 'hwc'): Tensor {
+  const hwc = order === 'hwc';
+  return record('unpatchify', [x], new Tensor(native.unpatchify(x.handle, p, hwc, imageShape.slice())), (dy) => [
+    new Tensor(native.patchify(dy.handle, p, hwc)),
+  ]);
+}

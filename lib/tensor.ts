@@ -1,0 +1,203 @@
+/**
+ * Tensor: a handle on native storage with a shape and a dtype, plus the autograd fields (requiresGrad, grad, the
+ * node that made it). Memory is explicit: `dispose()` frees it now, `tidy(fn)` frees every tensor made inside
+ * `fn` except what `fn` returns; a tensor nobody disposes is freed when it is garbage-collected.
+ */
+import { backward as runBackward, type GradNode } from './autograd.js';
+import { native, type NativeTensor } from './native.js';
+
+export type DType = 'float32' | 'int32';
+
+/** The scopes opened by `tidy`, innermost last. A tensor belongs to at most one. */
+const scopes: Set<Tensor>[] = [];
+
+export class Tensor {
+  private h: NativeTensor | null;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** Leaf tensors with requiresGrad receive `.grad` from `backward()`. */
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  /** The autograd node that produced this tensor (null for leaves and outside recording). */
+  node: GradNode | null = null;
+  private scope: Set<Tensor> | null = null;
+
+  /** Wraps a native handle; the tensor joins the innermost `tidy` scope. */
+  constructor(handle: NativeTensor) {
+    this.h = handle;
+    this.shape = Object.freeze(handle.shape.slice());
+    this.dtype = handle.dtype === 'int32' ? 'int32' : 'float32';
+    const s = scopes[scopes.length - 1];
+    if (s) {
+      s.add(this);
+      this.scope = s;
+    }
+  }
+
+  /** A tensor holding a copy of `data` in the given shape (float32 unless data is an Int32Array or dtype says). */
+  static fromArray(
+    data: ArrayLike<number> | Float32Array | Int32Array,
+    shape: readonly number[],
+    opts: { dtype?: DType; requiresGrad?: boolean } = {},
+  ): Tensor {
+    const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
+    const typed =
+      dtype === 'int32'
+        ? data instanceof Int32Array
+          ? data
+          : Int32Array.from(data)
+        : data instanceof Float32Array
+          ? data
+          : Float32Array.from(data);
+    const t = new Tensor(native.fromArray(typed, shape.slice()));
+    if (opts.requiresGrad) t.requiresGrad = true;
+    return t;
+  }
+
+  static full(shape: readonly number[], value: number, dtype: DType = 'float32'): Tensor {
+    return new Tensor(native.full(shape.slice(), value, dtype));
+  }
+
+  static zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
+    return Tensor.full(shape, 0, dtype);
+  }
+
+  static ones(shape: readonly number[]): Tensor {
+    return Tensor.full(shape, 1);
+  }
+
+  /** The native handle; throws if the tensor has been disposed. */
+  get handle(): NativeTensor {
+    if (!this.h || this.h.disposed) throw new Error(`Tensor ${shapeStr(this.shape)} has been disposed`);
+    return this.h;
+  }
+
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  get disposed(): boolean {
+    return !this.h || this.h.disposed;
+  }
+
+  get device(): string {
+    return this.handle.device ?? 'cpu';
+  }
+
+  /** A copy of the elements as a Float32Array (int32 tensors are converted), read asynchronously. */
+  async data(): Promise<Float32Array> {
+    const d = await this.handle.readAsync();
+    return d instanceof Float32Array ? d : Float32Array.from(d);
+  }
+
+  /** A copy of the elements, read now. */
+  dataSync(): Float32Array {
+    const d = this.handle.read();
+    return d instanceof Float32Array ? d : Float32Array.from(d);
+  }
+
+  /** int32 tensors: a copy of the elements as an Int32Array. */
+  intDataSync(): Int32Array {
+    const d = this.handle.read();
+    if (!(d instanceof Int32Array)) throw new Error(`Tensor.intDataSync: tensor ${shapeStr(this.shape)} is ${this.dtype}`);
+    return d;
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`Tensor.item: tensor ${shapeStr(this.shape)} has ${this.size} elements, not 1`);
+    return this.dataSync()[0]!;
+  }
+
+  /** Overwrites the elements with `data` (same length and dtype). */
+  write(data: Float32Array | Int32Array): void {
+    this.handle.write(data);
+  }
+
+  /** Frees the storage now (shared views keep it alive) and the gradient this tensor owns. */
+  dispose(): void {
+    if (this.h) {
+      this.h.dispose();
+      this.h = null;
+    }
+    this.grad?.dispose();
+    this.grad = null;
+    this.node = null;
+    this.untrack();
+  }
+
+  /** Runs backpropagation from this tensor; a non-scalar tensor needs the incoming gradient. */
+  backward(grad?: Tensor): void {
+    runBackward(this, grad);
+  }
+
+  /** Removes this tensor from its tidy scope so that the scope's end does not dispose it. */
+  keep(): this {
+    this.untrack();
+    return this;
+  }
+
+  private untrack(): void {
+    this.scope?.delete(this);
+    this.scope = null;
+  }
+
+  /** @internal moves the tensor into a scope (tidy's result moves to the enclosing scope) */
+  adopt(scope: Set<Tensor> | null): void {
+    this.untrack();
+    if (scope) {
+      scope.add(this);
+      this.scope = scope;
+    }
+  }
+
+  toString(): string {
+    return `Tensor(${shapeStr(this.shape)}, ${this.dtype}${this.disposed ? ', disposed' : ''})`;
+  }
+}
+
+export function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Keeps `t` past the end of the enclosing `tidy`. */
+export function keep<T extends Tensor>(t: T): T {
+  return t.keep();
+}
+
+/**
+ * Runs `fn` and disposes every tensor created inside it, except the tensors it returns (a tensor, or an array or
+ * plain object of them), which move to the enclosing scope. `fn` must be synchronous.
+ */
+export function tidy<R>(fn: () => R): R {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: R;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  if (result instanceof Promise) {
+    for (const t of scope) t.dispose();
+    throw new Error('tidy: the function must be synchronous (it returned a Promise)');
+  }
+  const parent = scopes[scopes.length - 1] ?? null;
+  const kept = new Set<Tensor>();
+  collect(result, kept);
+  for (const t of kept) t.adopt(parent);
+  for (const t of [...scope]) if (!kept.has(t)) t.dispose();
+  return result;
+}
+
+function collect(v: unknown, out: Set<Tensor>): void {
+  if (v instanceof Tensor) out.add(v);
+  else if (Array.isArray(v)) for (const x of v) collect(x, out);
+  else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype)
+    for (const x of Object.values(v)) collect(x, out);
+}
+
+/** Number of native tensor handles alive in this process (for leak tests). */
+export function liveTensors(): number {
+  return native.liveTensors();
+}
