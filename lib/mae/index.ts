@@ -1,0 +1,4 @@
+export { MaskedAutoencoder, type ForwardOptions, type ForwardResult, type Reconstruction, type ParamGroup } from './model.js';
+export { presets, getPreset, presetNames, type MaeConfig, type PresetName } from './presets.js';
+export { randomMasking, keptCount, type Masking } from './masking.js';
+export { get2dSincosPosEmbed } from './pos_embed.js';

@@ -1,0 +1,283 @@
+/**
+ * The Masked Autoencoder with a ViT backbone, as the official models_mae.py MaskedAutoencoderViT:
+ *
+ *   imgs [B, C, H, W] -> patch_embed + pos_embed[1:] -> random masking (keep L * (1 - ratio) patches)
+ *   -> prepend cls_token + pos_embed[0] -> blocks -> norm                                  (forwardEncoder)
+ *   -> decoder_embed -> append mask tokens -> unshuffle with ids_restore -> + decoder_pos_embed
+ *   -> decoder_blocks -> decoder_norm -> decoder_pred -> drop cls -> pred [B, L, p*p*C]     (forwardDecoder)
+ *   loss: MSE on the removed patches against patchify(imgs), optionally normalised per patch (forwardLoss)
+ *
+ * Parameter names are the official state_dict names. Tensors made during a forward pass belong to the caller's
+ * tidy scope.
+ */
+import { noGrad } from '../autograd.js';
+import { init } from '../nn/index.js';
+import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
+import { Module, ModuleList } from '../nn/module.js';
+import * as ops from '../ops/index.js';
+import { Generator } from '../random.js';
+import { Tensor, shapeStr, tidy } from '../tensor.js';
+import { get2dSincosPosEmbed } from './pos_embed.js';
+import { randomMasking, type Masking } from './masking.js';
+import { getPreset, type MaeConfig } from './presets.js';
+
+export interface ForwardOptions {
+  /** fraction of patches removed, in [0, 1); default 0.75. 0 runs the encoder on every patch. */
+  maskRatio?: number;
+  /** uniform noise [B, L] that decides the masking (explicit masking); drawn from `generator` otherwise */
+  noise?: Tensor | Float32Array;
+  /** where noise comes from when not given; default the model's own generator */
+  generator?: Generator;
+}
+
+export interface ForwardResult {
+  /** [1] mean loss over removed patches */
+  loss: Tensor;
+  /** [B, L, p*p*C] predicted patches (normalised per patch when normPixLoss) */
+  pred: Tensor;
+  /** [B, L] 1 = removed, 0 = kept */
+  mask: Tensor;
+}
+
+export interface Reconstruction {
+  /** [B, C, H, W] the predicted image (every patch predicted), in the input's value space */
+  reconstruction: Tensor;
+  /** [B, C, H, W] the prediction with the visible patches replaced by the input's */
+  pasted: Tensor;
+  /** [B, L] 1 = removed */
+  mask: Tensor;
+}
+
+const official: MaeConfig = {
+  imgSize: 224,
+  patchSize: 16,
+  inChans: 3,
+  embedDim: 1024,
+  depth: 24,
+  numHeads: 16,
+  decoderEmbedDim: 512,
+  decoderDepth: 8,
+  decoderNumHeads: 16,
+  mlpRatio: 4,
+  normPixLoss: false,
+  eps: 1e-6,
+};
+
+export class MaskedAutoencoder extends Module {
+  readonly config: MaeConfig;
+  readonly generator: Generator;
+  readonly numPatches: number;
+  readonly cls_token: Tensor;
+  readonly pos_embed: Tensor;
+  readonly mask_token: Tensor;
+  readonly decoder_pos_embed: Tensor;
+  readonly patch_embed: PatchEmbed;
+  readonly blocks: ModuleList<Block>;
+  readonly norm: LayerNorm;
+  readonly decoder_embed: Linear;
+  readonly decoder_blocks: ModuleList<Block>;
+  readonly decoder_norm: LayerNorm;
+  readonly decoder_pred: Linear;
+
+  /** Missing fields take the official class defaults (ViT-L/16 widths, eps 1e-6). `seed` fixes the initialisation. */
+  constructor(config: Partial<MaeConfig> = {}, opts: { seed?: number } = {}) {
+    super();
+    const c: MaeConfig = { ...official, ...config };
+    validate(c);
+    this.config = c;
+    const gen = new Generator(opts.seed ?? 0);
+    this.generator = gen;
+    const L = (c.imgSize / c.patchSize) ** 2;
+    this.numPatches = L;
+    const grid = c.imgSize / c.patchSize;
+
+    // encoder
+    this.patch_embed = this.module('patch_embed', new PatchEmbed(c.imgSize, c.patchSize, c.inChans, c.embedDim, gen));
+    this.cls_token = this.param('cls_token', init.normal([1, 1, c.embedDim], 0.02, gen));
+    this.pos_embed = this.param('pos_embed', Tensor.fromArray(get2dSincosPosEmbed(c.embedDim, grid), [1, L + 1, c.embedDim]), false);
+    this.blocks = this.module('blocks', new ModuleList(range(c.depth).map(() => new Block(c.embedDim, c.numHeads, c.mlpRatio, gen, c.eps))));
+    this.norm = this.module('norm', new LayerNorm(c.embedDim, c.eps));
+
+    // decoder
+    this.decoder_embed = this.module('decoder_embed', new Linear(c.embedDim, c.decoderEmbedDim, gen));
+    this.mask_token = this.param('mask_token', init.normal([1, 1, c.decoderEmbedDim], 0.02, gen));
+    this.decoder_pos_embed = this.param(
+      'decoder_pos_embed',
+      Tensor.fromArray(get2dSincosPosEmbed(c.decoderEmbedDim, grid), [1, L + 1, c.decoderEmbedDim]),
+      false,
+    );
+    this.decoder_blocks = this.module(
+      'decoder_blocks',
+      new ModuleList(range(c.decoderDepth).map(() => new Block(c.decoderEmbedDim, c.decoderNumHeads, c.mlpRatio, gen, c.eps))),
+    );
+    this.decoder_norm = this.module('decoder_norm', new LayerNorm(c.decoderEmbedDim, c.eps));
+    this.decoder_pred = this.module('decoder_pred', new Linear(c.decoderEmbedDim, c.patchSize ** 2 * c.inChans, gen));
+  }
+
+  static fromPreset(name: string, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): MaskedAutoencoder {
+    return new MaskedAutoencoder({ ...getPreset(name), ...overrides }, opts);
+  }
+
+  /** imgs [B, C, H, W] -> [B, L, p*p*C] (official patch layout). */
+  patchify(imgs: Tensor): Tensor {
+    return ops.patchify(imgs, this.config.patchSize, 'hwc');
+  }
+
+  /** [B, L, p*p*C] -> [B, C, H, W]. */
+  unpatchify(x: Tensor): Tensor {
+    const c = this.config;
+    return ops.unpatchify(x, c.patchSize, [c.inChans, c.imgSize, c.imgSize], 'hwc');
+  }
+
+  /** Draws (or takes) the masking for a batch of B. */
+  randomMasking(B: number, maskRatio: number, noise?: Tensor | Float32Array, generator?: Generator): Masking {
+    const L = this.numPatches;
+    let n: Float32Array | undefined;
+    if (noise instanceof Tensor) {
+      if (noise.shape.length !== 2 || noise.shape[0] !== B || noise.shape[1] !== L)
+        throw new Error(`forward: noise ${shapeStr(noise.shape)} must be [B, L] = [${B}, ${L}]`);
+      n = noise.dataSync();
+    } else n = noise;
+    return randomMasking(B, L, maskRatio, n, generator ?? this.generator);
+  }
+
+  /** The encoder on the kept patches (all patches in order when idsKeep is null): [B, 1 + K, D]. */
+  forwardEncoder(imgs: Tensor, idsKeep: Tensor | null): Tensor {
+    const L = this.numPatches;
+    let x = this.patch_embed.forward(imgs);
+    x = ops.add(x, ops.sliceTokens(this.pos_embed, 1, L));
+    if (idsKeep) x = ops.gatherRows(x, idsKeep);
+    const cls = ops.add(this.cls_token, ops.sliceTokens(this.pos_embed, 0, 1));
+    x = ops.catTokens(cls, x);
+    for (const blk of this.blocks.items) x = blk.forward(x);
+    return this.norm.forward(x);
+  }
+
+  /** latent [B, 1 + K, D], idsRestore int32 [B, L] -> pred [B, L, p*p*C]. */
+  forwardDecoder(latent: Tensor, idsRestore: Tensor): Tensor {
+    const L = this.numPatches;
+    let x = this.decoder_embed.forward(latent);
+    const K = x.shape[1]! - 1;
+    let tokens = ops.sliceTokens(x, 1, K);
+    if (K < L) {
+      const maskTokens = ops.gatherRows(this.mask_token, Tensor.fromArray(new Int32Array(L - K), [1, L - K]));
+      tokens = ops.catTokens(tokens, maskTokens);
+    }
+    tokens = ops.gatherRows(tokens, idsRestore);
+    x = ops.catTokens(ops.sliceTokens(x, 0, 1), tokens);
+    x = ops.add(x, this.decoder_pos_embed);
+    for (const blk of this.decoder_blocks.items) x = blk.forward(x);
+    x = this.decoder_pred.forward(this.decoder_norm.forward(x));
+    return ops.sliceTokens(x, 1, L);
+  }
+
+  /** The loss of pred against imgs on the removed patches (mask [B, L], 1 = removed). */
+  forwardLoss(imgs: Tensor, pred: Tensor, mask: Tensor): Tensor {
+    return ops.maskedMse(pred, this.patchify(imgs), mask, this.config.normPixLoss);
+  }
+
+  forward(imgs: Tensor, opts: ForwardOptions = {}): ForwardResult {
+    this.checkImages(imgs, 'forward');
+    const B = imgs.shape[0]!;
+    const L = this.numPatches;
+    const m = this.randomMasking(B, opts.maskRatio ?? 0.75, opts.noise, opts.generator);
+    const latent = this.forwardEncoder(imgs, Tensor.fromArray(m.idsKeep, [B, m.lenKeep]));
+    const pred = this.forwardDecoder(latent, Tensor.fromArray(m.idsRestore, [B, L]));
+    const mask = Tensor.fromArray(m.mask, [B, L]);
+    const loss = this.forwardLoss(imgs, pred, mask);
+    return { loss, pred, mask };
+  }
+
+  /** Encoder features of whole images, no masking and no gradient: [B, 1 + L, D] (cls first). */
+  embed(imgs: Tensor): Tensor {
+    this.checkImages(imgs, 'embed');
+    return noGrad(() => tidy(() => this.forwardEncoder(imgs, null)));
+  }
+
+  /**
+   * Reconstructions for viewing: predicted patches mapped back to the input's value space (with normPixLoss each
+   * patch is un-normalised with the input patch's own mean and variance), and the same with visible patches pasted.
+   */
+  reconstruct(imgs: Tensor, opts: ForwardOptions = {}): Reconstruction {
+    this.checkImages(imgs, 'reconstruct');
+    return noGrad(() =>
+      tidy(() => {
+        const { pred, mask } = this.forward(imgs, opts);
+        const target = this.patchify(imgs);
+        const p = pred.dataSync();
+        const t = target.dataSync();
+        const m = mask.dataSync();
+        const P = pred.shape[2]!;
+        const pasted = new Float32Array(p.length);
+        for (let i = 0; i < m.length; i++) {
+          const tp = t.subarray(i * P, (i + 1) * P);
+          if (this.config.normPixLoss) {
+            let mean = 0;
+            for (let k = 0; k < P; k++) mean += tp[k]!;
+            mean /= P;
+            let v = 0;
+            for (let k = 0; k < P; k++) v += (tp[k]! - mean) ** 2;
+            const std = Math.sqrt(v / (P - 1) + 1e-6);
+            for (let k = 0; k < P; k++) p[i * P + k] = p[i * P + k]! * std + mean;
+          }
+          for (let k = 0; k < P; k++) pasted[i * P + k] = m[i] ? p[i * P + k]! : tp[k]!;
+        }
+        const shape = pred.shape;
+        return {
+          reconstruction: this.unpatchify(Tensor.fromArray(p, shape)),
+          pasted: this.unpatchify(Tensor.fromArray(pasted, shape)),
+          mask,
+        };
+      }),
+    );
+  }
+
+  /**
+   * AdamW parameter groups as the official recipe: weight decay on tensors of 2 or more dimensions (cls_token and
+   * mask_token included), none on biases and LayerNorm parameters; the fixed position tables are left out.
+   */
+  parameterGroups(weightDecay = 0.05): ParamGroup[] {
+    const decay: [string, Tensor][] = [];
+    const noDecay: [string, Tensor][] = [];
+    for (const [name, p] of this.namedParameters()) {
+      if (!p.requiresGrad) continue;
+      (p.shape.length === 1 || name.endsWith('.bias') ? noDecay : decay).push([name, p]);
+    }
+    return [
+      { names: noDecay.map(([n]) => n), params: noDecay.map(([, p]) => p), weightDecay: 0 },
+      { names: decay.map(([n]) => n), params: decay.map(([, p]) => p), weightDecay },
+    ];
+  }
+
+  private checkImages(imgs: Tensor, where: string): void {
+    const c = this.config;
+    const s = imgs.shape;
+    if (s.length !== 4 || s[1] !== c.inChans || s[2] !== c.imgSize || s[3] !== c.imgSize)
+      throw new Error(`${where}: expected images [B, ${c.inChans}, ${c.imgSize}, ${c.imgSize}], got ${shapeStr(s)}`);
+  }
+}
+
+export interface ParamGroup {
+  params: Tensor[];
+  names?: string[];
+  weightDecay: number;
+  /** multiplies the optimizer's lr for this group (layer-wise decay); default 1 */
+  lrScale?: number;
+}
+
+function validate(c: MaeConfig): void {
+  const positive = ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'decoderEmbedDim', 'decoderDepth', 'decoderNumHeads'] as const;
+  for (const k of positive)
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`MaskedAutoencoder: ${k} must be a positive integer, got ${c[k]}`);
+  if (c.imgSize % c.patchSize !== 0) throw new Error(`MaskedAutoencoder: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
+  if (c.embedDim % c.numHeads !== 0) throw new Error(`MaskedAutoencoder: embedDim ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
+  if (c.decoderEmbedDim % c.decoderNumHeads !== 0)
+    throw new Error(`MaskedAutoencoder: decoderEmbedDim ${c.decoderEmbedDim} is not divisible by decoderNumHeads ${c.decoderNumHeads}`);
+  if (c.embedDim % 4 !== 0 || c.decoderEmbedDim % 4 !== 0)
+    throw new Error('MaskedAutoencoder: embedDim and decoderEmbedDim must be divisible by 4 (2-D sin-cos position tables)');
+  if (!(c.mlpRatio > 0)) throw new Error(`MaskedAutoencoder: mlpRatio must be positive, got ${c.mlpRatio}`);
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}

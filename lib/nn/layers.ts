@@ -1,0 +1,136 @@
+/**
+ * The ViT layers, with the official timm/MAE names: Linear (weight [out, in], bias), LayerNorm (eps 1e-6 in MAE),
+ * Attention (qkv, proj), Mlp (fc1, GELU, fc2), Block (pre-norm: x + attn(norm1(x)), then x + mlp(norm2(x))),
+ * PatchEmbed (a conv with kernel = stride = p, computed as a Linear on each patch; proj.weight [D, C, p, p]).
+ * Linear layers start as the MAE initialisation: xavier_uniform weight, zero bias.
+ */
+import * as ops from '../ops/index.js';
+import type { Generator } from '../random.js';
+import { Tensor } from '../tensor.js';
+import { uniform, xavierUniform } from './init.js';
+import { Module } from './module.js';
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    gen: Generator,
+    opts: { bias?: boolean } = {},
+  ) {
+    super();
+    this.weight = this.param('weight', xavierUniform([outFeatures, inFeatures], inFeatures, outFeatures, gen));
+    this.bias = opts.bias === false ? null : this.param('bias', Tensor.zeros([outFeatures]));
+  }
+  forward(x: Tensor): Tensor {
+    return ops.linear(x, this.weight, this.bias);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-6,
+  ) {
+    super();
+    this.weight = this.param('weight', Tensor.ones([dim]));
+    this.bias = this.param('bias', Tensor.zeros([dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return ops.layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+export class Attention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+    gen: Generator,
+  ) {
+    super();
+    if (dim % numHeads !== 0) throw new Error(`Attention: dim ${dim} is not divisible by numHeads ${numHeads}`);
+    this.qkv = this.module('qkv', new Linear(dim, 3 * dim, gen));
+    this.proj = this.module('proj', new Linear(dim, dim, gen));
+  }
+  forward(x: Tensor): Tensor {
+    return this.proj.forward(ops.attention(this.qkv.forward(x), this.numHeads));
+  }
+}
+
+export class Mlp extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(dim: number, hidden: number, gen: Generator) {
+    super();
+    this.fc1 = this.module('fc1', new Linear(dim, hidden, gen));
+    this.fc2 = this.module('fc2', new Linear(hidden, dim, gen));
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(ops.gelu(this.fc1.forward(x)));
+  }
+}
+
+export class Block extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  constructor(dim: number, numHeads: number, mlpRatio: number, gen: Generator, eps = 1e-6) {
+    super();
+    this.norm1 = this.module('norm1', new LayerNorm(dim, eps));
+    this.attn = this.module('attn', new Attention(dim, numHeads, gen));
+    this.norm2 = this.module('norm2', new LayerNorm(dim, eps));
+    this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio), gen));
+  }
+  forward(x: Tensor): Tensor {
+    const h = ops.add(x, this.attn.forward(this.norm1.forward(x)));
+    return ops.add(h, this.mlp.forward(this.norm2.forward(h)));
+  }
+}
+
+/** Conv2d(C, D, kernel p, stride p) as patchify (channel, row, col order) followed by a Linear. */
+export class PatchEmbed extends Module {
+  readonly proj: ConvProj;
+  readonly numPatches: number;
+  constructor(
+    readonly imgSize: number,
+    readonly patchSize: number,
+    readonly inChans: number,
+    readonly embedDim: number,
+    gen: Generator,
+  ) {
+    super();
+    if (imgSize % patchSize !== 0) throw new Error(`PatchEmbed: image size ${imgSize} is not divisible by patch size ${patchSize}`);
+    this.numPatches = (imgSize / patchSize) ** 2;
+    this.proj = this.module('proj', new ConvProj(inChans, embedDim, patchSize, gen));
+  }
+  /** imgs [B, C, H, W] -> [B, L, D] */
+  forward(imgs: Tensor): Tensor {
+    const [, C, H, W] = imgs.shape;
+    if (C !== this.inChans || H !== this.imgSize || W !== this.imgSize)
+      throw new Error(
+        `PatchEmbed: expected images [B, ${this.inChans}, ${this.imgSize}, ${this.imgSize}], got [${imgs.shape.join(', ')}]`,
+      );
+    const patches = ops.patchify(imgs, this.patchSize, 'chw');
+    const w = ops.reshape(this.proj.weight, [this.embedDim, this.inChans * this.patchSize ** 2]);
+    return ops.linear(patches, w, this.proj.bias);
+  }
+}
+
+/** The patch-embedding conv's parameters: weight [D, C, p, p] (xavier_uniform on its [D, C*p*p] view, as the
+ * official code), bias [D] (PyTorch's default conv bias init, U(+-1/sqrt(C*p*p))). */
+export class ConvProj extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(inChans: number, outChans: number, p: number, gen: Generator) {
+    super();
+    const fanIn = inChans * p * p;
+    this.weight = this.param('weight', xavierUniform([outChans, inChans, p, p], fanIn, outChans, gen));
+    this.bias = this.param('bias', uniform([outChans], 1 / Math.sqrt(fanIn), gen));
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Module: a tree of named parameters, as torch.nn.Module. Names join with '.', so a model's names are the official
+ * state_dict names. Parameters are tensors that live outside any tidy scope (they are kept); a parameter with
+ * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
+ */
+import { Tensor, shapeStr } from '../tensor.js';
+
+export abstract class Module {
+  private readonly params = new Map<string, Tensor>();
+  private readonly children = new Map<string, Module>();
+  training = true;
+
+  /** Registers a parameter under `name`; trainable unless `requiresGrad` is false. */
+  protected param(name: string, t: Tensor, requiresGrad = true): Tensor {
+    t.keep();
+    t.requiresGrad = requiresGrad;
+    this.params.set(name, t);
+    return t;
+  }
+
+  protected module<M extends Module>(name: string, m: M): M {
+    this.children.set(name, m);
+    return m;
+  }
+
+  /** Every parameter with its full name, in registration order (fixed tables included, with requiresGrad false). */
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [n, p] of this.params) out.push([prefix + n, p]);
+    for (const [n, m] of this.children) out.push(...m.namedParameters(`${prefix}${n}.`));
+    return out;
+  }
+
+  /** Trainable parameters. */
+  parameters(): Tensor[] {
+    return this.namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([, p]) => p);
+  }
+
+  /** name -> tensor for every parameter (the tensors themselves, not copies). */
+  stateDict(): Map<string, Tensor> {
+    return new Map(this.namedParameters());
+  }
+
+  /**
+   * Copies values into the parameters by name. Values are tensors or { shape, data } records (as read from a
+   * safetensors file). Strict (the default) requires every parameter and no extra name; every problem is listed in
+   * one error: missing, unexpected and mis-shaped keys.
+   */
+  loadStateDict(
+    state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>,
+    opts: { strict?: boolean } = {},
+  ): { missing: string[]; unexpected: string[] } {
+    const strict = opts.strict ?? true;
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !state.has(k));
+    const unexpected = [...state.keys()].filter((k) => !own.has(k));
+    const misshaped: string[] = [];
+    for (const [k, v] of state) {
+      const p = own.get(k);
+      if (p && !sameShape(p.shape, v.shape)) misshaped.push(`${k}: expected ${shapeStr(p.shape)}, got ${shapeStr(v.shape)}`);
+    }
+    const problems: string[] = [];
+    if (misshaped.length) problems.push(`mis-shaped keys:\n  ${misshaped.join('\n  ')}`);
+    if (strict && missing.length) problems.push(`missing keys:\n  ${missing.join('\n  ')}`);
+    if (strict && unexpected.length) problems.push(`unexpected keys:\n  ${unexpected.join('\n  ')}`);
+    if (problems.length) throw new Error(`loadStateDict: the state dict does not fit this model\n${problems.join('\n')}`);
+    for (const [k, v] of state) {
+      const p = own.get(k);
+      if (!p) continue;
+      p.write(v instanceof Tensor ? v.dataSync() : v.data);
+    }
+    return { missing, unexpected };
+  }
+
+  /** Drops every parameter's gradient. */
+  zeroGrad(): void {
+    for (const [, p] of this.namedParameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  train(on = true): this {
+    this.training = on;
+    for (const m of this.children.values()) m.train(on);
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Frees every parameter (and gradient). */
+  dispose(): void {
+    for (const [, p] of this.namedParameters()) p.dispose();
+  }
+
+  numParameters(trainableOnly = true): number {
+    return this.namedParameters()
+      .filter(([, p]) => !trainableOnly || p.requiresGrad)
+      .reduce((s, [, p]) => s + p.size, 0);
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** An indexed list of modules, named '0', '1', ... as torch.nn.ModuleList. */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: M[];
+  constructor(items: M[]) {
+    super();
+    this.items = items;
+    items.forEach((m, i) => this.module(String(i), m));
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * A small PNG encoder: 8-bit greyscale or RGB, no interlacing, every scanline with filter type 0 (None), the image
+ * data compressed with zlib (node:zlib) into one IDAT chunk. Chunk checksums use the standard CRC-32 table.
+ */
+import { deflateSync } from 'node:zlib';
+import { writeFileAtomic } from '../io/atomic.js';
+
+/** An 8-bit image: `pixels` holds height rows of width pixels of `channels` bytes each (interleaved, row-major). */
+export interface Image8 {
+  width: number;
+  height: number;
+  channels: 1 | 3;
+  pixels: Uint8Array;
+}
+
+const SIGNATURE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** CRC-32 (polynomial 0xEDB88320, as in PNG and zlib) of every byte value. */
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** Encodes pixels as a PNG file. */
+export function encodePng(width: number, height: number, channels: 1 | 3, pixels: Uint8Array): Uint8Array {
+  const validSide = (n: number) => Number.isInteger(n) && n >= 1 && n <= 0x7fffffff;
+  if (!validSide(width) || !validSide(height)) {
+    throw new Error(`encodePng: width and height must be integers in [1, 2^31 - 1], got ${width} x ${height}`);
+  }
+  if (channels !== 1 && channels !== 3) throw new Error(`encodePng: channels must be 1 or 3, got ${channels}`);
+  const rowBytes = width * channels;
+  if (pixels.length !== rowBytes * height) {
+    throw new Error(
+      `encodePng: ${width} x ${height} x ${channels} needs ${rowBytes * height} bytes, got ${pixels.length}`,
+    );
+  }
+
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header[8] = 8; // bit depth
+  header[9] = channels === 1 ? 0 : 2; // colour type: greyscale or truecolour
+  // bytes 10..12: compression 0 (deflate), filter method 0, interlace 0 (none)
+
+  const raw = new Uint8Array((rowBytes + 1) * height);
+  for (let y = 0; y < height; y++) {
+    // raw[y * (rowBytes + 1)] stays 0: filter type None
+    raw.set(pixels.subarray(y * rowBytes, (y + 1) * rowBytes), y * (rowBytes + 1) + 1);
+  }
+
+  const chunks = [chunk('IHDR', header), chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0))];
+  const out = new Uint8Array(SIGNATURE.length + chunks.reduce((n, c) => n + c.length, 0));
+  out.set(SIGNATURE, 0);
+  let offset = SIGNATURE.length;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+/** Encodes an image and writes it to `path` atomically. */
+export async function writePng(path: string, image: Image8): Promise<void> {
+  await writeFileAtomic(path, encodePng(image.width, image.height, image.channels, image.pixels));
+}
+
+/** CRC-32 of a byte array. */
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** One chunk: 4-byte big-endian length, 4-byte type, data, CRC-32 over type and data. */
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}

@@ -1,0 +1,154 @@
+// Tests for lib/io/atomic.ts: contents, parent directories, no leftover temp files, and that failures (injected into
+// the fs calls the module uses) leave the old target intact.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+
+let root: string;
+let n = 0;
+beforeAll(async () => {
+  root = await fsp.mkdtemp(join(tmpdir(), 'mae-atomic-'));
+});
+afterAll(async () => {
+  await fsp.rm(root, { recursive: true, force: true });
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** A fresh empty directory per test. */
+async function freshDir(): Promise<string> {
+  const dir = join(root, `t${n++}`);
+  await fsp.mkdir(dir);
+  return dir;
+}
+
+describe('writeFileAtomic', () => {
+  it('writes bytes, strings and chunk lists, creating parent directories, leaving no temp file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'a', 'b', 'out.bin');
+    await writeFileAtomic(path, new Uint8Array([1, 2, 3]));
+    expect(new Uint8Array(await fsp.readFile(path))).toEqual(new Uint8Array([1, 2, 3]));
+    await writeFileAtomic(path, 'héllo');
+    expect(await fsp.readFile(path, 'utf8')).toBe('héllo');
+    await writeFileAtomic(path, [new Uint8Array([9]), new Uint8Array(0), new Uint8Array([8, 7])]);
+    expect(new Uint8Array(await fsp.readFile(path))).toEqual(new Uint8Array([9, 8, 7]));
+    expect(await fsp.readdir(join(dir, 'a', 'b'))).toEqual(['out.bin']);
+  });
+
+  it('writes a large buffer completely', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'big.bin');
+    const data = new Uint8Array(3 * 1024 * 1024);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    await writeFileAtomic(path, data);
+    expect(Buffer.compare(await fsp.readFile(path), data)).toBe(0);
+  });
+
+  it('keeps the old contents visible until the new file is complete', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'target.txt');
+    await fsp.writeFile(path, 'old');
+    const realRename = fsp.rename.bind(fsp);
+    let seenBeforeRename = '';
+    let tempContents = '';
+    vi.spyOn(fsp, 'rename').mockImplementation(async (from, to) => {
+      seenBeforeRename = await fsp.readFile(path, 'utf8');
+      tempContents = await fsp.readFile(from, 'utf8');
+      return realRename(from, to);
+    });
+    await writeFileAtomic(path, 'new contents');
+    expect(seenBeforeRename).toBe('old');
+    expect(tempContents).toBe('new contents');
+    expect(await fsp.readFile(path, 'utf8')).toBe('new contents');
+    expect(await fsp.readdir(dir)).toEqual(['target.txt']);
+  });
+
+  it('a write that fails halfway leaves the old file intact and removes the temp file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'target.txt');
+    await fsp.writeFile(path, 'old');
+    const realOpen = fsp.open.bind(fsp);
+    vi.spyOn(fsp, 'open').mockImplementationOnce(async (...args: Parameters<typeof fsp.open>) => {
+      const handle: FileHandle = await realOpen(...args);
+      const realWrite = handle.write.bind(handle) as (b: Uint8Array, o: number, l: number) => Promise<unknown>;
+      let calls = 0;
+      handle.write = (async (buffer: Uint8Array, offset: number, length: number) => {
+        if (calls++ > 0) throw new Error('ENOSPC: no space left on device (simulated)');
+        return realWrite(buffer, offset, length);
+      }) as FileHandle['write'];
+      return handle;
+    });
+    const err = await writeFileAtomic(path, [new Uint8Array([1, 2]), new Uint8Array([3])]).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toContain(`writeFileAtomic(${path}): write failed, target left unchanged`);
+    expect((err as Error).message).toContain('ENOSPC');
+    expect(await fsp.readFile(path, 'utf8')).toBe('old');
+    expect(await fsp.readdir(dir)).toEqual(['target.txt']);
+  });
+
+  it('a failing rename leaves the old file intact and removes the temp file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'target.txt');
+    await fsp.writeFile(path, 'old');
+    vi.spyOn(fsp, 'rename').mockRejectedValueOnce(new Error('EXDEV (simulated)'));
+    await expect(writeFileAtomic(path, 'new')).rejects.toThrow(/target left unchanged: EXDEV/);
+    expect(await fsp.readFile(path, 'utf8')).toBe('old');
+    expect(await fsp.readdir(dir)).toEqual(['target.txt']);
+  });
+
+  it('rejects a bad chunk before creating anything', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'sub', 'x.bin');
+    const bad = [new Uint8Array(1), 5] as unknown as Uint8Array[];
+    await expect(writeFileAtomic(path, bad)).rejects.toThrow(`writeFileAtomic(${path}): chunk 1 is not a Uint8Array`);
+    expect(await fsp.readdir(dir)).toEqual([]);
+  });
+
+  it('fails with the path named when the target is a directory', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'occupied');
+    await fsp.mkdir(join(path, 'inner'), { recursive: true });
+    await expect(writeFileAtomic(path, 'x')).rejects.toThrow(`writeFileAtomic(${path}): write failed`);
+    expect((await fsp.readdir(dir)).sort()).toEqual(['occupied']);
+  });
+});
+
+describe('writeFileAtomicSync', () => {
+  it('writes and replaces, creating parent directories, leaving no temp file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'p', 'out.txt');
+    writeFileAtomicSync(path, 'one');
+    writeFileAtomicSync(path, [new TextEncoder().encode('tw'), new TextEncoder().encode('o')]);
+    expect(fs.readFileSync(path, 'utf8')).toBe('two');
+    expect(fs.readdirSync(join(dir, 'p'))).toEqual(['out.txt']);
+  });
+
+  it('a failing rename leaves the old file intact and removes the temp file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'target.txt');
+    fs.writeFileSync(path, 'old');
+    vi.spyOn(fs, 'renameSync').mockImplementationOnce(() => {
+      throw new Error('EIO (simulated)');
+    });
+    expect(() => writeFileAtomicSync(path, 'new')).toThrow(/target left unchanged: EIO/);
+    expect(fs.readFileSync(path, 'utf8')).toBe('old');
+    expect(fs.readdirSync(dir)).toEqual(['target.txt']);
+  });
+
+  it('a failing write leaves the old file intact and removes the temp file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'target.txt');
+    fs.writeFileSync(path, 'old');
+    vi.spyOn(fs, 'fsyncSync').mockImplementationOnce(() => {
+      throw new Error('EIO on fsync (simulated)');
+    });
+    expect(() => writeFileAtomicSync(path, 'new')).toThrow(/EIO on fsync/);
+    expect(fs.readFileSync(path, 'utf8')).toBe('old');
+    expect(fs.readdirSync(dir)).toEqual(['target.txt']);
+  });
+});
