@@ -2,10 +2,11 @@
 //   add, mul:      y = a (+|*) b, b repeating over a (b.numel divides a.numel: a bias [D] or a table [1, L, D])
 //   sum_to:        y[j] = sum_i x[i * n + j], n = y.numel (the gradient of a repeated operand)
 //   axpby:         y = alpha x + beta y (beta = 0 overwrites, so garbage in y never leaks through)
-//   sum:           y[0] = scale * sum(x), accumulated in double
+//   sum:           y[0] = scale * sum(x), accumulated in double in a fixed order
 //   mean_tokens:   x [B, N, D] -> y [B, D], the mean over N; backward spreads dy / N over the N tokens
 //   fill:          y = value
 #include <cstring>
+#include <vector>
 
 #include "cpu.h"
 
@@ -74,11 +75,19 @@ void axpby(float alpha, const TensorView& x, float beta, TensorView& y) {
 }
 
 void sum(const TensorView& x, float scale, TensorView& y) {
-  const int64_t n = x.numel();
+  // fixed blocks summed in a fixed order: the result does not depend on the thread count or timing
+  const int64_t n = x.numel(), block = 4096, nblk = (n + block - 1) / block;
   const float* X = x.f32();
+  std::vector<double> part(nblk, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < nblk; b++) {
+    const int64_t i1 = (b + 1) * block < n ? (b + 1) * block : n;
+    double s = 0.0;
+    for (int64_t i = b * block; i < i1; i++) s += X[i];
+    part[b] = s;
+  }
   double s = 0.0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < n; i++) s += X[i];
+  for (double p : part) s += p;
   y.f32()[0] = (float)(s * scale);
 }
 

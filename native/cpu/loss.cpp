@@ -48,8 +48,9 @@ void masked_mse_forward(const TensorView& pred, const TensorView& target, const 
   const float *PR = pred.f32(), *TG = target.f32(), *M = mask.f32();
   bool all;
   const double denom = weight_denominator(M, BL, &all);
-  double total = 0.0;
-#pragma omp parallel reduction(+ : total)
+  // per-patch errors in parallel, then summed in a fixed order so the loss does not depend on thread timing
+  std::vector<double> per_patch(BL, 0.0);
+#pragma omp parallel
   {
     std::vector<float> t(P);
 #pragma omp for schedule(static)
@@ -60,9 +61,11 @@ void masked_mse_forward(const TensorView& pred, const TensorView& target, const 
       const float* pr = PR + i * P;
       double e = 0.0;
       for (int64_t k = 0; k < P; k++) e += (double)(pr[k] - t[k]) * (pr[k] - t[k]);
-      total += w * e / P;
+      per_patch[i] = w * e / P;
     }
   }
+  double total = 0.0;
+  for (int64_t i = 0; i < BL; i++) total += per_patch[i];
   loss.f32()[0] = (float)(total / denom);
 }
 

@@ -1,0 +1,212 @@
+/**
+ * The Dataset interface and the concrete datasets: in-memory 8-bit images (Fashion-MNIST, CIFAR-10) and image folders.
+ *
+ * A Dataset hands out samples as float32 CHW images in [0, 1] plus an integer label (-1 when unlabelled). Datasets
+ * that can be rebuilt inside a worker thread also provide workerSpec(): a structured-clonable description that
+ * datasetFromSpec() turns back into an equivalent dataset. In-memory pixels live in a SharedArrayBuffer, so every
+ * worker reads the same memory instead of a copy.
+ */
+import { loadCifar10 } from './cifar.js';
+import { decodeImageFile, scanImageFolder, type ImageFolderIndex, type OnBadFile } from './folder.js';
+import { DEFAULT_FASHION_MNIST_DIR, loadFashionMnist, resolveFashionMnistDir } from './idx.js';
+
+export interface Sample {
+  image: Float32Array; // [channels, height, width], values in [0, 1]
+  label: number; // 0..numClasses-1, or -1 when unlabelled
+  height?: number; // only for variable-size datasets (dataset.height === 0): this sample's height
+  width?: number; // likewise its width
+}
+
+export interface Dataset {
+  length: number;
+  numClasses: number; // 0 when unlabelled
+  channels: number;
+  height: number; // every sample's height, or 0 when samples vary in size (then each Sample carries its own)
+  width: number; // likewise
+  /** Sample i, 0 <= i < length. In-memory datasets resolve immediately. */
+  get(i: number): Promise<Sample>;
+  /** A description a worker thread can rebuild this dataset from; without it the DataLoader works in-process. */
+  workerSpec?(): DatasetSpec;
+  /** Where warnings raised by copies of this dataset in worker threads are reported (default console.warn). */
+  onWarning?: (message: string) => void;
+}
+
+export interface MemoryDatasetSpec {
+  kind: 'memory';
+  images: Uint8Array; // backed by a SharedArrayBuffer
+  labels: Int32Array;
+  channels: number;
+  height: number;
+  width: number;
+  numClasses: number;
+}
+
+export interface FolderDatasetSpec {
+  kind: 'folder';
+  index: ImageFolderIndex;
+  channels: 1 | 3;
+  onBadFile: OnBadFile;
+  shorterSide: number | undefined;
+}
+
+export type DatasetSpec = MemoryDatasetSpec | FolderDatasetSpec;
+
+function checkIndex(i: number, length: number): void {
+  if (!(Number.isInteger(i) && i >= 0 && i < length)) throw new RangeError(`Dataset.get: index ${i} is out of range [0, ${length})`);
+}
+
+/** Copies `bytes` into a SharedArrayBuffer unless it already lives in one. */
+function shareBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
+  const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  shared.set(bytes);
+  return shared;
+}
+
+export interface InMemoryDatasetOptions {
+  images: Uint8Array; // [count, channels, height, width], 0..255
+  labels: ArrayLike<number>; // [count]
+  channels: number;
+  height: number;
+  width: number;
+  numClasses: number;
+}
+
+/** 8-bit images held in memory; get(i) returns pixel / 255. */
+export class InMemoryDataset implements Dataset {
+  readonly length: number;
+  readonly numClasses: number;
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly images: Uint8Array;
+  readonly labels: Int32Array;
+
+  constructor(opts: InMemoryDatasetOptions) {
+    const { channels, height, width, numClasses } = opts;
+    const count = opts.labels.length;
+    const per = channels * height * width;
+    if (!(per > 0)) throw new Error(`InMemoryDataset: channels, height and width must be positive, got ${channels}x${height}x${width}`);
+    if (opts.images.length !== count * per) {
+      throw new Error(`InMemoryDataset: images has ${opts.images.length} bytes, expected labels (${count}) x ${channels} x ${height} x ${width} = ${count * per}`);
+    }
+    this.images = shareBytes(opts.images);
+    this.labels = Int32Array.from(opts.labels);
+    this.length = count;
+    this.numClasses = numClasses;
+    this.channels = channels;
+    this.height = height;
+    this.width = width;
+  }
+
+  get(i: number): Promise<Sample> {
+    checkIndex(i, this.length);
+    const per = this.channels * this.height * this.width;
+    const image = new Float32Array(per);
+    const src = this.images.subarray(i * per, (i + 1) * per);
+    for (let k = 0; k < per; k++) image[k] = src[k]! / 255;
+    return Promise.resolve({ image, label: this.labels[i]! });
+  }
+
+  workerSpec(): MemoryDatasetSpec {
+    const { images, labels, channels, height, width, numClasses } = this;
+    return { kind: 'memory', images, labels, channels, height, width, numClasses };
+  }
+}
+
+export interface ImageFolderOptions {
+  channels?: 1 | 3; // decode as greyscale or sRGB (default 3)
+  onBadFile?: OnBadFile; // default 'skip'
+  onWarning?: (message: string) => void; // default console.warn
+  shorterSide?: number; // shrink larger images at decode time so the shorter side is this (default: full size)
+}
+
+/**
+ * Images from a folder (see folder.ts for the layout), decoded on every get(). Variable size: height = width = 0
+ * and each Sample carries its own size. A file that fails to decode either stops with an Error naming it
+ * (onBadFile 'stop'), or (onBadFile 'skip') is reported once through onWarning and replaced by the next good file
+ * in order, so get() still returns a sample.
+ */
+export class ImageFolderDataset implements Dataset {
+  readonly length: number;
+  readonly numClasses: number;
+  readonly channels: 1 | 3;
+  readonly height = 0;
+  readonly width = 0;
+  readonly index: ImageFolderIndex;
+  readonly onBadFile: OnBadFile;
+  readonly shorterSide: number | undefined;
+  readonly onWarning: (message: string) => void;
+  private readonly bad = new Set<number>();
+
+  constructor(index: ImageFolderIndex, opts: ImageFolderOptions = {}) {
+    this.index = index;
+    this.length = index.files.length;
+    this.numClasses = index.classes.length;
+    this.channels = opts.channels ?? 3;
+    this.onBadFile = opts.onBadFile ?? 'skip';
+    this.shorterSide = opts.shorterSide;
+    this.onWarning = opts.onWarning ?? console.warn;
+    if (this.channels !== 1 && this.channels !== 3) throw new Error(`ImageFolderDataset: channels must be 1 or 3, got ${String(this.channels)}`);
+    if (this.onBadFile !== 'skip' && this.onBadFile !== 'stop') throw new Error(`ImageFolderDataset: onBadFile must be 'skip' or 'stop', got ${String(this.onBadFile)}`);
+    if (this.shorterSide !== undefined && !(Number.isInteger(this.shorterSide) && this.shorterSide > 0)) {
+      throw new Error(`ImageFolderDataset: shorterSide must be a positive integer, got ${this.shorterSide}`);
+    }
+  }
+
+  /** Scans `root` and returns the dataset over what it found. */
+  static async open(root: string, opts: ImageFolderOptions = {}): Promise<ImageFolderDataset> {
+    return new ImageFolderDataset(await scanImageFolder(root, opts.onWarning ?? console.warn), opts);
+  }
+
+  async get(i: number): Promise<Sample> {
+    checkIndex(i, this.length);
+    for (let k = 0; k < this.length; k++) {
+      const j = (i + k) % this.length;
+      if (this.bad.has(j)) continue;
+      const path = this.index.files[j]!;
+      let decoded;
+      try {
+        decoded = await decodeImageFile(path, this.channels, this.shorterSide);
+      } catch (e) {
+        if (this.onBadFile === 'stop') throw new Error(`${(e as Error).message} (onBadFile is 'stop'; use 'skip' to leave bad files out)`);
+        this.bad.add(j);
+        this.onWarning(`skipping bad image file: ${(e as Error).message}`);
+        continue;
+      }
+      const { pixels, channels: c, height, width } = decoded;
+      const plane = height * width;
+      const image = new Float32Array(c * plane);
+      for (let p = 0; p < plane; p++) {
+        for (let ch = 0; ch < c; ch++) image[ch * plane + p] = pixels[p * c + ch]! / 255;
+      }
+      return { image, label: this.index.labels[j]!, height, width };
+    }
+    throw new Error(`${this.index.root}: all ${this.length} image files failed to decode`);
+  }
+
+  workerSpec(): FolderDatasetSpec {
+    return { kind: 'folder', index: this.index, channels: this.channels, onBadFile: this.onBadFile, shorterSide: this.shorterSide };
+  }
+}
+
+/** Rebuilds a dataset from workerSpec() (inside a worker thread); warnings go to `onWarning`. */
+export function datasetFromSpec(spec: DatasetSpec, onWarning: (message: string) => void): Dataset {
+  if (spec.kind === 'memory') return new InMemoryDataset(spec);
+  if (spec.kind === 'folder') {
+    return new ImageFolderDataset(spec.index, { channels: spec.channels, onBadFile: spec.onBadFile, shorterSide: spec.shorterSide, onWarning });
+  }
+  throw new Error(`datasetFromSpec: unknown dataset kind ${String((spec as { kind: unknown }).kind)}`);
+}
+
+/** A Fashion-MNIST split as a 1 x 28 x 28, 10-class dataset (dir defaults to DEFAULT_FASHION_MNIST_DIR). */
+export async function fashionMnistDataset(split: 'train' | 'test', dir: string = DEFAULT_FASHION_MNIST_DIR): Promise<InMemoryDataset> {
+  const data = await loadFashionMnist(resolveFashionMnistDir(dir), split);
+  return new InMemoryDataset({ images: data.images, labels: data.labels, channels: 1, height: 28, width: 28, numClasses: 10 });
+}
+
+/** A CIFAR-10 split (binary version in `dir`) as a 3 x 32 x 32, 10-class dataset. */
+export async function cifar10Dataset(split: 'train' | 'test', dir: string): Promise<InMemoryDataset> {
+  const data = await loadCifar10(dir, split);
+  return new InMemoryDataset({ images: data.images, labels: data.labels, channels: 3, height: 32, width: 32, numClasses: 10 });
+}

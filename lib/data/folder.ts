@@ -1,0 +1,145 @@
+/**
+ * Image folders: listing them and decoding their files (JPEG, PNG, WebP) with sharp.
+ *
+ * Layout, as torchvision's ImageFolder:
+ *   root/<class>/.../*.png   class mode: the sorted sub-folder names are the classes, label = position 0..K-1
+ *   root/*.png               flat mode (no sub-folders): every label is -1
+ * Names starting with '.' are ignored, and so are files without an image extension. Files are sorted by path, so
+ * index i is the same file on every run.
+ *
+ * sharp is imported lazily (only when a file is decoded), so loading IDX or CIFAR data never loads it.
+ */
+import type sharpType from 'sharp';
+import { readdir, stat } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+
+/** What to do with a file that fails to decode: 'skip' warns once and uses the next good file; 'stop' throws. */
+export type OnBadFile = 'skip' | 'stop';
+
+export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp'];
+
+export interface ImageFolderIndex {
+  root: string;
+  files: string[]; // join(root, ...) paths, sorted
+  labels: Int32Array; // class index per file, -1 in flat mode
+  classes: string[]; // sorted class folder names; empty in flat mode
+}
+
+/** A decoded image: 8-bit pixels, interleaved HWC. */
+export interface DecodedImage {
+  pixels: Uint8Array; // [height, width, channels]
+  channels: number;
+  height: number;
+  width: number;
+}
+
+let sharpPromise: Promise<typeof sharpType> | null = null;
+
+/**
+ * Imports sharp once per thread. The DataLoader calls this on the main thread before it starts workers that decode
+ * images: sharp's native libraries must stay loaded in the main thread (sharp issue #2263).
+ */
+export function loadSharp(): Promise<typeof sharpType> {
+  sharpPromise ??= import('sharp').then((m) => m.default);
+  return sharpPromise;
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isImageFile(name: string): boolean {
+  return IMAGE_EXTENSIONS.includes(extname(name).toLowerCase());
+}
+
+interface Listing {
+  dirs: string[];
+  files: string[];
+}
+
+/** Non-hidden sub-folders and image files of `dir` (symbolic links followed), both sorted by name. */
+async function listDir(dir: string): Promise<Listing> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    throw new Error(`${dir}: cannot list image folder: ${(e as Error).message}`);
+  }
+  const dirs: string[] = [];
+  const files: string[] = [];
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    let isDir = entry.isDirectory();
+    let isFile = entry.isFile();
+    if (entry.isSymbolicLink()) {
+      const s = await stat(join(dir, entry.name)).catch(() => null);
+      isDir = s?.isDirectory() ?? false;
+      isFile = s?.isFile() ?? false;
+    }
+    if (isDir) dirs.push(entry.name);
+    else if (isFile && isImageFile(entry.name)) files.push(entry.name);
+  }
+  return { dirs: dirs.sort(byName), files: files.sort(byName) };
+}
+
+/** All image files under `dir`, recursively, in sorted order. */
+async function listImagesRecursive(dir: string): Promise<string[]> {
+  const { dirs, files } = await listDir(dir);
+  const out = files.map((f) => join(dir, f));
+  for (const d of dirs) out.push(...(await listImagesRecursive(join(dir, d))));
+  return out;
+}
+
+/**
+ * Lists an image folder (class mode if `root` has sub-folders, else flat mode). Odd but harmless layouts (image
+ * files next to class folders, empty class folders) are reported through `onWarning`. Throws if nothing is found.
+ */
+export async function scanImageFolder(root: string, onWarning: (message: string) => void = console.warn): Promise<ImageFolderIndex> {
+  const top = await listDir(root);
+  if (top.dirs.length === 0) {
+    if (top.files.length === 0) throw new Error(`${root}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
+    return { root, files: top.files.map((f) => join(root, f)), labels: new Int32Array(top.files.length).fill(-1), classes: [] };
+  }
+  if (top.files.length > 0) {
+    onWarning(`${root}: ignoring ${top.files.length} image file(s) directly in the root (e.g. ${top.files[0]}) because it has class sub-folders`);
+  }
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (let k = 0; k < top.dirs.length; k++) {
+    const classDir = join(root, top.dirs[k]!);
+    const found = await listImagesRecursive(classDir);
+    if (found.length === 0) onWarning(`${classDir}: class folder '${top.dirs[k]}' (label ${k}) has no images`);
+    for (const f of found) {
+      files.push(f);
+      labels.push(k);
+    }
+  }
+  if (files.length === 0) {
+    throw new Error(`${root}: no images found in its ${top.dirs.length} class folder(s) (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
+  }
+  return { root, files, labels: Int32Array.from(labels), classes: top.dirs };
+}
+
+/**
+ * Decodes an image file to 8-bit HWC pixels with exactly `channels` channels (1: greyscale, 3: sRGB; alpha is
+ * dropped). With `shorterSide`, images whose shorter side is longer are first shrunk (lanczos3, aspect kept) so
+ * that it equals `shorterSide`; smaller images are left alone. Throws an Error naming the file if it cannot be
+ * decoded (including truncated files, which sharp reports as warnings: failOn 'warning').
+ */
+export async function decodeImageFile(path: string, channels: 1 | 3, shorterSide?: number): Promise<DecodedImage> {
+  const sharp = await loadSharp();
+  try {
+    let pipeline = sharp(path, { failOn: 'warning' });
+    if (shorterSide !== undefined) {
+      pipeline = pipeline.resize({ width: shorterSide, height: shorterSide, fit: 'outside', withoutEnlargement: true });
+    }
+    pipeline = pipeline.removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb');
+    const { data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels || data.length !== info.width * info.height * channels) {
+      throw new Error(`decoded to ${info.channels} channel(s) of ${info.width}x${info.height} (${data.length} bytes), expected ${channels} channel(s)`);
+    }
+    return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.length), channels, height: info.height, width: info.width };
+  } catch (e) {
+    throw new Error(`${path}: cannot decode image: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,331 @@
+/**
+ * DataLoader: batches of normalised images from a Dataset, one seeded epoch at a time, prepared ahead of the consumer
+ * in worker threads.
+ *
+ *   const loader = new DataLoader(dataset, { batchSize: 256, seed: 0, augment: true });
+ *   for await (const batch of loader.epoch(epoch, { startAt })) { ... batch.images [B, C, H, W] ... }
+ *   await loader.close();
+ *
+ * Order and augmentation are pure functions of (seed, epoch, position in epoch); see pipeline.ts. So epoch k is the
+ * same whether or not the run was resumed, `startAt` (a step within the epoch) continues from exactly the batch a
+ * resumed run stopped at, and the number of workers changes nothing but speed.
+ *
+ * Threads: with `workers` >= 1 (default 1) decoding and augmentation run in a pool of node:worker_threads, up to
+ * `prefetch` (default 2) batches ahead of the consumer. The time the consumer spends waiting for a batch is
+ * recorded (stallMs, epochStallMs). Workers need the compiled worker.js next to loader.js (dist/lib/data/). When
+ * this file runs from TypeScript sources (loader.ts, e.g. under vitest) there is no worker.js, so the loader runs
+ * the same pipeline code in-process instead (`mode` / `inProcessReason` say so); so it does for a Dataset without
+ * workerSpec(). In-process, each batch is built when it is awaited, so all of its cost counts as stall.
+ *
+ * Errors: a failing batch rejects with an Error naming the cause (for example the bad file); a crashed or exited
+ * worker rejects every pending batch, so nothing waits forever on a dead worker. close() terminates the workers.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
+import type { Dataset, DatasetSpec } from './dataset.js';
+import { loadSharp } from './folder.js';
+import { buildBatch, epochPermutation, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+
+export const FASHION_MNIST_MEAN = [0.286];
+export const FASHION_MNIST_STD = [0.353];
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+export const IMAGENET_STD = [0.229, 0.224, 0.225];
+
+export interface DataLoaderOptions {
+  batchSize: number;
+  seed?: number; // default 0
+  shuffle?: boolean; // default true: a fresh seeded permutation per epoch
+  dropLast?: boolean; // default false: the last batch may be smaller
+  augment?: boolean; // default false. true: RandomResizedCrop + flip; false: resize + center crop
+  imageSize?: number; // output H = W; default the dataset's size (required for variable-size datasets)
+  inChans?: number; // output channels; default the dataset's; 1-channel data is replicated to inChans
+  mean?: number[]; // per output channel; default Fashion-MNIST (1-channel data) or ImageNet (3-channel data)
+  std?: number[];
+  scale?: [number, number]; // RandomResizedCrop area range, default [0.2, 1] (MAE)
+  ratio?: [number, number]; // RandomResizedCrop aspect range, default [3/4, 4/3]
+  flipProb?: number; // default 0.5
+  evalCropFraction?: number; // eval resize = floor(imageSize / this); default 1 (fixed-size data) or 0.875 (folders)
+  workers?: number; // worker threads, default 1; 0 runs in-process
+  prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 (in-process: built on demand)
+  workerUrl?: URL; // the worker script; default worker.js next to this file
+}
+
+export interface Batch {
+  images: Float32Array; // [size, inChans, imageSize, imageSize], normalised
+  labels: Int32Array; // [size], -1 for unlabelled data
+  indices: Int32Array; // [size], the dataset indices
+  shape: [number, number, number, number]; // [size, inChans, imageSize, imageSize]
+  size: number; // B (the last batch may be smaller unless dropLast)
+  epoch: number;
+  step: number; // 0 .. stepsPerEpoch - 1
+}
+
+function defaultStats(channels: number): { mean: number[]; std: number[] } | null {
+  if (channels === 1) return { mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD };
+  if (channels === 3) return { mean: IMAGENET_MEAN, std: IMAGENET_STD };
+  return null;
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!(Number.isInteger(v) && v > 0)) throw new Error(`DataLoader: ${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** Fills in the defaults of `opts` for `dataset` and checks them. */
+export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions): PipelineConfig {
+  const c = dataset.channels;
+  const fixed = dataset.height > 0 && dataset.width > 0;
+  const inChans = positiveInt('inChans', opts.inChans ?? c);
+  if (inChans !== c && c !== 1) throw new Error(`DataLoader: inChans ${inChans} does not match the dataset's ${c} channels (only 1-channel data can be replicated)`);
+  let imageSize = opts.imageSize;
+  if (imageSize === undefined) {
+    if (!fixed || dataset.height !== dataset.width) {
+      throw new Error(`DataLoader: imageSize is required for a dataset of ${fixed ? `non-square ${dataset.height}x${dataset.width}` : 'variable-size'} images`);
+    }
+    imageSize = dataset.height;
+  }
+  positiveInt('imageSize', imageSize);
+  let mean = opts.mean;
+  let std = opts.std;
+  if (mean === undefined || std === undefined) {
+    const stats = defaultStats(c);
+    if (stats === null) throw new Error(`DataLoader: no default mean/std for ${c}-channel data; pass mean and std`);
+    mean ??= Array.from({ length: inChans }, (_, k) => stats.mean[k % c]!);
+    std ??= Array.from({ length: inChans }, (_, k) => stats.std[k % c]!);
+  }
+  if (mean.length !== inChans || std.length !== inChans) {
+    throw new Error(`DataLoader: mean and std need ${inChans} values (one per output channel), got ${mean.length} and ${std.length}`);
+  }
+  if (std.some((s) => !(s > 0))) throw new Error(`DataLoader: std values must be > 0, got [${std.join(', ')}]`);
+  const cropFraction = opts.evalCropFraction ?? (fixed ? 1 : 0.875);
+  if (!(cropFraction > 0 && cropFraction <= 1)) throw new Error(`DataLoader: evalCropFraction must be in (0, 1], got ${cropFraction}`);
+  const flipProb = opts.flipProb ?? 0.5;
+  if (!(flipProb >= 0 && flipProb <= 1)) throw new Error(`DataLoader: flipProb must be in [0, 1], got ${flipProb}`);
+  const seed = opts.seed ?? 0;
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`DataLoader: seed must be a non-negative safe integer, got ${seed}`);
+  return {
+    seed,
+    augment: opts.augment ?? false,
+    imageSize,
+    inChans,
+    mean: [...mean],
+    std: [...std],
+    scale: opts.scale ?? [0.2, 1],
+    ratio: opts.ratio ?? [3 / 4, 4 / 3],
+    flipProb,
+    evalResize: Math.floor(imageSize / cropFraction),
+  };
+}
+
+interface Pending {
+  resolve: (data: BatchData) => void;
+  reject: (e: Error) => void;
+  promise: Promise<BatchData>;
+  worker: number;
+}
+
+export class DataLoader {
+  readonly dataset: Dataset;
+  readonly config: PipelineConfig;
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly dropLast: boolean;
+  readonly prefetch: number;
+  readonly stepsPerEpoch: number;
+  /** 'workers': batches are built in worker threads; 'in-process': on this thread (see inProcessReason). */
+  readonly mode: 'workers' | 'in-process';
+  readonly inProcessReason: string | null;
+
+  private readonly numWorkers: number;
+  private readonly workerUrl: URL | null;
+  private readonly warned = new Set<string>();
+  private readonly stallByEpoch = new Map<number, number>();
+  private totalStallMs = 0;
+  private workers: Worker[] = [];
+  private outstanding: number[] = [];
+  private starting: Promise<void> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private failure: Error | null = null;
+  private closed = false;
+
+  constructor(dataset: Dataset, opts: DataLoaderOptions) {
+    this.dataset = dataset;
+    this.config = resolvePipelineConfig(dataset, opts);
+    this.batchSize = positiveInt('batchSize', opts.batchSize);
+    this.shuffle = opts.shuffle ?? true;
+    this.dropLast = opts.dropLast ?? false;
+    this.prefetch = positiveInt('prefetch', opts.prefetch ?? 2);
+    const workers = opts.workers ?? 1;
+    if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`DataLoader: workers must be a non-negative integer, got ${workers}`);
+    if (dataset.length === 0) throw new Error('DataLoader: the dataset is empty');
+    this.stepsPerEpoch = this.dropLast ? Math.floor(dataset.length / this.batchSize) : Math.ceil(dataset.length / this.batchSize);
+    if (this.stepsPerEpoch === 0) throw new Error(`DataLoader: dropLast with batchSize ${this.batchSize} > dataset length ${dataset.length} leaves no batches`);
+
+    let reason: string | null = null;
+    if (workers === 0) reason = 'workers: 0';
+    else if (dataset.workerSpec === undefined) reason = 'the dataset has no workerSpec(), so worker threads cannot rebuild it';
+    else if (opts.workerUrl === undefined && import.meta.url.endsWith('.ts')) {
+      reason = 'running from TypeScript sources (no compiled worker.js); use the compiled dist/ build for worker threads';
+    }
+    this.mode = reason === null ? 'workers' : 'in-process';
+    this.inProcessReason = reason;
+    this.numWorkers = reason === null ? workers : 0;
+    this.workerUrl = reason === null ? (opts.workerUrl ?? new URL('./worker.js', import.meta.url)) : null;
+  }
+
+  /** Total milliseconds the consumer has waited for batches, over all epochs. */
+  get stallMs(): number {
+    return this.totalStallMs;
+  }
+
+  /** Milliseconds the consumer waited for batches of epoch `epoch`. */
+  epochStallMs(epoch: number): number {
+    return this.stallByEpoch.get(epoch) ?? 0;
+  }
+
+  /** The dataset order of epoch `epoch` (identity when shuffle is off). */
+  order(epoch: number): Int32Array {
+    if (!(Number.isSafeInteger(epoch) && epoch >= 0)) throw new Error(`DataLoader: epoch must be a non-negative integer, got ${epoch}`);
+    if (!this.shuffle) return Int32Array.from({ length: this.dataset.length }, (_, i) => i);
+    return epochPermutation(this.config.seed, epoch, this.dataset.length);
+  }
+
+  /** The batches of epoch `epoch`, from step `startAt` (default 0) to the end. */
+  async *epoch(epoch: number, opts: { startAt?: number } = {}): AsyncGenerator<Batch, void, undefined> {
+    if (this.closed) throw new Error('DataLoader: epoch() called after close()');
+    const startAt = opts.startAt ?? 0;
+    if (!(Number.isInteger(startAt) && startAt >= 0 && startAt <= this.stepsPerEpoch)) {
+      throw new Error(`DataLoader: startAt must be an integer step in [0, ${this.stepsPerEpoch}], got ${startAt}`);
+    }
+    const order = this.order(epoch);
+    const B = this.batchSize;
+    // In-process, work done ahead would block this thread just the same: build each batch when it is awaited, so
+    // its whole cost shows up as stall time.
+    const ahead = this.mode === 'workers' ? this.prefetch : 0;
+    const queue: { step: number; job: BatchJob; promise: Promise<BatchData> }[] = [];
+    let next = startAt;
+    const submitNext = () => {
+      const start = next * B;
+      const job: BatchJob = { epoch, start, indices: order.slice(start, Math.min(start + B, order.length)) };
+      const promise = this.submit(job);
+      promise.catch(() => {}); // a batch abandoned by an early break must not become an unhandled rejection
+      queue.push({ step: next, job, promise });
+      next++;
+    };
+    const fill = () => {
+      while (queue.length < ahead && next < this.stepsPerEpoch) submitNext();
+    };
+    fill();
+    while (queue.length > 0 || next < this.stepsPerEpoch) {
+      const t0 = performance.now();
+      if (queue.length === 0) submitNext();
+      const head = queue.shift()!;
+      const data = await head.promise;
+      const waited = performance.now() - t0;
+      this.totalStallMs += waited;
+      this.stallByEpoch.set(epoch, this.epochStallMs(epoch) + waited);
+      fill();
+      const size = head.job.indices.length;
+      const s = this.config.imageSize;
+      yield {
+        images: data.images,
+        labels: data.labels,
+        indices: head.job.indices,
+        shape: [size, this.config.inChans, s, s],
+        size,
+        epoch,
+        step: head.step,
+      };
+    }
+  }
+
+  /** Stops the workers (after letting in-flight batches finish, at most 5 s). Pending batches reject. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.starting !== null) await this.starting.catch(() => {});
+    const inFlight = [...this.pending.values()].map((p) => p.promise.catch(() => {}));
+    await Promise.race([Promise.all(inFlight), sleep(5000, undefined, { ref: false })]);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.rejectAll(new Error('DataLoader: closed while a batch was pending'));
+  }
+
+  private submit(job: BatchJob): Promise<BatchData> {
+    if (this.closed) return Promise.reject(new Error('DataLoader: closed'));
+    if (this.mode === 'in-process') return buildBatch(this.dataset, this.config, job);
+    return this.startWorkers().then(() => this.post(job));
+  }
+
+  private post(job: BatchJob): Promise<BatchData> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('DataLoader: closed'));
+    let k = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.outstanding[i]! < this.outstanding[k]!) k = i;
+    const id = this.nextId++;
+    let resolve!: (data: BatchData) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<BatchData>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.pending.set(id, { resolve, reject, promise, worker: k });
+    this.outstanding[k]!++;
+    this.workers[k]!.ref(); // keep the process alive while a batch is owed
+    const request: WorkerRequest = { id, job };
+    this.workers[k]!.postMessage(request);
+    return promise;
+  }
+
+  private startWorkers(): Promise<void> {
+    this.starting ??= (async () => {
+      const spec: DatasetSpec = this.dataset.workerSpec!();
+      if (spec.kind === 'folder') await loadSharp(); // sharp must be loaded in the main thread before workers use it
+      const init: WorkerInit = { dataset: spec, config: this.config };
+      for (let k = 0; k < this.numWorkers; k++) {
+        const worker = new Worker(this.workerUrl!, { workerData: init });
+        worker.on('message', (reply: WorkerReply) => this.onReply(reply));
+        worker.on('error', (e: Error) => this.fail(new Error(`DataLoader: worker thread ${k} failed: ${e.message}`, { cause: e })));
+        worker.on('exit', (code) => {
+          if (!this.closed) this.fail(new Error(`DataLoader: worker thread ${k} exited unexpectedly (exit code ${code})`));
+        });
+        worker.unref();
+        this.workers.push(worker);
+        this.outstanding.push(0);
+      }
+    })();
+    return this.starting;
+  }
+
+  private onReply(reply: WorkerReply): void {
+    if (reply.type === 'warning') {
+      // each worker has its own copy of the dataset, so the same bad file can be reported by several of them
+      if (!this.warned.has(reply.message)) {
+        this.warned.add(reply.message);
+        (this.dataset.onWarning ?? console.warn)(reply.message);
+      }
+      return;
+    }
+    const p = this.pending.get(reply.id);
+    if (p === undefined) return;
+    this.pending.delete(reply.id);
+    if (--this.outstanding[p.worker]! === 0) this.workers[p.worker]!.unref();
+    if (reply.type === 'batch') p.resolve({ images: reply.images, labels: reply.labels });
+    else p.reject(new Error(`DataLoader: batch failed in worker thread ${p.worker}: ${reply.message}`));
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.rejectAll(this.failure);
+  }
+
+  private rejectAll(e: Error): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      this.outstanding[p.worker] = 0;
+      this.workers[p.worker]?.unref();
+      p.reject(e);
+    }
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The per-sample pipeline and the seeding scheme, shared by the DataLoader's in-process path and its worker threads
+ * (so both produce bit-identical batches).
+ *
+ * Seeding: every random stream is a Generator whose full 128-bit state is a hash of integers, never a shared
+ * stream, so results do not depend on how work is split or ordered:
+ *   epoch order:      hash(SHUFFLE, seed, epoch)            -> permutation(n)
+ *   sample in epoch:  hash(SAMPLE, seed, epoch, position)   -> crop and flip draws
+ * `position` is the sample's place in the epoch order (0 .. n-1), so a resumed run, any worker count and any
+ * prefetch depth see the same augmentation.
+ *
+ * Per sample: train (augment) = RandomResizedCrop(imageSize, scale, ratio, bicubic) -> horizontal flip (flipProb)
+ * -> channel replication to inChans -> normalise; eval = resize shorter side to evalResize (bicubic) -> center crop
+ * imageSize -> channel replication -> normalise.
+ */
+import { Generator } from '../random.js';
+import type { Dataset, Sample } from './dataset.js';
+import { centerCrop, normalize, randomHorizontalFlip, randomResizedCrop, resizeShorterSide, toChannels } from './transforms.js';
+
+export interface PipelineConfig {
+  seed: number;
+  augment: boolean;
+  imageSize: number; // output images are [inChans, imageSize, imageSize]
+  inChans: number;
+  mean: number[]; // one per output channel (inChans)
+  std: number[];
+  scale: [number, number]; // RandomResizedCrop area fraction range
+  ratio: [number, number]; // RandomResizedCrop aspect ratio range
+  flipProb: number;
+  evalResize: number; // eval: shorter side resized to this, then center-cropped to imageSize
+}
+
+/** One batch of work: `indices` are dataset indices, taken from epoch positions start .. start + indices.length - 1. */
+export interface BatchJob {
+  epoch: number;
+  start: number;
+  indices: Int32Array;
+}
+
+export interface BatchData {
+  images: Float32Array; // [B, inChans, imageSize, imageSize], normalised
+  labels: Int32Array; // [B]
+}
+
+const SHUFFLE = 1;
+const SAMPLE = 2;
+const LANES = [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344];
+
+function mix32(h: number, x: number): number {
+  x = Math.imul(x, 0xcc9e2d51);
+  x = (x << 15) | (x >>> 17);
+  x = Math.imul(x, 0x1b873593);
+  h ^= x;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function finish32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A Generator whose 4 state words are independent hashes of `words` (non-negative safe integers). */
+export function derivedGenerator(words: number[]): Generator {
+  const split: number[] = [];
+  for (const w of words) {
+    if (!(Number.isSafeInteger(w) && w >= 0)) throw new Error(`derivedGenerator: inputs must be non-negative safe integers, got ${w}`);
+    split.push(w >>> 0, Math.floor(w / 2 ** 32) >>> 0);
+  }
+  const s = LANES.map((lane) => finish32(split.reduce(mix32, lane) ^ split.length));
+  if ((s[0]! | s[1]! | s[2]! | s[3]!) === 0) s[0] = 1; // xoshiro must not start from the all-zero state
+  const gen = new Generator(0);
+  gen.setState({ s, spareNormal: null });
+  return gen;
+}
+
+/** The order of epoch `epoch`: a permutation of 0 .. n-1 that depends only on (seed, epoch). */
+export function epochPermutation(seed: number, epoch: number, n: number): Int32Array {
+  return derivedGenerator([SHUFFLE, seed, epoch]).permutation(n);
+}
+
+/** The generator for the sample at `position` of epoch `epoch`'s order. */
+export function sampleGenerator(seed: number, epoch: number, position: number): Generator {
+  return derivedGenerator([SAMPLE, seed, epoch, position]);
+}
+
+/** Runs the per-sample pipeline: Sample (CHW in [0, 1]) -> normalised [inChans, imageSize, imageSize]. */
+export function transformSample(sample: Sample, dataset: Dataset, cfg: PipelineConfig, gen: Generator): Float32Array {
+  const c = dataset.channels;
+  const h = sample.height ?? dataset.height;
+  const w = sample.width ?? dataset.width;
+  const size = cfg.imageSize;
+  let img: Float32Array;
+  if (cfg.augment) {
+    img = randomResizedCrop(sample.image, c, h, w, size, gen, { scale: cfg.scale, ratio: cfg.ratio });
+    img = randomHorizontalFlip(img, c, size, size, gen, cfg.flipProb);
+  } else {
+    const resized = resizeShorterSide(sample.image, c, h, w, cfg.evalResize);
+    img = centerCrop(resized.image, c, resized.height, resized.width, size, size);
+  }
+  img = toChannels(img, c, size, size, cfg.inChans);
+  return normalize(img, cfg.inChans, size, size, cfg.mean, cfg.std);
+}
+
+/** Loads and transforms one batch. Samples are fetched concurrently (image decoding overlaps), then transformed in order. */
+export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: BatchJob): Promise<BatchData> {
+  const n = job.indices.length;
+  const per = cfg.inChans * cfg.imageSize * cfg.imageSize;
+  const samples = await Promise.all(Array.from(job.indices, (i) => dataset.get(i)));
+  const images = new Float32Array(n * per);
+  const labels = new Int32Array(n);
+  for (let b = 0; b < n; b++) {
+    const sample = samples[b]!;
+    images.set(transformSample(sample, dataset, cfg, sampleGenerator(cfg.seed, job.epoch, job.start + b)), b * per);
+    labels[b] = sample.label;
+  }
+  return { images, labels };
+}

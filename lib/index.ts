@@ -1,0 +1,22 @@
+/**
+ * masked-autoencoder: Masked Autoencoder (MAE) pre-training of Vision Transformers for Node.js.
+ * The public API: tensors and autograd, the ops, the nn layers, the MAE model and presets, the optimizer and
+ * schedules, data loading, safetensors, checkpoints, the training loop and reconstruction figures.
+ */
+export { Tensor, tidy, keep, liveTensors, type DType } from './tensor.js';
+export { noGrad } from './autograd.js';
+export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
+export * as ops from './ops/index.js';
+export * as nn from './nn/index.js';
+export { MaskedAutoencoder, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed } from './mae/index.js';
+export type { MaeConfig, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking } from './mae/index.js';
+export { AdamW, cosineLr, scaledLr, type AdamWOptions } from './optim/index.js';
+export * as data from './data/index.js';
+export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors } from './io/safetensors.js';
+export { fromHuggingFace, toHuggingFace, toOfficialNames, detectNaming } from './io/names.js';
+export { loadSafetensors, saveSafetensors } from './io/state.js';
+export { pretrain, pretrainInWorker, type PretrainOptions, type PretrainResult, type TrainEvent } from './train/pretrain.js';
+export { saveCheckpoint, loadCheckpoint, loadModel, type CheckpointMeta, type TrainPosition } from './train/checkpoint.js';
+export { openDataset, syntheticDataset, type DataSource, type DataKind } from './train/data.js';
+export { writeReconstructions } from './train/visualize.js';
+export { info, setNumThreads, type Info } from './info.js';

@@ -1,0 +1,119 @@
+/**
+ * AdamW (PyTorch torch.optim.AdamW semantics), fused and in place in the native kernel, fp32 state.
+ * Parameter groups carry their weight decay and an lr scale (layer-wise decay); `lr` is set by the schedule
+ * before each step. The state (first and second moments, step count) round-trips through stateDict for
+ * checkpoints.
+ */
+import type { ParamGroup } from '../mae/model.js';
+import { native } from '../native.js';
+import { Tensor, shapeStr } from '../tensor.js';
+
+export interface AdamWOptions {
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  /** default weight decay of groups that do not set one; default 0.01 as PyTorch */
+  weightDecay?: number;
+}
+
+interface Moments {
+  m: Tensor;
+  v: Tensor;
+}
+
+export class AdamW {
+  readonly groups: ParamGroup[];
+  lr: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  /** steps taken so far (the bias correction uses stepCount after the increment) */
+  stepCount = 0;
+  private readonly state = new Map<Tensor, Moments>();
+
+  constructor(params: ParamGroup[] | Tensor[], opts: AdamWOptions) {
+    if (!(opts.lr >= 0)) throw new Error(`AdamW: lr must be non-negative, got ${opts.lr}`);
+    const wd = opts.weightDecay ?? 0.01;
+    this.groups =
+      params.length > 0 && params[0] instanceof Tensor
+        ? [{ params: params as Tensor[], weightDecay: wd }]
+        : (params as ParamGroup[]).map((g) => ({ ...g }));
+    this.lr = opts.lr;
+    this.betas = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    const [b1, b2] = this.betas;
+    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${b1}, ${b2}]`);
+  }
+
+  /** Updates every parameter that has a gradient. */
+  step(): void {
+    this.stepCount++;
+    const [b1, b2] = this.betas;
+    for (const g of this.groups) {
+      const lr = this.lr * (g.lrScale ?? 1);
+      for (const p of g.params) {
+        if (!p.grad) continue;
+        const s = this.moments(p);
+        native.adamwStep(p.handle, p.grad.handle, s.m.handle, s.v.handle, lr, b1, b2, this.eps, g.weightDecay, this.stepCount);
+      }
+    }
+  }
+
+  /** Drops every gradient of the optimised parameters. */
+  zeroGrad(): void {
+    for (const g of this.groups)
+      for (const p of g.params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+  }
+
+  /** Moments by parameter position ('g.i'), plus the step count and lr: everything a checkpoint needs. */
+  stateDict(): { step: number; lr: number; tensors: Map<string, Tensor> } {
+    const tensors = new Map<string, Tensor>();
+    this.groups.forEach((g, gi) =>
+      g.params.forEach((p, pi) => {
+        const s = this.state.get(p);
+        if (s) {
+          tensors.set(`${gi}.${pi}.exp_avg`, s.m);
+          tensors.set(`${gi}.${pi}.exp_avg_sq`, s.v);
+        }
+      }),
+    );
+    return { step: this.stepCount, lr: this.lr, tensors };
+  }
+
+  loadStateDict(sd: { step: number; lr: number; tensors: Map<string, { shape: readonly number[]; data: Float32Array } | Tensor> }): void {
+    this.groups.forEach((g, gi) =>
+      g.params.forEach((p, pi) => {
+        const m = sd.tensors.get(`${gi}.${pi}.exp_avg`);
+        const v = sd.tensors.get(`${gi}.${pi}.exp_avg_sq`);
+        if (!m || !v) return;
+        for (const [k, t] of [['exp_avg', m], ['exp_avg_sq', v]] as const)
+          if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+            throw new Error(`AdamW.loadStateDict: ${gi}.${pi}.${k} is ${shapeStr(t.shape)}, the parameter is ${shapeStr(p.shape)}`);
+        const s = this.moments(p);
+        s.m.write(m instanceof Tensor ? m.dataSync() : m.data);
+        s.v.write(v instanceof Tensor ? v.dataSync() : v.data);
+      }),
+    );
+    this.stepCount = sd.step;
+    this.lr = sd.lr;
+  }
+
+  dispose(): void {
+    for (const s of this.state.values()) {
+      s.m.dispose();
+      s.v.dispose();
+    }
+    this.state.clear();
+  }
+
+  private moments(p: Tensor): Moments {
+    let s = this.state.get(p);
+    if (!s) {
+      s = { m: Tensor.zeros(p.shape).keep(), v: Tensor.zeros(p.shape).keep() };
+      this.state.set(p, s);
+    }
+    return s;
+  }
+}

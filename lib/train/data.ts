@@ -1,0 +1,101 @@
+/**
+ * Named data sources for the training commands: Fashion-MNIST / MNIST (IDX files), CIFAR-10 (binary batches),
+ * image folders, and a synthetic set (seeded random shapes, for tests and benchmarks), each optionally cut to its
+ * first `limit` samples.
+ */
+import { InMemoryDataset, ImageFolderDataset, cifar10Dataset, fashionMnistDataset, type Dataset, type OnBadFile } from '../data/index.js';
+import { Generator } from '../random.js';
+
+export type DataKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'folder' | 'synthetic';
+export const DATA_KINDS: readonly DataKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'folder', 'synthetic'];
+
+export interface DataSource {
+  kind: DataKind;
+  /** folder holding the files; Fashion-MNIST defaults to the Debian package's folder */
+  path?: string;
+  /** use only the first `limit` samples */
+  limit?: number;
+  /** image folders: decode as 1 or 3 channels (default 3) */
+  channels?: 1 | 3;
+  onBadFile?: OnBadFile;
+  /** synthetic: image size and channels (defaults 28 and 1) and sample count (default 1024) */
+  imageSize?: number;
+  count?: number;
+}
+
+export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
+  if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
+    throw new Error(`data limit must be a positive integer, got ${src.limit}`);
+  let ds: Dataset;
+  switch (src.kind) {
+    case 'fashion-mnist':
+      ds = await fashionMnistDataset(split, src.path);
+      break;
+    case 'mnist':
+      if (!src.path) throw new Error('mnist: pass the folder with train-images-idx3-ubyte(.gz) and the other IDX files');
+      ds = await fashionMnistDataset(split, src.path);
+      break;
+    case 'cifar10':
+      if (!src.path) throw new Error('cifar10: pass the folder with data_batch_1.bin .. data_batch_5.bin and test_batch.bin');
+      ds = await cifar10Dataset(split, src.path);
+      break;
+    case 'folder':
+      if (!src.path) throw new Error('folder: pass the image folder');
+      ds = await ImageFolderDataset.open(src.path, { channels: src.channels ?? 3, onBadFile: src.onBadFile ?? 'skip', ...(onWarning ? { onWarning } : {}) });
+      break;
+    case 'synthetic':
+      ds = syntheticDataset(src.count ?? 1024, src.channels ?? 1, src.imageSize ?? 28, split === 'train' ? 1 : 2);
+      break;
+    default:
+      throw new Error(`unknown data kind '${String(src.kind)}'; use one of ${DATA_KINDS.join(', ')}`);
+  }
+  if (ds.length === 0) throw new Error(`${src.kind}${src.path ? ` (${src.path})` : ''}: the ${split} split holds no samples`);
+  return src.limit !== undefined && src.limit < ds.length ? subset(ds, src.limit) : ds;
+}
+
+/** The first n samples of a dataset. */
+export function subset(ds: Dataset, n: number): Dataset {
+  if (ds instanceof InMemoryDataset) {
+    const per = ds.channels * ds.height * ds.width;
+    return new InMemoryDataset({
+      images: ds.images.subarray(0, n * per),
+      labels: ds.labels.subarray(0, n),
+      channels: ds.channels,
+      height: ds.height,
+      width: ds.width,
+      numClasses: ds.numClasses,
+    });
+  }
+  if (ds instanceof ImageFolderDataset) {
+    const index = { ...ds.index, files: ds.index.files.slice(0, n), labels: ds.index.labels.slice(0, n) };
+    return new ImageFolderDataset(index, { channels: ds.channels, onBadFile: ds.onBadFile, shorterSide: ds.shorterSide, onWarning: ds.onWarning });
+  }
+  throw new Error('subset: only in-memory and folder datasets can be cut');
+}
+
+/**
+ * `count` images of bright rectangles and discs on a dark background, 10 classes by shape and position; a pure
+ * function of (count, channels, size, seed).
+ */
+export function syntheticDataset(count: number, channels: number, size: number, seed: number): InMemoryDataset {
+  const gen = new Generator(seed);
+  const per = channels * size * size;
+  const images = new Uint8Array(count * per);
+  const labels = new Int32Array(count);
+  for (let n = 0; n < count; n++) {
+    const label = gen.int(10);
+    labels[n] = label;
+    const disc = label % 2 === 0;
+    const cx = ((label % 5) + 1) * (size / 6) + (gen.uniform() - 0.5) * 2;
+    const cy = size / 2 + (gen.uniform() - 0.5) * size * 0.3;
+    const r = size * (0.15 + 0.1 * gen.uniform());
+    const tint = Array.from({ length: channels }, () => 0.5 + 0.5 * gen.uniform());
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++) {
+        const inside = disc ? (x - cx) ** 2 + (y - cy) ** 2 < r * r : Math.abs(x - cx) < r && Math.abs(y - cy) < r * 0.6;
+        for (let c = 0; c < channels; c++)
+          images[n * per + (c * size + y) * size + x] = Math.round(255 * (inside ? tint[c]! : 0.1 * gen.uniform()));
+      }
+  }
+  return new InMemoryDataset({ images, labels, channels, height: size, width: size, numClasses: 10 });
+}

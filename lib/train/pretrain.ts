@@ -1,0 +1,330 @@
+/**
+ * MAE pre-training (the official main_pretrain.py / engine_pretrain.py loop):
+ *   lr = blr * batch * accumIter / 256, set every iteration from the fractional epoch (warm-up, then cosine);
+ *   AdamW(0.9, 0.95), weight decay 0.05 on >= 2-D tensors; the loss of each micro-batch is divided by accumIter
+ *   and the optimizer steps every accumIter batches; gradients left over at an epoch's end are dropped.
+ *
+ * The loop is async and yields to the event loop between batches; progress goes to `onEvent` and to a JSON-lines
+ * log; checkpoints (weights, optimizer state, position, generator) are written atomically every
+ * `checkpointEvery` steps and at the end, and `resume` continues the same run exactly. A non-finite loss stops the
+ * run with an Error that names the last good checkpoint. Reconstructions of fixed images are written as PNG.
+ */
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setImmediate as yieldNow } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
+import { MaskedAutoencoder, getPreset, type MaeConfig } from '../mae/index.js';
+import { native } from '../native.js';
+import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
+import { Generator } from '../random.js';
+import { Tensor, tidy } from '../tensor.js';
+import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.js';
+import { openDataset, type DataSource } from './data.js';
+import { writeReconstructions } from './visualize.js';
+
+export interface PretrainOptions {
+  /** a preset name (default mae_vit_tiny_patch4_28) and overrides of its config */
+  preset?: string;
+  config?: Partial<MaeConfig>;
+  data?: DataSource;
+  /** output folder: checkpoint.safetensors, log.jsonl, reconstructions/ (default runs/pretrain) */
+  outDir?: string;
+  epochs?: number;
+  /** images per batch (per optimizer micro-step) */
+  batchSize?: number;
+  /** batches per optimizer step (gradient accumulation) */
+  accumIter?: number;
+  /** base lr; the absolute lr is blr * batchSize * accumIter / 256 unless `lr` is given */
+  blr?: number;
+  lr?: number;
+  minLr?: number;
+  /** default min(40, ceil(epochs / 20)) */
+  warmupEpochs?: number;
+  weightDecay?: number;
+  maskRatio?: number;
+  seed?: number;
+  /** CPU threads for kernels and the BLAS (default: all cores) */
+  threads?: number;
+  /** data-loading worker threads (default 1) */
+  workers?: number;
+  /** optimizer steps between checkpoints (default: only at epoch ends) */
+  checkpointEvery?: number;
+  /** optimizer steps per log line (default 10) */
+  logEvery?: number;
+  /** epochs between reconstruction images (default: every epoch); 0 writes only the final one */
+  visualizeEvery?: number;
+  /** continue the run whose checkpoint is in outDir (true) or at this path */
+  resume?: boolean | string;
+  /** stop after this many optimizer steps in total (the schedule still follows `epochs`) */
+  maxSteps?: number;
+  /** stops at the next step boundary, writes a checkpoint and returns with stopped: true */
+  signal?: AbortSignal;
+  onEvent?: (e: TrainEvent) => void;
+}
+
+export type TrainEvent =
+  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string }
+  | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number }
+  | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
+  | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'visualize'; epoch: number; path: string }
+  | { type: 'warning'; message: string }
+  | { type: 'end'; steps: number; loss: number; seconds: number; stopped: boolean };
+
+export interface PretrainResult {
+  outDir: string;
+  checkpoint: string;
+  steps: number;
+  /** mean loss of each finished epoch */
+  epochLosses: number[];
+  /** loss of every optimizer step of this run (mean over its micro-batches) */
+  losses: number[];
+  reconstructions: string[];
+  stallMs: number;
+  seconds: number;
+  stopped: boolean;
+}
+
+/** The options a run is defined by (stored in checkpoints; resume must not change them). */
+const RUN_KEYS = ['preset', 'config', 'data', 'epochs', 'batchSize', 'accumIter', 'blr', 'lr', 'minLr', 'warmupEpochs', 'weightDecay', 'maskRatio', 'seed'] as const;
+
+export async function pretrain(options: PretrainOptions = {}): Promise<PretrainResult> {
+  const o = withDefaults(options);
+  const emit = options.onEvent ?? (() => {});
+  const outDir = o.outDir;
+  mkdirSync(outDir, { recursive: true });
+  if (options.threads !== undefined) native.setNumThreads(options.threads);
+
+  // resume: the run's own options come from the checkpoint
+  let position: TrainPosition | null = null;
+  let ck: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+  if (options.resume) {
+    ck = await loadCheckpoint(options.resume === true ? outDir : options.resume);
+    const saved = ck.meta.options as Partial<typeof o>;
+    for (const k of RUN_KEYS)
+      if (options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))
+        throw new Error(`resume: option ${k} differs from the checkpoint's (${JSON.stringify(saved[k])} there, ${JSON.stringify(options[k])} here)`);
+    Object.assign(o, pick(saved, RUN_KEYS));
+    position = ck.meta.position;
+  }
+
+  const config = { ...getPreset(o.preset), ...o.config };
+  const model = new MaskedAutoencoder(config, { seed: o.seed });
+  const warn = (message: string) => emit({ type: 'warning', message });
+  const dataset = await openDataset(o.data, 'train', warn);
+  checkDataFits(dataset, config);
+  const loader = new DataLoader(dataset, { batchSize: o.batchSize, seed: o.seed, augment: true, dropLast: true, imageSize: config.imgSize, inChans: config.inChans, workers: o.workers });
+  const pipeline = resolvePipelineConfig(dataset, { batchSize: o.batchSize, imageSize: config.imgSize, inChans: config.inChans });
+  const stepsPerEpoch = loader.stepsPerEpoch;
+  if (stepsPerEpoch < o.accumIter)
+    throw new Error(`${stepsPerEpoch} batches per epoch are fewer than accumIter ${o.accumIter}: use a smaller batch or accumulation`);
+  const stepsPerEpochOpt = Math.floor(stepsPerEpoch / o.accumIter);
+  const totalSteps = Math.min(o.maxSteps ?? Infinity, stepsPerEpochOpt * o.epochs);
+  const effectiveBatch = o.batchSize * o.accumIter;
+  const lr = o.lr ?? scaledLr(o.blr, effectiveBatch);
+  const optimizer = new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] });
+  const maskGen = new Generator(o.seed + 1);
+  if (ck && position) {
+    model.loadStateDict(ck.weights);
+    optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, tensors: ck.optimizer });
+    maskGen.setState(position.generator);
+  }
+  let pos: TrainPosition = position ?? { epoch: 0, iter: 0, step: 0, generator: maskGen.state() };
+
+  const ckPath = join(outDir, CHECKPOINT_FILE);
+  const logPath = join(outDir, 'log.jsonl');
+  const runOptions = pick(o, RUN_KEYS);
+  const save = async (p: TrainPosition) => {
+    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions });
+    emit({ type: 'checkpoint', step: p.step, path: ckPath });
+  };
+  const visualize = async (epoch: number) => {
+    const path = join(outDir, 'reconstructions', `epoch-${String(epoch).padStart(3, '0')}.png`);
+    await writeReconstructions(model, dataset, pipeline, path, { maskRatio: o.maskRatio, seed: o.seed });
+    emit({ type: 'visualize', epoch, path });
+    reconstructions.push(path);
+  };
+
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})` });
+
+  const started = performance.now();
+  const losses: number[] = [];
+  const epochLosses: number[] = [];
+  const reconstructions: string[] = [];
+  let stopped = false;
+  let windowLoss = 0;
+  let windowSteps = 0;
+  let windowStart = performance.now();
+  let windowImages = 0;
+  const scaleGrad = Tensor.full([1], 1 / o.accumIter).keep();
+  try {
+    for (let epoch = pos.epoch; epoch < o.epochs && pos.step < totalSteps && !stopped; epoch++) {
+      const epochStart = performance.now();
+      const stallBefore = loader.stallMs;
+      optimizer.zeroGrad();
+      let epochLoss = 0;
+      let epochSteps = 0;
+      let microLoss = 0;
+      const startAt = epoch === pos.epoch ? pos.iter : 0;
+      for await (const batch of loader.epoch(epoch, { startAt })) {
+        const it = batch.step;
+        if (it % o.accumIter === 0) optimizer.lr = cosineLr(it / stepsPerEpoch + epoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
+        const loss = tidy(() => {
+          const imgs = Tensor.fromArray(batch.images, batch.shape);
+          const out = model.forward(imgs, { maskRatio: o.maskRatio, generator: maskGen });
+          const value = out.loss.item();
+          if (Number.isFinite(value)) out.loss.backward(scaleGrad);
+          return value;
+        });
+        if (!Number.isFinite(loss)) {
+          const at = `epoch ${epoch}, iteration ${it}, step ${pos.step}`;
+          throw new Error(`the loss became ${loss} at ${at}; training stopped. The last good checkpoint is ${ckPath} (lower the lr or check the data)`);
+        }
+        microLoss += loss;
+        windowImages += batch.size;
+        if ((it + 1) % o.accumIter !== 0) continue;
+
+        optimizer.step();
+        optimizer.zeroGrad();
+        const stepLoss = microLoss / o.accumIter;
+        microLoss = 0;
+        losses.push(stepLoss);
+        epochLoss += stepLoss;
+        epochSteps++;
+        windowLoss += stepLoss;
+        windowSteps++;
+        pos = { epoch, iter: it + 1, step: pos.step + 1, generator: maskGen.state() };
+        const now = performance.now();
+        const imgPerSec = (windowImages / (now - windowStart)) * 1000;
+        const fracEpoch = epoch + (it + 1) / stepsPerEpoch;
+        emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec });
+        if (pos.step % o.logEvery === 0 || pos.step === totalSteps) {
+          appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
+          windowLoss = 0;
+          windowSteps = 0;
+          windowImages = 0;
+          windowStart = performance.now();
+        }
+        if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) await save(pos);
+        if (pos.step >= totalSteps) break;
+        if (options.signal?.aborted) {
+          stopped = true;
+          break;
+        }
+        await yieldNow();
+      }
+      // an epoch is done when its last full optimizer step is taken (left-over micro-batches are dropped)
+      if (pos.epoch === epoch && pos.iter >= stepsPerEpochOpt * o.accumIter) {
+        pos = { ...pos, epoch: epoch + 1, iter: 0 };
+        if (epochSteps > 0) {
+          epochLosses.push(epochLoss / epochSteps);
+          emit({ type: 'epoch', epoch, loss: epochLoss / epochSteps, seconds: (performance.now() - epochStart) / 1000, stallMs: loader.stallMs - stallBefore });
+        }
+        if (o.visualizeEvery > 0 && (epoch + 1) % o.visualizeEvery === 0) await visualize(epoch + 1);
+      }
+    }
+    await save(pos);
+    if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos.epoch);
+  } finally {
+    scaleGrad.dispose();
+    await loader.close();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const last = losses[losses.length - 1] ?? NaN;
+  emit({ type: 'end', steps: pos.step, loss: last, seconds, stopped });
+  const result: PretrainResult = { outDir, checkpoint: ckPath, steps: pos.step, epochLosses, losses, reconstructions, stallMs: loader.stallMs, seconds, stopped };
+  optimizer.dispose();
+  model.dispose();
+  return result;
+}
+
+function withDefaults(opts: PretrainOptions) {
+  const epochs = opts.epochs ?? 10;
+  const o = {
+    preset: opts.preset ?? 'mae_vit_tiny_patch4_28',
+    config: opts.config ?? {},
+    data: opts.data ?? ({ kind: 'fashion-mnist' } as DataSource),
+    outDir: opts.outDir ?? 'runs/pretrain',
+    epochs,
+    batchSize: opts.batchSize ?? 64,
+    accumIter: opts.accumIter ?? 1,
+    blr: opts.blr ?? 1.5e-4,
+    lr: opts.lr,
+    minLr: opts.minLr ?? 0,
+    warmupEpochs: opts.warmupEpochs ?? Math.min(40, Math.ceil(epochs / 20)),
+    weightDecay: opts.weightDecay ?? 0.05,
+    maskRatio: opts.maskRatio ?? 0.75,
+    seed: opts.seed ?? 0,
+    workers: opts.workers ?? 1,
+    checkpointEvery: opts.checkpointEvery ?? 0,
+    logEvery: opts.logEvery ?? 10,
+    visualizeEvery: opts.visualizeEvery ?? 1,
+    maxSteps: opts.maxSteps,
+  };
+  const positiveInts = ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const;
+  for (const k of positiveInts) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`pretrain: ${k} must be a positive integer, got ${o[k]}`);
+  for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const)
+    if (!(Number.isInteger(o[k]) && o[k] >= 0)) throw new Error(`pretrain: ${k} must be a non-negative integer, got ${o[k]}`);
+  if (o.maxSteps !== undefined && !(Number.isInteger(o.maxSteps) && o.maxSteps > 0)) throw new Error(`pretrain: maxSteps must be a positive integer, got ${o.maxSteps}`);
+  if (!(o.blr > 0)) throw new Error(`pretrain: blr must be positive, got ${o.blr}`);
+  if (o.lr !== undefined && !(o.lr > 0)) throw new Error(`pretrain: lr must be positive, got ${o.lr}`);
+  if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
+  if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);
+  if (!(Number.isSafeInteger(o.seed) && o.seed >= 0)) throw new Error(`pretrain: seed must be a non-negative integer, got ${o.seed}`);
+  return o;
+}
+
+function checkDataFits(ds: Dataset, c: MaeConfig): void {
+  if (ds.channels !== c.inChans && ds.channels !== 1)
+    throw new Error(`the data has ${ds.channels} channels but the model takes ${c.inChans} (only 1-channel data is replicated)`);
+}
+
+function pick<T extends object, K extends readonly (keyof T)[]>(o: T, keys: K): Pick<T, K[number]> {
+  const out = {} as Pick<T, K[number]>;
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/**
+ * Runs pretrain() in a worker thread, so a host application's event loop stays free. Options must be plain data
+ * (no callbacks or signals); events arrive through `onEvent`; `stop()` ends the run at the next step boundary
+ * with a checkpoint. Needs the compiled package (dist/), since worker threads run JavaScript.
+ */
+export function pretrainInWorker(
+  options: Omit<PretrainOptions, 'onEvent' | 'signal'>,
+  onEvent?: (e: TrainEvent) => void,
+): { result: Promise<PretrainResult>; stop: () => void } {
+  const url = new URL('./worker.js', import.meta.url);
+  if (!existsSync(fileURLToPath(url)))
+    throw new Error(`pretrainInWorker: ${fileURLToPath(url)} is missing; worker threads need the compiled package (npm run build)`);
+  const worker = new Worker(url, { workerData: options });
+  const result = new Promise<PretrainResult>((resolve, reject) => {
+    let settled = false;
+    worker.on('message', (m: { event?: TrainEvent; result?: PretrainResult; error?: string }) => {
+      if (m.event) onEvent?.(m.event);
+      if (m.result) {
+        settled = true;
+        resolve(m.result);
+      }
+      if (m.error !== undefined) {
+        settled = true;
+        reject(new Error(m.error));
+      }
+    });
+    worker.on('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    worker.on('exit', (code) => {
+      if (!settled) reject(new Error(`pretrainInWorker: the worker exited with code ${code} before finishing`));
+    });
+  });
+  return { result, stop: () => worker.postMessage('stop') };
+}

@@ -1,0 +1,20 @@
+/**
+ * The worker-thread entry of pretrainInWorker: runs pretrain() with the options it was started with, posts every
+ * event and the result to the parent, and stops at the next step boundary when the parent posts 'stop'.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { pretrain, type PretrainOptions } from './pretrain.js';
+
+if (!parentPort) throw new Error('lib/train/worker.js must run in a worker thread (use pretrainInWorker)');
+const port = parentPort;
+const abort = new AbortController();
+port.on('message', (m) => {
+  if (m === 'stop') abort.abort();
+});
+try {
+  const result = await pretrain({ ...(workerData as PretrainOptions), signal: abort.signal, onEvent: (event) => port.postMessage({ event }) });
+  port.postMessage({ result });
+} catch (e) {
+  port.postMessage({ error: (e as Error).message });
+}
+port.close();

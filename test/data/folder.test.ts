@@ -1,0 +1,139 @@
+// Image folders made with sharp (PNG, JPEG, WebP) plus corrupt files: scanning, labels, decoding, skip vs stop.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataLoader, ImageFolderDataset, decodeImageFile, scanImageFolder } from '../../lib/data/index.js';
+
+const root = mkdtempSync(join(tmpdir(), 'mae-folder-'));
+const classes = join(root, 'classes');
+const flat = join(root, 'flat');
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** A 6 x 4 (w x h) RGB image whose pixel (x, y) is (10x + seed, 20y + seed, 7 + seed). */
+function rgb(seed: number): Buffer {
+  const px = Buffer.alloc(6 * 4 * 3);
+  for (let y = 0; y < 4; y++) {
+    for (let x = 0; x < 6; x++) px.set([10 * x + seed, 20 * y + seed, 7 + seed], (y * 6 + x) * 3);
+  }
+  return px;
+}
+const raw = { raw: { width: 6, height: 4, channels: 3 as const } };
+
+beforeAll(async () => {
+  for (const d of ['bird', 'ant', 'cat/sub', '.hidden']) mkdirSync(join(classes, d), { recursive: true });
+  await sharp(rgb(1), raw).png().toFile(join(classes, 'ant', 'a.png'));
+  await sharp(rgb(2), raw).jpeg({ quality: 95 }).toFile(join(classes, 'ant', 'b.JPG'));
+  await sharp(rgb(3), raw).webp({ lossless: true }).toFile(join(classes, 'bird', 'c.webp'));
+  await sharp(rgb(4), raw).png().toFile(join(classes, 'cat', 'sub', 'd.png'));
+  writeFileSync(join(classes, 'bird', 'notes.txt'), 'not an image');
+  await sharp(rgb(5), raw).png().toFile(join(classes, '.hidden', 'e.png'));
+  writeFileSync(join(classes, 'bird', 'broken.png'), 'definitely not a png');
+  const good = readFileSync(join(classes, 'ant', 'a.png'));
+  writeFileSync(join(classes, 'cat', 'truncated.png'), good.subarray(0, good.length - 20));
+  mkdirSync(flat);
+  await sharp(rgb(6), raw).png().toFile(join(flat, 'x.png'));
+  await sharp(Buffer.alloc(6 * 4, 99), { raw: { width: 6, height: 4, channels: 1 } }).png().toFile(join(flat, 'y.png'));
+});
+
+describe('image folders', () => {
+  it('lists class folders in sorted order, recursively, ignoring hidden and non-image files', async () => {
+    const index = await scanImageFolder(classes);
+    expect(index.classes).toEqual(['ant', 'bird', 'cat']);
+    expect(index.files.map((f) => f.slice(classes.length + 1))).toEqual(['ant/a.png', 'ant/b.JPG', 'bird/broken.png', 'bird/c.webp', 'cat/truncated.png', 'cat/sub/d.png']);
+    expect(Array.from(index.labels)).toEqual([0, 0, 1, 1, 2, 2]);
+  });
+
+  it('gives label -1 in a flat folder and reports empty folders', async () => {
+    const ds = await ImageFolderDataset.open(flat);
+    expect([ds.length, ds.numClasses, ds.height, ds.width]).toEqual([2, 0, 0, 0]);
+    expect((await ds.get(0)).label).toBe(-1);
+    const empty = mkdtempSync(join(root, 'empty-'));
+    await expect(scanImageFolder(empty)).rejects.toThrow(`${empty}: no images found (looked for .jpg, .jpeg, .png, .webp files)`);
+  });
+
+  it('decodes PNG and lossless WebP exactly to CHW floats, and JPEG closely', async () => {
+    const ds = await ImageFolderDataset.open(classes, { onBadFile: 'stop' });
+    const expectPixels = (image: Float32Array, seed: number, tol: number) => {
+      const px = rgb(seed);
+      for (let c = 0; c < 3; c++) {
+        for (let p = 0; p < 24; p++) expect(Math.abs(image[c * 24 + p]! - px[p * 3 + c]! / 255), `c${c} p${p}`).toBeLessThanOrEqual(tol);
+      }
+    };
+    const a = await ds.get(0);
+    expect([a.height, a.width, a.label]).toEqual([4, 6, 0]);
+    expectPixels(a.image, 1, 1e-7); // float32 rounding of p / 255 only
+    expectPixels((await ds.get(3)).image, 3, 1e-7);
+    expectPixels((await ds.get(1)).image, 2, 12 / 255);
+  });
+
+  it('decodes to 1 or 3 channels on request (grey replicated, colour to luminance)', async () => {
+    const grey = await decodeImageFile(join(flat, 'y.png'), 3);
+    expect(grey.channels).toBe(3);
+    expect(Array.from(grey.pixels.subarray(0, 6))).toEqual([99, 99, 99, 99, 99, 99]);
+    const lum = await decodeImageFile(join(flat, 'x.png'), 1);
+    expect([lum.channels, lum.height, lum.width, lum.pixels.length]).toEqual([1, 4, 6, 24]);
+    const small = await decodeImageFile(join(flat, 'x.png'), 3, 2);
+    expect([small.height, small.width]).toEqual([2, 3]);
+  });
+
+  it("onBadFile 'skip' warns once per file and substitutes the next good file", async () => {
+    const warnings: string[] = [];
+    const ds = await ImageFolderDataset.open(classes, { onBadFile: 'skip', onWarning: (m) => warnings.push(m) });
+    const broken = await ds.get(2); // bird/broken.png -> bird/c.webp
+    expect(broken.label).toBe(1);
+    expect(Array.from(broken.image)).toEqual(Array.from((await ds.get(3)).image));
+    await ds.get(2);
+    const truncated = await ds.get(4); // cat/truncated.png -> cat/sub/d.png
+    expect(truncated.label).toBe(2);
+    expect(Array.from(truncated.image)).toEqual(Array.from((await ds.get(5)).image));
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toContain(join(classes, 'bird', 'broken.png'));
+    expect(warnings[1]).toContain(join(classes, 'cat', 'truncated.png'));
+
+    // the last file bad: wraps around to the first; all files bad: a clear error
+    const wrap = join(root, 'wrap');
+    mkdirSync(wrap);
+    await sharp(rgb(9), raw).png().toFile(join(wrap, 'a.png'));
+    writeFileSync(join(wrap, 'z.png'), 'junk');
+    const wrapDs = await ImageFolderDataset.open(wrap, { onWarning: () => {} });
+    expect(Array.from((await wrapDs.get(1)).image)).toEqual(Array.from((await wrapDs.get(0)).image));
+    const allBad = join(root, 'all-bad');
+    mkdirSync(allBad);
+    writeFileSync(join(allBad, 'z.png'), 'junk');
+    const allBadDs = await ImageFolderDataset.open(allBad, { onWarning: () => {} });
+    await expect(allBadDs.get(0)).rejects.toThrow(`${allBad}: all 1 image files failed to decode`);
+  });
+
+  it("onBadFile 'stop' rejects with an Error naming the file, also through the DataLoader", async () => {
+    const ds = await ImageFolderDataset.open(classes, { onBadFile: 'stop' });
+    await expect(ds.get(4)).rejects.toThrow(`${join(classes, 'cat', 'truncated.png')}: cannot decode image`);
+    await expect(ds.get(2)).rejects.toThrow(/broken\.png: cannot decode image: .*onBadFile is 'stop'/);
+    const loader = new DataLoader(ds, { batchSize: 3, imageSize: 4, shuffle: false });
+    const seen: number[] = [];
+    await expect(
+      (async () => {
+        for await (const b of loader.epoch(0)) seen.push(b.step);
+      })(),
+    ).rejects.toThrow(`${join(classes, 'bird', 'broken.png')}: cannot decode image`);
+    expect(seen).toEqual([]);
+    await loader.close();
+  });
+
+  it('feeds variable-size images through the DataLoader (imageSize required)', async () => {
+    const ds = await ImageFolderDataset.open(classes, { onBadFile: 'skip', onWarning: () => {} });
+    expect(() => new DataLoader(ds, { batchSize: 2 })).toThrow('DataLoader: imageSize is required for a dataset of variable-size images');
+    for (const augment of [true, false]) {
+      const loader = new DataLoader(ds, { batchSize: 4, imageSize: 5, augment, seed: 1 });
+      const labels: number[] = [];
+      for await (const b of loader.epoch(0)) {
+        expect(b.shape).toEqual([b.size, 3, 5, 5]);
+        expect(b.images.length).toBe(b.size * 75);
+        labels.push(...b.labels);
+      }
+      expect(labels).toHaveLength(6);
+      await loader.close();
+    }
+  });
+});

@@ -1,0 +1,189 @@
+// DataLoader on synthetic in-memory data, in-process (vitest runs the TS sources): seeded order, coverage, startAt,
+// dropLast, normalisation, channel replication, stall accounting; and worker failure handling with small plain-JS
+// worker scripts passed as workerUrl (the real compiled worker is checked in worker.test.ts).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DataLoader, IMAGENET_MEAN, IMAGENET_STD, InMemoryDataset, type Batch, type Dataset, type DataLoaderOptions } from '../../lib/data/index.js';
+
+/** n images of c x 6 x 6; every pixel of image i is (i * 7) % 256; label i % 10. */
+function dataset(n: number, c = 1): InMemoryDataset {
+  const per = c * 36;
+  const images = new Uint8Array(n * per);
+  for (let i = 0; i < n; i++) images.fill((i * 7) % 256, i * per, (i + 1) * per);
+  return new InMemoryDataset({ images, labels: Array.from({ length: n }, (_, i) => i % 10), channels: c, height: 6, width: 6, numClasses: 10 });
+}
+
+async function collect(loader: DataLoader, epoch: number, startAt = 0): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of loader.epoch(epoch, { startAt })) out.push(b);
+  return out;
+}
+
+const ds = dataset(53);
+const base: DataLoaderOptions = { batchSize: 8, seed: 42, workers: 0 };
+
+describe('DataLoader (in-process)', () => {
+  it('runs in-process from TypeScript sources and says why', () => {
+    const fromTs = new DataLoader(ds, { batchSize: 8 });
+    expect(fromTs.mode).toBe('in-process');
+    expect(fromTs.inProcessReason).toMatch(/TypeScript sources/);
+    expect(new DataLoader(ds, base).inProcessReason).toBe('workers: 0');
+  });
+
+  it('visits every index exactly once per epoch, in a seeded order that changes per epoch', async () => {
+    const loader = new DataLoader(ds, base);
+    expect(loader.stepsPerEpoch).toBe(7);
+    const orders: number[][] = [];
+    for (const epoch of [0, 1]) {
+      const batches = await collect(loader, epoch);
+      expect(batches.map((b) => b.size)).toEqual([8, 8, 8, 8, 8, 8, 5]);
+      expect(batches.map((b) => b.step)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      const order = batches.flatMap((b) => Array.from(b.indices));
+      expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: 53 }, (_, i) => i));
+      expect(order).toEqual(Array.from(loader.order(epoch)));
+      for (const b of batches) expect(Array.from(b.labels)).toEqual(Array.from(b.indices, (i) => i % 10));
+      orders.push(order);
+    }
+    expect(orders[0]).not.toEqual(orders[1]);
+    expect(orders[0]).not.toEqual(Array.from({ length: 53 }, (_, i) => i));
+    const noShuffle = await collect(new DataLoader(ds, { ...base, shuffle: false }), 3);
+    expect(noShuffle.flatMap((b) => Array.from(b.indices))).toEqual(Array.from({ length: 53 }, (_, i) => i));
+  });
+
+  it('gives identical batches (augmented) for the same seed, different ones for another seed', async () => {
+    const opts = { ...base, augment: true, imageSize: 5 };
+    const a = await collect(new DataLoader(ds, opts), 2);
+    const b = await collect(new DataLoader(ds, opts), 2);
+    const c = await collect(new DataLoader(ds, { ...opts, seed: 43 }), 2);
+    expect(a.map((x) => Array.from(x.images))).toEqual(b.map((x) => Array.from(x.images)));
+    expect(a.map((x) => Array.from(x.indices))).toEqual(b.map((x) => Array.from(x.indices)));
+    expect(a.map((x) => Array.from(x.indices))).not.toEqual(c.map((x) => Array.from(x.indices)));
+  });
+
+  it('resumes with startAt exactly where a full epoch would be, whatever ran before', async () => {
+    const opts = { ...base, augment: true, imageSize: 4 };
+    const full = await collect(new DataLoader(ds, opts), 5);
+    const resumedLoader = new DataLoader(ds, opts);
+    await collect(resumedLoader, 0); // an unrelated epoch first must not matter
+    const resumed = await collect(resumedLoader, 5, 4);
+    expect(resumed.map((b) => b.step)).toEqual([4, 5, 6]);
+    for (let k = 0; k < 3; k++) {
+      expect(Array.from(resumed[k]!.indices)).toEqual(Array.from(full[k + 4]!.indices));
+      expect(Array.from(resumed[k]!.images)).toEqual(Array.from(full[k + 4]!.images));
+    }
+    expect(await collect(resumedLoader, 5, 7)).toEqual([]);
+    await expect(resumedLoader.epoch(5, { startAt: 8 }).next()).rejects.toThrow('DataLoader: startAt must be an integer step in [0, 7], got 8');
+  });
+
+  it('drops the last partial batch with dropLast', async () => {
+    const batches = await collect(new DataLoader(ds, { ...base, dropLast: true }), 0);
+    expect(batches.map((b) => b.size)).toEqual([8, 8, 8, 8, 8, 8]);
+    expect(new Set(batches.flatMap((b) => Array.from(b.indices))).size).toBe(48);
+  });
+
+  it('normalises with the Fashion-MNIST defaults (eval: the image itself), replicated to inChans', async () => {
+    const [b] = await collect(new DataLoader(ds, { ...base, batchSize: 53, shuffle: false }), 0);
+    expect(b!.shape).toEqual([53, 1, 6, 6]);
+    for (const i of [0, 1, 30]) {
+      const expected = ((i * 7) % 256 / 255 - 0.286) / 0.353;
+      for (let p = 0; p < 36; p++) expect(b!.images[i * 36 + p]).toBeCloseTo(expected, 5);
+    }
+    const [r] = await collect(new DataLoader(ds, { ...base, batchSize: 4, shuffle: false, inChans: 3, augment: true }), 0);
+    expect(r!.shape).toEqual([4, 3, 6, 6]);
+    for (let i = 0; i < 4; i++) {
+      const plane = (k: number) => Array.from(r!.images.subarray((i * 3 + k) * 36, (i * 3 + k + 1) * 36));
+      expect(plane(1)).toEqual(plane(0));
+      expect(plane(2)).toEqual(plane(0));
+    }
+    const [m] = await collect(new DataLoader(ds, { ...base, batchSize: 1, shuffle: false, mean: [0.5], std: [2] }), 0);
+    expect(m!.images[0]).toBeCloseTo(-0.25, 6);
+  });
+
+  it('uses the ImageNet defaults for 3-channel data and resizes in eval mode', async () => {
+    const rgb = dataset(3, 3);
+    const [b] = await collect(new DataLoader(rgb, { ...base, shuffle: false, imageSize: 9 }), 0);
+    expect(b!.shape).toEqual([3, 3, 9, 9]);
+    for (let k = 0; k < 3; k++) expect(b!.images[(3 + k) * 81 + 40]).toBeCloseTo((7 / 255 - IMAGENET_MEAN[k]!) / IMAGENET_STD[k]!, 5); // constant image stays constant
+  });
+
+  it('rejects bad options with clear messages', () => {
+    expect(() => new DataLoader(ds, { ...base, mean: [0.1, 0.2], std: [1, 1] })).toThrow('DataLoader: mean and std need 1 values (one per output channel), got 2 and 2');
+    expect(() => new DataLoader(dataset(2, 3), { ...base, inChans: 1 })).toThrow("DataLoader: inChans 1 does not match the dataset's 3 channels");
+    expect(() => new DataLoader(ds, { ...base, batchSize: 0 })).toThrow('DataLoader: batchSize must be a positive integer, got 0');
+    expect(() => new DataLoader(ds, { ...base, batchSize: 60, dropLast: true })).toThrow('leaves no batches');
+  });
+
+  it('records the time spent waiting for batches, per epoch and in total', async () => {
+    const loader = new DataLoader(ds, { ...base, augment: true, imageSize: 6 });
+    expect(loader.stallMs).toBe(0);
+    await collect(loader, 0);
+    await collect(loader, 1);
+    expect(loader.epochStallMs(0)).toBeGreaterThan(0);
+    expect(loader.epochStallMs(1)).toBeGreaterThan(0);
+    expect(loader.epochStallMs(2)).toBe(0);
+    expect(loader.stallMs).toBeCloseTo(loader.epochStallMs(0) + loader.epochStallMs(1), 6);
+  });
+
+  it('refuses to iterate after close()', async () => {
+    const loader = new DataLoader(ds, base);
+    await loader.close();
+    await expect(loader.epoch(0).next()).rejects.toThrow('DataLoader: epoch() called after close()');
+  });
+
+  it('works in-process for a custom Dataset without workerSpec()', async () => {
+    const custom: Dataset = {
+      length: 3, numClasses: 0, channels: 1, height: 2, width: 2,
+      get: async (i) => ({ image: new Float32Array(4).fill(i / 4), label: -1 }),
+    };
+    const loader = new DataLoader(custom, { batchSize: 3, shuffle: false, mean: [0], std: [1] });
+    expect(loader.mode).toBe('in-process');
+    const [b] = await collect(loader, 0);
+    expect(Array.from(b!.images)).toEqual([0, 0, 0, 0, 0.25, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.5]);
+    expect(Array.from(b!.labels)).toEqual([-1, -1, -1]);
+  });
+});
+
+describe('DataLoader worker failures surface as errors, never hangs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mae-workers-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const script = (name: string, body: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, `import { parentPort } from 'node:worker_threads';\n${body}\n`);
+    return pathToFileURL(path);
+  };
+
+  async function firstBatchError(workerUrl: URL): Promise<string> {
+    const loader = new DataLoader(ds, { ...base, workers: 2, workerUrl });
+    expect(loader.mode).toBe('workers');
+    try {
+      await collect(loader, 0);
+      return 'no error';
+    } catch (e) {
+      return (e as Error).message;
+    } finally {
+      await loader.close();
+    }
+  }
+
+  it('a batch error reply rejects with the cause', async () => {
+    const url = script('reply-error.mjs', "parentPort.on('message', (m) => parentPort.postMessage({ type: 'error', id: m.id, message: 'disk on fire' }));");
+    expect(await firstBatchError(url)).toMatch(/^DataLoader: batch failed in worker thread \d: disk on fire$/);
+  });
+
+  it('a worker that throws at start-up rejects pending batches', async () => {
+    const url = script('throws.mjs', "throw new Error('cannot start: bad config');");
+    expect(await firstBatchError(url)).toMatch(/^DataLoader: worker thread \d failed: cannot start: bad config$/);
+  });
+
+  it('a worker that exits rejects pending batches', async () => {
+    const url = script('exits.mjs', "parentPort.on('message', () => process.exit(3));");
+    expect(await firstBatchError(url)).toMatch(/^DataLoader: worker thread \d exited unexpectedly \(exit code 3\)$/);
+  });
+
+  it('a missing worker script rejects', async () => {
+    expect(await firstBatchError(pathToFileURL(join(dir, 'missing.mjs')))).toMatch(/^DataLoader: worker thread \d failed: .*missing\.mjs/);
+  });
+});
