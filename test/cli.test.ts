@@ -1,0 +1,85 @@
+// The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
+// `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
+
+function mae(args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 300_000 });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+describe('mae command', () => {
+  it('is built (npm run build compiles dist/)', () => {
+    expect(existsSync(cli), `${cli} is missing: run npm run build first`).toBe(true);
+  });
+
+  it('mae info names the version, backend and BLAS', () => {
+    const r = mae(['info']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/masked-autoencoder\s+\d+\.\d+\.\d+/);
+    expect(r.out).toMatch(/backends\s+cpu/);
+    expect(r.out).toMatch(/blas\s+OpenBLAS/);
+  });
+
+  it('mae pretrain runs the default job (reduced), then mae visualize writes a PNG', () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-'));
+    const r = mae(['pretrain', '--limit', '256', '--epochs', '1', '--batch-size', '32', '--out', out]);
+    expect(r.err + r.out).toMatch(/finished after 8 steps/);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/on 256 images/);
+    const png = join(out, 'reconstructions', 'epoch-001.png');
+    expect(existsSync(png)).toBe(true);
+    expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n');
+    expect(JSON.parse(log[log.length - 1]!).step).toBe(8);
+
+    const v = mae(['visualize', '--checkpoint', out, '--count', '3', '--out', join(out, 'v.png')]);
+    expect(v.err).toBe('');
+    expect(v.code).toBe(0);
+    expect(existsSync(join(out, 'v.png'))).toBe(true);
+  });
+
+  it('gives usage errors for bad flags and bad data', () => {
+    const a = mae(['pretrain', '--epochs', 'many']);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/--epochs must be a number/);
+    const b = mae(['pretrain', '--data', '/no/such/folder']);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/no such file or folder/);
+    const c = mae(['pretrain', '--frobnicate']);
+    expect(c.code).toBe(2);
+    expect(c.err).toMatch(/frobnicate/);
+    const d = mae(['visualize']);
+    expect(d.code).toBe(2);
+    expect(d.err).toMatch(/--checkpoint PATH is required/);
+    expect(mae(['nope']).code).toBe(1);
+  });
+
+  it('pretrainInWorker trains in a worker thread and reports events', async () => {
+    const { pretrainInWorker } = (await import(new URL('../dist/lib/train/pretrain.js', import.meta.url).href)) as typeof import('../lib/train/pretrain.js');
+    const out = mkdtempSync(join(tmpdir(), 'mae-worker-'));
+    const types: string[] = [];
+    const run = pretrainInWorker(
+      {
+        config: { embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 },
+        data: { kind: 'synthetic', count: 64 },
+        batchSize: 16,
+        epochs: 1,
+        outDir: out,
+        workers: 0,
+      },
+      (e) => types.push(e.type),
+    );
+    const r = await run.result;
+    expect(r.steps).toBe(4);
+    expect(types[0]).toBe('start');
+    expect(types.filter((t) => t === 'step')).toHaveLength(4);
+    expect(existsSync(r.checkpoint)).toBe(true);
+  });
+});
+
