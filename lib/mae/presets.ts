@@ -20,36 +20,17 @@ export interface MaeConfig {
 
 const paper = { mlpRatio: 4, normPixLoss: false, eps: 1e-6, inChans: 3, imgSize: 224, decoderEmbedDim: 512, decoderDepth: 8, decoderNumHeads: 16 };
 
+/** the CPU presets: ViT-Tiny width (192, 3 heads), 6 blocks, a 2-block decoder of width 128, patches of 4 px */
+const tiny = { ...paper, patchSize: 4, embedDim: 192, depth: 6, numHeads: 3, decoderEmbedDim: 128, decoderDepth: 2, decoderNumHeads: 4 };
+
 export const presets = {
   mae_vit_base_patch16: { ...paper, patchSize: 16, embedDim: 768, depth: 12, numHeads: 12 },
   mae_vit_large_patch16: { ...paper, patchSize: 16, embedDim: 1024, depth: 24, numHeads: 16 },
   mae_vit_huge_patch14: { ...paper, patchSize: 14, embedDim: 1280, depth: 32, numHeads: 16 },
   /** ViT-Tiny width on 28x28 greyscale (Fashion-MNIST), 7x7 patches of 4 px; 12 of 49 visible at ratio 0.75 */
-  mae_vit_tiny_patch4_28: {
-    ...paper,
-    imgSize: 28,
-    patchSize: 4,
-    inChans: 1,
-    embedDim: 192,
-    depth: 6,
-    numHeads: 3,
-    decoderEmbedDim: 128,
-    decoderDepth: 2,
-    decoderNumHeads: 4,
-  },
+  mae_vit_tiny_patch4_28: { ...tiny, imgSize: 28, inChans: 1 },
   /** the same on 32x32 RGB (CIFAR-10), 8x8 patches of 4 px */
-  mae_vit_tiny_patch4_32: {
-    ...paper,
-    imgSize: 32,
-    patchSize: 4,
-    inChans: 3,
-    embedDim: 192,
-    depth: 6,
-    numHeads: 3,
-    decoderEmbedDim: 128,
-    decoderDepth: 2,
-    decoderNumHeads: 4,
-  },
+  mae_vit_tiny_patch4_32: { ...tiny, imgSize: 32, inChans: 3 },
 } satisfies Record<string, MaeConfig>;
 
 export type PresetName = keyof typeof presets;
