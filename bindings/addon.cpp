@@ -2,9 +2,11 @@
 // memory), and the op entry points of ops.cpp.
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "check.h"
+#include "cuda_loader.h"
 
 extern "C" char* openblas_get_config(void);
 
@@ -47,6 +49,8 @@ Napi::Value full(const Args& a) {
   std::vector<int64_t> shape = a.shape(0, "shape");
   const double v = a.number(1, "value");
   DType dtype = parse_dtype(a, 2);
+  if (dtype == DType::I32 && !(v == std::floor(v) && v >= -2147483648.0 && v <= 2147483647.0))
+    a.fail("value " + std::to_string(v) + " is not an int32");
   Napi::Object t = JsTensor::Make(a.env(), &cpu_ops(), Device{}, shape, dtype);
   TensorView tv = JsTensor::Unwrap(t)->view();
   const int64_t n = tv.numel();
@@ -59,7 +63,9 @@ Napi::Value full(const Args& a) {
 
 // clone(x) -> a copy on the same device
 Napi::Value clone(const Args& a) {
-  if (a.info.Length() < 1 || !a.info[0].IsObject()) a.fail("x must be a Tensor");
+  if (a.info.Length() < 1 || !a.info[0].IsObject() ||
+      !a.info[0].As<Napi::Object>().InstanceOf(a.env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
+    a.fail("x must be a Tensor");
   JsTensor* x = JsTensor::Unwrap(a.info[0].As<Napi::Object>());
   if (x->disposed()) a.fail("x has been disposed");
   Napi::Object y = JsTensor::Make(a.env(), &x->ops(), x->device(), x->shape(), x->dtype());
@@ -68,14 +74,22 @@ Napi::Value clone(const Args& a) {
   if (x->device().type == DeviceType::CPU)
     std::memcpy(yt->view().data, x->view().data, bytes);
   else
-    a.fail("copies on " + device_str(x->device()) + " are not available in this build");
+    cuda_api().copy_device(x->device().index, yt->view().data, x->view().data, bytes);
   return y;
 }
 
 Napi::Value live_tensors(const Args& a) { return Napi::Number::New(a.env(), (double)JsTensor::live_count()); }
 
+// the device named by argument i ('cpu', 'cuda', 'cuda:N'); the CPU when absent
+const Ops& device_ops(const Args& a, size_t i) {
+  if (i >= a.info.Length() || a.info[i].IsUndefined()) return cpu_ops();
+  if (!a.info[i].IsString()) a.fail("device must be a string: 'cpu', 'cuda' or 'cuda:N'");
+  return ops_for_device(parse_device(a.info[i].As<Napi::String>().Utf8Value()));
+}
+
+// memoryStats(device?)
 Napi::Value memory_stats(const Args& a) {
-  AllocatorStats s = cpu_ops().allocator.stats();
+  AllocatorStats s = device_ops(a, 0).allocator.stats();
   Napi::Object o = Napi::Object::New(a.env());
   o.Set("allocatedBytes", (double)s.allocated_bytes);
   o.Set("cachedBytes", (double)s.cached_bytes);
@@ -83,8 +97,9 @@ Napi::Value memory_stats(const Args& a) {
   return o;
 }
 
+// emptyCache(device?)
 Napi::Value empty_cache(const Args& a) {
-  cpu_ops().allocator.empty_cache();
+  device_ops(a, 0).allocator.empty_cache();
   return a.env().Undefined();
 }
 
@@ -105,6 +120,9 @@ Napi::Value info(const Args& a) {
 #else
   o.Set("cudaBuilt", false);
 #endif
+  Napi::Object cuda = cuda_info(a.env());
+  if (cuda.Get("available").ToBoolean().Value()) o.Get("backends").As<Napi::Array>().Set(1u, Napi::String::New(a.env(), "cuda"));
+  o.Set("cuda", cuda);
   return o;
 }
 
@@ -125,6 +143,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", ctor);
   register_entries(env, exports, entries, sizeof(entries) / sizeof(entries[0]));
   register_ops(env, exports);
+  register_cuda(env, exports);
   return exports;
 }
 

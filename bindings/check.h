@@ -32,7 +32,9 @@ struct Args {
       fail(std::string(name) + " must be a Tensor");
     JsTensor* t = JsTensor::Unwrap(obj);
     if (t->disposed()) fail(std::string(name) + " has been disposed");
-    if (t->dtype() != dtype)
+    // CUDA kernels read and write bfloat16 wherever float32 is asked for (each argument in its own dtype)
+    const bool bf16_ok = dtype == DType::F32 && t->dtype() == DType::BF16 && t->device().type == DeviceType::CUDA;
+    if (t->dtype() != dtype && !bf16_ok)
       fail(std::string(name) + " must be " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " " +
            shape_str(t->shape()));
     if (rank >= 0 && (int)t->shape().size() != rank)
@@ -56,7 +58,7 @@ struct Args {
 
   int64_t integer(size_t i, const char* name, int64_t min) const {
     double d = number(i, name);
-    if (d != (double)(int64_t)d || d < (double)min)
+    if (!(d >= (double)min && d < 9e15) || d != (double)(int64_t)d)
       fail(std::string(name) + " must be an integer >= " + std::to_string(min) + ", got " + std::to_string(d));
     return (int64_t)d;
   }
@@ -70,12 +72,16 @@ struct Args {
     if (i >= info.Length() || !info[i].IsArray()) fail(std::string(name) + " must be an array of sizes");
     Napi::Array a = info[i].As<Napi::Array>();
     std::vector<int64_t> s;
+    double total = 1;
     for (uint32_t k = 0; k < a.Length(); k++) {
       Napi::Value v = a.Get(k);
       double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0 && d == (double)(int64_t)d && d < 9e15))
+      if (!(d >= 0 && d < 9e15 && d == (double)(int64_t)d))
         fail(std::string(name) + " entries must be non-negative integers");
       s.push_back((int64_t)d);
+      // the element count must fit in int64 (an overflowed count would disagree with the sizes)
+      total *= d;
+      if (total >= 9e15) fail(std::string(name) + " " + shape_str(s) + "... has too many elements");
     }
     return s;
   }
@@ -96,6 +102,10 @@ struct Args {
 
   // a new tensor on the device of `like`
   Napi::Object make(const JsTensor* like, std::vector<int64_t> shape, DType dtype = DType::F32) const {
+    // sizes taken from integer arguments (n, imageShape) must not overflow the element count
+    double total = 1;
+    for (int64_t d : shape) total *= (double)d;
+    if (total >= 9e15) fail("the result " + shape_str(shape) + " has too many elements");
     return JsTensor::Make(env(), &like->ops(), like->device(), std::move(shape), dtype);
   }
 };

@@ -178,11 +178,14 @@ Napi::Value JsTensor::Reshape(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsArray()) throw Error("Tensor.reshape: expected a shape array");
   Napi::Array a = info[0].As<Napi::Array>();
   std::vector<int64_t> shape;
+  double total = 1;
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value v = a.Get(i);
     double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= 0 && d == (int64_t)d)) throw Error("Tensor.reshape: shape entries must be non-negative integers");
+    if (!(d >= 0 && d < 9e15 && d == (int64_t)d)) throw Error("Tensor.reshape: shape entries must be non-negative integers");
     shape.push_back((int64_t)d);
+    total *= d;  // an element count that overflows int64 could pass the size comparison below
+    if (total >= 9e15) throw Error("Tensor.reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape) + "...");
   }
   if (shape_numel(shape) != shape_numel(shape_))
     throw Error("Tensor.reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape));

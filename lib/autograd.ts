@@ -80,7 +80,17 @@ export function backward(root: Tensor, grad?: Tensor): void {
   }
 
   const grads = new Map<Tensor, Tensor>();
-  grads.set(root, grad ? new Tensor(native.clone(grad.handle)) : Tensor.ones(root.shape));
+  // Op backwards may return views of their dy (add, reshape), so one storage can back several pending gradients:
+  // accumulate in place only into gradients made here (`owned`), and give each leaf a .grad of its own.
+  const owned = new Set<Tensor>();
+  const copy = (x: Tensor): Tensor => {
+    const c = new Tensor(native.clone(x.handle));
+    owned.add(c);
+    return c;
+  };
+  const seed = grad ? copy(grad) : Tensor.ones(root.shape);
+  owned.add(seed);
+  grads.set(root, seed);
   for (let k = order.length - 1; k >= 0; k--) {
     const t = order[k]!;
     const g = grads.get(t);
@@ -92,7 +102,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
         native.axpby(1, g.handle, 1, t.grad.handle);
         g.dispose();
       } else {
-        t.grad = g.keep();
+        const own = owned.has(g) ? g : copy(g);
+        if (own !== g) g.dispose();
+        t.grad = own.keep();
       }
       continue;
     }
@@ -108,8 +120,11 @@ export function backward(root: Tensor, grad?: Tensor): void {
       }
       const prev = grads.get(inp);
       if (prev) {
-        native.axpby(1, gi.handle, 1, prev.handle);
+        const acc = owned.has(prev) ? prev : copy(prev);
+        if (acc !== prev) prev.dispose();
+        native.axpby(1, gi.handle, 1, acc.handle);
         gi.dispose();
+        grads.set(inp, acc);
       } else {
         grads.set(inp, gi);
       }

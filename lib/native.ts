@@ -21,12 +21,39 @@ export interface NativeTensor {
 
 type T = NativeTensor;
 
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  /** e.g. '9.0' */
+  computeCapability: string;
+  totalMemory: number;
+  multiprocessors: number;
+  /** false when the build has no kernels for it (compute capability below 8.0) */
+  usable: boolean;
+}
+
+/** The CUDA backend (libmae_cuda.so, loaded at run time): whether it can be used and, if not, why. */
+export interface NativeCudaInfo {
+  available: boolean;
+  /** why CUDA is unavailable (library not built, no driver, driver too old, no device, cuBLASLt not found) */
+  reason?: string;
+  /** where libmae_cuda.so was looked for ($MAE_CUDA_LIB or next to mae.node) */
+  library: string;
+  /** e.g. 13000 for CUDA 13.0 */
+  driverVersion?: number;
+  runtimeVersion?: number;
+  cublasLt?: { path: string; version: number };
+  archs?: string;
+  devices?: NativeCudaDevice[];
+}
+
 export interface NativeInfo {
   backends: string[];
   blas: string;
   threads: number;
   compiler: string;
   cudaBuilt: boolean;
+  cuda: NativeCudaInfo;
 }
 
 export interface NativeAddon {
@@ -35,8 +62,12 @@ export interface NativeAddon {
   full(shape: number[], value: number, dtype?: 'float32' | 'int32'): T;
   clone(x: T): T;
   liveTensors(): number;
-  memoryStats(): { allocatedBytes: number; cachedBytes: number; peakBytes: number };
-  emptyCache(): void;
+  memoryStats(device?: string): { allocatedBytes: number; cachedBytes: number; peakBytes: number };
+  emptyCache(device?: string): void;
+  /** A tensor on `device` ('cpu', 'cuda', 'cuda:N') in `dtype`; shares x's storage when nothing changes. */
+  to(x: T, device: string, dtype?: 'float32' | 'bfloat16' | 'int32'): T;
+  /** Waits for the work queued on a device (a no-op for the CPU). */
+  synchronize(device?: string): void;
   setNumThreads(n: number): void;
   info(): NativeInfo;
 
@@ -87,7 +118,13 @@ function load(): NativeAddon {
   const require = createRequire(import.meta.url);
   const root = packageRoot();
   try {
-    const gypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
+    let gypBuild: (dir: string) => NativeAddon;
+    try {
+      gypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
+    } catch {
+      // without node_modules (a copied build on a GPU machine): the source build's addon directly
+      gypBuild = (dir: string) => require(join(dir, 'build', 'Release', 'mae.node')) as NativeAddon;
+    }
     return gypBuild(root);
   } catch (e) {
     throw new Error(

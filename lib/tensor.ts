@@ -3,10 +3,12 @@
  * node that made it). Memory is explicit: `dispose()` frees it now, `tidy(fn)` frees every tensor made inside
  * `fn` except what `fn` returns; a tensor nobody disposes is freed when it is garbage-collected.
  */
-import { backward as runBackward, type GradNode } from './autograd.js';
+import { backward as runBackward, record, type GradNode } from './autograd.js';
 import { native, type NativeTensor } from './native.js';
 
 export type DType = 'float32' | 'int32';
+/** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` (computed on CUDA only). */
+export type TensorDType = DType | 'bfloat16';
 
 /** The scopes opened by `tidy`, innermost last. A tensor belongs to at most one. */
 const scopes: Set<Tensor>[] = [];
@@ -14,7 +16,7 @@ const scopes: Set<Tensor>[] = [];
 export class Tensor {
   private h: NativeTensor | null;
   readonly shape: readonly number[];
-  readonly dtype: DType;
+  readonly dtype: TensorDType;
   /** Leaf tensors with requiresGrad receive `.grad` from `backward()`. */
   requiresGrad = false;
   grad: Tensor | null = null;
@@ -26,7 +28,7 @@ export class Tensor {
   constructor(handle: NativeTensor) {
     this.h = handle;
     this.shape = Object.freeze(handle.shape.slice());
-    this.dtype = handle.dtype === 'int32' ? 'int32' : 'float32';
+    this.dtype = handle.dtype;
     const s = scopes[scopes.length - 1];
     if (s) {
       s.add(this);
@@ -41,6 +43,12 @@ export class Tensor {
     opts: { dtype?: DType; requiresGrad?: boolean } = {},
   ): Tensor {
     const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
+    if (dtype === 'int32' && !(data instanceof Int32Array))
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!;
+        if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+          throw new Error(`Tensor.fromArray: int32 data must hold integers in the int32 range, got ${v} at index ${i}`);
+      }
     const typed =
       dtype === 'int32'
         ? data instanceof Int32Array
@@ -82,6 +90,19 @@ export class Tensor {
 
   get device(): string {
     return this.handle.device ?? 'cpu';
+  }
+
+  /**
+   * This tensor on `device` ('cpu', 'cuda', 'cuda:N'), optionally in another dtype (float32 <-> bfloat16; CUDA ops
+   * take bfloat16 wherever they take float32). Throws an Error that says why when CUDA is unavailable. When neither
+   * device nor dtype changes, the result shares this tensor's storage. Differentiable: the gradient goes back to
+   * this tensor's device and dtype.
+   */
+  to(device: string, dtype?: TensorDType): Tensor {
+    const from = this.device;
+    const fromType = this.dtype;
+    const y = new Tensor(native.to(this.handle, device, dtype));
+    return record('to', [this], y, (dy) => [new Tensor(native.to(dy.handle, from, fromType))]);
   }
 
   /** A copy of the elements as a Float32Array (int32 tensors are converted), read asynchronously. */
@@ -175,6 +196,9 @@ export function tidy<R>(fn: () => R): R {
   let result: R;
   try {
     result = fn();
+  } catch (e) {
+    for (const t of [...scope]) t.dispose();
+    throw e;
   } finally {
     scopes.pop();
   }
@@ -185,7 +209,8 @@ export function tidy<R>(fn: () => R): R {
   const parent = scopes[scopes.length - 1] ?? null;
   const kept = new Set<Tensor>();
   collect(result, kept);
-  for (const t of kept) t.adopt(parent);
+  // only this scope's tensors move up; a returned tensor from an outer scope (or from none) stays where it is
+  for (const t of kept) if (scope.has(t)) t.adopt(parent);
   for (const t of [...scope]) if (!kept.has(t)) t.dispose();
   return result;
 }

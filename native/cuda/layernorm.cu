@@ -1,0 +1,208 @@
+// LayerNorm over the last dimension, biased variance, as PyTorch (the CUDA twin of native/cpu/layernorm.cpp):
+//   forward:  x [R, D], w, b [D] -> y = (x - mean) * rstd * w + b; mean, rstd [R] kept for backward (float32)
+//   backward: xhat = (x - mean) * rstd, g = dy * w,
+//             dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), dw = sum_r dy * xhat, db = sum_r dy
+// One warp per row; for D <= 1024 the row stays in registers (V values per lane), wider rows are re-read (L1).
+// dw and db: a two-stage column reduction (blocks of 32 columns x a chunk of rows write partial sums, a second
+// kernel adds the chunks in order), so the result is deterministic.
+#include "common.cuh"
+#include "ops_cuda.h"
+
+namespace mae::cuda {
+
+namespace {
+
+constexpr int kWarps = 8;  // rows per block
+
+template <int V>
+__global__ void ln_forward_kernel(Src x, Src w, Src b, float eps, Dst y, Dst mean, Dst rstd, int64_t R, int D) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * kWarps;
+  for (int64_t r = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
+    const int64_t base = r * D;
+    float m, rs;
+    if constexpr (V > 0) {
+      float v[V];
+      float s = 0.0f;
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const int c = lane + 32 * k;
+        v[k] = c < D ? x[base + c] : 0.0f;
+        s += v[k];
+      }
+      m = warp_sum(s) / (float)D;
+      float q = 0.0f;
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const int c = lane + 32 * k;
+        if (c < D) q += (v[k] - m) * (v[k] - m);
+      }
+      rs = 1.0f / sqrtf(warp_sum(q) / (float)D + eps);
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const int c = lane + 32 * k;
+        if (c < D) y.set(base + c, (v[k] - m) * rs * w[c] + b[c]);
+      }
+    } else {
+      float s = 0.0f;
+      for (int c = lane; c < D; c += 32) s += x[base + c];
+      m = warp_sum(s) / (float)D;
+      float q = 0.0f;
+      for (int c = lane; c < D; c += 32) {
+        const float d = x[base + c] - m;
+        q += d * d;
+      }
+      rs = 1.0f / sqrtf(warp_sum(q) / (float)D + eps);
+      for (int c = lane; c < D; c += 32) y.set(base + c, (x[base + c] - m) * rs * w[c] + b[c]);
+    }
+    if (lane == 0) {
+      mean.set(r, m);
+      rstd.set(r, rs);
+    }
+  }
+}
+
+template <int V>
+__global__ void ln_backward_dx_kernel(Src dy, Src x, Src w, Src mean, Src rstd, Dst dx, int64_t R, int D) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = (int64_t)gridDim.x * kWarps;
+  for (int64_t r = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
+    const int64_t base = r * D;
+    const float m = mean[r], rs = rstd[r];
+    float sg = 0.0f, sgx = 0.0f;
+    if constexpr (V > 0) {
+      float g[V], xh[V];
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const int c = lane + 32 * k;
+        g[k] = c < D ? dy[base + c] * w[c] : 0.0f;
+        xh[k] = c < D ? (x[base + c] - m) * rs : 0.0f;
+        sg += g[k];
+        sgx += g[k] * xh[k];
+      }
+      sg = warp_sum(sg) / (float)D;
+      sgx = warp_sum(sgx) / (float)D;
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const int c = lane + 32 * k;
+        if (c < D) dx.set(base + c, rs * (g[k] - sg - xh[k] * sgx));
+      }
+    } else {
+      for (int c = lane; c < D; c += 32) {
+        const float g = dy[base + c] * w[c], xh = (x[base + c] - m) * rs;
+        sg += g;
+        sgx += g * xh;
+      }
+      sg = warp_sum(sg) / (float)D;
+      sgx = warp_sum(sgx) / (float)D;
+      for (int c = lane; c < D; c += 32) {
+        const float xh = (x[base + c] - m) * rs;
+        dx.set(base + c, rs * (dy[base + c] * w[c] - sg - xh * sgx));
+      }
+    }
+  }
+}
+
+// stage 1 of dw, db: block (32, 8) covers 32 columns and rows [r0, r1)
+__global__ void ln_dwdb_partial_kernel(Src dy, Src x, Src mean, Src rstd, int64_t R, int D, int64_t rows_per_chunk,
+                                       float* pdw, float* pdb) {
+  __shared__ float sw[8][33], sb[8][33];
+  const int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
+  const int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk, r1 = min(R, r0 + rows_per_chunk);
+  float aw = 0.0f, ab = 0.0f;
+  if (c < D)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+      const float g = dy[r * D + c];
+      aw += g * (x[r * D + c] - mean[r]) * rstd[r];
+      ab += g;
+    }
+  sw[threadIdx.y][threadIdx.x] = aw;
+  sb[threadIdx.y][threadIdx.x] = ab;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < D) {
+    float a = 0.0f, bb = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      a += sw[k][threadIdx.x];
+      bb += sb[k][threadIdx.x];
+    }
+    pdw[(int64_t)blockIdx.y * D + c] = a;
+    pdb[(int64_t)blockIdx.y * D + c] = bb;
+  }
+}
+
+__global__ void ln_dwdb_final_kernel(const float* pdw, const float* pdb, int64_t chunks, int D, Dst dw, Dst db) {
+  for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < D; c += (int64_t)gridDim.x * blockDim.x) {
+    float a = 0.0f, bb = 0.0f;
+    for (int64_t k = 0; k < chunks; k++) {
+      a += pdw[k * D + c];
+      bb += pdb[k * D + c];
+    }
+    dw.set(c, a);
+    db.set(c, bb);
+  }
+}
+
+unsigned row_blocks(int64_t R, const Context& c) {
+  int64_t blocks = ceil_div(R, kWarps);
+  const int64_t cap = (int64_t)c.sm_count * 16;
+  return (unsigned)std::max<int64_t>(1, std::min(blocks, cap));
+}
+
+}  // namespace
+
+void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, float eps, TensorView& y,
+                       TensorView& mean, TensorView& rstd) {
+  Context& c = context(x);
+  const int64_t R = x.rows();
+  const int D = (int)x.last();
+  const unsigned g = row_blocks(R, c);
+  const int t = kWarps * 32;
+  if (D <= 128)
+    ln_forward_kernel<4><<<g, t, 0, c.stream>>>(src(x), src(w), src(b), eps, dst(y), dst(mean), dst(rstd), R, D);
+  else if (D <= 256)
+    ln_forward_kernel<8><<<g, t, 0, c.stream>>>(src(x), src(w), src(b), eps, dst(y), dst(mean), dst(rstd), R, D);
+  else if (D <= 512)
+    ln_forward_kernel<16><<<g, t, 0, c.stream>>>(src(x), src(w), src(b), eps, dst(y), dst(mean), dst(rstd), R, D);
+  else if (D <= 1024)
+    ln_forward_kernel<32><<<g, t, 0, c.stream>>>(src(x), src(w), src(b), eps, dst(y), dst(mean), dst(rstd), R, D);
+  else
+    ln_forward_kernel<0><<<g, t, 0, c.stream>>>(src(x), src(w), src(b), eps, dst(y), dst(mean), dst(rstd), R, D);
+  MAE_KERNEL_CHECK("ln_forward_kernel", c.stream);
+}
+
+void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorView& w, const TensorView& mean,
+                        const TensorView& rstd, TensorView& dx, TensorView& dw, TensorView& db) {
+  Context& c = context(x);
+  const int64_t R = x.rows();
+  const int D = (int)x.last();
+  const unsigned g = row_blocks(R, c);
+  const int t = kWarps * 32;
+  if (D <= 128)
+    ln_backward_dx_kernel<4><<<g, t, 0, c.stream>>>(src(dy), src(x), src(w), src(mean), src(rstd), dst(dx), R, D);
+  else if (D <= 256)
+    ln_backward_dx_kernel<8><<<g, t, 0, c.stream>>>(src(dy), src(x), src(w), src(mean), src(rstd), dst(dx), R, D);
+  else if (D <= 512)
+    ln_backward_dx_kernel<16><<<g, t, 0, c.stream>>>(src(dy), src(x), src(w), src(mean), src(rstd), dst(dx), R, D);
+  else if (D <= 1024)
+    ln_backward_dx_kernel<32><<<g, t, 0, c.stream>>>(src(dy), src(x), src(w), src(mean), src(rstd), dst(dx), R, D);
+  else
+    ln_backward_dx_kernel<0><<<g, t, 0, c.stream>>>(src(dy), src(x), src(w), src(mean), src(rstd), dst(dx), R, D);
+  MAE_KERNEL_CHECK("ln_backward_dx_kernel", c.stream);
+
+  const int64_t col_blocks = ceil_div(D, 32);
+  int64_t chunks = ceil_div(4 * (int64_t)c.sm_count, col_blocks);
+  chunks = std::max<int64_t>(1, std::min<int64_t>(std::min<int64_t>(chunks, ceil_div(R, 32)), 65535));
+  const int64_t per = ceil_div(R, chunks);
+  chunks = ceil_div(R, per);
+  Scratch part(c.device, (size_t)(2 * chunks * D) * sizeof(float));
+  float* pdw = part.as<float>();
+  float* pdb = pdw + chunks * D;
+  ln_dwdb_partial_kernel<<<dim3((unsigned)col_blocks, (unsigned)chunks), dim3(32, 8), 0, c.stream>>>(
+      src(dy), src(x), src(mean), src(rstd), R, D, per, pdw, pdb);
+  MAE_KERNEL_CHECK("ln_dwdb_partial_kernel", c.stream);
+  ln_dwdb_final_kernel<<<grid_for(D, 256, c), 256, 0, c.stream>>>(pdw, pdb, chunks, D, dst(dw), dst(db));
+  MAE_KERNEL_CHECK("ln_dwdb_final_kernel", c.stream);
+}
+
+}  // namespace mae::cuda

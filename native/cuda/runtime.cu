@@ -1,0 +1,421 @@
+// The CUDA runtime side of the backend: errors, per-device contexts, the caching device allocator, and the C entry
+// point mae_cuda_init that the addon calls after dlopen (see mae_cuda.h).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "common.cuh"
+#include "cublaslt.h"
+#include "mae_cuda.h"
+
+#ifndef MAE_CUDA_ARCH_LIST
+#define MAE_CUDA_ARCH_LIST "unknown"
+#endif
+
+namespace mae::cuda {
+
+const Ops* ops_for(int device);  // ops_table.cu
+
+// ---- errors ------------------------------------------------------------------------------------------------------
+
+void throw_cuda(cudaError_t e, const char* what, const char* file, int line) {
+  cudaGetLastError();  // clear a non-sticky error so that it is not reported again by the next launch check
+  const char* base = std::strrchr(file, '/');
+  throw Error(std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") in " + what +
+              " [" + (base ? base + 1 : file) + ":" + std::to_string(line) + "]");
+}
+
+namespace {
+// read at every launch (a getenv is cheap next to a launch), so a program can switch it for a part of its run
+bool sync_after_launch() {
+  const char* v = std::getenv("MAE_CUDA_SYNC");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+}  // namespace
+
+void check_launch(const char* kernel, cudaStream_t stream) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw Error(std::string("CUDA kernel ") + kernel + " failed to launch: " + cudaGetErrorName(e) + " (" +
+                cudaGetErrorString(e) + ")");
+  if (sync_after_launch()) {
+    e = cudaStreamSynchronize(stream);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(std::string("CUDA kernel ") + kernel + " failed: " + cudaGetErrorName(e) + " (" +
+                  cudaGetErrorString(e) + ")");
+    }
+  }
+}
+
+// ---- contexts ----------------------------------------------------------------------------------------------------
+
+namespace {
+
+__global__ void probe_kernel(int* p) {
+  if (p) *p = 1;
+}
+
+std::mutex g_ctx_mu;
+Context* g_ctx[kMaxDevices] = {};
+thread_local int t_current = -1;
+int g_device_count = 0;
+
+}  // namespace
+
+void use_device(int device) {
+  if (t_current != device) {
+    MAE_CUDA_CHECK(cudaSetDevice(device));
+    t_current = device;
+  }
+}
+
+Context& context(int device) {
+  if (device < 0 || device >= g_device_count || device >= kMaxDevices)
+    throw Error("cuda:" + std::to_string(device) + " does not exist (" + std::to_string(g_device_count) +
+                " CUDA device(s) visible)");
+  use_device(device);
+  Context* c = __atomic_load_n(&g_ctx[device], __ATOMIC_ACQUIRE);
+  if (c) return *c;
+  std::lock_guard<std::mutex> lock(g_ctx_mu);
+  if (g_ctx[device]) return *g_ctx[device];
+  auto* n = new Context();  // never freed: contexts live as long as the process
+  n->device = device;
+  cudaDeviceProp prop;
+  MAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  n->sm_count = prop.multiProcessorCount;
+  n->major = prop.major;
+  n->minor = prop.minor;
+  n->smem_optin = prop.sharedMemPerBlockOptin;
+  cudaFuncAttributes fa;
+  cudaError_t e = cudaFuncGetAttributes(&fa, probe_kernel);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    delete n;
+    throw Error(std::string("cuda:") + std::to_string(device) + " (" + prop.name + ", sm_" +
+                std::to_string(prop.major) + std::to_string(prop.minor) +
+                ") cannot run this build of libmae_cuda.so (compiled for " MAE_CUDA_ARCH_LIST "): " +
+                cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  }
+  MAE_CUDA_CHECK(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+  __atomic_store_n(&g_ctx[device], n, __ATOMIC_RELEASE);
+  return *n;
+}
+
+// ---- caching allocator -------------------------------------------------------------------------------------------
+// Blocks come from cudaMalloc (256-byte aligned, which cuBLASLt's default alignment preference expects) and are
+// rounded up to a size class: multiples of 512 bytes up to 1 MiB, then of max(1 MiB, 1/8 of the next power of two).
+// Freed blocks are kept per class and handed out again without synchronising (see common.cuh). When cudaMalloc
+// fails, the cache is released and the allocation tried once more; then mae::Error("CUDA out of memory ...").
+
+namespace {
+
+struct Pool {
+  std::mutex mu;
+  std::map<size_t, std::vector<void*>> cache;
+  AllocatorStats st;
+};
+Pool g_pool[kMaxDevices];
+
+size_t size_class(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  if (bytes <= (1u << 20)) return (bytes + 511) / 512 * 512;
+  size_t p = 1;
+  while (p < bytes) p <<= 1;
+  size_t step = p / 8 > (1u << 20) ? p / 8 : (1u << 20);
+  return (bytes + step - 1) / step * step;
+}
+
+std::string mib(double b) {
+  char s[64];
+  if (b >= 1024.0 * 1024 * 1024)
+    std::snprintf(s, sizeof s, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+  else
+    std::snprintf(s, sizeof s, "%.1f MiB", b / (1024.0 * 1024));
+  return s;
+}
+
+void release_cache(int device, Pool& pool) {
+  // caller holds pool.mu
+  if (pool.cache.empty()) return;
+  use_device(device);
+  for (auto& [cls, blocks] : pool.cache)
+    for (void* p : blocks) cudaFree(p);  // cudaFree waits for the device: no queued kernel still uses p
+  cudaGetLastError();
+  pool.cache.clear();
+  pool.st.cached_bytes = 0;
+}
+
+}  // namespace
+
+void* device_alloc(int device, size_t bytes) {
+  Pool& pool = g_pool[device];
+  const size_t cls = size_class(bytes);
+  std::lock_guard<std::mutex> lock(pool.mu);
+  auto it = pool.cache.find(cls);
+  if (it != pool.cache.end() && !it->second.empty()) {
+    void* p = it->second.back();
+    it->second.pop_back();
+    pool.st.cached_bytes -= cls;
+    pool.st.allocated_bytes += cls;
+    if (pool.st.allocated_bytes > pool.st.peak_bytes) pool.st.peak_bytes = pool.st.allocated_bytes;
+    return p;
+  }
+  use_device(device);
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, cls);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    release_cache(device, pool);
+    e = cudaMalloc(&p, cls);
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation)
+      throw Error("CUDA out of memory on cuda:" + std::to_string(device) + ": could not allocate " + mib((double)cls) +
+                  " (tensors hold " + mib((double)pool.st.allocated_bytes) + "; the device has " +
+                  mib((double)free_b) + " free of " + mib((double)total_b) +
+                  "). Use a smaller batch, dispose tensors sooner, or free other processes' GPU memory.");
+    throw Error("cudaMalloc of " + mib((double)cls) + " on cuda:" + std::to_string(device) + " failed: " +
+                cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  }
+  pool.st.allocated_bytes += cls;
+  if (pool.st.allocated_bytes > pool.st.peak_bytes) pool.st.peak_bytes = pool.st.allocated_bytes;
+  return p;
+}
+
+void device_free(int device, void* p, size_t bytes) {
+  if (!p) return;
+  Pool& pool = g_pool[device];
+  const size_t cls = size_class(bytes);
+  std::lock_guard<std::mutex> lock(pool.mu);
+  pool.cache[cls].push_back(p);
+  pool.st.allocated_bytes -= cls;
+  pool.st.cached_bytes += cls;
+}
+
+void device_empty_cache(int device) {
+  Pool& pool = g_pool[device];
+  std::lock_guard<std::mutex> lock(pool.mu);
+  release_cache(device, pool);
+}
+
+AllocatorStats device_stats(int device) {
+  Pool& pool = g_pool[device];
+  std::lock_guard<std::mutex> lock(pool.mu);
+  return pool.st;
+}
+
+namespace {
+template <int D>
+void* alloc_d(size_t b) {
+  return device_alloc(D, b);
+}
+template <int D>
+void free_d(void* p, size_t b) {
+  device_free(D, p, b);
+}
+template <int D>
+void empty_d() {
+  device_empty_cache(D);
+}
+template <int D>
+AllocatorStats stats_d() {
+  return device_stats(D);
+}
+template <int D>
+Allocator alloc_table() {
+  return Allocator{alloc_d<D>, free_d<D>, empty_d<D>, stats_d<D>};
+}
+}  // namespace
+
+Allocator allocator_for(int device) {
+  static_assert(kMaxDevices == 8, "allocator_for lists 8 devices");
+  switch (device) {
+    case 0: return alloc_table<0>();
+    case 1: return alloc_table<1>();
+    case 2: return alloc_table<2>();
+    case 3: return alloc_table<3>();
+    case 4: return alloc_table<4>();
+    case 5: return alloc_table<5>();
+    case 6: return alloc_table<6>();
+    case 7: return alloc_table<7>();
+  }
+  throw Error("cuda:" + std::to_string(device) + ": at most 8 devices are supported");
+}
+
+// ---- services of the API table ------------------------------------------------------------------------------------
+
+namespace {
+
+void api_copy_device(int device, void* dst, const void* src, size_t bytes) {
+  Context& c = context(device);
+  if (bytes == 0 || dst == src) return;
+  MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c.stream));
+}
+
+void api_convert(int device, void* d, DType dt, const void* s, DType st, size_t n) {
+  Context& c = context(device);
+  if (n == 0) return;
+  if (dt == st) {
+    MAE_CUDA_CHECK(cudaMemcpyAsync(d, s, n * dtype_size(dt), cudaMemcpyDeviceToDevice, c.stream));
+    return;
+  }
+  if (dt == DType::I32 || st == DType::I32)
+    throw Error(std::string("cannot convert ") + dtype_name(st) + " to " + dtype_name(dt));
+  convert_n(c, Dst{d, dt == DType::BF16}, Src{s, st == DType::BF16}, (int64_t)n);
+}
+
+void api_synchronize(int device) {
+  Context& c = context(device);
+  cudaError_t e = cudaStreamSynchronize(c.stream);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(std::string("CUDA error on cuda:") + std::to_string(device) + ": " + cudaGetErrorName(e) + " (" +
+                cudaGetErrorString(e) + ")");
+  }
+}
+
+std::vector<MaeCudaDevice> g_devices;
+
+int api_device_info(int device, MaeCudaDevice* out) {
+  if (device < 0 || device >= (int)g_devices.size() || !out) return 1;
+  *out = g_devices[device];
+  return 0;
+}
+
+const Ops* api_ops(int device) {
+  if (device < 0 || device >= (int)g_devices.size())
+    throw Error("cuda:" + std::to_string(device) + " does not exist (" + std::to_string(g_devices.size()) +
+                " CUDA device(s) visible)");
+  const MaeCudaDevice& d = g_devices[device];
+  if (!d.usable)
+    throw Error(std::string("cuda:") + std::to_string(device) + " (" + d.name + ", compute capability " +
+                std::to_string(d.major) + "." + std::to_string(d.minor) +
+                ") is not supported: the CUDA backend needs compute capability 8.0 or newer");
+  return ops_for(device);
+}
+
+MaeCudaApi g_api;
+int g_init_rc = -1;
+std::string g_init_err;
+std::once_flag g_init_once;
+
+std::string version_str(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+
+void do_init() {
+  int drv = 0, rt = 0;
+  cudaDriverGetVersion(&drv);
+  cudaRuntimeGetVersion(&rt);
+  cudaGetLastError();
+  if (drv == 0) {
+    g_init_rc = 2;
+    g_init_err = "no NVIDIA driver was found (libcuda.so.1 could not be loaded); install the NVIDIA driver to use a GPU";
+    return;
+  }
+  if (drv / 1000 < rt / 1000) {
+    g_init_rc = 3;
+    g_init_err = "the NVIDIA driver is too old: it supports CUDA " + version_str(drv) +
+                 ", this build of libmae_cuda.so needs CUDA " + version_str(rt) +
+                 " (driver major version " + std::to_string(rt / 1000) +
+                 ".x). Update the driver, or rebuild native/cuda with a CUDA toolkit no newer than the driver "
+                 "(cmake -S native/cuda -B build-cuda-local && cmake --build build-cuda-local, then set MAE_CUDA_LIB)";
+    return;
+  }
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    g_init_rc = e == cudaErrorNoDevice ? 4 : 5;
+    g_init_err = e == cudaErrorNoDevice
+                     ? std::string("no CUDA device is visible (cudaErrorNoDevice; check CUDA_VISIBLE_DEVICES)")
+                     : std::string("the CUDA driver could not be initialised: ") + cudaGetErrorName(e) + " (" +
+                           cudaGetErrorString(e) + ")";
+    return;
+  }
+  if (n <= 0) {
+    g_init_rc = 4;
+    g_init_err = "no CUDA device is visible";
+    return;
+  }
+  if (n > kMaxDevices) n = kMaxDevices;
+  g_devices.clear();
+  int usable = 0;
+  for (int i = 0; i < n; i++) {
+    cudaDeviceProp p;
+    MaeCudaDevice d{};
+    d.index = i;
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+      cudaGetLastError();
+      std::snprintf(d.name, sizeof d.name, "unknown device");
+    } else {
+      std::snprintf(d.name, sizeof d.name, "%s", p.name);
+      d.major = p.major;
+      d.minor = p.minor;
+      d.total_memory = p.totalGlobalMem;
+      d.multiprocessors = p.multiProcessorCount;
+      d.usable = p.major >= 8 ? 1 : 0;
+    }
+    usable += d.usable;
+    g_devices.push_back(d);
+  }
+  g_device_count = n;
+  if (!usable) {
+    g_init_rc = 6;
+    g_init_err = std::string("no usable CUDA device: ") + g_devices[0].name + " has compute capability " +
+                 std::to_string(g_devices[0].major) + "." + std::to_string(g_devices[0].minor) +
+                 "; the CUDA backend needs 8.0 (Ampere) or newer";
+    return;
+  }
+  std::string why;
+  if (!lt::load(&why)) {
+    g_init_rc = 7;
+    g_init_err = why;
+    return;
+  }
+  g_api.abi_version = MAE_CUDA_ABI_VERSION;
+  g_api.device_count = n;
+  g_api.driver_version = drv;
+  g_api.runtime_version = rt;
+  g_api.cublaslt_path = lt::path().c_str();
+  g_api.cublaslt_version = lt::api().GetVersion();
+  g_api.archs = MAE_CUDA_ARCH_LIST;
+  g_api.ops = api_ops;
+  g_api.device_info = api_device_info;
+  g_api.copy_device = api_copy_device;
+  g_api.convert = api_convert;
+  g_api.synchronize = api_synchronize;
+  g_init_rc = 0;
+}
+
+}  // namespace
+
+}  // namespace mae::cuda
+
+extern "C" __attribute__((visibility("default"))) int mae_cuda_init(int abi_version, const MaeCudaApi** api,
+                                                                    char* err, size_t errlen) {
+  using namespace mae::cuda;
+  auto fail = [&](int rc, const std::string& msg) {
+    if (err && errlen) {
+      std::snprintf(err, errlen, "%s", msg.c_str());
+    }
+    return rc;
+  };
+  if (abi_version != MAE_CUDA_ABI_VERSION)
+    return fail(1, "libmae_cuda.so speaks ABI version " + std::to_string(MAE_CUDA_ABI_VERSION) +
+                       " but the addon expects " + std::to_string(abi_version) + "; rebuild both together");
+  try {
+    std::call_once(g_init_once, do_init);
+  } catch (const std::exception& e) {
+    return fail(8, std::string("CUDA initialisation failed: ") + e.what());
+  }
+  if (g_init_rc != 0) return fail(g_init_rc, g_init_err);
+  if (api) *api = &g_api;
+  return 0;
+}

@@ -1,0 +1,193 @@
+// Tests for lib/autograd.ts: accumulation across backward calls (also for leaves whose gradients come from one
+// shared upstream gradient), noGrad, leaves without requiresGrad, reuse of a consumed graph, the checks on the
+// seed gradient, and a pre-norm transformer block built from lib/ops checked against central differences of its
+// double-precision reference for the input and every parameter.
+import { describe, expect, it } from 'vitest';
+import { isGradEnabled, noGrad } from '../lib/autograd.js';
+import { add, attention, gelu, layerNorm, linear, mul, scale, sum } from '../lib/ops/index.js';
+import { Tensor, tidy } from '../lib/tensor.js';
+import { expectClose, expectGradClose, numericGrad } from './helpers/gradcheck.js';
+import { randn, rng } from './helpers/random.js';
+import * as ref from './helpers/reference.js';
+import { gradOf, project, tensor } from './helpers/tensors.js';
+
+describe('gradient accumulation', () => {
+  it('adds the gradients of two backward calls', () =>
+    tidy(() => {
+      const g = rng(1);
+      const x = randn(g, 6);
+      const c = randn(g, 6);
+      const xt = tensor(x, [2, 3], true);
+      project(xt, c).backward();
+      expectClose(gradOf(xt), c, { rtol: 0 });
+      project(scale(xt, 3), c).backward();
+      expectClose(gradOf(xt), ref.mul(c, [4]), { rtol: 1e-6 });
+    }));
+
+  it('keeps the gradients of two leaves apart when both come from one upstream gradient', () =>
+    tidy(() => {
+      // d(a + b) gives a and b the same upstream gradient; each leaf must own its .grad
+      const a = tensor([1, 2, 3], [3], true);
+      const b = tensor([4, 5, 6], [3], true);
+      sum(add(a, b)).backward();
+      sum(add(a, b)).backward();
+      expect(Array.from(gradOf(a))).toEqual([2, 2, 2]);
+      expect(Array.from(gradOf(b))).toEqual([2, 2, 2]);
+      // an in-place change to one leaf's gradient (an optimizer zeroing it) leaves the other alone
+      a.grad!.write(new Float32Array(3));
+      expect(Array.from(gradOf(b))).toEqual([2, 2, 2]);
+    }));
+
+  it('does not let a later contribution to an intermediate leak into a leaf that shared its upstream gradient', () =>
+    tidy(() => {
+      // loss = sum(h * c) + sum(h + w), h = 2 x: dw = 1, dx = 2 (c + 1)
+      const g = rng(2);
+      const x = randn(g, 4);
+      const c = randn(g, 4);
+      const xt = tensor(x, [4], true);
+      const w = tensor(randn(g, 4), [4], true);
+      const h = scale(xt, 2);
+      add(sum(mul(h, tensor(c, [4]))), sum(add(h, w))).backward();
+      expectClose(gradOf(w), [1, 1, 1, 1], { rtol: 0, label: 'dw' });
+      expectClose(gradOf(xt), ref.mul(ref.add(c, [1]), [2]), { rtol: 1e-6, label: 'dx' });
+    }));
+
+  it('sums the gradients of a tensor used several times', () =>
+    tidy(() => {
+      const g = rng(3);
+      const x = randn(g, 5);
+      const xt = tensor(x, [5], true);
+      // y = x * x + 3 x + x
+      sum(add(add(mul(xt, xt), scale(xt, 3)), xt)).backward();
+      expectClose(gradOf(xt), ref.add(ref.mul(x, [2]), [4]), { rtol: 1e-6 });
+    }));
+});
+
+describe('recording', () => {
+  it('noGrad records nothing and restores recording afterwards, also after a throw', () =>
+    tidy(() => {
+      const xt = tensor([1, 2], [2], true);
+      const y = noGrad(() => {
+        expect(isGradEnabled()).toBe(false);
+        return scale(xt, 2);
+      });
+      expect(isGradEnabled()).toBe(true);
+      expect(y.requiresGrad).toBe(false);
+      expect(y.node).toBeNull();
+      expect(() => sum(y).backward()).toThrow(/backward: .*does not require grad/);
+      expect(() =>
+        noGrad(() => {
+          throw new Error('boom');
+        }),
+      ).toThrow('boom');
+      expect(isGradEnabled()).toBe(true);
+      expect(scale(xt, 2).requiresGrad).toBe(true);
+    }));
+
+  it('gives no .grad to a leaf that does not require grad, and records nothing without such a leaf', () =>
+    tidy(() => {
+      const a = tensor([1, 2, 3], [3]);
+      const b = tensor([4, 5, 6], [3], true);
+      sum(mul(a, b)).backward();
+      expect(a.grad).toBeNull();
+      expect(Array.from(gradOf(b))).toEqual([1, 2, 3]);
+      const c = mul(a, a);
+      expect(c.requiresGrad).toBe(false);
+      expect(c.node).toBeNull();
+    }));
+
+  it('backward through a graph that has been used throws a clear error', () =>
+    tidy(() => {
+      const g = rng(4);
+      const x = tensor(randn(g, 12), [3, 4], true);
+      const w = tensor(randn(g, 8), [2, 4], true);
+      const loss = sum(gelu(linear(x, w)));
+      loss.backward();
+      expect(() => loss.backward()).toThrow(/already been used.*forward pass again/);
+      // a fresh forward pass works again and accumulates
+      const before = gradOf(w);
+      sum(gelu(linear(x, w))).backward();
+      expectClose(gradOf(w), ref.mul(before, [2]), { rtol: 1e-6 });
+    }));
+
+  it('checks the seed gradient of a non-scalar output', () =>
+    tidy(() => {
+      const x = tensor([1, 2, 3, 4], [2, 2], true);
+      const y = scale(x, 3);
+      expect(() => y.backward()).toThrow(/not a scalar/);
+      expect(() => y.backward(tensor([1, 2, 3], [3]))).toThrow(/does not match/);
+      y.backward(tensor([1, 0, -1, 2], [2, 2]));
+      expect(Array.from(gradOf(x))).toEqual([3, 0, -3, 6]);
+    }));
+});
+
+describe('a pre-norm transformer block', () => {
+  const [B, N, D, H] = [2, 5, 8, 2];
+  const F = 4 * D;
+  // parameter name -> shape, in the order the reference takes them
+  const params: [string, number[]][] = [
+    ['norm1.weight', [D]],
+    ['norm1.bias', [D]],
+    ['qkv.weight', [3 * D, D]],
+    ['qkv.bias', [3 * D]],
+    ['proj.weight', [D, D]],
+    ['proj.bias', [D]],
+    ['norm2.weight', [D]],
+    ['norm2.bias', [D]],
+    ['fc1.weight', [F, D]],
+    ['fc1.bias', [F]],
+    ['fc2.weight', [D, F]],
+    ['fc2.bias', [D]],
+  ];
+
+  // x + proj(attn(qkv(norm1(x)))), then + fc2(gelu(fc1(norm2(.)))) in double precision; xs = [x, ...params]
+  function blockRef(xs: ArrayLike<number>[]): Float64Array {
+    const [x, n1w, n1b, qw, qb, pw, pb, n2w, n2b, f1w, f1b, f2w, f2b] = xs as ArrayLike<number>[] & { length: 13 };
+    const R = B * N;
+    const qkv = ref.linear(ref.layerNorm(x!, n1w!, n1b!, R, D, 1e-6).y, qw!, qb!, R, D, 3 * D);
+    const h = ref.add(x!, ref.linear(ref.attention(qkv, B, N, D, H).out, pw!, pb!, R, D, D));
+    const m = ref.linear(ref.gelu(ref.linear(ref.layerNorm(h, n2w!, n2b!, R, D, 1e-6).y, f1w!, f1b!, R, D, F)), f2w!, f2b!, R, F, D);
+    return ref.add(h, m);
+  }
+
+  function block(x: Tensor, p: Tensor[]): Tensor {
+    const [n1w, n1b, qw, qb, pw, pb, n2w, n2b, f1w, f1b, f2w, f2b] = p as Tensor[] & { length: 12 };
+    const h = add(x, linear(attention(linear(layerNorm(x, n1w!, n1b!, 1e-6), qw!, qb!), H), pw!, pb!));
+    return add(h, linear(gelu(linear(layerNorm(h, n2w!, n2b!, 1e-6), f1w!, f1b!)), f2w!, f2b!));
+  }
+
+  it('forward matches the double reference', () =>
+    tidy(() => {
+      const g = rng(50);
+      const x = randn(g, B * N * D);
+      const pv = params.map(([name, s]) => initParam(g, name, s));
+      const y = block(tensor(x, [B, N, D]), pv.map((v, i) => tensor(v, params[i]![1])));
+      expectClose(y.dataSync(), blockRef([x, ...pv]), { rtol: 1e-5 });
+    }));
+
+  it('gradients for x and every parameter match central differences', () =>
+    tidy(() => {
+      const g = rng(51);
+      const x = randn(g, B * N * D);
+      const pv = params.map(([name, s]) => initParam(g, name, s));
+      const r = randn(g, B * N * D);
+      const xt = tensor(x, [B, N, D], true);
+      const pt = pv.map((v, i) => tensor(v, params[i]![1], true));
+      project(block(xt, pt), r).backward();
+      const inputs = [x, ...pv];
+      const f = (xs: Float64Array[]): number => ref.sumAll(ref.mul(blockRef(xs), r));
+      expectGradClose(gradOf(xt), numericGrad(f, inputs, 0), { label: 'x' });
+      params.forEach(([name], i) => {
+        expect(pt[i]!.grad!.shape, name).toEqual(params[i]![1]);
+        expectGradClose(gradOf(pt[i]!), numericGrad(f, inputs, i + 1), { label: name });
+      });
+    }));
+});
+
+/** Parameters near a trained block's: LayerNorm weights near 1, small biases, weights of std ~ 1/sqrt(fan_in). */
+function initParam(g: ReturnType<typeof rng>, name: string, shape: number[]): Float32Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (name.startsWith('norm') && name.endsWith('weight')) return randn(g, n, 0.2).map((v) => 1 + v);
+  if (name.endsWith('bias')) return randn(g, n, 0.1);
+  return randn(g, n, 1 / Math.sqrt(shape[1]!));
+}

@@ -1,0 +1,151 @@
+// The CUDA backend (native/cuda, loaded at run time by bindings/cuda_loader.cpp).
+// On every machine: info().cuda says whether CUDA can be used and, when not, why; asking for a CUDA device then
+// throws an Error carrying that reason (never a crash); device strings and dtype conversions are checked.
+// On a machine with a usable GPU: every op of the op table runs on the CPU and on the GPU with the same fresh random
+// inputs (tools/cuda-cases.ts) and must agree within 1e-5 (float32) or 1e-2 (bfloat16) norm-relative error, plus
+// device errors (bad indices, out of memory, mixed devices) and the device entry points (to, clone, memory).
+import { describe, expect, it } from 'vitest';
+import { native } from '../../lib/native.js';
+import { Tensor, tidy } from '../../lib/tensor.js';
+import { compareCase, formatResult, opCases, roundBf16, type Precision } from '../../tools/cuda-cases.js';
+
+const cuda = native.info().cuda;
+const available = cuda.available;
+if (!available)
+  console.log(`[test/cuda] CUDA is not available here, so the CUDA-vs-CPU comparisons are skipped: ${cuda.reason}`);
+
+describe('CUDA availability', () => {
+  it('info().cuda says whether CUDA is available, with a reason when it is not', () => {
+    expect(typeof cuda.available).toBe('boolean');
+    expect(typeof cuda.library).toBe('string');
+    if (available) {
+      expect(cuda.devices!.length).toBeGreaterThan(0);
+      expect(native.info().backends).toContain('cuda');
+    } else {
+      expect(typeof cuda.reason).toBe('string');
+      expect(cuda.reason!.length).toBeGreaterThan(10);
+      expect(native.info().backends).not.toContain('cuda');
+    }
+  });
+
+  it.skipIf(available)('Tensor.to("cuda") throws an Error that says why CUDA is unavailable', () => {
+    const x = Tensor.fromArray([1, 2, 3], [3]);
+    for (const d of ['cuda', 'cuda:0', 'cuda:3']) {
+      let message = '';
+      try {
+        x.to(d);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toMatch(/CUDA is not available/);
+      expect(message).toContain(cuda.reason!);
+    }
+    expect(() => native.synchronize('cuda')).toThrow(/CUDA is not available/);
+    expect(() => native.memoryStats('cuda')).toThrow(/CUDA is not available/);
+    x.dispose();
+  });
+
+  it('rejects unknown devices and int/float conversions', () => {
+    const x = Tensor.fromArray([1, 2, 3], [3]);
+    expect(() => x.to('gpu')).toThrow(/unknown device 'gpu'/);
+    expect(() => x.to('cuda:x')).toThrow(/unknown device/);
+    expect(() => native.to(x.handle, 'cpu', 'int32')).toThrow(/cannot convert/);
+    expect(() => native.to(x.handle, 'cpu', 'float16' as 'float32')).toThrow(/dtype must be/);
+    x.dispose();
+  });
+
+  it('to("cpu") shares storage; bfloat16 round trips on the CPU round to nearest even', () =>
+    tidy(() => {
+      const v = Float32Array.of(1, -2.5, 3.14159, 1e-3, 65504, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -0);
+      const x = Tensor.fromArray(v, [8]);
+      const same = x.to('cpu');
+      expect(same.device).toBe('cpu');
+      same.write(Float32Array.of(9, 9, 9, 9, 9, 9, 9, 9));
+      expect(x.dataSync()[0]).toBe(9);
+      x.write(v);
+      const b = x.to('cpu', 'bfloat16');
+      expect(b.dtype).toBe('bfloat16');
+      expect(Array.from(b.dataSync())).toEqual(Array.from(roundBf16(v)));
+      expect(roundBf16(Float32Array.of(1 + 2 ** -8))[0]).toBe(1); // a tie goes to even
+      expect(roundBf16(Float32Array.of(1 + 3 * 2 ** -8))[0]).toBe(1 + 2 ** -6);
+      const back = b.to('cpu', 'float32');
+      expect(back.dtype).toBe('float32');
+      expect(Array.from(back.dataSync())).toEqual(Array.from(roundBf16(v)));
+      // CPU kernels are float32 only: a bfloat16 CPU tensor is refused with a clear message
+      expect(() => native.gelu(b.handle)).toThrow(/must be float32, got bfloat16/);
+    }));
+});
+
+const cases = opCases(false);
+
+for (const precision of ['float32', 'bfloat16'] as Precision[])
+  describe.skipIf(!available)(`CUDA vs CPU (${precision})`, () => {
+    for (const c of cases)
+      it(`${c.family}: ${c.name}`, () => {
+        const r = compareCase(native, c, 'cuda', precision, 7);
+        if (!r.ok) console.log(formatResult(r));
+        expect(r.failure).toBeUndefined();
+        for (const e of r.errors) expect(e.rel, `${e.output} of ${c.name}`).toBeLessThanOrEqual(r.tol);
+      });
+  });
+
+describe.skipIf(!available)('CUDA device behaviour', () => {
+  it('moves tensors to the device and back unchanged, clones there, and reports memory', () =>
+    tidy(() => {
+      const v = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 100);
+      const x = Tensor.fromArray(v, [10, 100]);
+      const d = x.to('cuda');
+      expect(d.device).toBe('cuda:0');
+      expect(d.to('cuda').device).toBe('cuda:0');
+      const c = new Tensor(native.clone(d.handle));
+      expect(Array.from(c.to('cpu').dataSync())).toEqual(Array.from(v));
+      const i = Tensor.fromArray(Int32Array.of(1, -7, 3), [3]).to('cuda');
+      expect(Array.from(i.to('cpu').intDataSync())).toEqual([1, -7, 3]);
+      const b = x.to('cuda', 'bfloat16');
+      expect(Array.from(b.dataSync())).toEqual(Array.from(roundBf16(v)));
+      expect(native.memoryStats('cuda').allocatedBytes).toBeGreaterThan(0);
+      native.synchronize('cuda');
+    }));
+
+  it('gradients flow back through to()', () =>
+    tidy(() => {
+      const x = Tensor.fromArray([1, 2, 3], [3], { requiresGrad: true });
+      const y = x.to('cuda', 'bfloat16');
+      expect(y.requiresGrad).toBe(true);
+      // the gradient of to() is the incoming gradient moved back to x's device and dtype
+      y.backward(Tensor.fromArray([0.5, 1, -2], [3]).to('cuda'));
+      expect(x.grad!.device).toBe('cpu');
+      expect(x.grad!.dtype).toBe('float32');
+      expect(Array.from(x.grad!.dataSync())).toEqual([0.5, 1, -2]);
+    }));
+
+  it('refuses tensors on different devices', () =>
+    tidy(() => {
+      const a = Tensor.fromArray([1, 2], [2]);
+      const b = a.to('cuda');
+      expect(() => native.add(a.handle, b.handle)).toThrow(/different devices/);
+    }));
+
+  it('reports an out-of-range index as an Error and keeps working', () =>
+    tidy(() => {
+      const x = Tensor.fromArray(new Float32Array(2 * 5 * 3), [2, 5, 3]).to('cuda');
+      const idx = Tensor.fromArray(Int32Array.of(0, 1, 4, 5), [2, 2]).to('cuda');
+      expect(() => native.gatherRows(x.handle, idx.handle)).toThrow(/index value 5 at position 3 is outside \[0, 5\)/);
+      expect(() => native.scatterAddRows(x.handle, Tensor.fromArray(Int32Array.of(0, 1, 2, 3, 4, -1, 0, 1, 2, 3), [2, 5]).to('cuda').handle, 5)).toThrow(/outside/);
+      const labels = Tensor.fromArray(Int32Array.of(0, 9), [2]).to('cuda');
+      const logits = Tensor.fromArray(new Float32Array(6), [2, 3]).to('cuda');
+      expect(() => native.crossEntropy(logits.handle, labels.handle, 0)).toThrow(/label 9 of row 1 is outside \[0, 3\)/);
+      const ok = native.gatherRows(x.handle, Tensor.fromArray(Int32Array.of(0, 1, 4, 2), [2, 2]).to('cuda').handle);
+      expect(ok.read().length).toBe(12);
+      ok.dispose();
+    }));
+
+  it('reports running out of device memory as an Error and keeps working', () =>
+    tidy(() => {
+      const dy = Tensor.fromArray([1], [1, 1]).to('cuda');
+      // an output of 4e12 bytes: more than any GPU has
+      expect(() => native.meanTokensBackward(dy.handle, 1e12)).toThrow(/CUDA out of memory on cuda:0/);
+      const y = new Tensor(native.meanTokensBackward(dy.handle, 4));
+      expect(Array.from(y.dataSync())).toEqual([0.25, 0.25, 0.25, 0.25]);
+    }));
+});

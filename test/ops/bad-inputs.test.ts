@@ -1,0 +1,579 @@
+// Bad inputs for every native entry point (lib/native.ts, bindings/): for each tensor argument a number, null,
+// undefined, a plain object, an array, a disposed tensor, an empty native handle, the other dtype and a zero-size
+// tensor; then each op's own shape rules, bad scalars, out-of-range indices and labels, and NaN values (which must
+// propagate, not throw). Every failure must be a JavaScript Error whose message starts with the op's name; nothing
+// may crash the process (a crash would end this file's run).
+import { afterEach, describe, expect, it } from 'vitest';
+import { native, type NativeAddon, type NativeTensor } from '../../lib/native.js';
+import { gatherRows, linear } from '../../lib/ops/index.js';
+import { tidy } from '../../lib/tensor.js';
+import { intTensor, tensor } from '../helpers/tensors.js';
+
+// every native tensor a test makes, disposed after it
+let made: NativeTensor[] = [];
+afterEach(() => {
+  for (const t of made) t.dispose();
+  made = [];
+});
+
+/** A float32 native tensor filled with `v`. */
+function F(shape: number[], v = 0.5): NativeTensor {
+  const t = native.full(shape, v);
+  made.push(t);
+  return t;
+}
+
+/** An int32 native tensor with the given values (zeros by default). */
+function I(shape: number[], values?: number[]): NativeTensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const t = native.fromArray(Int32Array.from(values ?? new Array<number>(n).fill(0)), shape);
+  made.push(t);
+  return t;
+}
+
+/** A tensor like t but of the other dtype, or with a zero first dimension, or disposed. */
+function otherDtype(t: NativeTensor): NativeTensor {
+  return t.dtype === 'int32' ? F(t.shape) : I(t.shape);
+}
+function zeroSize(t: NativeTensor): NativeTensor {
+  const shape = [0, ...t.shape.slice(1)];
+  const h = native.fromArray(t.dtype === 'int32' ? new Int32Array(0) : new Float32Array(0), shape);
+  made.push(h);
+  return h;
+}
+function disposedLike(t: NativeTensor): NativeTensor {
+  const h = t.dtype === 'int32' ? I(t.shape) : F(t.shape);
+  h.dispose();
+  return h;
+}
+
+type Entry = keyof NativeAddon;
+
+/** Calls native[name](...args) and returns the error it throws (failing if it does not throw). */
+function errorOf(name: Entry, args: unknown[]): Error {
+  const fn = native[name] as unknown as (...a: unknown[]) => unknown;
+  try {
+    fn(...args);
+  } catch (e) {
+    expect(e, `${name} threw a non-Error`).toBeInstanceOf(Error);
+    return e as Error;
+  }
+  throw new Error(`${name}(${args.map(describeArg).join(', ')}) did not throw`);
+}
+
+function describeArg(a: unknown): string {
+  if (a && typeof a === 'object' && 'shape' in a) return `tensor [${(a as NativeTensor).shape}]`;
+  return JSON.stringify(a) ?? String(a);
+}
+
+/** Expects native[name](...args) to throw an Error whose message starts with the op name and matches `re`. */
+function expectOpError(name: Entry, args: unknown[], re: RegExp): void {
+  const e = errorOf(name, args);
+  expect(e.message.startsWith(`${name}: `), `message "${e.message}" should start with "${name}: "`).toBe(true);
+  expect(e.message).toMatch(re);
+}
+
+function hasNaN(x: NativeTensor): boolean {
+  return Array.from(x.read()).some(Number.isNaN);
+}
+
+interface Spec {
+  name: Entry;
+  /** valid arguments, made fresh on each call */
+  args: () => unknown[];
+  /** tensor arguments: position, name in messages, and whether null is allowed */
+  tensors: { at: number; arg: string; optional?: boolean }[];
+  /** wrong shapes and scalars: a description, the arguments, and what the message must say */
+  bad: [string, () => unknown[], RegExp][];
+  /** NaN in the tensor at `input` must reach the tensor `output` picks from (result, args) */
+  nan?: { input: number; output: (result: unknown, args: unknown[]) => NativeTensor };
+}
+
+const out = (r: unknown): NativeTensor => r as NativeTensor;
+const first = (r: unknown): NativeTensor => (r as NativeTensor[])[0]!;
+const argAt = (i: number) => (_r: unknown, a: unknown[]): NativeTensor => a[i] as NativeTensor;
+
+const specs: Spec[] = [
+  {
+    name: 'linear',
+    args: () => [F([2, 3, 4]), F([5, 4]), F([5])],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'weight' }, { at: 2, arg: 'bias', optional: true }],
+    bad: [
+      ['in_features differ', () => [F([2, 3, 5]), F([5, 4]), F([5])], /x \[2, 3, 5\] and weight \[5, 4\] disagree on in_features/],
+      ['1-D weight', () => [F([2, 4]), F([4]), null], /weight must have 2 dimensions, got \[4\]/],
+      ['bias of the wrong size', () => [F([2, 4]), F([5, 4]), F([4])], /bias \[4\] must be \[out_features\]/],
+      ['2-D bias', () => [F([2, 4]), F([5, 4]), F([1, 5])], /bias must have 1 dimensions/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'linearBackward',
+    args: () => [F([2, 3, 4]), F([5, 4]), F([2, 3, 5]), true, true],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'weight' }, { at: 2, arg: 'dy' }],
+    bad: [
+      ['dy of the wrong shape', () => [F([2, 3, 4]), F([5, 4]), F([2, 3, 4]), true, true], /dy \[2, 3, 4\] does not match the output/],
+      ['in_features differ', () => [F([2, 3]), F([5, 4]), F([2, 5]), true, true], /disagree on in_features/],
+      ['needDx not a boolean', () => [F([2, 4]), F([5, 4]), F([2, 5]), 1, true], /needDx must be a boolean/],
+      ['hasBias missing', () => [F([2, 4]), F([5, 4]), F([2, 5]), true], /hasBias must be a boolean/],
+    ],
+    nan: { input: 2, output: (r) => (r as NativeTensor[])[1]! },
+  },
+  {
+    name: 'layerNorm',
+    args: () => [F([2, 3, 4]), F([4]), F([4]), 1e-6],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'weight' }, { at: 2, arg: 'bias' }],
+    bad: [
+      ['weight of the wrong size', () => [F([2, 4]), F([5]), F([4]), 1e-6], /weight \[5\] and bias \[4\] must be \[4\]/],
+      ['bias of the wrong size', () => [F([2, 4]), F([4]), F([3]), 1e-6], /must be \[4\] for x \[2, 4\]/],
+      ['negative eps', () => [F([2, 4]), F([4]), F([4]), -1], /eps must be non-negative/],
+      ['NaN eps', () => [F([2, 4]), F([4]), F([4]), NaN], /eps must be non-negative/],
+      ['eps not a number', () => [F([2, 4]), F([4]), F([4]), '1e-6'], /eps must be a number/],
+    ],
+    nan: { input: 0, output: first },
+  },
+  {
+    name: 'layerNormBackward',
+    args: () => [F([2, 3, 4]), F([2, 3, 4]), F([4]), F([2, 3]), F([2, 3])],
+    tensors: [{ at: 0, arg: 'dy' }, { at: 1, arg: 'x' }, { at: 2, arg: 'weight' }, { at: 3, arg: 'mean' }, { at: 4, arg: 'rstd' }],
+    bad: [
+      ['dy and x differ', () => [F([2, 4]), F([2, 5]), F([5]), F([2]), F([2])], /dy \[2, 4\] and x \[2, 5\] must have the same shape/],
+      ['weight of the wrong size', () => [F([2, 4]), F([2, 4]), F([3]), F([2]), F([2])], /weight \[3\] must be \[4\]/],
+      ['statistics of the wrong size', () => [F([2, 4]), F([2, 4]), F([4]), F([3]), F([2])], /mean and rstd must hold one value per row/],
+    ],
+    nan: { input: 0, output: first },
+  },
+  {
+    name: 'gelu',
+    args: () => [F([3, 2])],
+    tensors: [{ at: 0, arg: 'x' }],
+    bad: [],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'geluBackward',
+    args: () => [F([3]), F([3])],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'dy' }],
+    bad: [['dy of another shape', () => [F([3]), F([4])], /x \[3\] and dy \[4\] must have the same shape/]],
+    nan: { input: 1, output: out },
+  },
+  {
+    name: 'attention',
+    args: () => [F([2, 3, 12]), 2],
+    tensors: [{ at: 0, arg: 'qkv' }],
+    bad: [
+      ['last dim not 3 D', () => [F([2, 3, 10]), 2], /the last dimension must be 3 \* dim/],
+      ['dim not divisible by heads', () => [F([2, 3, 12]), 3], /dim 4 is not divisible by num_heads 3/],
+      ['more heads than dims', () => [F([2, 3, 6]), 4], /not divisible by num_heads 4/],
+      ['zero heads', () => [F([2, 3, 12]), 0], /numHeads must be an integer >= 1/],
+      ['fractional heads', () => [F([2, 3, 12]), 1.5], /numHeads must be an integer >= 1/],
+      ['NaN heads', () => [F([2, 3, 12]), NaN], /numHeads must be an integer >= 1/],
+      ['heads missing', () => [F([2, 3, 12])], /numHeads must be a number/],
+      ['2-D qkv', () => [F([3, 12]), 2], /qkv must have 3 dimensions, got \[3, 12\]/],
+    ],
+    nan: { input: 0, output: first },
+  },
+  {
+    name: 'attentionBackward',
+    args: () => [F([2, 3, 12]), F([2, 3, 4]), F([2, 3, 4]), F([2, 2, 3]), 2],
+    tensors: [{ at: 0, arg: 'qkv' }, { at: 1, arg: 'out' }, { at: 2, arg: 'dout' }, { at: 3, arg: 'lse' }],
+    bad: [
+      ['out of the wrong shape', () => [F([2, 3, 12]), F([2, 3, 5]), F([2, 3, 5]), F([2, 2, 3]), 2], /out \[2, 3, 5\] must be \[B, N, D\]/],
+      ['dout of another shape', () => [F([2, 3, 12]), F([2, 3, 4]), F([1, 3, 4]), F([2, 2, 3]), 2], /dout \[1, 3, 4\] and out \[2, 3, 4\] must have the same shape/],
+      ['lse of the wrong shape', () => [F([2, 3, 12]), F([2, 3, 4]), F([2, 3, 4]), F([2, 3, 3]), 2], /lse \[2, 3, 3\] must be \[B, numHeads, N\]/],
+      ['bad heads', () => [F([2, 3, 12]), F([2, 3, 4]), F([2, 3, 4]), F([2, 2, 3]), 3], /not divisible by num_heads 3/],
+    ],
+    nan: { input: 2, output: out },
+  },
+  {
+    name: 'maskedMse',
+    args: () => [F([2, 3, 4]), F([2, 3, 4]), F([2, 3], 1), true],
+    tensors: [{ at: 0, arg: 'pred' }, { at: 1, arg: 'target' }, { at: 2, arg: 'mask' }],
+    bad: [
+      ['target of another shape', () => [F([2, 3, 4]), F([2, 3, 5]), F([2, 3]), false], /pred \[2, 3, 4\] and target \[2, 3, 5\] must have the same shape/],
+      ['mask of the wrong shape', () => [F([2, 3, 4]), F([2, 3, 4]), F([2, 4]), false], /mask \[2, 4\] must be \[B, L\]/],
+      ['normPix with one value per patch', () => [F([2, 3, 1]), F([2, 3, 1]), F([2, 3]), true], /normPixLoss needs at least 2 values per patch/],
+      ['normPix not a boolean', () => [F([2, 3, 4]), F([2, 3, 4]), F([2, 3]), 'yes'], /normPix must be a boolean/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'maskedMseBackward',
+    args: () => [F([2, 3, 4]), F([2, 3, 4]), F([2, 3], 1), false, F([1])],
+    tensors: [{ at: 0, arg: 'pred' }, { at: 1, arg: 'target' }, { at: 2, arg: 'mask' }, { at: 4, arg: 'dloss' }],
+    bad: [
+      ['dloss with two values', () => [F([2, 3, 4]), F([2, 3, 4]), F([2, 3]), false, F([2])], /dloss must hold one value/],
+      ['mask of the wrong shape', () => [F([2, 3, 4]), F([2, 3, 4]), F([3, 2]), false, F([1])], /mask \[3, 2\] must be \[B, L\]/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'crossEntropy',
+    args: () => [F([2, 5]), I([2], [0, 4]), 0.1],
+    tensors: [{ at: 0, arg: 'logits' }, { at: 1, arg: 'target' }],
+    bad: [
+      ['labels of the wrong length', () => [F([2, 5]), I([3]), 0], /labels \[3\] must be \[B\] for logits \[2, 5\]/],
+      ['soft targets of the wrong shape', () => [F([2, 5]), F([2, 4]), 0], /soft target \[2, 4\] and logits \[2, 5\] must have the same shape/],
+      ['2-D labels', () => [F([2, 5]), I([2, 5]), 0], /target must have 1 dimensions/],
+      ['smoothing 1', () => [F([2, 5]), I([2]), 1], /smoothing must be in \[0, 1\)/],
+      ['negative smoothing', () => [F([2, 5]), I([2]), -0.1], /smoothing must be in \[0, 1\)/],
+      ['NaN smoothing', () => [F([2, 5]), I([2]), NaN], /smoothing must be in \[0, 1\)/],
+      ['label = C', () => [F([2, 5]), I([2], [0, 5]), 0], /label 5 of row 1 is outside \[0, 5\)/],
+      ['negative label', () => [F([2, 5]), I([2], [-1, 0]), 0.1], /label -1 of row 0 is outside \[0, 5\)/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'crossEntropyBackward',
+    args: () => [F([2, 5]), I([2], [0, 4]), 0.1, F([1])],
+    tensors: [{ at: 0, arg: 'logits' }, { at: 1, arg: 'target' }, { at: 3, arg: 'dloss' }],
+    bad: [
+      ['label = C', () => [F([2, 5]), I([2], [5, 0]), 0, F([1])], /label 5 of row 0 is outside \[0, 5\)/],
+      ['huge label', () => [F([2, 5]), I([2], [0, 2147483647]), 0, F([1])], /label 2147483647 of row 1 is outside/],
+      ['dloss with two values', () => [F([2, 5]), I([2]), 0, F([2])], /dloss must hold one value/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'batchNorm',
+    args: () => [F([4, 3]), F([3], 0), F([3], 1), true, 0.1, 1e-5],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'runningMean' }, { at: 2, arg: 'runningVar' }],
+    bad: [
+      ['running statistics of the wrong size', () => [F([4, 3]), F([4]), F([3]), true, 0.1, 1e-5], /running statistics must be \[3\]/],
+      ['one sample in training', () => [F([1, 3]), F([3]), F([3]), true, 0.1, 1e-5], /training needs more than one value per feature/],
+      ['3-D x', () => [F([4, 3, 2]), F([3]), F([3]), false, 0.1, 1e-5], /x must have 2 dimensions/],
+      ['training not a boolean', () => [F([4, 3]), F([3]), F([3]), 1, 0.1, 1e-5], /training must be a boolean/],
+      ['momentum not a number', () => [F([4, 3]), F([3]), F([3]), true, null, 1e-5], /momentum must be a number/],
+    ],
+    nan: { input: 0, output: first },
+  },
+  {
+    name: 'batchNormBackward',
+    args: () => [F([4, 3]), F([4, 3]), F([3]), true],
+    tensors: [{ at: 0, arg: 'dy' }, { at: 1, arg: 'y' }, { at: 2, arg: 'rstd' }],
+    bad: [
+      ['dy and y differ', () => [F([4, 3]), F([4, 2]), F([2]), true], /dy \[4, 3\] and y \[4, 2\] must have the same shape/],
+      ['rstd of the wrong size', () => [F([4, 3]), F([4, 3]), F([4]), false], /rstd \[4\] must be \[F\]/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'gatherRows',
+    args: () => [F([2, 5, 3]), I([2, 2], [0, 4, 1, 2])],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'index' }],
+    bad: [
+      ['batch sizes differ', () => [F([2, 5, 3]), I([3, 2])], /index \[3, 2\] and x \[2, 5, 3\] disagree on the batch size/],
+      ['index = N', () => [F([2, 5, 3]), I([2, 2], [0, 5, 1, 2])], /index value 5 at position 1 is outside \[0, 5\)/],
+      ['negative index', () => [F([2, 5, 3]), I([2, 2], [0, 1, 2, -1])], /index value -1 at position 3 is outside \[0, 5\)/],
+      ['1-D index', () => [F([2, 5, 3]), I([4])], /index must have 2 dimensions/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'scatterAddRows',
+    args: () => [F([2, 2, 3]), I([2, 2], [0, 4, 1, 1]), 5],
+    tensors: [{ at: 0, arg: 'dy' }, { at: 1, arg: 'index' }],
+    bad: [
+      ['index of the wrong shape', () => [F([2, 2, 3]), I([2, 3]), 5], /index \[2, 3\] must be \[B, K\] for dy \[2, 2, 3\]/],
+      ['index = n', () => [F([2, 2, 3]), I([2, 2], [0, 1, 5, 0]), 5], /index value 5 at position 2 is outside \[0, 5\)/],
+      ['n = 0', () => [F([2, 2, 3]), I([2, 2]), 0], /n must be an integer >= 1/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'catTokens',
+    args: () => [F([1, 1, 4]), F([2, 3, 4])],
+    tensors: [{ at: 0, arg: 'a' }, { at: 1, arg: 'b' }],
+    bad: [
+      ['widths differ', () => [F([2, 1, 4]), F([2, 3, 5])], /a \[2, 1, 4\] and b \[2, 3, 5\] disagree on the width/],
+      ['batches do not broadcast', () => [F([3, 1, 4]), F([2, 3, 4])], /have batch sizes that do not broadcast/],
+      ['2-D b', () => [F([2, 1, 4]), F([3, 4])], /b must have 3 dimensions/],
+    ],
+    nan: { input: 1, output: out },
+  },
+  {
+    name: 'sliceTokens',
+    args: () => [F([2, 5, 3]), 1, 3],
+    tensors: [{ at: 0, arg: 'x' }],
+    bad: [
+      ['past the end', () => [F([2, 5, 3]), 3, 3], /tokens 3 \.\. 6 are outside x \[2, 5, 3\]/],
+      ['zero length', () => [F([2, 5, 3]), 0, 0], /length must be an integer >= 1/],
+      ['negative start', () => [F([2, 5, 3]), -1, 2], /start must be an integer >= 0/],
+      ['fractional start', () => [F([2, 5, 3]), 0.5, 2], /start must be an integer >= 0/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  ...(['add', 'mul'] as const).map(
+    (name): Spec => ({
+      name,
+      args: () => [F([2, 3, 4]), F([1, 3, 4])],
+      tensors: [{ at: 0, arg: 'a' }, { at: 1, arg: 'b' }],
+      bad: [
+        ['b not a suffix', () => [F([2, 3, 4]), F([3])], /b \[3\] does not broadcast over a \[2, 3, 4\]/],
+        ['b with a dividing size but another shape', () => [F([2, 3, 4]), F([2, 4])], /b \[2, 4\] does not broadcast/],
+        ['b larger than a', () => [F([3, 4]), F([2, 3, 4])], /b \[2, 3, 4\] does not broadcast over a \[3, 4\]/],
+      ],
+      nan: { input: 1, output: out },
+    }),
+  ),
+  {
+    name: 'sumTo',
+    args: () => [F([2, 3, 4]), [3, 4]],
+    tensors: [{ at: 0, arg: 'x' }],
+    bad: [
+      ['a size that does not divide', () => [F([2, 3, 4]), [5]], /cannot sum x \[2, 3, 4\] to \[5\]/],
+      ['an empty target', () => [F([2, 3, 4]), [0]], /cannot sum x/],
+      ['a shape that is not an array', () => [F([2, 3, 4]), 12], /shape must be an array of sizes/],
+      ['negative sizes', () => [F([2, 3, 4]), [-12]], /shape entries must be non-negative integers/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'axpby',
+    args: () => [1, F([3]), 0.5, F([3])],
+    tensors: [{ at: 1, arg: 'x' }, { at: 3, arg: 'y' }],
+    bad: [
+      ['sizes differ', () => [1, F([3]), 1, F([4])], /x \[3\] and y \[4\] differ in size/],
+      ['alpha not a number', () => [undefined, F([3]), 1, F([3])], /alpha must be a number/],
+    ],
+    nan: { input: 1, output: argAt(3) },
+  },
+  {
+    name: 'sum',
+    args: () => [F([3, 2]), 1],
+    tensors: [{ at: 0, arg: 'x' }],
+    bad: [['scale not a number', () => [F([3]), '1'], /scale must be a number/]],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'meanTokens',
+    args: () => [F([2, 3, 4])],
+    tensors: [{ at: 0, arg: 'x' }],
+    bad: [['2-D x', () => [F([3, 4])], /x must have 3 dimensions/]],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'meanTokensBackward',
+    args: () => [F([2, 4]), 3],
+    tensors: [{ at: 0, arg: 'dy' }],
+    bad: [
+      ['n = 0', () => [F([2, 4]), 0], /n must be an integer >= 1/],
+      ['3-D dy', () => [F([2, 1, 4]), 3], /dy must have 2 dimensions/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'fill',
+    args: () => [F([3]), 2],
+    tensors: [{ at: 0, arg: 'y' }],
+    bad: [['value not a number', () => [F([3]), 'a'], /value must be a number/]],
+  },
+  {
+    name: 'patchify',
+    args: () => [F([1, 3, 4, 4]), 2, true],
+    tensors: [{ at: 0, arg: 'imgs' }],
+    bad: [
+      ['size not divisible', () => [F([1, 3, 4, 6]), 4, true], /image size 4x6 of imgs \[1, 3, 4, 6\] is not divisible by the patch size 4/],
+      ['patch larger than the image', () => [F([1, 3, 4, 4]), 8, false], /not divisible by the patch size 8/],
+      ['patch size 0', () => [F([1, 3, 4, 4]), 0, true], /patchSize must be an integer >= 1/],
+      ['3-D images', () => [F([3, 4, 4]), 2, true], /imgs must have 4 dimensions/],
+      ['hwc not a boolean', () => [F([1, 3, 4, 4]), 2, 'hwc'], /hwc must be a boolean/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'unpatchify',
+    args: () => [F([1, 4, 12]), 2, true, [3, 4, 4]],
+    tensors: [{ at: 0, arg: 'x' }],
+    bad: [
+      ['image shape of two sizes', () => [F([1, 4, 12]), 2, true, [3, 4]], /imageShape must be \[C, H, W\]/],
+      ['image shape of another size', () => [F([1, 4, 12]), 2, true, [3, 4, 6]], /x \[1, 4, 12\] does not hold patches of images \[3, 4, 6\]/],
+      ['image not divisible', () => [F([1, 4, 12]), 2, true, [3, 5, 4]], /image shape \[3, 5, 4\] is not divisible into patches of 2/],
+      ['no channels', () => [F([1, 4, 12]), 2, true, [0, 4, 4]], /is not divisible into patches/],
+      ['image shape not an array', () => [F([1, 4, 12]), 2, true, 'chw'], /imageShape must be an array of sizes/],
+    ],
+    nan: { input: 0, output: out },
+  },
+  {
+    name: 'adamwStep',
+    args: () => [F([3]), F([3]), F([3], 0), F([3], 0), 1e-3, 0.9, 0.999, 1e-8, 0.01, 1],
+    tensors: [{ at: 0, arg: 'param' }, { at: 1, arg: 'grad' }, { at: 2, arg: 'm' }, { at: 3, arg: 'v' }],
+    bad: [
+      ['grad of another shape', () => [F([3]), F([4]), F([3]), F([3]), 1e-3, 0.9, 0.999, 1e-8, 0, 1], /grad \[4\] and param \[3\] must have the same shape/],
+      ['m of another shape', () => [F([3]), F([3]), F([1, 3]), F([3]), 1e-3, 0.9, 0.999, 1e-8, 0, 1], /m \[1, 3\] and param \[3\]/],
+      ['beta1 = 1', () => [F([3]), F([3]), F([3]), F([3]), 1e-3, 1, 0.999, 1e-8, 0, 1], /betas must be in \[0, 1\)/],
+      ['step 0', () => [F([3]), F([3]), F([3]), F([3]), 1e-3, 0.9, 0.999, 1e-8, 0, 0], /step must be an integer >= 1/],
+      ['lr not a number', () => [F([3]), F([3]), F([3]), F([3]), '1e-3', 0.9, 0.999, 1e-8, 0, 1], /lr must be a number/],
+    ],
+    nan: { input: 1, output: argAt(0) },
+  },
+];
+
+describe('every op entry point', () => {
+  for (const s of specs)
+    describe(s.name, () => {
+      it('accepts its valid arguments', () => {
+        const fn = native[s.name] as unknown as (...a: unknown[]) => unknown;
+        const r = fn(...s.args());
+        for (const t of [r].flat()) if (t && typeof t === 'object' && 'dispose' in t) made.push(t as NativeTensor);
+      });
+
+      it('rejects non-tensors, disposed, empty, zero-size and wrongly typed tensors', () => {
+        for (const { at, arg, optional } of s.tensors) {
+          const notTensors: unknown[] = [3, {}, [1, 2], 'x', { shape: [3], dtype: 'float32' }];
+          if (!optional) notTensors.push(null, undefined);
+          for (const v of notTensors) {
+            const a = s.args();
+            a[at] = v;
+            expectOpError(s.name, a, new RegExp(`${arg} must be a Tensor`));
+          }
+          const a = s.args();
+          const good = a[at] as NativeTensor;
+          a[at] = disposedLike(good);
+          expectOpError(s.name, a, new RegExp(`${arg} has been disposed`));
+          a[at] = new native.NativeTensor();
+          expectOpError(s.name, a, new RegExp(`${arg} has been disposed`));
+          a[at] = otherDtype(good);
+          expectOpError(s.name, a, new RegExp(`${arg} must (be ${good.dtype}|have)`));
+          a[at] = zeroSize(good);
+          expectOpError(s.name, a, new RegExp(`${arg} \\[0.*\\] is empty; zero-size tensors are not supported`));
+        }
+      });
+
+      for (const [what, args, re] of s.bad) it(`rejects ${what}`, () => expectOpError(s.name, args(), re));
+
+      if (s.nan) {
+        const { input, output } = s.nan;
+        it('propagates NaN instead of throwing', () => {
+          const a = s.args();
+          const t = a[input] as NativeTensor;
+          a[input] = F(t.shape, NaN);
+          const fn = native[s.name] as unknown as (...x: unknown[]) => unknown;
+          const r = fn(...a);
+          for (const x of [r].flat()) if (x && typeof x === 'object' && 'dispose' in x) made.push(x as NativeTensor);
+          expect(hasNaN(output(r, a))).toBe(true);
+        });
+      }
+    });
+
+  it('fill writes NaN when asked to', () => {
+    const y = F([4]);
+    native.fill(y, NaN);
+    expect(Array.from(y.read()).every(Number.isNaN)).toBe(true);
+  });
+
+  it('batchNorm with NaN x and training spreads NaN into the running statistics, eval leaves them', () => {
+    const rm = F([3], 0);
+    const rv = F([3], 1);
+    made.push(...native.batchNorm(F([4, 3], NaN), rm, rv, false, 0.1, 1e-5));
+    expect(hasNaN(rm) || hasNaN(rv)).toBe(false);
+    made.push(...native.batchNorm(F([4, 3], NaN), rm, rv, true, 0.1, 1e-5));
+    expect(hasNaN(rm) && hasNaN(rv)).toBe(true);
+  });
+
+  it('an out-of-range index writes nothing and leaves the process healthy', () => {
+    expectOpError('gatherRows', [F([1, 3, 2]), I([1, 2], [0, 1 << 30])], /index value 1073741824/);
+    expectOpError('scatterAddRows', [F([1, 2, 2]), I([1, 2], [-5, 0]), 3], /index value -5/);
+    const y = native.gatherRows(native.fromArray(Float32Array.from([1, 2, 3, 4, 5, 6]), [1, 3, 2]), I([1, 1], [2]));
+    made.push(y);
+    expect(Array.from(y.read())).toEqual([5, 6]);
+  });
+});
+
+describe('runtime entry points', () => {
+  it('fromArray', () => {
+    expectOpError('fromArray', [[1, 2], [2]], /data must be a Float32Array or Int32Array/);
+    expectOpError('fromArray', [new Float64Array(2), [2]], /data must be a Float32Array or Int32Array/);
+    expectOpError('fromArray', [new Uint8Array(2), [2]], /data must be a Float32Array or Int32Array/);
+    expectOpError('fromArray', [null, [2]], /data must be/);
+    expectOpError('fromArray', [new Float32Array(2), 2], /shape must be an array of sizes/);
+    expectOpError('fromArray', [new Float32Array(2), ['2']], /shape entries must be non-negative integers/);
+    expectOpError('fromArray', [new Float32Array(2), [NaN]], /shape entries must be non-negative integers/);
+    expectOpError('fromArray', [new Float32Array(2), [3]], /shape \[3\] holds 3 elements but data has 2/);
+  });
+
+  it('full', () => {
+    expectOpError('full', ['x', 1], /shape must be an array of sizes/);
+    expectOpError('full', [[2], 'x'], /value must be a number/);
+    expectOpError('full', [[2], 1, 'float64'], /dtype must be 'float32' or 'int32', got 'float64'/);
+    expectOpError('full', [[2], 1, 3], /dtype must be 'float32' or 'int32'/);
+    expectOpError('full', [[Infinity], 1], /shape entries must be non-negative integers/);
+    expectOpError('full', [[2], 1.5, 'int32'], /value 1\.5.* is not an int32/);
+    expectOpError('full', [[2], NaN, 'int32'], /is not an int32/);
+    expectOpError('full', [[2], 2 ** 31, 'int32'], /is not an int32/);
+    const t = native.full([2], -7, 'int32');
+    made.push(t);
+    expect(Array.from(t.read())).toEqual([-7, -7]);
+  });
+
+  it('shapes whose element count overflows are refused (they would wrap to a small allocation)', () => {
+    // 968973220 * 19037413721 = 2^64 + 4: an int64 element count would wrap to 4
+    const wraps = [968973220, 19037413721];
+    expectOpError('full', [wraps, 0], /shape \[968973220, 19037413721\]\.\.\. has too many elements/);
+    expectOpError('full', [[2 ** 31, 2 ** 31, 2 ** 31], 0], /has too many elements/);
+    expectOpError('fromArray', [new Float32Array(4), wraps], /has too many elements/);
+    expectOpError('sumTo', [F([4]), wraps], /has too many elements/);
+    expectOpError('unpatchify', [F([1, 1, 1]), 1, true, [1, 2 ** 31, 2 ** 31]], /has too many elements/);
+    // sizes from integer arguments: the result's element count is checked before anything is allocated or written
+    expectOpError('scatterAddRows', [F([2, 1, 4]), I([2, 1]), 8e15], /the result \[2, 8000000000000000, 4\] has too many elements/);
+    expectOpError('scatterAddRows', [F([1, 1, 4]), I([1, 1]), 2 ** 62], /n must be an integer >= 1/);
+    expectOpError('meanTokensBackward', [F([2, 4]), 4e15], /the result \[2, 4000000000000000, 4\] has too many elements/);
+    expect(() => F([4]).reshape(wraps)).toThrow(/^Tensor.reshape: cannot view \[4\] as \[968973220, 19037413721\]/);
+  });
+
+  it('clone', () => {
+    for (const v of [null, undefined, 3, {}, [1], { shape: [1] }]) expectOpError('clone', [v], /x must be a Tensor/);
+    expectOpError('clone', [disposedLike(F([2]))], /x has been disposed/);
+    expectOpError('clone', [new native.NativeTensor()], /x has been disposed/);
+    const c = native.clone(I([2], [7, 8]));
+    made.push(c);
+    expect(c.dtype).toBe('int32');
+    expect(Array.from(c.read())).toEqual([7, 8]);
+  });
+
+  it('setNumThreads', () => {
+    expectOpError('setNumThreads', [0], /threads must be an integer >= 1/);
+    expectOpError('setNumThreads', ['2'], /threads must be a number/);
+    native.setNumThreads(native.info().threads);
+  });
+
+  it('info, liveTensors, memoryStats and emptyCache answer without arguments', () => {
+    expect(native.info().backends).toContain('cpu');
+    expect(Number.isInteger(native.liveTensors())).toBe(true);
+    native.emptyCache();
+    const s = native.memoryStats();
+    expect(s.cachedBytes).toBe(0);
+    expect(s.allocatedBytes).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('tensor methods', () => {
+  it('read, readAsync, write and reshape of a disposed or empty handle throw', async () => {
+    const t = disposedLike(F([2]));
+    expect(() => t.read()).toThrow(/^Tensor.read: the tensor has been disposed/);
+    expect(() => t.write(new Float32Array(2))).toThrow(/^Tensor.write: the tensor has been disposed/);
+    expect(() => t.reshape([2])).toThrow(/^Tensor.reshape: the tensor has been disposed/);
+    expect(() => t.readAsync()).toThrow(/^Tensor.readAsync: the tensor has been disposed/);
+    const e = new native.NativeTensor();
+    expect(e.disposed).toBe(true);
+    expect(() => e.read()).toThrow(/^Tensor.read: the tensor has been disposed/);
+    t.dispose();
+  });
+
+  it('write and reshape check their arguments', () => {
+    const t = F([2, 3]);
+    expect(() => t.write([1, 2, 3, 4, 5, 6] as unknown as Float32Array)).toThrow(/^Tensor.write: expected a Float32Array or Int32Array/);
+    expect(() => t.write(new Float64Array(6) as unknown as Float32Array)).toThrow(/^Tensor.write: a float32 tensor \[2, 3\] takes a Float32Array/);
+    expect(() => t.reshape('6' as unknown as number[])).toThrow(/^Tensor.reshape: expected a shape array/);
+    expect(() => t.reshape([-6])).toThrow(/^Tensor.reshape: shape entries must be non-negative integers/);
+    expect(() => t.reshape([1e300])).toThrow(/^Tensor.reshape:/);
+    expect(() => t.reshape([7])).toThrow(/^Tensor.reshape: cannot view \[2, 3\] as \[7\]/);
+  });
+});
+
+describe('through lib/ops', () => {
+  it('shape errors from the wrappers name the op', () =>
+    tidy(() => {
+      expect(() => linear(tensor([1, 2, 3], [1, 3]), tensor([1, 2], [1, 2]))).toThrow(/^linear: x \[1, 3\] and weight \[1, 2\] disagree/);
+      expect(() => gatherRows(tensor([1, 2], [1, 1, 2]), intTensor([3], [1, 1]))).toThrow(/^gatherRows: index value 3/);
+    }));
+});
