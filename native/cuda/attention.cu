@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kSimtWarps * 32) attn_fwd_simt(Src qkv, Dst ou
   float* Vs = Ks + kTile * HDK;     // [32][32 T], zero beyond hd
   float* Ps = Vs + kTile * HDV;     // [BQ][32]
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int64_t b = blockIdx.y / a.H, h = blockIdx.y % a.H, q0 = (int64_t)blockIdx.x * BQ;
+  const int64_t b = blockIdx.x / a.H, h = blockIdx.x % a.H, q0 = (int64_t)blockIdx.y * BQ;
 
   for (int e = threadIdx.x; e < BQ * hd; e += blockDim.x) {
     const int r = e / hd, d = e % hd;
@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(kSimtWarps * 32)
   float* Ls = Ps + BQ * 32;       // [BQ] lse
   float* Dl = Ls + BQ;            // [BQ] delta
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int64_t b = blockIdx.y / a.H, h = blockIdx.y % a.H, q0 = (int64_t)blockIdx.x * BQ;
+  const int64_t b = blockIdx.x / a.H, h = blockIdx.x % a.H, q0 = (int64_t)blockIdx.y * BQ;
   const int64_t row0 = (b * a.H + h) * a.N;
 
   for (int e = threadIdx.x; e < BQ * hd; e += blockDim.x) {
@@ -272,7 +272,7 @@ __global__ void __launch_bounds__(kSimtWarps * 32)
   float* Ls = DSs + BK * 32;       // [32]
   float* Dl = Ls + kTile;          // [32]
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int64_t b = blockIdx.y / a.H, h = blockIdx.y % a.H, k0 = (int64_t)blockIdx.x * BK;
+  const int64_t b = blockIdx.x / a.H, h = blockIdx.x % a.H, k0 = (int64_t)blockIdx.y * BK;
   const int64_t row0 = (b * a.H + h) * a.N;
 
   for (int e = threadIdx.x; e < BK * hd; e += blockDim.x) {
@@ -470,7 +470,7 @@ __global__ void __launch_bounds__(NW * 32) attn_fwd_wmma(const bf16* qkv, Dst ou
   bf16* Ps = reinterpret_cast<bf16*>(sm_b + L.p);
   float* Os = reinterpret_cast<float*>(sm_b + L.o);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rr = lane >> 1, half = lane & 1;
-  const int64_t b = blockIdx.y / a.H, h = blockIdx.y % a.H, q0 = (int64_t)blockIdx.x * BQ;
+  const int64_t b = blockIdx.x / a.H, h = blockIdx.x % a.H, q0 = (int64_t)blockIdx.y * BQ;
 
   load_bf16_rows(Qs, HDP, qkv, a, b, h, 0, q0, BQ);
   for (int e = lane; e < 16 * OP; e += 32) Os[w * 16 * OP + e] = 0.0f;
@@ -563,7 +563,7 @@ __global__ void __launch_bounds__(NW * 32)
   bf16* dSs = reinterpret_cast<bf16*>(sm_b + L.ds);
   float* dQs = reinterpret_cast<float*>(sm_b + L.dq);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rr = lane >> 1, half = lane & 1;
-  const int64_t b = blockIdx.y / a.H, h = blockIdx.y % a.H, q0 = (int64_t)blockIdx.x * BQ;
+  const int64_t b = blockIdx.x / a.H, h = blockIdx.x % a.H, q0 = (int64_t)blockIdx.y * BQ;
   const int64_t i = q0 + w * 16 + rr;
   const int64_t row0 = (b * a.H + h) * a.N;
 
@@ -649,7 +649,7 @@ __global__ void __launch_bounds__(NW * 32)
   float* Ls = reinterpret_cast<float*>(sm_b + L.ls);
   float* Dl = reinterpret_cast<float*>(sm_b + L.dl);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rr = lane >> 1, half = lane & 1;
-  const int64_t b = blockIdx.y / a.H, h = blockIdx.y % a.H, k0 = (int64_t)blockIdx.x * BK;
+  const int64_t b = blockIdx.x / a.H, h = blockIdx.x % a.H, k0 = (int64_t)blockIdx.y * BK;
   const int64_t row0 = (b * a.H + h) * a.N;
 
   load_bf16_rows(Ks, HDP, qkv, a, b, h, 1, k0, BK);
@@ -795,17 +795,17 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
     const auto* q = static_cast<const bf16*>(qkv.data);
     const int nw = wmma_warps<FwdLayout>(a.hd, c);
     if (nw == 4) {
-      launch(attn_fwd_wmma<4>, dim3((unsigned)ceil_div(a.N, 64), bh), dim3(128), FwdLayout(a.hd, 4).bytes, c,
+      launch(attn_fwd_wmma<4>, dim3(bh, (unsigned)ceil_div(a.N, 64)), dim3(128), FwdLayout(a.hd, 4).bytes, c,
              "attn_fwd_wmma<4>", q, dst(out), dst(lse), a);
       return;
     }
     if (nw == 2) {
-      launch(attn_fwd_wmma<2>, dim3((unsigned)ceil_div(a.N, 32), bh), dim3(64), FwdLayout(a.hd, 2).bytes, c,
+      launch(attn_fwd_wmma<2>, dim3(bh, (unsigned)ceil_div(a.N, 32)), dim3(64), FwdLayout(a.hd, 2).bytes, c,
              "attn_fwd_wmma<2>", q, dst(out), dst(lse), a);
       return;
     }
   }
-  const dim3 grid((unsigned)ceil_div(a.N, kSimtWarps * 8), bh), block(kSimtWarps * 32);
+  const dim3 grid(bh, (unsigned)ceil_div(a.N, kSimtWarps * 8)), block(kSimtWarps * 32);
   const int T = (a.hd + 31) / 32;
   const size_t smem = simt_fwd_smem<8>(a.hd, T);
   switch (T) {
@@ -835,23 +835,23 @@ void attention_backward(const TensorView& qkv, const TensorView& out, const Tens
     const int nq = wmma_warps<DqLayout>(a.hd, c), nk = wmma_warps<DkvLayout>(a.hd, c);
     if (nq && nk) {
       if (nq == 4)
-        launch(attn_dq_wmma<4>, dim3((unsigned)ceil_div(a.N, 64), bh), dim3(128), DqLayout(a.hd, 4).bytes, c,
+        launch(attn_dq_wmma<4>, dim3(bh, (unsigned)ceil_div(a.N, 64)), dim3(128), DqLayout(a.hd, 4).bytes, c,
                "attn_dq_wmma<4>", q, src(dout), src(lse), dl, dst(dqkv), a);
       else
-        launch(attn_dq_wmma<2>, dim3((unsigned)ceil_div(a.N, 32), bh), dim3(64), DqLayout(a.hd, 2).bytes, c,
+        launch(attn_dq_wmma<2>, dim3(bh, (unsigned)ceil_div(a.N, 32)), dim3(64), DqLayout(a.hd, 2).bytes, c,
                "attn_dq_wmma<2>", q, src(dout), src(lse), dl, dst(dqkv), a);
       if (nk == 4)
-        launch(attn_dkv_wmma<4>, dim3((unsigned)ceil_div(a.N, 64), bh), dim3(128), DkvLayout(a.hd, 4).bytes, c,
+        launch(attn_dkv_wmma<4>, dim3(bh, (unsigned)ceil_div(a.N, 64)), dim3(128), DkvLayout(a.hd, 4).bytes, c,
                "attn_dkv_wmma<4>", q, src(dout), src(lse), dl, dst(dqkv), a);
       else
-        launch(attn_dkv_wmma<2>, dim3((unsigned)ceil_div(a.N, 32), bh), dim3(64), DkvLayout(a.hd, 2).bytes, c,
+        launch(attn_dkv_wmma<2>, dim3(bh, (unsigned)ceil_div(a.N, 32)), dim3(64), DkvLayout(a.hd, 2).bytes, c,
                "attn_dkv_wmma<2>", q, src(dout), src(lse), dl, dst(dqkv), a);
       return;
     }
   }
   constexpr int RW = 4;
   const int T = (a.hd + 31) / 32;
-  const dim3 gq((unsigned)ceil_div(a.N, kSimtWarps * RW), bh), block(kSimtWarps * 32);
+  const dim3 gq(bh, (unsigned)ceil_div(a.N, kSimtWarps * RW)), block(kSimtWarps * 32);
   const size_t sq = simt_dq_smem<RW>(a.hd), sk = simt_dkv_smem<RW>(a.hd);
   const Src s_qkv = src(qkv), s_dout = src(dout), s_lse = src(lse);
   const Dst d_dqkv = dst(dqkv);
