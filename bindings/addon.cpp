@@ -1,5 +1,6 @@
 // The Node-API module: the NativeTensor class, tensor creation from TypedArrays, runtime facts (info, threads,
 // memory), and the op entry points of ops.cpp.
+#include <dlfcn.h>
 #include <napi.h>
 
 #include <cmath>
@@ -113,6 +114,16 @@ Napi::Value info(const Args& a) {
   o.Set("backends", Napi::Array::New(a.env(), 0));
   o.Get("backends").As<Napi::Array>().Set(0u, Napi::String::New(a.env(), "cpu"));
   o.Set("blas", std::string(openblas_get_config()));
+  // how the BLAS is linked: "static" (inside mae.node, prebuilt binaries) or the shared library the loader found
+#ifdef MAE_OPENBLAS_STATIC
+  o.Set("blasLink", "static");
+#else
+  {
+    Dl_info dl;
+    const bool found = dladdr(reinterpret_cast<void*>(&openblas_get_config), &dl) && dl.dli_fname;
+    o.Set("blasLink", std::string("shared ") + (found ? dl.dli_fname : "libopenblas.so.0"));
+  }
+#endif
   o.Set("threads", get_num_threads());
   o.Set("compiler", std::string("g++ ") + __VERSION__);
 #ifdef MAE_CUDA_BUILT

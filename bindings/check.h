@@ -34,6 +34,10 @@ struct Args {
     if (t->disposed()) fail(std::string(name) + " has been disposed");
     // CUDA kernels read and write bfloat16 wherever float32 is asked for (each argument in its own dtype)
     const bool bf16_ok = dtype == DType::F32 && t->dtype() == DType::BF16 && t->device().type == DeviceType::CUDA;
+    if (t->dtype() == DType::BF16 && dtype == DType::F32 && t->device().type == DeviceType::CPU)
+      fail(std::string(name) + " must be float32, got bfloat16 " + shape_str(t->shape()) +
+           " on the CPU: the CPU backend computes in float32 only (bfloat16 runs on CUDA); convert it with "
+           ".to('cpu', 'float32')");
     if (t->dtype() != dtype && !bf16_ok)
       fail(std::string(name) + " must be " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " " +
            shape_str(t->shape()));

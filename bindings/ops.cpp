@@ -29,6 +29,14 @@ Shape with_last(const Shape& s, int64_t last) {
 
 Shape without_last(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
 
+// Output dtypes (mixed precision): activation outputs and activation gradients take the dtype of the op's main
+// activation input, so bfloat16 activations (CUDA only; check.h refuses them on the CPU) stay bfloat16 end to end.
+// Statistics (LayerNorm mean/rstd, BatchNorm rstd, attention lse), losses, sums and gradients of parameters (dW, db,
+// LayerNorm dweight/dbias: the parameter's own dtype, float32 master weights) stay float32. The CUDA kernels read
+// and write every argument in its own dtype with fp32 arithmetic, so any mix is valid.
+DType act(const JsTensor* x) { return x->dtype() == DType::BF16 ? DType::BF16 : DType::F32; }
+DType act(const JsTensor* x, const JsTensor* y) { return act(x) == DType::BF16 || act(y) == DType::BF16 ? DType::BF16 : DType::F32; }
+
 void expect_same_shape(const Args& a, const JsTensor* x, const char* xn, const JsTensor* y, const char* yn) {
   a.expect(x->shape() == y->shape(), std::string(xn) + " " + shape_str(x->shape()) + " and " + yn + " " +
                                          shape_str(y->shape()) + " must have the same shape");
@@ -43,7 +51,7 @@ Napi::Value linear(const Args& a) {
   a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " +
                                                    shape_str(w->shape()) + " disagree on in_features");
   if (b) a.expect(b->shape()[0] == w->shape()[0], "bias " + shape_str(b->shape()) + " must be [out_features] for weight " + shape_str(w->shape()));
-  Obj y = a.make(x, with_last(x->shape(), w->shape()[0]));
+  Obj y = a.make(x, with_last(x->shape(), w->shape()[0]), act(x));
   TensorView yv = view(y), bv = b ? b->view() : TensorView{};
   ops.linear_forward(x->view(), w->view(), b ? &bv : nullptr, yv);
   return y;
@@ -56,16 +64,16 @@ Napi::Value linear_backward(const Args& a) {
   const Ops& ops = a.same_device({x, w, dy});
   a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " + shape_str(w->shape()) + " disagree on in_features");
   a.expect(dy->shape() == with_last(x->shape(), w->shape()[0]), "dy " + shape_str(dy->shape()) + " does not match the output of x " + shape_str(x->shape()) + " and weight " + shape_str(w->shape()));
-  Obj dw = a.make(x, w->shape());
+  Obj dw = a.make(x, w->shape(), w->dtype());
   Napi::Value dx = a.env().Null(), db = a.env().Null();
   TensorView dxv, dbv, dwv = view(dw);
   if (need_dx) {
-    Obj o = a.make(x, x->shape());
+    Obj o = a.make(x, x->shape(), act(x));
     dxv = view(o);
     dx = o;
   }
   if (has_bias) {
-    Obj o = a.make(x, {w->shape()[0]});
+    Obj o = a.make(x, {w->shape()[0]}, w->dtype());
     dbv = view(o);
     db = o;
   }
@@ -85,7 +93,7 @@ Napi::Value layer_norm(const Args& a) {
   a.expect(w->shape()[0] == D && b->shape()[0] == D, "weight " + shape_str(w->shape()) + " and bias " + shape_str(b->shape()) + " must be [" + std::to_string(D) + "] for x " + shape_str(x->shape()));
   Shape rows = without_last(x->shape());
   if (rows.empty()) rows = {1};
-  Obj y = a.make(x, x->shape()), mean = a.make(x, rows), rstd = a.make(x, rows);
+  Obj y = a.make(x, x->shape(), act(x)), mean = a.make(x, rows), rstd = a.make(x, rows);
   TensorView yv = view(y), mv = view(mean), rv = view(rstd);
   ops.layernorm_forward(x->view(), w->view(), b->view(), (float)eps, yv, mv, rv);
   return list(a.env(), {y, mean, rstd});
@@ -100,7 +108,7 @@ Napi::Value layer_norm_backward(const Args& a) {
   const int64_t D = x->shape().back(), R = shape_numel(x->shape()) / D;
   a.expect(w->shape()[0] == D, "weight " + shape_str(w->shape()) + " must be [" + std::to_string(D) + "]");
   a.expect(shape_numel(mean->shape()) == R && shape_numel(rstd->shape()) == R, "mean and rstd must hold one value per row of x " + shape_str(x->shape()));
-  Obj dx = a.make(x, x->shape()), dw = a.make(x, {D}), db = a.make(x, {D});
+  Obj dx = a.make(x, x->shape(), act(x)), dw = a.make(x, {D}, w->dtype()), db = a.make(x, {D}, w->dtype());
   TensorView dxv = view(dx), dwv = view(dw), dbv = view(db);
   ops.layernorm_backward(dy->view(), x->view(), w->view(), mean->view(), rstd->view(), dxv, dwv, dbv);
   return list(a.env(), {dx, dw, db});
@@ -111,7 +119,7 @@ Napi::Value layer_norm_backward(const Args& a) {
 Napi::Value gelu(const Args& a) {
   JsTensor* x = a.tensor(0, "x");
   const Ops& ops = a.same_device({x});
-  Obj y = a.make(x, x->shape());
+  Obj y = a.make(x, x->shape(), act(x));
   TensorView yv = view(y);
   ops.gelu_forward(x->view(), yv);
   return y;
@@ -121,7 +129,7 @@ Napi::Value gelu_backward(const Args& a) {
   JsTensor *x = a.tensor(0, "x"), *dy = a.tensor(1, "dy");
   const Ops& ops = a.same_device({x, dy});
   expect_same_shape(a, x, "x", dy, "dy");
-  Obj dx = a.make(x, x->shape());
+  Obj dx = a.make(x, x->shape(), act(x));
   TensorView dxv = view(dx);
   ops.gelu_backward(x->view(), dy->view(), dxv);
   return dx;
@@ -143,7 +151,7 @@ Napi::Value attention(const Args& a) {
   const int64_t H = a.integer(1, "numHeads", 1);
   const Ops& ops = a.same_device({qkv});
   const int64_t D = check_qkv(a, qkv, H), B = qkv->shape()[0], N = qkv->shape()[1];
-  Obj out = a.make(qkv, {B, N, D}), lse = a.make(qkv, {B, H, N});
+  Obj out = a.make(qkv, {B, N, D}, act(qkv)), lse = a.make(qkv, {B, H, N});
   TensorView ov = view(out), lv = view(lse);
   ops.attention_forward(qkv->view(), (int)H, ov, lv);
   return list(a.env(), {out, lse});
@@ -159,7 +167,7 @@ Napi::Value attention_backward(const Args& a) {
   a.expect(out->shape() == Shape{B, N, D}, "out " + shape_str(out->shape()) + " must be [B, N, D] for qkv " + shape_str(qkv->shape()));
   expect_same_shape(a, dout, "dout", out, "out");
   a.expect(lse->shape() == Shape{B, H, N}, "lse " + shape_str(lse->shape()) + " must be [B, numHeads, N]");
-  Obj dqkv = a.make(qkv, qkv->shape());
+  Obj dqkv = a.make(qkv, qkv->shape(), act(qkv));
   TensorView dv = view(dqkv);
   ops.attention_backward(qkv->view(), out->view(), dout->view(), lse->view(), (int)H, dv);
   return dqkv;
@@ -195,7 +203,7 @@ Napi::Value masked_mse_backward(const Args& a) {
   const Ops& ops = a.same_device({pred, target, mask, dloss});
   check_mse(a, pred, target, mask, norm_pix);
   a.expect(shape_numel(dloss->shape()) == 1, "dloss must hold one value");
-  Obj dpred = a.make(pred, pred->shape());
+  Obj dpred = a.make(pred, pred->shape(), act(pred));
   TensorView dv = view(dpred);
   ops.masked_mse_backward(pred->view(), target->view(), mask->view(), norm_pix, dloss->view(), dv);
   return dpred;
@@ -236,7 +244,7 @@ Napi::Value cross_entropy_backward(const Args& a) {
   JsTensor* dloss = a.tensor(3, "dloss");
   a.expect(shape_numel(dloss->shape()) == 1, "dloss must hold one value");
   const Ops& ops = a.same_device({logits, target, dloss});
-  Obj d = a.make(logits, logits->shape());
+  Obj d = a.make(logits, logits->shape(), act(logits));
   TensorView dv = view(d);
   ops.cross_entropy_backward(logits->view(), target->view(), (float)s, dloss->view(), dv);
   return d;
@@ -254,7 +262,7 @@ Napi::Value batch_norm(const Args& a) {
   const int64_t F = x->shape()[1];
   a.expect(rm->shape()[0] == F && rv->shape()[0] == F, "running statistics must be [" + std::to_string(F) + "] for x " + shape_str(x->shape()));
   a.expect(!training || x->shape()[0] > 1, "training needs more than one value per feature, x is " + shape_str(x->shape()));
-  Obj y = a.make(x, x->shape()), rstd = a.make(x, {F});
+  Obj y = a.make(x, x->shape(), act(x)), rstd = a.make(x, {F});
   TensorView yv = view(y), sv = view(rstd), rmv = rm->view(), rvv = rv->view();
   ops.batchnorm_forward(x->view(), rmv, rvv, training, (float)momentum, (float)eps, yv, sv);
   return list(a.env(), {y, rstd});
@@ -266,7 +274,7 @@ Napi::Value batch_norm_backward(const Args& a) {
   const Ops& ops = a.same_device({dy, y, rstd});
   expect_same_shape(a, dy, "dy", y, "y");
   a.expect(rstd->shape()[0] == y->shape()[1], "rstd " + shape_str(rstd->shape()) + " must be [F] for y " + shape_str(y->shape()));
-  Obj dx = a.make(y, y->shape());
+  Obj dx = a.make(y, y->shape(), act(dy));
   TensorView dv = view(dx);
   ops.batchnorm_backward(dy->view(), y->view(), rstd->view(), training, dv);
   return dx;
@@ -279,7 +287,7 @@ Napi::Value gather_rows(const Args& a) {
   JsTensor *x = a.tensor(0, "x", DType::F32, 3), *idx = a.tensor(1, "index", DType::I32, 2);
   const Ops& ops = a.same_device({x, idx});
   a.expect(idx->shape()[0] == x->shape()[0], "index " + shape_str(idx->shape()) + " and x " + shape_str(x->shape()) + " disagree on the batch size");
-  Obj y = a.make(x, {x->shape()[0], idx->shape()[1], x->shape()[2]});
+  Obj y = a.make(x, {x->shape()[0], idx->shape()[1], x->shape()[2]}, act(x));
   TensorView yv = view(y);
   ops.gather_rows(x->view(), idx->view(), yv);
   return y;
@@ -291,7 +299,7 @@ Napi::Value scatter_add_rows(const Args& a) {
   const int64_t n = a.integer(2, "n", 1);
   const Ops& ops = a.same_device({dy, idx});
   a.expect(idx->shape()[0] == dy->shape()[0] && idx->shape()[1] == dy->shape()[1], "index " + shape_str(idx->shape()) + " must be [B, K] for dy " + shape_str(dy->shape()));
-  Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[2]});
+  Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[2]}, act(dy));
   TensorView dv = view(dx);
   ops.scatter_add_rows(dy->view(), idx->view(), dv);
   return dx;
@@ -304,7 +312,7 @@ Napi::Value cat_tokens(const Args& a) {
   const Shape &sa = x->shape(), &sb = y->shape();
   a.expect(sa[2] == sb[2], "a " + shape_str(sa) + " and b " + shape_str(sb) + " disagree on the width");
   a.expect(sa[0] == sb[0] || sa[0] == 1 || sb[0] == 1, "a " + shape_str(sa) + " and b " + shape_str(sb) + " have batch sizes that do not broadcast");
-  Obj out = a.make(x, {std::max(sa[0], sb[0]), sa[1] + sb[1], sa[2]});
+  Obj out = a.make(x, {std::max(sa[0], sb[0]), sa[1] + sb[1], sa[2]}, act(x, y));
   TensorView ov = view(out);
   ops.cat_tokens(x->view(), y->view(), ov);
   return out;
@@ -316,7 +324,7 @@ Napi::Value slice_tokens(const Args& a) {
   const int64_t start = a.integer(1, "start", 0), len = a.integer(2, "length", 1);
   const Ops& ops = a.same_device({x});
   a.expect(start + len <= x->shape()[1], "tokens " + std::to_string(start) + " .. " + std::to_string(start + len) + " are outside x " + shape_str(x->shape()));
-  Obj y = a.make(x, {x->shape()[0], len, x->shape()[2]});
+  Obj y = a.make(x, {x->shape()[0], len, x->shape()[2]}, act(x));
   TensorView yv = view(y);
   ops.slice_tokens(x->view(), start, yv);
   return y;
@@ -339,7 +347,7 @@ Napi::Value binary(const Args& a) {
   JsTensor *x = a.tensor(0, "a"), *b = a.tensor(1, "b");
   const Ops& ops = a.same_device({x, b});
   check_repeat(a, x, b);
-  Obj y = a.make(x, x->shape());
+  Obj y = a.make(x, x->shape(), act(x, b));
   TensorView yv = view(y);
   (ops.*Fn)(x->view(), b->view(), yv);
   return y;
@@ -352,6 +360,7 @@ Napi::Value sum_to(const Args& a) {
   const Ops& ops = a.same_device({x});
   const int64_t n = shape_numel(s);
   a.expect(n > 0 && shape_numel(x->shape()) % n == 0, "cannot sum x " + shape_str(x->shape()) + " to " + shape_str(s));
+  // float32: the result is the gradient of a repeated operand (a bias, a position table, a token), summed in fp32
   Obj y = a.make(x, s);
   TensorView yv = view(y);
   ops.sum_to(x->view(), yv);
@@ -386,7 +395,7 @@ Napi::Value sum(const Args& a) {
 Napi::Value mean_tokens(const Args& a) {
   JsTensor* x = a.tensor(0, "x", DType::F32, 3);
   const Ops& ops = a.same_device({x});
-  Obj y = a.make(x, {x->shape()[0], x->shape()[2]});
+  Obj y = a.make(x, {x->shape()[0], x->shape()[2]}, act(x));
   TensorView yv = view(y);
   ops.mean_tokens(x->view(), yv);
   return y;
@@ -397,7 +406,7 @@ Napi::Value mean_tokens_backward(const Args& a) {
   JsTensor* dy = a.tensor(0, "dy", DType::F32, 2);
   const int64_t n = a.integer(1, "n", 1);
   const Ops& ops = a.same_device({dy});
-  Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[1]});
+  Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[1]}, act(dy));
   TensorView dv = view(dx);
   ops.mean_tokens_backward(dy->view(), dv);
   return dx;
@@ -423,7 +432,7 @@ Napi::Value patchify(const Args& a) {
   const Ops& ops = a.same_device({imgs});
   const Shape& s = imgs->shape();
   a.expect(s[2] % p == 0 && s[3] % p == 0, "image size " + std::to_string(s[2]) + "x" + std::to_string(s[3]) + " of imgs " + shape_str(s) + " is not divisible by the patch size " + std::to_string(p));
-  Obj x = a.make(imgs, {s[0], (s[2] / p) * (s[3] / p), p * p * s[1]});
+  Obj x = a.make(imgs, {s[0], (s[2] / p) * (s[3] / p), p * p * s[1]}, act(imgs));
   TensorView xv = view(x);
   ops.patchify(imgs->view(), (int)p, hwc, xv);
   return x;
@@ -440,7 +449,7 @@ Napi::Value unpatchify(const Args& a) {
   const int64_t C = chw[0], H = chw[1], W = chw[2];
   a.expect(C > 0 && H % p == 0 && W % p == 0 && H > 0 && W > 0, "image shape " + shape_str(chw) + " is not divisible into patches of " + std::to_string(p));
   a.expect(x->shape()[1] == (H / p) * (W / p) && x->shape()[2] == p * p * C, "x " + shape_str(x->shape()) + " does not hold patches of images " + shape_str(chw) + " with patch size " + std::to_string(p));
-  Obj imgs = a.make(x, {x->shape()[0], C, H, W});
+  Obj imgs = a.make(x, {x->shape()[0], C, H, W}, act(x));
   TensorView iv = view(imgs);
   ops.unpatchify(x->view(), (int)p, hwc, iv);
   return imgs;

@@ -3,6 +3,8 @@
  * the tensors its backward needs, and a backward function that maps the output gradient to input gradients.
  * `backward(loss)` walks the nodes in reverse topological order, accumulates gradients into `.grad` of leaf
  * tensors that require them (adding to an existing `.grad`), and frees the graph's saved tensors.
+ * Mixed precision: a gradient always has the dtype of its tensor (a bfloat16 activation gets a bfloat16 gradient,
+ * an fp32 parameter an fp32 one), converted on the tensor's device where an op's backward returns another dtype.
  */
 import { native } from './native.js';
 import { Tensor, shapeStr } from './tensor.js';
@@ -88,7 +90,18 @@ export function backward(root: Tensor, grad?: Tensor): void {
     owned.add(c);
     return c;
   };
-  const seed = grad ? copy(grad) : Tensor.ones(root.shape);
+  // the gradient of tensor t, in t's dtype (a converted copy replaces g when the dtypes differ)
+  const asGradOf = (g: Tensor, t: Tensor): Tensor => {
+    if (g.dtype === t.dtype) return g;
+    const c = new Tensor(native.to(g.handle, t.device, t.dtype));
+    g.dispose();
+    owned.add(c);
+    return c;
+  };
+  let seed: Tensor;
+  if (grad && grad.device !== root.device) {
+    seed = new Tensor(native.to(grad.handle, root.device, root.dtype));
+  } else seed = asGradOf(grad ? copy(grad) : Tensor.ones(root.shape, root.device), root);
   owned.add(seed);
   grads.set(root, seed);
   for (let k = order.length - 1; k >= 0; k--) {
@@ -112,12 +125,13 @@ export function backward(root: Tensor, grad?: Tensor): void {
     const gin = node.backward(g);
     g.dispose();
     node.inputs.forEach((inp, j) => {
-      const gi = gin[j];
+      let gi = gin[j];
       if (!gi) return;
       if (!inp || !inp.requiresGrad) {
         gi.dispose();
         return;
       }
+      gi = asGradOf(gi, inp);
       const prev = grads.get(inp);
       if (prev) {
         const acc = owned.has(prev) ? prev : copy(prev);

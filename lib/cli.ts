@@ -3,7 +3,10 @@
  * The `mae` command.
  *   mae pretrain [flags]     pre-train an MAE (no --data: a small MAE on Fashion-MNIST in a few minutes)
  *   mae visualize [flags]    write a Figure-2 style PNG of reconstructions from a checkpoint
- *   mae info                 version, backend, BLAS, threads
+ *   mae linprobe [flags]     linear probe of a pre-trained encoder (or logistic regression on raw pixels)
+ *   mae finetune [flags]     fine-tune a pre-trained encoder, or train the same ViT from scratch
+ *   mae eval [flags]         top-1 / top-5 and the confusion matrix of a classifier; kNN accuracy of an encoder
+ *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions
  * `mae <command> --help` lists the flags.
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
@@ -17,6 +20,11 @@ import { loadModel } from './train/checkpoint.js';
 import { DATA_KINDS, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
 import { writeReconstructions } from './train/visualize.js';
+import { linprobe, type LinprobeEvent, type LinprobeOptions } from './train/linprobe.js';
+import { finetune, type FinetuneEvent, type FinetuneOptions } from './train/finetune.js';
+import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
+import { knnEvaluate } from './train/knn.js';
+import { loadClassifier } from './classify/checkpoint.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 
@@ -74,6 +82,9 @@ const pretrainFlags: Flags = {
   'log-every': { type: 'string' },
   'visualize-every': { type: 'string' },
   'max-steps': { type: 'string' },
+  'knn-every': { type: 'string' },
+  device: { type: 'string' },
+  precision: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -86,6 +97,71 @@ const visualizeFlags: Flags = {
   start: { type: 'string' },
   'mask-ratio': { type: 'string' },
   seed: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const linprobeFlags: Flags = {
+  checkpoint: { type: 'string' },
+  'raw-pixels': { type: 'boolean' },
+  pool: { type: 'string' },
+  ...dataFlags,
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  blr: { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  'warmup-epochs': { type: 'string' },
+  'weight-decay': { type: 'string' },
+  seed: { type: 'string' },
+  threads: { type: 'string' },
+  workers: { type: 'string' },
+  'eval-every': { type: 'string' },
+  out: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const finetuneFlags: Flags = {
+  checkpoint: { type: 'string' },
+  'from-scratch': { type: 'boolean' },
+  preset: { type: 'string' },
+  ...modelFlags,
+  ...dataFlags,
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'accum-iter': { type: 'string' },
+  blr: { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  'warmup-epochs': { type: 'string' },
+  'weight-decay': { type: 'string' },
+  'layer-decay': { type: 'string' },
+  'drop-path': { type: 'string' },
+  smoothing: { type: 'string' },
+  mixup: { type: 'string' },
+  cutmix: { type: 'string' },
+  'mixup-prob': { type: 'string' },
+  'mixup-switch-prob': { type: 'string' },
+  reprob: { type: 'string' },
+  'crop-scale-min': { type: 'string' },
+  seed: { type: 'string' },
+  threads: { type: 'string' },
+  workers: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'log-every': { type: 'string' },
+  out: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const evalFlags: Flags = {
+  checkpoint: { type: 'string' },
+  ...dataFlags,
+  split: { type: 'string' },
+  out: { type: 'string' },
+  knn: { type: 'boolean' },
+  k: { type: 'string' },
+  temperature: { type: 'string' },
+  'train-limit': { type: 'string' },
+  threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -102,13 +178,34 @@ const HELP: Record<string, string> = {
   recipe: --epochs --batch-size --accum-iter --blr (default 1.5e-4) --lr --min-lr --warmup-epochs
           --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
   run:    --out DIR (runs/pretrain) --resume --checkpoint-every STEPS --log-every STEPS --visualize-every EPOCHS
-          --threads N`,
+          --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
+  device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16 activations need CUDA)`,
   visualize: `mae visualize --checkpoint PATH [flags]
   Writes rows of original | masked | reconstruction | reconstruction + visible patches.
   --data PATH --data-kind KIND (default: the checkpoint's data)  --split train|test (test)
   --out FILE (reconstructions.png next to the checkpoint)  --count N (8)  --start INDEX (0)
   --mask-ratio R (0.75)  --seed S (0)`,
-  info: 'mae info: version, Node, native backend, BLAS, threads',
+  linprobe: `mae linprobe --checkpoint PATH [flags]   (or --raw-pixels: logistic regression on pixels)
+  Frozen encoder; features = cls token of the final-normed encoder output, computed once (no augmentation);
+  head = BatchNorm (no affine) + Linear, LARS, lr = blr * batch / 256, warm-up then cosine.
+  --data PATH --data-kind KIND --limit N (default: the checkpoint's data, all of it)
+  --epochs (90) --batch-size (256) --blr (0.1) --lr --min-lr (0) --warmup-epochs (10) --weight-decay (0)
+  --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe) --threads N --workers N
+  --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)`,
+  finetune: `mae finetune --checkpoint PATH [--from-scratch] [flags]
+  Fine-tunes the encoder with global pooling + fc_norm + head; --from-scratch trains the same architecture
+  (from the checkpoint, or --preset / model flags) from random initialisation with the same recipe.
+  --data PATH --data-kind KIND --limit N
+  --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
+  --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
+  --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
+  --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune) --threads N --workers N`,
+  eval: `mae eval --checkpoint PATH [flags]
+  A classifier (from finetune or linprobe): top-1 / top-5 on a split and the confusion matrix as a PNG.
+  --knn with a pre-training checkpoint: weighted kNN accuracy of the encoder's cls features
+  (cosine similarity, --k (20), --temperature (0.07), train split as the bank, --train-limit N).
+  --data PATH --data-kind KIND --limit N --split train|test (test) --out FILE (confusion.png next to the checkpoint)`,
+  info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions',
 };
 
 function num(v: unknown, flag: string): number | undefined {
@@ -202,6 +299,10 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   else if (!data && v.limit !== undefined) o.data!.limit = num(v.limit, 'limit');
   if (v.out !== undefined) o.outDir = v.out as string;
   if (v.resume) o.resume = true;
+  if (v.device !== undefined) o.device = v.device as string;
+  if (v.precision !== undefined) o.precision = v.precision as NonNullable<PretrainOptions['precision']>;
+  const knnEvery = num(v['knn-every'], 'knn-every');
+  if (knnEvery !== undefined) o.knn = { every: knnEvery };
   return o;
 }
 
@@ -243,6 +344,9 @@ function progressPrinter(): (e: TrainEvent) => void {
         break;
       case 'visualize':
         console.log(`reconstructions: ${e.path}`);
+        break;
+      case 'knn':
+        console.log(`kNN monitor after epoch ${e.epoch}: top-1 ${(100 * e.top1).toFixed(2)}%, top-5 ${(100 * e.top5).toFixed(2)}% (${e.seconds.toFixed(1)} s)`);
         break;
       case 'warning':
         if (tty) process.stderr.write('\n');
@@ -293,17 +397,158 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   model.dispose();
 }
 
+function numbers<T extends object>(v: Record<string, unknown>, o: T, pairs: [string, keyof T][]): void {
+  for (const [flag, key] of pairs) {
+    const n = num(v[flag], flag);
+    if (n !== undefined) (o as Record<string, unknown>)[key as string] = n;
+  }
+}
+
+async function cmdLinprobe(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: linprobeFlags });
+  if (!v.checkpoint && !v['raw-pixels']) throw new UsageError('linprobe: --checkpoint PATH is required (or --raw-pixels)');
+  const o: LinprobeOptions = {};
+  if (v.checkpoint) o.checkpoint = v.checkpoint as string;
+  if (v['raw-pixels']) o.rawPixels = true;
+  if (v.pool !== undefined) {
+    if (!['cls', 'avg', 'cls+avg'].includes(v.pool as string)) throw new UsageError(`--pool must be cls, avg or cls+avg, got '${String(v.pool)}'`);
+    o.pool = v.pool as 'cls' | 'avg' | 'cls+avg';
+  }
+  const data = dataSource(v);
+  if (data) o.data = data;
+  if (v.out !== undefined) o.outDir = v.out as string;
+  numbers(v, o, [['epochs', 'epochs'], ['batch-size', 'batchSize'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'], ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery']]);
+  const r = await linprobe({
+    ...o,
+    onEvent: (e: LinprobeEvent) => {
+      if (e.type === 'features') console.log(`features: ${e.split} ${e.n} x ${e.dim} in ${e.seconds.toFixed(1)} s`);
+      else if (e.type === 'start') console.log(`training the head: ${e.steps} steps, lr ${e.lr.toExponential(2)}`);
+      else if (e.type === 'epoch' && (e.top1 !== undefined || e.epoch % 10 === 0)) console.log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)}${e.top1 !== undefined ? ` top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
+    },
+  });
+  console.log(`linear probe: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (features ${formatTime(r.featureSeconds)}, head ${formatTime(r.trainSeconds)})`);
+  console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
+}
+
+async function cmdFinetune(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: finetuneFlags });
+  if (!v.checkpoint && !v['from-scratch']) throw new UsageError('finetune: --checkpoint PATH is required (or --from-scratch)');
+  const o: FinetuneOptions = {};
+  if (v.checkpoint) o.checkpoint = v.checkpoint as string;
+  if (v['from-scratch']) o.fromScratch = true;
+  if (v.preset !== undefined) o.preset = v.preset as string;
+  const config = modelConfig(v);
+  if (Object.keys(config).length) o.config = config;
+  const data = dataSource(v);
+  if (data) o.data = data;
+  if (v.out !== undefined) o.outDir = v.out as string;
+  numbers(v, o, [
+    ['epochs', 'epochs'], ['batch-size', 'batchSize'], ['accum-iter', 'accumIter'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'],
+    ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['layer-decay', 'layerDecay'], ['drop-path', 'dropPath'],
+    ['smoothing', 'smoothing'], ['mixup', 'mixup'], ['cutmix', 'cutmix'], ['mixup-prob', 'mixupProb'], ['mixup-switch-prob', 'mixupSwitchProb'],
+    ['reprob', 'reprob'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['log-every', 'logEvery'],
+  ]);
+  const cropMin = num(v['crop-scale-min'], 'crop-scale-min');
+  if (cropMin !== undefined) o.cropScale = [cropMin, 1];
+  let last = 0;
+  const r = await finetune({
+    ...o,
+    onEvent: (e: FinetuneEvent) => {
+      if (e.type === 'start')
+        console.log(
+          `${e.fromScratch ? 'training from scratch' : `fine-tuning (${e.loaded} encoder tensors loaded, ${e.ignored.length} ignored, initialised: ${e.missing.join(', ')})`}: ${e.parameters.toLocaleString('en-US')} parameters, ${e.trainSamples} images, ${e.totalSteps} steps, lr ${e.lr.toExponential(2)}`,
+        );
+      else if (e.type === 'step' && (Date.now() - last > 10000 || e.step === e.totalSteps)) {
+        last = Date.now();
+        console.log(`epoch ${e.epoch.toFixed(2)} step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`);
+      } else if (e.type === 'epoch') console.log(`epoch ${e.epoch} done: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s${e.top1 !== undefined ? `, top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
+    },
+  });
+  console.log(`${o.fromScratch ? 'from scratch' : 'fine-tuned'}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (training ${formatTime(r.trainSeconds)}, total ${formatTime(r.seconds)})`);
+  console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
+}
+
+async function cmdEval(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: evalFlags });
+  if (!v.checkpoint) throw new UsageError('eval: --checkpoint PATH is required');
+  const threads = num(v.threads, 'threads');
+  if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
+  const split = (v.split as string | undefined) ?? 'test';
+  if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
+  const ckPath = v.checkpoint as string;
+  const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');
+  if (v.knn) {
+    const { model, meta } = await loadModel(ckPath);
+    const data = dataSource(v) ?? { ...(meta.options.data as DataSource), limit: undefined };
+    const trainLimit = num(v['train-limit'], 'train-limit');
+    const bank = await openDataset({ ...data, limit: trainLimit }, 'train');
+    const query = await openDataset(data, split);
+    const opts: { k?: number; temperature?: number } = {};
+    numbers(v, opts, [['k', 'k'], ['temperature', 'temperature']]);
+    const t = performance.now();
+    const r = await knnEvaluate(model, bank, query, opts);
+    console.log(`kNN (k ${opts.k ?? 20}, T ${opts.temperature ?? 0.07}, bank ${bank.length}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${r.n} ${split} images (${formatTime((performance.now() - t) / 1000)})`);
+    model.dispose();
+    return;
+  }
+  const { model, meta } = await loadClassifier(ckPath);
+  const recipe = meta.recipe as { data?: DataSource } | undefined;
+  const data = dataSource(v) ?? (recipe?.data ? { ...recipe.data, limit: undefined } : { kind: 'fashion-mnist' as const });
+  const dataset = await openDataset(data, split);
+  const t = performance.now();
+  const r = await evaluateClassifier(model, dataset);
+  const out = (v.out as string | undefined) ?? join(ckDir, `confusion-${split}.png`);
+  await writeConfusionPng(out, r.confusion, r.numClasses);
+  console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${r.n} ${split} images (${formatTime((performance.now() - t) / 1000)})`);
+  console.log(`confusion matrix (rows true, columns predicted): ${out}`);
+  const C = r.numClasses;
+  for (let i = 0; i < C; i++) console.log(Array.from(r.confusion.subarray(i * C, (i + 1) * C), (x) => String(x).padStart(5)).join(''));
+  model.dispose();
+}
+
+// CUDA's version integers: driver/runtime 13000 -> 13.0; cuBLASLt 130100 -> 13.1.0
+function cudaVersion(v: number | undefined): string {
+  return v ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : '?';
+}
+function cublasVersion(v: number): string {
+  return `${Math.floor(v / 10000)}.${Math.floor((v % 10000) / 100)}.${v % 100}`;
+}
+
 function cmdInfo(): void {
   const i = info();
+  const c = i.cuda;
+  const blasLink = i.blasLink === 'static' ? 'static, inside the addon' : i.blasLink.replace(/^shared /, 'system ');
   const rows: [string, string][] = [
-    ['masked-autoencoder', i.version],
+    ['masked-autoencoder', `${i.version} (${i.root})`],
     ['node', `${i.node} (${i.platform})`],
-    ['backends', i.backends.join(', ')],
-    ['blas', i.blas],
-    ['threads', String(i.threads)],
+    ['binary', `${i.binary.kind}: ${i.binary.path}`],
+    ...i.binary.skipped.map((s): [string, string] => ['  skipped', `${s.path}: ${s.error}`]),
     ['compiler', i.compiler],
-    ['cuda library built', i.cudaBuilt ? 'yes' : 'no'],
+    ['backends', i.backends.join(', ')],
+    ['blas', `${i.blas} (${blasLink})`],
+    ['threads', String(i.threads)],
+    ['precision', `cpu: ${i.precisions.cpu.join(', ')}; cuda: ${i.precisions.cuda.join(', ') || '-'}`],
+    ['cuda library', `${i.cudaBuilt ? 'built with this addon' : 'not built with this addon'}: ${c.library}`],
+    [
+      'cuda',
+      c.available
+        ? `available: ${(c.devices ?? []).map((d) => `cuda:${d.index} ${d.name} (sm ${d.computeCapability}${d.usable ? '' : ', not usable'})`).join('; ')}`
+        : `unavailable: ${c.reason ?? 'unknown reason'}`,
+    ],
   ];
+  if (c.available) {
+    rows.push(['cuda driver', `supports CUDA up to ${cudaVersion(c.driverVersion)}`]);
+    rows.push(['cuda runtime', `${cudaVersion(c.runtimeVersion)} (linked statically into libmae_cuda.so)`]);
+    rows.push(['cublasLt', c.cublasLt ? `${c.cublasLt.path} (${cublasVersion(c.cublasLt.version)})` : 'not found']);
+    if (c.archs) rows.push(['cuda kernels', c.archs]);
+    for (const d of c.devices ?? [])
+      rows.push([
+        `gpu cuda:${d.index}`,
+        `${d.name}, sm ${d.computeCapability}, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB, ${d.multiprocessors} SMs${d.usable ? '' : ', not usable (needs sm 8.0+)'}`,
+      ]);
+  } else {
+    rows.push(['cublasLt', 'not checked (CUDA unavailable)']);
+  }
   for (const [k, val] of rows) console.log(`${k.padEnd(20)} ${val}`);
 }
 
@@ -311,7 +556,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log('usage: mae <pretrain|visualize|info> [flags]; mae <command> --help');
+      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|info> [flags]; mae <command> --help');
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -320,9 +565,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd === 'pretrain') await cmdPretrain(rest);
     else if (cmd === 'visualize') await cmdVisualize(rest);
+    else if (cmd === 'linprobe') await cmdLinprobe(rest);
+    else if (cmd === 'finetune') await cmdFinetune(rest);
+    else if (cmd === 'eval') await cmdEval(rest);
     else if (cmd === 'info') cmdInfo();
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, info`);
       return 1;
     }
     return 0;

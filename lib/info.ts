@@ -1,17 +1,30 @@
-/** What this installation is: package and Node versions, the native addon and its backends, BLAS, threads. */
+/**
+ * What this installation is: package and Node versions, which native addon was loaded (local build or prebuilt) and
+ * from where, its backends, BLAS and threads, and the CUDA backend (devices, driver/runtime, cuBLASLt, precisions).
+ */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { native, packageRoot } from './native.js';
+import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo } from './native.js';
 
 export interface Info {
   version: string;
+  /** the package folder */
+  root: string;
   node: string;
   platform: string;
+  /** the addon file that was loaded: a local build (build/Release/mae.node) or a prebuilt binary (prebuilds/) */
+  binary: NativeBinary;
   backends: string[];
   blas: string;
+  /** 'static' (OpenBLAS linked into the addon) or 'shared <path of the system libopenblas.so.0>' */
+  blasLink: string;
   threads: number;
   compiler: string;
   cudaBuilt: boolean;
+  /** whether the CUDA backend can be used (devices, versions) and, when not, why */
+  cuda: NativeCudaInfo;
+  /** the compute precisions per backend: fp32 everywhere, bf16 (fp32 accumulation) on CUDA */
+  precisions: { cpu: string[]; cuda: string[] };
 }
 
 export function info(): Info {
@@ -20,13 +33,18 @@ export function info(): Info {
   const n = native.info();
   return {
     version: pkg.version,
+    root,
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
+    binary: nativeBinary,
     backends: n.backends,
     blas: n.blas,
+    blasLink: n.blasLink ?? 'unknown (an addon built before info().blasLink existed)',
     threads: n.threads,
     compiler: n.compiler,
     cudaBuilt: n.cudaBuilt,
+    cuda: n.cuda,
+    precisions: { cpu: ['fp32'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
   };
 }
 

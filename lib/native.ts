@@ -1,8 +1,9 @@
 /**
  * Loads the native addon (build/Release/mae.node from a source build, else the prebuilt binary for this platform
- * under prebuilds/) through node-gyp-build, and types its surface. Everything native goes through `native`.
+ * under prebuilds/<platform>-<arch>/, picked by node-gyp-build's rules) and types its surface. Everything native
+ * goes through `native`; when nothing loads, the error lists every file tried, why it failed, and the build command.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +51,8 @@ export interface NativeCudaInfo {
 export interface NativeInfo {
   backends: string[];
   blas: string;
+  /** 'static' (OpenBLAS inside the addon: prebuilt binaries) or 'shared <path of libopenblas.so.0>' */
+  blasLink: string;
   threads: number;
   compiler: string;
   cudaBuilt: boolean;
@@ -114,25 +117,127 @@ export function packageRoot(): string {
   }
 }
 
+/** Where the loaded addon came from, and the candidates before it that failed (see `info()`). */
+export interface NativeBinary {
+  kind: 'local build' | 'prebuilt';
+  path: string;
+  /** candidates tried first that did not load, with why */
+  skipped: { path: string; error: string }[];
+}
+
+interface Candidate {
+  kind: NativeBinary['kind'];
+  path: string;
+  /** why it cannot be loaded, when known without trying */
+  missing?: string;
+}
+
+/** The parts of node-gyp-build used to pick a prebuilt binary (its own tuple and tag matching). */
+interface GypBuild {
+  parseTuple(name: string): { name: string } | undefined;
+  matchTuple(platform: string, arch: string): (t: { name: string } | undefined) => t is { name: string };
+  compareTuples(a: { name: string }, b: { name: string }): number;
+  parseTags(file: string): { file: string } | undefined;
+  matchTags(runtime: string, abi: string | undefined): (t: { file: string } | undefined) => t is { file: string };
+  compareTags(runtime: string): (a: { file: string }, b: { file: string }) => number;
+}
+
+/**
+ * The addon candidates in order: a source build (build/Release/mae.node), then the prebuilt binary that
+ * node-gyp-build's rules pick for this platform, Node-API and libc under prebuilds/<platform>-<arch>/.
+ */
+function candidates(root: string, gyp: GypBuild): Candidate[] {
+  const out: Candidate[] = [];
+  const local = join(root, 'build', 'Release', 'mae.node');
+  out.push({ kind: 'local build', path: local, missing: existsSync(local) ? undefined : 'not found (no source build)' });
+  const tuple = `${process.platform}-${process.arch}`;
+  const prebuilds = join(root, 'prebuilds');
+  const have = existsSync(prebuilds) ? readdirSync(prebuilds) : [];
+  const match = have
+    .map((n) => gyp.parseTuple(n))
+    .filter(gyp.matchTuple(process.platform, process.arch))
+    .sort(gyp.compareTuples)[0];
+  if (!match) {
+    const note = have.length ? `prebuilt only for ${have.join(', ')}` : 'no prebuilds/ folder';
+    out.push({ kind: 'prebuilt', path: join(prebuilds, tuple) + '/', missing: `no prebuilt binary for ${tuple} (${note})` });
+    return out;
+  }
+  const dir = join(prebuilds, match.name);
+  const best = readdirSync(dir)
+    .map((f) => gyp.parseTags(f))
+    .filter(gyp.matchTags('node', process.versions.modules))
+    .sort(gyp.compareTags('node'))[0];
+  if (!best) {
+    out.push({ kind: 'prebuilt', path: dir + '/', missing: `no binary there matches Node-API and this libc (${readdirSync(dir).join(', ')})` });
+    return out;
+  }
+  const path = join(dir, best.file);
+  const lacking = tuple === 'linux-x64' ? missingCpuFeatures() : [];
+  out.push({ kind: 'prebuilt', path, missing: lacking.length ? `built for x86-64-v3 CPUs, this CPU lacks ${lacking.join(', ')}` : undefined });
+  return out;
+}
+
+/** The x86-64-v3 features (the prebuilt binaries' target) that this CPU lacks; loading them would crash (SIGILL). */
+function missingCpuFeatures(): string[] {
+  let flags: Set<string>;
+  try {
+    const line = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+    if (!line) return [];
+    flags = new Set(line.trim().split(/\s+/));
+  } catch {
+    return [];
+  }
+  return ['avx2', 'fma', 'bmi2', 'f16c', 'movbe'].filter((f) => !flags.has(f));
+}
+
+/** The command that builds the addon from source here: `npm run build` in a checkout, cmake-js in an installed package. */
+export function buildCommand(root: string): string {
+  const checkout = existsSync(join(root, 'lib', 'native.ts')) && existsSync(join(root, 'node_modules', 'cmake-js'));
+  return checkout ? `cd ${root} && npm run build` : `cd ${root} && npx --yes cmake-js@8 compile`;
+}
+
+let binary: NativeBinary | undefined;
+
 function load(): NativeAddon {
   const require = createRequire(import.meta.url);
   const root = packageRoot();
-  try {
-    let gypBuild: (dir: string) => NativeAddon;
-    try {
-      gypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
-    } catch {
-      // without node_modules (a copied build on a GPU machine): the source build's addon directly
-      gypBuild = (dir: string) => require(join(dir, 'build', 'Release', 'mae.node')) as NativeAddon;
+  const gyp = require('node-gyp-build') as GypBuild;
+  const skipped: { path: string; error: string }[] = [];
+  for (const c of candidates(root, gyp)) {
+    if (c.missing) {
+      skipped.push({ path: c.path, error: c.missing });
+      continue;
     }
-    return gypBuild(root);
-  } catch (e) {
-    throw new Error(
-      `masked-autoencoder: the native addon could not be loaded from ${root} ` +
-        `(looked for build/Release/mae.node and prebuilds/${process.platform}-${process.arch}/): ` +
-        `${(e as Error).message}\nBuild it from source with: npm run build (needs cmake, g++ and libopenblas-dev).`,
-    );
+    try {
+      const addon = require(c.path) as NativeAddon;
+      binary = { kind: c.kind, path: c.path, skipped: skipped.filter((s) => existsSync(s.path) && !s.path.endsWith('/')) };
+      return addon;
+    } catch (e) {
+      skipped.push({ path: c.path, error: (e as Error).message.split('\n')[0]! });
+    }
+  }
+  const message =
+    `masked-autoencoder: no native addon could be loaded for ${process.platform}-${process.arch} (Node ${process.version}). Tried:\n` +
+      skipped.map((s) => `  ${s.path}: ${s.error}`).join('\n') +
+      `\nBuild it from source (needs cmake, g++ and libopenblas-dev, e.g. sudo apt-get install -y cmake g++ libopenblas-dev):\n` +
+      `  ${buildCommand(root)}`;
+  // the `mae` command: the message alone, not a stack trace through the module loader
+  if (process.argv[1] && realpathOrSelf(process.argv[1]) === join(root, 'dist', 'lib', 'cli.js')) {
+    console.error(message);
+    process.exit(1);
+  }
+  throw new Error(message);
+}
+
+function realpathOrSelf(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
   }
 }
 
 export const native: NativeAddon = load();
+
+/** Which addon file was loaded: a local build or a prebuilt binary, and its path. */
+export const nativeBinary: NativeBinary = binary!;

@@ -36,11 +36,14 @@ export class Tensor {
     }
   }
 
-  /** A tensor holding a copy of `data` in the given shape (float32 unless data is an Int32Array or dtype says). */
+  /**
+   * A tensor holding a copy of `data` in the given shape (float32 unless data is an Int32Array or dtype says), on
+   * `device` (default the CPU; made on the CPU, then copied).
+   */
   static fromArray(
     data: ArrayLike<number> | Float32Array | Int32Array,
     shape: readonly number[],
-    opts: { dtype?: DType; requiresGrad?: boolean } = {},
+    opts: { dtype?: DType; requiresGrad?: boolean; device?: string } = {},
   ): Tensor {
     const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
     if (dtype === 'int32' && !(data instanceof Int32Array))
@@ -57,21 +60,22 @@ export class Tensor {
         : data instanceof Float32Array
           ? data
           : Float32Array.from(data);
-    const t = new Tensor(native.fromArray(typed, shape.slice()));
+    const t = new Tensor(onDevice(native.fromArray(typed, shape.slice()), opts.device));
     if (opts.requiresGrad) t.requiresGrad = true;
     return t;
   }
 
-  static full(shape: readonly number[], value: number, dtype: DType = 'float32'): Tensor {
-    return new Tensor(native.full(shape.slice(), value, dtype));
+  /** A tensor of `shape` filled with `value`, on `device` (default the CPU). */
+  static full(shape: readonly number[], value: number, dtype: DType = 'float32', device?: string): Tensor {
+    return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device));
   }
 
-  static zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
-    return Tensor.full(shape, 0, dtype);
+  static zeros(shape: readonly number[], dtype: DType = 'float32', device?: string): Tensor {
+    return Tensor.full(shape, 0, dtype, device);
   }
 
-  static ones(shape: readonly number[]): Tensor {
-    return Tensor.full(shape, 1);
+  static ones(shape: readonly number[], device?: string): Tensor {
+    return Tensor.full(shape, 1, 'float32', device);
   }
 
   /** The native handle; throws if the tensor has been disposed. */
@@ -103,6 +107,25 @@ export class Tensor {
     const fromType = this.dtype;
     const y = new Tensor(native.to(this.handle, device, dtype));
     return record('to', [this], y, (dy) => [new Tensor(native.to(dy.handle, from, fromType))]);
+  }
+
+  /**
+   * @internal Moves this tensor's storage to `device` in place (same object, dtype, requiresGrad; its gradient
+   * moves too). For Module.to: parameters are referenced by modules and optimizers, so they keep their identity.
+   * Not recorded by autograd.
+   */
+  moveTo(device: string): void {
+    const h = this.handle;
+    if ((h.device ?? 'cpu') === device) return;
+    const moved = native.to(h, device);
+    if (moved.device === h.device) {
+      // the same device under another name ('cuda' and 'cuda:0'): the result shares the storage
+      moved.dispose();
+      return;
+    }
+    h.dispose();
+    this.h = moved;
+    if (this.grad) this.grad.moveTo(device);
   }
 
   /** A copy of the elements as a Float32Array (int32 tensors are converted), read asynchronously. */
@@ -174,6 +197,16 @@ export class Tensor {
 
   toString(): string {
     return `Tensor(${shapeStr(this.shape)}, ${this.dtype}${this.disposed ? ', disposed' : ''})`;
+  }
+}
+
+/** h on `device` (h itself when device is absent or h's own; otherwise a copy, and h is freed). */
+function onDevice(h: NativeTensor, device: string | undefined): NativeTensor {
+  if (device === undefined || device === (h.device ?? 'cpu')) return h;
+  try {
+    return native.to(h, device);
+  } finally {
+    h.dispose();
   }
 }
 

@@ -6,7 +6,9 @@
  * device, and compares every output (and every tensor the op updates in place) by the norm-relative error
  * |out - ref| / |ref|. In a bfloat16 run the inputs marked `low` (activations) are rounded to bfloat16 on the host,
  * so the CPU sees exactly the numbers the device holds, and go to the device as bfloat16 tensors; parameters,
- * optimizer state and saved statistics stay float32, as in mixed-precision training. Outputs are float32.
+ * optimizer state and saved statistics stay float32, as in mixed-precision training. Outputs follow the op's main
+ * activation input (bindings/ops.cpp): bfloat16 activations and activation gradients, float32 statistics, losses,
+ * sums and parameter gradients; the comparison reads every output widened to float32.
  */
 import type { NativeAddon, NativeTensor } from '../lib/native.js';
 import { Generator } from '../lib/random.js';

@@ -21,7 +21,16 @@ import { get2dSincosPosEmbed } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { getPreset, type MaeConfig } from './presets.js';
 
+/**
+ * Activation precision: 'fp32', or 'bf16' (CUDA only): the images are cast to bfloat16 at the patch embedding and
+ * every activation after it is bfloat16 (fp32 arithmetic inside the kernels); the weights stay fp32 master copies,
+ * LayerNorm statistics, the attention lse and the loss stay fp32.
+ */
+export type Precision = 'fp32' | 'bf16';
+
 export interface ForwardOptions {
+  /** activation precision (default 'fp32'); 'bf16' needs the model and the images on a CUDA device */
+  precision?: Precision;
   /** fraction of patches removed, in [0, 1); default 0.75. 0 runs the encoder on every patch. */
   maskRatio?: number;
   /** uniform noise [B, L] that decides the masking (explicit masking); drawn from `generator` otherwise */
@@ -142,9 +151,9 @@ export class MaskedAutoencoder extends Module {
   }
 
   /** The encoder on the kept patches (all patches in order when idsKeep is null): [B, 1 + K, D]. */
-  forwardEncoder(imgs: Tensor, idsKeep: Tensor | null): Tensor {
+  forwardEncoder(imgs: Tensor, idsKeep: Tensor | null, precision: Precision = 'fp32'): Tensor {
     const L = this.numPatches;
-    let x = this.patch_embed.forward(imgs);
+    let x = this.patch_embed.forward(precision === 'bf16' ? toBf16(imgs) : imgs);
     x = ops.add(x, ops.sliceTokens(this.pos_embed, 1, L));
     if (idsKeep) x = ops.gatherRows(x, idsKeep);
     const cls = ops.add(this.cls_token, ops.sliceTokens(this.pos_embed, 0, 1));
@@ -160,7 +169,8 @@ export class MaskedAutoencoder extends Module {
     const K = x.shape[1]! - 1;
     let tokens = ops.sliceTokens(x, 1, K);
     if (K < L) {
-      const maskTokens = ops.gatherRows(this.mask_token, Tensor.fromArray(new Int32Array(L - K), [1, L - K]));
+      const zeros = Tensor.fromArray(new Int32Array(L - K), [1, L - K], { device: latent.device });
+      const maskTokens = ops.gatherRows(this.mask_token, zeros);
       tokens = ops.catTokens(tokens, maskTokens);
     }
     tokens = ops.gatherRows(tokens, idsRestore);
@@ -178,12 +188,15 @@ export class MaskedAutoencoder extends Module {
 
   forward(imgs: Tensor, opts: ForwardOptions = {}): ForwardResult {
     this.checkImages(imgs, 'forward');
+    const precision = opts.precision ?? 'fp32';
+    if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`forward: precision must be 'fp32' or 'bf16', got '${precision}'`);
     const B = imgs.shape[0]!;
     const L = this.numPatches;
+    const device = imgs.device;
     const m = this.randomMasking(B, opts.maskRatio ?? 0.75, opts.noise, opts.generator);
-    const latent = this.forwardEncoder(imgs, Tensor.fromArray(m.idsKeep, [B, m.lenKeep]));
-    const pred = this.forwardDecoder(latent, Tensor.fromArray(m.idsRestore, [B, L]));
-    const mask = Tensor.fromArray(m.mask, [B, L]);
+    const latent = this.forwardEncoder(imgs, Tensor.fromArray(m.idsKeep, [B, m.lenKeep], { device }), precision);
+    const pred = this.forwardDecoder(latent, Tensor.fromArray(m.idsRestore, [B, L], { device }));
+    const mask = Tensor.fromArray(m.mask, [B, L], { device });
     const loss = this.forwardLoss(imgs, pred, mask);
     return { loss, pred, mask };
   }
@@ -223,9 +236,10 @@ export class MaskedAutoencoder extends Module {
           for (let k = 0; k < P; k++) pasted[i * P + k] = m[i] ? p[i * P + k]! : tp[k]!;
         }
         const shape = pred.shape;
+        const device = imgs.device;
         return {
-          reconstruction: this.unpatchify(Tensor.fromArray(p, shape)),
-          pasted: this.unpatchify(Tensor.fromArray(pasted, shape)),
+          reconstruction: this.unpatchify(Tensor.fromArray(p, shape, { device })),
+          pasted: this.unpatchify(Tensor.fromArray(pasted, shape, { device })),
           mask,
         };
       }),
@@ -263,6 +277,14 @@ export interface ParamGroup {
   weightDecay: number;
   /** multiplies the optimizer's lr for this group (layer-wise decay); default 1 */
   lrScale?: number;
+}
+
+/** imgs in bfloat16 on their device (for precision 'bf16'; the CPU backend is fp32-only). */
+function toBf16(imgs: Tensor): Tensor {
+  const device = imgs.device;
+  if (!device.startsWith('cuda'))
+    throw new Error(`precision 'bf16' needs a CUDA device, but the images are on ${device} (the CPU backend computes in float32 only; use precision 'fp32')`);
+  return imgs.dtype === 'bfloat16' ? imgs : imgs.to(device, 'bfloat16');
 }
 
 function validate(c: MaeConfig): void {

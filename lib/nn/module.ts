@@ -74,6 +74,22 @@ export abstract class Module {
     return { missing, unexpected };
   }
 
+  /**
+   * Moves every parameter (and its gradient) to `device` ('cpu', 'cuda', 'cuda:N') in place: the parameters keep
+   * their names, identity, dtype and requiresGrad, so optimizers made before still hold them (their state tensors
+   * are not moved). Throws why when CUDA is unavailable. A no-op for parameters already there.
+   */
+  to(device: string): this {
+    for (const [, p] of this.namedParameters()) p.moveTo(device);
+    return this;
+  }
+
+  /** The device of the first parameter ('cpu' for a module without parameters). */
+  get device(): string {
+    const first = this.namedParameters()[0];
+    return first ? first[1].device : 'cpu';
+  }
+
   /** Drops every parameter's gradient. */
   zeroGrad(): void {
     for (const [, p] of this.namedParameters()) {

@@ -60,9 +60,9 @@ export function mean(x: Tensor): Tensor {
   return record('mean', [x], new Tensor(native.sum(x.handle, 1 / n)), (dy) => [spread(dy, x.shape, 1 / n)]);
 }
 
-/** a tensor of `shape` filled with dy[0] * s */
+/** a tensor of `shape` filled with dy[0] * s, on dy's device */
 function spread(dy: Tensor, shape: readonly number[], s: number): Tensor {
-  return Tensor.full(shape, dy.item() * s);
+  return Tensor.full(shape, dy.item() * s, 'float32', dy.device);
 }
 
 export function meanTokens(x: Tensor): Tensor {

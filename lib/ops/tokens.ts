@@ -39,7 +39,7 @@ export function sliceTokens(x: Tensor, start: number, length: number): Tensor {
     // place dy at tokens start .. start+length of a zero gradient
     const idx = new Int32Array(B * length);
     for (let b = 0; b < B; b++) for (let k = 0; k < length; k++) idx[b * length + k] = start + k;
-    const index = Tensor.fromArray(idx, [B, length]);
+    const index = Tensor.fromArray(idx, [B, length], { device: dy.device });
     const dx = new Tensor(native.scatterAddRows(dy.handle, index.handle, N));
     index.dispose();
     return [dx];

@@ -111,7 +111,8 @@ export class AdamW {
   private moments(p: Tensor): Moments {
     let s = this.state.get(p);
     if (!s) {
-      s = { m: Tensor.zeros(p.shape).keep(), v: Tensor.zeros(p.shape).keep() };
+      // fp32 moments on the parameter's device
+      s = { m: Tensor.zeros(p.shape, 'float32', p.device).keep(), v: Tensor.zeros(p.shape, 'float32', p.device).keep() };
       this.state.set(p, s);
     }
     return s;

@@ -15,7 +15,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
-import { MaskedAutoencoder, getPreset, type MaeConfig } from '../mae/index.js';
+import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
 import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -23,6 +23,7 @@ import { Tensor, tidy } from '../tensor.js';
 import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
+import { knnEvaluate } from './knn.js';
 
 export interface PretrainOptions {
   /** a preset name (default mae_vit_tiny_patch4_28) and overrides of its config */
@@ -47,6 +48,10 @@ export interface PretrainOptions {
   seed?: number;
   /** CPU threads for kernels and the BLAS (default: all cores) */
   threads?: number;
+  /** where the model trains: 'cpu' (default), 'cuda' or 'cuda:N'; CUDA that cannot be used is an Error saying why */
+  device?: string;
+  /** activation precision: 'fp32' (default) or 'bf16' (CUDA only; fp32 master weights, optimizer and loss) */
+  precision?: Precision;
   /** data-loading worker threads (default 1) */
   workers?: number;
   /** optimizer steps between checkpoints (default: only at epoch ends) */
@@ -62,6 +67,19 @@ export interface PretrainOptions {
   /** stops at the next step boundary, writes a checkpoint and returns with stopped: true */
   signal?: AbortSignal;
   onEvent?: (e: TrainEvent) => void;
+  /** a kNN monitor of the encoder's cls features every `every` epochs (emits a 'knn' event); off by default */
+  knn?: KnnMonitorOptions;
+}
+
+export interface KnnMonitorOptions {
+  every: number;
+  /** labelled data (default: the training data); the bank is its train split, the queries its test split */
+  data?: DataSource;
+  /** bank size (default 10000) and query count (default 2000) */
+  trainLimit?: number;
+  testLimit?: number;
+  k?: number;
+  temperature?: number;
 }
 
 export type TrainEvent =
@@ -71,6 +89,7 @@ export type TrainEvent =
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'visualize'; epoch: number; path: string }
   | { type: 'warning'; message: string }
+  | { type: 'knn'; epoch: number; top1: number; top5: number; seconds: number }
   | { type: 'end'; steps: number; loss: number; seconds: number; stopped: boolean };
 
 export interface PretrainResult {
@@ -111,7 +130,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
   }
 
   const config = { ...getPreset(o.preset), ...o.config };
-  const model = new MaskedAutoencoder(config, { seed: o.seed });
+  const model = new MaskedAutoencoder(config, { seed: o.seed }).to(o.device);
   const warn = (message: string) => emit({ type: 'warning', message });
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
@@ -147,6 +166,26 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
     reconstructions.push(path);
   };
 
+  const knnMonitor = async (epoch: number) => {
+    const k = options.knn!;
+    const t = performance.now();
+    const src = k.data ?? { ...o.data, limit: undefined };
+    const bank = await openDataset({ ...src, limit: k.trainLimit ?? 10000 }, 'train');
+    const query = await openDataset({ ...src, limit: k.testLimit ?? 2000 }, src.kind === 'folder' ? 'train' : 'test');
+    // the kNN monitor computes on the CPU: the weights go there for it and come back (identity kept, so the
+    // optimizer's state still belongs to them)
+    if (o.device !== 'cpu') model.to('cpu');
+    let r: Awaited<ReturnType<typeof knnEvaluate>>;
+    try {
+      r = await knnEvaluate(model, bank, query, { ...(k.k ? { k: k.k } : {}), ...(k.temperature ? { temperature: k.temperature } : {}) });
+    } finally {
+      if (o.device !== 'cpu') model.to(o.device);
+    }
+    const seconds = (performance.now() - t) / 1000;
+    appendFileSync(logPath, JSON.stringify({ knnEpoch: epoch, top1: r.top1, top5: r.top5, seconds: round(seconds, 1) }) + '\n');
+    emit({ type: 'knn', epoch, top1: r.top1, top5: r.top5, seconds });
+  };
+
   emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})` });
 
   const started = performance.now();
@@ -158,7 +197,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
   let windowSteps = 0;
   let windowStart = performance.now();
   let windowImages = 0;
-  const scaleGrad = Tensor.full([1], 1 / o.accumIter).keep();
+  const scaleGrad = Tensor.full([1], 1 / o.accumIter, 'float32', o.device).keep();
   try {
     for (let epoch = pos.epoch; epoch < o.epochs && pos.step < totalSteps && !stopped; epoch++) {
       const epochStart = performance.now();
@@ -172,8 +211,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
         const it = batch.step;
         if (it % o.accumIter === 0) optimizer.lr = cosineLr(it / stepsPerEpoch + epoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
         const loss = tidy(() => {
-          const imgs = Tensor.fromArray(batch.images, batch.shape);
-          const out = model.forward(imgs, { maskRatio: o.maskRatio, generator: maskGen });
+          const imgs = Tensor.fromArray(batch.images, batch.shape, { device: o.device });
+          const out = model.forward(imgs, { maskRatio: o.maskRatio, generator: maskGen, precision: o.precision });
           const value = out.loss.item();
           if (Number.isFinite(value)) out.loss.backward(scaleGrad);
           return value;
@@ -223,6 +262,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
           emit({ type: 'epoch', epoch, loss: epochLoss / epochSteps, seconds: (performance.now() - epochStart) / 1000, stallMs: loader.stallMs - stallBefore });
         }
         if (o.visualizeEvery > 0 && (epoch + 1) % o.visualizeEvery === 0) await visualize(epoch + 1);
+        if (options.knn && options.knn.every > 0 && (epoch + 1) % options.knn.every === 0) await knnMonitor(epoch + 1);
       }
     }
     await save(pos);
@@ -262,6 +302,8 @@ function withDefaults(opts: PretrainOptions) {
     logEvery: opts.logEvery ?? 10,
     visualizeEvery: opts.visualizeEvery ?? 1,
     maxSteps: opts.maxSteps,
+    device: opts.device ?? 'cpu',
+    precision: opts.precision ?? 'fp32',
   };
   const positiveInts = ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const;
   for (const k of positiveInts) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`pretrain: ${k} must be a positive integer, got ${o[k]}`);
@@ -273,7 +315,25 @@ function withDefaults(opts: PretrainOptions) {
   if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
   if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);
   if (!(Number.isSafeInteger(o.seed) && o.seed >= 0)) throw new Error(`pretrain: seed must be a non-negative integer, got ${o.seed}`);
+  checkDevice(o.device, o.precision);
   return o;
+}
+
+/** The device and precision options: a clear Error for a bad name, CUDA that cannot be used, or bf16 off CUDA. */
+function checkDevice(device: string, precision: string): void {
+  if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
+    throw new Error(`pretrain: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
+  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`pretrain: precision must be 'fp32' or 'bf16', got '${precision}'`);
+  if (device === 'cpu') {
+    if (precision === 'bf16')
+      throw new Error(`pretrain: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
+    return;
+  }
+  const cuda = native.info().cuda;
+  if (!cuda.available) throw new Error(`pretrain: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+  const index = device === 'cuda' ? 0 : Number(device.slice(5));
+  const n = cuda.devices?.length ?? 0;
+  if (index >= n) throw new Error(`pretrain: device '${device}' does not exist; this machine has ${n} CUDA device(s)`);
 }
 
 function checkDataFits(ds: Dataset, c: MaeConfig): void {

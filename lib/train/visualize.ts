@@ -40,7 +40,7 @@ export async function writeReconstructions(
   const { images } = await buildBatch(dataset, evalCfg, { indices, epoch: 0, start: 0 });
   const noise = new Generator(opts.seed ?? 0).uniformArray(count * model.numPatches);
   const { recon, mask } = tidy(() => {
-    const imgs = Tensor.fromArray(images, [count, c.inChans, c.imgSize, c.imgSize]);
+    const imgs = Tensor.fromArray(images, [count, c.inChans, c.imgSize, c.imgSize], { device: model.device });
     const r = model.reconstruct(imgs, { maskRatio: opts.maskRatio ?? 0.75, noise });
     return { recon: r.reconstruction.dataSync(), mask: r.mask.dataSync() };
   });

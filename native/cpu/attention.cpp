@@ -3,53 +3,103 @@
 //   of each block (hd = D / H). S = q k^T * hd^-0.5, P = softmax(S) by rows, out = P v, heads merged -> [B, N, D].
 //   lse [B, H, N] = log sum_j exp(S_ij) is the only thing forward keeps; backward recomputes P = exp(S - lse):
 //   dv = P^T dout, dP = dout v^T, dS = P * (dP - rowsum(dout * out)), dq = dS k * scale, dk = dS^T q * scale.
-// One (batch, head) pair per task; each thread packs its head's q, k^T, v into contiguous scratch so the inner
-// loops are unit-stride and vectorise.
+// One (batch, head) pair per task. Each thread packs its head into zero-padded scratch (row widths rounded up to 16
+// floats) and runs the five products through one register-blocked micro-kernel (8 rows x 16 columns of accumulators
+// with AVX-512, 4 x 16 with AVX2; a broadcast operand times a contiguous row), which the compiler vectorises.
+// Queries go in blocks of at most 64 rows, so scratch stays O(64 N) per thread; exp is the vectorised one of vexp.h.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "cpu.h"
+#include "vexp.h"
 
 namespace mae::cpu {
 
 namespace {
 
-struct Head {
-  int64_t N, D, hd;
-  // q [N, hd] (scaled), k^T [hd, N], v [N, hd], s [N]; for backward also k [N, hd] and v^T [hd, N]
-  std::vector<float> q, kt, v, s, k, vt;
-  Head(int64_t N_, int64_t D_, int64_t hd_, bool backward)
-      : N(N_), D(D_), hd(hd_), q(N * hd), kt(hd * N), v(N * hd), s(N), k(backward ? N * hd : 0), vt(backward ? hd * N : 0) {}
+constexpr int64_t kVec = 16;   // columns per accumulator row (one AVX-512 register, two AVX2 ones)
+#ifdef __AVX512F__
+constexpr int64_t kRows = 8;   // accumulator rows: 8 zmm registers, enough independent FMA chains to fill 2 FMA units
+#else
+constexpr int64_t kRows = 4;   // accumulator rows: 8 ymm registers (of 16)
+#endif
+constexpr int64_t kBlock = 64; // query rows per block
 
-  // packs head h of one batch entry (base points at qkv[b, 0, 0])
+inline int64_t round_up(int64_t n) { return (n + kVec - 1) / kVec * kVec; }
+
+// C[i][0:n] (+)= sum_k A(i, k) * Bm[k][0:n] for i < m, with A(i, k) = A[i * sai + k * sak]; n is a multiple of kVec,
+// Bm has row stride ldb, C row stride ldc. accumulate: add to C instead of overwriting it.
+template <int R>
+inline void tile(int64_t i, int64_t j, int64_t K, const float* A, int64_t sai, int64_t sak, const float* Bm,
+                 int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  float acc[R][kVec];
+  for (int r = 0; r < R; r++)
+#pragma omp simd
+    for (int64_t c = 0; c < kVec; c++) acc[r][c] = accumulate ? C[(i + r) * ldc + j + c] : 0.0f;
+  for (int64_t k = 0; k < K; k++) {
+    const float* b = Bm + k * ldb + j;
+    for (int r = 0; r < R; r++) {
+      const float a = A[(i + r) * sai + k * sak];
+#pragma omp simd
+      for (int64_t c = 0; c < kVec; c++) acc[r][c] += a * b[c];
+    }
+  }
+  for (int r = 0; r < R; r++)
+#pragma omp simd
+    for (int64_t c = 0; c < kVec; c++) C[(i + r) * ldc + j + c] = acc[r][c];
+}
+
+void matmul(int64_t m, int64_t n, int64_t K, const float* A, int64_t sai, int64_t sak, const float* Bm, int64_t ldb,
+            float* C, int64_t ldc, bool accumulate) {
+  int64_t i = 0;
+  for (; i + kRows <= m; i += kRows)
+    for (int64_t j = 0; j < n; j += kVec) tile<kRows>(i, j, K, A, sai, sak, Bm, ldb, C, ldc, accumulate);
+  // the remaining rows (fewer than kRows) in tiles of 4, 2, 1
+  if (kRows > 4 && i + 4 <= m) {
+    for (int64_t j = 0; j < n; j += kVec) tile<4>(i, j, K, A, sai, sak, Bm, ldb, C, ldc, accumulate);
+    i += 4;
+  }
+  if (i + 2 <= m) {
+    for (int64_t j = 0; j < n; j += kVec) tile<2>(i, j, K, A, sai, sak, Bm, ldb, C, ldc, accumulate);
+    i += 2;
+  }
+  if (i < m)
+    for (int64_t j = 0; j < n; j += kVec) tile<1>(i, j, K, A, sai, sak, Bm, ldb, C, ldc, accumulate);
+}
+
+// Per-thread scratch for one head: rows padded to hp = round_up(hd) (q, k, v, dout, dq, dk, dv, o) and to
+// np = round_up(N) (k^T, v^T and the score blocks). Padding stays zero, so padded columns of products are zero.
+struct Head {
+  int64_t N, D, hd, hp, np;
+  std::vector<float> q, k, v, kt, vt, g, dq, dk, dv, s, p, o;
+  Head(int64_t N_, int64_t D_, int64_t hd_, bool backward)
+      : N(N_), D(D_), hd(hd_), hp(round_up(hd_)), np(round_up(N_)),
+        q(N * hp, 0.0f), k(backward ? N * hp : 0, 0.0f), v(N * hp, 0.0f), kt(hp * np, 0.0f),
+        vt(backward ? hp * np : 0, 0.0f), g(backward ? N * hp : 0, 0.0f), dq(backward ? kBlock * hp : 0, 0.0f),
+        dk(backward ? N * hp : 0, 0.0f), dv(backward ? N * hp : 0, 0.0f), s(kBlock * np, 0.0f),
+        p(backward ? kBlock * np : 0, 0.0f), o(backward ? 0 : kBlock * hp, 0.0f) {}
+
+  // packs head h of one batch entry (base points at qkv[b, 0, 0]); q is pre-scaled
   void pack(const float* base, int64_t h, float scale) {
     const bool backward = !k.empty();
     for (int64_t i = 0; i < N; i++) {
       const float* row = base + i * 3 * D + h * hd;
       for (int64_t d = 0; d < hd; d++) {
-        q[i * hd + d] = row[d] * scale;
-        kt[d * N + i] = row[D + d];
-        v[i * hd + d] = row[2 * D + d];
-        if (backward) {
-          k[i * hd + d] = row[D + d];
-          vt[d * N + i] = row[2 * D + d];
-        }
+        q[i * hp + d] = row[d] * scale;
+        kt[d * np + i] = row[D + d];
+        v[i * hp + d] = row[2 * D + d];
       }
+      if (backward)
+        for (int64_t d = 0; d < hd; d++) {
+          k[i * hp + d] = row[D + d];
+          vt[d * np + i] = row[2 * D + d];
+        }
     }
   }
 
-  // s = q_i k^T (already scaled)
-  void scores(int64_t i) {
-    float* S = s.data();
-    for (int64_t j = 0; j < N; j++) S[j] = 0.0f;
-    for (int64_t d = 0; d < hd; d++) {
-      const float qd = q[i * hd + d];
-      const float* kd = kt.data() + d * N;
-#pragma omp simd
-      for (int64_t j = 0; j < N; j++) S[j] += qd * kd[j];
-    }
-  }
+  // scores of query rows i0 .. i0 + m into s [m, np]: s = q k^T (q already scaled)
+  void scores(int64_t i0, int64_t m) { matmul(m, np, hd, q.data() + i0 * hp, hp, 1, kt.data(), np, s.data(), np, false); }
 };
 
 }  // namespace
@@ -62,30 +112,39 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
 #pragma omp parallel
   {
     Head t(N, D, hd, false);
+    const int64_t np = t.np, hp = t.hp;
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
       t.pack(QKV + b * N * 3 * D, h, scale);
-      for (int64_t i = 0; i < N; i++) {
-        t.scores(i);
-        float* S = t.s.data();
-        float m = -INFINITY;
-        for (int64_t j = 0; j < N; j++) m = S[j] > m ? S[j] : m;
-        float sum = 0.0f;
-        for (int64_t j = 0; j < N; j++) {
-          S[j] = std::exp(S[j] - m);
-          sum += S[j];
-        }
-        const float inv = 1.0f / sum;
-        float* o = OUT + (b * N + i) * D + h * hd;
-        for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int64_t j = 0; j < N; j++) {
-          const float p = S[j] * inv;
-          const float* vj = t.v.data() + j * hd;
+      for (int64_t i0 = 0; i0 < N; i0 += kBlock) {
+        const int64_t m = std::min(kBlock, N - i0);
+        t.scores(i0, m);
+        // softmax by rows, in place: s becomes P (zero in the padding)
+        for (int64_t r = 0; r < m; r++) {
+          float* S = t.s.data() + r * np;
+          float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+          for (int64_t j = 0; j < N; j++) mx = std::max(mx, S[j]);
+          float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < N; j++) {
+            S[j] = exp_nonpositive(S[j] - mx);
+            sum += S[j];
+          }
+          const float inv = 1.0f / sum;
 #pragma omp simd
-          for (int64_t d = 0; d < hd; d++) o[d] += p * vj[d];
+          for (int64_t j = 0; j < N; j++) S[j] *= inv;
+          for (int64_t j = N; j < np; j++) S[j] = 0.0f;
+          LSE[bh * N + i0 + r] = mx + std::log(sum);
         }
-        LSE[bh * N + i] = m + std::log(sum);
+        // o = P v
+        matmul(m, hp, N, t.s.data(), np, 1, t.v.data(), hp, t.o.data(), hp, false);
+        for (int64_t r = 0; r < m; r++) {
+          float* dst = OUT + (b * N + i0 + r) * D + h * hd;
+          const float* src = t.o.data() + r * hp;
+          for (int64_t d = 0; d < hd; d++) dst[d] = src[d];
+        }
       }
     }
   }
@@ -100,57 +159,60 @@ void attention_backward(const TensorView& qkv, const TensorView& out, const Tens
 #pragma omp parallel
   {
     Head t(N, D, hd, true);
-    std::vector<float> dq(N * hd), dk(N * hd), dv(N * hd), dp(N), delta(N);
+    const int64_t np = t.np, hp = t.hp;
+    std::vector<float> delta(N);
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
       t.pack(QKV + b * N * 3 * D, h, scale);
-      std::fill(dq.begin(), dq.end(), 0.0f);
-      std::fill(dk.begin(), dk.end(), 0.0f);
-      std::fill(dv.begin(), dv.end(), 0.0f);
       for (int64_t i = 0; i < N; i++) {
         const float *o = OUT + (b * N + i) * D + h * hd, *g = DOUT + (b * N + i) * D + h * hd;
         float acc = 0.0f;
-        for (int64_t d = 0; d < hd; d++) acc += o[d] * g[d];
+        for (int64_t d = 0; d < hd; d++) {
+          acc += o[d] * g[d];
+          t.g[i * hp + d] = g[d];
+        }
         delta[i] = acc;
       }
-      for (int64_t i = 0; i < N; i++) {
-        const float* g = DOUT + (b * N + i) * D + h * hd;
-        t.scores(i);
-        float* P = t.s.data();
-        const float l = LSE[bh * N + i];
-        for (int64_t j = 0; j < N; j++) P[j] = std::exp(P[j] - l);
-        // dP_i = dout_i v^T
-        for (int64_t j = 0; j < N; j++) dp[j] = 0.0f;
-        for (int64_t d = 0; d < hd; d++) {
-          const float gd = g[d];
-          const float* vd = t.vt.data() + d * N;
+      std::fill(t.dk.begin(), t.dk.end(), 0.0f);
+      std::fill(t.dv.begin(), t.dv.end(), 0.0f);
+      for (int64_t i0 = 0; i0 < N; i0 += kBlock) {
+        const int64_t m = std::min(kBlock, N - i0);
+        t.scores(i0, m);
+        // P = exp(S - lse) into s (zero in the padding)
+        for (int64_t r = 0; r < m; r++) {
+          float* S = t.s.data() + r * np;
+          const float l = LSE[bh * N + i0 + r];
 #pragma omp simd
-          for (int64_t j = 0; j < N; j++) dp[j] += gd * vd[j];
+          for (int64_t j = 0; j < N; j++) S[j] = exp_nonpositive(S[j] - l);
+          for (int64_t j = N; j < np; j++) S[j] = 0.0f;
         }
-        float* dqi = dq.data() + i * hd;
-        const float* qi = t.q.data() + i * hd;  // scaled q: dk_j += dS_ij * q_i * scale = dS_ij * qi
-        for (int64_t j = 0; j < N; j++) {
-          const float pj = P[j];
-          const float ds = pj * (dp[j] - delta[i]);
-          float* dvj = dv.data() + j * hd;
-          float* dkj = dk.data() + j * hd;
-          const float* kj = t.k.data() + j * hd;
+        // dP = dout v^T into p
+        matmul(m, np, hd, t.g.data() + i0 * hp, hp, 1, t.vt.data(), np, t.p.data(), np, false);
+        // dv += P^T dout (rows j of dv, summed over this block's queries)
+        matmul(N, hp, m, t.s.data(), 1, np, t.g.data() + i0 * hp, hp, t.dv.data(), hp, true);
+        // dS = P * (dP - delta) into p
+        for (int64_t r = 0; r < m; r++) {
+          const float* P = t.s.data() + r * np;
+          float* dS = t.p.data() + r * np;
+          const float dl = delta[i0 + r];
 #pragma omp simd
-          for (int64_t d = 0; d < hd; d++) {
-            dvj[d] += pj * g[d];
-            dkj[d] += ds * qi[d];
-            dqi[d] += ds * kj[d];
-          }
+          for (int64_t j = 0; j < np; j++) dS[j] = P[j] * (dS[j] - dl);
         }
-        for (int64_t d = 0; d < hd; d++) dqi[d] *= scale;
+        // dq = dS k * scale; dk += dS^T q (q holds q * scale)
+        matmul(m, hp, N, t.p.data(), np, 1, t.k.data(), hp, t.dq.data(), hp, false);
+        matmul(N, hp, m, t.p.data(), 1, np, t.q.data() + i0 * hp, hp, t.dk.data(), hp, true);
+        for (int64_t r = 0; r < m; r++) {
+          float* row = DQKV + (b * N + i0 + r) * 3 * D + h * hd;
+          const float* dq = t.dq.data() + r * hp;
+          for (int64_t d = 0; d < hd; d++) row[d] = dq[d] * scale;
+        }
       }
       for (int64_t i = 0; i < N; i++) {
         float* row = DQKV + (b * N + i) * 3 * D + h * hd;
         for (int64_t d = 0; d < hd; d++) {
-          row[d] = dq[i * hd + d];
-          row[D + d] = dk[i * hd + d];
-          row[2 * D + d] = dv[i * hd + d];
+          row[D + d] = t.dk[i * hp + d];
+          row[2 * D + d] = t.dv[i * hp + d];
         }
       }
     }

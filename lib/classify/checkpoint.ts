@@ -1,0 +1,73 @@
+/**
+ * Classifier files: one safetensors file with the classifier's parameters under their official names and, as JSON
+ * in the header metadata ("mae-classifier"), its config and whatever the training run wants to record. And the
+ * encoder of a pre-training checkpoint turned into a classifier (weights by name, decoder ignored).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { VisionTransformerClassifier, classifierConfigFrom, type ClassifierConfig } from './model.js';
+
+export const CLASSIFIER_FORMAT = 'masked-autoencoder/classifier/1';
+export const CLASSIFIER_FILE = 'classifier.safetensors';
+
+export interface ClassifierMeta {
+  format: string;
+  config: ClassifierConfig;
+  createdAt: string;
+  [k: string]: unknown;
+}
+
+export async function saveClassifier(path: string, model: VisionTransformerClassifier, extra: Record<string, unknown> = {}): Promise<void> {
+  const tensors = new Map<string, RawTensor>();
+  for (const [name, p] of model.namedParameters()) tensors.set(name, { shape: [...p.shape], data: p.dataSync() });
+  const meta: ClassifierMeta = { format: CLASSIFIER_FORMAT, config: model.config, createdAt: new Date().toISOString(), ...extra };
+  await writeSafetensors(path, tensors, { 'mae-classifier': JSON.stringify(meta) });
+}
+
+export async function loadClassifier(pathOrDir: string): Promise<{ model: VisionTransformerClassifier; meta: ClassifierMeta }> {
+  const path = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory() ? join(pathOrDir, CLASSIFIER_FILE) : pathOrDir;
+  if (!existsSync(path)) throw new Error(`classifier not found: ${path}`);
+  const { tensors, metadata } = await readSafetensors(path);
+  const raw = metadata['mae-classifier'];
+  if (!raw) throw new Error(`${path}: not a classifier file (no "mae-classifier" metadata)`);
+  const meta = JSON.parse(raw) as ClassifierMeta;
+  if (meta.format !== CLASSIFIER_FORMAT) throw new Error(`${path}: format '${meta.format}' is not '${CLASSIFIER_FORMAT}'`);
+  const model = new VisionTransformerClassifier(meta.config);
+  const state = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const [k, t] of tensors) {
+    if (!(t.data instanceof Float32Array)) throw new Error(`${path}: tensor ${k} is not float32`);
+    state.set(k, { shape: t.shape, data: t.data });
+  }
+  model.loadStateDict(state);
+  model.eval();
+  return { model, meta };
+}
+
+export interface FromPretrainResult {
+  model: VisionTransformerClassifier;
+  loaded: string[];
+  /** keys of the checkpoint not used (decoder, mask_token, the final norm with global pooling) */
+  ignored: string[];
+  /** parameters left as initialised (head, fc_norm) */
+  missing: string[];
+  /** the pre-training run's options (data, seed, ...) */
+  pretrainOptions: Record<string, unknown>;
+}
+
+/**
+ * A classifier on the encoder of a pre-training checkpoint (file or run folder). With `fromScratch` only the
+ * architecture is taken and the weights stay randomly initialised (the baseline).
+ */
+export async function classifierFromPretrain(
+  pathOrDir: string,
+  opts: Partial<ClassifierConfig> & { seed?: number; fromScratch?: boolean } = {},
+): Promise<FromPretrainResult> {
+  const ck = await loadCheckpoint(pathOrDir);
+  const { seed, fromScratch, ...cfg } = opts;
+  const model = new VisionTransformerClassifier(classifierConfigFrom(ck.meta.config, cfg), { seed: seed ?? 0 });
+  if (fromScratch) return { model, loaded: [], ignored: [...ck.weights.keys()], missing: [...model.stateDict().keys()], pretrainOptions: ck.meta.options };
+  const r = model.loadEncoder(ck.weights);
+  return { model, ...r, pretrainOptions: ck.meta.options };
+}

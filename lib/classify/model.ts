@@ -1,0 +1,214 @@
+/**
+ * A ViT classifier on the MAE encoder, as the official models_vit.py VisionTransformer (timm) used by
+ * main_finetune.py and main_linprobe.py:
+ *
+ *   imgs -> patch_embed + pos_embed, cls token first -> blocks (with drop path) ->
+ *     globalPool:  mean of the patch tokens (cls left out) -> fc_norm -> head        (fine-tuning; no `norm`)
+ *     otherwise:   norm -> the cls token -> [head.0 BatchNorm without affine] -> head  (linear probing)
+ *
+ * Parameter names are the official ones (cls_token, pos_embed, patch_embed.proj.*, blocks.{i}.*, norm.* or
+ * fc_norm.*, head.* or head.0.running_mean/var + head.1.*), so the encoder loads from a pre-training checkpoint
+ * by name (decoder keys are ignored and reported). pos_embed starts as the fixed sin-cos table and is trainable,
+ * as in timm. Drop path (stochastic depth) rates increase linearly over the blocks from 0 to dropPathRate and act
+ * only in training. No masking.
+ */
+import { init } from '../nn/index.js';
+import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
+import { Module, ModuleList } from '../nn/module.js';
+import * as ops from '../ops/index.js';
+import { get2dSincosPosEmbed } from '../mae/pos_embed.js';
+import type { MaeConfig } from '../mae/presets.js';
+import { Generator } from '../random.js';
+import { Tensor, shapeStr } from '../tensor.js';
+
+export interface ClassifierConfig {
+  imgSize: number;
+  patchSize: number;
+  inChans: number;
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  mlpRatio: number;
+  eps: number;
+  numClasses: number;
+  /** true: mean of the patch tokens + fc_norm (fine-tuning); false: cls token after norm (linear probing) */
+  globalPool: boolean;
+  /** stochastic depth rate of the last block (default 0) */
+  dropPathRate: number;
+  /** a BatchNorm without affine (eps 1e-6) before the head, as the official linear probe (head.0, head.1) */
+  headBatchNorm: boolean;
+  /** std of the trunc-normal head weight init: 2e-5 fine-tuning, 0.01 linear probing */
+  headInitStd: number;
+}
+
+/** The classifier config of an MAE encoder config. */
+export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'eps'>, opts: Partial<ClassifierConfig> = {}): ClassifierConfig {
+  return {
+    imgSize: c.imgSize,
+    patchSize: c.patchSize,
+    inChans: c.inChans,
+    embedDim: c.embedDim,
+    depth: c.depth,
+    numHeads: c.numHeads,
+    mlpRatio: c.mlpRatio,
+    eps: c.eps,
+    numClasses: 10,
+    globalPool: true,
+    dropPathRate: 0,
+    headBatchNorm: false,
+    headInitStd: 2e-5,
+    ...opts,
+  };
+}
+
+/**
+ * Drop path (stochastic depth) of a residual branch x [B, ...]: in training each sample's branch is zeroed with
+ * probability p and the kept ones are scaled by 1 / (1 - p) (timm DropPath, scale_by_keep); identity otherwise.
+ */
+export function dropPath(x: Tensor, p: number, training: boolean, gen: Generator): Tensor {
+  if (!training || p <= 0) return x;
+  if (p >= 1) throw new Error(`dropPath: rate must be < 1, got ${p}`);
+  const B = x.shape[0]!;
+  const per = x.size / B;
+  const keep = 1 - p;
+  const m = new Float32Array(x.size);
+  for (let b = 0; b < B; b++) {
+    const v = gen.uniform() < keep ? 1 / keep : 0;
+    if (v !== 0) m.fill(v, b * per, (b + 1) * per);
+  }
+  return ops.mul(x, Tensor.fromArray(m, x.shape));
+}
+
+/** BatchNorm1d(affine=False, eps 1e-6): only the running statistics, stored but not trained. */
+export class BatchNormNoAffine extends Module {
+  readonly running_mean: Tensor;
+  readonly running_var: Tensor;
+  constructor(
+    readonly features: number,
+    readonly eps = 1e-6,
+    readonly momentum = 0.1,
+  ) {
+    super();
+    this.running_mean = this.param('running_mean', Tensor.zeros([features]), false);
+    this.running_var = this.param('running_var', Tensor.ones([features]), false);
+  }
+  forward(x: Tensor): Tensor {
+    return ops.batchNorm(x, this.running_mean, this.running_var, this.training, this.momentum, this.eps);
+  }
+}
+
+/** The linear-probe head: head.0 (BatchNorm without affine), head.1 (Linear). */
+export class ProbeHead extends Module {
+  readonly bn: BatchNormNoAffine;
+  readonly fc: Linear;
+  constructor(inFeatures: number, numClasses: number, initStd: number, gen: Generator) {
+    super();
+    this.bn = this.module('0', new BatchNormNoAffine(inFeatures));
+    this.fc = this.module('1', headLinear(inFeatures, numClasses, initStd, gen));
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc.forward(this.bn.forward(x));
+  }
+}
+
+function headLinear(inFeatures: number, numClasses: number, std: number, gen: Generator): Linear {
+  const l = new Linear(inFeatures, numClasses, gen);
+  const w = init.truncNormal([numClasses, inFeatures], std, gen).keep();
+  l.weight.write(w.dataSync());
+  w.dispose();
+  return l;
+}
+
+export class VisionTransformerClassifier extends Module {
+  readonly config: ClassifierConfig;
+  readonly numPatches: number;
+  readonly patch_embed: PatchEmbed;
+  readonly cls_token: Tensor;
+  readonly pos_embed: Tensor;
+  readonly blocks: ModuleList<Block>;
+  readonly norm: LayerNorm | null;
+  readonly fc_norm: LayerNorm | null;
+  readonly head: Linear | ProbeHead;
+  /** drop path rate of each block */
+  readonly dpr: number[];
+  /** draws the drop-path masks */
+  readonly generator: Generator;
+
+  constructor(config: ClassifierConfig, opts: { seed?: number } = {}) {
+    super();
+    const c = config;
+    this.config = { ...c };
+    const gen = new Generator(opts.seed ?? 0);
+    const grid = c.imgSize / c.patchSize;
+    if (!Number.isInteger(grid)) throw new Error(`classifier: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
+    const L = grid * grid;
+    this.numPatches = L;
+    this.patch_embed = this.module('patch_embed', new PatchEmbed(c.imgSize, c.patchSize, c.inChans, c.embedDim, gen));
+    this.cls_token = this.param('cls_token', init.normal([1, 1, c.embedDim], 0.02, gen));
+    this.pos_embed = this.param('pos_embed', Tensor.fromArray(get2dSincosPosEmbed(c.embedDim, grid), [1, L + 1, c.embedDim]));
+    this.blocks = this.module('blocks', new ModuleList(Array.from({ length: c.depth }, () => new Block(c.embedDim, c.numHeads, c.mlpRatio, gen, c.eps))));
+    this.dpr = Array.from({ length: c.depth }, (_, i) => (c.depth > 1 ? (c.dropPathRate * i) / (c.depth - 1) : 0));
+    this.norm = c.globalPool ? null : this.module('norm', new LayerNorm(c.embedDim, c.eps));
+    this.fc_norm = c.globalPool ? this.module('fc_norm', new LayerNorm(c.embedDim, c.eps)) : null;
+    this.head = this.module(
+      'head',
+      c.headBatchNorm ? new ProbeHead(c.embedDim, c.numClasses, c.headInitStd, gen) : headLinear(c.embedDim, c.numClasses, c.headInitStd, gen),
+    );
+    this.generator = new Generator((opts.seed ?? 0) + 7);
+  }
+
+  /** imgs [B, C, H, W] -> pooled features [B, D] (before the head). */
+  forwardFeatures(imgs: Tensor): Tensor {
+    const c = this.config;
+    const s = imgs.shape;
+    if (s.length !== 4 || s[1] !== c.inChans || s[2] !== c.imgSize || s[3] !== c.imgSize)
+      throw new Error(`classifier: expected images [B, ${c.inChans}, ${c.imgSize}, ${c.imgSize}], got ${shapeStr(s)}`);
+    const L = this.numPatches;
+    let x = ops.add(this.patch_embed.forward(imgs), ops.sliceTokens(this.pos_embed, 1, L));
+    x = ops.catTokens(ops.add(this.cls_token, ops.sliceTokens(this.pos_embed, 0, 1)), x);
+    this.blocks.items.forEach((blk, i) => {
+      const p = this.dpr[i]!;
+      x = ops.add(x, dropPath(blk.attn.forward(blk.norm1.forward(x)), p, this.training, this.generator));
+      x = ops.add(x, dropPath(blk.mlp.forward(blk.norm2.forward(x)), p, this.training, this.generator));
+    });
+    const B = s[0]!;
+    if (this.fc_norm) return this.fc_norm.forward(ops.meanTokens(ops.sliceTokens(x, 1, L)));
+    return ops.reshape(ops.sliceTokens(this.norm!.forward(x), 0, 1), [B, c.embedDim]);
+  }
+
+  /** features [B, D] -> logits [B, numClasses] */
+  forwardHead(features: Tensor): Tensor {
+    return this.head.forward(features);
+  }
+
+  /** imgs [B, C, H, W] -> logits [B, numClasses] */
+  forward(imgs: Tensor): Tensor {
+    return this.forwardHead(this.forwardFeatures(imgs));
+  }
+
+  /** Names of the encoder (everything but the head and fc_norm). */
+  encoderParameterNames(): string[] {
+    return this.namedParameters()
+      .map(([n]) => n)
+      .filter((n) => !n.startsWith('head.') && !n.startsWith('fc_norm.'));
+  }
+
+  /**
+   * Loads encoder weights by their official names from a pre-training state dict (decoder_*, mask_token and, with
+   * global pooling, the encoder's final norm are ignored). Returns what was loaded, ignored and left as initialised.
+   * Throws on mis-shaped keys or when no encoder weight is found.
+   */
+  loadEncoder(state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>): { loaded: string[]; ignored: string[]; missing: string[] } {
+    const own = this.stateDict();
+    const take = new Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>();
+    const ignored: string[] = [];
+    for (const [k, v] of state) {
+      if (own.has(k) && !k.startsWith('head.') && !k.startsWith('fc_norm.')) take.set(k, v);
+      else ignored.push(k);
+    }
+    if (take.size === 0) throw new Error('loadEncoder: the state dict holds no encoder weight of this model (expected official names: cls_token, patch_embed.proj.weight, blocks.0.norm1.weight, ...)');
+    this.loadStateDict(take, { strict: false });
+    const missing = [...own.keys()].filter((k) => !take.has(k));
+    return { loaded: [...take.keys()], ignored, missing };
+  }
+}

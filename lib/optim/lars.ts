@@ -1,0 +1,89 @@
+/**
+ * LARS (layer-wise adaptive rate scaling), as the official MAE util/lars.py used for linear probing:
+ * for every parameter with more than one dimension the gradient gets the weight decay added and is then scaled by
+ * the trust ratio `trustCoefficient * ||p|| / ||dp||` (1 when either norm is 0); biases and other 1-D parameters
+ * take the plain gradient (no decay, no trust ratio). Then heavy-ball momentum: mu = momentum * mu + dp,
+ * p -= lr * mu. The lr of a group is `lr * lrScale`; `lr` is set by the schedule before each step.
+ * The update runs in JavaScript on a copy of each parameter: LARS is meant for the small linear heads of probing.
+ */
+import type { ParamGroup } from '../mae/model.js';
+import { Tensor } from '../tensor.js';
+
+export interface LarsOptions {
+  lr: number;
+  /** default weight decay of groups that do not set one (default 0) */
+  weightDecay?: number;
+  momentum?: number;
+  trustCoefficient?: number;
+}
+
+export class LARS {
+  readonly groups: ParamGroup[];
+  lr: number;
+  readonly momentum: number;
+  readonly trustCoefficient: number;
+  stepCount = 0;
+  private readonly mu = new Map<Tensor, Float32Array>();
+
+  constructor(params: ParamGroup[] | Tensor[], opts: LarsOptions) {
+    if (!(opts.lr >= 0)) throw new Error(`LARS: lr must be non-negative, got ${opts.lr}`);
+    const wd = opts.weightDecay ?? 0;
+    this.groups =
+      params.length > 0 && params[0] instanceof Tensor
+        ? [{ params: params as Tensor[], weightDecay: wd }]
+        : (params as ParamGroup[]).map((g) => ({ ...g }));
+    this.lr = opts.lr;
+    this.momentum = opts.momentum ?? 0.9;
+    this.trustCoefficient = opts.trustCoefficient ?? 0.001;
+  }
+
+  step(): void {
+    this.stepCount++;
+    for (const g of this.groups) {
+      const lr = this.lr * (g.lrScale ?? 1);
+      for (const p of g.params) {
+        if (!p.grad) continue;
+        const w = p.dataSync();
+        const dp = p.grad.dataSync();
+        if (p.shape.length > 1) {
+          const wdk = g.weightDecay;
+          if (wdk !== 0) for (let i = 0; i < dp.length; i++) dp[i] = dp[i]! + wdk * w[i]!;
+          const pn = norm(w);
+          const un = norm(dp);
+          const q = pn > 0 && un > 0 ? (this.trustCoefficient * pn) / un : 1;
+          if (q !== 1) for (let i = 0; i < dp.length; i++) dp[i] = dp[i]! * q;
+        }
+        let mu = this.mu.get(p);
+        if (!mu) {
+          mu = new Float32Array(w.length);
+          this.mu.set(p, mu);
+        }
+        const m = this.momentum;
+        for (let i = 0; i < w.length; i++) {
+          mu[i] = m * mu[i]! + dp[i]!;
+          w[i] = w[i]! - lr * mu[i]!;
+        }
+        p.write(w);
+      }
+    }
+  }
+
+  zeroGrad(): void {
+    for (const g of this.groups)
+      for (const p of g.params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+  }
+
+  /** The momentum buffer of a parameter (for tests and checkpoints). */
+  momentumOf(p: Tensor): Float32Array | undefined {
+    return this.mu.get(p);
+  }
+}
+
+function norm(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
+  return Math.sqrt(s);
+}

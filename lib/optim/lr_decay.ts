@@ -1,0 +1,50 @@
+/**
+ * Layer-wise lr decay for fine-tuning ViTs, as the official MAE util/lr_decay.py (param_groups_lrd, from BEiT):
+ * with numLayers = depth + 1, cls_token, pos_embed and patch_embed.* are layer 0, blocks.{i}.* layer i + 1 and
+ * everything else (norm, fc_norm, head) layer numLayers; a parameter of layer l gets lr scale
+ * decay ** (numLayers - l), so block i gets decay ** (depth + 1 - (i + 1)), the embeddings decay ** (depth + 1)
+ * and the head 1. 1-D parameters (biases, norms) and names in noWeightDecay get no weight decay.
+ */
+import type { ParamGroup } from '../mae/model.js';
+import type { Tensor } from '../tensor.js';
+
+export function layerIdForVit(name: string, numLayers: number): number {
+  if (name === 'cls_token' || name === 'pos_embed') return 0;
+  if (name.startsWith('patch_embed')) return 0;
+  if (name.startsWith('blocks.')) return Number(name.split('.')[1]) + 1;
+  return numLayers;
+}
+
+export interface LrdOptions {
+  weightDecay?: number;
+  /** default ['pos_embed', 'cls_token'] (the official model.no_weight_decay()) */
+  noWeightDecay?: readonly string[];
+  layerDecay?: number;
+}
+
+/** Groups by (layer, decay / no decay), in order of first appearance, each with its lrScale. */
+export function paramGroupsLrd(
+  model: { namedParameters(): [string, Tensor][] },
+  depth: number,
+  opts: LrdOptions = {},
+): ParamGroup[] {
+  const wd = opts.weightDecay ?? 0.05;
+  const noWd = new Set(opts.noWeightDecay ?? ['pos_embed', 'cls_token']);
+  const decay = opts.layerDecay ?? 0.75;
+  const numLayers = depth + 1;
+  const groups = new Map<string, ParamGroup & { names: string[] }>();
+  for (const [name, p] of model.namedParameters()) {
+    if (!p.requiresGrad) continue;
+    const noDecay = p.shape.length === 1 || noWd.has(name);
+    const layer = layerIdForVit(name, numLayers);
+    const key = `layer_${layer}_${noDecay ? 'no_decay' : 'decay'}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { names: [], params: [], weightDecay: noDecay ? 0 : wd, lrScale: decay ** (numLayers - layer) };
+      groups.set(key, g);
+    }
+    g.names.push(name);
+    g.params.push(p);
+  }
+  return [...groups.values()];
+}

@@ -1,0 +1,116 @@
+/**
+ * Classification metrics and the `mae eval` job: top-k accuracy, the confusion matrix, and the confusion matrix as
+ * a PNG heat map (rows: true class, columns: predicted class, white -> dark blue by the row-normalised count).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { noGrad } from '../autograd.js';
+import type { VisionTransformerClassifier } from '../classify/model.js';
+import { DataLoader, type Dataset } from '../data/index.js';
+import { Tensor, tidy } from '../tensor.js';
+import { writePng, type Image8 } from '../viz/png.js';
+
+export interface ClassificationMetrics {
+  n: number;
+  top1: number;
+  top5: number;
+  /** [numClasses * numClasses], row = true class, column = predicted */
+  confusion: Int32Array;
+  numClasses: number;
+}
+
+/** Accumulates logits batch by batch. */
+export class MetricAccumulator {
+  n = 0;
+  private hits1 = 0;
+  private hits5 = 0;
+  readonly confusion: Int32Array;
+  constructor(readonly numClasses: number) {
+    this.confusion = new Int32Array(numClasses * numClasses);
+  }
+  /** logits [B, C], labels [B] */
+  add(logits: Float32Array, labels: ArrayLike<number>): void {
+    const C = this.numClasses;
+    const B = labels.length;
+    if (logits.length !== B * C) throw new Error(`metrics: ${logits.length} logits do not match ${B} labels x ${C} classes`);
+    for (let i = 0; i < B; i++) {
+      const y = labels[i]!;
+      const row = logits.subarray(i * C, (i + 1) * C);
+      let best = 0;
+      for (let c = 1; c < C; c++) if (row[c]! > row[best]!) best = c;
+      // rank of the true class: the number of classes scored higher (ties count against it)
+      let higher = 0;
+      for (let c = 0; c < C; c++) if (c !== y && (row[c]! > row[y]! || (row[c]! === row[y]! && c < y))) higher++;
+      if (best === y) this.hits1++;
+      if (higher < 5) this.hits5++;
+      this.confusion[y * C + best]!++;
+      this.n++;
+    }
+  }
+  result(): ClassificationMetrics {
+    return { n: this.n, top1: this.n ? this.hits1 / this.n : NaN, top5: this.n ? this.hits5 / this.n : NaN, confusion: this.confusion, numClasses: this.numClasses };
+  }
+}
+
+export function topkAccuracy(logits: Float32Array, labels: ArrayLike<number>, numClasses: number): { top1: number; top5: number } {
+  const m = new MetricAccumulator(numClasses);
+  m.add(logits, labels);
+  const r = m.result();
+  return { top1: r.top1, top5: r.top5 };
+}
+
+/** The confusion matrix as an RGB heat map: `cell` px per entry, 1 px grid lines, diagonal outlined in red. */
+export function confusionImage(confusion: Int32Array, numClasses: number, opts: { cell?: number } = {}): Image8 {
+  const C = numClasses;
+  const cell = opts.cell ?? 24;
+  const size = C * cell + C + 1;
+  const pixels = new Uint8Array(size * size * 3).fill(160);
+  for (let r = 0; r < C; r++) {
+    let rowSum = 0;
+    for (let c = 0; c < C; c++) rowSum += confusion[r * C + c]!;
+    for (let c = 0; c < C; c++) {
+      const v = rowSum ? confusion[r * C + c]! / rowSum : 0;
+      // white (0) -> dark blue (1)
+      const rgb = [Math.round(255 * (1 - v) + 8 * v), Math.round(255 * (1 - v) + 48 * v), Math.round(255 * (1 - v) + 107 * v)];
+      const y0 = 1 + r * (cell + 1);
+      const x0 = 1 + c * (cell + 1);
+      for (let y = 0; y < cell; y++)
+        for (let x = 0; x < cell; x++) {
+          const border = r === c && (y === 0 || x === 0 || y === cell - 1 || x === cell - 1);
+          const o = ((y0 + y) * size + x0 + x) * 3;
+          pixels[o] = border ? 220 : rgb[0]!;
+          pixels[o + 1] = border ? 30 : rgb[1]!;
+          pixels[o + 2] = border ? 30 : rgb[2]!;
+        }
+    }
+  }
+  return { width: size, height: size, channels: 3, pixels };
+}
+
+export async function writeConfusionPng(path: string, confusion: Int32Array, numClasses: number): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  await writePng(path, confusionImage(confusion, numClasses));
+}
+
+/** Top-1 / top-5 and the confusion matrix of a classifier on a dataset (eval transform, no augmentation). */
+export async function evaluateClassifier(
+  model: VisionTransformerClassifier,
+  dataset: Dataset,
+  opts: { batchSize?: number; workers?: number } = {},
+): Promise<ClassificationMetrics> {
+  const c = model.config;
+  const wasTraining = model.training;
+  model.eval();
+  const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 256, shuffle: false, augment: false, imageSize: c.imgSize, inChans: c.inChans, workers: opts.workers ?? 1 });
+  const acc = new MetricAccumulator(c.numClasses);
+  try {
+    for await (const batch of loader.epoch(0)) {
+      const logits = noGrad(() => tidy(() => model.forward(Tensor.fromArray(batch.images, batch.shape)).dataSync()));
+      acc.add(logits, batch.labels);
+    }
+  } finally {
+    await loader.close();
+    model.train(wasTraining);
+  }
+  return acc.result();
+}

@@ -1,0 +1,264 @@
+/**
+ * End-to-end fine-tuning (the official main_finetune.py / engine_finetune.py recipe) of the ViT classifier on the
+ * MAE encoder, or of the same classifier from random initialisation (`fromScratch`, the baseline: same recipe):
+ *   global average pooling of the patch tokens + fc_norm + head (trunc-normal std 2e-5), drop path;
+ *   AdamW (0.9, 0.999), weight decay 0.05 except 1-D parameters, pos_embed and cls_token; layer-wise lr decay
+ *   (util/lr_decay.py); lr = blr * batch * accumIter / 256 with linear warm-up then cosine to minLr, set every
+ *   iteration from the fractional epoch; RandomResizedCrop + flip, random erasing (p 0.25, pixel mode, on
+ *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
+ *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
+ */
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setImmediate as yieldNow } from 'node:timers/promises';
+import { CLASSIFIER_FILE, classifierFromPretrain, saveClassifier } from '../classify/checkpoint.js';
+import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
+import { DataLoader } from '../data/index.js';
+import { getPreset, type MaeConfig } from '../mae/presets.js';
+import { native } from '../native.js';
+import { AdamW } from '../optim/adamw.js';
+import { paramGroupsLrd } from '../optim/lr_decay.js';
+import { cosineLr, scaledLr } from '../optim/schedule.js';
+import * as ops from '../ops/index.js';
+import { Generator } from '../random.js';
+import { Tensor, tidy } from '../tensor.js';
+import { openDataset, type DataSource } from './data.js';
+import { evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
+import { Mixup, randomErasing } from './mixup.js';
+
+export interface FinetuneOptions {
+  /** a pre-training checkpoint (file or run folder): its encoder weights, or only its architecture with fromScratch */
+  checkpoint?: string;
+  /** random initialisation instead of the checkpoint's weights (the from-scratch baseline) */
+  fromScratch?: boolean;
+  /** without a checkpoint: a preset (default mae_vit_tiny_patch4_28) and overrides */
+  preset?: string;
+  config?: Partial<MaeConfig>;
+  data?: DataSource;
+  testData?: DataSource;
+  outDir?: string;
+  epochs?: number;
+  batchSize?: number;
+  accumIter?: number;
+  blr?: number;
+  lr?: number;
+  minLr?: number;
+  warmupEpochs?: number;
+  weightDecay?: number;
+  layerDecay?: number;
+  dropPath?: number;
+  smoothing?: number;
+  mixup?: number;
+  cutmix?: number;
+  mixupProb?: number;
+  mixupSwitchProb?: number;
+  /** random erasing probability (0.25) */
+  reprob?: number;
+  /** RandomResizedCrop area range (default [0.08, 1], timm's) */
+  cropScale?: [number, number];
+  /** horizontal flip probability (default 0.5) */
+  flipProb?: number;
+  seed?: number;
+  threads?: number;
+  workers?: number;
+  /** evaluate on the test split every N epochs (default 0: only at the end) */
+  evalEvery?: number;
+  /** optimizer steps per log line (default 20) */
+  logEvery?: number;
+  onEvent?: (e: FinetuneEvent) => void;
+}
+
+export type FinetuneEvent =
+  | { type: 'start'; parameters: number; loaded: number; ignored: string[]; missing: string[]; trainSamples: number; totalSteps: number; lr: number; fromScratch: boolean }
+  | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number }
+  | { type: 'epoch'; epoch: number; loss: number; seconds: number; top1?: number }
+  | { type: 'end'; top1: number; top5: number; seconds: number };
+
+export interface FinetuneResult {
+  top1: number;
+  top5: number;
+  metrics: ClassificationMetrics;
+  epochLosses: number[];
+  history: { epoch: number; loss: number; top1?: number }[];
+  seconds: number;
+  trainSeconds: number;
+  outDir: string;
+}
+
+export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
+  const started = performance.now();
+  const emit = options.onEvent ?? (() => {});
+  const epochs = options.epochs ?? 100;
+  const batchSize = options.batchSize ?? 64;
+  const accumIter = options.accumIter ?? 1;
+  const warmupEpochs = options.warmupEpochs ?? Math.min(5, epochs / 10);
+  const seed = options.seed ?? 0;
+  const fromScratch = options.fromScratch ?? false;
+  const outDir = options.outDir ?? (fromScratch ? 'runs/scratch' : 'runs/finetune');
+  mkdirSync(outDir, { recursive: true });
+  if (options.threads !== undefined) native.setNumThreads(options.threads);
+  if (!options.checkpoint && !fromScratch) throw new Error('finetune: pass a pre-training checkpoint, or fromScratch for the baseline');
+
+  const numClassesGuess = 10;
+  const clsOpts = { numClasses: numClassesGuess, globalPool: true, dropPathRate: options.dropPath ?? 0.1, headInitStd: 2e-5, seed };
+  let model: VisionTransformerClassifier;
+  let loaded: string[] = [];
+  let ignored: string[] = [];
+  let missing: string[] = [];
+  let data = options.data;
+  if (options.checkpoint) {
+    const r = await classifierFromPretrain(options.checkpoint, { ...clsOpts, fromScratch });
+    ({ model, loaded, ignored, missing } = r);
+    if (!data && r.pretrainOptions.data) data = { ...(r.pretrainOptions.data as DataSource), limit: undefined };
+  } else {
+    const mc = { ...getPreset(options.preset ?? 'mae_vit_tiny_patch4_28'), ...options.config };
+    const { seed: s, ...rest } = clsOpts;
+    model = new VisionTransformerClassifier(classifierConfigFrom(mc, rest), { seed: s });
+    missing = [...model.stateDict().keys()];
+  }
+  data ??= { kind: 'fashion-mnist' };
+  const trainSet = await openDataset(data, 'train');
+  const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
+  if (trainSet.numClasses && trainSet.numClasses !== model.config.numClasses)
+    throw new Error(`finetune: the data has ${trainSet.numClasses} classes, the head ${model.config.numClasses}`);
+  const numClasses = model.config.numClasses;
+  const c = model.config;
+  model.train();
+
+  const groups = paramGroupsLrd(model, c.depth, { weightDecay: options.weightDecay ?? 0.05, layerDecay: options.layerDecay ?? 0.75 });
+  const effectiveBatch = batchSize * accumIter;
+  const lr = options.lr ?? scaledLr(options.blr ?? 1e-3, effectiveBatch);
+  const minLr = options.minLr ?? 1e-6;
+  const opt = new AdamW(groups, { lr, betas: [0.9, 0.999] });
+  const loader = new DataLoader(trainSet, { batchSize, seed, augment: true, dropLast: true, scale: options.cropScale ?? [0.08, 1], flipProb: options.flipProb ?? 0.5, imageSize: c.imgSize, inChans: c.inChans, workers: options.workers ?? 1 });
+  const stepsPerEpoch = loader.stepsPerEpoch;
+  const stepsPerEpochOpt = Math.floor(stepsPerEpoch / accumIter);
+  if (stepsPerEpochOpt < 1) throw new Error(`finetune: ${stepsPerEpoch} batches per epoch are fewer than accumIter ${accumIter}`);
+  const totalSteps = stepsPerEpochOpt * epochs;
+  const mix = new Mixup({
+    mixupAlpha: options.mixup ?? 0.8,
+    cutmixAlpha: options.cutmix ?? 1.0,
+    prob: options.mixupProb ?? 1,
+    switchProb: options.mixupSwitchProb ?? 0.5,
+    labelSmoothing: options.smoothing ?? 0.1,
+    numClasses,
+  });
+  const reprob = options.reprob ?? 0.25;
+  const augGen = new Generator(seed + 1000);
+  emit({ type: 'start', parameters: model.numParameters(), loaded: loaded.length, ignored, missing, trainSamples: trainSet.length, totalSteps, lr, fromScratch });
+
+  const logPath = join(outDir, 'log.jsonl');
+  writeFileSync(logPath, '');
+  const logEvery = options.logEvery ?? 20;
+  const scaleGrad = Tensor.full([1], 1 / accumIter).keep();
+  const epochLosses: number[] = [];
+  const history: { epoch: number; loss: number; top1?: number }[] = [];
+  let step = 0;
+  const trainStart = performance.now();
+  let windowStart = performance.now();
+  let windowImages = 0;
+  let windowLoss = 0;
+  let windowSteps = 0;
+  try {
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const t0 = performance.now();
+      let sum = 0;
+      let n = 0;
+      let micro = 0;
+      opt.zeroGrad();
+      for await (const batch of loader.epoch(epoch)) {
+        const it = batch.step;
+        if (it >= stepsPerEpochOpt * accumIter) break;
+        if (it % accumIter === 0) opt.lr = cosineLr(epoch + it / stepsPerEpoch, { lr, minLr, warmupEpochs, epochs });
+        const images = batch.images;
+        if (reprob > 0) randomErasing(images, batch.shape, augGen, { probability: reprob });
+        const loss = tidy(() => {
+          let target: Tensor;
+          let smoothing = 0;
+          if (mix.enabled) {
+            const r = mix.apply(images, batch.shape, batch.labels, augGen);
+            target = Tensor.fromArray(r.targets, [batch.size, numClasses]);
+          } else {
+            target = Tensor.fromArray(batch.labels, [batch.size]);
+            smoothing = options.smoothing ?? 0.1;
+          }
+          const l = ops.crossEntropy(model.forward(Tensor.fromArray(images, batch.shape)), target, smoothing);
+          const v = l.item();
+          if (Number.isFinite(v)) l.backward(scaleGrad);
+          return v;
+        });
+        if (!Number.isFinite(loss)) throw new Error(`finetune: the loss became ${loss} at epoch ${epoch}, iteration ${it}; lower the lr`);
+        micro += loss;
+        windowImages += batch.size;
+        if ((it + 1) % accumIter !== 0) continue;
+        opt.step();
+        opt.zeroGrad();
+        const stepLoss = micro / accumIter;
+        micro = 0;
+        sum += stepLoss;
+        n++;
+        step++;
+        windowLoss += stepLoss;
+        windowSteps++;
+        const now = performance.now();
+        const imgPerSec = (windowImages / (now - windowStart)) * 1000;
+        emit({ type: 'step', step, totalSteps, epoch: epoch + (it + 1) / stepsPerEpoch, lr: opt.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - step) * effectiveBatch) / imgPerSec });
+        if (step % logEvery === 0 || step === totalSteps) {
+          appendFileSync(logPath, JSON.stringify({ step, epoch: epoch + (it + 1) / stepsPerEpoch, lr: opt.lr, loss: windowLoss / windowSteps, imgPerSec: Math.round(imgPerSec * 10) / 10, time: new Date().toISOString() }) + '\n');
+          windowLoss = 0;
+          windowSteps = 0;
+          windowImages = 0;
+          windowStart = performance.now();
+        }
+        await yieldNow();
+      }
+      const mean = sum / Math.max(1, n);
+      epochLosses.push(mean);
+      const every = options.evalEvery ?? 0;
+      let top1: number | undefined;
+      if (every > 0 && (epoch + 1) % every === 0 && epoch + 1 < epochs) top1 = (await evaluateClassifier(model, testSet, { workers: options.workers ?? 1 })).top1;
+      history.push({ epoch: epoch + 1, loss: mean, ...(top1 !== undefined ? { top1 } : {}) });
+      appendFileSync(logPath, JSON.stringify({ epochEnd: epoch + 1, loss: mean, ...(top1 !== undefined ? { top1 } : {}), seconds: (performance.now() - t0) / 1000 }) + '\n');
+      emit({ type: 'epoch', epoch: epoch + 1, loss: mean, seconds: (performance.now() - t0) / 1000, ...(top1 !== undefined ? { top1 } : {}) });
+    }
+  } finally {
+    scaleGrad.dispose();
+    await loader.close();
+  }
+  const trainSeconds = (performance.now() - trainStart) / 1000;
+  const metrics = await evaluateClassifier(model, testSet, { workers: options.workers ?? 1 });
+  await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
+  const recipe = {
+    checkpoint: options.checkpoint ?? null,
+    fromScratch,
+    data,
+    epochs,
+    batchSize,
+    accumIter,
+    lr,
+    minLr,
+    warmupEpochs,
+    weightDecay: options.weightDecay ?? 0.05,
+    layerDecay: options.layerDecay ?? 0.75,
+    dropPath: options.dropPath ?? 0.1,
+    smoothing: options.smoothing ?? 0.1,
+    mixup: mix.mixupAlpha,
+    cutmix: mix.cutmixAlpha,
+    mixupProb: mix.prob,
+    mixupSwitchProb: mix.switchProb,
+    reprob,
+    cropScale: options.cropScale ?? [0.08, 1],
+    flipProb: options.flipProb ?? 0.5,
+    seed,
+  };
+  await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: fromScratch ? 'scratch' : 'finetune', recipe, top1: metrics.top1, top5: metrics.top5 });
+  const seconds = (performance.now() - started) / 1000;
+  writeFileSync(
+    join(outDir, 'results.json'),
+    JSON.stringify({ job: fromScratch ? 'from-scratch' : 'finetune', ...recipe, loadedKeys: loaded.length, ignoredKeys: ignored, trainSamples: trainSet.length, testSamples: testSet.length, top1: metrics.top1, top5: metrics.top5, history, trainSeconds, seconds, confusion: Array.from(metrics.confusion) }, null, 2) + '\n',
+  );
+  emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
+  opt.dispose();
+  model.dispose();
+  return { top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, history, seconds, trainSeconds, outDir };
+}

@@ -1,0 +1,187 @@
+/**
+ * A k-nearest-neighbour monitor of encoder features, as the common SSL kNN monitors (InstDisc, DINO): features are
+ * L2-normalised, each query takes the k most cosine-similar training features, and each neighbour votes for its
+ * class with weight exp(similarity / temperature); the prediction is the class with the largest total.
+ * Similarities are computed with the native matrix product in chunks of queries.
+ */
+import { noGrad } from '../autograd.js';
+import { DataLoader, type Dataset } from '../data/index.js';
+import type { MaskedAutoencoder } from '../mae/model.js';
+import * as ops from '../ops/index.js';
+import { Tensor, tidy } from '../tensor.js';
+
+export interface Features {
+  /** [n, dim] */
+  features: Float32Array;
+  labels: Int32Array;
+  n: number;
+  dim: number;
+}
+
+export type FeaturePool = 'cls' | 'avg' | 'cls+avg';
+
+/**
+ * Encoder features of whole images (no masking, eval transform): the cls token of the final-normed output ('cls',
+ * the linear-probe features), the mean of the normed patch tokens ('avg') or both concatenated ('cls+avg').
+ */
+export async function extractFeatures(
+  model: MaskedAutoencoder,
+  dataset: Dataset,
+  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; onProgress?: (done: number, total: number) => void } = {},
+): Promise<Features> {
+  const c = model.config;
+  const pool = opts.pool ?? 'cls';
+  const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
+  const n = dataset.length;
+  const features = new Float32Array(n * D);
+  const labels = new Int32Array(n);
+  const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 256, shuffle: false, augment: false, imageSize: c.imgSize, inChans: c.inChans, workers: opts.workers ?? 1 });
+  let at = 0;
+  try {
+    for await (const batch of loader.epoch(0)) {
+      const f = noGrad(() =>
+        tidy(() => {
+          const x = model.embed(Tensor.fromArray(batch.images, batch.shape));
+          const L = x.shape[1]! - 1;
+          const B = x.shape[0]!;
+          const cls = () => ops.reshape(ops.sliceTokens(x, 0, 1), [B, c.embedDim]);
+          const avg = () => ops.meanTokens(ops.sliceTokens(x, 1, L));
+          if (pool === 'cls') return cls().dataSync();
+          if (pool === 'avg') return avg().dataSync();
+          const a = cls().dataSync();
+          const m = avg().dataSync();
+          const out = new Float32Array(B * D);
+          for (let b = 0; b < B; b++) {
+            out.set(a.subarray(b * c.embedDim, (b + 1) * c.embedDim), b * D);
+            out.set(m.subarray(b * c.embedDim, (b + 1) * c.embedDim), b * D + c.embedDim);
+          }
+          return out;
+        }),
+      );
+      features.set(f, at * D);
+      labels.set(batch.labels, at);
+      at += batch.size;
+      opts.onProgress?.(at, n);
+    }
+  } finally {
+    await loader.close();
+  }
+  return { features, labels, n, dim: D };
+}
+
+/** Flattened normalised pixels as features (the raw-pixel baseline). */
+export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number } = {}): Promise<Features> {
+  const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, ...(opts.imageSize ? { imageSize: opts.imageSize } : {}), ...(opts.inChans ? { inChans: opts.inChans } : {}), workers: opts.workers ?? 1 });
+  const n = dataset.length;
+  let features: Float32Array | null = null;
+  const labels = new Int32Array(n);
+  let dim = 0;
+  let at = 0;
+  try {
+    for await (const batch of loader.epoch(0)) {
+      dim = batch.images.length / batch.size;
+      features ??= new Float32Array(n * dim);
+      features.set(batch.images, at * dim);
+      labels.set(batch.labels, at);
+      at += batch.size;
+    }
+  } finally {
+    await loader.close();
+  }
+  return { features: features!, labels, n, dim };
+}
+
+export function l2Normalize(x: Float32Array, dim: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i += dim) {
+    let s = 0;
+    for (let k = 0; k < dim; k++) s += x[i + k]! * x[i + k]!;
+    const r = 1 / Math.max(Math.sqrt(s), 1e-12);
+    for (let k = 0; k < dim; k++) out[i + k] = x[i + k]! * r;
+  }
+  return out;
+}
+
+export interface KnnOptions {
+  k?: number;
+  temperature?: number;
+  numClasses?: number;
+  /** queries per similarity chunk (default 256) */
+  chunk?: number;
+}
+
+export interface KnnResult {
+  top1: number;
+  top5: number;
+  n: number;
+  /** predicted class of every query */
+  predictions: Int32Array;
+}
+
+/** Weighted kNN classification of `query` by `bank` (cosine similarity, k = 20, temperature 0.07 by default). */
+export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
+  const k = Math.min(opts.k ?? 20, bank.n);
+  const T = opts.temperature ?? 0.07;
+  let C = opts.numClasses ?? 0;
+  if (!C) for (const y of bank.labels) C = Math.max(C, y + 1);
+  if (bank.dim !== query.dim) throw new Error(`knn: bank features have ${bank.dim} dims, queries ${query.dim}`);
+  const D = bank.dim;
+  const bankT = Tensor.fromArray(l2Normalize(bank.features, D), [bank.n, D]).keep();
+  const q = l2Normalize(query.features, D);
+  const chunk = opts.chunk ?? 256;
+  const predictions = new Int32Array(query.n);
+  let hits1 = 0;
+  let hits5 = 0;
+  const topSim = new Float64Array(k);
+  const topIdx = new Int32Array(k);
+  const scores = new Float64Array(C);
+  try {
+    for (let s = 0; s < query.n; s += chunk) {
+      const m = Math.min(chunk, query.n - s);
+      const sims = noGrad(() => tidy(() => ops.linear(Tensor.fromArray(q.subarray(s * D, (s + m) * D), [m, D]), bankT).dataSync()));
+      for (let i = 0; i < m; i++) {
+        const row = sims.subarray(i * bank.n, (i + 1) * bank.n);
+        // the k largest, kept sorted descending by insertion
+        let filled = 0;
+        for (let j = 0; j < bank.n; j++) {
+          const v = row[j]!;
+          if (filled === k && v <= topSim[k - 1]!) continue;
+          let p = filled < k ? filled++ : k - 1;
+          while (p > 0 && topSim[p - 1]! < v) {
+            topSim[p] = topSim[p - 1]!;
+            topIdx[p] = topIdx[p - 1]!;
+            p--;
+          }
+          topSim[p] = v;
+          topIdx[p] = j;
+        }
+        scores.fill(0);
+        for (let t = 0; t < filled; t++) scores[bank.labels[topIdx[t]!]!]! += Math.exp(topSim[t]! / T);
+        const y = query.labels[s + i]!;
+        let best = 0;
+        for (let c = 1; c < C; c++) if (scores[c]! > scores[best]!) best = c;
+        let higher = 0;
+        for (let c = 0; c < C; c++) if (c !== y && (scores[c]! > scores[y]! || (scores[c] === scores[y] && c < y))) higher++;
+        predictions[s + i] = best;
+        if (best === y) hits1++;
+        if (higher < 5) hits5++;
+      }
+    }
+  } finally {
+    bankT.dispose();
+  }
+  return { top1: hits1 / query.n, top5: hits5 / query.n, n: query.n, predictions };
+}
+
+/** kNN accuracy of an MAE encoder: features of `train` as the bank, `test` as queries. */
+export async function knnEvaluate(
+  model: MaskedAutoencoder,
+  train: Dataset,
+  test: Dataset,
+  opts: KnnOptions & { pool?: FeaturePool; batchSize?: number; workers?: number } = {},
+): Promise<KnnResult> {
+  const fo = { pool: opts.pool ?? 'cls', batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
+  const bank = await extractFeatures(model, train, fo);
+  const query = await extractFeatures(model, test, fo);
+  return knnClassify(bank, query, { ...opts, numClasses: opts.numClasses ?? (train.numClasses || undefined) });
+}

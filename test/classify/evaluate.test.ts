@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { MetricAccumulator, confusionImage, topkAccuracy } from '../../lib/train/evaluate.js';
+import { knnClassify, l2Normalize } from '../../lib/train/knn.js';
+
+describe('classification metrics', () => {
+  it('computes top-1, top-5 and the confusion matrix', () => {
+    // 3 samples, 6 classes
+    const logits = Float32Array.from([
+      9, 8, 7, 6, 5, 4, // true 0: top-1 hit
+      9, 8, 7, 6, 5, 4, // true 4: rank 5 -> top-5 hit, predicted 0
+      9, 8, 7, 6, 5, 4, // true 5: rank 6 -> miss
+    ]);
+    const labels = [0, 4, 5];
+    const { top1, top5 } = topkAccuracy(logits, labels, 6);
+    expect(top1).toBeCloseTo(1 / 3, 10);
+    expect(top5).toBeCloseTo(2 / 3, 10);
+    const m = new MetricAccumulator(6);
+    m.add(logits, labels);
+    const r = m.result();
+    expect(r.n).toBe(3);
+    expect(r.confusion[0 * 6 + 0]).toBe(1);
+    expect(r.confusion[4 * 6 + 0]).toBe(1);
+    expect(r.confusion[5 * 6 + 0]).toBe(1);
+    expect(r.confusion.reduce((a, b) => a + b, 0)).toBe(3);
+  });
+
+  it('draws the confusion matrix as a heat map: a dark cell where a row is concentrated, white where empty', () => {
+    const cm = Int32Array.from([10, 0, 5, 5]);
+    const img = confusionImage(cm, 2, { cell: 4 });
+    expect(img.width).toBe(2 * 4 + 3);
+    expect(img.channels).toBe(3);
+    const px = (x: number, y: number) => Array.from(img.pixels.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3));
+    expect(px(3, 2)).toEqual([8, 48, 107]); // row 0, col 0: all of the row (inside the red diagonal outline)
+    expect(px(7, 2)).toEqual([255, 255, 255]); // row 0, col 1: nothing
+    const half = px(7, 7); // row 1, col 0: half
+    expect(half[0]).toBe(Math.round(255 * 0.5 + 8 * 0.5));
+  });
+});
+
+describe('kNN monitor', () => {
+  it('votes with exp(sim / T) over the k nearest by cosine similarity', () => {
+    // bank: 3 of class 0 near (1, 0), 2 of class 1 near (0, 1)
+    const bank = { features: Float32Array.from([1, 0, 0.9, 0.1, 0.8, 0.2, 0.1, 0.9, 0, 1]), labels: Int32Array.from([0, 0, 0, 1, 1]), n: 5, dim: 2 };
+    const query = { features: Float32Array.from([2, 0.1, 0.05, 3, 1, 1.2]), labels: Int32Array.from([0, 1, 1]), n: 3, dim: 2 };
+    const r = knnClassify(bank, query, { k: 2, temperature: 0.07 });
+    expect(Array.from(r.predictions)).toEqual([0, 1, 1]);
+    expect(r.top1).toBe(1);
+    // with k = 5 the majority class wins the third query only through the similarity weights: compute by hand
+    const b = l2Normalize(bank.features, 2);
+    const q = l2Normalize(query.features, 2).subarray(4, 6);
+    const s = [0, 1, 2, 3, 4].map((i) => Math.exp((b[2 * i]! * q[0]! + b[2 * i + 1]! * q[1]!) / 0.07));
+    const expected = s[0]! + s[1]! + s[2]! > s[3]! + s[4]! ? 0 : 1;
+    expect(knnClassify(bank, query, { k: 5 }).predictions[2]).toBe(expected);
+  });
+});

@@ -1,0 +1,180 @@
+// SLOW TEST (about 20-60 s): the package as a user gets it. `npm pack`s this checkout, installs the tarball into a
+// fresh temp project with `npm install --offline` (dependencies from the npm cache; the registry when the cache
+// lacks them), then, with a PATH holding only `node` and `npm` (no compiler, no CMake), runs the installed `mae info`
+// and a two-step pre-training on synthetic data (PATH: node, npm, sh), checks the tarball's contents and size, type-checks a consumer
+// .ts file against the installed types, and checks the error when no binary can be loaded.
+//
+// Needs `npm run build` (dist/) and `npm run build:prebuilds` (prebuilds/linux-x64/, the prebuilt addon) first;
+// .ci/run does both. Without prebuilds/ the suite is skipped with a message, unless MAE_PACKAGE_TEST=require (set by
+// .ci/run), which makes that a failure. MAE_PACKAGE_TEST=skip skips it.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const tuple = `${process.platform}-${process.arch}`;
+const prebuilt = join(root, 'prebuilds', tuple, 'masked-autoencoder.napi.glibc.node');
+const mode = process.env.MAE_PACKAGE_TEST ?? '';
+const ready = existsSync(prebuilt) && existsSync(join(root, 'dist', 'lib', 'index.js'));
+if (!ready && mode !== 'skip')
+  console.warn(
+    `test/package.test.ts: ${mode === 'require' ? 'FAILING' : 'skipped'}: needs ${prebuilt} and dist/ ` +
+      '(run npm run build && npm run build:prebuilds)',
+  );
+
+// Upper bounds on the tarball, with the CUDA library in it. Measured (2026-11-26, OpenBLAS 0.3.21 static, CUDA 13.0
+// for sm_80/86/89/90 + compute_90 PTX): 10.9 MB packed, 43.6 MB unpacked; the addon is 25.6 MB of which ~25 MB is
+// OpenBLAS's kernels for every x86 CPU (DYNAMIC_ARCH), libmae_cuda.so 17.1 MB. The bounds leave ~50% for growth
+// (another GPU architecture adds ~3 MB unpacked); going past them means something unintended got packed.
+const MAX_PACKED = 16e6;
+const MAX_UNPACKED = 64e6;
+
+describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm package, installed (slow)', () => {
+  let tmp = '';
+  let app = '';
+  let bin = '';
+  let pack: { filename: string; size: number; unpackedSize: number; files: { path: string }[] } | undefined;
+  let env: NodeJS.ProcessEnv = {};
+
+  function run(cmd: string, args: string[], cwd: string, timeout = 120_000): SpawnSyncReturns<string> {
+    return spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout });
+  }
+  const pkgDir = () => join(app, 'node_modules', 'masked-autoencoder');
+  const mae = (args: string[]) => run(join(app, 'node_modules', '.bin', 'mae'), args, app);
+
+  beforeAll(() => {
+    expect(ready, `needs ${prebuilt} and dist/: run npm run build && npm run build:prebuilds`).toBe(true);
+    tmp = mkdtempSync(join(tmpdir(), 'mae-package-'));
+    // a PATH with node, npm and sh only (sh for dependencies' install scripts, e.g. sharp's check): no compiler, no
+    // CMake, so nothing can be compiled during the install or at run time
+    bin = join(tmp, 'bin');
+    mkdirSync(bin);
+    symlinkSync(process.execPath, join(bin, 'node'));
+    symlinkSync('/bin/sh', join(bin, 'sh'));
+    const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+    symlinkSync(existsSync(npmCli) ? npmCli : '/usr/lib/node_modules/npm/bin/npm-cli.js', join(bin, 'npm'));
+    env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && !k.startsWith('MAE_')));
+    env.PATH = bin;
+
+    const p = run(join(bin, 'npm'), ['pack', '--json', '--pack-destination', tmp], root);
+    expect(p.status, p.stderr).toBe(0);
+    pack = JSON.parse(p.stdout.slice(p.stdout.indexOf('[')))[0];
+
+    app = join(tmp, 'app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    const tgz = join(tmp, pack!.filename);
+    let i = run(join(bin, 'npm'), ['install', '--offline', '--no-audit', '--no-fund', tgz], app);
+    if (i.status !== 0) {
+      console.warn(`npm install --offline failed (${i.stderr.split('\n').find((l) => /error/.test(l))}); installing from the registry`);
+      i = run(join(bin, 'npm'), ['install', '--no-audit', '--no-fund', tgz], app);
+    }
+    expect(i.status, i.stderr).toBe(0);
+  }, 180_000);
+
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('the tarball holds the prebuilt binaries, compiled JS, types and the sources to build from, and nothing else', () => {
+    const files = pack!.files.map((f) => f.path);
+    console.log(
+      `package: ${pack!.filename} ${(pack!.size / 1e6).toFixed(1)} MB packed, ${(pack!.unpackedSize / 1e6).toFixed(1)} MB ` +
+        `unpacked, ${files.length} files`,
+    );
+    for (const f of [
+      `prebuilds/${tuple}/masked-autoencoder.napi.glibc.node`,
+      `prebuilds/${tuple}/libgomp.so.1`,
+      'dist/lib/index.js',
+      'dist/lib/index.d.ts',
+      'dist/lib/cli.js',
+      'CMakeLists.txt',
+      'bindings/addon.cpp',
+      'native/cpu/gemm.cpp',
+      'README.md',
+      'package.json',
+    ])
+      expect(files, f).toContain(f);
+    const stray = files.filter((f) => /^(test|lib|tools|benchmarks|build[^/]*|runs)\//.test(f) || f.endsWith('.map'));
+    expect(stray).toEqual([]);
+    expect(pack!.size).toBeLessThan(MAX_PACKED);
+    expect(pack!.unpackedSize).toBeLessThan(MAX_UNPACKED);
+  });
+
+  it('installs without compiling: no build/ folder, the prebuilt addon is used and OpenBLAS is inside it', () => {
+    expect(existsSync(join(pkgDir(), 'build'))).toBe(false);
+    const r = mae(['info']);
+    expect(r.status, r.stderr).toBe(0);
+    console.log(r.stdout);
+    expect(r.stdout).toMatch(/masked-autoencoder\s+\d+\.\d+\.\d+/);
+    expect(r.stdout).toContain(`prebuilt: ${join(pkgDir(), 'prebuilds', tuple, 'masked-autoencoder.napi.glibc.node')}`);
+    expect(r.stdout).toMatch(/blas\s+OpenBLAS .*\(static, inside the addon\)/);
+    expect(r.stdout).toMatch(/backends\s+cpu/);
+    expect(r.stdout).toMatch(/cuda\s+(available|unavailable: .+)/);
+    // the CUDA library, when shipped, is looked for next to the prebuilt addon
+    if (existsSync(join(pkgDir(), 'prebuilds', tuple, 'libmae_cuda.so')))
+      expect(r.stdout).toContain(`cuda library         built with this addon: ${join(pkgDir(), 'prebuilds', tuple, 'libmae_cuda.so')}`);
+  });
+
+  it('the installed mae pre-trains two steps on synthetic data', () => {
+    const out = join(tmp, 'run');
+    const r = mae([
+      'pretrain', '--data-kind', 'synthetic', '--limit', '64', '--img-size', '16', '--patch-size', '4',
+      '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1',
+      '--decoder-num-heads', '2', '--batch-size', '16', '--max-steps', '2', '--epochs', '1', '--out', out,
+    ]);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/finished after 2 steps/);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+  });
+
+  it('a consumer project type-checks against the installed types', () => {
+    writeFileSync(
+      join(app, 'consumer.ts'),
+      [
+        "import { info, Tensor, presetNames, type Info, type MaeConfig } from 'masked-autoencoder';",
+        'const i: Info = info();',
+        "const where: 'local build' | 'prebuilt' = i.binary.kind;",
+        'const names: string[] = presetNames();',
+        'const c: Partial<MaeConfig> = {};',
+        'const t: typeof Tensor = Tensor;',
+        'console.log(where, names, c, t, i.cuda.available);',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true,
+          types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    const r = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], app);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+  });
+
+  it('when no binary loads, the error names every file tried, why, and the command that builds one', () => {
+    const dir = join(pkgDir(), 'prebuilds', tuple);
+    const file = readdirSync(dir).find((f) => f.endsWith('.node'))!;
+    renameSync(join(dir, file), join(dir, 'moved'));
+    writeFileSync(join(dir, file), 'not an ELF file');
+    try {
+      const r = mae(['info']);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`${join(pkgDir(), 'build', 'Release', 'mae.node')}: not found (no source build)`);
+      expect(r.stderr).toMatch(new RegExp(`${file.replace(/\./g, '\\.')}: .*(invalid ELF header|file too short)`));
+      expect(r.stderr).toContain(`cd ${pkgDir()} && npx --yes cmake-js@8 compile`);
+      expect(r.stderr).toContain('libopenblas-dev');
+      expect(r.stderr).not.toMatch(/\n\s+at /); // the message, not a stack trace
+    } finally {
+      rmSync(join(dir, file));
+      renameSync(join(dir, 'moved'), join(dir, file));
+    }
+  });
+});

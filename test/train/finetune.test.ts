@@ -1,0 +1,62 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadClassifier } from '../../lib/classify/checkpoint.js';
+import { openDataset } from '../../lib/train/data.js';
+import { evaluateClassifier } from '../../lib/train/evaluate.js';
+import { finetune } from '../../lib/train/finetune.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mae-finetune-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const tiny = { patchSize: 7, embedDim: 32, depth: 2, numHeads: 2 };
+const data = { kind: 'synthetic' as const, count: 512 };
+
+describe('fine-tuning end to end (synthetic data)', () => {
+  it('trains the classifier well above chance and saves a classifier that evaluates to the same accuracy', async () => {
+    const r = await finetune({
+      fromScratch: true,
+      config: tiny,
+      threads: 1,
+      data,
+      outDir: join(dir, 'ft'),
+      epochs: 6,
+      batchSize: 32,
+      blr: 2e-2,
+      warmupEpochs: 0.5,
+      layerDecay: 0.75,
+      dropPath: 0.05,
+      mixup: 0,
+      cutmix: 0,
+      reprob: 0,
+      cropScale: [1, 1],
+      flipProb: 0,
+    });
+    expect(r.top1).toBeGreaterThan(0.4);
+    expect(existsSync(join(dir, 'ft', 'confusion.png'))).toBe(true);
+    const res = JSON.parse(readFileSync(join(dir, 'ft', 'results.json'), 'utf8'));
+    expect(res.fromScratch).toBe(true);
+    const { model } = await loadClassifier(join(dir, 'ft'));
+    const m = await evaluateClassifier(model, await openDataset(data, 'test'));
+    expect(m.top1).toBeCloseTo(r.top1, 6);
+    model.dispose();
+  });
+
+  it('runs the full recipe (mixup / cutmix, random erasing, drop path) from a checkpoint', async () => {
+    const { pretrain } = await import('../../lib/train/pretrain.js');
+    const pt = await pretrain({ config: { ...tiny, decoderEmbedDim: 32, decoderDepth: 1, decoderNumHeads: 2 }, data: { ...data, limit: 128 }, outDir: join(dir, 'pt'), epochs: 1, batchSize: 32, visualizeEvery: 0, threads: 1 });
+    const events: string[] = [];
+    const r = await finetune({ checkpoint: pt.checkpoint, data: { ...data, limit: 128 }, outDir: join(dir, 'ft2'), epochs: 1, batchSize: 32, onEvent: (e) => {
+      events.push(e.type);
+      if (e.type === 'start') {
+        expect(e.loaded).toBeGreaterThan(0);
+        expect(e.ignored).toContain('decoder_pred.weight');
+        expect(e.missing.sort()).toEqual(['fc_norm.bias', 'fc_norm.weight', 'head.bias', 'head.weight']);
+      }
+    } });
+    expect(events[0]).toBe('start');
+    expect(events).toContain('end');
+    expect(r.top1).toBeGreaterThanOrEqual(0);
+  });
+});

@@ -1,0 +1,35 @@
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { linprobe } from '../../lib/train/linprobe.js';
+import { pretrain } from '../../lib/train/pretrain.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mae-linprobe-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const tiny = { imgSize: 28, patchSize: 7, inChans: 1, embedDim: 32, depth: 2, numHeads: 2, decoderEmbedDim: 32, decoderDepth: 1, decoderNumHeads: 2, mlpRatio: 2 };
+const data = { kind: 'synthetic' as const, count: 512 };
+
+describe('linear probing end to end (synthetic data)', () => {
+  it('probes a briefly pre-trained encoder well above chance, and the raw-pixel baseline too', async () => {
+    const events: string[] = [];
+    const pt = await pretrain({ config: tiny, data, outDir: join(dir, 'pt'), epochs: 10, batchSize: 32, blr: 1e-2, warmupEpochs: 1, visualizeEvery: 0, threads: 1, knn: { every: 10, trainLimit: 512, testLimit: 256 }, onEvent: (e) => events.push(e.type) });
+    expect(events).toContain('knn');
+    const log = readFileSync(join(pt.outDir, 'log.jsonl'), 'utf8');
+    expect(log).toMatch(/"knnEpoch":10/);
+
+    // LARS moves each weight matrix by about lr * 0.001 of its norm per step: a small batch needs a large base lr
+    const r = await linprobe({ checkpoint: pt.checkpoint, data, outDir: join(dir, 'lp'), epochs: 100, batchSize: 64, blr: 40, warmupEpochs: 2 });
+    expect(r.top1).toBeGreaterThan(0.4);
+    expect(r.top5).toBeGreaterThanOrEqual(r.top1);
+    expect(existsSync(join(dir, 'lp', 'confusion.png'))).toBe(true);
+    expect(existsSync(join(dir, 'lp', 'classifier.safetensors'))).toBe(true);
+    const res = JSON.parse(readFileSync(join(dir, 'lp', 'results.json'), 'utf8'));
+    expect(res.featureDim).toBe(32);
+    expect(res.confusion.reduce((a: number, b: number) => a + b, 0)).toBe(512);
+
+    const px = await linprobe({ rawPixels: true, data, outDir: join(dir, 'px'), epochs: 30, batchSize: 64, blr: 2, warmupEpochs: 2 });
+    expect(px.top1).toBeGreaterThan(0.4);
+  });
+});
