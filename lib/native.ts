@@ -241,3 +241,13 @@ export const native: NativeAddon = load();
 
 /** Which addon file was loaded: a local build or a prebuilt binary, and its path. */
 export const nativeBinary: NativeBinary = binary!;
+
+// A machine with an NVIDIA driver whose GPU this build cannot use (driver too old, library missing, ...) runs on
+// the CPU; say so once, with the reason, rather than leaving the user to wonder why training is slow.
+if (existsSync('/proc/driver/nvidia/version')) {
+  const cuda = native.info().cuda;
+  if (!cuda.available)
+    process.emitWarning(`an NVIDIA driver is installed but the CUDA backend cannot be used: ${cuda.reason ?? 'unknown reason'}; running on the CPU (see \`mae info\`)`, {
+      code: 'MAE_CUDA_UNAVAILABLE',
+    });
+}
