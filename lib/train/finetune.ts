@@ -22,6 +22,7 @@ import { cosineLr, scaledLr } from '../optim/schedule.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
+import { loadCheckpoint } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { Mixup, randomErasing } from './mixup.js';
@@ -99,28 +100,28 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   if (!options.checkpoint && !fromScratch) throw new Error('finetune: pass a pre-training checkpoint, or fromScratch for the baseline');
 
-  const numClassesGuess = 10;
-  const clsOpts = { numClasses: numClassesGuess, globalPool: true, dropPathRate: options.dropPath ?? 0.1, headInitStd: 2e-5, seed };
+  // the data first (default: the checkpoint's, without its limit), so that the head gets its number of classes
+  let data = options.data;
+  if (!data && options.checkpoint) {
+    const saved = (await loadCheckpoint(options.checkpoint)).meta.options.data as DataSource | undefined;
+    if (saved) data = { ...saved, limit: undefined };
+  }
+  data ??= { kind: 'fashion-mnist' };
+  const trainSet = await openDataset(data, 'train');
+  const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
+  const clsOpts = { numClasses: trainSet.numClasses || 10, globalPool: true, dropPathRate: options.dropPath ?? 0.1, headInitStd: 2e-5, seed };
   let model: VisionTransformerClassifier;
   let loaded: string[] = [];
   let ignored: string[] = [];
   let missing: string[] = [];
-  let data = options.data;
   if (options.checkpoint) {
-    const r = await classifierFromPretrain(options.checkpoint, { ...clsOpts, fromScratch });
-    ({ model, loaded, ignored, missing } = r);
-    if (!data && r.pretrainOptions.data) data = { ...(r.pretrainOptions.data as DataSource), limit: undefined };
+    ({ model, loaded, ignored, missing } = await classifierFromPretrain(options.checkpoint, { ...clsOpts, fromScratch }));
   } else {
     const mc = { ...getPreset(options.preset ?? 'mae_vit_tiny_patch4_28'), ...options.config };
     const { seed: s, ...rest } = clsOpts;
     model = new VisionTransformerClassifier(classifierConfigFrom(mc, rest), { seed: s });
     missing = [...model.stateDict().keys()];
   }
-  data ??= { kind: 'fashion-mnist' };
-  const trainSet = await openDataset(data, 'train');
-  const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
-  if (trainSet.numClasses && trainSet.numClasses !== model.config.numClasses)
-    throw new Error(`finetune: the data has ${trainSet.numClasses} classes, the head ${model.config.numClasses}`);
   const numClasses = model.config.numClasses;
   const c = model.config;
   model.train();
