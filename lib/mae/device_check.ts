@@ -17,7 +17,7 @@ import { AdamW } from '../optim/adamw.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
 import { MaskedAutoencoder, type Precision } from './model.js';
-import type { MaeConfig } from './presets.js';
+import { configFromOfficial, type MaeConfig } from './presets.js';
 
 export interface DeviceStepCheckOptions {
   /** 'cpu', 'cuda' or 'cuda:N' */
@@ -195,20 +195,7 @@ async function setup(steps: number): Promise<Setup> {
     const noises = [noise.data];
     for (let i = 1; i < steps; i++) noises.push(gen.uniformArray(noise.data.length));
     return {
-      config: {
-        imgSize: cfg.img_size,
-        patchSize: cfg.patch_size,
-        inChans: cfg.in_chans,
-        embedDim: cfg.embed_dim,
-        depth: cfg.depth,
-        numHeads: cfg.num_heads,
-        decoderEmbedDim: cfg.decoder_embed_dim,
-        decoderDepth: cfg.decoder_depth,
-        decoderNumHeads: cfg.decoder_num_heads,
-        mlpRatio: cfg.mlp_ratio,
-        normPixLoss: cfg.norm_pix_loss,
-        eps: 1e-6,
-      },
+      config: { ...configFromOfficial(cfg), eps: 1e-6 },
       model: 'parity fixture',
       weights,
       images: { shape: images.shape, data: images.data },

@@ -43,3 +43,23 @@ export function getPreset(name: string): MaeConfig {
   if (!(name in presets)) throw new Error(`unknown preset '${name}'; available: ${presetNames().join(', ')}`);
   return { ...presets[name as PresetName] };
 }
+
+/** The official MaskedAutoencoderViT argument names (img_size, patch_size, ..., norm_pix_loss) as a MaeConfig. */
+export function configFromOfficial(args: Record<string, unknown>): Partial<MaeConfig> {
+  const names: [string, keyof MaeConfig][] = [
+    ['img_size', 'imgSize'],
+    ['patch_size', 'patchSize'],
+    ['in_chans', 'inChans'],
+    ['embed_dim', 'embedDim'],
+    ['depth', 'depth'],
+    ['num_heads', 'numHeads'],
+    ['decoder_embed_dim', 'decoderEmbedDim'],
+    ['decoder_depth', 'decoderDepth'],
+    ['decoder_num_heads', 'decoderNumHeads'],
+    ['mlp_ratio', 'mlpRatio'],
+    ['norm_pix_loss', 'normPixLoss'],
+  ];
+  const c: Record<string, unknown> = {};
+  for (const [from, to] of names) if (args[from] !== undefined) c[to] = args[from];
+  return c as Partial<MaeConfig>;
+}

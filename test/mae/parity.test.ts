@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../../lib/io/safetensors.js';
-import { MaskedAutoencoder } from '../../lib/mae/index.js';
+import { MaskedAutoencoder, configFromOfficial } from '../../lib/mae/index.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
 
 const dir = new URL('../fixtures/mae-parity/', import.meta.url);
@@ -20,19 +20,7 @@ function relErr(a: Float32Array, b: Float32Array): number {
 }
 
 function model(): MaskedAutoencoder {
-  return new MaskedAutoencoder({
-    imgSize: cfg.img_size,
-    patchSize: cfg.patch_size,
-    inChans: cfg.in_chans,
-    embedDim: cfg.embed_dim,
-    depth: cfg.depth,
-    numHeads: cfg.num_heads,
-    decoderEmbedDim: cfg.decoder_embed_dim,
-    decoderDepth: cfg.decoder_depth,
-    decoderNumHeads: cfg.decoder_num_heads,
-    mlpRatio: cfg.mlp_ratio,
-    normPixLoss: cfg.norm_pix_loss,
-  });
+  return new MaskedAutoencoder(configFromOfficial(cfg));
 }
 
 describe('MAE parity with the official code', async () => {
