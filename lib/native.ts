@@ -237,6 +237,11 @@ function realpathOrSelf(p: string): string {
   }
 }
 
+// OpenMP threads that spin after each parallel region starve OpenBLAS's own threads on the same cores; sleeping
+// instead made a training step 1.25-3.4x faster on 2 cores (benchmarks/README.md). libgomp reads this when the
+// addon loads it; a value the user set wins.
+process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+
 export const native: NativeAddon = load();
 
 /** Which addon file was loaded: a local build or a prebuilt binary, and its path. */
