@@ -60,23 +60,28 @@ const dataFlags: Flags = {
   'on-bad-file': { type: 'string' },
 };
 
-const pretrainFlags: Flags = {
-  preset: { type: 'string' },
-  ...modelFlags,
-  ...dataFlags,
+/** The schedule and run flags every training command takes. */
+const runFlags: Flags = {
   epochs: { type: 'string' },
   'batch-size': { type: 'string' },
-  'accum-iter': { type: 'string' },
   blr: { type: 'string' },
   lr: { type: 'string' },
   'min-lr': { type: 'string' },
   'warmup-epochs': { type: 'string' },
   'weight-decay': { type: 'string' },
-  'mask-ratio': { type: 'string' },
   seed: { type: 'string' },
   threads: { type: 'string' },
   workers: { type: 'string' },
   out: { type: 'string' },
+};
+
+const pretrainFlags: Flags = {
+  preset: { type: 'string' },
+  ...modelFlags,
+  ...dataFlags,
+  ...runFlags,
+  'accum-iter': { type: 'string' },
+  'mask-ratio': { type: 'string' },
   resume: { type: 'boolean' },
   'checkpoint-every': { type: 'string' },
   'log-every': { type: 'string' },
@@ -105,18 +110,8 @@ const linprobeFlags: Flags = {
   'raw-pixels': { type: 'boolean' },
   pool: { type: 'string' },
   ...dataFlags,
-  epochs: { type: 'string' },
-  'batch-size': { type: 'string' },
-  blr: { type: 'string' },
-  lr: { type: 'string' },
-  'min-lr': { type: 'string' },
-  'warmup-epochs': { type: 'string' },
-  'weight-decay': { type: 'string' },
-  seed: { type: 'string' },
-  threads: { type: 'string' },
-  workers: { type: 'string' },
+  ...runFlags,
   'eval-every': { type: 'string' },
-  out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -126,14 +121,8 @@ const finetuneFlags: Flags = {
   preset: { type: 'string' },
   ...modelFlags,
   ...dataFlags,
-  epochs: { type: 'string' },
-  'batch-size': { type: 'string' },
+  ...runFlags,
   'accum-iter': { type: 'string' },
-  blr: { type: 'string' },
-  lr: { type: 'string' },
-  'min-lr': { type: 'string' },
-  'warmup-epochs': { type: 'string' },
-  'weight-decay': { type: 'string' },
   'layer-decay': { type: 'string' },
   'drop-path': { type: 'string' },
   smoothing: { type: 'string' },
@@ -143,12 +132,8 @@ const finetuneFlags: Flags = {
   'mixup-switch-prob': { type: 'string' },
   reprob: { type: 'string' },
   'crop-scale-min': { type: 'string' },
-  seed: { type: 'string' },
-  threads: { type: 'string' },
-  workers: { type: 'string' },
   'eval-every': { type: 'string' },
   'log-every': { type: 'string' },
-  out: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 

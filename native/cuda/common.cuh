@@ -13,6 +13,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../core/error.h"
@@ -174,5 +176,15 @@ void column_sum(Context& c, Src x, int64_t rows, int64_t n, float scale, Dst y, 
 void add_bias_rows(Context& c, Dst y, Src b, int64_t rows, int64_t n);
 // dst[i] = src[i], converting dtypes.
 void convert_n(Context& c, Dst d, Src s, int64_t n);
+
+// Whether gather/scatter indices and labels are checked on the host after the kernel (one synchronisation per
+// call); MAE_CUDA_CHECK_INDICES=0 turns it off.
+inline bool check_indices_on_host() {
+  static const bool on = [] {
+    const char* v = std::getenv("MAE_CUDA_CHECK_INDICES");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
 
 }  // namespace mae::cuda

@@ -191,8 +191,7 @@ struct BadLabel {
     MAE_CUDA_CHECK(cudaMemsetAsync(s.ptr, 0x7f, sizeof(int), c.stream));
   }
   void check(const int32_t* labels, int64_t C) {
-    const char* v = std::getenv("MAE_CUDA_CHECK_INDICES");
-    if (v && std::strcmp(v, "0") == 0) return;
+    if (!check_indices_on_host()) return;
     int pos = kNone;
     MAE_CUDA_CHECK(cudaMemcpyAsync(&pos, s.ptr, sizeof pos, cudaMemcpyDeviceToHost, c.stream));
     MAE_CUDA_CHECK(cudaStreamSynchronize(c.stream));

@@ -66,14 +66,6 @@ __global__ void slice_tokens_kernel(Src x, Dst y, int64_t B, int64_t N, int64_t 
   }
 }
 
-bool check_indices_on_host() {
-  static const bool on = [] {
-    const char* v = std::getenv("MAE_CUDA_CHECK_INDICES");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  return on;
-}
-
 // A device int set to kNone; after the kernel, throws if a kernel lowered it to a bad position.
 struct BadIndex {
   Context& c;
