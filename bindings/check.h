@@ -26,26 +26,53 @@ struct Args {
 
   // tensor argument i; rank -1 accepts any rank >= 1
   JsTensor* tensor(size_t i, const char* name, DType dtype = DType::F32, int rank = -1) const {
-    if (i >= info.Length() || !info[i].IsObject()) fail(std::string(name) + " must be a Tensor");
-    Napi::Object obj = info[i].As<Napi::Object>();
+    return tensor_value(i < info.Length() ? info[i] : env().Undefined(), name, dtype, rank);
+  }
+
+  // argument i: an array of tensors, each checked as tensor() does under the name `name[k]`
+  std::vector<JsTensor*> tensor_list(size_t i, const char* name, DType dtype = DType::F32) const {
+    if (i >= info.Length() || !info[i].IsArray()) fail(std::string(name) + " must be an array of Tensors");
+    Napi::Array a = info[i].As<Napi::Array>();
+    std::vector<JsTensor*> ts;
+    for (uint32_t k = 0; k < a.Length(); k++)
+      ts.push_back(tensor_value(a.Get(k), std::string(name) + "[" + std::to_string(k) + "]", dtype, -1));
+    return ts;
+  }
+
+  // argument i: an array of numbers
+  std::vector<double> number_list(size_t i, const char* name) const {
+    if (i >= info.Length() || !info[i].IsArray()) fail(std::string(name) + " must be an array of numbers");
+    Napi::Array a = info[i].As<Napi::Array>();
+    std::vector<double> xs;
+    for (uint32_t k = 0; k < a.Length(); k++) {
+      Napi::Value v = a.Get(k);
+      if (!v.IsNumber()) fail(std::string(name) + "[" + std::to_string(k) + "] must be a number");
+      xs.push_back(v.As<Napi::Number>().DoubleValue());
+    }
+    return xs;
+  }
+
+  JsTensor* tensor_value(Napi::Value value, const std::string& name, DType dtype, int rank) const {
+    if (!value.IsObject()) fail(name + " must be a Tensor");
+    Napi::Object obj = value.As<Napi::Object>();
     if (!obj.InstanceOf(env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
-      fail(std::string(name) + " must be a Tensor");
+      fail(name + " must be a Tensor");
     JsTensor* t = JsTensor::Unwrap(obj);
-    if (t->disposed()) fail(std::string(name) + " has been disposed");
+    if (t->disposed()) fail(name + " has been disposed");
     // CUDA kernels read and write bfloat16 wherever float32 is asked for (each argument in its own dtype)
     const bool bf16_ok = dtype == DType::F32 && t->dtype() == DType::BF16 && t->device().type == DeviceType::CUDA;
     if (t->dtype() == DType::BF16 && dtype == DType::F32 && t->device().type == DeviceType::CPU)
-      fail(std::string(name) + " must be float32, got bfloat16 " + shape_str(t->shape()) +
+      fail(name + " must be float32, got bfloat16 " + shape_str(t->shape()) +
            " on the CPU: the CPU backend computes in float32 only (bfloat16 runs on CUDA); convert it with "
            ".to('cpu', 'float32')");
     if (t->dtype() != dtype && !bf16_ok)
-      fail(std::string(name) + " must be " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " " +
+      fail(name + " must be " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " " +
            shape_str(t->shape()));
     if (rank >= 0 && (int)t->shape().size() != rank)
-      fail(std::string(name) + " must have " + std::to_string(rank) + " dimensions, got " + shape_str(t->shape()));
-    if (t->shape().empty() && rank != 0) fail(std::string(name) + " must have at least one dimension");
+      fail(name + " must have " + std::to_string(rank) + " dimensions, got " + shape_str(t->shape()));
+    if (t->shape().empty() && rank != 0) fail(name + " must have at least one dimension");
     if (shape_numel(t->shape()) == 0)
-      fail(std::string(name) + " " + shape_str(t->shape()) + " is empty; zero-size tensors are not supported here");
+      fail(name + " " + shape_str(t->shape()) + " is empty; zero-size tensors are not supported here");
     return t;
   }
 

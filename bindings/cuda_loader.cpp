@@ -1,5 +1,5 @@
 // Loads libmae_cuda.so at run time (see cuda_loader.h) and provides the device entry points of the module:
-// to(x, device, dtype?) and synchronize(device?).
+// to(x, device, dtype?), synchronize(device?) and the GPU timer timerStart(device) / timerStop(device).
 #include "cuda_loader.h"
 
 #include <dlfcn.h>
@@ -263,9 +263,28 @@ Napi::Value synchronize(const Args& a) {
   return a.env().Undefined();
 }
 
+// timerStart(device): records the start of a GPU-time measurement on the device's stream
+Napi::Value timer_start(const Args& a) {
+  const Device dev = device_arg(a, 0);
+  a.expect(dev.type == DeviceType::CUDA, "device must be a CUDA device, got " + device_str(dev));
+  ops_for_device(dev);
+  cuda_api().timer_start(dev.index);
+  return a.env().Undefined();
+}
+
+// timerStop(device) -> milliseconds of GPU time since timerStart (waits for the queued work)
+Napi::Value timer_stop(const Args& a) {
+  const Device dev = device_arg(a, 0);
+  a.expect(dev.type == DeviceType::CUDA, "device must be a CUDA device, got " + device_str(dev));
+  ops_for_device(dev);
+  return Napi::Number::New(a.env(), cuda_api().timer_stop(dev.index));
+}
+
 const Entry cuda_entries[] = {
     {"to", to},
     {"synchronize", synchronize},
+    {"timerStart", timer_start},
+    {"timerStop", timer_stop},
 };
 
 }  // namespace

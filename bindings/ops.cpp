@@ -3,7 +3,10 @@
 // entries return the input gradients. Names match lib/ops/*.ts, which registers each gradient once.
 #include <napi.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "check.h"
 
@@ -37,8 +40,8 @@ Shape without_last(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
 DType act(const JsTensor* x) { return x->dtype() == DType::BF16 ? DType::BF16 : DType::F32; }
 DType act(const JsTensor* x, const JsTensor* y) { return act(x) == DType::BF16 || act(y) == DType::BF16 ? DType::BF16 : DType::F32; }
 
-void expect_same_shape(const Args& a, const JsTensor* x, const char* xn, const JsTensor* y, const char* yn) {
-  a.expect(x->shape() == y->shape(), std::string(xn) + " " + shape_str(x->shape()) + " and " + yn + " " +
+void expect_same_shape(const Args& a, const JsTensor* x, const std::string& xn, const JsTensor* y, const std::string& yn) {
+  a.expect(x->shape() == y->shape(), xn + " " + shape_str(x->shape()) + " and " + yn + " " +
                                          shape_str(y->shape()) + " must have the same shape");
 }
 
@@ -457,19 +460,41 @@ Napi::Value unpatchify(const Args& a) {
 
 // ---- adamw -----------------------------------------------------------------------------------------------------
 
-// adamwStep(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step): in place
+// adamwStep(params[], grads[], m[], v[], lr[], weightDecay[], beta1, beta2, eps, step): one in-place step over all
+// tensors; entry k of each list belongs to params[k].
 Napi::Value adamw_step(const Args& a) {
-  JsTensor *p = a.tensor(0, "param"), *g = a.tensor(1, "grad"), *m = a.tensor(2, "m"), *v = a.tensor(3, "v");
-  const double lr = a.number(4, "lr"), b1 = a.number(5, "beta1"), b2 = a.number(6, "beta2"), eps = a.number(7, "eps"),
-               wd = a.number(8, "weightDecay");
+  const std::vector<JsTensor*> ps = a.tensor_list(0, "params"), gs = a.tensor_list(1, "grads"),
+                               ms = a.tensor_list(2, "m"), vs = a.tensor_list(3, "v");
+  const std::vector<double> lrs = a.number_list(4, "lr"), wds = a.number_list(5, "weightDecay");
+  const double b1 = a.number(6, "beta1"), b2 = a.number(7, "beta2"), eps = a.number(8, "eps");
   const int64_t step = a.integer(9, "step", 1);
-  const Ops& ops = a.same_device({p, g, m, v});
-  expect_same_shape(a, g, "grad", p, "param");
-  expect_same_shape(a, m, "m", p, "param");
-  expect_same_shape(a, v, "v", p, "param");
+  const size_t n = ps.size();
+  a.expect(n > 0, "params is empty");
+  a.expect(gs.size() == n && ms.size() == n && vs.size() == n && lrs.size() == n && wds.size() == n,
+           "params, grads, m, v, lr and weightDecay must have one entry per parameter, got " + std::to_string(n) +
+               ", " + std::to_string(gs.size()) + ", " + std::to_string(ms.size()) + ", " +
+               std::to_string(vs.size()) + ", " + std::to_string(lrs.size()) + " and " + std::to_string(wds.size()));
   a.expect(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, "betas must be in [0, 1)");
-  TensorView pv = p->view(), mv = m->view(), vv = v->view();
-  ops.adamw_step(pv, g->view(), mv, vv, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step);
+  std::vector<AdamWTensor> ts;
+  std::vector<const void*> written;  // every buffer the step writes, to refuse one given twice
+  for (size_t k = 0; k < n; k++) {
+    const std::string at = "[" + std::to_string(k) + "]";
+    for (const JsTensor* t : {gs[k], ms[k], vs[k]})
+      a.expect(t->device() == ps[0]->device() && ps[k]->device() == ps[0]->device(),
+               "tensors are on different devices (" + device_str(ps[0]->device()) + " and " +
+                   device_str(t->device() == ps[0]->device() ? ps[k]->device() : t->device()) + ")");
+    expect_same_shape(a, gs[k], "grads" + at, ps[k], "params" + at);
+    expect_same_shape(a, ms[k], "m" + at, ps[k], "params" + at);
+    expect_same_shape(a, vs[k], "v" + at, ps[k], "params" + at);
+    a.expect(std::isfinite(lrs[k]) && lrs[k] >= 0, "lr" + at + " must be a non-negative number");
+    a.expect(std::isfinite(wds[k]), "weightDecay" + at + " must be finite");
+    ts.push_back({ps[k]->view(), gs[k]->view(), ms[k]->view(), vs[k]->view(), (float)lrs[k], (float)wds[k]});
+    for (const JsTensor* t : {ps[k], ms[k], vs[k]}) written.push_back(t->view().data);
+  }
+  std::sort(written.begin(), written.end());
+  a.expect(std::adjacent_find(written.begin(), written.end()) == written.end(),
+           "a tensor appears twice among params, m and v (each is updated in place once)");
+  ps[0]->ops().adamw_step(ts.data(), (int64_t)n, (float)b1, (float)b2, (float)eps, step);
   return a.env().Undefined();
 }
 

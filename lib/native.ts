@@ -71,6 +71,10 @@ export interface NativeAddon {
   to(x: T, device: string, dtype?: 'float32' | 'bfloat16' | 'int32'): T;
   /** Waits for the work queued on a device (a no-op for the CPU). */
   synchronize(device?: string): void;
+  /** starts a GPU-time measurement on a CUDA device's stream (CUDA events) */
+  timerStart(device: string): void;
+  /** milliseconds of GPU time since timerStart on that device; waits for the queued work */
+  timerStop(device: string): number;
   setNumThreads(n: number): void;
   info(): NativeInfo;
 
@@ -102,7 +106,8 @@ export interface NativeAddon {
   fill(y: T, value: number): void;
   patchify(imgs: T, patchSize: number, hwc: boolean): T;
   unpatchify(x: T, patchSize: number, hwc: boolean, imageShape: number[]): T;
-  adamwStep(param: T, grad: T, m: T, v: T, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  /** one AdamW step over all the listed parameters (entry k of every list belongs to params[k]) */
+  adamwStep(params: T[], grads: T[], m: T[], v: T[], lr: number[], weightDecay: number[], beta1: number, beta2: number, eps: number, step: number): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json is ours. */

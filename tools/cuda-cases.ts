@@ -544,27 +544,32 @@ export function opCases(full = true): OpCase[] {
     }
 
   // adamw ------------------------------------------------------------------------------------------------------
-  for (const [size, bench] of [
-    [1000, false],
-    [7, false],
-    ...(full ? [[10_000_000, true]] : []),
-  ] as [number, boolean][])
-    for (const wd of [0.05, 0]) {
-      if (bench && wd === 0) continue;
-      cases.push({
-        family: 'adamw',
-        name: `adamwStep [${size}] step 3 wd ${wd}`,
-        inputs: (g) => [f(normal(g, size), [size]), f(normal(g, size, 0.01), [size], true), f(normal(g, size, 0.01), [size]), f(uniform(g, size, 0, 1e-4), [size])],
-        run: (n, [p, gr, m, v]) => n.adamwStep(p!, gr!, m!, v!, 1.5e-4, 0.9, 0.95, 1e-8, wd, 3),
-        inPlace: [
-          [0, 'param'],
-          [2, 'm'],
-          [3, 'v'],
-        ],
-        bytes: 4 * 7 * size,
-        bench,
-      });
-    }
+  // one multi-tensor step over several parameters of mixed sizes (odd ones, and one over the 16384-element chunk),
+  // each with its own lr and weight decay
+  for (const [sizes, bench] of [
+    [[1000, 7, 16385, 1], false],
+    ...(full ? [[[10_000_000], true]] : []),
+  ] as [number[], boolean][]) {
+    const lrs = sizes.map((_, k) => 1.5e-4 * (k + 1));
+    const wds = sizes.map((_, k) => (k % 2 ? 0 : 0.05));
+    cases.push({
+      family: 'adamw',
+      name: `adamwStep [${sizes.join(', ')}] step 3`,
+      inputs: (g) =>
+        sizes.flatMap((size) => [f(normal(g, size), [size]), f(normal(g, size, 0.01), [size], true), f(normal(g, size, 0.01), [size]), f(uniform(g, size, 0, 1e-4), [size])]),
+      run: (n, t) => {
+        const at = (r: number) => sizes.map((_, k) => t[4 * k + r]!);
+        n.adamwStep(at(0), at(1), at(2), at(3), lrs, wds, 0.9, 0.95, 1e-8, 3);
+      },
+      inPlace: sizes.flatMap((_, k): [number, string][] => [
+        [4 * k, `param ${k}`],
+        [4 * k + 2, `m ${k}`],
+        [4 * k + 3, `v ${k}`],
+      ]),
+      bytes: 4 * 7 * sizes.reduce((a, b) => a + b, 0),
+      bench,
+    });
+  }
 
   return cases;
 }

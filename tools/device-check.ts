@@ -13,7 +13,8 @@
  *    names the kernel that caused it.
  * 4. Runs the MAE training-step parity check when lib/mae provides it (see maeStepCheck); otherwise says so.
  * 5. Times the kernels at MAE sizes (warm-up, then the median of several timed repeats) after measuring the
- *    device's copy bandwidth and matrix rates, and prints a table last: time, TFLOP/s, GB/s, and the floor.
+ *    device's copy bandwidth and matrix rates, and prints a table last: GPU time (CUDA events), wall time per call
+ *    from Node, TFLOP/s, GB/s, and the floor.
  * Everything printed also goes to a log file in the output folder. Exit code: 0 all ok, 1 some check failed,
  * 2 CUDA unavailable. MAE_CHECK_QUICK=1 uses the small shapes only.
  */
@@ -142,7 +143,10 @@ async function childCompare(spec: ChildSpec): Promise<void> {
 interface Timing {
   name: string;
   precision: string;
+  /** GPU microseconds per call (CUDA events) */
   us: number;
+  /** wall microseconds per call seen from Node */
+  wallUs?: number;
   flops?: number;
   bytes?: number;
   floorUs?: number;
@@ -154,8 +158,15 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-/** median seconds per call of fn (fn queues work; synchronize waits for it) */
-function timeIt(n: NativeAddon, fn: () => void, minSeconds = 0.02, repeats = 7): number {
+interface Timed {
+  /** median GPU seconds per call (CUDA events around the repeats: kernel time, launch gaps included) */
+  gpu: number;
+  /** median wall seconds per call seen from Node (launch and binding overhead included) */
+  wall: number;
+}
+
+/** per-call times of fn (fn queues work): warm-up, then `repeats` timed batches of k calls each */
+function timeIt(n: NativeAddon, fn: () => void, minSeconds = 0.02, repeats = 7): Timed {
   for (let i = 0; i < 3; i++) fn();
   n.synchronize(device);
   let t0 = performance.now();
@@ -163,14 +174,17 @@ function timeIt(n: NativeAddon, fn: () => void, minSeconds = 0.02, repeats = 7):
   n.synchronize(device);
   const once = Math.max((performance.now() - t0) / 1000, 1e-6);
   const k = Math.max(1, Math.min(1000, Math.ceil(minSeconds / once)));
-  const per: number[] = [];
+  const gpu: number[] = [], wall: number[] = [];
   for (let r = 0; r < repeats; r++) {
     t0 = performance.now();
+    if (!dry) n.timerStart(device);
     for (let i = 0; i < k; i++) fn();
-    n.synchronize(device);
-    per.push((performance.now() - t0) / 1000 / k);
+    // the dry run on the CPU has no events: its ops finish before they return, so wall time is its time
+    const ms = dry ? performance.now() - t0 : n.timerStop(device);
+    gpu.push(ms / 1000 / k);
+    wall.push((performance.now() - t0) / 1000 / k);
   }
-  return median(per);
+  return { gpu: median(gpu), wall: median(wall) };
 }
 
 async function childBench(): Promise<void> {
@@ -183,9 +197,9 @@ async function childBench(): Promise<void> {
   const hostOnes = n.fromArray(new Float32Array(big).fill(1), [big]);
   const src = n.to(hostOnes, device);
   hostOnes.dispose();
-  const copyS = timeIt(n, () => n.clone(src).dispose());
-  const bw = (2 * 4 * big) / copyS; // read + write
-  emit({ name: `copy (clone ${(4 * big) >> 20} MiB)`, precision: 'float32', us: copyS * 1e6, bytes: 8 * big, note: 'bandwidth floor' });
+  const copy = timeIt(n, () => n.clone(src).dispose());
+  const bw = (2 * 4 * big) / copy.gpu; // read + write
+  emit({ name: `copy (clone ${(4 * big) >> 20} MiB)`, precision: 'float32', us: copy.gpu * 1e6, wallUs: copy.wall * 1e6, bytes: 8 * big, note: 'bandwidth floor' });
   src.dispose();
   const rates: Record<string, number> = {};
   for (const precision of (dry ? ['float32'] : ['float32', 'bfloat16']) as Precision[]) {
@@ -193,9 +207,9 @@ async function childBench(): Promise<void> {
     const host = n.fromArray(new Float32Array(M * M).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5), [M, M]);
     const a = n.to(host, device, precision === 'bfloat16' ? 'bfloat16' : undefined);
     host.dispose();
-    const s = timeIt(n, () => n.linear(a, a, null).dispose(), 0.1, 5);
-    rates[precision] = (2 * M * M * M) / s;
-    emit({ name: `matmul ${M}^3 (rate floor)`, precision, us: s * 1e6, flops: 2 * M * M * M, note: 'matrix-rate floor' });
+    const mm = timeIt(n, () => n.linear(a, a, null).dispose(), 0.1, 5);
+    rates[precision] = (2 * M * M * M) / mm.gpu;
+    emit({ name: `matmul ${M}^3 (rate floor)`, precision, us: mm.gpu * 1e6, wallUs: mm.wall * 1e6, flops: 2 * M * M * M, note: 'matrix-rate floor' });
     a.dispose();
   }
   n.emptyCache(device);
@@ -205,14 +219,14 @@ async function childBench(): Promise<void> {
       const ins = hostInputs(c, n, precision, 3);
       const t = deviceInputs(n, ins, device, precision);
       try {
-        const s = timeIt(n, () => {
+        const { gpu: s, wall } = timeIt(n, () => {
           const r = c.run(n, t);
           if (r) for (const v of Object.values(r)) v?.dispose();
         });
         const scale = precision === 'bfloat16' ? 0.5 : 1;
         const floor = Math.max(c.bytes ? (c.bytes * scale) / bw : 0, c.flops ? c.flops / rates[precision]! : 0);
         // bytes: float32 sizes, halved for bfloat16 runs (an estimate: only activations are bfloat16)
-        emit({ name: c.name, precision, us: s * 1e6, flops: c.flops, bytes: c.bytes ? c.bytes * scale : undefined, floorUs: floor * 1e6 });
+        emit({ name: c.name, precision, us: s * 1e6, wallUs: wall * 1e6, flops: c.flops, bytes: c.bytes ? c.bytes * scale : undefined, floorUs: floor * 1e6 });
       } catch (e) {
         emit({ name: c.name, precision, us: NaN, note: `failed: ${(e as Error).message}` });
       } finally {
@@ -361,7 +375,7 @@ async function main(): Promise<void> {
   const step = await maeStepCheck();
 
   log('');
-  log(`== timing (${device}; wall time per call from Node incl. launch overhead: synchronize, median of 7 repeats after warm-up) ==`);
+  log(`== timing (${device}; per call, median of 7 repeats after warm-up: GPU time from CUDA events, and wall time from Node incl. launch overhead) ==`);
   const bench = runChild({ mode: 'bench' }, 420);
   const timings = bench.lines.filter((l) => l.startsWith(TIMING)).map((l) => JSON.parse(l.slice(TIMING.length)) as Timing);
   if (!bench.ok) {
@@ -386,7 +400,7 @@ async function main(): Promise<void> {
   for (const r of failed) log('FAILED ' + formatResult(r));
 
   log('');
-  log('op'.padEnd(64) + 'dtype'.padEnd(10) + 'time us'.padStart(10) + 'TFLOP/s'.padStart(9) + 'GB/s'.padStart(8) + 'floor us'.padStart(10) + '  of floor');
+  log('op'.padEnd(64) + 'dtype'.padEnd(10) + 'GPU us'.padStart(10) + 'wall us'.padStart(10) + 'TFLOP/s'.padStart(9) + 'GB/s'.padStart(8) + 'floor us'.padStart(10) + '  of floor');
   for (const t of timings) {
     const tflops = t.flops ? t.flops / (t.us * 1e-6) / 1e12 : undefined;
     const gbs = t.bytes ? t.bytes / (t.us * 1e-6) / 1e9 : undefined;
@@ -395,6 +409,7 @@ async function main(): Promise<void> {
       t.name.slice(0, 63).padEnd(64) +
         t.precision.padEnd(10) +
         fmt(t.us).padStart(10) +
+        fmt(t.wallUs).padStart(10) +
         fmt(tflops, 2).padStart(9) +
         fmt(gbs, 0).padStart(8) +
         fmt(t.floorUs).padStart(10) +

@@ -5,7 +5,7 @@
  * checkpoints.
  */
 import type { ParamGroup } from '../mae/model.js';
-import { native } from '../native.js';
+import { native, type NativeTensor } from '../native.js';
 import { Tensor, shapeStr } from '../tensor.js';
 
 export interface AdamWOptions {
@@ -44,18 +44,26 @@ export class AdamW {
     if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${b1}, ${b2}]`);
   }
 
-  /** Updates every parameter that has a gradient. */
+  /** Updates every parameter that has a gradient, all of them in one native call. */
   step(): void {
     this.stepCount++;
     const [b1, b2] = this.betas;
+    const params: NativeTensor[] = [], grads: NativeTensor[] = [], m: NativeTensor[] = [], v: NativeTensor[] = [];
+    const lrs: number[] = [], wds: number[] = [];
     for (const g of this.groups) {
       const lr = this.lr * (g.lrScale ?? 1);
       for (const p of g.params) {
         if (!p.grad) continue;
         const s = this.moments(p);
-        native.adamwStep(p.handle, p.grad.handle, s.m.handle, s.v.handle, lr, b1, b2, this.eps, g.weightDecay, this.stepCount);
+        params.push(p.handle);
+        grads.push(p.grad.handle);
+        m.push(s.m.handle);
+        v.push(s.v.handle);
+        lrs.push(lr);
+        wds.push(g.weightDecay);
       }
     }
+    if (params.length > 0) native.adamwStep(params, grads, m, v, lrs, wds, b1, b2, this.eps, this.stepCount);
   }
 
   /** Drops every gradient of the optimised parameters. */

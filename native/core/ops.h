@@ -11,6 +11,12 @@
 
 namespace mae {
 
+// One parameter of a multi-tensor AdamW step (Ops::adamw_step).
+struct AdamWTensor {
+  TensorView param, grad, m, v;
+  float lr, weight_decay;
+};
+
 struct Ops {
   const char* name;
   Allocator allocator;
@@ -92,9 +98,11 @@ struct Ops {
   void (*patchify)(const TensorView& imgs, int p, bool hwc, TensorView& x);
   void (*unpatchify)(const TensorView& x, int p, bool hwc, TensorView& imgs);
 
-  // adamw, in place, fp32 (PyTorch AdamW): p -= lr * wd * p; m, v moments; p -= lr * m_hat / (sqrt(v_hat) + eps).
-  void (*adamw_step)(TensorView& param, const TensorView& grad, TensorView& m, TensorView& v, float lr,
-                     float beta1, float beta2, float eps, float weight_decay, int64_t step);
+  // adamw over many tensors in one call, in place (PyTorch AdamW, step t):
+  //   p -= lr * wd * p; m, v moments; p -= lr * m_hat / (sqrt(v_hat) + eps)
+  // tensors[i] holds one parameter with its gradient and fp32 moments (one shape) and its own lr and weight decay
+  // (its parameter group's); one call updates the whole model.
+  void (*adamw_step)(const AdamWTensor* tensors, int64_t count, float beta1, float beta2, float eps, int64_t step);
 };
 
 // The CPU table, always available.

@@ -1,29 +1,54 @@
-// AdamW, fused and in place, fp32, exactly PyTorch's torch.optim.AdamW update for step t (1-based):
-//   p *= 1 - lr * wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
-//   p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
-// param, grad, m, v: same shape. The per-group lr scale and weight decay are applied by the caller.
+// AdamW over many tensors, fused and in place, fp32, exactly PyTorch's torch.optim.AdamW update for step t
+// (1-based), for each tensor i with its own lr_i and wd_i:
+//   p *= 1 - lr_i * wd_i;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   p -= lr_i / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+// tensors[i]: param, grad, m, v of one shape. The elements of all tensors are split evenly over the threads in one
+// parallel region, so a model of hundreds of small parameters costs one fork/join, not one per parameter.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cpu.h"
 
 namespace mae::cpu {
 
-void adamw_step(TensorView& param, const TensorView& grad, TensorView& m, TensorView& v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, int64_t step) {
-  const int64_t n = param.numel();
-  float *P = param.f32(), *M = m.f32(), *V = v.f32();
-  const float* G = grad.f32();
-  const float bc1 = (float)(1.0 - std::pow((double)beta1, (double)step));
-  const float bc2_sqrt = (float)std::sqrt(1.0 - std::pow((double)beta2, (double)step));
-  const float step_size = lr / bc1, decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; i++) {
+namespace {
+
+void adamw_range(const AdamWTensor& t, int64_t begin, int64_t end, float beta1, float beta2, float eps,
+                 float bc1, float bc2_sqrt) {
+  float *P = t.param.f32(), *M = t.m.f32(), *V = t.v.f32();
+  const float* G = t.grad.f32();
+  const float step_size = t.lr / bc1, decay = 1.0f - t.lr * t.weight_decay;
+#pragma omp simd
+  for (int64_t i = begin; i < end; i++) {
     const float g = G[i];
     const float mi = beta1 * M[i] + (1.0f - beta1) * g;
     const float vi = beta2 * V[i] + (1.0f - beta2) * g * g;
     M[i] = mi;
     V[i] = vi;
     P[i] = P[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+  }
+}
+
+}  // namespace
+
+void adamw_step(const AdamWTensor* tensors, int64_t count, float beta1, float beta2, float eps, int64_t step) {
+  const float bc1 = (float)(1.0 - std::pow((double)beta1, (double)step));
+  const float bc2_sqrt = (float)std::sqrt(1.0 - std::pow((double)beta2, (double)step));
+  // offset[i]: where tensor i starts in the concatenation of all elements
+  std::vector<int64_t> offset(count + 1, 0);
+  for (int64_t i = 0; i < count; i++) offset[i + 1] = offset[i] + tensors[i].param.numel();
+  const int64_t total = offset[count];
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t begin = total * id / nt, end = total * (id + 1) / nt;
+    for (int64_t i = 0; i < count; i++) {
+      const int64_t lo = std::max(begin, offset[i]), hi = std::min(end, offset[i + 1]);
+      if (lo < hi) adamw_range(tensors[i], lo - offset[i], hi - offset[i], beta1, beta2, eps, bc1, bc2_sqrt);
+    }
   }
 }
 

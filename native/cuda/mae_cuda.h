@@ -11,7 +11,7 @@
 
 #include "../core/ops.h"
 
-#define MAE_CUDA_ABI_VERSION 1
+#define MAE_CUDA_ABI_VERSION 2
 
 struct MaeCudaDevice {
   int index;
@@ -40,6 +40,10 @@ struct MaeCudaApi {
   void (*convert)(int device, void* dst, mae::DType dst_type, const void* src, mae::DType src_type, size_t n);
   // Waits for all work queued on the device's stream; throws mae::Error with the first pending kernel error.
   void (*synchronize)(int device);
+  // GPU time of queued work: timer_start records an event on the device's stream; timer_stop records a second one,
+  // waits for it and returns the milliseconds between the two (cudaEventElapsedTime). Throws mae::Error.
+  void (*timer_start)(int device);
+  double (*timer_stop)(int device);
 };
 
 extern "C" {

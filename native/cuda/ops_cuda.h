@@ -61,7 +61,6 @@ void patchify(const TensorView& imgs, int p, bool hwc, TensorView& x);
 void unpatchify(const TensorView& x, int p, bool hwc, TensorView& imgs);
 
 // adamw.cu
-void adamw_step(TensorView& param, const TensorView& grad, TensorView& m, TensorView& v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, int64_t step);
+void adamw_step(const AdamWTensor* tensors, int64_t count, float beta1, float beta2, float eps, int64_t step);
 
 }  // namespace mae::cuda

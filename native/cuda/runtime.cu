@@ -282,6 +282,26 @@ void api_synchronize(int device) {
   }
 }
 
+// the two events of each device's timer, created on first use
+cudaEvent_t g_timer[kMaxDevices][2] = {};
+
+void api_timer_start(int device) {
+  Context& c = context(device);
+  for (cudaEvent_t& e : g_timer[device])
+    if (!e) MAE_CUDA_CHECK(cudaEventCreate(&e));
+  MAE_CUDA_CHECK(cudaEventRecord(g_timer[device][0], c.stream));
+}
+
+double api_timer_stop(int device) {
+  Context& c = context(device);
+  if (!g_timer[device][0]) throw Error("timer_stop on cuda:" + std::to_string(device) + " without timer_start");
+  MAE_CUDA_CHECK(cudaEventRecord(g_timer[device][1], c.stream));
+  MAE_CUDA_CHECK(cudaEventSynchronize(g_timer[device][1]));
+  float ms = 0;
+  MAE_CUDA_CHECK(cudaEventElapsedTime(&ms, g_timer[device][0], g_timer[device][1]));
+  return ms;
+}
+
 std::vector<MaeCudaDevice> g_devices;
 
 int api_device_info(int device, MaeCudaDevice* out) {
@@ -391,6 +411,8 @@ void do_init() {
   g_api.copy_device = api_copy_device;
   g_api.convert = api_convert;
   g_api.synchronize = api_synchronize;
+  g_api.timer_start = api_timer_start;
+  g_api.timer_stop = api_timer_stop;
   g_init_rc = 0;
 }
 

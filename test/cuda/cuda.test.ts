@@ -41,6 +41,8 @@ describe('CUDA availability', () => {
       expect(message).toContain(cuda.reason!);
     }
     expect(() => native.synchronize('cuda')).toThrow(/CUDA is not available/);
+    expect(() => native.timerStart('cuda')).toThrow(/CUDA is not available/);
+    expect(() => native.timerStop('cuda:1')).toThrow(/CUDA is not available/);
     expect(() => native.memoryStats('cuda')).toThrow(/CUDA is not available/);
     x.dispose();
   });
@@ -51,6 +53,8 @@ describe('CUDA availability', () => {
     expect(() => x.to('cuda:x')).toThrow(/unknown device/);
     expect(() => native.to(x.handle, 'cpu', 'int32')).toThrow(/cannot convert/);
     expect(() => native.to(x.handle, 'cpu', 'float16' as 'float32')).toThrow(/dtype must be/);
+    expect(() => native.timerStart('cpu')).toThrow(/timerStart: device must be a CUDA device, got cpu/);
+    expect(() => native.timerStop(3 as unknown as string)).toThrow(/device must be a string/);
     x.dispose();
   });
 
@@ -105,6 +109,12 @@ describe.skipIf(!available)('CUDA device behaviour', () => {
       expect(Array.from(b.dataSync())).toEqual(Array.from(roundBf16(v)));
       expect(native.memoryStats('cuda').allocatedBytes).toBeGreaterThan(0);
       native.synchronize('cuda');
+      // GPU time of a queued copy: positive and finite
+      native.timerStart('cuda');
+      native.clone(d.handle).dispose();
+      const ms = native.timerStop('cuda');
+      expect(ms).toBeGreaterThan(0);
+      expect(ms).toBeLessThan(1e4);
     }));
 
   it('gradients flow back through to()', () =>

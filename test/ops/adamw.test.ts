@@ -1,5 +1,6 @@
-// Tests for the fused AdamW step (native adamwStep, native/cpu/adamw.cpp): several steps against PyTorch's AdamW
-// formula in double precision, with and without weight decay, and the closed form of the first step.
+// Tests for the fused multi-tensor AdamW step (native adamwStep, native/cpu/adamw.cpp): several steps against
+// PyTorch's AdamW formula in double precision, with and without weight decay, many tensors with their own lr and
+// weight decay in one call, and the closed form of the first step.
 import { describe, expect, it } from 'vitest';
 import { native } from '../../lib/native.js';
 import { tidy } from '../../lib/tensor.js';
@@ -29,7 +30,7 @@ describe('adamwStep', () => {
           // gradients of varying scale, one of them zero
           const grad = randn(g, n, t % 2 ? 1 : 1e-3);
           grad[0] = t === 3 ? 0 : grad[0]!;
-          native.adamwStep(p.handle, tensor(grad, s.shape).handle, m.handle, v.handle, s.lr, s.beta1, s.beta2, s.eps, s.wd, t);
+          native.adamwStep([p.handle], [tensor(grad, s.shape).handle], [m.handle], [v.handle], [s.lr], [s.wd], s.beta1, s.beta2, s.eps, t);
           ref.adamwStep(state, grad, s.lr, s.beta1, s.beta2, s.eps, s.wd, t);
           expectClose(p.dataSync(), state.param, { rtol: 1e-5, label: `param after step ${t}` });
           expectClose(m.dataSync(), state.m, { rtol: 1e-5, label: `m after step ${t}` });
@@ -44,7 +45,7 @@ describe('adamwStep', () => {
       const p0 = randn(g, 9);
       const grad = randn(g, 9);
       const p = tensor(p0, [9]);
-      native.adamwStep(p.handle, tensor(grad, [9]).handle, tensor(new Float32Array(9), [9]).handle, tensor(new Float32Array(9), [9]).handle, lr, 0.9, 0.95, eps, wd, 1);
+      native.adamwStep([p.handle], [tensor(grad, [9]).handle], [tensor(new Float32Array(9), [9]).handle], [tensor(new Float32Array(9), [9]).handle], [lr], [wd], 0.9, 0.95, eps, 1);
       const want = Array.from(p0, (x, i) => x * (1 - lr * wd) - (lr * grad[i]!) / (Math.abs(grad[i]!) + eps));
       expectClose(p.dataSync(), want, { rtol: 1e-6 });
     }));
@@ -55,8 +56,45 @@ describe('adamwStep', () => {
       const p = tensor(p0, [3]);
       const m = tensor([0, 0, 0], [3]);
       const v = tensor([0, 0, 0], [3]);
-      native.adamwStep(p.handle, tensor([0, 0, 0], [3]).handle, m.handle, v.handle, 0.1, 0.9, 0.999, 1e-8, 0.5, 1);
+      native.adamwStep([p.handle], [tensor([0, 0, 0], [3]).handle], [m.handle], [v.handle], [0.1], [0.5], 0.9, 0.999, 1e-8, 1);
       expectClose(p.dataSync(), [0.95, -1.9, 2.85], { rtol: 1e-6 });
       expect(Array.from(m.dataSync())).toEqual([0, 0, 0]);
+    }));
+
+  it('many tensors in one call, each with its own lr and weight decay, equal the reference per tensor', () =>
+    tidy(() => {
+      const g = rng(11);
+      // sizes around the split of the concatenated elements over the threads, and single elements
+      const sizes = [1, 1000, 7, 4096, 1, 333, 2];
+      const lrs = sizes.map((_, k) => 1e-3 * (k + 1));
+      const wds = sizes.map((_, k) => (k % 3 === 0 ? 0 : 0.05 * k));
+      const params = sizes.map((n) => tensor(randn(g, n), [n]));
+      const ms = sizes.map((n) => tensor(new Float32Array(n), [n]));
+      const vs = sizes.map((n) => tensor(new Float32Array(n), [n]));
+      const states: ref.AdamWState[] = params.map((p) => ({
+        param: Float64Array.from(p.dataSync()),
+        m: new Float64Array(p.size),
+        v: new Float64Array(p.size),
+      }));
+      for (let t = 1; t <= 3; t++) {
+        const grads = sizes.map((n) => randn(g, n));
+        native.adamwStep(
+          params.map((p) => p.handle),
+          grads.map((x, k) => tensor(x, [sizes[k]!]).handle),
+          ms.map((m) => m.handle),
+          vs.map((v) => v.handle),
+          lrs,
+          wds,
+          0.9,
+          0.95,
+          1e-8,
+          t,
+        );
+        sizes.forEach((_, k) => {
+          ref.adamwStep(states[k]!, grads[k]!, lrs[k]!, 0.9, 0.95, 1e-8, wds[k]!, t);
+          expectClose(params[k]!.dataSync(), states[k]!.param, { rtol: 1e-5, label: `param ${k} after step ${t}` });
+          expectClose(vs[k]!.dataSync(), states[k]!.v, { rtol: 1e-5, label: `v ${k} after step ${t}` });
+        });
+      }
     }));
 });

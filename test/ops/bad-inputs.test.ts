@@ -81,12 +81,21 @@ interface Spec {
   name: Entry;
   /** valid arguments, made fresh on each call */
   args: () => unknown[];
-  /** tensor arguments: position, name in messages, and whether null is allowed */
-  tensors: { at: number; arg: string; optional?: boolean }[];
+  /** tensor arguments: position (and index in a list argument), name in messages, and whether null is allowed */
+  tensors: { at: number; item?: number; arg: string; optional?: boolean }[];
   /** wrong shapes and scalars: a description, the arguments, and what the message must say */
   bad: [string, () => unknown[], RegExp][];
   /** NaN in the tensor at `input` must reach the tensor `output` picks from (result, args) */
-  nan?: { input: number; output: (result: unknown, args: unknown[]) => NativeTensor };
+  nan?: { input: number | [number, number]; output: (result: unknown, args: unknown[]) => NativeTensor };
+}
+
+// argument `at`, or entry `item` of the list argument `at`
+type Slot = number | [number, number];
+const slotOf = (at: number, item?: number): Slot => (item === undefined ? at : [at, item]);
+const getArg = (a: unknown[], s: Slot): unknown => (typeof s === 'number' ? a[s] : (a[s[0]] as unknown[])[s[1]]);
+function setArg(a: unknown[], s: Slot, v: unknown): void {
+  if (typeof s === 'number') a[s] = v;
+  else (a[s[0]] as unknown[])[s[1]] = v;
 }
 
 const out = (r: unknown): NativeTensor => r as NativeTensor;
@@ -395,16 +404,27 @@ const specs: Spec[] = [
   },
   {
     name: 'adamwStep',
-    args: () => [F([3]), F([3]), F([3], 0), F([3], 0), 1e-3, 0.9, 0.999, 1e-8, 0.01, 1],
-    tensors: [{ at: 0, arg: 'param' }, { at: 1, arg: 'grad' }, { at: 2, arg: 'm' }, { at: 3, arg: 'v' }],
-    bad: [
-      ['grad of another shape', () => [F([3]), F([4]), F([3]), F([3]), 1e-3, 0.9, 0.999, 1e-8, 0, 1], /grad \[4\] and param \[3\] must have the same shape/],
-      ['m of another shape', () => [F([3]), F([3]), F([1, 3]), F([3]), 1e-3, 0.9, 0.999, 1e-8, 0, 1], /m \[1, 3\] and param \[3\]/],
-      ['beta1 = 1', () => [F([3]), F([3]), F([3]), F([3]), 1e-3, 1, 0.999, 1e-8, 0, 1], /betas must be in \[0, 1\)/],
-      ['step 0', () => [F([3]), F([3]), F([3]), F([3]), 1e-3, 0.9, 0.999, 1e-8, 0, 0], /step must be an integer >= 1/],
-      ['lr not a number', () => [F([3]), F([3]), F([3]), F([3]), '1e-3', 0.9, 0.999, 1e-8, 0, 1], /lr must be a number/],
+    args: () => [[F([3]), F([2, 2])], [F([3]), F([2, 2])], [F([3], 0), F([2, 2], 0)], [F([3], 0), F([2, 2], 0)], [1e-3, 2e-3], [0.01, 0], 0.9, 0.999, 1e-8, 1],
+    tensors: [
+      { at: 0, item: 1, arg: 'params\\[1\\]' },
+      { at: 1, item: 0, arg: 'grads\\[0\\]' },
+      { at: 2, item: 1, arg: 'm\\[1\\]' },
+      { at: 3, item: 0, arg: 'v\\[0\\]' },
     ],
-    nan: { input: 1, output: argAt(0) },
+    bad: [
+      ['params not an array', () => [F([3]), [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1], /params must be an array of Tensors/],
+      ['no parameters', () => [[], [], [], [], [], [], 0.9, 0.999, 1e-8, 1], /params is empty/],
+      ['lists of different lengths', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3, 1e-3], [0], 0.9, 0.999, 1e-8, 1], /one entry per parameter, got 1, 1, 1, 1, 2 and 1/],
+      ['grad of another shape', () => [[F([3])], [F([4])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1], /grads\[0\] \[4\] and params\[0\] \[3\] must have the same shape/],
+      ['m of another shape', () => [[F([3])], [F([3])], [F([1, 3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1], /m\[0\] \[1, 3\] and params\[0\] \[3\]/],
+      ['the same parameter twice', () => { const p = F([3]); return [[p, p], [F([3]), F([3])], [F([3]), F([3])], [F([3]), F([3])], [1e-3, 1e-3], [0, 0], 0.9, 0.999, 1e-8, 1]; }, /a tensor appears twice among params, m and v/],
+      ['beta1 = 1', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 1, 0.999, 1e-8, 1], /betas must be in \[0, 1\)/],
+      ['step 0', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 0], /step must be an integer >= 1/],
+      ['lr entry not a number', () => [[F([3])], [F([3])], [F([3])], [F([3])], ['1e-3'], [0], 0.9, 0.999, 1e-8, 1], /lr\[0\] must be a number/],
+      ['negative lr', () => [[F([3])], [F([3])], [F([3])], [F([3])], [-1], [0], 0.9, 0.999, 1e-8, 1], /lr\[0\] must be a non-negative number/],
+      ['infinite weight decay', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [Infinity], 0.9, 0.999, 1e-8, 1], /weightDecay\[0\] must be finite/],
+    ],
+    nan: { input: [1, 0], output: (_r, a) => (a[0] as NativeTensor[])[0]! },
   },
 ];
 
@@ -418,23 +438,24 @@ describe('every op entry point', () => {
       });
 
       it('rejects non-tensors, disposed, empty, zero-size and wrongly typed tensors', () => {
-        for (const { at, arg, optional } of s.tensors) {
+        for (const { at, item, arg, optional } of s.tensors) {
+          const slot = slotOf(at, item);
           const notTensors: unknown[] = [3, {}, [1, 2], 'x', { shape: [3], dtype: 'float32' }];
           if (!optional) notTensors.push(null, undefined);
           for (const v of notTensors) {
             const a = s.args();
-            a[at] = v;
+            setArg(a, slot, v);
             expectOpError(s.name, a, new RegExp(`${arg} must be a Tensor`));
           }
           const a = s.args();
-          const good = a[at] as NativeTensor;
-          a[at] = disposedLike(good);
+          const good = getArg(a, slot) as NativeTensor;
+          setArg(a, slot, disposedLike(good));
           expectOpError(s.name, a, new RegExp(`${arg} has been disposed`));
-          a[at] = new native.NativeTensor();
+          setArg(a, slot, new native.NativeTensor());
           expectOpError(s.name, a, new RegExp(`${arg} has been disposed`));
-          a[at] = otherDtype(good);
+          setArg(a, slot, otherDtype(good));
           expectOpError(s.name, a, new RegExp(`${arg} must (be ${good.dtype}|have)`));
-          a[at] = zeroSize(good);
+          setArg(a, slot, zeroSize(good));
           expectOpError(s.name, a, new RegExp(`${arg} \\[0.*\\] is empty; zero-size tensors are not supported`));
         }
       });
@@ -445,8 +466,8 @@ describe('every op entry point', () => {
         const { input, output } = s.nan;
         it('propagates NaN instead of throwing', () => {
           const a = s.args();
-          const t = a[input] as NativeTensor;
-          a[input] = F(t.shape, NaN);
+          const t = getArg(a, input) as NativeTensor;
+          setArg(a, input, F(t.shape, NaN));
           const fn = native[s.name] as unknown as (...x: unknown[]) => unknown;
           const r = fn(...a);
           for (const x of [r].flat()) if (x && typeof x === 'object' && 'dispose' in x) made.push(x as NativeTensor);
