@@ -35,7 +35,7 @@ void batchnorm_forward(const TensorView& x, TensorView& running_mean, TensorView
     }
   }
   for (int64_t f = 0; f < F; f++) RS[f] = (float)(1.0 / std::sqrt(var[f] + eps));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * F >= kParallelGrain)
   for (int64_t b = 0; b < B; b++)
     for (int64_t f = 0; f < F; f++) Y[b * F + f] = (float)((X[b * F + f] - mean[f]) * RS[f]);
 }
@@ -57,7 +57,7 @@ void batchnorm_backward(const TensorView& dy, const TensorView& y, const TensorV
       mdyy[f] /= B;
     }
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * F >= kParallelGrain)
   for (int64_t b = 0; b < B; b++)
     for (int64_t f = 0; f < F; f++) {
       const int64_t i = b * F + f;

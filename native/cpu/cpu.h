@@ -5,6 +5,11 @@
 
 namespace mae::cpu {
 
+// Loops over fewer elements than this run on the calling thread (an `if (n >= kParallelGrain)` clause on their
+// OpenMP pragma): waking the other threads costs more than the work, and a model step has hundreds of such ops
+// (biases, LayerNorm parameters, per-token tables).
+constexpr int64_t kParallelGrain = 32768;
+
 // allocator.cpp
 extern const Allocator allocator;
 void copy_bytes(void* dst, const void* src, size_t bytes);

@@ -19,12 +19,12 @@ void broadcast(const TensorView& a, const TensorView& b, TensorView& y, F f) {
   const float *A = a.f32(), *Bp = b.f32();
   float* Y = y.f32();
   if (nb == n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
     for (int64_t i = 0; i < n; i++) Y[i] = f(A[i], Bp[i]);
     return;
   }
   const int64_t outer = n / nb;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
   for (int64_t o = 0; o < outer; o++) {
     const float* ar = A + o * nb;
     float* yr = Y + o * nb;
@@ -48,7 +48,7 @@ void sum_to(const TensorView& x, TensorView& y) {
   float* Y = y.f32();
   // columns split across threads in blocks of 64; each thread walks all rows for its block
   const int64_t nblk = (n + 63) / 64;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.numel() >= kParallelGrain)
   for (int64_t blk = 0; blk < nblk; blk++) {
     const int64_t j0 = blk * 64, j1 = j0 + 64 < n ? j0 + 64 : n;
     float acc[64] = {0};
@@ -66,10 +66,10 @@ void axpby(float alpha, const TensorView& x, float beta, TensorView& y) {
   const float* X = x.f32();
   float* Y = y.f32();
   if (beta == 0.0f) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
     for (int64_t i = 0; i < n; i++) Y[i] = alpha * X[i];
   } else {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
     for (int64_t i = 0; i < n; i++) Y[i] = alpha * X[i] + beta * Y[i];
   }
 }
@@ -79,7 +79,7 @@ void sum(const TensorView& x, float scale, TensorView& y) {
   const int64_t n = x.numel(), block = 4096, nblk = (n + block - 1) / block;
   const float* X = x.f32();
   std::vector<double> part(nblk, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
   for (int64_t b = 0; b < nblk; b++) {
     const int64_t i1 = (b + 1) * block < n ? (b + 1) * block : n;
     double s = 0.0;
@@ -93,7 +93,7 @@ void sum(const TensorView& x, float scale, TensorView& y) {
 
 void mean_tokens(const TensorView& x, TensorView& y) {
   const int64_t B = x.dim(0), N = x.dim(1), D = x.dim(2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * N * D >= kParallelGrain)
   for (int64_t b = 0; b < B; b++) {
     float* yr = y.f32() + b * D;
     for (int64_t d = 0; d < D; d++) yr[d] = 0.0f;
@@ -109,7 +109,7 @@ void mean_tokens(const TensorView& x, TensorView& y) {
 void mean_tokens_backward(const TensorView& dy, TensorView& dx) {
   const int64_t B = dx.dim(0), N = dx.dim(1), D = dx.dim(2);
   const float inv = 1.0f / N;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * N * D >= kParallelGrain)
   for (int64_t bn = 0; bn < B * N; bn++) {
     const float* g = dy.f32() + (bn / N) * D;
     float* dst = dx.f32() + bn * D;
@@ -121,7 +121,7 @@ void mean_tokens_backward(const TensorView& dy, TensorView& dx) {
 void fill(TensorView& y, float value) {
   const int64_t n = y.numel();
   float* Y = y.f32();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
   for (int64_t i = 0; i < n; i++) Y[i] = value;
 }
 

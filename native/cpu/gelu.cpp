@@ -40,7 +40,7 @@ void gelu_forward(const TensorView& x, TensorView& y) {
   const int64_t n = x.numel();
   const float* X = x.f32();
   float* Y = y.f32();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
   for (int64_t i = 0; i < n; i++) Y[i] = X[i] * normal_cdf(X[i]);
 }
 
@@ -48,7 +48,7 @@ void gelu_backward(const TensorView& x, const TensorView& dy, TensorView& dx) {
   const int64_t n = x.numel();
   const float *X = x.f32(), *DY = dy.f32();
   float* DX = dx.f32();
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
   for (int64_t i = 0; i < n; i++) {
     const float v = X[i];
     const float pdf = 0.39894228040143268f * exp_nonpositive(-0.5f * v * v);

@@ -16,7 +16,7 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView* 
   float beta = 0.0f;
   if (b) {
     const float* B = b->f32();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N >= kParallelGrain)
     for (int64_t i = 0; i < M; i++) std::memcpy(Y + i * N, B, N * sizeof(float));
     beta = 1.0f;
   }

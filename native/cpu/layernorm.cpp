@@ -17,7 +17,7 @@ void layernorm_forward(const TensorView& x, const TensorView& w, const TensorVie
   const int64_t R = x.rows(), D = x.last();
   const float *X = x.f32(), *W = w.f32(), *B = b.f32();
   float *Y = y.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * D >= kParallelGrain)
   for (int64_t r = 0; r < R; r++) {
     const float* xr = X + r * D;
     float s = 0.0f;
@@ -43,7 +43,7 @@ void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorV
   float* DX = dx.f32();
   const int nt = omp_get_max_threads();
   std::vector<float> part(2 * nt * D, 0.0f);  // per thread: dw partial, then db partial
-#pragma omp parallel
+#pragma omp parallel if (R * D >= kParallelGrain)
   {
     float* pdw = part.data() + 2 * omp_get_thread_num() * D;
     float* pdb = pdw + D;

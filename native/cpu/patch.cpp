@@ -10,7 +10,7 @@ template <bool ToPatches>
 void move_patches(const TensorView& imgs, int p, bool hwc, float* X, float* I) {
   const int64_t B = imgs.dim(0), C = imgs.dim(1), H = imgs.dim(2), W = imgs.dim(3);
   const int64_t h = H / p, w = W / p, P = (int64_t)p * p * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (imgs.numel() >= kParallelGrain)
   for (int64_t bl = 0; bl < B * h * w; bl++) {
     const int64_t b = bl / (h * w), l = bl % (h * w), hi = l / w, wi = l % w;
     float* x = X + bl * P;

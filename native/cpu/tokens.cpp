@@ -28,7 +28,7 @@ void gather_rows(const TensorView& x, const TensorView& idx, TensorView& y) {
   const float* X = x.f32();
   const int32_t* I = idx.i32();
   float* Y = y.f32();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * K * D >= kParallelGrain)
   for (int64_t bk = 0; bk < B * K; bk++) {
     const int64_t b = bk / K;
     std::memcpy(Y + bk * D, X + (b * N + I[bk]) * D, D * sizeof(float));
@@ -41,7 +41,7 @@ void scatter_add_rows(const TensorView& dy, const TensorView& idx, TensorView& d
   const float* DY = dy.f32();
   const int32_t* I = idx.i32();
   float* DX = dx.f32();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * N * D >= kParallelGrain)
   for (int64_t b = 0; b < B; b++) {
     std::memset(DX + b * N * D, 0, N * D * sizeof(float));
     for (int64_t k = 0; k < K; k++) {
@@ -56,7 +56,7 @@ void scatter_add_rows(const TensorView& dy, const TensorView& idx, TensorView& d
 void cat_tokens(const TensorView& a, const TensorView& b, TensorView& y) {
   const int64_t B = y.dim(0), Na = a.dim(1), Nb = b.dim(1), D = y.dim(2);
   const bool a1 = a.dim(0) == 1, b1 = b.dim(0) == 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (y.numel() >= kParallelGrain)
   for (int64_t i = 0; i < B; i++) {
     float* dst = y.f32() + i * (Na + Nb) * D;
     std::memcpy(dst, a.f32() + (a1 ? 0 : i) * Na * D, Na * D * sizeof(float));
@@ -66,7 +66,7 @@ void cat_tokens(const TensorView& a, const TensorView& b, TensorView& y) {
 
 void slice_tokens(const TensorView& x, int64_t start, TensorView& y) {
   const int64_t B = x.dim(0), N = x.dim(1), D = x.dim(2), len = y.dim(1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (y.numel() >= kParallelGrain)
   for (int64_t i = 0; i < B; i++)
     std::memcpy(y.f32() + i * len * D, x.f32() + (i * N + start) * D, len * D * sizeof(float));
 }
