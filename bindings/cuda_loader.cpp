@@ -263,21 +263,23 @@ Napi::Value synchronize(const Args& a) {
   return a.env().Undefined();
 }
 
-// timerStart(device): records the start of a GPU-time measurement on the device's stream
-Napi::Value timer_start(const Args& a) {
-  const Device dev = device_arg(a, 0);
+// argument i: a CUDA device that is available ('cpu' and unusable devices are errors)
+Device cuda_device_arg(const Args& a, size_t i) {
+  const Device dev = device_arg(a, i);
   a.expect(dev.type == DeviceType::CUDA, "device must be a CUDA device, got " + device_str(dev));
   ops_for_device(dev);
-  cuda_api().timer_start(dev.index);
+  return dev;
+}
+
+// timerStart(device): records the start of a GPU-time measurement on the device's stream
+Napi::Value timer_start(const Args& a) {
+  cuda_api().timer_start(cuda_device_arg(a, 0).index);
   return a.env().Undefined();
 }
 
 // timerStop(device) -> milliseconds of GPU time since timerStart (waits for the queued work)
 Napi::Value timer_stop(const Args& a) {
-  const Device dev = device_arg(a, 0);
-  a.expect(dev.type == DeviceType::CUDA, "device must be a CUDA device, got " + device_str(dev));
-  ops_for_device(dev);
-  return Napi::Number::New(a.env(), cuda_api().timer_stop(dev.index));
+  return Napi::Number::New(a.env(), cuda_api().timer_stop(cuda_device_arg(a, 0).index));
 }
 
 const Entry cuda_entries[] = {
