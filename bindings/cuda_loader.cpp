@@ -273,13 +273,15 @@ Device cuda_device_arg(const Args& a, size_t i) {
 
 // timerStart(device): records the start of a GPU-time measurement on the device's stream
 Napi::Value timer_start(const Args& a) {
-  cuda_api().timer_start(cuda_device_arg(a, 0).index);
+  const Device dev = cuda_device_arg(a, 0);
+  cuda_api().timer_start(dev.index);
   return a.env().Undefined();
 }
 
 // timerStop(device) -> milliseconds of GPU time since timerStart (waits for the queued work)
 Napi::Value timer_stop(const Args& a) {
-  return Napi::Number::New(a.env(), cuda_api().timer_stop(cuda_device_arg(a, 0).index));
+  const Device dev = cuda_device_arg(a, 0);
+  return Napi::Number::New(a.env(), cuda_api().timer_stop(dev.index));
 }
 
 const Entry cuda_entries[] = {
