@@ -111,6 +111,8 @@ const linprobeFlags: Flags = {
   pool: { type: 'string' },
   ...dataFlags,
   ...runFlags,
+  'blr-sweep': { type: 'string' },
+  'val-size': { type: 'string' },
   'eval-every': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -175,6 +177,8 @@ const HELP: Record<string, string> = {
   head = BatchNorm (no affine) + Linear, LARS, lr = blr * batch / 256, warm-up then cosine.
   --data PATH --data-kind KIND --limit N (default: the checkpoint's data, all of it)
   --epochs (90) --batch-size (256) --blr (0.1) --lr --min-lr (0) --warmup-epochs (10) --weight-decay (0)
+  --blr-sweep B1,B2,... (choose the base lr on --val-size held-out training samples, default a sixth; then
+                         train on all training samples with the best one)
   --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe) --threads N --workers N
   --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)`,
   finetune: `mae finetune --checkpoint PATH [--from-scratch] [flags]
@@ -402,11 +406,13 @@ async function cmdLinprobe(argv: string[]): Promise<void> {
   const data = dataSource(v);
   if (data) o.data = data;
   if (v.out !== undefined) o.outDir = v.out as string;
-  numbers(v, o, [['epochs', 'epochs'], ['batch-size', 'batchSize'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'], ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery']]);
+  numbers(v, o, [['epochs', 'epochs'], ['batch-size', 'batchSize'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'], ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['val-size', 'valSize']]);
+  if (v['blr-sweep'] !== undefined) o.blrSweep = String(v['blr-sweep']).split(',').map((b) => num(b, 'blr-sweep')!);
   const r = await linprobe({
     ...o,
     onEvent: (e: LinprobeEvent) => {
-      if (e.type === 'features') console.log(`features: ${e.split} ${e.n} x ${e.dim} in ${e.seconds.toFixed(1)} s`);
+      if (e.type === 'sweep') console.log(`sweep: blr ${e.blr} (lr ${e.lr.toExponential(2)}): held-out top-1 ${(100 * e.valTop1).toFixed(2)}% (${e.seconds.toFixed(1)} s)`);
+      else if (e.type === 'features') console.log(`features: ${e.split} ${e.n} x ${e.dim} in ${e.seconds.toFixed(1)} s`);
       else if (e.type === 'start') console.log(`training the head: ${e.steps} steps, lr ${e.lr.toExponential(2)}`);
       else if (e.type === 'epoch' && (e.top1 !== undefined || e.epoch % 10 === 0)) console.log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)}${e.top1 !== undefined ? ` top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
     },

@@ -57,6 +57,9 @@ describe('mae command', () => {
     const d = mae(['visualize']);
     expect(d.code).toBe(2);
     expect(d.err).toMatch(/--checkpoint PATH is required/);
+    const e = mae(['linprobe', '--raw-pixels', '--blr-sweep', '0.1,,1']);
+    expect(e.code).toBe(2);
+    expect(e.err).toMatch(/--blr-sweep must be a number, got ''/);
     expect(mae(['nope']).code).toBe(1);
   });
 

@@ -6,6 +6,12 @@
  * lr = blr * batch / 256 (blr 0.1), linear warm-up then half-cycle cosine set every iteration, cross-entropy.
  *
  * `rawPixels` runs the same head and optimizer on flattened normalised pixels: logistic regression, the baseline.
+ *
+ * `blrSweep` chooses the base lr without looking at the test set: the training features are split (seeded) into
+ * a held-out part of `valSize` samples and the rest; a head is trained on the rest for every base lr of the sweep
+ * and scored on the held-out part; the best one is then trained on all the training features and evaluated on the
+ * test set. (With LARS the distance a head travels grows with lr x steps, so the paper's blr 0.1, tuned for batch
+ * 16384, can leave a small-batch probe under-fitted.)
  */
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +49,10 @@ export interface LinprobeOptions {
   epochs?: number;
   batchSize?: number;
   blr?: number;
+  /** base lrs to choose from on a held-out part of the training features (overrides blr and lr) */
+  blrSweep?: number[];
+  /** the size of that held-out part (default: a sixth of the training samples) */
+  valSize?: number;
   lr?: number;
   minLr?: number;
   warmupEpochs?: number;
@@ -57,11 +67,16 @@ export interface LinprobeOptions {
 
 export type LinprobeEvent =
   | { type: 'features'; split: 'train' | 'test'; n: number; dim: number; seconds: number }
+  | { type: 'sweep'; blr: number; lr: number; valTop1: number; seconds: number }
   | { type: 'start'; steps: number; lr: number; dim: number }
   | { type: 'epoch'; epoch: number; loss: number; lr: number; top1?: number; seconds: number }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
 export interface LinprobeResult {
+  /** the lr the final head was trained with (chosen by the sweep when there is one) */
+  lr: number;
+  /** the sweep: held-out top-1 of every base lr tried */
+  sweep: { blr: number; lr: number; valTop1: number }[];
   top1: number;
   top5: number;
   metrics: ClassificationMetrics;
@@ -116,64 +131,44 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   const featureSeconds = (performance.now() - started) / 1000;
 
   const D = train.dim;
-  const gen = new Generator(seed);
-  const head = new ProbeHead(D, numClasses, 0.01, gen);
-  const lr = options.lr ?? scaledLr(options.blr ?? 0.1, batchSize);
-  const opt = new LARS(head.parameters(), { lr, weightDecay: options.weightDecay ?? 0 });
-  const stepsPerEpoch = Math.floor(train.n / batchSize);
-  if (stepsPerEpoch < 1) throw new Error(`linprobe: ${train.n} training samples are fewer than a batch of ${batchSize}`);
-  emit({ type: 'start', steps: stepsPerEpoch * epochs, lr, dim: D });
+  const sweep: { blr: number; lr: number; valTop1: number }[] = [];
+  let lr = options.lr ?? scaledLr(options.blr ?? 0.1, batchSize);
+  const fitOptions = { epochs, batchSize, warmupEpochs, minLr: options.minLr ?? 0, weightDecay: options.weightDecay ?? 0, numClasses };
+  if (options.blrSweep && options.blrSweep.length > 0) {
+    if (options.blrSweep.some((b) => !(b > 0 && Number.isFinite(b)))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
+    const valSize = options.valSize ?? Math.floor(train.n / 6);
+    if (!(Number.isInteger(valSize) && valSize >= 1 && train.n - valSize >= batchSize))
+      throw new Error(`linprobe: the held-out part must be an integer of at least 1 that leaves a batch of ${batchSize} to train on; got ${valSize} of ${train.n} samples`);
+    const [rest, held] = splitFeatures(train, valSize, new Generator(seed + 1));
+    for (const blr of options.blrSweep) {
+      const t0 = performance.now();
+      const sweepLr = scaledLr(blr, batchSize);
+      let valTop1 = 0; // a base lr whose loss diverges scores 0
+      try {
+        const fit = await fitHead(rest, sweepLr, fitOptions, new Generator(seed));
+        valTop1 = evaluateHead(fit.head, held, numClasses).top1;
+        fit.head.dispose();
+      } catch (e) {
+        if (!(e instanceof Error && /the loss became/.test(e.message))) throw e;
+      }
+      sweep.push({ blr, lr: sweepLr, valTop1 });
+      emit({ type: 'sweep', blr, lr: sweepLr, valTop1, seconds: (performance.now() - t0) / 1000 });
+    }
+    lr = sweep.reduce((best, r) => (r.valTop1 > best.valTop1 ? r : best)).lr;
+  }
+  emit({ type: 'start', steps: Math.floor(train.n / batchSize) * epochs, lr, dim: D });
   const logPath = join(outDir, 'log.jsonl');
   writeFileSync(logPath, '');
 
-  const evaluate = (): ClassificationMetrics => {
-    head.eval();
-    const acc = new MetricAccumulator(numClasses);
-    for (let s = 0; s < test.n; s += 1024) {
-      const m = Math.min(1024, test.n - s);
-      const logits = noGrad(() => tidy(() => head.forward(Tensor.fromArray(test.features.subarray(s * D, (s + m) * D), [m, D])).dataSync()));
-      acc.add(logits, test.labels.subarray(s, s + m));
-    }
-    head.train();
-    return acc.result();
-  };
-
   const trainStart = performance.now();
-  const epochLosses: number[] = [];
-  const xb = new Float32Array(batchSize * D);
-  const yb = new Int32Array(batchSize);
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    const t0 = performance.now();
-    const perm = gen.permutation(train.n);
-    let sum = 0;
-    for (let it = 0; it < stepsPerEpoch; it++) {
-      opt.lr = cosineLr(epoch + it / stepsPerEpoch, { lr, minLr: options.minLr ?? 0, warmupEpochs, epochs });
-      for (let b = 0; b < batchSize; b++) {
-        const i = perm[it * batchSize + b]!;
-        xb.set(train.features.subarray(i * D, (i + 1) * D), b * D);
-        yb[b] = train.labels[i]!;
-      }
-      const loss = tidy(() => {
-        const l = ops.crossEntropy(head.forward(Tensor.fromArray(xb, [batchSize, D])), Tensor.fromArray(yb, [batchSize]));
-        l.backward();
-        return l.item();
-      });
-      if (!Number.isFinite(loss)) throw new Error(`linprobe: the loss became ${loss} at epoch ${epoch}, step ${it}; lower the lr`);
-      opt.step();
-      opt.zeroGrad();
-      sum += loss;
-    }
-    const mean = sum / stepsPerEpoch;
-    epochLosses.push(mean);
-    const every = options.evalEvery ?? 0;
-    const top1 = every > 0 && (epoch + 1) % every === 0 && epoch + 1 < epochs ? evaluate().top1 : undefined;
-    const seconds = (performance.now() - t0) / 1000;
-    appendFileSync(logPath, JSON.stringify({ epoch: epoch + 1, loss: mean, lr: opt.lr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
-    emit({ type: 'epoch', epoch: epoch + 1, loss: mean, lr: opt.lr, ...(top1 !== undefined ? { top1 } : {}), seconds });
-    await yieldNow();
-  }
+  const every = options.evalEvery ?? 0;
+  const { head, epochLosses } = await fitHead(train, lr, fitOptions, new Generator(seed), (epoch, loss, epochLr, seconds, current) => {
+    const top1 = every > 0 && epoch % every === 0 && epoch < epochs ? evaluateHead(current, test, numClasses).top1 : undefined;
+    appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
+    emit({ type: 'epoch', epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds });
+  });
   const trainSeconds = (performance.now() - trainStart) / 1000;
-  const metrics = evaluate();
+  const metrics = evaluateHead(head, test, numClasses);
   await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
 
   // the probe: the whole classifier (encoder + head.0 BatchNorm + head.1) or, for pixels, the head alone
@@ -201,6 +196,9 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
     epochs,
     batchSize,
     lr,
+    blr: lr / (batchSize / 256),
+    sweep,
+    valSize: sweep.length ? (options.valSize ?? Math.floor(train.n / 6)) : 0,
     warmupEpochs,
     weightDecay: options.weightDecay ?? 0,
     seed,
@@ -216,5 +214,87 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
   mae?.dispose();
   head.dispose();
-  return { top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
+  return { lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
+}
+
+interface FitOptions {
+  epochs: number;
+  batchSize: number;
+  warmupEpochs: number;
+  minLr: number;
+  weightDecay: number;
+  numClasses: number;
+}
+
+/** Trains a fresh probe head on the features with LARS and the warm-up + cosine schedule; `onEpoch` after each epoch. */
+async function fitHead(
+  train: Features,
+  lr: number,
+  o: FitOptions,
+  gen: Generator,
+  onEpoch?: (epoch: number, loss: number, lr: number, seconds: number, head: ProbeHead) => void,
+): Promise<{ head: ProbeHead; epochLosses: number[] }> {
+  const D = train.dim;
+  const head = new ProbeHead(D, o.numClasses, 0.01, gen);
+  const opt = new LARS(head.parameters(), { lr, weightDecay: o.weightDecay });
+  const stepsPerEpoch = Math.floor(train.n / o.batchSize);
+  if (stepsPerEpoch < 1) throw new Error(`linprobe: ${train.n} training samples are fewer than a batch of ${o.batchSize}`);
+  const epochLosses: number[] = [];
+  const xb = new Float32Array(o.batchSize * D);
+  const yb = new Int32Array(o.batchSize);
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    const t0 = performance.now();
+    const perm = gen.permutation(train.n);
+    let sum = 0;
+    for (let it = 0; it < stepsPerEpoch; it++) {
+      opt.lr = cosineLr(epoch + it / stepsPerEpoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
+      for (let b = 0; b < o.batchSize; b++) {
+        const i = perm[it * o.batchSize + b]!;
+        xb.set(train.features.subarray(i * D, (i + 1) * D), b * D);
+        yb[b] = train.labels[i]!;
+      }
+      const loss = tidy(() => {
+        const l = ops.crossEntropy(head.forward(Tensor.fromArray(xb, [o.batchSize, D])), Tensor.fromArray(yb, [o.batchSize]));
+        l.backward();
+        return l.item();
+      });
+      if (!Number.isFinite(loss)) throw new Error(`linprobe: the loss became ${loss} at epoch ${epoch}, step ${it} with lr ${lr.toExponential(2)}; lower the lr`);
+      opt.step();
+      opt.zeroGrad();
+      sum += loss;
+    }
+    epochLosses.push(sum / stepsPerEpoch);
+    onEpoch?.(epoch + 1, sum / stepsPerEpoch, opt.lr, (performance.now() - t0) / 1000, head);
+    await yieldNow();
+  }
+  return { head, epochLosses };
+}
+
+/** Top-1 / top-5 and the confusion matrix of the head on the features (eval mode, in blocks of 1024). */
+function evaluateHead(head: ProbeHead, f: Features, numClasses: number): ClassificationMetrics {
+  const D = f.dim;
+  head.eval();
+  const acc = new MetricAccumulator(numClasses);
+  for (let s = 0; s < f.n; s += 1024) {
+    const m = Math.min(1024, f.n - s);
+    const logits = noGrad(() => tidy(() => head.forward(Tensor.fromArray(f.features.subarray(s * D, (s + m) * D), [m, D])).dataSync()));
+    acc.add(logits, f.labels.subarray(s, s + m));
+  }
+  head.train();
+  return acc.result();
+}
+
+/** A seeded split of the samples: [the rest, `size` held-out samples]. */
+function splitFeatures(f: Features, size: number, gen: Generator): [Features, Features] {
+  const perm = gen.permutation(f.n);
+  const take = (idx: ArrayLike<number>): Features => {
+    const features = new Float32Array(idx.length * f.dim);
+    const labels = new Int32Array(idx.length);
+    for (let k = 0; k < idx.length; k++) {
+      features.set(f.features.subarray(idx[k]! * f.dim, (idx[k]! + 1) * f.dim), k * f.dim);
+      labels[k] = f.labels[idx[k]!]!;
+    }
+    return { features, labels, n: idx.length, dim: f.dim };
+  };
+  return [take(perm.subarray(size)), take(perm.subarray(0, size))];
 }

@@ -32,4 +32,33 @@ describe('linear probing end to end (synthetic data)', () => {
     const px = await linprobe({ rawPixels: true, data, outDir: join(dir, 'px'), epochs: 30, batchSize: 64, blr: 2, warmupEpochs: 2 });
     expect(px.top1).toBeGreaterThan(0.4);
   });
+
+  it('chooses the base lr on a held-out part of the training set, never the test set', async () => {
+    const sweeps: { blr: number; valTop1: number }[] = [];
+    const px = await linprobe({
+      rawPixels: true,
+      data,
+      outDir: join(dir, 'px-sweep'),
+      epochs: 30,
+      batchSize: 64,
+      blrSweep: [1e-4, 2],
+      valSize: 100,
+      warmupEpochs: 2,
+      onEvent: (e) => {
+        if (e.type === 'sweep') sweeps.push(e);
+      },
+    });
+    // a base lr of 1e-4 barely moves the head in 30 epochs; 2 learns
+    expect(sweeps.map((e) => e.blr)).toEqual([1e-4, 2]);
+    expect(sweeps[1]!.valTop1).toBeGreaterThan(sweeps[0]!.valTop1 + 0.2);
+    expect(px.lr).toBeCloseTo((2 * 64) / 256, 12);
+    expect(px.top1).toBeGreaterThan(0.4);
+    const res = JSON.parse(readFileSync(join(dir, 'px-sweep', 'results.json'), 'utf8'));
+    expect(res.sweep).toHaveLength(2);
+    expect(res.valSize).toBe(100);
+    expect(res.blr).toBeCloseTo(2, 12);
+
+    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow(/every base lr of the sweep must be positive/);
+    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow(/held-out part .* got 500 of 512 samples/);
+  });
 });
