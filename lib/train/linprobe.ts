@@ -98,6 +98,7 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   mkdirSync(outDir, { recursive: true });
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   if (!options.rawPixels && !options.checkpoint) throw new Error('linprobe: pass a pre-training checkpoint (or rawPixels for the pixel baseline)');
+  if (options.valSize !== undefined && !options.blrSweep?.length) throw new Error('linprobe: valSize (--val-size) only applies with a base-lr sweep (blrSweep, --blr-sweep)');
 
   let mae: MaskedAutoencoder | null = null;
   let data = options.data;
