@@ -479,10 +479,7 @@ Napi::Value adamw_step(const Args& a) {
   std::vector<const void*> written;  // every buffer the step writes, to refuse one given twice
   for (size_t k = 0; k < n; k++) {
     const std::string at = "[" + std::to_string(k) + "]";
-    for (const JsTensor* t : {gs[k], ms[k], vs[k]})
-      a.expect(t->device() == ps[0]->device() && ps[k]->device() == ps[0]->device(),
-               "tensors are on different devices (" + device_str(ps[0]->device()) + " and " +
-                   device_str(t->device() == ps[0]->device() ? ps[k]->device() : t->device()) + ")");
+    a.same_device({ps[0], ps[k], gs[k], ms[k], vs[k]});
     expect_same_shape(a, gs[k], "grads" + at, ps[k], "params" + at);
     expect_same_shape(a, ms[k], "m" + at, ps[k], "params" + at);
     expect_same_shape(a, vs[k], "v" + at, ps[k], "params" + at);

@@ -135,9 +135,9 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   const sweep: { blr: number; lr: number; valTop1: number }[] = [];
   let lr = options.lr ?? scaledLr(options.blr ?? 0.1, batchSize);
   const fitOptions = { epochs, batchSize, warmupEpochs, minLr: options.minLr ?? 0, weightDecay: options.weightDecay ?? 0, numClasses };
+  const valSize = options.blrSweep?.length ? (options.valSize ?? Math.floor(train.n / 6)) : 0;
   if (options.blrSweep && options.blrSweep.length > 0) {
     if (options.blrSweep.some((b) => !(b > 0 && Number.isFinite(b)))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
-    const valSize = options.valSize ?? Math.floor(train.n / 6);
     if (!(Number.isInteger(valSize) && valSize >= 1 && train.n - valSize >= batchSize))
       throw new Error(`linprobe: the held-out part must be an integer of at least 1 that leaves a batch of ${batchSize} to train on; got ${valSize} of ${train.n} samples`);
     const [rest, held] = splitFeatures(train, valSize, new Generator(seed + 1));
@@ -150,7 +150,7 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
         valTop1 = evaluateHead(fit.head, held, numClasses).top1;
         fit.head.dispose();
       } catch (e) {
-        if (!(e instanceof Error && /the loss became/.test(e.message))) throw e;
+        if (!(e instanceof DivergedError)) throw e;
       }
       sweep.push({ blr, lr: sweepLr, valTop1 });
       emit({ type: 'sweep', blr, lr: sweepLr, valTop1, seconds: (performance.now() - t0) / 1000 });
@@ -199,7 +199,7 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
     lr,
     blr: lr / (batchSize / 256),
     sweep,
-    valSize: sweep.length ? (options.valSize ?? Math.floor(train.n / 6)) : 0,
+    valSize,
     warmupEpochs,
     weightDecay: options.weightDecay ?? 0,
     seed,
@@ -217,6 +217,9 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   head.dispose();
   return { lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
 }
+
+/** The head's loss became NaN or infinite (the lr is too large). */
+class DivergedError extends Error {}
 
 interface FitOptions {
   epochs: number;
@@ -259,7 +262,7 @@ async function fitHead(
         l.backward();
         return l.item();
       });
-      if (!Number.isFinite(loss)) throw new Error(`linprobe: the loss became ${loss} at epoch ${epoch}, step ${it} with lr ${lr.toExponential(2)}; lower the lr`);
+      if (!Number.isFinite(loss)) throw new DivergedError(`linprobe: the loss became ${loss} at epoch ${epoch}, step ${it} with lr ${lr.toExponential(2)}; lower the lr`);
       opt.step();
       opt.zeroGrad();
       sum += loss;

@@ -58,6 +58,11 @@ describe('linear probing end to end (synthetic data)', () => {
     expect(res.valSize).toBe(100);
     expect(res.blr).toBeCloseTo(2, 12);
 
+    // a base lr whose loss diverges scores 0 on the held-out part instead of stopping the sweep
+    const diverging = await linprobe({ rawPixels: true, data, outDir: join(dir, 'px-diverge'), epochs: 5, batchSize: 64, blrSweep: [2, 1e38], valSize: 100, warmupEpochs: 1 });
+    expect(diverging.sweep.map((e) => e.valTop1)[1]).toBe(0);
+    expect(diverging.lr).toBeCloseTo((2 * 64) / 256, 12);
+
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow(/every base lr of the sweep must be positive/);
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow(/held-out part .* got 500 of 512 samples/);
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), valSize: 100 })).rejects.toThrow(/valSize \(--val-size\) only applies with a base-lr sweep/);
