@@ -108,6 +108,13 @@ export function resultsDir(): string {
   return dir;
 }
 
+/** A result file's name: `<benchmark>-<date>[-threads<N>][-<tag>].json`, threads when `--threads` was given. */
+export function resultName(benchmark: string, date: string, args: string[]): string {
+  const threads = args.includes('--threads') ? `-threads${native.info().threads}` : '';
+  const tag = args.includes('--tag') ? `-${args[args.indexOf('--tag') + 1]}` : '';
+  return `${benchmark}-${date}${threads}${tag}.json`;
+}
+
 export function writeJson(name: string, value: unknown): string {
   const path = join(resultsDir(), name);
   writeFileSync(path, JSON.stringify(value, null, 2) + '\n');

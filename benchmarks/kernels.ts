@@ -23,7 +23,7 @@
  * Options: --quick (fewer repetitions), --reps N, --threads N (default: the addon's default, all cores).
  */
 import { native, type NativeTensor } from '../lib/native.js';
-import { fmt, machine, printTable, randn, timeIt, writeJson, type Timing } from './common.js';
+import { fmt, machine, printTable, randn, resultName, timeIt, writeJson, type Timing } from './common.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -31,7 +31,6 @@ const repsArg = args.indexOf('--reps');
 const REPS = repsArg >= 0 ? Number(args[repsArg + 1]) : quick ? 3 : 5;
 const MIN_TIME = quick ? 0.05 : 0.1;
 if (args.includes('--threads')) native.setNumThreads(Number(args[args.indexOf('--threads') + 1]));
-const THREADS_SUFFIX = native.info().threads;
 
 const bench = (fn: () => void): Timing => timeIt(fn, { reps: REPS, minTime: MIN_TIME });
 const free = (...ts: (NativeTensor | null)[]) => {
@@ -259,7 +258,7 @@ if (shortLinear.length) console.log(`linear fwd+bwd under 70% of the sgemm peak:
 const shortMem = rows.filter((r) => r.unit === 'GB/s' && r.group !== 'copy' && r.pctOfPeak < 50);
 if (shortMem.length) console.log(`memory-bound ops under half the copy bandwidth: ${shortMem.map((r) => `${r.name} ${r.dir} ${fmt(r.pctOfPeak, 0)}%`).join(', ')}`);
 
-const path = writeJson(`kernels-${m.date}${args.includes('--threads') ? `-threads${THREADS_SUFFIX}` : ''}${args.includes('--tag') ? `-${args[args.indexOf('--tag') + 1]}` : ''}.json`, {
+const path = writeJson(resultName('kernels', m.date, args), {
   benchmark: 'kernels',
   machine: { ...m, loadavgEnd: machine().loadavg },
   conventions: {

@@ -27,7 +27,7 @@ import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
 import { native, packageRoot, type NativeTensor } from '../lib/native.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { Tensor, tidy } from '../lib/tensor.js';
-import { fmt, machine, median, printTable, randn, timeIt, writeJson } from './common.js';
+import { fmt, machine, median, printTable, randn, resultName, timeIt, writeJson } from './common.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -37,7 +37,6 @@ const withProfile = !args.includes('--no-profile');
 const pythonArg = args.includes('--python') ? args[args.indexOf('--python') + 1]! : null;
 if (args.includes('--threads')) native.setNumThreads(Number(args[args.indexOf('--threads') + 1]));
 const THREADS = native.info().threads;
-const THREADS_SUFFIX = THREADS;
 
 // ---- analytic model FLOPs -----------------------------------------------------------------------------------------
 export interface FlopCount {
@@ -384,7 +383,7 @@ for (const r of results) {
   console.log('by family: ' + [...fam.entries()].sort((a, b) => b[1] - a[1]).map(([f, ms]) => `${f} ${fmt((100 * ms) / total)}%`).join(', '));
 }
 
-const path = writeJson(`train-${m.date}${args.includes('--threads') ? `-threads${THREADS_SUFFIX}` : ''}${args.includes('--tag') ? `-${args[args.indexOf('--tag') + 1]}` : ''}.json`, {
+const path = writeJson(resultName('train', m.date, args), {
   benchmark: 'train',
   machine: { ...m, loadavgEnd: machine().loadavg },
   conventions: {
