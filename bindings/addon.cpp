@@ -147,6 +147,7 @@ const Entry entries[] = {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  set_num_threads(get_num_threads());  // the BLAS single-threaded from the start (native/cpu/gemm.cpp)
   auto* data = new AddonData();
   Napi::Function ctor = JsTensor::Define(env);
   data->tensor_ctor = Napi::Persistent(ctor);

@@ -48,7 +48,11 @@ export function info(): Info {
   };
 }
 
-/** Sets the number of CPU threads used by the kernels and the BLAS. */
+/**
+ * Sets the number of CPU threads (one OpenMP team) that runs every CPU kernel; matrix products are split between
+ * them, each thread calling the single-threaded BLAS on its block. The default is OpenMP's: `OMP_NUM_THREADS`, else
+ * one per core.
+ */
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }

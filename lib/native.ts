@@ -242,9 +242,10 @@ function realpathOrSelf(p: string): string {
   }
 }
 
-// OpenMP threads that spin after each parallel region starve OpenBLAS's own threads on the same cores; sleeping
-// instead made a training step 1.25-3.4x faster on 2 cores (benchmarks/README.md). libgomp reads this when the
-// addon loads it; a value the user set wins.
+// Passive waiting: OpenMP threads that spin after each parallel region hold cores that the data-loading workers,
+// the JS thread and other processes need. (With OpenBLAS's own thread pool next to the OpenMP team, spinning made a
+// 2-core training step 1.25-3.4x slower; with one team and the BLAS single-threaded, a step alone times the same
+// either way: benchmarks/README.md.) libgomp reads this when the addon loads it; a value the user set wins.
 process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
 
 export const native: NativeAddon = load();

@@ -59,6 +59,8 @@ void slice_tokens(const TensorView& x, int64_t start, TensorView& y);
 void add(const TensorView& a, const TensorView& b, TensorView& y);
 void mul(const TensorView& a, const TensorView& b, TensorView& y);
 void sum_to(const TensorView& x, TensorView& y);
+// y[j] = sum over rows of x[row * n + j] for j in [j0, j1): sum_to's loop, callable from inside a parallel region
+void column_sums(const float* x, int64_t rows, int64_t n, int64_t j0, int64_t j1, float* y);
 void axpby(float alpha, const TensorView& x, float beta, TensorView& y);
 void sum(const TensorView& x, float scale, TensorView& y);
 void mean_tokens(const TensorView& x, TensorView& y);

@@ -5,6 +5,7 @@
 //   sum:           y[0] = scale * sum(x), accumulated in double in a fixed order
 //   mean_tokens:   x [B, N, D] -> y [B, D], the mean over N; backward spreads dy / N over the N tokens
 //   fill:          y = value
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -42,23 +43,25 @@ void mul(const TensorView& a, const TensorView& b, TensorView& y) {
   broadcast(a, b, y, [](float u, float v) { return u * v; });
 }
 
-void sum_to(const TensorView& x, TensorView& y) {
-  const int64_t n = y.numel(), outer = x.numel() / n;
-  const float* X = x.f32();
-  float* Y = y.f32();
-  // columns split across threads in blocks of 64; each thread walks all rows for its block
-  const int64_t nblk = (n + 63) / 64;
-#pragma omp parallel for schedule(static) if (x.numel() >= kParallelGrain)
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    const int64_t j0 = blk * 64, j1 = j0 + 64 < n ? j0 + 64 : n;
+void column_sums(const float* x, int64_t rows, int64_t n, int64_t j0, int64_t j1, float* y) {
+  // 64 columns at a time, each walking all rows in order: the sums do not depend on how columns are split
+  for (int64_t b0 = j0; b0 < j1; b0 += 64) {
+    const int64_t b1 = b0 + 64 < j1 ? b0 + 64 : j1;
     float acc[64] = {0};
-    for (int64_t o = 0; o < outer; o++) {
-      const float* row = X + o * n;
+    for (int64_t o = 0; o < rows; o++) {
+      const float* row = x + o * n;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; j++) acc[j - j0] += row[j];
+      for (int64_t j = b0; j < b1; j++) acc[j - b0] += row[j];
     }
-    for (int64_t j = j0; j < j1; j++) Y[j] = acc[j - j0];
+    for (int64_t j = b0; j < b1; j++) y[j] = acc[j - b0];
   }
+}
+
+void sum_to(const TensorView& x, TensorView& y) {
+  const int64_t n = y.numel(), rows = x.numel() / n, nblk = (n + 63) / 64;
+#pragma omp parallel for schedule(static) if (x.numel() >= kParallelGrain)
+  for (int64_t blk = 0; blk < nblk; blk++)
+    column_sums(x.f32(), rows, n, blk * 64, std::min(n, blk * 64 + 64), y.f32());
 }
 
 void axpby(float alpha, const TensorView& x, float beta, TensorView& y) {

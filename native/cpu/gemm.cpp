@@ -1,35 +1,78 @@
 // Linear layer through the BLAS (sgemm): y = x W^T + b, W stored [out, in] as in PyTorch.
 //   forward:  x [M, K], w [N, K], b [N] -> y [M, N]
 //   backward: dx = dy W [M, K], dW = dy^T x [N, K], db = column sums of dy [N]
-// M is every leading dimension of x flattened. The BLAS runs its own threads; the bias copy uses OpenMP.
+// M is every leading dimension of x flattened.
+//
+// Threads: the BLAS runs single-threaded (set_num_threads in ops_table.cpp) and each OpenMP thread calls it on its
+// own block of the output, so one thread team does all the work of a step. A multi-threaded OpenBLAS keeps a second
+// pool of threads that competes with the OpenMP team for the same cores at every op boundary: inside a training
+// step its sgemms ran at ~180 GFLOP/s on 2 cores, these blocks at ~220 (benchmarks/README.md).
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "cpu.h"
 
 namespace mae::cpu {
 
+namespace {
+
+// Products with fewer multiply-adds than this (about 16 us on one core) run on the calling thread.
+constexpr int64_t kGemmGrain = int64_t(1) << 20;
+
+// This thread's block of an [M, N] output: rows or columns (whichever dimension is longer) split into equal parts,
+// multiples of 16, one per thread of the team. Empty when the team has more threads than parts.
+struct Block {
+  int64_t r0, r1, c0, c1;
+};
+
+Block thread_block(int64_t M, int64_t N) {
+  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+  const bool by_rows = M >= N;
+  const int64_t len = by_rows ? M : N, part = ((len + nt - 1) / nt + 15) / 16 * 16;
+  const int64_t lo = std::min(len, t * part), hi = std::min(len, lo + part);
+  return by_rows ? Block{lo, hi, 0, N} : Block{0, M, lo, hi};
+}
+
+// C[r0:r1, c0:c1] = op(A) op(B) + beta C over the whole K, row-major as cblas_sgemm.
+void sgemm_block(const Block& k, bool ta, bool tb, int64_t K, const float* A, int64_t lda, const float* B,
+                 int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (k.r1 <= k.r0 || k.c1 <= k.c0) return;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, k.r1 - k.r0,
+              k.c1 - k.c0, K, 1.0f, ta ? A + k.r0 : A + k.r0 * lda, lda, tb ? B + k.c0 * ldb : B + k.c0, ldb, beta,
+              C + k.r0 * ldc + k.c0, ldc);
+}
+
+}  // namespace
+
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
+  const float *X = x.f32(), *W = w.f32(), *Bias = b ? b->f32() : nullptr;
   float* Y = y.f32();
-  float beta = 0.0f;
-  if (b) {
-    const float* B = b->f32();
-#pragma omp parallel for schedule(static) if (M * N >= kParallelGrain)
-    for (int64_t i = 0; i < M; i++) std::memcpy(Y + i * N, B, N * sizeof(float));
-    beta = 1.0f;
+#pragma omp parallel if (M * N * K >= kGemmGrain)
+  {
+    const Block k = thread_block(M, N);
+    if (Bias)
+      for (int64_t i = k.r0; i < k.r1; i++) std::memcpy(Y + i * N + k.c0, Bias + k.c0, (k.c1 - k.c0) * sizeof(float));
+    sgemm_block(k, false, true, K, X, K, W, K, Bias ? 1.0f : 0.0f, Y, N);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x.f32(), K, w.f32(), K, beta, Y, N);
 }
 
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy, TensorView* dx, TensorView& dw,
                      TensorView* db) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
-  const float* DY = dy.f32();
-  if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, DY, N, w.f32(), K, 0.0f, dx->f32(), K);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, DY, N, x.f32(), K, 0.0f, dw.f32(), K);
-  if (db) sum_to(dy, *db);
+  const float *X = x.f32(), *W = w.f32(), *DY = dy.f32();
+#pragma omp parallel if (M * N * K >= kGemmGrain)
+  {
+    if (dx) sgemm_block(thread_block(M, K), false, false, N, DY, N, W, K, 0.0f, dx->f32(), K);
+    sgemm_block(thread_block(N, K), true, false, M, DY, N, X, K, 0.0f, dw.f32(), K);
+    if (db) {
+      const Block k = thread_block(1, N);
+      column_sums(DY, M, N, k.c0, k.c1, db->f32());
+    }
+  }
 }
 
 }  // namespace mae::cpu

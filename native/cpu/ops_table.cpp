@@ -1,4 +1,5 @@
-// The CPU op table and the thread setting shared by OpenMP loops and the BLAS.
+// The CPU op table and the thread setting: n OpenMP threads, and a single-threaded BLAS that each of them calls on
+// its own block (gemm.cpp).
 #include <cblas.h>
 #include <omp.h>
 
@@ -49,7 +50,7 @@ const Ops& cpu_ops() {
 
 void set_num_threads(int n) {
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);
 }
 
 int get_num_threads() { return omp_get_max_threads(); }

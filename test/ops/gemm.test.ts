@@ -17,6 +17,10 @@ const shapes: [number[], number, number][] = [
   [[2, 3, 5], 4, 6],
   [[], 13, 5], // x is 1-D
   [[11], 64, 96],
+  // above gemm.cpp's grain (2^20 multiply-adds), so the threads each compute a block of the output: split by rows
+  // (M >= N) and by columns (N > M; dx also by columns as K > M), sizes not multiples of the 16-wide blocks
+  [[7, 29], 97, 131],
+  [[37], 111, 301],
 ];
 {
   const g = rng(2024);

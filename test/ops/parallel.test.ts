@@ -2,8 +2,9 @@
 // the calling thread, so the other op tests, with their small shapes, check the single-threaded loops against the
 // double-precision references; here every op that splits its work over threads runs on inputs above the grain at
 // 1, 2 and 3 threads, and must give the 1-thread result: exactly where each element (or row, or column block) is
-// computed by one thread in a fixed order, within 1e-5 where per-thread float partial sums are added (LayerNorm dw, db)
-// or OpenBLAS splits the product.
+// computed by one thread in a fixed order, within 1e-5 where per-thread float partial sums are added (LayerNorm dw,
+// db) or where a thread's block of a product has other edges (linear: each thread calls the single-threaded BLAS on
+// its own block of the output).
 import { afterAll, describe, expect, it } from 'vitest';
 import { native, type NativeTensor } from '../../lib/native.js';
 import { expectClose } from '../helpers/gradcheck.js';
@@ -95,10 +96,16 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'linear with a bias (the bias rows are copied in parallel)',
-    inputs: () => [F(x, [B * N, D]), F(y.subarray(0, 96 * D), [96, D]), F(row.subarray(0, 96), [96])],
-    op: ([a, w, b]) => [native.linear(a!, w!, b!)],
-    rtol: 1e-5, // OpenBLAS's own split of the product may change its summation order
+    name: 'linear and its backward, the output split by rows',
+    inputs: () => [F(x.subarray(0, 803 * D), [803, D]), F(y.subarray(0, 97 * D), [97, D]), F(row.subarray(0, 97), [97]), F(y.subarray(0, 803 * 97), [803, 97])],
+    op: ([a, w, b, dy]) => [native.linear(a!, w!, b!), ...native.linearBackward(a!, w!, dy!, true, true)],
+    rtol: 1e-5, // the BLAS kernel for a block's edge rows or columns may sum in another order
+  },
+  {
+    name: 'linear and its backward, the output split by columns',
+    inputs: () => [F(x.subarray(0, 45 * D), [45, D]), F(y.subarray(0, 301 * D), [301, D]), F(y.subarray(0, 301), [301]), F(x.subarray(0, 45 * 301), [45, 301])],
+    op: ([a, w, b, dy]) => [native.linear(a!, w!, b!), ...native.linearBackward(a!, w!, dy!, true, true)],
+    rtol: 1e-5, // the BLAS kernel for a block's edge rows or columns may sum in another order
   },
   {
     name: 'layerNorm and its backward',
