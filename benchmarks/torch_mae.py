@@ -228,6 +228,25 @@ def param_groups(model, weight_decay):
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+# the products of nn.Linear (forward addmm, backward mm) and of the patch embedding's Conv2d: the work our `linear`
+# does; attention's products (bmm) are left out, as our attention kernel computes them itself
+LINEAR_OPS = ("aten::addmm", "aten::mm", "aten::mkldnn_convolution", "aten::convolution_backward")
+
+
+def profile_steps(step, steps):
+    """Self CPU time per step of every aten op over `steps` steps, largest first, and the part in LINEAR_OPS."""
+    with torch.autograd.profiler.profile() as prof:
+        for _ in range(steps):
+            step()
+    ops = {}
+    for e in prof.key_averages():
+        if e.key.startswith("aten::"):
+            ops[e.key] = e.self_cpu_time_total / 1e3 / steps
+    ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+    return {"steps": steps, "totalMs": sum(ops.values()), "linearMs": sum(ops.get(k, 0.0) for k in LINEAR_OPS),
+            "opsMs": ops}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="mae_vit_tiny_patch4_28", choices=sorted(PRESETS))
@@ -240,6 +259,9 @@ def main():
     ap.add_argument("--rep-seconds", type=float, default=2.0,
                     help="steps per repetition fill about this many seconds (1 to 10 steps; 0: one step)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="after timing, profile this many steps: self CPU ms per step of each aten op, and the part in "
+                         "the linear layers and the patch embedding (addmm, mm, convolution)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -274,11 +296,19 @@ def main():
         "preset": a.preset, "batch": a.batch, "maskRatio": a.mask_ratio, "secondsPerStep": med, "runs": runs,
         "imgPerSec": a.batch / med, "stepsPerRep": per, "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
+    if a.profile > 0:
+        out["profile"] = profile_steps(step, a.profile)
     if a.json:
         print(json.dumps(out))
     else:
         print(f"{a.preset} batch {a.batch} ratio {a.mask_ratio}: {med * 1e3:.1f} ms/step, {a.batch / med:.2f} img/s "
               f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        if a.profile > 0:
+            p = out["profile"]
+            print(f"profile of {a.profile} steps: {p['totalMs']:.1f} ms/step of aten ops, of which linear layers and "
+                  f"patch embedding {p['linearMs']:.1f} ms ({100 * p['linearMs'] / p['totalMs']:.1f}%)")
+            for name, ms in list(p["opsMs"].items())[:12]:
+                print(f"  {name:40s} {ms:8.2f} ms/step")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@
  * GELU, the loss and the optimizer are not counted. The ViT-B counts are checked against MAE-SPEC's 58.2 (ratio
  * 0.75) and 138.0 (full encoder) GFLOP per image.
  *
- * A profiled pass (each native call wrapped in a timer) then splits a step into op families.
+ * A profiled pass (each native call wrapped in a timer) then splits a step into op families; PyTorch's steps are
+ * profiled likewise (torch.autograd.profiler), and the time of its linear layers and patch embedding gives the bound
+ * on ours / PyTorch that no change outside those products can pass: PyTorch's step / its linear time.
  *
  * Output: tables on stdout and benchmarks/results/train-<date>.json.
  * Output name: <kind>-<date>[-threads<N> when --threads is given][-<tag> with --tag TAG].json.
@@ -217,6 +219,8 @@ interface TorchResult {
   runs: number[];
   torch: string;
   threads: number;
+  /** torch_mae.py --profile: self CPU ms per step of each aten op; linearMs: nn.Linear and the patch embedding */
+  profile?: { steps: number; totalMs: number; linearMs: number; opsMs: Record<string, number> };
 }
 /** PyTorch's environment: ours, with its thread count; --torch-default-blas drops an OPENBLAS_CORETYPE override */
 function torchEnv(): NodeJS.ProcessEnv {
@@ -224,12 +228,12 @@ function torchEnv(): NodeJS.ProcessEnv {
   if (args.includes('--torch-default-blas')) delete env.OPENBLAS_CORETYPE;
   return env;
 }
-function runTorch(py: string, c: Case, warm: number, reps: number, repSeconds: number): TorchResult | { error: string } {
+function runTorch(py: string, c: Case, warm: number, reps: number, repSeconds: number, profileSteps: number): TorchResult | { error: string } {
   const script = join(packageRoot(), 'benchmarks', 'torch_mae.py');
   const r = spawnSync(
     py,
     [script, '--preset', c.preset, '--batch', String(c.batch), '--mask-ratio', String(c.maskRatio), '--threads', String(THREADS),
-      '--warmup', String(warm), '--reps', String(reps), '--rep-seconds', String(repSeconds), '--json'],
+      '--warmup', String(warm), '--reps', String(reps), '--rep-seconds', String(repSeconds), '--profile', String(profileSteps), '--json'],
     { encoding: 'utf8', env: torchEnv(), maxBuffer: 1 << 24 },
   );
   const line = r.stdout?.trim().split('\n').filter((l) => l.startsWith('{')).pop();
@@ -296,10 +300,10 @@ for (const c of cases) {
       `${fmt(flops.training / 1e9, 2)} GFLOP/img, ${fmt(achieved)} GFLOP/s, MFU ${fmt(100 * res.mfu)}%`,
   );
 
+  const nprof = base ? 1 : 5;
   if (withProfile) {
     const prof = new Map<string, Prof>();
     const restore = instrument(prof);
-    const nprof = base ? 1 : 5;
     const phases = { forward: 0, backward: 0, optimizer: 0 };
     const t0 = performance.now();
     try {
@@ -325,11 +329,20 @@ for (const c of cases) {
   }
 
   if (py) {
-    const tt = runTorch(py, c, warm, reps, repSeconds);
+    const tt = runTorch(py, c, warm, reps, repSeconds, withProfile ? nprof : 0);
     res.torch = tt;
     if ('imgPerSec' in tt) {
       res.oursOverTorch = imgPerSec / tt.imgPerSec;
       console.log(`  PyTorch ${tt.torch}: ${fmt(tt.secondsPerStep * 1e3)} ms/step, ${fmt(tt.imgPerSec, 2)} img/s; ours / PyTorch ${fmt(res.oursOverTorch, 2)}x`);
+      if (tt.profile && res.profile) {
+        // with linear layers as fast as PyTorch's and every other op free, ours / PyTorch would be step / linear
+        const oursLinear = res.profile.filter((p) => p.family.startsWith('linear')).reduce((a, p) => a + p.msPerStep, 0);
+        const theirs = tt.profile.linearMs;
+        console.log(
+          `  linear layers + patch embedding: PyTorch ${fmt(theirs)} ms of its step (profiler), ours ${fmt(oursLinear)} ms; ` +
+            `bound on ours / PyTorch at PyTorch's linear time: ${fmt((tt.secondsPerStep * 1e3) / theirs, 2)}x`,
+        );
+      }
     } else console.log(`  PyTorch failed: ${tt.error}`);
   }
   tr.dispose();
