@@ -71,6 +71,8 @@ export interface Machine {
   blas: string;
   /** OPENBLAS_CORETYPE in the environment: overrides OpenBLAS's own kernel choice (null: not set) */
   openblasCoretype: string | null;
+  /** libgomp's waiting in our process: OMP_WAIT_POLICY and GOMP_SPINCOUNT (null: not set) */
+  ompWait: { policy: string | null; spincount: string | null };
   node: string;
   date: string;
   loadavg: number[];
@@ -93,6 +95,7 @@ export function machine(): Machine {
   }
   return {
     cpu, cores: cpus().length, threads: info.threads, blas: info.blas, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null,
+    ompWait: { policy: process.env.OMP_WAIT_POLICY ?? null, spincount: process.env.GOMP_SPINCOUNT ?? null },
     node: process.version, date: today(), loadavg,
   };
 }

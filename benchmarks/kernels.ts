@@ -58,7 +58,7 @@ interface Row {
 
 const rows: Row[] = [];
 const m = machine();
-console.log(`kernels benchmark, ${m.date}: ${m.cpu}, ${m.cores} cores, ${m.threads} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); load ${m.loadavg.join(' ')}`);
+console.log(`kernels benchmark, ${m.date}: ${m.cpu}, ${m.cores} cores, ${m.threads} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); OMP_WAIT_POLICY=${m.ompWait.policy ?? 'unset'} GOMP_SPINCOUNT=${m.ompWait.spincount ?? 'unset'}; load ${m.loadavg.join(' ')}`);
 
 // ---- reference 1: sgemm peak through native.linear --------------------------------------------------------------
 let peak = 0;

@@ -26,7 +26,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { MaskedAutoencoder } from '../lib/mae/model.js';
 import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
-import { native, packageRoot, type NativeTensor } from '../lib/native.js';
+import { native, ompDefaults, packageRoot, type NativeTensor } from '../lib/native.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { Tensor, tidy } from '../lib/tensor.js';
 import { fmt, machine, median, printTable, randn, resultName, timeIt, writeJson } from './common.js';
@@ -222,9 +222,17 @@ interface TorchResult {
   /** torch_mae.py --profile: self CPU ms per step of each aten op; linearMs: nn.Linear and the patch embedding */
   profile?: { steps: number; totalMs: number; linearMs: number; opsMs: Record<string, number> };
 }
-/** PyTorch's environment: ours, with its thread count; --torch-default-blas drops an OPENBLAS_CORETYPE override */
+/**
+ * PyTorch's environment: ours, with its thread count, without the OpenMP spin setting lib/native.ts added for our
+ * process, and with OMP_WAIT_POLICY=PASSIVE unless the user set a policy: PyTorch's OpenBLAS keeps its own thread
+ * pool next to its OpenMP team, and sleeping OpenMP threads made its tiny step 2.5x faster than libgomp's default
+ * and 1.1-1.5x faster than a 0.3 ms spin (benchmarks/README.md). --torch-default-blas drops an OPENBLAS_CORETYPE
+ * override.
+ */
 function torchEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(THREADS), OPENBLAS_NUM_THREADS: String(THREADS) };
+  for (const name of Object.keys(ompDefaults)) delete env[name];
+  if (env.GOMP_SPINCOUNT === undefined) env.OMP_WAIT_POLICY ??= 'PASSIVE';
   if (args.includes('--torch-default-blas')) delete env.OPENBLAS_CORETYPE;
   return env;
 }
@@ -243,7 +251,7 @@ function runTorch(py: string, c: Case, warm: number, reps: number, repSeconds: n
 
 // ---- run ------------------------------------------------------------------------------------------------------------
 const m = machine();
-console.log(`training benchmark, ${m.date}: ${m.cpu}, ${m.cores} cores, ${THREADS} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); load ${m.loadavg.join(' ')}`);
+console.log(`training benchmark, ${m.date}: ${m.cpu}, ${m.cores} cores, ${THREADS} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); OMP_WAIT_POLICY=${m.ompWait.policy ?? 'unset'} GOMP_SPINCOUNT=${m.ompWait.spincount ?? 'unset'}; load ${m.loadavg.join(' ')}`);
 
 function sgemmPeak(): number {
   const s = 2048;

@@ -242,11 +242,17 @@ function realpathOrSelf(p: string): string {
   }
 }
 
-// Passive waiting: OpenMP threads that spin after each parallel region hold cores that the data-loading workers,
-// the JS thread and other processes need. (With OpenBLAS's own thread pool next to the OpenMP team, spinning made a
-// 2-core training step 1.25-3.4x slower; with one team and the BLAS single-threaded, a step alone times the same
-// either way: benchmarks/README.md.) libgomp reads this when the addon loads it; a value the user set wins.
-process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+/**
+ * How long idle OpenMP threads spin before they sleep, set here unless the user set OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT (libgomp reads both when the addon loads it). A training step runs hundreds of parallel regions
+ * with a few tens of microseconds of JS between them: about 0.3 ms of spinning (30000 spins) bridges those gaps
+ * (tiny preset 5% faster per step than sleeping at once), and then the threads sleep, leaving the cores to the
+ * data-loading workers and to other processes; libgomp's own default spins ~3 ms. The names and values set here, for
+ * child processes that should not inherit them (benchmarks/train.ts gives PyTorch its own best setting).
+ */
+export const ompDefaults: Readonly<Record<string, string>> =
+  process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined ? { GOMP_SPINCOUNT: '30000' } : {};
+Object.assign(process.env, ompDefaults);
 
 export const native: NativeAddon = load();
 
