@@ -505,6 +505,12 @@ function cublasVersion(v: number): string {
   return `${Math.floor(v / 10000)}.${Math.floor((v % 10000) / 100)}.${v % 100}`;
 }
 
+/** How idle OpenMP threads wait, as libgomp was told (lib/native.ts sets GOMP_SPINCOUNT unless the user chose). */
+function ompWait(): string {
+  const set = ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`);
+  return set.length ? set.join(', ') : 'libgomp default';
+}
+
 function cmdInfo(): void {
   const i = info();
   const c = i.cuda;
@@ -517,7 +523,7 @@ function cmdInfo(): void {
     ['compiler', i.compiler],
     ['backends', i.backends.join(', ')],
     ['blas', `${i.blas} (${blasLink})`],
-    ['threads', String(i.threads)],
+    ['threads', `${i.threads} (OpenMP; each runs the BLAS single-threaded on its block of a product; idle wait: ${ompWait()})`],
     ['precision', `cpu: ${i.precisions.cpu.join(', ')}; cuda: ${i.precisions.cuda.join(', ') || '-'}`],
     ['cuda library', `${i.cudaBuilt ? 'built with this addon' : 'not built with this addon'}: ${c.library}`],
     [

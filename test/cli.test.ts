@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
 
 const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
 
-function mae(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 300_000 });
+function mae(args: string[], env: NodeJS.ProcessEnv = process.env): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 300_000, env });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -24,6 +24,14 @@ describe('mae command', () => {
     expect(r.out).toMatch(/masked-autoencoder\s+\d+\.\d+\.\d+/);
     expect(r.out).toMatch(/backends\s+cpu/);
     expect(r.out).toMatch(/blas\s+OpenBLAS/);
+  });
+
+  it('mae info says how idle threads wait: a 0.3 ms spin by default, the user\'s OpenMP setting when given', () => {
+    const { OMP_WAIT_POLICY: _p, GOMP_SPINCOUNT: _s, ...clean } = process.env;
+    expect(mae(['info'], clean).out).toMatch(/threads\s+\d+ \(OpenMP;.*idle wait: GOMP_SPINCOUNT=30000\)/);
+    const passive = mae(['info'], { ...clean, OMP_WAIT_POLICY: 'passive' }).out;
+    expect(passive).toMatch(/idle wait: OMP_WAIT_POLICY=passive\)/);
+    expect(passive).not.toMatch(/GOMP_SPINCOUNT/);
   });
 
   it('mae pretrain runs the default job (reduced), then mae visualize writes a PNG', () => {
