@@ -22,18 +22,31 @@ namespace {
 // Products with fewer multiply-adds than this (about 16 us on one core) run on the calling thread.
 constexpr int64_t kGemmGrain = int64_t(1) << 20;
 
-// This thread's block of an [M, N] output: rows or columns (whichever dimension is longer) split into equal parts,
-// multiples of 16, one per thread of the team. Empty when the team has more threads than parts.
+// This thread's part of [0, len): equal parts, multiples of 16, one per thread of the team; empty for the last
+// threads when the team has more threads than parts.
+struct Part {
+  int64_t lo, hi;
+};
+
+Part thread_part(int64_t len) {
+  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+  const int64_t part = ((len + nt - 1) / nt + 15) / 16 * 16;
+  const int64_t lo = std::min(len, t * part);
+  return {lo, std::min(len, lo + part)};
+}
+
+// This thread's block of an [M, N] output: its part of the rows or of the columns, whichever is longer.
 struct Block {
   int64_t r0, r1, c0, c1;
 };
 
 Block thread_block(int64_t M, int64_t N) {
-  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-  const bool by_rows = M >= N;
-  const int64_t len = by_rows ? M : N, part = ((len + nt - 1) / nt + 15) / 16 * 16;
-  const int64_t lo = std::min(len, t * part), hi = std::min(len, lo + part);
-  return by_rows ? Block{lo, hi, 0, N} : Block{0, M, lo, hi};
+  if (M >= N) {
+    const Part p = thread_part(M);
+    return {p.lo, p.hi, 0, N};
+  }
+  const Part p = thread_part(N);
+  return {0, M, p.lo, p.hi};
 }
 
 // C[r0:r1, c0:c1] = op(A) op(B) + beta C over the whole K, row-major as cblas_sgemm.
@@ -69,8 +82,8 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
     if (dx) sgemm_block(thread_block(M, K), false, false, N, DY, N, W, K, 0.0f, dx->f32(), K);
     sgemm_block(thread_block(N, K), true, false, M, DY, N, X, K, 0.0f, dw.f32(), K);
     if (db) {
-      const Block k = thread_block(1, N);
-      column_sums(DY, M, N, k.c0, k.c1, db->f32());
+      const Part p = thread_part(N);
+      column_sums(DY, M, N, p.lo, p.hi, db->f32());
     }
   }
 }
