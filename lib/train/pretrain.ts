@@ -46,7 +46,7 @@ export interface PretrainOptions {
   weightDecay?: number;
   maskRatio?: number;
   seed?: number;
-  /** CPU threads for kernels and the BLAS (default: all cores) */
+  /** CPU threads, as setNumThreads (default: OMP_NUM_THREADS, else all cores) */
   threads?: number;
   /** where the model trains: 'cpu' (default), 'cuda' or 'cuda:N'; CUDA that cannot be used is an Error saying why */
   device?: string;
