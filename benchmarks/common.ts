@@ -78,6 +78,14 @@ export interface Machine {
   loadavg: number[];
 }
 
+/** One line that says where and how a benchmark runs: CPU, threads, BLAS and the settings that change its speed. */
+export function describeMachine(m: Machine, threads: number): string {
+  return (
+    `${m.date}: ${m.cpu}, ${m.cores} cores, ${threads} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); ` +
+    `OMP_WAIT_POLICY=${m.ompWait.policy ?? 'unset'} GOMP_SPINCOUNT=${m.ompWait.spincount ?? 'unset'}; load ${m.loadavg.join(' ')}`
+  );
+}
+
 export function machine(): Machine {
   let cpu = cpus()[0]?.model ?? 'unknown';
   try {

@@ -23,7 +23,7 @@
  * Options: --quick (fewer repetitions), --reps N, --threads N (default: the addon's default, all cores).
  */
 import { native, type NativeTensor } from '../lib/native.js';
-import { fmt, machine, printTable, randn, resultName, timeIt, writeJson, type Timing } from './common.js';
+import { describeMachine, fmt, machine, printTable, randn, resultName, timeIt, writeJson, type Timing } from './common.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -58,7 +58,7 @@ interface Row {
 
 const rows: Row[] = [];
 const m = machine();
-console.log(`kernels benchmark, ${m.date}: ${m.cpu}, ${m.cores} cores, ${m.threads} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); OMP_WAIT_POLICY=${m.ompWait.policy ?? 'unset'} GOMP_SPINCOUNT=${m.ompWait.spincount ?? 'unset'}; load ${m.loadavg.join(' ')}`);
+console.log(`kernels benchmark, ${describeMachine(m, m.threads)}`);
 
 // ---- reference 1: sgemm peak through native.linear --------------------------------------------------------------
 let peak = 0;

@@ -29,7 +29,7 @@ import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
 import { native, ompDefaults, packageRoot, type NativeTensor } from '../lib/native.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { Tensor, tidy } from '../lib/tensor.js';
-import { fmt, machine, median, printTable, randn, resultName, timeIt, writeJson } from './common.js';
+import { describeMachine, fmt, machine, median, printTable, randn, resultName, timeIt, writeJson } from './common.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -251,7 +251,7 @@ function runTorch(py: string, c: Case, warm: number, reps: number, repSeconds: n
 
 // ---- run ------------------------------------------------------------------------------------------------------------
 const m = machine();
-console.log(`training benchmark, ${m.date}: ${m.cpu}, ${m.cores} cores, ${THREADS} threads; ${m.blas} (OPENBLAS_CORETYPE=${m.openblasCoretype ?? 'unset'}); OMP_WAIT_POLICY=${m.ompWait.policy ?? 'unset'} GOMP_SPINCOUNT=${m.ompWait.spincount ?? 'unset'}; load ${m.loadavg.join(' ')}`);
+console.log(`training benchmark, ${describeMachine(m, THREADS)}`);
 
 function sgemmPeak(): number {
   const s = 2048;
