@@ -64,11 +64,7 @@ Napi::Value full(const Args& a) {
 
 // clone(x) -> a copy on the same device
 Napi::Value clone(const Args& a) {
-  if (a.info.Length() < 1 || !a.info[0].IsObject() ||
-      !a.info[0].As<Napi::Object>().InstanceOf(a.env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
-    a.fail("x must be a Tensor");
-  JsTensor* x = JsTensor::Unwrap(a.info[0].As<Napi::Object>());
-  if (x->disposed()) a.fail("x has been disposed");
+  const JsTensor* x = a.any_tensor(0, "x");
   Napi::Object y = JsTensor::Make(a.env(), &x->ops(), x->device(), x->shape(), x->dtype());
   const JsTensor* yt = JsTensor::Unwrap(y);
   const size_t bytes = (size_t)shape_numel(x->shape()) * dtype_size(x->dtype());

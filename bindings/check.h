@@ -52,13 +52,20 @@ struct Args {
     return xs;
   }
 
+  // a tensor of any dtype, rank and size that has not been disposed
+  JsTensor* any_tensor_value(Napi::Value value, const std::string& name) const {
+    if (!JsTensor::IsTensor(value)) fail(name + " must be a Tensor");
+    JsTensor* t = JsTensor::Unwrap(value);
+    if (!t) fail(name + " has been disposed");
+    return t;
+  }
+
+  JsTensor* any_tensor(size_t i, const char* name) const {
+    return any_tensor_value(i < info.Length() ? info[i] : env().Undefined(), name);
+  }
+
   JsTensor* tensor_value(Napi::Value value, const std::string& name, DType dtype, int rank) const {
-    if (!value.IsObject()) fail(name + " must be a Tensor");
-    Napi::Object obj = value.As<Napi::Object>();
-    if (!obj.InstanceOf(env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
-      fail(name + " must be a Tensor");
-    JsTensor* t = JsTensor::Unwrap(obj);
-    if (t->disposed()) fail(name + " has been disposed");
+    JsTensor* t = any_tensor_value(value, name);
     // CUDA kernels read and write bfloat16 wherever float32 is asked for (each argument in its own dtype)
     const bool bf16_ok = dtype == DType::F32 && t->dtype() == DType::BF16 && t->device().type == DeviceType::CUDA;
     if (t->dtype() == DType::BF16 && dtype == DType::F32 && t->device().type == DeviceType::CPU)

@@ -209,15 +209,6 @@ void copy_tensor(const TensorView& s, const Ops& sops, TensorView& d, const Ops&
 
 namespace {
 
-JsTensor* any_tensor(const Args& a, size_t i, const char* name) {
-  if (i >= a.info.Length() || !a.info[i].IsObject() ||
-      !a.info[i].As<Napi::Object>().InstanceOf(a.env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
-    a.fail(std::string(name) + " must be a Tensor");
-  JsTensor* t = JsTensor::Unwrap(a.info[i].As<Napi::Object>());
-  if (t->disposed()) a.fail(std::string(name) + " has been disposed");
-  return t;
-}
-
 Device device_arg(const Args& a, size_t i) {
   if (i >= a.info.Length() || a.info[i].IsUndefined()) return Device{};
   if (!a.info[i].IsString()) a.fail("device must be a string: 'cpu', 'cuda' or 'cuda:N'");
@@ -227,7 +218,7 @@ Device device_arg(const Args& a, size_t i) {
 // to(x, device, dtype?) -> a tensor on `device` (and in `dtype`) holding x's values. When nothing changes, the
 // result shares x's storage (like reshape); otherwise it is a copy.
 Napi::Value to(const Args& a) {
-  JsTensor* x = any_tensor(a, 0, "x");
+  JsTensor* x = a.any_tensor(0, "x");
   if (a.info.Length() < 2 || !a.info[1].IsString()) a.fail("device must be a string: 'cpu', 'cuda' or 'cuda:N'");
   const Device dev = parse_device(a.info[1].As<Napi::String>().Utf8Value());
   DType dt = x->dtype();

@@ -213,10 +213,8 @@ Napi::Value masked_mse_backward(const Args& a) {
 }
 
 JsTensor* ce_target(const Args& a, size_t i, const JsTensor* logits) {
-  if (i < a.info.Length() && a.info[i].IsObject() &&
-      a.info[i].As<Napi::Object>().InstanceOf(a.env().GetInstanceData<AddonData>()->tensor_ctor.Value()) &&
-      !JsTensor::Unwrap(a.info[i].As<Napi::Object>())->disposed() &&
-      JsTensor::Unwrap(a.info[i].As<Napi::Object>())->dtype() == DType::I32) {
+  const JsTensor* given = i < a.info.Length() && JsTensor::IsTensor(a.info[i]) ? JsTensor::Unwrap(a.info[i]) : nullptr;
+  if (given && given->dtype() == DType::I32) {
     JsTensor* t = a.tensor(i, "target", DType::I32, 1);
     a.expect(t->shape()[0] == logits->shape()[0], "labels " + shape_str(t->shape()) + " must be [B] for logits " + shape_str(logits->shape()));
     return t;

@@ -19,78 +19,75 @@ Storage::Storage(const Ops* ops_, Device device_, size_t bytes_) : bytes(bytes_)
 
 Storage::~Storage() { ops->allocator.free(data, bytes); }
 
-Napi::Function JsTensor::Define(Napi::Env env) {
-  return DefineClass(env, "NativeTensor",
-                     {
-                         InstanceAccessor<&JsTensor::GetShape>("shape"),
-                         InstanceAccessor<&JsTensor::GetDtype>("dtype"),
-                         InstanceAccessor<&JsTensor::GetDevice>("device"),
-                         InstanceAccessor<&JsTensor::GetDisposed>("disposed"),
-                         InstanceMethod<&JsTensor::Dispose>("dispose"),
-                         InstanceMethod<&JsTensor::Read>("read"),
-                         InstanceMethod<&JsTensor::ReadAsync>("readAsync"),
-                         InstanceMethod<&JsTensor::Write>("write"),
-                         InstanceMethod<&JsTensor::Reshape>("reshape"),
-                     });
-}
-
-JsTensor::JsTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsTensor>(info) {}
-
-JsTensor::~JsTensor() { Release(); }
-
-void JsTensor::Release() {
-  if (storage_) {
-    storage_.reset();
-    live_--;
-  }
-}
-
-Napi::Object JsTensor::Share(Napi::Env env, std::shared_ptr<Storage> storage, std::vector<int64_t> shape,
-                             DType dtype) {
-  Napi::Object obj = env.GetInstanceData<AddonData>()->tensor_ctor.New({});
-  JsTensor* t = Unwrap(obj);
-  t->storage_ = std::move(storage);
-  t->shape_ = std::move(shape);
-  t->dtype_ = dtype;
+JsTensor::JsTensor(std::shared_ptr<Storage> storage, std::vector<int64_t> shape, DType dtype)
+    : storage_(std::move(storage)), shape_(std::move(shape)), dtype_(dtype) {
   live_++;
-  return obj;
 }
 
-Napi::Object JsTensor::Make(Napi::Env env, const Ops* ops, Device device, std::vector<int64_t> shape, DType dtype) {
-  const size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
-  auto storage = std::make_shared<Storage>(ops, device, bytes);
-  return Share(env, std::move(storage), std::move(shape), dtype);
+JsTensor::~JsTensor() { live_--; }
+
+namespace {
+
+void finalize(napi_env, void* data, void*) { delete static_cast<JsTensor*>(data); }
+
+// the JsTensor of a method's `this`; throws "Tensor.<what>: the tensor has been disposed" when it has none
+JsTensor* self(const Napi::CallbackInfo& info, const char* what) {
+  JsTensor* t = JsTensor::Unwrap(info.This());
+  if (!t) throw Error(std::string("Tensor.") + what + ": the tensor has been disposed");
+  return t;
 }
 
-void JsTensor::Require(const char* what) const {
-  if (!storage_) throw Error(std::string("Tensor.") + what + ": the tensor has been disposed");
+// A NativeTensor method or accessor as a Node-API callback: C++ exceptions become JavaScript Errors.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+napi_value callback(napi_env env, napi_callback_info cbinfo) {
+  try {
+    Napi::CallbackInfo info(env, cbinfo);
+    return F(info);
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return nullptr;
 }
 
-Napi::Value JsTensor::GetShape(const Napi::CallbackInfo& info) {
-  Napi::Array a = Napi::Array::New(info.Env(), shape_.size());
-  for (size_t i = 0; i < shape_.size(); i++) a.Set(i, Napi::Number::New(info.Env(), (double)shape_[i]));
+// `new NativeTensor()` from JavaScript makes an empty (disposed) tensor; Make and Share attach the native half.
+napi_value construct(napi_env env, napi_callback_info cbinfo) {
+  napi_value self = nullptr;
+  napi_get_cb_info(env, cbinfo, nullptr, nullptr, &self, nullptr);
+  return self;
+}
+
+Napi::Value get_shape(const Napi::CallbackInfo& info) {
+  const JsTensor* t = JsTensor::Unwrap(info.This());
+  const size_t rank = t ? t->shape().size() : 0;
+  Napi::Array a = Napi::Array::New(info.Env(), rank);
+  for (size_t i = 0; i < rank; i++) a.Set(i, Napi::Number::New(info.Env(), (double)t->shape()[i]));
   return a;
 }
 
-Napi::Value JsTensor::GetDtype(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), dtype_name(dtype_));
+Napi::Value get_dtype(const Napi::CallbackInfo& info) {
+  const JsTensor* t = JsTensor::Unwrap(info.This());
+  if (!t) return info.Env().Null();
+  return Napi::String::New(info.Env(), dtype_name(t->dtype()));
 }
 
-Napi::Value JsTensor::GetDevice(const Napi::CallbackInfo& info) {
-  if (!storage_) return info.Env().Null();
-  return Napi::String::New(info.Env(), device_str(storage_->device));
+Napi::Value get_device(const Napi::CallbackInfo& info) {
+  const JsTensor* t = JsTensor::Unwrap(info.This());
+  if (!t) return info.Env().Null();
+  return Napi::String::New(info.Env(), device_str(t->device()));
 }
 
-Napi::Value JsTensor::GetDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !storage_);
+Napi::Value get_disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), JsTensor::Unwrap(info.This()) == nullptr);
 }
 
-Napi::Value JsTensor::Dispose(const Napi::CallbackInfo& info) {
-  Release();
+Napi::Value dispose(const Napi::CallbackInfo& info) {
+  void* p = nullptr;
+  if (info.This().IsObject() && napi_remove_wrap(info.Env(), info.This(), &p) == napi_ok)
+    delete static_cast<JsTensor*>(p);
   return info.Env().Undefined();
 }
-
-namespace {
 
 // a host copy of the tensor's elements in a new TypedArray (bfloat16 widens to float32)
 Napi::Value to_typed_array(Napi::Env env, const std::vector<uint8_t>& bytes, DType dtype, size_t n) {
@@ -137,44 +134,44 @@ class ReadWorker : public Napi::AsyncWorker {
   std::vector<uint8_t> bytes_;
 };
 
-}  // namespace
-
-Napi::Value JsTensor::Read(const Napi::CallbackInfo& info) {
-  Require("read");
-  const size_t n = (size_t)shape_numel(shape_);
-  std::vector<uint8_t> bytes(n * dtype_size(dtype_));
-  storage_->ops->copy_to_host(bytes.data(), storage_->data, bytes.size());
-  return to_typed_array(info.Env(), bytes, dtype_, n);
+Napi::Value read(const Napi::CallbackInfo& info) {
+  const JsTensor* t = self(info, "read");
+  const size_t n = (size_t)shape_numel(t->shape());
+  std::vector<uint8_t> bytes(n * dtype_size(t->dtype()));
+  t->ops().copy_to_host(bytes.data(), t->view().data, bytes.size());
+  return to_typed_array(info.Env(), bytes, t->dtype(), n);
 }
 
-Napi::Value JsTensor::ReadAsync(const Napi::CallbackInfo& info) {
-  Require("readAsync");
-  auto* w = new ReadWorker(info.Env(), storage_, dtype_, (size_t)shape_numel(shape_));
+Napi::Value read_async(const Napi::CallbackInfo& info) {
+  const JsTensor* t = self(info, "readAsync");
+  auto* w = new ReadWorker(info.Env(), t->storage(), t->dtype(), (size_t)shape_numel(t->shape()));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
 }
 
-Napi::Value JsTensor::Write(const Napi::CallbackInfo& info) {
-  Require("write");
-  const size_t n = (size_t)shape_numel(shape_);
+Napi::Value write(const Napi::CallbackInfo& info) {
+  const JsTensor* t = self(info, "write");
+  const std::vector<int64_t>& shape = t->shape();
+  const DType dtype = t->dtype();
+  const size_t n = (size_t)shape_numel(shape);
   if (info.Length() < 1 || !info[0].IsTypedArray()) throw Error("Tensor.write: expected a Float32Array or Int32Array");
   Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-  const bool ok = (dtype_ == DType::F32 && ta.TypedArrayType() == napi_float32_array) ||
-                  (dtype_ == DType::I32 && ta.TypedArrayType() == napi_int32_array);
+  const bool ok = (dtype == DType::F32 && ta.TypedArrayType() == napi_float32_array) ||
+                  (dtype == DType::I32 && ta.TypedArrayType() == napi_int32_array);
   if (!ok)
-    throw Error(std::string("Tensor.write: a ") + dtype_name(dtype_) + " tensor " + shape_str(shape_) +
-                " takes a " + (dtype_ == DType::I32 ? "Int32Array" : "Float32Array"));
+    throw Error(std::string("Tensor.write: a ") + dtype_name(dtype) + " tensor " + shape_str(shape) + " takes a " +
+                (dtype == DType::I32 ? "Int32Array" : "Float32Array"));
   if (ta.ElementLength() != n)
-    throw Error("Tensor.write: tensor " + shape_str(shape_) + " has " + std::to_string(n) + " elements, got " +
+    throw Error("Tensor.write: tensor " + shape_str(shape) + " has " + std::to_string(n) + " elements, got " +
                 std::to_string(ta.ElementLength()));
   const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  storage_->ops->copy_from_host(storage_->data, src, n * 4);
+  t->ops().copy_from_host(t->view().data, src, n * 4);
   return info.Env().Undefined();
 }
 
-Napi::Value JsTensor::Reshape(const Napi::CallbackInfo& info) {
-  Require("reshape");
+Napi::Value reshape(const Napi::CallbackInfo& info) {
+  const JsTensor* t = self(info, "reshape");
   if (info.Length() < 1 || !info[0].IsArray()) throw Error("Tensor.reshape: expected a shape array");
   Napi::Array a = info[0].As<Napi::Array>();
   std::vector<int64_t> shape;
@@ -185,11 +182,64 @@ Napi::Value JsTensor::Reshape(const Napi::CallbackInfo& info) {
     if (!(d >= 0 && d < 9e15 && d == (int64_t)d)) throw Error("Tensor.reshape: shape entries must be non-negative integers");
     shape.push_back((int64_t)d);
     total *= d;  // an element count that overflows int64 could pass the size comparison below
-    if (total >= 9e15) throw Error("Tensor.reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape) + "...");
+    if (total >= 9e15) throw Error("Tensor.reshape: cannot view " + shape_str(t->shape()) + " as " + shape_str(shape) + "...");
   }
-  if (shape_numel(shape) != shape_numel(shape_))
-    throw Error("Tensor.reshape: cannot view " + shape_str(shape_) + " as " + shape_str(shape));
-  return Share(info.Env(), storage_, shape, dtype_);
+  if (shape_numel(shape) != shape_numel(t->shape()))
+    throw Error("Tensor.reshape: cannot view " + shape_str(t->shape()) + " as " + shape_str(shape));
+  return JsTensor::Share(info.Env(), t->storage(), shape, t->dtype());
+}
+
+napi_property_descriptor accessor(const char* name, napi_callback getter) {
+  return {name, nullptr, nullptr, getter, nullptr, nullptr, napi_default, nullptr};
+}
+
+napi_property_descriptor method(const char* name, napi_callback fn) {
+  return {name, nullptr, fn, nullptr, nullptr, nullptr, napi_default_method, nullptr};
+}
+
+}  // namespace
+
+Napi::Function JsTensor::Define(Napi::Env env) {
+  const napi_property_descriptor props[] = {
+      accessor("shape", callback<get_shape>),       accessor("dtype", callback<get_dtype>),
+      accessor("device", callback<get_device>),     accessor("disposed", callback<get_disposed>),
+      method("dispose", callback<dispose>),         method("read", callback<read>),
+      method("readAsync", callback<read_async>),    method("write", callback<write>),
+      method("reshape", callback<reshape>),
+  };
+  napi_value ctor = nullptr;
+  const napi_status s = napi_define_class(env, "NativeTensor", NAPI_AUTO_LENGTH, construct, nullptr,
+                                          sizeof(props) / sizeof(props[0]), props, &ctor);
+  NAPI_THROW_IF_FAILED(env, s, Napi::Function());
+  return Napi::Function(env, ctor);
+}
+
+Napi::Object JsTensor::Share(Napi::Env env, std::shared_ptr<Storage> storage, std::vector<int64_t> shape,
+                             DType dtype) {
+  Napi::Object obj = env.GetInstanceData<AddonData>()->tensor_ctor.New({});
+  auto* t = new JsTensor(std::move(storage), std::move(shape), dtype);
+  // no napi_ref is asked for (last argument): Node owns the wrap's reference and frees it on napi_remove_wrap
+  if (napi_wrap(env, obj, t, finalize, nullptr, nullptr) != napi_ok) {
+    delete t;
+    throw Error("could not attach a native tensor to its JavaScript object");
+  }
+  return obj;
+}
+
+Napi::Object JsTensor::Make(Napi::Env env, const Ops* ops, Device device, std::vector<int64_t> shape, DType dtype) {
+  const size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
+  auto storage = std::make_shared<Storage>(ops, device, bytes);
+  return Share(env, std::move(storage), std::move(shape), dtype);
+}
+
+bool JsTensor::IsTensor(Napi::Value v) {
+  return v.IsObject() && v.As<Napi::Object>().InstanceOf(v.Env().GetInstanceData<AddonData>()->tensor_ctor.Value());
+}
+
+JsTensor* JsTensor::Unwrap(Napi::Value v) {
+  void* p = nullptr;
+  if (!v.IsObject() || napi_unwrap(v.Env(), v, &p) != napi_ok) return nullptr;
+  return static_cast<JsTensor*>(p);
 }
 
 }  // namespace mae

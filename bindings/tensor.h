@@ -1,6 +1,12 @@
 // The JavaScript-visible native tensor: a shared, reference-counted block of device memory (Storage) plus a
 // shape and a dtype. Several tensors may share one Storage (reshape); memory goes back to the backend's caching
 // allocator when the last tensor that uses it is disposed or garbage-collected.
+//
+// A NativeTensor object carries its JsTensor through napi_wrap. dispose() takes it off the object
+// (napi_remove_wrap) and deletes it at once: the JsTensor, its shape and Node's reference for the wrap are freed
+// now, not by a finalizer. Node-API runs finalizers of garbage-collected objects only from the event loop, so a
+// loop that never yields (a synchronous training loop) would otherwise keep about 230 bytes per tensor it ever
+// made. A disposed or empty (`new NativeTensor()`) object has no JsTensor: Unwrap returns nullptr.
 #pragma once
 #include <napi.h>
 
@@ -23,20 +29,25 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
-class JsTensor : public Napi::ObjectWrap<JsTensor> {
+class JsTensor {
  public:
+  // The NativeTensor class (one per environment).
   static Napi::Function Define(Napi::Env env);
   // A new tensor with fresh (uninitialised) storage on the given backend.
   static Napi::Object Make(Napi::Env env, const Ops* ops, Device device, std::vector<int64_t> shape, DType dtype);
   // A new tensor sharing `storage`.
   static Napi::Object Share(Napi::Env env, std::shared_ptr<Storage> storage, std::vector<int64_t> shape, DType dtype);
-  static JsTensor* Unwrap(Napi::Object obj) { return Napi::ObjectWrap<JsTensor>::Unwrap(obj); }
+  // Whether `v` is a NativeTensor object (disposed or not).
+  static bool IsTensor(Napi::Value v);
+  // The JsTensor of a NativeTensor object; nullptr when it has been disposed or is not a tensor.
+  static JsTensor* Unwrap(Napi::Value v);
   static int64_t live_count() { return live_.load(); }
 
-  explicit JsTensor(const Napi::CallbackInfo& info);
-  ~JsTensor() override;
+  JsTensor(std::shared_ptr<Storage> storage, std::vector<int64_t> shape, DType dtype);
+  ~JsTensor();
+  JsTensor(const JsTensor&) = delete;
+  JsTensor& operator=(const JsTensor&) = delete;
 
-  bool disposed() const { return !storage_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   DType dtype() const { return dtype_; }
   Device device() const { return storage_->device; }
@@ -45,21 +56,9 @@ class JsTensor : public Napi::ObjectWrap<JsTensor> {
   TensorView view() const { return TensorView{storage_->data, shape_, dtype_, storage_->device}; }
 
  private:
-  Napi::Value GetShape(const Napi::CallbackInfo& info);
-  Napi::Value GetDtype(const Napi::CallbackInfo& info);
-  Napi::Value GetDevice(const Napi::CallbackInfo& info);
-  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Read(const Napi::CallbackInfo& info);
-  Napi::Value ReadAsync(const Napi::CallbackInfo& info);
-  Napi::Value Write(const Napi::CallbackInfo& info);
-  Napi::Value Reshape(const Napi::CallbackInfo& info);
-  void Release();
-  void Require(const char* what) const;
-
   std::shared_ptr<Storage> storage_;
   std::vector<int64_t> shape_;
-  DType dtype_ = DType::F32;
+  DType dtype_;
   static std::atomic<int64_t> live_;
 };
 

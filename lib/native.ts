@@ -8,9 +8,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** A native tensor handle. Once disposed it holds nothing: shape [], dtype and device null. */
 export interface NativeTensor {
   readonly shape: number[];
-  readonly dtype: 'float32' | 'int32' | 'bfloat16';
+  readonly dtype: 'float32' | 'int32' | 'bfloat16' | null;
   readonly device: string | null;
   readonly disposed: boolean;
   dispose(): void;

@@ -26,9 +26,11 @@ export class Tensor {
 
   /** Wraps a native handle; the tensor joins the innermost `tidy` scope. */
   constructor(handle: NativeTensor) {
+    const dtype = handle.dtype;
+    if (dtype === null) throw new Error('Tensor: the native handle has been disposed');
     this.h = handle;
     this.shape = Object.freeze(handle.shape.slice());
-    this.dtype = handle.dtype;
+    this.dtype = dtype;
     const s = scopes[scopes.length - 1];
     if (s) {
       s.add(this);
