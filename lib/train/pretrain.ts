@@ -9,11 +9,12 @@
  * `checkpointEvery` steps and at the end, and `resume` continues the same run exactly. A non-finite loss stops the
  * run with an Error that names the last good checkpoint. Reconstructions of fixed images are written as PNG.
  */
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
 import { native } from '../native.js';
@@ -154,6 +155,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
 
   const ckPath = join(outDir, CHECKPOINT_FILE);
   const logPath = join(outDir, 'log.jsonl');
+  if (position) await cutLog(logPath, position);
   const runOptions = pick(o, RUN_KEYS);
   const save = async (p: TrainPosition) => {
     await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions });
@@ -278,6 +280,32 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
   optimizer.dispose();
   model.dispose();
   return result;
+}
+
+/**
+ * Cuts the log back to a checkpoint's position before a resumed run appends to it: the lines of steps after
+ * `pos.step`, and kNN lines of epochs not finished at `pos`, came from the interrupted run and are written again by
+ * this one; a torn last line (a kill during an append) goes too. The file is replaced atomically.
+ */
+export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
+  if (!existsSync(path)) return;
+  const text = readFileSync(path, 'utf8');
+  const lines = text.split('\n');
+  if (!text.endsWith('\n')) lines.pop();  // no newline after it: a partial line
+  const kept = lines.filter((line) => {
+    if (line.trim() === '') return false;
+    let entry: { step?: unknown; knnEpoch?: unknown };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      return false;
+    }
+    if (typeof entry.step === 'number') return entry.step <= pos.step;
+    if (typeof entry.knnEpoch === 'number') return entry.knnEpoch <= pos.epoch;
+    return true;
+  });
+  const cut = kept.map((l) => l + '\n').join('');
+  if (cut !== text) await writeFileAtomic(path, cut);
 }
 
 function withDefaults(opts: PretrainOptions) {

@@ -1,10 +1,13 @@
-// The pre-training loop: learning, resume equality, non-finite loss handling, logs, events and yielding.
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+// The pre-training loop: learning, resume equality (also after a SIGKILL, log included), non-finite loss handling,
+// logs, events and yielding.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../../lib/train/checkpoint.js';
-import { pretrain, type PretrainOptions, type TrainEvent } from '../../lib/train/pretrain.js';
+import { cutLog, pretrain, type PretrainOptions, type TrainEvent } from '../../lib/train/pretrain.js';
+import { Generator } from '../../lib/random.js';
 import { liveTensors } from '../../lib/tensor.js';
 
 const small: PretrainOptions = {
@@ -20,6 +23,9 @@ const small: PretrainOptions = {
 };
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'mae-pretrain-'));
+const childScript = new URL('./pretrain-child.mjs', import.meta.url).pathname;
+const readLog = (dir: string): { step?: number; loss?: number }[] =>
+  readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 
 describe('pretrain', () => {
   it('learns, logs, emits events in order and yields to the event loop', async () => {
@@ -61,6 +67,34 @@ describe('pretrain', () => {
     const rest = await pretrain({ ...opts, outDir: dir, resume: true });
     expect(rest.steps).toBe(full.steps);
     expect([...first.losses, ...rest.losses]).toEqual(full.losses);
+  });
+
+  it("after a SIGKILL, the resumed run's log holds each step once, in order, with the uninterrupted run's losses", async () => {
+    const opts: PretrainOptions = { ...small, epochs: 2, checkpointEvery: 4, logEvery: 1, threads: 1 };
+    const child = (outDir: string, killAt?: number) =>
+      spawnSync(process.execPath, [childScript, JSON.stringify({ ...opts, outDir }), ...(killAt ? [String(killAt)] : [])], { encoding: 'utf8', timeout: 60_000 });
+    const steps = (dir: string) => readLog(dir).map((l) => l.step);
+    const dir = tmp();
+    const killed = child(dir, 11);
+    expect(killed.signal, killed.stderr).toBe('SIGKILL');
+    // killed at step 11: the checkpoint is step 8's, the log already has steps 9 and 10
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(8);
+    expect(steps(dir)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    const resumed = spawnSync(process.execPath, [childScript, JSON.stringify({ ...opts, outDir: dir, resume: true })], { encoding: 'utf8', timeout: 60_000 });
+    expect(resumed.status, resumed.stderr).toBe(0);
+    const ref = tmp();
+    expect(child(ref).status).toBe(0);
+    const total = 16;
+    expect(steps(dir)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(readLog(dir).map((l) => l.loss)).toEqual(readLog(ref).map((l) => l.loss));
+  });
+
+  it('cutLog drops the lines after the checkpoint, kNN lines of unfinished epochs and a torn last line', async () => {
+    const path = join(tmp(), 'log.jsonl');
+    const line = (o: object) => JSON.stringify(o) + '\n';
+    writeFileSync(path, line({ step: 4, loss: 1 }) + line({ knnEpoch: 1, top1: 0.5 }) + line({ step: 8, loss: 0.9 }) + line({ step: 12, loss: 0.8 }) + line({ knnEpoch: 2, top1: 0.6 }) + '{"step": 16, "lo');
+    await cutLog(path, { epoch: 1, iter: 4, step: 8, generator: new Generator(0).state() });
+    expect(readFileSync(path, 'utf8')).toBe(line({ step: 4, loss: 1 }) + line({ knnEpoch: 1, top1: 0.5 }) + line({ step: 8, loss: 0.9 }));
   });
 
   it('refuses to resume with different run options', async () => {
