@@ -5,6 +5,7 @@
  */
 import { backward as runBackward, record, type GradNode } from './autograd.js';
 import { native, type NativeTensor } from './native.js';
+import { expectInstance } from './check.js';
 
 export type DType = 'float32' | 'int32';
 /** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` (computed on CUDA only). */
@@ -26,6 +27,7 @@ export class Tensor {
 
   /** Wraps a native handle; the tensor joins the innermost `tidy` scope. */
   constructor(handle: NativeTensor) {
+    expectInstance('Tensor', 'handle', handle, native.NativeTensor, 'a native tensor handle', 'make tensors with Tensor.fromArray, Tensor.zeros, Tensor.full or an op');
     const dtype = handle.dtype;
     if (dtype === null) throw new Error('Tensor: the native handle has been disposed');
     this.h = handle;

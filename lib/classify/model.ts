@@ -20,6 +20,7 @@ import { get2dSincosPosEmbed } from '../mae/pos_embed.js';
 import type { MaeConfig } from '../mae/presets.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr } from '../tensor.js';
+import { expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
 
 export interface ClassifierConfig {
   imgSize: number;
@@ -89,6 +90,7 @@ export class BatchNormNoAffine extends Module {
     readonly momentum = 0.1,
   ) {
     super();
+    expectInteger('BatchNormNoAffine', 'features', features, 1);
     this.running_mean = this.param('running_mean', Tensor.zeros([features]), false);
     this.running_var = this.param('running_var', Tensor.ones([features]), false);
   }
@@ -103,6 +105,10 @@ export class ProbeHead extends Module {
   readonly fc: Linear;
   constructor(inFeatures: number, numClasses: number, initStd: number, gen: Generator) {
     super();
+    expectInteger('ProbeHead', 'inFeatures', inFeatures, 1);
+    expectInteger('ProbeHead', 'numClasses', numClasses, 1);
+    expectNumber('ProbeHead', 'initStd', initStd, true);
+    expectInstance('ProbeHead', 'gen', gen, Generator, 'a Generator');
     this.bn = this.module('0', new BatchNormNoAffine(inFeatures));
     this.fc = this.module('1', headLinear(inFeatures, numClasses, initStd, gen));
   }
@@ -136,7 +142,11 @@ export class VisionTransformerClassifier extends Module {
 
   constructor(config: ClassifierConfig, opts: { seed?: number } = {}) {
     super();
+    expectObject('VisionTransformerClassifier', 'config', config, false, 'e.g. classifierConfigFrom(maeConfig, { numClasses })');
+    expectObject('VisionTransformerClassifier', 'opts', opts, false, 'e.g. { seed: 0 }');
     const c = config;
+    for (const k of ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'numClasses'] as const)
+      expectInteger('VisionTransformerClassifier', `config.${k}`, c[k], 1);
     this.config = { ...c };
     const gen = new Generator(opts.seed ?? 0);
     const grid = c.imgSize / c.patchSize;

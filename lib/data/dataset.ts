@@ -9,6 +9,7 @@
 import { loadCifar10 } from './cifar.js';
 import { decodeImageFile, scanImageFolder, type ImageFolderIndex, type OnBadFile } from './folder.js';
 import { DEFAULT_FASHION_MNIST_DIR, loadFashionMnist, resolveFashionMnistDir } from './idx.js';
+import { describeValue, expectArrayOf, expectInstance, expectInteger, expectObject } from '../check.js';
 
 export interface Sample {
   image: Float32Array; // [channels, height, width], values in [0, 1]
@@ -83,6 +84,12 @@ export class InMemoryDataset implements Dataset {
   readonly labels: Int32Array;
 
   constructor(opts: InMemoryDatasetOptions) {
+    const where = 'InMemoryDataset';
+    expectObject(where, 'opts', opts, false, 'e.g. { images, labels, channels, height, width, numClasses }');
+    expectInstance(where, 'opts.images', opts.images, Uint8Array, 'a Uint8Array of [count, channels, height, width] bytes');
+    if (opts.labels === null || typeof opts.labels !== 'object' || typeof opts.labels.length !== 'number')
+      throw new Error(`${where}: opts.labels must be an array of class indices, got ${describeValue(opts.labels)}`);
+    for (const k of ['channels', 'height', 'width', 'numClasses'] as const) expectInteger(where, `opts.${k}`, opts[k], 1);
     const { channels, height, width, numClasses } = opts;
     const count = opts.labels.length;
     const per = channels * height * width;
@@ -140,6 +147,14 @@ export class ImageFolderDataset implements Dataset {
   private readonly bad = new Set<number>();
 
   constructor(index: ImageFolderIndex, opts: ImageFolderOptions = {}) {
+    const open = 'to read a folder, use await ImageFolderDataset.open(path) or openDataset({ kind: \'folder\', path })';
+    expectObject('ImageFolderDataset', 'index', index, false, open);
+    expectArrayOf('ImageFolderDataset', 'index.files', index.files, (f) => typeof f === 'string', 'a file path');
+    expectInstance('ImageFolderDataset', 'index.labels', index.labels, Int32Array, 'an Int32Array of class indices', open);
+    expectArrayOf('ImageFolderDataset', 'index.classes', index.classes, (c) => typeof c === 'string', 'a class name');
+    if (index.labels.length !== index.files.length)
+      throw new Error(`ImageFolderDataset: index.labels has ${index.labels.length} entries for ${index.files.length} files`);
+    expectObject('ImageFolderDataset', 'opts', opts, false);
     this.index = index;
     this.length = index.files.length;
     this.numClasses = index.classes.length;

@@ -26,6 +26,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+import { describeValue, expectObject } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -151,6 +152,9 @@ export class DataLoader {
   private closed = false;
 
   constructor(dataset: Dataset, opts: DataLoaderOptions) {
+    if (dataset === null || typeof dataset !== 'object' || typeof dataset.length !== 'number' || typeof dataset.get !== 'function')
+      throw new Error(`DataLoader: dataset must be a Dataset (an object with length and get(i)), got ${describeValue(dataset)}; open one with openDataset(...)`);
+    expectObject('DataLoader', 'opts', opts, false, 'e.g. { batchSize: 64 }');
     this.dataset = dataset;
     this.config = resolvePipelineConfig(dataset, opts);
     this.batchSize = positiveInt('batchSize', opts.batchSize);

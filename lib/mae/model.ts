@@ -20,6 +20,7 @@ import { Tensor, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { getPreset, type MaeConfig } from './presets.js';
+import { expectObject } from '../check.js';
 
 /**
  * Activation precision: 'fp32', or 'bf16' (CUDA only): the images are cast to bfloat16 at the patch embedding and
@@ -91,6 +92,8 @@ export class MaskedAutoencoder extends Module {
   /** Missing fields take the official class defaults (ViT-L/16 widths, eps 1e-6). `seed` fixes the initialisation. */
   constructor(config: Partial<MaeConfig> = {}, opts: { seed?: number } = {}) {
     super();
+    expectObject('MaskedAutoencoder', 'config', config, false, 'e.g. { imgSize: 224, patchSize: 16, ... } or MaskedAutoencoder.fromPreset(name)');
+    expectObject('MaskedAutoencoder', 'opts', opts, false, 'e.g. { seed: 0 }');
     const c: MaeConfig = { ...official, ...config };
     validate(c);
     this.config = c;

@@ -5,7 +5,8 @@
  * Linear layers start as the MAE initialisation: xavier_uniform weight, zero bias.
  */
 import * as ops from '../ops/index.js';
-import type { Generator } from '../random.js';
+import { expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
 import { uniform, xavierUniform } from './init.js';
 import { Module } from './module.js';
@@ -20,6 +21,10 @@ export class Linear extends Module {
     opts: { bias?: boolean } = {},
   ) {
     super();
+    expectInteger('Linear', 'inFeatures', inFeatures, 1);
+    expectInteger('Linear', 'outFeatures', outFeatures, 1);
+    expectGenerator('Linear', gen);
+    expectObject('Linear', 'opts', opts);
     this.weight = this.param('weight', xavierUniform([outFeatures, inFeatures], inFeatures, outFeatures, gen));
     this.bias = opts.bias === false ? null : this.param('bias', Tensor.zeros([outFeatures]));
   }
@@ -36,6 +41,8 @@ export class LayerNorm extends Module {
     readonly eps = 1e-6,
   ) {
     super();
+    expectInteger('LayerNorm', 'dim', dim, 1);
+    expectNumber('LayerNorm', 'eps', eps, true);
     this.weight = this.param('weight', Tensor.ones([dim]));
     this.bias = this.param('bias', Tensor.zeros([dim]));
   }
@@ -53,6 +60,9 @@ export class Attention extends Module {
     gen: Generator,
   ) {
     super();
+    expectInteger('Attention', 'dim', dim, 1);
+    expectInteger('Attention', 'numHeads', numHeads, 1);
+    expectGenerator('Attention', gen);
     if (dim % numHeads !== 0) throw new Error(`Attention: dim ${dim} is not divisible by numHeads ${numHeads}`);
     this.qkv = this.module('qkv', new Linear(dim, 3 * dim, gen));
     this.proj = this.module('proj', new Linear(dim, dim, gen));
@@ -67,6 +77,9 @@ export class Mlp extends Module {
   readonly fc2: Linear;
   constructor(dim: number, hidden: number, gen: Generator) {
     super();
+    expectInteger('Mlp', 'dim', dim, 1);
+    expectInteger('Mlp', 'hidden', hidden, 1);
+    expectGenerator('Mlp', gen);
     this.fc1 = this.module('fc1', new Linear(dim, hidden, gen));
     this.fc2 = this.module('fc2', new Linear(hidden, dim, gen));
   }
@@ -82,6 +95,7 @@ export class Block extends Module {
   readonly mlp: Mlp;
   constructor(dim: number, numHeads: number, mlpRatio: number, gen: Generator, eps = 1e-6) {
     super();
+    expectNumber('Block', 'mlpRatio', mlpRatio, true);
     this.norm1 = this.module('norm1', new LayerNorm(dim, eps));
     this.attn = this.module('attn', new Attention(dim, numHeads, gen));
     this.norm2 = this.module('norm2', new LayerNorm(dim, eps));
@@ -105,6 +119,9 @@ export class PatchEmbed extends Module {
     gen: Generator,
   ) {
     super();
+    for (const [name, v] of [['imgSize', imgSize], ['patchSize', patchSize], ['inChans', inChans], ['embedDim', embedDim]] as const)
+      expectInteger('PatchEmbed', name, v, 1);
+    expectGenerator('PatchEmbed', gen);
     if (imgSize % patchSize !== 0) throw new Error(`PatchEmbed: image size ${imgSize} is not divisible by patch size ${patchSize}`);
     this.numPatches = (imgSize / patchSize) ** 2;
     this.proj = this.module('proj', new ConvProj(inChans, embedDim, patchSize, gen));
@@ -133,4 +150,8 @@ export class ConvProj extends Module {
     this.weight = this.param('weight', xavierUniform([outChans, inChans, p, p], fanIn, outChans, gen));
     this.bias = this.param('bias', uniform([outChans], 1 / Math.sqrt(fanIn), gen));
   }
+}
+
+function expectGenerator(where: string, gen: unknown): void {
+  expectInstance(where, 'gen', gen, Generator, 'a Generator', 'e.g. new Generator(seed)');
 }

@@ -4,6 +4,7 @@
  * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
  */
 import { Tensor, shapeStr } from '../tensor.js';
+import { expectArrayOf } from '../check.js';
 
 export abstract class Module {
   private readonly params = new Map<string, Tensor>();
@@ -129,6 +130,7 @@ export class ModuleList<M extends Module> extends Module {
   readonly items: M[];
   constructor(items: M[]) {
     super();
+    expectArrayOf('ModuleList', 'items', items, (m) => m instanceof Module, 'a Module');
     this.items = items;
     items.forEach((m, i) => this.module(String(i), m));
   }

@@ -7,6 +7,7 @@
 import type { ParamGroup } from '../mae/model.js';
 import { native, type NativeTensor } from '../native.js';
 import { Tensor, shapeStr } from '../tensor.js';
+import { toParamGroups } from './groups.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -31,12 +32,8 @@ export class AdamW {
   private readonly state = new Map<Tensor, Moments>();
 
   constructor(params: ParamGroup[] | Tensor[], opts: AdamWOptions) {
+    this.groups = toParamGroups('AdamW', params, opts, opts?.weightDecay ?? 0.01);
     if (!(opts.lr >= 0)) throw new Error(`AdamW: lr must be non-negative, got ${opts.lr}`);
-    const wd = opts.weightDecay ?? 0.01;
-    this.groups =
-      params.length > 0 && params[0] instanceof Tensor
-        ? [{ params: params as Tensor[], weightDecay: wd }]
-        : (params as ParamGroup[]).map((g) => ({ ...g }));
     this.lr = opts.lr;
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;

@@ -8,6 +8,7 @@
  */
 import type { ParamGroup } from '../mae/model.js';
 import { Tensor } from '../tensor.js';
+import { toParamGroups } from './groups.js';
 
 export interface LarsOptions {
   lr: number;
@@ -26,12 +27,8 @@ export class LARS {
   private readonly mu = new Map<Tensor, Float32Array>();
 
   constructor(params: ParamGroup[] | Tensor[], opts: LarsOptions) {
+    this.groups = toParamGroups('LARS', params, opts, opts?.weightDecay ?? 0);
     if (!(opts.lr >= 0)) throw new Error(`LARS: lr must be non-negative, got ${opts.lr}`);
-    const wd = opts.weightDecay ?? 0;
-    this.groups =
-      params.length > 0 && params[0] instanceof Tensor
-        ? [{ params: params as Tensor[], weightDecay: wd }]
-        : (params as ParamGroup[]).map((g) => ({ ...g }));
     this.lr = opts.lr;
     this.momentum = opts.momentum ?? 0.9;
     this.trustCoefficient = opts.trustCoefficient ?? 0.001;

@@ -9,6 +9,7 @@ import type { VisionTransformerClassifier } from '../classify/model.js';
 import { DataLoader, type Dataset } from '../data/index.js';
 import { Tensor, tidy } from '../tensor.js';
 import { writePng, type Image8 } from '../viz/png.js';
+import { expectInteger } from '../check.js';
 
 export interface ClassificationMetrics {
   n: number;
@@ -26,6 +27,7 @@ export class MetricAccumulator {
   private hits5 = 0;
   readonly confusion: Int32Array;
   constructor(readonly numClasses: number) {
+    expectInteger('MetricAccumulator', 'numClasses', numClasses, 1);
     this.confusion = new Int32Array(numClasses * numClasses);
   }
   /** logits [B, C], labels [B] */

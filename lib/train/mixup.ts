@@ -12,6 +12,7 @@
  * log-uniform in (0.3, 1/0.3) (up to 10 tries to fit) is filled with N(0, 1) noise per pixel and channel.
  */
 import type { Generator } from '../random.js';
+import { expectObject } from '../check.js';
 
 export interface MixupOptions {
   /** Beta alpha of mixup; 0 disables it (default 0.8) */
@@ -124,6 +125,7 @@ export class Mixup {
   readonly numClasses: number;
 
   constructor(opts: MixupOptions) {
+    expectObject('Mixup', 'opts', opts, false, 'e.g. { numClasses: 10, mixupAlpha: 0.8 }');
     this.mixupAlpha = opts.mixupAlpha ?? 0.8;
     this.cutmixAlpha = opts.cutmixAlpha ?? 1.0;
     this.prob = opts.prob ?? 1;

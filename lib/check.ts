@@ -1,0 +1,48 @@
+/**
+ * Argument checks for public constructors: a value of the wrong type gets an Error that names the class, the
+ * argument, what it takes and what it got, instead of a TypeError from somewhere inside.
+ */
+
+/** How a value reads in an error message: "the string '/some/folder'", "null", "an array of 2", ... */
+export function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'string') return `the string '${v.length > 60 ? v.slice(0, 57) + '...' : v}'`;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `the ${typeof v} ${String(v)}`;
+  if (typeof v === 'function') return 'a function';
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  const name = Object.getPrototypeOf(v)?.constructor?.name;
+  return name && name !== 'Object' ? `a ${name}` : 'an object';
+}
+
+function fail(where: string, name: string, expected: string, v: unknown, hint = ''): never {
+  throw new Error(`${where}: ${name} must be ${expected}, got ${describeValue(v)}${hint ? `; ${hint}` : ''}`);
+}
+
+/** A plain options object (or undefined when `optional`). */
+export function expectObject(where: string, name: string, v: unknown, optional = false, hint = ''): void {
+  if (optional && v === undefined) return;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(where, name, optional ? 'an object or undefined' : 'an object', v, hint);
+}
+
+/** An integer >= min. */
+export function expectInteger(where: string, name: string, v: unknown, min: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(where, name, `an integer >= ${min}`, v);
+}
+
+/** A finite number (> 0 when `positive`). */
+export function expectNumber(where: string, name: string, v: unknown, positive = false): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && !(v > 0))) fail(where, name, positive ? 'a positive number' : 'a finite number', v);
+}
+
+/** An instance of `C` (`what` says it in words). */
+export function expectInstance(where: string, name: string, v: unknown, C: abstract new (...args: never[]) => unknown, what: string, hint = ''): void {
+  if (!(v instanceof C)) fail(where, name, what, v, hint);
+}
+
+/** An array whose every item passes `ok` (`item` says one item in words). */
+export function expectArrayOf(where: string, name: string, v: unknown, ok: (item: unknown) => boolean, item: string): void {
+  if (!Array.isArray(v)) fail(where, name, `an array, each item ${item}`, v);
+  const bad = v.findIndex((x) => !ok(x));
+  if (bad >= 0) fail(where, `${name}[${bad}]`, item, v[bad]);
+}
