@@ -2,6 +2,9 @@
 // memory), and the op entry points of ops.cpp.
 #include <dlfcn.h>
 #include <napi.h>
+#ifdef MAE_SANITIZE
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include <cmath>
 #include <cstring>
@@ -133,11 +136,21 @@ Napi::Value info(const Args& a) {
   return o;
 }
 
+#ifdef MAE_SANITIZE
+// leakCheck() (sanitizer builds only): LeakSanitizer's check now, its report written where LSAN_OPTIONS says;
+// true when it found leaks. The test runner calls it after each test file (test/helpers/sanitize-setup.ts), since
+// a child process it ends does not always live long enough for the check at exit.
+Napi::Value leak_check(const Args& a) { return Napi::Boolean::New(a.env(), __lsan_do_recoverable_leak_check() != 0); }
+#endif
+
 const Entry entries[] = {
     {"fromArray", from_array},   {"full", full},
     {"clone", clone},            {"liveTensors", live_tensors},
     {"memoryStats", memory_stats}, {"emptyCache", empty_cache},
     {"setNumThreads", set_threads}, {"info", info},
+#ifdef MAE_SANITIZE
+    {"leakCheck", leak_check},
+#endif
 };
 
 }  // namespace

@@ -93,10 +93,11 @@ Napi::Value dispose(const Napi::CallbackInfo& info) {
 Napi::Value to_typed_array(Napi::Env env, const std::vector<uint8_t>& bytes, DType dtype, size_t n) {
   if (dtype == DType::I32) {
     Napi::Int32Array a = Napi::Int32Array::New(env, n);
-    std::memcpy(a.Data(), bytes.data(), n * 4);
+    if (n > 0) std::memcpy(a.Data(), bytes.data(), n * 4);  // (an empty vector's data() may be null)
     return a;
   }
   Napi::Float32Array a = Napi::Float32Array::New(env, n);
+  if (n == 0) return a;
   if (dtype == DType::F32) {
     std::memcpy(a.Data(), bytes.data(), n * 4);
   } else {

@@ -125,7 +125,7 @@ export function packageRoot(): string {
 
 /** Where the loaded addon came from, and the candidates before it that failed (see `info()`). */
 export interface NativeBinary {
-  kind: 'local build' | 'prebuilt';
+  kind: 'local build' | 'prebuilt' | 'MAE_ADDON';
   path: string;
   /** candidates tried first that did not load, with why */
   skipped: { path: string; error: string }[];
@@ -150,10 +150,14 @@ interface GypBuild {
 
 /**
  * The addon candidates in order: a source build (build/Release/mae.node), then the prebuilt binary that
- * node-gyp-build's rules pick for this platform, Node-API and libc under prebuilds/<platform>-<arch>/.
+ * node-gyp-build's rules pick for this platform, Node-API and libc under prebuilds/<platform>-<arch>/; only the
+ * file that the environment variable MAE_ADDON names, when it is set.
  */
 function candidates(root: string, gyp: GypBuild): Candidate[] {
   const out: Candidate[] = [];
+  // MAE_ADDON names the one binary to load (a sanitizer or debug build): no other is tried
+  const chosen = process.env.MAE_ADDON;
+  if (chosen) return [{ kind: 'MAE_ADDON', path: chosen, missing: existsSync(chosen) ? undefined : 'not found (MAE_ADDON names it)' }];
   const local = join(root, 'build', 'Release', 'mae.node');
   out.push({ kind: 'local build', path: local, missing: existsSync(local) ? undefined : 'not found (no source build)' });
   const tuple = `${process.platform}-${process.arch}`;

@@ -13,8 +13,16 @@
 namespace mae::cpu {
 namespace {
 
+// size class -> free blocks; the blocks go back to the system when the process exits
+struct Cache : std::map<size_t, std::vector<void*>> {
+  ~Cache() {
+    for (auto& [cls, blocks] : *this)
+      for (void* p : blocks) std::free(p);
+  }
+};
+
 std::mutex mu;
-std::map<size_t, std::vector<void*>> cache;  // size class -> free blocks
+Cache cache;
 AllocatorStats st;
 
 size_t size_class(size_t bytes) {
@@ -78,6 +86,9 @@ AllocatorStats cpu_stats() {
 
 const Allocator allocator = {cpu_alloc, cpu_free, cpu_empty_cache, cpu_stats};
 
-void copy_bytes(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+// (an empty host buffer may be a null pointer, which memcpy may not be given even for 0 bytes)
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
 
 }  // namespace mae::cpu

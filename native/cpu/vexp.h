@@ -11,7 +11,7 @@ namespace mae::cpu {
 // exp(a) for a <= ~0 (softmax and Gaussian arguments; small positive rounding excess is fine up to a = 88):
 // n = round(a / ln 2), r = a - n ln 2 (ln 2 in two parts), exp(r) by the degree-6 Cephes expf polynomial, times 2^n
 // through the exponent bits; exactly 0 below -87.3, where float underflows. Relative error below 1e-7 (measured on
-// [-87, 0] against double exp).
+// [-87, 0] against double exp). A NaN argument gives NaN.
 inline float exp_nonpositive(float a) {
   const bool under = a < -87.3f;
   a = under ? -87.3f : a;
@@ -24,7 +24,9 @@ inline float exp_nonpositive(float a) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = ((int32_t)n + 127) << 23;
+  // a NaN gives n = NaN, which may not be converted to an integer: any n in range will do, p is NaN already
+  const float n_ok = n > -127.0f && n < 128.0f ? n : 0.0f;
+  const uint32_t bits = (uint32_t)((int32_t)n_ok + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return under ? 0.0f : p * scale;
