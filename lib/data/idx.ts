@@ -12,10 +12,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
-
-const gunzipAsync = promisify(gunzip);
+import { createGunzip } from 'node:zlib';
 
 /** Where the Debian/Ubuntu package `dataset-fashion-mnist` installs the four Fashion-MNIST files. */
 export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -45,23 +42,56 @@ const IDX_TYPE_NAMES: Record<number, string> = {
   0x0e: 'float64',
 };
 
-/** Reads a whole file, gunzipping it when it starts with the gzip magic bytes. `path` is only used in errors. */
-export async function readMaybeGzip(path: string): Promise<Uint8Array> {
+/**
+ * Reads a whole file, gunzipping it when it starts with the gzip magic bytes. `path` is only used in errors.
+ * `expectedBytes`, given the output so far, returns how long the whole output should be once it can tell (null
+ * before): the gunzip stops one byte past it, so a small file that expands without end (a gzip bomb) or past what
+ * its own header says costs no more memory than the data it should hold.
+ */
+export async function readMaybeGzip(path: string, expectedBytes?: (head: Uint8Array) => number | null): Promise<Uint8Array> {
   let raw: Buffer;
   try {
     raw = await readFile(path);
   } catch (e) {
     throw new Error(`${path}: cannot read file: ${(e as Error).message}`);
   }
-  if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
-    try {
-      const out = await gunzipAsync(raw);
-      return new Uint8Array(out.buffer, out.byteOffset, out.length);
-    } catch (e) {
-      throw new Error(`${path}: gzip data is corrupt or truncated (${(e as Error).message})`);
-    }
+  if (!(raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b)) return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let limit: number | null = null;
+  const gz = createGunzip();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      gz.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        length += chunk.length;
+        if (limit === null && expectedBytes) limit = expectedBytes(chunks.length === 1 ? chunk : Buffer.concat(chunks));
+        if (limit !== null && length > limit) {
+          gz.destroy();
+          reject(new Error(`${path}: gzip data expands past the ${limit} bytes its contents say they hold (corrupt or hostile file?)`));
+        }
+      });
+      gz.on('end', () => resolve());
+      gz.on('error', (e) => reject(new Error(`${path}: gzip data is corrupt or truncated (${e.message})`)));
+      gz.end(raw);
+    });
+  } catch (e) {
+    chunks.length = 0;
+    throw e;
   }
-  return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+  const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+/** The size of a whole IDX file from its header, once `head` holds the header (null before, or when it is not one). */
+function idxBytes(head: Uint8Array): number | null {
+  if (head.length < 4) return null;
+  const headerBytes = 4 + 4 * head[3]!;
+  if (head.length < headerBytes) return null;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let data = 1;
+  for (let d = 0; d < head[3]!; d++) data *= view.getUint32(4 + 4 * d, false);
+  return headerBytes + data;
 }
 
 /** Parses the bytes of an (already gunzipped) IDX file of unsigned bytes. */
@@ -102,14 +132,14 @@ export function parseIdx(bytes: Uint8Array, path: string): IdxArray {
 
 /** Reads an IDX image file (3 dimensions: count, rows, cols), gzipped or raw. */
 export async function readIdxImages(path: string): Promise<IdxImages> {
-  const { dims, data } = parseIdx(await readMaybeGzip(path), path);
+  const { dims, data } = parseIdx(await readMaybeGzip(path, idxBytes), path);
   if (dims.length !== 3) throw new Error(`${path}: expected an IDX image file with 3 dimensions [count, rows, cols], found ${dims.length} dimensions [${dims.join(', ')}]`);
   return { images: data, count: dims[0]!, rows: dims[1]!, cols: dims[2]! };
 }
 
 /** Reads an IDX label file (1 dimension: count), gzipped or raw. */
 export async function readIdxLabels(path: string): Promise<Uint8Array> {
-  const { dims, data } = parseIdx(await readMaybeGzip(path), path);
+  const { dims, data } = parseIdx(await readMaybeGzip(path, idxBytes), path);
   if (dims.length !== 1) throw new Error(`${path}: expected an IDX label file with 1 dimension [count], found ${dims.length} dimensions [${dims.join(', ')}]`);
   return data;
 }
