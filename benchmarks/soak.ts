@@ -1,0 +1,74 @@
+/**
+ * Soak: a long pre-training run of the 28-px preset (mae_vit_tiny_patch4_28) through pretrain(), as a user runs it,
+ * printing the process's memory every `--every` steps: resident set, JavaScript heap, the native allocator's bytes
+ * (handed out + cached) and the live tensor count. Memory must be flat after the warm-up; the last line gives the
+ * growth from the first sample after warm-up to the end, in MiB and in bytes per step.
+ *
+ *   npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--threads N] [--tag NAME]
+ *
+ * Data: the synthetic set (no download), 4096 images; checkpoints every 1000 steps (the atomic-write path soaks
+ * too). Results: benchmarks/results/soak-<date>[-tag].json.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../lib/native.js';
+import { liveTensors } from '../lib/tensor.js';
+import { pretrain } from '../lib/train/pretrain.js';
+import { describeMachine, fmt, machine, printTable, resultName, writeJson } from './common.js';
+
+const args = process.argv.slice(2);
+function flag(name: string, fallback: number): number {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = Number(args[i + 1]);
+  if (!(Number.isInteger(v) && v > 0)) throw new Error(`--${name} must be a positive integer, got '${args[i + 1]}'`);
+  return v;
+}
+const steps = flag('steps', 10_000);
+const batchSize = flag('batch-size', 32);
+const every = flag('every', 500);
+const workers = args.includes('--workers') ? Number(args[args.indexOf('--workers') + 1]) : 1;
+if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`--workers must be an integer >= 0, got '${args[args.indexOf('--workers') + 1]}'`);
+if (args.includes('--threads')) native.setNumThreads(flag('threads', 1));
+
+const MiB = 2 ** 20;
+interface Sample { step: number; seconds: number; rssMiB: number; heapMiB: number; arrayBuffersMiB: number; nativeAllocMiB: number; liveTensors: number }
+const samples: Sample[] = [];
+const started = performance.now();
+const sample = (step: number) => {
+  const m = process.memoryUsage();
+  const a = native.memoryStats();
+  const s: Sample = {
+    step, seconds: (performance.now() - started) / 1000, rssMiB: m.rss / MiB, heapMiB: m.heapUsed / MiB, arrayBuffersMiB: m.arrayBuffers / MiB,
+    nativeAllocMiB: (a.allocatedBytes + a.cachedBytes) / MiB, liveTensors: liveTensors(),
+  };
+  samples.push(s);
+  console.log(`step ${String(step).padStart(6)}  ${fmt(s.seconds, 0).padStart(5)} s  rss ${fmt(s.rssMiB)} MiB  heap ${fmt(s.heapMiB)} MiB  array buffers ${fmt(s.arrayBuffersMiB)} MiB  native ${fmt(s.nativeAllocMiB)} MiB  live tensors ${s.liveTensors}`);
+};
+
+const m = machine();
+console.log(`soak: mae_vit_tiny_patch4_28, batch ${batchSize}, ${steps} steps, ${workers} data worker(s); ${describeMachine(m, native.info().threads)}`);
+const outDir = mkdtempSync(join(tmpdir(), 'mae-soak-'));
+sample(0);
+try {
+  await pretrain({
+    preset: 'mae_vit_tiny_patch4_28', data: { kind: 'synthetic', count: 4096 }, batchSize, epochs: Math.ceil((steps * batchSize) / 4096),
+    maxSteps: steps, checkpointEvery: 1000, visualizeEvery: 0, workers, outDir,
+    onEvent: (e) => {
+      if (e.type === 'step' && e.step % every === 0) sample(e.step);
+    },
+  });
+} finally {
+  rmSync(outDir, { recursive: true, force: true });
+}
+
+// growth from the first sample after warm-up (a tenth of the run, at least one sample in) to the last
+const warm = samples.find((s) => s.step >= Math.max(every, steps / 10)) ?? samples[0]!;
+const last = samples[samples.length - 1]!;
+const grownMiB = last.rssMiB - warm.rssMiB;
+printTable(['step', 'seconds', 'rss MiB', 'heap MiB', 'array buffers MiB', 'native MiB', 'live tensors'],
+  samples.map((s) => [s.step, fmt(s.seconds, 0), fmt(s.rssMiB), fmt(s.heapMiB), fmt(s.arrayBuffersMiB), fmt(s.nativeAllocMiB), s.liveTensors]));
+console.log(`resident set from step ${warm.step} to ${last.step}: ${grownMiB >= 0 ? '+' : ''}${fmt(grownMiB)} MiB (${fmt((grownMiB * MiB) / Math.max(1, last.step - warm.step), 0)} bytes per step); live tensors ${warm.liveTensors} -> ${last.liveTensors}`);
+const path = writeJson(resultName('soak', m.date, args), { machine: m, steps, batchSize, samples, growthMiB: grownMiB, fromStep: warm.step });
+console.log(`wrote ${path}`);
