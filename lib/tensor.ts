@@ -128,6 +128,17 @@ export class Tensor {
     if (this.grad) this.grad.moveTo(device);
   }
 
+  /**
+   * @internal Gives this tensor the storage of `h` (same shape and dtype) and frees its own: for a model whose
+   * parameters live in another thread (lib/infer). Same object, requiresGrad kept; not recorded by autograd.
+   */
+  adoptHandle(h: NativeTensor): void {
+    if (h.shape.join(',') !== this.shape.join(',') || h.dtype !== this.dtype)
+      throw new Error(`Tensor.adoptHandle: a ${h.dtype} ${shapeStr(h.shape)} tensor cannot back a ${this.dtype} ${shapeStr(this.shape)} one`);
+    this.h?.dispose();
+    this.h = h;
+  }
+
   /** A copy of the elements as a Float32Array (int32 tensors are converted), read asynchronously. */
   async data(): Promise<Float32Array> {
     const d = await this.handle.readAsync();

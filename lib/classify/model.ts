@@ -12,6 +12,7 @@
  * as in timm. Drop path (stochastic depth) rates increase linearly over the blocks from 0 to dropPathRate and act
  * only in training. No masking.
  */
+import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
 import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -196,6 +197,21 @@ export class VisionTransformerClassifier extends Module {
   /** imgs [B, C, H, W] -> logits [B, numClasses] */
   forward(imgs: Tensor): Tensor {
     return this.forwardHead(this.forwardFeatures(imgs));
+  }
+
+  /**
+   * forward() in eval mode (no drop path, BatchNorm statistics frozen) off the JavaScript thread: resolves to exactly
+   * the logits forward(imgs) gives in eval mode, computed in a worker thread over this model's own parameter memory
+   * (lib/infer/async.ts). Calls are queued; errors reject.
+   */
+  forwardAsync(imgs: Tensor): Promise<Tensor> {
+    return runAsync(this, 'classifier', 'forward', imgs);
+  }
+
+  /** Frees the parameters and ends the worker thread of forwardAsync, if one was started. */
+  override dispose(): void {
+    closeAsync(this);
+    super.dispose();
   }
 
   /** What fromPretrained loaded; null for a model made otherwise. */

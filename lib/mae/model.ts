@@ -11,6 +11,7 @@
  * tidy scope.
  */
 import { noGrad } from '../autograd.js';
+import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
 import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -236,6 +237,21 @@ export class MaskedAutoencoder extends Module {
   embed(imgs: Tensor): Tensor {
     this.checkImages(imgs, 'embed', true);
     return noGrad(() => tidy(() => this.forwardEncoder(imgs, null)));
+  }
+
+  /**
+   * embed() off the JavaScript thread, for services: resolves to exactly what embed(imgs) returns, computed in a
+   * worker thread over this model's own parameter memory (no copy of the weights; lib/infer/async.ts), so the
+   * event loop keeps running meanwhile. Calls are queued; errors reject. The images are copied when called.
+   */
+  embedAsync(imgs: Tensor): Promise<Tensor> {
+    return runAsync(this, 'mae', 'embed', imgs);
+  }
+
+  /** Frees the parameters and ends the worker thread of embedAsync, if one was started. */
+  override dispose(): void {
+    closeAsync(this);
+    super.dispose();
   }
 
   /**
