@@ -9,12 +9,12 @@
  */
 import { Tensor } from '../tensor.js';
 import { loadSharp } from './folder.js';
-import { IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
 
 export interface LoadImagesOptions {
   /** output side in pixels (default 224) */
   size?: number;
-  /** per-channel mean and std of the normalisation (default ImageNet's) */
+  /** per-channel mean and std of the normalisation (default ImageNet's; for 1 channel Fashion-MNIST's, as DataLoader) */
   mean?: readonly number[];
   std?: readonly number[];
   /** 3 (sRGB, default) or 1 (greyscale) */
@@ -38,8 +38,8 @@ function roundHalfEven(x: number): number {
 export async function loadImages(inputs: readonly (string | Uint8Array)[], opts: LoadImagesOptions = {}): Promise<Tensor> {
   const size = opts.size ?? 224;
   const channels = opts.channels ?? 3;
-  const mean = opts.mean ?? (channels === 3 ? IMAGENET_MEAN : [IMAGENET_MEAN[0]!]);
-  const std = opts.std ?? (channels === 3 ? IMAGENET_STD : [IMAGENET_STD[0]!]);
+  const mean = opts.mean ?? (channels === 3 ? IMAGENET_MEAN : FASHION_MNIST_MEAN);
+  const std = opts.std ?? (channels === 3 ? IMAGENET_STD : FASHION_MNIST_STD);
   if (!Number.isInteger(size) || size < 1) throw new Error(`loadImages: size must be a positive integer, got ${size}`);
   if (channels !== 1 && channels !== 3) throw new Error(`loadImages: channels must be 1 or 3, got ${String(channels)}`);
   if (mean.length !== channels || std.length !== channels || !std.every((s) => s > 0))

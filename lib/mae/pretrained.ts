@@ -128,7 +128,10 @@ export function declaredConfig(file: WeightsFile): Partial<MaeConfig> {
 export function heads(width: number, given: number | undefined, table: Record<number, number>, what: string, path: string): number {
   const h = given ?? table[width];
   if (h === undefined)
-    throw new Error(`${path}: the number of ${what} heads cannot be read from the weights (width ${width} is none of the official models'); pass it, e.g. { ${what === 'decoder' ? 'decoderNumHeads' : 'numHeads'}: ${Math.max(1, width / 64)} }`);
+    throw new Error(
+      `${path}: the number of ${what} heads cannot be read from the weights (width ${width} is none of the official models'); ` +
+        `pass it: { ${what === 'decoder' ? 'decoderNumHeads' : 'numHeads'}: N } (mae commands: --${what === 'decoder' ? 'decoder-' : ''}num-heads N)`,
+    );
   return h;
 }
 
