@@ -400,6 +400,8 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   const { values: v } = parseArgs({ args: argv, options: visualizeFlags });
   if (!v.checkpoint) throw new UsageError('visualize: --checkpoint PATH is required (a checkpoint file or a run folder)');
   const { model, meta } = await loadModel(v.checkpoint as string);
+  if (model.loadReport?.decoderLoaded === false)
+    throw new UsageError(`visualize: ${v.checkpoint} holds the encoder only (as the released mae_pretrain_vit_*.pth): reconstructions need the decoder's weights (the released mae_visualize_vit_*.pth have them)`);
   const data = dataSource(v) ?? (meta.options.data as DataSource | undefined);
   if (!data) throw new UsageError('visualize: the checkpoint names no data; pass --data');
   const split = (v.split as string | undefined) ?? 'test';

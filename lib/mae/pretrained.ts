@@ -130,7 +130,7 @@ export function heads(width: number, given: number | undefined, table: Record<nu
   if (h === undefined)
     throw new Error(
       `${path}: the number of ${what} heads cannot be read from the weights (width ${width} is none of the official models'); ` +
-        `pass it: { ${what === 'decoder' ? 'decoderNumHeads' : 'numHeads'}: N } (mae commands: --${what === 'decoder' ? 'decoder-' : ''}num-heads N)`,
+        `pass it: { ${what === 'decoder' ? 'decoderNumHeads' : 'numHeads'}: N } (mae embed and classify: --${what === 'decoder' ? 'decoder-' : ''}num-heads N)`,
     );
   return h;
 }

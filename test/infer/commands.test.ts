@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadImages } from '../../lib/data/images.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
+import { saveSafetensors } from '../../lib/io/state.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { tidy } from '../../lib/tensor.js';
 
@@ -77,5 +78,23 @@ describe('mae classify', () => {
     expect(bad.stderr).toContain('2 class names, but the model has 5 classes');
     const help = mae(['classify', '--help']);
     for (const flag of ['--checkpoint', '--data', '--labels', '--topk', '--batch-size', '--size', '--num-heads']) expect(help.stdout).toContain(flag);
+  });
+});
+
+describe('other commands take other code\'s checkpoints', () => {
+  it('mae visualize draws from a Hugging Face folder, and refuses an encoder-only checkpoint', async () => {
+    const png = join(tmp, 'v.png');
+    const r = mae(['visualize', '--checkpoint', pth('hf-safetensors'), '--data-kind', 'synthetic', '--count', '2', '--out', png]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`wrote ${png}`);
+    // an encoder-only file of an official width (192: ViT-Tiny, 3 heads), as the released mae_pretrain_vit_*.pth
+    const model = new MaskedAutoencoder({ imgSize: 16, patchSize: 8, embedDim: 192, depth: 1, numHeads: 3, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 });
+    const encoder = new Map([...model.stateDict()].filter(([k]) => !k.startsWith('decoder') && k !== 'mask_token'));
+    const file = join(tmp, 'encoder.safetensors');
+    await saveSafetensors(file, encoder);
+    model.dispose();
+    const refused = mae(['visualize', '--checkpoint', file, '--data-kind', 'synthetic']);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/holds the encoder only .*reconstructions need the decoder/);
   });
 });
