@@ -6,8 +6,10 @@
  *   even, as torchvision); ToTensor (values / 255); Normalize(mean, std), ImageNet statistics by default.
  * Decoding and resizing are sharp's (libvips): its 'cubic' kernel is Catmull-Rom, PIL's BICUBIC, and like PIL it
  * widens the kernel when shrinking (antialiasing); no EXIF rotation, as PIL's Image.open. Alpha is dropped.
+ * The result is a Tensor: the tensor module (and with it the native addon) is imported when loadImages is first
+ * called, so that lib/data itself stays free of the addon (its DataLoader workers never load it).
  */
-import { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { loadSharp } from './folder.js';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
 
@@ -82,5 +84,6 @@ export async function loadImages(inputs: readonly (string | Uint8Array)[], opts:
       }
     }),
   );
+  const { Tensor } = await import('../tensor.js');
   return Tensor.fromArray(out, [inputs.length, channels, size, size]);
 }
