@@ -18,9 +18,9 @@
  */
 import { endianness } from 'node:os';
 import fsp, { type FileHandle } from 'node:fs/promises';
-import { f16ToNumber } from './safetensors.js';
+import { f16ToNumber, readAt } from './safetensors.js';
 import { PickleGlobal, PickleTensor, PickleTruncatedError, unpickle } from './pickle.js';
-import { readExactly, readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
+import { readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
 
 /** Element types of PyTorch storages. */
 export type TorchDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
@@ -73,7 +73,7 @@ export async function openTorchFile(path: string): Promise<TorchFile> {
   }
   try {
     const size = (await handle.stat()).size;
-    const head = await readExactly(handle, 0, Math.min(size, 512), path);
+    const head = await readAt(handle, 0, Math.min(size, 512), path);
     if (head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return await openZip(handle, size, path);
     if (head[0] === 0x80 && head[1] !== undefined && head[1] >= 2) return await openLegacy(handle, size, path);
     const tar = size >= 263 && new TextDecoder('latin1').decode(head.subarray(257, 262)) === 'ustar';
@@ -159,7 +159,7 @@ async function openLegacy(handle: FileHandle, fileSize: number, source: string):
   let length = Math.min(fileSize, 1 << 20);
   let head: { root: unknown; storages: Map<string, TorchStorage>; keys: string[]; dataStart: number };
   for (;;) {
-    const bytes = await readExactly(handle, 0, length, source);
+    const bytes = await readAt(handle, 0, length, source);
     try {
       head = parseLegacyHead(bytes, source);
       break;
@@ -175,7 +175,7 @@ async function openLegacy(handle: FileHandle, fileSize: number, source: string):
     const s = head.storages.get(key);
     if (!s) throw new Error(`${source}: the storage list names ${key}, which no tensor uses`);
     if (pos + 8 > fileSize) throw new Error(`${source}: truncated file: storage ${key} should start at byte ${pos} of ${fileSize}`);
-    const count = new DataView((await readExactly(handle, pos, 8, source)).buffer).getBigInt64(0, true);
+    const count = new DataView((await readAt(handle, pos, 8, source)).buffer).getBigInt64(0, true);
     if (count !== BigInt(s.numel)) throw new Error(`${source}: storage ${key} has ${count} elements in the data, ${s.numel} in its id`);
     const bytes = s.numel * s.elementBytes;
     if (pos + 8 + bytes > fileSize) throw new Error(`${source}: truncated file: storage ${key} needs bytes [${pos + 8}, ${pos + 8 + bytes}) of ${fileSize}`);
@@ -189,7 +189,7 @@ async function openLegacy(handle: FileHandle, fileSize: number, source: string):
       readGrouped(tensors, source, async (s) => {
         const at = where.get(s.key);
         if (at === undefined) throw new Error(`${source}: storage ${s.key} is not in the file's storage list`);
-        return readExactly(handle, at, s.numel * s.elementBytes, source);
+        return readAt(handle, at, s.numel * s.elementBytes, source);
       }),
     close: () => handle.close(),
   };

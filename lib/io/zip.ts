@@ -6,6 +6,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import zlib from 'node:zlib';
+import { readAt } from './safetensors.js';
 
 export interface ZipEntry {
   name: string;
@@ -24,18 +25,6 @@ const ZIP64_EOCD = 0x06064b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
 
-/** Reads exactly `length` bytes at `position`; an Error naming `source` if the file is shorter. */
-export async function readExactly(handle: FileHandle, position: number, length: number, source: string): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
-    if (bytesRead === 0) throw new Error(`${source}: truncated file: unexpected end of file at byte ${position + done}`);
-    done += bytesRead;
-  }
-  return out;
-}
-
 /** The entries of the zip archive in `handle` (a file of `fileSize` bytes), by name. */
 export async function readZipDirectory(handle: FileHandle, fileSize: number, source: string): Promise<Map<string, ZipEntry>> {
   const bad = (msg: string): never => {
@@ -43,7 +32,7 @@ export async function readZipDirectory(handle: FileHandle, fileSize: number, sou
   };
   // the end-of-central-directory record: 22 bytes plus a comment of up to 65535 bytes, at the end of the file
   const tailLength = Math.min(fileSize, 22 + 65535);
-  const tail = await readExactly(handle, fileSize - tailLength, tailLength, source);
+  const tail = await readAt(handle, fileSize - tailLength, tailLength, source);
   const tv = new DataView(tail.buffer);
   let at = -1;
   for (let i = tailLength - 22; i >= 0; i--)
@@ -58,17 +47,17 @@ export async function readZipDirectory(handle: FileHandle, fileSize: number, sou
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
     const eocdPos = fileSize - tailLength + at;
     if (eocdPos < 20) bad('ZIP64 fields without a ZIP64 locator');
-    const loc = new DataView((await readExactly(handle, eocdPos - 20, 20, source)).buffer);
+    const loc = new DataView((await readAt(handle, eocdPos - 20, 20, source)).buffer);
     if (loc.getUint32(0, true) !== ZIP64_LOCATOR) bad('ZIP64 fields without a ZIP64 locator');
     const recPos = num64(loc.getBigUint64(8, true), fileSize - 56, 'ZIP64 record offset', bad);
-    const rec = new DataView((await readExactly(handle, recPos, 56, source)).buffer);
+    const rec = new DataView((await readAt(handle, recPos, 56, source)).buffer);
     if (rec.getUint32(0, true) !== ZIP64_EOCD) bad('no ZIP64 end-of-central-directory record where the locator points');
     count = num64(rec.getBigUint64(32, true), fileSize, 'entry count', bad);
     cdSize = num64(rec.getBigUint64(40, true), fileSize, 'central directory size', bad);
     cdOffset = num64(rec.getBigUint64(48, true), fileSize, 'central directory offset', bad);
   }
   if (cdOffset + cdSize > fileSize) bad(`the central directory [${cdOffset}, ${cdOffset + cdSize}) lies past the end of the ${fileSize}-byte file`);
-  const cd = await readExactly(handle, cdOffset, cdSize, source);
+  const cd = await readAt(handle, cdOffset, cdSize, source);
   const v = new DataView(cd.buffer);
   const entries = new Map<string, ZipEntry>();
   let p = 0;
@@ -116,11 +105,11 @@ export async function readZipEntry(handle: FileHandle, fileSize: number, entry: 
   const bad = (msg: string): never => {
     throw new Error(`${source}: damaged zip archive: entry ${entry.name}: ${msg}`);
   };
-  const header = new DataView((await readExactly(handle, entry.headerOffset, 30, source)).buffer);
+  const header = new DataView((await readAt(handle, entry.headerOffset, 30, source)).buffer);
   if (header.getUint32(0, true) !== LOCAL) bad('no local header where the directory points');
   const dataAt = entry.headerOffset + 30 + header.getUint16(26, true) + header.getUint16(28, true);
   if (dataAt + entry.compressedSize > fileSize) bad(`its data [${dataAt}, ${dataAt + entry.compressedSize}) lies past the end of the ${fileSize}-byte file`);
-  let bytes = await readExactly(handle, dataAt, entry.compressedSize, source);
+  let bytes = await readAt(handle, dataAt, entry.compressedSize, source);
   if (entry.method === 8) {
     try {
       bytes = new Uint8Array(zlib.inflateRawSync(bytes, { maxOutputLength: Math.max(1, entry.size) }));
