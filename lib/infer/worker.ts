@@ -56,6 +56,7 @@ port.on('message', (r: WorkerRequest) => {
         throw new Error(`${r.op} is not a method of this model`);
       }),
     );
+    images.dispose(); // before the reply: the caller sees nothing of the call left in memory
     const resultId = native.shareTensor(out.handle);
     out.dispose();
     post({ type: 'result', id: r.id, resultId });

@@ -69,7 +69,10 @@ describe('embedAsync', () => {
     const before = liveTensors();
     const mae = new MaskedAutoencoder({ imgSize: 32, patchSize: 8, embedDim: 64, depth: 2, numHeads: 4, decoderEmbedDim: 32, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 3 });
     const inputs = [images(2, 3, 32, 32, 1), images(1, 3, 32, 32, 2), images(3, 3, 48, 24, 3)];
+    const allocated = native.memoryStats().allocatedBytes;
     const results = await Promise.all(inputs.map((x) => mae.embedAsync(x)));
+    // the worker's model uses this model's parameter memory: the results are all that is allocated anew
+    expect(native.memoryStats().allocatedBytes - allocated).toBe(results.reduce((n, r) => n + Math.ceil((4 * r.size) / 256) * 256, 0));
     results.forEach((r, i) => {
       const want = tidy(() => mae.embed(inputs[i]!).dataSync());
       expect(Array.from(r.dataSync())).toEqual(Array.from(want));
