@@ -18,7 +18,7 @@ import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
-import { OFFICIAL_HEADS, declaredConfig, encoderShape, heads, loadInto, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
+import { OFFICIAL_HEADS, buildFromWeights, declaredConfig, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
 import type { MaeConfig } from '../mae/presets.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr } from '../tensor.js';
@@ -238,10 +238,9 @@ export class VisionTransformerClassifier extends Module {
       { ...e, imgSize, numHeads: heads(e.embedDim, declared.numHeads, OFFICIAL_HEADS, 'encoder', file.path), eps: declared.eps ?? 1e-6 },
       { numClasses, globalPool: headName ? w.has('fc_norm.weight') : true, headBatchNorm: headName === 'head.1.weight', ...overrides },
     );
-    const model = new VisionTransformerClassifier(config, { seed: opts.seed });
     const head = (k: string) => k.startsWith('head.') || k.startsWith('fc_norm.');
-    const r = loadInto(model, file, (k) => headName !== null || !head(k));
-    model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...r, headLoaded: headName !== null, args: file.args };
+    const { model, report } = buildFromWeights(() => new VisionTransformerClassifier(config, { seed: opts.seed }), file, (k) => headName !== null || !head(k));
+    model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...report, headLoaded: headName !== null, args: file.args };
     return model.eval();
   }
 

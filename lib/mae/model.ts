@@ -21,7 +21,7 @@ import { Tensor, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { getPreset, type MaeConfig } from './presets.js';
-import { loadInto, maeConfigFromWeights, readWeights, type PretrainedReport, type WeightsOptions } from './pretrained.js';
+import { buildFromWeights, maeConfigFromWeights, readWeights, type PretrainedReport, type WeightsOptions } from './pretrained.js';
 
 /**
  * Activation precision: 'fp32', or 'bf16' (CUDA only): the images are cast to bfloat16 at the patch embedding and
@@ -142,11 +142,14 @@ export class MaskedAutoencoder extends Module {
   static async fromPretrained(path: string, overrides: Partial<MaeConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<MaskedAutoencoder> {
     const file = await readWeights(path, { key: opts.key });
     const { config, hasDecoder } = maeConfigFromWeights(file, overrides);
-    const model = new MaskedAutoencoder(config, { seed: opts.seed });
     const decoder = (k: string) => k.startsWith('decoder_') || k === 'mask_token';
     // the fixed sin-cos tables need not be in the file; everything else of the encoder (and of the decoder if any) must
-    const r = loadInto(model, file, (k) => k !== 'pos_embed' && k !== 'decoder_pos_embed' && (hasDecoder || !decoder(k)));
-    model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...r, decoderLoaded: hasDecoder, args: file.args };
+    const { model, report } = buildFromWeights(
+      () => new MaskedAutoencoder(config, { seed: opts.seed }),
+      file,
+      (k) => k !== 'pos_embed' && k !== 'decoder_pos_embed' && (hasDecoder || !decoder(k)),
+    );
+    model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...report, decoderLoaded: hasDecoder, args: file.args };
     return model;
   }
 

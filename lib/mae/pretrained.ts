@@ -12,6 +12,8 @@
  * Hugging Face's configs, kept), the checkpoint metadata, else 1e-6 (the official presets).
  */
 import type { NamedTensor } from '../io/names.js';
+import { native } from '../native.js';
+import { withoutInit } from '../nn/init.js';
 import type { Module } from '../nn/module.js';
 import { readWeights, type WeightsFile, type WeightsOptions } from '../io/weights.js';
 import { getPreset, presetNames, type MaeConfig } from './presets.js';
@@ -198,6 +200,33 @@ export function loadInto(model: Module, file: WeightsFile, required: (name: stri
     );
   model.loadStateDict(take, { strict: false });
   return { loaded: [...take.keys()], missing, ignored };
+}
+
+/**
+ * The model `make` builds, with its parameters from the file. When the file holds every parameter in its shape (a
+ * full checkpoint), the model is built without initialising (withoutInit) and each parameter takes the file's
+ * values, so nothing is drawn or allocated twice (its generator has then drawn nothing yet); otherwise the model is
+ * initialised and loadInto copies what the file has.
+ */
+export function buildFromWeights<M extends Module>(
+  make: () => M,
+  file: WeightsFile,
+  required: (name: string) => boolean,
+): { model: M; report: Pick<PretrainedReport, 'loaded' | 'missing' | 'ignored'> } {
+  const bare = withoutInit(make);
+  const own = bare.namedParameters();
+  const fits = (k: string, shape: readonly number[]) => {
+    const t = file.weights.get(k);
+    return t !== undefined && t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  };
+  if (own.every(([k, p]) => fits(k, p.shape))) {
+    for (const [k, p] of own) p.adoptHandle(native.fromArray(file.weights.get(k)!.data, [...p.shape]));
+    const names = new Set(own.map(([k]) => k));
+    return { model: bare, report: { loaded: [...names], missing: [], ignored: [...file.weights.keys()].filter((k) => !names.has(k)) } };
+  }
+  bare.dispose();
+  const model = make();
+  return { model, report: loadInto(model, file, required) };
 }
 
 export { readWeights, type WeightsOptions };
