@@ -307,7 +307,10 @@ function view(values: Float32Array | null, t: PickleTensor, extraOffset: number,
   const offset = t.offset + extraOffset;
   let count = 1;
   for (const d of shape) count *= d;
-  if (!Number.isSafeInteger(count)) throw new Error(`${where}: shape [${shape.join(', ')}] has too many elements`);
+  // more elements than the storage holds would be a view repeating elements (stride 0): refused, so that a file can
+  // never make this reader allocate more than the storage it holds
+  if (!Number.isSafeInteger(count) || count > numel)
+    throw new Error(`${where}: shape [${shape.join(', ')}] has more elements than its storage of ${numel} (views with stride 0 are not read)`);
   if (count > 0) {
     let last = offset;
     for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * stride[i]!;

@@ -111,6 +111,8 @@ export async function readZipEntry(handle: FileHandle, fileSize: number, entry: 
   if (dataAt + entry.compressedSize > fileSize) bad(`its data [${dataAt}, ${dataAt + entry.compressedSize}) lies past the end of the ${fileSize}-byte file`);
   let bytes = await readAt(handle, dataAt, entry.compressedSize, source);
   if (entry.method === 8) {
+    // weights do not deflate by more than a few times; a higher ratio would only make this reader allocate much
+    if (entry.size > 100 * entry.compressedSize + 1024) bad(`claims to inflate ${entry.compressedSize} bytes to ${entry.size}`);
     try {
       bytes = new Uint8Array(zlib.inflateRawSync(bytes, { maxOutputLength: Math.max(1, entry.size) }));
     } catch (e) {

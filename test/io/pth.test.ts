@@ -22,7 +22,7 @@ function write(name: string, bytes: Uint8Array): string {
 }
 
 describe('PyTorch files: storage types and views', () => {
-  for (const file of ['dtypes.pth', 'dtypes-legacy.pth']) {
+  for (const file of ['dtypes.pth', 'dtypes-legacy.pth', 'dtypes-deflated.pth']) {
     it(`${file}: float32/16, bfloat16, float64, strides, offsets and shared storages give PyTorch's values`, async () => {
       const expected = (await readSafetensors(join(dir, 'dtypes-expected.safetensors'))).tensors;
       const r = await readWeights(join(dir, file));
@@ -126,6 +126,10 @@ describe('hostile, damaged and foreign files', () => {
     }
     expect(failures).toBeGreaterThan(0);
     expect(existsSync(fx.hostile_mark)).toBe(false);
+  });
+
+  it('a view repeating one element (stride 0) is refused rather than allocated', async () => {
+    await expect(loadWeights(join(dir, 'expanded.pth'))).rejects.toThrow(/tensor "expanded": shape \[1000000\] has more elements than its storage of 1/);
   });
 
   it('the pickle reader bounds every length by the bytes left', () => {
