@@ -76,9 +76,9 @@ class InferenceWorker {
     const params = named.map(([name, p]) => ({ name, id: native.shareTensor(p.handle) }));
     const init: WorkerInit = { kind, config: model.config, params, threads: native.info().threads };
     const dropParams = () => params.forEach((p) => native.dropTensor(p.id));
-    // the worker inherits node's flags, but not --input-type (it applies to -e code only and would stop the worker)
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-    this.worker = new Worker(workerUrl, { workerData: init, execArgv });
+    // no Node flags of the parent's: some stop a worker (--input-type), others are refused in one (--expose-gc), and
+    // the compiled worker needs none
+    this.worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
     this.worker.unref();
     this.worker.on('message', (m: WorkerReply) => {
       if (m.type === 'ready') dropParams();

@@ -121,4 +121,23 @@ describe('embedAsync', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('embedded 1x5x16');
   });
+
+  it('a model garbage-collected without dispose() ends its worker, and every tensor is freed', () => {
+    const script = `
+      const { MaskedAutoencoder, Tensor, liveTensors } = await import(${JSON.stringify(new URL('index.js', dist).href)});
+      const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+      let mae = new MaskedAutoencoder({ imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2 });
+      const x = Tensor.zeros([1, 3, 16, 16]);
+      (await mae.embedAsync(x)).dispose();
+      x.dispose();
+      const during = liveTensors();
+      mae = null;
+      for (let k = 0; k < 5 && liveTensors() > 0; k++) { globalThis.gc(); await sleep(200); }
+      console.log('live', during, liveTensors());`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const [, during, after] = /live (\d+) (\d+)/.exec(r.stdout)!.map(Number);
+    expect(during).toBeGreaterThan(0); // the model's parameters, and the worker's tensors of the same storage
+    expect(after).toBe(0);
+  });
 });
