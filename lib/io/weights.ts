@@ -8,8 +8,8 @@
  *   - safetensors files (this library's checkpoints, Hugging Face model.safetensors, any official-name file);
  *   - folders: a Hugging Face model folder (config.json + model.safetensors or pytorch_model.bin), or a run folder of
  *     this library (checkpoint.safetensors, classifier.safetensors).
- * Conversions: Hugging Face ViTMAE names -> official names (query/key/value fused into qkv), a `model.` or
- * `module.` prefix on every key removed, float16 / bfloat16 / float64 values -> float32. Tensors that are not
+ * Conversions: Hugging Face ViTMAE names -> official names (query/key/value fused into qkv; also the names of
+ * ViTMAEModel, the encoder alone, which lack the `vit.` prefix), a `model.` or `module.` prefix on every key removed, float16 / bfloat16 / float64 values -> float32. Tensors that are not
  * floating point (BatchNorm's num_batches_tracked) are skipped; so are Hugging Face names without an official one.
  * Names of neither naming are kept as they are (naming 'unknown'): loading them into a model lists what is missing.
  */
@@ -170,8 +170,14 @@ async function readSafetensorsWeights(path: string, head: Uint8Array, opts: Weig
 function officialNames(map: Map<string, NamedTensor>, path: string, skipped: string[]) {
   if (map.size === 0) throw new Error(`${path}: holds no floating point tensors`);
   const unprefixed = [...map.keys()].every((k) => k.startsWith('module.')) ? new Map([...map].map(([k, v]) => [k.slice('module.'.length), v])) : map;
-  const naming = detectNaming(unprefixed.keys());
-  const stripped = stripModelPrefix(unprefixed);
+  let naming = detectNaming(unprefixed.keys());
+  let stripped = stripModelPrefix(unprefixed);
+  // Hugging Face ViTMAEModel (the encoder alone) saves its names without the `vit.` of ViTMAEForPreTraining
+  const bare = /^(embeddings|encoder|layernorm)\./;
+  if (naming === 'unknown' && [...stripped.keys()].some((k) => bare.test(k))) {
+    const prefixed = new Map([...stripped].map(([k, v]) => [bare.test(k) ? `vit.${k}` : k, v]));
+    if (detectNaming(prefixed.keys()) === 'huggingface') [naming, stripped] = ['huggingface', prefixed];
+  }
   if (naming !== 'huggingface') return { naming, weights: stripped, skipped };
   const { tensors, unexpected } = fromHuggingFace(stripped);
   return { naming, weights: tensors, skipped: [...skipped, ...unexpected.map((k) => `${k} (no official name)`)] };

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { unpickle } from '../../lib/io/pickle.js';
-import { readSafetensors } from '../../lib/io/safetensors.js';
+import { readSafetensors, serializeSafetensors } from '../../lib/io/safetensors.js';
 import { loadWeights, readWeights } from '../../lib/io/weights.js';
 
 const dir = new URL('../fixtures/pth/', import.meta.url).pathname;
@@ -60,6 +60,18 @@ describe('the official checkpoint forms', () => {
       expect([...other.keys()].sort()).toEqual([...r.weights.keys()].sort());
       for (const [k, t] of r.weights) expect(Array.from(other.get(k)!.data), k).toEqual(Array.from(t.data));
     }
+  });
+
+  it("Hugging Face ViTMAEModel names (the encoder alone, no 'vit.' prefix) are converted too", async () => {
+    const hf = (await readSafetensors(join(dir, 'hf-safetensors', 'model.safetensors'))).tensors;
+    const bare = new Map([...hf].filter(([k]) => k.startsWith('vit.')).map(([k, t]) => [k.slice('vit.'.length), t]));
+    const p = join(tmp, 'vitmae-model.safetensors');
+    writeFileSync(p, serializeSafetensors(bare));
+    const r = await readWeights(p);
+    expect(r.naming).toBe('huggingface');
+    const encoder = await loadWeights(join(dir, 'mae-encoder.pth'));
+    expect([...r.weights.keys()].sort()).toEqual([...encoder.keys()].sort());
+    for (const [k, t] of encoder) expect(Array.from(r.weights.get(k)!.data), k).toEqual(Array.from(t.data));
   });
 
   it('opts.key chooses another entry, and a missing one is an error listing the entries', async () => {
