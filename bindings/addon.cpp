@@ -1,5 +1,5 @@
 // The Node-API module: the NativeTensor class, tensor creation from TypedArrays, runtime facts (info, threads,
-// memory), and the op entry points of ops.cpp.
+// memory), the op entry points of ops.cpp, and tensor sharing between threads (share.cpp).
 #include <dlfcn.h>
 #include <napi.h>
 #ifdef MAE_SANITIZE
@@ -17,6 +17,7 @@ extern "C" char* openblas_get_config(void);
 namespace mae {
 
 void register_ops(Napi::Env env, Napi::Object exports);
+void register_share(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -164,6 +165,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", ctor);
   register_entries(env, exports, entries, sizeof(entries) / sizeof(entries[0]));
   register_ops(env, exports);
+  register_share(env, exports);
   register_cuda(env, exports);
   return exports;
 }

@@ -6,6 +6,8 @@
  *   mae linprobe [flags]     linear probe of a pre-trained encoder (or logistic regression on raw pixels)
  *   mae finetune [flags]     fine-tune a pre-trained encoder, or train the same ViT from scratch
  *   mae eval [flags]         top-1 / top-5 and the confusion matrix of a classifier; kNN accuracy of an encoder
+ *   mae embed [flags]        encoder features of a folder of images from any checkpoint (.pth, Hugging Face, ours)
+ *   mae classify [flags]     top-5 labels of images from a fine-tuned checkpoint
  *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions
  * `mae <command> --help` lists the flags.
  */
@@ -25,6 +27,7 @@ import { finetune, type FinetuneEvent, type FinetuneOptions } from './train/fine
 import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
 import { knnEvaluate } from './train/knn.js';
 import { loadClassifier } from './classify/checkpoint.js';
+import { classifyImages, embedImages } from './infer/commands.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 
@@ -152,6 +155,21 @@ const evalFlags: Flags = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** The flags of `mae embed` and `mae classify`. */
+const imageRunFlags: Flags = {
+  checkpoint: { type: 'string' },
+  data: { type: 'string' },
+  'batch-size': { type: 'string' },
+  size: { type: 'string' },
+  mean: { type: 'string' },
+  std: { type: 'string' },
+  'num-heads': { type: 'string' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+const embedFlags: Flags = { ...imageRunFlags, out: { type: 'string' }, pool: { type: 'string' }, 'decoder-num-heads': { type: 'string' } };
+const classifyFlags: Flags = { ...imageRunFlags, labels: { type: 'string' }, topk: { type: 'string' } };
+
 const HELP: Record<string, string> = {
   pretrain: `mae pretrain [flags]
   With no --data, runs the built-in default: ${DEFAULT_RUN.preset} on ${DEFAULT_RUN.data!.limit} Fashion-MNIST images
@@ -194,6 +212,21 @@ const HELP: Record<string, string> = {
   --knn with a pre-training checkpoint: weighted kNN accuracy of the encoder's cls features
   (cosine similarity, --k (20), --temperature (0.07), train split as the bank, --train-limit N).
   --data PATH --data-kind KIND --limit N --split train|test (test) --out FILE (confusion.png next to the checkpoint)`,
+  embed: `mae embed --checkpoint FILE --data FOLDER [--out features.safetensors] [flags]
+  Encoder features of every image in FOLDER (class sub-folders or flat; or one image file), written to --out:
+  features [N, D], labels [N] (class sub-folders), and the file names, classes, pool and size as metadata.
+  --checkpoint: an official .pth (mae_pretrain_vit_*.pth, checkpoint-N.pth), a Hugging Face folder or .bin /
+  .safetensors file, or a run folder / checkpoint of mae pretrain. Images through the official evaluation
+  transform: shorter side to int(size / 0.875) bicubic, center crop, normalise.
+  --pool cls|mean (cls: the cls token; mean: the mean of the patch tokens)  --batch-size N (32)
+  --size PX (the model's image size; others interpolate the position table)  --mean R,G,B --std R,G,B (ImageNet)
+  --num-heads N --decoder-num-heads N (when the checkpoint cannot tell: widths of no official model)  --threads N`,
+  classify: `mae classify --checkpoint FILE --data FOLDER|IMAGE [--labels FILE] [flags]
+  Prints the top-5 classes of each image with their probabilities, from a fine-tuned checkpoint (official
+  mae_finetuned_vit_*.pth, checkpoint-N.pth of main_finetune.py, or a classifier of mae finetune / linprobe).
+  Class names: --labels FILE (one per line, in class order), else FOLDER's class sub-folders when there are as
+  many as the model's classes (then top-1 / top-5 accuracy is printed too), else class indices.
+  --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N`,
   info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions',
 };
 
@@ -367,6 +400,8 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   const { values: v } = parseArgs({ args: argv, options: visualizeFlags });
   if (!v.checkpoint) throw new UsageError('visualize: --checkpoint PATH is required (a checkpoint file or a run folder)');
   const { model, meta } = await loadModel(v.checkpoint as string);
+  if (model.loadReport?.decoderLoaded === false)
+    throw new UsageError(`visualize: ${v.checkpoint} holds the encoder only (as the released mae_pretrain_vit_*.pth): reconstructions need the decoder's weights (the released mae_visualize_vit_*.pth have them)`);
   const data = dataSource(v) ?? (meta.options.data as DataSource | undefined);
   if (!data) throw new UsageError('visualize: the checkpoint names no data; pass --data');
   const split = (v.split as string | undefined) ?? 'test';
@@ -457,6 +492,64 @@ async function cmdFinetune(argv: string[]): Promise<void> {
   });
   console.log(`${o.fromScratch ? 'from scratch' : 'fine-tuned'}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (training ${formatTime(r.trainSeconds)}, total ${formatTime(r.seconds)})`);
   console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
+}
+
+/** The options both image commands share, from their flags. */
+function imageRun(v: Record<string, unknown>, cmd: string) {
+  if (!v.checkpoint) throw new UsageError(`${cmd}: --checkpoint FILE is required`);
+  if (!v.data) throw new UsageError(`${cmd}: --data FOLDER (or an image file) is required`);
+  const list = (flag: string) => (v[flag] === undefined ? undefined : String(v[flag]).split(',').map((x) => num(x, flag)!));
+  const o = { checkpoint: v.checkpoint as string, data: v.data as string, batchSize: num(v['batch-size'], 'batch-size'), size: num(v.size, 'size'), mean: list('mean'), std: list('std') };
+  const threads = num(v.threads, 'threads');
+  return { o, threads, numHeads: num(v['num-heads'], 'num-heads') };
+}
+
+/** A progress bar of images done on a terminal, a line every few seconds elsewhere. */
+function imageProgress(what: string): (done: number, total: number) => void {
+  const tty = process.stderr.isTTY;
+  const t0 = performance.now();
+  let lastLine = 0;
+  return (done, total) => {
+    const s = (performance.now() - t0) / 1000;
+    const width = 24;
+    const filled = Math.round((done / total) * width);
+    const line = `${what} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total} images ${(done / s).toFixed(1)} img/s ETA ${formatTime(((total - done) * s) / done)}`;
+    if (tty) process.stderr.write(`\r${line}\x1b[K${done === total ? '\n' : ''}`);
+    else if (Date.now() - lastLine > 5000 || done === total) {
+      console.error(line);
+      lastLine = Date.now();
+    }
+  };
+}
+
+async function cmdEmbed(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: embedFlags });
+  const { o, threads, numHeads } = imageRun(v, 'embed');
+  if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
+  const pool = (v.pool as string | undefined) ?? 'cls';
+  if (pool !== 'cls' && pool !== 'mean') throw new UsageError(`--pool must be cls or mean, got '${pool}'`);
+  const overrides: Partial<MaeConfig> = {};
+  if (numHeads !== undefined) overrides.numHeads = numHeads;
+  const dnh = num(v['decoder-num-heads'], 'decoder-num-heads');
+  if (dnh !== undefined) overrides.decoderNumHeads = dnh;
+  const out = (v.out as string | undefined) ?? 'features.safetensors';
+  const r = await embedImages({ ...o, out, pool, overrides, onProgress: imageProgress('embedding') });
+  console.log(`wrote ${r.count} x ${r.dim} ${pool} features to ${r.out}`);
+}
+
+async function cmdClassify(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: classifyFlags });
+  const { o, threads, numHeads } = imageRun(v, 'classify');
+  if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
+  const topk = num(v.topk, 'topk');
+  const r = await classifyImages({
+    ...o,
+    labels: v.labels as string | undefined,
+    topk,
+    overrides: numHeads !== undefined ? { numHeads } : {},
+    onResult: (file, top) => console.log(`${file}\t${top.map((t) => `${t.label} ${t.probability.toFixed(3)}`).join('  ')}`),
+  });
+  if (r.top1 !== null) console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-${Math.min(topk ?? 5, r.names.length)} ${(100 * r.topk!).toFixed(2)}% on ${r.count} images (labels from the folder layout)`);
 }
 
 async function cmdEval(argv: string[]): Promise<void> {
@@ -553,7 +646,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|info> [flags]; mae <command> --help');
+      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|info> [flags]; mae <command> --help');
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -565,9 +658,11 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'linprobe') await cmdLinprobe(rest);
     else if (cmd === 'finetune') await cmdFinetune(rest);
     else if (cmd === 'eval') await cmdEval(rest);
+    else if (cmd === 'embed') await cmdEmbed(rest);
+    else if (cmd === 'classify') await cmdClassify(rest);
     else if (cmd === 'info') cmdInfo();
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, info`);
       return 1;
     }
     return 0;

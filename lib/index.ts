@@ -1,20 +1,22 @@
 /**
  * masked-autoencoder: Masked Autoencoder (MAE) pre-training of Vision Transformers for Node.js.
  * The public API: tensors and autograd, the ops, the nn layers, the MAE model and presets, the optimizer and
- * schedules, data loading, safetensors, checkpoints, the training loop and reconstruction figures.
+ * schedules, data loading, safetensors, checkpoints, weights of other frameworks (loadWeights), the training loop,
+ * reconstruction figures, and inference off the JavaScript thread.
  */
 export { Tensor, tidy, keep, liveTensors, type DType } from './tensor.js';
 export { noGrad } from './autograd.js';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
-export { MaskedAutoencoder, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, deviceStepCheck } from './mae/index.js';
-export type { MaeConfig, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking, Precision, DeviceStepCheckOptions, DeviceStepCheckResult } from './mae/index.js';
+export { MaskedAutoencoder, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, interpolatePosEmbed, deviceStepCheck } from './mae/index.js';
+export type { MaeConfig, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking, Precision, DeviceStepCheckOptions, DeviceStepCheckResult, PretrainedReport } from './mae/index.js';
 export { AdamW, cosineLr, scaledLr, type AdamWOptions } from './optim/index.js';
 export * as data from './data/index.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors } from './io/safetensors.js';
 export { fromHuggingFace, toHuggingFace, toOfficialNames, detectNaming } from './io/names.js';
 export { loadSafetensors, saveSafetensors } from './io/state.js';
+export { loadWeights, readWeights, type WeightsFile, type WeightsFormat, type WeightsOptions } from './io/weights.js';
 export { pretrain, pretrainInWorker, type PretrainOptions, type PretrainResult, type TrainEvent } from './train/pretrain.js';
 export { saveCheckpoint, loadCheckpoint, loadModel, type CheckpointMeta, type TrainPosition } from './train/checkpoint.js';
 export { openDataset, syntheticDataset, type DataSource, type DataKind } from './train/data.js';
@@ -29,3 +31,4 @@ export { finetune, type FinetuneOptions, type FinetuneResult, type FinetuneEvent
 export { evaluateClassifier, MetricAccumulator, topkAccuracy, confusionImage, writeConfusionPng, type ClassificationMetrics } from './train/evaluate.js';
 export { extractFeatures, pixelFeatures, knnClassify, knnEvaluate, l2Normalize, type Features, type KnnOptions, type KnnResult } from './train/knn.js';
 export { Mixup, mixupTarget, smoothOneHot, randBbox, cutmixBboxAndLam, randomErasing, sampleBeta, type MixupOptions, type MixResult } from './train/mixup.js';
+export { embedImages, classifyImages, type ImageRunOptions, type EmbedImagesOptions, type ClassifyImagesOptions } from './infer/commands.js';

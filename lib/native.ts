@@ -78,6 +78,14 @@ export interface NativeAddon {
   timerStop(device: string): number;
   setNumThreads(n: number): void;
   info(): NativeInfo;
+  /** Puts x's storage (shared, not copied) in a process-wide table for any thread's environment to take; the id. */
+  shareTensor(x: T): number;
+  /** Removes a shared tensor from the table and returns it as a tensor of this environment (same storage). */
+  takeTensor(id: number): T;
+  /** Removes a shared tensor that will not be taken (a no-op if it was). */
+  dropTensor(id: number): void;
+  /** Entries in the table of shared tensors (for leak checks). */
+  sharedTensorCount(): number;
 
   linear(x: T, weight: T, bias: T | null): T;
   linearBackward(x: T, weight: T, dy: T, needDx: boolean, hasBias: boolean): [T | null, T, T | null];

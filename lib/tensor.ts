@@ -5,7 +5,7 @@
  */
 import { backward as runBackward, record, type GradNode } from './autograd.js';
 import { native, type NativeTensor } from './native.js';
-import { expectInstance } from './check.js';
+import { describeValue } from './check.js';
 
 export type DType = 'float32' | 'int32';
 /** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` (computed on CUDA only). */
@@ -27,7 +27,10 @@ export class Tensor {
 
   /** Wraps a native handle; the tensor joins the innermost `tidy` scope. */
   constructor(handle: NativeTensor) {
-    expectInstance('Tensor', 'handle', handle, native.NativeTensor, 'a native tensor handle', 'make tensors with Tensor.fromArray, Tensor.zeros, Tensor.full or an op');
+    // a NativeTensor of the addon (or withoutInit's placeholder, which has the same shape of object)
+    const h = handle as Partial<NativeTensor> | null;
+    if (h === null || typeof h !== 'object' || !Array.isArray(h.shape) || typeof h.dispose !== 'function')
+      throw new Error(`Tensor: handle must be a native tensor handle, got ${describeValue(handle)}; make tensors with Tensor.fromArray, Tensor.zeros, Tensor.full or an op`);
     const dtype = handle.dtype;
     if (dtype === null) throw new Error('Tensor: the native handle has been disposed');
     this.h = handle;
@@ -130,6 +133,17 @@ export class Tensor {
     h.dispose();
     this.h = moved;
     if (this.grad) this.grad.moveTo(device);
+  }
+
+  /**
+   * @internal Gives this tensor the storage of `h` (same shape and dtype) and frees its own: for a model whose
+   * parameters live in another thread (lib/infer). Same object, requiresGrad kept; not recorded by autograd.
+   */
+  adoptHandle(h: NativeTensor): void {
+    if (h.shape.join(',') !== this.shape.join(',') || h.dtype !== this.dtype)
+      throw new Error(`Tensor.adoptHandle: a ${h.dtype} ${shapeStr(h.shape)} tensor cannot back a ${this.dtype} ${shapeStr(this.shape)} one`);
+    this.h?.dispose();
+    this.h = h;
   }
 
   /** A copy of the elements as a Float32Array (int32 tensors are converted), read asynchronously. */

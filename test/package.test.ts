@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tuple = `${process.platform}-${process.arch}`;
-const prebuilt = join(root, 'prebuilds', tuple, 'masked-autoencoder.napi.glibc.node');
+const prebuilt = join(root, 'prebuilds', tuple, 'masked-autoencoder.glibc.node');
 const mode = process.env.MAE_PACKAGE_TEST ?? '';
 const ready = existsSync(prebuilt) && existsSync(join(root, 'dist', 'lib', 'index.js'));
 if (!ready && mode !== 'skip')
@@ -86,7 +86,7 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
         `unpacked, ${files.length} files`,
     );
     for (const f of [
-      `prebuilds/${tuple}/masked-autoencoder.napi.glibc.node`,
+      `prebuilds/${tuple}/masked-autoencoder.glibc.node`,
       `prebuilds/${tuple}/libgomp.so.1`,
       'dist/lib/index.js',
       'dist/lib/index.d.ts',
@@ -110,7 +110,7 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
     expect(r.status, r.stderr).toBe(0);
     console.log(r.stdout);
     expect(r.stdout).toMatch(/masked-autoencoder\s+\d+\.\d+\.\d+/);
-    expect(r.stdout).toContain(`prebuilt: ${join(pkgDir(), 'prebuilds', tuple, 'masked-autoencoder.napi.glibc.node')}`);
+    expect(r.stdout).toContain(`prebuilt: ${join(pkgDir(), 'prebuilds', tuple, 'masked-autoencoder.glibc.node')}`);
     expect(r.stdout).toMatch(/blas\s+OpenBLAS .*\(static, inside the addon\)/);
     expect(r.stdout).toMatch(/backends\s+cpu/);
     expect(r.stdout).toMatch(/cuda\s+(available|unavailable: .+)/);
@@ -129,6 +129,14 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
     expect(r.status, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toMatch(/finished after 2 steps/);
     expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+  });
+
+  it('the installed mae embeds a folder of images with the checkpoint it wrote (worker thread, sharp)', () => {
+    const out = join(tmp, 'features.safetensors');
+    const images = join(root, 'test', 'fixtures', 'eval-transform');
+    const r = mae(['embed', '--checkpoint', join(tmp, 'run'), '--data', images, '--out', out]);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toContain(`wrote 2 x 32 cls features to ${out}`);
   });
 
   it('a consumer project type-checks against the installed types', () => {

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// npm run prebuild: builds the prebuilt binaries that ship in the package under prebuilds/<platform>-<arch>/.
+// npm run build:prebuilds: the prebuilt binaries that ship in the package, made with prebuildify (Node-API and libc
+// tags, stripping, the side libraries copied next to the addon) over a cmake-js backend (tools/prebuild-backend.mjs):
 //
-//   build-prebuild/      cmake-js build folder: MAE_PORTABLE=ON (x86-64-v3: AVX2 + FMA), MAE_STATIC_OPENBLAS=ON
+//   build-prebuild/      prebuildify's working folder; build-prebuild/build/ the cmake-js build: MAE_PORTABLE=ON
+//                        (x86-64-v3: AVX2 + FMA), MAE_STATIC_OPENBLAS=ON
 //   prebuilds/linux-x64/
-//     masked-autoencoder.napi.glibc.node   the addon (a name node-gyp-build accepts too), OpenBLAS inside
+//     masked-autoencoder.glibc.node        the addon, named by prebuildify: a Node-API build carries no abi tag, and
+//                                          --tag-libc adds glibc; node-gyp-build picks it by those tags. OpenBLAS inside
 //     libgomp.so.1                         the OpenMP runtime, found through the addon's RPATH $ORIGIN
 //     libmae_cuda.so                       the CUDA library, when one was built (the addon looks next to itself)
 //
@@ -12,7 +15,8 @@
 // is compiled here when nvcc is found. Flags: --no-cuda (ship no CUDA library), --cuda-rebuild (never reuse).
 // Plain Node; needs what `npm run build` needs (cmake, g++, libopenblas-dev; nvcc for the CUDA library).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,7 +62,7 @@ function reusableCudaLib() {
 }
 
 const defs = ['--CDMAE_PORTABLE=ON', '--CDMAE_STATIC_OPENBLAS=ON'];
-let cudaFrom = null; // the libmae_cuda.so to ship
+let cudaFrom = null; // the normal build's libmae_cuda.so, to ship as it is
 if (noCuda) {
   defs.push('--CDMAE_CUDA=OFF', '--CDMAE_CUDA_SHIPPED=OFF');
   log('--no-cuda: no CUDA library');
@@ -74,44 +78,36 @@ if (noCuda) {
   }
 }
 
-const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
 const t0 = Date.now();
-// configure every time (the -D choices above may differ from the last run), then build incrementally
-for (const step of [['configure', ...defs], ['build']]) {
-  const res = spawnSync(process.execPath, [cmakeJs, ...step, '--out', buildDir], { cwd: root, stdio: 'inherit' });
-  if (res.status !== 0) {
-    console.error(`prebuild: cmake-js ${step[0]} failed (exit ${res.status})`);
-    process.exit(1);
-  }
-}
+rmSync(outDir, { recursive: true, force: true }); // nothing of an earlier run (prebuildify only adds files)
+mkdirSync(buildDir, { recursive: true });
+process.env.MAE_PREBUILD_DEFINES = defs.join('\n');
+process.env.MAE_PREBUILD_CUDA_LIB = cudaFrom ?? '';
+const prebuildify = createRequire(import.meta.url)('prebuildify');
+await new Promise((resolve, reject) =>
+  prebuildify(
+    {
+      cwd: buildDir, // prebuildify takes the addon from <cwd>/build/Release: the backend builds there, not in build/
+      out: root,
+      name: 'masked-autoencoder',
+      napi: true,
+      tagLibc: true,
+      strip: true,
+      targets: [process.versions.node],
+      nodeGyp: join(root, 'tools', 'prebuild-backend.mjs'),
+    },
+    (err) => (err ? reject(err) : resolve()),
+  ),
+).catch((e) => {
+  console.error(`prebuild: prebuildify failed: ${e.message}`);
+  process.exit(1);
+});
 log(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-const rel = join(buildDir, 'Release');
-if (!cudaFrom && existsSync(join(rel, 'libmae_cuda.so'))) cudaFrom = join(rel, 'libmae_cuda.so');
 
-rmSync(outDir, { recursive: true, force: true });
-mkdirSync(outDir, { recursive: true });
-
-function strip(file) {
-  const r = spawnSync('strip', ['--strip-unneeded', file], { stdio: 'inherit' });
-  if (r.status !== 0) log(`warning: could not strip ${file}`);
-}
-
-const addon = join(outDir, 'masked-autoencoder.napi.glibc.node');
-copyFileSync(join(rel, 'mae.node'), addon);
-strip(addon);
-
-// libgomp: whatever the addon is linked against, copied next to it (found through RPATH $ORIGIN)
+const addon = join(outDir, 'masked-autoencoder.glibc.node');
+if (!existsSync(addon)) throw new Error(`prebuild: prebuildify made no ${addon} (made: ${readdirSync(outDir).join(', ')})`);
 const ldd = execFileSync('ldd', [addon], { encoding: 'utf8' });
-const gomp = /libgomp\.so\.1 => (\S+)/.exec(ldd)?.[1];
-if (!gomp) throw new Error(`prebuild: the addon does not link libgomp.so.1?\n${ldd}`);
-copyFileSync(gomp, join(outDir, 'libgomp.so.1'));
-chmodSync(join(outDir, 'libgomp.so.1'), 0o755);
 if (/libopenblas/.test(ldd)) throw new Error(`prebuild: the addon still links a shared OpenBLAS:\n${ldd}`);
-
-if (cudaFrom) {
-  copyFileSync(cudaFrom, join(outDir, 'libmae_cuda.so'));
-  strip(join(outDir, 'libmae_cuda.so'));
-}
 
 // check: the copied addon loads from its new place and reports a static BLAS and its CUDA library next to it
 const check = spawnSync(

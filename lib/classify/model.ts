@@ -12,11 +12,13 @@
  * as in timm. Drop path (stochastic depth) rates increase linearly over the blocks from 0 to dropPathRate and act
  * only in training. No masking.
  */
+import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
 import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
-import { get2dSincosPosEmbed } from '../mae/pos_embed.js';
+import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
+import { OFFICIAL_HEADS, buildFromWeights, declaredConfig, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
 import type { MaeConfig } from '../mae/presets.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr } from '../tensor.js';
@@ -167,15 +169,26 @@ export class VisionTransformerClassifier extends Module {
     this.generator = new Generator((opts.seed ?? 0) + 7);
   }
 
-  /** imgs [B, C, H, W] -> pooled features [B, D] (before the head). */
+  /**
+   * imgs [B, C, H, W] -> pooled features [B, D] (before the head). In eval mode the images may have another size
+   * (sides multiples of patchSize): the position table is interpolated bicubically to their grid, as the official
+   * interpolate_pos_embed does when fine-tuning at another resolution.
+   */
   forwardFeatures(imgs: Tensor): Tensor {
     const c = this.config;
     const s = imgs.shape;
-    if (s.length !== 4 || s[1] !== c.inChans || s[2] !== c.imgSize || s[3] !== c.imgSize)
-      throw new Error(`classifier: expected images [B, ${c.inChans}, ${c.imgSize}, ${c.imgSize}], got ${shapeStr(s)}`);
-    const L = this.numPatches;
-    let x = ops.add(this.patch_embed.forward(imgs), ops.sliceTokens(this.pos_embed, 1, L));
-    x = ops.catTokens(ops.add(this.cls_token, ops.sliceTokens(this.pos_embed, 0, 1)), x);
+    const p = c.patchSize;
+    const sameSize = s[2] === c.imgSize && s[3] === c.imgSize;
+    const otherSize = !this.training && s[2]! > 0 && s[3]! > 0 && s[2]! % p === 0 && s[3]! % p === 0;
+    if (s.length !== 4 || s[1] !== c.inChans || !(sameSize || otherSize))
+      throw new Error(
+        `classifier: expected images [B, ${c.inChans}, ${c.imgSize}, ${c.imgSize}] (in eval mode any [B, ${c.inChans}, H, W] ` +
+          `with H and W multiples of ${p}), got ${shapeStr(s)}${this.training ? ' in training mode' : ''}`,
+      );
+    const pos = posEmbedFor(this.pos_embed, c.imgSize / p, p, s[2]!, s[3]!);
+    const L = pos.shape[1]! - 1;
+    let x = ops.add(this.patch_embed.forward(imgs), ops.sliceTokens(pos, 1, L));
+    x = ops.catTokens(ops.add(this.cls_token, ops.sliceTokens(pos, 0, 1)), x);
     this.blocks.items.forEach((blk, i) => {
       const p = this.dpr[i]!;
       x = ops.add(x, dropPath(blk.attn.forward(blk.norm1.forward(x)), p, this.training, this.generator));
@@ -194,6 +207,51 @@ export class VisionTransformerClassifier extends Module {
   /** imgs [B, C, H, W] -> logits [B, numClasses] */
   forward(imgs: Tensor): Tensor {
     return this.forwardHead(this.forwardFeatures(imgs));
+  }
+
+  /**
+   * forward() in eval mode (no drop path, BatchNorm statistics frozen) off the JavaScript thread: resolves to exactly
+   * the logits forward(imgs) gives in eval mode, computed in a worker thread over this model's own parameter memory
+   * (lib/infer/async.ts). Calls are queued; errors reject.
+   */
+  forwardAsync(imgs: Tensor): Promise<Tensor> {
+    return runAsync(this, 'classifier', 'forward', imgs);
+  }
+
+  /** Frees the parameters and ends the worker thread of forwardAsync, if one was started. */
+  override dispose(): void {
+    closeAsync(this);
+    super.dispose();
+  }
+
+  /** What fromPretrained loaded; null for a model made otherwise. */
+  loadReport: PretrainedReport | null = null;
+
+  /**
+   * A classifier from weights in any format readWeights reads, in eval mode, its architecture read off the weights
+   * (lib/mae/pretrained.ts): the official fine-tuned checkpoints (mae_finetuned_vit_*.pth: global pooling, fc_norm,
+   * head), linear-probe ones (norm, head.0 BatchNorm, head.1), or this library's classifier files. A pre-training
+   * checkpoint (no head) gives a new head of `overrides.numClasses` classes, reported as not loaded.
+   */
+  static async fromPretrained(path: string, overrides: Partial<ClassifierConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<VisionTransformerClassifier> {
+    const file = await readWeights(path, { key: opts.key });
+    const w = file.weights;
+    const e = encoderShape(w, file.path);
+    const declared = { ...declaredConfig(file), ...overrides };
+    const headName = w.has('head.1.weight') ? 'head.1.weight' : w.has('head.weight') ? 'head.weight' : null;
+    const numClasses = headName ? weight(w, headName, 2, file.path)[0] : overrides.numClasses;
+    if (numClasses === undefined)
+      throw new Error(`${file.path}: no classifier head (head.weight) among the weights (a pre-training checkpoint?); pass { numClasses } for a new head`);
+    const imgSize = e.imgSize ?? declared.imgSize;
+    if (imgSize === undefined) throw new Error(`${file.path}: no pos_embed, so the image size is unknown; pass { imgSize }`);
+    const config = classifierConfigFrom(
+      { ...e, imgSize, numHeads: heads(e.embedDim, declared.numHeads, OFFICIAL_HEADS, 'encoder', file.path), eps: declared.eps ?? 1e-6 },
+      { numClasses, globalPool: headName ? w.has('fc_norm.weight') : true, headBatchNorm: headName === 'head.1.weight', ...overrides },
+    );
+    const head = (k: string) => k.startsWith('head.') || k.startsWith('fc_norm.');
+    const { model, report } = buildFromWeights(() => new VisionTransformerClassifier(config, { seed: opts.seed }), file, (k) => headName !== null || !head(k));
+    model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...report, headLoaded: headName !== null, args: file.args };
+    return model.eval();
   }
 
   /** Names of the encoder (everything but the head and fc_norm). */

@@ -7,6 +7,8 @@ export type { IdxArray, IdxImages, MnistSplit } from './idx.js';
 export { CIFAR_IMAGE_BYTES, CIFAR_RECORD_BYTES, cifar10FileNames, loadCifar10, parseCifarBatch } from './cifar.js';
 export type { CifarSplit } from './cifar.js';
 export { IMAGE_EXTENSIONS, decodeImageFile, scanImageFolder } from './folder.js';
+export { evalResizeLength, loadImages } from './images.js';
+export type { LoadImagesOptions } from './images.js';
 export type { DecodedImage, ImageFolderIndex, OnBadFile } from './folder.js';
 export {
   BICUBIC_A, MAE_CROP, bicubicWeights, centerCrop, horizontalFlip, normalize, randomHorizontalFlip, randomResizedCrop,

@@ -339,7 +339,8 @@ export function f16ToNumber(h: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
-async function readAt(handle: FileHandle, position: number, length: number, source: string): Promise<Uint8Array> {
+/** Reads exactly `length` bytes at `position` of an open file; an Error naming `source` if the file is shorter. */
+export async function readAt(handle: FileHandle, position: number, length: number, source: string): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   let done = 0;
   while (done < length) {

@@ -11,16 +11,18 @@
  * tidy scope.
  */
 import { noGrad } from '../autograd.js';
+import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
 import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr, tidy } from '../tensor.js';
-import { get2dSincosPosEmbed } from './pos_embed.js';
+import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { getPreset, type MaeConfig } from './presets.js';
 import { expectObject } from '../check.js';
+import { buildFromWeights, maeConfigFromWeights, readWeights, type PretrainedReport, type WeightsOptions } from './pretrained.js';
 
 /**
  * Activation precision: 'fp32', or 'bf16' (CUDA only): the images are cast to bfloat16 at the patch embedding and
@@ -130,6 +132,30 @@ export class MaskedAutoencoder extends Module {
     return new MaskedAutoencoder({ ...getPreset(name), ...overrides }, opts);
   }
 
+  /** What fromPretrained loaded; null for a model made otherwise. */
+  loadReport: PretrainedReport | null = null;
+
+  /**
+   * A model built from pre-trained weights, in any format readWeights reads (official .pth, Hugging Face folders,
+   * safetensors), its architecture read off the weights and their config (lib/mae/pretrained.ts); `overrides` set
+   * what they cannot say (head counts of unofficial widths) or change the rest (normPixLoss). An encoder-only
+   * checkpoint (the released mae_pretrain_vit_*.pth) gives a model that embeds and fine-tunes, with its decoder
+   * initialised, not loaded: loadReport.decoderLoaded is false.
+   */
+  static async fromPretrained(path: string, overrides: Partial<MaeConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<MaskedAutoencoder> {
+    const file = await readWeights(path, { key: opts.key });
+    const { config, hasDecoder } = maeConfigFromWeights(file, overrides);
+    const decoder = (k: string) => k.startsWith('decoder_') || k === 'mask_token';
+    // the fixed sin-cos tables need not be in the file; everything else of the encoder (and of the decoder if any) must
+    const { model, report } = buildFromWeights(
+      () => new MaskedAutoencoder(config, { seed: opts.seed }),
+      file,
+      (k) => k !== 'pos_embed' && k !== 'decoder_pos_embed' && (hasDecoder || !decoder(k)),
+    );
+    model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...report, decoderLoaded: hasDecoder, args: file.args };
+    return model;
+  }
+
   /** imgs [B, C, H, W] -> [B, L, p*p*C] (official patch layout). */
   patchify(imgs: Tensor): Tensor {
     return ops.patchify(imgs, this.config.patchSize, 'hwc');
@@ -153,13 +179,18 @@ export class MaskedAutoencoder extends Module {
     return randomMasking(B, L, maskRatio, n, generator ?? this.generator);
   }
 
-  /** The encoder on the kept patches (all patches in order when idsKeep is null): [B, 1 + K, D]. */
+  /**
+   * The encoder on the kept patches (all patches in order when idsKeep is null): [B, 1 + K, D]. Images of another
+   * size than imgSize (sides multiples of patchSize) use the position table interpolated to their grid.
+   */
   forwardEncoder(imgs: Tensor, idsKeep: Tensor | null, precision: Precision = 'fp32'): Tensor {
-    const L = this.numPatches;
+    const c = this.config;
+    const pos = posEmbedFor(this.pos_embed, c.imgSize / c.patchSize, c.patchSize, imgs.shape[2]!, imgs.shape[3]!);
+    const L = pos.shape[1]! - 1;
     let x = this.patch_embed.forward(precision === 'bf16' ? toBf16(imgs) : imgs);
-    x = ops.add(x, ops.sliceTokens(this.pos_embed, 1, L));
+    x = ops.add(x, ops.sliceTokens(pos, 1, L));
     if (idsKeep) x = ops.gatherRows(x, idsKeep);
-    const cls = ops.add(this.cls_token, ops.sliceTokens(this.pos_embed, 0, 1));
+    const cls = ops.add(this.cls_token, ops.sliceTokens(pos, 0, 1));
     x = ops.catTokens(cls, x);
     for (const blk of this.blocks.items) x = blk.forward(x);
     return this.norm.forward(x);
@@ -204,10 +235,29 @@ export class MaskedAutoencoder extends Module {
     return { loss, pred, mask };
   }
 
-  /** Encoder features of whole images, no masking and no gradient: [B, 1 + L, D] (cls first). */
+  /**
+   * Encoder features of whole images, no masking and no gradient: [B, 1 + L, D] (cls first). Images may have
+   * another size than imgSize, any H x W with sides multiples of patchSize (L = (H/p)(W/p)): the position table is
+   * interpolated bicubically to their grid, as the official interpolate_pos_embed.
+   */
   embed(imgs: Tensor): Tensor {
-    this.checkImages(imgs, 'embed');
+    this.checkImages(imgs, 'embed', true);
     return noGrad(() => tidy(() => this.forwardEncoder(imgs, null)));
+  }
+
+  /**
+   * embed() off the JavaScript thread, for services: resolves to exactly what embed(imgs) returns, computed in a
+   * worker thread over this model's own parameter memory (no copy of the weights; lib/infer/async.ts), so the
+   * event loop keeps running meanwhile. Calls are queued; errors reject. The images are copied when called.
+   */
+  embedAsync(imgs: Tensor): Promise<Tensor> {
+    return runAsync(this, 'mae', 'embed', imgs);
+  }
+
+  /** Frees the parameters and ends the worker thread of embedAsync, if one was started. */
+  override dispose(): void {
+    closeAsync(this);
+    super.dispose();
   }
 
   /**
@@ -266,10 +316,13 @@ export class MaskedAutoencoder extends Module {
     ];
   }
 
-  private checkImages(imgs: Tensor, where: string): void {
+  private checkImages(imgs: Tensor, where: string, anySize = false): void {
     const c = this.config;
     const s = imgs.shape;
-    if (s.length !== 4 || s[1] !== c.inChans || s[2] !== c.imgSize || s[3] !== c.imgSize)
+    if (anySize) {
+      if (s.length !== 4 || s[1] !== c.inChans || !(s[2]! > 0 && s[2]! % c.patchSize === 0) || !(s[3]! > 0 && s[3]! % c.patchSize === 0))
+        throw new Error(`${where}: expected images [B, ${c.inChans}, H, W] with H and W multiples of the patch size ${c.patchSize}, got ${shapeStr(s)}`);
+    } else if (s.length !== 4 || s[1] !== c.inChans || s[2] !== c.imgSize || s[3] !== c.imgSize)
       throw new Error(`${where}: expected images [B, ${c.inChans}, ${c.imgSize}, ${c.imgSize}], got ${shapeStr(s)}`);
   }
 }

@@ -1,3 +1,7 @@
+/** Position tables: the fixed 2-D sin-cos table, and any table resampled for another image size. */
+import { bicubicWeights } from '../data/transforms.js';
+import { Tensor } from '../tensor.js';
+
 /**
  * Fixed 2-D sin-cos position tables (official util/pos_embed.py get_2d_sincos_pos_embed with cls_token=True):
  * [1 + g*g, D], the cls row zeros; for the patch at (row i, col j), index 1 + i*g + j, the first D/2 values encode
@@ -21,4 +25,78 @@ export function get2dSincosPosEmbed(embedDim: number, gridSize: number): Float32
     }
   }
   return out;
+}
+
+/**
+ * A position table for another grid, as the official util/pos_embed.py interpolate_pos_embed and Hugging Face's
+ * interpolate_pos_encoding compute it: the first `numExtra` rows (the cls token) are kept, the grid rows
+ * [gridH * gridW, D] are resampled to [newH * newW, D] by bicubic convolution (a = -0.75) with
+ * align_corners=False, as F.interpolate(mode='bicubic', size=(newH, newW)): output row y samples input row
+ * (y + 0.5) * gridH / newH - 0.5, neighbours clamped at the border, no antialiasing. Separable, in float64.
+ * table: [numExtra + gridH * gridW, D] -> [numExtra + newH * newW, D].
+ */
+export function interpolatePosEmbed(
+  table: Float32Array, embedDim: number, gridH: number, gridW: number, newH: number, newW: number, numExtra = 1,
+): Float32Array {
+  const D = embedDim;
+  if (table.length !== (numExtra + gridH * gridW) * D)
+    throw new Error(`interpolatePosEmbed: the table has ${table.length} values, not (${numExtra} + ${gridH} x ${gridW}) x ${D}`);
+  if (!(Number.isInteger(newH) && Number.isInteger(newW) && newH > 0 && newW > 0))
+    throw new Error(`interpolatePosEmbed: the new grid must be positive integers, got ${newH} x ${newW}`);
+  const taps = (inSize: number, outSize: number) => {
+    const index = new Int32Array(4 * outSize);
+    const weight = new Float64Array(4 * outSize);
+    for (let o = 0; o < outSize; o++) {
+      const real = ((o + 0.5) * inSize) / outSize - 0.5;
+      const i0 = Math.floor(real);
+      const w = bicubicWeights(real - i0);
+      for (let k = 0; k < 4; k++) {
+        index[4 * o + k] = Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
+        weight[4 * o + k] = w[k]!;
+      }
+    }
+    return { index, weight };
+  };
+  const tx = taps(gridW, newW);
+  const ty = taps(gridH, newH);
+  const grid = table.subarray(numExtra * D);
+  // along the columns: [gridH, newW, D]
+  const tmp = new Float64Array(gridH * newW * D);
+  for (let r = 0; r < gridH; r++)
+    for (let x = 0; x < newW; x++) {
+      const dst = (r * newW + x) * D;
+      for (let k = 0; k < 4; k++) {
+        const w = tx.weight[4 * x + k]!;
+        const src = (r * gridW + tx.index[4 * x + k]!) * D;
+        for (let d = 0; d < D; d++) tmp[dst + d]! += w * grid[src + d]!;
+      }
+    }
+  // along the rows: [newH, newW, D]
+  const out = new Float32Array((numExtra + newH * newW) * D);
+  out.set(table.subarray(0, numExtra * D));
+  const acc = new Float64Array(D);
+  for (let y = 0; y < newH; y++)
+    for (let x = 0; x < newW; x++) {
+      acc.fill(0);
+      for (let k = 0; k < 4; k++) {
+        const w = ty.weight[4 * y + k]!;
+        const src = (ty.index[4 * y + k]! * newW + x) * D;
+        for (let d = 0; d < D; d++) acc[d]! += w * tmp[src + d]!;
+      }
+      out.set(acc, (numExtra + y * newW + x) * D);
+    }
+  return out;
+}
+
+/**
+ * The position table [1, 1 + (h/p)(w/p), D] for images of h x w pixels: `posEmbed` itself for the grid it was made
+ * for (gridSize x gridSize), otherwise a new tensor interpolated from it (interpolatePosEmbed), on its device.
+ */
+export function posEmbedFor(posEmbed: Tensor, gridSize: number, patchSize: number, h: number, w: number): Tensor {
+  const gh = h / patchSize;
+  const gw = w / patchSize;
+  if (gh === gridSize && gw === gridSize) return posEmbed;
+  const D = posEmbed.shape[2]!;
+  const table = interpolatePosEmbed(posEmbed.dataSync(), D, gridSize, gridSize, gh, gw);
+  return Tensor.fromArray(table, [1, 1 + gh * gw, D], { device: posEmbed.device });
 }

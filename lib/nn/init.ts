@@ -1,34 +1,77 @@
 /** Parameter initialisers, all drawing from a Generator so that a seed fixes the model. */
+import type { NativeTensor } from '../native.js';
 import type { Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
+
+let placeholders = 0;
+
+/**
+ * Runs `make` (a model's constructor) with the initialisers below returning placeholders: tensors of the right shape
+ * that hold no memory, read as empty, ignore writes, and that no op accepts. For a model whose parameters get their
+ * storage right after (Tensor.adoptHandle, lib/infer/worker.ts), so that its weights are neither drawn nor allocated.
+ */
+export function withoutInit<T>(make: () => T): T {
+  placeholders++;
+  try {
+    return make();
+  } finally {
+    placeholders--;
+  }
+}
+
+function placeholder(shape: readonly number[]): NativeTensor {
+  let disposed = false;
+  return {
+    shape: [...shape],
+    dtype: 'float32',
+    device: 'cpu',
+    get disposed() {
+      return disposed;
+    },
+    dispose: () => void (disposed = true),
+    read: () => new Float32Array(0),
+    readAsync: async () => new Float32Array(0),
+    write: () => undefined,
+    reshape: () => {
+      throw new Error('a placeholder parameter (withoutInit) has no storage');
+    },
+  };
+}
+
+/** A parameter tensor of `shape` holding `values()`, or a placeholder inside withoutInit. */
+function initialised(shape: readonly number[], values: () => Float32Array): Tensor {
+  return placeholders > 0 ? new Tensor(placeholder(shape)) : Tensor.fromArray(values(), shape);
+}
 
 /** xavier_uniform: U(-a, a), a = sqrt(6 / (fanIn + fanOut)). */
 export function xavierUniform(shape: readonly number[], fanIn: number, fanOut: number, gen: Generator): Tensor {
   const a = Math.sqrt(6 / (fanIn + fanOut));
-  return Tensor.fromArray(gen.uniformArray(numel(shape), -a, a), shape);
+  return initialised(shape, () => gen.uniformArray(numel(shape), -a, a));
 }
 
 /** U(-bound, bound). */
 export function uniform(shape: readonly number[], bound: number, gen: Generator): Tensor {
-  return Tensor.fromArray(gen.uniformArray(numel(shape), -bound, bound), shape);
+  return initialised(shape, () => gen.uniformArray(numel(shape), -bound, bound));
 }
 
 /** N(0, std^2). */
 export function normal(shape: readonly number[], std: number, gen: Generator): Tensor {
-  return Tensor.fromArray(gen.normalArray(numel(shape), 0, std), shape);
+  return initialised(shape, () => gen.normalArray(numel(shape), 0, std));
 }
 
 /** N(0, std^2) truncated to [-2 std, 2 std] by redrawing (timm's trunc_normal_ with its default bounds scaled). */
 export function truncNormal(shape: readonly number[], std: number, gen: Generator): Tensor {
-  const n = numel(shape);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let v: number;
-    do v = gen.normal();
-    while (v < -2 || v > 2);
-    out[i] = v * std;
-  }
-  return Tensor.fromArray(out, shape);
+  return initialised(shape, () => {
+    const n = numel(shape);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let v: number;
+      do v = gen.normal();
+      while (v < -2 || v > 2);
+      out[i] = v * std;
+    }
+    return out;
+  });
 }
 
 export function numel(shape: readonly number[]): number {

@@ -126,12 +126,12 @@ export class PatchEmbed extends Module {
     this.numPatches = (imgSize / patchSize) ** 2;
     this.proj = this.module('proj', new ConvProj(inChans, embedDim, patchSize, gen));
   }
-  /** imgs [B, C, H, W] -> [B, L, D] */
+  /** imgs [B, C, H, W] -> [B, L, D], L = (H/p)(W/p): any H and W that are multiples of the patch size */
   forward(imgs: Tensor): Tensor {
-    const [, C, H, W] = imgs.shape;
-    if (C !== this.inChans || H !== this.imgSize || W !== this.imgSize)
+    const [, C, H, W] = imgs.shape as [number, number, number, number];
+    if (imgs.shape.length !== 4 || C !== this.inChans || H % this.patchSize !== 0 || W % this.patchSize !== 0)
       throw new Error(
-        `PatchEmbed: expected images [B, ${this.inChans}, ${this.imgSize}, ${this.imgSize}], got [${imgs.shape.join(', ')}]`,
+        `PatchEmbed: expected images [B, ${this.inChans}, H, W] with H and W multiples of ${this.patchSize}, got [${imgs.shape.join(', ')}]`,
       );
     const patches = ops.patchify(imgs, this.patchSize, 'chw');
     const w = ops.reshape(this.proj.weight, [this.embedDim, this.inChans * this.patchSize ** 2]);

@@ -3,13 +3,20 @@
  * moments under `optimizer.<group>.<index>.exp_avg|exp_avg_sq`, and, as JSON in the header metadata ("mae"), the
  * model config and the exact training position (epoch, data iteration, optimizer step, lr, generator state).
  * Written atomically: a crash never leaves a half-written file.
+ *
+ * Reading also takes the checkpoints of other code (anything readWeights reads: official .pth, Hugging Face
+ * folders, plain safetensors), as weights with the config read off them and no training position (format
+ * 'external ...', options {}); only this library's own checkpoints can be resumed.
  */
 import { existsSync, statSync } from 'node:fs';
+import fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
+import { MAX_HEADER_BYTES, readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
+import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
+import { maeConfigFromWeights } from '../mae/pretrained.js';
 import type { AdamW } from '../optim/index.js';
-import type { GeneratorState } from '../random.js';
+import { Generator, type GeneratorState } from '../random.js';
 
 export const CHECKPOINT_FORMAT = 'masked-autoencoder/pretrain/1';
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -61,10 +68,43 @@ export interface LoadedCheckpoint {
   optimizer: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
-/** Reads a checkpoint file (or the checkpoint in a run folder). */
+/** The checkpoint file of a path (a run folder's checkpoint.safetensors), or null when it is not one of ours. */
+async function ownCheckpoint(pathOrDir: string): Promise<string | null> {
+  if (!existsSync(pathOrDir)) throw new Error(`checkpoint not found: ${pathOrDir}`);
+  const path = statSync(pathOrDir).isDirectory() ? join(pathOrDir, CHECKPOINT_FILE) : pathOrDir;
+  if (!existsSync(path)) return null;
+  // a safetensors file whose header metadata has "mae"; the header alone is read
+  const h = await fsp.open(path, 'r');
+  try {
+    const size = (await h.stat()).size;
+    const prefix = new Uint8Array(8);
+    if ((await h.read(prefix, 0, 8, 0)).bytesRead < 8) return null;
+    const n = Number(new DataView(prefix.buffer).getBigUint64(0, true));
+    if (!(n > 1 && n <= MAX_HEADER_BYTES && n <= size - 8)) return null;
+    const header = new Uint8Array(n);
+    await h.read(header, 0, n, 8);
+    if (header[0] !== 0x7b) return null;
+    const meta = (JSON.parse(new TextDecoder().decode(header)) as { __metadata__?: { mae?: unknown } }).__metadata__;
+    return meta?.mae !== undefined ? path : null;
+  } catch {
+    return null;
+  } finally {
+    await h.close();
+  }
+}
+
+/** The meta of a checkpoint of other code: its config, no training position, no options. */
+function externalMeta(config: MaeConfig, format: string): CheckpointMeta {
+  return { format: `external ${format}`, config, position: { epoch: 0, iter: 0, step: 0, generator: new Generator(0).state() }, optimizer: null, options: {}, createdAt: '' };
+}
+
+/** Reads a checkpoint file (or the checkpoint in a run folder); other code's checkpoints as weights (see above). */
 export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoint> {
-  const path = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory() ? join(pathOrDir, CHECKPOINT_FILE) : pathOrDir;
-  if (!existsSync(path)) throw new Error(`checkpoint not found: ${path}`);
+  const path = await ownCheckpoint(pathOrDir);
+  if (path === null) {
+    const file = await readWeights(pathOrDir);
+    return { path: file.path ?? pathOrDir, meta: externalMeta(maeConfigFromWeights(file).config, file.format), weights: file.weights, optimizer: new Map() };
+  }
   const { tensors, metadata } = await readSafetensors(path);
   if (!metadata.mae) throw new Error(`${path}: not a masked-autoencoder checkpoint (no "mae" metadata); load plain weights with loadSafetensors`);
   let meta: unknown;
@@ -105,8 +145,15 @@ function checkMeta(meta: unknown, path: string): asserts meta is CheckpointMeta 
     throw bad('optimizer must be null or hold an integer step and a finite lr');
 }
 
-/** The model saved in a checkpoint, ready to use. */
+/**
+ * The model saved in a checkpoint, ready to use; other code's checkpoints through MaskedAutoencoder.fromPretrained
+ * (an encoder-only one has loadReport.decoderLoaded false).
+ */
 export async function loadModel(pathOrDir: string): Promise<{ model: MaskedAutoencoder; meta: CheckpointMeta }> {
+  if ((await ownCheckpoint(pathOrDir)) === null) {
+    const model = await MaskedAutoencoder.fromPretrained(pathOrDir);
+    return { model, meta: externalMeta(model.config, model.loadReport!.format) };
+  }
   const ck = await loadCheckpoint(pathOrDir);
   const path = ck.path;
   checkConfigFits(ck.meta.config, ck.weights, path);

@@ -28,7 +28,7 @@ import { LARS } from '../optim/lars.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
-import { loadCheckpoint } from './checkpoint.js';
+import { loadModel } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
@@ -104,13 +104,10 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   let data = options.data;
   let pretrainOptions: Record<string, unknown> = {};
   if (options.checkpoint) {
-    const ck = await loadCheckpoint(options.checkpoint);
+    const ck = await loadModel(options.checkpoint);
     pretrainOptions = ck.meta.options;
-    if (!options.rawPixels) {
-      mae = new MaskedAutoencoder(ck.meta.config);
-      mae.loadStateDict(ck.weights);
-      mae.eval();
-    }
+    if (!options.rawPixels) mae = ck.model.eval();
+    else ck.model.dispose();
     if (!data && ck.meta.options.data) data = { ...(ck.meta.options.data as DataSource), limit: undefined };
   }
   data ??= { kind: 'fashion-mnist' };

@@ -21,7 +21,7 @@ import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
-import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.js';
+import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
 import { knnEvaluate } from './knn.js';
@@ -122,6 +122,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
   let ck: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
   if (options.resume) {
     ck = await loadCheckpoint(options.resume === true ? outDir : options.resume);
+    if (ck.meta.format !== CHECKPOINT_FORMAT)
+      throw new Error(`resume: ${options.resume === true ? outDir : options.resume} is not a checkpoint of pretrain (${ck.meta.format}); only this library's runs can be resumed`);
     const saved = ck.meta.options as Partial<typeof o>;
     for (const k of RUN_KEYS)
       if (options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))

@@ -1,0 +1,89 @@
+/**
+ * loadImages: image files or encoded buffers (JPEG, PNG, WebP, ...) as a batch ready for a model, through the
+ * official evaluation transform (facebookresearch/mae util/datasets.py build_transform with is_train=False):
+ *   Resize(int(size / crop_pct)) bicubic, crop_pct = 224 / 256 for size <= 224 and 1 above (the shorter side becomes
+ *   that length, the longer floor(length * long / short), as torchvision); CenterCrop(size) (offsets rounded half to
+ *   even, as torchvision); ToTensor (values / 255); Normalize(mean, std), ImageNet statistics by default.
+ * Decoding and resizing are sharp's (libvips): its 'cubic' kernel is Catmull-Rom, PIL's BICUBIC, and like PIL it
+ * widens the kernel when shrinking (antialiasing); no EXIF rotation, as PIL's Image.open. Alpha is dropped.
+ * The result is a Tensor: the tensor module (and with it the native addon) is imported when loadImages is first
+ * called, so that lib/data itself stays free of the addon (its DataLoader workers never load it).
+ */
+import type { Tensor } from '../tensor.js';
+import { loadSharp } from './folder.js';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
+
+export interface LoadImagesOptions {
+  /** output side in pixels (default 224) */
+  size?: number;
+  /** per-channel mean and std of the normalisation (default ImageNet's; for 1 channel Fashion-MNIST's, as DataLoader) */
+  mean?: readonly number[];
+  std?: readonly number[];
+  /** 3 (sRGB, default) or 1 (greyscale) */
+  channels?: 1 | 3;
+  /** the crop fraction (default 224/256 for size <= 224, else 1, as the official code) */
+  cropPct?: number;
+}
+
+/** The resize length of the evaluation transform for an output side `size`. */
+export function evalResizeLength(size: number, cropPct = size <= 224 ? 224 / 256 : 1): number {
+  return Math.floor(size / cropPct);
+}
+
+/** Python's round(): halves to the even neighbour. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** Images (file paths or encoded bytes) -> [N, channels, size, size], normalised, through the evaluation transform. */
+export async function loadImages(inputs: readonly (string | Uint8Array)[], opts: LoadImagesOptions = {}): Promise<Tensor> {
+  const size = opts.size ?? 224;
+  const channels = opts.channels ?? 3;
+  const mean = opts.mean ?? (channels === 3 ? IMAGENET_MEAN : FASHION_MNIST_MEAN);
+  const std = opts.std ?? (channels === 3 ? IMAGENET_STD : FASHION_MNIST_STD);
+  if (!Number.isInteger(size) || size < 1) throw new Error(`loadImages: size must be a positive integer, got ${size}`);
+  if (channels !== 1 && channels !== 3) throw new Error(`loadImages: channels must be 1 or 3, got ${String(channels)}`);
+  if (mean.length !== channels || std.length !== channels || !std.every((s) => s > 0))
+    throw new Error(`loadImages: need ${channels} mean(s) and ${channels} positive std(s), got [${mean.join(', ')}] and [${std.join(', ')}]`);
+  if (inputs.length === 0) throw new Error('loadImages: no images given');
+  const resizeTo = evalResizeLength(size, opts.cropPct);
+  if (resizeTo < size) throw new Error(`loadImages: cropPct ${opts.cropPct} resizes to ${resizeTo}, less than the crop ${size}`);
+  const sharp = await loadSharp();
+  const plane = size * size;
+  const out = new Float32Array(inputs.length * channels * plane);
+  await Promise.all(
+    inputs.map(async (input, n) => {
+      const name = typeof input === 'string' ? input : `image ${n} (${input.length} bytes)`;
+      let pixels: Buffer;
+      try {
+        const meta = await sharp(input, { failOn: 'warning' }).metadata();
+        const w = meta.width ?? 0;
+        const h = meta.height ?? 0;
+        if (!(w > 0 && h > 0)) throw new Error('no image size');
+        const [rw, rh] = w <= h ? [resizeTo, Math.floor((resizeTo * h) / w)] : [Math.floor((resizeTo * w) / h), resizeTo];
+        const top = roundHalfEven((rh - size) / 2);
+        const left = roundHalfEven((rw - size) / 2);
+        const { data, info } = await sharp(input, { failOn: 'warning' })
+          .removeAlpha()
+          .toColourspace(channels === 1 ? 'b-w' : 'srgb')
+          .resize(rw, rh, { kernel: 'cubic', fit: 'fill' })
+          .extract({ left, top, width: size, height: size })
+          .raw({ depth: 'uchar' })
+          .toBuffer({ resolveWithObject: true });
+        if (info.channels !== channels || data.length !== plane * channels) throw new Error(`decoded to ${info.channels} channel(s) of ${info.width}x${info.height}`);
+        pixels = data;
+      } catch (e) {
+        throw new Error(`${name}: cannot load image: ${(e as Error).message}`);
+      }
+      const base = n * channels * plane;
+      for (let c = 0; c < channels; c++) {
+        const m = mean[c]!;
+        const s = std[c]!;
+        for (let i = 0; i < plane; i++) out[base + c * plane + i] = (pixels[i * channels + c]! / 255 - m) / s;
+      }
+    }),
+  );
+  const { Tensor } = await import('../tensor.js');
+  return Tensor.fromArray(out, [inputs.length, channels, size, size]);
+}

@@ -1,0 +1,171 @@
+/**
+ * Inference off the JavaScript thread: MaskedAutoencoder.embedAsync and VisionTransformerClassifier.forwardAsync.
+ *
+ * Each model gets one worker thread (started at its first call) that runs the same TypeScript forward pass as the
+ * synchronous methods, on the same kernels, over the SAME native parameter storage: the parameters are handed to
+ * the worker by reference (bindings/share.cpp: a process-wide table of reference-counted storages), never copied,
+ * so the weights exist once and the results are bit for bit those of embed / forward. The images are copied once
+ * (the caller may change or free its own meanwhile) and the result comes back the same way, without a copy.
+ *
+ * Calls are queued: the worker takes them one at a time, in order. A failing call rejects its promise; a worker that
+ * dies rejects every pending call and is started again by the next one. Nothing is left behind: the worker holds no
+ * reference to the model, is unref'd while idle (it never keeps the process alive), and is terminated by the model's
+ * dispose() or when the model is garbage-collected; table entries of calls that never complete are dropped.
+ *
+ * Why a worker and not Node-API async work on the libuv pool: the forward pass is orchestrated in TypeScript (the
+ * ops are native, the model graph is not), so async native work would need a second, C++ copy of every model's
+ * forward pass; a worker over shared storage runs the one definition there is, keeps one copy of the weights, costs
+ * one thread start per model (tens of milliseconds, once) and a message round trip per call (well under a
+ * millisecond), against forward passes of tens of milliseconds and more. Models on a CUDA device are not moved to a
+ * worker: their kernels already run on the GPU while JavaScript only queues them, so the call runs here.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { noGrad } from '../autograd.js';
+import { native, type NativeTensor } from '../native.js';
+import type { Module } from '../nn/module.js';
+import { Tensor, tidy } from '../tensor.js';
+
+/** Which model class the worker builds, and which of its methods a call runs. */
+export type InferenceKind = 'mae' | 'classifier';
+export type InferenceOp = 'embed' | 'forward';
+
+/** A model the worker can rebuild: its class, its config, its parameters; the op run on this thread (CUDA). */
+export interface AsyncModel extends Module {
+  readonly config: object;
+  embed?(imgs: Tensor): Tensor;
+  forward(imgs: Tensor): unknown;
+}
+
+export interface WorkerInit {
+  kind: InferenceKind;
+  config: object;
+  /** the parameters, by name, as ids of the shared-tensor table */
+  params: { name: string; id: number }[];
+  threads: number;
+}
+
+export type WorkerRequest = { id: number; op: InferenceOp; imagesId: number };
+export type WorkerReply =
+  | { type: 'ready' }
+  | { type: 'fatal'; message: string }
+  | { type: 'result'; id: number; resultId: number }
+  | { type: 'error'; id: number; message: string };
+
+interface Pending {
+  resolve: (t: Tensor) => void;
+  reject: (e: Error) => void;
+  imagesId: number;
+}
+
+const workerUrl = new URL('./worker.js', import.meta.url);
+
+/** The worker of one model: the thread, its calls in flight, and the parameter handles it was given. */
+class InferenceWorker {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private next = 1;
+  private stopped: Error | null = null;
+  /** the model's parameter handles when they were shared; another handle now means the model changed storage */
+  readonly handles: NativeTensor[];
+
+  constructor(model: AsyncModel, kind: InferenceKind) {
+    const named = model.namedParameters();
+    this.handles = named.map(([, p]) => p.handle);
+    const params = named.map(([name, p]) => ({ name, id: native.shareTensor(p.handle) }));
+    const init: WorkerInit = { kind, config: model.config, params, threads: native.info().threads };
+    const dropParams = () => params.forEach((p) => native.dropTensor(p.id));
+    // no Node flags of the parent's: some stop a worker (--input-type), others are refused in one (--expose-gc), and
+    // the compiled worker needs none
+    this.worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
+    this.worker.unref();
+    this.worker.on('message', (m: WorkerReply) => {
+      if (m.type === 'ready') dropParams();
+      else if (m.type === 'fatal') this.stop(new Error(`inference worker: ${m.message}`));
+      else this.settle(m);
+    });
+    this.worker.on('error', (e) => this.stop(new Error(`inference worker failed: ${e.message}`)));
+    this.worker.on('exit', (code) => {
+      dropParams();
+      this.stop(new Error(`inference worker exited (code ${code})`));
+    });
+  }
+
+  get alive(): boolean {
+    return this.stopped === null;
+  }
+
+  run(op: InferenceOp, images: Tensor): Promise<Tensor> {
+    if (this.stopped) return Promise.reject(this.stopped);
+    const copy = native.clone(images.handle);
+    const imagesId = native.shareTensor(copy);
+    copy.dispose();
+    const id = this.next++;
+    return new Promise<Tensor>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, imagesId });
+      this.worker.ref();
+      this.worker.postMessage({ id, op, imagesId } satisfies WorkerRequest);
+    });
+  }
+
+  private settle(m: Extract<WorkerReply, { id: number }>): void {
+    const p = this.pending.get(m.id);
+    if (m.type === 'result' && !p) native.dropTensor(m.resultId);
+    if (!p) return;
+    this.pending.delete(m.id);
+    native.dropTensor(p.imagesId);
+    if (this.pending.size === 0) this.worker.unref();
+    if (m.type === 'result') p.resolve(new Tensor(native.takeTensor(m.resultId)));
+    else p.reject(new Error(m.message));
+  }
+
+  /** Rejects every call in flight with `why` and ends the thread. */
+  stop(why: Error): void {
+    if (!this.stopped) this.stopped = why;
+    for (const p of this.pending.values()) {
+      native.dropTensor(p.imagesId);
+      p.reject(why);
+    }
+    this.pending.clear();
+    void this.worker.terminate();
+  }
+}
+
+const workers = new WeakMap<Module, InferenceWorker>();
+/** Ends the worker of a model that was garbage-collected without dispose(). */
+const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Error('the model was garbage-collected')));
+
+/**
+ * Runs `op` ('embed' or 'forward', in eval mode without gradient) of `model` on `images` in the model's worker
+ * thread; resolves to the result, a tensor of this thread, equal to what the synchronous method returns.
+ */
+export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor): Promise<Tensor> {
+  if (!(images instanceof Tensor)) throw new Error(`${op}Async: images must be a Tensor`);
+  if (model.device !== 'cpu') return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images) : (model.forward(images) as Tensor))));
+  if (!existsSync(fileURLToPath(workerUrl)))
+    throw new Error(`${op}Async: ${fileURLToPath(workerUrl)} is missing; worker threads need the compiled package (npm run build)`);
+  let w = workers.get(model);
+  const params = model.namedParameters();
+  if (w && (!w.alive || w.handles.length !== params.length || params.some(([, p], i) => p.handle !== w!.handles[i]))) {
+    // the worker died, or the model's parameters were given other storage (moved, replaced): start again
+    w.stop(new Error('restarted'));
+    collected.unregister(w);
+    w = undefined;
+  }
+  if (!w) {
+    w = new InferenceWorker(model, kind);
+    workers.set(model, w);
+    collected.register(model, w, w);
+  }
+  return w.run(op, images);
+}
+
+/** Ends the worker of `model`, if it has one; calls in flight reject. */
+export function closeAsync(model: Module): void {
+  const w = workers.get(model);
+  if (!w) return;
+  workers.delete(model);
+  collected.unregister(w);
+  w.stop(new Error('the model was disposed'));
+}

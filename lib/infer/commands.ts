@@ -1,0 +1,170 @@
+/**
+ * Images in, features or labels out: the work of `mae embed` and `mae classify`, as functions.
+ *
+ * Both read a checkpoint in any format readWeights reads (official .pth, Hugging Face folders, this library's runs),
+ * list the images of a folder (class sub-folders or flat, as ImageFolder) or take one image file, and run batches
+ * through the official evaluation transform (loadImages) and the model off the JavaScript thread (embedAsync /
+ * forwardAsync), decoding the next batch while the current one is computed.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { relative } from 'node:path';
+import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
+import { scanImageFolder } from '../data/folder.js';
+import { loadImages } from '../data/images.js';
+import { writeSafetensors } from '../io/safetensors.js';
+import { MaskedAutoencoder } from '../mae/model.js';
+import type { MaeConfig } from '../mae/presets.js';
+import * as ops from '../ops/index.js';
+import { Tensor, tidy } from '../tensor.js';
+
+export interface ImageRunOptions {
+  /** weights: a .pth / .bin / .safetensors file or a Hugging Face / run folder */
+  checkpoint: string;
+  /** a folder of images (class sub-folders or flat) or one image file */
+  data: string;
+  /** images per batch (default 32) */
+  batchSize?: number;
+  /** side of the evaluation transform's crop (default the model's image size) */
+  size?: number;
+  /** normalisation statistics (default ImageNet's for RGB) */
+  mean?: number[];
+  std?: number[];
+  /** called after each batch with the images done and the total */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface EmbedImagesOptions extends ImageRunOptions {
+  /** the safetensors file to write */
+  out: string;
+  /** 'cls' (default): the cls token of the encoder's output; 'mean': the mean of its patch tokens */
+  pool?: 'cls' | 'mean';
+  /** set what the checkpoint cannot tell (head counts of unofficial widths) */
+  overrides?: Partial<MaeConfig>;
+}
+
+export interface ClassifyImagesOptions extends ImageRunOptions {
+  /** a text file with one class name per line, in class-index order */
+  labels?: string;
+  /** how many of the best classes to report per image (default 5) */
+  topk?: number;
+  overrides?: Partial<ClassifierConfig>;
+  /** called for each image with its best classes, best first */
+  onResult?: (file: string, top: { index: number; label: string; probability: number }[]) => void;
+}
+
+/** The images to run: a folder's (sorted, with class labels in class mode) or a single file. */
+async function listImages(data: string): Promise<{ files: string[]; labels: Int32Array | null; classes: string[]; root: string }> {
+  if (!existsSync(data)) throw new Error(`${data}: no such file or folder`);
+  if (!statSync(data).isDirectory()) return { files: [data], labels: null, classes: [], root: '.' };
+  const index = await scanImageFolder(data);
+  return { files: index.files, labels: index.classes.length ? index.labels : null, classes: index.classes, root: data };
+}
+
+/** Runs `step` over batches of images; the next batch is decoded while `step` works on the current one. */
+async function forBatches(
+  files: string[],
+  o: ImageRunOptions,
+  load: { size: number; channels: 1 | 3 },
+  step: (images: Tensor, start: number) => Promise<void>,
+): Promise<void> {
+  const batch = o.batchSize ?? 32;
+  if (!(Number.isInteger(batch) && batch > 0)) throw new Error(`batchSize must be a positive integer, got ${batch}`);
+  const decode = (start: number) => loadImages(files.slice(start, start + batch), { ...load, mean: o.mean, std: o.std });
+  let next: Promise<Tensor> | null = decode(0);
+  for (let start = 0; next; start += batch) {
+    const images: Tensor = await next;
+    next = start + batch < files.length ? decode(start + batch) : null;
+    next?.catch(() => undefined); // awaited next round; not an unhandled rejection meanwhile
+    try {
+      await step(images, start);
+    } finally {
+      images.dispose();
+    }
+    o.onProgress?.(Math.min(start + batch, files.length), files.length);
+  }
+}
+
+/**
+ * Embeds every image with the encoder of `checkpoint` and writes one safetensors file (atomically): `features`
+ * [N, D] float32, `labels` [N] int32 when the folder has class sub-folders, and as metadata the file names
+ * (`files`, JSON, relative to the data folder), `classes`, `pool`, `size` and `checkpoint`.
+ */
+export async function embedImages(o: EmbedImagesOptions): Promise<{ count: number; dim: number; out: string }> {
+  const pool = o.pool ?? 'cls';
+  if (pool !== 'cls' && pool !== 'mean') throw new Error(`pool must be 'cls' or 'mean', got '${String(pool)}'`);
+  const { files, labels, classes, root } = await listImages(o.data);
+  const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides);
+  try {
+    const c = mae.config;
+    const size = o.size ?? c.imgSize;
+    const D = c.embedDim;
+    const features = new Float32Array(files.length * D);
+    await forBatches(files, o, { size, channels: c.inChans === 1 ? 1 : 3 }, async (images, start) => {
+      const tokens = await mae.embedAsync(images);
+      const f = tidy(() => {
+        const L = tokens.shape[1]! - 1;
+        const B = tokens.shape[0]!;
+        return (pool === 'cls' ? ops.reshape(ops.sliceTokens(tokens, 0, 1), [B, D]) : ops.meanTokens(ops.sliceTokens(tokens, 1, L))).dataSync();
+      });
+      tokens.dispose();
+      features.set(f, start * D);
+    });
+    const tensors = new Map<string, { shape: number[]; data: Float32Array | Int32Array }>([['features', { shape: [files.length, D], data: features }]]);
+    if (labels) tensors.set('labels', { shape: [files.length], data: labels });
+    await writeSafetensors(o.out, tensors, {
+      files: JSON.stringify(files.map((f) => relative(root, f))),
+      classes: JSON.stringify(classes),
+      pool,
+      size: String(size),
+      checkpoint: o.checkpoint,
+    });
+    return { count: files.length, dim: D, out: o.out };
+  } finally {
+    mae.dispose();
+  }
+}
+
+/**
+ * Classifies every image with the classifier of `checkpoint` (an official fine-tuned checkpoint or this library's
+ * classifier), reporting the `topk` most probable classes of each through onResult. Class names come from the labels
+ * file, else from the data folder's class sub-folders when there are as many as the model's classes, else they are
+ * the class indices. With class sub-folders of matching count, returns the top-1 / top-k accuracy too.
+ */
+export async function classifyImages(o: ClassifyImagesOptions): Promise<{ count: number; top1: number | null; topk: number | null; names: string[] }> {
+  const { files, labels, classes } = await listImages(o.data);
+  const vit = await VisionTransformerClassifier.fromPretrained(o.checkpoint, o.overrides);
+  try {
+    const K = vit.config.numClasses;
+    const k = Math.min(o.topk ?? 5, K);
+    let names: string[];
+    if (o.labels !== undefined) {
+      if (!existsSync(o.labels)) throw new Error(`${o.labels}: no such labels file`);
+      names = readFileSync(o.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+      if (names.length !== K) throw new Error(`${o.labels}: ${names.length} class names, but the model has ${K} classes`);
+    } else names = classes.length === K ? classes : Array.from({ length: K }, (_, i) => String(i));
+    const scored = labels !== null && classes.length === K;
+    let hits1 = 0;
+    let hitsK = 0;
+    await forBatches(files, o, { size: o.size ?? vit.config.imgSize, channels: vit.config.inChans === 1 ? 1 : 3 }, async (images, start) => {
+      const logits = await vit.forwardAsync(images);
+      const z = logits.dataSync();
+      logits.dispose();
+      for (let b = 0; b < images.shape[0]!; b++) {
+        const row = z.subarray(b * K, (b + 1) * K);
+        const max = Math.max(...row);
+        const e = Array.from(row, (v) => Math.exp(v - max));
+        const sum = e.reduce((s, v) => s + v, 0);
+        const order = e.map((v, i) => [v / sum, i] as const).sort((x, y) => y[0] - x[0] || x[1] - y[1]).slice(0, k);
+        o.onResult?.(files[start + b]!, order.map(([probability, index]) => ({ index, label: names[index]!, probability })));
+        if (scored) {
+          const truth = labels![start + b]!;
+          if (order[0]![1] === truth) hits1++;
+          if (order.some(([, i]) => i === truth)) hitsK++;
+        }
+      }
+    });
+    return { count: files.length, top1: scored ? hits1 / files.length : null, topk: scored ? hitsK / files.length : null, names };
+  } finally {
+    vit.dispose();
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * loadWeights: the weights of a checkpoint file or folder, whatever made it, under the official MAE names, ready for
+ * `model.loadStateDict`. Formats (detected from the contents, not the file name):
+ *   - PyTorch .pth / .bin in the zip format (torch >= 1.6) or the legacy format (pth.ts; nothing is executed);
+ *     a checkpoint dict's `model` entry is taken when present (opts.key names another), else the top level; the
+ *     other entries (optimizer, epoch, scaler, args of the official training checkpoints) are skipped, and `args`
+ *     is given back as plain data by readWeights;
+ *   - safetensors files (this library's checkpoints, Hugging Face model.safetensors, any official-name file);
+ *   - folders: a Hugging Face model folder (config.json + model.safetensors or pytorch_model.bin), or a run folder of
+ *     this library (checkpoint.safetensors, classifier.safetensors).
+ * Conversions: Hugging Face ViTMAE names -> official names (query/key/value fused into qkv; also the names of
+ * ViTMAEModel, the encoder alone, which lack the `vit.` prefix), a `model.` or `module.` prefix on every key removed, float16 / bfloat16 / float64 values -> float32. Tensors that are not
+ * floating point (BatchNorm's num_batches_tracked) are skipped; so are Hugging Face names without an official one.
+ * Names of neither naming are kept as they are (naming 'unknown'): loading them into a model lists what is missing.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { detectNaming, fromHuggingFace, stripModelPrefix, type NamedTensor } from './names.js';
+import { PickleObject, PickleTensor, toPlain } from './pickle.js';
+import { openTorchFile } from './pth.js';
+import { readSafetensors } from './safetensors.js';
+
+export type WeightsFormat = 'pth-zip' | 'pth-legacy' | 'safetensors';
+
+export interface WeightsOptions {
+  /** the entry of a checkpoint dict that holds the weights (default: `model` when present, else the top level) */
+  key?: string;
+}
+
+/** What readWeights found in a checkpoint. */
+export interface WeightsFile {
+  /** the file the weights came from (inside a folder: model.safetensors, pytorch_model.bin, checkpoint.safetensors) */
+  path: string;
+  format: WeightsFormat;
+  /** the naming the file used: Hugging Face names are converted to official ones; other names are kept as they are */
+  naming: 'official' | 'huggingface' | 'unknown';
+  /** the checkpoint entry the weights were taken from, null for a bare state dict */
+  key: string | null;
+  /** name -> float32 tensor, official names (the weights of the encoder, decoder, classifier head, ...) */
+  weights: Map<string, NamedTensor>;
+  /** what was not taken, each with why: other checkpoint entries, non-float tensors, names of no known model */
+  skipped: string[];
+  /** the training run's arguments (the official checkpoints' argparse.Namespace) as plain data, else null */
+  args: Record<string, unknown> | null;
+  /** the checkpoint's `epoch` entry, else null */
+  epoch: number | null;
+  /** a Hugging Face folder's config.json, else null */
+  hfConfig: Record<string, unknown> | null;
+  /** the header metadata of a safetensors file (this library's checkpoints keep their model config there) */
+  metadata: Record<string, string>;
+}
+
+/** The weights of a checkpoint under the official names (see readWeights for what else it holds). */
+export async function loadWeights(path: string, opts: WeightsOptions = {}): Promise<Map<string, NamedTensor>> {
+  return (await readWeights(path, opts)).weights;
+}
+
+/** Reads a checkpoint file or folder: its weights under the official names, and what else it says. */
+export async function readWeights(path: string, opts: WeightsOptions = {}): Promise<WeightsFile> {
+  if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
+  let file = path;
+  let hfConfig: Record<string, unknown> | null = null;
+  if (statSync(path).isDirectory()) {
+    const found = ['model.safetensors', 'pytorch_model.bin', 'checkpoint.safetensors', 'classifier.safetensors'].find((f) => existsSync(join(path, f)));
+    if (!found)
+      throw new Error(
+        `${path}: a folder without weights: expected a Hugging Face model folder (config.json + model.safetensors or ` +
+          `pytorch_model.bin) or a run folder (checkpoint.safetensors or classifier.safetensors)`,
+      );
+    file = join(path, found);
+    if (found === 'model.safetensors' || found === 'pytorch_model.bin') hfConfig = readHfConfig(join(path, 'config.json'));
+  }
+  const head = await firstBytes(file, 9);
+  const isZip = head[0] === 0x50 && head[1] === 0x4b;
+  const isPickle = head[0] === 0x80;
+  const out = isZip || isPickle ? await readTorch(file, opts) : await readSafetensorsWeights(file, head, opts);
+  return { ...out, hfConfig };
+}
+
+function readHfConfig(path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new Error(`${path}: missing (a Hugging Face model folder needs its config.json)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${path}: not a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+async function firstBytes(path: string, n: number): Promise<Uint8Array> {
+  const h = await fsp.open(path, 'r');
+  try {
+    const b = new Uint8Array(n);
+    const { bytesRead } = await h.read(b, 0, n, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await h.close();
+  }
+}
+
+type WeightsPart = Omit<WeightsFile, 'hfConfig'>;
+
+async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPart> {
+  const f = await openTorchFile(path);
+  try {
+    const root = f.root;
+    if (root instanceof PickleTensor) throw new Error(`${path}: holds a single tensor, not a state dict`);
+    if (!(root instanceof Map)) throw new Error(`${path}: holds ${describe(root)}, not a state dict or a checkpoint dict`);
+    let state: Map<unknown, unknown>;
+    let key: string | null = null;
+    const skipped: string[] = [];
+    const entries = () => [...root.keys()].map((k) => String(k)).join(', ');
+    if (opts.key !== undefined || root.get('model') instanceof Map) {
+      key = opts.key ?? 'model';
+      const v = root.get(key);
+      if (v === undefined) throw new Error(`${path}: no entry '${key}' (entries: ${entries()})`);
+      if (!(v instanceof Map)) throw new Error(`${path}: entry '${key}' is ${describe(v)}, not a state dict`);
+      state = v;
+      for (const k of root.keys()) if (k !== key) skipped.push(`${String(k)} (checkpoint entry)`);
+    } else if ([...root.values()].some((v) => v instanceof PickleTensor)) {
+      state = root;
+    } else throw new Error(`${path}: no weights: neither a 'model' entry nor tensors at the top level (entries: ${entries()}); pass opts.key`);
+
+    const refs = new Map<string, PickleTensor>();
+    for (const [k, v] of state) {
+      if (typeof k !== 'string') throw new Error(`${path}: a state dict key is not a string (${describe(k)})`);
+      if (v instanceof PickleTensor) refs.set(k, v);
+      else skipped.push(`${k} (not a tensor)`);
+    }
+    const floats = new Map<string, NamedTensor>();
+    for (const [k, t] of await f.readTensors(refs)) {
+      if (t.data) floats.set(k, { shape: t.shape, data: t.data });
+      else skipped.push(`${k} (${t.dtype})`);
+    }
+    const args = root.get('args');
+    const epoch = key !== null ? root.get('epoch') : undefined;
+    return {
+      path,
+      format: f.format,
+      key,
+      ...officialNames(floats, path, skipped),
+      args: key !== null && (args instanceof PickleObject || args instanceof Map) ? (toPlain(args) as Record<string, unknown>) : null,
+      epoch: typeof epoch === 'number' ? epoch : null,
+      metadata: {},
+    };
+  } finally {
+    await f.close();
+  }
+}
+
+async function readSafetensorsWeights(path: string, head: Uint8Array, opts: WeightsOptions): Promise<WeightsPart> {
+  if (head.length < 9 || head[8] !== 0x7b)
+    throw new Error(`${path}: not a weights file: neither a PyTorch checkpoint (zip or pickle) nor safetensors (first bytes ${Array.from(head.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'none: empty file'})`);
+  if (opts.key !== undefined) throw new Error(`${path}: a safetensors file has no entries to choose with opts.key ('${opts.key}')`);
+  const { tensors, metadata } = await readSafetensors(path);
+  const floats = new Map<string, NamedTensor>();
+  const skipped: string[] = [];
+  for (const [k, t] of tensors) {
+    if (metadata.mae !== undefined && k.startsWith('optimizer.')) skipped.push(`${k} (optimizer state)`);
+    else if (t.data instanceof Float32Array) floats.set(k, { shape: t.shape, data: t.data });
+    else skipped.push(`${k} (${t.dtype})`);
+  }
+  return { path, format: 'safetensors', key: null, ...officialNames(floats, path, skipped), args: null, epoch: null, metadata };
+}
+
+/** Official names for a state dict (prefixes removed, Hugging Face names converted; those without a rule skipped). */
+function officialNames(map: Map<string, NamedTensor>, path: string, skipped: string[]) {
+  if (map.size === 0) throw new Error(`${path}: holds no floating point tensors`);
+  const unprefixed = [...map.keys()].every((k) => k.startsWith('module.')) ? new Map([...map].map(([k, v]) => [k.slice('module.'.length), v])) : map;
+  let naming = detectNaming(unprefixed.keys());
+  let stripped = stripModelPrefix(unprefixed);
+  // Hugging Face ViTMAEModel (the encoder alone) saves its names without the `vit.` of ViTMAEForPreTraining
+  const bare = /^(embeddings|encoder|layernorm)\./;
+  if (naming === 'unknown' && [...stripped.keys()].some((k) => bare.test(k))) {
+    const prefixed = new Map([...stripped].map(([k, v]) => [bare.test(k) ? `vit.${k}` : k, v]));
+    if (detectNaming(prefixed.keys()) === 'huggingface') [naming, stripped] = ['huggingface', prefixed];
+  }
+  if (naming !== 'huggingface') return { naming, weights: stripped, skipped };
+  const { tensors, unexpected } = fromHuggingFace(stripped);
+  return { naming, weights: tensors, skipped: [...skipped, ...unexpected.map((k) => `${k} (no official name)`)] };
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'None';
+  if (Array.isArray(v)) return `a list of ${v.length}`;
+  if (v instanceof PickleObject) return `a ${v.className}`;
+  return `a ${typeof v}`;
+}

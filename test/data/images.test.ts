@@ -1,0 +1,59 @@
+// loadImages: the official evaluation transform (resize the shorter side to int(size / 0.875) bicubic, center crop,
+// normalise) through sharp, against the same transform done by PIL (test/fixtures/eval-transform/make_fixture.py).
+// libvips and PIL antialias with slightly different kernels, so values agree to a fraction of a grey level on
+// average and within a few grey levels at sharp edges; a crop one pixel off would be far from that.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { evalResizeLength, loadImages } from '../../lib/data/images.js';
+import { readSafetensors } from '../../lib/io/safetensors.js';
+
+const dir = new URL('../fixtures/eval-transform/', import.meta.url).pathname;
+const expected = (await readSafetensors(join(dir, 'expected.safetensors'))).tensors;
+const GREY_LEVEL = 1 / 255 / 0.225; // one 8-bit step after normalisation
+
+function diff(a: Float32Array, b: Float32Array): { max: number; mean: number } {
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    max = Math.max(max, d);
+    sum += d;
+  }
+  return { max, mean: sum / a.length };
+}
+
+describe('loadImages', () => {
+  it('matches the official transform done with PIL (landscape and portrait images)', async () => {
+    const t = await loadImages([join(dir, 'wide.png'), join(dir, 'tall.png')], { size: 64 });
+    expect(t.shape).toEqual([2, 3, 64, 64]);
+    const all = t.dataSync();
+    const n = 3 * 64 * 64;
+    ['wide.png', 'tall.png'].forEach((f, i) => {
+      const d = diff(all.subarray(i * n, (i + 1) * n), expected.get(f)!.data as Float32Array);
+      expect(d.mean, f).toBeLessThan(0.5 * GREY_LEVEL);
+      expect(d.max, f).toBeLessThan(8 * GREY_LEVEL);
+    });
+    t.dispose();
+  });
+
+  it('buffers give what files give; greyscale; the resize length of the official code', async () => {
+    const a = await loadImages([join(dir, 'tall.png')], { size: 32 });
+    const b = await loadImages([new Uint8Array(readFileSync(join(dir, 'tall.png')))], { size: 32 });
+    expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
+    const g = await loadImages([join(dir, 'wide.png')], { size: 16, channels: 1, mean: [0.5], std: [0.5] });
+    expect(g.shape).toEqual([1, 1, 16, 16]);
+    expect(Math.max(...g.dataSync())).toBeLessThanOrEqual(1);
+    expect(evalResizeLength(224)).toBe(256);
+    expect(evalResizeLength(32)).toBe(36);
+    expect(evalResizeLength(448)).toBe(448);
+    [a, b, g].forEach((t) => t.dispose());
+  });
+
+  it('bad inputs: an Error naming the image', async () => {
+    await expect(loadImages([new Uint8Array([1, 2, 3, 4])])).rejects.toThrow(/image 0 \(4 bytes\): cannot load image/);
+    await expect(loadImages([join(dir, 'absent.png')])).rejects.toThrow(/absent\.png: cannot load image/);
+    await expect(loadImages([])).rejects.toThrow(/no images given/);
+    await expect(loadImages([join(dir, 'wide.png')], { mean: [0.5] })).rejects.toThrow(/need 3 mean/);
+  });
+});
