@@ -1,6 +1,6 @@
 /**
  * Fuzzing of the parsers that read files a user is handed: safetensors (weights and training checkpoints), IDX
- * (raw and gzipped) and CIFAR-10 batches. A seeded mutation loop: each target starts from valid seed files, and every
+ * (raw and gzipped), CIFAR-10 batches and PyTorch .pth files (zip and legacy pickles). A seeded mutation loop: each target starts from valid seed files, and every
  * input is a seed put through 1-4 mutations, general (bit flips, interesting bytes and integers, cuts, insertions,
  * repeated blocks, splices) and structure-aware (length and dimension fields set to forged sizes, the safetensors
  * JSON header edited: huge or negative offsets and shapes, wrong dtypes, non-string metadata). Inputs that reach a
@@ -11,9 +11,9 @@
  * peak resident set stays under `maxRssMiB` (a parser that allocates from a forged length field breaks it).
  *
  * CI runs a bounded number of inputs per target (test/fuzz.test.ts); by hand, longer:
- *   node dist/tools/fuzz.js [--seconds 60] [--target safetensors|checkpoint|idx|idx-gz|cifar] [--seed N]
+ *   node dist/tools/fuzz.js [--seconds 60] [--target safetensors|checkpoint|idx|idx-gz|cifar|pth] [--seed N]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,8 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { parseCifarBatch, CIFAR_RECORD_BYTES } from '../lib/data/cifar.js';
 import { parseIdx, readIdxImages } from '../lib/data/idx.js';
 import { parseSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
+import { readWeights } from '../lib/io/weights.js';
+import { packageRoot } from '../lib/native.js';
 import { MaskedAutoencoder } from '../lib/mae/model.js';
 import { Generator } from '../lib/random.js';
 import { CHECKPOINT_FORMAT, loadModel } from '../lib/train/checkpoint.js';
@@ -393,7 +395,23 @@ export const cifarTarget: FuzzTarget = {
   },
 };
 
-export const TARGETS: FuzzTarget[] = [safetensorsTarget, checkpointTarget, idxTarget, idxGzipTarget, cifarTarget];
+/** PyTorch .pth files: zip (stored and deflated) and legacy, from the committed fixtures; the hostile ones too. */
+export const pthTarget: FuzzTarget = {
+  name: 'pth',
+  file: true,
+  seeds: () => ['dtypes.pth', 'dtypes-deflated.pth', 'dtypes-legacy.pth', 'expanded.pth', 'hostile.pth', 'hostile-legacy.pth']
+    .map((f) => new Uint8Array(readFileSync(join(packageRoot(), 'test', 'fixtures', 'pth', f)))),
+  async run(_bytes, source) {
+    const r = await readWeights(source);
+    if (existsSync(HOSTILE_MARK)) throw new Error(`fuzz oracle: a pickle ran code (${HOSTILE_MARK} exists)`);
+    return checkTensors(r.weights);
+  },
+};
+
+/** the file the hostile fixtures' pickles would create if they were executed (test/fixtures/pth/fixtures.json) */
+const HOSTILE_MARK = '/tmp/masked-autoencoder-hostile-pickle-ran';
+
+export const TARGETS: FuzzTarget[] = [safetensorsTarget, checkpointTarget, idxTarget, idxGzipTarget, cifarTarget, pthTarget];
 
 // ---------------------------------------------------------------------------------------------------------------
 // By hand: node dist/tools/fuzz.js [--seconds 60] [--target NAME] [--seed N]
