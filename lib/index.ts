@@ -3,7 +3,7 @@
  * The public API: tensors and autograd, the ops, the nn layers, the MAE model and presets, the optimizer and
  * schedules, data loading, safetensors, checkpoints, the training loop and reconstruction figures.
  */
-export { Tensor, tidy, keep, liveTensors, type DType } from './tensor.js';
+export { Tensor, tidy, keep, liveTensors, hostReadCount, type DType } from './tensor.js';
 export { noGrad } from './autograd.js';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
 export * as ops from './ops/index.js';

@@ -4,6 +4,7 @@
  * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
  */
 import { Tensor, shapeStr } from '../tensor.js';
+import { disposeShadow } from './shadow.js';
 
 export abstract class Module {
   private readonly params = new Map<string, Tensor>();
@@ -80,7 +81,10 @@ export abstract class Module {
    * are not moved). Throws why when CUDA is unavailable. A no-op for parameters already there.
    */
   to(device: string): this {
-    for (const [, p] of this.namedParameters()) p.moveTo(device);
+    for (const [, p] of this.namedParameters()) {
+      disposeShadow(p);
+      p.moveTo(device);
+    }
     return this;
   }
 
@@ -108,9 +112,12 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Frees every parameter (and gradient). */
+  /** Frees every parameter (and gradient, and bf16 shadow). */
   dispose(): void {
-    for (const [, p] of this.namedParameters()) p.dispose();
+    for (const [, p] of this.namedParameters()) {
+      disposeShadow(p);
+      p.dispose();
+    }
   }
 
   numParameters(trainableOnly = true): number {
