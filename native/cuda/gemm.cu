@@ -243,7 +243,7 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
       lt_matmul(c, lt::CUBLAS_OP_N, lt::CUBLAS_OP_T, K, N, M, X.ptr, K, DY.ptr, N, dw.data, K, abt, lt_type(dw.dtype),
                 lt::CUBLASLT_EPILOGUE_BGRADB, db->data, lt_type(db->dtype), "linear_backward dw, db (BGRADB)"))
     return;
-  if (db && fused_enabled())
+  if (db && fused_enabled() && !env_on("MAE_GEMM_FALLBACK"))
     log_once(std::string("linear_backward: cuBLASLt has no BGRADB epilogue for the ") +
              shape_of(K, N, M, abt, lt_type(dw.dtype), lt::CUBLAS_OP_N, lt::CUBLAS_OP_T) + "; db is a column sum");
   matmul(c, lt::CUBLAS_OP_N, lt::CUBLAS_OP_T, K, N, M, X.ptr, K, DY.ptr, N, dst(dw), K, abt, lt_type(dw.dtype), nullptr,
