@@ -394,26 +394,29 @@ export function opCases(full = true): OpCase[] {
       },
       quick,
     );
-    add(
-      {
-        family: 'layernorm',
-        name: `layerNormBackward [${shape}]${big}`,
-        inputs: (g) => {
-          const x = normal(g, R * D, scale, offset);
-          const [mean, rstd] = lnStats(x, R, D, 1e-6);
-          return [f(normal(g, R * D), shape, true), f(x, shape, true), f(normal(g, D, 0.2, 1), [D]), f(mean, [R]), f(rstd, [R])];
+    // the backward, also with dres (the residual gradient it adds in the same pass)
+    for (const withRes of [false, true])
+      add(
+        {
+          family: 'layernorm',
+          name: `layerNormBackward${withRes ? ' with dres' : ''} [${shape}]${big}`,
+          inputs: (g) => {
+            const x = normal(g, R * D, scale, offset);
+            const [mean, rstd] = lnStats(x, R, D, 1e-6);
+            const ins = [f(normal(g, R * D), shape, true), f(x, shape, true), f(normal(g, D, 0.2, 1), [D]), f(mean, [R]), f(rstd, [R])];
+            return withRes ? [...ins, f(normal(g, R * D), shape, true)] : ins;
+          },
+          run: (n, [dy, x, w, mean, rstd, dres]) => {
+            const [dx, dw, db] = n.layerNormBackward(dy!, x!, w!, mean!, rstd!, dres ?? null);
+            return { dx, dw, db };
+          },
+          bytes: 4 * (withRes ? 4 : 3) * R * D,
+          bench,
+          sanitize: quick && D === 65 && !withRes,
         },
-        run: (n, [dy, x, w, mean, rstd]) => {
-          const [dx, dw, db] = n.layerNormBackward(dy!, x!, w!, mean!, rstd!);
-          return { dx, dw, db };
-        },
-        bytes: 4 * 3 * R * D,
-        bench,
-        sanitize: quick && D === 65,
-      },
-      quick,
-    );
-    // the fused forms: residual add + LayerNorm, and the backward that adds the residual gradient
+        quick,
+      );
+    // the fused forward: residual add + LayerNorm
     add(
       {
         family: 'layernorm',
@@ -426,24 +429,6 @@ export function opCases(full = true): OpCase[] {
         bytes: 4 * 4 * R * D,
         bench,
         sanitize: quick && D === 65,
-      },
-      quick,
-    );
-    add(
-      {
-        family: 'layernorm',
-        name: `layerNormBackward with dres [${shape}]${big}`,
-        inputs: (g) => {
-          const x = normal(g, R * D, scale, offset);
-          const [mean, rstd] = lnStats(x, R, D, 1e-6);
-          return [f(normal(g, R * D), shape, true), f(x, shape, true), f(normal(g, D, 0.2, 1), [D]), f(mean, [R]), f(rstd, [R]), f(normal(g, R * D), shape, true)];
-        },
-        run: (n, [dy, x, w, mean, rstd, dres]) => {
-          const [dx, dw, db] = n.layerNormBackward(dy!, x!, w!, mean!, rstd!, dres!);
-          return { dx, dw, db };
-        },
-        bytes: 4 * 4 * R * D,
-        bench,
       },
       quick,
     );

@@ -13,7 +13,8 @@
  *    the fallback product against cuBLASLt).
  * 3. The MAE training-step check of lib/mae (deviceStepCheck: CPU fp32 against the device in fp32 and bf16, same
  *    weights, images and noise), with the fused ops and with MAE_FUSED=0.
- * 4. compute-sanitizer memcheck and racecheck over the small case set (cases marked sanitize).
+ * 4. compute-sanitizer memcheck and racecheck over the small case set (cases marked sanitize; under racecheck the
+ *    products run on our fallback kernel, not cuBLASLt).
  * 5. The ViT-B/16 MAE bf16 training step: img/s, model FLOP utilisation against the bf16 matrix rate measured in
  *    the same child, and the host waits per step (must be 1: the loss read); ViT-L/16 too when time is left.
  * 6. Kernel timings at MAE sizes (warm-up, medians, GPU time from CUDA events) with their floors, when time is left.
@@ -538,7 +539,10 @@ async function main(): Promise<void> {
       stages.push({ name, status: 'not run', note: 'out of time' });
       continue;
     }
-    const child = runChild({ mode: 'sanitize', seed }, timeout, { MAE_CUDA_SYNC: '1' }, [san, '--tool', tool, '--error-exitcode', '99', '--print-limit', '20']);
+    // racecheck looks at shared memory, which our kernels use; the products go to the fallback kernel there, so
+    // that what it reports is ours, not cuBLASLt's (memcheck runs them on cuBLASLt)
+    const env: Record<string, string> = { MAE_CUDA_SYNC: '1', ...(tool === 'racecheck' ? { MAE_GEMM_FALLBACK: '1' } : {}) };
+    const child = runChild({ mode: 'sanitize', seed }, timeout, env, [san, '--tool', tool, '--error-exitcode', '99', '--print-limit', '20']);
     const summary = child.tail.match(/ERROR SUMMARY: (\d+) error/g) ?? [];
     const checks = child.lines.filter((l) => l.startsWith(RESULT)).map((l) => JSON.parse(l.slice(RESULT.length)) as CaseResult);
     const wrong = checks.filter((r) => !r.ok);
