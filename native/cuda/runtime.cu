@@ -336,7 +336,8 @@ Allocator allocator_for(int device) {
 // copied to the device on the stream and an event recorded after it; the block is free again once its event has
 // completed (cudaEventQuery: no wait). Reads (read_begin) hold their block until read_end. Blocks are sized as the
 // device allocator's size classes and kept for reuse; when the pool passes kPinnedCap, an upload waits for a busy
-// block rather than pin more memory.
+// block rather than pin more memory. Where page-locked memory cannot be had, an upload copies from the caller's
+// memory directly (the driver stages it) and a read copies at once into memory of its own.
 
 namespace {
 
@@ -356,7 +357,8 @@ struct Staging {
 };
 Staging g_staging[kMaxDevices];
 
-// a block of at least `bytes` that no copy uses any more (its event done), marked for the caller; caller holds mu
+// a block of at least `bytes` that no copy uses any more (its event done), marked for the caller, or null when no
+// page-locked memory can be had; caller holds mu
 HostBlock* take_block(Context& c, Staging& st, size_t bytes, bool reading) {
   HostBlock* best = nullptr;
   for (HostBlock* b : st.blocks) {
@@ -378,9 +380,15 @@ HostBlock* take_block(Context& c, Staging& st, size_t bytes, bool reading) {
       }
   }
   if (!best) {
+    void* p = nullptr;
+    const size_t cls = size_class(bytes);
+    if (cudaHostAlloc(&p, cls, cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
     best = new HostBlock();
-    best->bytes = size_class(bytes);
-    MAE_CUDA_CHECK(cudaHostAlloc(&best->p, best->bytes, cudaHostAllocDefault));
+    best->p = p;
+    best->bytes = cls;
     MAE_CUDA_CHECK(cudaEventCreateWithFlags(&best->done, cudaEventDisableTiming));
     st.blocks.push_back(best);
     st.total += best->bytes;
@@ -391,8 +399,9 @@ HostBlock* take_block(Context& c, Staging& st, size_t bytes, bool reading) {
 
 struct PendingRead {
   int device;
-  HostBlock* block;
+  HostBlock* block;          // null: the bytes were copied at read_begin into `copy`
   size_t bytes;
+  std::vector<unsigned char> copy;
 };
 
 }  // namespace
@@ -402,6 +411,10 @@ void upload(Context& c, void* dst, const void* src, size_t bytes) {
   Staging& st = g_staging[c.device];
   std::lock_guard<std::mutex> lock(st.mu);
   HostBlock* b = take_block(c, st, bytes, false);
+  if (!b) {  // from pageable memory: the driver stages it before the call returns
+    MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c.stream));
+    return;
+  }
   std::memcpy(b->p, src, bytes);
   MAE_CUDA_CHECK(cudaMemcpyAsync(dst, b->p, bytes, cudaMemcpyHostToDevice, c.stream));
   MAE_CUDA_CHECK(cudaEventRecord(b->done, c.stream));
@@ -410,8 +423,19 @@ void upload(Context& c, void* dst, const void* src, size_t bytes) {
 void* read_begin(int device, const void* src, size_t bytes) {
   Context& c = context(device);
   Staging& st = g_staging[device];
-  std::lock_guard<std::mutex> lock(st.mu);
+  std::unique_lock<std::mutex> lock(st.mu);
   HostBlock* b = take_block(c, st, bytes ? bytes : 1, true);
+  if (!b) {
+    lock.unlock();
+    auto* r = new PendingRead{device, nullptr, bytes, std::vector<unsigned char>(bytes)};
+    try {
+      download(c, r->copy.data(), src, bytes);
+    } catch (...) {
+      delete r;
+      throw;
+    }
+    return r;
+  }
   try {
     if (bytes) MAE_CUDA_CHECK(cudaMemcpyAsync(b->p, src, bytes, cudaMemcpyDeviceToHost, c.stream));
     MAE_CUDA_CHECK(cudaEventRecord(b->done, c.stream));
@@ -419,11 +443,16 @@ void* read_begin(int device, const void* src, size_t bytes) {
     b->reading = false;
     throw;
   }
-  return new PendingRead{device, b, bytes};
+  return new PendingRead{device, b, bytes, {}};
 }
 
 void read_end(void* handle, void* dst) {
   auto* r = static_cast<PendingRead*>(handle);
+  if (!r->block) {
+    if (r->bytes) std::memcpy(dst, r->copy.data(), r->bytes);
+    delete r;
+    return;
+  }
   use_device(r->device);
   struct Release {  // the block goes back to the pool whatever happens
     PendingRead* r;
