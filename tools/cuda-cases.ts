@@ -143,7 +143,7 @@ export function halfUlpBf16(x: number): number {
 }
 
 /** One output's values, with whether they were stored in bfloat16 (so read back rounded). */
-interface Values {
+export interface Values {
   data: Float32Array;
   rowLen: number;
   bf16: boolean;
@@ -1056,7 +1056,7 @@ export function deviceInputs(n: NativeAddon, ins: CaseInput[], device: string, p
 }
 
 /** Runs the case on `device` with these inputs (fresh copies) under environment settings; returns the outputs. */
-function runOn(n: NativeAddon, c: OpCase, ins: CaseInput[], device: string, precision: Precision, env: Record<string, string> = {}): Map<string, Values> {
+export function runOn(n: NativeAddon, c: OpCase, ins: CaseInput[], device: string, precision: Precision, env: Record<string, string> = {}): Map<string, Values> {
   const saved = Object.keys(env).map((k) => [k, process.env[k]] as const);
   for (const [k, v] of Object.entries(env)) process.env[k] = v;
   const t = deviceInputs(n, ins, device, precision);

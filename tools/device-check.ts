@@ -13,8 +13,8 @@
  *    the fallback product against cuBLASLt).
  * 3. The MAE training-step check of lib/mae (deviceStepCheck: CPU fp32 against the device in fp32 and bf16, same
  *    weights, images and noise), with the fused ops and with MAE_FUSED=0.
- * 4. compute-sanitizer memcheck and racecheck over the small case set (cases marked sanitize; under racecheck the
- *    products run on our fallback kernel, not cuBLASLt).
+ * 4. compute-sanitizer memcheck and racecheck over the small case set (cases marked sanitize, each run once per
+ *    precision and setting; under racecheck the products run on our fallback kernel, not cuBLASLt).
  * 5. The ViT-B/16 MAE bf16 training step: img/s, model FLOP utilisation against the bf16 matrix rate measured in
  *    the same child, and the host waits per step (must be 1: the loss read); ViT-L/16 too when time is left.
  * 6. Kernel timings at MAE sizes (warm-up, medians, GPU time from CUDA events) with their floors, when time is left.
@@ -158,10 +158,9 @@ function emit(prefix: string, value: unknown): void {
 }
 
 /** every check of one case: vs the CPU and determinism per precision, then its variants */
-function checkCase(n: NativeAddon, cases: typeof import('./cuda-cases.js'), c: OpCase, seed: number, withVariants: boolean): void {
+function checkCase(n: NativeAddon, cases: typeof import('./cuda-cases.js'), c: OpCase, seed: number): void {
   for (const precision of cases.precisionsOf(c, device)) {
     for (const r of cases.compareCase(n, c, device, precision, seed)) emit(RESULT, r);
-    if (!withVariants) continue;
     for (const v of c.variants ?? [])
       if (!v.precisions || v.precisions.includes(precision)) emit(RESULT, cases.compareVariant(n, c, v, device, precision, seed));
   }
@@ -170,13 +169,32 @@ function checkCase(n: NativeAddon, cases: typeof import('./cuda-cases.js'), c: O
 async function childCompare(spec: ChildSpec): Promise<void> {
   const n = await loadNative();
   const cases = await loadCases();
-  for (const c of cases.opCases(!quick).filter((c) => c.family === spec.family)) checkCase(n, cases, c, spec.seed ?? 1, true);
+  for (const c of cases.opCases(!quick).filter((c) => c.family === spec.family)) checkCase(n, cases, c, spec.seed ?? 1);
 }
 
+/**
+ * Under compute-sanitizer: each case of the small set once per precision on the device (its errors are the
+ * sanitizer's), attention also with the SIMT kernels and the 2-warp layout, products also on the fallback kernel.
+ */
 async function childSanitize(spec: ChildSpec): Promise<void> {
   const n = await loadNative();
   const cases = await loadCases();
-  for (const c of cases.opCases(false).filter((c) => c.sanitize)) checkCase(n, cases, c, spec.seed ?? 1, c.family === 'attention' || c.family === 'gemm');
+  const settings: Record<string, Record<string, string>[]> = {
+    attention: [{}, { MAE_ATTENTION_SIMT: '1' }, { MAE_ATTENTION_WARPS: '2' }],
+    gemm: [{}, { MAE_GEMM_FALLBACK: '1' }],
+  };
+  for (const c of cases.opCases(false).filter((c) => c.sanitize))
+    for (const precision of cases.precisionsOf(c, device))
+      for (const env of settings[c.family] ?? [{}]) {
+        const r: CaseResult = { family: c.family, name: c.name, precision, check: `under the sanitizer${Object.keys(env).length ? ` (${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')})` : ''}`, ok: true, errors: [] };
+        try {
+          cases.runOn(n, c, cases.hostInputs(c, n, precision, spec.seed ?? 1), device, precision, env);
+        } catch (e) {
+          r.ok = false;
+          r.failure = (e as Error).message;
+        }
+        emit(RESULT, r);
+      }
 }
 
 async function childStep(): Promise<void> {
