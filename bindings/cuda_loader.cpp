@@ -1,5 +1,6 @@
 // Loads libmae_cuda.so at run time (see cuda_loader.h) and provides the device entry points of the module:
-// to(x, device, dtype?), synchronize(device?) and the GPU timer timerStart(device) / timerStop(device).
+// to(x, device, dtype?), synchronize(device?), the GPU timer timerStart(device) / timerStop(device), and
+// syncCount(device).
 #include "cuda_loader.h"
 
 #include <dlfcn.h>
@@ -276,11 +277,19 @@ Napi::Value timer_stop(const Args& a) {
   return Napi::Number::New(a.env(), cuda_api().timer_stop(dev.index));
 }
 
+// syncCount(device) -> how many times the host has waited for that CUDA device so far (stream and event
+// synchronisations, copies to the host): a training step should add exactly one, its loss read
+Napi::Value sync_count(const Args& a) {
+  const Device dev = cuda_device_arg(a, 0);
+  return Napi::Number::New(a.env(), (double)cuda_api().sync_count(dev.index));
+}
+
 const Entry cuda_entries[] = {
     {"to", to},
     {"synchronize", synchronize},
     {"timerStart", timer_start},
     {"timerStop", timer_stop},
+    {"syncCount", sync_count},
 };
 
 }  // namespace

@@ -54,7 +54,8 @@ void copy_tensor(const TensorView& src, const Ops& src_ops, TensorView& dst, con
 // info().cuda: { available, reason?, library, driverVersion?, runtimeVersion?, cublasLt?, archs?, devices? }
 Napi::Object cuda_info(Napi::Env env);
 
-// Adds the device entry points to the module: to(x, device, dtype?), synchronize(device?).
+// Adds the device entry points to the module: to(x, device, dtype?), synchronize(device?), timerStart/timerStop,
+// syncCount(device).
 void register_cuda(Napi::Env env, Napi::Object exports);
 
 }  // namespace mae

@@ -47,24 +47,39 @@ void expect_same_shape(const Args& a, const JsTensor* x, const std::string& xn, 
 
 // ---- gemm ------------------------------------------------------------------------------------------------------
 
-// linear(x [..., K], weight [N, K], bias [N] | null) -> y [..., N]
+// argument i: an optional bfloat16 copy of `w` (a weight shadow kept by AdamW) for the products to read instead of
+// converting w; it must match w's shape and device
+JsTensor* weight_shadow(const Args& a, size_t i, const JsTensor* w) {
+  JsTensor* s = a.optional_tensor(i, "weightBf16", DType::BF16, 2);
+  if (s) {
+    a.expect(s->device().type == DeviceType::CUDA, "weightBf16 is for products on CUDA; the CPU backend computes in float32 only");
+    a.expect(s->shape() == w->shape(), "weightBf16 " + shape_str(s->shape()) + " must have the shape of weight " + shape_str(w->shape()));
+    a.same_device({w, s});
+  }
+  return s;
+}
+
+// linear(x [..., K], weight [N, K], bias [N] | null, weightBf16?) -> y [..., N]
 Napi::Value linear(const Args& a) {
   JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *b = a.optional_tensor(2, "bias", DType::F32, 1);
   const Ops& ops = a.same_device({x, w, b});
   a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " +
                                                    shape_str(w->shape()) + " disagree on in_features");
   if (b) a.expect(b->shape()[0] == w->shape()[0], "bias " + shape_str(b->shape()) + " must be [out_features] for weight " + shape_str(w->shape()));
+  const JsTensor* ws = weight_shadow(a, 3, w);
   Obj y = a.make(x, with_last(x->shape(), w->shape()[0]), act(x));
   TensorView yv = view(y), bv = b ? b->view() : TensorView{};
-  ops.linear_forward(x->view(), w->view(), b ? &bv : nullptr, yv);
+  ops.linear_forward(x->view(), (ws ? ws : w)->view(), b ? &bv : nullptr, yv);
   return y;
 }
 
-// linearBackward(x, weight, dy, needDx, hasBias) -> [dx | null, dweight, dbias | null]
+// linearBackward(x, weight, dy, needDx, hasBias, weightBf16?) -> [dx | null, dweight, dbias | null]; dweight and
+// dbias in weight's dtype
 Napi::Value linear_backward(const Args& a) {
   JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *dy = a.tensor(2, "dy");
   const bool need_dx = a.boolean(3, "needDx"), has_bias = a.boolean(4, "hasBias");
   const Ops& ops = a.same_device({x, w, dy});
+  const JsTensor* ws = weight_shadow(a, 5, w);
   a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " + shape_str(w->shape()) + " disagree on in_features");
   a.expect(dy->shape() == with_last(x->shape(), w->shape()[0]), "dy " + shape_str(dy->shape()) + " does not match the output of x " + shape_str(x->shape()) + " and weight " + shape_str(w->shape()));
   Obj dw = a.make(x, w->shape(), w->dtype());
@@ -80,11 +95,20 @@ Napi::Value linear_backward(const Args& a) {
     dbv = view(o);
     db = o;
   }
-  ops.linear_backward(x->view(), w->view(), dy->view(), need_dx ? &dxv : nullptr, dwv, has_bias ? &dbv : nullptr);
+  ops.linear_backward(x->view(), (ws ? ws : w)->view(), dy->view(), need_dx ? &dxv : nullptr, dwv, has_bias ? &dbv : nullptr);
   return list(a.env(), {dx, dw, db});
 }
 
 // ---- layernorm -------------------------------------------------------------------------------------------------
+
+// the [rows] shape of LayerNorm statistics for x [..., D], after checking weight and bias [D]
+Shape check_layer_norm(const Args& a, const JsTensor* x, const JsTensor* w, const JsTensor* b) {
+  const int64_t D = x->shape().back();
+  a.expect(w->shape()[0] == D && b->shape()[0] == D, "weight " + shape_str(w->shape()) + " and bias " + shape_str(b->shape()) + " must be [" + std::to_string(D) + "] for x " + shape_str(x->shape()));
+  Shape rows = without_last(x->shape());
+  if (rows.empty()) rows = {1};
+  return rows;
+}
 
 // layerNorm(x [..., D], weight [D], bias [D], eps) -> [y, mean [...], rstd [...]]
 Napi::Value layer_norm(const Args& a) {
@@ -92,28 +116,43 @@ Napi::Value layer_norm(const Args& a) {
   const double eps = a.number(3, "eps");
   a.expect(eps >= 0, "eps must be non-negative");
   const Ops& ops = a.same_device({x, w, b});
-  const int64_t D = x->shape().back();
-  a.expect(w->shape()[0] == D && b->shape()[0] == D, "weight " + shape_str(w->shape()) + " and bias " + shape_str(b->shape()) + " must be [" + std::to_string(D) + "] for x " + shape_str(x->shape()));
-  Shape rows = without_last(x->shape());
-  if (rows.empty()) rows = {1};
+  const Shape rows = check_layer_norm(a, x, w, b);
   Obj y = a.make(x, x->shape(), act(x)), mean = a.make(x, rows), rstd = a.make(x, rows);
   TensorView yv = view(y), mv = view(mean), rv = view(rstd);
   ops.layernorm_forward(x->view(), w->view(), b->view(), (float)eps, yv, mv, rv);
   return list(a.env(), {y, mean, rstd});
 }
 
-// layerNormBackward(dy, x, weight, mean, rstd) -> [dx, dweight, dbias]
+// addLayerNorm(x [..., D], r [..., D], weight [D], bias [D], eps) -> [s = x + r, layerNorm(s), mean, rstd]
+Napi::Value add_layer_norm(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *r = a.tensor(1, "r"), *w = a.tensor(2, "weight", DType::F32, 1),
+           *b = a.tensor(3, "bias", DType::F32, 1);
+  const double eps = a.number(4, "eps");
+  a.expect(eps >= 0, "eps must be non-negative");
+  const Ops& ops = a.same_device({x, r, w, b});
+  expect_same_shape(a, x, "x", r, "r");
+  const Shape rows = check_layer_norm(a, x, w, b);
+  Obj s = a.make(x, x->shape(), act(x, r)), y = a.make(x, x->shape(), act(x, r)), mean = a.make(x, rows),
+      rstd = a.make(x, rows);
+  TensorView sv = view(s), yv = view(y), mv = view(mean), rv = view(rstd);
+  ops.add_layernorm_forward(x->view(), r->view(), w->view(), b->view(), (float)eps, sv, yv, mv, rv);
+  return list(a.env(), {s, y, mean, rstd});
+}
+
+// layerNormBackward(dy, x, weight, mean, rstd, dres?) -> [dx, dweight, dbias]; dres (x's shape): a gradient of x
+// from another path, added to dx
 Napi::Value layer_norm_backward(const Args& a) {
   JsTensor *dy = a.tensor(0, "dy"), *x = a.tensor(1, "x"), *w = a.tensor(2, "weight", DType::F32, 1),
-           *mean = a.tensor(3, "mean"), *rstd = a.tensor(4, "rstd");
-  const Ops& ops = a.same_device({dy, x, w, mean, rstd});
+           *mean = a.tensor(3, "mean"), *rstd = a.tensor(4, "rstd"), *dres = a.optional_tensor(5, "dres");
+  const Ops& ops = a.same_device({dy, x, w, mean, rstd, dres});
   expect_same_shape(a, dy, "dy", x, "x");
+  if (dres) expect_same_shape(a, dres, "dres", x, "x");
   const int64_t D = x->shape().back(), R = shape_numel(x->shape()) / D;
   a.expect(w->shape()[0] == D, "weight " + shape_str(w->shape()) + " must be [" + std::to_string(D) + "]");
   a.expect(shape_numel(mean->shape()) == R && shape_numel(rstd->shape()) == R, "mean and rstd must hold one value per row of x " + shape_str(x->shape()));
   Obj dx = a.make(x, x->shape(), act(x)), dw = a.make(x, {D}, w->dtype()), db = a.make(x, {D}, w->dtype());
-  TensorView dxv = view(dx), dwv = view(dw), dbv = view(db);
-  ops.layernorm_backward(dy->view(), x->view(), w->view(), mean->view(), rstd->view(), dxv, dwv, dbv);
+  TensorView dxv = view(dx), dwv = view(dw), dbv = view(db), rv = dres ? dres->view() : TensorView{};
+  ops.layernorm_backward(dy->view(), x->view(), w->view(), mean->view(), rstd->view(), dres ? &rv : nullptr, dxv, dwv, dbv);
   return list(a.env(), {dx, dw, db});
 }
 
@@ -136,6 +175,40 @@ Napi::Value gelu_backward(const Args& a) {
   TensorView dxv = view(dx);
   ops.gelu_backward(x->view(), dy->view(), dxv);
   return dx;
+}
+
+void check_bias_gelu(const Args& a, const JsTensor* x, const JsTensor* b) {
+  a.expect(b->shape()[0] == x->shape().back(), "bias " + shape_str(b->shape()) + " must be [" + std::to_string(x->shape().back()) + "] for x " + shape_str(x->shape()));
+}
+
+// biasGelu(x [..., N], bias [N]) -> gelu(x + bias)
+Napi::Value bias_gelu(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *b = a.tensor(1, "bias", DType::F32, 1);
+  const Ops& ops = a.same_device({x, b});
+  check_bias_gelu(a, x, b);
+  Obj y = a.make(x, x->shape(), act(x));
+  TensorView yv = view(y);
+  ops.bias_gelu_forward(x->view(), b->view(), yv);
+  return y;
+}
+
+// biasGeluBackward(x, bias, dy, needDb) -> [dx, dbias | null]; dbias in bias's dtype
+Napi::Value bias_gelu_backward(const Args& a) {
+  JsTensor *x = a.tensor(0, "x"), *b = a.tensor(1, "bias", DType::F32, 1), *dy = a.tensor(2, "dy");
+  const bool need_db = a.boolean(3, "needDb");
+  const Ops& ops = a.same_device({x, b, dy});
+  check_bias_gelu(a, x, b);
+  expect_same_shape(a, x, "x", dy, "dy");
+  Obj dx = a.make(x, x->shape(), act(x));
+  Napi::Value db = a.env().Null();
+  TensorView dxv = view(dx), dbv;
+  if (need_db) {
+    Obj o = a.make(x, b->shape(), b->dtype());
+    dbv = view(o);
+    db = o;
+  }
+  ops.bias_gelu_backward(x->view(), b->view(), dy->view(), dxv, need_db ? &dbv : nullptr);
+  return list(a.env(), {dx, db});
 }
 
 // ---- attention -------------------------------------------------------------------------------------------------
@@ -458,11 +531,22 @@ Napi::Value unpatchify(const Args& a) {
 
 // ---- adamw -----------------------------------------------------------------------------------------------------
 
-// adamwStep(params[], grads[], m[], v[], lr[], weightDecay[], beta1, beta2, eps, step): one in-place step over all
-// tensors; entry k of each list belongs to params[k].
+// adamwStep(params[], grads[], m[], v[], lr[], weightDecay[], beta1, beta2, eps, step, shadows?): one in-place step
+// over all tensors; entry k of each list belongs to params[k]. shadows: bfloat16 tensors (or null) that receive the
+// new parameters rounded to bfloat16.
 Napi::Value adamw_step(const Args& a) {
   const std::vector<JsTensor*> ps = a.tensor_list(0, "params"), gs = a.tensor_list(1, "grads"),
                                ms = a.tensor_list(2, "m"), vs = a.tensor_list(3, "v");
+  std::vector<JsTensor*> shadows(ps.size(), nullptr);
+  if (a.info.Length() > 10 && !a.info[10].IsUndefined()) {
+    if (!a.info[10].IsArray()) a.fail("shadows must be an array of Tensors or nulls");
+    Napi::Array arr = a.info[10].As<Napi::Array>();
+    a.expect(arr.Length() == ps.size(), "shadows must have one entry per parameter, got " + std::to_string(arr.Length()) + " for " + std::to_string(ps.size()));
+    for (uint32_t k = 0; k < arr.Length(); k++) {
+      Napi::Value v = arr.Get(k);
+      if (!v.IsNull() && !v.IsUndefined()) shadows[k] = a.tensor_value(v, "shadows[" + std::to_string(k) + "]", DType::BF16, -1);
+    }
+  }
   const std::vector<double> lrs = a.number_list(4, "lr"), wds = a.number_list(5, "weightDecay");
   const double b1 = a.number(6, "beta1"), b2 = a.number(7, "beta2"), eps = a.number(8, "eps");
   const int64_t step = a.integer(9, "step", 1);
@@ -483,12 +567,19 @@ Napi::Value adamw_step(const Args& a) {
     expect_same_shape(a, vs[k], "v" + at, ps[k], "params" + at);
     a.expect(std::isfinite(lrs[k]) && lrs[k] >= 0, "lr" + at + " must be a non-negative number");
     a.expect(std::isfinite(wds[k]), "weightDecay" + at + " must be finite");
-    ts.push_back({ps[k]->view(), gs[k]->view(), ms[k]->view(), vs[k]->view(), (float)lrs[k], (float)wds[k]});
+    TensorView sv;
+    if (shadows[k]) {
+      a.same_device({ps[k], shadows[k]});
+      expect_same_shape(a, shadows[k], "shadows" + at, ps[k], "params" + at);
+      sv = shadows[k]->view();
+      written.push_back(sv.data);
+    }
+    ts.push_back({ps[k]->view(), gs[k]->view(), ms[k]->view(), vs[k]->view(), sv, (float)lrs[k], (float)wds[k]});
     for (const JsTensor* t : {ps[k], ms[k], vs[k]}) written.push_back(t->view().data);
   }
   std::sort(written.begin(), written.end());
   a.expect(std::adjacent_find(written.begin(), written.end()) == written.end(),
-           "a tensor appears twice among params, m and v (each is updated in place once)");
+           "a tensor appears twice among params, m and v (or shadows): each is updated in place once");
   ps[0]->ops().adamw_step(ts.data(), (int64_t)n, (float)b1, (float)b2, (float)eps, step);
   return a.env().Undefined();
 }
@@ -499,9 +590,12 @@ const Entry entries[] = {
     {"linear", linear},
     {"linearBackward", linear_backward},
     {"layerNorm", layer_norm},
+    {"addLayerNorm", add_layer_norm},
     {"layerNormBackward", layer_norm_backward},
     {"gelu", gelu},
     {"geluBackward", gelu_backward},
+    {"biasGelu", bias_gelu},
+    {"biasGeluBackward", bias_gelu_backward},
     {"attention", attention},
     {"attentionBackward", attention_backward},
     {"maskedMse", masked_mse},

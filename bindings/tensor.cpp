@@ -110,16 +110,28 @@ Napi::Value to_typed_array(Napi::Env env, const std::vector<uint8_t>& bytes, DTy
   return a;
 }
 
+// readAsync: the copy is queued when readAsync is called (read_begin), so ops called after it cannot change what is
+// read; the worker thread only waits for it (read_end) and the promise resolves on the main thread.
 class ReadWorker : public Napi::AsyncWorker {
  public:
   ReadWorker(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, size_t n)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), storage_(std::move(storage)),
-        dtype_(dtype), n_(n) {}
+        dtype_(dtype), n_(n), bytes_(n * dtype_size(dtype)),
+        pending_(storage_->ops->read_begin(storage_->data, bytes_.size())) {}
+  ~ReadWorker() override {
+    if (pending_) {  // never executed: release the read
+      try {
+        storage_->ops->read_end(pending_, bytes_.data());
+      } catch (const std::exception&) {
+      }
+    }
+  }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
+    void* h = pending_;
+    pending_ = nullptr;
     try {
-      bytes_.resize(n_ * dtype_size(dtype_));
-      storage_->ops->copy_to_host(bytes_.data(), storage_->data, bytes_.size());
+      storage_->ops->read_end(h, bytes_.data());
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -133,6 +145,7 @@ class ReadWorker : public Napi::AsyncWorker {
   DType dtype_;
   size_t n_;
   std::vector<uint8_t> bytes_;
+  void* pending_;  // the queued read (Ops::read_begin), until Execute takes it
 };
 
 Napi::Value read(const Napi::CallbackInfo& info) {

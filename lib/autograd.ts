@@ -16,6 +16,12 @@ export interface GradNode {
   saved: Tensor[];
   /** Gradients for `inputs`, in order (null where an input needs none). */
   backward: (dy: Tensor) => (Tensor | null)[];
+  /**
+   * Optional: the same gradients, where the first one also includes `pending`, the gradient inputs[0] has already
+   * received from elsewhere (an op that can add it in its own pass, as the LayerNorm backward adds the residual
+   * stream's gradient). Used instead of backward when inputs[0] has a pending gradient; that gradient is replaced.
+   */
+  backwardAdd?: (dy: Tensor, pending: Tensor) => (Tensor | null)[];
 }
 
 let gradEnabled = true;
@@ -122,8 +128,16 @@ export function backward(root: Tensor, grad?: Tensor): void {
       continue;
     }
     const node = t.node;
-    const gin = node.backward(g);
+    const first = node.inputs[0];
+    const pending = node.backwardAdd && first?.requiresGrad ? grads.get(first) : undefined;
+    const gin = pending ? node.backwardAdd!(g, pending) : node.backward(g);
     g.dispose();
+    if (pending && gin[0]) {
+      // gin[0] holds the pending gradient too: it replaces it
+      grads.delete(first!);
+      pending.dispose();
+      owned.add(gin[0]);
+    }
     node.inputs.forEach((inp, j) => {
       let gi = gin[j];
       if (!gi) return;
@@ -148,6 +162,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
     node.backward = () => {
       throw new Error(`backward: the graph through ${node.op} has already been used; run the forward pass again`);
     };
+    node.backwardAdd = undefined;
   }
   for (const g of grads.values()) g.dispose();
 }

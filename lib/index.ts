@@ -4,7 +4,7 @@
  * schedules, data loading, safetensors, checkpoints, weights of other frameworks (loadWeights), the training loop,
  * reconstruction figures, and inference off the JavaScript thread.
  */
-export { Tensor, tidy, keep, liveTensors, type DType } from './tensor.js';
+export { Tensor, tidy, keep, liveTensors, hostReadCount, type DType } from './tensor.js';
 export { noGrad } from './autograd.js';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
 export * as ops from './ops/index.js';

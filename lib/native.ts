@@ -76,6 +76,8 @@ export interface NativeAddon {
   timerStart(device: string): void;
   /** milliseconds of GPU time since timerStart on that device; waits for the queued work */
   timerStop(device: string): number;
+  /** how many times the host has waited for a CUDA device so far (synchronisations, copies to the host) */
+  syncCount(device: string): number;
   setNumThreads(n: number): void;
   info(): NativeInfo;
   /** Puts x's storage (shared, not copied) in a process-wide table for any thread's environment to take; the id. */
@@ -87,12 +89,20 @@ export interface NativeAddon {
   /** Entries in the table of shared tensors (for leak checks). */
   sharedTensorCount(): number;
 
-  linear(x: T, weight: T, bias: T | null): T;
-  linearBackward(x: T, weight: T, dy: T, needDx: boolean, hasBias: boolean): [T | null, T, T | null];
+  /** weightBf16: a bfloat16 copy of weight (CUDA) that the product reads instead of converting weight */
+  linear(x: T, weight: T, bias: T | null, weightBf16?: T | null): T;
+  linearBackward(x: T, weight: T, dy: T, needDx: boolean, hasBias: boolean, weightBf16?: T | null): [T | null, T, T | null];
   layerNorm(x: T, weight: T, bias: T, eps: number): [T, T, T];
-  layerNormBackward(dy: T, x: T, weight: T, mean: T, rstd: T): [T, T, T];
+  /** [s = x + r, layerNorm(s), mean, rstd] in one pass */
+  addLayerNorm(x: T, r: T, weight: T, bias: T, eps: number): [T, T, T, T];
+  /** dres: a gradient of x from another path, added to dx in the same pass */
+  layerNormBackward(dy: T, x: T, weight: T, mean: T, rstd: T, dres?: T | null): [T, T, T];
   gelu(x: T): T;
   geluBackward(x: T, dy: T): T;
+  /** gelu(x + bias), bias [N] over the last dimension */
+  biasGelu(x: T, bias: T): T;
+  /** [dx, dbias | null] of biasGelu in one pass */
+  biasGeluBackward(x: T, bias: T, dy: T, needDb: boolean): [T, T | null];
   attention(qkv: T, numHeads: number): [T, T];
   attentionBackward(qkv: T, out: T, dout: T, lse: T, numHeads: number): T;
   maskedMse(pred: T, target: T, mask: T, normPix: boolean): T;
@@ -115,8 +125,11 @@ export interface NativeAddon {
   fill(y: T, value: number): void;
   patchify(imgs: T, patchSize: number, hwc: boolean): T;
   unpatchify(x: T, patchSize: number, hwc: boolean, imageShape: number[]): T;
-  /** one AdamW step over all the listed parameters (entry k of every list belongs to params[k]) */
-  adamwStep(params: T[], grads: T[], m: T[], v: T[], lr: number[], weightDecay: number[], beta1: number, beta2: number, eps: number, step: number): void;
+  /**
+   * one AdamW step over all the listed parameters (entry k of every list belongs to params[k]); shadows[k], when
+   * given, is a bfloat16 tensor that receives the new params[k] rounded to bfloat16
+   */
+  adamwStep(params: T[], grads: T[], m: T[], v: T[], lr: number[], weightDecay: number[], beta1: number, beta2: number, eps: number, step: number, shadows?: (T | null)[]): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json is ours. */

@@ -14,6 +14,9 @@ export type TensorDType = DType | 'bfloat16';
 /** The scopes opened by `tidy`, innermost last. A tensor belongs to at most one. */
 const scopes: Set<Tensor>[] = [];
 
+/** Reads of tensor data to the host so far (see hostReadCount). */
+let hostReads = 0;
+
 export class Tensor {
   private h: NativeTensor | null;
   readonly shape: readonly number[];
@@ -23,6 +26,11 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The autograd node that produced this tensor (null for leaves and outside recording). */
   node: GradNode | null = null;
+  /**
+   * @internal Counts the times the values were replaced from outside the kernels that update them (write, moveTo),
+   * so that copies derived from them (bf16 weight shadows, lib/nn/shadow.ts) can tell they are stale.
+   */
+  version = 0;
   private scope: Set<Tensor> | null = null;
 
   /** Wraps a native handle; the tensor joins the innermost `tidy` scope. */
@@ -132,6 +140,7 @@ export class Tensor {
     }
     h.dispose();
     this.h = moved;
+    this.version++;
     if (this.grad) this.grad.moveTo(device);
   }
 
@@ -148,18 +157,21 @@ export class Tensor {
 
   /** A copy of the elements as a Float32Array (int32 tensors are converted), read asynchronously. */
   async data(): Promise<Float32Array> {
+    hostReads++;
     const d = await this.handle.readAsync();
     return d instanceof Float32Array ? d : Float32Array.from(d);
   }
 
   /** A copy of the elements, read now. */
   dataSync(): Float32Array {
+    hostReads++;
     const d = this.handle.read();
     return d instanceof Float32Array ? d : Float32Array.from(d);
   }
 
   /** int32 tensors: a copy of the elements as an Int32Array. */
   intDataSync(): Int32Array {
+    hostReads++;
     const d = this.handle.read();
     if (!(d instanceof Int32Array)) throw new Error(`Tensor.intDataSync: tensor ${shapeStr(this.shape)} is ${this.dtype}`);
     return d;
@@ -174,6 +186,7 @@ export class Tensor {
   /** Overwrites the elements with `data` (same length and dtype). */
   write(data: Float32Array | Int32Array): void {
     this.handle.write(data);
+    this.version++;
   }
 
   /** Frees the storage now (shared views keep it alive) and the gradient this tensor owns. */
@@ -271,6 +284,14 @@ function collect(v: unknown, out: Set<Tensor>): void {
   else if (Array.isArray(v)) for (const x of v) collect(x, out);
   else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype)
     for (const x of Object.values(v)) collect(x, out);
+}
+
+/**
+ * How many times tensor data has been read to the host in this process (dataSync, intDataSync, item, data). On a GPU
+ * each read waits for the device, so a training step reads one value, its loss, after the optimizer step.
+ */
+export function hostReadCount(): number {
+  return hostReads;
 }
 
 /** Number of native tensor handles alive in this process (for leak tests). */

@@ -188,6 +188,19 @@ describe('dispose', () => {
     expect(Array.from(await p)).toEqual([4, 5, 6]);
   });
 
+  it('await data() gives the values at the call: in-place ops queued after it do not reach the read', async () => {
+    const t = tensor([4, 5, 6], [3]);
+    const x = tensor([1, 1, 1], [3]);
+    const p = t.data();
+    native.fill(t.handle, 9); // in place, right after the read was asked for
+    native.axpby(2, x.handle, 1, t.handle);
+    const again = t.data();
+    expect(Array.from(await p)).toEqual([4, 5, 6]);
+    expect(Array.from(await again)).toEqual([11, 11, 11]);
+    t.dispose();
+    x.dispose();
+  });
+
   it('memory goes back to the allocator on dispose', () => {
     const before = native.memoryStats().allocatedBytes;
     const t = Tensor.zeros([1024, 1024]);

@@ -145,12 +145,14 @@ function runSteps(s: Setup, device: string, precision: Precision, steps: number,
       const loss = tidy(() => {
         const out = model.forward(x, { maskRatio: s.maskRatio, noise: s.noises[i]!, precision });
         out.loss.backward();
-        return out.loss.item();
+        return out.loss;
       });
-      losses.push(loss);
       if (i === 0) for (const [name, p] of model.namedParameters()) if (p.grad) grads.set(name, p.grad.dataSync());
       opt.step();
       opt.zeroGrad();
+      // read after the optimizer step, as pretrain does: the step itself never waits for the device
+      losses.push(loss.item());
+      loss.dispose();
       if (i >= 1) timed += B;
     }
     native.synchronize(device);

@@ -13,7 +13,7 @@
 import { noGrad } from '../autograd.js';
 import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
-import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
+import { Block, LayerNorm, Linear, PatchEmbed, forwardBlocks } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
@@ -192,8 +192,7 @@ export class MaskedAutoencoder extends Module {
     if (idsKeep) x = ops.gatherRows(x, idsKeep);
     const cls = ops.add(this.cls_token, ops.sliceTokens(pos, 0, 1));
     x = ops.catTokens(cls, x);
-    for (const blk of this.blocks.items) x = blk.forward(x);
-    return this.norm.forward(x);
+    return forwardBlocks(this.blocks.items, x, this.norm);
   }
 
   /** latent [B, 1 + K, D], idsRestore int32 [B, L] -> pred [B, L, p*p*C]. */
@@ -210,8 +209,7 @@ export class MaskedAutoencoder extends Module {
     tokens = ops.gatherRows(tokens, idsRestore);
     x = ops.catTokens(ops.sliceTokens(x, 0, 1), tokens);
     x = ops.add(x, this.decoder_pos_embed);
-    for (const blk of this.decoder_blocks.items) x = blk.forward(x);
-    x = this.decoder_pred.forward(this.decoder_norm.forward(x));
+    x = this.decoder_pred.forward(forwardBlocks(this.decoder_blocks.items, x, this.decoder_norm));
     return ops.sliceTokens(x, 1, L);
   }
 

@@ -3,6 +3,8 @@
  * Attention (qkv, proj), Mlp (fc1, GELU, fc2), Block (pre-norm: x + attn(norm1(x)), then x + mlp(norm2(x))),
  * PatchEmbed (a conv with kernel = stride = p, computed as a Linear on each patch; proj.weight [D, C, p, p]).
  * Linear layers start as the MAE initialisation: xavier_uniform weight, zero bias.
+ * With fused ops (lib/ops/fused.ts) the same values come from fewer passes: Mlp uses biasGelu, forwardBlocks fuses
+ * every residual add into the LayerNorm after it, and bf16 products read bf16 weight shadows (shadow.ts).
  */
 import * as ops from '../ops/index.js';
 import { expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
@@ -10,6 +12,7 @@ import { Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
 import { uniform, xavierUniform } from './init.js';
 import { Module } from './module.js';
+import { shadowFor } from './shadow.js';
 
 export class Linear extends Module {
   readonly weight: Tensor;
@@ -29,7 +32,11 @@ export class Linear extends Module {
     this.bias = opts.bias === false ? null : this.param('bias', Tensor.zeros([outFeatures]));
   }
   forward(x: Tensor): Tensor {
-    return ops.linear(x, this.weight, this.bias);
+    return ops.linear(x, this.weight, this.bias, shadowFor(this.weight, x));
+  }
+  /** x W^T without the bias (for an op that adds the bias itself, as biasGelu). */
+  product(x: Tensor): Tensor {
+    return ops.linear(x, this.weight, null, shadowFor(this.weight, x));
   }
 }
 
@@ -84,6 +91,7 @@ export class Mlp extends Module {
     this.fc2 = this.module('fc2', new Linear(hidden, dim, gen));
   }
   forward(x: Tensor): Tensor {
+    if (ops.fusedOps() && this.fc1.bias) return this.fc2.forward(ops.biasGelu(this.fc1.product(x), this.fc1.bias));
     return this.fc2.forward(ops.gelu(this.fc1.forward(x)));
   }
 }
@@ -105,6 +113,30 @@ export class Block extends Module {
     const h = ops.add(x, this.attn.forward(this.norm1.forward(x)));
     return ops.add(h, this.mlp.forward(this.norm2.forward(h)));
   }
+}
+
+/**
+ * norm(blocks(x)): the blocks in order, then the final LayerNorm. With fused ops every residual add goes into the
+ * LayerNorm that follows it (the block's norm2, the next block's norm1, or `norm`) as one addLayerNorm pass; the
+ * values are those of the plain loop.
+ */
+export function forwardBlocks(blocks: readonly Block[], x: Tensor, norm: LayerNorm): Tensor {
+  if (!ops.fusedOps() || blocks.length === 0) {
+    for (const blk of blocks) x = blk.forward(x);
+    return norm.forward(x);
+  }
+  // the residual stream is h + r, with r (the last MLP output) not yet added
+  let h = x;
+  let r: Tensor | null = null;
+  const addNorm = (a: Tensor, b: Tensor, ln: LayerNorm) => ops.addLayerNorm(a, b, ln.weight, ln.bias, ln.eps);
+  for (const blk of blocks) {
+    let y: Tensor;
+    if (r) ({ s: h, y } = addNorm(h, r, blk.norm1));
+    else y = blk.norm1.forward(h);
+    ({ s: h, y } = addNorm(h, blk.attn.forward(y), blk.norm2));
+    r = blk.mlp.forward(y);
+  }
+  return addNorm(h, r!, norm).y;
 }
 
 /** Conv2d(C, D, kernel p, stride p) as patchify (channel, row, col order) followed by a Linear. */
@@ -134,8 +166,10 @@ export class PatchEmbed extends Module {
         `PatchEmbed: expected images [B, ${this.inChans}, H, W] with H and W multiples of ${this.patchSize}, got [${imgs.shape.join(', ')}]`,
       );
     const patches = ops.patchify(imgs, this.patchSize, 'chw');
-    const w = ops.reshape(this.proj.weight, [this.embedDim, this.inChans * this.patchSize ** 2]);
-    return ops.linear(patches, w, this.proj.bias);
+    const shape = [this.embedDim, this.inChans * this.patchSize ** 2];
+    const w = ops.reshape(this.proj.weight, shape);
+    const shadow = shadowFor(this.proj.weight, patches);
+    return ops.linear(patches, w, this.proj.bias, shadow && new Tensor(shadow.handle.reshape(shape)));
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { Tensor, shapeStr } from '../tensor.js';
 import { expectArrayOf } from '../check.js';
+import { disposeShadow } from './shadow.js';
 
 export abstract class Module {
   private readonly params = new Map<string, Tensor>();
@@ -81,7 +82,10 @@ export abstract class Module {
    * are not moved). Throws why when CUDA is unavailable. A no-op for parameters already there.
    */
   to(device: string): this {
-    for (const [, p] of this.namedParameters()) p.moveTo(device);
+    for (const [, p] of this.namedParameters()) {
+      disposeShadow(p);
+      p.moveTo(device);
+    }
     return this;
   }
 
@@ -109,9 +113,12 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Frees every parameter (and gradient). */
+  /** Frees every parameter (and gradient, and bf16 shadow). */
   dispose(): void {
-    for (const [, p] of this.namedParameters()) p.dispose();
+    for (const [, p] of this.namedParameters()) {
+      disposeShadow(p);
+      p.dispose();
+    }
   }
 
   numParameters(trainableOnly = true): number {

@@ -60,9 +60,12 @@ export function mean(x: Tensor): Tensor {
   return record('mean', [x], new Tensor(native.sum(x.handle, 1 / n)), (dy) => [spread(dy, x.shape, 1 / n)]);
 }
 
-/** a tensor of `shape` filled with dy[0] * s, on dy's device */
+/** a tensor of `shape` filled with dy[0] * s, on dy's device (computed there: no read of dy to the host) */
 function spread(dy: Tensor, shape: readonly number[], s: number): Tensor {
-  return Tensor.full(shape, dy.item() * s, 'float32', dy.device);
+  const ones = Tensor.full(shape, s, 'float32', dy.device);
+  const y = new Tensor(native.mul(ones.handle, dy.handle));
+  ones.dispose();
+  return y;
 }
 
 export function meanTokens(x: Tensor): Tensor {

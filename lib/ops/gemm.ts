@@ -1,12 +1,17 @@
-/** linear: y = x W^T + b, x [..., K], weight [N, K] (PyTorch layout), bias [N] -> y [..., N]. */
+/**
+ * linear: y = x W^T + b, x [..., K], weight [N, K] (PyTorch layout), bias [N] -> y [..., N].
+ * weightBf16: a bfloat16 copy of the weight on CUDA (lib/nn/shadow.ts) that the products read instead of converting
+ * the fp32 weight each time; the gradient still goes to weight, in its dtype.
+ */
 import { record } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
-export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
-  const y = new Tensor(native.linear(x.handle, weight.handle, bias ? bias.handle : null));
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, weightBf16: Tensor | null = null): Tensor {
+  const wb = weightBf16 ? weightBf16.handle : null;
+  const y = new Tensor(native.linear(x.handle, weight.handle, bias ? bias.handle : null, wb));
   return record('linear', [x, weight, bias], y, (dy) => {
-    const [dx, dw, db] = native.linearBackward(x.handle, weight.handle, dy.handle, x.requiresGrad, bias !== null);
+    const [dx, dw, db] = native.linearBackward(x.handle, weight.handle, dy.handle, x.requiresGrad, bias !== null, wb);
     return [dx && new Tensor(dx), new Tensor(dw), db && new Tensor(db)];
   });
 }

@@ -1,6 +1,7 @@
 export { linear } from './gemm.js';
-export { layerNorm } from './layernorm.js';
-export { gelu } from './gelu.js';
+export { layerNorm, addLayerNorm } from './layernorm.js';
+export { gelu, biasGelu } from './gelu.js';
+export { fusedOps } from './fused.js';
 export { attention } from './attention.js';
 export { maskedMse, crossEntropy } from './loss.js';
 export { batchNorm } from './batchnorm.js';

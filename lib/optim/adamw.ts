@@ -1,11 +1,13 @@
 /**
- * AdamW (PyTorch torch.optim.AdamW semantics), fused and in place in the native kernel, fp32 state.
+ * AdamW (PyTorch torch.optim.AdamW semantics), fused and in place in the native kernel, fp32 state. A parameter
+ * with a bf16 shadow (lib/nn/shadow.ts: bf16 products on CUDA) gets it rewritten by the same kernel.
  * Parameter groups carry their weight decay and an lr scale (layer-wise decay); `lr` is set by the schedule
  * before each step. The state (first and second moments, step count) round-trips through stateDict for
  * checkpoints.
  */
 import type { ParamGroup } from '../mae/model.js';
 import { native, type NativeTensor } from '../native.js';
+import { shadowToUpdate, shadowUpdated } from '../nn/shadow.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { toParamGroups } from './groups.js';
 
@@ -47,6 +49,8 @@ export class AdamW {
     const [b1, b2] = this.betas;
     const params: NativeTensor[] = [], grads: NativeTensor[] = [], m: NativeTensor[] = [], v: NativeTensor[] = [];
     const lrs: number[] = [], wds: number[] = [];
+    const shadows: (NativeTensor | null)[] = [];
+    const shadowed: Tensor[] = [];
     for (const g of this.groups) {
       const lr = this.lr * (g.lrScale ?? 1);
       for (const p of g.params) {
@@ -58,9 +62,14 @@ export class AdamW {
         v.push(s.v.handle);
         lrs.push(lr);
         wds.push(g.weightDecay);
+        const sh = shadowToUpdate(p);
+        shadows.push(sh ? sh.handle : null);
+        if (sh) shadowed.push(p);
       }
     }
-    if (params.length > 0) native.adamwStep(params, grads, m, v, lrs, wds, b1, b2, this.eps, this.stepCount);
+    if (params.length === 0) return;
+    native.adamwStep(params, grads, m, v, lrs, wds, b1, b2, this.eps, this.stepCount, shadowed.length ? shadows : undefined);
+    for (const p of shadowed) shadowUpdated(p);
   }
 
   /** Drops every gradient of the optimised parameters. */

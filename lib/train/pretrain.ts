@@ -20,6 +20,8 @@ import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '..
 import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { Generator } from '../random.js';
+import { noGrad } from '../autograd.js';
+import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
@@ -209,30 +211,30 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
       optimizer.zeroGrad();
       let epochLoss = 0;
       let epochSteps = 0;
-      let microLoss = 0;
+      const microLosses: Tensor[] = [];
       const startAt = epoch === pos.epoch ? pos.iter : 0;
       for await (const batch of loader.epoch(epoch, { startAt })) {
         const it = batch.step;
         if (it % o.accumIter === 0) optimizer.lr = cosineLr(it / stepsPerEpoch + epoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
-        const loss = tidy(() => {
-          const imgs = Tensor.fromArray(batch.images, batch.shape, { device: o.device });
-          const out = model.forward(imgs, { maskRatio: o.maskRatio, generator: maskGen, precision: o.precision });
-          const value = out.loss.item();
-          if (Number.isFinite(value)) out.loss.backward(scaleGrad);
-          return value;
-        });
-        if (!Number.isFinite(loss)) {
-          const at = `epoch ${epoch}, iteration ${it}, step ${pos.step}`;
-          throw new Error(`the loss became ${loss} at ${at}; training stopped. The last good checkpoint is ${ckPath} (lower the lr or check the data)`);
-        }
-        microLoss += loss;
+        // the loss stays on the device until the optimizer step is queued: nothing in the step waits for the device
+        microLosses.push(
+          tidy(() => {
+            const imgs = Tensor.fromArray(batch.images, batch.shape, { device: o.device });
+            const out = model.forward(imgs, { maskRatio: o.maskRatio, generator: maskGen, precision: o.precision });
+            out.loss.backward(scaleGrad);
+            return out.loss;
+          }),
+        );
         windowImages += batch.size;
         if ((it + 1) % o.accumIter !== 0) continue;
 
         optimizer.step();
         optimizer.zeroGrad();
-        const stepLoss = microLoss / o.accumIter;
-        microLoss = 0;
+        const stepLoss = meanLoss(microLosses);
+        if (!Number.isFinite(stepLoss)) {
+          const at = `epoch ${epoch}, iteration ${it}, step ${pos.step + 1}`;
+          throw new Error(`the loss became ${stepLoss} at ${at}; training stopped. The last good checkpoint is ${ckPath} (lower the lr or check the data)`);
+        }
         losses.push(stepLoss);
         epochLoss += stepLoss;
         epochSteps++;
@@ -258,6 +260,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
         }
         await yieldNow();
       }
+      for (const l of microLosses) l.dispose();
       // an epoch is done when its last full optimizer step is taken (left-over micro-batches are dropped)
       if (pos.epoch === epoch && pos.iter >= stepsPerEpochOpt * o.accumIter) {
         pos = { ...pos, epoch: epoch + 1, iter: 0 };
@@ -308,6 +311,16 @@ export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
   });
   const cut = kept.map((l) => l + '\n').join('');
   if (cut !== text) await writeFileAtomic(path, cut);
+}
+
+/** The mean of the micro-batches' losses [1], summed on their device and read to the host at once; frees them. */
+function meanLoss(losses: Tensor[]): number {
+  try {
+    return noGrad(() => tidy(() => losses.reduce((a, b) => ops.add(a, b)).item())) / losses.length;
+  } finally {
+    for (const l of losses) l.dispose();
+    losses.length = 0;
+  }
 }
 
 function withDefaults(opts: PretrainOptions) {

@@ -11,17 +11,26 @@
 
 namespace mae {
 
-// One parameter of a multi-tensor AdamW step (Ops::adamw_step).
+// One parameter of a multi-tensor AdamW step (Ops::adamw_step). shadow: a bfloat16 copy of the parameter that the
+// step rewrites with the new values rounded to bfloat16 (for bf16 products without a conversion each time), or a
+// view with data == nullptr for none.
 struct AdamWTensor {
-  TensorView param, grad, m, v;
+  TensorView param, grad, m, v, shadow;
   float lr, weight_decay;
 };
 
 struct Ops {
   const char* name;
   Allocator allocator;
+  // copy_to_host returns when dst holds the bytes (it waits for the device's queued work); copy_from_host may
+  // return before the device has them (the source may be reused at once; later work on the device sees the data).
   void (*copy_to_host)(void* dst, const void* src, size_t bytes);
   void (*copy_from_host)(void* dst, const void* src, size_t bytes);
+  // An asynchronous read in two halves: read_begin queues a copy of src now (after the work queued so far, before
+  // any queued later) and returns a handle; read_end(handle, dst), callable from any thread, waits for that copy,
+  // puts the bytes in dst and releases the handle.
+  void* (*read_begin)(const void* src, size_t bytes);
+  void (*read_end)(void* handle, void* dst);
 
   // gemm: y = x W^T + b. x [rows, K], w [N, K] (PyTorch layout), b [N] or null, y [rows, N].
   void (*linear_forward)(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y);
@@ -32,13 +41,23 @@ struct Ops {
   // layernorm over the last dim D: x [rows, D], w, b [D] -> y [rows, D], mean, rstd [rows].
   void (*layernorm_forward)(const TensorView& x, const TensorView& w, const TensorView& b, float eps,
                             TensorView& y, TensorView& mean, TensorView& rstd);
+  // dres [rows, D] or null: a gradient that reaches x by another path (the residual stream), added to dx in the same
+  // pass: dx = LayerNorm'(dy) + dres.
   void (*layernorm_backward)(const TensorView& dy, const TensorView& x, const TensorView& w,
-                             const TensorView& mean, const TensorView& rstd, TensorView& dx, TensorView& dw,
-                             TensorView& db);
+                             const TensorView& mean, const TensorView& rstd, const TensorView* dres, TensorView& dx,
+                             TensorView& dw, TensorView& db);
+  // residual add + layernorm in one pass: s = x + r, y = layernorm(s) (as layernorm_forward). x, r, s [rows, D].
+  void (*add_layernorm_forward)(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                                float eps, TensorView& s, TensorView& y, TensorView& mean, TensorView& rstd);
 
   // gelu, exact erf form: y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), any shape.
   void (*gelu_forward)(const TensorView& x, TensorView& y);
   void (*gelu_backward)(const TensorView& x, const TensorView& dy, TensorView& dx);
+  // bias + gelu: y = gelu(x + b), x [rows, N] (a product without its bias), b [N]. Backward: dx = dy gelu'(x + b)
+  // and, when db is not null, db [N] = the column sums of dx (the bias gradient) from the same pass.
+  void (*bias_gelu_forward)(const TensorView& x, const TensorView& b, TensorView& y);
+  void (*bias_gelu_backward)(const TensorView& x, const TensorView& b, const TensorView& dy, TensorView& dx,
+                             TensorView* db);
 
   // attention: qkv [B, N, 3D] (q, k, v blocks of D, heads of D/H contiguous inside each) -> out [B, N, D] with heads
   // merged, lse [B, H, N] the per-row log-sum-exp of the scaled scores (all that backward keeps).

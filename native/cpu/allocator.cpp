@@ -1,6 +1,6 @@
 // CPU caching allocator: 64-byte aligned blocks, sizes rounded up to a size class (multiples of 256 bytes up to
 // 1 MiB, then of 1/8 of the next power of two), freed blocks kept per size class and handed out again. A mutex
-// makes it safe from worker threads.
+// makes it safe from worker threads. Also the CPU's host copies (plain memcpy) and its read_begin/read_end.
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -89,6 +89,26 @@ const Allocator allocator = {cpu_alloc, cpu_free, cpu_empty_cache, cpu_stats};
 // (an empty host buffer may be a null pointer, which memcpy may not be given even for 0 bytes)
 void copy_bytes(void* dst, const void* src, size_t bytes) {
   if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+// CPU work is finished when an op returns, so the asynchronous read copies at once into a buffer of its own
+namespace {
+struct HostRead {
+  size_t bytes;
+  std::vector<unsigned char> data;
+};
+}  // namespace
+
+void* read_begin(const void* src, size_t bytes) {
+  auto* r = new HostRead{bytes, std::vector<unsigned char>(bytes)};
+  if (bytes) std::memcpy(r->data.data(), src, bytes);
+  return r;
+}
+
+void read_end(void* handle, void* dst) {
+  auto* r = static_cast<HostRead*>(handle);
+  if (r->bytes) std::memcpy(dst, r->data.data(), r->bytes);
+  delete r;
 }
 
 }  // namespace mae::cpu

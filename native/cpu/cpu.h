@@ -13,6 +13,8 @@ constexpr int64_t kParallelGrain = 32768;
 // allocator.cpp
 extern const Allocator allocator;
 void copy_bytes(void* dst, const void* src, size_t bytes);
+void* read_begin(const void* src, size_t bytes);
+void read_end(void* handle, void* dst);
 
 // gemm.cpp
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y);
@@ -23,11 +25,17 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
 void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, float eps, TensorView& y,
                        TensorView& mean, TensorView& rstd);
 void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorView& w, const TensorView& mean,
-                        const TensorView& rstd, TensorView& dx, TensorView& dw, TensorView& db);
+                        const TensorView& rstd, const TensorView* dres, TensorView& dx, TensorView& dw,
+                        TensorView& db);
+void add_layernorm_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                           float eps, TensorView& s, TensorView& y, TensorView& mean, TensorView& rstd);
 
 // gelu.cpp
 void gelu_forward(const TensorView& x, TensorView& y);
 void gelu_backward(const TensorView& x, const TensorView& dy, TensorView& dx);
+void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y);
+void bias_gelu_backward(const TensorView& x, const TensorView& b, const TensorView& dy, TensorView& dx,
+                        TensorView* db);
 
 // attention.cpp
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse);

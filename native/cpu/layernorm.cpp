@@ -1,7 +1,8 @@
 // LayerNorm over the last dimension, biased variance, as PyTorch:
 //   forward:  x [R, D], w, b [D] -> y = (x - mean) * rstd * w + b [R, D]; mean, rstd [R] kept for backward
 //   backward: xhat = (x - mean) * rstd, g = dy * w,
-//             dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), dw = sum_r dy * xhat, db = sum_r dy
+//             dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) [+ dres], dw = sum_r dy * xhat, db = sum_r dy
+//   add_layernorm_forward: s = x + r, then the forward on s (the residual add of a transformer block fused in)
 // Rows are split across threads; dw and db are reduced from one partial row per thread.
 #include <omp.h>
 
@@ -12,34 +13,56 @@
 
 namespace mae::cpu {
 
+namespace {
+
+// the forward of one row xr [D] into yr, its mean and rstd
+inline void normalize_row(const float* xr, const float* W, const float* B, int64_t D, float eps, float* yr,
+                          float* mean, float* rstd) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < D; i++) s += xr[i];
+  const float m = s / D;
+  float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+  for (int64_t i = 0; i < D; i++) v += (xr[i] - m) * (xr[i] - m);
+  const float rs = 1.0f / std::sqrt(v / D + eps);
+#pragma omp simd
+  for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - m) * rs * W[i] + B[i];
+  *mean = m;
+  *rstd = rs;
+}
+
+}  // namespace
+
 void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, float eps, TensorView& y,
                        TensorView& mean, TensorView& rstd) {
   const int64_t R = x.rows(), D = x.last();
   const float *X = x.f32(), *W = w.f32(), *B = b.f32();
   float *Y = y.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
 #pragma omp parallel for schedule(static) if (R * D >= kParallelGrain)
+  for (int64_t r = 0; r < R; r++) normalize_row(X + r * D, W, B, D, eps, Y + r * D, MEAN + r, RSTD + r);
+}
+
+void add_layernorm_forward(const TensorView& x, const TensorView& res, const TensorView& w, const TensorView& b,
+                           float eps, TensorView& s, TensorView& y, TensorView& mean, TensorView& rstd) {
+  const int64_t R = x.rows(), D = x.last();
+  const float *X = x.f32(), *RES = res.f32(), *W = w.f32(), *B = b.f32();
+  float *S = s.f32(), *Y = y.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
+#pragma omp parallel for schedule(static) if (R * D >= kParallelGrain)
   for (int64_t r = 0; r < R; r++) {
-    const float* xr = X + r * D;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < D; i++) s += xr[i];
-    const float m = s / D;
-    float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-    for (int64_t i = 0; i < D; i++) v += (xr[i] - m) * (xr[i] - m);
-    const float rs = 1.0f / std::sqrt(v / D + eps);
-    float* yr = Y + r * D;
+    float* sr = S + r * D;
 #pragma omp simd
-    for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - m) * rs * W[i] + B[i];
-    MEAN[r] = m;
-    RSTD[r] = rs;
+    for (int64_t i = 0; i < D; i++) sr[i] = X[r * D + i] + RES[r * D + i];
+    normalize_row(sr, W, B, D, eps, Y + r * D, MEAN + r, RSTD + r);
   }
 }
 
 void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorView& w, const TensorView& mean,
-                        const TensorView& rstd, TensorView& dx, TensorView& dw, TensorView& db) {
+                        const TensorView& rstd, const TensorView* dres, TensorView& dx, TensorView& dw,
+                        TensorView& db) {
   const int64_t R = x.rows(), D = x.last();
   const float *DY = dy.f32(), *X = x.f32(), *W = w.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
+  const float* RES = dres ? dres->f32() : nullptr;
   float* DX = dx.f32();
   const int nt = omp_get_max_threads();
   std::vector<float> part(2 * nt * D, 0.0f);  // per thread: dw partial, then db partial
@@ -68,6 +91,10 @@ void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorV
       for (int64_t i = 0; i < D; i++) {
         const float xhat = (xr[i] - m) * rs;
         dxr[i] = rs * (dyr[i] * W[i] - sg - xhat * sgx);
+      }
+      if (RES) {
+#pragma omp simd
+        for (int64_t i = 0; i < D; i++) dxr[i] += RES[r * D + i];
       }
     }
   }

@@ -15,11 +15,13 @@
 //    products of each step on wmma 16x16x16 bf16 fragments with fp32 accumulation. The output accumulator stays in
 //    shared memory as fp32 (wmma does not expose which row a fragment element belongs to, and the online softmax
 //    must rescale rows), softmax statistics are fp32 in registers, P and dS are rounded to bf16 for the products.
-// MAE_ATTENTION_SIMT=1 forces the SIMT kernels (for comparisons on the GPU).
+// MAE_ATTENTION_SIMT=1 forces the SIMT kernels and MAE_ATTENTION_WARPS=2 the 2-warp tensor-core layout (which
+// otherwise runs only where 4 warps' shared memory does not fit), for comparisons on the GPU.
 #include <mma.h>
 
-#include <cstdlib>
-#include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "common.cuh"
 #include "ops_cuda.h"
@@ -748,10 +750,12 @@ Dims dims_of(const TensorView& qkv, int H) {
   return a;
 }
 
-bool force_simt() {  // read at every call, so that a comparison can switch it
-  const char* v = std::getenv("MAE_ATTENTION_SIMT");
-  return v && *v && std::strcmp(v, "0") != 0;
-}
+bool force_simt() { return env_on("MAE_ATTENTION_SIMT"); }
+
+// the largest dynamic shared memory each kernel has been allowed so far, per device: cudaFuncSetAttribute runs only
+// when a call needs more than that (once per kernel and size in a training run, not once per call)
+std::mutex g_smem_mu;
+std::map<std::pair<const void*, int>, size_t> g_smem_set;
 
 // launches `kernel` with `smem` bytes of dynamic shared memory, opting in above the 48 KiB default
 template <typename... KArgs, typename... Args>
@@ -760,8 +764,14 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Contex
   if (smem > c.smem_optin)
     throw Error(std::string(name) + " needs " + std::to_string(smem) + " bytes of shared memory; cuda:" +
                 std::to_string(c.device) + " allows " + std::to_string(c.smem_optin));
-  if (smem > 48 * 1024)
-    MAE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  if (smem > 48 * 1024) {
+    std::lock_guard<std::mutex> lock(g_smem_mu);
+    size_t& allowed = g_smem_set[{reinterpret_cast<const void*>(kernel), c.device}];
+    if (smem > allowed) {
+      MAE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+      allowed = smem;
+    }
+  }
   kernel<<<grid, block, smem, c.stream>>>(std::forward<Args>(args)...);
   MAE_KERNEL_CHECK(name, c.stream);
 }
@@ -772,10 +782,13 @@ void check_head_dim(const Dims& a) {
                 " (dim / num_heads) is larger than the CUDA kernels support (128)");
 }
 
-// 4 warps when the device has the shared memory for it, else 2, else 0 (no tensor-core path)
+// 4 warps when the device has the shared memory for it (and MAE_ATTENTION_WARPS is not 2), else 2, else 0 (no
+// tensor-core path)
 template <typename Layout>
 int wmma_warps(int hd, const Context& c) {
-  if (Layout(hd, 4).bytes <= c.smem_optin) return 4;
+  const char* w = std::getenv("MAE_ATTENTION_WARPS");
+  const bool two = w && std::strcmp(w, "2") == 0;
+  if (!two && Layout(hd, 4).bytes <= c.smem_optin) return 4;
   if (Layout(hd, 2).bytes <= c.smem_optin) return 2;
   return 0;
 }

@@ -6,8 +6,9 @@
 //   cublasComputeType_t CUBLAS_COMPUTE_32F = 68; cudaDataType_t CUDA_R_32F = 0, CUDA_R_16BF = 14 (library_types.h);
 //   cublasOperation_t CUBLAS_OP_N = 0, CUBLAS_OP_T = 1;
 //   cublasLtMatmulDescAttributes_t COMPUTE_TYPE = 0, SCALE_TYPE = 1, POINTER_MODE = 2, TRANSA = 3, TRANSB = 4,
-//     EPILOGUE = 7, BIAS_POINTER = 8;
-//   cublasLtEpilogue_t DEFAULT = 1, BIAS = 4 (never GELU = 32 / GELU_BIAS = 36: tanh approximation);
+//     EPILOGUE = 7, BIAS_POINTER = 8, BIAS_DATA_TYPE = 26 (int32_t, a cudaDataType_t);
+//   cublasLtEpilogue_t DEFAULT = 1, BIAS = 4, BGRADB = 512 (never GELU = 32 / GELU_BIAS = 36: tanh approximation);
+//   cublasStatus_t SUCCESS = 0, NOT_SUPPORTED = 15;
 //   cublasLtMatmulPreferenceAttributes_t SEARCH_MODE = 0, MAX_WORKSPACE_BYTES = 1 (uint64_t).
 // Opaque descriptors are only ever created by the library, so their sizes do not matter here; the two structs we
 // allocate ourselves, cublasLtMatmulAlgo_t (uint64_t data[8]) and cublasLtMatmulHeuristicResult_t, have kept their
@@ -23,6 +24,7 @@ namespace mae::cuda::lt {
 
 typedef int cublasStatus_t;  // CUBLAS_STATUS_SUCCESS = 0
 constexpr cublasStatus_t CUBLAS_STATUS_SUCCESS = 0;
+constexpr cublasStatus_t CUBLAS_STATUS_NOT_SUPPORTED = 15;
 
 typedef struct cublasLtContext* cublasLtHandle_t;
 typedef struct MaeLtMatmulDescOpaque* cublasLtMatmulDesc_t;
@@ -55,9 +57,11 @@ constexpr int CUBLASLT_MATMUL_DESC_TRANSA = 3;
 constexpr int CUBLASLT_MATMUL_DESC_TRANSB = 4;
 constexpr int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;
 constexpr int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+constexpr int CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26;
 
 constexpr uint32_t CUBLASLT_EPILOGUE_DEFAULT = 1;
 constexpr uint32_t CUBLASLT_EPILOGUE_BIAS = 4;
+constexpr uint32_t CUBLASLT_EPILOGUE_BGRADB = 512;
 
 constexpr int CUBLASLT_MATMUL_PREF_SEARCH_MODE = 0;
 constexpr int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;

@@ -7,11 +7,8 @@
 //   fixed order (deterministic). dloss is read on the device (no host round trip).
 // cross_entropy: logits [B, C]; target int32 labels [B] or float soft targets [B, C]; q = (1 - s) t + s / C;
 //   loss = mean_b sum_c q_c (logsumexp(z) - z_c); dz = (softmax(z) sum_c q_c - q) * dloss / B.
-//   One block per row. A label outside [0, C) is recorded on the device and reported as mae::Error (one small
-//   synchronous read-back, as the token ops do).
-#include <cstdlib>
-#include <cstring>
-
+//   One block per row. A label outside [0, C) is recorded in the device's fault record and reported as mae::Error
+//   by the next read of device data (as the token ops do; MAE_CUDA_CHECK_INDICES=1: by the call itself).
 #include "common.cuh"
 #include "ops_cuda.h"
 
@@ -132,16 +129,16 @@ __device__ __forceinline__ float row_lse(Src z, int64_t b, int64_t C, float* shf
   return m + (float)log(s);
 }
 
-__device__ __forceinline__ bool label_ok(const int32_t* labels, int64_t b, int64_t C, int* bad) {
+__device__ __forceinline__ bool label_ok(const int32_t* labels, int64_t b, int64_t C, Fault* fault) {
   if (!labels) return true;
   const int32_t y = labels[b];
   if (y >= 0 && y < C) return true;
-  if (threadIdx.x == 0) atomicMin(bad, (int)b);
+  if (threadIdx.x == 0) record_fault(fault, kFaultLabel, b, y, C);
   return false;
 }
 
 __global__ void ce_rows_kernel(Src z, const int32_t* labels, Src soft, float smoothing, int64_t C, double* rows,
-                               int* bad) {
+                               Fault* bad) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   const int64_t b = blockIdx.x;
@@ -166,7 +163,7 @@ __global__ void ce_final_kernel(const double* rows, int64_t B, Dst loss) {
 }
 
 __global__ void ce_backward_kernel(Src z, const int32_t* labels, Src soft, float smoothing, Src dloss, int64_t B,
-                                   int64_t C, Dst dz, int* bad) {
+                                   int64_t C, Dst dz, Fault* bad) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   const int64_t b = blockIdx.x;
@@ -182,27 +179,6 @@ __global__ void ce_backward_kernel(Src z, const int32_t* labels, Src soft, float
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
     dz.set(b * C + c, g * (expf(z[b * C + c] - lse) * qs - q_of(labels, soft, b, c, C, smoothing)));
 }
-
-struct BadLabel {
-  static constexpr int kNone = 0x7f7f7f7f;
-  Context& c;
-  Scratch s;
-  explicit BadLabel(Context& c_) : c(c_), s(c_.device, sizeof(int)) {
-    MAE_CUDA_CHECK(cudaMemsetAsync(s.ptr, 0x7f, sizeof(int), c.stream));
-  }
-  void check(const int32_t* labels, int64_t C) {
-    if (!check_indices_on_host()) return;
-    int pos = kNone;
-    MAE_CUDA_CHECK(cudaMemcpyAsync(&pos, s.ptr, sizeof pos, cudaMemcpyDeviceToHost, c.stream));
-    MAE_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-    if (pos == kNone) return;
-    int32_t y = 0;
-    MAE_CUDA_CHECK(cudaMemcpyAsync(&y, labels + pos, sizeof y, cudaMemcpyDeviceToHost, c.stream));
-    MAE_CUDA_CHECK(cudaStreamSynchronize(c.stream));
-    throw Error("label " + std::to_string(y) + " of row " + std::to_string(pos) + " is outside [0, " +
-                std::to_string(C) + ")");
-  }
-};
 
 }  // namespace
 
@@ -235,14 +211,13 @@ void cross_entropy_forward(const TensorView& logits, const TensorView& target, f
   const int64_t B = logits.dim(0), C = logits.dim(1);
   const bool labels = target.dtype == DType::I32;
   Scratch rows(c.device, (size_t)B * sizeof(double));
-  BadLabel bad(c);
   ce_rows_kernel<<<(unsigned)B, 256, 0, c.stream>>>(src(logits), labels ? target.i32() : nullptr,
                                                     labels ? Src{nullptr, 0} : src(target), smoothing, C,
-                                                    rows.as<double>(), bad.s.as<int>());
+                                                    rows.as<double>(), c.fault);
   MAE_KERNEL_CHECK("ce_rows_kernel", c.stream);
   ce_final_kernel<<<1, 1024, 0, c.stream>>>(rows.as<double>(), B, dst(loss));
   MAE_KERNEL_CHECK("ce_final_kernel", c.stream);
-  if (labels) bad.check(target.i32(), C);
+  if (labels) check_fault_now(c);
 }
 
 void cross_entropy_backward(const TensorView& logits, const TensorView& target, float smoothing,
@@ -250,12 +225,11 @@ void cross_entropy_backward(const TensorView& logits, const TensorView& target, 
   Context& c = context(logits);
   const int64_t B = logits.dim(0), C = logits.dim(1);
   const bool labels = target.dtype == DType::I32;
-  BadLabel bad(c);
   ce_backward_kernel<<<(unsigned)B, 256, 0, c.stream>>>(src(logits), labels ? target.i32() : nullptr,
                                                         labels ? Src{nullptr, 0} : src(target), smoothing,
-                                                        src(dloss), B, C, dst(dlogits), bad.s.as<int>());
+                                                        src(dloss), B, C, dst(dlogits), c.fault);
   MAE_KERNEL_CHECK("ce_backward_kernel", c.stream);
-  if (labels) bad.check(target.i32(), C);
+  if (labels) check_fault_now(c);
 }
 
 }  // namespace mae::cuda

@@ -11,7 +11,7 @@
 
 #include "../core/ops.h"
 
-#define MAE_CUDA_ABI_VERSION 2
+#define MAE_CUDA_ABI_VERSION 3
 
 struct MaeCudaDevice {
   int index;
@@ -44,6 +44,9 @@ struct MaeCudaApi {
   // waits for it and returns the milliseconds between the two (cudaEventElapsedTime). Throws mae::Error.
   void (*timer_start)(int device);
   double (*timer_stop)(int device);
+  // How many times the host has waited for the device (stream or event synchronisations, copies to the host)
+  // since the library started.
+  uint64_t (*sync_count)(int device);
 };
 
 extern "C" {

@@ -14,11 +14,17 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
 void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, float eps, TensorView& y,
                        TensorView& mean, TensorView& rstd);
 void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorView& w, const TensorView& mean,
-                        const TensorView& rstd, TensorView& dx, TensorView& dw, TensorView& db);
+                        const TensorView& rstd, const TensorView* dres, TensorView& dx, TensorView& dw,
+                        TensorView& db);
+void add_layernorm_forward(const TensorView& x, const TensorView& r, const TensorView& w, const TensorView& b,
+                           float eps, TensorView& s, TensorView& y, TensorView& mean, TensorView& rstd);
 
 // gelu.cu
 void gelu_forward(const TensorView& x, TensorView& y);
 void gelu_backward(const TensorView& x, const TensorView& dy, TensorView& dx);
+void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y);
+void bias_gelu_backward(const TensorView& x, const TensorView& b, const TensorView& dy, TensorView& dx,
+                        TensorView* db);
 
 // attention.cu
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse);

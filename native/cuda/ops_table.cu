@@ -10,19 +10,17 @@ namespace {
 
 template <int D>
 void copy_to_host(void* dst, const void* src, size_t bytes) {
-  Context& c = context(D);
-  if (bytes == 0) return;
-  MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c.stream));
-  MAE_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  download(context(D), dst, src, bytes);
 }
 
 template <int D>
 void copy_from_host(void* dst, const void* src, size_t bytes) {
-  Context& c = context(D);
-  if (bytes == 0) return;
-  MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c.stream));
-  // the source is pageable memory the caller may free or reuse as soon as we return
-  MAE_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  upload(context(D), dst, src, bytes);
+}
+
+template <int D>
+void* read_begin_d(const void* src, size_t bytes) {
+  return read_begin(D, src, bytes);
 }
 
 template <int D>
@@ -32,12 +30,17 @@ Ops make_table() {
       allocator_for(D),
       copy_to_host<D>,
       copy_from_host<D>,
+      read_begin_d<D>,
+      read_end,
       linear_forward,
       linear_backward,
       layernorm_forward,
       layernorm_backward,
+      add_layernorm_forward,
       gelu_forward,
       gelu_backward,
+      bias_gelu_forward,
+      bias_gelu_backward,
       attention_forward,
       attention_backward,
       masked_mse_forward,

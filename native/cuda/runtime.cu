@@ -1,5 +1,7 @@
-// The CUDA runtime side of the backend: errors, per-device contexts, the caching device allocator, and the C entry
-// point mae_cuda_init that the addon calls after dlopen (see mae_cuda.h).
+// The CUDA runtime side of the backend: errors, per-device contexts, the caching device allocator, the host's waits
+// (counted) and copies (pinned staging), device faults, and the C entry point mae_cuda_init that the addon calls
+// after dlopen (see mae_cuda.h).
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,27 +30,47 @@ void throw_cuda(cudaError_t e, const char* what, const char* file, int line) {
               " [" + (base ? base + 1 : file) + ":" + std::to_string(line) + "]");
 }
 
+// ---- host waits ----------------------------------------------------------------------------------------------------
+// The only places in native/cuda where the host waits for the device (test/cuda/syncs.test.ts scans for others).
+
 namespace {
-// read at every launch (a getenv is cheap next to a launch), so a program can switch it for a part of its run
-bool sync_after_launch() {
-  const char* v = std::getenv("MAE_CUDA_SYNC");
-  return v && *v && std::strcmp(v, "0") != 0;
+std::atomic<uint64_t> g_syncs[kMaxDevices];
+int current_device() {
+  int d = 0;
+  cudaGetDevice(&d);
+  return d;
 }
 }  // namespace
+
+uint64_t sync_count(int device) { return device >= 0 && device < kMaxDevices ? g_syncs[device].load() : 0; }
+
+void wait_stream(Context& c, const char* what) {
+  g_syncs[c.device]++;
+  const cudaError_t e = cudaStreamSynchronize(c.stream);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(std::string(what) + " on cuda:" + std::to_string(c.device) + ": " + cudaGetErrorName(e) + " (" +
+                cudaGetErrorString(e) + ")");
+  }
+}
+
+void wait_event(int device, cudaEvent_t ev, const char* what) {
+  g_syncs[device]++;
+  const cudaError_t e = cudaEventSynchronize(ev);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(std::string(what) + " on cuda:" + std::to_string(device) + ": " + cudaGetErrorName(e) + " (" +
+                cudaGetErrorString(e) + ")");
+  }
+}
 
 void check_launch(const char* kernel, cudaStream_t stream) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
     throw Error(std::string("CUDA kernel ") + kernel + " failed to launch: " + cudaGetErrorName(e) + " (" +
                 cudaGetErrorString(e) + ")");
-  if (sync_after_launch()) {
-    e = cudaStreamSynchronize(stream);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      throw Error(std::string("CUDA kernel ") + kernel + " failed: " + cudaGetErrorName(e) + " (" +
-                  cudaGetErrorString(e) + ")");
-    }
-  }
+  // MAE_CUDA_SYNC=1 waits after every launch, so that a fault is reported by the kernel that caused it
+  if (env_on("MAE_CUDA_SYNC")) wait_stream(context(current_device()), (std::string("CUDA kernel ") + kernel).c_str());
 }
 
 // ---- contexts ----------------------------------------------------------------------------------------------------
@@ -101,8 +123,53 @@ Context& context(int device) {
                 cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
   }
   MAE_CUDA_CHECK(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+  MAE_CUDA_CHECK(cudaMalloc(&n->fault, sizeof(Fault)));
+  MAE_CUDA_CHECK(cudaMemsetAsync(n->fault, 0xff, sizeof(Fault), n->stream));
+  MAE_CUDA_CHECK(cudaHostAlloc(&n->fault_host, sizeof(Fault), cudaHostAllocDefault));
   __atomic_store_n(&g_ctx[device], n, __ATOMIC_RELEASE);
   return *n;
+}
+
+// ---- faults ------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// throws the fault in c.fault_host (just read back) if there is one, after clearing the device's record
+void throw_fault(Context& c, bool deferred) {
+  const Fault f = *c.fault_host;
+  if (f.key == kNoFault) return;
+  MAE_CUDA_CHECK(cudaMemsetAsync(c.fault, 0xff, sizeof(Fault), c.stream));
+  c.fault_host->key = kNoFault;
+  const int64_t pos = (int64_t)(f.key >> 32);
+  const int32_t value = (int32_t)(uint32_t)(f.key & 0xffffffffu);
+  const std::string range = "[0, " + std::to_string(f.n) + ")";
+  std::string msg = f.op == kFaultLabel
+                        ? "label " + std::to_string(value) + " of row " + std::to_string(pos) + " is outside " + range
+                        : "index value " + std::to_string(value) + " at position " + std::to_string(pos) +
+                              " is outside " + range;
+  if (deferred)
+    msg = std::string("an earlier ") + (f.op == kFaultGather ? "gatherRows" : f.op == kFaultScatter ? "scatterAddRows" : "crossEntropy") +
+          " call on cuda:" + std::to_string(c.device) + " received a bad value: " + msg +
+          " (found at this read of device data; MAE_CUDA_CHECK_INDICES=1 makes the call itself throw)";
+  throw Error(msg);
+}
+
+}  // namespace
+
+void check_fault_now(Context& c) {
+  if (!check_indices_now()) return;
+  std::lock_guard<std::mutex> lock(c.read_mu);
+  MAE_CUDA_CHECK(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(Fault), cudaMemcpyDeviceToHost, c.stream));
+  wait_stream(c, "checking indices");
+  throw_fault(c, false);
+}
+
+void download(Context& c, void* dst, const void* src, size_t bytes) {
+  std::lock_guard<std::mutex> lock(c.read_mu);
+  if (bytes) MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c.stream));
+  MAE_CUDA_CHECK(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(Fault), cudaMemcpyDeviceToHost, c.stream));
+  wait_stream(c, "copy to the host");
+  throw_fault(c, true);
 }
 
 // ---- caching allocator -------------------------------------------------------------------------------------------
@@ -110,6 +177,8 @@ Context& context(int device) {
 // rounded up to a size class: multiples of 512 bytes up to 1 MiB, then of max(1 MiB, 1/8 of the next power of two).
 // Freed blocks are kept per class and handed out again without synchronising (see common.cuh). When cudaMalloc
 // fails, the cache is released and the allocation tried once more; then mae::Error("CUDA out of memory ...").
+// MAE_CUDA_DEBUG_ALLOC=1 (read once): every new block and every freed block is filled with 0xff bytes (NaN in float32
+// and bfloat16) on the stream, so that an output element a kernel never writes reads back as NaN.
 
 namespace {
 
@@ -138,10 +207,20 @@ std::string mib(double b) {
   return s;
 }
 
+bool debug_alloc() {
+  static const bool on = env_on("MAE_CUDA_DEBUG_ALLOC");
+  return on;
+}
+
+void poison(int device, void* p, size_t bytes) {
+  MAE_CUDA_CHECK(cudaMemsetAsync(p, 0xff, bytes, context(device).stream));
+}
+
 void release_cache(int device, Pool& pool) {
   // caller holds pool.mu
   if (pool.cache.empty()) return;
   use_device(device);
+  g_syncs[device]++;  // cudaFree waits for the device
   for (auto& [cls, blocks] : pool.cache)
     for (void* p : blocks) cudaFree(p);  // cudaFree waits for the device: no queued kernel still uses p
   cudaGetLastError();
@@ -187,6 +266,7 @@ void* device_alloc(int device, size_t bytes) {
   }
   pool.st.allocated_bytes += cls;
   if (pool.st.allocated_bytes > pool.st.peak_bytes) pool.st.peak_bytes = pool.st.allocated_bytes;
+  if (debug_alloc()) poison(device, p, cls);
   return p;
 }
 
@@ -194,6 +274,7 @@ void device_free(int device, void* p, size_t bytes) {
   if (!p) return;
   Pool& pool = g_pool[device];
   const size_t cls = size_class(bytes);
+  if (debug_alloc()) poison(device, p, cls);
   std::lock_guard<std::mutex> lock(pool.mu);
   pool.cache[cls].push_back(p);
   pool.st.allocated_bytes -= cls;
@@ -250,6 +331,141 @@ Allocator allocator_for(int device) {
   throw Error("cuda:" + std::to_string(device) + ": at most 8 devices are supported");
 }
 
+// ---- pinned staging ----------------------------------------------------------------------------------------------
+// Host-to-device copies go through page-locked blocks: the source is copied into a block on the host, the block is
+// copied to the device on the stream and an event recorded after it; the block is free again once its event has
+// completed (cudaEventQuery: no wait). Reads (read_begin) hold their block until read_end. Blocks are sized as the
+// device allocator's size classes and kept for reuse; when the pool passes kPinnedCap, an upload waits for a busy
+// block rather than pin more memory. Where page-locked memory cannot be had, an upload copies from the caller's
+// memory directly (the driver stages it) and a read copies at once into memory of its own.
+
+namespace {
+
+constexpr size_t kPinnedCap = (size_t)2 << 30;
+
+struct HostBlock {
+  void* p = nullptr;
+  size_t bytes = 0;
+  cudaEvent_t done = nullptr;
+  bool reading = false;  // held by a read until read_end
+};
+
+struct Staging {
+  std::mutex mu;
+  std::vector<HostBlock*> blocks;
+  size_t total = 0;
+};
+Staging g_staging[kMaxDevices];
+
+// a block of at least `bytes` that no copy uses any more (its event done), marked for the caller, or null when no
+// page-locked memory can be had; caller holds mu
+HostBlock* take_block(Context& c, Staging& st, size_t bytes, bool reading) {
+  HostBlock* best = nullptr;
+  for (HostBlock* b : st.blocks) {
+    if (b->reading || b->bytes < bytes || (best && best->bytes <= b->bytes)) continue;
+    const cudaError_t q = cudaEventQuery(b->done);
+    if (q == cudaSuccess)
+      best = b;
+    else if (q != cudaErrorNotReady)
+      MAE_CUDA_CHECK(q);
+    else
+      cudaGetLastError();
+  }
+  if (!best && st.total + size_class(bytes) > kPinnedCap) {
+    for (HostBlock* b : st.blocks)
+      if (!b->reading && b->bytes >= bytes) {
+        wait_event(c.device, b->done, "waiting for a pinned staging block");
+        best = b;
+        break;
+      }
+  }
+  if (!best) {
+    void* p = nullptr;
+    const size_t cls = size_class(bytes);
+    if (cudaHostAlloc(&p, cls, cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    best = new HostBlock();
+    best->p = p;
+    best->bytes = cls;
+    MAE_CUDA_CHECK(cudaEventCreateWithFlags(&best->done, cudaEventDisableTiming));
+    st.blocks.push_back(best);
+    st.total += best->bytes;
+  }
+  best->reading = reading;
+  return best;
+}
+
+struct PendingRead {
+  int device;
+  HostBlock* block;          // null: the bytes were copied at read_begin into `copy`
+  size_t bytes;
+  std::vector<unsigned char> copy;
+};
+
+}  // namespace
+
+void upload(Context& c, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  Staging& st = g_staging[c.device];
+  std::lock_guard<std::mutex> lock(st.mu);
+  HostBlock* b = take_block(c, st, bytes, false);
+  if (!b) {  // from pageable memory: the driver stages it before the call returns
+    MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c.stream));
+    return;
+  }
+  std::memcpy(b->p, src, bytes);
+  MAE_CUDA_CHECK(cudaMemcpyAsync(dst, b->p, bytes, cudaMemcpyHostToDevice, c.stream));
+  MAE_CUDA_CHECK(cudaEventRecord(b->done, c.stream));
+}
+
+void* read_begin(int device, const void* src, size_t bytes) {
+  Context& c = context(device);
+  Staging& st = g_staging[device];
+  std::unique_lock<std::mutex> lock(st.mu);
+  HostBlock* b = take_block(c, st, bytes ? bytes : 1, true);
+  if (!b) {
+    lock.unlock();
+    auto* r = new PendingRead{device, nullptr, bytes, std::vector<unsigned char>(bytes)};
+    try {
+      download(c, r->copy.data(), src, bytes);
+    } catch (...) {
+      delete r;
+      throw;
+    }
+    return r;
+  }
+  try {
+    if (bytes) MAE_CUDA_CHECK(cudaMemcpyAsync(b->p, src, bytes, cudaMemcpyDeviceToHost, c.stream));
+    MAE_CUDA_CHECK(cudaEventRecord(b->done, c.stream));
+  } catch (...) {
+    b->reading = false;
+    throw;
+  }
+  return new PendingRead{device, b, bytes, {}};
+}
+
+void read_end(void* handle, void* dst) {
+  auto* r = static_cast<PendingRead*>(handle);
+  if (!r->block) {
+    if (r->bytes) std::memcpy(dst, r->copy.data(), r->bytes);
+    delete r;
+    return;
+  }
+  use_device(r->device);
+  struct Release {  // the block goes back to the pool whatever happens
+    PendingRead* r;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(g_staging[r->device].mu);
+      r->block->reading = false;
+      delete r;
+    }
+  } release{r};
+  wait_event(r->device, r->block->done, "reading a tensor");
+  if (r->bytes) std::memcpy(dst, r->block->p, r->bytes);
+}
+
 // ---- services of the API table ------------------------------------------------------------------------------------
 
 namespace {
@@ -274,12 +490,7 @@ void api_convert(int device, void* d, DType dt, const void* s, DType st, size_t 
 
 void api_synchronize(int device) {
   Context& c = context(device);
-  cudaError_t e = cudaStreamSynchronize(c.stream);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    throw Error(std::string("CUDA error on cuda:") + std::to_string(device) + ": " + cudaGetErrorName(e) + " (" +
-                cudaGetErrorString(e) + ")");
-  }
+  download(c, nullptr, nullptr, 0);  // waits, and reports a pending device fault
 }
 
 // the two events of each device's timer, created on first use
@@ -296,7 +507,7 @@ double api_timer_stop(int device) {
   Context& c = context(device);
   if (!g_timer[device][0]) throw Error("timer_stop on cuda:" + std::to_string(device) + " without timer_start");
   MAE_CUDA_CHECK(cudaEventRecord(g_timer[device][1], c.stream));
-  MAE_CUDA_CHECK(cudaEventSynchronize(g_timer[device][1]));
+  wait_event(device, g_timer[device][1], "timer_stop");
   float ms = 0;
   MAE_CUDA_CHECK(cudaEventElapsedTime(&ms, g_timer[device][0], g_timer[device][1]));
   return ms;
@@ -413,6 +624,7 @@ void do_init() {
   g_api.synchronize = api_synchronize;
   g_api.timer_start = api_timer_start;
   g_api.timer_stop = api_timer_stop;
+  g_api.sync_count = sync_count;
   g_init_rc = 0;
 }
 

@@ -31,6 +31,13 @@ function I(shape: number[], values?: number[]): NativeTensor {
   return t;
 }
 
+/** A bfloat16 copy of t (on the CPU: only a shadow argument may be one). */
+function bf16(t: NativeTensor): NativeTensor {
+  const h = native.to(t, 'cpu', 'bfloat16');
+  made.push(h);
+  return h;
+}
+
 /** A tensor like t but of the other dtype, or with a zero first dimension, or disposed. */
 function otherDtype(t: NativeTensor): NativeTensor {
   return t.dtype === 'int32' ? F(t.shape) : I(t.shape);
@@ -112,6 +119,8 @@ const specs: Spec[] = [
       ['1-D weight', () => [F([2, 4]), F([4]), null], /weight must have 2 dimensions, got \[4\]/],
       ['bias of the wrong size', () => [F([2, 4]), F([5, 4]), F([4])], /bias \[4\] must be \[out_features\]/],
       ['2-D bias', () => [F([2, 4]), F([5, 4]), F([1, 5])], /bias must have 1 dimensions/],
+      ['a float32 weightBf16', () => [F([2, 4]), F([5, 4]), null, F([5, 4])], /weightBf16 must be bfloat16, got float32/],
+      ['a weightBf16 on the CPU', () => [F([2, 4]), F([5, 4]), null, bf16(F([5, 4]))], /weightBf16 is for products on CUDA/],
     ],
     nan: { input: 0, output: out },
   },
@@ -124,6 +133,7 @@ const specs: Spec[] = [
       ['in_features differ', () => [F([2, 3]), F([5, 4]), F([2, 5]), true, true], /disagree on in_features/],
       ['needDx not a boolean', () => [F([2, 4]), F([5, 4]), F([2, 5]), 1, true], /needDx must be a boolean/],
       ['hasBias missing', () => [F([2, 4]), F([5, 4]), F([2, 5]), true], /hasBias must be a boolean/],
+      ['a weightBf16 on the CPU', () => [F([2, 4]), F([5, 4]), F([2, 5]), true, true, bf16(F([5, 4]))], /weightBf16 is for products on CUDA/],
     ],
     nan: { input: 2, output: (r) => (r as NativeTensor[])[1]! },
   },
@@ -148,8 +158,21 @@ const specs: Spec[] = [
       ['dy and x differ', () => [F([2, 4]), F([2, 5]), F([5]), F([2]), F([2])], /dy \[2, 4\] and x \[2, 5\] must have the same shape/],
       ['weight of the wrong size', () => [F([2, 4]), F([2, 4]), F([3]), F([2]), F([2])], /weight \[3\] must be \[4\]/],
       ['statistics of the wrong size', () => [F([2, 4]), F([2, 4]), F([4]), F([3]), F([2])], /mean and rstd must hold one value per row/],
+      ['dres of another shape', () => [F([2, 4]), F([2, 4]), F([4]), F([2]), F([2]), F([2, 5])], /dres \[2, 5\] and x \[2, 4\] must have the same shape/],
+      ['dres not a tensor', () => [F([2, 4]), F([2, 4]), F([4]), F([2]), F([2]), 3], /dres must be a Tensor/],
     ],
     nan: { input: 0, output: first },
+  },
+  {
+    name: 'addLayerNorm',
+    args: () => [F([2, 3, 4]), F([2, 3, 4]), F([4]), F([4]), 1e-6],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'r' }, { at: 2, arg: 'weight' }, { at: 3, arg: 'bias' }],
+    bad: [
+      ['x and r differ', () => [F([2, 4]), F([2, 5]), F([4]), F([4]), 1e-6], /x \[2, 4\] and r \[2, 5\] must have the same shape/],
+      ['weight of the wrong size', () => [F([2, 4]), F([2, 4]), F([5]), F([4]), 1e-6], /weight \[5\] and bias \[4\] must be \[4\]/],
+      ['negative eps', () => [F([2, 4]), F([2, 4]), F([4]), F([4]), -1], /eps must be non-negative/],
+    ],
+    nan: { input: 1, output: (r) => (r as NativeTensor[])[1]! },
   },
   {
     name: 'gelu',
@@ -164,6 +187,27 @@ const specs: Spec[] = [
     tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'dy' }],
     bad: [['dy of another shape', () => [F([3]), F([4])], /x \[3\] and dy \[4\] must have the same shape/]],
     nan: { input: 1, output: out },
+  },
+  {
+    name: 'biasGelu',
+    args: () => [F([3, 2]), F([2])],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'bias' }],
+    bad: [
+      ['bias of the wrong size', () => [F([3, 2]), F([3])], /bias \[3\] must be \[2\] for x \[3, 2\]/],
+      ['2-D bias', () => [F([3, 2]), F([1, 2])], /bias must have 1 dimensions/],
+    ],
+    nan: { input: 1, output: out },
+  },
+  {
+    name: 'biasGeluBackward',
+    args: () => [F([3, 2]), F([2]), F([3, 2]), true],
+    tensors: [{ at: 0, arg: 'x' }, { at: 1, arg: 'bias' }, { at: 2, arg: 'dy' }],
+    bad: [
+      ['dy of another shape', () => [F([3, 2]), F([2]), F([2, 2]), true], /x \[3, 2\] and dy \[2, 2\] must have the same shape/],
+      ['bias of the wrong size', () => [F([3, 2]), F([4]), F([3, 2]), true], /bias \[4\] must be \[2\]/],
+      ['needDb not a boolean', () => [F([3, 2]), F([2]), F([3, 2]), 1], /needDb must be a boolean/],
+    ],
+    nan: { input: 2, output: (r) => (r as NativeTensor[])[1]! },
   },
   {
     name: 'attention',
@@ -423,6 +467,10 @@ const specs: Spec[] = [
       ['lr entry not a number', () => [[F([3])], [F([3])], [F([3])], [F([3])], ['1e-3'], [0], 0.9, 0.999, 1e-8, 1], /lr\[0\] must be a number/],
       ['negative lr', () => [[F([3])], [F([3])], [F([3])], [F([3])], [-1], [0], 0.9, 0.999, 1e-8, 1], /lr\[0\] must be a non-negative number/],
       ['infinite weight decay', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [Infinity], 0.9, 0.999, 1e-8, 1], /weightDecay\[0\] must be finite/],
+      ['shadows not an array', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1, 5], /shadows must be an array of Tensors or nulls/],
+      ['shadows of another length', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1, [null, null]], /shadows must have one entry per parameter, got 2 for 1/],
+      ['a float32 shadow', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1, [F([3])]], /shadows\[0\] must be bfloat16, got float32/],
+      ['a shadow of another shape', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1, [bf16(F([4]))]], /shadows\[0\] \[4\] and params\[0\] \[3\] must have the same shape/],
     ],
     nan: { input: [1, 0], output: (_r, a) => (a[0] as NativeTensor[])[0]! },
   },
