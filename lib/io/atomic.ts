@@ -14,8 +14,11 @@ import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
-/** What can be written: bytes, a string (written as UTF-8), or a list of byte chunks written one after another. */
-export type AtomicData = Uint8Array | string | readonly Uint8Array[];
+/**
+ * What can be written: bytes, a string (written as UTF-8), or byte chunks written one after another: an array, or
+ * any iterable (a generator makes each chunk only when it is written, so the file is never whole in memory).
+ */
+export type AtomicData = Uint8Array | string | Iterable<Uint8Array>;
 
 /** Error codes from directory fsync on platforms or file systems that do not support it. */
 const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EACCES', 'ENOTSUP']);
@@ -75,19 +78,31 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
   syncDirectorySync(dir);
 }
 
-/** Checks the data up front (before any file is created) and turns it into a list of byte chunks. */
-function toChunks(path: string, data: AtomicData): readonly Uint8Array[] {
+/**
+ * The data as byte chunks. A string, bytes or an array are checked up front (before any file is created); the chunks
+ * of any other iterable are checked as they come (a bad one fails the write, and the temporary file is removed).
+ */
+function toChunks(path: string, data: AtomicData): Iterable<Uint8Array> {
   if (typeof data === 'string') return [Buffer.from(data, 'utf8')];
   if (data instanceof Uint8Array) return [data];
-  if (!Array.isArray(data)) {
-    throw new Error(`writeFileAtomic(${path}): data must be a Uint8Array, a string or an array of Uint8Array`);
+  const bad = (i: number) => new Error(`writeFileAtomic(${path}): chunk ${i} is not a Uint8Array`);
+  if (Array.isArray(data)) {
+    data.forEach((chunk, i) => {
+      if (!(chunk instanceof Uint8Array)) throw bad(i);
+    });
+    return data;
   }
-  data.forEach((chunk, i) => {
-    if (!(chunk instanceof Uint8Array)) {
-      throw new Error(`writeFileAtomic(${path}): chunk ${i} is not a Uint8Array`);
+  if (data === null || typeof data !== 'object' || typeof (data as Iterable<Uint8Array>)[Symbol.iterator] !== 'function') {
+    throw new Error(`writeFileAtomic(${path}): data must be a Uint8Array, a string or an iterable of Uint8Array`);
+  }
+  return (function* checked() {
+    let i = 0;
+    for (const chunk of data) {
+      if (!(chunk instanceof Uint8Array)) throw bad(i);
+      i++;
+      yield chunk;
     }
-  });
-  return data;
+  })();
 }
 
 /** A fresh name next to the target: hidden, with the process id and a random suffix so writers never collide. */

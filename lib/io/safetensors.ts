@@ -38,8 +38,18 @@ export interface SafetensorsContents {
   metadata: Record<string, string>;
 }
 
+/**
+ * A tensor to write whose data is read only when its bytes are written (`read` is called once, at that time), so a
+ * large file (a training checkpoint) never has all its tensors copied out at once.
+ */
+export interface DeferredTensor {
+  shape: number[];
+  dtype: 'F32' | 'I32';
+  read(): TensorData;
+}
+
 /** Tensors to write, by name. */
-export type TensorsToWrite = ReadonlyMap<string, RawTensor> | Readonly<Record<string, RawTensor>>;
+export type TensorsToWrite = ReadonlyMap<string, RawTensor | DeferredTensor> | Readonly<Record<string, RawTensor | DeferredTensor>>;
 
 /** Largest header we accept; real headers are kilobytes, so anything larger is a corrupt length field. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -109,7 +119,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
 
 /** Serializes tensors (and optional string metadata) into one safetensors byte array. */
 export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Uint8Array {
-  const parts = serializeParts(tensors, metadata);
+  const parts = [...serializeParts(tensors, metadata)];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let offset = 0;
   for (const part of parts) {
@@ -119,7 +129,10 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Readonl
   return out;
 }
 
-/** Writes a safetensors file atomically (see writeFileAtomic), without first joining everything into one array. */
+/**
+ * Writes a safetensors file atomically (see writeFileAtomic) one tensor at a time: nothing is joined into one array,
+ * and a DeferredTensor's data is read only when its turn comes.
+ */
 export async function writeSafetensors(
   path: string,
   tensors: TensorsToWrite,
@@ -356,9 +369,12 @@ export async function readAt(handle: FileHandle, position: number, length: numbe
 // ---------------------------------------------------------------------------------------------------------------
 // Writing
 
-/** The file as a list of parts: length field and padded header, then each tensor's bytes in name order. */
-function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Uint8Array[] {
-  const named: [string, RawTensor][] = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+/**
+ * The file as parts: length field and padded header, then each tensor's bytes in name order, made as they are taken.
+ * The header is built (and every shape checked) before the first part is returned.
+ */
+function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Iterable<Uint8Array> {
+  const named: [string, RawTensor | DeferredTensor][] = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   named.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
   const header: Record<string, unknown> = {};
@@ -371,17 +387,12 @@ function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<stri
     header['__metadata__'] = { ...metadata };
   }
 
-  const parts: Uint8Array[] = [];
   let offset = 0;
   for (const [name, tensor] of named) {
-    const bytes = encodeTensor(name, tensor);
-    header[name] = {
-      dtype: tensor.data instanceof Float32Array ? 'F32' : 'I32',
-      shape: tensor.shape,
-      data_offsets: [offset, offset + bytes.byteLength],
-    };
-    parts.push(bytes);
-    offset += bytes.byteLength;
+    const count = checkShape(name, tensor.shape);
+    const dtype = 'read' in tensor ? tensor.dtype : tensor.data instanceof Float32Array ? 'F32' : 'I32';
+    header[name] = { dtype, shape: tensor.shape, data_offsets: [offset, offset + 4 * count] };
+    offset += 4 * count;
   }
 
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -389,23 +400,37 @@ function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<stri
   const head = new Uint8Array(8 + paddedLength).fill(0x20, 8 + json.byteLength);
   new DataView(head.buffer).setBigUint64(0, BigInt(paddedLength), true);
   head.set(json, 8);
-  return [head, ...parts];
+  return (function* parts() {
+    yield head;
+    for (const [name, tensor] of named) {
+      const want = (header[name] as { dtype: 'F32' | 'I32' }).dtype;
+      yield encodeTensor(name, tensor.shape, 'read' in tensor ? tensor.read() : tensor.data, want);
+    }
+  })();
 }
 
-function encodeTensor(name: string, tensor: RawTensor): Uint8Array {
+/** The element count of a valid shape. */
+function checkShape(name: string, shape: unknown): number {
   const where = `serializeSafetensors: tensor "${name}"`;
   if (name === '' || name === '__metadata__') throw new Error(`${where}: invalid tensor name`);
-  const { shape, data } = tensor;
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
     throw new Error(`${where}: shape ${JSON.stringify(shape)} is not an array of non-negative integers`);
   }
+  return shape.reduce((n: number, d: number) => n * d, 1);
+}
+
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/** A tensor's bytes, little-endian: on a little-endian machine a view of `data` itself (no copy). */
+function encodeTensor(name: string, shape: number[], data: TensorData, dtype: 'F32' | 'I32'): Uint8Array {
+  const where = `serializeSafetensors: tensor "${name}"`;
   const count = shape.reduce((n, d) => n * d, 1);
-  if (!(data instanceof Float32Array) && !(data instanceof Int32Array)) {
-    throw new Error(`${where}: data must be a Float32Array or an Int32Array`);
-  }
+  if (!(data instanceof Float32Array) && !(data instanceof Int32Array)) throw new Error(`${where}: data must be a Float32Array or an Int32Array`);
+  if ((dtype === 'F32') !== data instanceof Float32Array) throw new Error(`${where}: data must be ${dtype === 'F32' ? 'a Float32Array' : 'an Int32Array'} (dtype ${dtype})`);
   if (data.length !== count) {
     throw new Error(`${where}: shape [${shape.join(', ')}] holds ${count} values but data has ${data.length}`);
   }
+  if (LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const bytes = new Uint8Array(4 * count);
   const view = new DataView(bytes.buffer);
   if (data instanceof Float32Array) {

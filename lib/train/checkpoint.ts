@@ -11,12 +11,13 @@
 import { existsSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { MAX_HEADER_BYTES, readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
+import { MAX_HEADER_BYTES, readSafetensors, writeSafetensors, type DeferredTensor } from '../io/safetensors.js';
 import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
 import { maeConfigFromWeights } from '../mae/pretrained.js';
 import type { AdamW } from '../optim/index.js';
 import { Generator, type GeneratorState } from '../random.js';
+import type { Tensor } from '../tensor.js';
 
 export const CHECKPOINT_FORMAT = 'masked-autoencoder/pretrain/1';
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -48,12 +49,15 @@ export async function saveCheckpoint(
   optimizer: AdamW | null,
   meta: Omit<CheckpointMeta, 'format' | 'config' | 'optimizer' | 'createdAt'>,
 ): Promise<void> {
-  const tensors = new Map<string, RawTensor>();
-  for (const [name, p] of model.namedParameters()) tensors.set(name, { shape: [...p.shape], data: p.dataSync() });
+  // each tensor is copied out of native memory only when its turn to be written comes (one at a time, not the
+  // weights and both AdamW moments at once: 3x the model's size)
+  const tensors = new Map<string, DeferredTensor>();
+  const deferred = (t: Tensor): DeferredTensor => ({ shape: [...t.shape], dtype: 'F32', read: () => t.dataSync() });
+  for (const [name, p] of model.namedParameters()) tensors.set(name, deferred(p));
   let opt: CheckpointMeta['optimizer'] = null;
   if (optimizer) {
     const sd = optimizer.stateDict();
-    for (const [k, t] of sd.tensors) tensors.set(`optimizer.${k}`, { shape: [...t.shape], data: t.dataSync() });
+    for (const [k, t] of sd.tensors) tensors.set(`optimizer.${k}`, deferred(t));
     opt = { step: sd.step, lr: sd.lr };
   }
   const full: CheckpointMeta = { format: CHECKPOINT_FORMAT, config: model.config, optimizer: opt, createdAt: new Date().toISOString(), ...meta };

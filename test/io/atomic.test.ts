@@ -109,6 +109,25 @@ describe('writeFileAtomic', () => {
     expect(await fsp.readdir(dir)).toEqual([]);
   });
 
+  it('writes the chunks of a generator as they are made; a bad one fails the write and leaves the old file', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'gen.bin');
+    const made: number[] = [];
+    function* chunks(bad: boolean) {
+      for (let i = 0; i < 3; i++) {
+        made.push(i);
+        yield (bad && i === 2 ? 'x' : Uint8Array.of(i, i)) as Uint8Array;
+      }
+    }
+    const it = chunks(false);
+    expect(made).toEqual([]);  // nothing is made before the write asks
+    await writeFileAtomic(path, it);
+    expect(Array.from(await fsp.readFile(path))).toEqual([0, 0, 1, 1, 2, 2]);
+    await expect(writeFileAtomic(path, chunks(true))).rejects.toThrow(`writeFileAtomic(${path}): chunk 2 is not a Uint8Array`);
+    expect(Array.from(await fsp.readFile(path))).toEqual([0, 0, 1, 1, 2, 2]);
+    expect(await fsp.readdir(dir)).toEqual(['gen.bin']);
+  });
+
   it('fails with the path named when the target is a directory', async () => {
     const dir = await freshDir();
     const path = join(dir, 'occupied');

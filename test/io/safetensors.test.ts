@@ -1,6 +1,6 @@
 // Tests for lib/io/safetensors.ts: round trips, hand-built files, F16/BF16/I64 decoding, the real parity fixture,
 // and one error per kind of corrupt file, checked through both parseSafetensors and readSafetensors.
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +88,20 @@ describe('round trip', () => {
     expect(Array.from(back.get('b.matrix')!.data)).toEqual([1, -2, 3.5, Math.fround(1e-30), Infinity, -0]);
     expect(back.get('empty')!.shape).toEqual([0, 5]);
     expect(back.get('scalar')!.shape).toEqual([]);
+  });
+
+  it('reads deferred tensors one at a time, as their bytes are written, into the same file', async () => {
+    const path = join(dir, 'deferred.safetensors');
+    const order: string[] = [];
+    const deferred = Object.fromEntries(
+      [...tensors].map(([name, t]) => [name, { shape: t.shape, dtype: t.data instanceof Float32Array ? 'F32' : 'I32', read: () => (order.push(name), t.data) }] as const),
+    );
+    await writeSafetensors(path, deferred, { k: 'v' });
+    expect(order).toEqual([...tensors.keys()].sort());
+    expect(await readFile(path)).toEqual(Buffer.from(serializeSafetensors(tensors, { k: 'v' })));
+    const wrong = { x: { shape: [2], dtype: 'F32' as const, read: () => new Float32Array(3) } };
+    await expect(writeSafetensors(join(dir, 'wrong.safetensors'), wrong)).rejects.toThrow(/tensor "x": shape \[2\] holds 2 values but data has 3/);
+    expect(await readdir(dir)).not.toContain('wrong.safetensors');
   });
 
   it('rejects bad input to the writer', () => {
