@@ -46,6 +46,8 @@ export interface DataLoaderOptions {
   ratio?: [number, number]; // RandomResizedCrop aspect range, default [3/4, 4/3]
   flipProb?: number; // default 0.5
   evalCropFraction?: number; // eval resize = floor(imageSize / this); default 1 (fixed-size data) or 0.875 (folders)
+  antialias?: boolean; // default true: PIL's antialiased bicubic (the official recipe's); false: F.interpolate's kernel
+  transforms?: 'native' | 'typescript'; // default 'native' (8-bit datasets, one native pass); 'typescript': the reference
   workers?: number; // worker threads, default 1; 0 runs in-process
   prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 (in-process: built on demand)
   workerUrl?: URL; // the worker script; default worker.js next to this file
@@ -104,6 +106,8 @@ export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions)
   if (!(flipProb >= 0 && flipProb <= 1)) throw new Error(`DataLoader: flipProb must be in [0, 1], got ${flipProb}`);
   const seed = opts.seed ?? 0;
   if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`DataLoader: seed must be a non-negative safe integer, got ${seed}`);
+  const transforms = opts.transforms ?? 'native';
+  if (transforms !== 'native' && transforms !== 'typescript') throw new Error(`DataLoader: transforms must be 'native' or 'typescript', got ${String(transforms)}`);
   return {
     seed,
     augment: opts.augment ?? false,
@@ -115,6 +119,8 @@ export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions)
     ratio: opts.ratio ?? [3 / 4, 4 / 3],
     flipProb,
     evalResize: Math.floor(imageSize / cropFraction),
+    antialias: opts.antialias ?? true,
+    transforms,
   };
 }
 
@@ -281,7 +287,8 @@ export class DataLoader {
   private startWorkers(): Promise<void> {
     this.starting ??= (async () => {
       const spec: DatasetSpec = this.dataset.workerSpec!();
-      if (spec.kind === 'folder') await loadSharp(); // sharp must be loaded in the main thread before workers use it
+      // sharp must be loaded in the main thread before workers use it
+      if (spec.kind === 'folder' || (spec.kind === 'shards' && spec.pixels === 'jpeg')) await loadSharp();
       const init: WorkerInit = { dataset: spec, config: this.config };
       for (let k = 0; k < this.numWorkers; k++) {
         const worker = new Worker(this.workerUrl!, { workerData: init });

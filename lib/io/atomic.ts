@@ -75,6 +75,76 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
   syncDirectorySync(dir);
 }
 
+/**
+ * A file written in pieces (too large to hold in memory at once) and put in place atomically: the pieces go to a
+ * temporary file next to `path`; commit() fsyncs it, renames it over `path` and fsyncs the directory; abort() removes
+ * it. Until commit() returns, `path` keeps its old contents (or stays absent). A crash leaves at most the hidden
+ * temporary file `.<name>.<pid>.<random>.tmp`.
+ */
+export class AtomicFileWriter {
+  readonly path: string;
+  private readonly tmp: string;
+  private readonly handle: FileHandle;
+  private written = 0;
+  private done = false;
+
+  private constructor(path: string, tmp: string, handle: FileHandle) {
+    this.path = path;
+    this.tmp = tmp;
+    this.handle = handle;
+  }
+
+  /** Starts writing `path` (its parent folders are created). */
+  static async open(path: string): Promise<AtomicFileWriter> {
+    const tmp = tempPath(path);
+    try {
+      await fsp.mkdir(dirname(path), { recursive: true });
+      return new AtomicFileWriter(path, tmp, await fsp.open(tmp, 'wx'));
+    } catch (err) {
+      throw wrap(path, err);
+    }
+  }
+
+  /** Bytes written so far. */
+  get bytes(): number {
+    return this.written;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.done) throw new Error(`AtomicFileWriter(${this.path}): write after commit or abort`);
+    try {
+      for (let at = 0; at < chunk.byteLength; ) at += (await this.handle.write(chunk, at, chunk.byteLength - at)).bytesWritten;
+    } catch (err) {
+      await this.abort();
+      throw wrap(this.path, err);
+    }
+    this.written += chunk.byteLength;
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) throw new Error(`AtomicFileWriter(${this.path}): commit after commit or abort`);
+    this.done = true;
+    try {
+      await this.handle.sync();
+      await this.handle.close();
+      await fsp.rename(this.tmp, this.path);
+    } catch (err) {
+      await this.handle.close().catch(() => {});
+      await fsp.rm(this.tmp, { force: true });
+      throw wrap(this.path, err);
+    }
+    await syncDirectory(dirname(this.path));
+  }
+
+  /** Drops what was written; `path` is left as it was. Safe to call more than once. */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.handle.close().catch(() => {});
+    await fsp.rm(this.tmp, { force: true });
+  }
+}
+
 /** Checks the data up front (before any file is created) and turns it into a list of byte chunks. */
 function toChunks(path: string, data: AtomicData): readonly Uint8Array[] {
   if (typeof data === 'string') return [Buffer.from(data, 'utf8')];
