@@ -118,12 +118,16 @@ export function transformSample(sample: Sample, dataset: Dataset, cfg: PipelineC
   return normalize(img, cfg.inChans, size, size, cfg.mean, cfg.std);
 }
 
-/** Loads and transforms one batch. Samples are fetched concurrently (image decoding overlaps), then transformed in order. */
-export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: BatchJob): Promise<BatchData> {
+/**
+ * Loads and transforms one batch. Samples are fetched concurrently (image decoding overlaps), then transformed in
+ * order. `into`, when given and large enough, holds the images (every value is overwritten): a recycled buffer saves
+ * the page faults of fresh memory, which cost as much CPU time as the augmentation itself.
+ */
+export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: BatchJob, into?: ArrayBuffer): Promise<BatchData> {
   const n = job.indices.length;
   const size = cfg.imageSize;
   const per = cfg.inChans * size * size;
-  const images = new Float32Array(n * per);
+  const images = into !== undefined && into.byteLength >= 4 * n * per ? new Float32Array(into, 0, n * per) : new Float32Array(n * per);
   const labels = new Int32Array(n);
   if (cfg.transforms === 'native' && dataset.getPixels !== undefined) {
     const samples = await Promise.all(Array.from(job.indices, (i) => dataset.getPixels!(i)));

@@ -122,7 +122,9 @@ function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'signal'
   const concurrency = o.concurrency ?? Math.min(16, 2 * availableParallelism());
   if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new Error(`prepareShards: concurrency must be a positive integer, got ${concurrency}`);
   if (typeof o.data !== 'string' || typeof o.out !== 'string') throw new Error('prepareShards: data and out must be folder paths');
-  return { data: resolve(o.data), out: resolve(o.out), shortSide, format, quality, channels, onBadFile, shardBytes, concurrency };
+  const data = resolve(o.data), out = resolve(o.out);
+  if (out === data || out.startsWith(data + sep)) throw new Error(`prepareShards: the output folder ${out} must not be inside the image folder ${data} (it would be read as a class folder)`);
+  return { data, out, shortSide, format, quality, channels, onBadFile, shardBytes, concurrency };
 }
 
 /** One source file, processed: the bytes to store, or why it could not be. */

@@ -217,6 +217,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
           if (Number.isFinite(value)) out.loss.backward(scaleGrad);
           return value;
         });
+        batch.release(); // copied into imgs: its memory goes back to the data worker
         if (!Number.isFinite(loss)) {
           const at = `epoch ${epoch}, iteration ${it}, step ${pos.step}`;
           throw new Error(`the loss became ${loss} at ${at}; training stopped. The last good checkpoint is ${ckPath} (lower the lr or check the data)`);

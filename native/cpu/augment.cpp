@@ -14,7 +14,8 @@
 //     indices are clamped to the box.
 //   antialias = true: PIL's bicubic resize, which torchvision's tensor path (antialias=True) reproduces: a = -0.5,
 //     the kernel stretched by the scale when shrinking (support 2 * max(in/out, 1) input pixels each side of
-//     (o + 0.5) * in/out), cut off at the box border and renormalised to sum 1.
+//     (o + 0.5) * in/out), cut off at the box border and renormalised to sum 1. PIL also rounds to 8 bits after each
+//     of its two passes; this kernel, like torchvision's, keeps the intermediate in float.
 // Each output sample reads K consecutive input samples (zero weights pad the shorter ones). For each output row, the
 // vertical pass sums K rows of the box (uint8 -> float, contiguous, vectorised) into one float row; the horizontal
 // pass then computes 8 neighbouring outputs at a time as a small dense matrix times the input span they read
@@ -55,7 +56,7 @@ void make_taps(int64_t in, int64_t out, int64_t o0, int64_t n, bool antialias, b
   t.K = std::min<int64_t>(antialias ? 2 * (int64_t)std::ceil(support) + 1 : 4, in);
   t.start.assign(n, 0);
   t.weight.assign(n * t.K, 0.0f);
-  std::vector<double> w;
+  thread_local std::vector<double> w;
   for (int64_t i = 0; i < n; i++) {
     const int64_t o = o0 + (reverse ? n - 1 - i : i);
     int64_t first;  // the input sample of w[0]

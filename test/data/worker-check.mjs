@@ -7,6 +7,7 @@
 // By hand:   npx tsc -p tsconfig.json --outDir /tmp/data-dist && node test/data/worker-check.mjs /tmp/data-dist
 // (test/data/worker.test.ts compiles lib/data to a temp dir and runs this script on it.)
 //   - prepared shards (raw and JPEG) read in workers give the in-process batches
+//   - released batches' buffers are reused by the workers without changing any batch
 // Prints one JSON line with the results and digests; exits 1 if a check fails.
 //
 // If <dist> lies outside the repository it is made to look like the package root: links to ./node_modules (sharp
@@ -126,9 +127,9 @@ async function main() {
     await stopLoader.close();
     check('folder_stop', message !== null && message.includes(badPath), { message });
 
-    // 5. the folder prepared as raw and JPEG shards: worker batches = in-process batches
+    // the folder prepared as raw and JPEG shards: worker batches = in-process batches
     for (const format of ['raw', 'jpeg']) {
-      const out = join(root, `shards-${format}`);
+      const out = join(`${root}-shards`, format);
       await prepareShards({ data: root, out, format, shortSide: 12, shardBytes: 600 });
       const shards = await ShardDataset.open(out);
       const runs = {};
@@ -141,9 +142,36 @@ async function main() {
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
+    rmSync(`${root}-shards`, { recursive: true, force: true });
   }
 
-  // 4. early break, then close: must not hang or leave unhandled rejections
+  // 4. batch.release(): buffers recycled through the workers (the epoch's last, smaller batch too), same batches
+  {
+    const loader = new DataLoader(ds, { ...SYNTHETIC_OPTIONS, augment: true, workers: 2, prefetch: 3 });
+    const hash = createHash('sha256');
+    let emptied = true;
+    let reused = 0; // smaller last batches written into a recycled full-size buffer
+
+    for (const epoch of [0, 1, 5]) {
+      for await (const b of loader.epoch(epoch)) {
+        hash.update(Buffer.from(b.images.buffer, b.images.byteOffset, b.images.byteLength));
+        hash.update(Buffer.from(b.labels.buffer, b.labels.byteOffset, b.labels.byteLength));
+        hash.update(Buffer.from(b.indices.buffer, b.indices.byteOffset, b.indices.byteLength));
+        hash.update(String(b.step));
+        if (b.images.buffer.byteLength > b.images.byteLength) reused++;
+        b.release();
+        b.release(); // a second call is a no-op
+        emptied &&= b.images.length === 0;
+      }
+    }
+    await loader.close();
+    const reference = new DataLoader(ds, { ...SYNTHETIC_OPTIONS, augment: true, workers: 0 });
+    const expected = await digestEpochs(reference, [0, 1, 5]);
+    await reference.close();
+    check('recycle', emptied && reused > 0 && hash.digest('hex') === expected.digest, { emptied, reused });
+  }
+
+  // 5. early break, then close: must not hang or leave unhandled rejections
   {
     const loader = new DataLoader(ds, { ...SYNTHETIC_OPTIONS, augment: true, workers: 2, prefetch: 4 });
     let seen = 0;

@@ -46,7 +46,7 @@ describe('compiled DataLoader with worker threads', () => {
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as CheckOutput;
     expect(out.failures).toEqual([]);
     expect(out.ok).toBe(true);
-    for (const name of ['identical_train', 'identical_eval', 'startAt', 'folder_skip', 'folder_stop', 'shards_raw', 'shards_jpeg', 'early_break']) {
+    for (const name of ['identical_train', 'identical_eval', 'startAt', 'folder_skip', 'folder_stop', 'shards_raw', 'shards_jpeg', 'recycle', 'early_break']) {
       expect(out.results[name]?.ok, name).toBe(true);
     }
 
