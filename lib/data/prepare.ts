@@ -166,6 +166,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
       throw new Error(`${o.out} already holds prepared shards of ${diff.length > 0 ? `other settings: ${diff.join(', ')}` : 'other source files'}; remove it or choose another output folder`);
     }
     const bytes = x.shards.reduce((n, s) => n + s.bytes, 0);
+    await rm(join(o.out, STATE_DIR), { recursive: true, force: true }); // left by a crash right after the index was written
     emit({ type: 'end', complete: true, samples: x.count, skipped: x.skipped.length, shards: x.shards.length, bytes, seconds: 0 });
     return { dir: o.out, index: join(o.out, SHARD_INDEX_FILE), complete: true, samples: x.count, skipped: x.skipped, shards: x.shards.length, bytes };
   }

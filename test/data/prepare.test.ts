@@ -176,7 +176,7 @@ describe('prepareShards', () => {
 
 describe('mae prepare-data', () => {
   const cli = new URL('../../dist/lib/cli.js', import.meta.url).pathname;
-  const many = join(root, 'many'); // 240 images in 3 classes: long enough a run to interrupt
+  const many = join(root, 'many'); // 120 images in 3 classes: long enough a run to interrupt
 
   /** Runs the compiled CLI; with `signal`, sends it once the third shard is done. */
   function run(out: string, signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
@@ -201,7 +201,7 @@ describe('mae prepare-data', () => {
 
   it('stops at Ctrl-C after finishing its shard, survives SIGKILL, and resumes both times to the result of one run', async () => {
     expect(existsSync(cli), `${cli} is missing: run npm run build first`).toBe(true);
-    for (let k = 0; k < 240; k++) {
+    for (let k = 0; k < 120; k++) {
       const dir = join(many, `c${k % 3}`);
       mkdirSync(dir, { recursive: true });
       await writeImage(join(dir, `${k}.png`), 48, 56, k);
@@ -215,8 +215,8 @@ describe('mae prepare-data', () => {
     expect(a.code).toBe(0);
     expect(existsSync(join(interrupted, SHARD_INDEX_FILE))).toBe(false);
     const b = await run(interrupted);
-    expect(b.out).toMatch(/preparing 240 image files .* \(resuming after \d+ files in \d+ shards\)/);
-    expect(b.out).toMatch(/done: 240 images in \d+ shards/);
+    expect(b.out).toMatch(/preparing 120 image files .* \(resuming after \d+ files in \d+ shards\)/);
+    expect(b.out).toMatch(/done: 120 images in \d+ shards/);
     expect(b.code).toBe(0);
     expect(await contents(await ShardDataset.open(interrupted))).toEqual(whole);
 
