@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../native/cpu/cpu.h"
 #include "check.h"
 
 namespace mae {
@@ -584,6 +585,74 @@ Napi::Value adamw_step(const Args& a) {
   return a.env().Undefined();
 }
 
+// ---- augment ---------------------------------------------------------------------------------------------------
+
+// The data pointer and element count of typed array argument i, which must be of type `type`; for
+// SharedArrayBuffer-backed arrays too (napi_get_typedarray_info gives their data directly).
+void* typed_array(const Args& a, size_t i, napi_typedarray_type type, const char* name, const char* what, size_t& length) {
+  if (i >= a.info.Length() || !a.info[i].IsTypedArray()) a.fail(std::string(name) + " must be a " + what);
+  napi_typedarray_type t;
+  void* data = nullptr;
+  napi_status st = napi_get_typedarray_info(a.env(), a.info[i], &t, &length, &data, nullptr, nullptr);
+  if (st != napi_ok || t != type) a.fail(std::string(name) + " must be a " + what);
+  return data;
+}
+
+// argument i: an array of exactly n integers in [min, max]
+std::vector<int64_t> int_list(const Args& a, size_t i, const char* name, size_t n, int64_t min, int64_t max) {
+  const std::vector<double> xs = a.number_list(i, name);
+  if (xs.size() != n) a.fail(std::string(name) + " must hold " + std::to_string(n) + " integers, got " + std::to_string(xs.size()));
+  std::vector<int64_t> r;
+  for (size_t k = 0; k < n; k++) {
+    if (!(xs[k] >= (double)min && xs[k] <= (double)max && xs[k] == std::floor(xs[k])))
+      a.fail(std::string(name) + "[" + std::to_string(k) + "] must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + std::to_string(xs[k]));
+    r.push_back((int64_t)xs[k]);
+  }
+  return r;
+}
+
+// resizedCrop(src uint8 [H, W, C], [H, W, C], box [top, left, cropH, cropW], [outH, outW], window [y0, x0, winH, winW],
+//             flip, antialias, mean [outC], std [outC], out Float32Array | Uint16Array (bfloat16), outOffset)
+// writes out[outOffset ...] = [outC, winH, winW] (native/cpu/augment.cpp); synchronous, single-threaded.
+Napi::Value resized_crop(const Args& a) {
+  constexpr int64_t kMaxSide = 1 << 16;
+  size_t src_len = 0, out_len = 0;
+  const uint8_t* src = static_cast<const uint8_t*>(typed_array(a, 0, napi_uint8_array, "src", "Uint8Array", src_len));
+  const std::vector<int64_t> hwc = int_list(a, 1, "shape", 3, 1, kMaxSide);
+  const int64_t H = hwc[0], W = hwc[1], C = hwc[2];
+  a.expect(C <= 4, "shape [" + std::to_string(H) + ", " + std::to_string(W) + ", " + std::to_string(C) + "]: 1 to 4 channels");
+  a.expect((int64_t)src_len == H * W * C, "src has " + std::to_string(src_len) + " bytes, expected H x W x C = " + std::to_string(H) + " x " + std::to_string(W) + " x " + std::to_string(C) + " = " + std::to_string(H * W * C));
+  const std::vector<int64_t> box = int_list(a, 2, "box", 4, 0, kMaxSide);
+  a.expect(box[2] >= 1 && box[3] >= 1 && box[0] + box[2] <= H && box[1] + box[3] <= W,
+           "box top=" + std::to_string(box[0]) + " left=" + std::to_string(box[1]) + " " + std::to_string(box[2]) + "x" + std::to_string(box[3]) + " does not fit in a " + std::to_string(H) + "x" + std::to_string(W) + " image");
+  const std::vector<int64_t> size = int_list(a, 3, "outSize", 2, 1, kMaxSide);
+  const std::vector<int64_t> win = int_list(a, 4, "window", 4, 0, kMaxSide);
+  a.expect(win[2] >= 1 && win[3] >= 1 && win[0] + win[2] <= size[0] && win[1] + win[3] <= size[1],
+           "window top=" + std::to_string(win[0]) + " left=" + std::to_string(win[1]) + " " + std::to_string(win[2]) + "x" + std::to_string(win[3]) + " does not fit in the " + std::to_string(size[0]) + "x" + std::to_string(size[1]) + " output");
+  const bool flip = a.boolean(5, "flip"), antialias = a.boolean(6, "antialias");
+  const std::vector<double> mean = a.number_list(7, "mean"), std_ = a.number_list(8, "std");
+  const int64_t outC = (int64_t)mean.size();
+  a.expect(outC >= 1 && outC <= 64 && std_.size() == mean.size(), "mean and std need one value per output channel (1 to 64), got " + std::to_string(mean.size()) + " and " + std::to_string(std_.size()));
+  a.expect(outC == C || C == 1, std::to_string(C) + "-channel images cannot give " + std::to_string(outC) + " output channels (only 1-channel images are replicated)");
+  for (int64_t c = 0; c < outC; c++)
+    a.expect(std::isfinite(mean[c]) && std::isfinite(std_[c]) && std_[c] > 0, "mean[" + std::to_string(c) + "] must be finite and std[" + std::to_string(c) + "] finite and > 0");
+  if (a.info.Length() <= 9 || !a.info[9].IsTypedArray()) a.fail("out must be a Float32Array or a Uint16Array (bfloat16)");
+  const bool bf16 = a.info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  void* out = typed_array(a, 9, bf16 ? napi_uint16_array : napi_float32_array, "out", "Float32Array or a Uint16Array (bfloat16)", out_len);
+  const int64_t offset = a.integer(10, "outOffset", 0), n = outC * win[2] * win[3];
+  a.expect(offset + n <= (int64_t)out_len, "out has " + std::to_string(out_len) + " elements, too few for " + std::to_string(n) + " at outOffset " + std::to_string(offset));
+  const size_t elem = bf16 ? 2 : 4;
+  const uint8_t* o0 = static_cast<const uint8_t*>(out) + offset * elem;
+  a.expect(o0 + n * elem <= src || o0 >= src + src_len, "out and src overlap");
+  cpu::ResizedCrop args{src, H, W, C, box[0], box[1], box[2], box[3], size[0], size[1], win[0], win[1], win[2], win[3],
+                        flip, antialias, outC, mean.data(), std_.data()};
+  if (bf16)
+    cpu::resized_crop(args, nullptr, static_cast<uint16_t*>(out) + offset);
+  else
+    cpu::resized_crop(args, static_cast<float*>(out) + offset, nullptr);
+  return a.env().Undefined();
+}
+
 // ---- registration ----------------------------------------------------------------------------------------------
 
 const Entry entries[] = {
@@ -619,6 +688,7 @@ const Entry entries[] = {
     {"patchify", patchify},
     {"unpatchify", unpatchify},
     {"adamwStep", adamw_step},
+    {"resizedCrop", resized_crop},
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
  *   mae eval [flags]         top-1 / top-5 and the confusion matrix of a classifier; kNN accuracy of an encoder
  *   mae embed [flags]        encoder features of a folder of images from any checkpoint (.pth, Hugging Face, ours)
  *   mae classify [flags]     top-5 labels of images from a fine-tuned checkpoint
+ *   mae prepare-data [flags] convert an image folder into shards (reduced size, raw or JPEG) for fast loading
  *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions
  * `mae <command> --help` lists the flags.
  */
@@ -17,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
 import { presetNames, type MaeConfig } from './mae/index.js';
-import { resolvePipelineConfig } from './data/index.js';
+import { SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
 import { DATA_KINDS, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
@@ -169,6 +170,16 @@ const imageRunFlags: Flags = {
 };
 const embedFlags: Flags = { ...imageRunFlags, out: { type: 'string' }, pool: { type: 'string' }, 'decoder-num-heads': { type: 'string' } };
 const classifyFlags: Flags = { ...imageRunFlags, labels: { type: 'string' }, topk: { type: 'string' } };
+const prepareFlags: Flags = {
+  data: { type: 'string' },
+  out: { type: 'string' },
+  'short-side': { type: 'string' },
+  format: { type: 'string' },
+  quality: { type: 'string' },
+  'on-bad-file': { type: 'string' },
+  'shard-size': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
 
 const HELP: Record<string, string> = {
   pretrain: `mae pretrain [flags]
@@ -227,6 +238,15 @@ const HELP: Record<string, string> = {
   Class names: --labels FILE (one per line, in class order), else FOLDER's class sub-folders when there are as
   many as the model's classes (then top-1 / top-5 accuracy is printed too), else class indices.
   --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N`,
+  'prepare-data': `mae prepare-data --data FOLDER --out DIR [flags]
+  Converts an image folder (class sub-folders, as --data-kind folder) into a few large shard files plus an index
+  (DIR/${SHARD_INDEX_FILE}); train from it with --data DIR (--data-kind shards, guessed from the index).
+  --short-side N (256)     shrink each image so its shorter side is N (smaller ones are kept); 0 keeps every size
+  --format raw|jpeg (raw)  raw: uint8 pixels (fastest to read, larger); jpeg: re-encoded (smaller, decoded when read)
+  --quality Q (90)         JPEG quality
+  --on-bad-file skip|stop (skip)  skip: report the file and leave it out; stop: end the run naming it
+  --shard-size MIB (1024)  close a shard once it holds this many MiB
+  Resumable: after Ctrl-C, a crash or a stop, run the same command again to continue after the last finished shard.`,
   info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions',
 };
 
@@ -244,6 +264,7 @@ export function guessDataKind(path: string): DataKind {
   if (!existsSync(path)) throw new UsageError(`--data ${path}: no such file or folder`);
   if (!statSync(path).isDirectory()) throw new UsageError(`--data ${path}: expected a folder`);
   const names = new Set(readdirSync(path));
+  if (names.has(SHARD_INDEX_FILE)) return 'shards';
   if (names.has('train-images-idx3-ubyte.gz') || names.has('train-images-idx3-ubyte')) return 'mnist';
   if (names.has('data_batch_1.bin') || names.has('cifar-10-batches-bin')) return 'cifar10';
   return 'folder';
@@ -394,6 +415,66 @@ async function cmdPretrain(argv: string[]): Promise<void> {
   console.log(`checkpoint: ${r.checkpoint}`);
   console.log(`log: ${join(r.outDir, 'log.jsonl')}`);
   if (r.reconstructions.length) console.log(`reconstructions: ${r.reconstructions[r.reconstructions.length - 1]}`);
+}
+
+export function prepareOptions(argv: string[]): PrepareOptions {
+  const { values: v } = parseArgs({ args: argv, options: prepareFlags, allowPositionals: false });
+  if (v.data === undefined || v.out === undefined) throw new UsageError('prepare-data: --data FOLDER and --out DIR are required');
+  const o: PrepareOptions = { data: resolve(v.data as string), out: resolve(v.out as string) };
+  const shortSide = num(v['short-side'], 'short-side');
+  if (shortSide !== undefined) o.shortSide = shortSide === 0 ? null : shortSide;
+  if (v.format !== undefined) {
+    if (v.format !== 'raw' && v.format !== 'jpeg') throw new UsageError(`--format must be raw or jpeg, got '${String(v.format)}'`);
+    o.format = v.format;
+  }
+  const quality = num(v.quality, 'quality');
+  if (quality !== undefined) o.quality = quality;
+  const bad = v['on-bad-file'];
+  if (bad !== undefined) {
+    if (bad !== 'skip' && bad !== 'stop') throw new UsageError(`--on-bad-file must be skip or stop, got '${String(bad)}'`);
+    o.onBadFile = bad;
+  }
+  const mib = num(v['shard-size'], 'shard-size');
+  if (mib !== undefined) {
+    if (!(mib > 0)) throw new UsageError(`--shard-size must be a positive number of MiB, got ${mib}`);
+    o.shardBytes = Math.round(mib * 2 ** 20);
+  }
+  return o;
+}
+
+async function cmdPrepareData(argv: string[]): Promise<void> {
+  const o = prepareOptions(argv);
+  const abort = new AbortController();
+  process.once('SIGINT', () => {
+    console.log('\ninterrupted: finishing the current shard (Ctrl-C again to quit at once; run the same command to resume)');
+    abort.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  const tty = process.stderr.isTTY;
+  let lastLine = 0;
+  const onEvent = (e: PrepareEvent) => {
+    if (e.type === 'start') {
+      console.log(`preparing ${e.files} image files from ${o.data} into ${o.out}` + (e.done > 0 ? ` (resuming after ${e.done} files in ${e.shards} shards)` : ''));
+    } else if (e.type === 'progress') {
+      const width = 24;
+      const filled = Math.round((e.done / e.files) * width);
+      const line = `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${e.done}/${e.files} files, ${(e.bytes / 2 ** 20).toFixed(0)} MiB, ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`;
+      if (tty) process.stderr.write(`\r${line}\x1b[K`);
+      else if (Date.now() - lastLine > 5000 || e.done === e.files) {
+        console.log(line);
+        lastLine = Date.now();
+      }
+    } else if (e.type === 'bad-file' || e.type === 'warning') {
+      if (tty) process.stderr.write('\n');
+      console.warn(e.type === 'bad-file' ? `bad file: ${e.error}` : `warning: ${e.message}`);
+    } else if (e.type === 'end') {
+      if (tty) process.stderr.write('\n');
+      console.log(`${e.complete ? 'done' : 'stopped'}: ${e.samples} images in ${e.shards} shards (${(e.bytes / 2 ** 20).toFixed(1)} MiB), ${e.skipped} bad files left out, ${formatTime(e.seconds)}`);
+    }
+  };
+  const r = await prepareShards({ ...o, signal: abort.signal, onEvent });
+  if (r.complete) console.log(`index: ${r.index}; train with --data ${r.dir}`);
+  else console.log(`not finished: run the same command again to resume`);
 }
 
 async function cmdVisualize(argv: string[]): Promise<void> {
@@ -646,7 +727,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|info> [flags]; mae <command> --help');
+      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|info> [flags]; mae <command> --help');
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -660,9 +741,10 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'eval') await cmdEval(rest);
     else if (cmd === 'embed') await cmdEmbed(rest);
     else if (cmd === 'classify') await cmdClassify(rest);
+    else if (cmd === 'prepare-data') await cmdPrepareData(rest);
     else if (cmd === 'info') cmdInfo();
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, info`);
       return 1;
     }
     return 0;

@@ -130,6 +130,17 @@ export interface NativeAddon {
    * given, is a bfloat16 tensor that receives the new params[k] rounded to bfloat16
    */
   adamwStep(params: T[], grads: T[], m: T[], v: T[], lr: number[], weightDecay: number[], beta1: number, beta2: number, eps: number, step: number, shadows?: (T | null)[]): void;
+  /**
+   * Data augmentation on one 8-bit image (native/cpu/augment.cpp; synchronous, single-threaded, for data workers):
+   * the box of src [H, W, C] resampled bicubically to outSize, the window of that written to out[outOffset ..] as
+   * [outC, winH, winW] (flipped left-right when `flip`), normalised (v / 255 - mean) / std; out a Float32Array or
+   * a Uint16Array of bfloat16 bits. antialias: PIL / torchvision antialiased bicubic; else F.interpolate's.
+   */
+  resizedCrop(
+    src: Uint8Array, shape: [number, number, number], box: [number, number, number, number], outSize: [number, number],
+    window: [number, number, number, number], flip: boolean, antialias: boolean, mean: readonly number[], std: readonly number[],
+    out: Float32Array | Uint16Array, outOffset: number,
+  ): void;
 }
 
 /** The package root: the nearest folder above this file whose package.json is ours. */

@@ -1,21 +1,32 @@
 /**
- * The Dataset interface and the concrete datasets: in-memory 8-bit images (Fashion-MNIST, CIFAR-10) and image folders.
+ * The Dataset interface and the concrete datasets: in-memory 8-bit images (Fashion-MNIST, CIFAR-10) and image folders
+ * (prepared shards: shards.ts).
  *
  * A Dataset hands out samples as float32 CHW images in [0, 1] plus an integer label (-1 when unlabelled). Datasets
- * that can be rebuilt inside a worker thread also provide workerSpec(): a structured-clonable description that
- * datasetFromSpec() turns back into an equivalent dataset. In-memory pixels live in a SharedArrayBuffer, so every
- * worker reads the same memory instead of a copy.
+ * of 8-bit images also hand out the pixels themselves (getPixels: uint8 HWC), which the DataLoader augments natively.
+ * Datasets that can be rebuilt inside a worker thread also provide workerSpec(): a structured-clonable description
+ * that datasetFromSpec() turns back into an equivalent dataset. In-memory pixels live in a SharedArrayBuffer, so
+ * every worker reads the same memory instead of a copy.
  */
 import { loadCifar10 } from './cifar.js';
 import { decodeImageFile, scanImageFolder, type ImageFolderIndex, type OnBadFile } from './folder.js';
 import { DEFAULT_FASHION_MNIST_DIR, loadFashionMnist, resolveFashionMnistDir } from './idx.js';
 import { describeValue, expectArrayOf, expectInstance, expectInteger, expectObject } from '../check.js';
+import { ShardDataset, type ShardDatasetSpec } from './shards.js';
 
 export interface Sample {
   image: Float32Array; // [channels, height, width], values in [0, 1]
   label: number; // 0..numClasses-1, or -1 when unlabelled
   height?: number; // only for variable-size datasets (dataset.height === 0): this sample's height
   width?: number; // likewise its width
+}
+
+/** A sample as 8-bit pixels: what the DataLoader's native augmentation reads. */
+export interface PixelSample {
+  pixels: Uint8Array; // [height, width, channels] interleaved (HWC), channels = the dataset's
+  height: number;
+  width: number;
+  label: number;
 }
 
 export interface Dataset {
@@ -26,6 +37,8 @@ export interface Dataset {
   width: number; // likewise
   /** Sample i, 0 <= i < length. In-memory datasets resolve immediately. */
   get(i: number): Promise<Sample>;
+  /** Sample i as 8-bit HWC pixels, for datasets of 8-bit images (the same image get() returns, times 255). */
+  getPixels?(i: number): Promise<PixelSample>;
   /** A description a worker thread can rebuild this dataset from; without it the DataLoader works in-process. */
   workerSpec?(): DatasetSpec;
   /** Where warnings raised by copies of this dataset in worker threads are reported (default console.warn). */
@@ -50,9 +63,9 @@ export interface FolderDatasetSpec {
   shorterSide: number | undefined;
 }
 
-export type DatasetSpec = MemoryDatasetSpec | FolderDatasetSpec;
+export type DatasetSpec = MemoryDatasetSpec | FolderDatasetSpec | ShardDatasetSpec;
 
-function checkIndex(i: number, length: number): void {
+export function checkIndex(i: number, length: number): void {
   if (!(Number.isInteger(i) && i >= 0 && i < length)) throw new RangeError(`Dataset.get: index ${i} is out of range [0, ${length})`);
 }
 
@@ -62,6 +75,16 @@ function shareBytes(bytes: Uint8Array): Uint8Array {
   const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
   shared.set(bytes);
   return shared;
+}
+
+/** 8-bit HWC pixels -> float32 CHW in [0, 1]. */
+export function pixelsToImage(pixels: Uint8Array, c: number, height: number, width: number): Float32Array {
+  const plane = height * width;
+  const image = new Float32Array(c * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let ch = 0; ch < c; ch++) image[ch * plane + p] = pixels[p * c + ch]! / 255;
+  }
+  return image;
 }
 
 export interface InMemoryDatasetOptions {
@@ -113,6 +136,20 @@ export class InMemoryDataset implements Dataset {
     const src = this.images.subarray(i * per, (i + 1) * per);
     for (let k = 0; k < per; k++) image[k] = src[k]! / 255;
     return Promise.resolve({ image, label: this.labels[i]! });
+  }
+
+  /** The stored CHW bytes of sample i, interleaved to HWC (a view, no copy, for 1 channel). */
+  getPixels(i: number): Promise<PixelSample> {
+    checkIndex(i, this.length);
+    const { channels: c, height, width } = this;
+    const plane = height * width;
+    const chw = this.images.subarray(i * c * plane, (i + 1) * c * plane);
+    let pixels = chw;
+    if (c > 1) {
+      pixels = new Uint8Array(c * plane);
+      for (let ch = 0; ch < c; ch++) for (let p = 0; p < plane; p++) pixels[p * c + ch] = chw[ch * plane + p]!;
+    }
+    return Promise.resolve({ pixels, height, width, label: this.labels[i]! });
   }
 
   workerSpec(): MemoryDatasetSpec {
@@ -175,6 +212,11 @@ export class ImageFolderDataset implements Dataset {
   }
 
   async get(i: number): Promise<Sample> {
+    const { pixels, height, width, label } = await this.getPixels(i);
+    return { image: pixelsToImage(pixels, this.channels, height, width), label, height, width };
+  }
+
+  async getPixels(i: number): Promise<PixelSample> {
     checkIndex(i, this.length);
     for (let k = 0; k < this.length; k++) {
       const j = (i + k) % this.length;
@@ -189,13 +231,7 @@ export class ImageFolderDataset implements Dataset {
         this.onWarning(`skipping bad image file: ${(e as Error).message}`);
         continue;
       }
-      const { pixels, channels: c, height, width } = decoded;
-      const plane = height * width;
-      const image = new Float32Array(c * plane);
-      for (let p = 0; p < plane; p++) {
-        for (let ch = 0; ch < c; ch++) image[ch * plane + p] = pixels[p * c + ch]! / 255;
-      }
-      return { image, label: this.index.labels[j]!, height, width };
+      return { pixels: decoded.pixels, height: decoded.height, width: decoded.width, label: this.index.labels[j]! };
     }
     throw new Error(`${this.index.root}: all ${this.length} image files failed to decode`);
   }
@@ -211,6 +247,7 @@ export function datasetFromSpec(spec: DatasetSpec, onWarning: (message: string) 
   if (spec.kind === 'folder') {
     return new ImageFolderDataset(spec.index, { channels: spec.channels, onBadFile: spec.onBadFile, shorterSide: spec.shorterSide, onWarning });
   }
+  if (spec.kind === 'shards') return new ShardDataset(spec);
   throw new Error(`datasetFromSpec: unknown dataset kind ${String((spec as { kind: unknown }).kind)}`);
 }
 

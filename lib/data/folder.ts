@@ -121,24 +121,55 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
 }
 
 /**
- * Decodes an image file to 8-bit HWC pixels with exactly `channels` channels (1: greyscale, 3: sRGB; alpha is
- * dropped). With `shorterSide`, images whose shorter side is longer are first shrunk (lanczos3, aspect kept) so
- * that it equals `shorterSide`; smaller images are left alone. Throws an Error naming the file if it cannot be
- * decoded (including truncated files, which sharp reports as warnings: failOn 'warning').
+ * The sharp pipeline shared by decoding and re-encoding: with `shorterSide`, images whose shorter side is longer are
+ * shrunk (lanczos3, aspect kept; JPEGs are shrunk while decoding) so that it equals `shorterSide`; smaller images
+ * are left alone; then exactly `channels` channels (1: greyscale, 3: sRGB; alpha dropped). Truncated files fail
+ * (failOn 'warning': sharp only warns about them).
+ */
+async function imagePipeline(input: string | Uint8Array, channels: 1 | 3, shorterSide?: number): Promise<sharpType.Sharp> {
+  const sharp = await loadSharp();
+  let pipeline = sharp(input, { failOn: 'warning' });
+  if (shorterSide !== undefined) {
+    pipeline = pipeline.resize({ width: shorterSide, height: shorterSide, fit: 'outside', withoutEnlargement: true });
+  }
+  return pipeline.removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb');
+}
+
+async function decodeWith(pipeline: Promise<sharpType.Sharp>, channels: 1 | 3): Promise<DecodedImage> {
+  const { data, info } = await (await pipeline).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  if (info.channels !== channels || data.length !== info.width * info.height * channels) {
+    throw new Error(`decoded to ${info.channels} channel(s) of ${info.width}x${info.height} (${data.length} bytes), expected ${channels} channel(s)`);
+  }
+  return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.length), channels, height: info.height, width: info.width };
+}
+
+/**
+ * Decodes an image file to 8-bit HWC pixels with exactly `channels` channels, shrunk to `shorterSide` when given
+ * (see imagePipeline). Throws an Error naming the file if it cannot be decoded (including truncated files).
  */
 export async function decodeImageFile(path: string, channels: 1 | 3, shorterSide?: number): Promise<DecodedImage> {
-  const sharp = await loadSharp();
   try {
-    let pipeline = sharp(path, { failOn: 'warning' });
-    if (shorterSide !== undefined) {
-      pipeline = pipeline.resize({ width: shorterSide, height: shorterSide, fit: 'outside', withoutEnlargement: true });
-    }
-    pipeline = pipeline.removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb');
-    const { data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    if (info.channels !== channels || data.length !== info.width * info.height * channels) {
-      throw new Error(`decoded to ${info.channels} channel(s) of ${info.width}x${info.height} (${data.length} bytes), expected ${channels} channel(s)`);
-    }
-    return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.length), channels, height: info.height, width: info.width };
+    return await decodeWith(imagePipeline(path, channels, shorterSide), channels);
+  } catch (e) {
+    throw new Error(`${path}: cannot decode image: ${(e as Error).message}`);
+  }
+}
+
+/** Decodes encoded image bytes (e.g. a JPEG record of a shard) like decodeImageFile; `name` is used in errors. */
+export async function decodeImageBytes(bytes: Uint8Array, name: string, channels: 1 | 3): Promise<DecodedImage> {
+  try {
+    return await decodeWith(imagePipeline(bytes, channels), channels);
+  } catch (e) {
+    throw new Error(`${name}: cannot decode image: ${(e as Error).message}`);
+  }
+}
+
+/** An image file decoded, shrunk as decodeImageFile does, and encoded again as a baseline JPEG of `quality`. */
+export async function reencodeJpeg(path: string, channels: 1 | 3, shorterSide: number | undefined, quality: number): Promise<{ data: Uint8Array; height: number; width: number }> {
+  try {
+    const { data, info } = await (await imagePipeline(path, channels, shorterSide)).jpeg({ quality }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels) throw new Error(`encoded ${info.channels} channel(s), expected ${channels}`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), height: info.height, width: info.width };
   } catch (e) {
     throw new Error(`${path}: cannot decode image: ${(e as Error).message}`);
   }

@@ -5,10 +5,18 @@
  * never modified. Randomness only comes from the Generator passed in, so a transform is a pure function of
  * (image, generator state).
  *
- * Resampling is bicubic convolution with a = -0.75, the kernel of PyTorch's
- * F.interpolate(mode='bicubic', align_corners=False) (no antialiasing): output pixel o samples input coordinate
- * (o + 0.5) * in/out - 0.5, reads 4 neighbours per axis and clamps neighbour indices to the border of the region
- * being resampled. Results are clamped to [0, 1] (bicubic overshoots at edges), as an 8-bit pipeline would.
+ * Resampling is bicubic, computed in float64, with one of two kernels:
+ * - antialias false (the default of these functions): PyTorch's F.interpolate(mode='bicubic', align_corners=False,
+ *   antialias=False): a = -0.75; output pixel o samples input coordinate (o + 0.5) * in/out - 0.5, reads 4
+ *   neighbours per axis and clamps neighbour indices to the border of the region being resampled.
+ * - antialias true: PIL's bicubic resize, which torchvision's tensor path (antialias=True) reproduces: a = -0.5; the
+ *   kernel is centred on (o + 0.5) * in/out and, when shrinking, stretched by in/out (support 2 * max(in/out, 1)
+ *   input pixels each side), cut off at the region's border and its weights renormalised to sum 1.
+ * Results are clamped to [0, 1] (bicubic overshoots at edges), as an 8-bit pipeline would.
+ *
+ * The DataLoader runs the same transforms natively on 8-bit pixels (native/cpu/augment.cpp, through
+ * `native.resizedCrop`) for datasets that provide them; these functions are the reference it is tested against and
+ * the path for datasets that only provide float images.
  */
 import type { Generator } from '../random.js';
 
@@ -22,26 +30,50 @@ export function bicubicWeights(t: number): [number, number, number, number] {
   return [far(t + 1), near(t), near(1 - t), far(2 - t)];
 }
 
+/** PIL's bicubic kernel (a = -0.5), used by antialiased resampling. */
+function pilCubic(x: number): number {
+  const a = -0.5;
+  const t = Math.abs(x);
+  if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+  if (t < 2) return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a;
+  return 0;
+}
+
 interface Taps {
-  index: Int32Array; // [out, 4] absolute input indices (already clamped)
-  weight: Float64Array; // [out, 4]
+  K: number; // taps per output sample
+  index: Int32Array; // [out, K] absolute input indices (already clamped; padding taps have weight 0)
+  weight: Float64Array; // [out, K]
 }
 
 /** Bicubic taps resampling the input window [start, start + inSize) of one axis to outSize samples. */
-function bicubicTaps(start: number, inSize: number, outSize: number): Taps {
-  const index = new Int32Array(4 * outSize);
-  const weight = new Float64Array(4 * outSize);
+function bicubicTaps(start: number, inSize: number, outSize: number, antialias: boolean): Taps {
   const scale = inSize / outSize;
+  const support = 2 * Math.max(scale, 1);
+  const K = antialias ? 2 * Math.ceil(support) + 1 : 4;
+  const index = new Int32Array(K * outSize).fill(start);
+  const weight = new Float64Array(K * outSize);
   for (let o = 0; o < outSize; o++) {
-    const real = scale * (o + 0.5) - 0.5;
-    const i0 = Math.floor(real);
-    const wts = bicubicWeights(real - i0);
-    for (let k = 0; k < 4; k++) {
-      index[4 * o + k] = start + Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
-      weight[4 * o + k] = wts[k]!;
+    if (antialias) {
+      const center = scale * (o + 0.5);
+      const lo = Math.max(Math.trunc(center - support + 0.5), 0);
+      const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
+      let total = 0;
+      for (let i = lo; i < hi; i++) total += pilCubic((i - center + 0.5) / Math.max(scale, 1));
+      for (let i = lo; i < hi; i++) {
+        index[K * o + i - lo] = start + i;
+        weight[K * o + i - lo] = pilCubic((i - center + 0.5) / Math.max(scale, 1)) / total;
+      }
+    } else {
+      const real = scale * (o + 0.5) - 0.5;
+      const i0 = Math.floor(real);
+      const wts = bicubicWeights(real - i0);
+      for (let k = 0; k < 4; k++) {
+        index[4 * o + k] = start + Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
+        weight[4 * o + k] = wts[k]!;
+      }
     }
   }
-  return { index, weight };
+  return { K, index, weight };
 }
 
 function checkShape(fn: string, img: Float32Array, c: number, h: number, w: number): void {
@@ -51,13 +83,14 @@ function checkShape(fn: string, img: Float32Array, c: number, h: number, w: numb
 }
 
 /**
- * Crops the window (top, left, cropH, cropW) out of img [c, h, w] and resizes it bicubically to [c, outH, outW].
- * Separable: a horizontal pass into a float64 buffer [c, cropH, outW], then a vertical pass.
+ * Crops the window (top, left, cropH, cropW) out of img [c, h, w] and resizes it bicubically to [c, outH, outW]
+ * (antialias: PIL's kernel, else F.interpolate's; see the top of this file). Separable: a horizontal pass into a
+ * float64 buffer [c, cropH, outW], then a vertical pass.
  */
 export function resizedCrop(
   img: Float32Array, c: number, h: number, w: number,
   top: number, left: number, cropH: number, cropW: number,
-  outH: number, outW: number,
+  outH: number, outW: number, antialias = false,
 ): Float32Array {
   checkShape('resizedCrop', img, c, h, w);
   if (!(cropH > 0 && cropW > 0 && top >= 0 && left >= 0 && top + cropH <= h && left + cropW <= w)) {
@@ -66,35 +99,27 @@ export function resizedCrop(
   if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0)) {
     throw new Error(`resizedCrop: output size must be positive integers, got ${outH}x${outW}`);
   }
-  const xt = bicubicTaps(left, cropW, outW);
-  const yt = bicubicTaps(0, cropH, outH); // rows relative to the window
+  const xt = bicubicTaps(left, cropW, outW, antialias);
+  const yt = bicubicTaps(0, cropH, outH, antialias); // rows relative to the window
   const tmp = new Float64Array(c * cropH * outW);
   for (let ch = 0; ch < c; ch++) {
     for (let y = 0; y < cropH; y++) {
       const src = (ch * h + top + y) * w;
       const dst = (ch * cropH + y) * outW;
       for (let x = 0; x < outW; x++) {
-        const t = 4 * x;
-        tmp[dst + x] =
-          xt.weight[t]! * img[src + xt.index[t]!]! +
-          xt.weight[t + 1]! * img[src + xt.index[t + 1]!]! +
-          xt.weight[t + 2]! * img[src + xt.index[t + 2]!]! +
-          xt.weight[t + 3]! * img[src + xt.index[t + 3]!]!;
+        let v = 0;
+        for (let t = xt.K * x; t < xt.K * (x + 1); t++) v += xt.weight[t]! * img[src + xt.index[t]!]!;
+        tmp[dst + x] = v;
       }
     }
   }
   const out = new Float32Array(c * outH * outW);
   for (let ch = 0; ch < c; ch++) {
     for (let y = 0; y < outH; y++) {
-      const t = 4 * y;
-      const r0 = (ch * cropH + yt.index[t]!) * outW;
-      const r1 = (ch * cropH + yt.index[t + 1]!) * outW;
-      const r2 = (ch * cropH + yt.index[t + 2]!) * outW;
-      const r3 = (ch * cropH + yt.index[t + 3]!) * outW;
-      const w0 = yt.weight[t]!, w1 = yt.weight[t + 1]!, w2 = yt.weight[t + 2]!, w3 = yt.weight[t + 3]!;
       const dst = (ch * outH + y) * outW;
       for (let x = 0; x < outW; x++) {
-        const v = w0 * tmp[r0 + x]! + w1 * tmp[r1 + x]! + w2 * tmp[r2 + x]! + w3 * tmp[r3 + x]!;
+        let v = 0;
+        for (let t = yt.K * y; t < yt.K * (y + 1); t++) v += yt.weight[t]! * tmp[(ch * cropH + yt.index[t]!) * outW + x]!;
         out[dst + x] = v < 0 ? 0 : v > 1 ? 1 : v;
       }
     }
@@ -103,8 +128,8 @@ export function resizedCrop(
 }
 
 /** Bicubic resize of the whole image: [c, h, w] -> [c, outH, outW]. */
-export function resize(img: Float32Array, c: number, h: number, w: number, outH: number, outW: number): Float32Array {
-  return resizedCrop(img, c, h, w, 0, 0, h, w, outH, outW);
+export function resize(img: Float32Array, c: number, h: number, w: number, outH: number, outW: number, antialias = false): Float32Array {
+  return resizedCrop(img, c, h, w, 0, 0, h, w, outH, outW, antialias);
 }
 
 /** Python's round(): halves go to the even neighbour (torchvision computes crop sizes with it). */
@@ -123,6 +148,7 @@ export interface CropBox {
 export interface RandomResizedCropOptions {
   scale: [number, number]; // fraction of the image area, e.g. [0.2, 1] for MAE
   ratio: [number, number]; // aspect ratio width / height, e.g. [3/4, 4/3]
+  antialias?: boolean; // randomResizedCrop's resampling: PIL's kernel (true) or F.interpolate's (false, default)
 }
 
 export const MAE_CROP: RandomResizedCropOptions = { scale: [0.2, 1], ratio: [3 / 4, 4 / 3] };
@@ -166,7 +192,7 @@ export function randomResizedCrop(
 ): Float32Array {
   checkShape('randomResizedCrop', img, c, h, w);
   const box = randomResizedCropParams(h, w, gen, opts);
-  return resizedCrop(img, c, h, w, box.top, box.left, box.height, box.width, outSize, outSize);
+  return resizedCrop(img, c, h, w, box.top, box.left, box.height, box.width, outSize, outSize, opts.antialias ?? false);
 }
 
 /** Mirrors left-right: [c, h, w] -> [c, h, w]. */
@@ -215,24 +241,34 @@ export function toChannels(img: Float32Array, c: number, h: number, w: number, i
   return out;
 }
 
-/**
- * torchvision Resize(size) with an int size: the shorter side becomes `size`, the longer one
- * floor(size * long / short); [c, h, w] -> [c, height, width]. Bicubic. Returns a copy if already that size.
- */
-export function resizeShorterSide(img: Float32Array, c: number, h: number, w: number, size: number): { image: Float32Array; height: number; width: number } {
-  checkShape('resizeShorterSide', img, c, h, w);
-  const height = h <= w ? size : Math.floor((size * h) / w);
-  const width = h <= w ? Math.floor((size * w) / h) : size;
-  if (height === h && width === w) return { image: img.slice(), height, width };
-  return { image: resize(img, c, h, w, height, width), height, width };
+/** The size torchvision Resize(size) with an int size gives an h x w image: shorter side size, longer floor(size * long / short). */
+export function shorterSideSize(h: number, w: number, size: number): { height: number; width: number } {
+  return h <= w ? { height: size, width: Math.floor((size * w) / h) } : { height: Math.floor((size * h) / w), width: size };
 }
 
-/** The central outH x outW window (offsets rounded as torchvision does): [c, h, w] -> [c, outH, outW]. */
+/**
+ * torchvision Resize(size) with an int size: the shorter side becomes `size` (shorterSideSize);
+ * [c, h, w] -> [c, height, width]. Bicubic. Returns a copy if already that size.
+ */
+export function resizeShorterSide(
+  img: Float32Array, c: number, h: number, w: number, size: number, antialias = false,
+): { image: Float32Array; height: number; width: number } {
+  checkShape('resizeShorterSide', img, c, h, w);
+  const { height, width } = shorterSideSize(h, w, size);
+  if (height === h && width === w) return { image: img.slice(), height, width };
+  return { image: resize(img, c, h, w, height, width, antialias), height, width };
+}
+
+/** The central outH x outW window of an h x w image, offsets rounded as torchvision's CenterCrop does. */
+export function centerCropBox(h: number, w: number, outH: number, outW: number): CropBox {
+  if (outH > h || outW > w) throw new Error(`centerCrop: cannot crop ${outH}x${outW} out of a ${h}x${w} image`);
+  return { top: roundHalfEven((h - outH) / 2), left: roundHalfEven((w - outW) / 2), height: outH, width: outW };
+}
+
+/** The central outH x outW window (centerCropBox): [c, h, w] -> [c, outH, outW]. */
 export function centerCrop(img: Float32Array, c: number, h: number, w: number, outH: number, outW: number): Float32Array {
   checkShape('centerCrop', img, c, h, w);
-  if (outH > h || outW > w) throw new Error(`centerCrop: cannot crop ${outH}x${outW} out of a ${h}x${w} image`);
-  const top = roundHalfEven((h - outH) / 2);
-  const left = roundHalfEven((w - outW) / 2);
+  const { top, left } = centerCropBox(h, w, outH, outW);
   const out = new Float32Array(c * outH * outW);
   for (let ch = 0; ch < c; ch++) {
     for (let y = 0; y < outH; y++) {

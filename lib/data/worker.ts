@@ -3,7 +3,7 @@
  *
  * Protocol (all messages structured-cloned; batch buffers are transferred, not copied):
  *   workerData          WorkerInit { dataset spec, pipeline config }
- *   main -> worker      WorkerRequest { id, job }
+ *   main -> worker      WorkerRequest { type: 'batch', id, job } | { type: 'recycle', buffer } (a released batch's images)
  *   worker -> main      { type: 'batch', id, images, labels } | { type: 'error', id, message } | { type: 'warning', message }
  * Requests are handled concurrently (image decoding is asynchronous), each answered exactly once. An exception
  * outside a request crashes the worker; the DataLoader sees that through the Worker 'error' / 'exit' events.
@@ -17,10 +17,10 @@ export interface WorkerInit {
   config: PipelineConfig;
 }
 
-export interface WorkerRequest {
-  id: number;
-  job: BatchJob;
-}
+export type WorkerRequest = { type: 'batch'; id: number; job: BatchJob } | { type: 'recycle'; buffer: ArrayBuffer };
+
+/** Released image buffers kept for reuse, at most this many. */
+const POOL_SIZE = 2;
 
 export type WorkerReply =
   | { type: 'batch'; id: number; images: Float32Array; labels: Int32Array }
@@ -34,8 +34,16 @@ const post = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMess
 const init = workerData as WorkerInit;
 const dataset = datasetFromSpec(init.dataset, (message) => post({ type: 'warning', message }));
 
+const pool: ArrayBuffer[] = [];
+
 port.on('message', (request: WorkerRequest) => {
-  buildBatch(dataset, init.config, request.job).then(
+  if (request.type === 'recycle') {
+    if (pool.length < POOL_SIZE) pool.push(request.buffer);
+    return;
+  }
+  const { imageSize, inChans } = init.config;
+  const k = pool.findIndex((b) => b.byteLength >= 4 * request.job.indices.length * inChans * imageSize * imageSize);
+  buildBatch(dataset, init.config, request.job, k >= 0 ? pool.splice(k, 1)[0] : undefined).then(
     ({ images, labels }) => post({ type: 'batch', id: request.id, images, labels }, [images.buffer as ArrayBuffer, labels.buffer as ArrayBuffer]),
     (e: unknown) => post({ type: 'error', id: request.id, message: e instanceof Error ? e.message : String(e) }),
   );

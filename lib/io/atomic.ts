@@ -26,29 +26,14 @@ const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EACCES', 'E
 /** Writes `data` to `path` atomically, creating the parent directories. */
 export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
   const chunks = toChunks(path, data);
-  const dir = dirname(path);
-  const tmp = tempPath(path);
+  const file = await AtomicFileWriter.open(path);
   try {
-    await fsp.mkdir(dir, { recursive: true });
-    const handle = await fsp.open(tmp, 'wx');
-    try {
-      for (const chunk of chunks) {
-        let written = 0;
-        while (written < chunk.byteLength) {
-          const { bytesWritten } = await handle.write(chunk, written, chunk.byteLength - written);
-          written += bytesWritten;
-        }
-      }
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(tmp, path);
+    for (const chunk of chunks) await file.write(chunk);
   } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw wrap(path, err);
+    await file.abort();
+    throw err instanceof Error && err.message.startsWith(`writeFileAtomic(${path})`) ? err : wrap(path, err);
   }
-  await syncDirectory(dir);
+  await file.commit();
 }
 
 /** Synchronous twin of {@link writeFileAtomic}. */
@@ -76,6 +61,76 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
     throw wrap(path, err);
   }
   syncDirectorySync(dir);
+}
+
+/**
+ * A file written in pieces (too large to hold in memory at once) and put in place atomically: the pieces go to a
+ * temporary file next to `path`; commit() fsyncs it, renames it over `path` and fsyncs the directory; abort() removes
+ * it. Until commit() returns, `path` keeps its old contents (or stays absent). A crash leaves at most the hidden
+ * temporary file `.<name>.<pid>.<random>.tmp`.
+ */
+export class AtomicFileWriter {
+  readonly path: string;
+  private readonly tmp: string;
+  private readonly handle: FileHandle;
+  private written = 0;
+  private done = false;
+
+  private constructor(path: string, tmp: string, handle: FileHandle) {
+    this.path = path;
+    this.tmp = tmp;
+    this.handle = handle;
+  }
+
+  /** Starts writing `path` (its parent folders are created). */
+  static async open(path: string): Promise<AtomicFileWriter> {
+    const tmp = tempPath(path);
+    try {
+      await fsp.mkdir(dirname(path), { recursive: true });
+      return new AtomicFileWriter(path, tmp, await fsp.open(tmp, 'wx'));
+    } catch (err) {
+      throw wrap(path, err);
+    }
+  }
+
+  /** Bytes written so far. */
+  get bytes(): number {
+    return this.written;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.done) throw new Error(`AtomicFileWriter(${this.path}): write after commit or abort`);
+    try {
+      for (let at = 0; at < chunk.byteLength; ) at += (await this.handle.write(chunk, at, chunk.byteLength - at)).bytesWritten;
+    } catch (err) {
+      await this.abort();
+      throw wrap(this.path, err);
+    }
+    this.written += chunk.byteLength;
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) throw new Error(`AtomicFileWriter(${this.path}): commit after commit or abort`);
+    this.done = true;
+    try {
+      await this.handle.sync();
+      await this.handle.close();
+      await fsp.rename(this.tmp, this.path);
+    } catch (err) {
+      await this.handle.close().catch(() => {});
+      await fsp.rm(this.tmp, { force: true });
+      throw wrap(this.path, err);
+    }
+    await syncDirectory(dirname(this.path));
+  }
+
+  /** Drops what was written; `path` is left as it was. Safe to call more than once. */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.handle.close().catch(() => {});
+    await fsp.rm(this.tmp, { force: true });
+  }
 }
 
 /**

@@ -1,13 +1,13 @@
 /**
  * Named data sources for the training commands: Fashion-MNIST / MNIST (IDX files), CIFAR-10 (binary batches),
- * image folders, and a synthetic set (seeded random shapes, for tests and benchmarks), each optionally cut to its
- * first `limit` samples.
+ * image folders, shard folders written by `mae prepare-data`, and a synthetic set (seeded random shapes, for tests
+ * and benchmarks), each optionally cut to its first `limit` samples.
  */
-import { InMemoryDataset, ImageFolderDataset, cifar10Dataset, fashionMnistDataset, type Dataset, type OnBadFile } from '../data/index.js';
+import { InMemoryDataset, ImageFolderDataset, ShardDataset, cifar10Dataset, fashionMnistDataset, type Dataset, type OnBadFile } from '../data/index.js';
 import { Generator } from '../random.js';
 
-export type DataKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'folder' | 'synthetic';
-export const DATA_KINDS: readonly DataKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'folder', 'synthetic'];
+export type DataKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'folder' | 'shards' | 'synthetic';
+export const DATA_KINDS: readonly DataKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'folder', 'shards', 'synthetic'];
 
 export interface DataSource {
   kind: DataKind;
@@ -43,6 +43,10 @@ export async function openDataset(src: DataSource, split: 'train' | 'test' = 'tr
       if (!src.path) throw new Error('folder: pass the image folder');
       ds = await ImageFolderDataset.open(src.path, { channels: src.channels ?? 3, onBadFile: src.onBadFile ?? 'skip', ...(onWarning ? { onWarning } : {}) });
       break;
+    case 'shards':
+      if (!src.path) throw new Error('shards: pass the folder written by mae prepare-data');
+      ds = await ShardDataset.open(src.path);
+      break;
     case 'synthetic':
       ds = syntheticDataset(src.count ?? 1024, src.channels ?? 1, src.imageSize ?? 28, split === 'train' ? 1 : 2);
       break;
@@ -70,7 +74,8 @@ export function subset(ds: Dataset, n: number): Dataset {
     const index = { ...ds.index, files: ds.index.files.slice(0, n), labels: ds.index.labels.slice(0, n) };
     return new ImageFolderDataset(index, { channels: ds.channels, onBadFile: ds.onBadFile, shorterSide: ds.shorterSide, onWarning: ds.onWarning });
   }
-  throw new Error('subset: only in-memory and folder datasets can be cut');
+  if (ds instanceof ShardDataset) return ds.head(n);
+  throw new Error('subset: only in-memory, folder and shard datasets can be cut');
 }
 
 /**

@@ -225,6 +225,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
             return out.loss;
           }),
         );
+        batch.release(); // copied into imgs: its memory goes back to the data worker
         windowImages += batch.size;
         if ((it + 1) % o.accumIter !== 0) continue;
 

@@ -82,4 +82,20 @@ void unpatchify(const TensorView& x, int p, bool hwc, TensorView& imgs);
 // adamw.cpp
 void adamw_step(const AdamWTensor* tensors, int64_t count, float beta1, float beta2, float eps, int64_t step);
 
+// augment.cpp: crop + bicubic resize + flip + normalisation of one 8-bit image, for the data-loading threads (not in
+// the op table: byte buffers, not tensors; CPU only; single-threaded). The bindings check every field first.
+struct ResizedCrop {
+  const uint8_t* src;                    // [height, width, channels], uint8 HWC
+  int64_t height, width, channels;
+  int64_t top, left, crop_h, crop_w;     // the box of src that is resampled ...
+  int64_t out_h, out_w;                  // ... to this size, of which
+  int64_t y0, x0, win_h, win_w;          // this window is written
+  bool flip, antialias;                  // mirror the window left-right; PIL (true) or F.interpolate (false) bicubic
+  int64_t out_channels;                  // channels, or any count when channels == 1 (replicated)
+  const double* mean;                    // [out_channels]: dst = (v / 255 - mean) / std
+  const double* std;
+};
+// dst [out_channels, win_h, win_w]: exactly one of dst_f32 / dst_bf16 is non-null
+void resized_crop(const ResizedCrop& args, float* dst_f32, uint16_t* dst_bf16);
+
 }  // namespace mae::cpu

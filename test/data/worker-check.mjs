@@ -3,13 +3,17 @@
 //   - startAt resumes identically in worker mode
 //   - an image folder with a corrupt file: 'skip' warns once (across workers) and completes, 'stop' rejects naming it
 //   - breaking out of an epoch early and closing does not hang
-// Prints one JSON line with the results and digests; exits 1 if a check fails.
 //
 // By hand:   npx tsc -p tsconfig.json --outDir /tmp/data-dist && node test/data/worker-check.mjs /tmp/data-dist
 // (test/data/worker.test.ts compiles lib/data to a temp dir and runs this script on it.)
-// If <dist> has no node_modules (sharp must resolve from the compiled files), a link to ./node_modules is made.
+//   - prepared shards (raw and JPEG) read in workers give the in-process batches
+//   - released batches' buffers are reused by the workers without changing any batch
+// Prints one JSON line with the results and digests; exits 1 if a check fails.
+//
+// If <dist> lies outside the repository it is made to look like the package root: links to ./node_modules (sharp
+// must resolve from the compiled files) and ./build (the addon), and a copy of package.json.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -47,12 +51,13 @@ async function main() {
   const dist = resolve(process.argv[2] ?? join(repo, 'dist'));
   const entry = join(dist, 'lib/data/index.js');
   if (!existsSync(entry)) throw new Error(`${entry} not found: compile first (npx tsc -p tsconfig.json --outDir ${dist})`);
-  if (!existsSync(join(dist, 'node_modules')) && !dist.startsWith(repo + '/')) {
-    symlinkSync(join(repo, 'node_modules'), join(dist, 'node_modules'), 'dir');
+  if (!dist.startsWith(repo + '/')) {
+    for (const name of ['node_modules', 'build']) if (!existsSync(join(dist, name))) symlinkSync(join(repo, name), join(dist, name), 'dir');
+    if (!existsSync(join(dist, 'package.json'))) copyFileSync(join(repo, 'package.json'), join(dist, 'package.json'));
   }
   const data = await import(pathToFileURL(entry).href);
   const { Generator } = await import(pathToFileURL(join(dist, 'lib/random.js')).href);
-  const { DataLoader, InMemoryDataset, ImageFolderDataset } = data;
+  const { DataLoader, InMemoryDataset, ImageFolderDataset, ShardDataset, prepareShards } = data;
   const results = {};
   const failures = [];
   const check = (name, ok, detail) => {
@@ -121,11 +126,52 @@ async function main() {
     }
     await stopLoader.close();
     check('folder_stop', message !== null && message.includes(badPath), { message });
+
+    // the folder prepared as raw and JPEG shards: worker batches = in-process batches
+    for (const format of ['raw', 'jpeg']) {
+      const out = join(`${root}-shards`, format);
+      await prepareShards({ data: root, out, format, shortSide: 12, shardBytes: 600 });
+      const shards = await ShardDataset.open(out);
+      const runs = {};
+      for (const [name, extra] of [['inProcess', { workers: 0 }], ['workers2', { workers: 2, prefetch: 3 }]]) {
+        const loader = new DataLoader(shards, { batchSize: 3, imageSize: 8, augment: true, seed: 5, ...extra });
+        runs[name] = { mode: loader.mode, ...(await digestEpochs(loader, [0, 3])) };
+        await loader.close();
+      }
+      check(`shards_${format}`, shards.length === 4 && runs.workers2.mode === 'workers' && runs.workers2.digest === runs.inProcess.digest, runs);
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
+    rmSync(`${root}-shards`, { recursive: true, force: true });
   }
 
-  // 4. early break, then close: must not hang or leave unhandled rejections
+  // 4. batch.release(): buffers recycled through the workers (the epoch's last, smaller batch too), same batches
+  {
+    const loader = new DataLoader(ds, { ...SYNTHETIC_OPTIONS, augment: true, workers: 2, prefetch: 3 });
+    const hash = createHash('sha256');
+    let emptied = true;
+    let reused = 0; // smaller last batches written into a recycled full-size buffer
+
+    for (const epoch of [0, 1, 5]) {
+      for await (const b of loader.epoch(epoch)) {
+        hash.update(Buffer.from(b.images.buffer, b.images.byteOffset, b.images.byteLength));
+        hash.update(Buffer.from(b.labels.buffer, b.labels.byteOffset, b.labels.byteLength));
+        hash.update(Buffer.from(b.indices.buffer, b.indices.byteOffset, b.indices.byteLength));
+        hash.update(String(b.step));
+        if (b.images.buffer.byteLength > b.images.byteLength) reused++;
+        b.release();
+        b.release(); // a second call is a no-op
+        emptied &&= b.images.length === 0;
+      }
+    }
+    await loader.close();
+    const reference = new DataLoader(ds, { ...SYNTHETIC_OPTIONS, augment: true, workers: 0 });
+    const expected = await digestEpochs(reference, [0, 1, 5]);
+    await reference.close();
+    check('recycle', emptied && reused > 0 && hash.digest('hex') === expected.digest, { emptied, reused });
+  }
+
+  // 5. early break, then close: must not hang or leave unhandled rejections
   {
     const loader = new DataLoader(ds, { ...SYNTHETIC_OPTIONS, augment: true, workers: 2, prefetch: 4 });
     let seen = 0;

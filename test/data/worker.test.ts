@@ -1,8 +1,8 @@
 // The DataLoader's worker-thread path, which only exists in compiled JS: compiles lib/data with the project's tsc
-// into a temp dir, runs test/data/worker-check.mjs on it (real worker threads), and checks that its batches are
+// into a temp dir (made a package root that loads this checkout's addon), runs test/data/worker-check.mjs on it (real worker threads), and checks that its batches are
 // bit-identical to the in-process path run here from the TypeScript sources.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,7 +32,10 @@ describe('compiled DataLoader with worker threads', () => {
       const output = String((e as { stdout?: string }).stdout ?? e);
       if (output.includes('lib/data/') || !existsSync(join(dist, 'lib/data/worker.js'))) throw new Error(`tsc failed on lib/data:\n${output}`);
     }
-    symlinkSync(join(repo, 'node_modules'), join(dist, 'node_modules'), 'dir'); // so the compiled folder.js finds sharp
+    // a package root: the compiled folder.js finds sharp, lib/native.js the addon
+    symlinkSync(join(repo, 'node_modules'), join(dist, 'node_modules'), 'dir');
+    symlinkSync(join(repo, 'build'), join(dist, 'build'), 'dir');
+    copyFileSync(join(repo, 'package.json'), join(dist, 'package.json'));
   });
   afterAll(() => {
     if (dist !== '') rmSync(dist, { recursive: true, force: true });
@@ -43,7 +46,7 @@ describe('compiled DataLoader with worker threads', () => {
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as CheckOutput;
     expect(out.failures).toEqual([]);
     expect(out.ok).toBe(true);
-    for (const name of ['identical_train', 'identical_eval', 'startAt', 'folder_skip', 'folder_stop', 'early_break']) {
+    for (const name of ['identical_train', 'identical_eval', 'startAt', 'folder_skip', 'folder_stop', 'shards_raw', 'shards_jpeg', 'recycle', 'early_break']) {
       expect(out.results[name]?.ok, name).toBe(true);
     }
 

@@ -1,0 +1,274 @@
+/**
+ * Prepared shards: an image folder converted once (prepare.ts, `mae prepare-data`) into a few large files of 8-bit
+ * images at a reduced size plus one index, read back as a Dataset with one positioned read per sample.
+ *
+ * A shard folder holds:
+ *   mae-shards.json      the index, written last (atomically): its presence means the preparation finished
+ *   shard-00000.bin ...  records back to back; raw: height x width x channels bytes (uint8, HWC);
+ *                        jpeg: a baseline JPEG of that size
+ * The index is JSON:
+ *   format 'mae-shards', version 1, pixels 'raw' | 'jpeg', channels 1 | 3, shortSide, quality (jpeg; else null),
+ *   root (the source folder), classes (sorted class folder names, [] for a flat folder: labels -1),
+ *   shards [{ file, bytes }], count, and per sample (arrays of `count`, in the source folder's sorted order):
+ *   shard, offset, size (bytes), height, width, label, source (path relative to root);
+ *   skipped [{ source, error }]: the bad source files left out.
+ * Opening checks the whole index against itself and the shard files (sizes, every record inside its shard, raw
+ * records of exactly height x width x channels bytes, labels, file names) before anything is allocated from its
+ * numbers, so a damaged or forged index gives an Error naming the index file.
+ *
+ * Reads are synchronous positioned reads of whole records (one open/read/close per sample: no descriptors stay open
+ * in worker threads that are terminated); raw records go to the augmentation as they are, JPEG records are decoded
+ * with sharp (in its thread pool, concurrently across a batch).
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkIndex, pixelsToImage, type Dataset, type PixelSample, type Sample } from './dataset.js';
+import { decodeImageBytes } from './folder.js';
+
+/** The index file of a shard folder. */
+export const SHARD_INDEX_FILE = 'mae-shards.json';
+export const SHARD_FORMAT_VERSION = 1;
+/** Largest image side a shard record may have. */
+export const MAX_SHARD_SIDE = 65535;
+/** Largest record (bytes): sizes are kept in an Int32Array. */
+export const MAX_RECORD_BYTES = 2 ** 31 - 1;
+
+export type ShardPixels = 'raw' | 'jpeg';
+
+/** The index as stored (mae-shards.json). */
+export interface ShardIndex {
+  format: 'mae-shards';
+  version: number;
+  pixels: ShardPixels;
+  channels: 1 | 3;
+  shortSide: number | null; // null: stored at the source size
+  quality: number | null;
+  root: string;
+  classes: string[];
+  shards: { file: string; bytes: number }[];
+  count: number;
+  shard: number[];
+  offset: number[];
+  size: number[];
+  height: number[];
+  width: number[];
+  label: number[];
+  source: string[];
+  skipped: { source: string; error: string }[];
+}
+
+/** What a worker thread rebuilds a ShardDataset from: the per-sample columns live in SharedArrayBuffers. */
+export interface ShardDatasetSpec {
+  kind: 'shards';
+  index: string; // path of mae-shards.json, for messages
+  pixels: ShardPixels;
+  channels: 1 | 3;
+  numClasses: number;
+  files: string[]; // shard paths
+  shard: Int32Array;
+  offset: Float64Array;
+  size: Int32Array;
+  height: Int32Array;
+  width: Int32Array;
+  labels: Int32Array;
+}
+
+function sharedInt32(values: readonly number[]): Int32Array {
+  const a = new Int32Array(new SharedArrayBuffer(4 * values.length));
+  a.set(values);
+  return a;
+}
+
+function isInt(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+}
+
+/** A shard file name as prepare writes them: no folders, nothing hidden. */
+function isShardFileName(v: unknown): v is string {
+  return typeof v === 'string' && /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(v);
+}
+
+/**
+ * Reads and checks `dir`/mae-shards.json (see the top of this file). Throws an Error naming the index file for
+ * anything that does not hold together, and one naming the folder if the preparation did not finish.
+ */
+export async function readShardIndex(dir: string): Promise<ShardIndex> {
+  const path = join(dir, SHARD_INDEX_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const unfinished = await stat(join(dir, '.prepare')).then(() => true, () => false);
+    if (unfinished) throw new Error(`${dir}: the preparation of these shards did not finish (no ${SHARD_INDEX_FILE} yet); run the same mae prepare-data command again to resume it`);
+    throw new Error(`${path}: cannot read the shard index: ${(e as Error).message}`);
+  }
+  const fail: (msg: string) => never = (msg) => {
+    throw new Error(`${path}: ${msg}`);
+  };
+  let x: Record<string, unknown>;
+  try {
+    x = JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    return fail(`not a valid shard index (JSON: ${(e as Error).message})`);
+  }
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) fail('not a valid shard index (not a JSON object)');
+  if (x.format !== 'mae-shards') fail(`not a shard index: format is ${JSON.stringify(x.format)}, expected "mae-shards"`);
+  if (x.version !== SHARD_FORMAT_VERSION) fail(`shard index version ${JSON.stringify(x.version)} is not supported (this library reads version ${SHARD_FORMAT_VERSION})`);
+  if (x.pixels !== 'raw' && x.pixels !== 'jpeg') fail(`pixels must be "raw" or "jpeg", got ${JSON.stringify(x.pixels)}`);
+  if (x.channels !== 1 && x.channels !== 3) fail(`channels must be 1 or 3, got ${JSON.stringify(x.channels)}`);
+  if (!(x.shortSide === null || isInt(x.shortSide, 1, MAX_SHARD_SIDE))) fail(`shortSide must be null or a positive integer, got ${JSON.stringify(x.shortSide)}`);
+  if (!(x.quality === null || isInt(x.quality, 1, 100))) fail(`quality must be null or an integer in [1, 100], got ${JSON.stringify(x.quality)}`);
+  if (typeof x.root !== 'string') fail('root must be a string');
+  if (!Array.isArray(x.classes) || !x.classes.every((c) => typeof c === 'string')) fail('classes must be an array of strings');
+  if (!Array.isArray(x.skipped) || !x.skipped.every((s) => typeof s?.source === 'string' && typeof s?.error === 'string')) fail('skipped must be an array of { source, error }');
+  if (!Array.isArray(x.shards) || x.shards.length === 0) fail('shards must be a non-empty array');
+  const shards = x.shards as { file: unknown; bytes: unknown }[];
+  for (let k = 0; k < shards.length; k++) {
+    const s = shards[k]!;
+    if (!isShardFileName(s?.file)) fail(`shards[${k}].file must be a plain file name in the folder, got ${JSON.stringify(s?.file)}`);
+    if (!isInt(s.bytes, 1, Number.MAX_SAFE_INTEGER)) fail(`shards[${k}].bytes must be a positive integer, got ${JSON.stringify(s.bytes)}`);
+    const file = join(dir, s.file);
+    const st = await stat(file).catch((e: Error) => fail(`shard ${s.file} cannot be read: ${e.message}`));
+    if (!st.isFile() || st.size !== s.bytes) fail(`shard ${s.file} has ${st.size} bytes, the index says ${s.bytes}`);
+  }
+  if (!isInt(x.count, 1, 2 ** 31 - 1)) fail(`count must be a positive integer, got ${JSON.stringify(x.count)}`);
+  const count = x.count;
+  for (const column of ['shard', 'offset', 'size', 'height', 'width', 'label', 'source']) {
+    const v = x[column];
+    if (!Array.isArray(v) || v.length !== count) fail(`${column} must be an array of count (${count}) entries, got ${Array.isArray(v) ? `${v.length} entries` : JSON.stringify(typeof v)}`);
+  }
+  const col = (name: string) => x[name] as unknown[];
+  const [shard, offset, size, height, width, label, source] = ['shard', 'offset', 'size', 'height', 'width', 'label', 'source'].map(col) as unknown[][];
+  const c = x.channels as number;
+  const classes = (x.classes as string[]).length;
+  for (let i = 0; i < count; i++) {
+    const at = `sample ${i}`;
+    const k = shard![i];
+    if (!isInt(k, 0, shards.length - 1)) fail(`${at}: shard ${JSON.stringify(k)} is not an index into shards (0 .. ${shards.length - 1})`);
+    const [o, n, h, w] = [offset![i], size![i], height![i], width![i]];
+    if (!isInt(h, 1, MAX_SHARD_SIDE) || !isInt(w, 1, MAX_SHARD_SIDE)) fail(`${at}: height and width must be integers in [1, ${MAX_SHARD_SIDE}], got ${JSON.stringify(h)} and ${JSON.stringify(w)}`);
+    if (!isInt(o, 0, Number.MAX_SAFE_INTEGER) || !isInt(n, 1, MAX_RECORD_BYTES)) fail(`${at}: offset must be an integer >= 0 and size one in [1, ${MAX_RECORD_BYTES}], got ${JSON.stringify(o)} and ${JSON.stringify(n)}`);
+    const bytes = shards[k]!.bytes as number;
+    if (o + n > bytes) fail(`${at}: bytes ${o} .. ${o + n} lie outside ${String(shards[k]!.file)} (${bytes} bytes)`);
+    if (x.pixels === 'raw' && n !== h * w * c) fail(`${at}: a raw ${h}x${w}x${c} record has ${h * w * c} bytes, the index says ${n}`);
+    const l = label![i];
+    if (classes === 0 ? l !== -1 : !isInt(l, 0, classes - 1)) fail(`${at}: label ${JSON.stringify(l)} is not ${classes === 0 ? '-1 (a flat folder has no classes)' : `a class index (0 .. ${classes - 1})`}`);
+    if (typeof source![i] !== 'string') fail(`${at}: source must be a string`);
+  }
+  return x as unknown as ShardIndex;
+}
+
+/**
+ * A shard folder as a Dataset of variable-size 8-bit images (height = width = 0: each sample carries its size).
+ * The same images in an InMemoryDataset or an ImageFolderDataset give the same batches: the DataLoader's order and
+ * augmentation depend only on (seed, epoch, position) and the pixels.
+ */
+export class ShardDataset implements Dataset {
+  readonly length: number;
+  readonly numClasses: number;
+  readonly channels: 1 | 3;
+  readonly height = 0;
+  readonly width = 0;
+  readonly spec: ShardDatasetSpec;
+  /** Class folder names and each sample's source file (relative to the source folder); empty in worker threads. */
+  readonly classes: string[];
+  readonly sources: string[];
+
+  constructor(spec: ShardDatasetSpec, names: { classes: string[]; sources: string[] } = { classes: [], sources: [] }) {
+    this.spec = spec;
+    this.length = spec.labels.length;
+    this.numClasses = spec.numClasses;
+    this.channels = spec.channels;
+    this.classes = names.classes;
+    this.sources = names.sources;
+  }
+
+  /** Opens the shard folder `dir` (checking its index, see readShardIndex). */
+  static async open(dir: string): Promise<ShardDataset> {
+    const x = await readShardIndex(dir);
+    const offset = new Float64Array(new SharedArrayBuffer(8 * x.count));
+    offset.set(x.offset);
+    const spec: ShardDatasetSpec = {
+      kind: 'shards',
+      index: join(dir, SHARD_INDEX_FILE),
+      pixels: x.pixels,
+      channels: x.channels,
+      numClasses: x.classes.length,
+      files: x.shards.map((s) => join(dir, s.file)),
+      shard: sharedInt32(x.shard),
+      offset,
+      size: sharedInt32(x.size),
+      height: sharedInt32(x.height),
+      width: sharedInt32(x.width),
+      labels: sharedInt32(x.label),
+    };
+    return new ShardDataset(spec, { classes: x.classes, sources: x.source });
+  }
+
+  /** The record of sample i, read with one positioned read. */
+  readRecord(i: number): Uint8Array {
+    checkIndex(i, this.length);
+    const s = this.spec;
+    const file = s.files[s.shard[i]!]!;
+    const offset = s.offset[i]!;
+    const size = s.size[i]!;
+    const bytes = Buffer.allocUnsafe(size);
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (e) {
+      throw new Error(`${file}: cannot open shard: ${(e as Error).message}`);
+    }
+    try {
+      for (let got = 0; got < size; ) {
+        const n = readSync(fd, bytes, got, size - got, offset + got);
+        if (n === 0) throw new Error(`${file}: sample ${i}: the record at byte ${offset} (${size} bytes) ends after ${got} bytes; the shard is shorter than ${s.index} says`);
+        got += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, size);
+  }
+
+  async getPixels(i: number): Promise<PixelSample> {
+    const record = this.readRecord(i);
+    const s = this.spec;
+    const height = s.height[i]!;
+    const width = s.width[i]!;
+    const label = s.labels[i]!;
+    if (s.pixels === 'raw') return { pixels: record, height, width, label };
+    const where = `${s.files[s.shard[i]!]} sample ${i} (byte ${s.offset[i]})`;
+    const decoded = await decodeImageBytes(record, where, s.channels);
+    if (decoded.height !== height || decoded.width !== width) {
+      throw new Error(`${where}: decoded to ${decoded.height}x${decoded.width}, ${s.index} says ${height}x${width}`);
+    }
+    return { pixels: decoded.pixels, height, width, label };
+  }
+
+  async get(i: number): Promise<Sample> {
+    const { pixels, height, width, label } = await this.getPixels(i);
+    return { image: pixelsToImage(pixels, this.channels, height, width), label, height, width };
+  }
+
+  workerSpec(): ShardDatasetSpec {
+    return this.spec;
+  }
+
+  /** The first n samples. */
+  head(n: number): ShardDataset {
+    if (!(Number.isInteger(n) && n >= 1 && n <= this.length)) throw new Error(`ShardDataset.head: n must be an integer in [1, ${this.length}], got ${n}`);
+    const s = this.spec;
+    const spec: ShardDatasetSpec = {
+      ...s,
+      shard: s.shard.subarray(0, n),
+      offset: s.offset.subarray(0, n),
+      size: s.size.subarray(0, n),
+      height: s.height.subarray(0, n),
+      width: s.width.subarray(0, n),
+      labels: s.labels.subarray(0, n),
+    };
+    return new ShardDataset(spec, { classes: this.classes, sources: this.sources.slice(0, n) });
+  }
+}

@@ -1,0 +1,110 @@
+// ShardDataset (lib/data/shards.ts): the same batches as an in-memory and a folder dataset of the same images, for
+// raw and JPEG shards; the data source and its kind guessed from the index; forged or damaged indexes and shards.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  DataLoader, ImageFolderDataset, InMemoryDataset, SHARD_INDEX_FILE, ShardDataset, prepareShards, type Batch, type Dataset, type ShardIndex,
+} from '../../lib/data/index.js';
+import { guessDataKind } from '../../lib/cli.js';
+import { openDataset } from '../../lib/train/data.js';
+import { writeImage } from '../helpers/images.js';
+
+const root = mkdtempSync(join(tmpdir(), 'mae-shards-'));
+const same = join(root, 'same'); // class folders of 14 x 18 PNG images
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+beforeAll(async () => {
+  for (const d of ['x', 'y']) mkdirSync(join(same, d), { recursive: true });
+  for (let k = 0; k < 12; k++) await writeImage(join(same, k < 7 ? 'x' : 'y', `${k}.png`), 14, 18, 100 + k);
+});
+
+describe('ShardDataset', () => {
+  let shardsDir = '';
+  let jpegDir = '';
+  beforeAll(async () => {
+    shardsDir = (await prepareShards({ data: same, out: join(root, 'same-raw'), shardBytes: 3000 })).dir;
+    jpegDir = (await prepareShards({ data: same, out: join(root, 'same-jpeg'), format: 'jpeg' })).dir;
+  });
+
+  async function batches(ds: Dataset, opts: { augment: boolean; seed: number }, epoch: number): Promise<Batch[]> {
+    const loader = new DataLoader(ds, { batchSize: 5, imageSize: 12, evalCropFraction: 0.875, workers: 0, ...opts });
+    const out: Batch[] = [];
+    for await (const b of loader.epoch(epoch)) out.push(b);
+    return out;
+  }
+  const flat = (bs: Batch[]) => bs.map((b) => [Array.from(b.indices), Array.from(b.labels), Array.from(b.images)]);
+
+  it('gives the same batches as an in-memory and a folder dataset of the same images, for any seed and epoch', async () => {
+    const shards = await ShardDataset.open(shardsDir);
+    const n = shards.length;
+    const chw = new Uint8Array(n * 3 * 14 * 18);
+    const labels: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const { pixels: px, label } = await shards.getPixels(i);
+      for (let p = 0; p < 14 * 18; p++) for (let c = 0; c < 3; c++) chw[(i * 3 + c) * 252 + p] = px[p * 3 + c]!;
+      labels.push(label);
+    }
+    expect(labels).toEqual([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+    const memory = new InMemoryDataset({ images: chw, labels, channels: 3, height: 14, width: 18, numClasses: 2 });
+    const folder = await ImageFolderDataset.open(same);
+    for (const augment of [true, false]) {
+      for (const [seed, epoch] of [[0, 0], [7, 2]] as const) {
+        const a = flat(await batches(shards, { augment, seed }, epoch));
+        expect(a).toEqual(flat(await batches(memory, { augment, seed }, epoch)));
+        expect(a).toEqual(flat(await batches(folder, { augment, seed }, epoch)));
+      }
+    }
+    expect(flat(await batches(shards, { augment: true, seed: 0 }, 0))).not.toEqual(flat(await batches(shards, { augment: true, seed: 0 }, 1)));
+    // JPEG shards: the same order and crops, pixels within JPEG error
+    const jpeg = flat(await batches(await ShardDataset.open(jpegDir), { augment: true, seed: 7 }, 2));
+    const raw = flat(await batches(shards, { augment: true, seed: 7 }, 2));
+    expect(jpeg.map((b) => b.slice(0, 2))).toEqual(raw.map((b) => b.slice(0, 2)));
+  });
+
+  it('opens as a data source (kind guessed from the index), cut by limit', async () => {
+    expect(guessDataKind(shardsDir)).toBe('shards');
+    const ds = await openDataset({ kind: 'shards', path: shardsDir, limit: 4 });
+    expect(ds).toBeInstanceOf(ShardDataset);
+    expect(ds.length).toBe(4);
+    expect(Array.from((await ds.getPixels!(3)).pixels)).toEqual(Array.from((await (await ShardDataset.open(shardsDir)).getPixels(3)).pixels));
+    await expect(openDataset({ kind: 'shards' })).rejects.toThrow('shards: pass the folder written by mae prepare-data');
+  });
+
+  it('refuses a forged or damaged index with an Error naming it, before allocating from its numbers', async () => {
+    const good = JSON.parse(readFileSync(join(shardsDir, SHARD_INDEX_FILE), 'utf8')) as ShardIndex;
+    const dir = join(root, 'forged');
+    mkdirSync(dir);
+    for (const s of good.shards) writeFileSync(join(dir, s.file), readFileSync(join(shardsDir, s.file)));
+    const path = join(dir, SHARD_INDEX_FILE);
+    const cases: [(x: ShardIndex) => unknown, string][] = [
+      [(x) => ({ ...x, version: 2 }), 'shard index version 2 is not supported (this library reads version 1)'],
+      [(x) => ({ ...x, format: 'other' }), 'not a shard index: format is "other", expected "mae-shards"'],
+      [(x) => ({ ...x, count: 1e12 }), 'count must be a positive integer, got 1000000000000'],
+      [(x) => ({ ...x, count: 13 }), 'shard must be an array of count (13) entries, got 12 entries'],
+      [(x) => ({ ...x, size: x.size.map((v, i) => (i === 3 ? 2 ** 40 : v)) }), `sample 3: offset must be an integer >= 0 and size one in [1, ${2 ** 31 - 1}], got`],
+      [(x) => ({ ...x, offset: x.offset.map((v, i) => (i === 11 ? v + 1 : v)) }), 'sample 11: bytes'],
+      [(x) => ({ ...x, height: x.height.map((v, i) => (i === 0 ? v + 1 : v)) }), 'sample 0: a raw 15x18x3 record has 810 bytes, the index says 756'],
+      [(x) => ({ ...x, label: x.label.map((v, i) => (i === 5 ? 2 : v)) }), 'sample 5: label 2 is not a class index (0 .. 1)'],
+      [(x) => ({ ...x, shard: x.shard.map((v, i) => (i === 2 ? 99 : v)) }), 'sample 2: shard 99 is not an index into shards'],
+      [(x) => ({ ...x, shards: [{ file: '../secret', bytes: 10 }, ...x.shards.slice(1)] }), 'shards[0].file must be a plain file name in the folder, got "../secret"'],
+      [(x) => ({ ...x, shards: x.shards.map((s, k) => (k === 0 ? { ...s, bytes: s.bytes + 1 } : s)) }), `shard ${good.shards[0]!.file} has ${good.shards[0]!.bytes} bytes, the index says ${good.shards[0]!.bytes + 1}`],
+    ];
+    for (const [forge, message] of cases) {
+      writeFileSync(path, JSON.stringify(forge(good)));
+      await expect(ShardDataset.open(dir), message).rejects.toThrow(`${path}: ${message}`);
+    }
+    writeFileSync(path, '{"format": "mae-shards", "vers');
+    await expect(ShardDataset.open(dir)).rejects.toThrow(`${path}: not a valid shard index (JSON:`);
+    // the index is fine but a shard is cut short after opening: the read names the shard
+    writeFileSync(path, JSON.stringify(good));
+    const ds = await ShardDataset.open(dir);
+    const last = join(dir, good.shards.at(-1)!.file);
+    truncateSync(last, 100);
+    await expect(ds.get(ds.length - 1)).rejects.toThrow(`${last}: sample ${ds.length - 1}: the record at byte`);
+    rmSync(last);
+    await expect(ds.get(ds.length - 1)).rejects.toThrow(`${last}: cannot open shard`);
+    await expect(ds.get(ds.length)).rejects.toThrow(`Dataset.get: index ${ds.length} is out of range [0, ${ds.length})`);
+  });
+});
