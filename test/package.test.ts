@@ -145,7 +145,7 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
       [
         "import { info, Tensor, presetNames, type Info, type MaeConfig } from 'masked-autoencoder';",
         'const i: Info = info();',
-        "const where: 'local build' | 'prebuilt' = i.binary.kind;",
+        "const where: 'local build' | 'prebuilt' | 'MAE_ADDON' = i.binary.kind;",
         'const names: string[] = presetNames();',
         'const c: Partial<MaeConfig> = {};',
         'const t: typeof Tensor = Tensor;',
