@@ -82,6 +82,7 @@ const pretrainFlags: Flags = {
   ...runFlags,
   'accum-iter': { type: 'string' },
   'mask-ratio': { type: 'string' },
+  'mask-token-encoder': { type: 'boolean' },
   resume: { type: 'boolean' },
   'checkpoint-every': { type: 'string' },
   'log-every': { type: 'string' },
@@ -160,6 +161,8 @@ const HELP: Record<string, string> = {
   model:  --preset NAME (${presetNames().join(', ')})
           --img-size --patch-size --in-chans --embed-dim --depth --num-heads --decoder-embed-dim
           --decoder-depth --decoder-num-heads --mlp-ratio --norm-pix-loss
+          --mask-token-encoder (the paper's "encoder w/ [M]" baseline: the encoder sees every patch, the removed
+                                ones replaced by a learned encoder_mask_token; the decoder takes its outputs)
   data:   --data PATH  --data-kind ${DATA_KINDS.join('|')} (guessed from PATH)  --limit N
           --on-bad-file skip|stop  --workers N (data-loading threads, default 1)
   recipe: --epochs --batch-size --accum-iter --blr (default 1.5e-4) --lr --min-lr --warmup-epochs
@@ -261,6 +264,7 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   const o: PretrainOptions = { ...base };
   if (v.preset !== undefined) o.preset = v.preset as string;
   const config = modelConfig(v);
+  if (v['mask-token-encoder']) config.maskTokenEncoder = true;
   if (Object.keys(config).length) o.config = config;
   const numeric: [string, keyof PretrainOptions][] = [
     ['epochs', 'epochs'],
@@ -309,7 +313,7 @@ function progressPrinter(): (e: TrainEvent) => void {
     switch (e.type) {
       case 'start':
         console.log(
-          `pre-training ${e.parameters.toLocaleString('en-US')} parameters on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images, lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
+          `pre-training ${e.parameters.toLocaleString('en-US')} parameters${e.config.maskTokenEncoder ? ' (mask-token encoder)' : ''} on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images (${(e.trainingFlopsPerImage / 1e9).toPrecision(3)} GFLOP per image), lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
             (e.resumedFrom ? ` (resumed at step ${e.resumedFrom.step})` : ''),
         );
         break;

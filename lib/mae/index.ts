@@ -3,3 +3,4 @@ export { presets, getPreset, presetNames, configFromOfficial, type MaeConfig, ty
 export { randomMasking, keptCount, type Masking } from './masking.js';
 export { get2dSincosPosEmbed } from './pos_embed.js';
 export { deviceStepCheck, type DeviceStepCheckOptions, type DeviceStepCheckResult } from './device_check.js';
+export { maeFlops, type FlopCount } from './flops.js';

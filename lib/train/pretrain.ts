@@ -5,7 +5,7 @@
  *   and the optimizer steps every accumIter batches; gradients left over at an epoch's end are dropped.
  *
  * The loop is async and yields to the event loop between batches; progress goes to `onEvent` and to a JSON-lines
- * log; checkpoints (weights, optimizer state, position, generator) are written atomically every
+ * log (with the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s); checkpoints (weights, optimizer state, position, generator) are written atomically every
  * `checkpointEvery` steps and at the end, and `resume` continues the same run exactly. A non-finite loss stops the
  * run with an Error that names the last good checkpoint. Reconstructions of fixed images are written as PNG.
  */
@@ -15,7 +15,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
-import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
+import { MaskedAutoencoder, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -83,7 +83,7 @@ export interface KnnMonitorOptions {
 }
 
 export type TrainEvent =
-  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string }
+  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number }
   | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number }
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
   | { type: 'checkpoint'; step: number; path: string }
@@ -186,7 +186,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
     emit({ type: 'knn', epoch, top1: r.top1, top5: r.top5, seconds });
   };
 
-  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})` });
+  const flopsPerImage = maeFlops(model.config, o.maskRatio).training;
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage });
 
   const started = performance.now();
   const losses: number[] = [];
@@ -240,7 +241,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
         const fracEpoch = epoch + (it + 1) / stepsPerEpoch;
         emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec });
         if (pos.step % o.logEvery === 0 || pos.step === totalSteps) {
-          appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
+          appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), gflopPerSec: round((flopsPerImage * imgPerSec) / 1e9, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
           windowLoss = 0;
           windowSteps = 0;
           windowImages = 0;
