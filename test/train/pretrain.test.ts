@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadCheckpoint } from '../../lib/train/checkpoint.js';
+import { getPreset, maeFlops } from '../../lib/mae/index.js';
+import { loadCheckpoint, loadModel } from '../../lib/train/checkpoint.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from '../../lib/train/pretrain.js';
 import { liveTensors } from '../../lib/tensor.js';
 
@@ -42,7 +43,12 @@ describe('pretrain', () => {
     expect(events.filter((e) => e.type === 'epoch')).toHaveLength(3);
     const log = readFileSync(join(outDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log.map((l) => l.step)).toEqual([4, 8, 12, 16, 20, 24]);
-    for (const l of log) for (const k of ['epoch', 'lr', 'loss', 'imgPerSec']) expect(Number.isFinite(l[k])).toBe(true);
+    for (const l of log) for (const k of ['epoch', 'lr', 'loss', 'imgPerSec', 'gflopPerSec']) expect(Number.isFinite(l[k])).toBe(true);
+    // the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s
+    const start = events[0]!;
+    if (start.type !== 'start') throw new Error('no start event');
+    expect(start.trainingFlopsPerImage).toBe(maeFlops({ ...getPreset('mae_vit_tiny_patch4_28'), ...small.config }, 0.75).training);
+    for (const l of log) expect(Math.abs(l.gflopPerSec - (start.trainingFlopsPerImage * l.imgPerSec) / 1e9)).toBeLessThan(0.1 + 1e-3 * l.gflopPerSec);
     // warm-up for one epoch (8 steps), then cosine down
     const lrs = events.flatMap((e) => (e.type === 'step' ? [e.lr] : []));
     expect(lrs[1]!).toBeGreaterThan(lrs[0]!);
@@ -61,6 +67,19 @@ describe('pretrain', () => {
     const rest = await pretrain({ ...opts, outDir: dir, resume: true });
     expect(rest.steps).toBe(full.steps);
     expect([...first.losses, ...rest.losses]).toEqual(full.losses);
+  });
+
+  it('trains the mask-token encoder: it learns, and its checkpoint holds encoder_mask_token and no decoder mask_token', async () => {
+    const outDir = tmp();
+    const r = await pretrain({ ...small, config: { ...small.config, maskTokenEncoder: true }, epochs: 2, outDir });
+    expect(r.epochLosses[1]!).toBeLessThan(r.epochLosses[0]!);
+    const ck = await loadCheckpoint(outDir);
+    expect(ck.meta.config.maskTokenEncoder).toBe(true);
+    expect(ck.weights.get('encoder_mask_token')!.shape).toEqual([1, 1, 32]);
+    expect(ck.weights.has('mask_token')).toBe(false);
+    const { model } = await loadModel(outDir);
+    expect(Array.from(model.encoder_mask_token!.dataSync())).toEqual(Array.from(ck.weights.get('encoder_mask_token')!.data));
+    model.dispose();
   });
 
   it('refuses to resume with different run options', async () => {
