@@ -6,6 +6,7 @@
  *   mae linprobe [flags]     linear probe of a pre-trained encoder (or logistic regression on raw pixels)
  *   mae finetune [flags]     fine-tune a pre-trained encoder, or train the same ViT from scratch
  *   mae eval [flags]         top-1 / top-5 and the confusion matrix of a classifier; kNN accuracy of an encoder
+ *   mae bench [flags]        training-step speed of the MAE encoder vs the mask-token encoder (the paper's Table 2)
  *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions
  * `mae <command> --help` lists the flags.
  */
@@ -25,6 +26,9 @@ import { finetune, type FinetuneEvent, type FinetuneOptions } from './train/fine
 import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
 import { knnEvaluate } from './train/knn.js';
 import { loadClassifier } from './classify/checkpoint.js';
+import { BATCHES, STEP_BUDGET_S, bench, benchChart, formatBench, type BenchEvent, type BenchOptions } from './train/bench.js';
+import { writeFileAtomic } from './io/atomic.js';
+import { writePng } from './viz/png.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 
@@ -153,6 +157,19 @@ const evalFlags: Flags = {
   help: { type: 'boolean', short: 'h' },
 };
 
+const benchFlags: Flags = {
+  preset: { type: 'string' },
+  'decoder-depth': { type: 'string' },
+  'batch-size': { type: 'string' },
+  steps: { type: 'string' },
+  device: { type: 'string' },
+  precision: { type: 'string' },
+  threads: { type: 'string' },
+  json: { type: 'string' },
+  png: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
 const HELP: Record<string, string> = {
   pretrain: `mae pretrain [flags]
   With no --data, runs the built-in default: ${DEFAULT_RUN.preset} on ${DEFAULT_RUN.data!.limit} Fashion-MNIST images
@@ -197,6 +214,18 @@ const HELP: Record<string, string> = {
   --knn with a pre-training checkpoint: weighted kNN accuracy of the encoder's cls features
   (cosine similarity, --k (20), --temperature (0.07), train split as the bank, --train-limit N).
   --data PATH --data-kind KIND --limit N --split train|test (test) --out FILE (confusion.png next to the checkpoint)`,
+  bench: `mae bench [flags]
+  Times full training steps (forward, backward, AdamW; synthetic images, mask ratio 0.75) of the MAE encoder
+  (visible patches only) and of the mask-token encoder (the paper's "encoder w/ [M]") for each decoder depth, and
+  prints step time, img/s, the speed-up and training-FLOP ratio over the mask-token encoder with the deepest
+  decoder (Table 2's baseline), MFU against the matrix-product peak measured in the same run, and the paper's figure.
+  --preset NAME (mae_vit_large_patch16 on CUDA, mae_vit_base_patch16 on the CPU; ${presetNames().join(', ')})
+  --decoder-depth D1,D2,... (8,1)
+  --batch-size N (default: the largest of ${BATCHES.cpu.join(', ')} on the CPU / ${BATCHES.cuda.join(', ')} on CUDA whose baseline
+                  step fits in memory and takes <= ${STEP_BUDGET_S.cpu} s / ${STEP_BUDGET_S.cuda} s; a batch that does not fit is halved)
+  --steps N (timed steps per configuration, median reported; 5 on the CPU, 20 on CUDA; after 1 / 3 warm-up steps)
+  --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32; bf16 on CUDA)
+  --threads N (CPU threads)  --json FILE (the table as JSON)  --png FILE (bar chart of img/s and speed-up)`,
   info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions',
 };
 
@@ -501,6 +530,43 @@ async function cmdEval(argv: string[]): Promise<void> {
   model.dispose();
 }
 
+async function cmdBench(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: benchFlags, allowPositionals: false });
+  const o: BenchOptions = {};
+  if (v.preset !== undefined) o.preset = v.preset as string;
+  if (v['decoder-depth'] !== undefined) o.decoderDepths = String(v['decoder-depth']).split(',').map((d) => num(d, 'decoder-depth')!);
+  numbers(v, o, [['batch-size', 'batchSize'], ['steps', 'steps'], ['threads', 'threads']]);
+  if (v.device !== undefined) o.device = v.device as string;
+  if (v.precision !== undefined) o.precision = v.precision as NonNullable<BenchOptions['precision']>;
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  o.onEvent = (e: BenchEvent) => {
+    if (e.type === 'note') {
+      if (tty) process.stderr.write('\r\x1b[K');
+      console.error(`note: ${e.message}`);
+    } else if (tty) process.stderr.write(`\r${e.message}\x1b[K`);
+    else if (Date.now() - last > 5000) {
+      console.error(e.message);
+      last = Date.now();
+    }
+  };
+  let r;
+  try {
+    r = await bench(o);
+  } finally {
+    if (tty) process.stderr.write('\r\x1b[K');
+  }
+  console.log(formatBench(r));
+  if (v.json !== undefined) {
+    await writeFileAtomic(v.json as string, JSON.stringify(r, null, 2) + '\n');
+    console.log(`wrote ${v.json}`);
+  }
+  if (v.png !== undefined) {
+    await writePng(v.png as string, benchChart(r));
+    console.log(`wrote ${v.png}`);
+  }
+}
+
 // CUDA's version integers: driver/runtime 13000 -> 13.0; cuBLASLt 130100 -> 13.1.0
 function cudaVersion(v: number | undefined): string {
   return v ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : '?';
@@ -557,7 +623,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|info> [flags]; mae <command> --help');
+      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|bench|info> [flags]; mae <command> --help');
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -569,9 +635,10 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'linprobe') await cmdLinprobe(rest);
     else if (cmd === 'finetune') await cmdFinetune(rest);
     else if (cmd === 'eval') await cmdEval(rest);
+    else if (cmd === 'bench') await cmdBench(rest);
     else if (cmd === 'info') cmdInfo();
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, bench, info`);
       return 1;
     }
     return 0;

@@ -19,6 +19,8 @@ export { pretrain, pretrainInWorker, type PretrainOptions, type PretrainResult, 
 export { saveCheckpoint, loadCheckpoint, loadModel, type CheckpointMeta, type TrainPosition } from './train/checkpoint.js';
 export { openDataset, syntheticDataset, type DataSource, type DataKind } from './train/data.js';
 export { writeReconstructions } from './train/visualize.js';
+export { bench, formatBench, benchChart, matmulPeak, paperSpeedup, BATCHES, STEP_BUDGET_S, type BenchOptions, type BenchResult, type BenchRow, type BenchEvent, type BenchEncoder, type BenchMachine } from './train/bench.js';
+export { barChart, type BarPanel, type Rgb } from './viz/chart.js';
 export { info, setNumThreads, type Info } from './info.js';
 export { LARS, type LarsOptions } from './optim/lars.js';
 export { paramGroupsLrd, layerIdForVit, type LrdOptions } from './optim/lr_decay.js';

@@ -316,25 +316,28 @@ function withDefaults(opts: PretrainOptions) {
   if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
   if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);
   if (!(Number.isSafeInteger(o.seed) && o.seed >= 0)) throw new Error(`pretrain: seed must be a non-negative integer, got ${o.seed}`);
-  checkDevice(o.device, o.precision);
+  checkDevice(o.device, o.precision, 'pretrain');
   return o;
 }
 
-/** The device and precision options: a clear Error for a bad name, CUDA that cannot be used, or bf16 off CUDA. */
-function checkDevice(device: string, precision: string): void {
+/**
+ * The device and precision options (of `where`: pretrain, bench): a clear Error for a bad name, CUDA that cannot be
+ * used, or bf16 off CUDA.
+ */
+export function checkDevice(device: string, precision: string, where: string): void {
   if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
-    throw new Error(`pretrain: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
-  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`pretrain: precision must be 'fp32' or 'bf16', got '${precision}'`);
+    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
+  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`${where}: precision must be 'fp32' or 'bf16', got '${precision}'`);
   if (device === 'cpu') {
     if (precision === 'bf16')
-      throw new Error(`pretrain: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
+      throw new Error(`${where}: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
     return;
   }
   const cuda = native.info().cuda;
-  if (!cuda.available) throw new Error(`pretrain: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+  if (!cuda.available) throw new Error(`${where}: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
   const index = device === 'cuda' ? 0 : Number(device.slice(5));
   const n = cuda.devices?.length ?? 0;
-  if (index >= n) throw new Error(`pretrain: device '${device}' does not exist; this machine has ${n} CUDA device(s)`);
+  if (index >= n) throw new Error(`${where}: device '${device}' does not exist; this machine has ${n} CUDA device(s)`);
 }
 
 function checkDataFits(ds: Dataset, c: MaeConfig): void {
