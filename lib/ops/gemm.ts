@@ -1,5 +1,5 @@
 /** linear: y = x W^T + b, x [..., K], weight [N, K] (PyTorch layout), bias [N] -> y [..., N]. */
-import { record } from '../autograd.js';
+import { record, unsharedGrad } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -7,6 +7,6 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const y = new Tensor(native.linear(x.handle, weight.handle, bias ? bias.handle : null));
   return record('linear', [x, weight, bias], y, (dy) => {
     const [dx, dw, db] = native.linearBackward(x.handle, weight.handle, dy.handle, x.requiresGrad, bias !== null);
-    return [dx && new Tensor(dx), new Tensor(dw), db && new Tensor(db)];
+    return [unsharedGrad(dx && new Tensor(dx)), unsharedGrad(new Tensor(dw)), unsharedGrad(db && new Tensor(db))];
   });
 }

@@ -1,5 +1,5 @@
 /** layerNorm over the last dimension: x [..., D], weight, bias [D], eps (MAE: 1e-6) -> [..., D]. */
-import { record } from '../autograd.js';
+import { record, unsharedGrad } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -11,7 +11,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
     'layerNorm',
     [x, weight, bias],
     new Tensor(yh),
-    (dy) => native.layerNormBackward(dy.handle, x.handle, weight.handle, mean.handle, rstd.handle).map((h) => new Tensor(h)),
+    (dy) => native.layerNormBackward(dy.handle, x.handle, weight.handle, mean.handle, rstd.handle).map((h) => unsharedGrad(new Tensor(h))),
     [mean, rstd],
   );
 }
