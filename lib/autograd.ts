@@ -148,10 +148,11 @@ export function backward(root: Tensor, grad?: Tensor): void {
       gi = asGradOf(gi, inp);
       const prev = grads.get(inp);
       if (prev) {
-        const acc = own(prev) ? prev : copy(prev);
-        if (acc !== prev) prev.dispose();
-        native.axpby(1, gi.handle, 1, acc.handle);
-        gi.dispose();
+        // sum into whichever of the two may be written (a copy of prev only when neither may)
+        const [acc, other] = own(prev) || !own(gi) ? [own(prev) ? prev : copy(prev), gi] : [gi, prev];
+        if (acc !== prev && other !== prev) prev.dispose();
+        native.axpby(1, other.handle, 1, acc.handle);
+        other.dispose();
         grads.set(inp, acc);
       } else {
         grads.set(inp, gi);

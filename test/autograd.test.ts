@@ -82,6 +82,20 @@ describe('gradient accumulation', () => {
       sum(add(linear(x, w, b), layerNorm(x, nw, nb))).backward();
       expect(w.grad).toBe(gw);
       expectClose(gradOf(b), [6, 6, 6, 6], { rtol: 0, label: 'db twice' });
+
+      // a residual: x gets a view of dy from add() first or second, and linear's unshared dx; summed without a copy
+      const r = tensor(randn(g, 12), [3, 4], true);
+      const loss2 = sum(add(r, linear(r, w)));
+      (native as { clone: typeof clone }).clone = (t) => (clones++, clone(t));
+      try {
+        loss2.backward();
+      } finally {
+        (native as { clone: typeof clone }).clone = clone;
+      }
+      expect(clones).toBe(0);
+      const wd = w.dataSync();
+      const colSum = [0, 1, 2, 3].map((k) => [0, 1, 2, 3].reduce((s, n) => s + wd[n * 4 + k]!, 0));
+      expectClose(gradOf(r), Array.from({ length: 12 }, (_, i) => 1 + colSum[i % 4]!), { rtol: 1e-6, label: 'd residual' });
     }));
 
   it('sums the gradients of a tensor used several times', () =>
