@@ -158,6 +158,8 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
   const note = (message: string) => emit({ type: 'note', message });
   const load0 = loadavg();
 
+  if (kind === 'cpu' && load0 > cpus().length)
+    note(`the load average (${load0.toFixed(1)}) is above the ${cpus().length} cores: other processes compete for them, so step times are noisy (the configurations alternate, which keeps their ratios comparable) and --threads 1 may be faster`);
   progress('measuring the matrix-product peak');
   const peakStart = matmulPeak(device, precision);
 
@@ -388,17 +390,28 @@ function chooseBatch(
   let chosen = first;
   let seconds = tryStep(first);
   if (seconds === null) return first;
+  let why = `the largest of ${candidates.join(', ')}`;
   for (const b of candidates) {
     if (b <= chosen) continue;
-    if ((seconds * b) / chosen > budget) break;
-    if (!fits(b)) break;
+    if ((seconds * b) / chosen > budget) {
+      why = `batch ${b} would take about ${((seconds * b) / chosen).toFixed(1)} s`;
+      break;
+    }
+    if (!fits(b)) {
+      why = `batch ${b} would not fit in memory`;
+      break;
+    }
     progress(`choosing the batch: batch ${chosen} took ${(seconds * 1000).toFixed(0)} ms; trying ${b}`);
     const s = tryStep(b);
     images.drop(chosen);
-    if (s === null || s > budget) break;
+    if (s === null || s > budget) {
+      why = s === null ? `batch ${b} did not fit in memory` : `batch ${b} took ${s.toFixed(1)} s`;
+      break;
+    }
     chosen = b;
     seconds = s;
   }
+  note(`batch ${chosen}: the baseline's step took ${seconds.toFixed(1)} s there; ${why} (a step may take ${budget} s; --batch-size sets the batch)`);
   return chosen;
 }
 
