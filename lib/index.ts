@@ -22,7 +22,7 @@ export { writeReconstructions } from './train/visualize.js';
 export { bench, formatBench, benchChart, matmulPeak, paperSpeedup, BATCHES, STEP_BUDGET_S, type BenchOptions, type BenchResult, type BenchRow, type BenchEvent, type BenchEncoder, type BenchMachine } from './train/bench.js';
 export { barChart, type BarPanel, type Rgb } from './viz/chart.js';
 export { writePng, encodePng, type Image8 } from './viz/png.js';
-export { info, setNumThreads, type Info } from './info.js';
+export { info, setNumThreads, cpuModel, type Info } from './info.js';
 export { LARS, type LarsOptions } from './optim/lars.js';
 export { paramGroupsLrd, layerIdForVit, type LrdOptions } from './optim/lr_decay.js';
 export { VisionTransformerClassifier, ProbeHead, BatchNormNoAffine, classifierConfigFrom, dropPath, type ClassifierConfig } from './classify/model.js';

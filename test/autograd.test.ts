@@ -12,6 +12,19 @@ import { randn, rng } from './helpers/random.js';
 import * as ref from './helpers/reference.js';
 import { gradOf, project, tensor } from './helpers/tensors.js';
 
+/** How many times fn copies a tensor (native.clone). */
+function clonesIn(fn: () => void): number {
+  const clone = native.clone;
+  let n = 0;
+  (native as { clone: typeof clone }).clone = (t) => (n++, clone(t));
+  try {
+    fn();
+  } finally {
+    (native as { clone: typeof clone }).clone = clone;
+  }
+  return n;
+}
+
 describe('gradient accumulation', () => {
   it('adds the gradients of two backward calls', () =>
     tidy(() => {
@@ -64,17 +77,9 @@ describe('gradient accumulation', () => {
       const nw = tensor(randn(g, 4), [4], true);
       const nb = tensor(randn(g, 4), [4], true);
       const loss = sum(add(linear(x, w, b), layerNorm(x, nw, nb)));
-      const clone = native.clone;
-      let clones = 0;
-      (native as { clone: typeof clone }).clone = (t) => (clones++, clone(t));
-      try {
-        loss.backward();
-      } finally {
-        (native as { clone: typeof clone }).clone = clone;
-      }
       // no copy: add() passes views of its dy down, which are only read; the leaves take the unshared gradients and
       // x's two contributions are summed into the first (before unsharedGrad: one copy per leaf and one for x)
-      expect(clones).toBe(0);
+      expect(clonesIn(() => loss.backward())).toBe(0);
       expectClose(gradOf(w), Array.from({ length: 16 }, (_, i) => [0, 1, 2].reduce((s, r) => s + x.dataSync()[r * 4 + (i % 4)]!, 0)), { rtol: 1e-6, label: 'dw' });
       expectClose(gradOf(b), [3, 3, 3, 3], { rtol: 0, label: 'db' });
       // a second backward accumulates into the same .grad tensors
@@ -86,13 +91,7 @@ describe('gradient accumulation', () => {
       // a residual: x gets a view of dy from add() first or second, and linear's unshared dx; summed without a copy
       const r = tensor(randn(g, 12), [3, 4], true);
       const loss2 = sum(add(r, linear(r, w)));
-      (native as { clone: typeof clone }).clone = (t) => (clones++, clone(t));
-      try {
-        loss2.backward();
-      } finally {
-        (native as { clone: typeof clone }).clone = clone;
-      }
-      expect(clones).toBe(0);
+      expect(clonesIn(() => loss2.backward())).toBe(0);
       const wd = w.dataSync();
       const colSum = [0, 1, 2, 3].map((k) => [0, 1, 2, 3].reduce((s, n) => s + wd[n * 4 + k]!, 0));
       expectClose(gradOf(r), Array.from({ length: 12 }, (_, i) => 1 + colSum[i % 4]!), { rtol: 1e-6, label: 'd residual' });

@@ -24,6 +24,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, freemem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
+import { cpuModel } from '../info.js';
 import { MaskedAutoencoder, getPreset, maeFlops, presetNames, type MaeConfig, type Precision } from '../mae/index.js';
 import { native } from '../native.js';
 import { AdamW } from '../optim/index.js';
@@ -536,16 +537,9 @@ function loadavg(): number {
 }
 
 function machineOf(device: string, load0: number): BenchMachine {
-  let cpu = cpus()[0]?.model ?? 'unknown';
-  try {
-    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) cpu = m[1]!.trim();
-  } catch {
-    /* not Linux */
-  }
   const n = native.info();
   const machine: BenchMachine = {
-    cpu, cores: cpus().length, threads: n.threads, blas: n.blas, node: process.version, date: new Date().toISOString(), loadavg: [load0, loadavg()],
+    cpu: cpuModel(), cores: cpus().length, threads: n.threads, blas: n.blas, node: process.version, date: new Date().toISOString(), loadavg: [load0, loadavg()],
   };
   if (device !== 'cpu') {
     const index = device === 'cuda' ? 0 : Number(device.slice(5));
