@@ -14,8 +14,9 @@
  * compare with the paper's 3.7x (ViT-L) and 4.1x (ViT-H). speedup = baseline step time / the row's; flopRatio =
  * baseline training FLOPs / the row's.
  *
- * Timing: the models of every configuration live at once and their steps alternate (one step of each in turn), so
- * that a shared or throttling machine slows every arm alike; when their weights and optimizer state would not fit
+ * Timing: the models of every configuration live at once and their steps alternate (one step of each in turn, a
+ * round), so that a shared or throttling machine slows every arm alike, and the speed-up is the median over rounds
+ * of the ratio of the two steps in the same round; when their weights and optimizer state would not fit
  * in memory together, each configuration is timed on its own. The batch is the same for every configuration: the
  * given one, or the largest of `BATCHES` whose baseline step (the largest in memory and time) fits and takes at
  * most `STEP_BUDGET_S`. A batch that does not fit in memory (by the estimate from a small step, or an
@@ -69,7 +70,10 @@ export interface BenchRow {
   /** median step time */
   stepMs: number;
   imgPerSec: number;
-  /** baseline step time / this row's */
+  /**
+   * the baseline's step time / this row's: the median over the timed rounds of that ratio within each round when
+   * the configurations alternate, else the ratio of the medians
+   */
   speedup: number;
   /** baseline training FLOPs / this row's */
   flopRatio: number;
@@ -214,6 +218,9 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
     const peak = Math.max(peakStart, peakEnd);
     const flops = configs.map((c) => maeFlops({ ...base, decoderDepth: c.decoderDepth, maskTokenEncoder: c.encoder === 'mask-tokens' }, MASK_RATIO).training);
     const medians = times.map(median);
+    // alternating, the speed-up is the median over rounds of the baseline's step / the row's step in that round:
+    // the load of a shared machine drifts between rounds, and a round's steps share it
+    const speedups = times.map((t, i) => (together ? median(t.map((ms, r) => times[baselineIndex]![r]! / ms)) : medians[baselineIndex]! / medians[i]!));
     const rows: BenchRow[] = configs.map((c, i) => {
       const stepMs = medians[i]!;
       const imgPerSec = (1000 * batch) / stepMs;
@@ -224,7 +231,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
         batch,
         stepMs,
         imgPerSec,
-        speedup: medians[baselineIndex]! / stepMs,
+        speedup: speedups[i]!,
         flopRatio: flops[baselineIndex]! / flops[i]!,
         mfu: (flops[i]! * imgPerSec) / (peak * 1e9),
         paper: paperSpeedup(preset, deepest, c.encoder, c.decoderDepth),
@@ -271,7 +278,7 @@ export function formatBench(r: BenchResult): string {
     `speed-up / FLOP ratio: ${r.rows.filter((x) => x.flopRatio !== 1).map((x) => `${ENCODER_LABEL[x.encoder]} d${x.decoderDepth} ${(x.speedup / x.flopRatio).toFixed(2)}`).join(', ') || '-'}`,
     `MFU: training FLOPs (maeFlops) x img/s over the matrix-product peak of this run, ${peak.toFixed(1)} GFLOP/s ${r.precision} (start ${r.peakGflops.start.toFixed(1)}, end ${r.peakGflops.end.toFixed(1)})`,
     `${r.device}${m.gpu ? ` ${m.gpu}` : ''}, ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.blas}; ` +
-      `median of ${r.steps} steps after ${r.warmup} warm-up, ${r.timing}; load ${m.loadavg[0]} -> ${m.loadavg[1]}`,
+      `step ms: median of ${r.steps} steps after ${r.warmup} warm-up; ${r.timing === 'alternating' ? `configurations alternating, speed-up: median over the ${r.steps} rounds of the ratio within a round` : 'configurations one after another'}; load ${m.loadavg[0]} -> ${m.loadavg[1]}`,
   ].join('\n');
 }
 
