@@ -219,10 +219,12 @@ const HELP: Record<string, string> = {
   (visible patches only) and of the mask-token encoder (the paper's "encoder w/ [M]") for each decoder depth, and
   prints step time, img/s, the speed-up and training-FLOP ratio over the mask-token encoder with the deepest
   decoder (Table 2's baseline), MFU against the matrix-product peak measured in the same run, and the paper's figure.
-  --preset NAME (mae_vit_large_patch16 on CUDA, mae_vit_base_patch16 on the CPU; ${presetNames().join(', ')})
+  --preset NAME (mae_vit_large_patch16 on CUDA, mae_vit_base_patch16 on the CPU)
+                (${presetNames().join(', ')})
   --decoder-depth D1,D2,... (8,1)
-  --batch-size N (default: the largest of ${BATCHES.cpu.join(', ')} on the CPU / ${BATCHES.cuda.join(', ')} on CUDA whose baseline
-                  step fits in memory and takes <= ${STEP_BUDGET_S.cpu} s / ${STEP_BUDGET_S.cuda} s; a batch that does not fit is halved)
+  --batch-size N (default: the largest of ${BATCHES.cpu[0]}, ${BATCHES.cpu[1]}, ... ${BATCHES.cpu[BATCHES.cpu.length - 1]} on the CPU, ${BATCHES.cuda[0]}, ${BATCHES.cuda[1]}, ... ${BATCHES.cuda[BATCHES.cuda.length - 1]} on CUDA whose
+                  baseline step fits in memory and takes at most ${STEP_BUDGET_S.cpu} s (CPU) or ${STEP_BUDGET_S.cuda} s (CUDA); a batch that
+                  does not fit in memory is said and halved)
   --steps N (timed steps per configuration, median reported; 5 on the CPU, 20 on CUDA; after 1 / 3 warm-up steps)
   --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32; bf16 on CUDA)
   --threads N (CPU threads)  --json FILE (the table as JSON)  --png FILE (bar chart of img/s and speed-up)`,

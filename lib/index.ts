@@ -19,7 +19,7 @@ export { pretrain, pretrainInWorker, type PretrainOptions, type PretrainResult, 
 export { saveCheckpoint, loadCheckpoint, loadModel, type CheckpointMeta, type TrainPosition } from './train/checkpoint.js';
 export { openDataset, syntheticDataset, type DataSource, type DataKind } from './train/data.js';
 export { writeReconstructions } from './train/visualize.js';
-export { bench, formatBench, benchChart, matmulPeak, paperSpeedup, BATCHES, STEP_BUDGET_S, type BenchOptions, type BenchResult, type BenchRow, type BenchEvent, type BenchEncoder, type BenchMachine } from './train/bench.js';
+export { bench, formatBench, benchChart, matmulPeak, MatmulRate, paperSpeedup, BATCHES, STEP_BUDGET_S, type BenchOptions, type BenchResult, type BenchRow, type BenchEvent, type BenchEncoder, type BenchMachine } from './train/bench.js';
 export { barChart, type BarPanel, type Rgb } from './viz/chart.js';
 export { writePng, encodePng, type Image8 } from './viz/png.js';
 export { info, setNumThreads, cpuModel, type Info } from './info.js';

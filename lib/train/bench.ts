@@ -8,7 +8,8 @@
  *
  * Per configuration: the median step time of `steps` timed steps after `warmup` untimed ones, img/s, the speed-up
  * over the baseline, the training-FLOP ratio (maeFlops, counted from the config), the model FLOP utilisation
- * (training FLOPs x img/s over the matrix-product peak measured in the same run) and the paper's figure.
+ * (training FLOPs x img/s over the matrix-product peak measured in the same run: the best rate of a product of
+ * square matrices at the start, at the end and after each round) and the paper's figure.
  *
  * Baseline, as in Table 2: the mask-token encoder with the deepest decoder given (8 by default), so the 1-block rows
  * compare with the paper's 3.7x (ViT-L) and 4.1x (ViT-H). speedup = baseline step time / the row's; flopRatio =
@@ -27,7 +28,7 @@ import { cpus, freemem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { cpuModel } from '../info.js';
 import { MaskedAutoencoder, getPreset, maeFlops, presetNames, type MaeConfig, type Precision } from '../mae/index.js';
-import { native } from '../native.js';
+import { native, type NativeTensor } from '../native.js';
 import { AdamW } from '../optim/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
@@ -101,8 +102,11 @@ export interface BenchResult {
   device: string;
   precision: Precision;
   rows: BenchRow[];
-  /** the matrix-product peak (GFLOP/s) measured at the start and at the end of the run; MFU uses the larger */
-  peakGflops: { start: number; end: number };
+  /**
+   * the matrix-product peak (GFLOP/s) measured at the start and at the end of the run, and the best rate seen,
+   * those and one product after each timed round included: MFU uses the best
+   */
+  peakGflops: { start: number; end: number; best: number };
   baseline: { encoder: 'mask-tokens'; decoderDepth: number };
   steps: number;
   warmup: number;
@@ -166,7 +170,9 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
   if (kind === 'cpu' && load0 > cpus().length)
     note(`the load average (${load0.toFixed(1)}) is above the ${cpus().length} cores: other processes compete for them, so step times are noisy (the configurations alternate, which keeps their ratios comparable) and --threads 1 may be faster`);
   progress('measuring the matrix-product peak');
-  const peakStart = matmulPeak(device, precision);
+  const peakMeter = new MatmulRate(device, precision);
+  const peakStart = peakMeter.measure();
+  const peakSamples: number[] = [];
 
   const base = getPreset(preset);
   const deepest = Math.max(...depths);
@@ -198,7 +204,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
       try {
         for (const group of groups) {
           const members = group.map((i) => arms[i] ?? build(i));
-          const t = await timeGroup(members, batch, warmup, steps, images, precision, device, progress);
+          const t = await timeGroup(members, batch, warmup, steps, images, precision, device, progress, () => peakSamples.push(peakMeter.sample()));
           group.forEach((i, k) => (times[i] = t[k]!));
           if (!together) for (const i of group) if (i !== baselineIndex) release(arms, i);
         }
@@ -214,8 +220,8 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
     }
 
     progress('measuring the matrix-product peak again');
-    const peakEnd = matmulPeak(device, precision);
-    const peak = Math.max(peakStart, peakEnd);
+    const peakEnd = peakMeter.measure();
+    const peak = Math.max(peakStart, peakEnd, ...peakSamples);
     const flops = configs.map((c) => maeFlops({ ...base, decoderDepth: c.decoderDepth, maskTokenEncoder: c.encoder === 'mask-tokens' }, MASK_RATIO).training);
     const medians = times.map(median);
     // alternating, the speed-up is the median over rounds of the baseline's step / the row's step in that round:
@@ -242,7 +248,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
       device,
       precision,
       rows,
-      peakGflops: { start: peakStart, end: peakEnd },
+      peakGflops: { start: peakStart, end: peakEnd, best: peak },
       baseline: { encoder: 'mask-tokens', decoderDepth: deepest },
       steps,
       warmup,
@@ -252,6 +258,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
   } finally {
     for (let i = 0; i < arms.length; i++) release(arms, i);
     images.dispose();
+    peakMeter.dispose();
   }
 }
 
@@ -266,7 +273,7 @@ export function formatBench(r: BenchResult): string {
   ]);
   const width = header.map((h, j) => Math.max(h.length, ...cells.map((c) => c[j]!.length)));
   const line = (c: string[]) => c.map((v, j) => (j < 3 ? v.padEnd(width[j]!) : v.padStart(width[j]!))).join('  ').trimEnd();
-  const peak = Math.max(r.peakGflops.start, r.peakGflops.end);
+  const peak = r.peakGflops.best;
   const m = r.machine;
   return [
     line(header),
@@ -276,7 +283,7 @@ export function formatBench(r: BenchResult): string {
     `speed-up and FLOP ratio: against the mask-token encoder with the ${r.baseline.decoderDepth}-block decoder (the paper's Table 2 baseline when 8); ` +
       `paper: Table 2 (ViT-L / ViT-H, 128 TPU-v3 cores)`,
     `speed-up / FLOP ratio: ${r.rows.filter((x) => x.flopRatio !== 1).map((x) => `${ENCODER_LABEL[x.encoder]} d${x.decoderDepth} ${(x.speedup / x.flopRatio).toFixed(2)}`).join(', ') || '-'}`,
-    `MFU: training FLOPs (maeFlops) x img/s over the matrix-product peak of this run, ${peak.toFixed(1)} GFLOP/s ${r.precision} (start ${r.peakGflops.start.toFixed(1)}, end ${r.peakGflops.end.toFixed(1)})`,
+    `MFU: training FLOPs (maeFlops) x img/s over the matrix-product peak of this run, ${peak.toFixed(1)} GFLOP/s ${r.precision}, the best rate seen (start ${r.peakGflops.start.toFixed(1)}, end ${r.peakGflops.end.toFixed(1)}, and one product after each round)`,
     `${r.device}${m.gpu ? ` ${m.gpu}` : ''}, ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.blas}; ` +
       `step ms: median of ${r.steps} steps after ${r.warmup} warm-up; ${r.timing === 'alternating' ? `configurations alternating, speed-up: median over the ${r.steps} rounds of the ratio within a round` : 'configurations one after another'}; load ${m.loadavg[0]} -> ${m.loadavg[1]}`,
   ].join('\n');
@@ -330,8 +337,14 @@ function step(arm: Arm, imgs: Tensor, precision: Precision, device: string): num
   return performance.now() - t0;
 }
 
-/** `warmup` untimed, then `steps` timed steps of every arm, one step of each in turn: each arm's step times (ms). */
-async function timeGroup(group: Arm[], batch: number, warmup: number, steps: number, images: ImageCache, precision: Precision, device: string, progress: (m: string) => void): Promise<number[][]> {
+/**
+ * `warmup` untimed, then `steps` timed steps of every arm, one step of each in turn (`afterRound` after each timed
+ * round): each arm's step times (ms).
+ */
+async function timeGroup(
+  group: Arm[], batch: number, warmup: number, steps: number, images: ImageCache, precision: Precision, device: string,
+  progress: (m: string) => void, afterRound: () => void,
+): Promise<number[][]> {
   const imgs = images.get(batch);
   const times = group.map((): number[] => []);
   const what = group.length > 1 ? `all ${group.length} configurations in turn` : `${group[0]!.encoder} encoder, ${group[0]!.decoderDepth}-block decoder`;
@@ -341,6 +354,7 @@ async function timeGroup(group: Arm[], batch: number, warmup: number, steps: num
       const ms = step(arm, imgs, precision, device);
       if (r >= warmup) times[k]!.push(ms);
     });
+    if (r >= warmup) afterRound();
     await yieldNow();
   }
   return times;
@@ -493,34 +507,53 @@ class ImageCache {
 }
 
 /**
- * The matrix-product peak of `device` in GFLOP/s: the median rate of x w^T on square matrices (2048 on the CPU,
- * 8192 on CUDA, in the run's precision) over 5 repetitions of at least 0.2 s each, after a warm-up.
+ * The matrix-product rate of `device` in GFLOP/s: x w^T on square matrices (2048 on the CPU, 8192 on CUDA) in the
+ * run's precision. `measure()`: the median over 5 repetitions of at least 0.2 s each, after a warm-up; `sample()`:
+ * one product, for taking the rate again between the rounds of a benchmark.
  */
+export class MatmulRate {
+  private readonly size: number;
+  private readonly a: NativeTensor;
+  constructor(
+    private readonly device: string,
+    precision: Precision,
+  ) {
+    this.size = device === 'cpu' ? 2048 : 8192;
+    const host = native.fromArray(new Generator(1).uniformArray(this.size ** 2, -1, 1), [this.size, this.size]);
+    this.a = device === 'cpu' ? host : native.to(host, device, precision === 'bf16' ? 'bfloat16' : 'float32');
+    if (this.a !== host) host.dispose();
+  }
+
+  /** GFLOP/s of `calls` products in a row. */
+  private rate(calls: number): number {
+    const t0 = performance.now();
+    for (let i = 0; i < calls; i++) native.linear(this.a, this.a, null).dispose();
+    native.synchronize(this.device);
+    return (2 * this.size ** 3 * calls) / ((performance.now() - t0) / 1000) / 1e9;
+  }
+
+  measure(): number {
+    this.rate(2);
+    const calls = Math.max(1, Math.ceil((0.2 * this.rate(1) * 1e9) / (2 * this.size ** 3)));
+    return median(Array.from({ length: 5 }, () => this.rate(calls)));
+  }
+
+  sample(): number {
+    return this.rate(1);
+  }
+
+  dispose(): void {
+    this.a.dispose();
+  }
+}
+
+/** The matrix-product peak of `device` in GFLOP/s (MatmulRate.measure). */
 export function matmulPeak(device: string, precision: Precision): number {
-  const s = device === 'cpu' ? 2048 : 8192;
-  const host = native.fromArray(new Generator(1).uniformArray(s * s, -1, 1), [s, s]);
-  const a = device === 'cpu' ? host : native.to(host, device, precision === 'bf16' ? 'bfloat16' : 'float32');
+  const m = new MatmulRate(device, precision);
   try {
-    const once = () => {
-      native.linear(a, a, null).dispose();
-    };
-    for (let i = 0; i < 2; i++) once();
-    native.synchronize(device);
-    let t0 = performance.now();
-    once();
-    native.synchronize(device);
-    const calls = Math.max(1, Math.ceil(200 / Math.max(performance.now() - t0, 1e-3)));
-    const rates: number[] = [];
-    for (let r = 0; r < 5; r++) {
-      t0 = performance.now();
-      for (let i = 0; i < calls; i++) once();
-      native.synchronize(device);
-      rates.push((2 * s ** 3 * calls) / ((performance.now() - t0) / 1000) / 1e9);
-    }
-    return median(rates);
+    return m.measure();
   } finally {
-    if (a !== host) a.dispose();
-    host.dispose();
+    m.dispose();
   }
 }
 
