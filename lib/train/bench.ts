@@ -292,11 +292,12 @@ export function formatBench(r: BenchResult): string {
 /** The result as a bar chart: img/s per configuration, and the speed-up beside the paper's. */
 export function benchChart(r: BenchResult): Image8 {
   const groups = r.rows.map((x) => `${ENCODER_LABEL[x.encoder]} d${x.decoderDepth}`);
-  return barChart(`${r.rows[0]!.model}, ${r.device}, ${r.precision}, batch ${r.rows[0]!.batch}`, [
+  const threads = r.device === 'cpu' ? `, ${r.machine.threads} thread${r.machine.threads === 1 ? '' : 's'}` : '';
+  return barChart(`${r.rows[0]!.model}, ${r.device}${threads}, ${r.precision}, batch ${r.rows[0]!.batch}`, [
     { title: 'img/s', series: [{ name: 'ours', color: OURS }], groups: r.rows.map((x, i) => ({ label: groups[i]!, values: [x.imgPerSec] })), format: (v) => v.toPrecision(3) },
     {
       title: `speed-up over w/ [M] d${r.baseline.decoderDepth}`,
-      series: [{ name: 'ours', color: OURS }, { name: 'paper', color: PAPER_COLOR }],
+      series: [{ name: 'ours', color: OURS }, { name: 'paper (Table 2)', color: PAPER_COLOR }],
       groups: r.rows.map((x, i) => ({ label: groups[i]!, values: [x.speedup, x.paper] })),
       format: (v) => `${v.toFixed(1)}x`,
     },

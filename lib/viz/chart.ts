@@ -16,8 +16,8 @@ export interface BarPanel {
   format: (v: number) => string;
 }
 
-/** pixels per font pixel, bar width, plot height (pixels) */
-export const CHART = { scale: 2, barWidth: 36, plotHeight: 180 };
+/** pixels per font pixel, bar width (room for a four-character value label), gap between bars, plot height */
+export const CHART = { scale: 2, barWidth: 52, barGap: 8, plotHeight: 180 };
 
 const S = CHART.scale;
 const CHAR_W = 6 * S;
@@ -38,7 +38,7 @@ export function barChart(title: string, panels: readonly BarPanel[]): Image8 {
       for (const v of g.values) if (v !== null && !(Number.isFinite(v) && v >= 0)) throw new Error(`barChart: group '${g.label}' of '${p.title}' has the value ${v}; values must be finite and >= 0`);
     }
   }
-  const groupWidth = (p: BarPanel, g: BarPanel['groups'][number]) => Math.max(textWidth(g.label), p.series.length * CHART.barWidth + (p.series.length - 1) * 4);
+  const groupWidth = (p: BarPanel, g: BarPanel['groups'][number]) => Math.max(textWidth(g.label), p.series.length * CHART.barWidth + (p.series.length - 1) * CHART.barGap);
   const panelWidth = (p: BarPanel) => p.groups.reduce((w, g) => w + groupWidth(p, g), 0) + (p.groups.length - 1) * GAP;
   const legendWidth = (p: BarPanel) => p.series.reduce((w, s) => w + LINE_H + 6 + textWidth(s.name) + GAP, 0);
   const width = 2 * MARGIN + Math.max(textWidth(title), ...panels.map((p) => Math.max(panelWidth(p), textWidth(p.title) + GAP + legendWidth(p))));
@@ -63,7 +63,7 @@ export function barChart(title: string, panels: readonly BarPanel[]): Image8 {
     let x = MARGIN;
     for (const g of p.groups) {
       const w = groupWidth(p, g);
-      let bx = x + Math.floor((w - (p.series.length * CHART.barWidth + (p.series.length - 1) * 4)) / 2);
+      let bx = x + Math.floor((w - (p.series.length * CHART.barWidth + (p.series.length - 1) * CHART.barGap)) / 2);
       g.values.forEach((v, k) => {
         if (v !== null) {
           const h = max > 0 ? Math.round((v / max) * CHART.plotHeight) : 0;
@@ -71,7 +71,7 @@ export function barChart(title: string, panels: readonly BarPanel[]): Image8 {
           const label = p.format(v);
           c.text(bx + Math.floor((CHART.barWidth - textWidth(label)) / 2), bottom - h - LINE_H - 2, label, INK);
         }
-        bx += CHART.barWidth + 4;
+        bx += CHART.barWidth + CHART.barGap;
       });
       c.text(x + Math.floor((w - textWidth(g.label)) / 2), bottom + 8, g.label, INK);
       x += w + GAP;
