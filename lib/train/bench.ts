@@ -169,10 +169,6 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
 
   if (kind === 'cpu' && load0 > cpus().length)
     note(`the load average (${load0.toFixed(1)}) is above the ${cpus().length} cores: other processes compete for them, so step times are noisy (the configurations alternate, which keeps their ratios comparable) and --threads 1 may be faster`);
-  progress('measuring the matrix-product peak');
-  const peakMeter = new MatmulRate(device, precision);
-  const peakStart = peakMeter.measure();
-  const peakSamples: number[] = [];
 
   const base = getPreset(preset);
   const deepest = Math.max(...depths);
@@ -187,7 +183,12 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
     const opt = new AdamW(model.parameterGroups(0.05), { lr: 1.5e-4, betas: [0.9, 0.95] });
     return (arms[i] = { ...c, config, model, opt, forwardBytesPerImage: 0 });
   };
+  let peakMeter: MatmulRate | null = null;
   try {
+    progress('measuring the matrix-product peak');
+    const meter = (peakMeter = new MatmulRate(device, precision));
+    const peakStart = meter.measure();
+    const peakSamples: number[] = [];
     progress(`building ${preset} (mask-token encoder, ${deepest}-block decoder)`);
     const baseline = build(baselineIndex);
     let batch = chooseBatch(baseline, options.batchSize, kind, images, precision, device, available, progress, note);
@@ -204,14 +205,14 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
       try {
         for (const group of groups) {
           const members = group.map((i) => arms[i] ?? build(i));
-          const t = await timeGroup(members, batch, warmup, steps, images, precision, device, progress, () => peakSamples.push(peakMeter.sample()));
+          const t = await timeGroup(members, batch, warmup, steps, images, precision, device, progress, () => peakSamples.push(meter.sample()));
           group.forEach((i, k) => (times[i] = t[k]!));
-          if (!together) for (const i of group) if (i !== baselineIndex) release(arms, i);
+          if (!together) for (const i of group) release(arms, i);
         }
         break;
       } catch (e) {
         if (!isOutOfMemory(e) || batch === 1) throw e;
-        for (let i = 0; i < arms.length; i++) if (i !== baselineIndex && !together) release(arms, i);
+        if (!together) for (let i = 0; i < arms.length; i++) release(arms, i);
         recover(arms, device);
         const next = Math.floor(batch / 2);
         note(`batch ${batch} does not fit in memory while timing (${(e as Error).message}): trying ${next}`);
@@ -220,7 +221,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
     }
 
     progress('measuring the matrix-product peak again');
-    const peakEnd = peakMeter.measure();
+    const peakEnd = meter.measure();
     const peak = Math.max(peakStart, peakEnd, ...peakSamples);
     const flops = configs.map((c) => maeFlops({ ...base, decoderDepth: c.decoderDepth, maskTokenEncoder: c.encoder === 'mask-tokens' }, MASK_RATIO).training);
     const medians = times.map(median);
@@ -258,7 +259,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
   } finally {
     for (let i = 0; i < arms.length; i++) release(arms, i);
     images.dispose();
-    peakMeter.dispose();
+    peakMeter?.dispose();
   }
 }
 

@@ -11,7 +11,7 @@ describe('bench', () => {
   it('times both encoders per decoder depth against the deepest mask-token encoder, and leaves no tensor behind', async () => {
     const before = liveTensors();
     const events: BenchEvent[] = [];
-    const r = await bench({ preset, decoderDepths: [2, 1], batchSize: 4, steps: 2, warmup: 1, device: 'cpu', onEvent: (e) => events.push(e) });
+    const r = await bench({ preset, decoderDepths: [2, 1], batchSize: 4, steps: 2, warmup: 1, device: 'cpu', threads: 1, onEvent: (e) => events.push(e) });
     expect(liveTensors()).toBe(before);
     expect(r.rows.map((x) => [x.decoderDepth, x.encoder])).toEqual([[2, 'mask-tokens'], [2, 'visible'], [1, 'mask-tokens'], [1, 'visible']]);
     expect(r.baseline).toEqual({ encoder: 'mask-tokens', decoderDepth: 2 });
@@ -59,7 +59,7 @@ describe('bench', () => {
   it('says when a batch does not fit in the memory allowed, and takes a smaller one', async () => {
     const notes: string[] = [];
     const r = await bench({
-      preset, decoderDepths: [1], batchSize: 64, steps: 1, warmup: 0, device: 'cpu', maxMemoryBytes: 96 * 2 ** 20,
+      preset, decoderDepths: [1], batchSize: 64, steps: 1, warmup: 0, device: 'cpu', threads: 1, maxMemoryBytes: 96 * 2 ** 20,
       onEvent: (e) => e.type === 'note' && notes.push(e.message),
     });
     expect(notes.join('\n')).toMatch(/batch 64 would need about [\d.]+ GiB .*GiB are free/);
@@ -68,6 +68,21 @@ describe('bench', () => {
     expect(batch).toBeLessThan(64);
     expect(batch).toBeGreaterThanOrEqual(1);
     expect(r.rows.every((x) => x.batch === batch && Number.isFinite(x.stepMs))).toBe(true);
+  });
+
+  it('times the configurations one after another when their models do not fit in memory together', async () => {
+    const before = liveTensors();
+    const notes: string[] = [];
+    const r = await bench({
+      preset, decoderDepths: [2, 1], batchSize: 2, steps: 1, warmup: 0, device: 'cpu', threads: 1, maxMemoryBytes: 160 * 2 ** 20,
+      onEvent: (e) => e.type === 'note' && notes.push(e.message),
+    });
+    expect(liveTensors()).toBe(before);
+    expect(notes.join('\n')).toMatch(/the 4 models do not fit in memory together .*one after another/);
+    expect(r.timing).toBe('one after another');
+    expect(r.rows.map((x) => x.encoder)).toEqual(['mask-tokens', 'visible', 'mask-tokens', 'visible']);
+    expect(r.rows.every((x) => x.batch === 2 && x.stepMs > 0)).toBe(true);
+    expect(r.rows[1]!.speedup).toBeCloseTo(r.rows[0]!.stepMs / r.rows[1]!.stepMs, 9);
   });
 
   it('rejects a preset, depth, device or count that makes no sense, naming it', async () => {
