@@ -8,6 +8,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { cpuModel } from '../lib/info.js';
 import { native, packageRoot, type NativeTensor } from '../lib/native.js';
 
 export interface Timing {
@@ -87,13 +88,7 @@ export function describeMachine(m: Machine, threads: number): string {
 }
 
 export function machine(): Machine {
-  let cpu = cpus()[0]?.model ?? 'unknown';
-  try {
-    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) cpu = m[1]!.trim();
-  } catch {
-    /* not Linux */
-  }
+  const cpu = cpuModel();
   const info = native.info();
   let loadavg: number[] = [];
   try {

@@ -58,6 +58,18 @@ export function record(
   return output;
 }
 
+/**
+ * Gradients that an op's backward made in new storage which nothing else references (marked by the op with
+ * `unsharedGrad`): backward accumulates into them in place and a leaf takes one as its .grad without a copy.
+ */
+const unshared = new WeakSet<Tensor>();
+
+/** Marks a tensor returned by a backward function as new storage that nothing else references; returns it. */
+export function unsharedGrad<T extends Tensor | null>(t: T): T {
+  if (t) unshared.add(t);
+  return t;
+}
+
 export function backward(root: Tensor, grad?: Tensor): void {
   if (!root.requiresGrad) throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad`);
   if (!grad && root.size !== 1)
@@ -89,8 +101,10 @@ export function backward(root: Tensor, grad?: Tensor): void {
 
   const grads = new Map<Tensor, Tensor>();
   // Op backwards may return views of their dy (add, reshape), so one storage can back several pending gradients:
-  // accumulate in place only into gradients made here (`owned`), and give each leaf a .grad of its own.
+  // accumulate in place only into gradients made here (`owned`) or marked unshared by their op, and give each leaf
+  // a .grad of its own.
   const owned = new Set<Tensor>();
+  const own = (x: Tensor) => owned.has(x) || unshared.has(x);
   const copy = (x: Tensor): Tensor => {
     const c = new Tensor(native.clone(x.handle));
     owned.add(c);
@@ -121,9 +135,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
         native.axpby(1, g.handle, 1, t.grad.handle);
         g.dispose();
       } else {
-        const own = owned.has(g) ? g : copy(g);
-        if (own !== g) g.dispose();
-        t.grad = own.keep();
+        const mine = own(g) ? g : copy(g);
+        if (mine !== g) g.dispose();
+        t.grad = mine.keep();
       }
       continue;
     }
@@ -148,10 +162,11 @@ export function backward(root: Tensor, grad?: Tensor): void {
       gi = asGradOf(gi, inp);
       const prev = grads.get(inp);
       if (prev) {
-        const acc = owned.has(prev) ? prev : copy(prev);
-        if (acc !== prev) prev.dispose();
-        native.axpby(1, gi.handle, 1, acc.handle);
-        gi.dispose();
+        // sum into whichever of the two may be written (a copy of prev only when neither may)
+        const [acc, other] = own(prev) || !own(gi) ? [own(prev) ? prev : copy(prev), gi] : [gi, prev];
+        if (acc !== prev && other !== prev) prev.dispose();
+        native.axpby(1, other.handle, 1, acc.handle);
+        other.dispose();
         grads.set(inp, acc);
       } else {
         grads.set(inp, gi);

@@ -9,6 +9,7 @@
  *   mae embed [flags]        encoder features of a folder of images from any checkpoint (.pth, Hugging Face, ours)
  *   mae classify [flags]     top-5 labels of images from a fine-tuned checkpoint
  *   mae prepare-data [flags] convert an image folder into shards (reduced size, raw or JPEG) for fast loading
+ *   mae bench [flags]        training-step speed of the MAE encoder vs the mask-token encoder (the paper's Table 2)
  *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions
  * `mae <command> --help` lists the flags.
  */
@@ -29,6 +30,9 @@ import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
 import { knnEvaluate } from './train/knn.js';
 import { loadClassifier } from './classify/checkpoint.js';
 import { classifyImages, embedImages } from './infer/commands.js';
+import { BATCHES, STEP_BUDGET_S, bench, benchChart, formatBench, type BenchEvent, type BenchOptions } from './train/bench.js';
+import { writeFileAtomic } from './io/atomic.js';
+import { writePng } from './viz/png.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 
@@ -86,6 +90,7 @@ const pretrainFlags: Flags = {
   ...runFlags,
   'accum-iter': { type: 'string' },
   'mask-ratio': { type: 'string' },
+  'mask-token-encoder': { type: 'boolean' },
   resume: { type: 'boolean' },
   'checkpoint-every': { type: 'string' },
   'log-every': { type: 'string' },
@@ -180,6 +185,18 @@ const prepareFlags: Flags = {
   'shard-size': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
+const benchFlags: Flags = {
+  preset: { type: 'string' },
+  'decoder-depth': { type: 'string' },
+  'batch-size': { type: 'string' },
+  steps: { type: 'string' },
+  device: { type: 'string' },
+  precision: { type: 'string' },
+  threads: { type: 'string' },
+  json: { type: 'string' },
+  png: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
 
 const HELP: Record<string, string> = {
   pretrain: `mae pretrain [flags]
@@ -189,6 +206,8 @@ const HELP: Record<string, string> = {
   model:  --preset NAME (${presetNames().join(', ')})
           --img-size --patch-size --in-chans --embed-dim --depth --num-heads --decoder-embed-dim
           --decoder-depth --decoder-num-heads --mlp-ratio --norm-pix-loss
+          --mask-token-encoder (the paper's "encoder w/ [M]" baseline: the encoder sees every patch, the removed
+                                ones replaced by a learned encoder_mask_token; the decoder takes its outputs)
   data:   --data PATH  --data-kind ${DATA_KINDS.join('|')} (guessed from PATH)  --limit N
           --on-bad-file skip|stop  --workers N (data-loading threads, default 1)
   recipe: --epochs --batch-size --accum-iter --blr (default 1.5e-4) --lr --min-lr --warmup-epochs
@@ -247,6 +266,20 @@ const HELP: Record<string, string> = {
   --on-bad-file skip|stop (skip)  skip: report the file and leave it out; stop: end the run naming it
   --shard-size MIB (1024)  close a shard once it holds this many MiB
   Resumable: after Ctrl-C, a crash or a stop, run the same command again to continue after the last finished shard.`,
+  bench: `mae bench [flags]
+  Times full training steps (forward, backward, AdamW; synthetic images, mask ratio 0.75) of the MAE encoder
+  (visible patches only) and of the mask-token encoder (the paper's "encoder w/ [M]") for each decoder depth, and
+  prints step time, img/s, the speed-up and training-FLOP ratio over the mask-token encoder with the deepest
+  decoder (Table 2's baseline), MFU against the matrix-product peak measured in the same run, and the paper's figure.
+  --preset NAME (mae_vit_large_patch16 on CUDA, mae_vit_base_patch16 on the CPU)
+                (${presetNames().join(', ')})
+  --decoder-depth D1,D2,... (8,1)
+  --batch-size N (default: the largest of ${BATCHES.cpu[0]}, ${BATCHES.cpu[1]}, ... ${BATCHES.cpu[BATCHES.cpu.length - 1]} on the CPU, ${BATCHES.cuda[0]}, ${BATCHES.cuda[1]}, ... ${BATCHES.cuda[BATCHES.cuda.length - 1]} on CUDA whose
+                  baseline step fits in memory and takes at most ${STEP_BUDGET_S.cpu} s (CPU) or ${STEP_BUDGET_S.cuda} s (CUDA); a batch that
+                  does not fit in memory is said and halved)
+  --steps N (timed steps per configuration, median reported; 5 on the CPU, 20 on CUDA; after 1 / 3 warm-up steps)
+  --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32; bf16 on CUDA)
+  --threads N (CPU threads)  --json FILE (the table as JSON)  --png FILE (bar chart of img/s and speed-up)`,
   info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions',
 };
 
@@ -315,6 +348,7 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   const o: PretrainOptions = { ...base };
   if (v.preset !== undefined) o.preset = v.preset as string;
   const config = modelConfig(v);
+  if (v['mask-token-encoder']) config.maskTokenEncoder = true;
   if (Object.keys(config).length) o.config = config;
   const numeric: [string, keyof PretrainOptions][] = [
     ['epochs', 'epochs'],
@@ -363,7 +397,7 @@ function progressPrinter(): (e: TrainEvent) => void {
     switch (e.type) {
       case 'start':
         console.log(
-          `pre-training ${e.parameters.toLocaleString('en-US')} parameters on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images, lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
+          `pre-training ${e.parameters.toLocaleString('en-US')} parameters${e.config.maskTokenEncoder ? ' (mask-token encoder)' : ''} on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images (${(e.trainingFlopsPerImage / 1e9).toPrecision(3)} GFLOP per image), lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
             (e.resumedFrom ? ` (resumed at step ${e.resumedFrom.step})` : ''),
         );
         break;
@@ -671,6 +705,43 @@ async function cmdEval(argv: string[]): Promise<void> {
   model.dispose();
 }
 
+async function cmdBench(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({ args: argv, options: benchFlags, allowPositionals: false });
+  const o: BenchOptions = {};
+  if (v.preset !== undefined) o.preset = v.preset as string;
+  if (v['decoder-depth'] !== undefined) o.decoderDepths = String(v['decoder-depth']).split(',').map((d) => num(d, 'decoder-depth')!);
+  numbers(v, o, [['batch-size', 'batchSize'], ['steps', 'steps'], ['threads', 'threads']]);
+  if (v.device !== undefined) o.device = v.device as string;
+  if (v.precision !== undefined) o.precision = v.precision as NonNullable<BenchOptions['precision']>;
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  o.onEvent = (e: BenchEvent) => {
+    if (e.type === 'note') {
+      if (tty) process.stderr.write('\r\x1b[K');
+      console.error(`note: ${e.message}`);
+    } else if (tty) process.stderr.write(`\r${e.message}\x1b[K`);
+    else if (Date.now() - last > 5000) {
+      console.error(e.message);
+      last = Date.now();
+    }
+  };
+  let r;
+  try {
+    r = await bench(o);
+  } finally {
+    if (tty) process.stderr.write('\r\x1b[K');
+  }
+  console.log(formatBench(r));
+  if (v.json !== undefined) {
+    await writeFileAtomic(v.json as string, JSON.stringify(r, null, 2) + '\n');
+    console.log(`wrote ${v.json}`);
+  }
+  if (v.png !== undefined) {
+    await writePng(v.png as string, benchChart(r));
+    console.log(`wrote ${v.png}`);
+  }
+}
+
 // CUDA's version integers: driver/runtime 13000 -> 13.0; cuBLASLt 130100 -> 13.1.0
 function cudaVersion(v: number | undefined): string {
   return v ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : '?';
@@ -727,7 +798,7 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|info> [flags]; mae <command> --help');
+      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help');
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -742,9 +813,10 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'embed') await cmdEmbed(rest);
     else if (cmd === 'classify') await cmdClassify(rest);
     else if (cmd === 'prepare-data') await cmdPrepareData(rest);
+    else if (cmd === 'bench') await cmdBench(rest);
     else if (cmd === 'info') cmdInfo();
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, bench, info`);
       return 1;
     }
     return 0;

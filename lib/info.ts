@@ -3,6 +3,7 @@
  * from where, its backends, BLAS and threads, and the CUDA backend (devices, driver/runtime, cuBLASLt, precisions).
  */
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo } from './native.js';
 
@@ -55,4 +56,15 @@ export function info(): Info {
  */
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
+}
+
+/** The CPU's model name (/proc/cpuinfo's `model name` on Linux, else Node's). */
+export function cpuModel(): string {
+  try {
+    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1]!.trim();
+  } catch {
+    /* not Linux */
+  }
+  return cpus()[0]?.model ?? 'unknown';
 }

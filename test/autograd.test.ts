@@ -5,11 +5,25 @@
 import { describe, expect, it } from 'vitest';
 import { isGradEnabled, noGrad } from '../lib/autograd.js';
 import { add, attention, gelu, layerNorm, linear, mul, scale, sum } from '../lib/ops/index.js';
+import { native } from '../lib/native.js';
 import { Tensor, tidy } from '../lib/tensor.js';
 import { expectClose, expectGradClose, numericGrad } from './helpers/gradcheck.js';
 import { randn, rng } from './helpers/random.js';
 import * as ref from './helpers/reference.js';
 import { gradOf, project, tensor } from './helpers/tensors.js';
+
+/** How many times fn copies a tensor (native.clone). */
+function clonesIn(fn: () => void): number {
+  const clone = native.clone;
+  let n = 0;
+  (native as { clone: typeof clone }).clone = (t) => (n++, clone(t));
+  try {
+    fn();
+  } finally {
+    (native as { clone: typeof clone }).clone = clone;
+  }
+  return n;
+}
 
 describe('gradient accumulation', () => {
   it('adds the gradients of two backward calls', () =>
@@ -50,6 +64,37 @@ describe('gradient accumulation', () => {
       add(sum(mul(h, tensor(c, [4]))), sum(add(h, w))).backward();
       expectClose(gradOf(w), [1, 1, 1, 1], { rtol: 0, label: 'dw' });
       expectClose(gradOf(xt), ref.mul(ref.add(c, [1]), [2]), { rtol: 1e-6, label: 'dx' });
+    }));
+
+  it('takes the weight gradients of linear and layerNorm as the leaves\' .grad without copying them, and stays correct', () =>
+    tidy(() => {
+      // y = sum(linear(x, w, b) + layerNorm(x)) : w, b and the norm's parameters are leaves fed by unshared gradients;
+      // x gets linear's dx (unshared, accumulated into in place) plus layerNorm's dx
+      const g = rng(5);
+      const x = tensor(randn(g, 12), [3, 4], true);
+      const w = tensor(randn(g, 16), [4, 4], true);
+      const b = tensor(randn(g, 4), [4], true);
+      const nw = tensor(randn(g, 4), [4], true);
+      const nb = tensor(randn(g, 4), [4], true);
+      const loss = sum(add(linear(x, w, b), layerNorm(x, nw, nb)));
+      // no copy: add() passes views of its dy down, which are only read; the leaves take the unshared gradients and
+      // x's two contributions are summed into the first (before unsharedGrad: one copy per leaf and one for x)
+      expect(clonesIn(() => loss.backward())).toBe(0);
+      expectClose(gradOf(w), Array.from({ length: 16 }, (_, i) => [0, 1, 2].reduce((s, r) => s + x.dataSync()[r * 4 + (i % 4)]!, 0)), { rtol: 1e-6, label: 'dw' });
+      expectClose(gradOf(b), [3, 3, 3, 3], { rtol: 0, label: 'db' });
+      // a second backward accumulates into the same .grad tensors
+      const gw = w.grad;
+      sum(add(linear(x, w, b), layerNorm(x, nw, nb))).backward();
+      expect(w.grad).toBe(gw);
+      expectClose(gradOf(b), [6, 6, 6, 6], { rtol: 0, label: 'db twice' });
+
+      // a residual: x gets a view of dy from add() first or second, and linear's unshared dx; summed without a copy
+      const r = tensor(randn(g, 12), [3, 4], true);
+      const loss2 = sum(add(r, linear(r, w)));
+      expect(clonesIn(() => loss2.backward())).toBe(0);
+      const wd = w.dataSync();
+      const colSum = [0, 1, 2, 3].map((k) => [0, 1, 2, 3].reduce((s, n) => s + wd[n * 4 + k]!, 0));
+      expectClose(gradOf(r), Array.from({ length: 12 }, (_, i) => 1 + colSum[i % 4]!), { rtol: 1e-6, label: 'd residual' });
     }));
 
   it('sums the gradients of a tensor used several times', () =>

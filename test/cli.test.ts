@@ -92,5 +92,46 @@ describe('mae command', () => {
     expect(types.filter((t) => t === 'step')).toHaveLength(4);
     expect(existsSync(r.checkpoint)).toBe(true);
   });
-});
 
+  it('mae bench --json on a tiny preset writes every row (both encoders per decoder depth) and --png a chart', () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-bench-'));
+    const json = join(out, 'bench.json');
+    const png = join(out, 'bench.png');
+    const r = mae(['bench', '--preset', 'mae_vit_tiny_patch4_28', '--decoder-depth', '2,1', '--batch-size', '4', '--steps', '2', '--threads', '1', '--json', json, '--png', png]);
+    expect(r.err + r.out).toMatch(/wrote .*bench\.png/);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^model\s+decoder depth\s+encoder\s+batch\s+step ms\s+img\/s\s+speed-up\s+FLOP ratio\s+MFU\s+paper$/m);
+    const j = JSON.parse(readFileSync(json, 'utf8'));
+    expect(j.device).toBe('cpu');
+    expect(j.precision).toBe('fp32');
+    expect(j.machine.threads).toBe(1);
+    expect(j.rows.map((x: { decoderDepth: number; encoder: string }) => `${x.encoder} ${x.decoderDepth}`)).toEqual(['mask-tokens 2', 'visible 2', 'mask-tokens 1', 'visible 1']);
+    for (const x of j.rows) {
+      expect(Object.keys(x).sort()).toEqual(['batch', 'decoderDepth', 'encoder', 'flopRatio', 'imgPerSec', 'mfu', 'model', 'paper', 'speedup', 'stepMs']);
+      expect(x.model).toBe('mae_vit_tiny_patch4_28');
+      expect(x.batch).toBe(4);
+      for (const k of ['stepMs', 'imgPerSec', 'speedup', 'flopRatio', 'mfu']) expect(x[k] > 0 && Number.isFinite(x[k]), k).toBe(true);
+      expect(x.paper).toBeNull();
+    }
+    const bytes = readFileSync(png);
+    expect(bytes.subarray(1, 4).toString()).toBe('PNG');
+  });
+
+  it('mae bench names a preset, decoder depth or device that makes no sense, and --help lists its flags', () => {
+    const a = mae(['bench', '--preset', 'vit_giant', '--device', 'cpu']);
+    expect(a.code).toBe(1);
+    expect(a.err).toMatch(/unknown preset 'vit_giant'; available: .*mae_vit_tiny_patch4_28/);
+    const b = mae(['bench', '--decoder-depth', '8,x']);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/--decoder-depth must be a number, got 'x'/);
+    const c = mae(['bench', '--preset', 'mae_vit_tiny_patch4_28', '--decoder-depth', '0', '--device', 'cpu']);
+    expect(c.err).toMatch(/decoder depth must be a positive integer \(blocks\), got 0/);
+    const d = mae(['bench', '--device', 'cuda']);
+    expect(d.code).toBe(1);
+    expect(d.err).toMatch(/bench: device 'cuda' was asked for, but CUDA is not available/);
+    const h = mae(['bench', '--help']);
+    expect(h.code).toBe(0);
+    for (const flag of ['--preset', '--decoder-depth', '--batch-size', '--steps', '--device', '--precision', '--threads', '--json', '--png']) expect(h.out).toContain(flag);
+    expect(mae(['pretrain', '--help']).out).toContain('--mask-token-encoder');
+  });
+});

@@ -7,6 +7,8 @@
  * Tensors whose names map one to one are passed through without copying; fused and split tensors are new arrays.
  *
  * Names that match no rule are not dropped silently: the conversions return them in `unexpected`.
+ * `encoder_mask_token` (the mask-token encoder's token, MaeConfig.maskTokenEncoder) is this library's own name: it
+ * passes as an official-side name, and Hugging Face ViTMAE has no place for it (toHuggingFace lists it unexpected).
  */
 
 /** A float tensor as plain data (row-major). */
@@ -73,6 +75,9 @@ const QKV_PARTS = ['query', 'key', 'value'] as const;
 const QKV_OFFICIAL_RE = /^attn\.qkv\.(weight|bias)$/;
 const QKV_HF_RE = /^attention\.attention\.(query|key|value)\.(weight|bias)$/;
 const PARAMS = ['weight', 'bias'] as const;
+
+/** Parameters of this library's models that neither the official code nor Hugging Face has. */
+const OWN_NAMES = new Set(['encoder_mask_token']);
 
 const TOP_OFFICIAL_TO_HF = new Map(TOP_LEVEL);
 const TOP_HF_TO_OFFICIAL = new Map(TOP_LEVEL.map(([o, h]) => [h, o]));
@@ -202,7 +207,7 @@ function withoutModelPrefix(keys: readonly string[]): string[] {
 }
 
 function isOfficialName(name: string): boolean {
-  if (TOP_OFFICIAL_TO_HF.has(name)) return true;
+  if (TOP_OFFICIAL_TO_HF.has(name) || OWN_NAMES.has(name)) return true;
   const block = matchBlock(name, 'official');
   return block !== null && (INNER_OFFICIAL_TO_HF.has(block.inner) || QKV_OFFICIAL_RE.test(block.inner));
 }

@@ -4,3 +4,4 @@ export { randomMasking, keptCount, type Masking } from './masking.js';
 export { get2dSincosPosEmbed, interpolatePosEmbed } from './pos_embed.js';
 export type { PretrainedReport } from './pretrained.js';
 export { deviceStepCheck, type DeviceStepCheckOptions, type DeviceStepCheckResult } from './device_check.js';
+export { maeFlops, type FlopCount } from './flops.js';

@@ -7,6 +7,11 @@
  *   -> decoder_blocks -> decoder_norm -> decoder_pred -> drop cls -> pred [B, L, p*p*C]     (forwardDecoder)
  *   loss: MSE on the removed patches against patchify(imgs), optionally normalised per patch (forwardLoss)
  *
+ * With `maskTokenEncoder` (the paper's "encoder w/ [M]" baseline, Tables 1c and 2) the encoder sees all L patches:
+ * the removed ones are replaced by the learned `encoder_mask_token` (plus their pos_embed row), and the decoder
+ * takes the encoder's 1 + L outputs in patch order as they are (no decoder mask_token, no unshuffle). The masking
+ * and the loss (removed patches only) are the same.
+ *
  * Parameter names are the official state_dict names. Tensors made during a forward pass belong to the caller's
  * tidy scope.
  */
@@ -73,6 +78,7 @@ const official: MaeConfig = {
   mlpRatio: 4,
   normPixLoss: false,
   eps: 1e-6,
+  maskTokenEncoder: false,
 };
 
 export class MaskedAutoencoder extends Module {
@@ -81,7 +87,10 @@ export class MaskedAutoencoder extends Module {
   readonly numPatches: number;
   readonly cls_token: Tensor;
   readonly pos_embed: Tensor;
-  readonly mask_token: Tensor;
+  /** the decoder's mask token (null with maskTokenEncoder, whose decoder takes every token from the encoder) */
+  readonly mask_token: Tensor | null;
+  /** the encoder's mask token with maskTokenEncoder (null otherwise); not in official checkpoints */
+  readonly encoder_mask_token: Tensor | null;
   readonly decoder_pos_embed: Tensor;
   readonly patch_embed: PatchEmbed;
   readonly blocks: ModuleList<Block>;
@@ -114,7 +123,10 @@ export class MaskedAutoencoder extends Module {
 
     // decoder
     this.decoder_embed = this.module('decoder_embed', new Linear(c.embedDim, c.decoderEmbedDim, gen));
-    this.mask_token = this.param('mask_token', init.normal([1, 1, c.decoderEmbedDim], 0.02, gen));
+    // with maskTokenEncoder the decoder has no mask token, but its values are still drawn so that every other
+    // parameter starts as in the MAE model of the same seed (the two arms of the ablation start alike)
+    if (c.maskTokenEncoder) gen.normalArray(c.decoderEmbedDim, 0, 0.02);
+    this.mask_token = c.maskTokenEncoder ? null : this.param('mask_token', init.normal([1, 1, c.decoderEmbedDim], 0.02, gen));
     this.decoder_pos_embed = this.param(
       'decoder_pos_embed',
       Tensor.fromArray(get2dSincosPosEmbed(c.decoderEmbedDim, grid), [1, L + 1, c.decoderEmbedDim]),
@@ -126,6 +138,7 @@ export class MaskedAutoencoder extends Module {
     );
     this.decoder_norm = this.module('decoder_norm', new LayerNorm(c.decoderEmbedDim, c.eps));
     this.decoder_pred = this.module('decoder_pred', new Linear(c.decoderEmbedDim, c.patchSize ** 2 * c.inChans, gen));
+    this.encoder_mask_token = c.maskTokenEncoder ? this.param('encoder_mask_token', init.normal([1, 1, c.embedDim], 0.02, gen)) : null;
   }
 
   static fromPreset(name: string, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): MaskedAutoencoder {
@@ -180,37 +193,57 @@ export class MaskedAutoencoder extends Module {
   }
 
   /**
-   * The encoder on the kept patches (all patches in order when idsKeep is null): [B, 1 + K, D]. Images of another
-   * size than imgSize (sides multiples of patchSize) use the position table interpolated to their grid.
+   * The encoder: [B, 1 + K, D] on the K kept patches (idsKeep, in shuffled order); with maskTokenEncoder and
+   * idsRestore given, [B, 1 + L, D] on every patch in patch order, the removed ones replaced by encoder_mask_token;
+   * [B, 1 + L, D] on every patch when idsKeep is null (no masking). Images of another size than imgSize (sides
+   * multiples of patchSize) use the position table interpolated to their grid.
    */
-  forwardEncoder(imgs: Tensor, idsKeep: Tensor | null, precision: Precision = 'fp32'): Tensor {
+  forwardEncoder(imgs: Tensor, idsKeep: Tensor | null, precision: Precision = 'fp32', idsRestore: Tensor | null = null): Tensor {
     const c = this.config;
-    const pos = posEmbedFor(this.pos_embed, c.imgSize / c.patchSize, c.patchSize, imgs.shape[2]!, imgs.shape[3]!);
-    const L = pos.shape[1]! - 1;
+    const posAll = posEmbedFor(this.pos_embed, c.imgSize / c.patchSize, c.patchSize, imgs.shape[2]!, imgs.shape[3]!);
+    const L = posAll.shape[1]! - 1;
     let x = this.patch_embed.forward(precision === 'bf16' ? toBf16(imgs) : imgs);
-    x = ops.add(x, ops.sliceTokens(pos, 1, L));
-    if (idsKeep) x = ops.gatherRows(x, idsKeep);
-    const cls = ops.add(this.cls_token, ops.sliceTokens(pos, 0, 1));
+    const pos = ops.sliceTokens(posAll, 1, L);
+    if (idsKeep && this.encoder_mask_token) {
+      if (!idsRestore) throw new Error('forwardEncoder: the mask-token encoder needs idsRestore to put the patches back in place');
+      x = ops.add(this.withMaskTokens(ops.gatherRows(x, idsKeep), this.encoder_mask_token, idsRestore), pos);
+    } else {
+      x = ops.add(x, pos);
+      if (idsKeep) x = ops.gatherRows(x, idsKeep);
+    }
+    const cls = ops.add(this.cls_token, ops.sliceTokens(posAll, 0, 1));
     x = ops.catTokens(cls, x);
     return forwardBlocks(this.blocks.items, x, this.norm);
   }
 
-  /** latent [B, 1 + K, D], idsRestore int32 [B, L] -> pred [B, L, p*p*C]. */
-  forwardDecoder(latent: Tensor, idsRestore: Tensor): Tensor {
+  /**
+   * latent [B, 1 + K, D] (cls, then the kept patches in shuffled order) and idsRestore int32 [B, L] -> pred
+   * [B, L, p*p*C]; with maskTokenEncoder, latent [B, 1 + L, D] in patch order and idsRestore null.
+   */
+  forwardDecoder(latent: Tensor, idsRestore: Tensor | null): Tensor {
     const L = this.numPatches;
     let x = this.decoder_embed.forward(latent);
-    const K = x.shape[1]! - 1;
-    let tokens = ops.sliceTokens(x, 1, K);
-    if (K < L) {
-      const zeros = Tensor.fromArray(new Int32Array(L - K), [1, L - K], { device: latent.device });
-      const maskTokens = ops.gatherRows(this.mask_token, zeros);
-      tokens = ops.catTokens(tokens, maskTokens);
-    }
-    tokens = ops.gatherRows(tokens, idsRestore);
-    x = ops.catTokens(ops.sliceTokens(x, 0, 1), tokens);
+    if (idsRestore) {
+      if (!this.mask_token) throw new Error('forwardDecoder: the mask-token encoder\'s decoder takes every token from the encoder; pass idsRestore null');
+      x = ops.catTokens(ops.sliceTokens(x, 0, 1), this.withMaskTokens(ops.sliceTokens(x, 1, x.shape[1]! - 1), this.mask_token, idsRestore));
+    } else if (x.shape[1] !== L + 1) throw new Error(`forwardDecoder: without idsRestore the latent must hold 1 + L = ${L + 1} tokens, got ${shapeStr(latent.shape)}`);
     x = ops.add(x, this.decoder_pos_embed);
     x = this.decoder_pred.forward(forwardBlocks(this.decoder_blocks.items, x, this.decoder_norm));
     return ops.sliceTokens(x, 1, L);
+  }
+
+  /**
+   * tokens [B, K, W] of the kept patches in shuffled order -> [B, L, W] in patch order: L - K copies of `token`
+   * [1, 1, W] appended, then unshuffled with idsRestore (the official forward_decoder's mask tokens).
+   */
+  private withMaskTokens(tokens: Tensor, token: Tensor, idsRestore: Tensor): Tensor {
+    const L = this.numPatches;
+    const K = tokens.shape[1]!;
+    if (K < L) {
+      const zeros = Tensor.fromArray(new Int32Array(L - K), [1, L - K], { device: tokens.device });
+      tokens = ops.catTokens(tokens, ops.gatherRows(token, zeros));
+    }
+    return ops.gatherRows(tokens, idsRestore);
   }
 
   /** The loss of pred against imgs on the removed patches (mask [B, L], 1 = removed). */
@@ -226,8 +259,11 @@ export class MaskedAutoencoder extends Module {
     const L = this.numPatches;
     const device = imgs.device;
     const m = this.randomMasking(B, opts.maskRatio ?? 0.75, opts.noise, opts.generator);
-    const latent = this.forwardEncoder(imgs, Tensor.fromArray(m.idsKeep, [B, m.lenKeep], { device }), precision);
-    const pred = this.forwardDecoder(latent, Tensor.fromArray(m.idsRestore, [B, L], { device }));
+    const idsKeep = Tensor.fromArray(m.idsKeep, [B, m.lenKeep], { device });
+    const idsRestore = Tensor.fromArray(m.idsRestore, [B, L], { device });
+    const pred = this.config.maskTokenEncoder
+      ? this.forwardDecoder(this.forwardEncoder(imgs, idsKeep, precision, idsRestore), null)
+      : this.forwardDecoder(this.forwardEncoder(imgs, idsKeep, precision), idsRestore);
     const mask = Tensor.fromArray(m.mask, [B, L], { device });
     const loss = this.forwardLoss(imgs, pred, mask);
     return { loss, pred, mask };
@@ -299,7 +335,8 @@ export class MaskedAutoencoder extends Module {
 
   /**
    * AdamW parameter groups as the official recipe: weight decay on tensors of 2 or more dimensions (cls_token and
-   * mask_token included), none on biases and LayerNorm parameters; the fixed position tables are left out.
+   * mask_token, or encoder_mask_token, included), none on biases and LayerNorm parameters; the fixed position tables
+   * are left out.
    */
   parameterGroups(weightDecay = 0.05): ParamGroup[] {
     const decay: [string, Tensor][] = [];
@@ -312,6 +349,32 @@ export class MaskedAutoencoder extends Module {
       { names: noDecay.map(([n]) => n), params: noDecay.map(([, p]) => p), weightDecay: 0 },
       { names: decay.map(([n]) => n), params: decay.map(([, p]) => p), weightDecay },
     ];
+  }
+
+  /**
+   * As Module.loadStateDict. With maskTokenEncoder, a state dict without encoder_mask_token (an official checkpoint,
+   * or one of an MAE-encoder model) loads with that token left at its initial value, and a decoder mask_token in it
+   * (which this mode does not have) is skipped; both are listed in the result (`initialised`, `skipped`) and said in
+   * a process warning.
+   */
+  override loadStateDict(
+    state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>,
+    opts: { strict?: boolean } = {},
+  ): { missing: string[]; unexpected: string[]; initialised: string[]; skipped: string[] } {
+    const token = this.encoder_mask_token;
+    if (!token) return { ...super.loadStateDict(state, opts), initialised: [], skipped: [] };
+    const rest = new Map(state);
+    const skipped = rest.delete('mask_token') ? ['mask_token'] : [];
+    const initialised = rest.has('encoder_mask_token') ? [] : ['encoder_mask_token'];
+    // the token itself stands in for the missing entry, so that strict loading checks only the other names
+    if (initialised.length) rest.set('encoder_mask_token', token);
+    const r = super.loadStateDict(rest, opts);
+    const notes = [
+      ...(initialised.length ? ['it has no encoder_mask_token (official checkpoints have none), which keeps its initial value'] : []),
+      ...(skipped.length ? ['its decoder mask_token was skipped (the mask-token encoder\'s decoder has none)'] : []),
+    ];
+    if (notes.length) process.emitWarning(`loadStateDict into a maskTokenEncoder model: ${notes.join('; ')}`, 'MaskTokenEncoderWarning');
+    return { missing: r.missing.filter((k) => !initialised.includes(k)), unexpected: r.unexpected, initialised, skipped };
   }
 
   private checkImages(imgs: Tensor, where: string, anySize = false): void {
@@ -352,6 +415,7 @@ function validate(c: MaeConfig): void {
   if (c.embedDim % 4 !== 0 || c.decoderEmbedDim % 4 !== 0)
     throw new Error('MaskedAutoencoder: embedDim and decoderEmbedDim must be divisible by 4 (2-D sin-cos position tables)');
   if (!(c.mlpRatio > 0)) throw new Error(`MaskedAutoencoder: mlpRatio must be positive, got ${c.mlpRatio}`);
+  if (typeof c.maskTokenEncoder !== 'boolean') throw new Error(`MaskedAutoencoder: maskTokenEncoder must be true or false, got ${String(c.maskTokenEncoder)}`);
 }
 
 function range(n: number): number[] {

@@ -16,9 +16,15 @@ export interface MaeConfig {
   normPixLoss: boolean;
   /** LayerNorm eps; the official presets use 1e-6 */
   eps: number;
+  /**
+   * The paper's "encoder w/ [M]" baseline (Tables 1c and 2) instead of MAE: the encoder sees all L patches, the
+   * removed ones replaced by a learned `encoder_mask_token`, and the decoder takes its 1 + L outputs (no decoder
+   * mask token). Default false (MAE: the encoder sees only the kept patches).
+   */
+  maskTokenEncoder: boolean;
 }
 
-const paper = { mlpRatio: 4, normPixLoss: false, eps: 1e-6, inChans: 3, imgSize: 224, decoderEmbedDim: 512, decoderDepth: 8, decoderNumHeads: 16 };
+const paper = { mlpRatio: 4, normPixLoss: false, eps: 1e-6, maskTokenEncoder: false, inChans: 3, imgSize: 224, decoderEmbedDim: 512, decoderDepth: 8, decoderNumHeads: 16 };
 
 /** the CPU presets: ViT-Tiny width (192, 3 heads), 6 blocks, a 2-block decoder of width 128, patches of 4 px */
 const tiny = { ...paper, patchSize: 4, embedDim: 192, depth: 6, numHeads: 3, decoderEmbedDim: 128, decoderDepth: 2, decoderNumHeads: 4 };

@@ -176,6 +176,8 @@ export function maeConfigFromWeights(file: WeightsFile, overrides: Partial<MaeCo
     mlpRatio: e.mlpRatio,
     normPixLoss: declared.normPixLoss ?? false,
     eps: declared.eps ?? 1e-6,
+    // the paper's mask-token baseline (mae pretrain --mask-token-encoder) stores its encoder_mask_token
+    maskTokenEncoder: w.has('encoder_mask_token'),
   };
   // what the caller fixed wins over the shapes; a disagreement is then reported by loadStateDict
   return { config: { ...config, ...overrides }, hasDecoder };

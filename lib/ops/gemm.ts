@@ -3,7 +3,7 @@
  * weightBf16: a bfloat16 copy of the weight on CUDA (lib/nn/shadow.ts) that the products read instead of converting
  * the fp32 weight each time; the gradient still goes to weight, in its dtype.
  */
-import { record } from '../autograd.js';
+import { record, unsharedGrad } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 
@@ -12,6 +12,6 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, we
   const y = new Tensor(native.linear(x.handle, weight.handle, bias ? bias.handle : null, wb));
   return record('linear', [x, weight, bias], y, (dy) => {
     const [dx, dw, db] = native.linearBackward(x.handle, weight.handle, dy.handle, x.requiresGrad, bias !== null, wb);
-    return [dx && new Tensor(dx), new Tensor(dw), db && new Tensor(db)];
+    return [unsharedGrad(dx && new Tensor(dx)), unsharedGrad(new Tensor(dw)), unsharedGrad(db && new Tensor(db))];
   });
 }

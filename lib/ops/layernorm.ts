@@ -5,7 +5,7 @@
  * gradients are the same; with fused ops the LayerNorm's backward also adds the gradient that s already has from the
  * residual stream, in the same pass (autograd's backwardAdd).
  */
-import { record } from '../autograd.js';
+import { record, unsharedGrad } from '../autograd.js';
 import { native, type NativeTensor } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
@@ -16,7 +16,7 @@ function recordLayerNorm(x: Tensor, weight: Tensor, bias: Tensor, [yh, meanh, rs
   const mean = new Tensor(meanh!);
   const rstd = new Tensor(rstdh!);
   const grads = (dy: Tensor, dres: Tensor | null) =>
-    native.layerNormBackward(dy.handle, x.handle, weight.handle, mean.handle, rstd.handle, dres?.handle ?? null).map((h) => new Tensor(h));
+    native.layerNormBackward(dy.handle, x.handle, weight.handle, mean.handle, rstd.handle, dres?.handle ?? null).map((h) => unsharedGrad(new Tensor(h)));
   const y = record('layerNorm', [x, weight, bias], new Tensor(yh!), (dy) => grads(dy, null), [mean, rstd]);
   if (y.node && fusedOps()) y.node.backwardAdd = grads;
   return y;

@@ -182,7 +182,7 @@ function checkConfigFits(config: Partial<MaeConfig>, weights: Map<string, { shap
   const c = { ...config };
   const checks: [string, unknown, unknown][] = [
     ['embedDim', c.embedDim, shape('cls_token')?.[2]],
-    ['decoderEmbedDim', c.decoderEmbedDim, shape('mask_token')?.[2]],
+    ['decoderEmbedDim', c.decoderEmbedDim, shape('decoder_embed.weight')?.[0]],
     ['inChans', c.inChans, shape('patch_embed.proj.weight')?.[1]],
     ['patchSize', c.patchSize, shape('patch_embed.proj.weight')?.[2]],
     ['(imgSize / patchSize)^2 + 1', typeof c.imgSize === 'number' && typeof c.patchSize === 'number' ? (c.imgSize / c.patchSize) ** 2 + 1 : c.imgSize, shape('pos_embed')?.[1]],

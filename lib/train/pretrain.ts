@@ -5,7 +5,7 @@
  *   and the optimizer steps every accumIter batches; gradients left over at an epoch's end are dropped.
  *
  * The loop is async and yields to the event loop between batches; progress goes to `onEvent` and to a JSON-lines
- * log; checkpoints (weights, optimizer state, position, generator) are written atomically every
+ * log (with the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s); checkpoints (weights, optimizer state, position, generator) are written atomically every
  * `checkpointEvery` steps and at the end, and `resume` continues the same run exactly. A non-finite loss stops the
  * run with an Error that names the last good checkpoint. Reconstructions of fixed images are written as PNG.
  */
@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
-import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
+import { MaskedAutoencoder, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -86,7 +86,7 @@ export interface KnnMonitorOptions {
 }
 
 export type TrainEvent =
-  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string }
+  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number }
   | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number }
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
   | { type: 'checkpoint'; step: number; path: string }
@@ -192,7 +192,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
     emit({ type: 'knn', epoch, top1: r.top1, top5: r.top5, seconds });
   };
 
-  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})` });
+  const flopsPerImage = maeFlops(model.config, o.maskRatio).training;
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage });
 
   const started = performance.now();
   const losses: number[] = [];
@@ -247,7 +248,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
         const fracEpoch = epoch + (it + 1) / stepsPerEpoch;
         emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec });
         if (pos.step % o.logEvery === 0 || pos.step === totalSteps) {
-          appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
+          appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), gflopPerSec: round((flopsPerImage * imgPerSec) / 1e9, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
           windowLoss = 0;
           windowSteps = 0;
           windowImages = 0;
@@ -359,25 +360,28 @@ function withDefaults(opts: PretrainOptions) {
   if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
   if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);
   if (!(Number.isSafeInteger(o.seed) && o.seed >= 0)) throw new Error(`pretrain: seed must be a non-negative integer, got ${o.seed}`);
-  checkDevice(o.device, o.precision);
+  checkDevice(o.device, o.precision, 'pretrain');
   return o;
 }
 
-/** The device and precision options: a clear Error for a bad name, CUDA that cannot be used, or bf16 off CUDA. */
-function checkDevice(device: string, precision: string): void {
+/**
+ * The device and precision options (of `where`: pretrain, bench): a clear Error for a bad name, CUDA that cannot be
+ * used, or bf16 off CUDA.
+ */
+export function checkDevice(device: string, precision: string, where: string): void {
   if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
-    throw new Error(`pretrain: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
-  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`pretrain: precision must be 'fp32' or 'bf16', got '${precision}'`);
+    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
+  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`${where}: precision must be 'fp32' or 'bf16', got '${precision}'`);
   if (device === 'cpu') {
     if (precision === 'bf16')
-      throw new Error(`pretrain: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
+      throw new Error(`${where}: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
     return;
   }
   const cuda = native.info().cuda;
-  if (!cuda.available) throw new Error(`pretrain: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
+  if (!cuda.available) throw new Error(`${where}: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
   const index = device === 'cuda' ? 0 : Number(device.slice(5));
   const n = cuda.devices?.length ?? 0;
-  if (index >= n) throw new Error(`pretrain: device '${device}' does not exist; this machine has ${n} CUDA device(s)`);
+  if (index >= n) throw new Error(`${where}: device '${device}' does not exist; this machine has ${n} CUDA device(s)`);
 }
 
 function checkDataFits(ds: Dataset, c: MaeConfig): void {

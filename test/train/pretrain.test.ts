@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadCheckpoint } from '../../lib/train/checkpoint.js';
+import { getPreset, maeFlops } from '../../lib/mae/index.js';
+import { loadCheckpoint, loadModel } from '../../lib/train/checkpoint.js';
 import { cutLog, pretrain, type PretrainOptions, type TrainEvent } from '../../lib/train/pretrain.js';
 import { Generator } from '../../lib/random.js';
 import { liveTensors } from '../../lib/tensor.js';
@@ -48,7 +49,12 @@ describe('pretrain', () => {
     expect(events.filter((e) => e.type === 'epoch')).toHaveLength(3);
     const log = readFileSync(join(outDir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log.map((l) => l.step)).toEqual([4, 8, 12, 16, 20, 24]);
-    for (const l of log) for (const k of ['epoch', 'lr', 'loss', 'imgPerSec']) expect(Number.isFinite(l[k])).toBe(true);
+    for (const l of log) for (const k of ['epoch', 'lr', 'loss', 'imgPerSec', 'gflopPerSec']) expect(Number.isFinite(l[k])).toBe(true);
+    // the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s
+    const start = events[0]!;
+    if (start.type !== 'start') throw new Error('no start event');
+    expect(start.trainingFlopsPerImage).toBe(maeFlops({ ...getPreset('mae_vit_tiny_patch4_28'), ...small.config }, 0.75).training);
+    for (const l of log) expect(Math.abs(l.gflopPerSec - (start.trainingFlopsPerImage * l.imgPerSec) / 1e9)).toBeLessThan(0.1 + 1e-3 * l.gflopPerSec);
     // warm-up for one epoch (8 steps), then cosine down
     const lrs = events.flatMap((e) => (e.type === 'step' ? [e.lr] : []));
     expect(lrs[1]!).toBeGreaterThan(lrs[0]!);
@@ -95,6 +101,19 @@ describe('pretrain', () => {
     writeFileSync(path, line({ step: 4, loss: 1 }) + line({ knnEpoch: 1, top1: 0.5 }) + line({ step: 8, loss: 0.9 }) + line({ step: 12, loss: 0.8 }) + line({ knnEpoch: 2, top1: 0.6 }) + '{"step": 16, "lo');
     await cutLog(path, { epoch: 1, iter: 4, step: 8, generator: new Generator(0).state() });
     expect(readFileSync(path, 'utf8')).toBe(line({ step: 4, loss: 1 }) + line({ knnEpoch: 1, top1: 0.5 }) + line({ step: 8, loss: 0.9 }));
+  });
+
+  it('trains the mask-token encoder: it learns, and its checkpoint holds encoder_mask_token and no decoder mask_token', async () => {
+    const outDir = tmp();
+    const r = await pretrain({ ...small, config: { ...small.config, maskTokenEncoder: true }, epochs: 2, outDir });
+    expect(r.epochLosses[1]!).toBeLessThan(r.epochLosses[0]!);
+    const ck = await loadCheckpoint(outDir);
+    expect(ck.meta.config.maskTokenEncoder).toBe(true);
+    expect(ck.weights.get('encoder_mask_token')!.shape).toEqual([1, 1, 32]);
+    expect(ck.weights.has('mask_token')).toBe(false);
+    const { model } = await loadModel(outDir);
+    expect(Array.from(model.encoder_mask_token!.dataSync())).toEqual(Array.from(ck.weights.get('encoder_mask_token')!.data));
+    model.dispose();
   });
 
   it('refuses to resume with different run options', async () => {

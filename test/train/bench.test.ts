@@ -1,0 +1,100 @@
+// bench(): the rows of `mae bench` on a tiny preset (both encoders per decoder depth, the baseline, FLOP ratios from
+// maeFlops, MFU), a batch that does not fit in the memory allowed, bad options, the table and the chart.
+import { describe, expect, it } from 'vitest';
+import { getPreset, maeFlops } from '../../lib/mae/index.js';
+import { liveTensors } from '../../lib/tensor.js';
+import { bench, benchChart, formatBench, paperSpeedup, type BenchEvent } from '../../lib/train/bench.js';
+
+const preset = 'mae_vit_tiny_patch4_28';
+
+describe('bench', () => {
+  it('times both encoders per decoder depth against the deepest mask-token encoder, and leaves no tensor behind', async () => {
+    const before = liveTensors();
+    const events: BenchEvent[] = [];
+    const r = await bench({ preset, decoderDepths: [2, 1], batchSize: 4, steps: 2, warmup: 1, device: 'cpu', threads: 1, onEvent: (e) => events.push(e) });
+    expect(liveTensors()).toBe(before);
+    expect(r.rows.map((x) => [x.decoderDepth, x.encoder])).toEqual([[2, 'mask-tokens'], [2, 'visible'], [1, 'mask-tokens'], [1, 'visible']]);
+    expect(r.baseline).toEqual({ encoder: 'mask-tokens', decoderDepth: 2 });
+    expect(r.timing).toBe('alternating');
+    expect(r.stepTimesMs.map((t) => t.length)).toEqual([2, 2, 2, 2]);
+    const c = getPreset(preset);
+    const base = maeFlops({ ...c, decoderDepth: 2, maskTokenEncoder: true }).training;
+    const peak = r.peakGflops.best;
+    expect(peak).toBeGreaterThanOrEqual(Math.max(r.peakGflops.start, r.peakGflops.end));
+    expect(peak).toBeGreaterThan(1);
+    for (const [i, x] of r.rows.entries()) {
+      expect(x.batch).toBe(4);
+      const flops = maeFlops({ ...c, decoderDepth: x.decoderDepth, maskTokenEncoder: x.encoder === 'mask-tokens' }).training;
+      const sorted = [...r.stepTimesMs[i]!].sort((a, b) => a - b);
+      expect(x.stepMs).toBeCloseTo((sorted[0]! + sorted[1]!) / 2, 9);
+      expect(x.imgPerSec).toBeCloseTo((4 * 1000) / x.stepMs, 9);
+      const ratios = r.stepTimesMs[0]!.map((b, k) => b / r.stepTimesMs[i]![k]!).sort((a, b) => a - b);
+      expect(x.speedup).toBeCloseTo((ratios[0]! + ratios[1]!) / 2, 9);
+      expect(x.flopRatio).toBeCloseTo(base / flops, 12);
+      expect(x.mfu).toBeCloseTo((flops * x.imgPerSec) / (peak * 1e9), 12);
+      expect(x.paper).toBeNull();
+    }
+    expect(r.rows[0]!.speedup).toBe(1);
+    expect(r.rows[1]!.flopRatio).toBeGreaterThan(2);
+    expect(events.some((e) => e.type === 'progress' && /timed step 2\/2/.test(e.message))).toBe(true);
+
+    const table = formatBench(r);
+    expect(table.split('\n')[0]).toMatch(/^model\s+decoder depth\s+encoder\s+batch\s+step ms\s+img\/s\s+speed-up\s+FLOP ratio\s+MFU\s+paper$/);
+    expect(table).toMatch(/mae_vit_tiny_patch4_28\s+1\s+visible \(MAE\)\s+4\s/);
+    const png = benchChart(r);
+    expect(png.channels).toBe(3);
+    expect(png.pixels.length).toBe(png.width * png.height * 3);
+  });
+
+  it('gives the paper\'s Table 2 figures for ViT-L and ViT-H rows when the baseline has the 8-block decoder', () => {
+    const rows = (p: string, baseline: number) =>
+      ([[8, 'mask-tokens'], [8, 'visible'], [1, 'mask-tokens'], [1, 'visible']] as const).map(([d, e]) => paperSpeedup(p, baseline, e, d));
+    expect(rows('mae_vit_large_patch16', 8)).toEqual([1, 2.8, null, 3.7]);
+    expect(rows('mae_vit_huge_patch14', 8)).toEqual([1, 3.5, null, 4.1]);
+    expect(rows('mae_vit_large_patch16', 12)).toEqual([null, null, null, null]);
+    expect(rows('mae_vit_base_patch16', 8)).toEqual([null, null, null, null]);
+    expect(paperSpeedup('mae_vit_large_patch16', 8, 'visible', 4)).toBeNull();
+  });
+
+  it('says when a batch does not fit in the memory allowed, and takes a smaller one', async () => {
+    const notes: string[] = [];
+    const r = await bench({
+      preset, decoderDepths: [1], batchSize: 64, steps: 1, warmup: 0, device: 'cpu', threads: 1, maxMemoryBytes: 96 * 2 ** 20,
+      onEvent: (e) => e.type === 'note' && notes.push(e.message),
+    });
+    expect(notes.join('\n')).toMatch(/batch 64 would need about [\d.]+ GiB .*GiB are free/);
+    expect(notes.join('\n')).toMatch(/trying batch 32/);
+    const batch = r.rows[0]!.batch;
+    expect(batch).toBeLessThan(64);
+    expect(batch).toBeGreaterThanOrEqual(1);
+    expect(r.rows.every((x) => x.batch === batch && Number.isFinite(x.stepMs))).toBe(true);
+  });
+
+  it('times the configurations one after another when their models do not fit in memory together', async () => {
+    const before = liveTensors();
+    const notes: string[] = [];
+    const r = await bench({
+      preset, decoderDepths: [2, 1], batchSize: 2, steps: 1, warmup: 0, device: 'cpu', threads: 1, maxMemoryBytes: 160 * 2 ** 20,
+      onEvent: (e) => e.type === 'note' && notes.push(e.message),
+    });
+    expect(liveTensors()).toBe(before);
+    expect(notes.join('\n')).toMatch(/the 4 models do not fit in memory together .*one after another/);
+    expect(r.timing).toBe('one after another');
+    expect(r.rows.map((x) => x.encoder)).toEqual(['mask-tokens', 'visible', 'mask-tokens', 'visible']);
+    expect(r.rows.every((x) => x.batch === 2 && x.stepMs > 0)).toBe(true);
+    expect(r.rows[1]!.speedup).toBeCloseTo(r.rows[0]!.stepMs / r.rows[1]!.stepMs, 9);
+  });
+
+  it('rejects a preset, depth, device or count that makes no sense, naming it', async () => {
+    await expect(bench({ preset: 'vit_giant' })).rejects.toThrow(/unknown preset 'vit_giant'; available: mae_vit_base_patch16/);
+    await expect(bench({ preset, decoderDepths: [0] })).rejects.toThrow(/decoder depth must be a positive integer \(blocks\), got 0/);
+    await expect(bench({ preset, decoderDepths: [2.5] })).rejects.toThrow(/got 2\.5/);
+    await expect(bench({ preset, decoderDepths: [] })).rejects.toThrow(/at least one decoder depth/);
+    await expect(bench({ preset, decoderDepths: [8, 1, 8] })).rejects.toThrow(/decoder depth 8 is given twice/);
+    await expect(bench({ preset, device: 'gpu' })).rejects.toThrow(/bench: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'/);
+    await expect(bench({ preset, device: 'cpu', precision: 'bf16' })).rejects.toThrow(/bf16' needs a CUDA device/);
+    await expect(bench({ preset, device: 'cpu', steps: 0 })).rejects.toThrow(/steps must be a positive integer/);
+    await expect(bench({ preset, device: 'cpu', batchSize: -4 })).rejects.toThrow(/batchSize must be a positive integer, got -4/);
+    await expect(bench({ preset, device: 'cpu', threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
+  });
+});
