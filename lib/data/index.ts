@@ -17,7 +17,7 @@ export {
 export type { CropBox, RandomResizedCropOptions } from './transforms.js';
 export { ImageFolderDataset, InMemoryDataset, cifar10Dataset, datasetFromSpec, fashionMnistDataset } from './dataset.js';
 export type { Dataset, DatasetSpec, ImageFolderOptions, InMemoryDatasetOptions, Sample } from './dataset.js';
-export { epochPermutation, sampleGenerator, transformSample } from './pipeline.js';
+export { epochPermutation, maskGenerator, sampleGenerator, transformSample } from './pipeline.js';
 export type { PipelineConfig } from './pipeline.js';
 export { DataLoader, FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD, resolvePipelineConfig } from './loader.js';
 export type { Batch, DataLoaderOptions } from './loader.js';
