@@ -30,7 +30,7 @@ import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
 import { knnEvaluate } from './train/knn.js';
 import { loadClassifier } from './classify/checkpoint.js';
 import { classifyImages, embedImages } from './infer/commands.js';
-import { activeCommunicator, type DistributedMode } from './dist/comm.js';
+import { activeCommunicator, type DistributedMode } from './distributed/comm.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launcher, mpiStatus, ncclStatus, type Launcher } from './dist/comm.js';
+import { launcher, mpiStatus, ncclStatus, type Launcher } from './distributed/comm.js';
 import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo, type NativeLibraryInfo } from './native.js';
 
 export interface Info {

@@ -106,7 +106,7 @@ export interface NativeAddon {
   /** Entries in the table of shared tensors (for leak checks). */
   sharedTensorCount(): number;
 
-  // the communicator of data-parallel runs (bindings/comm.cpp); lib/dist wraps it
+  // the communicator of data-parallel runs (bindings/comm.cpp); lib/distributed wraps it
   mpiInfo(path?: string | null): NativeLibraryInfo;
   ncclInfo(path?: string | null): NativeLibraryInfo;
   commInit(path: string | null, timeoutSeconds: number): NativeWorld;

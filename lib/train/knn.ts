@@ -10,7 +10,7 @@
  */
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
-import { Communicator } from '../dist/comm.js';
+import { Communicator } from '../distributed/comm.js';
 import type { MaskedAutoencoder } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';

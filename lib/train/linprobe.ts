@@ -20,7 +20,7 @@ import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
-import { Communicator, type DistributedMode } from '../dist/comm.js';
+import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { classifierFromPretrain } from '../classify/checkpoint.js';
 import { CLASSIFIER_FILE, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';

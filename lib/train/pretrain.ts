@@ -11,7 +11,7 @@
  *
  * Every per-sample random draw is keyed to the sample's position in its epoch's seeded order: its crop and flip
  * (data/pipeline.ts) and its masking noise (maskGenerator(seed, epoch, position)). So the run is the same however the
- * epoch is cut into batches, and data-parallel training (`distributed`, see lib/dist) is one training run whatever
+ * epoch is cut into batches, and data-parallel training (`distributed`, see lib/distributed) is one training run whatever
  * the world size: each of N ranks takes a disjoint slice of each global batch of N x batchSize images, gradients are
  * averaged over the ranks in buckets while backward goes on, and N ranks at batch b train the same model as one
  * process at batch N x b (up to the order of floating-point sums). `batchSize` is per rank; the lr follows the
@@ -29,9 +29,9 @@ import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '..
 import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { maskGenerator } from '../data/pipeline.js';
-import { Communicator, type DistributedMode } from '../dist/comm.js';
-import { AgreedError, checkSameSettings, datasetFingerprint } from '../dist/check.js';
-import { GradReducer, type ReduceStats } from '../dist/reducer.js';
+import { Communicator, type DistributedMode } from '../distributed/comm.js';
+import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
+import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, tidy } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
@@ -84,7 +84,7 @@ export interface PretrainOptions {
   knn?: KnnMonitorOptions;
   /**
    * data-parallel training: 'mpi' (this process is a rank of an MPI job), 'none', or 'auto' (default: 'mpi' when an
-   * MPI launcher such as mpirun or srun started the process). See lib/dist.
+   * MPI launcher such as mpirun or srun started the process). See lib/distributed.
    */
   distributed?: DistributedMode;
   /** Open MPI's libmpi.so.40 or its folder (default $MAE_MPI_LIB, then the loader's search path) */

@@ -1,4 +1,4 @@
-// One rank of a data-parallel test job (test/dist/*.test.ts start it under mpirun): runs pretrain() of the compiled
+// One rank of a data-parallel test job (test/distributed/mpi.test.ts starts it under mpirun): runs pretrain() of the compiled
 // package (dist/, made by `npm run build`) with the JSON options in argv[2], and prints one line
 // `result {"rank", "losses", "weights"}` (weights: a checksum of every parameter, to compare the ranks).
 // argv[3], when given, is a JSON fault for one rank: { rank, step, kind: 'throw' | 'kill' | 'stall', seconds }:
