@@ -549,7 +549,6 @@ Napi::Value comm_init(const Args& a) {
 
 // commAllreduceGrads(grads, bf16, what) -> ticket: the average over ranks of a bucket of float32 gradients
 Napi::Value comm_allreduce_grads(const Args& a) {
-  require_ready(a);
   State& s = S();
   std::vector<JsTensor*> ts = a.tensor_list(0, "grads", DType::F32);
   a.expect(!ts.empty(), "grads must not be empty");
@@ -558,6 +557,7 @@ Napi::Value comm_allreduce_grads(const Args& a) {
   const Device dev = ts[0]->device();
   for (const JsTensor* t : ts) a.expect(t->device() == dev, "grads are on different devices");
   if (dev.type == DeviceType::CPU) {
+    require_ready(a);
     a.expect(!bf16, "bfloat16 gradient all-reduce is for CUDA tensors only");
     auto job = std::make_shared<Job>();
     job->kind = Job::GRADS;
@@ -566,6 +566,7 @@ Napi::Value comm_allreduce_grads(const Args& a) {
     return Napi::Number::New(a.env(), (double)enqueue(std::move(job)));
   }
   std::lock_guard<std::mutex> lock(s.mu);
+  if (s.failed.load()) throw_failed(s);
   if (!s.nccl_comm) a.fail("CUDA gradients need the NCCL communicator (commNcclInit) first");
   if (dev.index != s.nccl_device)
     a.fail("the NCCL communicator is on cuda:" + std::to_string(s.nccl_device) + ", the gradients on " + device_str(dev));
@@ -598,6 +599,12 @@ Napi::Value comm_wait(const Args& a) {
       s.nccl->finish(s.nccl_comm, j.work);  // orders the device stream after the all-reduce; no host wait
       j.finished = true;
       start = end = j.start_ms;
+      if (!s.ready) {
+        // no communication thread to watch it (a single-rank communicator without MPI): released now, which the
+        // device stream's order makes safe (the unpack, the buffer's last use, is queued there)
+        s.nccl->release(s.nccl_comm, j.work);
+        s.nccl_jobs.erase(nj);
+      }
       Napi::Array r = Napi::Array::New(a.env(), 2);
       r.Set(0u, start);
       r.Set(1u, end);
@@ -760,10 +767,16 @@ Napi::Value nccl_info(const Args& a) {
 }
 
 // commNcclInit(device, path?) -> { library, version }: a NCCL communicator over the MPI world on cuda:device (rank 0
-// makes the unique id and broadcasts it over MPI)
+// makes the unique id and broadcasts it over MPI). Without MPI started: a communicator of this process alone (the
+// single-rank path of the GPU check, tools/nccl-check.ts).
 Napi::Value comm_nccl_init(const Args& a) {
-  require_ready(a);
   State& s = S();
+  bool mpi_ready;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.failed.load()) throw_failed(s);
+    mpi_ready = s.ready && !s.finalized;
+  }
   const int device = (int)a.integer(0, "device", 0);
   std::string reason;
   const MaeNcclApi* api = nccl_api(what_arg(a, 1, ""), &reason);
@@ -787,14 +800,16 @@ Napi::Value comm_nccl_init(const Args& a) {
     job->bytes.resize(128);
     api->unique_id(reinterpret_cast<char*>(job->bytes.data()));
   }
-  job = run_sync(std::move(job));
-  if (job->bytes.size() != 128) a.fail("the NCCL unique id from rank 0 has " + std::to_string(job->bytes.size()) + " bytes");
-  // every rank is here (a bounded barrier) before the unbounded ncclCommInitRank
-  auto barrier = std::make_shared<Job>();
-  barrier->kind = Job::BARRIER;
-  barrier->what = "the barrier before ncclCommInitRank";
-  run_sync(std::move(barrier));
-  MaeNcclComm* comm = api->comm_init(device, s.size, s.rank, reinterpret_cast<const char*>(job->bytes.data()));
+  if (mpi_ready) {
+    job = run_sync(std::move(job));
+    if (job->bytes.size() != 128) a.fail("the NCCL unique id from rank 0 has " + std::to_string(job->bytes.size()) + " bytes");
+    // every rank is here (a bounded barrier) before the unbounded ncclCommInitRank
+    auto barrier = std::make_shared<Job>();
+    barrier->kind = Job::BARRIER;
+    barrier->what = "the barrier before ncclCommInitRank";
+    run_sync(std::move(barrier));
+  }
+  MaeNcclComm* comm = api->comm_init(device, mpi_ready ? s.size : 1, mpi_ready ? s.rank : 0, reinterpret_cast<const char*>(job->bytes.data()));
   std::lock_guard<std::mutex> lock(s.mu);
   s.nccl = api;
   s.nccl_comm = comm;

@@ -13,7 +13,7 @@
  * "rank R failed: <why>" (each also prints it at once on stderr). After a failure every call throws the same error.
  * MPI is started once per process and ended (after a bounded barrier) when the process exits normally.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { native, type NativeLibraryInfo, type NativeTensor } from '../native.js';
 import type { Tensor } from '../tensor.js';
 
@@ -212,9 +212,11 @@ export class Communicator {
     return native.commNow();
   }
 
-  /** Starts NCCL on cuda:`device` for the gradients of GPU ranks (the unique id goes from rank 0 over MPI). */
+  /**
+   * Starts NCCL on cuda:`device` for the gradients of GPU ranks (the unique id goes from rank 0 over MPI). For a
+   * process on its own, a NCCL communicator of one rank (the GPU path checked without MPI, tools/nccl-check.ts).
+   */
   startNccl(device: number, ncclLibrary?: string): { library: string; version: number } {
-    if (this.kind === 'none') throw new Error('NCCL needs an MPI run (distributed: mpi)');
     return call(() => native.commNcclInit(device, ncclLibrary ?? null));
   }
 
@@ -233,9 +235,14 @@ export class Communicator {
     return native.commAbort(code);
   }
 
-  /** The CPU threads a rank takes by default: the machine's cores shared among the ranks on it. */
+  /**
+   * The CPU threads a rank takes by default: the cores the launcher bound it to, when it did (mpirun binds each of
+   * up to 2 ranks to a core by default); otherwise the machine's cores shared among the ranks on it.
+   */
   defaultThreads(): number {
-    return Math.max(1, Math.floor(availableParallelism() / this.localSize));
+    const usable = availableParallelism(); // the process's CPU affinity
+    if (usable < cpus().length) return usable;
+    return Math.max(1, Math.floor(usable / this.localSize));
   }
 }
 

@@ -1,5 +1,6 @@
 // Data-parallel pre-training under Open MPI's mpirun (CI installs openmpi-bin; as root Open MPI needs
-// OMPI_ALLOW_RUN_AS_ROOT*, and --oversubscribe lets 2-3 ranks share 2 cores). Ranks run test/distributed/rank.mjs
+// OMPI_ALLOW_RUN_AS_ROOT*, --oversubscribe lets 2-3 ranks share 2 cores, --bind-to none keeps a rank off a single
+// busy core). Ranks run test/distributed/rank.mjs
 // (pretrain() of the compiled package). Checked: 2 ranks at batch 8 (and at batch 4 with accumulation 2) train the
 // same model as 1 process at batch 16, with the kNN monitor split over the ranks; a run resumes on another number of
 // processes; a rank that throws, is killed or stops answering ends the job with an error naming the rank and the
@@ -44,7 +45,7 @@ interface Job {
 
 /** mpirun with one app context per entry of `apps` ([ranks, options, fault?]); one entry: all ranks alike. */
 function mpirun(apps: [number, PretrainOptions, object?][], timeoutMs = 120_000): Job {
-  const args = ['--oversubscribe'];
+  const args = ['--oversubscribe', '--bind-to', 'none'];
   apps.forEach(([np, opts, fault], i) => {
     if (i > 0) args.push(':');
     args.push('-np', String(np), process.execPath, rankScript, JSON.stringify(opts), ...(fault ? [JSON.stringify(fault)] : []));
@@ -176,7 +177,7 @@ describe('data parallel on MPI', () => {
 
   it('mae pretrain under mpirun: rank 0 prints and writes, and mae info shows each rank', () => {
     const dir = tmp();
-    const args = ['--oversubscribe', '-np', '2', process.execPath, cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '64', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--batch-size', '8', '--epochs', '1', '--threads', '1', '--workers', '0', '--out', dir];
+    const args = ['--oversubscribe', '--bind-to', 'none', '-np', '2', process.execPath, cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '64', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--batch-size', '8', '--epochs', '1', '--threads', '1', '--workers', '0', '--out', dir];
     const r = spawnSync('mpirun', args, { encoding: 'utf8', env, timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.match(/^pre-training /gm)).toHaveLength(1);
