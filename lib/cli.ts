@@ -198,6 +198,7 @@ const HELP: Record<string, string> = {
           --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
   run:    --out DIR (runs/pretrain) --resume --checkpoint-every STEPS --log-every STEPS --visualize-every EPOCHS
           --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
+          Ctrl-C or SIGUSR1 stops at the next step with a checkpoint (under mpirun: kill -USR1 <mpirun's pid>)
   device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16 activations need CUDA)
   data parallel (mpirun -np N mae pretrain ..., srun --mpi=pmix mae pretrain ...): one run on N ranks;
           --batch-size is per rank, the lr follows batch x accum-iter x N; rank 0 writes the outputs;
@@ -442,6 +443,12 @@ async function cmdPretrain(argv: string[]): Promise<void> {
     console.log('\ninterrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit at once)');
     abort.abort();
     process.once('SIGINT', () => process.exit(130));
+  });
+  // the same for a data-parallel job: mpirun passes SIGUSR1 on to every rank (Ctrl-C makes it end the ranks at once),
+  // and every rank stops at the same step
+  process.once('SIGUSR1', () => {
+    console.log('\nSIGUSR1: finishing the current step and writing a checkpoint');
+    abort.abort();
   });
   const r = await pretrain({ ...o, signal: abort.signal, onEvent: progressPrinter() });
   if (r.rank !== 0) return;

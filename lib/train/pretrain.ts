@@ -77,7 +77,10 @@ export interface PretrainOptions {
   resume?: boolean | string;
   /** stop after this many optimizer steps in total (the schedule still follows `epochs`) */
   maxSteps?: number;
-  /** stops at the next step boundary, writes a checkpoint and returns with stopped: true */
+  /**
+   * stops at the next step boundary, writes a checkpoint and returns with stopped: true; in a data-parallel run a
+   * signal on any rank stops every rank, after the step that follows it
+   */
   signal?: AbortSignal;
   onEvent?: (e: TrainEvent) => void;
   /** a kNN monitor of the encoder's cls features every `every` epochs (emits a 'knn' event); off by default */

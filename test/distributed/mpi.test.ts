@@ -3,8 +3,9 @@
 // busy core). Ranks run test/distributed/rank.mjs
 // (pretrain() of the compiled package). Checked: 2 ranks at batch 8 (and at batch 4 with accumulation 2) train the
 // same model as 1 process at batch 16, with the kNN monitor split over the ranks; a run resumes on another number of
-// processes; a rank that throws, is killed or stops answering ends the job with an error naming the rank and the
-// cause; ranks started with different settings refuse to train; the CLI under mpirun.
+// processes; a stop asked of one rank stops all at one step; a rank that throws, is killed or stops answering ends
+// the job with an error naming the rank and the cause; ranks started with different settings refuse to train; the
+// CLI under mpirun.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,7 @@ interface Job {
   r: SpawnSyncReturns<string>;
   out: string;
   seconds: number;
-  results: { rank: number; worldSize: number; steps: number; losses: number[] }[];
+  results: { rank: number; worldSize: number; steps: number; stopped: boolean; losses: number[] }[];
 }
 
 /** mpirun with one app context per entry of `apps` ([ranks, options, fault?]); one entry: all ranks alike. */
@@ -134,6 +135,15 @@ describe('data parallel on MPI', () => {
     expect([...first.results[0]!.losses, ...rest.results[0]!.losses]).toHaveLength(8);
     rest.results[0]!.losses.forEach((l, i) => expect(Math.abs(l - reference.losses[i + 3]!) / reference.losses[i + 3]!).toBeLessThan(1e-5));
     expect(await weightDifference(reference.dir, dir)).toBeLessThan(1e-4);
+  });
+
+  it('a stop asked of one rank (its AbortSignal, Ctrl-C) stops every rank at the same step, with a checkpoint', async () => {
+    const dir = tmp();
+    const job = mpirun([[2, { ...small, batchSize: 8, outDir: dir }, { rank: 1, step: 3, kind: 'stop' }]]);
+    expect(job.r.status, job.out).toBe(0);
+    // asked after step 3; the ranks agree on it in the all-reduce of step 4's loss, and all stop after step 4
+    expect(job.results.map((x) => [x.steps, x.stopped])).toEqual([[4, true], [4, true]]);
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(4);
   });
 
   it('a rank that throws ends every rank with an error naming it and the cause', () => {
