@@ -26,7 +26,7 @@ import { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
-import { native } from '../native.js';
+import { native, packageRoot } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { maskGenerator } from '../data/pipeline.js';
 import { Communicator, type DistributedMode } from '../distributed/comm.js';
@@ -166,7 +166,11 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   // the first collective: every rank must take the same path through the ones that follow
-  checkSameSettings(comm, { ...pick(o, RUN_KEYS), resume: options.resume ?? false, maxSteps: o.maxSteps ?? null, device: o.device.replace(/:\d+$/, ''), precision: o.precision, knn: options.knn ?? null }, 'run options');
+  checkSameSettings(
+    comm,
+    { ...pick(o, RUN_KEYS), resume: options.resume ?? false, maxSteps: o.maxSteps ?? null, device: o.device.replace(/:\d+$/, ''), precision: o.precision, knn: options.knn ?? null, package: packageVersion() },
+    'run options',
+  );
   const device = rankDevice(o.device, comm);
 
   // resume: the run's own options come from the checkpoint (read by rank 0, sent to every rank)
@@ -382,6 +386,11 @@ export function maskNoise(seed: number, epoch: number, start: number, B: number,
     for (let l = 0; l < L; l++) noise[b * L + l] = gen.uniform();
   }
   return noise;
+}
+
+/** This package's version (ranks of one run must all run the same). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** The device of this rank: 'cuda' is the GPU of the rank's local rank in a data-parallel run (one GPU per rank). */
