@@ -6,7 +6,8 @@
  *                                 [--rounds 2] [--bucket-mb 25,2] [--tag NAME]
  *
  * Arms, alternated round by round so that a change in the machine's load hits them alike: `single` (one process, no
- * MPI), `mpi x1` (mpirun -np 1: the same gradient path with nothing to exchange), `mpi x2` (mpirun -np 2, each rank
+ * MPI), `single x2` (two independent single processes at once: what the cores give two trainings that never talk),
+ * `mpi x1` (mpirun -np 1: the same gradient path with nothing to exchange), `mpi x2` (mpirun -np 2, each rank
  * at --batch-size, so a step trains twice the images; one arm per bucket size of --bucket-mb), ranks not bound to
  * cores (--bind-to none). Each arm is a pretrain() run of --warmup + --steps optimizer
  * steps on synthetic data, data prepared in-process; step times are the medians of the last --steps steps.
@@ -15,7 +16,7 @@
  * Bytes: the float32 gradients each rank puts into the all-reduces; a ring all-reduce moves 2 (N - 1) / N of that
  * through each rank's link. Results: benchmarks/results/distributed-<date>[-tag].json.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,18 +92,32 @@ async function runRank(arm: string, bucketMb: number): Promise<void> {
   console.log('result ' + JSON.stringify(result));
 }
 
-function spawnArm(arm: string, bucketMb: number): ArmResult {
+/** Runs a command to its end; its stdout, or an Error with both outputs. */
+function run(cmd: string, argv: string[], env: NodeJS.ProcessEnv, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { env });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`the ${what} arm failed (status ${code}):\n${out}\n${err}`))));
+  });
+}
+
+const resultOf = (out: string): ArmResult => JSON.parse(out.split('\n').find((l) => l.startsWith('result '))!.slice(7)) as ArmResult;
+
+async function spawnArm(arm: string, bucketMb: number): Promise<ArmResult> {
   const script = fileURLToPath(import.meta.url);
   const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMP_NUM_THREADS: '1' };
   const rankArgs = [script, ...args, '--arm', arm, '--bucket', String(bucketMb)];
-  const r =
-    arm === 'single'
-      ? spawnSync(process.execPath, rankArgs, { encoding: 'utf8', env })
-      : // not bound to cores: on a machine shared with other jobs a rank pinned to a busy core runs far slower
-        spawnSync('mpirun', ['--oversubscribe', '--bind-to', 'none', '-np', arm.slice(-1), process.execPath, ...rankArgs], { encoding: 'utf8', env });
-  const line = r.stdout.split('\n').find((l) => l.startsWith('result '));
-  if (r.status !== 0 || !line) throw new Error(`the ${arm} arm failed (status ${r.status}):\n${r.stdout}\n${r.stderr}`);
-  return JSON.parse(line.slice(7)) as ArmResult;
+  if (arm === 'single') return resultOf(await run(process.execPath, rankArgs, env, arm));
+  if (arm === 'single x2') {
+    // two independent processes at once: what the cores give two trainings without any communication
+    const [a, b] = (await Promise.all([0, 1].map(() => run(process.execPath, [script, ...args, '--arm', 'single'], env, arm)))).map(resultOf);
+    return { ...a!, arm, ranks: 2, stepMs: (a!.stepMs + b!.stepMs) / 2, imgPerSec: a!.imgPerSec + b!.imgPerSec };
+  }
+  // not bound to cores: on a machine shared with other jobs a rank pinned to a busy core runs far slower
+  return resultOf(await run('mpirun', ['--oversubscribe', '--bind-to', 'none', '-np', arm.slice(-1), process.execPath, ...rankArgs], env, arm));
 }
 
 if (launcher() !== null || args.includes('--arm')) {
@@ -110,11 +125,11 @@ if (launcher() !== null || args.includes('--arm')) {
 } else {
   const m = machine();
   console.log(`distributed: ${preset}, batch ${batchSize} per rank, ${steps} steps after ${warmup}, ${rounds} rounds; ${describeMachine(m, 1)}`);
-  const arms: [string, number][] = [['single', bucketSizes[0]!], ['mpi x1', bucketSizes[0]!], ...bucketSizes.map((b): [string, number] => ['mpi x2', b])];
+  const arms: [string, number][] = [['single', bucketSizes[0]!], ['single x2', bucketSizes[0]!], ['mpi x1', bucketSizes[0]!], ...bucketSizes.map((b): [string, number] => ['mpi x2', b])];
   const runs: ArmResult[] = [];
   for (let round = 0; round < rounds; round++)
     for (const [arm, b] of round % 2 ? [...arms].reverse() : arms) {
-      const r = spawnArm(arm, b);
+      const r = await spawnArm(arm, b);
       runs.push(r);
       console.log(`round ${round + 1} ${arm} (buckets ${b} MiB): ${fmt(r.stepMs)} ms/step, ${fmt(r.imgPerSec)} img/s, comm ${fmt(r.commMs)} ms (${fmt(100 * r.hidden, 0)}% hidden)`);
     }
@@ -127,7 +142,7 @@ if (launcher() !== null || args.includes('--arm')) {
   printTable(
     ['arm', 'bucket MiB', 'ranks', 'batch/rank', 'ms/step', 'img/s', 'vs single', 'comm ms', 'exposed ms', 'hidden', 'MB/step/rank', 'ring MB/rank', 'buckets'],
     byArm.map((r) => [
-      r.arm, r.arm === 'single' ? '-' : r.bucketMb, r.ranks, batchSize, fmt(r.stepMs), fmt(r.imgPerSec), `${fmt(r.imgPerSec / single, 2)}x`, fmt(r.commMs), fmt(r.exposedMs), `${fmt(100 * r.hidden, 0)}%`,
+      r.arm, r.arm.startsWith('single') ? '-' : r.bucketMb, r.ranks, batchSize, fmt(r.stepMs), fmt(r.imgPerSec), `${fmt(r.imgPerSec / single, 2)}x`, fmt(r.commMs), fmt(r.exposedMs), `${fmt(100 * r.hidden, 0)}%`,
       fmt(r.bytesPerStep / 1e6, 2), fmt((r.bytesPerStep * 2 * (r.ranks - 1)) / r.ranks / 1e6, 2), r.buckets,
     ]),
   );
