@@ -20,7 +20,6 @@
 // After a failure or a timeout every call throws the same error (it is sticky); commAbort(code) ends the whole job
 // (MPI_Abort), commFinalize() ends MPI at the end of a good run (after a barrier, also bounded).
 #include <dlfcn.h>
-#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -91,7 +90,7 @@ struct State {
   std::atomic<bool> failed{false};
   std::string fail_message;  // commFail's text, for the thread to announce
   bool fail_requested = false, fail_announced = false;
-  double timeout_s = 600;
+  std::atomic<double> timeout_s{600};
   int rank = 0, size = 1, local_rank = 0, local_size = 1, provided = 0;
   mpi::Comm ctrl = nullptr;
   std::vector<float> buffer;  // the packed bucket
@@ -212,11 +211,8 @@ void watch_nccl() {
 void announce_failure() {
   State& s = S();
   const mpi::Api& m = mpi::api();
-  std::string text;
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    text = s.fail_message;
-  }
+  // fail_message is not changed once requested: it stays the send buffer of sends that may never complete
+  const std::string& text = s.fail_message;
   std::vector<mpi::Request> reqs;
   for (int r = 0; r < s.size; r++) {
     if (r == s.rank) continue;
@@ -525,7 +521,10 @@ Napi::Value comm_init(const Args& a) {
     }
   }
   std::string reason;
-  if (!mpi::load(what_arg(a, 0, ""), &reason)) a.fail(reason);
+  const std::string path = what_arg(a, 0, "");
+  if (!mpi::load(path, &reason)) a.fail(reason);
+  if (!path.empty() && path != mpi::requested())
+    a.fail("MPI was already opened from " + mpi::path() + " in this process; the MPI library " + path + " cannot replace it");
   static std::string init_error;
   {
     std::unique_lock<std::mutex> lock(s.mu);

@@ -14,7 +14,7 @@ namespace mae::mpi {
 namespace {
 
 Api g_api{};
-std::string g_path, g_version, g_reason;
+std::string g_path, g_version, g_reason, g_requested;
 bool g_tried = false, g_loaded = false;
 std::mutex g_mu;
 
@@ -111,6 +111,7 @@ bool load(const std::string& path, std::string* reason) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (!g_tried) {
     g_tried = true;
+    g_requested = path;
     do_load(path);
   }
   if (!g_loaded && reason) *reason = g_reason;
@@ -119,6 +120,7 @@ bool load(const std::string& path, std::string* reason) {
 
 const Api& api() { return g_api; }
 const std::string& path() { return g_path; }
+const std::string& requested() { return g_requested; }
 const std::string& version() { return g_version; }
 
 std::string error_string(int code) {

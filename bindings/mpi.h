@@ -75,6 +75,8 @@ bool load(const std::string& path, std::string* reason);
 const Api& api();
 // the file the library was opened from, and MPI_Get_library_version's first line (valid after load())
 const std::string& path();
+// the path the first load() was given ("" for the default)
+const std::string& requested();
 const std::string& version();
 // MPI_Error_string of an error code
 std::string error_string(int code);

@@ -227,8 +227,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   let pos: TrainPosition = position ?? { epoch: 0, iter: 0, step: 0 };
   // gradients averaged over the ranks, overlapping backward (also for a world of one rank under MPI: the same path)
   if (comm.kind === 'mpi' && device !== 'cpu') comm.startNccl(Number(device.slice(5)), options.ncclLibrary);
-  const bucketBytes = (options.bucketMb ?? 25) * 2 ** 20;
-  if (!(bucketBytes > 0)) throw new Error(`pretrain: bucketMb must be positive, got ${options.bucketMb}`);
+  const bucketBytes = o.bucketMb * 2 ** 20;
   const reducer =
     comm.kind === 'mpi'
       ? new GradReducer(comm, model.parameters(), { bucketBytes, firstBucketBytes: Math.min(2 ** 20, bucketBytes), bf16: o.precision === 'bf16', label: () => `step ${pos.step + 1}` })
@@ -472,6 +471,7 @@ function withDefaults(opts: PretrainOptions) {
     maxSteps: opts.maxSteps,
     device: opts.device ?? 'cpu',
     precision: opts.precision ?? 'fp32',
+    bucketMb: opts.bucketMb ?? 25,
   };
   const positiveInts = ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const;
   for (const k of positiveInts) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`pretrain: ${k} must be a positive integer, got ${o[k]}`);
@@ -479,6 +479,7 @@ function withDefaults(opts: PretrainOptions) {
     if (!(Number.isInteger(o[k]) && o[k] >= 0)) throw new Error(`pretrain: ${k} must be a non-negative integer, got ${o[k]}`);
   if (o.maxSteps !== undefined && !(Number.isInteger(o.maxSteps) && o.maxSteps > 0)) throw new Error(`pretrain: maxSteps must be a positive integer, got ${o.maxSteps}`);
   if (!(o.blr > 0)) throw new Error(`pretrain: blr must be positive, got ${o.blr}`);
+  if (!(o.bucketMb > 0)) throw new Error(`pretrain: bucketMb must be positive, got ${o.bucketMb}`);
   if (o.lr !== undefined && !(o.lr > 0)) throw new Error(`pretrain: lr must be positive, got ${o.lr}`);
   if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
   if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);

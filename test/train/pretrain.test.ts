@@ -115,6 +115,8 @@ describe('pretrain', () => {
   it('rejects bad options with clear errors', async () => {
     await expect(pretrain({ ...small, batchSize: 0 })).rejects.toThrow(/batchSize must be a positive integer/);
     await expect(pretrain({ ...small, maskRatio: 1 })).rejects.toThrow(/maskRatio must be in \[0, 1\)/);
+    await expect(pretrain({ ...small, bucketMb: 0 })).rejects.toThrow(/bucketMb must be positive/);
+    await expect(pretrain({ ...small, distributed: 'mpi', distTimeout: -1 })).rejects.toThrow(/distributed timeout must be a positive number of seconds/);
     await expect(pretrain({ ...small, preset: 'nope' })).rejects.toThrow(/unknown preset 'nope'/);
     await expect(pretrain({ ...small, data: { kind: 'folder', path: '/nonexistent/folder' }, outDir: tmp() })).rejects.toThrow(/nonexistent/);
   });
