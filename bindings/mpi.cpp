@@ -7,7 +7,6 @@
 
 #include <cstdlib>
 #include <mutex>
-#include <vector>
 
 namespace mae::mpi {
 
@@ -30,30 +29,21 @@ void sym(void* h, const char* name, F* out, std::string* missing) {
 }
 
 void do_load(const std::string& given) {
-  std::vector<std::string> candidates;
   const char* env = std::getenv("MAE_MPI_LIB");
-  const std::string chosen = !given.empty() ? given : (env && *env ? std::string(env) : std::string());
-  if (!chosen.empty()) candidates.push_back(is_dir(chosen) ? chosen + (chosen.back() == '/' ? "" : "/") + "libmpi.so.40" : chosen);
-  else candidates.push_back("libmpi.so.40");
-
-  void* h = nullptr;
-  std::string tried;
-  for (const std::string& c : candidates) {
-    // RTLD_GLOBAL: Open MPI opens its own components (mca_*.so) with dlopen, and they resolve libmpi's symbols
-    h = dlopen(c.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (h) break;
-    const char* e = dlerror();
-    tried += "\n  " + c + ": " + (e ? e : "not found");
-  }
+  std::string file = !given.empty() ? given : (env && *env ? std::string(env) : std::string("libmpi.so.40"));
+  if (is_dir(file)) file += (file.back() == '/' ? "" : "/") + std::string("libmpi.so.40");
+  // RTLD_GLOBAL: Open MPI opens its own components (mca_*.so) with dlopen, and they resolve libmpi's symbols
+  void* h = dlopen(file.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (!h) {
-    g_reason = "the MPI library could not be opened (tried:" + tried +
+    const char* e = dlerror();
+    g_reason = "the MPI library could not be opened (tried:\n  " + file + ": " + (e ? e : "not found") +
                ")\nInstall Open MPI (Debian/Ubuntu: sudo apt-get install openmpi-bin) or set MAE_MPI_LIB (--mpi-lib) "
                "to its libmpi.so.40 or the folder holding it.";
     return;
   }
   Dl_info info;
   void* any = dlsym(h, "MPI_Init_thread");
-  g_path = (any && dladdr(any, &info) && info.dli_fname) ? info.dli_fname : candidates.back();
+  g_path = (any && dladdr(any, &info) && info.dli_fname) ? info.dli_fname : file;
   if (!dlsym(h, "ompi_mpi_comm_world")) {
     g_reason = g_path + " is not Open MPI (it has no ompi_mpi_comm_world): only Open MPI's ABI (libmpi.so.40, Open MPI "
                         "3.x to 5.x) is supported; MPICH, Intel MPI and MVAPICH use another one";

@@ -209,22 +209,14 @@ void sym(void* h, const char* name, F* out, std::string* missing) {
 }
 
 void do_load(const char* given) {
-  std::vector<std::string> candidates;
   const char* env = std::getenv("MAE_NCCL_LIB");
-  const std::string chosen = given && *given ? std::string(given) : (env && *env ? std::string(env) : std::string());
-  if (!chosen.empty()) candidates.push_back(is_dir(chosen) ? chosen + (chosen.back() == '/' ? "" : "/") + "libnccl.so.2" : chosen);
-  else candidates.push_back("libnccl.so.2");
-  void* h = nullptr;
-  std::string tried;
-  for (const std::string& c : candidates) {
-    h = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h) break;
-    const char* e = dlerror();
-    tried += "\n  " + c + ": " + (e ? e : "not found");
-  }
+  std::string file = given && *given ? std::string(given) : (env && *env ? std::string(env) : std::string("libnccl.so.2"));
+  if (is_dir(file)) file += (file.back() == '/' ? "" : "/") + std::string("libnccl.so.2");
+  void* h = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) {
+    const char* e = dlerror();
     g_rc = 2;
-    g_reason = "NCCL was not found (tried:" + tried +
+    g_reason = "NCCL was not found (tried:\n  " + file + ": " + (e ? e : "not found") +
                ")\nInstall NVIDIA's libnccl2 package, or pip install nvidia-nccl-cu12 and set MAE_NCCL_LIB (--nccl-lib) "
                "to the nvidia/nccl/lib folder of that Python environment.";
     return;
@@ -240,7 +232,7 @@ void do_load(const char* given) {
   Dl_info info;
   g_path = (g_nccl.GetVersion && dladdr(reinterpret_cast<void*>(g_nccl.GetVersion), &info) && info.dli_fname)
                ? info.dli_fname
-               : candidates.back();
+               : file;
   if (!missing.empty()) {
     g_rc = 3;
     g_reason = "NCCL at " + g_path + " lacks " + missing;
