@@ -1,5 +1,6 @@
 // The Node-API module: the NativeTensor class, tensor creation from TypedArrays, runtime facts (info, threads,
-// memory), the op entry points of ops.cpp, and tensor sharing between threads (share.cpp).
+// memory), the op entry points of ops.cpp, tensor sharing between threads (share.cpp) and the communicator of
+// data-parallel runs (comm.cpp).
 #include <dlfcn.h>
 #include <napi.h>
 #ifdef MAE_SANITIZE
@@ -18,6 +19,7 @@ namespace mae {
 
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_share(Napi::Env env, Napi::Object exports);
+void register_comm(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -167,6 +169,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_ops(env, exports);
   register_share(env, exports);
   register_cuda(env, exports);
+  register_comm(env, exports);
   return exports;
 }
 

@@ -56,6 +56,7 @@ void load() {
     s.reason = "could not load " + s.library + ": " + (e ? e : "unknown dlopen error");
     return;
   }
+  s.handle = h;
   auto init = reinterpret_cast<mae_cuda_init_fn>(dlsym(h, "mae_cuda_init"));
   if (!init) {
     s.reason = s.library + " has no mae_cuda_init entry point (a stale or foreign file?)";

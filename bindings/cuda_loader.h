@@ -33,6 +33,7 @@ struct CudaState {
   std::string archs;
   std::vector<CudaDeviceFacts> devices;
   const MaeCudaApi* api = nullptr;
+  void* handle = nullptr;      // the dlopen handle of libmae_cuda.so (kept when its init fails: NCCL is found through it)
 };
 
 // Loads and initialises the CUDA backend on first use (thread-safe); later calls return the same state.

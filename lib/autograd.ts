@@ -2,7 +2,10 @@
  * Reverse-mode autograd on a tape of nodes. Each differentiable op calls `record` once with its inputs, output,
  * the tensors its backward needs, and a backward function that maps the output gradient to input gradients.
  * `backward(loss)` walks the nodes in reverse topological order, accumulates gradients into `.grad` of leaf
- * tensors that require them (adding to an existing `.grad`), and frees the graph's saved tensors.
+ * tensors that require them (adding to an existing `.grad`), and frees the graph's saved tensors. A leaf's gradient
+ * is final once every use of it in the graph (each edge from a node to it) has been walked: it is moved into `.grad`
+ * at that moment, not when the walk reaches the leaf, and `onGradReady` is told, so that data-parallel training can
+ * start averaging it over processes while the rest of the graph is walked.
  * Mixed precision: a gradient always has the dtype of its tensor (a bfloat16 activation gets a bfloat16 gradient,
  * an fp32 parameter an fp32 one), converted on the tensor's device where an op's backward returns another dtype.
  */
@@ -70,7 +73,15 @@ export function unsharedGrad<T extends Tensor | null>(t: T): T {
   return t;
 }
 
-export function backward(root: Tensor, grad?: Tensor): void {
+export interface BackwardOptions {
+  /**
+   * Called once per leaf tensor with requiresGrad, as soon as its `.grad` holds its final value for this backward
+   * (every use of the leaf in the graph has been walked), while the rest of the graph is still to be walked.
+   */
+  onGradReady?: (leaf: Tensor) => void;
+}
+
+export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
   if (!root.requiresGrad) throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad`);
   if (!grad && root.size !== 1)
     throw new Error(`backward: tensor ${shapeStr(root.shape)} is not a scalar; pass the gradient of the output`);
@@ -99,6 +110,11 @@ export function backward(root: Tensor, grad?: Tensor): void {
     }
   }
 
+  // the uses of each leaf: edges from the nodes to be walked; when the last is walked the leaf's gradient is final
+  const uses = new Map<Tensor, number>();
+  for (const t of order)
+    for (const inp of t.node?.inputs ?? []) if (inp && inp.requiresGrad && !inp.node) uses.set(inp, (uses.get(inp) ?? 0) + 1);
+
   const grads = new Map<Tensor, Tensor>();
   // Op backwards may return views of their dy (add, reshape), so one storage can back several pending gradients:
   // accumulate in place only into gradients made here (`owned`) or marked unshared by their op, and give each leaf
@@ -118,19 +134,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
     owned.add(c);
     return c;
   };
-  let seed: Tensor;
-  if (grad && grad.device !== root.device) {
-    seed = new Tensor(native.to(grad.handle, root.device, root.dtype));
-  } else seed = asGradOf(grad ? copy(grad) : Tensor.ones(root.shape, root.device), root);
-  owned.add(seed);
-  grads.set(root, seed);
-  for (let k = order.length - 1; k >= 0; k--) {
-    const t = order[k]!;
-    const g = grads.get(t);
-    if (!g) continue;
-    grads.delete(t);
-    if (!t.node) {
-      // a leaf: accumulate into .grad, which the leaf owns
+  // a leaf's final gradient g: accumulated into .grad, which the leaf owns
+  const finishLeaf = (t: Tensor, g: Tensor | undefined) => {
+    if (g) {
       if (t.grad) {
         native.axpby(1, g.handle, 1, t.grad.handle);
         g.dispose();
@@ -139,9 +145,41 @@ export function backward(root: Tensor, grad?: Tensor): void {
         if (mine !== g) g.dispose();
         t.grad = mine.keep();
       }
+    }
+    opts.onGradReady?.(t);
+  };
+  let seed: Tensor;
+  if (grad && grad.device !== root.device) {
+    seed = new Tensor(native.to(grad.handle, root.device, root.dtype));
+  } else seed = asGradOf(grad ? copy(grad) : Tensor.ones(root.shape, root.device), root);
+  owned.add(seed);
+  grads.set(root, seed);
+  // one use of `inp` walked: the last one finishes a leaf
+  const used = (inp: Tensor | null) => {
+    if (!inp || !inp.requiresGrad || inp.node) return;
+    const left = uses.get(inp)! - 1;
+    uses.set(inp, left);
+    if (left === 0) {
+      const g = grads.get(inp);
+      grads.delete(inp);
+      finishLeaf(inp, g);
+    }
+  };
+  for (let k = order.length - 1; k >= 0; k--) {
+    const t = order[k]!;
+    const g = grads.get(t);
+    grads.delete(t);
+    if (!t.node) {
+      // only the root can still hold a gradient here (backward of a leaf): every other leaf was finished by its last use
+      if (g) finishLeaf(t, g);
       continue;
     }
     const node = t.node;
+    if (!g) {
+      // no gradient reached this node: its uses of its inputs are walked all the same
+      node.inputs.forEach(used);
+      continue;
+    }
     const first = node.inputs[0];
     const pending = node.backwardAdd && first?.requiresGrad ? grads.get(first) : undefined;
     const gin = pending ? node.backwardAdd!(g, pending) : node.backward(g);
@@ -154,23 +192,25 @@ export function backward(root: Tensor, grad?: Tensor): void {
     }
     node.inputs.forEach((inp, j) => {
       let gi = gin[j];
-      if (!gi) return;
-      if (!inp || !inp.requiresGrad) {
+      if (gi && (!inp || !inp.requiresGrad)) {
         gi.dispose();
-        return;
+        gi = null;
       }
-      gi = asGradOf(gi, inp);
-      const prev = grads.get(inp);
-      if (prev) {
-        // sum into whichever of the two may be written (a copy of prev only when neither may)
-        const [acc, other] = own(prev) || !own(gi) ? [own(prev) ? prev : copy(prev), gi] : [gi, prev];
-        if (acc !== prev && other !== prev) prev.dispose();
-        native.axpby(1, other.handle, 1, acc.handle);
-        other.dispose();
-        grads.set(inp, acc);
-      } else {
-        grads.set(inp, gi);
+      if (gi && inp) {
+        gi = asGradOf(gi, inp);
+        const prev = grads.get(inp);
+        if (prev) {
+          // sum into whichever of the two may be written (a copy of prev only when neither may)
+          const [acc, other] = own(prev) || !own(gi) ? [own(prev) ? prev : copy(prev), gi] : [gi, prev];
+          if (acc !== prev && other !== prev) prev.dispose();
+          native.axpby(1, other.handle, 1, acc.handle);
+          other.dispose();
+          grads.set(inp, acc);
+        } else {
+          grads.set(inp, gi);
+        }
       }
+      used(inp);
     });
     for (const s of node.saved) s.dispose();
     node.saved = [];

@@ -10,8 +10,10 @@
  *   mae classify [flags]     top-5 labels of images from a fine-tuned checkpoint
  *   mae prepare-data [flags] convert an image folder into shards (reduced size, raw or JPEG) for fast loading
  *   mae bench [flags]        training-step speed of the MAE encoder vs the mask-token encoder (the paper's Table 2)
- *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions
- * `mae <command> --help` lists the flags.
+ *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions,
+ *                            MPI, NCCL and the MPI launcher
+ * `mae <command> --help` lists the flags. Under an MPI launcher (`mpirun -np N mae pretrain ...`) pretrain and
+ * linprobe run data parallel; an error on any rank ends the whole job, naming the rank.
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -33,6 +35,7 @@ import { classifyImages, embedImages } from './infer/commands.js';
 import { BATCHES, STEP_BUDGET_S, bench, benchChart, formatBench, type BenchEvent, type BenchOptions } from './train/bench.js';
 import { writeFileAtomic } from './io/atomic.js';
 import { writePng } from './viz/png.js';
+import { activeCommunicator, type DistributedMode } from './distributed/comm.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 
@@ -83,8 +86,18 @@ const runFlags: Flags = {
   out: { type: 'string' },
 };
 
+/** How a command runs across processes (pretrain, linprobe). */
+const distFlags: Flags = {
+  distributed: { type: 'string' },
+  'mpi-lib': { type: 'string' },
+  'dist-timeout': { type: 'string' },
+};
+
 const pretrainFlags: Flags = {
   preset: { type: 'string' },
+  ...distFlags,
+  'nccl-lib': { type: 'string' },
+  'bucket-mb': { type: 'string' },
   ...modelFlags,
   ...dataFlags,
   ...runFlags,
@@ -123,6 +136,7 @@ const linprobeFlags: Flags = {
   'blr-sweep': { type: 'string' },
   'val-size': { type: 'string' },
   'eval-every': { type: 'string' },
+  ...distFlags,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -214,7 +228,15 @@ const HELP: Record<string, string> = {
           --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
   run:    --out DIR (runs/pretrain) --resume --checkpoint-every STEPS --log-every STEPS --visualize-every EPOCHS
           --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
-  device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16 activations need CUDA)`,
+          Ctrl-C or SIGUSR1 stops at the next step with a checkpoint (under mpirun: kill -USR1 <mpirun's pid>)
+  device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16 activations need CUDA)
+  data parallel (mpirun -np N mae pretrain ..., srun --mpi=pmix mae pretrain ...): one run on N ranks;
+          --batch-size is per rank, the lr follows batch x accum-iter x N; rank 0 writes the outputs;
+          --device cuda gives each rank the GPU of its local rank (NCCL)
+          --distributed auto|mpi|none (auto: mpi under an MPI launcher)  --mpi-lib PATH (Open MPI's libmpi.so.40
+          or its folder; default $MAE_MPI_LIB, then the library path)  --nccl-lib PATH (libnccl.so.2 or its
+          folder; default $MAE_NCCL_LIB)  --dist-timeout SECONDS (600: a collective that takes longer ends the job)
+          --bucket-mb MIB (25: gradients per all-reduce bucket; buckets start as backward finishes them)`,
   visualize: `mae visualize --checkpoint PATH [flags]
   Writes rows of original | masked | reconstruction | reconstruction + visible patches.
   --data PATH --data-kind KIND (default: the checkpoint's data)  --split train|test (test)
@@ -228,7 +250,9 @@ const HELP: Record<string, string> = {
   --blr-sweep B1,B2,... (choose the base lr on --val-size held-out training samples, default a sixth; then
                          train on all training samples with the best one)
   --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe) --threads N --workers N
-  --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)`,
+  --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)
+  --distributed auto|mpi|none --mpi-lib PATH --dist-timeout SECONDS: under mpirun the ranks split the feature
+  extraction (see mae pretrain --help)`,
   finetune: `mae finetune --checkpoint PATH [--from-scratch] [flags]
   Fine-tunes the encoder with global pooling + fc_norm + head; --from-scratch trains the same architecture
   (from the checkpoint, or --preset / model flags) from random initialisation with the same recipe.
@@ -280,7 +304,7 @@ const HELP: Record<string, string> = {
   --steps N (timed steps per configuration, median reported; 5 on the CPU, 20 on CUDA; after 1 / 3 warm-up steps)
   --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32; bf16 on CUDA)
   --threads N (CPU threads)  --json FILE (the table as JSON)  --png FILE (bar chart of img/s and speed-up)`,
-  info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions',
+  info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions, MPI and NCCL (found or why not), the MPI launcher',
 };
 
 function num(v: unknown, flag: string): number | undefined {
@@ -341,6 +365,22 @@ function modelConfig(v: Record<string, unknown>): Partial<MaeConfig> {
   return c;
 }
 
+/** --distributed, --mpi-lib, --dist-timeout */
+function distOptions(v: Record<string, unknown>): { distributed?: DistributedMode; mpiLibrary?: string; distTimeout?: number } {
+  const o: { distributed?: DistributedMode; mpiLibrary?: string; distTimeout?: number } = {};
+  if (v.distributed !== undefined) {
+    if (!['auto', 'mpi', 'none'].includes(v.distributed as string)) throw new UsageError(`--distributed must be auto, mpi or none, got '${String(v.distributed)}'`);
+    o.distributed = v.distributed as DistributedMode;
+  }
+  if (v['mpi-lib'] !== undefined) o.mpiLibrary = v['mpi-lib'] as string;
+  const timeout = num(v['dist-timeout'], 'dist-timeout');
+  if (timeout !== undefined) {
+    if (!(timeout > 0)) throw new UsageError(`--dist-timeout must be a positive number of seconds, got ${timeout}`);
+    o.distTimeout = timeout;
+  }
+  return o;
+}
+
 export function pretrainOptions(argv: string[]): PretrainOptions {
   const { values: v } = parseArgs({ args: argv, options: pretrainFlags, allowPositionals: false });
   const data = dataSource(v);
@@ -367,6 +407,7 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
     ['log-every', 'logEvery'],
     ['visualize-every', 'visualizeEvery'],
     ['max-steps', 'maxSteps'],
+    ['bucket-mb', 'bucketMb'],
   ];
   for (const [flag, key] of numeric) {
     const n = num(v[flag], flag);
@@ -380,6 +421,8 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   if (v.precision !== undefined) o.precision = v.precision as NonNullable<PretrainOptions['precision']>;
   const knnEvery = num(v['knn-every'], 'knn-every');
   if (knnEvery !== undefined) o.knn = { every: knnEvery };
+  Object.assign(o, distOptions(v));
+  if (v['nccl-lib'] !== undefined) o.ncclLibrary = v['nccl-lib'] as string;
   return o;
 }
 
@@ -389,15 +432,26 @@ function formatTime(s: number): string {
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
 }
 
-/** A progress bar on a terminal, a line every few seconds elsewhere. */
+/**
+ * A progress bar on a terminal, a line every few seconds elsewhere. In a data-parallel run rank 0 prints the progress
+ * and every rank its warnings, marked with its rank.
+ */
 function progressPrinter(): (e: TrainEvent) => void {
   const tty = process.stderr.isTTY;
   let lastLine = 0;
+  let rank = 0;
+  let tag = '';
   return (e) => {
+    if (e.type === 'start') {
+      rank = e.rank;
+      tag = e.worldSize > 1 ? `[rank ${e.rank}] ` : '';
+    }
+    if (rank !== 0 && e.type !== 'warning') return;
     switch (e.type) {
       case 'start':
         console.log(
           `pre-training ${e.parameters.toLocaleString('en-US')} parameters${e.config.maskTokenEncoder ? ' (mask-token encoder)' : ''} on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images (${(e.trainingFlopsPerImage / 1e9).toPrecision(3)} GFLOP per image), lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
+            (e.worldSize > 1 ? `, ${e.worldSize} ranks of ${e.effectiveBatch / e.worldSize} images (rank 0 on ${e.device})` : '') +
             (e.resumedFrom ? ` (resumed at step ${e.resumedFrom.step})` : ''),
         );
         break;
@@ -427,7 +481,7 @@ function progressPrinter(): (e: TrainEvent) => void {
         break;
       case 'warning':
         if (tty) process.stderr.write('\n');
-        console.warn(`warning: ${e.message}`);
+        console.warn(`${tag}warning: ${e.message}`);
         break;
       case 'end':
         if (tty) process.stderr.write('\n');
@@ -445,7 +499,14 @@ async function cmdPretrain(argv: string[]): Promise<void> {
     abort.abort();
     process.once('SIGINT', () => process.exit(130));
   });
+  // the same for a data-parallel job: mpirun passes SIGUSR1 on to every rank (Ctrl-C makes it end the ranks at once),
+  // and every rank stops at the same step
+  process.once('SIGUSR1', () => {
+    console.log('\nSIGUSR1: finishing the current step and writing a checkpoint');
+    abort.abort();
+  });
   const r = await pretrain({ ...o, signal: abort.signal, onEvent: progressPrinter() });
+  if (r.rank !== 0) return;
   console.log(`checkpoint: ${r.checkpoint}`);
   console.log(`log: ${join(r.outDir, 'log.jsonl')}`);
   if (r.reconstructions.length) console.log(`reconstructions: ${r.reconstructions[r.reconstructions.length - 1]}`);
@@ -558,15 +619,19 @@ async function cmdLinprobe(argv: string[]): Promise<void> {
   if (v.out !== undefined) o.outDir = v.out as string;
   numbers(v, o, [['epochs', 'epochs'], ['batch-size', 'batchSize'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'], ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['val-size', 'valSize']]);
   if (v['blr-sweep'] !== undefined) o.blrSweep = String(v['blr-sweep']).split(',').map((b) => num(b, 'blr-sweep')!);
+  Object.assign(o, distOptions(v));
+  const quiet = () => (activeCommunicator()?.rank ?? 0) !== 0;
   const r = await linprobe({
     ...o,
     onEvent: (e: LinprobeEvent) => {
+      if (quiet()) return;
       if (e.type === 'sweep') console.log(`sweep: blr ${e.blr} (lr ${e.lr.toExponential(2)}): held-out top-1 ${(100 * e.valTop1).toFixed(2)}% (${e.seconds.toFixed(1)} s)`);
       else if (e.type === 'features') console.log(`features: ${e.split} ${e.n} x ${e.dim} in ${e.seconds.toFixed(1)} s`);
       else if (e.type === 'start') console.log(`training the head: ${e.steps} steps, lr ${e.lr.toExponential(2)}`);
       else if (e.type === 'epoch' && (e.top1 !== undefined || e.epoch % 10 === 0)) console.log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)}${e.top1 !== undefined ? ` top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
     },
   });
+  if (quiet()) return;
   console.log(`linear probe: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (features ${formatTime(r.featureSeconds)}, head ${formatTime(r.trainSeconds)})`);
   console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
 }
@@ -791,7 +856,17 @@ function cmdInfo(): void {
   } else {
     rows.push(['cublasLt', 'not checked (CUDA unavailable)']);
   }
-  for (const [k, val] of rows) console.log(`${k.padEnd(20)} ${val}`);
+  const l = i.launcher;
+  rows.push(['mpi', i.mpi.found ? `${i.mpi.version} (${i.mpi.library})` : `not found: ${i.mpi.reason}`]);
+  rows.push(['mpi launcher', l ? `${l.name}: this process is rank ${l.rank}${l.size !== null ? ` of ${l.size}` : ''}` : 'none: runs as one process (mpirun -np N or srun --mpi=pmix start data-parallel runs)']);
+  const nv = typeof i.nccl.version === 'number' ? i.nccl.version : 0;
+  rows.push([
+    'nccl',
+    i.nccl.found
+      ? `${Math.floor(nv / 10000)}.${Math.floor((nv % 10000) / 100)}.${nv % 100} (${i.nccl.library})${c.available ? '' : '; unused: CUDA is unavailable'}`
+      : `not found: ${i.nccl.reason}${c.available ? '' : ' (only GPU ranks need NCCL)'}`,
+  ]);
+  for (const [k, val] of rows) console.log(`${k.padEnd(20)} ${val.replace(/\n/g, '\n' + ' '.repeat(21))}`);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -823,7 +898,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS');
-    console.error(`mae ${cmd}: ${err.message}`);
+    const comm = activeCommunicator();
+    console.error(`mae ${cmd}: ${comm && comm.size > 1 ? `[rank ${comm.rank}] ` : ''}${err.message}`);
+    // a rank of a data-parallel job ends the whole job: no rank may wait for this one
+    if (comm) comm.abort(usage ? 2 : 1);
     return usage ? 2 : 1;
   }
 }

@@ -1,11 +1,11 @@
 /**
  * masked-autoencoder: Masked Autoencoder (MAE) pre-training of Vision Transformers for Node.js.
  * The public API: tensors and autograd, the ops, the nn layers, the MAE model and presets, the optimizer and
- * schedules, data loading, safetensors, checkpoints, weights of other frameworks (loadWeights), the training loop,
- * reconstruction figures, and inference off the JavaScript thread.
+ * schedules, data loading, safetensors, checkpoints, weights of other frameworks (loadWeights), the training loop
+ * (also data parallel across processes on MPI), reconstruction figures, and inference off the JavaScript thread.
  */
 export { Tensor, tidy, keep, liveTensors, hostReadCount, type DType } from './tensor.js';
-export { noGrad } from './autograd.js';
+export { noGrad, type BackwardOptions } from './autograd.js';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
@@ -17,7 +17,9 @@ export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetenso
 export { fromHuggingFace, toHuggingFace, toOfficialNames, detectNaming } from './io/names.js';
 export { loadSafetensors, saveSafetensors } from './io/state.js';
 export { loadWeights, readWeights, type WeightsFile, type WeightsFormat, type WeightsOptions } from './io/weights.js';
-export { pretrain, pretrainInWorker, type PretrainOptions, type PretrainResult, type TrainEvent } from './train/pretrain.js';
+export { pretrain, pretrainInWorker, maskNoise, type PretrainOptions, type PretrainResult, type TrainEvent } from './train/pretrain.js';
+export { Communicator, GradReducer, launcher, mpiStatus, ncclStatus, checkSameSettings, datasetFingerprint, AgreedError } from './distributed/index.js';
+export type { DistributedMode, DistributedOptions, Launcher, GradReducerOptions, ReduceStats } from './distributed/index.js';
 export { saveCheckpoint, loadCheckpoint, loadModel, type CheckpointMeta, type TrainPosition } from './train/checkpoint.js';
 export { openDataset, syntheticDataset, type DataSource, type DataKind } from './train/data.js';
 export { writeReconstructions } from './train/visualize.js';

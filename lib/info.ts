@@ -1,11 +1,13 @@
 /**
  * What this installation is: package and Node versions, which native addon was loaded (local build or prebuilt) and
- * from where, its backends, BLAS and threads, and the CUDA backend (devices, driver/runtime, cuBLASLt, precisions).
+ * from where, its backends, BLAS and threads, the CUDA backend (devices, driver/runtime, cuBLASLt, precisions), and
+ * what data-parallel runs would use: the MPI library, NCCL, and the MPI launcher that started this process.
  */
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo } from './native.js';
+import { launcher, mpiStatus, ncclStatus, type Launcher } from './distributed/comm.js';
+import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo, type NativeLibraryInfo } from './native.js';
 
 export interface Info {
   version: string;
@@ -26,6 +28,12 @@ export interface Info {
   cuda: NativeCudaInfo;
   /** the compute precisions per backend: fp32 everywhere, bf16 (fp32 accumulation) on CUDA */
   precisions: { cpu: string[]; cuda: string[] };
+  /** Open MPI for data-parallel runs: found (library, version) or why not; MPI is not started */
+  mpi: NativeLibraryInfo;
+  /** NCCL for the gradients of GPU ranks: found (library, ncclGetVersion) or why not */
+  nccl: NativeLibraryInfo;
+  /** the MPI launcher that started this process (rank, size), or null */
+  launcher: Launcher | null;
 }
 
 export function info(): Info {
@@ -46,6 +54,9 @@ export function info(): Info {
     cudaBuilt: n.cudaBuilt,
     cuda: n.cuda,
     precisions: { cpu: ['fp32'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
+    mpi: mpiStatus(),
+    nccl: ncclStatus(),
+    launcher: launcher(),
   };
 }
 

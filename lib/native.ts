@@ -60,6 +60,25 @@ export interface NativeInfo {
   cuda: NativeCudaInfo;
 }
 
+/** What commInit returns: this process's place in the MPI world, and the library. */
+export interface NativeWorld {
+  rank: number;
+  size: number;
+  localRank: number;
+  localSize: number;
+  library: string;
+  version: string;
+}
+
+/** Whether a run-time library (MPI, NCCL) can be opened, and if not why. */
+export interface NativeLibraryInfo {
+  found: boolean;
+  library?: string;
+  /** MPI: MPI_Get_library_version's first line; NCCL: ncclGetVersion(), e.g. 22105 */
+  version?: string | number;
+  reason?: string;
+}
+
 export interface NativeAddon {
   NativeTensor: new () => NativeTensor;
   fromArray(data: Float32Array | Int32Array, shape: number[]): T;
@@ -88,6 +107,25 @@ export interface NativeAddon {
   dropTensor(id: number): void;
   /** Entries in the table of shared tensors (for leak checks). */
   sharedTensorCount(): number;
+
+  // the communicator of data-parallel runs (bindings/comm.cpp); lib/distributed wraps it
+  mpiInfo(path?: string | null): NativeLibraryInfo;
+  ncclInfo(path?: string | null): NativeLibraryInfo;
+  commInit(path: string | null, timeoutSeconds: number): NativeWorld;
+  commNcclInit(device: number, path?: string | null): { library: string; version: number };
+  /** queues the average over ranks of a bucket of gradients; returns a ticket for commWait */
+  commAllreduceGrads(grads: T[], bf16: boolean, what: string): number;
+  /** waits for a ticket; [start, end] of the communication thread's work on it, in commNow() milliseconds */
+  commWait(ticket: number): [number, number];
+  commAllreduce(values: Float64Array, op: 'sum' | 'max', what: string): void;
+  commBroadcast(bytes: Uint8Array | null, root: number, what: string): Uint8Array;
+  commAllgather(bytes: Uint8Array, what: string): Uint8Array[];
+  commBarrier(what: string): void;
+  commFail(message: string): void;
+  commAbort(code: number): never;
+  commFinalize(): void;
+  commNow(): number;
+  commState(): { ready: boolean; finalized: boolean; failed: boolean; error?: string };
 
   /** weightBf16: a bfloat16 copy of weight (CUDA) that the product reads instead of converting weight */
   linear(x: T, weight: T, bias: T | null, weightBf16?: T | null): T;

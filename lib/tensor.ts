@@ -3,7 +3,7 @@
  * node that made it). Memory is explicit: `dispose()` frees it now, `tidy(fn)` frees every tensor made inside
  * `fn` except what `fn` returns; a tensor nobody disposes is freed when it is garbage-collected.
  */
-import { backward as runBackward, record, type GradNode } from './autograd.js';
+import { backward as runBackward, record, type BackwardOptions, type GradNode } from './autograd.js';
 import { native, type NativeTensor } from './native.js';
 import { describeValue } from './check.js';
 
@@ -201,9 +201,12 @@ export class Tensor {
     this.untrack();
   }
 
-  /** Runs backpropagation from this tensor; a non-scalar tensor needs the incoming gradient. */
-  backward(grad?: Tensor): void {
-    runBackward(this, grad);
+  /**
+   * Runs backpropagation from this tensor; a non-scalar tensor needs the incoming gradient. `opts.onGradReady` hears
+   * of each leaf as soon as its gradient is final (see autograd.ts).
+   */
+  backward(grad?: Tensor, opts?: BackwardOptions): void {
+    runBackward(this, grad, opts);
   }
 
   /** Removes this tensor from its tidy scope so that the scope's end does not dispose it. */

@@ -1,9 +1,11 @@
 // Tests for lib/autograd.ts: accumulation across backward calls (also for leaves whose gradients come from one
 // shared upstream gradient), noGrad, leaves without requiresGrad, reuse of a consumed graph, the checks on the
-// seed gradient, and a pre-norm transformer block built from lib/ops checked against central differences of its
-// double-precision reference for the input and every parameter.
+// seed gradient, onGradReady (each leaf once, when its gradient is final, while backward goes on), and a pre-norm
+// transformer block built from lib/ops checked against central differences of its double-precision reference for
+// the input and every parameter.
 import { describe, expect, it } from 'vitest';
-import { isGradEnabled, noGrad } from '../lib/autograd.js';
+import { isGradEnabled, noGrad, record } from '../lib/autograd.js';
+import { MaskedAutoencoder } from '../lib/mae/model.js';
 import { add, attention, gelu, layerNorm, linear, mul, scale, sum } from '../lib/ops/index.js';
 import { native } from '../lib/native.js';
 import { Tensor, tidy } from '../lib/tensor.js';
@@ -163,6 +165,66 @@ describe('recording', () => {
       expect(() => y.backward(tensor([1, 2, 3], [3]))).toThrow(/does not match/);
       y.backward(tensor([1, 0, -1, 2], [2, 2]));
       expect(Array.from(gradOf(x))).toEqual([3, 0, -3, 6]);
+    }));
+});
+
+describe('onGradReady', () => {
+  it("tells of each leaf once, with its final gradient, as soon as the leaf's last use has been walked", () =>
+    tidy(() => {
+      // loss = sum(w2 * gelu(w1 * x) + w1): w1 is used twice, w2 only next to the loss
+      const g = rng(5);
+      const x = tensor(randn(g, 6), [6]);
+      const w1 = tensor(randn(g, 6), [6], true);
+      const w2 = tensor(randn(g, 6), [6], true);
+      const heard: { leaf: Tensor; grad: Float32Array; others: (Tensor | null)[] }[] = [];
+      const loss = sum(add(mul(w2, gelu(mul(w1, x))), w1));
+      loss.backward(undefined, { onGradReady: (t) => heard.push({ leaf: t, grad: gradOf(t), others: [w1.grad, w2.grad].filter((o) => o !== t.grad) }) });
+      expect(heard.map((h) => h.leaf)).toEqual([w2, w1]);
+      // w2 was final before w1's gradient existed: the hook ran while backward was still walking the graph
+      expect(heard[0]!.others).toEqual([null]);
+      for (const h of heard) expect(Array.from(h.grad)).toEqual(Array.from(gradOf(h.leaf)));
+      // a second backward accumulates: the hook sees the sum
+      const first = gradOf(w1);
+      let seen: Float32Array | null = null;
+      sum(add(mul(w2, gelu(mul(w1, x))), w1)).backward(undefined, { onGradReady: (t) => (t === w1 ? (seen = gradOf(w1)) : null) });
+      expect(Array.from(seen!)).toEqual(Array.from(gradOf(w1)));
+      expectClose(gradOf(w1), ref.mul(first, [2]), { rtol: 1e-6 });
+    }));
+
+  it("finishes a leaf whose other use feeds a node that receives no gradient", () =>
+    tidy(() => {
+      // h = 2 w reaches the loss only through an op whose backward gives h no gradient; w's gradient is the direct use
+      const w = tensor([1, 2, 3], [3], true);
+      const h = scale(w, 2);
+      const blocked = record('pass-first', [w, h], scale(w, 1), (dy) => [scale(dy, 1), null]);
+      const heard: Tensor[] = [];
+      sum(add(blocked, w)).backward(undefined, { onGradReady: (t) => heard.push(t) });
+      expect(heard).toEqual([w]);
+      expect(Array.from(gradOf(w))).toEqual([2, 2, 2]);
+    }));
+
+  it('hears of the MAE decoder head first and of the patch embedding last, each parameter once', () =>
+    tidy(() => {
+      const mae = new MaskedAutoencoder({ imgSize: 8, patchSize: 4, inChans: 1, embedDim: 8, depth: 2, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 1 });
+      const names = new Map([...mae.namedParameters()].map(([n, p]) => [p, n]));
+      const imgs = Tensor.fromArray(new Float32Array(2 * 64).map((_, i) => Math.sin(i)), [2, 1, 8, 8]);
+      const { loss } = mae.forward(imgs, { maskRatio: 0.5, noise: new Float32Array(8).map((_, i) => ((i * 5) % 8) / 8) });
+      const heard: string[] = [];
+      const early: Float32Array[] = [];
+      loss.backward(undefined, {
+        onGradReady: (t) => {
+          heard.push(names.get(t)!);
+          if (heard.length === 1) early.push(gradOf(t));
+          if (heard.length === 1) expect(mae.patch_embed.proj.weight.grad).toBeNull();
+        },
+      });
+      const trained = [...mae.namedParameters()].filter(([, p]) => p.requiresGrad).map(([n]) => n);
+      expect([...heard].sort()).toEqual([...trained].sort());
+      expect(heard.slice(0, 2).sort()).toEqual(['decoder_pred.bias', 'decoder_pred.weight']);
+      expect(heard.indexOf('patch_embed.proj.weight')).toBeGreaterThan(heard.indexOf('blocks.0.norm1.weight'));
+      expect(heard.indexOf('blocks.0.norm1.weight')).toBeGreaterThan(heard.indexOf('decoder_embed.weight'));
+      expect(Array.from(early[0]!)).toEqual(Array.from(gradOf(mae.decoder_pred.weight)));
+      mae.dispose();
     }));
 });
 

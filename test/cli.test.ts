@@ -68,6 +68,10 @@ describe('mae command', () => {
     const e = mae(['linprobe', '--raw-pixels', '--blr-sweep', '0.1,,1']);
     expect(e.code).toBe(2);
     expect(e.err).toMatch(/--blr-sweep must be a number, got ''/);
+    const f = mae(['pretrain', '--distributed', 'nccl']);
+    expect(f.code).toBe(2);
+    expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
+    expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
     expect(mae(['nope']).code).toBe(1);
   });
 

@@ -316,7 +316,7 @@ function checkpointSeed(): Uint8Array {
   const config = { imgSize: 8, patchSize: 4, inChans: 1, embedDim: 8, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2, mlpRatio: 4, normPixLoss: false, eps: 1e-6 };
   const meta = {
     format: CHECKPOINT_FORMAT, config,
-    position: { epoch: 1, iter: 0, step: 4, generator: { s: [1, 2, 3, 4], spareNormal: null } },
+    position: { epoch: 1, iter: 0, step: 4 },
     optimizer: { step: 4, lr: 0.001 },
     options: { epochs: 2, batchSize: 4 },
     createdAt: '2026-12-01T00:00:00.000Z',

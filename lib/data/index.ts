@@ -22,7 +22,7 @@ export { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FIL
 export type { ShardDatasetSpec, ShardIndex, ShardPixels } from './shards.js';
 export { prepareShards } from './prepare.js';
 export type { PrepareEvent, PrepareOptions, PrepareResult } from './prepare.js';
-export { epochPermutation, sampleGenerator, transformSample } from './pipeline.js';
+export { epochPermutation, maskGenerator, sampleGenerator, transformSample } from './pipeline.js';
 export type { PipelineConfig } from './pipeline.js';
 export { DataLoader, FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD, resolvePipelineConfig } from './loader.js';
 export type { Batch, DataLoaderOptions } from './loader.js';

@@ -10,6 +10,12 @@
  * same whether or not the run was resumed, `startAt` (a step within the epoch) continues from exactly the batch a
  * resumed run stopped at, and the number of workers changes nothing but speed.
  *
+ * Data parallel: with `shard: { rank, count }` the loader is one of `count` processes that share each epoch: step s
+ * is the global batch of positions [s * count * B, (s + 1) * count * B) of the epoch order, and this rank gets its
+ * rank-th slice of B (so the ranks' batches are disjoint, and together are the batch of count * B that one process
+ * would see); stepsPerEpoch counts global batches. Since augmentation is keyed to the position, a sample is augmented
+ * the same whichever rank reads it.
+ *
  * Threads: with `workers` >= 1 (default 1) decoding and augmentation run in a pool of node:worker_threads, up to
  * `prefetch` (default 2) batches ahead of the consumer. The time the consumer spends waiting for a batch is
  * recorded (stallMs, epochStallMs). Workers need the compiled worker.js next to loader.js (dist/lib/data/). When
@@ -56,6 +62,7 @@ export interface DataLoaderOptions {
   workers?: number; // worker threads, default 1; 0 runs in-process
   prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 (in-process: built on demand)
   workerUrl?: URL; // the worker script; default worker.js next to this file
+  shard?: { rank: number; count: number }; // this process's share of each epoch (data parallel; needs dropLast)
 }
 
 export interface Batch {
@@ -71,6 +78,7 @@ export interface Batch {
    * afterwards. Optional (without it every batch gets fresh memory); a no-op in-process and on a second call.
    */
   release(): void;
+  start: number; // the position of the first sample in the epoch's order (per-sample randomness is keyed to it)
 }
 
 function defaultStats(channels: number): { mean: number[]; std: number[] } | null {
@@ -152,6 +160,7 @@ export class DataLoader {
   readonly dropLast: boolean;
   readonly prefetch: number;
   readonly stepsPerEpoch: number;
+  readonly shard: { rank: number; count: number };
   /** 'workers': batches are built in worker threads; 'in-process': on this thread (see inProcessReason). */
   readonly mode: 'workers' | 'in-process';
   readonly inProcessReason: string | null;
@@ -182,8 +191,15 @@ export class DataLoader {
     const workers = opts.workers ?? 1;
     if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`DataLoader: workers must be a non-negative integer, got ${workers}`);
     if (dataset.length === 0) throw new Error('DataLoader: the dataset is empty');
-    this.stepsPerEpoch = this.dropLast ? Math.floor(dataset.length / this.batchSize) : Math.ceil(dataset.length / this.batchSize);
-    if (this.stepsPerEpoch === 0) throw new Error(`DataLoader: dropLast with batchSize ${this.batchSize} > dataset length ${dataset.length} leaves no batches`);
+    const shard = opts.shard ?? { rank: 0, count: 1 };
+    if (!(Number.isInteger(shard.count) && shard.count > 0 && Number.isInteger(shard.rank) && shard.rank >= 0 && shard.rank < shard.count))
+      throw new Error(`DataLoader: shard must be { rank, count } with 0 <= rank < count, got ${JSON.stringify(shard)}`);
+    if (shard.count > 1 && !this.dropLast) throw new Error('DataLoader: a shard of the data (shard.count > 1) needs dropLast, so that every rank has a full batch');
+    this.shard = { rank: shard.rank, count: shard.count };
+    const global = this.batchSize * shard.count;
+    this.stepsPerEpoch = this.dropLast ? Math.floor(dataset.length / global) : Math.ceil(dataset.length / global);
+    if (this.stepsPerEpoch === 0)
+      throw new Error(`DataLoader: dropLast with batchSize ${this.batchSize}${shard.count > 1 ? ` x ${shard.count} ranks` : ''} > dataset length ${dataset.length} leaves no batches`);
 
     let reason: string | null = null;
     if (workers === 0) reason = 'workers: 0';
@@ -229,7 +245,7 @@ export class DataLoader {
     const queue: { step: number; job: BatchJob; promise: Promise<Arrived> }[] = [];
     let next = startAt;
     const submitNext = () => {
-      const start = next * B;
+      const start = (next * this.shard.count + this.shard.rank) * B;
       const job: BatchJob = { epoch, start, indices: order.slice(start, Math.min(start + B, order.length)) };
       const promise = this.submit(job);
       promise.catch(() => {}); // a batch abandoned by an early break must not become an unhandled rejection
@@ -260,6 +276,7 @@ export class DataLoader {
         epoch,
         step: head.step,
         release: () => this.recycle(data.worker, data.images),
+        start: head.job.start,
       };
     }
   }

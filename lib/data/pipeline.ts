@@ -6,6 +6,7 @@
  * stream, so results do not depend on how work is split or ordered:
  *   epoch order:      hash(SHUFFLE, seed, epoch)            -> permutation(n)
  *   sample in epoch:  hash(SAMPLE, seed, epoch, position)   -> crop and flip draws
+ *   masking noise:    hash(MASK, seed, epoch, position)     -> the sample's L uniforms (pre-training)
  * `position` is the sample's place in the epoch order (0 .. n-1), so a resumed run, any worker count and any
  * prefetch depth see the same augmentation.
  *
@@ -56,6 +57,7 @@ export interface BatchData {
 
 const SHUFFLE = 1;
 const SAMPLE = 2;
+const MASK = 3;
 const LANES = [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344];
 
 function mix32(h: number, x: number): number {
@@ -98,6 +100,11 @@ export function epochPermutation(seed: number, epoch: number, n: number): Int32A
 /** The generator for the sample at `position` of epoch `epoch`'s order. */
 export function sampleGenerator(seed: number, epoch: number, position: number): Generator {
   return derivedGenerator([SAMPLE, seed, epoch, position]);
+}
+
+/** The generator of the masking noise of the sample at `position` of epoch `epoch`'s order. */
+export function maskGenerator(seed: number, epoch: number, position: number): Generator {
+  return derivedGenerator([MASK, seed, epoch, position]);
 }
 
 /** Runs the per-sample pipeline: Sample (CHW in [0, 1]) -> normalised [inChans, imageSize, imageSize]. */

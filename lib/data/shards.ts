@@ -256,19 +256,21 @@ export class ShardDataset implements Dataset {
     return this.spec;
   }
 
-  /** The first n samples. */
-  head(n: number): ShardDataset {
-    if (!(Number.isInteger(n) && n >= 1 && n <= this.length)) throw new Error(`ShardDataset.head: n must be an integer in [1, ${this.length}], got ${n}`);
+  /** Samples start .. end - 1. */
+  slice(start: number, end: number): ShardDataset {
+    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end && end <= this.length))
+      throw new Error(`ShardDataset.slice: [${start}, ${end}) is not a non-empty range of a dataset of ${this.length} samples`);
     const s = this.spec;
     const spec: ShardDatasetSpec = {
       ...s,
-      shard: s.shard.subarray(0, n),
-      offset: s.offset.subarray(0, n),
-      size: s.size.subarray(0, n),
-      height: s.height.subarray(0, n),
-      width: s.width.subarray(0, n),
-      labels: s.labels.subarray(0, n),
+      shard: s.shard.subarray(start, end),
+      offset: s.offset.subarray(start, end),
+      size: s.size.subarray(start, end),
+      height: s.height.subarray(start, end),
+      width: s.width.subarray(start, end),
+      labels: s.labels.subarray(start, end),
     };
-    return new ShardDataset(spec, { classes: this.classes, sources: this.sources.slice(0, n) });
+    return new ShardDataset(spec, { classes: this.classes, sources: this.sources.slice(start, end) });
   }
+
 }

@@ -1,7 +1,8 @@
 /**
  * Checkpoints: one safetensors file holding the model's parameters under their official names, the optimizer's
  * moments under `optimizer.<group>.<index>.exp_avg|exp_avg_sq`, and, as JSON in the header metadata ("mae"), the
- * model config and the exact training position (epoch, data iteration, optimizer step, lr, generator state).
+ * model config and the exact training position (epoch, data iteration, optimizer step, lr). Every random draw of
+ * pre-training is keyed to the sample's place in its epoch, so the position alone continues the run exactly.
  * Written atomically: a crash never leaves a half-written file.
  *
  * Reading also takes the checkpoints of other code (anything readWeights reads: official .pth, Hugging Face
@@ -16,7 +17,6 @@ import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
 import { maeConfigFromWeights } from '../mae/pretrained.js';
 import type { AdamW } from '../optim/index.js';
-import { Generator, type GeneratorState } from '../random.js';
 import type { Tensor } from '../tensor.js';
 
 export const CHECKPOINT_FORMAT = 'masked-autoencoder/pretrain/1';
@@ -29,8 +29,6 @@ export interface TrainPosition {
   iter: number;
   /** optimizer steps taken */
   step: number;
-  /** the masking-noise generator */
-  generator: GeneratorState;
 }
 
 export interface CheckpointMeta {
@@ -99,7 +97,7 @@ async function ownCheckpoint(pathOrDir: string): Promise<string | null> {
 
 /** The meta of a checkpoint of other code: its config, no training position, no options. */
 function externalMeta(config: MaeConfig, format: string): CheckpointMeta {
-  return { format: `external ${format}`, config, position: { epoch: 0, iter: 0, step: 0, generator: new Generator(0).state() }, optimizer: null, options: {}, createdAt: '' };
+  return { format: `external ${format}`, config, position: { epoch: 0, iter: 0, step: 0 }, optimizer: null, options: {}, createdAt: '' };
 }
 
 /** Reads a checkpoint file (or the checkpoint in a run folder); other code's checkpoints as weights (see above). */
@@ -140,10 +138,6 @@ function checkMeta(meta: unknown, path: string): asserts meta is CheckpointMeta 
   if (!isObject(meta.options)) throw bad('options is not an object');
   const p = meta.position;
   if (!isObject(p) || !count(p.epoch) || !count(p.iter) || !count(p.step)) throw bad('position must hold integer epoch, iter and step');
-  const g = p.generator;
-  if (!isObject(g) || !Array.isArray(g.s) || g.s.length !== 4 || !g.s.every((w) => count(w) && (w as number) < 2 ** 32))
-    throw bad('position.generator must hold 4 unsigned 32-bit state words');
-  if (!(g.spareNormal === null || g.spareNormal === undefined || typeof g.spareNormal === 'number')) throw bad('position.generator.spareNormal must be a number or null');
   const o = meta.optimizer;
   if (!(o === null || (isObject(o) && count(o.step) && typeof o.lr === 'number' && Number.isFinite(o.lr))))
     throw bad('optimizer must be null or hold an integer step and a finite lr');

@@ -57,13 +57,15 @@ export async function openDataset(src: DataSource, split: 'train' | 'test' = 'tr
   return src.limit !== undefined && src.limit < ds.length ? subset(ds, src.limit) : ds;
 }
 
-/** The first n samples of a dataset. */
-export function subset(ds: Dataset, n: number): Dataset {
+/** Samples start .. end - 1 of a dataset (by default the first `end`). */
+export function subset(ds: Dataset, end: number, start = 0): Dataset {
+  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= ds.length))
+    throw new Error(`subset: [${start}, ${end}) is not a range of a dataset of ${ds.length} samples`);
   if (ds instanceof InMemoryDataset) {
     const per = ds.channels * ds.height * ds.width;
     return new InMemoryDataset({
-      images: ds.images.subarray(0, n * per),
-      labels: ds.labels.subarray(0, n),
+      images: ds.images.subarray(start * per, end * per),
+      labels: ds.labels.subarray(start, end),
       channels: ds.channels,
       height: ds.height,
       width: ds.width,
@@ -71,10 +73,10 @@ export function subset(ds: Dataset, n: number): Dataset {
     });
   }
   if (ds instanceof ImageFolderDataset) {
-    const index = { ...ds.index, files: ds.index.files.slice(0, n), labels: ds.index.labels.slice(0, n) };
+    const index = { ...ds.index, files: ds.index.files.slice(start, end), labels: ds.index.labels.slice(start, end) };
     return new ImageFolderDataset(index, { channels: ds.channels, onBadFile: ds.onBadFile, shorterSide: ds.shorterSide, onWarning: ds.onWarning });
   }
-  if (ds instanceof ShardDataset) return ds.head(n);
+  if (ds instanceof ShardDataset) return ds.slice(start, end);
   throw new Error('subset: only in-memory, folder and shard datasets can be cut');
 }
 

@@ -3,12 +3,18 @@
  * L2-normalised, each query takes the k most cosine-similar training features, and each neighbour votes for its
  * class with weight exp(similarity / temperature); the prediction is the class with the largest total.
  * Similarities are computed with the native matrix product in chunks of queries.
+ *
+ * In a data-parallel run (`comm`), every rank extracts the features of its share of the bank (which are then
+ * gathered, so each rank holds the whole bank) and of the queries (classified where they were extracted; the counts
+ * are summed over the ranks).
  */
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
+import { Communicator } from '../distributed/comm.js';
 import type { MaskedAutoencoder } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
+import { subset } from './data.js';
 
 export interface Features {
   /** [n, dim] */
@@ -20,15 +26,30 @@ export interface Features {
 
 export type FeaturePool = 'cls' | 'avg' | 'cls+avg';
 
+/** This rank's contiguous share of a dataset: samples [floor(r n / size), floor((r + 1) n / size)). */
+export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
+  if (comm.size === 1) return dataset;
+  const n = dataset.length;
+  return subset(dataset, Math.floor(((comm.rank + 1) * n) / comm.size), Math.floor((comm.rank * n) / comm.size));
+}
+
 /**
  * Encoder features of whole images (no masking, eval transform): the cls token of the final-normed output ('cls',
- * the linear-probe features), the mean of the normed patch tokens ('avg') or both concatenated ('cls+avg').
+ * the linear-probe features), the mean of the normed patch tokens ('avg') or both concatenated ('cls+avg'). With
+ * `comm`, each rank computes its share and every rank gets all of them.
  */
 export async function extractFeatures(
   model: MaskedAutoencoder,
   dataset: Dataset,
-  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; onProgress?: (done: number, total: number) => void } = {},
+  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; onProgress?: (done: number, total: number) => void; comm?: Communicator } = {},
 ): Promise<Features> {
+  const comm = opts.comm;
+  if (comm && comm.size > 1) {
+    const part = await extractFeatures(model, shareOf(dataset, comm), { ...opts, comm: undefined });
+    const features = comm.allgatherConcat(part.features, 'the all-gather of encoder features');
+    const labels = comm.allgatherConcat(part.labels, 'the all-gather of labels');
+    return { features, labels, n: labels.length, dim: part.dim };
+  }
   const c = model.config;
   const pool = opts.pool ?? 'cls';
   const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
@@ -173,15 +194,19 @@ export function knnClassify(bank: Features, query: Features, opts: KnnOptions = 
   return { top1: hits1 / query.n, top5: hits5 / query.n, n: query.n, predictions };
 }
 
-/** kNN accuracy of an MAE encoder: features of `train` as the bank, `test` as queries. */
+/** kNN accuracy of an MAE encoder: features of `train` as the bank, `test` as queries (split over `comm`'s ranks). */
 export async function knnEvaluate(
   model: MaskedAutoencoder,
   train: Dataset,
   test: Dataset,
-  opts: KnnOptions & { pool?: FeaturePool; batchSize?: number; workers?: number } = {},
+  opts: KnnOptions & { pool?: FeaturePool; batchSize?: number; workers?: number; comm?: Communicator } = {},
 ): Promise<KnnResult> {
+  const comm = opts.comm ?? Communicator.single();
   const fo = { pool: opts.pool ?? 'cls', batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
-  const bank = await extractFeatures(model, train, fo);
-  const query = await extractFeatures(model, test, fo);
-  return knnClassify(bank, query, { ...opts, numClasses: opts.numClasses ?? (train.numClasses || undefined) });
+  const bank = await extractFeatures(model, train, { ...fo, comm });
+  const query = await extractFeatures(model, shareOf(test, comm), fo);
+  const r = knnClassify(bank, query, { ...opts, numClasses: opts.numClasses ?? (train.numClasses || undefined) });
+  if (comm.size === 1) return r;
+  const [hits1, hits5, n] = comm.allreduce([Math.round(r.top1 * r.n), Math.round(r.top5 * r.n), r.n], 'sum', 'the all-reduce of kNN hits');
+  return { top1: hits1! / n!, top5: hits5! / n!, n: n!, predictions: comm.allgatherConcat(r.predictions, 'the all-gather of kNN predictions') };
 }

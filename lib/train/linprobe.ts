@@ -12,11 +12,15 @@
  * and scored on the held-out part; the best one is then trained on all the training features and evaluated on the
  * test set. (With LARS the distance a head travels grows with lr x steps, so the paper's blr 0.1, tuned for batch
  * 16384, can leave a small-batch probe under-fitted.)
+ *
+ * Under an MPI launcher (or with `distributed: 'mpi'`) the ranks split the feature extraction, the encoder's cost,
+ * and gather the features; every rank then trains the same head on them, and rank 0 alone writes the results.
  */
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
+import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { classifierFromPretrain } from '../classify/checkpoint.js';
 import { CLASSIFIER_FILE, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
@@ -63,6 +67,12 @@ export interface LinprobeOptions {
   /** evaluate on the test features every N epochs (default 0: only at the end) */
   evalEvery?: number;
   onEvent?: (e: LinprobeEvent) => void;
+  /** split the feature extraction over the ranks of an MPI job: 'auto' (default: under an MPI launcher), 'mpi', 'none' */
+  distributed?: DistributedMode;
+  /** Open MPI's libmpi.so.40 or its folder */
+  mpiLibrary?: string;
+  /** seconds a collective may take before the run fails (default 600) */
+  distTimeout?: number;
 }
 
 export type LinprobeEvent =
@@ -88,15 +98,27 @@ export interface LinprobeResult {
 }
 
 export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult> {
+  const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
+  try {
+    return await probe(options, comm);
+  } catch (e) {
+    comm.fail(e);
+    throw e;
+  }
+}
+
+async function probe(options: LinprobeOptions, comm: Communicator): Promise<LinprobeResult> {
   const started = performance.now();
+  const writer = comm.rank === 0;
   const emit = options.onEvent ?? (() => {});
   const epochs = options.epochs ?? 90;
   const batchSize = options.batchSize ?? 256;
   const warmupEpochs = options.warmupEpochs ?? Math.min(10, epochs / 9);
   const seed = options.seed ?? 0;
   const outDir = options.outDir ?? (options.rawPixels ? 'runs/linprobe-pixels' : 'runs/linprobe');
-  mkdirSync(outDir, { recursive: true });
+  if (writer) mkdirSync(outDir, { recursive: true });
   if (options.threads !== undefined) native.setNumThreads(options.threads);
+  else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   if (!options.rawPixels && !options.checkpoint) throw new Error('linprobe: pass a pre-training checkpoint (or rawPixels for the pixel baseline)');
   if (options.valSize !== undefined && !options.blrSweep?.length) throw new Error('linprobe: valSize (--val-size) only applies with a base-lr sweep (blrSweep, --blr-sweep)');
 
@@ -119,7 +141,7 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
     const t = performance.now();
     const ds = split === 'train' ? trainSet : testSet;
     const f = mae
-      ? await extractFeatures(mae, ds, { pool: options.pool ?? 'cls', batchSize: 256, workers: options.workers ?? 1 })
+      ? await extractFeatures(mae, ds, { pool: options.pool ?? 'cls', batchSize: 256, workers: options.workers ?? 1, comm })
       : await pixelFeatures(ds, { workers: options.workers ?? 1 });
     emit({ type: 'features', split, n: f.n, dim: f.dim, seconds: (performance.now() - t) / 1000 });
     return f;
@@ -156,27 +178,27 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   }
   emit({ type: 'start', steps: Math.floor(train.n / batchSize) * epochs, lr, dim: D });
   const logPath = join(outDir, 'log.jsonl');
-  writeFileSync(logPath, '');
+  if (writer) writeFileSync(logPath, '');
 
   const trainStart = performance.now();
   const every = options.evalEvery ?? 0;
   const { head, epochLosses } = await fitHead(train, lr, fitOptions, new Generator(seed), (epoch, loss, epochLr, seconds, current) => {
     const top1 = every > 0 && epoch % every === 0 && epoch < epochs ? evaluateHead(current, test, numClasses).top1 : undefined;
-    appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
+    if (writer) appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
     emit({ type: 'epoch', epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds });
   });
   const trainSeconds = (performance.now() - trainStart) / 1000;
   const metrics = evaluateHead(head, test, numClasses);
-  await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
+  if (writer) await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
 
   // the probe: the whole classifier (encoder + head.0 BatchNorm + head.1) or, for pixels, the head alone
-  if (options.checkpoint && !options.rawPixels && (options.pool ?? 'cls') === 'cls') {
+  if (writer && options.checkpoint && !options.rawPixels && (options.pool ?? 'cls') === 'cls') {
     const { model } = await classifierFromPretrain(options.checkpoint, { globalPool: false, headBatchNorm: true, headInitStd: 0.01, numClasses });
     const own = model.stateDict();
     for (const [n, p] of head.namedParameters()) own.get(`head.${n}`)!.write(p.dataSync());
     await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: 'linprobe', top1: metrics.top1, top5: metrics.top5 });
     model.dispose();
-  } else {
+  } else if (writer) {
     const tensors = new Map<string, RawTensor>();
     for (const [n, p] of head.namedParameters()) tensors.set(`head.${n}`, { shape: [...p.shape], data: p.dataSync() });
     await writeSafetensors(join(outDir, 'head.safetensors'), tensors, { 'mae-linprobe': JSON.stringify({ rawPixels: true, dim: D, numClasses }) });
@@ -208,7 +230,7 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
     seconds,
     confusion: Array.from(metrics.confusion),
   };
-  writeFileSync(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
+  if (writer) writeFileSync(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
   mae?.dispose();
   head.dispose();

@@ -5,9 +5,20 @@
  *   and the optimizer steps every accumIter batches; gradients left over at an epoch's end are dropped.
  *
  * The loop is async and yields to the event loop between batches; progress goes to `onEvent` and to a JSON-lines
- * log (with the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s); checkpoints (weights, optimizer state, position, generator) are written atomically every
- * `checkpointEvery` steps and at the end, and `resume` continues the same run exactly. A non-finite loss stops the
- * run with an Error that names the last good checkpoint. Reconstructions of fixed images are written as PNG.
+ * log (with the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s); checkpoints (weights, optimizer
+ * state, position) are written atomically every `checkpointEvery` steps and at the end, and `resume` continues the
+ * same run exactly. A non-finite loss stops the run with an Error that names the last good checkpoint.
+ * Reconstructions of fixed images are written as PNG. Nothing in a step waits for the device: the loss is read once,
+ * after the optimizer step.
+ *
+ * Every per-sample random draw is keyed to the sample's position in its epoch's seeded order: its crop and flip
+ * (data/pipeline.ts) and its masking noise (maskGenerator(seed, epoch, position)). So the run is the same however the
+ * epoch is cut into batches, and data-parallel training (`distributed`, see lib/distributed) is one training run whatever
+ * the world size: each of N ranks takes a disjoint slice of each global batch of N x batchSize images, gradients are
+ * averaged over the ranks in buckets while backward goes on, and N ranks at batch b train the same model as one
+ * process at batch N x b (up to the order of floating-point sums). `batchSize` is per rank; the lr follows the
+ * effective batch batchSize x accumIter x N. Rank 0 alone writes the checkpoint, the log and the reconstructions;
+ * every rank resumes from rank 0's checkpoint, also with another world size (the effective batch must stay the same).
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,13 +28,16 @@ import { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
-import { native } from '../native.js';
+import { native, packageRoot } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
-import { Generator } from '../random.js';
 import { noGrad } from '../autograd.js';
 import * as ops from '../ops/index.js';
+import { maskGenerator } from '../data/pipeline.js';
+import { Communicator, type DistributedMode } from '../distributed/comm.js';
+import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
+import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, tidy } from '../tensor.js';
-import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type TrainPosition } from './checkpoint.js';
+import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
 import { knnEvaluate } from './knn.js';
@@ -36,11 +50,11 @@ export interface PretrainOptions {
   /** output folder: checkpoint.safetensors, log.jsonl, reconstructions/ (default runs/pretrain) */
   outDir?: string;
   epochs?: number;
-  /** images per batch (per optimizer micro-step) */
+  /** images per batch (per optimizer micro-step), per rank in a data-parallel run */
   batchSize?: number;
   /** batches per optimizer step (gradient accumulation) */
   accumIter?: number;
-  /** base lr; the absolute lr is blr * batchSize * accumIter / 256 unless `lr` is given */
+  /** base lr; the absolute lr is blr * batchSize * accumIter * ranks / 256 unless `lr` is given */
   blr?: number;
   lr?: number;
   minLr?: number;
@@ -67,11 +81,27 @@ export interface PretrainOptions {
   resume?: boolean | string;
   /** stop after this many optimizer steps in total (the schedule still follows `epochs`) */
   maxSteps?: number;
-  /** stops at the next step boundary, writes a checkpoint and returns with stopped: true */
+  /**
+   * stops at the next step boundary, writes a checkpoint and returns with stopped: true; in a data-parallel run a
+   * signal on any rank stops every rank, after the step that follows it
+   */
   signal?: AbortSignal;
   onEvent?: (e: TrainEvent) => void;
   /** a kNN monitor of the encoder's cls features every `every` epochs (emits a 'knn' event); off by default */
   knn?: KnnMonitorOptions;
+  /**
+   * data-parallel training: 'mpi' (this process is a rank of an MPI job), 'none', or 'auto' (default: 'mpi' when an
+   * MPI launcher such as mpirun or srun started the process). See lib/distributed.
+   */
+  distributed?: DistributedMode;
+  /** Open MPI's libmpi.so.40 or its folder (default $MAE_MPI_LIB, then the loader's search path) */
+  mpiLibrary?: string;
+  /** NCCL's libnccl.so.2 or its folder, for CUDA ranks (default $MAE_NCCL_LIB, then the loader's search path) */
+  ncclLibrary?: string;
+  /** seconds a collective may take before the run fails with a timeout (default 600) */
+  distTimeout?: number;
+  /** MiB of gradients per all-reduce bucket in a data-parallel run (default 25; the first bucket is at most 1 MiB) */
+  bucketMb?: number;
 }
 
 export interface KnnMonitorOptions {
@@ -86,8 +116,9 @@ export interface KnnMonitorOptions {
 }
 
 export type TrainEvent =
-  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number }
-  | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number }
+  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number; rank: number; worldSize: number; device: string }
+  /** loss: the step's mean over every rank; imgPerSec: of the whole run; comm: this rank's gradient averaging (data parallel) */
+  | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number; comm?: ReduceStats }
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'visualize'; epoch: number; path: string }
@@ -107,65 +138,116 @@ export interface PretrainResult {
   stallMs: number;
   seconds: number;
   stopped: boolean;
+  /** this process's rank and the world size (0 and 1 for a run of one process) */
+  rank: number;
+  worldSize: number;
 }
 
-/** The options a run is defined by (stored in checkpoints; resume must not change them). */
+/**
+ * The options a run is defined by (stored in checkpoints; resume must not change them). Of batchSize and accumIter
+ * only the effective batch (batchSize x accumIter x world size) must stay, so that a run may resume on another number
+ * of processes.
+ */
 const RUN_KEYS = ['preset', 'config', 'data', 'epochs', 'batchSize', 'accumIter', 'blr', 'lr', 'minLr', 'warmupEpochs', 'weightDecay', 'maskRatio', 'seed'] as const;
 
 export async function pretrain(options: PretrainOptions = {}): Promise<PretrainResult> {
   const o = withDefaults(options);
+  const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
+  try {
+    return await run(options, o, comm);
+  } catch (e) {
+    // the other ranks must not wait for this one: they stop too, saying why (unless every rank raised this error)
+    if (!(e instanceof AgreedError)) comm.fail(e);
+    throw e;
+  }
+}
+
+async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>, comm: Communicator): Promise<PretrainResult> {
   const emit = options.onEvent ?? (() => {});
   const outDir = o.outDir;
-  mkdirSync(outDir, { recursive: true });
+  const writer = comm.rank === 0;
+  if (writer) mkdirSync(outDir, { recursive: true });
   if (options.threads !== undefined) native.setNumThreads(options.threads);
+  else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
+  // the first collective: every rank must take the same path through the ones that follow
+  checkSameSettings(
+    comm,
+    { ...pick(o, RUN_KEYS), resume: options.resume ?? false, maxSteps: o.maxSteps ?? null, device: o.device.replace(/:\d+$/, ''), precision: o.precision, knn: options.knn ?? null, package: packageVersion() },
+    'run options',
+  );
+  const device = rankDevice(o.device, comm);
 
-  // resume: the run's own options come from the checkpoint
+  // resume: the run's own options come from the checkpoint (read by rank 0, sent to every rank)
   let position: TrainPosition | null = null;
-  let ck: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+  let ck: LoadedCheckpoint | null = null;
   if (options.resume) {
-    ck = await loadCheckpoint(options.resume === true ? outDir : options.resume);
+    const where = options.resume === true ? outDir : options.resume;
+    ck = shareCheckpoint(comm, writer ? await loadCheckpoint(where) : null);
     if (ck.meta.format !== CHECKPOINT_FORMAT)
-      throw new Error(`resume: ${options.resume === true ? outDir : options.resume} is not a checkpoint of pretrain (${ck.meta.format}); only this library's runs can be resumed`);
-    const saved = ck.meta.options as Partial<typeof o>;
+      throw new AgreedError(`resume: ${where} is not a checkpoint of pretrain (${ck.meta.format}); only this library's runs can be resumed`);
+    const saved = ck.meta.options as Partial<typeof o> & { worldSize?: number };
     for (const k of RUN_KEYS)
-      if (options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))
-        throw new Error(`resume: option ${k} differs from the checkpoint's (${JSON.stringify(saved[k])} there, ${JSON.stringify(options[k])} here)`);
+      if (k !== 'batchSize' && k !== 'accumIter' && options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))
+        throw new AgreedError(`resume: option ${k} differs from the checkpoint's (${JSON.stringify(saved[k])} there, ${JSON.stringify(options[k])} here)`);
     Object.assign(o, pick(saved, RUN_KEYS));
-    position = ck.meta.position;
+    // the effective batch defines the run; on another number of processes the per-rank batch follows from it
+    const savedWorld = saved.worldSize ?? 1;
+    const savedBatch = saved.batchSize ?? o.batchSize;
+    const effective = savedBatch * (saved.accumIter ?? 1) * savedWorld;
+    o.accumIter = options.accumIter ?? saved.accumIter ?? 1;
+    o.batchSize = options.batchSize ?? effective / (o.accumIter * comm.size);
+    if (!Number.isInteger(o.batchSize) || o.batchSize * o.accumIter * comm.size !== effective)
+      throw new AgreedError(
+        `resume: the checkpoint's run has an effective batch of ${effective} (batch ${savedBatch} x accumIter ${saved.accumIter ?? 1} x ${savedWorld} process(es)); ` +
+          `batch ${options.batchSize ?? o.batchSize} x accumIter ${o.accumIter} x ${comm.size} process(es) here ${Number.isInteger(o.batchSize) ? `is ${o.batchSize * o.accumIter * comm.size}` : 'cannot make it'}: pass --batch-size / --accum-iter to keep it`,
+      );
+    const p = ck.meta.position;
+    const samples = p.iter * savedBatch * savedWorld;
+    const iter = samples / (o.batchSize * comm.size);
+    if (!Number.isInteger(iter)) throw new AgreedError(`resume: the checkpoint stopped ${samples} images into epoch ${p.epoch}, not at a batch of ${o.batchSize} x ${comm.size} process(es)`);
+    position = { epoch: p.epoch, iter, step: p.step };
   }
 
   const config = { ...getPreset(o.preset), ...o.config };
-  const model = new MaskedAutoencoder(config, { seed: o.seed }).to(o.device);
+  const model = new MaskedAutoencoder(config, { seed: o.seed }).to(device);
   const warn = (message: string) => emit({ type: 'warning', message });
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
-  const loader = new DataLoader(dataset, { batchSize: o.batchSize, seed: o.seed, augment: true, dropLast: true, imageSize: config.imgSize, inChans: config.inChans, workers: o.workers });
+  checkSameSettings(comm, { data: await datasetFingerprint(dataset), batchSize: o.batchSize, accumIter: o.accumIter }, 'data');
+  const loader = new DataLoader(dataset, { batchSize: o.batchSize, seed: o.seed, augment: true, dropLast: true, imageSize: config.imgSize, inChans: config.inChans, workers: o.workers, shard: { rank: comm.rank, count: comm.size } });
   const pipeline = resolvePipelineConfig(dataset, { batchSize: o.batchSize, imageSize: config.imgSize, inChans: config.inChans });
   const stepsPerEpoch = loader.stepsPerEpoch;
   if (stepsPerEpoch < o.accumIter)
     throw new Error(`${stepsPerEpoch} batches per epoch are fewer than accumIter ${o.accumIter}: use a smaller batch or accumulation`);
   const stepsPerEpochOpt = Math.floor(stepsPerEpoch / o.accumIter);
   const totalSteps = Math.min(o.maxSteps ?? Infinity, stepsPerEpochOpt * o.epochs);
-  const effectiveBatch = o.batchSize * o.accumIter;
+  const effectiveBatch = o.batchSize * o.accumIter * comm.size;
   const lr = o.lr ?? scaledLr(o.blr, effectiveBatch);
   const optimizer = new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] });
-  const maskGen = new Generator(o.seed + 1);
   if (ck && position) {
     model.loadStateDict(ck.weights);
     optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, tensors: ck.optimizer });
-    maskGen.setState(position.generator);
   }
-  let pos: TrainPosition = position ?? { epoch: 0, iter: 0, step: 0, generator: maskGen.state() };
+  let pos: TrainPosition = position ?? { epoch: 0, iter: 0, step: 0 };
+  // gradients averaged over the ranks, overlapping backward (also for a world of one rank under MPI: the same path)
+  if (comm.kind === 'mpi' && device !== 'cpu') comm.startNccl(Number(device.slice(5)), options.ncclLibrary);
+  const bucketBytes = o.bucketMb * 2 ** 20;
+  const reducer =
+    comm.kind === 'mpi'
+      ? new GradReducer(comm, model.parameters(), { bucketBytes, firstBucketBytes: Math.min(2 ** 20, bucketBytes), bf16: o.precision === 'bf16', label: () => `step ${pos.step + 1}` })
+      : null;
 
   const ckPath = join(outDir, CHECKPOINT_FILE);
   const logPath = join(outDir, 'log.jsonl');
-  if (position) await cutLog(logPath, position);
-  const runOptions = pick(o, RUN_KEYS);
+  if (position && writer) await cutLog(logPath, position);
+  const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size };
   const save = async (p: TrainPosition) => {
+    if (!writer) return;
     await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions });
     emit({ type: 'checkpoint', step: p.step, path: ckPath });
   };
   const visualize = async (epoch: number) => {
+    if (!writer) return;
     const path = join(outDir, 'reconstructions', `epoch-${String(epoch).padStart(3, '0')}.png`);
     await writeReconstructions(model, dataset, pipeline, path, { maskRatio: o.maskRatio, seed: o.seed });
     emit({ type: 'visualize', epoch, path });
@@ -179,32 +261,33 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
     const bank = await openDataset({ ...src, limit: k.trainLimit ?? 10000 }, 'train');
     const query = await openDataset({ ...src, limit: k.testLimit ?? 2000 }, src.kind === 'folder' ? 'train' : 'test');
     // the kNN monitor computes on the CPU: the weights go there for it and come back (identity kept, so the
-    // optimizer's state still belongs to them)
-    if (o.device !== 'cpu') model.to('cpu');
+    // optimizer's state still belongs to them); every rank computes a share of the features
+    if (device !== 'cpu') model.to('cpu');
     let r: Awaited<ReturnType<typeof knnEvaluate>>;
     try {
-      r = await knnEvaluate(model, bank, query, { ...(k.k ? { k: k.k } : {}), ...(k.temperature ? { temperature: k.temperature } : {}) });
+      r = await knnEvaluate(model, bank, query, { ...(k.k ? { k: k.k } : {}), ...(k.temperature ? { temperature: k.temperature } : {}), comm });
     } finally {
-      if (o.device !== 'cpu') model.to(o.device);
+      if (device !== 'cpu') model.to(device);
     }
     const seconds = (performance.now() - t) / 1000;
-    appendFileSync(logPath, JSON.stringify({ knnEpoch: epoch, top1: r.top1, top5: r.top5, seconds: round(seconds, 1) }) + '\n');
+    if (writer) appendFileSync(logPath, JSON.stringify({ knnEpoch: epoch, top1: r.top1, top5: r.top5, seconds: round(seconds, 1) }) + '\n');
     emit({ type: 'knn', epoch, top1: r.top1, top5: r.top5, seconds });
   };
 
   const flopsPerImage = maeFlops(model.config, o.maskRatio).training;
-  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage });
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device });
 
   const started = performance.now();
   const losses: number[] = [];
   const epochLosses: number[] = [];
   const reconstructions: string[] = [];
+  const L = model.numPatches;
   let stopped = false;
   let windowLoss = 0;
   let windowSteps = 0;
   let windowStart = performance.now();
   let windowImages = 0;
-  const scaleGrad = Tensor.full([1], 1 / o.accumIter, 'float32', o.device).keep();
+  const scaleGrad = Tensor.full([1], 1 / o.accumIter, 'float32', device).keep();
   try {
     for (let epoch = pos.epoch; epoch < o.epochs && pos.step < totalSteps && !stopped; epoch++) {
       const epochStart = performance.now();
@@ -216,39 +299,48 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
       const startAt = epoch === pos.epoch ? pos.iter : 0;
       for await (const batch of loader.epoch(epoch, { startAt })) {
         const it = batch.step;
+        const stepping = (it + 1) % o.accumIter === 0;
         if (it % o.accumIter === 0) optimizer.lr = cosineLr(it / stepsPerEpoch + epoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
-        // the loss stays on the device until the optimizer step is queued: nothing in the step waits for the device
+        const noise = maskNoise(o.seed, epoch, batch.start, batch.size, L);
+        // the loss stays on the device until the optimizer step is queued: nothing in the step waits for the device;
+        // the micro-batch that steps the optimizer averages its gradients over the ranks as backward finishes them
         microLosses.push(
           tidy(() => {
-            const imgs = Tensor.fromArray(batch.images, batch.shape, { device: o.device });
-            const out = model.forward(imgs, { maskRatio: o.maskRatio, generator: maskGen, precision: o.precision });
-            out.loss.backward(scaleGrad);
+            const imgs = Tensor.fromArray(batch.images, batch.shape, { device });
+            const out = model.forward(imgs, { maskRatio: o.maskRatio, noise, precision: o.precision });
+            out.loss.backward(scaleGrad, stepping && reducer ? { onGradReady: reducer.onGradReady } : undefined);
             return out.loss;
           }),
         );
         batch.release(); // copied into imgs: its memory goes back to the data worker
-        windowImages += batch.size;
-        if ((it + 1) % o.accumIter !== 0) continue;
+        windowImages += batch.size * comm.size;
+        if (!stepping) continue;
 
+        const reduced = reducer?.finish();
         optimizer.step();
         optimizer.zeroGrad();
-        const stepLoss = meanLoss(microLosses);
+        // the step's loss over every rank (read now, after the step), and whether any rank was asked to stop (all
+        // stop at the same step)
+        const [lossSum, stopRequests] = comm.allreduce([sumLosses(microLosses), options.signal?.aborted ? 1 : 0], 'sum', `the all-reduce of the loss of step ${pos.step + 1}`);
+        const stepLoss = lossSum! / (o.accumIter * comm.size);
         if (!Number.isFinite(stepLoss)) {
+          // every rank has the same sum, so every rank stops here with this error
           const at = `epoch ${epoch}, iteration ${it}, step ${pos.step + 1}`;
-          throw new Error(`the loss became ${stepLoss} at ${at}; training stopped. The last good checkpoint is ${ckPath} (lower the lr or check the data)`);
+          throw new AgreedError(`the loss became ${stepLoss} at ${at}; training stopped. The last good checkpoint is ${ckPath} (lower the lr or check the data)`);
         }
         losses.push(stepLoss);
         epochLoss += stepLoss;
         epochSteps++;
         windowLoss += stepLoss;
         windowSteps++;
-        pos = { epoch, iter: it + 1, step: pos.step + 1, generator: maskGen.state() };
+        pos = { epoch, iter: it + 1, step: pos.step + 1 };
         const now = performance.now();
         const imgPerSec = (windowImages / (now - windowStart)) * 1000;
         const fracEpoch = epoch + (it + 1) / stepsPerEpoch;
-        emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec });
+        emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec, ...(reduced ? { comm: reduced } : {}) });
         if (pos.step % o.logEvery === 0 || pos.step === totalSteps) {
-          appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), gflopPerSec: round((flopsPerImage * imgPerSec) / 1e9, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
+          if (writer)
+            appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), gflopPerSec: round((flopsPerImage * imgPerSec) / 1e9, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
           windowLoss = 0;
           windowSteps = 0;
           windowImages = 0;
@@ -256,7 +348,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
         }
         if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) await save(pos);
         if (pos.step >= totalSteps) break;
-        if (options.signal?.aborted) {
+        if (stopRequests! > 0) {
           stopped = true;
           break;
         }
@@ -276,6 +368,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
     }
     await save(pos);
     if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos.epoch);
+    // every rank returns once rank 0's checkpoint is written
+    comm.barrier('the barrier at the end of training (rank 0 writes the checkpoint)');
   } finally {
     scaleGrad.dispose();
     await loader.close();
@@ -283,10 +377,57 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
   const seconds = (performance.now() - started) / 1000;
   const last = losses[losses.length - 1] ?? NaN;
   emit({ type: 'end', steps: pos.step, loss: last, seconds, stopped });
-  const result: PretrainResult = { outDir, checkpoint: ckPath, steps: pos.step, epochLosses, losses, reconstructions, stallMs: loader.stallMs, seconds, stopped };
+  const result: PretrainResult = { outDir, checkpoint: ckPath, steps: pos.step, epochLosses, losses, reconstructions, stallMs: loader.stallMs, seconds, stopped, rank: comm.rank, worldSize: comm.size };
   optimizer.dispose();
   model.dispose();
   return result;
+}
+
+/**
+ * The masking noise [B, L] of the batch whose first sample is at `start` of epoch `epoch`'s order: each sample's L
+ * uniforms come from its own generator, keyed to (seed, epoch, position), so they do not depend on the batching.
+ */
+export function maskNoise(seed: number, epoch: number, start: number, B: number, L: number): Float32Array {
+  const noise = new Float32Array(B * L);
+  for (let b = 0; b < B; b++) {
+    const gen = maskGenerator(seed, epoch, start + b);
+    for (let l = 0; l < L; l++) noise[b * L + l] = gen.uniform();
+  }
+  return noise;
+}
+
+/** This package's version (ranks of one run must all run the same). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** The device of this rank: 'cuda' is the GPU of the rank's local rank in a data-parallel run (one GPU per rank). */
+function rankDevice(device: string, comm: Communicator): string {
+  if (device !== 'cuda' || comm.kind !== 'mpi') return device;
+  const n = native.info().cuda.devices?.length ?? 0;
+  if (comm.localRank >= n)
+    throw new Error(`pretrain: local rank ${comm.localRank} needs cuda:${comm.localRank}, but this machine has ${n} CUDA device(s): start at most ${n} rank(s) per machine`);
+  return `cuda:${comm.localRank}`;
+}
+
+/** Rank 0's checkpoint on every rank: its metadata as JSON, then each tensor, broadcast from rank 0. */
+function shareCheckpoint(comm: Communicator, ck: LoadedCheckpoint | null): LoadedCheckpoint {
+  if (comm.size === 1) return ck!;
+  const manifest = comm.broadcastJson(
+    ck ? { path: ck.path, meta: ck.meta, weights: [...ck.weights].map(([k, t]) => [k, t.shape]), optimizer: [...ck.optimizer].map(([k, t]) => [k, t.shape]) } : undefined,
+    0,
+    'the broadcast of the checkpoint to resume from',
+  ) as { path: string; meta: LoadedCheckpoint['meta']; weights: [string, number[]][]; optimizer: [string, number[]][] };
+  const receive = (entries: [string, number[]][], own: Map<string, { shape: number[]; data: Float32Array }> | undefined) => {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, shape] of entries) {
+      const mine = own?.get(name)?.data;
+      const bytes = comm.broadcast(mine ? new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength) : null, 0, `the broadcast of checkpoint tensor ${name}`);
+      out.set(name, { shape, data: mine ?? new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) });
+    }
+    return out;
+  };
+  return { path: manifest.path, meta: manifest.meta, weights: receive(manifest.weights, ck?.weights), optimizer: receive(manifest.optimizer, ck?.optimizer) };
 }
 
 /**
@@ -315,10 +456,10 @@ export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
   if (cut !== text) await writeFileAtomic(path, cut);
 }
 
-/** The mean of the micro-batches' losses [1], summed on their device and read to the host at once; frees them. */
-function meanLoss(losses: Tensor[]): number {
+/** The sum of the micro-batches' losses [1], summed on their device and read to the host at once; frees them. */
+function sumLosses(losses: Tensor[]): number {
   try {
-    return noGrad(() => tidy(() => losses.reduce((a, b) => ops.add(a, b)).item())) / losses.length;
+    return noGrad(() => tidy(() => losses.reduce((a, b) => ops.add(a, b)).item()));
   } finally {
     for (const l of losses) l.dispose();
     losses.length = 0;
@@ -349,6 +490,7 @@ function withDefaults(opts: PretrainOptions) {
     maxSteps: opts.maxSteps,
     device: opts.device ?? 'cpu',
     precision: opts.precision ?? 'fp32',
+    bucketMb: opts.bucketMb ?? 25,
   };
   const positiveInts = ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const;
   for (const k of positiveInts) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`pretrain: ${k} must be a positive integer, got ${o[k]}`);
@@ -356,6 +498,7 @@ function withDefaults(opts: PretrainOptions) {
     if (!(Number.isInteger(o[k]) && o[k] >= 0)) throw new Error(`pretrain: ${k} must be a non-negative integer, got ${o[k]}`);
   if (o.maxSteps !== undefined && !(Number.isInteger(o.maxSteps) && o.maxSteps > 0)) throw new Error(`pretrain: maxSteps must be a positive integer, got ${o.maxSteps}`);
   if (!(o.blr > 0)) throw new Error(`pretrain: blr must be positive, got ${o.blr}`);
+  if (!(o.bucketMb > 0)) throw new Error(`pretrain: bucketMb must be positive, got ${o.bucketMb}`);
   if (o.lr !== undefined && !(o.lr > 0)) throw new Error(`pretrain: lr must be positive, got ${o.lr}`);
   if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
   if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);

@@ -125,10 +125,12 @@ AllocatorStats device_stats(int device);
 Allocator allocator_for(int device);
 
 // ---- host waits and copies (runtime.cu) ------------------------------------------------------------------------------
-// Every wait of the host for the device goes through wait_stream or wait_event, which count it (sync_count): a test
+// Every wait of the host for the device goes through wait_stream(_of) or wait_event, which count it (sync_count): a test
 // counts the waits of a training step, and a scan of native/cuda checks that nothing else waits.
 
 void wait_stream(Context& c, const char* what);
+// the same for another stream of `device` (the NCCL communicator's)
+void wait_stream_of(int device, cudaStream_t stream, const char* what);
 void wait_event(int device, cudaEvent_t e, const char* what);
 uint64_t sync_count(int device);
 // dst (host) = src (device) after the queued work; waits, and throws the pending device fault if there is one

@@ -44,15 +44,17 @@ int current_device() {
 
 uint64_t sync_count(int device) { return device >= 0 && device < kMaxDevices ? g_syncs[device].load() : 0; }
 
-void wait_stream(Context& c, const char* what) {
-  g_syncs[c.device]++;
-  const cudaError_t e = cudaStreamSynchronize(c.stream);
+void wait_stream_of(int device, cudaStream_t stream, const char* what) {
+  g_syncs[device]++;
+  const cudaError_t e = cudaStreamSynchronize(stream);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    throw Error(std::string(what) + " on cuda:" + std::to_string(c.device) + ": " + cudaGetErrorName(e) + " (" +
+    throw Error(std::string(what) + " on cuda:" + std::to_string(device) + ": " + cudaGetErrorName(e) + " (" +
                 cudaGetErrorString(e) + ")");
   }
 }
+
+void wait_stream(Context& c, const char* what) { wait_stream_of(c.device, c.stream, what); }
 
 void wait_event(int device, cudaEvent_t ev, const char* what) {
   g_syncs[device]++;

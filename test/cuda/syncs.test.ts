@@ -40,7 +40,7 @@ describe('host waits in native/cuda', () => {
   it('happen only in the counted helpers of runtime.cu', () => {
     const waits = /\b(cudaStreamSynchronize|cudaEventSynchronize|cudaDeviceSynchronize|cudaStreamQuery|cudaMemcpy\s*\(|cudaMemcpy2D\s*\(|cudaFree\s*\(|cudaFreeHost\s*\()/;
     const allowed: Record<string, string[]> = {
-      cudaStreamSynchronize: ['wait_stream'],
+      cudaStreamSynchronize: ['wait_stream_of'],
       cudaEventSynchronize: ['wait_event'],
       'cudaFree(': ['release_cache'],
     };
@@ -59,7 +59,7 @@ describe('host waits in native/cuda', () => {
     expect(found).toEqual([]);
     const runtime = sources.get('runtime.cu')!;
     // the helpers count what they do
-    for (const fn of ['wait_stream', 'wait_event', 'release_cache']) {
+    for (const fn of ['wait_stream_of', 'wait_event', 'release_cache']) {
       const body = runtime.slice(runtime.search(new RegExp(`^\\w[^\\n]*\\b${fn}\\(`, 'm')));
       expect(body.slice(0, body.indexOf('\n}')), fn).toMatch(/g_syncs\[[^\]]+\]\+\+/);
     }

@@ -1,5 +1,5 @@
 // DataLoader on synthetic in-memory data, in-process (vitest runs the TS sources): seeded order, coverage, startAt,
-// dropLast, normalisation, channel replication, stall accounting; and worker failure handling with small plain-JS
+// dropLast, shards of a data-parallel run, normalisation, channel replication, stall accounting; and worker failure handling with small plain-JS
 // worker scripts passed as workerUrl (the real compiled worker is checked in worker.test.ts).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,6 +51,29 @@ describe('DataLoader (in-process)', () => {
     expect(orders[0]).not.toEqual(Array.from({ length: 53 }, (_, i) => i));
     const noShuffle = await collect(new DataLoader(ds, { ...base, shuffle: false }), 3);
     expect(noShuffle.flatMap((b) => Array.from(b.indices))).toEqual(Array.from({ length: 53 }, (_, i) => i));
+  });
+
+  it("cuts each global batch into the ranks' disjoint slices, augmented as one process at the whole batch augments them", async () => {
+    const opts = { ...base, augment: true, imageSize: 5, dropLast: true };
+    const whole = await collect(new DataLoader(ds, { ...opts, batchSize: 12 }), 1);
+    const ranks = await Promise.all([0, 1, 2].map((rank) => collect(new DataLoader(ds, { ...opts, batchSize: 4, shard: { rank, count: 3 } }), 1)));
+    expect(whole).toHaveLength(4); // floor(53 / 12)
+    for (const r of ranks) expect(r).toHaveLength(4);
+    whole.forEach((w, step) => {
+      expect(w.start).toBe(step * 12);
+      const parts = ranks.map((r) => r[step]!);
+      parts.forEach((p, rank) => expect(p.start).toBe(step * 12 + rank * 4));
+      expect(parts.flatMap((p) => Array.from(p.indices))).toEqual(Array.from(w.indices));
+      const images = new Float32Array(w.images.length);
+      parts.forEach((p, rank) => images.set(p.images, rank * p.images.length));
+      expect(images).toEqual(w.images);
+    });
+    // a resumed rank continues at the same slice
+    const resumed = await collect(new DataLoader(ds, { ...opts, batchSize: 4, shard: { rank: 2, count: 3 } }), 1, 3);
+    expect(Array.from(resumed[0]!.indices)).toEqual(Array.from(ranks[2]![3]!.indices));
+    expect(() => new DataLoader(ds, { ...base, shard: { rank: 0, count: 2 } })).toThrow(/needs dropLast/);
+    expect(() => new DataLoader(ds, { ...base, dropLast: true, shard: { rank: 2, count: 2 } })).toThrow(/0 <= rank < count/);
+    expect(() => new DataLoader(ds, { ...base, batchSize: 27, dropLast: true, shard: { rank: 0, count: 2 } })).toThrow(/27 x 2 ranks > dataset length 53/);
   });
 
   it('gives identical batches (augmented) for the same seed, different ones for another seed', async () => {
