@@ -9,7 +9,7 @@ export { noGrad } from './autograd.js';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
-export { MaskedAutoencoder, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, interpolatePosEmbed, deviceStepCheck } from './mae/index.js';
+export { MaskedAutoencoder, checkPrecision, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, interpolatePosEmbed, deviceStepCheck } from './mae/index.js';
 export type { MaeConfig, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking, Precision, DeviceStepCheckOptions, DeviceStepCheckResult, PretrainedReport } from './mae/index.js';
 export { AdamW, cosineLr, scaledLr, type AdamWOptions } from './optim/index.js';
 export * as data from './data/index.js';
@@ -22,6 +22,7 @@ export { saveCheckpoint, loadCheckpoint, loadModel, type CheckpointMeta, type Tr
 export { openDataset, syntheticDataset, type DataSource, type DataKind } from './train/data.js';
 export { writeReconstructions } from './train/visualize.js';
 export { info, setNumThreads, type Info } from './info.js';
+export type { NativeDnnlInfo } from './native.js';
 export { LARS, type LarsOptions } from './optim/lars.js';
 export { paramGroupsLrd, layerIdForVit, type LrdOptions } from './optim/lr_decay.js';
 export { VisionTransformerClassifier, ProbeHead, BatchNormNoAffine, classifierConfigFrom, dropPath, type ClassifierConfig } from './classify/model.js';

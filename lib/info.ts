@@ -1,10 +1,11 @@
 /**
  * What this installation is: package and Node versions, which native addon was loaded (local build or prebuilt) and
- * from where, its backends, BLAS and threads, and the CUDA backend (devices, driver/runtime, cuBLASLt, precisions).
+ * from where, its backends, BLAS and threads, oneDNN (bf16 on the CPU: the ISA it runs), and the CUDA backend (devices,
+ * driver/runtime, cuBLASLt, precisions).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo } from './native.js';
+import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo, type NativeDnnlInfo } from './native.js';
 
 export interface Info {
   version: string;
@@ -23,7 +24,11 @@ export interface Info {
   cudaBuilt: boolean;
   /** whether the CUDA backend can be used (devices, versions) and, when not, why */
   cuda: NativeCudaInfo;
-  /** the compute precisions per backend: fp32 everywhere, bf16 (fp32 accumulation) on CUDA */
+  /** oneDNN, which runs the CPU's bf16 matrix products: whether it loaded (else why), its ISA, native bf16 or not */
+  dnnl: NativeDnnlInfo;
+  /** how CPU kernels round float32 to bfloat16 (the AVX512-BF16 instruction or the integer fallback) */
+  bf16Convert: string;
+  /** the compute precisions per backend: fp32 everywhere, bf16 (fp32 accumulation) on CUDA and, with oneDNN, the CPU */
   precisions: { cpu: string[]; cuda: string[] };
 }
 
@@ -44,7 +49,9 @@ export function info(): Info {
     compiler: n.compiler,
     cudaBuilt: n.cudaBuilt,
     cuda: n.cuda,
-    precisions: { cpu: ['fp32'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
+    dnnl: n.dnnl,
+    bf16Convert: n.bf16Convert,
+    precisions: { cpu: n.dnnl.available ? ['fp32', 'bf16'] : ['fp32'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
   };
 }
 

@@ -49,6 +49,21 @@ export interface NativeCudaInfo {
   devices?: NativeCudaDevice[];
 }
 
+/** oneDNN (libdnnl.so.2), opened at run time for bf16 matrix products on the CPU. */
+export interface NativeDnnlInfo {
+  available: boolean;
+  /** why it could not be loaded */
+  reason?: string;
+  /** the file loaded (or looked for) */
+  library: string;
+  version?: string;
+  /** the instruction set its kernels run on (dnnl_get_effective_cpu_isa), e.g. 'avx512_core_bf16', 'avx512_core_amx' */
+  isa?: string;
+  /** whether that ISA computes bf16 products natively (AVX512-BF16 or AMX); otherwise oneDNN emulates them */
+  bf16Native?: boolean;
+  amx?: boolean;
+}
+
 export interface NativeInfo {
   backends: string[];
   blas: string;
@@ -58,6 +73,9 @@ export interface NativeInfo {
   compiler: string;
   cudaBuilt: boolean;
   cuda: NativeCudaInfo;
+  dnnl: NativeDnnlInfo;
+  /** how CPU kernels round float32 to bfloat16: the AVX512-BF16 instruction, or the integer fallback */
+  bf16Convert: string;
 }
 
 export interface NativeAddon {
@@ -89,7 +107,7 @@ export interface NativeAddon {
   /** Entries in the table of shared tensors (for leak checks). */
   sharedTensorCount(): number;
 
-  /** weightBf16: a bfloat16 copy of weight (CUDA) that the product reads instead of converting weight */
+  /** weightBf16: a bfloat16 copy of weight that the product reads instead of converting weight */
   linear(x: T, weight: T, bias: T | null, weightBf16?: T | null): T;
   linearBackward(x: T, weight: T, dy: T, needDx: boolean, hasBias: boolean, weightBf16?: T | null): [T | null, T, T | null];
   layerNorm(x: T, weight: T, bias: T, eps: number): [T, T, T];

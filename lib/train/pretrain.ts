@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
-import { MaskedAutoencoder, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
+import { MaskedAutoencoder, checkPrecision, getPreset, type MaeConfig, type Precision } from '../mae/index.js';
 import { native } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -53,7 +53,7 @@ export interface PretrainOptions {
   threads?: number;
   /** where the model trains: 'cpu' (default), 'cuda' or 'cuda:N'; CUDA that cannot be used is an Error saying why */
   device?: string;
-  /** activation precision: 'fp32' (default) or 'bf16' (CUDA only; fp32 master weights, optimizer and loss) */
+  /** activation precision: 'fp32' (default) or 'bf16' (CUDA, or the CPU with oneDNN; fp32 master weights, optimizer and loss) */
   precision?: Precision;
   /** data-loading worker threads (default 1) */
   workers?: number;
@@ -362,14 +362,13 @@ function withDefaults(opts: PretrainOptions) {
   return o;
 }
 
-/** The device and precision options: a clear Error for a bad name, CUDA that cannot be used, or bf16 off CUDA. */
+/** The device and precision options: a clear Error for a bad name, CUDA that cannot be used, or bf16 on a CPU without oneDNN. */
 function checkDevice(device: string, precision: string): void {
   if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
     throw new Error(`pretrain: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
   if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`pretrain: precision must be 'fp32' or 'bf16', got '${precision}'`);
   if (device === 'cpu') {
-    if (precision === 'bf16')
-      throw new Error(`pretrain: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
+    checkPrecision(precision, 'pretrain');
     return;
   }
   const cuda = native.info().cuda;

@@ -7,6 +7,9 @@
 // floats) and runs the five products through one register-blocked micro-kernel (8 rows x 16 columns of accumulators
 // with AVX-512, 4 x 16 with AVX2; a broadcast operand times a contiguous row), which the compiler vectorises.
 // Queries go in blocks of at most 64 rows, so scratch stays O(64 N) per thread; exp is the vectorised one of vexp.h.
+// qkv, out, dout and dqkv may each be float32 or bfloat16: packing widens a head's rows to float32 and the results
+// are rounded once when written, so every product accumulates in float32 and the softmax statistics (lse, float32)
+// come from float32 scores.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -80,20 +83,24 @@ struct Head {
         dk(backward ? N * hp : 0, 0.0f), dv(backward ? N * hp : 0, 0.0f), s(kBlock * np, 0.0f),
         p(backward ? kBlock * np : 0, 0.0f), o(backward ? 0 : kBlock * hp, 0.0f) {}
 
-  // packs head h of one batch entry (base points at qkv[b, 0, 0]); q is pre-scaled
-  void pack(const float* base, int64_t h, float scale) {
+  std::vector<float> row = std::vector<float>(3 * hp);  // one token's q, k, v of this head in float32
+
+  // packs head h of batch entry b of qkv [B, N, 3D]; q is pre-scaled
+  void pack(const TensorView& qkv, int64_t b, int64_t h, float scale) {
     const bool backward = !k.empty();
     for (int64_t i = 0; i < N; i++) {
-      const float* row = base + i * 3 * D + h * hd;
+      const int64_t at = (b * N + i) * 3 * D + h * hd;
+      const float *rq = in_row(qkv, at, hd, row.data()), *rk = in_row(qkv, at + D, hd, row.data() + hp),
+                  *rv = in_row(qkv, at + 2 * D, hd, row.data() + 2 * hp);
       for (int64_t d = 0; d < hd; d++) {
-        q[i * hp + d] = row[d] * scale;
-        kt[d * np + i] = row[D + d];
-        v[i * hp + d] = row[2 * D + d];
+        q[i * hp + d] = rq[d] * scale;
+        kt[d * np + i] = rk[d];
+        v[i * hp + d] = rv[d];
       }
       if (backward)
         for (int64_t d = 0; d < hd; d++) {
-          k[i * hp + d] = row[D + d];
-          vt[d * np + i] = row[2 * D + d];
+          k[i * hp + d] = rk[d];
+          vt[d * np + i] = rv[d];
         }
     }
   }
@@ -107,8 +114,7 @@ struct Head {
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse) {
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
-  const float* QKV = qkv.f32();
-  float *OUT = out.f32(), *LSE = lse.f32();
+  float* LSE = lse.f32();
 #pragma omp parallel
   {
     Head t(N, D, hd, false);
@@ -116,7 +122,7 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
-      t.pack(QKV + b * N * 3 * D, h, scale);
+      t.pack(qkv, b, h, scale);
       for (int64_t i0 = 0; i0 < N; i0 += kBlock) {
         const int64_t m = std::min(kBlock, N - i0);
         t.scores(i0, m);
@@ -141,9 +147,12 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
         // o = P v
         matmul(m, hp, N, t.s.data(), np, 1, t.v.data(), hp, t.o.data(), hp, false);
         for (int64_t r = 0; r < m; r++) {
-          float* dst = OUT + (b * N + i0 + r) * D + h * hd;
-          const float* src = t.o.data() + r * hp;
-          for (int64_t d = 0; d < hd; d++) dst[d] = src[d];
+          const int64_t at = (b * N + i0 + r) * D + h * hd;
+          float* src = t.o.data() + r * hp;
+          float* dst = out_row(out, at, src);
+          if (dst != src)
+            for (int64_t d = 0; d < hd; d++) dst[d] = src[d];
+          out_row_done(out, at, hd, src);
         }
       }
     }
@@ -154,19 +163,19 @@ void attention_backward(const TensorView& qkv, const TensorView& out, const Tens
                         int num_heads, TensorView& dqkv) {
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
-  const float *QKV = qkv.f32(), *OUT = out.f32(), *DOUT = dout.f32(), *LSE = lse.f32();
-  float* DQKV = dqkv.f32();
+  const float* LSE = lse.f32();
 #pragma omp parallel
   {
     Head t(N, D, hd, true);
     const int64_t np = t.np, hp = t.hp;
-    std::vector<float> delta(N);
+    std::vector<float> delta(N), ob(hd), gb(hd), rowb(3 * hd);
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
-      t.pack(QKV + b * N * 3 * D, h, scale);
+      t.pack(qkv, b, h, scale);
       for (int64_t i = 0; i < N; i++) {
-        const float *o = OUT + (b * N + i) * D + h * hd, *g = DOUT + (b * N + i) * D + h * hd;
+        const float *o = in_row(out, (b * N + i) * D + h * hd, hd, ob.data()),
+                    *g = in_row(dout, (b * N + i) * D + h * hd, hd, gb.data());
         float acc = 0.0f;
         for (int64_t d = 0; d < hd; d++) {
           acc += o[d] * g[d];
@@ -203,17 +212,22 @@ void attention_backward(const TensorView& qkv, const TensorView& out, const Tens
         matmul(m, hp, N, t.p.data(), np, 1, t.k.data(), hp, t.dq.data(), hp, false);
         matmul(N, hp, m, t.p.data(), 1, np, t.q.data() + i0 * hp, hp, t.dk.data(), hp, true);
         for (int64_t r = 0; r < m; r++) {
-          float* row = DQKV + (b * N + i0 + r) * 3 * D + h * hd;
+          const int64_t at = (b * N + i0 + r) * 3 * D + h * hd;
+          float* row = out_row(dqkv, at, rowb.data());
           const float* dq = t.dq.data() + r * hp;
           for (int64_t d = 0; d < hd; d++) row[d] = dq[d] * scale;
+          out_row_done(dqkv, at, hd, row);
         }
       }
       for (int64_t i = 0; i < N; i++) {
-        float* row = DQKV + (b * N + i) * 3 * D + h * hd;
+        const int64_t at = (b * N + i) * 3 * D + h * hd;
+        float *rk = out_row(dqkv, at + D, rowb.data()), *rv = out_row(dqkv, at + 2 * D, rowb.data() + hd);
         for (int64_t d = 0; d < hd; d++) {
-          row[D + d] = t.dk[i * hp + d];
-          row[2 * D + d] = t.dv[i * hp + d];
+          rk[d] = t.dk[i * hp + d];
+          rv[d] = t.dv[i * hp + d];
         }
+        out_row_done(dqkv, at + D, hd, rk);
+        out_row_done(dqkv, at + 2 * D, hd, rv);
       }
     }
   }

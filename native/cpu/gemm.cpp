@@ -7,6 +7,12 @@
 // own block of the output, so one thread team does all the work of a step. A multi-threaded OpenBLAS keeps a second
 // pool of threads that competes with the OpenMP team for the same cores at every op boundary: inside a training
 // step its sgemms ran at ~180 GFLOP/s on 2 cores, these blocks at ~220 (benchmarks/README.md).
+//
+// bfloat16: a product with a bfloat16 operand (x, dy, or w: the bf16 weight shadow the bindings pass in its place)
+// runs in bfloat16 through oneDNN's matmul (dnnl.cpp; AMX or AVX512-BF16 where the CPU has them), accumulating in
+// float32: y and dx in their own dtype (bfloat16 activations), dW float32 (the master weights' gradient), the bias
+// fused into the forward product; db is summed in float32 from dy. A float32 operand of such a product is rounded
+// to bfloat16 first (a weight without a shadow).
 #include <cblas.h>
 #include <omp.h>
 
@@ -58,11 +64,44 @@ void sgemm_block(const Block& k, bool ta, bool tb, int64_t K, const float* A, in
               C + k.r0 * ldc + k.c0, ldc);
 }
 
+// t as a bfloat16 operand: t's memory, or a rounded copy from the CPU allocator, freed with this object
+struct Bf16 {
+  const void* p;
+  void* owned = nullptr;
+  size_t bytes = 0;
+  explicit Bf16(const TensorView& t) : p(t.data) {
+    if (t.dtype == DType::BF16) return;
+    bytes = (size_t)t.numel() * 2;
+    owned = allocator.alloc(bytes);
+    TensorView copy{owned, t.shape, DType::BF16, t.device};
+    convert(t, copy);
+    p = owned;
+  }
+  ~Bf16() {
+    if (owned) allocator.free(owned, bytes);
+  }
+  Bf16(const Bf16&) = delete;
+  Bf16& operator=(const Bf16&) = delete;
+};
+
+bool any_bf16(std::initializer_list<const TensorView*> ts) {
+  for (const TensorView* t : ts)
+    if (t->dtype == DType::BF16) return true;
+  return false;
+}
+
 }  // namespace
 
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
-  const float *X = x.f32(), *W = w.f32(), *Bias = b ? b->f32() : nullptr;
+  const float* Bias = b ? b->f32() : nullptr;
+  if (any_bf16({&x, &w})) {
+    const Bf16 X(x), W(w);
+    matmul(mat(M, K, false, DType::BF16), X.p, mat(K, N, true, DType::BF16), W.p, Bias, 1.0f, mat(M, N, false, y.dtype),
+           y.data);
+    return;
+  }
+  const float *X = x.f32(), *W = w.f32();
   float* Y = y.f32();
 #pragma omp parallel if (M * N * K >= kGemmGrain)
   {
@@ -76,6 +115,21 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView* 
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy, TensorView* dx, TensorView& dw,
                      TensorView* db) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
+  if (any_bf16({&x, &w, &dy})) {
+    const Bf16 X(x), W(w), DY(dy);
+    const MatDesc dym = mat(M, N, false, DType::BF16);
+    if (dx) matmul(dym, DY.p, mat(N, K, false, DType::BF16), W.p, nullptr, 1.0f, mat(M, K, false, dx->dtype), dx->data);
+    matmul(mat(N, M, true, DType::BF16), DY.p, mat(M, K, false, DType::BF16), X.p, nullptr, 1.0f,
+           mat(N, K, false, dw.dtype), dw.data);
+    if (db) {
+#pragma omp parallel if (M * N >= kParallelGrain)
+      {
+        const Part p = thread_part(N);
+        column_sums(dy, M, N, p.lo, p.hi, db->f32());
+      }
+    }
+    return;
+  }
   const float *X = x.f32(), *W = w.f32(), *DY = dy.f32();
 #pragma omp parallel if (M * N * K >= kGemmGrain)
   {
@@ -83,7 +137,7 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
     sgemm_block(thread_block(N, K), true, false, M, DY, N, X, K, 0.0f, dw.f32(), K);
     if (db) {
       const Part p = thread_part(N);
-      column_sums(DY, M, N, p.lo, p.hi, db->f32());
+      column_sums(dy, M, N, p.lo, p.hi, db->f32());
     }
   }
 }

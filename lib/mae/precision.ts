@@ -1,0 +1,40 @@
+/**
+ * The precision of a forward pass: fp32, or bf16 (bfloat16 activations, fp32 arithmetic inside the kernels, fp32
+ * master weights and statistics), with the check that tells before any work why bf16 cannot run here.
+ */
+import { native } from '../native.js';
+import type { Tensor } from '../tensor.js';
+
+/**
+ * Activation precision: 'fp32', or 'bf16' (CUDA, or the CPU with oneDNN): the images are cast to bfloat16 at the
+ * patch embedding and every activation after it is bfloat16 (fp32 arithmetic inside the kernels); the weights stay
+ * fp32 master copies, LayerNorm statistics, the attention lse and the loss stay fp32.
+ */
+export type Precision = 'fp32' | 'bf16';
+
+/** why oneDNN cannot be loaded ('' when it can); asked once, since a load is tried once per process */
+let dnnlReason: string | undefined;
+
+/**
+ * The precision option of `where`: 'fp32' (default) or 'bf16', which on the CPU needs oneDNN (native/cpu/dnnl.cpp,
+ * loaded on first use): an Error that says why it cannot be had, before any work.
+ */
+export function checkPrecision(precision: unknown, where: string, device = 'cpu'): Precision {
+  const p = precision ?? 'fp32';
+  if (p !== 'fp32' && p !== 'bf16') throw new Error(`${where}: precision must be 'fp32' or 'bf16', got '${String(p)}'`);
+  if (p === 'bf16' && !device.startsWith('cuda')) {
+    dnnlReason ??= native.info().dnnl.reason ?? '';
+    if (dnnlReason) throw new Error(`${where}: precision 'bf16' on the CPU needs oneDNN, which is unavailable: ${dnnlReason}; use precision 'fp32'`);
+  }
+  return p;
+}
+
+/** imgs in bfloat16 on their device (for precision 'bf16'). */
+export function toBf16(imgs: Tensor): Tensor {
+  return imgs.dtype === 'bfloat16' ? imgs : imgs.to(imgs.device, 'bfloat16');
+}
+
+/** x in float32 (features handed to the caller are float32 whatever the precision they were computed in). */
+export function toFloat32(x: Tensor): Tensor {
+  return x.dtype === 'float32' ? x : x.to(x.device, 'float32');
+}
