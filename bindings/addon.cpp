@@ -138,6 +138,7 @@ Napi::Value info(const Args& a) {
       dn.Set("isa", d.isa);
       dn.Set("bf16Native", d.bf16_native);
       dn.Set("amx", d.amx);
+      dn.Set("bf16Matmul", d.bf16_matmul);
     }
     o.Set("dnnl", dn);
     o.Set("bf16Convert", cpu::bf16_convert_native() ? "avx512_bf16 (vcvtneps2bf16)" : "integer round-to-nearest-even");

@@ -636,9 +636,11 @@ function cmdInfo(): void {
     ['precision', `cpu: ${i.precisions.cpu.join(', ')}; cuda: ${i.precisions.cuda.join(', ') || '-'}`],
     [
       'onednn',
-      i.dnnl.available
-        ? `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 ${i.dnnl.bf16Native ? `native${i.dnnl.amx ? ' (AMX)' : ' (AVX512-BF16)'}` : 'emulated (no AVX512-BF16 or AMX: slower)'}`
-        : `unavailable (bf16 on the CPU needs it): ${i.dnnl.reason ?? 'unknown reason'}`,
+      !i.dnnl.available
+        ? `unavailable (${i.dnnl.reason ?? 'unknown reason'}): bf16 products run on the BLAS (widened copies, slower)`
+        : !i.dnnl.bf16Matmul
+          ? `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, no bf16 matmul kernel on this CPU (oneDNN needs AVX-512): bf16 products run on the BLAS`
+          : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ${i.dnnl.bf16Native ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'})` : 'emulated on AVX-512 (no AVX512-BF16 or AMX: slower)'}`,
     ],
     ['bf16 rounding', i.bf16Convert],
     ['cuda library', `${i.cudaBuilt ? 'built with this addon' : 'not built with this addon'}: ${c.library}`],

@@ -28,7 +28,7 @@ export interface Info {
   dnnl: NativeDnnlInfo;
   /** how CPU kernels round float32 to bfloat16 (the AVX512-BF16 instruction or the integer fallback) */
   bf16Convert: string;
-  /** the compute precisions per backend: fp32 everywhere, bf16 (fp32 accumulation) on CUDA and, with oneDNN, the CPU */
+  /** the compute precisions per backend: fp32 and bf16 (fp32 accumulation) on the CPU, and on CUDA when available */
   precisions: { cpu: string[]; cuda: string[] };
 }
 
@@ -51,7 +51,7 @@ export function info(): Info {
     cuda: n.cuda,
     dnnl: n.dnnl,
     bf16Convert: n.bf16Convert,
-    precisions: { cpu: n.dnnl.available ? ['fp32', 'bf16'] : ['fp32'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
+    precisions: { cpu: ['fp32', 'bf16'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
   };
 }
 

@@ -62,6 +62,8 @@ export interface NativeDnnlInfo {
   /** whether that ISA computes bf16 products natively (AVX512-BF16 or AMX); otherwise oneDNN emulates them */
   bf16Native?: boolean;
   amx?: boolean;
+  /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up); else bf16 products run on the BLAS */
+  bf16Matmul?: boolean;
 }
 
 export interface NativeInfo {

@@ -189,7 +189,7 @@ export class VisionTransformerClassifier extends Module {
       );
     const pos = posEmbedFor(this.pos_embed, c.imgSize / p, p, s[2]!, s[3]!);
     const L = pos.shape[1]! - 1;
-    checkPrecision(precision, 'classifier', imgs.device);
+    checkPrecision(precision, 'classifier');
     let x = ops.add(this.patch_embed.forward(precision === 'bf16' ? toBf16(imgs) : imgs), ops.sliceTokens(pos, 1, L));
     x = ops.catTokens(ops.add(this.cls_token, ops.sliceTokens(pos, 0, 1)), x);
     this.blocks.items.forEach((blk, i) => {

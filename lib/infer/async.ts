@@ -143,7 +143,7 @@ const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Er
  */
 export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor, precision: Precision = 'fp32'): Promise<Tensor> {
   if (!(images instanceof Tensor)) throw new Error(`${op}Async: images must be a Tensor`);
-  checkPrecision(precision, `${op}Async`, model.device);
+  checkPrecision(precision, `${op}Async`);
   if (model.device !== 'cpu') return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images, { precision }) : toFloat32(model.forward(images, { precision }) as Tensor))));
   if (!existsSync(fileURLToPath(workerUrl)))
     throw new Error(`${op}Async: ${fileURLToPath(workerUrl)} is missing; worker threads need the compiled package (npm run build)`);

@@ -217,7 +217,7 @@ export class MaskedAutoencoder extends Module {
 
   forward(imgs: Tensor, opts: ForwardOptions = {}): ForwardResult {
     this.checkImages(imgs, 'forward');
-    const precision = checkPrecision(opts.precision, 'forward', imgs.device);
+    const precision = checkPrecision(opts.precision, 'forward');
     const B = imgs.shape[0]!;
     const L = this.numPatches;
     const device = imgs.device;
@@ -237,7 +237,7 @@ export class MaskedAutoencoder extends Module {
    */
   embed(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
     this.checkImages(imgs, 'embed', true);
-    const precision = checkPrecision(opts.precision, 'embed', imgs.device);
+    const precision = checkPrecision(opts.precision, 'embed');
     return noGrad(() => tidy(() => toFloat32(this.forwardEncoder(imgs, null, precision))));
   }
 

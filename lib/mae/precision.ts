@@ -1,8 +1,8 @@
 /**
  * The precision of a forward pass: fp32, or bf16 (bfloat16 activations, fp32 arithmetic inside the kernels, fp32
- * master weights and statistics), with the check that tells before any work why bf16 cannot run here.
+ * master weights and statistics). bf16 runs on every device: on the CPU its matrix products go through oneDNN (AMX
+ * or AVX512-BF16 where the CPU has them, `mae info` says which), else through the BLAS on widened copies.
  */
-import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 
 /**
@@ -12,20 +12,10 @@ import type { Tensor } from '../tensor.js';
  */
 export type Precision = 'fp32' | 'bf16';
 
-/** why oneDNN cannot be loaded ('' when it can); asked once, since a load is tried once per process */
-let dnnlReason: string | undefined;
-
-/**
- * The precision option of `where`: 'fp32' (default) or 'bf16', which on the CPU needs oneDNN (native/cpu/dnnl.cpp,
- * loaded on first use): an Error that says why it cannot be had, before any work.
- */
-export function checkPrecision(precision: unknown, where: string, device = 'cpu'): Precision {
+/** The precision option of `where`: 'fp32' (the default) or 'bf16'; anything else is an Error that names it. */
+export function checkPrecision(precision: unknown, where: string): Precision {
   const p = precision ?? 'fp32';
   if (p !== 'fp32' && p !== 'bf16') throw new Error(`${where}: precision must be 'fp32' or 'bf16', got '${String(p)}'`);
-  if (p === 'bf16' && !device.startsWith('cuda')) {
-    dnnlReason ??= native.info().dnnl.reason ?? '';
-    if (dnnlReason) throw new Error(`${where}: precision 'bf16' on the CPU needs oneDNN, which is unavailable: ${dnnlReason}; use precision 'fp32'`);
-  }
   return p;
 }
 

@@ -362,15 +362,12 @@ function withDefaults(opts: PretrainOptions) {
   return o;
 }
 
-/** The device and precision options: a clear Error for a bad name, CUDA that cannot be used, or bf16 on a CPU without oneDNN. */
+/** The device and precision options: a clear Error for a bad name or CUDA that cannot be used. */
 function checkDevice(device: string, precision: string): void {
   if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
     throw new Error(`pretrain: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
-  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`pretrain: precision must be 'fp32' or 'bf16', got '${precision}'`);
-  if (device === 'cpu') {
-    checkPrecision(precision, 'pretrain');
-    return;
-  }
+  checkPrecision(precision, 'pretrain');
+  if (device === 'cpu') return;
   const cuda = native.info().cuda;
   if (!cuda.available) throw new Error(`pretrain: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
   const index = device === 'cuda' ? 0 : Number(device.slice(5));

@@ -44,6 +44,7 @@ struct DnnlInfo {
   bool available = false;
   std::string reason, library, version, isa;
   bool bf16_native = false, amx = false;
+  bool bf16_matmul = false;  // oneDNN has bf16 matmul kernels here (else gemm.cpp runs bf16 products on the BLAS)
 };
 const DnnlInfo& dnnl_info();
 // one operand of a matmul: up to 4 dimensions (batch dimensions first, then rows and columns), strides in elements
@@ -55,10 +56,12 @@ struct MatDesc {
 };
 // a [rows, cols] matrix stored row-major, or (transposed) the transpose of a row-major [cols, rows] one
 MatDesc mat(int64_t rows, int64_t cols, bool transposed, DType dtype);
-// C = alpha A B (+ bias [N], float32) with oneDNN: A [..., M, K], B [..., K, N], C [..., M, N]; returns the name of
-// the implementation oneDNN ran. Throws mae::Error when oneDNN cannot be loaded (with the reason) or fails.
-std::string matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
-                   const MatDesc& c, void* C);
+// C = alpha A B (+ bias [N], float32) with oneDNN: A [..., M, K], B [..., K, N], C [..., M, N]. false (nothing
+// done) when oneDNN is not loaded or has no kernel for this product on this CPU; throws mae::Error if it fails.
+bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
+            const MatDesc& c, void* C);
+// the name of the implementation oneDNN runs for such a product (e.g. "brg:avx512_core_bf16"), "" for none
+std::string matmul_impl(const MatDesc& a, const MatDesc& b, bool bias, const MatDesc& c);
 
 // allocator.cpp
 extern const Allocator allocator;

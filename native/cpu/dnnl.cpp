@@ -12,6 +12,8 @@
 // dtype and alpha and kept (the cache below); each call wraps the pointers in memory objects and runs on a stream of
 // its own thread, with a scratchpad from the CPU allocator, so calls from several threads (worker threads of
 // embedAsync) are safe. oneDNN runs on the OpenMP runtime the addon uses (libgomp), on get_num_threads() threads.
+// A product oneDNN cannot run (not loaded, or no kernel for it on this CPU: oneDNN 2.x has no bf16 matmul below
+// AVX-512) returns false, and the caller computes it another way (gemm.cpp).
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <sys/stat.h>
@@ -160,6 +162,8 @@ void load() {
   info.available = true;
 }
 
+
+
 void check(dnnl_status_t s, const char* what, const std::string& shape) {
   if (s != dnnl_success)
     throw Error("oneDNN matmul " + shape + ": " + what + " failed (dnnl_status_t " + std::to_string((int)s) + ")");
@@ -229,6 +233,12 @@ std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, f
   dnnl_primitive_desc_t pd = nullptr;
   if (s == dnnl_success) s = api.dnnl_primitive_desc_create(&pd, &desc, attr, engine, nullptr);
   api.dnnl_primitive_attr_destroy(attr);
+  if (s == dnnl_unimplemented) {
+    // no oneDNN kernel for this product on this CPU (bf16 below AVX-512 in oneDNN 2.x): remembered as such
+    std::lock_guard<std::mutex> lock(cache_mu);
+    cache[key] = nullptr;
+    return nullptr;
+  }
   check(s, "primitive descriptor", shape);
   auto prim = std::make_shared<Prim>();
   const char* impl = nullptr;
@@ -277,7 +287,12 @@ struct Mems {
 }  // namespace
 
 const DnnlInfo& dnnl_info() {
-  std::call_once(once, load);
+  std::call_once(once, [] {
+    load();
+    // whether oneDNN has a bf16 matmul kernel on this CPU (oneDNN 2.x needs AVX-512), tried on a small product
+    const MatDesc m = mat(16, 16, false, DType::BF16);
+    if (info.available) info.bf16_matmul = primitive(m, m, false, 1.0f, m) != nullptr;
+  });
   return info;
 }
 
@@ -286,12 +301,12 @@ MatDesc mat(int64_t rows, int64_t cols, bool transposed, DType dtype) {
   return d;
 }
 
-std::string matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
-                   const MatDesc& c, void* C) {
-  const DnnlInfo& in = dnnl_info();
-  if (!in.available) throw Error("bfloat16 matrix products on the CPU need oneDNN: " + in.reason);
+bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
+            const MatDesc& c, void* C) {
+  if (!dnnl_info().available) return false;
   const std::string shape = shape_of(a, b);
   std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, alpha, c);
+  if (!p) return false;
   Mems mems;
   std::vector<dnnl_exec_arg_t> args = {mems.arg(DNNL_ARG_SRC, a, A, shape), mems.arg(DNNL_ARG_WEIGHTS, b, B, shape),
                                        mems.arg(DNNL_ARG_DST, c, C, shape)};
@@ -311,7 +326,13 @@ std::string matmul(const MatDesc& a, const void* A, const MatDesc& b, const void
   if (st == dnnl_success) st = api.dnnl_stream_wait(s);
   if (scratch) allocator.free(scratch, p->scratch);
   check(st, "execution", shape);
-  return p->impl;
+  return true;
+}
+
+std::string matmul_impl(const MatDesc& a, const MatDesc& b, bool bias, const MatDesc& c) {
+  if (!dnnl_info().available) return "";
+  std::shared_ptr<Prim> p = primitive(a, b, bias, 1.0f, c);
+  return p ? p->impl : "";
 }
 
 }  // namespace mae::cpu
