@@ -3,7 +3,7 @@
 // so that the test stays short: about 20 s on a 2-core AMD EPYC. The two runs see
 // the same images, masks and initial weights; bf16 rounding makes their trajectories drift apart step by step, so the
 // loss is compared as a user reads it, averaged over windows of 20 steps: after step 100 every window of the bf16
-// run is within 2% of the fp32 run's. Both must have learned (the loss falls by more than half).
+// run is within 2% of the fp32 run's. Both must have learned (the loss falls by more than 30%).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ describe('pretrain in bf16 on the CPU', () => {
       worst = Math.max(worst, rel);
       expect(rel, `steps ${i + 1}-${i + 20}: bf16 ${mean(b, i)} vs fp32 ${mean(a, i)}`).toBeLessThan(0.02);
     }
-    for (const x of [a, b]) expect(mean(x, 280)).toBeLessThan(0.5 * mean(x, 0));
+    for (const x of [a, b]) expect(mean(x, 280)).toBeLessThan(0.7 * mean(x, 0));
     console.log(`bf16 vs fp32 pre-training: worst 20-step window after step 100 ${(100 * worst).toFixed(2)}%; last window fp32 ${mean(a, 280).toFixed(4)}, bf16 ${mean(b, 280).toFixed(4)}`);
   });
 });
