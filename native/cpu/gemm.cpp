@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -120,6 +121,13 @@ struct Output {
   }
 };
 
+// MAE_FP32_GEMM=onednn (read at each call, for benchmarks/matmul.ts): float32 products through oneDNN's matmul
+// instead of the BLAS blocks, to compare the two in one process (benchmarks/README.md has the numbers)
+bool fp32_onednn() {
+  const char* e = std::getenv("MAE_FP32_GEMM");
+  return e && std::strcmp(e, "onednn") == 0;
+}
+
 bool any_bf16(std::initializer_list<const TensorView*> ts) {
   for (const TensorView* t : ts)
     if (t->dtype == DType::BF16) return true;
@@ -155,7 +163,12 @@ void sgemm_backward(int64_t M, int64_t N, int64_t K, const float* X, const float
 void linear_forward(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
   const float* Bias = b ? b->f32() : nullptr;
-  if (!any_bf16({&x, &w})) return sgemm_forward(M, N, K, x.f32(), w.f32(), Bias, y.f32());
+  if (!any_bf16({&x, &w})) {
+    if (fp32_onednn() && matmul(mat(M, K, false, DType::F32), x.data, mat(K, N, true, DType::F32), w.data, Bias, 1.0f,
+                                mat(M, N, false, DType::F32), y.data))
+      return;
+    return sgemm_forward(M, N, K, x.f32(), w.f32(), Bias, y.f32());
+  }
   {
     const Bf16 X(x), W(w);
     if (matmul(mat(M, K, false, DType::BF16), X.p, mat(K, N, true, DType::BF16), W.p, Bias, 1.0f,
@@ -173,8 +186,24 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
                      TensorView* db) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
   float* DB = db ? db->f32() : nullptr;
-  if (!any_bf16({&x, &w, &dy}))
+  if (!any_bf16({&x, &w, &dy})) {
+    if (fp32_onednn()) {
+      const MatDesc dym = mat(M, N, false, DType::F32);
+      if (dx) matmul(dym, dy.data, mat(N, K, false, DType::F32), w.data, nullptr, 1.0f, mat(M, K, false, DType::F32), dx->data);
+      if (matmul(mat(N, M, true, DType::F32), dy.data, mat(M, K, false, DType::F32), x.data, nullptr, 1.0f,
+                 mat(N, K, false, DType::F32), dw.data)) {
+        if (DB) {
+#pragma omp parallel if (M * N >= kParallelGrain)
+          {
+            const Part p = thread_part(N);
+            column_sums(dy, M, N, p.lo, p.hi, DB);
+          }
+        }
+        return;
+      }
+    }
     return sgemm_backward(M, N, K, x.f32(), w.f32(), dy.f32(), dx ? dx->f32() : nullptr, dw.f32(), dy, DB);
+  }
   {
     const Bf16 X(x), W(w), DY(dy);
     const MatDesc dym = mat(M, N, false, DType::BF16), wm = mat(N, K, false, DType::BF16);
