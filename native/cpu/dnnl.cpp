@@ -33,32 +33,35 @@ namespace mae::cpu {
 
 namespace {
 
-// the oneDNN functions used, resolved from the library
+// the oneDNN functions used, resolved from the library by name
+#define MAE_DNNL_FUNCTIONS(X) \
+  X(dnnl_engine_create) \
+  X(dnnl_stream_create) \
+  X(dnnl_stream_destroy) \
+  X(dnnl_stream_wait) \
+  X(dnnl_memory_desc_init_by_strides) \
+  X(dnnl_matmul_desc_init) \
+  X(dnnl_primitive_attr_create) \
+  X(dnnl_primitive_attr_destroy) \
+  X(dnnl_primitive_attr_set_scratchpad_mode) \
+  X(dnnl_primitive_attr_set_output_scales) \
+  X(dnnl_primitive_desc_create) \
+  X(dnnl_primitive_desc_destroy) \
+  X(dnnl_primitive_desc_query) \
+  X(dnnl_primitive_desc_query_md) \
+  X(dnnl_memory_desc_get_size) \
+  X(dnnl_primitive_create) \
+  X(dnnl_primitive_destroy) \
+  X(dnnl_primitive_execute) \
+  X(dnnl_memory_create) \
+  X(dnnl_memory_destroy) \
+  X(dnnl_get_effective_cpu_isa) \
+  X(dnnl_version)
+
 struct Api {
-#define MAE_DNNL_FN(name) decltype(&::name) name = nullptr;
-  MAE_DNNL_FN(dnnl_engine_create)
-  MAE_DNNL_FN(dnnl_stream_create)
-  MAE_DNNL_FN(dnnl_stream_destroy)
-  MAE_DNNL_FN(dnnl_stream_wait)
-  MAE_DNNL_FN(dnnl_memory_desc_init_by_strides)
-  MAE_DNNL_FN(dnnl_matmul_desc_init)
-  MAE_DNNL_FN(dnnl_primitive_attr_create)
-  MAE_DNNL_FN(dnnl_primitive_attr_destroy)
-  MAE_DNNL_FN(dnnl_primitive_attr_set_scratchpad_mode)
-  MAE_DNNL_FN(dnnl_primitive_attr_set_output_scales)
-  MAE_DNNL_FN(dnnl_primitive_desc_create)
-  MAE_DNNL_FN(dnnl_primitive_desc_destroy)
-  MAE_DNNL_FN(dnnl_primitive_desc_query)
-  MAE_DNNL_FN(dnnl_primitive_desc_query_md)
-  MAE_DNNL_FN(dnnl_memory_desc_get_size)
-  MAE_DNNL_FN(dnnl_primitive_create)
-  MAE_DNNL_FN(dnnl_primitive_destroy)
-  MAE_DNNL_FN(dnnl_primitive_execute)
-  MAE_DNNL_FN(dnnl_memory_create)
-  MAE_DNNL_FN(dnnl_memory_destroy)
-  MAE_DNNL_FN(dnnl_get_effective_cpu_isa)
-  MAE_DNNL_FN(dnnl_version)
-#undef MAE_DNNL_FN
+#define MAE_DNNL_DECLARE(name) decltype(&::name) name = nullptr;
+  MAE_DNNL_FUNCTIONS(MAE_DNNL_DECLARE)
+#undef MAE_DNNL_DECLARE
 };
 
 Api api;
@@ -118,35 +121,14 @@ void load() {
                   " (install it, e.g. sudo apt-get install -y libdnnl2, or set MAE_DNNL_LIB to its path)";
     return;
   }
-#define MAE_DNNL_FN(name)                                                                  \
+#define MAE_DNNL_RESOLVE(name)                                                             \
   api.name = reinterpret_cast<decltype(api.name)>(dlsym(h, #name));                        \
   if (!api.name) {                                                                         \
     info.reason = info.library + " has no " #name ": oneDNN 2.x (libdnnl.so.2) is needed"; \
     return;                                                                                \
   }
-  MAE_DNNL_FN(dnnl_engine_create)
-  MAE_DNNL_FN(dnnl_stream_create)
-  MAE_DNNL_FN(dnnl_stream_destroy)
-  MAE_DNNL_FN(dnnl_stream_wait)
-  MAE_DNNL_FN(dnnl_memory_desc_init_by_strides)
-  MAE_DNNL_FN(dnnl_matmul_desc_init)
-  MAE_DNNL_FN(dnnl_primitive_attr_create)
-  MAE_DNNL_FN(dnnl_primitive_attr_destroy)
-  MAE_DNNL_FN(dnnl_primitive_attr_set_scratchpad_mode)
-  MAE_DNNL_FN(dnnl_primitive_attr_set_output_scales)
-  MAE_DNNL_FN(dnnl_primitive_desc_create)
-  MAE_DNNL_FN(dnnl_primitive_desc_destroy)
-  MAE_DNNL_FN(dnnl_primitive_desc_query)
-  MAE_DNNL_FN(dnnl_primitive_desc_query_md)
-  MAE_DNNL_FN(dnnl_memory_desc_get_size)
-  MAE_DNNL_FN(dnnl_primitive_create)
-  MAE_DNNL_FN(dnnl_primitive_destroy)
-  MAE_DNNL_FN(dnnl_primitive_execute)
-  MAE_DNNL_FN(dnnl_memory_create)
-  MAE_DNNL_FN(dnnl_memory_destroy)
-  MAE_DNNL_FN(dnnl_get_effective_cpu_isa)
-  MAE_DNNL_FN(dnnl_version)
-#undef MAE_DNNL_FN
+  MAE_DNNL_FUNCTIONS(MAE_DNNL_RESOLVE)
+#undef MAE_DNNL_RESOLVE
   Dl_info dl;
   if (dladdr(reinterpret_cast<void*>(api.dnnl_version), &dl) && dl.dli_fname) info.library = dl.dli_fname;
   const dnnl_version_t* v = api.dnnl_version();
