@@ -46,7 +46,7 @@ copyFileSync(gomp, join(release, 'libgomp.so.1'));
 chmodSync(join(release, 'libgomp.so.1'), 0o755);
 // oneDNN: the system's libdnnl.so.2 (libdnnl-dev, which the build needs, brings it) and what it needs beyond glibc,
 // libstdc++ and libgomp
-const dnnl = /libdnnl\.so\.2 => (\S+)/.exec(execFileSync('ldconfig', ['-p'], { encoding: 'utf8' }))?.[1];
+const dnnl = /libdnnl\.so\.2 \(.*\) => (\S+)/.exec(execFileSync('ldconfig', ['-p'], { encoding: 'utf8' }))?.[1];
 if (!dnnl) throw new Error('prebuild-backend: libdnnl.so.2 not found (apt-get install -y libdnnl-dev)');
 copyFileSync(dnnl, join(release, 'libdnnl.so.2'));
 const ocl = /libOpenCL\.so\.1 => (\S+)/.exec(execFileSync('ldd', [dnnl], { encoding: 'utf8' }))?.[1];
