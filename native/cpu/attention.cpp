@@ -10,6 +10,13 @@
 // qkv, out, dout and dqkv may each be float32 or bfloat16: packing widens a head's rows to float32 and the results
 // are rounded once when written, so every product accumulates in float32 and the softmax statistics (lse, float32)
 // come from float32 scores.
+//
+// bf16 with oneDNN (qkv, out, dout and dqkv bfloat16, and oneDNN has bf16 kernels here: AMX or AVX512-BF16): the
+// five products run as oneDNN batched matmuls over [batch, head] on strided views of qkv, out and dqkv (no copies),
+// a chunk of batch entries at a time so that the [b, H, N, N] scores stay within 16 MB: S = scale q k^T in float32,
+// softmax rows in float32 (lse kept), P rounded to bfloat16 for out = P v; backward recomputes S and P = exp(S - lse),
+// dP = dout v^T (float32), dS = P (dP - delta) rounded to bfloat16, then dq = scale dS k, dk = scale dS^T q and
+// dv = P^T dout written straight into dqkv.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -109,9 +116,132 @@ struct Head {
   void scores(int64_t i0, int64_t m) { matmul(m, np, hd, q.data() + i0 * hp, hp, 1, kt.data(), np, s.data(), np, false); }
 };
 
+// ---- bf16 through oneDNN ------------------------------------------------------------------------------------------
+
+// a [nb, H, rows, cols] view: batch stride sb, head stride sh, row stride sr, column stride sc
+MatDesc view4(int64_t nb, int64_t H, int64_t rows, int64_t cols, int64_t sb, int64_t sh, int64_t sr, int64_t sc,
+              DType t) {
+  return MatDesc{4, {nb, H, rows, cols}, {sb, sh, sr, sc}, t};
+}
+
+// scratch of n elements of `bytes` each from the CPU allocator, freed with this object
+struct Scratch {
+  void* p;
+  size_t bytes;
+  Scratch(int64_t n, size_t elem) : p(allocator.alloc(n * elem)), bytes(n * elem) {}
+  ~Scratch() { allocator.free(p, bytes); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* f32() const { return static_cast<float*>(p); }
+  uint16_t* bf16() const { return static_cast<uint16_t*>(p); }
+};
+
+bool use_onednn(std::initializer_list<const TensorView*> ts) {
+  for (const TensorView* t : ts)
+    if (t->dtype != DType::BF16) return false;
+  return dnnl_info().bf16_matmul;
+}
+
+// batch entries per chunk: [nb, H, N, N] float32 scores of at most 4M elements
+int64_t chunk_of(int64_t B, int64_t H, int64_t N) { return std::max<int64_t>(1, std::min(B, (int64_t(1) << 22) / (H * N * N))); }
+
+bool attention_forward_onednn(const TensorView& qkv, int64_t H, TensorView& out, TensorView& lse) {
+  const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H, nb = chunk_of(B, H, N);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  Scratch S(nb * H * N * N, 4), P(nb * H * N * N, 2);
+  for (int64_t b0 = 0; b0 < B; b0 += nb) {
+    const int64_t n = std::min(nb, B - b0), rows = n * H * N;
+    const uint16_t* base = bf16(qkv) + b0 * N * 3 * D;
+    const MatDesc q = view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16),
+                  kt = view4(n, H, hd, N, N * 3 * D, hd, 1, 3 * D, DType::BF16),
+                  s = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::F32),
+                  p = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::BF16),
+                  o = view4(n, H, N, hd, N * D, hd, D, 1, DType::BF16);
+    if (!matmul(q, base, kt, base + D, nullptr, scale, s, S.p)) return false;
+    float* LSE = lse.f32() + b0 * H * N;
+#pragma omp parallel if (rows * N >= kParallelGrain)
+    {
+      std::vector<float> e(N);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        const float* Sr = S.f32() + r * N;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < N; j++) mx = std::max(mx, Sr[j]);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < N; j++) {
+          e[j] = exp_nonpositive(Sr[j] - mx);
+          sum += e[j];
+        }
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int64_t j = 0; j < N; j++) e[j] *= inv;
+        to_bf16(e.data(), P.bf16() + r * N, N);
+        LSE[r] = mx + std::log(sum);
+      }
+    }
+    if (!matmul(p, P.p, view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16), base + 2 * D, nullptr, 1.0f, o,
+                bf16(out) + b0 * N * D))
+      return false;
+  }
+  return true;
+}
+
+bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, const TensorView& dout,
+                               const TensorView& lse, int64_t H, TensorView& dqkv) {
+  const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H, nb = chunk_of(B, H, N);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  Scratch S(nb * H * N * N, 4), P(nb * H * N * N, 2), dP(nb * H * N * N, 4), dS(nb * H * N * N, 2);
+  for (int64_t b0 = 0; b0 < B; b0 += nb) {
+    const int64_t n = std::min(nb, B - b0), rows = n * H * N;
+    const uint16_t* base = bf16(qkv) + b0 * N * 3 * D;
+    const uint16_t* g = bf16(dout) + b0 * N * D;
+    uint16_t* dbase = bf16(dqkv) + b0 * N * 3 * D;
+    // [n, H, N, hd] views of q, k, v (and of their gradients in dqkv), of dout, and their transposes
+    const MatDesc tok = view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16),
+                  tokT = view4(n, H, hd, N, N * 3 * D, hd, 1, 3 * D, DType::BF16),
+                  go = view4(n, H, N, hd, N * D, hd, D, 1, DType::BF16),
+                  sq = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::F32),
+                  sqb = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::BF16),
+                  sqbT = view4(n, H, N, N, H * N * N, N * N, 1, N, DType::BF16);
+    if (!matmul(tok, base, tokT, base + D, nullptr, scale, sq, S.p)) return false;
+    if (!matmul(go, g, tokT, base + 2 * D, nullptr, 1.0f, sq, dP.p)) return false;
+    const float* LSE = lse.f32() + b0 * H * N;
+#pragma omp parallel if (rows * N >= kParallelGrain)
+    {
+      std::vector<float> pr(N), ds(N), ob(hd), gb(hd);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        // row r = (batch b, head h, query i); delta = dout_i . out_i over this head
+        const int64_t b = r / (H * N), h = (r / N) % H, i = r % N;
+        const int64_t at = ((b0 + b) * N + i) * D + h * hd;
+        const float *o = in_row(out, at, hd, ob.data()), *gi = in_row(dout, at, hd, gb.data());
+        float delta = 0.0f;
+        for (int64_t d = 0; d < hd; d++) delta += o[d] * gi[d];
+        const float *Sr = S.f32() + r * N, *dPr = dP.f32() + r * N;
+        const float l = LSE[r];
+#pragma omp simd
+        for (int64_t j = 0; j < N; j++) {
+          pr[j] = exp_nonpositive(Sr[j] - l);
+          ds[j] = pr[j] * (dPr[j] - delta);
+        }
+        to_bf16(pr.data(), P.bf16() + r * N, N);
+        to_bf16(ds.data(), dS.bf16() + r * N, N);
+      }
+    }
+    if (!matmul(sqb, dS.p, tok, base + D, nullptr, scale, tok, dbase) ||         // dq = scale dS k
+        !matmul(sqbT, dS.p, tok, base, nullptr, scale, tok, dbase + D) ||        // dk = scale dS^T q
+        !matmul(sqbT, P.p, go, g, nullptr, 1.0f, tok, dbase + 2 * D))            // dv = P^T dout
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse) {
+  if (use_onednn({&qkv, &out}) && attention_forward_onednn(qkv, num_heads, out, lse)) return;
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
   float* LSE = lse.f32();
@@ -161,6 +291,7 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
 
 void attention_backward(const TensorView& qkv, const TensorView& out, const TensorView& dout, const TensorView& lse,
                         int num_heads, TensorView& dqkv) {
+  if (use_onednn({&qkv, &out, &dout, &dqkv}) && attention_backward_onednn(qkv, out, dout, lse, num_heads, dqkv)) return;
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
   const float* LSE = lse.f32();

@@ -6,6 +6,7 @@
 // integer fallback (a child process with MAE_CPU_BF16=fallback), and the products on oneDNN and on the BLAS fallback
 // (a child process where oneDNN has no bf16 kernel: DNNL_MAX_CPU_ISA=AVX2).
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { native, type NativeTensor } from '../../lib/native.js';
 import { Tensor, tidy } from '../../lib/tensor.js';
@@ -15,6 +16,8 @@ import { tensor } from '../helpers/tensors.js';
 
 /** half a bf16 ulp is 2^-9 of the value; a row may also carry float32 sums: 2^-8 of the row's largest value */
 const ROW_TOL = 2 ** -8;
+/** attention rounds P (and dS) to bf16 before their products: two roundings in sequence */
+const ATT_TOL = 2 ** -7;
 
 /** A bf16 tensor of the values (rounded), and the exact values it holds. */
 function bf16(values: ArrayLike<number>, shape: number[]): { t: Tensor; v: Float32Array } {
@@ -229,7 +232,9 @@ describe('bf16 ops on the CPU against float64', () => {
         const [out, lse] = native.attention(qkv.t.handle, H).map(T);
         const want = ref.attention(qkv.v, B, N, D, H);
         expect([out!.dtype, lse!.dtype]).toEqual(['bfloat16', 'float32']);
-        expectRows(out!.dataSync(), want.out, D, 'out');
+        // P (and in backward dS) is rounded to bf16 for its product when oneDNN runs them (as bf16 products need):
+        // an output then carries two bf16 roundings, 2^-7 of its row's scale
+        expectRows(out!.dataSync(), want.out, D, 'out', ATT_TOL);
         // lse in float32 from exact bf16 inputs: float32 accuracy relative to the largest |lse| of the row
         expectRows(lse!.dataSync(), want.lse, N, 'lse', 1e-5, 1e-5);
         const dout = bf16(randn(g, B * N * D), [B, N, D]);
@@ -237,7 +242,7 @@ describe('bf16 ops on the CPU against float64', () => {
         expect(dqkv.dtype).toBe('bfloat16');
         // backward takes out as given (bf16): its delta_i = dout_i . out_i is that of the rounded out, as the
         // reference's here; rows of float32 underflow (x30: gradients below 1e-38) compare to zero
-        expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', ROW_TOL, 1e-30);
+        expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', ATT_TOL, 1e-30);
       }));
 
   it('maskedMse (with and without normPix) and crossEntropy (labels, soft targets): float32 losses, bf16 gradients', () =>
@@ -352,9 +357,13 @@ describe('bf16 ops on the CPU against float64', () => {
     }));
 });
 
-describe('bf16 products without oneDNN kernels', () => {
-  // The same products in a process where oneDNN has no bf16 kernel (DNNL_MAX_CPU_ISA=AVX2: oneDNN 2.x has none
-  // below AVX-512, as on an AVX2-only CPU) and in one where oneDNN is not found: the BLAS fallback
+/** whether this CPU has AVX-512 (for the case that limits oneDNN to it) */
+const hasAvx512 = /^flags\s*:.*\bavx512f\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+describe('bf16 products on CPUs without native bf16', () => {
+  // The same products (a Linear's three, and attention forward and backward) in a process where oneDNN may use AVX-512 but not AVX512-BF16 or AMX (it emulates bf16), one
+  // where it has no bf16 kernel (DNNL_MAX_CPU_ISA=AVX2: oneDNN 2.x has none below AVX-512, as on an AVX2-only CPU),
+  // and one where oneDNN is not found: the last two run on the BLAS fallback
   const script = `
     const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
     const r = (n, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s));
@@ -364,24 +373,33 @@ describe('bf16 products without oneDNN kernels', () => {
     const dy = native.to(native.fromArray(r(M * N, 3), [M, N]), 'cpu', 'bfloat16');
     const y = native.linear(x, w, null);
     const [dx, dw] = native.linearBackward(x, w, dy, true, false);
+    const qkv = native.to(native.fromArray(r(2 * 9 * 36, 4), [2, 9, 36]), 'cpu', 'bfloat16');
+    const dout = native.to(native.fromArray(r(2 * 9 * 12, 5), [2, 9, 12]), 'cpu', 'bfloat16');
+    const [out, lse] = native.attention(qkv, 2);
+    const dqkv = native.attentionBackward(qkv, out, dout, lse, 2);
     const d = native.info().dnnl;
     console.log(JSON.stringify({ dnnl: d, x: Array.from(x.read()), w: Array.from(native.to(w, 'cpu', 'bfloat16').read()), dy: Array.from(dy.read()),
-      y: Array.from(y.read()), dx: Array.from(dx.read()), dw: Array.from(dw.read()), dtypes: [y.dtype, dx.dtype, dw.dtype] }));`;
-  for (const [name, env] of [
-    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }],
-    ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }],
+      y: Array.from(y.read()), dx: Array.from(dx.read()), dw: Array.from(dw.read()), dtypes: [y.dtype, dx.dtype, dw.dtype],
+      qkv: Array.from(qkv.read()), dout: Array.from(dout.read()), out: Array.from(out.read()), dqkv: Array.from(dqkv.read()) }));`;
+  for (const [name, env, want] of [
+    // (a CPU without AVX-512 stays below it: no native bf16 either way)
+    ['oneDNN emulating bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }],
+    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }],
+    ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }, { available: false }],
   ] as const)
-    it(`run on the BLAS with the same meaning: ${name}`, () => {
+    it(`give the same products: ${name}`, () => {
       const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
       if (p.status !== 0) throw new Error(p.stderr);
       const o = JSON.parse(p.stdout);
-      if (env === undefined || 'MAE_DNNL_LIB' in env) expect(o.dnnl.available).toBe(false);
-      else expect([o.dnnl.available, o.dnnl.isa, o.dnnl.bf16Matmul]).toEqual([true, 'avx2', false]);
+      expect(o.dnnl).toMatchObject(want);
       expect(o.dtypes).toEqual(['bfloat16', 'bfloat16', 'float32']);
       const [M, K, N] = [33, 20, 17];
       const r = ref.linearBackward(o.x, o.w, o.dy, M, K, N);
       expectRows(o.y, ref.linear(o.x, o.w, null, M, K, N), N, 'y');
       expectRows(o.dx, r.dx, K, 'dx');
       expectRows(o.dw, r.dw, K, 'dW', 1e-5);
+      // attention: oneDNN's batched products, or the float32 tiles where oneDNN has no bf16 kernel
+      expectRows(o.out, ref.attention(o.qkv, 2, 9, 12, 2).out, 12, 'attention out', ATT_TOL);
+      expectRows(o.dqkv, attentionBackwardGiven(o.qkv, o.out, o.dout, 2, 9, 12, 2), 36, 'attention dqkv', ATT_TOL, 1e-30);
     });
 });
