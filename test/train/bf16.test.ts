@@ -8,7 +8,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MaskedAutoencoder } from '../../lib/mae/model.js';
+import { native } from '../../lib/native.js';
+import { shadowToUpdate } from '../../lib/nn/shadow.js';
+import { AdamW } from '../../lib/optim/adamw.js';
+import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
 import { pretrain } from '../../lib/train/pretrain.js';
+import { roundBf16 } from '../../tools/cuda-cases.js';
 
 describe('pretrain in bf16 on the CPU', () => {
   it('follows the fp32 run of the same seed within 2% after step 100 (300 steps, 28-px model, batch 8)', async () => {
@@ -46,5 +52,47 @@ describe('pretrain in bf16 on the CPU', () => {
     }
     for (const x of [a, b]) expect(mean(x, 280)).toBeLessThan(0.7 * mean(x, 0));
     console.log(`bf16 vs fp32 pre-training: worst 20-step window after step 100 ${(100 * worst).toFixed(2)}%; last window fp32 ${mean(a, 280).toFixed(4)}, bf16 ${mean(b, 280).toFixed(4)}`);
+  });
+});
+
+describe('bf16 weight copies on the CPU', () => {
+  it('are made once, then rewritten by AdamW: no product converts a weight after the first step', () => {
+    const model = new MaskedAutoencoder({ imgSize: 16, patchSize: 4, inChans: 1, embedDim: 32, depth: 2, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 1 });
+    const opt = new AdamW(model.parameterGroups(0.05), { lr: 1e-2, betas: [0.9, 0.95] });
+    const imgs = Tensor.fromArray(Float32Array.from({ length: 4 * 256 }, (_, i) => Math.sin(i * 0.1)), [4, 1, 16, 16]);
+    const to = native.to;
+    let toBf16 = 0;
+    native.to = (x, device, dtype) => {
+      if (dtype === 'bfloat16') toBf16++;
+      return to(x, device, dtype);
+    };
+    const weights = model.namedParameters().filter(([n]) => n.endsWith('.weight') && !n.includes('norm'));
+    try {
+      const counts: number[] = [];
+      const live: number[] = [];
+      for (let step = 0; step < 3; step++) {
+        toBf16 = 0;
+        tidy(() => model.forward(imgs, { precision: 'bf16' }).loss.backward());
+        opt.step();
+        opt.zeroGrad();
+        counts.push(toBf16);
+        live.push(liveTensors());
+        // every weight's copy holds the weight rounded to bf16 after the step
+        for (const [name, w] of weights) {
+          const s = shadowToUpdate(w);
+          expect(s, name).not.toBeNull();
+          expect(Array.from(s!.dataSync()), name).toEqual(Array.from(roundBf16(w.dataSync())));
+        }
+      }
+      // the first step makes one copy per weight (and converts the images); later steps convert the images only
+      expect(counts[0]).toBe(weights.length + 1);
+      expect(counts.slice(1)).toEqual([1, 1]);
+      expect(live[2]).toBe(live[1]);
+    } finally {
+      native.to = to;
+      imgs.dispose();
+      opt.dispose();
+      model.dispose();
+    }
   });
 });
