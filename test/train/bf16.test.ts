@@ -13,6 +13,9 @@ import { native } from '../../lib/native.js';
 import { shadowToUpdate } from '../../lib/nn/shadow.js';
 import { AdamW } from '../../lib/optim/adamw.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
+import { openDataset } from '../../lib/train/data.js';
+import { finetune } from '../../lib/train/finetune.js';
+import { extractFeatures } from '../../lib/train/knn.js';
 import { pretrain } from '../../lib/train/pretrain.js';
 import { roundBf16 } from '../../tools/cuda-cases.js';
 
@@ -94,5 +97,39 @@ describe('bf16 weight copies on the CPU', () => {
       opt.dispose();
       model.dispose();
     }
+  });
+});
+
+describe('finetune, linprobe features and embed in bf16 on the CPU', () => {
+  it('fine-tunes in bf16 as well above chance as in fp32 (synthetic data)', async () => {
+    const r = await finetune({
+      fromScratch: true, config: { patchSize: 7, embedDim: 32, depth: 2, numHeads: 2 }, threads: 1, data: { kind: 'synthetic', count: 512 },
+      outDir: mkdtempSync(join(tmpdir(), 'mae-bf16-ft-')), epochs: 6, batchSize: 32, blr: 2e-2, warmupEpochs: 0.5, dropPath: 0.05,
+      mixup: 0, cutmix: 0, reprob: 0, cropScale: [1, 1], flipProb: 0, precision: 'bf16',
+    });
+    expect(r.top1).toBeGreaterThan(0.4);
+    await expect(finetune({ fromScratch: true, precision: 'fp16' as 'bf16' })).rejects.toThrow(/finetune: precision must be 'fp32' or 'bf16', got 'fp16'/);
+  });
+
+  it('embeds (the linear-probe features) in bf16 within bf16 error of fp32, as float32', async () => {
+    const model = new MaskedAutoencoder({ imgSize: 16, patchSize: 4, inChans: 1, embedDim: 32, depth: 2, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 2 });
+    const ds = await openDataset({ kind: 'synthetic', count: 24, imageSize: 16 }, 'train');
+    const [a, b] = [await extractFeatures(model, ds, { batchSize: 8 }), await extractFeatures(model, ds, { batchSize: 8, precision: 'bf16' })];
+    expect(b.features.length).toBe(a.features.length);
+    for (let r = 0; r < a.n; r++) {
+      const fa = a.features.subarray(r * a.dim, (r + 1) * a.dim), fb = b.features.subarray(r * a.dim, (r + 1) * a.dim);
+      let err = 0;
+      let scale = 0;
+      fa.forEach((v, j) => {
+        err = Math.max(err, Math.abs(v - fb[j]!));
+        scale = Math.max(scale, Math.abs(v));
+      });
+      // two blocks and the final norm of bf16 activations: a few bf16 roundings (2^-8 each) in sequence
+      expect(err / scale, `row ${r}`).toBeLessThan(2 ** -5);
+    }
+    const imgs = Tensor.fromArray(new Float32Array(2 * 256).fill(0.5), [2, 1, 16, 16]);
+    expect(model.embed(imgs, { precision: 'bf16' }).dtype).toBe('float32');
+    imgs.dispose();
+    model.dispose();
   });
 });
