@@ -160,11 +160,12 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
       [
         "import { info, Tensor, presetNames, type Info, type MaeConfig } from 'masked-autoencoder';",
         'const i: Info = info();',
-        "const where: 'local build' | 'prebuilt' = i.binary.kind;",
+        "const where: 'local build' | 'prebuilt' | 'MAE_ADDON' = i.binary.kind;",
         'const names: string[] = presetNames();',
         'const c: Partial<MaeConfig> = {};',
         'const t: typeof Tensor = Tensor;',
-        'console.log(where, names, c, t, i.cuda.available);',
+        "const bf16: boolean = i.precisions.cpu.includes('bf16') && (i.dnnl.available ? typeof i.dnnl.isa === 'string' : true);",
+        'console.log(where, names, c, t, i.cuda.available, bf16);',
         '',
       ].join('\n'),
     );
