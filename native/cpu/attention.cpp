@@ -38,6 +38,23 @@ constexpr int64_t kBlock = 64; // query rows per block
 
 inline int64_t round_up(int64_t n) { return (n + kVec - 1) / kVec * kVec; }
 
+// P = softmax(S) over one row of N scores (P may be S), in float32; returns the row's log-sum-exp
+inline float softmax_row(const float* S, int64_t N, float* P) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < N; j++) mx = std::max(mx, S[j]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < N; j++) {
+    P[j] = exp_nonpositive(S[j] - mx);
+    sum += P[j];
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < N; j++) P[j] *= inv;
+  return mx + std::log(sum);
+}
+
 // C[i][0:n] (+)= sum_k A(i, k) * Bm[k][0:n] for i < m, with A(i, k) = A[i * sai + k * sak]; n is a multiple of kVec,
 // Bm has row stride ldb, C row stride ldc. accumulate: add to C instead of overwriting it.
 template <int R>
@@ -164,21 +181,8 @@ bool attention_forward_onednn(const TensorView& qkv, int64_t H, TensorView& out,
       std::vector<float> e(N);
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; r++) {
-        const float* Sr = S.f32() + r * N;
-        float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < N; j++) mx = std::max(mx, Sr[j]);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < N; j++) {
-          e[j] = exp_nonpositive(Sr[j] - mx);
-          sum += e[j];
-        }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int64_t j = 0; j < N; j++) e[j] *= inv;
+        LSE[r] = softmax_row(S.f32() + r * N, N, e.data());
         to_bf16(e.data(), P.bf16() + r * N, N);
-        LSE[r] = mx + std::log(sum);
       }
     }
     if (!matmul(p, P.p, view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16), base + 2 * D, nullptr, 1.0f, o,
@@ -259,20 +263,8 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
         // softmax by rows, in place: s becomes P (zero in the padding)
         for (int64_t r = 0; r < m; r++) {
           float* S = t.s.data() + r * np;
-          float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-          for (int64_t j = 0; j < N; j++) mx = std::max(mx, S[j]);
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < N; j++) {
-            S[j] = exp_nonpositive(S[j] - mx);
-            sum += S[j];
-          }
-          const float inv = 1.0f / sum;
-#pragma omp simd
-          for (int64_t j = 0; j < N; j++) S[j] *= inv;
+          LSE[bh * N + i0 + r] = softmax_row(S, N, S);
           for (int64_t j = N; j < np; j++) S[j] = 0.0f;
-          LSE[bh * N + i0 + r] = mx + std::log(sum);
         }
         // o = P v
         matmul(m, hp, N, t.s.data(), np, 1, t.v.data(), hp, t.o.data(), hp, false);
