@@ -14,6 +14,8 @@ One deviation, for the benchmark only: at mask ratio 0 the official loss divides
 over all patches is taken instead (as our library does).
 
 A step = forward + loss + backward + optimizer.step() + optimizer.zero_grad(). Prints one JSON line with --json.
+--autocast bf16: the forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (PyTorch's mixed precision on
+the CPU: bf16 matrix products through oneDNN, fp32 weights and optimizer), the backward outside it as PyTorch advises.
 """
 import argparse
 import json
@@ -259,6 +261,8 @@ def main():
     ap.add_argument("--rep-seconds", type=float, default=2.0,
                     help="steps per repetition fill about this many seconds (1 to 10 steps; 0: one step)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                    help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="after timing, profile this many steps: self CPU ms per step of each aten op, and the part in "
                          "the linear layers and the patch embedding (addmm, mm, convolution)")
@@ -273,7 +277,8 @@ def main():
     imgs = torch.randn(a.batch, cfg["in_chans"], cfg["img_size"], cfg["img_size"])
 
     def step():
-        loss, _, _ = model(imgs, mask_ratio=a.mask_ratio)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            loss, _, _ = model(imgs, mask_ratio=a.mask_ratio)
         loss.item()
         loss.backward()
         opt.step()
@@ -295,6 +300,7 @@ def main():
     out = {
         "preset": a.preset, "batch": a.batch, "maskRatio": a.mask_ratio, "secondsPerStep": med, "runs": runs,
         "imgPerSec": a.batch / med, "stepsPerRep": per, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "autocast": a.autocast,
     }
     if a.profile > 0:
         out["profile"] = profile_steps(step, a.profile)

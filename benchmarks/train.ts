@@ -4,7 +4,11 @@
  * (ratio 0.75 vs 0, i.e. the encoder on a quarter of the patches vs on all of them), and the same steps in PyTorch
  * (benchmarks/torch_mae.py, a re-implementation of the official models_mae.py) when python3 can import torch.
  *
- * Cases: mae_vit_tiny_patch4_28 at batch 64 and mae_vit_base_patch16 at batch 8, each at mask ratio 0.75 and 0.
+ * Cases: mae_vit_tiny_patch4_28 at batch 64 and mae_vit_base_patch16 at batch 8, each at mask ratio 0.75 and 0, each in
+ * fp32 and bf16 (bf16 activations, fp32 master weights: precision 'bf16'); PyTorch in fp32 and under
+ * torch.autocast('cpu', dtype=torch.bfloat16) with OMP_WAIT_POLICY=PASSIVE (its best CPU setting). MFU of an fp32 step
+ * is against the fp32 peak (native.linear 2048^3 on the BLAS), of a bf16 step against the bf16 peak (the same product
+ * in bf16 through oneDNN), both measured in the same run.
  *
  * Model FLOPs per image are lib/mae/flops.ts's maeFlops (the count `mae bench` and the training log use:
  * multiply-accumulates of every matmul and of attention's two batched products; forward = 2 x MACs, training = 3 x
@@ -17,15 +21,16 @@
  *
  * Output: tables on stdout and benchmarks/results/train-<date>.json.
  * Output name: <kind>-<date>[-threads<N> when --threads is given][-<tag> with --tag TAG].json.
- * Options: --quick (fewer steps), --only tiny|base, --no-torch, --no-profile, --python PATH, --threads N (default:
+ * Options: --quick (fewer steps), --only tiny|base, --ratio R (only that mask ratio), --precision fp32|bf16 (only
+ * that precision), --no-torch, --no-profile, --python PATH, --threads N (default:
  * the addon's default, all cores; PyTorch gets the same number), --torch-default-blas (PyTorch's process does not
  * inherit an OPENBLAS_CORETYPE override given to ours).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { maeFlops, type FlopCount } from '../lib/mae/flops.js';
-import { MaskedAutoencoder } from '../lib/mae/model.js';
-import { getPreset } from '../lib/mae/presets.js';
+import { MaskedAutoencoder, type Precision } from '../lib/mae/model.js';
+import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
 import { native, ompDefaults, packageRoot, type NativeTensor } from '../lib/native.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { Tensor, tidy } from '../lib/tensor.js';
@@ -45,13 +50,22 @@ interface Case {
   preset: string;
   batch: number;
   maskRatio: number;
+  precision: Precision;
 }
-const cases: Case[] = [
-  { preset: 'mae_vit_tiny_patch4_28', batch: 64, maskRatio: 0.75 },
-  { preset: 'mae_vit_tiny_patch4_28', batch: 64, maskRatio: 0 },
-  { preset: 'mae_vit_base_patch16', batch: 8, maskRatio: 0.75 },
-  { preset: 'mae_vit_base_patch16', batch: 8, maskRatio: 0 },
-].filter((c) => !only || (only === 'tiny' ? c.preset.includes('tiny') : c.preset.includes('base')));
+const onlyRatio = args.includes('--ratio') ? Number(args[args.indexOf('--ratio') + 1]) : null;
+const onlyPrecision = args.includes('--precision') ? args[args.indexOf('--precision') + 1] : null;
+const cases: Case[] = (
+  [
+    { preset: 'mae_vit_tiny_patch4_28', batch: 64, maskRatio: 0.75 },
+    { preset: 'mae_vit_tiny_patch4_28', batch: 64, maskRatio: 0 },
+    { preset: 'mae_vit_base_patch16', batch: 8, maskRatio: 0.75 },
+    { preset: 'mae_vit_base_patch16', batch: 8, maskRatio: 0 },
+  ] as const
+)
+  .flatMap((c) => (['fp32', 'bf16'] as const).map((precision) => ({ ...c, precision })))
+  .filter((c) => !only || (only === 'tiny' ? c.preset.includes('tiny') : c.preset.includes('base')))
+  .filter((c) => onlyRatio === null || c.maskRatio === onlyRatio)
+  .filter((c) => onlyPrecision === null || c.precision === onlyPrecision);
 
 interface Trainer {
   step(): { forward: number; backward: number; optimizer: number };
@@ -68,7 +82,7 @@ function makeTrainer(c: Case): Trainer {
       const t0 = performance.now();
       let t1 = t0;
       tidy(() => {
-        const out = model.forward(imgs, { maskRatio: c.maskRatio });
+        const out = model.forward(imgs, { maskRatio: c.maskRatio, precision: c.precision });
         out.loss.item();
         t1 = performance.now();
         out.loss.backward();
@@ -158,7 +172,8 @@ function instrument(into: Map<string, Prof>): () => void {
 }
 const family: Record<string, string> = {
   linear: 'linear fwd', linearBackward: 'linear bwd', attention: 'attention fwd', attentionBackward: 'attention bwd',
-  layerNorm: 'layernorm', layerNormBackward: 'layernorm', gelu: 'gelu', geluBackward: 'gelu',
+  layerNorm: 'layernorm', layerNormBackward: 'layernorm', addLayerNorm: 'layernorm', gelu: 'gelu', geluBackward: 'gelu',
+  biasGelu: 'gelu', biasGeluBackward: 'gelu', to: 'convert',
   maskedMse: 'masked_mse', maskedMseBackward: 'masked_mse', adamwStep: 'adamw',
   add: 'elementwise', mul: 'elementwise', sumTo: 'elementwise', axpby: 'elementwise', sum: 'elementwise', clone: 'elementwise', fill: 'elementwise',
   gatherRows: 'tokens', scatterAddRows: 'tokens', catTokens: 'tokens', sliceTokens: 'tokens',
@@ -202,6 +217,7 @@ function runTorch(py: string, c: Case, warm: number, reps: number, repSeconds: n
   const r = spawnSync(
     py,
     [script, '--preset', c.preset, '--batch', String(c.batch), '--mask-ratio', String(c.maskRatio), '--threads', String(THREADS),
+      '--autocast', c.precision === 'bf16' ? 'bf16' : 'none',
       '--warmup', String(warm), '--reps', String(reps), '--rep-seconds', String(repSeconds), '--profile', String(profileSteps), '--json'],
     { encoding: 'utf8', env: torchEnv(), maxBuffer: 1 << 24 },
   );
@@ -225,6 +241,21 @@ function sgemmPeak(): number {
 const peakStart = sgemmPeak();
 console.log(`sgemm peak (native.linear 2048^3): ${fmt(peakStart)} GFLOP/s`);
 
+/** the bf16 peak: the same 2048^3 product with bf16 x and weight copy (oneDNN), GFLOP/s */
+function bf16Peak(): number {
+  const s = 2048;
+  const x32 = randn([s, s], 1, 1), w = randn([s, s], 1, 2);
+  const x = native.to(x32, 'cpu', 'bfloat16'), wb = native.to(w, 'cpu', 'bfloat16');
+  const t = timeIt(() => native.linear(x, w, null, wb).dispose(), { reps: quick ? 3 : 5, minTime: 0.2 });
+  for (const h of [x32, w, x, wb]) h.dispose();
+  return (2 * s * s * s) / t.median / 1e9;
+}
+const bf16PeakStart = bf16Peak();
+const dnnl = native.info().dnnl;
+console.log(
+  `bf16 peak (the same in bf16, oneDNN ${dnnl.version ?? '-'} isa ${dnnl.isa ?? '-'}, native bf16 ${dnnl.bf16Native ?? false}, AMX ${dnnl.amx ?? false}): ${fmt(bf16PeakStart)} GFLOP/s`,
+);
+
 const py = withTorch ? findPython() : null;
 if (withTorch && !py) console.log('python3 cannot import torch: skipping the PyTorch comparison');
 
@@ -232,13 +263,14 @@ interface Result {
   preset: string;
   batch: number;
   maskRatio: number;
+  precision: Precision;
   secondsPerStep: number;
   runs: number[];
   stepsPerRep: number;
   imgPerSec: number;
   flopsPerImage: FlopCount;
   achievedGflops: number;
-  /** sgemm peak measured right before this case */
+  /** the peak of this case's precision (fp32: sgemm; bf16: oneDNN bf16), measured right before it */
   sgemmPeakGflops: number;
   mfu: number;
   phaseMs?: { forward: number; backward: number; optimizer: number };
@@ -255,7 +287,8 @@ for (const c of cases) {
   const warm = base ? 1 : 3;
   const reps = base ? (quick ? 2 : 3) : quick ? 3 : 5;
   const repSeconds = base ? 0 : quick ? 1 : 2;
-  const peak = sgemmPeak(); // right before the case: the machine may be shared, so MFU uses the peak of the moment
+  // right before the case, in its precision: the machine may be shared, so MFU uses the peak of the moment
+  const peak = c.precision === 'bf16' ? bf16Peak() : sgemmPeak();
   const tr = makeTrainer(c);
   const t = timeSteps(tr, warm, reps, repSeconds);
   const flops = maeFlops(cfg, c.maskRatio);
@@ -265,7 +298,7 @@ for (const c of cases) {
     ...c, secondsPerStep: t.median, runs: t.runs, stepsPerRep: t.per, imgPerSec, flopsPerImage: flops, achievedGflops: achieved, sgemmPeakGflops: peak, mfu: achieved / peak,
   };
   console.log(
-    `${c.preset} batch ${c.batch} ratio ${c.maskRatio}: ${fmt(t.median * 1e3)} ms/step, ${fmt(imgPerSec, 2)} img/s, ` +
+    `${c.preset} batch ${c.batch} ratio ${c.maskRatio} ${c.precision}: ${fmt(t.median * 1e3)} ms/step, ${fmt(imgPerSec, 2)} img/s, ` +
       `${fmt(flops.training / 1e9, 2)} GFLOP/img, ${fmt(achieved)} GFLOP/s, MFU ${fmt(100 * res.mfu)}%`,
   );
 
@@ -302,7 +335,7 @@ for (const c of cases) {
     res.torch = tt;
     if ('imgPerSec' in tt) {
       res.oursOverTorch = imgPerSec / tt.imgPerSec;
-      console.log(`  PyTorch ${tt.torch}: ${fmt(tt.secondsPerStep * 1e3)} ms/step, ${fmt(tt.imgPerSec, 2)} img/s; ours / PyTorch ${fmt(res.oursOverTorch, 2)}x`);
+      console.log(`  PyTorch ${tt.torch}${c.precision === 'bf16' ? ' bf16 autocast' : ''}: ${fmt(tt.secondsPerStep * 1e3)} ms/step, ${fmt(tt.imgPerSec, 2)} img/s; ours / PyTorch ${fmt(res.oursOverTorch, 2)}x`);
       if (tt.profile && res.profile) {
         // with linear layers as fast as PyTorch's and every other op free, ours / PyTorch would be step / linear
         const oursLinear = res.profile.filter((p) => p.family.startsWith('linear')).reduce((a, p) => a + p.msPerStep, 0);
@@ -318,13 +351,17 @@ for (const c of cases) {
   results.push(res);
 }
 const peakEnd = sgemmPeak();
+const bf16PeakEnd = bf16Peak();
 
 // ---- report -------------------------------------------------------------------------------------------------------
-console.log(`\nsgemm peak: ${fmt(peakStart)} GFLOP/s at the start, ${fmt(peakEnd)} at the end; MFU uses the peak measured right before each case\n`);
+console.log(
+  `\nsgemm peak: ${fmt(peakStart)} GFLOP/s at the start, ${fmt(peakEnd)} at the end; bf16 peak ${fmt(bf16PeakStart)} / ${fmt(bf16PeakEnd)}; ` +
+    `MFU uses the peak of the case's precision measured right before it\n`,
+);
 printTable(
-  ['preset', 'batch', 'ratio', 'ms/step', 'img/s', 'GFLOP/img', 'GFLOP/s', 'peak', 'MFU %', 'torch img/s', 'ours/torch'],
+  ['preset', 'batch', 'ratio', 'precision', 'ms/step', 'img/s', 'GFLOP/img', 'GFLOP/s', 'peak', 'MFU %', 'torch img/s', 'ours/torch'],
   results.map((r) => [
-    r.preset, r.batch, r.maskRatio, fmt(r.secondsPerStep * 1e3), fmt(r.imgPerSec, 2), fmt(r.flopsPerImage.training / 1e9, 2),
+    r.preset, r.batch, r.maskRatio, r.precision, fmt(r.secondsPerStep * 1e3), fmt(r.imgPerSec, 2), fmt(r.flopsPerImage.training / 1e9, 2),
     fmt(r.achievedGflops), fmt(r.sgemmPeakGflops), fmt(100 * r.mfu), r.torch && 'imgPerSec' in r.torch ? fmt(r.torch.imgPerSec, 2) : '-',
     r.oursOverTorch ? `${fmt(r.oursOverTorch, 2)}x` : '-',
   ]),
@@ -332,7 +369,8 @@ printTable(
 
 const speedups: Record<string, { ours: number; torch?: number; flopRatio: number }> = {};
 for (const p of new Set(results.map((r) => r.preset))) {
-  const a = results.find((r) => r.preset === p && r.maskRatio === 0.75), b = results.find((r) => r.preset === p && r.maskRatio === 0);
+  const a = results.find((r) => r.preset === p && r.maskRatio === 0.75 && r.precision === 'fp32'),
+    b = results.find((r) => r.preset === p && r.maskRatio === 0 && r.precision === 'fp32');
   if (!a || !b) continue;
   const ta = a.torch && 'imgPerSec' in a.torch ? a.torch.imgPerSec : null, tb = b.torch && 'imgPerSec' in b.torch ? b.torch.imgPerSec : null;
   speedups[p] = { ours: a.imgPerSec / b.imgPerSec, flopRatio: b.flopsPerImage.training / a.flopsPerImage.training, ...(ta && tb ? { torch: ta / tb } : {}) };
@@ -341,6 +379,27 @@ for (const p of new Set(results.map((r) => r.preset))) {
       `${speedups[p]!.torch ? `; PyTorch ${fmt(speedups[p]!.torch!, 2)}x` : ''}); the paper's Table 2: 2.8x to 4.1x`,
   );
 }
+
+// the issue's table: ours fp32 and bf16 against PyTorch fp32 and bf16 autocast, and ours (best) / PyTorch (best)
+const versus: { preset: string; batch: number; maskRatio: number; ours: Record<string, number>; torch: Record<string, number>; bestOverBest: number | null }[] = [];
+for (const key of new Set(results.map((r) => `${r.preset}|${r.batch}|${r.maskRatio}`))) {
+  const rs = results.filter((r) => `${r.preset}|${r.batch}|${r.maskRatio}` === key);
+  const ours: Record<string, number> = {}, torch: Record<string, number> = {};
+  for (const r of rs) {
+    ours[r.precision] = r.imgPerSec;
+    if (r.torch && 'imgPerSec' in r.torch) torch[r.precision === 'bf16' ? 'bf16 autocast' : 'fp32'] = r.torch.imgPerSec;
+  }
+  const bt = Math.max(...Object.values(torch));
+  versus.push({ preset: rs[0]!.preset, batch: rs[0]!.batch, maskRatio: rs[0]!.maskRatio, ours, torch, bestOverBest: Number.isFinite(bt) ? Math.max(...Object.values(ours)) / bt : null });
+}
+console.log('\nimg/s, ours against PyTorch (its best of fp32 and bf16 autocast):');
+printTable(
+  ['model', 'batch', 'ratio', 'ours fp32', 'ours bf16', 'PyTorch fp32', 'PyTorch bf16 autocast', 'ours best / PyTorch best'],
+  versus.map((v) => [
+    v.preset, v.batch, v.maskRatio, v.ours.fp32 ? fmt(v.ours.fp32, 2) : '-', v.ours.bf16 ? fmt(v.ours.bf16, 2) : '-', v.torch.fp32 ? fmt(v.torch.fp32, 2) : '-',
+    v.torch['bf16 autocast'] ? fmt(v.torch['bf16 autocast']!, 2) : '-', v.bestOverBest ? `${fmt(v.bestOverBest, 2)}x` : '-',
+  ]),
+);
 
 const vb = getPreset('mae_vit_base_patch16');
 const check = {
@@ -355,7 +414,7 @@ console.log(
 
 for (const r of results) {
   if (!r.profile) continue;
-  console.log(`\nprofile, ${r.preset} batch ${r.batch} ratio ${r.maskRatio} (ms per step; phases: forward ${fmt(r.phaseMs!.forward)}, backward ${fmt(r.phaseMs!.backward)}, optimizer ${fmt(r.phaseMs!.optimizer)})`);
+  console.log(`\nprofile, ${r.preset} batch ${r.batch} ratio ${r.maskRatio} ${r.precision} (ms per step; phases: forward ${fmt(r.phaseMs!.forward)}, backward ${fmt(r.phaseMs!.backward)}, optimizer ${fmt(r.phaseMs!.optimizer)})`);
   const fam = new Map<string, number>();
   for (const p of r.profile) fam.set(p.family, (fam.get(p.family) ?? 0) + p.msPerStep);
   const total = [...fam.values()].reduce((a, b) => a + b, 0);
@@ -371,11 +430,14 @@ const path = writeJson(resultName('train', m.date, args), {
   machine: { ...m, loadavgEnd: machine().loadavg },
   conventions: {
     flops: 'analytic per image: MACs of every matmul (patch embed on L patches, encoder on 1+kept tokens, decoder and pred on 1+L) and of attention (2 T^2 D per block); forward = 2 x MACs, training = 3 x forward',
-    mfu: 'training FLOPs per image x img/s / sgemm peak (native.linear 2048^3, measured right before each case)',
+    mfu: 'training FLOPs per image x img/s / the peak of the case precision (fp32: native.linear 2048^3 on the BLAS; bf16: the same with bf16 x and weight copy through oneDNN), measured right before each case',
     timing: 'warm-up steps (1 for ViT-B, 3 for tiny), then the median over repetitions (3 / 5) of seconds per step, each repetition 1 step (ViT-B) or as many as fill ~2 s (tiny, 1-10); a step = forward + backward + AdamW step + zero_grad',
-    torch: 'benchmarks/torch_mae.py, same preset, batch, mask ratio and thread count, torch.optim.AdamW(betas=(0.9, 0.95))',
+    torch: "benchmarks/torch_mae.py, same preset, batch, mask ratio and thread count, torch.optim.AdamW(betas=(0.9, 0.95)); the bf16 cases under torch.autocast('cpu', dtype=torch.bfloat16), OMP_WAIT_POLICY=PASSIVE",
   },
   sgemmPeakGflops: { start: peakStart, end: peakEnd },
+  bf16PeakGflops: { start: bf16PeakStart, end: bf16PeakEnd },
+  dnnl,
+  versus,
   vitbFlopCheck: check,
   speedups,
   results,

@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "cuda_loader.h"
+#include "../native/cpu/cpu.h"
 
 extern "C" char* openblas_get_config(void);
 
@@ -127,6 +128,23 @@ Napi::Value info(const Args& a) {
   }
 #endif
   o.Set("threads", get_num_threads());
+  // bf16 on the CPU: oneDNN for the products (loaded now if it was not), the conversion instruction of the kernels
+  {
+    const cpu::DnnlInfo& d = cpu::dnnl_info();
+    Napi::Object dn = Napi::Object::New(a.env());
+    dn.Set("available", d.available);
+    if (!d.available) dn.Set("reason", d.reason);
+    dn.Set("library", d.library);
+    if (d.available) {
+      dn.Set("version", d.version);
+      dn.Set("isa", d.isa);
+      dn.Set("bf16Native", d.bf16_native);
+      dn.Set("amx", d.amx);
+      dn.Set("bf16Matmul", d.bf16_matmul);
+    }
+    o.Set("dnnl", dn);
+    o.Set("bf16Convert", cpu::bf16_convert_native() ? "avx512_bf16 (vcvtneps2bf16)" : "integer round-to-nearest-even");
+  }
   o.Set("compiler", std::string("g++ ") + __VERSION__);
 #ifdef MAE_CUDA_BUILT
   o.Set("cudaBuilt", true);

@@ -29,6 +29,17 @@ struct Args {
     return tensor_value(i < info.Length() ? info[i] : env().Undefined(), name, dtype, rank);
   }
 
+  // tensor argument i, an activation: float32 or bfloat16 on any device (the kernels read each in its own dtype)
+  JsTensor* act(size_t i, const char* name, int rank = -1) const {
+    JsTensor* t = any_tensor(i, name);
+    return tensor_value(info[i], name, t->dtype() == DType::BF16 ? DType::BF16 : DType::F32, rank);
+  }
+
+  JsTensor* optional_act(size_t i, const char* name, int rank = -1) const {
+    if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+    return act(i, name, rank);
+  }
+
   // argument i: an array of tensors, each checked as tensor() does under the name `name[k]`
   std::vector<JsTensor*> tensor_list(size_t i, const char* name, DType dtype = DType::F32) const {
     if (i >= info.Length() || !info[i].IsArray()) fail(std::string(name) + " must be an array of Tensors");
@@ -66,12 +77,13 @@ struct Args {
 
   JsTensor* tensor_value(Napi::Value value, const std::string& name, DType dtype, int rank) const {
     JsTensor* t = any_tensor_value(value, name);
-    // CUDA kernels read and write bfloat16 wherever float32 is asked for (each argument in its own dtype)
+    // CUDA kernels read and write bfloat16 wherever float32 is asked for (each argument in its own dtype); CPU
+    // kernels take bfloat16 activations (act), while their parameters and statistics stay float32
     const bool bf16_ok = dtype == DType::F32 && t->dtype() == DType::BF16 && t->device().type == DeviceType::CUDA;
     if (t->dtype() == DType::BF16 && dtype == DType::F32 && t->device().type == DeviceType::CPU)
       fail(name + " must be float32, got bfloat16 " + shape_str(t->shape()) +
-           " on the CPU: the CPU backend computes in float32 only (bfloat16 runs on CUDA); convert it with "
-           ".to('cpu', 'float32')");
+           " on the CPU: CPU kernels take bfloat16 only for activations, and this argument is a parameter, a "
+           "statistic or a mask; convert it with .to('cpu', 'float32')");
     if (t->dtype() != dtype && !bf16_ok)
       fail(name + " must be " + dtype_name(dtype) + ", got " + dtype_name(t->dtype()) + " " +
            shape_str(t->shape()));

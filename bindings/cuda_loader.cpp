@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "../native/core/error.h"
+#include "../native/cpu/cpu.h"
 #include "check.h"
 
 namespace mae {
@@ -141,33 +142,14 @@ namespace mae {
 
 namespace {
 
-uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);  // NaN stays a (quiet) NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                                              // round to nearest even
-  return (uint16_t)(u >> 16);
-}
-
-float bf16_to_f32(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 void host_convert(void* dst, DType dt, const void* src, DType st, size_t n) {
   if (n == 0) return;  // an empty buffer may be a null pointer
   if (dt == st) {
     std::memcpy(dst, src, n * dtype_size(dt));
   } else if (dt == DType::BF16 && st == DType::F32) {
-    const float* s = static_cast<const float*>(src);
-    uint16_t* d = static_cast<uint16_t*>(dst);
-    for (size_t i = 0; i < n; i++) d[i] = f32_to_bf16(s[i]);
+    cpu::to_bf16(static_cast<const float*>(src), static_cast<uint16_t*>(dst), (int64_t)n);
   } else if (dt == DType::F32 && st == DType::BF16) {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    float* d = static_cast<float*>(dst);
-    for (size_t i = 0; i < n; i++) d[i] = bf16_to_f32(s[i]);
+    cpu::to_f32(static_cast<const uint16_t*>(src), static_cast<float*>(dst), (int64_t)n);
   } else {
     throw Error(std::string("cannot convert ") + dtype_name(st) + " to " + dtype_name(dt));
   }
@@ -182,7 +164,10 @@ void copy_tensor(const TensorView& s, const Ops& sops, TensorView& d, const Ops&
   if (n == 0) return;
   const bool s_cpu = s.device.type == DeviceType::CPU, d_cpu = d.device.type == DeviceType::CPU;
   if (s_cpu && d_cpu) {
-    host_convert(d.data, d.dtype, s.data, s.dtype, n);
+    if (s.dtype == d.dtype)
+      host_convert(d.data, d.dtype, s.data, s.dtype, n);
+    else
+      cpu::convert(s, d);  // in parallel
   } else if (s_cpu) {
     if (s.dtype == d.dtype) {
       dops.copy_from_host(d.data, s.data, n * dtype_size(d.dtype));

@@ -34,7 +34,8 @@ Shape with_last(const Shape& s, int64_t last) {
 Shape without_last(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
 
 // Output dtypes (mixed precision): activation outputs and activation gradients take the dtype of the op's main
-// activation input, so bfloat16 activations (CUDA only; check.h refuses them on the CPU) stay bfloat16 end to end.
+// activation input, so bfloat16 activations stay bfloat16 end to end (on the CPU only activations may be bfloat16:
+// Args::act).
 // Statistics (LayerNorm mean/rstd, BatchNorm rstd, attention lse), losses, sums and gradients of parameters (dW, db,
 // LayerNorm dweight/dbias: the parameter's own dtype, float32 master weights) stay float32. The CUDA kernels read
 // and write every argument in its own dtype with fp32 arithmetic, so any mix is valid.
@@ -53,7 +54,6 @@ void expect_same_shape(const Args& a, const JsTensor* x, const std::string& xn, 
 JsTensor* weight_shadow(const Args& a, size_t i, const JsTensor* w) {
   JsTensor* s = a.optional_tensor(i, "weightBf16", DType::BF16, 2);
   if (s) {
-    a.expect(s->device().type == DeviceType::CUDA, "weightBf16 is for products on CUDA; the CPU backend computes in float32 only");
     a.expect(s->shape() == w->shape(), "weightBf16 " + shape_str(s->shape()) + " must have the shape of weight " + shape_str(w->shape()));
     a.same_device({w, s});
   }
@@ -62,7 +62,7 @@ JsTensor* weight_shadow(const Args& a, size_t i, const JsTensor* w) {
 
 // linear(x [..., K], weight [N, K], bias [N] | null, weightBf16?) -> y [..., N]
 Napi::Value linear(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *b = a.optional_tensor(2, "bias", DType::F32, 1);
+  JsTensor *x = a.act(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *b = a.optional_tensor(2, "bias", DType::F32, 1);
   const Ops& ops = a.same_device({x, w, b});
   a.expect(x->shape().back() == w->shape()[1], "x " + shape_str(x->shape()) + " and weight " +
                                                    shape_str(w->shape()) + " disagree on in_features");
@@ -77,7 +77,7 @@ Napi::Value linear(const Args& a) {
 // linearBackward(x, weight, dy, needDx, hasBias, weightBf16?) -> [dx | null, dweight, dbias | null]; dweight and
 // dbias in weight's dtype
 Napi::Value linear_backward(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *dy = a.tensor(2, "dy");
+  JsTensor *x = a.act(0, "x"), *w = a.tensor(1, "weight", DType::F32, 2), *dy = a.act(2, "dy");
   const bool need_dx = a.boolean(3, "needDx"), has_bias = a.boolean(4, "hasBias");
   const Ops& ops = a.same_device({x, w, dy});
   const JsTensor* ws = weight_shadow(a, 5, w);
@@ -113,7 +113,7 @@ Shape check_layer_norm(const Args& a, const JsTensor* x, const JsTensor* w, cons
 
 // layerNorm(x [..., D], weight [D], bias [D], eps) -> [y, mean [...], rstd [...]]
 Napi::Value layer_norm(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *w = a.tensor(1, "weight", DType::F32, 1), *b = a.tensor(2, "bias", DType::F32, 1);
+  JsTensor *x = a.act(0, "x"), *w = a.tensor(1, "weight", DType::F32, 1), *b = a.tensor(2, "bias", DType::F32, 1);
   const double eps = a.number(3, "eps");
   a.expect(eps >= 0, "eps must be non-negative");
   const Ops& ops = a.same_device({x, w, b});
@@ -126,7 +126,7 @@ Napi::Value layer_norm(const Args& a) {
 
 // addLayerNorm(x [..., D], r [..., D], weight [D], bias [D], eps) -> [s = x + r, layerNorm(s), mean, rstd]
 Napi::Value add_layer_norm(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *r = a.tensor(1, "r"), *w = a.tensor(2, "weight", DType::F32, 1),
+  JsTensor *x = a.act(0, "x"), *r = a.act(1, "r"), *w = a.tensor(2, "weight", DType::F32, 1),
            *b = a.tensor(3, "bias", DType::F32, 1);
   const double eps = a.number(4, "eps");
   a.expect(eps >= 0, "eps must be non-negative");
@@ -143,8 +143,8 @@ Napi::Value add_layer_norm(const Args& a) {
 // layerNormBackward(dy, x, weight, mean, rstd, dres?) -> [dx, dweight, dbias]; dres (x's shape): a gradient of x
 // from another path, added to dx
 Napi::Value layer_norm_backward(const Args& a) {
-  JsTensor *dy = a.tensor(0, "dy"), *x = a.tensor(1, "x"), *w = a.tensor(2, "weight", DType::F32, 1),
-           *mean = a.tensor(3, "mean"), *rstd = a.tensor(4, "rstd"), *dres = a.optional_tensor(5, "dres");
+  JsTensor *dy = a.act(0, "dy"), *x = a.act(1, "x"), *w = a.tensor(2, "weight", DType::F32, 1),
+           *mean = a.tensor(3, "mean"), *rstd = a.tensor(4, "rstd"), *dres = a.optional_act(5, "dres");
   const Ops& ops = a.same_device({dy, x, w, mean, rstd, dres});
   expect_same_shape(a, dy, "dy", x, "x");
   if (dres) expect_same_shape(a, dres, "dres", x, "x");
@@ -160,7 +160,7 @@ Napi::Value layer_norm_backward(const Args& a) {
 // ---- gelu ------------------------------------------------------------------------------------------------------
 
 Napi::Value gelu(const Args& a) {
-  JsTensor* x = a.tensor(0, "x");
+  JsTensor* x = a.act(0, "x");
   const Ops& ops = a.same_device({x});
   Obj y = a.make(x, x->shape(), act(x));
   TensorView yv = view(y);
@@ -169,7 +169,7 @@ Napi::Value gelu(const Args& a) {
 }
 
 Napi::Value gelu_backward(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *dy = a.tensor(1, "dy");
+  JsTensor *x = a.act(0, "x"), *dy = a.act(1, "dy");
   const Ops& ops = a.same_device({x, dy});
   expect_same_shape(a, x, "x", dy, "dy");
   Obj dx = a.make(x, x->shape(), act(x));
@@ -184,7 +184,7 @@ void check_bias_gelu(const Args& a, const JsTensor* x, const JsTensor* b) {
 
 // biasGelu(x [..., N], bias [N]) -> gelu(x + bias)
 Napi::Value bias_gelu(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *b = a.tensor(1, "bias", DType::F32, 1);
+  JsTensor *x = a.act(0, "x"), *b = a.tensor(1, "bias", DType::F32, 1);
   const Ops& ops = a.same_device({x, b});
   check_bias_gelu(a, x, b);
   Obj y = a.make(x, x->shape(), act(x));
@@ -195,7 +195,7 @@ Napi::Value bias_gelu(const Args& a) {
 
 // biasGeluBackward(x, bias, dy, needDb) -> [dx, dbias | null]; dbias in bias's dtype
 Napi::Value bias_gelu_backward(const Args& a) {
-  JsTensor *x = a.tensor(0, "x"), *b = a.tensor(1, "bias", DType::F32, 1), *dy = a.tensor(2, "dy");
+  JsTensor *x = a.act(0, "x"), *b = a.tensor(1, "bias", DType::F32, 1), *dy = a.act(2, "dy");
   const bool need_db = a.boolean(3, "needDb");
   const Ops& ops = a.same_device({x, b, dy});
   check_bias_gelu(a, x, b);
@@ -224,7 +224,7 @@ int64_t check_qkv(const Args& a, const JsTensor* qkv, int64_t heads) {
 
 // attention(qkv [B, N, 3D], numHeads) -> [out [B, N, D], lse [B, H, N]]
 Napi::Value attention(const Args& a) {
-  JsTensor* qkv = a.tensor(0, "qkv", DType::F32, 3);
+  JsTensor* qkv = a.act(0, "qkv", 3);
   const int64_t H = a.integer(1, "numHeads", 1);
   const Ops& ops = a.same_device({qkv});
   const int64_t D = check_qkv(a, qkv, H), B = qkv->shape()[0], N = qkv->shape()[1];
@@ -236,8 +236,7 @@ Napi::Value attention(const Args& a) {
 
 // attentionBackward(qkv, out, dout, lse, numHeads) -> dqkv
 Napi::Value attention_backward(const Args& a) {
-  JsTensor *qkv = a.tensor(0, "qkv", DType::F32, 3), *out = a.tensor(1, "out", DType::F32, 3),
-           *dout = a.tensor(2, "dout", DType::F32, 3), *lse = a.tensor(3, "lse", DType::F32, 3);
+  JsTensor *qkv = a.act(0, "qkv", 3), *out = a.act(1, "out", 3), *dout = a.act(2, "dout", 3), *lse = a.tensor(3, "lse", DType::F32, 3);
   const int64_t H = a.integer(4, "numHeads", 1);
   const Ops& ops = a.same_device({qkv, out, dout, lse});
   const int64_t D = check_qkv(a, qkv, H), B = qkv->shape()[0], N = qkv->shape()[1];
@@ -261,7 +260,7 @@ void check_mse(const Args& a, const JsTensor* pred, const JsTensor* target, cons
 
 // maskedMse(pred [B, L, P], target [B, L, P], mask [B, L], normPix) -> loss [1]
 Napi::Value masked_mse(const Args& a) {
-  JsTensor *pred = a.tensor(0, "pred", DType::F32, 3), *target = a.tensor(1, "target", DType::F32, 3),
+  JsTensor *pred = a.act(0, "pred", 3), *target = a.act(1, "target", 3),
            *mask = a.tensor(2, "mask", DType::F32, 2);
   const bool norm_pix = a.boolean(3, "normPix");
   const Ops& ops = a.same_device({pred, target, mask});
@@ -273,7 +272,7 @@ Napi::Value masked_mse(const Args& a) {
 }
 
 Napi::Value masked_mse_backward(const Args& a) {
-  JsTensor *pred = a.tensor(0, "pred", DType::F32, 3), *target = a.tensor(1, "target", DType::F32, 3),
+  JsTensor *pred = a.act(0, "pred", 3), *target = a.act(1, "target", 3),
            *mask = a.tensor(2, "mask", DType::F32, 2);
   const bool norm_pix = a.boolean(3, "normPix");
   JsTensor* dloss = a.tensor(4, "dloss");
@@ -293,14 +292,14 @@ JsTensor* ce_target(const Args& a, size_t i, const JsTensor* logits) {
     a.expect(t->shape()[0] == logits->shape()[0], "labels " + shape_str(t->shape()) + " must be [B] for logits " + shape_str(logits->shape()));
     return t;
   }
-  JsTensor* t = a.tensor(i, "target", DType::F32, 2);
+  JsTensor* t = a.act(i, "target", 2);
   expect_same_shape(a, t, "soft target", logits, "logits");
   return t;
 }
 
 // crossEntropy(logits [B, C], target int32 [B] | float32 [B, C], smoothing) -> loss [1]
 Napi::Value cross_entropy(const Args& a) {
-  JsTensor* logits = a.tensor(0, "logits", DType::F32, 2);
+  JsTensor* logits = a.act(0, "logits", 2);
   JsTensor* target = ce_target(a, 1, logits);
   const double s = a.number(2, "smoothing");
   a.expect(s >= 0 && s < 1, "smoothing must be in [0, 1)");
@@ -312,7 +311,7 @@ Napi::Value cross_entropy(const Args& a) {
 }
 
 Napi::Value cross_entropy_backward(const Args& a) {
-  JsTensor* logits = a.tensor(0, "logits", DType::F32, 2);
+  JsTensor* logits = a.act(0, "logits", 2);
   JsTensor* target = ce_target(a, 1, logits);
   const double s = a.number(2, "smoothing");
   a.expect(s >= 0 && s < 1, "smoothing must be in [0, 1)");
@@ -329,7 +328,7 @@ Napi::Value cross_entropy_backward(const Args& a) {
 
 // batchNorm(x [B, F], runningMean [F], runningVar [F], training, momentum, eps) -> [y, rstd]
 Napi::Value batch_norm(const Args& a) {
-  JsTensor *x = a.tensor(0, "x", DType::F32, 2), *rm = a.tensor(1, "runningMean", DType::F32, 1),
+  JsTensor *x = a.act(0, "x", 2), *rm = a.tensor(1, "runningMean", DType::F32, 1),
            *rv = a.tensor(2, "runningVar", DType::F32, 1);
   const bool training = a.boolean(3, "training");
   const double momentum = a.number(4, "momentum"), eps = a.number(5, "eps");
@@ -344,7 +343,7 @@ Napi::Value batch_norm(const Args& a) {
 }
 
 Napi::Value batch_norm_backward(const Args& a) {
-  JsTensor *dy = a.tensor(0, "dy", DType::F32, 2), *y = a.tensor(1, "y", DType::F32, 2), *rstd = a.tensor(2, "rstd", DType::F32, 1);
+  JsTensor *dy = a.act(0, "dy", 2), *y = a.act(1, "y", 2), *rstd = a.tensor(2, "rstd", DType::F32, 1);
   const bool training = a.boolean(3, "training");
   const Ops& ops = a.same_device({dy, y, rstd});
   expect_same_shape(a, dy, "dy", y, "y");
@@ -359,7 +358,7 @@ Napi::Value batch_norm_backward(const Args& a) {
 
 // gatherRows(x [B, N, D], idx int32 [B, K]) -> [B, K, D]
 Napi::Value gather_rows(const Args& a) {
-  JsTensor *x = a.tensor(0, "x", DType::F32, 3), *idx = a.tensor(1, "index", DType::I32, 2);
+  JsTensor *x = a.act(0, "x", 3), *idx = a.tensor(1, "index", DType::I32, 2);
   const Ops& ops = a.same_device({x, idx});
   a.expect(idx->shape()[0] == x->shape()[0], "index " + shape_str(idx->shape()) + " and x " + shape_str(x->shape()) + " disagree on the batch size");
   Obj y = a.make(x, {x->shape()[0], idx->shape()[1], x->shape()[2]}, act(x));
@@ -370,7 +369,7 @@ Napi::Value gather_rows(const Args& a) {
 
 // scatterAddRows(dy [B, K, D], idx int32 [B, K], n) -> [B, n, D]
 Napi::Value scatter_add_rows(const Args& a) {
-  JsTensor *dy = a.tensor(0, "dy", DType::F32, 3), *idx = a.tensor(1, "index", DType::I32, 2);
+  JsTensor *dy = a.act(0, "dy", 3), *idx = a.tensor(1, "index", DType::I32, 2);
   const int64_t n = a.integer(2, "n", 1);
   const Ops& ops = a.same_device({dy, idx});
   a.expect(idx->shape()[0] == dy->shape()[0] && idx->shape()[1] == dy->shape()[1], "index " + shape_str(idx->shape()) + " must be [B, K] for dy " + shape_str(dy->shape()));
@@ -382,7 +381,7 @@ Napi::Value scatter_add_rows(const Args& a) {
 
 // catTokens(a [Ba, Na, D], b [Bb, Nb, D]) -> [B, Na + Nb, D]; a batch of 1 broadcasts
 Napi::Value cat_tokens(const Args& a) {
-  JsTensor *x = a.tensor(0, "a", DType::F32, 3), *y = a.tensor(1, "b", DType::F32, 3);
+  JsTensor *x = a.act(0, "a", 3), *y = a.act(1, "b", 3);
   const Ops& ops = a.same_device({x, y});
   const Shape &sa = x->shape(), &sb = y->shape();
   a.expect(sa[2] == sb[2], "a " + shape_str(sa) + " and b " + shape_str(sb) + " disagree on the width");
@@ -395,7 +394,7 @@ Napi::Value cat_tokens(const Args& a) {
 
 // sliceTokens(x [B, N, D], start, len) -> [B, len, D]
 Napi::Value slice_tokens(const Args& a) {
-  JsTensor* x = a.tensor(0, "x", DType::F32, 3);
+  JsTensor* x = a.act(0, "x", 3);
   const int64_t start = a.integer(1, "start", 0), len = a.integer(2, "length", 1);
   const Ops& ops = a.same_device({x});
   a.expect(start + len <= x->shape()[1], "tokens " + std::to_string(start) + " .. " + std::to_string(start + len) + " are outside x " + shape_str(x->shape()));
@@ -419,7 +418,7 @@ void check_repeat(const Args& a, const JsTensor* x, const JsTensor* b) {
 
 template <void (*Ops::*Fn)(const TensorView&, const TensorView&, TensorView&)>
 Napi::Value binary(const Args& a) {
-  JsTensor *x = a.tensor(0, "a"), *b = a.tensor(1, "b");
+  JsTensor *x = a.act(0, "a"), *b = a.act(1, "b");
   const Ops& ops = a.same_device({x, b});
   check_repeat(a, x, b);
   Obj y = a.make(x, x->shape(), act(x, b));
@@ -430,7 +429,7 @@ Napi::Value binary(const Args& a) {
 
 // sumTo(x, shape) -> y of `shape`, summing the repeats of a broadcast operand
 Napi::Value sum_to(const Args& a) {
-  JsTensor* x = a.tensor(0, "x");
+  JsTensor* x = a.act(0, "x");
   Shape s = a.shape(1, "shape");
   const Ops& ops = a.same_device({x});
   const int64_t n = shape_numel(s);
@@ -445,9 +444,9 @@ Napi::Value sum_to(const Args& a) {
 // axpby(alpha, x, beta, y): y = alpha x + beta y in place
 Napi::Value axpby(const Args& a) {
   const double alpha = a.number(0, "alpha");
-  JsTensor* x = a.tensor(1, "x");
+  JsTensor* x = a.act(1, "x");
   const double beta = a.number(2, "beta");
-  JsTensor* y = a.tensor(3, "y");
+  JsTensor* y = a.act(3, "y");
   const Ops& ops = a.same_device({x, y});
   a.expect(shape_numel(x->shape()) == shape_numel(y->shape()), "x " + shape_str(x->shape()) + " and y " + shape_str(y->shape()) + " differ in size");
   TensorView yv = y->view();
@@ -457,7 +456,7 @@ Napi::Value axpby(const Args& a) {
 
 // sum(x, scale) -> [1]
 Napi::Value sum(const Args& a) {
-  JsTensor* x = a.tensor(0, "x");
+  JsTensor* x = a.act(0, "x");
   const double scale = a.number(1, "scale");
   const Ops& ops = a.same_device({x});
   Obj y = a.make(x, {1});
@@ -468,7 +467,7 @@ Napi::Value sum(const Args& a) {
 
 // meanTokens(x [B, N, D]) -> [B, D]
 Napi::Value mean_tokens(const Args& a) {
-  JsTensor* x = a.tensor(0, "x", DType::F32, 3);
+  JsTensor* x = a.act(0, "x", 3);
   const Ops& ops = a.same_device({x});
   Obj y = a.make(x, {x->shape()[0], x->shape()[2]}, act(x));
   TensorView yv = view(y);
@@ -478,7 +477,7 @@ Napi::Value mean_tokens(const Args& a) {
 
 // meanTokensBackward(dy [B, D], n) -> [B, n, D]
 Napi::Value mean_tokens_backward(const Args& a) {
-  JsTensor* dy = a.tensor(0, "dy", DType::F32, 2);
+  JsTensor* dy = a.act(0, "dy", 2);
   const int64_t n = a.integer(1, "n", 1);
   const Ops& ops = a.same_device({dy});
   Obj dx = a.make(dy, {dy->shape()[0], n, dy->shape()[1]}, act(dy));
@@ -489,7 +488,7 @@ Napi::Value mean_tokens_backward(const Args& a) {
 
 // fill(y, value) in place
 Napi::Value fill(const Args& a) {
-  JsTensor* y = a.tensor(0, "y");
+  JsTensor* y = a.act(0, "y");
   const double v = a.number(1, "value");
   const Ops& ops = a.same_device({y});
   TensorView yv = y->view();
@@ -501,7 +500,7 @@ Napi::Value fill(const Args& a) {
 
 // patchify(imgs [B, C, H, W], p, hwc) -> [B, L, p*p*C]
 Napi::Value patchify(const Args& a) {
-  JsTensor* imgs = a.tensor(0, "imgs", DType::F32, 4);
+  JsTensor* imgs = a.act(0, "imgs", 4);
   const int64_t p = a.integer(1, "patchSize", 1);
   const bool hwc = a.boolean(2, "hwc");
   const Ops& ops = a.same_device({imgs});
@@ -515,7 +514,7 @@ Napi::Value patchify(const Args& a) {
 
 // unpatchify(x [B, L, p*p*C], p, hwc, [C, H, W]) -> [B, C, H, W]
 Napi::Value unpatchify(const Args& a) {
-  JsTensor* x = a.tensor(0, "x", DType::F32, 3);
+  JsTensor* x = a.act(0, "x", 3);
   const int64_t p = a.integer(1, "patchSize", 1);
   const bool hwc = a.boolean(2, "hwc");
   Shape chw = a.shape(3, "imageShape");

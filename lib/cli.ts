@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
-import { presetNames, type MaeConfig } from './mae/index.js';
+import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
 import { SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
 import { DATA_KINDS, openDataset, type DataKind, type DataSource } from './train/data.js';
@@ -137,6 +137,7 @@ const linprobeFlags: Flags = {
   'val-size': { type: 'string' },
   'eval-every': { type: 'string' },
   ...distFlags,
+  precision: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -159,6 +160,7 @@ const finetuneFlags: Flags = {
   'crop-scale-min': { type: 'string' },
   'eval-every': { type: 'string' },
   'log-every': { type: 'string' },
+  precision: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -187,7 +189,7 @@ const imageRunFlags: Flags = {
   threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
-const embedFlags: Flags = { ...imageRunFlags, out: { type: 'string' }, pool: { type: 'string' }, 'decoder-num-heads': { type: 'string' } };
+const embedFlags: Flags = { ...imageRunFlags, out: { type: 'string' }, pool: { type: 'string' }, 'decoder-num-heads': { type: 'string' }, precision: { type: 'string' } };
 const classifyFlags: Flags = { ...imageRunFlags, labels: { type: 'string' }, topk: { type: 'string' } };
 const prepareFlags: Flags = {
   data: { type: 'string' },
@@ -229,7 +231,8 @@ const HELP: Record<string, string> = {
   run:    --out DIR (runs/pretrain) --resume --checkpoint-every STEPS --log-every STEPS --visualize-every EPOCHS
           --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
           Ctrl-C or SIGUSR1 stops at the next step with a checkpoint (under mpirun: kill -USR1 <mpirun's pid>)
-  device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16 activations need CUDA)
+  device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16: bfloat16 activations, fp32 master
+          weights, optimizer and loss; on the CPU through oneDNN, see mae info)
   data parallel (mpirun -np N mae pretrain ..., srun --mpi=pmix mae pretrain ...): one run on N ranks;
           --batch-size is per rank, the lr follows batch x accum-iter x N; rank 0 writes the outputs;
           --device cuda gives each rank the GPU of its local rank (NCCL)
@@ -251,6 +254,7 @@ const HELP: Record<string, string> = {
                          train on all training samples with the best one)
   --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe) --threads N --workers N
   --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)
+  --precision fp32|bf16 (fp32; the encoder's feature pass in bfloat16 activations, the head in fp32)
   --distributed auto|mpi|none --mpi-lib PATH --dist-timeout SECONDS: under mpirun the ranks split the feature
   extraction (see mae pretrain --help)`,
   finetune: `mae finetune --checkpoint PATH [--from-scratch] [flags]
@@ -260,7 +264,8 @@ const HELP: Record<string, string> = {
   --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
   --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
   --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
-  --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune) --threads N --workers N`,
+  --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune) --threads N --workers N
+  --precision fp32|bf16 (fp32; bf16 trains with bfloat16 activations, fp32 master weights; evaluation in fp32)`,
   eval: `mae eval --checkpoint PATH [flags]
   A classifier (from finetune or linprobe): top-1 / top-5 on a split and the confusion matrix as a PNG.
   --knn with a pre-training checkpoint: weighted kNN accuracy of the encoder's cls features
@@ -274,7 +279,8 @@ const HELP: Record<string, string> = {
   transform: shorter side to int(size / 0.875) bicubic, center crop, normalise.
   --pool cls|mean (cls: the cls token; mean: the mean of the patch tokens)  --batch-size N (32)
   --size PX (the model's image size; others interpolate the position table)  --mean R,G,B --std R,G,B (ImageNet)
-  --num-heads N --decoder-num-heads N (when the checkpoint cannot tell: widths of no official model)  --threads N`,
+  --num-heads N --decoder-num-heads N (when the checkpoint cannot tell: widths of no official model)  --threads N
+  --precision fp32|bf16 (fp32; bf16 runs the encoder in bfloat16 activations, the features are written as float32)`,
   classify: `mae classify --checkpoint FILE --data FOLDER|IMAGE [--labels FILE] [flags]
   Prints the top-5 classes of each image with their probabilities, from a fine-tuned checkpoint (official
   mae_finetuned_vit_*.pth, checkpoint-N.pth of main_finetune.py, or a classifier of mae finetune / linprobe).
@@ -302,9 +308,9 @@ const HELP: Record<string, string> = {
                   baseline step fits in memory and takes at most ${STEP_BUDGET_S.cpu} s (CPU) or ${STEP_BUDGET_S.cuda} s (CUDA); a batch that
                   does not fit in memory is said and halved)
   --steps N (timed steps per configuration, median reported; 5 on the CPU, 20 on CUDA; after 1 / 3 warm-up steps)
-  --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32; bf16 on CUDA)
+  --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32)
   --threads N (CPU threads)  --json FILE (the table as JSON)  --png FILE (bar chart of img/s and speed-up)`,
-  info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions, MPI and NCCL (found or why not), the MPI launcher',
+  info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions, oneDNN (the ISA its bf16 products run, native bf16 or not), MPI and NCCL (found or why not), the MPI launcher',
 };
 
 function num(v: unknown, flag: string): number | undefined {
@@ -315,6 +321,14 @@ function num(v: unknown, flag: string): number | undefined {
 }
 
 class UsageError extends Error {}
+
+/** --precision fp32|bf16 (undefined when absent) */
+function precisionFlag(v: Record<string, unknown>): Precision | undefined {
+  const p = v.precision;
+  if (p === undefined) return undefined;
+  if (p !== 'fp32' && p !== 'bf16') throw new UsageError(`--precision must be fp32 or bf16, got '${String(p)}'`);
+  return p;
+}
 
 /** Guesses the kind of the data at `path`. */
 export function guessDataKind(path: string): DataKind {
@@ -418,7 +432,7 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   if (v.out !== undefined) o.outDir = v.out as string;
   if (v.resume) o.resume = true;
   if (v.device !== undefined) o.device = v.device as string;
-  if (v.precision !== undefined) o.precision = v.precision as NonNullable<PretrainOptions['precision']>;
+  if (v.precision !== undefined) o.precision = precisionFlag(v);
   const knnEvery = num(v['knn-every'], 'knn-every');
   if (knnEvery !== undefined) o.knn = { every: knnEvery };
   Object.assign(o, distOptions(v));
@@ -621,6 +635,7 @@ async function cmdLinprobe(argv: string[]): Promise<void> {
   if (v['blr-sweep'] !== undefined) o.blrSweep = String(v['blr-sweep']).split(',').map((b) => num(b, 'blr-sweep')!);
   Object.assign(o, distOptions(v));
   const quiet = () => (activeCommunicator()?.rank ?? 0) !== 0;
+  o.precision = precisionFlag(v);
   const r = await linprobe({
     ...o,
     onEvent: (e: LinprobeEvent) => {
@@ -654,6 +669,7 @@ async function cmdFinetune(argv: string[]): Promise<void> {
     ['smoothing', 'smoothing'], ['mixup', 'mixup'], ['cutmix', 'cutmix'], ['mixup-prob', 'mixupProb'], ['mixup-switch-prob', 'mixupSwitchProb'],
     ['reprob', 'reprob'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['log-every', 'logEvery'],
   ]);
+  o.precision = precisionFlag(v);
   const cropMin = num(v['crop-scale-min'], 'crop-scale-min');
   if (cropMin !== undefined) o.cropScale = [cropMin, 1];
   let last = 0;
@@ -713,7 +729,7 @@ async function cmdEmbed(argv: string[]): Promise<void> {
   const dnh = num(v['decoder-num-heads'], 'decoder-num-heads');
   if (dnh !== undefined) overrides.decoderNumHeads = dnh;
   const out = (v.out as string | undefined) ?? 'features.safetensors';
-  const r = await embedImages({ ...o, out, pool, overrides, onProgress: imageProgress('embedding') });
+  const r = await embedImages({ ...o, out, pool, overrides, precision: precisionFlag(v), onProgress: imageProgress('embedding') });
   console.log(`wrote ${r.count} x ${r.dim} ${pool} features to ${r.out}`);
 }
 
@@ -835,6 +851,15 @@ function cmdInfo(): void {
     ['blas', `${i.blas} (${blasLink})`],
     ['threads', `${i.threads} (OpenMP; each runs the BLAS single-threaded on its block of a product; idle wait: ${ompWait()})`],
     ['precision', `cpu: ${i.precisions.cpu.join(', ')}; cuda: ${i.precisions.cuda.join(', ') || '-'}`],
+    [
+      'onednn',
+      !i.dnnl.available
+        ? `unavailable (${i.dnnl.reason ?? 'unknown reason'}): bf16 products run on the BLAS (widened copies, slower)`
+        : !i.dnnl.bf16Matmul
+          ? `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, no bf16 matmul kernel on this CPU (oneDNN needs AVX-512): bf16 products run on the BLAS`
+          : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ${i.dnnl.bf16Native ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'})` : 'emulated on AVX-512 (no AVX512-BF16 or AMX: slower)'}`,
+    ],
+    ['bf16 rounding', i.bf16Convert],
     ['cuda library', `${i.cudaBuilt ? 'built with this addon' : 'not built with this addon'}: ${c.library}`],
     [
       'cuda',

@@ -9,7 +9,7 @@ export { noGrad, type BackwardOptions } from './autograd.js';
 export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './random.js';
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
-export { MaskedAutoencoder, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, interpolatePosEmbed, deviceStepCheck, maeFlops } from './mae/index.js';
+export { MaskedAutoencoder, checkPrecision, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, interpolatePosEmbed, deviceStepCheck, maeFlops } from './mae/index.js';
 export type { MaeConfig, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking, Precision, DeviceStepCheckOptions, DeviceStepCheckResult, PretrainedReport, FlopCount } from './mae/index.js';
 export { AdamW, cosineLr, scaledLr, type AdamWOptions } from './optim/index.js';
 export * as data from './data/index.js';
@@ -27,6 +27,7 @@ export { bench, formatBench, benchChart, matmulPeak, MatmulRate, paperSpeedup, B
 export { barChart, type BarPanel, type Rgb } from './viz/chart.js';
 export { writePng, encodePng, type Image8 } from './viz/png.js';
 export { info, setNumThreads, cpuModel, type Info } from './info.js';
+export type { NativeDnnlInfo } from './native.js';
 export { LARS, type LarsOptions } from './optim/lars.js';
 export { paramGroupsLrd, layerIdForVit, type LrdOptions } from './optim/lr_decay.js';
 export { VisionTransformerClassifier, ProbeHead, BatchNormNoAffine, classifierConfigFrom, dropPath, type ClassifierConfig } from './classify/model.js';

@@ -1,13 +1,14 @@
 /**
  * What this installation is: package and Node versions, which native addon was loaded (local build or prebuilt) and
- * from where, its backends, BLAS and threads, the CUDA backend (devices, driver/runtime, cuBLASLt, precisions), and
- * what data-parallel runs would use: the MPI library, NCCL, and the MPI launcher that started this process.
+ * from where, its backends, BLAS and threads, oneDNN (bf16 on the CPU: the ISA it runs), the CUDA backend (devices,
+ * driver/runtime, cuBLASLt, precisions), and what data-parallel runs would use: the MPI library, NCCL, and the MPI
+ * launcher that started this process.
  */
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { launcher, mpiStatus, ncclStatus, type Launcher } from './distributed/comm.js';
-import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo, type NativeLibraryInfo } from './native.js';
+import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo, type NativeDnnlInfo, type NativeLibraryInfo } from './native.js';
 
 export interface Info {
   version: string;
@@ -26,7 +27,11 @@ export interface Info {
   cudaBuilt: boolean;
   /** whether the CUDA backend can be used (devices, versions) and, when not, why */
   cuda: NativeCudaInfo;
-  /** the compute precisions per backend: fp32 everywhere, bf16 (fp32 accumulation) on CUDA */
+  /** oneDNN, which runs the CPU's bf16 matrix products: whether it loaded (else why), its ISA, native bf16 or not */
+  dnnl: NativeDnnlInfo;
+  /** how CPU kernels round float32 to bfloat16 (the AVX512-BF16 instruction or the integer fallback) */
+  bf16Convert: string;
+  /** the compute precisions per backend: fp32 and bf16 (fp32 accumulation) on the CPU, and on CUDA when available */
   precisions: { cpu: string[]; cuda: string[] };
   /** Open MPI for data-parallel runs: found (library, version) or why not; MPI is not started */
   mpi: NativeLibraryInfo;
@@ -53,7 +58,9 @@ export function info(): Info {
     compiler: n.compiler,
     cudaBuilt: n.cudaBuilt,
     cuda: n.cuda,
-    precisions: { cpu: ['fp32'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
+    dnnl: n.dnnl,
+    bf16Convert: n.bf16Convert,
+    precisions: { cpu: ['fp32', 'bf16'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
     mpi: mpiStatus(),
     nccl: ncclStatus(),
     launcher: launcher(),

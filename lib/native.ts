@@ -49,6 +49,23 @@ export interface NativeCudaInfo {
   devices?: NativeCudaDevice[];
 }
 
+/** oneDNN (libdnnl.so.2), opened at run time for bf16 matrix products on the CPU. */
+export interface NativeDnnlInfo {
+  available: boolean;
+  /** why it could not be loaded */
+  reason?: string;
+  /** the file loaded (or looked for) */
+  library: string;
+  version?: string;
+  /** the instruction set its kernels run on (dnnl_get_effective_cpu_isa), e.g. 'avx512_core_bf16', 'avx512_core_amx' */
+  isa?: string;
+  /** whether that ISA computes bf16 products natively (AVX512-BF16 or AMX); otherwise oneDNN emulates them */
+  bf16Native?: boolean;
+  amx?: boolean;
+  /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up); else bf16 products run on the BLAS */
+  bf16Matmul?: boolean;
+}
+
 export interface NativeInfo {
   backends: string[];
   blas: string;
@@ -58,6 +75,9 @@ export interface NativeInfo {
   compiler: string;
   cudaBuilt: boolean;
   cuda: NativeCudaInfo;
+  dnnl: NativeDnnlInfo;
+  /** how CPU kernels round float32 to bfloat16: the AVX512-BF16 instruction, or the integer fallback */
+  bf16Convert: string;
 }
 
 /** What commInit returns: this process's place in the MPI world, and the library. */
@@ -127,7 +147,7 @@ export interface NativeAddon {
   commNow(): number;
   commState(): { ready: boolean; finalized: boolean; failed: boolean; error?: string };
 
-  /** weightBf16: a bfloat16 copy of weight (CUDA) that the product reads instead of converting weight */
+  /** weightBf16: a bfloat16 copy of weight that the product reads instead of converting weight */
   linear(x: T, weight: T, bias: T | null, weightBf16?: T | null): T;
   linearBackward(x: T, weight: T, dy: T, needDx: boolean, hasBias: boolean, weightBf16?: T | null): [T | null, T, T | null];
   layerNorm(x: T, weight: T, bias: T, eps: number): [T, T, T];

@@ -8,7 +8,7 @@ import { native, type NativeTensor } from './native.js';
 import { describeValue } from './check.js';
 
 export type DType = 'float32' | 'int32';
-/** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` (computed on CUDA only). */
+/** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` and from ops on bfloat16 activations. */
 export type TensorDType = DType | 'bfloat16';
 
 /** The scopes opened by `tidy`, innermost last. A tensor belongs to at most one. */
@@ -112,8 +112,8 @@ export class Tensor {
   }
 
   /**
-   * This tensor on `device` ('cpu', 'cuda', 'cuda:N'), optionally in another dtype (float32 <-> bfloat16; CUDA ops
-   * take bfloat16 wherever they take float32). Throws an Error that says why when CUDA is unavailable. When neither
+   * This tensor on `device` ('cpu', 'cuda', 'cuda:N'), optionally in another dtype (float32 <-> bfloat16; ops take
+   * bfloat16 activations, CUDA ops wherever they take float32). Throws an Error that says why when CUDA is unavailable. When neither
    * device nor dtype changes, the result shares this tensor's storage. Differentiable: the gradient goes back to
    * this tensor's device and dtype.
    */

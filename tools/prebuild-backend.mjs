@@ -6,7 +6,9 @@
 //   options of $MAE_PREBUILD_DEFINES (--CDNAME=VALUE, one per line; set by prebuild.mjs), incrementally (no clean:
 //   the options are applied again at every configure);
 //   the side libraries put next to the addon, where prebuildify collects every *.so* into prebuilds/<platform>-<arch>/:
-//   libgomp.so.1 (the OpenMP runtime the addon links, found through its RPATH $ORIGIN) and, when given in
+//   libgomp.so.1 (the OpenMP runtime the addon links, found through its RPATH $ORIGIN); libdnnl.so.2 (oneDNN, for
+//   bf16 on the CPU: the addon opens it at run time from its own folder, native/cpu/dnnl.cpp) with the libOpenCL.so.1
+//   it needs (the ICD loader, 70 kB, loaded first so that oneDNN finds it); and, when given in
 //   $MAE_PREBUILD_CUDA_LIB, the libmae_cuda.so of the normal build.
 // --target and --devdir do not matter: the addon is a Node-API build (package.json binary.napi_versions), compiled
 // against node-api-headers whatever the Node version.
@@ -42,6 +44,14 @@ const gomp = /libgomp\.so\.1 => (\S+)/.exec(ldd)?.[1];
 if (!gomp) throw new Error(`prebuild-backend: the addon does not link libgomp.so.1?\n${ldd}`);
 copyFileSync(gomp, join(release, 'libgomp.so.1'));
 chmodSync(join(release, 'libgomp.so.1'), 0o755);
+// oneDNN: the system's libdnnl.so.2 (libdnnl-dev, which the build needs, brings it) and what it needs beyond glibc,
+// libstdc++ and libgomp
+const dnnl = /libdnnl\.so\.2 \(.*\) => (\S+)/.exec(execFileSync('ldconfig', ['-p'], { encoding: 'utf8' }))?.[1];
+if (!dnnl) throw new Error('prebuild-backend: libdnnl.so.2 not found (apt-get install -y libdnnl-dev)');
+copyFileSync(dnnl, join(release, 'libdnnl.so.2'));
+const ocl = /libOpenCL\.so\.1 => (\S+)/.exec(execFileSync('ldd', [dnnl], { encoding: 'utf8' }))?.[1];
+if (ocl) copyFileSync(ocl, join(release, 'libOpenCL.so.1'));
+else rmSync(join(release, 'libOpenCL.so.1'), { force: true });
 const cuda = process.env.MAE_PREBUILD_CUDA_LIB;
 if (cuda) {
   if (!existsSync(cuda)) throw new Error(`prebuild-backend: MAE_PREBUILD_CUDA_LIB ${cuda} does not exist`);

@@ -8,6 +8,7 @@
 //     masked-autoencoder.glibc.node        the addon, named by prebuildify: a Node-API build carries no abi tag, and
 //                                          --tag-libc adds glibc; node-gyp-build picks it by those tags. OpenBLAS inside
 //     libgomp.so.1                         the OpenMP runtime, found through the addon's RPATH $ORIGIN
+//     libdnnl.so.2, libOpenCL.so.1         oneDNN (bf16 matrix products on the CPU), opened by the addon at run time
 //     libmae_cuda.so                       the CUDA library, when one was built (the addon looks next to itself)
 //
 // The CUDA library has no CPU-specific code, so the one from the normal build (build/Release, `npm run build`) is
@@ -115,10 +116,11 @@ const check = spawnSync(
   [
     '-e',
     `const m = require(${JSON.stringify(addon)}); const i = m.info();
-     console.log(JSON.stringify({ blas: i.blas, blasLink: i.blasLink, cudaBuilt: i.cudaBuilt, cuda: i.cuda.available ? 'available' : i.cuda.reason }));
-     if (i.blasLink !== 'static') process.exit(2);`,
+     console.log(JSON.stringify({ blas: i.blas, blasLink: i.blasLink, cudaBuilt: i.cudaBuilt, cuda: i.cuda.available ? 'available' : i.cuda.reason, dnnl: i.dnnl }));
+     if (i.blasLink !== 'static') process.exit(2);
+     if (!i.dnnl.available || i.dnnl.library !== require('path').join(${JSON.stringify(outDir)}, 'libdnnl.so.2')) process.exit(3);`,
   ],
-  { encoding: 'utf8', env: { ...process.env, MAE_CUDA_LIB: '' } },
+  { encoding: 'utf8', env: { ...process.env, MAE_CUDA_LIB: '', MAE_DNNL_LIB: '' } },
 );
 if (check.status !== 0) throw new Error(`prebuild: the prebuilt addon does not load:\n${check.stdout}${check.stderr}`);
 log(`check: ${check.stdout.trim()}`);

@@ -20,6 +20,7 @@ import * as ops from '../ops/index.js';
 import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
 import { OFFICIAL_HEADS, buildFromWeights, declaredConfig, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
 import type { MaeConfig } from '../mae/presets.js';
+import { checkPrecision, toBf16, type Precision } from '../mae/precision.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
@@ -172,9 +173,10 @@ export class VisionTransformerClassifier extends Module {
   /**
    * imgs [B, C, H, W] -> pooled features [B, D] (before the head). In eval mode the images may have another size
    * (sides multiples of patchSize): the position table is interpolated bicubically to their grid, as the official
-   * interpolate_pos_embed does when fine-tuning at another resolution.
+   * interpolate_pos_embed does when fine-tuning at another resolution. precision 'bf16': bfloat16 activations from the
+   * patch embedding on (fp32 master weights and statistics), as MaskedAutoencoder.forward.
    */
-  forwardFeatures(imgs: Tensor): Tensor {
+  forwardFeatures(imgs: Tensor, precision: Precision = 'fp32'): Tensor {
     const c = this.config;
     const s = imgs.shape;
     const p = c.patchSize;
@@ -187,7 +189,8 @@ export class VisionTransformerClassifier extends Module {
       );
     const pos = posEmbedFor(this.pos_embed, c.imgSize / p, p, s[2]!, s[3]!);
     const L = pos.shape[1]! - 1;
-    let x = ops.add(this.patch_embed.forward(imgs), ops.sliceTokens(pos, 1, L));
+    checkPrecision(precision, 'classifier');
+    let x = ops.add(this.patch_embed.forward(precision === 'bf16' ? toBf16(imgs) : imgs), ops.sliceTokens(pos, 1, L));
     x = ops.catTokens(ops.add(this.cls_token, ops.sliceTokens(pos, 0, 1)), x);
     this.blocks.items.forEach((blk, i) => {
       const p = this.dpr[i]!;
@@ -204,9 +207,9 @@ export class VisionTransformerClassifier extends Module {
     return this.head.forward(features);
   }
 
-  /** imgs [B, C, H, W] -> logits [B, numClasses] */
-  forward(imgs: Tensor): Tensor {
-    return this.forwardHead(this.forwardFeatures(imgs));
+  /** imgs [B, C, H, W] -> logits [B, numClasses] (bfloat16 with precision 'bf16') */
+  forward(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
+    return this.forwardHead(this.forwardFeatures(imgs, opts.precision));
   }
 
   /**
@@ -214,8 +217,8 @@ export class VisionTransformerClassifier extends Module {
    * the logits forward(imgs) gives in eval mode, computed in a worker thread over this model's own parameter memory
    * (lib/infer/async.ts). Calls are queued; errors reject.
    */
-  forwardAsync(imgs: Tensor): Promise<Tensor> {
-    return runAsync(this, 'classifier', 'forward', imgs);
+  forwardAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
+    return runAsync(this, 'classifier', 'forward', imgs, opts.precision);
   }
 
   /** Frees the parameters and ends the worker thread of forwardAsync, if one was started. */

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { noGrad } from '../autograd.js';
 import { native, type NativeTensor } from '../native.js';
+import { checkPrecision, toFloat32, type Precision } from '../mae/precision.js';
 import type { Module } from '../nn/module.js';
 import { Tensor, tidy } from '../tensor.js';
 
@@ -34,8 +35,8 @@ export type InferenceOp = 'embed' | 'forward';
 /** A model the worker can rebuild: its class, its config, its parameters; the op run on this thread (CUDA). */
 export interface AsyncModel extends Module {
   readonly config: object;
-  embed?(imgs: Tensor): Tensor;
-  forward(imgs: Tensor): unknown;
+  embed?(imgs: Tensor, opts?: { precision?: Precision }): Tensor;
+  forward(imgs: Tensor, opts?: { precision?: Precision }): unknown;
 }
 
 export interface WorkerInit {
@@ -46,7 +47,7 @@ export interface WorkerInit {
   threads: number;
 }
 
-export type WorkerRequest = { id: number; op: InferenceOp; imagesId: number };
+export type WorkerRequest = { id: number; op: InferenceOp; imagesId: number; precision: Precision };
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'fatal'; message: string }
@@ -96,7 +97,7 @@ class InferenceWorker {
     return this.stopped === null;
   }
 
-  run(op: InferenceOp, images: Tensor): Promise<Tensor> {
+  run(op: InferenceOp, images: Tensor, precision: Precision): Promise<Tensor> {
     if (this.stopped) return Promise.reject(this.stopped);
     const copy = native.clone(images.handle);
     const imagesId = native.shareTensor(copy);
@@ -105,7 +106,7 @@ class InferenceWorker {
     return new Promise<Tensor>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, imagesId });
       this.worker.ref();
-      this.worker.postMessage({ id, op, imagesId } satisfies WorkerRequest);
+      this.worker.postMessage({ id, op, imagesId, precision } satisfies WorkerRequest);
     });
   }
 
@@ -140,9 +141,10 @@ const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Er
  * Runs `op` ('embed' or 'forward', in eval mode without gradient) of `model` on `images` in the model's worker
  * thread; resolves to the result, a tensor of this thread, equal to what the synchronous method returns.
  */
-export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor): Promise<Tensor> {
+export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor, precision: Precision = 'fp32'): Promise<Tensor> {
   if (!(images instanceof Tensor)) throw new Error(`${op}Async: images must be a Tensor`);
-  if (model.device !== 'cpu') return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images) : (model.forward(images) as Tensor))));
+  checkPrecision(precision, `${op}Async`);
+  if (model.device !== 'cpu') return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images, { precision }) : toFloat32(model.forward(images, { precision }) as Tensor))));
   if (!existsSync(fileURLToPath(workerUrl)))
     throw new Error(`${op}Async: ${fileURLToPath(workerUrl)} is missing; worker threads need the compiled package (npm run build)`);
   let w = workers.get(model);
@@ -158,7 +160,7 @@ export async function runAsync(model: AsyncModel, kind: InferenceKind, op: Infer
     workers.set(model, w);
     collected.register(model, w, w);
   }
-  return w.run(op, images);
+  return w.run(op, images, precision);
 }
 
 /** Ends the worker of `model`, if it has one; calls in flight reject. */

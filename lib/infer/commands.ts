@@ -13,6 +13,7 @@ import { scanImageFolder } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { MaskedAutoencoder } from '../mae/model.js';
+import { checkPrecision, type Precision } from '../mae/precision.js';
 import type { MaeConfig } from '../mae/presets.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
@@ -38,6 +39,8 @@ export interface EmbedImagesOptions extends ImageRunOptions {
   out: string;
   /** 'cls' (default): the cls token of the encoder's output; 'mean': the mean of its patch tokens */
   pool?: 'cls' | 'mean';
+  /** the encoder's precision: 'fp32' (default) or 'bf16' (bfloat16 activations; the features written are float32) */
+  precision?: Precision;
   /** set what the checkpoint cannot tell (head counts of unofficial widths) */
   overrides?: Partial<MaeConfig>;
 }
@@ -92,6 +95,7 @@ async function forBatches(
 export async function embedImages(o: EmbedImagesOptions): Promise<{ count: number; dim: number; out: string }> {
   const pool = o.pool ?? 'cls';
   if (pool !== 'cls' && pool !== 'mean') throw new Error(`pool must be 'cls' or 'mean', got '${String(pool)}'`);
+  checkPrecision(o.precision, 'embed');
   const { files, labels, classes, root } = await listImages(o.data);
   const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides);
   try {
@@ -100,7 +104,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
     const D = c.embedDim;
     const features = new Float32Array(files.length * D);
     await forBatches(files, o, { size, channels: c.inChans === 1 ? 1 : 3 }, async (images, start) => {
-      const tokens = await mae.embedAsync(images);
+      const tokens = await mae.embedAsync(images, { precision: o.precision });
       const f = tidy(() => {
         const L = tokens.shape[1]! - 1;
         const B = tokens.shape[0]!;

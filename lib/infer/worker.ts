@@ -11,6 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { noGrad } from '../autograd.js';
 import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
 import { MaskedAutoencoder } from '../mae/model.js';
+import { toFloat32 } from '../mae/precision.js';
 import type { MaeConfig } from '../mae/presets.js';
 import { native } from '../native.js';
 import { withoutInit } from '../nn/init.js';
@@ -51,8 +52,8 @@ port.on('message', (r: WorkerRequest) => {
     const x = images;
     const out = noGrad(() =>
       tidy(() => {
-        if (r.op === 'embed' && model instanceof MaskedAutoencoder) return model.embed(x);
-        if (r.op === 'forward' && model instanceof VisionTransformerClassifier) return model.forward(x);
+        if (r.op === 'embed' && model instanceof MaskedAutoencoder) return model.embed(x, { precision: r.precision });
+        if (r.op === 'forward' && model instanceof VisionTransformerClassifier) return toFloat32(model.forward(x, { precision: r.precision }));
         throw new Error(`${r.op} is not a method of this model`);
       }),
     );

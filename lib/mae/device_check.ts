@@ -40,7 +40,7 @@ export interface DeviceStepCheckResult {
   cpuLosses: number[];
   /** the device's fp32 losses */
   deviceLosses: number[];
-  /** the device's bf16 losses (null on the CPU, which is fp32-only) */
+  /** the device's bf16 losses (null when the device checked is the CPU, the reference itself) */
   bf16Losses: number[] | null;
   /** largest per-step relative loss difference from the CPU run */
   fp32MaxRelDiff: number;
@@ -106,7 +106,7 @@ export async function deviceStepCheck(opts: DeviceStepCheckOptions): Promise<Dev
   log(`  fp32: max loss rel diff ${fp32MaxRelDiff.toExponential(2)} (tolerance ${tol32}), step-1 gradients max rel err ${fp32GradRelErr.toExponential(2)} (tolerance 1e-4): ${ok32 ? 'ok' : 'FAILED'}`);
   if (bf)
     log(`  bf16: max loss rel diff ${bf16MaxRelDiff!.toExponential(2)} (tolerance ${tol16}), step-1 gradients max rel err ${bf16GradRelErr!.toExponential(2)} (tolerance 1e-1): ${ok16 ? 'ok' : 'FAILED'}`);
-  else log('  bf16: not run (the CPU backend is fp32-only)');
+  else log('  bf16: not run (the device is the CPU, the fp32 reference)');
   const result: DeviceStepCheckResult = {
     ok: ok32 && ok16,
     device,

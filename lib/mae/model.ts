@@ -27,17 +27,14 @@ import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { getPreset, type MaeConfig } from './presets.js';
 import { expectObject } from '../check.js';
+import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
+
+export { checkPrecision, toBf16, toFloat32, type Precision };
 import { buildFromWeights, maeConfigFromWeights, readWeights, type PretrainedReport, type WeightsOptions } from './pretrained.js';
 
-/**
- * Activation precision: 'fp32', or 'bf16' (CUDA only): the images are cast to bfloat16 at the patch embedding and
- * every activation after it is bfloat16 (fp32 arithmetic inside the kernels); the weights stay fp32 master copies,
- * LayerNorm statistics, the attention lse and the loss stay fp32.
- */
-export type Precision = 'fp32' | 'bf16';
 
 export interface ForwardOptions {
-  /** activation precision (default 'fp32'); 'bf16' needs the model and the images on a CUDA device */
+  /** activation precision (default 'fp32'); 'bf16' on the CPU needs oneDNN (see `mae info`) */
   precision?: Precision;
   /** fraction of patches removed, in [0, 1); default 0.75. 0 runs the encoder on every patch. */
   maskRatio?: number;
@@ -253,8 +250,7 @@ export class MaskedAutoencoder extends Module {
 
   forward(imgs: Tensor, opts: ForwardOptions = {}): ForwardResult {
     this.checkImages(imgs, 'forward');
-    const precision = opts.precision ?? 'fp32';
-    if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`forward: precision must be 'fp32' or 'bf16', got '${precision}'`);
+    const precision = checkPrecision(opts.precision, 'forward');
     const B = imgs.shape[0]!;
     const L = this.numPatches;
     const device = imgs.device;
@@ -272,11 +268,13 @@ export class MaskedAutoencoder extends Module {
   /**
    * Encoder features of whole images, no masking and no gradient: [B, 1 + L, D] (cls first). Images may have
    * another size than imgSize, any H x W with sides multiples of patchSize (L = (H/p)(W/p)): the position table is
-   * interpolated bicubically to their grid, as the official interpolate_pos_embed.
+   * interpolated bicubically to their grid, as the official interpolate_pos_embed. precision 'bf16' computes in bfloat16
+   * activations (the result is float32 all the same).
    */
-  embed(imgs: Tensor): Tensor {
+  embed(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
     this.checkImages(imgs, 'embed', true);
-    return noGrad(() => tidy(() => this.forwardEncoder(imgs, null)));
+    const precision = checkPrecision(opts.precision, 'embed');
+    return noGrad(() => tidy(() => toFloat32(this.forwardEncoder(imgs, null, precision))));
   }
 
   /**
@@ -284,8 +282,8 @@ export class MaskedAutoencoder extends Module {
    * worker thread over this model's own parameter memory (no copy of the weights; lib/infer/async.ts), so the
    * event loop keeps running meanwhile. Calls are queued; errors reject. The images are copied when called.
    */
-  embedAsync(imgs: Tensor): Promise<Tensor> {
-    return runAsync(this, 'mae', 'embed', imgs);
+  embedAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
+    return runAsync(this, 'mae', 'embed', imgs, opts.precision);
   }
 
   /** Frees the parameters and ends the worker thread of embedAsync, if one was started. */
@@ -394,14 +392,6 @@ export interface ParamGroup {
   weightDecay: number;
   /** multiplies the optimizer's lr for this group (layer-wise decay); default 1 */
   lrScale?: number;
-}
-
-/** imgs in bfloat16 on their device (for precision 'bf16'; the CPU backend is fp32-only). */
-function toBf16(imgs: Tensor): Tensor {
-  const device = imgs.device;
-  if (!device.startsWith('cuda'))
-    throw new Error(`precision 'bf16' needs a CUDA device, but the images are on ${device} (the CPU backend computes in float32 only; use precision 'fp32')`);
-  return imgs.dtype === 'bfloat16' ? imgs : imgs.to(device, 'bfloat16');
 }
 
 function validate(c: MaeConfig): void {

@@ -1,6 +1,7 @@
 /**
- * bf16 weight shadows: for bf16 products on CUDA, a bfloat16 copy of each fp32 weight, so that a product reads the
- * copy instead of converting the weight every time (a forward and two backward products per layer and step).
+ * bf16 weight shadows: for bf16 products (CUDA, and the CPU through oneDNN), a bfloat16 copy of each fp32 weight, so
+ * that a product reads the copy instead of converting the weight every time (a forward and two backward products per
+ * layer and step).
  * AdamW rewrites a shadow in the same kernel that updates its weight (the new values rounded to bfloat16); a weight
  * changed any other way (Tensor.write, loading, moving: its version changes) gets a new shadow at its next use.
  * Only with fused ops (MAE_FUSED, lib/ops/fused.ts); shadows are freed with their weight's module.
@@ -19,10 +20,11 @@ const shadows = new WeakMap<Tensor, Shadow>();
 
 /**
  * The bf16 shadow of weight `w` for a product with input x, or null when the product needs none (x is not
- * bfloat16, w is not a float32 weight on CUDA, or fused ops are off).
+ * bfloat16, w is not a float32 weight, or fused ops are off). On the CPU a bf16 product always reads a bf16 weight:
+ * without a shadow (fused ops off) it rounds w itself each time.
  */
 export function shadowFor(w: Tensor, x: Tensor): Tensor | null {
-  if (x.dtype !== 'bfloat16' || w.dtype !== 'float32' || !fusedOps() || !w.device.startsWith('cuda')) return null;
+  if (x.dtype !== 'bfloat16' || w.dtype !== 'float32' || !fusedOps()) return null;
   let s = shadows.get(w);
   if (s && (s.version !== w.version || s.t.disposed || s.t.device !== w.device)) {
     s.t.dispose();

@@ -1,7 +1,8 @@
 /**
  * linear: y = x W^T + b, x [..., K], weight [N, K] (PyTorch layout), bias [N] -> y [..., N].
- * weightBf16: a bfloat16 copy of the weight on CUDA (lib/nn/shadow.ts) that the products read instead of converting
- * the fp32 weight each time; the gradient still goes to weight, in its dtype.
+ * weightBf16: a bfloat16 copy of the weight (lib/nn/shadow.ts) that the products read instead of converting the fp32
+ * weight each time; the gradient still goes to weight, in its dtype. A bfloat16 x makes the products bf16 (fp32
+ * accumulation; on the CPU through oneDNN).
  */
 import { record, unsharedGrad } from '../autograd.js';
 import { native } from '../native.js';

@@ -1,6 +1,6 @@
 /**
  * AdamW (PyTorch torch.optim.AdamW semantics), fused and in place in the native kernel, fp32 state. A parameter
- * with a bf16 shadow (lib/nn/shadow.ts: bf16 products on CUDA) gets it rewritten by the same kernel.
+ * with a bf16 shadow (lib/nn/shadow.ts: bf16 products) gets it rewritten by the same kernel.
  * Parameter groups carry their weight decay and an lr scale (layer-wise decay); `lr` is set by the schedule
  * before each step. The state (first and second moments, step count) round-trips through stateDict for
  * checkpoints.

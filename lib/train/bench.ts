@@ -516,20 +516,30 @@ class ImageCache {
 export class MatmulRate {
   private readonly size: number;
   private readonly a: NativeTensor;
+  /** bf16 on the CPU: the weight stays fp32 and the product reads its bfloat16 copy, as the model's layers do. */
+  private readonly w: NativeTensor;
+  private readonly wBf16: NativeTensor | null;
   constructor(
     private readonly device: string,
     precision: Precision,
   ) {
     this.size = device === 'cpu' ? 2048 : 8192;
     const host = native.fromArray(new Generator(1).uniformArray(this.size ** 2, -1, 1), [this.size, this.size]);
-    this.a = device === 'cpu' ? host : native.to(host, device, precision === 'bf16' ? 'bfloat16' : 'float32');
-    if (this.a !== host) host.dispose();
+    if (device === 'cpu') {
+      this.w = host;
+      this.wBf16 = precision === 'bf16' ? native.to(host, 'cpu', 'bfloat16') : null;
+      this.a = this.wBf16 ?? host;
+    } else {
+      this.a = this.w = native.to(host, device, precision === 'bf16' ? 'bfloat16' : 'float32');
+      this.wBf16 = null;
+      host.dispose();
+    }
   }
 
   /** GFLOP/s of `calls` products in a row. */
   private rate(calls: number): number {
     const t0 = performance.now();
-    for (let i = 0; i < calls; i++) native.linear(this.a, this.a, null).dispose();
+    for (let i = 0; i < calls; i++) native.linear(this.a, this.w, null, this.wBf16).dispose();
     native.synchronize(this.device);
     return (2 * this.size ** 3 * calls) / ((performance.now() - t0) / 1000) / 1e9;
   }
@@ -545,7 +555,8 @@ export class MatmulRate {
   }
 
   dispose(): void {
-    this.a.dispose();
+    this.w.dispose();
+    this.wBf16?.dispose();
   }
 }
 

@@ -14,6 +14,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { CLASSIFIER_FILE, classifierFromPretrain, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
+import { checkPrecision, type Precision } from '../mae/precision.js';
 import { getPreset, type MaeConfig } from '../mae/presets.js';
 import { native } from '../native.js';
 import { AdamW } from '../optim/adamw.js';
@@ -66,6 +67,9 @@ export interface FinetuneOptions {
   evalEvery?: number;
   /** optimizer steps per log line (default 20) */
   logEvery?: number;
+  /** training precision: 'fp32' (default) or 'bf16' (bf16 activations, fp32 master weights, optimizer and loss;
+   * on the CPU through oneDNN); evaluation runs in fp32 */
+  precision?: Precision;
   onEvent?: (e: FinetuneEvent) => void;
 }
 
@@ -99,6 +103,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   mkdirSync(outDir, { recursive: true });
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   if (!options.checkpoint && !fromScratch) throw new Error('finetune: pass a pre-training checkpoint, or fromScratch for the baseline');
+  const precision = checkPrecision(options.precision, 'finetune');
 
   // the data first (default: the checkpoint's, without its limit), so that the head gets its number of classes
   let data = options.data;
@@ -183,7 +188,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
             target = Tensor.fromArray(batch.labels, [batch.size]);
             smoothing = options.smoothing ?? 0.1;
           }
-          const l = ops.crossEntropy(model.forward(Tensor.fromArray(images, batch.shape)), target, smoothing);
+          const l = ops.crossEntropy(model.forward(Tensor.fromArray(images, batch.shape), { precision }), target, smoothing);
           const v = l.item();
           if (Number.isFinite(v)) l.backward(scaleGrad);
           return v;

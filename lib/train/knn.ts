@@ -11,7 +11,7 @@
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
 import { Communicator } from '../distributed/comm.js';
-import type { MaskedAutoencoder } from '../mae/model.js';
+import type { MaskedAutoencoder, Precision } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
 import { subset } from './data.js';
@@ -41,7 +41,7 @@ export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
 export async function extractFeatures(
   model: MaskedAutoencoder,
   dataset: Dataset,
-  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; onProgress?: (done: number, total: number) => void; comm?: Communicator } = {},
+  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; precision?: Precision; onProgress?: (done: number, total: number) => void; comm?: Communicator } = {},
 ): Promise<Features> {
   const comm = opts.comm;
   if (comm && comm.size > 1) {
@@ -62,7 +62,7 @@ export async function extractFeatures(
     for await (const batch of loader.epoch(0)) {
       const f = noGrad(() =>
         tidy(() => {
-          const x = model.embed(Tensor.fromArray(batch.images, batch.shape));
+          const x = model.embed(Tensor.fromArray(batch.images, batch.shape), { precision: opts.precision });
           const L = x.shape[1]! - 1;
           const B = x.shape[0]!;
           const cls = () => ops.reshape(ops.sliceTokens(x, 0, 1), [B, c.embedDim]);

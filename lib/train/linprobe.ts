@@ -25,7 +25,7 @@ import { classifierFromPretrain } from '../classify/checkpoint.js';
 import { CLASSIFIER_FILE, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
-import { MaskedAutoencoder } from '../mae/model.js';
+import { MaskedAutoencoder, checkPrecision, type Precision } from '../mae/model.js';
 import { native } from '../native.js';
 import { cosineLr, scaledLr } from '../optim/schedule.js';
 import { LARS } from '../optim/lars.js';
@@ -66,6 +66,8 @@ export interface LinprobeOptions {
   workers?: number;
   /** evaluate on the test features every N epochs (default 0: only at the end) */
   evalEvery?: number;
+  /** precision of the frozen encoder's feature pass: 'fp32' (default) or 'bf16'; the head trains in fp32 */
+  precision?: Precision;
   onEvent?: (e: LinprobeEvent) => void;
   /** split the feature extraction over the ranks of an MPI job: 'auto' (default: under an MPI launcher), 'mpi', 'none' */
   distributed?: DistributedMode;
@@ -121,6 +123,7 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   if (!options.rawPixels && !options.checkpoint) throw new Error('linprobe: pass a pre-training checkpoint (or rawPixels for the pixel baseline)');
   if (options.valSize !== undefined && !options.blrSweep?.length) throw new Error('linprobe: valSize (--val-size) only applies with a base-lr sweep (blrSweep, --blr-sweep)');
+  checkPrecision(options.precision, 'linprobe');
 
   let mae: MaskedAutoencoder | null = null;
   let data = options.data;
@@ -141,7 +144,7 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
     const t = performance.now();
     const ds = split === 'train' ? trainSet : testSet;
     const f = mae
-      ? await extractFeatures(mae, ds, { pool: options.pool ?? 'cls', batchSize: 256, workers: options.workers ?? 1, comm })
+      ? await extractFeatures(mae, ds, { pool: options.pool ?? 'cls', batchSize: 256, workers: options.workers ?? 1, precision: options.precision, comm })
       : await pixelFeatures(ds, { workers: options.workers ?? 1 });
     emit({ type: 'features', split, n: f.n, dim: f.dim, seconds: (performance.now() - t) / 1000 });
     return f;

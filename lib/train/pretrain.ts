@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
-import { MaskedAutoencoder, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
+import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native, packageRoot } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { noGrad } from '../autograd.js';
@@ -67,7 +67,7 @@ export interface PretrainOptions {
   threads?: number;
   /** where the model trains: 'cpu' (default), 'cuda' or 'cuda:N'; CUDA that cannot be used is an Error saying why */
   device?: string;
-  /** activation precision: 'fp32' (default) or 'bf16' (CUDA only; fp32 master weights, optimizer and loss) */
+  /** activation precision: 'fp32' (default) or 'bf16' (CUDA, or the CPU with oneDNN; fp32 master weights, optimizer and loss) */
   precision?: Precision;
   /** data-loading worker threads (default 1) */
   workers?: number;
@@ -508,18 +508,14 @@ function withDefaults(opts: PretrainOptions) {
 }
 
 /**
- * The device and precision options (of `where`: pretrain, bench): a clear Error for a bad name, CUDA that cannot be
- * used, or bf16 off CUDA.
+ * The device and precision options (of `where`: pretrain, bench): a clear Error for a bad name or CUDA that cannot
+ * be used.
  */
 export function checkDevice(device: string, precision: string, where: string): void {
   if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
     throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
-  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`${where}: precision must be 'fp32' or 'bf16', got '${precision}'`);
-  if (device === 'cpu') {
-    if (precision === 'bf16')
-      throw new Error(`${where}: precision 'bf16' needs a CUDA device (device 'cuda'); the CPU backend computes in float32 only`);
-    return;
-  }
+  checkPrecision(precision, where);
+  if (device === 'cpu') return;
   const cuda = native.info().cuda;
   if (!cuda.available) throw new Error(`${where}: device '${device}' was asked for, but CUDA is not available: ${cuda.reason ?? 'unknown reason'}`);
   const index = device === 'cuda' ? 0 : Number(device.slice(5));

@@ -3,7 +3,7 @@
 //   p *= 1 - lr_i * wd_i;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 //   p -= lr_i / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
 // tensors[i]: param, grad, m, v of one shape, and optionally a bfloat16 shadow that receives the new parameter
-// rounded to bfloat16 (nearest even; the CUDA step writes the same). The elements of all tensors are split evenly over the threads in one
+// rounded to bfloat16 (nearest even, convert.cpp; the CUDA step writes the same but for denormals, which CUDA keeps). The elements of all tensors are split evenly over the threads in one
 // parallel region, so a model of hundreds of small parameters costs one fork/join, not one per parameter.
 #include <omp.h>
 
@@ -17,14 +17,6 @@
 namespace mae::cpu {
 
 namespace {
-
-// float32 -> bfloat16 bits, round to nearest even (NaN stays NaN)
-inline uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
 
 void adamw_range(const AdamWTensor& t, int64_t begin, int64_t end, float beta1, float beta2, float eps,
                  float bc1, float bc2_sqrt) {
@@ -40,10 +32,7 @@ void adamw_range(const AdamWTensor& t, int64_t begin, int64_t end, float beta1, 
     V[i] = vi;
     P[i] = P[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
   }
-  if (t.shadow.data) {
-    uint16_t* S = static_cast<uint16_t*>(t.shadow.data);
-    for (int64_t i = begin; i < end; i++) S[i] = to_bf16(P[i]);
-  }
+  if (t.shadow.data) to_bf16(P + begin, bf16(t.shadow) + begin, end - begin);
 }
 
 }  // namespace

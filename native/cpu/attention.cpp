@@ -7,6 +7,16 @@
 // floats) and runs the five products through one register-blocked micro-kernel (8 rows x 16 columns of accumulators
 // with AVX-512, 4 x 16 with AVX2; a broadcast operand times a contiguous row), which the compiler vectorises.
 // Queries go in blocks of at most 64 rows, so scratch stays O(64 N) per thread; exp is the vectorised one of vexp.h.
+// qkv, out, dout and dqkv may each be float32 or bfloat16: packing widens a head's rows to float32 and the results
+// are rounded once when written, so every product accumulates in float32 and the softmax statistics (lse, float32)
+// come from float32 scores.
+//
+// bf16 with oneDNN (qkv, out, dout and dqkv bfloat16, and oneDNN has bf16 kernels here: AMX or AVX512-BF16): the
+// five products run as oneDNN batched matmuls over [batch, head] on strided views of qkv, out and dqkv (no copies),
+// a chunk of batch entries at a time so that the [b, H, N, N] scores stay within 16 MB: S = scale q k^T in float32,
+// softmax rows in float32 (lse kept), P rounded to bfloat16 for out = P v; backward recomputes S and P = exp(S - lse),
+// dP = dout v^T (float32), dS = P (dP - delta) rounded to bfloat16, then dq = scale dS k, dk = scale dS^T q and
+// dv = P^T dout written straight into dqkv.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -27,6 +37,23 @@ constexpr int64_t kRows = 4;   // accumulator rows: 8 ymm registers (of 16)
 constexpr int64_t kBlock = 64; // query rows per block
 
 inline int64_t round_up(int64_t n) { return (n + kVec - 1) / kVec * kVec; }
+
+// P = softmax(S) over one row of N scores (P may be S), in float32; returns the row's log-sum-exp
+inline float softmax_row(const float* S, int64_t N, float* P) {
+  float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < N; j++) mx = std::max(mx, S[j]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < N; j++) {
+    P[j] = exp_nonpositive(S[j] - mx);
+    sum += P[j];
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < N; j++) P[j] *= inv;
+  return mx + std::log(sum);
+}
 
 // C[i][0:n] (+)= sum_k A(i, k) * Bm[k][0:n] for i < m, with A(i, k) = A[i * sai + k * sak]; n is a multiple of kVec,
 // Bm has row stride ldb, C row stride ldc. accumulate: add to C instead of overwriting it.
@@ -80,20 +107,24 @@ struct Head {
         dk(backward ? N * hp : 0, 0.0f), dv(backward ? N * hp : 0, 0.0f), s(kBlock * np, 0.0f),
         p(backward ? kBlock * np : 0, 0.0f), o(backward ? 0 : kBlock * hp, 0.0f) {}
 
-  // packs head h of one batch entry (base points at qkv[b, 0, 0]); q is pre-scaled
-  void pack(const float* base, int64_t h, float scale) {
+  std::vector<float> row = std::vector<float>(3 * hp);  // one token's q, k, v of this head in float32
+
+  // packs head h of batch entry b of qkv [B, N, 3D]; q is pre-scaled
+  void pack(const TensorView& qkv, int64_t b, int64_t h, float scale) {
     const bool backward = !k.empty();
     for (int64_t i = 0; i < N; i++) {
-      const float* row = base + i * 3 * D + h * hd;
+      const int64_t at = (b * N + i) * 3 * D + h * hd;
+      const float *rq = in_row(qkv, at, hd, row.data()), *rk = in_row(qkv, at + D, hd, row.data() + hp),
+                  *rv = in_row(qkv, at + 2 * D, hd, row.data() + 2 * hp);
       for (int64_t d = 0; d < hd; d++) {
-        q[i * hp + d] = row[d] * scale;
-        kt[d * np + i] = row[D + d];
-        v[i * hp + d] = row[2 * D + d];
+        q[i * hp + d] = rq[d] * scale;
+        kt[d * np + i] = rk[d];
+        v[i * hp + d] = rv[d];
       }
       if (backward)
         for (int64_t d = 0; d < hd; d++) {
-          k[i * hp + d] = row[D + d];
-          vt[d * np + i] = row[2 * D + d];
+          k[i * hp + d] = rk[d];
+          vt[d * np + i] = rv[d];
         }
     }
   }
@@ -102,13 +133,122 @@ struct Head {
   void scores(int64_t i0, int64_t m) { matmul(m, np, hd, q.data() + i0 * hp, hp, 1, kt.data(), np, s.data(), np, false); }
 };
 
+// ---- bf16 through oneDNN ------------------------------------------------------------------------------------------
+
+// a [nb, H, rows, cols] view: batch stride sb, head stride sh, row stride sr, column stride sc
+MatDesc view4(int64_t nb, int64_t H, int64_t rows, int64_t cols, int64_t sb, int64_t sh, int64_t sr, int64_t sc,
+              DType t) {
+  return MatDesc{4, {nb, H, rows, cols}, {sb, sh, sr, sc}, t};
+}
+
+// scratch of n elements of `bytes` each from the CPU allocator, freed with this object
+struct Scratch {
+  void* p;
+  size_t bytes;
+  Scratch(int64_t n, size_t elem) : p(allocator.alloc(n * elem)), bytes(n * elem) {}
+  ~Scratch() { allocator.free(p, bytes); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* f32() const { return static_cast<float*>(p); }
+  uint16_t* bf16() const { return static_cast<uint16_t*>(p); }
+};
+
+bool use_onednn(std::initializer_list<const TensorView*> ts) {
+  for (const TensorView* t : ts)
+    if (t->dtype != DType::BF16) return false;
+  return dnnl_info().bf16_matmul;
+}
+
+// batch entries per chunk: [nb, H, N, N] float32 scores of at most 4M elements
+int64_t chunk_of(int64_t B, int64_t H, int64_t N) { return std::max<int64_t>(1, std::min(B, (int64_t(1) << 22) / (H * N * N))); }
+
+bool attention_forward_onednn(const TensorView& qkv, int64_t H, TensorView& out, TensorView& lse) {
+  const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H, nb = chunk_of(B, H, N);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  Scratch S(nb * H * N * N, 4), P(nb * H * N * N, 2);
+  for (int64_t b0 = 0; b0 < B; b0 += nb) {
+    const int64_t n = std::min(nb, B - b0), rows = n * H * N;
+    const uint16_t* base = bf16(qkv) + b0 * N * 3 * D;
+    const MatDesc q = view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16),
+                  kt = view4(n, H, hd, N, N * 3 * D, hd, 1, 3 * D, DType::BF16),
+                  s = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::F32),
+                  p = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::BF16),
+                  o = view4(n, H, N, hd, N * D, hd, D, 1, DType::BF16);
+    if (!matmul(q, base, kt, base + D, nullptr, scale, s, S.p)) return false;
+    float* LSE = lse.f32() + b0 * H * N;
+#pragma omp parallel if (rows * N >= kParallelGrain)
+    {
+      std::vector<float> e(N);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        LSE[r] = softmax_row(S.f32() + r * N, N, e.data());
+        to_bf16(e.data(), P.bf16() + r * N, N);
+      }
+    }
+    if (!matmul(p, P.p, view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16), base + 2 * D, nullptr, 1.0f, o,
+                bf16(out) + b0 * N * D))
+      return false;
+  }
+  return true;
+}
+
+bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, const TensorView& dout,
+                               const TensorView& lse, int64_t H, TensorView& dqkv) {
+  const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H, nb = chunk_of(B, H, N);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  Scratch S(nb * H * N * N, 4), P(nb * H * N * N, 2), dP(nb * H * N * N, 4), dS(nb * H * N * N, 2);
+  for (int64_t b0 = 0; b0 < B; b0 += nb) {
+    const int64_t n = std::min(nb, B - b0), rows = n * H * N;
+    const uint16_t* base = bf16(qkv) + b0 * N * 3 * D;
+    const uint16_t* g = bf16(dout) + b0 * N * D;
+    uint16_t* dbase = bf16(dqkv) + b0 * N * 3 * D;
+    // [n, H, N, hd] views of q, k, v (and of their gradients in dqkv), of dout, and their transposes
+    const MatDesc tok = view4(n, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16),
+                  tokT = view4(n, H, hd, N, N * 3 * D, hd, 1, 3 * D, DType::BF16),
+                  go = view4(n, H, N, hd, N * D, hd, D, 1, DType::BF16),
+                  sq = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::F32),
+                  sqb = view4(n, H, N, N, H * N * N, N * N, N, 1, DType::BF16),
+                  sqbT = view4(n, H, N, N, H * N * N, N * N, 1, N, DType::BF16);
+    if (!matmul(tok, base, tokT, base + D, nullptr, scale, sq, S.p)) return false;
+    if (!matmul(go, g, tokT, base + 2 * D, nullptr, 1.0f, sq, dP.p)) return false;
+    const float* LSE = lse.f32() + b0 * H * N;
+#pragma omp parallel if (rows * N >= kParallelGrain)
+    {
+      std::vector<float> pr(N), ds(N), ob(hd), gb(hd);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        // row r = (batch b, head h, query i); delta = dout_i . out_i over this head
+        const int64_t b = r / (H * N), h = (r / N) % H, i = r % N;
+        const int64_t at = ((b0 + b) * N + i) * D + h * hd;
+        const float *o = in_row(out, at, hd, ob.data()), *gi = in_row(dout, at, hd, gb.data());
+        float delta = 0.0f;
+        for (int64_t d = 0; d < hd; d++) delta += o[d] * gi[d];
+        const float *Sr = S.f32() + r * N, *dPr = dP.f32() + r * N;
+        const float l = LSE[r];
+#pragma omp simd
+        for (int64_t j = 0; j < N; j++) {
+          pr[j] = exp_nonpositive(Sr[j] - l);
+          ds[j] = pr[j] * (dPr[j] - delta);
+        }
+        to_bf16(pr.data(), P.bf16() + r * N, N);
+        to_bf16(ds.data(), dS.bf16() + r * N, N);
+      }
+    }
+    if (!matmul(sqb, dS.p, tok, base + D, nullptr, scale, tok, dbase) ||         // dq = scale dS k
+        !matmul(sqbT, dS.p, tok, base, nullptr, scale, tok, dbase + D) ||        // dk = scale dS^T q
+        !matmul(sqbT, P.p, go, g, nullptr, 1.0f, tok, dbase + 2 * D))            // dv = P^T dout
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse) {
+  if (use_onednn({&qkv, &out}) && attention_forward_onednn(qkv, num_heads, out, lse)) return;
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
-  const float* QKV = qkv.f32();
-  float *OUT = out.f32(), *LSE = lse.f32();
+  float* LSE = lse.f32();
 #pragma omp parallel
   {
     Head t(N, D, hd, false);
@@ -116,34 +256,25 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
-      t.pack(QKV + b * N * 3 * D, h, scale);
+      t.pack(qkv, b, h, scale);
       for (int64_t i0 = 0; i0 < N; i0 += kBlock) {
         const int64_t m = std::min(kBlock, N - i0);
         t.scores(i0, m);
         // softmax by rows, in place: s becomes P (zero in the padding)
         for (int64_t r = 0; r < m; r++) {
           float* S = t.s.data() + r * np;
-          float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-          for (int64_t j = 0; j < N; j++) mx = std::max(mx, S[j]);
-          float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < N; j++) {
-            S[j] = exp_nonpositive(S[j] - mx);
-            sum += S[j];
-          }
-          const float inv = 1.0f / sum;
-#pragma omp simd
-          for (int64_t j = 0; j < N; j++) S[j] *= inv;
+          LSE[bh * N + i0 + r] = softmax_row(S, N, S);
           for (int64_t j = N; j < np; j++) S[j] = 0.0f;
-          LSE[bh * N + i0 + r] = mx + std::log(sum);
         }
         // o = P v
         matmul(m, hp, N, t.s.data(), np, 1, t.v.data(), hp, t.o.data(), hp, false);
         for (int64_t r = 0; r < m; r++) {
-          float* dst = OUT + (b * N + i0 + r) * D + h * hd;
-          const float* src = t.o.data() + r * hp;
-          for (int64_t d = 0; d < hd; d++) dst[d] = src[d];
+          const int64_t at = (b * N + i0 + r) * D + h * hd;
+          float* src = t.o.data() + r * hp;
+          float* dst = out_row(out, at, src);
+          if (dst != src)
+            for (int64_t d = 0; d < hd; d++) dst[d] = src[d];
+          out_row_done(out, at, hd, src);
         }
       }
     }
@@ -152,21 +283,22 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
 
 void attention_backward(const TensorView& qkv, const TensorView& out, const TensorView& dout, const TensorView& lse,
                         int num_heads, TensorView& dqkv) {
+  if (use_onednn({&qkv, &out, &dout, &dqkv}) && attention_backward_onednn(qkv, out, dout, lse, num_heads, dqkv)) return;
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
-  const float *QKV = qkv.f32(), *OUT = out.f32(), *DOUT = dout.f32(), *LSE = lse.f32();
-  float* DQKV = dqkv.f32();
+  const float* LSE = lse.f32();
 #pragma omp parallel
   {
     Head t(N, D, hd, true);
     const int64_t np = t.np, hp = t.hp;
-    std::vector<float> delta(N);
+    std::vector<float> delta(N), ob(hd), gb(hd), rowb(3 * hd);
 #pragma omp for schedule(dynamic)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
-      t.pack(QKV + b * N * 3 * D, h, scale);
+      t.pack(qkv, b, h, scale);
       for (int64_t i = 0; i < N; i++) {
-        const float *o = OUT + (b * N + i) * D + h * hd, *g = DOUT + (b * N + i) * D + h * hd;
+        const float *o = in_row(out, (b * N + i) * D + h * hd, hd, ob.data()),
+                    *g = in_row(dout, (b * N + i) * D + h * hd, hd, gb.data());
         float acc = 0.0f;
         for (int64_t d = 0; d < hd; d++) {
           acc += o[d] * g[d];
@@ -203,17 +335,22 @@ void attention_backward(const TensorView& qkv, const TensorView& out, const Tens
         matmul(m, hp, N, t.p.data(), np, 1, t.k.data(), hp, t.dq.data(), hp, false);
         matmul(N, hp, m, t.p.data(), 1, np, t.q.data() + i0 * hp, hp, t.dk.data(), hp, true);
         for (int64_t r = 0; r < m; r++) {
-          float* row = DQKV + (b * N + i0 + r) * 3 * D + h * hd;
+          const int64_t at = (b * N + i0 + r) * 3 * D + h * hd;
+          float* row = out_row(dqkv, at, rowb.data());
           const float* dq = t.dq.data() + r * hp;
           for (int64_t d = 0; d < hd; d++) row[d] = dq[d] * scale;
+          out_row_done(dqkv, at, hd, row);
         }
       }
       for (int64_t i = 0; i < N; i++) {
-        float* row = DQKV + (b * N + i) * 3 * D + h * hd;
+        const int64_t at = (b * N + i) * 3 * D + h * hd;
+        float *rk = out_row(dqkv, at + D, rowb.data()), *rv = out_row(dqkv, at + 2 * D, rowb.data() + hd);
         for (int64_t d = 0; d < hd; d++) {
-          row[D + d] = t.dk[i * hp + d];
-          row[2 * D + d] = t.dv[i * hp + d];
+          rk[d] = t.dk[i * hp + d];
+          rv[d] = t.dv[i * hp + d];
         }
+        out_row_done(dqkv, at + D, hd, rk);
+        out_row_done(dqkv, at + 2 * D, hd, rv);
       }
     }
   }

@@ -1,6 +1,8 @@
 // Declarations of the CPU kernels (one file per op family in native/cpu/), collected into the CPU op table by
 // ops_table.cpp. Signatures are those of mae::Ops.
 #pragma once
+#include <string>
+
 #include "../core/ops.h"
 
 namespace mae::cpu {
@@ -9,6 +11,57 @@ namespace mae::cpu {
 // OpenMP pragma): waking the other threads costs more than the work, and a model step has hundreds of such ops
 // (biases, LayerNorm parameters, per-token tables).
 constexpr int64_t kParallelGrain = 32768;
+
+// convert.cpp: float32 <-> bfloat16 arrays (round to nearest even; AVX512-BF16 when the CPU has it)
+bool bf16_convert_native();
+void to_bf16(const float* src, uint16_t* dst, int64_t n);
+void to_f32(const uint16_t* src, float* dst, int64_t n);
+// y = x converted to y's dtype (float32 or bfloat16), same number of elements
+void convert(const TensorView& x, TensorView& y);
+inline uint16_t* bf16(const TensorView& t) { return static_cast<uint16_t*>(t.data); }
+
+// Rows in float32 for kernels that compute in float32 on tensors of either dtype (bf16 activations, each argument
+// in its own dtype). in_row: the n values of t from element `at` as float32: t's own memory when it is float32, else
+// widened into buf. out_row: where to write n values of t from `at`: t's memory or buf; out_row_done then narrows
+// buf into t when t is bfloat16. buf holds at least n floats.
+inline const float* in_row(const TensorView& t, int64_t at, int64_t n, float* buf) {
+  if (t.dtype == DType::F32) return t.f32() + at;
+  to_f32(bf16(t) + at, buf, n);
+  return buf;
+}
+inline float* out_row(const TensorView& t, int64_t at, float* buf) {
+  return t.dtype == DType::F32 ? t.f32() + at : buf;
+}
+inline void out_row_done(const TensorView& t, int64_t at, int64_t n, const float* buf) {
+  if (t.dtype == DType::BF16) to_bf16(buf, bf16(t) + at, n);
+}
+// elements per chunk of the elementwise loops that go through in_row / out_row
+constexpr int64_t kChunk = 2048;
+
+// dnnl.cpp: oneDNN, loaded on first use. info(): whether it loaded (else why), from where, its version, the ISA its
+// kernels run (dnnl_get_effective_cpu_isa) and whether that has native bf16 (AVX512-BF16 or AMX).
+struct DnnlInfo {
+  bool available = false;
+  std::string reason, library, version, isa;
+  bool bf16_native = false, amx = false;
+  bool bf16_matmul = false;  // oneDNN has bf16 matmul kernels here (else gemm.cpp runs bf16 products on the BLAS)
+};
+const DnnlInfo& dnnl_info();
+// one operand of a matmul: up to 4 dimensions (batch dimensions first, then rows and columns), strides in elements
+struct MatDesc {
+  int ndims;
+  int64_t dims[4];
+  int64_t strides[4];
+  DType dtype;
+};
+// a [rows, cols] matrix stored row-major, or (transposed) the transpose of a row-major [cols, rows] one
+MatDesc mat(int64_t rows, int64_t cols, bool transposed, DType dtype);
+// C = alpha A B (+ bias [N], float32) with oneDNN: A [..., M, K], B [..., K, N], C [..., M, N]. false (nothing
+// done) when oneDNN is not loaded or has no kernel for this product on this CPU; throws mae::Error if it fails.
+bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
+            const MatDesc& c, void* C);
+// the name of the implementation oneDNN runs for such a product (e.g. "brg:avx512_core_bf16"), "" for none
+std::string matmul_impl(const MatDesc& a, const MatDesc& b, bool bias, const MatDesc& c);
 
 // allocator.cpp
 extern const Allocator allocator;
@@ -68,7 +121,7 @@ void add(const TensorView& a, const TensorView& b, TensorView& y);
 void mul(const TensorView& a, const TensorView& b, TensorView& y);
 void sum_to(const TensorView& x, TensorView& y);
 // y[j] = sum over rows of x[row * n + j] for j in [j0, j1): sum_to's loop, callable from inside a parallel region
-void column_sums(const float* x, int64_t rows, int64_t n, int64_t j0, int64_t j1, float* y);
+void column_sums(const TensorView& x, int64_t rows, int64_t n, int64_t j0, int64_t j1, float* y);
 void axpby(float alpha, const TensorView& x, float beta, TensorView& y);
 void sum(const TensorView& x, float scale, TensorView& y);
 void mean_tokens(const TensorView& x, TensorView& y);

@@ -1,14 +1,17 @@
 // GELU in its exact erf form (PyTorch nn.GELU(), approximate='none'), elementwise on any shape:
 //   y = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)),  dy/dx = Phi(x) + x exp(-x^2 / 2) / sqrt(2 pi)
 // bias_gelu: the same on h = x + b, x [rows, N], b [N] (the MLP's first product without its bias); its backward
-// also gives db = column sums of dx.
+// also gives db = column sums of dx. x, dy, y and dx may each be float32 or bfloat16 (float32 arithmetic); b, db are
+// float32.
 // Phi is computed branch-free so that the loops vectorise (std::erf is a scalar libm call, about 25 ns an element):
 //   Phi(x) = 0.5 erfc(z) for x < 0 and 1 - 0.5 erfc(z) for x >= 0, z = |x| / sqrt 2, with erfc from the Chebyshev
 //   fit of Numerical Recipes (erfcc: fractional error below 1.2e-7 for every z >= 0). Working from erfc keeps the
 //   relative accuracy of the negative tail, where 1 + erf(x) cancels (the std::erf form gives exactly 0 below
 //   x = -5.54). Measured against the double-precision formula on a 1e-5 grid: forward relative error below 8.4e-7 on
 //   |x| < 4, 2.1e-6 on |x| < 8, 7.5e-6 on |x| < 14 (y ~ 1e-30 there); derivative absolute error below 1.8e-7.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cpu.h"
 #include "vexp.h"
@@ -46,30 +49,54 @@ inline float gelu_grad(float v) {
 
 void gelu_forward(const TensorView& x, TensorView& y) {
   const int64_t n = x.numel();
-  const float* X = x.f32();
-  float* Y = y.f32();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
-  for (int64_t i = 0; i < n; i++) Y[i] = X[i] * normal_cdf(X[i]);
+#pragma omp parallel if (n >= kParallelGrain)
+  {
+    float xb[kChunk], yb[kChunk];
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < n; c += kChunk) {
+      const int64_t m = std::min(kChunk, n - c);
+      const float* X = in_row(x, c, m, xb);
+      float* Y = out_row(y, c, yb);
+#pragma omp simd
+      for (int64_t i = 0; i < m; i++) Y[i] = X[i] * normal_cdf(X[i]);
+      out_row_done(y, c, m, Y);
+    }
+  }
 }
 
 void gelu_backward(const TensorView& x, const TensorView& dy, TensorView& dx) {
   const int64_t n = x.numel();
-  const float *X = x.f32(), *DY = dy.f32();
-  float* DX = dx.f32();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
-  for (int64_t i = 0; i < n; i++) DX[i] = DY[i] * gelu_grad(X[i]);
+#pragma omp parallel if (n >= kParallelGrain)
+  {
+    float xb[kChunk], gb[kChunk], db[kChunk];
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < n; c += kChunk) {
+      const int64_t m = std::min(kChunk, n - c);
+      const float *X = in_row(x, c, m, xb), *DY = in_row(dy, c, m, gb);
+      float* DX = out_row(dx, c, db);
+#pragma omp simd
+      for (int64_t i = 0; i < m; i++) DX[i] = DY[i] * gelu_grad(X[i]);
+      out_row_done(dx, c, m, DX);
+    }
+  }
 }
 
 void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y) {
   const int64_t R = x.rows(), N = x.last();
-  const float *X = x.f32(), *Bv = b.f32();
-  float* Y = y.f32();
-#pragma omp parallel for schedule(static) if (R * N >= kParallelGrain)
-  for (int64_t r = 0; r < R; r++) {
+  const float* Bv = b.f32();
+#pragma omp parallel if (R * N >= kParallelGrain)
+  {
+    std::vector<float> xb(N), yb(N);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      const float* X = in_row(x, r * N, N, xb.data());
+      float* Y = out_row(y, r * N, yb.data());
 #pragma omp simd
-    for (int64_t j = 0; j < N; j++) {
-      const float h = X[r * N + j] + Bv[j];
-      Y[r * N + j] = h * normal_cdf(h);
+      for (int64_t j = 0; j < N; j++) {
+        const float h = X[j] + Bv[j];
+        Y[j] = h * normal_cdf(h);
+      }
+      out_row_done(y, r * N, N, Y);
     }
   }
 }
@@ -77,12 +104,18 @@ void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y) 
 void bias_gelu_backward(const TensorView& x, const TensorView& b, const TensorView& dy, TensorView& dx,
                         TensorView* db) {
   const int64_t R = x.rows(), N = x.last();
-  const float *X = x.f32(), *Bv = b.f32(), *DY = dy.f32();
-  float* DX = dx.f32();
-#pragma omp parallel for schedule(static) if (R * N >= kParallelGrain)
-  for (int64_t r = 0; r < R; r++) {
+  const float* Bv = b.f32();
+#pragma omp parallel if (R * N >= kParallelGrain)
+  {
+    std::vector<float> xb(N), gb(N), dxb(N);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      const float *X = in_row(x, r * N, N, xb.data()), *DY = in_row(dy, r * N, N, gb.data());
+      float* DX = out_row(dx, r * N, dxb.data());
 #pragma omp simd
-    for (int64_t j = 0; j < N; j++) DX[r * N + j] = DY[r * N + j] * gelu_grad(X[r * N + j] + Bv[j]);
+      for (int64_t j = 0; j < N; j++) DX[j] = DY[j] * gelu_grad(X[j] + Bv[j]);
+      out_row_done(dx, r * N, N, DX);
+    }
   }
   if (db) sum_to(dx, *db);
 }

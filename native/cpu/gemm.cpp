@@ -7,11 +7,21 @@
 // own block of the output, so one thread team does all the work of a step. A multi-threaded OpenBLAS keeps a second
 // pool of threads that competes with the OpenMP team for the same cores at every op boundary: inside a training
 // step its sgemms ran at ~180 GFLOP/s on 2 cores, these blocks at ~220 (benchmarks/README.md).
+//
+// bfloat16: a product with a bfloat16 operand (x, dy, or w: the bf16 weight shadow the bindings pass in its place)
+// runs in bfloat16 through oneDNN's matmul (dnnl.cpp; AMX or AVX512-BF16 where the CPU has them), accumulating in
+// float32: y and dx in their own dtype (bfloat16 activations), dW float32 (the master weights' gradient), the bias
+// fused into the forward product; db is summed in float32 from dy. A float32 operand of such a product is rounded
+// to bfloat16 first (a weight without a shadow). Where oneDNN has no kernel (not loaded, or a CPU below AVX-512,
+// for which oneDNN 2.x has no bf16 matmul) the same product, bf16 operands with float32 sums, runs through the BLAS
+// on widened copies: slower, the same meaning.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "cpu.h"
 
@@ -58,12 +68,74 @@ void sgemm_block(const Block& k, bool ta, bool tb, int64_t K, const float* A, in
               C + k.r0 * ldc + k.c0, ldc);
 }
 
-}  // namespace
+// A buffer from the CPU allocator, freed with this object.
+struct Buffer {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit Buffer(size_t n) : p(n ? allocator.alloc(n) : nullptr), bytes(n) {}
+  ~Buffer() {
+    if (p) allocator.free(p, bytes);
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
 
-void linear_forward(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y) {
-  const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
-  const float *X = x.f32(), *W = w.f32(), *Bias = b ? b->f32() : nullptr;
-  float* Y = y.f32();
+// t as a bfloat16 operand: t's memory, or a copy rounded to bfloat16
+struct Bf16 {
+  Buffer copy;
+  const void* p;
+  explicit Bf16(const TensorView& t) : copy(t.dtype == DType::BF16 ? 0 : t.numel() * 2), p(t.data) {
+    if (!copy.p) return;
+    TensorView v{copy.p, t.shape, DType::BF16, t.device};
+    convert(t, v);
+    p = copy.p;
+  }
+};
+
+// t as a float32 operand of the BLAS with the values a bf16 product sees: widened from bfloat16, or rounded to
+// bfloat16 and widened when t is float32
+struct Widened {
+  Buffer copy;
+  const float* p;
+  explicit Widened(const TensorView& t) : copy(t.numel() * 4), p(static_cast<float*>(copy.p)) {
+    TensorView v{copy.p, t.shape, DType::F32, t.device};
+    if (t.dtype == DType::BF16) {
+      convert(t, v);
+    } else {
+      const Bf16 r(t);
+      TensorView rv{const_cast<void*>(r.p), t.shape, DType::BF16, t.device};
+      convert(rv, v);
+    }
+  }
+};
+
+// an output for the BLAS: t's memory when it is float32, else a float32 buffer that done() rounds into t
+struct Output {
+  TensorView& t;
+  Buffer copy;
+  float* p;
+  explicit Output(TensorView& t_)
+      : t(t_), copy(t_.dtype == DType::F32 ? 0 : t_.numel() * 4), p(copy.p ? static_cast<float*>(copy.p) : t_.f32()) {}
+  void done() {
+    if (copy.p) convert(TensorView{copy.p, t.shape, DType::F32, t.device}, t);
+  }
+};
+
+// MAE_FP32_GEMM=onednn (read at each call, for benchmarks/matmul.ts): float32 products through oneDNN's matmul
+// instead of the BLAS blocks, to compare the two in one process (benchmarks/README.md has the numbers)
+bool fp32_onednn() {
+  const char* e = std::getenv("MAE_FP32_GEMM");
+  return e && std::strcmp(e, "onednn") == 0;
+}
+
+bool any_bf16(std::initializer_list<const TensorView*> ts) {
+  for (const TensorView* t : ts)
+    if (t->dtype == DType::BF16) return true;
+  return false;
+}
+
+// the float32 products through the BLAS blocks
+void sgemm_forward(int64_t M, int64_t N, int64_t K, const float* X, const float* W, const float* Bias, float* Y) {
 #pragma omp parallel if (M * N * K >= kGemmGrain)
   {
     const Block k = thread_block(M, N);
@@ -73,19 +145,88 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView* 
   }
 }
 
+void sgemm_backward(int64_t M, int64_t N, int64_t K, const float* X, const float* W, const float* DY, float* DX,
+                    float* DW, const TensorView& dy, float* DB) {
+#pragma omp parallel if (M * N * K >= kGemmGrain)
+  {
+    if (DX) sgemm_block(thread_block(M, K), false, false, N, DY, N, W, K, 0.0f, DX, K);
+    sgemm_block(thread_block(N, K), true, false, M, DY, N, X, K, 0.0f, DW, K);
+    if (DB) {
+      const Part p = thread_part(N);
+      column_sums(dy, M, N, p.lo, p.hi, DB);
+    }
+  }
+}
+
+}  // namespace
+
+void linear_forward(const TensorView& x, const TensorView& w, const TensorView* b, TensorView& y) {
+  const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
+  const float* Bias = b ? b->f32() : nullptr;
+  if (!any_bf16({&x, &w})) {
+    if (fp32_onednn() && matmul(mat(M, K, false, DType::F32), x.data, mat(K, N, true, DType::F32), w.data, Bias, 1.0f,
+                                mat(M, N, false, DType::F32), y.data))
+      return;
+    return sgemm_forward(M, N, K, x.f32(), w.f32(), Bias, y.f32());
+  }
+  {
+    const Bf16 X(x), W(w);
+    if (matmul(mat(M, K, false, DType::BF16), X.p, mat(K, N, true, DType::BF16), W.p, Bias, 1.0f,
+               mat(M, N, false, y.dtype), y.data))
+      return;
+  }
+  // no oneDNN kernel here: the same bf16 product (bf16 operands, float32 sums) through the BLAS
+  const Widened X(x), W(w);
+  Output Y(y);
+  sgemm_forward(M, N, K, X.p, W.p, Bias, Y.p);
+  Y.done();
+}
+
 void linear_backward(const TensorView& x, const TensorView& w, const TensorView& dy, TensorView* dx, TensorView& dw,
                      TensorView* db) {
   const int64_t M = x.rows(), K = x.last(), N = w.dim(0);
-  const float *X = x.f32(), *W = w.f32(), *DY = dy.f32();
-#pragma omp parallel if (M * N * K >= kGemmGrain)
+  float* DB = db ? db->f32() : nullptr;
+  if (!any_bf16({&x, &w, &dy})) {
+    if (fp32_onednn()) {
+      const MatDesc dym = mat(M, N, false, DType::F32);
+      if (dx) matmul(dym, dy.data, mat(N, K, false, DType::F32), w.data, nullptr, 1.0f, mat(M, K, false, DType::F32), dx->data);
+      if (matmul(mat(N, M, true, DType::F32), dy.data, mat(M, K, false, DType::F32), x.data, nullptr, 1.0f,
+                 mat(N, K, false, DType::F32), dw.data)) {
+        if (DB) {
+#pragma omp parallel if (M * N >= kParallelGrain)
+          {
+            const Part p = thread_part(N);
+            column_sums(dy, M, N, p.lo, p.hi, DB);
+          }
+        }
+        return;
+      }
+    }
+    return sgemm_backward(M, N, K, x.f32(), w.f32(), dy.f32(), dx ? dx->f32() : nullptr, dw.f32(), dy, DB);
+  }
   {
-    if (dx) sgemm_block(thread_block(M, K), false, false, N, DY, N, W, K, 0.0f, dx->f32(), K);
-    sgemm_block(thread_block(N, K), true, false, M, DY, N, X, K, 0.0f, dw.f32(), K);
-    if (db) {
-      const Part p = thread_part(N);
-      column_sums(DY, M, N, p.lo, p.hi, db->f32());
+    const Bf16 X(x), W(w), DY(dy);
+    const MatDesc dym = mat(M, N, false, DType::BF16), wm = mat(N, K, false, DType::BF16);
+    if (!dx || matmul(dym, DY.p, wm, W.p, nullptr, 1.0f, mat(M, K, false, dx->dtype), dx->data)) {
+      if (matmul(mat(N, M, true, DType::BF16), DY.p, mat(M, K, false, DType::BF16), X.p, nullptr, 1.0f,
+                 mat(N, K, false, dw.dtype), dw.data)) {
+        if (DB) {
+#pragma omp parallel if (M * N >= kParallelGrain)
+          {
+            const Part p = thread_part(N);
+            column_sums(dy, M, N, p.lo, p.hi, DB);
+          }
+        }
+        return;
+      }
     }
   }
+  const Widened X(x), W(w), DY(dy);
+  Output DW(dw);
+  std::unique_ptr<Output> DX(dx ? new Output(*dx) : nullptr);
+  sgemm_backward(M, N, K, X.p, W.p, DY.p, DX ? DX->p : nullptr, DW.p, dy, DB);
+  DW.done();
+  if (DX) DX->done();
 }
 
 }  // namespace mae::cpu

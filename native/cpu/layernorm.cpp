@@ -3,7 +3,9 @@
 //   backward: xhat = (x - mean) * rstd, g = dy * w,
 //             dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) [+ dres], dw = sum_r dy * xhat, db = sum_r dy
 //   add_layernorm_forward: s = x + r, then the forward on s (the residual add of a transformer block fused in)
-// Rows are split across threads; dw and db are reduced from one partial row per thread.
+// Rows are split across threads; dw and db are reduced from one partial row per thread. x, r, s, y, dy, dres and dx
+// may each be float32 or bfloat16 (rows widened to float32, results rounded once); w, b, mean, rstd, dw and db are
+// float32, and all arithmetic is float32.
 #include <omp.h>
 
 #include <cmath>
@@ -37,23 +39,41 @@ inline void normalize_row(const float* xr, const float* W, const float* B, int64
 void layernorm_forward(const TensorView& x, const TensorView& w, const TensorView& b, float eps, TensorView& y,
                        TensorView& mean, TensorView& rstd) {
   const int64_t R = x.rows(), D = x.last();
-  const float *X = x.f32(), *W = w.f32(), *B = b.f32();
-  float *Y = y.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
-#pragma omp parallel for schedule(static) if (R * D >= kParallelGrain)
-  for (int64_t r = 0; r < R; r++) normalize_row(X + r * D, W, B, D, eps, Y + r * D, MEAN + r, RSTD + r);
+  const float *W = w.f32(), *B = b.f32();
+  float *MEAN = mean.f32(), *RSTD = rstd.f32();
+#pragma omp parallel if (R * D >= kParallelGrain)
+  {
+    std::vector<float> xb(D), yb(D);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      float* yr = out_row(y, r * D, yb.data());
+      normalize_row(in_row(x, r * D, D, xb.data()), W, B, D, eps, yr, MEAN + r, RSTD + r);
+      out_row_done(y, r * D, D, yr);
+    }
+  }
 }
 
 void add_layernorm_forward(const TensorView& x, const TensorView& res, const TensorView& w, const TensorView& b,
                            float eps, TensorView& s, TensorView& y, TensorView& mean, TensorView& rstd) {
   const int64_t R = x.rows(), D = x.last();
-  const float *X = x.f32(), *RES = res.f32(), *W = w.f32(), *B = b.f32();
-  float *S = s.f32(), *Y = y.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
-#pragma omp parallel for schedule(static) if (R * D >= kParallelGrain)
-  for (int64_t r = 0; r < R; r++) {
-    float* sr = S + r * D;
+  const float *W = w.f32(), *B = b.f32();
+  float *MEAN = mean.f32(), *RSTD = rstd.f32();
+#pragma omp parallel if (R * D >= kParallelGrain)
+  {
+    std::vector<float> xb(D), rb(D), sb(D), yb(D);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      const float *xr = in_row(x, r * D, D, xb.data()), *rr = in_row(res, r * D, D, rb.data());
+      float* sr = out_row(s, r * D, sb.data());
 #pragma omp simd
-    for (int64_t i = 0; i < D; i++) sr[i] = X[r * D + i] + RES[r * D + i];
-    normalize_row(sr, W, B, D, eps, Y + r * D, MEAN + r, RSTD + r);
+      for (int64_t i = 0; i < D; i++) sr[i] = xr[i] + rr[i];
+      out_row_done(s, r * D, D, sr);
+      // the statistics of s as stored (rounded when s is bfloat16), so that backward, which reads s, agrees
+      const float* sv = in_row(s, r * D, D, sb.data());
+      float* yr = out_row(y, r * D, yb.data());
+      normalize_row(sv, W, B, D, eps, yr, MEAN + r, RSTD + r);
+      out_row_done(y, r * D, D, yr);
+    }
   }
 }
 
@@ -61,18 +81,17 @@ void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorV
                         const TensorView& rstd, const TensorView* dres, TensorView& dx, TensorView& dw,
                         TensorView& db) {
   const int64_t R = x.rows(), D = x.last();
-  const float *DY = dy.f32(), *X = x.f32(), *W = w.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
-  const float* RES = dres ? dres->f32() : nullptr;
-  float* DX = dx.f32();
+  const float *W = w.f32(), *MEAN = mean.f32(), *RSTD = rstd.f32();
   const int nt = omp_get_max_threads();
   std::vector<float> part(2 * nt * D, 0.0f);  // per thread: dw partial, then db partial
 #pragma omp parallel if (R * D >= kParallelGrain)
   {
     float* pdw = part.data() + 2 * omp_get_thread_num() * D;
     float* pdb = pdw + D;
+    std::vector<float> xb(D), dyb(D), rb(D), dxb(D);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-      const float *xr = X + r * D, *dyr = DY + r * D;
+      const float *xr = in_row(x, r * D, D, xb.data()), *dyr = in_row(dy, r * D, D, dyb.data());
       const float m = MEAN[r], rs = RSTD[r];
       float sg = 0.0f, sgx = 0.0f;
 #pragma omp simd reduction(+ : sg, sgx)
@@ -86,16 +105,18 @@ void layernorm_backward(const TensorView& dy, const TensorView& x, const TensorV
       }
       sg /= D;
       sgx /= D;
-      float* dxr = DX + r * D;
+      float* dxr = out_row(dx, r * D, dxb.data());
 #pragma omp simd
       for (int64_t i = 0; i < D; i++) {
         const float xhat = (xr[i] - m) * rs;
         dxr[i] = rs * (dyr[i] * W[i] - sg - xhat * sgx);
       }
-      if (RES) {
+      if (dres) {
+        const float* rr = in_row(*dres, r * D, D, rb.data());
 #pragma omp simd
-        for (int64_t i = 0; i < D; i++) dxr[i] += RES[r * D + i];
+        for (int64_t i = 0; i < D; i++) dxr[i] += rr[i];
       }
+      out_row_done(dx, r * D, D, dxr);
     }
   }
   float *DW = dw.f32(), *DB = db.f32();

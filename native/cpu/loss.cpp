@@ -6,6 +6,8 @@
 //   backward: dpred = dloss * w * 2 (pred - t) / P, w = mask / sum(mask) (or 1 / (B L)).
 // cross_entropy: logits [B, C]; target int32 labels [B] or float32 soft targets [B, C]; q = (1 - s) t + s / C;
 //   loss = mean_b sum_c q_c (logsumexp(z) - z_c); dz = (softmax(z) sum_c q_c - q) * dloss / B.
+// pred, target, logits, soft targets and the input gradients may be float32 or bfloat16 (rows widened; float32 and
+// double arithmetic); mask, dloss and the losses are float32.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -45,20 +47,20 @@ double weight_denominator(const float* M, int64_t BL, bool* all_patches) {
 void masked_mse_forward(const TensorView& pred, const TensorView& target, const TensorView& mask, bool norm_pix,
                         TensorView& loss) {
   const int64_t BL = mask.numel(), P = pred.last();
-  const float *PR = pred.f32(), *TG = target.f32(), *M = mask.f32();
+  const float* M = mask.f32();
   bool all;
   const double denom = weight_denominator(M, BL, &all);
   // per-patch errors in parallel, then summed in a fixed order so the loss does not depend on thread timing
   std::vector<double> per_patch(BL, 0.0);
 #pragma omp parallel
   {
-    std::vector<float> t(P);
+    std::vector<float> t(P), tb(P), pb(P);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < BL; i++) {
       const double w = all ? 1.0 : M[i];
       if (w == 0.0) continue;
-      target_patch(TG + i * P, P, norm_pix, t.data());
-      const float* pr = PR + i * P;
+      target_patch(in_row(target, i * P, P, tb.data()), P, norm_pix, t.data());
+      const float* pr = in_row(pred, i * P, P, pb.data());
       double e = 0.0;
       for (int64_t k = 0; k < P; k++) e += (double)(pr[k] - t[k]) * (pr[k] - t[k]);
       per_patch[i] = w * e / P;
@@ -72,25 +74,25 @@ void masked_mse_forward(const TensorView& pred, const TensorView& target, const 
 void masked_mse_backward(const TensorView& pred, const TensorView& target, const TensorView& mask, bool norm_pix,
                          const TensorView& dloss, TensorView& dpred) {
   const int64_t BL = mask.numel(), P = pred.last();
-  const float *PR = pred.f32(), *TG = target.f32(), *M = mask.f32();
-  float* DP = dpred.f32();
+  const float* M = mask.f32();
   bool all;
   const double denom = weight_denominator(M, BL, &all);
   const double g = dloss.f32()[0];
 #pragma omp parallel
   {
-    std::vector<float> t(P);
+    std::vector<float> t(P), tb(P), pb(P), db(P);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < BL; i++) {
       const float c = (float)(g * (all ? 1.0 : M[i]) / denom * 2.0 / P);
-      float* dp = DP + i * P;
+      float* dp = out_row(dpred, i * P, db.data());
       if (c == 0.0f) {
         for (int64_t k = 0; k < P; k++) dp[k] = 0.0f;
-        continue;
+      } else {
+        target_patch(in_row(target, i * P, P, tb.data()), P, norm_pix, t.data());
+        const float* pr = in_row(pred, i * P, P, pb.data());
+        for (int64_t k = 0; k < P; k++) dp[k] = c * (pr[k] - t[k]);
       }
-      target_patch(TG + i * P, P, norm_pix, t.data());
-      const float* pr = PR + i * P;
-      for (int64_t k = 0; k < P; k++) dp[k] = c * (pr[k] - t[k]);
+      out_row_done(dpred, i * P, P, dp);
     }
   }
 }
@@ -106,7 +108,7 @@ inline float target_row(const TensorView& target, int64_t b, int64_t C, float sm
                   " is outside [0, " + std::to_string(C) + ")");
     for (int64_t c = 0; c < C; c++) q[c] = smoothing / C + (c == y ? 1.0f - smoothing : 0.0f);
   } else {
-    const float* t = target.f32() + b * C;
+    const float* t = in_row(target, b * C, C, q);
     for (int64_t c = 0; c < C; c++) q[c] = (1.0f - smoothing) * t[c] + smoothing / C;
   }
   float s = 0.0f;
@@ -126,10 +128,10 @@ inline float logsumexp(const float* z, int64_t C) {
 
 void cross_entropy_forward(const TensorView& logits, const TensorView& target, float smoothing, TensorView& loss) {
   const int64_t B = logits.dim(0), C = logits.dim(1);
-  std::vector<float> q(C);
+  std::vector<float> q(C), zb(C);
   double total = 0.0;
   for (int64_t b = 0; b < B; b++) {
-    const float* z = logits.f32() + b * C;
+    const float* z = in_row(logits, b * C, C, zb.data());
     target_row(target, b, C, smoothing, q.data());
     const float lse = logsumexp(z, C);
     for (int64_t c = 0; c < C; c++) total += (double)q[c] * (lse - z[c]);
@@ -141,13 +143,14 @@ void cross_entropy_backward(const TensorView& logits, const TensorView& target, 
                             const TensorView& dloss, TensorView& dlogits) {
   const int64_t B = logits.dim(0), C = logits.dim(1);
   const float g = dloss.f32()[0] / B;
-  std::vector<float> q(C);
+  std::vector<float> q(C), zb(C), db(C);
   for (int64_t b = 0; b < B; b++) {
-    const float* z = logits.f32() + b * C;
-    float* dz = dlogits.f32() + b * C;
+    const float* z = in_row(logits, b * C, C, zb.data());
+    float* dz = out_row(dlogits, b * C, db.data());
     const float qs = target_row(target, b, C, smoothing, q.data());
     const float lse = logsumexp(z, C);
     for (int64_t c = 0; c < C; c++) dz[c] = g * (std::exp(z[c] - lse) * qs - q[c]);
+    out_row_done(dlogits, b * C, C, dz);
   }
 }
 

@@ -76,8 +76,9 @@ describe('CUDA availability', () => {
       const back = b.to('cpu', 'float32');
       expect(back.dtype).toBe('float32');
       expect(Array.from(back.dataSync())).toEqual(Array.from(roundBf16(v)));
-      // CPU kernels are float32 only: a bfloat16 CPU tensor is refused with a clear message
-      expect(() => native.gelu(b.handle)).toThrow(/must be float32, got bfloat16/);
+      // CPU kernels take bfloat16 activations; parameters and statistics stay float32, with a clear message
+      expect(native.gelu(b.handle).dtype).toBe('bfloat16');
+      expect(() => native.layerNorm(b.handle, b.handle, b.handle, 1e-6)).toThrow(/weight must be float32, got bfloat16/);
     }));
 });
 

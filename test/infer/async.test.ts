@@ -37,6 +37,21 @@ async function timerLag<T>(fn: () => Promise<T> | T): Promise<{ result: T; lag: 
 }
 
 describe('embedAsync', () => {
+  it("precision 'bf16': the worker computes in bf16 and the result equals embed(x, { precision: 'bf16' }) exactly", async () => {
+    const mae = new MaskedAutoencoder({ imgSize: 32, patchSize: 8, embedDim: 64, depth: 2, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 });
+    const x = images(2, 3, 32, 32, 3);
+    const a = await mae.embedAsync(x, { precision: 'bf16' });
+    const b = tidy(() => mae.embed(x, { precision: 'bf16' }).keep());
+    const f = tidy(() => mae.embed(x).dataSync());
+    expect(a.dtype).toBe('float32');
+    expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
+    // and it is not the fp32 result
+    expect(Array.from(a.dataSync())).not.toEqual(Array.from(f));
+    await expect(mae.embedAsync(x, { precision: 'fp8' as 'bf16' })).rejects.toThrow(/embedAsync: precision must be 'fp32' or 'bf16'/);
+    for (const t of [a, b, x]) t.dispose();
+    mae.dispose();
+  });
+
   it('a ViT-S-sized batch: the event loop keeps serving (lag < 30 ms) and the result equals embed exactly', async () => {
     // ViT-S/16 encoder (384 wide, 12 blocks, 6 heads, 22M parameters) at 224 px, a small decoder
     const mae = new MaskedAutoencoder({ imgSize: 224, patchSize: 16, embedDim: 384, depth: 12, numHeads: 6, decoderEmbedDim: 64, decoderDepth: 1, decoderNumHeads: 2 });

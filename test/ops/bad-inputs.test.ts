@@ -31,7 +31,7 @@ function I(shape: number[], values?: number[]): NativeTensor {
   return t;
 }
 
-/** A bfloat16 copy of t (on the CPU: only a shadow argument may be one). */
+/** A bfloat16 copy of t. */
 function bf16(t: NativeTensor): NativeTensor {
   const h = native.to(t, 'cpu', 'bfloat16');
   made.push(h);
@@ -120,7 +120,7 @@ const specs: Spec[] = [
       ['bias of the wrong size', () => [F([2, 4]), F([5, 4]), F([4])], /bias \[4\] must be \[out_features\]/],
       ['2-D bias', () => [F([2, 4]), F([5, 4]), F([1, 5])], /bias must have 1 dimensions/],
       ['a float32 weightBf16', () => [F([2, 4]), F([5, 4]), null, F([5, 4])], /weightBf16 must be bfloat16, got float32/],
-      ['a weightBf16 on the CPU', () => [F([2, 4]), F([5, 4]), null, bf16(F([5, 4]))], /weightBf16 is for products on CUDA/],
+      ['a weightBf16 of another shape', () => [F([2, 4]), F([5, 4]), null, bf16(F([4, 5]))], /weightBf16 \[4, 5\] must have the shape of weight \[5, 4\]/],
     ],
     nan: { input: 0, output: out },
   },
@@ -133,7 +133,7 @@ const specs: Spec[] = [
       ['in_features differ', () => [F([2, 3]), F([5, 4]), F([2, 5]), true, true], /disagree on in_features/],
       ['needDx not a boolean', () => [F([2, 4]), F([5, 4]), F([2, 5]), 1, true], /needDx must be a boolean/],
       ['hasBias missing', () => [F([2, 4]), F([5, 4]), F([2, 5]), true], /hasBias must be a boolean/],
-      ['a weightBf16 on the CPU', () => [F([2, 4]), F([5, 4]), F([2, 5]), true, true, bf16(F([5, 4]))], /weightBf16 is for products on CUDA/],
+      ['a weightBf16 of another shape', () => [F([2, 4]), F([5, 4]), F([2, 5]), true, true, bf16(F([5, 2, 2]))], /weightBf16 must have 2 dimensions/],
     ],
     nan: { input: 2, output: (r) => (r as NativeTensor[])[1]! },
   },

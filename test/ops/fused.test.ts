@@ -265,12 +265,19 @@ describe('the fused model path', () => {
 });
 
 describe('linear with a bf16 weight copy', () => {
-  it('is refused on the CPU with a clear message (the CPU backend is fp32-only)', () =>
+  it('reads the copy, not the weight, and still gives the weight its float32 gradient', () =>
     tidy(() => {
-      const w = tensor(randn(rng(2), 12), [3, 4]);
+      const w = tensor(randn(rng(2), 12), [3, 4], true);
       const shadow = new Tensor(native.to(w.handle, 'cpu', 'bfloat16'));
-      expect(() => linear(tensor(randn(rng(3), 8), [2, 4]), w, null, shadow)).toThrow(/weightBf16 is for products on CUDA/);
-      // a layer on the CPU never asks for one
-      expect(layerNorm(tensor([1, 2, 3, 4], [1, 4]), tensor([1, 1, 1, 1], [4]), tensor([0, 0, 0, 0], [4])).shape).toEqual([1, 4]);
+      const x = new Tensor(native.to(tensor(randn(rng(3), 8), [2, 4]).handle, 'cpu', 'bfloat16'));
+      const y = linear(x, w, null, shadow);
+      expect(y.dtype).toBe('bfloat16');
+      const want = ref.linear(x.dataSync(), shadow.dataSync(), null, 2, 4, 3);
+      expectClose(y.dataSync(), want, { rtol: 2 ** -8, atol: 1e-6, label: 'y' });
+      // a shadow that no longer matches the weight is what the product reads (staleness is the caller's: shadow.ts)
+      native.fill(shadow.handle, 0);
+      expect(Array.from(linear(x, w, null, shadow).dataSync())).toEqual([0, 0, 0, 0, 0, 0]);
+      y.backward(tensor(new Float32Array(6).fill(1), [2, 3]));
+      expect(w.grad!.dtype).toBe('float32');
     }));
 });

@@ -46,6 +46,16 @@ describe('bench', () => {
     expect(png.pixels.length).toBe(png.width * png.height * 3);
   });
 
+  it('times bf16 on the CPU, with the peak taken in bf16 products, and leaves no tensor behind', async () => {
+    const before = liveTensors();
+    const r = await bench({ preset, decoderDepths: [1], batchSize: 4, steps: 1, warmup: 1, device: 'cpu', threads: 1, precision: 'bf16' });
+    expect(liveTensors()).toBe(before);
+    expect(r.precision).toBe('bf16');
+    expect(r.rows.map((x) => x.encoder)).toEqual(['mask-tokens', 'visible']);
+    expect(r.rows.every((x) => Number.isFinite(x.stepMs) && x.stepMs > 0 && x.mfu > 0)).toBe(true);
+    expect(r.peakGflops.best).toBeGreaterThan(1);
+  });
+
   it('gives the paper\'s Table 2 figures for ViT-L and ViT-H rows when the baseline has the 8-block decoder', () => {
     const rows = (p: string, baseline: number) =>
       ([[8, 'mask-tokens'], [8, 'visible'], [1, 'mask-tokens'], [1, 'visible']] as const).map(([d, e]) => paperSpeedup(p, baseline, e, d));
@@ -92,7 +102,7 @@ describe('bench', () => {
     await expect(bench({ preset, decoderDepths: [] })).rejects.toThrow(/at least one decoder depth/);
     await expect(bench({ preset, decoderDepths: [8, 1, 8] })).rejects.toThrow(/decoder depth 8 is given twice/);
     await expect(bench({ preset, device: 'gpu' })).rejects.toThrow(/bench: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'/);
-    await expect(bench({ preset, device: 'cpu', precision: 'bf16' })).rejects.toThrow(/bf16' needs a CUDA device/);
+    await expect(bench({ preset, device: 'cpu', precision: 'fp16' as never })).rejects.toThrow(/bench: precision must be 'fp32' or 'bf16', got 'fp16'/);
     await expect(bench({ preset, device: 'cpu', steps: 0 })).rejects.toThrow(/steps must be a positive integer/);
     await expect(bench({ preset, device: 'cpu', batchSize: -4 })).rejects.toThrow(/batchSize must be a positive integer, got -4/);
     await expect(bench({ preset, device: 'cpu', threads: 0 })).rejects.toThrow(/threads must be a positive integer/);

@@ -1,0 +1,103 @@
+// float32 <-> bfloat16 conversions of contiguous arrays, the only way CPU kernels read and write bfloat16.
+//   to_f32:  exact (a bfloat16 is the high half of a float32)
+//   to_bf16: round to nearest even; NaN stays a quiet NaN; denormal inputs become zero of the same sign.
+// to_bf16 runs on vcvtneps2bf16 (AVX512-BF16) when the CPU has it, chosen at run time, so a binary built for any
+// x86-64 CPU never executes it elsewhere; otherwise integer arithmetic that the compiler vectorises. The instruction
+// treats denormal inputs as zero, and the fallback does the same, so both give the same bits on every CPU.
+// MAE_CPU_BF16=fallback in the environment (read once) forces the fallback (to test it on a CPU with the instruction).
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace mae::cpu {
+
+namespace {
+
+void to_bf16_fallback(const float* src, uint16_t* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    const uint32_t mag = u & 0x7fffffffu;
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t r = mag > 0x7f800000u ? ((u >> 16) | 0x40u)             // NaN: quiet
+                       : mag < 0x00800000u ? ((u >> 16) & 0x8000u)        // zero or denormal: signed zero
+                                          : rounded;
+    dst[i] = (uint16_t)r;
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void to_bf16_avx512(const float* src, uint16_t* dst,
+                                                                            int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+    _mm512_storeu_si512(reinterpret_cast<void*>(dst + i), (__m512i)r);
+  }
+  if (i < n) {
+    const __mmask16 lo = (__mmask16)((n - i) >= 16 ? 0xffff : ((1u << (n - i)) - 1));
+    const __m256bh r = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lo, src + i));
+    _mm256_mask_storeu_epi16(dst + i, lo, (__m256i)r);
+    i += 16;
+    if (i < n) {
+      const __mmask16 hi = (__mmask16)((1u << (n - i)) - 1);
+      const __m256bh s = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(hi, src + i));
+      _mm256_mask_storeu_epi16(dst + i, hi, (__m256i)s);
+    }
+  }
+}
+#endif
+
+bool detect_native() {
+  const char* env = std::getenv("MAE_CPU_BF16");
+  if (env && std::strcmp(env, "fallback") == 0) return false;
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+const bool use_native = detect_native();
+
+}  // namespace
+
+bool bf16_convert_native() { return use_native; }
+
+void to_bf16(const float* src, uint16_t* dst, int64_t n) {
+#if defined(__x86_64__)
+  if (use_native) return to_bf16_avx512(src, dst, n);
+#endif
+  to_bf16_fallback(src, dst, n);
+}
+
+void to_f32(const uint16_t* src, float* dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const uint32_t u = (uint32_t)src[i] << 16;
+    std::memcpy(&dst[i], &u, 4);
+  }
+}
+
+void convert(const TensorView& x, TensorView& y) {
+  const int64_t n = x.numel(), chunk = 4096;
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t c = 0; c < n; c += chunk) {
+    const int64_t m = n - c < chunk ? n - c : chunk;
+    if (x.dtype == y.dtype)
+      std::memcpy(static_cast<char*>(y.data) + c * dtype_size(y.dtype),
+                  static_cast<const char*>(x.data) + c * dtype_size(x.dtype), m * dtype_size(x.dtype));
+    else if (y.dtype == DType::BF16)
+      to_bf16(x.f32() + c, bf16(y) + c, m);
+    else
+      to_f32(bf16(x) + c, y.f32() + c, m);
+  }
+}
+
+}  // namespace mae::cpu

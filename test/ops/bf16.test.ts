@@ -1,0 +1,405 @@
+// bfloat16 on the CPU: every op that takes bf16 activations, against the double-precision reference computed from
+// the exact bf16 values the op received. Outputs are rounded to bf16 once, so each row of a result must be within
+// ROW_TOL of the reference relative to that row's largest reference value (a per-row maximum error, not one norm
+// over the tensor, which would hide a bad row). Odd sizes throughout; attention with inputs scaled x10 and x30 and
+// with one dominant key per row. The conversions are checked bit for bit, on the AVX512-BF16 path and on the
+// integer fallback (a child process with MAE_CPU_BF16=fallback), and the products on oneDNN and on the BLAS fallback
+// (a child process where oneDNN has no bf16 kernel: DNNL_MAX_CPU_ISA=AVX2).
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { native, type NativeTensor } from '../../lib/native.js';
+import { Tensor, tidy } from '../../lib/tensor.js';
+import * as ref from '../helpers/reference.js';
+import { randn, randu, rng } from '../helpers/random.js';
+import { tensor } from '../helpers/tensors.js';
+
+/** half a bf16 ulp is 2^-9 of the value; a row may also carry float32 sums: 2^-8 of the row's largest value */
+const ROW_TOL = 2 ** -8;
+/** attention rounds P (and dS) to bf16 before their products: two roundings in sequence */
+const ATT_TOL = 2 ** -7;
+
+/** A bf16 tensor of the values (rounded), and the exact values it holds. */
+function bf16(values: ArrayLike<number>, shape: number[]): { t: Tensor; v: Float32Array } {
+  const t = new Tensor(native.to(tensor(values, shape).handle, 'cpu', 'bfloat16'));
+  return { t, v: t.dataSync() };
+}
+const T = (h: NativeTensor) => new Tensor(h);
+
+/** For every row of `rowLen` values: max |got - want| <= tol * max |want| (+ atol). Returns the worst ratio seen. */
+function expectRows(got: ArrayLike<number>, want: ArrayLike<number>, rowLen: number, label: string, tol = ROW_TOL, atol = 0): number {
+  expect(got.length, label).toBe(want.length);
+  let worst = 0;
+  for (let r = 0; r * rowLen < want.length; r++) {
+    let err = 0;
+    let scale = 0;
+    for (let j = r * rowLen; j < (r + 1) * rowLen; j++) {
+      err = Math.max(err, Math.abs(got[j]! - want[j]!));
+      scale = Math.max(scale, Math.abs(want[j]!));
+    }
+    if (!(err <= tol * scale + atol)) throw new Error(`${label}: row ${r} max error ${err} exceeds ${tol} x ${scale} + ${atol}`);
+    if (scale > 0) worst = Math.max(worst, err / scale);
+  }
+  return worst;
+}
+
+/**
+ * The attention gradient as the kernel defines it, from the out it is given: P from qkv (float64), delta_i =
+ * dout_i . out_i, dS = P (dP - delta), dq = dS k scale, dk = dS^T q scale, dv = P^T dout.
+ */
+function attentionBackwardGiven(qkv: ArrayLike<number>, out: ArrayLike<number>, dout: ArrayLike<number>, B: number, N: number, D: number, H: number): Float64Array {
+  const hd = D / H;
+  const scale = 1 / Math.sqrt(hd);
+  const { P } = ref.attention(qkv, B, N, D, H);
+  const g = new Float64Array(B * N * 3 * D);
+  const at = (b: number, i: number, col: number) => qkv[(b * N + i) * 3 * D + col]!;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < N; i++) {
+        let delta = 0;
+        for (let d = 0; d < hd; d++) delta += dout[(b * N + i) * D + h * hd + d]! * out[(b * N + i) * D + h * hd + d]!;
+        for (let j = 0; j < N; j++) {
+          const p = P[((b * H + h) * N + i) * N + j]!;
+          let dp = 0;
+          for (let d = 0; d < hd; d++) dp += dout[(b * N + i) * D + h * hd + d]! * at(b, j, 2 * D + h * hd + d);
+          const ds = p * (dp - delta);
+          for (let d = 0; d < hd; d++) {
+            const qi = (b * N + i) * 3 * D + h * hd + d;
+            const kj = (b * N + j) * 3 * D + D + h * hd + d;
+            g[qi] = g[qi]! + ds * at(b, j, D + h * hd + d) * scale;
+            g[kj] = g[kj]! + ds * at(b, i, h * hd + d) * scale;
+            g[kj + D] = g[kj + D]! + p * dout[(b * N + i) * D + h * hd + d]!;
+          }
+        }
+      }
+  return g;
+}
+
+describe('conversions to bfloat16', () => {
+  // values with known roundings: ties to even, the largest finite, overflow to inf, NaN, denormals to signed zero
+  const cases: [number, number][] = [
+    [1 + 2 ** -8, 1], // a tie: to even (down)
+    [1 + 3 * 2 ** -8, 1 + 2 ** -6], // a tie: to even (up)
+    [1 + 2 ** -8 + 2 ** -20, 1 + 2 ** -7], // above the tie
+    [-(1 + 3 * 2 ** -8), -(1 + 2 ** -6)],
+    [3.3895313892515355e38, 3.3895313892515355e38], // the largest finite bf16
+    [3.4e38, Infinity],
+    [Infinity, Infinity],
+    [-Infinity, -Infinity],
+    [1e-39, 0], // float32 denormal -> +0
+    [-1e-39, -0],
+    [1.1754943508222875e-38, 1.1754943508222875e-38], // the smallest normal stays
+    [0, 0],
+    [-0, -0],
+  ];
+  const script = `
+    const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
+    const xs = Float32Array.from(${JSON.stringify(cases.map(([x]) => (Object.is(x, -0) ? '-0' : String(x))))}.map(Number));
+    const withNaN = Float32Array.from([...xs, NaN]);
+    const big = Float32Array.from({ length: 70001 }, (_, i) => Math.sin(i * 0.731) * 2 ** ((i % 60) - 30));
+    const a = native.fromArray(withNaN, [withNaN.length]), b = native.fromArray(big, [big.length]);
+    const r = native.to(a, 'cpu', 'bfloat16').read(), s = native.to(b, 'cpu', 'bfloat16').read();
+    console.log(JSON.stringify({ how: native.info().bf16Convert, small: Array.from(r, (v) => Object.is(v, -0) ? '-0' : String(v)), big: Array.from(s) }));`;
+  const run = (env: Record<string, string>) => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as { how: string; small: string[]; big: number[] };
+  };
+
+  it('round to nearest even, keep inf and NaN, flush denormals to signed zero; the fallback gives the same bits', () => {
+    const hw = run({});
+    const sw = run({ MAE_CPU_BF16: 'fallback' });
+    expect(sw.how).toMatch(/integer/);
+    for (const r of [hw, sw]) {
+      cases.forEach(([, want], i) => expect(r.small[i], `case ${i} (${r.how})`).toBe(Object.is(want, -0) ? '-0' : String(want)));
+      expect(r.small[cases.length]).toBe('NaN');
+    }
+    // 70001 values over 60 binades: every one rounds to nearest even (checked against the float64 rule), both paths
+    const big = Float32Array.from({ length: 70001 }, (_, i) => Math.sin(i * 0.731) * 2 ** ((i % 60) - 30));
+    const want = Array.from(big, (x) => {
+      const u = new Uint32Array(Float32Array.of(x).buffer)[0]!;
+      const lower = u & 0xffff0000;
+      const rest = u & 0xffff;
+      const up = rest > 0x8000 || (rest === 0x8000 && (u & 0x10000) !== 0);
+      return new Float32Array(Uint32Array.of(up ? lower + 0x10000 : lower).buffer)[0]!;
+    });
+    expect(hw.big).toEqual(want);
+    expect(sw.big).toEqual(want);
+  });
+});
+
+describe('bf16 ops on the CPU against float64', () => {
+  it('linear: forward with the bias fused, dx, dW and db, with a bf16 weight copy and without one', () =>
+    tidy(() => {
+      const g = rng(1);
+      const [M, K, N] = [37, 45, 29];
+      const x = bf16(randn(g, M * K), [M, K]);
+      const w = tensor(randn(g, N * K, 0.3), [N, K]);
+      const ws = bf16(w.dataSync(), [N, K]);
+      const b = tensor(randn(g, N), [N]);
+      const dy = bf16(randn(g, M * N), [M, N]);
+      for (const shadow of [ws.t, null]) {
+        const y = T(native.linear(x.t.handle, w.handle, b.handle, shadow?.handle ?? null));
+        expect(y.dtype).toBe('bfloat16');
+        // the product reads the weight as bf16 either way (without a copy it rounds the weight itself)
+        expectRows(y.dataSync(), ref.linear(x.v, ws.v, b.dataSync(), M, K, N), N, 'y');
+        const [dx, dw, db] = native.linearBackward(x.t.handle, w.handle, dy.t.handle, true, true, shadow?.handle ?? null).map((h) => T(h!));
+        expect([dx!.dtype, dw!.dtype, db!.dtype]).toEqual(['bfloat16', 'float32', 'float32']);
+        const r = ref.linearBackward(x.v, ws.v, dy.v, M, K, N);
+        expectRows(dx!.dataSync(), r.dx, K, 'dx');
+        // dW and db are float32: summed in float32 from bf16 operands
+        expectRows(dw!.dataSync(), r.dw, K, 'dW', 1e-5);
+        expectRows(db!.dataSync(), r.db, N, 'db', 1e-5);
+      }
+    }));
+
+  it('layerNorm, addLayerNorm and the backward with dres: float32 statistics, bf16 rows', () =>
+    tidy(() => {
+      const g = rng(2);
+      const [R, D] = [13, 37];
+      const x = bf16(randn(g, R * D, 3), [R, D]);
+      const r2 = bf16(randn(g, R * D), [R, D]);
+      const w = tensor(randn(g, D), [D]);
+      const b = tensor(randn(g, D), [D]);
+      const [y, mean, rstd] = native.layerNorm(x.t.handle, w.handle, b.handle, 1e-6).map(T);
+      const want = ref.layerNorm(x.v, w.dataSync(), b.dataSync(), R, D, 1e-6);
+      expect([y!.dtype, mean!.dtype, rstd!.dtype]).toEqual(['bfloat16', 'float32', 'float32']);
+      expectRows(y!.dataSync(), want.y, D, 'y');
+      expectRows(mean!.dataSync(), want.mean, R, 'mean', 1e-6, 1e-6);
+      expectRows(rstd!.dataSync(), want.rstd, R, 'rstd', 1e-5);
+      // addLayerNorm: s = x + r rounded to bf16; the statistics are those of s as stored
+      const [s, ys] = native.addLayerNorm(x.t.handle, r2.t.handle, w.handle, b.handle, 1e-6).map(T);
+      expectRows(s!.dataSync(), ref.add(x.v, r2.v), D, 's');
+      expectRows(ys!.dataSync(), ref.layerNorm(s!.dataSync(), w.dataSync(), b.dataSync(), R, D, 1e-6).y, D, 'layerNorm(s)');
+      // backward
+      const dy = bf16(randn(g, R * D), [R, D]);
+      const dres = bf16(randn(g, R * D), [R, D]);
+      const [dx, dw, db] = native.layerNormBackward(dy.t.handle, x.t.handle, w.handle, mean!.handle, rstd!.handle, dres.t.handle).map(T);
+      const rb = ref.layerNormBackward(x.v, w.dataSync(), dy.v, R, D, 1e-6);
+      expect(dx!.dtype).toBe('bfloat16');
+      expectRows(dx!.dataSync(), ref.add(rb.dx, dres.v), D, 'dx + dres');
+      expectRows(dw!.dataSync(), rb.dw, D, 'dw', 1e-5);
+      expectRows(db!.dataSync(), rb.db, D, 'db', 1e-5);
+    }));
+
+  it('gelu and biasGelu, forward and backward (db in float32)', () =>
+    tidy(() => {
+      const g = rng(3);
+      const [R, N] = [11, 2053]; // rows longer than one conversion chunk
+      const x = bf16(randn(g, R * N, 3), [R, N]);
+      const y = T(native.gelu(x.t.handle));
+      expect(y.dtype).toBe('bfloat16');
+      expectRows(y.dataSync(), ref.gelu(x.v), N, 'gelu');
+      const dy = bf16(randn(g, R * N), [R, N]);
+      const dx = T(native.geluBackward(x.t.handle, dy.t.handle));
+      const gg = ref.geluGrad(x.v);
+      expectRows(dx.dataSync(), Float64Array.from(gg, (v, i) => v * dy.v[i]!), N, 'gelu dx');
+      const b = tensor(randn(g, N), [N]);
+      const h = Float64Array.from(x.v, (v, i) => v + b.dataSync()[i % N]!);
+      expectRows(T(native.biasGelu(x.t.handle, b.handle)).dataSync(), ref.gelu(h), N, 'biasGelu');
+      const [bdx, bdb] = native.biasGeluBackward(x.t.handle, b.handle, dy.t.handle, true).map((t) => T(t!));
+      const wantDx = Float64Array.from(ref.geluGrad(h), (v, i) => v * dy.v[i]!);
+      expectRows(bdx!.dataSync(), wantDx, N, 'biasGelu dx');
+      // db sums the bf16 dx it wrote
+      expectRows(bdb!.dataSync(), ref.sumTo(bdx!.dataSync(), N), N, 'biasGelu db', 1e-5);
+    }));
+
+  for (const [name, scale, dominant] of [
+    ['unit inputs', 1, false],
+    ['inputs x10', 10, false],
+    ['inputs x30', 30, false],
+    ['one dominant key per row', 1, true],
+  ] as const)
+    it(`attention forward and backward, ${name}: fp32 softmax statistics (lse), bf16 out and dqkv`, () =>
+      tidy(() => {
+        const g = rng(4);
+        const [B, N, D, H] = [2, 23, 21, 3]; // head dim 7
+        const raw = randn(g, B * N * 3 * D, scale);
+        if (dominant) {
+          // key j = (i * 5) % N of each query row i gets a large score: q_i . k_j >> the others
+          const hd = D / H;
+          for (let b = 0; b < B; b++)
+            for (let i = 0; i < N; i++)
+              for (let h = 0; h < H; h++)
+                for (let d = 0; d < hd; d++) {
+                  const qi = (b * N + i) * 3 * D + h * hd + d;
+                  const kj = (b * N + ((i * 5) % N)) * 3 * D + D + h * hd + d;
+                  raw[qi] = 3;
+                  raw[kj] = d % 2 ? 3 : 2.5;
+                }
+        }
+        const qkv = bf16(raw, [B, N, 3 * D]);
+        const [out, lse] = native.attention(qkv.t.handle, H).map(T);
+        const want = ref.attention(qkv.v, B, N, D, H);
+        expect([out!.dtype, lse!.dtype]).toEqual(['bfloat16', 'float32']);
+        // P (and in backward dS) is rounded to bf16 for its product when oneDNN runs them (as bf16 products need):
+        // an output then carries two bf16 roundings, 2^-7 of its row's scale
+        expectRows(out!.dataSync(), want.out, D, 'out', ATT_TOL);
+        // lse in float32 from exact bf16 inputs: float32 accuracy relative to the largest |lse| of the row
+        expectRows(lse!.dataSync(), want.lse, N, 'lse', 1e-5, 1e-5);
+        const dout = bf16(randn(g, B * N * D), [B, N, D]);
+        const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, dout.t.handle, lse!.handle, H));
+        expect(dqkv.dtype).toBe('bfloat16');
+        // backward takes out as given (bf16): its delta_i = dout_i . out_i is that of the rounded out, as the
+        // reference's here; rows of float32 underflow (x30: gradients below 1e-38) compare to zero
+        expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', ATT_TOL, 1e-30);
+      }));
+
+  it('maskedMse (with and without normPix) and crossEntropy (labels, soft targets): float32 losses, bf16 gradients', () =>
+    tidy(() => {
+      const g = rng(5);
+      const [B, L, P] = [3, 7, 19];
+      const pred = bf16(randn(g, B * L * P), [B, L, P]);
+      const target = tensor(randn(g, B * L * P), [B, L, P]);
+      const m = Float32Array.from({ length: B * L }, (_, i) => (i % 3 ? 1 : 0));
+      const mask = tensor(m, [B, L]);
+      for (const normPix of [false, true]) {
+        const loss = T(native.maskedMse(pred.t.handle, target.handle, mask.handle, normPix));
+        expect(loss.dtype).toBe('float32');
+        const want = ref.maskedMse(pred.v, target.dataSync(), m, B, L, P, normPix);
+        expect(Math.abs(loss.item() - want.loss) / want.loss).toBeLessThan(1e-6);
+        const dpred = T(native.maskedMseBackward(pred.t.handle, target.handle, mask.handle, normPix, tensor([1.5], [1]).handle));
+        expect(dpred.dtype).toBe('bfloat16');
+        expectRows(dpred.dataSync(), Float64Array.from(want.dpred, (v) => v * 1.5), P, 'dpred');
+      }
+      const [Bc, C] = [9, 13];
+      const logits = bf16(randn(g, Bc * C, 4), [Bc, C]);
+      const labels = Tensor.fromArray(Int32Array.from({ length: Bc }, (_, i) => (i * 7) % C), [Bc]);
+      const soft = tensor(Float32Array.from({ length: Bc * C }, (_, i) => (i % C === i % 4 ? 0.25 : 0.75 / (C - 1))), [Bc, C]);
+      for (const [tgt, tv] of [[labels, labels.intDataSync()], [soft, soft.dataSync()]] as const) {
+        const loss = T(native.crossEntropy(logits.t.handle, tgt.handle, 0.1));
+        const want = ref.crossEntropy(logits.v, tv, Bc, C, 0.1);
+        expect(Math.abs(loss.item() - want.loss) / want.loss).toBeLessThan(1e-6);
+        const dl = T(native.crossEntropyBackward(logits.t.handle, tgt.handle, 0.1, tensor([1], [1]).handle));
+        expect(dl.dtype).toBe('bfloat16');
+        expectRows(dl.dataSync(), want.dlogits, C, 'dlogits');
+      }
+    }));
+
+  it('token plumbing, elementwise ops, reductions, batchNorm and patches', () =>
+    tidy(() => {
+      const g = rng(6);
+      const [B, N, D] = [3, 11, 13];
+      const x = bf16(randn(g, B * N * D), [B, N, D]);
+      const idx = Int32Array.from({ length: B * 5 }, (_, i) => (i * 7 + 3) % N);
+      const it = Tensor.fromArray(idx, [B, 5]);
+      const gth = T(native.gatherRows(x.t.handle, it.handle));
+      expect(gth.dtype).toBe('bfloat16');
+      expect(Array.from(gth.dataSync())).toEqual(Array.from(ref.gatherRows(x.v, idx, B, N, D, 5)));
+      const dyg = bf16(randn(g, B * 5 * D), [B, 5, D]);
+      expectRows(T(native.scatterAddRows(dyg.t.handle, it.handle, N)).dataSync(), ref.scatterAddRows(dyg.v, idx, B, 5, D, N), D, 'scatterAddRows');
+      // a float32 cls token joining bf16 tokens: the result is bf16, the cls row rounded once
+      const cls = tensor(randn(g, D), [1, 1, D]);
+      const cat = T(native.catTokens(cls.handle, x.t.handle));
+      expect(cat.dtype).toBe('bfloat16');
+      expectRows(cat.dataSync(), ref.catTokens(cls.dataSync(), 1, 1, x.v, B, N, D), D, 'catTokens');
+      expect(Array.from(T(native.sliceTokens(x.t.handle, 2, 5)).dataSync())).toEqual(Array.from(ref.sliceTokens(x.v, B, N, D, 2, 5)));
+      // a float32 position table over bf16 tokens
+      const pos = tensor(randn(g, N * D), [1, N, D]);
+      expectRows(T(native.add(x.t.handle, pos.handle)).dataSync(), ref.add(x.v, pos.dataSync()), D, 'add');
+      expectRows(T(native.mul(x.t.handle, pos.handle)).dataSync(), ref.mul(x.v, pos.dataSync()), D, 'mul');
+      const st = T(native.sumTo(x.t.handle, [1, N, D]));
+      expect(st.dtype).toBe('float32');
+      expectRows(st.dataSync(), ref.sumTo(x.v, N * D), D, 'sumTo', 1e-6);
+      expect(Math.abs(T(native.sum(x.t.handle, 0.5)).item() - 0.5 * ref.sumAll(x.v))).toBeLessThan(1e-4);
+      const mt = T(native.meanTokens(x.t.handle));
+      expectRows(mt.dataSync(), ref.meanTokens(x.v, B, N, D), D, 'meanTokens');
+      const mb = T(native.meanTokensBackward(mt.handle, N));
+      expectRows(mb.dataSync(), Float64Array.from({ length: B * N * D }, (_, i) => mt.dataSync()[Math.floor(i / (N * D)) * D + (i % D)]! / N), D, 'meanTokensBackward');
+      // axpby in place on a bf16 y, and fill
+      const y = bf16(randn(g, B * N * D), [B, N, D]);
+      native.axpby(0.5, x.t.handle, 2, y.t.handle);
+      expectRows(y.t.dataSync(), Float64Array.from(x.v, (v, i) => 0.5 * v + 2 * y.v[i]!), D, 'axpby');
+      native.fill(y.t.handle, 1 / 3);
+      expect(new Set(y.t.dataSync())).toEqual(new Set([0.333984375]));
+      // batchNorm over bf16 features
+      const f = bf16(randn(g, 7 * 5, 2), [7, 5]);
+      const rm = tensor(new Float32Array(5), [5]);
+      const rv = tensor(new Float32Array(5).fill(1), [5]);
+      const [bn, rs] = native.batchNorm(f.t.handle, rm.handle, rv.handle, true, 0.1, 1e-6).map(T);
+      const want = ref.batchNorm(f.v, 7, 5, new Float64Array(5), new Float64Array(5).fill(1), true, 0.1, 1e-6);
+      expectRows(bn!.dataSync(), want.y, 5, 'batchNorm');
+      const dyb = bf16(randn(g, 35), [7, 5]);
+      // backward from the y it is given (bf16): dx = rstd (dy - mean_B dy - y mean_B(dy y))
+      const yv = bn!.dataSync();
+      const rsv = rs!.dataSync();
+      const wantDx = new Float64Array(35);
+      for (let c = 0; c < 5; c++) {
+        let m1 = 0;
+        let m2 = 0;
+        for (let r = 0; r < 7; r++) {
+          m1 += dyb.v[r * 5 + c]! / 7;
+          m2 += (dyb.v[r * 5 + c]! * yv[r * 5 + c]!) / 7;
+        }
+        for (let r = 0; r < 7; r++) wantDx[r * 5 + c] = rsv[c]! * (dyb.v[r * 5 + c]! - m1 - yv[r * 5 + c]! * m2);
+      }
+      expectRows(T(native.batchNormBackward(dyb.t.handle, bn!.handle, rs!.handle, true)).dataSync(), wantDx, 5, 'batchNorm dx');
+      // patches are a permutation: exact
+      const imgs = bf16(randu(g, 2 * 3 * 12 * 8), [2, 3, 12, 8]);
+      for (const hwc of [true, false]) {
+        const p = T(native.patchify(imgs.t.handle, 4, hwc));
+        expect(p.dtype).toBe('bfloat16');
+        expect(Array.from(p.dataSync())).toEqual(Array.from(ref.patchify(imgs.v, 2, 3, 12, 8, 4, hwc ? 'hwc' : 'chw')));
+        expect(Array.from(T(native.unpatchify(p.handle, 4, hwc, [3, 12, 8])).dataSync())).toEqual(Array.from(imgs.v));
+      }
+    }));
+
+  it('refuses bf16 where a kernel takes only float32 (parameters, statistics, masks), naming the argument', () =>
+    tidy(() => {
+      const x = tensor(randn(rng(7), 8), [2, 4]);
+      const xb = bf16(x.dataSync(), [2, 4]);
+      expect(() => native.layerNorm(x.handle, xb.t.handle.reshape([8]), tensor([0, 0, 0, 0, 0, 0, 0, 0], [8]).handle, 1e-6)).toThrow(
+        /weight must be float32, got bfloat16 \[8\] on the CPU: CPU kernels take bfloat16 only for activations/,
+      );
+      const pred = bf16(randn(rng(8), 2 * 3 * 4), [2, 3, 4]);
+      expect(() => native.maskedMse(pred.t.handle, pred.t.handle, bf16([1, 0, 1, 0, 1, 0], [2, 3]).t.handle, false)).toThrow(/mask must be float32, got bfloat16/);
+      expect(() => native.linear(xb.t.handle, xb.t.handle, null)).toThrow(/weight must be float32, got bfloat16/);
+    }));
+});
+
+/** whether this CPU has AVX-512 (for the case that limits oneDNN to it) */
+const hasAvx512 = /^flags\s*:.*\bavx512f\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+describe('bf16 products on CPUs without native bf16', () => {
+  // The same products (a Linear's three, and attention forward and backward) in a process where oneDNN may use AVX-512 but not AVX512-BF16 or AMX (it emulates bf16), one
+  // where it has no bf16 kernel (DNNL_MAX_CPU_ISA=AVX2: oneDNN 2.x has none below AVX-512, as on an AVX2-only CPU),
+  // and one where oneDNN is not found: the last two run on the BLAS fallback
+  const script = `
+    const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
+    const r = (n, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s));
+    const [M, K, N] = [33, 20, 17];
+    const x = native.to(native.fromArray(r(M * K, 1), [M, K]), 'cpu', 'bfloat16');
+    const w = native.fromArray(r(N * K, 2), [N, K]);
+    const dy = native.to(native.fromArray(r(M * N, 3), [M, N]), 'cpu', 'bfloat16');
+    const y = native.linear(x, w, null);
+    const [dx, dw] = native.linearBackward(x, w, dy, true, false);
+    const qkv = native.to(native.fromArray(r(2 * 9 * 36, 4), [2, 9, 36]), 'cpu', 'bfloat16');
+    const dout = native.to(native.fromArray(r(2 * 9 * 12, 5), [2, 9, 12]), 'cpu', 'bfloat16');
+    const [out, lse] = native.attention(qkv, 2);
+    const dqkv = native.attentionBackward(qkv, out, dout, lse, 2);
+    const d = native.info().dnnl;
+    console.log(JSON.stringify({ dnnl: d, x: Array.from(x.read()), w: Array.from(native.to(w, 'cpu', 'bfloat16').read()), dy: Array.from(dy.read()),
+      y: Array.from(y.read()), dx: Array.from(dx.read()), dw: Array.from(dw.read()), dtypes: [y.dtype, dx.dtype, dw.dtype],
+      qkv: Array.from(qkv.read()), dout: Array.from(dout.read()), out: Array.from(out.read()), dqkv: Array.from(dqkv.read()) }));`;
+  for (const [name, env, want] of [
+    // (a CPU without AVX-512 stays below it: no native bf16 either way)
+    ['oneDNN emulating bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }],
+    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }],
+    ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }, { available: false }],
+  ] as const)
+    it(`give the same products: ${name}`, () => {
+      const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+      if (p.status !== 0) throw new Error(p.stderr);
+      const o = JSON.parse(p.stdout);
+      expect(o.dnnl).toMatchObject(want);
+      expect(o.dtypes).toEqual(['bfloat16', 'bfloat16', 'float32']);
+      const [M, K, N] = [33, 20, 17];
+      const r = ref.linearBackward(o.x, o.w, o.dy, M, K, N);
+      expectRows(o.y, ref.linear(o.x, o.w, null, M, K, N), N, 'y');
+      expectRows(o.dx, r.dx, K, 'dx');
+      expectRows(o.dw, r.dw, K, 'dW', 1e-5);
+      // attention: oneDNN's batched products, or the float32 tiles where oneDNN has no bf16 kernel
+      expectRows(o.out, ref.attention(o.qkv, 2, 9, 12, 2).out, 12, 'attention out', ATT_TOL);
+      expectRows(o.dqkv, attentionBackwardGiven(o.qkv, o.out, o.dout, 2, 9, 12, 2), 36, 'attention dqkv', ATT_TOL, 1e-30);
+    });
+});
