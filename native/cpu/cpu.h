@@ -38,6 +38,43 @@ inline void out_row_done(const TensorView& t, int64_t at, int64_t n, const float
 // elements per chunk of the elementwise loops that go through in_row / out_row
 constexpr int64_t kChunk = 2048;
 
+// y[i] = f(a[i]) or f(a[i], b[i]) for every element (a, b and y of the same size, each float32 or bfloat16; f takes
+// and returns float32), in chunks of kChunk shared among the threads
+template <typename F>
+void map_elements(const TensorView& a, TensorView& y, F f) {
+  const int64_t n = a.numel();
+#pragma omp parallel if (n >= kParallelGrain)
+  {
+    float ab[kChunk], yb[kChunk];
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < n; c += kChunk) {
+      const int64_t m = n - c < kChunk ? n - c : kChunk;
+      const float* A = in_row(a, c, m, ab);
+      float* Y = out_row(y, c, yb);
+#pragma omp simd
+      for (int64_t i = 0; i < m; i++) Y[i] = f(A[i]);
+      out_row_done(y, c, m, Y);
+    }
+  }
+}
+template <typename F>
+void map_elements(const TensorView& a, const TensorView& b, TensorView& y, F f) {
+  const int64_t n = a.numel();
+#pragma omp parallel if (n >= kParallelGrain)
+  {
+    float ab[kChunk], bb[kChunk], yb[kChunk];
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < n; c += kChunk) {
+      const int64_t m = n - c < kChunk ? n - c : kChunk;
+      const float *A = in_row(a, c, m, ab), *B = in_row(b, c, m, bb);
+      float* Y = out_row(y, c, yb);
+#pragma omp simd
+      for (int64_t i = 0; i < m; i++) Y[i] = f(A[i], B[i]);
+      out_row_done(y, c, m, Y);
+    }
+  }
+}
+
 // dnnl.cpp: oneDNN, loaded on first use. info(): whether it loaded (else why), from where, its version, the ISA its
 // kernels run (dnnl_get_effective_cpu_isa) and whether that has native bf16 (AVX512-BF16 or AMX).
 struct DnnlInfo {

@@ -19,19 +19,7 @@ template <typename F>
 void broadcast(const TensorView& a, const TensorView& b, TensorView& y, F f) {
   const int64_t n = a.numel(), nb = b.numel();
   if (nb == n) {
-#pragma omp parallel if (n >= kParallelGrain)
-    {
-      float ab[kChunk], bb[kChunk], yb[kChunk];
-#pragma omp for schedule(static)
-      for (int64_t c = 0; c < n; c += kChunk) {
-        const int64_t m = std::min(kChunk, n - c);
-        const float *A = in_row(a, c, m, ab), *Bp = in_row(b, c, m, bb);
-        float* Y = out_row(y, c, yb);
-#pragma omp simd
-        for (int64_t i = 0; i < m; i++) Y[i] = f(A[i], Bp[i]);
-        out_row_done(y, c, m, Y);
-      }
-    }
+    map_elements(a, b, y, f);
     return;
   }
   const int64_t outer = n / nb;

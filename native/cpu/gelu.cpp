@@ -48,37 +48,11 @@ inline float gelu_grad(float v) {
 }  // namespace
 
 void gelu_forward(const TensorView& x, TensorView& y) {
-  const int64_t n = x.numel();
-#pragma omp parallel if (n >= kParallelGrain)
-  {
-    float xb[kChunk], yb[kChunk];
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < n; c += kChunk) {
-      const int64_t m = std::min(kChunk, n - c);
-      const float* X = in_row(x, c, m, xb);
-      float* Y = out_row(y, c, yb);
-#pragma omp simd
-      for (int64_t i = 0; i < m; i++) Y[i] = X[i] * normal_cdf(X[i]);
-      out_row_done(y, c, m, Y);
-    }
-  }
+  map_elements(x, y, [](float v) { return v * normal_cdf(v); });
 }
 
 void gelu_backward(const TensorView& x, const TensorView& dy, TensorView& dx) {
-  const int64_t n = x.numel();
-#pragma omp parallel if (n >= kParallelGrain)
-  {
-    float xb[kChunk], gb[kChunk], db[kChunk];
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < n; c += kChunk) {
-      const int64_t m = std::min(kChunk, n - c);
-      const float *X = in_row(x, c, m, xb), *DY = in_row(dy, c, m, gb);
-      float* DX = out_row(dx, c, db);
-#pragma omp simd
-      for (int64_t i = 0; i < m; i++) DX[i] = DY[i] * gelu_grad(X[i]);
-      out_row_done(dx, c, m, DX);
-    }
-  }
+  map_elements(x, dy, dx, [](float v, float g) { return g * gelu_grad(v); });
 }
 
 void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y) {
