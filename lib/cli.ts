@@ -248,7 +248,8 @@ const HELP: Record<string, string> = {
   linprobe: `mae linprobe --checkpoint PATH [flags]   (or --raw-pixels: logistic regression on pixels)
   Frozen encoder; features = cls token of the final-normed encoder output, computed once (no augmentation);
   head = BatchNorm (no affine) + Linear, LARS, lr = blr * batch / 256, warm-up then cosine.
-  --data PATH --data-kind KIND --limit N (default: the checkpoint's data, all of it)
+  --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
+  first N training images, of --data or of the default)
   --epochs (90) --batch-size (256) --blr (0.1) --lr --min-lr (0) --warmup-epochs (10) --weight-decay (0)
   --blr-sweep B1,B2,... (choose the base lr on --val-size held-out training samples, default a sixth; then
                          train on all training samples with the best one)
@@ -260,7 +261,8 @@ const HELP: Record<string, string> = {
   finetune: `mae finetune --checkpoint PATH [--from-scratch] [flags]
   Fine-tunes the encoder with global pooling + fc_norm + head; --from-scratch trains the same architecture
   (from the checkpoint, or --preset / model flags) from random initialisation with the same recipe.
-  --data PATH --data-kind KIND --limit N
+  --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
+  first N training images, of --data or of the default)
   --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
   --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
   --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
@@ -341,20 +343,43 @@ export function guessDataKind(path: string): DataKind {
   return 'folder';
 }
 
-function dataSource(v: Record<string, unknown>): DataSource | undefined {
-  if (v.data === undefined && v['data-kind'] === undefined) return undefined;
-  const kind = (v['data-kind'] as string | undefined) ?? guessDataKind(v.data as string);
-  if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
-  const src: DataSource = { kind: kind as DataKind };
-  if (v.data !== undefined) src.path = resolve(v.data as string);
+/**
+ * The data flags: --data / --data-kind name the data; without them, `fallback` (the command's default data, or the
+ * checkpoint's), which --limit and --on-bad-file then apply to. undefined when neither names any data.
+ */
+function dataSource(v: Record<string, unknown>, fallback?: DataSource): DataSource | undefined {
+  let src: DataSource | undefined;
+  if (v.data !== undefined || v['data-kind'] !== undefined) {
+    const kind = (v['data-kind'] as string | undefined) ?? guessDataKind(v.data as string);
+    if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
+    src = { kind: kind as DataKind };
+    if (v.data !== undefined) src.path = resolve(v.data as string);
+  } else if (fallback) {
+    src = { ...fallback };
+  }
   const limit = num(v.limit, 'limit');
-  if (limit !== undefined) src.limit = limit;
   const bad = v['on-bad-file'];
+  if (!src) {
+    if (bad !== undefined) throw new UsageError('--on-bad-file needs --data (it applies to the files of an image folder)');
+    if (limit !== undefined) throw new UsageError('--limit needs --data or --data-kind: this command has no default data to cut');
+    return undefined;
+  }
+  if (limit !== undefined) src.limit = limit;
   if (bad !== undefined) {
     if (bad !== 'skip' && bad !== 'stop') throw new UsageError(`--on-bad-file must be skip or stop, got '${String(bad)}'`);
     src.onBadFile = bad;
   }
   return src;
+}
+
+/** linprobe's and finetune's data flags: --data / --data-kind, or --limit alone for their default data */
+function dataOrLimit(v: Record<string, unknown>, o: { data?: DataSource; limit?: number }): void {
+  if (v.data === undefined && v['data-kind'] === undefined && v['on-bad-file'] === undefined) {
+    const limit = num(v.limit, 'limit');
+    if (limit !== undefined) o.limit = limit;
+    return;
+  }
+  o.data = dataSource(v);
 }
 
 function modelConfig(v: Record<string, unknown>): Partial<MaeConfig> {
@@ -397,8 +422,8 @@ function distOptions(v: Record<string, unknown>): { distributed?: DistributedMod
 
 export function pretrainOptions(argv: string[]): PretrainOptions {
   const { values: v } = parseArgs({ args: argv, options: pretrainFlags, allowPositionals: false });
-  const data = dataSource(v);
-  const base: PretrainOptions = data ? { data } : { ...DEFAULT_RUN, data: { ...DEFAULT_RUN.data! } };
+  const data = dataSource(v, DEFAULT_RUN.data)!;
+  const base: PretrainOptions = v.data !== undefined || v['data-kind'] !== undefined ? { data } : { ...DEFAULT_RUN, data };
   const o: PretrainOptions = { ...base };
   if (v.preset !== undefined) o.preset = v.preset as string;
   const config = modelConfig(v);
@@ -427,8 +452,6 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
     const n = num(v[flag], flag);
     if (n !== undefined) (o as Record<string, unknown>)[key] = n;
   }
-  if (data && v.limit !== undefined) data.limit = num(v.limit, 'limit');
-  else if (!data && v.limit !== undefined) o.data!.limit = num(v.limit, 'limit');
   if (v.out !== undefined) o.outDir = v.out as string;
   if (v.resume) o.resume = true;
   if (v.device !== undefined) o.device = v.device as string;
@@ -592,7 +615,7 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   const { model, meta } = await loadModel(v.checkpoint as string);
   if (model.loadReport?.decoderLoaded === false)
     throw new UsageError(`visualize: ${v.checkpoint} holds the encoder only (as the released mae_pretrain_vit_*.pth): reconstructions need the decoder's weights (the released mae_visualize_vit_*.pth have them)`);
-  const data = dataSource(v) ?? (meta.options.data as DataSource | undefined);
+  const data = dataSource(v, meta.options.data as DataSource | undefined);
   if (!data) throw new UsageError('visualize: the checkpoint names no data; pass --data');
   const split = (v.split as string | undefined) ?? 'test';
   if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
@@ -628,8 +651,7 @@ async function cmdLinprobe(argv: string[]): Promise<void> {
     if (!['cls', 'avg', 'cls+avg'].includes(v.pool as string)) throw new UsageError(`--pool must be cls, avg or cls+avg, got '${String(v.pool)}'`);
     o.pool = v.pool as 'cls' | 'avg' | 'cls+avg';
   }
-  const data = dataSource(v);
-  if (data) o.data = data;
+  dataOrLimit(v, o);
   if (v.out !== undefined) o.outDir = v.out as string;
   numbers(v, o, [['epochs', 'epochs'], ['batch-size', 'batchSize'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'], ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['val-size', 'valSize']]);
   if (v['blr-sweep'] !== undefined) o.blrSweep = String(v['blr-sweep']).split(',').map((b) => num(b, 'blr-sweep')!);
@@ -660,8 +682,7 @@ async function cmdFinetune(argv: string[]): Promise<void> {
   if (v.preset !== undefined) o.preset = v.preset as string;
   const config = modelConfig(v);
   if (Object.keys(config).length) o.config = config;
-  const data = dataSource(v);
-  if (data) o.data = data;
+  dataOrLimit(v, o);
   if (v.out !== undefined) o.outDir = v.out as string;
   numbers(v, o, [
     ['epochs', 'epochs'], ['batch-size', 'batchSize'], ['accum-iter', 'accumIter'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'],
@@ -759,7 +780,7 @@ async function cmdEval(argv: string[]): Promise<void> {
   const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');
   if (v.knn) {
     const { model, meta } = await loadModel(ckPath);
-    const data = dataSource(v) ?? { ...(meta.options.data as DataSource), limit: undefined };
+    const data = dataSource(v, { ...(meta.options.data as DataSource), limit: undefined })!;
     const trainLimit = num(v['train-limit'], 'train-limit');
     const bank = await openDataset({ ...data, limit: trainLimit }, 'train');
     const query = await openDataset(data, split);
@@ -773,7 +794,7 @@ async function cmdEval(argv: string[]): Promise<void> {
   }
   const { model, meta } = await loadClassifier(ckPath);
   const recipe = meta.recipe as { data?: DataSource } | undefined;
-  const data = dataSource(v) ?? (recipe?.data ? { ...recipe.data, limit: undefined } : { kind: 'fashion-mnist' as const });
+  const data = dataSource(v, recipe?.data ? { ...recipe.data, limit: undefined } : { kind: 'fashion-mnist' })!;
   const dataset = await openDataset(data, split);
   const t = performance.now();
   const r = await evaluateClassifier(model, dataset);

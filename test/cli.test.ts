@@ -52,6 +52,18 @@ describe('mae command', () => {
     expect(existsSync(join(out, 'v.png'))).toBe(true);
   });
 
+  it('mae linprobe takes --limit alone as a cut of its default data', () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-lp-limit-'));
+    const r = mae(['linprobe', '--raw-pixels', '--limit', '300', '--epochs', '1', '--out', out]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/features: train 300 x 784/);
+    expect(r.out).toMatch(/features: test 10000 x 784/);
+    const bad = mae(['linprobe', '--raw-pixels', '--on-bad-file', 'skip', '--out', out]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--on-bad-file needs --data/);
+  });
+
   it('gives usage errors for bad flags and bad data', () => {
     const a = mae(['pretrain', '--epochs', 'many']);
     expect(a.code).toBe(2);

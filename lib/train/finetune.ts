@@ -36,7 +36,10 @@ export interface FinetuneOptions {
   /** without a checkpoint: a preset (default mae_vit_tiny_patch4_28) and overrides */
   preset?: string;
   config?: Partial<MaeConfig>;
+  /** training data (default: the checkpoint's data without its limit, else Fashion-MNIST) */
   data?: DataSource;
+  /** at most this many training images of the default data (a `data` given carries its own limit) */
+  limit?: number;
   testData?: DataSource;
   outDir?: string;
   epochs?: number;
@@ -112,6 +115,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     if (saved) data = { ...saved, limit: undefined };
   }
   data ??= { kind: 'fashion-mnist' };
+  if (!options.data && options.limit !== undefined) data = { ...data, limit: options.limit };
   const trainSet = await openDataset(data, 'train');
   const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
   const clsOpts = { numClasses: trainSet.numClasses || 10, globalPool: true, dropPathRate: options.dropPath ?? 0.1, headInitStd: 2e-5, seed };

@@ -47,6 +47,8 @@ export interface LinprobeOptions {
   pool?: FeaturePool;
   /** training data (default: the checkpoint's data without its limit, else Fashion-MNIST) */
   data?: DataSource;
+  /** at most this many training images of the default data (a `data` given carries its own limit) */
+  limit?: number;
   /** evaluation data (default: the test split of `data`) */
   testData?: DataSource;
   outDir?: string;
@@ -136,6 +138,7 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
     if (!data && ck.meta.options.data) data = { ...(ck.meta.options.data as DataSource), limit: undefined };
   }
   data ??= { kind: 'fashion-mnist' };
+  if (!options.data && options.limit !== undefined) data = { ...data, limit: options.limit };
   const trainSet = await openDataset(data, 'train');
   const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
   const numClasses = trainSet.numClasses || 10;
