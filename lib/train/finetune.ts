@@ -94,6 +94,16 @@ export interface FinetuneResult {
 }
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
+  // the model and the optimizer the run makes, freed however it ends
+  const owned: { dispose(): void }[] = [];
+  try {
+    return await run(options, owned);
+  } finally {
+    for (const x of owned.reverse()) x.dispose();
+  }
+}
+
+async function run(options: FinetuneOptions, owned: { dispose(): void }[]): Promise<FinetuneResult> {
   const started = performance.now();
   const emit = options.onEvent ?? (() => {});
   const epochs = options.epochs ?? 100;
@@ -131,6 +141,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     model = new VisionTransformerClassifier(classifierConfigFrom(mc, rest), { seed: s });
     missing = [...model.stateDict().keys()];
   }
+  owned.push(model);
   const numClasses = model.config.numClasses;
   const c = model.config;
   model.train();
@@ -140,6 +151,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const lr = options.lr ?? scaledLr(options.blr ?? 1e-3, effectiveBatch);
   const minLr = options.minLr ?? 1e-6;
   const opt = new AdamW(groups, { lr, betas: [0.9, 0.999] });
+  owned.push(opt);
   const loader = new DataLoader(trainSet, { batchSize, seed, augment: true, dropLast: true, scale: options.cropScale ?? [0.08, 1], flipProb: options.flipProb ?? 0.5, imageSize: c.imgSize, inChans: c.inChans, workers: options.workers ?? 1 });
   const stepsPerEpoch = loader.stepsPerEpoch;
   const stepsPerEpochOpt = Math.floor(stepsPerEpoch / accumIter);
@@ -268,7 +280,5 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     JSON.stringify({ job: fromScratch ? 'from-scratch' : 'finetune', ...recipe, loadedKeys: loaded.length, ignoredKeys: ignored, trainSamples: trainSet.length, testSamples: testSet.length, top1: metrics.top1, top5: metrics.top5, history, trainSeconds, seconds, confusion: Array.from(metrics.confusion) }, null, 2) + '\n',
   );
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
-  opt.dispose();
-  model.dispose();
   return { top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, history, seconds, trainSeconds, outDir };
 }

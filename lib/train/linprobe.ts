@@ -103,15 +103,19 @@ export interface LinprobeResult {
 
 export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult> {
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
+  // the models and the head the probe makes, freed however it ends
+  const owned: { dispose(): void }[] = [];
   try {
-    return await probe(options, comm);
+    return await probe(options, comm, owned);
   } catch (e) {
     comm.fail(e);
     throw e;
+  } finally {
+    for (const x of owned.reverse()) x.dispose();
   }
 }
 
-async function probe(options: LinprobeOptions, comm: Communicator): Promise<LinprobeResult> {
+async function probe(options: LinprobeOptions, comm: Communicator, owned: { dispose(): void }[]): Promise<LinprobeResult> {
   const started = performance.now();
   const writer = comm.rank === 0;
   const emit = options.onEvent ?? (() => {});
@@ -132,6 +136,7 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
   let pretrainOptions: Record<string, unknown> = {};
   if (options.checkpoint) {
     const ck = await loadModel(options.checkpoint);
+    owned.push(ck.model);
     pretrainOptions = ck.meta.options;
     if (!options.rawPixels) mae = ck.model.eval();
     else ck.model.dispose();
@@ -154,6 +159,7 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
   };
   const train = await feats('train');
   const test = await feats('test');
+  mae?.dispose(); // the features are all the probe needs of the encoder
   const featureSeconds = (performance.now() - started) / 1000;
 
   const D = train.dim;
@@ -193,6 +199,7 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
     if (writer) appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
     emit({ type: 'epoch', epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds });
   });
+  owned.push(head);
   const trainSeconds = (performance.now() - trainStart) / 1000;
   const metrics = evaluateHead(head, test, numClasses);
   if (writer) await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
@@ -200,10 +207,10 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
   // the probe: the whole classifier (encoder + head.0 BatchNorm + head.1) or, for pixels, the head alone
   if (writer && options.checkpoint && !options.rawPixels && (options.pool ?? 'cls') === 'cls') {
     const { model } = await classifierFromPretrain(options.checkpoint, { globalPool: false, headBatchNorm: true, headInitStd: 0.01, numClasses });
+    owned.push(model);
     const own = model.stateDict();
     for (const [n, p] of head.namedParameters()) own.get(`head.${n}`)!.write(p.dataSync());
     await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: 'linprobe', top1: metrics.top1, top5: metrics.top5 });
-    model.dispose();
   } else if (writer) {
     const tensors = new Map<string, RawTensor>();
     for (const [n, p] of head.namedParameters()) tensors.set(`head.${n}`, { shape: [...p.shape], data: p.dataSync() });
@@ -238,8 +245,6 @@ async function probe(options: LinprobeOptions, comm: Communicator): Promise<Linp
   };
   if (writer) writeFileSync(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
-  mae?.dispose();
-  head.dispose();
   return { lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
 }
 
@@ -266,37 +271,42 @@ async function fitHead(
   const D = train.dim;
   const head = new ProbeHead(D, o.numClasses, 0.01, gen);
   const opt = new LARS(head.parameters(), { lr, weightDecay: o.weightDecay });
-  const stepsPerEpoch = Math.floor(train.n / o.batchSize);
-  if (stepsPerEpoch < 1) throw new Error(`linprobe: ${train.n} training samples are fewer than a batch of ${o.batchSize}`);
-  const epochLosses: number[] = [];
-  const xb = new Float32Array(o.batchSize * D);
-  const yb = new Int32Array(o.batchSize);
-  for (let epoch = 0; epoch < o.epochs; epoch++) {
-    const t0 = performance.now();
-    const perm = gen.permutation(train.n);
-    let sum = 0;
-    for (let it = 0; it < stepsPerEpoch; it++) {
-      opt.lr = cosineLr(epoch + it / stepsPerEpoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
-      for (let b = 0; b < o.batchSize; b++) {
-        const i = perm[it * o.batchSize + b]!;
-        xb.set(train.features.subarray(i * D, (i + 1) * D), b * D);
-        yb[b] = train.labels[i]!;
+  try {
+    const stepsPerEpoch = Math.floor(train.n / o.batchSize);
+    if (stepsPerEpoch < 1) throw new Error(`linprobe: ${train.n} training samples are fewer than a batch of ${o.batchSize}`);
+    const epochLosses: number[] = [];
+    const xb = new Float32Array(o.batchSize * D);
+    const yb = new Int32Array(o.batchSize);
+    for (let epoch = 0; epoch < o.epochs; epoch++) {
+      const t0 = performance.now();
+      const perm = gen.permutation(train.n);
+      let sum = 0;
+      for (let it = 0; it < stepsPerEpoch; it++) {
+        opt.lr = cosineLr(epoch + it / stepsPerEpoch, { lr, minLr: o.minLr, warmupEpochs: o.warmupEpochs, epochs: o.epochs });
+        for (let b = 0; b < o.batchSize; b++) {
+          const i = perm[it * o.batchSize + b]!;
+          xb.set(train.features.subarray(i * D, (i + 1) * D), b * D);
+          yb[b] = train.labels[i]!;
+        }
+        const loss = tidy(() => {
+          const l = ops.crossEntropy(head.forward(Tensor.fromArray(xb, [o.batchSize, D])), Tensor.fromArray(yb, [o.batchSize]));
+          l.backward();
+          return l.item();
+        });
+        if (!Number.isFinite(loss)) throw new DivergedError(`linprobe: the loss became ${loss} at epoch ${epoch}, step ${it} with lr ${lr.toExponential(2)}; lower the lr`);
+        opt.step();
+        opt.zeroGrad();
+        sum += loss;
       }
-      const loss = tidy(() => {
-        const l = ops.crossEntropy(head.forward(Tensor.fromArray(xb, [o.batchSize, D])), Tensor.fromArray(yb, [o.batchSize]));
-        l.backward();
-        return l.item();
-      });
-      if (!Number.isFinite(loss)) throw new DivergedError(`linprobe: the loss became ${loss} at epoch ${epoch}, step ${it} with lr ${lr.toExponential(2)}; lower the lr`);
-      opt.step();
-      opt.zeroGrad();
-      sum += loss;
+      epochLosses.push(sum / stepsPerEpoch);
+      onEpoch?.(epoch + 1, sum / stepsPerEpoch, opt.lr, (performance.now() - t0) / 1000, head);
+      await yieldNow();
     }
-    epochLosses.push(sum / stepsPerEpoch);
-    onEpoch?.(epoch + 1, sum / stepsPerEpoch, opt.lr, (performance.now() - t0) / 1000, head);
-    await yieldNow();
+    return { head, epochLosses };
+  } catch (e) {
+    head.dispose();
+    throw e;
   }
-  return { head, epochLosses };
 }
 
 /** Top-1 / top-5 and the confusion matrix of the head on the features (eval mode, in blocks of 1024). */

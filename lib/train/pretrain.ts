@@ -153,16 +153,20 @@ const RUN_KEYS = ['preset', 'config', 'data', 'epochs', 'batchSize', 'accumIter'
 export async function pretrain(options: PretrainOptions = {}): Promise<PretrainResult> {
   const o = withDefaults(options);
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
+  // what the run makes on the native side (model, optimizer, the step's losses), freed however it ends
+  const owned: { dispose(): void }[] = [];
   try {
-    return await run(options, o, comm);
+    return await run(options, o, comm, owned);
   } catch (e) {
     // the other ranks must not wait for this one: they stop too, saying why (unless every rank raised this error)
     if (!(e instanceof AgreedError)) comm.fail(e);
     throw e;
+  } finally {
+    for (const x of owned.reverse()) x.dispose();
   }
 }
 
-async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>, comm: Communicator): Promise<PretrainResult> {
+async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>, comm: Communicator, owned: { dispose(): void }[]): Promise<PretrainResult> {
   const emit = options.onEvent ?? (() => {});
   const outDir = o.outDir;
   const writer = comm.rank === 0;
@@ -210,6 +214,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
 
   const config = { ...getPreset(o.preset), ...o.config };
   const model = new MaskedAutoencoder(config, { seed: o.seed }).to(device);
+  owned.push(model);
   const warn = (message: string) => emit({ type: 'warning', message });
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
@@ -224,6 +229,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const effectiveBatch = o.batchSize * o.accumIter * comm.size;
   const lr = o.lr ?? scaledLr(o.blr, effectiveBatch);
   const optimizer = new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] });
+  owned.push(optimizer);
   if (ck && position) {
     model.loadStateDict(ck.weights);
     optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, tensors: ck.optimizer });
@@ -288,6 +294,9 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   let windowStart = performance.now();
   let windowImages = 0;
   const scaleGrad = Tensor.full([1], 1 / o.accumIter, 'float32', device).keep();
+  // the losses of the micro-batches of the optimizer step being made (read and freed at the step)
+  const microLosses: Tensor[] = [];
+  owned.push({ dispose: () => microLosses.splice(0).forEach((l) => l.dispose()) });
   try {
     for (let epoch = pos.epoch; epoch < o.epochs && pos.step < totalSteps && !stopped; epoch++) {
       const epochStart = performance.now();
@@ -295,7 +304,6 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       optimizer.zeroGrad();
       let epochLoss = 0;
       let epochSteps = 0;
-      const microLosses: Tensor[] = [];
       const startAt = epoch === pos.epoch ? pos.iter : 0;
       for await (const batch of loader.epoch(epoch, { startAt })) {
         const it = batch.step;
@@ -354,7 +362,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         }
         await yieldNow();
       }
-      for (const l of microLosses) l.dispose();
+      microLosses.splice(0).forEach((l) => l.dispose());
       // an epoch is done when its last full optimizer step is taken (left-over micro-batches are dropped)
       if (pos.epoch === epoch && pos.iter >= stepsPerEpochOpt * o.accumIter) {
         pos = { ...pos, epoch: epoch + 1, iter: 0 };
@@ -378,8 +386,6 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const last = losses[losses.length - 1] ?? NaN;
   emit({ type: 'end', steps: pos.step, loss: last, seconds, stopped });
   const result: PretrainResult = { outDir, checkpoint: ckPath, steps: pos.step, epochLosses, losses, reconstructions, stallMs: loader.stallMs, seconds, stopped, rank: comm.rank, worldSize: comm.size };
-  optimizer.dispose();
-  model.dispose();
   return result;
 }
 

@@ -6,6 +6,7 @@ import { loadClassifier } from '../../lib/classify/checkpoint.js';
 import { openDataset } from '../../lib/train/data.js';
 import { evaluateClassifier } from '../../lib/train/evaluate.js';
 import { finetune } from '../../lib/train/finetune.js';
+import { liveTensors } from '../../lib/tensor.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-finetune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -58,5 +59,15 @@ describe('fine-tuning end to end (synthetic data)', () => {
     expect(events[0]).toBe('start');
     expect(events).toContain('end');
     expect(r.top1).toBeGreaterThanOrEqual(0);
+  });
+
+  it('frees its model and optimizer when it finishes and when it fails', async () => {
+    const before = liveTensors();
+    await finetune({ fromScratch: true, config: tiny, data: { ...data, limit: 64 }, testData: { ...data, limit: 64 }, outDir: join(dir, 'ft-free'), epochs: 1, batchSize: 32 });
+    expect(liveTensors()).toBe(before);
+    await expect(finetune({ fromScratch: true, config: tiny, data: { ...data, limit: 64 }, testData: { ...data, limit: 64 }, outDir: join(dir, 'ft-nan'), epochs: 1, batchSize: 32, lr: 1e38, warmupEpochs: 0 })).rejects.toThrow(/finetune: the loss became/);
+    expect(liveTensors()).toBe(before);
+    await expect(finetune({ fromScratch: true, config: tiny, data: { ...data, limit: 64 }, outDir: join(dir, 'ft-accum'), epochs: 1, batchSize: 32, accumIter: 4 })).rejects.toThrow(/fewer than accumIter 4/);
+    expect(liveTensors()).toBe(before);
   });
 });

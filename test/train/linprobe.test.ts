@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { linprobe } from '../../lib/train/linprobe.js';
 import { pretrain } from '../../lib/train/pretrain.js';
+import { liveTensors } from '../../lib/tensor.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-linprobe-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -58,10 +59,15 @@ describe('linear probing end to end (synthetic data)', () => {
     expect(res.valSize).toBe(100);
     expect(res.blr).toBeCloseTo(2, 12);
 
-    // a base lr whose loss diverges scores 0 on the held-out part instead of stopping the sweep
+    // a base lr whose loss diverges scores 0 on the held-out part instead of stopping the sweep (and its head is freed)
+    const before = liveTensors();
     const diverging = await linprobe({ rawPixels: true, data, outDir: join(dir, 'px-diverge'), epochs: 5, batchSize: 64, blrSweep: [2, 1e38], valSize: 100, warmupEpochs: 1 });
     expect(diverging.sweep.map((e) => e.valTop1)[1]).toBe(0);
     expect(diverging.lr).toBeCloseTo((2 * 64) / 256, 12);
+    expect(liveTensors()).toBe(before);
+    // a head whose loss diverges in the final fit ends the probe with the error, and nothing is left behind
+    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-diverge2'), epochs: 2, batchSize: 64, lr: 1e38, warmupEpochs: 0 })).rejects.toThrow(/loss became .* lower the lr/);
+    expect(liveTensors()).toBe(before);
 
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow(/every base lr of the sweep must be positive/);
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow(/held-out part .* got 500 of 512 samples/);

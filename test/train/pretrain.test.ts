@@ -121,10 +121,12 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, epochs: 1, blr: 0.5, outDir: dir, resume: true })).rejects.toThrow(/option blr differs/);
   });
 
-  it('stops on a non-finite loss and keeps the last good checkpoint', async () => {
+  it('stops on a non-finite loss, keeps the last good checkpoint and frees its model', async () => {
     const dir = tmp();
+    const before = liveTensors();
     const err = await pretrain({ ...small, lr: 1e6, warmupEpochs: 0, checkpointEvery: 1, outDir: dir }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
+    expect(liveTensors()).toBe(before);
     expect((err as Error).message).toMatch(/loss became (NaN|Infinity|-Infinity).*last good checkpoint is .*checkpoint\.safetensors/);
     const ck = await loadCheckpoint(dir);
     expect(ck.meta.position.step).toBeGreaterThan(0);
