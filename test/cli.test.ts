@@ -109,6 +109,19 @@ describe('mae command', () => {
     expect(existsSync(r.checkpoint)).toBe(true);
   });
 
+  it('pretrainInWorker starts from a program whose Node flags a worker refuses (node --input-type=module -e)', () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-worker-eval-'));
+    const options = { config: { embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, data: { kind: 'synthetic', count: 32 }, batchSize: 16, epochs: 1, outDir: out, workers: 0 };
+    const script = [
+      `import { pretrainInWorker } from ${JSON.stringify(new URL('../dist/lib/train/pretrain.js', import.meta.url).pathname)};`,
+      `const r = await pretrainInWorker(${JSON.stringify(options)}).result;`,
+      'console.log(r.steps);',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('2');
+  });
+
   it('mae bench --json on a tiny preset writes every row (both encoders per decoder depth) and --png a chart', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-bench-'));
     const json = join(out, 'bench.json');

@@ -332,7 +332,8 @@ export class DataLoader {
       if (spec.kind === 'folder' || (spec.kind === 'shards' && spec.pixels === 'jpeg')) await loadSharp();
       const init: WorkerInit = { dataset: spec, config: this.config };
       for (let k = 0; k < this.numWorkers; k++) {
-        const worker = new Worker(this.workerUrl!, { workerData: init });
+        // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
+        const worker = new Worker(this.workerUrl!, { workerData: init, execArgv: [] });
         worker.on('message', (reply: WorkerReply) => this.onReply(reply));
         worker.on('error', (e: Error) => this.fail(new Error(`DataLoader: worker thread ${k} failed: ${e.message}`, { cause: e })));
         worker.on('exit', (code) => {

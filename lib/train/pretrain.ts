@@ -557,7 +557,8 @@ export function pretrainInWorker(
   const url = new URL('./worker.js', import.meta.url);
   if (!existsSync(fileURLToPath(url)))
     throw new Error(`pretrainInWorker: ${fileURLToPath(url)} is missing; worker threads need the compiled package (npm run build)`);
-  const worker = new Worker(url, { workerData: options });
+  // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
+  const worker = new Worker(url, { workerData: options, execArgv: [] });
   const result = new Promise<PretrainResult>((resolve, reject) => {
     let settled = false;
     worker.on('message', (m: { event?: TrainEvent; result?: PretrainResult; error?: string }) => {

@@ -58,4 +58,18 @@ describe('compiled DataLoader with worker threads', () => {
       expect(here.digest).toBe(out.results[name]!.workers1!.digest);
     }
   });
+
+  it('starts its workers from a program whose Node flags a worker refuses (node --input-type=module -e)', () => {
+    const script = [
+      `import { DataLoader, InMemoryDataset } from ${JSON.stringify(join(dist, 'lib/data/index.js'))};`,
+      'const ds = new InMemoryDataset({ images: new Uint8Array(64 * 28 * 28), labels: new Int32Array(64), channels: 1, height: 28, width: 28, numClasses: 10 });',
+      'const l = new DataLoader(ds, { batchSize: 8, imageSize: 28, inChans: 1, workers: 1, seed: 0, augment: true, dropLast: true });',
+      'let n = 0;',
+      'for await (const b of l.epoch(0)) n += b.size;',
+      'await l.close();',
+      'console.log(l.mode, n);',
+    ].join('\n');
+    const stdout = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60000 });
+    expect(stdout.trim()).toBe('workers 64');
+  });
 });
