@@ -108,6 +108,7 @@ export async function evaluateClassifier(
   try {
     for await (const batch of loader.epoch(0)) {
       const logits = noGrad(() => tidy(() => model.forward(Tensor.fromArray(batch.images, batch.shape)).dataSync()));
+      batch.release(); // copied: the buffer goes back to the data worker
       acc.add(logits, batch.labels);
     }
   } finally {

@@ -209,6 +209,7 @@ async function run(options: FinetuneOptions, owned: { dispose(): void }[]): Prom
           if (Number.isFinite(v)) l.backward(scaleGrad);
           return v;
         });
+        batch.release(); // copied into the forward pass: the buffer goes back to the data worker
         if (!Number.isFinite(loss)) throw new Error(`finetune: the loss became ${loss} at epoch ${epoch}, iteration ${it}; lower the lr`);
         micro += loss;
         windowImages += batch.size;

@@ -79,6 +79,7 @@ export async function extractFeatures(
           return out;
         }),
       );
+      batch.release(); // copied: the buffer goes back to the data worker
       features.set(f, at * D);
       labels.set(batch.labels, at);
       at += batch.size;
@@ -103,6 +104,7 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
       dim = batch.images.length / batch.size;
       features ??= new Float32Array(n * dim);
       features.set(batch.images, at * dim);
+      batch.release();
       labels.set(batch.labels, at);
       at += batch.size;
     }
