@@ -245,6 +245,23 @@ describe('bf16 ops on the CPU against float64', () => {
         expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', ATT_TOL, 1e-30);
       }));
 
+  it('attention forward and backward over several chunks of batch entries (scores of one entry over 1M elements)', () =>
+    tidy(() => {
+      const g = rng(14);
+      const [B, N, D, H] = [3, 400, 32, 8]; // 8 x 400 x 400 scores per entry: one entry per chunk, three chunks
+      // rows of 400 keys average many values (a small out) while P's bf16 rounding errors stay those of the values:
+      // 2^-5 of the row scale here; a wrong offset of a chunk would be off by the whole scale
+      const tol = 2 ** -5;
+      const qkv = bf16(randn(g, B * N * 3 * D, 1), [B, N, 3 * D]);
+      const [out, lse] = native.attention(qkv.t.handle, H).map(T);
+      const want = ref.attention(qkv.v, B, N, D, H);
+      expectRows(out!.dataSync(), want.out, D, 'out', tol);
+      expectRows(lse!.dataSync(), want.lse, N, 'lse', 1e-5, 1e-5);
+      const dout = bf16(randn(g, B * N * D), [B, N, D]);
+      const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, dout.t.handle, lse!.handle, H));
+      expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', tol, 1e-30);
+    }));
+
   it('maskedMse (with and without normPix) and crossEntropy (labels, soft targets): float32 losses, bf16 gradients', () =>
     tidy(() => {
       const g = rng(5);
