@@ -282,6 +282,30 @@ export function tidy<R>(fn: () => R): R {
   return result;
 }
 
+/** Something holding native memory until its dispose(): a Tensor, a Module, an optimizer. */
+export interface Disposable {
+  dispose(): void;
+}
+
+/** Hands x to the enclosing `owning` job, which disposes it when the job ends; returns x. */
+export type Keep = <D extends Disposable>(x: D) => D;
+
+/**
+ * Runs the asynchronous job `fn` and disposes, in reverse order, everything it passed to `keep`, however it ends
+ * (returned or thrown): for long jobs (a training run) whose models and optimizer state must not outlive them.
+ */
+export async function owning<R>(fn: (keep: Keep) => Promise<R>): Promise<R> {
+  const owned: Disposable[] = [];
+  try {
+    return await fn((x) => {
+      owned.push(x);
+      return x;
+    });
+  } finally {
+    for (const x of owned.reverse()) x.dispose();
+  }
+}
+
 function collect(v: unknown, out: Set<Tensor>): void {
   if (v instanceof Tensor) out.add(v);
   else if (Array.isArray(v)) for (const x of v) collect(x, out);

@@ -22,7 +22,7 @@ import {
   sliceTokens,
 } from '../lib/ops/index.js';
 import { noGrad } from '../lib/autograd.js';
-import { keep, liveTensors, Tensor, tidy } from '../lib/tensor.js';
+import { keep, liveTensors, owning, Tensor, tidy } from '../lib/tensor.js';
 import { randint, randn, rng } from './helpers/random.js';
 import { intTensor, tensor } from './helpers/tensors.js';
 
@@ -386,6 +386,28 @@ describe('a full forward and backward inside tidy', () => {
     step();
     expect(liveTensors()).toBe(start + 2 * n + 6);
     for (const t of [...Object.values(params), imgs, rm, rv, keepIdx, labels, mask]) t.dispose();
+    expect(liveTensors()).toBe(start);
+  });
+
+  it('owning disposes what its job kept, in reverse order, when the job returns and when it throws', async () => {
+    const start = liveTensors();
+    const order: string[] = [];
+    const r = await owning(async (k) => {
+      const t = k(Tensor.fromArray(new Float32Array([1, 2]), [2]));
+      k({ dispose: () => order.push('first') });
+      k({ dispose: () => order.push('second') });
+      await Promise.resolve();
+      return t.dataSync()[1];
+    });
+    expect(r).toBe(2);
+    expect(order).toEqual(['second', 'first']);
+    expect(liveTensors()).toBe(start);
+    await expect(
+      owning(async (k) => {
+        k(Tensor.fromArray(new Float32Array(3), [3]));
+        throw new Error('job failed');
+      }),
+    ).rejects.toThrow('job failed');
     expect(liveTensors()).toBe(start);
   });
 });

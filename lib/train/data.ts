@@ -23,6 +23,17 @@ export interface DataSource {
   count?: number;
 }
 
+/**
+ * The training data of a job on a pre-trained encoder (linprobe, finetune): `given`, else the pre-training run's data
+ * (`saved`, from its checkpoint) without its limit, else Fashion-MNIST; `limit` cuts that default (a `given` source
+ * carries its own).
+ */
+export function followUpData(given: DataSource | undefined, saved: unknown, limit: number | undefined): DataSource {
+  if (given) return given;
+  const data: DataSource = saved ? { ...(saved as DataSource), limit: undefined } : { kind: 'fashion-mnist' };
+  return limit === undefined ? data : { ...data, limit };
+}
+
 export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
   if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
     throw new Error(`data limit must be a positive integer, got ${src.limit}`);

@@ -22,9 +22,9 @@ import { paramGroupsLrd } from '../optim/lr_decay.js';
 import { cosineLr, scaledLr } from '../optim/schedule.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
-import { Tensor, tidy } from '../tensor.js';
+import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadCheckpoint } from './checkpoint.js';
-import { openDataset, type DataSource } from './data.js';
+import { followUpData, openDataset, type DataSource } from './data.js';
 import { evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { Mixup, randomErasing } from './mixup.js';
 
@@ -94,16 +94,11 @@ export interface FinetuneResult {
 }
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
-  // the model and the optimizer the run makes, freed however it ends
-  const owned: { dispose(): void }[] = [];
-  try {
-    return await run(options, owned);
-  } finally {
-    for (const x of owned.reverse()) x.dispose();
-  }
+  // the model and the optimizer the run makes are freed however it ends
+  return owning((keep) => run(options, keep));
 }
 
-async function run(options: FinetuneOptions, owned: { dispose(): void }[]): Promise<FinetuneResult> {
+async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult> {
   const started = performance.now();
   const emit = options.onEvent ?? (() => {});
   const epochs = options.epochs ?? 100;
@@ -119,13 +114,8 @@ async function run(options: FinetuneOptions, owned: { dispose(): void }[]): Prom
   const precision = checkPrecision(options.precision, 'finetune');
 
   // the data first (default: the checkpoint's, without its limit), so that the head gets its number of classes
-  let data = options.data;
-  if (!data && options.checkpoint) {
-    const saved = (await loadCheckpoint(options.checkpoint)).meta.options.data as DataSource | undefined;
-    if (saved) data = { ...saved, limit: undefined };
-  }
-  data ??= { kind: 'fashion-mnist' };
-  if (!options.data && options.limit !== undefined) data = { ...data, limit: options.limit };
+  const saved = !options.data && options.checkpoint ? (await loadCheckpoint(options.checkpoint)).meta.options.data : undefined;
+  const data = followUpData(options.data, saved, options.limit);
   const trainSet = await openDataset(data, 'train');
   const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
   const clsOpts = { numClasses: trainSet.numClasses || 10, globalPool: true, dropPathRate: options.dropPath ?? 0.1, headInitStd: 2e-5, seed };
@@ -141,7 +131,7 @@ async function run(options: FinetuneOptions, owned: { dispose(): void }[]): Prom
     model = new VisionTransformerClassifier(classifierConfigFrom(mc, rest), { seed: s });
     missing = [...model.stateDict().keys()];
   }
-  owned.push(model);
+  keep(model);
   const numClasses = model.config.numClasses;
   const c = model.config;
   model.train();
@@ -150,8 +140,7 @@ async function run(options: FinetuneOptions, owned: { dispose(): void }[]): Prom
   const effectiveBatch = batchSize * accumIter;
   const lr = options.lr ?? scaledLr(options.blr ?? 1e-3, effectiveBatch);
   const minLr = options.minLr ?? 1e-6;
-  const opt = new AdamW(groups, { lr, betas: [0.9, 0.999] });
-  owned.push(opt);
+  const opt = keep(new AdamW(groups, { lr, betas: [0.9, 0.999] }));
   const loader = new DataLoader(trainSet, { batchSize, seed, augment: true, dropLast: true, scale: options.cropScale ?? [0.08, 1], flipProb: options.flipProb ?? 0.5, imageSize: c.imgSize, inChans: c.inChans, workers: options.workers ?? 1 });
   const stepsPerEpoch = loader.stepsPerEpoch;
   const stepsPerEpochOpt = Math.floor(stepsPerEpoch / accumIter);

@@ -31,9 +31,9 @@ import { cosineLr, scaledLr } from '../optim/schedule.js';
 import { LARS } from '../optim/lars.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
-import { Tensor, tidy } from '../tensor.js';
+import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
-import { openDataset, type DataSource } from './data.js';
+import { followUpData, openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
@@ -103,19 +103,16 @@ export interface LinprobeResult {
 
 export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult> {
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
-  // the models and the head the probe makes, freed however it ends
-  const owned: { dispose(): void }[] = [];
   try {
-    return await probe(options, comm, owned);
+    // the models and the head the probe makes are freed however it ends
+    return await owning((keep) => probe(options, comm, keep));
   } catch (e) {
     comm.fail(e);
     throw e;
-  } finally {
-    for (const x of owned.reverse()) x.dispose();
   }
 }
 
-async function probe(options: LinprobeOptions, comm: Communicator, owned: { dispose(): void }[]): Promise<LinprobeResult> {
+async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): Promise<LinprobeResult> {
   const started = performance.now();
   const writer = comm.rank === 0;
   const emit = options.onEvent ?? (() => {});
@@ -132,18 +129,15 @@ async function probe(options: LinprobeOptions, comm: Communicator, owned: { disp
   checkPrecision(options.precision, 'linprobe');
 
   let mae: MaskedAutoencoder | null = null;
-  let data = options.data;
   let pretrainOptions: Record<string, unknown> = {};
   if (options.checkpoint) {
     const ck = await loadModel(options.checkpoint);
-    owned.push(ck.model);
+    keep(ck.model);
     pretrainOptions = ck.meta.options;
     if (!options.rawPixels) mae = ck.model.eval();
     else ck.model.dispose();
-    if (!data && ck.meta.options.data) data = { ...(ck.meta.options.data as DataSource), limit: undefined };
   }
-  data ??= { kind: 'fashion-mnist' };
-  if (!options.data && options.limit !== undefined) data = { ...data, limit: options.limit };
+  const data = followUpData(options.data, pretrainOptions.data, options.limit);
   const trainSet = await openDataset(data, 'train');
   const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
   const numClasses = trainSet.numClasses || 10;
@@ -199,7 +193,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, owned: { disp
     if (writer) appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
     emit({ type: 'epoch', epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds });
   });
-  owned.push(head);
+  keep(head);
   const trainSeconds = (performance.now() - trainStart) / 1000;
   const metrics = evaluateHead(head, test, numClasses);
   if (writer) await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
@@ -207,7 +201,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, owned: { disp
   // the probe: the whole classifier (encoder + head.0 BatchNorm + head.1) or, for pixels, the head alone
   if (writer && options.checkpoint && !options.rawPixels && (options.pool ?? 'cls') === 'cls') {
     const { model } = await classifierFromPretrain(options.checkpoint, { globalPool: false, headBatchNorm: true, headInitStd: 0.01, numClasses });
-    owned.push(model);
+    keep(model);
     const own = model.stateDict();
     for (const [n, p] of head.namedParameters()) own.get(`head.${n}`)!.write(p.dataSync());
     await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: 'linprobe', top1: metrics.top1, top5: metrics.top5 });

@@ -36,7 +36,7 @@ import { maskGenerator } from '../data/pipeline.js';
 import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
 import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
-import { Tensor, tidy } from '../tensor.js';
+import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
@@ -153,20 +153,17 @@ const RUN_KEYS = ['preset', 'config', 'data', 'epochs', 'batchSize', 'accumIter'
 export async function pretrain(options: PretrainOptions = {}): Promise<PretrainResult> {
   const o = withDefaults(options);
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
-  // what the run makes on the native side (model, optimizer, the step's losses), freed however it ends
-  const owned: { dispose(): void }[] = [];
   try {
-    return await run(options, o, comm, owned);
+    // what the run makes on the native side (model, optimizer, the step's losses) is freed however it ends
+    return await owning((keep) => run(options, o, comm, keep));
   } catch (e) {
     // the other ranks must not wait for this one: they stop too, saying why (unless every rank raised this error)
     if (!(e instanceof AgreedError)) comm.fail(e);
     throw e;
-  } finally {
-    for (const x of owned.reverse()) x.dispose();
   }
 }
 
-async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>, comm: Communicator, owned: { dispose(): void }[]): Promise<PretrainResult> {
+async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>, comm: Communicator, keep: Keep): Promise<PretrainResult> {
   const emit = options.onEvent ?? (() => {});
   const outDir = o.outDir;
   const writer = comm.rank === 0;
@@ -213,8 +210,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   }
 
   const config = { ...getPreset(o.preset), ...o.config };
-  const model = new MaskedAutoencoder(config, { seed: o.seed }).to(device);
-  owned.push(model);
+  const model = keep(new MaskedAutoencoder(config, { seed: o.seed }).to(device));
   const warn = (message: string) => emit({ type: 'warning', message });
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
@@ -228,8 +224,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const totalSteps = Math.min(o.maxSteps ?? Infinity, stepsPerEpochOpt * o.epochs);
   const effectiveBatch = o.batchSize * o.accumIter * comm.size;
   const lr = o.lr ?? scaledLr(o.blr, effectiveBatch);
-  const optimizer = new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] });
-  owned.push(optimizer);
+  const optimizer = keep(new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] }));
   if (ck && position) {
     model.loadStateDict(ck.weights);
     optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, tensors: ck.optimizer });
@@ -296,7 +291,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const scaleGrad = Tensor.full([1], 1 / o.accumIter, 'float32', device).keep();
   // the losses of the micro-batches of the optimizer step being made (read and freed at the step)
   const microLosses: Tensor[] = [];
-  owned.push({ dispose: () => microLosses.splice(0).forEach((l) => l.dispose()) });
+  keep({ dispose: () => microLosses.splice(0).forEach((l) => l.dispose()) });
   try {
     for (let epoch = pos.epoch; epoch < o.epochs && pos.step < totalSteps && !stopped; epoch++) {
       const epochStart = performance.now();
