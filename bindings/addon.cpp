@@ -144,6 +144,7 @@ Napi::Value info(const Args& a) {
     }
     o.Set("dnnl", dn);
     o.Set("bf16Convert", cpu::bf16_convert_native() ? "avx512_bf16 (vcvtneps2bf16)" : "integer round-to-nearest-even");
+    o.Set("bf16Attention", cpu::bf16_attention_kernel());
   }
   o.Set("compiler", std::string("g++ ") + __VERSION__);
 #ifdef MAE_CUDA_BUILT

@@ -881,6 +881,7 @@ function cmdInfo(): void {
           : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ${i.dnnl.bf16Native ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'})` : 'emulated on AVX-512 (no AVX512-BF16 or AMX: slower)'}`,
     ],
     ['bf16 rounding', i.bf16Convert],
+    ['bf16 attention', i.bf16Attention],
     ['cuda library', `${i.cudaBuilt ? 'built with this addon' : 'not built with this addon'}: ${c.library}`],
     [
       'cuda',

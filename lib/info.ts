@@ -31,6 +31,8 @@ export interface Info {
   dnnl: NativeDnnlInfo;
   /** how CPU kernels round float32 to bfloat16 (the AVX512-BF16 instruction or the integer fallback) */
   bf16Convert: string;
+  /** which kernel runs bf16 attention on the CPU: the fused AVX512-BF16 one where it applies, else oneDNN's products */
+  bf16Attention: string;
   /** the compute precisions per backend: fp32 and bf16 (fp32 accumulation) on the CPU, and on CUDA when available */
   precisions: { cpu: string[]; cuda: string[] };
   /** Open MPI for data-parallel runs: found (library, version) or why not; MPI is not started */
@@ -60,6 +62,7 @@ export function info(): Info {
     cuda: n.cuda,
     dnnl: n.dnnl,
     bf16Convert: n.bf16Convert,
+    bf16Attention: n.bf16Attention,
     precisions: { cpu: ['fp32', 'bf16'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },
     mpi: mpiStatus(),
     nccl: ncclStatus(),

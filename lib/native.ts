@@ -78,6 +78,8 @@ export interface NativeInfo {
   dnnl: NativeDnnlInfo;
   /** how CPU kernels round float32 to bfloat16: the AVX512-BF16 instruction, or the integer fallback */
   bf16Convert: string;
+  /** which kernel runs bf16 attention on the CPU (MAE_CPU_ATTENTION=onednn turns the fused AVX512-BF16 one off) */
+  bf16Attention: string;
 }
 
 /** What commInit returns: this process's place in the MPI world, and the library. */

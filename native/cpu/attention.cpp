@@ -17,12 +17,29 @@
 // softmax rows in float32 (lse kept), P rounded to bfloat16 for out = P v; backward recomputes S and P = exp(S - lse),
 // dP = dout v^T (float32), dS = P (dP - delta) rounded to bfloat16, then dq = scale dS k, dk = scale dS^T q and
 // dv = P^T dout written straight into dqkv.
+//
+// bf16 fused, on CPUs with AVX512-BF16 (qkv, out, dout and dqkv bfloat16, head dim a multiple of 16, at most
+// kFusedTokens tokens; MAE_CPU_ATTENTION=onednn in the environment turns it off): one (batch, head) pair per task,
+// every product on vdpbf16ps (pairs of bf16 multiplied and summed into float32 lanes) over operands packed into
+// per-thread scratch that stays in L2 (N = 197: about 600 KB backward). The same arithmetic as the oneDNN path:
+// float32 scores and softmax statistics, P and dS rounded to bf16 for their products, float32 accumulation; it
+// leaves out oneDNN's per-call cost and the trip of the scores through memory, which dominate ViT-sized heads
+// (N = 13 to 197, head dim 32 or 64).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "cpu.h"
 #include "vexp.h"
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused source of their masked builtins, which its
+// -Wmaybe-uninitialized reports wherever they are inlined (a false positive: every lane is written)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
 
 namespace mae::cpu {
 
@@ -245,9 +262,294 @@ bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, con
   return true;
 }
 
+
+// ---- bf16 fused on AVX512-BF16 ------------------------------------------------------------------------------------
+
+constexpr int64_t kFusedTokens = 256;  // above this, the O(N^2) scratch leaves L2: the oneDNN path, which chunks
+
+bool fused_enabled() {
+  const char* env = std::getenv("MAE_CPU_ATTENTION");
+  if (env && std::strcmp(env, "onednn") == 0) return false;
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+const bool fused_available = fused_enabled();
+
+bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t hd) {
+  for (const TensorView* t : ts)
+    if (t->dtype != DType::BF16) return false;
+  return fused_available && hd % 16 == 0 && N <= kFusedTokens;
+}
+
+#if defined(__x86_64__)
+#define MAE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+// The operands hold pairs of bfloat16 as 32-bit words (low half first), as vdpbf16ps reads them: lane c of
+// dpbf16(acc, a, b) adds a.lo b[c].lo + a.hi b[c].hi to acc[c] in float32.
+// C[r][c] = alpha sum_p A[r][p] . B[p][c] for R rows and 16 V columns: A row stride lda, B row stride ldb (in words).
+template <int R, int V>
+MAE_AVX512_BF16 inline void dp_tile(const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb, int64_t K2, float* C,
+                                    int64_t ldc, float alpha) {
+  __m512 acc[R][V];
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < K2; p++) {
+    __m512bh b[V];
+    for (int v = 0; v < V; v++) b[v] = (__m512bh)_mm512_loadu_si512(B + p * ldb + 16 * v);
+    for (int r = 0; r < R; r++) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[r * lda + p]);
+      for (int v = 0; v < V; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+    }
+  }
+  const __m512 s = _mm512_set1_ps(alpha);
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) _mm512_storeu_ps(C + r * ldc + 16 * v, _mm512_mul_ps(acc[r][v], s));
+}
+
+// C [m, n] = alpha A [m, K2 pairs] B [K2 pairs, n]; m a multiple of 8 and n of 16 (the scratch is padded to them)
+MAE_AVX512_BF16 void dp(int64_t m, int64_t n, int64_t K2, const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb,
+                        float* C, int64_t ldc, float alpha) {
+  for (int64_t i = 0; i < m; i += 8) {
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) dp_tile<8, 2>(A + i * lda, lda, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
+    if (j < n) dp_tile<8, 1>(A + i * lda, lda, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
+  }
+}
+
+// exp_nonpositive of vexp.h on 16 lanes (the same range reduction and polynomial), 2^n applied by vscalefps
+MAE_AVX512_BF16 inline __m512 exp16(__m512 a) {
+  a = _mm512_max_ps(_mm512_set1_ps(-87.3f), a);  // a NaN stays NaN (the second operand is returned)
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), a);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// 16 float32 as bfloat16 (round to nearest even, as to_bf16)
+MAE_AVX512_BF16 inline __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+// pairs (a[c], b[c]) of two rows of 16 bfloat16
+MAE_AVX512_BF16 inline __m512i pairs16(__m256i a, __m256i b) {
+  return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+}
+// the lanes of columns j0 .. j0 + 15 that are below N
+inline __mmask16 cols(int64_t j0, int64_t N) {
+  return N - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - j0)) - 1);
+}
+
+inline int64_t round_to(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
+inline uint32_t pair(uint16_t lo, uint16_t hi) { return (uint32_t)lo | (uint32_t)hi << 16; }
+// asks for n rows of `bytes` each, from x with a stride of `stride` elements, to be brought into cache: the next head's
+// rows while this one computes (a head's rows are scattered over the tensor, and waiting for them one by one cost
+// more than the products of the small heads)
+inline void prefetch_rows(const uint16_t* x, int64_t n, int64_t stride, int64_t bytes) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t c = 0; c < bytes; c += 64) _mm_prefetch(reinterpret_cast<const char*>(x + i * stride) + c, _MM_HINT_T0);
+}
+
+// One head's operands in pair layouts, in per-thread scratch. N tokens, hd head dim (h2 = hd / 2 pairs); np = N
+// rounded up to 16 (score columns), mp = N rounded up to 8 (rows of the products), w = N / 2 rounded up (pairs of
+// tokens). Everything past N stays zero.
+struct FusedHead {
+  int64_t N, hd, h2, np, mp, w;
+  std::vector<uint32_t> q, kp, vp;  // q [mp, h2] rows; kp [h2, np]: kp[c][j] = pair c of k_j; vp [w, hd]: (v_2m, v_2m+1)
+  std::vector<float> s, o;          // scores [mp, np]; a [mp, hd] result
+  std::vector<uint16_t> p;          // P or dS [mp, np] rows in bf16
+  // backward only: dout rows and v^T as q and kp; k by token pairs as vp; q^T and dout^T by token pairs [hd, w];
+  // P and dS by row pairs [w, np]; dP [mp, np]; dk^T and dv^T [hd, np]; delta [mp]
+  std::vector<uint32_t> g, vt, kj, qt, gt, pp, dsp;
+  std::vector<float> dP, dkt, dvt, delta;
+
+  FusedHead(int64_t N_, int64_t hd_, bool backward)
+      : N(N_), hd(hd_), h2(hd_ / 2), np(round_to(N_, 16)), mp(round_to(N_, 8)), w((N_ + 1) / 2), q(mp * h2, 0),
+        kp(h2 * np, 0), vp(backward ? 0 : w * hd, 0), s(mp * np, 0.0f), o(mp * hd, 0.0f), p(mp * np, 0) {
+    if (!backward) return;
+    g.assign(mp * h2, 0);
+    vt.assign(h2 * np, 0);
+    kj.assign(w * hd, 0);
+    qt.assign(hd * w, 0);
+    gt.assign(hd * w, 0);
+    pp.assign(w * np, 0);
+    dsp.assign(w * np, 0);
+    dP.assign(mp * np, 0.0f);
+    dkt.assign(hd * np, 0.0f);
+    dvt.assign(hd * np, 0.0f);
+    delta.assign(mp, 0.0f);
+  }
+
+  // dst [N, h2]: the head's token rows (row i of x at x + i * stride, bf16)
+  void rows(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
+    for (int64_t i = 0; i < N; i++) std::memcpy(&dst[i * h2], x + i * stride, hd * 2);
+  }
+  // dst [h2, np]: dst[c][j] = pair c of token j
+  void transposed(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
+    for (int64_t j = 0; j < N; j++)
+      for (int64_t c = 0; c < h2; c++) dst[c * np + j] = pair(x[j * stride + 2 * c], x[j * stride + 2 * c + 1]);
+  }
+  // dst[m][d] at dst + m * sm + d * sd = (token 2m, token 2m + 1) of column d (zero for a token past N)
+  void token_pairs(const uint16_t* x, int64_t stride, uint32_t* dst, int64_t sm, int64_t sd) const {
+    for (int64_t m = 0; m < w; m++) {
+      const uint16_t *a = x + 2 * m * stride, *b = a + stride;
+      const bool both = 2 * m + 1 < N;
+      for (int64_t d = 0; d < hd; d++) dst[m * sm + d * sd] = pair(a[d], both ? b[d] : 0);
+    }
+  }
+  // S = scale q k^T over the packed q and kp
+  MAE_AVX512_BF16 void scores(float scale) { dp(mp, np, h2, q.data(), h2, kp.data(), np, s.data(), np, scale); }
+  const uint32_t* prow() const { return reinterpret_cast<const uint32_t*>(p.data()); }
+};
+
+MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, TensorView& out, TensorView& lse) {
+  const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const uint16_t* X = bf16(qkv);
+  uint16_t* O = bf16(out);
+  float* LSE = lse.f32();
+#pragma omp parallel
+  {
+    FusedHead t(N, hd, false);
+    const int64_t np = t.np;
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * H; bh++) {
+      const int64_t b = bh / H, h = bh % H;
+      const uint16_t* base = X + b * N * 3 * D + h * hd;
+      if (bh + 1 < B * H) {
+        const uint16_t* next = X + (bh + 1) / H * N * 3 * D + (bh + 1) % H * hd;
+        for (int64_t part = 0; part < 3; part++) prefetch_rows(next + part * D, N, 3 * D, hd * 2);
+      }
+      t.rows(base, 3 * D, t.q);
+      t.transposed(base + D, 3 * D, t.kp);
+      t.token_pairs(base + 2 * D, 3 * D, t.vp.data(), hd, 1);
+      t.scores(scale);
+      // softmax by rows: the max, then exp(S - max) and its sum, then P = exp / sum in bf16 (zero past N)
+      for (int64_t i = 0; i < N; i++) {
+        float* S = t.s.data() + i * np;
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < N; j += 16) mx = _mm512_mask_max_ps(mx, cols(j, N), mx, _mm512_loadu_ps(S + j));
+        const float m = _mm512_reduce_max_ps(mx);
+        const __m512 vm = _mm512_set1_ps(m);
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < N; j += 16) {
+          const __m512 e = _mm512_maskz_mov_ps(cols(j, N), exp16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm)));
+          _mm512_storeu_ps(S + j, e);
+          sum = _mm512_add_ps(sum, e);
+        }
+        const float total = _mm512_reduce_add_ps(sum);
+        LSE[bh * N + i] = m + std::log(total);
+        const __m512 inv = _mm512_set1_ps(1.0f / total);
+        for (int64_t j = 0; j < np; j += 16)
+          _mm256_storeu_si256((__m256i*)(t.p.data() + i * np + j), bf16x16(_mm512_mul_ps(_mm512_loadu_ps(S + j), inv)));
+      }
+      // out = P v: P's rows as pairs of keys, vp as pairs of value rows
+      dp(t.mp, hd, t.w, t.prow(), np / 2, t.vp.data(), hd, t.o.data(), hd, 1.0f);
+      for (int64_t i = 0; i < N; i++) to_bf16(t.o.data() + i * hd, O + (b * N + i) * D + h * hd, hd);
+    }
+  }
+}
+
+MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const TensorView& out, const TensorView& dout,
+                                             const TensorView& lse, int64_t H, TensorView& dqkv) {
+  const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const uint16_t *X = bf16(qkv), *Og = bf16(out), *G = bf16(dout);
+  uint16_t* DX = bf16(dqkv);
+  const float* LSE = lse.f32();
+#pragma omp parallel
+  {
+    FusedHead t(N, hd, true);
+    const int64_t np = t.np, w = t.w;
+    std::vector<float> col(hd);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * H; bh++) {
+      const int64_t b = bh / H, h = bh % H;
+      const uint16_t *base = X + b * N * 3 * D + h * hd, *gbase = G + b * N * D + h * hd,
+                     *obase = Og + b * N * D + h * hd;
+      if (bh + 1 < B * H) {
+        const int64_t nb = (bh + 1) / H, nh = (bh + 1) % H;
+        for (int64_t part = 0; part < 3; part++) prefetch_rows(X + nb * N * 3 * D + nh * hd + part * D, N, 3 * D, hd * 2);
+        prefetch_rows(G + nb * N * D + nh * hd, N, D, hd * 2);
+        prefetch_rows(Og + nb * N * D + nh * hd, N, D, hd * 2);
+      }
+      // delta_i = dout_i . out_i
+      for (int64_t i = 0; i < N; i++) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t d = 0; d < hd; d += 16) {
+          const __m512 o = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(obase + i * D + d))), 16));
+          const __m512 gg = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(gbase + i * D + d))), 16));
+          acc = _mm512_fmadd_ps(o, gg, acc);
+        }
+        t.delta[i] = _mm512_reduce_add_ps(acc);
+      }
+      t.rows(base, 3 * D, t.q);
+      t.transposed(base + D, 3 * D, t.kp);
+      t.rows(gbase, D, t.g);
+      t.transposed(base + 2 * D, 3 * D, t.vt);
+      t.token_pairs(base + D, 3 * D, t.kj.data(), hd, 1);
+      t.token_pairs(base, 3 * D, t.qt.data(), 1, w);
+      t.token_pairs(gbase, D, t.gt.data(), 1, w);
+      t.scores(scale);
+      dp(t.mp, np, t.h2, t.g.data(), t.h2, t.vt.data(), np, t.dP.data(), np, 1.0f);  // dP = dout v^T
+      // rows 2m and 2m + 1 together: P = exp(S - lse), dS = P (dP - delta); dS rows in bf16 for dq, and P and dS by
+      // row pairs for dv^T and dk^T (a row past N is zero)
+      for (int64_t m = 0; m < w; m++) {
+        const int64_t i0 = 2 * m, i1 = 2 * m + 1;
+        const bool two = i1 < N;
+        const __m512 l0 = _mm512_set1_ps(LSE[bh * N + i0]), d0 = _mm512_set1_ps(t.delta[i0]);
+        const __m512 l1 = _mm512_set1_ps(two ? LSE[bh * N + i1] : 0.0f), d1 = _mm512_set1_ps(t.delta[i1]);
+        for (int64_t j = 0; j < np; j += 16) {
+          const __mmask16 k = cols(j, N), k1 = two ? k : 0;
+          const __m512 p0 = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i0 * np + j]), l0)));
+          const __m512 p1 = _mm512_maskz_mov_ps(k1, exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1)));
+          const __m512 s0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i0 * np + j]), d0));
+          const __m512 s1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i1 * np + j]), d1));
+          const __m256i b0 = bf16x16(s0), b1 = bf16x16(s1);
+          _mm256_storeu_si256((__m256i*)&t.p[i0 * np + j], b0);
+          _mm256_storeu_si256((__m256i*)&t.p[i1 * np + j], b1);
+          _mm512_storeu_si512(&t.dsp[m * np + j], pairs16(b0, b1));
+          _mm512_storeu_si512(&t.pp[m * np + j], pairs16(bf16x16(p0), bf16x16(p1)));
+        }
+      }
+      dp(t.mp, hd, w, t.prow(), np / 2, t.kj.data(), hd, t.o.data(), hd, scale);  // dq = scale dS k
+      dp(hd, np, w, t.qt.data(), w, t.dsp.data(), np, t.dkt.data(), np, scale);   // dk^T = scale q^T dS
+      dp(hd, np, w, t.gt.data(), w, t.pp.data(), np, t.dvt.data(), np, 1.0f);     // dv^T = dout^T P
+      for (int64_t i = 0; i < N; i++) {
+        uint16_t* row = DX + (b * N + i) * 3 * D + h * hd;
+        to_bf16(t.o.data() + i * hd, row, hd);
+        for (int64_t d = 0; d < hd; d++) col[d] = t.dkt[d * np + i];
+        to_bf16(col.data(), row + D, hd);
+        for (int64_t d = 0; d < hd; d++) col[d] = t.dvt[d * np + i];
+        to_bf16(col.data(), row + 2 * D, hd);
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
 
+std::string bf16_attention_kernel() {
+  const std::string others = dnnl_info().bf16_matmul ? "oneDNN batched products" : "float32 tiles";
+  if (!fused_available) return others;
+  return "fused avx512_bf16 (head dim a multiple of 16, up to " + std::to_string(kFusedTokens) + " tokens), else " +
+         others;
+}
+
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse) {
+#if defined(__x86_64__)
+  if (use_fused({&qkv, &out}, qkv.dim(1), qkv.dim(2) / 3 / num_heads))
+    return attention_forward_fused(qkv, num_heads, out, lse);
+#endif
   if (use_onednn({&qkv, &out}) && attention_forward_onednn(qkv, num_heads, out, lse)) return;
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -286,6 +588,10 @@ void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, Te
 
 void attention_backward(const TensorView& qkv, const TensorView& out, const TensorView& dout, const TensorView& lse,
                         int num_heads, TensorView& dqkv) {
+#if defined(__x86_64__)
+  if (use_fused({&qkv, &out, &dout, &dqkv}, qkv.dim(1), qkv.dim(2) / 3 / num_heads))
+    return attention_backward_fused(qkv, out, dout, lse, num_heads, dqkv);
+#endif
   if (use_onednn({&qkv, &out, &dout, &dqkv}) && attention_backward_onednn(qkv, out, dout, lse, num_heads, dqkv)) return;
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, H = num_heads, hd = D / H;
   const float scale = 1.0f / std::sqrt((float)hd);

@@ -128,6 +128,9 @@ void bias_gelu_backward(const TensorView& x, const TensorView& b, const TensorVi
                         TensorView* db);
 
 // attention.cpp
+// which kernel runs bf16 attention here: the fused AVX512-BF16 one (for head dims that are multiples of 16, up to 256
+// tokens), else oneDNN's batched products, else the float32 tiles
+std::string bf16_attention_kernel();
 void attention_forward(const TensorView& qkv, int num_heads, TensorView& out, TensorView& lse);
 void attention_backward(const TensorView& qkv, const TensorView& out, const TensorView& dout, const TensorView& lse,
                         int num_heads, TensorView& dqkv);

@@ -26,18 +26,24 @@ function bf16(values: ArrayLike<number>, shape: number[]): { t: Tensor; v: Float
 }
 const T = (h: NativeTensor) => new Tensor(h);
 
-/** For every row of `rowLen` values: max |got - want| <= tol * max |want| (+ atol). Returns the worst ratio seen. */
-function expectRows(got: ArrayLike<number>, want: ArrayLike<number>, rowLen: number, label: string, tol = ROW_TOL, atol = 0): number {
+/**
+ * For every row of `rowLen` values: max |got - want| <= tol * max |want| (+ atol). Returns the worst ratio seen.
+ * atol may instead be per element (a row's largest counts): where a sum cancels, float32 carries errors relative to
+ * the magnitudes it summed, not to the small result.
+ */
+function expectRows(got: ArrayLike<number>, want: ArrayLike<number>, rowLen: number, label: string, tol = ROW_TOL, atol: number | ArrayLike<number> = 0): number {
   expect(got.length, label).toBe(want.length);
   let worst = 0;
   for (let r = 0; r * rowLen < want.length; r++) {
     let err = 0;
     let scale = 0;
+    let floor = typeof atol === 'number' ? atol : 0;
     for (let j = r * rowLen; j < (r + 1) * rowLen; j++) {
       err = Math.max(err, Math.abs(got[j]! - want[j]!));
       scale = Math.max(scale, Math.abs(want[j]!));
+      if (typeof atol !== 'number') floor = Math.max(floor, atol[j]!);
     }
-    if (!(err <= tol * scale + atol)) throw new Error(`${label}: row ${r} max error ${err} exceeds ${tol} x ${scale} + ${atol}`);
+    if (!(err <= tol * scale + floor)) throw new Error(`${label}: row ${r} max error ${err} exceeds ${tol} x ${scale} + ${floor}`);
     if (scale > 0) worst = Math.max(worst, err / scale);
   }
   return worst;
@@ -45,13 +51,18 @@ function expectRows(got: ArrayLike<number>, want: ArrayLike<number>, rowLen: num
 
 /**
  * The attention gradient as the kernel defines it, from the out it is given: P from qkv (float64), delta_i =
- * dout_i . out_i, dS = P (dP - delta), dq = dS k scale, dk = dS^T q scale, dv = P^T dout.
+ * dout_i . out_i, dS = P (dP - delta), dq = dS k scale, dk = dS^T q scale, dv = P^T dout. Also `floor`, an absolute
+ * tolerance per element for where these sums cancel: each term of a bf16 product carries the rounding of its P or dS
+ * (2^-9 of the term, 2^-8 allowed), so their sum is only as exact as 2^-8 of the sum of the terms' magnitudes; and
+ * dP - delta in float32 is only as exact as 2^-16 of |dP| + |delta| (a row that attends to one key whose value out
+ * repeats).
  */
-function attentionBackwardGiven(qkv: ArrayLike<number>, out: ArrayLike<number>, dout: ArrayLike<number>, B: number, N: number, D: number, H: number): Float64Array {
+function attentionBackwardGiven(qkv: ArrayLike<number>, out: ArrayLike<number>, dout: ArrayLike<number>, B: number, N: number, D: number, H: number): { g: Float64Array; floor: Float64Array } {
   const hd = D / H;
   const scale = 1 / Math.sqrt(hd);
   const { P } = ref.attention(qkv, B, N, D, H);
   const g = new Float64Array(B * N * 3 * D);
+  const floor = new Float64Array(B * N * 3 * D).fill(1e-30); // and rows of float32 underflow compare to zero
   const at = (b: number, i: number, col: number) => qkv[(b * N + i) * 3 * D + col]!;
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++)
@@ -63,16 +74,20 @@ function attentionBackwardGiven(qkv: ArrayLike<number>, out: ArrayLike<number>, 
           let dp = 0;
           for (let d = 0; d < hd; d++) dp += dout[(b * N + i) * D + h * hd + d]! * at(b, j, 2 * D + h * hd + d);
           const ds = p * (dp - delta);
+          const dsMag = Math.abs(ds) * 2 ** -8 + p * (Math.abs(dp) + Math.abs(delta)) * 2 ** -16;
           for (let d = 0; d < hd; d++) {
             const qi = (b * N + i) * 3 * D + h * hd + d;
             const kj = (b * N + j) * 3 * D + D + h * hd + d;
             g[qi] = g[qi]! + ds * at(b, j, D + h * hd + d) * scale;
             g[kj] = g[kj]! + ds * at(b, i, h * hd + d) * scale;
             g[kj + D] = g[kj + D]! + p * dout[(b * N + i) * D + h * hd + d]!;
+            floor[qi] = floor[qi]! + dsMag * Math.abs(at(b, j, D + h * hd + d)) * scale;
+            floor[kj] = floor[kj]! + dsMag * Math.abs(at(b, i, h * hd + d)) * scale;
+            floor[kj + D] = floor[kj + D]! + p * Math.abs(dout[(b * N + i) * D + h * hd + d]!) * 2 ** -8;
           }
         }
       }
-  return g;
+  return { g, floor };
 }
 
 describe('conversions to bfloat16', () => {
@@ -204,16 +219,18 @@ describe('bf16 ops on the CPU against float64', () => {
       expectRows(bdb!.dataSync(), ref.sumTo(bdx!.dataSync(), N), N, 'biasGelu db', 1e-5);
     }));
 
+  // head dim 7: oneDNN's batched products; head dims 16 and 32: the fused AVX512-BF16 kernel where the CPU has it
+  // (odd token counts: padded pairs of tokens and score columns), else oneDNN too
+  for (const [B, N, D, H] of [[2, 23, 21, 3], [3, 23, 48, 3], [2, 13, 64, 4], [1, 49, 64, 2]] as const)
   for (const [name, scale, dominant] of [
     ['unit inputs', 1, false],
     ['inputs x10', 10, false],
     ['inputs x30', 30, false],
     ['one dominant key per row', 1, true],
   ] as const)
-    it(`attention forward and backward, ${name}: fp32 softmax statistics (lse), bf16 out and dqkv`, () =>
+    it(`attention forward and backward, B ${B} N ${N} head dim ${D / H}, ${name}: fp32 softmax statistics (lse), bf16 out and dqkv`, () =>
       tidy(() => {
         const g = rng(4);
-        const [B, N, D, H] = [2, 23, 21, 3]; // head dim 7
         const raw = randn(g, B * N * 3 * D, scale);
         if (dominant) {
           // key j = (i * 5) % N of each query row i gets a large score: q_i . k_j >> the others
@@ -232,7 +249,7 @@ describe('bf16 ops on the CPU against float64', () => {
         const [out, lse] = native.attention(qkv.t.handle, H).map(T);
         const want = ref.attention(qkv.v, B, N, D, H);
         expect([out!.dtype, lse!.dtype]).toEqual(['bfloat16', 'float32']);
-        // P (and in backward dS) is rounded to bf16 for its product when oneDNN runs them (as bf16 products need):
+        // P (and in backward dS) is rounded to bf16 for its product (oneDNN and the fused kernel: bf16 products):
         // an output then carries two bf16 roundings, 2^-7 of its row's scale
         expectRows(out!.dataSync(), want.out, D, 'out', ATT_TOL);
         // lse in float32 from exact bf16 inputs: float32 accuracy relative to the largest |lse| of the row
@@ -242,8 +259,34 @@ describe('bf16 ops on the CPU against float64', () => {
         expect(dqkv.dtype).toBe('bfloat16');
         // backward takes out as given (bf16): its delta_i = dout_i . out_i is that of the rounded out, as the
         // reference's here; rows of float32 underflow (x30: gradients below 1e-38) compare to zero
-        expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', ATT_TOL, 1e-30);
+        const want2 = attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H);
+        expectRows(dqkv.dataSync(), want2.g, 3 * D, 'dqkv', ATT_TOL, want2.floor);
       }));
+
+  it('attention: the kernel named by info(), and oneDNN in its place when MAE_CPU_ATTENTION=onednn, both against the reference', () => {
+    const hasBf16 = /^flags\s*:.*\bavx512_bf16\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    expect(native.info().bf16Attention.startsWith('fused avx512_bf16')).toBe(hasBf16);
+    // head dim 16 and 25 tokens: the fused kernel's shapes
+    const [B, N, D, H] = [2, 25, 32, 2];
+    const script = `
+      const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
+      const r = (n, s) => Float32Array.from({ length: n }, (_, i) => 2 * Math.sin(i * 0.37 + s));
+      const qkv = native.to(native.fromArray(r(${B * N * 3 * D}, 4), [${B}, ${N}, ${3 * D}]), 'cpu', 'bfloat16');
+      const dout = native.to(native.fromArray(r(${B * N * D}, 5), [${B}, ${N}, ${D}]), 'cpu', 'bfloat16');
+      const [out, lse] = native.attention(qkv, ${H});
+      const dqkv = native.attentionBackward(qkv, out, dout, lse, ${H});
+      console.log(JSON.stringify({ kernel: native.info().bf16Attention, qkv: Array.from(qkv.read()), dout: Array.from(dout.read()),
+        out: Array.from(out.read()), dqkv: Array.from(dqkv.read()) }));`;
+    for (const env of [{}, { MAE_CPU_ATTENTION: 'onednn' }]) {
+      const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+      if (p.status !== 0) throw new Error(p.stderr);
+      const o = JSON.parse(p.stdout);
+      expect(o.kernel.startsWith('fused')).toBe(hasBf16 && !('MAE_CPU_ATTENTION' in env));
+      expectRows(o.out, ref.attention(o.qkv, B, N, D, H).out, D, `out (${o.kernel})`, ATT_TOL);
+      const want = attentionBackwardGiven(o.qkv, o.out, o.dout, B, N, D, H);
+      expectRows(o.dqkv, want.g, 3 * D, `dqkv (${o.kernel})`, ATT_TOL, want.floor);
+    }
+  });
 
   it('attention forward and backward over several chunks of batch entries (scores of one entry over 1M elements)', () =>
     tidy(() => {
@@ -259,7 +302,7 @@ describe('bf16 ops on the CPU against float64', () => {
       expectRows(lse!.dataSync(), want.lse, N, 'lse', 1e-5, 1e-5);
       const dout = bf16(randn(g, B * N * D), [B, N, D]);
       const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, dout.t.handle, lse!.handle, H));
-      expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H), 3 * D, 'dqkv', tol, 1e-30);
+      expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H).g, 3 * D, 'dqkv', tol, 1e-30);
     }));
 
   it('maskedMse (with and without normPix) and crossEntropy (labels, soft targets): float32 losses, bf16 gradients', () =>
@@ -417,6 +460,6 @@ describe('bf16 products on CPUs without native bf16', () => {
       expectRows(o.dw, r.dw, K, 'dW', 1e-5);
       // attention: oneDNN's batched products, or the float32 tiles where oneDNN has no bf16 kernel
       expectRows(o.out, ref.attention(o.qkv, 2, 9, 12, 2).out, 12, 'attention out', ATT_TOL);
-      expectRows(o.dqkv, attentionBackwardGiven(o.qkv, o.out, o.dout, 2, 9, 12, 2), 36, 'attention dqkv', ATT_TOL, 1e-30);
+      expectRows(o.dqkv, attentionBackwardGiven(o.qkv, o.out, o.dout, 2, 9, 12, 2).g, 36, 'attention dqkv', ATT_TOL, 1e-30);
     });
 });
