@@ -34,12 +34,6 @@
 #include "cpu.h"
 #include "vexp.h"
 
-#if defined(__x86_64__)
-// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused source of their masked builtins, which its
-// -Wmaybe-uninitialized reports wherever they are inlined (a false positive: every lane is written)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#endif
 
 namespace mae::cpu {
 
@@ -318,23 +312,6 @@ MAE_AVX512_BF16 void dp(int64_t m, int64_t n, int64_t K2, const uint32_t* A, int
     for (; j + 32 <= n; j += 32) dp_tile<8, 2>(A + i * lda, lda, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
     if (j < n) dp_tile<8, 1>(A + i * lda, lda, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
   }
-}
-
-// exp_nonpositive of vexp.h on 16 lanes (the same range reduction and polynomial), 2^n applied by vscalefps
-MAE_AVX512_BF16 inline __m512 exp16(__m512 a) {
-  a = _mm512_max_ps(_mm512_set1_ps(-87.3f), a);  // a NaN stays NaN (the second operand is returned)
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), a);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
 }
 
 // 16 float32 as bfloat16 (round to nearest even, as to_bf16)

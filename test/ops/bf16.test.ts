@@ -217,6 +217,21 @@ describe('bf16 ops on the CPU against float64', () => {
       expectRows(bdx!.dataSync(), wantDx, N, 'biasGelu dx');
       // db sums the bf16 dx it wrote
       expectRows(bdb!.dataSync(), ref.sumTo(bdx!.dataSync(), N), N, 'biasGelu db', 1e-5);
+      // the negative tail keeps its relative accuracy: rows of h in [-12, -3] (y from -4e-3 down to -2e-32)
+      const tail = bf16(Float32Array.from({ length: 3 * 37 }, (_, i) => -3 - (9 * i) / 110), [3, 37]);
+      const zero = tensor(new Float32Array(37), [37]);
+      const ty = T(native.biasGelu(tail.t.handle, zero.handle)).dataSync();
+      const tdy = bf16(new Float32Array(3 * 37).fill(1), [3, 37]);
+      const tdx = T(native.biasGeluBackward(tail.t.handle, zero.handle, tdy.t.handle, false)[0]!).dataSync();
+      // (the reference from erfc: ref.gelu's 1 + erf loses the tail's relative accuracy in float64 too); each value
+      // within half a bf16 ulp (at most 2^-8 of it) plus the float32 formula's error (below 1e-5)
+      for (const [i, v] of tail.v.entries()) {
+        const cdf = 0.5 * ref.erfc(-v / Math.SQRT2);
+        const wantY = v * cdf;
+        const wantG = cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI);
+        expect(Math.abs(ty[i]! - wantY), `gelu(${v})`).toBeLessThanOrEqual((2 ** -8 + 1e-5) * Math.abs(wantY));
+        expect(Math.abs(tdx[i]! - wantG), `gelu'(${v})`).toBeLessThanOrEqual((2 ** -8 + 1e-5) * Math.abs(wantG));
+      }
     }));
 
   // head dim 7: oneDNN's batched products; head dims 16 and 32: the fused AVX512-BF16 kernel where the CPU has it
