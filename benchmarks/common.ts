@@ -11,6 +11,34 @@ import { join } from 'node:path';
 import { cpuModel } from '../lib/info.js';
 import { native, packageRoot, type NativeTensor } from '../lib/native.js';
 
+/**
+ * A benchmark's command line, checked: --help (or -h) prints `usage` and exits; an option the benchmark does not take,
+ * or one of `values` without its value, stops it (exit code 2) with a line that names the option and lists the ones it takes
+ * (every benchmark takes --threads N and --tag TAG, which resultName and describeMachine read). Returns the arguments.
+ */
+export function benchArgs(usage: string, options: { flags?: string[]; values?: string[] }): string[] {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const flags = new Set(options.flags ?? []);
+  const values = new Set([...(options.values ?? []), '--threads', '--tag']);
+  const taken = [...flags, ...[...values].map((v) => `${v} VALUE`)].join(', ');
+  const stop = (why: string): never => {
+    console.error(`${why} (options: ${taken}; --help for more)`);
+    process.exit(2);
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (values.has(a)) {
+      if (i + 1 >= args.length || args[i + 1]!.startsWith('--')) stop(`${a} needs a value`);
+      i++;
+    } else if (!flags.has(a)) stop(`unknown option '${a}'`);
+  }
+  return args;
+}
+
 export interface Timing {
   /** median seconds per call */
   median: number;
@@ -44,6 +72,19 @@ export function timeIt(fn: () => void, opts: { reps?: number; minTime?: number; 
     runs.push((performance.now() - t0) / 1e3 / calls);
   }
   return { median: median(runs), runs, calls };
+}
+
+/**
+ * The bf16 matrix-product peak, GFLOP/s: native.linear on 2048^3 with a bf16 x and a bf16 weight copy, as the
+ * model's layers run (oneDNN: AMX or AVX512-BF16 where the CPU has them).
+ */
+export function bf16Peak(opts: { reps?: number; minTime?: number } = {}): number {
+  const s = 2048;
+  const x32 = randn([s, s], 1, 1), w = randn([s, s], 1, 2);
+  const x = native.to(x32, 'cpu', 'bfloat16'), wb = native.to(w, 'cpu', 'bfloat16');
+  const t = timeIt(() => native.linear(x, w, null, wb).dispose(), { reps: opts.reps ?? 5, minTime: opts.minTime ?? 0.2 });
+  for (const h of [x32, w, x, wb]) h.dispose();
+  return (2 * s * s * s) / t.median / 1e9;
 }
 
 export function median(v: readonly number[]): number {

@@ -30,9 +30,13 @@ import sharp from 'sharp';
 import { DataLoader, ImageFolderDataset, ShardDataset, prepareShards, randomResizedCropParams, resizedCrop, type Dataset, type DataLoaderOptions } from '../lib/data/index.js';
 import { native } from '../lib/native.js';
 import { Generator } from '../lib/random.js';
-import { describeMachine, fmt, machine, median, printTable, resultName, timeIt, writeJson } from './common.js';
+import { benchArgs, describeMachine, fmt, machine, median, printTable, resultName, timeIt, writeJson } from './common.js';
 
-const args = process.argv.slice(2);
+const args = benchArgs(
+  'npm run bench:data -- [--images N] [--epochs N] [--rounds N] [--step-ms MS] [--workers 1,2] [--sources a,b] [--keep] [--tag T]\n' +
+    'Images per CPU-second of each data source (folder JPEGs, prepared shards), through the DataLoader.',
+  { flags: ['--keep'], values: ['--images', '--epochs', '--rounds', '--step-ms', '--workers', '--sources'] },
+);
 const opt = (name: string, def: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : def);
 const IMAGES = Number(opt('--images', '512'));
 const EPOCHS = Number(opt('--epochs', '3'));

@@ -23,9 +23,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launcher } from '../lib/distributed/comm.js';
 import { pretrain } from '../lib/train/pretrain.js';
-import { describeMachine, fmt, machine, median, printTable, resultName, writeJson } from './common.js';
+import { benchArgs, describeMachine, fmt, machine, median, printTable, resultName, writeJson } from './common.js';
 
-const args = process.argv.slice(2);
+const args = benchArgs(
+  'npm run bench:distributed -- [--preset P] [--batch-size 32] [--steps 10] [--warmup 3] [--rounds 2] [--bucket-mb 25,2] [--tag NAME]\n' +
+    'Data-parallel pre-training on 2 ranks against 1 process and 2 independent processes.',
+  // --arm and --bucket: what the launcher passes to each rank
+  { values: ['--preset', '--batch-size', '--steps', '--warmup', '--rounds', '--bucket-mb', '--arm', '--bucket'] },
+);
 const value = (name: string, fallback: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : fallback);
 const count = (name: string, fallback: number) => {
   const v = Number(value(name, String(fallback)));

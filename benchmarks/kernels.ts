@@ -18,14 +18,25 @@
  *             recompute our kernel does (it keeps only the log-sum-exp)
  * Bytes: the minimum each op must read and write once (float32), listed per op below.
  *
+ * bf16 (when oneDNN has bf16 kernels here): attention and biasGelu with bf16 activations on the same shapes, against
+ * the bf16 peak (native.linear 2048^3 with bf16 operands, oneDNN); attention with the kernel that info().bf16Attention
+ * names and, when that is the fused AVX512-BF16 one, with oneDNN's batched products in its place (a child process
+ * with MAE_CPU_ATTENTION=onednn; the two arms run one after the other, so compare them on a quiet machine).
+ *
  * Output: a table on stdout and benchmarks/results/kernels-<date>.json.
  * Output name: <kind>-<date>[-threads<N> when --threads is given][-<tag> with --tag TAG].json.
  * Options: --quick (fewer repetitions), --reps N, --threads N (default: the addon's default, all cores).
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { native, type NativeTensor } from '../lib/native.js';
-import { describeMachine, fmt, machine, printTable, randn, resultName, timeIt, writeJson, type Timing } from './common.js';
+import { benchArgs, bf16Peak, describeMachine, fmt, machine, printTable, randn, resultName, timeIt, writeJson, type Timing } from './common.js';
 
-const args = process.argv.slice(2);
+const args = benchArgs(
+  'npm run bench (kernels) or node dist/benchmarks/kernels.js [--quick] [--reps N] [--threads N] [--tag TAG]\n' +
+    'Each CPU kernel on the MAE shapes against the sgemm peak, the copy bandwidth and (bf16) the bf16 peak.',
+  { flags: ['--quick', '--bf16-attention-rows'], values: ['--reps'] },
+);
 const quick = args.includes('--quick');
 const repsArg = args.indexOf('--reps');
 const REPS = repsArg >= 0 ? Number(args[repsArg + 1]) : quick ? 3 : 5;
@@ -39,6 +50,8 @@ const free = (...ts: (NativeTensor | null)[]) => {
 
 interface Row {
   group: 'peak' | 'copy' | 'linear' | 'attention' | 'layernorm' | 'gelu' | 'masked_mse';
+  /** bf16 rows: percentages against the bf16 peak */
+  precision?: 'bf16';
   name: string;
   shape: string;
   dir: 'fwd' | 'bwd' | 'fwd+bwd' | '-';
@@ -54,6 +67,56 @@ interface Row {
   flops?: number;
   bytes?: number;
   runs: number[];
+}
+
+// ---- the MAE shapes -----------------------------------------------------------------------------------------------
+interface Cfg {
+  name: string;
+  B: number;
+  N: number;
+  D: number;
+  H: number;
+}
+const cfgs: Cfg[] = [
+  { name: 'vitb-enc', B: 64, N: 50, D: 768, H: 12 },
+  { name: 'vitb-dec', B: 64, N: 197, D: 512, H: 16 },
+  { name: 'tiny-enc', B: 64, N: 13, D: 192, H: 3 },
+  { name: 'tiny-dec', B: 64, N: 50, D: 128, H: 4 },
+];
+
+const toBf16 = (t: NativeTensor): NativeTensor => {
+  const b = native.to(t, 'cpu', 'bfloat16');
+  t.dispose();
+  return b;
+};
+
+/** bf16 attention forward and backward on every shape, with the kernel this process runs (percentages left at 0) */
+function bf16AttentionRows(): Row[] {
+  const out: Row[] = [];
+  const kernel = native.info().bf16Attention.startsWith('fused') ? 'fused' : 'oneDNN';
+  for (const c of cfgs) {
+    const hd = c.D / c.H;
+    const qkv = toBf16(randn([c.B, c.N, 3 * c.D], 1, 21)), dout = toBf16(randn([c.B, c.N, c.D], 1, 22));
+    const [o, lse] = native.attention(qkv, c.H);
+    const tf = bench(() => free(...native.attention(qkv, c.H)));
+    const tb = bench(() => free(native.attentionBackward(qkv, o, dout, lse, c.H)));
+    const ff = 4 * c.B * c.H * c.N * c.N * hd, fb = 10 * c.B * c.H * c.N * c.N * hd;
+    const shape = `B${c.B} N${c.N} D${c.D} H${c.H} hd${hd}`;
+    const name = `${c.name} attention bf16 (${kernel})`;
+    const base = { group: 'attention', precision: 'bf16', name, shape, unit: 'GFLOP/s', pctOfPeak: 0 } as const;
+    out.push({ ...base, dir: 'fwd', seconds: tf.median, rate: ff / tf.median / 1e9, flops: ff, runs: tf.runs });
+    out.push({ ...base, dir: 'bwd', seconds: tb.median, rate: fb / tb.median / 1e9, flops: fb, runs: tb.runs });
+    const ts = tf.median + tb.median;
+    out.push({ ...base, dir: 'fwd+bwd', seconds: ts, rate: (ff + fb) / ts / 1e9, flops: ff + fb, runs: [] });
+    free(qkv, dout, o, lse);
+  }
+  return out;
+}
+
+// the oneDNN arm of the bf16 attention rows, in a child process started with MAE_CPU_ATTENTION=onednn
+if (args.includes('--bf16-attention-rows')) {
+  console.log(JSON.stringify(bf16AttentionRows()));
+  process.exit(0);
 }
 
 const rows: Row[] = [];
@@ -105,21 +168,6 @@ function sameSizeCopy(n: number): number {
   return v;
 }
 
-// ---- the MAE shapes -----------------------------------------------------------------------------------------------
-interface Cfg {
-  name: string;
-  B: number;
-  N: number;
-  D: number;
-  H: number;
-}
-const cfgs: Cfg[] = [
-  { name: 'vitb-enc', B: 64, N: 50, D: 768, H: 12 },
-  { name: 'vitb-dec', B: 64, N: 197, D: 512, H: 16 },
-  { name: 'tiny-enc', B: 64, N: 13, D: 192, H: 3 },
-  { name: 'tiny-dec', B: 64, N: 50, D: 128, H: 4 },
-];
-
 // linear: x [M, K], w [N, K], b [N], dy [M, N]
 for (const c of cfgs) {
   const M = c.B * c.N;
@@ -162,13 +210,41 @@ for (const c of cfgs) {
 }
 for (const r of rows) if (r.unit === 'GFLOP/s') r.pctOfPeak = (100 * r.rate) / peak;
 
-function memRow(group: Row['group'], name: string, shape: string, dir: Row['dir'], t: Timing, bytes: number, mainFloats: number): void {
+function memRow(group: Row['group'], name: string, shape: string, dir: Row['dir'], t: Timing, bytes: number, mainFloats: number, precision?: 'bf16'): void {
   const rate = bytes / t.median / 1e9;
   const same = sameSizeCopy(mainFloats);
   rows.push({
     group, name, shape, dir, seconds: t.median, rate, unit: 'GB/s', pctOfPeak: (100 * rate) / copyBw,
-    pctOfSameSizeCopy: (100 * rate) / same, sameSizeCopyGBs: same, bytes, runs: t.runs,
+    pctOfSameSizeCopy: (100 * rate) / same, sameSizeCopyGBs: same, bytes, runs: t.runs, ...(precision ? { precision } : {}),
   });
+}
+
+// ---- bf16: attention (this process's kernel, and oneDNN's products in a child when that is the fused one) and
+// biasGelu (fc1's output with its bias; bytes: bf16 x read and y written, 4 per element, backward also dy, 6) --------
+const dnnlInfo = native.info().dnnl;
+let bf16PeakRate = 0;
+if (dnnlInfo.bf16Matmul) {
+  bf16PeakRate = bf16Peak({ reps: REPS, minTime: MIN_TIME });
+  rows.push({ group: 'peak', precision: 'bf16', name: `bf16 product (native.linear, oneDNN ${dnnlInfo.isa})`, shape: '2048x2048x2048', dir: 'fwd', seconds: (2 * 2048 ** 3) / bf16PeakRate / 1e9, rate: bf16PeakRate, unit: 'GFLOP/s', pctOfPeak: 100, flops: 2 * 2048 ** 3, runs: [] });
+  const att = bf16AttentionRows();
+  if (native.info().bf16Attention.startsWith('fused')) {
+    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--bf16-attention-rows', ...args], {
+      encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: 'onednn' }, maxBuffer: 1 << 26,
+    });
+    if (child.status !== 0) throw new Error(`the oneDNN arm of bf16 attention failed: ${child.stderr}`);
+    att.push(...(JSON.parse(child.stdout.trim().split('\n').pop()!) as Row[]));
+  }
+  for (const r of att) r.pctOfPeak = (100 * r.rate) / bf16PeakRate;
+  rows.push(...att);
+  for (const c of cfgs) {
+    const R = c.B * c.N, F = 4 * c.D, n = R * F;
+    const x = toBf16(randn([R, F], 3, 41)), b = randn([F], 0.1, 43), dy = toBf16(randn([R, F], 1, 42));
+    const tf = bench(() => free(native.biasGelu(x, b)));
+    const tb = bench(() => free(...native.biasGeluBackward(x, b, dy, true)));
+    memRow('gelu', `${c.name} biasGelu bf16`, `${R}x${F}`, 'fwd', tf, 4 * n, n, 'bf16');
+    memRow('gelu', `${c.name} biasGelu bf16`, `${R}x${F}`, 'bwd', tb, 6 * n, n, 'bf16');
+    free(x, b, dy);
+  }
 }
 
 // layernorm: fwd reads x [R, D], w, b; writes y, mean, rstd. bwd reads dy, x, w, mean, rstd; writes dx, dw, db.
@@ -237,7 +313,7 @@ for (const [name, B, L, P] of [['vitb', 64, 196, 768], ['tiny', 64, 49, 16]] as 
   free(x, w);
   if (rate > peak) {
     peak = rate;
-    for (const r of rows) if (r.unit === 'GFLOP/s') r.pctOfPeak = (100 * r.rate) / peak;
+    for (const r of rows) if (r.unit === 'GFLOP/s' && r.precision !== 'bf16') r.pctOfPeak = (100 * r.rate) / peak;
   } else rows[rows.length - 1]!.pctOfPeak = (100 * rate) / peak;
 }
 
@@ -251,7 +327,7 @@ printTable(
     r.pctOfSameSizeCopy !== undefined ? `${fmt(r.pctOfSameSizeCopy)} (${fmt(r.sameSizeCopyGBs!)} GB/s)` : '',
   ]),
 );
-console.log('\n% of peak: GFLOP/s rows against the sgemm peak, GB/s rows against the 64 MiB copy bandwidth.');
+console.log('\n% of peak: GFLOP/s rows against the sgemm peak (bf16 rows: the bf16 peak), GB/s rows against the 64 MiB copy bandwidth.');
 
 const shortLinear = rows.filter((r) => r.group === 'linear' && r.dir === 'fwd+bwd' && r.pctOfPeak < 70);
 if (shortLinear.length) console.log(`linear fwd+bwd under 70% of the sgemm peak: ${shortLinear.map((r) => `${r.name} ${fmt(r.pctOfPeak, 0)}%`).join(', ')}`);
@@ -270,6 +346,8 @@ const path = writeJson(resultName('kernels', m.date, args), {
     timing: `median of ${REPS} repetitions of >= ${MIN_TIME} s after warm-up`,
   },
   sgemmPeakGflops: peak,
+  bf16PeakGflops: bf16PeakRate || null,
+  bf16Attention: native.info().bf16Attention,
   copyBandwidthGBs: copyBw,
   rows,
 });

@@ -11,9 +11,13 @@
  * benchmarks/results/matmul-<date>[-<tag>].json. Options: --quick, --threads N, --tag TAG.
  */
 import { native, type NativeTensor } from '../lib/native.js';
-import { describeMachine, fmt, machine, median, printTable, randn, resultName, writeJson } from './common.js';
+import { benchArgs, describeMachine, fmt, machine, median, printTable, randn, resultName, writeJson } from './common.js';
 
-const args = process.argv.slice(2);
+const args = benchArgs(
+  'node dist/benchmarks/matmul.js [--quick] [--threads N] [--tag TAG]\n' +
+    "The model's matrix products through the BLAS blocks and through oneDNN (fp32 and bf16), arms alternating.",
+  { flags: ['--quick'] },
+);
 const quick = args.includes('--quick');
 if (args.includes('--threads')) native.setNumThreads(Number(args[args.indexOf('--threads') + 1]));
 const THREADS = native.info().threads;

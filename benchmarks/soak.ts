@@ -15,9 +15,13 @@ import { join } from 'node:path';
 import { native } from '../lib/native.js';
 import { liveTensors } from '../lib/tensor.js';
 import { pretrain } from '../lib/train/pretrain.js';
-import { describeMachine, fmt, machine, printTable, resultName, writeJson } from './common.js';
+import { benchArgs, describeMachine, fmt, machine, printTable, resultName, writeJson } from './common.js';
 
-const args = process.argv.slice(2);
+const args = benchArgs(
+  'npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--threads N] [--tag NAME]\n' +
+    "A long pre-training run that prints the process's memory every --every steps.",
+  { values: ['--steps', '--batch-size', '--every', '--workers'] },
+);
 function flag(name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
   if (i < 0) return fallback;

@@ -34,9 +34,15 @@ import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
 import { native, ompDefaults, packageRoot, type NativeTensor } from '../lib/native.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { Tensor, tidy } from '../lib/tensor.js';
-import { describeMachine, fmt, machine, median, printTable, randn, resultName, timeIt, writeJson } from './common.js';
+import { benchArgs, bf16Peak as bf16PeakOf, describeMachine, fmt, machine, median, printTable, randn, resultName, timeIt, writeJson } from './common.js';
 
-const args = process.argv.slice(2);
+const args = benchArgs(
+  'node dist/benchmarks/train.js [--quick] [--only tiny|base] [--ratio R] [--precision fp32|bf16] [--no-torch] [--no-profile]\n' +
+    '                              [--python PATH] [--threads N] [--torch-default-blas] [--tag TAG]\n' +
+    'Images per second of a full training step, ours (fp32, bf16) against PyTorch (fp32, bf16 autocast), with MFU and\n' +
+    'a per-op profile.',
+  { flags: ['--quick', '--no-torch', '--no-profile', '--torch-default-blas'], values: ['--only', '--ratio', '--precision', '--python'] },
+);
 const quick = args.includes('--quick');
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
 const withTorch = !args.includes('--no-torch');
@@ -241,15 +247,7 @@ function sgemmPeak(): number {
 const peakStart = sgemmPeak();
 console.log(`sgemm peak (native.linear 2048^3): ${fmt(peakStart)} GFLOP/s`);
 
-/** the bf16 peak: the same 2048^3 product with bf16 x and weight copy (oneDNN), GFLOP/s */
-function bf16Peak(): number {
-  const s = 2048;
-  const x32 = randn([s, s], 1, 1), w = randn([s, s], 1, 2);
-  const x = native.to(x32, 'cpu', 'bfloat16'), wb = native.to(w, 'cpu', 'bfloat16');
-  const t = timeIt(() => native.linear(x, w, null, wb).dispose(), { reps: quick ? 3 : 5, minTime: 0.2 });
-  for (const h of [x32, w, x, wb]) h.dispose();
-  return (2 * s * s * s) / t.median / 1e9;
-}
+const bf16Peak = () => bf16PeakOf({ reps: quick ? 3 : 5 });
 const bf16PeakStart = bf16Peak();
 const dnnl = native.info().dnnl;
 console.log(
