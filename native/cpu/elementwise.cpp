@@ -48,17 +48,30 @@ void mul(const TensorView& a, const TensorView& b, TensorView& y) {
 }
 
 void column_sums(const TensorView& x, int64_t rows, int64_t n, int64_t j0, int64_t j1, float* y) {
-  // 64 columns at a time, each walking all rows in order: the sums do not depend on how columns are split
-  float buf[64];
+  // 64 columns at a time, each walking all rows in order: the sums do not depend on how columns are split. bfloat16
+  // is widened in the loop (a call per 64 values cost more than the sums: db of ViT-B's fc1 took 7 ms of 15)
   for (int64_t b0 = j0; b0 < j1; b0 += 64) {
-    const int64_t b1 = b0 + 64 < j1 ? b0 + 64 : j1;
+    const int64_t w = b0 + 64 < j1 ? 64 : j1 - b0;
     float acc[64] = {0};
-    for (int64_t o = 0; o < rows; o++) {
-      const float* row = in_row(x, o * n + b0, b1 - b0, buf);
+    if (x.dtype == DType::F32) {
+      for (int64_t o = 0; o < rows; o++) {
+        const float* row = x.f32() + o * n + b0;
 #pragma omp simd
-      for (int64_t j = 0; j < b1 - b0; j++) acc[j] += row[j];
+        for (int64_t j = 0; j < w; j++) acc[j] += row[j];
+      }
+    } else {
+      for (int64_t o = 0; o < rows; o++) {
+        const uint16_t* row = bf16(x) + o * n + b0;
+#pragma omp simd
+        for (int64_t j = 0; j < w; j++) {
+          const uint32_t u = (uint32_t)row[j] << 16;
+          float v;
+          std::memcpy(&v, &u, 4);
+          acc[j] += v;
+        }
+      }
     }
-    for (int64_t j = b0; j < b1; j++) y[j] = acc[j - b0];
+    for (int64_t j = 0; j < w; j++) y[b0 + j] = acc[j];
   }
 }
 
