@@ -27,7 +27,6 @@
 // (N = 13 to 197, head dim 32 or 64).
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -261,17 +260,7 @@ bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, con
 
 constexpr int64_t kFusedTokens = 256;  // above this, the O(N^2) scratch leaves L2: the oneDNN path, which chunks
 
-bool fused_enabled() {
-  const char* env = std::getenv("MAE_CPU_ATTENTION");
-  if (env && std::strcmp(env, "onednn") == 0) return false;
-#if defined(__x86_64__)
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
-
-const bool fused_available = fused_enabled();
+const bool fused_available = has_avx512_bf16_unless("MAE_CPU_ATTENTION", "onednn");
 
 bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t hd) {
   for (const TensorView* t : ts)

@@ -54,19 +54,20 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void to_bf16_avx
 }
 #endif
 
-bool detect_native() {
-  const char* env = std::getenv("MAE_CPU_BF16");
-  if (env && std::strcmp(env, "fallback") == 0) return false;
+const bool use_native = has_avx512_bf16_unless("MAE_CPU_BF16", "fallback");
+
+}  // namespace
+
+bool has_avx512_bf16_unless(const char* var, const char* value) {
+  const char* env = std::getenv(var);
+  if (env && std::strcmp(env, value) == 0) return false;
 #if defined(__x86_64__)
+  __builtin_cpu_init();  // callers initialise namespace-scope constants, possibly before libgcc's own initialiser
   return __builtin_cpu_supports("avx512bf16");
 #else
   return false;
 #endif
 }
-
-const bool use_native = detect_native();
-
-}  // namespace
 
 bool bf16_convert_native() { return use_native; }
 

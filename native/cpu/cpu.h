@@ -13,6 +13,8 @@ namespace mae::cpu {
 constexpr int64_t kParallelGrain = 32768;
 
 // convert.cpp: float32 <-> bfloat16 arrays (round to nearest even; AVX512-BF16 when the CPU has it)
+// whether the CPU has AVX512-BF16 and the environment variable `var` is not set to `value` (a switch to the other path)
+bool has_avx512_bf16_unless(const char* var, const char* value);
 bool bf16_convert_native();
 void to_bf16(const float* src, uint16_t* dst, int64_t n);
 void to_f32(const uint16_t* src, float* dst, int64_t n);

@@ -50,7 +50,10 @@ inline float gelu_grad(float v) {
 }
 
 #if defined(__x86_64__)
-const bool use_avx512 = __builtin_cpu_supports("avx512f");
+const bool use_avx512 = [] {
+  __builtin_cpu_init();  // this constant may be initialised before libgcc's own initialiser runs
+  return __builtin_cpu_supports("avx512f") != 0;
+}();
 
 // normal_cdf on 16 lanes; also returns e = exp(-x^2 / 2) when asked
 MAE_AVX512 inline __m512 normal_cdf16(__m512 x, __m512* e = nullptr) {
