@@ -30,6 +30,7 @@
 #include <cstring>
 #include <vector>
 
+#include "avx512.h"
 #include "cpu.h"
 #include "vexp.h"
 
@@ -269,8 +270,6 @@ bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t h
 }
 
 #if defined(__x86_64__)
-#define MAE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-
 // The operands hold pairs of bfloat16 as 32-bit words (low half first), as vdpbf16ps reads them: lane c of
 // dpbf16(acc, a, b) adds a.lo b[c].lo + a.hi b[c].hi to acc[c] in float32.
 // C[r][c] = alpha sum_p A[r][p] . B[p][c] for R rows and 16 V columns: A row stride lda, B row stride ldb (in words).
@@ -303,15 +302,9 @@ MAE_AVX512_BF16 void dp(int64_t m, int64_t n, int64_t K2, const uint32_t* A, int
   }
 }
 
-// 16 float32 as bfloat16 (round to nearest even, as to_bf16)
-MAE_AVX512_BF16 inline __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 // pairs (a[c], b[c]) of two rows of 16 bfloat16
 MAE_AVX512_BF16 inline __m512i pairs16(__m256i a, __m256i b) {
   return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
-}
-// the lanes of columns j0 .. j0 + 15 that are below N
-inline __mmask16 cols(int64_t j0, int64_t N) {
-  return N - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - j0)) - 1);
 }
 
 inline int64_t round_to(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
@@ -402,12 +395,12 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
       for (int64_t i = 0; i < N; i++) {
         float* S = t.s.data() + i * np;
         __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < N; j += 16) mx = _mm512_mask_max_ps(mx, cols(j, N), mx, _mm512_loadu_ps(S + j));
+        for (int64_t j = 0; j < N; j += 16) mx = _mm512_mask_max_ps(mx, tail16(j, N), mx, _mm512_loadu_ps(S + j));
         const float m = _mm512_reduce_max_ps(mx);
         const __m512 vm = _mm512_set1_ps(m);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < N; j += 16) {
-          const __m512 e = _mm512_maskz_mov_ps(cols(j, N), exp16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm)));
+          const __m512 e = _mm512_maskz_mov_ps(tail16(j, N), exp16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm)));
           _mm512_storeu_ps(S + j, e);
           sum = _mm512_add_ps(sum, e);
         }
@@ -450,11 +443,8 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
       // delta_i = dout_i . out_i
       for (int64_t i = 0; i < N; i++) {
         __m512 acc = _mm512_setzero_ps();
-        for (int64_t d = 0; d < hd; d += 16) {
-          const __m512 o = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(obase + i * D + d))), 16));
-          const __m512 gg = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(gbase + i * D + d))), 16));
-          acc = _mm512_fmadd_ps(o, gg, acc);
-        }
+        for (int64_t d = 0; d < hd; d += 16)
+          acc = _mm512_fmadd_ps(load_bf16x16(obase + i * D + d), load_bf16x16(gbase + i * D + d), acc);
         t.delta[i] = _mm512_reduce_add_ps(acc);
       }
       t.rows(base, 3 * D, t.q);
@@ -474,7 +464,7 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
         const __m512 l0 = _mm512_set1_ps(LSE[bh * N + i0]), d0 = _mm512_set1_ps(t.delta[i0]);
         const __m512 l1 = _mm512_set1_ps(two ? LSE[bh * N + i1] : 0.0f), d1 = _mm512_set1_ps(t.delta[i1]);
         for (int64_t j = 0; j < np; j += 16) {
-          const __mmask16 k = cols(j, N), k1 = two ? k : 0;
+          const __mmask16 k = tail16(j, N), k1 = two ? k : 0;
           const __m512 p0 = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i0 * np + j]), l0)));
           const __m512 p1 = _mm512_maskz_mov_ps(k1, exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1)));
           const __m512 s0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i0 * np + j]), d0));

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <vector>
 
+#include "avx512.h"
 #include "cpu.h"
 #include "vexp.h"
 
@@ -81,7 +82,7 @@ MAE_AVX512 inline __m512 normal_cdf16(__m512 x, __m512* e = nullptr) {
 // Y[j] = gelu(X[j] + Bv[j]) for j < N
 MAE_AVX512 void bias_gelu_row16(const float* X, const float* Bv, float* Y, int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
-    const __mmask16 k = N - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - j)) - 1);
+    const __mmask16 k = tail16(j, N);
     const __m512 h = _mm512_add_ps(_mm512_maskz_loadu_ps(k, X + j), _mm512_maskz_loadu_ps(k, Bv + j));
     _mm512_mask_storeu_ps(Y + j, k, _mm512_mul_ps(h, normal_cdf16(h)));
   }
@@ -90,7 +91,7 @@ MAE_AVX512 void bias_gelu_row16(const float* X, const float* Bv, float* Y, int64
 // DX[j] = DY[j] gelu'(X[j] + Bv[j]) for j < N
 MAE_AVX512 void bias_gelu_grad_row16(const float* X, const float* Bv, const float* DY, float* DX, int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
-    const __mmask16 k = N - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - j)) - 1);
+    const __mmask16 k = tail16(j, N);
     const __m512 h = _mm512_add_ps(_mm512_maskz_loadu_ps(k, X + j), _mm512_maskz_loadu_ps(k, Bv + j));
     __m512 e;
     const __m512 cdf = normal_cdf16(h, &e);

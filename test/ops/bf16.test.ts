@@ -168,10 +168,12 @@ describe('bf16 ops on the CPU against float64', () => {
       }
     }));
 
-  it('layerNorm, addLayerNorm and the backward with dres: float32 statistics, bf16 rows', () =>
+  // width 37: the portable rows; 48 and 128: the AVX-512 rows where the CPU has AVX512-BF16
+  for (const D of [37, 48, 128])
+  it(`layerNorm, addLayerNorm and the backward with and without dres, width ${D}: float32 statistics, bf16 rows`, () =>
     tidy(() => {
       const g = rng(2);
-      const [R, D] = [13, 37];
+      const R = 13;
       const x = bf16(randn(g, R * D, 3), [R, D]);
       const r2 = bf16(randn(g, R * D), [R, D]);
       const w = tensor(randn(g, D), [D]);
@@ -194,6 +196,8 @@ describe('bf16 ops on the CPU against float64', () => {
       expect(dx!.dtype).toBe('bfloat16');
       expectRows(dx!.dataSync(), ref.add(rb.dx, dres.v), D, 'dx + dres');
       expectRows(dw!.dataSync(), rb.dw, D, 'dw', 1e-5);
+      const dx0 = T(native.layerNormBackward(dy.t.handle, x.t.handle, w.handle, mean!.handle, rstd!.handle, null)[0]);
+      expectRows(dx0.dataSync(), rb.dx, D, 'dx');
       expectRows(db!.dataSync(), rb.db, D, 'db', 1e-5);
     }));
 

@@ -1,0 +1,53 @@
+// AVX-512 pieces for the kernels that choose AVX-512 at run time (gelu.cpp, layernorm.cpp, attention.cpp), so that
+// the x86-64-v3 (AVX2) build of the prebuilt binary runs them too where the CPU has them: a function that uses them
+// carries MAE_AVX512 (or a wider target) and is called only after a check of the CPU.
+//   exp16: exp_nonpositive of vexp.h on 16 lanes; bf16 loads and stores of 16 values; the mask of a row's tail.
+// bf16 stores use vcvtneps2bf16 (AVX512-BF16): the same bits as to_bf16, whose fallback they are chosen against.
+#pragma once
+#if defined(__x86_64__)
+#include <cstdint>
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused source of their masked builtins, which its
+// -Wmaybe-uninitialized reports wherever they are inlined (a false positive: every lane is written)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#define MAE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define MAE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+namespace mae::cpu {
+// exp_nonpositive on 16 lanes: the same range reduction and polynomial, 2^n applied by vscalefps (below -87.3 it
+// gives 2^-126 p(r) instead of 0, far below what any caller keeps)
+MAE_AVX512 inline __m512 exp16(__m512 a) {
+  a = _mm512_max_ps(_mm512_set1_ps(-87.3f), a);  // a NaN stays NaN (the second operand is returned)
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), a);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// the lanes of elements j0 .. j0 + 15 that are below n
+inline __mmask16 tail16(int64_t j0, int64_t n) {
+  return n - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j0)) - 1);
+}
+
+// 16 bfloat16 (the lanes of k; the others 0) widened to float32
+MAE_AVX512 inline __m512 load_bf16x16(const uint16_t* p, __mmask16 k = 0xffff) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
+}
+// 16 float32 as bfloat16 (round to nearest even, as to_bf16)
+MAE_AVX512_BF16 inline __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+MAE_AVX512_BF16 inline void store_bf16x16(uint16_t* p, __m512 x, __mmask16 k = 0xffff) {
+  _mm256_mask_storeu_epi16(p, k, bf16x16(x));
+}
+
+}  // namespace mae::cpu
+#endif
