@@ -308,7 +308,32 @@ MAE_AVX512_BF16 inline __m512i pairs16(__m256i a, __m256i b) {
 }
 
 inline int64_t round_to(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
-inline uint32_t pair(uint16_t lo, uint16_t hi) { return (uint32_t)lo | (uint32_t)hi << 16; }
+
+// r[0..15] (rows of 16 32-bit lanes) becomes its transpose: lane c of row i moves to lane i of row c
+MAE_AVX512_BF16 inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // then r[4i + k] holds, in its 128-bit lane L, column 4L + k of rows 4i .. 4i + 3
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  // column 4L + k: lane L of r[k], r[4 + k], r[8 + k], r[12 + k]
+  for (int k = 0; k < 4; k++) {
+    const __m512i a = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
+    const __m512i c = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
+    t[k] = _mm512_shuffle_i32x4(a, c, 0x88);
+    t[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
+    t[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);
+    t[12 + k] = _mm512_shuffle_i32x4(b, d, 0xdd);
+  }
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
 // asks for n rows of `bytes` each, from x with a stride of `stride` elements, to be brought into cache: the next head's
 // rows while this one computes (a head's rows are scattered over the tensor, and waiting for them one by one cost
 // more than the products of the small heads)
@@ -351,18 +376,54 @@ struct FusedHead {
   void rows(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
     for (int64_t i = 0; i < N; i++) std::memcpy(&dst[i * h2], x + i * stride, hd * 2);
   }
-  // dst [h2, np]: dst[c][j] = pair c of token j
-  void transposed(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
-    for (int64_t j = 0; j < N; j++)
-      for (int64_t c = 0; c < h2; c++) dst[c * np + j] = pair(x[j * stride + 2 * c], x[j * stride + 2 * c + 1]);
+  // dst [h2, np]: dst[c][j] = pair c of token j, 16 x 16 blocks transposed in registers
+  MAE_AVX512_BF16 void transposed(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
+    for (int64_t j0 = 0; j0 < N; j0 += 16)
+      for (int64_t c0 = 0; c0 < h2; c0 += 16) {
+        const __mmask16 lanes = tail16(c0, h2);
+        __m512i r[16];
+        for (int64_t t = 0; t < 16; t++)
+          r[t] = j0 + t < N ? _mm512_maskz_loadu_epi32(lanes, x + (j0 + t) * stride + 2 * c0) : _mm512_setzero_si512();
+        transpose16(r);
+        for (int64_t c = 0; c < 16 && c0 + c < h2; c++) _mm512_storeu_si512(&dst[(c0 + c) * np + j0], r[c]);
+      }
   }
-  // dst[m][d] at dst + m * sm + d * sd = (token 2m, token 2m + 1) of column d (zero for a token past N)
-  void token_pairs(const uint16_t* x, int64_t stride, uint32_t* dst, int64_t sm, int64_t sd) const {
-    for (int64_t m = 0; m < w; m++) {
-      const uint16_t *a = x + 2 * m * stride, *b = a + stride;
-      const bool both = 2 * m + 1 < N;
-      for (int64_t d = 0; d < hd; d++) dst[m * sm + d * sd] = pair(a[d], both ? b[d] : 0);
-    }
+  // the pair of tokens 2m, 2m + 1 at column d of x (bf16 token rows), 16 columns from d; zero for a token past N
+  MAE_AVX512_BF16 __m512i token_pair(const uint16_t* x, int64_t stride, int64_t m, int64_t d) const {
+    const uint16_t* a = x + 2 * m * stride + d;
+    const __m256i lo = _mm256_loadu_si256((const __m256i*)a);
+    return pairs16(lo, 2 * m + 1 < N ? _mm256_loadu_si256((const __m256i*)(a + stride)) : _mm256_setzero_si256());
+  }
+  // dst [w, hd]: dst[m][d] = (token 2m, token 2m + 1) of column d
+  MAE_AVX512_BF16 void token_pairs(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
+    for (int64_t m = 0; m < w; m++)
+      for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_si512(&dst[m * hd + d], token_pair(x, stride, m, d));
+  }
+  // the same transposed, dst [hd, w]: dst[d][m]
+  MAE_AVX512_BF16 void token_pairs_transposed(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
+    for (int64_t m0 = 0; m0 < w; m0 += 16)
+      for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+        __m512i r[16];
+        for (int64_t t = 0; t < 16; t++) r[t] = m0 + t < w ? token_pair(x, stride, m0 + t, d0) : _mm512_setzero_si512();
+        transpose16(r);
+        for (int64_t d = 0; d < 16; d++) _mm512_mask_storeu_epi32(&dst[(d0 + d) * w + m0], tail16(m0, w), r[d]);
+      }
+  }
+  // rows i < N of a [mp, hd] float32 result, as bf16 token rows (row i at out + i * stride)
+  MAE_AVX512_BF16 void store_rows(const std::vector<float>& src, uint16_t* out, int64_t stride) const {
+    for (int64_t i = 0; i < N; i++)
+      for (int64_t d = 0; d < hd; d += 16) store_bf16x16(out + i * stride + d, _mm512_loadu_ps(&src[i * hd + d]));
+  }
+  // the same from a transposed [hd, np] result: token i is column i
+  MAE_AVX512_BF16 void store_columns(const std::vector<float>& src, uint16_t* out, int64_t stride) const {
+    for (int64_t i0 = 0; i0 < N; i0 += 16)
+      for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+        __m512i r[16];
+        for (int64_t d = 0; d < 16; d++) r[d] = _mm512_loadu_si512(&src[(d0 + d) * np + i0]);
+        transpose16(r);
+        for (int64_t t = 0; t < 16 && i0 + t < N; t++)
+          store_bf16x16(out + (i0 + t) * stride + d0, _mm512_castsi512_ps(r[t]));
+      }
   }
   // S = scale q k^T over the packed q and kp
   MAE_AVX512_BF16 void scores(float scale) { dp(mp, np, h2, q.data(), h2, kp.data(), np, s.data(), np, scale); }
@@ -389,7 +450,7 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
       }
       t.rows(base, 3 * D, t.q);
       t.transposed(base + D, 3 * D, t.kp);
-      t.token_pairs(base + 2 * D, 3 * D, t.vp.data(), hd, 1);
+      t.token_pairs(base + 2 * D, 3 * D, t.vp);
       t.scores(scale);
       // softmax by rows: the max, then exp(S - max) and its sum, then P = exp / sum in bf16 (zero past N)
       for (int64_t i = 0; i < N; i++) {
@@ -412,7 +473,7 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
       }
       // out = P v: P's rows as pairs of keys, vp as pairs of value rows
       dp(t.mp, hd, t.w, t.prow(), np / 2, t.vp.data(), hd, t.o.data(), hd, 1.0f);
-      for (int64_t i = 0; i < N; i++) to_bf16(t.o.data() + i * hd, O + (b * N + i) * D + h * hd, hd);
+      t.store_rows(t.o, O + b * N * D + h * hd, D);
     }
   }
 }
@@ -428,7 +489,6 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
   {
     FusedHead t(N, hd, true);
     const int64_t np = t.np, w = t.w;
-    std::vector<float> col(hd);
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < B * H; bh++) {
       const int64_t b = bh / H, h = bh % H;
@@ -451,9 +511,9 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
       t.transposed(base + D, 3 * D, t.kp);
       t.rows(gbase, D, t.g);
       t.transposed(base + 2 * D, 3 * D, t.vt);
-      t.token_pairs(base + D, 3 * D, t.kj.data(), hd, 1);
-      t.token_pairs(base, 3 * D, t.qt.data(), 1, w);
-      t.token_pairs(gbase, D, t.gt.data(), 1, w);
+      t.token_pairs(base + D, 3 * D, t.kj);
+      t.token_pairs_transposed(base, 3 * D, t.qt);
+      t.token_pairs_transposed(gbase, D, t.gt);
       t.scores(scale);
       dp(t.mp, np, t.h2, t.g.data(), t.h2, t.vt.data(), np, t.dP.data(), np, 1.0f);  // dP = dout v^T
       // rows 2m and 2m + 1 together: P = exp(S - lse), dS = P (dP - delta); dS rows in bf16 for dq, and P and dS by
@@ -479,14 +539,10 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
       dp(t.mp, hd, w, t.prow(), np / 2, t.kj.data(), hd, t.o.data(), hd, scale);  // dq = scale dS k
       dp(hd, np, w, t.qt.data(), w, t.dsp.data(), np, t.dkt.data(), np, scale);   // dk^T = scale q^T dS
       dp(hd, np, w, t.gt.data(), w, t.pp.data(), np, t.dvt.data(), np, 1.0f);     // dv^T = dout^T P
-      for (int64_t i = 0; i < N; i++) {
-        uint16_t* row = DX + (b * N + i) * 3 * D + h * hd;
-        to_bf16(t.o.data() + i * hd, row, hd);
-        for (int64_t d = 0; d < hd; d++) col[d] = t.dkt[d * np + i];
-        to_bf16(col.data(), row + D, hd);
-        for (int64_t d = 0; d < hd; d++) col[d] = t.dvt[d * np + i];
-        to_bf16(col.data(), row + 2 * D, hd);
-      }
+      uint16_t* dbase = DX + b * N * 3 * D + h * hd;
+      t.store_rows(t.o, dbase, 3 * D);
+      t.store_columns(t.dkt, dbase + D, 3 * D);
+      t.store_columns(t.dvt, dbase + 2 * D, 3 * D);
     }
   }
 }
