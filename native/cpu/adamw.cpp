@@ -23,16 +23,20 @@ void adamw_range(const AdamWTensor& t, int64_t begin, int64_t end, float beta1, 
   float *P = t.param.f32(), *M = t.m.f32(), *V = t.v.f32();
   const float* G = t.grad.f32();
   const float step_size = t.lr / bc1, decay = 1.0f - t.lr * t.weight_decay;
+  // in chunks, so that the bf16 copy reads the new parameters from cache rather than from memory a second time
+  for (int64_t c = begin; c < end; c += kChunk) {
+    const int64_t ce = std::min(end, c + kChunk);
 #pragma omp simd
-  for (int64_t i = begin; i < end; i++) {
-    const float g = G[i];
-    const float mi = beta1 * M[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * V[i] + (1.0f - beta2) * g * g;
-    M[i] = mi;
-    V[i] = vi;
-    P[i] = P[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    for (int64_t i = c; i < ce; i++) {
+      const float g = G[i];
+      const float mi = beta1 * M[i] + (1.0f - beta1) * g;
+      const float vi = beta2 * V[i] + (1.0f - beta2) * g * g;
+      M[i] = mi;
+      V[i] = vi;
+      P[i] = P[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    }
+    if (t.shadow.data) to_bf16(P + c, bf16(t.shadow) + c, ce - c);
   }
-  if (t.shadow.data) to_bf16(P + begin, bf16(t.shadow) + begin, end - begin);
 }
 
 }  // namespace
