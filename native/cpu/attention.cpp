@@ -21,8 +21,8 @@
 // bf16 fused, on CPUs with AVX512-BF16 (qkv, out, dout and dqkv bfloat16, head dim a multiple of 16, at most
 // kFusedTokens tokens; MAE_CPU_ATTENTION=onednn in the environment turns it off): one (batch, head) pair per task,
 // every product on vdpbf16ps (pairs of bf16 multiplied and summed into float32 lanes) over operands packed into
-// per-thread scratch that stays in L2 (N = 197: about 600 KB backward). The same arithmetic as the oneDNN path:
-// float32 scores and softmax statistics, P and dS rounded to bf16 for their products, float32 accumulation; it
+// per-thread scratch that stays in L2 (N = 197, hd 32: about 760 KB backward). The same arithmetic as the oneDNN
+// path: float32 scores and softmax statistics, P and dS rounded to bf16 for their products, float32 accumulation; it
 // leaves out oneDNN's per-call cost and the trip of the scores through memory, which dominate ViT-sized heads
 // (N = 13 to 197, head dim 32 or 64).
 #include <algorithm>
@@ -33,7 +33,6 @@
 #include "avx512.h"
 #include "cpu.h"
 #include "vexp.h"
-
 
 namespace mae::cpu {
 
