@@ -164,11 +164,7 @@ struct Scratch {
   uint16_t* bf16() const { return static_cast<uint16_t*>(p); }
 };
 
-bool use_onednn(std::initializer_list<const TensorView*> ts) {
-  for (const TensorView* t : ts)
-    if (t->dtype != DType::BF16) return false;
-  return dnnl_info().bf16_matmul;
-}
+bool use_onednn(std::initializer_list<const TensorView*> ts) { return all_bf16(ts) && dnnl_info().bf16_matmul; }
 
 // batch entries per chunk: [nb, H, N, N] float32 scores of at most 1M elements (4 MB), so that they are still in
 // cache when the softmax pass reads them (ViT-B's decoder, 16 x 197 x 197 per entry: one entry at a time; 16 MB
@@ -263,9 +259,7 @@ constexpr int64_t kFusedTokens = 256;  // above this, the O(N^2) scratch leaves 
 const bool fused_available = has_avx512_bf16_unless("MAE_CPU_ATTENTION", "onednn");
 
 bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t hd) {
-  for (const TensorView* t : ts)
-    if (t->dtype != DType::BF16) return false;
-  return fused_available && hd % 16 == 0 && N <= kFusedTokens;
+  return all_bf16(ts) && fused_available && hd % 16 == 0 && N <= kFusedTokens;
 }
 
 #if defined(__x86_64__)

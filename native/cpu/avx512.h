@@ -39,9 +39,13 @@ inline __mmask16 tail16(int64_t j0, int64_t n) {
   return n - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j0)) - 1);
 }
 
-// 16 bfloat16 (the lanes of k; the others 0) widened to float32
+// 16 bfloat16 widened to float32 (exact: a bfloat16 is the high half of a float32)
+MAE_AVX512 inline __m512 widen_bf16x16(__m256i x) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x), 16));
+}
+// the same from memory: the lanes of k, the others 0
 MAE_AVX512 inline __m512 load_bf16x16(const uint16_t* p, __mmask16 k = 0xffff) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
+  return widen_bf16x16(_mm256_maskz_loadu_epi16(k, p));
 }
 // 16 float32 as bfloat16 (round to nearest even, as to_bf16)
 MAE_AVX512_BF16 inline __m256i bf16x16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }

@@ -1,6 +1,7 @@
 // Declarations of the CPU kernels (one file per op family in native/cpu/), collected into the CPU op table by
 // ops_table.cpp. Signatures are those of mae::Ops.
 #pragma once
+#include <initializer_list>
 #include <string>
 
 #include "../core/ops.h"
@@ -15,6 +16,12 @@ constexpr int64_t kParallelGrain = 32768;
 // convert.cpp: float32 <-> bfloat16 arrays (round to nearest even; AVX512-BF16 when the CPU has it)
 // whether the CPU has AVX512-BF16 and the environment variable `var` is not set to `value` (a switch to the other path)
 bool has_avx512_bf16_unless(const char* var, const char* value);
+// whether every given tensor (null entries skipped) is bfloat16: the condition of the kernels' bf16-only paths
+inline bool all_bf16(std::initializer_list<const TensorView*> ts) {
+  for (const TensorView* t : ts)
+    if (t && t->dtype != DType::BF16) return false;
+  return true;
+}
 bool bf16_convert_native();
 void to_bf16(const float* src, uint16_t* dst, int64_t n);
 void to_f32(const uint16_t* src, float* dst, int64_t n);

@@ -41,12 +41,8 @@ inline void normalize_row(const float* xr, const float* W, const float* B, int64
 
 #if defined(__x86_64__)
 bool use_rows16(std::initializer_list<const TensorView*> ts, int64_t D) {
-  for (const TensorView* t : ts)
-    if (t && t->dtype != DType::BF16) return false;
-  return D % 16 == 0 && bf16_convert_native();
+  return all_bf16(ts) && D % 16 == 0 && bf16_convert_native();
 }
-
-MAE_AVX512 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // s = x + r rounded to bf16, then the forward on s as stored: y (bf16), mean, rstd; sb holds s's row in float32
 MAE_AVX512_BF16 void add_layernorm_row16(const uint16_t* X, const uint16_t* Rr, const float* W, const float* B,
@@ -56,18 +52,18 @@ MAE_AVX512_BF16 void add_layernorm_row16(const uint16_t* X, const uint16_t* Rr, 
   for (int64_t i = 0; i < D; i += 16) {
     const __m256i s16 = bf16x16(_mm512_add_ps(load_bf16x16(X + i), load_bf16x16(Rr + i)));
     _mm256_storeu_si256((__m256i*)(S + i), s16);
-    const __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(s16), 16));
+    const __m512 s = widen_bf16x16(s16);
     _mm512_storeu_ps(sb + i, s);
     acc = _mm512_add_ps(acc, s);
   }
-  const float m = hsum(acc) / D;
+  const float m = _mm512_reduce_add_ps(acc) / D;
   const __m512 vm = _mm512_set1_ps(m);
   __m512 var = _mm512_setzero_ps();
   for (int64_t i = 0; i < D; i += 16) {
     const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(sb + i), vm);
     var = _mm512_fmadd_ps(c, c, var);
   }
-  const float rs = 1.0f / std::sqrt(hsum(var) / D + eps);
+  const float rs = 1.0f / std::sqrt(_mm512_reduce_add_ps(var) / D + eps);
   const __m512 vr = _mm512_set1_ps(rs);
   for (int64_t i = 0; i < D; i += 16) {
     const __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(sb + i), vm), vr);
@@ -94,7 +90,7 @@ MAE_AVX512_BF16 void layernorm_backward_row16(const uint16_t* DY, const uint16_t
     _mm512_storeu_ps(xb + i, xhat);
     _mm512_storeu_ps(gb + i, g);
   }
-  const __m512 mg = _mm512_set1_ps(hsum(sg) / D), mgx = _mm512_set1_ps(hsum(sgx) / D);
+  const __m512 mg = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / D), mgx = _mm512_set1_ps(_mm512_reduce_add_ps(sgx) / D);
   for (int64_t i = 0; i < D; i += 16) {
     const __m512 inner = _mm512_fnmadd_ps(_mm512_loadu_ps(xb + i), mgx, _mm512_sub_ps(_mm512_loadu_ps(gb + i), mg));
     __m512 dx = _mm512_mul_ps(vr, inner);
