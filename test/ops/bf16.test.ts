@@ -238,6 +238,45 @@ describe('bf16 ops on the CPU against float64', () => {
       }
     }));
 
+  it('biasGelu with bf16 results: every bf16 input with 2^-8 <= |x| <= 12 gives the bf16 rounding of the exact value', () =>
+    tidy(() => {
+      // bf16 keeps 8 bits, so the float32 formula's error (about 2e-7 of the value) shows only where the exact value
+      // lies that close to a halfway point between two bf16 numbers: a handful of the 2,946 inputs at most. An error of
+      // 1e-5 in one coefficient of the AVX-512 kernel's polynomial already gives 3 such values in each output.
+      const u = new Uint32Array(1);
+      const f = new Float32Array(u.buffer);
+      const asBf16 = (v: number) => {
+        f[0] = v; // round to nearest even, as to_bf16 (no denormals: |y| >= 2e-32 here)
+        u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 16) << 16;
+        return f[0]!;
+      };
+      const xs: number[] = [];
+      for (let bits = 0; bits < 0x10000; bits++) {
+        u[0] = bits << 16;
+        if (Math.abs(f[0]!) >= 2 ** -8 && Math.abs(f[0]!) <= 12) xs.push(f[0]!);
+      }
+      const n = xs.length;
+      const x = bf16(xs, [1, n]);
+      expect(Array.from(x.v)).toEqual(xs);
+      const zero = tensor(new Float32Array(n), [n]);
+      const ones = bf16(new Float32Array(n).fill(1), [1, n]);
+      const y = T(native.biasGelu(x.t.handle, zero.handle)).dataSync();
+      const dx = T(native.biasGeluBackward(x.t.handle, zero.handle, ones.t.handle, false)[0]!).dataSync();
+      const off = { y: 0, dx: 0 };
+      for (const [i, v] of xs.entries()) {
+        const cdf = 0.5 * ref.erfc(-v / Math.SQRT2);
+        const want = { y: asBf16(v * cdf), dx: asBf16(cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI)) };
+        for (const [k, got] of [['y', y[i]!], ['dx', dx[i]!]] as const) {
+          if (got === want[k]) continue;
+          off[k]++;
+          // the other neighbour of the exact value: one bf16 ulp away
+          expect(Math.abs(got - want[k]), `${k} at x = ${v}`).toBeLessThanOrEqual(2 ** (Math.floor(Math.log2(Math.abs(want[k]))) - 7));
+        }
+      }
+      expect(off.y, 'gelu values off by one ulp').toBeLessThanOrEqual(2);
+      expect(off.dx, "gelu' values off by one ulp").toBeLessThanOrEqual(2);
+    }));
+
   // head dim 7: oneDNN's batched products; head dims 16 and 32: the fused AVX512-BF16 kernel where the CPU has it
   // (odd token counts: padded pairs of tokens and score columns), else oneDNN too
   for (const [B, N, D, H] of [[2, 23, 21, 3], [3, 23, 48, 3], [2, 13, 64, 4], [1, 49, 64, 2]] as const)
