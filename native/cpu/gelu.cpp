@@ -84,25 +84,31 @@ MAE_AVX512 inline __m512 normal_cdf16(__m512 x, __m512& e) {
   return _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), half_erfc), half_erfc);
 }
 
-// Y[j] = gelu(X[j] + Bv[j]) for j < N
-MAE_AVX512 void bias_gelu_row16(const float* X, const float* Bv, float* Y, int64_t N) {
+// 16 values of t (float32 or bfloat16) from element `at`: the lanes of k, the others 0
+MAE_AVX512 inline __m512 load16(const TensorView& t, int64_t at, __mmask16 k) {
+  return t.dtype == DType::BF16 ? load_bf16x16(bf16(t) + at, k) : _mm512_maskz_loadu_ps(k, t.f32() + at);
+}
+
+// Y[j] = gelu(x[at + j] + Bv[j]) for j < N
+MAE_AVX512 void bias_gelu_row16(const TensorView& x, int64_t at, const float* Bv, float* Y, int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 k = tail16(j, N);
-    const __m512 h = _mm512_add_ps(_mm512_maskz_loadu_ps(k, X + j), _mm512_maskz_loadu_ps(k, Bv + j));
+    const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
     __m512 e;
     _mm512_mask_storeu_ps(Y + j, k, _mm512_mul_ps(h, normal_cdf16(h, e)));
   }
 }
 
-// DX[j] = DY[j] gelu'(X[j] + Bv[j]) for j < N
-MAE_AVX512 void bias_gelu_grad_row16(const float* X, const float* Bv, const float* DY, float* DX, int64_t N) {
+// DX[j] = dy[at + j] gelu'(x[at + j] + Bv[j]) for j < N
+MAE_AVX512 void bias_gelu_grad_row16(const TensorView& x, const TensorView& dy, int64_t at, const float* Bv, float* DX,
+                                     int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 k = tail16(j, N);
-    const __m512 h = _mm512_add_ps(_mm512_maskz_loadu_ps(k, X + j), _mm512_maskz_loadu_ps(k, Bv + j));
+    const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
     __m512 e;
     const __m512 cdf = normal_cdf16(h, e);
     const __m512 grad = _mm512_fmadd_ps(_mm512_mul_ps(h, _mm512_set1_ps(0.39894228040143268f)), e, cdf);
-    _mm512_mask_storeu_ps(DX + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, DY + j), grad));
+    _mm512_mask_storeu_ps(DX + j, k, _mm512_mul_ps(load16(dy, at + j, k), grad));
   }
 }
 #endif
@@ -125,15 +131,15 @@ void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y) 
     std::vector<float> xb(N), yb(N);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-      const float* X = in_row(x, r * N, N, xb.data());
       float* Y = out_row(y, r * N, yb.data());
 #if defined(__x86_64__)
       if (use_avx512 && y.dtype == DType::BF16) {
-        bias_gelu_row16(X, Bv, Y, N);
+        bias_gelu_row16(x, r * N, Bv, Y, N);
         out_row_done(y, r * N, N, Y);
         continue;
       }
 #endif
+      const float* X = in_row(x, r * N, N, xb.data());
 #pragma omp simd
       for (int64_t j = 0; j < N; j++) {
         const float h = X[j] + Bv[j];
@@ -153,15 +159,15 @@ void bias_gelu_backward(const TensorView& x, const TensorView& b, const TensorVi
     std::vector<float> xb(N), gb(N), dxb(N);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-      const float *X = in_row(x, r * N, N, xb.data()), *DY = in_row(dy, r * N, N, gb.data());
       float* DX = out_row(dx, r * N, dxb.data());
 #if defined(__x86_64__)
       if (use_avx512 && dx.dtype == DType::BF16) {
-        bias_gelu_grad_row16(X, Bv, DY, DX, N);
+        bias_gelu_grad_row16(x, dy, r * N, Bv, DX, N);
         out_row_done(dx, r * N, N, DX);
         continue;
       }
 #endif
+      const float *X = in_row(x, r * N, N, xb.data()), *DY = in_row(dy, r * N, N, gb.data());
 #pragma omp simd
       for (int64_t j = 0; j < N; j++) DX[j] = DY[j] * gelu_grad(X[j] + Bv[j]);
       out_row_done(dx, r * N, N, DX);
