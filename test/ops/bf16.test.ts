@@ -275,6 +275,15 @@ describe('bf16 ops on the CPU against float64', () => {
       }
       expect(off.y, 'gelu values off by one ulp').toBeLessThanOrEqual(2);
       expect(off.dx, "gelu' values off by one ulp").toBeLessThanOrEqual(2);
+      // far tails, where exp(-x^2 / 2) is below float32's range: exactly x and 1 above, -0 and 0 below (a derivative
+      // x exp(-x^2 / 2) that kept a 2^-126 floor for the exp would give -0.4 at x = -1e38); NaN stays NaN
+      const far = [14, 20, 1e4, 1e20, 1e38, -14, -20, -1e4, -1e20, -1e38, NaN];
+      const fx = bf16(far, [1, far.length]);
+      const fzero = tensor(new Float32Array(far.length), [far.length]);
+      const fy = T(native.biasGelu(fx.t.handle, fzero.handle)).dataSync();
+      const fdx = T(native.biasGeluBackward(fx.t.handle, fzero.handle, bf16(new Float32Array(far.length).fill(1), [1, far.length]).t.handle, false)[0]!).dataSync();
+      expect(Array.from(fy)).toEqual(Array.from(fx.v, (v) => (v > 0 ? v : Number.isNaN(v) ? NaN : -0)));
+      expect(Array.from(fdx)).toEqual(Array.from(fx.v, (v) => (v > 0 ? 1 : Number.isNaN(v) ? NaN : 0)));
     }));
 
   // head dim 7: oneDNN's batched products; head dims 16 and 32: the fused AVX512-BF16 kernel where the CPU has it
