@@ -454,7 +454,7 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
         const __m512 vm = _mm512_set1_ps(m);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < N; j += 16) {
-          const __m512 e = _mm512_maskz_mov_ps(tail16(j, N), exp16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm)));
+          const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm), tail16(j, N));
           _mm512_storeu_ps(S + j, e);
           sum = _mm512_add_ps(sum, e);
         }
@@ -518,8 +518,8 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
         const __m512 l1 = _mm512_set1_ps(two ? LSE[bh * N + i1] : 0.0f), d1 = _mm512_set1_ps(t.delta[i1]);
         for (int64_t j = 0; j < np; j += 16) {
           const __mmask16 k = tail16(j, N), k1 = two ? k : 0;
-          const __m512 p0 = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i0 * np + j]), l0)));
-          const __m512 p1 = _mm512_maskz_mov_ps(k1, exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1)));
+          const __m512 p0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i0 * np + j]), l0), k);
+          const __m512 p1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1), k1);
           const __m512 s0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i0 * np + j]), d0));
           const __m512 s1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i1 * np + j]), d1));
           const __m256i b0 = bf16x16(s0), b1 = bf16x16(s1);

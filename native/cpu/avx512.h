@@ -1,7 +1,7 @@
 // AVX-512 pieces for the kernels that choose AVX-512 at run time (gelu.cpp, layernorm.cpp, attention.cpp), so that
 // the x86-64-v3 (AVX2) build of the prebuilt binary runs them too where the CPU has them: a function that uses them
 // carries MAE_AVX512 (or a wider target) and is called only after a check of the CPU.
-//   exp16: exp_nonpositive of vexp.h on 16 lanes; bf16 loads and stores of 16 values; the mask of a row's tail.
+//   exp16: exp_nonpositive of vexp.h on 16 lanes (zero outside a mask); bf16 loads and stores of 16 values; the mask of a row's tail.
 // bf16 stores use vcvtneps2bf16 (AVX512-BF16): the same bits as to_bf16, whose fallback they are chosen against.
 #pragma once
 #if defined(__x86_64__)
@@ -16,9 +16,11 @@
 #define MAE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 namespace mae::cpu {
-// exp_nonpositive on 16 lanes: the same range reduction and polynomial, 2^n applied by vscalefps (below -87.3 it
-// gives 2^-126 p(r) instead of 0, far below what any caller keeps)
-MAE_AVX512 inline __m512 exp16(__m512 a) {
+// exp_nonpositive on 16 lanes: the same range reduction and polynomial, 2^n applied by vscalefps; exactly 0 below
+// -87.3 as there (a caller may multiply the result by a large value: GELU's derivative takes x exp(-x^2 / 2)), and 0
+// in the lanes outside `keep` (a row's tail)
+MAE_AVX512 inline __m512 exp16(__m512 a, __mmask16 keep = 0xffff) {
+  keep &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ);  // a NaN stays in
   a = _mm512_max_ps(_mm512_set1_ps(-87.3f), a);  // a NaN stays NaN (the second operand is returned)
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -31,7 +33,7 @@ MAE_AVX512 inline __m512 exp16(__m512 a) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
+  return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
 // the lanes of elements j0 .. j0 + 15 that are below n
