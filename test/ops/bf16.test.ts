@@ -26,6 +26,15 @@ function bf16(values: ArrayLike<number>, shape: number[]): { t: Tensor; v: Float
 }
 const T = (h: NativeTensor) => new Tensor(h);
 
+/** x as float32, then rounded to bf16 by the rule (nearest, ties to even), from its bits: the reference for finite values */
+function roundBf16(x: number): number {
+  const u = new Uint32Array(Float32Array.of(x).buffer)[0]!;
+  const lower = u & 0xffff0000;
+  const rest = u & 0xffff;
+  const up = rest > 0x8000 || (rest === 0x8000 && (u & 0x10000) !== 0);
+  return new Float32Array(Uint32Array.of(up ? lower + 0x10000 : lower).buffer)[0]!;
+}
+
 /**
  * For every row of `rowLen` values: max |got - want| <= tol * max |want| (+ atol). Returns the worst ratio seen.
  * atol may instead be per element (a row's largest counts): where a sum cancels, float32 carries errors relative to
@@ -131,13 +140,7 @@ describe('conversions to bfloat16', () => {
     }
     // 70001 values over 60 binades: every one rounds to nearest even (checked against the float64 rule), both paths
     const big = Float32Array.from({ length: 70001 }, (_, i) => Math.sin(i * 0.731) * 2 ** ((i % 60) - 30));
-    const want = Array.from(big, (x) => {
-      const u = new Uint32Array(Float32Array.of(x).buffer)[0]!;
-      const lower = u & 0xffff0000;
-      const rest = u & 0xffff;
-      const up = rest > 0x8000 || (rest === 0x8000 && (u & 0x10000) !== 0);
-      return new Float32Array(Uint32Array.of(up ? lower + 0x10000 : lower).buffer)[0]!;
-    });
+    const want = Array.from(big, roundBf16);
     expect(hw.big).toEqual(want);
     expect(sw.big).toEqual(want);
   });
@@ -245,11 +248,6 @@ describe('bf16 ops on the CPU against float64', () => {
       // 1e-5 in one coefficient of the AVX-512 kernel's polynomial already gives 3 such values in each output.
       const u = new Uint32Array(1);
       const f = new Float32Array(u.buffer);
-      const asBf16 = (v: number) => {
-        f[0] = v; // round to nearest even, as to_bf16 (no denormals: |y| >= 2e-32 here)
-        u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) >>> 16) << 16;
-        return f[0]!;
-      };
       const xs: number[] = [];
       for (let bits = 0; bits < 0x10000; bits++) {
         u[0] = bits << 16;
@@ -265,7 +263,8 @@ describe('bf16 ops on the CPU against float64', () => {
       const off = { y: 0, dx: 0 };
       for (const [i, v] of xs.entries()) {
         const cdf = 0.5 * ref.erfc(-v / Math.SQRT2);
-        const want = { y: asBf16(v * cdf), dx: asBf16(cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI)) };
+        // (no denormals: |y| >= 2e-32 here)
+        const want = { y: roundBf16(v * cdf), dx: roundBf16(cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI)) };
         for (const [k, got] of [['y', y[i]!], ['dx', dx[i]!]] as const) {
           if (got === want[k]) continue;
           off[k]++;
