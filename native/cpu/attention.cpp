@@ -24,7 +24,9 @@
 // per-thread scratch that stays in L2 (N = 197, hd 32: about 760 KB backward). The same arithmetic as the oneDNN
 // path: float32 scores and softmax statistics, P and dS rounded to bf16 for their products, float32 accumulation; it
 // leaves out oneDNN's per-call cost and the trip of the scores through memory, which dominate ViT-sized heads
-// (N = 13 to 197, head dim 32 or 64).
+// (N = 13 to 197, head dim 32 or 64). The softmax works in base 2 (log2(e) goes into the scores' product, the exps
+// are 2^x: fewer operations each), and forward rounds the unnormalised exps to bf16 for P v and divides its rows by
+// the sums when they are stored (one pass over the scores less; the same size of rounding error as rounding P).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -257,6 +259,9 @@ bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, con
 constexpr int64_t kFusedTokens = 256;  // above this, the O(N^2) scratch leaves L2: the oneDNN path, which chunks
 
 const bool fused_available = has_avx512_bf16_unless("MAE_CPU_ATTENTION", "onednn");
+// the softmax works in base 2: the scores come out of their product times log2(e) (in its alpha), exp is exp2_16
+constexpr double kLog2eD = 1.44269504088896341;
+constexpr float kLog2e = float(kLog2eD), kLn2 = 0.693147180559945309f;
 
 bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t hd) {
   return all_bf16(ts) && fused_available && hd % 16 == 0 && N <= kFusedTokens;
@@ -341,17 +346,21 @@ inline void prefetch_rows(const uint16_t* x, int64_t n, int64_t stride, int64_t 
 struct FusedHead {
   int64_t N, hd, h2, np, mp, w;
   std::vector<uint32_t> q, kp, vp;  // q [mp, h2] rows; kp [h2, np]: kp[c][j] = pair c of k_j; vp [w, hd]: (v_2m, v_2m+1)
-  std::vector<float> s, o;          // scores [mp, np]; a [mp, hd] result
+  std::vector<float> s, o;          // scores [mp, np] (in base 2: times log2(e)); a [mp, hd] result
   std::vector<uint16_t> p;          // P or dS [mp, np] rows in bf16
   // backward only: dout rows and v^T as q and kp; k by token pairs as vp; q^T and dout^T by token pairs [hd, w];
   // P and dS by row pairs [w, np]; dP [mp, np]; dk^T and dv^T [hd, np]; delta [mp]
   std::vector<uint32_t> g, vt, kj, qt, gt, pp, dsp;
   std::vector<float> dP, dkt, dvt, delta;
+  std::vector<float> inv;           // forward only: 1 / the sum of row i's exps [mp]
 
   FusedHead(int64_t N_, int64_t hd_, bool backward)
       : N(N_), hd(hd_), h2(hd_ / 2), np(round_to(N_, 16)), mp(round_to(N_, 8)), w((N_ + 1) / 2), q(mp * h2, 0),
         kp(h2 * np, 0), vp(backward ? 0 : w * hd, 0), s(mp * np, 0.0f), o(mp * hd, 0.0f), p(mp * np, 0) {
-    if (!backward) return;
+    if (!backward) {
+      inv.assign(mp, 0.0f);
+      return;
+    }
     g.assign(mp * h2, 0);
     vt.assign(h2 * np, 0);
     kj.assign(w * hd, 0);
@@ -402,10 +411,15 @@ struct FusedHead {
         for (int64_t d = 0; d < 16; d++) _mm512_mask_storeu_epi32(&dst[(d0 + d) * w + m0], tail16(m0, w), r[d]);
       }
   }
-  // rows i < N of a [mp, hd] float32 result, as bf16 token rows (row i at out + i * stride)
-  MAE_AVX512_BF16 void store_rows(const std::vector<float>& src, uint16_t* out, int64_t stride) const {
-    for (int64_t i = 0; i < N; i++)
-      for (int64_t d = 0; d < hd; d += 16) store_bf16x16(out + i * stride + d, _mm512_loadu_ps(&src[i * hd + d]));
+  // rows i < N of a [mp, hd] float32 result, as bf16 token rows (row i at out + i * stride), row i times row_scale[i]
+  // where given
+  MAE_AVX512_BF16 void store_rows(const std::vector<float>& src, uint16_t* out, int64_t stride,
+                                  const float* row_scale = nullptr) const {
+    for (int64_t i = 0; i < N; i++) {
+      const __m512 c = _mm512_set1_ps(row_scale ? row_scale[i] : 1.0f);
+      for (int64_t d = 0; d < hd; d += 16)
+        store_bf16x16(out + i * stride + d, _mm512_mul_ps(_mm512_loadu_ps(&src[i * hd + d]), c));
+    }
   }
   // the same from a transposed [hd, np] result: token i is column i
   MAE_AVX512_BF16 void store_columns(const std::vector<float>& src, uint16_t* out, int64_t stride) const {
@@ -418,14 +432,14 @@ struct FusedHead {
           store_bf16x16(out + (i0 + t) * stride + d0, _mm512_castsi512_ps(r[t]));
       }
   }
-  // S = scale q k^T over the packed q and kp
-  MAE_AVX512_BF16 void scores(float scale) { dp(mp, np, h2, q.data(), h2, kp.data(), np, s.data(), np, scale); }
+  // S = alpha q k^T over the packed q and kp
+  MAE_AVX512_BF16 void scores(float alpha) { dp(mp, np, h2, q.data(), h2, kp.data(), np, s.data(), np, alpha); }
   const uint32_t* prow() const { return reinterpret_cast<const uint32_t*>(p.data()); }
 };
 
 MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, TensorView& out, TensorView& lse) {
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale2 = kLog2e / std::sqrt((float)hd);
   const uint16_t* X = bf16(qkv);
   uint16_t* O = bf16(out);
   float* LSE = lse.f32();
@@ -444,29 +458,28 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
       t.rows(base, 3 * D, t.q);
       t.transposed(base + D, 3 * D, t.kp);
       t.token_pairs(base + 2 * D, 3 * D, t.vp);
-      t.scores(scale);
-      // softmax by rows: the max, then exp(S - max) and its sum, then P = exp / sum in bf16 (zero past N)
+      t.scores(scale2);
+      // softmax by rows in base 2: the max m, then E = 2^(S - m) in bf16 (zero past N) and the float32 sum of the
+      // unrounded values; P = E / sum is applied to P v's rows (the same rounding error as rounding P itself)
       for (int64_t i = 0; i < N; i++) {
-        float* S = t.s.data() + i * np;
+        const float* S = t.s.data() + i * np;
         __m512 mx = _mm512_set1_ps(-INFINITY);
         for (int64_t j = 0; j < N; j += 16) mx = _mm512_mask_max_ps(mx, tail16(j, N), mx, _mm512_loadu_ps(S + j));
         const float m = _mm512_reduce_max_ps(mx);
         const __m512 vm = _mm512_set1_ps(m);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < N; j += 16) {
-          const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm), tail16(j, N));
-          _mm512_storeu_ps(S + j, e);
+          const __m512 e = exp2_16(_mm512_sub_ps(_mm512_loadu_ps(S + j), vm), tail16(j, N));
+          _mm256_storeu_si256((__m256i*)(t.p.data() + i * np + j), bf16x16(e));
           sum = _mm512_add_ps(sum, e);
         }
         const float total = _mm512_reduce_add_ps(sum);
-        LSE[bh * N + i] = m + std::log(total);
-        const __m512 inv = _mm512_set1_ps(1.0f / total);
-        for (int64_t j = 0; j < np; j += 16)
-          _mm256_storeu_si256((__m256i*)(t.p.data() + i * np + j), bf16x16(_mm512_mul_ps(_mm512_loadu_ps(S + j), inv)));
+        LSE[bh * N + i] = m * kLn2 + std::log(total);
+        t.inv[i] = 1.0f / total;
       }
-      // out = P v: P's rows as pairs of keys, vp as pairs of value rows
+      // out = (E v) / sum: E's rows as pairs of keys, vp as pairs of value rows
       dp(t.mp, hd, t.w, t.prow(), np / 2, t.vp.data(), hd, t.o.data(), hd, 1.0f);
-      t.store_rows(t.o, O + b * N * D + h * hd, D);
+      t.store_rows(t.o, O + b * N * D + h * hd, D, t.inv.data());
     }
   }
 }
@@ -474,7 +487,7 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
 MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const TensorView& out, const TensorView& dout,
                                              const TensorView& lse, int64_t H, TensorView& dqkv) {
   const int64_t B = qkv.dim(0), N = qkv.dim(1), D = qkv.dim(2) / 3, hd = D / H;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = 1.0f / std::sqrt((float)hd), scale2 = kLog2e * scale;
   const uint16_t *X = bf16(qkv), *Og = bf16(out), *G = bf16(dout);
   uint16_t* DX = bf16(dqkv);
   const float* LSE = lse.f32();
@@ -507,19 +520,20 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
       t.token_pairs(base + D, 3 * D, t.kj);
       t.token_pairs_transposed(base, 3 * D, t.qt);
       t.token_pairs_transposed(gbase, D, t.gt);
-      t.scores(scale);
+      t.scores(scale2);
       dp(t.mp, np, t.h2, t.g.data(), t.h2, t.vt.data(), np, t.dP.data(), np, 1.0f);  // dP = dout v^T
-      // rows 2m and 2m + 1 together: P = exp(S - lse), dS = P (dP - delta); dS rows in bf16 for dq, and P and dS by
-      // row pairs for dv^T and dk^T (a row past N is zero)
+      // rows 2m and 2m + 1 together: P = 2^(S - lse log2(e)) (S in base 2, as forward's), dS = P (dP - delta); dS
+      // rows in bf16 for dq, and P and dS by row pairs for dv^T and dk^T (a row past N is zero)
       for (int64_t m = 0; m < w; m++) {
         const int64_t i0 = 2 * m, i1 = 2 * m + 1;
         const bool two = i1 < N;
-        const __m512 l0 = _mm512_set1_ps(LSE[bh * N + i0]), d0 = _mm512_set1_ps(t.delta[i0]);
-        const __m512 l1 = _mm512_set1_ps(two ? LSE[bh * N + i1] : 0.0f), d1 = _mm512_set1_ps(t.delta[i1]);
+        const __m512 l0 = _mm512_set1_ps(float(LSE[bh * N + i0] * kLog2eD));
+        const __m512 l1 = _mm512_set1_ps(two ? float(LSE[bh * N + i1] * kLog2eD) : 0.0f);
+        const __m512 d0 = _mm512_set1_ps(t.delta[i0]), d1 = _mm512_set1_ps(t.delta[i1]);
         for (int64_t j = 0; j < np; j += 16) {
           const __mmask16 k = tail16(j, N), k1 = two ? k : 0;
-          const __m512 p0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i0 * np + j]), l0), k);
-          const __m512 p1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1), k1);
+          const __m512 p0 = exp2_16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i0 * np + j]), l0), k);
+          const __m512 p1 = exp2_16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1), k1);
           const __m512 s0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i0 * np + j]), d0));
           const __m512 s1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i1 * np + j]), d1));
           const __m256i b0 = bf16x16(s0), b1 = bf16x16(s1);

@@ -318,8 +318,8 @@ describe('bf16 ops on the CPU against float64', () => {
         // P (and in backward dS) is rounded to bf16 for its product (oneDNN and the fused kernel: bf16 products):
         // an output then carries two bf16 roundings, 2^-7 of its row's scale
         expectRows(out!.dataSync(), want.out, D, 'out', ATT_TOL);
-        // lse in float32 from exact bf16 inputs: float32 accuracy relative to the largest |lse| of the row
-        expectRows(lse!.dataSync(), want.lse, N, 'lse', 1e-5, 1e-5);
+        // lse in float32 from exact bf16 inputs: a few float32 roundings of the row's largest |lse| (1.2e-7 measured)
+        expectRows(lse!.dataSync(), want.lse, N, 'lse', 5e-7, 1e-6);
         const dout = bf16(randn(g, B * N * D), [B, N, D]);
         const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, dout.t.handle, lse!.handle, H));
         expect(dqkv.dtype).toBe('bfloat16');
