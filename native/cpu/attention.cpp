@@ -305,6 +305,15 @@ MAE_AVX512_BF16 inline __m512i pairs16(__m256i a, __m256i b) {
   return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
 }
 
+// two rows of 16 float32 as bfloat16 (round to nearest even): words 0-15 a, 16-31 b
+MAE_AVX512_BF16 inline __m512i bf16x32(__m512 a, __m512 b) { return (__m512i)_mm512_cvtne2ps_pbh(b, a); }
+// the word indices that interleave the halves of bf16x32: word 2c <- c, 2c + 1 <- 16 + c, pairs (a[c], b[c])
+MAE_AVX512_BF16 inline __m512i interleave_halves() {
+  alignas(64) static const uint16_t idx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                               8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_load_si512(idx);
+}
+
 inline int64_t round_to(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
 
 // r[0..15] (rows of 16 32-bit lanes) becomes its transpose: lane c of row i moves to lane i of row c
@@ -524,6 +533,7 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
       dp(t.mp, np, t.h2, t.g.data(), t.h2, t.vt.data(), np, t.dP.data(), np, 1.0f);  // dP = dout v^T
       // rows 2m and 2m + 1 together: P = 2^(S - lse log2(e)) (S in base 2, as forward's), dS = P (dP - delta); dS
       // rows in bf16 for dq, and P and dS by row pairs for dv^T and dk^T (a row past N is zero)
+      const __m512i pairs = interleave_halves();
       for (int64_t m = 0; m < w; m++) {
         const int64_t i0 = 2 * m, i1 = 2 * m + 1;
         const bool two = i1 < N;
@@ -536,11 +546,11 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
           const __m512 p1 = exp2_16(_mm512_sub_ps(_mm512_loadu_ps(&t.s[i1 * np + j]), l1), k1);
           const __m512 s0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i0 * np + j]), d0));
           const __m512 s1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_loadu_ps(&t.dP[i1 * np + j]), d1));
-          const __m256i b0 = bf16x16(s0), b1 = bf16x16(s1);
-          _mm256_storeu_si256((__m256i*)&t.p[i0 * np + j], b0);
-          _mm256_storeu_si256((__m256i*)&t.p[i1 * np + j], b1);
-          _mm512_storeu_si512(&t.dsp[m * np + j], pairs16(b0, b1));
-          _mm512_storeu_si512(&t.pp[m * np + j], pairs16(bf16x16(p0), bf16x16(p1)));
+          const __m512i ds = bf16x32(s0, s1);
+          _mm256_storeu_si256((__m256i*)&t.p[i0 * np + j], _mm512_castsi512_si256(ds));
+          _mm256_storeu_si256((__m256i*)&t.p[i1 * np + j], _mm512_extracti64x4_epi64(ds, 1));
+          _mm512_storeu_si512(&t.dsp[m * np + j], _mm512_permutexvar_epi16(pairs, ds));
+          _mm512_storeu_si512(&t.pp[m * np + j], _mm512_permutexvar_epi16(pairs, bf16x32(p0, p1)));
         }
       }
       dp(t.mp, hd, w, t.prow(), np / 2, t.kj.data(), hd, t.o.data(), hd, scale);  // dq = scale dS k
