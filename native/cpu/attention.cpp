@@ -270,10 +270,11 @@ bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t h
 #if defined(__x86_64__)
 // The operands hold pairs of bfloat16 as 32-bit words (low half first), as vdpbf16ps reads them: lane c of
 // dpbf16(acc, a, b) adds a.lo b[c].lo + a.hi b[c].hi to acc[c] in float32.
-// C[r][c] = alpha sum_p A[r][p] . B[p][c] for R rows and 16 V columns: A row stride lda, B row stride ldb (in words).
+// C[r][c] = alpha sum_p A[r][p] . B[p][c] for R rows and 16 V columns: A(r, p) at A[r * sar + p * sap], B row stride
+// ldb (in words).
 template <int R, int V>
-MAE_AVX512_BF16 inline void dp_tile(const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb, int64_t K2, float* C,
-                                    int64_t ldc, float alpha) {
+MAE_AVX512_BF16 inline void dp_tile(const uint32_t* A, int64_t sar, int64_t sap, const uint32_t* B, int64_t ldb,
+                                    int64_t K2, float* C, int64_t ldc, float alpha) {
   __m512 acc[R][V];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
@@ -281,7 +282,7 @@ MAE_AVX512_BF16 inline void dp_tile(const uint32_t* A, int64_t lda, const uint32
     __m512bh b[V];
     for (int v = 0; v < V; v++) b[v] = (__m512bh)_mm512_loadu_si512(B + p * ldb + 16 * v);
     for (int r = 0; r < R; r++) {
-      const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[r * lda + p]);
+      const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[r * sar + p * sap]);
       for (int v = 0; v < V; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
     }
   }
@@ -290,13 +291,14 @@ MAE_AVX512_BF16 inline void dp_tile(const uint32_t* A, int64_t lda, const uint32
     for (int v = 0; v < V; v++) _mm512_storeu_ps(C + r * ldc + 16 * v, _mm512_mul_ps(acc[r][v], s));
 }
 
-// C [m, n] = alpha A [m, K2 pairs] B [K2 pairs, n]; m a multiple of 8 and n of 16 (the scratch is padded to them)
-MAE_AVX512_BF16 void dp(int64_t m, int64_t n, int64_t K2, const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb,
-                        float* C, int64_t ldc, float alpha) {
+// C [m, n] = alpha A [m, K2 pairs] B [K2 pairs, n], A(r, p) at A[r * sar + p * sap] (rows of pairs: sar = K2, sap =
+// 1; a transposed A: sar = 1); m a multiple of 8 and n of 16 (the scratch is padded to them)
+MAE_AVX512_BF16 void dp(int64_t m, int64_t n, int64_t K2, const uint32_t* A, int64_t sar, int64_t sap,
+                        const uint32_t* B, int64_t ldb, float* C, int64_t ldc, float alpha) {
   for (int64_t i = 0; i < m; i += 8) {
     int64_t j = 0;
-    for (; j + 32 <= n; j += 32) dp_tile<8, 2>(A + i * lda, lda, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
-    if (j < n) dp_tile<8, 1>(A + i * lda, lda, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
+    for (; j + 32 <= n; j += 32) dp_tile<8, 2>(A + i * sar, sar, sap, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
+    if (j < n) dp_tile<8, 1>(A + i * sar, sar, sap, B + j, ldb, K2, C + i * ldc + j, ldc, alpha);
   }
 }
 
@@ -357,10 +359,10 @@ struct FusedHead {
   std::vector<uint32_t> q, kp, vp;  // q [mp, h2] rows; kp [h2, np]: kp[c][j] = pair c of k_j; vp [w, hd]: (v_2m, v_2m+1)
   std::vector<float> s, o;          // scores [mp, np] (in base 2: times log2(e)); a [mp, hd] result
   std::vector<uint16_t> p;          // P or dS [mp, np] rows in bf16
-  // backward only: dout rows and v^T as q and kp; k by token pairs as vp; q^T and dout^T by token pairs [hd, w];
-  // P and dS by row pairs [w, np]; dP [mp, np]; dk^T and dv^T [hd, np]; delta [mp]
-  std::vector<uint32_t> g, vt, kj, qt, gt, pp, dsp;
-  std::vector<float> dP, dkt, dvt, delta;
+  // backward only: dout rows and v^T as q and kp; k, q and dout by token pairs as vp; P and dS by row pairs [w, np]
+  // (read transposed for dv and dk); dP [mp, np]; dk and dv [np, hd]; delta [mp]
+  std::vector<uint32_t> g, vt, kj, qj, gj, pp, dsp;
+  std::vector<float> dP, dk, dv, delta;
   std::vector<float> inv;           // forward only: 1 / the sum of row i's exps [mp]
 
   FusedHead(int64_t N_, int64_t hd_, bool backward)
@@ -373,13 +375,13 @@ struct FusedHead {
     g.assign(mp * h2, 0);
     vt.assign(h2 * np, 0);
     kj.assign(w * hd, 0);
-    qt.assign(hd * w, 0);
-    gt.assign(hd * w, 0);
+    qj.assign(w * hd, 0);
+    gj.assign(w * hd, 0);
     pp.assign(w * np, 0);
     dsp.assign(w * np, 0);
     dP.assign(mp * np, 0.0f);
-    dkt.assign(hd * np, 0.0f);
-    dvt.assign(hd * np, 0.0f);
+    dk.assign(np * hd, 0.0f);
+    dv.assign(np * hd, 0.0f);
     delta.assign(mp, 0.0f);
   }
 
@@ -410,18 +412,8 @@ struct FusedHead {
     for (int64_t m = 0; m < w; m++)
       for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_si512(&dst[m * hd + d], token_pair(x, stride, m, d));
   }
-  // the same transposed, dst [hd, w]: dst[d][m]
-  MAE_AVX512_BF16 void token_pairs_transposed(const uint16_t* x, int64_t stride, std::vector<uint32_t>& dst) const {
-    for (int64_t m0 = 0; m0 < w; m0 += 16)
-      for (int64_t d0 = 0; d0 < hd; d0 += 16) {
-        __m512i r[16];
-        for (int64_t t = 0; t < 16; t++) r[t] = m0 + t < w ? token_pair(x, stride, m0 + t, d0) : _mm512_setzero_si512();
-        transpose16(r);
-        for (int64_t d = 0; d < 16; d++) _mm512_mask_storeu_epi32(&dst[(d0 + d) * w + m0], tail16(m0, w), r[d]);
-      }
-  }
-  // rows i < N of a [mp, hd] float32 result, as bf16 token rows (row i at out + i * stride), row i times row_scale[i]
-  // where given
+  // rows i < N of a float32 result [mp or np, hd], as bf16 token rows (row i at out + i * stride), row i times
+  // row_scale[i] where given
   MAE_AVX512_BF16 void store_rows(const std::vector<float>& src, uint16_t* out, int64_t stride,
                                   const float* row_scale = nullptr) const {
     for (int64_t i = 0; i < N; i++) {
@@ -430,19 +422,8 @@ struct FusedHead {
         store_bf16x16(out + i * stride + d, _mm512_mul_ps(_mm512_loadu_ps(&src[i * hd + d]), c));
     }
   }
-  // the same from a transposed [hd, np] result: token i is column i
-  MAE_AVX512_BF16 void store_columns(const std::vector<float>& src, uint16_t* out, int64_t stride) const {
-    for (int64_t i0 = 0; i0 < N; i0 += 16)
-      for (int64_t d0 = 0; d0 < hd; d0 += 16) {
-        __m512i r[16];
-        for (int64_t d = 0; d < 16; d++) r[d] = _mm512_loadu_si512(&src[(d0 + d) * np + i0]);
-        transpose16(r);
-        for (int64_t t = 0; t < 16 && i0 + t < N; t++)
-          store_bf16x16(out + (i0 + t) * stride + d0, _mm512_castsi512_ps(r[t]));
-      }
-  }
   // S = alpha q k^T over the packed q and kp
-  MAE_AVX512_BF16 void scores(float alpha) { dp(mp, np, h2, q.data(), h2, kp.data(), np, s.data(), np, alpha); }
+  MAE_AVX512_BF16 void scores(float alpha) { dp(mp, np, h2, q.data(), h2, 1, kp.data(), np, s.data(), np, alpha); }
   const uint32_t* prow() const { return reinterpret_cast<const uint32_t*>(p.data()); }
 };
 
@@ -487,7 +468,7 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
         t.inv[i] = 1.0f / total;
       }
       // out = (E v) / sum: E's rows as pairs of keys, vp as pairs of value rows
-      dp(t.mp, hd, t.w, t.prow(), np / 2, t.vp.data(), hd, t.o.data(), hd, 1.0f);
+      dp(t.mp, hd, t.w, t.prow(), np / 2, 1, t.vp.data(), hd, t.o.data(), hd, 1.0f);
       t.store_rows(t.o, O + b * N * D + h * hd, D, t.inv.data());
     }
   }
@@ -527,10 +508,10 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
       t.rows(gbase, D, t.g);
       t.transposed(base + 2 * D, 3 * D, t.vt);
       t.token_pairs(base + D, 3 * D, t.kj);
-      t.token_pairs_transposed(base, 3 * D, t.qt);
-      t.token_pairs_transposed(gbase, D, t.gt);
+      t.token_pairs(base, 3 * D, t.qj);
+      t.token_pairs(gbase, D, t.gj);
       t.scores(scale2);
-      dp(t.mp, np, t.h2, t.g.data(), t.h2, t.vt.data(), np, t.dP.data(), np, 1.0f);  // dP = dout v^T
+      dp(t.mp, np, t.h2, t.g.data(), t.h2, 1, t.vt.data(), np, t.dP.data(), np, 1.0f);  // dP = dout v^T
       // rows 2m and 2m + 1 together: P = 2^(S - lse log2(e)) (S in base 2, as forward's), dS = P (dP - delta); dS
       // rows in bf16 for dq, and P and dS by row pairs for dv^T and dk^T (a row past N is zero)
       const __m512i pairs = interleave_halves();
@@ -553,13 +534,13 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
           _mm512_storeu_si512(&t.pp[m * np + j], _mm512_permutexvar_epi16(pairs, bf16x32(p0, p1)));
         }
       }
-      dp(t.mp, hd, w, t.prow(), np / 2, t.kj.data(), hd, t.o.data(), hd, scale);  // dq = scale dS k
-      dp(hd, np, w, t.qt.data(), w, t.dsp.data(), np, t.dkt.data(), np, scale);   // dk^T = scale q^T dS
-      dp(hd, np, w, t.gt.data(), w, t.pp.data(), np, t.dvt.data(), np, 1.0f);     // dv^T = dout^T P
+      dp(t.mp, hd, w, t.prow(), np / 2, 1, t.kj.data(), hd, t.o.data(), hd, scale);  // dq = scale dS k
+      dp(np, hd, w, t.dsp.data(), 1, np, t.qj.data(), hd, t.dk.data(), hd, scale);  // dk = scale dS^T q
+      dp(np, hd, w, t.pp.data(), 1, np, t.gj.data(), hd, t.dv.data(), hd, 1.0f);    // dv = P^T dout
       uint16_t* dbase = DX + b * N * 3 * D + h * hd;
       t.store_rows(t.o, dbase, 3 * D);
-      t.store_columns(t.dkt, dbase + D, 3 * D);
-      t.store_columns(t.dvt, dbase + 2 * D, 3 * D);
+      t.store_rows(t.dk, dbase + D, 3 * D);
+      t.store_rows(t.dv, dbase + 2 * D, 3 * D);
     }
   }
 }
