@@ -98,6 +98,8 @@ Napi::Value memory_stats(const Args& a) {
   o.Set("allocatedBytes", (double)s.allocated_bytes);
   o.Set("cachedBytes", (double)s.cached_bytes);
   o.Set("peakBytes", (double)s.peak_bytes);
+  // the CPU's blocked copies of bf16 weight shadows (native/cpu/blocked.cpp), held outside the allocator
+  if (&device_ops(a, 0) == &cpu_ops()) o.Set("blockedWeightBytes", (double)cpu::blocked_weights_stats().bytes);
   return o;
 }
 

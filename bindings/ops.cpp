@@ -49,6 +49,12 @@ void expect_same_shape(const Args& a, const JsTensor* x, const std::string& xn, 
 
 // ---- gemm ------------------------------------------------------------------------------------------------------
 
+// before an op writes t in place: a blocked copy of t as a bf16 weight shadow (native/cpu/blocked.cpp, made for the
+// shadows AdamW writes) would no longer hold t's values
+void forget_blocked(const JsTensor* t) {
+  if (t->device().type == DeviceType::CPU) cpu::blocked_weights_forget(t->view().data);
+}
+
 // argument i: an optional bfloat16 copy of `w` (a weight shadow kept by AdamW) for the products to read instead of
 // converting w; it must match w's shape and device
 JsTensor* weight_shadow(const Args& a, size_t i, const JsTensor* w) {
@@ -450,6 +456,7 @@ Napi::Value axpby(const Args& a) {
   const Ops& ops = a.same_device({x, y});
   a.expect(shape_numel(x->shape()) == shape_numel(y->shape()), "x " + shape_str(x->shape()) + " and y " + shape_str(y->shape()) + " differ in size");
   TensorView yv = y->view();
+  forget_blocked(y);
   ops.axpby((float)alpha, x->view(), (float)beta, yv);
   return a.env().Undefined();
 }
@@ -492,6 +499,7 @@ Napi::Value fill(const Args& a) {
   const double v = a.number(1, "value");
   const Ops& ops = a.same_device({y});
   TensorView yv = y->view();
+  forget_blocked(y);
   ops.fill(yv, (float)v);
   return a.env().Undefined();
 }

@@ -107,7 +107,11 @@ export interface NativeAddon {
   full(shape: number[], value: number, dtype?: 'float32' | 'int32'): T;
   clone(x: T): T;
   liveTensors(): number;
-  memoryStats(device?: string): { allocatedBytes: number; cachedBytes: number; peakBytes: number };
+  /**
+   * blockedWeightBytes (CPU): the copies of bf16 weight shadows in oneDNN's blocked layouts that the bf16 products
+   * read (2 bytes per weight for each of the forward and dx products), held outside the allocator
+   */
+  memoryStats(device?: string): { allocatedBytes: number; cachedBytes: number; peakBytes: number; blockedWeightBytes?: number };
   emptyCache(device?: string): void;
   /** A tensor on `device` ('cpu', 'cuda', 'cuda:N') in `dtype`; shares x's storage when nothing changes. */
   to(x: T, device: string, dtype?: 'float32' | 'bfloat16' | 'int32'): T;

@@ -4,7 +4,8 @@
 //   p -= lr_i / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
 // tensors[i]: param, grad, m, v of one shape, and optionally a bfloat16 shadow that receives the new parameter
 // rounded to bfloat16 (nearest even, convert.cpp; the CUDA step writes the same but for denormals, which CUDA keeps). The elements of all tensors are split evenly over the threads in one
-// parallel region, so a model of hundreds of small parameters costs one fork/join, not one per parameter.
+// parallel region, so a model of hundreds of small parameters costs one fork/join, not one per parameter. A shadow
+// written here is registered for blocked copies, which are now stale (blocked.cpp).
 #include <omp.h>
 
 #include <algorithm>
@@ -57,6 +58,8 @@ void adamw_step(const AdamWTensor* tensors, int64_t count, float beta1, float be
       if (lo < hi) adamw_range(tensors[i], lo - offset[i], hi - offset[i], beta1, beta2, eps, bc1, bc2_sqrt);
     }
   }
+  for (int64_t i = 0; i < count; i++)
+    if (tensors[i].shadow.data) blocked_weights_stale(tensors[i].shadow.data);
 }
 
 }  // namespace mae::cpu

@@ -62,6 +62,7 @@ void* cpu_alloc(size_t bytes) {
 
 void cpu_free(void* p, size_t bytes) {
   if (!p) return;
+  blocked_weights_forget(p);
   size_t cls = size_class(bytes == 0 ? 1 : bytes);
   std::lock_guard<std::mutex> lock(mu);
   cache[cls].push_back(p);

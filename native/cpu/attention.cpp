@@ -302,11 +302,6 @@ MAE_AVX512_BF16 void dp(int64_t m, int64_t n, int64_t K2, const uint32_t* A, int
   }
 }
 
-// pairs (a[c], b[c]) of two rows of 16 bfloat16
-MAE_AVX512_BF16 inline __m512i pairs16(__m256i a, __m256i b) {
-  return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
-}
-
 // two rows of 16 float32 as bfloat16 (round to nearest even): words 0-15 a, 16-31 b
 MAE_AVX512_BF16 inline __m512i bf16x32(__m512 a, __m512 b) { return (__m512i)_mm512_cvtne2ps_pbh(b, a); }
 // the word indices that interleave the halves of bf16x32: word 2c <- c, 2c + 1 <- 16 + c, pairs (a[c], b[c])
@@ -318,31 +313,6 @@ MAE_AVX512_BF16 inline __m512i interleave_halves() {
 
 inline int64_t round_to(int64_t n, int64_t k) { return (n + k - 1) / k * k; }
 
-// r[0..15] (rows of 16 32-bit lanes) becomes its transpose: lane c of row i moves to lane i of row c
-MAE_AVX512_BF16 inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  // then r[4i + k] holds, in its 128-bit lane L, column 4L + k of rows 4i .. 4i + 3
-  for (int i = 0; i < 4; i++) {
-    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  // column 4L + k: lane L of r[k], r[4 + k], r[8 + k], r[12 + k]
-  for (int k = 0; k < 4; k++) {
-    const __m512i a = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
-    const __m512i c = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
-    t[k] = _mm512_shuffle_i32x4(a, c, 0x88);
-    t[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
-    t[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);
-    t[12 + k] = _mm512_shuffle_i32x4(b, d, 0xdd);
-  }
-  for (int i = 0; i < 16; i++) r[i] = t[i];
-}
 // asks for n rows of `bytes` each, from x with a stride of `stride` elements, to be brought into cache: the next head's
 // rows while this one computes (a head's rows are scattered over the tensor, and waiting for them one by one cost
 // more than the products of the small heads)

@@ -2,7 +2,8 @@
 // the x86-64-v3 (AVX2) build of the prebuilt binary runs them too where the CPU has them: a function that uses them
 // carries MAE_AVX512 (or a wider target) and is called only after a check of the CPU.
 //   exp16: exp_nonpositive of vexp.h on 16 lanes (zero outside a mask); exp2_16: 2^a, for softmaxes in base 2;
-//   bf16 loads and stores of 16 values; the mask of a row's tail.
+//   bf16 loads and stores of 16 values; the mask of a row's tail; pairs of bf16 rows as 32-bit words; a 16 x 16
+//   transpose of 32-bit lanes.
 // bf16 stores use vcvtneps2bf16 (AVX512-BF16): the same bits as to_bf16, whose fallback they are chosen against.
 #pragma once
 #if defined(__x86_64__)
@@ -17,6 +18,13 @@
 #define MAE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 namespace mae::cpu {
+// whether the CPU has every feature MAE_AVX512 compiles for (the bf16 loads are AVX512BW / VL instructions)
+inline const bool use_avx512 = [] {
+  __builtin_cpu_init();  // this constant may be initialised before libgcc's own initialiser runs
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}();
+
 // exp_nonpositive on 16 lanes: the same range reduction and polynomial, 2^n applied by vscalefps; exactly 0 below
 // -87.3 as there (a caller may multiply the result by a large value: GELU's derivative takes x exp(-x^2 / 2)), and 0
 // in the lanes outside `keep` (a row's tail)
@@ -59,6 +67,36 @@ inline __mmask16 tail16(int64_t j0, int64_t n) {
   return n - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j0)) - 1);
 }
 
+// pairs (a[c], b[c]) of two rows of 16 bfloat16
+MAE_AVX512 inline __m512i pairs16(__m256i a, __m256i b) {
+  return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+}
+
+// r[0..15] (rows of 16 32-bit lanes) becomes its transpose: lane c of row i moves to lane i of row c
+MAE_AVX512 inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // then r[4i + k] holds, in its 128-bit lane L, column 4L + k of rows 4i .. 4i + 3
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  // column 4L + k: lane L of r[k], r[4 + k], r[8 + k], r[12 + k]
+  for (int k = 0; k < 4; k++) {
+    const __m512i a = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
+    const __m512i c = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
+    t[k] = _mm512_shuffle_i32x4(a, c, 0x88);
+    t[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
+    t[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);
+    t[12 + k] = _mm512_shuffle_i32x4(b, d, 0xdd);
+  }
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
 // 16 bfloat16 widened to float32 (exact: a bfloat16 is the high half of a float32)
 MAE_AVX512 inline __m512 widen_bf16x16(__m256i x) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x), 16));

@@ -2,7 +2,9 @@
 // ops_table.cpp. Signatures are those of mae::Ops.
 #pragma once
 #include <initializer_list>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "../core/ops.h"
 
@@ -108,6 +110,33 @@ bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, co
             const MatDesc& c, void* C);
 // the name of the implementation oneDNN runs for such a product (e.g. "brg:avx512_core_bf16"), "" for none
 std::string matmul_impl(const MatDesc& a, const MatDesc& b, bool bias, const MatDesc& c);
+// C [M, n] = A [M, k] B (+ bias) with B a Linear's bf16 weight shadow W [N, K]: B = W^T (fwd, n = N) or B = W (dx,
+// n = K), read from its blocked copy (blocked.cpp). false (nothing done) when W has no blocked copies (not a shadow
+// that AdamW wrote) or oneDNN cannot run the product: the caller then runs matmul on W itself.
+bool matmul_weight(const MatDesc& a, const void* A, const void* W, int64_t N, int64_t K, bool fwd, const float* bias,
+                   const MatDesc& c, void* C);
+
+// blocked.cpp: bf16 weight shadows in the blocked layouts oneDNN's products read. A layout as offsets: element (i, j)
+// of a [rows, cols] B at row_off[i] + col_off[j] (in elements), `bytes` in all (with padding).
+struct BlockedLayout {
+  std::vector<int64_t> row_off, col_off;
+  size_t bytes = 0;
+};
+// AdamW rewrote `shadow`: its blocked copies are stale (and it is registered for them)
+void blocked_weights_stale(const void* shadow);
+// memory at `data` was freed or written by something else than AdamW: its copies go
+void blocked_weights_forget(const void* data);
+bool blocked_weights_registered(const void* shadow);
+// the blocked copies held now: how many, and their bytes (memoryStats' blockedWeightBytes)
+struct BlockedStats {
+  int64_t copies = 0;
+  size_t bytes = 0;
+};
+BlockedStats blocked_weights_stats();
+// the copy of the registered shadow W [N, K] as the B of the role (fwd: W^T, dx: W) in `layout`, packed first when
+// stale; nullptr when `shadow` is not registered
+const void* blocked_weights(const void* shadow, int64_t N, int64_t K, bool fwd,
+                            const std::shared_ptr<const BlockedLayout>& layout);
 
 // allocator.cpp
 extern const Allocator allocator;

@@ -14,6 +14,8 @@
 // embedAsync) are safe. oneDNN runs on the OpenMP runtime the addon uses (libgomp), on get_num_threads() threads.
 // A product oneDNN cannot run (not loaded, or no kernel for it on this CPU: oneDNN 2.x has no bf16 matmul below
 // AVX-512) returns false, and the caller computes it another way (gemm.cpp).
+// matmul_weight: the same product with B a Linear's bf16 weight shadow, read from its copy in the blocked layout the
+// primitive asks for (B's format `any`; blocked.cpp makes and keeps the copies).
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <sys/stat.h>
@@ -40,6 +42,7 @@ namespace {
   X(dnnl_stream_destroy) \
   X(dnnl_stream_wait) \
   X(dnnl_memory_desc_init_by_strides) \
+  X(dnnl_memory_desc_init_by_tag) \
   X(dnnl_matmul_desc_init) \
   X(dnnl_primitive_attr_create) \
   X(dnnl_primitive_attr_destroy) \
@@ -158,11 +161,14 @@ std::string shape_of(const MatDesc& a, const MatDesc& b) {
   return shape_str(s) + " x " + shape_str(std::vector<int64_t>(b.dims, b.dims + b.ndims));
 }
 
-// a primitive for one shape, with its scratchpad size and implementation name
+// a primitive for one shape, with its scratchpad size and implementation name; for a product that reads a blocked
+// weight (matmul_weight), the weights' memory descriptor and its layout as offsets (null: not a 2-D blocked one)
 struct Prim {
   dnnl_primitive_t p = nullptr;
   size_t scratch = 0;
   std::string impl;
+  dnnl_memory_desc_t wmd{};
+  std::shared_ptr<const BlockedLayout> layout;
   ~Prim() {
     if (p) api.dnnl_primitive_destroy(p);
   }
@@ -187,8 +193,43 @@ MatDesc bias_desc(const MatDesc& c) {
   return d;
 }
 
-std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, float alpha, const MatDesc& c) {
-  std::vector<int64_t> key = {a.ndims, (int64_t)a.dtype, (int64_t)b.dtype, (int64_t)c.dtype, bias, 0};
+// element offsets of a 2-D blocked memory descriptor: the outer index of each dimension times its stride, plus the
+// position within each inner block of that dimension times the block's stride (the inner blocks nest, the last
+// innermost); null for another format
+std::shared_ptr<const BlockedLayout> layout_of(const dnnl_memory_desc_t& md) {
+  if (md.ndims != 2 || md.format_kind != dnnl_blocked || md.extra.flags != 0) return nullptr;
+  const dnnl_blocking_desc_t& bd = md.format_desc.blocking;
+  std::vector<int64_t> inner_stride(bd.inner_nblks);
+  int64_t s = 1;
+  for (int k = bd.inner_nblks - 1; k >= 0; k--) {
+    inner_stride[k] = s;
+    s *= bd.inner_blks[k];
+  }
+  auto L = std::make_shared<BlockedLayout>();
+  for (int d = 0; d < 2; d++) {
+    std::vector<int64_t>& off = d == 0 ? L->row_off : L->col_off;
+    int64_t block = 1;
+    for (int k = 0; k < bd.inner_nblks; k++)
+      if (bd.inner_idxs[k] == d) block *= bd.inner_blks[k];
+    off.resize(md.dims[d]);
+    for (int64_t i = 0; i < md.dims[d]; i++) {
+      int64_t o = (d == 0 ? md.offset0 : 0) + i / block * bd.strides[d], div = 1;
+      for (int k = bd.inner_nblks - 1; k >= 0; k--)
+        if (bd.inner_idxs[k] == d) {
+          o += i / div % bd.inner_blks[k] * inner_stride[k];
+          div *= bd.inner_blks[k];
+        }
+      off[i] = o;
+    }
+  }
+  L->bytes = api.dnnl_memory_desc_get_size(&md);
+  return L;
+}
+
+// blocked_b: B in the layout oneDNN chooses (format `any`), for matmul_weight
+std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, float alpha, const MatDesc& c,
+                                bool blocked_b = false) {
+  std::vector<int64_t> key = {a.ndims, (int64_t)a.dtype, (int64_t)b.dtype, (int64_t)c.dtype, bias, blocked_b, 0};
   std::memcpy(&key.back(), &alpha, sizeof alpha);
   for (const MatDesc* d : {&a, &b, &c})
     for (int i = 0; i < d->ndims; i++) {
@@ -203,7 +244,11 @@ std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, f
   const std::string shape = shape_of(a, b);
   dnnl_memory_desc_t am, bm, cm, biasm;
   md(&am, a, shape);
-  md(&bm, b, shape);
+  if (blocked_b)
+    check(api.dnnl_memory_desc_init_by_tag(&bm, b.ndims, b.dims, dt(b.dtype), dnnl_format_tag_any),
+          "weights descriptor", shape);
+  else
+    md(&bm, b, shape);
   md(&cm, c, shape);
   if (bias) md(&biasm, bias_desc(c), shape);
   dnnl_matmul_desc_t desc;
@@ -227,6 +272,13 @@ std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, f
   if (api.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl) prim->impl = impl;
   const dnnl_memory_desc_t* sm = api.dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
   prim->scratch = sm ? api.dnnl_memory_desc_get_size(sm) : 0;
+  if (blocked_b) {
+    const dnnl_memory_desc_t* wm = api.dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (wm) {
+      prim->wmd = *wm;
+      prim->layout = layout_of(*wm);
+    }
+  }
   s = api.dnnl_primitive_create(&prim->p, pd);
   api.dnnl_primitive_desc_destroy(pd);
   check(s, "primitive", shape);
@@ -259,6 +311,9 @@ struct Mems {
   dnnl_exec_arg_t arg(int which, const MatDesc& d, const void* ptr, const std::string& shape) {
     dnnl_memory_desc_t desc;
     md(&desc, d, shape);
+    return arg(which, desc, ptr, shape);
+  }
+  dnnl_exec_arg_t arg(int which, const dnnl_memory_desc_t& desc, const void* ptr, const std::string& shape) {
     dnnl_memory_t x;
     check(api.dnnl_memory_create(&x, &desc, engine, const_cast<void*>(ptr)), "memory", shape);
     m.push_back(x);
@@ -283,20 +338,19 @@ MatDesc mat(int64_t rows, int64_t cols, bool transposed, DType dtype) {
   return d;
 }
 
-bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
-            const MatDesc& c, void* C) {
-  if (!dnnl_info().available) return false;
-  const std::string shape = shape_of(a, b);
-  std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, alpha, c);
-  if (!p) return false;
+namespace {
+
+// runs primitive p on A, B (its memory descriptor: bm), C and the bias
+void run(const Prim& p, const MatDesc& a, const void* A, const dnnl_memory_desc_t& bm, const void* B, const float* bias,
+         const MatDesc& c, void* C, const std::string& shape) {
   Mems mems;
-  std::vector<dnnl_exec_arg_t> args = {mems.arg(DNNL_ARG_SRC, a, A, shape), mems.arg(DNNL_ARG_WEIGHTS, b, B, shape),
+  std::vector<dnnl_exec_arg_t> args = {mems.arg(DNNL_ARG_SRC, a, A, shape), mems.arg(DNNL_ARG_WEIGHTS, bm, B, shape),
                                        mems.arg(DNNL_ARG_DST, c, C, shape)};
   if (bias) args.push_back(mems.arg(DNNL_ARG_BIAS, bias_desc(c), bias, shape));
-  void* scratch = p->scratch ? allocator.alloc(p->scratch) : nullptr;
+  void* scratch = p.scratch ? allocator.alloc(p.scratch) : nullptr;
   if (scratch) {
     dnnl_memory_desc_t desc;
-    const dnnl_dims_t dims = {(dnnl_dim_t)p->scratch}, strides = {1};
+    const dnnl_dims_t dims = {(dnnl_dim_t)p.scratch}, strides = {1};
     check(api.dnnl_memory_desc_init_by_strides(&desc, 1, dims, dnnl_u8, strides), "scratchpad", shape);
     dnnl_memory_t x;
     check(api.dnnl_memory_create(&x, &desc, engine, scratch), "scratchpad", shape);
@@ -304,10 +358,35 @@ bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, co
     args.push_back({DNNL_ARG_SCRATCHPAD, x});
   }
   dnnl_stream_t s = stream(shape);
-  dnnl_status_t st = api.dnnl_primitive_execute(p->p, s, (int)args.size(), args.data());
+  dnnl_status_t st = api.dnnl_primitive_execute(p.p, s, (int)args.size(), args.data());
   if (st == dnnl_success) st = api.dnnl_stream_wait(s);
-  if (scratch) allocator.free(scratch, p->scratch);
+  if (scratch) allocator.free(scratch, p.scratch);
   check(st, "execution", shape);
+}
+
+}  // namespace
+
+bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
+            const MatDesc& c, void* C) {
+  if (!dnnl_info().available) return false;
+  const std::string shape = shape_of(a, b);
+  std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, alpha, c);
+  if (!p) return false;
+  dnnl_memory_desc_t bm;
+  md(&bm, b, shape);
+  run(*p, a, A, bm, B, bias, c, C, shape);
+  return true;
+}
+
+bool matmul_weight(const MatDesc& a, const void* A, const void* W, int64_t N, int64_t K, bool fwd, const float* bias,
+                   const MatDesc& c, void* C) {
+  if (!dnnl_info().available || !blocked_weights_registered(W)) return false;
+  const MatDesc b = fwd ? mat(K, N, true, DType::BF16) : mat(N, K, false, DType::BF16);
+  std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, 1.0f, c, true);
+  if (!p || !p->layout) return false;
+  const void* B = blocked_weights(W, N, K, fwd, p->layout);
+  if (!B) return false;
+  run(*p, a, A, p->wmd, B, bias, c, C, shape_of(a, b));
   return true;
 }
 

@@ -54,13 +54,6 @@ inline float gelu_grad(float v) {
 }
 
 #if defined(__x86_64__)
-// every feature MAE_AVX512 compiles for (the bf16 loads are AVX512BW / VL instructions)
-const bool use_avx512 = [] {
-  __builtin_cpu_init();  // this constant may be initialised before libgcc's own initialiser runs
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-}();
-
 // normal_cdf on 16 lanes, with e = exp(-x^2 / 2), which the derivative needs too. Here 0.5 erfc(z) = 0.5 t q(t) e:
 // q(t) = erfc(z) exp(z^2) / t is smooth and between 0.28 and 1 (t = 1 / (1 + z / 2) as above), so a polynomial
 // fits it to a small relative error: a least-squares fit of degree 8 on t in [0.15, 1] (|x| up to 16; e leaves

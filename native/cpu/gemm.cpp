@@ -14,7 +14,8 @@
 // fused into the forward product; db is summed in float32 from dy. A float32 operand of such a product is rounded
 // to bfloat16 first (a weight without a shadow). Where oneDNN has no kernel (not loaded, or a CPU below AVX-512,
 // for which oneDNN 2.x has no bf16 matmul) the same product, bf16 operands with float32 sums, runs through the BLAS
-// on widened copies: slower, the same meaning.
+// on widened copies: slower, the same meaning. A bf16 weight that AdamW keeps as a shadow is read by the forward and
+// dx products from its blocked copy (matmul_weight, blocked.cpp) rather than copied into oneDNN's layout each call.
 #include <cblas.h>
 #include <omp.h>
 
@@ -171,9 +172,9 @@ void linear_forward(const TensorView& x, const TensorView& w, const TensorView* 
   }
   {
     const Bf16 X(x), W(w);
-    if (matmul(mat(M, K, false, DType::BF16), X.p, mat(K, N, true, DType::BF16), W.p, Bias, 1.0f,
-               mat(M, N, false, y.dtype), y.data))
-      return;
+    const MatDesc xm = mat(M, K, false, DType::BF16), ym = mat(M, N, false, y.dtype);
+    if (w.dtype == DType::BF16 && matmul_weight(xm, X.p, w.data, N, K, true, Bias, ym, y.data)) return;
+    if (matmul(xm, X.p, mat(K, N, true, DType::BF16), W.p, Bias, 1.0f, ym, y.data)) return;
   }
   // no oneDNN kernel here: the same bf16 product (bf16 operands, float32 sums) through the BLAS
   const Widened X(x), W(w);
@@ -207,7 +208,12 @@ void linear_backward(const TensorView& x, const TensorView& w, const TensorView&
   {
     const Bf16 X(x), W(w), DY(dy);
     const MatDesc dym = mat(M, N, false, DType::BF16), wm = mat(N, K, false, DType::BF16);
-    if (!dx || matmul(dym, DY.p, wm, W.p, nullptr, 1.0f, mat(M, K, false, dx->dtype), dx->data)) {
+    const auto dx_product = [&] {
+      const MatDesc dxm = mat(M, K, false, dx->dtype);
+      return (w.dtype == DType::BF16 && matmul_weight(dym, DY.p, w.data, N, K, false, nullptr, dxm, dx->data)) ||
+             matmul(dym, DY.p, wm, W.p, nullptr, 1.0f, dxm, dx->data);
+    };
+    if (!dx || dx_product()) {
       if (matmul(mat(N, M, true, DType::BF16), DY.p, mat(M, K, false, DType::BF16), X.p, nullptr, 1.0f,
                  mat(N, K, false, dw.dtype), dw.data)) {
         if (DB) {

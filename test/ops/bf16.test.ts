@@ -171,6 +171,55 @@ describe('bf16 ops on the CPU against float64', () => {
       }
     }));
 
+  // A shadow that AdamW wrote is read by the forward and dx products from copies in oneDNN's blocked layout, made
+  // after each step (native/cpu/blocked.cpp): [37, 64, 48] fills the AVX-512 packing tiles, [19, 21, 5] has none (the
+  // element loop), [33, 80, 40] both (K = 80: two 32-column tiles and 16 columns left; N = 40: a 16-row panel, 8 rows)
+  for (const [M, K, N] of [[37, 64, 48], [19, 21, 5], [33, 80, 40]] as const)
+  it(`linear with a shadow AdamW wrote, ${M} x ${K} x ${N}: its blocked copies follow every step, fill and free`, () =>
+    tidy(() => {
+      const g = rng(11);
+      const w = tensor(randn(g, N * K, 0.3), [N, K]);
+      const shadow = T(native.to(w.handle, 'cpu', 'bfloat16'));
+      const [m, v] = [tensor(new Float32Array(N * K), [N, K]), tensor(new Float32Array(N * K), [N, K])];
+      const x = bf16(randn(g, M * K), [M, K]);
+      const dy = bf16(randn(g, M * N), [M, N]);
+      const b = tensor(randn(g, N), [N]);
+      const blockedBytes = () => native.memoryStats().blockedWeightBytes!;
+      const before = blockedBytes();
+      // copies are made where oneDNN runs the bf16 products (AVX-512 and up); elsewhere the products read the shadow
+      const copies = native.info().dnnl.bf16Matmul === true;
+      // y and dx against the reference from the shadow's values now (a copy left from the step before would be off by
+      // the whole update: lr 0.5 with Adam's unit-sized steps)
+      const check = (label: string) => {
+        const ws = shadow.dataSync();
+        const y = T(native.linear(x.t.handle, w.handle, b.handle, shadow.handle));
+        expectRows(y.dataSync(), ref.linear(x.v, ws, b.dataSync(), M, K, N), N, `y ${label}`);
+        const dx = T(native.linearBackward(x.t.handle, w.handle, dy.t.handle, true, true, shadow.handle)[0]!);
+        expectRows(dx.dataSync(), ref.linearBackward(x.v, ws, dy.v, M, K, N).dx, K, `dx ${label}`);
+      };
+      for (let step = 1; step <= 3; step++) {
+        const grad = tensor(randn(g, N * K), [N, K]);
+        native.adamwStep([w.handle], [grad.handle], [m.handle], [v.handle], [0.5], [0], 0.9, 0.95, 1e-8, step, [shadow.handle]);
+        check(`after step ${step}`);
+        // both roles' copies exist: 2 bytes per element of the padded layouts, so at least 4 per weight
+        if (copies) expect(blockedBytes() - before).toBeGreaterThanOrEqual(4 * N * K);
+        else expect(blockedBytes()).toBe(before);
+      }
+      // written in place by something else: the copies go, the products read the shadow itself
+      native.fill(shadow.handle, 0.25);
+      expect(blockedBytes()).toBe(before);
+      check('after fill');
+      // registered again by the next step, then freed with the shadow; memory at the same place is a new weight
+      native.adamwStep([w.handle], [tensor(randn(g, N * K), [N, K]).handle], [m.handle], [v.handle], [0.5], [0], 0.9, 0.95, 1e-8, 4, [shadow.handle]);
+      check('after step 4');
+      expect(blockedBytes() > before).toBe(copies);
+      shadow.dispose();
+      expect(blockedBytes()).toBe(before);
+      const other = bf16(randn(g, N * K, 0.3), [N, K]);
+      const y = T(native.linear(x.t.handle, w.handle, b.handle, other.t.handle));
+      expectRows(y.dataSync(), ref.linear(x.v, other.v, b.dataSync(), M, K, N), N, 'y with a new bf16 weight');
+    }));
+
   // width 37: the portable rows; 48 and 128: the AVX-512 rows where the CPU has AVX512-BF16
   for (const D of [37, 48, 128])
   it(`layerNorm, addLayerNorm and the backward with and without dres, width ${D}: float32 statistics, bf16 rows`, () =>
