@@ -25,6 +25,14 @@ inline const bool use_avx512 = [] {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }();
 
+// c[0] + c[1] r + ... + c[N - 1] r^(N - 1) on 16 lanes, by Horner's rule (one FMA a coefficient)
+template <int N>
+MAE_AVX512 inline __m512 horner16(__m512 r, const float (&c)[N]) {
+  __m512 p = _mm512_set1_ps(c[N - 1]);
+  for (int i = N - 2; i >= 0; i--) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[i]));
+  return p;
+}
+
 // exp_nonpositive on 16 lanes: the same range reduction and polynomial, 2^n applied by vscalefps; exactly 0 below
 // -87.3 as there (a caller may multiply the result by a large value: GELU's derivative takes x exp(-x^2 / 2)), and 0
 // in the lanes outside `keep` (a row's tail)
@@ -35,14 +43,10 @@ MAE_AVX512 inline __m512 exp16(__m512 a, __mmask16 keep = 0xffff) {
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), a);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(keep, p, n);
+  const __m512 p = horner16(r, {5.0000001201e-1f, 1.6666665459e-1f, 4.1665795894e-2f, 8.3334519073e-3f,
+                                 1.3981999507e-3f, 1.9875691500e-4f});
+  const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(keep, e, n);
 }
 
 // 2^a on 16 lanes (softmax arguments in base 2, a <= ~0): n = round(a), r = a - n in [-1/2, 1/2] (exact), 2^r by a
@@ -52,13 +56,8 @@ MAE_AVX512 inline __m512 exp2_16(__m512 a, __mmask16 keep = 0xffff) {
   keep &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
   const __m512 n = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 r = _mm512_sub_ps(a, n);
-  __m512 p = _mm512_set1_ps(1.5353361960e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3398875017e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.6184369177e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5503323674e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.4022647738e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.9314718246e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  const __m512 p = horner16(r, {1.0f, 6.9314718246e-1f, 2.4022647738e-1f, 5.5503323674e-2f, 9.6184369177e-3f,
+                                 1.3398875017e-3f, 1.5353361960e-4f});
   return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
@@ -89,7 +88,8 @@ MAE_AVX512 inline void transpose16(__m512i r[16]) {
   // column 4L + k: lane L of r[k], r[4 + k], r[8 + k], r[12 + k]
   for (int k = 0; k < 4; k++) {
     const __m512i a = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
-    const __m512i c = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
+    const __m512i c = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88);
+    const __m512i d = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
     t[k] = _mm512_shuffle_i32x4(a, c, 0x88);
     t[4 + k] = _mm512_shuffle_i32x4(b, d, 0x88);
     t[8 + k] = _mm512_shuffle_i32x4(a, c, 0xdd);

@@ -68,15 +68,8 @@ MAE_AVX512 inline __m512 normal_cdf16(__m512 x, __m512& e) {
   const __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), _mm512_set1_ps(1.0f));
   __m512 t = _mm512_rcp14_ps(d);
   t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
-  __m512 q = _mm512_set1_ps(-0.0593170114f);
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.285785288f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.48970592f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.280933619f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-0.02859951f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.203521401f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.2428931f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.282404214f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.282084763f));
+  const __m512 q = horner16(t, {0.282084763f, 0.282404214f, 0.2428931f, 0.203521401f, -0.02859951f, 0.280933619f,
+                                 -0.48970592f, 0.285785288f, -0.0593170114f});
   e = exp16(_mm512_mul_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-0.5f)));
   const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t), q), e);
   const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
