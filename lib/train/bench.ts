@@ -193,9 +193,10 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
     const baseline = build(baselineIndex);
     let batch = chooseBatch(baseline, options.batchSize, kind, images, precision, device, available, progress, note);
 
-    // all models at once when their state (weights, gradients, two AdamW moments: 16 bytes per parameter) and the
-    // baseline's activations fit; else one configuration at a time
-    const stateBytes = 16 * baseline.model.numParameters();
+    // all models at once when their state (weights, gradients, two AdamW moments: 16 bytes per parameter; in bf16
+    // also the weights' bf16 copies, 2 bytes, and on the CPU their two blocked copies for the products, 4 more) and
+    // the baseline's activations fit; else one configuration at a time
+    const stateBytes = (precision === 'bf16' ? (kind === 'cpu' ? 22 : 18) : 16) * baseline.model.numParameters();
     const together = (configs.length - 1) * stateBytes + stepBytes(baseline, batch) < 0.8 * available();
     if (!together) note(`the ${configs.length} models do not fit in memory together (${gib(stateBytes)} GiB of weights and optimizer state each): timing them one after another`);
     const groups = together ? [configs.map((_, i) => i)] : configs.map((_, i) => [i]);
