@@ -552,27 +552,38 @@ describe('bf16 products on CPUs without native bf16', () => {
     const dout = native.to(native.fromArray(r(2 * 9 * 12, 5), [2, 9, 12]), 'cpu', 'bfloat16');
     const [out, lse] = native.attention(qkv, 2);
     const dqkv = native.attentionBackward(qkv, out, dout, lse, 2);
+    // a shadow AdamW wrote: its products go through the layouts this oneDNN asks for (blocked.cpp)
+    const shadow = native.to(w, 'cpu', 'bfloat16');
+    const z = () => native.fromArray(new Float32Array(N * K), [N, K]);
+    native.adamwStep([w], [native.fromArray(r(N * K, 6), [N, K])], [z()], [z()], [0.5], [0], 0.9, 0.95, 1e-8, 1, [shadow]);
+    const ys = native.linear(x, w, null, shadow), dxs = native.linearBackward(x, w, dy, true, false, shadow)[0];
     const d = native.info().dnnl;
-    console.log(JSON.stringify({ dnnl: d, x: Array.from(x.read()), w: Array.from(native.to(w, 'cpu', 'bfloat16').read()), dy: Array.from(dy.read()),
+    console.log(JSON.stringify({ dnnl: d, blocked: native.memoryStats().blockedWeightBytes, ws: Array.from(shadow.read()), ys: Array.from(ys.read()), dxs: Array.from(dxs.read()),
+      x: Array.from(x.read()), w: Array.from(native.to(native.fromArray(r(N * K, 2), [N, K]), 'cpu', 'bfloat16').read()), dy: Array.from(dy.read()),
       y: Array.from(y.read()), dx: Array.from(dx.read()), dw: Array.from(dw.read()), dtypes: [y.dtype, dx.dtype, dw.dtype],
       qkv: Array.from(qkv.read()), dout: Array.from(dout.read()), out: Array.from(out.read()), dqkv: Array.from(dqkv.read()) }));`;
-  for (const [name, env, want] of [
+  // blocked: the bytes of the shadow's copies. The emulation asks for a plain B [K, N]: for the forward product that
+  // is W transposed (one copy, 2 N K bytes, made by the element loop), for dx it is W itself (no copy)
+  for (const [name, env, want, blocked] of [
     // (a CPU without AVX-512 stays below it: no native bf16 either way)
-    ['oneDNN emulating bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }],
-    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }],
-    ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }, { available: false }],
+    ['oneDNN emulating bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }, hasAvx512 ? 2 * 17 * 20 : 0],
+    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }, 0],
+    ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }, { available: false }, 0],
   ] as const)
     it(`give the same products: ${name}`, () => {
       const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
       if (p.status !== 0) throw new Error(p.stderr);
       const o = JSON.parse(p.stdout);
       expect(o.dnnl).toMatchObject(want);
+      expect(o.blocked).toBe(blocked);
       expect(o.dtypes).toEqual(['bfloat16', 'bfloat16', 'float32']);
       const [M, K, N] = [33, 20, 17];
       const r = ref.linearBackward(o.x, o.w, o.dy, M, K, N);
       expectRows(o.y, ref.linear(o.x, o.w, null, M, K, N), N, 'y');
       expectRows(o.dx, r.dx, K, 'dx');
       expectRows(o.dw, r.dw, K, 'dW', 1e-5);
+      expectRows(o.ys, ref.linear(o.x, o.ws, null, M, K, N), N, 'y with a shadow AdamW wrote');
+      expectRows(o.dxs, ref.linearBackward(o.x, o.ws, o.dy, M, K, N).dx, K, 'dx with a shadow AdamW wrote');
       // attention: oneDNN's batched products, or the float32 tiles where oneDNN has no bf16 kernel
       expectRows(o.out, ref.attention(o.qkv, 2, 9, 12, 2).out, 12, 'attention out', ATT_TOL);
       expectRows(o.dqkv, attentionBackwardGiven(o.qkv, o.out, o.dout, 2, 9, 12, 2).g, 36, 'attention dqkv', ATT_TOL, 1e-30);
