@@ -97,6 +97,7 @@ MAE_AVX512 inline void transpose16(__m512i r[16]) {
   }
   for (int i = 0; i < 16; i++) r[i] = t[i];
 }
+
 // 16 bfloat16 widened to float32 (exact: a bfloat16 is the high half of a float32)
 MAE_AVX512 inline __m512 widen_bf16x16(__m256i x) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x), 16));

@@ -80,10 +80,7 @@ void to_bf16(const float* src, uint16_t* dst, int64_t n) {
 
 void to_f32(const uint16_t* src, float* dst, int64_t n) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; i++) {
-    const uint32_t u = (uint32_t)src[i] << 16;
-    std::memcpy(&dst[i], &u, 4);
-  }
+  for (int64_t i = 0; i < n; i++) dst[i] = from_bf16(src[i]);
 }
 
 void convert(const TensorView& x, TensorView& y) {

@@ -7,7 +7,6 @@
 //   mean_tokens:   x [B, N, D] -> y [B, D], the mean over N; backward spreads dy / N over the N tokens
 //   fill:          y = value
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "cpu.h"
@@ -63,12 +62,7 @@ void column_sums(const TensorView& x, int64_t rows, int64_t n, int64_t j0, int64
       for (int64_t o = 0; o < rows; o++) {
         const uint16_t* row = bf16(x) + o * n + b0;
 #pragma omp simd
-        for (int64_t j = 0; j < w; j++) {
-          const uint32_t u = (uint32_t)row[j] << 16;
-          float v;
-          std::memcpy(&v, &u, 4);
-          acc[j] += v;
-        }
+        for (int64_t j = 0; j < w; j++) acc[j] += from_bf16(row[j]);
       }
     }
     for (int64_t j = 0; j < w; j++) y[b0 + j] = acc[j];

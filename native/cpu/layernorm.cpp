@@ -90,7 +90,8 @@ MAE_AVX512_BF16 void layernorm_backward_row16(const uint16_t* DY, const uint16_t
     _mm512_storeu_ps(xb + i, xhat);
     _mm512_storeu_ps(gb + i, g);
   }
-  const __m512 mg = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / D), mgx = _mm512_set1_ps(_mm512_reduce_add_ps(sgx) / D);
+  const __m512 mg = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / D);
+  const __m512 mgx = _mm512_set1_ps(_mm512_reduce_add_ps(sgx) / D);
   for (int64_t i = 0; i < D; i += 16) {
     const __m512 inner = _mm512_fnmadd_ps(_mm512_loadu_ps(xb + i), mgx, _mm512_sub_ps(_mm512_loadu_ps(gb + i), mg));
     __m512 dx = _mm512_mul_ps(vr, inner);
