@@ -1,7 +1,7 @@
 // AVX-512 pieces for the kernels that choose AVX-512 at run time (gelu.cpp, layernorm.cpp, attention.cpp), so that
 // the x86-64-v3 (AVX2) build of the prebuilt binary runs them too where the CPU has them: a function that uses them
 // carries MAE_AVX512 (or a wider target) and is called only after a check of the CPU.
-//   exp16: exp_nonpositive of vexp.h on 16 lanes (zero outside a mask); exp2_16: 2^a, for softmaxes in base 2;
+//   exp2_16: 2^a on 16 lanes (zero outside a mask), the exp of softmaxes in base 2 and of GELU's exp(-x^2 / 2);
 //   bf16 loads and stores of 16 values; the mask of a row's tail; pairs of bf16 rows as 32-bit words; a 16 x 16
 //   transpose of 32-bit lanes.
 // bf16 stores use vcvtneps2bf16 (AVX512-BF16): the same bits as to_bf16, whose fallback they are chosen against.
@@ -33,25 +33,11 @@ MAE_AVX512 inline __m512 horner16(__m512 r, const float (&c)[N]) {
   return p;
 }
 
-// exp_nonpositive on 16 lanes: the same range reduction and polynomial, 2^n applied by vscalefps; exactly 0 below
-// -87.3 as there (a caller may multiply the result by a large value: GELU's derivative takes x exp(-x^2 / 2)), and 0
-// in the lanes outside `keep` (a row's tail)
-MAE_AVX512 inline __m512 exp16(__m512 a, __mmask16 keep = 0xffff) {
-  keep &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ);  // a NaN stays in
-  a = _mm512_max_ps(_mm512_set1_ps(-87.3f), a);  // a NaN stays NaN (the second operand is returned)
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), a);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  const __m512 p = horner16(r, {5.0000001201e-1f, 1.6666665459e-1f, 4.1665795894e-2f, 8.3334519073e-3f,
-                                 1.3981999507e-3f, 1.9875691500e-4f});
-  const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(keep, e, n);
-}
-
-// 2^a on 16 lanes (softmax arguments in base 2, a <= ~0): n = round(a), r = a - n in [-1/2, 1/2] (exact), 2^r by a
-// degree-6 polynomial (coefficients fitted for relative error on [-1/2, 1/2]: below 1 ulp of float32 with fused
-// multiply-adds), 2^n applied by vscalefps; exactly 0 below -126 and in the lanes outside `keep`; a NaN stays NaN
+// 2^a on 16 lanes (a <= ~0: softmax arguments in base 2, GELU's -x^2 log2(e) / 2): n = round(a), r = a - n in
+// [-1/2, 1/2] (exact), 2^r by a degree-6 polynomial (coefficients fitted for relative error on [-1/2, 1/2]: below
+// 1 ulp of float32 with fused multiply-adds), 2^n applied by vscalefps; exactly 0 below -126 (a caller may multiply
+// the result by a large value: GELU's derivative takes x exp(-x^2 / 2)) and in the lanes outside `keep`; a NaN stays
+// NaN
 MAE_AVX512 inline __m512 exp2_16(__m512 a, __mmask16 keep = 0xffff) {
   keep &= _mm512_cmp_ps_mask(a, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
   const __m512 n = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
