@@ -337,72 +337,87 @@ describe('bf16 ops on the CPU against float64', () => {
       expect(Array.from(fdx)).toEqual(Array.from(fx.v, (v) => (v > 0 ? 1 : Number.isNaN(v) ? NaN : 0)));
     }));
 
-  // head dim 7: oneDNN's batched products; head dims 16 and 32: the fused AVX512-BF16 kernel where the CPU has it
-  // (odd token counts: padded pairs of tokens and score columns), else oneDNN too
-  for (const [B, N, D, H] of [[2, 23, 21, 3], [3, 23, 48, 3], [2, 13, 64, 4], [1, 49, 64, 2]] as const)
-  for (const [name, scale, dominant] of [
+  // The attention battery: odd token counts (padded pairs of tokens and score columns), inputs scaled x10 and x30,
+  // one dominant key per row. Head dim 7 takes oneDNN's batched products (where oneDNN has bf16 products); head dims
+  // 16 and 32 the fused AVX512-BF16 kernel where the CPU has it, else oneDNN's. The test after this one runs the same
+  // cases through oneDNN's products.
+  const attentionShapes = [[2, 23, 21, 3], [3, 23, 48, 3], [2, 13, 64, 4], [1, 49, 64, 2]] as const;
+  const attentionInputs = [
     ['unit inputs', 1, false],
     ['inputs x10', 10, false],
     ['inputs x30', 30, false],
     ['one dominant key per row', 1, true],
-  ] as const)
+  ] as const;
+  // qkv [B, N, 3D] and dout [B, N, D], bf16 values
+  function attentionCase(B: number, N: number, D: number, H: number, scale: number, dominant: boolean): { qkv: Float32Array; dout: Float32Array } {
+    const g = rng(4);
+    const raw = randn(g, B * N * 3 * D, scale);
+    if (dominant) {
+      // key j = (i * 5) % N of each query row i gets a large score: q_i . k_j >> the others
+      const hd = D / H;
+      for (let b = 0; b < B; b++)
+        for (let i = 0; i < N; i++)
+          for (let h = 0; h < H; h++)
+            for (let d = 0; d < hd; d++) {
+              raw[(b * N + i) * 3 * D + h * hd + d] = 3;
+              raw[(b * N + ((i * 5) % N)) * 3 * D + D + h * hd + d] = d % 2 ? 3 : 2.5;
+            }
+    }
+    return { qkv: bf16(raw, [B, N, 3 * D]).v, dout: bf16(randn(g, B * N * D), [B, N, D]).v };
+  }
+  // out, lse and dqkv of a case against the reference. dq, dk and dv of a token are rows of their own (the largest of
+  // the three would hide errors in the others), with the floor of the sums that cancel
+  function expectAttention(B: number, N: number, D: number, H: number, c: { qkv: Float32Array; dout: Float32Array }, got: { out: ArrayLike<number>; lse: ArrayLike<number>; dqkv: ArrayLike<number> }, label: string): void {
+    const want = ref.attention(c.qkv, B, N, D, H);
+    // P (and in backward dS) is rounded to bf16 for its product (oneDNN and the fused kernel: bf16 products): an
+    // output then carries two bf16 roundings, 2^-7 of its row's scale
+    expectRows(got.out, want.out, D, `out ${label}`, ATT_TOL);
+    // lse in float32 from exact bf16 inputs: a few float32 roundings of the row's largest |lse| (1.2e-7 measured)
+    expectRows(got.lse, want.lse, N, `lse ${label}`, 5e-7, 1e-6);
+    // backward takes out as given (bf16): its delta_i = dout_i . out_i is that of the rounded out, as the reference's
+    // here; rows of float32 underflow (x30: gradients below 1e-38) compare to zero
+    const want2 = attentionBackwardGiven(c.qkv, got.out, c.dout, B, N, D, H);
+    expectRows(got.dqkv, want2.g, D, `dqkv ${label}`, ATT_TOL, want2.floor);
+  }
+
+  for (const [B, N, D, H] of attentionShapes)
+  for (const [name, scale, dominant] of attentionInputs)
     it(`attention forward and backward, B ${B} N ${N} head dim ${D / H}, ${name}: fp32 softmax statistics (lse), bf16 out and dqkv`, () =>
       tidy(() => {
-        const g = rng(4);
-        const raw = randn(g, B * N * 3 * D, scale);
-        if (dominant) {
-          // key j = (i * 5) % N of each query row i gets a large score: q_i . k_j >> the others
-          const hd = D / H;
-          for (let b = 0; b < B; b++)
-            for (let i = 0; i < N; i++)
-              for (let h = 0; h < H; h++)
-                for (let d = 0; d < hd; d++) {
-                  const qi = (b * N + i) * 3 * D + h * hd + d;
-                  const kj = (b * N + ((i * 5) % N)) * 3 * D + D + h * hd + d;
-                  raw[qi] = 3;
-                  raw[kj] = d % 2 ? 3 : 2.5;
-                }
-        }
-        const qkv = bf16(raw, [B, N, 3 * D]);
+        const c = attentionCase(B, N, D, H, scale, dominant);
+        const qkv = bf16(c.qkv, [B, N, 3 * D]);
         const [out, lse] = native.attention(qkv.t.handle, H).map(T);
-        const want = ref.attention(qkv.v, B, N, D, H);
         expect([out!.dtype, lse!.dtype]).toEqual(['bfloat16', 'float32']);
-        // P (and in backward dS) is rounded to bf16 for its product (oneDNN and the fused kernel: bf16 products):
-        // an output then carries two bf16 roundings, 2^-7 of its row's scale
-        expectRows(out!.dataSync(), want.out, D, 'out', ATT_TOL);
-        // lse in float32 from exact bf16 inputs: a few float32 roundings of the row's largest |lse| (1.2e-7 measured)
-        expectRows(lse!.dataSync(), want.lse, N, 'lse', 5e-7, 1e-6);
-        const dout = bf16(randn(g, B * N * D), [B, N, D]);
-        const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, dout.t.handle, lse!.handle, H));
+        const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, bf16(c.dout, [B, N, D]).t.handle, lse!.handle, H));
         expect(dqkv.dtype).toBe('bfloat16');
-        // backward takes out as given (bf16): its delta_i = dout_i . out_i is that of the rounded out, as the
-        // reference's here; rows of float32 underflow (x30: gradients below 1e-38) compare to zero
-        const want2 = attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H);
-        expectRows(dqkv.dataSync(), want2.g, 3 * D, 'dqkv', ATT_TOL, want2.floor);
+        expectAttention(B, N, D, H, c, { out: out!.dataSync(), lse: lse!.dataSync(), dqkv: dqkv.dataSync() }, `(${native.info().bf16Attention})`);
       }));
 
-  it('attention: the kernel named by info(), and oneDNN in its place when MAE_CPU_ATTENTION=onednn, both against the reference', () => {
+  it('attention: the battery through oneDNN\'s products (MAE_CPU_ATTENTION=onednn, in a child process), and the kernel info() names', () => {
     const hasBf16 = /^flags\s*:.*\bavx512_bf16\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
     expect(native.info().bf16Attention.startsWith('fused avx512_bf16')).toBe(hasBf16);
-    // head dim 16 and 25 tokens: the fused kernel's shapes
-    const [B, N, D, H] = [2, 25, 32, 2];
+    const cases = attentionShapes.filter(([, , D, H]) => (D / H) % 16 === 0).flatMap(([B, N, D, H]) =>
+      attentionInputs.map(([name, scale, dominant]) => ({ shape: [B, N, D, H] as const, name, ...attentionCase(B, N, D, H, scale, dominant) })));
     const script = `
+      const { readFileSync } = await import('node:fs');
       const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
-      const r = (n, s) => Float32Array.from({ length: n }, (_, i) => 2 * Math.sin(i * 0.37 + s));
-      const qkv = native.to(native.fromArray(r(${B * N * 3 * D}, 4), [${B}, ${N}, ${3 * D}]), 'cpu', 'bfloat16');
-      const dout = native.to(native.fromArray(r(${B * N * D}, 5), [${B}, ${N}, ${D}]), 'cpu', 'bfloat16');
-      const [out, lse] = native.attention(qkv, ${H});
-      const dqkv = native.attentionBackward(qkv, out, dout, lse, ${H});
-      console.log(JSON.stringify({ kernel: native.info().bf16Attention, qkv: Array.from(qkv.read()), dout: Array.from(dout.read()),
-        out: Array.from(out.read()), dqkv: Array.from(dqkv.read()) }));`;
-    for (const env of [{}, { MAE_CPU_ATTENTION: 'onednn' }]) {
-      const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-      if (p.status !== 0) throw new Error(p.stderr);
-      const o = JSON.parse(p.stdout);
-      expect(o.kernel.startsWith('fused')).toBe(hasBf16 && !('MAE_CPU_ATTENTION' in env));
-      expectRows(o.out, ref.attention(o.qkv, B, N, D, H).out, D, `out (${o.kernel})`, ATT_TOL);
-      const want = attentionBackwardGiven(o.qkv, o.out, o.dout, B, N, D, H);
-      expectRows(o.dqkv, want.g, 3 * D, `dqkv (${o.kernel})`, ATT_TOL, want.floor);
+      const results = JSON.parse(readFileSync(0, 'utf8')).map(({ shape: [B, N, D, H], qkv, dout }) => {
+        const q = native.to(native.fromArray(Float32Array.from(qkv), [B, N, 3 * D]), 'cpu', 'bfloat16');
+        const g = native.to(native.fromArray(Float32Array.from(dout), [B, N, D]), 'cpu', 'bfloat16');
+        const [out, lse] = native.attention(q, H);
+        const dqkv = native.attentionBackward(q, out, g, lse, H);
+        return { out: Array.from(out.read()), lse: Array.from(lse.read()), dqkv: Array.from(dqkv.read()) };
+      });
+      console.log(JSON.stringify({ kernel: native.info().bf16Attention, results }));`;
+    const input = JSON.stringify(cases.map((c) => ({ shape: c.shape, qkv: Array.from(c.qkv), dout: Array.from(c.dout) })));
+    const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: 'onednn' }, maxBuffer: 1 << 28 });
+    if (p.status !== 0) throw new Error(p.stderr);
+    const o = JSON.parse(p.stdout);
+    expect(o.kernel.startsWith('fused')).toBe(false);
+    expect(o.results.length).toBe(cases.length);
+    for (const [i, c] of cases.entries()) {
+      const [B, N, D, H] = c.shape;
+      expectAttention(B, N, D, H, c, o.results[i], `B ${B} N ${N} head dim ${D / H}, ${c.name} (${o.kernel})`);
     }
   });
 
@@ -420,7 +435,7 @@ describe('bf16 ops on the CPU against float64', () => {
       expectRows(lse!.dataSync(), want.lse, N, 'lse', 1e-5, 1e-5);
       const dout = bf16(randn(g, B * N * D), [B, N, D]);
       const dqkv = T(native.attentionBackward(qkv.t.handle, out!.handle, dout.t.handle, lse!.handle, H));
-      expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H).g, 3 * D, 'dqkv', tol, 1e-30);
+      expectRows(dqkv.dataSync(), attentionBackwardGiven(qkv.v, out!.dataSync(), dout.v, B, N, D, H).g, D, 'dqkv', tol, 1e-30);
     }));
 
   it('maskedMse (with and without normPix) and crossEntropy (labels, soft targets): float32 losses, bf16 gradients', () =>
