@@ -330,7 +330,10 @@ bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, con
 
 // ---- bf16 fused on AVX512-BF16 ------------------------------------------------------------------------------------
 
-constexpr int64_t kFusedTokens = 256;  // above this, the O(N^2) scratch leaves L2: the oneDNN path, which chunks
+// Up to this many tokens the fused kernel: past L2 (its O(N^2) scratch, 2.6 MB a score block at N = 800) it still
+// beats oneDNN's products with the AVX-512 row passes (Zen 4, 1 thread, fwd / bwd: N 257 even, N 401 and 577
+// 1.2-1.45x, N 785 1.3-1.5x; at N 1025 backward 0.9x); above it the oneDNN path, which chunks its scores.
+constexpr int64_t kFusedTokens = 800;
 
 const bool fused_available = has_avx512_bf16_unless("MAE_CPU_ATTENTION", "onednn");
 

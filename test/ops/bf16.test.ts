@@ -341,7 +341,7 @@ describe('bf16 ops on the CPU against float64', () => {
   // one dominant key per row. Head dim 7 takes oneDNN's batched products (where oneDNN has bf16 products); head dims
   // 16 and 32 the fused AVX512-BF16 kernel where the CPU has it, else oneDNN's. The test after this one runs the same
   // cases through oneDNN's products.
-  const attentionShapes = [[2, 23, 21, 3], [3, 23, 48, 3], [2, 13, 64, 4], [1, 49, 64, 2]] as const;
+  const attentionShapes = [[2, 23, 21, 3], [3, 23, 48, 3], [2, 13, 64, 4], [1, 49, 64, 2], [1, 301, 32, 2]] as const;
   const attentionInputs = [
     ['unit inputs', 1, false],
     ['inputs x10', 10, false],
