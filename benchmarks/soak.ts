@@ -4,10 +4,11 @@
  * (handed out + cached) and the live tensor count. Memory must be flat after the warm-up; the last line gives the
  * growth from the first sample after warm-up to the end, in MiB and in bytes per step.
  *
- *   npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--threads N] [--tag NAME]
+ *   npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--precision fp32|bf16] [--threads N] [--tag NAME]
  *
  * Data: the synthetic set (no download), 4096 images; checkpoints every 1000 steps (the atomic-write path soaks
- * too). Results: benchmarks/results/soak-<date>[-tag].json.
+ * too). With --precision bf16 the samples also hold the bf16 weights' blocked copies (outside the allocator).
+ * Results: benchmarks/results/soak-<date>[-tag].json.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,9 +19,9 @@ import { pretrain } from '../lib/train/pretrain.js';
 import { benchArgs, describeMachine, fmt, machine, printTable, resultName, writeJson } from './common.js';
 
 const args = benchArgs(
-  'npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--threads N] [--tag NAME]\n' +
+  'npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--precision fp32|bf16] [--threads N] [--tag NAME]\n' +
     "A long pre-training run that prints the process's memory every --every steps.",
-  { values: ['--steps', '--batch-size', '--every', '--workers'] },
+  { values: ['--steps', '--batch-size', '--every', '--workers', '--precision'] },
 );
 function flag(name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -35,9 +36,11 @@ const every = flag('every', 500);
 const workers = args.includes('--workers') ? Number(args[args.indexOf('--workers') + 1]) : 1;
 if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`--workers must be an integer >= 0, got '${args[args.indexOf('--workers') + 1]}'`);
 if (args.includes('--threads')) native.setNumThreads(flag('threads', 1));
+const precision = args.includes('--precision') ? args[args.indexOf('--precision') + 1]! : 'fp32';
+if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
 
 const MiB = 2 ** 20;
-interface Sample { step: number; seconds: number; rssMiB: number; heapMiB: number; arrayBuffersMiB: number; nativeAllocMiB: number; liveTensors: number }
+interface Sample { step: number; seconds: number; rssMiB: number; heapMiB: number; arrayBuffersMiB: number; nativeAllocMiB: number; blockedMiB: number; liveTensors: number }
 const samples: Sample[] = [];
 const started = performance.now();
 const sample = (step: number) => {
@@ -45,20 +48,20 @@ const sample = (step: number) => {
   const a = native.memoryStats();
   const s: Sample = {
     step, seconds: (performance.now() - started) / 1000, rssMiB: m.rss / MiB, heapMiB: m.heapUsed / MiB, arrayBuffersMiB: m.arrayBuffers / MiB,
-    nativeAllocMiB: (a.allocatedBytes + a.cachedBytes) / MiB, liveTensors: liveTensors(),
+    nativeAllocMiB: (a.allocatedBytes + a.cachedBytes) / MiB, blockedMiB: (a.blockedWeightBytes ?? 0) / MiB, liveTensors: liveTensors(),
   };
   samples.push(s);
-  console.log(`step ${String(step).padStart(6)}  ${fmt(s.seconds, 0).padStart(5)} s  rss ${fmt(s.rssMiB)} MiB  heap ${fmt(s.heapMiB)} MiB  array buffers ${fmt(s.arrayBuffersMiB)} MiB  native ${fmt(s.nativeAllocMiB)} MiB  live tensors ${s.liveTensors}`);
+  console.log(`step ${String(step).padStart(6)}  ${fmt(s.seconds, 0).padStart(5)} s  rss ${fmt(s.rssMiB)} MiB  heap ${fmt(s.heapMiB)} MiB  array buffers ${fmt(s.arrayBuffersMiB)} MiB  native ${fmt(s.nativeAllocMiB)} MiB  blocked ${fmt(s.blockedMiB)} MiB  live tensors ${s.liveTensors}`);
 };
 
 const m = machine();
-console.log(`soak: mae_vit_tiny_patch4_28, batch ${batchSize}, ${steps} steps, ${workers} data worker(s); ${describeMachine(m, native.info().threads)}`);
+console.log(`soak: mae_vit_tiny_patch4_28 ${precision}, batch ${batchSize}, ${steps} steps, ${workers} data worker(s); ${describeMachine(m, native.info().threads)}`);
 const outDir = mkdtempSync(join(tmpdir(), 'mae-soak-'));
 sample(0);
 try {
   await pretrain({
     preset: 'mae_vit_tiny_patch4_28', data: { kind: 'synthetic', count: 4096 }, batchSize, epochs: Math.ceil((steps * batchSize) / 4096),
-    maxSteps: steps, checkpointEvery: 1000, visualizeEvery: 0, workers, outDir,
+    maxSteps: steps, checkpointEvery: 1000, visualizeEvery: 0, workers, outDir, precision,
     onEvent: (e) => {
       if (e.type === 'step' && e.step % every === 0) sample(e.step);
     },
@@ -71,8 +74,8 @@ try {
 const warm = samples.find((s) => s.step >= Math.max(every, steps / 10)) ?? samples[0]!;
 const last = samples[samples.length - 1]!;
 const grownMiB = last.rssMiB - warm.rssMiB;
-printTable(['step', 'seconds', 'rss MiB', 'heap MiB', 'array buffers MiB', 'native MiB', 'live tensors'],
-  samples.map((s) => [s.step, fmt(s.seconds, 0), fmt(s.rssMiB), fmt(s.heapMiB), fmt(s.arrayBuffersMiB), fmt(s.nativeAllocMiB), s.liveTensors]));
+printTable(['step', 'seconds', 'rss MiB', 'heap MiB', 'array buffers MiB', 'native MiB', 'blocked MiB', 'live tensors'],
+  samples.map((s) => [s.step, fmt(s.seconds, 0), fmt(s.rssMiB), fmt(s.heapMiB), fmt(s.arrayBuffersMiB), fmt(s.nativeAllocMiB), fmt(s.blockedMiB), s.liveTensors]));
 console.log(`resident set from step ${warm.step} to ${last.step}: ${grownMiB >= 0 ? '+' : ''}${fmt(grownMiB)} MiB (${fmt((grownMiB * MiB) / Math.max(1, last.step - warm.step), 0)} bytes per step); live tensors ${warm.liveTensors} -> ${last.liveTensors}`);
-const path = writeJson(resultName('soak', m.date, args), { machine: m, steps, batchSize, samples, growthMiB: grownMiB, fromStep: warm.step });
+const path = writeJson(resultName('soak', m.date, args), { machine: m, precision, steps, batchSize, samples, growthMiB: grownMiB, fromStep: warm.step });
 console.log(`wrote ${path}`);
