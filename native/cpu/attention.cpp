@@ -182,11 +182,19 @@ constexpr float kLog2e = float(kLog2eD), kLn2 = 0.693147180559945309f;
 // turns off vcvtneps2bf16 in to_bf16 (read here: convert.cpp's own flag may not be initialised yet).
 const bool rows16 = has_avx512_bf16_unless("MAE_CPU_BF16", "fallback");
 
+// the largest of N scores (masked loads: nothing past the row is read)
+MAE_AVX512 float row_max16(const float* S, int64_t N) {
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < N; j += 16) {
+    const __mmask16 k = tail16(j, N);
+    mx = _mm512_mask_max_ps(mx, k, mx, _mm512_maskz_loadu_ps(k, S + j));
+  }
+  return _mm512_reduce_max_ps(mx);
+}
+
 // P = softmax of a row of N scores in base 2, rounded to bf16 into P (the exps go through S); returns the row's lse
 MAE_AVX512_BF16 float softmax_row16(float* S, int64_t N, uint16_t* P) {
-  __m512 mx = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < N; j += 16) mx = _mm512_mask_max_ps(mx, tail16(j, N), mx, _mm512_loadu_ps(S + j));
-  const float m = _mm512_reduce_max_ps(mx);
+  const float m = row_max16(S, N);
   const __m512 vm = _mm512_set1_ps(m);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < N; j += 16) {
@@ -497,9 +505,7 @@ MAE_AVX512_BF16 void attention_forward_fused(const TensorView& qkv, int64_t H, T
       // unrounded values; P = E / sum is applied to P v's rows (the same rounding error as rounding P itself)
       for (int64_t i = 0; i < N; i++) {
         const float* S = t.s.data() + i * np;
-        __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < N; j += 16) mx = _mm512_mask_max_ps(mx, tail16(j, N), mx, _mm512_loadu_ps(S + j));
-        const float m = _mm512_reduce_max_ps(mx);
+        const float m = row_max16(S, N);
         const __m512 vm = _mm512_set1_ps(m);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < N; j += 16) {
@@ -541,12 +547,7 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
         prefetch_rows(Og + nb * N * D + nh * hd, N, D, hd * 2);
       }
       // delta_i = dout_i . out_i
-      for (int64_t i = 0; i < N; i++) {
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t d = 0; d < hd; d += 16)
-          acc = _mm512_fmadd_ps(load_bf16x16(obase + i * D + d), load_bf16x16(gbase + i * D + d), acc);
-        t.delta[i] = _mm512_reduce_add_ps(acc);
-      }
+      for (int64_t i = 0; i < N; i++) t.delta[i] = dot_bf16(obase + i * D, gbase + i * D, hd);
       t.rows(base, 3 * D, t.q);
       t.transposed(base + D, 3 * D, t.kp);
       t.rows(gbase, D, t.g);
