@@ -3,10 +3,14 @@
 //   p *= 1 - lr_i * wd_i;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 //   p -= lr_i / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
 // tensors[i]: param, grad, m, v of one shape, and optionally a bfloat16 shadow that receives the new parameter
-// rounded to bfloat16 (nearest even, convert.cpp; the CUDA step writes the same but for denormals, which CUDA keeps). The elements of all tensors are split evenly over the threads in one
-// parallel region, so a model of hundreds of small parameters costs one fork/join, not one per parameter. A shadow
-// written here is registered for blocked copies, which are now stale (blocked.cpp).
+// rounded to bfloat16 (nearest even, convert.cpp; the CUDA step writes the same but for denormals, which CUDA keeps),
+// streamed past the caches (the next step's products read it long after). The elements of all tensors are split
+// evenly over the threads in one parallel region, so a model of hundreds of small parameters costs one fork/join, not
+// one per parameter. A shadow written here is registered for blocked copies, which are now stale (blocked.cpp).
 #include <omp.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -36,7 +40,7 @@ void adamw_range(const AdamWTensor& t, int64_t begin, int64_t end, float beta1, 
       V[i] = vi;
       P[i] = P[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
     }
-    if (t.shadow.data) to_bf16(P + c, bf16(t.shadow) + c, ce - c);
+    if (t.shadow.data) to_bf16_stream(P + c, bf16(t.shadow) + c, ce - c);
   }
 }
 
@@ -57,6 +61,9 @@ void adamw_step(const AdamWTensor* tensors, int64_t count, float beta1, float be
       const int64_t lo = std::max(begin, offset[i]), hi = std::min(end, offset[i + 1]);
       if (lo < hi) adamw_range(tensors[i], lo - offset[i], hi - offset[i], beta1, beta2, eps, bc1, bc2_sqrt);
     }
+#if defined(__x86_64__)
+    _mm_sfence();  // this thread's streamed shadows are in memory before anything reads them
+#endif
   }
   for (int64_t i = 0; i < count; i++)
     if (tensors[i].shadow.data) blocked_weights_stale(tensors[i].shadow.data);

@@ -4,7 +4,12 @@
 // to_bf16 runs on vcvtneps2bf16 (AVX512-BF16) when the CPU has it, chosen at run time, so a binary built for any
 // x86-64 CPU never executes it elsewhere; otherwise integer arithmetic that the compiler vectorises. The instruction
 // treats denormal inputs as zero, and the fallback does the same, so both give the same bits on every CPU.
+// to_bf16_stream: the same bits, with the whole 64-byte lines of dst written past the caches where the instruction
+// runs (for an array that is not read again soon, such as AdamW's bf16 weights: no read of each line before it is
+// written); the caller fences (_mm_sfence) before another thread reads them.
 // MAE_CPU_BF16=fallback in the environment (read once) forces the fallback (to test it on a CPU with the instruction).
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -33,24 +38,32 @@ void to_bf16_fallback(const float* src, uint16_t* dst, int64_t n) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void to_bf16_avx512(const float* src, uint16_t* dst,
-                                                                            int64_t n) {
+#define MAE_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// fewer than 32 values, masked
+MAE_BF16_TARGET void to_bf16_short(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = (__mmask16)((n - i) >= 16 ? 0xffff : ((1u << (n - i)) - 1));
+    _mm256_mask_storeu_epi16(dst + i, k, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, src + i)));
+  }
+}
+
+// stream: the 64-byte lines of dst are written past the caches (the caller fences)
+template <bool stream>
+MAE_BF16_TARGET void to_bf16_avx512(const float* src, uint16_t* dst, int64_t n) {
   int64_t i = 0;
+  if (stream) {  // up to dst's first 64-byte boundary as usual
+    i = std::min<int64_t>(n, (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64 / 2);
+    to_bf16_short(src, dst, i);
+  }
   for (; i + 32 <= n; i += 32) {
-    const __m512bh r = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
-    _mm512_storeu_si512(reinterpret_cast<void*>(dst + i), (__m512i)r);
+    const __m512i r = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+    if (stream)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), r);
+    else
+      _mm512_storeu_si512(reinterpret_cast<void*>(dst + i), r);
   }
-  if (i < n) {
-    const __mmask16 lo = (__mmask16)((n - i) >= 16 ? 0xffff : ((1u << (n - i)) - 1));
-    const __m256bh r = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(lo, src + i));
-    _mm256_mask_storeu_epi16(dst + i, lo, (__m256i)r);
-    i += 16;
-    if (i < n) {
-      const __mmask16 hi = (__mmask16)((1u << (n - i)) - 1);
-      const __m256bh s = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(hi, src + i));
-      _mm256_mask_storeu_epi16(dst + i, hi, (__m256i)s);
-    }
-  }
+  to_bf16_short(src + i, dst + i, n - i);
 }
 #endif
 
@@ -73,7 +86,14 @@ bool bf16_convert_native() { return use_native; }
 
 void to_bf16(const float* src, uint16_t* dst, int64_t n) {
 #if defined(__x86_64__)
-  if (use_native) return to_bf16_avx512(src, dst, n);
+  if (use_native) return to_bf16_avx512<false>(src, dst, n);
+#endif
+  to_bf16_fallback(src, dst, n);
+}
+
+void to_bf16_stream(const float* src, uint16_t* dst, int64_t n) {
+#if defined(__x86_64__)
+  if (use_native) return to_bf16_avx512<true>(src, dst, n);
 #endif
   to_bf16_fallback(src, dst, n);
 }

@@ -27,6 +27,8 @@ inline bool all_bf16(std::initializer_list<const TensorView*> ts) {
 }
 bool bf16_convert_native();
 void to_bf16(const float* src, uint16_t* dst, int64_t n);
+// the same, with streaming stores where the CPU has AVX512-BF16 (for data not read again soon); fence afterwards
+void to_bf16_stream(const float* src, uint16_t* dst, int64_t n);
 void to_f32(const uint16_t* src, float* dst, int64_t n);
 // y = x converted to y's dtype (float32 or bfloat16), same number of elements
 void convert(const TensorView& x, TensorView& y);
