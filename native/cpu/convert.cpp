@@ -13,11 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "avx512.h"
 #include "cpu.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace mae::cpu {
 
@@ -38,19 +35,17 @@ void to_bf16_fallback(const float* src, uint16_t* dst, int64_t n) {
 }
 
 #if defined(__x86_64__)
-#define MAE_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-
-// fewer than 32 values, masked
-MAE_BF16_TARGET void to_bf16_short(const float* src, uint16_t* dst, int64_t n) {
+// a few values, 16 at a time with masks
+MAE_AVX512_BF16 void to_bf16_short(const float* src, uint16_t* dst, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = (__mmask16)((n - i) >= 16 ? 0xffff : ((1u << (n - i)) - 1));
-    _mm256_mask_storeu_epi16(dst + i, k, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, src + i)));
+    const __mmask16 k = tail16(i, n);
+    store_bf16x16(dst + i, _mm512_maskz_loadu_ps(k, src + i), k);
   }
 }
 
 // stream: the 64-byte lines of dst are written past the caches (the caller fences)
 template <bool stream>
-MAE_BF16_TARGET void to_bf16_avx512(const float* src, uint16_t* dst, int64_t n) {
+MAE_AVX512_BF16 void to_bf16_avx512(const float* src, uint16_t* dst, int64_t n) {
   int64_t i = 0;
   if (stream) {  // up to dst's first 64-byte boundary as usual
     i = std::min<int64_t>(n, (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64 / 2);
