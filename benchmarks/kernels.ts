@@ -19,9 +19,9 @@
  * Bytes: the minimum each op must read and write once (float32), listed per op below.
  *
  * bf16 (when oneDNN has bf16 kernels here): attention and biasGelu with bf16 activations on the same shapes, against
- * the bf16 peak (native.linear 2048^3 with bf16 operands, oneDNN); attention with the kernel that info().bf16Attention
- * names and, when that is the fused AVX512-BF16 one, with oneDNN's batched products in its place (a child process
- * with MAE_CPU_ATTENTION=onednn; the two arms run one after the other, so compare them on a quiet machine).
+ * the bf16 peak (native.linear 2048^3 with bf16 operands, oneDNN); attention where the fused AVX512-BF16 kernel runs
+ * twice, with it and with oneDNN's batched products (child processes with MAE_CPU_ATTENTION=fused and =onednn; the
+ * two arms run one after the other, so compare them on a quiet machine), else with oneDNN's products.
  *
  * Output: a table on stdout and benchmarks/results/kernels-<date>.json.
  * Output name: <kind>-<date>[-threads<N> when --threads is given][-<tag> with --tag TAG].json.
@@ -90,10 +90,12 @@ const toBf16 = (t: NativeTensor): NativeTensor => {
   return b;
 };
 
-/** bf16 attention forward and backward on every shape, with the kernel this process runs (percentages left at 0) */
-function bf16AttentionRows(): Row[] {
+/**
+ * bf16 attention forward and backward on every shape, with the kernel this process runs (percentages left at 0):
+ * `kernel` names it in the rows
+ */
+function bf16AttentionRows(kernel: string): Row[] {
   const out: Row[] = [];
-  const kernel = native.info().bf16Attention.startsWith('fused') ? 'fused' : 'oneDNN';
   for (const c of cfgs) {
     const hd = c.D / c.H;
     const qkv = toBf16(randn([c.B, c.N, 3 * c.D], 1, 21)), dout = toBf16(randn([c.B, c.N, c.D], 1, 22));
@@ -113,9 +115,9 @@ function bf16AttentionRows(): Row[] {
   return out;
 }
 
-// the oneDNN arm of the bf16 attention rows, in a child process started with MAE_CPU_ATTENTION=onednn
+// an arm of the bf16 attention rows, in a child process started with MAE_CPU_ATTENTION=fused or =onednn
 if (args.includes('--bf16-attention-rows')) {
-  console.log(JSON.stringify(bf16AttentionRows()));
+  console.log(JSON.stringify(bf16AttentionRows(process.env.MAE_CPU_ATTENTION === 'fused' ? 'fused' : 'oneDNN')));
   process.exit(0);
 }
 
@@ -226,13 +228,18 @@ let bf16PeakRate = 0;
 if (dnnlInfo.bf16Matmul) {
   bf16PeakRate = bf16Peak({ reps: REPS, minTime: MIN_TIME });
   rows.push({ group: 'peak', precision: 'bf16', name: `bf16 product (native.linear, oneDNN ${dnnlInfo.isa})`, shape: '2048x2048x2048', dir: 'fwd', seconds: (2 * 2048 ** 3) / bf16PeakRate / 1e9, rate: bf16PeakRate, unit: 'GFLOP/s', pctOfPeak: 100, flops: 2 * 2048 ** 3, runs: [] });
-  const att = bf16AttentionRows();
+  // where the fused kernel runs, each kernel in a child process that forces it (the default picks per shape on AMX)
+  const att: Row[] = [];
   if (native.info().bf16Attention.startsWith('fused')) {
-    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--bf16-attention-rows', ...args], {
-      encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: 'onednn' }, maxBuffer: 1 << 26,
-    });
-    if (child.status !== 0) throw new Error(`the oneDNN arm of bf16 attention failed: ${child.stderr}`);
-    att.push(...(JSON.parse(child.stdout.trim().split('\n').pop()!) as Row[]));
+    for (const choice of ['fused', 'onednn']) {
+      const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--bf16-attention-rows', ...args], {
+        encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: choice }, maxBuffer: 1 << 26,
+      });
+      if (child.status !== 0) throw new Error(`the ${choice} arm of bf16 attention failed: ${child.stderr}`);
+      att.push(...(JSON.parse(child.stdout.trim().split('\n').pop()!) as Row[]));
+    }
+  } else {
+    att.push(...bf16AttentionRows('oneDNN'));
   }
   for (const r of att) r.pctOfPeak = (100 * r.rate) / bf16PeakRate;
   rows.push(...att);

@@ -78,7 +78,7 @@ export interface NativeInfo {
   dnnl: NativeDnnlInfo;
   /** how CPU kernels round float32 to bfloat16: the AVX512-BF16 instruction, or the integer fallback */
   bf16Convert: string;
-  /** which kernel runs bf16 attention on the CPU (MAE_CPU_ATTENTION=onednn turns the fused AVX512-BF16 one off) */
+  /** which kernel runs bf16 attention on the CPU (MAE_CPU_ATTENTION=onednn or =fused forces one of the two) */
   bf16Attention: string;
 }
 

@@ -393,32 +393,57 @@ describe('bf16 ops on the CPU against float64', () => {
         expectAttention(B, N, D, H, c, { out: out!.dataSync(), lse: lse!.dataSync(), dqkv: dqkv.dataSync() }, `(${native.info().bf16Attention})`);
       }));
 
-  it('attention: the battery through oneDNN\'s products (MAE_CPU_ATTENTION=onednn, in a child process), and the kernel info() names', () => {
-    const hasBf16 = /^flags\s*:.*\bavx512_bf16\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
-    expect(native.info().bf16Attention.startsWith('fused avx512_bf16')).toBe(hasBf16);
-    const cases = attentionShapes.filter(([, , D, H]) => (D / H) % 16 === 0).flatMap(([B, N, D, H]) =>
-      attentionInputs.map(([name, scale, dominant]) => ({ shape: [B, N, D, H] as const, name, ...attentionCase(B, N, D, H, scale, dominant) })));
+  // the battery's cases of head dims that the fused kernel takes (multiples of 16), run in a child process whose
+  // MAE_CPU_ATTENTION is `choice`: what it wrote (the kernel's info() name and each case's out, lse and dqkv)
+  function attentionChild(choice: string, cases: { shape: readonly [number, number, number, number]; qkv: Float32Array; dout: Float32Array }[]) {
     const script = `
       const { readFileSync } = await import('node:fs');
       const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
       const results = JSON.parse(readFileSync(0, 'utf8')).map(({ shape: [B, N, D, H], qkv, dout }) => {
         const q = native.to(native.fromArray(Float32Array.from(qkv), [B, N, 3 * D]), 'cpu', 'bfloat16');
         const g = native.to(native.fromArray(Float32Array.from(dout), [B, N, D]), 'cpu', 'bfloat16');
-        const [out, lse] = native.attention(q, H);
-        const dqkv = native.attentionBackward(q, out, g, lse, H);
-        return { out: Array.from(out.read()), lse: Array.from(lse.read()), dqkv: Array.from(dqkv.read()) };
+        try {
+          const [out, lse] = native.attention(q, H);
+          const dqkv = native.attentionBackward(q, out, g, lse, H);
+          return { out: Array.from(out.read()), lse: Array.from(lse.read()), dqkv: Array.from(dqkv.read()) };
+        } catch (e) {
+          return { error: e.message };
+        }
       });
       console.log(JSON.stringify({ kernel: native.info().bf16Attention, results }));`;
     const input = JSON.stringify(cases.map((c) => ({ shape: c.shape, qkv: Array.from(c.qkv), dout: Array.from(c.dout) })));
-    const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: 'onednn' }, maxBuffer: 1 << 28 });
+    const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: choice }, maxBuffer: 1 << 28 });
     if (p.status !== 0) throw new Error(p.stderr);
-    const o = JSON.parse(p.stdout);
-    expect(o.kernel.startsWith('fused')).toBe(false);
-    expect(o.results.length).toBe(cases.length);
-    for (const [i, c] of cases.entries()) {
-      const [B, N, D, H] = c.shape;
-      expectAttention(B, N, D, H, c, o.results[i], `B ${B} N ${N} head dim ${D / H}, ${c.name} (${o.kernel})`);
-    }
+    return JSON.parse(p.stdout) as { kernel: string; results: ({ out: number[]; lse: number[]; dqkv: number[] } | { error: string })[] };
+  }
+  const fusedCases = () => attentionShapes.filter(([, , D, H]) => (D / H) % 16 === 0).flatMap(([B, N, D, H]) =>
+    attentionInputs.map(([name, scale, dominant]) => ({ shape: [B, N, D, H] as const, name, ...attentionCase(B, N, D, H, scale, dominant) })));
+  const hasAvx512Bf16 = () => /^flags\s*:.*\bavx512_bf16\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+  // in-process the default picks per shape (on AMX, heads of 32 tokens and more take oneDNN's products); each of the
+  // two kernels then runs every case in a child process where the environment forces it
+  for (const choice of ['onednn', 'fused'])
+    it(`attention: the battery through ${choice === 'fused' ? 'the fused kernel where the CPU has AVX512-BF16' : 'oneDNN\'s products'} (MAE_CPU_ATTENTION=${choice}, in a child process), and the kernel info() names`, () => {
+      expect(native.info().bf16Attention.startsWith('fused avx512_bf16')).toBe(hasAvx512Bf16());
+      expect(native.info().bf16Attention.includes('on AMX')).toBe(hasAvx512Bf16() && native.info().dnnl.amx);
+      const cases = fusedCases();
+      const o = attentionChild(choice, cases);
+      expect(o.kernel.startsWith('fused')).toBe(choice === 'fused' && hasAvx512Bf16());
+      if (choice === 'fused') expect(o.kernel).not.toContain('AMX');
+      expect(o.results.length).toBe(cases.length);
+      for (const [i, c] of cases.entries()) {
+        const [B, N, D, H] = c.shape;
+        const r = o.results[i]!;
+        if ('error' in r) throw new Error(r.error);
+        expectAttention(B, N, D, H, c, r, `B ${B} N ${N} head dim ${D / H}, ${c.name} (${o.kernel})`);
+      }
+    });
+
+  it('attention: MAE_CPU_ATTENTION other than fused or onednn is an error that names it (bf16 attention), and info() says so', () => {
+    const cases = fusedCases().slice(0, 1);
+    const o = attentionChild('fast', cases);
+    expect(o.kernel).toBe('none: MAE_CPU_ATTENTION must be fused or onednn (or unset), got "fast"');
+    expect(o.results[0]).toEqual({ error: 'attention: MAE_CPU_ATTENTION must be fused or onednn (or unset), got "fast"' });
   });
 
   it('attention forward and backward over several chunks of batch entries (scores of one entry over 1M elements)', () =>
