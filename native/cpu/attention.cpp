@@ -21,16 +21,15 @@
 // one thread 18% faster forward, 28% backward than with the portable rows.
 //
 // bf16 fused, on CPUs with AVX512-BF16 (qkv, out, dout and dqkv bfloat16, head dim a multiple of 16, at most
-// kFusedTokens tokens, and below kAmxTokens where oneDNN's products run on AMX; MAE_CPU_ATTENTION=onednn in the
-// environment turns it off, =fused keeps it on AMX too): one (batch, head) pair per task, every product on vdpbf16ps
-// (pairs of bf16 multiplied and summed into float32 lanes) over operands packed into per-thread scratch that stays
-// in L2 (N = 197, hd 32: about 760 KB backward). The same arithmetic as the oneDNN path: float32 scores and softmax
-// statistics, P and dS rounded to bf16 for their products, float32 accumulation; it leaves out oneDNN's per-call
-// cost and the trip of the scores through memory, which dominate ViT-sized heads (N = 13 to 197, head dim 32 or 64)
-// where oneDNN's products run on vdpbf16ps too. The softmax works in base 2 (log2(e) goes into the scores' product,
-// the exps are 2^x: fewer operations each), and forward rounds the unnormalised exps to bf16 for P v and divides its
-// rows by the sums when they are stored (one pass over the scores less; the same size of rounding error as rounding
-// P).
+// kFusedTokens tokens, and below kAmxTokens on CPUs with AMX; MAE_CPU_ATTENTION=onednn in the environment turns it off,
+// =fused keeps it on AMX too): one (batch, head) pair per task, every product on vdpbf16ps (pairs of bf16 multiplied
+// and summed into float32 lanes) over operands packed into per-thread scratch that stays in L2 (N = 197, hd 32: about
+// 760 KB backward). The same arithmetic as the oneDNN path: float32 scores and softmax statistics, P and dS rounded to
+// bf16 for their products, float32 accumulation; it leaves out oneDNN's per-call cost and the trip of the scores
+// through memory, which dominate ViT-sized heads (N = 13 to 197, head dim 32 or 64) where oneDNN's products run on
+// vdpbf16ps too. The softmax works in base 2 (log2(e) goes into the scores' product, the exps are 2^x: fewer operations
+// each), and forward rounds the unnormalised exps to bf16 for P v and divides its rows by the sums when they are stored
+// (one pass over the scores less; the same size of rounding error as rounding P).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -349,12 +348,14 @@ bool attention_backward_onednn(const TensorView& qkv, const TensorView& out, con
 // 1.2-1.45x, N 785 1.3-1.5x; at N 1025 backward 0.9x); above it the oneDNN path, which chunks its scores.
 constexpr int64_t kFusedTokens = 800;
 
-// From this many tokens a head goes to oneDNN's products instead where they run on AMX (tiles of 16 x 32 by 32 x 16
-// bf16 per instruction, several times vdpbf16ps's rate, on which the fused kernel spends about half of ViT-B's
-// attention); below it oneDNN's cost per product, which the fused kernel leaves out, decides (13 tokens: the fused
-// kernel 2-3x faster than oneDNN's products on Zen 4). Not yet measured on an AMX CPU: `npm run bench` times both
-// there (benchmarks/kernels.ts), MAE_CPU_ATTENTION=fused or =onednn forces one.
-constexpr int64_t kAmxTokens = 32;
+// From this many tokens a head goes to oneDNN's products instead on CPUs with AMX (oneDNN 2.6 runs these strided
+// batched products as "gemm:jit", whose bf16 GEMM takes AMX kernels there: tiles of 16 x 32 by 32 x 16 bf16 per
+// instruction, several times the rate of vdpbf16ps, on which the fused kernel spends about half of ViT-B's decoder
+// attention). Below it what the fused kernel leaves out (oneDNN's buffers and copies per head, the scores' trip
+// through memory) weighs more: on Zen 4 (2 threads, batch 64, forward + backward) the fused kernel is 3.7-4x faster
+// at 13 tokens, 1.25-1.36x at 50, 1.16-1.20x at 197. Not yet measured on an AMX CPU: `npm run bench` times both
+// kernels there (benchmarks/kernels.ts); MAE_CPU_ATTENTION=fused or =onednn forces one.
+constexpr int64_t kAmxTokens = 128;
 
 const char* const attention_env = std::getenv("MAE_CPU_ATTENTION");  // unset, "fused" or "onednn"
 const bool fused_available = has_avx512_bf16_unless("MAE_CPU_ATTENTION", "onednn");
@@ -363,22 +364,12 @@ bool attention_env_valid() {
   return !attention_env || std::strcmp(attention_env, "fused") == 0 || std::strcmp(attention_env, "onednn") == 0;
 }
 
-// whether oneDNN runs the scores' product S = q k^T of these heads on AMX (its implementation name says)
-bool amx_products(int64_t N, int64_t D, int64_t H) {
-  if (!dnnl_info().amx) return false;
-  const int64_t hd = D / H;
-  const std::string impl = matmul_impl(view4(1, H, N, hd, N * 3 * D, hd, 3 * D, 1, DType::BF16),
-                                       view4(1, H, hd, N, N * 3 * D, hd, 1, 3 * D, DType::BF16), false,
-                                       view4(1, H, N, N, H * N * N, N * N, N, 1, DType::F32));
-  return impl.find("amx") != std::string::npos;
-}
-
 bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t D, int64_t H) {
   if (!all_bf16(ts)) return false;
   if (!attention_env_valid())
     throw Error(std::string("MAE_CPU_ATTENTION must be fused or onednn (or unset), got \"") + attention_env + "\"");
   if (!fused_available || (D / H) % 16 != 0 || N > kFusedTokens) return false;
-  return attention_env || N < kAmxTokens || !amx_products(N, D, H);
+  return attention_env || N < kAmxTokens || !dnnl_info().amx;
 }
 
 #if defined(__x86_64__)
@@ -631,7 +622,7 @@ std::string bf16_attention_kernel() {
   const std::string others = dnnl_info().bf16_matmul ? "oneDNN batched products" : "float32 tiles";
   if (!fused_available) return others;
   const std::string amx = !attention_env && dnnl_info().amx
-                              ? "; from " + std::to_string(kAmxTokens) + " tokens where oneDNN's products run on AMX"
+                              ? "; from " + std::to_string(kAmxTokens) + " tokens oneDNN's products on AMX"
                               : "";
   return "fused avx512_bf16 (head dim a multiple of 16, up to " + std::to_string(kFusedTokens) + " tokens" + amx +
          "), else " + others;

@@ -420,7 +420,7 @@ describe('bf16 ops on the CPU against float64', () => {
     attentionInputs.map(([name, scale, dominant]) => ({ shape: [B, N, D, H] as const, name, ...attentionCase(B, N, D, H, scale, dominant) })));
   const hasAvx512Bf16 = () => /^flags\s*:.*\bavx512_bf16\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
 
-  // in-process the default picks per shape (on AMX, heads of 32 tokens and more take oneDNN's products); each of the
+  // in-process the default picks per shape (on AMX, heads of 128 tokens and more take oneDNN's products); each of the
   // two kernels then runs every case in a child process where the environment forces it
   for (const choice of ['onednn', 'fused'])
     it(`attention: the battery through ${choice === 'fused' ? 'the fused kernel where the CPU has AVX512-BF16' : 'oneDNN\'s products'} (MAE_CPU_ATTENTION=${choice}, in a child process), and the kernel info() names`, () => {
