@@ -364,10 +364,13 @@ bool attention_env_valid() {
   return !attention_env || std::strcmp(attention_env, "fused") == 0 || std::strcmp(attention_env, "onednn") == 0;
 }
 
+std::string attention_env_problem() {
+  return std::string("MAE_CPU_ATTENTION must be fused or onednn (or unset), got \"") + attention_env + "\"";
+}
+
 bool use_fused(std::initializer_list<const TensorView*> ts, int64_t N, int64_t D, int64_t H) {
   if (!all_bf16(ts)) return false;
-  if (!attention_env_valid())
-    throw Error(std::string("MAE_CPU_ATTENTION must be fused or onednn (or unset), got \"") + attention_env + "\"");
+  if (!attention_env_valid()) throw Error(attention_env_problem());
   if (!fused_available || (D / H) % 16 != 0 || N > kFusedTokens) return false;
   return attention_env || N < kAmxTokens || !dnnl_info().amx;
 }
@@ -617,8 +620,7 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
 }  // namespace
 
 std::string bf16_attention_kernel() {
-  if (!attention_env_valid())
-    return std::string("none: MAE_CPU_ATTENTION must be fused or onednn (or unset), got \"") + attention_env + "\"";
+  if (!attention_env_valid()) return "none: " + attention_env_problem();
   const std::string others = dnnl_info().bf16_matmul ? "oneDNN batched products" : "float32 tiles";
   if (!fused_available) return others;
   const std::string amx = !attention_env && dnnl_info().amx
