@@ -100,7 +100,7 @@ const char* isa_name(dnnl_cpu_isa_t isa) {
     case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
     case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "all";
+    default: return "other (not in oneDNN 2.6's list)";
   }
 }
 
@@ -143,7 +143,8 @@ void load() {
   const dnnl_cpu_isa_t isa = api.dnnl_get_effective_cpu_isa();
   info.isa = isa_name(isa);
   info.bf16_native = (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
-  info.amx = isa == dnnl_cpu_isa_avx512_core_amx;
+  // the ISA values are bit sets, each containing those below it (a later 2.x may report one past AMX)
+  info.amx = (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
   info.available = true;
 }
 
