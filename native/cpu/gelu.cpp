@@ -9,14 +9,14 @@
 //   relative accuracy of the negative tail, where 1 + erf(x) cancels (the std::erf form gives exactly 0 below
 //   x = -5.54). Measured against the double-precision formula on a 1e-5 grid: forward relative error below 8.4e-7 on
 //   |x| < 4, 2.1e-6 on |x| < 8, 7.5e-6 on |x| < 14 (y ~ 1e-30 there); derivative absolute error below 1.8e-7.
-// bias_gelu with a bfloat16 result (y, or dx backward) runs in AVX-512 intrinsics where the CPU has AVX-512 (chosen
-// at run time, so the AVX2 build of the prebuilt binary uses it too), with erfc(z) = t q(t) exp(-z^2) and q a
-// polynomial (normal_cdf16 below), so that the derivative's exp(-x^2 / 2) is the one exp of the element, taken as
-// 2^(-x^2 log2(e) / 2) (exp2_16: fewer operations than a two-part ln 2 reduction; 10% off these kernels); 1 / (1 +
-// z / 2) from vrcp14ps and one Newton step. Against the long-double formula on a 1e-4 grid: forward relative error
-// below 8.1e-7 on |x| < 4, 2.8e-6 on |x| < 8, 7.5e-6 on |x| < 16; derivative 2.6e-6, 2.7e-6, 7.5e-6 (where
-// |x + 0.75| > 0.05, away from its zero), absolute 2e-7. float32 results keep the portable loop (their parity with
-// the official code); for bfloat16 the difference is far below the rounding that follows (half a unit: 2e-3).
+// bias_gelu with a bfloat16 result (y, or dx backward) runs in AVX-512 intrinsics where the CPU has AVX-512 (chosen at
+// run time, so the AVX2 build of the prebuilt binary uses it too; with AVX512-BF16 rounding in registers), with erfc(z)
+// = t q(t) exp(-z^2) and q a polynomial (normal_cdf16 below), so that the derivative's exp(-x^2 / 2) is the one exp of
+// the element, taken as 2^(-x^2 log2(e) / 2) (exp2_16: fewer operations than a two-part ln 2 reduction; 10% off these
+// kernels); 1 / (1 + z / 2) from vrcp14ps and one Newton step. Against the long-double formula on a 1e-4 grid: forward
+// relative error below 8.1e-7 on |x| < 4, 2.8e-6 on |x| < 8, 7.5e-6 on |x| < 16; derivative 2.6e-6, 2.7e-6, 7.5e-6
+// (where |x + 0.75| > 0.05, away from its zero), absolute 2e-7. float32 results keep the portable loop (their parity
+// with the official code); for bfloat16 the difference is far below the rounding that follows (half a unit: 2e-3).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -93,15 +93,37 @@ MAE_AVX512 void bias_gelu_row16(const TensorView& x, int64_t at, const float* Bv
 }
 
 // DX[j] = dy[at + j] gelu'(x[at + j] + Bv[j]) for j < N
+MAE_AVX512 inline __m512 bias_gelu_grad16(const TensorView& x, const TensorView& dy, int64_t at, const float* Bv,
+                                          int64_t j, __mmask16 k) {
+  const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
+  __m512 e;
+  const __m512 cdf = normal_cdf16(h, e);
+  const __m512 grad = _mm512_fmadd_ps(_mm512_mul_ps(h, _mm512_set1_ps(0.39894228040143268f)), e, cdf);
+  return _mm512_mul_ps(load16(dy, at + j, k), grad);
+}
 MAE_AVX512 void bias_gelu_grad_row16(const TensorView& x, const TensorView& dy, int64_t at, const float* Bv, float* DX,
                                      int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 k = tail16(j, N);
+    _mm512_mask_storeu_ps(DX + j, k, bias_gelu_grad16(x, dy, at, Bv, j, k));
+  }
+}
+
+// the two rows above with bfloat16 results rounded in registers (vcvtneps2bf16: the bits of to_bf16), where the CPU
+// has AVX512-BF16: no float32 row to write and convert after (a few % of these kernels, most in backward)
+MAE_AVX512_BF16 void bias_gelu_row16_bf16(const TensorView& x, int64_t at, const float* Bv, uint16_t* Y, int64_t N) {
+  for (int64_t j = 0; j < N; j += 16) {
+    const __mmask16 k = tail16(j, N);
     const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
     __m512 e;
-    const __m512 cdf = normal_cdf16(h, e);
-    const __m512 grad = _mm512_fmadd_ps(_mm512_mul_ps(h, _mm512_set1_ps(0.39894228040143268f)), e, cdf);
-    _mm512_mask_storeu_ps(DX + j, k, _mm512_mul_ps(load16(dy, at + j, k), grad));
+    store_bf16x16(Y + j, _mm512_mul_ps(h, normal_cdf16(h, e)), k);
+  }
+}
+MAE_AVX512_BF16 void bias_gelu_grad_row16_bf16(const TensorView& x, const TensorView& dy, int64_t at, const float* Bv,
+                                               uint16_t* DX, int64_t N) {
+  for (int64_t j = 0; j < N; j += 16) {
+    const __mmask16 k = tail16(j, N);
+    store_bf16x16(DX + j, bias_gelu_grad16(x, dy, at, Bv, j, k), k);
   }
 }
 #endif
@@ -124,6 +146,12 @@ void bias_gelu_forward(const TensorView& x, const TensorView& b, TensorView& y) 
     std::vector<float> xb(N), yb(N);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
+#if defined(__x86_64__)
+      if (use_avx512 && y.dtype == DType::BF16 && bf16_convert_native()) {
+        bias_gelu_row16_bf16(x, r * N, Bv, bf16(y) + r * N, N);
+        continue;
+      }
+#endif
       float* Y = out_row(y, r * N, yb.data());
 #if defined(__x86_64__)
       if (use_avx512 && y.dtype == DType::BF16) {
@@ -152,6 +180,12 @@ void bias_gelu_backward(const TensorView& x, const TensorView& b, const TensorVi
     std::vector<float> xb(N), gb(N), dxb(N);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
+#if defined(__x86_64__)
+      if (use_avx512 && dx.dtype == DType::BF16 && bf16_convert_native()) {
+        bias_gelu_grad_row16_bf16(x, dy, r * N, Bv, bf16(dx) + r * N, N);
+        continue;
+      }
+#endif
       float* DX = out_row(dx, r * N, dxb.data());
 #if defined(__x86_64__)
       if (use_avx512 && dx.dtype == DType::BF16) {

@@ -293,6 +293,32 @@ describe('bf16 ops on the CPU against float64', () => {
       }
     }));
 
+  it('biasGelu with bf16 results: the same bits where the results are rounded in registers and through the integer fallback (MAE_CPU_BF16=fallback, in a child process)', () => {
+    // on CPUs with AVX512-BF16 the rows are rounded by vcvtneps2bf16 as they are computed, with the fallback through
+    // a float32 row and to_bf16's integer rounding: the same arithmetic, so the same bits (odd sizes, a masked tail)
+    const script = `
+      const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
+      const [R, N] = [5, 1037];
+      const x = native.to(native.fromArray(Float32Array.from({ length: R * N }, (_, i) => Math.sin(i * 0.377) * 14), [R, N]), 'cpu', 'bfloat16');
+      const dy = native.to(native.fromArray(Float32Array.from({ length: R * N }, (_, i) => Math.cos(i * 0.61)), [R, N]), 'cpu', 'bfloat16');
+      const b = native.fromArray(Float32Array.from({ length: N }, (_, j) => Math.sin(j) * 0.3), [N]);
+      const bits = (t) => Array.from(new Uint32Array(Float32Array.from(t.read()).buffer));
+      const [dx, db] = native.biasGeluBackward(x, b, dy, true);
+      console.log(JSON.stringify({ how: native.info().bf16Convert, y: bits(native.biasGelu(x, b)), dx: bits(dx), db: bits(db) }));`;
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
+      if (r.status !== 0) throw new Error(r.stderr);
+      return JSON.parse(r.stdout) as { how: string; y: number[]; dx: number[]; db: number[] };
+    };
+    const hw = run({}), sw = run({ MAE_CPU_BF16: 'fallback' });
+    expect(sw.how).toMatch(/integer/);
+    expect(hw.y.length).toBe(5 * 1037);
+    expect(new Set(hw.y).size).toBeGreaterThan(1000);
+    expect(sw.y).toEqual(hw.y);
+    expect(sw.dx).toEqual(hw.dx);
+    expect(sw.db).toEqual(hw.db);
+  });
+
   it('biasGelu with bf16 results: every bf16 input with 2^-8 <= |x| <= 12 gives the bf16 rounding of the exact value', () =>
     tidy(() => {
       // bf16 keeps 8 bits, so the float32 formula's error (about 2e-7 of the value) shows only where the exact value
