@@ -83,12 +83,15 @@ MAE_AVX512 inline __m512 load16(const TensorView& t, int64_t at, __mmask16 k) {
 }
 
 // Y[j] = gelu(x[at + j] + Bv[j]) for j < N
+MAE_AVX512 inline __m512 bias_gelu16(const TensorView& x, int64_t at, const float* Bv, int64_t j, __mmask16 k) {
+  const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
+  __m512 e;
+  return _mm512_mul_ps(h, normal_cdf16(h, e));
+}
 MAE_AVX512 void bias_gelu_row16(const TensorView& x, int64_t at, const float* Bv, float* Y, int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 k = tail16(j, N);
-    const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
-    __m512 e;
-    _mm512_mask_storeu_ps(Y + j, k, _mm512_mul_ps(h, normal_cdf16(h, e)));
+    _mm512_mask_storeu_ps(Y + j, k, bias_gelu16(x, at, Bv, j, k));
   }
 }
 
@@ -114,9 +117,7 @@ MAE_AVX512 void bias_gelu_grad_row16(const TensorView& x, const TensorView& dy, 
 MAE_AVX512_BF16 void bias_gelu_row16_bf16(const TensorView& x, int64_t at, const float* Bv, uint16_t* Y, int64_t N) {
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 k = tail16(j, N);
-    const __m512 h = _mm512_add_ps(load16(x, at + j, k), _mm512_maskz_loadu_ps(k, Bv + j));
-    __m512 e;
-    store_bf16x16(Y + j, _mm512_mul_ps(h, normal_cdf16(h, e)), k);
+    store_bf16x16(Y + j, bias_gelu16(x, at, Bv, j, k), k);
   }
 }
 MAE_AVX512_BF16 void bias_gelu_grad_row16_bf16(const TensorView& x, const TensorView& dy, int64_t at, const float* Bv,
