@@ -118,8 +118,6 @@ MatDesc mat(int64_t rows, int64_t cols, bool transposed, DType dtype);
 // done) when oneDNN is not loaded or has no kernel for this product on this CPU; throws mae::Error if it fails.
 bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
             const MatDesc& c, void* C);
-// the name of the implementation oneDNN runs for such a product (e.g. "brg:avx512_core_bf16"), "" for none
-std::string matmul_impl(const MatDesc& a, const MatDesc& b, bool bias, const MatDesc& c);
 // C [M, n] = A [M, k] B (+ bias) with B a Linear's bf16 weight shadow W [N, K]: B = W^T (fwd, n = N) or B = W (dx,
 // n = K), read from its blocked copy (blocked.cpp). false (nothing done) when W has no blocked copies (not a shadow
 // that AdamW wrote) or oneDNN cannot run the product: the caller then runs matmul on W itself.

@@ -50,7 +50,6 @@ namespace {
   X(dnnl_primitive_attr_set_output_scales) \
   X(dnnl_primitive_desc_create) \
   X(dnnl_primitive_desc_destroy) \
-  X(dnnl_primitive_desc_query) \
   X(dnnl_primitive_desc_query_md) \
   X(dnnl_memory_desc_get_size) \
   X(dnnl_primitive_create) \
@@ -162,12 +161,11 @@ std::string shape_of(const MatDesc& a, const MatDesc& b) {
   return shape_str(s) + " x " + shape_str(std::vector<int64_t>(b.dims, b.dims + b.ndims));
 }
 
-// a primitive for one shape, with its scratchpad size and implementation name; for a product that reads a blocked
-// weight (matmul_weight), the weights' memory descriptor and its layout as offsets (null: not a 2-D blocked one)
+// a primitive for one shape, with its scratchpad size; for a product that reads a blocked weight (matmul_weight), the
+// weights' memory descriptor and its layout as offsets (null: not a 2-D blocked one)
 struct Prim {
   dnnl_primitive_t p = nullptr;
   size_t scratch = 0;
-  std::string impl;
   dnnl_memory_desc_t wmd{};
   std::shared_ptr<const BlockedLayout> layout;
   ~Prim() {
@@ -269,8 +267,6 @@ std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, f
   }
   check(s, "primitive descriptor", shape);
   auto prim = std::make_shared<Prim>();
-  const char* impl = nullptr;
-  if (api.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl) prim->impl = impl;
   const dnnl_memory_desc_t* sm = api.dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
   prim->scratch = sm ? api.dnnl_memory_desc_get_size(sm) : 0;
   if (blocked_b) {
@@ -389,12 +385,6 @@ bool matmul_weight(const MatDesc& a, const void* A, const void* W, int64_t N, in
   if (!B) return false;
   run(*p, a, A, p->wmd, B, bias, c, C, shape_of(a, b));
   return true;
-}
-
-std::string matmul_impl(const MatDesc& a, const MatDesc& b, bool bias, const MatDesc& c) {
-  if (!dnnl_info().available) return "";
-  std::shared_ptr<Prim> p = primitive(a, b, bias, 1.0f, c);
-  return p ? p->impl : "";
 }
 
 }  // namespace mae::cpu
