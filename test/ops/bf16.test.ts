@@ -26,6 +26,18 @@ function bf16(values: ArrayLike<number>, shape: number[]): { t: Tensor; v: Float
 }
 const T = (h: NativeTensor) => new Tensor(h);
 
+/** whether /proc/cpuinfo lists `flag` among the CPU's flags */
+function hasCpuFlag(flag: string): boolean {
+  return new RegExp(`^flags\\s*:.*\\b${flag}\\b`, 'm').test(readFileSync('/proc/cpuinfo', 'utf8'));
+}
+
+/** An ES module script run in a child Node process with `env` added to the environment (and `input` on its stdin): what it printed, parsed as JSON. */
+function runChild<R>(script: string, env: Record<string, string>, input?: string): R {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout) as R;
+}
+
 /** x as float32, then rounded to bf16 by the rule (nearest, ties to even), from its bits: the reference for finite values */
 function roundBf16(x: number): number {
   const u = new Uint32Array(Float32Array.of(x).buffer)[0]!;
@@ -124,11 +136,7 @@ describe('conversions to bfloat16', () => {
     const a = native.fromArray(withNaN, [withNaN.length]), b = native.fromArray(big, [big.length]);
     const r = native.to(a, 'cpu', 'bfloat16').read(), s = native.to(b, 'cpu', 'bfloat16').read();
     console.log(JSON.stringify({ how: native.info().bf16Convert, small: Array.from(r, (v) => Object.is(v, -0) ? '-0' : String(v)), big: Array.from(s) }));`;
-  const run = (env: Record<string, string>) => {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-    if (r.status !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout) as { how: string; small: string[]; big: number[] };
-  };
+  const run = (env: Record<string, string>) => runChild<{ how: string; small: string[]; big: number[] }>(script, env);
 
   it('round to nearest even, keep inf and NaN, flush denormals to signed zero; the fallback gives the same bits', () => {
     const hw = run({});
@@ -305,11 +313,7 @@ describe('bf16 ops on the CPU against float64', () => {
       const bits = (t) => Array.from(new Uint32Array(Float32Array.from(t.read()).buffer));
       const [dx, db] = native.biasGeluBackward(x, b, dy, true);
       console.log(JSON.stringify({ how: native.info().bf16Convert, y: bits(native.biasGelu(x, b)), dx: bits(dx), db: bits(db) }));`;
-    const run = (env: Record<string, string>) => {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
-      if (r.status !== 0) throw new Error(r.stderr);
-      return JSON.parse(r.stdout) as { how: string; y: number[]; dx: number[]; db: number[] };
-    };
+    const run = (env: Record<string, string>) => runChild<{ how: string; y: number[]; dx: number[]; db: number[] }>(script, env);
     const hw = run({}), sw = run({ MAE_CPU_BF16: 'fallback' });
     expect(sw.how).toMatch(/integer/);
     expect(hw.y.length).toBe(5 * 1037);
@@ -438,13 +442,11 @@ describe('bf16 ops on the CPU against float64', () => {
       });
       console.log(JSON.stringify({ kernel: native.info().bf16Attention, results }));`;
     const input = JSON.stringify(cases.map((c) => ({ shape: c.shape, qkv: Array.from(c.qkv), dout: Array.from(c.dout) })));
-    const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input, encoding: 'utf8', env: { ...process.env, MAE_CPU_ATTENTION: choice }, maxBuffer: 1 << 28 });
-    if (p.status !== 0) throw new Error(p.stderr);
-    return JSON.parse(p.stdout) as { kernel: string; results: ({ out: number[]; lse: number[]; dqkv: number[] } | { error: string })[] };
+    return runChild<{ kernel: string; results: ({ out: number[]; lse: number[]; dqkv: number[] } | { error: string })[] }>(script, { MAE_CPU_ATTENTION: choice }, input);
   }
   const fusedCases = () => attentionShapes.filter(([, , D, H]) => (D / H) % 16 === 0).flatMap(([B, N, D, H]) =>
     attentionInputs.map(([name, scale, dominant]) => ({ shape: [B, N, D, H] as const, name, ...attentionCase(B, N, D, H, scale, dominant) })));
-  const hasAvx512Bf16 = () => /^flags\s*:.*\bavx512_bf16\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  const hasAvx512Bf16 = () => hasCpuFlag('avx512_bf16');
 
   // in-process the default picks per shape (on AMX, heads of 128 tokens and more take oneDNN's products); each of the
   // two kernels then runs every case in a child process where the environment forces it
@@ -602,7 +604,7 @@ describe('bf16 ops on the CPU against float64', () => {
 });
 
 /** whether this CPU has AVX-512 (for the case that limits oneDNN to it) */
-const hasAvx512 = /^flags\s*:.*\bavx512f\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+const hasAvx512 = hasCpuFlag('avx512f');
 
 describe('bf16 products on CPUs without native bf16', () => {
   // The same products (a Linear's three, and attention forward and backward) in a process where oneDNN may use AVX-512 but not AVX512-BF16 or AMX (it emulates bf16), one
@@ -640,9 +642,7 @@ describe('bf16 products on CPUs without native bf16', () => {
     ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }, { available: false }, 0],
   ] as const)
     it(`give the same products: ${name}`, () => {
-      const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-      if (p.status !== 0) throw new Error(p.stderr);
-      const o = JSON.parse(p.stdout);
+      const o = runChild<any>(script, env);
       expect(o.dnnl).toMatchObject(want);
       expect(o.blocked).toBe(blocked);
       expect(o.dtypes).toEqual(['bfloat16', 'bfloat16', 'float32']);
