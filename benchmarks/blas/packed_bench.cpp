@@ -40,8 +40,9 @@ const Shape kShapes[] = {
     {"vitb", "enc qkv", 400, 768, 2304},    {"vitb", "enc proj", 400, 768, 768},   {"vitb", "enc fc1", 400, 768, 3072},
     {"vitb", "enc fc2", 400, 3072, 768},    {"vitb", "dec qkv", 1576, 512, 1536},  {"vitb", "dec proj", 1576, 512, 512},
     {"vitb", "dec fc1", 1576, 512, 2048},   {"vitb", "dec fc2", 1576, 2048, 512},  {"tiny", "enc qkv", 832, 192, 576},
-    {"tiny", "enc fc1", 832, 192, 768},     {"tiny", "enc fc2", 832, 768, 192},    {"tiny", "dec qkv", 3200, 128, 384},
-    {"tiny", "dec fc1", 3200, 128, 512},    {"tiny", "dec fc2", 3200, 512, 128},
+    {"tiny", "enc proj", 832, 192, 192},    {"tiny", "enc fc1", 832, 192, 768},    {"tiny", "enc fc2", 832, 768, 192},
+    {"tiny", "dec qkv", 3200, 128, 384},    {"tiny", "dec proj", 3200, 128, 128},  {"tiny", "dec fc1", 3200, 128, 512},
+    {"tiny", "dec fc2", 3200, 512, 128},
 };
 
 struct Result {
@@ -115,7 +116,9 @@ int main(int argc, char** argv) {
                   n, r.plain * 1e3, r.blocked * 1e3, 100 * save / r.plain, r.reorder * 1e3, (save - r.reorder) * 1e3,
                   r.impl.c_str());
       const int i = std::string(s.model) == "vitb" ? 0 : 1;
-      const int depth = std::string(s.layer).rfind("enc", 0) == 0 ? 12 : std::string(s.model) == "vitb" ? 8 : 4;
+      // blocks with this layer: ViT-B 12 encoder and 8 decoder blocks, the tiny model 6 and 2
+      const bool enc = std::string(s.layer).rfind("enc", 0) == 0;
+      const int depth = i == 0 ? (enc ? 12 : 8) : (enc ? 6 : 2);
       saved[i] += depth * save;
       reordered[i] += depth * r.reorder;
     }
