@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds and runs the OpenBLAS vs oneDNN sgemm comparison (benchmarks only; the library itself links OpenBLAS alone),
-# and, with --packed, the bf16 comparison of plain against oneDNN-blocked weights (packed_bench.cpp).
+# with --packed, the bf16 comparison of plain against oneDNN-blocked weights (packed_bench.cpp), and with --layouts the
+# bf16 operand layouts of dW's dy^T and of attention's products (layouts_bench.cpp).
 # Needs libopenblas-dev and libdnnl-dev (apt-get install -y libdnnl-dev).
 #
 #   benchmarks/blas/build.sh            build, then run the sgemm comparison with 2 threads, 3 rounds
 #   benchmarks/blas/build.sh --packed   build, then run the plain / blocked bf16 weights comparison (2 threads, 5 rounds)
+#   benchmarks/blas/build.sh --layouts  build, then run the operand layout comparison (2 threads, 5 rounds)
 #   benchmarks/blas/build.sh --no-run   build only
 #   THREADS=1 ROUNDS=3 benchmarks/blas/build.sh   other thread / round counts (results named blas-threads1-...)
 #
@@ -21,7 +23,8 @@ for d in /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas; d
 done
 g++ -O3 -march=native -std=c++17 -fopenmp $inc "$here/sgemm_bench.cpp" -o "$out/sgemm_bench" -lopenblas -ldnnl
 g++ -O3 -std=c++17 -fopenmp "$here/packed_bench.cpp" -o "$out/packed_bench" -ldnnl
-echo "built $out/sgemm_bench $out/packed_bench"
+g++ -O3 -std=c++17 -fopenmp "$here/layouts_bench.cpp" -o "$out/layouts_bench" -ldnnl
+echo "built $out/sgemm_bench $out/packed_bench $out/layouts_bench"
 [ "${1:-}" = "--no-run" ] && exit 0
 
 threads="${THREADS:-2}"
@@ -32,6 +35,10 @@ tag=""
 [ "$threads" != 2 ] && tag="threads$threads-"
 if [ "${1:-}" = "--packed" ]; then
   "$out/packed_bench" "$threads" "${ROUNDS:-5}" "$res/packed-$tag$date.json"
+  exit 0
+fi
+if [ "${1:-}" = "--layouts" ]; then
+  "$out/layouts_bench" "$threads" "${ROUNDS:-5}" "$res/layouts-$tag$date.json"
   exit 0
 fi
 rounds="${ROUNDS:-3}"
