@@ -15,19 +15,14 @@
 //    out = P v; backward S again, dP = dout v^T, dq = dS k, dk = dS^T q, dv = P^T dout.
 //
 // Usage: layouts_bench [threads=2] [rounds=5] [json_out]
-#include <omp.h>
-
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
+
+#include "onednn_bench.h"
 
 namespace {
 
@@ -35,13 +30,6 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 using dims = dnnl::memory::dims;
 using desc = dnnl::memory::desc;
-
-double seconds_per_call(dnnl::stream& st, int calls, const std::function<void()>& f) {
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < calls; i++) f();
-  st.wait();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls;
-}
 
 // a memory object of d, filled with small bf16 values (or zeros for float32): the time does not depend on them
 dnnl::memory filled(const desc& d, dnnl::engine& eng) {
@@ -58,8 +46,9 @@ struct Timed {
 };
 
 // C = alpha A B over memory descriptors a, b, c (any strides); `flops` per call picks the call count
-Timed product(dnnl::engine& eng, dnnl::stream& st, const desc& a, const desc& b, const desc& c, float alpha,
-              double flops, int rounds) {
+Timed product(Bench& bench, const desc& a, const desc& b, const desc& c, float alpha, double flops) {
+  dnnl::engine& eng = bench.eng;
+  dnnl::stream& st = bench.st;
   dnnl::primitive_attr attr;
   if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
   const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, eng);
@@ -68,27 +57,27 @@ Timed product(dnnl::engine& eng, dnnl::stream& st, const desc& a, const desc& b,
   const int calls = std::max(3, (int)(1e9 / flops));
   Timed t{1e30, pd.impl_info_str()};
   p.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  for (int r = 0; r < rounds; r++)
-    t.s = std::min(t.s, seconds_per_call(st, calls, [&] {
+  for (int r = 0; r < bench.rounds; r++)
+    t.s = std::min(t.s, bench.seconds_per_call(calls, [&] {
       p.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     }));
   return t;
 }
 
-Timed reorder(dnnl::engine& eng, dnnl::stream& st, const desc& from, const desc& to, int rounds) {
-  dnnl::memory a = filled(from, eng), b(to, eng);
+Timed reorder(Bench& bench, const desc& from, const desc& to) {
+  dnnl::memory a = filled(from, bench.eng), b(to, bench.eng);
   dnnl::reorder r(a, b);
   const int calls = std::max(3, (int)(2e8 / from.get_size()));
   Timed t{1e30, "reorder"};
-  r.execute(st, a, b);
-  for (int round = 0; round < rounds; round++)
-    t.s = std::min(t.s, seconds_per_call(st, calls, [&] { r.execute(st, a, b); }));
+  r.execute(bench.st, a, b);
+  for (int round = 0; round < bench.rounds; round++)
+    t.s = std::min(t.s, bench.seconds_per_call(calls, [&] { r.execute(bench.st, a, b); }));
   return t;
 }
 
 // a copy of n bytes over the threads: a lower bound on the cost of any transpose of as many bytes (which also reads
 // and writes each once, but in another order)
-Timed timed_copy(dnnl::stream& st, size_t n, int rounds) {
+Timed timed_copy(Bench& bench, size_t n) {
   std::vector<char> src(n, 1), dst(n);
   const long chunk = 1 << 16, chunks = (n + chunk - 1) / chunk;
   const auto copy = [&] {
@@ -98,7 +87,7 @@ Timed timed_copy(dnnl::stream& st, size_t n, int rounds) {
   const int calls = std::max(3, (int)(2e8 / n));
   Timed t{1e30, "copy"};
   copy();
-  for (int r = 0; r < rounds; r++) t.s = std::min(t.s, seconds_per_call(st, calls, copy));
+  for (int r = 0; r < bench.rounds; r++) t.s = std::min(t.s, bench.seconds_per_call(calls, copy));
   return t;
 }
 
@@ -129,13 +118,13 @@ struct DwResult {
   Timed view, stored, copy;
 };
 
-DwResult measure_dw(dnnl::engine& eng, dnnl::stream& st, const Linear& l, int rounds) {
+DwResult measure_dw(Bench& bench, const Linear& l) {
   const double flops = 2.0 * l.M * l.N * l.K;
   const desc x({l.M, l.K}, dt::bf16, tag::ab), dw({l.N, l.K}, dt::f32, tag::ab);
   DwResult r{&l};
-  r.view = product(eng, st, desc({l.N, l.M}, dt::bf16, tag::ba), x, dw, 1.0f, flops, rounds);
-  r.stored = product(eng, st, desc({l.N, l.M}, dt::bf16, tag::ab), x, dw, 1.0f, flops, rounds);
-  r.copy = timed_copy(st, l.M * l.N * 2, rounds);
+  r.view = product(bench, desc({l.N, l.M}, dt::bf16, tag::ba), x, dw, 1.0f, flops);
+  r.stored = product(bench, desc({l.N, l.M}, dt::bf16, tag::ab), x, dw, 1.0f, flops);
+  r.copy = timed_copy(bench, l.M * l.N * 2);
   return r;
 }
 
@@ -164,7 +153,7 @@ const char* const kProducts[] = {"S = q k^T", "out = P v", "dP = dout v^T", "dq 
 // how many times each runs in a layer's forward + backward (S twice: forward, and recomputed in backward)
 const int kCount[] = {2, 1, 1, 1, 1, 1};
 
-AttnResult measure_attention(dnnl::engine& eng, dnnl::stream& st, const Heads& h, int rounds) {
+AttnResult measure_attention(Bench& bench, const Heads& h) {
   const long B = h.B, H = h.H, N = h.N, hd = h.hd, D = H * hd, BH = B * H;
   const double flops = 2.0 * BH * N * N * hd;
   const float alpha = 1.0f / std::sqrt((float)hd);
@@ -179,7 +168,7 @@ AttnResult measure_attention(dnnl::engine& eng, dnnl::stream& st, const Heads& h
   AttnResult r{&h};
   const auto both = [&](const desc& a, const desc& b, const desc& c, const desc& pa, const desc& pb, const desc& pc,
                         float al) {
-    r.products.push_back({product(eng, st, a, b, c, al, flops, rounds), product(eng, st, pa, pb, pc, al, flops, rounds)});
+    r.products.push_back({product(bench, a, b, c, al, flops), product(bench, pa, pb, pc, al, flops)});
   };
   both(tok, tokT, s32, p, pT, p32, alpha);    // S = alpha q k^T
   both(s16, tok, go, p16, p, p, 1.0f);        // out = P v (into out [B, N, D])
@@ -187,30 +176,22 @@ AttnResult measure_attention(dnnl::engine& eng, dnnl::stream& st, const Heads& h
   both(s16, tok, tok, p16, p, p, alpha);      // dq = alpha dS k
   both(s16T, tok, tok, p16T, p, p, alpha);    // dk = alpha dS^T q
   both(s16T, go, tok, p16T, p, p, 1.0f);      // dv = P^T dout
-  r.pack = reorder(eng, st, tok, desc({B, H, N, hd}, dt::bf16, tag::abcd), rounds);
+  r.pack = reorder(bench, tok, desc({B, H, N, hd}, dt::bf16, tag::abcd));
   return r;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
-  const char* json_out = argc > 3 ? argv[3] : nullptr;
-  omp_set_num_threads(threads);
-  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  dnnl::stream st(eng);
-  const dnnl_version_t* v = dnnl_version();
-  std::printf("oneDNN %d.%d.%d, threads %d, best of %d rounds; ms per call\n\n", v->major, v->minor, v->patch, threads,
-              rounds);
+  Bench bench(argc, argv);
 
-  std::printf("1. dW = dy^T x: dy^T as a view (as now) or stored\n");
+  std::printf("\n1. dW = dy^T x: dy^T as a view (as now) or stored\n");
   std::printf("%-5s %-9s %16s %9s %9s %9s %8s  %s\n", "model", "layer", "M x K x N", "view", "stored", "copy",
               "net", "kernel");
   std::vector<DwResult> dws;
   double dw_net[2] = {0, 0};  // per model, ms per step
   for (const Linear& l : kLinears) {
-    const DwResult r = measure_dw(eng, st, l, rounds);
+    const DwResult r = measure_dw(bench, l);
     dws.push_back(r);
     const double net = r.view.s - r.stored.s - r.copy.s;
     std::printf("%-5s %-9s %5ldx%5ldx%5ld %9.3f %9.3f %9.3f %8.3f  %s\n", l.model, l.layer, l.M, l.K, l.N,
@@ -224,7 +205,7 @@ int main(int argc, char** argv) {
   std::printf("%-9s %-14s %9s %9s  %-22s %s\n", "heads", "product", "strided", "packed", "kernel (strided)", "kernel (packed)");
   std::vector<AttnResult> attns;
   for (const Heads& h : kHeads) {
-    const AttnResult r = measure_attention(eng, st, h, rounds);
+    const AttnResult r = measure_attention(bench, h);
     attns.push_back(r);
     double strided = 0, packed = 0;
     for (size_t i = 0; i < r.products.size(); i++) {
@@ -241,14 +222,9 @@ int main(int argc, char** argv) {
                 h.depth * (packed + packing) * 1e3);
   }
 
-  if (json_out) {
-    FILE* f = std::fopen(json_out, "w");
-    if (!f) {
-      std::perror(json_out);
-      return 1;
-    }
-    std::fprintf(f, "{\n  \"onednn\": \"%d.%d.%d\",\n  \"threads\": %d,\n  \"rounds\": %d,\n", v->major, v->minor,
-                 v->patch, threads, rounds);
+  if (bench.json_out) {
+    FILE* f = bench.open_json();
+    if (!f) return 1;
     std::fprintf(f, "  \"dw_step_most_saved_ms\": {\"vitb\": %.3f, \"tiny\": %.3f},\n  \"dw\": [\n", dw_net[0] * 1e3,
                  dw_net[1] * 1e3);
     for (size_t i = 0; i < dws.size(); i++) {
@@ -273,7 +249,7 @@ int main(int argc, char** argv) {
     }
     std::fprintf(f, "  ]\n}\n");
     std::fclose(f);
-    std::printf("wrote %s\n", json_out);
+    std::printf("wrote %s\n", bench.json_out);
   }
   return 0;
 }

@@ -11,17 +11,12 @@
 // Activations, dy and outputs are bf16, as in a bf16 training step; the bias is left out (the same in both).
 //
 // Usage: packed_bench [threads=2] [rounds=5] [json_out]
-#include <omp.h>
-
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <functional>
 #include <string>
 #include <vector>
+
+#include "onednn_bench.h"
 
 namespace {
 
@@ -52,15 +47,10 @@ struct Result {
   double plain = 1e30, blocked = 1e30, reorder = 1e30;  // seconds per call, best of the rounds
 };
 
-double seconds_per_call(dnnl::stream& st, int calls, const std::function<void()>& f) {
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < calls; i++) f();
-  st.wait();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls;
-}
-
 // C [m, n] = A [m, k] B [k, n], B plain with format `b_tag` (ba: W for fwd, ab: W for dx)
-Result measure(dnnl::engine& eng, dnnl::stream& st, const Shape& s, bool fwd, int rounds) {
+Result measure(Bench& bench, const Shape& s, bool fwd) {
+  dnnl::engine& eng = bench.eng;
+  dnnl::stream& st = bench.st;
   const long m = s.M, k = fwd ? s.K : s.N, n = fwd ? s.N : s.K;
   const dnnl::memory::desc a({m, k}, dt::bf16, tag::ab), c({m, n}, dt::bf16, tag::ab);
   const dnnl::memory::desc b_plain({k, n}, dt::bf16, fwd ? tag::ba : tag::ab), b_any({k, n}, dt::bf16, tag::any);
@@ -78,14 +68,14 @@ Result measure(dnnl::engine& eng, dnnl::stream& st, const Shape& s, bool fwd, in
   to_blocked.execute(st, bp, bb);
   const int calls = std::max(3, (int)(2e9 / (2.0 * m * n * k)));  // ~2 GFLOP a round
   Result r{&s, fwd ? "fwd" : "dx", pd_blocked.impl_info_str()};
-  for (int round = 0; round < rounds; round++) {
-    r.plain = std::min(r.plain, seconds_per_call(st, calls, [&] {
+  for (int round = 0; round < bench.rounds; round++) {
+    r.plain = std::min(r.plain, bench.seconds_per_call(calls, [&] {
       plain.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bp}, {DNNL_ARG_DST, cm}});
     }));
-    r.blocked = std::min(r.blocked, seconds_per_call(st, calls, [&] {
+    r.blocked = std::min(r.blocked, bench.seconds_per_call(calls, [&] {
       blocked.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bb}, {DNNL_ARG_DST, cm}});
     }));
-    r.reorder = std::min(r.reorder, seconds_per_call(st, calls, [&] { to_blocked.execute(st, bp, bb); }));
+    r.reorder = std::min(r.reorder, bench.seconds_per_call(calls, [&] { to_blocked.execute(st, bp, bb); }));
   }
   return r;
 }
@@ -93,22 +83,14 @@ Result measure(dnnl::engine& eng, dnnl::stream& st, const Shape& s, bool fwd, in
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
-  const char* json_out = argc > 3 ? argv[3] : nullptr;
-  omp_set_num_threads(threads);
-  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  dnnl::stream st(eng);
-  const dnnl_version_t* v = dnnl_version();
-  std::printf("oneDNN %d.%d.%d, threads %d, best of %d rounds; ms per call\n", v->major, v->minor, v->patch, threads,
-              rounds);
+  Bench bench(argc, argv);
   std::printf("%-5s %-9s %-4s %-16s %9s %9s %8s %9s %8s  %s\n", "model", "layer", "role", "M x K x N", "plain",
               "blocked", "saves", "reorder", "net", "kernel");
   std::vector<Result> results;
   double saved[2] = {0, 0}, reordered[2] = {0, 0};  // per model: ms per step summed over the layers (x depth below)
   for (const Shape& s : kShapes)
     for (bool fwd : {true, false}) {
-      const Result r = measure(eng, st, s, fwd, rounds);
+      const Result r = measure(bench, s, fwd);
       results.push_back(r);
       const long k = fwd ? s.K : s.N, n = fwd ? s.N : s.K;
       const double save = r.plain - r.blocked;
@@ -125,14 +107,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 2; i++)
     std::printf("%s, one training step (every block's fwd and dx): blocked weights save %.1f ms, their reorders cost "
                 "%.1f ms\n", i == 0 ? "ViT-B batch 8" : "tiny batch 64", saved[i] * 1e3, reordered[i] * 1e3);
-  if (json_out) {
-    FILE* f = std::fopen(json_out, "w");
-    if (!f) {
-      std::perror(json_out);
-      return 1;
-    }
-    std::fprintf(f, "{\n  \"onednn\": \"%d.%d.%d\",\n  \"threads\": %d,\n  \"rounds\": %d,\n", v->major, v->minor,
-                 v->patch, threads, rounds);
+  if (bench.json_out) {
+    FILE* f = bench.open_json();
+    if (!f) return 1;
     std::fprintf(f, "  \"step_ms\": {\"vitb\": {\"saved\": %.3f, \"reorders\": %.3f}, \"tiny\": {\"saved\": %.3f, "
                  "\"reorders\": %.3f}},\n  \"cases\": [\n", saved[0] * 1e3, reordered[0] * 1e3, saved[1] * 1e3,
                  reordered[1] * 1e3);
@@ -146,7 +123,7 @@ int main(int argc, char** argv) {
     }
     std::fprintf(f, "  ]\n}\n");
     std::fclose(f);
-    std::printf("wrote %s\n", json_out);
+    std::printf("wrote %s\n", bench.json_out);
   }
   return 0;
 }
