@@ -5,14 +5,15 @@
 // 1. dW = dy^T x of each Linear (gemm.cpp): dy [M, N] bf16 is read as a transposed view, and oneDNN's bf16 kernels
 //    copy it into their layout inside the call. Timed: the view (as the library runs it), dy^T stored [N, M] (as if
 //    the column sums for db, which read dy anyway, wrote it), and a copy of dy's bytes: a lower bound on the cost of
-//    writing dy^T (oneDNN's reorder ab -> ba, tried first, is several times slower on the decoder's shapes). net =
-//    view - stored - copy: the most that storing dy^T could save per product (negative: it cannot pay).
+//    writing dy^T (oneDNN's own reorder ab -> ba is no fair price: up to 7.5 ms for the decoder's 1576 x 2048 on
+//    Zen 4). net = view - stored - copy: the most that storing dy^T could save per product (negative: it cannot pay).
 // 2. Attention's products on the oneDNN path (attention.cpp): 4-D strided views of qkv [B, N, 3D], out and dqkv, as
 //    the library runs them (oneDNN 2.6: "gemm:jit", whose bf16 GEMM takes AMX kernels on AMX CPUs), against the same
-//    products over heads packed contiguously, [B H, N, hd] (oneDNN's brgemm kernels), plus the packing: one reorder
-//    of a [B, H, N, hd] view into packed heads, counted 4 times forward (q, k, v in, out back) and 7 times backward
-//    (q, k, v, dout in; dq, dk, dv back). The seven products of a layer: forward S = q k^T (float32, alpha) and
-//    out = P v; backward S again, dP = dout v^T, dq = dS k, dk = dS^T q, dv = P^T dout.
+//    products over heads packed contiguously, [B H, N, hd] (oneDNN's brgemm kernels; k^T and v^T as transposed views
+//    of the packed k and v), plus the packing: one reorder of a [B, H, N, hd] view into packed heads, counted 4 times
+//    forward (q, k, v in, out back) and 7 times backward (q, k, v, dout in; dq, dk, dv back). The seven products of
+//    a layer: forward S = q k^T (float32, alpha) and out = P v; backward S again, dP = dout v^T, dq = dS k,
+//    dk = dS^T q, dv = P^T dout.
 //
 // Usage: layouts_bench [threads=2] [rounds=5] [json_out]
 #include <algorithm>
@@ -82,7 +83,8 @@ Timed timed_copy(Bench& bench, size_t n) {
   const long chunk = 1 << 16, chunks = (n + chunk - 1) / chunk;
   const auto copy = [&] {
 #pragma omp parallel for schedule(static)
-    for (long c = 0; c < chunks; c++) std::memcpy(&dst[c * chunk], &src[c * chunk], std::min<size_t>(chunk, n - c * chunk));
+    for (long c = 0; c < chunks; c++)
+      std::memcpy(&dst[c * chunk], &src[c * chunk], std::min<size_t>(chunk, n - c * chunk));
   };
   const int calls = std::max(3, (int)(2e8 / n));
   Timed t{1e30, "copy"};
@@ -149,7 +151,8 @@ struct AttnResult {
   Timed pack;
 };
 
-const char* const kProducts[] = {"S = q k^T", "out = P v", "dP = dout v^T", "dq = dS k", "dk = dS^T q", "dv = P^T dout"};
+const char* const kProducts[] = {"S = q k^T", "out = P v",   "dP = dout v^T",
+                                  "dq = dS k", "dk = dS^T q", "dv = P^T dout"};
 // how many times each runs in a layer's forward + backward (S twice: forward, and recomputed in backward)
 const int kCount[] = {2, 1, 1, 1, 1, 1};
 
@@ -162,8 +165,8 @@ AttnResult measure_attention(Bench& bench, const Heads& h) {
       tokT({B, H, hd, N}, dt::bf16, dims{N * 3 * D, hd, 1, 3 * D}), go({B, H, N, hd}, dt::bf16, dims{N * D, hd, D, 1}),
       s32({B, H, N, N}, dt::f32, tag::abcd), s16({B, H, N, N}, dt::bf16, tag::abcd),
       s16T({B, H, N, N}, dt::bf16, dims{H * N * N, N * N, 1, N});
-  // packed heads
-  const desc p({BH, N, hd}, dt::bf16, tag::abc), pT({BH, hd, N}, dt::bf16, tag::abc),
+  // packed heads, and the transposed view of one (k^T, v^T: read from the packed k and v, no copy of their own)
+  const desc p({BH, N, hd}, dt::bf16, tag::abc), pT({BH, hd, N}, dt::bf16, tag::acb),
       p32({BH, N, N}, dt::f32, tag::abc), p16({BH, N, N}, dt::bf16, tag::abc), p16T({BH, N, N}, dt::bf16, tag::acb);
   AttnResult r{&h};
   const auto both = [&](const desc& a, const desc& b, const desc& c, const desc& pa, const desc& pb, const desc& pc,
@@ -202,7 +205,8 @@ int main(int argc, char** argv) {
               dw_net[0] * 1e3, dw_net[1] * 1e3);
 
   std::printf("2. attention's products: strided views of qkv (as now) or packed heads [B H, N, hd]\n");
-  std::printf("%-9s %-14s %9s %9s  %-22s %s\n", "heads", "product", "strided", "packed", "kernel (strided)", "kernel (packed)");
+  std::printf("%-9s %-14s %9s %9s  %-22s %s\n", "heads", "product", "strided", "packed", "kernel (strided)",
+              "kernel (packed)");
   std::vector<AttnResult> attns;
   for (const Heads& h : kHeads) {
     const AttnResult r = measure_attention(bench, h);
@@ -238,11 +242,14 @@ int main(int argc, char** argv) {
     std::fprintf(f, "  ],\n  \"attention\": [\n");
     for (size_t i = 0; i < attns.size(); i++) {
       const AttnResult& r = attns[i];
-      std::fprintf(f, "    {\"heads\": \"%s\", \"B\": %ld, \"H\": %ld, \"N\": %ld, \"hd\": %ld, \"pack_ms\": %.4f, \"products\": [",
+      std::fprintf(f,
+                   "    {\"heads\": \"%s\", \"B\": %ld, \"H\": %ld, \"N\": %ld, \"hd\": %ld, \"pack_ms\": %.4f, "
+                   "\"products\": [",
                    r.h->name, r.h->B, r.h->H, r.h->N, r.h->hd, r.pack.s * 1e3);
       for (size_t j = 0; j < r.products.size(); j++)
-        std::fprintf(f, "%s{\"product\": \"%s\", \"strided_ms\": %.4f, \"packed_ms\": %.4f, \"strided_kernel\": \"%s\", "
-                     "\"packed_kernel\": \"%s\"}",
+        std::fprintf(f,
+                     "%s{\"product\": \"%s\", \"strided_ms\": %.4f, \"packed_ms\": %.4f, \"strided_kernel\": "
+                     "\"%s\", \"packed_kernel\": \"%s\"}",
                      j ? ", " : "", kProducts[j], r.products[j].first.s * 1e3, r.products[j].second.s * 1e3,
                      r.products[j].first.impl.c_str(), r.products[j].second.impl.c_str());
       std::fprintf(f, "]}%s\n", i + 1 < attns.size() ? "," : "");
