@@ -59,10 +59,13 @@ export interface NativeDnnlInfo {
   version?: string;
   /** the instruction set its kernels run on (dnnl_get_effective_cpu_isa), e.g. 'avx512_core_bf16', 'avx512_core_amx' */
   isa?: string;
-  /** whether that ISA computes bf16 products natively (AVX512-BF16 or AMX); otherwise oneDNN emulates them */
+  /**
+   * whether that ISA computes bf16 products natively (AVX512-BF16 or AMX): only then do bf16 products go to oneDNN
+   * (its emulation elsewhere is slower than the BLAS in float32, which runs them instead)
+   */
   bf16Native?: boolean;
   amx?: boolean;
-  /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up); else bf16 products run on the BLAS */
+  /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up), native or emulated */
   bf16Matmul?: boolean;
 }
 

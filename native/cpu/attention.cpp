@@ -172,7 +172,7 @@ struct Scratch {
   uint16_t* bf16() const { return static_cast<uint16_t*>(p); }
 };
 
-bool use_onednn(std::initializer_list<const TensorView*> ts) { return all_bf16(ts) && dnnl_info().bf16_matmul; }
+bool use_onednn(std::initializer_list<const TensorView*> ts) { return all_bf16(ts) && dnnl_info().bf16_products; }
 
 // the softmaxes of the AVX-512 row passes here and of the fused kernel below work in base 2: the scores come out of
 // their product times log2(e) (in its alpha), exp is exp2_16
@@ -621,7 +621,7 @@ MAE_AVX512_BF16 void attention_backward_fused(const TensorView& qkv, const Tenso
 
 std::string bf16_attention_kernel() {
   if (!attention_env_valid()) return "none: " + attention_env_problem();
-  const std::string others = dnnl_info().bf16_matmul ? "oneDNN batched products" : "float32 tiles";
+  const std::string others = dnnl_info().bf16_products ? "oneDNN batched products" : "float32 tiles";
   if (!fused_available) return others;
   const std::string amx = !attention_env && dnnl_info().amx
                               ? "; from " + std::to_string(kAmxTokens) + " tokens oneDNN's products on AMX"

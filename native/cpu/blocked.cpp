@@ -14,8 +14,7 @@
 // transposed in registers, where the layout puts the 16 rows' words of a pair of k side by side; for dx, two rows of
 // W interleaved 16 columns at a time, where it puts pairs of rows side by side and 16 columns in 16 words. Any other
 // layout (AMX's may differ) takes the element loop, which is right for all. Copies of 1 MiB and more are written past
-// the caches (kStreamBytes). A layout that is W's own (oneDNN's bf16 emulation on AVX-512 without AVX512-BF16 asks
-// for a plain B [K, N]: W itself for dx) needs no copy: the product reads the shadow.
+// the caches (kStreamBytes).
 //
 // Entries are keyed by the shadow's data pointer and only AdamW registers one, so a product with any other bf16
 // weight reads it plain. The allocator forgets a pointer when its block is freed (blocked_weights_forget), and the
@@ -43,7 +42,6 @@ struct Copy {
   std::shared_ptr<const BlockedLayout> layout;
   void* data = nullptr;
   bool stale = true;
-  bool plain = false;  // the layout is W's own (oneDNN's bf16 emulation asks for a plain B): no copy, W is read
 };
 
 struct Entry {
@@ -68,18 +66,6 @@ std::atomic<bool> any{false};  // whether an entry was ever made (the allocator'
 
 bool same(const BlockedLayout& a, const BlockedLayout& b) {
   return a.bytes == b.bytes && a.row_off == b.row_off && a.col_off == b.col_off;
-}
-
-// whether W [N, K] row-major is already B of the role in layout L: W[n][k] at n K + k
-bool is_plain(const BlockedLayout& L, int64_t N, int64_t K, bool fwd) {
-  const std::vector<int64_t>& on = fwd ? L.col_off : L.row_off;
-  const std::vector<int64_t>& ok = fwd ? L.row_off : L.col_off;
-  if (L.bytes != size_t(N * K * 2)) return false;
-  for (int64_t n = 0; n < N; n++)
-    if (on[n] != n * K) return false;
-  for (int64_t k = 0; k < K; k++)
-    if (ok[k] != k) return false;
-  return true;
 }
 
 #if defined(__x86_64__)
@@ -213,9 +199,8 @@ const void* blocked_weights(const void* shadow, int64_t N, int64_t K, bool fwd,
     if (!c.layout || !same(*c.layout, *layout)) {
       std::free(c.data);
       c.data = nullptr;
-      c.plain = is_plain(*layout, N, K, fwd);
     }
-    if (!c.plain && !c.data) {
+    if (!c.data) {
       c.data = std::aligned_alloc(64, (layout->bytes + 63) / 64 * 64);
       if (!c.data) throw Error("out of memory: could not allocate " + std::to_string(layout->bytes) +
                                " bytes for a blocked copy of a bf16 weight");
@@ -224,7 +209,6 @@ const void* blocked_weights(const void* shadow, int64_t N, int64_t K, bool fwd,
     }
     c.layout = layout;
   }
-  if (c.plain) return shadow;
   if (c.stale) {
     pack(static_cast<const uint16_t*>(shadow), N, K, fwd, *layout, static_cast<uint16_t*>(c.data));
     c.stale = false;

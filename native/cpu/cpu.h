@@ -102,7 +102,11 @@ struct DnnlInfo {
   bool available = false;
   std::string reason, library, version, isa;
   bool bf16_native = false, amx = false;
-  bool bf16_matmul = false;  // oneDNN has bf16 matmul kernels here (else gemm.cpp runs bf16 products on the BLAS)
+  bool bf16_matmul = false;  // oneDNN has bf16 matmul kernels here
+  // bf16 products go to oneDNN: it has kernels and they are native. Its bf16 emulation on other AVX-512 CPUs runs at
+  // 0.4x the BLAS's float32 rate (benchmarks/README.md section 16), so there, as where it has no kernel, gemm.cpp runs
+  // bf16 products on the BLAS (widened copies) and attention its float32 tiles
+  bool bf16_products = false;
 };
 const DnnlInfo& dnnl_info();
 // one operand of a matmul: up to 4 dimensions (batch dimensions first, then rows and columns), strides in elements
@@ -115,7 +119,8 @@ struct MatDesc {
 // a [rows, cols] matrix stored row-major, or (transposed) the transpose of a row-major [cols, rows] one
 MatDesc mat(int64_t rows, int64_t cols, bool transposed, DType dtype);
 // C = alpha A B (+ bias [N], float32) with oneDNN: A [..., M, K], B [..., K, N], C [..., M, N]. false (nothing
-// done) when oneDNN is not loaded or has no kernel for this product on this CPU; throws mae::Error if it fails.
+// done) when oneDNN is not loaded or has no kernel for this product on this CPU, or the product is bf16 and
+// bf16_products is false; throws mae::Error if it fails.
 bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
             const MatDesc& c, void* C);
 // C [M, n] = A [M, k] B (+ bias) with B a Linear's bf16 weight shadow W [N, K]: B = W^T (fwd, n = N) or B = W (dx,

@@ -13,7 +13,9 @@
 // its own thread, with a scratchpad from the CPU allocator, so calls from several threads (worker threads of
 // embedAsync) are safe. oneDNN runs on the OpenMP runtime the addon uses (libgomp), on get_num_threads() threads.
 // A product oneDNN cannot run (not loaded, or no kernel for it on this CPU: oneDNN 2.x has no bf16 matmul below
-// AVX-512) returns false, and the caller computes it another way (gemm.cpp).
+// AVX-512), and a bf16 one it would only emulate (AVX-512 without AVX512-BF16 or AMX: 73 GFLOP/s where the BLAS ran
+// the same products in float32 at 190, Zen 4 limited to avx512_core), returns false, and the caller computes it
+// another way (gemm.cpp).
 // matmul_weight: the same product with B a Linear's bf16 weight shadow, read from its copy in the blocked layout the
 // primitive asks for (B's format `any`; blocked.cpp makes and keeps the copies).
 #include <dlfcn.h>
@@ -326,6 +328,7 @@ const DnnlInfo& dnnl_info() {
     // whether oneDNN has a bf16 matmul kernel on this CPU (oneDNN 2.x needs AVX-512), tried on a small product
     const MatDesc m = mat(16, 16, false, DType::BF16);
     if (info.available) info.bf16_matmul = primitive(m, m, false, 1.0f, m) != nullptr;
+    info.bf16_products = info.bf16_matmul && info.bf16_native;
   });
   return info;
 }
@@ -366,6 +369,7 @@ void run(const Prim& p, const MatDesc& a, const void* A, const dnnl_memory_desc_
 bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, const float* bias, float alpha,
             const MatDesc& c, void* C) {
   if (!dnnl_info().available) return false;
+  if ((a.dtype == DType::BF16 || b.dtype == DType::BF16) && !dnnl_info().bf16_products) return false;
   const std::string shape = shape_of(a, b);
   std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, alpha, c);
   if (!p) return false;
@@ -377,7 +381,7 @@ bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, co
 
 bool matmul_weight(const MatDesc& a, const void* A, const void* W, int64_t N, int64_t K, bool fwd, const float* bias,
                    const MatDesc& c, void* C) {
-  if (!dnnl_info().available || !blocked_weights_registered(W)) return false;
+  if (!dnnl_info().bf16_products || !blocked_weights_registered(W)) return false;
   const MatDesc b = fwd ? mat(K, N, true, DType::BF16) : mat(N, K, false, DType::BF16);
   std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, 1.0f, c, true);
   if (!p || !p->layout) return false;

@@ -194,11 +194,11 @@ describe('bf16 ops on the CPU against float64', () => {
       const b = tensor(randn(g, N), [N]);
       const blockedBytes = () => native.memoryStats().blockedWeightBytes!;
       const before = blockedBytes();
-      // copies are made where oneDNN runs the bf16 products (AVX-512 and up), for both products where it has native
-      // bf16 kernels (blocked layouts); its emulation asks for W itself in dx (no copy); elsewhere no copies at all
+      // copies are made where oneDNN runs the bf16 products (native bf16: AVX512-BF16 or AMX), one for each of the
+      // two products (blocked layouts); elsewhere (the BLAS runs them) no copies at all
       const dnnl = native.info().dnnl;
-      const copies = dnnl.bf16Matmul === true;
-      const least = dnnl.bf16Native ? 4 * N * K : 2 * N * K;
+      const copies = dnnl.bf16Matmul === true && dnnl.bf16Native === true;
+      const least = 4 * N * K;
       // y and dx against the reference from the shadow's values now (a copy left from the step before would be off by
       // the whole update: lr 0.5 with Adam's unit-sized steps)
       const check = (label: string) => {
@@ -607,9 +607,10 @@ describe('bf16 ops on the CPU against float64', () => {
 const hasAvx512 = hasCpuFlag('avx512f');
 
 describe('bf16 products on CPUs without native bf16', () => {
-  // The same products (a Linear's three, and attention forward and backward) in a process where oneDNN may use AVX-512 but not AVX512-BF16 or AMX (it emulates bf16), one
-  // where it has no bf16 kernel (DNNL_MAX_CPU_ISA=AVX2: oneDNN 2.x has none below AVX-512, as on an AVX2-only CPU),
-  // and one where oneDNN is not found: the last two run on the BLAS fallback
+  // The same products (a Linear's three, and attention forward and backward) in a process where oneDNN may use
+  // AVX-512 but not AVX512-BF16 or AMX (it would emulate bf16, slower than the BLAS in float32), one where it has no
+  // bf16 kernel (DNNL_MAX_CPU_ISA=AVX2: oneDNN 2.x has none below AVX-512, as on an AVX2-only CPU), and one where
+  // oneDNN is not found: all three run on the BLAS fallback and attention's float32 tiles, so they agree bit for bit
   const script = `
     const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
     const r = (n, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s));
@@ -633,18 +634,21 @@ describe('bf16 products on CPUs without native bf16', () => {
       x: Array.from(x.read()), w: Array.from(native.to(native.fromArray(r(N * K, 2), [N, K]), 'cpu', 'bfloat16').read()), dy: Array.from(dy.read()),
       y: Array.from(y.read()), dx: Array.from(dx.read()), dw: Array.from(dw.read()), dtypes: [y.dtype, dx.dtype, dw.dtype],
       qkv: Array.from(qkv.read()), dout: Array.from(dout.read()), out: Array.from(out.read()), dqkv: Array.from(dqkv.read()) }));`;
-  // blocked: the bytes of the shadow's copies. The emulation asks for a plain B [K, N]: for the forward product that
-  // is W transposed (one copy, 2 N K bytes, made by the element loop), for dx it is W itself (no copy)
-  for (const [name, env, want, blocked] of [
-    // (a CPU without AVX-512 stays below it: no native bf16 either way)
-    ['oneDNN emulating bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }, hasAvx512 ? 2 * 17 * 20 : 0],
-    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }, 0],
-    ['oneDNN not found', { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' }, { available: false }, 0],
+  // no blocked copies are made: no product goes to oneDNN
+  const notFound = { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' };
+  let blas: any = null;
+  for (const [name, env, want] of [
+    ['oneDNN not found', notFound, { available: false }],
+    // (a CPU without AVX-512 stays below it: no bf16 kernel at all)
+    ['oneDNN that would emulate bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }],
+    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }],
   ] as const)
     it(`give the same products: ${name}`, () => {
       const o = runChild<any>(script, env);
       expect(o.dnnl).toMatchObject(want);
-      expect(o.blocked).toBe(blocked);
+      expect(o.blocked).toBe(0);
+      blas ??= env === notFound ? o : runChild<any>(script, notFound);
+      for (const k of ['y', 'dx', 'dw', 'ys', 'dxs', 'out', 'dqkv']) expect(o[k], `${k}: the bits of the run without oneDNN`).toEqual(blas[k]);
       expect(o.dtypes).toEqual(['bfloat16', 'bfloat16', 'float32']);
       const [M, K, N] = [33, 20, 17];
       const r = ref.linearBackward(o.x, o.w, o.dy, M, K, N);
@@ -653,7 +657,7 @@ describe('bf16 products on CPUs without native bf16', () => {
       expectRows(o.dw, r.dw, K, 'dW', 1e-5);
       expectRows(o.ys, ref.linear(o.x, o.ws, null, M, K, N), N, 'y with a shadow AdamW wrote');
       expectRows(o.dxs, ref.linearBackward(o.x, o.ws, o.dy, M, K, N).dx, K, 'dx with a shadow AdamW wrote');
-      // attention: oneDNN's batched products, or the float32 tiles where oneDNN has no bf16 kernel
+      // attention: the float32 tiles
       expectRows(o.out, ref.attention(o.qkv, 2, 9, 12, 2).out, 12, 'attention out', ATT_TOL);
       expectRows(o.dqkv, attentionBackwardGiven(o.qkv, o.out, o.dout, 2, 9, 12, 2).g, 36, 'attention dqkv', ATT_TOL, 1e-30);
     });
