@@ -3,6 +3,7 @@
  * master weights and statistics). bf16 runs on every device: on the CPU its matrix products go through oneDNN (AMX
  * or AVX512-BF16 where the CPU has them, `mae info` says which), else through the BLAS on widened copies.
  */
+import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 
 /**
@@ -21,7 +22,31 @@ export function checkPrecision(precision: unknown, where: string): Precision {
 
 /** imgs in bfloat16 on their device (for precision 'bf16'). */
 export function toBf16(imgs: Tensor): Tensor {
+  if (imgs.device === 'cpu') warnIfCpuBf16NotNative();
   return imgs.dtype === 'bfloat16' ? imgs : imgs.to(imgs.device, 'bfloat16');
+}
+
+let cpuBf16Checked = false;
+
+/**
+ * Once per thread, at the first bf16 computation on the CPU: where the CPU's bf16 products cannot run natively
+ * through oneDNN (not loaded, no kernel, or AVX-512 without AVX512-BF16 or AMX), they run through the BLAS on float32
+ * copies, about the speed of precision 'fp32', and a warning (code MAE_BF16_CPU_NOT_NATIVE) says so and why.
+ */
+function warnIfCpuBf16NotNative(): void {
+  if (cpuBf16Checked) return;
+  cpuBf16Checked = true;
+  const d = native.info().dnnl;
+  if (d.available && d.bf16Native) return;
+  const why = !d.available
+    ? (d.reason ?? 'oneDNN could not be loaded')
+    : !d.bf16Matmul
+      ? `oneDNN ${d.version} has no bf16 kernel on this CPU (isa ${d.isa}; oneDNN 2.x needs AVX-512)`
+      : `this CPU has neither AVX512-BF16 nor AMX (oneDNN ${d.version}, isa ${d.isa}), and oneDNN's bf16 emulation is slower than the BLAS in float32`;
+  process.emitWarning(
+    `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
+    { code: 'MAE_BF16_CPU_NOT_NATIVE' },
+  );
 }
 
 /** x in float32 (features handed to the caller are float32 whatever the precision they were computed in). */
