@@ -875,7 +875,7 @@ function cmdInfo(): void {
     [
       'onednn',
       !i.dnnl.available
-        ? `unavailable (${i.dnnl.reason ?? 'unknown reason'}): bf16 products run on the BLAS (widened copies, slower)`
+        ? `unavailable (${i.dnnl.reason ?? 'unknown reason'}): bf16 products run on the BLAS (widened copies: about fp32's speed)`
         : !i.dnnl.bf16Matmul
           ? `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, no bf16 matmul kernel on this CPU (oneDNN needs AVX-512): bf16 products run on the BLAS`
           : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ${i.dnnl.bf16Native ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'})` : 'on the BLAS (oneDNN would emulate bf16 on AVX-512, without AVX512-BF16 or AMX: slower than the BLAS in float32)'}`,
