@@ -226,7 +226,7 @@ function memRow(group: Row['group'], name: string, shape: string, dir: Row['dir'
 const dnnlInfo = native.info().dnnl;
 let bf16PeakRate = 0;
 // where bf16 products go to oneDNN (native bf16: AVX512-BF16 or AMX; elsewhere the BLAS runs them in float32)
-if (dnnlInfo.bf16Matmul && dnnlInfo.bf16Native) {
+if (dnnlInfo.bf16Products) {
   bf16PeakRate = bf16Peak({ reps: REPS, minTime: MIN_TIME });
   rows.push({ group: 'peak', precision: 'bf16', name: `bf16 product (native.linear, oneDNN ${dnnlInfo.isa})`, shape: '2048x2048x2048', dir: 'fwd', seconds: (2 * 2048 ** 3) / bf16PeakRate / 1e9, rate: bf16PeakRate, unit: 'GFLOP/s', pctOfPeak: 100, flops: 2 * 2048 ** 3, runs: [] });
   // where the fused kernel runs, each kernel in a child process that forces it (the default picks per shape on AMX)

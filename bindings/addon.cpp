@@ -137,6 +137,7 @@ Napi::Value info(const Args& a) {
     dn.Set("available", d.available);
     if (!d.available) dn.Set("reason", d.reason);
     dn.Set("library", d.library);
+    dn.Set("bf16Products", d.bf16_products);
     if (d.available) {
       dn.Set("version", d.version);
       dn.Set("isa", d.isa);

@@ -67,6 +67,8 @@ export interface NativeDnnlInfo {
   amx?: boolean;
   /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up), native or emulated */
   bf16Matmul?: boolean;
+  /** whether bf16 products on the CPU go to oneDNN (its kernels are native); else the BLAS runs them on float32 copies */
+  bf16Products: boolean;
 }
 
 export interface NativeInfo {

@@ -37,7 +37,7 @@ function warnIfCpuBf16NotNative(): void {
   if (cpuBf16Checked) return;
   cpuBf16Checked = true;
   const d = native.info().dnnl;
-  if (d.available && d.bf16Native) return;
+  if (d.bf16Products) return;
   const why = !d.available
     ? (d.reason ?? 'oneDNN could not be loaded')
     : !d.bf16Matmul

@@ -15,8 +15,9 @@
 // to bfloat16 first (a weight without a shadow). Where oneDNN has no native bf16 kernel (not loaded; a CPU below
 // AVX-512, for which oneDNN 2.x has no bf16 matmul; or AVX-512 without AVX512-BF16 or AMX, where oneDNN would emulate
 // bf16 at 0.4x the BLAS's float32 rate) the same product, bf16 operands with float32 sums, runs through the BLAS on
-// widened copies: about the float32 speed, the same meaning. A bf16 weight that AdamW keeps as a shadow is read by the forward and
-// dx products from its blocked copy (matmul_weight, blocked.cpp) rather than copied into oneDNN's layout each call.
+// widened copies: about the float32 speed, the same meaning. A bf16 weight that AdamW keeps as a shadow is read by the
+// forward and dx products from its blocked copy (matmul_weight, blocked.cpp) rather than copied into oneDNN's layout
+// each call.
 #include <cblas.h>
 #include <omp.h>
 

@@ -197,7 +197,7 @@ describe('bf16 ops on the CPU against float64', () => {
       // copies are made where oneDNN runs the bf16 products (native bf16: AVX512-BF16 or AMX), one for each of the
       // two products (blocked layouts); elsewhere (the BLAS runs them) no copies at all
       const dnnl = native.info().dnnl;
-      const copies = dnnl.bf16Matmul === true && dnnl.bf16Native === true;
+      const copies = dnnl.bf16Products;
       const least = 4 * N * K;
       // y and dx against the reference from the shadow's values now (a copy left from the step before would be off by
       // the whole update: lr 0.5 with Adam's unit-sized steps)
@@ -638,10 +638,10 @@ describe('bf16 products on CPUs without native bf16', () => {
   const notFound = { MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' };
   let blas: any = null;
   for (const [name, env, want] of [
-    ['oneDNN not found', notFound, { available: false }],
+    ['oneDNN not found', notFound, { available: false, bf16Products: false }],
     // (a CPU without AVX-512 stays below it: no bf16 kernel at all)
-    ['oneDNN that would emulate bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true } : { available: true, bf16Native: false }],
-    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false }],
+    ['oneDNN that would emulate bf16 on AVX-512', { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' }, hasAvx512 ? { available: true, isa: 'avx512_core', bf16Native: false, bf16Matmul: true, bf16Products: false } : { available: true, bf16Native: false, bf16Products: false }],
+    ['oneDNN without a bf16 kernel (AVX2)', { DNNL_MAX_CPU_ISA: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' }, { available: true, isa: 'avx2', bf16Native: false, bf16Matmul: false, bf16Products: false }],
   ] as const)
     it(`give the same products: ${name}`, () => {
       const o = runChild<any>(script, env);
