@@ -42,7 +42,14 @@ describe('compiled DataLoader with worker threads', () => {
   });
 
   it('produces the same batches as the in-process path, surfaces bad files and resumes with startAt', async () => {
-    const stdout = execFileSync(process.execPath, [join(repo, 'test/data/worker-check.mjs'), dist], { encoding: 'utf8', timeout: 60000 });
+    let stdout: string;
+    try {
+      stdout = execFileSync(process.execPath, [join(repo, 'test/data/worker-check.mjs'), dist], { encoding: 'utf8', timeout: 60000 });
+    } catch (e) {
+      // exit 1 is a failed check: its JSON line on stdout names it
+      const x = e as { status?: number; signal?: string; stdout?: string; stderr?: string };
+      throw new Error(`worker-check.mjs exited with ${x.status ?? x.signal}\nstdout: ${(x.stdout ?? '').slice(-4000)}\nstderr: ${(x.stderr ?? '').slice(-4000)}`);
+    }
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as CheckOutput;
     expect(out.failures).toEqual([]);
     expect(out.ok).toBe(true);
