@@ -29,6 +29,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { maeFlops, type FlopCount } from '../lib/mae/flops.js';
+import { amxUnusedReason } from '../lib/mae/precision.js';
 import { MaskedAutoencoder, type Precision } from '../lib/mae/model.js';
 import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
 import { native, ompDefaults, packageRoot, type NativeTensor } from '../lib/native.js';
@@ -253,6 +254,8 @@ const dnnl = native.info().dnnl;
 console.log(
   `bf16 peak (the same in bf16, oneDNN ${dnnl.version ?? '-'} isa ${dnnl.isa ?? '-'}, native bf16 ${dnnl.bf16Native ?? false}, AMX ${dnnl.amx ?? false}): ${fmt(bf16PeakStart)} GFLOP/s`,
 );
+const amxUnused = amxUnusedReason(dnnl);
+if (amxUnused) console.log(`this CPU has AMX, unused: ${amxUnused}`);
 
 const py = withTorch ? findPython() : null;
 if (withTorch && !py) console.log('python3 cannot import torch: skipping the PyTorch comparison');

@@ -144,6 +144,11 @@ Napi::Value info(const Args& a) {
       dn.Set("bf16Native", d.bf16_native);
       dn.Set("amx", d.amx);
       dn.Set("bf16Matmul", d.bf16_matmul);
+      Napi::Object amx = Napi::Object::New(a.env());
+      amx.Set("cpu", d.cpu_amx);
+      amx.Set("kernel", d.kernel_amx);
+      amx.Set("permitted", d.amx_permitted);
+      dn.Set("amxSupport", amx);
     }
     o.Set("dnnl", dn);
     o.Set("bf16Convert", cpu::bf16_convert_native() ? "avx512_bf16 (vcvtneps2bf16)" : "integer round-to-nearest-even");

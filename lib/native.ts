@@ -65,6 +65,11 @@ export interface NativeDnnlInfo {
    */
   bf16Native?: boolean;
   amx?: boolean;
+  /**
+   * what AMX needs besides oneDNN: the CPU has AMX-TILE and AMX-BF16 (CPUID), the kernel enables their state (XCR0:
+   * Linux 5.16 and later), and the kernel gave this process the tile data (arch_prctl, after oneDNN asked for it)
+   */
+  amxSupport?: { cpu: boolean; kernel: boolean; permitted: boolean };
   /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up), native or emulated */
   bf16Matmul?: boolean;
   /** whether bf16 products on the CPU go to oneDNN (its kernels are native); else the BLAS runs them on float32 copies */

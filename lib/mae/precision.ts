@@ -3,7 +3,7 @@
  * master weights and statistics). bf16 runs on every device: on the CPU its matrix products go through oneDNN (AMX
  * or AVX512-BF16 where the CPU has them, `mae info` says which), else through the BLAS on widened copies.
  */
-import { native } from '../native.js';
+import { native, type NativeDnnlInfo } from '../native.js';
 import type { Tensor } from '../tensor.js';
 
 /**
@@ -22,31 +22,63 @@ export function checkPrecision(precision: unknown, where: string): Precision {
 
 /** imgs in bfloat16 on their device (for precision 'bf16'). */
 export function toBf16(imgs: Tensor): Tensor {
-  if (imgs.device === 'cpu') warnIfCpuBf16NotNative();
+  if (imgs.device === 'cpu') warnOnceForCpuBf16();
   return imgs.dtype === 'bfloat16' ? imgs : imgs.to(imgs.device, 'bfloat16');
 }
 
-let cpuBf16Checked = false;
+/** The environment variable that limits oneDNN's instruction set, if one is set (ONEDNN_ wins, as in oneDNN 2.x). */
+function isaLimit(env: NodeJS.ProcessEnv): 'ONEDNN_MAX_CPU_ISA' | 'DNNL_MAX_CPU_ISA' | undefined {
+  return env.ONEDNN_MAX_CPU_ISA ? 'ONEDNN_MAX_CPU_ISA' : env.DNNL_MAX_CPU_ISA ? 'DNNL_MAX_CPU_ISA' : undefined;
+}
 
 /**
- * Once per thread, at the first bf16 computation on the CPU: where the CPU's bf16 products cannot run natively
- * through oneDNN (not loaded, no kernel, or AVX-512 without AVX512-BF16 or AMX), they run through the BLAS on float32
- * copies, about the speed of precision 'fp32', and a warning (code MAE_BF16_CPU_NOT_NATIVE) says so and why.
+ * Why oneDNN runs without AMX on a CPU that has it (undefined where it uses AMX, the CPU has none, or oneDNN is not
+ * loaded): ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA in the environment, a kernel that does not enable the AMX state
+ * (before Linux 5.16), or one that refused this process the tile data.
  */
-function warnIfCpuBf16NotNative(): void {
-  if (cpuBf16Checked) return;
-  cpuBf16Checked = true;
-  const d = native.info().dnnl;
-  if (d.bf16Products) return;
+export function amxUnusedReason(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (!d.available || d.amx || !d.amxSupport?.cpu) return undefined;
+  const cap = isaLimit(env);
+  if (cap) return `${cap}=${env[cap]} limits oneDNN to ${d.isa}`;
+  if (!d.amxSupport.kernel) return `the kernel does not enable the AMX state (XCR0; Linux 5.16 or later does)`;
+  if (!d.amxSupport.permitted)
+    return `the kernel refused this process the AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM; it does so where a thread's alternate signal stack is too small for it)`;
+  return `oneDNN ${d.version} chose ${d.isa} on this CPU`;
+}
+
+/**
+ * The warning for bf16 on this CPU, if any: MAE_BF16_CPU_NOT_NATIVE where its products cannot run natively through
+ * oneDNN (not loaded, no kernel, or AVX-512 without AVX512-BF16 or AMX), and MAE_BF16_CPU_AMX_UNUSED where they run
+ * on AVX512-BF16 although the CPU has AMX, for a reason other than a limit the environment sets.
+ */
+export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; message: string } | undefined {
+  if (d.bf16Products) {
+    const why = amxUnusedReason(d, env);
+    if (why === undefined || isaLimit(env)) return undefined;
+    return {
+      code: 'MAE_BF16_CPU_AMX_UNUSED',
+      message: `precision 'bf16' on the CPU: this CPU has AMX, but oneDNN runs its bf16 products on ${d.isa} instead: ${why} (see \`mae info\`)`,
+    };
+  }
   const why = !d.available
     ? (d.reason ?? 'oneDNN could not be loaded')
     : !d.bf16Matmul
       ? `oneDNN ${d.version} has no bf16 kernel on this CPU (isa ${d.isa}; oneDNN 2.x needs AVX-512)`
       : `this CPU has neither AVX512-BF16 nor AMX (oneDNN ${d.version}, isa ${d.isa}), and oneDNN's bf16 emulation is slower than the BLAS in float32`;
-  process.emitWarning(
-    `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
-    { code: 'MAE_BF16_CPU_NOT_NATIVE' },
-  );
+  return {
+    code: 'MAE_BF16_CPU_NOT_NATIVE',
+    message: `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
+  };
+}
+
+let cpuBf16Checked = false;
+
+/** Once per thread, at the first bf16 computation on the CPU: cpuBf16Warning's warning, if any. */
+function warnOnceForCpuBf16(): void {
+  if (cpuBf16Checked) return;
+  cpuBf16Checked = true;
+  const w = cpuBf16Warning(native.info().dnnl);
+  if (w) process.emitWarning(w.message, { code: w.code });
 }
 
 /** x in float32 (features handed to the caller are float32 whatever the precision they were computed in). */

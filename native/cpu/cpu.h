@@ -107,6 +107,9 @@ struct DnnlInfo {
   // 0.4x the BLAS's float32 rate (benchmarks/README.md section 16), so there, as where it has no kernel, gemm.cpp runs
   // bf16 products on the BLAS (widened copies) and attention its float32 tiles
   bool bf16_products = false;
+  // what AMX needs besides oneDNN (dnnl.cpp, amx_support): the CPU has AMX-TILE and AMX-BF16, the kernel enables
+  // their state (XCR0), the kernel gave this process the tile data (Linux, ARCH_GET_XCOMP_PERM)
+  bool cpu_amx = false, kernel_amx = false, amx_permitted = false;
 };
 const DnnlInfo& dnnl_info();
 // one operand of a matmul: up to 4 dimensions (batch dimensions first, then rows and columns), strides in elements

@@ -21,6 +21,11 @@
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <sys/stat.h>
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -105,6 +110,25 @@ const char* isa_name(dnnl_cpu_isa_t isa) {
   }
 }
 
+// What AMX needs besides oneDNN, for saying why it runs without AMX on a CPU that has it (after oneDNN chose its ISA,
+// which asks Linux for the AMX state when the CPU has AMX): the CPU (CPUID leaf 7: AMX-TILE, EDX bit 24, and
+// AMX-BF16, bit 22), the kernel (XCR0 bits 17 and 18, tile configuration and data: Linux 5.16 and later set them),
+// and this process's permission (arch_prctl ARCH_GET_XCOMP_PERM, 0x1022: bit 18 once ARCH_REQ_XCOMP_PERM was
+// granted; the kernel refuses it, for one, where a thread's alternate signal stack is too small for the tile data).
+void amx_support() {
+#if defined(__x86_64__) && defined(__linux__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) info.cpu_amx = (d >> 24 & 1) && (d >> 22 & 1);
+  unsigned lo = 0, hi = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 1)) {  // OSXSAVE: xgetbv may run
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    info.kernel_amx = (lo >> 17 & 3) == 3;
+  }
+  unsigned long perm = 0;
+  info.amx_permitted = syscall(SYS_arch_prctl, 0x1022, &perm) == 0 && (perm >> 18 & 1);
+#endif
+}
+
 void load() {
   const char* env = std::getenv("MAE_DNNL_LIB");
   const std::string here = addon_dir() + "/libdnnl.so.2";
@@ -146,6 +170,7 @@ void load() {
   info.bf16_native = (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
   // the ISA values are bit sets, each containing those below it (a later 2.x may report one past AMX)
   info.amx = (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
+  amx_support();
   info.available = true;
 }
 

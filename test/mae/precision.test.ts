@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { amxUnusedReason, cpuBf16Warning } from '../../lib/mae/precision.js';
+import { native, type NativeDnnlInfo } from '../../lib/native.js';
 
 describe('bf16 on a CPU without native bf16 products', () => {
   // Two bf16 forward passes and one fp32 pass of the 28-px model in a child process: its warnings on stderr, and
@@ -16,7 +19,7 @@ describe('bf16 on a CPU without native bf16 products', () => {
   const run = (env: Record<string, string>) => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
     if (r.status !== 0) throw new Error(r.stderr);
-    return { ...(JSON.parse(r.stdout) as { dnnl: { available: boolean; bf16Native?: boolean }; losses: number[] }), stderr: r.stderr };
+    return { ...(JSON.parse(r.stdout) as { dnnl: NativeDnnlInfo; losses: number[] }), stderr: r.stderr };
   };
   const warnings = (stderr: string) => stderr.split('\n').filter((l) => l.includes('MAE_BF16_CPU_NOT_NATIVE'));
 
@@ -37,10 +40,58 @@ describe('bf16 on a CPU without native bf16 products', () => {
     const w = warnings(o.stderr);
     expect(w).toHaveLength(1);
     expect(w[0]).toMatch(/neither AVX512-BF16 nor AMX|has no bf16 kernel on this CPU/);
+    // on a CPU with AMX, the limit is the reason it goes unused, and no second warning says so
+    expect(amxUnusedReason(o.dnnl, { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' })).toBe(
+      o.dnnl.amxSupport?.cpu ? 'ONEDNN_MAX_CPU_ISA=AVX512_CORE limits oneDNN to avx512_core' : undefined,
+    );
+    expect(o.stderr).not.toContain('MAE_BF16_CPU_AMX_UNUSED');
   });
 
   it('says nothing where the products are native, or in fp32', () => {
     const o = run({});
     expect(warnings(o.stderr)).toHaveLength(o.dnnl.available && o.dnnl.bf16Native ? 0 : 1);
   });
+});
+
+describe('AMX: whether oneDNN uses it, and why not on a CPU that has it', () => {
+  const flags = (() => {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    return new Set((line ?? '').split(/\s+/));
+  })();
+
+  it("info().dnnl.amxSupport agrees with oneDNN's choice and the kernel's CPU flags", () => {
+    const d = native.info().dnnl;
+    if (!d.available) return expect(d.amxSupport).toBeUndefined();
+    const s = d.amxSupport!;
+    // oneDNN on AMX needs all three; the kernel lists amx_tile and amx_bf16 only where the CPU has them
+    if (d.amx) expect(s).toEqual({ cpu: true, kernel: true, permitted: true });
+    if (flags.has('amx_tile') && flags.has('amx_bf16')) expect(s.cpu).toBe(true);
+    if (s.kernel) expect(s.cpu).toBe(true); // XCR0 enables only the state the CPU has
+    expect(amxUnusedReason(d, {}) === undefined).toBe(!s.cpu || d.amx === true);
+  });
+
+  // what each state says, on made-up infos: an AMX CPU that oneDNN runs on AVX512-BF16
+  const avx512bf16 = (amxSupport: NativeDnnlInfo['amxSupport']): NativeDnnlInfo => ({
+    available: true, library: 'libdnnl.so.2', version: '2.6.3', isa: 'avx512_core_bf16', bf16Native: true, amx: false,
+    bf16Matmul: true, bf16Products: true, amxSupport,
+  });
+  const cases: [string, NativeDnnlInfo, NodeJS.ProcessEnv, RegExp | undefined, string | undefined][] = [
+    ['no AMX on the CPU', avx512bf16({ cpu: false, kernel: false, permitted: false }), {}, undefined, undefined],
+    ['oneDNN on AMX', { ...avx512bf16({ cpu: true, kernel: true, permitted: true }), isa: 'avx512_core_amx', amx: true }, {}, undefined, undefined],
+    ['a kernel before 5.16', avx512bf16({ cpu: true, kernel: false, permitted: false }), {}, /does not enable the AMX state \(XCR0; Linux 5\.16/, 'MAE_BF16_CPU_AMX_UNUSED'],
+    ['permission refused', avx512bf16({ cpu: true, kernel: true, permitted: false }), {}, /refused this process the AMX tile data \(arch_prctl ARCH_REQ_XCOMP_PERM/, 'MAE_BF16_CPU_AMX_UNUSED'],
+    ["oneDNN's own choice", avx512bf16({ cpu: true, kernel: true, permitted: true }), {}, /oneDNN 2\.6\.3 chose avx512_core_bf16/, 'MAE_BF16_CPU_AMX_UNUSED'],
+    ['DNNL_MAX_CPU_ISA', avx512bf16({ cpu: true, kernel: true, permitted: true }), { DNNL_MAX_CPU_ISA: 'AVX512_CORE_BF16' }, /^DNNL_MAX_CPU_ISA=AVX512_CORE_BF16 limits oneDNN to avx512_core_bf16$/, undefined],
+    ['ONEDNN_MAX_CPU_ISA over DNNL_', avx512bf16({ cpu: true, kernel: false, permitted: false }), { DNNL_MAX_CPU_ISA: 'ALL', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE_BF16' }, /^ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 /, undefined],
+    ['oneDNN not loaded', { available: false, reason: 'no libdnnl', library: 'libdnnl.so.2', bf16Products: false }, {}, undefined, 'MAE_BF16_CPU_NOT_NATIVE'],
+  ];
+  for (const [name, d, env, reason, code] of cases)
+    it(`${name}: ${reason ? 'says why' : 'no reason'}, ${code ?? 'no warning'}`, () => {
+      const why = amxUnusedReason(d, env);
+      if (reason) expect(why).toMatch(reason);
+      else expect(why).toBeUndefined();
+      const w = cpuBf16Warning(d, env);
+      expect(w?.code).toBe(code);
+      if (code === 'MAE_BF16_CPU_AMX_UNUSED') expect(w!.message).toBe(`precision 'bf16' on the CPU: this CPU has AMX, but oneDNN runs its bf16 products on avx512_core_bf16 instead: ${why} (see \`mae info\`)`);
+    });
 });
