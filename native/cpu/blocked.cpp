@@ -12,9 +12,10 @@
 // Packing writes every element of W; the layout's padding (K or N rounded up to a block) is zeroed when the copy is
 // allocated and never written. On AVX-512 CPUs it moves tiles: for fwd, 16 rows of W by 16 pairs of columns
 // transposed in registers, where the layout puts the 16 rows' words of a pair of k side by side; for dx, two rows of
-// W interleaved 16 columns at a time, where it puts pairs of rows side by side and 16 columns in 16 words. Any other
-// layout (AMX's may differ) takes the element loop, which is right for all. Copies of 1 MiB and more are written past
-// the caches (kStreamBytes).
+// W interleaved 16 columns at a time, where it puts pairs of rows side by side and 16 columns in 16 words. oneDNN 2.6's
+// AMX brgemm asks for the same bf16 layouts (BA16a64b2a, or 48, 32, 16 columns a block; the shapes it declines go to
+// the AVX512-BF16 brgemm, same layouts), so the tiles serve there too; any other layout takes the element loop, which
+// is right for all. Copies of 1 MiB and more are written past the caches (kStreamBytes).
 //
 // Entries are keyed by the shadow's data pointer and only AdamW registers one, so a product with any other bf16
 // weight reads it plain. The allocator forgets a pointer when its block is freed (blocked_weights_forget), and the
