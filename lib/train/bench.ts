@@ -28,6 +28,7 @@ import { cpus, freemem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { cpuModel } from '../info.js';
 import { MaskedAutoencoder, getPreset, maeFlops, presetNames, type MaeConfig, type Precision } from '../mae/index.js';
+import { cpuBf16Warning } from '../mae/precision.js';
 import { native, type NativeTensor } from '../native.js';
 import { AdamW } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -91,6 +92,8 @@ export interface BenchMachine {
   blas: string;
   /** the GPU's name on CUDA */
   gpu?: string;
+  /** bf16 on the CPU: oneDNN's version and instruction set, and why AMX or native bf16 goes unused where it does */
+  onednn?: string;
   node: string;
   date: string;
   /** 1-minute load average at the start and at the end (the machine may be shared) */
@@ -246,7 +249,7 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
       };
     });
     return {
-      machine: machineOf(device, load0),
+      machine: machineOf(device, precision, load0),
       device,
       precision,
       rows,
@@ -286,7 +289,7 @@ export function formatBench(r: BenchResult): string {
       `paper: Table 2 (ViT-L / ViT-H, 128 TPU-v3 cores)`,
     `speed-up / FLOP ratio: ${r.rows.filter((x) => x.flopRatio !== 1).map((x) => `${ENCODER_LABEL[x.encoder]} d${x.decoderDepth} ${(x.speedup / x.flopRatio).toFixed(2)}`).join(', ') || '-'}`,
     `MFU: training FLOPs (maeFlops) x img/s over the matrix-product peak of this run, ${peak.toFixed(1)} GFLOP/s ${r.precision}, the best rate seen (start ${r.peakGflops.start.toFixed(1)}, end ${r.peakGflops.end.toFixed(1)}, and one product after each round)`,
-    `${r.device}${m.gpu ? ` ${m.gpu}` : ''}, ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.blas}; ` +
+    `${r.device}${m.gpu ? ` ${m.gpu}` : ''}, ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.blas}${m.onednn ? `, oneDNN ${m.onednn}` : ''}; ` +
       `step ms: median of ${r.steps} steps after ${r.warmup} warm-up; ${r.timing === 'alternating' ? `configurations alternating, speed-up: median over the ${r.steps} rounds of the ratio within a round` : 'configurations one after another'}; load ${m.loadavg[0]} -> ${m.loadavg[1]}`,
   ].join('\n');
 }
@@ -590,11 +593,16 @@ function loadavg(): number {
   }
 }
 
-function machineOf(device: string, load0: number): BenchMachine {
+function machineOf(device: string, precision: Precision, load0: number): BenchMachine {
   const n = native.info();
   const machine: BenchMachine = {
     cpu: cpuModel(), cores: cpus().length, threads: n.threads, blas: n.blas, node: process.version, date: new Date().toISOString(), loadavg: [load0, loadavg()],
   };
+  if (device === 'cpu' && precision === 'bf16') {
+    const d = n.dnnl;
+    const note = cpuBf16Warning(d)?.message.replace(/^precision 'bf16' on the CPU: /, '');
+    machine.onednn = d.available ? `${d.version} isa ${d.isa}${note ? ` (${note})` : ''}` : `unavailable (${note})`;
+  }
   if (device !== 'cpu') {
     const index = device === 'cuda' ? 0 : Number(device.slice(5));
     const d = n.cuda.devices?.[index];

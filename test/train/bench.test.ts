@@ -2,6 +2,7 @@
 // maeFlops, MFU), a batch that does not fit in the memory allowed, bad options, the table and the chart.
 import { describe, expect, it } from 'vitest';
 import { getPreset, maeFlops } from '../../lib/mae/index.js';
+import { native } from '../../lib/native.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { bench, benchChart, formatBench, paperSpeedup, type BenchEvent } from '../../lib/train/bench.js';
 
@@ -54,6 +55,13 @@ describe('bench', () => {
     expect(r.rows.map((x) => x.encoder)).toEqual(['mask-tokens', 'visible']);
     expect(r.rows.every((x) => Number.isFinite(x.stepMs) && x.stepMs > 0 && x.mfu > 0)).toBe(true);
     expect(r.peakGflops.best).toBeGreaterThan(1);
+    // the table names what ran the bf16 products
+    const d = native.info().dnnl;
+    expect(r.machine.onednn).toMatch(d.available ? new RegExp(`^${d.version!.replace(/\./g, '\\.')} isa ${d.isa}( \\(|$)`) : /^unavailable \(/);
+    // with a note where the products are not native, or run without the AMX the CPU has (unless the environment says so)
+    const limited = process.env.ONEDNN_MAX_CPU_ISA || process.env.DNNL_MAX_CPU_ISA;
+    expect(r.machine.onednn !== `${d.version} isa ${d.isa}`).toBe(!d.bf16Products || (d.amxSupport?.cpu === true && !d.amx && !limited));
+    expect(formatBench(r)).toContain(`, oneDNN ${r.machine.onednn}; `);
   });
 
   it('gives the paper\'s Table 2 figures for ViT-L and ViT-H rows when the baseline has the 8-block decoder', () => {
