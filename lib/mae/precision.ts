@@ -48,7 +48,7 @@ export function amxUnusedReason(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = proc
 
 /**
  * The warning for bf16 on this CPU, if any: MAE_BF16_CPU_NOT_NATIVE where its products cannot run natively through
- * oneDNN (not loaded, no kernel, or AVX-512 without AVX512-BF16 or AMX), and MAE_BF16_CPU_AMX_UNUSED where they run
+ * oneDNN (not loaded, no kernel, AVX-512 without AVX512-BF16 or AMX, or an ISA limit in the environment), and MAE_BF16_CPU_AMX_UNUSED where they run
  * on AVX512-BF16 although the CPU has AMX, for a reason other than a limit the environment sets.
  */
 export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; message: string } | undefined {
@@ -60,11 +60,17 @@ export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = proce
       message: `precision 'bf16' on the CPU: this CPU has AMX, but oneDNN runs its bf16 products on ${d.isa} instead: ${why} (see \`mae info\`)`,
     };
   }
+  const cap = isaLimit(env);
+  const limit = cap ? `${cap}=${env[cap]} limits oneDNN ${d.version} to ${d.isa}` : undefined;
   const why = !d.available
     ? (d.reason ?? 'oneDNN could not be loaded')
     : !d.bf16Matmul
-      ? `oneDNN ${d.version} has no bf16 kernel on this CPU (isa ${d.isa}; oneDNN 2.x needs AVX-512)`
-      : `this CPU has neither AVX512-BF16 nor AMX (oneDNN ${d.version}, isa ${d.isa}), and oneDNN's bf16 emulation is slower than the BLAS in float32`;
+      ? limit
+        ? `${limit}, where it has no bf16 kernel`
+        : `oneDNN ${d.version} has no bf16 kernel on this CPU (isa ${d.isa}; oneDNN 2.x needs AVX-512)`
+      : limit
+        ? `${limit}, where it would emulate bf16, slower than the BLAS in float32`
+        : `this CPU has neither AVX512-BF16 nor AMX (oneDNN ${d.version}, isa ${d.isa}), and oneDNN's bf16 emulation is slower than the BLAS in float32`;
   return {
     code: 'MAE_BF16_CPU_NOT_NATIVE',
     message: `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,

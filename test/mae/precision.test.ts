@@ -39,7 +39,8 @@ describe('bf16 on a CPU without native bf16 products', () => {
     expect(o.dnnl.bf16Native).toBe(false);
     const w = warnings(o.stderr);
     expect(w).toHaveLength(1);
-    expect(w[0]).toMatch(/neither AVX512-BF16 nor AMX|has no bf16 kernel on this CPU/);
+    // the limit is the reason named (without it this CPU might well have AVX512-BF16 or AMX)
+    expect(w[0]).toMatch(/ONEDNN_MAX_CPU_ISA=AVX512_CORE limits oneDNN 2\.\d+\.\d+ to avx(512_core|2), where it (would emulate bf16|has no bf16 kernel)/);
     // on a CPU with AMX, the limit is the reason it goes unused, and no second warning says so
     expect(amxUnusedReason(o.dnnl, { DNNL_MAX_CPU_ISA: 'AVX512_CORE', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE' })).toBe(
       o.dnnl.amxSupport?.cpu ? 'ONEDNN_MAX_CPU_ISA=AVX512_CORE limits oneDNN to avx512_core' : undefined,
@@ -85,6 +86,21 @@ describe('AMX: whether oneDNN uses it, and why not on a CPU that has it', () => 
     ['ONEDNN_MAX_CPU_ISA over DNNL_', avx512bf16({ cpu: true, kernel: false, permitted: false }), { DNNL_MAX_CPU_ISA: 'ALL', ONEDNN_MAX_CPU_ISA: 'AVX512_CORE_BF16' }, /^ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 /, undefined],
     ['oneDNN not loaded', { available: false, reason: 'no libdnnl', library: 'libdnnl.so.2', bf16Products: false }, {}, undefined, 'MAE_BF16_CPU_NOT_NATIVE'],
   ];
+  const avx512 = { ...avx512bf16({ cpu: false, kernel: false, permitted: false }), isa: 'avx512_core', bf16Native: false, bf16Products: false };
+  const avx2 = { ...avx512, isa: 'avx2', bf16Matmul: false };
+  const notNative: [string, NativeDnnlInfo, NodeJS.ProcessEnv, string][] = [
+    ['oneDNN not loaded', { available: false, reason: 'no libdnnl', library: 'libdnnl.so.2', bf16Products: false }, {}, 'no libdnnl'],
+    ['AVX-512 without AVX512-BF16', avx512, {}, "this CPU has neither AVX512-BF16 nor AMX (oneDNN 2.6.3, isa avx512_core), and oneDNN's bf16 emulation is slower than the BLAS in float32"],
+    ['AVX2', avx2, {}, 'oneDNN 2.6.3 has no bf16 kernel on this CPU (isa avx2; oneDNN 2.x needs AVX-512)'],
+    ['AVX-512 by DNNL_MAX_CPU_ISA', avx512, { DNNL_MAX_CPU_ISA: 'AVX512_CORE' }, 'DNNL_MAX_CPU_ISA=AVX512_CORE limits oneDNN 2.6.3 to avx512_core, where it would emulate bf16, slower than the BLAS in float32'],
+    ['AVX2 by ONEDNN_MAX_CPU_ISA', avx2, { ONEDNN_MAX_CPU_ISA: 'AVX2' }, 'ONEDNN_MAX_CPU_ISA=AVX2 limits oneDNN 2.6.3 to avx2, where it has no bf16 kernel'],
+  ];
+  for (const [name, d, env, why] of notNative)
+    it(`MAE_BF16_CPU_NOT_NATIVE, ${name}: says why`, () =>
+      expect(cpuBf16Warning(d, env)).toEqual({
+        code: 'MAE_BF16_CPU_NOT_NATIVE',
+        message: `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
+      }));
   for (const [name, d, env, reason, code] of cases)
     it(`${name}: ${reason ? 'says why' : 'no reason'}, ${code ?? 'no warning'}`, () => {
       const why = amxUnusedReason(d, env);
