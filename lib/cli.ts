@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
-import { amxUnusedReason } from './mae/precision.js';
+import { amxUnusedReason, notNativeReason } from './mae/precision.js';
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
 import { SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
@@ -878,9 +878,10 @@ function cmdInfo(): void {
       'onednn',
       !i.dnnl.available
         ? `unavailable (${i.dnnl.reason ?? 'unknown reason'}): bf16 products run on the BLAS (widened copies: about fp32's speed)`
-        : !i.dnnl.bf16Matmul
-          ? `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, no bf16 matmul kernel on this CPU (oneDNN needs AVX-512): bf16 products run on the BLAS`
-          : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ${i.dnnl.bf16Native ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'}${amxUnused ? `; this CPU has AMX, unused: ${amxUnused}` : ''})` : 'on the BLAS (oneDNN would emulate bf16 on AVX-512, without AVX512-BF16 or AMX: slower than the BLAS in float32)'}`,
+        : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ` +
+          (i.dnnl.bf16Products
+            ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'}${amxUnused ? `; this CPU has AMX, unused: ${amxUnused}` : ''})`
+            : `on the BLAS (widened copies: about fp32's speed): ${notNativeReason(i.dnnl)}`),
     ],
     ['bf16 rounding', i.bf16Convert],
     ['bf16 attention', i.bf16Attention],

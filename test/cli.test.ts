@@ -26,6 +26,16 @@ describe('mae command', () => {
     expect(r.out).toMatch(/blas\s+OpenBLAS/);
   });
 
+  it("mae info says where bf16 products run, and why not natively where oneDNN is limited or missing", () => {
+    const { ONEDNN_MAX_CPU_ISA: _o, DNNL_MAX_CPU_ISA: _d, ...clean } = process.env;
+    const row = (env: NodeJS.ProcessEnv) => mae(['info'], env).out.split('\n').find((l) => l.startsWith('onednn'));
+    expect(row({ ...clean, MAE_DNNL_LIB: '/nonexistent/libdnnl.so.2' })).toMatch(/^onednn\s+unavailable \(.*\/nonexistent\/libdnnl\.so\.2.*\): bf16 products run on the BLAS/);
+    expect(row({ ...clean, ONEDNN_MAX_CPU_ISA: 'AVX2' })).toMatch(
+      /isa avx2, bf16 products on the BLAS \(widened copies: about fp32's speed\): ONEDNN_MAX_CPU_ISA=AVX2 limits oneDNN 2\.\d+\.\d+ to avx2, where it has no bf16 kernel$/,
+    );
+    expect(row(clean)).toMatch(/isa \S+, bf16 products (native \((AMX|AVX512-BF16)|on the BLAS)/);
+  });
+
   it('mae info says how idle threads wait: a 0.3 ms spin by default, the user\'s OpenMP setting when given', () => {
     const { OMP_WAIT_POLICY: _p, GOMP_SPINCOUNT: _s, ...clean } = process.env;
     expect(mae(['info'], clean).out).toMatch(/threads\s+\d+ \(OpenMP;.*idle wait: GOMP_SPINCOUNT=30000\)/);

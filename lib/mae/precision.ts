@@ -47,33 +47,39 @@ export function amxUnusedReason(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = proc
 }
 
 /**
- * The warning for bf16 on this CPU, if any: MAE_BF16_CPU_NOT_NATIVE where its products cannot run natively through
- * oneDNN (not loaded, no kernel, AVX-512 without AVX512-BF16 or AMX, or an ISA limit in the environment), and MAE_BF16_CPU_AMX_UNUSED where they run
- * on AVX512-BF16 although the CPU has AMX, for a reason other than a limit the environment sets.
+ * Why bf16 products on the CPU cannot run natively through oneDNN, which leaves them to the BLAS on float32 copies
+ * (undefined where they can): oneDNN not loaded, no bf16 kernel, AVX-512 without AVX512-BF16 or AMX (oneDNN would
+ * only emulate bf16), or an ISA limit in the environment.
  */
-export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; message: string } | undefined {
-  if (d.bf16Products) {
-    const why = amxUnusedReason(d, env);
-    if (why === undefined || isaLimit(env)) return undefined;
-    return {
-      code: 'MAE_BF16_CPU_AMX_UNUSED',
-      message: `precision 'bf16' on the CPU: this CPU has AMX, but oneDNN runs its bf16 products on ${d.isa} instead: ${why} (see \`mae info\`)`,
-    };
-  }
+export function notNativeReason(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (d.bf16Products) return undefined;
+  if (!d.available) return d.reason ?? 'oneDNN could not be loaded';
   const cap = isaLimit(env);
   const limit = cap ? `${cap}=${env[cap]} limits oneDNN ${d.version} to ${d.isa}` : undefined;
-  const why = !d.available
-    ? (d.reason ?? 'oneDNN could not be loaded')
-    : !d.bf16Matmul
-      ? limit
-        ? `${limit}, where it has no bf16 kernel`
-        : `oneDNN ${d.version} has no bf16 kernel on this CPU (isa ${d.isa}; oneDNN 2.x needs AVX-512)`
-      : limit
-        ? `${limit}, where it would emulate bf16, slower than the BLAS in float32`
-        : `this CPU has neither AVX512-BF16 nor AMX (oneDNN ${d.version}, isa ${d.isa}), and oneDNN's bf16 emulation is slower than the BLAS in float32`;
+  if (!d.bf16Matmul)
+    return limit ? `${limit}, where it has no bf16 kernel` : `oneDNN ${d.version} has no bf16 kernel on this CPU (isa ${d.isa}; oneDNN 2.x needs AVX-512)`;
+  return limit
+    ? `${limit}, where it would emulate bf16, slower than the BLAS in float32`
+    : `this CPU has neither AVX512-BF16 nor AMX (oneDNN ${d.version}, isa ${d.isa}), and oneDNN's bf16 emulation is slower than the BLAS in float32`;
+}
+
+/**
+ * The warning for bf16 on this CPU, if any: MAE_BF16_CPU_NOT_NATIVE where its products cannot run natively through
+ * oneDNN (notNativeReason), and MAE_BF16_CPU_AMX_UNUSED where they run on AVX512-BF16 although the CPU has AMX, for a
+ * reason other than a limit the environment sets.
+ */
+export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; message: string } | undefined {
+  const notNative = notNativeReason(d, env);
+  if (notNative !== undefined)
+    return {
+      code: 'MAE_BF16_CPU_NOT_NATIVE',
+      message: `precision 'bf16' on the CPU: ${notNative}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
+    };
+  const amx = amxUnusedReason(d, env);
+  if (amx === undefined || isaLimit(env)) return undefined;
   return {
-    code: 'MAE_BF16_CPU_NOT_NATIVE',
-    message: `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
+    code: 'MAE_BF16_CPU_AMX_UNUSED',
+    message: `precision 'bf16' on the CPU: this CPU has AMX, but oneDNN runs its bf16 products on ${d.isa} instead: ${amx} (see \`mae info\`)`,
   };
 }
 
