@@ -149,6 +149,7 @@ Napi::Value info(const Args& a) {
       amx.Set("kernel", d.kernel_amx);
       amx.Set("permitted", d.amx_permitted);
       dn.Set("amxSupport", amx);
+      dn.Set("amxOddKDeclined", d.amx_odd_k_declined);
     }
     o.Set("dnnl", dn);
     o.Set("bf16Convert", cpu::bf16_convert_native() ? "avx512_bf16 (vcvtneps2bf16)" : "integer round-to-nearest-even");

@@ -70,6 +70,11 @@ export interface NativeDnnlInfo {
    * Linux 5.16 and later), and the kernel gave this process the tile data (arch_prctl, after oneDNN asked for it)
    */
   amxSupport?: { cpu: boolean; kernel: boolean; permitted: boolean };
+  /**
+   * on AMX with oneDNN before 2.7.4: bf16 products of two matrices whose reduction length is odd and above 32 run on
+   * the BLAS instead (that oneDNN's AMX matmul can configure the tiles wrongly for them)
+   */
+  amxOddKDeclined?: boolean;
   /** whether oneDNN has bf16 matmul kernels on this CPU (oneDNN 2.x: AVX-512 and up), native or emulated */
   bf16Matmul?: boolean;
   /** whether bf16 products on the CPU go to oneDNN (its kernels are native); else the BLAS runs them on float32 copies */

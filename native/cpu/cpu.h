@@ -110,6 +110,9 @@ struct DnnlInfo {
   // what AMX needs besides oneDNN (dnnl.cpp, amx_support): the CPU has AMX-TILE and AMX-BF16, the kernel enables
   // their state (XCR0), the kernel gave this process the tile data (Linux, ARCH_GET_XCOMP_PERM)
   bool cpu_amx = false, kernel_amx = false, amx_permitted = false;
+  // bf16 2-D products whose reduction length K is odd and above 32 are declined on AMX (gemm.cpp runs them on the
+  // BLAS): oneDNN before 2.7.4 can run them with the wrong AMX tile configuration (dnnl.cpp, odd_k_declined)
+  bool amx_odd_k_declined = false;
 };
 const DnnlInfo& dnnl_info();
 // one operand of a matmul: up to 4 dimensions (batch dimensions first, then rows and columns), strides in elements

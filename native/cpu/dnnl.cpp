@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../core/error.h"
@@ -171,10 +172,23 @@ void load() {
   // the ISA values are bit sets, each containing those below it (a later 2.x may report one past AMX)
   info.amx = (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
   amx_support();
+  info.amx_odd_k_declined = info.amx && std::make_tuple(v->major, v->minor, v->patch) < std::make_tuple(2, 7, 4);
   info.available = true;
 }
 
 
+
+// oneDNN before 2.7.4 (upstream "brgemm matmul: fix tile configuration"): its AMX brgemm matmul runs the kernel of
+// the K tail with the tile configuration of a whole block when the tail, rounded up to a pair of bf16, fills a whole
+// K block (K % K_blk == K_blk - 1, so K odd) and the block is at an edge of M or N (brgemm_matmul.cpp, compute_kernel:
+// it reconfigures the tiles for the tail only when K_tail != K_blk): wrong results or accesses past the operands. K_blk
+// depends on the shape and thread count, and an even K never meets it, so there every bf16 2-D product with an odd K
+// above 32 (up to 32 there is no K tail) is declined; 3-D and 4-D strided ones (attention) do not take that kernel.
+bool odd_k_declined(const MatDesc& a, const MatDesc& b) {
+  const int64_t K = a.dims[a.ndims - 1];
+  return info.amx_odd_k_declined && a.ndims == 2 && (a.dtype == DType::BF16 || b.dtype == DType::BF16) && K > 32 &&
+         K % 2 == 1;
+}
 
 void check(dnnl_status_t s, const char* what, const std::string& shape) {
   if (s != dnnl_success)
@@ -395,6 +409,7 @@ bool matmul(const MatDesc& a, const void* A, const MatDesc& b, const void* B, co
             const MatDesc& c, void* C) {
   if (!dnnl_info().available) return false;
   if ((a.dtype == DType::BF16 || b.dtype == DType::BF16) && !dnnl_info().bf16_products) return false;
+  if (odd_k_declined(a, b)) return false;
   const std::string shape = shape_of(a, b);
   std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, alpha, c);
   if (!p) return false;
@@ -408,6 +423,7 @@ bool matmul_weight(const MatDesc& a, const void* A, const void* W, int64_t N, in
                    const MatDesc& c, void* C) {
   if (!dnnl_info().bf16_products || !blocked_weights_registered(W)) return false;
   const MatDesc b = fwd ? mat(K, N, true, DType::BF16) : mat(N, K, false, DType::BF16);
+  if (odd_k_declined(a, b)) return false;
   std::shared_ptr<Prim> p = primitive(a, b, bias != nullptr, 1.0f, c, true);
   if (!p || !p->layout) return false;
   const void* B = blocked_weights(W, N, K, fwd, p->layout);
