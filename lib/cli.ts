@@ -880,7 +880,8 @@ function cmdInfo(): void {
         ? `unavailable (${i.dnnl.reason ?? 'unknown reason'}): bf16 products run on the BLAS (widened copies: about fp32's speed)`
         : `${i.dnnl.version} (${i.dnnl.library}): isa ${i.dnnl.isa}, bf16 products ` +
           (i.dnnl.bf16Products
-            ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'}${amxUnused ? `; this CPU has AMX, unused: ${amxUnused}` : ''})`
+            ? `native (${i.dnnl.amx ? 'AMX' : 'AVX512-BF16'}${amxUnused ? `; this CPU has AMX, unused: ${amxUnused}` : ''})` +
+              (i.dnnl.amxOddKDeclined ? `, but those of two matrices with an odd reduction length above 32 on the BLAS (oneDNN before 2.7.4 can configure the AMX tiles wrongly for them)` : '')
             : `on the BLAS (widened copies: about fp32's speed): ${notNativeReason(i.dnnl)}`),
     ],
     ['bf16 rounding', i.bf16Convert],
