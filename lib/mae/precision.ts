@@ -64,23 +64,30 @@ export function notNativeReason(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = proc
 }
 
 /**
- * The warning for bf16 on this CPU, if any: MAE_BF16_CPU_NOT_NATIVE where its products cannot run natively through
- * oneDNN (notNativeReason), and MAE_BF16_CPU_AMX_UNUSED where they run on AVX512-BF16 although the CPU has AMX, for a
- * reason other than a limit the environment sets.
+ * What bf16 on this CPU should be told about, if anything: MAE_BF16_CPU_NOT_NATIVE where its products cannot run
+ * natively through oneDNN (notNativeReason), and MAE_BF16_CPU_AMX_UNUSED where they run on AVX512-BF16 although the
+ * CPU has AMX, for a reason other than a limit the environment sets; `note` says it (the warning's text, and the
+ * oneDNN line of `mae bench`'s machine).
  */
-export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; message: string } | undefined {
+export function cpuBf16Note(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; note: string } | undefined {
   const notNative = notNativeReason(d, env);
   if (notNative !== undefined)
     return {
       code: 'MAE_BF16_CPU_NOT_NATIVE',
-      message: `precision 'bf16' on the CPU: ${notNative}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
+      note: `${notNative}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
     };
   const amx = amxUnusedReason(d, env);
   if (amx === undefined || isaLimit(env)) return undefined;
   return {
     code: 'MAE_BF16_CPU_AMX_UNUSED',
-    message: `precision 'bf16' on the CPU: this CPU has AMX, but oneDNN runs its bf16 products on ${d.isa} instead: ${amx} (see \`mae info\`)`,
+    note: `this CPU has AMX, but oneDNN runs its bf16 products on ${d.isa} instead: ${amx} (see \`mae info\`)`,
   };
+}
+
+/** The warning for bf16 on this CPU, if any: cpuBf16Note's, as a process warning says it. */
+export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = process.env): { code: string; message: string } | undefined {
+  const n = cpuBf16Note(d, env);
+  return n && { code: n.code, message: `precision 'bf16' on the CPU: ${n.note}` };
 }
 
 let cpuBf16Checked = false;

@@ -28,7 +28,7 @@ import { cpus, freemem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { cpuModel } from '../info.js';
 import { MaskedAutoencoder, getPreset, maeFlops, presetNames, type MaeConfig, type Precision } from '../mae/index.js';
-import { cpuBf16Warning } from '../mae/precision.js';
+import { cpuBf16Note } from '../mae/precision.js';
 import { native, type NativeTensor } from '../native.js';
 import { AdamW } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -600,7 +600,7 @@ function machineOf(device: string, precision: Precision, load0: number): BenchMa
   };
   if (device === 'cpu' && precision === 'bf16') {
     const d = n.dnnl;
-    const note = cpuBf16Warning(d)?.message.replace(/^precision 'bf16' on the CPU: /, '');
+    const note = cpuBf16Note(d)?.note;
     machine.onednn = d.available ? `${d.version} isa ${d.isa}${note ? ` (${note})` : ''}` : `unavailable (${note})`;
   }
   if (device !== 'cpu') {
