@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
-import { amxUnusedReason, notNativeReason } from './mae/precision.js';
+import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js';
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
 import { SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
@@ -464,6 +464,12 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   return o;
 }
 
+/** cpuBf16Tip, indented under a training run's first line, where it runs in fp32 on the CPU. */
+function printBf16Tip(device: string, precision: Precision | undefined): void {
+  const tip = device === 'cpu' && (precision ?? 'fp32') === 'fp32' ? cpuBf16Tip() : undefined;
+  if (tip) console.log(`  ${tip}`);
+}
+
 function formatTime(s: number): string {
   if (!Number.isFinite(s)) return '?';
   const m = Math.floor(s / 60);
@@ -488,10 +494,11 @@ function progressPrinter(): (e: TrainEvent) => void {
     switch (e.type) {
       case 'start':
         console.log(
-          `pre-training ${e.parameters.toLocaleString('en-US')} parameters${e.config.maskTokenEncoder ? ' (mask-token encoder)' : ''} on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images (${(e.trainingFlopsPerImage / 1e9).toPrecision(3)} GFLOP per image), lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
+          `pre-training ${e.parameters.toLocaleString('en-US')} parameters${e.config.maskTokenEncoder ? ' (mask-token encoder)' : ''} in ${e.precision} on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images (${(e.trainingFlopsPerImage / 1e9).toPrecision(3)} GFLOP per image), lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
             (e.worldSize > 1 ? `, ${e.worldSize} ranks of ${e.effectiveBatch / e.worldSize} images (rank 0 on ${e.device})` : '') +
             (e.resumedFrom ? ` (resumed at step ${e.resumedFrom.step})` : ''),
         );
+        printBf16Tip(e.device, e.precision);
         break;
       case 'step': {
         const frac = e.step / e.totalSteps;
@@ -698,11 +705,12 @@ async function cmdFinetune(argv: string[]): Promise<void> {
   const r = await finetune({
     ...o,
     onEvent: (e: FinetuneEvent) => {
-      if (e.type === 'start')
+      if (e.type === 'start') {
         console.log(
-          `${e.fromScratch ? 'training from scratch' : `fine-tuning (${e.loaded} encoder tensors loaded, ${e.ignored.length} ignored, initialised: ${e.missing.join(', ')})`}: ${e.parameters.toLocaleString('en-US')} parameters, ${e.trainSamples} images, ${e.totalSteps} steps, lr ${e.lr.toExponential(2)}`,
+          `${e.fromScratch ? 'training from scratch' : `fine-tuning (${e.loaded} encoder tensors loaded, ${e.ignored.length} ignored, initialised: ${e.missing.join(', ')})`}: ${e.parameters.toLocaleString('en-US')} parameters in ${o.precision ?? 'fp32'}, ${e.trainSamples} images, ${e.totalSteps} steps, lr ${e.lr.toExponential(2)}`,
         );
-      else if (e.type === 'step' && (Date.now() - last > 10000 || e.step === e.totalSteps)) {
+        printBf16Tip('cpu', o.precision);
+      } else if (e.type === 'step' && (Date.now() - last > 10000 || e.step === e.totalSteps)) {
         last = Date.now();
         console.log(`epoch ${e.epoch.toFixed(2)} step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`);
       } else if (e.type === 'epoch') console.log(`epoch ${e.epoch} done: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s${e.top1 !== undefined ? `, top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);

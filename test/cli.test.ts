@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { native } from '../lib/native.js';
 
 const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
 
@@ -49,7 +50,19 @@ describe('mae command', () => {
     const r = mae(['pretrain', '--limit', '256', '--epochs', '1', '--batch-size', '32', '--out', out]);
     expect(r.err + r.out).toMatch(/finished after 8 steps/);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/on 256 images/);
+    expect(r.out).toMatch(/ in fp32 on 256 images/);
+    // the bf16 tip under the first line exactly where this CPU's bf16 products are native
+    const tip = /^  tip: this CPU runs bf16 matrix products natively \(oneDNN [\d.]+, \w+\): --precision bf16 trains faster/m;
+    if (native.info().dnnl.bf16Products) expect(r.out.split('\n')[1]).toMatch(tip);
+    else expect(r.out).not.toMatch(/tip:/);
+    // no tip in bf16, nor where oneDNN is kept from its bf16 kernels
+    const short = ['pretrain', '--limit', '64', '--epochs', '1', '--batch-size', '32', '--max-steps', '1'];
+    const bf16 = mae([...short, '--precision', 'bf16', '--out', join(out, 'bf16')]);
+    expect(bf16.out).toMatch(/ in bf16 on 64 images/);
+    expect(bf16.out).not.toMatch(/tip:/);
+    const limited = mae([...short, '--out', join(out, 'avx2')], { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2' });
+    expect(limited.out).toMatch(/ in fp32 on 64 images/);
+    expect(limited.out).not.toMatch(/tip:/);
     const png = join(out, 'reconstructions', 'epoch-001.png');
     expect(existsSync(png)).toBe(true);
     expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');

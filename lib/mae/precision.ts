@@ -90,6 +90,16 @@ export function cpuBf16Warning(d: NativeDnnlInfo, env: NodeJS.ProcessEnv = proce
   return n && { code: n.code, message: `precision 'bf16' on the CPU: ${n.note}` };
 }
 
+/**
+ * For a float32 training run on a CPU whose bf16 matrix products run natively (oneDNN on AVX512-BF16 or AMX): a tip
+ * that precision 'bf16' trains faster there (benchmarks/README.md: 1.8-2x on a Zen 4); undefined elsewhere, and
+ * where a limit in the environment or a missing oneDNN keeps bf16 from its native kernels (cpuBf16Note says why).
+ */
+export function cpuBf16Tip(d: NativeDnnlInfo = native.info().dnnl): string | undefined {
+  if (!d.bf16Products) return undefined;
+  return `tip: this CPU runs bf16 matrix products natively (oneDNN ${d.version}, ${d.isa}): --precision bf16 trains faster, with bfloat16 activations and float32 master weights, optimizer state and loss`;
+}
+
 let cpuBf16Checked = false;
 
 /** Once per thread, at the first bf16 computation on the CPU: cpuBf16Warning's warning, if any. */

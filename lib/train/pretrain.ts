@@ -116,7 +116,7 @@ export interface KnnMonitorOptions {
 }
 
 export type TrainEvent =
-  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number; rank: number; worldSize: number; device: string }
+  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number; rank: number; worldSize: number; device: string; precision: Precision }
   /** loss: the step's mean over every rank; imgPerSec: of the whole run; comm: this rank's gradient averaging (data parallel) */
   | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number; comm?: ReduceStats }
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
@@ -276,7 +276,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   };
 
   const flopsPerImage = maeFlops(model.config, o.maskRatio).training;
-  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device });
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device, precision: o.precision });
 
   const started = performance.now();
   const losses: number[] = [];

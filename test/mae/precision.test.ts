@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { amxUnusedReason, cpuBf16Warning } from '../../lib/mae/precision.js';
+import { amxUnusedReason, cpuBf16Tip, cpuBf16Warning } from '../../lib/mae/precision.js';
 import { native, type NativeDnnlInfo } from '../../lib/native.js';
 
 describe('bf16 on a CPU without native bf16 products', () => {
@@ -104,6 +104,15 @@ describe('AMX: whether oneDNN uses it, and why not on a CPU that has it', () => 
         code: 'MAE_BF16_CPU_NOT_NATIVE',
         message: `precision 'bf16' on the CPU: ${why}; its matrix products run through the BLAS on float32 copies, about the speed of precision 'fp32' (see \`mae info\`)`,
       }));
+  it('the tip for fp32 runs: only where bf16 products run natively, naming the ISA', () => {
+    for (const [, d] of cases) {
+      const tip = cpuBf16Tip(d);
+      if (d.bf16Products) expect(tip).toBe(`tip: this CPU runs bf16 matrix products natively (oneDNN 2.6.3, ${d.isa}): --precision bf16 trains faster, with bfloat16 activations and float32 master weights, optimizer state and loss`);
+      else expect(tip).toBeUndefined();
+    }
+    for (const [, d] of notNative) expect(cpuBf16Tip(d)).toBeUndefined();
+    expect(cpuBf16Tip() !== undefined).toBe(native.info().dnnl.bf16Products);
+  });
   for (const [name, d, env, reason, code] of cases)
     it(`${name}: ${reason ? 'says why' : 'no reason'}, ${code ?? 'no warning'}`, () => {
       const why = amxUnusedReason(d, env);
