@@ -70,8 +70,12 @@ bool has_avx512_bf16_unless(const char* var, const char* value) {
   const char* env = std::getenv(var);
   if (env && std::strcmp(env, value) == 0) return false;
 #if defined(__x86_64__)
+  // every feature of MAE_AVX512_BF16 (a CPU with AVX512-BF16 has the others, but a hypervisor may hide some), asked
+  // here and not through use_avx512, which may not be initialised yet either
   __builtin_cpu_init();  // callers initialise namespace-scope constants, possibly before libgcc's own initialiser
-  return __builtin_cpu_supports("avx512bf16");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bf16");
 #else
   return false;
 #endif

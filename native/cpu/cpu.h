@@ -17,7 +17,8 @@ namespace mae::cpu {
 constexpr int64_t kParallelGrain = 32768;
 
 // convert.cpp: float32 <-> bfloat16 arrays (round to nearest even; AVX512-BF16 when the CPU has it)
-// whether the CPU has AVX512-BF16 and the environment variable `var` is not set to `value` (a switch to the other path)
+// whether the CPU has AVX512-BF16 (with the AVX-512 F, BW, VL and DQ that MAE_AVX512_BF16 code also uses) and the
+// environment variable `var` is not set to `value` (a switch to the other path)
 bool has_avx512_bf16_unless(const char* var, const char* value);
 // whether every given tensor (null entries skipped) is bfloat16: the condition of the kernels' bf16-only paths
 inline bool all_bf16(std::initializer_list<const TensorView*> ts) {

@@ -12,8 +12,9 @@
 // dtype and alpha and kept (the cache below); each call wraps the pointers in memory objects and runs on a stream of
 // its own thread, with a scratchpad from the CPU allocator, so calls from several threads (worker threads of
 // embedAsync) are safe. oneDNN runs on the OpenMP runtime the addon uses (libgomp), on get_num_threads() threads;
-// never call these inside an OpenMP parallel region: oneDNN 2.6 then runs a team of one, and its brgemm matmul, which
-// splits the work by the thread count fixed when the primitive was made, would write only thread 0's share of C.
+// called inside an OpenMP parallel region, a product runs on the calling thread alone (oneDNN does not nest: its
+// brgemm matmul takes the smaller of the current thread count, 1 there, and the one it was made for; a standalone
+// check with oneDNN 2.6.3 got the bits of the product run outside), so the library calls them outside such regions.
 // A product oneDNN cannot run (not loaded, or no kernel for it on this CPU: oneDNN 2.x has no bf16 matmul below
 // AVX-512), and a bf16 one it would only emulate (AVX-512 without AVX512-BF16 or AMX: 73 GFLOP/s where the BLAS ran
 // the same products in float32 at 190, Zen 4 limited to avx512_core), returns false, and the caller computes it

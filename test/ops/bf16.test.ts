@@ -182,6 +182,30 @@ describe('bf16 ops on the CPU against float64', () => {
       }
     }));
 
+  // dW's reduction runs over batch x tokens. On AMX, oneDNN 2.6.3's brgemm splits a 2-D product's reduction of 2048 or
+  // more over threads from 16 threads on (up to nthr / 8 parts of at least 1024, brgemm_matmul_utils.cpp) and adds the
+  // parts, a path that a small machine's default thread count never takes: the same product at 1, 2, 16 and 24
+  // threads. (On a Zen 4, AVX512-BF16, these dW products gave the same bits at 1, 2 and 16 threads: no split there.)
+  it('linear dW with a reduction of 4096 rows at 1 to 24 threads (oneDNN may split it over threads)', () =>
+    tidy(() => {
+      const [M, K, N] = [4096, 48, 40];
+      const g = rng(4);
+      const x = bf16(randn(g, M * K), [M, K]);
+      const w = tensor(randn(g, N * K, 0.3), [N, K]);
+      const dy = bf16(randn(g, M * N), [M, N]);
+      const want = ref.linearBackward(x.v, bf16(w.dataSync(), [N, K]).v, dy.v, M, K, N).dw;
+      const threads = native.info().threads;
+      try {
+        for (const n of [1, 2, 16, 24]) {
+          native.setNumThreads(n);
+          const dw = T(native.linearBackward(x.t.handle, w.handle, dy.t.handle, false, false)[1]!);
+          expectRows(dw.dataSync(), want, K, `dW at ${n} threads`, 1e-5);
+        }
+      } finally {
+        native.setNumThreads(threads);
+      }
+    }));
+
   // A shadow that AdamW wrote is read by the forward and dx products from copies in oneDNN's blocked layout, made
   // after each step (native/cpu/blocked.cpp): [37, 64, 48] fills the AVX-512 packing tiles, [19, 21, 5] has none (the
   // element loop), [33, 80, 40] both (K = 80: two 32-column tiles and 16 columns left; N = 40: a 16-row panel, 8 rows)
