@@ -26,6 +26,13 @@ if ! grep -q 'native (AMX)' <<<"$onednn"; then
   exit 2
 fi
 
+# the table needs PyTorch beside us (train.js finds python3 with torch), the layout benches oneDNN's headers
+if ! python3 -c 'import torch' 2>/dev/null && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  echo "no python3 with torch for the PyTorch side of the table: sudo apt-get install -y python3-torch" >&2
+  exit 2
+fi
+[ -f /usr/include/oneapi/dnnl/dnnl.h ] || { echo "no oneDNN headers for the layout benches: sudo apt-get install -y libdnnl-dev" >&2; exit 2; }
+
 out="benchmarks/results/amx-$(date -u +%F)-threads$threads"
 mkdir -p "$out"
 lscpu >"$out/lscpu.log"
