@@ -22,6 +22,7 @@
 // matmul_weight: the same product with B a Linear's bf16 weight shadow, read from its copy in the blocked layout the
 // primitive asks for (B's format `any`; blocked.cpp makes and keeps the copies).
 #include <dlfcn.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <sys/stat.h>
 #if defined(__x86_64__) && defined(__linux__)
@@ -269,10 +270,15 @@ std::shared_ptr<const BlockedLayout> layout_of(const dnnl_memory_desc_t& md) {
   return L;
 }
 
-// blocked_b: B in the layout oneDNN chooses (format `any`), for matmul_weight
+// blocked_b: B in the layout oneDNN chooses (format `any`), for matmul_weight. The calling thread's OpenMP thread count
+// is part of the key: a primitive runs on at most the threads it was made for (brgemm takes the smaller of those and
+// the current count), so one made before setNumThreads raised the count, or in a worker thread of fewer threads,
+// would keep the product on fewer threads (a 2048 x 1024 x 1024 bf16 product made at 1 thread ran at 1 thread's
+// speed at 2).
 std::shared_ptr<Prim> primitive(const MatDesc& a, const MatDesc& b, bool bias, float alpha, const MatDesc& c,
                                 bool blocked_b = false) {
-  std::vector<int64_t> key = {a.ndims, (int64_t)a.dtype, (int64_t)b.dtype, (int64_t)c.dtype, bias, blocked_b, 0};
+  std::vector<int64_t> key = {omp_get_max_threads(), a.ndims, (int64_t)a.dtype, (int64_t)b.dtype, (int64_t)c.dtype,
+                              bias, blocked_b, 0};
   std::memcpy(&key.back(), &alpha, sizeof alpha);
   for (const MatDesc* d : {&a, &b, &c})
     for (int i = 0; i < d->ndims; i++) {

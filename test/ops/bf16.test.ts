@@ -185,7 +185,8 @@ describe('bf16 ops on the CPU against float64', () => {
   // dW's reduction runs over batch x tokens. On AMX, oneDNN 2.6.3's brgemm splits a 2-D product's reduction of 2048 or
   // more over threads from 16 threads on (up to nthr / 8 parts of at least 1024, brgemm_matmul_utils.cpp) and adds the
   // parts, a path that a small machine's default thread count never takes: the same product at 1, 2, 16 and 24
-  // threads. (On a Zen 4, AVX512-BF16, these dW products gave the same bits at 1, 2 and 16 threads: no split there.)
+  // threads. (On a Zen 4, AVX512-BF16, oneDNN splits such dW reductions from 2 threads on: their bits differ from 1
+  // thread's.)
   it('linear dW with a reduction of 4096 rows at 1 to 24 threads (oneDNN may split it over threads)', () =>
     tidy(() => {
       const [M, K, N] = [4096, 48, 40];
@@ -205,6 +206,25 @@ describe('bf16 ops on the CPU against float64', () => {
         native.setNumThreads(threads);
       }
     }));
+
+  // oneDNN's primitives run on at most the threads they were made for, so the library keeps one per thread count: a
+  // product first run at 1 thread, then at 2, must give the bits of a process that ran it at 2 from the start (where
+  // oneDNN splits this dW's reduction at 2 threads, as on a Zen 4, the 1-thread primitive's bits differ from those)
+  it('oneDNN products follow setNumThreads: made at 1 thread, then run at 2, the bits of a run at 2 (child processes)', () => {
+    const script = (threads: number[]) => `
+      const { native } = await import(${JSON.stringify(new URL('../../dist/lib/native.js', import.meta.url).href)});
+      const [M, K, N] = [4096, 64, 64];
+      const x = native.to(native.fromArray(Float32Array.from({ length: M * K }, (_, i) => Math.sin(i * 0.37)), [M, K]), 'cpu', 'bfloat16');
+      const dy = native.to(native.fromArray(Float32Array.from({ length: M * N }, (_, i) => Math.cos(i * 0.61)), [M, N]), 'cpu', 'bfloat16');
+      const w = native.fromArray(new Float32Array(N * K).fill(0.1), [N, K]);
+      let dw;
+      for (const n of ${JSON.stringify(threads)}) { native.setNumThreads(n); dw = native.linearBackward(x, w, dy, false, false)[1]; }
+      console.log(JSON.stringify(Array.from(new Uint32Array(Float32Array.from(dw.read()).buffer))));`;
+    const run = (threads: number[]) => runChild<number[]>(script(threads), {});
+    const two = run([2]);
+    expect(two.length).toBe(64 * 64);
+    expect(run([1, 2])).toEqual(two);
+  });
 
   // A shadow that AdamW wrote is read by the forward and dx products from copies in oneDNN's blocked layout, made
   // after each step (native/cpu/blocked.cpp): [37, 64, 48] fills the AVX-512 packing tiles, [19, 21, 5] has none (the
