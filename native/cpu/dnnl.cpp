@@ -180,8 +180,6 @@ void load() {
   info.available = true;
 }
 
-
-
 // oneDNN before 2.7.4 (upstream "brgemm matmul: fix tile configuration"): its AMX brgemm matmul runs the kernel of
 // the K tail with the tile configuration of a whole block when the tail, rounded up to a pair of bf16, fills a whole
 // K block (K % K_blk == K_blk - 1, so K odd) and the block is at an edge of M or N (brgemm_matmul.cpp, compute_kernel:
