@@ -55,4 +55,7 @@ step layouts env THREADS="$threads" bash benchmarks/blas/build.sh --layouts
 echo
 echo "== the goal (ours best / PyTorch best, 3x wanted on both models):"
 grep -A4 '^img/s, ours against PyTorch' "$out/train.log"
+echo "== the bf16 steps against PyTorch's bf16 autocast, and the bound at PyTorch's product time (3x needs it above 3x;"
+echo "   benchmarks/README.md section 19):"
+grep -A2 ' bf16: .* ms/step' "$out/train.log"
 echo "logs in $out"
