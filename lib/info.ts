@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { launcher, mpiStatus, ncclStatus, type Launcher } from './distributed/comm.js';
-import { native, nativeBinary, packageRoot, type NativeBinary, type NativeCudaInfo, type NativeDnnlInfo, type NativeLibraryInfo } from './native.js';
+import { native, nativeBinary, packageRoot, type NativeBinary, type NativeInfo, type NativeLibraryInfo } from './native.js';
 
-export interface Info {
+export interface Info extends NativeInfo {
   version: string;
   /** the package folder */
   root: string;
@@ -18,21 +18,6 @@ export interface Info {
   platform: string;
   /** the addon file that was loaded: a local build (build/Release/mae.node) or a prebuilt binary (prebuilds/) */
   binary: NativeBinary;
-  backends: string[];
-  blas: string;
-  /** 'static' (OpenBLAS linked into the addon) or 'shared <path of the system libopenblas.so.0>' */
-  blasLink: string;
-  threads: number;
-  compiler: string;
-  cudaBuilt: boolean;
-  /** whether the CUDA backend can be used (devices, versions) and, when not, why */
-  cuda: NativeCudaInfo;
-  /** oneDNN, which runs the CPU's bf16 matrix products: whether it loaded (else why), its ISA, native bf16 or not */
-  dnnl: NativeDnnlInfo;
-  /** how CPU kernels round float32 to bfloat16 (the AVX512-BF16 instruction or the integer fallback) */
-  bf16Convert: string;
-  /** which kernel runs bf16 attention on the CPU: the fused AVX512-BF16 one where it applies, else oneDNN's products */
-  bf16Attention: string;
   /** the compute precisions per backend: fp32 and bf16 (fp32 accumulation) on the CPU, and on CUDA when available */
   precisions: { cpu: string[]; cuda: string[] };
   /** Open MPI for data-parallel runs: found (library, version) or why not; MPI is not started */

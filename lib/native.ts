@@ -89,7 +89,9 @@ export interface NativeInfo {
   threads: number;
   compiler: string;
   cudaBuilt: boolean;
+  /** whether the CUDA backend can be used (devices, versions) and, when not, why */
   cuda: NativeCudaInfo;
+  /** oneDNN, which runs the CPU's bf16 matrix products: whether it loaded (else why), its ISA, native bf16 or not */
   dnnl: NativeDnnlInfo;
   /** how CPU kernels round float32 to bfloat16: the AVX512-BF16 instruction, or the integer fallback */
   bf16Convert: string;
