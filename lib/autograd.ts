@@ -82,6 +82,7 @@ export interface BackwardOptions {
 }
 
 export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
+  if (root.disposed) throw new Error(`backward: tensor ${shapeStr(root.shape)} has been disposed`);
   if (!root.requiresGrad) throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad`);
   if (!grad && root.size !== 1)
     throw new Error(`backward: tensor ${shapeStr(root.shape)} is not a scalar; pass the gradient of the output`);
@@ -100,6 +101,12 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
     if (i < inputs.length) {
       top[1]++;
       const next = inputs[i];
+      // a disposed tensor has lost its own node (tidy's end, dispose()): the gradient would stop there, unnoticed
+      if (next?.requiresGrad && next.disposed)
+        throw new Error(
+          `backward: input ${i} of ${t.node!.op} (a tensor ${shapeStr(next.shape)}) was disposed before backward, by tidy or dispose(); ` +
+            'run backward inside the tidy that ran the forward pass, or keep() what the graph needs',
+        );
       if (next && next.requiresGrad && !seen.has(next)) {
         seen.add(next);
         stack.push([next, 0]);

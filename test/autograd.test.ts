@@ -157,6 +157,24 @@ describe('recording', () => {
       expectClose(gradOf(w), ref.mul(before, [2]), { rtol: 1e-6 });
     }));
 
+  it('refuses a graph with a tensor disposed before backward (by tidy or dispose), instead of dropping its gradient', () => {
+    const a = tensor([1, 2, 3], [3], true);
+    const loss = tidy(() => sum(gelu(a)).keep()); // tidy frees gelu's output, an inner tensor of loss's graph
+    expect(() => loss.backward()).toThrow(/input 0 of sum \(a tensor \[3\]\) was disposed before backward/);
+    expect(a.grad).toBeNull();
+    tidy(() => {
+      const w = tensor([1, 2], [2], true);
+      const y = scale(w, 2);
+      const l = sum(mul(y, y));
+      w.dispose(); // a leaf that would receive a gradient
+      expect(() => l.backward()).toThrow(/was disposed before backward/);
+      l.dispose();
+      expect(() => l.backward()).toThrow(/backward: tensor \[1\] has been disposed/);
+    });
+    loss.dispose();
+    a.dispose();
+  });
+
   it('checks the seed gradient of a non-scalar output', () =>
     tidy(() => {
       const x = tensor([1, 2, 3, 4], [2, 2], true);
