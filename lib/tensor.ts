@@ -27,8 +27,8 @@ export class Tensor {
   /** The autograd node that produced this tensor (null for leaves and outside recording). */
   node: GradNode | null = null;
   /**
-   * @internal Counts the times the values were replaced from outside the kernels that update them (write, moveTo),
-   * so that copies derived from them (bf16 weight shadows, lib/nn/shadow.ts) can tell they are stale.
+   * @internal Counts the times the values were replaced (write, moveTo, an AdamW step), so that copies derived from
+   * them (bf16 weight shadows, lib/nn/shadow.ts, also those of an inference worker, lib/infer) can tell they are stale.
    */
   version = 0;
   private scope: Set<Tensor> | null = null;

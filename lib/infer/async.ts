@@ -44,10 +44,13 @@ export interface WorkerInit {
   config: object;
   /** the parameters, by name, as ids of the shared-tensor table */
   params: { name: string; id: number }[];
+  /** their Tensor.version when they were shared */
+  versions: number[];
   threads: number;
 }
 
-export type WorkerRequest = { id: number; op: InferenceOp; imagesId: number; precision: Precision };
+/** `versions`: each parameter's Tensor.version at the call, so that the worker's copies of changed ones are remade */
+export type WorkerRequest = { id: number; op: InferenceOp; imagesId: number; precision: Precision; versions: number[] };
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'fatal'; message: string }
@@ -75,7 +78,7 @@ class InferenceWorker {
     const named = model.namedParameters();
     this.handles = named.map(([, p]) => p.handle);
     const params = named.map(([name, p]) => ({ name, id: native.shareTensor(p.handle) }));
-    const init: WorkerInit = { kind, config: model.config, params, threads: native.info().threads };
+    const init: WorkerInit = { kind, config: model.config, params, versions: named.map(([, p]) => p.version), threads: native.info().threads };
     const dropParams = () => params.forEach((p) => native.dropTensor(p.id));
     // no Node flags of the parent's: some stop a worker (--input-type), others are refused in one (--expose-gc), and
     // the compiled worker needs none
@@ -97,7 +100,7 @@ class InferenceWorker {
     return this.stopped === null;
   }
 
-  run(op: InferenceOp, images: Tensor, precision: Precision): Promise<Tensor> {
+  run(op: InferenceOp, images: Tensor, precision: Precision, versions: number[]): Promise<Tensor> {
     if (this.stopped) return Promise.reject(this.stopped);
     const copy = native.clone(images.handle);
     const imagesId = native.shareTensor(copy);
@@ -106,7 +109,7 @@ class InferenceWorker {
     return new Promise<Tensor>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, imagesId });
       this.worker.ref();
-      this.worker.postMessage({ id, op, imagesId, precision } satisfies WorkerRequest);
+      this.worker.postMessage({ id, op, imagesId, precision, versions } satisfies WorkerRequest);
     });
   }
 
@@ -160,7 +163,7 @@ export async function runAsync(model: AsyncModel, kind: InferenceKind, op: Infer
     workers.set(model, w);
     collected.register(model, w, w);
   }
-  return w.run(op, images, precision);
+  return w.run(op, images, precision, params.map(([, p]) => p.version));
 }
 
 /** Ends the worker of `model`, if it has one; calls in flight reject. */

@@ -3,9 +3,11 @@
  * it (withoutInit), gives every parameter the storage the main thread shared (same memory, no copy), then answers
  * calls one at a time, in order.
  *
- * Protocol: workerData WorkerInit { kind, config, params: [{ name, id }], threads }; main -> worker WorkerRequest
- * { id, op, imagesId }; worker -> main { type: 'ready' } once, then { type: 'result', id, resultId } or
- * { type: 'error', id, message } per call; { type: 'fatal', message } if the model cannot be built.
+ * Protocol: workerData WorkerInit { kind, config, params: [{ name, id }], versions, threads }; main -> worker
+ * WorkerRequest { id, op, imagesId, precision, versions }; worker -> main { type: 'ready' } once, then
+ * { type: 'result', id, resultId } or { type: 'error', id, message } per call; { type: 'fatal', message } if the model
+ * cannot be built. A parameter whose version differs from the one last seen was changed on the main thread: the
+ * worker's Tensor of it takes a new version too, so that its bf16 shadow is made again.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { noGrad } from '../autograd.js';
@@ -33,10 +35,15 @@ function build(): MaskedAutoencoder | VisionTransformerClassifier {
   if (own.length !== ids.size || own.some(([name]) => !ids.has(name)))
     throw new Error(`the parameters shared (${ids.size}) are not those of the model built from its config (${own.length})`);
   for (const [name, p] of own) p.adoptHandle(native.takeTensor(ids.get(name)!));
+  const byName = new Map(own);
+  params = init.params.map((p) => byName.get(p.name)!);
   return model.eval();
 }
 
 let model: MaskedAutoencoder | VisionTransformerClassifier;
+/** the parameters in the order of init.params, and the main thread's versions of them that this thread last saw */
+let params: Tensor[] = [];
+const versions = [...init.versions];
 try {
   model = build();
   post({ type: 'ready' });
@@ -49,6 +56,13 @@ port.on('message', (r: WorkerRequest) => {
   let images: Tensor | null = null;
   try {
     images = new Tensor(native.takeTensor(r.imagesId));
+    // values changed on the main thread (an optimizer step, write): this thread's copies of them (bf16 shadows) are stale
+    r.versions.forEach((v, i) => {
+      if (v !== versions[i]) {
+        versions[i] = v;
+        params[i]!.version++;
+      }
+    });
     const x = images;
     const out = noGrad(() =>
       tidy(() => {

@@ -51,11 +51,13 @@ export class AdamW {
     const lrs: number[] = [], wds: number[] = [];
     const shadows: (NativeTensor | null)[] = [];
     const shadowed: Tensor[] = [];
+    const updated: Tensor[] = [];
     for (const g of this.groups) {
       const lr = this.lr * (g.lrScale ?? 1);
       for (const p of g.params) {
         if (!p.grad) continue;
         const s = this.moments(p);
+        updated.push(p);
         params.push(p.handle);
         grads.push(p.grad.handle);
         m.push(s.m.handle);
@@ -69,6 +71,8 @@ export class AdamW {
     }
     if (params.length === 0) return;
     native.adamwStep(params, grads, m, v, lrs, wds, b1, b2, this.eps, this.stepCount, shadowed.length ? shadows : undefined);
+    // new values (what copies made elsewhere go by: an inference worker's shadows); the shadows written here hold them
+    for (const p of updated) p.version++;
     for (const p of shadowed) shadowUpdated(p);
   }
 

@@ -52,6 +52,34 @@ describe('embedAsync', () => {
     mae.dispose();
   });
 
+  it("precision 'bf16' after the weights change (AdamW steps, then write): the worker's bf16 copies follow", async () => {
+    const mae = new MaskedAutoencoder({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 1 });
+    const x = images(2, 3, 16, 16, 5);
+    const same = async () => {
+      const a = await mae.embedAsync(x, { precision: 'bf16' });
+      const b = tidy(() => mae.embed(x, { precision: 'bf16' }).dataSync());
+      expect(Array.from(a.dataSync())).toEqual(Array.from(b));
+      const values = a.dataSync();
+      a.dispose();
+      return values;
+    };
+    const before = await same(); // the worker has made its bf16 copies of the weights
+    const opt = new lib.AdamW(mae.parameterGroups(0.05), { lr: 1e-2 });
+    for (let i = 0; i < 2; i++) {
+      tidy(() => mae.forward(x, { precision: 'bf16' }).loss.backward());
+      opt.step();
+      opt.zeroGrad();
+    }
+    const afterSteps = await same();
+    expect(Array.from(afterSteps)).not.toEqual(Array.from(before));
+    const w = mae.namedParameters().find(([name]) => name === 'blocks.0.mlp.fc1.weight')![1];
+    w.write(w.dataSync().map((v) => 2 * v));
+    await same();
+    opt.dispose();
+    x.dispose();
+    mae.dispose();
+  });
+
   it('a ViT-S-sized batch: the event loop keeps serving (lag < 30 ms) and the result equals embed exactly', async () => {
     // ViT-S/16 encoder (384 wide, 12 blocks, 6 heads, 22M parameters) at 224 px, a small decoder
     const mae = new MaskedAutoencoder({ imgSize: 224, patchSize: 16, embedDim: 384, depth: 12, numHeads: 6, decoderEmbedDim: 64, decoderDepth: 1, decoderNumHeads: 2 });
