@@ -110,7 +110,9 @@ Napi::Value empty_cache(const Args& a) {
 }
 
 Napi::Value set_threads(const Args& a) {
-  set_num_threads((int)a.integer(0, "threads", 1));
+  // more than this is a mistake (each OpenMP thread is an OS thread with its own stack), not a setting
+  constexpr int64_t kMaxThreads = 1024;
+  set_num_threads((int)a.integer(0, "threads", 1, kMaxThreads));
   return a.env().Undefined();
 }
 

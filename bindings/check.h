@@ -106,12 +106,17 @@ struct Args {
     return info[i].As<Napi::Number>().DoubleValue();
   }
 
-  int64_t integer(size_t i, const char* name, int64_t min) const {
+  // an integer argument in [min, max] (without max: below 9e15, exact in a double)
+  int64_t integer(size_t i, const char* name, int64_t min, int64_t max = kMaxInteger) const {
     double d = number(i, name);
-    if (!(d >= (double)min && d < 9e15) || d != (double)(int64_t)d)
-      fail(std::string(name) + " must be an integer >= " + std::to_string(min) + ", got " + std::to_string(d));
+    if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d)
+      fail(std::string(name) + " must be an integer " +
+           (max == kMaxInteger ? ">= " + std::to_string(min)
+                               : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]") +
+           ", got " + Napi::Number::New(env(), d).ToString().Utf8Value());
     return (int64_t)d;
   }
+  static constexpr int64_t kMaxInteger = 8999999999999999;
 
   bool boolean(size_t i, const char* name) const {
     if (i >= info.Length() || !info[i].IsBoolean()) fail(std::string(name) + " must be a boolean");

@@ -653,7 +653,7 @@ Napi::Value to_js(Napi::Env env, const std::vector<uint8_t>& b) {
 Napi::Value comm_broadcast(const Args& a) {
   require_ready(a);
   State& s = S();
-  const int root = (int)a.integer(1, "root", 0);
+  const int root = (int)a.integer(1, "root", 0, INT32_MAX);
   a.expect(root < s.size, "root " + std::to_string(root) + " is not a rank of " + std::to_string(s.size));
   auto job = std::make_shared<Job>();
   job->kind = Job::BCAST;
@@ -700,7 +700,7 @@ Napi::Value comm_fail(const Args& a) {
 // commAbort(code): MPI_Abort of the whole job (every rank ends); does not return
 Napi::Value comm_abort(const Args& a) {
   State& s = S();
-  const int code = (int)a.integer(0, "code", 0);
+  const int code = (int)a.integer(0, "code", 0, 255);
   std::fflush(stdout);
   std::fflush(stderr);
   bool ready;
@@ -777,7 +777,7 @@ Napi::Value comm_nccl_init(const Args& a) {
     if (s.failed.load()) throw_failed(s);
     mpi_ready = s.ready && !s.finalized;
   }
-  const int device = (int)a.integer(0, "device", 0);
+  const int device = (int)a.integer(0, "device", 0, INT32_MAX);
   std::string reason;
   const MaeNcclApi* api = nccl_api(what_arg(a, 1, ""), &reason);
   if (!api) a.fail(reason);

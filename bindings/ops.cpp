@@ -338,6 +338,8 @@ Napi::Value batch_norm(const Args& a) {
            *rv = a.tensor(2, "runningVar", DType::F32, 1);
   const bool training = a.boolean(3, "training");
   const double momentum = a.number(4, "momentum"), eps = a.number(5, "eps");
+  a.expect(momentum >= 0 && momentum <= 1, "momentum must be in [0, 1], got " + std::to_string(momentum));
+  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
   const Ops& ops = a.same_device({x, rm, rv});
   const int64_t F = x->shape()[1];
   a.expect(rm->shape()[0] == F && rv->shape()[0] == F, "running statistics must be [" + std::to_string(F) + "] for x " + shape_str(x->shape()));
@@ -413,13 +415,16 @@ Napi::Value slice_tokens(const Args& a) {
 // ---- elementwise -----------------------------------------------------------------------------------------------
 
 // b repeats over a when b's shape, without leading ones, is a suffix of a's shape
-void check_repeat(const Args& a, const JsTensor* x, const JsTensor* b) {
-  const Shape &sa = x->shape(), &sb = b->shape();
+bool repeats_over(const Shape& sb, const Shape& sa) {
   size_t k = 0;
-  while (k < sb.size() && sb[k] == 1 && sb.size() - k > 0) k++;
+  while (k < sb.size() && sb[k] == 1) k++;
   bool ok = sb.size() - k <= sa.size();
   for (size_t i = k; ok && i < sb.size(); i++) ok = sb[i] == sa[sa.size() - (sb.size() - i)];
-  a.expect(ok, "b " + shape_str(sb) + " does not broadcast over a " + shape_str(sa));
+  return ok;
+}
+
+void check_repeat(const Args& a, const JsTensor* x, const JsTensor* b) {
+  a.expect(repeats_over(b->shape(), x->shape()), "b " + shape_str(b->shape()) + " does not broadcast over a " + shape_str(x->shape()));
 }
 
 template <void (*Ops::*Fn)(const TensorView&, const TensorView&, TensorView&)>
@@ -438,8 +443,9 @@ Napi::Value sum_to(const Args& a) {
   JsTensor* x = a.act(0, "x");
   Shape s = a.shape(1, "shape");
   const Ops& ops = a.same_device({x});
-  const int64_t n = shape_numel(s);
-  a.expect(n > 0 && shape_numel(x->shape()) % n == 0, "cannot sum x " + shape_str(x->shape()) + " to " + shape_str(s));
+  a.expect(shape_numel(s) > 0 && repeats_over(s, x->shape()),
+           "cannot sum x " + shape_str(x->shape()) + " to " + shape_str(s) + ": " + shape_str(s) +
+               " without its leading ones must be a suffix of x's shape");
   // float32: the result is the gradient of a repeated operand (a bias, a position table, a token), summed in fp32
   Obj y = a.make(x, s);
   TensorView yv = view(y);
@@ -565,6 +571,7 @@ Napi::Value adamw_step(const Args& a) {
                ", " + std::to_string(gs.size()) + ", " + std::to_string(ms.size()) + ", " +
                std::to_string(vs.size()) + ", " + std::to_string(lrs.size()) + " and " + std::to_string(wds.size()));
   a.expect(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, "betas must be in [0, 1)");
+  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
   std::vector<AdamWTensor> ts;
   std::vector<const void*> written;  // every buffer the step writes, to refuse one given twice
   for (size_t k = 0; k < n; k++) {
@@ -703,6 +710,7 @@ const Entry entries[] = {
 namespace {
 Napi::Value dispatch(const Napi::CallbackInfo& info) {
   const Entry* e = static_cast<const Entry*>(info.Data());
+  CallScope scope;  // reading the arguments can run JavaScript that disposes a tensor already unwrapped
   try {
     return e->fn(Args{info, e->name});
   } catch (const Napi::Error&) {

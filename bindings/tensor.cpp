@@ -27,6 +27,26 @@ JsTensor::JsTensor(std::shared_ptr<Storage> storage, std::vector<int64_t> shape,
 JsTensor::~JsTensor() { live_--; }
 
 namespace {
+thread_local int call_depth = 0;
+thread_local std::vector<JsTensor*> released;
+}  // namespace
+
+CallScope::CallScope() { call_depth++; }
+
+CallScope::~CallScope() {
+  if (--call_depth > 0) return;
+  for (JsTensor* t : released) delete t;
+  released.clear();
+}
+
+void CallScope::release(JsTensor* t) {
+  if (call_depth > 0)
+    released.push_back(t);
+  else
+    delete t;
+}
+
+namespace {
 
 void finalize(napi_env, void* data, void*) { delete static_cast<JsTensor*>(data); }
 
@@ -85,7 +105,7 @@ Napi::Value get_disposed(const Napi::CallbackInfo& info) {
 Napi::Value dispose(const Napi::CallbackInfo& info) {
   void* p = nullptr;
   if (info.This().IsObject() && napi_remove_wrap(info.Env(), info.This(), &p) == napi_ok)
-    delete static_cast<JsTensor*>(p);
+    CallScope::release(static_cast<JsTensor*>(p));
   return info.Env().Undefined();
 }
 
@@ -185,6 +205,7 @@ Napi::Value write(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value reshape(const Napi::CallbackInfo& info) {
+  CallScope scope;  // reading the shape array can run JavaScript
   const JsTensor* t = self(info, "reshape");
   if (info.Length() < 1 || !info[0].IsArray()) throw Error("Tensor.reshape: expected a shape array");
   Napi::Array a = info[0].As<Napi::Array>();

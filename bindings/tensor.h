@@ -7,6 +7,9 @@
 // now, not by a finalizer. Node-API runs finalizers of garbage-collected objects only from the event loop, so a
 // loop that never yields (a synchronous training loop) would otherwise keep about 230 bytes per tensor it ever
 // made. A disposed or empty (`new NativeTensor()`) object has no JsTensor: Unwrap returns nullptr.
+// JavaScript can run inside a native call (a getter of an argument's array, a Proxy) and dispose a tensor the call
+// already holds: while a call is in a CallScope (every op entry is), such a JsTensor leaves its object at once but is
+// deleted when the outermost call returns.
 #pragma once
 #include <napi.h>
 
@@ -60,6 +63,17 @@ class JsTensor {
   std::vector<int64_t> shape_;
   DType dtype_;
   static std::atomic<int64_t> live_;
+};
+
+// The extent of a native call that holds JsTensor pointers while it may run JavaScript (nested scopes count as one).
+class CallScope {
+ public:
+  CallScope();
+  ~CallScope();
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+  // deletes t now, or at the end of the outermost scope when one is open on this thread
+  static void release(JsTensor* t);
 };
 
 // Per-environment data (one per main thread or worker): the Tensor constructor.

@@ -296,6 +296,10 @@ const specs: Spec[] = [
       ['3-D x', () => [F([4, 3, 2]), F([3]), F([3]), false, 0.1, 1e-5], /x must have 2 dimensions/],
       ['training not a boolean', () => [F([4, 3]), F([3]), F([3]), 1, 0.1, 1e-5], /training must be a boolean/],
       ['momentum not a number', () => [F([4, 3]), F([3]), F([3]), true, null, 1e-5], /momentum must be a number/],
+      ['momentum NaN', () => [F([4, 3]), F([3]), F([3]), true, NaN, 1e-5], /momentum must be in \[0, 1\], got nan/],
+      ['momentum above 1', () => [F([4, 3]), F([3]), F([3]), true, 1.5, 1e-5], /momentum must be in \[0, 1\]/],
+      ['negative eps', () => [F([4, 3]), F([3]), F([3]), false, 0.1, -1], /eps must be non-negative and finite/],
+      ['infinite eps', () => [F([4, 3]), F([3]), F([3]), false, 0.1, Infinity], /eps must be non-negative and finite/],
     ],
     nan: { input: 0, output: first },
   },
@@ -374,6 +378,8 @@ const specs: Spec[] = [
     tensors: [{ at: 0, arg: 'x' }],
     bad: [
       ['a size that does not divide', () => [F([2, 3, 4]), [5]], /cannot sum x \[2, 3, 4\] to \[5\]/],
+      ['a dividing size that is not a suffix', () => [F([2, 3]), [2]], /cannot sum x \[2, 3\] to \[2\]: \[2\] without its leading ones must be a suffix/],
+      ['a middle dimension kept', () => [F([2, 3, 4]), [2, 1, 4]], /cannot sum x \[2, 3, 4\] to \[2, 1, 4\]/],
       ['an empty target', () => [F([2, 3, 4]), [0]], /cannot sum x/],
       ['a shape that is not an array', () => [F([2, 3, 4]), 12], /shape must be an array of sizes/],
       ['negative sizes', () => [F([2, 3, 4]), [-12]], /shape entries must be non-negative integers/],
@@ -461,6 +467,7 @@ const specs: Spec[] = [
       ['lists of different lengths', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3, 1e-3], [0], 0.9, 0.999, 1e-8, 1], /one entry per parameter, got 1, 1, 1, 1, 2 and 1/],
       ['grad of another shape', () => [[F([3])], [F([4])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1], /grads\[0\] \[4\] and params\[0\] \[3\] must have the same shape/],
       ['m of another shape', () => [[F([3])], [F([3])], [F([1, 3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 1], /m\[0\] \[1, 3\] and params\[0\] \[3\]/],
+      ['eps NaN', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, NaN, 1], /eps must be non-negative and finite, got nan/],
       ['the same parameter twice', () => { const p = F([3]); return [[p, p], [F([3]), F([3])], [F([3]), F([3])], [F([3]), F([3])], [1e-3, 1e-3], [0, 0], 0.9, 0.999, 1e-8, 1]; }, /a tensor appears twice among params, m and v/],
       ['beta1 = 1', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 1, 0.999, 1e-8, 1], /betas must be in \[0, 1\)/],
       ['step 0', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 0], /step must be an integer >= 1/],
@@ -600,9 +607,37 @@ describe('runtime entry points', () => {
   });
 
   it('setNumThreads', () => {
-    expectOpError('setNumThreads', [0], /threads must be an integer >= 1/);
+    expectOpError('setNumThreads', [0], /threads must be an integer in \[1, 1024\], got 0/);
+    expectOpError('setNumThreads', [100000], /threads must be an integer in \[1, 1024\], got 100000/);
+    expectOpError('setNumThreads', [2 ** 32 + 2], /threads must be an integer in \[1, 1024\], got 4294967298/);
+    expectOpError('setNumThreads', [1.5], /got 1.5/);
     expectOpError('setNumThreads', ['2'], /threads must be a number/);
     native.setNumThreads(native.info().threads);
+  });
+
+  it('a tensor disposed by JavaScript that runs while the call reads its arguments stays valid to the end of the call', () => {
+    // a getter of an argument's array runs inside the native call, after the call has taken its tensors
+    const disposeOnRead = (values: number[], t: NativeTensor): number[] => {
+      const a = values.slice();
+      Object.defineProperty(a, 0, { get: () => (t.dispose(), values[0]) });
+      return a;
+    };
+    const x = native.full([4, 3], 1);
+    const shape = disposeOnRead([3], x);
+    const live = native.liveTensors();
+    const y = native.sumTo(x, shape);
+    made.push(y);
+    expect(x.disposed).toBe(true);
+    expect(native.liveTensors()).toBe(live); // x freed when the call returned, y made
+    expect(Array.from(y.read())).toEqual([4, 4, 4]);
+    const t = native.full([2, 3], 2);
+    const v = t.reshape(disposeOnRead([6], t));
+    made.push(v);
+    expect(t.disposed).toBe(true);
+    expect(Array.from(v.read())).toEqual([2, 2, 2, 2, 2, 2]);
+    const p = native.full([3], 1);
+    native.adamwStep([p], [F([3], 0.5)], [F([3], 0)], [F([3], 0)], disposeOnRead([0.1], p), [0], 0.9, 0.999, 1e-8, 1);
+    expect(p.disposed).toBe(true);
   });
 
   it('info, liveTensors, memoryStats and emptyCache answer without arguments', () => {
