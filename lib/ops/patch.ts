@@ -10,8 +10,13 @@ import { Tensor } from '../tensor.js';
 
 export type PatchOrder = 'hwc' | 'chw';
 
+function isHwc(order: PatchOrder, op: string): boolean {
+  if (order !== 'hwc' && order !== 'chw') throw new Error(`${op}: order must be 'hwc' or 'chw', got ${JSON.stringify(order)}`);
+  return order === 'hwc';
+}
+
 export function patchify(imgs: Tensor, p: number, order: PatchOrder = 'hwc'): Tensor {
-  const hwc = order === 'hwc';
+  const hwc = isHwc(order, 'patchify');
   const [, C, H, W] = imgs.shape as [number, number, number, number];
   return record('patchify', [imgs], new Tensor(native.patchify(imgs.handle, p, hwc)), (dy) => [
     new Tensor(native.unpatchify(dy.handle, p, hwc, [C, H, W])),
@@ -19,7 +24,7 @@ export function patchify(imgs: Tensor, p: number, order: PatchOrder = 'hwc'): Te
 }
 
 export function unpatchify(x: Tensor, p: number, imageShape: readonly [number, number, number], order: PatchOrder = 'hwc'): Tensor {
-  const hwc = order === 'hwc';
+  const hwc = isHwc(order, 'unpatchify');
   return record('unpatchify', [x], new Tensor(native.unpatchify(x.handle, p, hwc, imageShape.slice())), (dy) => [
     new Tensor(native.patchify(dy.handle, p, hwc)),
   ]);

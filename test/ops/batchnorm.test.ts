@@ -2,6 +2,7 @@
 // updated in place with momentum and the unbiased variance, over several steps) and evaluation (running
 // statistics, left unchanged); gradients in both modes, analytic and by central differences.
 import { describe, expect, it } from 'vitest';
+import { BatchNormNoAffine } from '../../lib/classify/model.js';
 import { batchNorm } from '../../lib/ops/index.js';
 import { tidy } from '../../lib/tensor.js';
 import { expectClose, expectGradClose, numericGrad } from '../helpers/gradcheck.js';
@@ -107,4 +108,13 @@ describe('batchNorm backward', () => {
           ref.sumAll(ref.mul(ref.batchNorm(xx!, B, F, rm, rv, training, 0.1, 1e-5).y, r));
         expectGradClose(gradOf(xt), numericGrad(f, [x], 0));
       }));
+});
+
+describe('BatchNormNoAffine', () => {
+  it('refuses an eps or momentum that would turn its outputs or running statistics into NaN', () => {
+    expect(() => new BatchNormNoAffine(2, -1)).toThrow(/^BatchNormNoAffine: eps must be non-negative and finite, got -1/);
+    expect(() => new BatchNormNoAffine(2, 1e-6, NaN)).toThrow(/^BatchNormNoAffine: momentum must be in \[0, 1\], got NaN/);
+    expect(() => new BatchNormNoAffine(2, 1e-6, 2)).toThrow(/momentum must be in \[0, 1\]/);
+    new BatchNormNoAffine(2, 0, 1).dispose();
+  });
 });

@@ -73,6 +73,15 @@ describe('patchify / unpatchify', () => {
       }
     }));
 
+  it('refuses an order other than hwc and chw', () =>
+    tidy(() => {
+      const imgs = tensor(new Float32Array(3 * 4 * 4), [1, 3, 4, 4]);
+      expect(() => patchify(imgs, 2, 'HWC' as PatchOrder)).toThrow(/^patchify: order must be 'hwc' or 'chw', got "HWC"/);
+      expect(() => unpatchify(tensor(new Float32Array(48), [1, 4, 12]), 2, [3, 4, 4], 'junk' as PatchOrder)).toThrow(
+        /^unpatchify: order must be 'hwc' or 'chw', got "junk"/,
+      );
+    }));
+
   it('the two orders differ when C > 1 and agree when C = 1', () =>
     tidy(() => {
       const g = rng(3);

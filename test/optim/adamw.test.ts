@@ -53,6 +53,8 @@ describe('AdamW', () => {
   it('rejects bad settings', () => {
     expect(() => new AdamW([], { lr: -1 })).toThrow(/lr must be non-negative/);
     expect(() => new AdamW([], { lr: 1, betas: [1, 0.9] })).toThrow(/betas must be in \[0, 1\)/);
+    expect(() => new AdamW([], { lr: 1, eps: NaN })).toThrow(/AdamW: eps must be non-negative and finite, got NaN/);
+    expect(() => new AdamW([], { lr: 1, eps: -1e-8 })).toThrow(/eps must be non-negative/);
   });
 });
 
