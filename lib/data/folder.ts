@@ -10,7 +10,7 @@
  * sharp is imported lazily (only when a file is decoded), so loading IDX or CIFAR data never loads it.
  */
 import type sharpType from 'sharp';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 
 /** What to do with a file that fails to decode: 'skip' warns once and uses the next good file; 'stop' throws. */
@@ -82,11 +82,20 @@ async function listDir(dir: string): Promise<Listing> {
   return { dirs: dirs.sort(byName), files: files.sort(byName) };
 }
 
-/** All image files under `dir`, recursively, in sorted order. */
-async function listImagesRecursive(dir: string): Promise<string[]> {
+/**
+ * All image files under `dir`, recursively, in sorted order. Each folder is listed once per scan (`listed` holds
+ * their real paths): a symbolic link back to a folder above, or a second link to one, is skipped with a warning.
+ */
+async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: (message: string) => void): Promise<string[]> {
+  const real = await realpath(dir);
+  if (listed.has(real)) {
+    onWarning(`${dir}: skipped, the folder ${real} is listed already (a symbolic link to it, or a link loop)`);
+    return [];
+  }
+  listed.add(real);
   const { dirs, files } = await listDir(dir);
   const out = files.map((f) => join(dir, f));
-  for (const d of dirs) out.push(...(await listImagesRecursive(join(dir, d))));
+  for (const d of dirs) out.push(...(await listImagesRecursive(join(dir, d), listed, onWarning)));
   return out;
 }
 
@@ -105,9 +114,10 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
   }
   const files: string[] = [];
   const labels: number[] = [];
+  const listed = new Set([await realpath(root)]);
   for (let k = 0; k < top.dirs.length; k++) {
     const classDir = join(root, top.dirs[k]!);
-    const found = await listImagesRecursive(classDir);
+    const found = await listImagesRecursive(classDir, listed, onWarning);
     if (found.length === 0) onWarning(`${classDir}: class folder '${top.dirs[k]}' (label ${k}) has no images`);
     for (const f of found) {
       files.push(f);

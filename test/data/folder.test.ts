@@ -1,5 +1,5 @@
 // Image folders made with sharp (PNG, JPEG, WebP) plus corrupt files: scanning, labels, decoding, skip vs stop.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -43,6 +43,26 @@ describe('image folders', () => {
     expect(index.classes).toEqual(['ant', 'bird', 'cat']);
     expect(index.files.map((f) => f.slice(classes.length + 1))).toEqual(['ant/a.png', 'ant/b.JPG', 'bird/broken.png', 'bird/c.webp', 'cat/truncated.png', 'cat/sub/d.png']);
     expect(Array.from(index.labels)).toEqual([0, 0, 1, 1, 2, 2]);
+  });
+
+  it('lists each folder once: symbolic links back to a folder above, or a second link to one, are skipped with a warning', async () => {
+    const loops = join(root, 'loops');
+    mkdirSync(join(loops, 'a'), { recursive: true });
+    mkdirSync(join(loops, 'b'));
+    await sharp(rgb(1), raw).png().toFile(join(loops, 'a', 'x.png'));
+    await sharp(rgb(2), raw).png().toFile(join(loops, 'b', 'y.png'));
+    // a/self and a/again loop back to a (each level would double the paths: 2^40 before the kernel's limit); b/to-a
+    // is a second way into a
+    symlinkSync('.', join(loops, 'a', 'self'));
+    symlinkSync('.', join(loops, 'a', 'again'));
+    symlinkSync('../a', join(loops, 'b', 'to-a'));
+    const warnings: string[] = [];
+    const index = await scanImageFolder(loops, (m) => warnings.push(m));
+    expect(index.files.map((f) => f.slice(loops.length + 1))).toEqual(['a/x.png', 'b/y.png']);
+    expect(Array.from(index.labels)).toEqual([0, 1]);
+    expect(warnings.sort()).toEqual(
+      ['a/again', 'a/self', 'b/to-a'].map((l) => `${join(loops, l)}: skipped, the folder ${realpathSync(join(loops, 'a'))} is listed already (a symbolic link to it, or a link loop)`),
+    );
   });
 
   it('gives label -1 in a flat folder and reports empty folders', async () => {
