@@ -71,9 +71,9 @@ function rebuildTensor(args: unknown[], minArgs: number, fail: (msg: string) => 
   if (args.length < minArgs) fail(`_rebuild_tensor takes at least ${minArgs} arguments, got ${args.length}`);
   const [storage, offset, shape, stride] = args;
   if (!isCount(offset)) fail(`tensor storage offset ${String(offset)} is not a non-negative integer`);
-  if (!Array.isArray(shape) || !shape.every(isCount)) fail(`tensor size ${describe(shape)} is not a tuple of non-negative integers`);
+  if (!Array.isArray(shape) || !shape.every(isCount)) fail(`tensor size ${describeValue(shape)} is not a tuple of non-negative integers`);
   if (!Array.isArray(stride) || stride.length !== shape.length || !stride.every(isCount))
-    fail(`tensor stride ${describe(stride)} is not a tuple of ${shape.length} non-negative integers`);
+    fail(`tensor stride ${describeValue(stride)} is not a tuple of ${shape.length} non-negative integers`);
   return new PickleTensor(storage, offset, shape as number[], stride as number[]);
 }
 
@@ -93,13 +93,34 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-function describe(v: unknown): string {
-  if (Array.isArray(v)) return `(${v.map(describe).join(', ')})`;
-  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+/**
+ * A short text of an unpickled value for messages: tuples and lists to a depth of 3 and 8 items each, at most 200
+ * characters (a value of the file may be nested or shared without bound, or hold itself).
+ */
+export function describeValue(v: unknown, depth = 0): string {
+  let s: string;
+  if (Array.isArray(v))
+    s = depth >= 3 ? `(${v.length} items)` : `(${v.slice(0, 8).map((x) => describeValue(x, depth + 1)).join(', ')}${v.length > 8 ? ', ...' : ''})`;
+  else if (typeof v === 'string') s = JSON.stringify(v);
+  else if (v instanceof Uint8Array) s = `<${v.length} bytes>`;
+  else if (v instanceof PickleGlobal) s = v.qualifiedName;
+  else if (v instanceof PickleObject) s = `<${v.className}>`;
+  else if (v instanceof Map) s = `<dict of ${v.size}>`;
+  else if (typeof v === 'object' && v !== null) s = `<${v.constructor.name}>`;
+  else s = String(v);
+  return s.length > 200 ? `${s.slice(0, 197)}...` : s;
 }
 
 /** Thrown when the pickle runs past the end of the bytes given: more of the file may be needed (see unpickle). */
-export class PickleTruncatedError extends Error {}
+export class PickleTruncatedError extends Error {
+  constructor(
+    message: string,
+    /** how many bytes from the start of those given the pickle needs at least */
+    readonly needs: number,
+  ) {
+    super(message);
+  }
+}
 
 export interface UnpickleOptions {
   /** names the file in errors */
@@ -129,7 +150,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
   };
   const need = (n: number | bigint): number => {
     if (typeof n === 'bigint' ? n > BigInt(bytes.length - pos) : n > bytes.length - pos)
-      throw new PickleTruncatedError(`${source}: pickle at byte ${base + opAt}: truncated (needs ${n} more bytes, ${bytes.length - pos} left)`);
+      throw new PickleTruncatedError(`${source}: pickle at byte ${base + opAt}: truncated (needs ${n} more bytes, ${bytes.length - pos} left)`, pos + Number(n));
     const at = pos;
     pos += Number(n);
     return at;
@@ -152,7 +173,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
   };
   const line = () => {
     const end = bytes.indexOf(0x0a, pos);
-    if (end < 0) throw new PickleTruncatedError(`${source}: pickle at byte ${base + opAt}: truncated (no end of line)`);
+    if (end < 0) throw new PickleTruncatedError(`${source}: pickle at byte ${base + opAt}: truncated (no end of line)`, bytes.length + 1);
     const s = new TextDecoder('latin1').decode(bytes.subarray(pos, end));
     pos = end + 1;
     return s;
@@ -442,24 +463,27 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
  * strings), PickleObjects their state (or {__class__, args}), bigints strings, bytes and tensors short descriptions.
  * Cycles and nesting deeper than 64 levels become '<...>'.
  */
-export function toPlain(value: unknown, depth = 0, seen = new Set<unknown>()): unknown {
+export function toPlain(value: unknown, depth = 0, seen = new Set<unknown>(), budget = { values: 100_000 }): unknown {
   if (value === null || typeof value === 'boolean' || typeof value === 'number' || typeof value === 'string') return value;
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof Uint8Array) return `<${value.length} bytes>`;
   if (value instanceof PickleTensor) return `<tensor [${value.shape.join(', ')}]>`;
   if (value instanceof PickleGlobal) return `<${value.qualifiedName}>`;
-  if (depth >= 64 || seen.has(value)) return '<...>';
+  // a value shared n times in a pickle is stored once but expands n times here: the whole result is bounded too
+  if (depth >= 64 || seen.has(value) || --budget.values < 0) return '<...>';
   seen.add(value);
   try {
-    if (Array.isArray(value)) return value.map((v) => toPlain(v, depth + 1, seen));
+    if (Array.isArray(value)) return value.map((v) => toPlain(v, depth + 1, seen, budget));
     if (value instanceof Map) {
       const o: Record<string, unknown> = {};
-      for (const [k, v] of value) o[String(k)] = toPlain(v, depth + 1, seen);
+      // defined, not assigned: a key '__proto__' stays a key
+      for (const [k, v] of value)
+        Object.defineProperty(o, typeof k === 'string' ? k : describeValue(k), { value: toPlain(v, depth + 1, seen, budget), enumerable: true, writable: true, configurable: true });
       return o;
     }
     if (value instanceof PickleObject) {
-      if (value.state instanceof Map) return toPlain(value.state, depth + 1, seen);
-      return { __class__: value.className, args: toPlain(value.args, depth + 1, seen), state: toPlain(value.state ?? null, depth + 1, seen) };
+      if (value.state instanceof Map) return toPlain(value.state, depth + 1, seen, budget);
+      return { __class__: value.className, args: toPlain(value.args, depth + 1, seen, budget), state: toPlain(value.state ?? null, depth + 1, seen, budget) };
     }
     return `<${typeof value}>`;
   } finally {

@@ -19,7 +19,7 @@
 import { endianness } from 'node:os';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { f16ToNumber, readAt } from './safetensors.js';
-import { PickleGlobal, PickleTensor, PickleTruncatedError, unpickle } from './pickle.js';
+import { describeValue, PickleGlobal, PickleTensor, PickleTruncatedError, unpickle } from './pickle.js';
 import { readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
 
 /** Element types of PyTorch storages. */
@@ -95,7 +95,7 @@ function hex(b: Uint8Array): string {
 
 function storageType(g: unknown, source: string): { dtype: TorchDtype; bytes: number } {
   const t = g instanceof PickleGlobal && g.module === 'torch' ? STORAGE_TYPES[g.name] : undefined;
-  if (!t) throw new Error(`${source}: unsupported storage type ${g instanceof PickleGlobal ? g.qualifiedName : String(g)} (supported: ${Object.keys(STORAGE_TYPES).join(', ')})`);
+  if (!t) throw new Error(`${source}: unsupported storage type ${describeValue(g)} (supported: ${Object.keys(STORAGE_TYPES).join(', ')})`);
   return t;
 }
 
@@ -124,7 +124,7 @@ async function openZip(handle: FileHandle, fileSize: number, source: string): Pr
     source: `${source} (${pkl[0]})`,
     persistentLoad: (pid) => {
       if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5)
-        throw new Error(`${source}: unsupported persistent id ${JSON.stringify(String(pid))} (expected a storage)`);
+        throw new Error(`${source}: unsupported persistent id ${describeValue(pid)} (expected a storage)`);
       const [, type, key, , numel] = pid as unknown[];
       const t = storageType(type, source);
       if (typeof key !== 'string' || !isCount(numel)) throw new Error(`${source}: a storage id with a bad key or size`);
@@ -165,7 +165,8 @@ async function openLegacy(handle: FileHandle, fileSize: number, source: string):
       break;
     } catch (e) {
       if (!(e instanceof PickleTruncatedError) || length === fileSize) throw e;
-      length = Math.min(fileSize, length * 4);
+      if (e.needs > fileSize) throw new Error(`${source}: truncated file: its pickles need ${e.needs} bytes or more, the file has ${fileSize}`);
+      length = Math.min(fileSize, Math.max(length * 4, e.needs));
     }
   }
   // where each storage's bytes are: an int64 element count, then the bytes, in the order of `keys`

@@ -92,8 +92,13 @@ export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): Safete
   return { tensors, metadata: header.metadata };
 }
 
+export interface ReadSafetensorsOptions {
+  /** which tensors to read (default all); the others are neither read nor returned */
+  select?: (name: string, dtype: SafetensorsDtype, metadata: Readonly<Record<string, string>>) => boolean;
+}
+
 /** Reads a safetensors file: the header, then each tensor region in turn (the file is never held in one buffer). */
-export async function readSafetensors(path: string): Promise<SafetensorsContents> {
+export async function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): Promise<SafetensorsContents> {
   let handle: FileHandle;
   try {
     handle = await fsp.open(path, 'r');
@@ -108,6 +113,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
     const header = parseHeader(headerBytes, fileSize, path);
     const tensors = new Map<string, StoredTensor>();
     for (const entry of header.entries) {
+      if (opts.select && !opts.select(entry.name, entry.dtype, header.metadata)) continue;
       const region = await readAt(handle, header.dataStart + entry.begin, entry.end - entry.begin, path);
       tensors.set(entry.name, decodeEntry(entry, region, path));
     }
@@ -219,7 +225,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, source: string): Heade
       );
     }
   }
-  checkNoOverlap(entries, source);
+  checkTiling(entries, dataLength, source);
   return { dataStart, entries, metadata };
 }
 
@@ -228,7 +234,7 @@ function parseMetadata(value: unknown, source: string): Record<string, string> {
   const metadata: Record<string, string> = {};
   for (const [key, v] of Object.entries(value)) {
     if (typeof v !== 'string') throw new Error(`${source}: metadata value for "${key}" is not a string`);
-    metadata[key] = v;
+    Object.defineProperty(metadata, key, { value: v, enumerable: true, writable: true, configurable: true }); // '__proto__' too
   }
   return metadata;
 }
@@ -262,19 +268,27 @@ function parseEntry(name: string, value: unknown, source: string): HeaderEntry {
   return { name, dtype: dtype as SafetensorsDtype, shape: [...shape], begin, end };
 }
 
-/** Regions may come in any order, but no two may share a byte. */
-function checkNoOverlap(entries: readonly HeaderEntry[], source: string): void {
+/**
+ * Regions may come in any order, but together they must fill the data buffer, each byte once (as the format's own
+ * reader requires): a hole is what a tensor named twice in the header leaves (JSON.parse keeps the last).
+ */
+function checkTiling(entries: readonly HeaderEntry[], dataLength: number, source: string): void {
   const sorted = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!;
+  let at = 0;
+  for (let i = 0; i < sorted.length; i++) {
     const cur = sorted[i]!;
-    if (cur.begin < prev.end) {
+    if (i > 0 && cur.begin < at) {
+      const prev = sorted[i - 1]!;
       throw new Error(
         `${source}: data regions of tensors "${prev.name}" [${prev.begin}, ${prev.end}) and ` +
           `"${cur.name}" [${cur.begin}, ${cur.end}) overlap`,
       );
     }
+    if (cur.begin > at)
+      throw new Error(`${source}: data bytes [${at}, ${cur.begin}) belong to no tensor (a damaged header, or a tensor named twice in it)`);
+    at = cur.end;
   }
+  if (at !== dataLength) throw new Error(`${source}: data bytes [${at}, ${dataLength}) at the end of the file belong to no tensor`);
 }
 
 /** Decodes one tensor from exactly its region's bytes (any alignment). */
@@ -357,7 +371,8 @@ export async function readAt(handle: FileHandle, position: number, length: numbe
   const out = new Uint8Array(length);
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
+    // at most 1 GiB a read: Node's fs.read takes lengths below 2^31 only
+    const { bytesRead } = await handle.read(out, done, Math.min(length - done, 1 << 30), position + done);
     if (bytesRead === 0) {
       throw new Error(`${source}: truncated file: unexpected end of file at byte ${position + done}`);
     }

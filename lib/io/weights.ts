@@ -17,9 +17,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { detectNaming, fromHuggingFace, stripModelPrefix, type NamedTensor } from './names.js';
-import { PickleObject, PickleTensor, toPlain } from './pickle.js';
+import { describeValue, PickleObject, PickleTensor, toPlain } from './pickle.js';
 import { openTorchFile } from './pth.js';
-import { readSafetensors } from './safetensors.js';
+import { readSafetensors, type SafetensorsDtype } from './safetensors.js';
 
 export type WeightsFormat = 'pth-zip' | 'pth-legacy' | 'safetensors';
 
@@ -112,21 +112,22 @@ async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPar
     let state: Map<unknown, unknown>;
     let key: string | null = null;
     const skipped: string[] = [];
-    const entries = () => [...root.keys()].map((k) => String(k)).join(', ');
+    const keys = [...root.keys()].map((k) => (typeof k === 'string' ? k : describeValue(k)));
+    const entries = () => (keys.length > 20 ? `${keys.slice(0, 20).join(', ')}, ... (${keys.length} in all)` : keys.join(', '));
     if (opts.key !== undefined || root.get('model') instanceof Map) {
       key = opts.key ?? 'model';
       const v = root.get(key);
       if (v === undefined) throw new Error(`${path}: no entry '${key}' (entries: ${entries()})`);
       if (!(v instanceof Map)) throw new Error(`${path}: entry '${key}' is ${describe(v)}, not a state dict`);
       state = v;
-      for (const k of root.keys()) if (k !== key) skipped.push(`${String(k)} (checkpoint entry)`);
+      for (const [i, k] of [...root.keys()].entries()) if (k !== key) skipped.push(`${keys[i]} (checkpoint entry)`);
     } else if ([...root.values()].some((v) => v instanceof PickleTensor)) {
       state = root;
     } else throw new Error(`${path}: no weights: neither a 'model' entry nor tensors at the top level (entries: ${entries()}); pass opts.key`);
 
     const refs = new Map<string, PickleTensor>();
     for (const [k, v] of state) {
-      if (typeof k !== 'string') throw new Error(`${path}: a state dict key is not a string (${describe(k)})`);
+      if (typeof k !== 'string') throw new Error(`${path}: a state dict key is not a string (${describeValue(k)})`);
       if (v instanceof PickleTensor) refs.set(k, v);
       else skipped.push(`${k} (not a tensor)`);
     }
@@ -151,18 +152,25 @@ async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPar
   }
 }
 
+/** The safetensors dtypes read as Float32Array. */
+const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
+
 async function readSafetensorsWeights(path: string, head: Uint8Array, opts: WeightsOptions): Promise<WeightsPart> {
   if (head.length < 9 || head[8] !== 0x7b)
     throw new Error(`${path}: not a weights file: neither a PyTorch checkpoint (zip or pickle) nor safetensors (first bytes ${Array.from(head.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'none: empty file'})`);
   if (opts.key !== undefined) throw new Error(`${path}: a safetensors file has no entries to choose with opts.key ('${opts.key}')`);
-  const { tensors, metadata } = await readSafetensors(path);
-  const floats = new Map<string, NamedTensor>();
   const skipped: string[] = [];
-  for (const [k, t] of tensors) {
-    if (metadata.mae !== undefined && k.startsWith('optimizer.')) skipped.push(`${k} (optimizer state)`);
-    else if (t.data instanceof Float32Array) floats.set(k, { shape: t.shape, data: t.data });
-    else skipped.push(`${k} (${t.dtype})`);
-  }
+  // what is skipped is not read: a checkpoint's optimizer state, integer tensors
+  const { tensors, metadata } = await readSafetensors(path, {
+    select: (k, dtype, meta) => {
+      if (meta.mae !== undefined && k.startsWith('optimizer.')) skipped.push(`${k} (optimizer state)`);
+      else if (!FLOAT_DTYPES.has(dtype)) skipped.push(`${k} (${dtype})`);
+      else return true;
+      return false;
+    },
+  });
+  const floats = new Map<string, NamedTensor>();
+  for (const [k, t] of tensors) floats.set(k, { shape: t.shape, data: t.data as Float32Array });
   return { path, format: 'safetensors', key: null, ...officialNames(floats, path, skipped), args: null, epoch: null, metadata };
 }
 

@@ -2,7 +2,8 @@
  * Reading entries of a zip archive from an open file, as PyTorch's zip checkpoints need: the central directory
  * (ZIP64 included: checkpoints over 4 GB), then any entry's bytes, stored or deflated, read on demand so that a
  * large archive is never held in memory whole. Every size and offset is checked against the file size before
- * anything is read or allocated; the CRC-32 of each entry read is checked (zlib.crc32, Node 20.15+).
+ * anything is read or allocated; the CRC-32 of each entry read is checked (zlib.crc32, Node 20.15+). An archive with two
+ * entries of one name is refused: readers differ on which one counts.
  */
 import type { FileHandle } from 'node:fs/promises';
 import zlib from 'node:zlib';
@@ -74,10 +75,13 @@ export async function readZipDirectory(handle: FileHandle, fileSize: number, sou
     const end = p + 46 + nameLength + extraLength + commentLength;
     if (end > cdSize) bad(`central directory entry ${i} runs past the directory`);
     const name = new TextDecoder().decode(cd.subarray(p + 46, p + 46 + nameLength));
+    if (entries.has(name)) bad(`two entries are named ${name}`);
     // ZIP64 extra field: the 64-bit values of the fields that hold 0xffffffff, in this order
-    for (let e = p + 46 + nameLength; e + 4 <= p + 46 + nameLength + extraLength; ) {
+    const extraEnd = p + 46 + nameLength + extraLength;
+    for (let e = p + 46 + nameLength; e + 4 <= extraEnd; ) {
       const id = v.getUint16(e, true);
       const len = v.getUint16(e + 2, true);
+      if (e + 4 + len > extraEnd) bad(`entry ${name}: an extra field of ${len} bytes runs past the entry's ${extraLength}`);
       if (id === 0x0001) {
         let q = e + 4;
         const next = (): number => {

@@ -5,8 +5,9 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { unpickle } from '../../lib/io/pickle.js';
+import { describeValue, toPlain, unpickle } from '../../lib/io/pickle.js';
 import { readSafetensors, serializeSafetensors } from '../../lib/io/safetensors.js';
 import { loadWeights, readWeights } from '../../lib/io/weights.js';
 
@@ -154,5 +155,82 @@ describe('hostile, damaged and foreign files', () => {
       [[0x80, 2, 0x63, ...new TextEncoder().encode('os\nsystem\n'), 0x58, 1, 0, 0, 0, 0x41, 0x85, 0x52, 0x2e], /refused to call os\.system/],
     ];
     for (const [bytes, re] of cases) expect(() => unpickle(new Uint8Array(bytes), { source: 'x.pkl' })).toThrow(re);
+  });
+});
+
+/** A zip archive of stored entries; `extra` gives an entry its central directory extra field and 32-bit sizes. */
+function storedZip(entries: { name: string; data: Uint8Array; extra?: Uint8Array; size32?: number }[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const central: Uint8Array[] = [];
+  let offset = 0;
+  for (const e of entries) {
+    const name = new TextEncoder().encode(e.name);
+    const crc = zlib.crc32(e.data) >>> 0;
+    const local = new DataView(new ArrayBuffer(30));
+    local.setUint32(0, 0x04034b50, true);
+    local.setUint32(14, crc, true);
+    local.setUint32(18, e.data.length, true);
+    local.setUint32(22, e.data.length, true);
+    local.setUint16(26, name.length, true);
+    parts.push(new Uint8Array(local.buffer), name, e.data);
+    const extra = e.extra ?? new Uint8Array(0);
+    const c = new DataView(new ArrayBuffer(46));
+    c.setUint32(0, 0x02014b50, true);
+    c.setUint32(16, crc, true);
+    c.setUint32(20, e.size32 ?? e.data.length, true);
+    c.setUint32(24, e.size32 ?? e.data.length, true);
+    c.setUint16(28, name.length, true);
+    c.setUint16(30, extra.length, true);
+    c.setUint32(42, offset, true);
+    central.push(new Uint8Array(c.buffer), name, extra);
+    offset += 30 + name.length + e.data.length;
+  }
+  const cdSize = central.reduce((n, b) => n + b.length, 0);
+  const eocd = new DataView(new ArrayBuffer(22));
+  eocd.setUint32(0, 0x06054b50, true);
+  eocd.setUint16(8, entries.length, true);
+  eocd.setUint16(10, entries.length, true);
+  eocd.setUint32(12, cdSize, true);
+  eocd.setUint32(16, offset, true);
+  return Buffer.concat([...parts, ...central, new Uint8Array(eocd.buffer)]);
+}
+
+describe('hostile structure', () => {
+  const pickle = (...ops: (number | number[])[]) => new Uint8Array([0x80, 2, ...ops.flat(), 0x2e]);
+
+  it('a value shared 2^40 times in a pickle of 400 bytes: toPlain stops at its bound instead of expanding it', () => {
+    // L0 = [1]; Lk = [L(k-1), L(k-1)], each list stored once in the memo (BINPUT k) and fetched twice (BINGET)
+    const ops: number[][] = [[0x5d, 0x4b, 1, 0x61, 0x71, 0, 0x30]];
+    for (let k = 1; k <= 40; k++) ops.push([0x5d, 0x28, 0x68, k - 1, 0x68, k - 1, 0x65, 0x71, k, 0x30]);
+    ops.push([0x68, 40]);
+    const { value } = unpickle(pickle(...ops), { source: 'dag.pkl' });
+    const text = JSON.stringify(toPlain(value));
+    expect(text).toContain('"<...>"');
+    expect(text.split('[').length - 1).toBeLessThanOrEqual(100_001); // a list a value
+  });
+
+  it('values nested without bound, or holding themselves, are described in a few characters', () => {
+    const selfList = unpickle(pickle(0x5d, 0x71, 0, 0x68, 0, 0x61), { source: 'self.pkl' }).value;
+    expect(describeValue(selfList)).toBe('((((1 items))))');
+    const deep = unpickle(new Uint8Array([0x80, 2, ...new Array<number>(200_000).fill(0x28), ...new Array<number>(200_000).fill(0x6c), 0x2e]), { source: 'deep.pkl' }).value;
+    expect(describeValue(deep)).toBe('((((1 items))))');
+    expect(describeValue(Array.from({ length: 100 }, (_, i) => 'x'.repeat(i))).length).toBeLessThanOrEqual(200);
+  });
+
+  it('zip archives: two entries of one name, and an extra field longer than its entry, are refused', async () => {
+    const pkl = pickle(0x7d); // {}
+    const dup = write('dup.pth', storedZip([{ name: 'archive/data.pkl', data: pkl }, { name: 'archive/data.pkl', data: pkl }]));
+    await expect(loadWeights(dup)).rejects.toThrow(`${dup}: damaged zip archive: two entries are named archive/data.pkl`);
+    // the size holds 0xffffffff (its 64-bit value in the ZIP64 extra field), whose 4 bytes declare 65520
+    const extra = new Uint8Array([1, 0, 0xf0, 0xff]);
+    const short = write('zip64-extra.pth', storedZip([{ name: 'archive/data.pkl', data: pkl, extra, size32: 0xffffffff }]));
+    await expect(loadWeights(short)).rejects.toThrow(`${short}: damaged zip archive: entry archive/data.pkl: an extra field of 65520 bytes runs past the entry's 4`);
+  });
+
+  it("a legacy file whose first pickle claims more bytes than the file has fails at once, without reading it all", async () => {
+    const bytes = new Uint8Array(3 << 20);
+    bytes.set([0x80, 2, 0x58, 0xff, 0xff, 0xff, 0x7f]); // BINUNICODE of 2^31 - 1 bytes
+    const p = write('legacy-claim.pth', bytes);
+    await expect(loadWeights(p)).rejects.toThrow(`${p}: truncated file: its pickles need 2147483654 bytes or more, the file has ${3 << 20}`);
   });
 });

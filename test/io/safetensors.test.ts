@@ -88,6 +88,11 @@ describe('round trip', () => {
     expect(Array.from(back.get('b.matrix')!.data)).toEqual([1, -2, 3.5, Math.fround(1e-30), Infinity, -0]);
     expect(back.get('empty')!.shape).toEqual([0, 5]);
     expect(back.get('scalar')!.shape).toEqual([]);
+    // opts.select: the tensors it declines are neither read nor returned; it sees each name, dtype and the metadata
+    const asked: string[] = [];
+    const some = await readSafetensors(path, { select: (name, dtype, meta) => (asked.push(`${name} ${dtype} ${meta.k}`), name === 'b.matrix') });
+    expect([...some.tensors.keys()]).toEqual(['b.matrix']);
+    expect(asked).toEqual([...back].map(([name, t]) => `${name} ${t.dtype} v`));
   });
 
   it('reads deferred tensors one at a time, as their bytes are written, into the same file', async () => {
@@ -205,10 +210,11 @@ describe('hand-built files', () => {
     expect(tensors.get('t')!.data).toEqual(new Int32Array([1, 0]));
   });
 
-  it('accepts an empty header object and trailing bytes after the last region', () => {
+  it('accepts an empty header object, and keeps a metadata key named __proto__ as a key', () => {
     expect(parseSafetensors(build('{}  ')).tensors.size).toBe(0);
-    const bytes = build({ x: { dtype: 'U8', shape: [1], data_offsets: [0, 1] } }, [5, 9, 9]);
-    expect(Array.from(parseSafetensors(bytes).tensors.get('x')!.data)).toEqual([5]);
+    const { metadata } = parseSafetensors(build('{"__metadata__": {"__proto__": "x", "a": "b"}}'));
+    expect(Object.keys(metadata)).toEqual(['__proto__', 'a']);
+    expect(Object.getPrototypeOf(metadata)).toBe(Object.prototype);
   });
 });
 
@@ -264,6 +270,14 @@ describe('corrupt files', () => {
       /"a" \[0, 8\) and "b" \[4, 12\) overlap/,
     ],
     ['duplicate region', build({ a: f32([0, 4]), b: f32([0, 4]) }, new Uint8Array(4)), /overlap/],
+    // the data must be covered exactly, as the format's own reader requires
+    [
+      'a tensor named twice (JSON.parse keeps the last)',
+      build('{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "a": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}}', [1, 2]),
+      /data bytes \[0, 1\) belong to no tensor \(a damaged header, or a tensor named twice in it\)/,
+    ],
+    ['a hole between regions', build({ a: f32([0, 4]), b: f32([8, 12]) }, new Uint8Array(12)), /data bytes \[4, 8\) belong to no tensor/],
+    ['bytes after the last region', build({ x: { dtype: 'U8', shape: [1], data_offsets: [0, 1] } }, [5, 9, 9]), /data bytes \[1, 3\) at the end of the file belong to no tensor/],
     [
       'truncated data',
       build({ a: f32([0, 4]), b: f32([4, 8]) }, new Uint8Array(6)),
