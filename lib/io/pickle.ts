@@ -106,7 +106,7 @@ export function describeValue(v: unknown, depth = 0): string {
   else if (v instanceof PickleGlobal) s = v.qualifiedName;
   else if (v instanceof PickleObject) s = `<${v.className}>`;
   else if (v instanceof Map) s = `<dict of ${v.size}>`;
-  else if (typeof v === 'object' && v !== null) s = `<${v.constructor.name}>`;
+  else if (typeof v === 'object' && v !== null) s = `<${(v.constructor as { name?: string } | undefined)?.name ?? 'object'}>`;
   else s = String(v);
   return s.length > 200 ? `${s.slice(0, 197)}...` : s;
 }
@@ -461,7 +461,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
 /**
  * Turns unpickled data into plain JSON-like data: Maps with string keys become objects (other keys are turned into
  * strings), PickleObjects their state (or {__class__, args}), bigints strings, bytes and tensors short descriptions.
- * Cycles and nesting deeper than 64 levels become '<...>'.
+ * Cycles, nesting deeper than 64 levels and whatever comes after the first 100,000 lists, dicts and objects become
+ * '<...>' (a value the pickle stores once can be shared without bound).
  */
 export function toPlain(value: unknown, depth = 0, seen = new Set<unknown>(), budget = { values: 100_000 }): unknown {
   if (value === null || typeof value === 'boolean' || typeof value === 'number' || typeof value === 'string') return value;
