@@ -16,6 +16,7 @@
  * linprobe run data parallel; an error on any rank ends the whole job, naming the rank.
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -106,6 +107,7 @@ const pretrainFlags: Flags = {
   'mask-ratio': { type: 'string' },
   'mask-token-encoder': { type: 'boolean' },
   resume: { type: 'boolean' },
+  overwrite: { type: 'boolean' },
   'checkpoint-every': { type: 'string' },
   'log-every': { type: 'string' },
   'visualize-every': { type: 'string' },
@@ -229,9 +231,12 @@ const HELP: Record<string, string> = {
           --on-bad-file skip|stop  --workers N (data-loading threads, default 1)
   recipe: --epochs --batch-size --accum-iter --blr (default 1.5e-4) --lr --min-lr --warmup-epochs
           --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
-  run:    --out DIR (runs/pretrain) --resume --checkpoint-every STEPS --log-every STEPS --visualize-every EPOCHS
+  run:    --out DIR (runs/pretrain) --resume (the run in --out, with its own options; flags given must agree)
+          --overwrite (start again in an --out that holds a run; without it or --resume that is an error)
+          --checkpoint-every STEPS (besides each epoch end) --log-every STEPS --visualize-every EPOCHS
           --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
-          Ctrl-C or SIGUSR1 stops at the next step with a checkpoint (under mpirun: kill -USR1 <mpirun's pid>)
+          Ctrl-C, SIGTERM or SIGUSR1 stops at the next step with a checkpoint, then exits with 130 (143 for SIGTERM,
+          138 for SIGUSR1; under mpirun: kill -USR1 <mpirun's pid>)
   device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16: bfloat16 activations, fp32 master
           weights, optimizer and loss; on the CPU through oneDNN, see mae info)
   data parallel (mpirun -np N mae pretrain ..., srun --mpi=pmix mae pretrain ...): one run on N ranks;
@@ -273,7 +278,7 @@ const HELP: Record<string, string> = {
   A classifier (from finetune or linprobe): top-1 / top-5 on a split and the confusion matrix as a PNG.
   --knn with a pre-training checkpoint: weighted kNN accuracy of the encoder's cls features
   (cosine similarity, --k (20), --temperature (0.07), train split as the bank, --train-limit N).
-  --data PATH --data-kind KIND --limit N --split train|test (test) --out FILE (confusion.png next to the checkpoint)`,
+  --data PATH --data-kind KIND --limit N --split train|test (test) --out FILE (confusion-<split>.png next to the checkpoint)`,
   embed: `mae embed --checkpoint FILE --data FOLDER [--out features.safetensors] [flags]
   Encoder features of every image in FOLDER (class sub-folders or flat; or one image file), written to --out:
   features [N, D], labels [N] (class sub-folders), and the file names, classes, pool and size as metadata.
@@ -424,7 +429,9 @@ function distOptions(v: Record<string, unknown>): { distributed?: DistributedMod
 export function pretrainOptions(argv: string[]): PretrainOptions {
   const { values: v } = parseArgs({ args: argv, options: pretrainFlags, allowPositionals: false });
   const data = dataSource(v, DEFAULT_RUN.data)!;
-  const base: PretrainOptions = v.data !== undefined || v['data-kind'] !== undefined ? { data } : { ...DEFAULT_RUN, data };
+  const given = v.data !== undefined || v['data-kind'] !== undefined;
+  // a resumed run takes its options from its checkpoint: only the flags given are passed (and must agree with it)
+  const base: PretrainOptions = v.resume ? { outDir: DEFAULT_RUN.outDir, ...(given ? { data } : {}) } : given ? { data } : { ...DEFAULT_RUN, data };
   const o: PretrainOptions = { ...base };
   if (v.preset !== undefined) o.preset = v.preset as string;
   const config = modelConfig(v);
@@ -455,6 +462,7 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   }
   if (v.out !== undefined) o.outDir = v.out as string;
   if (v.resume) o.resume = true;
+  if (v.overwrite) o.overwrite = true;
   if (v.device !== undefined) o.device = v.device as string;
   if (v.precision !== undefined) o.precision = precisionFlag(v);
   const knnEvery = num(v['knn-every'], 'knn-every');
@@ -536,25 +544,40 @@ function progressPrinter(): (e: TrainEvent) => void {
   };
 }
 
-async function cmdPretrain(argv: string[]): Promise<void> {
-  const o = pretrainOptions(argv);
+/**
+ * Runs `job` with SIGINT and SIGTERM (and SIGUSR1: mpirun passes it on to every rank of a data-parallel job, where
+ * Ctrl-C ends the ranks at once) asking it to stop through its signal; a second SIGINT or SIGTERM quits at once.
+ * Returns the exit status: 0, or 128 + the number of the signal that stopped the job.
+ */
+async function stoppable<T>(what: string, job: (signal: AbortSignal) => Promise<T>, stopped: (r: T) => boolean): Promise<{ r: T; code: number }> {
   const abort = new AbortController();
-  process.once('SIGINT', () => {
-    console.log('\ninterrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit at once)');
-    abort.abort();
-    process.once('SIGINT', () => process.exit(130));
+  let code = 0;
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGUSR1'] as const).map((name) => {
+    const h = () => {
+      console.log(`\n${name === 'SIGINT' ? 'interrupted' : name}: ${what}${name === 'SIGUSR1' ? '' : ` (${name === 'SIGINT' ? 'Ctrl-C' : name} again to quit at once)`}`);
+      code = 128 + osConstants.signals[name];
+      abort.abort();
+      if (name !== 'SIGUSR1') process.once(name, () => process.exit(code));
+    };
+    process.once(name, h);
+    return [name, h] as const;
   });
-  // the same for a data-parallel job: mpirun passes SIGUSR1 on to every rank (Ctrl-C makes it end the ranks at once),
-  // and every rank stops at the same step
-  process.once('SIGUSR1', () => {
-    console.log('\nSIGUSR1: finishing the current step and writing a checkpoint');
-    abort.abort();
-  });
-  const r = await pretrain({ ...o, signal: abort.signal, onEvent: progressPrinter() });
-  if (r.rank !== 0) return;
+  try {
+    const r = await job(abort.signal);
+    return { r, code: stopped(r) ? code : 0 };
+  } finally {
+    for (const [name, h] of handlers) process.off(name, h);
+  }
+}
+
+async function cmdPretrain(argv: string[]): Promise<number> {
+  const o = pretrainOptions(argv);
+  const { r, code } = await stoppable('finishing the current step and writing a checkpoint', (signal) => pretrain({ ...o, signal, onEvent: progressPrinter() }), (r) => r.stopped);
+  if (r.rank !== 0) return code;
   console.log(`checkpoint: ${r.checkpoint}`);
   console.log(`log: ${join(r.outDir, 'log.jsonl')}`);
   if (r.reconstructions.length) console.log(`reconstructions: ${r.reconstructions[r.reconstructions.length - 1]}`);
+  return code;
 }
 
 export function prepareOptions(argv: string[]): PrepareOptions {
@@ -582,14 +605,8 @@ export function prepareOptions(argv: string[]): PrepareOptions {
   return o;
 }
 
-async function cmdPrepareData(argv: string[]): Promise<void> {
+async function cmdPrepareData(argv: string[]): Promise<number> {
   const o = prepareOptions(argv);
-  const abort = new AbortController();
-  process.once('SIGINT', () => {
-    console.log('\ninterrupted: finishing the current shard (Ctrl-C again to quit at once; run the same command to resume)');
-    abort.abort();
-    process.once('SIGINT', () => process.exit(130));
-  });
   const tty = process.stderr.isTTY;
   let lastLine = 0;
   const onEvent = (e: PrepareEvent) => {
@@ -612,9 +629,10 @@ async function cmdPrepareData(argv: string[]): Promise<void> {
       console.log(`${e.complete ? 'done' : 'stopped'}: ${e.samples} images in ${e.shards} shards (${(e.bytes / 2 ** 20).toFixed(1)} MiB), ${e.skipped} bad files left out, ${formatTime(e.seconds)}`);
     }
   };
-  const r = await prepareShards({ ...o, signal: abort.signal, onEvent });
+  const { r, code } = await stoppable('finishing the current shard; run the same command to resume', (signal) => prepareShards({ ...o, signal, onEvent }), (r) => !r.complete);
   if (r.complete) console.log(`index: ${r.index}; train with --data ${r.dir}`);
   else console.log(`not finished: run the same command again to resume`);
+  return code;
 }
 
 async function cmdVisualize(argv: string[]): Promise<void> {
@@ -939,16 +957,19 @@ export async function main(argv: string[]): Promise<number> {
       console.log(HELP[cmd] ?? `unknown command '${cmd}'`);
       return HELP[cmd] ? 0 : 1;
     }
-    if (cmd === 'pretrain') await cmdPretrain(rest);
+    if (cmd === 'pretrain') return await cmdPretrain(rest);
     else if (cmd === 'visualize') await cmdVisualize(rest);
     else if (cmd === 'linprobe') await cmdLinprobe(rest);
     else if (cmd === 'finetune') await cmdFinetune(rest);
     else if (cmd === 'eval') await cmdEval(rest);
     else if (cmd === 'embed') await cmdEmbed(rest);
     else if (cmd === 'classify') await cmdClassify(rest);
-    else if (cmd === 'prepare-data') await cmdPrepareData(rest);
+    else if (cmd === 'prepare-data') return await cmdPrepareData(rest);
     else if (cmd === 'bench') await cmdBench(rest);
-    else if (cmd === 'info') cmdInfo();
+    else if (cmd === 'info') {
+      parseArgs({ args: rest, options: {}, allowPositionals: false });
+      cmdInfo();
+    }
     else {
       console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, bench, info`);
       return 1;

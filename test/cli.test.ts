@@ -1,7 +1,8 @@
 // The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
 // `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -75,6 +76,31 @@ describe('mae command', () => {
     expect(existsSync(join(out, 'v.png'))).toBe(true);
   });
 
+  it('mae pretrain: SIGTERM stops with a checkpoint and status 143; --resume alone continues with the run\'s options', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-term-'));
+    const run = ['--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '16', '--embed-dim', '32', '--depth', '2', '--num-heads', '2',
+      '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out];
+    const child = spawn(process.execPath, [cli, 'pretrain', ...run], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    while (!existsSync(join(out, 'log.jsonl'))) await sleep(5); // the first step is logged
+    child.kill('SIGTERM');
+    expect(await closed, text).toBe(143);
+    expect(text).toContain('SIGTERM: finishing the current step and writing a checkpoint');
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+    // a fresh run may not replace it; --resume with no other flag takes the options from the checkpoint
+    const again = mae(['pretrain', ...run]);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/holds a run already \(checkpoint.safetensors\): resume it \(--resume\)/);
+    const resumed = mae(['pretrain', '--resume', '--threads', '1', '--out', out]);
+    expect(resumed.err).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.out).toMatch(/on 512 images: 96 steps .*\(resumed at step \d+\)/);
+    expect(resumed.out).toMatch(/finished after 96 steps/);
+  });
+
   it('mae linprobe takes --limit alone as a cut of its default data', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-lp-limit-'));
     const r = mae(['linprobe', '--raw-pixels', '--limit', '300', '--epochs', '1', '--out', out]);
@@ -108,6 +134,9 @@ describe('mae command', () => {
     expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
     expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
     expect(mae(['nope']).code).toBe(1);
+    const i = mae(['info', '--bogus', '1']);
+    expect(i.code).toBe(2);
+    expect(i.err).toMatch(/bogus/);
   });
 
   it('pretrainInWorker trains in a worker thread and reports events', async () => {

@@ -20,7 +20,7 @@
  * effective batch batchSize x accumIter x N. Rank 0 alone writes the checkpoint, the log and the reconstructions;
  * every rank resumes from rank 0's checkpoint, also with another world size (the effective batch must stay the same).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -71,7 +71,7 @@ export interface PretrainOptions {
   precision?: Precision;
   /** data-loading worker threads (default 1) */
   workers?: number;
-  /** optimizer steps between checkpoints (default: only at epoch ends) */
+  /** optimizer steps between checkpoints, besides the one at each epoch end (default 0: only at epoch ends) */
   checkpointEvery?: number;
   /** optimizer steps per log line (default 10) */
   logEvery?: number;
@@ -79,6 +79,11 @@ export interface PretrainOptions {
   visualizeEvery?: number;
   /** continue the run whose checkpoint is in outDir (true) or at this path */
   resume?: boolean | string;
+  /**
+   * start afresh in an outDir that holds a run already (a checkpoint): its checkpoint is replaced and its log started
+   * again; without it (or resume) such an outDir is an error, so that no run is lost by mistake
+   */
+  overwrite?: boolean;
   /** stop after this many optimizer steps in total (the schedule still follows `epochs`) */
   maxSteps?: number;
   /**
@@ -167,7 +172,14 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const emit = options.onEvent ?? (() => {});
   const outDir = o.outDir;
   const writer = comm.rank === 0;
-  if (writer) mkdirSync(outDir, { recursive: true });
+  const ckPath = join(outDir, CHECKPOINT_FILE);
+  const logPath = join(outDir, 'log.jsonl');
+  if (writer) {
+    if (!options.resume && !options.overwrite && existsSync(ckPath))
+      throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
+    mkdirSync(outDir, { recursive: true });
+    if (!options.resume) rmSync(logPath, { force: true });
+  }
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   // the first collective: every rank must take the same path through the ones that follow
@@ -238,19 +250,26 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       ? new GradReducer(comm, model.parameters(), { bucketBytes, firstBucketBytes: Math.min(2 ** 20, bucketBytes), bf16: o.precision === 'bf16', label: () => `step ${pos.step + 1}` })
       : null;
 
-  const ckPath = join(outDir, CHECKPOINT_FILE);
-  const logPath = join(outDir, 'log.jsonl');
   if (position && writer) await cutLog(logPath, position);
   const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size };
+  // the step of the checkpoint on disk: a second save at the same step would write the same weights again
+  let savedStep = -1;
   const save = async (p: TrainPosition) => {
-    if (!writer) return;
+    if (!writer || p.step === savedStep) return;
     await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions });
+    savedStep = p.step;
     emit({ type: 'checkpoint', step: p.step, path: ckPath });
   };
+  // a figure that cannot be written (a full disk, a folder in its place) is a warning: training goes on
   const visualize = async (epoch: number) => {
     if (!writer) return;
     const path = join(outDir, 'reconstructions', `epoch-${String(epoch).padStart(3, '0')}.png`);
-    await writeReconstructions(model, dataset, pipeline, path, { maskRatio: o.maskRatio, seed: o.seed });
+    try {
+      await writeReconstructions(model, dataset, pipeline, path, { maskRatio: o.maskRatio, seed: o.seed });
+    } catch (e) {
+      emit({ type: 'warning', message: `the reconstructions of epoch ${epoch} were not written: ${(e as Error).message}` });
+      return;
+    }
     emit({ type: 'visualize', epoch, path });
     reconstructions.push(path);
   };
@@ -365,6 +384,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
           epochLosses.push(epochLoss / epochSteps);
           emit({ type: 'epoch', epoch, loss: epochLoss / epochSteps, seconds: (performance.now() - epochStart) / 1000, stallMs: loader.stallMs - stallBefore });
         }
+        await save(pos);
         if (o.visualizeEvery > 0 && (epoch + 1) % o.visualizeEvery === 0) await visualize(epoch + 1);
         if (options.knn && options.knn.every > 0 && (epoch + 1) % options.knn.every === 0) await knnMonitor(epoch + 1);
       }

@@ -212,7 +212,7 @@ describe('mae prepare-data', () => {
     const a = await run(interrupted, 'SIGINT');
     expect(a.out).toContain('interrupted: finishing the current shard');
     expect(a.out).toContain('not finished: run the same command again to resume');
-    expect(a.code).toBe(0);
+    expect(a.code).toBe(130); // 128 + SIGINT: not finished
     expect(existsSync(join(interrupted, SHARD_INDEX_FILE))).toBe(false);
     const b = await run(interrupted);
     expect(b.out).toMatch(/preparing 120 image files .* \(resuming after \d+ files in \d+ shards\)/);

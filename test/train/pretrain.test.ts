@@ -1,7 +1,7 @@
 // The pre-training loop: learning, resume equality (also after a SIGKILL, log included), non-finite loss handling,
 // logs, events and yielding.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -113,6 +113,31 @@ describe('pretrain', () => {
     const { model } = await loadModel(outDir);
     expect(Array.from(model.encoder_mask_token!.dataSync())).toEqual(Array.from(ck.weights.get('encoder_mask_token')!.data));
     model.dispose();
+  });
+
+  it('refuses to start afresh in a folder that holds a run, unless told to overwrite it (log started again)', async () => {
+    const dir = tmp();
+    await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 3, logEvery: 1 });
+    await expect(pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 1 })).rejects.toThrow(
+      `${dir} holds a run already (checkpoint.safetensors): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`,
+    );
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(3);
+    await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 1, logEvery: 1, overwrite: true });
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(1);
+    expect(readLog(dir).map((l) => l.step)).toEqual([1]);
+  });
+
+  it('writes a checkpoint at each epoch end, and trains on when a figure cannot be written', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'reconstructions', 'epoch-001.png'), { recursive: true }); // a folder where the figure goes
+    const events: TrainEvent[] = [];
+    const r = await pretrain({ ...small, epochs: 2, visualizeEvery: 1, outDir: dir, onEvent: (e) => events.push(e) });
+    expect(r.steps).toBe(16);
+    expect(events.flatMap((e) => (e.type === 'checkpoint' ? [e.step] : []))).toEqual([8, 16]);
+    expect(events.filter((e) => e.type === 'warning').map((e) => (e as { message: string }).message)).toEqual([
+      expect.stringMatching(/^the reconstructions of epoch 1 were not written: .*EISDIR/),
+    ]);
+    expect(r.reconstructions).toEqual([join(dir, 'reconstructions', 'epoch-002.png')]);
   });
 
   it('refuses to resume with different run options', async () => {
