@@ -249,7 +249,7 @@ const HELP: Record<string, string> = {
   visualize: `mae visualize --checkpoint PATH [flags]
   Writes rows of original | masked | reconstruction | reconstruction + visible patches.
   --data PATH --data-kind KIND (default: the checkpoint's data)  --split train|test (test)
-  --out FILE (reconstructions.png next to the checkpoint)  --count N (8)  --start INDEX (0)
+  --out FILE (reconstructions.png next to the checkpoint)  --count N (8, at most 64)  --start INDEX (0)
   --mask-ratio R (0.75)  --seed S (0)`,
   linprobe: `mae linprobe --checkpoint PATH [flags]   (or --raw-pixels: logistic regression on pixels)
   Frozen encoder; features = cls token of the final-normed encoder output, computed once (no augmentation);
@@ -266,7 +266,8 @@ const HELP: Record<string, string> = {
   extraction (see mae pretrain --help)`,
   finetune: `mae finetune --checkpoint PATH [--from-scratch] [flags]
   Fine-tunes the encoder with global pooling + fc_norm + head; --from-scratch trains the same architecture
-  (from the checkpoint, or --preset / model flags) from random initialisation with the same recipe.
+  (the checkpoint's, or without --checkpoint --preset / model flags, which a checkpoint does not take) from random
+  initialisation with the same recipe.
   --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
   first N training images, of --data or of the default)
   --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
@@ -292,7 +293,7 @@ const HELP: Record<string, string> = {
   classify: `mae classify --checkpoint FILE --data FOLDER|IMAGE [--labels FILE] [flags]
   Prints the top-5 classes of each image with their probabilities, from a fine-tuned checkpoint (official
   mae_finetuned_vit_*.pth, checkpoint-N.pth of main_finetune.py, or a classifier of mae finetune / linprobe).
-  Class names: --labels FILE (one per line, in class order), else FOLDER's class sub-folders when there are as
+  Class names: --labels FILE (one per line, in class order, none blank), else FOLDER's class sub-folders when there are as
   many as the model's classes (then top-1 / top-5 accuracy is printed too), else class indices.
   --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N`,
   'prepare-data': `mae prepare-data --data FOLDER --out DIR [flags]

@@ -18,7 +18,7 @@ import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
-import { OFFICIAL_HEADS, buildFromWeights, declaredConfig, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
+import { OFFICIAL_HEADS, buildFromWeights, declaredWithOverrides, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
 import type { MaeConfig } from '../mae/presets.js';
 import { checkPrecision, toBf16, type Precision } from '../mae/precision.js';
 import { Generator } from '../random.js';
@@ -242,7 +242,7 @@ export class VisionTransformerClassifier extends Module {
     const file = await readWeights(path, { key: opts.key });
     const w = file.weights;
     const e = encoderShape(w, file.path);
-    const declared = { ...declaredConfig(file), ...overrides };
+    const declared = declaredWithOverrides(file, overrides);
     const headName = w.has('head.1.weight') ? 'head.1.weight' : w.has('head.weight') ? 'head.weight' : null;
     const numClasses = headName ? weight(w, headName, 2, file.path)[0] : overrides.numClasses;
     if (numClasses === undefined)

@@ -128,6 +128,16 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
   }
 }
 
+/** The class names of a labels file, one a line (a final newline ends the last line); a blank name is refused. */
+function readLabels(path: string): string[] {
+  const lines = readFileSync(path, 'utf8').split(/\r?\n/);
+  if (lines[lines.length - 1] === '') lines.pop();
+  const names = lines.map((l) => l.trim());
+  const blank = names.indexOf('');
+  if (blank >= 0) throw new Error(`${path}: line ${blank + 1} is blank; the labels file needs one class name a line, in class-index order`);
+  return names;
+}
+
 /**
  * Classifies every image with the classifier of `checkpoint` (an official fine-tuned checkpoint or this library's
  * classifier), reporting the `topk` most probable classes of each through onResult. Class names come from the labels
@@ -135,15 +145,17 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
  * the class indices. With class sub-folders of matching count, returns the top-1 / top-k accuracy too.
  */
 export async function classifyImages(o: ClassifyImagesOptions): Promise<{ count: number; top1: number | null; topk: number | null; names: string[] }> {
+  const topk = o.topk ?? 5;
+  if (!(Number.isInteger(topk) && topk > 0)) throw new Error(`topk must be a positive integer, got ${topk}`);
   const { files, labels, classes } = await listImages(o.data);
   const vit = await VisionTransformerClassifier.fromPretrained(o.checkpoint, o.overrides);
   try {
     const K = vit.config.numClasses;
-    const k = Math.min(o.topk ?? 5, K);
+    const k = Math.min(topk, K);
     let names: string[];
     if (o.labels !== undefined) {
       if (!existsSync(o.labels)) throw new Error(`${o.labels}: no such labels file`);
-      names = readFileSync(o.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+      names = readLabels(o.labels);
       if (names.length !== K) throw new Error(`${o.labels}: ${names.length} class names, but the model has ${K} classes`);
     } else names = classes.length === K ? classes : Array.from({ length: K }, (_, i) => String(i));
     const scored = labels !== null && classes.length === K;

@@ -126,6 +126,20 @@ export function declaredConfig(file: WeightsFile): Partial<MaeConfig> {
   return { ...fromArgs, ...(metadataConfig(file) as Partial<MaeConfig>), ...hf };
 }
 
+/**
+ * The declared config with the caller's overrides on top. Head counts are for when the file cannot tell: an override
+ * of a head count the file declares must equal it.
+ */
+export function declaredWithOverrides<T extends { numHeads?: number; decoderNumHeads?: number }>(file: WeightsFile, overrides: T): Partial<MaeConfig> & T {
+  const declared = declaredConfig(file);
+  for (const k of ['numHeads', 'decoderNumHeads'] as const) {
+    const given = overrides[k];
+    if (given !== undefined && declared[k] !== undefined && given !== declared[k])
+      throw new Error(`${file.path}: the checkpoint declares ${k} ${declared[k]}, but ${given} was given; pass a head count only when the checkpoint cannot tell`);
+  }
+  return { ...declared, ...overrides };
+}
+
 /** The head count of a width: overrides and declared config first, then the official table. */
 export function heads(width: number, given: number | undefined, table: Record<number, number>, what: string, path: string): number {
   const h = given ?? table[width];
@@ -142,7 +156,7 @@ export function maeConfigFromWeights(file: WeightsFile, overrides: Partial<MaeCo
   const w = file.weights;
   const path = file.path;
   const e = encoderShape(w, path);
-  const declared = { ...declaredConfig(file), ...overrides };
+  const declared = declaredWithOverrides(file, overrides);
   const numHeads = heads(e.embedDim, declared.numHeads, OFFICIAL_HEADS, 'encoder', path);
   const hasDecoder = w.has('decoder_embed.weight');
   const official = getPreset('mae_vit_base_patch16');

@@ -14,6 +14,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { CLASSIFIER_FILE, classifierFromPretrain, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
 import { getPreset, type MaeConfig } from '../mae/presets.js';
 import { native } from '../native.js';
@@ -107,6 +108,34 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   const warmupEpochs = options.warmupEpochs ?? Math.min(5, epochs / 10);
   const seed = options.seed ?? 0;
   const fromScratch = options.fromScratch ?? false;
+  const minLr = options.minLr ?? 1e-6;
+  const weightDecay = options.weightDecay ?? 0.05;
+  const layerDecay = options.layerDecay ?? 0.75;
+  const dropPath = options.dropPath ?? 0.1;
+  const smoothing = options.smoothing ?? 0.1;
+  const mixup = options.mixup ?? 0.8;
+  const cutmix = options.cutmix ?? 1.0;
+  const mixupProb = options.mixupProb ?? 1;
+  const mixupSwitchProb = options.mixupSwitchProb ?? 0.5;
+  const reprob = options.reprob ?? 0.25;
+  const flipProb = options.flipProb ?? 0.5;
+  const every = options.evalEvery ?? 0;
+  const logEvery = options.logEvery ?? 20;
+  for (const [k, v] of [['epochs', epochs], ['batchSize', batchSize], ['accumIter', accumIter], ['logEvery', logEvery]] as const)
+    if (!(Number.isInteger(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive integer, got ${v}`);
+  if (!(Number.isInteger(every) && every >= 0)) throw new Error(`finetune: evalEvery must be a non-negative integer, got ${every}`);
+  for (const [k, v] of [['warmupEpochs', warmupEpochs], ['minLr', minLr], ['weightDecay', weightDecay], ['mixup', mixup], ['cutmix', cutmix]] as const)
+    if (!(Number.isFinite(v) && v >= 0)) throw new Error(`finetune: ${k} must be a finite number >= 0, got ${v}`);
+  for (const [k, v] of [['mixupProb', mixupProb], ['mixupSwitchProb', mixupSwitchProb], ['reprob', reprob], ['flipProb', flipProb]] as const)
+    if (!(v >= 0 && v <= 1)) throw new Error(`finetune: ${k} must be in [0, 1], got ${v}`);
+  for (const [k, v] of [['dropPath', dropPath], ['smoothing', smoothing]] as const)
+    if (!(v >= 0 && v < 1)) throw new Error(`finetune: ${k} must be in [0, 1), got ${v}`);
+  if (!(layerDecay > 0 && layerDecay <= 1)) throw new Error(`finetune: layerDecay must be in (0, 1], got ${layerDecay}`);
+  for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive finite number, got ${v}`);
+  for (const [k, v] of [['preset', options.preset], ['config', options.config]] as const)
+    if (options.checkpoint && v !== undefined)
+      throw new Error(`finetune: the model comes from the checkpoint ${options.checkpoint}, so ${k} ${JSON.stringify(v)} would not be used; preset and config apply only with fromScratch and no checkpoint`);
   const outDir = options.outDir ?? (fromScratch ? 'runs/scratch' : 'runs/finetune');
   mkdirSync(outDir, { recursive: true });
   if (options.threads !== undefined) native.setNumThreads(options.threads);
@@ -118,7 +147,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   const data = followUpData(options.data, saved, options.limit);
   const trainSet = await openDataset(data, 'train');
   const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
-  const clsOpts = { numClasses: trainSet.numClasses || 10, globalPool: true, dropPathRate: options.dropPath ?? 0.1, headInitStd: 2e-5, seed };
+  const clsOpts = { numClasses: trainSet.numClasses || 10, globalPool: true, dropPathRate: dropPath, headInitStd: 2e-5, seed };
   let model: VisionTransformerClassifier;
   let loaded: string[] = [];
   let ignored: string[] = [];
@@ -136,31 +165,28 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   const c = model.config;
   model.train();
 
-  const groups = paramGroupsLrd(model, c.depth, { weightDecay: options.weightDecay ?? 0.05, layerDecay: options.layerDecay ?? 0.75 });
+  const groups = paramGroupsLrd(model, c.depth, { weightDecay, layerDecay });
   const effectiveBatch = batchSize * accumIter;
   const lr = options.lr ?? scaledLr(options.blr ?? 1e-3, effectiveBatch);
-  const minLr = options.minLr ?? 1e-6;
   const opt = keep(new AdamW(groups, { lr, betas: [0.9, 0.999] }));
-  const loader = new DataLoader(trainSet, { batchSize, seed, augment: true, dropLast: true, scale: options.cropScale ?? [0.08, 1], flipProb: options.flipProb ?? 0.5, imageSize: c.imgSize, inChans: c.inChans, workers: options.workers ?? 1 });
+  const loader = new DataLoader(trainSet, { batchSize, seed, augment: true, dropLast: true, scale: options.cropScale ?? [0.08, 1], flipProb, imageSize: c.imgSize, inChans: c.inChans, workers: options.workers ?? 1 });
   const stepsPerEpoch = loader.stepsPerEpoch;
   const stepsPerEpochOpt = Math.floor(stepsPerEpoch / accumIter);
   if (stepsPerEpochOpt < 1) throw new Error(`finetune: ${stepsPerEpoch} batches per epoch are fewer than accumIter ${accumIter}`);
   const totalSteps = stepsPerEpochOpt * epochs;
   const mix = new Mixup({
-    mixupAlpha: options.mixup ?? 0.8,
-    cutmixAlpha: options.cutmix ?? 1.0,
-    prob: options.mixupProb ?? 1,
-    switchProb: options.mixupSwitchProb ?? 0.5,
-    labelSmoothing: options.smoothing ?? 0.1,
+    mixupAlpha: mixup,
+    cutmixAlpha: cutmix,
+    prob: mixupProb,
+    switchProb: mixupSwitchProb,
+    labelSmoothing: smoothing,
     numClasses,
   });
-  const reprob = options.reprob ?? 0.25;
   const augGen = new Generator(seed + 1000);
   emit({ type: 'start', parameters: model.numParameters(), loaded: loaded.length, ignored, missing, trainSamples: trainSet.length, totalSteps, lr, fromScratch });
 
   const logPath = join(outDir, 'log.jsonl');
   writeFileSync(logPath, '');
-  const logEvery = options.logEvery ?? 20;
   const scaleGrad = Tensor.full([1], 1 / accumIter).keep();
   const epochLosses: number[] = [];
   const history: { epoch: number; loss: number; top1?: number }[] = [];
@@ -185,15 +211,15 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
         if (reprob > 0) randomErasing(images, batch.shape, augGen, { probability: reprob });
         const loss = tidy(() => {
           let target: Tensor;
-          let smoothing = 0;
+          let labelSmoothing = 0;
           if (mix.enabled) {
             const r = mix.apply(images, batch.shape, batch.labels, augGen);
             target = Tensor.fromArray(r.targets, [batch.size, numClasses]);
           } else {
             target = Tensor.fromArray(batch.labels, [batch.size]);
-            smoothing = options.smoothing ?? 0.1;
+            labelSmoothing = smoothing;
           }
-          const l = ops.crossEntropy(model.forward(Tensor.fromArray(images, batch.shape), { precision }), target, smoothing);
+          const l = ops.crossEntropy(model.forward(Tensor.fromArray(images, batch.shape), { precision }), target, labelSmoothing);
           const v = l.item();
           if (Number.isFinite(v)) l.backward(scaleGrad);
           return v;
@@ -226,7 +252,6 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
       }
       const mean = sum / Math.max(1, n);
       epochLosses.push(mean);
-      const every = options.evalEvery ?? 0;
       let top1: number | undefined;
       if (every > 0 && (epoch + 1) % every === 0 && epoch + 1 < epochs) top1 = (await evaluateClassifier(model, testSet, { workers: options.workers ?? 1 })).top1;
       history.push({ epoch: epoch + 1, loss: mean, ...(top1 !== undefined ? { top1 } : {}) });
@@ -250,22 +275,22 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     lr,
     minLr,
     warmupEpochs,
-    weightDecay: options.weightDecay ?? 0.05,
-    layerDecay: options.layerDecay ?? 0.75,
-    dropPath: options.dropPath ?? 0.1,
-    smoothing: options.smoothing ?? 0.1,
+    weightDecay,
+    layerDecay,
+    dropPath,
+    smoothing,
     mixup: mix.mixupAlpha,
     cutmix: mix.cutmixAlpha,
     mixupProb: mix.prob,
     mixupSwitchProb: mix.switchProb,
     reprob,
     cropScale: options.cropScale ?? [0.08, 1],
-    flipProb: options.flipProb ?? 0.5,
+    flipProb,
     seed,
   };
   await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: fromScratch ? 'scratch' : 'finetune', recipe, top1: metrics.top1, top5: metrics.top5 });
   const seconds = (performance.now() - started) / 1000;
-  writeFileSync(
+  await writeFileAtomic(
     join(outDir, 'results.json'),
     JSON.stringify({ job: fromScratch ? 'from-scratch' : 'finetune', ...recipe, loadedKeys: loaded.length, ignoredKeys: ignored, trainSamples: trainSet.length, testSamples: testSet.length, top1: metrics.top1, top5: metrics.top5, history, trainSeconds, seconds, confusion: Array.from(metrics.confusion) }, null, 2) + '\n',
   );

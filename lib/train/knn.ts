@@ -141,8 +141,17 @@ export interface KnnResult {
   predictions: Int32Array;
 }
 
+/** Refuses a k that is not a positive integer and a temperature that is not a positive finite number. */
+export function checkKnnOptions(opts: KnnOptions): void {
+  const k = opts.k ?? 20;
+  const T = opts.temperature ?? 0.07;
+  if (!(Number.isInteger(k) && k > 0)) throw new Error(`knn: k must be a positive integer, got ${k}`);
+  if (!(Number.isFinite(T) && T > 0)) throw new Error(`knn: temperature must be a positive finite number, got ${T}`);
+}
+
 /** Weighted kNN classification of `query` by `bank` (cosine similarity, k = 20, temperature 0.07 by default). */
 export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
+  checkKnnOptions(opts);
   const k = Math.min(opts.k ?? 20, bank.n);
   const T = opts.temperature ?? 0.07;
   let C = opts.numClasses ?? 0;
@@ -203,6 +212,7 @@ export async function knnEvaluate(
   test: Dataset,
   opts: KnnOptions & { pool?: FeaturePool; batchSize?: number; workers?: number; comm?: Communicator } = {},
 ): Promise<KnnResult> {
+  checkKnnOptions(opts);
   const comm = opts.comm ?? Communicator.single();
   const fo = { pool: opts.pool ?? 'cls', batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
   const bank = await extractFeatures(model, train, { ...fo, comm });

@@ -24,6 +24,7 @@ import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { classifierFromPretrain } from '../classify/checkpoint.js';
 import { CLASSIFIER_FILE, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { MaskedAutoencoder, checkPrecision, type Precision } from '../mae/model.js';
 import { native } from '../native.js';
@@ -120,6 +121,17 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const batchSize = options.batchSize ?? 256;
   const warmupEpochs = options.warmupEpochs ?? Math.min(10, epochs / 9);
   const seed = options.seed ?? 0;
+  const minLr = options.minLr ?? 0;
+  const weightDecay = options.weightDecay ?? 0;
+  const every = options.evalEvery ?? 0;
+  for (const [k, v] of [['epochs', epochs], ['batchSize', batchSize]] as const)
+    if (!(Number.isInteger(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive integer, got ${v}`);
+  if (!(Number.isInteger(every) && every >= 0)) throw new Error(`linprobe: evalEvery must be a non-negative integer, got ${every}`);
+  for (const [k, v] of [['warmupEpochs', warmupEpochs], ['minLr', minLr], ['weightDecay', weightDecay]] as const)
+    if (!(Number.isFinite(v) && v >= 0)) throw new Error(`linprobe: ${k} must be a finite number >= 0, got ${v}`);
+  for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive finite number, got ${v}`);
+  if (options.blrSweep?.some((b) => !(Number.isFinite(b) && b > 0))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
   const outDir = options.outDir ?? (options.rawPixels ? 'runs/linprobe-pixels' : 'runs/linprobe');
   if (writer) mkdirSync(outDir, { recursive: true });
   if (options.threads !== undefined) native.setNumThreads(options.threads);
@@ -159,10 +171,9 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const D = train.dim;
   const sweep: { blr: number; lr: number; valTop1: number }[] = [];
   let lr = options.lr ?? scaledLr(options.blr ?? 0.1, batchSize);
-  const fitOptions = { epochs, batchSize, warmupEpochs, minLr: options.minLr ?? 0, weightDecay: options.weightDecay ?? 0, numClasses };
+  const fitOptions = { epochs, batchSize, warmupEpochs, minLr, weightDecay, numClasses };
   const valSize = options.blrSweep?.length ? (options.valSize ?? Math.floor(train.n / 6)) : 0;
   if (options.blrSweep && options.blrSweep.length > 0) {
-    if (options.blrSweep.some((b) => !(b > 0 && Number.isFinite(b)))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
     if (!(Number.isInteger(valSize) && valSize >= 1 && train.n - valSize >= batchSize))
       throw new Error(`linprobe: the held-out part must be an integer of at least 1 that leaves a batch of ${batchSize} to train on; got ${valSize} of ${train.n} samples`);
     const [rest, held] = splitFeatures(train, valSize, new Generator(seed + 1));
@@ -187,7 +198,6 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   if (writer) writeFileSync(logPath, '');
 
   const trainStart = performance.now();
-  const every = options.evalEvery ?? 0;
   const { head, epochLosses } = await fitHead(train, lr, fitOptions, new Generator(seed), (epoch, loss, epochLr, seconds, current) => {
     const top1 = every > 0 && epoch % every === 0 && epoch < epochs ? evaluateHead(current, test, numClasses).top1 : undefined;
     if (writer) appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
@@ -227,7 +237,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     sweep,
     valSize,
     warmupEpochs,
-    weightDecay: options.weightDecay ?? 0,
+    weightDecay,
     seed,
     top1: metrics.top1,
     top5: metrics.top5,
@@ -237,7 +247,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     seconds,
     confusion: Array.from(metrics.confusion),
   };
-  if (writer) writeFileSync(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
+  if (writer) await writeFileAtomic(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
   return { lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
 }

@@ -40,7 +40,7 @@ import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
-import { knnEvaluate } from './knn.js';
+import { checkKnnOptions, knnEvaluate } from './knn.js';
 
 export interface PretrainOptions {
   /** a preset name (default mae_vit_tiny_patch4_28) and overrides of its config */
@@ -285,7 +285,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     if (device !== 'cpu') model.to('cpu');
     let r: Awaited<ReturnType<typeof knnEvaluate>>;
     try {
-      r = await knnEvaluate(model, bank, query, { ...(k.k ? { k: k.k } : {}), ...(k.temperature ? { temperature: k.temperature } : {}), comm });
+      r = await knnEvaluate(model, bank, query, { k: k.k, temperature: k.temperature, comm });
     } finally {
       if (device !== 'cpu') model.to(device);
     }
@@ -522,8 +522,15 @@ function withDefaults(opts: PretrainOptions) {
   if (!(o.bucketMb > 0)) throw new Error(`pretrain: bucketMb must be positive, got ${o.bucketMb}`);
   if (o.lr !== undefined && !(o.lr > 0)) throw new Error(`pretrain: lr must be positive, got ${o.lr}`);
   if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
+  for (const k of ['minLr', 'weightDecay'] as const)
+    if (!(o[k] >= 0 && Number.isFinite(o[k]))) throw new Error(`pretrain: ${k} must be a non-negative finite number, got ${o[k]}`);
   if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);
   if (!(Number.isSafeInteger(o.seed) && o.seed >= 0)) throw new Error(`pretrain: seed must be a non-negative integer, got ${o.seed}`);
+  if (opts.knn) {
+    // checked now, not at the first kNN epoch
+    if (!(Number.isInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
+    checkKnnOptions(opts.knn);
+  }
   checkDevice(o.device, o.precision, 'pretrain');
   return o;
 }

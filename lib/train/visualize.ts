@@ -16,13 +16,16 @@ export interface VisualizeOptions {
   maskRatio?: number;
   /** seeds the masking noise */
   seed?: number;
-  /** number of images (rows) */
+  /** number of images (rows): 1 to 64 (default 8) */
   count?: number;
   /** dataset index of the first image */
   start?: number;
   /** pixel upscaling of the figure (default: enough for about 112 px cells) */
   scale?: number;
 }
+
+/** The most images (rows) one figure takes. */
+const MAX_COUNT = 64;
 
 export async function writeReconstructions(
   model: MaskedAutoencoder,
@@ -32,9 +35,12 @@ export async function writeReconstructions(
   opts: VisualizeOptions = {},
 ): Promise<void> {
   const c = model.config;
-  const count = Math.min(opts.count ?? 8, dataset.length - (opts.start ?? 0));
-  if (count < 1) throw new Error(`visualize: no images at index ${opts.start ?? 0} of a dataset of ${dataset.length}`);
   const start = opts.start ?? 0;
+  const wanted = opts.count ?? 8;
+  if (!(Number.isInteger(start) && start >= 0)) throw new Error(`visualize: start must be a non-negative integer, got ${start}`);
+  if (!(Number.isInteger(wanted) && wanted >= 1 && wanted <= MAX_COUNT)) throw new Error(`visualize: count must be an integer from 1 to ${MAX_COUNT}, got ${wanted}`);
+  const count = Math.min(wanted, dataset.length - start);
+  if (count < 1) throw new Error(`visualize: no images at index ${start} of a dataset of ${dataset.length}`);
   const evalCfg: PipelineConfig = { ...pipeline, augment: false, imageSize: c.imgSize, inChans: c.inChans };
   const indices = Int32Array.from({ length: count }, (_, i) => start + i);
   const { images } = await buildBatch(dataset, evalCfg, { indices, epoch: 0, start: 0 });

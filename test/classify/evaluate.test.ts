@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { MaskedAutoencoder } from '../../lib/mae/model.js';
+import { openDataset } from '../../lib/train/data.js';
 import { MetricAccumulator, confusionImage, topkAccuracy } from '../../lib/train/evaluate.js';
-import { knnClassify, l2Normalize } from '../../lib/train/knn.js';
+import { knnClassify, knnEvaluate, l2Normalize } from '../../lib/train/knn.js';
 
 describe('classification metrics', () => {
   it('computes top-1, top-5 and the confusion matrix', () => {
@@ -51,5 +53,17 @@ describe('kNN monitor', () => {
     const s = [0, 1, 2, 3, 4].map((i) => Math.exp((b[2 * i]! * q[0]! + b[2 * i + 1]! * q[1]!) / 0.07));
     const expected = s[0]! + s[1]! + s[2]! > s[3]! + s[4]! ? 0 : 1;
     expect(knnClassify(bank, query, { k: 5 }).predictions[2]).toBe(expected);
+  });
+
+  it('refuses a k that is not a positive integer and a temperature that is not a positive finite number', async () => {
+    const bank = { features: Float32Array.from([1, 0, 0, 1]), labels: Int32Array.from([0, 1]), n: 2, dim: 2 };
+    for (const k of [0, -1, 1.5, NaN]) expect(() => knnClassify(bank, bank, { k })).toThrow(`knn: k must be a positive integer, got ${k}`);
+    for (const temperature of [0, -1, Infinity, NaN])
+      expect(() => knnClassify(bank, bank, { temperature })).toThrow(`knn: temperature must be a positive finite number, got ${temperature}`);
+    // knnEvaluate refuses them before extracting any features
+    const model = new MaskedAutoencoder({ imgSize: 28, patchSize: 7, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 });
+    const data = await openDataset({ kind: 'synthetic', count: 8 }, 'train');
+    await expect(knnEvaluate(model, data, data, { k: 0 })).rejects.toThrow('knn: k must be a positive integer, got 0');
+    model.dispose();
   });
 });

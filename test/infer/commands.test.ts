@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadImages } from '../../lib/data/images.js';
+import { classifyImages } from '../../lib/infer/commands.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
 import { saveSafetensors } from '../../lib/io/state.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
@@ -70,6 +71,10 @@ describe('mae classify', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(3);
     for (const line of lines) expect(line).toMatch(/\.png\t(\w+ [01]\.\d{3} {2}){4}\w+ [01]\.\d{3}$/);
+    writeFileSync(labels, 'apple\r\nbanana\r\ncherry\r\ndate\r\nelder');
+    const crlf = mae(['classify', '--checkpoint', pth('mae-finetuned.pth'), '--data', data, '--labels', labels, '--num-heads', '4', '--topk', '1']);
+    expect(crlf.status, crlf.stderr).toBe(0);
+    expect(crlf.stdout).toMatch(/a\.png\t(apple|banana|cherry|date|elder) [01]\.\d{3}\n/);
     const indices = mae(['classify', '--checkpoint', pth('mae-finetuned.pth'), '--data', data, '--num-heads', '4', '--topk', '2']);
     expect(indices.stdout).toMatch(/a\.png\t\d \d\.\d{3} {2}\d \d\.\d{3}\n/);
     writeFileSync(labels, 'apple\nbanana\n');
@@ -78,6 +83,25 @@ describe('mae classify', () => {
     expect(bad.stderr).toContain('2 class names, but the model has 5 classes');
     const help = mae(['classify', '--help']);
     for (const flag of ['--checkpoint', '--data', '--labels', '--topk', '--batch-size', '--size', '--num-heads']) expect(help.stdout).toContain(flag);
+  });
+});
+
+describe('classifyImages', () => {
+  it('refuses a topk that is not a positive integer', async () => {
+    for (const topk of [0, -1, 1.5])
+      await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data, overrides: { numHeads: 4 }, topk })).rejects.toThrow(`topk must be a positive integer, got ${topk}`);
+  });
+
+  it('refuses a labels file with a blank name, by its line number (later names would shift to the wrong class)', async () => {
+    const labels = join(tmp, 'blank.txt');
+    const run = () => classifyImages({ checkpoint: pth('mae-finetuned.pth'), data, overrides: { numHeads: 4 }, labels });
+    writeFileSync(labels, 'apple\n\ncherry\ndate\nelder\n');
+    await expect(run()).rejects.toThrow(`${labels}: line 2 is blank`);
+    writeFileSync(labels, 'apple\r\nbanana\r\ncherry\r\ndate\r\n  \r\n');
+    await expect(run()).rejects.toThrow(`${labels}: line 5 is blank`);
+    // one final newline ends the last line; a second one is a blank line
+    writeFileSync(labels, 'apple\nbanana\ncherry\ndate\nelder\n\n');
+    await expect(run()).rejects.toThrow(`${labels}: line 6 is blank`);
   });
 });
 

@@ -97,6 +97,18 @@ describe('MaskedAutoencoder.fromPretrained', () => {
     });
   }
 
+  it('head counts the checkpoint declares cannot be overridden with others; the same values are fine', async () => {
+    const folder = join(dir, 'hf-safetensors');
+    const file = join(folder, 'model.safetensors');
+    await expect(MaskedAutoencoder.fromPretrained(folder, { numHeads: 2 })).rejects.toThrow(`${file}: the checkpoint declares numHeads ${c.num_heads}, but 2 was given`);
+    await expect(MaskedAutoencoder.fromPretrained(folder, { decoderNumHeads: 4 })).rejects.toThrow(`${file}: the checkpoint declares decoderNumHeads ${c.decoder_num_heads}, but 4 was given`);
+    // the classifier built from the same weights (mae classify --num-heads) is held to the same rule
+    await expect(VisionTransformerClassifier.fromPretrained(folder, { numHeads: 2, numClasses: 7 })).rejects.toThrow(`${file}: the checkpoint declares numHeads ${c.num_heads}, but 2 was given`);
+    const mae = await MaskedAutoencoder.fromPretrained(folder, heads);
+    expect(mae.config).toMatchObject(heads);
+    mae.dispose();
+  });
+
   it('a checkpoint that lacks encoder weights is an error listing them', async () => {
     await expect(MaskedAutoencoder.fromPretrained(join(dir, 'dtypes.pth'))).rejects.toThrow(/dtypes\.pth: no "patch_embed\.proj\.weight" among the weights \(f32, f16/);
   });

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadClassifier } from '../../lib/classify/checkpoint.js';
 import { openDataset } from '../../lib/train/data.js';
 import { evaluateClassifier } from '../../lib/train/evaluate.js';
-import { finetune } from '../../lib/train/finetune.js';
+import { finetune, type FinetuneOptions } from '../../lib/train/finetune.js';
 import { liveTensors } from '../../lib/tensor.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-finetune-'));
@@ -69,5 +69,44 @@ describe('fine-tuning end to end (synthetic data)', () => {
     expect(liveTensors()).toBe(before);
     await expect(finetune({ fromScratch: true, config: tiny, data: { ...data, limit: 64 }, outDir: join(dir, 'ft-accum'), epochs: 1, batchSize: 32, accumIter: 4 })).rejects.toThrow(/fewer than accumIter 4/);
     expect(liveTensors()).toBe(before);
+  });
+
+  it('refuses bad recipe options before it loads anything, and writes nothing', async () => {
+    const cases: [Partial<FinetuneOptions>, string][] = [
+      [{ epochs: 0 }, 'epochs must be a positive integer, got 0'],
+      [{ epochs: 1.5 }, 'epochs must be a positive integer, got 1.5'],
+      [{ batchSize: -4 }, 'batchSize must be a positive integer, got -4'],
+      [{ accumIter: 0 }, 'accumIter must be a positive integer, got 0'],
+      [{ accumIter: 1.5 }, 'accumIter must be a positive integer, got 1.5'],
+      [{ logEvery: 0 }, 'logEvery must be a positive integer, got 0'],
+      [{ evalEvery: 0.5 }, 'evalEvery must be a non-negative integer, got 0.5'],
+      [{ layerDecay: -1 }, 'layerDecay must be in (0, 1], got -1'],
+      [{ layerDecay: 0 }, 'layerDecay must be in (0, 1], got 0'],
+      [{ layerDecay: 1.5 }, 'layerDecay must be in (0, 1], got 1.5'],
+      [{ dropPath: 1 }, 'dropPath must be in [0, 1), got 1'],
+      [{ dropPath: -0.1 }, 'dropPath must be in [0, 1), got -0.1'],
+      [{ smoothing: 1 }, 'smoothing must be in [0, 1), got 1'],
+      [{ mixup: -0.8 }, 'mixup must be a finite number >= 0, got -0.8'],
+      [{ cutmix: -1 }, 'cutmix must be a finite number >= 0, got -1'],
+      [{ mixupProb: 1.5 }, 'mixupProb must be in [0, 1], got 1.5'],
+      [{ mixupSwitchProb: -0.5 }, 'mixupSwitchProb must be in [0, 1], got -0.5'],
+      [{ reprob: 2 }, 'reprob must be in [0, 1], got 2'],
+      [{ flipProb: NaN }, 'flipProb must be in [0, 1], got NaN'],
+      [{ warmupEpochs: -1 }, 'warmupEpochs must be a finite number >= 0, got -1'],
+      [{ weightDecay: -0.05 }, 'weightDecay must be a finite number >= 0, got -0.05'],
+      [{ minLr: -1 }, 'minLr must be a finite number >= 0, got -1'],
+      [{ blr: 0 }, 'blr must be a positive finite number, got 0'],
+      [{ lr: -1 }, 'lr must be a positive finite number, got -1'],
+    ];
+    const outDir = join(dir, 'ft-refused');
+    for (const [bad, message] of cases) {
+      await expect(finetune({ fromScratch: true, config: tiny, data: { ...data, limit: 64 }, outDir, epochs: 1, batchSize: 32, ...bad }), message).rejects.toThrow(`finetune: ${message}`);
+      expect(existsSync(outDir), message).toBe(false);
+    }
+    // the model comes from a checkpoint: a preset or model config would be silently ignored
+    const checkpoint = join(dir, 'no-such-checkpoint');
+    await expect(finetune({ checkpoint, preset: 'mae_vit_tiny_patch4_28', outDir })).rejects.toThrow(`finetune: the model comes from the checkpoint ${checkpoint}, so preset "mae_vit_tiny_patch4_28" would not be used; preset and config apply only with fromScratch and no checkpoint`);
+    await expect(finetune({ checkpoint, fromScratch: true, config: { depth: 4 }, outDir })).rejects.toThrow(`so config {"depth":4} would not be used`);
+    expect(existsSync(outDir)).toBe(false);
   });
 });

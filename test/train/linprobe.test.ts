@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { linprobe } from '../../lib/train/linprobe.js';
+import { linprobe, type LinprobeOptions } from '../../lib/train/linprobe.js';
 import { pretrain } from '../../lib/train/pretrain.js';
 import { liveTensors } from '../../lib/tensor.js';
 
@@ -72,5 +72,33 @@ describe('linear probing end to end (synthetic data)', () => {
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow(/every base lr of the sweep must be positive/);
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow(/held-out part .* got 500 of 512 samples/);
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), valSize: 100 })).rejects.toThrow(/valSize \(--val-size\) only applies with a base-lr sweep/);
+  });
+
+  it('refuses bad training options before extracting any features, and writes nothing', async () => {
+    const cases: [Partial<LinprobeOptions>, string][] = [
+      [{ epochs: 0 }, 'epochs must be a positive integer, got 0'],
+      [{ epochs: -1 }, 'epochs must be a positive integer, got -1'],
+      [{ epochs: 1.5 }, 'epochs must be a positive integer, got 1.5'],
+      [{ batchSize: 0 }, 'batchSize must be a positive integer, got 0'],
+      [{ batchSize: 1.5 }, 'batchSize must be a positive integer, got 1.5'],
+      [{ batchSize: -4 }, 'batchSize must be a positive integer, got -4'],
+      [{ warmupEpochs: -1 }, 'warmupEpochs must be a finite number >= 0, got -1'],
+      [{ warmupEpochs: Infinity }, 'warmupEpochs must be a finite number >= 0, got Infinity'],
+      [{ minLr: -1e-6 }, 'minLr must be a finite number >= 0, got -0.000001'],
+      [{ weightDecay: NaN }, 'weightDecay must be a finite number >= 0, got NaN'],
+      [{ evalEvery: 1.5 }, 'evalEvery must be a non-negative integer, got 1.5'],
+      [{ evalEvery: -1 }, 'evalEvery must be a non-negative integer, got -1'],
+      [{ blr: 0 }, 'blr must be a positive finite number, got 0'],
+      [{ lr: -1 }, 'lr must be a positive finite number, got -1'],
+      [{ lr: Infinity }, 'lr must be a positive finite number, got Infinity'],
+      [{ blrSweep: [0.1, NaN] }, 'every base lr of the sweep must be positive, got 0.1, NaN'],
+    ];
+    for (const [bad, message] of cases) {
+      const events: string[] = [];
+      const outDir = join(dir, 'px-refused');
+      await expect(linprobe({ rawPixels: true, data, outDir, epochs: 1, batchSize: 64, ...bad, onEvent: (e) => events.push(e.type) }), message).rejects.toThrow(`linprobe: ${message}`);
+      expect(events, message).toEqual([]);
+      expect(existsSync(outDir), message).toBe(false);
+    }
   });
 });

@@ -164,6 +164,12 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, bucketMb: 0 })).rejects.toThrow(/bucketMb must be positive/);
     await expect(pretrain({ ...small, distributed: 'mpi', distTimeout: -1 })).rejects.toThrow(/distributed timeout must be a positive number of seconds/);
     await expect(pretrain({ ...small, preset: 'nope' })).rejects.toThrow(/unknown preset 'nope'/);
+    await expect(pretrain({ ...small, minLr: -1 })).rejects.toThrow(/pretrain: minLr must be a non-negative finite number, got -1/);
+    await expect(pretrain({ ...small, weightDecay: -0.1 })).rejects.toThrow(/pretrain: weightDecay must be a non-negative finite number, got -0.1/);
+    // the kNN monitor's settings are checked before training, not at its first epoch
+    await expect(pretrain({ ...small, knn: { every: 0.5 } })).rejects.toThrow(/pretrain: knn.every must be a non-negative integer, got 0.5/);
+    await expect(pretrain({ ...small, knn: { every: 1, k: 0 } })).rejects.toThrow(/knn: k must be a positive integer, got 0/);
+    await expect(pretrain({ ...small, knn: { every: 1, temperature: 0 } })).rejects.toThrow(/knn: temperature must be a positive finite number, got 0/);
     await expect(pretrain({ ...small, data: { kind: 'folder', path: '/nonexistent/folder' }, outDir: tmp() })).rejects.toThrow(/nonexistent/);
   });
 });
