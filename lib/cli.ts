@@ -325,7 +325,8 @@ const HELP: Record<string, string> = {
 function num(v: unknown, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number, got '${String(v)}'`);
+  // decimal only: Number() also reads '0x10' and '0b11'
+  if (typeof v !== 'string' || !/^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(v) || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number, got '${String(v)}'`);
   return n;
 }
 
@@ -800,6 +801,8 @@ async function cmdClassify(argv: string[]): Promise<void> {
 async function cmdEval(argv: string[]): Promise<void> {
   const { values: v } = parseArgs({ args: argv, options: evalFlags });
   if (!v.checkpoint) throw new UsageError('eval: --checkpoint PATH is required');
+  const knnOnly = ['k', 'temperature', 'train-limit'].filter((f) => v[f] !== undefined);
+  if (!v.knn && knnOnly.length) throw new UsageError(`eval: --${knnOnly.join(', --')} ${knnOnly.length > 1 ? 'apply' : 'applies'} only with --knn`);
   const threads = num(v.threads, 'threads');
   if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
   const split = (v.split as string | undefined) ?? 'test';

@@ -134,6 +134,12 @@ describe('mae command', () => {
     expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
     expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
     expect(mae(['nope']).code).toBe(1);
+    const hex = mae(['pretrain', '--epochs', '0x10']);
+    expect(hex.code).toBe(2);
+    expect(hex.err).toMatch(/--epochs must be a number, got '0x10'/);
+    const knn = mae(['eval', '--checkpoint', '/no/such', '--k', '5', '--temperature', '0.1']);
+    expect(knn.code).toBe(2);
+    expect(knn.err).toMatch(/eval: --k, --temperature apply only with --knn/);
     const i = mae(['info', '--bogus', '1']);
     expect(i.code).toBe(2);
     expect(i.err).toMatch(/bogus/);

@@ -531,6 +531,7 @@ function withDefaults(opts: PretrainOptions) {
     if (!(Number.isInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
     checkKnnOptions(opts.knn);
   }
+  getPreset(o.preset); // an unknown name is an error before anything is written
   checkDevice(o.device, o.precision, 'pretrain');
   return o;
 }
