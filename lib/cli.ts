@@ -540,7 +540,8 @@ function progressPrinter(): (e: TrainEvent) => void {
         break;
       case 'end':
         if (tty) process.stderr.write('\n');
-        console.log(`${e.stopped ? 'stopped' : 'finished'} after ${e.steps} steps in ${formatTime(e.seconds)}, last loss ${e.loss.toFixed(4)}`);
+        // a run resumed at its end takes no step: there is no loss of this run to show
+        console.log(`${e.stopped ? 'stopped' : 'finished'} after ${e.steps} steps in ${formatTime(e.seconds)}${Number.isNaN(e.loss) ? ', no step left to take' : `, last loss ${e.loss.toFixed(4)}`}`);
         break;
     }
   };

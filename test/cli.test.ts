@@ -99,6 +99,9 @@ describe('mae command', () => {
     expect(resumed.code).toBe(0);
     expect(resumed.out).toMatch(/on 512 images: 96 steps .*\(resumed at step \d+\)/);
     expect(resumed.out).toMatch(/finished after 96 steps/);
+    const done = mae(['pretrain', '--resume', '--threads', '1', '--out', out]);
+    expect(done.code).toBe(0);
+    expect(done.out).toMatch(/finished after 96 steps in \S+, no step left to take/);
   });
 
   it('mae linprobe takes --limit alone as a cut of its default data', () => {

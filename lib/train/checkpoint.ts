@@ -38,6 +38,8 @@ export interface CheckpointMeta {
   optimizer: { step: number; lr: number } | null;
   /** the training options of the run, for `resume` to check and reuse */
   options: Record<string, unknown>;
+  /** the summed loss and the optimizer steps of the epoch under way, so that its mean counts the steps before a resume */
+  epochLoss?: { sum: number; steps: number };
   createdAt: string;
 }
 

@@ -256,7 +256,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   let savedStep = -1;
   const save = async (p: TrainPosition) => {
     if (!writer || p.step === savedStep) return;
-    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions });
+    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions, epochLoss: { sum: epochLoss, steps: epochSteps } });
     savedStep = p.step;
     emit({ type: 'checkpoint', step: p.step, path: ckPath });
   };
@@ -303,6 +303,9 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const reconstructions: string[] = [];
   const L = model.numPatches;
   let stopped = false;
+  // the epoch under way: summed loss and steps (a resumed epoch starts from the checkpoint's)
+  let epochLoss = position && position.iter > 0 ? (ck?.meta.epochLoss?.sum ?? 0) : 0;
+  let epochSteps = position && position.iter > 0 ? (ck?.meta.epochLoss?.steps ?? 0) : 0;
   let windowLoss = 0;
   let windowSteps = 0;
   let windowStart = performance.now();
@@ -316,8 +319,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       const epochStart = performance.now();
       const stallBefore = loader.stallMs;
       optimizer.zeroGrad();
-      let epochLoss = 0;
-      let epochSteps = 0;
+      if (epoch !== pos.epoch || pos.iter === 0) [epochLoss, epochSteps] = [0, 0];
       const startAt = epoch === pos.epoch ? pos.iter : 0;
       for await (const batch of loader.epoch(epoch, { startAt })) {
         const it = batch.step;

@@ -63,7 +63,7 @@ describe('pretrain', () => {
     expect(ck.meta.position).toMatchObject({ epoch: 3, iter: 0, step: 24 });
   });
 
-  it('resumes exactly: an interrupted and resumed run has the same losses as an uninterrupted one', async () => {
+  it('resumes exactly: an interrupted and resumed run has the same losses and epoch means as an uninterrupted one', async () => {
     const opts: PretrainOptions = { ...small, accumIter: 2, epochs: 2, checkpointEvery: 1 };
     const full = await pretrain({ ...opts, outDir: tmp() });
     const dir = tmp();
@@ -72,6 +72,8 @@ describe('pretrain', () => {
     const rest = await pretrain({ ...opts, outDir: dir, resume: true });
     expect(rest.steps).toBe(full.steps);
     expect([...first.losses, ...rest.losses]).toEqual(full.losses);
+    // the epoch cut by the stop counts its steps before the resume too
+    expect(rest.epochLosses).toEqual(full.epochLosses);
   });
 
   it("after a SIGKILL, the resumed run's log holds each step once, in order, with the uninterrupted run's losses", async () => {
