@@ -361,6 +361,7 @@ function dataSource(v: Record<string, unknown>, fallback?: DataSource): DataSour
     const kind = (v['data-kind'] as string | undefined) ?? guessDataKind(v.data as string);
     if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
     src = { kind: kind as DataKind };
+    if (v.data !== undefined && kind === 'synthetic') throw new UsageError(`--data is not read with --data-kind synthetic (made in memory): leave one of them out`);
     if (v.data !== undefined) src.path = resolve(v.data as string);
   } else if (fallback) {
     src = { ...fallback };
@@ -375,6 +376,7 @@ function dataSource(v: Record<string, unknown>, fallback?: DataSource): DataSour
   if (limit !== undefined) src.limit = limit;
   if (bad !== undefined) {
     if (bad !== 'skip' && bad !== 'stop') throw new UsageError(`--on-bad-file must be skip or stop, got '${String(bad)}'`);
+    if (src.kind !== 'folder') throw new UsageError(`--on-bad-file applies to image folders (--data-kind folder), not to ${src.kind} data`);
     src.onBadFile = bad;
   }
   return src;

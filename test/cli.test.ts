@@ -143,6 +143,8 @@ describe('mae command', () => {
     const knn = mae(['eval', '--checkpoint', '/no/such', '--k', '5', '--temperature', '0.1']);
     expect(knn.code).toBe(2);
     expect(knn.err).toMatch(/eval: --k, --temperature apply only with --knn/);
+    expect(mae(['pretrain', '--data-kind', 'synthetic', '--data', '/no/such']).err).toMatch(/--data is not read with --data-kind synthetic/);
+    expect(mae(['pretrain', '--data-kind', 'fashion-mnist', '--on-bad-file', 'stop']).err).toMatch(/--on-bad-file applies to image folders \(--data-kind folder\), not to fashion-mnist data/);
     const i = mae(['info', '--bogus', '1']);
     expect(i.code).toBe(2);
     expect(i.err).toMatch(/bogus/);
