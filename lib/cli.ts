@@ -650,7 +650,8 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   if (!data) throw new UsageError('visualize: the checkpoint names no data; pass --data');
   const split = (v.split as string | undefined) ?? 'test';
   if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
-  const dataset = await openDataset({ ...data, limit: undefined }, data.kind === 'folder' ? 'train' : split);
+  // --limit cuts the data; the training run's own limit does not apply to a figure
+  const dataset = await openDataset({ ...data, limit: v.limit !== undefined ? data.limit : undefined }, data.kind === 'folder' ? 'train' : split);
   const c = model.config;
   const pipeline = resolvePipelineConfig(dataset, { batchSize: 1, imageSize: c.imgSize, inChans: c.inChans });
   const ckDir = statSync(v.checkpoint as string).isDirectory() ? (v.checkpoint as string) : join(v.checkpoint as string, '..');

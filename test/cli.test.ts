@@ -74,6 +74,10 @@ describe('mae command', () => {
     expect(v.err).toBe('');
     expect(v.code).toBe(0);
     expect(existsSync(join(out, 'v.png'))).toBe(true);
+    // --limit cuts the data the figure draws from
+    const cut = mae(['visualize', '--checkpoint', out, '--limit', '5', '--start', '4', '--count', '2', '--out', join(out, 'w.png')]);
+    expect(cut.code).toBe(0);
+    expect(mae(['visualize', '--checkpoint', out, '--limit', '5', '--start', '5', '--out', join(out, 'w.png')]).err).toMatch(/no images at index 5 of a dataset of 5/);
   });
 
   it('mae pretrain: SIGTERM stops with a checkpoint and status 143; --resume alone continues with the run\'s options', async () => {
