@@ -141,19 +141,23 @@ export interface KnnResult {
   predictions: Int32Array;
 }
 
-/** Refuses a k that is not a positive integer and a temperature that is not a positive finite number. */
-export function checkKnnOptions(opts: KnnOptions): void {
+/**
+ * k and the temperature, defaults filled in (20, 0.07); refuses a k that is not a positive integer and a temperature
+ * that is not a positive finite number.
+ */
+export function checkKnnOptions(opts: KnnOptions): { k: number; temperature: number } {
   const k = opts.k ?? 20;
   const T = opts.temperature ?? 0.07;
   if (!(Number.isInteger(k) && k > 0)) throw new Error(`knn: k must be a positive integer, got ${k}`);
   if (!(Number.isFinite(T) && T > 0)) throw new Error(`knn: temperature must be a positive finite number, got ${T}`);
+  return { k, temperature: T };
 }
 
 /** Weighted kNN classification of `query` by `bank` (cosine similarity, k = 20, temperature 0.07 by default). */
 export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
-  checkKnnOptions(opts);
-  const k = Math.min(opts.k ?? 20, bank.n);
-  const T = opts.temperature ?? 0.07;
+  const checked = checkKnnOptions(opts);
+  const k = Math.min(checked.k, bank.n);
+  const T = checked.temperature;
   let C = opts.numClasses ?? 0;
   if (!C) for (const y of bank.labels) C = Math.max(C, y + 1);
   if (bank.dim !== query.dim) throw new Error(`knn: bank features have ${bank.dim} dims, queries ${query.dim}`);

@@ -303,9 +303,9 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const reconstructions: string[] = [];
   const L = model.numPatches;
   let stopped = false;
-  // the epoch under way: summed loss and steps (a resumed epoch starts from the checkpoint's)
-  let epochLoss = position && position.iter > 0 ? (ck?.meta.epochLoss?.sum ?? 0) : 0;
-  let epochSteps = position && position.iter > 0 ? (ck?.meta.epochLoss?.steps ?? 0) : 0;
+  // the epoch under way: summed loss and steps (an epoch resumed part-way starts from the checkpoint's)
+  let epochLoss = ck?.meta.epochLoss?.sum ?? 0;
+  let epochSteps = ck?.meta.epochLoss?.steps ?? 0;
   let windowLoss = 0;
   let windowSteps = 0;
   let windowStart = performance.now();
@@ -319,7 +319,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       const epochStart = performance.now();
       const stallBefore = loader.stallMs;
       optimizer.zeroGrad();
-      if (epoch !== pos.epoch || pos.iter === 0) [epochLoss, epochSteps] = [0, 0];
+      if (pos.iter === 0) [epochLoss, epochSteps] = [0, 0]; // (pos.epoch is this epoch here)
       const startAt = epoch === pos.epoch ? pos.iter : 0;
       for await (const batch of loader.epoch(epoch, { startAt })) {
         const it = batch.step;
