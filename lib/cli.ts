@@ -217,6 +217,34 @@ const benchFlags: Flags = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** Each command's flags, for naming a library option by its flag in an error. */
+const COMMAND_FLAGS: Record<string, Flags> = {
+  pretrain: pretrainFlags,
+  visualize: visualizeFlags,
+  linprobe: linprobeFlags,
+  finetune: finetuneFlags,
+  eval: evalFlags,
+  embed: embedFlags,
+  classify: classifyFlags,
+  'prepare-data': prepareFlags,
+  bench: benchFlags,
+};
+
+/**
+ * The line `mae <cmd>` prints for an error: the command once (library errors start with it too), and a library option
+ * at the start of a "must" message named by the command's flag for it: "pretrain: maskRatio must be ..." reads
+ * "mae pretrain: --mask-ratio must be ...", "knn.every" reads "--knn-every". A rank of a data-parallel job says which.
+ */
+export function errorLine(cmd: string, message: string, rank?: number): string {
+  let m = message.startsWith(`${cmd}: `) ? message.slice(cmd.length + 2) : message;
+  const option = /^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?) must /.exec(m)?.[1];
+  if (option) {
+    const flag = option.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag)) m = `--${flag}${m.slice(option.length)}`;
+  }
+  return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
+}
+
 const HELP: Record<string, string> = {
   pretrain: `mae pretrain [flags]
   With no --data, runs the built-in default: ${DEFAULT_RUN.preset} on ${DEFAULT_RUN.data!.limit} Fashion-MNIST images
@@ -987,7 +1015,7 @@ export async function main(argv: string[]): Promise<number> {
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS');
     const comm = activeCommunicator();
-    console.error(`mae ${cmd}: ${comm && comm.size > 1 ? `[rank ${comm.rank}] ` : ''}${err.message}`);
+    console.error(errorLine(String(cmd), err.message, comm && comm.size > 1 ? comm.rank : undefined));
     // a rank of a data-parallel job ends the whole job: no rank may wait for this one
     if (comm) comm.abort(usage ? 2 : 1);
     return usage ? 2 : 1;

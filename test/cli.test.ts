@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { errorLine } from '../lib/cli.js';
 import { native } from '../lib/native.js';
 
 const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
@@ -152,6 +153,21 @@ describe('mae command', () => {
     const i = mae(['info', '--bogus', '1']);
     expect(i.code).toBe(2);
     expect(i.err).toMatch(/bogus/);
+  });
+
+  it('prints a library error with the command once and the option as its flag', () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-error-'));
+    const r = mae(['pretrain', '--mask-ratio', '1.5', '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 1.5\n');
+    expect(mae(['linprobe', '--raw-pixels', '--epochs', '0', '--out', out]).err).toBe('mae linprobe: --epochs must be a positive integer, got 0\n');
+    expect(mae(['visualize']).err).toBe('mae visualize: --checkpoint PATH is required (a checkpoint file or a run folder)\n');
+    expect(errorLine('pretrain', 'pretrain: knn.every must be a non-negative integer, got 1.5', 3)).toBe('mae pretrain: [rank 3] --knn-every must be a non-negative integer, got 1.5');
+    expect(errorLine('finetune', 'finetune: accumIter must be a positive integer, got 0')).toBe('mae finetune: --accum-iter must be a positive integer, got 0');
+    // an option with no flag of that command, and an error from another part, read as the library wrote them
+    expect(errorLine('pretrain', 'pretrain: outDir must be a string')).toBe('mae pretrain: outDir must be a string');
+    expect(errorLine('embed', 'embed: accumIter must be 1')).toBe('mae embed: accumIter must be 1');
+    expect(errorLine('eval', 'knn: k must be a positive integer, got 0')).toBe('mae eval: knn: k must be a positive integer, got 0');
   });
 
   it('pretrainInWorker trains in a worker thread and reports events', async () => {
