@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /**
  * What can be written: bytes, a string (written as UTF-8), or byte chunks written one after another: an array, or
@@ -22,6 +22,26 @@ export type AtomicData = Uint8Array | string | Iterable<Uint8Array>;
 
 /** Error codes from directory fsync on platforms or file systems that do not support it. */
 const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EACCES', 'ENOTSUP']);
+
+/**
+ * Creates the folder `dir` and any missing parents, one at a time. Node's own recursive mkdir never returns where a
+ * file system answers ENOENT for a parent that exists (a new folder under /proc): here that is the error it is.
+ */
+export function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !fs.existsSync(d); d = dirname(d)) {
+    missing.push(d);
+    if (dirname(d) === d) break;
+  }
+  if (missing.length === 0 && !fs.statSync(dir).isDirectory()) throw new Error(`cannot create the folder ${dir}: a file of that name exists`);
+  for (const d of missing.reverse()) {
+    try {
+      fs.mkdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
 
 /** Writes `data` to `path` atomically, creating the parent directories. */
 export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
@@ -42,7 +62,7 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
   const dir = dirname(path);
   const tmp = tempPath(path);
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     const fd = fs.openSync(tmp, 'wx');
     try {
       for (const chunk of chunks) {
@@ -86,7 +106,7 @@ export class AtomicFileWriter {
   static async open(path: string): Promise<AtomicFileWriter> {
     const tmp = tempPath(path);
     try {
-      await fsp.mkdir(dirname(path), { recursive: true });
+      makeDirs(dirname(path));
       return new AtomicFileWriter(path, tmp, await fsp.open(tmp, 'wx'));
     } catch (err) {
       throw wrap(path, err);

@@ -2,8 +2,6 @@
  * Classification metrics and the `mae eval` job: top-k accuracy, the confusion matrix, and the confusion matrix as
  * a PNG heat map (rows: true class, columns: predicted class, white -> dark blue by the row-normalised count).
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { noGrad } from '../autograd.js';
 import type { VisionTransformerClassifier } from '../classify/model.js';
 import { DataLoader, type Dataset } from '../data/index.js';
@@ -90,7 +88,6 @@ export function confusionImage(confusion: Int32Array, numClasses: number, opts: 
 }
 
 export async function writeConfusionPng(path: string, confusion: Int32Array, numClasses: number): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true });
   await writePng(path, confusionImage(confusion, numClasses));
 }
 

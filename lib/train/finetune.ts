@@ -8,13 +8,13 @@
  *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
  *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { CLASSIFIER_FILE, classifierFromPretrain, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { makeDirs, writeFileAtomic } from '../io/atomic.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
 import { getPreset, type MaeConfig } from '../mae/presets.js';
 import { native } from '../native.js';
@@ -137,7 +137,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     if (options.checkpoint && v !== undefined)
       throw new Error(`finetune: the model comes from the checkpoint ${options.checkpoint}, so ${k} ${JSON.stringify(v)} would not be used; preset and config apply only with fromScratch and no checkpoint`);
   const outDir = options.outDir ?? (fromScratch ? 'runs/scratch' : 'runs/finetune');
-  mkdirSync(outDir, { recursive: true });
+  makeDirs(outDir);
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   if (!options.checkpoint && !fromScratch) throw new Error('finetune: pass a pre-training checkpoint, or fromScratch for the baseline');
   const precision = checkPrecision(options.precision, 'finetune');

@@ -16,7 +16,7 @@
  * Under an MPI launcher (or with `distributed: 'mpi'`) the ranks split the feature extraction, the encoder's cost,
  * and gather the features; every rank then trains the same head on them, and rank 0 alone writes the results.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
@@ -24,7 +24,7 @@ import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { classifierFromPretrain } from '../classify/checkpoint.js';
 import { CLASSIFIER_FILE, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { makeDirs, writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { MaskedAutoencoder, checkPrecision, type Precision } from '../mae/model.js';
 import { native } from '../native.js';
@@ -133,7 +133,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive finite number, got ${v}`);
   if (options.blrSweep?.some((b) => !(Number.isFinite(b) && b > 0))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
   const outDir = options.outDir ?? (options.rawPixels ? 'runs/linprobe-pixels' : 'runs/linprobe');
-  if (writer) mkdirSync(outDir, { recursive: true });
+  if (writer) makeDirs(outDir);
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   if (!options.rawPixels && !options.checkpoint) throw new Error('linprobe: pass a pre-training checkpoint (or rawPixels for the pixel baseline)');

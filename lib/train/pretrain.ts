@@ -20,12 +20,12 @@
  * effective batch batchSize x accumIter x N. Rank 0 alone writes the checkpoint, the log and the reconstructions;
  * every rank resumes from rank 0's checkpoint, also with another world size (the effective batch must stay the same).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { writeFileAtomic } from '../io/atomic.js';
+import { makeDirs, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native, packageRoot } from '../native.js';
@@ -177,7 +177,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   if (writer) {
     if (!options.resume && !options.overwrite && existsSync(ckPath))
       throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
-    mkdirSync(outDir, { recursive: true });
+    makeDirs(outDir);
     if (!options.resume) rmSync(logPath, { force: true });
   }
   if (options.threads !== undefined) native.setNumThreads(options.threads);

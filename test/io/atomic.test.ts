@@ -6,7 +6,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+import { spawnSync } from 'node:child_process';
+import { makeDirs, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
 
 let root: string;
 let n = 0;
@@ -169,5 +170,33 @@ describe('writeFileAtomicSync', () => {
     expect(() => writeFileAtomicSync(path, 'new')).toThrow(/EIO on fsync/);
     expect(fs.readFileSync(path, 'utf8')).toBe('old');
     expect(fs.readdirSync(dir)).toEqual(['target.txt']);
+  });
+});
+
+describe('makeDirs', () => {
+  it('creates a folder and its missing parents, and accepts one that exists', async () => {
+    const dir = await freshDir();
+    makeDirs(join(dir, 'a', 'b', 'c'));
+    expect(fs.statSync(join(dir, 'a', 'b', 'c')).isDirectory()).toBe(true);
+    makeDirs(join(dir, 'a', 'b'));
+    makeDirs(join(dir, 'a', 'b', 'c'));
+    expect(fs.readdirSync(join(dir, 'a', 'b'))).toEqual(['c']);
+  });
+
+  it('names a file that stands where a folder should be', async () => {
+    const dir = await freshDir();
+    fs.writeFileSync(join(dir, 'f'), 'x');
+    expect(() => makeDirs(join(dir, 'f'))).toThrow(`cannot create the folder ${join(dir, 'f')}: a file of that name exists`);
+    expect(() => makeDirs(join(dir, 'f', 'g'))).toThrow(/ENOTDIR/);
+  });
+
+  // Node's recursive mkdir loops forever on Linux there (procfs answers ENOENT for a new folder under /proc, which
+  // exists); run in a child so that a hang fails the test
+  it('fails at once for a folder a file system cannot hold (/proc)', () => {
+    const module = new URL('../../dist/lib/io/atomic.js', import.meta.url).href;
+    const code = `import(${JSON.stringify(module)}).then((m) => m.makeDirs('/proc/mae-no-such/run')).catch((e) => { console.log(e.code); });`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.signal).toBe(null);
+    expect(r.stdout.trim()).toMatch(/^E[A-Z]+$/); // ENOENT on Linux
   });
 });
