@@ -33,6 +33,9 @@ export class MetricAccumulator {
     const C = this.numClasses;
     const B = labels.length;
     if (logits.length !== B * C) throw new Error(`metrics: ${logits.length} logits do not match ${B} labels x ${C} classes`);
+    for (let i = 0; i < B; i++)
+      if (!(Number.isInteger(labels[i]) && labels[i]! >= 0 && labels[i]! < C))
+        throw new Error(`metrics: labels[${i}] is ${labels[i]}, not a class of [0, ${C})`);
     for (let i = 0; i < B; i++) {
       const y = labels[i]!;
       const row = logits.subarray(i * C, (i + 1) * C);

@@ -114,7 +114,10 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
   return { features: features!, labels, n, dim };
 }
 
+/** Each row of `dim` values of `x` divided by its L2 norm (at least 1e-12). */
 export function l2Normalize(x: Float32Array, dim: number): Float32Array {
+  if (!(Number.isInteger(dim) && dim > 0 && x.length % dim === 0))
+    throw new Error(`l2Normalize: dim must be a positive integer that divides the ${x.length} values, got ${dim}`);
   const out = new Float32Array(x.length);
   for (let i = 0; i < x.length; i += dim) {
     let s = 0;
@@ -153,18 +156,39 @@ export function checkKnnOptions(opts: KnnOptions): { k: number; temperature: num
   return { k, temperature: T };
 }
 
-/** Weighted kNN classification of `query` by `bank` (cosine similarity, k = 20, temperature 0.07 by default). */
+/** Refuses features whose n, dim, values and labels disagree, or labels outside [0, numClasses). */
+function checkFeatures(name: string, f: Features, numClasses: number): void {
+  if (f === null || typeof f !== 'object') throw new Error(`knn: ${name} must be features { features, labels, n, dim }, got ${String(f)}`);
+  if (!(Number.isSafeInteger(f.n) && f.n >= 0)) throw new Error(`knn: ${name}.n must be a non-negative integer, got ${f.n}`);
+  if (!(Number.isSafeInteger(f.dim) && f.dim > 0)) throw new Error(`knn: ${name}.dim must be a positive integer, got ${f.dim}`);
+  if (!(f.features instanceof Float32Array) || f.features.length !== f.n * f.dim)
+    throw new Error(`knn: ${name}.features must be a Float32Array of n x dim = ${f.n} x ${f.dim} values, got ${f.features instanceof Float32Array ? f.features.length : String(f.features)}`);
+  if (!(f.labels instanceof Int32Array) || f.labels.length !== f.n)
+    throw new Error(`knn: ${name}.labels must be an Int32Array of n = ${f.n} labels, got ${f.labels instanceof Int32Array ? f.labels.length : String(f.labels)}`);
+  const bad = f.labels.findIndex((y) => y < 0 || y >= numClasses);
+  if (bad >= 0) throw new Error(`knn: ${name}.labels[${bad}] is ${f.labels[bad]}, outside the ${numClasses} classes [0, ${numClasses})`);
+}
+
+/**
+ * Weighted kNN classification of `query` by `bank` (cosine similarity, k = 20, temperature 0.07 by default). Classes
+ * are [0, numClasses); without numClasses, up to the largest label of either set.
+ */
 export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
   const checked = checkKnnOptions(opts);
-  const k = Math.min(checked.k, bank.n);
   const T = checked.temperature;
   let C = opts.numClasses ?? 0;
-  if (!C) for (const y of bank.labels) C = Math.max(C, y + 1);
+  if (opts.numClasses !== undefined && !(Number.isSafeInteger(C) && C > 0)) throw new Error(`knn: numClasses must be a positive integer, got ${opts.numClasses}`);
+  if (opts.numClasses === undefined) for (const f of [bank, query]) for (const y of f?.labels ?? []) C = Math.max(C, y + 1);
+  checkFeatures('bank', bank, C);
+  checkFeatures('query', query, C);
+  if (bank.n === 0) throw new Error('knn: the bank holds no features');
   if (bank.dim !== query.dim) throw new Error(`knn: bank features have ${bank.dim} dims, queries ${query.dim}`);
+  const chunk = opts.chunk ?? 256;
+  if (!(Number.isSafeInteger(chunk) && chunk > 0)) throw new Error(`knn: chunk must be a positive integer, got ${chunk}`);
+  const k = Math.min(checked.k, bank.n);
   const D = bank.dim;
   const bankT = Tensor.fromArray(l2Normalize(bank.features, D), [bank.n, D]).keep();
   const q = l2Normalize(query.features, D);
-  const chunk = opts.chunk ?? 256;
   const predictions = new Int32Array(query.n);
   let hits1 = 0;
   let hits5 = 0;

@@ -26,6 +26,17 @@ describe('classification metrics', () => {
     expect(r.confusion.reduce((a, b) => a + b, 0)).toBe(3);
   });
 
+  it('refuses a label that is not a class, leaving the counts as they were', () => {
+    const logits = Float32Array.from([3, 2, 1]);
+    for (const y of [3, -1, 0.5, NaN]) {
+      expect(() => topkAccuracy(logits, [y], 3)).toThrow(`metrics: labels[0] is ${y}, not a class of [0, 3)`);
+      const m = new MetricAccumulator(3);
+      expect(() => m.add(Float32Array.from([...logits, ...logits]), [0, y])).toThrow(`metrics: labels[1] is ${y}, not a class of [0, 3)`);
+      expect(m.n).toBe(0);
+      expect(m.confusion.every((c) => c === 0)).toBe(true);
+    }
+  });
+
   it('draws the confusion matrix as a heat map: a dark cell where a row is concentrated, white where empty', () => {
     const cm = Int32Array.from([10, 0, 5, 5]);
     const img = confusionImage(cm, 2, { cell: 4 });
@@ -65,5 +76,28 @@ describe('kNN monitor', () => {
     const data = await openDataset({ kind: 'synthetic', count: 8 }, 'train');
     await expect(knnEvaluate(model, data, data, { k: 0 })).rejects.toThrow('knn: k must be a positive integer, got 0');
     model.dispose();
+  });
+
+  it('refuses features whose sizes disagree and labels outside the classes', () => {
+    const bank = { features: Float32Array.from([1, 0, 0.6, 0.8, 0, 1]), labels: Int32Array.from([0, 1, 2]), n: 3, dim: 2 };
+    const query = { features: Float32Array.from([0, 1]), labels: Int32Array.from([2]), n: 1, dim: 2 };
+    // the query is the class-2 sample: with 3 classes it is found; with numClasses 2 its label is refused, not a hit
+    expect(knnClassify(bank, query, { k: 1, numClasses: 3 })).toMatchObject({ top1: 1, top5: 1 });
+    expect(() => knnClassify(bank, query, { k: 1, numClasses: 2 })).toThrow('knn: bank.labels[2] is 2, outside the 2 classes [0, 2)');
+    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -1]) }, query)).toThrow('knn: bank.labels[2] is -1, outside the 3 classes [0, 3)');
+    // a query class the bank lacks counts as a miss, never as a top-5 hit
+    const absent = knnClassify(bank, { ...query, labels: Int32Array.from([7]) }, { k: 1 });
+    expect(absent).toMatchObject({ top1: 0, top5: 0 });
+    expect(() => knnClassify(bank, { ...query, labels: Int32Array.from([7]) }, { numClasses: 3 })).toThrow('knn: query.labels[0] is 7, outside the 3 classes [0, 3)');
+    expect(() => knnClassify({ ...bank, dim: 0 }, query)).toThrow('knn: bank.dim must be a positive integer, got 0');
+    expect(() => knnClassify({ ...bank, n: 5 }, query)).toThrow('knn: bank.features must be a Float32Array of n x dim = 5 x 2 values, got 6');
+    expect(() => knnClassify(bank, query, { chunk: 0 })).toThrow('knn: chunk must be a positive integer, got 0');
+    expect(() => knnClassify(bank, query, { numClasses: 0 })).toThrow('knn: numClasses must be a positive integer, got 0');
+    expect(() => knnClassify({ ...bank, features: new Float32Array(0), labels: new Int32Array(0), n: 0 }, query)).toThrow('knn: the bank holds no features');
+  });
+
+  it('l2Normalize refuses a row length that is not a positive divisor of the values', () => {
+    expect(Array.from(l2Normalize(Float32Array.from([3, 4, 0, 2]), 2))).toEqual([0.6000000238418579, 0.800000011920929, 0, 1]);
+    for (const dim of [0, -2, 3, 1.5, NaN]) expect(() => l2Normalize(Float32Array.from([3, 4, 0, 2]), dim)).toThrow(`l2Normalize: dim must be a positive integer that divides the 4 values, got ${dim}`);
   });
 });
