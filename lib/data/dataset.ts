@@ -120,6 +120,11 @@ export class InMemoryDataset implements Dataset {
     if (opts.images.length !== count * per) {
       throw new Error(`InMemoryDataset: images has ${opts.images.length} bytes, expected labels (${count}) x ${channels} x ${height} x ${width} = ${count * per}`);
     }
+    for (let i = 0; i < count; i++) {
+      const label = opts.labels[i];
+      if (!(Number.isInteger(label) && label! >= 0 && label! < numClasses))
+        throw new Error(`${where}: opts.labels[${i}] must be a class index, an integer in [0, ${numClasses}) (numClasses ${numClasses}), got ${describeValue(label)}`);
+    }
     this.images = shareBytes(opts.images);
     this.labels = Int32Array.from(opts.labels);
     this.length = count;
@@ -191,6 +196,11 @@ export class ImageFolderDataset implements Dataset {
     expectArrayOf('ImageFolderDataset', 'index.classes', index.classes, (c) => typeof c === 'string', 'a class name');
     if (index.labels.length !== index.files.length)
       throw new Error(`ImageFolderDataset: index.labels has ${index.labels.length} entries for ${index.files.length} files`);
+    const k = index.classes.length;
+    const bad = index.labels.findIndex((label) => (k === 0 ? label !== -1 : !(label >= 0 && label < k)));
+    if (bad >= 0) {
+      throw new Error(`ImageFolderDataset: index.labels[${bad}] (${index.files[bad]}) must be ${k === 0 ? '-1 (index.classes is empty: an unlabelled folder)' : `a class index in [0, ${k}) (index.classes has ${k})`}, got ${index.labels[bad]}`);
+    }
     expectObject('ImageFolderDataset', 'opts', opts, false);
     this.index = index;
     this.length = index.files.length;
@@ -227,8 +237,11 @@ export class ImageFolderDataset implements Dataset {
         decoded = await decodeImageFile(path, this.channels, this.shorterSide);
       } catch (e) {
         if (this.onBadFile === 'stop') throw new Error(`${(e as Error).message} (onBadFile is 'stop'; use 'skip' to leave bad files out)`);
-        this.bad.add(j);
-        this.onWarning(`skipping bad image file: ${(e as Error).message}`);
+        // samples fetched concurrently can fail on the same file: the first to fail reports it
+        if (!this.bad.has(j)) {
+          this.bad.add(j);
+          this.onWarning(`skipping bad image file: ${(e as Error).message}`);
+        }
         continue;
       }
       return { pixels: decoded.pixels, height: decoded.height, width: decoded.width, label: this.index.labels[j]! };

@@ -5,12 +5,13 @@
  *   root/<class>/.../*.png   class mode: the sorted sub-folder names are the classes, label = position 0..K-1
  *   root/*.png               flat mode (no sub-folders): every label is -1
  * Names starting with '.' are ignored, and so are files without an image extension. Files are sorted by path, so
- * index i is the same file on every run.
+ * index i is the same file on every run. Names sort by Unicode code point, as Python's sorted() (so the classes get
+ * torchvision's labels). A broken symbolic link (its target missing) is left out and reported through onWarning.
  *
  * sharp is imported lazily (only when a file is decoded), so loading IDX or CIFAR data never loads it.
  */
 import type sharpType from 'sharp';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { readdir, readlink, realpath, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 
 /** What to do with a file that fails to decode: 'skip' warns once and uses the next good file; 'stop' throws. */
@@ -44,8 +45,15 @@ export function loadSharp(): Promise<typeof sharpType> {
   return sharpPromise;
 }
 
+/** By code point, as Python's sorted(); JS's `<` compares UTF-16 code units, which puts U+10000.. before U+E000..U+FFFF. */
 function byName(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  for (let i = 0; i < a.length && i < b.length; ) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x - y;
+    i += x > 0xffff ? 2 : 1; // equal so far: both strings are at the same place
+  }
+  return a.length - b.length;
 }
 
 function isImageFile(name: string): boolean {
@@ -57,8 +65,11 @@ interface Listing {
   files: string[];
 }
 
-/** Non-hidden sub-folders and image files of `dir` (symbolic links followed), both sorted by name. */
-async function listDir(dir: string): Promise<Listing> {
+/**
+ * Non-hidden sub-folders and image files of `dir` (symbolic links followed), both sorted by name. A link that cannot
+ * be followed (its target is missing) is reported through `onWarning` and left out.
+ */
+async function listDir(dir: string, onWarning: (message: string) => void): Promise<Listing> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -72,9 +83,17 @@ async function listDir(dir: string): Promise<Listing> {
     let isDir = entry.isDirectory();
     let isFile = entry.isFile();
     if (entry.isSymbolicLink()) {
-      const s = await stat(join(dir, entry.name)).catch(() => null);
-      isDir = s?.isDirectory() ?? false;
-      isFile = s?.isFile() ?? false;
+      const path = join(dir, entry.name);
+      let s;
+      try {
+        s = await stat(path);
+      } catch (e) {
+        const target = await readlink(path).catch(() => '?');
+        onWarning(`${path}: skipped, a symbolic link to ${target} that cannot be followed (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        continue;
+      }
+      isDir = s.isDirectory();
+      isFile = s.isFile();
     }
     if (isDir) dirs.push(entry.name);
     else if (isFile && isImageFile(entry.name)) files.push(entry.name);
@@ -93,7 +112,7 @@ async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: 
     return [];
   }
   listed.add(real);
-  const { dirs, files } = await listDir(dir);
+  const { dirs, files } = await listDir(dir, onWarning);
   const out = files.map((f) => join(dir, f));
   for (const d of dirs) out.push(...(await listImagesRecursive(join(dir, d), listed, onWarning)));
   return out;
@@ -104,7 +123,7 @@ async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: 
  * files next to class folders, empty class folders) are reported through `onWarning`. Throws if nothing is found.
  */
 export async function scanImageFolder(root: string, onWarning: (message: string) => void = console.warn): Promise<ImageFolderIndex> {
-  const top = await listDir(root);
+  const top = await listDir(root, onWarning);
   if (top.dirs.length === 0) {
     if (top.files.length === 0) throw new Error(`${root}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
     return { root, files: top.files.map((f) => join(root, f)), labels: new Int32Array(top.files.length).fill(-1), classes: [] };

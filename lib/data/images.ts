@@ -12,6 +12,7 @@
 import type { Tensor } from '../tensor.js';
 import { loadSharp } from './folder.js';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
+import { expectArrayOf, expectObject } from '../check.js';
 
 export interface LoadImagesOptions {
   /** output side in pixels (default 224) */
@@ -38,17 +39,22 @@ function roundHalfEven(x: number): number {
 
 /** Images (file paths or encoded bytes) -> [N, channels, size, size], normalised, through the evaluation transform. */
 export async function loadImages(inputs: readonly (string | Uint8Array)[], opts: LoadImagesOptions = {}): Promise<Tensor> {
+  expectArrayOf('loadImages', 'inputs', inputs, (x) => typeof x === 'string' || x instanceof Uint8Array, 'a file path or a Uint8Array of encoded image bytes');
+  expectObject('loadImages', 'opts', opts);
   const size = opts.size ?? 224;
   const channels = opts.channels ?? 3;
   const mean = opts.mean ?? (channels === 3 ? IMAGENET_MEAN : FASHION_MNIST_MEAN);
   const std = opts.std ?? (channels === 3 ? IMAGENET_STD : FASHION_MNIST_STD);
   if (!Number.isInteger(size) || size < 1) throw new Error(`loadImages: size must be a positive integer, got ${size}`);
   if (channels !== 1 && channels !== 3) throw new Error(`loadImages: channels must be 1 or 3, got ${String(channels)}`);
-  if (mean.length !== channels || std.length !== channels || !std.every((s) => s > 0))
+  expectArrayOf('loadImages', 'mean', mean, (m) => typeof m === 'number' && Number.isFinite(m), 'a finite number');
+  expectArrayOf('loadImages', 'std', std, (s) => typeof s === 'number' && Number.isFinite(s) && s > 0, 'a finite number > 0');
+  if (mean.length !== channels || std.length !== channels)
     throw new Error(`loadImages: need ${channels} mean(s) and ${channels} positive std(s), got [${mean.join(', ')}] and [${std.join(', ')}]`);
+  if (opts.cropPct !== undefined && !(typeof opts.cropPct === 'number' && opts.cropPct > 0 && opts.cropPct <= 1))
+    throw new Error(`loadImages: cropPct must be a number in (0, 1] (the crop's share of the resized shorter side), got ${opts.cropPct}`);
   if (inputs.length === 0) throw new Error('loadImages: no images given');
   const resizeTo = evalResizeLength(size, opts.cropPct);
-  if (resizeTo < size) throw new Error(`loadImages: cropPct ${opts.cropPct} resizes to ${resizeTo}, less than the crop ${size}`);
   const sharp = await loadSharp();
   const plane = size * size;
   const out = new Float32Array(inputs.length * channels * plane);

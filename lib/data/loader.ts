@@ -36,7 +36,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeValue, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectObject } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -59,7 +59,7 @@ export interface DataLoaderOptions {
   evalCropFraction?: number; // eval resize = floor(imageSize / this); default 1 (fixed-size data) or 0.875 (folders)
   antialias?: boolean; // default true: PIL's antialiased bicubic (the official recipe's); false: F.interpolate's kernel
   transforms?: 'native' | 'typescript'; // default 'native' (8-bit datasets, one native pass); 'typescript': the reference
-  workers?: number; // worker threads, default 1; 0 runs in-process
+  workers?: number; // worker threads, default 1, at most MAX_WORKERS (256); 0 runs in-process
   prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 (in-process: built on demand)
   workerUrl?: URL; // the worker script; default worker.js next to this file
   shard?: { rank: number; count: number }; // this process's share of each epoch (data parallel; needs dropLast)
@@ -85,6 +85,21 @@ function defaultStats(channels: number): { mean: number[]; std: number[] } | nul
   if (channels === 1) return { mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD };
   if (channels === 3) return { mean: IMAGENET_MEAN, std: IMAGENET_STD };
   return null;
+}
+
+/** The most worker threads a DataLoader starts (each costs about 10 MB; far more than any machine has cores). */
+const MAX_WORKERS = 256;
+
+/** A value for an error message: arrays item by item ("[1, 'a']"), anything else as describeValue says it. */
+function shown(v: unknown): string {
+  return Array.isArray(v) ? `[${v.map((x) => (typeof x === 'string' ? `'${x}'` : String(x))).join(', ')}]` : describeValue(v);
+}
+
+/** [min, max] of finite numbers with 0 < min <= max (and max <= maxLimit). */
+function range(name: string, v: unknown, maxLimit: number): [number, number] {
+  const ok = Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] > 0 && v[0] <= v[1] && v[1] <= maxLimit;
+  if (!ok) throw new Error(`DataLoader: ${name} must be [min, max] with 0 < min <= max${maxLimit < Infinity ? ` <= ${maxLimit}` : ''}, finite numbers, got ${shown(v)}`);
+  return [v[0], v[1]];
 }
 
 function positiveInt(name: string, v: number): number {
@@ -114,10 +129,11 @@ export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions)
     mean ??= Array.from({ length: inChans }, (_, k) => stats.mean[k % c]!);
     std ??= Array.from({ length: inChans }, (_, k) => stats.std[k % c]!);
   }
+  expectArrayOf('DataLoader', 'mean', mean, (m) => typeof m === 'number' && Number.isFinite(m), 'a finite number');
+  expectArrayOf('DataLoader', 'std', std, (s) => typeof s === 'number' && Number.isFinite(s) && s > 0, 'a finite number > 0');
   if (mean.length !== inChans || std.length !== inChans) {
     throw new Error(`DataLoader: mean and std need ${inChans} values (one per output channel), got ${mean.length} and ${std.length}`);
   }
-  if (std.some((s) => !(s > 0))) throw new Error(`DataLoader: std values must be > 0, got [${std.join(', ')}]`);
   const cropFraction = opts.evalCropFraction ?? (fixed ? 1 : 0.875);
   if (!(cropFraction > 0 && cropFraction <= 1)) throw new Error(`DataLoader: evalCropFraction must be in (0, 1], got ${cropFraction}`);
   const flipProb = opts.flipProb ?? 0.5;
@@ -133,8 +149,8 @@ export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions)
     inChans,
     mean: [...mean],
     std: [...std],
-    scale: opts.scale ?? [0.2, 1],
-    ratio: opts.ratio ?? [3 / 4, 4 / 3],
+    scale: range('scale', opts.scale ?? [0.2, 1], 1),
+    ratio: range('ratio', opts.ratio ?? [3 / 4, 4 / 3], Infinity),
     flipProb,
     evalResize: Math.floor(imageSize / cropFraction),
     antialias: opts.antialias ?? true,
@@ -181,6 +197,8 @@ export class DataLoader {
   constructor(dataset: Dataset, opts: DataLoaderOptions) {
     if (dataset === null || typeof dataset !== 'object' || typeof dataset.length !== 'number' || typeof dataset.get !== 'function')
       throw new Error(`DataLoader: dataset must be a Dataset (an object with length and get(i)), got ${describeValue(dataset)}; open one with openDataset(...)`);
+    if (!(Number.isSafeInteger(dataset.length) && dataset.length >= 0))
+      throw new Error(`DataLoader: dataset.length must be a non-negative safe integer (the number of samples), got ${dataset.length}`);
     expectObject('DataLoader', 'opts', opts, false, 'e.g. { batchSize: 64 }');
     this.dataset = dataset;
     this.config = resolvePipelineConfig(dataset, opts);
@@ -189,7 +207,8 @@ export class DataLoader {
     this.dropLast = opts.dropLast ?? false;
     this.prefetch = positiveInt('prefetch', opts.prefetch ?? 2);
     const workers = opts.workers ?? 1;
-    if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`DataLoader: workers must be a non-negative integer, got ${workers}`);
+    if (!(Number.isInteger(workers) && workers >= 0 && workers <= MAX_WORKERS))
+      throw new Error(`DataLoader: workers must be an integer in [0, ${MAX_WORKERS}], got ${workers}`);
     if (dataset.length === 0) throw new Error('DataLoader: the dataset is empty');
     const shard = opts.shard ?? { rank: 0, count: 1 };
     if (!(Number.isInteger(shard.count) && shard.count > 0 && Number.isInteger(shard.rank) && shard.rank >= 0 && shard.rank < shard.count))

@@ -12,21 +12,26 @@
  *
  * Per sample: train (augment) = RandomResizedCrop(imageSize, scale, ratio, bicubic) -> horizontal flip (flipProb)
  * -> channel replication to inChans -> normalise; eval = resize shorter side to evalResize (bicubic) -> center crop
- * imageSize -> channel replication -> normalise. Bicubic is PIL's antialiased kernel (antialias, the default) or
+ * imageSize -> channel replication -> normalise (only the crop is computed, so a very elongated image, whose resized
+ * long side can be huge, costs no more than any other). Bicubic is PIL's antialiased kernel (antialias, the default) or
  * F.interpolate's (see transforms.ts).
  *
  * Two implementations of those steps, with the same random draws (crop window, then the flip): for datasets with
  * getPixels (8-bit images: every built-in one) the native one, a single pass per sample from uint8 HWC into the
  * batch (native.resizedCrop, native/cpu/augment.cpp); otherwise, or with transforms 'typescript', the float64
- * TypeScript transforms on get()'s float images. The two agree to float32 rounding (tested within 1/255).
+ * TypeScript transforms on get()'s float images. The two agree to float32 rounding (tested within 1/255). A sample the
+ * native code cannot take (a side, or in eval the resized long side, over NATIVE_MAX_SIDE: an aspect ratio over 256
+ * at the usual evalResize 256) goes through the TypeScript transforms, with the same draws.
  */
 import { native } from '../native.js';
 import { Generator } from '../random.js';
-import type { Dataset, Sample } from './dataset.js';
+import { pixelsToImage, type Dataset, type Sample } from './dataset.js';
 import {
-  centerCrop, centerCropBox, normalize, randomHorizontalFlip, randomResizedCrop, randomResizedCropParams, resizeShorterSide,
-  shorterSideSize, toChannels,
+  centerCropBox, normalize, randomHorizontalFlip, randomResizedCrop, randomResizedCropParams, resizedCrop, shorterSideSize, toChannels,
 } from './transforms.js';
+
+/** The longest side native.resizedCrop takes, for the image, the resize target and the window (bindings/ops.cpp). */
+const NATIVE_MAX_SIDE = 65536;
 
 export interface PipelineConfig {
   seed: number;
@@ -118,8 +123,8 @@ export function transformSample(sample: Sample, dataset: Dataset, cfg: PipelineC
     img = randomResizedCrop(sample.image, c, h, w, size, gen, { scale: cfg.scale, ratio: cfg.ratio, antialias: cfg.antialias });
     img = randomHorizontalFlip(img, c, size, size, gen, cfg.flipProb);
   } else {
-    const resized = resizeShorterSide(sample.image, c, h, w, cfg.evalResize, cfg.antialias);
-    img = centerCrop(resized.image, c, resized.height, resized.width, size, size);
+    const r = shorterSideSize(h, w, cfg.evalResize);
+    img = resizedCrop(sample.image, c, h, w, 0, 0, h, w, r.height, r.width, cfg.antialias, centerCropBox(r.height, r.width, size, size));
   }
   img = toChannels(img, c, size, size, cfg.inChans);
   return normalize(img, cfg.inChans, size, size, cfg.mean, cfg.std);
@@ -142,16 +147,20 @@ export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: Bat
     for (let b = 0; b < n; b++) {
       const { pixels, height: h, width: w, label } = samples[b]!;
       const gen = sampleGenerator(cfg.seed, job.epoch, job.start + b);
+      const r = shorterSideSize(h, w, cfg.evalResize);
+      labels[b] = label;
+      if (Math.max(h, w) > NATIVE_MAX_SIDE || (!cfg.augment && Math.max(r.height, r.width) > NATIVE_MAX_SIDE)) {
+        images.set(transformSample({ image: pixelsToImage(pixels, c, h, w), label, height: h, width: w }, dataset, cfg, gen), b * per);
+        continue;
+      }
       if (cfg.augment) {
         const box = randomResizedCropParams(h, w, gen, { scale: cfg.scale, ratio: cfg.ratio });
         const flip = gen.uniform() < cfg.flipProb; // randomHorizontalFlip's draw
         native.resizedCrop(pixels, [h, w, c], [box.top, box.left, box.height, box.width], [size, size], [0, 0, size, size], flip, cfg.antialias, cfg.mean, cfg.std, images, b * per);
       } else {
-        const r = shorterSideSize(h, w, cfg.evalResize);
         const win = centerCropBox(r.height, r.width, size, size);
         native.resizedCrop(pixels, [h, w, c], [0, 0, h, w], [r.height, r.width], [win.top, win.left, size, size], false, cfg.antialias, cfg.mean, cfg.std, images, b * per);
       }
-      labels[b] = label;
     }
     return { images, labels };
   }

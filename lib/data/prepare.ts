@@ -61,6 +61,7 @@ interface Settings {
   shortSide: number | null;
   quality: number | null;
   classes: string[];
+  source: string; // the image folder, resolved (the index's root)
 }
 
 /** OUT/.prepare/shard-NNNNN.json: one complete shard and the source files [from, to) it covers. */
@@ -87,6 +88,7 @@ function sameSettings(a: Settings, b: Settings): string[] {
     if (a[key] !== b[key]) diff.push(`${key} ${JSON.stringify(b[key])} (now ${JSON.stringify(a[key])})`);
   }
   if (JSON.stringify(a.classes) !== JSON.stringify(b.classes)) diff.push('the class folders');
+  if (a.source !== b.source) diff.push(`the image folder ${b.source ?? '(not recorded)'} (now ${a.source})`);
   return diff;
 }
 
@@ -153,7 +155,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
   const names = listing.files.map((f) => relative(o.data, f).split(sep).join('/'));
   const settings: Settings = {
     version: SHARD_FORMAT_VERSION, pixels: o.format, channels: o.channels, shortSide: o.shortSide,
-    quality: o.format === 'jpeg' ? o.quality : null, classes: listing.classes,
+    quality: o.format === 'jpeg' ? o.quality : null, classes: listing.classes, source: o.data,
   };
 
   // a finished folder: done if it is this very preparation, else refuse
@@ -161,7 +163,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
   if (entries.includes(SHARD_INDEX_FILE)) {
     const x = await readShardIndex(o.out);
     const covered = [...x.source, ...x.skipped.map((s) => s.source)].sort();
-    const diff = sameSettings(settings, { ...x, version: x.version });
+    const diff = sameSettings(settings, { ...x, source: x.root });
     if (diff.length > 0 || JSON.stringify(covered) !== JSON.stringify([...names].sort())) {
       throw new Error(`${o.out} already holds prepared shards of ${diff.length > 0 ? `other settings: ${diff.join(', ')}` : 'other source files'}; remove it or choose another output folder`);
     }

@@ -45,31 +45,35 @@ interface Taps {
   weight: Float64Array; // [out, K]
 }
 
-/** Bicubic taps resampling the input window [start, start + inSize) of one axis to outSize samples. */
-function bicubicTaps(start: number, inSize: number, outSize: number, antialias: boolean): Taps {
+/**
+ * Bicubic taps resampling the input window [start, start + inSize) of one axis to outSize samples, for the outputs
+ * first .. first + count - 1 only (entry i of the result is output first + i).
+ */
+function bicubicTaps(start: number, inSize: number, outSize: number, antialias: boolean, first = 0, count = outSize): Taps {
   const scale = inSize / outSize;
   const support = 2 * Math.max(scale, 1);
   const K = antialias ? 2 * Math.ceil(support) + 1 : 4;
-  const index = new Int32Array(K * outSize).fill(start);
-  const weight = new Float64Array(K * outSize);
-  for (let o = 0; o < outSize; o++) {
+  const index = new Int32Array(K * count).fill(start);
+  const weight = new Float64Array(K * count);
+  for (let i = 0; i < count; i++) {
+    const o = first + i;
     if (antialias) {
       const center = scale * (o + 0.5);
       const lo = Math.max(Math.trunc(center - support + 0.5), 0);
       const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
       let total = 0;
-      for (let i = lo; i < hi; i++) total += pilCubic((i - center + 0.5) / Math.max(scale, 1));
-      for (let i = lo; i < hi; i++) {
-        index[K * o + i - lo] = start + i;
-        weight[K * o + i - lo] = pilCubic((i - center + 0.5) / Math.max(scale, 1)) / total;
+      for (let j = lo; j < hi; j++) total += pilCubic((j - center + 0.5) / Math.max(scale, 1));
+      for (let j = lo; j < hi; j++) {
+        index[K * i + j - lo] = start + j;
+        weight[K * i + j - lo] = pilCubic((j - center + 0.5) / Math.max(scale, 1)) / total;
       }
     } else {
       const real = scale * (o + 0.5) - 0.5;
       const i0 = Math.floor(real);
       const wts = bicubicWeights(real - i0);
       for (let k = 0; k < 4; k++) {
-        index[4 * o + k] = start + Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
-        weight[4 * o + k] = wts[k]!;
+        index[4 * i + k] = start + Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
+        weight[4 * i + k] = wts[k]!;
       }
     }
   }
@@ -82,44 +86,62 @@ function checkShape(fn: string, img: Float32Array, c: number, h: number, w: numb
   }
 }
 
+/** Throws unless every value is an integer. */
+function expectIntegers(fn: string, what: string, values: Record<string, number>): void {
+  if (!Object.values(values).every((v) => Number.isInteger(v))) {
+    throw new Error(`${fn}: ${what} must be integers, got ${Object.entries(values).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
+}
+
 /**
  * Crops the window (top, left, cropH, cropW) out of img [c, h, w] and resizes it bicubically to [c, outH, outW]
  * (antialias: PIL's kernel, else F.interpolate's; see the top of this file). Separable: a horizontal pass into a
  * float64 buffer [c, cropH, outW], then a vertical pass.
+ *
+ * With `part` (a box of the outH x outW output, as native.resizedCrop's window), only that part is computed and
+ * returned, [c, part.height, part.width]: the same values as cropping the whole result, at the cost of the part (a
+ * centre crop of a very elongated image's resize costs no more than any other).
  */
 export function resizedCrop(
   img: Float32Array, c: number, h: number, w: number,
   top: number, left: number, cropH: number, cropW: number,
-  outH: number, outW: number, antialias = false,
+  outH: number, outW: number, antialias = false, part?: CropBox,
 ): Float32Array {
   checkShape('resizedCrop', img, c, h, w);
+  expectIntegers('resizedCrop', 'the window', { top, left, height: cropH, width: cropW });
   if (!(cropH > 0 && cropW > 0 && top >= 0 && left >= 0 && top + cropH <= h && left + cropW <= w)) {
     throw new Error(`resizedCrop: window top=${top} left=${left} ${cropH}x${cropW} does not fit in a ${h}x${w} image`);
   }
   if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0)) {
     throw new Error(`resizedCrop: output size must be positive integers, got ${outH}x${outW}`);
   }
-  const xt = bicubicTaps(left, cropW, outW, antialias);
-  const yt = bicubicTaps(0, cropH, outH, antialias); // rows relative to the window
-  const tmp = new Float64Array(c * cropH * outW);
+  const p = part ?? { top: 0, left: 0, height: outH, width: outW };
+  expectIntegers('resizedCrop', 'part', { top: p.top, left: p.left, height: p.height, width: p.width });
+  if (!(p.height > 0 && p.width > 0 && p.top >= 0 && p.left >= 0 && p.top + p.height <= outH && p.left + p.width <= outW)) {
+    throw new Error(`resizedCrop: part top=${p.top} left=${p.left} ${p.height}x${p.width} does not fit in the ${outH}x${outW} output`);
+  }
+  const pw = p.width;
+  const xt = bicubicTaps(left, cropW, outW, antialias, p.left, pw);
+  const yt = bicubicTaps(0, cropH, outH, antialias, p.top, p.height); // rows relative to the window
+  const tmp = new Float64Array(c * cropH * pw);
   for (let ch = 0; ch < c; ch++) {
     for (let y = 0; y < cropH; y++) {
       const src = (ch * h + top + y) * w;
-      const dst = (ch * cropH + y) * outW;
-      for (let x = 0; x < outW; x++) {
+      const dst = (ch * cropH + y) * pw;
+      for (let x = 0; x < pw; x++) {
         let v = 0;
         for (let t = xt.K * x; t < xt.K * (x + 1); t++) v += xt.weight[t]! * img[src + xt.index[t]!]!;
         tmp[dst + x] = v;
       }
     }
   }
-  const out = new Float32Array(c * outH * outW);
+  const out = new Float32Array(c * p.height * pw);
   for (let ch = 0; ch < c; ch++) {
-    for (let y = 0; y < outH; y++) {
-      const dst = (ch * outH + y) * outW;
-      for (let x = 0; x < outW; x++) {
+    for (let y = 0; y < p.height; y++) {
+      const dst = (ch * p.height + y) * pw;
+      for (let x = 0; x < pw; x++) {
         let v = 0;
-        for (let t = yt.K * y; t < yt.K * (y + 1); t++) v += yt.weight[t]! * tmp[(ch * cropH + yt.index[t]!) * outW + x]!;
+        for (let t = yt.K * y; t < yt.K * (y + 1); t++) v += yt.weight[t]! * tmp[(ch * cropH + yt.index[t]!) * pw + x]!;
         out[dst + x] = v < 0 ? 0 : v > 1 ? 1 : v;
       }
     }
@@ -161,8 +183,12 @@ export const MAE_CROP: RandomResizedCropOptions = { scale: [0.2, 1], ratio: [3 /
 export function randomResizedCropParams(h: number, w: number, gen: Generator, opts: RandomResizedCropOptions = MAE_CROP): CropBox {
   const [smin, smax] = opts.scale;
   const [rmin, rmax] = opts.ratio;
-  if (!(smin > 0 && smin <= smax)) throw new Error(`randomResizedCrop: scale must satisfy 0 < min <= max, got [${smin}, ${smax}]`);
-  if (!(rmin > 0 && rmin <= rmax)) throw new Error(`randomResizedCrop: ratio must satisfy 0 < min <= max, got [${rmin}, ${rmax}]`);
+  if (!(Number.isFinite(smin) && Number.isFinite(smax) && smin > 0 && smin <= smax)) {
+    throw new Error(`randomResizedCrop: scale must be finite numbers with 0 < min <= max, got [${smin}, ${smax}]`);
+  }
+  if (!(Number.isFinite(rmin) && Number.isFinite(rmax) && rmin > 0 && rmin <= rmax)) {
+    throw new Error(`randomResizedCrop: ratio must be finite numbers with 0 < min <= max, got [${rmin}, ${rmax}]`);
+  }
   const area = h * w;
   const logMin = Math.log(rmin);
   const logMax = Math.log(rmax);
@@ -180,8 +206,9 @@ export function randomResizedCropParams(h: number, w: number, gen: Generator, op
   const inRatio = w / h;
   let cw = w;
   let ch = h;
-  if (inRatio < rmin) ch = roundHalfEven(w / rmin);
-  else if (inRatio > rmax) cw = roundHalfEven(h * rmax);
+  // at least 1 pixel: an extreme ratio (e.g. [50, 50] on a square image) would round the box to nothing
+  if (inRatio < rmin) ch = Math.max(1, roundHalfEven(w / rmin));
+  else if (inRatio > rmax) cw = Math.max(1, roundHalfEven(h * rmax));
   return { top: Math.floor((h - ch) / 2), left: Math.floor((w - cw) / 2), height: ch, width: cw };
 }
 
@@ -208,6 +235,7 @@ export function horizontalFlip(img: Float32Array, c: number, h: number, w: numbe
 
 /** Flips with probability p (one gen.uniform() draw, flip when it is < p); returns a copy either way. */
 export function randomHorizontalFlip(img: Float32Array, c: number, h: number, w: number, gen: Generator, p = 0.5): Float32Array {
+  if (!(typeof p === 'number' && p >= 0 && p <= 1)) throw new Error(`randomHorizontalFlip: p must be a probability in [0, 1], got ${p}`);
   return gen.uniform() < p ? horizontalFlip(img, c, h, w) : img.slice();
 }
 
@@ -222,7 +250,8 @@ export function normalize(img: Float32Array, c: number, h: number, w: number, me
   for (let ch = 0; ch < c; ch++) {
     const m = mean[ch]!;
     const s = std[ch]!;
-    if (!(s > 0)) throw new Error(`normalize: std[${ch}] must be > 0, got ${s}`);
+    if (!Number.isFinite(m)) throw new Error(`normalize: mean[${ch}] must be a finite number, got ${m}`);
+    if (!(Number.isFinite(s) && s > 0)) throw new Error(`normalize: std[${ch}] must be a finite number > 0, got ${s}`);
     for (let i = ch * plane; i < (ch + 1) * plane; i++) out[i] = (img[i]! - m) / s;
   }
   return out;
@@ -234,6 +263,7 @@ export function normalize(img: Float32Array, c: number, h: number, w: number, me
  */
 export function toChannels(img: Float32Array, c: number, h: number, w: number, inChans: number): Float32Array {
   checkShape('toChannels', img, c, h, w);
+  if (!(Number.isInteger(inChans) && inChans > 0)) throw new Error(`toChannels: inChans must be a positive integer, got ${inChans}`);
   if (c === inChans) return img.slice();
   if (c !== 1) throw new Error(`toChannels: cannot turn ${c}-channel images into ${inChans} channels (only 1 -> n replication is supported)`);
   const out = new Float32Array(inChans * h * w);
@@ -261,6 +291,9 @@ export function resizeShorterSide(
 
 /** The central outH x outW window of an h x w image, offsets rounded as torchvision's CenterCrop does. */
 export function centerCropBox(h: number, w: number, outH: number, outW: number): CropBox {
+  if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0)) {
+    throw new Error(`centerCrop: output size must be positive integers, got ${outH}x${outW}`);
+  }
   if (outH > h || outW > w) throw new Error(`centerCrop: cannot crop ${outH}x${outW} out of a ${h}x${w} image`);
   return { top: roundHalfEven((h - outH) / 2), left: roundHalfEven((w - outW) / 2), height: outH, width: outW };
 }

@@ -5,6 +5,7 @@
  */
 import { InMemoryDataset, ImageFolderDataset, ShardDataset, cifar10Dataset, fashionMnistDataset, type Dataset, type OnBadFile } from '../data/index.js';
 import { Generator } from '../random.js';
+import { describeValue, expectObject } from '../check.js';
 
 export type DataKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'folder' | 'shards' | 'synthetic';
 export const DATA_KINDS: readonly DataKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'folder', 'shards', 'synthetic'];
@@ -35,6 +36,8 @@ export function followUpData(given: DataSource | undefined, saved: unknown, limi
 }
 
 export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
+  expectObject('openDataset', 'src', src, false, `a data source such as { kind: 'fashion-mnist' }; kinds: ${DATA_KINDS.join(', ')}`);
+  if (split !== 'train' && split !== 'test') throw new Error(`openDataset: split must be 'train' or 'test', got ${String(split)}`);
   if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
     throw new Error(`data limit must be a positive integer, got ${src.limit}`);
   let ds: Dataset;
@@ -91,11 +94,23 @@ export function subset(ds: Dataset, end: number, start = 0): Dataset {
   throw new Error('subset: only in-memory, folder and shard datasets can be cut');
 }
 
+/** The largest synthetic images (a side) and set (count x channels x size x size bytes). */
+const SYNTHETIC_MAX_SIDE = 4096;
+const SYNTHETIC_MAX_BYTES = 2 ** 31;
+
 /**
  * `count` images of bright rectangles and discs on a dark background, 10 classes by shape and position; a pure
- * function of (count, channels, size, seed).
+ * function of (count, channels, size, seed). channels 1 or 3, size 1 .. 4096, at most 2 GiB of pixels in all.
  */
 export function syntheticDataset(count: number, channels: number, size: number, seed: number): InMemoryDataset {
+  const where = 'syntheticDataset';
+  if (!(Number.isSafeInteger(count) && count >= 1)) throw new Error(`${where}: count must be a positive integer, got ${describeValue(count)}`);
+  if (channels !== 1 && channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${describeValue(channels)}`);
+  if (!(Number.isInteger(size) && size >= 1 && size <= SYNTHETIC_MAX_SIDE))
+    throw new Error(`${where}: imageSize must be an integer in [1, ${SYNTHETIC_MAX_SIDE}], got ${describeValue(size)}`);
+  if (count * channels * size * size > SYNTHETIC_MAX_BYTES)
+    throw new Error(`${where}: count ${count} x channels ${channels} x imageSize ${size}^2 = ${count * channels * size * size} bytes is more than ${SYNTHETIC_MAX_BYTES}; use a smaller count or imageSize`);
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`${where}: seed must be a non-negative integer, got ${describeValue(seed)}`);
   const gen = new Generator(seed);
   const per = channels * size * size;
   const images = new Uint8Array(count * per);

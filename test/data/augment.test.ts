@@ -241,6 +241,33 @@ describe("the DataLoader's native path", () => {
     }
   });
 
+  it('takes images whose eval resize is past the native side limit (a 2 x 600 strip at 224: 224 x 67200), as the TypeScript path does', async () => {
+    const strip = randomPixels(2 * 2 * 600, 11); // 2 grey images of 2 x 600
+    const long = new InMemoryDataset({ images: strip, labels: [0, 1], channels: 1, height: 2, width: 600, numClasses: 2 });
+    for (const antialias of [true, false]) {
+      const opts = { batchSize: 2, workers: 0, shuffle: false, augment: false, antialias, imageSize: 224, mean: [0], std: [1] };
+      const [nat] = await collect(new DataLoader(long, opts), 0);
+      const [ts] = await collect(new DataLoader(long, { ...opts, transforms: 'typescript' }), 0);
+      expect(nat!.shape).toEqual([2, 1, 224, 224]);
+      expect(Array.from(nat!.images)).toEqual(Array.from(ts!.images));
+      // the whole resize, then the centre crop
+      const r = resizeShorterSide(chw(strip.subarray(1200), 2, 600, 1), 1, 2, 600, 224, antialias);
+      expect([r.height, r.width]).toEqual([224, 67200]);
+      expect(maxDiff(nat!.images.subarray(224 * 224), centerCrop(r.image, 1, r.height, r.width, 224, 224))).toBe(0);
+    }
+  });
+
+  it('takes images with a side past the native limit (2 x 70000), augmented or not, as the TypeScript path does', async () => {
+    const long = new InMemoryDataset({ images: randomPixels(2 * 70000, 12), labels: [3], channels: 1, height: 2, width: 70000, numClasses: 4 });
+    for (const augment of [true, false]) {
+      const opts = { batchSize: 1, seed: 2, workers: 0, augment, imageSize: 8 };
+      const [nat] = await collect(new DataLoader(long, opts), 0);
+      const [ts] = await collect(new DataLoader(long, { ...opts, transforms: 'typescript' }), 0);
+      expect(Array.from(nat!.labels)).toEqual([3]);
+      expect(Array.from(nat!.images)).toEqual(Array.from(ts!.images));
+    }
+  });
+
   it('defaults to the antialiased kernel, which changes shrunk crops', async () => {
     const opts = { batchSize: 40, seed: 4, workers: 0, augment: false, imageSize: 8 };
     const [aa] = await collect(new DataLoader(ds, opts), 0);

@@ -65,6 +65,40 @@ describe('image folders', () => {
     );
   });
 
+  it('reports broken symbolic links (to an image or a folder) through onWarning and leaves them out', async () => {
+    const dir = join(root, 'dangling');
+    mkdirSync(join(dir, 'cat'), { recursive: true });
+    mkdirSync(join(dir, 'dog'));
+    await sharp(rgb(1), raw).png().toFile(join(dir, 'cat', '1.png'));
+    await sharp(rgb(2), raw).png().toFile(join(dir, 'dog', '1.png'));
+    symlinkSync(join(root, 'gone', '2.png'), join(dir, 'cat', '2.png'));
+    symlinkSync(join(root, 'gone', 'dogs'), join(dir, 'dog', 'more'));
+    symlinkSync(join(root, 'gone', 'hidden.png'), join(dir, 'dog', '.hidden.png')); // hidden: ignored, as any hidden name
+    const warnings: string[] = [];
+    const ds = await ImageFolderDataset.open(dir, { onWarning: (m) => warnings.push(m) });
+    expect(ds.index.files.map((f) => f.slice(dir.length + 1))).toEqual(['cat/1.png', 'dog/1.png']);
+    expect(warnings).toEqual([
+      `${join(dir, 'cat', '2.png')}: skipped, a symbolic link to ${join(root, 'gone', '2.png')} that cannot be followed (ENOENT)`,
+      `${join(dir, 'dog', 'more')}: skipped, a symbolic link to ${join(root, 'gone', 'dogs')} that cannot be followed (ENOENT)`,
+    ]);
+  });
+
+  it("orders class folders and files by code point, as Python's sorted() (torchvision's labels)", async () => {
+    const dir = join(root, 'unicode');
+    // U+1F41F (beyond U+FFFF: a surrogate pair, whose first code unit sorts below U+FB01), U+FB01, ASCII
+    const names = ['\u{1F41F} fish', '\uFB01sh-ligature', 'zebra'];
+    for (const n of names) {
+      mkdirSync(join(dir, n), { recursive: true });
+      for (const f of ['\u{1F41F}.png', '\uFB01.png']) await sharp(rgb(1), raw).png().toFile(join(dir, n, f));
+    }
+    const index = await scanImageFolder(dir);
+    expect(index.classes).toEqual(['zebra', '\uFB01sh-ligature', '\u{1F41F} fish']);
+    expect(index.files.map((f) => f.slice(dir.length + 1))).toEqual(
+      ['zebra', '\uFB01sh-ligature', '\u{1F41F} fish'].flatMap((n) => [`${n}/\uFB01.png`, `${n}/\u{1F41F}.png`]),
+    );
+    expect(Array.from(index.labels)).toEqual([0, 0, 1, 1, 2, 2]);
+  });
+
   it('gives label -1 in a flat folder and reports empty folders', async () => {
     const ds = await ImageFolderDataset.open(flat);
     expect([ds.length, ds.numClasses, ds.height, ds.width]).toEqual([2, 0, 0, 0]);
@@ -124,6 +158,19 @@ describe('image folders', () => {
     writeFileSync(join(allBad, 'z.png'), 'junk');
     const allBadDs = await ImageFolderDataset.open(allBad, { onWarning: () => {} });
     await expect(allBadDs.get(0)).rejects.toThrow(`${allBad}: all 1 image files failed to decode`);
+  });
+
+  it('reports a bad file once when samples are fetched concurrently (a DataLoader batch)', async () => {
+    const dir = join(root, 'concurrent');
+    mkdirSync(dir);
+    await sharp(rgb(1), raw).png().toFile(join(dir, '0.png'));
+    for (const k of [1, 2, 3]) writeFileSync(join(dir, `${k}.png`), 'not an image');
+    await sharp(rgb(2), raw).png().toFile(join(dir, '4.png'));
+    const warnings: string[] = [];
+    const ds = await ImageFolderDataset.open(dir, { channels: 1, onWarning: (m) => warnings.push(m) });
+    const loader = new DataLoader(ds, { batchSize: 5, imageSize: 4, workers: 0, shuffle: false });
+    for await (const b of loader.epoch(0)) expect(b.size).toBe(5);
+    expect(warnings.map((m) => m.slice(0, m.indexOf(': cannot decode'))).sort()).toEqual([1, 2, 3].map((k) => `skipping bad image file: ${join(dir, `${k}.png`)}`));
   });
 
   it("onBadFile 'stop' rejects with an Error naming the file, also through the DataLoader", async () => {

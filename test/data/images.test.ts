@@ -56,4 +56,19 @@ describe('loadImages', () => {
     await expect(loadImages([])).rejects.toThrow(/no images given/);
     await expect(loadImages([join(dir, 'wide.png')], { mean: [0.5] })).rejects.toThrow(/need 3 mean/);
   });
+
+  it('bad options and inputs: an Error naming the option or the input, before any image is read', async () => {
+    const wide = join(dir, 'wide.png');
+    const grey = { size: 4, channels: 1 as const };
+    await expect(loadImages([wide], { ...grey, mean: [NaN], std: [1] })).rejects.toThrow('loadImages: mean[0] must be a finite number, got the number NaN');
+    await expect(loadImages([wide], { ...grey, mean: [0], std: [Infinity] })).rejects.toThrow('loadImages: std[0] must be a finite number > 0, got the number Infinity');
+    for (const cropPct of [0, NaN, -0.5, 1.5]) {
+      await expect(loadImages([wide], { ...grey, cropPct })).rejects.toThrow(`loadImages: cropPct must be a number in (0, 1] (the crop's share of the resized shorter side), got ${cropPct}`);
+    }
+    await expect(loadImages([wide, null as unknown as string])).rejects.toThrow('loadImages: inputs[1] must be a file path or a Uint8Array of encoded image bytes, got null');
+    await expect(loadImages(wide as unknown as string[])).rejects.toThrow("loadImages: inputs must be an array, each item a file path or a Uint8Array of encoded image bytes, got the string");
+    const t = await loadImages([wide], { ...grey, cropPct: 1 });
+    expect(t.shape).toEqual([1, 1, 4, 4]);
+    t.dispose();
+  });
 });

@@ -139,6 +139,39 @@ describe('DataLoader (in-process)', () => {
     expect(() => new DataLoader(ds, { ...base, batchSize: 60, dropLast: true })).toThrow('leaves no batches');
   });
 
+  it('refuses non-finite or non-number mean and std at construction, naming the option', () => {
+    expect(() => new DataLoader(ds, { ...base, mean: [NaN] })).toThrow('DataLoader: mean[0] must be a finite number, got the number NaN');
+    expect(() => new DataLoader(ds, { ...base, mean: ['0.5' as unknown as number] })).toThrow("DataLoader: mean[0] must be a finite number, got the string '0.5'");
+    expect(() => new DataLoader(ds, { ...base, transforms: 'typescript', std: [Infinity] })).toThrow('DataLoader: std[0] must be a finite number > 0, got the number Infinity');
+    expect(() => new DataLoader(ds, { ...base, std: [0] })).toThrow('DataLoader: std[0] must be a finite number > 0, got the number 0');
+    expect(() => new DataLoader(ds, { ...base, std: 0.5 as unknown as number[] })).toThrow('DataLoader: std must be an array, each item a finite number > 0, got the number 0.5');
+  });
+
+  it('checks scale and ratio at construction, and takes an extreme ratio (a crop 1 pixel tall)', async () => {
+    const aug = { ...base, augment: true };
+    expect(() => new DataLoader(ds, { ...aug, scale: [1, 0.5] })).toThrow('DataLoader: scale must be [min, max] with 0 < min <= max <= 1, finite numbers, got [1, 0.5]');
+    expect(() => new DataLoader(ds, { ...aug, scale: [0.5, 1.5] })).toThrow('DataLoader: scale must be [min, max] with 0 < min <= max <= 1, finite numbers, got [0.5, 1.5]');
+    expect(() => new DataLoader(ds, { ...aug, scale: 'big' as unknown as [number, number] })).toThrow("DataLoader: scale must be [min, max] with 0 < min <= max <= 1, finite numbers, got the string 'big'");
+    expect(() => new DataLoader(ds, { ...aug, ratio: [0, 1] })).toThrow('DataLoader: ratio must be [min, max] with 0 < min <= max, finite numbers, got [0, 1]');
+    expect(() => new DataLoader(ds, { ...aug, ratio: [1, Infinity] })).toThrow('DataLoader: ratio must be [min, max] with 0 < min <= max, finite numbers, got [1, Infinity]');
+    for (const ratio of [[100, 100], [0.01, 0.01]] as [number, number][]) {
+      const batches = await collect(new DataLoader(ds, { ...aug, ratio }), 0);
+      expect(batches.reduce((n, b) => n + b.size, 0)).toBe(ds.length);
+      expect(batches.every((b) => b.images.every((v) => Number.isFinite(v)))).toBe(true);
+    }
+  });
+
+  it('refuses more than 256 workers and a dataset.length that is not a count', () => {
+    expect(new DataLoader(ds, { ...base, workers: 256 }).inProcessReason).not.toBeNull(); // the most allowed (in-process here: TS sources)
+    expect(() => new DataLoader(ds, { ...base, workers: 257 })).toThrow('DataLoader: workers must be an integer in [0, 256], got 257');
+    expect(() => new DataLoader(ds, { ...base, workers: 100000 })).toThrow('DataLoader: workers must be an integer in [0, 256], got 100000');
+    const fake = (length: number): Dataset => ({ length, numClasses: 2, channels: 1, height: 2, width: 2, get: async () => ({ image: new Float32Array(4), label: 0 }) });
+    for (const length of [NaN, -5, 2.5, Infinity]) {
+      expect(() => new DataLoader(fake(length), { batchSize: 2 })).toThrow(`DataLoader: dataset.length must be a non-negative safe integer (the number of samples), got ${length}`);
+    }
+    expect(() => new DataLoader(fake(0), { batchSize: 2 })).toThrow('DataLoader: the dataset is empty');
+  });
+
   it('records the time spent waiting for batches, per epoch and in total', async () => {
     const loader = new DataLoader(ds, { ...base, augment: true, imageSize: 6 });
     expect(loader.stallMs).toBe(0);

@@ -149,6 +149,31 @@ describe('prepareShards', () => {
     await expect(prepareShards({ data: other, out, shortSide: 20 })).rejects.toThrow(`${out} already holds prepared shards of other settings: the class folders`);
   });
 
+  it('refuses another image folder (same file names) for a finished or an unfinished preparation, and resumes from the same one', async () => {
+    const a = join(root, 'same-names-a');
+    const b = join(root, 'same-names-b');
+    for (const [dir, seed] of [[a, 1], [b, 50]] as const) {
+      for (const cls of ['cat', 'dog']) {
+        mkdirSync(join(dir, cls), { recursive: true });
+        for (let k = 0; k < 3; k++) await writeImage(join(dir, cls, `${k}.png`), 6, 6, seed + k);
+      }
+    }
+    // unfinished: started from a, continued from b
+    const out = join(root, 'same-names-out');
+    const abort = new AbortController();
+    const first = await prepareShards({ data: a, out, shardBytes: 1, signal: abort.signal, onEvent: (e) => e.type === 'progress' && e.done === 3 && abort.abort() });
+    expect(first).toMatchObject({ complete: false });
+    await expect(prepareShards({ data: b, out, shardBytes: 1 })).rejects.toThrow(`${out} holds an unfinished preparation with other settings: the image folder ${a} (now ${b})`);
+    const done = await prepareShards({ data: a, out, shardBytes: 1 });
+    expect(done).toMatchObject({ complete: true, samples: 6 });
+    const whole = await contents(await ShardDataset.open((await prepareShards({ data: a, out: join(root, 'same-names-whole'), shardBytes: 1 })).dir));
+    expect(await contents(await ShardDataset.open(out))).toEqual(whole);
+    // finished: the same folder again is a no-op, the other one is refused
+    expect(await prepareShards({ data: a, out, shardBytes: 1 })).toMatchObject({ complete: true, samples: 6 });
+    await expect(prepareShards({ data: b, out, shardBytes: 1 })).rejects.toThrow(`${out} already holds prepared shards of other settings: the image folder ${a} (now ${b})`);
+    expect((await readShardIndex(out)).root).toBe(a);
+  });
+
   it('refuses a source folder changed under an unfinished preparation, a foreign output folder and bad options', async () => {
     const data = join(root, 'changing');
     mkdirSync(join(data, 'a'), { recursive: true });

@@ -2,8 +2,8 @@
 // RandomResizedCrop parameters and determinism, flip, normalisation, channel replication, resize + center crop.
 import { describe, expect, it } from 'vitest';
 import {
-  bicubicWeights, centerCrop, horizontalFlip, normalize, randomHorizontalFlip, randomResizedCrop, randomResizedCropParams,
-  resize, resizeShorterSide, resizedCrop, toChannels,
+  bicubicWeights, centerCrop, centerCropBox, horizontalFlip, normalize, randomHorizontalFlip, randomResizedCrop, randomResizedCropParams,
+  resize, resizeShorterSide, resizedCrop, shorterSideSize, toChannels,
 } from '../../lib/data/index.js';
 import { Generator } from '../../lib/random.js';
 
@@ -185,5 +185,50 @@ describe('flip, normalise, channels, resize + center crop', () => {
     expect(Array.from(cc)).toEqual([6, 7, 8, 11, 12, 13, 16, 17, 18]);
     expect(Array.from(centerCrop(Float32Array.from([0, 1, 2, 3]), 1, 1, 4, 1, 3))).toEqual([0, 1, 2]); // round(0.5) = 0, as Python
     expect(() => centerCrop(img, 1, 20, 30, 21, 3)).toThrow('centerCrop: cannot crop 21x3 out of a 20x30 image');
+  });
+});
+
+describe('degenerate sizes and parameters', () => {
+  const img = Float32Array.from({ length: 36 }, (_, i) => i / 36); // 1 x 6 x 6
+
+  it('refuses crop sizes, windows and channel counts that are not positive integers', () => {
+    for (const [oh, ow] of [[0, 0], [-1, -1], [NaN, NaN], [2.5, 2.5], [-2, 3]]) {
+      expect(() => centerCrop(img, 1, 6, 6, oh!, ow!)).toThrow(`centerCrop: output size must be positive integers, got ${oh}x${ow}`);
+    }
+    expect(() => centerCropBox(6, 6, 0, 3)).toThrow('centerCrop: output size must be positive integers, got 0x3');
+    expect(() => toChannels(img, 1, 6, 6, 0)).toThrow('toChannels: inChans must be a positive integer, got 0');
+    expect(() => toChannels(img, 1, 6, 6, 2.5)).toThrow('toChannels: inChans must be a positive integer, got 2.5');
+    expect(() => resizedCrop(img, 1, 6, 6, 0.5, 0.5, 3.2, 3.2, 4, 4)).toThrow('resizedCrop: the window must be integers, got top=0.5 left=0.5 height=3.2 width=3.2');
+    expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 1, left: 0, height: 4, width: 4 })).toThrow('resizedCrop: part top=1 left=0 4x4 does not fit in the 4x4 output');
+    expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 0, left: 0, height: 1.5, width: 4 })).toThrow('resizedCrop: part must be integers, got top=0 left=0 height=1.5 width=4');
+  });
+
+  it('refuses non-finite mean, std, scale, ratio and a flip probability outside [0, 1]', () => {
+    expect(() => normalize(img, 1, 6, 6, [NaN], [1])).toThrow('normalize: mean[0] must be a finite number, got NaN');
+    expect(() => normalize(img, 1, 6, 6, ['0.5' as unknown as number], [1])).toThrow('normalize: mean[0] must be a finite number, got 0.5');
+    expect(() => normalize(img, 1, 6, 6, [0], [Infinity])).toThrow('normalize: std[0] must be a finite number > 0, got Infinity');
+    const gen = new Generator(1);
+    for (const p of [NaN, -0.1, 1.5]) expect(() => randomHorizontalFlip(img, 1, 6, 6, gen, p)).toThrow(`randomHorizontalFlip: p must be a probability in [0, 1], got ${p}`);
+    expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, Infinity], ratio: [1, 1] })).toThrow('randomResizedCrop: scale must be finite numbers with 0 < min <= max, got [0.5, Infinity]');
+    expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, 1], ratio: [NaN, 1] })).toThrow('randomResizedCrop: ratio must be finite numbers with 0 < min <= max, got [NaN, 1]');
+  });
+
+  it('never falls back to a crop of 0 pixels, whatever the ratio', () => {
+    const gen = new Generator(1);
+    expect(randomResizedCropParams(6, 6, gen, { scale: [0.5, 1], ratio: [50, 50] })).toEqual({ top: 2, left: 0, height: 1, width: 6 });
+    expect(randomResizedCropParams(6, 6, gen, { scale: [0.5, 1], ratio: [0.01, 0.01] })).toEqual({ top: 0, left: 2, height: 6, width: 1 });
+  });
+
+  it('computes only a part of the output, with the values of cropping the whole result', () => {
+    const h = 3;
+    const w = 40;
+    const src = randomImage(2 * h * w, 4); // 2 x 3 x 40: resized to 20 x 266, then the centre 16 x 16
+    const r = shorterSideSize(h, w, 20);
+    const box = centerCropBox(r.height, r.width, 16, 16);
+    for (const antialias of [true, false]) {
+      const whole = resize(src, 2, h, w, r.height, r.width, antialias);
+      const part = resizedCrop(src, 2, h, w, 0, 0, h, w, r.height, r.width, antialias, box);
+      expect(Array.from(part)).toEqual(Array.from(centerCrop(whole, 2, r.height, r.width, 16, 16)));
+    }
   });
 });
