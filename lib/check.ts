@@ -35,6 +35,16 @@ export function expectNumber(where: string, name: string, v: unknown, positive =
   if (typeof v !== 'number' || !Number.isFinite(v) || (positive && !(v > 0))) fail(where, name, positive ? 'a positive number' : 'a finite number', v);
 }
 
+/** A finite number for which `ok` holds (`what` says the range in words). */
+export function expectFinite(where: string, name: string, v: unknown, ok: (x: number) => boolean, what: string): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail(where, name, what, v);
+}
+
+/** A finite number >= 0. */
+export function expectNonNegative(where: string, name: string, v: unknown): void {
+  expectFinite(where, name, v, (x) => x >= 0, 'a finite number >= 0');
+}
+
 /** An instance of `C` (`what` says it in words). */
 export function expectInstance(where: string, name: string, v: unknown, C: abstract new (...args: never[]) => unknown, what: string, hint = ''): void {
   if (!(v instanceof C)) fail(where, name, what, v, hint);

@@ -1,2 +1,2 @@
-export { AdamW, type AdamWOptions } from './adamw.js';
+export { AdamW, type AdamWOptions, type AdamWState } from './adamw.js';
 export { cosineLr, scaledLr } from './schedule.js';

@@ -8,7 +8,8 @@
  */
 import type { ParamGroup } from '../mae/model.js';
 import { Tensor } from '../tensor.js';
-import { toParamGroups } from './groups.js';
+import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
+import { expectFinite, expectNonNegative } from '../check.js';
 
 export interface LarsOptions {
   lr: number;
@@ -20,21 +21,33 @@ export interface LarsOptions {
 
 export class LARS {
   readonly groups: ParamGroup[];
-  lr: number;
   readonly momentum: number;
   readonly trustCoefficient: number;
   stepCount = 0;
+  private lrValue = 0;
   private readonly mu = new Map<Tensor, Float32Array>();
 
-  constructor(params: ParamGroup[] | Tensor[], opts: LarsOptions) {
+  constructor(params: ParamGroupInput[] | Tensor[], opts: LarsOptions) {
     this.groups = toParamGroups('LARS', params, opts, opts?.weightDecay ?? 0);
-    if (!(opts.lr >= 0)) throw new Error(`LARS: lr must be non-negative, got ${opts.lr}`);
     this.lr = opts.lr;
     this.momentum = opts.momentum ?? 0.9;
     this.trustCoefficient = opts.trustCoefficient ?? 0.001;
+    expectFinite('LARS', 'momentum', this.momentum, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+    expectFinite('LARS', 'trustCoefficient', this.trustCoefficient, (x) => x > 0, 'a positive finite number');
+  }
+
+  /** The base lr (each group's is lr * lrScale); a finite number >= 0, set by the schedule before each step. */
+  get lr(): number {
+    return this.lrValue;
+  }
+
+  set lr(v: number) {
+    expectNonNegative('LARS', 'lr', v);
+    this.lrValue = v;
   }
 
   step(): void {
+    checkGradShapes('LARS', this.groups);
     this.stepCount++;
     for (const g of this.groups) {
       const lr = this.lr * (g.lrScale ?? 1);

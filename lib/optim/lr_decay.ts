@@ -5,6 +5,7 @@
  * decay ** (numLayers - l), so block i gets decay ** (depth + 1 - (i + 1)), the embeddings decay ** (depth + 1)
  * and the head 1. 1-D parameters (biases, norms) and names in noWeightDecay get no weight decay.
  */
+import { expectFinite, expectInteger, expectNonNegative } from '../check.js';
 import type { ParamGroup } from '../mae/model.js';
 import type { Tensor } from '../tensor.js';
 
@@ -22,18 +23,28 @@ export interface LrdOptions {
   layerDecay?: number;
 }
 
-/** Groups by (layer, decay / no decay), in order of first appearance, each with its lrScale. */
+/**
+ * Groups by (layer, decay / no decay), in order of first appearance, each with its lrScale. `depth` must be the
+ * model's number of blocks (the official code takes len(model.blocks)): those its parameters name, blocks.0 ...
+ */
 export function paramGroupsLrd(
   model: { namedParameters(): [string, Tensor][] },
   depth: number,
   opts: LrdOptions = {},
 ): ParamGroup[] {
+  const where = 'paramGroupsLrd';
   const wd = opts.weightDecay ?? 0.05;
   const noWd = new Set(opts.noWeightDecay ?? ['pos_embed', 'cls_token']);
   const decay = opts.layerDecay ?? 0.75;
+  expectNonNegative(where, 'weightDecay', wd);
+  expectFinite(where, 'layerDecay', decay, (x) => x > 0 && x <= 1, 'in (0, 1]');
+  const named = model.namedParameters();
+  const blocks = named.reduce((n, [name]) => (/^blocks\.\d+\./.test(name) ? Math.max(n, layerIdForVit(name, 0)) : n), 0);
+  expectInteger(where, 'depth', depth, 0);
+  if (depth !== blocks) throw new Error(`${where}: depth must be the model's number of blocks, ${blocks}${blocks ? ` (blocks.0 to blocks.${blocks - 1})` : ''}, got ${depth}`);
   const numLayers = depth + 1;
   const groups = new Map<string, ParamGroup & { names: string[] }>();
-  for (const [name, p] of model.namedParameters()) {
+  for (const [name, p] of named) {
     if (!p.requiresGrad) continue;
     const noDecay = p.shape.length === 1 || noWd.has(name);
     const layer = layerIdForVit(name, numLayers);

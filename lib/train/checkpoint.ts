@@ -1,9 +1,10 @@
 /**
  * Checkpoints: one safetensors file holding the model's parameters under their official names, the optimizer's
  * moments under `optimizer.<group>.<index>.exp_avg|exp_avg_sq`, and, as JSON in the header metadata ("mae"), the
- * model config and the exact training position (epoch, data iteration, optimizer step, lr). Every random draw of
- * pre-training is keyed to the sample's place in its epoch, so the position alone continues the run exactly.
- * Written atomically: a crash never leaves a half-written file.
+ * model config and the exact training position (epoch, data iteration, optimizer step, lr, each parameter's AdamW
+ * step count; a checkpoint written before those were kept gives every parameter the optimizer step). Every random
+ * draw of pre-training is keyed to the sample's place in its epoch, so the position alone continues the run exactly.
+ * Written atomically: a crash never leaves a half-written file; metadata the reader would refuse is never written.
  *
  * Reading also takes the checkpoints of other code (anything readWeights reads: official .pth, Hugging Face
  * folders, plain safetensors), as weights with the config read off them and no training position (format
@@ -35,7 +36,8 @@ export interface CheckpointMeta {
   format: string;
   config: MaeConfig;
   position: TrainPosition;
-  optimizer: { step: number; lr: number } | null;
+  /** AdamW.stateDict() less the moments (steps: absent in checkpoints written before it was kept) */
+  optimizer: { step: number; lr: number; steps?: Record<string, number> } | null;
   /** the training options of the run, for `resume` to check and reuse */
   options: Record<string, unknown>;
   /** the summed loss and the optimizer steps of the epoch under way, so that its mean counts the steps before a resume */
@@ -58,10 +60,14 @@ export async function saveCheckpoint(
   if (optimizer) {
     const sd = optimizer.stateDict();
     for (const [k, t] of sd.tensors) tensors.set(`optimizer.${k}`, deferred(t));
-    opt = { step: sd.step, lr: sd.lr };
+    opt = { step: sd.step, lr: sd.lr, steps: sd.steps };
   }
   const full: CheckpointMeta = { format: CHECKPOINT_FORMAT, config: model.config, optimizer: opt, createdAt: new Date().toISOString(), ...meta };
-  await writeSafetensors(path, tensors, { mae: JSON.stringify(full) });
+  // the loader's checks, on what it will read (JSON turns NaN into null, drops undefined)
+  const json = JSON.stringify(full);
+  const problem = metaProblem(JSON.parse(json) as Record<string, unknown>);
+  if (problem) throw new Error(`saveCheckpoint: ${path} not written, loading would refuse its metadata: ${problem}`);
+  await writeSafetensors(path, tensors, { mae: json });
 }
 
 export interface LoadedCheckpoint {
@@ -131,18 +137,30 @@ export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoin
 
 /** The metadata's structure: what resume and loadModel read from it must be there, with the right types. */
 function checkMeta(meta: unknown, path: string): asserts meta is CheckpointMeta {
-  const bad = (what: string) => new Error(`${path}: the checkpoint metadata is damaged: ${what}`);
-  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-  const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-  if (!isObject(meta)) throw bad('not an object');
+  if (!isObject(meta)) throw new Error(`${path}: the checkpoint metadata is damaged: not an object`);
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${path}: checkpoint format '${String(meta.format)}' is not '${CHECKPOINT_FORMAT}'`);
-  if (!isObject(meta.config)) throw bad('config is not an object');
-  if (!isObject(meta.options)) throw bad('options is not an object');
+  const problem = metaProblem(meta);
+  if (problem) throw new Error(`${path}: the checkpoint metadata is damaged: ${problem}`);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** What is wrong with the metadata's fields (all but the format), or null: checked on loading and before saving. */
+function metaProblem(meta: Record<string, unknown>): string | null {
+  const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (!isObject(meta.config)) return 'config is not an object';
+  if (!isObject(meta.options)) return 'options is not an object';
   const p = meta.position;
-  if (!isObject(p) || !count(p.epoch) || !count(p.iter) || !count(p.step)) throw bad('position must hold integer epoch, iter and step');
+  if (!isObject(p) || !count(p.epoch) || !count(p.iter) || !count(p.step)) return 'position must hold integer epoch, iter and step';
   const o = meta.optimizer;
-  if (!(o === null || (isObject(o) && count(o.step) && typeof o.lr === 'number' && Number.isFinite(o.lr))))
-    throw bad('optimizer must be null or hold an integer step and a finite lr');
+  if (!(o === null || (isObject(o) && count(o.step) && typeof o.lr === 'number' && Number.isFinite(o.lr) && o.lr >= 0)))
+    return 'optimizer must be null or hold an integer step and a finite lr >= 0';
+  if (o !== null && o.steps !== undefined && !(isObject(o.steps) && Object.values(o.steps).every(count)))
+    return "optimizer.steps must be an object of integer step counts by parameter ('<group>.<index>')";
+  const e = meta.epochLoss;
+  if (e !== undefined && !(isObject(e) && typeof e.sum === 'number' && Number.isFinite(e.sum) && count(e.steps)))
+    return 'epochLoss must hold a finite sum and an integer count of steps';
+  return null;
 }
 
 /**

@@ -239,7 +239,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const optimizer = keep(new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] }));
   if (ck && position) {
     model.loadStateDict(ck.weights);
-    optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, tensors: ck.optimizer });
+    optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, steps: ck.meta.optimizer?.steps, tensors: ck.optimizer });
   }
   let pos: TrainPosition = position ?? { epoch: 0, iter: 0, step: 0 };
   // gradients averaged over the ranks, overlapping backward (also for a world of one rank under MPI: the same path)

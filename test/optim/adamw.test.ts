@@ -1,7 +1,6 @@
-// AdamW against the PyTorch update written out in double precision, and the lr rules.
+// AdamW against the PyTorch update written out in double precision: per-parameter step counts, state round trips, checks.
 import { describe, expect, it } from 'vitest';
 import { AdamW } from '../../lib/optim/adamw.js';
-import { cosineLr, scaledLr } from '../../lib/optim/schedule.js';
 import { Generator } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 
@@ -51,25 +50,192 @@ describe('AdamW', () => {
   });
 
   it('rejects bad settings', () => {
-    expect(() => new AdamW([], { lr: -1 })).toThrow(/lr must be non-negative/);
+    expect(() => new AdamW([], { lr: -1 })).toThrow(/^AdamW: lr must be a finite number >= 0, got the number -1$/);
+    expect(() => new AdamW([], { lr: Infinity })).toThrow(/^AdamW: lr must be a finite number >= 0, got the number Infinity$/);
+    expect(() => new AdamW([], { lr: 1, weightDecay: -1 })).toThrow(/^AdamW: weightDecay must be a finite number >= 0, got the number -1$/);
+    expect(() => new AdamW([], { lr: 1, weightDecay: NaN })).toThrow(/^AdamW: weightDecay must be a finite number >= 0, got the number NaN$/);
     expect(() => new AdamW([], { lr: 1, betas: [1, 0.9] })).toThrow(/betas must be in \[0, 1\)/);
     expect(() => new AdamW([], { lr: 1, eps: NaN })).toThrow(/AdamW: eps must be non-negative and finite, got NaN/);
     expect(() => new AdamW([], { lr: 1, eps: -1e-8 })).toThrow(/eps must be non-negative/);
   });
+
+  it('gives a group without weightDecay the default (opts.weightDecay, else 0.01), and checks each group', () => {
+    const p = param([1, 2]);
+    const q = param([1, 2]);
+    p.grad = Tensor.fromArray(new Float32Array([0, 0]), [2]).keep();
+    const opt = new AdamW([{ params: [p] }, { params: [q], weightDecay: 0 }], { lr: 0.1, weightDecay: 0.5 });
+    expect(opt.groups.map((g) => g.weightDecay)).toEqual([0.5, 0]);
+    expect(new AdamW([{ params: [q] }], { lr: 0.1 }).groups[0]!.weightDecay).toBe(0.01);
+    // a zero gradient: only the decay moves p, by lr * wd
+    opt.step();
+    expect(Array.from(p.dataSync())).toEqual([Math.fround(1 * (1 - 0.05)), Math.fround(2 * (1 - 0.05))]);
+    expect(() => new AdamW([{ params: [p] }, { params: [q], weightDecay: -0.1 }], { lr: 0.1 })).toThrow(
+      /^AdamW: params\[1\]\.weightDecay must be a finite number >= 0, got the number -0\.1$/,
+    );
+    expect(() => new AdamW([{ params: [p], weightDecay: 0, lrScale: NaN }], { lr: 0.1 })).toThrow(/^AdamW: params\[0\]\.lrScale must be a finite number >= 0, got the number NaN$/);
+    p.dispose();
+    q.dispose();
+  });
+
+  it('refuses a non-finite lr set later (by a schedule), and a gradient of the wrong shape, changing nothing', () => {
+    const p = param([1, 2]);
+    const opt = new AdamW([p], { lr: 0.1 });
+    expect(() => (opt.lr = Infinity)).toThrow(/^AdamW: lr must be a finite number >= 0, got the number Infinity$/);
+    expect(() => (opt.lr = NaN)).toThrow(/^AdamW: lr must be a finite number >= 0, got the number NaN$/);
+    expect(opt.lr).toBe(0.1);
+    p.grad = Tensor.fromArray(new Float32Array([1]), [1]).keep();
+    expect(() => opt.step()).toThrow(/^AdamW: the gradient of groups\[0\]\.params\[0\] is \[1\], the parameter is \[2\]$/);
+    expect(Array.from(p.dataSync())).toEqual([1, 2]);
+    expect(opt.stepCount).toBe(0);
+    expect(opt.stateDict().tensors.size).toBe(0);
+    p.dispose();
+  });
+
+  // PyTorch keeps state['step'] per parameter, made at its first gradient: a first update is lr * g / (|g| + eps)
+  it('keeps a step count per parameter, advanced only by the steps that update it (torch.optim.AdamW)', () => {
+    const a = param([1, 2]);
+    const optA = new AdamW([a], { lr: 0.1, weightDecay: 0 });
+    optA.step();
+    optA.step();
+    optA.step();
+    expect(optA.stepCount).toBe(0);
+    a.grad = ones(2);
+    optA.step();
+    expect(Array.from(a.dataSync())).toEqual([Math.fround(0.9), Math.fround(1.9)]);
+    expect(optA.stepCount).toBe(1);
+
+    // b gets its first gradient at the fourth step of the optimizer
+    const other = param([1, 2]);
+    const b = param([1, 2]);
+    const optB = new AdamW([other, b], { lr: 0.1, weightDecay: 0 });
+    for (let i = 0; i < 3; i++) {
+      other.grad?.dispose();
+      other.grad = ones(2);
+      optB.step();
+    }
+    b.grad = ones(2);
+    optB.step();
+    expect(Array.from(b.dataSync())).toEqual([Math.fround(0.9), Math.fround(1.9)]);
+    const sd = optB.stateDict();
+    expect(sd.step).toBe(4);
+    expect(sd.steps).toEqual({ '0.0': 4, '0.1': 1 });
+    for (const t of [a, other, b]) t.dispose();
+  });
+
+  it('round-trips the per-parameter step counts: a restored optimizer continues bit for bit', () => {
+    const g = new Generator(3);
+    const make = () => [param(g.normalArray(5)), param(g.normalArray(5))];
+    const [p, q] = make();
+    const opt = new AdamW([p!, q!], { lr: 0.01, betas: [0.9, 0.95] });
+    // p steps 3 times, q twice: two step counts at the fourth step
+    for (let t = 0; t < 3; t++) {
+      setGrad(p!, g.normalArray(5));
+      if (t > 0) setGrad(q!, g.normalArray(5));
+      opt.step();
+      opt.zeroGrad();
+    }
+    const sd = opt.stateDict();
+    expect(sd).toMatchObject({ step: 3, lr: 0.01, steps: { '0.0': 3, '0.1': 2 } });
+    const [p2, q2] = [param(p!.dataSync()), param(q!.dataSync())];
+    const opt2 = new AdamW([p2!, q2!], { lr: 1, betas: [0.9, 0.95] });
+    opt2.loadStateDict({ ...sd, steps: { ...sd.steps } });
+    expect(opt2.stateDict().steps).toEqual({ '0.0': 3, '0.1': 2 });
+    for (let t = 0; t < 2; t++) {
+      const gp = g.normalArray(5);
+      const gq = g.normalArray(5);
+      for (const [x, y, o] of [[p!, q!, opt], [p2!, q2!, opt2]] as const) {
+        setGrad(x, gp);
+        setGrad(y, gq);
+        o.step();
+        o.zeroGrad();
+      }
+    }
+    expect(Array.from(p2!.dataSync())).toEqual(Array.from(p!.dataSync()));
+    expect(Array.from(q2!.dataSync())).toEqual(Array.from(q!.dataSync()));
+    expect(opt2.stateDict().steps).toEqual({ '0.0': 5, '0.1': 4 });
+    for (const t of [p, q, p2, q2]) t!.dispose();
+  });
+
+  it('gives every parameter with moments the global step when the state has no per-parameter counts (older checkpoints)', () => {
+    const g = new Generator(4);
+    const p = param(g.normalArray(6));
+    const opt = new AdamW([{ params: [p], weightDecay: 0.05 }], { lr: 0.01 });
+    for (let t = 0; t < 4; t++) {
+      setGrad(p, g.normalArray(6));
+      opt.step();
+    }
+    const { steps, ...old } = opt.stateDict();
+    expect(steps).toEqual({ '0.0': 4 });
+    const p2 = param(p.dataSync());
+    const opt2 = new AdamW([{ params: [p2], weightDecay: 0.05 }], { lr: 0.01 });
+    opt2.loadStateDict(old);
+    expect(opt2.stateDict().steps).toEqual({ '0.0': 4 });
+    const grad = g.normalArray(6);
+    setGrad(p, grad);
+    setGrad(p2, grad);
+    opt.step();
+    opt2.step();
+    expect(Array.from(p2.dataSync())).toEqual(Array.from(p.dataSync()));
+    p.dispose();
+    p2.dispose();
+  });
+
+  it('loadStateDict refuses a bad step or lr, and missing or unexpected state, naming it and changing nothing', () => {
+    const p = param([1, 2]);
+    const q = param([3, 4]);
+    const opt = new AdamW([p, q], { lr: 0.1 });
+    p.grad = ones(2);
+    q.grad = ones(2);
+    opt.step();
+    const sd = opt.stateDict();
+    const m = (k: string) => sd.tensors.get(k)!;
+    const only = (...keys: string[]) => new Map(keys.map((k) => [k, m(k)]));
+    const all = ['0.0.exp_avg', '0.0.exp_avg_sq', '0.1.exp_avg', '0.1.exp_avg_sq'];
+    const fresh = new AdamW([param([1, 2]), param([3, 4])], { lr: 0.1 });
+    const cases: [Parameters<AdamW['loadStateDict']>[0], RegExp][] = [
+      [{ step: NaN, lr: -5, tensors: new Map() }, /^AdamW\.loadStateDict: step must be an integer >= 0, got the number NaN$/],
+      [{ step: 2.5, lr: 0.1, tensors: new Map() }, /^AdamW\.loadStateDict: step must be an integer >= 0, got the number 2\.5$/],
+      [{ step: 1, lr: -5, tensors: new Map() }, /^AdamW\.loadStateDict: lr must be a finite number >= 0, got the number -5$/],
+      [{ step: 1, lr: Infinity, tensors: new Map() }, /^AdamW\.loadStateDict: lr must be a finite number >= 0, got the number Infinity$/],
+      [{ step: 1, lr: 0.1, tensors: only(...all, '0.2.exp_avg', 'momentum') }, /^AdamW\.loadStateDict: keys that name no parameter of this optimizer \(2 parameters\): 0\.2\.exp_avg, momentum$/],
+      [{ step: 1, lr: 0.1, steps: { '0.0': 1, '1.0': 1 }, tensors: only(...all) }, /^AdamW\.loadStateDict: keys that name no parameter of this optimizer \(2 parameters\): steps\.1\.0$/],
+      // steps taken, but no moments (a checkpoint whose optimizer tensors were lost)
+      [{ step: 3, lr: 0.1, tensors: new Map() }, /^AdamW\.loadStateDict: the state has no moments, though 3 steps were taken$/],
+      [{ step: 3, lr: 0.1, steps: {}, tensors: new Map() }, /^AdamW\.loadStateDict: the state has no moments, though 3 steps were taken$/],
+      // an older state: moments of some parameters but not of others
+      [{ step: 1, lr: 0.1, tensors: only('0.0.exp_avg', '0.0.exp_avg_sq', '0.1.exp_avg') }, /^AdamW\.loadStateDict: the state has no 0\.1\.exp_avg_sq, though it has moments of other parameters$/],
+      [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 1 }, tensors: only('0.0.exp_avg', '0.0.exp_avg_sq') }, /^AdamW\.loadStateDict: the state has no 0\.1\.exp_avg, 0\.1\.exp_avg_sq, though its steps list them$/],
+      [{ step: 1, lr: 0.1, steps: { '0.0': 1 }, tensors: only(...all) }, /^AdamW\.loadStateDict: moments without a step count in steps: 0\.1$/],
+      [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 2 }, tensors: only(...all) }, /^AdamW\.loadStateDict: steps\.0\.1 must be an integer in \[1, step = 1\], got the number 2$/],
+      [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 0 }, tensors: only(...all) }, /^AdamW\.loadStateDict: steps\.0\.1 must be an integer in \[1, step = 1\], got the number 0$/],
+      [{ step: 0, lr: 0.1, tensors: only(...all) }, /^AdamW\.loadStateDict: step \(that of 0\.0, which has moments\) must be an integer in \[1, step = 0\], got the number 0$/],
+      [{ step: 1, lr: 0.1, tensors: new Map([...only(...all), ['0.1.exp_avg', { shape: [3], data: new Float32Array(3) }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg is \[3\], the parameter is \[2\]$/],
+    ];
+    for (const [bad, message] of cases) {
+      expect(() => fresh.loadStateDict(bad), message.source).toThrow(message);
+      expect(fresh.stateDict()).toEqual({ step: 0, lr: 0.1, steps: {}, tensors: new Map() });
+    }
+    // a fresh optimizer's state (no moments at all) and a full one load
+    fresh.loadStateDict({ step: 0, lr: 0.2, tensors: new Map() });
+    expect(fresh.lr).toBe(0.2);
+    fresh.loadStateDict(sd);
+    expect(fresh.stateDict().steps).toEqual({ '0.0': 1, '0.1': 1 });
+    for (const t of [p, q, ...fresh.groups[0]!.params]) t.dispose();
+    fresh.dispose();
+  });
 });
 
-describe('lr schedule', () => {
-  it('scales the base lr by the effective batch over 256', () => {
-    expect(scaledLr(1.5e-4, 4096)).toBeCloseTo(2.4e-3, 12);
-    expect(scaledLr(1.5e-4, 64 * 4)).toBeCloseTo(1.5e-4, 12);
-  });
-  it('warms up linearly, then follows a half cosine to minLr', () => {
-    const s = { lr: 1, minLr: 0.1, warmupEpochs: 40, epochs: 800 };
-    expect(cosineLr(0, s)).toBe(0);
-    expect(cosineLr(20, s)).toBeCloseTo(0.5, 12);
-    expect(cosineLr(40, s)).toBeCloseTo(1, 12);
-    expect(cosineLr(420, s)).toBeCloseTo(0.1 + 0.9 * 0.5, 12);
-    expect(cosineLr(800, s)).toBeCloseTo(0.1, 12);
-    expect(cosineLr(40 + 760 / 3, s)).toBeCloseTo(0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI / 3)), 12);
-  });
-});
+function param(data: ArrayLike<number>): Tensor {
+  const t = Tensor.fromArray(Float32Array.from(data), [data.length]).keep();
+  t.requiresGrad = true;
+  return t;
+}
+
+function ones(n: number): Tensor {
+  return Tensor.fromArray(new Float32Array(n).fill(1), [n]).keep();
+}
+
+function setGrad(p: Tensor, g: ArrayLike<number>): void {
+  p.grad?.dispose();
+  p.grad = Tensor.fromArray(Float32Array.from(g), p.shape).keep();
+}

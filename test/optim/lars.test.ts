@@ -69,4 +69,51 @@ describe('LARS (official util/lars.py)', () => {
     expect(b.dataSync()[0]).toBeCloseTo(-1, 6);
     b.dispose();
   });
+
+  it('gives a group without weightDecay the default', () => {
+    const w = param([3, 4], [1, 2]);
+    const opt = new LARS([{ params: [w] }], { lr: 0.5, weightDecay: 0.1 });
+    expect(opt.groups[0]!.weightDecay).toBe(0.1);
+    setGrad(w, [0.6, 0.8]);
+    opt.step();
+    // as the first test: dp = g + 0.1 w
+    expect(Array.from(w.dataSync())).toEqual([expect.closeTo(2.9985, 6), expect.closeTo(3.998, 6)]);
+    expect(new LARS([{ params: [w] }], { lr: 0.5 }).groups[0]!.weightDecay).toBe(0);
+    w.dispose();
+  });
+
+  it('refuses bad options, naming them', () => {
+    const w = param([1, 2], [2]);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ momentum: NaN }, 'LARS: momentum must be a number in [0, 1), got the number NaN'],
+      [{ momentum: -5 }, 'LARS: momentum must be a number in [0, 1), got the number -5'],
+      [{ momentum: 1 }, 'LARS: momentum must be a number in [0, 1), got the number 1'],
+      [{ trustCoefficient: NaN }, 'LARS: trustCoefficient must be a positive finite number, got the number NaN'],
+      [{ trustCoefficient: 0 }, 'LARS: trustCoefficient must be a positive finite number, got the number 0'],
+      [{ weightDecay: NaN }, 'LARS: weightDecay must be a finite number >= 0, got the number NaN'],
+      [{ weightDecay: -1 }, 'LARS: weightDecay must be a finite number >= 0, got the number -1'],
+      [{ lr: Infinity }, 'LARS: lr must be a finite number >= 0, got the number Infinity'],
+      [{ lr: -1 }, 'LARS: lr must be a finite number >= 0, got the number -1'],
+    ];
+    for (const [o, message] of cases) expect(() => new LARS([w], { lr: 0.1, ...o })).toThrow(new Error(message));
+    expect(() => new LARS([{ params: [w], weightDecay: NaN }], { lr: 0.1 })).toThrow(new Error('LARS: params[0].weightDecay must be a finite number >= 0, got the number NaN'));
+    const opt = new LARS([w], { lr: 0.1, momentum: 0, trustCoefficient: 1 });
+    expect(() => (opt.lr = NaN)).toThrow(new Error('LARS: lr must be a finite number >= 0, got the number NaN'));
+    expect(opt.lr).toBe(0.1);
+    w.dispose();
+  });
+
+  it('refuses a gradient whose shape differs from its parameter, changing nothing', () => {
+    const b = param([1, 2], [2]);
+    const w = param([1, 2, 3, 4], [2, 2]);
+    const opt = new LARS([b, w], { lr: 0.1 });
+    setGrad(b, [1, 1]);
+    w.grad = Tensor.fromArray(new Float32Array(4), [4]).keep();
+    expect(() => opt.step()).toThrow(new Error('LARS: the gradient of groups[0].params[1] is [4], the parameter is [2, 2]'));
+    expect(Array.from(b.dataSync())).toEqual([1, 2]);
+    expect(opt.momentumOf(b)).toBeUndefined();
+    expect(opt.stepCount).toBe(0);
+    b.dispose();
+    w.dispose();
+  });
 });

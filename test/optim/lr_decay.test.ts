@@ -45,4 +45,27 @@ describe('layer-wise lr decay (official util/lr_decay.py)', () => {
     expect(n).toBe(model.parameters().length);
     model.dispose();
   });
+
+  it("refuses a depth other than the model's number of blocks, and a layerDecay outside (0, 1]", () => {
+    const cfg = classifierConfigFrom({ ...getPreset('mae_vit_tiny_patch4_28'), embedDim: 16, depth: 4, numHeads: 2 }, { globalPool: true });
+    const model = new VisionTransformerClassifier(cfg);
+    const cases: [() => unknown, string][] = [
+      [() => paramGroupsLrd(model, 1), "paramGroupsLrd: depth must be the model's number of blocks, 4 (blocks.0 to blocks.3), got 1"],
+      [() => paramGroupsLrd(model, 5), "paramGroupsLrd: depth must be the model's number of blocks, 4 (blocks.0 to blocks.3), got 5"],
+      [() => paramGroupsLrd(model, NaN), 'paramGroupsLrd: depth must be an integer >= 0, got the number NaN'],
+      [() => paramGroupsLrd(model, 3.5), 'paramGroupsLrd: depth must be an integer >= 0, got the number 3.5'],
+      [() => paramGroupsLrd(model, 4, { layerDecay: -2 }), 'paramGroupsLrd: layerDecay must be in (0, 1], got the number -2'],
+      [() => paramGroupsLrd(model, 4, { layerDecay: 0 }), 'paramGroupsLrd: layerDecay must be in (0, 1], got the number 0'],
+      [() => paramGroupsLrd(model, 4, { layerDecay: 1.5 }), 'paramGroupsLrd: layerDecay must be in (0, 1], got the number 1.5'],
+      [() => paramGroupsLrd(model, 4, { layerDecay: NaN }), 'paramGroupsLrd: layerDecay must be in (0, 1], got the number NaN'],
+      [() => paramGroupsLrd(model, 4, { weightDecay: -0.05 }), 'paramGroupsLrd: weightDecay must be a finite number >= 0, got the number -0.05'],
+    ];
+    for (const [call, message] of cases) expect(call).toThrow(new Error(message));
+    // layerDecay 1: every scale 1
+    expect(new Set(paramGroupsLrd(model, 4, { layerDecay: 1 }).map((g) => g.lrScale))).toEqual(new Set([1]));
+    // a model without blocks has depth 0: the embeddings decay^1
+    const head = { namedParameters: () => model.namedParameters().filter(([n]) => !n.startsWith('blocks.')) };
+    expect(paramGroupsLrd(head, 0, { layerDecay: 0.5 }).find((g) => g.names!.includes('cls_token'))!.lrScale).toBe(0.5);
+    model.dispose();
+  });
 });

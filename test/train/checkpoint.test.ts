@@ -1,0 +1,118 @@
+// Checkpoints (lib/train/checkpoint.ts): the optimizer's per-parameter step counts round-trip (and older checkpoints
+// without them resume as before), and saveCheckpoint refuses metadata that loading would refuse, writing nothing.
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MaskedAutoencoder } from '../../lib/mae/index.js';
+import { AdamW } from '../../lib/optim/adamw.js';
+import { Generator } from '../../lib/random.js';
+import { loadCheckpoint, loadModel, saveCheckpoint } from '../../lib/train/checkpoint.js';
+import { Tensor } from '../../lib/tensor.js';
+
+const config = { imgSize: 8, patchSize: 4, inChans: 1, embedDim: 8, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2, mlpRatio: 2 };
+const position = { epoch: 1, iter: 0, step: 3 };
+const tmp = () => mkdtempSync(join(tmpdir(), 'mae-checkpoint-'));
+
+/** Random gradients for the parameters that `take` picks (the others get none). */
+function grads(model: MaskedAutoencoder, g: Generator, take: (i: number) => boolean = () => true): void {
+  model.parameters().forEach((p, i) => {
+    p.grad?.dispose();
+    p.grad = take(i) ? Tensor.fromArray(g.normalArray(p.size), p.shape).keep() : null;
+  });
+}
+
+/** Steps `model` and a model restored from its checkpoint with the same gradients: both must stay bit-identical. */
+async function expectSameContinuation(model: MaskedAutoencoder, opt: AdamW, path: string): Promise<void> {
+  const ck = await loadCheckpoint(path);
+  const { model: restored } = await loadModel(path);
+  const opt2 = new AdamW(restored.parameterGroups(0.05), { lr: 1, betas: [0.9, 0.95] });
+  opt2.loadStateDict({ ...ck.meta.optimizer!, tensors: ck.optimizer });
+  expect(opt2.stateDict().steps).toEqual(opt.stateDict().steps);
+  for (let t = 0; t < 2; t++)
+    for (const [m, o] of [[model, opt], [restored, opt2]] as const) {
+      grads(m, new Generator(100 + t));
+      o.step();
+      o.zeroGrad();
+    }
+  const after = restored.stateDict();
+  for (const [name, p] of model.stateDict()) expect(Array.from(after.get(name)!.dataSync()), name).toEqual(Array.from(p.dataSync()));
+  opt2.dispose();
+  restored.dispose();
+}
+
+describe('checkpoint', () => {
+  it("keeps each parameter's AdamW step count: a resumed optimizer continues bit for bit", async () => {
+    const g = new Generator(1);
+    const model = new MaskedAutoencoder(config, { seed: 1 });
+    const opt = new AdamW(model.parameterGroups(0.05), { lr: 0.01, betas: [0.9, 0.95] });
+    // the first step updates every other parameter only: two step counts
+    grads(model, g, (i) => i % 2 === 0);
+    opt.step();
+    for (let t = 0; t < 2; t++) {
+      grads(model, g);
+      opt.step();
+    }
+    opt.zeroGrad();
+    const counts = new Set(Object.values(opt.stateDict().steps));
+    expect(counts).toEqual(new Set([3, 2]));
+    const path = join(tmp(), 'checkpoint.safetensors');
+    await saveCheckpoint(path, model, opt, { position, options: {} });
+    const ck = await loadCheckpoint(path);
+    expect(ck.meta.optimizer).toEqual({ step: 3, lr: 0.01, steps: opt.stateDict().steps });
+    await expectSameContinuation(model, opt, path);
+    opt.dispose();
+    model.dispose();
+  });
+
+  it('resumes a checkpoint written without per-parameter step counts (older ones) as before: every parameter at the optimizer step', async () => {
+    const g = new Generator(2);
+    const model = new MaskedAutoencoder(config, { seed: 2 });
+    const opt = new AdamW(model.parameterGroups(0.05), { lr: 0.01, betas: [0.9, 0.95] });
+    for (let t = 0; t < 3; t++) {
+      grads(model, g);
+      opt.step();
+    }
+    opt.zeroGrad();
+    // the stateDict of before: no steps (JSON drops undefined)
+    const older = { stateDict: () => ({ ...opt.stateDict(), steps: undefined }) } as unknown as AdamW;
+    const path = join(tmp(), 'checkpoint.safetensors');
+    await saveCheckpoint(path, model, older, { position, options: {} });
+    const ck = await loadCheckpoint(path);
+    expect(ck.meta.optimizer).toEqual({ step: 3, lr: 0.01 });
+    await expectSameContinuation(model, opt, path);
+    opt.dispose();
+    model.dispose();
+  });
+
+  it('saveCheckpoint refuses metadata that loading would refuse, and writes nothing', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 3 });
+    const dir = tmp();
+    const fakeOptimizer = (state: Record<string, unknown>) => ({ stateDict: () => ({ step: 1, lr: 0.1, steps: {}, tensors: new Map(), ...state }) }) as unknown as AdamW;
+    const cases: [string, Parameters<typeof saveCheckpoint>[2], Record<string, unknown>, string][] = [
+      ['no-options', null, { position }, 'options is not an object'],
+      ['epoch-nan', null, { position: { ...position, epoch: NaN }, options: {} }, 'position must hold integer epoch, iter and step'],
+      ['step-fraction', null, { position: { ...position, step: 2.5 }, options: {} }, 'position must hold integer epoch, iter and step'],
+      ['iter-negative', null, { position: { ...position, iter: -1 }, options: {} }, 'position must hold integer epoch, iter and step'],
+      ['lr-infinite', fakeOptimizer({ lr: Infinity }), { position, options: {} }, 'optimizer must be null or hold an integer step and a finite lr >= 0'],
+      ['lr-negative', fakeOptimizer({ lr: -1 }), { position, options: {} }, 'optimizer must be null or hold an integer step and a finite lr >= 0'],
+      ['steps-fraction', fakeOptimizer({ steps: { '0.0': 1.5 } }), { position, options: {} }, "optimizer.steps must be an object of integer step counts by parameter ('<group>.<index>')"],
+      ['epoch-loss-string', null, { position, options: {}, epochLoss: { sum: '1', steps: 2 } }, 'epochLoss must hold a finite sum and an integer count of steps'],
+      ['epoch-loss-steps', null, { position, options: {}, epochLoss: { sum: 1, steps: -2 } }, 'epochLoss must hold a finite sum and an integer count of steps'],
+    ];
+    for (const [name, opt, meta, problem] of cases) {
+      const path = join(dir, `${name}.safetensors`);
+      await expect(saveCheckpoint(path, model, opt, meta as Parameters<typeof saveCheckpoint>[3]), name).rejects.toThrow(
+        new Error(`saveCheckpoint: ${path} not written, loading would refuse its metadata: ${problem}`),
+      );
+      expect(existsSync(path), name).toBe(false);
+    }
+    // the same metadata, right, is written and loads
+    const path = join(dir, 'good.safetensors');
+    await saveCheckpoint(path, model, null, { position, options: {} });
+    const { model: loaded, meta } = await loadModel(path);
+    expect(meta.position).toEqual(position);
+    loaded.dispose();
+    model.dispose();
+  });
+});
