@@ -45,6 +45,19 @@ export function expectNonNegative(where: string, name: string, v: unknown): void
   expectFinite(where, name, v, (x) => x >= 0, 'a finite number >= 0');
 }
 
+/**
+ * An options object whose keys are all in `known`: a misspelt option is an Error instead of being ignored (a
+ * snake_case name is told its camelCase spelling).
+ */
+export function expectKnownKeys(where: string, name: string, v: object, known: readonly string[]): void {
+  for (const k of Object.keys(v)) {
+    if (known.includes(k)) continue;
+    const camel = k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const near = known.find((x) => x.toLowerCase() === camel.toLowerCase());
+    throw new Error(`${where}: ${name} has no option '${k}'${near ? ` (did you mean ${near}?)` : ''}; it takes ${known.join(', ')}`);
+  }
+}
+
 /** An instance of `C` (`what` says it in words). */
 export function expectInstance(where: string, name: string, v: unknown, C: abstract new (...args: never[]) => unknown, what: string, hint = ''): void {
   if (!(v instanceof C)) fail(where, name, what, v, hint);

@@ -68,6 +68,10 @@ export async function classifierFromPretrain(
   const { seed, fromScratch, ...cfg } = opts;
   const model = new VisionTransformerClassifier(classifierConfigFrom(ck.meta.config, cfg), { seed: seed ?? 0 });
   if (fromScratch) return { model, loaded: [], ignored: [...ck.weights.keys()], missing: [...model.stateDict().keys()], pretrainOptions: ck.meta.options };
-  const r = model.loadEncoder(ck.weights);
-  return { model, ...r, pretrainOptions: ck.meta.options };
+  try {
+    return { model, ...model.loadEncoder(ck.weights), pretrainOptions: ck.meta.options };
+  } catch (e) {
+    model.dispose();
+    throw new Error(`${ck.path}: ${(e as Error).message}`);
+  }
 }

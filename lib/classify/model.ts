@@ -23,7 +23,7 @@ import type { MaeConfig } from '../mae/presets.js';
 import { checkPrecision, toBf16, type Precision } from '../mae/precision.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr } from '../tensor.js';
-import { expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { expectFinite, expectInstance, expectInteger, expectKnownKeys, expectNumber, expectObject } from '../check.js';
 
 export interface ClassifierConfig {
   imgSize: number;
@@ -45,8 +45,14 @@ export interface ClassifierConfig {
   headInitStd: number;
 }
 
-/** The classifier config of an MAE encoder config. */
+const CLASSIFIER_KEYS: readonly (keyof ClassifierConfig)[] = [
+  'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'eps', 'numClasses', 'globalPool', 'dropPathRate', 'headBatchNorm', 'headInitStd',
+];
+
+/** The classifier config of an MAE encoder config; options left undefined take their defaults. */
 export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'eps'>, opts: Partial<ClassifierConfig> = {}): ClassifierConfig {
+  expectObject('classifierConfigFrom', 'opts', opts);
+  const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
   return {
     imgSize: c.imgSize,
     patchSize: c.patchSize,
@@ -61,7 +67,7 @@ export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' 
     dropPathRate: 0,
     headBatchNorm: false,
     headInitStd: 2e-5,
-    ...opts,
+    ...given,
   };
 }
 
@@ -70,8 +76,8 @@ export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' 
  * probability p and the kept ones are scaled by 1 / (1 - p) (timm DropPath, scale_by_keep); identity otherwise.
  */
 export function dropPath(x: Tensor, p: number, training: boolean, gen: Generator): Tensor {
-  if (!training || p <= 0) return x;
-  if (p >= 1) throw new Error(`dropPath: rate must be < 1, got ${p}`);
+  if (!(p >= 0 && p < 1)) throw new Error(`dropPath: rate must be in [0, 1), got ${p}`);
+  if (!training || p === 0) return x;
   const B = x.shape[0]!;
   const per = x.size / B;
   const keep = 1 - p;
@@ -150,8 +156,15 @@ export class VisionTransformerClassifier extends Module {
     expectObject('VisionTransformerClassifier', 'config', config, false, 'e.g. classifierConfigFrom(maeConfig, { numClasses })');
     expectObject('VisionTransformerClassifier', 'opts', opts, false, 'e.g. { seed: 0 }');
     const c = config;
-    for (const k of ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'numClasses'] as const)
-      expectInteger('VisionTransformerClassifier', `config.${k}`, c[k], 1);
+    const where = 'VisionTransformerClassifier';
+    expectKnownKeys(where, 'config', c, CLASSIFIER_KEYS);
+    for (const k of ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'numClasses'] as const) expectInteger(where, `config.${k}`, c[k], 1);
+    expectFinite(where, 'config.mlpRatio', c.mlpRatio, (x) => x > 0, 'a positive finite number');
+    expectFinite(where, 'config.eps', c.eps, (x) => x > 0, 'a positive finite number');
+    expectFinite(where, 'config.dropPathRate', c.dropPathRate, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+    expectFinite(where, 'config.headInitStd', c.headInitStd, (x) => x > 0, 'a positive finite number');
+    for (const k of ['globalPool', 'headBatchNorm'] as const)
+      if (typeof c[k] !== 'boolean') throw new Error(`${where}: config.${k} must be true or false, got ${String(c[k])}`);
     this.config = { ...c };
     const gen = new Generator(opts.seed ?? 0);
     const grid = c.imgSize / c.patchSize;
@@ -269,7 +282,8 @@ export class VisionTransformerClassifier extends Module {
   /**
    * Loads encoder weights by their official names from a pre-training state dict (decoder_*, mask_token and, with
    * global pooling, the encoder's final norm are ignored). Returns what was loaded, ignored and left as initialised.
-   * Throws on mis-shaped keys or when no encoder weight is found.
+   * Throws on mis-shaped keys, when no encoder weight is found, and when an encoder tensor is missing (weights of
+   * another depth): only the head and fc_norm may stay as initialised.
    */
   loadEncoder(state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>): { loaded: string[]; ignored: string[]; missing: string[] } {
     const own = this.stateDict();
@@ -280,8 +294,11 @@ export class VisionTransformerClassifier extends Module {
       else ignored.push(k);
     }
     if (take.size === 0) throw new Error('loadEncoder: the state dict holds no encoder weight of this model (expected official names: cls_token, patch_embed.proj.weight, blocks.0.norm1.weight, ...)');
-    this.loadStateDict(take, { strict: false });
     const missing = [...own.keys()].filter((k) => !take.has(k));
+    const lacking = missing.filter((k) => !k.startsWith('head.') && !k.startsWith('fc_norm.'));
+    if (lacking.length)
+      throw new Error(`loadEncoder: the state dict lacks ${lacking.length} encoder tensor(s) of this model (depth ${this.config.depth}, width ${this.config.embedDim}): ${lacking.slice(0, 4).join(', ')}${lacking.length > 4 ? ', ...' : ''}`);
+    this.loadStateDict(take, { strict: false });
     return { loaded: [...take.keys()], ignored, missing };
   }
 }

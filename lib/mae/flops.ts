@@ -13,7 +13,7 @@
  * Softmax, norms, GELU, the loss and the optimizer are not counted.
  */
 import { keptCount } from './masking.js';
-import type { MaeConfig } from './presets.js';
+import { checkConfig, type MaeConfig } from './presets.js';
 
 export interface FlopCount {
   /** forward FLOPs per image */
@@ -32,7 +32,9 @@ function blockMacs(T: number, D: number, mlpRatio: number): { linear: number; at
 
 /** FLOPs per image of a training step of the MAE `c` at `maskRatio` (default 0.75). */
 export function maeFlops(c: MaeConfig, maskRatio = 0.75): FlopCount {
+  checkConfig(c, 'maeFlops');
   const L = (c.imgSize / c.patchSize) ** 2;
+  if (!c.maskTokenEncoder && keptCount(L, maskRatio) < 1) throw new Error(`maeFlops: maskRatio ${maskRatio} keeps no patch of ${L}`);
   const P = c.patchSize ** 2 * c.inChans;
   const Te = 1 + (c.maskTokenEncoder ? L : keptCount(L, maskRatio));
   const Td = 1 + L;

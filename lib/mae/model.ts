@@ -25,8 +25,8 @@ import { Generator } from '../random.js';
 import { Tensor, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
-import { getPreset, type MaeConfig } from './presets.js';
-import { expectObject } from '../check.js';
+import { checkConfig, getPreset, type MaeConfig } from './presets.js';
+import { describeValue, expectKnownKeys, expectObject } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
 export { checkPrecision, toBf16, toFloat32, type Precision };
@@ -43,6 +43,8 @@ export interface ForwardOptions {
   /** where noise comes from when not given; default the model's own generator */
   generator?: Generator;
 }
+
+const FORWARD_OPTIONS: readonly (keyof ForwardOptions)[] = ['precision', 'maskRatio', 'noise', 'generator'];
 
 export interface ForwardResult {
   /** [1] mean loss over removed patches */
@@ -102,8 +104,9 @@ export class MaskedAutoencoder extends Module {
     super();
     expectObject('MaskedAutoencoder', 'config', config, false, 'e.g. { imgSize: 224, patchSize: 16, ... } or MaskedAutoencoder.fromPreset(name)');
     expectObject('MaskedAutoencoder', 'opts', opts, false, 'e.g. { seed: 0 }');
+    expectKnownKeys('MaskedAutoencoder', 'config', config, Object.keys(official));
     const c: MaeConfig = { ...official, ...config };
-    validate(c);
+    checkConfig(c, 'MaskedAutoencoder');
     this.config = c;
     const gen = new Generator(opts.seed ?? 0);
     this.generator = gen;
@@ -180,6 +183,9 @@ export class MaskedAutoencoder extends Module {
   /** Draws (or takes) the masking for a batch of B. */
   randomMasking(B: number, maskRatio: number, noise?: Tensor | Float32Array, generator?: Generator): Masking {
     const L = this.numPatches;
+    if (noise !== undefined && !(noise instanceof Tensor || noise instanceof Float32Array))
+      throw new Error(`forward: noise must be a Tensor or a Float32Array [B, L] = [${B}, ${L}], got ${describeValue(noise)}`);
+    if (generator !== undefined && !(generator instanceof Generator)) throw new Error(`forward: generator must be a Generator, got ${describeValue(generator)}`);
     let n: Float32Array | undefined;
     if (noise instanceof Tensor) {
       if (noise.shape.length !== 2 || noise.shape[0] !== B || noise.shape[1] !== L)
@@ -250,6 +256,8 @@ export class MaskedAutoencoder extends Module {
 
   forward(imgs: Tensor, opts: ForwardOptions = {}): ForwardResult {
     this.checkImages(imgs, 'forward');
+    expectObject('forward', 'opts', opts, false, 'e.g. { maskRatio: 0.75 }');
+    expectKnownKeys('forward', 'opts', opts, FORWARD_OPTIONS);
     const precision = checkPrecision(opts.precision, 'forward');
     const B = imgs.shape[0]!;
     const L = this.numPatches;
@@ -394,19 +402,6 @@ export interface ParamGroup {
   lrScale?: number;
 }
 
-function validate(c: MaeConfig): void {
-  const positive = ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'decoderEmbedDim', 'decoderDepth', 'decoderNumHeads'] as const;
-  for (const k of positive)
-    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`MaskedAutoencoder: ${k} must be a positive integer, got ${c[k]}`);
-  if (c.imgSize % c.patchSize !== 0) throw new Error(`MaskedAutoencoder: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
-  if (c.embedDim % c.numHeads !== 0) throw new Error(`MaskedAutoencoder: embedDim ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
-  if (c.decoderEmbedDim % c.decoderNumHeads !== 0)
-    throw new Error(`MaskedAutoencoder: decoderEmbedDim ${c.decoderEmbedDim} is not divisible by decoderNumHeads ${c.decoderNumHeads}`);
-  if (c.embedDim % 4 !== 0 || c.decoderEmbedDim % 4 !== 0)
-    throw new Error('MaskedAutoencoder: embedDim and decoderEmbedDim must be divisible by 4 (2-D sin-cos position tables)');
-  if (!(c.mlpRatio > 0)) throw new Error(`MaskedAutoencoder: mlpRatio must be positive, got ${c.mlpRatio}`);
-  if (typeof c.maskTokenEncoder !== 'boolean') throw new Error(`MaskedAutoencoder: maskTokenEncoder must be true or false, got ${String(c.maskTokenEncoder)}`);
-}
 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);

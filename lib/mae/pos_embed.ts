@@ -9,7 +9,9 @@ import { Tensor } from '../tensor.js';
  * omega_k = 1 / 10000^(k / (D/4)). Computed in double precision, stored as float32.
  */
 export function get2dSincosPosEmbed(embedDim: number, gridSize: number): Float32Array {
-  if (embedDim % 4 !== 0) throw new Error(`get2dSincosPosEmbed: embed dim ${embedDim} must be divisible by 4`);
+  if (!(Number.isInteger(embedDim) && embedDim > 0 && embedDim % 4 === 0))
+    throw new Error(`get2dSincosPosEmbed: embed dim must be a positive multiple of 4, got ${embedDim}`);
+  if (!(Number.isInteger(gridSize) && gridSize > 0)) throw new Error(`get2dSincosPosEmbed: the grid size must be a positive integer, got ${gridSize}`);
   const quarter = embedDim / 4;
   const out = new Float32Array((1 + gridSize * gridSize) * embedDim);
   for (let i = 0; i < gridSize; i++) {
@@ -39,6 +41,8 @@ export function interpolatePosEmbed(
   table: Float32Array, embedDim: number, gridH: number, gridW: number, newH: number, newW: number, numExtra = 1,
 ): Float32Array {
   const D = embedDim;
+  for (const [name, v, min] of [['embedDim', D, 1], ['gridH', gridH, 1], ['gridW', gridW, 1], ['numExtra', numExtra, 0]] as const)
+    if (!(Number.isInteger(v) && v >= min)) throw new Error(`interpolatePosEmbed: ${name} must be an integer >= ${min}, got ${v}`);
   if (table.length !== (numExtra + gridH * gridW) * D)
     throw new Error(`interpolatePosEmbed: the table has ${table.length} values, not (${numExtra} + ${gridH} x ${gridW}) x ${D}`);
   if (!(Number.isInteger(newH) && Number.isInteger(newW) && newH > 0 && newW > 0))

@@ -45,8 +45,24 @@ export function presetNames(): PresetName[] {
   return Object.keys(presets) as PresetName[];
 }
 
+/** Refuses a config the model cannot be built from (`where` names the caller in the message). */
+export function checkConfig(c: MaeConfig, where: string): void {
+  const positive = ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'decoderEmbedDim', 'decoderDepth', 'decoderNumHeads'] as const;
+  for (const k of positive)
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`${where}: ${k} must be a positive integer, got ${c[k]}`);
+  if (c.imgSize % c.patchSize !== 0) throw new Error(`${where}: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
+  if (c.embedDim % c.numHeads !== 0) throw new Error(`${where}: embedDim ${c.embedDim} is not divisible by numHeads ${c.numHeads}`);
+  if (c.decoderEmbedDim % c.decoderNumHeads !== 0)
+    throw new Error(`${where}: decoderEmbedDim ${c.decoderEmbedDim} is not divisible by decoderNumHeads ${c.decoderNumHeads}`);
+  if (c.embedDim % 4 !== 0 || c.decoderEmbedDim % 4 !== 0)
+    throw new Error(`${where}: embedDim and decoderEmbedDim must be divisible by 4 (2-D sin-cos position tables)`);
+  if (!(c.mlpRatio > 0 && Number.isFinite(c.mlpRatio))) throw new Error(`${where}: mlpRatio must be a positive finite number, got ${c.mlpRatio}`);
+  for (const k of ['maskTokenEncoder', 'normPixLoss'] as const)
+    if (typeof c[k] !== 'boolean') throw new Error(`${where}: ${k} must be true or false, got ${String(c[k])}`);
+}
+
 export function getPreset(name: string): MaeConfig {
-  if (!(name in presets)) throw new Error(`unknown preset '${name}'; available: ${presetNames().join(', ')}`);
+  if (typeof name !== 'string' || !Object.hasOwn(presets, name)) throw new Error(`unknown preset '${String(name)}'; available: ${presetNames().join(', ')}`);
   return { ...presets[name as PresetName] };
 }
 

@@ -12,7 +12,7 @@
  * log-uniform in (0.3, 1/0.3) (up to 10 tries to fit) is filled with N(0, 1) noise per pixel and channel.
  */
 import type { Generator } from '../random.js';
-import { expectObject } from '../check.js';
+import { expectFinite, expectObject } from '../check.js';
 
 export interface MixupOptions {
   /** Beta alpha of mixup; 0 disables it (default 0.8) */
@@ -132,7 +132,10 @@ export class Mixup {
     this.switchProb = opts.switchProb ?? 0.5;
     this.labelSmoothing = opts.labelSmoothing ?? 0.1;
     this.numClasses = opts.numClasses;
-    if (this.mixupAlpha < 0 || this.cutmixAlpha < 0) throw new Error('Mixup: alphas must be >= 0');
+    for (const k of ['mixupAlpha', 'cutmixAlpha'] as const) expectFinite('Mixup', k, this[k], (x) => x >= 0, 'a finite number >= 0 (0 turns it off)');
+    for (const k of ['prob', 'switchProb'] as const) expectFinite('Mixup', k, this[k], (x) => x >= 0 && x <= 1, 'a probability in [0, 1]');
+    expectFinite('Mixup', 'labelSmoothing', this.labelSmoothing, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+    expectFinite('Mixup', 'numClasses', this.numClasses, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
   }
 
   get enabled(): boolean {
@@ -143,7 +146,8 @@ export class Mixup {
    * Mixes images [B, C, H, W] in place with their reverse and returns the soft targets. B must be even (as timm).
    */
   apply(images: Float32Array, shape: readonly [number, number, number, number], labels: ArrayLike<number>, gen: Generator): MixResult {
-    const [B, C, H, W] = shape;
+    const [B, C, H, W] = checkBatch('Mixup.apply', images, shape);
+    if (labels.length !== B) throw new Error(`Mixup.apply: ${labels.length} labels for a batch of ${B}`);
     if (B % 2 !== 0) throw new Error(`Mixup: the batch size must be even, got ${B}`);
     let lam = 1;
     let useCutmix = false;
@@ -203,13 +207,18 @@ export function randomErasing(
   gen: Generator,
   opts: RandomErasingOptions = {},
 ): number {
+  const [B, C, H, W] = checkBatch('randomErasing', images, shape);
+  expectObject('randomErasing', 'opts', opts);
   const p = opts.probability ?? 0.25;
   const minArea = opts.minArea ?? 0.02;
   const maxArea = opts.maxArea ?? 1 / 3;
   const minAspect = opts.minAspect ?? 0.3;
+  expectFinite('randomErasing', 'probability', p, (x) => x >= 0 && x <= 1, 'a probability in [0, 1]');
+  expectFinite('randomErasing', 'minArea', minArea, (x) => x > 0 && x <= maxArea, `a number in (0, maxArea = ${maxArea}]`);
+  expectFinite('randomErasing', 'maxArea', maxArea, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  expectFinite('randomErasing', 'minAspect', minAspect, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
   const logLo = Math.log(minAspect);
   const logHi = Math.log(1 / minAspect);
-  const [B, C, H, W] = shape;
   const per = C * H * W;
   let erased = 0;
   for (let b = 0; b < B; b++) {
@@ -231,4 +240,14 @@ export function randomErasing(
     }
   }
   return erased;
+}
+
+/** The batch shape [B, C, H, W] (positive integers) and a buffer of exactly that many values. */
+function checkBatch(where: string, images: Float32Array, shape: readonly number[]): [number, number, number, number] {
+  if (!(images instanceof Float32Array)) throw new Error(`${where}: images must be a Float32Array, got ${String(images)}`);
+  if (!Array.isArray(shape) || shape.length !== 4 || !shape.every((d) => Number.isInteger(d) && d >= 1))
+    throw new Error(`${where}: shape must be [B, C, H, W] of positive integers, got ${JSON.stringify(shape)}`);
+  const [B, C, H, W] = shape as [number, number, number, number];
+  if (images.length !== B * C * H * W) throw new Error(`${where}: images has ${images.length} values, shape [${shape.join(', ')}] needs ${B * C * H * W}`);
+  return [B, C, H, W];
 }

@@ -87,6 +87,23 @@ describe('mixup / cutmix targets (timm)', () => {
     expect(() => new Mixup({ numClasses: 3 }).apply(new Float32Array(3 * 4), [3, 1, 2, 2], [0, 1, 2], new Generator(0))).toThrow(/even/);
   });
 
+  it('refuses options, buffers and labels that do not fit, instead of mixing into NaN or the wrong images', () => {
+    for (const [o, message] of [
+      [{ mixupAlpha: Infinity }, 'Mixup: mixupAlpha must be a finite number >= 0 (0 turns it off), got the number Infinity'],
+      [{ mixupAlpha: NaN }, 'Mixup: mixupAlpha must be a finite number >= 0 (0 turns it off), got the number NaN'],
+      [{ cutmixAlpha: -1 }, 'Mixup: cutmixAlpha must be a finite number >= 0 (0 turns it off), got the number -1'],
+      [{ prob: 1.5 }, 'Mixup: prob must be a probability in [0, 1], got the number 1.5'],
+      [{ labelSmoothing: 1 }, 'Mixup: labelSmoothing must be a number in [0, 1), got the number 1'],
+      [{ numClasses: 0 }, 'Mixup: numClasses must be an integer >= 1, got the number 0'],
+    ] as const)
+      expect(() => new Mixup({ numClasses: 3, ...o })).toThrow(message);
+    const mix = new Mixup({ numClasses: 3 });
+    expect(() => mix.apply(new Float32Array(4), [2, 1, 2, 2], [0, 1], new Generator(0))).toThrow('Mixup.apply: images has 4 values, shape [2, 1, 2, 2] needs 8');
+    expect(() => mix.apply(new Float32Array(8), [2, 1, 2, 2], [0, 1, 2, 0], new Generator(0))).toThrow('Mixup.apply: 4 labels for a batch of 2');
+    expect(() => randomErasing(new Float32Array(4), [1, 1, 8, 8], new Generator(0), { probability: 1 })).toThrow('randomErasing: images has 4 values, shape [1, 1, 8, 8] needs 64');
+    expect(() => randomErasing(new Float32Array(64), [1, 1, 8, 8], new Generator(0), { probability: NaN })).toThrow('randomErasing: probability must be a probability in [0, 1], got the number NaN');
+  });
+
   it('draws Beta(a, a) with the right mean and variance', () => {
     const gen = new Generator(2);
     const a = 0.8;

@@ -49,6 +49,25 @@ describe('drop path', () => {
     y.dispose();
   });
 
+  it('refuses a rate outside [0, 1), NaN included (it dropped every branch)', () => {
+    const x = Tensor.fromArray(Float32Array.from([1, 2, 3, 4]), [2, 2]);
+    for (const p of [NaN, 1, -0.1]) expect(() => dropPath(x, p, true, new Generator(0))).toThrow(`dropPath: rate must be in [0, 1), got ${p}`);
+    x.dispose();
+  });
+
+  it('refuses a config it cannot build or train right, and keeps the defaults of options left undefined', () => {
+    const where = 'VisionTransformerClassifier: config.';
+    const build = (o: object) => () => new VisionTransformerClassifier({ ...classifierConfigFrom(small), ...o } as never);
+    expect(build({ dropPathRate: NaN })).toThrow(`${where}dropPathRate must be a number in [0, 1), got the number NaN`);
+    expect(build({ dropPathRate: 1 })).toThrow(`${where}dropPathRate must be a number in [0, 1), got the number 1`);
+    expect(build({ headInitStd: NaN })).toThrow(`${where}headInitStd must be a positive finite number, got the number NaN`);
+    expect(build({ headInitStd: undefined })).toThrow(`${where}headInitStd must be a positive finite number, got undefined`);
+    expect(build({ globalPool: 'yes' })).toThrow(`${where}globalPool must be true or false, got yes`);
+    expect(build({ drop_path_rate: 0.1 })).toThrow("VisionTransformerClassifier: config has no option 'drop_path_rate' (did you mean dropPathRate?)");
+    const c = classifierConfigFrom(small, { dropPathRate: undefined, headInitStd: undefined, numClasses: 4 });
+    expect([c.dropPathRate, c.headInitStd, c.numClasses]).toEqual([0, 2e-5, 4]);
+  });
+
   it('sets the block rates linearly from 0 to dropPathRate', () => {
     const m = new VisionTransformerClassifier(classifierConfigFrom({ ...small, depth: 5 }, { dropPathRate: 0.2 }));
     expect(m.dpr.map((r) => Math.round(r * 1000) / 1000)).toEqual([0, 0.05, 0.1, 0.15, 0.2]);
@@ -66,6 +85,10 @@ describe('ViT classifier on the MAE encoder', () => {
     expect(r.loaded).toContain('norm.weight');
     expect(r.loaded).toContain('blocks.1.mlp.fc2.weight');
     expect(r.missing.sort()).toEqual(['head.0.running_mean', 'head.0.running_var', 'head.1.bias', 'head.1.weight']);
+    // weights of a shallower encoder: an error naming what is missing, not blocks left random
+    const deeper = new VisionTransformerClassifier(classifierConfigFrom({ ...small, depth: small.depth + 1 }));
+    expect(() => deeper.loadEncoder(mae.stateDict())).toThrow(`loadEncoder: the state dict lacks 12 encoder tensor(s) of this model (depth ${small.depth + 1}, width ${small.embedDim}): blocks.${small.depth}.norm1.weight`);
+    deeper.dispose();
     clf.eval();
     const x = images(3);
     const a = tidy(() => ops.sliceTokens(mae.embed(x), 0, 1).dataSync());

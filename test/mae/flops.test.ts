@@ -27,6 +27,10 @@ describe('maeFlops', () => {
     expect(maeFlops({ ...tiny, maskTokenEncoder: true }, 0.5).forward).toBe(m.forward);
     expect(maeFlops(tiny, 0).forward).toBe(m.forward);
     expect(() => maeFlops(tiny, 1)).toThrow(/maskRatio must be in \[0, 1\)/);
+    // a ratio that keeps no patch, as forward refuses it; configs the model refuses
+    expect(() => maeFlops(tiny, 0.97)).toThrow('maeFlops: maskRatio 0.97 keeps no patch of 16');
+    expect(() => maeFlops({ ...tiny, patchSize: 3 })).toThrow('maeFlops: imgSize 8 is not divisible by patchSize 3');
+    expect(() => maeFlops({ imgSize: 28 } as never)).toThrow('maeFlops: patchSize must be a positive integer, got undefined');
   });
 
   it('gives MAE-SPEC\'s training GFLOP per image, which counts the MAE\'s patch embedding on the kept patches only', () => {

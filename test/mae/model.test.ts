@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { toHuggingFace } from '../../lib/io/names.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { loadSafetensors, saveSafetensors } from '../../lib/io/state.js';
-import { MaskedAutoencoder, get2dSincosPosEmbed, presets, randomMasking } from '../../lib/mae/index.js';
+import { MaskedAutoencoder, get2dSincosPosEmbed, interpolatePosEmbed, presets, randomMasking } from '../../lib/mae/index.js';
 import { Generator } from '../../lib/random.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
 
@@ -48,6 +48,13 @@ describe('2-D sin-cos position table', () => {
     const omega = [1, 1 / 100]; // 1 / 10000^(k / 2), k = 0, 1
     const expected = [Math.sin(j * omega[0]!), Math.sin(j * omega[1]!), Math.cos(j * omega[0]!), Math.cos(j * omega[1]!), Math.sin(i * omega[0]!), Math.sin(i * omega[1]!), Math.cos(i * omega[0]!), Math.cos(i * omega[1]!)];
     row.forEach((v, k) => expect(v).toBeCloseTo(expected[k]!, 6));
+  });
+
+  it('refuses a width or grid that is not a positive integer (a multiple of 4 for the width)', () => {
+    for (const g of [0, -3, 1.5, NaN]) expect(() => get2dSincosPosEmbed(8, g)).toThrow(`get2dSincosPosEmbed: the grid size must be a positive integer, got ${g}`);
+    for (const d of [0, 6, -8, 8.5]) expect(() => get2dSincosPosEmbed(d, 2)).toThrow(`get2dSincosPosEmbed: embed dim must be a positive multiple of 4, got ${d}`);
+    expect(() => interpolatePosEmbed(new Float32Array(8), 8, 0, 0, 2, 2)).toThrow('interpolatePosEmbed: gridH must be an integer >= 1, got 0');
+    expect(() => interpolatePosEmbed(new Float32Array(8), 8, 1, 1, 2, 2, -1)).toThrow('interpolatePosEmbed: numExtra must be an integer >= 0, got -1');
   });
 });
 
@@ -128,6 +135,27 @@ describe('MaskedAutoencoder', () => {
       expect(a).toBe(b);
       expect(() => mae.forward(x, { noise: Tensor.fromArray(noise, [1, 32]) })).toThrow(/noise \[1, 32\] must be \[B, L\] = \[2, 16\]/);
       expect(() => mae.forward(Tensor.zeros([2, 1, 8, 8]))).toThrow(/expected images \[B, 3, 8, 8\], got \[2, 1, 8, 8\]/);
+      expect(() => mae.forward(x, { noise: Array.from(noise) as unknown as Float32Array })).toThrow('forward: noise must be a Tensor or a Float32Array [B, L] = [2, 16], got an array of 32');
+      expect(() => mae.forward(x, { generator: {} as Generator })).toThrow('forward: generator must be a Generator, got an object');
+    });
+  });
+
+  it('refuses config and forward options it does not take, instead of ignoring them', () => {
+    expect(() => new MaskedAutoencoder({ ...tiny, decoder_depth: 4 } as never)).toThrow(
+      "MaskedAutoencoder: config has no option 'decoder_depth' (did you mean decoderDepth?); it takes imgSize, patchSize",
+    );
+    expect(() => new MaskedAutoencoder({ ...tiny, dropout: 0.1 } as never)).toThrow("MaskedAutoencoder: config has no option 'dropout'; it takes");
+    expect(() => new MaskedAutoencoder({ ...tiny, normPixLoss: 'true' } as never)).toThrow('MaskedAutoencoder: normPixLoss must be true or false, got true');
+    expect(() => new MaskedAutoencoder({ ...tiny, mlpRatio: Infinity })).toThrow('MaskedAutoencoder: mlpRatio must be a positive finite number, got Infinity');
+    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty'])
+      expect(() => MaskedAutoencoder.fromPreset(name)).toThrow(`unknown preset '${name}'; available: mae_vit_base_patch16`);
+    const mae = new MaskedAutoencoder(tiny);
+    tidy(() => {
+      const x = images(1);
+      expect(() => mae.forward(x, { mask_ratio: 0.25 } as never)).toThrow("forward: opts has no option 'mask_ratio' (did you mean maskRatio?); it takes precision, maskRatio, noise, generator");
+      expect(() => mae.reconstruct(x, { ratio: 0.25 } as never)).toThrow("forward: opts has no option 'ratio'");
+      // the options it takes still work, and the masking follows maskRatio
+      expect(mae.forward(x, { maskRatio: 0.25 }).mask.dataSync().reduce((a, b) => a + b, 0)).toBe(4);
     });
   });
 
