@@ -2,8 +2,9 @@
  * Checkpoints: one safetensors file holding the model's parameters under their official names, the optimizer's
  * moments under `optimizer.<group>.<index>.exp_avg|exp_avg_sq`, and, as JSON in the header metadata ("mae"), the
  * model config and the exact training position (epoch, data iteration, optimizer step, lr, each parameter's AdamW
- * step count; a checkpoint written before those were kept gives every parameter the optimizer step). Every random
- * draw of pre-training is keyed to the sample's place in its epoch, so the position alone continues the run exactly.
+ * step count; a checkpoint written before those were kept gives every parameter the optimizer step), the run's
+ * options and settings, and the sums of the epoch and the log line under way. Every random draw of pre-training is
+ * keyed to the sample's place in its epoch, so the position alone continues the run exactly.
  * Written atomically: a crash never leaves a half-written file; metadata the reader would refuse is never written.
  *
  * Reading also takes the checkpoints of other code (anything readWeights reads: official .pth, Hugging Face
@@ -38,10 +39,19 @@ export interface CheckpointMeta {
   position: TrainPosition;
   /** AdamW.stateDict() less the moments (steps: absent in checkpoints written before it was kept) */
   optimizer: { step: number; lr: number; steps?: Record<string, number> } | null;
-  /** the training options of the run, for `resume` to check and reuse */
+  /**
+   * the training options of the run, for `resume` to check and reuse; with its settings (threads, workers,
+   * checkpointEvery, logEvery, visualizeEvery, bucketMb, device, precision, knn: absent in checkpoints written before
+   * they were kept)
+   */
   options: Record<string, unknown>;
   /** the summed loss and the optimizer steps of the epoch under way, so that its mean counts the steps before a resume */
   epochLoss?: { sum: number; steps: number };
+  /**
+   * the log line under way (since the last one): summed loss, optimizer steps, images and seconds, so that a resumed
+   * run writes the line of the uninterrupted run (absent in older checkpoints: the line starts again at the resume)
+   */
+  logWindow?: { loss: number; steps: number; images: number; seconds: number };
   createdAt: string;
 }
 
@@ -150,6 +160,10 @@ function metaProblem(meta: Record<string, unknown>): string | null {
   const count = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   if (!isObject(meta.config)) return 'config is not an object';
   if (!isObject(meta.options)) return 'options is not an object';
+  for (const [k, min] of [['threads', 1], ['workers', 0], ['checkpointEvery', 0], ['logEvery', 1], ['visualizeEvery', 0]] as const) {
+    const v = meta.options[k];
+    if (v !== undefined && !(count(v) && (v as number) >= min)) return `options.${k} must be an integer >= ${min}`;
+  }
   const p = meta.position;
   if (!isObject(p) || !count(p.epoch) || !count(p.iter) || !count(p.step)) return 'position must hold integer epoch, iter and step';
   const o = meta.optimizer;
@@ -160,6 +174,14 @@ function metaProblem(meta: Record<string, unknown>): string | null {
   const e = meta.epochLoss;
   if (e !== undefined && !(isObject(e) && typeof e.sum === 'number' && Number.isFinite(e.sum) && count(e.steps)))
     return 'epochLoss must hold a finite sum and an integer count of steps';
+  const { device, precision, bucketMb, knn } = meta.options;
+  if (device !== undefined && typeof device !== 'string') return 'options.device must be a string';
+  if (precision !== undefined && precision !== 'fp32' && precision !== 'bf16') return "options.precision must be 'fp32' or 'bf16'";
+  if (bucketMb !== undefined && !(typeof bucketMb === 'number' && bucketMb > 0 && Number.isFinite(bucketMb))) return 'options.bucketMb must be a positive number';
+  if (knn !== undefined && knn !== null && !(isObject(knn) && count(knn.every))) return 'options.knn must be null or hold an integer every';
+  const w = meta.logWindow;
+  if (w !== undefined && !(isObject(w) && typeof w.loss === 'number' && Number.isFinite(w.loss) && count(w.steps) && count(w.images) && typeof w.seconds === 'number' && w.seconds >= 0 && Number.isFinite(w.seconds)))
+    return 'logWindow must hold a finite loss, integer counts of steps and images and finite seconds >= 0';
   return null;
 }
 

@@ -6,10 +6,10 @@
  *
  * The loop is async and yields to the event loop between batches; progress goes to `onEvent` and to a JSON-lines
  * log (with the achieved model GFLOP/s: maeFlops' training FLOPs per image x img/s); checkpoints (weights, optimizer
- * state, position) are written atomically every `checkpointEvery` steps and at the end, and `resume` continues the
- * same run exactly. A non-finite loss stops the run with an Error that names the last good checkpoint.
- * Reconstructions of fixed images are written as PNG. Nothing in a step waits for the device: the loss is read once,
- * after the optimizer step.
+ * state, position, the run's options and settings, the epoch's and the log line's sums) are written atomically every
+ * `checkpointEvery` steps and at the end, and `resume` continues the same run exactly, log included. A non-finite
+ * loss stops the run with an Error that names the last good checkpoint. Reconstructions of fixed images are written
+ * as PNG. Nothing in a step waits for the device: the loss is read once, after the optimizer step.
  *
  * Every per-sample random draw is keyed to the sample's position in its epoch's seeded order: its crop and flip
  * (data/pipeline.ts) and its masking noise (maskGenerator(seed, epoch, position)). So the run is the same however the
@@ -20,7 +20,7 @@
  * effective batch batchSize x accumIter x N. Rank 0 alone writes the checkpoint, the log and the reconstructions;
  * every rank resumes from rank 0's checkpoint, also with another world size (the effective batch must stay the same).
  */
-import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +47,11 @@ export interface PretrainOptions {
   preset?: string;
   config?: Partial<MaeConfig>;
   data?: DataSource;
+  /**
+   * without `data` only: cuts the default data to its first `limit` images; with `resume`, the run's data.limit as
+   * the caller knows it (the CLI's --limit alone): a run whose data has another limit is an error, as for `data`
+   */
+  limit?: number;
   /** output folder: checkpoint.safetensors, log.jsonl, reconstructions/ (default runs/pretrain) */
   outDir?: string;
   epochs?: number;
@@ -63,25 +68,41 @@ export interface PretrainOptions {
   weightDecay?: number;
   maskRatio?: number;
   seed?: number;
-  /** CPU threads, as setNumThreads (default: OMP_NUM_THREADS, else all cores) */
+  /**
+   * CPU threads, as setNumThreads (default: OMP_NUM_THREADS, else all cores). Kept in the checkpoint: a resumed run
+   * takes the run's count (on the same number of processes) unless given; another count is allowed, but the result
+   * is then not bit-identical to the uninterrupted run's (the start event's resumeNote says so)
+   */
   threads?: number;
-  /** where the model trains: 'cpu' (default), 'cuda' or 'cuda:N'; CUDA that cannot be used is an Error saying why */
+  /**
+   * where the model trains: 'cpu' (default), 'cuda' or 'cuda:N'; CUDA that cannot be used is an Error saying why. This
+   * and `precision` are kept in the checkpoint: a resumed run takes the run's unless given; another one is allowed,
+   * but the result is then not bit-identical (resumeNote)
+   */
   device?: string;
   /** activation precision: 'fp32' (default) or 'bf16' (CUDA, or the CPU with oneDNN; fp32 master weights, optimizer and loss) */
   precision?: Precision;
-  /** data-loading worker threads (default 1) */
+  /**
+   * data-loading worker threads (default 1). This and the three cadences below are kept in the checkpoint: a
+   * resumed run takes the run's unless given (given ones may differ from the run's)
+   */
   workers?: number;
   /** optimizer steps between checkpoints, besides the one at each epoch end (default 0: only at epoch ends) */
   checkpointEvery?: number;
   /** optimizer steps per log line (default 10) */
   logEvery?: number;
-  /** epochs between reconstruction images (default: every epoch); 0 writes only the final one */
+  /**
+   * epochs between reconstruction images, reconstructions/epoch-NNN.png after NNN epochs (default: every epoch); 0
+   * writes only the final one. A run that ends between epoch ends (a stop, maxSteps) with no figure written yet
+   * writes reconstructions/step-NNNNNN.png (NNNNNN optimizer steps), never replacing an epoch's figure
+   */
   visualizeEvery?: number;
   /** continue the run whose checkpoint is in outDir (true) or at this path */
   resume?: boolean | string;
   /**
-   * start afresh in an outDir that holds a run already (a checkpoint): its checkpoint is replaced and its log started
-   * again; without it (or resume) such an outDir is an error, so that no run is lost by mistake
+   * start afresh in an outDir that holds a run already (a checkpoint): once the new run's data, options and model
+   * are checked, the old run's checkpoint, log and figures are removed; without it (or resume) such an outDir is an
+   * error, so that no run is lost by mistake
    */
   overwrite?: boolean;
   /** stop after this many optimizer steps in total (the schedule still follows `epochs`) */
@@ -121,12 +142,14 @@ export interface KnnMonitorOptions {
 }
 
 export type TrainEvent =
-  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; dataMode: string; trainingFlopsPerImage: number; rank: number; worldSize: number; device: string; precision: Precision }
+  /** resumeNote: why a resumed run will not be bit-identical to the uninterrupted one (another thread count, device or precision) */
+  | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; resumeNote?: string; dataMode: string; trainingFlopsPerImage: number; rank: number; worldSize: number; device: string; precision: Precision }
   /** loss: the step's mean over every rank; imgPerSec: of the whole run; comm: this rank's gradient averaging (data parallel) */
   | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number; comm?: ReduceStats }
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
   | { type: 'checkpoint'; step: number; path: string }
-  | { type: 'visualize'; epoch: number; path: string }
+  /** epoch: the epochs finished; step: the optimizer steps (a figure between epoch ends is named by its step) */
+  | { type: 'visualize'; epoch: number; step: number; path: string }
   | { type: 'warning'; message: string }
   | { type: 'knn'; epoch: number; top1: number; top5: number; seconds: number }
   | { type: 'end'; steps: number; loss: number; seconds: number; stopped: boolean };
@@ -154,6 +177,13 @@ export interface PretrainResult {
  * of processes.
  */
 const RUN_KEYS = ['preset', 'config', 'data', 'epochs', 'batchSize', 'accumIter', 'blr', 'lr', 'minLr', 'warmupEpochs', 'weightDecay', 'maskRatio', 'seed'] as const;
+/**
+ * The run's settings, also stored in checkpoints (with the thread count): a resumed run takes them unless given,
+ * and given ones may differ. Checkpoints written before they were kept resume with the defaults.
+ */
+const SETTING_KEYS = ['workers', 'checkpointEvery', 'logEvery', 'visualizeEvery', 'bucketMb'] as const;
+/** Also kept and taken unless given; given ones may differ, but the resumed run then says it is not bit-identical. */
+const NUMERIC_KEYS = ['device', 'precision'] as const;
 
 export async function pretrain(options: PretrainOptions = {}): Promise<PretrainResult> {
   const o = withDefaults(options);
@@ -178,33 +208,47 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     if (!options.resume && !options.overwrite && existsSync(ckPath))
       throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
     makeDirs(outDir);
-    if (!options.resume) rmSync(logPath, { force: true });
   }
-  if (options.threads !== undefined) native.setNumThreads(options.threads);
-  else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   // the first collective: every rank must take the same path through the ones that follow
   checkSameSettings(
     comm,
     { ...pick(o, RUN_KEYS), resume: options.resume ?? false, maxSteps: o.maxSteps ?? null, device: o.device.replace(/:\d+$/, ''), precision: o.precision, knn: options.knn ?? null, package: packageVersion() },
     'run options',
   );
-  const device = rankDevice(o.device, comm);
 
   // resume: the run's own options come from the checkpoint (read by rank 0, sent to every rank)
   let position: TrainPosition | null = null;
   let ck: LoadedCheckpoint | null = null;
+  let threads = options.threads;
+  let knn = options.knn;
+  const changes: string[] = [];
   if (options.resume) {
     const where = options.resume === true ? outDir : options.resume;
     ck = shareCheckpoint(comm, writer ? await loadCheckpoint(where) : null);
     if (ck.meta.format !== CHECKPOINT_FORMAT)
       throw new AgreedError(`resume: ${where} is not a checkpoint of pretrain (${ck.meta.format}); only this library's runs can be resumed`);
-    const saved = ck.meta.options as Partial<typeof o> & { worldSize?: number };
+    const saved = ck.meta.options as Partial<typeof o> & { worldSize?: number; threads?: number; knn?: KnnMonitorOptions | null };
     for (const k of RUN_KEYS)
       if (k !== 'batchSize' && k !== 'accumIter' && options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))
         throw new AgreedError(`resume: option ${k} differs from the checkpoint's (${JSON.stringify(saved[k])} there, ${JSON.stringify(options[k])} here)`);
+    if (options.limit !== undefined && options.limit !== saved.data?.limit)
+      throw new AgreedError(`resume: option limit differs from the checkpoint's (${saved.data?.limit ?? 'none: all of its data'} there, ${options.limit} here)`);
     Object.assign(o, pick(saved, RUN_KEYS));
+    for (const k of SETTING_KEYS) if (options[k] === undefined && saved[k] !== undefined) o[k] = saved[k];
+    for (const k of NUMERIC_KEYS) {
+      if (saved[k] === undefined) continue;
+      if (options[k] === undefined) Object.assign(o, { [k]: saved[k] });
+      else if (options[k] !== saved[k]) changes.push(`${k} ${options[k]}, not the run's ${saved[k]}`);
+    }
+    if (knn === undefined && saved.knn) knn = saved.knn;
+    checkDevice(o.device, o.precision, 'pretrain');
     // the effective batch defines the run; on another number of processes the per-rank batch follows from it
     const savedWorld = saved.worldSize ?? 1;
+    // the run's thread count keeps the result bit-identical (on as many processes: else each takes its default)
+    if (saved.threads !== undefined) {
+      if (threads === undefined && savedWorld === comm.size) threads = saved.threads;
+      else if (threads !== undefined && threads !== saved.threads) changes.push(`${threads} threads, not the run's ${saved.threads}`);
+    }
     const savedBatch = saved.batchSize ?? o.batchSize;
     const effective = savedBatch * (saved.accumIter ?? 1) * savedWorld;
     o.accumIter = options.accumIter ?? saved.accumIter ?? 1;
@@ -220,6 +264,10 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     if (!Number.isInteger(iter)) throw new AgreedError(`resume: the checkpoint stopped ${samples} images into epoch ${p.epoch}, not at a batch of ${o.batchSize} x ${comm.size} process(es)`);
     position = { epoch: p.epoch, iter, step: p.step };
   }
+  const resumeNote = changes.length ? `${changes.join('; ')}: the result will not be bit-identical to the uninterrupted run's` : undefined;
+  const device = rankDevice(o.device, comm);
+  if (threads !== undefined) native.setNumThreads(threads);
+  else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
 
   const config = { ...getPreset(o.preset), ...o.config };
   const model = keep(new MaskedAutoencoder(config, { seed: o.seed }).to(device));
@@ -250,32 +298,39 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       ? new GradReducer(comm, model.parameters(), { bucketBytes, firstBucketBytes: Math.min(2 ** 20, bucketBytes), bf16: o.precision === 'bf16', label: () => `step ${pos.step + 1}` })
       : null;
 
+  // a new run replaces the folder's old one only now that its data, options and model are good; the old run's
+  // checkpoint goes first, so that it is never left beside the new run's log
+  if (writer && !options.resume) removeRun(outDir, [ckPath, logPath]);
   if (position && writer) await cutLog(logPath, position);
-  const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size };
+  const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size, ...pick(o, SETTING_KEYS), ...pick(o, NUMERIC_KEYS), threads: native.info().threads, knn: knn ?? null };
   // the step of the checkpoint on disk: a second save at the same step would write the same weights again
   let savedStep = -1;
   const save = async (p: TrainPosition) => {
     if (!writer || p.step === savedStep) return;
-    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions, epochLoss: { sum: epochLoss, steps: epochSteps } });
+    const logWindow = { loss: windowLoss, steps: windowSteps, images: windowImages, seconds: (performance.now() - windowStart) / 1000 };
+    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions, epochLoss: { sum: epochLoss, steps: epochSteps }, logWindow });
     savedStep = p.step;
     emit({ type: 'checkpoint', step: p.step, path: ckPath });
   };
-  // a figure that cannot be written (a full disk, a folder in its place) is a warning: training goes on
-  const visualize = async (epoch: number) => {
+  // the figure of the model at `p`: at an epoch end epoch-NNN.png (NNN epochs done), else (a stop, maxSteps)
+  // step-NNNNNN.png, which never replaces an epoch's figure. One that cannot be written (a full disk, a folder in its
+  // place) is a warning: training goes on
+  const visualize = async (p: TrainPosition) => {
     if (!writer) return;
-    const path = join(outDir, 'reconstructions', `epoch-${String(epoch).padStart(3, '0')}.png`);
+    const [what, file] = p.iter === 0 ? [`epoch ${p.epoch}`, `epoch-${String(p.epoch).padStart(3, '0')}`] : [`step ${p.step}`, `step-${String(p.step).padStart(6, '0')}`];
+    const path = join(outDir, 'reconstructions', `${file}.png`);
     try {
       await writeReconstructions(model, dataset, pipeline, path, { maskRatio: o.maskRatio, seed: o.seed });
     } catch (e) {
-      emit({ type: 'warning', message: `the reconstructions of epoch ${epoch} were not written: ${(e as Error).message}` });
+      emit({ type: 'warning', message: `the reconstructions of ${what} were not written: ${(e as Error).message}` });
       return;
     }
-    emit({ type: 'visualize', epoch, path });
+    emit({ type: 'visualize', epoch: p.epoch, step: p.step, path });
     reconstructions.push(path);
   };
 
   const knnMonitor = async (epoch: number) => {
-    const k = options.knn!;
+    const k = knn!;
     const t = performance.now();
     const src = k.data ?? { ...o.data, limit: undefined };
     const bank = await openDataset({ ...src, limit: k.trainLimit ?? 10000 }, 'train');
@@ -295,7 +350,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   };
 
   const flopsPerImage = maeFlops(model.config, o.maskRatio).training;
-  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device, precision: o.precision });
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, ...(resumeNote ? { resumeNote } : {}), dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device, precision: o.precision });
 
   const started = performance.now();
   const losses: number[] = [];
@@ -306,10 +361,12 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   // the epoch under way: summed loss and steps (an epoch resumed part-way starts from the checkpoint's)
   let epochLoss = ck?.meta.epochLoss?.sum ?? 0;
   let epochSteps = ck?.meta.epochLoss?.steps ?? 0;
-  let windowLoss = 0;
-  let windowSteps = 0;
-  let windowStart = performance.now();
-  let windowImages = 0;
+  // the log line under way: summed loss, steps, images and its start (a resumed run goes on with the checkpoint's)
+  const lw = ck?.meta.logWindow;
+  let windowLoss = lw?.loss ?? 0;
+  let windowSteps = lw?.steps ?? 0;
+  let windowStart = performance.now() - (lw?.seconds ?? 0) * 1000;
+  let windowImages = lw?.images ?? 0;
   const scaleGrad = Tensor.full([1], 1 / o.accumIter, 'float32', device).keep();
   // the losses of the micro-batches of the optimizer step being made (read and freed at the step)
   const microLosses: Tensor[] = [];
@@ -387,12 +444,12 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
           emit({ type: 'epoch', epoch, loss: epochLoss / epochSteps, seconds: (performance.now() - epochStart) / 1000, stallMs: loader.stallMs - stallBefore });
         }
         await save(pos);
-        if (o.visualizeEvery > 0 && (epoch + 1) % o.visualizeEvery === 0) await visualize(epoch + 1);
-        if (options.knn && options.knn.every > 0 && (epoch + 1) % options.knn.every === 0) await knnMonitor(epoch + 1);
+        if (o.visualizeEvery > 0 && (epoch + 1) % o.visualizeEvery === 0) await visualize(pos);
+        if (knn && knn.every > 0 && (epoch + 1) % knn.every === 0) await knnMonitor(epoch + 1);
       }
     }
     await save(pos);
-    if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos.epoch);
+    if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos);
     // every rank returns once rank 0's checkpoint is written
     comm.barrier('the barrier at the end of training (rank 0 writes the checkpoint)');
   } finally {
@@ -454,6 +511,18 @@ function shareCheckpoint(comm: Communicator, ck: LoadedCheckpoint | null): Loade
 }
 
 /**
+ * Removes a run's files from its folder, `files` (its checkpoint first, then its log) and its figures (the names
+ * that visualize writes), before a new run starts there.
+ */
+function removeRun(outDir: string, files: string[]): void {
+  for (const f of files) rmSync(f, { force: true });
+  const figures = join(outDir, 'reconstructions');
+  if (!existsSync(figures)) return;
+  for (const f of readdirSync(figures, { withFileTypes: true }))
+    if (f.isFile() && /^(epoch-\d{3,}|step-\d{6,})\.png$/.test(f.name)) rmSync(join(figures, f.name), { force: true });
+}
+
+/**
  * Cuts the log back to a checkpoint's position before a resumed run appends to it: the lines of steps after
  * `pos.step`, and kNN lines of epochs not finished at `pos`, came from the interrupted run and are written again by
  * this one; a torn last line (a kill during an append) goes too. The file is replaced atomically.
@@ -494,7 +563,7 @@ function withDefaults(opts: PretrainOptions) {
   const o = {
     preset: opts.preset ?? 'mae_vit_tiny_patch4_28',
     config: opts.config ?? {},
-    data: opts.data ?? ({ kind: 'fashion-mnist' } as DataSource),
+    data: opts.data ?? ({ kind: 'fashion-mnist', ...(opts.limit !== undefined ? { limit: opts.limit } : {}) } as DataSource),
     outDir: opts.outDir ?? 'runs/pretrain',
     epochs,
     batchSize: opts.batchSize ?? 64,
@@ -515,6 +584,10 @@ function withDefaults(opts: PretrainOptions) {
     precision: opts.precision ?? 'fp32',
     bucketMb: opts.bucketMb ?? 25,
   };
+  if (opts.limit !== undefined) {
+    if (opts.data) throw new Error('pretrain: limit is for the default data or a resumed run: give data.limit with data');
+    if (!(Number.isInteger(opts.limit) && opts.limit > 0)) throw new Error(`pretrain: limit must be a positive integer, got ${opts.limit}`);
+  }
   const positiveInts = ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const;
   for (const k of positiveInts) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`pretrain: ${k} must be a positive integer, got ${o[k]}`);
   for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const)

@@ -88,6 +88,7 @@ describe('checkpoint', () => {
   it('saveCheckpoint refuses metadata that loading would refuse, and writes nothing', async () => {
     const model = new MaskedAutoencoder(config, { seed: 3 });
     const dir = tmp();
+    const logWindowProblem = 'logWindow must hold a finite loss, integer counts of steps and images and finite seconds >= 0';
     const fakeOptimizer = (state: Record<string, unknown>) => ({ stateDict: () => ({ step: 1, lr: 0.1, steps: {}, tensors: new Map(), ...state }) }) as unknown as AdamW;
     const cases: [string, Parameters<typeof saveCheckpoint>[2], Record<string, unknown>, string][] = [
       ['no-options', null, { position }, 'options is not an object'],
@@ -99,6 +100,16 @@ describe('checkpoint', () => {
       ['steps-fraction', fakeOptimizer({ steps: { '0.0': 1.5 } }), { position, options: {} }, "optimizer.steps must be an object of integer step counts by parameter ('<group>.<index>')"],
       ['epoch-loss-string', null, { position, options: {}, epochLoss: { sum: '1', steps: 2 } }, 'epochLoss must hold a finite sum and an integer count of steps'],
       ['epoch-loss-steps', null, { position, options: {}, epochLoss: { sum: 1, steps: -2 } }, 'epochLoss must hold a finite sum and an integer count of steps'],
+      ['threads-zero', null, { position, options: { threads: 0 } }, 'options.threads must be an integer >= 1'],
+      ['log-every-fraction', null, { position, options: { logEvery: 1.5 } }, 'options.logEvery must be an integer >= 1'],
+      ['workers-negative', null, { position, options: { workers: -1 } }, 'options.workers must be an integer >= 0'],
+      ['checkpoint-every-string', null, { position, options: { checkpointEvery: '2' } }, 'options.checkpointEvery must be an integer >= 0'],
+      ['visualize-every-negative', null, { position, options: { visualizeEvery: -1 } }, 'options.visualizeEvery must be an integer >= 0'],
+      ['log-window-nan', null, { position, options: {}, logWindow: { loss: NaN, steps: 1, images: 8, seconds: 1 } }, logWindowProblem],
+      ['log-window-steps', null, { position, options: {}, logWindow: { loss: 1, steps: 0.5, images: 8, seconds: 1 } }, logWindowProblem],
+      ['log-window-images', null, { position, options: {}, logWindow: { loss: 1, steps: 1, images: -8, seconds: 1 } }, logWindowProblem],
+      ['log-window-seconds', null, { position, options: {}, logWindow: { loss: 1, steps: 1, images: 8, seconds: -1 } }, logWindowProblem],
+      ['log-window-missing', null, { position, options: {}, logWindow: { loss: 1, steps: 1, images: 8 } }, logWindowProblem],
     ];
     for (const [name, opt, meta, problem] of cases) {
       const path = join(dir, `${name}.safetensors`);
@@ -113,6 +124,11 @@ describe('checkpoint', () => {
     const { model: loaded, meta } = await loadModel(path);
     expect(meta.position).toEqual(position);
     loaded.dispose();
+    // the run's settings and the log line under way round-trip
+    const options = { threads: 1, workers: 0, checkpointEvery: 0, logEvery: 1, visualizeEvery: 0 };
+    const logWindow = { loss: 1.25, steps: 2, images: 16, seconds: 0.5 };
+    await saveCheckpoint(path, model, null, { position, options, epochLoss: { sum: 2.5, steps: 2 }, logWindow });
+    expect((await loadCheckpoint(path)).meta).toMatchObject({ options, logWindow });
     model.dispose();
   });
 });

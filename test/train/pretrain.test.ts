@@ -1,7 +1,7 @@
 // The pre-training loop: learning, resume equality (also after a SIGKILL, log included), non-finite loss handling,
 // logs, events and yielding.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +9,8 @@ import { getPreset, maeFlops } from '../../lib/mae/index.js';
 import { loadCheckpoint, loadModel } from '../../lib/train/checkpoint.js';
 import { cutLog, pretrain, type PretrainOptions, type TrainEvent } from '../../lib/train/pretrain.js';
 import { liveTensors } from '../../lib/tensor.js';
+import { native } from '../../lib/native.js';
+import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 
 const small: PretrainOptions = {
   preset: 'mae_vit_tiny_patch4_28',
@@ -26,6 +28,17 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'mae-pretrain-'));
 const childScript = new URL('./pretrain-child.mjs', import.meta.url).pathname;
 const readLog = (dir: string): { step?: number; loss?: number }[] =>
   readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+/** Options that stop a run (as Ctrl-C does) when the event of step `n` arrives: it stops after step n + 1. */
+const stopAt = (n: number): Pick<PretrainOptions, 'signal' | 'onEvent'> => {
+  const ac = new AbortController();
+  return { signal: ac.signal, onEvent: (e) => e.type === 'step' && e.step === n && ac.abort() };
+};
+/** The names of the weights of two checkpoints that are not bit-identical. */
+async function differingWeights(a: string, b: string): Promise<string[]> {
+  const [x, y] = [await loadCheckpoint(a), await loadCheckpoint(b)];
+  const bytes = (t: { data: Float32Array }) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  return [...x.weights].filter(([k, t]) => !y.weights.has(k) || !bytes(t).equals(bytes(y.weights.get(k)!))).map(([k]) => k);
+}
 
 describe('pretrain', () => {
   it('learns, logs, emits events in order and yields to the event loop', async () => {
@@ -124,9 +137,135 @@ describe('pretrain', () => {
       `${dir} holds a run already (checkpoint.safetensors): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`,
     );
     expect((await loadCheckpoint(dir)).meta.position.step).toBe(3);
+    const figures = () => readdirSync(join(dir, 'reconstructions'));
+    expect(figures()).toEqual(['step-000003.png']);
+    // a new run that fails its checks (here: no images) removes nothing of the old run
+    const empty = tmp();
+    await expect(pretrain({ ...small, data: { kind: 'folder', path: empty }, epochs: 1, outDir: dir, overwrite: true })).rejects.toThrow(`${empty}: no images found`);
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(3);
+    expect(readLog(dir).map((l) => l.step)).toEqual([1, 2, 3]);
+    expect(figures()).toEqual(['step-000003.png']);
+    // one that starts removes the old run's checkpoint, log and figures together
     await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 1, logEvery: 1, overwrite: true });
     expect((await loadCheckpoint(dir)).meta.position.step).toBe(1);
     expect(readLog(dir).map((l) => l.step)).toEqual([1]);
+    expect(figures()).toEqual(['step-000001.png']);
+  });
+
+  it("a resumed run keeps the run's settings (threads, workers, log, checkpoint and figure cadence) unless given", async () => {
+    const settings = { threads: 1, workers: 0, logEvery: 1, checkpointEvery: 2, visualizeEvery: 0 };
+    const opts: PretrainOptions = { ...small, epochs: 2, ...settings };
+    const ref = tmp();
+    await pretrain({ ...opts, outDir: ref });
+    const dir = tmp();
+    await pretrain({ ...opts, outDir: dir, maxSteps: 5 });
+    expect((await loadCheckpoint(dir)).meta.options).toMatchObject(settings);
+    native.setNumThreads(2); // not the run's count: the resumed run sets the run's again
+    const events: TrainEvent[] = [];
+    const rest = await pretrain({ outDir: dir, resume: true, onEvent: (e) => events.push(e) });
+    expect(native.info().threads).toBe(1);
+    expect(rest.steps).toBe(16);
+    expect(events.flatMap((e) => (e.type === 'checkpoint' ? [e.step] : []))).toEqual([6, 8, 10, 12, 14, 16]);
+    expect(readLog(dir)).toEqual(readLog(ref).map((l) => ({ ...l, imgPerSec: expect.any(Number), gflopPerSec: expect.any(Number), stallMs: expect.any(Number), time: expect.any(String) })));
+    expect(rest.reconstructions).toEqual([join(dir, 'reconstructions', 'epoch-002.png')]);
+    expect(await differingWeights(ref, dir)).toEqual([]);
+    expect((await loadCheckpoint(dir)).meta.options).toMatchObject(settings);
+
+    // given settings may differ; another thread count is said to make the result differ
+    const dir2 = tmp();
+    await pretrain({ ...opts, outDir: dir2, maxSteps: 5 });
+    const events2: TrainEvent[] = [];
+    await pretrain({ outDir: dir2, resume: true, threads: 2, logEvery: 3, checkpointEvery: 0, onEvent: (e) => events2.push(e) });
+    expect(events2[0]).toMatchObject({ type: 'start', resumedFrom: { step: 5 }, resumeNote: "2 threads, not the run's 1: the result will not be bit-identical to the uninterrupted run's" });
+    expect(events2.flatMap((e) => (e.type === 'checkpoint' ? [e.step] : []))).toEqual([8, 16]);
+    expect(readLog(dir2).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 9, 12, 15, 16]);
+    expect((await loadCheckpoint(dir2)).meta.options).toMatchObject({ ...settings, threads: 2, logEvery: 3, checkpointEvery: 0 });
+    // the run's count again: nothing to say
+    const dir3 = tmp();
+    await pretrain({ ...opts, outDir: dir3, maxSteps: 5 });
+    const events3: TrainEvent[] = [];
+    await pretrain({ outDir: dir3, resume: true, threads: 1, maxSteps: 6, onEvent: (e) => events3.push(e) });
+    expect(events3[0]).toMatchObject({ type: 'start', resumedFrom: { step: 5 } });
+    expect(events3[0]).not.toHaveProperty('resumeNote');
+  });
+
+  it("a resumed run keeps the run's precision, device, bucket size and kNN monitor unless given, and says so when another is given", async () => {
+    const knn = { every: 2, trainLimit: 64, testLimit: 32 };
+    const opts: PretrainOptions = { ...small, epochs: 2, threads: 1, precision: 'bf16', bucketMb: 4, knn };
+    const ref = tmp();
+    await pretrain({ ...opts, outDir: ref });
+    const dir = tmp();
+    await pretrain({ ...opts, outDir: dir, maxSteps: 5 });
+    expect((await loadCheckpoint(dir)).meta.options).toMatchObject({ precision: 'bf16', device: 'cpu', bucketMb: 4, knn });
+    const events: TrainEvent[] = [];
+    await pretrain({ outDir: dir, resume: true, onEvent: (e) => events.push(e) });
+    expect(events[0]).toMatchObject({ type: 'start', precision: 'bf16', resumedFrom: { step: 5 } });
+    expect(events[0]).not.toHaveProperty('resumeNote');
+    expect(events.filter((e) => e.type === 'knn').map((e) => (e as { epoch: number }).epoch)).toEqual([2]);
+    expect(await differingWeights(ref, dir)).toEqual([]);
+    // another precision is allowed, and said
+    const dir2 = tmp();
+    await pretrain({ ...opts, outDir: dir2, maxSteps: 5 });
+    const events2: TrainEvent[] = [];
+    await pretrain({ outDir: dir2, resume: true, precision: 'fp32', maxSteps: 6, onEvent: (e) => events2.push(e) });
+    expect(events2[0]).toMatchObject({ type: 'start', precision: 'fp32', resumeNote: "precision fp32, not the run's bf16: the result will not be bit-identical to the uninterrupted run's" });
+  });
+
+  it('a run stopped between two log lines and resumed writes the log of the uninterrupted run', async () => {
+    const opts: PretrainOptions = { ...small, epochs: 2, logEvery: 3, threads: 1 };
+    const ref = tmp();
+    await pretrain({ ...opts, outDir: ref });
+    const dir = tmp();
+    const first = await pretrain({ ...opts, outDir: dir, ...stopAt(4) });
+    expect([first.stopped, first.steps]).toEqual([true, 5]);
+    // steps 4 and 5 of the line of step 6, 16 images each
+    expect((await loadCheckpoint(dir)).meta.logWindow).toEqual({ loss: first.losses[3]! + first.losses[4]!, steps: 2, images: 32, seconds: expect.any(Number) });
+    await pretrain({ ...opts, outDir: dir, resume: true });
+    const lines = (d: string) => readLog(d).map((l) => ({ ...l, imgPerSec: undefined, gflopPerSec: undefined, stallMs: undefined, time: undefined }));
+    expect(readLog(dir).map((l) => l.step)).toEqual([3, 6, 9, 12, 15, 16]);
+    expect(lines(dir)).toEqual(lines(ref));
+    for (const l of readLog(dir) as { imgPerSec: number }[]) expect(l.imgPerSec).toBeGreaterThan(0);
+  });
+
+  it('resumes a checkpoint written before the settings and the log line were kept: defaults, and the line starts again', async () => {
+    const dir = tmp();
+    const first = await pretrain({ ...small, epochs: 2, logEvery: 3, outDir: dir, ...stopAt(4) });
+    expect(first.steps).toBe(5);
+    const path = join(dir, 'checkpoint.safetensors');
+    const file = await readSafetensors(path);
+    const meta = JSON.parse(file.metadata.mae!);
+    for (const k of ['threads', 'workers', 'logEvery', 'checkpointEvery', 'visualizeEvery']) delete meta.options[k];
+    delete meta.logWindow;
+    await writeSafetensors(path, new Map([...file.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }])), { ...file.metadata, mae: JSON.stringify(meta) });
+    const rest = await pretrain({ outDir: dir, resume: true, logEvery: 3, workers: 0 });
+    expect(rest.steps).toBe(16);
+    expect(rest.reconstructions.map((f) => f.slice(dir.length))).toEqual(['/reconstructions/epoch-001.png', '/reconstructions/epoch-002.png']); // visualizeEvery 1
+    const log = readLog(dir);
+    expect(log.map((l) => l.step)).toEqual([3, 6, 9, 12, 15, 16]);
+    // the line of step 6 averages step 6 alone, the first of the resumed run
+    expect(log[1]!.loss).toBe(rest.losses[0]);
+  });
+
+  it("a figure written at a stop between epoch ends is named by its step and replaces no epoch's figure", async () => {
+    const opts: PretrainOptions = { ...small, epochs: 3, visualizeEvery: 1 };
+    const dir = tmp();
+    const fig = (name: string) => join(dir, 'reconstructions', name);
+    // the first epoch ends at step 8; stopped at step 10
+    const first = await pretrain({ ...opts, outDir: dir, ...stopAt(9) });
+    expect(first.steps).toBe(10);
+    expect(first.reconstructions).toEqual([fig('epoch-001.png')]);
+    const epochFigure = readFileSync(fig('epoch-001.png'));
+    const events: TrainEvent[] = [];
+    const stop = stopAt(11);
+    const second = await pretrain({ ...opts, outDir: dir, resume: true, signal: stop.signal, onEvent: (e) => (events.push(e), stop.onEvent!(e)) });
+    expect(second.steps).toBe(12);
+    expect(second.reconstructions).toEqual([fig('step-000012.png')]);
+    expect(events.filter((e) => e.type === 'visualize')).toEqual([{ type: 'visualize', epoch: 1, step: 12, path: fig('step-000012.png') }]);
+    // likewise at maxSteps
+    const third = await pretrain({ ...opts, outDir: dir, resume: true, maxSteps: 14 });
+    expect(third.reconstructions).toEqual([fig('step-000014.png')]);
+    expect(readFileSync(fig('epoch-001.png')).equals(epochFigure)).toBe(true);
+    expect(readdirSync(join(dir, 'reconstructions'))).toEqual(['epoch-001.png', 'step-000012.png', 'step-000014.png']);
   });
 
   it('writes a checkpoint at each epoch end, and trains on when a figure cannot be written', async () => {
@@ -146,6 +285,13 @@ describe('pretrain', () => {
     const dir = tmp();
     await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 2 });
     await expect(pretrain({ ...small, epochs: 1, blr: 0.5, outDir: dir, resume: true })).rejects.toThrow(/option blr differs/);
+    // a limit alone (the CLI's --limit without --data) is checked against the limit of the run's data
+    const limited = tmp();
+    await pretrain({ ...small, data: { kind: 'synthetic', count: 128, limit: 64 }, epochs: 1, outDir: limited, maxSteps: 1 });
+    await expect(pretrain({ outDir: limited, resume: true, limit: 32 })).rejects.toThrow("resume: option limit differs from the checkpoint's (64 there, 32 here)");
+    await expect(pretrain({ outDir: dir, resume: true, limit: 32 })).rejects.toThrow("resume: option limit differs from the checkpoint's (none: all of its data there, 32 here)");
+    const r = await pretrain({ outDir: limited, resume: true, limit: 64, maxSteps: 2, workers: 0 });
+    expect(r.steps).toBe(2);
   });
 
   it('stops on a non-finite loss, keeps the last good checkpoint and frees its model', async () => {
