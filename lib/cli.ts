@@ -33,7 +33,7 @@ import { finetune, type FinetuneEvent, type FinetuneOptions } from './train/fine
 import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
 import { knnEvaluate } from './train/knn.js';
 import { loadClassifier } from './classify/checkpoint.js';
-import { classifyImages, embedImages } from './infer/commands.js';
+import { checkOutputFile, classifyImages, embedImages } from './infer/commands.js';
 import { BATCHES, STEP_BUDGET_S, bench, benchChart, formatBench, type BenchEvent, type BenchOptions } from './train/bench.js';
 import { writeFileAtomic } from './io/atomic.js';
 import { writePng } from './viz/png.js';
@@ -259,9 +259,15 @@ const HELP: Record<string, string> = {
           --on-bad-file skip|stop  --workers N (data-loading threads, default 1)
   recipe: --epochs --batch-size --accum-iter --blr (default 1.5e-4) --lr --min-lr --warmup-epochs
           --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
-  run:    --out DIR (runs/pretrain) --resume (the run in --out, with its own options; flags given must agree)
-          --overwrite (start again in an --out that holds a run; without it or --resume that is an error)
-          --checkpoint-every STEPS (besides each epoch end) --log-every STEPS --visualize-every EPOCHS
+  run:    --out DIR (runs/pretrain) --resume (the run in --out, with its own options and settings; flags given
+          must agree with the run's, but for --threads --device --precision --workers --checkpoint-every
+          --log-every --visualize-every --knn-every --bucket-mb: these may change, and another --threads, --device
+          or --precision makes the result differ from the uninterrupted run's, which the resume line says)
+          --overwrite (start again in an --out that holds a run: its checkpoint, log and figures are removed once
+          the new run's data and model are checked; without it or --resume that is an error)
+          --checkpoint-every STEPS (besides each epoch end) --log-every STEPS
+          --visualize-every EPOCHS (reconstructions/epoch-NNN.png; a run that stops between epoch ends with no
+          figure yet writes reconstructions/step-NNNNNN.png)
           --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
           Ctrl-C, SIGTERM or SIGUSR1 stops at the next step with a checkpoint, then exits with 130 (143 for SIGTERM,
           138 for SIGUSR1; under mpirun: kill -USR1 <mpirun's pid>)
@@ -322,7 +328,9 @@ const HELP: Record<string, string> = {
   Prints the top-5 classes of each image with their probabilities, from a fine-tuned checkpoint (official
   mae_finetuned_vit_*.pth, checkpoint-N.pth of main_finetune.py, or a classifier of mae finetune / linprobe).
   Class names: --labels FILE (one per line, in class order, none blank), else FOLDER's class sub-folders when there are as
-  many as the model's classes (then top-1 / top-5 accuracy is printed too), else class indices.
+  many as the model's classes, else class indices. With class sub-folders, top-1 / top-k accuracy is printed too when
+  each folder's class is known: with --labels, the class whose name is the folder's name; without, the folders in
+  sorted order as the model's classes (when there are as many); else a line says why there is no accuracy.
   --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N`,
   'prepare-data': `mae prepare-data --data FOLDER --out DIR [flags]
   Converts an image folder (class sub-folders, as --data-kind folder) into a few large shard files plus an index
@@ -462,8 +470,10 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   const { values: v } = parseArgs({ args: argv, options: pretrainFlags, allowPositionals: false });
   const data = dataSource(v, DEFAULT_RUN.data)!;
   const given = v.data !== undefined || v['data-kind'] !== undefined;
-  // a resumed run takes its options from its checkpoint: only the flags given are passed (and must agree with it)
-  const base: PretrainOptions = v.resume ? { outDir: DEFAULT_RUN.outDir, ...(given ? { data } : {}) } : given ? { data } : { ...DEFAULT_RUN, data };
+  // a resumed run takes its options from its checkpoint: only the flags given are passed (and must agree with it);
+  // --limit alone is checked against the limit of the run's data
+  const limit = num(v.limit, 'limit');
+  const base: PretrainOptions = v.resume ? { outDir: DEFAULT_RUN.outDir, ...(given ? { data } : limit !== undefined ? { limit } : {}) } : given ? { data } : { ...DEFAULT_RUN, data };
   const o: PretrainOptions = { ...base };
   if (v.preset !== undefined) o.preset = v.preset as string;
   const config = modelConfig(v);
@@ -536,7 +546,7 @@ function progressPrinter(): (e: TrainEvent) => void {
         console.log(
           `pre-training ${e.parameters.toLocaleString('en-US')} parameters${e.config.maskTokenEncoder ? ' (mask-token encoder)' : ''} in ${e.precision} on ${e.datasetSize} images: ${e.totalSteps} steps of ${e.effectiveBatch} images (${(e.trainingFlopsPerImage / 1e9).toPrecision(3)} GFLOP per image), lr ${e.lr.toExponential(2)}, data ${e.dataMode}` +
             (e.worldSize > 1 ? `, ${e.worldSize} ranks of ${e.effectiveBatch / e.worldSize} images (rank 0 on ${e.device})` : '') +
-            (e.resumedFrom ? ` (resumed at step ${e.resumedFrom.step})` : ''),
+            (e.resumedFrom ? ` (resumed at step ${e.resumedFrom.step}${e.resumeNote ? `; ${e.resumeNote}` : ''})` : ''),
         );
         printBf16Tip(e.device, e.precision);
         break;
@@ -811,6 +821,7 @@ async function cmdEmbed(argv: string[]): Promise<void> {
   const dnh = num(v['decoder-num-heads'], 'decoder-num-heads');
   if (dnh !== undefined) overrides.decoderNumHeads = dnh;
   const out = (v.out as string | undefined) ?? 'features.safetensors';
+  checkOutputFile(out, '--out');
   const r = await embedImages({ ...o, out, pool, overrides, precision: precisionFlag(v), onProgress: imageProgress('embedding') });
   console.log(`wrote ${r.count} x ${r.dim} ${pool} features to ${r.out}`);
 }
@@ -827,7 +838,8 @@ async function cmdClassify(argv: string[]): Promise<void> {
     overrides: numHeads !== undefined ? { numHeads } : {},
     onResult: (file, top) => console.log(`${file}\t${top.map((t) => `${t.label} ${t.probability.toFixed(3)}`).join('  ')}`),
   });
-  if (r.top1 !== null) console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-${Math.min(topk ?? 5, r.names.length)} ${(100 * r.topk!).toFixed(2)}% on ${r.count} images (labels from the folder layout)`);
+  if (r.top1 !== null) console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-${Math.min(topk ?? 5, r.names.length)} ${(100 * r.topk!).toFixed(2)}% on ${r.count} images (${r.scoredBy})`);
+  else if (r.notScored !== null) console.error(`no accuracy: ${r.notScored}`);
 }
 
 async function cmdEval(argv: string[]): Promise<void> {
@@ -878,6 +890,10 @@ async function cmdBench(argv: string[]): Promise<void> {
   numbers(v, o, [['batch-size', 'batchSize'], ['steps', 'steps'], ['threads', 'threads']]);
   if (v.device !== undefined) o.device = v.device as string;
   if (v.precision !== undefined) o.precision = v.precision as NonNullable<BenchOptions['precision']>;
+  // the files are written after the benchmark: a path that cannot be written is refused before it
+  if (v.json !== undefined) checkOutputFile(v.json as string, '--json');
+  if (v.png !== undefined) checkOutputFile(v.png as string, '--png');
+  if (v.json !== undefined && v.png !== undefined && resolve(v.json as string) === resolve(v.png as string)) throw new UsageError(`--json and --png name the same file, ${v.png}`);
   const tty = process.stderr.isTTY;
   let last = 0;
   o.onEvent = (e: BenchEvent) => {

@@ -1,7 +1,7 @@
 // The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
 // `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,5 +245,78 @@ describe('mae command', () => {
     expect(h.code).toBe(0);
     for (const flag of ['--preset', '--decoder-depth', '--batch-size', '--steps', '--device', '--precision', '--threads', '--json', '--png']) expect(h.out).toContain(flag);
     expect(mae(['pretrain', '--help']).out).toContain('--mask-token-encoder');
+  });
+});
+
+describe('mae pretrain --resume', () => {
+  const tiny = ['--embed-dim', '32', '--depth', '2', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2'];
+  const logSteps = (dir: string) => readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number });
+
+  it("takes the run's --threads, --log-every, --checkpoint-every, --visualize-every and --workers; another --threads is said to change the result", async () => {
+    const { readSafetensors } = await import('../lib/io/safetensors.js');
+    const run = ['--data-kind', 'synthetic', '--limit', '64', '--batch-size', '8', '--epochs', '2', ...tiny, '--threads', '1', '--log-every', '1', '--checkpoint-every', '2', '--visualize-every', '0', '--workers', '0'];
+    const ref = mkdtempSync(join(tmpdir(), 'mae-cli-settings-'));
+    expect(mae(['pretrain', ...run, '--out', ref]).code).toBe(0);
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-settings-'));
+    expect(mae(['pretrain', ...run, '--max-steps', '5', '--out', out]).code).toBe(0);
+    const meta = async (dir: string) => JSON.parse((await readSafetensors(join(dir, 'checkpoint.safetensors'))).metadata.mae!) as { position: { step: number }; options: Record<string, unknown> };
+    expect((await meta(out)).options).toMatchObject({ threads: 1, logEvery: 1, checkpointEvery: 2, visualizeEvery: 0, workers: 0 });
+    const resumed = mae(['pretrain', '--resume', '--out', out]);
+    expect(resumed.err).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.out).toMatch(/\(resumed at step 5\)\n/);
+    expect(resumed.out).toContain('data in-process (workers: 0)');
+    expect(logSteps(out)).toEqual(logSteps(ref).map((l) => ({ ...l, imgPerSec: expect.any(Number), gflopPerSec: expect.any(Number), stallMs: expect.any(Number), time: expect.any(String) })));
+    expect((await import('node:fs')).readdirSync(join(out, 'reconstructions'))).toEqual(['epoch-002.png', 'step-000005.png']);
+    const [a, b] = [await readSafetensors(join(ref, 'checkpoint.safetensors')), await readSafetensors(join(out, 'checkpoint.safetensors'))];
+    const bytes = (t: { data: ArrayBufferView }) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    expect([...a.tensors].filter(([k, t]) => !bytes(t).equals(bytes(b.tensors.get(k)!))).map(([k]) => k)).toEqual([]);
+    // and keeps them for the next resume
+    expect((await meta(out)).options).toMatchObject({ threads: 1, logEvery: 1, checkpointEvery: 2, visualizeEvery: 0, workers: 0 });
+    // another thread count: allowed, and said
+    const other = mae(['pretrain', '--resume', '--threads', '2', '--out', out]);
+    expect(other.code).toBe(0);
+    expect(other.out).toContain("(resumed at step 16; 2 threads, not the run's 1: the result will not be bit-identical to the uninterrupted run's)");
+  });
+
+  it('compares --limit given with --resume with the limit of the run\'s data', async () => {
+    const { pretrainOptions } = await import('../lib/cli.js');
+    expect(pretrainOptions(['--resume', '--limit', '16', '--out', 'x'])).toEqual({ outDir: 'x', limit: 16, resume: true });
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-limit-'));
+    expect(mae(['pretrain', '--data-kind', 'synthetic', '--limit', '64', '--batch-size', '8', '--epochs', '2', ...tiny, '--max-steps', '3', '--threads', '1', '--out', out]).code).toBe(0);
+    const other = mae(['pretrain', '--resume', '--limit', '16', '--out', out]);
+    expect(other.code).toBe(1);
+    expect(other.err).toBe("mae pretrain: resume: option limit differs from the checkpoint's (64 there, 16 here)\n");
+    expect(logSteps(out).map((l) => l.step)).toEqual([3]);
+    const same = mae(['pretrain', '--resume', '--limit', '64', '--max-steps', '4', '--out', out]);
+    expect(same.err).toBe('');
+    expect(same.code).toBe(0);
+    expect(same.out).toMatch(/ on 64 images: 4 steps .*\(resumed at step 3\)\n/);
+    expect(same.out).toMatch(/stopped after 4 steps|finished after 4 steps/);
+  });
+});
+
+describe('mae bench output files', () => {
+  it('refuses a --json or --png that cannot be written before benchmarking, naming the flag and path; makes a missing folder', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mae-bench-out-'));
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const tiny = ['bench', '--preset', 'mae_vit_tiny_patch4_28', '--decoder-depth', '1', '--batch-size', '2', '--steps', '1', '--device', 'cpu', '--threads', '1'];
+    const refused = (flags: string[], code: number, message: string) => {
+      const r = mae([...tiny, ...flags]);
+      expect([r.code, r.out, r.err]).toEqual([code, '', `mae bench: ${message}\n`]); // no table: nothing was timed
+    };
+    refused(['--json', dir], 1, `--json ${dir}: is a folder; give the path of the file to write`);
+    refused(['--png', join(file, 'chart.png')], 1, `--png ${join(file, 'chart.png')}: cannot create the folder ${file}: a file of that name exists`);
+    refused(['--json', ''], 1, '--json: the output file path is empty');
+    refused(['--json', join(dir, 'r.json'), '--png', join(dir, 'r.json')], 2, `--json and --png name the same file, ${join(dir, 'r.json')}`);
+    const json = join(dir, 'new', 'r.json');
+    const png = join(dir, 'new', 'deeper', 'r.png');
+    const r = mae([...tiny, '--json', json, '--png', png]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`wrote ${json}\nwrote ${png}\n`);
+    expect(JSON.parse(readFileSync(json, 'utf8')).rows).toHaveLength(2);
+    expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');
+    rmSync(dir, { recursive: true, force: true });
   });
 });

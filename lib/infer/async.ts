@@ -8,9 +8,11 @@
  * (the caller may change or free its own meanwhile) and the result comes back the same way, without a copy.
  *
  * Calls are queued: the worker takes them one at a time, in order. A failing call rejects its promise; a worker that
- * dies rejects every pending call and is started again by the next one. Nothing is left behind: the worker holds no
- * reference to the model, is unref'd while idle (it never keeps the process alive), and is terminated by the model's
- * dispose() or when the model is garbage-collected; table entries of calls that never complete are dropped.
+ * dies rejects every pending call and is started again by the next one. Nothing is left behind: an idle worker holds no
+ * reference to the model, is unref'd (it never keeps the process alive), and is terminated by the model's dispose()
+ * or when the model is garbage-collected; table entries of calls that never complete are dropped. A call in flight
+ * holds its model (through `busy`), so a model that only the caller's pending promise stands for is not collected
+ * before the call settles: the worker is stopped on collection only when nothing is pending.
  *
  * Why a worker and not Node-API async work on the libuv pool: the forward pass is orchestrated in TypeScript (the
  * ops are native, the model graph is not), so async native work would need a second, C++ copy of every model's
@@ -61,6 +63,8 @@ interface Pending {
   resolve: (t: Tensor) => void;
   reject: (e: Error) => void;
   imagesId: number;
+  /** the model the call runs, held until the call settles so that it is not garbage-collected meanwhile */
+  model: AsyncModel;
 }
 
 const workerUrl = new URL('./worker.js', import.meta.url);
@@ -100,14 +104,15 @@ class InferenceWorker {
     return this.stopped === null;
   }
 
-  run(op: InferenceOp, images: Tensor, precision: Precision, versions: number[]): Promise<Tensor> {
+  run(model: AsyncModel, op: InferenceOp, images: Tensor, precision: Precision, versions: number[]): Promise<Tensor> {
     if (this.stopped) return Promise.reject(this.stopped);
     const copy = native.clone(images.handle);
     const imagesId = native.shareTensor(copy);
     copy.dispose();
     const id = this.next++;
     return new Promise<Tensor>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, imagesId });
+      this.pending.set(id, { resolve, reject, imagesId, model });
+      busy.add(this);
       this.worker.ref();
       this.worker.postMessage({ id, op, imagesId, precision, versions } satisfies WorkerRequest);
     });
@@ -119,7 +124,7 @@ class InferenceWorker {
     if (!p) return;
     this.pending.delete(m.id);
     native.dropTensor(p.imagesId);
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0) this.idle();
     if (m.type === 'result') p.resolve(new Tensor(native.takeTensor(m.resultId)));
     else p.reject(new Error(m.message));
   }
@@ -132,12 +137,22 @@ class InferenceWorker {
       p.reject(why);
     }
     this.pending.clear();
+    this.idle();
     void this.worker.terminate();
+  }
+
+  /** No call in flight: the worker no longer keeps the process, nor (through `busy`) its model, alive. */
+  private idle(): void {
+    busy.delete(this);
+    this.worker.unref();
   }
 }
 
+/** The workers with calls in flight; each pending call holds its model, so these models are not collected. */
+const busy = new Set<InferenceWorker>();
+
 const workers = new WeakMap<Module, InferenceWorker>();
-/** Ends the worker of a model that was garbage-collected without dispose(). */
+/** Ends the worker of a model that was garbage-collected without dispose(); that happens only with no call in flight (`busy`). */
 const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Error('the model was garbage-collected')));
 
 /**
@@ -163,7 +178,7 @@ export async function runAsync(model: AsyncModel, kind: InferenceKind, op: Infer
     workers.set(model, w);
     collected.register(model, w, w);
   }
-  return w.run(op, images, precision, params.map(([, p]) => p.version));
+  return w.run(model, op, images, precision, params.map(([, p]) => p.version));
 }
 
 /** Ends the worker of `model`, if it has one; calls in flight reject. */

@@ -6,11 +6,12 @@
  * through the official evaluation transform (loadImages) and the model off the JavaScript thread (embedAsync /
  * forwardAsync), decoding the next batch while the current one is computed.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { relative } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, relative, resolve, sep } from 'node:path';
 import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
 import { scanImageFolder } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
+import { makeDirs } from '../io/atomic.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { MaskedAutoencoder } from '../mae/model.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
@@ -55,6 +56,27 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
   onResult?: (file: string, top: { index: number; label: string; probability: number }[]) => void;
 }
 
+/**
+ * Checks, before any work, that a file can be written at `path` (`flag` names the option in the messages): not empty,
+ * not a folder, its folder existing or created now (makeDirs) and writable. Throws an Error naming the flag and path.
+ */
+export function checkOutputFile(path: string, flag: string): void {
+  if (typeof path !== 'string' || path === '') throw new Error(`${flag}: the output file path is empty`);
+  if (path.endsWith('/') || path.endsWith(sep)) throw new Error(`${flag} ${path}: ends in '${sep}', a folder; give the path of the file to write`);
+  if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${flag} ${path}: is a folder; give the path of the file to write`);
+  const dir = dirname(resolve(path));
+  try {
+    makeDirs(dir);
+  } catch (e) {
+    throw new Error(`${flag} ${path}: ${(e as Error).message}`);
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new Error(`${flag} ${path}: its folder ${dir} is not writable`);
+  }
+}
+
 /** The images to run: a folder's (sorted, with class labels in class mode) or a single file. */
 async function listImages(data: string): Promise<{ files: string[]; labels: Int32Array | null; classes: string[]; root: string }> {
   if (!existsSync(data)) throw new Error(`${data}: no such file or folder`);
@@ -96,6 +118,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
   const pool = o.pool ?? 'cls';
   if (pool !== 'cls' && pool !== 'mean') throw new Error(`pool must be 'cls' or 'mean', got '${String(pool)}'`);
   checkPrecision(o.precision, 'embed');
+  checkOutputFile(o.out, 'out');
   const { files, labels, classes, root } = await listImages(o.data);
   const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides);
   try {
@@ -130,6 +153,8 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
 
 /** The class names of a labels file, one a line (a final newline ends the last line); a blank name is refused. */
 function readLabels(path: string): string[] {
+  if (!existsSync(path)) throw new Error(`${path}: no such labels file`);
+  if (statSync(path).isDirectory()) throw new Error(`${path}: is a folder, not a labels file (a text file of class names, one a line, in class-index order)`);
   const lines = readFileSync(path, 'utf8').split(/\r?\n/);
   if (lines[lines.length - 1] === '') lines.pop();
   const names = lines.map((l) => l.trim());
@@ -139,26 +164,52 @@ function readLabels(path: string): string[] {
 }
 
 /**
+ * The model's class of each class folder of the data (by folder index), and how it was found; or why it is not known,
+ * and then nothing is scored. With a labels file, the name of each folder that holds images must be exactly one of its
+ * class names; without one, the folders in sorted order are the model's classes when there are as many.
+ */
+function matchFolders(classes: string[], used: Set<number>, K: number, labels: { path: string; names: string[] } | null): { classOf: number[]; how: string } | { classOf: null; why: string } {
+  if (labels === null) {
+    if (classes.length === K) return { classOf: classes.map((_, i) => i), how: `labels from the folder layout: the ${K} class folders in sorted order are the model's classes` };
+    return { classOf: null, why: `the data has ${classes.length} class folders and the model ${K} classes; --labels FILE (the model's class names) would match the folders to them by name` };
+  }
+  const classOf = classes.map(() => -1);
+  const missing: string[] = [];
+  for (const f of [...used].sort((a, b) => a - b)) {
+    const at = labels.names.indexOf(classes[f]!);
+    const again = labels.names.indexOf(classes[f]!, at + 1);
+    if (at < 0) missing.push(`'${classes[f]}'`);
+    else if (again >= 0) return { classOf: null, why: `class folder '${classes[f]}' is the name of classes ${at} and ${again} of ${labels.path}` };
+    else classOf[f] = at;
+  }
+  if (missing.length > 0)
+    return { classOf: null, why: `class folder${missing.length > 1 ? 's' : ''} ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} ${missing.length > 1 ? 'are' : 'is'} not among the class names of ${labels.path}` };
+  return { classOf, how: `labels matched by name: each class folder is the class of that name in ${labels.path}` };
+}
+
+/**
  * Classifies every image with the classifier of `checkpoint` (an official fine-tuned checkpoint or this library's
  * classifier), reporting the `topk` most probable classes of each through onResult. Class names come from the labels
  * file, else from the data folder's class sub-folders when there are as many as the model's classes, else they are
- * the class indices. With class sub-folders of matching count, returns the top-1 / top-k accuracy too.
+ * the class indices. With class sub-folders whose classes are known (matchFolders: by name with a labels file, by
+ * position without), returns the top-1 / top-k accuracy and `scoredBy`, how the folders were matched; with class
+ * sub-folders that cannot be matched, no accuracy and `notScored`, why.
  */
-export async function classifyImages(o: ClassifyImagesOptions): Promise<{ count: number; top1: number | null; topk: number | null; names: string[] }> {
+export async function classifyImages(
+  o: ClassifyImagesOptions,
+): Promise<{ count: number; top1: number | null; topk: number | null; names: string[]; scoredBy: string | null; notScored: string | null }> {
   const topk = o.topk ?? 5;
   if (!(Number.isInteger(topk) && topk > 0)) throw new Error(`topk must be a positive integer, got ${topk}`);
+  const fileNames = o.labels !== undefined ? readLabels(o.labels) : null;
   const { files, labels, classes } = await listImages(o.data);
   const vit = await VisionTransformerClassifier.fromPretrained(o.checkpoint, o.overrides);
   try {
     const K = vit.config.numClasses;
     const k = Math.min(topk, K);
-    let names: string[];
-    if (o.labels !== undefined) {
-      if (!existsSync(o.labels)) throw new Error(`${o.labels}: no such labels file`);
-      names = readLabels(o.labels);
-      if (names.length !== K) throw new Error(`${o.labels}: ${names.length} class names, but the model has ${K} classes`);
-    } else names = classes.length === K ? classes : Array.from({ length: K }, (_, i) => String(i));
-    const scored = labels !== null && classes.length === K;
+    if (fileNames !== null && fileNames.length !== K) throw new Error(`${o.labels}: ${fileNames.length} class names, but the model has ${K} classes`);
+    const names = fileNames ?? (classes.length === K ? classes : Array.from({ length: K }, (_, i) => String(i)));
+    const match = labels === null ? null : matchFolders(classes, new Set(labels), K, fileNames === null ? null : { path: o.labels!, names: fileNames });
+    const classOf = match?.classOf ?? null;
     let hits1 = 0;
     let hitsK = 0;
     await forBatches(files, o, { size: o.size ?? vit.config.imgSize, channels: vit.config.inChans === 1 ? 1 : 3 }, async (images, start) => {
@@ -172,14 +223,22 @@ export async function classifyImages(o: ClassifyImagesOptions): Promise<{ count:
         const sum = e.reduce((s, v) => s + v, 0);
         const order = e.map((v, i) => [v / sum, i] as const).sort((x, y) => y[0] - x[0] || x[1] - y[1]).slice(0, k);
         o.onResult?.(files[start + b]!, order.map(([probability, index]) => ({ index, label: names[index]!, probability })));
-        if (scored) {
-          const truth = labels![start + b]!;
+        if (classOf !== null) {
+          const truth = classOf[labels![start + b]!]!;
           if (order[0]![1] === truth) hits1++;
           if (order.some(([, i]) => i === truth)) hitsK++;
         }
       }
     });
-    return { count: files.length, top1: scored ? hits1 / files.length : null, topk: scored ? hitsK / files.length : null, names };
+    const scored = classOf !== null;
+    return {
+      count: files.length,
+      top1: scored ? hits1 / files.length : null,
+      topk: scored ? hitsK / files.length : null,
+      names,
+      scoredBy: match !== null && 'how' in match ? match.how : null,
+      notScored: match !== null && 'why' in match ? match.why : null,
+    };
   } finally {
     vit.dispose();
   }

@@ -294,12 +294,23 @@ export function formatBench(r: BenchResult): string {
   ].join('\n');
 }
 
+const WHOLE = new Intl.NumberFormat('en-US', { useGrouping: false, maximumFractionDigits: 0 });
+const SIGNIFICANT3 = new Intl.NumberFormat('en-US', { useGrouping: false, minimumSignificantDigits: 3, maximumSignificantDigits: 3 });
+
+/**
+ * An img/s value as the chart writes it: a plain number, never in exponent form ('1.46e+3'), so only digits and '.':
+ * whole from 100 (347, 1462, 12346), 3 significant digits below (12.3, 0.500).
+ */
+export function imgPerSecLabel(v: number): string {
+  return v >= 100 ? WHOLE.format(v) : SIGNIFICANT3.format(v);
+}
+
 /** The result as a bar chart: img/s per configuration, and the speed-up beside the paper's. */
 export function benchChart(r: BenchResult): Image8 {
   const groups = r.rows.map((x) => `${ENCODER_LABEL[x.encoder]} d${x.decoderDepth}`);
   const threads = r.device === 'cpu' ? `, ${r.machine.threads} thread${r.machine.threads === 1 ? '' : 's'}` : '';
   return barChart(`${r.rows[0]!.model}, ${r.device}${threads}, ${r.precision}, batch ${r.rows[0]!.batch}`, [
-    { title: 'img/s', series: [{ name: 'ours', color: OURS }], groups: r.rows.map((x, i) => ({ label: groups[i]!, values: [x.imgPerSec] })), format: (v) => v.toPrecision(3) },
+    { title: 'img/s', series: [{ name: 'ours', color: OURS }], groups: r.rows.map((x, i) => ({ label: groups[i]!, values: [x.imgPerSec] })), format: imgPerSecLabel },
     {
       title: `speed-up over w/ [M] d${r.baseline.decoderDepth}`,
       series: [{ name: 'ours', color: OURS }, { name: 'paper (Table 2)', color: PAPER_COLOR }],

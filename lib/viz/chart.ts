@@ -1,7 +1,9 @@
 /**
  * Bar charts as 8-bit RGB images (for lib/viz/png.ts), with text in a built-in 5x7 pixel font: one or more panels
  * stacked under a title; each panel has groups of bars (one bar per series, its height proportional to the value,
- * the value written above it, the group's label below) and a legend of its series.
+ * the value written above it, the group's label below) and a legend of its series. Text may use only the font's
+ * characters (chartCharacters: letters of either case, drawn as capitals, digits and a few signs); any other is an
+ * Error, never a silent placeholder.
  */
 import type { Image8 } from './png.js';
 
@@ -28,14 +30,36 @@ const BG: Rgb = [255, 255, 255];
 const INK: Rgb = [40, 40, 40];
 const AXIS: Rgb = [160, 160, 160];
 
-/** Draws `panels` under `title`. Every value must be finite and >= 0. */
+/**
+ * Throws unless the font has a glyph for every character of `text` (`what` says where the text goes). Lower-case
+ * letters are drawn as capitals ('x' has its own glyph).
+ */
+export function checkChartText(text: string, what: string): void {
+  for (const ch of text)
+    if (!(ch in FONT || ch.toUpperCase() in FONT))
+      throw new Error(`barChart: ${what} '${text}' has the character '${ch}' (U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}), which the chart font lacks; it has ${chartCharacters()}`);
+}
+
+/** The characters the chart font draws (lower-case letters as capitals), for messages. */
+export function chartCharacters(): string {
+  return `letters, digits, space and ${Object.keys(FONT).filter((c) => !/[A-Z0-9 ]/.test(c)).join('')}`;
+}
+
+/** Draws `panels` under `title`. Every value must be finite and >= 0, and every text drawable (checkChartText). */
 export function barChart(title: string, panels: readonly BarPanel[]): Image8 {
   if (panels.length === 0) throw new Error('barChart: no panels');
+  checkChartText(title, 'the title');
   for (const p of panels) {
     if (p.groups.length === 0) throw new Error(`barChart: panel '${p.title}' has no groups`);
+    checkChartText(p.title, 'the panel title');
+    for (const s of p.series) checkChartText(s.name, `the series name of '${p.title}'`);
     for (const g of p.groups) {
       if (g.values.length !== p.series.length) throw new Error(`barChart: group '${g.label}' of '${p.title}' has ${g.values.length} values for ${p.series.length} series`);
-      for (const v of g.values) if (v !== null && !(Number.isFinite(v) && v >= 0)) throw new Error(`barChart: group '${g.label}' of '${p.title}' has the value ${v}; values must be finite and >= 0`);
+      checkChartText(g.label, `the group label of '${p.title}'`);
+      for (const v of g.values) {
+        if (v !== null && !(Number.isFinite(v) && v >= 0)) throw new Error(`barChart: group '${g.label}' of '${p.title}' has the value ${v}; values must be finite and >= 0`);
+        if (v !== null) checkChartText(p.format(v), `the value label of ${v} in group '${g.label}' of '${p.title}'`);
+      }
     }
   }
   const groupWidth = (p: BarPanel, g: BarPanel['groups'][number]) => Math.max(textWidth(g.label), p.series.length * CHART.barWidth + (p.series.length - 1) * CHART.barGap);
@@ -100,10 +124,11 @@ class Canvas {
       for (let xx = Math.max(0, x); xx < Math.min(this.width, x + w); xx++) this.pixels.set(color, 3 * (yy * this.width + xx));
   }
 
-  /** `s` with its top-left corner at (x, y); characters without a glyph are drawn as '?'. */
+  /** `s` with its top-left corner at (x, y); every character has a glyph (checked by barChart: checkChartText). */
   text(x: number, y: number, s: string, color: Rgb): void {
     for (const ch of s) {
-      const rows = FONT[ch] ?? FONT[ch.toUpperCase()] ?? FONT['?']!;
+      const rows = FONT[ch] ?? FONT[ch.toUpperCase()];
+      if (!rows) throw new Error(`barChart: no glyph for '${ch}'`);
       rows.forEach((bits, r) => {
         for (let col = 0; col < 5; col++) if (bits & (1 << (4 - col))) this.rect(x + col * S, y + r * S, S, S, color);
       });
@@ -156,6 +181,7 @@ const FONT: Record<string, number[]> = Object.fromEntries(
     '.': '00000 00000 00000 00000 00000 01100 01100',
     ',': '00000 00000 00000 00000 01100 00100 01000',
     '-': '00000 00000 00000 11111 00000 00000 00000',
+    '+': '00000 00100 00100 11111 00100 00100 00000',
     _: '00000 00000 00000 00000 00000 00000 11111',
     '/': '00000 00001 00010 00100 01000 10000 00000',
     ':': '00000 01100 01100 00000 01100 01100 00000',

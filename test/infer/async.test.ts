@@ -183,4 +183,45 @@ describe('embedAsync', () => {
     expect(during).toBeGreaterThan(0); // the model's parameters, and the worker's tensors of the same storage
     expect(after).toBe(0);
   });
+
+  it('a call in flight keeps its model alive: models held only by the pending promises resolve through gc(), then are collected', () => {
+    // MaskedAutoencoder.fromPreset(...).embedAsync(x): nothing but the call stands for the model; gc() runs between
+    // issuing the calls and awaiting them
+    const script = `
+      const { MaskedAutoencoder, VisionTransformerClassifier, Tensor, classifierConfigFrom, liveTensors, tidy } = await import(${JSON.stringify(new URL('index.js', dist).href)});
+      const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+      const maeConfig = { imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2 };
+      const vitConfig = classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 }, { numClasses: 3, headInitStd: 0.3 });
+      const x = Tensor.fromArray(Float32Array.from({ length: 2 * 3 * 16 * 16 }, (_, i) => Math.sin(i * 0.37)), [2, 3, 16, 16]);
+      const refs = [];
+      const fresh = (m) => (refs.push(new WeakRef(m)), m);
+      const calls = Promise.allSettled([
+        fresh(new MaskedAutoencoder(maeConfig, { seed: 1 })).embedAsync(x),
+        fresh(new VisionTransformerClassifier(vitConfig, { seed: 1 })).forwardAsync(x),
+        fresh(new MaskedAutoencoder(maeConfig, { seed: 2 })).embedAsync(x),
+      ]);
+      for (let k = 0; k < 3; k++) { globalThis.gc(); await sleep(10); }
+      const settled = await calls;
+      const same = (m, run) => { const want = tidy(() => run(m).dataSync()); m.dispose(); return want; };
+      const wants = [
+        same(new MaskedAutoencoder(maeConfig, { seed: 1 }), (m) => m.embed(x)),
+        same(new VisionTransformerClassifier(vitConfig, { seed: 1 }).eval(), (m) => m.forward(x)),
+        same(new MaskedAutoencoder(maeConfig, { seed: 2 }), (m) => m.embed(x)),
+      ];
+      settled.forEach((s, i) => {
+        if (s.status === 'rejected') console.log('call', i, 'rejected:', s.reason.message);
+        else {
+          const got = s.value.dataSync();
+          console.log('call', i, 'resolved', s.value.shape.join('x'), got.every((v, j) => v === wants[i][j]) ? 'equal' : 'DIFFERENT');
+          s.value.dispose();
+        }
+      });
+      x.dispose();
+      // nothing in flight now: the models are collected, their workers stopped, every tensor freed
+      for (let k = 0; k < 10 && (liveTensors() > 0 || refs.some((r) => r.deref())); k++) { globalThis.gc(); await sleep(200); }
+      console.log('collected', refs.map((r) => r.deref() === undefined).join(','), 'live', liveTensors());`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['call 0 resolved 2x5x16 equal', 'call 1 resolved 2x3 equal', 'call 2 resolved 2x5x16 equal', 'collected true,true,true live 0']);
+  });
 });

@@ -2,18 +2,19 @@
 // the PyTorch fixtures of test/fixtures/pth: the features file matches the library's own embed of the same images,
 // class names come from a labels file or the folder, and bad input is a clear error.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadImages } from '../../lib/data/images.js';
-import { classifyImages } from '../../lib/infer/commands.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
 import { saveSafetensors } from '../../lib/io/state.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { tidy } from '../../lib/tensor.js';
 
 const cli = new URL('../../dist/lib/cli.js', import.meta.url).pathname;
+// the compiled package (dist/, npm run build): the models run in worker threads, which run compiled JavaScript
+const { classifyImages, embedImages } = (await import(new URL('../../dist/lib/infer/commands.js', import.meta.url).href)) as typeof import('../../lib/infer/commands.js');
 const fixtures = new URL('../fixtures/', import.meta.url).pathname;
 const pth = (f: string) => join(fixtures, 'pth', f);
 const tmp = mkdtempSync(join(tmpdir(), 'mae-embed-'));
@@ -58,6 +59,7 @@ describe('mae embed', () => {
     expect(mae(['embed', '--data', data]).stderr).toMatch(/--checkpoint FILE is required/);
     expect(mae(['embed', '--checkpoint', pth('mae-encoder.pth'), '--data', data, '--pool', 'max']).stderr).toMatch(/--pool must be cls or mean/);
     const help = mae(['embed', '--help']);
+    expect(help.stdout).toContain('--out');
     for (const flag of ['--checkpoint', '--data', '--out', '--pool', '--batch-size', '--size', '--mean', '--std', '--num-heads', '--decoder-num-heads', '--threads']) expect(help.stdout).toContain(flag);
   });
 });
@@ -102,6 +104,115 @@ describe('classifyImages', () => {
     // one final newline ends the last line; a second one is a blank line
     writeFileSync(labels, 'apple\nbanana\ncherry\ndate\nelder\n\n');
     await expect(run()).rejects.toThrow(`${labels}: line 6 is blank`);
+  });
+});
+
+describe('embed and classify: output and labels paths checked before any work', () => {
+  it('embedImages refuses an out that is empty, a folder or under a file, naming it, before embedding anything', async () => {
+    const file = join(tmp, 'a-file');
+    writeFileSync(file, 'x');
+    let batches = 0;
+    const run = (out: string) => embedImages({ checkpoint: pth('checkpoint-3.pth'), data, out, overrides: { numHeads: 4, decoderNumHeads: 2 }, onProgress: () => batches++ });
+    await expect(run('')).rejects.toThrow('out: the output file path is empty');
+    await expect(run(tmp)).rejects.toThrow(`out ${tmp}: is a folder; give the path of the file to write`);
+    await expect(run(join(tmp, 'not-yet') + '/')).rejects.toThrow(`out ${join(tmp, 'not-yet')}/: ends in '/', a folder; give the path of the file to write`);
+    await expect(run(join(file, 'features.safetensors'))).rejects.toThrow(`out ${join(file, 'features.safetensors')}: cannot create the folder ${file}: a file of that name exists`);
+    await expect(run(join(file, 'sub', 'features.safetensors'))).rejects.toThrow(`out ${join(file, 'sub', 'features.safetensors')}: ENOTDIR`);
+    expect(batches).toBe(0);
+    expect(existsSync(join(tmp, 'not-yet'))).toBe(false);
+    // a missing folder is made, and the file written there
+    const out = join(tmp, 'made', 'here', 'features.safetensors');
+    expect(await run(out)).toEqual({ count: 3, dim: 32, out });
+    expect(batches).toBe(1);
+    expect((await readSafetensors(out)).tensors.get('features')!.shape).toEqual([3, 32]);
+  });
+
+  it('mae embed names --out when it cannot be written, before embedding', () => {
+    const r = mae(['embed', '--checkpoint', pth('checkpoint-3.pth'), '--data', data, '--out', tmp, '--num-heads', '4', '--decoder-num-heads', '2']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`mae embed: --out ${tmp}: is a folder; give the path of the file to write\n`);
+    const empty = mae(['embed', '--checkpoint', pth('checkpoint-3.pth'), '--data', data, '--out', '', '--num-heads', '4', '--decoder-num-heads', '2']);
+    expect(empty.stderr).toBe('mae embed: --out: the output file path is empty\n');
+  });
+
+  it('classify: a labels path that is a folder is named as such', async () => {
+    await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data, overrides: { numHeads: 4 }, labels: tmp })).rejects.toThrow(
+      `${tmp}: is a folder, not a labels file (a text file of class names, one a line, in class-index order)`,
+    );
+    const r = mae(['classify', '--checkpoint', pth('mae-finetuned.pth'), '--data', data, '--labels', tmp, '--num-heads', '4']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`mae classify: ${tmp}: is a folder, not a labels file (a text file of class names, one a line, in class-index order)\n`);
+  });
+});
+
+describe('classify: accuracy only where each folder\'s class is known', () => {
+  const checkpoint = pth('mae-finetuned.pth');
+  const overrides = { numHeads: 4 };
+  // the labels file's order is not the folders' sorted order: alpha bravo charlie delta echo are classes 1 3 4 0 2
+  const names = ['delta', 'alpha', 'echo', 'bravo', 'charlie'];
+  const labels = join(tmp, 'shuffled-labels.txt');
+  writeFileSync(labels, names.join('\n') + '\n');
+
+  /** each image in the folder of the class the model predicts for it (top-1), and a folder for every class; or in `put`'s */
+  async function layout(dir: string, put?: (predicted: number, i: number) => string): Promise<void> {
+    const predicted: number[] = [];
+    await classifyImages({ checkpoint, data, overrides, topk: 1, onResult: (_, top) => predicted.push(top[0]!.index) });
+    const sources = [join(data, 'cat/a.png'), join(data, 'dog/b.png'), join(data, 'dog/c.png')];
+    if (!put) for (const n of names) mkdirSync(join(dir, n), { recursive: true });
+    sources.forEach((src, i) => {
+      const folder = join(dir, put ? put(predicted[i]!, i) : names[predicted[i]!]!);
+      mkdirSync(folder, { recursive: true });
+      copyFileSync(src, join(folder, `${i}.png`));
+    });
+  }
+
+  it('with --labels, folders are matched to classes by name: every image in the folder of its predicted class scores 100%', async () => {
+    const dir = join(tmp, 'by-name');
+    await layout(dir);
+    const r = await classifyImages({ checkpoint, data: dir, overrides, labels, topk: 1 });
+    expect([r.top1, r.topk, r.notScored]).toEqual([1, 1, null]);
+    expect(r.scoredBy).toBe(`labels matched by name: each class folder is the class of that name in ${labels}`);
+    const cli = mae(['classify', '--checkpoint', checkpoint, '--data', dir, '--labels', labels, '--num-heads', '4', '--topk', '1']);
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout.trim().split('\n').pop()).toBe(`top-1 100.00%  top-1 100.00% on 3 images (labels matched by name: each class folder is the class of that name in ${labels})`);
+    // without --labels the same folders, sorted, are taken for the classes by position: scored, and said so
+    const byPosition = await classifyImages({ checkpoint, data: dir, overrides, topk: 1 });
+    expect(byPosition.scoredBy).toBe("labels from the folder layout: the 5 class folders in sorted order are the model's classes");
+    expect(byPosition.names).toEqual(['alpha', 'bravo', 'charlie', 'delta', 'echo']);
+    // a folder without images need not be a class name
+    mkdirSync(join(dir, 'zz-empty'));
+    expect((await classifyImages({ checkpoint, data: dir, overrides, labels })).top1).toBe(1);
+  });
+
+  it('a folder (with images) whose name is not a class name, or names two classes, gives no accuracy and says why', async () => {
+    const one = join(tmp, 'one-unknown');
+    await layout(one, () => 'zulu');
+    const r1 = await classifyImages({ checkpoint, data: one, overrides, labels });
+    expect([r1.top1, r1.topk, r1.scoredBy]).toEqual([null, null, null]);
+    expect(r1.notScored).toBe(`class folder 'zulu' is not among the class names of ${labels}`);
+    const cli = mae(['classify', '--checkpoint', checkpoint, '--data', one, '--labels', labels, '--num-heads', '4']);
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).not.toMatch(/top-1/);
+    expect(cli.stderr).toContain(`no accuracy: class folder 'zulu' is not among the class names of ${labels}\n`);
+    const three = join(tmp, 'three-unknown');
+    await layout(three, (_, i) => ['zulu', 'xray', 'yankee'][i]!);
+    expect((await classifyImages({ checkpoint, data: three, overrides, labels })).notScored).toBe(`class folders 'xray', 'yankee', 'zulu' are not among the class names of ${labels}`);
+    const twice = join(tmp, 'twice.txt');
+    writeFileSync(twice, 'zulu\nbravo\nzulu\ndelta\necho\n');
+    const r2 = await classifyImages({ checkpoint, data: one, overrides, labels: twice });
+    expect([r2.top1, r2.notScored]).toEqual([null, `class folder 'zulu' is the name of classes 0 and 2 of ${twice}`]);
+  });
+
+  it('without --labels, as many class folders as classes are needed; else no accuracy and why, and none for a flat folder', async () => {
+    const r = await classifyImages({ checkpoint, data, overrides });
+    expect([r.top1, r.scoredBy]).toEqual([null, null]);
+    expect(r.notScored).toBe("the data has 2 class folders and the model 5 classes; --labels FILE (the model's class names) would match the folders to them by name");
+    const cli = mae(['classify', '--checkpoint', checkpoint, '--data', data, '--num-heads', '4']);
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stderr).toContain(`no accuracy: ${r.notScored}\n`);
+    const flat = await classifyImages({ checkpoint, data: join(data, 'dog'), overrides });
+    expect([flat.top1, flat.scoredBy, flat.notScored]).toEqual([null, null, null]);
+    expect(mae(['classify', '--help']).stdout).toContain('with --labels, the class whose name is the folder\'s name');
   });
 });
 

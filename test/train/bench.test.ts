@@ -1,10 +1,17 @@
 // bench(): the rows of `mae bench` on a tiny preset (both encoders per decoder depth, the baseline, FLOP ratios from
 // maeFlops, MFU), a batch that does not fit in the memory allowed, bad options, the table and the chart.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { getPreset, maeFlops } from '../../lib/mae/index.js';
 import { native } from '../../lib/native.js';
 import { liveTensors } from '../../lib/tensor.js';
-import { bench, benchChart, formatBench, paperSpeedup, type BenchEvent } from '../../lib/train/bench.js';
+import { bench, benchChart, formatBench, imgPerSecLabel, paperSpeedup, type BenchEvent, type BenchResult } from '../../lib/train/bench.js';
+import { barChart, checkChartText } from '../../lib/viz/chart.js';
+
+// barChart as it is, its calls recorded: the texts benchChart has drawn
+vi.mock('../../lib/viz/chart.js', async (importOriginal) => {
+  const chart = await importOriginal<typeof import('../../lib/viz/chart.js')>();
+  return { ...chart, barChart: vi.fn(chart.barChart) };
+});
 
 const preset = 'mae_vit_tiny_patch4_28';
 
@@ -62,6 +69,26 @@ describe('bench', () => {
     const limited = process.env.ONEDNN_MAX_CPU_ISA || process.env.DNNL_MAX_CPU_ISA;
     expect(r.machine.onednn !== `${d.version} isa ${d.isa}`).toBe(!d.bf16Products || (d.amxSupport?.cpu === true && !d.amx && !limited));
     expect(formatBench(r)).toContain(`, oneDNN ${r.machine.onednn}; `);
+  });
+
+  it('the chart writes img/s as plain numbers (whole from 100, 3 significant digits below), in characters its font has', () => {
+    const row = (encoder: 'mask-tokens' | 'visible', decoderDepth: number, imgPerSec: number, speedup: number) =>
+      ({ model: preset, decoderDepth, encoder, batch: 64, stepMs: 64000 / imgPerSec, imgPerSec, speedup, flopRatio: speedup, mfu: 0.5, paper: null });
+    const r = {
+      machine: { threads: 2 }, device: 'cuda:0', precision: 'bf16', baseline: { encoder: 'mask-tokens', decoderDepth: 8 },
+      rows: [row('mask-tokens', 8, 0.5, 1), row('visible', 8, 12.345, 24.7), row('mask-tokens', 1, 346.5, 693), row('visible', 1, 1462.3, 2924.6), row('visible', 2, 12345.6, 24691.2)],
+    } as unknown as BenchResult;
+    vi.mocked(barChart).mockClear();
+    benchChart(r);
+    const [title, panels] = vi.mocked(barChart).mock.lastCall!;
+    const values = panels.map((p) => p.groups.flatMap((g) => g.values.filter((v) => v !== null).map((v) => p.format(v))));
+    expect(values).toEqual([['0.500', '12.3', '347', '1462', '12346'], ['1.0x', '24.7x', '693.0x', '2924.6x', '24691.2x']]);
+    const texts = [title, ...panels.flatMap((p) => [p.title, ...p.series.map((s) => s.name), ...p.groups.map((g) => g.label)]), ...values.flat()];
+    for (const t of texts) expect(() => checkChartText(t, 'text')).not.toThrow();
+    expect(imgPerSecLabel(99.94)).toBe('99.9');
+    expect(imgPerSecLabel(99.96)).toBe('100');
+    expect(imgPerSecLabel(1e21)).toBe('1000000000000000000000');
+    expect(imgPerSecLabel(1e-7)).toBe('0.000000100');
   });
 
   it('gives the paper\'s Table 2 figures for ViT-L and ViT-H rows when the baseline has the 8-block decoder', () => {

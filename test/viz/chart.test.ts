@@ -1,6 +1,6 @@
 // barChart: bar heights proportional to the values, one colour per series, no bar for null, checked inputs.
 import { describe, expect, it } from 'vitest';
-import { CHART, barChart, type Rgb } from '../../lib/viz/chart.js';
+import { CHART, barChart, checkChartText, type Rgb } from '../../lib/viz/chart.js';
 
 const A: Rgb = [200, 10, 10];
 const B: Rgb = [10, 10, 200];
@@ -31,5 +31,20 @@ describe('barChart', () => {
     expect(() => barChart('t', [{ title: 'p', series, groups: [{ label: 'g', values: [-1] }], format: String }])).toThrow(/must be finite and >= 0/);
     expect(() => barChart('t', [{ title: 'p', series, groups: [{ label: 'g', values: [1, 2] }], format: String }])).toThrow(/has 2 values for 1 series/);
     expect(() => barChart('t', [])).toThrow(/no panels/);
+  });
+
+  it('refuses a character its font has no glyph for, naming the text, instead of drawing a placeholder', () => {
+    const series = [{ name: 'a', color: A }];
+    const panel = { title: 'p', series, groups: [{ label: 'g', values: [1.5] }], format: (v: number) => v.toFixed(1) };
+    expect(() => barChart('t\u00e9st', [panel])).toThrow("barChart: the title 't\u00e9st' has the character '\u00e9' (U+00E9), which the chart font lacks; it has letters, digits, space and x.,-+_/:%()[]=?");
+    expect(() => barChart('t', [{ ...panel, title: 'p#' }])).toThrow("the panel title 'p#' has the character '#'");
+    expect(() => barChart('t', [{ ...panel, series: [{ name: 'a*', color: A }] }])).toThrow("the series name of 'p' 'a*' has the character '*'");
+    expect(() => barChart('t', [{ ...panel, groups: [{ label: 'g\u2192h', values: [1] }] }])).toThrow("the group label of 'p' 'g\u2192h' has the character '\u2192'");
+    expect(() => barChart('t', [{ ...panel, format: (v: number) => `${v}\u00d7` }])).toThrow("the value label of 1.5 in group 'g' of 'p' '1.5\u00d7' has the character '\u00d7'");
+    // what number formatting writes is drawable: digits, '.', '-', exponents with 'e+' and 'e-', 'x', '%'
+    for (const text of ['1.46e+3', '1.00e-7', '0123456789', '-2.5x', '75.0%', 'mae_vit_base_patch16, cuda:0, bf16']) expect(() => checkChartText(text, 'text')).not.toThrow();
+    // and '+' is drawn as a plus sign, not as '?'
+    const drawn = (label: string) => barChart('t', [{ ...panel, format: () => label }]).pixels;
+    expect(Buffer.from(drawn('1e+3')).equals(Buffer.from(drawn('1e?3')))).toBe(false);
   });
 });
