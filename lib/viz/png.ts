@@ -3,6 +3,7 @@
  * data compressed with zlib (node:zlib) into one IDAT chunk. Chunk checksums use the standard CRC-32 table.
  */
 import { deflateSync } from 'node:zlib';
+import { describeValue } from '../check.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 /** An 8-bit image: `pixels` holds height rows of width pixels of `channels` bytes each (interleaved, row-major). */
@@ -27,12 +28,15 @@ const CRC_TABLE = (() => {
 })();
 
 /** Encodes pixels as a PNG file. */
-export function encodePng(width: number, height: number, channels: 1 | 3, pixels: Uint8Array): Uint8Array {
+export function encodePng(width: number, height: number, channels: 1 | 3, pixels: Uint8Array | Uint8ClampedArray): Uint8Array {
   const validSide = (n: number) => Number.isInteger(n) && n >= 1 && n <= 0x7fffffff;
   if (!validSide(width) || !validSide(height)) {
     throw new Error(`encodePng: width and height must be integers in [1, 2^31 - 1], got ${width} x ${height}`);
   }
   if (channels !== 1 && channels !== 3) throw new Error(`encodePng: channels must be 1 or 3, got ${channels}`);
+  // (other arrays would be copied with their values taken modulo 256)
+  if (!(pixels instanceof Uint8Array || pixels instanceof Uint8ClampedArray))
+    throw new Error(`encodePng: pixels must be a Uint8Array of 8-bit values, got ${describeValue(pixels)}`);
   const rowBytes = width * channels;
   if (pixels.length !== rowBytes * height) {
     throw new Error(

@@ -66,6 +66,14 @@ describe('encodePng', () => {
     expect(() => encodePng(2.5, 3, 1, new Uint8Array(6))).toThrow(/width and height must be integers/);
     expect(() => encodePng(2, 2, 4 as 3, new Uint8Array(16))).toThrow(/channels must be 1 or 3, got 4/);
     expect(() => encodePng(2, 2, 3, new Uint8Array(11))).toThrow(/needs 12 bytes, got 11/);
+    // values that are not bytes would wrap modulo 256: 300 drawn as 44
+    expect(() => encodePng(2, 2, 1, Float32Array.from([0, 300, 1, 2]) as unknown as Uint8Array)).toThrow('encodePng: pixels must be a Uint8Array of 8-bit values, got a Float32Array');
+    expect(() => encodePng(1, 1, 1, [7] as unknown as Uint8Array)).toThrow('encodePng: pixels must be a Uint8Array of 8-bit values, got an array of 1');
+  });
+
+  it('takes clamped bytes (Uint8ClampedArray, as canvas libraries give)', async () => {
+    const out = await decode(encodePng(2, 1, 1, Uint8ClampedArray.from([9, 250])));
+    expect(Array.from(out.data.filter((_, i) => i % 3 === 0))).toEqual([9, 250]);
   });
 });
 
