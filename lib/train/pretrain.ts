@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { makeDirs, writeFileAtomic } from '../io/atomic.js';
+import { makeDirs, removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native, packageRoot } from '../native.js';
@@ -208,6 +208,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     if (!options.resume && !options.overwrite && existsSync(ckPath))
       throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
     makeDirs(outDir);
+    // what a run killed while writing its checkpoint left (a checkpoint is written whole or not at all)
+    for (const name of removeStaleTemps(ckPath)) emit({ type: 'warning', message: `removed ${join(outDir, name)}, a checkpoint write that a killed process left unfinished` });
   }
   // the first collective: every rank must take the same path through the ones that follow
   checkSameSettings(

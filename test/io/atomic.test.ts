@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { makeDirs, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+import { makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
 
 let root: string;
 let n = 0;
@@ -198,5 +198,25 @@ describe('makeDirs', () => {
     const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 20_000 });
     expect(r.signal).toBe(null);
     expect(r.stdout.trim()).toMatch(/^E[A-Z]+$/); // ENOENT on Linux
+  });
+});
+
+describe('removeStaleTemps', () => {
+  it("removes the temporary files of killed writers of that file only, keeping live writers' and other files", async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'checkpoint.safetensors');
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const deadPid = Number(dead.stdout);
+    expect(deadPid).toBeGreaterThan(0);
+    const names = [
+      `.checkpoint.safetensors.${deadPid}.0123456789ab.tmp`, // a killed writer's
+      `.checkpoint.safetensors.${process.pid}.0123456789ab.tmp`, // this process's: may be writing now
+      `.other.safetensors.${deadPid}.0123456789ab.tmp`, // another file's
+      'checkpoint.safetensors',
+    ];
+    for (const name of names) fs.writeFileSync(join(dir, name), 'x');
+    expect(removeStaleTemps(path)).toEqual([names[0]]);
+    expect(fs.readdirSync(dir).sort()).toEqual(names.slice(1).sort());
+    expect(removeStaleTemps(join(dir, 'missing', 'x.bin'))).toEqual([]);
   });
 });

@@ -211,6 +211,18 @@ describe('pretrain', () => {
     expect(events2[0]).toMatchObject({ type: 'start', precision: 'fp32', resumeNote: "precision fp32, not the run's bf16: the result will not be bit-identical to the uninterrupted run's" });
   });
 
+  it('removes, with a warning, a checkpoint write that a killed run left unfinished', async () => {
+    const dir = tmp();
+    await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = `.checkpoint.safetensors.${deadPid}.00000000abcd.tmp`;
+    writeFileSync(join(dir, stale), 'half a checkpoint');
+    const events: TrainEvent[] = [];
+    await pretrain({ outDir: dir, resume: true, maxSteps: 3, onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'warning')).toEqual([{ type: 'warning', message: `removed ${join(dir, stale)}, a checkpoint write that a killed process left unfinished` }]);
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
   it('a run stopped between two log lines and resumed writes the log of the uninterrupted run', async () => {
     const opts: PretrainOptions = { ...small, epochs: 2, logEvery: 3, threads: 1 };
     const ref = tmp();
