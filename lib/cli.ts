@@ -468,8 +468,10 @@ function distOptions(v: Record<string, unknown>): { distributed?: DistributedMod
 
 export function pretrainOptions(argv: string[]): PretrainOptions {
   const { values: v } = parseArgs({ args: argv, options: pretrainFlags, allowPositionals: false });
-  const data = dataSource(v, DEFAULT_RUN.data)!;
   const given = v.data !== undefined || v['data-kind'] !== undefined;
+  if (v.resume && !given && v['on-bad-file'] !== undefined)
+    throw new UsageError("--on-bad-file with --resume needs --data: a resumed run takes its data, what to do with bad files included, from its checkpoint");
+  const data = dataSource(v, DEFAULT_RUN.data)!;
   // a resumed run takes its options from its checkpoint: only the flags given are passed (and must agree with it);
   // --limit alone is checked against the limit of the run's data
   const limit = num(v.limit, 'limit');

@@ -150,6 +150,7 @@ describe('mae command', () => {
     expect(knn.err).toMatch(/eval: --k, --temperature apply only with --knn/);
     expect(mae(['pretrain', '--data-kind', 'synthetic', '--data', '/no/such']).err).toMatch(/--data is not read with --data-kind synthetic/);
     expect(mae(['pretrain', '--data-kind', 'fashion-mnist', '--on-bad-file', 'stop']).err).toMatch(/--on-bad-file applies to image folders \(--data-kind folder\), not to fashion-mnist data/);
+    expect(mae(['pretrain', '--resume', '--on-bad-file', 'skip']).err).toBe('mae pretrain: --on-bad-file with --resume needs --data: a resumed run takes its data, what to do with bad files included, from its checkpoint\n');
     const i = mae(['info', '--bogus', '1']);
     expect(i.code).toBe(2);
     expect(i.err).toMatch(/bogus/);
