@@ -11,7 +11,7 @@ import { native, type NativeTensor } from '../native.js';
 import { shadowToUpdate, shadowUpdated } from '../nn/shadow.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
-import { expectFinite, expectNonNegative } from '../check.js';
+import { expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -161,16 +161,17 @@ export class AdamW {
 
   /**
    * Takes a stateDict (this optimizer's parameters, in the same groups and order). Every key must name a parameter;
-   * with `steps`, exactly the parameters it lists must have both moments; without it (an older state), either every
-   * parameter has both or none has, and each gets the global `step`. Checked in full before anything is changed.
+   * with `steps`, exactly the parameters it lists must have both moments; without it (an older state), a parameter
+   * has both or neither (one that never had a gradient has none), and each with moments gets the global `step`.
+   * Checked in full before anything is changed.
    */
   loadStateDict(sd: AdamWState): void {
     const where = 'AdamW.loadStateDict';
-    expectFinite(where, 'step', sd?.step, (x) => Number.isInteger(x) && x >= 0, 'an integer >= 0');
+    expectObject(where, 'state', sd);
+    expectInteger(where, 'step', sd.step, 0);
     expectNonNegative(where, 'lr', sd.lr);
     if (!(sd.tensors instanceof Map)) throw new Error(`${where}: tensors must be a Map of the moments ('<group>.<index>.exp_avg|exp_avg_sq')`);
-    if (sd.steps !== undefined && (sd.steps === null || typeof sd.steps !== 'object' || Array.isArray(sd.steps)))
-      throw new Error(`${where}: steps must be an object of step counts by parameter ('<group>.<index>'), got ${JSON.stringify(sd.steps)}`);
+    expectObject(where, 'steps', sd.steps, true, "step counts by parameter ('<group>.<index>')");
     const positions = new Map<string, Tensor>();
     this.groups.forEach((g, gi) => g.params.forEach((p, pi) => positions.set(`${gi}.${pi}`, p)));
     const unexpected = [...sd.tensors.keys()].filter((k) => {
@@ -180,11 +181,11 @@ export class AdamW {
     if (sd.steps) unexpected.push(...Object.keys(sd.steps).filter((k) => !positions.has(k)).map((k) => `steps.${k}`));
     if (unexpected.length) throw new Error(`${where}: keys that name no parameter of this optimizer (${positions.size} parameters): ${listed(unexpected)}`);
     const withMoments = [...positions.keys()].filter((k) => sd.tensors.has(`${k}.exp_avg`) || sd.tensors.has(`${k}.exp_avg_sq`));
-    // the parameters that must have both moments: those with a step count, or (an older state) all or none
-    const expected = sd.steps ? Object.keys(sd.steps) : withMoments.length ? [...positions.keys()] : [];
+    // the parameters that must have both moments: those with a step count, or (an older state) those with either
+    const expected = sd.steps ? Object.keys(sd.steps) : withMoments;
     if (sd.step > 0 && expected.length === 0) throw new Error(`${where}: the state has no moments, though ${sd.step} steps were taken`);
     const missing = expected.flatMap((k) => [`${k}.exp_avg`, `${k}.exp_avg_sq`].filter((t) => !sd.tensors.has(t)));
-    if (missing.length) throw new Error(`${where}: the state has no ${listed(missing)}${sd.steps ? ', though its steps list them' : ', though it has moments of other parameters'}`);
+    if (missing.length) throw new Error(`${where}: the state has no ${listed(missing)}${sd.steps ? ', though its steps list them' : ', though it has the other moment of that parameter'}`);
     const extra = withMoments.filter((k) => !expected.includes(k));
     if (extra.length) throw new Error(`${where}: moments without a step count in steps: ${listed(extra)}`);
     const stepOf = (k: string) => (sd.steps ? sd.steps[k] : sd.step);

@@ -203,7 +203,7 @@ describe('AdamW', () => {
       [{ step: 3, lr: 0.1, tensors: new Map() }, /^AdamW\.loadStateDict: the state has no moments, though 3 steps were taken$/],
       [{ step: 3, lr: 0.1, steps: {}, tensors: new Map() }, /^AdamW\.loadStateDict: the state has no moments, though 3 steps were taken$/],
       // an older state: moments of some parameters but not of others
-      [{ step: 1, lr: 0.1, tensors: only('0.0.exp_avg', '0.0.exp_avg_sq', '0.1.exp_avg') }, /^AdamW\.loadStateDict: the state has no 0\.1\.exp_avg_sq, though it has moments of other parameters$/],
+      [{ step: 1, lr: 0.1, tensors: only('0.0.exp_avg', '0.0.exp_avg_sq', '0.1.exp_avg') }, /^AdamW\.loadStateDict: the state has no 0\.1\.exp_avg_sq, though it has the other moment of that parameter$/],
       [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 1 }, tensors: only('0.0.exp_avg', '0.0.exp_avg_sq') }, /^AdamW\.loadStateDict: the state has no 0\.1\.exp_avg, 0\.1\.exp_avg_sq, though its steps list them$/],
       [{ step: 1, lr: 0.1, steps: { '0.0': 1 }, tensors: only(...all) }, /^AdamW\.loadStateDict: moments without a step count in steps: 0\.1$/],
       [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 2 }, tensors: only(...all) }, /^AdamW\.loadStateDict: steps\.0\.1 must be an integer in \[1, step = 1\], got the number 2$/],
@@ -220,6 +220,10 @@ describe('AdamW', () => {
     expect(fresh.lr).toBe(0.2);
     fresh.loadStateDict(sd);
     expect(fresh.stateDict().steps).toEqual({ '0.0': 1, '0.1': 1 });
+    // an older state (no steps) in which a parameter never had a gradient (mask_token at mask ratio 0): it has no
+    // moments, the others get the global step
+    fresh.loadStateDict({ step: 1, lr: 0.1, tensors: only('0.0.exp_avg', '0.0.exp_avg_sq') });
+    expect(fresh.stateDict().steps).toEqual({ '0.0': 1 });
     for (const t of [p, q, ...fresh.groups[0]!.params]) t.dispose();
     fresh.dispose();
   });
