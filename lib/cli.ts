@@ -329,8 +329,9 @@ const HELP: Record<string, string> = {
   mae_finetuned_vit_*.pth, checkpoint-N.pth of main_finetune.py, or a classifier of mae finetune / linprobe).
   Class names: --labels FILE (one per line, in class order, none blank), else FOLDER's class sub-folders when there are as
   many as the model's classes, else class indices. With class sub-folders, top-1 / top-k accuracy is printed too when
-  each folder's class is known: with --labels, the class whose name is the folder's name; without, the folders in
-  sorted order as the model's classes (when there are as many); else a line says why there is no accuracy.
+  each folder's class is known: with --labels, the class whose name is the folder's name; without (or when no
+  folder is named as a class: synset folders), the folders in sorted order as the model's classes (when there are as
+  many); else a line says why there is no accuracy.
   --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N`,
   'prepare-data': `mae prepare-data --data FOLDER --out DIR [flags]
   Converts an image folder (class sub-folders, as --data-kind folder) into a few large shard files plus an index

@@ -165,12 +165,16 @@ function readLabels(path: string): string[] {
 
 /**
  * The model's class of each class folder of the data (by folder index), and how it was found; or why it is not known,
- * and then nothing is scored. With a labels file, the name of each folder that holds images must be exactly one of its
- * class names; without one, the folders in sorted order are the model's classes when there are as many.
+ * and then nothing is scored. With a labels file whose names the folders use, the name of each folder that holds
+ * images must be exactly one of its class names; without a labels file, or with one that names none of the folders
+ * (synset folders n01440764, ... beside readable names), the folders in sorted order are the model's classes when
+ * there are as many.
  */
 function matchFolders(classes: string[], used: Set<number>, K: number, labels: { path: string; names: string[] } | null): { classOf: number[]; how: string } | { classOf: null; why: string } {
-  if (labels === null) {
-    if (classes.length === K) return { classOf: classes.map((_, i) => i), how: `labels from the folder layout: the ${K} class folders in sorted order are the model's classes` };
+  if (labels === null || classes.every((c) => !labels.names.includes(c))) {
+    if (classes.length === K)
+      return { classOf: classes.map((_, i) => i), how: `labels from the folder layout: the ${K} class folders in sorted order are the model's classes${labels ? ` (no folder is named as a class of ${labels.path})` : ''}` };
+    if (labels) return { classOf: null, why: `no class folder is named as a class of ${labels.path}, and the data has ${classes.length} class folders for the model's ${K} classes` };
     return { classOf: null, why: `the data has ${classes.length} class folders and the model ${K} classes; --labels FILE (the model's class names) would match the folders to them by name` };
   }
   const classOf = classes.map(() => -1);

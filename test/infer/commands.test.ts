@@ -186,7 +186,7 @@ describe('classify: accuracy only where each folder\'s class is known', () => {
 
   it('a folder (with images) whose name is not a class name, or names two classes, gives no accuracy and says why', async () => {
     const one = join(tmp, 'one-unknown');
-    await layout(one, () => 'zulu');
+    await layout(one, (_, i) => ['alpha', 'zulu', 'bravo'][i]!);
     const r1 = await classifyImages({ checkpoint, data: one, overrides, labels });
     expect([r1.top1, r1.topk, r1.scoredBy]).toEqual([null, null, null]);
     expect(r1.notScored).toBe(`class folder 'zulu' is not among the class names of ${labels}`);
@@ -195,8 +195,18 @@ describe('classify: accuracy only where each folder\'s class is known', () => {
     expect(cli.stdout).not.toMatch(/top-1/);
     expect(cli.stderr).toContain(`no accuracy: class folder 'zulu' is not among the class names of ${labels}\n`);
     const three = join(tmp, 'three-unknown');
-    await layout(three, (_, i) => ['zulu', 'xray', 'yankee'][i]!);
-    expect((await classifyImages({ checkpoint, data: three, overrides, labels })).notScored).toBe(`class folders 'xray', 'yankee', 'zulu' are not among the class names of ${labels}`);
+    await layout(three, (_, i) => ['zulu', 'xray', 'alpha'][i]!);
+    expect((await classifyImages({ checkpoint, data: three, overrides, labels })).notScored).toBe(`class folders 'xray', 'zulu' are not among the class names of ${labels}`);
+    // folders that none of the names are (as many as the classes): by position, as without --labels
+    const synsets = join(tmp, 'synsets');
+    await layout(synsets, (p) => `n0${p}`);
+    for (let c = 0; c < 5; c++) mkdirSync(join(synsets, `n0${c}`), { recursive: true });
+    const bySynset = await classifyImages({ checkpoint, data: synsets, overrides, labels });
+    expect([bySynset.top1, bySynset.notScored]).toEqual([1, null]);
+    expect(bySynset.scoredBy).toBe(`labels from the folder layout: the 5 class folders in sorted order are the model's classes (no folder is named as a class of ${labels})`);
+    rmSync(join(synsets, 'n04'), { recursive: true, force: true });
+    const fewer = await classifyImages({ checkpoint, data: synsets, overrides, labels });
+    expect(fewer.notScored).toBe(`no class folder is named as a class of ${labels}, and the data has 4 class folders for the model's 5 classes`);
     const twice = join(tmp, 'twice.txt');
     writeFileSync(twice, 'zulu\nbravo\nzulu\ndelta\necho\n');
     const r2 = await classifyImages({ checkpoint, data: one, overrides, labels: twice });
