@@ -61,7 +61,7 @@ interface Settings {
   shortSide: number | null;
   quality: number | null;
   classes: string[];
-  source: string; // the image folder, resolved (the index's root)
+  source?: string; // the image folder, resolved (the index's root; absent in preparations started before it was kept)
 }
 
 /** OUT/.prepare/shard-NNNNN.json: one complete shard and the source files [from, to) it covers. */
@@ -88,7 +88,8 @@ function sameSettings(a: Settings, b: Settings): string[] {
     if (a[key] !== b[key]) diff.push(`${key} ${JSON.stringify(b[key])} (now ${JSON.stringify(a[key])})`);
   }
   if (JSON.stringify(a.classes) !== JSON.stringify(b.classes)) diff.push('the class folders');
-  if (a.source !== b.source) diff.push(`the image folder ${b.source ?? '(not recorded)'} (now ${a.source})`);
+  // (preparations started before the folder was recorded give none: theirs is taken to be this one)
+  if (b.source !== undefined && a.source !== b.source) diff.push(`the image folder ${b.source} (now ${a.source})`);
   return diff;
 }
 

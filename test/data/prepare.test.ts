@@ -172,6 +172,16 @@ describe('prepareShards', () => {
     expect(await prepareShards({ data: a, out, shardBytes: 1 })).toMatchObject({ complete: true, samples: 6 });
     await expect(prepareShards({ data: b, out, shardBytes: 1 })).rejects.toThrow(`${out} already holds prepared shards of other settings: the image folder ${a} (now ${b})`);
     expect((await readShardIndex(out)).root).toBe(a);
+    // a preparation started before the folder was recorded (no source in its settings) continues
+    const older = join(root, 'same-names-older');
+    const stop = new AbortController();
+    await prepareShards({ data: a, out: older, shardBytes: 1, signal: stop.signal, onEvent: (e) => e.type === 'progress' && e.done === 3 && stop.abort() });
+    const settingsPath = join(older, '.prepare', 'settings.json');
+    const { source, ...rest } = JSON.parse(readFileSync(settingsPath, 'utf8')) as Record<string, unknown>;
+    expect(source).toBe(a);
+    writeFileSync(settingsPath, JSON.stringify(rest));
+    expect(await prepareShards({ data: a, out: older, shardBytes: 1 })).toMatchObject({ complete: true, samples: 6 });
+    expect(await contents(await ShardDataset.open(older))).toEqual(whole);
   });
 
   it('refuses a source folder changed under an unfinished preparation, a foreign output folder and bad options', async () => {
