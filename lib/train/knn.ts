@@ -166,6 +166,7 @@ function checkFeatures(name: string, f: Features, numClasses: number): void {
   if (!(f.labels instanceof Int32Array) || f.labels.length !== f.n)
     throw new Error(`knn: ${name}.labels must be an Int32Array of n = ${f.n} labels, got ${f.labels instanceof Int32Array ? f.labels.length : String(f.labels)}`);
   const bad = f.labels.findIndex((y) => y < 0 || y >= numClasses);
+  if (bad >= 0 && f.labels[bad] === -1) throw new Error(`knn: ${name}.labels[${bad}] is -1: unlabelled data (no class sub-folders) cannot be scored`);
   if (bad >= 0) throw new Error(`knn: ${name}.labels[${bad}] is ${f.labels[bad]}, outside the ${numClasses} classes [0, ${numClasses})`);
 }
 

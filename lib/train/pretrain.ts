@@ -70,8 +70,8 @@ export interface PretrainOptions {
   seed?: number;
   /**
    * CPU threads, as setNumThreads (default: OMP_NUM_THREADS, else all cores). Kept in the checkpoint: a resumed run
-   * takes the run's count (on the same number of processes) unless given; another count is allowed, but the result
-   * is then not bit-identical to the uninterrupted run's (the start event's resumeNote says so)
+   * takes the run's count (on the same number of processes) unless given (OMP_NUM_THREADS set counts as given);
+   * another count is allowed, but the result is then not bit-identical to the uninterrupted run's (resumeNote)
    */
   threads?: number;
   /**
@@ -183,7 +183,7 @@ const RUN_KEYS = ['preset', 'config', 'data', 'epochs', 'batchSize', 'accumIter'
  */
 const SETTING_KEYS = ['workers', 'checkpointEvery', 'logEvery', 'visualizeEvery', 'bucketMb'] as const;
 /** Also kept and taken unless given; given ones may differ, but the resumed run then says it is not bit-identical. */
-const NUMERIC_KEYS = ['device', 'precision'] as const;
+const RESULT_KEYS = ['device', 'precision'] as const;
 
 export async function pretrain(options: PretrainOptions = {}): Promise<PretrainResult> {
   const o = withDefaults(options);
@@ -237,17 +237,25 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       throw new AgreedError(`resume: option limit differs from the checkpoint's (${saved.data?.limit ?? 'none: all of its data'} there, ${options.limit} here)`);
     Object.assign(o, pick(saved, RUN_KEYS));
     for (const k of SETTING_KEYS) if (options[k] === undefined && saved[k] !== undefined) o[k] = saved[k];
-    for (const k of NUMERIC_KEYS) {
+    for (const k of RESULT_KEYS) {
       if (saved[k] === undefined) continue;
       if (options[k] === undefined) Object.assign(o, { [k]: saved[k] });
       else if (options[k] !== saved[k]) changes.push(`${k} ${options[k]}, not the run's ${saved[k]}`);
     }
     if (knn === undefined && saved.knn) knn = saved.knn;
-    checkDevice(o.device, o.precision, 'pretrain');
+    try {
+      checkDevice(o.device, o.precision, 'pretrain');
+    } catch (e) {
+      if (options.device !== undefined) throw e;
+      throw new AgreedError(`resume: the run's device '${o.device}' comes from its checkpoint and cannot be used here (${(e as Error).message}); give another, e.g. --device cpu, with which the result will not be bit-identical to the uninterrupted run's`);
+    }
     // the effective batch defines the run; on another number of processes the per-rank batch follows from it
     const savedWorld = saved.worldSize ?? 1;
-    // the run's thread count keeps the result bit-identical (on as many processes: else each takes its default)
+    // the run's thread count keeps the result bit-identical (on as many processes: else each takes its default);
+    // OMP_NUM_THREADS set counts as given
     if (saved.threads !== undefined) {
+      const env = Number(process.env.OMP_NUM_THREADS);
+      if (threads === undefined && Number.isInteger(env) && env > 0) threads = env;
       if (threads === undefined && savedWorld === comm.size) threads = saved.threads;
       else if (threads !== undefined && threads !== saved.threads) changes.push(`${threads} threads, not the run's ${saved.threads}`);
     }
@@ -277,13 +285,17 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
   checkSameSettings(comm, { data: await datasetFingerprint(dataset), batchSize: o.batchSize, accumIter: o.accumIter }, 'data');
+  // the kNN monitor needs labels: found out now, not after the first epoch's training
+  if (knn && knn.every > 0 && (knn.data ? (await openDataset({ ...knn.data, limit: 1 }, 'train')).numClasses : dataset.numClasses) === 0)
+    throw new AgreedError(`pretrain: the kNN monitor (knn.every ${knn.every}) needs labelled data (class sub-folders), and ${knn.data ? 'knn.data' : 'the training data'} has none; give knn.data, or leave the monitor off`);
   const loader = new DataLoader(dataset, { batchSize: o.batchSize, seed: o.seed, augment: true, dropLast: true, imageSize: config.imgSize, inChans: config.inChans, workers: o.workers, shard: { rank: comm.rank, count: comm.size } });
   const pipeline = resolvePipelineConfig(dataset, { batchSize: o.batchSize, imageSize: config.imgSize, inChans: config.inChans });
   const stepsPerEpoch = loader.stepsPerEpoch;
   if (stepsPerEpoch < o.accumIter)
     throw new Error(`${stepsPerEpoch} batches per epoch are fewer than accumIter ${o.accumIter}: use a smaller batch or accumulation`);
   const stepsPerEpochOpt = Math.floor(stepsPerEpoch / o.accumIter);
-  const totalSteps = Math.min(o.maxSteps ?? Infinity, stepsPerEpochOpt * o.epochs);
+  const runSteps = stepsPerEpochOpt * o.epochs;
+  const totalSteps = Math.min(o.maxSteps ?? Infinity, runSteps);
   const effectiveBatch = o.batchSize * o.accumIter * comm.size;
   const lr = o.lr ?? scaledLr(o.blr, effectiveBatch);
   const optimizer = keep(new AdamW(model.parameterGroups(o.weightDecay), { lr, betas: [0.9, 0.95] }));
@@ -304,7 +316,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   // checkpoint goes first, so that it is never left beside the new run's log
   if (writer && !options.resume) removeRun(outDir, [ckPath, logPath]);
   if (position && writer) await cutLog(logPath, position);
-  const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size, ...pick(o, SETTING_KEYS), ...pick(o, NUMERIC_KEYS), threads: native.info().threads, knn: knn ?? null };
+  const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size, ...pick(o, SETTING_KEYS), ...pick(o, RESULT_KEYS), threads: native.info().threads, knn: knn ?? null };
   // the step of the checkpoint on disk: a second save at the same step would write the same weights again
   let savedStep = -1;
   const save = async (p: TrainPosition) => {
@@ -421,9 +433,14 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         const imgPerSec = (windowImages / (now - windowStart)) * 1000;
         const fracEpoch = epoch + (it + 1) / stepsPerEpoch;
         emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec, ...(reduced ? { comm: reduced } : {}) });
-        if (pos.step % o.logEvery === 0 || pos.step === totalSteps) {
+        // the run's lines: every logEvery steps and at its last step; a line at maxSteps between two of them is
+        // marked partial and its sums go on, so that a resumed run drops it and writes the run's own line
+        const onCadence = pos.step % o.logEvery === 0 || pos.step === runSteps;
+        if (onCadence || pos.step === totalSteps) {
           if (writer)
-            appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), gflopPerSec: round((flopsPerImage * imgPerSec) / 1e9, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString() }) + '\n');
+            appendFileSync(logPath, JSON.stringify({ step: pos.step, epoch: round(fracEpoch, 4), lr: optimizer.lr, loss: windowLoss / windowSteps, imgPerSec: round(imgPerSec, 1), gflopPerSec: round((flopsPerImage * imgPerSec) / 1e9, 1), stallMs: round(loader.stallMs, 1), time: new Date().toISOString(), ...(onCadence ? {} : { partial: true }) }) + '\n');
+        }
+        if (onCadence) {
           windowLoss = 0;
           windowSteps = 0;
           windowImages = 0;
@@ -526,8 +543,9 @@ function removeRun(outDir: string, files: string[]): void {
 
 /**
  * Cuts the log back to a checkpoint's position before a resumed run appends to it: the lines of steps after
- * `pos.step`, and kNN lines of epochs not finished at `pos`, came from the interrupted run and are written again by
- * this one; a torn last line (a kill during an append) goes too. The file is replaced atomically.
+ * `pos.step`, a partial line (written at maxSteps between two of the run's lines, whose sums the checkpoint carries
+ * on), and kNN lines of epochs not finished at `pos`, came from the interrupted run and are written again by this
+ * one; a torn last line (a kill during an append) goes too. The file is replaced atomically.
  */
 export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
   if (!existsSync(path)) return;
@@ -536,13 +554,13 @@ export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
   if (!text.endsWith('\n')) lines.pop();  // no newline after it: a partial line
   const kept = lines.filter((line) => {
     if (line.trim() === '') return false;
-    let entry: { step?: unknown; knnEpoch?: unknown };
+    let entry: { step?: unknown; knnEpoch?: unknown; partial?: unknown };
     try {
       entry = JSON.parse(line);
     } catch {
       return false;
     }
-    if (typeof entry.step === 'number') return entry.step <= pos.step;
+    if (typeof entry.step === 'number') return entry.step <= pos.step && entry.partial !== true;
     if (typeof entry.knnEpoch === 'number') return entry.knnEpoch <= pos.epoch;
     return true;
   });

@@ -84,7 +84,8 @@ describe('kNN monitor', () => {
     // the query is the class-2 sample: with 3 classes it is found; with numClasses 2 its label is refused, not a hit
     expect(knnClassify(bank, query, { k: 1, numClasses: 3 })).toMatchObject({ top1: 1, top5: 1 });
     expect(() => knnClassify(bank, query, { k: 1, numClasses: 2 })).toThrow('knn: bank.labels[2] is 2, outside the 2 classes [0, 2)');
-    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -1]) }, query)).toThrow('knn: bank.labels[2] is -1, outside the 3 classes [0, 3)');
+    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -1]) }, query)).toThrow('knn: bank.labels[2] is -1: unlabelled data (no class sub-folders) cannot be scored');
+    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -2]) }, query)).toThrow('knn: bank.labels[2] is -2, outside the 3 classes [0, 3)');
     // a query class the bank lacks counts as a miss, never as a top-5 hit
     const absent = knnClassify(bank, { ...query, labels: Int32Array.from([7]) }, { k: 1 });
     expect(absent).toMatchObject({ top1: 0, top5: 0 });

@@ -11,6 +11,7 @@ import { cutLog, pretrain, type PretrainOptions, type TrainEvent } from '../../l
 import { liveTensors } from '../../lib/tensor.js';
 import { native } from '../../lib/native.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
+import { writeImage } from '../helpers/images.js';
 
 const small: PretrainOptions = {
   preset: 'mae_vit_tiny_patch4_28',
@@ -25,6 +26,8 @@ const small: PretrainOptions = {
 };
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'mae-pretrain-'));
+// a resumed run takes OMP_NUM_THREADS as a given thread count: the tests here set it where they mean to
+delete process.env.OMP_NUM_THREADS;
 const childScript = new URL('./pretrain-child.mjs', import.meta.url).pathname;
 const readLog = (dir: string): { step?: number; loss?: number }[] =>
   readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -211,6 +214,18 @@ describe('pretrain', () => {
     expect(events2[0]).toMatchObject({ type: 'start', precision: 'fp32', resumeNote: "precision fp32, not the run's bf16: the result will not be bit-identical to the uninterrupted run's" });
   });
 
+  it('refuses the kNN monitor on unlabelled data before training, not after the first epoch', async () => {
+    const flat = tmp();
+    for (let i = 0; i < 8; i++) await writeImage(join(flat, `${i}.png`), 28, 28, i);
+    const events: string[] = [];
+    const rgb = { ...small, config: { ...small.config, inChans: 3 } };
+    await expect(pretrain({ ...rgb, data: { kind: 'folder', path: flat }, outDir: tmp(), threads: 1, batchSize: 4, knn: { every: 1 }, onEvent: (e) => events.push(e.type) })).rejects.toThrow(
+      'pretrain: the kNN monitor (knn.every 1) needs labelled data (class sub-folders), and the training data has none; give knn.data, or leave the monitor off',
+    );
+    expect(events).toEqual([]);
+    await expect(pretrain({ ...small, outDir: tmp(), threads: 1, knn: { every: 1, data: { kind: 'folder', path: flat } } })).rejects.toThrow('and knn.data has none');
+  });
+
   it('removes, with a warning, a checkpoint write that a killed run left unfinished', async () => {
     const dir = tmp();
     await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
@@ -237,6 +252,12 @@ describe('pretrain', () => {
     expect(readLog(dir).map((l) => l.step)).toEqual([3, 6, 9, 12, 15, 16]);
     expect(lines(dir)).toEqual(lines(ref));
     for (const l of readLog(dir) as { imgPerSec: number }[]) expect(l.imgPerSec).toBeGreaterThan(0);
+    // the same after maxSteps: its line at step 5 (between two of the run's) is partial, dropped on resuming
+    const cut = tmp();
+    await pretrain({ ...opts, outDir: cut, maxSteps: 5 });
+    expect(readLog(cut).map((l) => [l.step, l.partial])).toEqual([[3, undefined], [5, true]]);
+    await pretrain({ ...opts, outDir: cut, resume: true });
+    expect(lines(cut)).toEqual(lines(ref));
   });
 
   it('resumes a checkpoint written before the settings and the log line were kept: defaults, and the line starts again', async () => {
@@ -256,6 +277,34 @@ describe('pretrain', () => {
     expect(log.map((l) => l.step)).toEqual([3, 6, 9, 12, 15, 16]);
     // the line of step 6 averages step 6 alone, the first of the resumed run
     expect(log[1]!.loss).toBe(rest.losses[0]);
+  });
+
+  it('takes OMP_NUM_THREADS set when resuming as a given thread count', async () => {
+    const dir = tmp();
+    await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
+    process.env.OMP_NUM_THREADS = '2';
+    try {
+      const events: TrainEvent[] = [];
+      await pretrain({ outDir: dir, resume: true, maxSteps: 3, onEvent: (e) => events.push(e) });
+      expect(native.info().threads).toBe(2);
+      expect(events[0]).toMatchObject({ type: 'start', resumeNote: "2 threads, not the run's 1: the result will not be bit-identical to the uninterrupted run's" });
+    } finally {
+      delete process.env.OMP_NUM_THREADS;
+    }
+  });
+
+  it("says that a run's device from its checkpoint cannot be used here, and takes another when given", async () => {
+    const dir = tmp();
+    await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
+    const path = join(dir, 'checkpoint.safetensors');
+    const file = await readSafetensors(path);
+    const meta = JSON.parse(file.metadata.mae!);
+    meta.options.device = 'cuda:99'; // a GPU no machine here has
+    await writeSafetensors(path, new Map([...file.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }])), { ...file.metadata, mae: JSON.stringify(meta) });
+    await expect(pretrain({ outDir: dir, resume: true })).rejects.toThrow(/^resume: the run's device 'cuda:99' comes from its checkpoint and cannot be used here \(pretrain: device 'cuda:99' .*\); give another, e\.g\. --device cpu/);
+    const events: TrainEvent[] = [];
+    await pretrain({ outDir: dir, resume: true, device: 'cpu', maxSteps: 3, onEvent: (e) => events.push(e) });
+    expect(events[0]).toMatchObject({ type: 'start', device: 'cpu', resumeNote: "device cpu, not the run's cuda:99: the result will not be bit-identical to the uninterrupted run's" });
   });
 
   it("a figure written at a stop between epoch ends is named by its step and replaces no epoch's figure", async () => {
