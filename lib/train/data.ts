@@ -35,6 +35,14 @@ export function followUpData(given: DataSource | undefined, saved: unknown, limi
   return limit === undefined ? data : { ...data, limit };
 }
 
+/**
+ * Whether the data has a test split of its own: image folders and prepared shards do not (openDataset gives their
+ * one set of images for either split), so a test score on them needs other data, e.g. ImageNet's val folder.
+ */
+export function hasTestSplit(src: DataSource): boolean {
+  return src.kind !== 'folder' && src.kind !== 'shards';
+}
+
 export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
   expectObject('openDataset', 'src', src, false, `a data source such as { kind: 'fashion-mnist' }; kinds: ${DATA_KINDS.join(', ')}`);
   if (split !== 'train' && split !== 'test') throw new Error(`openDataset: split must be 'train' or 'test', got ${String(split)}`);
