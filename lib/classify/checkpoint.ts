@@ -3,14 +3,46 @@
  * in the header metadata ("mae-classifier"), its config and whatever the training run wants to record. And the
  * encoder of a pre-training checkpoint turned into a classifier (weights by name, decoder ignored).
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom, type ClassifierConfig } from './model.js';
 
 export const CLASSIFIER_FORMAT = 'masked-autoencoder/classifier/1';
 export const CLASSIFIER_FILE = 'classifier.safetensors';
+
+/**
+ * The files that make a folder a run's (finetune, linprobe, pretrain): a folder holding any of them is not written
+ * into by a new run unless it is asked to overwrite it.
+ */
+export const RUN_FILES = ['checkpoint.safetensors', CLASSIFIER_FILE, 'results.json', 'log.jsonl', 'head.safetensors'] as const;
+
+/**
+ * Refuses an output folder that holds a run (any of RUN_FILES), naming the folder and the file, unless `overwrite`;
+ * with `overwrite`, one that holds the checkpoint the job starts from, which overwriting would remove. Reads only.
+ */
+export function checkRunFolder(job: string, outDir: string, overwrite: boolean | undefined, checkpoint?: string): void {
+  const held = RUN_FILES.find((f) => existsSync(join(outDir, f)));
+  if (held === undefined) return;
+  if (!overwrite)
+    throw new Error(`${job}: ${outDir} holds a run already (${held}): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files`);
+  const from = checkpoint === undefined ? null : resolve(checkpoint);
+  if (from !== null && (from === resolve(outDir) || RUN_FILES.some((f) => from === resolve(outDir, f))))
+    throw new Error(`${job}: ${outDir} holds the checkpoint this run starts from (${checkpoint}), which --overwrite would remove: choose another folder (--out)`);
+}
+
+/**
+ * Removes the run in `outDir`: its RUN_FILES (results first, so that none is left beside the files of another run),
+ * its confusion matrix and a pre-training run's reconstruction figures.
+ */
+export function removeRun(outDir: string): void {
+  for (const f of ['results.json', CLASSIFIER_FILE, 'head.safetensors', 'checkpoint.safetensors', 'log.jsonl', 'confusion.png']) rmSync(join(outDir, f), { force: true });
+  const figures = join(outDir, 'reconstructions');
+  if (!existsSync(figures)) return;
+  for (const f of readdirSync(figures, { withFileTypes: true }))
+    if (f.isFile() && /^(epoch-\d{3,}|step-\d{6,})\.png$/.test(f.name)) rmSync(join(figures, f.name), { force: true });
+}
 
 export interface ClassifierMeta {
   format: string;

@@ -11,7 +11,7 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
-import { CLASSIFIER_FILE, classifierFromPretrain, saveClassifier } from '../classify/checkpoint.js';
+import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
 import { makeDirs, writeFileAtomic } from '../io/atomic.js';
@@ -25,7 +25,7 @@ import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadCheckpoint } from './checkpoint.js';
-import { followUpData, openDataset, type DataSource } from './data.js';
+import { followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { Mixup, randomErasing } from './mixup.js';
 
@@ -41,8 +41,19 @@ export interface FinetuneOptions {
   data?: DataSource;
   /** at most this many training images of the default data (a `data` given carries its own limit) */
   limit?: number;
+  /**
+   * evaluation data (default: the test split of `data`); required for data with no test split of its own (image
+   * folders, shards), whose test score would otherwise be measured on the training images
+   */
   testData?: DataSource;
+  /** output folder: classifier.safetensors, results.json, log.jsonl, confusion.png (default runs/finetune) */
   outDir?: string;
+  /**
+   * start afresh in an outDir that holds a run already (any of checkpoint.safetensors, classifier.safetensors,
+   * results.json, log.jsonl, head.safetensors): once the new run's data, checkpoint and options are checked, the old
+   * run's files are removed; without it such an outDir is an error, so that no run is lost by mistake
+   */
+  overwrite?: boolean;
   epochs?: number;
   batchSize?: number;
   accumIter?: number;
@@ -74,6 +85,11 @@ export interface FinetuneOptions {
   /** training precision: 'fp32' (default) or 'bf16' (bf16 activations, fp32 master weights, optimizer and loss;
    * on the CPU through oneDNN); evaluation runs in fp32 */
   precision?: Precision;
+  /**
+   * stops the training at the next optimizer step: the run then returns with stopped: true, its log.jsonl holding the
+   * steps taken, and writes no classifier, confusion matrix or results.json
+   */
+  signal?: AbortSignal;
   onEvent?: (e: FinetuneEvent) => void;
 }
 
@@ -81,12 +97,17 @@ export type FinetuneEvent =
   | { type: 'start'; parameters: number; loaded: number; ignored: string[]; missing: string[]; trainSamples: number; totalSteps: number; lr: number; fromScratch: boolean }
   | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number }
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; top1?: number }
+  /** the run was stopped (`signal`) after `step` optimizer steps; nothing but the log was written */
+  | { type: 'stopped'; step: number; totalSteps: number; seconds: number }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
 export interface FinetuneResult {
+  /** the run was stopped (`signal`) after `steps` optimizer steps: it was not evaluated (top1 and top5 NaN, metrics null) */
+  stopped: boolean;
+  steps: number;
   top1: number;
   top5: number;
-  metrics: ClassificationMetrics;
+  metrics: ClassificationMetrics | null;
   epochLosses: number[];
   history: { epoch: number; loss: number; top1?: number }[];
   seconds: number;
@@ -137,7 +158,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     if (options.checkpoint && v !== undefined)
       throw new Error(`finetune: the model comes from the checkpoint ${options.checkpoint}, so ${k} ${JSON.stringify(v)} would not be used; preset and config apply only with fromScratch and no checkpoint`);
   const outDir = options.outDir ?? (fromScratch ? 'runs/scratch' : 'runs/finetune');
-  makeDirs(outDir);
+  checkRunFolder('finetune', outDir, options.overwrite, options.checkpoint);
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   if (!options.checkpoint && !fromScratch) throw new Error('finetune: pass a pre-training checkpoint, or fromScratch for the baseline');
   const precision = checkPrecision(options.precision, 'finetune');
@@ -145,8 +166,10 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   // the data first (default: the checkpoint's, without its limit), so that the head gets its number of classes
   const saved = !options.data && options.checkpoint ? (await loadCheckpoint(options.checkpoint)).meta.options.data : undefined;
   const data = followUpData(options.data, saved, options.limit);
+  if (!options.testData && !hasTestSplit(data))
+    throw new Error(`finetune: the data (${data.kind} ${data.path}) has no test split: its test score would be measured on its training images; give test data (testData, --test-data PATH)`);
   const trainSet = await openDataset(data, 'train');
-  const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
+  const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, 'test');
   const clsOpts = { numClasses: trainSet.numClasses || 10, globalPool: true, dropPathRate: dropPath, headInitStd: 2e-5, seed };
   let model: VisionTransformerClassifier;
   let loaded: string[] = [];
@@ -185,19 +208,23 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   const augGen = new Generator(seed + 1000);
   emit({ type: 'start', parameters: model.numParameters(), loaded: loaded.length, ignored, missing, trainSamples: trainSet.length, totalSteps, lr, fromScratch });
 
+  // the folder is made, and an old run in it removed, only now that the data, checkpoint and options are good
+  makeDirs(outDir);
+  if (options.overwrite) removeRun(outDir);
   const logPath = join(outDir, 'log.jsonl');
   writeFileSync(logPath, '');
   const scaleGrad = Tensor.full([1], 1 / accumIter).keep();
   const epochLosses: number[] = [];
   const history: { epoch: number; loss: number; top1?: number }[] = [];
   let step = 0;
+  let stopped = false;
   const trainStart = performance.now();
   let windowStart = performance.now();
   let windowImages = 0;
   let windowLoss = 0;
   let windowSteps = 0;
   try {
-    for (let epoch = 0; epoch < epochs; epoch++) {
+    for (let epoch = 0; epoch < epochs && !stopped; epoch++) {
       const t0 = performance.now();
       let sum = 0;
       let n = 0;
@@ -249,7 +276,12 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
           windowStart = performance.now();
         }
         await yieldNow();
+        if (options.signal?.aborted) {
+          stopped = true;
+          break;
+        }
       }
+      if (stopped) break;
       const mean = sum / Math.max(1, n);
       epochLosses.push(mean);
       let top1: number | undefined;
@@ -263,12 +295,18 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     await loader.close();
   }
   const trainSeconds = (performance.now() - trainStart) / 1000;
+  if (stopped) {
+    const seconds = (performance.now() - started) / 1000;
+    emit({ type: 'stopped', step, totalSteps, seconds });
+    return { stopped, steps: step, top1: NaN, top5: NaN, metrics: null, epochLosses, history, seconds, trainSeconds, outDir };
+  }
   const metrics = await evaluateClassifier(model, testSet, { workers: options.workers ?? 1 });
   await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
   const recipe = {
     checkpoint: options.checkpoint ?? null,
     fromScratch,
     data,
+    testData: options.testData ?? null,
     epochs,
     batchSize,
     accumIter,
@@ -287,6 +325,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     cropScale: options.cropScale ?? [0.08, 1],
     flipProb,
     seed,
+    precision,
   };
   await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: fromScratch ? 'scratch' : 'finetune', recipe, top1: metrics.top1, top5: metrics.top5 });
   const seconds = (performance.now() - started) / 1000;
@@ -295,5 +334,5 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     JSON.stringify({ job: fromScratch ? 'from-scratch' : 'finetune', ...recipe, loadedKeys: loaded.length, ignoredKeys: ignored, trainSamples: trainSet.length, testSamples: testSet.length, top1: metrics.top1, top5: metrics.top5, history, trainSeconds, seconds, confusion: Array.from(metrics.confusion) }, null, 2) + '\n',
   );
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
-  return { top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, history, seconds, trainSeconds, outDir };
+  return { stopped, steps: step, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, history, seconds, trainSeconds, outDir };
 }

@@ -14,15 +14,19 @@
  * 16384, can leave a small-batch probe under-fitted.)
  *
  * Under an MPI launcher (or with `distributed: 'mpi'`) the ranks split the feature extraction, the encoder's cost,
- * and gather the features; every rank then trains the same head on them, and rank 0 alone writes the results.
+ * and gather the features; every rank then trains the same head on them, and rank 0 alone writes the results. The
+ * ranks first check that they were started alike (options, the checkpoint's weights, the data), and agree after every
+ * epoch and before the results are written: a rank that fails or is stopped ends or stops them all, and then rank 0
+ * writes no results.
  */
+import { createHash } from 'node:crypto';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { Communicator, type DistributedMode } from '../distributed/comm.js';
-import { classifierFromPretrain } from '../classify/checkpoint.js';
-import { CLASSIFIER_FILE, saveClassifier } from '../classify/checkpoint.js';
+import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
+import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
 import { makeDirs, writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
@@ -34,7 +38,7 @@ import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
-import { followUpData, openDataset, type DataSource } from './data.js';
+import { followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
@@ -50,9 +54,19 @@ export interface LinprobeOptions {
   data?: DataSource;
   /** at most this many training images of the default data (a `data` given carries its own limit) */
   limit?: number;
-  /** evaluation data (default: the test split of `data`) */
+  /**
+   * evaluation data (default: the test split of `data`); required for data with no test split of its own (image
+   * folders, shards), whose test score would otherwise be measured on the training images
+   */
   testData?: DataSource;
+  /** output folder: classifier.safetensors (or head.safetensors), results.json, log.jsonl, confusion.png */
   outDir?: string;
+  /**
+   * start afresh in an outDir that holds a run already (any of checkpoint.safetensors, classifier.safetensors,
+   * results.json, log.jsonl, head.safetensors): once the new probe's data, checkpoint and options are checked and its
+   * features computed, the old run's files are removed; without it such an outDir is an error
+   */
+  overwrite?: boolean;
   epochs?: number;
   batchSize?: number;
   blr?: number;
@@ -71,6 +85,12 @@ export interface LinprobeOptions {
   evalEvery?: number;
   /** precision of the frozen encoder's feature pass: 'fp32' (default) or 'bf16'; the head trains in fp32 */
   precision?: Precision;
+  /**
+   * stops the probe after the features, the current sweep entry or the current epoch of the head: it then returns
+   * with stopped: true and writes no head, classifier, confusion matrix or results.json (the log holds the epochs
+   * done); in an MPI job a stop on any rank stops every rank at the same point
+   */
+  signal?: AbortSignal;
   onEvent?: (e: LinprobeEvent) => void;
   /** split the feature extraction over the ranks of an MPI job: 'auto' (default: under an MPI launcher), 'mpi', 'none' */
   distributed?: DistributedMode;
@@ -85,16 +105,20 @@ export type LinprobeEvent =
   | { type: 'sweep'; blr: number; lr: number; valTop1: number; seconds: number }
   | { type: 'start'; steps: number; lr: number; dim: number }
   | { type: 'epoch'; epoch: number; loss: number; lr: number; top1?: number; seconds: number }
+  /** stopped (`signal`) after `epochs` epochs of the final head (0: before it); nothing but the log was written */
+  | { type: 'stopped'; epochs: number; seconds: number }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
 export interface LinprobeResult {
+  /** the probe was stopped (`signal`): it was not evaluated (top1 and top5 NaN, metrics null) */
+  stopped: boolean;
   /** the lr the final head was trained with (chosen by the sweep when there is one) */
   lr: number;
   /** the sweep: held-out top-1 of every base lr tried */
   sweep: { blr: number; lr: number; valTop1: number }[];
   top1: number;
   top5: number;
-  metrics: ClassificationMetrics;
+  metrics: ClassificationMetrics | null;
   epochLosses: number[];
   featureSeconds: number;
   trainSeconds: number;
@@ -108,7 +132,8 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
     // the models and the head the probe makes are freed however it ends
     return await owning((keep) => probe(options, comm, keep));
   } catch (e) {
-    comm.fail(e);
+    // the other ranks must not wait for this one (unless every rank raised this error)
+    if (!(e instanceof AgreedError)) comm.fail(e);
     throw e;
   }
 }
@@ -133,26 +158,47 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive finite number, got ${v}`);
   if (options.blrSweep?.some((b) => !(Number.isFinite(b) && b > 0))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
   const outDir = options.outDir ?? (options.rawPixels ? 'runs/linprobe-pixels' : 'runs/linprobe');
-  if (writer) makeDirs(outDir);
+  if (writer) checkRunFolder('linprobe', outDir, options.overwrite, options.checkpoint);
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   if (!options.rawPixels && !options.checkpoint) throw new Error('linprobe: pass a pre-training checkpoint (or rawPixels for the pixel baseline)');
   if (options.valSize !== undefined && !options.blrSweep?.length) throw new Error('linprobe: valSize (--val-size) only applies with a base-lr sweep (blrSweep, --blr-sweep)');
-  checkPrecision(options.precision, 'linprobe');
+  const precision = checkPrecision(options.precision, 'linprobe');
+  const pool = options.rawPixels ? 'pixels' : (options.pool ?? 'cls');
 
   let mae: MaskedAutoencoder | null = null;
   let pretrainOptions: Record<string, unknown> = {};
+  let weights: string | null = null;
   if (options.checkpoint) {
     const ck = await loadModel(options.checkpoint);
     keep(ck.model);
     pretrainOptions = ck.meta.options;
+    if (comm.size > 1) weights = modelFingerprint(ck.model);
     if (!options.rawPixels) mae = ck.model.eval();
     else ck.model.dispose();
   }
   const data = followUpData(options.data, pretrainOptions.data, options.limit);
+  if (!options.testData && !hasTestSplit(data))
+    throw new Error(`linprobe: the data (${data.kind} ${data.path}) has no test split: its test score would be measured on its training images; give test data (testData, --test-data PATH)`);
+  const testData = options.testData ?? { ...data, limit: undefined };
+  // the first collectives: every rank must probe the same encoder on the same data with the same recipe
+  checkSameSettings(
+    comm,
+    { checkpointWeights: weights, pool, data, testData, epochs, batchSize, blr: options.blr ?? null, lr: options.lr ?? null, blrSweep: options.blrSweep ?? null, valSize: options.valSize ?? null, minLr, warmupEpochs, weightDecay, seed, evalEvery: every, precision },
+    'run options',
+  );
   const trainSet = await openDataset(data, 'train');
-  const testSet = await openDataset(options.testData ?? { ...data, limit: undefined }, data.kind === 'folder' && !options.testData ? 'train' : 'test');
+  const testSet = await openDataset(testData, 'test');
+  if (comm.size > 1) checkSameSettings(comm, { train: await datasetFingerprint(trainSet), test: await datasetFingerprint(testSet) }, 'data');
   const numClasses = trainSet.numClasses || 10;
+  // whether to stop (`signal`, on any rank): every rank asks at the same points, so that all stop together; a rank
+  // that failed makes the others' question throw, naming it, before rank 0 writes anything more
+  const stopAsked = (where: string): boolean => comm.allreduce([options.signal?.aborted ? 1 : 0], 'max', `the agreement of the ranks ${where}`)[0]! > 0;
+  const stop = (epochsDone: number): LinprobeResult => {
+    const seconds = (performance.now() - started) / 1000;
+    emit({ type: 'stopped', epochs: epochsDone, seconds });
+    return { stopped: true, lr: NaN, sweep: [], top1: NaN, top5: NaN, metrics: null, epochLosses: [], featureSeconds: NaN, trainSeconds: NaN, seconds, outDir };
+  };
 
   const feats = async (split: 'train' | 'test'): Promise<Features> => {
     const t = performance.now();
@@ -167,6 +213,12 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const test = await feats('test');
   mae?.dispose(); // the features are all the probe needs of the encoder
   const featureSeconds = (performance.now() - started) / 1000;
+  if (stopAsked('after the features')) return stop(0);
+  // the folder is made, and an old run in it removed, only now that the data, checkpoint and options are good
+  if (writer) {
+    makeDirs(outDir);
+    if (options.overwrite) removeRun(outDir);
+  }
 
   const D = train.dim;
   const sweep: { blr: number; lr: number; valTop1: number }[] = [];
@@ -190,6 +242,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
       }
       sweep.push({ blr, lr: sweepLr, valTop1 });
       emit({ type: 'sweep', blr, lr: sweepLr, valTop1, seconds: (performance.now() - t0) / 1000 });
+      if (stopAsked(`after base lr ${blr} of the sweep`)) return stop(0);
     }
     lr = sweep.reduce((best, r) => (r.valTop1 > best.valTop1 ? r : best)).lr;
   }
@@ -198,27 +251,35 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   if (writer) writeFileSync(logPath, '');
 
   const trainStart = performance.now();
+  let epochsDone = 0;
   const { head, epochLosses } = await fitHead(train, lr, fitOptions, new Generator(seed), (epoch, loss, epochLr, seconds, current) => {
     const top1 = every > 0 && epoch % every === 0 && epoch < epochs ? evaluateHead(current, test, numClasses).top1 : undefined;
     if (writer) appendFileSync(logPath, JSON.stringify({ epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds }) + '\n');
     emit({ type: 'epoch', epoch, loss, lr: epochLr, ...(top1 !== undefined ? { top1 } : {}), seconds });
+    epochsDone = epoch;
+    // a rank that failed in this epoch ends this one here, before the next epoch's line is written
+    return stopAsked(`after epoch ${epoch} of the head`);
   });
   keep(head);
+  if (epochsDone < epochs) return stop(epochsDone);
   const trainSeconds = (performance.now() - trainStart) / 1000;
   const metrics = evaluateHead(head, test, numClasses);
+  // the last agreement: no rank failed, so rank 0 may write the results
+  stopAsked('before the results are written');
   if (writer) await writeConfusionPng(join(outDir, 'confusion.png'), metrics.confusion, numClasses);
 
   // the probe: the whole classifier (encoder + head.0 BatchNorm + head.1) or, for pixels, the head alone
-  if (writer && options.checkpoint && !options.rawPixels && (options.pool ?? 'cls') === 'cls') {
+  const recipe = { checkpoint: options.checkpoint ?? null, data, testData: options.testData ?? null, pool, epochs, batchSize, lr, warmupEpochs, minLr, weightDecay, seed, precision };
+  if (writer && options.checkpoint && !options.rawPixels && pool === 'cls') {
     const { model } = await classifierFromPretrain(options.checkpoint, { globalPool: false, headBatchNorm: true, headInitStd: 0.01, numClasses });
     keep(model);
     const own = model.stateDict();
     for (const [n, p] of head.namedParameters()) own.get(`head.${n}`)!.write(p.dataSync());
-    await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: 'linprobe', top1: metrics.top1, top5: metrics.top5 });
+    await saveClassifier(join(outDir, CLASSIFIER_FILE), model, { job: 'linprobe', recipe, top1: metrics.top1, top5: metrics.top5 });
   } else if (writer) {
     const tensors = new Map<string, RawTensor>();
     for (const [n, p] of head.namedParameters()) tensors.set(`head.${n}`, { shape: [...p.shape], data: p.dataSync() });
-    await writeSafetensors(join(outDir, 'head.safetensors'), tensors, { 'mae-linprobe': JSON.stringify({ rawPixels: true, dim: D, numClasses }) });
+    await writeSafetensors(join(outDir, 'head.safetensors'), tensors, { 'mae-linprobe': JSON.stringify({ rawPixels: options.rawPixels ?? false, pool, dim: D, numClasses, recipe }) });
   }
   const seconds = (performance.now() - started) / 1000;
   const summary = {
@@ -226,10 +287,11 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     checkpoint: options.checkpoint ?? null,
     pretrainData: pretrainOptions.data ?? null,
     data,
+    testData: options.testData ?? null,
     trainSamples: train.n,
     testSamples: test.n,
     featureDim: D,
-    pool: options.rawPixels ? 'pixels' : (options.pool ?? 'cls'),
+    pool,
     epochs,
     batchSize,
     lr,
@@ -239,6 +301,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     warmupEpochs,
     weightDecay,
     seed,
+    precision,
     top1: metrics.top1,
     top5: metrics.top5,
     finalTrainLoss: epochLosses[epochLosses.length - 1],
@@ -249,7 +312,21 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   };
   if (writer) await writeFileAtomic(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
-  return { lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
+  return { stopped: false, lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
+}
+
+/** A fingerprint of a model's weights: its config, and 64 values spread over each parameter. */
+function modelFingerprint(model: MaskedAutoencoder): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(model.config));
+  for (const [name, p] of model.namedParameters()) {
+    const v = p.dataSync();
+    const picks = new Float32Array(Math.min(64, v.length));
+    for (let k = 0; k < picks.length; k++) picks[k] = v[Math.floor((k * v.length) / picks.length)]!;
+    h.update(`${name} ${p.shape.join('x')}`);
+    h.update(new Uint8Array(picks.buffer));
+  }
+  return h.digest('hex').slice(0, 16);
 }
 
 /** The head's loss became NaN or infinite (the lr is too large). */
@@ -270,7 +347,7 @@ async function fitHead(
   lr: number,
   o: FitOptions,
   gen: Generator,
-  onEpoch?: (epoch: number, loss: number, lr: number, seconds: number, head: ProbeHead) => void,
+  onEpoch?: (epoch: number, loss: number, lr: number, seconds: number, head: ProbeHead) => boolean,
 ): Promise<{ head: ProbeHead; epochLosses: number[] }> {
   const D = train.dim;
   const head = new ProbeHead(D, o.numClasses, 0.01, gen);
@@ -303,8 +380,8 @@ async function fitHead(
         sum += loss;
       }
       epochLosses.push(sum / stepsPerEpoch);
-      onEpoch?.(epoch + 1, sum / stepsPerEpoch, opt.lr, (performance.now() - t0) / 1000, head);
-      await yieldNow();
+      await yieldNow(); // a signal arrives
+      if (onEpoch?.(epoch + 1, sum / stepsPerEpoch, opt.lr, (performance.now() - t0) / 1000, head)) break;
     }
     return { head, epochLosses };
   } catch (e) {

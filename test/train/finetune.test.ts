@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { openDataset } from '../../lib/train/data.js';
 import { evaluateClassifier } from '../../lib/train/evaluate.js';
 import { finetune, type FinetuneOptions } from '../../lib/train/finetune.js';
 import { liveTensors } from '../../lib/tensor.js';
+import { writeImage } from '../helpers/images.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-finetune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -108,5 +109,103 @@ describe('fine-tuning end to end (synthetic data)', () => {
     await expect(finetune({ checkpoint, preset: 'mae_vit_tiny_patch4_28', outDir })).rejects.toThrow(`finetune: the model comes from the checkpoint ${checkpoint}, so preset "mae_vit_tiny_patch4_28" would not be used; preset and config apply only with fromScratch and no checkpoint`);
     await expect(finetune({ checkpoint, fromScratch: true, config: { depth: 4 }, outDir })).rejects.toThrow(`so config {"depth":4} would not be used`);
     expect(existsSync(outDir)).toBe(false);
+  });
+});
+
+describe('fine-tuning: the output folder, the test data, a stop', () => {
+  const small = { ...data, limit: 64 };
+  const quick = { fromScratch: true, config: tiny, data: small, epochs: 1, batchSize: 32 } as const;
+  const folderOf = (out: string) => Object.fromEntries(readdirSync(out).sort().map((f) => [f, readFileSync(join(out, f), 'utf8')]));
+
+  it('refuses an outDir that holds a run, touching nothing; overwrite removes the old run only once the new one is checked', async () => {
+    const out = join(dir, 'ft-held');
+    for (const f of ['checkpoint.safetensors', 'classifier.safetensors', 'results.json', 'log.jsonl', 'head.safetensors']) {
+      rmSync(out, { recursive: true, force: true });
+      mkdirSync(out);
+      writeFileSync(join(out, f), 'old');
+      await expect(finetune({ ...quick, outDir: out }), f).rejects.toThrow(
+        `finetune: ${out} holds a run already (${f}): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files`,
+      );
+      expect(folderOf(out), f).toEqual({ [f]: 'old' });
+    }
+    // with overwrite, a run refused after its data and model are made (too few batches) leaves the old run whole
+    const old = { 'confusion.png': 'old', 'head.safetensors': 'old', 'log.jsonl': 'old', 'results.json': 'old' };
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out);
+    for (const [f, text] of Object.entries(old)) writeFileSync(join(out, f), text);
+    await expect(finetune({ ...quick, outDir: out, overwrite: true, accumIter: 4 })).rejects.toThrow('finetune: 2 batches per epoch are fewer than accumIter 4');
+    expect(folderOf(out)).toEqual(old);
+    // a good one replaces it: the old probe head is gone, the results are the new run's
+    await finetune({ ...quick, outDir: out, overwrite: true });
+    expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect([res.epochs, res.trainSamples, res.precision, res.testData]).toEqual([1, 64, 'fp32', null]);
+  });
+
+  it("never writes into the folder of the checkpoint it starts from, and creates nothing before the checkpoint is read", async () => {
+    const { pretrain } = await import('../../lib/train/pretrain.js');
+    const pt = join(dir, 'ft-pt');
+    await pretrain({ config: { ...tiny, decoderEmbedDim: 32, decoderDepth: 1, decoderNumHeads: 2 }, data: small, outDir: pt, epochs: 1, batchSize: 32, visualizeEvery: 0, threads: 1 });
+    const before = Object.fromEntries(readdirSync(pt).map((f) => [f, statSync(join(pt, f)).mtimeMs]));
+    const log = readFileSync(join(pt, 'log.jsonl'), 'utf8');
+    await expect(finetune({ checkpoint: pt, data: small, outDir: pt, epochs: 1, batchSize: 32 })).rejects.toThrow(`finetune: ${pt} holds a run already (checkpoint.safetensors)`);
+    await expect(finetune({ checkpoint: pt, data: small, outDir: pt, epochs: 1, batchSize: 32, overwrite: true })).rejects.toThrow(
+      `finetune: ${pt} holds the checkpoint this run starts from (${pt}), which --overwrite would remove: choose another folder (--out)`,
+    );
+    const file = join(pt, 'checkpoint.safetensors');
+    await expect(finetune({ checkpoint: file, data: small, outDir: pt, epochs: 1, batchSize: 32, overwrite: true })).rejects.toThrow(`holds the checkpoint this run starts from (${file})`);
+    expect(Object.fromEntries(readdirSync(pt).map((f) => [f, statSync(join(pt, f)).mtimeMs]))).toEqual(before);
+    expect(readFileSync(join(pt, 'log.jsonl'), 'utf8')).toBe(log);
+    const fresh = join(dir, 'ft-no-checkpoint');
+    await expect(finetune({ checkpoint: join(dir, 'no-such-run'), outDir: fresh })).rejects.toThrow(`checkpoint not found: ${join(dir, 'no-such-run')}`);
+    expect(existsSync(fresh)).toBe(false);
+  });
+
+  it('refuses image-folder or shard data without test data (its test score would be on the training images), and scores testData', async () => {
+    const images = async (root: string, perClass: number, seed: number) => {
+      for (const c of ['a', 'b']) {
+        mkdirSync(join(root, c), { recursive: true });
+        for (let i = 0; i < perClass; i++) await writeImage(join(root, c, `${i}.png`), 16, 16, seed + i + (c === 'b' ? 100 : 0));
+      }
+    };
+    const train = join(dir, 'ft-images-train');
+    const test = join(dir, 'ft-images-test');
+    await images(train, 8, 0);
+    await images(test, 3, 50);
+    const out = join(dir, 'ft-folder');
+    const config = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 1, numHeads: 2 };
+    for (const kind of ['folder', 'shards'] as const)
+      await expect(finetune({ fromScratch: true, config, data: { kind, path: train }, outDir: out, epochs: 1, batchSize: 8 })).rejects.toThrow(
+        `finetune: the data (${kind} ${train}) has no test split: its test score would be measured on its training images; give test data (testData, --test-data PATH)`,
+      );
+    expect(existsSync(out)).toBe(false);
+    await finetune({ fromScratch: true, config, data: { kind: 'folder', path: train }, testData: { kind: 'folder', path: test }, outDir: out, epochs: 1, batchSize: 8 });
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect([res.trainSamples, res.testSamples, res.testData]).toEqual([16, 6, { kind: 'folder', path: test }]);
+    expect((await loadClassifier(out)).meta.recipe).toMatchObject({ data: { kind: 'folder', path: train }, testData: { kind: 'folder', path: test }, precision: 'fp32' });
+  });
+
+  it('stops at the next step when its signal is aborted: the log of the steps taken, no classifier or results', async () => {
+    const out = join(dir, 'ft-stop');
+    const stop = new AbortController();
+    const events: string[] = [];
+    const before = liveTensors();
+    const r = await finetune({
+      ...quick,
+      data: { ...data, limit: 128 },
+      epochs: 3,
+      logEvery: 1,
+      outDir: out,
+      signal: stop.signal,
+      onEvent: (e) => {
+        events.push(e.type);
+        if (e.type === 'step' && e.step === 2) stop.abort();
+      },
+    });
+    expect([r.stopped, r.steps, r.top1, r.metrics]).toEqual([true, 2, NaN, null]);
+    expect(events).toEqual(['start', 'step', 'step', 'stopped']);
+    expect(readdirSync(out)).toEqual(['log.jsonl']);
+    expect(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2]);
+    expect(liveTensors()).toBe(before);
   });
 });

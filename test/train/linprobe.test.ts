@@ -1,10 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { linprobe, type LinprobeOptions } from '../../lib/train/linprobe.js';
 import { pretrain } from '../../lib/train/pretrain.js';
 import { liveTensors } from '../../lib/tensor.js';
+import { loadClassifier } from '../../lib/classify/checkpoint.js';
+import { readSafetensors } from '../../lib/io/safetensors.js';
+import { writeImage } from '../helpers/images.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-linprobe-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -100,5 +103,111 @@ describe('linear probing end to end (synthetic data)', () => {
       expect(events, message).toEqual([]);
       expect(existsSync(outDir), message).toBe(false);
     }
+  });
+});
+
+describe('linear probing: the output folder, what it records, the test data, a stop', () => {
+  const small = { kind: 'synthetic' as const, count: 128 };
+  const quick = { data: small, epochs: 2, batchSize: 32 };
+  const folderOf = (out: string) => Object.fromEntries(readdirSync(out, { withFileTypes: true }).filter((f) => f.isFile()).map((f) => [f.name, readFileSync(join(out, f.name), 'utf8')]));
+  let pt = '';
+
+  it('refuses an outDir that holds a run, touching nothing; overwrite replaces the old run once the new features are made', async () => {
+    pt = (await pretrain({ config: tiny, data: small, outDir: join(dir, 'lp-pt'), epochs: 1, batchSize: 32, visualizeEvery: 0, threads: 1 })).outDir;
+    const out = join(dir, 'lp-held');
+    for (const f of ['checkpoint.safetensors', 'classifier.safetensors', 'results.json', 'log.jsonl', 'head.safetensors']) {
+      rmSync(out, { recursive: true, force: true });
+      mkdirSync(out);
+      writeFileSync(join(out, f), 'old');
+      await expect(linprobe({ rawPixels: true, ...quick, outDir: out }), f).rejects.toThrow(
+        `linprobe: ${out} holds a run already (${f}): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files`,
+      );
+      expect(folderOf(out), f).toEqual({ [f]: 'old' });
+    }
+    // the checkpoint's own folder: refused, even with overwrite (the checkpoint would go)
+    const ptFiles = folderOf(pt);
+    await expect(linprobe({ checkpoint: pt, ...quick, outDir: pt, overwrite: true })).rejects.toThrow(`linprobe: ${pt} holds the checkpoint this run starts from (${pt}), which --overwrite would remove`);
+    expect(folderOf(pt)).toEqual(ptFiles);
+
+    // a cls probe writes the classifier; an avg probe over it with overwrite leaves only its own head, which says what
+    // it holds (encoder features, pooled by averaging), not the old classifier beside it
+    rmSync(out, { recursive: true, force: true });
+    await linprobe({ checkpoint: pt, ...quick, outDir: out });
+    expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
+    await expect(linprobe({ checkpoint: pt, ...quick, pool: 'avg', outDir: out })).rejects.toThrow(`holds a run already (classifier.safetensors)`);
+    await linprobe({ checkpoint: pt, ...quick, pool: 'avg', outDir: out, overwrite: true });
+    expect(readdirSync(out).sort()).toEqual(['confusion.png', 'head.safetensors', 'log.jsonl', 'results.json']);
+    const meta = JSON.parse((await readSafetensors(join(out, 'head.safetensors'))).metadata['mae-linprobe']!);
+    expect([meta.rawPixels, meta.pool, meta.dim, meta.numClasses]).toEqual([false, 'avg', 32, 10]);
+    expect(meta.recipe).toMatchObject({ checkpoint: pt, data: small, testData: null, pool: 'avg', epochs: 2, precision: 'fp32' });
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect([res.pool, res.precision, res.testData]).toEqual(['avg', 'fp32', null]);
+    const px = join(dir, 'lp-px-meta');
+    await linprobe({ rawPixels: true, ...quick, outDir: px });
+    expect(JSON.parse((await readSafetensors(join(px, 'head.safetensors'))).metadata['mae-linprobe']!)).toMatchObject({ rawPixels: true, pool: 'pixels', dim: 784 });
+  });
+
+  it("records its data in the classifier it saves (the recipe mae eval reads), and the precision in results.json", async () => {
+    const out = join(dir, 'lp-recipe');
+    await linprobe({ checkpoint: pt, ...quick, testData: { kind: 'synthetic', count: 64 }, outDir: out, precision: 'fp32' });
+    const { model, meta } = await loadClassifier(out);
+    model.dispose();
+    expect(meta.job).toBe('linprobe');
+    expect(meta.recipe).toEqual({ checkpoint: pt, data: small, testData: { kind: 'synthetic', count: 64 }, pool: 'cls', epochs: 2, batchSize: 32, lr: (0.1 * 32) / 256, warmupEpochs: 2 / 9, minLr: 0, weightDecay: 0, seed: 0, precision: 'fp32' });
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect([res.precision, res.testSamples]).toEqual(['fp32', 64]);
+  });
+
+  it('refuses image-folder or shard data without test data (its test score would be on the training images), and scores testData', async () => {
+    const images = async (root: string, perClass: number, seed: number) => {
+      for (const c of ['a', 'b']) {
+        mkdirSync(join(root, c), { recursive: true });
+        for (let i = 0; i < perClass; i++) await writeImage(join(root, c, `${i}.png`), 16, 16, seed + i + (c === 'b' ? 100 : 0));
+      }
+    };
+    const train = join(dir, 'lp-images-train');
+    const test = join(dir, 'lp-images-test');
+    await images(train, 8, 0);
+    await images(test, 3, 50);
+    const config = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 };
+    const rgb = (await pretrain({ config, data: { kind: 'folder', path: train }, outDir: join(dir, 'lp-pt-rgb'), epochs: 1, batchSize: 8, visualizeEvery: 0, threads: 1 })).outDir;
+    const out = join(dir, 'lp-folder');
+    // the checkpoint's data (the folder) by default, or given
+    for (const given of [undefined, { kind: 'folder', path: train }, { kind: 'shards', path: train }] as const)
+      await expect(linprobe({ checkpoint: rgb, data: given, outDir: out, epochs: 1, batchSize: 8 })).rejects.toThrow(
+        `linprobe: the data (${given?.kind ?? 'folder'} ${train}) has no test split: its test score would be measured on its training images; give test data (testData, --test-data PATH)`,
+      );
+    expect(existsSync(out)).toBe(false);
+    const r = await linprobe({ checkpoint: rgb, testData: { kind: 'folder', path: test }, outDir: out, epochs: 1, batchSize: 8 });
+    expect(r.metrics!.n).toBe(6);
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect([res.trainSamples, res.testSamples, res.testData]).toEqual([16, 6, { kind: 'folder', path: test }]);
+  });
+
+  it('stops after the epoch in which its signal is aborted: the log of the epochs done, no head, classifier or results', async () => {
+    const out = join(dir, 'lp-stop');
+    const stop = new AbortController();
+    const events: string[] = [];
+    const r = await linprobe({
+      checkpoint: pt,
+      ...quick,
+      epochs: 5,
+      outDir: out,
+      signal: stop.signal,
+      onEvent: (e) => {
+        events.push(e.type);
+        if (e.type === 'epoch' && e.epoch === 2) stop.abort();
+      },
+    });
+    expect([r.stopped, r.top1, r.metrics]).toEqual([true, NaN, null]);
+    expect(events).toEqual(['features', 'features', 'start', 'epoch', 'epoch', 'stopped']);
+    expect(readdirSync(out)).toEqual(['log.jsonl']);
+    expect(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).epoch)).toEqual([1, 2]);
+    // a stop asked during the feature pass: nothing is written, not even the folder
+    const early = new AbortController();
+    early.abort();
+    const none = await linprobe({ checkpoint: pt, ...quick, outDir: join(dir, 'lp-stop-early'), signal: early.signal });
+    expect(none.stopped).toBe(true);
+    expect(existsSync(join(dir, 'lp-stop-early'))).toBe(false);
   });
 });
