@@ -17,7 +17,7 @@
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
@@ -30,8 +30,9 @@ import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrai
 import { writeReconstructions } from './train/visualize.js';
 import { linprobe, type LinprobeEvent, type LinprobeOptions } from './train/linprobe.js';
 import { finetune, type FinetuneEvent, type FinetuneOptions } from './train/finetune.js';
-import { evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
-import { knnEvaluate } from './train/knn.js';
+import { checkClassCount, classifierFileMeta, evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
+import { KNN_QUERY_EVERY, knnData, knnEvaluate } from './train/knn.js';
+import { hasTestSplit } from './train/data.js';
 import { loadClassifier } from './classify/checkpoint.js';
 import { checkOutputFile, classifyImages, embedImages } from './infer/commands.js';
 import { BATCHES, STEP_BUDGET_S, bench, benchChart, formatBench, type BenchEvent, type BenchOptions } from './train/bench.js';
@@ -139,6 +140,9 @@ const linprobeFlags: Flags = {
   'blr-sweep': { type: 'string' },
   'val-size': { type: 'string' },
   'eval-every': { type: 'string' },
+  'test-data': { type: 'string' },
+  'test-data-kind': { type: 'string' },
+  overwrite: { type: 'boolean' },
   ...distFlags,
   precision: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -163,6 +167,9 @@ const finetuneFlags: Flags = {
   'crop-scale-min': { type: 'string' },
   'eval-every': { type: 'string' },
   'log-every': { type: 'string' },
+  'test-data': { type: 'string' },
+  'test-data-kind': { type: 'string' },
+  overwrite: { type: 'boolean' },
   precision: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -268,7 +275,8 @@ const HELP: Record<string, string> = {
           --checkpoint-every STEPS (besides each epoch end) --log-every STEPS
           --visualize-every EPOCHS (reconstructions/epoch-NNN.png; a run that stops between epoch ends with no
           figure yet writes reconstructions/step-NNNNNN.png)
-          --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features, 10000 train / 2000 test)
+          --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features: a bank of 10000 train
+          images, 2000 test queries; an image folder: every 5th image a query, the others the bank)
           Ctrl-C, SIGTERM or SIGUSR1 stops at the next step with a checkpoint, then exits with 130 (143 for SIGTERM,
           138 for SIGUSR1; under mpirun: kill -USR1 <mpirun's pid>)
   device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16: bfloat16 activations, fp32 master
@@ -290,10 +298,17 @@ const HELP: Record<string, string> = {
   head = BatchNorm (no affine) + Linear, LARS, lr = blr * batch / 256, warm-up then cosine.
   --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
   first N training images, of --data or of the default)
+  --test-data PATH --test-data-kind KIND (guessed from PATH): the data scored (default: the test split of the
+  training data; required for an image folder or shards, which have none)
   --epochs (90) --batch-size (256) --blr (0.1) --lr --min-lr (0) --warmup-epochs (10) --weight-decay (0)
   --blr-sweep B1,B2,... (choose the base lr on --val-size held-out training samples, default a sixth; then
                          train on all training samples with the best one)
   --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe) --threads N --workers N
+  --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
+  results.json, log.jsonl, head.safetensors: its files are removed once the new probe's data, checkpoint and
+  features are ready; without it that is an error)
+  Ctrl-C or SIGTERM stops after the current epoch of the head (the feature pass runs to its end) and exits with 130
+  (143 for SIGTERM): no head, classifier or results.json is written, the log holds the epochs done
   --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)
   --precision fp32|bf16 (fp32; the encoder's feature pass in bfloat16 activations, the head in fp32)
   --distributed auto|mpi|none --mpi-lib PATH --dist-timeout SECONDS: under mpirun the ranks split the feature
@@ -304,16 +319,27 @@ const HELP: Record<string, string> = {
   initialisation with the same recipe.
   --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
   first N training images, of --data or of the default)
+  --test-data PATH --test-data-kind KIND (guessed from PATH): the data scored (default: the test split of the
+  training data; required for an image folder or shards, which have none)
   --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
   --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
   --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
   --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune) --threads N --workers N
+  --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
+  results.json, log.jsonl, head.safetensors: its files are removed once the new run's data, checkpoint and options
+  are checked; without it that is an error)
+  Ctrl-C or SIGTERM stops at the next step and exits with 130 (143 for SIGTERM): no classifier or results.json is
+  written, the log holds the steps taken
   --precision fp32|bf16 (fp32; bf16 trains with bfloat16 activations, fp32 master weights; evaluation in fp32)`,
   eval: `mae eval --checkpoint PATH [flags]
   A classifier (from finetune or linprobe): top-1 / top-5 on a split and the confusion matrix as a PNG.
-  --knn with a pre-training checkpoint: weighted kNN accuracy of the encoder's cls features
-  (cosine similarity, --k (20), --temperature (0.07), train split as the bank, --train-limit N).
-  --data PATH --data-kind KIND --limit N --split train|test (test) --out FILE (confusion-<split>.png next to the checkpoint)`,
+  --knn with a pre-training checkpoint (or a linear probe's classifier): weighted kNN accuracy of the encoder's cls
+  features (cosine similarity, --k (20), --temperature (0.07)): the test split's images (--limit N) as queries
+  against the train split's as the bank (--train-limit N); data without a test split (an image folder, shards):
+  every 5th image a query, the others the bank.
+  --data PATH --data-kind KIND (default: the data the checkpoint records; needed when it records none) --limit N
+  --split train|test (test; not for an image folder or shards: scored as a whole, give the evaluation folder as
+  --data) --out FILE (confusion-<split>.png, or confusion-<folder name>.png, next to the checkpoint)`,
   embed: `mae embed --checkpoint FILE --data FOLDER [--out features.safetensors] [flags]
   Encoder features of every image in FOLDER (class sub-folders or flat; or one image file), written to --out:
   features [N, D], labels [N] (class sub-folders), and the file names, classes, pool and size as metadata.
@@ -714,7 +740,24 @@ function numbers<T extends object>(v: Record<string, unknown>, o: T, pairs: [str
   }
 }
 
-async function cmdLinprobe(argv: string[]): Promise<void> {
+/** --test-data PATH and --test-data-kind KIND (finetune, linprobe): the data scored, named as --data names the training data. */
+function testDataFlags(v: Record<string, unknown>, o: { testData?: DataSource }): void {
+  const path = v['test-data'] as string | undefined;
+  if (path === undefined && v['test-data-kind'] === undefined) return;
+  let kind = v['test-data-kind'] as string | undefined;
+  if (kind === undefined) {
+    try {
+      kind = guessDataKind(path!);
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^--data /, '--test-data '));
+    }
+  }
+  if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--test-data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
+  if (path !== undefined && kind === 'synthetic') throw new UsageError('--test-data is not read with --test-data-kind synthetic (made in memory): leave one of them out');
+  o.testData = { kind: kind as DataKind, ...(path !== undefined ? { path: resolve(path) } : {}) };
+}
+
+async function cmdLinprobe(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({ args: argv, options: linprobeFlags });
   if (!v.checkpoint && !v['raw-pixels']) throw new UsageError('linprobe: --checkpoint PATH is required (or --raw-pixels)');
   const o: LinprobeOptions = {};
@@ -725,14 +768,18 @@ async function cmdLinprobe(argv: string[]): Promise<void> {
     o.pool = v.pool as 'cls' | 'avg' | 'cls+avg';
   }
   dataOrLimit(v, o);
+  testDataFlags(v, o);
   if (v.out !== undefined) o.outDir = v.out as string;
+  if (v.overwrite) o.overwrite = true;
   numbers(v, o, [['epochs', 'epochs'], ['batch-size', 'batchSize'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'], ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['val-size', 'valSize']]);
   if (v['blr-sweep'] !== undefined) o.blrSweep = String(v['blr-sweep']).split(',').map((b) => num(b, 'blr-sweep')!);
   Object.assign(o, distOptions(v));
   const quiet = () => (activeCommunicator()?.rank ?? 0) !== 0;
   o.precision = precisionFlag(v);
-  const r = await linprobe({
+  const what = 'stopping after the current epoch of the head (the feature pass runs to its end); no results will be written';
+  const { r, code } = await stoppable(what, (signal) => linprobe({
     ...o,
+    signal,
     onEvent: (e: LinprobeEvent) => {
       if (quiet()) return;
       if (e.type === 'sweep') console.log(`sweep: blr ${e.blr} (lr ${e.lr.toExponential(2)}): held-out top-1 ${(100 * e.valTop1).toFixed(2)}% (${e.seconds.toFixed(1)} s)`);
@@ -740,13 +787,18 @@ async function cmdLinprobe(argv: string[]): Promise<void> {
       else if (e.type === 'start') console.log(`training the head: ${e.steps} steps, lr ${e.lr.toExponential(2)}`);
       else if (e.type === 'epoch' && (e.top1 !== undefined || e.epoch % 10 === 0)) console.log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)}${e.top1 !== undefined ? ` top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
     },
-  });
-  if (quiet()) return;
+  }), (r) => r.stopped);
+  if (quiet()) return code;
+  if (r.stopped) {
+    console.log(`stopped: the probe was not finished; no head, classifier, confusion matrix or results.json written in ${r.outDir}${existsSync(join(r.outDir, 'log.jsonl')) ? ` (the log of the epochs done: ${join(r.outDir, 'log.jsonl')})` : ''}`);
+    return code;
+  }
   console.log(`linear probe: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (features ${formatTime(r.featureSeconds)}, head ${formatTime(r.trainSeconds)})`);
   console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
+  return code;
 }
 
-async function cmdFinetune(argv: string[]): Promise<void> {
+async function cmdFinetune(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({ args: argv, options: finetuneFlags });
   if (!v.checkpoint && !v['from-scratch']) throw new UsageError('finetune: --checkpoint PATH is required (or --from-scratch)');
   const o: FinetuneOptions = {};
@@ -756,7 +808,9 @@ async function cmdFinetune(argv: string[]): Promise<void> {
   const config = modelConfig(v);
   if (Object.keys(config).length) o.config = config;
   dataOrLimit(v, o);
+  testDataFlags(v, o);
   if (v.out !== undefined) o.outDir = v.out as string;
+  if (v.overwrite) o.overwrite = true;
   numbers(v, o, [
     ['epochs', 'epochs'], ['batch-size', 'batchSize'], ['accum-iter', 'accumIter'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'],
     ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['layer-decay', 'layerDecay'], ['drop-path', 'dropPath'],
@@ -767,8 +821,9 @@ async function cmdFinetune(argv: string[]): Promise<void> {
   const cropMin = num(v['crop-scale-min'], 'crop-scale-min');
   if (cropMin !== undefined) o.cropScale = [cropMin, 1];
   let last = 0;
-  const r = await finetune({
+  const { r, code } = await stoppable('stopping after the current step; no classifier or results will be written', (signal) => finetune({
     ...o,
+    signal,
     onEvent: (e: FinetuneEvent) => {
       if (e.type === 'start') {
         console.log(
@@ -779,10 +834,16 @@ async function cmdFinetune(argv: string[]): Promise<void> {
         last = Date.now();
         console.log(`epoch ${e.epoch.toFixed(2)} step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`);
       } else if (e.type === 'epoch') console.log(`epoch ${e.epoch} done: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s${e.top1 !== undefined ? `, top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
+      else if (e.type === 'stopped') console.log(`stopped after ${e.step} of ${e.totalSteps} steps: not evaluated; no classifier, confusion matrix or results.json written`);
     },
-  });
+  }), (r) => r.stopped);
+  if (r.stopped) {
+    console.log(`log of the steps taken: ${join(r.outDir, 'log.jsonl')}`);
+    return code;
+  }
   console.log(`${o.fromScratch ? 'from scratch' : 'fine-tuned'}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (training ${formatTime(r.trainSeconds)}, total ${formatTime(r.seconds)})`);
   console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
+  return code;
 }
 
 /** The options both image commands share, from their flags. */
@@ -856,29 +917,61 @@ async function cmdEval(argv: string[]): Promise<void> {
   if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
   const ckPath = v.checkpoint as string;
   const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');
+  // the data: --data / --data-kind, else what the checkpoint records (refused when it records none)
+  const evalData = (recorded: DataSource | null | undefined): DataSource => {
+    if (!recorded && v.data === undefined && v['data-kind'] === undefined)
+      throw new UsageError(`eval: ${ckPath} names no data (weights from elsewhere and classifiers of older versions record none): pass --data PATH (and --data-kind KIND where the folder does not tell)`);
+    return dataSource(v, recorded ? { ...recorded, limit: undefined } : undefined)!;
+  };
   if (v.knn) {
-    const { model, meta } = await loadModel(ckPath);
-    const data = dataSource(v, { ...(meta.options.data as DataSource), limit: undefined })!;
+    let loaded: Awaited<ReturnType<typeof loadModel>>;
+    try {
+      loaded = await loadModel(ckPath);
+    } catch (e) {
+      if ((await classifierFileMeta(ckPath).catch(() => null))?.config.globalPool)
+        throw new UsageError(`eval: --knn takes a pre-training checkpoint (or a linear probe's classifier): ${ckPath} is a fine-tuned classifier, whose encoder has no final norm to take the kNN features after; evaluate it without --knn`);
+      throw e;
+    }
+    const { model, meta } = loaded;
+    const recipe = (await classifierFileMeta(ckPath).catch(() => null))?.recipe as { data?: DataSource } | undefined;
+    const data = evalData((meta.options.data as DataSource | undefined) ?? recipe?.data);
+    if (v.split !== undefined && !hasTestSplit(data))
+      throw new UsageError(`eval: --split: ${data.path} has no test split: with --knn every ${KNN_QUERY_EVERY}th image is a query and the others the bank; leave out --split`);
+    if (split === 'train') throw new UsageError('eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split');
     const trainLimit = num(v['train-limit'], 'train-limit');
-    const bank = await openDataset({ ...data, limit: trainLimit }, 'train');
-    const query = await openDataset(data, split);
+    const { bank, query, scored } = await knnData(data, { bank: trainLimit, query: data.limit });
     const opts: { k?: number; temperature?: number } = {};
     numbers(v, opts, [['k', 'k'], ['temperature', 'temperature']]);
     const t = performance.now();
     const r = await knnEvaluate(model, bank, query, opts);
-    console.log(`kNN (k ${opts.k ?? 20}, T ${opts.temperature ?? 0.07}, bank ${bank.length}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${r.n} ${split} images (${formatTime((performance.now() - t) / 1000)})`);
+    console.log(`kNN (k ${opts.k ?? 20}, T ${opts.temperature ?? 0.07}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${scored} (${formatTime((performance.now() - t) / 1000)})`);
     model.dispose();
     return;
   }
-  const { model, meta } = await loadClassifier(ckPath);
-  const recipe = meta.recipe as { data?: DataSource } | undefined;
-  const data = dataSource(v, recipe?.data ? { ...recipe.data, limit: undefined } : { kind: 'fashion-mnist' })!;
+  let loaded: Awaited<ReturnType<typeof loadClassifier>>;
+  try {
+    loaded = await loadClassifier(ckPath);
+  } catch (e) {
+    if ((await classifierFileMeta(ckPath).catch(() => undefined)) === null)
+      throw new Error(`${(e as Error).message} (eval takes a classifier of mae finetune or linprobe; a pre-training checkpoint is evaluated with --knn)`);
+    throw e;
+  }
+  const { model, meta } = loaded;
+  // where the classifier was tested (its test data, else its data's test split)
+  const recipe = meta.recipe as { data?: DataSource; testData?: DataSource | null } | undefined;
+  const data = evalData(recipe?.testData ?? recipe?.data);
+  const whole = !hasTestSplit(data);
+  if (whole && v.split !== undefined)
+    throw new UsageError(`eval: --split: ${data.path} (${data.kind}) has no train and test splits: it is scored as a whole; give the evaluation folder as --data, without --split`);
   const dataset = await openDataset(data, split);
+  checkClassCount('eval', data.path ?? `the ${data.kind} data`, dataset.numClasses, model.config.numClasses);
+  if (whole && v.data === undefined && !recipe?.testData)
+    console.error(`note: ${data.path} is the data the classifier was trained on (it has no test split): give held-out images as --data`);
   const t = performance.now();
   const r = await evaluateClassifier(model, dataset);
-  const out = (v.out as string | undefined) ?? join(ckDir, `confusion-${split}.png`);
+  const out = (v.out as string | undefined) ?? join(ckDir, whole ? `confusion-${basename(data.path!)}.png` : `confusion-${split}.png`);
   await writeConfusionPng(out, r.confusion, r.numClasses);
-  console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${r.n} ${split} images (${formatTime((performance.now() - t) / 1000)})`);
+  console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${r.n} ${whole ? `images of ${data.path}` : `${split} images`} (${formatTime((performance.now() - t) / 1000)})`);
   console.log(`confusion matrix (rows true, columns predicted): ${out}`);
   const C = r.numClasses;
   for (let i = 0; i < C; i++) console.log(Array.from(r.confusion.subarray(i * C, (i + 1) * C), (x) => String(x).padStart(5)).join(''));
@@ -1014,8 +1107,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (cmd === 'pretrain') return await cmdPretrain(rest);
     else if (cmd === 'visualize') await cmdVisualize(rest);
-    else if (cmd === 'linprobe') await cmdLinprobe(rest);
-    else if (cmd === 'finetune') await cmdFinetune(rest);
+    else if (cmd === 'linprobe') return await cmdLinprobe(rest);
+    else if (cmd === 'finetune') return await cmdFinetune(rest);
     else if (cmd === 'eval') await cmdEval(rest);
     else if (cmd === 'embed') await cmdEmbed(rest);
     else if (cmd === 'classify') await cmdClassify(rest);

@@ -1,7 +1,7 @@
 // The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
 // `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -319,5 +319,215 @@ describe('mae bench output files', () => {
     expect(JSON.parse(readFileSync(json, 'utf8')).rows).toHaveLength(2);
     expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('mae eval: what is scored', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mae-cli-eval-'));
+  const base = { imgSize: 28, patchSize: 7, inChans: 3, embedDim: 32, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 };
+  /** An image folder of `classes` class sub-folders of `per` 28 x 28 images each. */
+  async function folder(name: string, classes: number, per: number): Promise<string> {
+    const { writeImage } = await import('./helpers/images.js');
+    const { mkdirSync } = await import('node:fs');
+    const dir = join(root, name);
+    for (let c = 0; c < classes; c++) {
+      mkdirSync(join(dir, `c${c}`), { recursive: true });
+      for (let i = 0; i < per; i++) await writeImage(join(dir, `c${c}`, `${i}.png`), 28, 28, 10 * c + i);
+    }
+    return dir;
+  }
+  /** A classifier folder (as finetune and linprobe write) of a randomly initialised model; `extra` is its metadata. */
+  async function classifier(name: string, config: Record<string, unknown>, extra: Record<string, unknown>): Promise<string> {
+    const { saveClassifier } = await import('../lib/classify/checkpoint.js');
+    const { VisionTransformerClassifier, classifierConfigFrom } = await import('../lib/classify/model.js');
+    const dir = join(root, name);
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(dir, { recursive: true });
+    const model = new VisionTransformerClassifier(classifierConfigFrom(base, config), { seed: 1 });
+    await saveClassifier(join(dir, 'classifier.safetensors'), model, extra);
+    model.dispose();
+    return dir;
+  }
+  const pct = (x: number) => (100 * x).toFixed(2);
+  const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+  it('--knn on an image folder: every 5th image a query against a bank of the others, said; --split refused; a pre-training run needs --knn', async () => {
+    const data = await folder('knn-data', 4, 5);
+    const run = join(root, 'knn-run');
+    const tiny = ['--preset', 'mae_vit_tiny_patch4_28', '--in-chans', '3', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2'];
+    expect(mae(['pretrain', '--data', data, ...tiny, '--epochs', '1', '--batch-size', '4', '--max-steps', '1', '--threads', '1', '--out', run]).code).toBe(0);
+    const r = mae(['eval', '--checkpoint', run, '--knn', '--k', '1', '--threads', '1']);
+    expect(r.err).toBe('');
+    // the same kNN by hand: queries 0, 5, 10, 15, the others the bank
+    const { loadModel } = await import('../lib/train/checkpoint.js');
+    const { openDataset, pickSamples } = await import('../lib/train/data.js');
+    const { knnEvaluate } = await import('../lib/train/knn.js');
+    const all = await openDataset({ kind: 'folder', path: data });
+    const { model } = await loadModel(run);
+    const want = await knnEvaluate(model, pickSamples(all, [1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19]), pickSamples(all, [0, 5, 10, 15]), { k: 1 });
+    model.dispose();
+    expect(want.top1).toBeLessThan(1); // each query in the bank: 100%
+    expect(r.out).toMatch(new RegExp(`^kNN \\(k 1, T 0\\.07\\): top-1 ${pct(want.top1)}%  top-5 ${pct(want.top5)}% on 4 images of ${re(data)} \\(every 5th\\) against a bank of 16 of its other images \\(\\d+s\\)\\n$`));
+    expect(mae(['eval', '--checkpoint', run, '--knn', '--split', 'test'])).toEqual({
+      code: 2, out: '', err: `mae eval: --split: ${data} has no test split: with --knn every 5th image is a query and the others the bank; leave out --split\n`,
+    });
+    expect(mae(['eval', '--checkpoint', run])).toEqual({
+      code: 1, out: '', err: `mae eval: classifier not found: ${join(run, 'classifier.safetensors')} (eval takes a classifier of mae finetune or linprobe; a pre-training checkpoint is evaluated with --knn)\n`,
+    });
+  });
+
+  it('a classifier on an image folder: scored as a whole, --split refused; its class count checked; --knn refused for a fine-tuned one', async () => {
+    const f3 = await folder('f3', 3, 3);
+    const f2 = await folder('f2', 2, 3);
+    const f4 = await folder('f4', 4, 3);
+    const ft = await classifier('ft', { numClasses: 3 }, { job: 'finetune', recipe: { data: { kind: 'folder', path: f3 }, testData: null } });
+    expect(mae(['eval', '--checkpoint', ft, '--data', f3, '--split', 'test'])).toEqual({
+      code: 2, out: '', err: `mae eval: --split: ${f3} (folder) has no train and test splits: it is scored as a whole; give the evaluation folder as --data, without --split\n`,
+    });
+    // the same scores by hand
+    const { loadClassifier } = await import('../lib/classify/checkpoint.js');
+    const { evaluateClassifier } = await import('../lib/train/evaluate.js');
+    const { openDataset } = await import('../lib/train/data.js');
+    const { model } = await loadClassifier(ft);
+    const want = async (dir: string) => evaluateClassifier(model, await openDataset({ kind: 'folder', path: dir }));
+    const [w3, w2] = [await want(f3), await want(f2)];
+    model.dispose();
+    const line = (w: { top1: number; top5: number; n: number }, dir: string) => new RegExp(`^top-1 ${pct(w.top1)}%  top-5 ${pct(w.top5)}% on ${w.n} images of ${re(dir)} \\(\\d+s\\)\\n`);
+    const a = mae(['eval', '--checkpoint', ft, '--data', f3, '--threads', '1']);
+    expect([a.code, a.err]).toEqual([0, '']);
+    expect(a.out).toMatch(line(w3, f3));
+    expect(a.out).toContain(`confusion matrix (rows true, columns predicted): ${join(ft, 'confusion-f3.png')}\n`);
+    expect(existsSync(join(ft, 'confusion-f3.png'))).toBe(true);
+    // its own training folder by default: scored, and said to be its training data
+    const b = mae(['eval', '--checkpoint', ft, '--threads', '1']);
+    expect([b.code, b.err]).toEqual([0, `note: ${f3} is the data the classifier was trained on (it has no test split): give held-out images as --data\n`]);
+    expect(b.out).toMatch(line(w3, f3));
+    // fewer classes than the model's: a subset; more: refused before scoring
+    const c = mae(['eval', '--checkpoint', ft, '--data', f2, '--out', join(root, 'c2.png'), '--threads', '1']);
+    expect([c.code, c.err]).toEqual([0, '']);
+    expect(c.out).toMatch(line(w2, f2));
+    expect(mae(['eval', '--checkpoint', ft, '--data', f4])).toEqual({
+      code: 1, out: '', err: `mae eval: ${f4} has 4 classes and the classifier 3: score it on data of at most 3 classes (class i of the data is the classifier's class i)\n`,
+    });
+    expect(mae(['eval', '--checkpoint', ft, '--knn'])).toEqual({
+      code: 2, out: '', err: `mae eval: --knn takes a pre-training checkpoint (or a linear probe's classifier): ${ft} is a fine-tuned classifier, whose encoder has no final norm to take the kNN features after; evaluate it without --knn\n`,
+    });
+  });
+
+  it('a classifier that records no data: --data is asked for, with and without --knn; --knn --split train refused', async () => {
+    const lp = await classifier('lp', { inChans: 1, numClasses: 10, globalPool: false, headBatchNorm: true }, { job: 'linprobe' });
+    const noData = `mae eval: ${lp} names no data (weights from elsewhere and classifiers of older versions record none): pass --data PATH (and --data-kind KIND where the folder does not tell)\n`;
+    expect(mae(['eval', '--checkpoint', lp])).toEqual({ code: 2, out: '', err: noData });
+    expect(mae(['eval', '--checkpoint', lp, '--knn'])).toEqual({ code: 2, out: '', err: noData });
+    const a = mae(['eval', '--checkpoint', lp, '--data-kind', 'synthetic', '--limit', '16', '--threads', '1']);
+    expect([a.code, a.err]).toEqual([0, '']);
+    expect(a.out).toMatch(/^top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 16 test images \(\d+s\)\n/);
+    const knn = ['eval', '--checkpoint', lp, '--knn', '--data-kind', 'synthetic', '--limit', '8', '--train-limit', '16', '--threads', '1'];
+    const b = mae(knn);
+    expect([b.code, b.err]).toEqual([0, '']);
+    expect(b.out).toMatch(/^kNN \(k 20, T 0\.07\): top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 8 test images against a bank of 16 train images \(\d+s\)\n$/);
+    expect(mae([...knn, '--split', 'train'])).toEqual({
+      code: 2, out: '', err: 'mae eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split\n',
+    });
+  });
+});
+
+describe('mae finetune and mae linprobe: the output folder, the test data, a stop', () => {
+  const tinyPretrain = ['--data-kind', 'synthetic', '--limit', '64', '--epochs', '1', '--batch-size', '32', '--embed-dim', '32', '--depth', '1', '--num-heads', '2',
+    '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--visualize-every', '0', '--threads', '1'];
+  const scratch = ['finetune', '--from-scratch', '--data-kind', 'synthetic', '--limit', '64', '--batch-size', '32', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--threads', '1'];
+
+  it('mae finetune and linprobe refuse an --out that holds a run (a pre-training run\'s folder too) unless --overwrite, which --help documents', () => {
+    const pt = mkdtempSync(join(tmpdir(), 'mae-cli-ft-pt-'));
+    expect(mae(['pretrain', ...tinyPretrain, '--out', pt]).code).toBe(0);
+    const log = readFileSync(join(pt, 'log.jsonl'), 'utf8');
+    const into = mae(['finetune', '--checkpoint', pt, '--data-kind', 'synthetic', '--limit', '64', '--epochs', '1', '--batch-size', '32', '--out', pt]);
+    expect([into.code, into.out, into.err]).toEqual([1, '', `mae finetune: ${pt} holds a run already (checkpoint.safetensors): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files\n`]);
+    const over = mae(['linprobe', '--checkpoint', pt, '--out', pt, '--overwrite']);
+    expect([over.code, over.err]).toEqual([1, `mae linprobe: ${pt} holds the checkpoint this run starts from (${pt}), which --overwrite would remove: choose another folder (--out)\n`]);
+    expect(readFileSync(join(pt, 'log.jsonl'), 'utf8')).toBe(log);
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-lp-out-'));
+    const probe = ['linprobe', '--raw-pixels', '--data-kind', 'synthetic', '--limit', '64', '--epochs', '1', '--batch-size', '32', '--out', out];
+    expect(mae(probe).code).toBe(0);
+    const results = readFileSync(join(out, 'results.json'), 'utf8');
+    const again = mae(probe);
+    expect([again.code, again.err]).toEqual([1, `mae linprobe: ${out} holds a run already (results.json): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files\n`]);
+    expect(readFileSync(join(out, 'results.json'), 'utf8')).toBe(results);
+    const replaced = mae([...probe, '--overwrite', '--seed', '3']);
+    expect(replaced.code, replaced.err).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).seed).toBe(3);
+    for (const cmd of ['finetune', 'linprobe']) {
+      const help = mae([cmd, '--help']).out;
+      expect(help).toContain('--overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,');
+      expect(help).toContain('--test-data PATH --test-data-kind KIND (guessed from PATH)');
+      expect(help).toMatch(/Ctrl-C or SIGTERM stops .* exits with 130\n? *\(143 for SIGTERM\)/);
+    }
+  });
+
+  it('mae finetune: Ctrl-C over an old run (--overwrite) stops at the next step with 130, leaving only the new log', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-ft-int-'));
+    expect(mae([...scratch, '--epochs', '1', '--out', out]).code).toBe(0);
+    expect(existsSync(join(out, 'results.json'))).toBe(true);
+    const child = spawn(process.execPath, [cli, ...scratch, '--epochs', '500', '--log-every', '1', '--out', out, '--overwrite'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    // the new run's first step (or the end of a run that refused to start)
+    while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || !readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"step":1,'))) await sleep(5);
+    child.kill('SIGINT');
+    expect(await closed, text).toBe(130);
+    expect(text).toContain('interrupted: stopping after the current step; no classifier or results will be written (Ctrl-C again to quit at once)');
+    expect(text).toMatch(/\nstopped after \d+ of 1000 steps: not evaluated; no classifier, confusion matrix or results.json written\nlog of the steps taken: /);
+    expect(readdirSync(out)).toEqual(['log.jsonl']);
+  });
+
+  it('mae linprobe: SIGTERM stops after the current epoch with 143 and writes no results', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'mae-cli-lp-term-')), 'probe');
+    const child = spawn(process.execPath, [cli, 'linprobe', '--raw-pixels', '--data-kind', 'synthetic', '--limit', '64', '--epochs', '100000', '--batch-size', '64', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || readFileSync(join(out, 'log.jsonl'), 'utf8') === '')) await sleep(5);
+    child.kill('SIGTERM');
+    expect(await closed, text).toBe(143);
+    expect(text).toContain('SIGTERM: stopping after the current epoch of the head (the feature pass runs to its end); no results will be written');
+    expect(text).toContain(`stopped: the probe was not finished; no head, classifier, confusion matrix or results.json written in ${out} (the log of the epochs done: ${join(out, 'log.jsonl')})`);
+    expect(text).not.toMatch(/linear probe: top-1/);
+    expect(readdirSync(out)).toEqual(['log.jsonl']);
+  });
+
+  it('mae finetune and linprobe on an image folder need --test-data; mae eval scores a linprobe classifier on its own data', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'mae-cli-test-data-'));
+    const { writeImage } = await import('./helpers/images.js');
+    for (const [name, n] of [['train', 4], ['test', 2]] as const)
+      for (const c of ['a', 'b']) {
+        mkdirSync(join(root, name, c), { recursive: true });
+        for (let i = 0; i < n; i++) await writeImage(join(root, name, c, `${i}.png`), 16, 16, i + (c === 'b' ? 10 : 0) + (name === 'test' ? 100 : 0));
+      }
+    const rgb = ['--img-size', '16', '--patch-size', '4', '--in-chans', '3', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--batch-size', '4', '--epochs', '1', '--threads', '1'];
+    for (const cmd of [['finetune', '--from-scratch', ...rgb], ['linprobe', '--raw-pixels', '--batch-size', '4', '--epochs', '1']]) {
+      const out = join(root, `${cmd[0]}-out`);
+      const r = mae([...cmd, '--data', join(root, 'train'), '--out', out]);
+      expect([r.code, r.err]).toEqual([1, `mae ${cmd[0]}: the data (folder ${join(root, 'train')}) has no test split: its test score would be measured on its training images; give test data (testData, --test-data PATH)\n`]);
+      expect(existsSync(out)).toBe(false);
+      const missing = mae([...cmd, '--data', join(root, 'train'), '--test-data', join(root, 'nope'), '--out', out]);
+      expect([missing.code, missing.err]).toEqual([2, `mae ${cmd[0]}: --test-data ${join(root, 'nope')}: no such file or folder\n`]);
+      expect(mae([...cmd, '--data', join(root, 'train'), '--test-data-kind', 'nope', '--out', out]).err).toBe(`mae ${cmd[0]}: --test-data-kind must be one of fashion-mnist, mnist, cifar10, folder, shards, synthetic, got 'nope'\n`);
+    }
+    const ft = mae(['finetune', '--from-scratch', ...rgb, '--data', join(root, 'train'), '--test-data', join(root, 'test'), '--out', join(root, 'ft')]);
+    expect(ft.code, ft.err).toBe(0);
+    const res = JSON.parse(readFileSync(join(root, 'ft', 'results.json'), 'utf8'));
+    expect([res.trainSamples, res.testSamples, res.testData, res.precision]).toEqual([8, 4, { kind: 'folder', path: join(root, 'test') }, 'fp32']);
+
+    // a linprobe classifier records its data: mae eval scores it on the synthetic test split, not on Fashion-MNIST
+    const pt = join(root, 'pt');
+    expect(mae(['pretrain', ...tinyPretrain, '--out', pt]).code).toBe(0);
+    const lp = join(root, 'lp');
+    expect(mae(['linprobe', '--checkpoint', pt, '--limit', '64', '--epochs', '1', '--batch-size', '32', '--threads', '1', '--out', lp]).code).toBe(0);
+    const ev = mae(['eval', '--checkpoint', lp, '--out', join(root, 'eval.png')]);
+    expect(ev.code, ev.err).toBe(0);
+    expect(ev.out).toMatch(/^top-1 \d+\.\d\d% {2}top-5 \d+\.\d\d% on 1024 test images /);
   });
 });

@@ -102,6 +102,38 @@ export function subset(ds: Dataset, end: number, start = 0): Dataset {
   throw new Error('subset: only in-memory, folder and shard datasets can be cut');
 }
 
+/**
+ * The samples of a dataset at `indices`, in that order, as a dataset of the same kind (in-memory, folder or shards):
+ * e.g. every 5th image, to hold out part of data that has no test split.
+ */
+export function pickSamples(ds: Dataset, indices: readonly number[]): Dataset {
+  for (const i of indices)
+    if (!(Number.isInteger(i) && i >= 0 && i < ds.length)) throw new Error(`pickSamples: index ${describeValue(i)} is not a sample of a dataset of ${ds.length}`);
+  if (ds instanceof InMemoryDataset) {
+    const per = ds.channels * ds.height * ds.width;
+    const images = new Uint8Array(indices.length * per);
+    indices.forEach((i, j) => images.set(ds.images.subarray(i * per, (i + 1) * per), j * per));
+    return new InMemoryDataset({ images, labels: Int32Array.from(indices, (i) => ds.labels[i]!), channels: ds.channels, height: ds.height, width: ds.width, numClasses: ds.numClasses });
+  }
+  if (ds instanceof ImageFolderDataset) {
+    const index = { ...ds.index, files: indices.map((i) => ds.index.files[i]!), labels: Int32Array.from(indices, (i) => ds.index.labels[i]!) };
+    return new ImageFolderDataset(index, { channels: ds.channels, onBadFile: ds.onBadFile, shorterSide: ds.shorterSide, onWarning: ds.onWarning });
+  }
+  if (ds instanceof ShardDataset) {
+    // shared, as ShardDataset.open makes them: worker threads read the same arrays
+    const gather = <T extends Int32Array | Float64Array>(a: T, make: (b: SharedArrayBuffer) => T): T => {
+      const out = make(new SharedArrayBuffer(indices.length * a.BYTES_PER_ELEMENT));
+      indices.forEach((i, j) => (out[j] = a[i]!));
+      return out;
+    };
+    const int32 = (a: Int32Array) => gather(a, (b) => new Int32Array(b));
+    const s = ds.spec;
+    const spec = { ...s, shard: int32(s.shard), offset: gather(s.offset, (b) => new Float64Array(b)), size: int32(s.size), height: int32(s.height), width: int32(s.width), labels: int32(s.labels) };
+    return new ShardDataset(spec, { classes: ds.classes, sources: ds.sources.length ? indices.map((i) => ds.sources[i]!) : [] });
+  }
+  throw new Error('pickSamples: only in-memory, folder and shard datasets can be cut');
+}
+
 /** The largest synthetic images (a side) and set (count x channels x size x size bytes). */
 const SYNTHETIC_MAX_SIDE = 4096;
 const SYNTHETIC_MAX_BYTES = 2 ** 31;

@@ -8,6 +8,10 @@ import { DataLoader, type Dataset } from '../data/index.js';
 import { Tensor, tidy } from '../tensor.js';
 import { writePng, type Image8 } from '../viz/png.js';
 import { expectInteger } from '../check.js';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLASSIFIER_FILE, type ClassifierMeta } from '../classify/checkpoint.js';
+import { readSafetensors } from '../io/safetensors.js';
 
 export interface ClassificationMetrics {
   n: number;
@@ -94,6 +98,27 @@ export async function writeConfusionPng(path: string, confusion: Int32Array, num
   await writePng(path, confusionImage(confusion, numClasses));
 }
 
+/**
+ * Refuses to score a classifier of `modelClasses` classes on data (`name`, in `where`'s message) of `dataClasses`:
+ * more classes than the model's, or none (unlabelled). Fewer are fine: class i of the data is the model's class i.
+ */
+export function checkClassCount(where: string, name: string, dataClasses: number, modelClasses: number): void {
+  if (dataClasses === 0) throw new Error(`${where}: ${name} has no labels (no class sub-folders): a classifier is scored on labelled images`);
+  if (dataClasses > modelClasses)
+    throw new Error(`${where}: ${name} has ${dataClasses} classes and the classifier ${modelClasses}: score it on data of at most ${modelClasses} classes (class i of the data is the classifier's class i)`);
+}
+
+/**
+ * The "mae-classifier" metadata of a classifier file, or of a folder's classifier.safetensors (the header alone is
+ * read); null when there is no such file or it is not a classifier's.
+ */
+export async function classifierFileMeta(pathOrDir: string): Promise<ClassifierMeta | null> {
+  const path = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory() ? join(pathOrDir, CLASSIFIER_FILE) : pathOrDir;
+  if (!existsSync(path) || statSync(path).isDirectory()) return null;
+  const raw = (await readSafetensors(path, { select: () => false })).metadata['mae-classifier'];
+  return raw ? (JSON.parse(raw) as ClassifierMeta) : null;
+}
+
 /** Top-1 / top-5 and the confusion matrix of a classifier on a dataset (eval transform, no augmentation). */
 export async function evaluateClassifier(
   model: VisionTransformerClassifier,
@@ -101,6 +126,7 @@ export async function evaluateClassifier(
   opts: { batchSize?: number; workers?: number } = {},
 ): Promise<ClassificationMetrics> {
   const c = model.config;
+  checkClassCount('evaluateClassifier', 'the data', dataset.numClasses, c.numClasses);
   const wasTraining = model.training;
   model.eval();
   const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 256, shuffle: false, augment: false, imageSize: c.imgSize, inChans: c.inChans, workers: opts.workers ?? 1 });

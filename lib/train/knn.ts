@@ -14,7 +14,8 @@ import { Communicator } from '../distributed/comm.js';
 import type { MaskedAutoencoder, Precision } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
-import { subset } from './data.js';
+import { expectInteger } from '../check.js';
+import { hasTestSplit, openDataset, pickSamples, subset, type DataSource } from './data.js';
 
 export interface Features {
   /** [n, dim] */
@@ -250,4 +251,38 @@ export async function knnEvaluate(
   if (comm.size === 1) return r;
   const [hits1, hits5, n] = comm.allreduce([Math.round(r.top1 * r.n), Math.round(r.top5 * r.n), r.n], 'sum', 'the all-reduce of kNN hits');
   return { top1: hits1! / n!, top5: hits5! / n!, n: n!, predictions: comm.allgatherConcat(r.predictions, 'the all-gather of kNN predictions') };
+}
+
+/** In data without a test split, every KNN_QUERY_EVERY-th image (the first, the 6th, ...) is a query, the others the bank. */
+export const KNN_QUERY_EVERY = 5;
+
+export interface KnnData {
+  bank: Dataset;
+  query: Dataset;
+  /** what was scored, for a report: "2000 test images against a bank of 10000 train images" */
+  scored: string;
+}
+
+/**
+ * The bank and the queries of a kNN evaluation on `src` (its own limit is not used), disjoint: the train and test
+ * splits where the data has them; else (image folders, shards) its one set of images cut in two, every
+ * KNN_QUERY_EVERY-th image a query and the others the bank. Then the first `bank` and the first `query` of each.
+ */
+export async function knnData(src: DataSource, limits: { bank?: number; query?: number } = {}): Promise<KnnData> {
+  for (const k of ['bank', 'query'] as const) if (limits[k] !== undefined) expectInteger('knnData', `limits.${k}`, limits[k], 1);
+  const whole = { ...src, limit: undefined };
+  if (hasTestSplit(src)) {
+    const bank = await openDataset({ ...whole, limit: limits.bank }, 'train');
+    const query = await openDataset({ ...whole, limit: limits.query }, 'test');
+    return { bank, query, scored: `${query.length} test images against a bank of ${bank.length} train images` };
+  }
+  const all = await openDataset(whole, 'train');
+  if (all.length < 2)
+    throw new Error(`knn: ${src.path} holds 1 image: a bank and queries need 2 or more (every ${KNN_QUERY_EVERY}th image a query, the others the bank)`);
+  const q: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < all.length; i++) (i % KNN_QUERY_EVERY === 0 ? q : b).push(i);
+  const query = pickSamples(all, q.slice(0, limits.query));
+  const bank = pickSamples(all, b.slice(0, limits.bank));
+  return { bank, query, scored: `${query.length} images of ${src.path} (every ${KNN_QUERY_EVERY}th) against a bank of ${bank.length} of its other images` };
 }

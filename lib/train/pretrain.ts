@@ -20,11 +20,12 @@
  * effective batch batchSize x accumIter x N. Rank 0 alone writes the checkpoint, the log and the reconstructions;
  * every rank resumes from rank 0's checkpoint, also with another world size (the effective batch must stay the same).
  */
-import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { removeRun } from '../classify/checkpoint.js';
 import { makeDirs, removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
@@ -40,7 +41,7 @@ import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
 import { openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
-import { checkKnnOptions, knnEvaluate } from './knn.js';
+import { checkKnnOptions, knnData, knnEvaluate } from './knn.js';
 
 export interface PretrainOptions {
   /** a preset name (default mae_vit_tiny_patch4_28) and overrides of its config */
@@ -132,7 +133,10 @@ export interface PretrainOptions {
 
 export interface KnnMonitorOptions {
   every: number;
-  /** labelled data (default: the training data); the bank is its train split, the queries its test split */
+  /**
+   * labelled data (default: the training data); the bank is its train split, the queries its test split (data without
+   * a test split, an image folder or shards: every 5th image a query, the others the bank; knnData)
+   */
   data?: DataSource;
   /** bank size (default 10000) and query count (default 2000) */
   trainLimit?: number;
@@ -314,7 +318,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
 
   // a new run replaces the folder's old one only now that its data, options and model are good; the old run's
   // checkpoint goes first, so that it is never left beside the new run's log
-  if (writer && !options.resume) removeRun(outDir, [ckPath, logPath]);
+  if (writer && !options.resume) removeRun(outDir);
   if (position && writer) await cutLog(logPath, position);
   const runOptions = { ...pick(o, RUN_KEYS), worldSize: comm.size, ...pick(o, SETTING_KEYS), ...pick(o, RESULT_KEYS), threads: native.info().threads, knn: knn ?? null };
   // the step of the checkpoint on disk: a second save at the same step would write the same weights again
@@ -346,9 +350,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const knnMonitor = async (epoch: number) => {
     const k = knn!;
     const t = performance.now();
-    const src = k.data ?? { ...o.data, limit: undefined };
-    const bank = await openDataset({ ...src, limit: k.trainLimit ?? 10000 }, 'train');
-    const query = await openDataset({ ...src, limit: k.testLimit ?? 2000 }, src.kind === 'folder' ? 'train' : 'test');
+    // disjoint: the train and test splits, or (image folders, shards) every 5th image a query, the others the bank
+    const { bank, query } = await knnData(k.data ?? o.data, { bank: k.trainLimit ?? 10000, query: k.testLimit ?? 2000 });
     // the kNN monitor computes on the CPU: the weights go there for it and come back (identity kept, so the
     // optimizer's state still belongs to them); every rank computes a share of the features
     if (device !== 'cpu') model.to('cpu');
@@ -527,18 +530,6 @@ function shareCheckpoint(comm: Communicator, ck: LoadedCheckpoint | null): Loade
     return out;
   };
   return { path: manifest.path, meta: manifest.meta, weights: receive(manifest.weights, ck?.weights), optimizer: receive(manifest.optimizer, ck?.optimizer) };
-}
-
-/**
- * Removes a run's files from its folder, `files` (its checkpoint first, then its log) and its figures (the names
- * that visualize writes), before a new run starts there.
- */
-function removeRun(outDir: string, files: string[]): void {
-  for (const f of files) rmSync(f, { force: true });
-  const figures = join(outDir, 'reconstructions');
-  if (!existsSync(figures)) return;
-  for (const f of readdirSync(figures, { withFileTypes: true }))
-    if (f.isFile() && /^(epoch-\d{3,}|step-\d{6,})\.png$/.test(f.name)) rmSync(join(figures, f.name), { force: true });
 }
 
 /**

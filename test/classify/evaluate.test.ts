@@ -1,8 +1,14 @@
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { VisionTransformerClassifier, classifierConfigFrom } from '../../lib/classify/model.js';
+import { ImageFolderDataset, prepareShards } from '../../lib/data/index.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { openDataset } from '../../lib/train/data.js';
-import { MetricAccumulator, confusionImage, topkAccuracy } from '../../lib/train/evaluate.js';
-import { knnClassify, knnEvaluate, l2Normalize } from '../../lib/train/knn.js';
+import { MetricAccumulator, confusionImage, evaluateClassifier, topkAccuracy } from '../../lib/train/evaluate.js';
+import { knnClassify, knnData, knnEvaluate, l2Normalize } from '../../lib/train/knn.js';
+import { writeImage } from '../helpers/images.js';
 
 describe('classification metrics', () => {
   it('computes top-1, top-5 and the confusion matrix', () => {
@@ -47,6 +53,71 @@ describe('classification metrics', () => {
     expect(px(7, 2)).toEqual([255, 255, 255]); // row 0, col 1: nothing
     const half = px(7, 7); // row 1, col 0: half
     expect(half[0]).toBe(Math.round(255 * 0.5 + 8 * 0.5));
+  });
+});
+
+describe('evaluateClassifier', () => {
+  it('refuses data of more classes than the classifier, and unlabelled data, before scoring; takes fewer classes', async () => {
+    const base = { imgSize: 28, patchSize: 7, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 };
+    const data = await openDataset({ kind: 'synthetic', count: 8 }); // 10 classes
+    const small = new VisionTransformerClassifier(classifierConfigFrom(base, { numClasses: 3 }));
+    await expect(evaluateClassifier(small, data)).rejects.toThrow(
+      "evaluateClassifier: the data has 10 classes and the classifier 3: score it on data of at most 3 classes (class i of the data is the classifier's class i)",
+    );
+    const large = new VisionTransformerClassifier(classifierConfigFrom(base, { numClasses: 12 }));
+    const r = await evaluateClassifier(large, data);
+    expect([r.n, r.numClasses]).toEqual([8, 12]);
+    const flat = mkdtempSync(join(tmpdir(), 'mae-eval-flat-'));
+    for (let i = 0; i < 2; i++) await writeImage(join(flat, `${i}.png`), 28, 28, i);
+    const rgb = new VisionTransformerClassifier(classifierConfigFrom({ ...base, inChans: 3 }, { numClasses: 3 }));
+    await expect(evaluateClassifier(rgb, await ImageFolderDataset.open(flat))).rejects.toThrow(
+      'evaluateClassifier: the data has no labels (no class sub-folders): a classifier is scored on labelled images',
+    );
+    for (const m of [small, large, rgb]) m.dispose();
+  });
+});
+
+describe('kNN data', () => {
+  it('cuts data without a test split in two, every 5th image a query and the others the bank, then limits each', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mae-knn-data-'));
+    for (const c of ['x', 'y']) mkdirSync(join(dir, 'images', c), { recursive: true });
+    for (let k = 0; k < 12; k++) await writeImage(join(dir, 'images', k < 7 ? 'x' : 'y', `${k}.png`), 12, 12, k);
+    const files = (await ImageFolderDataset.open(join(dir, 'images'))).index.files;
+    const src = { kind: 'folder' as const, path: join(dir, 'images') };
+    const names = (ds: unknown) => (ds as ImageFolderDataset).index.files;
+    const all = await knnData(src);
+    expect(names(all.query)).toEqual([files[0], files[5], files[10]]);
+    expect(names(all.bank)).toEqual(files.filter((_, i) => i % 5 !== 0));
+    expect(all.scored).toBe(`3 images of ${src.path} (every 5th) against a bank of 9 of its other images`);
+    // the limits apply after the cut; the source's own limit is not used
+    const cut = await knnData({ ...src, limit: 2 }, { bank: 4, query: 2 });
+    expect(names(cut.query)).toEqual([files[0], files[5]]);
+    expect(names(cut.bank)).toEqual([files[1], files[2], files[3], files[4]]);
+    expect(cut.scored).toBe(`2 images of ${src.path} (every 5th) against a bank of 4 of its other images`);
+    // shards likewise
+    const shards = (await prepareShards({ data: src.path, out: join(dir, 'shards') })).dir;
+    const s = await knnData({ kind: 'shards', path: shards });
+    expect([s.query.length, s.bank.length]).toEqual([3, 9]);
+    expect(await s.query.get(1)).toEqual(await all.query.get(1));
+    expect(await s.bank.get(8)).toEqual(await all.bank.get(8));
+    // one image cannot be cut
+    mkdirSync(join(dir, 'one', 'x'), { recursive: true });
+    await writeImage(join(dir, 'one', 'x', '0.png'), 12, 12, 0);
+    await expect(knnData({ kind: 'folder', path: join(dir, 'one') })).rejects.toThrow(
+      `knn: ${join(dir, 'one')} holds 1 image: a bank and queries need 2 or more (every 5th image a query, the others the bank)`,
+    );
+  });
+
+  it('takes the train split as the bank and the test split as the queries where the data has them', async () => {
+    const r = await knnData({ kind: 'synthetic', count: 20, limit: 3 }, { bank: 8, query: 5 });
+    const train = await openDataset({ kind: 'synthetic', count: 20 }, 'train');
+    const test = await openDataset({ kind: 'synthetic', count: 20 }, 'test');
+    expect([r.bank.length, r.query.length]).toEqual([8, 5]);
+    for (let i = 0; i < 5; i++) expect(await r.query.get(i)).toEqual(await test.get(i));
+    for (let i = 0; i < 8; i++) expect(await r.bank.get(i)).toEqual(await train.get(i));
+    expect(r.scored).toBe('5 test images against a bank of 8 train images');
+    expect((await knnData({ kind: 'synthetic', count: 20 })).scored).toBe('20 test images against a bank of 20 train images');
+    await expect(knnData({ kind: 'synthetic' }, { bank: 0 })).rejects.toThrow('knnData: limits.bank must be an integer >= 1, got the number 0');
   });
 });
 

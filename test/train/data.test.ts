@@ -1,6 +1,11 @@
-// Named data sources (lib/train/data.ts): argument checks of openDataset and syntheticDataset.
+// Named data sources (lib/train/data.ts): argument checks of openDataset and syntheticDataset; pickSamples.
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openDataset, syntheticDataset, type DataSource } from '../../lib/train/data.js';
+import { ImageFolderDataset, InMemoryDataset, ShardDataset, prepareShards, type Dataset } from '../../lib/data/index.js';
+import { openDataset, pickSamples, syntheticDataset, type DataSource } from '../../lib/train/data.js';
+import { writeImage } from '../helpers/images.js';
 
 describe('openDataset and syntheticDataset arguments', () => {
   it('makes a synthetic set of the requested count, size and channels', async () => {
@@ -27,5 +32,32 @@ describe('openDataset and syntheticDataset arguments', () => {
     await expect(openDataset('synthetic' as unknown as DataSource)).rejects.toThrow("openDataset: src must be an object, got the string 'synthetic'");
     await expect(openDataset({ kind: 'synthetic' }, 'val' as 'test')).rejects.toThrow("openDataset: split must be 'train' or 'test', got val");
     expect(() => syntheticDataset(4, 1, 8, -1)).toThrow('syntheticDataset: seed must be a non-negative integer, got the number -1');
+  });
+});
+
+describe('pickSamples', () => {
+  /** Every sample of `picked` is the sample of `ds` at its index: the same pixels, size and label. */
+  async function expectPicked(ds: Dataset, picked: Dataset, indices: number[], kind: new (...a: never[]) => Dataset): Promise<void> {
+    expect(picked).toBeInstanceOf(kind);
+    expect([picked.length, picked.numClasses, picked.channels, picked.height, picked.width]).toEqual([indices.length, ds.numClasses, ds.channels, ds.height, ds.width]);
+    for (let j = 0; j < indices.length; j++) expect(await picked.get(j)).toEqual(await ds.get(indices[j]!));
+  }
+
+  it('takes the samples at the indices, in their order, of an in-memory, a folder and a shard dataset', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mae-pick-'));
+    for (const c of ['a', 'b']) mkdirSync(join(dir, 'images', c), { recursive: true });
+    for (let k = 0; k < 7; k++) await writeImage(join(dir, 'images', k < 4 ? 'a' : 'b', `${k}.png`), 9 + k, 11, k);
+    const indices = [6, 0, 5, 2];
+    const mem = syntheticDataset(7, 3, 8, 1);
+    await expectPicked(mem, pickSamples(mem, indices), indices, InMemoryDataset);
+    const folder = await ImageFolderDataset.open(join(dir, 'images'));
+    await expectPicked(folder, pickSamples(folder, indices), indices, ImageFolderDataset);
+    const shards = await ShardDataset.open((await prepareShards({ data: join(dir, 'images'), out: join(dir, 'shards') })).dir);
+    const picked = pickSamples(shards, indices) as ShardDataset;
+    await expectPicked(shards, picked, indices, ShardDataset);
+    expect(picked.sources).toEqual(indices.map((i) => shards.sources[i]));
+    expect(pickSamples(mem, []).length).toBe(0);
+    expect(() => pickSamples(mem, [7])).toThrow('pickSamples: index the number 7 is not a sample of a dataset of 7');
+    expect(() => pickSamples(mem, [1.5])).toThrow('pickSamples: index the number 1.5 is not a sample of a dataset of 7');
   });
 });

@@ -12,6 +12,8 @@ import { liveTensors } from '../../lib/tensor.js';
 import { native } from '../../lib/native.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { writeImage } from '../helpers/images.js';
+import { openDataset, pickSamples } from '../../lib/train/data.js';
+import { knnEvaluate } from '../../lib/train/knn.js';
 
 const small: PretrainOptions = {
   preset: 'mae_vit_tiny_patch4_28',
@@ -224,6 +226,28 @@ describe('pretrain', () => {
     );
     expect(events).toEqual([]);
     await expect(pretrain({ ...small, outDir: tmp(), threads: 1, knn: { every: 1, data: { kind: 'folder', path: flat } } })).rejects.toThrow('and knn.data has none');
+  });
+
+  it('the kNN monitor on an image folder scores every 5th image against a bank of the others, never a query against itself', async () => {
+    const dir = tmp();
+    for (let k = 0; k < 20; k++) {
+      mkdirSync(join(dir, `c${k % 4}`), { recursive: true });
+      await writeImage(join(dir, `c${k % 4}`, `${k}.png`), 28, 28, k);
+    }
+    const events: TrainEvent[] = [];
+    const outDir = tmp();
+    const rgb = { ...small, config: { ...small.config, inChans: 3 } };
+    await pretrain({ ...rgb, data: { kind: 'folder', path: dir }, epochs: 1, batchSize: 4, threads: 1, outDir, knn: { every: 1, k: 1 }, onEvent: (e) => events.push(e) });
+    const knn = events.filter((e) => e.type === 'knn') as Extract<TrainEvent, { type: 'knn' }>[];
+    expect(knn).toHaveLength(1);
+    // the same kNN by hand on the run's final weights (those the monitor used): queries 0, 5, 10, 15, the others the bank
+    const all = await openDataset({ kind: 'folder', path: dir });
+    expect(all.length).toBe(20);
+    const { model } = await loadModel(outDir);
+    const r = await knnEvaluate(model, pickSamples(all, [1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19]), pickSamples(all, [0, 5, 10, 15]), { k: 1 });
+    model.dispose();
+    expect([knn[0]!.top1, knn[0]!.top5]).toEqual([r.top1, r.top5]);
+    expect(r.top1).toBeLessThan(1); // with each query in the bank, k = 1 finds it: 100%
   });
 
   it('removes, with a warning, a checkpoint write that a killed run left unfinished', async () => {
