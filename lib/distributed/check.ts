@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Dataset } from '../data/index.js';
+import type { Tensor } from '../tensor.js';
 import type { Communicator } from './comm.js';
 
 /** An Error that every rank raises at the same point (a collective check): no rank needs to tell the others. */
@@ -45,6 +46,20 @@ export async function datasetFingerprint(ds: Dataset): Promise<string> {
     const s = await ds.get(i);
     h.update(new Uint8Array(s.image.buffer, s.image.byteOffset, s.image.byteLength));
     h.update(String(s.label));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** A fingerprint of a model's weights: its config, and 64 values spread over each parameter. */
+export function modelFingerprint(model: { config: unknown; namedParameters(): [string, Tensor][] }): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(model.config));
+  for (const [name, p] of model.namedParameters()) {
+    const v = p.dataSync();
+    const picks = new Float32Array(Math.min(64, v.length));
+    for (let k = 0; k < picks.length; k++) picks[k] = v[Math.floor((k * v.length) / picks.length)]!;
+    h.update(`${name} ${p.shape.join('x')}`);
+    h.update(new Uint8Array(picks.buffer));
   }
   return h.digest('hex').slice(0, 16);
 }

@@ -19,13 +19,12 @@
  * epoch and before the results are written: a rank that fails or is stopped ends or stops them all, and then rank 0
  * writes no results.
  */
-import { createHash } from 'node:crypto';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { Communicator, type DistributedMode } from '../distributed/comm.js';
-import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
+import { AgreedError, checkSameSettings, datasetFingerprint, modelFingerprint } from '../distributed/check.js';
 import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
 import { makeDirs, writeFileAtomic } from '../io/atomic.js';
@@ -313,20 +312,6 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   if (writer) await writeFileAtomic(join(outDir, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
   emit({ type: 'end', top1: metrics.top1, top5: metrics.top5, seconds });
   return { stopped: false, lr, sweep, top1: metrics.top1, top5: metrics.top5, metrics, epochLosses, featureSeconds, trainSeconds, seconds, outDir };
-}
-
-/** A fingerprint of a model's weights: its config, and 64 values spread over each parameter. */
-function modelFingerprint(model: MaskedAutoencoder): string {
-  const h = createHash('sha256');
-  h.update(JSON.stringify(model.config));
-  for (const [name, p] of model.namedParameters()) {
-    const v = p.dataSync();
-    const picks = new Float32Array(Math.min(64, v.length));
-    for (let k = 0; k < picks.length; k++) picks[k] = v[Math.floor((k * v.length) / picks.length)]!;
-    h.update(`${name} ${p.shape.join('x')}`);
-    h.update(new Uint8Array(picks.buffer));
-  }
-  return h.digest('hex').slice(0, 16);
 }
 
 /** The head's loss became NaN or infinite (the lr is too large). */
