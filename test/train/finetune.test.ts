@@ -182,7 +182,9 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
     await finetune({ fromScratch: true, config, data: { kind: 'folder', path: train }, testData: { kind: 'folder', path: test }, outDir: out, epochs: 1, batchSize: 8 });
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect([res.trainSamples, res.testSamples, res.testData]).toEqual([16, 6, { kind: 'folder', path: test }]);
-    expect((await loadClassifier(out)).meta.recipe).toMatchObject({ data: { kind: 'folder', path: train }, testData: { kind: 'folder', path: test }, precision: 'fp32' });
+    const saved = await loadClassifier(out);
+    expect(saved.meta.recipe).toMatchObject({ data: { kind: 'folder', path: train }, testData: { kind: 'folder', path: test }, precision: 'fp32' });
+    saved.model.dispose();
   });
 
   it('stops at the next step when its signal is aborted: the log of the steps taken, no classifier or results', async () => {
