@@ -307,8 +307,9 @@ const HELP: Record<string, string> = {
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
   results.json, log.jsonl, head.safetensors: its files are removed once the new probe's data, checkpoint and
   features are ready; without it that is an error)
-  Ctrl-C or SIGTERM stops after the current epoch of the head (the feature pass runs to its end) and exits with 130
-  (143 for SIGTERM): no head, classifier or results.json is written, the log holds the epochs done
+  Ctrl-C or SIGTERM stops after the current batch of the feature pass or epoch of the head (under mpirun the feature
+  pass runs to its end) and exits with 130 (143 for SIGTERM): no head, classifier or results.json is written, the
+  log holds the epochs done
   --pool cls|avg|cls+avg (cls, the official probe; the others are variants on the normed patch tokens)
   --precision fp32|bf16 (fp32; the encoder's feature pass in bfloat16 activations, the head in fp32)
   --distributed auto|mpi|none --mpi-lib PATH --dist-timeout SECONDS: under mpirun the ranks split the feature
@@ -776,7 +777,7 @@ async function cmdLinprobe(argv: string[]): Promise<number> {
   Object.assign(o, distOptions(v));
   const quiet = () => (activeCommunicator()?.rank ?? 0) !== 0;
   o.precision = precisionFlag(v);
-  const what = 'stopping after the current epoch of the head (the feature pass runs to its end); no results will be written';
+  const what = 'stopping after the current batch of features or epoch of the head; no results will be written';
   const { r, code } = await stoppable(what, (signal) => linprobe({
     ...o,
     signal,

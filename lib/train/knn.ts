@@ -42,10 +42,11 @@ export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
 export async function extractFeatures(
   model: MaskedAutoencoder,
   dataset: Dataset,
-  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; precision?: Precision; onProgress?: (done: number, total: number) => void; comm?: Communicator } = {},
+  opts: { pool?: FeaturePool; batchSize?: number; workers?: number; precision?: Precision; onProgress?: (done: number, total: number) => void; comm?: Communicator; signal?: AbortSignal } = {},
 ): Promise<Features> {
   const comm = opts.comm;
   if (comm && comm.size > 1) {
+    if (opts.signal) throw new Error('extractFeatures: a signal cannot stop a pass shared by several ranks');
     const part = await extractFeatures(model, shareOf(dataset, comm), { ...opts, comm: undefined });
     const features = comm.allgatherConcat(part.features, 'the all-gather of encoder features');
     const labels = comm.allgatherConcat(part.labels, 'the all-gather of labels');
@@ -85,6 +86,7 @@ export async function extractFeatures(
       labels.set(batch.labels, at);
       at += batch.size;
       opts.onProgress?.(at, n);
+      opts.signal?.throwIfAborted();
     }
   } finally {
     await loader.close();
@@ -92,8 +94,8 @@ export async function extractFeatures(
   return { features, labels, n, dim: D };
 }
 
-/** Flattened normalised pixels as features (the raw-pixel baseline). */
-export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number } = {}): Promise<Features> {
+/** Flattened normalised pixels as features (the raw-pixel baseline); an aborted `signal` ends it after the current batch. */
+export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number; signal?: AbortSignal } = {}): Promise<Features> {
   const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, ...(opts.imageSize ? { imageSize: opts.imageSize } : {}), ...(opts.inChans ? { inChans: opts.inChans } : {}), workers: opts.workers ?? 1 });
   const n = dataset.length;
   let features: Float32Array | null = null;
@@ -108,6 +110,7 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
       batch.release();
       labels.set(batch.labels, at);
       at += batch.size;
+      opts.signal?.throwIfAborted();
     }
   } finally {
     await loader.close();

@@ -85,9 +85,10 @@ export interface LinprobeOptions {
   /** precision of the frozen encoder's feature pass: 'fp32' (default) or 'bf16'; the head trains in fp32 */
   precision?: Precision;
   /**
-   * stops the probe after the features, the current sweep entry or the current epoch of the head: it then returns
-   * with stopped: true and writes no head, classifier, confusion matrix or results.json (the log holds the epochs
-   * done); in an MPI job a stop on any rank stops every rank at the same point
+   * stops the probe after the current batch of the feature pass, the current sweep entry or the current epoch of the
+   * head: it then returns with stopped: true and writes no head, classifier, confusion matrix or results.json (the
+   * log holds the epochs done); in an MPI job a stop on any rank stops every rank at the same point, the feature
+   * pass (shared by the ranks) run to its end
    */
   signal?: AbortSignal;
   onEvent?: (e: LinprobeEvent) => void;
@@ -199,18 +200,28 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     return { stopped: true, lr: NaN, sweep: [], top1: NaN, top5: NaN, metrics: null, epochLosses: [], featureSeconds: NaN, trainSeconds: NaN, seconds, outDir };
   };
 
+  // a single process stops within the feature pass (after its current batch); ranks stop together after it
+  const signal = comm.size === 1 ? options.signal : undefined;
   const feats = async (split: 'train' | 'test'): Promise<Features> => {
     const t = performance.now();
     const ds = split === 'train' ? trainSet : testSet;
     const f = mae
-      ? await extractFeatures(mae, ds, { pool: options.pool ?? 'cls', batchSize: 256, workers: options.workers ?? 1, precision: options.precision, comm })
-      : await pixelFeatures(ds, { workers: options.workers ?? 1 });
+      ? await extractFeatures(mae, ds, { pool: options.pool ?? 'cls', batchSize: 256, workers: options.workers ?? 1, precision: options.precision, comm, signal })
+      : await pixelFeatures(ds, { workers: options.workers ?? 1, signal });
     emit({ type: 'features', split, n: f.n, dim: f.dim, seconds: (performance.now() - t) / 1000 });
     return f;
   };
-  const train = await feats('train');
-  const test = await feats('test');
-  mae?.dispose(); // the features are all the probe needs of the encoder
+  let train: Features;
+  let test: Features;
+  try {
+    train = await feats('train');
+    test = await feats('test');
+  } catch (e) {
+    if (signal?.aborted && e === signal.reason) return stop(0);
+    throw e;
+  } finally {
+    mae?.dispose(); // the features are all the probe needs of the encoder
+  }
   const featureSeconds = (performance.now() - started) / 1000;
   if (stopAsked('after the features')) return stop(0);
   // the folder is made, and an old run in it removed, only now that the data, checkpoint and options are good

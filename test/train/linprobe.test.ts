@@ -203,11 +203,18 @@ describe('linear probing: the output folder, what it records, the test data, a s
     expect(events).toEqual(['features', 'features', 'start', 'epoch', 'epoch', 'stopped']);
     expect(readdirSync(out)).toEqual(['log.jsonl']);
     expect(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).epoch)).toEqual([1, 2]);
-    // a stop asked during the feature pass: nothing is written, not even the folder
-    const early = new AbortController();
-    early.abort();
-    const none = await linprobe({ checkpoint: pt, ...quick, outDir: join(dir, 'lp-stop-early'), signal: early.signal });
-    expect(none.stopped).toBe(true);
-    expect(existsSync(join(dir, 'lp-stop-early'))).toBe(false);
+    // a stop asked during the feature pass ends it after its current batch: no features event, nothing written,
+    // not even the folder, and the encoder's tensors are freed
+    const live = liveTensors();
+    for (const rawPixels of [false, true]) {
+      const early = new AbortController();
+      early.abort();
+      const earlyEvents: string[] = [];
+      const none = await linprobe({ ...(rawPixels ? { rawPixels } : { checkpoint: pt }), ...quick, outDir: join(dir, 'lp-stop-early'), signal: early.signal, onEvent: (e) => earlyEvents.push(e.type) });
+      expect(none.stopped).toBe(true);
+      expect(earlyEvents).toEqual(['stopped']);
+      expect(existsSync(join(dir, 'lp-stop-early'))).toBe(false);
+    }
+    expect(liveTensors()).toBe(live);
   });
 });

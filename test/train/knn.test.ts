@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { Communicator } from '../../lib/distributed/comm.js';
+import { MaskedAutoencoder } from '../../lib/mae/model.js';
+import { liveTensors } from '../../lib/tensor.js';
+import { openDataset } from '../../lib/train/data.js';
+import { extractFeatures, pixelFeatures } from '../../lib/train/knn.js';
+
+const config = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 };
+
+describe('feature passes stop on their signal', () => {
+  it('extractFeatures and pixelFeatures end after the batch in which the signal is aborted, with its reason', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 1 });
+    const ds = await openDataset({ kind: 'synthetic', count: 40, imageSize: 16 }, 'train');
+    const live = liveTensors();
+    const stop = new AbortController();
+    const done: number[] = [];
+    const reason = new Error('asked to stop');
+    await expect(
+      extractFeatures(model, ds, {
+        batchSize: 8,
+        signal: stop.signal,
+        onProgress: (at) => {
+          done.push(at);
+          if (at === 16) stop.abort(reason);
+        },
+      }),
+    ).rejects.toBe(reason);
+    expect(done).toEqual([8, 16]);
+    expect(liveTensors()).toBe(live);
+    // not aborted: the whole pass
+    const all = await extractFeatures(model, ds, { batchSize: 8, signal: new AbortController().signal });
+    expect(all.n).toBe(40);
+
+    const early = new AbortController();
+    early.abort();
+    await expect(pixelFeatures(ds, { batchSize: 8, signal: early.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    expect((await pixelFeatures(ds, { batchSize: 8, signal: new AbortController().signal })).n).toBe(40);
+    model.dispose();
+  });
+
+  it('refuses a signal for a pass shared by several ranks (each rank must finish its share)', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 1 });
+    const ds = await openDataset({ kind: 'synthetic', count: 8, imageSize: 16 }, 'train');
+    const two = Object.assign(Object.create(Communicator.prototype), { size: 2, rank: 0 }) as Communicator;
+    await expect(extractFeatures(model, ds, { comm: two, signal: new AbortController().signal })).rejects.toThrow(/cannot stop a pass shared by several ranks/);
+    model.dispose();
+  });
+});
