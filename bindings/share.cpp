@@ -22,7 +22,9 @@ struct Shared {
 };
 
 std::mutex mu;
-std::unordered_map<int64_t, Shared> table;
+// never destroyed: entries left at exit (a worker ended before it took its tensors) are not freed then, when the
+// allocator and other static state may already be gone; the process's memory goes back with it
+std::unordered_map<int64_t, Shared>& table = *new std::unordered_map<int64_t, Shared>;
 int64_t next_id = 1;
 
 // ids are integers JavaScript numbers hold exactly

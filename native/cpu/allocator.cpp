@@ -13,16 +13,11 @@
 namespace mae::cpu {
 namespace {
 
-// size class -> free blocks; the blocks go back to the system when the process exits
-struct Cache : std::map<size_t, std::vector<void*>> {
-  ~Cache() {
-    for (auto& [cls, blocks] : *this)
-      for (void* p : blocks) std::free(p);
-  }
-};
-
+// size class -> free blocks. Never destroyed: a Storage can be freed while the process exits, after the static
+// destructors ran (one left in the shared-tensor table, bindings/share.cpp), so the cache must outlive them all;
+// its blocks go back to the system with the process.
 std::mutex mu;
-Cache cache;
+std::map<size_t, std::vector<void*>>& cache = *new std::map<size_t, std::vector<void*>>;
 AllocatorStats st;
 
 size_t size_class(size_t bytes) {

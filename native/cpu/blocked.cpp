@@ -62,7 +62,8 @@ const bool enabled = [] {
 }();
 
 std::mutex mu;
-std::unordered_map<const void*, Entry> entries;
+// never destroyed, like the allocator's cache, whose free calls blocked_weights_forget even while the process exits
+std::unordered_map<const void*, Entry>& entries = *new std::unordered_map<const void*, Entry>;
 std::atomic<bool> any{false};  // whether an entry was ever made (the allocator's free skips the lock until then)
 
 bool same(const BlockedLayout& a, const BlockedLayout& b) {
