@@ -87,7 +87,6 @@ class InferenceWorker {
     // no Node flags of the parent's: some stop a worker (--input-type), others are refused in one (--expose-gc), and
     // the compiled worker needs none
     this.worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
-    this.worker.unref();
     this.worker.on('message', (m: WorkerReply) => {
       if (m.type === 'ready') dropParams();
       else if (m.type === 'fatal') this.stop(new Error(`inference worker: ${m.message}`));
@@ -98,6 +97,7 @@ class InferenceWorker {
       dropParams();
       this.stop(new Error(`inference worker exited (code ${code})`));
     });
+    this.worker.unref(); // after the listeners: adding a 'message' listener refs the worker's port again
   }
 
   get alive(): boolean {

@@ -165,6 +165,21 @@ describe('embedAsync', () => {
     expect(r.stdout).toContain('embedded 1x5x16');
   });
 
+  it('a first call that is refused (disposed images) leaves no worker keeping the process alive', () => {
+    const script = `
+      const { MaskedAutoencoder, VisionTransformerClassifier, classifierConfigFrom, Tensor } = await import(${JSON.stringify(new URL('index.js', dist).href)});
+      const mae = new MaskedAutoencoder({ imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2 });
+      const vit = new VisionTransformerClassifier(classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 }, { numClasses: 3 }));
+      const x = Tensor.zeros([1, 3, 16, 16]);
+      x.dispose();
+      for (const call of [() => mae.embedAsync(x), () => vit.forwardAsync(x)])
+        await call().then(() => console.log('resolved'), (e) => console.log('rejected:', e.message));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal, 'the process did not exit by itself').toBe(null);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.match(/rejected: .*disposed/g)?.length).toBe(2);
+  });
+
   it('a model garbage-collected without dispose() ends its worker, and every tensor is freed', () => {
     const script = `
       const { MaskedAutoencoder, Tensor, liveTensors } = await import(${JSON.stringify(new URL('index.js', dist).href)});
