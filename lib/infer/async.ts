@@ -7,6 +7,9 @@
  * so the weights exist once and the results are bit for bit those of embed / forward. The images are copied once
  * (the caller may change or free its own meanwhile) and the result comes back the same way, without a copy.
  *
+ * The worker reads the weights where they are, so a call in flight when any of them changes (Tensor.version: an
+ * optimizer step, loadStateDict, write) rejects instead of resolving to a mix of old and new weights.
+ *
  * Calls are queued: the worker takes them one at a time, in order. A failing call rejects its promise; a worker that
  * dies rejects every pending call and is started again by the next one. Nothing is left behind: an idle worker holds no
  * reference to the model, is unref'd (it never keeps the process alive), and is terminated by the model's dispose()
@@ -65,6 +68,9 @@ interface Pending {
   imagesId: number;
   /** the model the call runs, held until the call settles so that it is not garbage-collected meanwhile */
   model: AsyncModel;
+  op: InferenceOp;
+  /** its parameters' Tensor.version at the call: any other at the result means the weights changed meanwhile */
+  versions: number[];
 }
 
 const workerUrl = new URL('./worker.js', import.meta.url);
@@ -111,7 +117,7 @@ class InferenceWorker {
     copy.dispose();
     const id = this.next++;
     return new Promise<Tensor>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, imagesId, model });
+      this.pending.set(id, { resolve, reject, imagesId, model, op, versions });
       busy.add(this);
       this.worker.ref();
       this.worker.postMessage({ id, op, imagesId, precision, versions } satisfies WorkerRequest);
@@ -125,8 +131,14 @@ class InferenceWorker {
     this.pending.delete(m.id);
     native.dropTensor(p.imagesId);
     if (this.pending.size === 0) this.idle();
-    if (m.type === 'result') p.resolve(new Tensor(native.takeTensor(m.resultId)));
-    else p.reject(new Error(m.message));
+    if (m.type === 'error') return p.reject(new Error(m.message));
+    const result = new Tensor(native.takeTensor(m.resultId));
+    // the worker reads the weights where they are: a change while the call was queued or ran (an optimizer step,
+    // loadStateDict, write) could give a result of neither the old weights nor the new ones
+    const changed = p.model.namedParameters().find(([, w], i) => w.version !== p.versions[i]);
+    if (!changed) return p.resolve(result);
+    result.dispose();
+    p.reject(new Error(`${p.op}Async: the model's weights changed while the call was in flight (${changed[0]} and maybe others: an optimizer step, loadStateDict or write), so its result could mix old and new weights; await the calls in flight before changing the weights, or run them on a copy of the model`));
   }
 
   /** Rejects every call in flight with `why` and ends the thread. */

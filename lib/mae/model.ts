@@ -288,7 +288,8 @@ export class MaskedAutoencoder extends Module {
   /**
    * embed() off the JavaScript thread, for services: resolves to exactly what embed(imgs) returns, computed in a
    * worker thread over this model's own parameter memory (no copy of the weights; lib/infer/async.ts), so the
-   * event loop keeps running meanwhile. Calls are queued; errors reject. The images are copied when called.
+   * event loop keeps running meanwhile. Calls are queued; errors reject. The images are copied when called. A call
+   * in flight when the weights change (an optimizer step, loadStateDict, write) rejects: await it first.
    */
   embedAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
     return runAsync(this, 'mae', 'embed', imgs, opts.precision);

@@ -52,6 +52,23 @@ describe('embedAsync', () => {
     mae.dispose();
   });
 
+  it('a call in flight when the weights change rejects, naming a changed parameter; calls before and after resolve', async () => {
+    const mae = new MaskedAutoencoder({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 1 });
+    const x = images(2, 3, 16, 16, 6);
+    const before = await mae.embedAsync(x);
+    const [name, w] = mae.namedParameters().find(([n]) => n === 'blocks.0.attn.qkv.weight')!;
+    const inFlight = mae.embedAsync(x);
+    const queued = mae.embedAsync(x);
+    w.write(w.dataSync().map((v) => v * 2));
+    await expect(inFlight).rejects.toThrow(new RegExp(`embedAsync: the model's weights changed while the call was in flight \\(${name.replace(/\./g, '\\.')} `));
+    await expect(queued).rejects.toThrow(/weights changed/);
+    const after = await mae.embedAsync(x);
+    expect(Array.from(after.dataSync())).toEqual(Array.from(tidy(() => mae.embed(x).dataSync())));
+    expect(Array.from(after.dataSync())).not.toEqual(Array.from(before.dataSync()));
+    for (const t of [before, after, x]) t.dispose();
+    mae.dispose();
+  });
+
   it("precision 'bf16' after the weights change (AdamW steps, then write): the worker's bf16 copies follow", async () => {
     const mae = new MaskedAutoencoder({ imgSize: 16, patchSize: 4, embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 1 });
     const x = images(2, 3, 16, 16, 5);
