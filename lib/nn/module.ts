@@ -4,7 +4,7 @@
  * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
  */
 import { Tensor, shapeStr } from '../tensor.js';
-import { expectArrayOf } from '../check.js';
+import { describeValue, expectArrayOf } from '../check.js';
 import { disposeShadow } from './shadow.js';
 
 export abstract class Module {
@@ -59,12 +59,20 @@ export abstract class Module {
     const missing = [...own.keys()].filter((k) => !state.has(k));
     const unexpected = [...state.keys()].filter((k) => !own.has(k));
     const misshaped: string[] = [];
+    const unreadable: string[] = [];
     for (const [k, v] of state) {
       const p = own.get(k);
-      if (p && !sameShape(p.shape, v.shape)) misshaped.push(`${k}: expected ${shapeStr(p.shape)}, got ${shapeStr(v.shape)}`);
+      if (!p) continue;
+      if (!sameShape(p.shape, v.shape)) misshaped.push(`${k}: expected ${shapeStr(p.shape)}, got ${shapeStr(v.shape)}`);
+      else if (v instanceof Tensor) {
+        if (v.disposed) unreadable.push(`${k}: the tensor has been disposed`);
+      } else if (!(v.data instanceof Float32Array)) unreadable.push(`${k}: data must be a Float32Array, got ${describeValue(v.data)}`);
+      else if (v.data.length !== p.size) unreadable.push(`${k}: shape ${shapeStr(v.shape)} holds ${p.size} values, its data has ${v.data.length}`);
     }
+    // all checked before the first write, so that a state dict that does not fit leaves the model as it was
     const problems: string[] = [];
     if (misshaped.length) problems.push(`mis-shaped keys:\n  ${misshaped.join('\n  ')}`);
+    if (unreadable.length) problems.push(`unreadable values:\n  ${unreadable.join('\n  ')}`);
     if (strict && missing.length) problems.push(`missing keys:\n  ${missing.join('\n  ')}`);
     if (strict && unexpected.length) problems.push(`unexpected keys:\n  ${unexpected.join('\n  ')}`);
     if (problems.length) throw new Error(`loadStateDict: the state dict does not fit this model\n${problems.join('\n')}`);

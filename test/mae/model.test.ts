@@ -203,6 +203,25 @@ describe('MaskedAutoencoder', () => {
     expect(() => mae.loadStateDict(sd)).toThrow(/mis-shaped keys:\n  cls_token: expected \[1, 1, 16\], got \[1, 1, 5\][\s\S]*missing keys:\n  norm\.bias[\s\S]*unexpected keys:\n  head\.weight/);
   });
 
+  it('loadStateDict checks every value before the first write: a short, non-Float32Array or disposed one leaves the model as it was', () => {
+    const mae = new MaskedAutoencoder(tiny, { seed: 1 });
+    const before = new Map([...mae.stateDict()].map(([k, t]) => [k, Array.from(t.dataSync())]));
+    const gone = Tensor.zeros([16]);
+    gone.dispose();
+    const cases: [string, Tensor | { shape: number[]; data: Float32Array }, RegExp][] = [
+      ['norm.weight', { shape: [16], data: new Float32Array(3) }, /unreadable values:\n  norm\.weight: shape \[16\] holds 16 values, its data has 3/],
+      ['norm.weight', { shape: [16], data: Array(16).fill(0) as unknown as Float32Array }, /norm\.weight: data must be a Float32Array, got an array/],
+      ['norm.bias', gone, /unreadable values:\n  norm\.bias: the tensor has been disposed/],
+    ];
+    for (const [key, value, error] of cases) {
+      const sd = new Map<string, Tensor | { shape: number[]; data: Float32Array }>([...mae.stateDict()].map(([k, t]) => [k, { shape: [...t.shape], data: t.dataSync().map((v) => v + 1) }]));
+      sd.set(key, value);
+      expect(() => mae.loadStateDict(sd)).toThrow(error);
+      for (const [k, t] of mae.stateDict()) expect(Array.from(t.dataSync()), k).toEqual(before.get(k));
+    }
+    mae.dispose();
+  });
+
   it('saves and loads safetensors under official names and reads Hugging Face names', async () => {
     const a = new MaskedAutoencoder(tiny, { seed: 1 });
     const b = new MaskedAutoencoder(tiny, { seed: 2 });
