@@ -60,7 +60,14 @@ export class Tensor {
     shape: readonly number[],
     opts: { dtype?: DType; requiresGrad?: boolean; device?: string } = {},
   ): Tensor {
+    if (!(Array.isArray(data) || (ArrayBuffer.isView(data) && !(data instanceof DataView))))
+      throw new Error(`Tensor.fromArray: data must be an array of numbers or a typed array, got ${describeValue(data)}`);
+    if (!Array.isArray(shape)) throw new Error(`Tensor.fromArray: shape must be an array of sizes, got ${describeValue(shape)}`);
+    if (Array.isArray(data))
+      for (let i = 0; i < data.length; i++)
+        if (typeof data[i] !== 'number') throw new Error(`Tensor.fromArray: data must hold numbers, got ${describeValue(data[i])} at index ${i}`);
     const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
+    if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`Tensor.fromArray: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
     if (dtype === 'int32' && !(data instanceof Int32Array))
       for (let i = 0; i < data.length; i++) {
         const v = data[i]!;

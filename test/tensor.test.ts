@@ -132,6 +132,20 @@ describe('errors on wrong data', () => {
     });
   });
 
+  it('data that is not numbers, a shape that is not an array, an unknown dtype (JavaScript callers)', () => {
+    expectLiveDelta(0, () => {
+      expect(() => Tensor.fromArray('abcd' as unknown as number[], [4])).toThrow(/fromArray: data must be an array of numbers or a typed array, got the string 'abcd'/);
+      expect(() => Tensor.fromArray(null as unknown as number[], [4])).toThrow(/fromArray: data must be .*, got null/);
+      expect(() => Tensor.fromArray([1, '2', 3] as unknown as number[], [3])).toThrow(/fromArray: data must hold numbers, got the string '2' at index 1/);
+      expect(() => Tensor.fromArray([1, 2, 3, 4], 4 as unknown as number[])).toThrow(/fromArray: shape must be an array of sizes, got the number 4/);
+      expect(() => Tensor.fromArray([1, 2], [2], { dtype: 'float16' as 'float32' })).toThrow(/fromArray: dtype must be 'float32' or 'int32', got the string 'float16'/);
+      // other typed arrays are converted, as before
+      const f = Tensor.fromArray(Float64Array.from([0.5, 2]), [2]);
+      expect(Array.from(f.dataSync())).toEqual([0.5, 2]);
+      f.dispose();
+    });
+  });
+
   it('int32 and float32 confusions', () => {
     expectLiveDelta(0, () => {
       // non-integers or out-of-range values for an int32 tensor are not silently truncated

@@ -192,6 +192,7 @@ export class VisionTransformerClassifier extends Module {
    * patch embedding on (fp32 master weights and statistics), as MaskedAutoencoder.forward.
    */
   forwardFeatures(imgs: Tensor, precision: Precision = 'fp32'): Tensor {
+    expectInstance('classifier', 'images', imgs, Tensor, 'a Tensor [B, C, H, W]', 'Tensor.fromArray(data, shape) makes one');
     const c = this.config;
     const s = imgs.shape;
     const p = c.patchSize;

@@ -4,6 +4,7 @@
  * shuffled order), ids_restore is the inverse permutation, and mask is 1 for removed patches, 0 for kept ones,
  * in the original patch order.
  */
+import { describeValue } from '../check.js';
 import type { Generator } from '../random.js';
 
 export interface Masking {
@@ -17,7 +18,7 @@ export interface Masking {
 }
 
 export function keptCount(L: number, maskRatio: number): number {
-  if (!(maskRatio >= 0 && maskRatio < 1)) throw new Error(`maskRatio must be in [0, 1), got ${maskRatio}`);
+  if (!(typeof maskRatio === 'number' && maskRatio >= 0 && maskRatio < 1)) throw new Error(`maskRatio must be in [0, 1), got ${typeof maskRatio === 'number' ? maskRatio : describeValue(maskRatio)}`);
   // as Python's int(L * (1 - mask_ratio)), computed in double precision
   return Math.floor(L * (1 - maskRatio));
 }

@@ -26,7 +26,7 @@ import { Tensor, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { checkConfig, getPreset, type MaeConfig } from './presets.js';
-import { describeValue, expectKnownKeys, expectObject } from '../check.js';
+import { describeValue, expectInstance, expectKnownKeys, expectObject } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
 export { checkPrecision, toBf16, toFloat32, type Precision };
@@ -385,6 +385,7 @@ export class MaskedAutoencoder extends Module {
   }
 
   private checkImages(imgs: Tensor, where: string, anySize = false): void {
+    expectInstance(where, 'images', imgs, Tensor, 'a Tensor [B, C, H, W]', 'Tensor.fromArray(data, shape) makes one');
     const c = this.config;
     const s = imgs.shape;
     if (anySize) {

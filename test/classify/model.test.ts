@@ -66,6 +66,9 @@ describe('drop path', () => {
     expect(build({ drop_path_rate: 0.1 })).toThrow("VisionTransformerClassifier: config has no option 'drop_path_rate' (did you mean dropPathRate?)");
     const c = classifierConfigFrom(small, { dropPathRate: undefined, headInitStd: undefined, numClasses: 4 });
     expect([c.dropPathRate, c.headInitStd, c.numClasses]).toEqual([0, 2e-5, 4]);
+    const vit = new VisionTransformerClassifier(c);
+    expect(() => vit.forward(null as unknown as Tensor)).toThrow(/^classifier: images must be a Tensor \[B, C, H, W\], got null/);
+    vit.dispose();
   });
 
   it('sets the block rates linearly from 0 to dropPathRate', () => {

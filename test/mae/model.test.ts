@@ -32,6 +32,7 @@ describe('randomMasking', () => {
     expect(randomMasking(1, 196, 0.75, undefined, new Generator(1)).lenKeep).toBe(49);
     expect(randomMasking(1, 49, 0.75, undefined, new Generator(1)).lenKeep).toBe(12);
     expect(() => randomMasking(1, 4, 1)).toThrow(/maskRatio must be in \[0, 1\)/);
+    expect(() => randomMasking(1, 4, '0.5' as unknown as number, undefined, new Generator(1))).toThrow(/maskRatio must be in \[0, 1\), got the string '0\.5'/);
     expect(() => randomMasking(1, 4, 0.5, new Float32Array(3))).toThrow(/noise has 3 values/);
   });
 });
@@ -137,6 +138,10 @@ describe('MaskedAutoencoder', () => {
       expect(() => mae.forward(Tensor.zeros([2, 1, 8, 8]))).toThrow(/expected images \[B, 3, 8, 8\], got \[2, 1, 8, 8\]/);
       expect(() => mae.forward(x, { noise: Array.from(noise) as unknown as Float32Array })).toThrow('forward: noise must be a Tensor or a Float32Array [B, L] = [2, 16], got an array of 32');
       expect(() => mae.forward(x, { generator: {} as Generator })).toThrow('forward: generator must be a Generator, got an object');
+      expect(() => mae.forward(x, { maskRatio: '0.5' as unknown as number })).toThrow(/maskRatio must be in \[0, 1\), got the string '0\.5'/);
+      // images that are not a Tensor (JavaScript callers): named, not a TypeError from inside
+      for (const [call, where] of [[() => mae.forward(null as unknown as Tensor), 'forward'], [() => mae.embed(new Float32Array(192) as unknown as Tensor), 'embed'], [() => mae.reconstruct(undefined as unknown as Tensor), 'reconstruct']] as const)
+        expect(call).toThrow(new RegExp(`^${where}: images must be a Tensor \\[B, C, H, W\\], got (null|a Float32Array|undefined)`));
     });
   });
 
