@@ -64,6 +64,28 @@ export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
 
+/** Native memory of a device ('cpu' by default, 'cuda', 'cuda:N'), in bytes. */
+export interface MemoryStats {
+  /** held by live tensors (rounded up to the allocator's size classes) */
+  allocatedBytes: number;
+  /** freed blocks the caching allocator keeps for reuse (emptyCache gives them back) */
+  cachedBytes: number;
+  /** the largest allocatedBytes so far */
+  peakBytes: number;
+  /** the CPU: bf16 weight copies in oneDNN's blocked layouts (2 bytes a weight for each of the forward and dx products), outside the allocator */
+  blockedWeightBytes?: number;
+}
+
+/** How much native memory the tensors of a device hold, and the caching allocator keeps. */
+export function memoryStats(device = 'cpu'): MemoryStats {
+  return native.memoryStats(device);
+}
+
+/** Gives a device's cached free blocks back to the system (CUDA: to the driver); live tensors are untouched. */
+export function emptyCache(device = 'cpu'): void {
+  native.emptyCache(device);
+}
+
 /** The CPU's model name (/proc/cpuinfo's `model name` on Linux, else Node's). */
 export function cpuModel(): string {
   try {

@@ -17,7 +17,7 @@ export {
 } from './transforms.js';
 export type { CropBox, RandomResizedCropOptions } from './transforms.js';
 export { ImageFolderDataset, InMemoryDataset, cifar10Dataset, datasetFromSpec, fashionMnistDataset, pixelsToImage } from './dataset.js';
-export type { Dataset, DatasetSpec, ImageFolderOptions, InMemoryDatasetOptions, PixelSample, Sample } from './dataset.js';
+export type { Dataset, DatasetSpec, FolderDatasetSpec, ImageFolderOptions, InMemoryDatasetOptions, MemoryDatasetSpec, PixelSample, Sample } from './dataset.js';
 export { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FILE, ShardDataset, readShardIndex } from './shards.js';
 export type { ShardDatasetSpec, ShardIndex, ShardPixels } from './shards.js';
 export { prepareShards } from './prepare.js';
