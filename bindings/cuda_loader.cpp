@@ -46,8 +46,9 @@ void load() {
     s.reason = (env && *env)
                    ? "MAE_CUDA_LIB points at " + s.library + ", which does not exist"
                    : "this build has no CUDA backend: " + s.library +
-                         " is missing (the addon was built without the CUDA toolkit; install it so that nvcc is found "
-                         "and run `npm run build:native` again)";
+                         " is missing (the addon was built without the CUDA toolkit: with nvcc on the PATH, build it again "
+                         "from source, `npm run build` in a checkout or `npx --yes cmake-js@8 compile` in the "
+                         "package's folder)";
     return;
   }
   s.library_found = true;
