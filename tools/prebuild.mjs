@@ -10,6 +10,7 @@
 //     libgomp.so.1                         the OpenMP runtime, found through the addon's RPATH $ORIGIN
 //     libdnnl.so.2, libOpenCL.so.1         oneDNN (bf16 matrix products on the CPU), opened by the addon at run time
 //     libmae_cuda.so                       the CUDA library, when one was built (the addon looks next to itself)
+//     SOURCES.json                         the digests of the sources they were built from (prebuild-sources.mjs)
 //
 // The CUDA library has no CPU-specific code, so the one from the normal build (build/Release, `npm run build`) is
 // reused when it is newer than every file of native/cuda and was built for the default architectures; otherwise it
@@ -20,6 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeManifest } from './prebuild-sources.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
@@ -124,6 +126,9 @@ const check = spawnSync(
 );
 if (check.status !== 0) throw new Error(`prebuild: the prebuilt addon does not load:\n${check.stdout}${check.stderr}`);
 log(`check: ${check.stdout.trim()}`);
+
+// what the binaries were built from: `npm pack` (prepack) refuses binaries older than the sources
+writeManifest(root, outDir, existsSync(join(outDir, 'libmae_cuda.so')));
 
 let total = 0;
 for (const f of readdirSync(outDir).sort()) {
