@@ -8,6 +8,7 @@
  * gathered, so each rank holds the whole bank) and of the queries (classified where they were extracted; the counts
  * are summed over the ranks).
  */
+import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
 import { Communicator } from '../distributed/comm.js';
@@ -86,7 +87,10 @@ export async function extractFeatures(
       labels.set(batch.labels, at);
       at += batch.size;
       opts.onProgress?.(at, n);
-      opts.signal?.throwIfAborted();
+      if (opts.signal) {
+        await yieldNow(); // ready batches resolve as microtasks: let timers and signal handlers run
+        opts.signal.throwIfAborted();
+      }
     }
   } finally {
     await loader.close();
@@ -110,7 +114,10 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
       batch.release();
       labels.set(batch.labels, at);
       at += batch.size;
-      opts.signal?.throwIfAborted();
+      if (opts.signal) {
+        await yieldNow();
+        opts.signal.throwIfAborted();
+      }
     }
   } finally {
     await loader.close();

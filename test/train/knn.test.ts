@@ -31,6 +31,22 @@ describe('feature passes stop on their signal', () => {
     const all = await extractFeatures(model, ds, { batchSize: 8, signal: new AbortController().signal });
     expect(all.n).toBe(40);
 
+    // a stop from a timer or a signal handler (not from inside the pass): the pass lets them run between batches
+    const timed = new AbortController();
+    const seen: number[] = [];
+    let fired = -1;
+    setTimeout(() => {
+      fired = seen.length;
+      timed.abort();
+    }, 0);
+    await expect(extractFeatures(model, ds, { batchSize: 4, signal: timed.signal, onProgress: (at) => seen.push(at) })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(fired).toBeGreaterThanOrEqual(0);
+    expect(seen.length).toBeLessThanOrEqual(fired + 1); // at most the batch during which it fired, no more
+    expect(seen.length).toBeLessThan(10); // of 10
+    const timedPx = new AbortController();
+    setTimeout(() => timedPx.abort(), 0);
+    await expect(pixelFeatures(ds, { batchSize: 4, workers: 2, signal: timedPx.signal })).rejects.toMatchObject({ name: 'AbortError' });
+
     const early = new AbortController();
     early.abort();
     await expect(pixelFeatures(ds, { batchSize: 8, signal: early.signal })).rejects.toMatchObject({ name: 'AbortError' });
