@@ -148,11 +148,14 @@ const linprobeFlags: Flags = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** The model flags of the encoder (a classifier has no decoder and no pixel loss). */
+const encoderFlags: Flags = Object.fromEntries(Object.entries(modelFlags).filter(([f]) => !f.startsWith('decoder-') && f !== 'norm-pix-loss'));
+
 const finetuneFlags: Flags = {
   checkpoint: { type: 'string' },
   'from-scratch': { type: 'boolean' },
   preset: { type: 'string' },
-  ...modelFlags,
+  ...encoderFlags,
   ...dataFlags,
   ...runFlags,
   'accum-iter': { type: 'string' },
@@ -225,7 +228,7 @@ const benchFlags: Flags = {
 };
 
 /** Each command's flags, for naming a library option by its flag in an error. */
-const COMMAND_FLAGS: Record<string, Flags> = {
+export const COMMAND_FLAGS: Record<string, Flags> = {
   pretrain: pretrainFlags,
   visualize: visualizeFlags,
   linprobe: linprobeFlags,
@@ -252,10 +255,11 @@ export function errorLine(cmd: string, message: string, rank?: number): string {
   return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
 }
 
-const HELP: Record<string, string> = {
+export const HELP: Record<string, string> = {
   pretrain: `mae pretrain [flags]
-  With no --data, runs the built-in default: ${DEFAULT_RUN.preset} on ${DEFAULT_RUN.data!.limit} Fashion-MNIST images
-  (Debian package dataset-fashion-mnist), ${DEFAULT_RUN.epochs} epochs, writing ${DEFAULT_RUN.outDir}/.
+  With no --data or --data-kind, runs the built-in default: ${DEFAULT_RUN.preset} on ${DEFAULT_RUN.data!.limit} Fashion-MNIST
+  images (Debian package dataset-fashion-mnist), ${DEFAULT_RUN.epochs} epochs, blr ${DEFAULT_RUN.blr} with ${DEFAULT_RUN.warmupEpochs} warm-up epoch, writing
+  ${DEFAULT_RUN.outDir}/ (flags given override these); otherwise the defaults below apply.
 
   model:  --preset NAME (${presetNames().join(', ')})
           --img-size --patch-size --in-chans --embed-dim --depth --num-heads --decoder-embed-dim
@@ -264,7 +268,7 @@ const HELP: Record<string, string> = {
                                 ones replaced by a learned encoder_mask_token; the decoder takes its outputs)
   data:   --data PATH  --data-kind ${DATA_KINDS.join('|')} (guessed from PATH)  --limit N
           --on-bad-file skip|stop  --workers N (data-loading threads, default 1)
-  recipe: --epochs --batch-size --accum-iter --blr (default 1.5e-4) --lr --min-lr --warmup-epochs
+  recipe: --epochs --batch-size --accum-iter --blr (1.5e-4; the built-in run ${DEFAULT_RUN.blr}) --lr --min-lr --warmup-epochs
           --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
   run:    --out DIR (runs/pretrain) --resume (the run in --out, with its own options and settings; flags given
           must agree with the run's, but for --threads --device --precision --workers --checkpoint-every
@@ -290,20 +294,22 @@ const HELP: Record<string, string> = {
           --bucket-mb MIB (25: gradients per all-reduce bucket; buckets start as backward finishes them)`,
   visualize: `mae visualize --checkpoint PATH [flags]
   Writes rows of original | masked | reconstruction | reconstruction + visible patches.
-  --data PATH --data-kind KIND (default: the checkpoint's data)  --split train|test (test)
+  --data PATH --data-kind KIND (default: the checkpoint's data)  --limit N  --on-bad-file skip|stop (an image
+  folder's undecodable files; skip)  --split train|test (test)
   --out FILE (reconstructions.png next to the checkpoint)  --count N (8, at most 64)  --start INDEX (0)
   --mask-ratio R (0.75)  --seed S (0)`,
   linprobe: `mae linprobe --checkpoint PATH [flags]   (or --raw-pixels: logistic regression on pixels)
   Frozen encoder; features = cls token of the final-normed encoder output, computed once (no augmentation);
   head = BatchNorm (no affine) + Linear, LARS, lr = blr * batch / 256, warm-up then cosine.
   --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
-  first N training images, of --data or of the default)
+  first N training images, of --data or of the default)  --on-bad-file skip|stop (an image folder's; skip)
   --test-data PATH --test-data-kind KIND (guessed from PATH): the data scored (default: the test split of the
   training data; required for an image folder or shards, which have none)
   --epochs (90) --batch-size (256) --blr (0.1) --lr --min-lr (0) --warmup-epochs (10) --weight-decay (0)
   --blr-sweep B1,B2,... (choose the base lr on --val-size held-out training samples, default a sixth; then
                          train on all training samples with the best one)
-  --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe) --threads N --workers N
+  --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe; with --raw-pixels runs/linprobe-pixels) --threads N
+  --workers N
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
   results.json, log.jsonl, head.safetensors: its files are removed once the new probe's data, checkpoint and
   features are ready; without it that is an error)
@@ -318,14 +324,17 @@ const HELP: Record<string, string> = {
   Fine-tunes the encoder with global pooling + fc_norm + head; --from-scratch trains the same architecture
   (the checkpoint's, or without --checkpoint --preset / model flags, which a checkpoint does not take) from random
   initialisation with the same recipe.
+  model (--from-scratch without --checkpoint): --preset NAME, or the encoder's flags: --img-size --patch-size
+  --in-chans --embed-dim --depth --num-heads --mlp-ratio
   --data PATH --data-kind KIND (default: the checkpoint's data, all of it, else Fashion-MNIST)  --limit N (the
-  first N training images, of --data or of the default)
+  first N training images, of --data or of the default)  --on-bad-file skip|stop (an image folder's; skip)
   --test-data PATH --test-data-kind KIND (guessed from PATH): the data scored (default: the test split of the
   training data; required for an image folder or shards, which have none)
   --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
   --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
   --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
-  --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune) --threads N --workers N
+  --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune; with --from-scratch runs/scratch)
+  --threads N --workers N
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
   results.json, log.jsonl, head.safetensors: its files are removed once the new run's data, checkpoint and options
   are checked; without it that is an error)
@@ -339,6 +348,7 @@ const HELP: Record<string, string> = {
   against the train split's as the bank (--train-limit N); data without a test split (an image folder, shards):
   every 5th image a query, the others the bank.
   --data PATH --data-kind KIND (default: the data the checkpoint records; needed when it records none) --limit N
+  --on-bad-file skip|stop (an image folder's; skip)  --threads N
   --split train|test (test; not for an image folder or shards: scored as a whole, give the evaluation folder as
   --data) --out FILE (confusion-<split>.png, or confusion-<folder name>.png, next to the checkpoint)`,
   embed: `mae embed --checkpoint FILE --data FOLDER [--out features.safetensors] [flags]

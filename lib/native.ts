@@ -342,7 +342,7 @@ function load(): NativeAddon {
   const message =
     `masked-autoencoder: no native addon could be loaded for ${process.platform}-${process.arch} (Node ${process.version}). Tried:\n` +
       skipped.map((s) => `  ${s.path}: ${s.error}`).join('\n') +
-      `\nBuild it from source (needs cmake, g++ and libopenblas-dev, e.g. sudo apt-get install -y cmake g++ libopenblas-dev):\n` +
+      `\nBuild it from source (needs cmake, g++, libopenblas-dev and libdnnl-dev, e.g. sudo apt-get install -y cmake g++ make libopenblas-dev libdnnl-dev):\n` +
       `  ${buildCommand(root)}`;
   // the `mae` command: the message alone, not a stack trace through the module loader
   if (process.argv[1] && realpathOrSelf(process.argv[1]) === join(root, 'dist', 'lib', 'cli.js')) {

@@ -247,6 +247,15 @@ describe('mae command', () => {
     for (const flag of ['--preset', '--decoder-depth', '--batch-size', '--steps', '--device', '--precision', '--threads', '--json', '--png']) expect(h.out).toContain(flag);
     expect(mae(['pretrain', '--help']).out).toContain('--mask-token-encoder');
   });
+
+  it('each command\'s --help names every flag the command takes', async () => {
+    const { COMMAND_FLAGS, HELP } = await import('../lib/cli.js');
+    const unnamed: string[] = [];
+    for (const [cmd, flags] of Object.entries(COMMAND_FLAGS))
+      for (const flag of Object.keys(flags))
+        if (flag !== 'help' && !new RegExp(`--${flag}(?![a-z-])`).test(HELP[cmd] ?? '')) unnamed.push(`${cmd} --${flag}`);
+    expect(unnamed).toEqual([]);
+  });
 });
 
 describe('mae pretrain --resume', () => {
@@ -460,7 +469,7 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
       const help = mae([cmd, '--help']).out;
       expect(help).toContain('--overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,');
       expect(help).toContain('--test-data PATH --test-data-kind KIND (guessed from PATH)');
-      expect(help).toMatch(/Ctrl-C or SIGTERM stops .* exits with 130\n? *\(143 for SIGTERM\)/);
+      expect(help).toMatch(/Ctrl-C or SIGTERM stops [^]* exits with 130\n? *\(143 for SIGTERM\)/);
     }
   });
 
@@ -492,7 +501,7 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
     while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || readFileSync(join(out, 'log.jsonl'), 'utf8') === '')) await sleep(5);
     child.kill('SIGTERM');
     expect(await closed, text).toBe(143);
-    expect(text).toContain('SIGTERM: stopping after the current epoch of the head (the feature pass runs to its end); no results will be written');
+    expect(text).toContain('SIGTERM: stopping after the current batch of features or epoch of the head; no results will be written');
     expect(text).toContain(`stopped: the probe was not finished; no head, classifier, confusion matrix or results.json written in ${out} (the log of the epochs done: ${join(out, 'log.jsonl')})`);
     expect(text).not.toMatch(/linear probe: top-1/);
     expect(readdirSync(out)).toEqual(['log.jsonl']);
