@@ -3,19 +3,29 @@
 // one line `result {"rank", "stopped", "top1"}`. argv[3], when given, is a JSON fault for one rank: { rank, epoch,
 // kind: 'throw' | 'stop' }: after that epoch of the head that rank's event handler throws an Error, or aborts that
 // rank's AbortSignal (Ctrl-C on one rank).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { linprobe } from '../../dist/lib/train/linprobe.js';
 import { activeCommunicator } from '../../dist/lib/distributed/comm.js';
 
 const options = JSON.parse(process.argv[2]);
 const fault = process.argv[3] ? JSON.parse(process.argv[3]) : null;
 const stop = new AbortController();
-const r = await linprobe({
-  ...options,
-  signal: stop.signal,
-  onEvent: (e) => {
-    if (!fault || e.type !== 'epoch' || activeCommunicator()?.rank !== fault.rank || e.epoch !== fault.epoch) return;
-    if (fault.kind === 'throw') throw new Error(`a fault injected after epoch ${e.epoch}`);
-    if (fault.kind === 'stop') stop.abort();
-  },
-});
+// each rank's error also goes to TEST_RANK_ERRORS/rank-R.txt: mpirun may drop the output of a rank it ends when
+// another rank exits first
+let r;
+try {
+  r = await linprobe({
+    ...options,
+    signal: stop.signal,
+    onEvent: (e) => {
+      if (!fault || e.type !== 'epoch' || activeCommunicator()?.rank !== fault.rank || e.epoch !== fault.epoch) return;
+      if (fault.kind === 'throw') throw new Error(`a fault injected after epoch ${e.epoch}`);
+      if (fault.kind === 'stop') stop.abort();
+    },
+  });
+} catch (e) {
+  if (process.env.TEST_RANK_ERRORS) writeFileSync(join(process.env.TEST_RANK_ERRORS, `rank-${process.env.OMPI_COMM_WORLD_RANK ?? 0}.txt`), e.message);
+  throw e;
+}
 console.log('result ' + JSON.stringify({ rank: activeCommunicator()?.rank ?? 0, stopped: r.stopped, top1: r.top1 }));

@@ -7,7 +7,7 @@
 // the job with an error naming the rank and the cause; ranks started with different settings refuse to train; the
 // CLI under mpirun.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -42,6 +42,8 @@ interface Job {
   out: string;
   seconds: number;
   results: { rank: number; worldSize: number; steps: number; stopped: boolean; losses: number[] }[];
+  /** mpirun only: the error message of each rank that failed */
+  errors?: string[];
 }
 
 /** mpirun with one app context per entry of `apps` ([ranks, options, fault?]); one entry: all ranks alike. */
@@ -52,8 +54,10 @@ function mpirun(apps: [number, PretrainOptions, object?][], timeoutMs = 120_000)
     args.push('-np', String(np), process.execPath, rankScript, JSON.stringify(opts), ...(fault ? [JSON.stringify(fault)] : []));
   });
   const t0 = performance.now();
-  const r = spawnSync('mpirun', args, { encoding: 'utf8', env, timeout: timeoutMs });
-  return finish(r, t0);
+  const errorsDir = tmp();
+  const r = spawnSync('mpirun', args, { encoding: 'utf8', env: { ...env, TEST_RANK_ERRORS: errorsDir }, timeout: timeoutMs });
+  // the error message of each rank that failed, by rank (the rank script writes them: mpirun may drop a rank's output)
+  return { ...finish(r, t0), errors: readdirSync(errorsDir).sort().map((f) => readFileSync(join(errorsDir, f), 'utf8')) };
 }
 
 /** The same script as one process, without a launcher. */
@@ -176,8 +180,9 @@ describe('data parallel on MPI', () => {
       [1, { ...small, batchSize: 8, blr: 2e-2, outDir: tmp() }],
     ]);
     expect(job.r.status).not.toBe(0);
-    const message = /the ranks were started with different run options: blr is 0\.01 on rank 0 but 0\.02 on rank 1/g;
-    expect(job.out.match(message)).toHaveLength(2); // both ranks say it
+    const message = /the ranks were started with different run options: blr is 0\.01 on rank 0 but 0\.02 on rank 1/;
+    expect(job.out).toMatch(message);
+    expect(job.errors).toEqual([expect.stringMatching(message), expect.stringMatching(message)]); // both ranks say it
     const data = mpirun([
       [1, { ...small, batchSize: 8, outDir: tmp() }],
       [1, { ...small, batchSize: 8, data: { kind: 'synthetic', count: 80, limit: 64 }, outDir: tmp() }],
