@@ -53,7 +53,9 @@ export function expectKnownKeys(where: string, name: string, v: object, known: r
   for (const k of Object.keys(v)) {
     if (known.includes(k)) continue;
     const camel = k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-    const near = known.find((x) => x.toLowerCase() === camel.toLowerCase());
+    // the same name in snake_case or another case, or the other number (epoch, epochs)
+    const c = camel.toLowerCase();
+    const near = known.find((x) => [c, `${c}s`, c.replace(/s$/, '')].includes(x.toLowerCase()));
     throw new Error(`${where}: ${name} has no option '${k}'${near ? ` (did you mean ${near}?)` : ''}; it takes ${known.join(', ')}`);
   }
 }
@@ -68,4 +70,38 @@ export function expectArrayOf(where: string, name: string, v: unknown, ok: (item
   if (!Array.isArray(v)) fail(where, name, `an array, each item ${item}`, v);
   const bad = v.findIndex((x) => !ok(x));
   if (bad >= 0) fail(where, `${name}[${bad}]`, item, v[bad]);
+}
+
+/** The type an option of a run (pretrain, finetune, linprobe) takes. */
+export type OptionType = 'number' | 'string' | 'boolean' | 'function' | 'object' | 'AbortSignal' | 'number[]';
+
+const OPTION_TYPE_WORDS: Record<OptionType, string> = {
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  function: 'a function',
+  object: 'an object',
+  AbortSignal: 'an AbortSignal',
+  'number[]': 'an array of numbers',
+};
+
+function hasType(v: unknown, t: OptionType): boolean {
+  if (t === 'object') return v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (t === 'AbortSignal') return v instanceof AbortSignal;
+  if (t === 'number[]') return Array.isArray(v) && v.every((x) => typeof x === 'number');
+  return typeof v === t;
+}
+
+/**
+ * The options object of `where`: an object with no key outside `types` (expectKnownKeys), each value given (not
+ * undefined) of its type or one of its types. Ranges are the caller's to check.
+ */
+export function expectOptions(where: string, opts: unknown, types: Readonly<Record<string, OptionType | readonly OptionType[]>>): void {
+  expectObject(where, 'options', opts);
+  expectKnownKeys(where, 'options', opts as object, Object.keys(types));
+  for (const [k, t] of Object.entries(types)) {
+    const v = (opts as Record<string, unknown>)[k];
+    const ts = typeof t === 'string' ? [t] : t;
+    if (v !== undefined && !ts.some((x) => hasType(v, x))) fail(where, k, ts.map((x) => OPTION_TYPE_WORDS[x]).join(' or '), v);
+  }
 }

@@ -5,7 +5,7 @@
  */
 import { InMemoryDataset, ImageFolderDataset, ShardDataset, cifar10Dataset, fashionMnistDataset, type Dataset, type OnBadFile } from '../data/index.js';
 import { Generator } from '../random.js';
-import { describeValue, expectObject } from '../check.js';
+import { describeValue, expectKnownKeys, expectObject } from '../check.js';
 
 export type DataKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'folder' | 'shards' | 'synthetic';
 export const DATA_KINDS: readonly DataKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'folder', 'shards', 'synthetic'];
@@ -23,6 +23,8 @@ export interface DataSource {
   imageSize?: number;
   count?: number;
 }
+
+const DATA_SOURCE_KEYS = Object.keys({ kind: 1, path: 1, limit: 1, channels: 1, onBadFile: 1, imageSize: 1, count: 1 } satisfies Record<keyof DataSource, 1>);
 
 /**
  * The training data of a job on a pre-trained encoder (linprobe, finetune): `given`, else the pre-training run's data
@@ -45,6 +47,7 @@ export function hasTestSplit(src: DataSource): boolean {
 
 export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
   expectObject('openDataset', 'src', src, false, `a data source such as { kind: 'fashion-mnist' }; kinds: ${DATA_KINDS.join(', ')}`);
+  expectKnownKeys('data source', 'src', src, DATA_SOURCE_KEYS);
   if (split !== 'train' && split !== 'test') throw new Error(`openDataset: split must be 'train' or 'test', got ${String(split)}`);
   if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
     throw new Error(`data limit must be a positive integer, got ${src.limit}`);

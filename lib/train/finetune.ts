@@ -8,6 +8,7 @@
  *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
  *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
  */
+import { expectOptions, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -115,7 +116,18 @@ export interface FinetuneResult {
   outDir: string;
 }
 
+/** The type of each option finetune takes (the Record makes the compiler list every key of FinetuneOptions). */
+const FINETUNE_OPTIONS = {
+  checkpoint: 'string', fromScratch: 'boolean', preset: 'string', config: 'object', data: 'object', limit: 'number',
+  testData: 'object', outDir: 'string', overwrite: 'boolean', epochs: 'number', batchSize: 'number', accumIter: 'number',
+  blr: 'number', lr: 'number', minLr: 'number', warmupEpochs: 'number', weightDecay: 'number', layerDecay: 'number',
+  dropPath: 'number', smoothing: 'number', mixup: 'number', cutmix: 'number', mixupProb: 'number', mixupSwitchProb: 'number',
+  reprob: 'number', cropScale: 'number[]', flipProb: 'number', seed: 'number', threads: 'number', workers: 'number',
+  evalEvery: 'number', logEvery: 'number', precision: 'string', signal: 'AbortSignal', onEvent: 'function',
+} as const satisfies Record<keyof FinetuneOptions, OptionType | readonly OptionType[]>;
+
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
+  expectOptions('finetune', options, FINETUNE_OPTIONS);
   // the model and the optimizer the run makes are freed however it ends
   return owning((keep) => run(options, keep));
 }

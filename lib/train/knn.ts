@@ -15,7 +15,7 @@ import { Communicator } from '../distributed/comm.js';
 import type { MaskedAutoencoder, Precision } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
-import { expectInteger } from '../check.js';
+import { describeValue, expectInteger } from '../check.js';
 import { hasTestSplit, openDataset, pickSamples, subset, type DataSource } from './data.js';
 
 export interface Features {
@@ -55,6 +55,7 @@ export async function extractFeatures(
   }
   const c = model.config;
   const pool = opts.pool ?? 'cls';
+  if (!(['cls', 'avg', 'cls+avg'] as const).includes(pool)) throw new Error(`extractFeatures: pool must be 'cls', 'avg' or 'cls+avg', got ${describeValue(pool)}`);
   const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
   const n = dataset.length;
   const features = new Float32Array(n * D);

@@ -19,6 +19,7 @@
  * epoch and before the results are written: a rank that fails or is stopped ends or stops them all, and then rank 0
  * writes no results.
  */
+import { expectOptions, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -126,7 +127,19 @@ export interface LinprobeResult {
   outDir: string;
 }
 
+/** The type of each option linprobe takes (the Record makes the compiler list every key of LinprobeOptions). */
+const LINPROBE_OPTIONS = {
+  checkpoint: 'string', rawPixels: 'boolean', pool: 'string', data: 'object', limit: 'number', testData: 'object',
+  outDir: 'string', overwrite: 'boolean', epochs: 'number', batchSize: 'number', blr: 'number', blrSweep: 'number[]',
+  valSize: 'number', lr: 'number', minLr: 'number', warmupEpochs: 'number', weightDecay: 'number', seed: 'number',
+  threads: 'number', workers: 'number', evalEvery: 'number', precision: 'string', signal: 'AbortSignal', onEvent: 'function',
+  distributed: 'string', mpiLibrary: 'string', distTimeout: 'number',
+} as const satisfies Record<keyof LinprobeOptions, OptionType | readonly OptionType[]>;
+
 export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult> {
+  expectOptions('linprobe', options, LINPROBE_OPTIONS);
+  if (options.pool !== undefined && !(['cls', 'avg', 'cls+avg'] as const).includes(options.pool))
+    throw new Error(`linprobe: pool must be 'cls', 'avg' or 'cls+avg', got '${options.pool}'`);
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
   try {
     // the models and the head the probe makes are freed however it ends

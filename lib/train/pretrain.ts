@@ -26,6 +26,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { removeRun } from '../classify/checkpoint.js';
+import { describeValue, expectOptions, type OptionType } from '../check.js';
 import { makeDirs, removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
@@ -569,7 +570,23 @@ function sumLosses(losses: Tensor[]): number {
   }
 }
 
+/** The type of each option pretrain takes (the Record makes the compiler list every key of PretrainOptions). */
+const PRETRAIN_OPTIONS = {
+  preset: 'string', config: 'object', data: 'object', limit: 'number', outDir: 'string', epochs: 'number', batchSize: 'number',
+  accumIter: 'number', blr: 'number', lr: 'number', minLr: 'number', warmupEpochs: 'number', weightDecay: 'number',
+  maskRatio: 'number', seed: 'number', threads: 'number', device: 'string', precision: 'string', workers: 'number',
+  checkpointEvery: 'number', logEvery: 'number', visualizeEvery: 'number', resume: ['boolean', 'string'], overwrite: 'boolean',
+  maxSteps: 'number', signal: 'AbortSignal', onEvent: 'function', knn: 'object', distributed: 'string', mpiLibrary: 'string',
+  ncclLibrary: 'string', distTimeout: 'number', bucketMb: 'number',
+} as const satisfies Record<keyof PretrainOptions, OptionType | readonly OptionType[]>;
+
 function withDefaults(opts: PretrainOptions) {
+  // every option is checked here, before anything is read or written (an overwrite removes the old run only after)
+  expectOptions('pretrain', opts, PRETRAIN_OPTIONS);
+  const need = (k: string, v: unknown, ok: boolean, what: string) => {
+    if (!ok) throw new Error(`pretrain: ${k} must be ${what}, got ${typeof v === 'number' ? v : describeValue(v)}`);
+  };
+  const isNum = (v: unknown): v is number => typeof v === 'number';
   const epochs = opts.epochs ?? 10;
   const o = {
     preset: opts.preset ?? 'mae_vit_tiny_patch4_28',
@@ -599,19 +616,16 @@ function withDefaults(opts: PretrainOptions) {
     if (opts.data) throw new Error('pretrain: limit is for the default data or a resumed run: give data.limit with data');
     if (!(Number.isInteger(opts.limit) && opts.limit > 0)) throw new Error(`pretrain: limit must be a positive integer, got ${opts.limit}`);
   }
-  const positiveInts = ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const;
-  for (const k of positiveInts) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`pretrain: ${k} must be a positive integer, got ${o[k]}`);
-  for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const)
-    if (!(Number.isInteger(o[k]) && o[k] >= 0)) throw new Error(`pretrain: ${k} must be a non-negative integer, got ${o[k]}`);
-  if (o.maxSteps !== undefined && !(Number.isInteger(o.maxSteps) && o.maxSteps > 0)) throw new Error(`pretrain: maxSteps must be a positive integer, got ${o.maxSteps}`);
-  if (!(o.blr > 0)) throw new Error(`pretrain: blr must be positive, got ${o.blr}`);
-  if (!(o.bucketMb > 0)) throw new Error(`pretrain: bucketMb must be positive, got ${o.bucketMb}`);
-  if (o.lr !== undefined && !(o.lr > 0)) throw new Error(`pretrain: lr must be positive, got ${o.lr}`);
-  if (!(o.warmupEpochs >= 0)) throw new Error(`pretrain: warmupEpochs must be >= 0, got ${o.warmupEpochs}`);
-  for (const k of ['minLr', 'weightDecay'] as const)
-    if (!(o[k] >= 0 && Number.isFinite(o[k]))) throw new Error(`pretrain: ${k} must be a non-negative finite number, got ${o[k]}`);
-  if (!(o.maskRatio >= 0 && o.maskRatio < 1)) throw new Error(`pretrain: maskRatio must be in [0, 1), got ${o.maskRatio}`);
-  if (!(Number.isSafeInteger(o.seed) && o.seed >= 0)) throw new Error(`pretrain: seed must be a non-negative integer, got ${o.seed}`);
+  for (const k of ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const) need(k, o[k], Number.isInteger(o[k]) && o[k] > 0, 'a positive integer');
+  for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const) need(k, o[k], Number.isInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
+  need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
+  need('blr', o.blr, isNum(o.blr) && o.blr > 0, 'positive');
+  need('bucketMb', o.bucketMb, isNum(o.bucketMb) && o.bucketMb > 0, 'positive');
+  need('lr', o.lr, o.lr === undefined || (isNum(o.lr) && o.lr > 0), 'positive');
+  need('warmupEpochs', o.warmupEpochs, isNum(o.warmupEpochs) && o.warmupEpochs >= 0, '>= 0');
+  for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], isNum(o[k]) && o[k] >= 0 && Number.isFinite(o[k]), 'a non-negative finite number');
+  need('maskRatio', o.maskRatio, isNum(o.maskRatio) && o.maskRatio >= 0 && o.maskRatio < 1, 'in [0, 1)');
+  need('seed', o.seed, Number.isSafeInteger(o.seed) && o.seed >= 0, 'a non-negative integer');
   if (opts.knn) {
     // checked now, not at the first kNN epoch
     if (!(Number.isInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);

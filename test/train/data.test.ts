@@ -23,6 +23,8 @@ describe('openDataset and syntheticDataset arguments', () => {
     [{ imageSize: 0 }, 'syntheticDataset: imageSize must be an integer in [1, 4096], got the number 0'],
     [{ channels: 2 }, 'syntheticDataset: channels must be 1 or 3, got the number 2'],
     [{ count: 100000, imageSize: 4096 }, 'syntheticDataset: count 100000 x channels 1 x imageSize 4096^2 = 1677721600000 bytes is more than 2147483648; use a smaller count or imageSize'],
+    [{ cnt: 64 }, "data source: src has no option 'cnt'; it takes kind, path, limit, channels, onBadFile, imageSize, count"],
+    [{ image_size: 8 }, "data source: src has no option 'image_size' (did you mean imageSize?)"],
   ])('synthetic %o: %s', async (extra, message) => {
     await expect(openDataset({ kind: 'synthetic', ...(extra as Partial<DataSource>) })).rejects.toThrow(message);
   });

@@ -98,6 +98,13 @@ describe('fine-tuning end to end (synthetic data)', () => {
       [{ minLr: -1 }, 'minLr must be a finite number >= 0, got -1'],
       [{ blr: 0 }, 'blr must be a positive finite number, got 0'],
       [{ lr: -1 }, 'lr must be a positive finite number, got -1'],
+      // unknown and mistyped options (JavaScript callers): named, not ignored or used as something else
+      [{ epoch: 2 } as Partial<FinetuneOptions>, "options has no option 'epoch' (did you mean epochs?)"],
+      [{ lr_decay: 0.65 } as Partial<FinetuneOptions>, "options has no option 'lr_decay'"],
+      [{ fromScratch: 'no' as unknown as boolean }, "fromScratch must be true or false, got the string 'no'"],
+      [{ config: [] as unknown as object }, 'config must be an object, got an array of 0'],
+      [{ epochs: '2' as unknown as number }, "epochs must be a number, got the string '2'"],
+      [{ cropScale: [0.2, '1'] as unknown as [number, number] }, 'cropScale must be an array of numbers, got an array of 2'],
     ];
     const outDir = join(dir, 'ft-refused');
     for (const [bad, message] of cases) {

@@ -405,4 +405,28 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, knn: { every: 1, temperature: 0 } })).rejects.toThrow(/knn: temperature must be a positive finite number, got 0/);
     await expect(pretrain({ ...small, data: { kind: 'folder', path: '/nonexistent/folder' }, outDir: tmp() })).rejects.toThrow(/nonexistent/);
   });
+
+  it('checks every option before anything is written, unknown and mistyped ones (JavaScript callers) too', async () => {
+    const bad = (o: object) => pretrain({ ...small, ...o } as PretrainOptions);
+    await expect(bad({ epoch: 1 })).rejects.toThrow(/^pretrain: options has no option 'epoch' \(did you mean epochs\?\); it takes preset, config/);
+    await expect(bad({ batch_size: 8 })).rejects.toThrow(/options has no option 'batch_size' \(did you mean batchSize\?\)/);
+    await expect(pretrain(null as unknown as PretrainOptions)).rejects.toThrow('pretrain: options must be an object, got null');
+    await expect(pretrain('x' as unknown as PretrainOptions)).rejects.toThrow("pretrain: options must be an object, got the string 'x'");
+    await expect(bad({ epochs: '2' })).rejects.toThrow("pretrain: epochs must be a number, got the string '2'");
+    await expect(bad({ config: [] })).rejects.toThrow('pretrain: config must be an object, got an array of 0');
+    await expect(bad({ overwrite: 'yes' })).rejects.toThrow("pretrain: overwrite must be true or false, got the string 'yes'");
+    // these were found only after an overwrite had removed the old run: the run in the folder must survive them
+    const dir = tmp();
+    await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 1 });
+    const before = readdirSync(dir).sort();
+    for (const [o, message] of [
+      [{ warmupEpochs: '1' }, "pretrain: warmupEpochs must be a number, got the string '1'"],
+      [{ maskRatio: '0.5' }, "pretrain: maskRatio must be a number, got the string '0.5'"],
+      [{ onEvent: 'x' }, "pretrain: onEvent must be a function, got the string 'x'"],
+      [{ signal: {} }, 'pretrain: signal must be an AbortSignal, got an object'],
+    ] as const) {
+      await expect(bad({ ...o, epochs: 1, outDir: dir, overwrite: true })).rejects.toThrow(message);
+      expect(readdirSync(dir).sort()).toEqual(before);
+    }
+  });
 });
