@@ -114,6 +114,10 @@ export interface PretrainOptions {
    * signal on any rank stops every rank, after the step that follows it
    */
   signal?: AbortSignal;
+  /**
+   * called at each event, synchronously: an exception it throws ends the run with that error (what the step was
+   * doing is not saved: the last checkpoint stays), and a promise it returns is not awaited
+   */
   onEvent?: (e: TrainEvent) => void;
   /** a kNN monitor of the encoder's cls features every `every` epochs (emits a 'knn' event); off by default */
   knn?: KnnMonitorOptions;
@@ -670,8 +674,9 @@ function round(x: number, digits: number): number {
 
 /**
  * Runs pretrain() in a worker thread, so a host application's event loop stays free. Options must be plain data
- * (no callbacks or signals); events arrive through `onEvent`; `stop()` ends the run at the next step boundary
- * with a checkpoint. Needs the compiled package (dist/), since worker threads run JavaScript.
+ * (no callbacks or signals); events arrive through `onEvent` (an exception it throws ends the run with that error,
+ * as in pretrain()); `stop()` ends the run at the next step boundary with a checkpoint. Needs the compiled package
+ * (dist/), since worker threads run JavaScript.
  */
 export function pretrainInWorker(
   options: Omit<PretrainOptions, 'onEvent' | 'signal'>,
@@ -681,11 +686,26 @@ export function pretrainInWorker(
   if (!existsSync(fileURLToPath(url)))
     throw new Error(`pretrainInWorker: ${fileURLToPath(url)} is missing; worker threads need the compiled package (npm run build)`);
   // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
-  const worker = new Worker(url, { workerData: options, execArgv: [] });
+  let worker: Worker;
+  try {
+    worker = new Worker(url, { workerData: options, execArgv: [] });
+  } catch (e) {
+    throw new Error(`pretrainInWorker: the options must be plain data (${(e as Error).message}); give onEvent as the second argument, and stop the run with stop()`);
+  }
   const result = new Promise<PretrainResult>((resolve, reject) => {
     let settled = false;
     worker.on('message', (m: { event?: TrainEvent; result?: PretrainResult; error?: string }) => {
-      if (m.event) onEvent?.(m.event);
+      if (settled) return;
+      if (m.event) {
+        try {
+          onEvent?.(m.event);
+        } catch (e) {
+          // as in pretrain(): a handler that throws ends the run with its error
+          settled = true;
+          void worker.terminate();
+          return reject(e);
+        }
+      }
       if (m.result) {
         settled = true;
         resolve(m.result);
