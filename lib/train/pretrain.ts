@@ -71,9 +71,11 @@ export interface PretrainOptions {
   maskRatio?: number;
   seed?: number;
   /**
-   * CPU threads, as setNumThreads (default: OMP_NUM_THREADS, else all cores). Kept in the checkpoint: a resumed run
-   * takes the run's count (on the same number of processes) unless given (OMP_NUM_THREADS set counts as given);
-   * another count is allowed, but the result is then not bit-identical to the uninterrupted run's (resumeNote)
+   * CPU threads, as setNumThreads: of the calling JavaScript thread, and still set after the run, so runs started
+   * together in one thread share the count set last (default: OMP_NUM_THREADS, else all cores). Kept in the
+   * checkpoint: a resumed run takes the run's count (on the same number of processes) unless given (OMP_NUM_THREADS
+   * set counts as given); another count is allowed, but the result is then not bit-identical to the uninterrupted
+   * run's (resumeNote)
    */
   threads?: number;
   /**
