@@ -142,8 +142,13 @@ export interface NativeAddon {
   syncCount(device: string): number;
   setNumThreads(n: number): void;
   info(): NativeInfo;
-  /** Puts x's storage (shared, not copied) in a process-wide table for any thread's environment to take; the id. */
-  shareTensor(x: T): number;
+  /** This environment's (thread's) id in the table of shared tensors. */
+  envId(): number;
+  /**
+   * Puts x's storage (shared, not copied) in a process-wide table for any thread's environment to take; the id. The
+   * entry is dropped when its owner's environment is torn down: this one, or `owner` (the envId of the taker).
+   */
+  shareTensor(x: T, owner?: number): number;
   /** Removes a shared tensor from the table and returns it as a tensor of this environment (same storage). */
   takeTensor(id: number): T;
   /** Removes a shared tensor that will not be taken (a no-op if it was). */

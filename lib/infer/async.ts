@@ -52,6 +52,8 @@ export interface WorkerInit {
   /** their Tensor.version when they were shared */
   versions: number[];
   threads: number;
+  /** the envId of the caller's thread, which owns the shared results until it takes them */
+  owner: number;
 }
 
 /** `versions`: each parameter's Tensor.version at the call, so that the worker's copies of changed ones are remade */
@@ -88,7 +90,7 @@ class InferenceWorker {
     const named = model.namedParameters();
     this.handles = named.map(([, p]) => p.handle);
     const params = named.map(([name, p]) => ({ name, id: native.shareTensor(p.handle) }));
-    const init: WorkerInit = { kind, config: model.config, params, versions: named.map(([, p]) => p.version), threads: native.info().threads };
+    const init: WorkerInit = { kind, config: model.config, params, versions: named.map(([, p]) => p.version), threads: native.info().threads, owner: native.envId() };
     const dropParams = () => params.forEach((p) => native.dropTensor(p.id));
     // no Node flags of the parent's: some stop a worker (--input-type), others are refused in one (--expose-gc), and
     // the compiled worker needs none

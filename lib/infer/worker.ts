@@ -72,7 +72,7 @@ port.on('message', (r: WorkerRequest) => {
       }),
     );
     images.dispose(); // before the reply: the caller sees nothing of the call left in memory
-    const resultId = native.shareTensor(out.handle);
+    const resultId = native.shareTensor(out.handle, init.owner); // dropped with the caller's thread if never taken
     out.dispose();
     post({ type: 'result', id: r.id, resultId });
   } catch (e) {

@@ -182,6 +182,31 @@ describe('embedAsync', () => {
     expect(r.stdout).toContain('embedded 1x5x16');
   });
 
+  it("a user's worker thread that ends with calls in flight leaves no shared tensor behind (terminated, exited, or while its inference worker starts)", async () => {
+    const { Worker } = await import('node:worker_threads');
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.index).then(({ MaskedAutoencoder, Tensor }) => {
+        const mae = new MaskedAutoencoder({ imgSize: 32, patchSize: 8, embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 });
+        const x = Tensor.zeros([8, 3, 32, 32]);
+        for (let i = 0; i < 8; i++) mae.embedAsync(x).catch(() => {});
+        parentPort.postMessage('queued');
+        if (workerData.mode === 'exit') setTimeout(() => process.exit(0), 5);
+      });`;
+    const before = native.sharedTensorCount();
+    for (const mode of ['terminate', 'exit', 'first']) {
+      const w = new Worker(src, { eval: true, workerData: { index: new URL('index.js', dist).href, mode } });
+      await new Promise((r) => w.once('message', r));
+      if (mode === 'exit') await new Promise((r) => w.once('exit', r));
+      else {
+        if (mode === 'terminate') await new Promise((r) => setTimeout(r, 30)); // its inference worker has started
+        await w.terminate();
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      expect(native.sharedTensorCount(), mode).toBe(before);
+    }
+  });
+
   it('a first call that is refused (disposed images) leaves no worker keeping the process alive', () => {
     const script = `
       const { MaskedAutoencoder, VisionTransformerClassifier, classifierConfigFrom, Tensor } = await import(${JSON.stringify(new URL('index.js', dist).href)});
