@@ -106,7 +106,13 @@ export class BatchNormNoAffine extends Module {
     this.running_var = this.param('running_var', Tensor.ones([features]), false);
   }
   forward(x: Tensor): Tensor {
-    return ops.batchNorm(x, this.running_mean, this.running_var, this.training, this.momentum, this.eps);
+    const y = ops.batchNorm(x, this.running_mean, this.running_var, this.training, this.momentum, this.eps);
+    if (this.training) {
+      // the running statistics changed in place: new values for whatever goes by versions (forwardAsync's calls)
+      this.running_mean.version++;
+      this.running_var.version++;
+    }
+    return y;
   }
 }
 

@@ -171,6 +171,18 @@ describe('embedAsync', () => {
     vit.dispose();
   });
 
+  it('the classifier: a call in flight when a training forward moves its BatchNorm statistics rejects', async () => {
+    const vit = new VisionTransformerClassifier(classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 32, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 }, { numClasses: 3, headBatchNorm: true }), { seed: 1 });
+    const x = images(4, 3, 16, 16, 5);
+    (await vit.forwardAsync(x)).dispose(); // the worker is up
+    const inFlight = vit.forwardAsync(x);
+    vit.train();
+    tidy(() => vit.forward(x)); // updates head.bn's running_mean and running_var in place
+    await expect(inFlight).rejects.toThrow(/forwardAsync: the model's weights changed while the call was in flight \(head\.0\.running_(mean|var) /);
+    x.dispose();
+    vit.dispose();
+  });
+
   it('an idle worker does not keep the process alive, and a model never disposed ends with the process', () => {
     const script = `
       const { MaskedAutoencoder, Tensor } = await import(${JSON.stringify(new URL('index.js', dist).href)});
