@@ -236,8 +236,9 @@ export class VisionTransformerClassifier extends Module {
 
   /**
    * forward() in eval mode (no drop path, BatchNorm statistics frozen) off the JavaScript thread: resolves to exactly
-   * the logits forward(imgs) gives in eval mode, computed in a worker thread over this model's own parameter memory
-   * (lib/infer/async.ts). Calls are queued; errors reject; a call in flight when the weights change rejects.
+   * the logits forward(imgs) gives in eval mode, as float32 (with precision 'bf16' too), computed in a worker thread
+   * over this model's own parameter memory (lib/infer/async.ts). Calls are queued; errors reject; a call in flight
+   * when the weights change rejects.
    */
   forwardAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
     return runAsync(this, 'classifier', 'forward', imgs, opts.precision);

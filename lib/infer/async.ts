@@ -24,6 +24,7 @@
  * millisecond), against forward passes of tens of milliseconds and more. Models on a CUDA device are not moved to a
  * worker: their kernels already run on the GPU while JavaScript only queues them, so the call runs here.
  */
+import { expectInstance } from '../check.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -73,6 +74,15 @@ interface Pending {
   op: InferenceOp;
   /** its parameters' Tensor.version at the call: any other at the result means the weights changed meanwhile */
   versions: number[];
+  /** made at the call: the stack an error of the call shows is the caller's */
+  callSite: Error;
+}
+
+/** An Error with `message` and the stack of `callSite` (where the call was made, not the worker's message handler). */
+function atCallSite(message: string, callSite: Error): Error {
+  const e = new Error(message);
+  e.stack = `Error: ${message}\n${(callSite.stack ?? '').split('\n').slice(1).join('\n')}`;
+  return e;
 }
 
 const workerUrl = new URL('./worker.js', import.meta.url);
@@ -118,8 +128,9 @@ class InferenceWorker {
     const imagesId = native.shareTensor(copy);
     copy.dispose();
     const id = this.next++;
+    const callSite = new Error();
     return new Promise<Tensor>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, imagesId, model, op, versions });
+      this.pending.set(id, { resolve, reject, imagesId, model, op, versions, callSite });
       busy.add(this);
       this.worker.ref();
       this.worker.postMessage({ id, op, imagesId, precision, versions } satisfies WorkerRequest);
@@ -133,14 +144,15 @@ class InferenceWorker {
     this.pending.delete(m.id);
     native.dropTensor(p.imagesId);
     if (this.pending.size === 0) this.idle();
-    if (m.type === 'error') return p.reject(new Error(m.message));
+    // the worker's errors name the synchronous method (embed: ...): the call was embedAsync
+    if (m.type === 'error') return p.reject(atCallSite(`${p.op}Async: ${m.message.replace(/^embed: /, '')}`, p.callSite));
     const result = new Tensor(native.takeTensor(m.resultId));
     // the worker reads the weights where they are: a change while the call was queued or ran (an optimizer step,
     // loadStateDict, write) could give a result of neither the old weights nor the new ones
     const changed = p.model.namedParameters().find(([, w], i) => w.version !== p.versions[i]);
     if (!changed) return p.resolve(result);
     result.dispose();
-    p.reject(new Error(`${p.op}Async: the model's weights changed while the call was in flight (${changed[0]} and maybe others: an optimizer step, loadStateDict or write), so its result could mix old and new weights; await the calls in flight before changing the weights, or run them on a copy of the model`));
+    p.reject(atCallSite(`${p.op}Async: the model's weights changed while the call was in flight (${changed[0]} and maybe others: an optimizer step, loadStateDict or write), so its result could mix old and new weights; await the calls in flight before changing the weights, or run them on a copy of the model`, p.callSite));
   }
 
   /** Rejects every call in flight with `why` and ends the thread. */
@@ -174,7 +186,7 @@ const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Er
  * thread; resolves to the result, a tensor of this thread, equal to what the synchronous method returns.
  */
 export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor, precision: Precision = 'fp32'): Promise<Tensor> {
-  if (!(images instanceof Tensor)) throw new Error(`${op}Async: images must be a Tensor`);
+  expectInstance(`${op}Async`, 'images', images, Tensor, 'a Tensor [B, C, H, W]', 'Tensor.fromArray(data, shape) makes one');
   checkPrecision(precision, `${op}Async`);
   if (model.device !== 'cpu') return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images, { precision }) : toFloat32(model.forward(images, { precision }) as Tensor))));
   if (!existsSync(fileURLToPath(workerUrl)))

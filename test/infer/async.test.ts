@@ -139,10 +139,13 @@ describe('embedAsync', () => {
       r.dispose();
     });
     const bad = [Tensor.zeros([1, 3, 20, 20]), Tensor.zeros([1, 1, 32, 32])];
-    await expect(mae.embedAsync(bad[0]!)).rejects.toThrow(/embed: expected images \[B, 3, H, W\] with H and W multiples of the patch size 8/);
+    // named as the call that failed, with the caller's stack (not the worker's message handler)
+    const failed = (await mae.embedAsync(bad[0]!).catch((e: Error) => e)) as Error;
+    expect(failed.message).toMatch(/^embedAsync: expected images \[B, 3, H, W\] with H and W multiples of the patch size 8/);
+    expect(failed.stack).toContain('async.test.ts');
     await expect(mae.embedAsync(bad[1]!)).rejects.toThrow(/expected images/);
     bad.forEach((t) => t.dispose());
-    await expect(mae.embedAsync({} as never)).rejects.toThrow(/images must be a Tensor/);
+    await expect(mae.embedAsync({} as never)).rejects.toThrow('embedAsync: images must be a Tensor [B, C, H, W], got an object; Tensor.fromArray(data, shape) makes one');
     // the same memory: weights changed on this thread are the worker's weights
     const w = new Map([['norm.bias', { shape: [64], data: new Float32Array(64).fill(0.5) }]]);
     mae.loadStateDict(w, { strict: false });
