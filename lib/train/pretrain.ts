@@ -210,7 +210,20 @@ export async function pretrain(options: PretrainOptions = {}): Promise<PretrainR
 }
 
 async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>, comm: Communicator, keep: Keep): Promise<PretrainResult> {
-  const emit = options.onEvent ?? (() => {});
+  // the caller's onEvent: its first exception ends the run, where it was thrown or (an event raised from a data
+  // thread's message, or while a figure was written) at the next step
+  let handlerError: { error: unknown } | null = null;
+  const emit = (e: TrainEvent) => {
+    try {
+      options.onEvent?.(e);
+    } catch (error) {
+      handlerError ??= { error };
+      throw error;
+    }
+  };
+  const raiseHandlerError = () => {
+    if (handlerError) throw handlerError.error;
+  };
   const outDir = o.outDir;
   const writer = comm.rank === 0;
   const ckPath = join(outDir, CHECKPOINT_FILE);
@@ -292,7 +305,13 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
 
   const config = { ...getPreset(o.preset), ...o.config };
   const model = keep(new MaskedAutoencoder(config, { seed: o.seed }).to(device));
-  const warn = (message: string) => emit({ type: 'warning', message });
+  const warn = (message: string) => {
+    try {
+      emit({ type: 'warning', message });
+    } catch {
+      // a data thread's warning: the handler's error ends the run at the next step (raiseHandlerError)
+    }
+  };
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
   checkSameSettings(comm, { data: await datasetFingerprint(dataset), batchSize: o.batchSize, accumIter: o.accumIter }, 'data');
@@ -347,6 +366,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     try {
       await writeReconstructions(model, dataset, pipeline, path, { maskRatio: o.maskRatio, seed: o.seed });
     } catch (e) {
+      raiseHandlerError(); // the figure failed in the caller's onEvent (a warning of its data): not a disk problem
       emit({ type: 'warning', message: `the reconstructions of ${what} were not written: ${(e as Error).message}` });
       return;
     }
@@ -443,6 +463,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         const imgPerSec = (windowImages / (now - windowStart)) * 1000;
         const fracEpoch = epoch + (it + 1) / stepsPerEpoch;
         emit({ type: 'step', step: pos.step, totalSteps, epoch: fracEpoch, lr: optimizer.lr, loss: stepLoss, imgPerSec, etaSeconds: ((totalSteps - pos.step) * effectiveBatch) / imgPerSec, ...(reduced ? { comm: reduced } : {}) });
+        raiseHandlerError();
         // the run's lines: every logEvery steps and at its last step; a line at maxSteps between two of them is
         // marked partial and its sums go on, so that a resumed run drops it and writes the run's own line
         const onCadence = pos.step % o.logEvery === 0 || pos.step === runSteps;
@@ -487,6 +508,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   }
   const seconds = (performance.now() - started) / 1000;
   const last = losses[losses.length - 1] ?? NaN;
+  raiseHandlerError();
   emit({ type: 'end', steps: pos.step, loss: last, seconds, stopped });
   const result: PretrainResult = { outDir, checkpoint: ckPath, steps: pos.step, epochLosses, losses, reconstructions, stallMs: loader.stallMs, seconds, stopped, rank: comm.rank, worldSize: comm.size };
   return result;

@@ -406,6 +406,25 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, data: { kind: 'folder', path: '/nonexistent/folder' }, outDir: tmp() })).rejects.toThrow(/nonexistent/);
   });
 
+  it("an onEvent that throws on a data thread's warning ends the run with its error (it crashed the process)", async () => {
+    const data = tmp();
+    for (const c of ['a', 'b']) {
+      mkdirSync(join(data, c));
+      for (let i = 0; i < 12; i++) await writeImage(join(data, c, `${i}.png`), 16, 16, i);
+    }
+    writeFileSync(join(data, 'b', '5-bad.png'), 'not a png');
+    const options = { config: { imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, data: { kind: 'folder', path: data }, batchSize: 5, epochs: 1, workers: 1, visualizeEvery: 0, outDir: tmp() };
+    const script = [
+      `import { pretrain } from ${JSON.stringify(new URL('../../dist/lib/train/pretrain.js', import.meta.url).pathname)};`,
+      `const seen = [];`,
+      `await pretrain({ ...${JSON.stringify(options)}, onEvent: (e) => { seen.push(e.type); if (e.type === 'warning') throw new Error('handler threw on ' + e.message); } })`,
+      `  .then(() => console.log('resolved'), (e) => console.log('rejected:', e.message, seen.join(',')));`,
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^rejected: handler threw on .*5-bad\.png.* start,.*warning/m);
+  });
+
   it('checks every option before anything is written, unknown and mistyped ones (JavaScript callers) too', async () => {
     const bad = (o: object) => pretrain({ ...small, ...o } as PretrainOptions);
     await expect(bad({ epoch: 1 })).rejects.toThrow(/^pretrain: options has no option 'epoch' \(did you mean epochs\?\); it takes preset, config/);
