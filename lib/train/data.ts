@@ -27,6 +27,17 @@ export interface DataSource {
 const DATA_SOURCE_KEYS = Object.keys({ kind: 1, path: 1, limit: 1, channels: 1, onBadFile: 1, imageSize: 1, count: 1 } satisfies Record<keyof DataSource, 1>);
 
 /**
+ * A data source a caller gives a run (`where`'s option `name`): an object with no key a DataSource does not have, so
+ * that a misspelt one is an Error rather than ignored. Not applied to sources read back from checkpoints (openDataset
+ * takes those as they are), which older runs may have saved with other keys.
+ */
+export function checkDataSource(where: string, name: string, src: unknown): void {
+  if (src === undefined) return;
+  expectObject(where, name, src);
+  expectKnownKeys(where, name, src as object, DATA_SOURCE_KEYS);
+}
+
+/**
  * The training data of a job on a pre-trained encoder (linprobe, finetune): `given`, else the pre-training run's data
  * (`saved`, from its checkpoint) without its limit, else Fashion-MNIST; `limit` cuts that default (a `given` source
  * carries its own).
@@ -47,7 +58,6 @@ export function hasTestSplit(src: DataSource): boolean {
 
 export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
   expectObject('openDataset', 'src', src, false, `a data source such as { kind: 'fashion-mnist' }; kinds: ${DATA_KINDS.join(', ')}`);
-  expectKnownKeys('data source', 'src', src, DATA_SOURCE_KEYS);
   if (split !== 'train' && split !== 'test') throw new Error(`openDataset: split must be 'train' or 'test', got ${String(split)}`);
   if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
     throw new Error(`data limit must be a positive integer, got ${src.limit}`);

@@ -26,7 +26,7 @@ import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadCheckpoint } from './checkpoint.js';
-import { followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
+import { checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { Mixup, randomErasing } from './mixup.js';
 
@@ -128,6 +128,8 @@ const FINETUNE_OPTIONS = {
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
   expectOptions('finetune', options, FINETUNE_OPTIONS);
+  checkDataSource('finetune', 'data', options.data);
+  checkDataSource('finetune', 'testData', options.testData);
   // the model and the optimizer the run makes are freed however it ends
   return owning((keep) => run(options, keep));
 }

@@ -38,7 +38,7 @@ import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
-import { followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
+import { checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
@@ -138,6 +138,8 @@ const LINPROBE_OPTIONS = {
 
 export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult> {
   expectOptions('linprobe', options, LINPROBE_OPTIONS);
+  checkDataSource('linprobe', 'data', options.data);
+  checkDataSource('linprobe', 'testData', options.testData);
   if (options.pool !== undefined && !(['cls', 'avg', 'cls+avg'] as const).includes(options.pool))
     throw new Error(`linprobe: pool must be 'cls', 'avg' or 'cls+avg', got '${options.pool}'`);
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });

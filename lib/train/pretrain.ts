@@ -40,7 +40,7 @@ import { AgreedError, checkSameSettings, datasetFingerprint } from '../distribut
 import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
-import { openDataset, type DataSource } from './data.js';
+import { checkDataSource, openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
 import { checkKnnOptions, knnData, knnEvaluate } from './knn.js';
 
@@ -611,6 +611,8 @@ const PRETRAIN_OPTIONS = {
 function withDefaults(opts: PretrainOptions) {
   // every option is checked here, before anything is read or written (an overwrite removes the old run only after)
   expectOptions('pretrain', opts, PRETRAIN_OPTIONS);
+  checkDataSource('pretrain', 'data', opts.data);
+  checkDataSource('pretrain', 'knn.data', opts.knn?.data);
   const need = (k: string, v: unknown, ok: boolean, what: string) => {
     if (!ok) throw new Error(`pretrain: ${k} must be ${what}, got ${typeof v === 'number' ? v : describeValue(v)}`);
   };

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ImageFolderDataset, InMemoryDataset, ShardDataset, prepareShards, type Dataset } from '../../lib/data/index.js';
-import { openDataset, pickSamples, syntheticDataset, type DataSource } from '../../lib/train/data.js';
+import { checkDataSource, openDataset, pickSamples, syntheticDataset, type DataSource } from '../../lib/train/data.js';
+import { pretrain } from '../../lib/train/pretrain.js';
 import { writeImage } from '../helpers/images.js';
 
 describe('openDataset and syntheticDataset arguments', () => {
@@ -23,10 +24,19 @@ describe('openDataset and syntheticDataset arguments', () => {
     [{ imageSize: 0 }, 'syntheticDataset: imageSize must be an integer in [1, 4096], got the number 0'],
     [{ channels: 2 }, 'syntheticDataset: channels must be 1 or 3, got the number 2'],
     [{ count: 100000, imageSize: 4096 }, 'syntheticDataset: count 100000 x channels 1 x imageSize 4096^2 = 1677721600000 bytes is more than 2147483648; use a smaller count or imageSize'],
-    [{ cnt: 64 }, "data source: src has no option 'cnt'; it takes kind, path, limit, channels, onBadFile, imageSize, count"],
-    [{ image_size: 8 }, "data source: src has no option 'image_size' (did you mean imageSize?)"],
   ])('synthetic %o: %s', async (extra, message) => {
     await expect(openDataset({ kind: 'synthetic', ...(extra as Partial<DataSource>) })).rejects.toThrow(message);
+  });
+
+  it('checkDataSource refuses a source a caller gives with a key it does not have; openDataset takes saved ones as they are', async () => {
+    expect(() => checkDataSource('pretrain', 'data', { kind: 'synthetic', cnt: 64 })).toThrow("pretrain: data has no option 'cnt'; it takes kind, path, limit, channels, onBadFile, imageSize, count");
+    expect(() => checkDataSource('finetune', 'testData', { kind: 'synthetic', image_size: 8 })).toThrow("finetune: testData has no option 'image_size' (did you mean imageSize?)");
+    expect(() => checkDataSource('linprobe', 'data', 'mnist')).toThrow("linprobe: data must be an object, got the string 'mnist'");
+    expect(() => checkDataSource('pretrain', 'data', undefined)).not.toThrow();
+    // a checkpoint of an older run may hold a source with another key: it still opens
+    expect((await openDataset({ kind: 'synthetic', count: 8, seed: 3 } as DataSource)).length).toBe(8);
+    await expect(pretrain({ data: { kind: 'synthetic', cnt: 64 } as DataSource })).rejects.toThrow("pretrain: data has no option 'cnt'");
+    await expect(pretrain({ data: { kind: 'synthetic' }, knn: { every: 1, data: { kind: 'synthetic', Limit: 9 } as DataSource } })).rejects.toThrow("pretrain: knn.data has no option 'Limit' (did you mean limit?)");
   });
 
   it('refuses a source that is not an object, and an unknown split', async () => {
