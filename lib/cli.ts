@@ -246,7 +246,9 @@ export const COMMAND_FLAGS: Record<string, Flags> = {
  * "mae pretrain: --mask-ratio must be ...", "knn.every" reads "--knn-every". A rank of a data-parallel job says which.
  */
 export function errorLine(cmd: string, message: string, rank?: number): string {
-  let m = message.startsWith(`${cmd}: `) ? message.slice(cmd.length + 2) : message;
+  // the command once: a library error may start with it, or with the async call it made (embed, classify)
+  let m = message.replace(/^(embed|forward)Async: /, '');
+  m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
   const option = /^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?) must /.exec(m)?.[1];
   if (option) {
     const flag = option.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

@@ -169,6 +169,9 @@ describe('mae command', () => {
     expect(errorLine('pretrain', 'pretrain: outDir must be a string')).toBe('mae pretrain: outDir must be a string');
     expect(errorLine('embed', 'embed: accumIter must be 1')).toBe('mae embed: accumIter must be 1');
     expect(errorLine('eval', 'knn: k must be a positive integer, got 0')).toBe('mae eval: knn: k must be a positive integer, got 0');
+    // embed and classify run the model through embedAsync / forwardAsync: the command is named, not the call
+    expect(errorLine('embed', 'embedAsync: expected images [B, 3, H, W]')).toBe('mae embed: expected images [B, 3, H, W]');
+    expect(errorLine('classify', 'forwardAsync: expected images [B, 3, 224, 224]')).toBe('mae classify: expected images [B, 3, 224, 224]');
   });
 
   it('pretrainInWorker trains in a worker thread and reports events', async () => {

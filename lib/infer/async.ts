@@ -144,8 +144,8 @@ class InferenceWorker {
     this.pending.delete(m.id);
     native.dropTensor(p.imagesId);
     if (this.pending.size === 0) this.idle();
-    // the worker's errors name the synchronous method (embed: ...): the call was embedAsync
-    if (m.type === 'error') return p.reject(atCallSite(`${p.op}Async: ${m.message.replace(/^embed: /, '')}`, p.callSite));
+    // the worker's errors name the synchronous method (embed: ..., classifier: ...): the call was embedAsync or forwardAsync
+    if (m.type === 'error') return p.reject(atCallSite(`${p.op}Async: ${m.message.replace(/^(embed|classifier): /, '')}`, p.callSite));
     const result = new Tensor(native.takeTensor(m.resultId));
     // the worker reads the weights where they are: a change while the call was queued or ran (an optimizer step,
     // loadStateDict, write) could give a result of neither the old weights nor the new ones
