@@ -31,7 +31,7 @@ import { writeReconstructions } from './train/visualize.js';
 import { linprobe, type LinprobeEvent, type LinprobeOptions } from './train/linprobe.js';
 import { finetune, type FinetuneEvent, type FinetuneOptions } from './train/finetune.js';
 import { checkClassCount, classifierFileMeta, evaluateClassifier, writeConfusionPng } from './train/evaluate.js';
-import { KNN_QUERY_EVERY, knnData, knnEvaluate } from './train/knn.js';
+import { FEATURE_POOLS, KNN_QUERY_EVERY, knnData, knnEvaluate } from './train/knn.js';
 import { hasTestSplit } from './train/data.js';
 import { loadClassifier } from './classify/checkpoint.js';
 import { checkOutputFile, classifyImages, embedImages } from './infer/commands.js';
@@ -777,7 +777,7 @@ async function cmdLinprobe(argv: string[]): Promise<number> {
   if (v.checkpoint) o.checkpoint = v.checkpoint as string;
   if (v['raw-pixels']) o.rawPixels = true;
   if (v.pool !== undefined) {
-    if (!['cls', 'avg', 'cls+avg'].includes(v.pool as string)) throw new UsageError(`--pool must be cls, avg or cls+avg, got '${String(v.pool)}'`);
+    if (!(FEATURE_POOLS as readonly string[]).includes(v.pool as string)) throw new UsageError(`--pool must be one of ${FEATURE_POOLS.join(', ')}, got '${String(v.pool)}'`);
     o.pool = v.pool as 'cls' | 'avg' | 'cls+avg';
   }
   dataOrLimit(v, o);

@@ -60,10 +60,11 @@ export class Tensor {
     shape: readonly number[],
     opts: { dtype?: DType; requiresGrad?: boolean; device?: string } = {},
   ): Tensor {
-    if (!(Array.isArray(data) || (ArrayBuffer.isView(data) && !(data instanceof DataView))))
-      throw new Error(`Tensor.fromArray: data must be an array of numbers or a typed array, got ${describeValue(data)}`);
+    const typedArray = ArrayBuffer.isView(data) && !(data instanceof DataView);
+    if (data instanceof BigInt64Array || data instanceof BigUint64Array || !(typedArray || (typeof data === 'object' && data !== null && typeof data.length === 'number')))
+      throw new Error(`Tensor.fromArray: data must be an array of numbers or a typed array of numbers, got ${describeValue(data)}`);
     if (!Array.isArray(shape)) throw new Error(`Tensor.fromArray: shape must be an array of sizes, got ${describeValue(shape)}`);
-    if (Array.isArray(data))
+    if (!typedArray)
       for (let i = 0; i < data.length; i++)
         if (typeof data[i] !== 'number') throw new Error(`Tensor.fromArray: data must hold numbers, got ${describeValue(data[i])} at index ${i}`);
     const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');

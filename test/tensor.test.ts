@@ -134,7 +134,12 @@ describe('errors on wrong data', () => {
 
   it('data that is not numbers, a shape that is not an array, an unknown dtype (JavaScript callers)', () => {
     expectLiveDelta(0, () => {
-      expect(() => Tensor.fromArray('abcd' as unknown as number[], [4])).toThrow(/fromArray: data must be an array of numbers or a typed array, got the string 'abcd'/);
+      expect(() => Tensor.fromArray('abcd' as unknown as number[], [4])).toThrow(/fromArray: data must be an array of numbers or a typed array of numbers, got the string 'abcd'/);
+      expect(() => Tensor.fromArray(new BigInt64Array(2) as unknown as number[], [2])).toThrow(/fromArray: data must be .*, got a BigInt64Array/);
+      // any array-like of numbers, as the signature says
+      const like = Tensor.fromArray({ length: 2, 0: 1.5, 1: -2 }, [2]);
+      expect(Array.from(like.dataSync())).toEqual([1.5, -2]);
+      like.dispose();
       expect(() => Tensor.fromArray(null as unknown as number[], [4])).toThrow(/fromArray: data must be .*, got null/);
       expect(() => Tensor.fromArray([1, '2', 3] as unknown as number[], [3])).toThrow(/fromArray: data must hold numbers, got the string '2' at index 1/);
       expect(() => Tensor.fromArray([1, 2, 3, 4], 4 as unknown as number[])).toThrow(/fromArray: shape must be an array of sizes, got the number 4/);

@@ -9,7 +9,7 @@
 // prebuilds/<platform>-<arch>/ and exits 1 naming each problem; MAE_PACK_WITHOUT_CUDA=1 accepts binaries made with
 // `npm run build:prebuilds -- --no-cuda`.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -63,7 +63,7 @@ export function checkPrebuilds(root, dir, opts = {}) {
   return problems;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
   const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   const problems = checkPrebuilds(root, dir, { withoutCuda: process.env.MAE_PACK_WITHOUT_CUDA === '1' });

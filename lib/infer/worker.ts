@@ -3,7 +3,7 @@
  * it (withoutInit), gives every parameter the storage the main thread shared (same memory, no copy), then answers
  * calls one at a time, in order.
  *
- * Protocol: workerData WorkerInit { kind, config, params: [{ name, id }], versions, threads }; main -> worker
+ * Protocol: workerData WorkerInit { kind, config, params: [{ name, id }], versions, threads, owner }; main -> worker
  * WorkerRequest { id, op, imagesId, precision, versions }; worker -> main { type: 'ready' } once, then
  * { type: 'result', id, resultId } or { type: 'error', id, message } per call; { type: 'fatal', message } if the model
  * cannot be built. A parameter whose version differs from the one last seen was changed on the main thread: the

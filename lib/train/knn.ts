@@ -26,7 +26,8 @@ export interface Features {
   dim: number;
 }
 
-export type FeaturePool = 'cls' | 'avg' | 'cls+avg';
+export const FEATURE_POOLS = ['cls', 'avg', 'cls+avg'] as const;
+export type FeaturePool = (typeof FEATURE_POOLS)[number];
 
 /** This rank's contiguous share of a dataset: samples [floor(r n / size), floor((r + 1) n / size)). */
 export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
@@ -38,7 +39,8 @@ export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
 /**
  * Encoder features of whole images (no masking, eval transform): the cls token of the final-normed output ('cls',
  * the linear-probe features), the mean of the normed patch tokens ('avg') or both concatenated ('cls+avg'). With
- * `comm`, each rank computes its share and every rank gets all of them.
+ * `comm`, each rank computes its share and every rank gets all of them. An aborted `signal` ends the pass after its
+ * current batch with the signal's reason (not with `comm` over several ranks: each must finish its share).
  */
 export async function extractFeatures(
   model: MaskedAutoencoder,
@@ -55,7 +57,7 @@ export async function extractFeatures(
   }
   const c = model.config;
   const pool = opts.pool ?? 'cls';
-  if (!(['cls', 'avg', 'cls+avg'] as const).includes(pool)) throw new Error(`extractFeatures: pool must be 'cls', 'avg' or 'cls+avg', got ${describeValue(pool)}`);
+  if (!FEATURE_POOLS.includes(pool)) throw new Error(`extractFeatures: pool must be one of ${FEATURE_POOLS.join(', ')}, got ${describeValue(pool)}`);
   const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
   const n = dataset.length;
   const features = new Float32Array(n * D);

@@ -40,7 +40,7 @@ import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
 import { checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
-import { extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
+import { FEATURE_POOLS, extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
 export interface LinprobeOptions {
   /** a pre-training checkpoint (file or run folder); required unless rawPixels */
@@ -140,8 +140,8 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   expectOptions('linprobe', options, LINPROBE_OPTIONS);
   checkDataSource('linprobe', 'data', options.data);
   checkDataSource('linprobe', 'testData', options.testData);
-  if (options.pool !== undefined && !(['cls', 'avg', 'cls+avg'] as const).includes(options.pool))
-    throw new Error(`linprobe: pool must be 'cls', 'avg' or 'cls+avg', got '${options.pool}'`);
+  if (options.pool !== undefined && !FEATURE_POOLS.includes(options.pool))
+    throw new Error(`linprobe: pool must be one of ${FEATURE_POOLS.join(', ')}, got '${options.pool}'`);
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
   try {
     // the models and the head the probe makes are freed however it ends

@@ -97,7 +97,7 @@ describe('linear probing end to end (synthetic data)', () => {
       [{ blrSweep: [0.1, NaN] }, 'every base lr of the sweep must be positive, got 0.1, NaN'],
       // unknown and mistyped options (JavaScript callers): named, not a TypeError or RangeError from inside
       [{ blrSweep: '0.1' as unknown as number[] }, "blrSweep must be an array of numbers, got the string '0.1'"],
-      [{ pool: 'max' as 'cls' }, "pool must be 'cls', 'avg' or 'cls+avg', got 'max'"],
+      [{ pool: 'max' as 'cls' }, "pool must be one of cls, avg, cls+avg, got 'max'"],
       [{ epoch: 2 } as Partial<LinprobeOptions>, "options has no option 'epoch' (did you mean epochs?)"],
       [{ signal: {} as AbortSignal }, 'signal must be an AbortSignal, got an object'],
     ];
