@@ -73,7 +73,7 @@ export function expectArrayOf(where: string, name: string, v: unknown, ok: (item
 }
 
 /** The type an option of a run (pretrain, finetune, linprobe) takes. */
-export type OptionType = 'number' | 'string' | 'boolean' | 'function' | 'object' | 'AbortSignal' | 'number[]';
+export type OptionType = 'number' | 'string' | 'boolean' | 'function' | 'object' | 'AbortSignal' | 'number[]' | 'checked';
 
 const OPTION_TYPE_WORDS: Record<OptionType, string> = {
   number: 'a number',
@@ -83,9 +83,11 @@ const OPTION_TYPE_WORDS: Record<OptionType, string> = {
   object: 'an object',
   AbortSignal: 'an AbortSignal',
   'number[]': 'an array of numbers',
+  checked: 'what its own check says',
 };
 
 function hasType(v: unknown, t: OptionType): boolean {
+  if (t === 'checked') return true; // the caller checks it with a message of its own
   if (t === 'object') return v !== null && typeof v === 'object' && !Array.isArray(v);
   if (t === 'AbortSignal') return v instanceof AbortSignal;
   if (t === 'number[]') return Array.isArray(v) && v.every((x) => typeof x === 'number');

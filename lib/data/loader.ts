@@ -34,14 +34,22 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
-import { buildBatch, epochPermutation, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
+import { buildBatch, epochPermutation, overridesGet, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeValue, expectArrayOf, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectObject, expectOptions, type OptionType } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
+
+/** The type of each DataLoader option (the Record makes the compiler list every key of DataLoaderOptions). */
+const LOADER_OPTIONS = {
+  batchSize: 'number', seed: 'number', shuffle: 'boolean', dropLast: 'boolean', augment: 'boolean', imageSize: 'number',
+  inChans: 'number', mean: 'checked', std: 'checked', scale: 'checked', ratio: 'checked', flipProb: 'number',
+  evalCropFraction: 'number', antialias: 'boolean', transforms: 'string', workers: 'number', prefetch: 'number',
+  workerUrl: 'object', shard: 'object',
+} as const satisfies Record<keyof DataLoaderOptions, OptionType | readonly OptionType[]>;
 
 export interface DataLoaderOptions {
   batchSize: number;
@@ -193,6 +201,8 @@ export class DataLoader {
   private nextId = 0;
   private failure: Error | null = null;
   private closed = false;
+  /** the dataset's length when the loader was made */
+  private readonly length: number;
 
   constructor(dataset: Dataset, opts: DataLoaderOptions) {
     if (dataset === null || typeof dataset !== 'object' || typeof dataset.length !== 'number' || typeof dataset.get !== 'function')
@@ -200,7 +210,9 @@ export class DataLoader {
     if (!(Number.isSafeInteger(dataset.length) && dataset.length >= 0))
       throw new Error(`DataLoader: dataset.length must be a non-negative safe integer (the number of samples), got ${dataset.length}`);
     expectObject('DataLoader', 'opts', opts, false, 'e.g. { batchSize: 64 }');
+    expectOptions('DataLoader', opts, LOADER_OPTIONS);
     this.dataset = dataset;
+    this.length = dataset.length;
     this.config = resolvePipelineConfig(dataset, opts);
     this.batchSize = positiveInt('batchSize', opts.batchSize);
     this.shuffle = opts.shuffle ?? true;
@@ -223,6 +235,7 @@ export class DataLoader {
     let reason: string | null = null;
     if (workers === 0) reason = 'workers: 0';
     else if (dataset.workerSpec === undefined) reason = 'the dataset has no workerSpec(), so worker threads cannot rebuild it';
+    else if (overridesGet(dataset)) reason = "the dataset's class overrides get(), which the copy a worker rebuilds from workerSpec() would not";
     else if (opts.workerUrl === undefined && import.meta.url.endsWith('.ts')) {
       reason = 'running from TypeScript sources (no compiled worker.js); use the compiled dist/ build for worker threads';
     }
@@ -252,6 +265,8 @@ export class DataLoader {
   /** The batches of epoch `epoch`, from step `startAt` (default 0) to the end. */
   async *epoch(epoch: number, opts: { startAt?: number } = {}): AsyncGenerator<Batch, void, undefined> {
     if (this.closed) throw new Error('DataLoader: epoch() called after close()');
+    if (this.dataset.length !== this.length)
+      throw new Error(`DataLoader: the dataset's length changed from ${this.length} to ${this.dataset.length} after the loader was made (its steps per epoch were counted then): make a new DataLoader`);
     const startAt = opts.startAt ?? 0;
     if (!(Number.isInteger(startAt) && startAt >= 0 && startAt <= this.stepsPerEpoch)) {
       throw new Error(`DataLoader: startAt must be an integer step in [0, ${this.stepsPerEpoch}], got ${startAt}`);

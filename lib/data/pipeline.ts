@@ -23,6 +23,7 @@
  * native code cannot take (a side, or in eval the resized long side, over NATIVE_MAX_SIDE: an aspect ratio over 256
  * at the usual evalResize 256) goes through the TypeScript transforms, with the same draws.
  */
+import { describeValue } from '../check.js';
 import { native } from '../native.js';
 import { Generator } from '../random.js';
 import { pixelsToImage, type Dataset, type Sample } from './dataset.js';
@@ -130,9 +131,66 @@ export function transformSample(sample: Sample, dataset: Dataset, cfg: PipelineC
   return normalize(img, cfg.inChans, size, size, cfg.mean, cfg.std);
 }
 
+/** An Error for sample `i` of the dataset: `why`, or the message of what its get() / getPixels() threw. */
+function sampleError(i: number, why: unknown): Error {
+  return new Error(`DataLoader: sample ${i} of the dataset: ${why instanceof Error ? why.message : String(why)}`, why instanceof Error ? { cause: why } : undefined);
+}
+
+/** The samples at `indices`, fetched concurrently; one that cannot be had is an Error naming its index. */
+function fetchAll<T>(indices: ArrayLike<number>, fetch: (i: number) => Promise<T>): Promise<T[]> {
+  return Promise.all(
+    Array.from(indices, async (i) => {
+      try {
+        return await fetch(i);
+      } catch (e) {
+        throw sampleError(i, e);
+      }
+    }),
+  );
+}
+
+/** A label fits the dataset: a class index in [0, numClasses), or -1 when the dataset is unlabelled (numClasses 0). */
+function checkLabel(dataset: Dataset, i: number, label: unknown): number {
+  const k = dataset.numClasses;
+  const ok = typeof label === 'number' && (k === 0 ? label === -1 : Number.isInteger(label) && label >= 0 && label < k);
+  if (!ok) throw sampleError(i, `its label must be ${k === 0 ? '-1 (the dataset has numClasses 0: unlabelled)' : `a class index, an integer in [0, ${k})`}, got ${describeValue(label)}`);
+  return label as number;
+}
+
+/** A get() sample fits the dataset: an image of channels x height x width values in [0, 1], a label that fits. */
+function checkSample(dataset: Dataset, i: number, sample: Sample): void {
+  if (sample === null || typeof sample !== 'object' || !(sample.image instanceof Float32Array))
+    throw sampleError(i, `get(i) must resolve to a Sample { image: Float32Array, label }, got ${describeValue(sample)}`);
+  const c = dataset.channels;
+  const h = sample.height ?? dataset.height;
+  const w = sample.width ?? dataset.width;
+  if (!(Number.isInteger(h) && h > 0 && Number.isInteger(w) && w > 0)) throw sampleError(i, `its size must be positive integers, got ${h} x ${w}`);
+  if (sample.image.length !== c * h * w) throw sampleError(i, `its image has ${sample.image.length} values, expected channels x height x width = ${c} x ${h} x ${w} = ${c * h * w}`);
+  const img = sample.image;
+  for (let k = 0; k < img.length; k++) {
+    const v = img[k]!;
+    if (!(v >= 0 && v <= 1)) throw sampleError(i, `its pixel values must be in [0, 1], got ${v} at ${k}${v > 1 ? ' (8-bit values are divided by 255)' : ''}`);
+  }
+  checkLabel(dataset, i, sample.label);
+}
+
+/**
+ * Whether `dataset`'s get() comes from a class below the one that gives it getPixels(): a subclass that changed its
+ * samples, which getPixels() (and a worker's copy, rebuilt from workerSpec()) would not see.
+ */
+export function overridesGet(dataset: Dataset): boolean {
+  if (dataset.getPixels === undefined) return false;
+  for (let p: object | null = dataset; p !== null; p = Object.getPrototypeOf(p)) {
+    if (Object.hasOwn(p, 'getPixels')) return false;
+    if (Object.hasOwn(p, 'get')) return true;
+  }
+  return false;
+}
+
 /**
  * Loads and transforms one batch. Samples are fetched concurrently (image decoding overlaps), then transformed in
- * order. `into`, when given and large enough, holds the images (every value is overwritten): a recycled buffer saves
+ * order; a sample that cannot be had or does not fit the dataset (its size, label, values in [0, 1]) is an Error
+ * naming its index. `into`, when given and large enough, holds the images (every value is overwritten): a recycled buffer saves
  * the page faults of fresh memory, which cost as much CPU time as the augmentation itself.
  */
 export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: BatchJob, into?: ArrayBuffer): Promise<BatchData> {
@@ -141,14 +199,17 @@ export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: Bat
   const per = cfg.inChans * size * size;
   const images = into !== undefined && into.byteLength >= 4 * n * per ? new Float32Array(into, 0, n * per) : new Float32Array(n * per);
   const labels = new Int32Array(n);
-  if (cfg.transforms === 'native' && dataset.getPixels !== undefined) {
-    const samples = await Promise.all(Array.from(job.indices, (i) => dataset.getPixels!(i)));
+  if (cfg.transforms === 'native' && dataset.getPixels !== undefined && !overridesGet(dataset)) {
+    const samples = await fetchAll(job.indices, (i) => dataset.getPixels!(i));
     const c = dataset.channels;
     for (let b = 0; b < n; b++) {
+      const i = job.indices[b]!;
       const { pixels, height: h, width: w, label } = samples[b]!;
+      if (!(pixels instanceof Uint8Array && Number.isInteger(h) && h > 0 && Number.isInteger(w) && w > 0 && pixels.length === h * w * c))
+        throw sampleError(i, `getPixels(i) must resolve to { pixels: Uint8Array of height x width x ${c} bytes, height, width, label }, got ${describeValue(pixels)} for ${h} x ${w}`);
       const gen = sampleGenerator(cfg.seed, job.epoch, job.start + b);
       const r = shorterSideSize(h, w, cfg.evalResize);
-      labels[b] = label;
+      labels[b] = checkLabel(dataset, i, label);
       if (Math.max(h, w) > NATIVE_MAX_SIDE || (!cfg.augment && Math.max(r.height, r.width) > NATIVE_MAX_SIDE)) {
         images.set(transformSample({ image: pixelsToImage(pixels, c, h, w), label, height: h, width: w }, dataset, cfg, gen), b * per);
         continue;
@@ -164,9 +225,10 @@ export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: Bat
     }
     return { images, labels };
   }
-  const samples = await Promise.all(Array.from(job.indices, (i) => dataset.get(i)));
+  const samples = await fetchAll(job.indices, (i) => dataset.get(i));
   for (let b = 0; b < n; b++) {
     const sample = samples[b]!;
+    checkSample(dataset, job.indices[b]!, sample);
     images.set(transformSample(sample, dataset, cfg, sampleGenerator(cfg.seed, job.epoch, job.start + b)), b * per);
     labels[b] = sample.label;
   }

@@ -202,6 +202,58 @@ describe('DataLoader (in-process)', () => {
   });
 });
 
+describe("a caller's own Dataset: what does not fit it is an Error naming the sample", () => {
+  /** A Dataset of n 1 x 4 x 4 images of value i / n, label i % 3, whose sample `at` is replaced by `bad`. */
+  const userData = (n: number, at: number, bad: (i: number) => unknown, numClasses = 3): Dataset => ({
+    length: n,
+    numClasses,
+    channels: 1,
+    height: 4,
+    width: 4,
+    get: async (i: number) => (i === at ? (bad(i) as never) : { image: new Float32Array(16).fill(i / n), label: numClasses ? i % numClasses : -1 }),
+  });
+  const first = async (d: Dataset, opts: Partial<DataLoaderOptions> = {}) => collect(new DataLoader(d, { batchSize: 4, shuffle: false, workers: 0, ...opts }), 0);
+
+  it('a get() that throws, a sample of the wrong size or kind, pixel values outside [0, 1], and labels that do not fit', async () => {
+    const cases: [(i: number) => unknown, string, number?][] = [
+      [() => { throw new Error('disk gone'); }, 'DataLoader: sample 5 of the dataset: disk gone'],
+      [() => undefined, 'DataLoader: sample 5 of the dataset: get(i) must resolve to a Sample { image: Float32Array, label }, got undefined'],
+      [() => ({ image: new Float32Array(9), label: 0 }), 'DataLoader: sample 5 of the dataset: its image has 9 values, expected channels x height x width = 1 x 4 x 4 = 16'],
+      [() => ({ image: new Float32Array(16).fill(200), label: 0 }), 'DataLoader: sample 5 of the dataset: its pixel values must be in [0, 1], got 200 at 0 (8-bit values are divided by 255)'],
+      [() => ({ image: new Float32Array(16).fill(NaN), label: 0 }), 'DataLoader: sample 5 of the dataset: its pixel values must be in [0, 1], got NaN at 0'],
+      [() => ({ image: new Float32Array(16), label: NaN }), 'DataLoader: sample 5 of the dataset: its label must be a class index, an integer in [0, 3), got the number NaN'],
+      [() => ({ image: new Float32Array(16), label: 1.7 }), 'its label must be a class index, an integer in [0, 3), got the number 1.7'],
+      [() => ({ image: new Float32Array(16), label: 99 }), 'its label must be a class index, an integer in [0, 3), got the number 99'],
+      [() => ({ image: new Float32Array(16), label: 2 }), 'its label must be -1 (the dataset has numClasses 0: unlabelled), got the number 2', 0],
+    ];
+    for (const [bad, message, numClasses] of cases) await expect(first(userData(8, 5, bad, numClasses ?? 3)), message).rejects.toThrow(message);
+  });
+
+  it("a subclass that overrides get() gets its own samples, and a dataset whose length changes is refused", async () => {
+    class Inverted extends InMemoryDataset {
+      override async get(i: number) {
+        const s = await super.get(i);
+        return { ...s, image: s.image.map((v) => 1 - v) };
+      }
+    }
+    const inv = new Inverted({ images: new Uint8Array(4 * 36).fill(51), labels: [0, 1, 2, 3], channels: 1, height: 6, width: 6, numClasses: 10 });
+    const loader = new DataLoader(inv, { batchSize: 4, shuffle: false, workers: 1, workerUrl: new URL('file:///nonexistent/worker.js'), mean: [0], std: [1] });
+    expect(loader.inProcessReason).toMatch(/overrides get\(\)/);
+    const [b] = await collect(loader, 0);
+    expect(b!.images.every((v) => Math.abs(v - 0.8) < 1e-6)).toBe(true); // 1 - 51 / 255, not 0.2
+    const grows = userData(8, -1, () => null);
+    const l = new DataLoader(grows, { batchSize: 4, workers: 0 });
+    grows.length = 12;
+    await expect(collect(l, 0)).rejects.toThrow("DataLoader: the dataset's length changed from 8 to 12 after the loader was made (its steps per epoch were counted then): make a new DataLoader");
+  });
+
+  it('options of the wrong type or name are refused', () => {
+    const d = userData(8, -1, () => null);
+    expect(() => new DataLoader(d, { batchSize: 4, augment: 'false' as unknown as boolean })).toThrow("DataLoader: augment must be true or false, got the string 'false'");
+    expect(() => new DataLoader(d, { batchSize: 4, batchsize: 8 } as DataLoaderOptions)).toThrow("DataLoader: options has no option 'batchsize' (did you mean batchSize?)");
+  });
+});
+
 describe('DataLoader worker failures surface as errors, never hangs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mae-workers-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
