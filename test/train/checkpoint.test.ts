@@ -1,6 +1,6 @@
 // Checkpoints (lib/train/checkpoint.ts): the optimizer's per-parameter step counts round-trip (and older checkpoints
 // without them resume as before), and saveCheckpoint refuses metadata that loading would refuse, writing nothing.
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -82,6 +82,23 @@ describe('checkpoint', () => {
     expect(ck.meta.optimizer).toEqual({ step: 3, lr: 0.01 });
     await expectSameContinuation(model, opt, path);
     opt.dispose();
+    model.dispose();
+  });
+
+  it('saveCheckpoint fails, leaving the old file, when the weights change before it is awaited (it read them one by one)', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 3 });
+    const dir = tmp();
+    const path = join(dir, 'ck.safetensors');
+    await saveCheckpoint(path, model, null, { position, options: {} });
+    const before = (await loadCheckpoint(path)).weights;
+    const [name, w] = model.namedParameters().at(-1)!;
+    const saving = saveCheckpoint(path, model, null, { position: { ...position, step: 4 }, options: {} });
+    w.write(w.dataSync().map((v) => v + 1)); // as an optimizer step would, before the save resolves
+    await expect(saving).rejects.toThrow(/the weights changed while the checkpoint was written \(.+: an optimizer step or a load before the save was awaited\)/);
+    const after = await loadCheckpoint(path);
+    expect(after.meta.position.step).toBe(3);
+    expect(Array.from(after.weights.get(name)!.data)).toEqual(Array.from(before.get(name)!.data));
+    expect(readdirSync(dir)).toEqual(['ck.safetensors']);
     model.dispose();
   });
 
