@@ -965,7 +965,7 @@ async function cmdEval(argv: string[]): Promise<void> {
   try {
     loaded = await loadClassifier(ckPath);
   } catch (e) {
-    if ((await classifierFileMeta(ckPath).catch(() => undefined)) === null)
+    if ((await classifierFileMeta(ckPath).catch(() => undefined)) === null && !/holds a pre-training run/.test((e as Error).message))
       throw new Error(`${(e as Error).message} (eval takes a classifier of mae finetune or linprobe; a pre-training checkpoint is evaluated with --knn)`);
     throw e;
   }

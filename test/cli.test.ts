@@ -399,7 +399,7 @@ describe('mae eval: what is scored', () => {
       code: 2, out: '', err: `mae eval: --split: ${data} has no test split: with --knn every 5th image is a query and the others the bank; leave out --split\n`,
     });
     expect(mae(['eval', '--checkpoint', run])).toEqual({
-      code: 1, out: '', err: `mae eval: classifier not found: ${join(run, 'classifier.safetensors')} (eval takes a classifier of mae finetune or linprobe; a pre-training checkpoint is evaluated with --knn)\n`,
+      code: 1, out: '', err: `mae eval: classifier not found: ${join(run, 'classifier.safetensors')} (${run} holds a pre-training run, which mae eval scores with --knn: a classifier comes from mae finetune or linprobe, or classifierFromPretrain)\n`,
     });
   });
 

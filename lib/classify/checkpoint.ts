@@ -6,7 +6,9 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
+import { native } from '../native.js';
+import { withoutInit } from '../nn/init.js';
 import { VisionTransformerClassifier, classifierConfigFrom, type ClassifierConfig } from './model.js';
 
 export const CLASSIFIER_FORMAT = 'masked-autoencoder/classifier/1';
@@ -52,6 +54,8 @@ export interface ClassifierMeta {
 }
 
 export async function saveClassifier(path: string, model: VisionTransformerClassifier, extra: Record<string, unknown> = {}): Promise<void> {
+  for (const k of ['format', 'config'])
+    if (Object.hasOwn(extra, k)) throw new Error(`saveClassifier: ${path} not written: extra may not set '${k}' (the file's own, which loadClassifier reads)`);
   const tensors = new Map<string, RawTensor>();
   for (const [name, p] of model.namedParameters()) tensors.set(name, { shape: [...p.shape], data: p.dataSync() });
   const meta: ClassifierMeta = { format: CLASSIFIER_FORMAT, config: model.config, createdAt: new Date().toISOString(), ...extra };
@@ -59,22 +63,55 @@ export async function saveClassifier(path: string, model: VisionTransformerClass
 }
 
 export async function loadClassifier(pathOrDir: string): Promise<{ model: VisionTransformerClassifier; meta: ClassifierMeta }> {
-  const path = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory() ? join(pathOrDir, CLASSIFIER_FILE) : pathOrDir;
-  if (!existsSync(path)) throw new Error(`classifier not found: ${path}`);
+  const folder = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory();
+  const path = folder ? join(pathOrDir, CLASSIFIER_FILE) : pathOrDir;
+  if (!existsSync(path))
+    throw new Error(
+      `classifier not found: ${path}` +
+        (folder && existsSync(join(pathOrDir, CHECKPOINT_FILE))
+          ? ` (${pathOrDir} holds a pre-training run, which mae eval scores with --knn: a classifier comes from mae finetune or linprobe, or classifierFromPretrain)`
+          : ''),
+    );
+  try {
+    return await readClassifier(path);
+  } catch (e) {
+    const message = (e as Error).message;
+    throw new Error(message.startsWith(path) ? message : `${path}: ${message}`, { cause: e });
+  }
+}
+
+async function readClassifier(path: string): Promise<{ model: VisionTransformerClassifier; meta: ClassifierMeta }> {
   const { tensors, metadata } = await readSafetensors(path);
   const raw = metadata['mae-classifier'];
-  if (!raw) throw new Error(`${path}: not a classifier file (no "mae-classifier" metadata)`);
-  const meta = JSON.parse(raw) as ClassifierMeta;
-  if (meta.format !== CLASSIFIER_FORMAT) throw new Error(`${path}: format '${meta.format}' is not '${CLASSIFIER_FORMAT}'`);
-  const model = new VisionTransformerClassifier(meta.config);
-  const state = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-  for (const [k, t] of tensors) {
-    if (!(t.data instanceof Float32Array)) throw new Error(`${path}: tensor ${k} is not float32`);
-    state.set(k, { shape: t.shape, data: t.data });
+  if (!raw) throw new Error(`not a classifier file (no "mae-classifier" metadata${metadata.mae ? '; it is a pre-training checkpoint: loadModel / loadCheckpoint read it' : ''})`);
+  let meta: ClassifierMeta;
+  try {
+    meta = JSON.parse(raw) as ClassifierMeta;
+  } catch (e) {
+    throw new Error(`its "mae-classifier" metadata is not JSON: ${(e as Error).message}`);
   }
-  model.loadStateDict(state);
-  model.eval();
-  return { model, meta };
+  if (meta === null || typeof meta !== 'object') throw new Error(`its "mae-classifier" metadata is not an object: ${raw.slice(0, 80)}`);
+  if (meta.format !== CLASSIFIER_FORMAT) throw new Error(`format '${meta.format}' is not '${CLASSIFIER_FORMAT}'`);
+  // the config's parameters against the stored tensors before any weight memory is made (a config read from a
+  // file may ask for any size)
+  const bare = withoutInit(() => new VisionTransformerClassifier(meta.config));
+  const own = bare.namedParameters();
+  const misfit = own.flatMap(([k, p]) => {
+    const t = tensors.get(k);
+    if (!t) return [`${k} is missing`];
+    if (t.shape.join(',') !== p.shape.join(',')) return [`${k} is [${t.shape.join(', ')}], the config's model has [${p.shape.join(', ')}]`];
+    if (!(t.data instanceof Float32Array)) return [`${k} is not float32`];
+    return [];
+  });
+  const names = new Set(own.map(([k]) => k));
+  const extra = [...tensors.keys()].filter((k) => !names.has(k));
+  if (misfit.length || extra.length) {
+    bare.dispose();
+    throw new Error(`its tensors do not fit the config in its metadata: ${[...misfit, ...extra.map((k) => `${k} is not a parameter of that model`)].slice(0, 6).join('; ')}`);
+  }
+  for (const [k, p] of own) p.adoptHandle(native.fromArray(tensors.get(k)!.data as Float32Array, [...p.shape]));
+  bare.eval();
+  return { model: bare, meta };
 }
 
 export interface FromPretrainResult {

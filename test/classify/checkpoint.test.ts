@@ -2,7 +2,10 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RUN_FILES, checkRunFolder, removeRun } from '../../lib/classify/checkpoint.js';
+import { RUN_FILES, checkRunFolder, loadClassifier, removeRun, saveClassifier } from '../../lib/classify/checkpoint.js';
+import { VisionTransformerClassifier, classifierConfigFrom } from '../../lib/classify/model.js';
+import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
+import { memoryStats } from '../../lib/info.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-run-folder-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,3 +41,37 @@ describe('run folders of finetune and linprobe', () => {
     expect(readdirSync(join(out, 'reconstructions'))).toEqual(['mine.png']);
   });
 });
+
+describe('classifier files', () => {
+  const config = classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2, eps: 1e-6 }, { numClasses: 3 });
+
+  it('loadClassifier names the file in every error, and checks the metadata config against the tensors before making any weights', async () => {
+    const vit = new VisionTransformerClassifier(config, { seed: 1 });
+    const good = join(dir, 'good.safetensors');
+    await saveClassifier(good, vit);
+    const loaded = await loadClassifier(good);
+    expect(Array.from(loaded.model.namedParameters()[0]![1].dataSync())).toEqual(Array.from(vit.namedParameters()[0]![1].dataSync()));
+    loaded.model.dispose();
+    const { tensors, metadata } = await readSafetensors(good);
+    const meta = JSON.parse(metadata['mae-classifier']!);
+    const variant = async (name: string, mae: string) => {
+      const path = join(dir, name);
+      await writeSafetensors(path, tensors, { 'mae-classifier': mae });
+      return path;
+    };
+    const notJson = await variant('not-json.safetensors', 'not json');
+    await expect(loadClassifier(notJson)).rejects.toThrow(`${notJson}: its "mae-classifier" metadata is not JSON`);
+    const nullMeta = await variant('null.safetensors', 'null');
+    await expect(loadClassifier(nullMeta)).rejects.toThrow(`${nullMeta}: its "mae-classifier" metadata is not an object`);
+    const noConfig = await variant('no-config.safetensors', JSON.stringify({ ...meta, config: undefined }));
+    await expect(loadClassifier(noConfig)).rejects.toThrow(`${noConfig}: VisionTransformerClassifier: config must be an object, got undefined`);
+    // a config asking for 16M classes against a head of 3: refused from the shapes, before 1 GB of head is made
+    const huge = await variant('huge.safetensors', JSON.stringify({ ...meta, config: { ...meta.config, numClasses: 1 << 24 } }));
+    const before = memoryStats().peakBytes;
+    await expect(loadClassifier(huge)).rejects.toThrow(new RegExp(`^${huge.replace(/[.]/g, '\\.')}: its tensors do not fit the config in its metadata: head\\.weight is \\[3, 16\\], the config's model has \\[16777216, 16\\]`));
+    expect(memoryStats().peakBytes - before).toBeLessThan(1 << 28);
+    await expect(saveClassifier(join(dir, 'x.safetensors'), vit, { format: 'other' })).rejects.toThrow("saveClassifier: " + join(dir, 'x.safetensors') + " not written: extra may not set 'format'");
+    vit.dispose();
+  });
+});
+
