@@ -4,7 +4,8 @@
  *
  * The data goes to a temporary file in the target's own directory (so the rename stays on one file system), is
  * flushed with fsync, renamed over the target, and then the directory is fsynced so the rename itself survives a
- * crash. If anything fails the temporary file is removed and the old target is left untouched.
+ * crash. If anything fails the temporary file is removed and the old target is left untouched. A file replaced keeps
+ * its permission bits; a symbolic link stays a link and the file it points to is replaced; a folder is refused.
  *
  * `fs` and `fsp` are used through their default objects (not named imports) so that tests can inject failures.
  */
@@ -19,6 +20,9 @@ import { basename, dirname, join, resolve } from 'node:path';
  * any iterable (a generator makes each chunk only when it is written, so the file is never whole in memory).
  */
 export type AtomicData = Uint8Array | string | Iterable<Uint8Array>;
+
+/** The temporary files this process is writing (removeStaleTemps leaves them alone). */
+const inProgress = new Set<string>();
 
 /** Error codes from directory fsync on platforms or file systems that do not support it. */
 const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EACCES', 'ENOTSUP']);
@@ -59,12 +63,16 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
 /** Synchronous twin of {@link writeFileAtomic}. */
 export function writeFileAtomicSync(path: string, data: AtomicData): void {
   const chunks = toChunks(path, data);
-  const dir = dirname(path);
-  const tmp = tempPath(path);
+  let dest = path;
+  let tmp = '';
   try {
-    makeDirs(dir);
-    const fd = fs.openSync(tmp, 'wx');
+    const t = target(path);
+    dest = t.path;
+    makeDirs(dirname(dest));
+    tmp = tempPath(dest);
+    const fd = fs.openSync(tmp, 'wx', t.mode ?? 0o666);
     try {
+      if (t.mode !== null) fs.fchmodSync(fd, t.mode);
       for (const chunk of chunks) {
         let written = 0;
         while (written < chunk.byteLength) {
@@ -75,12 +83,14 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
     } finally {
       fs.closeSync(fd);
     }
-    fs.renameSync(tmp, path);
+    fs.renameSync(tmp, dest);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    if (tmp) fs.rmSync(tmp, { force: true });
     throw wrap(path, err);
+  } finally {
+    inProgress.delete(tmp);
   }
-  syncDirectorySync(dir);
+  syncDirectorySync(dirname(dest));
 }
 
 /**
@@ -91,24 +101,35 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
  */
 export class AtomicFileWriter {
   readonly path: string;
+  /** where the file goes: `path`, or the file a symbolic link at `path` points to */
+  private readonly dest: string;
   private readonly tmp: string;
   private readonly handle: FileHandle;
   private written = 0;
   private done = false;
 
-  private constructor(path: string, tmp: string, handle: FileHandle) {
+  private constructor(path: string, dest: string, tmp: string, handle: FileHandle) {
     this.path = path;
+    this.dest = dest;
     this.tmp = tmp;
     this.handle = handle;
   }
 
   /** Starts writing `path` (its parent folders are created). */
   static async open(path: string): Promise<AtomicFileWriter> {
-    const tmp = tempPath(path);
+    let tmp = '';
     try {
-      makeDirs(dirname(path));
-      return new AtomicFileWriter(path, tmp, await fsp.open(tmp, 'wx'));
+      const t = target(path);
+      makeDirs(dirname(t.path));
+      tmp = tempPath(t.path);
+      const handle = await fsp.open(tmp, 'wx', t.mode ?? 0o666);
+      if (t.mode !== null) await handle.chmod(t.mode);
+      return new AtomicFileWriter(path, t.path, tmp, handle);
     } catch (err) {
+      if (tmp) {
+        await fsp.rm(tmp, { force: true });
+        inProgress.delete(tmp);
+      }
       throw wrap(path, err);
     }
   }
@@ -135,13 +156,15 @@ export class AtomicFileWriter {
     try {
       await this.handle.sync();
       await this.handle.close();
-      await fsp.rename(this.tmp, this.path);
+      await fsp.rename(this.tmp, this.dest);
     } catch (err) {
       await this.handle.close().catch(() => {});
       await fsp.rm(this.tmp, { force: true });
       throw wrap(this.path, err);
+    } finally {
+      inProgress.delete(this.tmp);
     }
-    await syncDirectory(dirname(this.path));
+    await syncDirectory(dirname(this.dest));
   }
 
   /** Drops what was written; `path` is left as it was. Safe to call more than once. */
@@ -150,7 +173,24 @@ export class AtomicFileWriter {
     this.done = true;
     await this.handle.close().catch(() => {});
     await fsp.rm(this.tmp, { force: true });
+    inProgress.delete(this.tmp);
   }
+}
+
+/**
+ * Where a write of `path` goes, and the permission bits to keep: an existing file keeps its mode (the temporary file
+ * would get the default's), a symbolic link stays and its file is replaced, a folder is refused before anything is
+ * written.
+ */
+function target(path: string): { path: string; mode: number | null } {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch {
+    return { path, mode: null }; // absent (or a link to nothing): a new file
+  }
+  if (st.isDirectory()) throw new Error(`${path} is a folder: give the path of a file`);
+  return { path: fs.lstatSync(path).isSymbolicLink() ? fs.realpathSync(path) : path, mode: st.mode & 0o7777 };
 }
 
 /**
@@ -190,7 +230,11 @@ export function removeStaleTemps(path: string): string[] {
   const removed: string[] = [];
   for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
     const m = name.startsWith(prefix) ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
-    if (!m || isRunning(Number(m[1]))) continue;
+    if (!m) continue;
+    // this process's own pid: a write of its own still going, or one of a killed process that had the same pid
+    // (a container's first process, restarted)
+    const pid = Number(m[1]);
+    if (pid === process.pid ? inProgress.has(join(dir, name)) : isRunning(pid)) continue;
     fs.rmSync(join(dir, name), { force: true });
     removed.push(name);
   }
@@ -198,7 +242,6 @@ export function removeStaleTemps(path: string): string[] {
 }
 
 function isRunning(pid: number): boolean {
-  if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
     return true;
@@ -209,8 +252,11 @@ function isRunning(pid: number): boolean {
 
 /** A fresh name next to the target: hidden, with the process id and a random suffix so writers never collide. */
 function tempPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  inProgress.add(tmp);
+  return tmp;
 }
+
 
 function wrap(path: string, err: unknown): Error {
   const message = err instanceof Error ? err.message : String(err);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+import { AtomicFileWriter, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
 
 let root: string;
 let n = 0;
@@ -129,12 +129,29 @@ describe('writeFileAtomic', () => {
     expect(await fsp.readdir(dir)).toEqual(['gen.bin']);
   });
 
-  it('fails with the path named when the target is a directory', async () => {
+  it('fails with the path named when the target is a directory, before writing anything', async () => {
     const dir = await freshDir();
     const path = join(dir, 'occupied');
     await fsp.mkdir(join(path, 'inner'), { recursive: true });
-    await expect(writeFileAtomic(path, 'x')).rejects.toThrow(`writeFileAtomic(${path}): write failed`);
+    await expect(writeFileAtomic(path, 'x')).rejects.toThrow(`writeFileAtomic(${path}): write failed, target left unchanged: ${path} is a folder: give the path of a file`);
+    expect(() => writeFileAtomicSync(path, 'x')).toThrow(`${path} is a folder`);
     expect((await fsp.readdir(dir)).sort()).toEqual(['occupied']);
+  });
+
+  it('a replaced file keeps its permission bits, and a symbolic link stays a link to the new contents', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'private.bin');
+    fs.writeFileSync(path, 'old');
+    fs.chmodSync(path, 0o600);
+    await writeFileAtomic(path, 'new');
+    writeFileAtomicSync(path, 'newer');
+    expect([fs.readFileSync(path, 'utf8'), fs.statSync(path).mode & 0o777]).toEqual(['newer', 0o600]);
+    const link = join(dir, 'latest.bin');
+    fs.symlinkSync(path, link);
+    await writeFileAtomic(link, 'through the link');
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(fs.readFileSync(path, 'utf8')).toBe('through the link');
+    expect(fs.readdirSync(dir).sort()).toEqual(['latest.bin', 'private.bin']);
   });
 });
 
@@ -210,13 +227,16 @@ describe('removeStaleTemps', () => {
     expect(deadPid).toBeGreaterThan(0);
     const names = [
       `.checkpoint.safetensors.${deadPid}.0123456789ab.tmp`, // a killed writer's
-      `.checkpoint.safetensors.${process.pid}.0123456789ab.tmp`, // this process's: may be writing now
+      `.checkpoint.safetensors.${process.pid}.0123456789ab.tmp`, // of this pid but not of a write of this process (a restarted container's first process)
       `.other.safetensors.${deadPid}.0123456789ab.tmp`, // another file's
       'checkpoint.safetensors',
     ];
     for (const name of names) fs.writeFileSync(join(dir, name), 'x');
-    expect(removeStaleTemps(path)).toEqual([names[0]]);
-    expect(fs.readdirSync(dir).sort()).toEqual(names.slice(1).sort());
+    const writing = await AtomicFileWriter.open(path); // this process's own write, in progress: kept
+    expect(removeStaleTemps(path).sort()).toEqual([names[0], names[1]].sort());
+    expect(fs.readdirSync(dir).filter((n) => !names.includes(n))).toHaveLength(1);
+    await writing.abort();
+    expect(fs.readdirSync(dir).sort()).toEqual(names.slice(2).sort());
     expect(removeStaleTemps(join(dir, 'missing', 'x.bin'))).toEqual([]);
   });
 });
