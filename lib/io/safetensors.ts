@@ -106,7 +106,9 @@ export async function readSafetensors(path: string, opts: ReadSafetensorsOptions
     throw new Error(`${path}: cannot open safetensors file: ${(err as Error).message}`, { cause: err });
   }
   try {
-    const fileSize = (await handle.stat()).size;
+    const stat = await handle.stat();
+    if (stat.isDirectory()) throw new Error(`${path}: is a folder, not a safetensors file`);
+    const fileSize = stat.size;
     const prefix = await readAt(handle, 0, Math.min(fileSize, 8), path);
     const headerLength = checkHeaderLength(prefix, fileSize, path);
     const headerBytes = await readAt(handle, 0, 8 + headerLength, path);
@@ -172,8 +174,12 @@ function checkHeaderLength(bytes: Uint8Array, fileSize: number, source: string):
   }
   const length = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (length > BigInt(MAX_HEADER_BYTES)) {
+    // a PyTorch file starts with a zip entry (PK\x03\x04) or, in the legacy format, a pickle (0x80 and its protocol)
+    const pth = (bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) || (bytes[0] === 0x80 && bytes[1]! >= 2 && bytes[1]! <= 5);
     throw new Error(
-      `${source}: header length ${length} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt file?)`,
+      pth
+        ? `${source}: a PyTorch file (.pth), not safetensors: loadWeights / MaskedAutoencoder.fromPretrained read those`
+        : `${source}: header length ${length} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt file?)`,
     );
   }
   if (length > BigInt(fileSize - 8)) {
@@ -412,6 +418,8 @@ function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<stri
 
   const json = new TextEncoder().encode(JSON.stringify(header));
   const paddedLength = Math.ceil(json.byteLength / 8) * 8;
+  if (paddedLength > MAX_HEADER_BYTES)
+    throw new Error(`serializeSafetensors: the header (tensor names and shapes, metadata) is ${paddedLength} bytes, more than the ${MAX_HEADER_BYTES} a reader takes; keep large data out of the metadata`);
   const head = new Uint8Array(8 + paddedLength).fill(0x20, 8 + json.byteLength);
   new DataView(head.buffer).setBigUint64(0, BigInt(paddedLength), true);
   head.set(json, 8);

@@ -107,8 +107,26 @@ export interface LoadedCheckpoint {
 async function ownCheckpoint(pathOrDir: string): Promise<string | null> {
   if (!existsSync(pathOrDir)) throw new Error(`checkpoint not found: ${pathOrDir}`);
   const path = statSync(pathOrDir).isDirectory() ? join(pathOrDir, CHECKPOINT_FILE) : pathOrDir;
+  return (await headerMeta(path))?.mae !== undefined ? path : null;
+}
+
+/**
+ * Runs `load` on a path that is not a checkpoint of ours (other code's weights; a classifier of ours, whose encoder
+ * serves the kNN monitor and probes): an error for a classifier of ours says what the file is.
+ */
+async function asWeights<T>(pathOrDir: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    const file = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory() ? join(pathOrDir, 'classifier.safetensors') : pathOrDir;
+    if ((await headerMeta(file))?.['mae-classifier'] === undefined) throw e;
+    throw new Error(`${(e as Error).message} (${file} is a classifier of mae finetune or linprobe, not a pre-training checkpoint: loadClassifier reads it)`, { cause: e });
+  }
+}
+
+/** The "__metadata__" of a safetensors file's header (the header alone is read), or null for any other file. */
+async function headerMeta(path: string): Promise<Record<string, unknown> | null> {
   if (!existsSync(path)) return null;
-  // a safetensors file whose header metadata has "mae"; the header alone is read
   const h = await fsp.open(path, 'r');
   try {
     const size = (await h.stat()).size;
@@ -119,8 +137,8 @@ async function ownCheckpoint(pathOrDir: string): Promise<string | null> {
     const header = new Uint8Array(n);
     await h.read(header, 0, n, 8);
     if (header[0] !== 0x7b) return null;
-    const meta = (JSON.parse(new TextDecoder().decode(header)) as { __metadata__?: { mae?: unknown } }).__metadata__;
-    return meta?.mae !== undefined ? path : null;
+    const meta = (JSON.parse(new TextDecoder().decode(header)) as { __metadata__?: unknown }).__metadata__;
+    return isObject(meta) ? meta : null;
   } catch {
     return null;
   } finally {
@@ -136,10 +154,11 @@ function externalMeta(config: MaeConfig, format: string): CheckpointMeta {
 /** Reads a checkpoint file (or the checkpoint in a run folder); other code's checkpoints as weights (see above). */
 export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoint> {
   const path = await ownCheckpoint(pathOrDir);
-  if (path === null) {
-    const file = await readWeights(pathOrDir);
-    return { path: file.path ?? pathOrDir, meta: externalMeta(maeConfigFromWeights(file).config, file.format), weights: file.weights, optimizer: new Map() };
-  }
+  if (path === null)
+    return asWeights(pathOrDir, async () => {
+      const file = await readWeights(pathOrDir);
+      return { path: file.path ?? pathOrDir, meta: externalMeta(maeConfigFromWeights(file).config, file.format), weights: file.weights, optimizer: new Map() };
+    });
   const { tensors, metadata } = await readSafetensors(path);
   if (!metadata.mae) throw new Error(`${path}: not a masked-autoencoder checkpoint (no "mae" metadata); load plain weights with loadSafetensors`);
   let meta: unknown;
@@ -205,10 +224,11 @@ function metaProblem(meta: Record<string, unknown>): string | null {
  * (an encoder-only one has loadReport.decoderLoaded false).
  */
 export async function loadModel(pathOrDir: string): Promise<{ model: MaskedAutoencoder; meta: CheckpointMeta }> {
-  if ((await ownCheckpoint(pathOrDir)) === null) {
-    const model = await MaskedAutoencoder.fromPretrained(pathOrDir);
-    return { model, meta: externalMeta(model.config, model.loadReport!.format) };
-  }
+  if ((await ownCheckpoint(pathOrDir)) === null)
+    return asWeights(pathOrDir, async () => {
+      const model = await MaskedAutoencoder.fromPretrained(pathOrDir);
+      return { model, meta: externalMeta(model.config, model.loadReport!.format) };
+    });
   const ck = await loadCheckpoint(pathOrDir);
   const path = ck.path;
   checkConfigFits(ck.meta.config, ck.weights, path);

@@ -9,6 +9,9 @@ import { AdamW } from '../../lib/optim/adamw.js';
 import { Generator } from '../../lib/random.js';
 import { loadCheckpoint, loadModel, saveCheckpoint } from '../../lib/train/checkpoint.js';
 import { Tensor } from '../../lib/tensor.js';
+import { saveClassifier } from '../../lib/classify/checkpoint.js';
+import { VisionTransformerClassifier, classifierConfigFrom } from '../../lib/classify/model.js';
+import { readSafetensors } from '../../lib/io/safetensors.js';
 
 const config = { imgSize: 8, patchSize: 4, inChans: 1, embedDim: 8, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2, mlpRatio: 2 };
 const position = { epoch: 1, iter: 0, step: 3 };
@@ -99,6 +102,32 @@ describe('checkpoint', () => {
     expect(after.meta.position.step).toBe(3);
     expect(Array.from(after.weights.get(name)!.data)).toEqual(Array.from(before.get(name)!.data));
     expect(readdirSync(dir)).toEqual(['ck.safetensors']);
+    model.dispose();
+  });
+
+  it('a classifier, a folder, a .pth or an oversized header get errors that say what the file is', async () => {
+    const dir = tmp();
+    const vit = new VisionTransformerClassifier(classifierConfigFrom({ ...config, eps: 1e-6 }, { numClasses: 3, globalPool: false }), { seed: 1 });
+    const run = join(dir, 'finetune-run');
+    await saveClassifier(join(run, 'classifier.safetensors'), vit);
+    vit.dispose();
+    // a fine-tuned classifier (global pooling) has no encoder norm: loadModel says what the file is
+    const ft = new VisionTransformerClassifier(classifierConfigFrom({ ...config, eps: 1e-6 }, { numClasses: 3, globalPool: true }), { seed: 1 });
+    const ftRun = join(dir, 'ft');
+    await saveClassifier(join(ftRun, 'classifier.safetensors'), ft);
+    ft.dispose();
+    for (const p of [ftRun, join(ftRun, 'classifier.safetensors')])
+      await expect(loadModel(p)).rejects.toThrow(`(${join(ftRun, 'classifier.safetensors')} is a classifier of mae finetune or linprobe, not a pre-training checkpoint: loadClassifier reads it)`);
+    // a linear probe's classifier keeps the encoder whole: its encoder loads (mae eval --knn scores it)
+    const { model: encoder } = await loadModel(run);
+    expect(encoder.loadReport!.decoderLoaded).toBe(false);
+    encoder.dispose();
+    await expect(readSafetensors(run)).rejects.toThrow(`${run}: is a folder, not a safetensors file`);
+    const pth = new URL('../fixtures/pth/checkpoint-3.pth', import.meta.url).pathname;
+    await expect(readSafetensors(pth)).rejects.toThrow(`${pth}: a PyTorch file (.pth), not safetensors: loadWeights / MaskedAutoencoder.fromPretrained read those`);
+    const model = new MaskedAutoencoder(config, { seed: 3 });
+    await expect(saveCheckpoint(join(dir, 'big.safetensors'), model, null, { position, options: { note: 'x'.repeat(101 * 1024 * 1024) } })).rejects.toThrow(/the header \(tensor names and shapes, metadata\) is \d+ bytes, more than the 104857600 a reader takes/);
+    expect(existsSync(join(dir, 'big.safetensors'))).toBe(false);
     model.dispose();
   });
 
