@@ -34,6 +34,8 @@ const DATA_SOURCE_KEYS = Object.keys({ kind: 1, path: 1, limit: 1, channels: 1, 
 export function checkDataSource(where: string, name: string, src: unknown): void {
   if (src === undefined) return;
   expectObject(where, name, src);
+  if (typeof (src as { get?: unknown }).get === 'function')
+    throw new Error(`${where}: ${name} must be a data source such as { kind: 'folder', path } (kinds: ${DATA_KINDS.join(', ')}), not a Dataset object: a run opens its data itself (also in its data-loading threads and on every rank); write the images to a folder, or to shards with mae prepare-data`);
   expectKnownKeys(where, name, src as object, DATA_SOURCE_KEYS);
 }
 

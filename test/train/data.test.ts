@@ -33,6 +33,8 @@ describe('openDataset and syntheticDataset arguments', () => {
     expect(() => checkDataSource('finetune', 'testData', { kind: 'synthetic', image_size: 8 })).toThrow("finetune: testData has no option 'image_size' (did you mean imageSize?)");
     expect(() => checkDataSource('linprobe', 'data', 'mnist')).toThrow("linprobe: data must be an object, got the string 'mnist'");
     expect(() => checkDataSource('pretrain', 'data', undefined)).not.toThrow();
+    const dataset = await openDataset({ kind: 'synthetic', count: 4 });
+    expect(() => checkDataSource('finetune', 'data', dataset)).toThrow("finetune: data must be a data source such as { kind: 'folder', path } (kinds: fashion-mnist, mnist, cifar10, folder, shards, synthetic), not a Dataset object");
     // a checkpoint of an older run may hold a source with another key: it still opens
     expect((await openDataset({ kind: 'synthetic', count: 8, seed: 3 } as DataSource)).length).toBe(8);
     await expect(pretrain({ data: { kind: 'synthetic', cnt: 64 } as DataSource })).rejects.toThrow("pretrain: data has no option 'cnt'");
