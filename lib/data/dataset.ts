@@ -93,7 +93,7 @@ export interface InMemoryDatasetOptions {
   channels: number;
   height: number;
   width: number;
-  numClasses: number;
+  numClasses: number; // 0 for unlabelled images, whose labels are all -1
 }
 
 /** 8-bit images held in memory; get(i) returns pixel / 255. */
@@ -112,7 +112,8 @@ export class InMemoryDataset implements Dataset {
     expectInstance(where, 'opts.images', opts.images, Uint8Array, 'a Uint8Array of [count, channels, height, width] bytes');
     if (opts.labels === null || typeof opts.labels !== 'object' || typeof opts.labels.length !== 'number')
       throw new Error(`${where}: opts.labels must be an array of class indices, got ${describeValue(opts.labels)}`);
-    for (const k of ['channels', 'height', 'width', 'numClasses'] as const) expectInteger(where, `opts.${k}`, opts[k], 1);
+    for (const k of ['channels', 'height', 'width'] as const) expectInteger(where, `opts.${k}`, opts[k], 1);
+    expectInteger(where, 'opts.numClasses', opts.numClasses, 0); // 0: unlabelled, every label -1
     const { channels, height, width, numClasses } = opts;
     const count = opts.labels.length;
     const per = channels * height * width;
@@ -122,8 +123,10 @@ export class InMemoryDataset implements Dataset {
     }
     for (let i = 0; i < count; i++) {
       const label = opts.labels[i];
-      if (!(Number.isInteger(label) && label! >= 0 && label! < numClasses))
-        throw new Error(`${where}: opts.labels[${i}] must be a class index, an integer in [0, ${numClasses}) (numClasses ${numClasses}), got ${describeValue(label)}`);
+      if (numClasses === 0 ? label !== -1 : !(Number.isInteger(label) && label! >= 0 && label! < numClasses))
+        throw new Error(
+          `${where}: opts.labels[${i}] must be ${numClasses === 0 ? '-1 (numClasses 0: unlabelled images)' : `a class index, an integer in [0, ${numClasses}) (numClasses ${numClasses})`}, got ${describeValue(label)}`,
+        );
     }
     this.images = shareBytes(opts.images);
     this.labels = Int32Array.from(opts.labels);

@@ -23,6 +23,15 @@ describe('dataset labels', () => {
     expect(() => make(labels)).toThrow(`InMemoryDataset: opts.labels[${at}] must be a class index, an integer in [0, 10) (numClasses 10), got ${got}`);
   });
 
+  it('InMemoryDataset holds unlabelled images (numClasses 0, every label -1), as the Dataset interface has them', async () => {
+    const images = new Uint8Array(2 * 4).fill(255);
+    const ds = new InMemoryDataset({ images, labels: [-1, -1], channels: 1, height: 2, width: 2, numClasses: 0 });
+    expect([ds.numClasses, (await ds.get(1)).label]).toEqual([0, -1]);
+    expect(() => new InMemoryDataset({ images, labels: [-1, 0], channels: 1, height: 2, width: 2, numClasses: 0 })).toThrow(
+      'InMemoryDataset: opts.labels[1] must be -1 (numClasses 0: unlabelled images), got the number 0',
+    );
+  });
+
   it('ImageFolderDataset refuses an index whose labels are not class indices of its classes (or not -1 in a flat folder)', () => {
     const files = ['/d/a/0.png', '/d/b/1.png'];
     expect(new ImageFolderDataset({ root: '/d', files, labels: Int32Array.of(0, 1), classes: ['a', 'b'] }).numClasses).toBe(2);
