@@ -47,6 +47,7 @@ export async function extractFeatures(
   dataset: Dataset,
   opts: { pool?: FeaturePool; batchSize?: number; workers?: number; precision?: Precision; onProgress?: (done: number, total: number) => void; comm?: Communicator; signal?: AbortSignal } = {},
 ): Promise<Features> {
+  if (dataset === null || typeof dataset !== 'object') throw new Error(`extractFeatures: dataset must be a Dataset (openDataset makes one), got ${describeValue(dataset)}`);
   const comm = opts.comm;
   if (comm && comm.size > 1) {
     if (opts.signal) throw new Error('extractFeatures: a signal cannot stop a pass shared by several ranks');
@@ -103,6 +104,7 @@ export async function extractFeatures(
 
 /** Flattened normalised pixels as features (the raw-pixel baseline); an aborted `signal` ends it after the current batch. */
 export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number; signal?: AbortSignal } = {}): Promise<Features> {
+  if (dataset === null || typeof dataset !== 'object') throw new Error(`pixelFeatures: dataset must be a Dataset (openDataset makes one), got ${describeValue(dataset)}`);
   const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, ...(opts.imageSize ? { imageSize: opts.imageSize } : {}), ...(opts.inChans ? { inChans: opts.inChans } : {}), workers: opts.workers ?? 1 });
   const n = dataset.length;
   let features: Float32Array | null = null;

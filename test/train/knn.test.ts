@@ -3,6 +3,7 @@ import { Communicator } from '../../lib/distributed/comm.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { openDataset } from '../../lib/train/data.js';
+import type { Dataset } from '../../lib/data/index.js';
 import { extractFeatures, pixelFeatures } from '../../lib/train/knn.js';
 
 const config = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 };
@@ -51,6 +52,13 @@ describe('feature passes stop on their signal', () => {
     early.abort();
     await expect(pixelFeatures(ds, { batchSize: 8, signal: early.signal })).rejects.toMatchObject({ name: 'AbortError' });
     expect((await pixelFeatures(ds, { batchSize: 8, signal: new AbortController().signal })).n).toBe(40);
+    model.dispose();
+  });
+
+  it('a dataset that is not one is named', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 1 });
+    await expect(extractFeatures(model, null as unknown as Dataset)).rejects.toThrow('extractFeatures: dataset must be a Dataset (openDataset makes one), got null');
+    await expect(pixelFeatures('x' as unknown as Dataset)).rejects.toThrow("pixelFeatures: dataset must be a Dataset (openDataset makes one), got the string 'x'");
     model.dispose();
   });
 
