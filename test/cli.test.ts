@@ -204,11 +204,14 @@ describe('mae command', () => {
       `const run = pretrainInWorker(${JSON.stringify(options)}, (e) => { if (e.type === 'step' && e.step === 2) throw new Error('handler threw at step 2'); });`,
       `await run.result.then(() => console.log('resolved'), (e) => console.log('rejected:', e.message));`,
       `try { pretrainInWorker({ ...${JSON.stringify(options)}, onEvent: () => {} }); } catch (e) { console.log('threw:', e.message); }`,
+      `const { openDataset } = await import(${JSON.stringify(new URL('../dist/lib/train/data.js', import.meta.url).pathname)});`,
+      `try { pretrainInWorker({ ...${JSON.stringify(options)}, data: await openDataset({ kind: 'synthetic', count: 4 }) }); } catch (e) { console.log('dataset:', e.message); }`,
     ].join('\n');
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('rejected: handler threw at step 2');
     expect(r.stdout).toMatch(/threw: pretrainInWorker: the options must be plain data \(.*could not be cloned.*\); give onEvent as the second argument/);
+    expect(r.stdout).toContain("dataset: pretrainInWorker: data must be a data source such as { kind: 'folder', path }");
   });
 
   it('pretrainInWorker starts from a program whose Node flags a worker refuses (node --input-type=module -e)', () => {

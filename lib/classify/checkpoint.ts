@@ -92,8 +92,21 @@ async function readClassifier(path: string): Promise<{ model: VisionTransformerC
   }
   if (meta === null || typeof meta !== 'object') throw new Error(`its "mae-classifier" metadata is not an object: ${raw.slice(0, 80)}`);
   if (meta.format !== CLASSIFIER_FORMAT) throw new Error(`format '${meta.format}' is not '${CLASSIFIER_FORMAT}'`);
-  // the config's parameters against the stored tensors before any weight memory is made (a config read from a
-  // file may ask for any size)
+  // the config against the stored tensors before the model is made (a config read from a file may ask for any
+  // size): first what sizes it (tokens, width, depth), then every parameter's shape with no weight memory made
+  const c = meta.config as Partial<ClassifierConfig> | undefined;
+  const pos = tensors.get('pos_embed')?.shape;
+  const depth = new Set([...tensors.keys()].flatMap((k) => (k.startsWith('blocks.') ? [k.split('.')[1]] : []))).size;
+  if (c !== null && typeof c === 'object' && typeof c.imgSize === 'number' && typeof c.patchSize === 'number' && pos) {
+    const sized: [string, unknown, unknown][] = [
+      ['(imgSize / patchSize)^2 + 1 tokens', (c.imgSize / c.patchSize) ** 2 + 1, pos[1]],
+      ['embedDim', c.embedDim, pos[2]],
+      ['depth', c.depth, depth],
+    ];
+    const wrong = sized.filter(([, want, stored]) => want !== stored);
+    if (wrong.length)
+      throw new Error(`its tensors do not fit the config in its metadata: ${wrong.map(([k, want, stored]) => `${k} ${want} in the config, ${stored} in the tensors`).join('; ')}`);
+  }
   const bare = withoutInit(() => new VisionTransformerClassifier(meta.config));
   const own = bare.namedParameters();
   const misfit = own.flatMap(([k, p]) => {

@@ -21,7 +21,8 @@
  * recorded (stallMs, epochStallMs). Workers need the compiled worker.js next to loader.js (dist/lib/data/). When
  * this file runs from TypeScript sources (loader.ts, e.g. under vitest) there is no worker.js, so the loader runs
  * the same pipeline code in-process instead (`mode` / `inProcessReason` say so); so it does for a Dataset without
- * workerSpec(). In-process, each batch is built when it is awaited, so all of its cost counts as stall.
+ * workerSpec(), and for one whose class overrides get() (a worker's copy, rebuilt from workerSpec(), would not). In-process,
+ * each batch is built when it is awaited, so all of its cost counts as stall.
  *
  * Memory: each batch's images are fresh memory unless the consumer calls batch.release() when it is done with them
  * (after copying them into a Tensor, say): the buffer then goes back to its worker for a later batch, which saves
@@ -48,7 +49,7 @@ const LOADER_OPTIONS = {
   batchSize: 'number', seed: 'number', shuffle: 'boolean', dropLast: 'boolean', augment: 'boolean', imageSize: 'number',
   inChans: 'number', mean: 'checked', std: 'checked', scale: 'checked', ratio: 'checked', flipProb: 'number',
   evalCropFraction: 'number', antialias: 'boolean', transforms: 'string', workers: 'number', prefetch: 'number',
-  workerUrl: 'object', shard: 'object',
+  workerUrl: 'checked', shard: 'object',
 } as const satisfies Record<keyof DataLoaderOptions, OptionType | readonly OptionType[]>;
 
 export interface DataLoaderOptions {
@@ -395,7 +396,7 @@ export class DataLoader {
     this.pending.delete(reply.id);
     if (--this.outstanding[p.worker]! === 0) this.workers[p.worker]!.unref();
     if (reply.type === 'batch') p.resolve({ images: reply.images, labels: reply.labels, worker: p.worker });
-    else p.reject(new Error(`DataLoader: batch failed in worker thread ${p.worker}: ${reply.message}`));
+    else p.reject(new Error(`DataLoader: batch failed in worker thread ${p.worker}: ${reply.message.replace(/^DataLoader: /, '')}`));
   }
 
   private fail(e: Error): void {

@@ -5,7 +5,8 @@
  * The data goes to a temporary file in the target's own directory (so the rename stays on one file system), is
  * flushed with fsync, renamed over the target, and then the directory is fsynced so the rename itself survives a
  * crash. If anything fails the temporary file is removed and the old target is left untouched. A file replaced keeps
- * its permission bits; a symbolic link stays a link and the file it points to is replaced; a folder is refused.
+ * its permission bits; a symbolic link to a file stays a link and that file is replaced (a link to nothing is
+ * replaced by the file); a folder is refused.
  *
  * `fs` and `fsp` are used through their default objects (not named imports) so that tests can inject failures.
  */
@@ -20,9 +21,6 @@ import { basename, dirname, join, resolve } from 'node:path';
  * any iterable (a generator makes each chunk only when it is written, so the file is never whole in memory).
  */
 export type AtomicData = Uint8Array | string | Iterable<Uint8Array>;
-
-/** The temporary files this process is writing (removeStaleTemps leaves them alone). */
-const inProgress = new Set<string>();
 
 /** Error codes from directory fsync on platforms or file systems that do not support it. */
 const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EACCES', 'ENOTSUP']);
@@ -72,7 +70,13 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
     tmp = tempPath(dest);
     const fd = fs.openSync(tmp, 'wx', t.mode ?? 0o666);
     try {
-      if (t.mode !== null) fs.fchmodSync(fd, t.mode);
+      if (t.mode !== null) {
+        try {
+          fs.fchmodSync(fd, t.mode);
+        } catch {
+          // a file system that takes no chmod keeps what open gave
+        }
+      }
       for (const chunk of chunks) {
         let written = 0;
         while (written < chunk.byteLength) {
@@ -87,8 +91,6 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
   } catch (err) {
     if (tmp) fs.rmSync(tmp, { force: true });
     throw wrap(path, err);
-  } finally {
-    inProgress.delete(tmp);
   }
   syncDirectorySync(dirname(dest));
 }
@@ -123,13 +125,11 @@ export class AtomicFileWriter {
       makeDirs(dirname(t.path));
       tmp = tempPath(t.path);
       const handle = await fsp.open(tmp, 'wx', t.mode ?? 0o666);
-      if (t.mode !== null) await handle.chmod(t.mode);
+      // open's mode is cut by the umask; a file system that takes no chmod keeps what open gave
+      if (t.mode !== null) await handle.chmod(t.mode).catch(() => {});
       return new AtomicFileWriter(path, t.path, tmp, handle);
     } catch (err) {
-      if (tmp) {
-        await fsp.rm(tmp, { force: true });
-        inProgress.delete(tmp);
-      }
+      if (tmp) await fsp.rm(tmp, { force: true });
       throw wrap(path, err);
     }
   }
@@ -161,8 +161,6 @@ export class AtomicFileWriter {
       await this.handle.close().catch(() => {});
       await fsp.rm(this.tmp, { force: true });
       throw wrap(this.path, err);
-    } finally {
-      inProgress.delete(this.tmp);
     }
     await syncDirectory(dirname(this.dest));
   }
@@ -173,7 +171,6 @@ export class AtomicFileWriter {
     this.done = true;
     await this.handle.close().catch(() => {});
     await fsp.rm(this.tmp, { force: true });
-    inProgress.delete(this.tmp);
   }
 }
 
@@ -231,10 +228,17 @@ export function removeStaleTemps(path: string): string[] {
   for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
     const m = name.startsWith(prefix) ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
     if (!m) continue;
-    // this process's own pid: a write of its own still going, or one of a killed process that had the same pid
-    // (a container's first process, restarted)
+    // this process's own pid: a write of its own (in any of its threads) made since it started, or one of a killed
+    // process that had the same pid before it (a container's first process, restarted)
     const pid = Number(m[1]);
-    if (pid === process.pid ? inProgress.has(join(dir, name)) : isRunning(pid)) continue;
+    const since = (file: string) => {
+      try {
+        return fs.statSync(file).mtimeMs;
+      } catch {
+        return Infinity; // gone meanwhile
+      }
+    };
+    if (pid === process.pid ? since(join(dir, name)) >= performance.timeOrigin : isRunning(pid)) continue;
     fs.rmSync(join(dir, name), { force: true });
     removed.push(name);
   }
@@ -252,9 +256,7 @@ function isRunning(pid: number): boolean {
 
 /** A fresh name next to the target: hidden, with the process id and a random suffix so writers never collide. */
 function tempPath(path: string): string {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  inProgress.add(tmp);
-  return tmp;
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 

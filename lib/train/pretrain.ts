@@ -712,6 +712,9 @@ export function pretrainInWorker(
   if (!existsSync(fileURLToPath(url)))
     throw new Error(`pretrainInWorker: ${fileURLToPath(url)} is missing; worker threads need the compiled package (npm run build)`);
   // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
+  // before the options are cloned for the worker: a Dataset object loses its methods there
+  checkDataSource('pretrainInWorker', 'data', options.data);
+  checkDataSource('pretrainInWorker', 'knn.data', options.knn?.data);
   let worker: Worker;
   try {
     worker = new Worker(url, { workerData: options, execArgv: [] });

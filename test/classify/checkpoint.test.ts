@@ -70,6 +70,12 @@ describe('classifier files', () => {
     const before = memoryStats().peakBytes;
     await expect(loadClassifier(huge)).rejects.toThrow(new RegExp(`^${huge.replace(/[.]/g, '\\.')}: its tensors do not fit the config in its metadata: head\\.weight is \\[3, 16\\], the config's model has \\[16777216, 16\\]`));
     expect(memoryStats().peakBytes - before).toBeLessThan(1 << 28);
+    // what sizes the model (tokens, depth) is checked before it is made at all: 4M tokens, or 20000 blocks
+    const tokens = await variant('tokens.safetensors', JSON.stringify({ ...meta, config: { ...meta.config, imgSize: 2048, patchSize: 1 } }));
+    await expect(loadClassifier(tokens)).rejects.toThrow(`${tokens}: its tensors do not fit the config in its metadata: (imgSize / patchSize)^2 + 1 tokens 4194305 in the config, 5 in the tensors`);
+    const deep = await variant('deep.safetensors', JSON.stringify({ ...meta, config: { ...meta.config, depth: 20000 } }));
+    await expect(loadClassifier(deep)).rejects.toThrow(`${deep}: its tensors do not fit the config in its metadata: depth 20000 in the config, 1 in the tensors`);
+    expect(memoryStats().peakBytes - before).toBeLessThan(1 << 28);
     await expect(saveClassifier(join(dir, 'x.safetensors'), vit, { format: 'other' })).rejects.toThrow("saveClassifier: " + join(dir, 'x.safetensors') + " not written: extra may not set 'format'");
     vit.dispose();
   });

@@ -232,6 +232,7 @@ describe('removeStaleTemps', () => {
       'checkpoint.safetensors',
     ];
     for (const name of names) fs.writeFileSync(join(dir, name), 'x');
+    fs.utimesSync(join(dir, names[1]!), 1e6, 1e6); // written before this process started
     const writing = await AtomicFileWriter.open(path); // this process's own write, in progress: kept
     expect(removeStaleTemps(path).sort()).toEqual([names[0], names[1]].sort());
     expect(fs.readdirSync(dir).filter((n) => !names.includes(n))).toHaveLength(1);
