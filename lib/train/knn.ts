@@ -29,6 +29,16 @@ export interface Features {
 export const FEATURE_POOLS = ['cls', 'avg', 'cls+avg'] as const;
 export type FeaturePool = (typeof FEATURE_POOLS)[number];
 
+/**
+ * Between two batches of a feature pass: throws `signal`'s reason once it is aborted. Ready batches resolve as
+ * microtasks, so the pass first yields to the event loop, where timers and signal handlers run.
+ */
+async function stopIfAsked(signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return;
+  await yieldNow();
+  signal.throwIfAborted();
+}
+
 /** This rank's contiguous share of a dataset: samples [floor(r n / size), floor((r + 1) n / size)). */
 export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
   if (comm.size === 1) return dataset;
@@ -91,10 +101,7 @@ export async function extractFeatures(
       labels.set(batch.labels, at);
       at += batch.size;
       opts.onProgress?.(at, n);
-      if (opts.signal) {
-        await yieldNow(); // ready batches resolve as microtasks: let timers and signal handlers run
-        opts.signal.throwIfAborted();
-      }
+      await stopIfAsked(opts.signal);
     }
   } finally {
     await loader.close();
@@ -119,10 +126,7 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
       batch.release();
       labels.set(batch.labels, at);
       at += batch.size;
-      if (opts.signal) {
-        await yieldNow();
-        opts.signal.throwIfAborted();
-      }
+      await stopIfAsked(opts.signal);
     }
   } finally {
     await loader.close();

@@ -26,7 +26,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { removeRun } from '../classify/checkpoint.js';
-import { describeValue, expectOptions, type OptionType } from '../check.js';
+import { expectOptions, type OptionType } from '../check.js';
 import { makeDirs, removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
@@ -613,10 +613,10 @@ function withDefaults(opts: PretrainOptions) {
   expectOptions('pretrain', opts, PRETRAIN_OPTIONS);
   checkDataSource('pretrain', 'data', opts.data);
   checkDataSource('pretrain', 'knn.data', opts.knn?.data);
-  const need = (k: string, v: unknown, ok: boolean, what: string) => {
-    if (!ok) throw new Error(`pretrain: ${k} must be ${what}, got ${typeof v === 'number' ? v : describeValue(v)}`);
+  // the ranges; expectOptions has made every number option a number (or left it undefined: the default)
+  const need = (k: string, v: number | undefined, ok: boolean, what: string) => {
+    if (!ok) throw new Error(`pretrain: ${k} must be ${what}, got ${v}`);
   };
-  const isNum = (v: unknown): v is number => typeof v === 'number';
   const epochs = opts.epochs ?? 10;
   const o = {
     preset: opts.preset ?? 'mae_vit_tiny_patch4_28',
@@ -649,12 +649,12 @@ function withDefaults(opts: PretrainOptions) {
   for (const k of ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const) need(k, o[k], Number.isInteger(o[k]) && o[k] > 0, 'a positive integer');
   for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const) need(k, o[k], Number.isInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
   need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
-  need('blr', o.blr, isNum(o.blr) && o.blr > 0, 'positive');
-  need('bucketMb', o.bucketMb, isNum(o.bucketMb) && o.bucketMb > 0, 'positive');
-  need('lr', o.lr, o.lr === undefined || (isNum(o.lr) && o.lr > 0), 'positive');
-  need('warmupEpochs', o.warmupEpochs, isNum(o.warmupEpochs) && o.warmupEpochs >= 0, '>= 0');
-  for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], isNum(o[k]) && o[k] >= 0 && Number.isFinite(o[k]), 'a non-negative finite number');
-  need('maskRatio', o.maskRatio, isNum(o.maskRatio) && o.maskRatio >= 0 && o.maskRatio < 1, 'in [0, 1)');
+  need('blr', o.blr, o.blr > 0, 'positive');
+  need('bucketMb', o.bucketMb, o.bucketMb > 0, 'positive');
+  need('lr', o.lr, o.lr === undefined || o.lr > 0, 'positive');
+  need('warmupEpochs', o.warmupEpochs, o.warmupEpochs >= 0, '>= 0');
+  for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], o[k] >= 0 && Number.isFinite(o[k]), 'a non-negative finite number');
+  need('maskRatio', o.maskRatio, o.maskRatio >= 0 && o.maskRatio < 1, 'in [0, 1)');
   need('seed', o.seed, Number.isSafeInteger(o.seed) && o.seed >= 0, 'a non-negative integer');
   if (opts.knn) {
     // checked now, not at the first kNN epoch
@@ -711,12 +711,12 @@ export function pretrainInWorker(
   const url = new URL('./worker.js', import.meta.url);
   if (!existsSync(fileURLToPath(url)))
     throw new Error(`pretrainInWorker: ${fileURLToPath(url)} is missing; worker threads need the compiled package (npm run build)`);
-  // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
   // before the options are cloned for the worker: a Dataset object loses its methods there
   checkDataSource('pretrainInWorker', 'data', options.data);
   checkDataSource('pretrainInWorker', 'knn.data', options.knn?.data);
   let worker: Worker;
   try {
+    // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
     worker = new Worker(url, { workerData: options, execArgv: [] });
   } catch (e) {
     throw new Error(`pretrainInWorker: the options must be plain data (${(e as Error).message}); give onEvent as the second argument, and stop the run with stop()`);
