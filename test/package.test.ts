@@ -8,7 +8,7 @@
 // .ci/run does both. Without prebuilds/ the suite is skipped with a message, unless MAE_PACKAGE_TEST=require (set by
 // .ci/run), which makes that a failure. MAE_PACKAGE_TEST=skip skips it.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,6 +105,12 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
       expect(files, f).toContain(f);
     const stray = files.filter((f) => /^(test|lib|tools|benchmarks|build[^/]*|runs)\//.test(f) || f.endsWith('.map'));
     expect(stray).toEqual([]);
+    // the compiled JS names no source map: none is packed, and a bundler or debugger would look for it
+    const installedDist = join(pkgDir(), 'dist', 'lib');
+    const withMapComment = files
+      .filter((f) => f.startsWith('dist/lib/') && f.endsWith('.js'))
+      .filter((f) => readFileSync(join(installedDist, f.slice('dist/lib/'.length)), 'utf8').includes('sourceMappingURL'));
+    expect(withMapComment).toEqual([]);
     expect(pack!.size).toBeLessThan(MAX_PACKED);
     expect(pack!.unpackedSize).toBeLessThan(MAX_UNPACKED);
   });
