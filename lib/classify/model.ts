@@ -238,10 +238,11 @@ export class VisionTransformerClassifier extends Module {
    * forward() in eval mode (no drop path, BatchNorm statistics frozen) off the JavaScript thread: resolves to exactly
    * the logits forward(imgs) gives in eval mode, as float32 (with precision 'bf16' too), computed in a worker thread
    * over this model's own parameter memory (lib/infer/async.ts). Calls are queued; errors reject; a call in flight
-   * when the weights change rejects.
+   * when the weights change rejects. The worker builds VisionTransformerClassifier itself: a subclass's model runs
+   * its own forward on the calling thread (in eval mode, with a warning).
    */
   forwardAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
-    return runAsync(this, 'classifier', 'forward', imgs, opts.precision);
+    return runAsync(this, 'classifier', 'forward', imgs, opts.precision ?? 'fp32', VisionTransformerClassifier);
   }
 
   /** Frees the parameters and ends the worker thread of forwardAsync, if one was started. */

@@ -22,7 +22,8 @@
  * forward pass; a worker over shared storage runs the one definition there is, keeps one copy of the weights, costs
  * one thread start per model (tens of milliseconds, once) and a message round trip per call (well under a
  * millisecond), against forward passes of tens of milliseconds and more. Models on a CUDA device are not moved to a
- * worker: their kernels already run on the GPU while JavaScript only queues them, so the call runs here.
+ * worker: their kernels already run on the GPU while JavaScript only queues them, so the call runs here. Nor are
+ * models of a subclass: the worker builds the library's class from the config, which would not run the subclass's code.
  */
 import { expectInstance } from '../check.js';
 import { existsSync } from 'node:fs';
@@ -182,13 +183,47 @@ const workers = new WeakMap<Module, InferenceWorker>();
 const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Error('the model was garbage-collected')));
 
 /**
- * Runs `op` ('embed' or 'forward', in eval mode without gradient) of `model` on `images` in the model's worker
- * thread; resolves to the result, a tensor of this thread, equal to what the synchronous method returns.
+ * Why the worker, which builds the library's own class from the config, would not run `model`'s code: the model is
+ * of a subclass of `base` (its constructor and methods run only here), or a method of `base` was replaced on the
+ * object itself. null when it would.
  */
-export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor, precision: Precision = 'fp32'): Promise<Tensor> {
+function ownCodeOf(model: AsyncModel, base: { prototype: object; name: string }): string | null {
+  const proto = Object.getPrototypeOf(model) as object;
+  if (proto !== base.prototype) return `its class ${proto.constructor.name || '(anonymous)'} is a subclass of ${base.name}`;
+  const replaced = Object.keys(model).filter((k) => typeof Object.getOwnPropertyDescriptor(base.prototype, k)?.value === 'function');
+  return replaced.length ? `its ${replaced.join(', ')} ${replaced.length === 1 ? 'was' : 'were'} replaced on the object` : null;
+}
+
+/** the classes (or replaced-method models) already warned about running on the calling thread */
+const warnedOwnCode = new Set<string>();
+
+/**
+ * Runs `op` ('embed' or 'forward', in eval mode without gradient) of `model` on `images` in the model's worker
+ * thread; resolves to the result, a tensor of this thread, equal to what the synchronous method returns. `base` is
+ * the library class the worker builds: a model of a subclass of it (or with a method replaced) runs on this thread
+ * instead, with a warning once per reason, so that its own code is what runs. So does a model on a CUDA device.
+ */
+export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor, precision: Precision, base: { prototype: object; name: string }): Promise<Tensor> {
   expectInstance(`${op}Async`, 'images', images, Tensor, 'a Tensor [B, C, H, W]', 'Tensor.fromArray(data, shape) makes one');
   checkPrecision(precision, `${op}Async`);
-  if (model.device !== 'cpu') return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images, { precision }) : toFloat32(model.forward(images, { precision }) as Tensor))));
+  const ownCode = ownCodeOf(model, base);
+  if (ownCode && !warnedOwnCode.has(ownCode)) {
+    warnedOwnCode.add(ownCode);
+    process.emitWarning(
+      `${op}Async: ${ownCode}; its worker thread would build ${base.name} itself and not run that code, so ${op}Async runs ${op}() on the calling thread (it blocks the event loop while it runs)`,
+      { code: 'MAE_ASYNC_ON_CALLING_THREAD' },
+    );
+  }
+  if (model.device !== 'cpu' || ownCode) {
+    // as in the worker: eval mode (no drop path, BatchNorm statistics frozen), the model's mode restored after
+    const wasTraining = model.training;
+    model.eval();
+    try {
+      return noGrad(() => tidy(() => (op === 'embed' ? model.embed!(images, { precision }) : toFloat32(model.forward(images, { precision }) as Tensor))));
+    } finally {
+      model.train(wasTraining);
+    }
+  }
   if (!existsSync(fileURLToPath(workerUrl)))
     throw new Error(`${op}Async: ${fileURLToPath(workerUrl)} is missing; worker threads need the compiled package (npm run build)`);
   let w = workers.get(model);

@@ -289,10 +289,11 @@ export class MaskedAutoencoder extends Module {
    * embed() off the JavaScript thread, for services: resolves to exactly what embed(imgs) returns, computed in a
    * worker thread over this model's own parameter memory (no copy of the weights; lib/infer/async.ts), so the
    * event loop keeps running meanwhile. Calls are queued; errors reject. The images are copied when called. A call
-   * in flight when the weights change (an optimizer step, loadStateDict, write) rejects: await it first.
+   * in flight when the weights change (an optimizer step, loadStateDict, write) rejects: await it first. The worker
+   * builds MaskedAutoencoder itself: a subclass's model runs its own embed on the calling thread (with a warning).
    */
   embedAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
-    return runAsync(this, 'mae', 'embed', imgs, opts.precision);
+    return runAsync(this, 'mae', 'embed', imgs, opts.precision ?? 'fp32', MaskedAutoencoder);
   }
 
   /** Frees the parameters and ends the worker thread of embedAsync, if one was started. */

@@ -186,6 +186,63 @@ describe('embedAsync', () => {
     vit.dispose();
   });
 
+  it("a subclass's own embed / forward runs (on the calling thread, in eval mode, with one warning per class), and a plain model still uses its worker", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => { if (w.code === 'MAE_ASYNC_ON_CALLING_THREAD') warnings.push(w.message); };
+    process.on('warning', onWarning);
+    try {
+      const cfg = { imgSize: 16, patchSize: 4, embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 };
+      class Doubled extends MaskedAutoencoder {
+        override embed(imgs: InstanceType<typeof Tensor>): InstanceType<typeof Tensor> {
+          return lib.ops.mul(super.embed(imgs), Tensor.fromArray([2], [1]));
+        }
+      }
+      const mae = new Doubled(cfg, { seed: 2 });
+      const x = images(2, 3, 16, 16, 6);
+      const a = await mae.embedAsync(x);
+      const b = await mae.embedAsync(x);
+      const plain = tidy(() => MaskedAutoencoder.prototype.embed.call(mae, x).dataSync());
+      expect(Array.from(a.dataSync())).toEqual(Array.from(plain, (v) => 2 * v));
+      expect(Array.from(b.dataSync())).toEqual(Array.from(a.dataSync()));
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+      expect(warnings).toEqual([expect.stringMatching(/^embedAsync: its class Doubled is a subclass of MaskedAutoencoder; .* runs embed\(\) on the calling thread/)]);
+
+      // a method replaced on the object
+      const replaced = new MaskedAutoencoder(cfg, { seed: 2 });
+      replaced.embed = () => Tensor.fromArray([7], [1, 1]);
+      const r = await replaced.embedAsync(x);
+      expect(Array.from(r.dataSync())).toEqual([7]);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings[1]).toMatch(/^embedAsync: its embed was replaced on the object;/);
+
+      // a classifier subclass in training mode: its forward runs in eval mode, and the model is in training mode after
+      class Shifted extends VisionTransformerClassifier {
+        override forward(imgs: InstanceType<typeof Tensor>, opts?: { precision?: 'fp32' | 'bf16' }): InstanceType<typeof Tensor> {
+          return lib.ops.add(super.forward(imgs, opts), Tensor.fromArray([1], [1]));
+        }
+      }
+      const vit = new Shifted(classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4, eps: 1e-6 }, { numClasses: 3, dropPathRate: 0.5, headBatchNorm: true }), { seed: 1 });
+      vit.train();
+      const l = await vit.forwardAsync(x);
+      expect(vit.training).toBe(true);
+      vit.eval();
+      const want = tidy(() => VisionTransformerClassifier.prototype.forward.call(vit, x).dataSync());
+      expect(Array.from(l.dataSync())).toEqual(Array.from(want, (v) => Math.fround(v + 1)));
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toHaveLength(3);
+
+      // the library's own class still goes to its worker: the loop keeps running, and no warning
+      const own = new MaskedAutoencoder(cfg, { seed: 2 });
+      (await own.embedAsync(x)).dispose();
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toHaveLength(3);
+      for (const t of [a, b, r, l, x]) t.dispose();
+      for (const m of [mae, replaced, vit, own]) m.dispose();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('an idle worker does not keep the process alive, and a model never disposed ends with the process', () => {
     const script = `
       const { MaskedAutoencoder, Tensor } = await import(${JSON.stringify(new URL('index.js', dist).href)});
