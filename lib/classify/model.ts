@@ -143,7 +143,8 @@ function headLinear(inFeatures: number, numClasses: number, std: number, gen: Ge
 }
 
 export class VisionTransformerClassifier extends Module {
-  readonly config: ClassifierConfig;
+  /** frozen: the model's structure was built from it (and forwardAsync's worker builds its copy from it) */
+  readonly config: Readonly<ClassifierConfig>;
   readonly numPatches: number;
   readonly patch_embed: PatchEmbed;
   readonly cls_token: Tensor;
@@ -171,7 +172,7 @@ export class VisionTransformerClassifier extends Module {
     expectFinite(where, 'config.headInitStd', c.headInitStd, (x) => x > 0, 'a positive finite number');
     for (const k of ['globalPool', 'headBatchNorm'] as const)
       if (typeof c[k] !== 'boolean') throw new Error(`${where}: config.${k} must be true or false, got ${String(c[k])}`);
-    this.config = { ...c };
+    this.config = Object.freeze({ ...c });
     const gen = new Generator(opts.seed ?? 0);
     const grid = c.imgSize / c.patchSize;
     if (!Number.isInteger(grid)) throw new Error(`classifier: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);

@@ -81,7 +81,8 @@ const official: MaeConfig = {
 };
 
 export class MaskedAutoencoder extends Module {
-  readonly config: MaeConfig;
+  /** frozen: the model's structure was built from it (and embedAsync's worker builds its copy from it) */
+  readonly config: Readonly<MaeConfig>;
   readonly generator: Generator;
   readonly numPatches: number;
   readonly cls_token: Tensor;
@@ -107,7 +108,7 @@ export class MaskedAutoencoder extends Module {
     expectKnownKeys('MaskedAutoencoder', 'config', config, Object.keys(official));
     const c: MaeConfig = { ...official, ...config };
     checkConfig(c, 'MaskedAutoencoder');
-    this.config = c;
+    this.config = Object.freeze(c);
     const gen = new Generator(opts.seed ?? 0);
     this.generator = gen;
     const L = (c.imgSize / c.patchSize) ** 2;

@@ -55,6 +55,15 @@ describe('drop path', () => {
     x.dispose();
   });
 
+  it("keeps its config frozen: the structure (and forwardAsync's worker copy) was built from it", () => {
+    const vit = new VisionTransformerClassifier(classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 32, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 }, { numClasses: 3 }), { seed: 1 });
+    expect(() => {
+      (vit.config as { numClasses: number }).numClasses = 10;
+    }).toThrow(TypeError);
+    expect(vit.config.numClasses).toBe(3);
+    vit.dispose();
+  });
+
   it('refuses a config it cannot build or train right, and keeps the defaults of options left undefined', () => {
     const where = 'VisionTransformerClassifier: config.';
     const build = (o: object) => () => new VisionTransformerClassifier({ ...classifierConfigFrom(small), ...o } as never);

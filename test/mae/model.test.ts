@@ -60,6 +60,18 @@ describe('2-D sin-cos position table', () => {
 });
 
 describe('MaskedAutoencoder', () => {
+  it("keeps its config frozen: the structure (and embedAsync's worker copy) was built from it", () => {
+    const given = { ...tiny };
+    const mae = new MaskedAutoencoder(given, { seed: 1 });
+    expect(() => {
+      (mae.config as { depth: number }).depth = 3;
+    }).toThrow(TypeError);
+    expect(mae.config.depth).toBe(2);
+    given.depth = 5; // the caller's object stays its own
+    expect(mae.config.depth).toBe(2);
+    mae.dispose();
+  });
+
   it('uses the official names, shapes and initialisation', () => {
     const mae = new MaskedAutoencoder(tiny, { seed: 1 });
     const sd = mae.stateDict();
