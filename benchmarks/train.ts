@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { maeFlops, type FlopCount } from '../lib/mae/flops.js';
 import { amxUnusedReason } from '../lib/mae/precision.js';
 import { MaskedAutoencoder, type Precision } from '../lib/mae/model.js';
-import { getPreset, type MaeConfig } from '../lib/mae/presets.js';
+import { getPreset, type MaeConfig, type PresetName } from '../lib/mae/presets.js';
 import { native, ompDefaults, packageRoot, type NativeTensor } from '../lib/native.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { Tensor, tidy } from '../lib/tensor.js';
@@ -54,7 +54,7 @@ const THREADS = native.info().threads;
 
 // ---- the training step --------------------------------------------------------------------------------------------
 interface Case {
-  preset: string;
+  preset: PresetName;
   batch: number;
   maskRatio: number;
   precision: Precision;

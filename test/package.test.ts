@@ -167,14 +167,20 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
     writeFileSync(
       join(app, 'consumer.ts'),
       [
-        "import { info, Tensor, presetNames, type Info, type MaeConfig } from 'masked-autoencoder';",
+        "import { info, MaskedAutoencoder, Tensor, presetNames, type Info, type MaeConfig } from 'masked-autoencoder';",
         'const i: Info = info();',
+        '// preset names are checked at compile time; a model\'s config is read-only',
+        "const build = () => MaskedAutoencoder.fromPreset('mae_vit_tiny_patch4_28', { normPixLoss: true });",
+        "// @ts-expect-error: not a preset name",
+        "const misspelt = () => MaskedAutoencoder.fromPreset('mae_vit_tiny_patch4');",
+        "// @ts-expect-error: config is Readonly",
+        'const mutate = (m: MaskedAutoencoder) => { m.config.depth = 3; };',
         "const where: 'local build' | 'prebuilt' | 'MAE_ADDON' = i.binary.kind;",
         'const names: string[] = presetNames();',
         'const c: Partial<MaeConfig> = {};',
         'const t: typeof Tensor = Tensor;',
         "const bf16: boolean = i.precisions.cpu.includes('bf16') && (i.dnnl.available ? typeof i.dnnl.isa === 'string' : true);",
-        'console.log(where, names, c, t, i.cuda.available, bf16);',
+        'console.log(where, names, c, t, i.cuda.available, bf16, build, misspelt, mutate);',
         '',
       ].join('\n'),
     );

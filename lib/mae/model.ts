@@ -25,7 +25,7 @@ import { Generator } from '../random.js';
 import { Tensor, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
-import { checkConfig, getPreset, type MaeConfig } from './presets.js';
+import { checkConfig, getPreset, type MaeConfig, type PresetName } from './presets.js';
 import { describeValue, expectInstance, expectKnownKeys, expectObject } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
@@ -142,7 +142,7 @@ export class MaskedAutoencoder extends Module {
     this.encoder_mask_token = c.maskTokenEncoder ? this.param('encoder_mask_token', init.normal([1, 1, c.embedDim], 0.02, gen)) : null;
   }
 
-  static fromPreset(name: string, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): MaskedAutoencoder {
+  static fromPreset(name: PresetName, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): MaskedAutoencoder {
     return new MaskedAutoencoder({ ...getPreset(name), ...overrides }, opts);
   }
 
