@@ -29,7 +29,12 @@
  * the page faults of fresh memory (as much CPU time as the augmentation of raw shards).
  *
  * Errors: a failing batch rejects with an Error naming the cause (for example the bad file); a crashed or exited
- * worker rejects every pending batch, so nothing waits forever on a dead worker. close() terminates the workers.
+ * worker rejects every pending batch, so nothing waits forever on a dead worker.
+ *
+ * close() terminates the workers and ends every epoch being iterated: no batch is handed out after it, not even one
+ * already prefetched. The epoch's next next(), or one already waiting when close() is called, rejects with
+ * 'DataLoader: closed during epoch E, before step S' (a loop that ended quietly would look like a finished epoch);
+ * the iterator is done after that. To stop early without an error, break out of the loop, then close().
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
@@ -202,6 +207,9 @@ export class DataLoader {
   private nextId = 0;
   private failure: Error | null = null;
   private closed = false;
+  /** resolves (to null) when close() is called: wakes a consumer waiting for a batch */
+  private readonly closeCalled: Promise<null>;
+  private markClosed!: () => void;
   /** the dataset's length when the loader was made */
   private readonly length: number;
 
@@ -213,6 +221,7 @@ export class DataLoader {
     expectObject('DataLoader', 'opts', opts, false, 'e.g. { batchSize: 64 }');
     expectOptions('DataLoader', opts, LOADER_OPTIONS);
     this.dataset = dataset;
+    this.closeCalled = new Promise((resolve) => (this.markClosed = () => resolve(null)));
     this.length = dataset.length;
     this.config = resolvePipelineConfig(dataset, opts);
     this.batchSize = positiveInt('batchSize', opts.batchSize);
@@ -295,7 +304,7 @@ export class DataLoader {
       const t0 = performance.now();
       if (queue.length === 0) submitNext();
       const head = queue.shift()!;
-      const data = await head.promise;
+      const data = await this.arrival(head.promise, epoch, head.step);
       const waited = performance.now() - t0;
       this.totalStallMs += waited;
       this.stallByEpoch.set(epoch, this.epochStallMs(epoch) + waited);
@@ -316,6 +325,21 @@ export class DataLoader {
     }
   }
 
+  /** The batch of `step` once `promise` delivers it; rejects instead once close() is called, also while it waits. */
+  private async arrival(promise: Promise<Arrived>, epoch: number, step: number): Promise<Arrived> {
+    let data: Arrived | null = null;
+    if (!this.closed) {
+      try {
+        data = await Promise.race([promise, this.closeCalled]);
+      } catch (e) {
+        if (!this.closed) throw e;
+      }
+    }
+    // a batch that arrived as close() was called is not handed out either
+    if (data === null || this.closed) throw new Error(`DataLoader: closed during epoch ${epoch}, before step ${step}`);
+    return data;
+  }
+
   /** Sends a released batch's image buffer back to the worker that filled it. */
   private recycle(worker: number | null, images: Float32Array): void {
     if (worker === null || this.closed || this.failure !== null || images.buffer.byteLength === 0) return;
@@ -323,10 +347,14 @@ export class DataLoader {
     this.workers[worker]?.postMessage(request, [request.buffer]);
   }
 
-  /** Stops the workers (after letting in-flight batches finish, at most 5 s). Pending batches reject. */
+  /**
+   * Stops the workers (after letting in-flight batches finish, at most 5 s). Pending batches reject, and so does the
+   * next batch of an epoch being iterated (see the top of this file).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.markClosed();
     if (this.starting !== null) await this.starting.catch(() => {});
     const inFlight = [...this.pending.values()].map((p) => p.promise.catch(() => {}));
     await Promise.race([Promise.all(inFlight), sleep(5000, undefined, { ref: false })]);

@@ -1,6 +1,7 @@
 // DataLoader on synthetic in-memory data, in-process (vitest runs the TS sources): seeded order, coverage, startAt,
-// dropLast, shards of a data-parallel run, normalisation, channel replication, stall accounting; and worker failure handling with small plain-JS
-// worker scripts passed as workerUrl (the real compiled worker is checked in worker.test.ts).
+// dropLast, shards of a data-parallel run, normalisation, channel replication, stall accounting; and worker failure handling
+// and close() during an epoch with small plain-JS worker scripts passed as workerUrl (the real compiled worker is checked in
+// worker.test.ts).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -254,15 +255,27 @@ describe("a caller's own Dataset: what does not fit it is an Error naming the sa
   });
 });
 
-describe('DataLoader worker failures surface as errors, never hangs', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mae-workers-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const script = (name: string, body: string) => {
-    const path = join(dir, name);
-    writeFileSync(path, `import { parentPort } from 'node:worker_threads';\n${body}\n`);
-    return pathToFileURL(path);
-  };
+const dir = mkdtempSync(join(tmpdir(), 'mae-workers-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** A plain-JS worker script `name` in a temp dir: `body` after an import of parentPort and workerData. */
+const script = (name: string, body: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, `import { parentPort, workerData } from 'node:worker_threads';\n${body}\n`);
+  return pathToFileURL(path);
+};
+/** A worker script that answers each batch request `delayMs` after it came with a batch of zeros. */
+const replying = (name: string, delayMs: number) =>
+  script(
+    name,
+    `const per = workerData.config.inChans * workerData.config.imageSize ** 2;
+parentPort.on('message', (m) => {
+  if (m.type !== 'batch') return;
+  const n = m.job.indices.length;
+  setTimeout(() => parentPort.postMessage({ type: 'batch', id: m.id, images: new Float32Array(n * per), labels: new Int32Array(n) }), ${delayMs});
+});`,
+  );
 
+describe('DataLoader worker failures surface as errors, never hangs', () => {
   async function firstBatchError(workerUrl: URL): Promise<string> {
     const loader = new DataLoader(ds, { ...base, workers: 2, workerUrl });
     expect(loader.mode).toBe('workers');
@@ -293,5 +306,40 @@ describe('DataLoader worker failures surface as errors, never hangs', () => {
 
   it('a missing worker script rejects', async () => {
     expect(await firstBatchError(pathToFileURL(join(dir, 'missing.mjs')))).toMatch(/^DataLoader: worker thread \d failed: .*missing\.mjs/);
+  });
+});
+
+describe('close() during an epoch: no batch is handed out after it', () => {
+  const closed = /^DataLoader: closed during epoch 0, before step 1$/;
+
+  it('a batch prefetched before close() is not handed out; the next next() rejects, then the epoch is done', async () => {
+    const loader = new DataLoader(ds, { ...base, workers: 1, prefetch: 3, workerUrl: replying('instant.mjs', 0) });
+    const it = loader.epoch(0);
+    expect((await it.next()).value?.step).toBe(0);
+    await loader.close(); // lets the in-flight batches 1 to 3 arrive first
+    await expect(it.next()).rejects.toThrow(closed);
+    expect(await it.next()).toEqual({ done: true, value: undefined });
+  });
+
+  it('a next() waiting for a worker when close() is called rejects', async () => {
+    const loader = new DataLoader(ds, { ...base, workers: 1, prefetch: 1, workerUrl: replying('slow.mjs', 300) });
+    const it = loader.epoch(0);
+    await it.next();
+    const waiting = expect(it.next()).rejects.toThrow(closed);
+    await loader.close();
+    await waiting;
+  });
+
+  it("a next() waiting in-process for a get() that never resolves rejects at close()", async () => {
+    const hangs: Dataset = {
+      length: 8, numClasses: 0, channels: 1, height: 2, width: 2,
+      get: async (i) => (i < 4 ? { image: new Float32Array(4), label: -1 } : new Promise<never>(() => {})),
+    };
+    const loader = new DataLoader(hangs, { batchSize: 4, shuffle: false, workers: 0, mean: [0], std: [1] });
+    const it = loader.epoch(0);
+    await it.next();
+    const waiting = expect(it.next()).rejects.toThrow(closed);
+    await loader.close();
+    await waiting;
   });
 });
