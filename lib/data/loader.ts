@@ -16,8 +16,8 @@
  * would see); stepsPerEpoch counts global batches. Since augmentation is keyed to the position, a sample is augmented
  * the same whichever rank reads it.
  *
- * Threads: with `workers` >= 1 (default 1) decoding and augmentation run in a pool of node:worker_threads, up to
- * `prefetch` (default 2) batches ahead of the consumer. The time the consumer spends waiting for a batch is
+ * Threads: with `workers` >= 1 (default 1) decoding and augmentation run in a pool of node:worker_threads (no more
+ * threads than an epoch has batches: numWorkers), up to `prefetch` (default 2) batches ahead of the consumer. The time the consumer spends waiting for a batch is
  * recorded (stallMs, epochStallMs). Workers need the compiled worker.js next to loader.js (dist/lib/data/). When
  * this file runs from TypeScript sources (loader.ts, e.g. under vitest) there is no worker.js, so the loader runs
  * the same pipeline code in-process instead (`mode` / `inProcessReason` say so); so it does for a Dataset without
@@ -194,8 +194,9 @@ export class DataLoader {
   /** 'workers': batches are built in worker threads; 'in-process': on this thread (see inProcessReason). */
   readonly mode: 'workers' | 'in-process';
   readonly inProcessReason: string | null;
+  /** The worker threads it starts: the workers option, at most stepsPerEpoch (more would have no batch); 0 in-process. */
+  readonly numWorkers: number;
 
-  private readonly numWorkers: number;
   private readonly workerUrl: URL | null;
   private readonly warned = new Set<string>();
   private readonly stallByEpoch = new Map<number, number>();
@@ -251,7 +252,7 @@ export class DataLoader {
     }
     this.mode = reason === null ? 'workers' : 'in-process';
     this.inProcessReason = reason;
-    this.numWorkers = reason === null ? workers : 0;
+    this.numWorkers = reason === null ? Math.min(workers, this.stepsPerEpoch) : 0;
     this.workerUrl = reason === null ? (opts.workerUrl ?? new URL('./worker.js', import.meta.url)) : null;
   }
 

@@ -394,7 +394,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   };
 
   const flopsPerImage = maeFlops(model.config, o.maskRatio).training;
-  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, ...(resumeNote ? { resumeNote } : {}), dataMode: loader.mode === 'workers' ? `${o.workers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device, precision: o.precision });
+  emit({ type: 'start', config, parameters: model.numParameters(), datasetSize: dataset.length, stepsPerEpoch: stepsPerEpochOpt, totalSteps, lr, effectiveBatch, resumedFrom: position, ...(resumeNote ? { resumeNote } : {}), dataMode: loader.mode === 'workers' ? `${loader.numWorkers} worker thread(s)` : `in-process (${loader.inProcessReason})`, trainingFlopsPerImage: flopsPerImage, rank: comm.rank, worldSize: comm.size, device, precision: o.precision });
 
   const started = performance.now();
   const losses: number[] = [];

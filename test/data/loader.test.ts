@@ -2,7 +2,7 @@
 // dropLast, shards of a data-parallel run, normalisation, channel replication, stall accounting; and worker failure handling
 // and close() during an epoch with small plain-JS worker scripts passed as workerUrl (the real compiled worker is checked in
 // worker.test.ts).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -263,17 +263,40 @@ const script = (name: string, body: string) => {
   writeFileSync(path, `import { parentPort, workerData } from 'node:worker_threads';\n${body}\n`);
   return pathToFileURL(path);
 };
-/** A worker script that answers each batch request `delayMs` after it came with a batch of zeros. */
-const replying = (name: string, delayMs: number) =>
+/** A worker script that runs `prelude`, then answers each batch request `delayMs` after it came with a batch of zeros. */
+const replying = (name: string, delayMs: number, prelude = '') =>
   script(
     name,
-    `const per = workerData.config.inChans * workerData.config.imageSize ** 2;
+    `${prelude}
+const per = workerData.config.inChans * workerData.config.imageSize ** 2;
 parentPort.on('message', (m) => {
   if (m.type !== 'batch') return;
   const n = m.job.indices.length;
   setTimeout(() => parentPort.postMessage({ type: 'batch', id: m.id, images: new Float32Array(n * per), labels: new Int32Array(n) }), ${delayMs});
 });`,
   );
+
+describe('DataLoader worker threads', () => {
+  it('starts no more threads than an epoch has batches (dataset length, batch size, dropLast, shard)', async () => {
+    const started = join(dir, 'started.txt');
+    const url = replying('counts.mjs', 0, `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(started)}, 'x');`);
+    const cases: [Partial<DataLoaderOptions>, number][] = [
+      [{ workers: 16 }, 7], // ceil(53 / 8) batches
+      [{ workers: 16, dropLast: true, shard: { rank: 1, count: 2 } }, 3], // floor(53 / 16)
+      [{ workers: 4, batchSize: 60 }, 1],
+      [{ workers: 3 }, 3],
+    ];
+    for (const [opts, expected] of cases) {
+      writeFileSync(started, '');
+      const loader = new DataLoader(ds, { ...base, ...opts, workerUrl: url });
+      expect(loader.numWorkers).toBe(expected);
+      expect((await collect(loader, 0)).length).toBe(loader.stepsPerEpoch);
+      await loader.close();
+      expect(readFileSync(started, 'utf8').length).toBe(expected);
+    }
+    expect(new DataLoader(ds, { ...base, workers: 16 }).numWorkers).toBe(0); // in-process
+  });
+});
 
 describe('DataLoader worker failures surface as errors, never hangs', () => {
   async function firstBatchError(workerUrl: URL): Promise<string> {
