@@ -29,7 +29,10 @@
  * the page faults of fresh memory (as much CPU time as the augmentation of raw shards).
  *
  * Errors: a failing batch rejects with an Error naming the cause (for example the bad file); a crashed or exited
- * worker rejects every pending batch, so nothing waits forever on a dead worker.
+ * worker rejects every pending batch, so nothing waits forever on a dead worker. A batch that never comes (a
+ * dataset's get() that never resolves) is waited for without limit unless `timeout` (seconds) is set: then it rejects
+ * with an Error naming it once it has been awaited that long. Either way a batch awaited for more than 60 s raises
+ * a process warning (MAE_DATA_SLOW, once per loader), so that a hang is seen.
  *
  * close() terminates the workers and ends every epoch being iterated: no batch is handed out after it, not even one
  * already prefetched. The epoch's next next(), or one already waiting when close() is called, rejects with
@@ -42,7 +45,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, overridesGet, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeValue, expectArrayOf, expectObject, expectOptions, type OptionType } from '../check.js';
+import { describeValue, expectArrayOf, expectFinite, expectObject, expectOptions, type OptionType } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -54,7 +57,7 @@ const LOADER_OPTIONS = {
   batchSize: 'number', seed: 'number', shuffle: 'boolean', dropLast: 'boolean', augment: 'boolean', imageSize: 'number',
   inChans: 'number', mean: 'checked', std: 'checked', scale: 'checked', ratio: 'checked', flipProb: 'number',
   evalCropFraction: 'number', antialias: 'boolean', transforms: 'string', workers: 'number', prefetch: 'number',
-  workerUrl: 'checked', shard: 'object',
+  workerUrl: 'checked', shard: 'object', timeout: 'number',
 } as const satisfies Record<keyof DataLoaderOptions, OptionType | readonly OptionType[]>;
 
 export interface DataLoaderOptions {
@@ -77,6 +80,11 @@ export interface DataLoaderOptions {
   prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 (in-process: built on demand)
   workerUrl?: URL; // the worker script; default worker.js next to this file
   shard?: { rank: number; count: number }; // this process's share of each epoch (data parallel; needs dropLast)
+  /**
+   * Seconds a batch may be awaited before it rejects with an Error naming it (epoch, step) and the timeout, as
+   * PyTorch's DataLoader timeout; default 0: no limit. At most 2147483 (24.8 days, setTimeout's longest delay).
+   */
+  timeout?: number;
 }
 
 export interface Batch {
@@ -103,6 +111,12 @@ function defaultStats(channels: number): { mean: number[]; std: number[] } | nul
 
 /** The most worker threads a DataLoader starts (each costs about 10 MB; far more than any machine has cores). */
 const MAX_WORKERS = 256;
+
+/** The longest timeout, in seconds: setTimeout's limit of 2^31 - 1 ms (24.8 days; a longer delay fires at once). */
+const MAX_TIMEOUT_S = 2147483;
+
+/** Seconds a batch is awaited before the loader warns (MAE_DATA_SLOW) that it may never come. */
+const SLOW_BATCH_S = 60;
 
 /** A value for an error message: arrays item by item ("[1, 'a']"), anything else as describeValue says it. */
 function shown(v: unknown): string {
@@ -189,6 +203,8 @@ export class DataLoader {
   readonly shuffle: boolean;
   readonly dropLast: boolean;
   readonly prefetch: number;
+  /** seconds a batch may be awaited (0: no limit) */
+  readonly timeout: number;
   readonly stepsPerEpoch: number;
   readonly shard: { rank: number; count: number };
   /** 'workers': batches are built in worker threads; 'in-process': on this thread (see inProcessReason). */
@@ -199,6 +215,7 @@ export class DataLoader {
 
   private readonly workerUrl: URL | null;
   private readonly warned = new Set<string>();
+  private warnedSlow = false;
   private readonly stallByEpoch = new Map<number, number>();
   private totalStallMs = 0;
   private workers: Worker[] = [];
@@ -229,6 +246,8 @@ export class DataLoader {
     this.shuffle = opts.shuffle ?? true;
     this.dropLast = opts.dropLast ?? false;
     this.prefetch = positiveInt('prefetch', opts.prefetch ?? 2);
+    this.timeout = opts.timeout ?? 0;
+    expectFinite('DataLoader', 'timeout', this.timeout, (t) => t >= 0 && t <= MAX_TIMEOUT_S, `a number of seconds in [0, ${MAX_TIMEOUT_S}] (0: no limit)`);
     const workers = opts.workers ?? 1;
     if (!(Number.isInteger(workers) && workers >= 0 && workers <= MAX_WORKERS))
       throw new Error(`DataLoader: workers must be an integer in [0, ${MAX_WORKERS}], got ${workers}`);
@@ -326,19 +345,41 @@ export class DataLoader {
     }
   }
 
-  /** The batch of `step` once `promise` delivers it; rejects instead once close() is called, also while it waits. */
+  /**
+   * The batch of `step` once `promise` delivers it. Rejects instead once close() is called (also while it waits),
+   * or when it has waited `timeout` seconds; warns (once per loader) when it has waited SLOW_BATCH_S.
+   */
   private async arrival(promise: Promise<Arrived>, epoch: number, step: number): Promise<Arrived> {
-    let data: Arrived | null = null;
-    if (!this.closed) {
-      try {
-        data = await Promise.race([promise, this.closeCalled]);
-      } catch (e) {
-        if (!this.closed) throw e;
-      }
+    const closed = () => new Error(`DataLoader: closed during epoch ${epoch}, before step ${step}`);
+    if (this.closed) throw closed();
+    const waits: Promise<Arrived | null>[] = [promise, this.closeCalled];
+    // unref: a timer alone does not keep the process alive (a batch owed by a worker does, see post())
+    const timers = [setTimeout(() => this.warnSlow(epoch, step), SLOW_BATCH_S * 1000).unref()];
+    if (this.timeout > 0) {
+      const message = `DataLoader: the batch of epoch ${epoch}, step ${step} was not ready within the timeout of ${this.timeout} s`;
+      waits.push(new Promise((_, reject) => timers.push(setTimeout(() => reject(new Error(message)), this.timeout * 1000).unref())));
+    }
+    let data: Arrived | null;
+    try {
+      data = await Promise.race(waits);
+    } catch (e) {
+      if (!this.closed) throw e;
+      data = null;
+    } finally {
+      for (const t of timers) clearTimeout(t);
     }
     // a batch that arrived as close() was called is not handed out either
-    if (data === null || this.closed) throw new Error(`DataLoader: closed during epoch ${epoch}, before step ${step}`);
+    if (data === null || this.closed) throw closed();
     return data;
+  }
+
+  private warnSlow(epoch: number, step: number): void {
+    if (this.warnedSlow) return;
+    this.warnedSlow = true;
+    process.emitWarning(
+      `DataLoader: the batch of epoch ${epoch}, step ${step} has been awaited for ${SLOW_BATCH_S} s and is not ready; a dataset whose get() never resolves makes training wait forever (the DataLoader option timeout turns such a wait into an error)`,
+      { code: 'MAE_DATA_SLOW' },
+    );
   }
 
   /** Sends a released batch's image buffer back to the worker that filled it. */

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { DataLoader, IMAGENET_MEAN, IMAGENET_STD, InMemoryDataset, type Batch, type Dataset, type DataLoaderOptions } from '../../lib/data/index.js';
 
 /** n images of c x 6 x 6; every pixel of image i is (i * 7) % 256; label i % 10. */
@@ -332,6 +332,12 @@ describe('DataLoader worker failures surface as errors, never hangs', () => {
   });
 });
 
+/** 8 samples of 1 x 2 x 2 (values 0, label -1) whose get(i) never resolves for i >= 4. */
+const hangsAfter4: Dataset = {
+  length: 8, numClasses: 0, channels: 1, height: 2, width: 2,
+  get: async (i) => (i < 4 ? { image: new Float32Array(4), label: -1 } : new Promise<never>(() => {})),
+};
+
 describe('close() during an epoch: no batch is handed out after it', () => {
   const closed = /^DataLoader: closed during epoch 0, before step 1$/;
 
@@ -354,15 +360,76 @@ describe('close() during an epoch: no batch is handed out after it', () => {
   });
 
   it("a next() waiting in-process for a get() that never resolves rejects at close()", async () => {
-    const hangs: Dataset = {
-      length: 8, numClasses: 0, channels: 1, height: 2, width: 2,
-      get: async (i) => (i < 4 ? { image: new Float32Array(4), label: -1 } : new Promise<never>(() => {})),
-    };
-    const loader = new DataLoader(hangs, { batchSize: 4, shuffle: false, workers: 0, mean: [0], std: [1] });
+    const loader = new DataLoader(hangsAfter4, { batchSize: 4, shuffle: false, workers: 0, mean: [0], std: [1] });
     const it = loader.epoch(0);
     await it.next();
     const waiting = expect(it.next()).rejects.toThrow(closed);
     await loader.close();
     await waiting;
+  });
+});
+
+describe('a batch that never comes: the timeout option, and a warning after 60 s', () => {
+  const opts: DataLoaderOptions = { batchSize: 4, shuffle: false, workers: 0, mean: [0], std: [1] };
+
+  it('timeout rejects a batch not ready in time, naming it, with timers that do not keep the process alive', async () => {
+    const setTimer = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      const loader = new DataLoader(hangsAfter4, { ...opts, timeout: 0.05 });
+      expect(loader.timeout).toBe(0.05);
+      await expect(collect(loader, 3)).rejects.toThrow('DataLoader: the batch of epoch 3, step 1 was not ready within the timeout of 0.05 s');
+      const timers = setTimer.mock.results.map((r) => r.value as NodeJS.Timeout);
+      expect(timers).toHaveLength(4); // the warning's and the timeout's, for both batches
+      for (const t of timers) expect(t.hasRef()).toBe(false);
+    } finally {
+      setTimer.mockRestore();
+    }
+  });
+
+  it('timeout applies to a batch owed by a worker thread', async () => {
+    const loader = new DataLoader(ds, { ...base, workers: 1, timeout: 0.1, workerUrl: replying('late.mjs', 500) });
+    await expect(collect(loader, 2)).rejects.toThrow('DataLoader: the batch of epoch 2, step 0 was not ready within the timeout of 0.1 s');
+    await loader.close();
+  });
+
+  it('timeout must be a number of seconds in [0, 2147483]', () => {
+    const range = 'a number of seconds in [0, 2147483] (0: no limit)';
+    expect(() => new DataLoader(ds, { ...base, timeout: -1 })).toThrow(`DataLoader: timeout must be ${range}, got the number -1`);
+    expect(() => new DataLoader(ds, { ...base, timeout: NaN })).toThrow(`DataLoader: timeout must be ${range}, got the number NaN`);
+    expect(() => new DataLoader(ds, { ...base, timeout: Infinity })).toThrow(`DataLoader: timeout must be ${range}, got the number Infinity`);
+    expect(() => new DataLoader(ds, { ...base, timeout: 3e6 })).toThrow(`DataLoader: timeout must be ${range}, got the number 3000000`);
+    expect(() => new DataLoader(ds, { ...base, timeout: '5' as unknown as number })).toThrow("DataLoader: timeout must be a number, got the string '5'");
+    expect(new DataLoader(ds, base).timeout).toBe(0);
+  });
+
+  it('warns once (MAE_DATA_SLOW) when a batch has been awaited 60 s, and clears its timers when a batch comes', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      // samples 0 to 3 come after 59 s (the global setTimeout: faked), the others never
+      const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+      const slow: Dataset = { ...hangsAfter4, get: (i) => (i < 4 ? sleep(59_000).then(() => hangsAfter4.get(i)) : hangsAfter4.get(i)) };
+      const loader = new DataLoader(slow, opts);
+      const it = loader.epoch(0);
+      const first = it.next();
+      await vi.advanceTimersByTimeAsync(59_000);
+      expect((await first).value?.step).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+      const second = expect(it.next()).rejects.toThrow('DataLoader: closed during epoch 0, before step 1');
+      await vi.advanceTimersByTimeAsync(59_999);
+      expect(warn).not.toHaveBeenCalled();
+      await vi.advanceTimersByTimeAsync(1);
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn.mock.calls[0]![0]).toMatch(/^DataLoader: the batch of epoch 0, step 1 has been awaited for 60 s and is not ready/);
+      expect(warn.mock.calls[0]![1]).toEqual({ code: 'MAE_DATA_SLOW' });
+      const other = expect(loader.epoch(1, { startAt: 1 }).next()).rejects.toThrow('DataLoader: closed during epoch 1, before step 1');
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(warn).toHaveBeenCalledTimes(1); // once per loader
+      await loader.close();
+      await Promise.all([second, other]);
+    } finally {
+      warn.mockRestore();
+      vi.useRealTimers();
+    }
   });
 });
