@@ -437,8 +437,16 @@ export class DataLoader {
       if (spec.kind === 'folder' || (spec.kind === 'shards' && spec.pixels === 'jpeg')) await loadSharp();
       const init: WorkerInit = { dataset: spec, config: this.config };
       for (let k = 0; k < this.numWorkers; k++) {
-        // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
-        const worker = new Worker(this.workerUrl!, { workerData: init, execArgv: [] });
+        let worker: Worker;
+        try {
+          // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
+          worker = new Worker(this.workerUrl!, { workerData: init, execArgv: [] });
+        } catch (e) {
+          // workerData is structured-cloned: the spec must hold plain data (no functions, symbols, class instances' methods)
+          if (e instanceof DOMException && e.name === 'DataCloneError')
+            throw new Error(`DataLoader: the dataset's workerSpec() cannot be sent to a worker thread: ${e.message}`, { cause: e });
+          throw e;
+        }
         worker.on('message', (reply: WorkerReply) => this.onReply(reply));
         worker.on('error', (e: Error) => this.fail(new Error(`DataLoader: worker thread ${k} failed: ${e.message}`, { cause: e })));
         worker.on('exit', (code) => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { DataLoader, IMAGENET_MEAN, IMAGENET_STD, InMemoryDataset, type Batch, type Dataset, type DataLoaderOptions } from '../../lib/data/index.js';
+import { DataLoader, IMAGENET_MEAN, IMAGENET_STD, InMemoryDataset, type Batch, type Dataset, type DataLoaderOptions, type MemoryDatasetSpec } from '../../lib/data/index.js';
 
 /** n images of c x 6 x 6; every pixel of image i is (i * 7) % 256; label i % 10. */
 function dataset(n: number, c = 1): InMemoryDataset {
@@ -325,6 +325,15 @@ describe('DataLoader worker failures surface as errors, never hangs', () => {
   it('a worker that exits rejects pending batches', async () => {
     const url = script('exits.mjs', "parentPort.on('message', () => process.exit(3));");
     expect(await firstBatchError(url)).toMatch(/^DataLoader: worker thread \d exited unexpectedly \(exit code 3\)$/);
+  });
+
+  it("a dataset whose workerSpec() cannot be structured-cloned is an Error naming workerSpec()", async () => {
+    const spec = { ...ds.workerSpec(), decode: () => 0 } as unknown as MemoryDatasetSpec;
+    const unclonable: Dataset = { length: 53, numClasses: 10, channels: 1, height: 6, width: 6, get: (i) => ds.get(i), workerSpec: () => spec };
+    const loader = new DataLoader(unclonable, { ...base, workers: 2, workerUrl: replying('never-started.mjs', 0) });
+    expect(loader.mode).toBe('workers');
+    await expect(collect(loader, 0)).rejects.toThrow("DataLoader: the dataset's workerSpec() cannot be sent to a worker thread: () => 0 could not be cloned.");
+    await loader.close();
   });
 
   it('a missing worker script rejects', async () => {
