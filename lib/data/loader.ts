@@ -17,22 +17,23 @@
  * the same whichever rank reads it.
  *
  * Threads: with `workers` >= 1 (default 1) decoding and augmentation run in a pool of node:worker_threads (no more
- * threads than an epoch has batches: numWorkers), up to `prefetch` (default 2) batches ahead of the consumer. The time the consumer spends waiting for a batch is
- * recorded (stallMs, epochStallMs). Workers need the compiled worker.js next to loader.js (dist/lib/data/). When
- * this file runs from TypeScript sources (loader.ts, e.g. under vitest) there is no worker.js, so the loader runs
- * the same pipeline code in-process instead (`mode` / `inProcessReason` say so); so it does for a Dataset without
- * workerSpec(), and for one whose class overrides get() (a worker's copy, rebuilt from workerSpec(), would not). In-process,
- * each batch is built when it is awaited, so all of its cost counts as stall.
+ * threads than an epoch has batches: numWorkers), up to `prefetch` (default 2) batches ahead of the consumer. The time
+ * the consumer spends waiting for a batch is recorded (stallMs, epochStallMs). Workers need the compiled worker.js next
+ * to loader.js (dist/lib/data/). When this file runs from TypeScript sources (loader.ts, e.g. under vitest) there is no
+ * worker.js, so the loader runs the same pipeline code in-process instead (`mode` / `inProcessReason` say so); so it
+ * does for a Dataset without workerSpec(), and for one whose class overrides get() (a worker's copy, rebuilt from
+ * workerSpec(), would not). In-process, each batch is built when it is awaited, so all of its cost counts as stall.
  *
  * Memory: each batch's images are fresh memory unless the consumer calls batch.release() when it is done with them
  * (after copying them into a Tensor, say): the buffer then goes back to its worker for a later batch, which saves
  * the page faults of fresh memory (as much CPU time as the augmentation of raw shards).
  *
- * Errors: a failing batch rejects with an Error naming the cause (for example the bad file); a crashed or exited
- * worker rejects every pending batch, so nothing waits forever on a dead worker. A batch that never comes (a
- * dataset's get() that never resolves) is waited for without limit unless `timeout` (seconds) is set: then it rejects
- * with an Error naming it once it has been awaited that long. Either way a batch awaited for more than 60 s raises
- * a process warning (MAE_DATA_SLOW, once per loader), so that a hang is seen.
+ * Errors: a failing batch rejects with an Error naming the cause (for example the bad file); a crashed or exited worker
+ * rejects every pending batch, so nothing waits forever on a dead worker. A batch that never comes (a dataset's get()
+ * that never resolves) is waited for without limit unless `timeout` (seconds) is set: then it rejects with an Error
+ * naming it once it has been awaited that long (close() the loader then: a worker that still owes the batch keeps the
+ * process alive). Either way a batch awaited for more than 60 s raises a process warning (MAE_DATA_SLOW, once per
+ * loader), so that a hang is seen.
  *
  * close() terminates the workers and ends every epoch being iterated: no batch is handed out after it, not even one
  * already prefetched. The epoch's next next(), or one already waiting when close() is called, rejects with
@@ -442,7 +443,7 @@ export class DataLoader {
           // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
           worker = new Worker(this.workerUrl!, { workerData: init, execArgv: [] });
         } catch (e) {
-          // workerData is structured-cloned: the spec must hold plain data (no functions, symbols, class instances' methods)
+          // workerData is structured-cloned: a spec holding a function or a symbol cannot be sent
           if (e instanceof DOMException && e.name === 'DataCloneError')
             throw new Error(`DataLoader: the dataset's workerSpec() cannot be sent to a worker thread: ${e.message}`, { cause: e });
           throw e;
