@@ -291,6 +291,8 @@ describe('DataLoader worker threads', () => {
       const loader = new DataLoader(ds, { ...base, ...opts, workerUrl: url });
       expect(loader.numWorkers).toBe(expected);
       expect((await collect(loader, 0)).length).toBe(loader.stepsPerEpoch);
+      // a thread that got no batch may still be starting: wait for all before close() terminates them
+      await vi.waitFor(() => expect(readFileSync(started, 'utf8').length).toBeGreaterThanOrEqual(expected), { timeout: 10_000 });
       await loader.close();
       expect(readFileSync(started, 'utf8').length).toBe(expected);
     }
@@ -387,8 +389,9 @@ describe('a batch that never comes: the timeout option, and a warning after 60 s
       const loader = new DataLoader(hangsAfter4, { ...opts, timeout: 0.05 });
       expect(loader.timeout).toBe(0.05);
       await expect(collect(loader, 3)).rejects.toThrow('DataLoader: the batch of epoch 3, step 1 was not ready within the timeout of 0.05 s');
-      const timers = setTimer.mock.results.map((r) => r.value as NodeJS.Timeout);
-      expect(timers).toHaveLength(4); // the warning's and the timeout's, for both batches
+      // the warning's (60 s) and the timeout's (50 ms), for both batches
+      const timers = setTimer.mock.calls.flatMap((call, k) => ([60_000, 50].includes(call[1] as number) ? [setTimer.mock.results[k]!.value as NodeJS.Timeout] : []));
+      expect(timers).toHaveLength(4);
       for (const t of timers) expect(t.hasRef()).toBe(false);
     } finally {
       setTimer.mockRestore();
