@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /**
@@ -21,6 +21,9 @@ import { basename, dirname, join, resolve } from 'node:path';
  * any iterable (a generator makes each chunk only when it is written, so the file is never whole in memory).
  */
 export type AtomicData = Uint8Array | string | Iterable<Uint8Array>;
+
+/** The longest file name, in bytes, that the file systems of Linux and macOS take. */
+const NAME_MAX = 255;
 
 /** Error codes from directory fsync on platforms or file systems that do not support it. */
 const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EACCES', 'ENOTSUP']);
@@ -99,7 +102,7 @@ export function writeFileAtomicSync(path: string, data: AtomicData): void {
  * A file written in pieces (too large to hold in memory at once) and put in place atomically: the pieces go to a
  * temporary file next to `path`; commit() fsyncs it, renames it over `path` and fsyncs the directory; abort() removes
  * it. Until commit() returns, `path` keeps its old contents (or stays absent). A crash leaves at most the hidden
- * temporary file `.<name>.<pid>.<random>.tmp`.
+ * temporary file `.<name>.<pid>.<random>.tmp` (see tempPath for a long name).
  */
 export class AtomicFileWriter {
   readonly path: string;
@@ -180,6 +183,8 @@ export class AtomicFileWriter {
  * written.
  */
 function target(path: string): { path: string; mode: number | null } {
+  const bytes = Buffer.byteLength(basename(path));
+  if (bytes > NAME_MAX) throw new Error(`the file name of ${path} is ${bytes} bytes, longer than the ${NAME_MAX} a file system takes`);
   let st: fs.Stats;
   try {
     st = fs.statSync(path);
@@ -223,10 +228,12 @@ function toChunks(path: string, data: AtomicData): Iterable<Uint8Array> {
  */
 export function removeStaleTemps(path: string): string[] {
   const dir = dirname(path);
-  const prefix = `.${basename(path)}.`;
+  // either form of tempPath: the name whole, or cut short
+  const prefixes = [`.${basename(path)}.`, `.${shortName(basename(path))}.`];
   const removed: string[] = [];
   for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    const m = name.startsWith(prefix) ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
+    const prefix = prefixes.find((p) => name.startsWith(p));
+    const m = prefix ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
     if (!m) continue;
     // this process's own pid: a write of its own (in any of its threads) made since it started, or one of a killed
     // process that had the same pid before it (a container's first process, restarted)
@@ -254,11 +261,29 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** A fresh name next to the target: hidden, with the process id and a random suffix so writers never collide. */
+/**
+ * A fresh name next to the target: hidden, with the process id and a random suffix so writers never collide:
+ * `.<name>.<pid>.<random>.tmp`, or, where that is longer than NAME_MAX, the same with the name cut short (shortName).
+ */
 function tempPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const end = `.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const whole = `.${basename(path)}${end}`;
+  return join(dirname(path), Buffer.byteLength(whole) <= NAME_MAX ? whole : `.${shortName(basename(path))}${end}`);
 }
 
+/**
+ * A file name cut to at most 226 bytes, so that a temporary name made of it fits NAME_MAX with a pid of up to 10
+ * digits: its first 209 bytes (whole characters) and `~` and 16 hex digits of its SHA-256, which keep it apart from
+ * the other names it starts as.
+ */
+function shortName(name: string): string {
+  let head = '';
+  for (const ch of name) {
+    if (Buffer.byteLength(head + ch) > 209) break;
+    head += ch;
+  }
+  return `${head}~${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
+}
 
 function wrap(path: string, err: unknown): Error {
   const message = err instanceof Error ? err.message : String(err);

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { AtomicFileWriter, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
@@ -138,6 +138,29 @@ describe('writeFileAtomic', () => {
     expect((await fsp.readdir(dir)).sort()).toEqual(['occupied']);
   });
 
+  it('writes a file whose name is 250 bytes (its temporary file has a shorter name), and names a name over 255 bytes', async () => {
+    const dir = await freshDir();
+    const path = join(dir, `${'é'.repeat(123)}.bin`); // 250 bytes in UTF-8
+    const temps: string[] = [];
+    const realOpen = fsp.open.bind(fsp);
+    vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      temps.push(String(args[0]));
+      return realOpen(...args);
+    });
+    await writeFileAtomic(path, 'async');
+    expect(fs.readFileSync(path, 'utf8')).toBe('async');
+    writeFileAtomicSync(path, 'sync');
+    expect(fs.readFileSync(path, 'utf8')).toBe('sync');
+    expect(Buffer.byteLength(basename(temps[0]!))).toBeLessThanOrEqual(255);
+    expect(fs.readdirSync(dir)).toEqual([basename(path)]);
+    const long = join(dir, `${'x'.repeat(256)}.bin`);
+    const refused = `${long}): write failed, target left unchanged: the file name of ${long} is 260 bytes, longer than the 255 a file system takes`;
+    await expect(writeFileAtomic(long, 'x')).rejects.toThrow(`writeFileAtomic(${refused}`);
+    expect(() => writeFileAtomicSync(long, 'x')).toThrow(`writeFileAtomic(${refused}`);
+    await expect(AtomicFileWriter.open(join(dir, 'sub', 'x'.repeat(256)))).rejects.toThrow('is 256 bytes, longer than the 255 a file system takes');
+    expect(fs.readdirSync(dir)).toEqual([basename(path)]);
+  });
+
   it('a replaced file keeps its permission bits, and a symbolic link stays a link to the new contents', async () => {
     const dir = await freshDir();
     const path = join(dir, 'private.bin');
@@ -239,5 +262,29 @@ describe('removeStaleTemps', () => {
     await writing.abort();
     expect(fs.readdirSync(dir).sort()).toEqual(names.slice(2).sort());
     expect(removeStaleTemps(join(dir, 'missing', 'x.bin'))).toEqual([]);
+  });
+
+  it('removes those of targets with long names: temporary names cut short (kept apart by a hash), and whole ones', async () => {
+    const dir = await freshDir();
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    /** The temporary file of a write of `target` as a killed writer left it. */
+    const stale = async (target: string) => {
+      const writing = await AtomicFileWriter.open(target);
+      const [temp] = fs.readdirSync(dir).filter((n) => n.includes(`.${process.pid}.`));
+      await writing.abort();
+      const name = temp!.replace(`.${process.pid}.`, `.${deadPid}.`);
+      fs.writeFileSync(join(dir, name), 'x');
+      return name;
+    };
+    const long = join(dir, 'l'.repeat(250));
+    const cut = await stale(long);
+    expect(cut).toMatch(new RegExp(`^\\.l{209}~[0-9a-f]{16}\\.${deadPid}\\.[0-9a-f]{12}\\.tmp$`));
+    const other = await stale(join(dir, `${'l'.repeat(249)}m`)); // the same first 209 bytes
+    expect(other).not.toBe(cut);
+    const whole = await stale(join(dir, 'w'.repeat(228)));
+    expect(whole.startsWith(`.${'w'.repeat(228)}.${deadPid}.`)).toBe(true);
+    expect(removeStaleTemps(long)).toEqual([cut]);
+    expect(removeStaleTemps(join(dir, 'w'.repeat(228)))).toEqual([whole]);
+    expect(fs.readdirSync(dir)).toEqual([other]);
   });
 });
