@@ -192,7 +192,16 @@ function target(path: string): { path: string; mode: number | null } {
     return { path, mode: null }; // absent (or a link to nothing): a new file
   }
   if (st.isDirectory()) throw new Error(`${path} is a folder: give the path of a file`);
-  return { path: fs.lstatSync(path).isSymbolicLink() ? fs.realpathSync(path) : path, mode: st.mode & 0o7777 };
+  return { path: destination(path), mode: st.mode & 0o7777 };
+}
+
+/** The file a write of `path` replaces: the file a symbolic link at `path` points to, else `path` itself. */
+function destination(path: string): string {
+  try {
+    return fs.lstatSync(path).isSymbolicLink() ? fs.realpathSync(path) : path;
+  } catch {
+    return path; // absent, or a link to nothing (replaced by the file)
+  }
 }
 
 /**
@@ -224,17 +233,20 @@ function toChunks(path: string, data: AtomicData): Iterable<Uint8Array> {
 
 /**
  * Removes the temporary files of writes of `path` that a process killed mid-write left behind (the process named in
- * the file's name no longer runs); those of live processes are left alone. Returns the names removed.
+ * the file's name no longer runs); those of live processes are left alone. They lie beside the file written: for a
+ * symbolic link, the file it points to. Returns the paths removed.
  */
 export function removeStaleTemps(path: string): string[] {
-  const dir = dirname(path);
+  const written = destination(path);
+  const dir = dirname(written);
   // either form of tempPath: the name whole, or cut short
-  const prefixes = [`.${basename(path)}.`, `.${shortName(basename(path))}.`];
+  const prefixes = [`.${basename(written)}.`, `.${shortName(basename(written))}.`];
   const removed: string[] = [];
   for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
     const prefix = prefixes.find((p) => name.startsWith(p));
     const m = prefix ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
     if (!m) continue;
+    const temp = join(dir, name);
     // this process's own pid: a write of its own (in any of its threads) made since it started, or one of a killed
     // process that had the same pid before it (a container's first process, restarted)
     const pid = Number(m[1]);
@@ -245,9 +257,9 @@ export function removeStaleTemps(path: string): string[] {
         return Infinity; // gone meanwhile
       }
     };
-    if (pid === process.pid ? since(join(dir, name)) >= performance.timeOrigin : isRunning(pid)) continue;
-    fs.rmSync(join(dir, name), { force: true });
-    removed.push(name);
+    if (pid === process.pid ? since(temp) >= performance.timeOrigin : isRunning(pid)) continue;
+    fs.rmSync(temp, { force: true });
+    removed.push(temp);
   }
   return removed;
 }

@@ -233,7 +233,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
     makeDirs(outDir);
     // what a run killed while writing its checkpoint left (a checkpoint is written whole or not at all)
-    for (const name of removeStaleTemps(ckPath)) emit({ type: 'warning', message: `removed ${join(outDir, name)}, a checkpoint write that a killed process left unfinished` });
+    for (const file of removeStaleTemps(ckPath)) emit({ type: 'warning', message: `removed ${file}, a checkpoint write that a killed process left unfinished` });
   }
   // the first collective: every rank must take the same path through the ones that follow
   checkSameSettings(

@@ -257,7 +257,7 @@ describe('removeStaleTemps', () => {
     for (const name of names) fs.writeFileSync(join(dir, name), 'x');
     fs.utimesSync(join(dir, names[1]!), 1e6, 1e6); // written before this process started
     const writing = await AtomicFileWriter.open(path); // this process's own write, in progress: kept
-    expect(removeStaleTemps(path).sort()).toEqual([names[0], names[1]].sort());
+    expect(removeStaleTemps(path).sort()).toEqual([join(dir, names[0]!), join(dir, names[1]!)].sort());
     expect(fs.readdirSync(dir).filter((n) => !names.includes(n))).toHaveLength(1);
     await writing.abort();
     expect(fs.readdirSync(dir).sort()).toEqual(names.slice(2).sort());
@@ -283,8 +283,22 @@ describe('removeStaleTemps', () => {
     expect(other).not.toBe(cut);
     const whole = await stale(join(dir, 'w'.repeat(228)));
     expect(whole.startsWith(`.${'w'.repeat(228)}.${deadPid}.`)).toBe(true);
-    expect(removeStaleTemps(long)).toEqual([cut]);
-    expect(removeStaleTemps(join(dir, 'w'.repeat(228)))).toEqual([whole]);
+    expect(removeStaleTemps(long)).toEqual([join(dir, cut)]);
+    expect(removeStaleTemps(join(dir, 'w'.repeat(228)))).toEqual([join(dir, whole)]);
     expect(fs.readdirSync(dir)).toEqual([other]);
+  });
+
+  it('looks beside the file that a symbolic link points to, where the writes of the link go', async () => {
+    const dir = await freshDir();
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    fs.mkdirSync(join(dir, 'kept'));
+    const file = join(dir, 'kept', 'run1.safetensors');
+    fs.writeFileSync(file, 'x');
+    const link = join(dir, 'checkpoint.safetensors');
+    fs.symlinkSync(file, link);
+    const stale = join(dir, 'kept', `.run1.safetensors.${deadPid}.0123456789ab.tmp`);
+    fs.writeFileSync(stale, 'x');
+    expect(removeStaleTemps(link)).toEqual([stale]);
+    expect(fs.readdirSync(join(dir, 'kept'))).toEqual(['run1.safetensors']);
   });
 });

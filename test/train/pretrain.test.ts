@@ -1,7 +1,7 @@
 // The pre-training loop: learning, resume equality (also after a SIGKILL, log included), non-finite loss handling,
 // logs, events and yielding.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -250,16 +250,27 @@ describe('pretrain', () => {
     expect(r.top1).toBeLessThan(1); // with each query in the bank, k = 1 finds it: 100%
   });
 
-  it('removes, with a warning, a checkpoint write that a killed run left unfinished', async () => {
+  it('removes, with a warning, a checkpoint write that a killed run left unfinished (beside the file a symbolic link points to)', async () => {
     const dir = tmp();
     await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
     const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
-    const stale = `.checkpoint.safetensors.${deadPid}.00000000abcd.tmp`;
-    writeFileSync(join(dir, stale), 'half a checkpoint');
+    const stale = join(dir, `.checkpoint.safetensors.${deadPid}.00000000abcd.tmp`);
+    writeFileSync(stale, 'half a checkpoint');
     const events: TrainEvent[] = [];
+    const warnings = () => events.splice(0).filter((e) => e.type === 'warning');
     await pretrain({ outDir: dir, resume: true, maxSteps: 3, onEvent: (e) => events.push(e) });
-    expect(events.filter((e) => e.type === 'warning')).toEqual([{ type: 'warning', message: `removed ${join(dir, stale)}, a checkpoint write that a killed process left unfinished` }]);
+    expect(warnings()).toEqual([{ type: 'warning', message: `removed ${stale}, a checkpoint write that a killed process left unfinished` }]);
     expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    // the checkpoint a link to a file kept elsewhere: it is written there, and so are its unfinished writes
+    const kept = tmp();
+    renameSync(join(dir, 'checkpoint.safetensors'), join(kept, 'run.safetensors'));
+    symlinkSync(join(kept, 'run.safetensors'), join(dir, 'checkpoint.safetensors'));
+    const staleKept = join(kept, `.run.safetensors.${deadPid}.00000000abcd.tmp`);
+    writeFileSync(staleKept, 'half a checkpoint');
+    await pretrain({ outDir: dir, resume: true, maxSteps: 4, onEvent: (e) => events.push(e) });
+    expect(warnings()).toEqual([{ type: 'warning', message: `removed ${staleKept}, a checkpoint write that a killed process left unfinished` }]);
+    expect(readdirSync(kept)).toEqual(['run.safetensors']);
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(4);
   });
 
   it('a run stopped between two log lines and resumed writes the log of the uninterrupted run', async () => {
