@@ -106,23 +106,28 @@ export async function readSafetensors(path: string, opts: ReadSafetensorsOptions
     throw new Error(`${path}: cannot open safetensors file: ${(err as Error).message}`, { cause: err });
   }
   try {
-    const stat = await handle.stat();
-    if (stat.isDirectory()) throw new Error(`${path}: is a folder, not a safetensors file`);
-    const fileSize = stat.size;
-    const prefix = await readAt(handle, 0, Math.min(fileSize, 8), path);
-    const headerLength = checkHeaderLength(prefix, fileSize, path);
-    const headerBytes = await readAt(handle, 0, 8 + headerLength, path);
-    const header = parseHeader(headerBytes, fileSize, path);
-    const tensors = new Map<string, StoredTensor>();
-    for (const entry of header.entries) {
-      if (opts.select && !opts.select(entry.name, entry.dtype, header.metadata)) continue;
-      const region = await readAt(handle, header.dataStart + entry.begin, entry.end - entry.begin, path);
-      tensors.set(entry.name, decodeEntry(entry, region, path));
-    }
-    return { tensors, metadata: header.metadata };
+    return await readOpenSafetensors(handle, path, opts);
   } finally {
     await handle.close();
   }
+}
+
+/** readSafetensors on a file open already (`handle`, left open); `path` names it in errors. */
+export async function readOpenSafetensors(handle: FileHandle, path: string, opts: ReadSafetensorsOptions = {}): Promise<SafetensorsContents> {
+  const stat = await handle.stat();
+  if (stat.isDirectory()) throw new Error(`${path}: is a folder, not a safetensors file`);
+  const fileSize = stat.size;
+  const prefix = await readAt(handle, 0, Math.min(fileSize, 8), path);
+  const headerLength = checkHeaderLength(prefix, fileSize, path);
+  const headerBytes = await readAt(handle, 0, 8 + headerLength, path);
+  const header = parseHeader(headerBytes, fileSize, path);
+  const tensors = new Map<string, StoredTensor>();
+  for (const entry of header.entries) {
+    if (opts.select && !opts.select(entry.name, entry.dtype, header.metadata)) continue;
+    const region = await readAt(handle, header.dataStart + entry.begin, entry.end - entry.begin, path);
+    tensors.set(entry.name, decodeEntry(entry, region, path));
+  }
+  return { tensors, metadata: header.metadata };
 }
 
 /** Serializes tensors (and optional string metadata) into one safetensors byte array. */

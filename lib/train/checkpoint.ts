@@ -13,8 +13,9 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MAX_HEADER_BYTES, readSafetensors, writeSafetensors, type DeferredTensor } from '../io/safetensors.js';
+import { MAX_HEADER_BYTES, readOpenSafetensors, writeSafetensors, type DeferredTensor } from '../io/safetensors.js';
 import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
 import { maeConfigFromWeights } from '../mae/pretrained.js';
@@ -103,11 +104,39 @@ export interface LoadedCheckpoint {
   optimizer: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
-/** The checkpoint file of a path (a run folder's checkpoint.safetensors), or null when it is not one of ours. */
-async function ownCheckpoint(pathOrDir: string): Promise<string | null> {
+/**
+ * The checkpoint of ours at a path (a run folder's checkpoint.safetensors), or null when it is not one of ours: the
+ * file is opened once, and its header and tensors are read through that one handle (a file put in its place
+ * meanwhile is not read).
+ */
+async function readOwn(pathOrDir: string): Promise<LoadedCheckpoint | null> {
   if (!existsSync(pathOrDir)) throw new Error(`checkpoint not found: ${pathOrDir}`);
   const path = statSync(pathOrDir).isDirectory() ? join(pathOrDir, CHECKPOINT_FILE) : pathOrDir;
-  return (await headerMeta(path))?.mae !== undefined ? path : null;
+  if (!existsSync(path)) return null;
+  const h = await fsp.open(path, 'r');
+  try {
+    if ((await headerMeta(h))?.mae === undefined) return null;
+    const { tensors, metadata } = await readOpenSafetensors(h, path);
+    if (!metadata.mae) throw new Error(`${path}: not a masked-autoencoder checkpoint (no "mae" metadata); load plain weights with loadSafetensors`);
+    let meta: unknown;
+    try {
+      meta = JSON.parse(metadata.mae);
+    } catch (e) {
+      throw new Error(`${path}: the checkpoint metadata is not valid JSON (${(e as Error).message})`);
+    }
+    checkMeta(meta, path);
+    const weights = new Map<string, { shape: number[]; data: Float32Array }>();
+    const optimizer = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [k, t] of tensors) {
+      if (!(t.data instanceof Float32Array)) throw new Error(`${path}: tensor ${k} is not floating point`);
+      const rec = { shape: t.shape, data: t.data };
+      if (k.startsWith('optimizer.')) optimizer.set(k.slice('optimizer.'.length), rec);
+      else weights.set(k, rec);
+    }
+    return { path, meta, weights, optimizer };
+  } finally {
+    await h.close();
+  }
 }
 
 /**
@@ -119,15 +148,24 @@ async function asWeights<T>(pathOrDir: string, load: () => Promise<T>): Promise<
     return await load();
   } catch (e) {
     const file = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory() ? join(pathOrDir, 'classifier.safetensors') : pathOrDir;
-    if ((await headerMeta(file))?.['mae-classifier'] === undefined) throw e;
+    if ((await fileMeta(file))?.['mae-classifier'] === undefined) throw e;
     throw new Error(`${(e as Error).message} (${file} is a classifier of mae finetune or linprobe, not a pre-training checkpoint: loadClassifier reads it)`, { cause: e });
   }
 }
 
-/** The "__metadata__" of a safetensors file's header (the header alone is read), or null for any other file. */
-async function headerMeta(path: string): Promise<Record<string, unknown> | null> {
+/** The "__metadata__" of the safetensors file at `path` (its header alone is read), or null for any other file. */
+async function fileMeta(path: string): Promise<Record<string, unknown> | null> {
   if (!existsSync(path)) return null;
   const h = await fsp.open(path, 'r');
+  try {
+    return await headerMeta(h);
+  } finally {
+    await h.close();
+  }
+}
+
+/** The "__metadata__" of the header of the safetensors file open at `h`, or null for any other file. */
+async function headerMeta(h: FileHandle): Promise<Record<string, unknown> | null> {
   try {
     const size = (await h.stat()).size;
     const prefix = new Uint8Array(8);
@@ -141,8 +179,6 @@ async function headerMeta(path: string): Promise<Record<string, unknown> | null>
     return isObject(meta) ? meta : null;
   } catch {
     return null;
-  } finally {
-    await h.close();
   }
 }
 
@@ -153,30 +189,13 @@ function externalMeta(config: MaeConfig, format: string): CheckpointMeta {
 
 /** Reads a checkpoint file (or the checkpoint in a run folder); other code's checkpoints as weights (see above). */
 export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoint> {
-  const path = await ownCheckpoint(pathOrDir);
-  if (path === null)
-    return asWeights(pathOrDir, async () => {
+  return (
+    (await readOwn(pathOrDir)) ??
+    asWeights(pathOrDir, async () => {
       const file = await readWeights(pathOrDir);
       return { path: file.path ?? pathOrDir, meta: externalMeta(maeConfigFromWeights(file).config, file.format), weights: file.weights, optimizer: new Map() };
-    });
-  const { tensors, metadata } = await readSafetensors(path);
-  if (!metadata.mae) throw new Error(`${path}: not a masked-autoencoder checkpoint (no "mae" metadata); load plain weights with loadSafetensors`);
-  let meta: unknown;
-  try {
-    meta = JSON.parse(metadata.mae);
-  } catch (e) {
-    throw new Error(`${path}: the checkpoint metadata is not valid JSON (${(e as Error).message})`);
-  }
-  checkMeta(meta, path);
-  const weights = new Map<string, { shape: number[]; data: Float32Array }>();
-  const optimizer = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [k, t] of tensors) {
-    if (!(t.data instanceof Float32Array)) throw new Error(`${path}: tensor ${k} is not floating point`);
-    const rec = { shape: t.shape, data: t.data };
-    if (k.startsWith('optimizer.')) optimizer.set(k.slice('optimizer.'.length), rec);
-    else weights.set(k, rec);
-  }
-  return { path, meta, weights, optimizer };
+    })
+  );
 }
 
 /** The metadata's structure: what resume and loadModel read from it must be there, with the right types. */
@@ -224,12 +243,12 @@ function metaProblem(meta: Record<string, unknown>): string | null {
  * (an encoder-only one has loadReport.decoderLoaded false).
  */
 export async function loadModel(pathOrDir: string): Promise<{ model: MaskedAutoencoder; meta: CheckpointMeta }> {
-  if ((await ownCheckpoint(pathOrDir)) === null)
+  const ck = await readOwn(pathOrDir);
+  if (ck === null)
     return asWeights(pathOrDir, async () => {
       const model = await MaskedAutoencoder.fromPretrained(pathOrDir);
       return { model, meta: externalMeta(model.config, model.loadReport!.format) };
     });
-  const ck = await loadCheckpoint(pathOrDir);
   const path = ck.path;
   checkConfigFits(ck.meta.config, ck.weights, path);
   let model: MaskedAutoencoder | undefined;

@@ -1,9 +1,10 @@
 // Checkpoints (lib/train/checkpoint.ts): the optimizer's per-parameter step counts round-trip (and older checkpoints
 // without them resume as before), and saveCheckpoint refuses metadata that loading would refuse, writing nothing.
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, renameSync } from 'node:fs';
+import fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MaskedAutoencoder } from '../../lib/mae/index.js';
 import { AdamW } from '../../lib/optim/adamw.js';
 import { Generator } from '../../lib/random.js';
@@ -16,6 +17,9 @@ import { readSafetensors } from '../../lib/io/safetensors.js';
 const config = { imgSize: 8, patchSize: 4, inChans: 1, embedDim: 8, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2, mlpRatio: 2 };
 const position = { epoch: 1, iter: 0, step: 3 };
 const tmp = () => mkdtempSync(join(tmpdir(), 'mae-checkpoint-'));
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 /** Random gradients for the parameters that `take` picks (the others get none). */
 function grads(model: MaskedAutoencoder, g: Generator, take: (i: number) => boolean = () => true): void {
@@ -102,6 +106,40 @@ describe('checkpoint', () => {
     expect(after.meta.position.step).toBe(3);
     expect(Array.from(after.weights.get(name)!.data)).toEqual(Array.from(before.get(name)!.data));
     expect(readdirSync(dir)).toEqual(['ck.safetensors']);
+    model.dispose();
+  });
+
+  it('loadCheckpoint and loadModel open the file once and read all of it there: a file put in its place meanwhile is not read', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 4 });
+    const dir = tmp();
+    const path = join(dir, 'checkpoint.safetensors');
+    const next = join(dir, 'next.safetensors');
+    const opened: string[] = [];
+    const realOpen = fsp.open.bind(fsp);
+    vi.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+      const handle = await realOpen(...args);
+      if (args[0] === path) {
+        opened.push(path);
+        if (existsSync(next)) renameSync(next, path); // a newer checkpoint put in place just after the open
+      }
+      return handle;
+    });
+    const loads = {
+      loadCheckpoint: async (p: string) => (await loadCheckpoint(p)).meta,
+      loadModel: async (p: string) => {
+        const loaded = await loadModel(p);
+        loaded.model.dispose();
+        return loaded.meta;
+      },
+    };
+    for (const [name, load] of Object.entries(loads))
+      for (const p of [path, dir]) {
+        await saveCheckpoint(path, model, null, { position, options: {} });
+        await saveCheckpoint(next, model, null, { position: { ...position, step: 4 }, options: {} });
+        opened.length = 0;
+        expect((await load(p)).position.step, `${name}(${p})`).toBe(3);
+        expect(opened, `${name}(${p})`).toEqual([path]);
+      }
     model.dispose();
   });
 
