@@ -72,6 +72,35 @@ export function expectArrayOf(where: string, name: string, v: unknown, ok: (item
   if (bad >= 0) fail(where, `${name}[${bad}]`, item, v[bad]);
 }
 
+/**
+ * Where `value` holds what JSON cannot store, as its key path from `name` ("meta.options.seed is a BigInt",
+ * "meta.options.self refers back to meta.options (a circular reference)"), or null when JSON.stringify takes it all.
+ * Values are followed as JSON.stringify follows them: toJSON first, then an array's items or an object's own
+ * enumerable keys.
+ */
+export function jsonProblem(value: unknown, name: string): string | null {
+  const open: [object, string][] = []; // the objects on the way to the value looked at, with their key paths
+  const visit = (key: string, v: unknown, at: string): string | null => {
+    if ((typeof v === 'object' || typeof v === 'bigint') && v !== null && typeof (v as { toJSON?: unknown }).toJSON === 'function')
+      v = (v as { toJSON(key: string): unknown }).toJSON(key);
+    if (typeof v === 'bigint') return `${at} is a BigInt`;
+    if (v === null || typeof v !== 'object') return null;
+    const back = open.find(([o]) => o === v);
+    if (back) return `${at} refers back to ${back[1]} (a circular reference)`;
+    open.push([v, at]);
+    const items: [string, unknown, string][] = Array.isArray(v)
+      ? v.map((x, i) => [String(i), x, `${at}[${i}]`])
+      : Object.keys(v).map((k) => [k, (v as Record<string, unknown>)[k], /^[A-Za-z_$][\w$]*$/.test(k) ? `${at}.${k}` : `${at}[${JSON.stringify(k)}]`]);
+    for (const [k, x, path] of items) {
+      const problem = visit(k, x, path);
+      if (problem) return problem;
+    }
+    open.pop();
+    return null;
+  };
+  return visit('', value, name);
+}
+
 /** The type an option of a run (pretrain, finetune, linprobe) takes. */
 export type OptionType = 'number' | 'string' | 'boolean' | 'function' | 'object' | 'AbortSignal' | 'number[]' | 'checked';
 

@@ -1,7 +1,7 @@
 // Public constructors given values of the wrong type: each throws an Error (not a TypeError from inside) whose
 // message starts with the class name and says what the argument must be (lib/check.ts does the wording).
 import { describe, expect, it } from 'vitest';
-import { describeValue } from '../lib/check.js';
+import { describeValue, jsonProblem } from '../lib/check.js';
 import { BatchNormNoAffine, ProbeHead, VisionTransformerClassifier } from '../lib/classify/model.js';
 import { ImageFolderDataset, InMemoryDataset } from '../lib/data/dataset.js';
 import { DataLoader } from '../lib/data/loader.js';
@@ -89,5 +89,20 @@ describe('public constructors given the wrong types', () => {
     expect(describeValue([1])).toBe('an array of 1');
     expect(describeValue(new Map())).toBe('a Map');
     expect(describeValue({})).toBe('an object');
+  });
+});
+
+describe('jsonProblem', () => {
+  it('names the key path of a BigInt or a circular reference, and takes what JSON.stringify takes', () => {
+    expect(jsonProblem({ a: [1, { seed: 2n }] }, 'meta')).toBe('meta.a[1].seed is a BigInt');
+    expect(jsonProblem({ 'a key': 3n }, 'extra')).toBe('extra["a key"] is a BigInt');
+    const loop: Record<string, unknown> = { list: [] };
+    (loop.list as unknown[]).push({ up: loop });
+    expect(jsonProblem({ options: loop }, 'meta')).toBe('meta.options.list[0].up refers back to meta.options (a circular reference)');
+    const shared = { x: 1 };
+    const fine = { a: shared, b: [shared], at: new Date(0), f: () => 1, u: undefined, n: NaN, big: { toJSON: () => '5' }, m: new Map([[1n, 2n]]) };
+    expect(jsonProblem(fine, 'meta')).toBe(null);
+    expect(() => JSON.stringify(fine)).not.toThrow();
+    expect(jsonProblem({ later: { toJSON: () => ({ seed: 1n }) } }, 'meta')).toBe('meta.later.seed is a BigInt');
   });
 });

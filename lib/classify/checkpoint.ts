@@ -5,6 +5,7 @@
  */
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { jsonProblem } from '../check.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
 import { native } from '../native.js';
@@ -56,6 +57,8 @@ export interface ClassifierMeta {
 export async function saveClassifier(path: string, model: VisionTransformerClassifier, extra: Record<string, unknown> = {}): Promise<void> {
   for (const k of ['format', 'config'])
     if (Object.hasOwn(extra, k)) throw new Error(`saveClassifier: ${path} not written: extra may not set '${k}' (the file's own, which loadClassifier reads)`);
+  const unstorable = jsonProblem(extra, 'extra');
+  if (unstorable) throw new Error(`saveClassifier: ${path} not written, JSON cannot store its metadata: ${unstorable}`);
   const tensors = new Map<string, RawTensor>();
   for (const [name, p] of model.namedParameters()) tensors.set(name, { shape: [...p.shape], data: p.dataSync() });
   const meta: ClassifierMeta = { format: CLASSIFIER_FORMAT, config: model.config, createdAt: new Date().toISOString(), ...extra };

@@ -15,6 +15,7 @@ import { existsSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { jsonProblem } from '../check.js';
 import { MAX_HEADER_BYTES, readOpenSafetensors, writeSafetensors, type DeferredTensor } from '../io/safetensors.js';
 import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
@@ -89,6 +90,8 @@ export async function saveCheckpoint(
     opt = { step: sd.step, lr: sd.lr, steps: sd.steps };
   }
   const full: CheckpointMeta = { format: CHECKPOINT_FORMAT, config: model.config, optimizer: opt, createdAt: new Date().toISOString(), ...meta };
+  const unstorable = jsonProblem(full, 'meta');
+  if (unstorable) throw new Error(`saveCheckpoint: ${path} not written, JSON cannot store its metadata: ${unstorable}`);
   // the loader's checks, on what it will read (JSON turns NaN into null, drops undefined)
   const json = JSON.stringify(full);
   const problem = metaProblem(JSON.parse(json) as Record<string, unknown>);

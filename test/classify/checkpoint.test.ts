@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -79,5 +79,18 @@ describe('classifier files', () => {
     await expect(saveClassifier(join(dir, 'x.safetensors'), vit, { format: 'other' })).rejects.toThrow("saveClassifier: " + join(dir, 'x.safetensors') + " not written: extra may not set 'format'");
     vit.dispose();
   });
-});
 
+  it('saveClassifier names the key of extra metadata that JSON cannot store, and writes nothing', async () => {
+    const vit = new VisionTransformerClassifier(config, { seed: 1 });
+    const path = join(dir, 'unstorable.safetensors');
+    const loop: Record<string, unknown> = {};
+    loop.again = loop;
+    for (const [extra, problem] of [
+      [{ recipe: { steps: [1, 2n] } }, 'extra.recipe.steps[1] is a BigInt'],
+      [{ recipe: loop }, 'extra.recipe.again refers back to extra.recipe (a circular reference)'],
+    ] as const)
+      await expect(saveClassifier(path, vit, extra)).rejects.toThrow(new Error(`saveClassifier: ${path} not written, JSON cannot store its metadata: ${problem}`));
+    expect(existsSync(path)).toBe(false);
+    vit.dispose();
+  });
+});

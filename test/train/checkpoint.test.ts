@@ -169,7 +169,7 @@ describe('checkpoint', () => {
     model.dispose();
   });
 
-  it('saveCheckpoint refuses metadata that loading would refuse, and writes nothing', async () => {
+  it('saveCheckpoint refuses metadata that loading would refuse or JSON cannot store, and writes nothing', async () => {
     const model = new MaskedAutoencoder(config, { seed: 3 });
     const dir = tmp();
     const logWindowProblem = 'logWindow must hold a finite loss, integer counts of steps and images and finite seconds >= 0';
@@ -199,6 +199,19 @@ describe('checkpoint', () => {
       const path = join(dir, `${name}.safetensors`);
       await expect(saveCheckpoint(path, model, opt, meta as Parameters<typeof saveCheckpoint>[3]), name).rejects.toThrow(
         new Error(`saveCheckpoint: ${path} not written, loading would refuse its metadata: ${problem}`),
+      );
+      expect(existsSync(path), name).toBe(false);
+    }
+    // metadata JSON cannot store: the key path is named
+    const self: Record<string, unknown> = {};
+    self.self = self;
+    for (const [name, options, problem] of [
+      ['bigint', { seed: 1n }, 'meta.options.seed is a BigInt'],
+      ['circular', { data: self }, 'meta.options.data.self refers back to meta.options.data (a circular reference)'],
+    ] as const) {
+      const path = join(dir, `${name}.safetensors`);
+      await expect(saveCheckpoint(path, model, null, { position, options }), name).rejects.toThrow(
+        new Error(`saveCheckpoint: ${path} not written, JSON cannot store its metadata: ${problem}`),
       );
       expect(existsSync(path), name).toBe(false);
     }
