@@ -799,6 +799,7 @@ async function cmdLinprobe(argv: string[]): Promise<number> {
       else if (e.type === 'features') console.log(`features: ${e.split} ${e.n} x ${e.dim} in ${e.seconds.toFixed(1)} s`);
       else if (e.type === 'start') console.log(`training the head: ${e.steps} steps, lr ${e.lr.toExponential(2)}`);
       else if (e.type === 'epoch' && (e.top1 !== undefined || e.epoch % 10 === 0)) console.log(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)}${e.top1 !== undefined ? ` top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
+      else if (e.type === 'warning') console.warn(`warning: ${e.message}`);
     },
   }), (r) => r.stopped);
   if (quiet()) return code;
@@ -848,6 +849,7 @@ async function cmdFinetune(argv: string[]): Promise<number> {
         console.log(`epoch ${e.epoch.toFixed(2)} step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`);
       } else if (e.type === 'epoch') console.log(`epoch ${e.epoch} done: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s${e.top1 !== undefined ? `, top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
       else if (e.type === 'stopped') console.log(`stopped after ${e.step} of ${e.totalSteps} steps: not evaluated; no classifier, confusion matrix or results.json written`);
+      else if (e.type === 'warning') console.warn(`warning: ${e.message}`);
     },
   }), (r) => r.stopped);
   if (r.stopped) {

@@ -483,8 +483,13 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
     const again = mae(probe);
     expect([again.code, again.err]).toEqual([1, `mae linprobe: ${out} holds a run already (results.json): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files\n`]);
     expect(readFileSync(join(out, 'results.json'), 'utf8')).toBe(results);
+    // what a killed run's write left is removed, with a warning
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = join(out, `.results.json.${deadPid}.0123456789ab.tmp`);
+    writeFileSync(stale, 'half');
     const replaced = mae([...probe, '--overwrite', '--seed', '3']);
-    expect(replaced.code, replaced.err).toBe(0);
+    expect([replaced.code, replaced.err]).toEqual([0, `warning: removed ${stale}, a write that a killed process left unfinished\n`]);
+    expect(existsSync(stale)).toBe(false);
     expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).seed).toBe(3);
     for (const cmd of ['finetune', 'linprobe']) {
       const help = mae([cmd, '--help']).out;
@@ -496,7 +501,11 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
 
   it('mae finetune: Ctrl-C over an old run (--overwrite) stops at the next step with 130, leaving only the new log', async () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-ft-int-'));
-    expect(mae([...scratch, '--epochs', '1', '--out', out]).code).toBe(0);
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = join(out, `.classifier.safetensors.${deadPid}.0123456789ab.tmp`); // a killed run's write: removed, with a warning
+    writeFileSync(stale, 'half');
+    const first = mae([...scratch, '--epochs', '1', '--out', out]);
+    expect([first.code, first.err]).toEqual([0, `warning: removed ${stale}, a write that a killed process left unfinished\n`]);
     expect(existsSync(join(out, 'results.json'))).toBe(true);
     const child = spawn(process.execPath, [cli, ...scratch, '--epochs', '500', '--log-every', '1', '--out', out, '--overwrite'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { jsonProblem } from '../check.js';
+import { removeStaleTemps } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
 import { native } from '../native.js';
@@ -45,6 +46,14 @@ export function removeRun(outDir: string): void {
   if (!existsSync(figures)) return;
   for (const f of readdirSync(figures, { withFileTypes: true }))
     if (f.isFile() && /^(epoch-\d{3,}|step-\d{6,})\.png$/.test(f.name)) rmSync(join(figures, f.name), { force: true });
+}
+
+/**
+ * Removes what writes of a run's files (RUN_FILES, the confusion matrix) that a killed process left unfinished in
+ * `outDir` (removeStaleTemps); returns the paths removed.
+ */
+export function removeStaleWrites(outDir: string): string[] {
+  return [...RUN_FILES, 'confusion.png'].flatMap((f) => removeStaleTemps(join(outDir, f)));
 }
 
 export interface ClassifierMeta {

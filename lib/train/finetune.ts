@@ -12,7 +12,7 @@ import { expectOptions, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
-import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, saveClassifier } from '../classify/checkpoint.js';
+import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
 import { makeDirs, writeFileAtomic } from '../io/atomic.js';
@@ -100,6 +100,8 @@ export type FinetuneEvent =
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; top1?: number }
   /** the run was stopped (`signal`) after `step` optimizer steps; nothing but the log was written */
   | { type: 'stopped'; step: number; totalSteps: number; seconds: number }
+  /** an unfinished write of a killed run removed from the output folder */
+  | { type: 'warning'; message: string }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
 export interface FinetuneResult {
@@ -225,6 +227,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   // the folder is made, and an old run in it removed, only now that the data, checkpoint and options are good
   makeDirs(outDir);
   if (options.overwrite) removeRun(outDir);
+  for (const file of removeStaleWrites(outDir)) emit({ type: 'warning', message: `removed ${file}, a write that a killed process left unfinished` });
   const logPath = join(outDir, 'log.jsonl');
   writeFileSync(logPath, '');
   const scaleGrad = Tensor.full([1], 1 / accumIter).keep();

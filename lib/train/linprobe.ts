@@ -26,7 +26,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { AgreedError, checkSameSettings, datasetFingerprint, modelFingerprint } from '../distributed/check.js';
-import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, saveClassifier } from '../classify/checkpoint.js';
+import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
 import { makeDirs, writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
@@ -108,6 +108,8 @@ export type LinprobeEvent =
   | { type: 'epoch'; epoch: number; loss: number; lr: number; top1?: number; seconds: number }
   /** stopped (`signal`) after `epochs` epochs of the final head (0: before it); nothing but the log was written */
   | { type: 'stopped'; epochs: number; seconds: number }
+  /** an unfinished write of a killed run removed from the output folder */
+  | { type: 'warning'; message: string }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
 export interface LinprobeResult {
@@ -243,6 +245,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   if (writer) {
     makeDirs(outDir);
     if (options.overwrite) removeRun(outDir);
+    for (const file of removeStaleWrites(outDir)) emit({ type: 'warning', message: `removed ${file}, a write that a killed process left unfinished` });
   }
 
   const D = train.dim;

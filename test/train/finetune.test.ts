@@ -1,11 +1,12 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadClassifier } from '../../lib/classify/checkpoint.js';
 import { openDataset } from '../../lib/train/data.js';
 import { evaluateClassifier } from '../../lib/train/evaluate.js';
-import { finetune, type FinetuneOptions } from '../../lib/train/finetune.js';
+import { finetune, type FinetuneEvent, type FinetuneOptions } from '../../lib/train/finetune.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { writeImage } from '../helpers/images.js';
 
@@ -147,6 +148,19 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
     expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect([res.epochs, res.trainSamples, res.precision, res.testData]).toEqual([1, 64, 'fp32', null]);
+  });
+
+  it('removes, with a warning, the writes of its files that a killed run left unfinished', async () => {
+    const out = join(dir, 'ft-killed');
+    mkdirSync(out);
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = ['classifier.safetensors', 'confusion.png'].map((f) => join(out, `.${f}.${deadPid}.0123456789ab.tmp`));
+    writeFileSync(join(out, 'log.jsonl'), 'old');
+    for (const f of stale) writeFileSync(f, 'half');
+    const events: FinetuneEvent[] = [];
+    await finetune({ ...quick, outDir: out, overwrite: true, onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'warning')).toEqual(stale.map((f) => ({ type: 'warning', message: `removed ${f}, a write that a killed process left unfinished` })));
+    expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
   });
 
   it("never writes into the folder of the checkpoint it starts from, and creates nothing before the checkpoint is read", async () => {

@@ -1,8 +1,9 @@
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { linprobe, type LinprobeOptions } from '../../lib/train/linprobe.js';
+import { linprobe, type LinprobeEvent, type LinprobeOptions } from '../../lib/train/linprobe.js';
 import { pretrain } from '../../lib/train/pretrain.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { loadClassifier } from '../../lib/classify/checkpoint.js';
@@ -150,6 +151,19 @@ describe('linear probing: the output folder, what it records, the test data, a s
     const px = join(dir, 'lp-px-meta');
     await linprobe({ rawPixels: true, ...quick, outDir: px });
     expect(JSON.parse((await readSafetensors(join(px, 'head.safetensors'))).metadata['mae-linprobe']!)).toMatchObject({ rawPixels: true, pool: 'pixels', dim: 784 });
+  });
+
+  it('removes, with a warning, the writes of its files that a killed run left unfinished', async () => {
+    const out = join(dir, 'lp-killed');
+    mkdirSync(out);
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = ['results.json', 'head.safetensors'].map((f) => join(out, `.${f}.${deadPid}.0123456789ab.tmp`));
+    writeFileSync(join(out, 'log.jsonl'), 'old');
+    for (const f of stale) writeFileSync(f, 'half');
+    const events: LinprobeEvent[] = [];
+    await linprobe({ rawPixels: true, ...quick, outDir: out, overwrite: true, onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'warning')).toEqual(stale.map((f) => ({ type: 'warning', message: `removed ${f}, a write that a killed process left unfinished` })));
+    expect(readdirSync(out).sort()).toEqual(['confusion.png', 'head.safetensors', 'log.jsonl', 'results.json']);
   });
 
   it("records its data in the classifier it saves (the recipe mae eval reads), and the precision in results.json", async () => {
