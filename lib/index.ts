@@ -16,6 +16,7 @@ export * as data from './data/index.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, type SafetensorsContents, type ReadSafetensorsOptions, type TensorsToWrite, type SafetensorsDtype, type StoredTensor, type RawTensor, type DeferredTensor, type TensorData } from './io/safetensors.js';
 export { fromHuggingFace, toHuggingFace, toOfficialNames, detectNaming, type Naming, type Converted, type TensorMap, type NamedTensor } from './io/names.js';
 export { loadSafetensors, saveSafetensors } from './io/state.js';
+export { removeStaleTemps } from './io/atomic.js';
 export { loadWeights, readWeights, type WeightsFile, type WeightsFormat, type WeightsOptions } from './io/weights.js';
 export { pretrain, pretrainInWorker, maskNoise, type PretrainOptions, type PretrainResult, type TrainEvent, type KnnMonitorOptions } from './train/pretrain.js';
 export { Communicator, GradReducer, launcher, mpiStatus, ncclStatus, checkSameSettings, datasetFingerprint, AgreedError } from './distributed/index.js';

@@ -55,4 +55,10 @@ describe('the public API', () => {
     }
     expect(Object.fromEntries(missing)).toEqual({});
   }, 60_000);
+
+  it('exports removeStaleTemps, which removes what the writes of a killed process left', async () => {
+    const index = await import('../lib/index.js');
+    const atomic = await import('../lib/io/atomic.js');
+    expect(index.removeStaleTemps).toBe(atomic.removeStaleTemps);
+  });
 });

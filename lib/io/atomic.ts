@@ -233,8 +233,10 @@ function toChunks(path: string, data: AtomicData): Iterable<Uint8Array> {
 
 /**
  * Removes the temporary files of writes of `path` that a process killed mid-write left behind (the process named in
- * the file's name no longer runs); those of live processes are left alone. They lie beside the file written: for a
- * symbolic link, the file it points to. Returns the paths removed.
+ * the file's name no longer runs); those of live processes are left alone. Every file this library writes
+ * (saveCheckpoint, saveClassifier, saveSafetensors, writePng, ...) goes first to such a hidden file beside it,
+ * `.<name>.<pid>.<random>.tmp`; pretrain, finetune and linprobe call this for their own files when they start. The
+ * files lie beside the file written: for a symbolic link, the file it points to. Returns the paths removed.
  */
 export function removeStaleTemps(path: string): string[] {
   const written = destination(path);
