@@ -49,8 +49,8 @@ export function removeRun(outDir: string): void {
 }
 
 /**
- * Removes what writes of a run's files (RUN_FILES, the confusion matrix) that a killed process left unfinished in
- * `outDir` (removeStaleTemps); returns the paths removed.
+ * Removes the temporary files that writes of a run's files (RUN_FILES, the confusion matrix) left in `outDir` when
+ * their process was killed (removeStaleTemps); returns their paths.
  */
 export function removeStaleWrites(outDir: string): string[] {
   return [...RUN_FILES, 'confusion.png'].flatMap((f) => removeStaleTemps(join(outDir, f)));

@@ -287,8 +287,8 @@ function tempPath(path: string): string {
 
 /**
  * A file name cut to at most 226 bytes, so that a temporary name made of it fits NAME_MAX with a pid of up to 10
- * digits: its first 209 bytes (whole characters) and `~` and 16 hex digits of its SHA-256, which keep it apart from
- * the other names it starts as.
+ * digits: its first 209 bytes (whole characters), `~` and 16 hex digits of its SHA-256, which tell it apart from the
+ * other long names that start with the same 209 bytes.
  */
 function shortName(name: string): string {
   let head = '';
