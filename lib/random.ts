@@ -5,6 +5,7 @@
  * function of the seed and the number of draws, so a run is reproducible, and `state()` / `setState()` let a
  * checkpoint continue the exact same stream.
  */
+import { describeValue, expectArrayOf, expectObject } from './check.js';
 export class Generator {
   private s = new Uint32Array(4);
   private spareNormal: number | null = null;
@@ -106,9 +107,20 @@ export class Generator {
     return { s: Array.from(this.s), spareNormal: this.spareNormal };
   }
 
+  /**
+   * Continues the stream of `state()`. Checked in full before anything changes: 4 words, each an integer in
+   * [0, 2^32), not all 0 (xoshiro would draw 0 forever from there, and normal() would never return), and spareNormal
+   * null or a finite number.
+   */
   setState(state: GeneratorState): void {
-    if (!Array.isArray(state.s) || state.s.length !== 4) throw new Error('Generator.setState: expected 4 state words');
-    this.s.set(state.s.map((w) => w >>> 0));
+    const where = 'Generator.setState';
+    expectObject(where, 'state', state, false, 'e.g. what state() returned');
+    expectArrayOf(where, 'state.s', state.s, (w) => Number.isInteger(w) && (w as number) >= 0 && (w as number) < 2 ** 32, 'an integer in [0, 2^32)');
+    if (state.s.length !== 4) throw new Error(`${where}: state.s must hold 4 state words, got ${state.s.length}`);
+    if (state.s.every((w) => w === 0)) throw new Error(`${where}: state.s is all zeros, a state the generator never reaches (it would draw 0 forever)`);
+    if (state.spareNormal !== null && !(typeof state.spareNormal === 'number' && Number.isFinite(state.spareNormal)))
+      throw new Error(`${where}: state.spareNormal must be null or a finite number, got ${describeValue(state.spareNormal)}`);
+    this.s.set(state.s);
     this.spareNormal = state.spareNormal;
   }
 }
