@@ -25,6 +25,12 @@ export interface GradNode {
    * stream's gradient). Used instead of backward when inputs[0] has a pending gradient; that gradient is replaced.
    */
   backwardAdd?: (dy: Tensor, pending: Tensor) => (Tensor | null)[];
+  /**
+   * The tensors whose values the backward reads (inputs, the output, an index or a target), each with its
+   * Tensor.version at the forward pass: backward refuses a graph where one has been changed in place since
+   * (Tensor.write, an optimizer step), whose gradients would come from the new values.
+   */
+  reads?: { t: Tensor; version: number }[];
 }
 
 let gradEnabled = true;
@@ -44,17 +50,21 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
-/** Makes `output` differentiable when recording is on and an input requires grad; returns output. */
+/**
+ * Makes `output` differentiable when recording is on and an input requires grad; returns output. `reads`: the
+ * tensors other than `saved` whose values `backward` reads (see GradNode.reads).
+ */
 export function record(
   op: string,
   inputs: (Tensor | null)[],
   output: Tensor,
   backward: GradNode['backward'],
   saved: Tensor[] = [],
+  reads: Tensor[] = [],
 ): Tensor {
   if (gradEnabled && inputs.some((t) => t !== null && t.requiresGrad)) {
     output.requiresGrad = true;
-    output.node = { op, inputs, saved, backward };
+    output.node = { op, inputs, saved, backward, reads: reads.map((t) => ({ t, version: t.version })) };
   } else {
     for (const s of saved) s.dispose();
   }
@@ -114,6 +124,17 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
     } else {
       stack.pop();
       order.push(t);
+      // (checked before any gradient is made: nothing to free when it throws)
+      const node = t.node;
+      const changed = node?.reads?.find((r) => !r.t.disposed && r.t.version !== r.version)?.t;
+      if (node && changed) {
+        const j = node.inputs.indexOf(changed);
+        const which = changed === t ? 'its output' : j >= 0 ? `its input ${j}` : 'a tensor';
+        throw new Error(
+          `backward: the backward of ${node.op} reads ${which} (${shapeStr(changed.shape)}), whose values were changed in place ` +
+            '(Tensor.write, an optimizer step) after the forward pass; its gradients would come from the new values: run the forward pass again after the change',
+        );
+      }
     }
   }
 
@@ -225,6 +246,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
       throw new Error(`backward: the graph through ${node.op} has already been used; run the forward pass again`);
     };
     node.backwardAdd = undefined;
+    node.reads = undefined;
   }
   for (const g of grads.values()) g.dispose();
 }

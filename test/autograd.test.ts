@@ -175,6 +175,31 @@ describe('recording', () => {
     a.dispose();
   });
 
+  it('refuses a graph whose backward would read values changed in place since the forward pass (write, an optimizer step)', () =>
+    tidy(() => {
+      const a = tensor([1, 2, 3], [3], true);
+      const b = tensor([4, 5, 6], [3]);
+      // mul's backward reads b (for a's gradient) and a (for b's): with b rewritten a's gradient would be the new b
+      const l1 = sum(mul(a, b));
+      b.write(new Float32Array([0, 0, 0]));
+      expect(() => l1.backward()).toThrow('backward: the backward of mul reads its input 1 ([3]), whose values were changed in place (Tensor.write, an optimizer step) after the forward pass; its gradients would come from the new values: run the forward pass again after the change');
+      expect(a.grad).toBeNull();
+      // a parameter updated between the forward pass and backward (as an optimizer step does)
+      const w = tensor([1, 2, 3, 4], [2, 2], true);
+      const l2 = sum(gelu(linear(tensor([1, -1], [1, 2]), w)));
+      w.write(new Float32Array([0, 0, 0, 0]));
+      expect(() => l2.backward()).toThrow(/the backward of linear reads its input 1 \(\[2, 2\]\), whose values were changed in place/);
+      expect(w.grad).toBeNull();
+      // an op whose backward does not read its inputs (add) does not mind; a forward pass after the change is
+      // differentiated as usual
+      const l3 = sum(add(a, b));
+      b.write(new Float32Array([2, 3, 4]));
+      l3.backward();
+      expect(Array.from(gradOf(a))).toEqual([1, 1, 1]);
+      sum(mul(a, b)).backward();
+      expect(Array.from(gradOf(a))).toEqual([3, 4, 5]);
+    }));
+
   it('checks the seed gradient of a non-scalar output', () =>
     tidy(() => {
       const x = tensor([1, 2, 3, 4], [2, 2], true);

@@ -17,5 +17,6 @@ export function attention(qkv: Tensor, numHeads: number): Tensor {
     out,
     (dout) => [new Tensor(native.attentionBackward(qkv.handle, out.handle, dout.handle, lse.handle, numHeads))],
     [lse],
+    [qkv, out],
   );
 }

@@ -24,5 +24,6 @@ export function batchNorm(
     y,
     (dy) => [new Tensor(native.batchNormBackward(dy.handle, y.handle, rstd.handle, training))],
     [rstd],
+    [y],
   );
 }

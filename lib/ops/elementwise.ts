@@ -38,7 +38,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
       full.dispose();
     }
     return [da, db];
-  });
+  }, [], [a, b]);
 }
 
 export function scale(x: Tensor, s: number): Tensor {

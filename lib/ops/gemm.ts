@@ -14,5 +14,5 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, we
   return record('linear', [x, weight, bias], y, (dy) => {
     const [dx, dw, db] = native.linearBackward(x.handle, weight.handle, dy.handle, x.requiresGrad, bias !== null, wb);
     return [unsharedGrad(dx && new Tensor(dx)), unsharedGrad(new Tensor(dw)), unsharedGrad(db && new Tensor(db))];
-  });
+  }, [], [x, weight]);
 }

@@ -17,7 +17,7 @@ function recordLayerNorm(x: Tensor, weight: Tensor, bias: Tensor, [yh, meanh, rs
   const rstd = new Tensor(rstdh!);
   const grads = (dy: Tensor, dres: Tensor | null) =>
     native.layerNormBackward(dy.handle, x.handle, weight.handle, mean.handle, rstd.handle, dres?.handle ?? null).map((h) => unsharedGrad(new Tensor(h)));
-  const y = record('layerNorm', [x, weight, bias], new Tensor(yh!), (dy) => grads(dy, null), [mean, rstd]);
+  const y = record('layerNorm', [x, weight, bias], new Tensor(yh!), (dy) => grads(dy, null), [mean, rstd], [x, weight]);
   if (y.node && fusedOps()) y.node.backwardAdd = grads;
   return y;
 }

@@ -15,7 +15,7 @@ export function maskedMse(pred: Tensor, target: Tensor, mask: Tensor, normPix: b
     new Tensor(native.maskedMseBackward(pred.handle, target.handle, mask.handle, normPix, dl.handle)),
     null,
     null,
-  ]);
+  ], [], [pred, target, mask]);
 }
 
 export function crossEntropy(logits: Tensor, target: Tensor, smoothing = 0): Tensor {
@@ -23,5 +23,5 @@ export function crossEntropy(logits: Tensor, target: Tensor, smoothing = 0): Ten
   return record('crossEntropy', [logits, null], loss, (dl) => [
     new Tensor(native.crossEntropyBackward(logits.handle, target.handle, smoothing, dl.handle)),
     null,
-  ]);
+  ], [], [logits, target]);
 }

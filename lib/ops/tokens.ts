@@ -13,7 +13,7 @@ export function gatherRows(x: Tensor, index: Tensor): Tensor {
   return record('gatherRows', [x, null], new Tensor(native.gatherRows(x.handle, index.handle)), (dy) => [
     new Tensor(native.scatterAddRows(dy.handle, index.handle, n)),
     null,
-  ]);
+  ], [], [index]);
 }
 
 export function catTokens(a: Tensor, b: Tensor): Tensor {
