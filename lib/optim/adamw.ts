@@ -11,7 +11,7 @@ import { native, type NativeTensor } from '../native.js';
 import { shadowToUpdate, shadowUpdated } from '../nn/shadow.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
-import { expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
+import { describeValue, expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -194,8 +194,17 @@ export class AdamW {
       expectFinite(where, sd.steps ? `steps.${k}` : `step (that of ${k}, which has moments)`, stepOf(k), (x) => Number.isInteger(x) && x >= 1 && x <= sd.step, `an integer in [1, step = ${sd.step}]`);
       for (const name of ['exp_avg', 'exp_avg_sq']) {
         const t = sd.tensors.get(`${k}.${name}`)!;
-        if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
-          throw new Error(`${where}: ${k}.${name} is ${shapeStr(t.shape)}, the parameter is ${shapeStr(p.shape)}`);
+        if (!Array.isArray(t.shape) || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+          throw new Error(`${where}: ${k}.${name} is ${Array.isArray(t.shape) ? shapeStr(t.shape) : describeValue(t.shape)}, the parameter is ${shapeStr(p.shape)}`);
+        // (the values too: a write that failed half-way through would leave the state part old, part new)
+        if (t instanceof Tensor) {
+          if (t.disposed) throw new Error(`${where}: ${k}.${name} has been disposed`);
+          if (t.dtype === 'int32') throw new Error(`${where}: ${k}.${name} must be float32, got int32`);
+        } else if (!(t.data instanceof Float32Array)) {
+          throw new Error(`${where}: ${k}.${name}: data must be a Float32Array, got ${describeValue(t.data)}`);
+        } else if (t.data.length !== p.size) {
+          throw new Error(`${where}: ${k}.${name}: shape ${shapeStr(t.shape)} holds ${p.size} values, its data has ${t.data.length}`);
+        }
       }
     }
     for (const [k, p] of positions) {
