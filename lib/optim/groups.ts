@@ -17,14 +17,26 @@ export function toParamGroups(where: string, params: unknown, opts: unknown, wei
     g !== null && typeof g === 'object' && Array.isArray((g as ParamGroup).params) && (g as ParamGroup).params.every((p) => p instanceof Tensor);
   if (Array.isArray(params) && params.length > 0 && params[0] instanceof Tensor) {
     expectArrayOf(where, 'params', params, (p) => p instanceof Tensor, 'a Tensor');
+    expectOnce(where, (params as Tensor[]).map((p, i) => [p, `params[${i}]`]));
     return [{ params: params as Tensor[], weightDecay }];
   }
   expectArrayOf(where, 'params', params, isGroup, 'a Tensor or a parameter group { params: Tensor[], weightDecay? }');
+  expectOnce(where, (params as ParamGroupInput[]).flatMap((g, i) => g.params.map((p, j): [Tensor, string] => [p, `params[${i}].params[${j}]`])));
   return (params as ParamGroupInput[]).map((g, i) => {
     if (g.weightDecay !== undefined) expectNonNegative(where, `params[${i}].weightDecay`, g.weightDecay);
     if (g.lrScale !== undefined) expectNonNegative(where, `params[${i}].lrScale`, g.lrScale);
     return { ...g, weightDecay: g.weightDecay ?? weightDecay };
   });
+}
+
+/** Each tensor once among the parameters: a step would update one given twice twice (LARS), or fail half-way (AdamW). */
+function expectOnce(where: string, params: [Tensor, string][]): void {
+  const seen = new Map<Tensor, string>();
+  for (const [p, at] of params) {
+    const first = seen.get(p);
+    if (first) throw new Error(`${where}: ${at} is ${first} again; each parameter may be given once`);
+    seen.set(p, at);
+  }
 }
 
 /** Every gradient has its parameter's shape (checked before a step changes anything). */

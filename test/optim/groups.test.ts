@@ -33,4 +33,11 @@ describe('toParamGroups', () => {
     ];
     for (const [params, wd, message] of cases) expect(() => toParamGroups('Opt', params, {}, wd)).toThrow(new Error(message));
   });
+
+  it('refuses a parameter given twice, in one group or in two (a step would update it twice)', () => {
+    expect(() => toParamGroups('Opt', [p, q, p], {}, 0)).toThrow(new Error('Opt: params[2] is params[0] again; each parameter may be given once'));
+    expect(() => toParamGroups('Opt', [{ params: [p] }, { params: [q, p] }], {}, 0)).toThrow(
+      new Error('Opt: params[1].params[1] is params[0].params[0] again; each parameter may be given once'),
+    );
+  });
 });
