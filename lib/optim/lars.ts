@@ -7,7 +7,7 @@
  * The update runs in JavaScript on a copy of each parameter: LARS is meant for the small linear heads of probing.
  */
 import type { ParamGroup } from '../mae/model.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
 import { expectFinite, expectNonNegative } from '../check.js';
 
@@ -48,6 +48,13 @@ export class LARS {
 
   step(): void {
     checkGradShapes('LARS', this.groups);
+    // (before any update: a parameter it cannot write, found half-way, would leave the others stepped)
+    this.groups.forEach((g, gi) =>
+      g.params.forEach((p, pi) => {
+        if (p.grad && p.dtype !== 'float32')
+          throw new Error(`LARS: groups[${gi}].params[${pi}] is a ${p.dtype} ${shapeStr(p.shape)} tensor; LARS updates float32 parameters`);
+      }),
+    );
     this.stepCount++;
     for (const g of this.groups) {
       const lr = this.lr * (g.lrScale ?? 1);

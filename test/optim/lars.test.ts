@@ -116,4 +116,22 @@ describe('LARS (official util/lars.py)', () => {
     b.dispose();
     w.dispose();
   });
+
+  it('refuses a parameter that is not float32 before updating any, naming it', () => {
+    const b = param([1, 2], [2]);
+    const f = Tensor.fromArray(new Float32Array([1, 2]), [2]);
+    const bf = f.to('cpu', 'bfloat16').keep();
+    f.dispose();
+    const n = Tensor.fromArray(new Int32Array([1, 2]), [2]).keep();
+    for (const bad of [bf, n]) {
+      const opt = new LARS([b, bad], { lr: 0.1 });
+      setGrad(b, [1, 1]);
+      setGrad(bad, [1, 1]);
+      expect(() => opt.step()).toThrow(new Error(`LARS: groups[0].params[1] is a ${bad.dtype} [2] tensor; LARS updates float32 parameters`));
+      expect(Array.from(b.dataSync())).toEqual([1, 2]);
+      expect(opt.momentumOf(b)).toBeUndefined();
+      expect(opt.stepCount).toBe(0);
+    }
+    for (const t of [b, bf, n]) t.dispose();
+  });
 });
