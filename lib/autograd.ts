@@ -11,6 +11,7 @@
  */
 import { native } from './native.js';
 import { Tensor, shapeStr } from './tensor.js';
+import { describeValue, expectObject } from './check.js';
 
 export interface GradNode {
   op: string;
@@ -94,6 +95,13 @@ export interface BackwardOptions {
 export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}): void {
   if (root.disposed) throw new Error(`backward: tensor ${shapeStr(root.shape)} has been disposed`);
   if (!root.requiresGrad) throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad`);
+  if (grad !== undefined && grad !== null && !(grad instanceof Tensor))
+    throw new Error(`backward: the gradient must be a Tensor, got ${describeValue(grad)}`);
+  if (grad?.disposed) throw new Error(`backward: the gradient ${shapeStr(grad.shape)} has been disposed`);
+  if (grad && grad.dtype === 'int32') throw new Error(`backward: the gradient must be float32 or bfloat16, got int32 ${shapeStr(grad.shape)}`);
+  expectObject('backward', 'opts', opts);
+  if (opts.onGradReady !== undefined && typeof opts.onGradReady !== 'function')
+    throw new Error(`backward: opts.onGradReady must be a function, got ${describeValue(opts.onGradReady)}`);
   if (!grad && root.size !== 1)
     throw new Error(`backward: tensor ${shapeStr(root.shape)} is not a scalar; pass the gradient of the output`);
   if (grad && grad.size !== root.size)

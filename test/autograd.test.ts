@@ -4,7 +4,7 @@
 // transformer block built from lib/ops checked against central differences of its double-precision reference for
 // the input and every parameter.
 import { describe, expect, it } from 'vitest';
-import { isGradEnabled, noGrad, record } from '../lib/autograd.js';
+import { isGradEnabled, noGrad, record, type BackwardOptions } from '../lib/autograd.js';
 import { MaskedAutoencoder } from '../lib/mae/model.js';
 import { add, attention, gelu, layerNorm, linear, mul, scale, sum } from '../lib/ops/index.js';
 import { native } from '../lib/native.js';
@@ -206,6 +206,18 @@ describe('recording', () => {
       const y = scale(x, 3);
       expect(() => y.backward()).toThrow(/not a scalar/);
       expect(() => y.backward(tensor([1, 2, 3], [3]))).toThrow(/does not match/);
+      // what is not a gradient: an Error that says so, before anything is walked
+      const disposed = tensor([1, 1, 1, 1], [2, 2]);
+      disposed.dispose();
+      const bad: [unknown, unknown, string][] = [
+        [[1, 0, -1, 2], undefined, 'backward: the gradient must be a Tensor, got an array of 4'],
+        [disposed, undefined, 'backward: the gradient [2, 2] has been disposed'],
+        [Tensor.fromArray(new Int32Array([1, 0, -1, 2]), [2, 2]), undefined, 'backward: the gradient must be float32 or bfloat16, got int32 [2, 2]'],
+        [tensor([1, 0, -1, 2], [2, 2]), { onGradReady: 'x' }, "backward: opts.onGradReady must be a function, got the string 'x'"],
+        [tensor([1, 0, -1, 2], [2, 2]), null, 'backward: opts must be an object, got null'],
+      ];
+      for (const [g, opts, message] of bad) expect(() => y.backward(g as Tensor, opts as BackwardOptions)).toThrow(new Error(message));
+      expect(x.grad).toBeNull();
       y.backward(tensor([1, 0, -1, 2], [2, 2]));
       expect(Array.from(gradOf(x))).toEqual([3, 0, -3, 6]);
     }));
