@@ -36,15 +36,22 @@ export interface GradNode {
 
 let gradEnabled = true;
 
-/** Runs `fn` without recording gradients (inference, optimizer updates). */
+/**
+ * Runs `fn` without recording gradients (inference, optimizer updates). `fn` must be synchronous: recording is back on
+ * when it returns, so the ops of an async function after its first await would be recorded.
+ */
 export function noGrad<R>(fn: () => R): R {
   const prev = gradEnabled;
   gradEnabled = false;
+  let result: R;
   try {
-    return fn();
+    result = fn();
   } finally {
     gradEnabled = prev;
   }
+  if (result instanceof Promise)
+    throw new Error('noGrad: the function must be synchronous (it returned a Promise); the ops it runs after an await would be recorded. Call noGrad inside it, around each synchronous part');
+  return result;
 }
 
 export function isGradEnabled(): boolean {

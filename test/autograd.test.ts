@@ -131,6 +131,24 @@ describe('recording', () => {
       expect(scale(xt, 2).requiresGrad).toBe(true);
     }));
 
+  it('noGrad refuses an async function, whose ops after an await would be recorded', () => {
+    const xt = tensor([1, 2], [2], true);
+    let later: Promise<Tensor> | undefined;
+    expect(() =>
+      noGrad(() => {
+        later = Promise.resolve().then(() => scale(xt, 2));
+        return later;
+      }),
+    ).toThrow(/^noGrad: the function must be synchronous \(it returned a Promise\)/);
+    expect(isGradEnabled()).toBe(true);
+    return later!.then((y) => {
+      // (what the refusal is about: that op ran with recording on)
+      expect(y.requiresGrad).toBe(true);
+      y.dispose();
+      xt.dispose();
+    });
+  });
+
   it('gives no .grad to a leaf that does not require grad, and records nothing without such a leaf', () =>
     tidy(() => {
       const a = tensor([1, 2, 3], [3]);
