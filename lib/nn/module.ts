@@ -54,6 +54,7 @@ export abstract class Module {
     state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>,
     opts: { strict?: boolean } = {},
   ): { missing: string[]; unexpected: string[] } {
+    if (!(state instanceof Map)) throw new Error(`loadStateDict: state must be a Map from parameter names to Tensors or { shape, data } records, got ${describeValue(state)}`);
     const strict = opts.strict ?? true;
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !state.has(k));
@@ -63,7 +64,9 @@ export abstract class Module {
     for (const [k, v] of state) {
       const p = own.get(k);
       if (!p) continue;
-      if (!sameShape(p.shape, v.shape)) misshaped.push(`${k}: expected ${shapeStr(p.shape)}, got ${shapeStr(v.shape)}`);
+      if (!(v instanceof Tensor) && (v === null || typeof v !== 'object' || !Array.isArray(v.shape)))
+        unreadable.push(`${k}: must be a Tensor or a { shape, data } record, got ${describeValue(v)}`);
+      else if (!sameShape(p.shape, v.shape)) misshaped.push(`${k}: expected ${shapeStr(p.shape)}, got ${shapeStr(v.shape)}`);
       else if (v instanceof Tensor) {
         if (v.disposed) unreadable.push(`${k}: the tensor has been disposed`);
       } else if (!(v.data instanceof Float32Array)) unreadable.push(`${k}: data must be a Float32Array, got ${describeValue(v.data)}`);
