@@ -157,6 +157,17 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   const uses = new Map<Tensor, number>();
   for (const t of order)
     for (const inp of t.node?.inputs ?? []) if (inp && inp.requiresGrad && !inp.node) uses.set(inp, (uses.get(inp) ?? 0) + 1);
+  // the gradients to be added to: one that cannot take the sum, found at its leaf's turn, would leave the leaves
+  // finished before it with this backward's gradient added, the others without
+  for (const leaf of root.node ? uses.keys() : [root]) {
+    const g: unknown = leaf.grad;
+    if (g === null || g === undefined) continue;
+    const what = `the .grad of a leaf ${shapeStr(leaf.shape)}`;
+    if (!(g instanceof Tensor)) throw new Error(`backward: ${what} must be a Tensor or null, got ${describeValue(g)}`);
+    if (g.disposed) throw new Error(`backward: ${what} has been disposed; set .grad to null to start a new gradient`);
+    if (g.dtype === 'int32' || g.device !== leaf.device || g.shape.length !== leaf.shape.length || g.shape.some((d, i) => d !== leaf.shape[i]))
+      throw new Error(`backward: ${what} is ${g.dtype} ${shapeStr(g.shape)} on ${g.device}; backward adds to a float32 or bfloat16 gradient of the leaf's shape on its device (${leaf.device})`);
+  }
 
   const grads = new Map<Tensor, Tensor>();
   // Op backwards may return views of their dy (add, reshape), so one storage can back several pending gradients:

@@ -99,6 +99,30 @@ describe('gradient accumulation', () => {
       expectClose(gradOf(r), Array.from({ length: 12 }, (_, i) => 1 + colSum[i % 4]!), { rtol: 1e-6, label: 'd residual' });
     }));
 
+  it('refuses a .grad it cannot add to before adding to any leaf', () =>
+    tidy(() => {
+      const a = tensor([1, 2], [2], true);
+      const b = tensor([3, 4], [2], true);
+      const disposed = tensor([0, 0], [2]);
+      disposed.dispose();
+      const bad: [unknown, string][] = [
+        [disposed, 'backward: the .grad of a leaf [2] has been disposed; set .grad to null to start a new gradient'],
+        [tensor([0, 0], [1, 2]), "backward: the .grad of a leaf [2] is float32 [1, 2] on cpu; backward adds to a float32 or bfloat16 gradient of the leaf's shape on its device (cpu)"],
+        [Tensor.fromArray(new Int32Array(2), [2]), "backward: the .grad of a leaf [2] is int32 [2] on cpu; backward adds to a float32 or bfloat16 gradient of the leaf's shape on its device (cpu)"],
+        [[0, 0], 'backward: the .grad of a leaf [2] must be a Tensor or null, got an array of 2'],
+      ];
+      for (const [g, message] of bad) {
+        // a's gradient is final before b's: it was added to a.grad before b's .grad was found wrong
+        a.grad = tensor([10, 10], [2]).keep();
+        b.grad = g as Tensor;
+        expect(() => sum(add(a, scale(b, 3))).backward()).toThrow(new Error(message));
+        expect(Array.from(gradOf(a))).toEqual([10, 10]);
+        a.grad.dispose();
+      }
+      b.grad = null;
+      a.grad = null;
+    }));
+
   it('sums the gradients of a tensor used several times', () =>
     tidy(() => {
       const g = rng(3);
