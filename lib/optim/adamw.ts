@@ -70,11 +70,12 @@ export class AdamW {
   constructor(params: ParamGroupInput[] | Tensor[], opts: AdamWOptions) {
     this.groups = toParamGroups('AdamW', params, opts, opts?.weightDecay ?? 0.01);
     this.lr = opts.lr;
-    this.betas = opts.betas ?? [0.9, 0.999];
+    const betas: unknown = opts.betas ?? [0.9, 0.999];
+    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1))
+      throw new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${Array.isArray(betas) ? JSON.stringify(betas) : describeValue(betas)}`);
+    this.betas = [betas[0], betas[1]];
     this.eps = opts.eps ?? 1e-8;
     if (!(this.eps >= 0 && Number.isFinite(this.eps))) throw new Error(`AdamW: eps must be non-negative and finite, got ${this.eps}`);
-    const [b1, b2] = this.betas;
-    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${b1}, ${b2}]`);
   }
 
   /** The base lr (each group's is lr * lrScale); a finite number >= 0, set by the schedule before each step. */

@@ -55,6 +55,16 @@ describe('AdamW', () => {
     expect(() => new AdamW([], { lr: 1, weightDecay: -1 })).toThrow(/^AdamW: weightDecay must be a finite number >= 0, got the number -1$/);
     expect(() => new AdamW([], { lr: 1, weightDecay: NaN })).toThrow(/^AdamW: weightDecay must be a finite number >= 0, got the number NaN$/);
     expect(() => new AdamW([], { lr: 1, betas: [1, 0.9] })).toThrow(/betas must be in \[0, 1\)/);
+    // (checked when made, not at the first step: a string beta, a number for the pair, a third beta)
+    const betas: [unknown, string][] = [
+      [0.9, 'the number 0.9'],
+      [['0.9', 0.99], '["0.9",0.99]'],
+      [[0.9], '[0.9]'],
+      [[0.9, 0.99, 0.5], '[0.9,0.99,0.5]'],
+      [[NaN, 0.99], '[null,0.99]'],
+    ];
+    for (const [b, got] of betas)
+      expect(() => new AdamW([], { lr: 1, betas: b as [number, number] })).toThrow(new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${got}`));
     expect(() => new AdamW([], { lr: 1, eps: NaN })).toThrow(/AdamW: eps must be non-negative and finite, got NaN/);
     expect(() => new AdamW([], { lr: 1, eps: -1e-8 })).toThrow(/eps must be non-negative/);
   });
