@@ -26,12 +26,30 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The autograd node that produced this tensor (null for leaves and outside recording). */
   node: GradNode | null = null;
+  /** The version count, one for all the tensors that view one storage (see view). */
+  private versionCount = { n: 0 };
+  private scope: Set<Tensor> | null = null;
+
   /**
    * @internal Counts the times the values were replaced (write, moveTo, an AdamW step), so that copies derived from
-   * them (bf16 weight shadows, lib/nn/shadow.ts, also those of an inference worker, lib/infer) can tell they are stale.
+   * them (bf16 weight shadows, lib/nn/shadow.ts, also those of an inference worker, lib/infer) can tell they are stale,
+   * and backward that values it reads changed. Shared by the tensors that view one storage (reshape, to() without a
+   * change): a write through either is a change of both.
    */
-  version = 0;
-  private scope: Set<Tensor> | null = null;
+  get version(): number {
+    return this.versionCount.n;
+  }
+
+  set version(v: number) {
+    this.versionCount.n = v;
+  }
+
+  /** @internal A tensor on `h`, a handle that shares this tensor's storage (a reshape): it shares the version too. */
+  view(h: NativeTensor): Tensor {
+    const t = new Tensor(h);
+    t.versionCount = this.versionCount;
+    return t;
+  }
 
   /** Wraps a native handle; the tensor joins the innermost `tidy` scope. */
   constructor(handle: NativeTensor) {
@@ -128,7 +146,9 @@ export class Tensor {
   to(device: string, dtype?: TensorDType): Tensor {
     const from = this.device;
     const fromType = this.dtype;
-    const y = new Tensor(native.to(this.handle, device, dtype));
+    const h = native.to(this.handle, device, dtype);
+    // (the same device and dtype: h shares this tensor's storage)
+    const y = h.device === this.handle.device && h.dtype === fromType ? this.view(h) : new Tensor(h);
     return record('to', [this], y, (dy) => [new Tensor(native.to(dy.handle, from, fromType))]);
   }
 

@@ -17,11 +17,13 @@ import {
   linear,
   maskedMse,
   meanTokens,
+  mul,
   patchify,
   reshape,
   sliceTokens,
 } from '../lib/ops/index.js';
 import { noGrad } from '../lib/autograd.js';
+import { disposeShadow, shadowFor } from '../lib/nn/shadow.js';
 import { keep, liveTensors, owning, Tensor, tidy } from '../lib/tensor.js';
 import { randint, randn, rng } from './helpers/random.js';
 import { intTensor, tensor } from './helpers/tensors.js';
@@ -109,6 +111,33 @@ describe('creating and reading tensors', () => {
       t.dispose();
       expect(Array.from(r.dataSync())).toEqual([6, 5, 4, 3, 2, 1]);
       expect(() => reshape(r, [4, 2])).toThrow(/cannot view \[3, 2\] as \[4, 2\]/);
+    }));
+
+  it('a view (reshape, to() without a change) shares the version of the tensor it views: a write through either changes both', () =>
+    tidy(() => {
+      const t = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+      const r = reshape(t, [3, 2]);
+      const same = t.to('cpu');
+      const copy = t.to('cpu', 'bfloat16');
+      r.write(new Float32Array(6));
+      expect([t.version, r.version, same.version, copy.version]).toEqual([1, 1, 1, 0]);
+      t.write(new Float32Array(6));
+      same.write(new Float32Array(6));
+      expect([t.version, r.version, same.version, copy.version]).toEqual([3, 3, 3, 0]);
+      // what goes by versions sees such a write: backward refuses a graph whose values changed through a view,
+      // and a bf16 weight shadow is remade
+      const a = tensor([1, 2, 3], [3], true);
+      const b = tensor([4, 5, 6], [3]);
+      const l = mul(a, b);
+      reshape(b, [1, 3]).write(new Float32Array(3));
+      expect(() => l.backward(tensor([1, 1, 1], [3]))).toThrow(/backward: the backward of mul reads its input 1 \(\[3\]\), whose values were changed in place/);
+      const w = tensor([1, 2, 3, 4], [1, 4]);
+      const x = tensor([1, 1, 1, 1], [1, 4]).to('cpu', 'bfloat16');
+      const shadowed = () => linear(x, w, null, shadowFor(w, x)).dataSync()[0];
+      expect(shadowed()).toBe(10);
+      reshape(w, [4]).write(new Float32Array([2, 2, 2, 2]));
+      expect(shadowed()).toBe(8);
+      disposeShadow(w);
     }));
 
   it('zero-size tensors can be made and read', () =>

@@ -16,7 +16,7 @@ function reduceTo(dy: Tensor, shape: readonly number[]): Tensor {
 }
 
 function reshapeRaw(x: Tensor, shape: readonly number[]): Tensor {
-  return new Tensor(x.handle.reshape(shape.slice()));
+  return x.view(x.handle.reshape(shape.slice()));
 }
 
 export function add(a: Tensor, b: Tensor): Tensor {
