@@ -310,7 +310,7 @@ export function tidy<R>(fn: () => R): R {
   return result;
 }
 
-/** Something holding native memory until its dispose(): a Tensor, a Module, an optimizer. */
+/** Something held until its dispose(): native memory (a Tensor, a Module, an optimizer), a run folder's lock. */
 export interface Disposable {
   dispose(): void;
 }

@@ -196,20 +196,23 @@ describe('mae command', () => {
     expect(existsSync(r.checkpoint)).toBe(true);
   });
 
-  it('pretrainInWorker: an onEvent that throws ends the run with its error (not the process); options that are not plain data are named', () => {
+  it('pretrainInWorker: an onEvent that throws ends the run with its error (not the process), its folder unlocked; options that are not plain data are named', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-worker-throw-'));
     const options = { config: { embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, data: { kind: 'synthetic', count: 64 }, batchSize: 16, epochs: 1, outDir: out, workers: 0 };
     const script = [
+      `import { existsSync } from 'node:fs';`,
       `import { pretrainInWorker } from ${JSON.stringify(new URL('../dist/lib/train/pretrain.js', import.meta.url).pathname)};`,
       `const run = pretrainInWorker(${JSON.stringify(options)}, (e) => { if (e.type === 'step' && e.step === 2) throw new Error('handler threw at step 2'); });`,
       `await run.result.then(() => console.log('resolved'), (e) => console.log('rejected:', e.message));`,
+      // the worker was stopped mid-run: the lock of its folder goes with it
+      `console.log('lock left:', existsSync(${JSON.stringify(join(out, '.lock'))}));`,
       `try { pretrainInWorker({ ...${JSON.stringify(options)}, onEvent: () => {} }); } catch (e) { console.log('threw:', e.message); }`,
       `const { openDataset } = await import(${JSON.stringify(new URL('../dist/lib/train/data.js', import.meta.url).pathname)});`,
       `try { pretrainInWorker({ ...${JSON.stringify(options)}, data: await openDataset({ kind: 'synthetic', count: 4 }) }); } catch (e) { console.log('dataset:', e.message); }`,
     ].join('\n');
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain('rejected: handler threw at step 2');
+    expect(r.stdout).toContain('rejected: handler threw at step 2\nlock left: false');
     expect(r.stdout).toMatch(/threw: pretrainInWorker: the options must be plain data \(.*could not be cloned.*\); give onEvent as the second argument/);
     expect(r.stdout).toContain("dataset: pretrainInWorker: data must be a data source such as { kind: 'folder', path }");
   });

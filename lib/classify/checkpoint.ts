@@ -3,10 +3,12 @@
  * in the header metadata ("mae-classifier"), its config and whatever the training run wants to record. And the
  * encoder of a pre-training checkpoint turned into a classifier (weights by name, decoder ignored).
  */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { jsonProblem } from '../check.js';
-import { removeStaleTemps } from '../io/atomic.js';
+import { isRunning, makeDirs, removeStaleTemps } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
 import { native } from '../native.js';
@@ -54,6 +56,97 @@ export function removeRun(outDir: string): void {
  */
 export function removeStaleWrites(outDir: string): string[] {
   return [...RUN_FILES, 'confusion.png'].flatMap((f) => removeStaleTemps(join(outDir, f)));
+}
+
+/** The lock file of a run folder, naming the process (pid, host) and thread of the run that writes there. */
+export const LOCK_FILE = '.lock';
+
+interface LockHolder {
+  pid: number;
+  host: string;
+  thread: number;
+}
+
+/**
+ * Takes the output folder `outDir` for a run of `job` (pretrain, finetune, linprobe; in a data-parallel run, rank 0,
+ * the one that writes), before the run writes or removes anything there: makes the folder, and in it LOCK_FILE, created
+ * only where none exists, naming this process and thread. A folder whose lock names a process that runs (or one on
+ * another host, which cannot be checked) is refused, naming the folder and that process. A lock whose process has
+ * ended without removing it (this host, and its pid no longer runs or is this process's, in a lock older than this
+ * process) is taken over, and `warn` says so. The lock is removed by the returned object's dispose(), which the run
+ * calls however it ends, or else when the process exits (process.exit: a second Ctrl-C); releaseRunFolder removes
+ * that of a worker thread stopped by Worker.terminate().
+ */
+export function lockRunFolder(job: string, outDir: string, warn: (message: string) => void): { dispose(): void } {
+  makeDirs(outDir);
+  const path = join(outDir, LOCK_FILE);
+  let tookOver: LockHolder | null = null;
+  for (;;) {
+    try {
+      writeFileSync(path, JSON.stringify({ pid: process.pid, host: hostname(), thread: threadId } satisfies LockHolder) + '\n', { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const found = readLock(path);
+    if (found === null) continue; // removed since: try again
+    const { holder, mtimeMs } = found;
+    const ended = holder !== null && holder.host === hostname() && (holder.pid === process.pid ? mtimeMs < performance.timeOrigin : !isRunning(holder.pid));
+    if (!ended)
+      throw new Error(
+        `${job}: ${outDir} is in use by another run (${holder ? `process ${holder.pid} on ${holder.host}` : `${path} names no process`}): wait for it to end or choose another folder (--out); if no run writes there, remove ${path}`,
+      );
+    rmSync(path, { force: true });
+    tookOver = holder;
+  }
+  const release = () => releaseRunFolder(outDir);
+  process.on('exit', release);
+  const lock = {
+    dispose: () => {
+      process.off('exit', release);
+      release();
+    },
+  };
+  if (tookOver) {
+    try {
+      warn(`took over ${path}, the lock of a run that ended without removing it (process ${tookOver.pid}, no longer running)`);
+    } catch (e) {
+      lock.dispose();
+      throw e;
+    }
+  }
+  return lock;
+}
+
+/**
+ * Removes the lock of `outDir` if it names this process and its thread `thread` (default: the calling thread): the end
+ * of lockRunFolder's lock, and the lock of a worker thread stopped before its run could remove it.
+ */
+export function releaseRunFolder(outDir: string, thread = threadId): void {
+  const path = join(outDir, LOCK_FILE);
+  const holder = readLock(path)?.holder;
+  if (holder && holder.pid === process.pid && holder.host === hostname() && holder.thread === thread) rmSync(path, { force: true });
+}
+
+/** The holder a lock file names (null: a damaged file) and its time, or null where there is no lock file. */
+function readLock(path: string): { holder: LockHolder | null; mtimeMs: number } | null {
+  let text: string;
+  let mtimeMs: number;
+  try {
+    mtimeMs = statSync(path).mtimeMs;
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  let h: Partial<LockHolder>;
+  try {
+    h = JSON.parse(text) as Partial<LockHolder>;
+  } catch {
+    return { holder: null, mtimeMs };
+  }
+  const ok = h !== null && Number.isSafeInteger(h.pid) && h.pid! > 0 && typeof h.host === 'string' && Number.isSafeInteger(h.thread);
+  return { holder: ok ? (h as LockHolder) : null, mtimeMs };
 }
 
 export interface ClassifierMeta {

@@ -266,7 +266,8 @@ export function removeStaleTemps(path: string): string[] {
   return removed;
 }
 
-function isRunning(pid: number): boolean {
+/** Whether process `pid` runs on this machine (one of another user's counts). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

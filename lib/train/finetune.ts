@@ -12,10 +12,10 @@ import { expectOptions, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
-import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
+import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, lockRunFolder, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
-import { makeDirs, writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
 import { getPreset, type MaeConfig } from '../mae/presets.js';
 import { native } from '../native.js';
@@ -47,7 +47,10 @@ export interface FinetuneOptions {
    * folders, shards), whose test score would otherwise be measured on the training images
    */
   testData?: DataSource;
-  /** output folder: classifier.safetensors, results.json, log.jsonl, confusion.png (default runs/finetune) */
+  /**
+   * output folder: classifier.safetensors, results.json, log.jsonl, confusion.png (default runs/finetune); locked
+   * (.lock, as pretrain's outDir) from when the run starts writing there until it ends: another run into it is refused
+   */
   outDir?: string;
   /**
    * start afresh in an outDir that holds a run already (any of checkpoint.safetensors, classifier.safetensors,
@@ -100,7 +103,7 @@ export type FinetuneEvent =
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; top1?: number }
   /** the run was stopped (`signal`) after `step` optimizer steps; nothing but the log was written */
   | { type: 'stopped'; step: number; totalSteps: number; seconds: number }
-  /** an unfinished write of a killed run removed from the output folder */
+  /** a lock of a run that died taken over, or an unfinished write of a killed run removed from the output folder */
   | { type: 'warning'; message: string }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
@@ -224,8 +227,10 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   const augGen = new Generator(seed + 1000);
   emit({ type: 'start', parameters: model.numParameters(), loaded: loaded.length, ignored, missing, trainSamples: trainSet.length, totalSteps, lr, fromScratch });
 
-  // the folder is made, and an old run in it removed, only now that the data, checkpoint and options are good
-  makeDirs(outDir);
+  // the folder is made and locked (until the run ends), and an old run in it removed, only now that the data,
+  // checkpoint and options are good; checked again under the lock: a run that ended since the first check left files
+  keep(lockRunFolder('finetune', outDir, (message) => emit({ type: 'warning', message })));
+  checkRunFolder('finetune', outDir, options.overwrite, options.checkpoint);
   if (options.overwrite) removeRun(outDir);
   for (const file of removeStaleWrites(outDir)) emit({ type: 'warning', message: `removed ${file}, a write that a killed process left unfinished` });
   const logPath = join(outDir, 'log.jsonl');

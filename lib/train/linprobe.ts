@@ -26,9 +26,9 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { Communicator, type DistributedMode } from '../distributed/comm.js';
 import { AgreedError, checkSameSettings, datasetFingerprint, modelFingerprint } from '../distributed/check.js';
-import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
+import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, lockRunFolder, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
-import { makeDirs, writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { MaskedAutoencoder, checkPrecision, type Precision } from '../mae/model.js';
 import { native } from '../native.js';
@@ -59,7 +59,11 @@ export interface LinprobeOptions {
    * folders, shards), whose test score would otherwise be measured on the training images
    */
   testData?: DataSource;
-  /** output folder: classifier.safetensors (or head.safetensors), results.json, log.jsonl, confusion.png */
+  /**
+   * output folder: classifier.safetensors (or head.safetensors), results.json, log.jsonl, confusion.png; locked (.lock,
+   * as pretrain's outDir; by rank 0, which writes) from when the probe starts writing there until it ends: another run
+   * into it is refused
+   */
   outDir?: string;
   /**
    * start afresh in an outDir that holds a run already (any of checkpoint.safetensors, classifier.safetensors,
@@ -108,7 +112,7 @@ export type LinprobeEvent =
   | { type: 'epoch'; epoch: number; loss: number; lr: number; top1?: number; seconds: number }
   /** stopped (`signal`) after `epochs` epochs of the final head (0: before it); nothing but the log was written */
   | { type: 'stopped'; epochs: number; seconds: number }
-  /** an unfinished write of a killed run removed from the output folder */
+  /** a lock of a run that died taken over, or an unfinished write of a killed run removed from the output folder */
   | { type: 'warning'; message: string }
   | { type: 'end'; top1: number; top5: number; seconds: number };
 
@@ -241,9 +245,11 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   }
   const featureSeconds = (performance.now() - started) / 1000;
   if (stopAsked('after the features')) return stop(0);
-  // the folder is made, and an old run in it removed, only now that the data, checkpoint and options are good
+  // the folder is made and locked (until the probe ends), and an old run in it removed, only now that the data,
+  // checkpoint and options are good; checked again under the lock: a run that ended since the first check left files
   if (writer) {
-    makeDirs(outDir);
+    keep(lockRunFolder('linprobe', outDir, (message) => emit({ type: 'warning', message })));
+    checkRunFolder('linprobe', outDir, options.overwrite, options.checkpoint);
     if (options.overwrite) removeRun(outDir);
     for (const file of removeStaleWrites(outDir)) emit({ type: 'warning', message: `removed ${file}, a write that a killed process left unfinished` });
   }

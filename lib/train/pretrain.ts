@@ -17,17 +17,18 @@
  * the world size: each of N ranks takes a disjoint slice of each global batch of N x batchSize images, gradients are
  * averaged over the ranks in buckets while backward goes on, and N ranks at batch b train the same model as one
  * process at batch N x b (up to the order of floating-point sums). `batchSize` is per rank; the lr follows the
- * effective batch batchSize x accumIter x N. Rank 0 alone writes the checkpoint, the log and the reconstructions;
- * every rank resumes from rank 0's checkpoint, also with another world size (the effective batch must stay the same).
+ * effective batch batchSize x accumIter x N. Rank 0 alone locks the output folder (outDir) and writes the checkpoint,
+ * the log and the reconstructions; every rank resumes from rank 0's checkpoint, also with another world size (the
+ * effective batch must stay the same).
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { removeRun } from '../classify/checkpoint.js';
+import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
 import { expectOptions, type OptionType } from '../check.js';
-import { makeDirs, removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
+import { removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native, packageRoot } from '../native.js';
@@ -54,7 +55,11 @@ export interface PretrainOptions {
    * the caller knows it (the CLI's --limit alone): a run whose data has another limit is an error, as for `data`
    */
   limit?: number;
-  /** output folder: checkpoint.safetensors, log.jsonl, reconstructions/ (default runs/pretrain) */
+  /**
+   * output folder: checkpoint.safetensors, log.jsonl, reconstructions/ (default runs/pretrain). The run holds it with a
+   * lock file, .lock (its pid and host), from its start until it ends, however it ends: another run into it, fresh or
+   * resumed, is refused while that process runs; a lock whose process has died is taken over with a warning
+   */
   outDir?: string;
   epochs?: number;
   /** images per batch (per optimizer micro-step), per rank in a data-parallel run */
@@ -229,9 +234,11 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const ckPath = join(outDir, CHECKPOINT_FILE);
   const logPath = join(outDir, 'log.jsonl');
   if (writer) {
+    // the folder is this run's until it ends (another run into it is refused), taken before anything in it is read
+    // or written
+    keep(lockRunFolder('pretrain', outDir, (message) => emit({ type: 'warning', message })));
     if (!options.resume && !options.overwrite && existsSync(ckPath))
       throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
-    makeDirs(outDir);
     // what a run killed while writing its checkpoint left (a checkpoint is written whole or not at all)
     for (const file of removeStaleTemps(ckPath)) emit({ type: 'warning', message: `removed ${file}, a checkpoint write that a killed process left unfinished` });
   }
@@ -598,6 +605,9 @@ function sumLosses(losses: Tensor[]): number {
   }
 }
 
+/** The output folder of a run given no outDir. */
+const DEFAULT_OUT_DIR = 'runs/pretrain';
+
 /** The type of each option pretrain takes (the Record makes the compiler list every key of PretrainOptions). */
 const PRETRAIN_OPTIONS = {
   preset: 'string', config: 'object', data: 'object', limit: 'number', outDir: 'string', epochs: 'number', batchSize: 'number',
@@ -622,7 +632,7 @@ function withDefaults(opts: PretrainOptions) {
     preset: opts.preset ?? 'mae_vit_tiny_patch4_28',
     config: opts.config ?? {},
     data: opts.data ?? ({ kind: 'fashion-mnist', ...(opts.limit !== undefined ? { limit: opts.limit } : {}) } as DataSource),
-    outDir: opts.outDir ?? 'runs/pretrain',
+    outDir: opts.outDir ?? DEFAULT_OUT_DIR,
     epochs,
     batchSize: opts.batchSize ?? 64,
     accumIter: opts.accumIter ?? 1,
@@ -721,18 +731,21 @@ export function pretrainInWorker(
   } catch (e) {
     throw new Error(`pretrainInWorker: the options must be plain data (${(e as Error).message}); give onEvent as the second argument, and stop the run with stop()`);
   }
+  const thread = worker.threadId; // -1 once the worker has exited
   const result = new Promise<PretrainResult>((resolve, reject) => {
     let settled = false;
+    // an error that ends the run once the worker has stopped: the handler's (the worker is stopped for it, as
+    // pretrain() ends the run with it) or one the worker did not catch
+    let failure: { error: unknown } | null = null;
     worker.on('message', (m: { event?: TrainEvent; result?: PretrainResult; error?: string }) => {
-      if (settled) return;
+      if (settled || failure) return;
       if (m.event) {
         try {
           onEvent?.(m.event);
-        } catch (e) {
-          // as in pretrain(): a handler that throws ends the run with its error
-          settled = true;
+        } catch (error) {
+          failure = { error };
           void worker.terminate();
-          return reject(e);
+          return;
         }
       }
       if (m.result) {
@@ -744,12 +757,13 @@ export function pretrainInWorker(
         reject(new Error(m.error));
       }
     });
-    worker.on('error', (e) => {
-      settled = true;
-      reject(e);
+    worker.on('error', (error) => {
+      failure ??= { error };
     });
     worker.on('exit', (code) => {
-      if (!settled) reject(new Error(`pretrainInWorker: the worker exited with code ${code} before finishing`));
+      // a worker stopped mid-run leaves the lock of its output folder
+      releaseRunFolder(options.outDir ?? DEFAULT_OUT_DIR, thread);
+      if (!settled) reject(failure ? failure.error : new Error(`pretrainInWorker: the worker exited with code ${code} before finishing`));
     });
   });
   return { result, stop: () => worker.postMessage('stop') };

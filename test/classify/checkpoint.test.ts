@@ -1,8 +1,10 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RUN_FILES, checkRunFolder, loadClassifier, removeRun, saveClassifier } from '../../lib/classify/checkpoint.js';
+import { LOCK_FILE, RUN_FILES, checkRunFolder, loadClassifier, lockRunFolder, releaseRunFolder, removeRun, saveClassifier } from '../../lib/classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../../lib/classify/model.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { memoryStats } from '../../lib/info.js';
@@ -39,6 +41,69 @@ describe('run folders of finetune and linprobe', () => {
     removeRun(out);
     expect(readdirSync(out).sort()).toEqual(['confusion-test.png', 'notes.txt', 'reconstructions', 'weights.pth']);
     expect(readdirSync(join(out, 'reconstructions'))).toEqual(['mine.png']);
+  });
+});
+
+describe('the lock of a run folder (pretrain, finetune, linprobe)', () => {
+  const deadPid = () => Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+  const inUse = (job: string, out: string, who: string) =>
+    `${job}: ${out} is in use by another run (${who}): wait for it to end or choose another folder (--out); if no run writes there, remove ${join(out, LOCK_FILE)}`;
+
+  it('makes the folder and a lock naming this process; a second run into it is refused until the first lets go', () => {
+    const out = join(dir, 'lock-a', 'run');
+    const warnings: string[] = [];
+    const lock = lockRunFolder('pretrain', out, (m) => warnings.push(m));
+    const path = join(out, LOCK_FILE);
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({ pid: process.pid, host: hostname(), thread: threadId });
+    expect(() => lockRunFolder('finetune', out, (m) => warnings.push(m))).toThrow(inUse('finetune', out, `process ${process.pid} on ${hostname()}`));
+    // a lock another thread of this process holds stays
+    releaseRunFolder(out, threadId + 1);
+    expect(existsSync(path)).toBe(true);
+    lock.dispose();
+    expect(readdirSync(out)).toEqual([]);
+    lockRunFolder('linprobe', out, (m) => warnings.push(m)).dispose();
+    expect(warnings).toEqual([]);
+  });
+
+  it("refuses a lock of a live process, of another host or that names none; takes over a dead process's with a warning", () => {
+    const out = join(dir, 'lock-b');
+    mkdirSync(out);
+    const path = join(out, LOCK_FILE);
+    const held = (holder: object | string) => writeFileSync(path, typeof holder === 'string' ? holder : JSON.stringify(holder));
+    const warnings: string[] = [];
+    const take = () => lockRunFolder('pretrain', out, (m) => warnings.push(m));
+    held({ pid: process.ppid, host: hostname(), thread: 0 });
+    expect(take).toThrow(inUse('pretrain', out, `process ${process.ppid} on ${hostname()}`));
+    const dead = deadPid();
+    held({ pid: dead, host: 'another-machine', thread: 0 }); // its processes cannot be checked from here
+    expect(take).toThrow(inUse('pretrain', out, `process ${dead} on another-machine`));
+    for (const damaged of ['', '{"pid": 12', '{"host": "x"}']) {
+      held(damaged);
+      expect(take, damaged).toThrow(inUse('pretrain', out, `${path} names no process`));
+    }
+    expect(warnings).toEqual([]);
+    held({ pid: dead, host: hostname(), thread: 0 });
+    take().dispose();
+    // this process's pid in a lock older than the process: a process that had the pid before it (a container's first)
+    held({ pid: process.pid, host: hostname(), thread: 0 });
+    utimesSync(path, new Date(performance.timeOrigin - 60_000), new Date(performance.timeOrigin - 60_000));
+    take().dispose();
+    expect(warnings).toEqual([
+      `took over ${path}, the lock of a run that ended without removing it (process ${dead}, no longer running)`,
+      `took over ${path}, the lock of a run that ended without removing it (process ${process.pid}, no longer running)`,
+    ]);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('goes when the process exits (process.exit: a second Ctrl-C), and when the warning handler throws', () => {
+    const out = join(dir, 'lock-c');
+    const module = new URL('../../dist/lib/classify/checkpoint.js', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import { lockRunFolder } from ${JSON.stringify(module)}; lockRunFolder('pretrain', ${JSON.stringify(out)}, () => {}); process.exit(130);`], { encoding: 'utf8' });
+    expect([r.status, r.stderr]).toEqual([130, '']);
+    expect(readdirSync(out)).toEqual([]);
+    writeFileSync(join(out, LOCK_FILE), JSON.stringify({ pid: deadPid(), host: hostname(), thread: 0 }));
+    expect(() => lockRunFolder('pretrain', out, () => { throw new Error('the handler threw'); })).toThrow('the handler threw');
+    expect(readdirSync(out)).toEqual([]);
   });
 });
 

@@ -7,8 +7,8 @@
 // the job with an error naming the rank and the cause; ranks started with different settings refuse to train; the
 // CLI under mpirun.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../../lib/train/checkpoint.js';
@@ -149,6 +149,19 @@ describe('data parallel on MPI', () => {
     // asked after step 3; the ranks agree on it in the all-reduce of step 4's loss, and all stop after step 4
     expect(job.results.map((x) => [x.steps, x.stopped])).toEqual([[4, true], [4, true]]);
     expect((await loadCheckpoint(dir)).meta.position.step).toBe(4);
+  });
+
+  it('rank 0 alone locks the output folder: a folder another run holds ends every rank, rank 0 naming the holder', () => {
+    const dir = tmp();
+    const done = mpirun([[2, { ...small, batchSize: 8, epochs: 1, outDir: dir }]]);
+    expect(done.r.status, done.out).toBe(0);
+    expect(existsSync(join(dir, '.lock'))).toBe(false);
+    // a run that holds it: this process
+    writeFileSync(join(dir, '.lock'), JSON.stringify({ pid: process.pid, host: hostname(), thread: 0 }));
+    const job = mpirun([[2, { ...small, batchSize: 8, epochs: 1, outDir: dir, resume: true }]]);
+    expect(job.r.status).not.toBe(0);
+    const inUse = `pretrain: ${dir} is in use by another run (process ${process.pid} on ${hostname()})`;
+    expect(job.errors).toEqual([expect.stringContaining(inUse), expect.stringContaining(`rank 0 failed: ${inUse}`)]);
   });
 
   it('a rank that throws ends every rank with an error naming it and the cause', () => {

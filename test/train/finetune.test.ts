@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadClassifier } from '../../lib/classify/checkpoint.js';
@@ -161,6 +161,38 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
     await finetune({ ...quick, outDir: out, overwrite: true, onEvent: (e) => events.push(e) });
     expect(events.filter((e) => e.type === 'warning')).toEqual(stale.map((f) => ({ type: 'warning', message: `removed ${f}, a write that a killed process left unfinished` })));
     expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
+  });
+
+  it("holds its outDir with a lock while it writes there: a folder another run holds is refused, a dead run's lock taken over", async () => {
+    const out = join(dir, 'ft-locked');
+    mkdirSync(out);
+    const lock = join(out, '.lock');
+    const other = JSON.stringify({ pid: process.ppid, host: hostname(), thread: 0 }); // a process that runs
+    writeFileSync(lock, other);
+    await expect(finetune({ ...quick, outDir: out })).rejects.toThrow(
+      `finetune: ${out} is in use by another run (process ${process.ppid} on ${hostname()}): wait for it to end or choose another folder (--out); if no run writes there, remove ${lock}`,
+    );
+    expect(folderOf(out)).toEqual({ '.lock': other });
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), thread: 0 }));
+    const warnings: string[] = [];
+    let held: unknown = null;
+    await finetune({
+      ...quick,
+      outDir: out,
+      onEvent: (e) => {
+        if (e.type === 'warning') warnings.push(e.message);
+        if (e.type === 'step' && e.step === 1) held = JSON.parse(readFileSync(lock, 'utf8'));
+      },
+    });
+    expect(warnings).toEqual([`took over ${lock}, the lock of a run that ended without removing it (process ${dead}, no longer running)`]);
+    expect(held).toEqual({ pid: process.pid, host: hostname(), thread: 0 });
+    expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
+    // the folder is checked again under the lock: a run that ended there since the first check is not overwritten
+    const late = join(dir, 'ft-late');
+    const run = finetune({ ...quick, outDir: late, onEvent: (e) => e.type === 'start' && (mkdirSync(late), writeFileSync(join(late, 'results.json'), 'other')) });
+    await expect(run).rejects.toThrow(`finetune: ${late} holds a run already (results.json)`);
+    expect(folderOf(late)).toEqual({ 'results.json': 'other' });
   });
 
   it("never writes into the folder of the checkpoint it starts from, and creates nothing before the checkpoint is read", async () => {

@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { linprobe, type LinprobeEvent, type LinprobeOptions } from '../../lib/train/linprobe.js';
@@ -164,6 +164,39 @@ describe('linear probing: the output folder, what it records, the test data, a s
     await linprobe({ rawPixels: true, ...quick, outDir: out, overwrite: true, onEvent: (e) => events.push(e) });
     expect(events.filter((e) => e.type === 'warning')).toEqual(stale.map((f) => ({ type: 'warning', message: `removed ${f}, a write that a killed process left unfinished` })));
     expect(readdirSync(out).sort()).toEqual(['confusion.png', 'head.safetensors', 'log.jsonl', 'results.json']);
+  });
+
+  it("holds its outDir with a lock while it writes there: a folder another run holds is refused, a dead run's lock taken over", async () => {
+    const out = join(dir, 'lp-locked');
+    mkdirSync(out);
+    const lock = join(out, '.lock');
+    const other = JSON.stringify({ pid: process.ppid, host: hostname(), thread: 0 }); // a process that runs
+    writeFileSync(lock, other);
+    await expect(linprobe({ rawPixels: true, ...quick, outDir: out })).rejects.toThrow(
+      `linprobe: ${out} is in use by another run (process ${process.ppid} on ${hostname()}): wait for it to end or choose another folder (--out); if no run writes there, remove ${lock}`,
+    );
+    expect(folderOf(out)).toEqual({ '.lock': other });
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), thread: 0 }));
+    const warnings: string[] = [];
+    let held: unknown = null;
+    await linprobe({
+      rawPixels: true,
+      ...quick,
+      outDir: out,
+      onEvent: (e) => {
+        if (e.type === 'warning') warnings.push(e.message);
+        if (e.type === 'epoch' && e.epoch === 1) held = JSON.parse(readFileSync(lock, 'utf8'));
+      },
+    });
+    expect(warnings).toEqual([`took over ${lock}, the lock of a run that ended without removing it (process ${dead}, no longer running)`]);
+    expect(held).toEqual({ pid: process.pid, host: hostname(), thread: 0 });
+    expect(readdirSync(out).sort()).toEqual(['confusion.png', 'head.safetensors', 'log.jsonl', 'results.json']);
+    // the folder is checked again under the lock: a run that ended there since the first check is not overwritten
+    const late = join(dir, 'lp-late');
+    const run = linprobe({ rawPixels: true, ...quick, outDir: late, onEvent: (e) => e.type === 'features' && e.split === 'test' && (mkdirSync(late), writeFileSync(join(late, 'results.json'), 'other')) });
+    await expect(run).rejects.toThrow(`linprobe: ${late} holds a run already (results.json)`);
+    expect(folderOf(late)).toEqual({ 'results.json': 'other' });
   });
 
   it("records its data in the classifier it saves (the recipe mae eval reads), and the precision in results.json", async () => {

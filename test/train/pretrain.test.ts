@@ -2,7 +2,7 @@
 // logs, events and yielding.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getPreset, maeFlops } from '../../lib/mae/index.js';
@@ -102,11 +102,13 @@ describe('pretrain', () => {
     const dir = tmp();
     const killed = child(dir, 11);
     expect(killed.signal, killed.stderr).toBe('SIGKILL');
-    // killed at step 11: the checkpoint is step 8's, the log already has steps 9 and 10
+    // killed at step 11: the checkpoint is step 8's, the log already has steps 9 and 10, and its lock is left
     expect((await loadCheckpoint(dir)).meta.position.step).toBe(8);
     expect(steps(dir)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(JSON.parse(readFileSync(join(dir, '.lock'), 'utf8')).pid).toBe(killed.pid);
     const resumed = spawnSync(process.execPath, [childScript, JSON.stringify({ ...opts, outDir: dir, resume: true })], { encoding: 'utf8', timeout: 60_000 });
     expect(resumed.status, resumed.stderr).toBe(0);
+    expect(existsSync(join(dir, '.lock'))).toBe(false);
     const ref = tmp();
     expect(child(ref).status).toBe(0);
     const total = 16;
@@ -155,6 +157,42 @@ describe('pretrain', () => {
     expect((await loadCheckpoint(dir)).meta.position.step).toBe(1);
     expect(readLog(dir).map((l) => l.step)).toEqual([1]);
     expect(figures()).toEqual(['step-000001.png']);
+  });
+
+  it('holds its folder with a lock while it runs: another run into it, fresh or resumed, is refused; the lock goes however the run ends', async () => {
+    const dir = tmp();
+    const lock = join(dir, '.lock');
+    let held: unknown = null;
+    const refused: Promise<string>[] = [];
+    const first = await pretrain({
+      ...small, epochs: 1, outDir: dir, checkpointEvery: 1, logEvery: 1,
+      onEvent: (e) => {
+        if (e.type !== 'step' || e.step !== 2) return;
+        held = JSON.parse(readFileSync(lock, 'utf8'));
+        for (const o of [{ ...small, outDir: dir }, { ...small, outDir: dir, overwrite: true }, { outDir: dir, resume: true }])
+          refused.push(pretrain(o).then(() => 'accepted', (e: Error) => e.message));
+      },
+    });
+    expect(held).toEqual({ pid: process.pid, host: hostname(), thread: 0 });
+    const inUse = `pretrain: ${dir} is in use by another run (process ${process.pid} on ${hostname()}): wait for it to end or choose another folder (--out); if no run writes there, remove ${lock}`;
+    expect(await Promise.all(refused)).toEqual([inUse, inUse, inUse]);
+    // the refused runs touched nothing of the first
+    expect(first.steps).toBe(8);
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(8);
+    expect(readLog(dir).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(existsSync(lock)).toBe(false);
+    // gone after a run that fails (its handler throws) and after one that is stopped
+    await expect(pretrain({ ...small, outDir: dir, overwrite: true, onEvent: (e) => { if (e.type === 'step') throw new Error('handler threw'); } })).rejects.toThrow('handler threw');
+    expect(existsSync(lock)).toBe(false);
+    expect((await pretrain({ ...small, outDir: dir, overwrite: true, ...stopAt(1) })).stopped).toBe(true);
+    expect(existsSync(lock)).toBe(false);
+    // a lock whose process died is taken over with a warning
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    writeFileSync(lock, JSON.stringify({ pid: deadPid, host: hostname(), thread: 0 }));
+    const events: TrainEvent[] = [];
+    await pretrain({ outDir: dir, resume: true, maxSteps: 3, onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'warning')).toEqual([{ type: 'warning', message: `took over ${lock}, the lock of a run that ended without removing it (process ${deadPid}, no longer running)` }]);
+    expect(existsSync(lock)).toBe(false);
   });
 
   it("a resumed run keeps the run's settings (threads, workers, log, checkpoint and figure cadence) unless given", async () => {
