@@ -117,8 +117,9 @@ export interface PretrainOptions {
   /** stop after this many optimizer steps in total (the schedule still follows `epochs`) */
   maxSteps?: number;
   /**
-   * stops at the next step boundary, writes a checkpoint and returns with stopped: true; in a data-parallel run a
-   * signal on any rank stops every rank, after the step that follows it
+   * stops at the next step boundary, writes a checkpoint and returns with stopped: true: one aborted during a step or
+   * by its events (onEvent's 'step' or 'checkpoint') stops the run right after that step; in a data-parallel run a
+   * signal on any rank stops every rank, after the same step
    */
   signal?: AbortSignal;
   /**
@@ -451,9 +452,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         const reduced = reducer?.finish();
         optimizer.step();
         optimizer.zeroGrad();
-        // the step's loss over every rank (read now, after the step), and whether any rank was asked to stop (all
-        // stop at the same step)
-        const [lossSum, stopRequests] = comm.allreduce([sumLosses(microLosses), options.signal?.aborted ? 1 : 0], 'sum', `the all-reduce of the loss of step ${pos.step + 1}`);
+        // the step's loss over every rank (read now, after the step)
+        const [lossSum] = comm.allreduce([sumLosses(microLosses)], 'sum', `the all-reduce of the loss of step ${pos.step + 1}`);
         const stepLoss = lossSum! / (o.accumIter * comm.size);
         if (!Number.isFinite(stepLoss)) {
           // every rank has the same sum, so every rank stops here with this error
@@ -486,7 +486,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         }
         if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) await save(pos);
         if (pos.step >= totalSteps) break;
-        if (stopRequests! > 0) {
+        // whether any rank was asked to stop, until now: during the step or by its events (all stop after this step)
+        if (comm.allreduce([options.signal?.aborted ? 1 : 0], 'max', `the agreement of the ranks to stop after step ${pos.step}`)[0]! > 0) {
           stopped = true;
           break;
         }

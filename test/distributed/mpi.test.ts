@@ -146,9 +146,9 @@ describe('data parallel on MPI', () => {
     const dir = tmp();
     const job = mpirun([[2, { ...small, batchSize: 8, outDir: dir }, { rank: 1, step: 3, kind: 'stop' }]]);
     expect(job.r.status, job.out).toBe(0);
-    // asked after step 3; the ranks agree on it in the all-reduce of step 4's loss, and all stop after step 4
-    expect(job.results.map((x) => [x.steps, x.stopped])).toEqual([[4, true], [4, true]]);
-    expect((await loadCheckpoint(dir)).meta.position.step).toBe(4);
+    // asked by step 3's event on rank 1; the ranks agree on it after that step's events, and all stop after step 3
+    expect(job.results.map((x) => [x.steps, x.stopped])).toEqual([[3, true], [3, true]]);
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(3);
   });
 
   it('rank 0 alone locks the output folder: a folder another run holds ends every rank, rank 0 naming the holder', () => {
@@ -181,10 +181,11 @@ describe('data parallel on MPI', () => {
   });
 
   it('a collective that does not complete within --dist-timeout ends the job with a clear message', () => {
-    // rank 0 stops answering for 60 s at step 2; rank 1 gives up after 2 s
+    // rank 0 stops answering for 60 s in step 2's event; rank 1 gives up after 2 s, in the collective that follows
+    // the step's events
     const job = mpirun([[2, { ...small, batchSize: 8, outDir: tmp(), distTimeout: 2 }, { rank: 0, step: 2, kind: 'stall', seconds: 60 }]]);
     expect(job.r.status).not.toBe(0);
-    expect(job.out).toMatch(/rank 1 failed: the all-reduce of gradient bucket 1 of \d+ \(step 3\) did not complete within 2 s \(the distributed timeout, --dist-timeout\)/);
+    expect(job.out).toMatch(/rank 1 failed: the agreement of the ranks to stop after step 2 did not complete within 2 s \(the distributed timeout, --dist-timeout\)/);
     expect(job.seconds).toBeLessThan(50);
   });
 

@@ -33,7 +33,7 @@ delete process.env.OMP_NUM_THREADS;
 const childScript = new URL('./pretrain-child.mjs', import.meta.url).pathname;
 const readLog = (dir: string): { step?: number; loss?: number }[] =>
   readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-/** Options that stop a run (as Ctrl-C does) when the event of step `n` arrives: it stops after step n + 1. */
+/** Options that stop a run (as Ctrl-C does) when the event of step `n` arrives: it stops right after step n. */
 const stopAt = (n: number): Pick<PretrainOptions, 'signal' | 'onEvent'> => {
   const ac = new AbortController();
   return { signal: ac.signal, onEvent: (e) => e.type === 'step' && e.step === n && ac.abort() };
@@ -92,6 +92,23 @@ describe('pretrain', () => {
     expect([...first.losses, ...rest.losses]).toEqual(full.losses);
     // the epoch cut by the stop counts its steps before the resume too
     expect(rest.epochLosses).toEqual(full.epochLosses);
+  });
+
+  it("a stop asked by step n's event lands right after step n: step n's checkpoint, and the resumed run continues exactly", async () => {
+    const opts: PretrainOptions = { ...small, epochs: 2, threads: 1 };
+    const full = await pretrain({ ...opts, outDir: tmp() });
+    const dir = tmp();
+    const events: TrainEvent[] = [];
+    const stop = stopAt(3);
+    const first = await pretrain({ ...opts, outDir: dir, signal: stop.signal, onEvent: (e) => (events.push(e), stop.onEvent!(e)) });
+    expect([first.stopped, first.steps, first.losses.length]).toEqual([true, 3, 3]);
+    expect(events.filter((e) => e.type === 'step').map((e) => (e as { step: number }).step)).toEqual([1, 2, 3]);
+    expect(events[events.length - 1]).toMatchObject({ type: 'end', steps: 3, stopped: true });
+    expect((await loadCheckpoint(dir)).meta.position).toEqual({ epoch: 0, iter: 3, step: 3 });
+    const rest = await pretrain({ ...opts, outDir: dir, resume: true });
+    expect([...first.losses, ...rest.losses]).toEqual(full.losses);
+    expect(rest.epochLosses).toEqual(full.epochLosses);
+    expect(await differingWeights(full.checkpoint, dir)).toEqual([]);
   });
 
   it("after a SIGKILL, the resumed run's log holds each step once, in order, with the uninterrupted run's losses", async () => {
@@ -316,7 +333,7 @@ describe('pretrain', () => {
     const ref = tmp();
     await pretrain({ ...opts, outDir: ref });
     const dir = tmp();
-    const first = await pretrain({ ...opts, outDir: dir, ...stopAt(4) });
+    const first = await pretrain({ ...opts, outDir: dir, ...stopAt(5) });
     expect([first.stopped, first.steps]).toEqual([true, 5]);
     // steps 4 and 5 of the line of step 6, 16 images each
     expect((await loadCheckpoint(dir)).meta.logWindow).toEqual({ loss: first.losses[3]! + first.losses[4]!, steps: 2, images: 32, seconds: expect.any(Number) });
@@ -335,7 +352,7 @@ describe('pretrain', () => {
 
   it('resumes a checkpoint written before the settings and the log line were kept: defaults, and the line starts again', async () => {
     const dir = tmp();
-    const first = await pretrain({ ...small, epochs: 2, logEvery: 3, outDir: dir, ...stopAt(4) });
+    const first = await pretrain({ ...small, epochs: 2, logEvery: 3, outDir: dir, ...stopAt(5) });
     expect(first.steps).toBe(5);
     const path = join(dir, 'checkpoint.safetensors');
     const file = await readSafetensors(path);
@@ -385,12 +402,12 @@ describe('pretrain', () => {
     const dir = tmp();
     const fig = (name: string) => join(dir, 'reconstructions', name);
     // the first epoch ends at step 8; stopped at step 10
-    const first = await pretrain({ ...opts, outDir: dir, ...stopAt(9) });
+    const first = await pretrain({ ...opts, outDir: dir, ...stopAt(10) });
     expect(first.steps).toBe(10);
     expect(first.reconstructions).toEqual([fig('epoch-001.png')]);
     const epochFigure = readFileSync(fig('epoch-001.png'));
     const events: TrainEvent[] = [];
-    const stop = stopAt(11);
+    const stop = stopAt(12);
     const second = await pretrain({ ...opts, outDir: dir, resume: true, signal: stop.signal, onEvent: (e) => (events.push(e), stop.onEvent!(e)) });
     expect(second.steps).toBe(12);
     expect(second.reconstructions).toEqual([fig('step-000012.png')]);
