@@ -217,6 +217,18 @@ describe('mae command', () => {
     expect(r.stdout).toContain("dataset: pretrainInWorker: data must be a data source such as { kind: 'folder', path }");
   });
 
+  it("pretrainInWorker: the run's error arrives with its name, message, code and the worker's stack", async () => {
+    const { pretrainInWorker } = (await import(new URL('../dist/lib/train/pretrain.js', import.meta.url).href)) as typeof import('../lib/train/pretrain.js');
+    const file = join(mkdtempSync(join(tmpdir(), 'mae-worker-error-')), 'a-file');
+    writeFileSync(file, '');
+    // an outDir under a file: the folder cannot be made (a Node.js system error, with a code)
+    const run = pretrainInWorker({ data: { kind: 'synthetic', count: 16 }, batchSize: 16, epochs: 1, workers: 0, outDir: join(file, 'run') });
+    const e = (await run.result.catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(e).toBeInstanceOf(Error);
+    expect([e.name, e.code, e.message]).toEqual(['Error', 'ENOTDIR', `ENOTDIR: not a directory, mkdir '${join(file, 'run')}'`]);
+    expect(e.stack).toMatch(/^Error: ENOTDIR: not a directory, mkdir .*\n(\s+at .*\n)*\s+at makeDirs .*dist\/lib\/io\/atomic\.js.*\n(\s+at .*\n)*\s+at .*dist\/lib\/train\/worker\.js/);
+  });
+
   it('pretrainInWorker starts from a program whose Node flags a worker refuses (node --input-type=module -e)', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-worker-eval-'));
     const options = { config: { embedDim: 32, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 }, data: { kind: 'synthetic', count: 32 }, batchSize: 16, epochs: 1, outDir: out, workers: 0 };

@@ -712,8 +712,9 @@ function round(x: number, digits: number): number {
 /**
  * Runs pretrain() in a worker thread, so a host application's event loop stays free. Options must be plain data
  * (no callbacks or signals); events arrive through `onEvent` (an exception it throws ends the run with that error,
- * as in pretrain()); `stop()` ends the run at the next step boundary with a checkpoint. Needs the compiled package
- * (dist/), since worker threads run JavaScript.
+ * as in pretrain()); `stop()` ends the run at the next step boundary with a checkpoint. An error of the run rejects
+ * `result` with its name, message, code and stack (the worker's). Needs the compiled package (dist/), since worker
+ * threads run JavaScript.
  */
 export function pretrainInWorker(
   options: Omit<PretrainOptions, 'onEvent' | 'signal'>,
@@ -738,7 +739,7 @@ export function pretrainInWorker(
     // an error that ends the run once the worker has stopped: the handler's (the worker is stopped for it, as
     // pretrain() ends the run with it) or one the worker did not catch
     let failure: { error: unknown } | null = null;
-    worker.on('message', (m: { event?: TrainEvent; result?: PretrainResult; error?: string }) => {
+    worker.on('message', (m: { event?: TrainEvent; result?: PretrainResult; error?: WorkerError }) => {
       if (settled || failure) return;
       if (m.event) {
         try {
@@ -755,7 +756,7 @@ export function pretrainInWorker(
       }
       if (m.error !== undefined) {
         settled = true;
-        reject(new Error(m.error));
+        reject(workerError(m.error));
       }
     });
     worker.on('error', (error) => {
@@ -768,4 +769,22 @@ export function pretrainInWorker(
     });
   });
   return { result, stop: () => worker.postMessage('stop') };
+}
+
+/** An error of pretrain() in pretrainInWorker's worker thread, as it posts it. */
+export interface WorkerError {
+  name: string;
+  message: string;
+  stack?: string;
+  /** a Node.js system error's code ('ENOTDIR', ...) */
+  code?: string;
+}
+
+/** The worker's error as an Error of the calling thread: its name, message, code and stack (the worker's frames). */
+function workerError(e: WorkerError): Error {
+  const error: Error & { code?: string } = new Error(e.message);
+  error.name = e.name;
+  if (e.code !== undefined) error.code = e.code;
+  if (e.stack !== undefined) error.stack = e.stack;
+  return error;
 }

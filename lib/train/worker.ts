@@ -3,7 +3,7 @@
  * event and the result to the parent, and stops at the next step boundary when the parent posts 'stop'.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { pretrain, type PretrainOptions } from './pretrain.js';
+import { pretrain, type PretrainOptions, type WorkerError } from './pretrain.js';
 
 if (!parentPort) throw new Error('lib/train/worker.js must run in a worker thread (use pretrainInWorker)');
 const port = parentPort;
@@ -15,6 +15,8 @@ try {
   const result = await pretrain({ ...(workerData as PretrainOptions), signal: abort.signal, onEvent: (event) => port.postMessage({ event }) });
   port.postMessage({ result });
 } catch (e) {
-  port.postMessage({ error: (e as Error).message });
+  // as plain data: a cloned Error keeps no code, and no name but those of JavaScript's own errors
+  const { name, message, stack, code } = e instanceof Error ? (e as NodeJS.ErrnoException) : { name: 'Error', message: String(e), stack: undefined, code: undefined };
+  port.postMessage({ error: { name, message, ...(stack !== undefined ? { stack } : {}), ...(code !== undefined ? { code } : {}) } satisfies WorkerError });
 }
 port.close();
