@@ -125,7 +125,9 @@ function hasType(v: unknown, t: OptionType): boolean {
 
 /**
  * The options object of `where`: an object with no key outside `types` (expectKnownKeys), each value given (not
- * undefined) of its type or one of its types. Ranges are the caller's to check.
+ * undefined) of its type or one of its types. An option left out or undefined takes its default; null is a value
+ * given, of no option's type, so it is refused like any other, the message saying how to ask for the default. Ranges
+ * are the caller's to check.
  */
 export function expectOptions(where: string, opts: unknown, types: Readonly<Record<string, OptionType | readonly OptionType[]>>): void {
   expectObject(where, 'options', opts);
@@ -133,6 +135,7 @@ export function expectOptions(where: string, opts: unknown, types: Readonly<Reco
   for (const [k, t] of Object.entries(types)) {
     const v = (opts as Record<string, unknown>)[k];
     const ts = typeof t === 'string' ? [t] : t;
-    if (v !== undefined && !ts.some((x) => hasType(v, x))) fail(where, k, ts.map((x) => OPTION_TYPE_WORDS[x]).join(' or '), v);
+    if (v !== undefined && !ts.some((x) => hasType(v, x)))
+      fail(where, k, ts.map((x) => OPTION_TYPE_WORDS[x]).join(' or '), v, v === null ? 'leave it out (or undefined) for its default' : '');
   }
 }

@@ -500,6 +500,9 @@ describe('pretrain', () => {
     await expect(bad({ epochs: '2' })).rejects.toThrow("pretrain: epochs must be a number, got the string '2'");
     await expect(bad({ config: [] })).rejects.toThrow('pretrain: config must be an object, got an array of 0');
     await expect(bad({ overwrite: 'yes' })).rejects.toThrow("pretrain: overwrite must be true or false, got the string 'yes'");
+    // null is no default (an option left out or undefined is): refused alike for every option, saying so
+    for (const [k, type] of [['lr', 'a number'], ['maxSteps', 'a number'], ['threads', 'a number'], ['epochs', 'a number'], ['outDir', 'a string'], ['knn', 'an object']])
+      await expect(bad({ [k]: null }), k).rejects.toThrow(new Error(`pretrain: ${k} must be ${type}, got null; leave it out (or undefined) for its default`));
     // these were found only after an overwrite had removed the old run: the run in the folder must survive them
     const dir = tmp();
     await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 1 });
