@@ -227,6 +227,9 @@ describe('mae command', () => {
     expect(e).toBeInstanceOf(Error);
     expect([e.name, e.code, e.message]).toEqual(['Error', 'ENOTDIR', `ENOTDIR: not a directory, mkdir '${join(file, 'run')}'`]);
     expect(e.stack).toMatch(/^Error: ENOTDIR: not a directory, mkdir .*\n(\s+at .*\n)*\s+at makeDirs .*dist\/lib\/io\/atomic\.js.*\n(\s+at .*\n)*\s+at .*dist\/lib\/train\/worker\.js/);
+    // an option of the wrong type: the worker's check names it (and the worker's end leaves no error behind)
+    const typed = pretrainInWorker({ outDir: 5 as unknown as string }).result.catch((e: unknown) => e);
+    expect(await typed).toMatchObject({ name: 'Error', message: 'pretrain: outDir must be a string, got the number 5', stack: expect.stringMatching(/\n\s+at expectOptions /) });
   });
 
   it('pretrainInWorker starts from a program whose Node flags a worker refuses (node --input-type=module -e)', () => {

@@ -124,13 +124,14 @@ export function lockRunFolder(job: string, outDir: string, warn: (message: strin
  * runs in exit handlers).
  */
 export function releaseRunFolder(outDir: string, thread = threadId): void {
-  const path = join(outDir, LOCK_FILE);
   try {
+    const path = join(outDir, LOCK_FILE);
     const holder = readLock(path)?.holder;
     if (holder && holder.pid === process.pid && holder.host === hostname() && holder.thread === thread) rmSync(path, { force: true });
   } catch {
-    // a lock that cannot be read (a path through a file, no permission) is none this thread made; one that cannot be
-    // removed stays, and the next run into the folder takes it over once this process has ended
+    // a lock that cannot be read (a path through a file, no permission, an outDir of the wrong type) is none this
+    // thread made; one that cannot be removed stays, and the next run into the folder takes it over once this process
+    // has ended
   }
 }
 

@@ -66,6 +66,7 @@ describe('the lock of a run folder (pretrain, finetune, linprobe)', () => {
     // a folder that cannot be read holds none to remove (releaseRunFolder runs in exit handlers, where a throw is a crash)
     writeFileSync(join(dir, 'lock-a', 'a-file'), '');
     expect(() => releaseRunFolder(join(dir, 'lock-a', 'a-file', 'run'))).not.toThrow();
+    expect(() => releaseRunFolder(5 as unknown as string)).not.toThrow(); // pretrainInWorker's outDir, unchecked there
   });
 
   it("refuses a lock of a live process, of another host or that names none; takes over a dead process's with a warning", () => {
