@@ -506,8 +506,12 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         if (knn && knn.every > 0 && (epoch + 1) % knn.every === 0) await knnMonitor(epoch + 1);
       }
     }
-    await save(pos);
-    if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos);
+    // a resumed run that took no step (it had finished, or was stopped at once) rewrites nothing: its checkpoint and
+    // figure are that step's already
+    if (pos.step !== position?.step) {
+      await save(pos);
+      if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos);
+    }
     // every rank returns once rank 0's checkpoint is written
     comm.barrier('the barrier at the end of training (rank 0 writes the checkpoint)');
   } finally {

@@ -1,7 +1,7 @@
 // The pre-training loop: learning, resume equality (also after a SIGKILL, log included), non-finite loss handling,
 // logs, events and yielding.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +92,17 @@ describe('pretrain', () => {
     expect([...first.losses, ...rest.losses]).toEqual(full.losses);
     // the epoch cut by the stop counts its steps before the resume too
     expect(rest.epochLosses).toEqual(full.epochLosses);
+  });
+
+  it('resuming a finished run takes no step and rewrites nothing (checkpoint, log, figure)', async () => {
+    const dir = tmp();
+    await pretrain({ ...small, epochs: 1, outDir: dir });
+    const files = ['checkpoint.safetensors', 'log.jsonl', 'reconstructions/epoch-001.png'].map((f) => join(dir, f));
+    const before = files.map((f) => [readFileSync(f), statSync(f).mtimeMs]);
+    const again = await pretrain({ outDir: dir, resume: true });
+    expect([again.steps, again.losses, again.reconstructions, again.stopped]).toEqual([8, [], [], false]);
+    expect(files.map((f) => [readFileSync(f), statSync(f).mtimeMs])).toEqual(before);
+    expect(readdirSync(join(dir, 'reconstructions'))).toEqual(['epoch-001.png']);
   });
 
   it("a stop asked by step n's event lands right after step n: step n's checkpoint, and the resumed run continues exactly", async () => {
