@@ -121,7 +121,7 @@ Shape check_layer_norm(const Args& a, const JsTensor* x, const JsTensor* w, cons
 Napi::Value layer_norm(const Args& a) {
   JsTensor *x = a.act(0, "x"), *w = a.tensor(1, "weight", DType::F32, 1), *b = a.tensor(2, "bias", DType::F32, 1);
   const double eps = a.number(3, "eps");
-  a.expect(eps >= 0, "eps must be non-negative");
+  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
   const Ops& ops = a.same_device({x, w, b});
   const Shape rows = check_layer_norm(a, x, w, b);
   Obj y = a.make(x, x->shape(), act(x)), mean = a.make(x, rows), rstd = a.make(x, rows);
@@ -135,7 +135,7 @@ Napi::Value add_layer_norm(const Args& a) {
   JsTensor *x = a.act(0, "x"), *r = a.act(1, "r"), *w = a.tensor(2, "weight", DType::F32, 1),
            *b = a.tensor(3, "bias", DType::F32, 1);
   const double eps = a.number(4, "eps");
-  a.expect(eps >= 0, "eps must be non-negative");
+  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
   const Ops& ops = a.same_device({x, r, w, b});
   expect_same_shape(a, x, "x", r, "r");
   const Shape rows = check_layer_norm(a, x, w, b);

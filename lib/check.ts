@@ -101,6 +101,11 @@ export function jsonProblem(value: unknown, name: string): string | null {
   return visit('', value, name);
 }
 
+/** A value for an error message, an array item by item ("[NaN, 'a']"; JSON would print null for NaN), else describeValue's. */
+export function describeItems(v: unknown): string {
+  return Array.isArray(v) ? `[${v.map((x) => (typeof x === 'string' ? `'${x}'` : String(x))).join(', ')}]` : describeValue(v);
+}
+
 /** The type an option of a run (pretrain, finetune, linprobe) takes. */
 export type OptionType = 'number' | 'string' | 'boolean' | 'function' | 'object' | 'AbortSignal' | 'number[]' | 'checked';
 

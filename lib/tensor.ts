@@ -286,6 +286,7 @@ export function keep<T extends Tensor>(t: T): T {
  * plain object of them), which move to the enclosing scope. `fn` must be synchronous.
  */
 export function tidy<R>(fn: () => R): R {
+  if (typeof fn !== 'function') throw new Error(`tidy: expected a function to run, got ${describeValue(fn)}`);
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: R;

@@ -366,6 +366,11 @@ describe('tidy', () => {
     ).toThrow(/tidy: the function must be synchronous/);
     expect(liveTensors()).toBe(before);
   });
+
+  it('refuses what is not a function, naming it', () => {
+    expect(() => tidy(3 as unknown as () => void)).toThrow(new Error('tidy: expected a function to run, got the number 3'));
+    expect(() => noGrad(null as unknown as () => void)).toThrow(new Error('noGrad: expected a function to run, got null'));
+  });
 });
 
 describe('saved tensors', () => {

@@ -46,7 +46,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, overridesGet, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeValue, expectArrayOf, expectFinite, expectObject, expectOptions, type OptionType } from '../check.js';
+import { describeItems, describeValue, expectArrayOf, expectFinite, expectObject, expectOptions, type OptionType } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -119,15 +119,11 @@ const MAX_TIMEOUT_S = 2147483;
 /** Seconds a batch is awaited before the loader warns (MAE_DATA_SLOW) that it may never come. */
 const SLOW_BATCH_S = 60;
 
-/** A value for an error message: arrays item by item ("[1, 'a']"), anything else as describeValue says it. */
-function shown(v: unknown): string {
-  return Array.isArray(v) ? `[${v.map((x) => (typeof x === 'string' ? `'${x}'` : String(x))).join(', ')}]` : describeValue(v);
-}
 
 /** [min, max] of finite numbers with 0 < min <= max (and max <= maxLimit). */
 function range(name: string, v: unknown, maxLimit: number): [number, number] {
   const ok = Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] > 0 && v[0] <= v[1] && v[1] <= maxLimit;
-  if (!ok) throw new Error(`DataLoader: ${name} must be [min, max] with 0 < min <= max${maxLimit < Infinity ? ` <= ${maxLimit}` : ''}, finite numbers, got ${shown(v)}`);
+  if (!ok) throw new Error(`DataLoader: ${name} must be [min, max] with 0 < min <= max${maxLimit < Infinity ? ` <= ${maxLimit}` : ''}, finite numbers, got ${describeItems(v)}`);
   return [v[0], v[1]];
 }
 

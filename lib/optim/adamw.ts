@@ -11,7 +11,7 @@ import { native, type NativeTensor } from '../native.js';
 import { shadowToUpdate, shadowUpdated } from '../nn/shadow.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
-import { describeValue, expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
+import { describeItems, describeValue, expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -72,7 +72,7 @@ export class AdamW {
     this.lr = opts.lr;
     const betas: unknown = opts.betas ?? [0.9, 0.999];
     if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1))
-      throw new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${Array.isArray(betas) ? JSON.stringify(betas) : describeValue(betas)}`);
+      throw new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${describeItems(betas)}`);
     this.betas = [betas[0], betas[1]];
     this.eps = opts.eps ?? 1e-8;
     if (!(this.eps >= 0 && Number.isFinite(this.eps))) throw new Error(`AdamW: eps must be non-negative and finite, got ${this.eps}`);

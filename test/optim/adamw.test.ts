@@ -58,10 +58,10 @@ describe('AdamW', () => {
     // (checked when made, not at the first step: a string beta, a number for the pair, a third beta)
     const betas: [unknown, string][] = [
       [0.9, 'the number 0.9'],
-      [['0.9', 0.99], '["0.9",0.99]'],
+      [['0.9', 0.99], "['0.9', 0.99]"],
       [[0.9], '[0.9]'],
-      [[0.9, 0.99, 0.5], '[0.9,0.99,0.5]'],
-      [[NaN, 0.99], '[null,0.99]'],
+      [[0.9, 0.99, 0.5], '[0.9, 0.99, 0.5]'],
+      [[NaN, 0.99], '[NaN, 0.99]'],
     ];
     for (const [b, got] of betas)
       expect(() => new AdamW([], { lr: 1, betas: b as [number, number] })).toThrow(new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${got}`));
