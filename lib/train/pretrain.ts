@@ -423,6 +423,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   // the losses of the micro-batches of the optimizer step being made (read and freed at the step)
   const microLosses: Tensor[] = [];
   keep({ dispose: () => microLosses.splice(0).forEach((l) => l.dispose()) });
+  // whether any rank was asked to stop, until now: during the step or by its events (all stop after this step)
+  const stopAgreed = () => comm.allreduce([options.signal?.aborted ? 1 : 0], 'max', `the agreement of the ranks to stop after step ${pos.step}`)[0]! > 0;
   try {
     for (let epoch = pos.epoch; epoch < o.epochs && pos.step < totalSteps && !stopped; epoch++) {
       const epochStart = performance.now();
@@ -486,8 +488,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         }
         if (o.checkpointEvery && pos.step % o.checkpointEvery === 0) await save(pos);
         if (pos.step >= totalSteps) break;
-        // whether any rank was asked to stop, until now: during the step or by its events (all stop after this step)
-        if (comm.allreduce([options.signal?.aborted ? 1 : 0], 'max', `the agreement of the ranks to stop after step ${pos.step}`)[0]! > 0) {
+        // (the epoch's last step: agreed once its end is done, below, whose events and checkpoint are this step's)
+        if (pos.iter < stepsPerEpochOpt * o.accumIter && stopAgreed()) {
           stopped = true;
           break;
         }
@@ -504,6 +506,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         await save(pos);
         if (o.visualizeEvery > 0 && (epoch + 1) % o.visualizeEvery === 0) await visualize(pos);
         if (knn && knn.every > 0 && (epoch + 1) % knn.every === 0) await knnMonitor(epoch + 1);
+        if (pos.step < totalSteps && stopAgreed()) stopped = true;
       }
     }
     // a resumed run that took no step (it had finished, or was stopped at once) rewrites nothing: its checkpoint and

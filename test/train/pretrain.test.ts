@@ -105,6 +105,17 @@ describe('pretrain', () => {
     expect(readdirSync(join(dir, 'reconstructions'))).toEqual(['epoch-001.png']);
   });
 
+  it("a stop asked by an epoch's end (its 'epoch' or 'checkpoint' event) lands right after that epoch's last step", async () => {
+    for (const type of ['epoch', 'checkpoint'] as const) {
+      const dir = tmp();
+      const ac = new AbortController();
+      const steps: number[] = [];
+      const r = await pretrain({ ...small, outDir: dir, signal: ac.signal, onEvent: (e) => (e.type === 'step' && steps.push(e.step), e.type === type && ac.abort()) });
+      expect([type, r.stopped, r.steps, steps.length]).toEqual([type, true, 8, 8]);
+      expect((await loadCheckpoint(dir)).meta.position).toEqual({ epoch: 1, iter: 0, step: 8 });
+    }
+  });
+
   it("a stop asked by step n's event lands right after step n: step n's checkpoint, and the resumed run continues exactly", async () => {
     const opts: PretrainOptions = { ...small, epochs: 2, threads: 1 };
     const full = await pretrain({ ...opts, outDir: tmp() });
