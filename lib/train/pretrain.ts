@@ -21,7 +21,7 @@
  * the log and the reconstructions; every rank resumes from rank 0's checkpoint, also with another world size (the
  * effective batch must stay the same).
  */
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -509,9 +509,9 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         if (pos.step < totalSteps && stopAgreed()) stopped = true;
       }
     }
-    // a resumed run that took no step (it had finished, or was stopped at once) rewrites nothing: its checkpoint and
-    // figure are that step's already
-    if (pos.step !== position?.step) {
+    // a run resumed from outDir's checkpoint that took no step (it had finished, or was stopped at once) rewrites
+    // nothing: its checkpoint and figure are that step's already (one resumed from elsewhere writes outDir's)
+    if (pos.step !== position?.step || !(writer && ck && sameFile(ck.path, ckPath))) {
       await save(pos);
       if (o.visualizeEvery === 0 || reconstructions.length === 0) await visualize(pos);
     }
@@ -574,6 +574,16 @@ function shareCheckpoint(comm: Communicator, ck: LoadedCheckpoint | null): Loade
     return out;
   };
   return { path: manifest.path, meta: manifest.meta, weights: receive(manifest.weights, ck?.weights), optimizer: receive(manifest.optimizer, ck?.optimizer) };
+}
+
+/** Whether `a` and `b` are the same existing file (also through a link or another spelling of the path). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /**

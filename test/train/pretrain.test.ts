@@ -105,6 +105,17 @@ describe('pretrain', () => {
     expect(readdirSync(join(dir, 'reconstructions'))).toEqual(['epoch-001.png']);
   });
 
+  it("resuming a finished run from another folder writes the run's checkpoint and figure into outDir", async () => {
+    const from = tmp();
+    await pretrain({ ...small, epochs: 1, outDir: from });
+    const dir = join(tmp(), 'copy');
+    const again = await pretrain({ outDir: dir, resume: from });
+    expect([again.steps, again.losses, again.checkpoint]).toEqual([8, [], join(dir, 'checkpoint.safetensors')]);
+    expect((await loadCheckpoint(dir)).meta.position).toEqual({ epoch: 1, iter: 0, step: 8 });
+    expect(await differingWeights(from, dir)).toEqual([]);
+    expect(again.reconstructions).toEqual([join(dir, 'reconstructions', 'epoch-001.png')]);
+  });
+
   it("a stop asked by an epoch's end (its 'epoch' or 'checkpoint' event) lands right after that epoch's last step", async () => {
     for (const type of ['epoch', 'checkpoint'] as const) {
       const dir = tmp();
