@@ -21,7 +21,7 @@
  * the log and the reconstructions; every rank resumes from rank 0's checkpoint, also with another world size (the
  * effective batch must stay the same).
  */
-import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -242,6 +242,11 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       throw new Error(`${outDir} holds a run already (${CHECKPOINT_FILE}): resume it (--resume), start it again (--overwrite) or choose another folder (--out)`);
     // what a run killed while writing its checkpoint left (a checkpoint is written whole or not at all)
     for (const file of removeStaleTemps(ckPath)) emit({ type: 'warning', message: `removed ${file}, a checkpoint write that a killed process left unfinished` });
+    // and while writing its log (cut when a run resumes) or a figure
+    const figures = join(outDir, 'reconstructions');
+    const figureNames = existsSync(figures) && statSync(figures).isDirectory() ? readdirSync(figures).flatMap((f) => /^\.((?:epoch|step)-\d+\.png)\.\d+\.[0-9a-f]{12}\.tmp$/.exec(f)?.[1] ?? []) : [];
+    for (const file of [logPath, ...new Set(figureNames.map((f) => join(figures, f)))].flatMap((f) => removeStaleTemps(f)))
+      emit({ type: 'warning', message: `removed ${file}, a write that a killed process left unfinished` });
   }
   // the first collective: every rank must take the same path through the ones that follow
   checkSameSettings(

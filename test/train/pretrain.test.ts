@@ -338,6 +338,22 @@ describe('pretrain', () => {
     expect(r.top1).toBeLessThan(1); // with each query in the bank, k = 1 finds it: 100%
   });
 
+  it('removes, with a warning, the writes of its log and figures that a killed run left unfinished', async () => {
+    const dir = tmp();
+    await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const stale = [join(dir, `.log.jsonl.${deadPid}.00000000abcd.tmp`), join(dir, 'reconstructions', `.epoch-001.png.${deadPid}.00000000abcd.tmp`)];
+    for (const f of stale) writeFileSync(f, 'half a file');
+    // a live process's write stays
+    const live = join(dir, 'reconstructions', `.step-000002.png.${process.ppid}.00000000abcd.tmp`);
+    writeFileSync(live, 'being written');
+    const events: TrainEvent[] = [];
+    await pretrain({ outDir: dir, resume: true, maxSteps: 3, onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'warning')).toEqual(stale.map((f) => ({ type: 'warning', message: `removed ${f}, a write that a killed process left unfinished` })));
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    expect(readdirSync(join(dir, 'reconstructions')).filter((n) => n.endsWith('.tmp'))).toEqual([live.split('/').pop()]);
+  });
+
   it('removes, with a warning, a checkpoint write that a killed run left unfinished (beside the file a symbolic link points to)', async () => {
     const dir = tmp();
     await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
