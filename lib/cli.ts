@@ -926,12 +926,12 @@ async function cmdEval(argv: string[]): Promise<void> {
   if (!v.checkpoint) throw new UsageError('eval: --checkpoint PATH is required');
   const knnOnly = ['k', 'temperature', 'train-limit'].filter((f) => v[f] !== undefined);
   if (!v.knn && knnOnly.length) throw new UsageError(`eval: --${knnOnly.join(', --')} ${knnOnly.length > 1 ? 'apply' : 'applies'} only with --knn`);
+  if (v.knn && v.out !== undefined) throw new UsageError('eval: --out applies only without --knn (the file of a classifier\'s confusion matrix): --knn prints its accuracy and writes no file');
   const threads = num(v.threads, 'threads');
   if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
   const split = (v.split as string | undefined) ?? 'test';
   if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
   const ckPath = v.checkpoint as string;
-  const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');
   // the data: --data / --data-kind, else what the checkpoint records (refused when it records none)
   const evalData = (recorded: DataSource | null | undefined): DataSource => {
     if (!recorded && v.data === undefined && v['data-kind'] === undefined)
@@ -980,11 +980,14 @@ async function cmdEval(argv: string[]): Promise<void> {
     throw new UsageError(`eval: --split: ${data.path} (${data.kind}) has no train and test splits: it is scored as a whole; give the evaluation folder as --data, without --split`);
   const dataset = await openDataset(data, split);
   checkClassCount('eval', data.path ?? `the ${data.kind} data`, dataset.numClasses, model.config.numClasses);
+  // the confusion matrix is written after scoring: a path that cannot be written is refused before it
+  const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');
+  const out = (v.out as string | undefined) ?? join(ckDir, whole ? `confusion-${basename(data.path!)}.png` : `confusion-${split}.png`);
+  checkOutputFile(out, '--out');
   if (whole && v.data === undefined && !recipe?.testData)
     console.error(`note: ${data.path} is the data the classifier was trained on (it has no test split): give held-out images as --data`);
   const t = performance.now();
   const r = await evaluateClassifier(model, dataset);
-  const out = (v.out as string | undefined) ?? join(ckDir, whole ? `confusion-${basename(data.path!)}.png` : `confusion-${split}.png`);
   await writeConfusionPng(out, r.confusion, r.numClasses);
   console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${r.n} ${whole ? `images of ${data.path}` : `${split} images`} (${formatTime((performance.now() - t) / 1000)})`);
   console.log(`confusion matrix (rows true, columns predicted): ${out}`);

@@ -478,6 +478,23 @@ describe('mae eval: what is scored', () => {
       code: 2, out: '', err: 'mae eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split\n',
     });
   });
+
+  it('a missing checkpoint is named as such; an --out that cannot be written is refused before scoring; --out with --knn refused', async () => {
+    const missing = join(root, 'no-such-run');
+    expect(mae(['eval', '--checkpoint', missing])).toEqual({
+      code: 1, out: '', err: `mae eval: classifier not found: ${missing} (eval takes a classifier of mae finetune or linprobe; a pre-training checkpoint is evaluated with --knn)\n`,
+    });
+    const f2 = await folder('out-data', 2, 2);
+    const ft = await classifier('out-ft', { numClasses: 2 }, { job: 'finetune', recipe: { data: { kind: 'folder', path: f2 }, testData: null } });
+    // a folder as --out: refused before the images are scored (no scores printed)
+    expect(mae(['eval', '--checkpoint', ft, '--data', f2, '--out', root, '--threads', '1'])).toEqual({
+      code: 1, out: '', err: `mae eval: --out ${root}: is a folder; give the path of the file to write\n`,
+    });
+    expect(mae(['eval', '--checkpoint', ft, '--knn', '--data', f2, '--out', join(root, 'knn.png')])).toEqual({
+      code: 2, out: '', err: "mae eval: --out applies only without --knn (the file of a classifier's confusion matrix): --knn prints its accuracy and writes no file\n",
+    });
+    expect(existsSync(join(root, 'knn.png'))).toBe(false);
+  });
 });
 
 describe('mae finetune and mae linprobe: the output folder, the test data, a stop', () => {
