@@ -160,7 +160,11 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
   };
 
   // a finished folder: done if it is this very preparation, else refuse
-  const entries = await readdir(o.out).catch(() => [] as string[]);
+  const entries = await readdir(o.out).catch(async (e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    if ((await stat(o.out).catch(() => null))?.isDirectory() === false) throw new Error(`${o.out} is a file, not a folder; choose a new or empty output folder`);
+    throw e;
+  });
   if (entries.includes(SHARD_INDEX_FILE)) {
     const x = await readShardIndex(o.out);
     const covered = [...x.source, ...x.skipped.map((s) => s.source)].sort();

@@ -197,6 +197,10 @@ describe('prepareShards', () => {
     mkdirSync(foreign);
     writeFileSync(join(foreign, 'notes.txt'), 'mine');
     await expect(prepareShards({ data, out: foreign })).rejects.toThrow(`${foreign} is not empty and holds no shards (notes.txt); choose a new or empty output folder`);
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'mine');
+    await expect(prepareShards({ data, out: file })).rejects.toThrow(`${file} is a file, not a folder; choose a new or empty output folder`);
+    expect(readFileSync(file, 'utf8')).toBe('mine');
     await expect(prepareShards({ data, out: join(data, 'shards') })).rejects.toThrow(`prepareShards: the output folder ${join(data, 'shards')} must not be inside the image folder ${data}`);
     await expect(prepareShards({ data, out: join(root, 'x'), format: 'png' as 'raw' })).rejects.toThrow("prepareShards: format must be 'raw' or 'jpeg', got png");
     await expect(prepareShards({ data, out: join(root, 'x'), quality: 0 })).rejects.toThrow('prepareShards: quality must be an integer in [1, 100], got 0');
