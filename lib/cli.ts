@@ -23,7 +23,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
 import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js';
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
-import { SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
+import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
 import { DATA_KINDS, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
@@ -246,8 +246,8 @@ export const COMMAND_FLAGS: Record<string, Flags> = {
  * "mae pretrain: --mask-ratio must be ...", "knn.every" reads "--knn-every". A rank of a data-parallel job says which.
  */
 export function errorLine(cmd: string, message: string, rank?: number): string {
-  // the command once: a library error may start with it, or with the async call it made (embed, classify)
-  let m = message.replace(/^(embed|forward)Async: /, '');
+  // the command once: a library error may start with it, or with the call it made (embed, classify, prepare-data)
+  let m = message.replace(/^((embed|forward)Async|prepareShards): /, '');
   m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
   const option = /^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?) must /.exec(m)?.[1];
   if (option) {
@@ -670,13 +670,19 @@ export function prepareOptions(argv: string[]): PrepareOptions {
   if (v.data === undefined || v.out === undefined) throw new UsageError('prepare-data: --data FOLDER and --out DIR are required');
   const o: PrepareOptions = { data: resolve(v.data as string), out: resolve(v.out as string) };
   const shortSide = num(v['short-side'], 'short-side');
-  if (shortSide !== undefined) o.shortSide = shortSide === 0 ? null : shortSide;
+  if (shortSide !== undefined) {
+    if (!(Number.isInteger(shortSide) && shortSide >= 0 && shortSide <= MAX_SHARD_SIDE)) throw new UsageError(`--short-side must be an integer from 0 (every size kept) to ${MAX_SHARD_SIDE}, got ${shortSide}`);
+    o.shortSide = shortSide === 0 ? null : shortSide;
+  }
   if (v.format !== undefined) {
     if (v.format !== 'raw' && v.format !== 'jpeg') throw new UsageError(`--format must be raw or jpeg, got '${String(v.format)}'`);
     o.format = v.format;
   }
   const quality = num(v.quality, 'quality');
-  if (quality !== undefined) o.quality = quality;
+  if (quality !== undefined) {
+    if (o.format !== 'jpeg') throw new UsageError('--quality applies to --format jpeg (raw shards keep the decoded pixels)');
+    o.quality = quality;
+  }
   const bad = v['on-bad-file'];
   if (bad !== undefined) {
     if (bad !== 'skip' && bad !== 'stop') throw new UsageError(`--on-bad-file must be skip or stop, got '${String(bad)}'`);
@@ -684,8 +690,8 @@ export function prepareOptions(argv: string[]): PrepareOptions {
   }
   const mib = num(v['shard-size'], 'shard-size');
   if (mib !== undefined) {
-    if (!(mib > 0)) throw new UsageError(`--shard-size must be a positive number of MiB, got ${mib}`);
     o.shardBytes = Math.round(mib * 2 ** 20);
+    if (!(o.shardBytes >= 1)) throw new UsageError(`--shard-size must be a positive number of MiB (a byte at least), got ${mib}`);
   }
   return o;
 }

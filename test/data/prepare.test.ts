@@ -276,6 +276,19 @@ describe('mae prepare-data', () => {
     expect(mae(['--data', many]).stderr).toContain('prepare-data: --data FOLDER and --out DIR are required');
     expect(mae(['--data', many, '--out', join(root, 'z'), '--format', 'png']).stderr).toContain("--format must be raw or jpeg, got 'png'");
     expect(mae(['--data', many, '--out', join(root, 'z'), '--short-side', 'big']).status).toBe(2);
+    // values the library refuses are refused with the flag's name and range (0 keeps every size), before any work
+    for (const [args, err] of [
+      [['--short-side=-1'], '--short-side must be an integer from 0 (every size kept) to 65535, got -1'],
+      [['--short-side', '1.5'], '--short-side must be an integer from 0 (every size kept) to 65535, got 1.5'],
+      [['--shard-size', '0.0000001'], '--shard-size must be a positive number of MiB (a byte at least), got 1e-7'],
+      // --quality is for JPEG: with raw shards (the default) it would be ignored
+      [['--quality', '50'], '--quality applies to --format jpeg (raw shards keep the decoded pixels)'],
+    ] as const) {
+      const r = mae(['--data', many, '--out', join(root, 'z'), ...args]);
+      expect([r.status, r.stdout, r.stderr]).toEqual([2, '', `mae prepare-data: ${err}\n`]);
+    }
+    expect(mae(['--data', many, '--out', join(root, 'z'), '--format', 'jpeg', '--quality', '0']).stderr).toBe('mae prepare-data: --quality must be an integer in [1, 100], got 0\n');
+    expect(existsSync(join(root, 'z'))).toBe(false);
     expect(mae(['--help']).stdout).toContain('--short-side N (256)');
   });
 });
