@@ -297,7 +297,7 @@ export const HELP: Record<string, string> = {
   visualize: `mae visualize --checkpoint PATH [flags]
   Writes rows of original | masked | reconstruction | reconstruction + visible patches.
   --data PATH --data-kind KIND (default: the checkpoint's data)  --limit N  --on-bad-file skip|stop (an image
-  folder's undecodable files; skip)  --split train|test (test)
+  folder's undecodable files; skip)  --split train|test (test; not for an image folder or shards: drawn from as a whole)
   --out FILE (reconstructions.png next to the checkpoint)  --count N (8, at most 64)  --start INDEX (0)
   --mask-ratio R (0.75)  --seed S (0)`,
   linprobe: `mae linprobe --checkpoint PATH [flags]   (or --raw-pixels: logistic regression on pixels)
@@ -736,6 +736,8 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   if (!data) throw new UsageError('visualize: the checkpoint names no data; pass --data');
   const split = (v.split as string | undefined) ?? 'test';
   if (split !== 'train' && split !== 'test') throw new UsageError(`--split must be train or test, got '${split}'`);
+  if (v.split !== undefined && !hasTestSplit(data))
+    throw new UsageError(`visualize: --split: ${data.path} (${data.kind}) has no train and test splits: its images are drawn from as a whole; leave out --split`);
   // --limit cuts the data; the training run's own limit does not apply to a figure
   const dataset = await openDataset({ ...data, limit: v.limit !== undefined ? data.limit : undefined }, data.kind === 'folder' ? 'train' : split);
   const c = model.config;

@@ -479,6 +479,20 @@ describe('mae eval: what is scored', () => {
     });
   });
 
+  it('mae visualize on an image folder or shards refuses --split (they have no splits), and draws from them without it', async () => {
+    const data = await folder('vis-data', 2, 2);
+    const run = join(root, 'vis-run');
+    const tiny = ['--preset', 'mae_vit_tiny_patch4_28', '--in-chans', '3', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2'];
+    expect(mae(['pretrain', '--data', data, ...tiny, '--epochs', '1', '--batch-size', '4', '--max-steps', '1', '--visualize-every', '0', '--threads', '1', '--out', run]).code).toBe(0);
+    const png = join(root, 'vis.png');
+    for (const split of ['test', 'train'])
+      expect(mae(['visualize', '--checkpoint', run, '--split', split, '--out', png])).toEqual({
+        code: 2, out: '', err: `mae visualize: --split: ${data} (folder) has no train and test splits: its images are drawn from as a whole; leave out --split\n`,
+      });
+    expect(existsSync(png)).toBe(false);
+    expect(mae(['visualize', '--checkpoint', run, '--out', png])).toEqual({ code: 0, out: `wrote ${png}\n`, err: '' });
+  });
+
   it('a missing checkpoint is named as such; an --out that cannot be written is refused before scoring; --out with --knn refused', async () => {
     const missing = join(root, 'no-such-run');
     expect(mae(['eval', '--checkpoint', missing])).toEqual({
