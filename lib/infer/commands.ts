@@ -206,7 +206,12 @@ export async function classifyImages(
   if (!(Number.isInteger(topk) && topk > 0)) throw new Error(`topk must be a positive integer, got ${topk}`);
   const fileNames = o.labels !== undefined ? readLabels(o.labels) : null;
   const { files, labels, classes } = await listImages(o.data);
-  const vit = await VisionTransformerClassifier.fromPretrained(o.checkpoint, o.overrides);
+  const vit = await VisionTransformerClassifier.fromPretrained(o.checkpoint, o.overrides).catch((e: Error) => {
+    // fromPretrained's advice (numClasses, a new head) is for training one: a random head classifies nothing
+    const file = /^(.*): no classifier head \(head\.weight\)/.exec(e.message)?.[1];
+    if (file === undefined) throw e;
+    throw new Error(`${file}: no classifier head among the weights: a pre-training checkpoint (its encoder's features are what mae embed writes); classify takes a fine-tuned one (mae finetune or linprobe, mae_finetuned_vit_*.pth)`, { cause: e });
+  });
   try {
     const K = vit.config.numClasses;
     const k = Math.min(topk, K);

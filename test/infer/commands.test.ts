@@ -105,6 +105,13 @@ describe('classifyImages', () => {
     writeFileSync(labels, 'apple\nbanana\ncherry\ndate\nelder\n\n');
     await expect(run()).rejects.toThrow(`${labels}: line 6 is blank`);
   });
+
+  it('refuses a pre-training checkpoint (no head) saying what it is and what classify takes, not how to make a new head', async () => {
+    const why = `${pth('mae-encoder.pth')}: no classifier head among the weights: a pre-training checkpoint (its encoder's features are what mae embed writes); classify takes a fine-tuned one (mae finetune or linprobe, mae_finetuned_vit_*.pth)`;
+    await expect(classifyImages({ checkpoint: pth('mae-encoder.pth'), data, overrides: { numHeads: 4 } })).rejects.toThrow(why);
+    const r = mae(['classify', '--checkpoint', pth('mae-encoder.pth'), '--data', data, '--num-heads', '4']);
+    expect([r.status, r.stdout, r.stderr]).toEqual([1, '', `mae classify: ${why}\n`]);
+  });
 });
 
 describe('embed and classify: output and labels paths checked before any work', () => {
