@@ -1011,7 +1011,7 @@ async function cmdBench(argv: string[]): Promise<void> {
   if (v['decoder-depth'] !== undefined) o.decoderDepths = String(v['decoder-depth']).split(',').map((d) => num(d, 'decoder-depth')!);
   numbers(v, o, [['batch-size', 'batchSize'], ['steps', 'steps'], ['threads', 'threads']]);
   if (v.device !== undefined) o.device = v.device as string;
-  if (v.precision !== undefined) o.precision = v.precision as NonNullable<BenchOptions['precision']>;
+  if (v.precision !== undefined) o.precision = precisionFlag(v);
   // the files are written after the benchmark: a path that cannot be written is refused before it
   if (v.json !== undefined) checkOutputFile(v.json as string, '--json');
   if (v.png !== undefined) checkOutputFile(v.png as string, '--png');

@@ -276,6 +276,8 @@ describe('mae command', () => {
     const b = mae(['bench', '--decoder-depth', '8,x']);
     expect(b.code).toBe(2);
     expect(b.err).toMatch(/--decoder-depth must be a number, got 'x'/);
+    // --precision is checked as every command checks it: a usage error
+    expect(mae(['bench', '--precision', 'fp16'])).toEqual({ code: 2, out: '', err: "mae bench: --precision must be fp32 or bf16, got 'fp16'\n" });
     const c = mae(['bench', '--preset', 'mae_vit_tiny_patch4_28', '--decoder-depth', '0', '--device', 'cpu']);
     expect(c.err).toMatch(/decoder depth must be a positive integer \(blocks\), got 0/);
     const d = mae(['bench', '--device', 'cuda']);
