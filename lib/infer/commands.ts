@@ -12,6 +12,7 @@ import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/
 import { scanImageFolder } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
 import { makeDirs } from '../io/atomic.js';
+import { readWeights } from '../io/weights.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { MaskedAutoencoder } from '../mae/model.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
@@ -120,7 +121,13 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
   checkPrecision(o.precision, 'embed');
   checkOutputFile(o.out, 'out');
   const { files, labels, classes, root } = await listImages(o.data);
-  const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides);
+  const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides).catch(async (e: Error) => {
+    // a fine-tuned classifier pools its patch tokens through fc_norm: the final norm the features are taken after is not there
+    const file = await readWeights(o.checkpoint).catch(() => null);
+    if (file?.weights.has('fc_norm.weight') && !file.weights.has('norm.weight'))
+      throw new Error(`${file.path}: a fine-tuned classifier (global pooling and fc_norm; the encoder's final norm is not kept): embed takes a pre-training checkpoint or a linear probe's classifier; mae classify runs a fine-tuned one`, { cause: e });
+    throw e;
+  });
   try {
     const c = mae.config;
     const size = o.size ?? c.imgSize;

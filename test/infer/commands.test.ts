@@ -64,6 +64,17 @@ describe('mae embed', () => {
   });
 });
 
+describe('embedImages: a checkpoint of the wrong kind', () => {
+  it('refuses a fine-tuned classifier (fc_norm, no final norm) saying what it is, before writing anything', async () => {
+    const out = join(tmp, 'fine-tuned.safetensors');
+    const why = `${pth('mae-finetuned.pth')}: a fine-tuned classifier (global pooling and fc_norm; the encoder's final norm is not kept): embed takes a pre-training checkpoint or a linear probe's classifier; mae classify runs a fine-tuned one`;
+    await expect(embedImages({ checkpoint: pth('mae-finetuned.pth'), data, out, overrides: { numHeads: 4 } })).rejects.toThrow(why);
+    const r = mae(['embed', '--checkpoint', pth('mae-finetuned.pth'), '--data', data, '--out', out, '--num-heads', '4']);
+    expect([r.status, r.stdout, r.stderr]).toEqual([1, '', `mae embed: ${why}\n`]);
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
 describe('mae classify', () => {
   it('prints the top classes with names from a labels file, or indices; a labels file of the wrong length is refused', () => {
     const labels = join(tmp, 'labels.txt');
