@@ -1127,9 +1127,10 @@ export async function main(argv: string[]): Promise<number> {
       console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help');
       return cmd ? 0 : 1;
     }
-    if (rest.includes('--help') || rest.includes('-h')) {
-      console.log(HELP[cmd] ?? `unknown command '${cmd}'`);
-      return HELP[cmd] ? 0 : 1;
+    // an unknown command's --help: the error below, on stderr
+    if (Object.hasOwn(HELP, cmd) && (rest.includes('--help') || rest.includes('-h'))) {
+      console.log(HELP[cmd]);
+      return 0;
     }
     if (cmd === 'pretrain') return await cmdPretrain(rest);
     else if (cmd === 'visualize') await cmdVisualize(rest);

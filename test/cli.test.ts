@@ -142,6 +142,10 @@ describe('mae command', () => {
     expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
     expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
     expect(mae(['nope']).code).toBe(1);
+    // an unknown command's --help is the same error, on stderr (not a help text on stdout)
+    expect(mae(['nope', '--help'])).toEqual({ code: 1, out: '', err: mae(['nope']).err });
+    expect(mae(['constructor', '--help'])).toEqual({ code: 1, out: '', err: mae(['constructor']).err });
+    expect(mae(['nope']).err).toMatch(/^mae: unknown command 'nope'; commands: pretrain, /);
     const hex = mae(['pretrain', '--epochs', '0x10']);
     expect(hex.code).toBe(2);
     expect(hex.err).toMatch(/--epochs must be a number, got '0x10'/);
