@@ -247,9 +247,9 @@ export const COMMAND_FLAGS: Record<string, Flags> = {
  */
 export function errorLine(cmd: string, message: string, rank?: number): string {
   // the command once: a library error may start with it, or with the call it made (embed, classify, prepare-data)
-  let m = message.replace(/^((embed|forward)Async|prepareShards): /, '');
+  let m = message.replace(/^((embed|forward)Async|prepareShards|loadImages|setNumThreads): /, '');
   m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
-  const option = /^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?) must /.exec(m)?.[1];
+  const option = /^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)(?:\[\d+\])? must /.exec(m)?.[1];
   if (option) {
     const flag = option.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag)) m = `--${flag}${m.slice(option.length)}`;

@@ -176,6 +176,10 @@ describe('mae command', () => {
     // embed and classify run the model through embedAsync / forwardAsync: the command is named, not the call
     expect(errorLine('embed', 'embedAsync: expected images [B, 3, H, W]')).toBe('mae embed: expected images [B, 3, H, W]');
     expect(errorLine('classify', 'forwardAsync: expected images [B, 3, 224, 224]')).toBe('mae classify: expected images [B, 3, 224, 224]');
+    // the image loader's and the thread count's options are flags of embed, classify and eval (an item of a list too)
+    expect(errorLine('embed', 'loadImages: size must be a positive integer, got 0')).toBe('mae embed: --size must be a positive integer, got 0');
+    expect(errorLine('classify', 'loadImages: std[0] must be a finite number > 0, got the number 0')).toBe('mae classify: --std[0] must be a finite number > 0, got the number 0');
+    expect(errorLine('eval', 'setNumThreads: threads must be an integer in [1, 1024], got 0')).toBe('mae eval: --threads must be an integer in [1, 1024], got 0');
   });
 
   it('pretrainInWorker trains in a worker thread and reports events', async () => {
