@@ -27,7 +27,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
 const noCuda = args.has('--no-cuda');
 const cudaRebuild = args.has('--cuda-rebuild');
-const DEFAULT_ARCHS = '80;86;89;90'; // native/cuda/CMakeLists.txt MAE_CUDA_ARCHS default
+const DEFAULT_ARCHS = '80;86;90'; // native/cuda/CMakeLists.txt MAE_CUDA_ARCHS default
 
 if (process.platform !== 'linux') {
   console.error(`prebuild: only linux prebuilt binaries are made (this is ${process.platform}-${process.arch})`);

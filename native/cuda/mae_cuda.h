@@ -29,7 +29,7 @@ struct MaeCudaApi {
   int runtime_version;       // the CUDA runtime this library was linked with (static)
   const char* cublaslt_path; // the cuBLASLt library that was opened
   size_t cublaslt_version;   // cublasLtGetVersion(), e.g. 130000
-  const char* archs;         // the GPU architectures compiled in, e.g. "sm_80 sm_86 sm_89 sm_90 compute_90"
+  const char* archs;         // the GPU architectures compiled in, e.g. "sm_80 sm_86 sm_90 compute_90"
   // The op table of device i (0 <= i < device_count). Throws mae::Error when the device is not usable.
   const mae::Ops* (*ops)(int device);
   // Device facts; returns 0 on success.
