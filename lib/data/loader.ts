@@ -17,7 +17,8 @@
  * the same whichever rank reads it.
  *
  * Threads: with `workers` >= 1 (default 1) decoding and augmentation run in a pool of node:worker_threads (no more
- * threads than an epoch has batches: numWorkers), up to `prefetch` (default 2) batches ahead of the consumer. The time
+ * threads than an epoch has batches, nor than `prefetch`: numWorkers), up to `prefetch` (default 2 per thread, as
+ * PyTorch's prefetch_factor) batches ahead of the consumer, each to the thread with the fewest batches owed. The time
  * the consumer spends waiting for a batch is recorded (stallMs, epochStallMs). Workers need the compiled worker.js next
  * to loader.js (dist/lib/data/). When this file runs from TypeScript sources (loader.ts, e.g. under vitest) there is no
  * worker.js, so the loader runs the same pipeline code in-process instead (`mode` / `inProcessReason` say so); so it
@@ -78,7 +79,7 @@ export interface DataLoaderOptions {
   antialias?: boolean; // default true: PIL's antialiased bicubic (the official recipe's); false: F.interpolate's kernel
   transforms?: 'native' | 'typescript'; // default 'native' (8-bit datasets, one native pass); 'typescript': the reference
   workers?: number; // worker threads, default 1, at most MAX_WORKERS (256); 0 runs in-process
-  prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 (in-process: built on demand)
+  prefetch?: number; // batches the workers prepare ahead of the consumer, default 2 per worker (in-process: built on demand)
   workerUrl?: URL; // the worker script; default worker.js next to this file
   shard?: { rank: number; count: number }; // this process's share of each epoch (data parallel; needs dropLast)
   /**
@@ -199,6 +200,7 @@ export class DataLoader {
   readonly batchSize: number;
   readonly shuffle: boolean;
   readonly dropLast: boolean;
+  /** batches in flight to the worker threads at most: the prefetch option, else 2 per thread */
   readonly prefetch: number;
   /** seconds a batch may be awaited (0: no limit) */
   readonly timeout: number;
@@ -207,7 +209,7 @@ export class DataLoader {
   /** 'workers': batches are built in worker threads; 'in-process': on this thread (see inProcessReason). */
   readonly mode: 'workers' | 'in-process';
   readonly inProcessReason: string | null;
-  /** The worker threads it starts: the workers option, at most stepsPerEpoch (more would have no batch); 0 in-process. */
+  /** The worker threads it starts: the workers option, at most stepsPerEpoch and prefetch (more would have no batch); 0 in-process. */
   readonly numWorkers: number;
 
   private readonly workerUrl: URL | null;
@@ -241,7 +243,6 @@ export class DataLoader {
     this.batchSize = positiveInt('batchSize', opts.batchSize);
     this.shuffle = opts.shuffle ?? true;
     this.dropLast = opts.dropLast ?? false;
-    this.prefetch = positiveInt('prefetch', opts.prefetch ?? 2);
     this.timeout = opts.timeout ?? 0;
     expectFinite('DataLoader', 'timeout', this.timeout, (t) => t >= 0 && t <= MAX_TIMEOUT_S, `a number of seconds in [0, ${MAX_TIMEOUT_S}] (0: no limit)`);
     const workers = opts.workers ?? 1;
@@ -267,7 +268,11 @@ export class DataLoader {
     }
     this.mode = reason === null ? 'workers' : 'in-process';
     this.inProcessReason = reason;
-    this.numWorkers = reason === null ? Math.min(workers, this.stepsPerEpoch) : 0;
+    // a thread is busy only while a batch is owed to it: no more threads than batches in flight (prefetch), which
+    // default to two per thread
+    if (opts.prefetch !== undefined) positiveInt('prefetch', opts.prefetch);
+    this.numWorkers = reason === null ? Math.min(workers, this.stepsPerEpoch, opts.prefetch ?? Infinity) : 0;
+    this.prefetch = opts.prefetch ?? 2 * Math.max(1, this.numWorkers);
     this.workerUrl = reason === null ? (opts.workerUrl ?? new URL('./worker.js', import.meta.url)) : null;
   }
 

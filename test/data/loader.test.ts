@@ -300,6 +300,32 @@ describe('DataLoader worker threads', () => {
     }
     expect(new DataLoader(ds, { ...base, workers: 16 }).numWorkers).toBe(0); // in-process
   });
+
+  it('keeps every thread busy: two batches in flight per thread by default, and no more threads than prefetch', async () => {
+    const trace = join(dir, 'trace.txt');
+    // each thread appends '+' when it takes a batch and '-' when it sends one back, 200 ms later
+    const url = script(
+      'traced.mjs',
+      `import { appendFileSync } from 'node:fs';
+const per = workerData.config.inChans * workerData.config.imageSize ** 2;
+parentPort.on('message', (m) => {
+  if (m.type !== 'batch') return;
+  appendFileSync(${JSON.stringify(trace)}, '+');
+  const n = m.job.indices.length;
+  setTimeout(() => { appendFileSync(${JSON.stringify(trace)}, '-'); parentPort.postMessage({ type: 'batch', id: m.id, images: new Float32Array(n * per), labels: new Int32Array(n) }); }, 200);
+});`,
+    );
+    const mostInFlight = () => [...readFileSync(trace, 'utf8')].reduce((acc, c) => ({ n: acc.n + (c === '+' ? 1 : -1), most: Math.max(acc.most, acc.n + (c === '+' ? 1 : -1)) }), { n: 0, most: 0 }).most;
+    const many = dataset(160); // 20 batches of 8
+    for (const [opts, threads, prefetch] of [[{ workers: 4 }, 4, 8], [{ workers: 4, prefetch: 3 }, 3, 3], [{ workers: 1 }, 1, 2]] as const) {
+      writeFileSync(trace, '');
+      const loader = new DataLoader(many, { ...base, ...opts, workerUrl: url });
+      expect([loader.numWorkers, loader.prefetch]).toEqual([threads, prefetch]);
+      expect((await collect(loader, 0)).length).toBe(20);
+      await loader.close();
+      expect(mostInFlight()).toBe(prefetch);
+    }
+  });
 });
 
 describe('DataLoader worker failures surface as errors, never hangs', () => {
