@@ -3,7 +3,7 @@
  * in the header metadata ("mae-classifier"), its config and whatever the training run wants to record. And the
  * encoder of a pre-training checkpoint turned into a classifier (weights by name, decoder ignored).
  */
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -96,8 +96,26 @@ export function lockRunFolder(job: string, outDir: string, warn: (message: strin
       throw new Error(
         `${job}: ${outDir} is in use by another run (${holder ? `process ${holder.pid} on ${holder.host}` : `${path} names no process`}): wait for it to end or choose another folder (--out); if no run writes there, remove ${path}`,
       );
-    rmSync(path, { force: true });
-    tookOver = holder;
+    // moved aside in one step, then removed only if it is still the lock judged dead: a run that took it over first
+    // (and wrote its own lock since) would otherwise lose its lock to this one; such a lock is put back
+    const aside = `${path}.${process.pid}.${threadId}.stale`;
+    try {
+      renameSync(path, aside);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since: try again
+      throw e;
+    }
+    const moved = readLock(aside);
+    if (moved !== null && moved.mtimeMs === mtimeMs && JSON.stringify(moved.holder) === JSON.stringify(holder)) tookOver = holder;
+    else {
+      try {
+        linkSync(aside, path);
+      } catch (e) {
+        // EEXIST: a third run's lock is there already, and holds the folder; else a file system without links
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') renameSync(aside, path);
+      }
+    }
+    rmSync(aside, { force: true });
   }
   const release = () => releaseRunFolder(outDir);
   process.on('exit', release);
