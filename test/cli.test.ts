@@ -1,7 +1,7 @@
 // The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
 // `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +17,11 @@ function mae(args: string[], env: NodeJS.ProcessEnv = process.env): { code: numb
 }
 
 describe('mae command', () => {
-  it('is built (npm run build compiles dist/)', () => {
+  it('is built (npm run build compiles dist/), as a program: the quick start runs it by name (npx mae)', () => {
     expect(existsSync(cli), `${cli} is missing: run npm run build first`).toBe(true);
+    expect(statSync(cli).mode & 0o111, 'dist/lib/cli.js is not executable (npm run build:ts sets its mode)').toBe(0o111);
+    const r = spawnSync(cli, ['--help'], { encoding: 'utf8' });
+    expect([r.error?.message, r.status]).toEqual([undefined, 0]);
   });
 
   it('mae info names the version, backend and BLAS', () => {
