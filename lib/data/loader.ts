@@ -356,11 +356,12 @@ export class DataLoader {
     let wake = () => {};
     const waits: Promise<Arrived | null>[] = [promise, new Promise((resolve) => (wake = () => resolve(null)))];
     this.waiting.add(wake);
-    // unref: a timer alone does not keep the process alive (a batch owed by a worker does, see post())
+    // the warning's timer alone does not keep the process alive (a batch owed by a worker does, see post()); the
+    // timeout's does, so that a wait the caller bounded ends in its error, not in an exit with the batch pending
     const timers = [setTimeout(() => this.warnSlow(epoch, step), SLOW_BATCH_S * 1000).unref()];
     if (this.timeout > 0) {
       const message = `DataLoader: the batch of epoch ${epoch}, step ${step} was not ready within the timeout of ${this.timeout} s`;
-      waits.push(new Promise((_, reject) => timers.push(setTimeout(() => reject(new Error(message)), this.timeout * 1000).unref())));
+      waits.push(new Promise((_, reject) => timers.push(setTimeout(() => reject(new Error(message)), this.timeout * 1000))));
     }
     let data: Arrived | null;
     try {
