@@ -10,7 +10,7 @@ export { Generator, manualSeed, defaultGenerator, type GeneratorState } from './
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
 export { MaskedAutoencoder, checkPrecision, presets, getPreset, presetNames, randomMasking, get2dSincosPosEmbed, interpolatePosEmbed, deviceStepCheck, maeFlops } from './mae/index.js';
-export type { MaeConfig, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking, Precision, DeviceStepCheckOptions, DeviceStepCheckResult, PretrainedReport, FlopCount } from './mae/index.js';
+export type { MaeConfig, MaeClass, PresetName, ForwardOptions, ForwardResult, Reconstruction, ParamGroup, Masking, Precision, DeviceStepCheckOptions, DeviceStepCheckResult, PretrainedReport, FlopCount } from './mae/index.js';
 export { AdamW, cosineLr, scaledLr, type AdamWOptions, type AdamWState } from './optim/index.js';
 export * as data from './data/index.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors, type SafetensorsContents, type ReadSafetensorsOptions, type TensorsToWrite, type SafetensorsDtype, type StoredTensor, type RawTensor, type DeferredTensor, type TensorData } from './io/safetensors.js';

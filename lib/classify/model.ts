@@ -259,9 +259,15 @@ export class VisionTransformerClassifier extends Module {
    * A classifier from weights in any format readWeights reads, in eval mode, its architecture read off the weights
    * (lib/mae/pretrained.ts): the official fine-tuned checkpoints (mae_finetuned_vit_*.pth: global pooling, fc_norm,
    * head), linear-probe ones (norm, head.0 BatchNorm, head.1), or this library's classifier files. A pre-training
-   * checkpoint (no head) gives a new head of `overrides.numClasses` classes, reported as not loaded.
+   * checkpoint (no head) gives a new head of `overrides.numClasses` classes, reported as not loaded. Called on a
+   * subclass, it makes one of that class.
    */
-  static async fromPretrained(path: string, overrides: Partial<ClassifierConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<VisionTransformerClassifier> {
+  static async fromPretrained<M extends VisionTransformerClassifier>(
+    this: new (config: ClassifierConfig, opts?: { seed?: number }) => M,
+    path: string,
+    overrides: Partial<ClassifierConfig> = {},
+    opts: WeightsOptions & { seed?: number } = {},
+  ): Promise<M> {
     const file = await readWeights(path, { key: opts.key });
     const w = file.weights;
     const e = encoderShape(w, file.path);
@@ -277,7 +283,7 @@ export class VisionTransformerClassifier extends Module {
       { numClasses, globalPool: headName ? w.has('fc_norm.weight') : true, headBatchNorm: headName === 'head.1.weight', ...overrides },
     );
     const head = (k: string) => k.startsWith('head.') || k.startsWith('fc_norm.');
-    const { model, report } = buildFromWeights(() => new VisionTransformerClassifier(config, { seed: opts.seed }), file, (k) => headName !== null || !head(k));
+    const { model, report } = buildFromWeights(() => new this(config, { seed: opts.seed }), file, (k) => headName !== null || !head(k));
     model.loadReport = { path: file.path, format: file.format, naming: file.naming, ...report, headLoaded: headName !== null, args: file.args };
     return model.eval();
   }

@@ -1,4 +1,4 @@
-export { MaskedAutoencoder, checkPrecision, type ForwardOptions, type ForwardResult, type Reconstruction, type ParamGroup, type Precision } from './model.js';
+export { MaskedAutoencoder, checkPrecision, type ForwardOptions, type MaeClass, type ForwardResult, type Reconstruction, type ParamGroup, type Precision } from './model.js';
 export { presets, getPreset, presetNames, configFromOfficial, type MaeConfig, type PresetName } from './presets.js';
 export { randomMasking, keptCount, type Masking } from './masking.js';
 export { get2dSincosPosEmbed, interpolatePosEmbed } from './pos_embed.js';

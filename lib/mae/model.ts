@@ -80,6 +80,9 @@ const official: MaeConfig = {
   maskTokenEncoder: false,
 };
 
+/** MaskedAutoencoder or a subclass of it, as the constructor its static factories are called on. */
+export type MaeClass<M extends MaskedAutoencoder> = new (config: Partial<MaeConfig>, opts?: { seed?: number }) => M;
+
 export class MaskedAutoencoder extends Module {
   /** frozen: the model's structure was built from it (and embedAsync's worker builds its copy from it) */
   readonly config: Readonly<MaeConfig>;
@@ -142,8 +145,9 @@ export class MaskedAutoencoder extends Module {
     this.encoder_mask_token = c.maskTokenEncoder ? this.param('encoder_mask_token', init.normal([1, 1, c.embedDim], 0.02, gen)) : null;
   }
 
-  static fromPreset(name: PresetName, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): MaskedAutoencoder {
-    return new MaskedAutoencoder({ ...getPreset(name), ...overrides }, opts);
+  /** A model of a preset's config (with `overrides`), of the class it is called on (a subclass gives its own). */
+  static fromPreset<M extends MaskedAutoencoder>(this: MaeClass<M>, name: PresetName, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): M {
+    return new this({ ...getPreset(name), ...overrides }, opts);
   }
 
   /** What fromPretrained loaded; null for a model made otherwise. */
@@ -154,15 +158,15 @@ export class MaskedAutoencoder extends Module {
    * safetensors), its architecture read off the weights and their config (lib/mae/pretrained.ts); `overrides` set
    * what they cannot say (head counts of unofficial widths) or change the rest (normPixLoss). An encoder-only
    * checkpoint (the released mae_pretrain_vit_*.pth) gives a model that embeds and fine-tunes, with its decoder
-   * initialised, not loaded: loadReport.decoderLoaded is false.
+   * initialised, not loaded: loadReport.decoderLoaded is false. Called on a subclass, it makes one of that class.
    */
-  static async fromPretrained(path: string, overrides: Partial<MaeConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<MaskedAutoencoder> {
+  static async fromPretrained<M extends MaskedAutoencoder>(this: MaeClass<M>, path: string, overrides: Partial<MaeConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<M> {
     const file = await readWeights(path, { key: opts.key });
     const { config, hasDecoder } = maeConfigFromWeights(file, overrides);
     const decoder = (k: string) => k.startsWith('decoder_') || k === 'mask_token';
     // the fixed sin-cos tables need not be in the file; everything else of the encoder (and of the decoder if any) must
     const { model, report } = buildFromWeights(
-      () => new MaskedAutoencoder(config, { seed: opts.seed }),
+      () => new this(config, { seed: opts.seed }),
       file,
       (k) => k !== 'pos_embed' && k !== 'decoder_pos_embed' && (hasDecoder || !decoder(k)),
     );

@@ -61,6 +61,21 @@ describe('MaskedAutoencoder.fromPretrained', () => {
     });
   }
 
+  it('called on a subclass, the factories make that class (fromPreset, fromPretrained, the classifier too)', async () => {
+    class Tagged extends MaskedAutoencoder {
+      readonly tag = 'mine';
+    }
+    class TaggedVit extends VisionTransformerClassifier {
+      readonly tag = 'mine';
+    }
+    const a = Tagged.fromPreset('mae_vit_tiny_patch4_28', { depth: 1, decoderDepth: 1 });
+    const b = await Tagged.fromPretrained(join(dir, 'checkpoint-3.pth'), heads);
+    const v = await TaggedVit.fromPretrained(join(dir, 'mae-finetuned.pth'), { numHeads: c.num_heads });
+    expect([a, b, v].map((m) => [m.constructor.name, m.tag])).toEqual([['Tagged', 'mine'], ['Tagged', 'mine'], ['TaggedVit', 'mine']]);
+    expect(b.loadReport?.decoderLoaded).toBe(true);
+    for (const m of [a, b, v]) m.dispose();
+  });
+
   it('the training run args travel in the report', async () => {
     const mae = await MaskedAutoencoder.fromPretrained(join(dir, 'checkpoint-3.pth'), heads);
     expect(mae.loadReport!.args).toMatchObject({ model: 'mae_vit_fixture', input_size: c.img_size });
