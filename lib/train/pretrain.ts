@@ -327,7 +327,9 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   };
   const dataset = await openDataset(o.data, 'train', warn);
   checkDataFits(dataset, config);
-  checkSameSettings(comm, { data: await datasetFingerprint(dataset), batchSize: o.batchSize, accumIter: o.accumIter }, 'data');
+  // (with the settings a resumed run may take from its checkpoint that shape the gradient all-reduces: ranks whose
+  // buckets differ would pair all-reduces of different sizes)
+  checkSameSettings(comm, { data: await datasetFingerprint(dataset), batchSize: o.batchSize, accumIter: o.accumIter, bucketMb: o.bucketMb, device: o.device.replace(/:\d+$/, ''), precision: o.precision }, 'data');
   // the kNN monitor needs labels: found out now, not after the first epoch's training
   if (knn && knn.every > 0 && (knn.data ? (await openDataset({ ...knn.data, limit: 1 }, 'train')).numClasses : dataset.numClasses) === 0)
     throw new AgreedError(`pretrain: the kNN monitor (knn.every ${knn.every}) needs labelled data (class sub-folders), and ${knn.data ? 'knn.data' : 'the training data'} has none; give knn.data, or leave the monitor off`);
@@ -347,12 +349,13 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     optimizer.loadStateDict({ step: ck.meta.optimizer?.step ?? 0, lr: ck.meta.optimizer?.lr ?? lr, steps: ck.meta.optimizer?.steps, tensors: ck.optimizer });
   }
   let pos: TrainPosition = position ?? { epoch: 0, iter: 0, step: 0 };
-  // gradients averaged over the ranks, overlapping backward (also for a world of one rank under MPI: the same path)
+  // gradients averaged over the ranks, overlapping backward (also for a world of one rank under MPI: the same path);
+  // in bf16 on NCCL only: CPU ranks (MPI) average float32 gradients whatever the precision
   if (comm.kind === 'mpi' && device !== 'cpu') comm.startNccl(Number(device.slice(5)), options.ncclLibrary);
   const bucketBytes = o.bucketMb * 2 ** 20;
   const reducer =
     comm.kind === 'mpi'
-      ? new GradReducer(comm, model.parameters(), { bucketBytes, firstBucketBytes: Math.min(2 ** 20, bucketBytes), bf16: o.precision === 'bf16', label: () => `step ${pos.step + 1}` })
+      ? new GradReducer(comm, model.parameters(), { bucketBytes, firstBucketBytes: Math.min(2 ** 20, bucketBytes), bf16: o.precision === 'bf16' && device !== 'cpu', label: () => `step ${pos.step + 1}` })
       : null;
 
   // a new run replaces the folder's old one only now that its data, options and model are good; the old run's

@@ -210,6 +210,29 @@ describe('data parallel on MPI', () => {
     expect(data.out).toMatch(/different run options: data is \{"kind":"synthetic","count":64\} on rank 0 but \{"kind":"synthetic","count":80,"limit":64\} on rank 1/);
   });
 
+  it('2 CPU ranks train in bf16 (their gradients averaged in float32 over MPI)', () => {
+    const job = mpirun([[2, { ...small, batchSize: 8, epochs: 1, precision: 'bf16', outDir: tmp() }]]);
+    expect(job.r.status, job.out).toBe(0);
+    expect(job.results.map((x) => x.steps)).toEqual([4, 4]);
+    expect(job.results[0]!.losses).toEqual(job.results[1]!.losses);
+  });
+
+  it('ranks whose gradient buckets would differ (bucketMb, or a precision a resumed run takes from its checkpoint) refuse to train', async () => {
+    // buckets of 16 KiB on rank 0 and 25 MiB on rank 1 would pair all-reduces of different sizes
+    const job = mpirun([[1, { ...small, batchSize: 8, outDir: tmp() }], [1, { ...small, batchSize: 8, bucketMb: 25, outDir: tmp() }]], 120_000, true);
+    expect(job.results).toEqual([]);
+    const message = /the ranks were started with different data: bucketMb is 0\.015625 on rank 0 but 25 on rank 1/;
+    expect(job.errors).toEqual([expect.stringMatching(message), expect.stringMatching(message)]);
+    // a bf16 run resumed with fp32 given on rank 0 alone: rank 1 takes bf16 from the checkpoint
+    const dir = tmp();
+    const first = mpirun([[2, { ...small, batchSize: 8, precision: 'bf16', maxSteps: 2, outDir: dir }]]);
+    expect(first.r.status, first.out).toBe(0);
+    const rest = mpirun([[1, { ...small, precision: 'fp32', outDir: dir, resume: true }], [1, { ...small, outDir: dir, resume: true }]], 120_000, true);
+    expect(rest.results).toEqual([]);
+    expect(rest.errors).toEqual(Array(2).fill(expect.stringMatching(/different data: precision is "fp32" on rank 0 but "bf16" on rank 1/)));
+    expect((await loadCheckpoint(dir)).meta.position.step).toBe(2);
+  });
+
   it('mae pretrain under mpirun: rank 0 prints and writes, and mae info shows each rank', () => {
     const dir = tmp();
     const args = ['--oversubscribe', '--bind-to', 'none', '-np', '2', process.execPath, cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '64', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--batch-size', '8', '--epochs', '1', '--threads', '1', '--workers', '0', '--out', dir];
