@@ -266,13 +266,23 @@ export function removeStaleTemps(path: string): string[] {
   return removed;
 }
 
-/** Whether process `pid` runs on this machine (one of another user's counts). */
+/**
+ * Whether process `pid` runs on this machine (one of another user's counts). A zombie (ended, not yet reaped by its
+ * parent: a rank of a job mpirun has just ended, for a moment) does not.
+ */
 export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  if (!fs.existsSync('/proc/self/stat')) return true; // no /proc (macOS): kill's answer stands
+  try {
+    // "pid (name) state ...", the name in parentheses possibly holding any character
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false; // gone since
   }
 }
 

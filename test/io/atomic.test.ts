@@ -6,8 +6,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { AtomicFileWriter, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { AtomicFileWriter, isRunning, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
 
 let root: string;
 let n = 0;
@@ -300,5 +300,23 @@ describe('removeStaleTemps', () => {
     fs.writeFileSync(stale, 'x');
     expect(removeStaleTemps(link)).toEqual([stale]);
     expect(fs.readdirSync(join(dir, 'kept'))).toEqual(['run1.safetensors']);
+  });
+});
+
+describe('isRunning', () => {
+  it('counts this process and a live one as running, an ended one and a zombie (ended, not yet reaped) as not', async () => {
+    expect(isRunning(process.pid)).toBe(true);
+    const ended = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    expect(isRunning(ended)).toBe(false);
+    // sh starts a short child, then becomes `sleep 5`, which never reaps it: the child stays a zombie
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
+      await vi.waitFor(() => expect(fs.readFileSync(`/proc/${zombie}/stat`, 'utf8')).toMatch(/\) Z /), { timeout: 5000 });
+      expect(isRunning(zombie)).toBe(false);
+      expect(isRunning(parent.pid!)).toBe(true);
+    } finally {
+      parent.kill();
+    }
   });
 });
