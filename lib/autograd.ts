@@ -10,7 +10,7 @@
  * an fp32 parameter an fp32 one), converted on the tensor's device where an op's backward returns another dtype.
  */
 import { native } from './native.js';
-import { Tensor, shapeStr } from './tensor.js';
+import { Tensor, sameShape, shapeStr } from './tensor.js';
 import { describeValue, expectObject } from './check.js';
 
 export interface GradNode {
@@ -166,7 +166,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
     const what = `the .grad of a leaf ${shapeStr(leaf.shape)}`;
     if (!(g instanceof Tensor)) throw new Error(`backward: ${what} must be a Tensor or null, got ${describeValue(g)}`);
     if (g.disposed) throw new Error(`backward: ${what} has been disposed; set .grad to null to start a new gradient`);
-    if (g.dtype === 'int32' || g.device !== leaf.device || g.shape.length !== leaf.shape.length || g.shape.some((d, i) => d !== leaf.shape[i]))
+    if (g.dtype === 'int32' || g.device !== leaf.device || !sameShape(g.shape, leaf.shape))
       throw new Error(`backward: ${what} is ${g.dtype} ${shapeStr(g.shape)} on ${g.device}; backward adds to a float32 or bfloat16 gradient of the leaf's shape on its device (${leaf.device})`);
   }
 

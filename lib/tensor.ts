@@ -276,6 +276,11 @@ export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
+/** Whether two shapes are the same dimensions. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 /** Keeps `t` past the end of the enclosing `tidy`. */
 export function keep<T extends Tensor>(t: T): T {
   return t.keep();

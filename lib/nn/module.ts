@@ -3,7 +3,7 @@
  * state_dict names. Parameters are tensors that live outside any tidy scope (they are kept); a parameter with
  * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
  */
-import { Tensor, shapeStr } from '../tensor.js';
+import { Tensor, sameShape, shapeStr } from '../tensor.js';
 import { describeValue, expectArrayOf } from '../check.js';
 import { disposeShadow } from './shadow.js';
 
@@ -137,10 +137,6 @@ export abstract class Module {
       .filter(([, p]) => !trainableOnly || p.requiresGrad)
       .reduce((s, [, p]) => s + p.size, 0);
   }
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /** An indexed list of modules, named '0', '1', ... as torch.nn.ModuleList. */

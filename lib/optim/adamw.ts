@@ -9,7 +9,7 @@
 import type { ParamGroup } from '../mae/model.js';
 import { native, type NativeTensor } from '../native.js';
 import { shadowToUpdate, shadowUpdated } from '../nn/shadow.js';
-import { Tensor, shapeStr } from '../tensor.js';
+import { Tensor, sameShape, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
 import { describeItems, describeValue, expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
 
@@ -195,7 +195,7 @@ export class AdamW {
       expectFinite(where, sd.steps ? `steps.${k}` : `step (that of ${k}, which has moments)`, stepOf(k), (x) => Number.isInteger(x) && x >= 1 && x <= sd.step, `an integer in [1, step = ${sd.step}]`);
       for (const name of ['exp_avg', 'exp_avg_sq']) {
         const t = sd.tensors.get(`${k}.${name}`)!;
-        if (!Array.isArray(t.shape) || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+        if (!Array.isArray(t.shape) || !sameShape(t.shape, p.shape))
           throw new Error(`${where}: ${k}.${name} is ${Array.isArray(t.shape) ? shapeStr(t.shape) : describeValue(t.shape)}, the parameter is ${shapeStr(p.shape)}`);
         // (the values too: a write that failed half-way through would leave the state part old, part new)
         if (t instanceof Tensor) {

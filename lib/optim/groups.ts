@@ -5,7 +5,7 @@
  */
 import { expectArrayOf, expectNonNegative, expectObject } from '../check.js';
 import type { ParamGroup } from '../mae/model.js';
-import { Tensor, shapeStr } from '../tensor.js';
+import { Tensor, sameShape, shapeStr } from '../tensor.js';
 
 /** A parameter group as given to an optimizer: the weight decay may be left out (the optimizer's default). */
 export type ParamGroupInput = Omit<ParamGroup, 'weightDecay'> & { weightDecay?: number };
@@ -43,7 +43,7 @@ function expectOnce(where: string, params: [Tensor, string][]): void {
 export function checkGradShapes(where: string, groups: readonly ParamGroup[]): void {
   groups.forEach((g, gi) =>
     g.params.forEach((p, pi) => {
-      if (p.grad && (p.grad.shape.length !== p.shape.length || p.grad.shape.some((d, i) => d !== p.shape[i])))
+      if (p.grad && !sameShape(p.grad.shape, p.shape))
         throw new Error(`${where}: the gradient of groups[${gi}].params[${pi}] is ${shapeStr(p.grad.shape)}, the parameter is ${shapeStr(p.shape)}`);
     }),
   );
