@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { jsonProblem } from '../check.js';
-import { isRunning, makeDirs, removeStaleTemps } from '../io/atomic.js';
+import { madeByEndedProcess, makeDirs, removeStaleTemps } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
 import { native } from '../native.js';
@@ -91,7 +91,7 @@ export function lockRunFolder(job: string, outDir: string, warn: (message: strin
     const found = readLock(path);
     if (found === null) continue; // removed since: try again
     const { holder, mtimeMs } = found;
-    const ended = holder !== null && holder.host === hostname() && (holder.pid === process.pid ? mtimeMs < performance.timeOrigin : !isRunning(holder.pid));
+    const ended = holder !== null && holder.host === hostname() && madeByEndedProcess(holder.pid, mtimeMs);
     if (!ended)
       throw new Error(
         `${job}: ${outDir} is in use by another run (${holder ? `process ${holder.pid} on ${holder.host}` : `${path} names no process`}): wait for it to end or choose another folder (--out); if no run writes there, remove ${path}`,

@@ -242,28 +242,48 @@ export function removeStaleTemps(path: string): string[] {
   const written = destination(path);
   const dir = dirname(written);
   // either form of tempPath: the name whole, or cut short
-  const prefixes = [`.${basename(written)}.`, `.${shortName(basename(written))}.`];
+  const names = [basename(written), shortName(basename(written))];
   const removed: string[] = [];
-  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    const prefix = prefixes.find((p) => name.startsWith(p));
-    const m = prefix ? /^(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length)) : null;
-    if (!m) continue;
-    const temp = join(dir, name);
-    // this process's own pid: a write of its own (in any of its threads) made since it started, or one of a killed
-    // process that had the same pid before it (a container's first process, restarted)
-    const pid = Number(m[1]);
-    const since = (file: string) => {
-      try {
-        return fs.statSync(file).mtimeMs;
-      } catch {
-        return Infinity; // gone meanwhile
-      }
-    };
-    if (pid === process.pid ? since(temp) >= performance.timeOrigin : isRunning(pid)) continue;
+  for (const file of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    const t = parseTempName(file);
+    if (!t || !names.includes(t.name)) continue;
+    const temp = join(dir, file);
+    let mtimeMs: number;
+    try {
+      mtimeMs = fs.statSync(temp).mtimeMs;
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (!madeByEndedProcess(t.pid, mtimeMs)) continue;
     fs.rmSync(temp, { force: true });
     removed.push(temp);
   }
   return removed;
+}
+
+/**
+ * The names of the files in `dir` that temporary files of writes (tempPath, the name whole) are there for, once each:
+ * files of a folder whose names are not known in advance (figures), to give removeStaleTemps.
+ */
+export function tempTargets(dir: string): string[] {
+  const files = fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? fs.readdirSync(dir) : [];
+  return [...new Set(files.flatMap((f) => parseTempName(f)?.name ?? []))];
+}
+
+/** A temporary file's name, `.<name>.<pid>.<12 hex digits>.tmp` (tempPath): the name and the pid; null for another. */
+function parseTempName(file: string): { name: string; pid: number } | null {
+  const m = /^\.(.+)\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(file);
+  return m ? { name: m[1]!, pid: Number(m[2]) } : null;
+}
+
+/**
+ * Whether the process `pid` that made a file (a temporary file, a run's lock) last modified at `mtimeMs` has ended:
+ * another pid that no longer runs, or this process's own pid in a file older than this process (one of a killed
+ * process that had the same pid before it: a container's first process, restarted); a file of this process's own
+ * made since it started (by any of its threads) is not.
+ */
+export function madeByEndedProcess(pid: number, mtimeMs: number): boolean {
+  return pid === process.pid ? mtimeMs < performance.timeOrigin : !isRunning(pid);
 }
 
 /**

@@ -21,14 +21,14 @@
  * the log and the reconstructions; every rank resumes from rank 0's checkpoint, also with another world size (the
  * effective batch must stay the same).
  */
-import { appendFileSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
 import { expectOptions, type OptionType } from '../check.js';
-import { removeStaleTemps, writeFileAtomic } from '../io/atomic.js';
+import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { native, packageRoot } from '../native.js';
@@ -244,8 +244,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     for (const file of removeStaleTemps(ckPath)) emit({ type: 'warning', message: `removed ${file}, a checkpoint write that a killed process left unfinished` });
     // and while writing its log (cut when a run resumes) or a figure
     const figures = join(outDir, 'reconstructions');
-    const figureNames = existsSync(figures) && statSync(figures).isDirectory() ? readdirSync(figures).flatMap((f) => /^\.((?:epoch|step)-\d+\.png)\.\d+\.[0-9a-f]{12}\.tmp$/.exec(f)?.[1] ?? []) : [];
-    for (const file of [logPath, ...new Set(figureNames.map((f) => join(figures, f)))].flatMap((f) => removeStaleTemps(f)))
+    const figureFiles = tempTargets(figures).flatMap((f) => (/^(epoch|step)-\d+\.png$/.test(f) ? [join(figures, f)] : []));
+    for (const file of [logPath, ...figureFiles].flatMap((f) => removeStaleTemps(f)))
       emit({ type: 'warning', message: `removed ${file}, a write that a killed process left unfinished` });
   }
   // the first collective: every rank must take the same path through the ones that follow
