@@ -96,6 +96,11 @@ export interface InMemoryDatasetOptions {
   numClasses: number; // 0 for unlabelled images, whose labels are all -1
 }
 
+/** Whether `label` fits a dataset of `numClasses` classes: a class index in [0, numClasses), or -1 when it has none (0). */
+export function labelFits(label: unknown, numClasses: number): boolean {
+  return numClasses === 0 ? label === -1 : Number.isInteger(label) && (label as number) >= 0 && (label as number) < numClasses;
+}
+
 /** 8-bit images held in memory; get(i) returns pixel / 255. */
 export class InMemoryDataset implements Dataset {
   readonly length: number;
@@ -123,7 +128,7 @@ export class InMemoryDataset implements Dataset {
     }
     for (let i = 0; i < count; i++) {
       const label = opts.labels[i];
-      if (numClasses === 0 ? label !== -1 : !(Number.isInteger(label) && label! >= 0 && label! < numClasses))
+      if (!labelFits(label, numClasses))
         throw new Error(
           `${where}: opts.labels[${i}] must be ${numClasses === 0 ? '-1 (numClasses 0: unlabelled images)' : `a class index, an integer in [0, ${numClasses}) (numClasses ${numClasses})`}, got ${describeValue(label)}`,
         );

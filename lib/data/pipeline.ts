@@ -26,7 +26,7 @@
 import { describeValue } from '../check.js';
 import { native } from '../native.js';
 import { Generator } from '../random.js';
-import { pixelsToImage, type Dataset, type Sample } from './dataset.js';
+import { labelFits, pixelsToImage, type Dataset, type Sample } from './dataset.js';
 import {
   centerCropBox, normalize, randomHorizontalFlip, randomResizedCrop, randomResizedCropParams, resizedCrop, shorterSideSize, toChannels,
 } from './transforms.js';
@@ -152,8 +152,7 @@ function fetchAll<T>(indices: ArrayLike<number>, fetch: (i: number) => Promise<T
 /** A label fits the dataset: a class index in [0, numClasses), or -1 when the dataset is unlabelled (numClasses 0). */
 function checkLabel(dataset: Dataset, i: number, label: unknown): number {
   const k = dataset.numClasses;
-  const ok = typeof label === 'number' && (k === 0 ? label === -1 : Number.isInteger(label) && label >= 0 && label < k);
-  if (!ok) throw sampleError(i, `its label must be ${k === 0 ? '-1 (the dataset has numClasses 0: unlabelled)' : `a class index, an integer in [0, ${k})`}, got ${describeValue(label)}`);
+  if (!labelFits(label, k)) throw sampleError(i, `its label must be ${k === 0 ? '-1 (the dataset has numClasses 0: unlabelled)' : `a class index, an integer in [0, ${k})`}, got ${describeValue(label)}`);
   return label as number;
 }
 
