@@ -101,7 +101,7 @@ class InferenceWorker {
     const named = model.namedParameters();
     this.handles = named.map(([, p]) => p.handle);
     const params = named.map(([name, p]) => ({ name, id: native.shareTensor(p.handle) }));
-    const init: WorkerInit = { kind, config: model.config, params, versions: named.map(([, p]) => p.version), threads: native.info().threads, owner: native.envId() };
+    const init: WorkerInit = { kind, config: model.config, params, versions: model.versions(), threads: native.info().threads, owner: native.envId() };
     const dropParams = () => params.forEach((p) => native.dropTensor(p.id));
     // no Node flags of the parent's: some stop a worker (--input-type), others are refused in one (--expose-gc), and
     // the compiled worker needs none
@@ -150,10 +150,10 @@ class InferenceWorker {
     const result = new Tensor(native.takeTensor(m.resultId));
     // the worker reads the weights where they are: a change while the call was queued or ran (an optimizer step,
     // loadStateDict, write) could give a result of neither the old weights nor the new ones
-    const changed = p.model.namedParameters().find(([, w], i) => w.version !== p.versions[i]);
-    if (!changed) return p.resolve(result);
+    const changed = p.model.changedSince(p.versions);
+    if (changed === null) return p.resolve(result);
     result.dispose();
-    p.reject(atCallSite(`${p.op}Async: the model's weights changed while the call was in flight (${changed[0]} and maybe others: an optimizer step, loadStateDict or write), so its result could mix old and new weights; await the calls in flight before changing the weights, or run them on a copy of the model`, p.callSite));
+    p.reject(atCallSite(`${p.op}Async: the model's weights changed while the call was in flight (${changed} and maybe others: an optimizer step, loadStateDict or write), so its result could mix old and new weights; await the calls in flight before changing the weights, or run them on a copy of the model`, p.callSite));
   }
 
   /** Rejects every call in flight with `why` and ends the thread. */
@@ -239,7 +239,7 @@ export async function runAsync(model: AsyncModel, kind: InferenceKind, op: Infer
     workers.set(model, w);
     collected.register(model, w, w);
   }
-  return w.run(model, op, images, precision, params.map(([, p]) => p.version));
+  return w.run(model, op, images, precision, model.versions());
 }
 
 /** Ends the worker of `model`, if it has one; calls in flight reject. */

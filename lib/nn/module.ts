@@ -40,6 +40,16 @@ export abstract class Module {
       .map(([, p]) => p);
   }
 
+  /** Each parameter's Tensor.version, in namedParameters' order: a mark for changedSince. */
+  versions(): number[] {
+    return this.namedParameters().map(([, p]) => p.version);
+  }
+
+  /** The name of a parameter whose values changed (Tensor.version) since `versions` (from versions()), or null. */
+  changedSince(versions: readonly number[]): string | null {
+    return this.namedParameters().find(([, p], i) => p.version !== versions[i])?.[0] ?? null;
+  }
+
   /** name -> tensor for every parameter (the tensors themselves, not copies). */
   stateDict(): Map<string, Tensor> {
     return new Map(this.namedParameters());

@@ -66,12 +66,11 @@ export async function saveCheckpoint(
   // each tensor is copied out of native memory only when its turn to be written comes (one at a time, not the
   // weights and both AdamW moments at once: 3x the model's size); so the weights (and with them the optimizer's
   // moments) must not change until the save resolves: a change (Tensor.version) fails the save, target unchanged
-  const params = model.namedParameters();
-  const versions = params.map(([, p]) => p.version);
+  const versions = model.versions();
   const unchanged = () => {
-    const moved = params.find(([, p], i) => p.version !== versions[i]);
-    if (moved)
-      throw new Error(`the weights changed while the checkpoint was written (${moved[0]}: an optimizer step or a load before the save was awaited); await saveCheckpoint before changing them`);
+    const moved = model.changedSince(versions);
+    if (moved !== null)
+      throw new Error(`the weights changed while the checkpoint was written (${moved}: an optimizer step or a load before the save was awaited); await saveCheckpoint before changing them`);
   };
   const tensors = new Map<string, DeferredTensor>();
   const deferred = (t: Tensor): DeferredTensor => ({
@@ -82,7 +81,7 @@ export async function saveCheckpoint(
       return t.dataSync();
     },
   });
-  for (const [name, p] of params) tensors.set(name, deferred(p));
+  for (const [name, p] of model.namedParameters()) tensors.set(name, deferred(p));
   let opt: CheckpointMeta['optimizer'] = null;
   if (optimizer) {
     const sd = optimizer.stateDict();
