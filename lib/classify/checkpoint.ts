@@ -82,12 +82,7 @@ export function lockRunFolder(job: string, outDir: string, warn: (message: strin
   const path = join(outDir, LOCK_FILE);
   let tookOver: LockHolder | null = null;
   for (;;) {
-    try {
-      writeFileSync(path, JSON.stringify({ pid: process.pid, host: hostname(), thread: threadId } satisfies LockHolder) + '\n', { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
+    if (createLock(path)) break;
     const found = readLock(path);
     if (found === null) continue; // removed since: try again
     const { holder, mtimeMs } = found;
@@ -150,6 +145,35 @@ export function releaseRunFolder(outDir: string, thread = threadId): void {
     // a lock that cannot be read (a path through a file, no permission, an outDir of the wrong type) is none this
     // thread made; one that cannot be removed stays, and the next run into the folder takes it over once this process
     // has ended
+  }
+}
+
+/**
+ * Creates the lock file at `path` naming this process and thread, only where none exists (false: one does). The file
+ * appears whole: written under another name first, then linked to `path` (a file system without hard links: created
+ * and written in place, where another run could for an instant find it empty and be refused with a lock that names no
+ * process).
+ */
+function createLock(path: string): boolean {
+  const text = JSON.stringify({ pid: process.pid, host: hostname(), thread: threadId } satisfies LockHolder) + '\n';
+  const temp = `${path}.${process.pid}.${threadId}.new`;
+  writeFileSync(temp, text);
+  try {
+    linkSync(temp, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+  } finally {
+    rmSync(temp, { force: true });
+  }
+  try {
+    writeFileSync(path, text, { flag: 'wx' });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
   }
 }
 

@@ -1,5 +1,5 @@
-// lockRunFolder taking over a dead run's lock while another run does the same: the fs calls are wrapped so that the
-// other run's takeover can be made to happen between this run's reading of the dead lock and its removal.
+// lockRunFolder racing another run: the fs calls are wrapped so that the other run's takeover can be made to happen
+// between this run's reading of a dead lock and its removal, and the other run's start while this run writes its lock.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 
 vi.mock('node:fs', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs')>();
-  return { ...real, renameSync: vi.fn(real.renameSync) };
+  return { ...real, renameSync: vi.fn(real.renameSync), writeFileSync: vi.fn(real.writeFileSync), linkSync: vi.fn(real.linkSync) };
 });
 const { lockRunFolder } = await import('../../lib/classify/checkpoint.js');
 
@@ -48,6 +48,40 @@ describe('lockRunFolder: two runs taking over one dead lock', () => {
     const held = lockRunFolder('pretrain', out, (m) => warnings.push(m));
     expect(JSON.parse(fs.readFileSync(lock, 'utf8'))).toEqual({ pid: process.pid, host: hostname(), thread: threadId });
     expect(warnings).toEqual([`took over ${lock}, the lock of a run that ended without removing it (process ${dead}, no longer running)`]);
+    held.dispose();
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+});
+
+describe('lockRunFolder: another run starting while this one writes its lock', () => {
+  it('never finds the lock empty: it takes the folder, and this run is refused naming it', () => {
+    const out = join(dir, 'writing');
+    fs.mkdirSync(out);
+    const real = vi.mocked(fs.writeFileSync).getMockImplementation()!;
+    let other: { dispose(): void } | undefined;
+    // this run's write is cut in two, an empty file first (as a create would leave it), the other run's start between
+    vi.mocked(fs.writeFileSync).mockImplementationOnce((file, data, options) => {
+      real(file, '', options);
+      other = lockRunFolder('finetune', out, () => {});
+      real(file, data);
+    });
+    expect(() => lockRunFolder('pretrain', out, () => {})).toThrow(`pretrain: ${out} is in use by another run (process ${process.pid} on ${hostname()})`);
+    expect(other).toBeDefined();
+    expect(JSON.parse(fs.readFileSync(join(out, '.lock'), 'utf8'))).toEqual({ pid: process.pid, host: hostname(), thread: threadId });
+    other!.dispose();
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+
+  it('on a file system without hard links, writes the lock in place', () => {
+    const out = join(dir, 'nolinks');
+    fs.mkdirSync(out);
+    vi.mocked(fs.linkSync).mockImplementationOnce(() => {
+      throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+    });
+    const held = lockRunFolder('pretrain', out, () => {});
+    expect(fs.readdirSync(out)).toEqual(['.lock']);
+    expect(JSON.parse(fs.readFileSync(join(out, '.lock'), 'utf8'))).toEqual({ pid: process.pid, host: hostname(), thread: threadId });
+    expect(() => lockRunFolder('linprobe', out, () => {})).toThrow(`linprobe: ${out} is in use by another run (process ${process.pid} on ${hostname()})`);
     held.dispose();
     expect(fs.readdirSync(out)).toEqual([]);
   });
