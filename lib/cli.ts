@@ -749,8 +749,13 @@ async function cmdVisualize(argv: string[]): Promise<void> {
     const n = num(v[flag], flag);
     if (n !== undefined) opts[key] = n;
   }
-  await writeReconstructions(model, dataset, pipeline, out, opts);
-  console.log(`wrote ${out}`);
+  const drawn = await writeReconstructions(model, dataset, pipeline, out, opts);
+  const start = opts.start ?? 0;
+  console.log(
+    opts.count !== undefined && drawn < opts.count
+      ? `wrote ${out} (${drawn} of the ${opts.count} images --count asks for: the data has ${dataset.length}, drawn from index ${start})`
+      : `wrote ${out}`,
+  );
   model.dispose();
 }
 

@@ -80,7 +80,7 @@ describe('mae command', () => {
     expect(existsSync(join(out, 'v.png'))).toBe(true);
     // --limit cuts the data the figure draws from
     const cut = mae(['visualize', '--checkpoint', out, '--limit', '5', '--start', '4', '--count', '2', '--out', join(out, 'w.png')]);
-    expect(cut.code).toBe(0);
+    expect(cut).toEqual({ code: 0, out: `wrote ${join(out, 'w.png')} (1 of the 2 images --count asks for: the data has 5, drawn from index 4)\n`, err: '' });
     expect(mae(['visualize', '--checkpoint', out, '--limit', '5', '--start', '5', '--out', join(out, 'w.png')]).err).toMatch(/no images at index 5 of a dataset of 5/);
   });
 

@@ -16,7 +16,7 @@ export interface VisualizeOptions {
   maskRatio?: number;
   /** seeds the masking noise */
   seed?: number;
-  /** number of images (rows): 1 to 64 (default 8) */
+  /** number of images (rows): 1 to 64 (default 8), fewer where the dataset ends first */
   count?: number;
   /** dataset index of the first image */
   start?: number;
@@ -27,13 +27,14 @@ export interface VisualizeOptions {
 /** The most images (rows) one figure takes. */
 const MAX_COUNT = 64;
 
+/** Writes the figure of `opts.count` images from `opts.start` to `path` (PNG); returns how many images it drew. */
 export async function writeReconstructions(
   model: MaskedAutoencoder,
   dataset: Dataset,
   pipeline: PipelineConfig,
   path: string,
   opts: VisualizeOptions = {},
-): Promise<void> {
+): Promise<number> {
   const c = model.config;
   const start = opts.start ?? 0;
   const wanted = opts.count ?? 8;
@@ -58,4 +59,5 @@ export async function writeReconstructions(
   );
   const scale = opts.scale ?? Math.max(1, Math.round(112 / c.imgSize));
   await writePng(path, makeGrid(rows, { scale, pad: 2 }));
+  return count;
 }

@@ -18,8 +18,10 @@ describe('writeReconstructions', () => {
     const dataset = await openDataset({ kind: 'synthetic', count: 16 }, 'test');
     const pipeline = resolvePipelineConfig(dataset, { batchSize: 1, imageSize: 28, inChans: 1 });
     const path = join(dir, 'figure.png');
-    await writeReconstructions(model, dataset, pipeline, path, { start: 14, count: 8 });
+    // the dataset ends first: 2 images, not 8
+    expect(await writeReconstructions(model, dataset, pipeline, path, { start: 14, count: 8 })).toBe(2);
     expect(existsSync(path)).toBe(true);
+    expect(await writeReconstructions(model, dataset, pipeline, path, { start: 3, count: 5 })).toBe(5);
     const refused = join(dir, 'refused.png');
     const cases: [{ start?: number; count?: number }, string][] = [
       [{ count: 1.5 }, 'count must be an integer from 1 to 64, got 1.5'],
