@@ -153,11 +153,12 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
  * The sharp pipeline shared by decoding and re-encoding: with `shorterSide`, images whose shorter side is longer are
  * shrunk (lanczos3, aspect kept; JPEGs are shrunk while decoding) so that it equals `shorterSide`; smaller images
  * are left alone; then exactly `channels` channels (1: greyscale, 3: sRGB; alpha dropped). Truncated files fail
- * (failOn 'warning': sharp only warns about them).
+ * (failOn 'warning': sharp only warns about them); so do images of more than `maxPixels` pixels (sharp's own limit
+ * when not given), from their header, before anything is decoded.
  */
-async function imagePipeline(input: string | Uint8Array, channels: 1 | 3, shorterSide?: number): Promise<sharpType.Sharp> {
+async function imagePipeline(input: string | Uint8Array, channels: 1 | 3, shorterSide?: number, maxPixels?: number): Promise<sharpType.Sharp> {
   const sharp = await loadSharp();
-  let pipeline = sharp(input, { failOn: 'warning' });
+  let pipeline = sharp(input, { failOn: 'warning', ...(maxPixels !== undefined ? { limitInputPixels: maxPixels } : {}) });
   if (shorterSide !== undefined) {
     pipeline = pipeline.resize({ width: shorterSide, height: shorterSide, fit: 'outside', withoutEnlargement: true });
   }
@@ -184,10 +185,13 @@ export async function decodeImageFile(path: string, channels: 1 | 3, shorterSide
   }
 }
 
-/** Decodes encoded image bytes (e.g. a JPEG record of a shard) like decodeImageFile; `name` is used in errors. */
-export async function decodeImageBytes(bytes: Uint8Array, name: string, channels: 1 | 3): Promise<DecodedImage> {
+/**
+ * Decodes encoded image bytes (e.g. a JPEG record of a shard) like decodeImageFile; `name` is used in errors. With
+ * `maxPixels`, an image whose header gives more pixels (width x height) is refused before anything is decoded.
+ */
+export async function decodeImageBytes(bytes: Uint8Array, name: string, channels: 1 | 3, maxPixels?: number): Promise<DecodedImage> {
   try {
-    return await decodeWith(imagePipeline(bytes, channels), channels);
+    return await decodeWith(imagePipeline(bytes, channels, undefined, maxPixels), channels);
   } catch (e) {
     throw new Error(`${name}: cannot decode image: ${(e as Error).message}`);
   }

@@ -18,7 +18,8 @@
  *
  * Reads are synchronous positioned reads of whole records (one open/read/close per sample: no descriptors stay open
  * in worker threads that are terminated); raw records go to the augmentation as they are, JPEG records are decoded
- * with sharp (in its thread pool, concurrently across a batch).
+ * with sharp (in its thread pool, concurrently across a batch) once their header shows a JPEG of no more pixels than
+ * the index says, so a damaged or forged record never costs more memory than its index entry.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -240,7 +241,12 @@ export class ShardDataset implements Dataset {
     const label = s.labels[i]!;
     if (s.pixels === 'raw') return { pixels: record, height, width, label };
     const where = `${s.files[s.shard[i]!]} sample ${i} (byte ${s.offset[i]})`;
-    const decoded = await decodeImageBytes(record, where, s.channels);
+    // checked before decoding (see the top of this file): sharp decodes any format, and an SVG of a few bytes can
+    // name any size
+    if (!(record[0] === 0xff && record[1] === 0xd8 && record[2] === 0xff)) {
+      throw new Error(`${where}: not a JPEG record (no JPEG start marker), ${s.index} says pixels "jpeg"`);
+    }
+    const decoded = await decodeImageBytes(record, where, s.channels, height * width);
     if (decoded.height !== height || decoded.width !== width) {
       throw new Error(`${where}: decoded to ${decoded.height}x${decoded.width}, ${s.index} says ${height}x${width}`);
     }

@@ -3,13 +3,14 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DataLoader, ImageFolderDataset, InMemoryDataset, SHARD_INDEX_FILE, ShardDataset, prepareShards, type Batch, type Dataset, type ShardIndex,
 } from '../../lib/data/index.js';
 import { guessDataKind } from '../../lib/cli.js';
 import { openDataset } from '../../lib/train/data.js';
-import { writeImage } from '../helpers/images.js';
+import { smoothPixels, writeImage } from '../helpers/images.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mae-shards-'));
 const same = join(root, 'same'); // class folders of 14 x 18 PNG images
@@ -106,5 +107,32 @@ describe('ShardDataset', () => {
     rmSync(last);
     await expect(ds.get(ds.length - 1)).rejects.toThrow(`${last}: cannot open shard`);
     await expect(ds.get(ds.length)).rejects.toThrow(`Dataset.get: index ${ds.length} is out of range [0, ${ds.length})`);
+  });
+
+  it('refuses a JPEG record of another format or of more pixels than its index entry before decoding it', async () => {
+    // tools/fuzz.ts (shards-jpeg): sharp decoded any format in full before the size check, and an SVG of 70 bytes
+    // can name 16383 x 16383 pixels (1 GiB resident, 2 s)
+    const good = JSON.parse(readFileSync(join(jpegDir, SHARD_INDEX_FILE), 'utf8')) as ShardIndex;
+    const dir = join(root, 'forged-jpeg');
+    mkdirSync(dir);
+    const path = join(dir, SHARD_INDEX_FILE);
+    const shard = join(dir, good.shards[0]!.file);
+    const records: [Uint8Array, string][] = [
+      [new TextEncoder().encode(`<svg xmlns="http://www.w3.org/2000/svg" width="${good.width[2]}" height="${good.height[2]}"/>`), 'not a JPEG record (no JPEG start marker)'],
+      [await sharp(smoothPixels(40, 50, 1), { raw: { width: 50, height: 40, channels: 3 } }).jpeg().toBuffer(), 'cannot decode image: Input image exceeds pixel limit'],
+    ];
+    for (const [record, message] of records) {
+      // sample 2's record appended to the shard, the index kept in step: only the record is wrong
+      const bytes = Buffer.concat([readFileSync(join(jpegDir, good.shards[0]!.file)), record]);
+      writeFileSync(shard, bytes);
+      const x = structuredClone(good);
+      x.offset[2] = bytes.length - record.length;
+      x.size[2] = record.length;
+      x.shards[0]!.bytes = bytes.length;
+      writeFileSync(path, JSON.stringify(x));
+      const ds = await ShardDataset.open(dir);
+      await expect(ds.getPixels(2)).rejects.toThrow(`${shard} sample 2 (byte ${x.offset[2]}): ${message}`);
+      expect((await ds.getPixels(1)).height).toBe(good.height[1]);
+    }
   });
 });
