@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { fuzz, TARGETS } from '../tools/fuzz.js';
 
-const INPUTS: Record<string, number> = { safetensors: 20000, checkpoint: 1500, idx: 20000, 'idx-gz': 1500, cifar: 5000, pth: 1500 };
+const INPUTS: Record<string, number> = { safetensors: 20000, checkpoint: 1500, idx: 20000, 'idx-gz': 1500, cifar: 5000, pth: 1500, shards: 15000, 'shards-jpeg': 15000 };
 /** kinds of refusal each target must reach (a CIFAR batch can only have a wrong size or a wrong label) */
-const KINDS: Record<string, number> = { safetensors: 50, checkpoint: 20, idx: 20, 'idx-gz': 20, cifar: 2, pth: 20 };
+const KINDS: Record<string, number> = { safetensors: 50, checkpoint: 20, idx: 20, 'idx-gz': 20, cifar: 2, pth: 20, shards: 70, 'shards-jpeg': 100 };
 
 describe('fuzzing the file parsers', () => {
   for (const target of TARGETS)

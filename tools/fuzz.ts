@@ -1,37 +1,51 @@
 /**
  * Fuzzing of the parsers that read files a user is handed: safetensors (weights and training checkpoints), IDX
- * (raw and gzipped), CIFAR-10 batches and PyTorch .pth files (zip and legacy pickles). A seeded mutation loop: each target starts from valid seed files, and every
- * input is a seed put through 1-4 mutations, general (bit flips, interesting bytes and integers, cuts, insertions,
- * repeated blocks, splices) and structure-aware (length and dimension fields set to forged sizes, the safetensors
- * JSON header edited: huge or negative offsets and shapes, wrong dtypes, non-string metadata). Inputs that reach a
- * new outcome (an error message of a new kind, or a parse) join the corpus and are mutated further.
+ * (raw and gzipped), CIFAR-10 batches, PyTorch .pth files (zip and legacy pickles) and prepared shard folders (raw
+ * and JPEG records). A seeded mutation loop: each target starts from valid seed files, and every input is a seed put
+ * through 1-4 mutations, general (bit flips, interesting bytes and integers, cuts, insertions, repeated blocks,
+ * splices) and structure-aware (length and dimension fields set to forged sizes; the safetensors JSON header edited:
+ * huge or negative offsets and shapes, wrong dtypes, non-string metadata; the shard index edited: per-sample
+ * offsets, sizes, heights, widths, labels and shard numbers forged or one off, counts, shard sizes and names, other
+ * fields, wrong types, columns of the wrong length, fields gone; shard files cut or grown, JPEG frame sizes forged,
+ * records replaced by SVGs). Inputs that reach a new outcome (an error message of a new kind, or a parse) join the
+ * corpus and are mutated further.
  *
- * The oracle: every input either parses into consistent data or throws an Error whose message starts with the
- * file's name and is not an internal TypeError / RangeError; nothing may take longer than `slowMs`; the process's
- * peak resident set stays under `maxRssMiB` (a parser that allocates from a forged length field breaks it).
+ * The oracle: every input either parses into consistent data (a shard folder: every sample read, its pixels
+ * height x width x channels bytes, its label one of the dataset's) or throws an Error whose message starts with the
+ * file's name (a shard folder's path, which starts the paths of its index and shards) and is not an internal
+ * TypeError / RangeError; nothing may take longer than `slowMs`; the process's peak resident set stays under
+ * `maxRssMiB` (a parser that allocates from a forged length field breaks it).
  *
  * CI runs a bounded number of inputs per target (test/fuzz.test.ts); by hand, longer:
- *   node dist/tools/fuzz.js [--seconds 60] [--target safetensors|checkpoint|idx|idx-gz|cifar|pth] [--seed N]
+ *   node dist/tools/fuzz.js [--seconds 60] [--target safetensors|checkpoint|idx|idx-gz|cifar|pth|shards|shards-jpeg] [--seed N]
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { parseCifarBatch, CIFAR_RECORD_BYTES } from '../lib/data/cifar.js';
+import { labelFits, type Dataset } from '../lib/data/dataset.js';
+import { loadSharp } from '../lib/data/folder.js';
 import { parseIdx, readIdxImages } from '../lib/data/idx.js';
+import { prepareShards } from '../lib/data/prepare.js';
+import { SHARD_INDEX_FILE, type ShardIndex, type ShardPixels } from '../lib/data/shards.js';
 import { parseSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
 import { readWeights } from '../lib/io/weights.js';
 import { packageRoot } from '../lib/native.js';
 import { MaskedAutoencoder } from '../lib/mae/model.js';
 import { Generator } from '../lib/random.js';
 import { CHECKPOINT_FORMAT, loadModel } from '../lib/train/checkpoint.js';
+import { openDataset } from '../lib/train/data.js';
 
 export interface FuzzTarget {
   name: string;
   /** valid inputs to start from */
-  seeds(): Uint8Array[];
-  /** parses `bytes` as a file named `source` (a path when `file` is set); returns a description of the result */
+  seeds(): Uint8Array[] | Promise<Uint8Array[]>;
+  /**
+   * parses `bytes` as a file named `source` (a path in a fresh folder: the input is written there when `file` is set,
+   * the shard targets unpack a folder there); returns a description of the result
+   */
   run(bytes: Uint8Array, source: string): Promise<string>;
   /** the target reads a file (the input is written to `source` first) */
   file?: boolean;
@@ -130,9 +144,12 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** The kind of an error message: the source, numbers and quoted names taken out. */
+/**
+ * The kind of an error message: the source, numbers, quoted names and the input a JSON.parse message quotes taken
+ * out (else every garbled JSON text would be a kind of its own).
+ */
 function errorKind(message: string, source: string): string {
-  return message.split(source).join('<src>').replace(/"[^"]*"/g, '"_"').replace(/-?\d+(\.\d+)?(e[-+]?\d+)?n?/gi, '#').slice(0, 160);
+  return message.split(source).join('<src>').replace(/Unexpected token .*? is not valid JSON/s, 'Unexpected token ... is not valid JSON').replace(/"[^"]*"/g, '"_"').replace(/-?\d+(\.\d+)?(e[-+]?\d+)?n?/gi, '#').slice(0, 160);
 }
 
 /** Runs `target` under the oracle above. */
@@ -144,7 +161,7 @@ export async function fuzz(target: FuzzTarget, opts: FuzzOptions = {}): Promise<
   const maxRssMiB = opts.maxRssMiB ?? 1024;
   const dir = mkdtempSync(join(tmpdir(), `mae-fuzz-${target.name}-`));
   const source = join(dir, `input-${target.name}.bin`);
-  const corpus = target.seeds();
+  const corpus = await target.seeds();
   const seedCount = corpus.length;
   const kinds = new Set<string>();
   const failures: string[] = [];
@@ -411,7 +428,225 @@ export const pthTarget: FuzzTarget = {
 /** the file the hostile fixtures' pickles would create if they were executed (test/fixtures/pth/fixtures.json) */
 const HOSTILE_MARK = '/tmp/masked-autoencoder-hostile-pickle-ran';
 
-export const TARGETS: FuzzTarget[] = [safetensorsTarget, checkpointTarget, idxTarget, idxGzipTarget, cifarTarget, pthTarget];
+// ---------------------------------------------------------------------------------------------------------------
+// Prepared shards (data/shards.ts): a whole shard folder is one input, packed as the index and then the shard files
+// in order, each a 32-bit little-endian length and its bytes. The target unpacks it into a folder (mae-shards.json,
+// shard-00000.bin, ...), opens that as the training data and reads every sample.
+
+/** Most shard files one input unpacks to. */
+const MAX_PACKED_SHARDS = 8;
+
+function packShardFolder(files: Uint8Array[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const f of files) {
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, f.length, true);
+    parts.push(len, f);
+  }
+  return concat(...parts);
+}
+
+/** The files of a packed folder: [index, shard 0, shard 1, ...]; a length past the end is cut to it. */
+function unpackShardFolder(b: Uint8Array): Uint8Array[] {
+  const files: Uint8Array[] = [];
+  const view = new DataView(b.buffer, b.byteOffset, b.length);
+  for (let at = 0; at + 4 <= b.length && files.length < 1 + MAX_PACKED_SHARDS; ) {
+    const end = Math.min(at + 4 + view.getUint32(at, true), b.length);
+    files.push(b.subarray(at + 4, end));
+    at = end;
+  }
+  return files;
+}
+
+/** Small PNG images as class folders (a: 3 images, b: 2) or flat, some larger than the short side the seeds use. */
+async function writeImageFolder(dir: string, classes: boolean): Promise<void> {
+  const sharp = await loadSharp();
+  const sizes = [[5, 7], [8, 4], [6, 6], [3, 9], [10, 12]] as const;
+  for (let k = 0; k < sizes.length; k++) {
+    const [h, w] = sizes[k]!;
+    const folder = classes ? join(dir, k < 3 ? 'a' : 'b') : dir;
+    mkdirSync(folder, { recursive: true });
+    const px = new Uint8Array(h * w * 3).map((_, i) => (i * 29 + k * 71) & 0xff);
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(join(folder, `${k}.png`));
+  }
+}
+
+/**
+ * Prepares the seed folders (class folders in 3 channels shrunk to a short side of 6, a flat folder in 1 channel,
+ * both in a few shards) and packs them.
+ */
+async function shardSeeds(format: ShardPixels): Promise<Uint8Array[]> {
+  const dir = mkdtempSync(join(tmpdir(), `mae-fuzz-seeds-${format}-`));
+  try {
+    const seeds: Uint8Array[] = [];
+    for (const [name, classes, channels, shortSide] of [['classes', true, 3, 6], ['flat', false, 1, null]] as const) {
+      await writeImageFolder(join(dir, name), classes);
+      const out = join(dir, `${name}-shards`);
+      await prepareShards({ data: join(dir, name), out, format, quality: 50, channels, shortSide, shardBytes: format === 'raw' ? 200 : 700, concurrency: 1 });
+      const index = readFileSync(join(out, SHARD_INDEX_FILE));
+      const x = JSON.parse(index.toString()) as ShardIndex;
+      seeds.push(packShardFolder([index, ...x.shards.map((s) => readFileSync(join(out, s.file)))]));
+    }
+    return seeds;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const SHARD_COLUMNS = ['shard', 'offset', 'size', 'height', 'width', 'label', 'source'];
+
+/** `v` or a value next to it: numbers one off or doubled, strings and other values as they are. */
+function nearValue(v: unknown, gen: Generator): unknown {
+  return typeof v === 'number' ? [v - 1, v + 1, 2 * v, 0, -v][int(gen, 5)] : v;
+}
+
+/** Edits the index of a packed shard folder: numbers forged or one off, wrong types, wrong lengths, fields gone. */
+function mutateShardIndex(x: Record<string, unknown>, gen: Generator): void {
+  const forge = gen.uniform() < 0.5;
+  const forged = FORGED[int(gen, FORGED.length)];
+  switch (int(gen, 6)) {
+    case 0: { // one sample's shard, offset, size, height, width, label or source
+      const column = x[SHARD_COLUMNS[int(gen, SHARD_COLUMNS.length)]!];
+      if (Array.isArray(column) && column.length) {
+        const i = int(gen, column.length);
+        column[i] = forge ? forged : nearValue(column[i], gen);
+      }
+      break;
+    }
+    case 1: { // a column of the wrong length or type
+      const key = SHARD_COLUMNS[int(gen, SHARD_COLUMNS.length)]!;
+      const column = x[key];
+      if (Array.isArray(column) && gen.uniform() < 0.7) {
+        if (gen.uniform() < 0.5) column.pop();
+        else column.push(column[int(gen, Math.max(1, column.length))] ?? 0);
+      } else x[key] = forge ? forged : 'x';
+      break;
+    }
+    case 2: // the count
+      x.count = forge ? forged : nearValue(x.count, gen);
+      break;
+    case 3: { // a shard's file or byte count, or the list itself
+      const shards = x.shards;
+      const s = Array.isArray(shards) && shards.length ? shards[int(gen, shards.length)] : undefined;
+      if (s && typeof s === 'object' && gen.uniform() < 0.8) {
+        if (gen.uniform() < 0.6) s.bytes = forge ? forged : nearValue(s.bytes, gen);
+        else s.file = forge ? forged : ['shard-00009.bin', '../shard-00000.bin', '.shard-00000.bin', '', SHARD_INDEX_FILE, 'shard-00001.bin'][int(gen, 6)];
+      } else if (Array.isArray(shards) && gen.uniform() < 0.5) shards.pop();
+      else x.shards = forge ? forged : [];
+      break;
+    }
+    case 4: { // a field of the whole folder
+      const fields: Record<string, unknown[]> = {
+        format: ['mae-shard', 7], version: [0, 2, '1'], pixels: ['raw', 'jpeg', 'png'], channels: [1, 3, 4, 0], shortSide: [null, 0, 6, 65536],
+        quality: [null, 0, 90, 101], root: ['/', 7], classes: [[], ['a'], ['a', 'b', 'c'], ['a', 7]], skipped: [[], [{ source: 'x.png', error: 'e' }], [7]],
+      };
+      const keys = Object.keys(fields);
+      const key = keys[int(gen, keys.length)]!;
+      x[key] = forge ? forged : fields[key]![int(gen, fields[key]!.length)];
+      break;
+    }
+    default: { // a field gone
+      const keys = Object.keys(x);
+      if (keys.length) delete x[keys[int(gen, keys.length)]!];
+    }
+  }
+}
+
+/** A JPEG's frame size (the SOF0 marker's height or width, big-endian 16 bits) set to a forged value, at a random marker. */
+function mutateJpegSize(b: Uint8Array, gen: Generator): Uint8Array {
+  const frames: number[] = [];
+  for (let i = 0; i + 9 <= b.length; i++) if (b[i] === 0xff && b[i + 1] === 0xc0) frames.push(i);
+  if (frames.length === 0) return b;
+  const c = b.slice();
+  const at = frames[int(gen, frames.length)]! + 5 + 2 * int(gen, 2);
+  new DataView(c.buffer).setUint16(at, [0, 1, 2, 255, 4096, 16383, 0x7fff, 0xffff][int(gen, 8)]!, false);
+  return c;
+}
+
+/**
+ * Sample i's record replaced by an SVG appended to its shard (the index's offset, size and shard bytes kept in step,
+ * its height and width too half the time): an image of another format, a few bytes that can name any size.
+ */
+function appendSvgRecord(x: Record<string, unknown>, files: Uint8Array[], gen: Generator): void {
+  const { shards, shard, offset, size, height, width } = x;
+  if (!Array.isArray(shards) || !Array.isArray(shard) || !Array.isArray(offset) || !Array.isArray(size) || !Array.isArray(height) || !Array.isArray(width)) return;
+  const i = int(gen, Math.max(1, shard.length));
+  const k = shard[i];
+  if (typeof k !== 'number' || files[1 + k] === undefined || !shards[k] || typeof shards[k] !== 'object') return;
+  const [h, w] = [[height[i], width[i]], [1000, 1000], [12000, 12000], [3, 65535]][int(gen, 4)]!;
+  const svg = new TextEncoder().encode(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"/>`);
+  offset[i] = files[1 + k]!.length;
+  size[i] = svg.length;
+  files[1 + k] = concat(files[1 + k]!, svg);
+  shards[k].bytes = files[1 + k]!.length;
+  if (gen.uniform() < 0.5) [height[i], width[i]] = [h, w];
+}
+
+/**
+ * Structure-aware mutations of a packed shard folder: the index edited (mutateShardIndex), a shard file cut or
+ * grown with the index's byte count kept in step (so the records, not the file size, are what is wrong), a record
+ * replaced by an SVG (appendSvgRecord), or (JPEG records) a record's frame size forged.
+ */
+function mutateShardFolder(b: Uint8Array, gen: Generator): Uint8Array {
+  const files = unpackShardFolder(b);
+  let x: Record<string, unknown>;
+  try {
+    x = JSON.parse(new TextDecoder().decode(files[0]));
+  } catch {
+    return b;
+  }
+  if (!x || typeof x !== 'object' || Array.isArray(x) || files.length < 2) return b;
+  const k = 1 + int(gen, files.length - 1);
+  const r = gen.uniform();
+  if (r < 0.55) mutateShardIndex(x, gen);
+  else if (r < 0.75) {
+    const f = files[k]!;
+    files[k] = gen.uniform() < 0.7 ? f.subarray(0, int(gen, f.length + 1)) : concat(f, new Uint8Array(1 + int(gen, 64)));
+    const s = Array.isArray(x.shards) ? x.shards[k - 1] : undefined;
+    if (s && typeof s === 'object') s.bytes = files[k]!.length;
+  } else if (r < 0.9) files[k] = mutateJpegSize(files[k]!, gen);
+  else appendSvgRecord(x, files, gen);
+  files[0] = new TextEncoder().encode(JSON.stringify(x));
+  return packShardFolder(files);
+}
+
+/** Reads every sample of `ds` as the DataLoader does (getPixels, then get) and checks each fits the dataset. */
+async function readAllSamples(ds: Dataset): Promise<string> {
+  const c = ds.channels;
+  for (let i = 0; i < ds.length; i++) {
+    const { pixels, height: h, width: w, label } = await ds.getPixels!(i);
+    if (!(Number.isInteger(h) && h > 0 && Number.isInteger(w) && w > 0 && pixels.length === h * w * c))
+      throw new Error(`fuzz oracle: sample ${i} has ${pixels.length} bytes for ${h} x ${w} x ${c}`);
+    if (!labelFits(label, ds.numClasses)) throw new Error(`fuzz oracle: sample ${i} has label ${label} in a dataset of ${ds.numClasses} classes`);
+    const sample = await ds.get(i);
+    if (sample.image.length !== c * h * w || sample.height !== h || sample.width !== w || sample.label !== label)
+      throw new Error(`fuzz oracle: sample ${i}: get() gives ${sample.image.length} values of ${sample.height} x ${sample.width}, label ${sample.label}; getPixels() ${h} x ${w} x ${c}, label ${label}`);
+  }
+  return `${ds.length} samples of ${c} channel(s), ${ds.numClasses} classes`;
+}
+
+function shardsTarget(format: ShardPixels): FuzzTarget {
+  return {
+    name: format === 'raw' ? 'shards' : 'shards-jpeg',
+    seeds: () => shardSeeds(format),
+    async run(bytes, source) {
+      const [index, ...shards] = unpackShardFolder(bytes);
+      rmSync(source, { recursive: true, force: true });
+      mkdirSync(source);
+      if (index !== undefined) writeFileSync(join(source, SHARD_INDEX_FILE), index);
+      shards.forEach((s, k) => writeFileSync(join(source, `shard-${String(k).padStart(5, '0')}.bin`), s));
+      return readAllSamples(await openDataset({ kind: 'shards', path: source }));
+    },
+    mutate: mutateShardFolder,
+  };
+}
+
+/** Raw records (uint8 pixels). */
+export const shardsRawTarget = shardsTarget('raw');
+/** JPEG records. */
+export const shardsJpegTarget = shardsTarget('jpeg');
+
+export const TARGETS: FuzzTarget[] = [safetensorsTarget, checkpointTarget, idxTarget, idxGzipTarget, cifarTarget, pthTarget, shardsRawTarget, shardsJpegTarget];
 
 // ---------------------------------------------------------------------------------------------------------------
 // By hand: node dist/tools/fuzz.js [--seconds 60] [--target NAME] [--seed N]
