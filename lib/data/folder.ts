@@ -193,7 +193,10 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, channels
   try {
     return await decodeWith(imagePipeline(bytes, channels, undefined, maxPixels), channels);
   } catch (e) {
-    throw new Error(`${name}: cannot decode image: ${(e as Error).message}`);
+    const message = (e as Error).message;
+    // sharp's own words name no limit
+    const reason = maxPixels !== undefined && /exceeds pixel limit/.test(message) ? `its header gives more than the ${maxPixels} pixels allowed` : message;
+    throw new Error(`${name}: cannot decode image: ${reason}`);
   }
 }
 
