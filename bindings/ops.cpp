@@ -570,7 +570,11 @@ Napi::Value adamw_step(const Args& a) {
            "params, grads, m, v, lr and weightDecay must have one entry per parameter, got " + std::to_string(n) +
                ", " + std::to_string(gs.size()) + ", " + std::to_string(ms.size()) + ", " +
                std::to_string(vs.size()) + ", " + std::to_string(lrs.size()) + " and " + std::to_string(wds.size()));
-  a.expect(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, "betas must be in [0, 1)");
+  // the step runs in float32, where a beta within 2^-25 of 1 rounds to 1: its bias correction 1 - beta^t would be 0
+  // and every parameter NaN
+  a.expect(b1 >= 0 && (float)b1 < 1 && b2 >= 0 && (float)b2 < 1,
+           "betas must be in [0, 1) in float32 (at most 0.99999994), got " + Napi::Number::New(a.env(), b1).ToString().Utf8Value() +
+               " and " + Napi::Number::New(a.env(), b2).ToString().Utf8Value());
   a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
   std::vector<AdamWTensor> ts;
   std::vector<const void*> written;  // every buffer the step writes, to refuse one given twice

@@ -71,8 +71,9 @@ export class AdamW {
     this.groups = toParamGroups('AdamW', params, opts, opts?.weightDecay ?? 0.01);
     this.lr = opts.lr;
     const betas: unknown = opts.betas ?? [0.9, 0.999];
-    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1))
-      throw new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${describeItems(betas)}`);
+    // below 1 in float32, where the step runs (a beta that rounds to 1 there makes every parameter NaN)
+    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && Math.fround(b) < 1))
+      throw new Error(`AdamW: betas must be in [0, 1) in float32 (at most 0.99999994; an array [beta1, beta2]), got ${describeItems(betas)}`);
     this.betas = [betas[0], betas[1]];
     this.eps = opts.eps ?? 1e-8;
     if (!(this.eps >= 0 && Number.isFinite(this.eps))) throw new Error(`AdamW: eps must be non-negative and finite, got ${this.eps}`);

@@ -472,6 +472,9 @@ const specs: Spec[] = [
       ['eps NaN', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, NaN, 1], /eps must be non-negative and finite, got nan/],
       ['the same parameter twice', () => { const p = F([3]); return [[p, p], [F([3]), F([3])], [F([3]), F([3])], [F([3]), F([3])], [1e-3, 1e-3], [0, 0], 0.9, 0.999, 1e-8, 1]; }, /a tensor appears twice among params, m and v/],
       ['beta1 = 1', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 1, 0.999, 1e-8, 1], /betas must be in \[0, 1\)/],
+      // below 1 as doubles, 1 in float32, where the step runs: every parameter would be NaN
+      ['beta1 that rounds to 1 in float32', () => [[F([3])], [F([3])], [F([3], 0)], [F([3], 0)], [1e-3], [0], 1 - 2 ** -30, 0.999, 1e-8, 6], /betas must be in \[0, 1\) in float32 \(at most 0.99999994\), got 0.9999999990686774 and 0.999/],
+      ['beta2 that rounds to 1 in float32', () => [[F([3])], [F([3])], [F([3], 0)], [F([3], 0)], [1e-3], [0], 0.9, 0.99999999999, 1e-8, 1], /betas must be in \[0, 1\) in float32/],
       ['step 0', () => [[F([3])], [F([3])], [F([3])], [F([3])], [1e-3], [0], 0.9, 0.999, 1e-8, 0], /step must be an integer >= 1/],
       ['lr entry not a number', () => [[F([3])], [F([3])], [F([3])], [F([3])], ['1e-3'], [0], 0.9, 0.999, 1e-8, 1], /lr\[0\] must be a number/],
       ['negative lr', () => [[F([3])], [F([3])], [F([3])], [F([3])], [-1], [0], 0.9, 0.999, 1e-8, 1], /lr\[0\] must be a non-negative number/],

@@ -62,9 +62,12 @@ describe('AdamW', () => {
       [[0.9], '[0.9]'],
       [[0.9, 0.99, 0.5], '[0.9, 0.99, 0.5]'],
       [[NaN, 0.99], '[NaN, 0.99]'],
+      // below 1, but 1 in float32, where the step runs: every parameter would be NaN
+      [[0.9, 0.99999999], '[0.9, 0.99999999]'],
     ];
     for (const [b, got] of betas)
-      expect(() => new AdamW([], { lr: 1, betas: b as [number, number] })).toThrow(new Error(`AdamW: betas must be in [0, 1) (an array [beta1, beta2]), got ${got}`));
+      expect(() => new AdamW([], { lr: 1, betas: b as [number, number] })).toThrow(new Error(`AdamW: betas must be in [0, 1) in float32 (at most 0.99999994; an array [beta1, beta2]), got ${got}`));
+    expect(() => new AdamW([], { lr: 1, betas: [0.99999994, 0] })).not.toThrow();
     expect(() => new AdamW([], { lr: 1, eps: NaN })).toThrow(/AdamW: eps must be non-negative and finite, got NaN/);
     expect(() => new AdamW([], { lr: 1, eps: -1e-8 })).toThrow(/eps must be non-negative/);
   });
