@@ -43,6 +43,7 @@ namespace mae {
 namespace {
 
 constexpr int TAG_FAIL = 17001;
+constexpr double kMaxTimeoutSeconds = 1e9;
 constexpr int TAG_ACK = 17002;
 
 double now_ms() {
@@ -510,7 +511,10 @@ Napi::Value mpi_info(const Args& a) {
 Napi::Value comm_init(const Args& a) {
   State& s = S();
   const double timeout = a.number(1, "timeoutSeconds");
-  a.expect(timeout > 0, "timeoutSeconds must be positive");
+  // the waits add it to the steady clock's nanoseconds (int64): Infinity or 1e300 would overflow there and end the
+  // wait at once
+  a.expect(timeout > 0 && timeout <= kMaxTimeoutSeconds,
+           "timeoutSeconds must be positive and at most 1e9 (about 31 years), got " + Napi::Number::New(a.env(), timeout).ToString().Utf8Value());
   {
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.failed.load()) throw_failed(s);

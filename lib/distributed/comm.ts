@@ -117,7 +117,8 @@ export class Communicator {
     const mode = opts.distributed ?? 'auto';
     if (mode !== 'auto' && mode !== 'mpi' && mode !== 'none') throw new Error(`distributed must be 'auto', 'mpi' or 'none', got '${String(mode)}'`);
     const timeout = opts.timeoutSeconds ?? 600;
-    if (!(typeof timeout === 'number' && timeout > 0)) throw new Error(`the distributed timeout must be a positive number of seconds, got ${timeout}`);
+    if (!(typeof timeout === 'number' && timeout > 0 && timeout <= 1e9))
+      throw new Error(`the distributed timeout must be a positive number of seconds, at most 1e9 (about 31 years), got ${timeout}`);
     const l = launcher();
     if (mode === 'none' || (mode === 'auto' && l === null)) return Communicator.single();
     const w = call(() => native.commInit(opts.mpiLibrary ?? null, timeout));

@@ -34,6 +34,8 @@ describe('launcher', () => {
     expect(c.allgatherConcat(f)).toBe(f);
     expect(() => Communicator.open({ distributed: 'nccl' as never })).toThrow(/distributed must be 'auto', 'mpi' or 'none'/);
     expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: 0 })).toThrow(/positive number of seconds/);
+    // (one that overflows the clock would end the wait for MPI at once)
+    expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: Infinity })).toThrow(/^the distributed timeout must be a positive number of seconds, at most 1e9 \(about 31 years\), got Infinity$/);
   });
 });
 

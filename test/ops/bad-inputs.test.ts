@@ -611,6 +611,15 @@ describe('runtime entry points', () => {
     expect(Array.from(c.read())).toEqual([7, 8]);
   });
 
+  it('commInit refuses a timeout that is not positive or that would overflow the clock, before MPI is loaded', () => {
+    // (Infinity and 1e300 overflowed the steady clock's nanoseconds: the wait for MPI_Init_thread ended at once, "within
+    // -2147483648 s")
+    for (const t of [0, -1, NaN, Infinity, 1e300, 2e9])
+      expectOpError('commInit', [null, t], /^commInit: timeoutSeconds must be positive and at most 1e9 \(about 31 years\), got /);
+    expectOpError('commInit', [null, '60'], /timeoutSeconds must be a number/);
+    expect(native.commState().ready).toBe(false);
+  });
+
   it('setNumThreads', () => {
     expectOpError('setNumThreads', [0], /threads must be an integer in \[1, 1024\], got 0/);
     expectOpError('setNumThreads', [100000], /threads must be an integer in \[1, 1024\], got 100000/);
