@@ -190,6 +190,9 @@ Napi::Value write(const Napi::CallbackInfo& info) {
   const DType dtype = t->dtype();
   const size_t n = (size_t)shape_numel(shape);
   if (info.Length() < 1 || !info[0].IsTypedArray()) throw Error("Tensor.write: expected a Float32Array or Int32Array");
+  if (dtype == DType::BF16)
+    throw Error("Tensor.write: a bfloat16 tensor " + shape_str(shape) +
+                " cannot be written; write a float32 tensor and convert it with to(device, 'bfloat16')");
   Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
   const bool ok = (dtype == DType::F32 && ta.TypedArrayType() == napi_float32_array) ||
                   (dtype == DType::I32 && ta.TypedArrayType() == napi_int32_array);

@@ -678,6 +678,8 @@ describe('tensor methods', () => {
   });
 
   it('write and reshape check their arguments', () => {
+    // (a bfloat16 tensor was told it "takes a Float32Array" when given one)
+    expect(() => bf16(F([2])).write(new Float32Array(2))).toThrow(/^Tensor.write: a bfloat16 tensor \[2\] cannot be written; write a float32 tensor and convert it/);
     const t = F([2, 3]);
     expect(() => t.write([1, 2, 3, 4, 5, 6] as unknown as Float32Array)).toThrow(/^Tensor.write: expected a Float32Array or Int32Array/);
     expect(() => t.write(new Float64Array(6) as unknown as Float32Array)).toThrow(/^Tensor.write: a float32 tensor \[2, 3\] takes a Float32Array/);
