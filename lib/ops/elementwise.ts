@@ -5,8 +5,8 @@
  * scale(x, s) = s x;  sum(x) and mean(x) -> [1];  meanTokens(x [B, N, D]) -> [B, D];  reshape (a view).
  */
 import { record } from '../autograd.js';
-import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { native, type NativeTensor } from '../native.js';
+import { shapeStr, Tensor } from '../tensor.js';
 
 /** A new tensor of `shape`: dy summed over the repeats when the operand was repeated, else a view of dy. */
 function reduceTo(dy: Tensor, shape: readonly number[]): Tensor {
@@ -41,9 +41,22 @@ export function mul(a: Tensor, b: Tensor): Tensor {
   }, [], [a, b]);
 }
 
+/**
+ * x's handle for scale and mean, which run native entries of other names (clone and axpby, sum): checked here as
+ * those check it, so that a refusal names the op that was called.
+ */
+function floatInput(op: string, x: Tensor): NativeTensor {
+  const h = x.handle;
+  if (x.dtype === 'int32') throw new Error(`${op}: x must be float32 or bfloat16, got int32 ${shapeStr(x.shape)}`);
+  if (x.shape.length === 0) throw new Error(`${op}: x must have at least one dimension`);
+  if (x.size === 0) throw new Error(`${op}: x ${shapeStr(x.shape)} is empty; zero-size tensors are not supported here`);
+  return h;
+}
+
 export function scale(x: Tensor, s: number): Tensor {
-  const y = new Tensor(native.clone(x.handle));
-  native.axpby(s, x.handle, 0, y.handle);
+  const h = floatInput('scale', x);
+  const y = new Tensor(native.clone(h));
+  native.axpby(s, h, 0, y.handle);
   return record('scale', [x], y, (dy) => {
     const dx = new Tensor(native.clone(dy.handle));
     native.axpby(s, dy.handle, 0, dx.handle);
@@ -56,8 +69,9 @@ export function sum(x: Tensor): Tensor {
 }
 
 export function mean(x: Tensor): Tensor {
+  const h = floatInput('mean', x);
   const n = x.size;
-  return record('mean', [x], new Tensor(native.sum(x.handle, 1 / n)), (dy) => [spread(dy, x.shape, 1 / n)]);
+  return record('mean', [x], new Tensor(native.sum(h, 1 / n)), (dy) => [spread(dy, x.shape, 1 / n)]);
 }
 
 /** a tensor of `shape` filled with dy[0] * s, on dy's device (computed there: no read of dy to the host) */

@@ -5,8 +5,8 @@
 // may crash the process (a crash would end this file's run).
 import { afterEach, describe, expect, it } from 'vitest';
 import { native, type NativeAddon, type NativeTensor } from '../../lib/native.js';
-import { gatherRows, linear } from '../../lib/ops/index.js';
-import { tidy } from '../../lib/tensor.js';
+import { gatherRows, linear, mean, scale } from '../../lib/ops/index.js';
+import { Tensor, tidy } from '../../lib/tensor.js';
 import { intTensor, tensor } from '../helpers/tensors.js';
 
 // every native tensor a test makes, disposed after it
@@ -695,5 +695,17 @@ describe('through lib/ops', () => {
     tidy(() => {
       expect(() => linear(tensor([1, 2, 3], [1, 3]), tensor([1, 2], [1, 2]))).toThrow(/^linear: x \[1, 3\] and weight \[1, 2\] disagree/);
       expect(() => gatherRows(tensor([1, 2], [1, 1, 2]), intTensor([3], [1, 1]))).toThrow(/^gatherRows: index value 3/);
+    }));
+
+  it('scale and mean, which run native entries of other names, refuse in their own name', () =>
+    tidy(() => {
+      // (the refusals came from inside: "axpby: x must be float32", "sum: x [0] is empty")
+      expect(() => scale(intTensor([1, 2], [2]), 2)).toThrow(/^scale: x must be float32 or bfloat16, got int32 \[2\]$/);
+      expect(() => mean(intTensor([1, 2], [2]))).toThrow(/^mean: x must be float32 or bfloat16, got int32 \[2\]$/);
+      expect(() => scale(tensor([], [0, 3]), 2)).toThrow(/^scale: x \[0, 3\] is empty; zero-size tensors are not supported here$/);
+      expect(() => mean(tensor([], [2, 0]))).toThrow(/^mean: x \[2, 0\] is empty/);
+      expect(() => mean(tensor([5], []))).toThrow(/^mean: x must have at least one dimension$/);
+      expect(() => scale(Tensor.full([], 1), 2)).toThrow(/^scale: x must have at least one dimension$/);
+      expect(mean(tensor([1, 2, 3, 6], [2, 2])).item()).toBe(3);
     }));
 });
