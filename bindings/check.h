@@ -101,6 +101,9 @@ struct Args {
     return tensor(i, name, dtype, rank);
   }
 
+  // a number as JavaScript writes it (1e+39, Infinity, NaN), for messages
+  std::string js(double d) const { return Napi::Number::New(env(), d).ToString().Utf8Value(); }
+
   double number(size_t i, const char* name) const {
     if (i >= info.Length() || !info[i].IsNumber()) fail(std::string(name) + " must be a number");
     return info[i].As<Napi::Number>().DoubleValue();
@@ -113,7 +116,7 @@ struct Args {
       fail(std::string(name) + " must be an integer " +
            (max == kMaxInteger ? ">= " + std::to_string(min)
                                : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]") +
-           ", got " + Napi::Number::New(env(), d).ToString().Utf8Value());
+           ", got " + js(d));
     return (int64_t)d;
   }
   static constexpr int64_t kMaxInteger = 8999999999999999;

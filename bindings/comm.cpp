@@ -514,7 +514,7 @@ Napi::Value comm_init(const Args& a) {
   // the waits add it to the steady clock's nanoseconds (int64): Infinity or 1e300 would overflow there and end the
   // wait at once
   a.expect(timeout > 0 && timeout <= kMaxTimeoutSeconds,
-           "timeoutSeconds must be positive and at most 1e9 (about 31 years), got " + Napi::Number::New(a.env(), timeout).ToString().Utf8Value());
+           "timeoutSeconds must be positive and at most 1e9 (about 31 years), got " + a.js(timeout));
   {
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.failed.load()) throw_failed(s);

@@ -121,7 +121,7 @@ Shape check_layer_norm(const Args& a, const JsTensor* x, const JsTensor* w, cons
 Napi::Value layer_norm(const Args& a) {
   JsTensor *x = a.act(0, "x"), *w = a.tensor(1, "weight", DType::F32, 1), *b = a.tensor(2, "bias", DType::F32, 1);
   const double eps = a.number(3, "eps");
-  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
+  a.expect(eps >= 0 && std::isfinite((float)eps), "eps must be non-negative and finite in float32, got " + a.js(eps));
   const Ops& ops = a.same_device({x, w, b});
   const Shape rows = check_layer_norm(a, x, w, b);
   Obj y = a.make(x, x->shape(), act(x)), mean = a.make(x, rows), rstd = a.make(x, rows);
@@ -135,7 +135,7 @@ Napi::Value add_layer_norm(const Args& a) {
   JsTensor *x = a.act(0, "x"), *r = a.act(1, "r"), *w = a.tensor(2, "weight", DType::F32, 1),
            *b = a.tensor(3, "bias", DType::F32, 1);
   const double eps = a.number(4, "eps");
-  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
+  a.expect(eps >= 0 && std::isfinite((float)eps), "eps must be non-negative and finite in float32, got " + a.js(eps));
   const Ops& ops = a.same_device({x, r, w, b});
   expect_same_shape(a, x, "x", r, "r");
   const Shape rows = check_layer_norm(a, x, w, b);
@@ -338,8 +338,8 @@ Napi::Value batch_norm(const Args& a) {
            *rv = a.tensor(2, "runningVar", DType::F32, 1);
   const bool training = a.boolean(3, "training");
   const double momentum = a.number(4, "momentum"), eps = a.number(5, "eps");
-  a.expect(momentum >= 0 && momentum <= 1, "momentum must be in [0, 1], got " + std::to_string(momentum));
-  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
+  a.expect(momentum >= 0 && momentum <= 1, "momentum must be in [0, 1], got " + a.js(momentum));
+  a.expect(eps >= 0 && std::isfinite((float)eps), "eps must be non-negative and finite in float32, got " + a.js(eps));
   const Ops& ops = a.same_device({x, rm, rv});
   const int64_t F = x->shape()[1];
   a.expect(rm->shape()[0] == F && rv->shape()[0] == F, "running statistics must be [" + std::to_string(F) + "] for x " + shape_str(x->shape()));
@@ -573,9 +573,9 @@ Napi::Value adamw_step(const Args& a) {
   // the step runs in float32, where a beta within 2^-25 of 1 rounds to 1: its bias correction 1 - beta^t would be 0
   // and every parameter NaN
   a.expect(b1 >= 0 && (float)b1 < 1 && b2 >= 0 && (float)b2 < 1,
-           "betas must be in [0, 1) in float32 (at most 0.99999994), got " + Napi::Number::New(a.env(), b1).ToString().Utf8Value() +
-               " and " + Napi::Number::New(a.env(), b2).ToString().Utf8Value());
-  a.expect(eps >= 0 && std::isfinite(eps), "eps must be non-negative and finite, got " + std::to_string(eps));
+           "betas must be in [0, 1) in float32 (at most 0.99999994), got " + a.js(b1) +
+               " and " + a.js(b2));
+  a.expect(eps >= 0 && std::isfinite((float)eps), "eps must be non-negative and finite in float32, got " + a.js(eps));
   std::vector<AdamWTensor> ts;
   std::vector<const void*> written;  // every buffer the step writes, to refuse one given twice
   for (size_t k = 0; k < n; k++) {
@@ -584,8 +584,9 @@ Napi::Value adamw_step(const Args& a) {
     expect_same_shape(a, gs[k], "grads" + at, ps[k], "params" + at);
     expect_same_shape(a, ms[k], "m" + at, ps[k], "params" + at);
     expect_same_shape(a, vs[k], "v" + at, ps[k], "params" + at);
-    a.expect(std::isfinite(lrs[k]) && lrs[k] >= 0, "lr" + at + " must be a non-negative number");
-    a.expect(std::isfinite(wds[k]), "weightDecay" + at + " must be finite");
+    // finite in float32, where the step runs (1e39 is infinite there)
+    a.expect(std::isfinite((float)lrs[k]) && lrs[k] >= 0, "lr" + at + " must be a non-negative number of float32's range, got " + a.js(lrs[k]));
+    a.expect(std::isfinite((float)wds[k]), "weightDecay" + at + " must be finite in float32, got " + a.js(wds[k]));
     TensorView sv;
     if (shadows[k]) {
       a.same_device({ps[k], shadows[k]});
@@ -623,7 +624,7 @@ std::vector<int64_t> int_list(const Args& a, size_t i, const char* name, size_t 
   std::vector<int64_t> r;
   for (size_t k = 0; k < n; k++) {
     if (!(xs[k] >= (double)min && xs[k] <= (double)max && xs[k] == std::floor(xs[k])))
-      a.fail(std::string(name) + "[" + std::to_string(k) + "] must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + std::to_string(xs[k]));
+      a.fail(std::string(name) + "[" + std::to_string(k) + "] must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + a.js(xs[k]));
     r.push_back((int64_t)xs[k]);
   }
   return r;
