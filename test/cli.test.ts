@@ -169,6 +169,13 @@ describe('mae command', () => {
     expect(r.code).toBe(1);
     expect(r.err).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 1.5\n');
     expect(mae(['linprobe', '--raw-pixels', '--epochs', '0', '--out', out]).err).toBe('mae linprobe: --epochs must be a positive integer, got 0\n');
+    // a count beyond 2^53 is refused before training, not after it, by the first checkpoint (whose metadata holds no such count)
+    const huge = join(out, 'huge');
+    for (const [flag, what] of [['--checkpoint-every', 'non-negative'], ['--log-every', 'positive'], ['--visualize-every', 'non-negative'], ['--knn-every', 'non-negative']] as const)
+      expect(mae(['pretrain', '--data-kind', 'synthetic', '--limit', '64', '--batch-size', '32', '--max-steps', '1', '--threads', '1', flag, '1e300', '--out', huge])).toEqual({
+        code: 1, out: '', err: `mae pretrain: ${flag} must be a ${what} integer, got 1e+300\n`,
+      });
+    expect(existsSync(huge)).toBe(false);
     expect(mae(['visualize']).err).toBe('mae visualize: --checkpoint PATH is required (a checkpoint file or a run folder)\n');
     expect(errorLine('pretrain', 'pretrain: knn.every must be a non-negative integer, got 1.5', 3)).toBe('mae pretrain: [rank 3] --knn-every must be a non-negative integer, got 1.5');
     expect(errorLine('finetune', 'finetune: accumIter must be a positive integer, got 0')).toBe('mae finetune: --accum-iter must be a positive integer, got 0');

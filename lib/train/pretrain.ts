@@ -682,9 +682,10 @@ function withDefaults(opts: PretrainOptions) {
     if (opts.data) throw new Error('pretrain: limit is for the default data or a resumed run: give data.limit with data');
     if (!(Number.isInteger(opts.limit) && opts.limit > 0)) throw new Error(`pretrain: limit must be a positive integer, got ${opts.limit}`);
   }
-  for (const k of ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const) need(k, o[k], Number.isInteger(o[k]) && o[k] > 0, 'a positive integer');
-  for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const) need(k, o[k], Number.isInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
-  need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
+  // safe integers: the checkpoint's metadata holds no other count (1e300 is an integer to Number.isInteger)
+  for (const k of ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] > 0, 'a positive integer');
+  for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
+  need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isSafeInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
   need('blr', o.blr, o.blr > 0, 'positive');
   need('bucketMb', o.bucketMb, o.bucketMb > 0, 'positive');
   need('lr', o.lr, o.lr === undefined || o.lr > 0, 'positive');
@@ -694,7 +695,7 @@ function withDefaults(opts: PretrainOptions) {
   need('seed', o.seed, Number.isSafeInteger(o.seed) && o.seed >= 0, 'a non-negative integer');
   if (opts.knn) {
     // checked now, not at the first kNN epoch
-    if (!(Number.isInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
+    if (!(Number.isSafeInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
     checkKnnOptions(opts.knn);
   }
   getPreset(o.preset); // an unknown name is an error before anything is written
