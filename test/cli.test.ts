@@ -176,6 +176,10 @@ describe('mae command', () => {
         code: 1, out: '', err: `mae pretrain: ${flag} must be a ${what} integer, got 1e+300\n`,
       });
     expect(existsSync(huge)).toBe(false);
+    // a seed is a non-negative integer for every command, refused before any work (linprobe took -1; finetune's 1.5
+    // was refused by the Generator it reached, in its own name)
+    expect(mae(['linprobe', '--raw-pixels', '--seed=-1', '--out', out]).err).toBe('mae linprobe: --seed must be a non-negative integer, got -1\n');
+    expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--seed', '1.5', '--out', out]).err).toBe('mae finetune: --seed must be a non-negative integer, got 1.5\n');
     expect(mae(['visualize']).err).toBe('mae visualize: --checkpoint PATH is required (a checkpoint file or a run folder)\n');
     expect(errorLine('pretrain', 'pretrain: knn.every must be a non-negative integer, got 1.5', 3)).toBe('mae pretrain: [rank 3] --knn-every must be a non-negative integer, got 1.5');
     expect(errorLine('finetune', 'finetune: accumIter must be a positive integer, got 0')).toBe('mae finetune: --accum-iter must be a positive integer, got 0');
@@ -509,6 +513,7 @@ describe('mae eval: what is scored', () => {
       expect(mae(['visualize', '--checkpoint', run, '--split', split, '--out', png])).toEqual({
         code: 2, out: '', err: `mae visualize: --split: ${data} (folder) has no train and test splits: its images are drawn from as a whole; leave out --split\n`,
       });
+    expect(mae(['visualize', '--checkpoint', run, '--seed=-1', '--out', png])).toEqual({ code: 1, out: '', err: 'mae visualize: --seed must be a non-negative integer, got -1\n' });
     expect(existsSync(png)).toBe(false);
     expect(mae(['visualize', '--checkpoint', run, '--out', png])).toEqual({ code: 0, out: `wrote ${png}\n`, err: '' });
   });

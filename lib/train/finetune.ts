@@ -164,6 +164,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   for (const [k, v] of [['epochs', epochs], ['batchSize', batchSize], ['accumIter', accumIter], ['logEvery', logEvery]] as const)
     if (!(Number.isInteger(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive integer, got ${v}`);
   if (!(Number.isInteger(every) && every >= 0)) throw new Error(`finetune: evalEvery must be a non-negative integer, got ${every}`);
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`finetune: seed must be a non-negative integer, got ${seed}`);
   for (const [k, v] of [['warmupEpochs', warmupEpochs], ['minLr', minLr], ['weightDecay', weightDecay], ['mixup', mixup], ['cutmix', cutmix]] as const)
     if (!(Number.isFinite(v) && v >= 0)) throw new Error(`finetune: ${k} must be a finite number >= 0, got ${v}`);
   for (const [k, v] of [['mixupProb', mixupProb], ['mixupSwitchProb', mixupSwitchProb], ['reprob', reprob], ['flipProb', flipProb]] as const)

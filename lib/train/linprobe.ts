@@ -173,6 +173,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   for (const [k, v] of [['epochs', epochs], ['batchSize', batchSize]] as const)
     if (!(Number.isInteger(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive integer, got ${v}`);
   if (!(Number.isInteger(every) && every >= 0)) throw new Error(`linprobe: evalEvery must be a non-negative integer, got ${every}`);
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`linprobe: seed must be a non-negative integer, got ${seed}`);
   for (const [k, v] of [['warmupEpochs', warmupEpochs], ['minLr', minLr], ['weightDecay', weightDecay]] as const)
     if (!(Number.isFinite(v) && v >= 0)) throw new Error(`linprobe: ${k} must be a finite number >= 0, got ${v}`);
   for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)

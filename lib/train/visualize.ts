@@ -40,12 +40,14 @@ export async function writeReconstructions(
   const wanted = opts.count ?? 8;
   if (!(Number.isInteger(start) && start >= 0)) throw new Error(`visualize: start must be a non-negative integer, got ${start}`);
   if (!(Number.isInteger(wanted) && wanted >= 1 && wanted <= MAX_COUNT)) throw new Error(`visualize: count must be an integer from 1 to ${MAX_COUNT}, got ${wanted}`);
+  const seed = opts.seed ?? 0;
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`visualize: seed must be a non-negative integer, got ${seed}`);
   const count = Math.min(wanted, dataset.length - start);
   if (count < 1) throw new Error(`visualize: no images at index ${start} of a dataset of ${dataset.length}`);
   const evalCfg: PipelineConfig = { ...pipeline, augment: false, imageSize: c.imgSize, inChans: c.inChans };
   const indices = Int32Array.from({ length: count }, (_, i) => start + i);
   const { images } = await buildBatch(dataset, evalCfg, { indices, epoch: 0, start: 0 });
-  const noise = new Generator(opts.seed ?? 0).uniformArray(count * model.numPatches);
+  const noise = new Generator(seed).uniformArray(count * model.numPatches);
   const { recon, mask } = tidy(() => {
     const imgs = Tensor.fromArray(images, [count, c.inChans, c.imgSize, c.imgSize], { device: model.device });
     const r = model.reconstruct(imgs, { maskRatio: opts.maskRatio ?? 0.75, noise });

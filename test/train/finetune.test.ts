@@ -82,6 +82,7 @@ describe('fine-tuning end to end (synthetic data)', () => {
       [{ accumIter: 1.5 }, 'accumIter must be a positive integer, got 1.5'],
       [{ logEvery: 0 }, 'logEvery must be a positive integer, got 0'],
       [{ evalEvery: 0.5 }, 'evalEvery must be a non-negative integer, got 0.5'],
+      [{ seed: 1.5 }, 'seed must be a non-negative integer, got 1.5'],
       [{ layerDecay: -1 }, 'layerDecay must be in (0, 1], got -1'],
       [{ layerDecay: 0 }, 'layerDecay must be in (0, 1], got 0'],
       [{ layerDecay: 1.5 }, 'layerDecay must be in (0, 1], got 1.5'],

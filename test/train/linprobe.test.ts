@@ -92,6 +92,7 @@ describe('linear probing end to end (synthetic data)', () => {
       [{ weightDecay: NaN }, 'weightDecay must be a finite number >= 0, got NaN'],
       [{ evalEvery: 1.5 }, 'evalEvery must be a non-negative integer, got 1.5'],
       [{ evalEvery: -1 }, 'evalEvery must be a non-negative integer, got -1'],
+      [{ seed: -1 }, 'seed must be a non-negative integer, got -1'],
       [{ blr: 0 }, 'blr must be a positive finite number, got 0'],
       [{ lr: -1 }, 'lr must be a positive finite number, got -1'],
       [{ lr: Infinity }, 'lr must be a positive finite number, got Infinity'],
