@@ -846,7 +846,10 @@ async function cmdFinetune(argv: string[]): Promise<number> {
   ]);
   o.precision = precisionFlag(v);
   const cropMin = num(v['crop-scale-min'], 'crop-scale-min');
-  if (cropMin !== undefined) o.cropScale = [cropMin, 1];
+  if (cropMin !== undefined) {
+    if (!(cropMin > 0 && cropMin <= 1)) throw new UsageError(`--crop-scale-min must be in (0, 1], got ${cropMin}`);
+    o.cropScale = [cropMin, 1];
+  }
   let last = 0;
   const { r, code } = await stoppable('stopping after the current step; no classifier or results will be written', (signal) => finetune({
     ...o,
@@ -967,6 +970,9 @@ async function cmdEval(argv: string[]): Promise<void> {
       throw new UsageError(`eval: --split: ${data.path} has no test split: with --knn every ${KNN_QUERY_EVERY}th image is a query and the others the bank; leave out --split`);
     if (split === 'train') throw new UsageError('eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split');
     const trainLimit = num(v['train-limit'], 'train-limit');
+    // knnData would name them limits.query and limits.bank
+    for (const [flag, n] of [['limit', data.limit], ['train-limit', trainLimit]] as const)
+      if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new UsageError(`--${flag} must be a positive integer, got ${n}`);
     const { bank, query, scored } = await knnData(data, { bank: trainLimit, query: data.limit });
     const opts: { k?: number; temperature?: number } = {};
     numbers(v, opts, [['k', 'k'], ['temperature', 'temperature']]);

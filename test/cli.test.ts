@@ -180,6 +180,9 @@ describe('mae command', () => {
     // was refused by the Generator it reached, in its own name)
     expect(mae(['linprobe', '--raw-pixels', '--seed=-1', '--out', out]).err).toBe('mae linprobe: --seed must be a non-negative integer, got -1\n');
     expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--seed', '1.5', '--out', out]).err).toBe('mae finetune: --seed must be a non-negative integer, got 1.5\n');
+    // --crop-scale-min is the low end of the crop scale [min, 1] (the DataLoader refused it as 'scale', after building the model)
+    for (const bad of ['0', '1.5'])
+      expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--crop-scale-min', bad, '--out', out])).toEqual({ code: 2, out: '', err: `mae finetune: --crop-scale-min must be in (0, 1], got ${bad}\n` });
     expect(mae(['visualize']).err).toBe('mae visualize: --checkpoint PATH is required (a checkpoint file or a run folder)\n');
     expect(errorLine('pretrain', 'pretrain: knn.every must be a non-negative integer, got 1.5', 3)).toBe('mae pretrain: [rank 3] --knn-every must be a non-negative integer, got 1.5');
     expect(errorLine('finetune', 'finetune: accumIter must be a positive integer, got 0')).toBe('mae finetune: --accum-iter must be a positive integer, got 0');
@@ -498,6 +501,10 @@ describe('mae eval: what is scored', () => {
     const b = mae(knn);
     expect([b.code, b.err]).toEqual([0, '']);
     expect(b.out).toMatch(/^kNN \(k 20, T 0\.07\): top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 8 test images against a bank of 16 train images \(\d+s\)\n$/);
+    // --limit and --train-limit are the counts of queries and bank images (knnData named them limits.query and limits.bank)
+    const knnCut = (flags: string[]) => mae(['eval', '--checkpoint', lp, '--knn', '--data-kind', 'synthetic', '--threads', '1', ...flags]);
+    expect(knnCut(['--limit=-1'])).toEqual({ code: 2, out: '', err: 'mae eval: --limit must be a positive integer, got -1\n' });
+    expect(knnCut(['--limit', '8', '--train-limit', '2.5'])).toEqual({ code: 2, out: '', err: 'mae eval: --train-limit must be a positive integer, got 2.5\n' });
     expect(mae([...knn, '--split', 'train'])).toEqual({
       code: 2, out: '', err: 'mae eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split\n',
     });
