@@ -163,6 +163,18 @@ describe('mae command', () => {
     expect(i.err).toMatch(/bogus/);
   });
 
+  it('mae prepare-data lists a sub-folder of 150,000 files (spread into one push() call, they overflowed the call stack)', () => {
+    const root = mkdtempSync(join(tmpdir(), 'mae-cli-many-'));
+    const dir = join(root, 'data', 'all', 'part');
+    mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < 150_000; i++) writeFileSync(join(dir, `${i}.png`), ''); // empty: the first is a bad file
+    const r = mae(['prepare-data', '--data', join(root, 'data'), '--out', join(root, 'shards'), '--on-bad-file', 'stop']);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`preparing 150000 image files from ${join(root, 'data')}`);
+    expect(r.err).toContain(`mae prepare-data: ${join(dir, '0.png')}: cannot decode image`);
+    rmSync(root, { recursive: true, force: true });
+  });
+
   it('prints a library error with the command once and the option as its flag', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-error-'));
     const r = mae(['pretrain', '--mask-ratio', '1.5', '--out', out]);

@@ -114,7 +114,8 @@ async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: 
   listed.add(real);
   const { dirs, files } = await listDir(dir, onWarning);
   const out = files.map((f) => join(dir, f));
-  for (const d of dirs) out.push(...(await listImagesRecursive(join(dir, d), listed, onWarning)));
+  // one push per file: spreading a folder of over ~120,000 files into push() overflows the call stack
+  for (const d of dirs) for (const f of await listImagesRecursive(join(dir, d), listed, onWarning)) out.push(f);
   return out;
 }
 
