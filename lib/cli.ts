@@ -744,6 +744,7 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   const pipeline = resolvePipelineConfig(dataset, { batchSize: 1, imageSize: c.imgSize, inChans: c.inChans });
   const ckDir = statSync(v.checkpoint as string).isDirectory() ? (v.checkpoint as string) : join(v.checkpoint as string, '..');
   const out = (v.out as string | undefined) ?? join(ckDir, 'reconstructions.png');
+  checkOutputFile(out, '--out');
   const opts: { count?: number; start?: number; maskRatio?: number; seed?: number } = {};
   for (const [flag, key] of [['count', 'count'], ['start', 'start'], ['mask-ratio', 'maskRatio'], ['seed', 'seed']] as const) {
     const n = num(v[flag], flag);

@@ -397,6 +397,11 @@ describe('mae bench output files', () => {
     refused(['--json', dir], 1, `--json ${dir}: is a folder; give the path of the file to write`);
     refused(['--png', join(file, 'chart.png')], 1, `--png ${join(file, 'chart.png')}: cannot create the folder ${file}: a file of that name exists`);
     refused(['--json', ''], 1, '--json: the output file path is empty');
+    // a pipe (or a device such as /dev/null): the atomic write's rename would replace it with a regular file
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    refused(['--json', fifo], 1, `--json ${fifo}: is not a regular file (a device, pipe or socket); give the path of the file to write`);
+    expect(statSync(fifo).isFIFO()).toBe(true);
     refused(['--json', join(dir, 'r.json'), '--png', join(dir, 'r.json')], 2, `--json and --png name the same file, ${join(dir, 'r.json')}`);
     const json = join(dir, 'new', 'r.json');
     const png = join(dir, 'new', 'deeper', 'r.png');
@@ -533,6 +538,12 @@ describe('mae eval: what is scored', () => {
         code: 2, out: '', err: `mae visualize: --split: ${data} (folder) has no train and test splits: its images are drawn from as a whole; leave out --split\n`,
       });
     expect(mae(['visualize', '--checkpoint', run, '--seed=-1', '--out', png])).toEqual({ code: 1, out: '', err: 'mae visualize: --seed must be a non-negative integer, got -1\n' });
+    // --out is checked before drawing, as eval's and embed's are
+    expect(mae(['visualize', '--checkpoint', run, '--out', root])).toEqual({ code: 1, out: '', err: `mae visualize: --out ${root}: is a folder; give the path of the file to write\n` });
+    const fifo = join(root, 'vis-fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expect(mae(['visualize', '--checkpoint', run, '--out', fifo])).toEqual({ code: 1, out: '', err: `mae visualize: --out ${fifo}: is not a regular file (a device, pipe or socket); give the path of the file to write\n` });
+    expect(statSync(fifo).isFIFO()).toBe(true);
     expect(existsSync(png)).toBe(false);
     expect(mae(['visualize', '--checkpoint', run, '--out', png])).toEqual({ code: 0, out: `wrote ${png}\n`, err: '' });
   });

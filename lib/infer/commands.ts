@@ -59,12 +59,13 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
 
 /**
  * Checks, before any work, that a file can be written at `path` (`flag` names the option in the messages): not empty,
- * not a folder, its folder existing or created now (makeDirs) and writable. Throws an Error naming the flag and path.
+ * not a folder, device, pipe or socket, its folder existing or created now (makeDirs) and writable. Throws an Error naming the flag and path.
  */
 export function checkOutputFile(path: string, flag: string): void {
   if (typeof path !== 'string' || path === '') throw new Error(`${flag}: the output file path is empty`);
   if (path.endsWith('/') || path.endsWith(sep)) throw new Error(`${flag} ${path}: ends in '${sep}', a folder; give the path of the file to write`);
   if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${flag} ${path}: is a folder; give the path of the file to write`);
+  if (existsSync(path) && !statSync(path).isFile()) throw new Error(`${flag} ${path}: is not a regular file (a device, pipe or socket); give the path of the file to write`);
   const dir = dirname(resolve(path));
   try {
     makeDirs(dir);

@@ -6,7 +6,7 @@
  * flushed with fsync, renamed over the target, and then the directory is fsynced so the rename itself survives a
  * crash. If anything fails the temporary file is removed and the old target is left untouched. A file replaced keeps
  * its permission bits; a symbolic link to a file stays a link and that file is replaced (a link to nothing is
- * replaced by the file); a folder is refused.
+ * replaced by the file); a folder, and a device, pipe or socket (which the rename would replace), are refused.
  *
  * `fs` and `fsp` are used through their default objects (not named imports) so that tests can inject failures.
  */
@@ -192,6 +192,8 @@ function target(path: string): { path: string; mode: number | null } {
     return { path, mode: null }; // absent (or a link to nothing): a new file
   }
   if (st.isDirectory()) throw new Error(`${path} is a folder: give the path of a file`);
+  // the rename would replace the device or pipe itself (as root, /dev/null became a regular file)
+  if (!st.isFile()) throw new Error(`${path} is not a regular file (a device, pipe or socket): give the path of a file`);
   return { path: destination(path), mode: st.mode & 0o7777 };
 }
 

@@ -138,6 +138,17 @@ describe('writeFileAtomic', () => {
     expect((await fsp.readdir(dir)).sort()).toEqual(['occupied']);
   });
 
+  it('refuses a target that is a pipe or a device (the rename would replace it), before writing anything', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [path]).status).toBe(0);
+    await expect(writeFileAtomic(path, 'x')).rejects.toThrow(`writeFileAtomic(${path}): write failed, target left unchanged: ${path} is not a regular file (a device, pipe or socket): give the path of a file`);
+    expect(() => writeFileAtomicSync(path, 'x')).toThrow(`${path} is not a regular file`);
+    await expect(AtomicFileWriter.open(path)).rejects.toThrow(`${path} is not a regular file`);
+    expect(fs.statSync(path).isFIFO()).toBe(true);
+    expect(await fsp.readdir(dir)).toEqual(['fifo']);
+  });
+
   it('writes a file whose name is 250 bytes (its temporary file has a shorter name), and names a name over 255 bytes', async () => {
     const dir = await freshDir();
     const path = join(dir, `${'é'.repeat(123)}.bin`); // 250 bytes in UTF-8
