@@ -408,6 +408,14 @@ function num(v: unknown, flag: string): number | undefined {
 
 class UsageError extends Error {}
 
+/** The values of a command's flags. No flag takes an empty value: '' names no file (resolve('') is the current folder). */
+function flagValues(argv: string[], options: Flags) {
+  const { values } = parseArgs({ args: argv, options, allowPositionals: false });
+  const empty = Object.keys(values).find((flag) => values[flag] === '');
+  if (empty !== undefined) throw new UsageError(`--${empty} is empty`);
+  return values;
+}
+
 /** --precision fp32|bf16 (undefined when absent) */
 function precisionFlag(v: Record<string, unknown>): Precision | undefined {
   const p = v.precision;
@@ -507,7 +515,7 @@ function distOptions(v: Record<string, unknown>): { distributed?: DistributedMod
 }
 
 export function pretrainOptions(argv: string[]): PretrainOptions {
-  const { values: v } = parseArgs({ args: argv, options: pretrainFlags, allowPositionals: false });
+  const v = flagValues(argv, pretrainFlags);
   const given = v.data !== undefined || v['data-kind'] !== undefined;
   if (v.resume && !given && v['on-bad-file'] !== undefined)
     throw new UsageError("--on-bad-file with --resume needs --data: a resumed run takes its data, what to do with bad files included, from its checkpoint");
@@ -666,7 +674,7 @@ async function cmdPretrain(argv: string[]): Promise<number> {
 }
 
 export function prepareOptions(argv: string[]): PrepareOptions {
-  const { values: v } = parseArgs({ args: argv, options: prepareFlags, allowPositionals: false });
+  const v = flagValues(argv, prepareFlags);
   if (v.data === undefined || v.out === undefined) throw new UsageError('prepare-data: --data FOLDER and --out DIR are required');
   const o: PrepareOptions = { data: resolve(v.data as string), out: resolve(v.out as string) };
   const shortSide = num(v['short-side'], 'short-side');
@@ -727,7 +735,7 @@ async function cmdPrepareData(argv: string[]): Promise<number> {
 }
 
 async function cmdVisualize(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: visualizeFlags });
+  const v = flagValues(argv, visualizeFlags);
   if (!v.checkpoint) throw new UsageError('visualize: --checkpoint PATH is required (a checkpoint file or a run folder)');
   const { model, meta } = await loadModel(v.checkpoint as string);
   if (model.loadReport?.decoderLoaded === false)
@@ -785,7 +793,7 @@ function testDataFlags(v: Record<string, unknown>, o: { testData?: DataSource })
 }
 
 async function cmdLinprobe(argv: string[]): Promise<number> {
-  const { values: v } = parseArgs({ args: argv, options: linprobeFlags });
+  const v = flagValues(argv, linprobeFlags);
   if (!v.checkpoint && !v['raw-pixels']) throw new UsageError('linprobe: --checkpoint PATH is required (or --raw-pixels)');
   const o: LinprobeOptions = {};
   if (v.checkpoint) o.checkpoint = v.checkpoint as string;
@@ -827,7 +835,7 @@ async function cmdLinprobe(argv: string[]): Promise<number> {
 }
 
 async function cmdFinetune(argv: string[]): Promise<number> {
-  const { values: v } = parseArgs({ args: argv, options: finetuneFlags });
+  const v = flagValues(argv, finetuneFlags);
   if (!v.checkpoint && !v['from-scratch']) throw new UsageError('finetune: --checkpoint PATH is required (or --from-scratch)');
   const o: FinetuneOptions = {};
   if (v.checkpoint) o.checkpoint = v.checkpoint as string;
@@ -907,7 +915,7 @@ function imageProgress(what: string): (done: number, total: number) => void {
 }
 
 async function cmdEmbed(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: embedFlags });
+  const v = flagValues(argv, embedFlags);
   const { o, threads, numHeads } = imageRun(v, 'embed');
   if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
   const pool = (v.pool as string | undefined) ?? 'cls';
@@ -923,7 +931,7 @@ async function cmdEmbed(argv: string[]): Promise<void> {
 }
 
 async function cmdClassify(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: classifyFlags });
+  const v = flagValues(argv, classifyFlags);
   const { o, threads, numHeads } = imageRun(v, 'classify');
   if (threads !== undefined) (await import('./native.js')).native.setNumThreads(threads);
   const topk = num(v.topk, 'topk');
@@ -939,7 +947,7 @@ async function cmdClassify(argv: string[]): Promise<void> {
 }
 
 async function cmdEval(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: evalFlags });
+  const v = flagValues(argv, evalFlags);
   if (!v.checkpoint) throw new UsageError('eval: --checkpoint PATH is required');
   const knnOnly = ['k', 'temperature', 'train-limit'].filter((f) => v[f] !== undefined);
   if (!v.knn && knnOnly.length) throw new UsageError(`eval: --${knnOnly.join(', --')} ${knnOnly.length > 1 ? 'apply' : 'applies'} only with --knn`);
@@ -1017,7 +1025,7 @@ async function cmdEval(argv: string[]): Promise<void> {
 }
 
 async function cmdBench(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({ args: argv, options: benchFlags, allowPositionals: false });
+  const v = flagValues(argv, benchFlags);
   const o: BenchOptions = {};
   if (v.preset !== undefined) o.preset = v.preset as string;
   if (v['decoder-depth'] !== undefined) o.decoderDepths = String(v['decoder-depth']).split(',').map((d) => num(d, 'decoder-depth')!);

@@ -158,6 +158,15 @@ describe('mae command', () => {
     expect(mae(['pretrain', '--data-kind', 'synthetic', '--data', '/no/such']).err).toMatch(/--data is not read with --data-kind synthetic/);
     expect(mae(['pretrain', '--data-kind', 'fashion-mnist', '--on-bad-file', 'stop']).err).toMatch(/--on-bad-file applies to image folders \(--data-kind folder\), not to fashion-mnist data/);
     expect(mae(['pretrain', '--resume', '--on-bad-file', 'skip']).err).toBe('mae pretrain: --on-bad-file with --resume needs --data: a resumed run takes its data, what to do with bad files included, from its checkpoint\n');
+    // no flag takes an empty value: a path of '' was the current folder (--data, --test-data, prepare-data's), or
+    // an --out that a training run failed to write to after training ("ENOENT: no such file or directory, stat ''")
+    const tinyScratch = ['--from-scratch', '--data-kind', 'synthetic', '--limit', '32', '--epochs', '1', '--batch-size', '16', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--threads', '1'];
+    for (const [flag, args] of [
+      ['--data', ['visualize', '--checkpoint', '/no/such', '--data-kind', 'folder', '--data', '']],
+      ['--data', ['prepare-data', '--data=', '--out', 'x']],
+      ['--out', ['finetune', ...tinyScratch, '--out', '']],
+    ] as const)
+      expect(mae([...args])).toEqual({ code: 2, out: '', err: `mae ${args[0]}: ${flag} is empty\n` });
     const i = mae(['info', '--bogus', '1']);
     expect(i.code).toBe(2);
     expect(i.err).toMatch(/bogus/);
@@ -396,7 +405,7 @@ describe('mae bench output files', () => {
     };
     refused(['--json', dir], 1, `--json ${dir}: is a folder; give the path of the file to write`);
     refused(['--png', join(file, 'chart.png')], 1, `--png ${join(file, 'chart.png')}: cannot create the folder ${file}: a file of that name exists`);
-    refused(['--json', ''], 1, '--json: the output file path is empty');
+    refused(['--json', ''], 2, '--json is empty');
     // a pipe (or a device such as /dev/null): the atomic write's rename would replace it with a regular file
     const fifo = join(dir, 'fifo');
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
