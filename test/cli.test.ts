@@ -201,6 +201,9 @@ describe('mae command', () => {
     // was refused by the Generator it reached, in its own name)
     expect(mae(['linprobe', '--raw-pixels', '--seed=-1', '--out', out]).err).toBe('mae linprobe: --seed must be a non-negative integer, got -1\n');
     expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--seed', '1.5', '--out', out]).err).toBe('mae finetune: --seed must be a non-negative integer, got 1.5\n');
+    // linprobe flags that would not be used are refused, not ignored
+    expect(mae(['linprobe', '--raw-pixels', '--blr-sweep', '0.1,1', '--blr', '0.5', '--out', out]).err).toBe('mae linprobe: blr and lr (--blr, --lr) do not apply with a base-lr sweep (blrSweep, --blr-sweep), which chooses the base lr\n');
+    expect(mae(['linprobe', '--raw-pixels', '--pool', 'avg', '--out', out]).err).toBe('mae linprobe: pool (--pool) only applies to encoder features, not with rawPixels (--raw-pixels)\n');
     // --crop-scale-min is the low end of the crop scale [min, 1] (the DataLoader refused it as 'scale', after building the model)
     for (const bad of ['0', '1.5'])
       expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--crop-scale-min', bad, '--out', out])).toEqual({ code: 2, out: '', err: `mae finetune: --crop-scale-min must be in (0, 1], got ${bad}\n` });

@@ -185,6 +185,12 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
   if (!options.rawPixels && !options.checkpoint) throw new Error('linprobe: pass a pre-training checkpoint (or rawPixels for the pixel baseline)');
   if (options.valSize !== undefined && !options.blrSweep?.length) throw new Error('linprobe: valSize (--val-size) only applies with a base-lr sweep (blrSweep, --blr-sweep)');
+  // options that would not be used: refused, not ignored
+  if (options.blrSweep?.length && (options.blr !== undefined || options.lr !== undefined))
+    throw new Error('linprobe: blr and lr (--blr, --lr) do not apply with a base-lr sweep (blrSweep, --blr-sweep), which chooses the base lr');
+  if (options.rawPixels && options.pool !== undefined) throw new Error('linprobe: pool (--pool) only applies to encoder features, not with rawPixels (--raw-pixels)');
+  if (options.rawPixels && options.precision !== undefined)
+    throw new Error("linprobe: precision (--precision) only applies to the encoder's feature pass, not with rawPixels (--raw-pixels)");
   const precision = checkPrecision(options.precision, 'linprobe');
   const pool = options.rawPixels ? 'pixels' : (options.pool ?? 'cls');
 

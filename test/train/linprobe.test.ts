@@ -97,6 +97,11 @@ describe('linear probing end to end (synthetic data)', () => {
       [{ lr: -1 }, 'lr must be a positive finite number, got -1'],
       [{ lr: Infinity }, 'lr must be a positive finite number, got Infinity'],
       [{ blrSweep: [0.1, NaN] }, 'every base lr of the sweep must be positive, got 0.1, NaN'],
+      // options that would not be used
+      [{ blrSweep: [0.1, 1], blr: 0.5 }, 'blr and lr (--blr, --lr) do not apply with a base-lr sweep (blrSweep, --blr-sweep), which chooses the base lr'],
+      [{ blrSweep: [0.1], lr: 0.01 }, 'blr and lr (--blr, --lr) do not apply with a base-lr sweep'],
+      [{ pool: 'avg' }, 'pool (--pool) only applies to encoder features, not with rawPixels (--raw-pixels)'],
+      [{ precision: 'bf16' }, "precision (--precision) only applies to the encoder's feature pass, not with rawPixels (--raw-pixels)"],
       // unknown and mistyped options (JavaScript callers): named, not a TypeError or RangeError from inside
       [{ blrSweep: '0.1' as unknown as number[] }, "blrSweep must be an array of numbers, got the string '0.1'"],
       [{ pool: 'max' as 'cls' }, "pool must be one of cls, avg, cls+avg, got 'max'"],
