@@ -40,6 +40,11 @@ export function expectFinite(where: string, name: string, v: unknown, ok: (x: nu
   if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail(where, name, what, v);
 }
 
+/** Finite in float32, where the kernels run (an optimizer's lr, weight decay): 1e39 is finite only as a double. */
+export function isFloat32Finite(x: number): boolean {
+  return Number.isFinite(Math.fround(x));
+}
+
 /** A finite number >= 0. */
 export function expectNonNegative(where: string, name: string, v: unknown): void {
   expectFinite(where, name, v, (x) => x >= 0, 'a finite number >= 0');

@@ -8,7 +8,7 @@
  *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
  *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
  */
-import { expectOptions, type OptionType } from '../check.js';
+import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -162,18 +162,21 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   const every = options.evalEvery ?? 0;
   const logEvery = options.logEvery ?? 20;
   for (const [k, v] of [['epochs', epochs], ['batchSize', batchSize], ['accumIter', accumIter], ['logEvery', logEvery]] as const)
-    if (!(Number.isInteger(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive integer, got ${v}`);
-  if (!(Number.isInteger(every) && every >= 0)) throw new Error(`finetune: evalEvery must be a non-negative integer, got ${every}`);
+    if (!(Number.isSafeInteger(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive integer, got ${v}`);
+  if (!(Number.isSafeInteger(every) && every >= 0)) throw new Error(`finetune: evalEvery must be a non-negative integer, got ${every}`);
   if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`finetune: seed must be a non-negative integer, got ${seed}`);
-  for (const [k, v] of [['warmupEpochs', warmupEpochs], ['minLr', minLr], ['weightDecay', weightDecay], ['mixup', mixup], ['cutmix', cutmix]] as const)
+  for (const [k, v] of [['warmupEpochs', warmupEpochs], ['mixup', mixup], ['cutmix', cutmix]] as const)
     if (!(Number.isFinite(v) && v >= 0)) throw new Error(`finetune: ${k} must be a finite number >= 0, got ${v}`);
+  // the optimizer runs in float32
+  for (const [k, v] of [['minLr', minLr], ['weightDecay', weightDecay]] as const)
+    if (!(isFloat32Finite(v) && v >= 0)) throw new Error(`finetune: ${k} must be a finite number >= 0 (in float32: at most 3.4e38), got ${v}`);
   for (const [k, v] of [['mixupProb', mixupProb], ['mixupSwitchProb', mixupSwitchProb], ['reprob', reprob], ['flipProb', flipProb]] as const)
     if (!(v >= 0 && v <= 1)) throw new Error(`finetune: ${k} must be in [0, 1], got ${v}`);
   for (const [k, v] of [['dropPath', dropPath], ['smoothing', smoothing]] as const)
     if (!(v >= 0 && v < 1)) throw new Error(`finetune: ${k} must be in [0, 1), got ${v}`);
   if (!(layerDecay > 0 && layerDecay <= 1)) throw new Error(`finetune: layerDecay must be in (0, 1], got ${layerDecay}`);
   for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)
-    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive finite number, got ${v}`);
+    if (v !== undefined && !(isFloat32Finite(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive finite number (in float32: at most 3.4e38), got ${v}`);
   for (const [k, v] of [['preset', options.preset], ['config', options.config]] as const)
     if (options.checkpoint && v !== undefined)
       throw new Error(`finetune: the model comes from the checkpoint ${options.checkpoint}, so ${k} ${JSON.stringify(v)} would not be used; preset and config apply only with fromScratch and no checkpoint`);

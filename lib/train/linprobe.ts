@@ -19,7 +19,7 @@
  * epoch and before the results are written: a rank that fails or is stopped ends or stops them all, and then rank 0
  * writes no results.
  */
-import { expectOptions, type OptionType } from '../check.js';
+import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -171,14 +171,16 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const weightDecay = options.weightDecay ?? 0;
   const every = options.evalEvery ?? 0;
   for (const [k, v] of [['epochs', epochs], ['batchSize', batchSize]] as const)
-    if (!(Number.isInteger(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive integer, got ${v}`);
-  if (!(Number.isInteger(every) && every >= 0)) throw new Error(`linprobe: evalEvery must be a non-negative integer, got ${every}`);
+    if (!(Number.isSafeInteger(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive integer, got ${v}`);
+  if (!(Number.isSafeInteger(every) && every >= 0)) throw new Error(`linprobe: evalEvery must be a non-negative integer, got ${every}`);
   if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`linprobe: seed must be a non-negative integer, got ${seed}`);
-  for (const [k, v] of [['warmupEpochs', warmupEpochs], ['minLr', minLr], ['weightDecay', weightDecay]] as const)
-    if (!(Number.isFinite(v) && v >= 0)) throw new Error(`linprobe: ${k} must be a finite number >= 0, got ${v}`);
+  if (!(Number.isFinite(warmupEpochs) && warmupEpochs >= 0)) throw new Error(`linprobe: warmupEpochs must be a finite number >= 0, got ${warmupEpochs}`);
+  // the optimizer runs in float32
+  for (const [k, v] of [['minLr', minLr], ['weightDecay', weightDecay]] as const)
+    if (!(isFloat32Finite(v) && v >= 0)) throw new Error(`linprobe: ${k} must be a finite number >= 0 (in float32: at most 3.4e38), got ${v}`);
   for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)
-    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive finite number, got ${v}`);
-  if (options.blrSweep?.some((b) => !(Number.isFinite(b) && b > 0))) throw new Error(`linprobe: every base lr of the sweep must be positive, got ${options.blrSweep.join(', ')}`);
+    if (v !== undefined && !(isFloat32Finite(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive finite number (in float32: at most 3.4e38), got ${v}`);
+  if (options.blrSweep?.some((b) => !(isFloat32Finite(b) && b > 0))) throw new Error(`linprobe: every base lr of the sweep must be positive and finite in float32, got ${options.blrSweep.join(', ')}`);
   const outDir = options.outDir ?? (options.rawPixels ? 'runs/linprobe-pixels' : 'runs/linprobe');
   if (writer) checkRunFolder('linprobe', outDir, options.overwrite, options.checkpoint);
   if (options.threads !== undefined) native.setNumThreads(options.threads);

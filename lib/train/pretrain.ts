@@ -27,7 +27,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
-import { expectOptions, type OptionType } from '../check.js';
+import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
@@ -686,11 +686,12 @@ function withDefaults(opts: PretrainOptions) {
   for (const k of ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] > 0, 'a positive integer');
   for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
   need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isSafeInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
-  need('blr', o.blr, o.blr > 0, 'positive');
+  // the optimizer runs in float32
+  need('blr', o.blr, o.blr > 0 && isFloat32Finite(o.blr), 'positive and finite in float32 (at most 3.4e38)');
   need('bucketMb', o.bucketMb, o.bucketMb > 0, 'positive');
-  need('lr', o.lr, o.lr === undefined || o.lr > 0, 'positive');
+  need('lr', o.lr, o.lr === undefined || (o.lr > 0 && isFloat32Finite(o.lr)), 'positive and finite in float32 (at most 3.4e38)');
   need('warmupEpochs', o.warmupEpochs, o.warmupEpochs >= 0, '>= 0');
-  for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], o[k] >= 0 && Number.isFinite(o[k]), 'a non-negative finite number');
+  for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], o[k] >= 0 && isFloat32Finite(o[k]), 'a non-negative number, finite in float32 (at most 3.4e38)');
   need('maskRatio', o.maskRatio, o.maskRatio >= 0 && o.maskRatio < 1, 'in [0, 1)');
   need('seed', o.seed, Number.isSafeInteger(o.seed) && o.seed >= 0, 'a non-negative integer');
   if (opts.knn) {

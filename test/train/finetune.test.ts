@@ -96,10 +96,14 @@ describe('fine-tuning end to end (synthetic data)', () => {
       [{ reprob: 2 }, 'reprob must be in [0, 1], got 2'],
       [{ flipProb: NaN }, 'flipProb must be in [0, 1], got NaN'],
       [{ warmupEpochs: -1 }, 'warmupEpochs must be a finite number >= 0, got -1'],
-      [{ weightDecay: -0.05 }, 'weightDecay must be a finite number >= 0, got -0.05'],
-      [{ minLr: -1 }, 'minLr must be a finite number >= 0, got -1'],
-      [{ blr: 0 }, 'blr must be a positive finite number, got 0'],
-      [{ lr: -1 }, 'lr must be a positive finite number, got -1'],
+      [{ weightDecay: -0.05 }, 'weightDecay must be a finite number >= 0 (in float32: at most 3.4e38), got -0.05'],
+      [{ minLr: -1 }, 'minLr must be a finite number >= 0 (in float32: at most 3.4e38), got -1'],
+      [{ blr: 0 }, 'blr must be a positive finite number (in float32: at most 3.4e38), got 0'],
+      [{ lr: -1 }, 'lr must be a positive finite number (in float32: at most 3.4e38), got -1'],
+      // finite as doubles, infinite in float32, where the optimizer runs (they failed at its first step)
+      [{ lr: 1e39 }, 'lr must be a positive finite number (in float32: at most 3.4e38), got 1e+39'],
+      [{ weightDecay: 1e300 }, 'weightDecay must be a finite number >= 0 (in float32: at most 3.4e38), got 1e+300'],
+      [{ epochs: 1e300 }, 'epochs must be a positive integer, got 1e+300'],
       // unknown and mistyped options (JavaScript callers): named, not ignored or used as something else
       [{ epoch: 2 } as Partial<FinetuneOptions>, "options has no option 'epoch' (did you mean epochs?)"],
       [{ lr_decay: 0.65 } as Partial<FinetuneOptions>, "options has no option 'lr_decay'"],

@@ -512,8 +512,12 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, bucketMb: 0 })).rejects.toThrow(/bucketMb must be positive/);
     await expect(pretrain({ ...small, distributed: 'mpi', distTimeout: -1 })).rejects.toThrow(/distributed timeout must be a positive number of seconds/);
     await expect(pretrain({ ...small, preset: 'nope' })).rejects.toThrow(/unknown preset 'nope'/);
-    await expect(pretrain({ ...small, minLr: -1 })).rejects.toThrow(/pretrain: minLr must be a non-negative finite number, got -1/);
-    await expect(pretrain({ ...small, weightDecay: -0.1 })).rejects.toThrow(/pretrain: weightDecay must be a non-negative finite number, got -0.1/);
+    await expect(pretrain({ ...small, minLr: -1 })).rejects.toThrow(/pretrain: minLr must be a non-negative number, finite in float32 \(at most 3.4e38\), got -1/);
+    await expect(pretrain({ ...small, weightDecay: -0.1 })).rejects.toThrow(/pretrain: weightDecay must be a non-negative number, finite in float32 \(at most 3.4e38\), got -0.1/);
+    // finite as doubles, infinite in float32, where the optimizer runs: refused before training, not at its first step
+    await expect(pretrain({ ...small, weightDecay: 1e39 })).rejects.toThrow(/pretrain: weightDecay must be a non-negative number, finite in float32 \(at most 3.4e38\), got 1e\+39/);
+    await expect(pretrain({ ...small, blr: Infinity })).rejects.toThrow(/pretrain: blr must be positive and finite in float32 \(at most 3.4e38\), got Infinity/);
+    await expect(pretrain({ ...small, lr: 1e39 })).rejects.toThrow(/pretrain: lr must be positive and finite in float32 \(at most 3.4e38\), got 1e\+39/);
     // the kNN monitor's settings are checked before training, not at its first epoch
     await expect(pretrain({ ...small, knn: { every: 0.5 } })).rejects.toThrow(/pretrain: knn.every must be a non-negative integer, got 0.5/);
     await expect(pretrain({ ...small, knn: { every: 1, k: 0 } })).rejects.toThrow(/knn: k must be a positive integer, got 0/);
