@@ -752,7 +752,7 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   const pipeline = resolvePipelineConfig(dataset, { batchSize: 1, imageSize: c.imgSize, inChans: c.inChans });
   const ckDir = statSync(v.checkpoint as string).isDirectory() ? (v.checkpoint as string) : join(v.checkpoint as string, '..');
   const out = (v.out as string | undefined) ?? join(ckDir, 'reconstructions.png');
-  checkOutputFile(out, '--out');
+  checkOutputFile(out, '--out', v.checkpoint as string);
   const opts: { count?: number; start?: number; maskRatio?: number; seed?: number } = {};
   for (const [flag, key] of [['count', 'count'], ['start', 'start'], ['mask-ratio', 'maskRatio'], ['seed', 'seed']] as const) {
     const n = num(v[flag], flag);
@@ -925,7 +925,7 @@ async function cmdEmbed(argv: string[]): Promise<void> {
   const dnh = num(v['decoder-num-heads'], 'decoder-num-heads');
   if (dnh !== undefined) overrides.decoderNumHeads = dnh;
   const out = (v.out as string | undefined) ?? 'features.safetensors';
-  checkOutputFile(out, '--out');
+  checkOutputFile(out, '--out', o.checkpoint);
   const r = await embedImages({ ...o, out, pool, overrides, precision: precisionFlag(v), onProgress: imageProgress('embedding') });
   console.log(`wrote ${r.count} x ${r.dim} ${pool} features to ${r.out}`);
 }
@@ -1011,7 +1011,7 @@ async function cmdEval(argv: string[]): Promise<void> {
   // the confusion matrix is written after scoring: a path that cannot be written is refused before it
   const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');
   const out = (v.out as string | undefined) ?? join(ckDir, whole ? `confusion-${basename(data.path!)}.png` : `confusion-${split}.png`);
-  checkOutputFile(out, '--out');
+  checkOutputFile(out, '--out', ckPath);
   if (whole && v.data === undefined && !recipe?.testData)
     console.error(`note: ${data.path} is the data the classifier was trained on (it has no test split): give held-out images as --data`);
   const t = performance.now();

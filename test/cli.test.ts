@@ -78,6 +78,9 @@ describe('mae command', () => {
     expect(v.err).toBe('');
     expect(v.code).toBe(0);
     expect(existsSync(join(out, 'v.png'))).toBe(true);
+    // an --out that is the run's checkpoint is refused: the figure would replace it
+    const ck = join(out, 'checkpoint.safetensors');
+    expect(mae(['visualize', '--checkpoint', out, '--out', ck])).toEqual({ code: 1, out: '', err: `mae visualize: --out ${ck}: is the checkpoint's weights file (--checkpoint ${out}), which writing would replace; give another path\n` });
     // --limit cuts the data the figure draws from
     const cut = mae(['visualize', '--checkpoint', out, '--limit', '5', '--start', '4', '--count', '2', '--out', join(out, 'w.png')]);
     expect(cut).toEqual({ code: 0, out: `wrote ${join(out, 'w.png')} (1 of the 2 images --count asks for: the data has 5, drawn from index 4)\n`, err: '' });

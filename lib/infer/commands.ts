@@ -6,13 +6,13 @@
  * through the official evaluation transform (loadImages) and the model off the JavaScript thread (embedAsync /
  * forwardAsync), decoding the next batch while the current one is computed.
  */
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, relative, resolve, sep } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
 import { scanImageFolder } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
 import { makeDirs } from '../io/atomic.js';
-import { readWeights } from '../io/weights.js';
+import { FOLDER_WEIGHT_FILES, readWeights } from '../io/weights.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { MaskedAutoencoder } from '../mae/model.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
@@ -59,13 +59,21 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
 
 /**
  * Checks, before any work, that a file can be written at `path` (`flag` names the option in the messages): not empty,
- * not a folder, device, pipe or socket, its folder existing or created now (makeDirs) and writable. Throws an Error naming the flag and path.
+ * not a folder, device, pipe or socket, not the weights file of the checkpoint `reads` (a file, or a folder whose
+ * FOLDER_WEIGHT_FILES are), its folder existing or created now (makeDirs) and writable. Throws an Error naming the
+ * flag and path.
  */
-export function checkOutputFile(path: string, flag: string): void {
+export function checkOutputFile(path: string, flag: string, reads?: string): void {
   if (typeof path !== 'string' || path === '') throw new Error(`${flag}: the output file path is empty`);
   if (path.endsWith('/') || path.endsWith(sep)) throw new Error(`${flag} ${path}: ends in '${sep}', a folder; give the path of the file to write`);
   if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${flag} ${path}: is a folder; give the path of the file to write`);
   if (existsSync(path) && !statSync(path).isFile()) throw new Error(`${flag} ${path}: is not a regular file (a device, pipe or socket); give the path of the file to write`);
+  if (reads !== undefined && existsSync(path) && existsSync(reads)) {
+    const target = realpathSync(path);
+    const weights = statSync(reads).isDirectory() ? FOLDER_WEIGHT_FILES.map((f) => join(reads, f)) : [reads];
+    if (weights.some((f) => existsSync(f) && realpathSync(f) === target))
+      throw new Error(`${flag} ${path}: is the checkpoint's weights file (--checkpoint ${reads}), which writing would replace; give another path`);
+  }
   const dir = dirname(resolve(path));
   try {
     makeDirs(dir);
@@ -120,7 +128,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
   const pool = o.pool ?? 'cls';
   if (pool !== 'cls' && pool !== 'mean') throw new Error(`pool must be 'cls' or 'mean', got '${String(pool)}'`);
   checkPrecision(o.precision, 'embed');
-  checkOutputFile(o.out, 'out');
+  checkOutputFile(o.out, 'out', o.checkpoint);
   const { files, labels, classes, root } = await listImages(o.data);
   const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides).catch(async (e: Error) => {
     // a fine-tuned classifier pools its patch tokens through fc_norm: the final norm the features are taken after is not there

@@ -57,12 +57,15 @@ export async function loadWeights(path: string, opts: WeightsOptions = {}): Prom
 }
 
 /** Reads a checkpoint file or folder: its weights under the official names, and what else it says. */
+/** The files a folder's weights are read from, the first found: Hugging Face's, then a run folder's. */
+export const FOLDER_WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin', 'checkpoint.safetensors', 'classifier.safetensors'] as const;
+
 export async function readWeights(path: string, opts: WeightsOptions = {}): Promise<WeightsFile> {
   if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
   let file = path;
   let hfConfig: Record<string, unknown> | null = null;
   if (statSync(path).isDirectory()) {
-    const found = ['model.safetensors', 'pytorch_model.bin', 'checkpoint.safetensors', 'classifier.safetensors'].find((f) => existsSync(join(path, f)));
+    const found = FOLDER_WEIGHT_FILES.find((f) => existsSync(join(path, f)));
     if (!found)
       throw new Error(
         `${path}: a folder without weights: expected a Hugging Face model folder (config.json + model.safetensors or ` +

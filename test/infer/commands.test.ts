@@ -2,7 +2,7 @@
 // the PyTorch fixtures of test/fixtures/pth: the features file matches the library's own embed of the same images,
 // class names come from a labels file or the folder, and bad input is a clear error.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { loadImages } from '../../lib/data/images.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
 import { saveSafetensors } from '../../lib/io/state.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
-import { tidy } from '../../lib/tensor.js';
+import { Tensor, tidy } from '../../lib/tensor.js';
 
 const cli = new URL('../../dist/lib/cli.js', import.meta.url).pathname;
 // the compiled package (dist/, npm run build): the models run in worker threads, which run compiled JavaScript
@@ -136,6 +136,19 @@ describe('embed and classify: output and labels paths checked before any work', 
     await expect(run(join(tmp, 'not-yet') + '/')).rejects.toThrow(`out ${join(tmp, 'not-yet')}/: ends in '/', a folder; give the path of the file to write`);
     await expect(run(join(file, 'features.safetensors'))).rejects.toThrow(`out ${join(file, 'features.safetensors')}: cannot create the folder ${file}: a file of that name exists`);
     await expect(run(join(file, 'sub', 'features.safetensors'))).rejects.toThrow(`out ${join(file, 'sub', 'features.safetensors')}: ENOTDIR`);
+    // the checkpoint itself (a file, or the weights file of a run folder, through a link too): writing would replace it
+    const ckpt = join(tmp, 'ckpt-copy.pth');
+    copyFileSync(pth('checkpoint-3.pth'), ckpt);
+    const link = join(tmp, 'ckpt-link.pth');
+    symlinkSync(ckpt, link);
+    const refuse = (o: { checkpoint: string; out: string }, why: string) =>
+      expect(embedImages({ ...o, data, overrides: { numHeads: 4, decoderNumHeads: 2 }, onProgress: () => batches++ })).rejects.toThrow(why);
+    await refuse({ checkpoint: ckpt, out: link }, `out ${link}: is the checkpoint's weights file (--checkpoint ${ckpt}), which writing would replace; give another path`);
+    const runDir = join(tmp, 'a-run');
+    mkdirSync(runDir);
+    await saveSafetensors(join(runDir, 'checkpoint.safetensors'), new Map([['x', Tensor.fromArray([1], [1])]]));
+    await refuse({ checkpoint: runDir, out: join(runDir, 'checkpoint.safetensors') }, `out ${join(runDir, 'checkpoint.safetensors')}: is the checkpoint's weights file (--checkpoint ${runDir})`);
+    expect(readFileSync(ckpt)).toEqual(readFileSync(pth('checkpoint-3.pth')));
     expect(batches).toBe(0);
     expect(existsSync(join(tmp, 'not-yet'))).toBe(false);
     // a missing folder is made, and the file written there
