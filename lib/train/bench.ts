@@ -154,9 +154,10 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
   checkDepths(depths);
   const steps = options.steps ?? (kind === 'cuda' ? 20 : 5);
   const warmup = options.warmup ?? (kind === 'cuda' ? 3 : 1);
-  if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`bench: steps must be a positive integer, got ${steps}`);
-  if (!(Number.isInteger(warmup) && warmup >= 0)) throw new Error(`bench: warmup must be a non-negative integer, got ${warmup}`);
-  if (options.batchSize !== undefined && !(Number.isInteger(options.batchSize) && options.batchSize >= 1))
+  // safe integers: 1e300 is an integer to Number.isInteger (a batch of 1e300 was halved a thousand times, a note each)
+  if (!(Number.isSafeInteger(steps) && steps >= 1)) throw new Error(`bench: steps must be a positive integer, got ${steps}`);
+  if (!(Number.isSafeInteger(warmup) && warmup >= 0)) throw new Error(`bench: warmup must be a non-negative integer, got ${warmup}`);
+  if (options.batchSize !== undefined && !(Number.isSafeInteger(options.batchSize) && options.batchSize >= 1))
     throw new Error(`bench: batchSize must be a positive integer, got ${options.batchSize}`);
   if (options.threads !== undefined) {
     if (!(Number.isInteger(options.threads) && options.threads >= 1)) throw new Error(`bench: threads must be a positive integer, got ${options.threads}`);

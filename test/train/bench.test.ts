@@ -140,6 +140,8 @@ describe('bench', () => {
     await expect(bench({ preset, device: 'cpu', precision: 'fp16' as never })).rejects.toThrow(/bench: precision must be 'fp32' or 'bf16', got 'fp16'/);
     await expect(bench({ preset, device: 'cpu', steps: 0 })).rejects.toThrow(/steps must be a positive integer/);
     await expect(bench({ preset, device: 'cpu', batchSize: -4 })).rejects.toThrow(/batchSize must be a positive integer, got -4/);
+    await expect(bench({ preset, device: 'cpu', batchSize: 1e300 })).rejects.toThrow(/batchSize must be a positive integer, got 1e\+300/);
+    await expect(bench({ preset, device: 'cpu', steps: 2 ** 60 })).rejects.toThrow(/steps must be a positive integer, got 1152921504606847000/);
     await expect(bench({ preset, device: 'cpu', threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
   });
 });
