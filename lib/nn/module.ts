@@ -29,7 +29,8 @@ export abstract class Module {
   namedParameters(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, p] of this.params) out.push([prefix + n, p]);
-    for (const [n, m] of this.children) out.push(...m.namedParameters(`${prefix}${n}.`));
+    // one push per entry: a child's list spread into push() overflows the stack past ~120,000 entries
+    for (const [n, m] of this.children) for (const entry of m.namedParameters(`${prefix}${n}.`)) out.push(entry);
     return out;
   }
 

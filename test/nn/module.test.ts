@@ -2,6 +2,7 @@
 // all is an Error that names loadStateDict and the key, not a TypeError from inside it.
 import { describe, expect, it } from 'vitest';
 import { LayerNorm } from '../../lib/nn/layers.js';
+import { Module } from '../../lib/nn/module.js';
 import { Tensor } from '../../lib/tensor.js';
 
 describe('Module.loadStateDict', () => {
@@ -25,5 +26,24 @@ describe('Module.loadStateDict', () => {
     expect(Array.from(ln.bias.dataSync())).toEqual([5, 6]);
     ln.dispose();
     bias.dispose();
+  });
+});
+
+describe('Module.namedParameters', () => {
+  it('lists a child of 150,000 parameters (a spread of its list into push() overflowed the call stack)', () => {
+    class Many extends Module {
+      constructor(n: number) {
+        super();
+        const one = Tensor.fromArray(new Float32Array([1]), [1]);
+        for (let i = 0; i < n; i++) this.param(String(i), one);
+      }
+    }
+    class Outer extends Module {
+      readonly inner = this.module('blocks', new Many(150_000));
+    }
+    const outer = new Outer();
+    const names = outer.namedParameters().map(([name]) => name);
+    expect(names.length).toBe(150_000);
+    expect([names[0], names[149_999]]).toEqual(['blocks.0', 'blocks.149999']);
   });
 });
