@@ -2,6 +2,8 @@
  * Model configurations. The three paper presets match the official mae_vit_*_patch* functions; the small ones are
  * for CPU work (28 px Fashion-MNIST / MNIST, 32 px CIFAR-10).
  */
+import { totalmem } from 'node:os';
+
 export interface MaeConfig {
   imgSize: number;
   patchSize: number;
@@ -59,6 +61,46 @@ export function checkConfig(c: MaeConfig, where: string): void {
   if (!(c.mlpRatio > 0 && Number.isFinite(c.mlpRatio))) throw new Error(`${where}: mlpRatio must be a positive finite number, got ${c.mlpRatio}`);
   for (const k of ['maskTokenEncoder', 'normPixLoss'] as const)
     if (typeof c[k] !== 'boolean') throw new Error(`${where}: ${k} must be true or false, got ${String(c[k])}`);
+}
+
+/**
+ * The weights of a model of the checked config `c` can be allocated here: checked from the sizes before anything is
+ * allocated, so that absurd sizes are an error that says so, not a RangeError from a typed array or an allocation
+ * failing part way through the model.
+ */
+export function checkWeightsFit(c: MaeConfig, where: string): void {
+  const { count, largest } = maeParameterSizes(c);
+  if (largest > MAX_WEIGHT_VALUES)
+    throw new Error(`${where}: one of the model's weights would hold ${largest} values, more than ${MAX_WEIGHT_VALUES} (2^31 - 1); check imgSize / patchSize, embedDim, decoderEmbedDim and mlpRatio`);
+  if (4 * count > totalmem())
+    throw new Error(
+      `${where}: the model's ${count} parameters would take ${(4 * count / 2 ** 30).toFixed(1)} GiB in float32, more than this machine's memory (${(totalmem() / 2 ** 30).toFixed(1)} GiB); check depth, embedDim, decoderDepth, decoderEmbedDim, mlpRatio and imgSize / patchSize`,
+    );
+}
+
+/** The most values one weight of a model may hold. */
+const MAX_WEIGHT_VALUES = 2 ** 31 - 1;
+
+/**
+ * The number of values of a model of config `c` (MaskedAutoencoder's parameters, the fixed position tables
+ * included) and of its largest weight, from the sizes alone.
+ */
+export function maeParameterSizes(c: MaeConfig): { count: number; largest: number } {
+  const L = (c.imgSize / c.patchSize) ** 2;
+  const pixels = c.patchSize ** 2 * c.inChans;
+  // a Block: two LayerNorms, qkv, proj, fc1 and fc2 with their biases
+  const block = (d: number) => {
+    const h = Math.floor(d * c.mlpRatio);
+    return { count: 4 * d + 3 * d * d + 3 * d + d * d + d + d * h + h + h * d + d, largest: Math.max(3 * d * d, d * h) };
+  };
+  const enc = block(c.embedDim);
+  const dec = block(c.decoderEmbedDim);
+  const count =
+    c.embedDim * pixels + c.embedDim + c.embedDim + (L + 1) * c.embedDim + c.depth * enc.count + 2 * c.embedDim +
+    c.embedDim * c.decoderEmbedDim + c.decoderEmbedDim + (c.maskTokenEncoder ? c.embedDim : c.decoderEmbedDim) +
+    (L + 1) * c.decoderEmbedDim + c.decoderDepth * dec.count + 2 * c.decoderEmbedDim + c.decoderEmbedDim * pixels + pixels;
+  const largest = Math.max(c.embedDim * pixels, (L + 1) * Math.max(c.embedDim, c.decoderEmbedDim), enc.largest, dec.largest, c.embedDim * c.decoderEmbedDim);
+  return { count, largest };
 }
 
 export function getPreset(name: string): MaeConfig {

@@ -31,6 +31,9 @@ describe('maeFlops', () => {
     expect(() => maeFlops(tiny, 0.97)).toThrow('maeFlops: maskRatio 0.97 keeps no patch of 16');
     expect(() => maeFlops({ ...tiny, patchSize: 3 })).toThrow('maeFlops: imgSize 8 is not divisible by patchSize 3');
     expect(() => maeFlops({ imgSize: 28 } as never)).toThrow('maeFlops: patchSize must be a positive integer, got undefined');
+    // counting needs no weights: a model larger than this machine's memory, which MaskedAutoencoder refuses, is counted
+    const base = maeFlops(getPreset('mae_vit_base_patch16'), 0.75).training;
+    expect(maeFlops({ ...getPreset('mae_vit_base_patch16'), depth: 100000 }, 0.75).training).toBeGreaterThan(1000 * base);
   });
 
   it('gives MAE-SPEC\'s training GFLOP per image, which counts the MAE\'s patch embedding on the kept patches only', () => {

@@ -8,6 +8,7 @@ import { toHuggingFace } from '../../lib/io/names.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { loadSafetensors, saveSafetensors } from '../../lib/io/state.js';
 import { MaskedAutoencoder, get2dSincosPosEmbed, interpolatePosEmbed, presets, randomMasking } from '../../lib/mae/index.js';
+import { maeParameterSizes } from '../../lib/mae/presets.js';
 import { Generator } from '../../lib/random.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
 
@@ -155,6 +156,26 @@ describe('MaskedAutoencoder', () => {
       for (const [call, where] of [[() => mae.forward(null as unknown as Tensor), 'forward'], [() => mae.embed(new Float32Array(192) as unknown as Tensor), 'embed'], [() => mae.reconstruct(undefined as unknown as Tensor), 'reconstruct']] as const)
         expect(call).toThrow(new RegExp(`^${where}: images must be a Tensor \\[B, C, H, W\\], got (null|a Float32Array|undefined)`));
     });
+  });
+
+  it('refuses a config whose weights cannot be allocated, from its sizes, before allocating anything', () => {
+    // the sizes alone give the parameter count the built model has
+    const small = [presets.mae_vit_tiny_patch4_28, presets.mae_vit_tiny_patch4_32, { ...presets.mae_vit_tiny_patch4_28, maskTokenEncoder: true }, { ...tiny, mlpRatio: 2.7, decoderEmbedDim: 32 }];
+    for (const c of small) {
+      const mae = new MaskedAutoencoder(c);
+      expect(maeParameterSizes(mae.config).count).toBe(mae.numParameters(false));
+      mae.dispose();
+    }
+    const before = liveTensors();
+    // a RangeError from a typed array (Invalid typed array length: 40000001024) before
+    expect(() => new MaskedAutoencoder({ imgSize: 100000, patchSize: 16 })).toThrow(
+      'MaskedAutoencoder: one of the model\'s weights would hold 40000001024 values, more than 2147483647 (2^31 - 1)',
+    );
+    // more than any machine this runs on: an allocation failing part way through the model before
+    expect(() => new MaskedAutoencoder({ ...presets.mae_vit_base_patch16, depth: 100000 })).toThrow(
+      /^MaskedAutoencoder: the model's 7088\d+ parameters would take 26\d\d\.\d GiB in float32, more than this machine's memory \(\d+\.\d GiB\)/,
+    );
+    expect(liveTensors()).toBe(before);
   });
 
   it('refuses config and forward options it does not take, instead of ignoring them', () => {
