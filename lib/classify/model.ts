@@ -19,7 +19,7 @@ import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
 import { OFFICIAL_HEADS, buildFromWeights, declaredWithOverrides, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
-import type { MaeConfig } from '../mae/presets.js';
+import { checkWeightsFit, encoderSizes, type MaeConfig } from '../mae/presets.js';
 import { checkPrecision, toBf16, type Precision } from '../mae/precision.js';
 import { Generator } from '../random.js';
 import { Tensor, shapeStr } from '../tensor.js';
@@ -176,6 +176,10 @@ export class VisionTransformerClassifier extends Module {
     const gen = new Generator(opts.seed ?? 0);
     const grid = c.imgSize / c.patchSize;
     if (!Number.isInteger(grid)) throw new Error(`classifier: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
+    // the encoder, the head (a Linear, after a BatchNorm's two running statistics with headBatchNorm)
+    const encoder = encoderSizes(c.imgSize, c.patchSize, c.inChans, c.embedDim, c.depth, c.mlpRatio);
+    const head = c.embedDim * c.numClasses + c.numClasses + (c.headBatchNorm ? 2 * c.embedDim : 0);
+    checkWeightsFit({ count: encoder.count + head, largest: Math.max(encoder.largest, c.embedDim * c.numClasses) }, where, 'depth, embedDim, numClasses, mlpRatio and imgSize / patchSize');
     const L = grid * grid;
     this.numPatches = L;
     this.patch_embed = this.module('patch_embed', new PatchEmbed(c.imgSize, c.patchSize, c.inChans, c.embedDim, gen));

@@ -25,7 +25,7 @@ import { Generator } from '../random.js';
 import { Tensor, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
-import { checkConfig, checkWeightsFit, getPreset, type MaeConfig, type PresetName } from './presets.js';
+import { checkConfig, checkWeightsFit, getPreset, maeParameterSizes, type MaeConfig, type PresetName } from './presets.js';
 import { describeValue, expectInstance, expectKnownKeys, expectObject } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
@@ -111,7 +111,7 @@ export class MaskedAutoencoder extends Module {
     expectKnownKeys('MaskedAutoencoder', 'config', config, Object.keys(official));
     const c: MaeConfig = { ...official, ...config };
     checkConfig(c, 'MaskedAutoencoder');
-    checkWeightsFit(c, 'MaskedAutoencoder');
+    checkWeightsFit(maeParameterSizes(c), 'MaskedAutoencoder', 'depth, embedDim, decoderDepth, decoderEmbedDim, mlpRatio and imgSize / patchSize');
     this.config = Object.freeze(c);
     const gen = new Generator(opts.seed ?? 0);
     this.generator = gen;

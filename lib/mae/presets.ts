@@ -63,44 +63,60 @@ export function checkConfig(c: MaeConfig, where: string): void {
     if (typeof c[k] !== 'boolean') throw new Error(`${where}: ${k} must be true or false, got ${String(c[k])}`);
 }
 
-/**
- * The weights of a model of the checked config `c` can be allocated here: checked from the sizes before anything is
- * allocated, so that absurd sizes are an error that says so, not a RangeError from a typed array or an allocation
- * failing part way through the model.
- */
-export function checkWeightsFit(c: MaeConfig, where: string): void {
-  const { count, largest } = maeParameterSizes(c);
-  if (largest > MAX_WEIGHT_VALUES)
-    throw new Error(`${where}: one of the model's weights would hold ${largest} values, more than ${MAX_WEIGHT_VALUES} (2^31 - 1); check imgSize / patchSize, embedDim, decoderEmbedDim and mlpRatio`);
-  if (4 * count > totalmem())
-    throw new Error(
-      `${where}: the model's ${count} parameters would take ${(4 * count / 2 ** 30).toFixed(1)} GiB in float32, more than this machine's memory (${(totalmem() / 2 ** 30).toFixed(1)} GiB); check depth, embedDim, decoderDepth, decoderEmbedDim, mlpRatio and imgSize / patchSize`,
-    );
+/** How many values a model's weights hold, and how many its largest weight holds. */
+export interface WeightSizes {
+  count: number;
+  largest: number;
 }
 
 /** The most values one weight of a model may hold. */
 const MAX_WEIGHT_VALUES = 2 ** 31 - 1;
 
 /**
- * The number of values of a model of config `c` (MaskedAutoencoder's parameters, the fixed position tables
- * included) and of its largest weight, from the sizes alone.
+ * The weights of `sizes` (a model's, from its config) can be allocated here: checked before anything is allocated, so
+ * that absurd sizes are an error that says so, not a RangeError from a typed array or an allocation failing part way
+ * through the model. `sizesFrom` names the config fields that set them.
  */
-export function maeParameterSizes(c: MaeConfig): { count: number; largest: number } {
+export function checkWeightsFit(sizes: WeightSizes, where: string, sizesFrom: string): void {
+  const { count, largest } = sizes;
+  if (largest > MAX_WEIGHT_VALUES)
+    throw new Error(`${where}: one of the model's weights would hold ${largest} values, more than ${MAX_WEIGHT_VALUES} (2^31 - 1); check ${sizesFrom}`);
+  if (4 * count > totalmem())
+    throw new Error(
+      `${where}: the model's ${count} parameters would take ${(4 * count / 2 ** 30).toFixed(1)} GiB in float32, more than this machine's memory (${(totalmem() / 2 ** 30).toFixed(1)} GiB); check ${sizesFrom}`,
+    );
+}
+
+/** A transformer Block of width d: two LayerNorms, qkv, proj, fc1 and fc2 with their biases. */
+function blockSizes(d: number, mlpRatio: number): WeightSizes {
+  const h = Math.floor(d * mlpRatio);
+  return { count: 4 * d + 3 * d * d + 3 * d + d * d + d + d * h + h + h * d + d, largest: Math.max(3 * d * d, d * h) };
+}
+
+/**
+ * A ViT encoder of width d: patch embedding, cls token, position table, `depth` Blocks and the final LayerNorm (the
+ * classifier's fc_norm in its place).
+ */
+export function encoderSizes(imgSize: number, patchSize: number, inChans: number, d: number, depth: number, mlpRatio: number): WeightSizes {
+  const L = (imgSize / patchSize) ** 2;
+  const pixels = patchSize ** 2 * inChans;
+  const block = blockSizes(d, mlpRatio);
+  return { count: d * pixels + d + d + (L + 1) * d + depth * block.count + 2 * d, largest: Math.max(d * pixels, (L + 1) * d, block.largest) };
+}
+
+/**
+ * The values of a MaskedAutoencoder of config `c` (its parameters, the fixed position tables included), from the
+ * sizes alone.
+ */
+export function maeParameterSizes(c: MaeConfig): WeightSizes {
   const L = (c.imgSize / c.patchSize) ** 2;
   const pixels = c.patchSize ** 2 * c.inChans;
-  // a Block: two LayerNorms, qkv, proj, fc1 and fc2 with their biases
-  const block = (d: number) => {
-    const h = Math.floor(d * c.mlpRatio);
-    return { count: 4 * d + 3 * d * d + 3 * d + d * d + d + d * h + h + h * d + d, largest: Math.max(3 * d * d, d * h) };
-  };
-  const enc = block(c.embedDim);
-  const dec = block(c.decoderEmbedDim);
+  const enc = encoderSizes(c.imgSize, c.patchSize, c.inChans, c.embedDim, c.depth, c.mlpRatio);
+  const dec = blockSizes(c.decoderEmbedDim, c.mlpRatio);
+  const Dd = c.decoderEmbedDim;
   const count =
-    c.embedDim * pixels + c.embedDim + c.embedDim + (L + 1) * c.embedDim + c.depth * enc.count + 2 * c.embedDim +
-    c.embedDim * c.decoderEmbedDim + c.decoderEmbedDim + (c.maskTokenEncoder ? c.embedDim : c.decoderEmbedDim) +
-    (L + 1) * c.decoderEmbedDim + c.decoderDepth * dec.count + 2 * c.decoderEmbedDim + c.decoderEmbedDim * pixels + pixels;
-  const largest = Math.max(c.embedDim * pixels, (L + 1) * Math.max(c.embedDim, c.decoderEmbedDim), enc.largest, dec.largest, c.embedDim * c.decoderEmbedDim);
-  return { count, largest };
+    enc.count + c.embedDim * Dd + Dd + (c.maskTokenEncoder ? c.embedDim : Dd) + (L + 1) * Dd + c.decoderDepth * dec.count + 2 * Dd + Dd * pixels + pixels;
+  return { count, largest: Math.max(enc.largest, (L + 1) * Dd, dec.largest, c.embedDim * Dd, Dd * pixels) };
 }
 
 export function getPreset(name: string): MaeConfig {

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setNumThreads } from '../../lib/info.js';
 import { VisionTransformerClassifier, classifierConfigFrom, dropPath } from '../../lib/classify/model.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
+import { encoderSizes } from '../../lib/mae/presets.js';
 import * as ops from '../../lib/ops/index.js';
 import { Generator } from '../../lib/random.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
@@ -73,6 +74,18 @@ describe('drop path', () => {
     expect(build({ headInitStd: undefined })).toThrow(`${where}headInitStd must be a positive finite number, got undefined`);
     expect(build({ globalPool: 'yes' })).toThrow(`${where}globalPool must be true or false, got yes`);
     expect(build({ drop_path_rate: 0.1 })).toThrow("VisionTransformerClassifier: config has no option 'drop_path_rate' (did you mean dropPathRate?)");
+    // sizes whose weights cannot be allocated, refused from the config before anything is allocated
+    const before = liveTensors();
+    expect(build({ numClasses: 3e8 })).toThrow('VisionTransformerClassifier: one of the model\'s weights would hold 4800000000 values, more than 2147483647 (2^31 - 1)');
+    expect(build({ embedDim: 768, numHeads: 12, depth: 100000 })).toThrow(/^VisionTransformerClassifier: the model's \d+ parameters would take \d+\.\d GiB in float32, more than this machine's memory/);
+    expect(liveTensors()).toBe(before);
+    // the sizes the check counts are those of the model built
+    for (const [globalPool, headBatchNorm] of [[false, false], [true, false], [false, true], [true, true]]) {
+      const vit = new VisionTransformerClassifier({ ...classifierConfigFrom(small, { numClasses: 5 }), globalPool, headBatchNorm });
+      const head = 16 * 5 + 5 + (headBatchNorm ? 2 * 16 : 0);
+      expect(encoderSizes(8, 4, 1, 16, 2, 2).count + head).toBe(vit.numParameters(false));
+      vit.dispose();
+    }
     const c = classifierConfigFrom(small, { dropPathRate: undefined, headInitStd: undefined, numClasses: 4 });
     expect([c.dropPathRate, c.headInitStd, c.numClasses]).toEqual([0, 2e-5, 4]);
     const vit = new VisionTransformerClassifier(c);
