@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorLine } from '../lib/cli.js';
 import { native } from '../lib/native.js';
+import { endedPid } from './helpers/processes.js';
 
 const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
 
@@ -603,7 +604,7 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
     expect([again.code, again.err]).toEqual([1, `mae linprobe: ${out} holds a run already (results.json): choose another folder (--out), or start again there with --overwrite (overwrite), which removes that run's files\n`]);
     expect(readFileSync(join(out, 'results.json'), 'utf8')).toBe(results);
     // what a killed run's write left is removed, with a warning
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     const stale = join(out, `.results.json.${deadPid}.0123456789ab.tmp`);
     writeFileSync(stale, 'half');
     const replaced = mae([...probe, '--overwrite', '--seed', '3']);
@@ -620,7 +621,7 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
 
   it('mae finetune: Ctrl-C over an old run (--overwrite) stops at the next step with 130, leaving only the new log', async () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-ft-int-'));
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     const stale = join(out, `.classifier.safetensors.${deadPid}.0123456789ab.tmp`); // a killed run's write: removed, with a warning
     writeFileSync(stale, 'half');
     const first = mae([...scratch, '--epochs', '1', '--out', out]);

@@ -8,6 +8,7 @@ import { LOCK_FILE, RUN_FILES, checkRunFolder, loadClassifier, lockRunFolder, re
 import { VisionTransformerClassifier, classifierConfigFrom } from '../../lib/classify/model.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { memoryStats } from '../../lib/info.js';
+import { endedPid } from '../helpers/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-run-folder-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -45,7 +46,6 @@ describe('run folders of finetune and linprobe', () => {
 });
 
 describe('the lock of a run folder (pretrain, finetune, linprobe)', () => {
-  const deadPid = () => Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
   const inUse = (job: string, out: string, who: string) =>
     `${job}: ${out} is in use by another run (${who}): wait for it to end or choose another folder (--out); if no run writes there, remove ${join(out, LOCK_FILE)}`;
 
@@ -78,7 +78,7 @@ describe('the lock of a run folder (pretrain, finetune, linprobe)', () => {
     const take = () => lockRunFolder('pretrain', out, (m) => warnings.push(m));
     held({ pid: process.ppid, host: hostname(), thread: 0 });
     expect(take).toThrow(inUse('pretrain', out, `process ${process.ppid} on ${hostname()}`));
-    const dead = deadPid();
+    const dead = endedPid();
     held({ pid: dead, host: 'another-machine', thread: 0 }); // its processes cannot be checked from here
     expect(take).toThrow(inUse('pretrain', out, `process ${dead} on another-machine`));
     for (const damaged of ['', '{"pid": 12', '{"host": "x"}']) {
@@ -105,7 +105,7 @@ describe('the lock of a run folder (pretrain, finetune, linprobe)', () => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', `import { lockRunFolder } from ${JSON.stringify(module)}; lockRunFolder('pretrain', ${JSON.stringify(out)}, () => {}); process.exit(130);`], { encoding: 'utf8' });
     expect([r.status, r.stderr]).toEqual([130, '']);
     expect(readdirSync(out)).toEqual([]);
-    writeFileSync(join(out, LOCK_FILE), JSON.stringify({ pid: deadPid(), host: hostname(), thread: 0 }));
+    writeFileSync(join(out, LOCK_FILE), JSON.stringify({ pid: endedPid(), host: hostname(), thread: 0 }));
     expect(() => lockRunFolder('pretrain', out, () => { throw new Error('the handler threw'); })).toThrow('the handler threw');
     expect(readdirSync(out)).toEqual([]);
   });

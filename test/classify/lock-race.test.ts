@@ -1,11 +1,11 @@
 // lockRunFolder racing another run: the fs calls are wrapped so that the other run's takeover can be made to happen
 // between this run's reading of a dead lock and its removal, and the other run's start while this run writes its lock.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { endedPid } from '../helpers/processes.js';
 
 vi.mock('node:fs', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs')>();
@@ -15,14 +15,13 @@ const { lockRunFolder } = await import('../../lib/classify/checkpoint.js');
 
 const dir = fs.mkdtempSync(join(tmpdir(), 'mae-lock-race-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const deadPid = () => Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
 
 describe('lockRunFolder: two runs taking over one dead lock', () => {
   it("the run that comes second keeps the first one's new lock and is refused", () => {
     const out = join(dir, 'raced');
     fs.mkdirSync(out);
     const lock = join(out, '.lock');
-    fs.writeFileSync(lock, JSON.stringify({ pid: deadPid(), host: hostname(), thread: 0 }));
+    fs.writeFileSync(lock, JSON.stringify({ pid: endedPid(), host: hostname(), thread: 0 }));
     // the other run (a live process: this one's parent) takes the dead lock over just before this run moves it aside
     const other = JSON.stringify({ pid: process.ppid, host: hostname(), thread: 0 });
     const real = vi.mocked(fs.renameSync).getMockImplementation()!;
@@ -42,7 +41,7 @@ describe('lockRunFolder: two runs taking over one dead lock', () => {
     const out = join(dir, 'alone');
     fs.mkdirSync(out);
     const lock = join(out, '.lock');
-    const dead = deadPid();
+    const dead = endedPid();
     fs.writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), thread: 0 }));
     const warnings: string[] = [];
     const held = lockRunFolder('pretrain', out, (m) => warnings.push(m));

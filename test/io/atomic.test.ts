@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { AtomicFileWriter, isRunning, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+import { endedPid } from '../helpers/processes.js';
 
 let root: string;
 let n = 0;
@@ -256,9 +257,7 @@ describe('removeStaleTemps', () => {
   it("removes the temporary files of killed writers of that file only, keeping live writers' and other files", async () => {
     const dir = await freshDir();
     const path = join(dir, 'checkpoint.safetensors');
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    const deadPid = Number(dead.stdout);
-    expect(deadPid).toBeGreaterThan(0);
+    const deadPid = endedPid();
     const names = [
       `.checkpoint.safetensors.${deadPid}.0123456789ab.tmp`, // a killed writer's
       `.checkpoint.safetensors.${process.pid}.0123456789ab.tmp`, // of this pid but not of a write of this process (a restarted container's first process)
@@ -277,7 +276,7 @@ describe('removeStaleTemps', () => {
 
   it('removes those of targets with long names: temporary names cut short (kept apart by a hash), and whole ones', async () => {
     const dir = await freshDir();
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     /** The temporary file of a write of `target` as a killed writer left it. */
     const stale = async (target: string) => {
       const writing = await AtomicFileWriter.open(target);
@@ -301,7 +300,7 @@ describe('removeStaleTemps', () => {
 
   it('looks beside the file that a symbolic link points to, where the writes of the link go', async () => {
     const dir = await freshDir();
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     fs.mkdirSync(join(dir, 'kept'));
     const file = join(dir, 'kept', 'run1.safetensors');
     fs.writeFileSync(file, 'x');
@@ -317,7 +316,7 @@ describe('removeStaleTemps', () => {
 describe('isRunning', () => {
   it('counts this process and a live one as running, an ended one and a zombie (ended, not yet reaped) as not', async () => {
     expect(isRunning(process.pid)).toBe(true);
-    const ended = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const ended = endedPid();
     expect(isRunning(ended)).toBe(false);
     // sh starts a short child, then becomes `sleep 5`, which never reaps it: the child stays a zombie
     const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });

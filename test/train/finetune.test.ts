@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { evaluateClassifier } from '../../lib/train/evaluate.js';
 import { finetune, type FinetuneEvent, type FinetuneOptions } from '../../lib/train/finetune.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { writeImage } from '../helpers/images.js';
+import { endedPid } from '../helpers/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-finetune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -158,7 +158,7 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
   it('removes, with a warning, the writes of its files that a killed run left unfinished', async () => {
     const out = join(dir, 'ft-killed');
     mkdirSync(out);
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     const stale = ['classifier.safetensors', 'confusion.png'].map((f) => join(out, `.${f}.${deadPid}.0123456789ab.tmp`));
     writeFileSync(join(out, 'log.jsonl'), 'old');
     for (const f of stale) writeFileSync(f, 'half');
@@ -178,7 +178,7 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
       `finetune: ${out} is in use by another run (process ${process.ppid} on ${hostname()}): wait for it to end or choose another folder (--out); if no run writes there, remove ${lock}`,
     );
     expect(folderOf(out)).toEqual({ '.lock': other });
-    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const dead = endedPid();
     writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), thread: 0 }));
     const warnings: string[] = [];
     let held: unknown = null;

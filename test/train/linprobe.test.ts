@@ -1,5 +1,4 @@
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { liveTensors } from '../../lib/tensor.js';
 import { loadClassifier } from '../../lib/classify/checkpoint.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
 import { writeImage } from '../helpers/images.js';
+import { endedPid } from '../helpers/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mae-linprobe-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -167,7 +167,7 @@ describe('linear probing: the output folder, what it records, the test data, a s
   it('removes, with a warning, the writes of its files that a killed run left unfinished', async () => {
     const out = join(dir, 'lp-killed');
     mkdirSync(out);
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     const stale = ['results.json', 'head.safetensors'].map((f) => join(out, `.${f}.${deadPid}.0123456789ab.tmp`));
     writeFileSync(join(out, 'log.jsonl'), 'old');
     for (const f of stale) writeFileSync(f, 'half');
@@ -187,7 +187,7 @@ describe('linear probing: the output folder, what it records, the test data, a s
       `linprobe: ${out} is in use by another run (process ${process.ppid} on ${hostname()}): wait for it to end or choose another folder (--out); if no run writes there, remove ${lock}`,
     );
     expect(folderOf(out)).toEqual({ '.lock': other });
-    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const dead = endedPid();
     writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), thread: 0 }));
     const warnings: string[] = [];
     let held: unknown = null;

@@ -14,6 +14,7 @@ import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { writeImage } from '../helpers/images.js';
 import { openDataset, pickSamples } from '../../lib/train/data.js';
 import { knnEvaluate } from '../../lib/train/knn.js';
+import { endedPid } from '../helpers/processes.js';
 
 const small: PretrainOptions = {
   preset: 'mae_vit_tiny_patch4_28',
@@ -237,7 +238,7 @@ describe('pretrain', () => {
     expect((await pretrain({ ...small, outDir: dir, overwrite: true, ...stopAt(1) })).stopped).toBe(true);
     expect(existsSync(lock)).toBe(false);
     // a lock whose process died is taken over with a warning
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     writeFileSync(lock, JSON.stringify({ pid: deadPid, host: hostname(), thread: 0 }));
     const events: TrainEvent[] = [];
     await pretrain({ outDir: dir, resume: true, maxSteps: 3, onEvent: (e) => events.push(e) });
@@ -341,7 +342,7 @@ describe('pretrain', () => {
   it('removes, with a warning, the writes of its log and figures that a killed run left unfinished', async () => {
     const dir = tmp();
     await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     const stale = [join(dir, `.log.jsonl.${deadPid}.00000000abcd.tmp`), join(dir, 'reconstructions', `.epoch-001.png.${deadPid}.00000000abcd.tmp`)];
     for (const f of stale) writeFileSync(f, 'half a file');
     // a live process's write stays
@@ -357,7 +358,7 @@ describe('pretrain', () => {
   it('removes, with a warning, a checkpoint write that a killed run left unfinished (beside the file a symbolic link points to)', async () => {
     const dir = tmp();
     await pretrain({ ...small, outDir: dir, maxSteps: 2, threads: 1 });
-    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const deadPid = endedPid();
     const stale = join(dir, `.checkpoint.safetensors.${deadPid}.00000000abcd.tmp`);
     writeFileSync(stale, 'half a checkpoint');
     const events: TrainEvent[] = [];
