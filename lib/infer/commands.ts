@@ -66,9 +66,10 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
 export function checkOutputFile(path: string, flag: string, reads?: string): void {
   if (typeof path !== 'string' || path === '') throw new Error(`${flag}: the output file path is empty`);
   if (path.endsWith('/') || path.endsWith(sep)) throw new Error(`${flag} ${path}: ends in '${sep}', a folder; give the path of the file to write`);
-  if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${flag} ${path}: is a folder; give the path of the file to write`);
-  if (existsSync(path) && !statSync(path).isFile()) throw new Error(`${flag} ${path}: is not a regular file (a device, pipe or socket); give the path of the file to write`);
-  if (reads !== undefined && existsSync(path) && existsSync(reads)) {
+  const existing = existsSync(path) ? statSync(path) : null;
+  if (existing?.isDirectory()) throw new Error(`${flag} ${path}: is a folder; give the path of the file to write`);
+  if (existing && !existing.isFile()) throw new Error(`${flag} ${path}: is not a regular file (a device, pipe or socket); give the path of the file to write`);
+  if (existing && reads !== undefined && existsSync(reads)) {
     const target = realpathSync(path);
     const weights = statSync(reads).isDirectory() ? FOLDER_WEIGHT_FILES.map((f) => join(reads, f)) : [reads];
     if (weights.some((f) => existsSync(f) && realpathSync(f) === target))
