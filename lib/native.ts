@@ -223,8 +223,8 @@ export interface NativeAddon {
    * a Uint16Array of bfloat16 bits. antialias: PIL / torchvision antialiased bicubic; else F.interpolate's.
    */
   resizedCrop(
-    src: Uint8Array, shape: [number, number, number], box: [number, number, number, number], outSize: [number, number],
-    window: [number, number, number, number], flip: boolean, antialias: boolean, mean: readonly number[], std: readonly number[],
+    src: Uint8Array, shape: readonly [number, number, number], box: readonly [number, number, number, number],
+    outSize: readonly [number, number], window: readonly [number, number, number, number], flip: boolean, antialias: boolean, mean: readonly number[], std: readonly number[],
     out: Float32Array | Uint16Array, outOffset: number,
   ): void;
 }

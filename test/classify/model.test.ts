@@ -80,7 +80,7 @@ describe('drop path', () => {
     expect(build({ embedDim: 768, numHeads: 12, depth: 100000 })).toThrow(/^VisionTransformerClassifier: the model's \d+ parameters would take \d+\.\d GiB in float32, more than this machine's memory/);
     expect(liveTensors()).toBe(before);
     // the sizes the check counts are those of the model built
-    for (const [globalPool, headBatchNorm] of [[false, false], [true, false], [false, true], [true, true]]) {
+    for (const [globalPool, headBatchNorm] of [[false, false], [true, false], [false, true], [true, true]] as const) {
       const vit = new VisionTransformerClassifier({ ...classifierConfigFrom(small, { numClasses: 5 }), globalPool, headBatchNorm });
       const head = 16 * 5 + 5 + (headBatchNorm ? 2 * 16 : 0);
       expect(encoderSizes(8, 4, 1, 16, 2, 2).count + head).toBe(vit.numParameters(false));

@@ -8,7 +8,7 @@ import { toHuggingFace } from '../../lib/io/names.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { loadSafetensors, saveSafetensors } from '../../lib/io/state.js';
 import { MaskedAutoencoder, get2dSincosPosEmbed, interpolatePosEmbed, presets, randomMasking } from '../../lib/mae/index.js';
-import { maeParameterSizes } from '../../lib/mae/presets.js';
+import { maeParameterSizes, type PresetName } from '../../lib/mae/presets.js';
 import { Generator } from '../../lib/random.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
 
@@ -186,7 +186,7 @@ describe('MaskedAutoencoder', () => {
     expect(() => new MaskedAutoencoder({ ...tiny, normPixLoss: 'true' } as never)).toThrow('MaskedAutoencoder: normPixLoss must be true or false, got true');
     expect(() => new MaskedAutoencoder({ ...tiny, mlpRatio: Infinity })).toThrow('MaskedAutoencoder: mlpRatio must be a positive finite number, got Infinity');
     for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty'])
-      expect(() => MaskedAutoencoder.fromPreset(name)).toThrow(`unknown preset '${name}'; available: mae_vit_base_patch16`);
+      expect(() => MaskedAutoencoder.fromPreset(name as PresetName)).toThrow(`unknown preset '${name}'; available: mae_vit_base_patch16`);
     const mae = new MaskedAutoencoder(tiny);
     tidy(() => {
       const x = images(1);

@@ -90,7 +90,7 @@ describe('MAE parity with the official code in bf16', async () => {
       loss.backward();
       return { loss: loss.item(), pred: pred.dataSync(), mask: mask.dataSync() };
     });
-    const errs: Record<string, number> = { loss: Math.abs(out.loss - cfg.loss) / Math.abs(cfg.loss), pred: relErr(out.pred, get('pred').data) };
+    const errs = { loss: Math.abs(out.loss - cfg.loss) / Math.abs(cfg.loss), pred: relErr(out.pred, get('pred').data) };
     expect(errs.loss).toBeLessThan(5e-3);
     expect(errs.pred).toBeLessThan(1.5e-2);
     expect(Array.from(out.mask)).toEqual(Array.from(get('mask').data));

@@ -112,7 +112,7 @@ const cases: Case[] = [
     inputs: () => [F(x, [B * N, D]), F(row, [D]), F(row.map((v) => v / 2), [D]), F(y, [B * N, D])],
     op: ([a, w, b, dy]) => {
       const [out, mean, rstd] = native.layerNorm(a!, w!, b!, 1e-6).map(keep);
-      return [out, mean, rstd, ...native.layerNormBackward(dy!, a!, w!, mean!, rstd!)];
+      return [out!, mean!, rstd!, ...native.layerNormBackward(dy!, a!, w!, mean!, rstd!)];
     },
     rtol: 1e-5,
   },
@@ -121,7 +121,7 @@ const cases: Case[] = [
     inputs: () => [F(x.subarray(0, 512 * 96), [512, 96]), F(new Float32Array(96), [96]), F(new Float32Array(96).fill(1), [96]), F(y.subarray(0, 512 * 96), [512, 96])],
     op: ([a, rm, rv, dy]) => {
       const [out, rstd] = native.batchNorm(a!, rm!, rv!, true, 0.1, 1e-6).map(keep);
-      return [out, rstd, rm, rv, native.batchNormBackward(dy!, out!, rstd!, true)];
+      return [out!, rstd!, rm!, rv!, native.batchNormBackward(dy!, out!, rstd!, true)];
     },
   },
 ];

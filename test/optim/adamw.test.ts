@@ -1,6 +1,6 @@
 // AdamW against the PyTorch update written out in double precision: per-parameter step counts, state round trips, checks.
 import { describe, expect, it } from 'vitest';
-import { AdamW } from '../../lib/optim/adamw.js';
+import { AdamW, type AdamWState } from '../../lib/optim/adamw.js';
 import { Generator } from '../../lib/random.js';
 import { Tensor } from '../../lib/tensor.js';
 
@@ -202,7 +202,8 @@ describe('AdamW', () => {
     opt.step();
     const sd = opt.stateDict();
     const m = (k: string) => sd.tensors.get(k)!;
-    const only = (...keys: string[]) => new Map(keys.map((k) => [k, m(k)]));
+    type Moment = AdamWState['tensors'] extends Map<string, infer V> ? V : never;
+    const only = (...keys: string[]): AdamWState['tensors'] => new Map(keys.map((k) => [k, m(k)]));
     const all = ['0.0.exp_avg', '0.0.exp_avg_sq', '0.1.exp_avg', '0.1.exp_avg_sq'];
     const fresh = new AdamW([param([1, 2]), param([3, 4])], { lr: 0.1 });
     const disposed = ones(2);
@@ -225,12 +226,12 @@ describe('AdamW', () => {
       [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 2 }, tensors: only(...all) }, /^AdamW\.loadStateDict: steps\.0\.1 must be an integer in \[1, step = 1\], got the number 2$/],
       [{ step: 1, lr: 0.1, steps: { '0.0': 1, '0.1': 0 }, tensors: only(...all) }, /^AdamW\.loadStateDict: steps\.0\.1 must be an integer in \[1, step = 1\], got the number 0$/],
       [{ step: 0, lr: 0.1, tensors: only(...all) }, /^AdamW\.loadStateDict: step \(that of 0\.0, which has moments\) must be an integer in \[1, step = 0\], got the number 0$/],
-      [{ step: 1, lr: 0.1, tensors: new Map([...only(...all), ['0.1.exp_avg', { shape: [3], data: new Float32Array(3) }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg is \[3\], the parameter is \[2\]$/],
+      [{ step: 1, lr: 0.1, tensors: new Map<string, Moment>([...only(...all), ['0.1.exp_avg', { shape: [3], data: new Float32Array(3) }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg is \[3\], the parameter is \[2\]$/],
       // values that cannot be written, found before 0.0's moments are (a write failing half-way left the state part new)
-      [{ step: 1, lr: 0.1, tensors: new Map([...only(...all), ['0.1.exp_avg', { shape: [2], data: new Float32Array(1) }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg: shape \[2\] holds 2 values, its data has 1$/],
-      [{ step: 1, lr: 0.1, tensors: new Map([...only(...all), ['0.1.exp_avg_sq', { shape: [2], data: [1, 2] as unknown as Float32Array }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg_sq: data must be a Float32Array, got an array of 2$/],
-      [{ step: 1, lr: 0.1, tensors: new Map([...only(...all), ['0.1.exp_avg', disposed]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg has been disposed$/],
-      [{ step: 1, lr: 0.1, tensors: new Map([...only(...all), ['0.1.exp_avg', ints]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg must be float32, got int32$/],
+      [{ step: 1, lr: 0.1, tensors: new Map<string, Moment>([...only(...all), ['0.1.exp_avg', { shape: [2], data: new Float32Array(1) }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg: shape \[2\] holds 2 values, its data has 1$/],
+      [{ step: 1, lr: 0.1, tensors: new Map<string, Moment>([...only(...all), ['0.1.exp_avg_sq', { shape: [2], data: [1, 2] as unknown as Float32Array }]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg_sq: data must be a Float32Array, got an array of 2$/],
+      [{ step: 1, lr: 0.1, tensors: new Map<string, Moment>([...only(...all), ['0.1.exp_avg', disposed]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg has been disposed$/],
+      [{ step: 1, lr: 0.1, tensors: new Map<string, Moment>([...only(...all), ['0.1.exp_avg', ints]]) }, /^AdamW\.loadStateDict: 0\.1\.exp_avg must be float32, got int32$/],
     ];
     for (const [bad, message] of cases) {
       expect(() => fresh.loadStateDict(bad), message.source).toThrow(message);

@@ -32,7 +32,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'mae-pretrain-'));
 // a resumed run takes OMP_NUM_THREADS as a given thread count: the tests here set it where they mean to
 delete process.env.OMP_NUM_THREADS;
 const childScript = new URL('./pretrain-child.mjs', import.meta.url).pathname;
-const readLog = (dir: string): { step?: number; loss?: number }[] =>
+const readLog = (dir: string): { step?: number; loss?: number; partial?: boolean }[] =>
   readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 /** Options that stop a run (as Ctrl-C does) when the event of step `n` arrives: it stops right after step n. */
 const stopAt = (n: number): Pick<PretrainOptions, 'signal' | 'onEvent'> => {
@@ -555,7 +555,7 @@ describe('pretrain', () => {
     await expect(bad({ config: [] })).rejects.toThrow('pretrain: config must be an object, got an array of 0');
     await expect(bad({ overwrite: 'yes' })).rejects.toThrow("pretrain: overwrite must be true or false, got the string 'yes'");
     // null is no default (an option left out or undefined is): refused alike for every option, saying so
-    for (const [k, type] of [['lr', 'a number'], ['maxSteps', 'a number'], ['threads', 'a number'], ['epochs', 'a number'], ['outDir', 'a string'], ['knn', 'an object']])
+    for (const [k, type] of [['lr', 'a number'], ['maxSteps', 'a number'], ['threads', 'a number'], ['epochs', 'a number'], ['outDir', 'a string'], ['knn', 'an object']] as const)
       await expect(bad({ [k]: null }), k).rejects.toThrow(new Error(`pretrain: ${k} must be ${type}, got null; leave it out (or undefined) for its default`));
     // these were found only after an overwrite had removed the old run: the run in the folder must survive them
     const dir = tmp();
