@@ -282,6 +282,19 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Keeps `t` past the end of the enclosing `tidy`. */
+/**
+ * An op's Tensor arguments, checked by name before any is used: anything but a live Tensor (null, a number, a
+ * NativeTensor, a disposed Tensor) is an Error that names the op and the argument. `optional` ones may be null.
+ */
+export function expectTensors(op: string, tensors: Record<string, unknown>, optional: Record<string, unknown> = {}): void {
+  const check = (name: string, v: unknown, what: string) => {
+    if (!(v instanceof Tensor)) throw new Error(`${op}: ${name} must be ${what}, got ${describeValue(v)}`);
+    if (v.disposed) throw new Error(`${op}: ${name} ${shapeStr(v.shape)} has been disposed`);
+  };
+  for (const [name, v] of Object.entries(tensors)) check(name, v, 'a Tensor');
+  for (const [name, v] of Object.entries(optional)) if (v !== null) check(name, v, 'a Tensor or null');
+}
+
 export function keep<T extends Tensor>(t: T): T {
   return t.keep();
 }

@@ -9,8 +9,8 @@
  * twice; an array argument whose first element, when read, disposes a tensor argument; indices and labels out of
  * range; typed arrays at an offset in their buffer or detached; scalars set to NaN, Infinity, -0, negative,
  * fractional or huge values (2^31, 2^53, 9e15, 1e300) or to other types; shapes whose element count overflows 2^31,
- * 2^53 or int64; arguments dropped or added. The lib ops' arguments keep their TypeScript types (a Tensor stays a
- * Tensor, a number a number). Tensors that are made hold at most MAX_ELEMENTS values; huge sizes only appear where a
+ * 2^53 or int64; arguments dropped or added. The lib ops get the same mutations: their JavaScript callers are not held
+ * to the TypeScript types. Tensors that are made hold at most MAX_ELEMENTS values; huge sizes only appear where a
  * shape or a count is an argument, or beside a zero dimension.
  *
  * The oracle: every call returns (tensors of the expected shapes, each readable and of a known dtype) or throws an
@@ -166,7 +166,7 @@ interface OpSpec {
   out?(args: Args): (readonly number[] | null)[];
   /** arguments the fuzzer does not try (see "Not called" at the top) */
   avoid?(plans: Plan[]): boolean;
-  /** the start of its error messages, when it is not `name: ` */
+  /** another start its error messages may have (besides `name: `) */
   prefix?: string;
   /** what is wrong with the values a call that returned left (null when nothing); for the ops where that is simple to say */
   values?(plans: Plan[], args: Args): string | null;
@@ -596,7 +596,7 @@ const LIB_OPS: OpSpec[] = [
   libOp('sum', (g) => [act(g, dims(g, 1 + g.int(3)))], () => [[1]]),
   libOp('mean', (g) => [act(g, dims(g, 1 + g.int(3)))], () => [[1]]),
   libOp('meanTokens', nativeSpec('meanTokens').args, nativeSpec('meanTokens').out),
-  // reshape is Tensor reshape, recorded: its errors are the method's
+  // reshape is the NativeTensor method, recorded: errors are its own or, for the arguments' types, the op's
   { ...libOp('reshape', (g) => {
     const s = dims(g, 1 + g.int(3));
     return [act(g, s), value(chance(g, 0.5) ? [numel(s)] : [...s].reverse())];
@@ -616,13 +616,10 @@ export const SPECS: OpSpec[] = [...NATIVE_OPS, ...LIB_OPS];
 // ---------------------------------------------------------------------------------------------------------------
 // Mutations
 
-/**
- * One mutation of a tensor argument; `typed`: it stays a Tensor (the lib ops' arguments keep their TypeScript types,
- * the native entries get anything).
- */
-function mutateTensor(g: Generator, t: TensorPlan, typed: boolean): Plan {
+/** One mutation of a tensor argument. */
+function mutateTensor(g: Generator, t: TensorPlan): Plan {
   const s = [...t.shape];
-  switch (g.int(typed ? 11 : 13)) {
+  switch (g.int(13)) {
     case 0: { // one dimension changed
       const k = g.int(s.length || 1);
       s[k] = pick(g, [0, 1, 2, (s[k] ?? 1) + 1, Math.max(0, (s[k] ?? 1) - 1), (s[k] ?? 1) * 2]);
@@ -662,9 +659,9 @@ function mutateTensor(g: Generator, t: TensorPlan, typed: boolean): Plan {
   }
 }
 
-/** One mutation of a plain argument; `typed`: a number stays a number, an array of numbers one, a string a string. */
-function mutateValue(g: Generator, v: unknown, typed: boolean): Plan {
-  if (Array.isArray(v) && (typed || chance(g, 0.7))) {
+/** One mutation of a plain argument. */
+function mutateValue(g: Generator, v: unknown): Plan {
+  if (Array.isArray(v) && chance(g, 0.7)) {
     const a = [...v] as unknown[];
     switch (g.int(5)) {
       case 0: a[g.int(a.length || 1)] = pick(g, INTERESTING_NUMBERS); break;
@@ -675,7 +672,7 @@ function mutateValue(g: Generator, v: unknown, typed: boolean): Plan {
     }
     return value(a);
   }
-  if (typed) {
+  if (chance(g, 0.5)) { // a value of the same type
     if (typeof v === 'number') return value(pick(g, INTERESTING_NUMBERS));
     if (typeof v === 'string') return value(pick(g, ['HWC', '', 'hwc ', 'chw', 'hwc']));
     return value(typeof v === 'boolean' ? !v : v);
@@ -683,14 +680,14 @@ function mutateValue(g: Generator, v: unknown, typed: boolean): Plan {
   return value(chance(g, 0.75) ? pick(g, INTERESTING_NUMBERS) : pick(g, WRONG_TYPES));
 }
 
-/** One mutation of a call's arguments (`typed`: as for mutateTensor). */
-function mutate(g: Generator, plans: Plan[], typed: boolean): Plan[] {
+/** One mutation of a call's arguments. */
+function mutate(g: Generator, plans: Plan[]): Plan[] {
   const p = [...plans];
   const k = p.length ? g.int(p.length) : 0;
   const at = p[k];
   const r = g.int(10);
-  if (r === 0 && !typed) return p.slice(0, g.int(p.length + 1)); // arguments dropped
-  if (r === 1 && !typed) return [...p, pick(g, [value(pick(g, INTERESTING_NUMBERS)), value(null), value({})])]; // one added
+  if (r === 0) return p.slice(0, g.int(p.length + 1)); // arguments dropped
+  if (r === 1) return [...p, pick(g, [value(pick(g, INTERESTING_NUMBERS)), value(null), value({})])]; // one added
   if (r === 2 && p.length > 1) { // a tensor given twice
     // the later of two tensor arguments becomes the earlier one
     const other = g.int(p.length);
@@ -705,14 +702,14 @@ function mutate(g: Generator, plans: Plan[], typed: boolean): Plan[] {
     return p;
   }
   if (!at) return p;
-  if (at.kind === 'tensor') p[k] = mutateTensor(g, at, typed);
-  else if (at.kind === 'value') p[k] = mutateValue(g, at.value, typed);
+  if (at.kind === 'tensor') p[k] = mutateTensor(g, at);
+  else if (at.kind === 'value') p[k] = mutateValue(g, at.value);
   else if (at.kind === 'list' && at.items.length) {
     const items = [...at.items];
     const j = g.int(items.length);
     const item = items[j]!;
     if (chance(g, 0.2)) items.splice(j, 1);
-    else items[j] = item.kind === 'tensor' ? mutateTensor(g, item, typed) : item.kind === 'value' ? mutateValue(g, item.value, typed) : item;
+    else items[j] = item.kind === 'tensor' ? mutateTensor(g, item) : item.kind === 'value' ? mutateValue(g, item.value) : item;
     p[k] = { kind: 'list', items };
   } else if (at.kind === 'typed') {
     const m = g.int(4);
@@ -720,7 +717,7 @@ function mutate(g: Generator, plans: Plan[], typed: boolean): Plan[] {
       : m === 1 ? { ...at, type: pick(g, ['u8', 'u16', 'i32', 'f32', 'f64'] as const) }
       : m === 2 ? { ...at, at: pick(g, [1, 3]) }
       : { ...at, detached: true };
-  } else if (!typed) p[k] = value(pick(g, WRONG_TYPES));
+  } else p[k] = value(pick(g, WRONG_TYPES));
   return p;
 }
 
@@ -745,7 +742,7 @@ export function planCall(seed: number, index: number): { spec: OpSpec; plans: Pl
   if (chance(g, 0.67)) {
     const rounds = 1 + g.int(3);
     for (let r = 0; r < rounds; r++) {
-      const next = mutate(g, plans, spec.lib === true);
+      const next = mutate(g, plans);
       if (fits(next) && !spec.avoid?.(next)) plans = next;
     }
   }
@@ -935,7 +932,7 @@ export async function runCall(seed: number, index: number, slowMs: number): Prom
     const message = String(err?.message ?? err);
     // a disposed Tensor given to a lib op is refused by Tensor.handle, as by every Tensor method: "Tensor [2, 3] has
     // been disposed"
-    const named = message.startsWith(`${spec.prefix ?? spec.name}: `) || (spec.lib === true && /^Tensor \[[^\]]*\] has been disposed$/.test(message));
+    const named = message.startsWith(`${spec.name}: `) || (spec.prefix !== undefined && message.startsWith(`${spec.prefix}: `)) || (spec.lib === true && /^Tensor \[[^\]]*\] has been disposed$/.test(message));
     if (!(err instanceof Error) || err instanceof TypeError || err instanceof RangeError || !named) fail(`threw ${err?.constructor?.name}: ${message.slice(0, 300)}`);
     outcome.kind = errorKind(message);
   };

@@ -5,9 +5,10 @@
  */
 import { record } from '../autograd.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 
 export function attention(qkv: Tensor, numHeads: number): Tensor {
+  expectTensors('attention', { qkv });
   const [outh, lseh] = native.attention(qkv.handle, numHeads);
   const out = new Tensor(outh);
   const lse = new Tensor(lseh);

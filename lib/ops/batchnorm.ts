@@ -5,7 +5,7 @@
  */
 import { record } from '../autograd.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 
 export function batchNorm(
   x: Tensor,
@@ -15,6 +15,7 @@ export function batchNorm(
   momentum = 0.1,
   eps = 1e-6,
 ): Tensor {
+  expectTensors('batchNorm', { x, runningMean, runningVar });
   const [yh, rstdh] = native.batchNorm(x.handle, runningMean.handle, runningVar.handle, training, momentum, eps);
   const y = new Tensor(yh);
   const rstd = new Tensor(rstdh);

@@ -5,8 +5,9 @@
  * scale(x, s) = s x;  sum(x) and mean(x) -> [1];  meanTokens(x [B, N, D]) -> [B, D];  reshape (a view).
  */
 import { record } from '../autograd.js';
+import { describeValue } from '../check.js';
 import { native, type NativeTensor } from '../native.js';
-import { shapeStr, Tensor } from '../tensor.js';
+import { expectTensors, shapeStr, Tensor } from '../tensor.js';
 
 /** A new tensor of `shape`: dy summed over the repeats when the operand was repeated, else a view of dy. */
 function reduceTo(dy: Tensor, shape: readonly number[]): Tensor {
@@ -20,6 +21,7 @@ function reshapeRaw(x: Tensor, shape: readonly number[]): Tensor {
 }
 
 export function add(a: Tensor, b: Tensor): Tensor {
+  expectTensors('add', { a, b });
   const y = new Tensor(native.add(a.handle, b.handle));
   return record('add', [a, b], y, (dy) => [
     a.requiresGrad ? reshapeRaw(dy, a.shape) : null,
@@ -28,6 +30,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
+  expectTensors('mul', { a, b });
   const y = new Tensor(native.mul(a.handle, b.handle));
   return record('mul', [a, b], y, (dy) => {
     const da = a.requiresGrad ? new Tensor(native.mul(dy.handle, b.handle)) : null;
@@ -46,6 +49,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
  * those check it, so that a refusal names the op that was called.
  */
 function floatInput(op: string, x: Tensor): NativeTensor {
+  expectTensors(op, { x });
   const h = x.handle;
   if (x.dtype === 'int32') throw new Error(`${op}: x must be float32 or bfloat16, got int32 ${shapeStr(x.shape)}`);
   if (x.shape.length === 0) throw new Error(`${op}: x must have at least one dimension`);
@@ -55,6 +59,7 @@ function floatInput(op: string, x: Tensor): NativeTensor {
 
 export function scale(x: Tensor, s: number): Tensor {
   const h = floatInput('scale', x);
+  if (typeof s !== 'number') throw new Error(`scale: s must be a number, got ${describeValue(s)}`);
   const y = new Tensor(native.clone(h));
   native.axpby(s, h, 0, y.handle);
   return record('scale', [x], y, (dy) => {
@@ -65,6 +70,7 @@ export function scale(x: Tensor, s: number): Tensor {
 }
 
 export function sum(x: Tensor): Tensor {
+  expectTensors('sum', { x });
   return record('sum', [x], new Tensor(native.sum(x.handle, 1)), (dy) => [spread(dy, x.shape, 1)]);
 }
 
@@ -83,6 +89,7 @@ function spread(dy: Tensor, shape: readonly number[], s: number): Tensor {
 }
 
 export function meanTokens(x: Tensor): Tensor {
+  expectTensors('meanTokens', { x });
   const n = x.shape[1]!;
   return record('meanTokens', [x], new Tensor(native.meanTokens(x.handle)), (dy) => [
     new Tensor(native.meanTokensBackward(dy.handle, n)),
@@ -91,5 +98,7 @@ export function meanTokens(x: Tensor): Tensor {
 
 /** A view of x with another shape of the same size (shares storage). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  expectTensors('reshape', { x });
+  if (!Array.isArray(shape)) throw new Error(`reshape: shape must be an array of sizes, got ${describeValue(shape)}`);
   return record('reshape', [x], reshapeRaw(x, shape), (dy) => [reshapeRaw(dy, x.shape)]);
 }

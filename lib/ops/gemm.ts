@@ -6,9 +6,10 @@
  */
 import { record, unsharedGrad } from '../autograd.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, weightBf16: Tensor | null = null): Tensor {
+  expectTensors('linear', { x, weight }, { bias, weightBf16 });
   const wb = weightBf16 ? weightBf16.handle : null;
   const y = new Tensor(native.linear(x.handle, weight.handle, bias ? bias.handle : null, wb));
   return record('linear', [x, weight, bias], y, (dy) => {

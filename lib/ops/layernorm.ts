@@ -7,7 +7,7 @@
  */
 import { record, unsharedGrad } from '../autograd.js';
 import { native, type NativeTensor } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
 import { fusedOps } from './fused.js';
 
@@ -23,10 +23,12 @@ function recordLayerNorm(x: Tensor, weight: Tensor, bias: Tensor, [yh, meanh, rs
 }
 
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): Tensor {
+  expectTensors('layerNorm', { x, weight, bias });
   return recordLayerNorm(x, weight, bias, native.layerNorm(x.handle, weight.handle, bias.handle, eps));
 }
 
 export function addLayerNorm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): { s: Tensor; y: Tensor } {
+  expectTensors('addLayerNorm', { x, r, weight, bias });
   if (!fusedOps()) {
     const s = add(x, r);
     return { s, y: layerNorm(s, weight, bias, eps) };

@@ -7,9 +7,10 @@
  */
 import { record } from '../autograd.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 
 export function maskedMse(pred: Tensor, target: Tensor, mask: Tensor, normPix: boolean): Tensor {
+  expectTensors('maskedMse', { pred, target, mask });
   const loss = new Tensor(native.maskedMse(pred.handle, target.handle, mask.handle, normPix));
   return record('maskedMse', [pred, null, null], loss, (dl) => [
     new Tensor(native.maskedMseBackward(pred.handle, target.handle, mask.handle, normPix, dl.handle)),
@@ -19,6 +20,7 @@ export function maskedMse(pred: Tensor, target: Tensor, mask: Tensor, normPix: b
 }
 
 export function crossEntropy(logits: Tensor, target: Tensor, smoothing = 0): Tensor {
+  expectTensors('crossEntropy', { logits, target });
   const loss = new Tensor(native.crossEntropy(logits.handle, target.handle, smoothing));
   return record('crossEntropy', [logits, null], loss, (dl) => [
     new Tensor(native.crossEntropyBackward(logits.handle, target.handle, smoothing, dl.handle)),

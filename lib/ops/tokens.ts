@@ -6,9 +6,10 @@
  */
 import { record } from '../autograd.js';
 import { native } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 
 export function gatherRows(x: Tensor, index: Tensor): Tensor {
+  expectTensors('gatherRows', { x, index });
   const n = x.shape[1]!;
   return record('gatherRows', [x, null], new Tensor(native.gatherRows(x.handle, index.handle)), (dy) => [
     new Tensor(native.scatterAddRows(dy.handle, index.handle, n)),
@@ -17,6 +18,7 @@ export function gatherRows(x: Tensor, index: Tensor): Tensor {
 }
 
 export function catTokens(a: Tensor, b: Tensor): Tensor {
+  expectTensors('catTokens', { a, b });
   const na = a.shape[1]!;
   const nb = b.shape[1]!;
   const y = new Tensor(native.catTokens(a.handle, b.handle));
@@ -33,6 +35,7 @@ function part(dy: Tensor, start: number, len: number, shape: readonly number[]):
 }
 
 export function sliceTokens(x: Tensor, start: number, length: number): Tensor {
+  expectTensors('sliceTokens', { x });
   const [B, N] = x.shape as [number, number, number];
   const y = new Tensor(native.sliceTokens(x.handle, start, length));
   return record('sliceTokens', [x], y, (dy) => {

@@ -5,6 +5,7 @@
 // may crash the process (a crash would end this file's run).
 import { afterEach, describe, expect, it } from 'vitest';
 import { native, type NativeAddon, type NativeTensor } from '../../lib/native.js';
+import * as ops from '../../lib/ops/index.js';
 import { gatherRows, linear, mean, scale } from '../../lib/ops/index.js';
 import { Tensor, tidy } from '../../lib/tensor.js';
 import { intTensor, tensor } from '../helpers/tensors.js';
@@ -713,5 +714,57 @@ describe('through lib/ops', () => {
       expect(() => mean(tensor([5], []))).toThrow(/^mean: x must have at least one dimension$/);
       expect(() => scale(Tensor.full([], 1), 2)).toThrow(/^scale: x must have at least one dimension$/);
       expect(mean(tensor([1, 2, 3, 6], [2, 2])).item()).toBe(3);
+    }));
+
+  it('every op names a Tensor argument that is something else (null, a number, a NativeTensor) or disposed', () =>
+    tidy(() => {
+      // (these were TypeErrors from inside: "Cannot read properties of null (reading 'handle')")
+      const x = () => tensor([1, 2, 3, 4, 5, 6], [1, 2, 3]);
+      const w = () => tensor([1, 1, 1], [3]);
+      const calls: [string, string[], (...t: unknown[]) => unknown][] = [
+        ['add', ['a', 'b'], (a, b) => ops.add(a as Tensor, b as Tensor)],
+        ['mul', ['a', 'b'], (a, b) => ops.mul(a as Tensor, b as Tensor)],
+        ['scale', ['x'], (a) => ops.scale(a as Tensor, 2)],
+        ['sum', ['x'], (a) => ops.sum(a as Tensor)],
+        ['mean', ['x'], (a) => ops.mean(a as Tensor)],
+        ['meanTokens', ['x'], (a) => ops.meanTokens(a as Tensor)],
+        ['reshape', ['x'], (a) => ops.reshape(a as Tensor, [6])],
+        ['gelu', ['x'], (a) => ops.gelu(a as Tensor)],
+        ['biasGelu', ['x', 'bias'], (a, b) => ops.biasGelu(a as Tensor, b as Tensor)],
+        ['linear', ['x', 'weight'], (a, b) => ops.linear(a as Tensor, b as Tensor)],
+        ['layerNorm', ['x', 'weight', 'bias'], (a, b, c) => ops.layerNorm(a as Tensor, b as Tensor, c as Tensor)],
+        ['addLayerNorm', ['x', 'r', 'weight', 'bias'], (a, b, c, d) => ops.addLayerNorm(a as Tensor, b as Tensor, c as Tensor, d as Tensor)],
+        ['attention', ['qkv'], (a) => ops.attention(a as Tensor, 1)],
+        ['maskedMse', ['pred', 'target', 'mask'], (a, b, c) => ops.maskedMse(a as Tensor, b as Tensor, c as Tensor, false)],
+        ['crossEntropy', ['logits', 'target'], (a, b) => ops.crossEntropy(a as Tensor, b as Tensor)],
+        ['batchNorm', ['x', 'runningMean', 'runningVar'], (a, b, c) => ops.batchNorm(a as Tensor, b as Tensor, c as Tensor, true)],
+        ['gatherRows', ['x', 'index'], (a, b) => ops.gatherRows(a as Tensor, b as Tensor)],
+        ['catTokens', ['a', 'b'], (a, b) => ops.catTokens(a as Tensor, b as Tensor)],
+        ['sliceTokens', ['x'], (a) => ops.sliceTokens(a as Tensor, 0, 1)],
+        ['patchify', ['imgs'], (a) => ops.patchify(a as Tensor, 1)],
+        ['unpatchify', ['x'], (a) => ops.unpatchify(a as Tensor, 1, [3, 1, 2])],
+      ];
+      expect(calls.map(([op]) => op).sort()).toEqual(Object.keys(ops).filter((k) => k !== 'fusedOps').sort());
+      for (const [op, names, call] of calls) {
+        for (let k = 0; k < names.length; k++) {
+          const args = (bad: unknown) => names.map((_, j) => (j === k ? bad : j === 0 ? x() : w()));
+          const gone = x();
+          gone.dispose();
+          const at = `${op}: ${names[k]}`;
+          expect(() => call(...args(null)), at).toThrow(new Error(`${at} must be a Tensor, got null`));
+          expect(() => call(...args(undefined)), at).toThrow(new Error(`${at} must be a Tensor, got undefined`));
+          expect(() => call(...args(3)), at).toThrow(new Error(`${at} must be a Tensor, got the number 3`));
+          expect(() => call(...args(x().handle)), at).toThrow(new Error(`${at} must be a Tensor, got a NativeTensor`));
+          expect(() => call(...args(gone)), at).toThrow(new Error(`${at} [1, 2, 3] has been disposed`));
+        }
+      }
+      // linear's optional bias and bf16 weight: a Tensor or null
+      expect(() => linear(x(), tensor([1, 1, 1], [1, 3]), 0 as unknown as Tensor)).toThrow(new Error('linear: bias must be a Tensor or null, got the number 0'));
+      expect(() => linear(x(), tensor([1, 1, 1], [1, 3]), null, {} as Tensor)).toThrow(new Error('linear: weightBf16 must be a Tensor or null, got an object'));
+      // the other arguments whose type JavaScript reads first
+      expect(() => scale(x(), '2' as unknown as number)).toThrow(new Error("scale: s must be a number, got the string '2'"));
+      expect(() => ops.reshape(x(), 6 as unknown as number[])).toThrow(new Error('reshape: shape must be an array of sizes, got the number 6'));
+      expect(() => ops.unpatchify(x(), 1, null as unknown as [number, number, number])).toThrow(new Error('unpatchify: imageShape must be an array [C, H, W], got null'));
+      expect(() => ops.patchify(tensor([1, 2, 3, 4], [1, 1, 2, 2]), 1, 1n as unknown as 'hwc')).toThrow(new Error("patchify: order must be 'hwc' or 'chw', got the bigint 1"));
     }));
 });

@@ -76,9 +76,9 @@ describe('patchify / unpatchify', () => {
   it('refuses an order other than hwc and chw', () =>
     tidy(() => {
       const imgs = tensor(new Float32Array(3 * 4 * 4), [1, 3, 4, 4]);
-      expect(() => patchify(imgs, 2, 'HWC' as PatchOrder)).toThrow(/^patchify: order must be 'hwc' or 'chw', got "HWC"/);
+      expect(() => patchify(imgs, 2, 'HWC' as PatchOrder)).toThrow(/^patchify: order must be 'hwc' or 'chw', got the string 'HWC'/);
       expect(() => unpatchify(tensor(new Float32Array(48), [1, 4, 12]), 2, [3, 4, 4], 'junk' as PatchOrder)).toThrow(
-        /^unpatchify: order must be 'hwc' or 'chw', got "junk"/,
+        /^unpatchify: order must be 'hwc' or 'chw', got the string 'junk'/,
       );
     }));
 
