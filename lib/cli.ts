@@ -987,7 +987,8 @@ async function cmdEval(argv: string[]): Promise<void> {
     numbers(v, opts, [['k', 'k'], ['temperature', 'temperature']]);
     const t = performance.now();
     const r = await knnEvaluate(model, bank, query, opts);
-    console.log(`kNN (k ${opts.k ?? 20}, T ${opts.temperature ?? 0.07}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${scored} (${formatTime((performance.now() - t) / 1000)})`);
+    const asked = opts.k ?? 20;
+    console.log(`kNN (k ${r.k}${r.k < asked ? ` (the whole bank; ${asked} asked)` : ''}, T ${opts.temperature ?? 0.07}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${scored} (${formatTime((performance.now() - t) / 1000)})`);
     model.dispose();
     return;
   }

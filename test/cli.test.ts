@@ -533,7 +533,8 @@ describe('mae eval: what is scored', () => {
     const knn = ['eval', '--checkpoint', lp, '--knn', '--data-kind', 'synthetic', '--limit', '8', '--train-limit', '16', '--threads', '1'];
     const b = mae(knn);
     expect([b.code, b.err]).toEqual([0, '']);
-    expect(b.out).toMatch(/^kNN \(k 20, T 0\.07\): top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 8 test images against a bank of 16 train images \(\d+s\)\n$/);
+    // 20 neighbours are asked (the default), the bank holds 16: all of them vote, and the line says so
+    expect(b.out).toMatch(/^kNN \(k 16 \(the whole bank; 20 asked\), T 0\.07\): top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 8 test images against a bank of 16 train images \(\d+s\)\n$/);
     // --limit and --train-limit are the counts of queries and bank images (knnData named them limits.query and limits.bank)
     const knnCut = (flags: string[]) => mae(['eval', '--checkpoint', lp, '--knn', '--data-kind', 'synthetic', '--threads', '1', ...flags]);
     expect(knnCut(['--limit=-1'])).toEqual({ code: 2, out: '', err: 'mae eval: --limit must be a positive integer, got -1\n' });

@@ -160,6 +160,8 @@ export interface KnnResult {
   top1: number;
   top5: number;
   n: number;
+  /** the neighbours each query was scored on: k, or the whole bank when it holds fewer */
+  k: number;
   /** predicted class of every query */
   predictions: Int32Array;
 }
@@ -251,7 +253,7 @@ export function knnClassify(bank: Features, query: Features, opts: KnnOptions = 
   } finally {
     bankT.dispose();
   }
-  return { top1: hits1 / query.n, top5: hits5 / query.n, n: query.n, predictions };
+  return { top1: hits1 / query.n, top5: hits5 / query.n, n: query.n, k, predictions };
 }
 
 /** kNN accuracy of an MAE encoder: features of `train` as the bank, `test` as queries (split over `comm`'s ranks). */
@@ -269,7 +271,7 @@ export async function knnEvaluate(
   const r = knnClassify(bank, query, { ...opts, numClasses: opts.numClasses ?? (train.numClasses || undefined) });
   if (comm.size === 1) return r;
   const [hits1, hits5, n] = comm.allreduce([Math.round(r.top1 * r.n), Math.round(r.top5 * r.n), r.n], 'sum', 'the all-reduce of kNN hits');
-  return { top1: hits1! / n!, top5: hits5! / n!, n: n!, predictions: comm.allgatherConcat(r.predictions, 'the all-gather of kNN predictions') };
+  return { top1: hits1! / n!, top5: hits5! / n!, n: n!, k: r.k, predictions: comm.allgatherConcat(r.predictions, 'the all-gather of kNN predictions') };
 }
 
 /** In data without a test split, every KNN_QUERY_EVERY-th image (the first, the 6th, ...) is a query, the others the bank. */

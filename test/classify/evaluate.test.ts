@@ -129,6 +129,11 @@ describe('kNN monitor', () => {
     const r = knnClassify(bank, query, { k: 2, temperature: 0.07 });
     expect(Array.from(r.predictions)).toEqual([0, 1, 1]);
     expect(r.top1).toBe(1);
+    expect(r.k).toBe(2);
+    // a k beyond the bank: every bank feature votes, and the result says how many did
+    const all = knnClassify(bank, query, { k: 100 });
+    expect(all.k).toBe(5);
+    expect(all.predictions).toEqual(knnClassify(bank, query, { k: 5 }).predictions);
     // with k = 5 the majority class wins the third query only through the similarity weights: compute by hand
     const b = l2Normalize(bank.features, 2);
     const q = l2Normalize(query.features, 2).subarray(4, 6);
