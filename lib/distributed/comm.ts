@@ -22,7 +22,10 @@ export type DistributedMode = 'auto' | 'mpi' | 'none';
 
 export interface DistributedOptions {
   distributed?: DistributedMode;
-  /** libmpi.so.40 of Open MPI, or the folder holding it (default $MAE_MPI_LIB, then the loader's search path) */
+  /**
+   * libmpi.so.40 of Open MPI, or the folder holding it (default $MAE_MPI_LIB, then the loader's search path); given to
+   * a process that runs on its own, it is unused and says so (a warning MAE_MPI_UNUSED: mpirun may have been forgotten)
+   */
   mpiLibrary?: string;
   /** seconds a collective may take before the run fails with a timeout (default 600) */
   timeoutSeconds?: number;
@@ -120,7 +123,11 @@ export class Communicator {
     if (!(typeof timeout === 'number' && timeout > 0 && timeout <= 1e9))
       throw new Error(`the distributed timeout must be a positive number of seconds, at most 1e9 (about 31 years), got ${timeout}`);
     const l = launcher();
-    if (mode === 'none' || (mode === 'auto' && l === null)) return Communicator.single();
+    if (mode === 'none' || (mode === 'auto' && l === null)) {
+      if (opts.mpiLibrary !== undefined)
+        process.emitWarning(`the MPI library ${opts.mpiLibrary} is not used: ${mode === 'none' ? "distributed is 'none'" : 'no MPI launcher (mpirun, srun) started this process'}, so it runs on its own`, { code: 'MAE_MPI_UNUSED' });
+      return Communicator.single();
+    }
     const w = call(() => native.commInit(opts.mpiLibrary ?? null, timeout));
     if (l?.size != null && l.size !== w.size)
       throw new Error(

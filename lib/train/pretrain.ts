@@ -136,7 +136,10 @@ export interface PretrainOptions {
   distributed?: DistributedMode;
   /** Open MPI's libmpi.so.40 or its folder (default $MAE_MPI_LIB, then the loader's search path) */
   mpiLibrary?: string;
-  /** NCCL's libnccl.so.2 or its folder, for CUDA ranks (default $MAE_NCCL_LIB, then the loader's search path) */
+  /**
+   * NCCL's libnccl.so.2 or its folder, for CUDA ranks (default $MAE_NCCL_LIB, then the loader's search path); unused
+   * elsewhere, which a warning MAE_NCCL_UNUSED says
+   */
   ncclLibrary?: string;
   /** seconds a collective may take before the run fails with a timeout (default 600) */
   distTimeout?: number;
@@ -352,6 +355,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   // gradients averaged over the ranks, overlapping backward (also for a world of one rank under MPI: the same path);
   // in bf16 on NCCL only: CPU ranks (MPI) average float32 gradients whatever the precision
   if (comm.kind === 'mpi' && device !== 'cpu') comm.startNccl(Number(device.slice(5)), options.ncclLibrary);
+  else if (options.ncclLibrary !== undefined && comm.rank === 0)
+    process.emitWarning(`the NCCL library ${options.ncclLibrary} is not used: only data-parallel runs on CUDA (under MPI) use NCCL, and this one ${comm.kind === 'mpi' ? 'trains on the CPU' : 'runs on its own'}`, { code: 'MAE_NCCL_UNUSED' });
   const bucketBytes = o.bucketMb * 2 ** 20;
   const reducer =
     comm.kind === 'mpi'

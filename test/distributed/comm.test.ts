@@ -2,7 +2,7 @@
 // fingerprint, the masking noise keyed to the sample, and what `mae info` says about MPI and NCCL (also for a
 // library that is missing or not Open MPI, in child processes, since a process opens MPI once).
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Communicator, launcher } from '../../lib/distributed/comm.js';
 import { datasetFingerprint } from '../../lib/distributed/check.js';
 import { GradReducer } from '../../lib/distributed/reducer.js';
@@ -36,6 +36,23 @@ describe('launcher', () => {
     expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: 0 })).toThrow(/positive number of seconds/);
     // (one that overflows the clock would end the wait for MPI at once)
     expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: Infinity })).toThrow(/^the distributed timeout must be a positive number of seconds, at most 1e9 \(about 31 years\), got Infinity$/);
+  });
+
+  it('says when an MPI library it was given goes unused (no launcher, or distributed none), and is silent otherwise', () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      Communicator.open();
+      Communicator.open({ distributed: 'none' });
+      expect(warn).not.toHaveBeenCalled();
+      expect(Communicator.open({ mpiLibrary: '/opt/mpi/lib/libmpi.so.40' }).kind).toBe('none');
+      expect(Communicator.open({ distributed: 'none', mpiLibrary: '/opt/mpi/lib' }).kind).toBe('none');
+      expect(warn.mock.calls).toEqual([
+        ['the MPI library /opt/mpi/lib/libmpi.so.40 is not used: no MPI launcher (mpirun, srun) started this process, so it runs on its own', { code: 'MAE_MPI_UNUSED' }],
+        ["the MPI library /opt/mpi/lib is not used: distributed is 'none', so it runs on its own", { code: 'MAE_MPI_UNUSED' }],
+      ]);
+    } finally {
+      warn.mockRestore();
+    }
   });
 });
 

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { getPreset, maeFlops } from '../../lib/mae/index.js';
 import { loadCheckpoint, loadModel } from '../../lib/train/checkpoint.js';
 import { cutLog, pretrain, type PretrainOptions, type TrainEvent } from '../../lib/train/pretrain.js';
@@ -47,6 +47,19 @@ async function differingWeights(a: string, b: string): Promise<string[]> {
 }
 
 describe('pretrain', () => {
+  it('says that an NCCL library it was given goes unused outside a data-parallel CUDA run', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      const r = await pretrain({ ...small, outDir: tmp(), maxSteps: 1, ncclLibrary: '/opt/nccl/lib/libnccl.so.2' });
+      expect(r.steps).toBe(1);
+      expect(warn.mock.calls.filter((c) => String(JSON.stringify(c[1])).includes('NCCL'))).toEqual([
+        ['the NCCL library /opt/nccl/lib/libnccl.so.2 is not used: only data-parallel runs on CUDA (under MPI) use NCCL, and this one runs on its own', { code: 'MAE_NCCL_UNUSED' }],
+      ]);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
   it('learns, logs, emits events in order and yields to the event loop', async () => {
     const outDir = tmp();
     const events: TrainEvent[] = [];
