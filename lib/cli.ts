@@ -249,10 +249,11 @@ export function errorLine(cmd: string, message: string, rank?: number): string {
   // the command once: a library error may start with it, or with the call it made (embed, classify, prepare-data)
   let m = message.replace(/^((embed|forward)Async|prepareShards|loadImages|setNumThreads): /, '');
   m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
-  const option = /^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)(?:\[\d+\])? must /.exec(m)?.[1];
-  if (option) {
-    const flag = option.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag)) m = `--${flag}${m.slice(option.length)}`;
+  // an option of the model or of kNN that a flag of this command sets: named by the flag, without the class
+  const named = /^(?:(?:MaskedAutoencoder|VisionTransformerClassifier|knn): )?([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)((?:\[\d+\])? must .*)$/s.exec(m);
+  if (named) {
+    const flag = named[1]!.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag)) m = `--${flag}${named[2]}`;
   }
   return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
 }
@@ -410,7 +411,17 @@ class UsageError extends Error {}
 
 /** The values of a command's flags. No flag takes an empty value: '' names no file (resolve('') is the current folder). */
 function flagValues(argv: string[], options: Flags) {
-  const { values } = parseArgs({ args: argv, options, allowPositionals: false });
+  // `--seed -1`: a negative number after a flag that takes a value is its value (parseArgs reads it as a flag)
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = /^--([a-z0-9-]+)$/.exec(argv[i]!)?.[1];
+    const next = argv[i + 1];
+    if (flag !== undefined && options[flag]?.type === 'string' && next !== undefined && /^-(\d|\.\d|Infinity$)/.test(next)) {
+      args.push(`--${flag}=${next}`);
+      i++;
+    } else args.push(argv[i]!);
+  }
+  const { values } = parseArgs({ args, options, allowPositionals: false });
   const empty = Object.keys(values).find((flag) => values[flag] === '');
   if (empty !== undefined) throw new UsageError(`--${empty} is empty`);
   return values;
@@ -1173,9 +1184,11 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const err = e as Error & { code?: string };
-    const usage = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS');
     const comm = activeCommunicator();
-    console.error(errorLine(String(cmd), err.message, comm && comm.size > 1 ? comm.rank : undefined));
+    const line = errorLine(String(cmd), err.message, comm && comm.size > 1 ? comm.rank : undefined);
+    // a flag's value out of its range is a usage error wherever it was found: in the command's checks or the library's
+    const usage = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') || /^mae [a-z-]+: (\[rank \d+\] )?--[a-z-]+(\[\d+\])? must /.test(line);
+    console.error(line);
     // a rank of a data-parallel job ends the whole job: no rank may wait for this one
     if (comm) comm.abort(usage ? 2 : 1);
     return usage ? 2 : 1;

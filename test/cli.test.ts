@@ -191,14 +191,15 @@ describe('mae command', () => {
   it('prints a library error with the command once and the option as its flag', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-error-'));
     const r = mae(['pretrain', '--mask-ratio', '1.5', '--out', out]);
-    expect(r.code).toBe(1);
+    // a flag's value out of range is a usage error (status 2), also where the library found it
+    expect(r.code).toBe(2);
     expect(r.err).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 1.5\n');
     expect(mae(['linprobe', '--raw-pixels', '--epochs', '0', '--out', out]).err).toBe('mae linprobe: --epochs must be a positive integer, got 0\n');
     // a count beyond 2^53 is refused before training, not after it, by the first checkpoint (whose metadata holds no such count)
     const huge = join(out, 'huge');
     for (const [flag, what] of [['--checkpoint-every', 'non-negative'], ['--log-every', 'positive'], ['--visualize-every', 'non-negative'], ['--knn-every', 'non-negative']] as const)
       expect(mae(['pretrain', '--data-kind', 'synthetic', '--limit', '64', '--batch-size', '32', '--max-steps', '1', '--threads', '1', flag, '1e300', '--out', huge])).toEqual({
-        code: 1, out: '', err: `mae pretrain: ${flag} must be a ${what} integer, got 1e+300\n`,
+        code: 2, out: '', err: `mae pretrain: ${flag} must be a ${what} integer, got 1e+300\n`,
       });
     expect(existsSync(huge)).toBe(false);
     // a seed is a non-negative integer for every command, refused before any work (linprobe took -1; finetune's 1.5
@@ -217,7 +218,12 @@ describe('mae command', () => {
     // an option with no flag of that command, and an error from another part, read as the library wrote them
     expect(errorLine('pretrain', 'pretrain: outDir must be a string')).toBe('mae pretrain: outDir must be a string');
     expect(errorLine('embed', 'embed: accumIter must be 1')).toBe('mae embed: accumIter must be 1');
-    expect(errorLine('eval', 'knn: k must be a positive integer, got 0')).toBe('mae eval: knn: k must be a positive integer, got 0');
+    // the model's and kNN's options that a flag of the command sets are named by the flag; kept where no flag sets them
+    expect(errorLine('eval', 'knn: k must be a positive integer, got 0')).toBe('mae eval: --k must be a positive integer, got 0');
+    expect(errorLine('pretrain', 'knn: k must be a positive integer, got 0')).toBe('mae pretrain: knn: k must be a positive integer, got 0');
+    expect(errorLine('pretrain', 'MaskedAutoencoder: depth must be a positive integer, got 0')).toBe('mae pretrain: --depth must be a positive integer, got 0');
+    expect(errorLine('pretrain', 'MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3')).toBe('mae pretrain: MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3');
+    expect(errorLine('finetune', 'VisionTransformerClassifier: dropPath must be in [0, 1), got 2')).toBe('mae finetune: --drop-path must be in [0, 1), got 2');
     // embed and classify run the model through embedAsync / forwardAsync: the command is named, not the call
     expect(errorLine('embed', 'embedAsync: expected images [B, 3, H, W]')).toBe('mae embed: expected images [B, 3, H, W]');
     expect(errorLine('classify', 'forwardAsync: expected images [B, 3, 224, 224]')).toBe('mae classify: expected images [B, 3, 224, 224]');
@@ -554,7 +560,7 @@ describe('mae eval: what is scored', () => {
       expect(mae(['visualize', '--checkpoint', run, '--split', split, '--out', png])).toEqual({
         code: 2, out: '', err: `mae visualize: --split: ${data} (folder) has no train and test splits: its images are drawn from as a whole; leave out --split\n`,
       });
-    expect(mae(['visualize', '--checkpoint', run, '--seed=-1', '--out', png])).toEqual({ code: 1, out: '', err: 'mae visualize: --seed must be a non-negative integer, got -1\n' });
+    expect(mae(['visualize', '--checkpoint', run, '--seed', '-1', '--out', png])).toEqual({ code: 2, out: '', err: 'mae visualize: --seed must be a non-negative integer, got -1\n' });
     // --out is checked before drawing, as eval's and embed's are
     expect(mae(['visualize', '--checkpoint', run, '--out', root])).toEqual({ code: 1, out: '', err: `mae visualize: --out ${root}: is a folder; give the path of the file to write\n` });
     const fifo = join(root, 'vis-fifo');
