@@ -154,6 +154,7 @@ Napi::Value info(const Args& a) {
       dn.Set("amxOddKDeclined", d.amx_odd_k_declined);
     }
     o.Set("dnnl", dn);
+    o.Set("avx512Kernels", cpu::avx512_kernels());
     o.Set("bf16Convert", cpu::bf16_convert_native() ? "avx512_bf16 (vcvtneps2bf16)" : "integer round-to-nearest-even");
     o.Set("bf16Attention", cpu::bf16_attention_kernel());
   }

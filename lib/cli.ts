@@ -1116,6 +1116,7 @@ function cmdInfo(): void {
               (i.dnnl.amxOddKDeclined ? `, but those of two matrices with an odd reduction length above 32 on the BLAS (oneDNN before 2.7.4 can configure the AMX tiles wrongly for them)` : '')
             : `on the BLAS (widened copies: about fp32's speed): ${notNativeReason(i.dnnl)}`),
     ],
+    ['avx-512 kernels', i.avx512Kernels],
     ['bf16 rounding', i.bf16Convert],
     ['bf16 attention', i.bf16Attention],
     ['cuda library', `${i.cudaBuilt ? 'built with this addon' : 'not built with this addon'}: ${c.library}`],

@@ -46,6 +46,7 @@ export function info(): Info {
     cudaBuilt: n.cudaBuilt,
     cuda: n.cuda,
     dnnl: n.dnnl,
+    avx512Kernels: n.avx512Kernels,
     bf16Convert: n.bf16Convert,
     bf16Attention: n.bf16Attention,
     precisions: { cpu: ['fp32', 'bf16'], cuda: n.cuda.available ? ['fp32', 'bf16'] : [] },

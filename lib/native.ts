@@ -93,6 +93,8 @@ export interface NativeInfo {
   cuda: NativeCudaInfo;
   /** oneDNN, which runs the CPU's bf16 matrix products: whether it loaded (else why), its ISA, native bf16 or not */
   dnnl: NativeDnnlInfo;
+  /** whether the CPU kernels' AVX-512 paths run: "on", "off (MAE_CPU_AVX512=off)", or why the CPU has none */
+  avx512Kernels: string;
   /** how CPU kernels round float32 to bfloat16: the AVX512-BF16 instruction, or the integer fallback */
   bf16Convert: string;
   /** which kernel runs bf16 attention on the CPU (MAE_CPU_ATTENTION=onednn or =fused forces one of the two) */

@@ -43,6 +43,18 @@ describe('mae command', () => {
     expect(row(clean)).toMatch(/isa \S+, bf16 products (native \((AMX|AVX512-BF16)|on the BLAS)/);
   });
 
+  it('mae info says whether the AVX-512 kernels run: on where the CPU has them, off with MAE_CPU_AVX512=off (with bf16 rounding and attention off them too)', () => {
+    const { MAE_CPU_AVX512: _a, MAE_ADDON: _b, ...clean } = process.env;
+    const rows = (env: NodeJS.ProcessEnv) => Object.fromEntries(mae(['info'], env).out.split('\n').map((l) => [l.slice(0, 20).trim(), l.slice(21)]));
+    const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)![1]!.split(' ');
+    const avx512 = ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.includes(f));
+    expect(rows(clean)['avx-512 kernels']).toBe(avx512 ? 'on' : 'none: the CPU lacks AVX-512 F, BW, VL or DQ');
+    const off = rows({ ...clean, MAE_CPU_AVX512: 'off' });
+    expect(off['avx-512 kernels']).toBe(avx512 ? 'off (MAE_CPU_AVX512=off)' : 'none: the CPU lacks AVX-512 F, BW, VL or DQ');
+    expect(off['bf16 rounding']).toBe('integer round-to-nearest-even');
+    expect(off['bf16 attention']).not.toMatch(/fused/);
+  });
+
   it('mae info says how idle threads wait: a 0.3 ms spin by default, the user\'s OpenMP setting when given', () => {
     const { OMP_WAIT_POLICY: _p, GOMP_SPINCOUNT: _s, ...clean } = process.env;
     expect(mae(['info'], clean).out).toMatch(/threads\s+\d+ \(OpenMP;.*idle wait: GOMP_SPINCOUNT=30000\)/);

@@ -70,6 +70,7 @@ bool has_avx512_bf16_unless(const char* var, const char* value) {
   const char* env = std::getenv(var);
   if (env && std::strcmp(env, value) == 0) return false;
 #if defined(__x86_64__)
+  if (avx512_turned_off()) return false;
   // every feature of MAE_AVX512_BF16 (a CPU with AVX512-BF16 has the others, but a hypervisor may hide some), asked
   // here and not through use_avx512, which may not be initialised yet either
   __builtin_cpu_init();  // callers initialise namespace-scope constants, possibly before libgcc's own initialiser
@@ -82,6 +83,16 @@ bool has_avx512_bf16_unless(const char* var, const char* value) {
 }
 
 bool bf16_convert_native() { return use_native; }
+
+const char* avx512_kernels() {
+#if defined(__x86_64__)
+  if (use_avx512) return "on";
+  if (avx512_turned_off()) return "off (MAE_CPU_AVX512=off)";
+  return "none: the CPU lacks AVX-512 F, BW, VL or DQ";
+#else
+  return "none: not an x86-64 CPU";
+#endif
+}
 
 void to_bf16(const float* src, uint16_t* dst, int64_t n) {
 #if defined(__x86_64__)

@@ -18,7 +18,7 @@ constexpr int64_t kParallelGrain = 32768;
 
 // convert.cpp: float32 <-> bfloat16 arrays (round to nearest even; AVX512-BF16 when the CPU has it)
 // whether the CPU has AVX512-BF16 (with the AVX-512 F, BW, VL and DQ that MAE_AVX512_BF16 code also uses) and the
-// environment variable `var` is not set to `value` (a switch to the other path)
+// environment variable `var` is not set to `value` (a switch to the other path), nor MAE_CPU_AVX512 to off
 bool has_avx512_bf16_unless(const char* var, const char* value);
 // whether every given tensor (null entries skipped) is bfloat16: the condition of the kernels' bf16-only paths
 inline bool all_bf16(std::initializer_list<const TensorView*> ts) {
@@ -27,6 +27,8 @@ inline bool all_bf16(std::initializer_list<const TensorView*> ts) {
   return true;
 }
 bool bf16_convert_native();
+// whether the kernels' AVX-512 paths run, in words: "on", "off (MAE_CPU_AVX512=off)" or why the CPU cannot
+const char* avx512_kernels();
 void to_bf16(const float* src, uint16_t* dst, int64_t n);
 // the same, with streaming stores where the CPU has AVX512-BF16 (for data not read again soon); fence afterwards
 void to_bf16_stream(const float* src, uint16_t* dst, int64_t n);

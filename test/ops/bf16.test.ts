@@ -496,7 +496,8 @@ describe('bf16 ops on the CPU against float64', () => {
   }
   const fusedCases = () => attentionShapes.filter(([, , D, H]) => (D / H) % 16 === 0).flatMap(([B, N, D, H]) =>
     attentionInputs.map(([name, scale, dominant]) => ({ shape: [B, N, D, H] as const, name, ...attentionCase(B, N, D, H, scale, dominant) })));
-  const hasAvx512Bf16 = () => hasCpuFlag('avx512_bf16');
+  // (MAE_CPU_AVX512=off turns the library's AVX-512 kernels off on a CPU that has them)
+  const hasAvx512Bf16 = () => hasCpuFlag('avx512_bf16') && native.info().avx512Kernels === 'on';
 
   // in-process the default picks per shape (on AMX, heads of 128 tokens and more take oneDNN's products); each of the
   // two kernels then runs every case in a child process where the environment forces it
