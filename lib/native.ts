@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** A native tensor handle. Once disposed it holds nothing: shape [], dtype and device null. */
@@ -275,8 +275,9 @@ interface GypBuild {
  */
 function candidates(root: string, gyp: GypBuild): Candidate[] {
   const out: Candidate[] = [];
-  // MAE_ADDON names the one binary to load (a sanitizer or debug build): no other is tried
-  const chosen = process.env.MAE_ADDON;
+  // MAE_ADDON names the one binary to load (a sanitizer or debug build): no other is tried; a relative path is taken
+  // from the working folder (require() would read it as a package name)
+  const chosen = process.env.MAE_ADDON && resolve(process.env.MAE_ADDON);
   if (chosen) return [{ kind: 'MAE_ADDON', path: chosen, missing: existsSync(chosen) ? undefined : 'not found (MAE_ADDON names it)' }];
   const local = join(root, 'build', 'Release', 'mae.node');
   out.push({ kind: 'local build', path: local, missing: existsSync(local) ? undefined : 'not found (no source build)' });

@@ -5,13 +5,15 @@
 //   bf16 loads and stores of 16 values; the mask of a row's tail; pairs of bf16 rows as 32-bit words; a 16 x 16
 //   transpose of 32-bit lanes.
 // bf16 stores use vcvtneps2bf16 (AVX512-BF16): the same bits as to_bf16, whose fallback they are chosen against.
-// MAE_CPU_AVX512=off in the environment turns every AVX-512 path of the library off (use_avx512 and
-// has_avx512_bf16_unless read it once, at load): the paths a CPU without AVX-512 runs, tested on one that has it.
+// MAE_CPU_AVX512=off in the environment (read once, at load) turns the kernels' own AVX-512 paths off (use_avx512,
+// has_avx512_bf16_unless): the paths a CPU without AVX-512 runs, tested on one that has it. A source build
+// (-march=native) may still hold AVX-512 code of the compiler's in the other paths; the prebuilt x86-64-v3 binary
+// does not (npm run test:avx2 runs that one).
 #pragma once
 #if defined(__x86_64__)
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
+#include <strings.h>
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused source of their masked builtins, which its
 // -Wmaybe-uninitialized reports wherever they are inlined (a false positive: every lane is written)
@@ -22,19 +24,21 @@
 #define MAE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 namespace mae::cpu {
-// whether MAE_CPU_AVX512=off is set
+// whether MAE_CPU_AVX512 is set to off (in any case)
 inline bool avx512_turned_off() {
   const char* env = std::getenv("MAE_CPU_AVX512");
-  return env && std::strcmp(env, "off") == 0;
+  return env && strcasecmp(env, "off") == 0;
 }
 
-// whether the CPU has every feature MAE_AVX512 compiles for (the bf16 loads are AVX512BW / VL instructions), and
-// MAE_CPU_AVX512=off does not turn them off
-inline const bool use_avx512 = [] {
+// whether the CPU has every feature MAE_AVX512 compiles for (the bf16 loads are AVX512BW / VL instructions)
+inline const bool cpu_has_avx512 = [] {
   __builtin_cpu_init();  // this constant may be initialised before libgcc's own initialiser runs
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && !avx512_turned_off();
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }();
+inline const bool avx512_off = avx512_turned_off();
+// whether the kernels take their AVX-512 paths
+inline const bool use_avx512 = cpu_has_avx512 && !avx512_off;
 
 // c[0] + c[1] r + ... + c[N - 1] r^(N - 1) on 16 lanes, by Horner's rule (one FMA a coefficient)
 template <int N>

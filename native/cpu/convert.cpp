@@ -86,9 +86,8 @@ bool bf16_convert_native() { return use_native; }
 
 const char* avx512_kernels() {
 #if defined(__x86_64__)
-  if (use_avx512) return "on";
-  if (avx512_turned_off()) return "off (MAE_CPU_AVX512=off)";
-  return "none: the CPU lacks AVX-512 F, BW, VL or DQ";
+  if (!cpu_has_avx512) return "none: the CPU lacks AVX-512 F, BW, VL or DQ";
+  return avx512_off ? "off (MAE_CPU_AVX512=off)" : "on";
 #else
   return "none: not an x86-64 CPU";
 #endif
