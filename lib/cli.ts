@@ -243,17 +243,19 @@ export const COMMAND_FLAGS: Record<string, Flags> = {
 /**
  * The line `mae <cmd>` prints for an error: the command once (library errors start with it too), and a library option
  * at the start of a "must" message named by the command's flag for it: "pretrain: maskRatio must be ..." reads
- * "mae pretrain: --mask-ratio must be ...", "knn.every" reads "--knn-every". A rank of a data-parallel job says which.
+ * "mae pretrain: --mask-ratio must be ...", "knn.every" reads "--knn-every". `given`, the flags on the command line:
+ * only those are named (a value that came from a checkpoint or a default is left as the library wrote it). A rank of
+ * a data-parallel job says which.
  */
-export function errorLine(cmd: string, message: string, rank?: number): string {
+export function errorLine(cmd: string, message: string, rank?: number, given?: ReadonlySet<string>): string {
   // the command once: a library error may start with it, or with the call it made (embed, classify, prepare-data)
   let m = message.replace(/^((embed|forward)Async|prepareShards|loadImages|setNumThreads): /, '');
   m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
-  // an option of the model or of kNN that a flag of this command sets: named by the flag, without the class
-  const named = /^(?:(?:MaskedAutoencoder|VisionTransformerClassifier|knn): )?([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)((?:\[\d+\])? must .*)$/s.exec(m);
+  // an option of the model (its config) or of kNN that a flag of this command sets: named by the flag, without the class
+  const named = /^(?:(?:MaskedAutoencoder|VisionTransformerClassifier|knn): (?:config\.)?)?([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)((?:\[\d+\])? must .*)$/s.exec(m);
   if (named) {
     const flag = named[1]!.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag)) m = `--${flag}${named[2]}`;
+    if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag) && (given === undefined || given.has(flag))) m = `--${flag}${named[2]}`;
   }
   return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
 }
@@ -999,7 +1001,7 @@ async function cmdEval(argv: string[]): Promise<void> {
     const t = performance.now();
     const r = await knnEvaluate(model, bank, query, opts);
     const asked = opts.k ?? 20;
-    console.log(`kNN (k ${r.k}${r.k < asked ? ` (the whole bank; ${asked} asked)` : ''}, T ${opts.temperature ?? 0.07}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${scored} (${formatTime((performance.now() - t) / 1000)})`);
+    console.log(`kNN (k ${r.k}${r.k < asked ? `: the whole bank, ${asked} asked;` : ','} T ${opts.temperature ?? 0.07}): top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}% on ${scored} (${formatTime((performance.now() - t) / 1000)})`);
     model.dispose();
     return;
   }
@@ -1180,13 +1182,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     else {
       console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, bench, info`);
-      return 1;
+      return 2;
     }
     return 0;
   } catch (e) {
     const err = e as Error & { code?: string };
     const comm = activeCommunicator();
-    const line = errorLine(String(cmd), err.message, comm && comm.size > 1 ? comm.rank : undefined);
+    const given = new Set(rest.flatMap((a) => /^--([a-z0-9-]+)/.exec(a)?.[1] ?? []));
+    const line = errorLine(String(cmd), err.message, comm && comm.size > 1 ? comm.rank : undefined, given);
     // a flag's value out of its range is a usage error wherever it was found: in the command's checks or the library's
     const usage = e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS') || /^mae [a-z-]+: (\[rank \d+\] )?--[a-z-]+(\[\d+\])? must /.test(line);
     console.error(line);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorLine } from '../lib/cli.js';
 import { native } from '../lib/native.js';
+import { hasCpuFlag } from './helpers/cpu.js';
 import { endedPid } from './helpers/processes.js';
 
 const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
@@ -46,8 +47,7 @@ describe('mae command', () => {
   it('mae info says whether the AVX-512 kernels run: on where the CPU has them, off with MAE_CPU_AVX512=off (with bf16 rounding and attention off them too)', () => {
     const { MAE_CPU_AVX512: _a, MAE_ADDON: _b, ...clean } = process.env;
     const rows = (env: NodeJS.ProcessEnv) => Object.fromEntries(mae(['info'], env).out.split('\n').map((l) => [l.slice(0, 20).trim(), l.slice(21)]));
-    const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)![1]!.split(' ');
-    const avx512 = ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => flags.includes(f));
+    const avx512 = ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every(hasCpuFlag);
     expect(rows(clean)['avx-512 kernels']).toBe(avx512 ? 'on' : 'none: the CPU lacks AVX-512 F, BW, VL or DQ');
     const off = rows({ ...clean, MAE_CPU_AVX512: 'off' });
     expect(off['avx-512 kernels']).toBe(avx512 ? 'off (MAE_CPU_AVX512=off)' : 'none: the CPU lacks AVX-512 F, BW, VL or DQ');
@@ -160,10 +160,10 @@ describe('mae command', () => {
     expect(f.code).toBe(2);
     expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
     expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
-    expect(mae(['nope']).code).toBe(1);
+    expect(mae(['nope']).code).toBe(2);
     // an unknown command's --help is the same error, on stderr (not a help text on stdout)
-    expect(mae(['nope', '--help'])).toEqual({ code: 1, out: '', err: mae(['nope']).err });
-    expect(mae(['constructor', '--help'])).toEqual({ code: 1, out: '', err: mae(['constructor']).err });
+    expect(mae(['nope', '--help'])).toEqual({ code: 2, out: '', err: mae(['nope']).err });
+    expect(mae(['constructor', '--help'])).toEqual({ code: 2, out: '', err: mae(['constructor']).err });
     expect(mae(['nope']).err).toMatch(/^mae: unknown command 'nope'; commands: pretrain, /);
     const hex = mae(['pretrain', '--epochs', '0x10']);
     expect(hex.code).toBe(2);
@@ -207,6 +207,8 @@ describe('mae command', () => {
     expect(r.code).toBe(2);
     expect(r.err).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 1.5\n');
     expect(mae(['linprobe', '--raw-pixels', '--epochs', '0', '--out', out]).err).toBe('mae linprobe: --epochs must be a positive integer, got 0\n');
+    // the classifier's config, checked by the library: named by its flag, a usage error
+    expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--depth', '0', '--out', join(out, 'ft')])).toEqual({ code: 2, out: '', err: 'mae finetune: --depth must be an integer >= 1, got the number 0\n' });
     // a count beyond 2^53 is refused before training, not after it, by the first checkpoint (whose metadata holds no such count)
     const huge = join(out, 'huge');
     for (const [flag, what] of [['--checkpoint-every', 'non-negative'], ['--log-every', 'positive'], ['--visualize-every', 'non-negative'], ['--knn-every', 'non-negative']] as const)
@@ -235,7 +237,10 @@ describe('mae command', () => {
     expect(errorLine('pretrain', 'knn: k must be a positive integer, got 0')).toBe('mae pretrain: knn: k must be a positive integer, got 0');
     expect(errorLine('pretrain', 'MaskedAutoencoder: depth must be a positive integer, got 0')).toBe('mae pretrain: --depth must be a positive integer, got 0');
     expect(errorLine('pretrain', 'MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3')).toBe('mae pretrain: MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3');
-    expect(errorLine('finetune', 'VisionTransformerClassifier: dropPath must be in [0, 1), got 2')).toBe('mae finetune: --drop-path must be in [0, 1), got 2');
+    expect(errorLine('finetune', 'VisionTransformerClassifier: config.depth must be an integer >= 1, got the number 0')).toBe('mae finetune: --depth must be an integer >= 1, got the number 0');
+    // given the flags of the command line, only those are named: a value from a checkpoint is not blamed on a flag
+    expect(errorLine('embed', 'MaskedAutoencoder: depth must be a positive integer, got 0', undefined, new Set(['checkpoint']))).toBe('mae embed: MaskedAutoencoder: depth must be a positive integer, got 0');
+    expect(errorLine('pretrain', 'pretrain: maskRatio must be in [0, 1), got 2', undefined, new Set(['mask-ratio', 'out']))).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 2');
     // embed and classify run the model through embedAsync / forwardAsync: the command is named, not the call
     expect(errorLine('embed', 'embedAsync: expected images [B, 3, H, W]')).toBe('mae embed: expected images [B, 3, H, W]');
     expect(errorLine('classify', 'forwardAsync: expected images [B, 3, 224, 224]')).toBe('mae classify: expected images [B, 3, 224, 224]');
@@ -552,7 +557,7 @@ describe('mae eval: what is scored', () => {
     const b = mae(knn);
     expect([b.code, b.err]).toEqual([0, '']);
     // 20 neighbours are asked (the default), the bank holds 16: all of them vote, and the line says so
-    expect(b.out).toMatch(/^kNN \(k 16 \(the whole bank; 20 asked\), T 0\.07\): top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 8 test images against a bank of 16 train images \(\d+s\)\n$/);
+    expect(b.out).toMatch(/^kNN \(k 16: the whole bank, 20 asked; T 0\.07\): top-1 \d+\.\d\d%  top-5 \d+\.\d\d% on 8 test images against a bank of 16 train images \(\d+s\)\n$/);
     // --limit and --train-limit are the counts of queries and bank images (knnData named them limits.query and limits.bank)
     const knnCut = (flags: string[]) => mae(['eval', '--checkpoint', lp, '--knn', '--data-kind', 'synthetic', '--threads', '1', ...flags]);
     expect(knnCut(['--limit=-1'])).toEqual({ code: 2, out: '', err: 'mae eval: --limit must be a positive integer, got -1\n' });
