@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { amxUnusedReason, cpuBf16Tip, cpuBf16Warning } from '../../lib/mae/precision.js';
 import { native, type NativeDnnlInfo } from '../../lib/native.js';
+import { cpuFlags } from '../helpers/cpu.js';
 
 describe('bf16 on a CPU without native bf16 products', () => {
   // Two bf16 forward passes and one fp32 pass of the 28-px model in a child process: its warnings on stderr, and
@@ -55,10 +55,7 @@ describe('bf16 on a CPU without native bf16 products', () => {
 });
 
 describe('AMX: whether oneDNN uses it, and why not on a CPU that has it', () => {
-  const flags = (() => {
-    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
-    return new Set((line ?? '').split(/\s+/));
-  })();
+  const flags = cpuFlags();
 
   it("info().dnnl.amxSupport agrees with oneDNN's choice and the kernel's CPU flags", () => {
     const d = native.info().dnnl;

@@ -6,10 +6,10 @@
 // integer fallback (a child process with MAE_CPU_BF16=fallback), and the products on oneDNN and on the BLAS fallback
 // (a child process where oneDNN has no bf16 kernel: DNNL_MAX_CPU_ISA=AVX2).
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { native, type NativeTensor } from '../../lib/native.js';
 import { Tensor, tidy } from '../../lib/tensor.js';
+import { hasCpuFlag } from '../helpers/cpu.js';
 import * as ref from '../helpers/reference.js';
 import { randn, randu, rng } from '../helpers/random.js';
 import { tensor } from '../helpers/tensors.js';
@@ -25,11 +25,6 @@ function bf16(values: ArrayLike<number>, shape: number[]): { t: Tensor; v: Float
   return { t, v: t.dataSync() };
 }
 const T = (h: NativeTensor) => new Tensor(h);
-
-/** whether /proc/cpuinfo lists `flag` among the CPU's flags */
-function hasCpuFlag(flag: string): boolean {
-  return new RegExp(`^flags\\s*:.*\\b${flag}\\b`, 'm').test(readFileSync('/proc/cpuinfo', 'utf8'));
-}
 
 /** An ES module script run in a child Node process with `env` added to the environment (and `input` on its stdin): what it printed, parsed as JSON. */
 function runChild<R>(script: string, env: Record<string, string>, input?: string): R {
