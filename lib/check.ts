@@ -25,6 +25,28 @@ export function expectObject(where: string, name: string, v: unknown, optional =
   if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(where, name, optional ? 'an object or undefined' : 'an object', v, hint);
 }
 
+/** A string (`what` says which in words: 'a file path'). */
+export function expectString(where: string, name: string, v: unknown, what = 'a string'): void {
+  if (typeof v !== 'string') fail(where, name, what, v);
+}
+
+/** A function (or undefined when `optional`). */
+export function expectFunction(where: string, name: string, v: unknown, optional = false): void {
+  if (!(typeof v === 'function' || (optional && v === undefined))) fail(where, name, optional ? 'a function or undefined' : 'a function', v);
+}
+
+/** A Dataset (lib/data/dataset.ts): an object with a number length and get(i). */
+export function expectDataset(where: string, name: string, v: unknown): void {
+  const d = v as { length?: unknown; get?: unknown } | null;
+  if (d === null || typeof d !== 'object' || typeof d.length !== 'number' || typeof d.get !== 'function')
+    fail(where, name, 'a Dataset (an object with length and get(i))', v, 'open one with openDataset(...)');
+}
+
+/** An array or typed array: an object with a number length (`what` says of what in words). */
+export function expectArrayLike(where: string, name: string, v: unknown, what: string): void {
+  if (v === null || typeof v !== 'object' || typeof (v as { length?: unknown }).length !== 'number') fail(where, name, what, v);
+}
+
 /** An integer >= min. */
 export function expectInteger(where: string, name: string, v: unknown, min: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(where, name, `an integer >= ${min}`, v);

@@ -1,7 +1,7 @@
 // Public constructors given values of the wrong type: each throws an Error (not a TypeError from inside) whose
 // message starts with the class name and says what the argument must be (lib/check.ts does the wording).
 import { describe, expect, it } from 'vitest';
-import { describeValue, jsonProblem } from '../lib/check.js';
+import { describeValue, expectArrayLike, expectDataset, expectFunction, expectString, jsonProblem } from '../lib/check.js';
 import { BatchNormNoAffine, ProbeHead, VisionTransformerClassifier } from '../lib/classify/model.js';
 import { ImageFolderDataset, InMemoryDataset } from '../lib/data/dataset.js';
 import { DataLoader } from '../lib/data/loader.js';
@@ -89,6 +89,19 @@ describe('public constructors given the wrong types', () => {
     expect(describeValue([1])).toBe('an array of 1');
     expect(describeValue(new Map())).toBe('a Map');
     expect(describeValue({})).toBe('an object');
+  });
+
+  it('expectString, expectFunction, expectDataset and expectArrayLike name the function and the argument', () => {
+    expect(() => expectString('f', 'path', 1, 'a file path')).toThrow(new Error('f: path must be a file path, got the number 1'));
+    expect(() => expectFunction('f', 'onEvent', 'x', true)).toThrow(new Error("f: onEvent must be a function or undefined, got the string 'x'"));
+    expect(() => expectFunction('f', 'fn', undefined)).toThrow(new Error('f: fn must be a function, got undefined'));
+    expect(() => expectDataset('f', 'dataset', [])).toThrow(new Error('f: dataset must be a Dataset (an object with length and get(i)), got an array of 0; open one with openDataset(...)'));
+    expect(() => expectArrayLike('f', 'labels', {}, 'an array of class indices')).toThrow(new Error('f: labels must be an array of class indices, got an object'));
+    // and take what they describe
+    expectString('f', 'path', '');
+    expectFunction('f', 'onEvent', undefined, true);
+    expectDataset('f', 'dataset', dataset);
+    expectArrayLike('f', 'labels', new Int32Array(2), 'an array of class indices');
   });
 });
 
