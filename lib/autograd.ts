@@ -41,7 +41,7 @@ let gradEnabled = true;
  * when it returns, so the ops of an async function after its first await would be recorded.
  */
 export function noGrad<R>(fn: () => R): R {
-  if (typeof fn !== 'function') throw new Error(`noGrad: expected a function to run, got ${describeValue(fn)}`);
+  if (typeof fn !== 'function') throw new Error(`noGrad: fn must be a function, got ${describeValue(fn)}`);
   const prev = gradEnabled;
   gradEnabled = false;
   let result: R;

@@ -5,12 +5,13 @@
  * function of the seed and the number of draws, so a run is reproducible, and `state()` / `setState()` let a
  * checkpoint continue the exact same stream.
  */
-import { describeValue, expectArrayOf, expectObject } from './check.js';
+import { describeValue, expectArrayOf, expectFinite, expectObject } from './check.js';
 export class Generator {
   private s = new Uint32Array(4);
   private spareNormal: number | null = null;
 
   constructor(seed = 0) {
+    expectFinite('Generator', 'seed', seed, Number.isSafeInteger, 'a safe integer');
     this.seed(seed);
   }
 
@@ -138,5 +139,6 @@ function rotl(x: number, k: number): number {
 export const defaultGenerator = new Generator(0);
 
 export function manualSeed(seed: number): void {
+  expectFinite('manualSeed', 'seed', seed, Number.isSafeInteger, 'a safe integer');
   defaultGenerator.seed(seed);
 }

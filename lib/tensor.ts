@@ -5,7 +5,7 @@
  */
 import { backward as runBackward, record, type BackwardOptions, type GradNode } from './autograd.js';
 import { native, type NativeTensor } from './native.js';
-import { describeValue } from './check.js';
+import { describeValue, expectArrayOf, expectInstance, expectObject } from './check.js';
 
 export type DType = 'float32' | 'int32';
 /** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` and from ops on bfloat16 activations. */
@@ -85,6 +85,7 @@ export class Tensor {
     if (!typedArray)
       for (let i = 0; i < data.length; i++)
         if (typeof data[i] !== 'number') throw new Error(`Tensor.fromArray: data must hold numbers, got ${describeValue(data[i])} at index ${i}`);
+    expectObject('Tensor.fromArray', 'opts', opts);
     const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
     if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`Tensor.fromArray: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
     if (dtype === 'int32' && !(data instanceof Int32Array))
@@ -108,14 +109,18 @@ export class Tensor {
 
   /** A tensor of `shape` filled with `value`, on `device` (default the CPU). */
   static full(shape: readonly number[], value: number, dtype: DType = 'float32', device?: string): Tensor {
+    expectArrayOf('Tensor.full', 'shape', shape, (n) => typeof n === 'number', 'a number');
+    if (typeof value !== 'number') throw new Error(`Tensor.full: value must be a number, got ${describeValue(value)}`);
     return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device));
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'float32', device?: string): Tensor {
+    expectArrayOf('Tensor.zeros', 'shape', shape, (n) => typeof n === 'number', 'a number');
     return Tensor.full(shape, 0, dtype, device);
   }
 
   static ones(shape: readonly number[], device?: string): Tensor {
+    expectArrayOf('Tensor.ones', 'shape', shape, (n) => typeof n === 'number', 'a number');
     return Tensor.full(shape, 1, 'float32', device);
   }
 
@@ -296,6 +301,7 @@ export function expectTensors(op: string, tensors: Record<string, unknown>, opti
 }
 
 export function keep<T extends Tensor>(t: T): T {
+  expectInstance('keep', 'tensor', t, Tensor, 'a Tensor');
   return t.keep();
 }
 
@@ -304,7 +310,7 @@ export function keep<T extends Tensor>(t: T): T {
  * plain object of them), which move to the enclosing scope. `fn` must be synchronous.
  */
 export function tidy<R>(fn: () => R): R {
-  if (typeof fn !== 'function') throw new Error(`tidy: expected a function to run, got ${describeValue(fn)}`);
+  if (typeof fn !== 'function') throw new Error(`tidy: fn must be a function, got ${describeValue(fn)}`);
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: R;

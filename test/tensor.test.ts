@@ -368,8 +368,8 @@ describe('tidy', () => {
   });
 
   it('refuses what is not a function, naming it', () => {
-    expect(() => tidy(3 as unknown as () => void)).toThrow(new Error('tidy: expected a function to run, got the number 3'));
-    expect(() => noGrad(null as unknown as () => void)).toThrow(new Error('noGrad: expected a function to run, got null'));
+    expect(() => tidy(3 as unknown as () => void)).toThrow(new Error('tidy: fn must be a function, got the number 3'));
+    expect(() => noGrad(null as unknown as () => void)).toThrow(new Error('noGrad: fn must be a function, got null'));
   });
 });
 
