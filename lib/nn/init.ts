@@ -1,6 +1,7 @@
 /** Parameter initialisers, all drawing from a Generator so that a seed fixes the model. */
 import type { NativeTensor } from '../native.js';
-import type { Generator } from '../random.js';
+import { expectArrayOf, expectFunction, expectInstance, expectNumber } from '../check.js';
+import { Generator } from '../random.js';
 import { Tensor } from '../tensor.js';
 
 let placeholders = 0;
@@ -11,6 +12,7 @@ let placeholders = 0;
  * storage right after (Tensor.adoptHandle, lib/infer/worker.ts), so that its weights are neither drawn nor allocated.
  */
 export function withoutInit<T>(make: () => T): T {
+  expectFunction('withoutInit', 'make', make);
   placeholders++;
   try {
     return make();
@@ -45,22 +47,34 @@ function initialised(shape: readonly number[], values: () => Float32Array): Tens
 
 /** xavier_uniform: U(-a, a), a = sqrt(6 / (fanIn + fanOut)). */
 export function xavierUniform(shape: readonly number[], fanIn: number, fanOut: number, gen: Generator): Tensor {
+  expectShape('xavierUniform', shape);
+  for (const [name, v] of [['fanIn', fanIn], ['fanOut', fanOut]] as const) expectNumber('xavierUniform', name, v, true);
+  expectGenerator('xavierUniform', gen);
   const a = Math.sqrt(6 / (fanIn + fanOut));
   return initialised(shape, () => gen.uniformArray(numel(shape), -a, a));
 }
 
 /** U(-bound, bound). */
 export function uniform(shape: readonly number[], bound: number, gen: Generator): Tensor {
+  expectShape('uniform', shape);
+  expectNumber('uniform', 'bound', bound);
+  expectGenerator('uniform', gen);
   return initialised(shape, () => gen.uniformArray(numel(shape), -bound, bound));
 }
 
 /** N(0, std^2). */
 export function normal(shape: readonly number[], std: number, gen: Generator): Tensor {
+  expectShape('normal', shape);
+  expectNumber('normal', 'std', std);
+  expectGenerator('normal', gen);
   return initialised(shape, () => gen.normalArray(numel(shape), 0, std));
 }
 
 /** N(0, std^2) truncated to [-2 std, 2 std] by redrawing (timm's trunc_normal_ with its default bounds scaled). */
 export function truncNormal(shape: readonly number[], std: number, gen: Generator): Tensor {
+  expectShape('truncNormal', shape);
+  expectNumber('truncNormal', 'std', std);
+  expectGenerator('truncNormal', gen);
   return initialised(shape, () => {
     const n = numel(shape);
     const out = new Float32Array(n);
@@ -75,5 +89,14 @@ export function truncNormal(shape: readonly number[], std: number, gen: Generato
 }
 
 export function numel(shape: readonly number[]): number {
+  expectShape('numel', shape);
   return shape.reduce((a, b) => a * b, 1);
+}
+
+function expectShape(where: string, shape: unknown): void {
+  expectArrayOf(where, 'shape', shape, (n) => Number.isInteger(n) && (n as number) >= 0, 'an integer >= 0');
+}
+
+function expectGenerator(where: string, gen: unknown): void {
+  expectInstance(where, 'gen', gen, Generator, 'a Generator');
 }

@@ -7,9 +7,9 @@
  * every residual add into the LayerNorm after it, and bf16 products read bf16 weight shadows (shadow.ts).
  */
 import * as ops from '../ops/index.js';
-import { expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
 import { Generator } from '../random.js';
-import { Tensor } from '../tensor.js';
+import { expectTensors, Tensor } from '../tensor.js';
 import { uniform, xavierUniform } from './init.js';
 import { Module } from './module.js';
 import { shadowFor } from './shadow.js';
@@ -103,7 +103,9 @@ export class Block extends Module {
   readonly mlp: Mlp;
   constructor(dim: number, numHeads: number, mlpRatio: number, gen: Generator, eps = 1e-6) {
     super();
+    for (const [name, v] of [['dim', dim], ['numHeads', numHeads]] as const) expectInteger('Block', name, v, 1);
     expectNumber('Block', 'mlpRatio', mlpRatio, true);
+    expectGenerator('Block', gen);
     this.norm1 = this.module('norm1', new LayerNorm(dim, eps));
     this.attn = this.module('attn', new Attention(dim, numHeads, gen));
     this.norm2 = this.module('norm2', new LayerNorm(dim, eps));
@@ -121,6 +123,9 @@ export class Block extends Module {
  * values are those of the plain loop.
  */
 export function forwardBlocks(blocks: readonly Block[], x: Tensor, norm: LayerNorm): Tensor {
+  expectArrayOf('forwardBlocks', 'blocks', blocks, (b) => b instanceof Block, 'a Block');
+  expectTensors('forwardBlocks', { x });
+  expectInstance('forwardBlocks', 'norm', norm, LayerNorm, 'a LayerNorm');
   if (!ops.fusedOps() || blocks.length === 0) {
     for (const blk of blocks) x = blk.forward(x);
     return norm.forward(x);
@@ -180,6 +185,8 @@ export class ConvProj extends Module {
   readonly bias: Tensor;
   constructor(inChans: number, outChans: number, p: number, gen: Generator) {
     super();
+    for (const [name, v] of [['inChans', inChans], ['outChans', outChans], ['p', p]] as const) expectInteger('ConvProj', name, v, 1);
+    expectGenerator('ConvProj', gen);
     const fanIn = inChans * p * p;
     this.weight = this.param('weight', xavierUniform([outChans, inChans, p, p], fanIn, outChans, gen));
     this.bias = this.param('bias', uniform([outChans], 1 / Math.sqrt(fanIn), gen));
