@@ -11,6 +11,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { describeValue, expectObject } from '../check.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { native, packageRoot } from '../native.js';
 import { AdamW } from '../optim/adamw.js';
@@ -70,6 +71,7 @@ interface Run {
 }
 
 export async function deviceStepCheck(opts: DeviceStepCheckOptions): Promise<DeviceStepCheckResult> {
+  expectObject('deviceStepCheck', 'opts', opts, false, "e.g. { device: 'cuda' }");
   const device = opts.device;
   const steps = opts.steps ?? 5;
   const log = opts.log ?? (() => {});
@@ -77,11 +79,11 @@ export async function deviceStepCheck(opts: DeviceStepCheckOptions): Promise<Dev
   const tol32 = opts.fp32Tolerance ?? 1e-4;
   const tol16 = opts.bf16Tolerance ?? 2e-2;
   if (!(Number.isInteger(steps) && steps > 0)) throw new Error(`deviceStepCheck: steps must be a positive integer, got ${steps}`);
-  const cuda = device.startsWith('cuda');
+  const cuda = typeof device === 'string' && device.startsWith('cuda');
   if (cuda) {
     const c = native.info().cuda;
     if (!c.available) throw new Error(`deviceStepCheck: CUDA is not available: ${c.reason ?? 'unknown reason'}`);
-  } else if (device !== 'cpu') throw new Error(`deviceStepCheck: device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
+  } else if (device !== 'cpu') throw new Error(`deviceStepCheck: device must be 'cpu', 'cuda' or 'cuda:N', got ${describeValue(device)}`);
 
   const s = await setup(steps);
   log(`MAE step check: ${s.model}, batch ${s.images.shape[0]}, ${steps} steps, AdamW lr ${lr}; CPU fp32 vs ${device} fp32${cuda ? ' and bf16' : ''}`);

@@ -12,6 +12,7 @@
  * 2 x MACs; training FLOPs = 3 x forward (the backward computes two products for each one of the forward).
  * Softmax, norms, GELU, the loss and the optimizer are not counted.
  */
+import { expectObject } from '../check.js';
 import { keptCount } from './masking.js';
 import { checkConfig, type MaeConfig } from './presets.js';
 
@@ -32,6 +33,7 @@ function blockMacs(T: number, D: number, mlpRatio: number): { linear: number; at
 
 /** FLOPs per image of a training step of the MAE `c` at `maskRatio` (default 0.75). */
 export function maeFlops(c: MaeConfig, maskRatio = 0.75): FlopCount {
+  expectObject('maeFlops', 'config', c);
   checkConfig(c, 'maeFlops');
   const L = (c.imgSize / c.patchSize) ** 2;
   if (!c.maskTokenEncoder && keptCount(L, maskRatio) < 1) throw new Error(`maeFlops: maskRatio ${maskRatio} keeps no patch of ${L}`);

@@ -4,7 +4,7 @@
  * shuffled order), ids_restore is the inverse permutation, and mask is 1 for removed patches, 0 for kept ones,
  * in the original patch order.
  */
-import { describeValue } from '../check.js';
+import { describeValue, expectFinite, expectInteger } from '../check.js';
 import type { Generator } from '../random.js';
 
 export interface Masking {
@@ -25,6 +25,9 @@ export function keptCount(L: number, maskRatio: number): number {
 
 /** Masking of B samples of L patches from noise [B * L] (drawn from gen when not given). */
 export function randomMasking(B: number, L: number, maskRatio: number, noise?: Float32Array, gen?: Generator): Masking {
+  expectInteger('randomMasking', 'B', B, 0);
+  expectInteger('randomMasking', 'L', L, 1);
+  expectFinite('randomMasking', 'maskRatio', maskRatio, (x) => x >= 0 && x < 1, 'in [0, 1)');
   const lenKeep = keptCount(L, maskRatio);
   if (lenKeep < 1) throw new Error(`maskRatio ${maskRatio} keeps no patch of ${L}`);
   if (noise && noise.length !== B * L) throw new Error(`randomMasking: noise has ${noise.length} values, expected B * L = ${B * L}`);

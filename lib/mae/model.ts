@@ -22,11 +22,11 @@ import { Block, LayerNorm, Linear, PatchEmbed, forwardBlocks } from '../nn/layer
 import { Module, ModuleList } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
-import { Tensor, shapeStr, tidy } from '../tensor.js';
+import { Tensor, expectTensors, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
-import { checkConfig, checkWeightsFit, getPreset, maeParameterSizes, type MaeConfig, type PresetName } from './presets.js';
-import { describeValue, expectInstance, expectKnownKeys, expectObject } from '../check.js';
+import { checkConfig, checkWeightsFit, expectPresetName, getPreset, maeParameterSizes, type MaeConfig, type PresetName } from './presets.js';
+import { describeValue, expectInstance, expectKnownKeys, expectObject, expectString } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
 export { checkPrecision, toBf16, toFloat32, type Precision };
@@ -148,6 +148,9 @@ export class MaskedAutoencoder extends Module {
 
   /** A model of a preset's config (with `overrides`), of the class it is called on (a subclass gives its own). */
   static fromPreset<M extends MaskedAutoencoder>(this: MaeClass<M>, name: PresetName, overrides: Partial<MaeConfig> = {}, opts: { seed?: number } = {}): M {
+    expectPresetName('MaskedAutoencoder.fromPreset', 'name', name);
+    expectObject('MaskedAutoencoder.fromPreset', 'overrides', overrides);
+    expectObject('MaskedAutoencoder.fromPreset', 'opts', opts);
     return new this({ ...getPreset(name), ...overrides }, opts);
   }
 
@@ -162,6 +165,9 @@ export class MaskedAutoencoder extends Module {
    * initialised, not loaded: loadReport.decoderLoaded is false. Called on a subclass, it makes one of that class.
    */
   static async fromPretrained<M extends MaskedAutoencoder>(this: MaeClass<M>, path: string, overrides: Partial<MaeConfig> = {}, opts: WeightsOptions & { seed?: number } = {}): Promise<M> {
+    expectString('MaskedAutoencoder.fromPretrained', 'path', path, 'a path');
+    expectObject('MaskedAutoencoder.fromPretrained', 'overrides', overrides);
+    expectObject('MaskedAutoencoder.fromPretrained', 'opts', opts);
     const file = await readWeights(path, { key: opts.key });
     const { config, hasDecoder } = maeConfigFromWeights(file, overrides);
     const decoder = (k: string) => k.startsWith('decoder_') || k === 'mask_token';
@@ -208,6 +214,7 @@ export class MaskedAutoencoder extends Module {
    * multiples of patchSize) use the position table interpolated to their grid.
    */
   forwardEncoder(imgs: Tensor, idsKeep: Tensor | null, precision: Precision = 'fp32', idsRestore: Tensor | null = null): Tensor {
+    expectTensors('forwardEncoder', { images: imgs }, { idsKeep, idsRestore });
     const c = this.config;
     const posAll = posEmbedFor(this.pos_embed, c.imgSize / c.patchSize, c.patchSize, imgs.shape[2]!, imgs.shape[3]!);
     const L = posAll.shape[1]! - 1;
@@ -230,6 +237,7 @@ export class MaskedAutoencoder extends Module {
    * [B, L, p*p*C]; with maskTokenEncoder, latent [B, 1 + L, D] in patch order and idsRestore null.
    */
   forwardDecoder(latent: Tensor, idsRestore: Tensor | null): Tensor {
+    expectTensors('forwardDecoder', { latent }, { idsRestore });
     const L = this.numPatches;
     let x = this.decoder_embed.forward(latent);
     if (idsRestore) {
@@ -257,6 +265,7 @@ export class MaskedAutoencoder extends Module {
 
   /** The loss of pred against imgs on the removed patches (mask [B, L], 1 = removed). */
   forwardLoss(imgs: Tensor, pred: Tensor, mask: Tensor): Tensor {
+    expectTensors('forwardLoss', { images: imgs, pred, mask });
     return ops.maskedMse(pred, this.patchify(imgs), mask, this.config.normPixLoss);
   }
 
@@ -287,6 +296,7 @@ export class MaskedAutoencoder extends Module {
    */
   embed(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
     this.checkImages(imgs, 'embed', true);
+    expectObject('embed', 'opts', opts, false, "e.g. { precision: 'bf16' }");
     const precision = checkPrecision(opts.precision, 'embed');
     return noGrad(() => tidy(() => toFloat32(this.forwardEncoder(imgs, null, precision))));
   }
@@ -314,6 +324,7 @@ export class MaskedAutoencoder extends Module {
    */
   reconstruct(imgs: Tensor, opts: ForwardOptions = {}): Reconstruction {
     this.checkImages(imgs, 'reconstruct');
+    expectObject('reconstruct', 'opts', opts, false, 'e.g. { maskRatio: 0.75 }');
     return noGrad(() =>
       tidy(() => {
         const { pred, mask } = this.forward(imgs, opts);

@@ -1,4 +1,5 @@
 /** Position tables: the fixed 2-D sin-cos table, and any table resampled for another image size. */
+import { expectFinite, expectInstance, expectInteger } from '../check.js';
 import { bicubicWeights } from '../data/transforms.js';
 import { Tensor } from '../tensor.js';
 
@@ -9,9 +10,8 @@ import { Tensor } from '../tensor.js';
  * omega_k = 1 / 10000^(k / (D/4)). Computed in double precision, stored as float32.
  */
 export function get2dSincosPosEmbed(embedDim: number, gridSize: number): Float32Array {
-  if (!(Number.isInteger(embedDim) && embedDim > 0 && embedDim % 4 === 0))
-    throw new Error(`get2dSincosPosEmbed: embed dim must be a positive multiple of 4, got ${embedDim}`);
-  if (!(Number.isInteger(gridSize) && gridSize > 0)) throw new Error(`get2dSincosPosEmbed: the grid size must be a positive integer, got ${gridSize}`);
+  expectFinite('get2dSincosPosEmbed', 'embedDim', embedDim, (x) => Number.isInteger(x) && x > 0 && x % 4 === 0, 'a positive multiple of 4');
+  expectInteger('get2dSincosPosEmbed', 'gridSize', gridSize, 1);
   const quarter = embedDim / 4;
   const out = new Float32Array((1 + gridSize * gridSize) * embedDim);
   for (let i = 0; i < gridSize; i++) {
@@ -41,12 +41,11 @@ export function interpolatePosEmbed(
   table: Float32Array, embedDim: number, gridH: number, gridW: number, newH: number, newW: number, numExtra = 1,
 ): Float32Array {
   const D = embedDim;
-  for (const [name, v, min] of [['embedDim', D, 1], ['gridH', gridH, 1], ['gridW', gridW, 1], ['numExtra', numExtra, 0]] as const)
+  expectInstance('interpolatePosEmbed', 'table', table, Float32Array, 'a Float32Array [numExtra + gridH * gridW, embedDim]');
+  for (const [name, v, min] of [['embedDim', D, 1], ['gridH', gridH, 1], ['gridW', gridW, 1], ['newH', newH, 1], ['newW', newW, 1], ['numExtra', numExtra, 0]] as const)
     if (!(Number.isInteger(v) && v >= min)) throw new Error(`interpolatePosEmbed: ${name} must be an integer >= ${min}, got ${v}`);
   if (table.length !== (numExtra + gridH * gridW) * D)
     throw new Error(`interpolatePosEmbed: the table has ${table.length} values, not (${numExtra} + ${gridH} x ${gridW}) x ${D}`);
-  if (!(Number.isInteger(newH) && Number.isInteger(newW) && newH > 0 && newW > 0))
-    throw new Error(`interpolatePosEmbed: the new grid must be positive integers, got ${newH} x ${newW}`);
   const taps = (inSize: number, outSize: number) => {
     const index = new Int32Array(4 * outSize);
     const weight = new Float64Array(4 * outSize);

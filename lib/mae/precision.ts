@@ -3,6 +3,7 @@
  * master weights and statistics). bf16 runs on every device: on the CPU its matrix products go through oneDNN (AMX
  * or AVX512-BF16 where the CPU has them, `mae info` says which), else through the BLAS on widened copies.
  */
+import { expectString } from '../check.js';
 import { native, type NativeDnnlInfo } from '../native.js';
 import type { Tensor } from '../tensor.js';
 
@@ -15,6 +16,7 @@ export type Precision = 'fp32' | 'bf16';
 
 /** The precision option of `where`: 'fp32' (the default) or 'bf16'; anything else is an Error that names it. */
 export function checkPrecision(precision: unknown, where: string): Precision {
+  expectString('checkPrecision', 'where', where, "a function's name");
   const p = precision ?? 'fp32';
   if (p !== 'fp32' && p !== 'bf16') throw new Error(`${where}: precision must be 'fp32' or 'bf16', got '${String(p)}'`);
   return p;

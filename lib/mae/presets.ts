@@ -3,6 +3,7 @@
  * for CPU work (28 px Fashion-MNIST / MNIST, 32 px CIFAR-10).
  */
 import { totalmem } from 'node:os';
+import { describeValue } from '../check.js';
 
 export interface MaeConfig {
   imgSize: number;
@@ -120,8 +121,13 @@ export function maeParameterSizes(c: MaeConfig): WeightSizes {
 }
 
 export function getPreset(name: string): MaeConfig {
-  if (typeof name !== 'string' || !Object.hasOwn(presets, name)) throw new Error(`unknown preset '${String(name)}'; available: ${presetNames().join(', ')}`);
-  return { ...presets[name as PresetName] };
+  expectPresetName('getPreset', 'name', name);
+  return { ...presets[name] };
+}
+
+/** A preset's name (`where` names the caller and `name` the argument in the message). */
+export function expectPresetName(where: string, name: string, v: unknown): asserts v is PresetName {
+  if (typeof v !== 'string' || !Object.hasOwn(presets, v)) throw new Error(`${where}: ${name} must be one of ${presetNames().join(', ')}, got ${describeValue(v)}`);
 }
 
 /** The official MaskedAutoencoderViT argument names (img_size, patch_size, ..., norm_pix_loss) as a MaeConfig. */

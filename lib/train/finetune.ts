@@ -17,7 +17,7 @@ import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/m
 import { DataLoader } from '../data/index.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
-import { getPreset, type MaeConfig } from '../mae/presets.js';
+import { expectPresetName, getPreset, type MaeConfig } from '../mae/presets.js';
 import { native } from '../native.js';
 import { AdamW } from '../optim/adamw.js';
 import { paramGroupsLrd } from '../optim/lr_decay.js';
@@ -201,7 +201,9 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   if (options.checkpoint) {
     ({ model, loaded, ignored, missing } = await classifierFromPretrain(options.checkpoint, { ...clsOpts, fromScratch }));
   } else {
-    const mc = { ...getPreset(options.preset ?? 'mae_vit_tiny_patch4_28'), ...options.config };
+    const preset = options.preset ?? 'mae_vit_tiny_patch4_28';
+    expectPresetName('finetune', 'preset', preset);
+    const mc = { ...getPreset(preset), ...options.config };
     const { seed: s, ...rest } = clsOpts;
     model = new VisionTransformerClassifier(classifierConfigFrom(mc, rest), { seed: s });
     missing = [...model.stateDict().keys()];

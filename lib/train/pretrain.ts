@@ -31,6 +31,7 @@ import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
+import { expectPresetName } from '../mae/presets.js';
 import { native, packageRoot } from '../native.js';
 import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { noGrad } from '../autograd.js';
@@ -704,7 +705,7 @@ function withDefaults(opts: PretrainOptions) {
     if (!(Number.isSafeInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
     checkKnnOptions(opts.knn);
   }
-  getPreset(o.preset); // an unknown name is an error before anything is written
+  expectPresetName('pretrain', 'preset', o.preset); // an unknown name is an error before anything is written
   checkDevice(o.device, o.precision, 'pretrain');
   return o;
 }

@@ -53,8 +53,8 @@ describe('2-D sin-cos position table', () => {
   });
 
   it('refuses a width or grid that is not a positive integer (a multiple of 4 for the width)', () => {
-    for (const g of [0, -3, 1.5, NaN]) expect(() => get2dSincosPosEmbed(8, g)).toThrow(`get2dSincosPosEmbed: the grid size must be a positive integer, got ${g}`);
-    for (const d of [0, 6, -8, 8.5]) expect(() => get2dSincosPosEmbed(d, 2)).toThrow(`get2dSincosPosEmbed: embed dim must be a positive multiple of 4, got ${d}`);
+    for (const g of [0, -3, 1.5, NaN]) expect(() => get2dSincosPosEmbed(8, g)).toThrow(`get2dSincosPosEmbed: gridSize must be an integer >= 1, got the number ${g}`);
+    for (const d of [0, 6, -8, 8.5]) expect(() => get2dSincosPosEmbed(d, 2)).toThrow(`get2dSincosPosEmbed: embedDim must be a positive multiple of 4, got the number ${d}`);
     expect(() => interpolatePosEmbed(new Float32Array(8), 8, 0, 0, 2, 2)).toThrow('interpolatePosEmbed: gridH must be an integer >= 1, got 0');
     expect(() => interpolatePosEmbed(new Float32Array(8), 8, 1, 1, 2, 2, -1)).toThrow('interpolatePosEmbed: numExtra must be an integer >= 0, got -1');
   });
@@ -186,7 +186,7 @@ describe('MaskedAutoencoder', () => {
     expect(() => new MaskedAutoencoder({ ...tiny, normPixLoss: 'true' } as never)).toThrow('MaskedAutoencoder: normPixLoss must be true or false, got true');
     expect(() => new MaskedAutoencoder({ ...tiny, mlpRatio: Infinity })).toThrow('MaskedAutoencoder: mlpRatio must be a positive finite number, got Infinity');
     for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty'])
-      expect(() => MaskedAutoencoder.fromPreset(name as PresetName)).toThrow(`unknown preset '${name}'; available: mae_vit_base_patch16`);
+      expect(() => MaskedAutoencoder.fromPreset(name as PresetName)).toThrow(`MaskedAutoencoder.fromPreset: name must be one of mae_vit_base_patch16, mae_vit_large_patch16`);
     const mae = new MaskedAutoencoder(tiny);
     tidy(() => {
       const x = images(1);
