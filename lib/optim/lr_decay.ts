@@ -5,11 +5,13 @@
  * decay ** (numLayers - l), so block i gets decay ** (depth + 1 - (i + 1)), the embeddings decay ** (depth + 1)
  * and the head 1. 1-D parameters (biases, norms) and names in noWeightDecay get no weight decay.
  */
-import { expectFinite, expectInteger, expectNonNegative } from '../check.js';
+import { describeValue, expectFinite, expectInteger, expectNonNegative, expectObject, expectString } from '../check.js';
 import type { ParamGroup } from '../mae/model.js';
 import type { Tensor } from '../tensor.js';
 
 export function layerIdForVit(name: string, numLayers: number): number {
+  expectString('layerIdForVit', 'name', name, 'a parameter name');
+  expectInteger('layerIdForVit', 'numLayers', numLayers, 0);
   if (name === 'cls_token' || name === 'pos_embed') return 0;
   if (name.startsWith('patch_embed')) return 0;
   if (name.startsWith('blocks.')) return Number(name.split('.')[1]) + 1;
@@ -33,6 +35,8 @@ export function paramGroupsLrd(
   opts: LrdOptions = {},
 ): ParamGroup[] {
   const where = 'paramGroupsLrd';
+  if (typeof model?.namedParameters !== 'function') throw new Error(`${where}: model must be a model (an object with namedParameters()), got ${describeValue(model)}`);
+  expectObject(where, 'opts', opts);
   const wd = opts.weightDecay ?? 0.05;
   const noWd = new Set(opts.noWeightDecay ?? ['pos_embed', 'cls_token']);
   const decay = opts.layerDecay ?? 0.75;
