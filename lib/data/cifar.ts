@@ -9,6 +9,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { describeValue, expectInstance, expectString } from '../check.js';
 
 export const CIFAR_IMAGE_BYTES = 3 * 32 * 32;
 export const CIFAR_RECORD_BYTES = 1 + CIFAR_IMAGE_BYTES;
@@ -21,6 +22,8 @@ export interface CifarSplit {
 
 /** Splits the bytes of one CIFAR-10 batch file into images and labels, validating size and labels. */
 export function parseCifarBatch(bytes: Uint8Array, path: string): CifarSplit {
+  expectInstance('parseCifarBatch', 'bytes', bytes, Uint8Array, 'a Uint8Array');
+  expectString('parseCifarBatch', 'path', path, 'a file path');
   if (bytes.length === 0 || bytes.length % CIFAR_RECORD_BYTES !== 0) {
     throw new Error(
       `${path}: not a CIFAR-10 binary batch: size ${bytes.length} bytes is not a positive multiple of the ${CIFAR_RECORD_BYTES}-byte record ` +
@@ -42,6 +45,7 @@ export function parseCifarBatch(bytes: Uint8Array, path: string): CifarSplit {
 
 /** The batch file names of a split. */
 export function cifar10FileNames(split: 'train' | 'test'): string[] {
+  if (split !== 'train' && split !== 'test') throw new Error(`cifar10FileNames: split must be 'train' or 'test', got ${describeValue(split)}`);
   return split === 'train' ? [1, 2, 3, 4, 5].map((k) => `data_batch_${k}.bin`) : ['test_batch.bin'];
 }
 
@@ -50,6 +54,7 @@ export function cifar10FileNames(split: 'train' | 'test'): string[] {
  * `cifar-10-batches-bin/` folder that does).
  */
 export async function loadCifar10(dir: string, split: 'train' | 'test'): Promise<CifarSplit> {
+  expectString('loadCifar10', 'dir', dir, 'a folder path');
   if (split !== 'train' && split !== 'test') throw new Error(`loadCifar10: split must be 'train' or 'test', got ${String(split)}`);
   const names = cifar10FileNames(split);
   const nested = join(dir, 'cifar-10-batches-bin');

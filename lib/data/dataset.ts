@@ -11,7 +11,7 @@
 import { loadCifar10 } from './cifar.js';
 import { decodeImageFile, scanImageFolder, type ImageFolderIndex, type OnBadFile } from './folder.js';
 import { DEFAULT_FASHION_MNIST_DIR, loadFashionMnist, resolveFashionMnistDir } from './idx.js';
-import { describeValue, expectArrayOf, expectInstance, expectInteger, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectFunction, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
 import { ShardDataset, type ShardDatasetSpec } from './shards.js';
 
 export interface Sample {
@@ -79,6 +79,8 @@ function shareBytes(bytes: Uint8Array): Uint8Array {
 
 /** 8-bit HWC pixels -> float32 CHW in [0, 1]. */
 export function pixelsToImage(pixels: Uint8Array, c: number, height: number, width: number): Float32Array {
+  expectInstance('pixelsToImage', 'pixels', pixels, Uint8Array, 'a Uint8Array [height, width, c]');
+  for (const [name, v] of [['c', c], ['height', height], ['width', width]] as const) expectInteger('pixelsToImage', name, v, 1);
   const plane = height * width;
   const image = new Float32Array(c * plane);
   for (let p = 0; p < plane; p++) {
@@ -226,6 +228,8 @@ export class ImageFolderDataset implements Dataset {
 
   /** Scans `root` and returns the dataset over what it found. */
   static async open(root: string, opts: ImageFolderOptions = {}): Promise<ImageFolderDataset> {
+    expectString('ImageFolderDataset.open', 'root', root, 'a folder path');
+    expectObject('ImageFolderDataset.open', 'opts', opts);
     return new ImageFolderDataset(await scanImageFolder(root, opts.onWarning ?? console.warn), opts);
   }
 
@@ -264,6 +268,8 @@ export class ImageFolderDataset implements Dataset {
 
 /** Rebuilds a dataset from workerSpec() (inside a worker thread); warnings go to `onWarning`. */
 export function datasetFromSpec(spec: DatasetSpec, onWarning: (message: string) => void): Dataset {
+  expectObject('datasetFromSpec', 'spec', spec, false, "what a dataset's workerSpec() returned");
+  expectFunction('datasetFromSpec', 'onWarning', onWarning);
   if (spec.kind === 'memory') return new InMemoryDataset(spec);
   if (spec.kind === 'folder') {
     return new ImageFolderDataset(spec.index, { channels: spec.channels, onBadFile: spec.onBadFile, shorterSide: spec.shorterSide, onWarning });
@@ -274,12 +280,16 @@ export function datasetFromSpec(spec: DatasetSpec, onWarning: (message: string) 
 
 /** A Fashion-MNIST split as a 1 x 28 x 28, 10-class dataset (dir defaults to DEFAULT_FASHION_MNIST_DIR). */
 export async function fashionMnistDataset(split: 'train' | 'test', dir: string = DEFAULT_FASHION_MNIST_DIR): Promise<InMemoryDataset> {
+  if (split !== 'train' && split !== 'test') throw new Error(`fashionMnistDataset: split must be 'train' or 'test', got ${describeValue(split)}`);
+  expectString('fashionMnistDataset', 'dir', dir, 'a folder path');
   const data = await loadFashionMnist(resolveFashionMnistDir(dir), split);
   return new InMemoryDataset({ images: data.images, labels: data.labels, channels: 1, height: 28, width: 28, numClasses: 10 });
 }
 
 /** A CIFAR-10 split (binary version in `dir`) as a 3 x 32 x 32, 10-class dataset. */
 export async function cifar10Dataset(split: 'train' | 'test', dir: string): Promise<InMemoryDataset> {
+  if (split !== 'train' && split !== 'test') throw new Error(`cifar10Dataset: split must be 'train' or 'test', got ${describeValue(split)}`);
+  expectString('cifar10Dataset', 'dir', dir, 'a folder path');
   const data = await loadCifar10(dir, split);
   return new InMemoryDataset({ images: data.images, labels: data.labels, channels: 3, height: 32, width: 32, numClasses: 10 });
 }

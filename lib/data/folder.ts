@@ -13,6 +13,7 @@
 import type sharpType from 'sharp';
 import { readdir, readlink, realpath, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import { describeValue, expectInstance, expectString } from '../check.js';
 
 /** What to do with a file that fails to decode: 'skip' warns once and uses the next good file; 'stop' throws. */
 export type OnBadFile = 'skip' | 'stop';
@@ -124,6 +125,7 @@ async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: 
  * files next to class folders, empty class folders) are reported through `onWarning`. Throws if nothing is found.
  */
 export async function scanImageFolder(root: string, onWarning: (message: string) => void = console.warn): Promise<ImageFolderIndex> {
+  expectString('scanImageFolder', 'root', root, 'a folder path');
   const top = await listDir(root, onWarning);
   if (top.dirs.length === 0) {
     if (top.files.length === 0) throw new Error(`${root}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
@@ -157,6 +159,11 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
  * (failOn 'warning': sharp only warns about them); so do images of more than `maxPixels` pixels (sharp's own limit
  * when not given), from their header, before anything is decoded.
  */
+/** The channels argument of `where`: 1 or 3. */
+function expectChannels(where: string, channels: unknown): void {
+  if (channels !== 1 && channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${describeValue(channels)}`);
+}
+
 async function imagePipeline(input: string | Uint8Array, channels: 1 | 3, shorterSide?: number, maxPixels?: number): Promise<sharpType.Sharp> {
   const sharp = await loadSharp();
   let pipeline = sharp(input, { failOn: 'warning', ...(maxPixels !== undefined ? { limitInputPixels: maxPixels } : {}) });
@@ -179,6 +186,8 @@ async function decodeWith(pipeline: Promise<sharpType.Sharp>, channels: 1 | 3): 
  * (see imagePipeline). Throws an Error naming the file if it cannot be decoded (including truncated files).
  */
 export async function decodeImageFile(path: string, channels: 1 | 3, shorterSide?: number): Promise<DecodedImage> {
+  expectString('decodeImageFile', 'path', path, 'a file path');
+  expectChannels('decodeImageFile', channels);
   try {
     return await decodeWith(imagePipeline(path, channels, shorterSide), channels);
   } catch (e) {
@@ -191,6 +200,9 @@ export async function decodeImageFile(path: string, channels: 1 | 3, shorterSide
  * `maxPixels`, an image whose header gives more pixels (width x height) is refused before anything is decoded.
  */
 export async function decodeImageBytes(bytes: Uint8Array, name: string, channels: 1 | 3, maxPixels?: number): Promise<DecodedImage> {
+  expectInstance('decodeImageBytes', 'bytes', bytes, Uint8Array, 'a Uint8Array of encoded image bytes');
+  expectString('decodeImageBytes', 'name', name, 'a name for messages');
+  expectChannels('decodeImageBytes', channels);
   try {
     return await decodeWith(imagePipeline(bytes, channels, undefined, maxPixels), channels);
   } catch (e) {
@@ -203,6 +215,8 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, channels
 
 /** An image file decoded, shrunk as decodeImageFile does, and encoded again as a baseline JPEG of `quality`. */
 export async function reencodeJpeg(path: string, channels: 1 | 3, shorterSide: number | undefined, quality: number): Promise<{ data: Uint8Array; height: number; width: number }> {
+  expectString('reencodeJpeg', 'path', path, 'a file path');
+  expectChannels('reencodeJpeg', channels);
   try {
     const { data, info } = await (await imagePipeline(path, channels, shorterSide)).jpeg({ quality }).toBuffer({ resolveWithObject: true });
     if (info.channels !== channels) throw new Error(`encoded ${info.channels} channel(s), expected ${channels}`);

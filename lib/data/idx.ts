@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
+import { expectFunction, expectInstance, expectString } from '../check.js';
 
 /** Where the Debian/Ubuntu package `dataset-fashion-mnist` installs the four Fashion-MNIST files. */
 export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -49,6 +50,8 @@ const IDX_TYPE_NAMES: Record<number, string> = {
  * its own header says costs no more memory than the data it should hold.
  */
 export async function readMaybeGzip(path: string, expectedBytes?: (head: Uint8Array) => number | null): Promise<Uint8Array> {
+  expectString('readMaybeGzip', 'path', path, 'a file path');
+  expectFunction('readMaybeGzip', 'expectedBytes', expectedBytes, true);
   let raw: Buffer;
   try {
     raw = await readFile(path);
@@ -96,6 +99,8 @@ function idxBytes(head: Uint8Array): number | null {
 
 /** Parses the bytes of an (already gunzipped) IDX file of unsigned bytes. */
 export function parseIdx(bytes: Uint8Array, path: string): IdxArray {
+  expectInstance('parseIdx', 'bytes', bytes, Uint8Array, 'a Uint8Array');
+  expectString('parseIdx', 'path', path, 'a file path');
   if (bytes.length < 4) throw new Error(`${path}: not an IDX file: ${bytes.length} bytes, shorter than the 4-byte magic number`);
   if (bytes[0] !== 0 || bytes[1] !== 0) {
     const magic = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
@@ -132,6 +137,7 @@ export function parseIdx(bytes: Uint8Array, path: string): IdxArray {
 
 /** Reads an IDX image file (3 dimensions: count, rows, cols), gzipped or raw. */
 export async function readIdxImages(path: string): Promise<IdxImages> {
+  expectString('readIdxImages', 'path', path, 'a file path');
   const { dims, data } = parseIdx(await readMaybeGzip(path, idxBytes), path);
   if (dims.length !== 3) throw new Error(`${path}: expected an IDX image file with 3 dimensions [count, rows, cols], found ${dims.length} dimensions [${dims.join(', ')}]`);
   return { images: data, count: dims[0]!, rows: dims[1]!, cols: dims[2]! };
@@ -139,6 +145,7 @@ export async function readIdxImages(path: string): Promise<IdxImages> {
 
 /** Reads an IDX label file (1 dimension: count), gzipped or raw. */
 export async function readIdxLabels(path: string): Promise<Uint8Array> {
+  expectString('readIdxLabels', 'path', path, 'a file path');
   const { dims, data } = parseIdx(await readMaybeGzip(path, idxBytes), path);
   if (dims.length !== 1) throw new Error(`${path}: expected an IDX label file with 1 dimension [count], found ${dims.length} dimensions [${dims.join(', ')}]`);
   return data;
@@ -163,6 +170,7 @@ function findIdxFile(dir: string, name: string): string | null {
  * throws an Error listing what is missing and how to get it.
  */
 export function resolveFashionMnistDir(dir: string = DEFAULT_FASHION_MNIST_DIR): string {
+  expectString('resolveFashionMnistDir', 'dir', dir, 'a folder path');
   const missing: string[] = [];
   for (const split of ['train', 'test'] as const) {
     const names = fashionMnistFileNames(split);
@@ -180,6 +188,7 @@ export function resolveFashionMnistDir(dir: string = DEFAULT_FASHION_MNIST_DIR):
 
 /** Loads one split of Fashion-MNIST (or MNIST, same format) from `dir`: images [N, 28, 28] and labels 0..9. */
 export async function loadFashionMnist(dir: string, split: 'train' | 'test'): Promise<MnistSplit> {
+  expectString('loadFashionMnist', 'dir', dir, 'a folder path');
   if (split !== 'train' && split !== 'test') throw new Error(`loadFashionMnist: split must be 'train' or 'test', got ${String(split)}`);
   resolveFashionMnistDir(dir);
   const names = fashionMnistFileNames(split);

@@ -47,7 +47,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, overridesGet, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeItems, describeValue, expectArrayOf, expectFinite, expectObject, expectOptions, type OptionType } from '../check.js';
+import { describeItems, describeValue, expectArrayOf, expectDataset, expectFinite, expectObject, expectOptions, type OptionType } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -135,6 +135,8 @@ function positiveInt(name: string, v: number): number {
 
 /** Fills in the defaults of `opts` for `dataset` and checks them. */
 export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions): PipelineConfig {
+  expectDataset('resolvePipelineConfig', 'dataset', dataset);
+  expectObject('resolvePipelineConfig', 'opts', opts);
   const c = dataset.channels;
   const fixed = dataset.height > 0 && dataset.width > 0;
   const inChans = positiveInt('inChans', opts.inChans ?? c);
@@ -231,8 +233,7 @@ export class DataLoader {
   private readonly length: number;
 
   constructor(dataset: Dataset, opts: DataLoaderOptions) {
-    if (dataset === null || typeof dataset !== 'object' || typeof dataset.length !== 'number' || typeof dataset.get !== 'function')
-      throw new Error(`DataLoader: dataset must be a Dataset (an object with length and get(i)), got ${describeValue(dataset)}; open one with openDataset(...)`);
+    expectDataset('DataLoader', 'dataset', dataset);
     if (!(Number.isSafeInteger(dataset.length) && dataset.length >= 0))
       throw new Error(`DataLoader: dataset.length must be a non-negative safe integer (the number of samples), got ${dataset.length}`);
     expectObject('DataLoader', 'opts', opts, false, 'e.g. { batchSize: 64 }');

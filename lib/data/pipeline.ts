@@ -23,7 +23,7 @@
  * native code cannot take (a side, or in eval the resized long side, over NATIVE_MAX_SIDE: an aspect ratio over 256
  * at the usual evalResize 256) goes through the TypeScript transforms, with the same draws.
  */
-import { describeValue } from '../check.js';
+import { describeValue, expectDataset, expectFinite, expectInstance, expectInteger, expectObject } from '../check.js';
 import { native } from '../native.js';
 import { Generator } from '../random.js';
 import { labelFits, pixelsToImage, type Dataset, type Sample } from './dataset.js';
@@ -84,6 +84,11 @@ function finish32(h: number): number {
   return h >>> 0;
 }
 
+/** Words of a derived generator's seed (seed, epoch, position): non-negative safe integers, each named. */
+function expectSeedWords(where: string, words: Record<string, number>): void {
+  for (const [name, v] of Object.entries(words)) expectFinite(where, name, v, (x) => Number.isSafeInteger(x) && x >= 0, 'a non-negative safe integer');
+}
+
 /** A Generator whose 4 state words are independent hashes of `words` (non-negative safe integers). */
 export function derivedGenerator(words: number[]): Generator {
   const split: number[] = [];
@@ -100,21 +105,29 @@ export function derivedGenerator(words: number[]): Generator {
 
 /** The order of epoch `epoch`: a permutation of 0 .. n-1 that depends only on (seed, epoch). */
 export function epochPermutation(seed: number, epoch: number, n: number): Int32Array {
+  expectSeedWords('epochPermutation', { seed, epoch });
+  expectInteger('epochPermutation', 'n', n, 0);
   return derivedGenerator([SHUFFLE, seed, epoch]).permutation(n);
 }
 
 /** The generator for the sample at `position` of epoch `epoch`'s order. */
 export function sampleGenerator(seed: number, epoch: number, position: number): Generator {
+  expectSeedWords('sampleGenerator', { seed, epoch, position });
   return derivedGenerator([SAMPLE, seed, epoch, position]);
 }
 
 /** The generator of the masking noise of the sample at `position` of epoch `epoch`'s order. */
 export function maskGenerator(seed: number, epoch: number, position: number): Generator {
+  expectSeedWords('maskGenerator', { seed, epoch, position });
   return derivedGenerator([MASK, seed, epoch, position]);
 }
 
 /** Runs the per-sample pipeline: Sample (CHW in [0, 1]) -> normalised [inChans, imageSize, imageSize]. */
 export function transformSample(sample: Sample, dataset: Dataset, cfg: PipelineConfig, gen: Generator): Float32Array {
+  expectObject('transformSample', 'sample', sample);
+  expectDataset('transformSample', 'dataset', dataset);
+  expectObject('transformSample', 'cfg', cfg);
+  expectInstance('transformSample', 'gen', gen, Generator, 'a Generator');
   const c = dataset.channels;
   const h = sample.height ?? dataset.height;
   const w = sample.width ?? dataset.width;

@@ -17,6 +17,7 @@
 import { availableParallelism } from 'node:os';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import { expectObject } from '../check.js';
 import { AtomicFileWriter, writeFileAtomic } from '../io/atomic.js';
 import { decodeImageFile, reencodeJpeg, scanImageFolder, type OnBadFile } from './folder.js';
 import { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FILE, readShardIndex, type ShardIndex, type ShardPixels } from './shards.js';
@@ -108,6 +109,7 @@ async function readJson<T>(path: string): Promise<T | null> {
 }
 
 function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'signal' | 'onEvent'>> {
+  expectObject('prepareShards', 'options', o, false, "e.g. { data: 'images/', out: 'shards/' }");
   const shortSide = o.shortSide === undefined ? 256 : o.shortSide;
   if (shortSide !== null && !(Number.isInteger(shortSide) && shortSide >= 1 && shortSide <= MAX_SHARD_SIDE)) {
     throw new Error(`prepareShards: shortSide must be an integer in [1, ${MAX_SHARD_SIDE}] or null, got ${shortSide}`);

@@ -24,6 +24,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { expectObject, expectString } from '../check.js';
 import { checkIndex, pixelsToImage, type Dataset, type PixelSample, type Sample } from './dataset.js';
 import { decodeImageBytes } from './folder.js';
 
@@ -95,6 +96,7 @@ function isShardFileName(v: unknown): v is string {
  * anything that does not hold together, and one naming the folder if the preparation did not finish.
  */
 export async function readShardIndex(dir: string): Promise<ShardIndex> {
+  expectString('readShardIndex', 'dir', dir, 'a folder path');
   const path = join(dir, SHARD_INDEX_FILE);
   let text: string;
   try {
@@ -177,6 +179,8 @@ export class ShardDataset implements Dataset {
   readonly sources: string[];
 
   constructor(spec: ShardDatasetSpec, names: { classes: string[]; sources: string[] } = { classes: [], sources: [] }) {
+    expectObject('ShardDataset', 'spec', spec, false, 'to read a shard folder, use await ShardDataset.open(dir)');
+    expectObject('ShardDataset', 'names', names);
     this.spec = spec;
     this.length = spec.labels.length;
     this.numClasses = spec.numClasses;
@@ -187,6 +191,7 @@ export class ShardDataset implements Dataset {
 
   /** Opens the shard folder `dir` (checking its index, see readShardIndex). */
   static async open(dir: string): Promise<ShardDataset> {
+    expectString('ShardDataset.open', 'dir', dir, 'a folder path');
     const x = await readShardIndex(dir);
     const offset = new Float64Array(new SharedArrayBuffer(8 * x.count));
     offset.set(x.offset);

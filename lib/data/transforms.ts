@@ -18,12 +18,14 @@
  * `native.resizedCrop`) for datasets that provide them; these functions are the reference it is tested against and
  * the path for datasets that only provide float images.
  */
-import type { Generator } from '../random.js';
+import { expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { Generator } from '../random.js';
 
 export const BICUBIC_A = -0.75;
 
 /** The 4 bicubic weights for neighbours at offsets -1, 0, +1, +2 of a sample at fractional position t in [0, 1). */
 export function bicubicWeights(t: number): [number, number, number, number] {
+  expectNumber('bicubicWeights', 't', t);
   const A = BICUBIC_A;
   const near = (x: number) => ((A + 2) * x - (A + 3)) * x * x + 1; // |x| <= 1
   const far = (x: number) => ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; // 1 < |x| < 2
@@ -80,10 +82,20 @@ function bicubicTaps(start: number, inSize: number, outSize: number, antialias: 
   return { K, index, weight };
 }
 
+/** img a Float32Array of c x h x w values, c, h and w integers >= 1. */
 function checkShape(fn: string, img: Float32Array, c: number, h: number, w: number): void {
-  if (!(c > 0 && h > 0 && w > 0) || img.length !== c * h * w) {
-    throw new Error(`${fn}: image has ${img.length} values, expected c x h x w = ${c} x ${h} x ${w} = ${c * h * w}`);
-  }
+  expectInstance(fn, 'img', img, Float32Array, 'a Float32Array [c, h, w]');
+  checkSizes(fn, { c, h, w });
+  if (img.length !== c * h * w) throw new Error(`${fn}: image has ${img.length} values, expected c x h x w = ${c} x ${h} x ${w} = ${c * h * w}`);
+}
+
+/** Sizes: integers >= 1, each named by its key. */
+function checkSizes(fn: string, sizes: Record<string, number>): void {
+  for (const [name, v] of Object.entries(sizes)) expectInteger(fn, name, v, 1);
+}
+
+function checkGenerator(fn: string, gen: Generator): void {
+  expectInstance(fn, 'gen', gen, Generator, 'a Generator');
 }
 
 /** Throws unless every value is an integer. */
@@ -108,12 +120,10 @@ export function resizedCrop(
   outH: number, outW: number, antialias = false, part?: CropBox,
 ): Float32Array {
   checkShape('resizedCrop', img, c, h, w);
-  expectIntegers('resizedCrop', 'the window', { top, left, height: cropH, width: cropW });
-  if (!(cropH > 0 && cropW > 0 && top >= 0 && left >= 0 && top + cropH <= h && left + cropW <= w)) {
+  for (const [name, v] of [['top', top], ['left', left]] as const) expectInteger('resizedCrop', name, v, 0);
+  checkSizes('resizedCrop', { cropH, cropW, outH, outW });
+  if (!(top + cropH <= h && left + cropW <= w)) {
     throw new Error(`resizedCrop: window top=${top} left=${left} ${cropH}x${cropW} does not fit in a ${h}x${w} image`);
-  }
-  if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0)) {
-    throw new Error(`resizedCrop: output size must be positive integers, got ${outH}x${outW}`);
   }
   const p = part ?? { top: 0, left: 0, height: outH, width: outW };
   expectIntegers('resizedCrop', 'part', { top: p.top, left: p.left, height: p.height, width: p.width });
@@ -151,6 +161,8 @@ export function resizedCrop(
 
 /** Bicubic resize of the whole image: [c, h, w] -> [c, outH, outW]. */
 export function resize(img: Float32Array, c: number, h: number, w: number, outH: number, outW: number, antialias = false): Float32Array {
+  checkShape('resize', img, c, h, w);
+  checkSizes('resize', { outH, outW });
   return resizedCrop(img, c, h, w, 0, 0, h, w, outH, outW, antialias);
 }
 
@@ -181,6 +193,9 @@ export const MAE_CROP: RandomResizedCropOptions = { scale: [0.2, 1], ratio: [3 /
  * fits, at a uniformly random position; otherwise the central crop with the aspect ratio clamped to `ratio`.
  */
 export function randomResizedCropParams(h: number, w: number, gen: Generator, opts: RandomResizedCropOptions = MAE_CROP): CropBox {
+  checkSizes('randomResizedCropParams', { h, w });
+  checkGenerator('randomResizedCropParams', gen);
+  expectObject('randomResizedCropParams', 'opts', opts);
   const [smin, smax] = opts.scale;
   const [rmin, rmax] = opts.ratio;
   if (!(Number.isFinite(smin) && Number.isFinite(smax) && smin > 0 && smin <= smax)) {
@@ -218,6 +233,9 @@ export function randomResizedCrop(
   opts: RandomResizedCropOptions = MAE_CROP,
 ): Float32Array {
   checkShape('randomResizedCrop', img, c, h, w);
+  checkSizes('randomResizedCrop', { outSize });
+  checkGenerator('randomResizedCrop', gen);
+  expectObject('randomResizedCrop', 'opts', opts);
   const box = randomResizedCropParams(h, w, gen, opts);
   return resizedCrop(img, c, h, w, box.top, box.left, box.height, box.width, outSize, outSize, opts.antialias ?? false);
 }
@@ -235,6 +253,8 @@ export function horizontalFlip(img: Float32Array, c: number, h: number, w: numbe
 
 /** Flips with probability p (one gen.uniform() draw, flip when it is < p); returns a copy either way. */
 export function randomHorizontalFlip(img: Float32Array, c: number, h: number, w: number, gen: Generator, p = 0.5): Float32Array {
+  checkShape('randomHorizontalFlip', img, c, h, w);
+  checkGenerator('randomHorizontalFlip', gen);
   if (!(typeof p === 'number' && p >= 0 && p <= 1)) throw new Error(`randomHorizontalFlip: p must be a probability in [0, 1], got ${p}`);
   return gen.uniform() < p ? horizontalFlip(img, c, h, w) : img.slice();
 }
@@ -242,6 +262,8 @@ export function randomHorizontalFlip(img: Float32Array, c: number, h: number, w:
 /** (x - mean[ch]) / std[ch] per channel: [c, h, w] -> [c, h, w]. */
 export function normalize(img: Float32Array, c: number, h: number, w: number, mean: readonly number[], std: readonly number[]): Float32Array {
   checkShape('normalize', img, c, h, w);
+  expectArrayOf('normalize', 'mean', mean, (m) => Number.isFinite(m), 'a finite number');
+  expectArrayOf('normalize', 'std', std, (s) => Number.isFinite(s) && (s as number) > 0, 'a finite number > 0');
   if (mean.length !== c || std.length !== c) {
     throw new Error(`normalize: need one mean and std per channel (${c}), got ${mean.length} mean(s) and ${std.length} std(s)`);
   }
@@ -250,8 +272,6 @@ export function normalize(img: Float32Array, c: number, h: number, w: number, me
   for (let ch = 0; ch < c; ch++) {
     const m = mean[ch]!;
     const s = std[ch]!;
-    if (!Number.isFinite(m)) throw new Error(`normalize: mean[${ch}] must be a finite number, got ${m}`);
-    if (!(Number.isFinite(s) && s > 0)) throw new Error(`normalize: std[${ch}] must be a finite number > 0, got ${s}`);
     for (let i = ch * plane; i < (ch + 1) * plane; i++) out[i] = (img[i]! - m) / s;
   }
   return out;
@@ -273,6 +293,7 @@ export function toChannels(img: Float32Array, c: number, h: number, w: number, i
 
 /** The size torchvision Resize(size) with an int size gives an h x w image: shorter side size, longer floor(size * long / short). */
 export function shorterSideSize(h: number, w: number, size: number): { height: number; width: number } {
+  checkSizes('shorterSideSize', { h, w, size });
   return h <= w ? { height: size, width: Math.floor((size * w) / h) } : { height: Math.floor((size * h) / w), width: size };
 }
 
@@ -284,6 +305,7 @@ export function resizeShorterSide(
   img: Float32Array, c: number, h: number, w: number, size: number, antialias = false,
 ): { image: Float32Array; height: number; width: number } {
   checkShape('resizeShorterSide', img, c, h, w);
+  checkSizes('resizeShorterSide', { size });
   const { height, width } = shorterSideSize(h, w, size);
   if (height === h && width === w) return { image: img.slice(), height, width };
   return { image: resize(img, c, h, w, height, width, antialias), height, width };
@@ -291,9 +313,7 @@ export function resizeShorterSide(
 
 /** The central outH x outW window of an h x w image, offsets rounded as torchvision's CenterCrop does. */
 export function centerCropBox(h: number, w: number, outH: number, outW: number): CropBox {
-  if (!(Number.isInteger(outH) && Number.isInteger(outW) && outH > 0 && outW > 0)) {
-    throw new Error(`centerCrop: output size must be positive integers, got ${outH}x${outW}`);
-  }
+  checkSizes('centerCropBox', { h, w, outH, outW });
   if (outH > h || outW > w) throw new Error(`centerCrop: cannot crop ${outH}x${outW} out of a ${h}x${w} image`);
   return { top: roundHalfEven((h - outH) / 2), left: roundHalfEven((w - outW) / 2), height: outH, width: outW };
 }
@@ -301,6 +321,7 @@ export function centerCropBox(h: number, w: number, outH: number, outW: number):
 /** The central outH x outW window (centerCropBox): [c, h, w] -> [c, outH, outW]. */
 export function centerCrop(img: Float32Array, c: number, h: number, w: number, outH: number, outW: number): Float32Array {
   checkShape('centerCrop', img, c, h, w);
+  checkSizes('centerCrop', { outH, outW });
   const { top, left } = centerCropBox(h, w, outH, outW);
   const out = new Float32Array(c * outH * outW);
   for (let ch = 0; ch < c; ch++) {

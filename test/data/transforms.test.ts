@@ -98,7 +98,7 @@ describe('bicubic resampling', () => {
   it('rejects windows outside the image and wrong lengths', () => {
     const img = randomImage(16, 3);
     expect(() => resizedCrop(img, 1, 4, 4, 2, 0, 3, 4, 2, 2)).toThrow('resizedCrop: window top=2 left=0 3x4 does not fit in a 4x4 image');
-    expect(() => resize(img, 1, 4, 5, 2, 2)).toThrow('resizedCrop: image has 16 values, expected c x h x w = 1 x 4 x 5 = 20');
+    expect(() => resize(img, 1, 4, 5, 2, 2)).toThrow('resize: image has 16 values, expected c x h x w = 1 x 4 x 5 = 20');
   });
 });
 
@@ -193,20 +193,21 @@ describe('degenerate sizes and parameters', () => {
 
   it('refuses crop sizes, windows and channel counts that are not positive integers', () => {
     for (const [oh, ow] of [[0, 0], [-1, -1], [NaN, NaN], [2.5, 2.5], [-2, 3]]) {
-      expect(() => centerCrop(img, 1, 6, 6, oh!, ow!)).toThrow(`centerCrop: output size must be positive integers, got ${oh}x${ow}`);
+      expect(() => centerCrop(img, 1, 6, 6, oh!, ow!)).toThrow(`centerCrop: outH must be an integer >= 1, got the number ${oh}`);
     }
-    expect(() => centerCropBox(6, 6, 0, 3)).toThrow('centerCrop: output size must be positive integers, got 0x3');
+    expect(() => centerCrop(img, 1, 6, 6, 3, 0)).toThrow('centerCrop: outW must be an integer >= 1, got the number 0');
+    expect(() => centerCropBox(6, 6, 0, 3)).toThrow('centerCropBox: outH must be an integer >= 1, got the number 0');
     expect(() => toChannels(img, 1, 6, 6, 0)).toThrow('toChannels: inChans must be a positive integer, got 0');
     expect(() => toChannels(img, 1, 6, 6, 2.5)).toThrow('toChannels: inChans must be a positive integer, got 2.5');
-    expect(() => resizedCrop(img, 1, 6, 6, 0.5, 0.5, 3.2, 3.2, 4, 4)).toThrow('resizedCrop: the window must be integers, got top=0.5 left=0.5 height=3.2 width=3.2');
+    expect(() => resizedCrop(img, 1, 6, 6, 0.5, 0.5, 3.2, 3.2, 4, 4)).toThrow('resizedCrop: top must be an integer >= 0, got the number 0.5');
     expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 1, left: 0, height: 4, width: 4 })).toThrow('resizedCrop: part top=1 left=0 4x4 does not fit in the 4x4 output');
     expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 0, left: 0, height: 1.5, width: 4 })).toThrow('resizedCrop: part must be integers, got top=0 left=0 height=1.5 width=4');
   });
 
   it('refuses non-finite mean, std, scale, ratio and a flip probability outside [0, 1]', () => {
-    expect(() => normalize(img, 1, 6, 6, [NaN], [1])).toThrow('normalize: mean[0] must be a finite number, got NaN');
-    expect(() => normalize(img, 1, 6, 6, ['0.5' as unknown as number], [1])).toThrow('normalize: mean[0] must be a finite number, got 0.5');
-    expect(() => normalize(img, 1, 6, 6, [0], [Infinity])).toThrow('normalize: std[0] must be a finite number > 0, got Infinity');
+    expect(() => normalize(img, 1, 6, 6, [NaN], [1])).toThrow('normalize: mean[0] must be a finite number, got the number NaN');
+    expect(() => normalize(img, 1, 6, 6, ['0.5' as unknown as number], [1])).toThrow("normalize: mean[0] must be a finite number, got the string '0.5'");
+    expect(() => normalize(img, 1, 6, 6, [0], [Infinity])).toThrow('normalize: std[0] must be a finite number > 0, got the number Infinity');
     const gen = new Generator(1);
     for (const p of [NaN, -0.1, 1.5]) expect(() => randomHorizontalFlip(img, 1, 6, 6, gen, p)).toThrow(`randomHorizontalFlip: p must be a probability in [0, 1], got ${p}`);
     expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, Infinity], ratio: [1, 1] })).toThrow('randomResizedCrop: scale must be finite numbers with 0 < min <= max, got [0.5, Infinity]');
