@@ -15,6 +15,7 @@ import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
+import { expectString } from '../check.js';
 
 /**
  * What can be written: bytes, a string (written as UTF-8), or byte chunks written one after another: an array, or
@@ -241,6 +242,7 @@ function toChunks(path: string, data: AtomicData): Iterable<Uint8Array> {
  * files lie beside the file written: for a symbolic link, the file it points to. Returns the paths removed.
  */
 export function removeStaleTemps(path: string): string[] {
+  expectString('removeStaleTemps', 'path', path, 'a file path');
   const written = destination(path);
   const dir = dirname(written);
   // either form of tempPath: the name whole, or cut short

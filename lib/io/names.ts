@@ -10,6 +10,7 @@
  * `encoder_mask_token` (the mask-token encoder's token, MaeConfig.maskTokenEncoder) is this library's own name: it
  * passes as an official-side name, and Hugging Face ViTMAE has no place for it (toHuggingFace lists it unexpected).
  */
+import { describeValue, expectInstance, expectString } from '../check.js';
 
 /** A float tensor as plain data (row-major). */
 export interface NamedTensor {
@@ -95,6 +96,7 @@ export function stripModelPrefix<T>(map: ReadonlyMap<string, T>): Map<string, T>
 
 /** Which naming a set of keys follows, judged by how many keys each scheme recognises (after stripping `model.`). */
 export function detectNaming(keys: Iterable<string>): Naming {
+  if (typeof (keys as Partial<Iterable<string>> | null)?.[Symbol.iterator] !== 'function') throw new Error(`detectNaming: keys must be an iterable of parameter names, got ${describeValue(keys)}`);
   const stripped = withoutModelPrefix([...keys]);
   const official = stripped.filter(isOfficialName).length;
   const hf = stripped.filter(isHuggingFaceName).length;
@@ -105,6 +107,7 @@ export function detectNaming(keys: Iterable<string>): Naming {
 
 /** Converts a Hugging Face `ViTMAEForPreTraining` state dict to official names, fusing query/key/value into qkv. */
 export function fromHuggingFace(map: ReadonlyMap<string, NamedTensor>): Converted {
+  expectInstance('fromHuggingFace', 'map', map, Map, 'a Map of name -> tensor');
   const tensors: TensorMap = new Map();
   const unexpected: string[] = [];
   for (const [name, tensor] of map) {
@@ -149,6 +152,7 @@ export function fromHuggingFace(map: ReadonlyMap<string, NamedTensor>): Converte
 
 /** Converts an official MAE state dict to Hugging Face `ViTMAEForPreTraining` names, splitting qkv. */
 export function toHuggingFace(map: ReadonlyMap<string, NamedTensor>): Converted {
+  expectInstance('toHuggingFace', 'map', map, Map, 'a Map of name -> tensor');
   const tensors: TensorMap = new Map();
   const unexpected: string[] = [];
   for (const [name, tensor] of map) {
@@ -188,6 +192,8 @@ export function toOfficialNames(
   map: ReadonlyMap<string, NamedTensor>,
   source = '<state dict>',
 ): Converted & { naming: Naming } {
+  expectInstance('toOfficialNames', 'map', map, Map, 'a Map of name -> tensor');
+  expectString('toOfficialNames', 'source', source, 'a name for messages');
   const naming = detectNaming(map.keys());
   const stripped = stripModelPrefix(map);
   if (naming === 'official') {

@@ -13,6 +13,7 @@
  */
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { expectInstance, expectObject, expectString } from '../check.js';
 import { writeFileAtomic } from './atomic.js';
 
 /** The dtypes this module can read. */
@@ -83,6 +84,8 @@ interface Header {
 
 /** Parses a whole safetensors file held in memory; `source` names it in error messages. */
 export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): SafetensorsContents {
+  expectInstance('parseSafetensors', 'bytes', bytes, Uint8Array, 'a Uint8Array');
+  expectString('parseSafetensors', 'source', source, 'a name for messages');
   const header = parseHeader(bytes, bytes.byteLength, source);
   const tensors = new Map<string, StoredTensor>();
   for (const entry of header.entries) {
@@ -99,6 +102,8 @@ export interface ReadSafetensorsOptions {
 
 /** Reads a safetensors file: the header, then each tensor region in turn (the file is never held in one buffer). */
 export async function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): Promise<SafetensorsContents> {
+  expectString('readSafetensors', 'path', path, 'a file path');
+  expectObject('readSafetensors', 'opts', opts);
   let handle: FileHandle;
   try {
     handle = await fsp.open(path, 'r');
@@ -132,6 +137,7 @@ export async function readOpenSafetensors(handle: FileHandle, path: string, opts
 
 /** Serializes tensors (and optional string metadata) into one safetensors byte array. */
 export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Uint8Array {
+  expectTensorsToWrite('serializeSafetensors', tensors, metadata);
   const parts = [...serializeParts(tensors, metadata)];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let offset = 0;
@@ -151,7 +157,15 @@ export async function writeSafetensors(
   tensors: TensorsToWrite,
   metadata?: Readonly<Record<string, string>>,
 ): Promise<void> {
+  expectString('writeSafetensors', 'path', path, 'a file path');
+  expectTensorsToWrite('writeSafetensors', tensors, metadata);
   await writeFileAtomic(path, serializeParts(tensors, metadata));
+}
+
+/** The tensors (a Map or a plain object of name -> tensor) and the optional metadata object of `where`. */
+function expectTensorsToWrite(where: string, tensors: unknown, metadata: unknown): void {
+  expectObject(where, 'tensors', tensors, false, 'a Map or an object of name -> { dtype, shape, data }');
+  expectObject(where, 'metadata', metadata, true);
 }
 
 /** Narrows read tensors to Float32 ones, throwing for any integer tensor; `source` names the file in the error. */

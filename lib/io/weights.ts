@@ -16,6 +16,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { join } from 'node:path';
+import { expectObject, expectString } from '../check.js';
 import { detectNaming, fromHuggingFace, stripModelPrefix, type NamedTensor } from './names.js';
 import { describeValue, PickleObject, PickleTensor, toPlain } from './pickle.js';
 import { openTorchFile } from './pth.js';
@@ -53,6 +54,8 @@ export interface WeightsFile {
 
 /** The weights of a checkpoint under the official names (see readWeights for what else it holds). */
 export async function loadWeights(path: string, opts: WeightsOptions = {}): Promise<Map<string, NamedTensor>> {
+  expectString('loadWeights', 'path', path, 'a file or folder path');
+  expectObject('loadWeights', 'opts', opts);
   return (await readWeights(path, opts)).weights;
 }
 
@@ -61,6 +64,8 @@ export async function loadWeights(path: string, opts: WeightsOptions = {}): Prom
 export const FOLDER_WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin', 'checkpoint.safetensors', 'classifier.safetensors'] as const;
 
 export async function readWeights(path: string, opts: WeightsOptions = {}): Promise<WeightsFile> {
+  expectString('readWeights', 'path', path, 'a file or folder path');
+  expectObject('readWeights', 'opts', opts);
   if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
   let file = path;
   let hfConfig: Record<string, unknown> | null = null;
