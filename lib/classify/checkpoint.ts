@@ -7,7 +7,7 @@ import { existsSync, linkSync, readFileSync, readdirSync, renameSync, rmSync, st
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { jsonProblem } from '../check.js';
+import { expectInstance, expectObject, expectString, jsonProblem } from '../check.js';
 import { madeByEndedProcess, makeDirs, removeStaleTemps } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
@@ -206,6 +206,9 @@ export interface ClassifierMeta {
 }
 
 export async function saveClassifier(path: string, model: VisionTransformerClassifier, extra: Record<string, unknown> = {}): Promise<void> {
+  expectString('saveClassifier', 'path', path, 'a file path');
+  expectInstance('saveClassifier', 'model', model, VisionTransformerClassifier, 'a VisionTransformerClassifier');
+  expectObject('saveClassifier', 'extra', extra);
   for (const k of ['format', 'config'])
     if (Object.hasOwn(extra, k)) throw new Error(`saveClassifier: ${path} not written: extra may not set '${k}' (the file's own, which loadClassifier reads)`);
   const unstorable = jsonProblem(extra, 'extra');
@@ -217,6 +220,7 @@ export async function saveClassifier(path: string, model: VisionTransformerClass
 }
 
 export async function loadClassifier(pathOrDir: string): Promise<{ model: VisionTransformerClassifier; meta: ClassifierMeta }> {
+  expectString('loadClassifier', 'pathOrDir', pathOrDir, 'a file or folder path');
   const folder = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory();
   const path = folder ? join(pathOrDir, CLASSIFIER_FILE) : pathOrDir;
   if (!existsSync(path))
@@ -300,6 +304,8 @@ export async function classifierFromPretrain(
   pathOrDir: string,
   opts: Partial<ClassifierConfig> & { seed?: number; fromScratch?: boolean } = {},
 ): Promise<FromPretrainResult> {
+  expectString('classifierFromPretrain', 'pathOrDir', pathOrDir, 'a file or folder path');
+  expectObject('classifierFromPretrain', 'opts', opts, false, 'e.g. { numClasses: 10 }');
   const ck = await loadCheckpoint(pathOrDir);
   const { seed, fromScratch, ...cfg } = opts;
   const model = new VisionTransformerClassifier(classifierConfigFrom(ck.meta.config, cfg), { seed: seed ?? 0 });

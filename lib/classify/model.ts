@@ -22,8 +22,8 @@ import { OFFICIAL_HEADS, buildFromWeights, declaredWithOverrides, encoderShape, 
 import { checkWeightsFit, encoderSizes, type MaeConfig } from '../mae/presets.js';
 import { checkPrecision, toBf16, type Precision } from '../mae/precision.js';
 import { Generator } from '../random.js';
-import { Tensor, shapeStr } from '../tensor.js';
-import { expectFinite, expectInstance, expectInteger, expectKnownKeys, expectNumber, expectObject } from '../check.js';
+import { Tensor, expectTensors, shapeStr } from '../tensor.js';
+import { describeValue, expectFinite, expectInstance, expectInteger, expectKnownKeys, expectNumber, expectObject, expectString } from '../check.js';
 
 export interface ClassifierConfig {
   imgSize: number;
@@ -51,6 +51,7 @@ const CLASSIFIER_KEYS: readonly (keyof ClassifierConfig)[] = [
 
 /** The classifier config of an MAE encoder config; options left undefined take their defaults. */
 export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'eps'>, opts: Partial<ClassifierConfig> = {}): ClassifierConfig {
+  expectObject('classifierConfigFrom', 'config', c, false, "e.g. a MaskedAutoencoder's config");
   expectObject('classifierConfigFrom', 'opts', opts);
   const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
   return {
@@ -76,7 +77,10 @@ export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' 
  * probability p and the kept ones are scaled by 1 / (1 - p) (timm DropPath, scale_by_keep); identity otherwise.
  */
 export function dropPath(x: Tensor, p: number, training: boolean, gen: Generator): Tensor {
-  if (!(p >= 0 && p < 1)) throw new Error(`dropPath: rate must be in [0, 1), got ${p}`);
+  expectTensors('dropPath', { x });
+  expectFinite('dropPath', 'p', p, (v) => v >= 0 && v < 1, 'a rate in [0, 1)');
+  if (typeof training !== 'boolean') throw new Error(`dropPath: training must be true or false, got ${describeValue(training)}`);
+  expectInstance('dropPath', 'gen', gen, Generator, 'a Generator');
   if (!training || p === 0) return x;
   const B = x.shape[0]!;
   const per = x.size / B;
@@ -272,6 +276,10 @@ export class VisionTransformerClassifier extends Module {
     overrides: Partial<ClassifierConfig> = {},
     opts: WeightsOptions & { seed?: number } = {},
   ): Promise<M> {
+    const where = 'VisionTransformerClassifier.fromPretrained';
+    expectString(where, 'path', path, 'a path');
+    expectObject(where, 'overrides', overrides);
+    expectObject(where, 'opts', opts);
     const file = await readWeights(path, { key: opts.key });
     const w = file.weights;
     const e = encoderShape(w, file.path);

@@ -26,9 +26,10 @@
 import { readFileSync } from 'node:fs';
 import { cpus, freemem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
+import { describeValue, expectInteger, expectObject, expectString } from '../check.js';
 import { cpuModel } from '../info.js';
 import { MaskedAutoencoder, getPreset, maeFlops, presetNames, type MaeConfig, type Precision } from '../mae/index.js';
-import { cpuBf16Note } from '../mae/precision.js';
+import { checkPrecision, cpuBf16Note } from '../mae/precision.js';
 import { native, type NativeTensor } from '../native.js';
 import { AdamW } from '../optim/index.js';
 import { Generator } from '../random.js';
@@ -143,6 +144,7 @@ interface Arm {
 }
 
 export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
+  expectObject('bench', 'options', options);
   const cuda = native.info().cuda;
   const device = options.device ?? (cuda.available && cuda.devices?.[0]?.usable ? 'cuda' : 'cpu');
   const precision = options.precision ?? 'fp32';
@@ -272,6 +274,7 @@ const ENCODER_LABEL: Record<BenchEncoder, string> = { 'mask-tokens': 'w/ [M]', v
 
 /** The result as a text table, with the baseline, the peak and the speed-up / FLOP-ratio check below it. */
 export function formatBench(r: BenchResult): string {
+  expectObject('formatBench', 'result', r, false, 'what bench() resolved to');
   const header = ['model', 'decoder depth', 'encoder', 'batch', 'step ms', 'img/s', 'speed-up', 'FLOP ratio', 'MFU', 'paper'];
   const cells = r.rows.map((x) => [
     x.model, String(x.decoderDepth), `${x.encoder} (${ENCODER_LABEL[x.encoder]})`, String(x.batch), x.stepMs.toFixed(1), x.imgPerSec.toFixed(2),
@@ -308,6 +311,7 @@ export function imgPerSecLabel(v: number): string {
 
 /** The result as a bar chart: img/s per configuration, and the speed-up beside the paper's. */
 export function benchChart(r: BenchResult): Image8 {
+  expectObject('benchChart', 'result', r, false, 'what bench() resolved to');
   const groups = r.rows.map((x) => `${ENCODER_LABEL[x.encoder]} d${x.decoderDepth}`);
   const threads = r.device === 'cpu' ? `, ${r.machine.threads} thread${r.machine.threads === 1 ? '' : 's'}` : '';
   return barChart(`${r.rows[0]!.model}, ${r.device}${threads}, ${r.precision}, batch ${r.rows[0]!.batch}`, [
@@ -333,6 +337,10 @@ function checkDepths(depths: readonly number[]): void {
 
 /** The paper's Table 2 speed-up for a row, when the run has Table 2's baseline (mask-token encoder, 8 blocks). */
 export function paperSpeedup(preset: string, baselineDepth: number, encoder: BenchEncoder, depth: number): number | null {
+  expectString('paperSpeedup', 'preset', preset, 'a preset name');
+  expectInteger('paperSpeedup', 'baselineDepth', baselineDepth, 1);
+  if (encoder !== 'visible' && encoder !== 'mask-tokens') throw new Error(`paperSpeedup: encoder must be 'visible' or 'mask-tokens', got ${describeValue(encoder)}`);
+  expectInteger('paperSpeedup', 'depth', depth, 1);
   const t = PAPER[preset];
   if (!t || baselineDepth !== 8) return null;
   if (encoder === 'mask-tokens') return depth === 8 ? 1 : null;
@@ -539,6 +547,8 @@ export class MatmulRate {
     private readonly device: string,
     precision: Precision,
   ) {
+    expectString('MatmulRate', 'device', device, "'cpu', 'cuda' or 'cuda:N'");
+    checkPrecision(precision, 'MatmulRate');
     this.size = device === 'cpu' ? 2048 : 8192;
     const host = native.fromArray(new Generator(1).uniformArray(this.size ** 2, -1, 1), [this.size, this.size]);
     if (device === 'cpu') {
@@ -578,6 +588,8 @@ export class MatmulRate {
 
 /** The matrix-product peak of `device` in GFLOP/s (MatmulRate.measure). */
 export function matmulPeak(device: string, precision: Precision): number {
+  expectString('matmulPeak', 'device', device, "'cpu', 'cuda' or 'cuda:N'");
+  checkPrecision(precision, 'matmulPeak');
   const m = new MatmulRate(device, precision);
   try {
     return m.measure();

@@ -15,7 +15,7 @@ import { existsSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { jsonProblem } from '../check.js';
+import { describeValue, expectInstance, expectObject, expectString, jsonProblem } from '../check.js';
 import { MAX_HEADER_BYTES, readOpenSafetensors, writeSafetensors, type DeferredTensor } from '../io/safetensors.js';
 import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
@@ -63,6 +63,12 @@ export async function saveCheckpoint(
   optimizer: AdamW | null,
   meta: Omit<CheckpointMeta, 'format' | 'config' | 'optimizer' | 'createdAt'>,
 ): Promise<void> {
+  const where = 'saveCheckpoint';
+  expectString(where, 'path', path, 'a file path');
+  expectInstance(where, 'model', model, MaskedAutoencoder, 'a MaskedAutoencoder');
+  if (optimizer !== null && typeof optimizer?.stateDict !== 'function')
+    throw new Error(`${where}: optimizer must be an optimizer (an AdamW: an object with stateDict()) or null, got ${describeValue(optimizer)}`);
+  expectObject(where, 'meta', meta, false, 'e.g. { position: { epoch, iter, step }, options: {} }');
   // each tensor is copied out of native memory only when its turn to be written comes (one at a time, not the
   // weights and both AdamW moments at once: 3x the model's size); so the weights (and with them the optimizer's
   // moments) must not change until the save resolves: a change (Tensor.version) fails the save, target unchanged
@@ -191,6 +197,7 @@ function externalMeta(config: MaeConfig, format: string): CheckpointMeta {
 
 /** Reads a checkpoint file (or the checkpoint in a run folder); other code's checkpoints as weights (see above). */
 export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoint> {
+  expectString('loadCheckpoint', 'pathOrDir', pathOrDir, 'a file or folder path');
   return (
     (await readOwn(pathOrDir)) ??
     asWeights(pathOrDir, async () => {
@@ -245,6 +252,7 @@ function metaProblem(meta: Record<string, unknown>): string | null {
  * (an encoder-only one has loadReport.decoderLoaded false).
  */
 export async function loadModel(pathOrDir: string): Promise<{ model: MaskedAutoencoder; meta: CheckpointMeta }> {
+  expectString('loadModel', 'pathOrDir', pathOrDir, 'a file or folder path');
   const ck = await readOwn(pathOrDir);
   if (ck === null)
     return asWeights(pathOrDir, async () => {

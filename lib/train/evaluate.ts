@@ -3,11 +3,11 @@
  * a PNG heat map (rows: true class, columns: predicted class, white -> dark blue by the row-normalised count).
  */
 import { noGrad } from '../autograd.js';
-import type { VisionTransformerClassifier } from '../classify/model.js';
+import { VisionTransformerClassifier } from '../classify/model.js';
 import { DataLoader, type Dataset } from '../data/index.js';
 import { Tensor, tidy } from '../tensor.js';
 import { writePng, type Image8 } from '../viz/png.js';
-import { expectInteger } from '../check.js';
+import { expectArrayLike, expectDataset, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLASSIFIER_FILE, type ClassifierMeta } from '../classify/checkpoint.js';
@@ -60,6 +60,9 @@ export class MetricAccumulator {
 }
 
 export function topkAccuracy(logits: Float32Array, labels: ArrayLike<number>, numClasses: number): { top1: number; top5: number } {
+  expectInstance('topkAccuracy', 'logits', logits, Float32Array, 'a Float32Array [count, numClasses]');
+  expectArrayLike('topkAccuracy', 'labels', labels, 'an array of class indices');
+  expectInteger('topkAccuracy', 'numClasses', numClasses, 1);
   const m = new MetricAccumulator(numClasses);
   m.add(logits, labels);
   const r = m.result();
@@ -68,6 +71,8 @@ export function topkAccuracy(logits: Float32Array, labels: ArrayLike<number>, nu
 
 /** The confusion matrix as an RGB heat map: `cell` px per entry, 1 px grid lines, diagonal outlined in red. */
 export function confusionImage(confusion: Int32Array, numClasses: number, opts: { cell?: number } = {}): Image8 {
+  checkConfusion('confusionImage', confusion, numClasses);
+  expectObject('confusionImage', 'opts', opts);
   const C = numClasses;
   const cell = opts.cell ?? 24;
   const size = C * cell + C + 1;
@@ -95,7 +100,15 @@ export function confusionImage(confusion: Int32Array, numClasses: number, opts: 
 }
 
 export async function writeConfusionPng(path: string, confusion: Int32Array, numClasses: number): Promise<void> {
+  expectString('writeConfusionPng', 'path', path, 'a file path');
+  checkConfusion('writeConfusionPng', confusion, numClasses);
   await writePng(path, confusionImage(confusion, numClasses));
+}
+
+/** A confusion matrix: an Int32Array [numClasses, numClasses]. */
+function checkConfusion(where: string, confusion: Int32Array, numClasses: number): void {
+  expectInstance(where, 'confusion', confusion, Int32Array, 'an Int32Array [numClasses, numClasses]');
+  expectInteger(where, 'numClasses', numClasses, 1);
 }
 
 /**
@@ -125,6 +138,9 @@ export async function evaluateClassifier(
   dataset: Dataset,
   opts: { batchSize?: number; workers?: number } = {},
 ): Promise<ClassificationMetrics> {
+  expectInstance('evaluateClassifier', 'model', model, VisionTransformerClassifier, 'a VisionTransformerClassifier');
+  expectDataset('evaluateClassifier', 'dataset', dataset);
+  expectObject('evaluateClassifier', 'opts', opts);
   const c = model.config;
   checkClassCount('evaluateClassifier', 'the data', dataset.numClasses, c.numClasses);
   const wasTraining = model.training;

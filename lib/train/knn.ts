@@ -12,10 +12,10 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
 import { Communicator } from '../distributed/comm.js';
-import type { MaskedAutoencoder, Precision } from '../mae/model.js';
+import { MaskedAutoencoder, type Precision } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
-import { describeValue, expectInteger } from '../check.js';
+import { describeValue, expectDataset, expectInstance, expectInteger, expectObject } from '../check.js';
 import { hasTestSplit, openDataset, pickSamples, subset, type DataSource } from './data.js';
 
 export interface Features {
@@ -57,7 +57,9 @@ export async function extractFeatures(
   dataset: Dataset,
   opts: { pool?: FeaturePool; batchSize?: number; workers?: number; precision?: Precision; onProgress?: (done: number, total: number) => void; comm?: Communicator; signal?: AbortSignal } = {},
 ): Promise<Features> {
-  if (dataset === null || typeof dataset !== 'object') throw new Error(`extractFeatures: dataset must be a Dataset (openDataset makes one), got ${describeValue(dataset)}`);
+  expectInstance('extractFeatures', 'model', model, MaskedAutoencoder, 'a MaskedAutoencoder');
+  expectDataset('extractFeatures', 'dataset', dataset);
+  expectObject('extractFeatures', 'opts', opts);
   const comm = opts.comm;
   if (comm && comm.size > 1) {
     if (opts.signal) throw new Error('extractFeatures: a signal cannot stop a pass shared by several ranks');
@@ -111,7 +113,8 @@ export async function extractFeatures(
 
 /** Flattened normalised pixels as features (the raw-pixel baseline); an aborted `signal` ends it after the current batch. */
 export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number; signal?: AbortSignal } = {}): Promise<Features> {
-  if (dataset === null || typeof dataset !== 'object') throw new Error(`pixelFeatures: dataset must be a Dataset (openDataset makes one), got ${describeValue(dataset)}`);
+  expectDataset('pixelFeatures', 'dataset', dataset);
+  expectObject('pixelFeatures', 'opts', opts);
   const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, ...(opts.imageSize ? { imageSize: opts.imageSize } : {}), ...(opts.inChans ? { inChans: opts.inChans } : {}), workers: opts.workers ?? 1 });
   const n = dataset.length;
   let features: Float32Array | null = null;
@@ -136,6 +139,7 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
 
 /** Each row of `dim` values of `x` divided by its L2 norm (at least 1e-12). */
 export function l2Normalize(x: Float32Array, dim: number): Float32Array {
+  expectInstance('l2Normalize', 'x', x, Float32Array, 'a Float32Array [n, dim]');
   if (!(Number.isInteger(dim) && dim > 0 && x.length % dim === 0))
     throw new Error(`l2Normalize: dim must be a positive integer that divides the ${x.length} values, got ${dim}`);
   const out = new Float32Array(x.length);
@@ -197,6 +201,8 @@ function checkFeatures(name: string, f: Features, numClasses: number): void {
  * are [0, numClasses); without numClasses, up to the largest label of either set.
  */
 export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
+  for (const [name, f] of [['bank', bank], ['query', query]] as const) expectObject('knnClassify', name, f, false, 'features { features, labels, n, dim }');
+  expectObject('knnClassify', 'opts', opts);
   const checked = checkKnnOptions(opts);
   const T = checked.temperature;
   let C = opts.numClasses ?? 0;
@@ -263,6 +269,10 @@ export async function knnEvaluate(
   test: Dataset,
   opts: KnnOptions & { pool?: FeaturePool; batchSize?: number; workers?: number; comm?: Communicator } = {},
 ): Promise<KnnResult> {
+  expectInstance('knnEvaluate', 'model', model, MaskedAutoencoder, 'a MaskedAutoencoder');
+  expectDataset('knnEvaluate', 'train', train);
+  expectDataset('knnEvaluate', 'test', test);
+  expectObject('knnEvaluate', 'opts', opts);
   checkKnnOptions(opts);
   const comm = opts.comm ?? Communicator.single();
   const fo = { pool: opts.pool ?? 'cls', batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };

@@ -11,8 +11,8 @@
  * Random erasing: with probability p, one rectangle of area U(0.02, 1/3) of the image and aspect ratio
  * log-uniform in (0.3, 1/0.3) (up to 10 tries to fit) is filled with N(0, 1) noise per pixel and channel.
  */
-import type { Generator } from '../random.js';
-import { expectFinite, expectObject } from '../check.js';
+import { Generator } from '../random.js';
+import { expectArrayLike, expectFinite, expectInstance, expectInteger, expectObject } from '../check.js';
 
 export interface MixupOptions {
   /** Beta alpha of mixup; 0 disables it (default 0.8) */
@@ -39,6 +39,8 @@ export interface MixResult {
 
 /** One-hot targets with label smoothing: [B, C]. */
 export function smoothOneHot(labels: ArrayLike<number>, numClasses: number, smoothing = 0): Float32Array {
+  expectArrayLike('smoothOneHot', 'labels', labels, 'an array of class indices');
+  expectInteger('smoothOneHot', 'numClasses', numClasses, 1);
   const off = smoothing / numClasses;
   const on = 1 - smoothing + off;
   const out = new Float32Array(labels.length * numClasses).fill(off);
@@ -52,6 +54,9 @@ export function smoothOneHot(labels: ArrayLike<number>, numClasses: number, smoo
 
 /** lam * onehot(y) + (1 - lam) * onehot(flip(y)), both smoothed (timm mixup_target). */
 export function mixupTarget(labels: ArrayLike<number>, numClasses: number, lam: number, smoothing = 0): Float32Array {
+  expectArrayLike('mixupTarget', 'labels', labels, 'an array of class indices');
+  expectInteger('mixupTarget', 'numClasses', numClasses, 1);
+  expectFinite('mixupTarget', 'lam', lam, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
   const B = labels.length;
   const y = smoothOneHot(labels, numClasses, smoothing);
   const out = new Float32Array(y.length);
@@ -69,6 +74,7 @@ function randint(gen: Generator, lo: number, hi: number): number {
 
 /** The cutmix box for lam (timm rand_bbox): side ratio sqrt(1 - lam), centre uniform, clipped. [yl, yh, xl, xh]. */
 export function randBbox(H: number, W: number, lam: number, gen: Generator): [number, number, number, number] {
+  checkBoxArgs('randBbox', H, W, lam, gen);
   const ratio = Math.sqrt(1 - lam);
   const cutH = Math.floor(H * ratio);
   const cutW = Math.floor(W * ratio);
@@ -82,9 +88,17 @@ export function randBbox(H: number, W: number, lam: number, gen: Generator): [nu
 
 /** The box and the lam corrected to the box's true area. */
 export function cutmixBboxAndLam(H: number, W: number, lam: number, gen: Generator): { box: [number, number, number, number]; lam: number } {
+  checkBoxArgs('cutmixBboxAndLam', H, W, lam, gen);
   const box = randBbox(H, W, lam, gen);
   const area = (box[1] - box[0]) * (box[3] - box[2]);
   return { box, lam: 1 - area / (H * W) };
+}
+
+/** The image size (H, W integers >= 1), the mixing ratio lam in [0, 1] and the Generator of a CutMix box. */
+function checkBoxArgs(where: string, H: number, W: number, lam: number, gen: Generator): void {
+  for (const [name, v] of [['H', H], ['W', W]] as const) expectInteger(where, name, v, 1);
+  expectFinite(where, 'lam', lam, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  expectInstance(where, 'gen', gen, Generator, 'a Generator');
 }
 
 /** Gamma(shape, 1) by Marsaglia-Tsang (shape < 1 boosted). */
@@ -111,6 +125,8 @@ export function sampleGamma(shape: number, gen: Generator): number {
 }
 
 export function sampleBeta(a: number, b: number, gen: Generator): number {
+  for (const [name, v] of [['a', a], ['b', b]] as const) expectFinite('sampleBeta', name, v, (x) => x > 0, 'a positive finite number');
+  expectInstance('sampleBeta', 'gen', gen, Generator, 'a Generator');
   const x = sampleGamma(a, gen);
   const y = sampleGamma(b, gen);
   return x + y > 0 ? x / (x + y) : 0.5;
@@ -208,6 +224,7 @@ export function randomErasing(
   opts: RandomErasingOptions = {},
 ): number {
   const [B, C, H, W] = checkBatch('randomErasing', images, shape);
+  expectInstance('randomErasing', 'gen', gen, Generator, 'a Generator');
   expectObject('randomErasing', 'opts', opts);
   const p = opts.probability ?? 0.25;
   const minArea = opts.minArea ?? 0.02;

@@ -27,7 +27,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
-import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
+import { expectFinite, expectFunction, expectInteger, expectObject, expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
@@ -548,6 +548,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
  * uniforms come from its own generator, keyed to (seed, epoch, position), so they do not depend on the batching.
  */
 export function maskNoise(seed: number, epoch: number, start: number, B: number, L: number): Float32Array {
+  for (const [name, v] of [['seed', seed], ['epoch', epoch], ['start', start]] as const) expectFinite('maskNoise', name, v, (x) => Number.isSafeInteger(x) && x >= 0, 'a non-negative safe integer');
+  for (const [name, v] of [['B', B], ['L', L]] as const) expectInteger('maskNoise', name, v, 0);
   const noise = new Float32Array(B * L);
   for (let b = 0; b < B; b++) {
     const gen = maskGenerator(seed, epoch, start + b);
@@ -753,6 +755,8 @@ export function pretrainInWorker(
   options: Omit<PretrainOptions, 'onEvent' | 'signal'>,
   onEvent?: (e: TrainEvent) => void,
 ): { result: Promise<PretrainResult>; stop: () => void } {
+  expectObject('pretrainInWorker', 'options', options, false, "e.g. { data: { kind: 'fashion-mnist' }, epochs: 1 }");
+  expectFunction('pretrainInWorker', 'onEvent', onEvent, true);
   const url = new URL('./worker.js', import.meta.url);
   if (!existsSync(fileURLToPath(url)))
     throw new Error(`pretrainInWorker: ${fileURLToPath(url)} is missing; worker threads need the compiled package (npm run build)`);

@@ -6,7 +6,8 @@
  */
 import type { Dataset } from '../data/index.js';
 import { buildBatch, type PipelineConfig } from '../data/pipeline.js';
-import type { MaskedAutoencoder } from '../mae/index.js';
+import { expectDataset, expectInstance, expectObject, expectString } from '../check.js';
+import { MaskedAutoencoder } from '../mae/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
 import { makeGrid, maeFigureRow, unnormalize, type ChwImage } from '../viz/grid.js';
@@ -35,6 +36,12 @@ export async function writeReconstructions(
   path: string,
   opts: VisualizeOptions = {},
 ): Promise<number> {
+  const where = 'writeReconstructions';
+  expectInstance(where, 'model', model, MaskedAutoencoder, 'a MaskedAutoencoder');
+  expectDataset(where, 'dataset', dataset);
+  expectObject(where, 'pipeline', pipeline, false, "e.g. a DataLoader's config");
+  expectString(where, 'path', path, 'a file path');
+  expectObject(where, 'opts', opts);
   const c = model.config;
   const start = opts.start ?? 0;
   const wanted = opts.count ?? 8;

@@ -52,7 +52,7 @@ describe('drop path', () => {
 
   it('refuses a rate outside [0, 1), NaN included (it dropped every branch)', () => {
     const x = Tensor.fromArray(Float32Array.from([1, 2, 3, 4]), [2, 2]);
-    for (const p of [NaN, 1, -0.1]) expect(() => dropPath(x, p, true, new Generator(0))).toThrow(`dropPath: rate must be in [0, 1), got ${p}`);
+    for (const p of [NaN, 1, -0.1]) expect(() => dropPath(x, p, true, new Generator(0))).toThrow(`dropPath: p must be a rate in [0, 1), got the number ${p}`);
     x.dispose();
   });
 

@@ -57,8 +57,8 @@ describe('feature passes stop on their signal', () => {
 
   it('a dataset that is not one is named', async () => {
     const model = new MaskedAutoencoder(config, { seed: 1 });
-    await expect(extractFeatures(model, null as unknown as Dataset)).rejects.toThrow('extractFeatures: dataset must be a Dataset (openDataset makes one), got null');
-    await expect(pixelFeatures('x' as unknown as Dataset)).rejects.toThrow("pixelFeatures: dataset must be a Dataset (openDataset makes one), got the string 'x'");
+    await expect(extractFeatures(model, null as unknown as Dataset)).rejects.toThrow('extractFeatures: dataset must be a Dataset (an object with length and get(i)), got null; open one with openDataset(...)');
+    await expect(pixelFeatures('x' as unknown as Dataset)).rejects.toThrow("pixelFeatures: dataset must be a Dataset (an object with length and get(i)), got the string 'x'; open one with openDataset(...)");
     model.dispose();
   });
 
