@@ -5,9 +5,10 @@
  * different settings would otherwise train different models, or wait forever in collectives the others never issue.
  */
 import { createHash } from 'node:crypto';
+import { describeValue, expectDataset, expectObject, expectString } from '../check.js';
 import type { Dataset } from '../data/index.js';
 import type { Tensor } from '../tensor.js';
-import type { Communicator } from './comm.js';
+import { Communicator } from './comm.js';
 
 /** An Error that every rank raises at the same point (a collective check): no rank needs to tell the others. */
 export class AgreedError extends Error {}
@@ -19,6 +20,9 @@ const sha = (text: string) => createHash('sha256').update(text).digest('hex').sl
  * are compared as JSON; `what` names them in the message ("run options", "the data").
  */
 export function checkSameSettings(comm: Communicator, settings: Record<string, unknown>, what: string): void {
+  if (!(comm instanceof Communicator)) throw new Error(`checkSameSettings: comm must be a Communicator, got ${describeValue(comm)}`);
+  expectObject('checkSameSettings', 'settings', settings);
+  expectString('checkSameSettings', 'what', what, 'a description for messages');
   if (comm.size === 1) return;
   const mine: Record<string, [string, string]> = {};
   for (const [k, v] of Object.entries(settings)) {
@@ -39,6 +43,7 @@ export function checkSameSettings(comm: Communicator, settings: Record<string, u
 
 /** A fingerprint of a dataset's contents: its size and shape, and a hash of 16 samples spread over it. */
 export async function datasetFingerprint(ds: Dataset): Promise<string> {
+  expectDataset('datasetFingerprint', 'dataset', ds);
   const h = createHash('sha256');
   h.update(JSON.stringify([ds.length, ds.numClasses, ds.channels, ds.height, ds.width]));
   const picks = new Set(Array.from({ length: Math.min(16, ds.length) }, (_, k) => Math.floor((k * ds.length) / Math.min(16, ds.length))));

@@ -15,6 +15,7 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import { native, type NativeLibraryInfo, type NativeTensor } from '../native.js';
+import { expectObject, expectString } from '../check.js';
 import type { Tensor } from '../tensor.js';
 
 /** How to run: 'mpi' (a rank of an MPI job), 'none' (one process), or 'auto' (default: 'mpi' under a launcher). */
@@ -47,6 +48,7 @@ const LAUNCHERS: { name: string; rank: string; size: string[] }[] = [
 
 /** The MPI launcher that started this process, from the variables it sets; null when none did. */
 export function launcher(env: NodeJS.ProcessEnv = process.env): Launcher | null {
+  expectObject('launcher', 'env', env, false, 'e.g. process.env');
   for (const l of LAUNCHERS) {
     const rank = env[l.rank];
     if (rank === undefined || !/^\d+$/.test(rank)) continue;
@@ -58,11 +60,13 @@ export function launcher(env: NodeJS.ProcessEnv = process.env): Launcher | null 
 
 /** Whether Open MPI can be opened (MPI is not started), and if not why. */
 export function mpiStatus(mpiLibrary?: string): NativeLibraryInfo {
+  if (mpiLibrary !== undefined) expectString('mpiStatus', 'mpiLibrary', mpiLibrary, 'a library path or undefined');
   return native.mpiInfo(mpiLibrary ?? null);
 }
 
 /** Whether NCCL can be opened through the CUDA library (nothing is started), and if not why. */
 export function ncclStatus(ncclLibrary?: string): NativeLibraryInfo {
+  if (ncclLibrary !== undefined) expectString('ncclStatus', 'ncclLibrary', ncclLibrary, 'a library path or undefined');
   return native.ncclInfo(ncclLibrary ?? null);
 }
 
@@ -117,6 +121,7 @@ export class Communicator {
    * launcher; a process on its own otherwise. MPI starts on the first call and is the same for later ones.
    */
   static open(opts: DistributedOptions = {}): Communicator {
+    expectObject('Communicator.open', 'opts', opts, false, "e.g. { distributed: 'mpi' }");
     const mode = opts.distributed ?? 'auto';
     if (mode !== 'auto' && mode !== 'mpi' && mode !== 'none') throw new Error(`distributed must be 'auto', 'mpi' or 'none', got '${String(mode)}'`);
     const timeout = opts.timeoutSeconds ?? 600;
