@@ -8,6 +8,7 @@
  */
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
+import { expectObject } from '../check.js';
 import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
 import { scanImageFolder } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
@@ -126,6 +127,7 @@ async function forBatches(
  * (`files`, JSON, relative to the data folder), `classes`, `pool`, `size` and `checkpoint`.
  */
 export async function embedImages(o: EmbedImagesOptions): Promise<{ count: number; dim: number; out: string }> {
+  expectObject('embedImages', 'options', o, false, 'e.g. { checkpoint, data, out }');
   const pool = o.pool ?? 'cls';
   if (pool !== 'cls' && pool !== 'mean') throw new Error(`pool must be 'cls' or 'mean', got '${String(pool)}'`);
   checkPrecision(o.precision, 'embed');
@@ -219,6 +221,7 @@ function matchFolders(classes: string[], used: Set<number>, K: number, labels: {
 export async function classifyImages(
   o: ClassifyImagesOptions,
 ): Promise<{ count: number; top1: number | null; topk: number | null; names: string[]; scoredBy: string | null; notScored: string | null }> {
+  expectObject('classifyImages', 'options', o, false, 'e.g. { checkpoint, data }');
   const topk = o.topk ?? 5;
   if (!(Number.isInteger(topk) && topk > 0)) throw new Error(`topk must be a positive integer, got ${topk}`);
   const fileNames = o.labels !== undefined ? readLabels(o.labels) : null;

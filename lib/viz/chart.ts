@@ -5,6 +5,7 @@
  * characters (chartCharacters: letters of either case, drawn as capitals, digits and a few signs); any other is an
  * Error, never a silent placeholder.
  */
+import { expectArrayOf, expectString } from '../check.js';
 import type { Image8 } from './png.js';
 
 export type Rgb = readonly [number, number, number];
@@ -47,6 +48,8 @@ export function chartCharacters(): string {
 
 /** Draws `panels` under `title`. Every value must be finite and >= 0, and every text drawable (checkChartText). */
 export function barChart(title: string, panels: readonly BarPanel[]): Image8 {
+  expectString('barChart', 'title', title);
+  expectArrayOf('barChart', 'panels', panels, (p) => p !== null && typeof p === 'object' && !Array.isArray(p), 'a panel { title, series, groups, format }');
   if (panels.length === 0) throw new Error('barChart: no panels');
   checkChartText(title, 'the title');
   for (const p of panels) {

@@ -3,7 +3,7 @@
  * data compressed with zlib (node:zlib) into one IDAT chunk. Chunk checksums use the standard CRC-32 table.
  */
 import { deflateSync } from 'node:zlib';
-import { describeValue } from '../check.js';
+import { describeValue, expectObject, expectString } from '../check.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 /** An 8-bit image: `pixels` holds height rows of width pixels of `channels` bytes each (interleaved, row-major). */
@@ -71,6 +71,8 @@ export function encodePng(width: number, height: number, channels: 1 | 3, pixels
 
 /** Encodes an image and writes it to `path` atomically. */
 export async function writePng(path: string, image: Image8): Promise<void> {
+  expectString('writePng', 'path', path, 'a file path');
+  expectObject('writePng', 'image', image, false, 'an image { width, height, channels, pixels }');
   await writeFileAtomic(path, encodePng(image.width, image.height, image.channels, image.pixels));
 }
 
