@@ -1,0 +1,425 @@
+// Bad arguments to the public API: every function, class constructor and static method exported by lib/index.ts
+// (through the ops, nn, nn.init and data namespaces too), and the forward methods of MaskedAutoencoder, is called
+// with valid arguments (the table below) except one parameter, replaced in turn by null, undefined (where the
+// parameter is required), a number, a string, and an object or array of the wrong kind. Each call must throw (an
+// async one reject) an Error that is not a TypeError or RangeError, whose message starts with the function's name
+// and names the parameter. The parameters tested are the required ones and the options objects; optional numbers,
+// booleans and enum strings after them (eps, dtype, device, precision, antialias) are not. A second test checks
+// that the table has a row for every function and class exported, or a reason in LEFT_OUT.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as api from '../lib/index.js';
+import { Communicator, Generator, MaskedAutoencoder, Tensor, VisionTransformerClassifier, classifierConfigFrom, data, encodePng, nn, syntheticDataset } from '../lib/index.js';
+
+/**
+ * What a parameter takes, which picks the bad values it is tried with (BAD; undefined is added where the parameter
+ * is required): null, and a number, a string, an object or an array where each is of the wrong kind.
+ */
+type Kind = 'number' | 'boolean' | 'string' | 'enum' | 'object' | 'array' | 'iterable' | 'function' | 'instance';
+
+const BAD: Record<Kind, unknown[]> = {
+  number: [null, '1', {}],
+  boolean: [null, 1, 'true', {}],
+  string: [null, 1, {}, []],
+  enum: [null, 1, 'nonsense', {}],
+  object: [null, 1, 'x', []],
+  array: [null, 1, 'x', {}],
+  iterable: [null, 1, {}],
+  function: [null, 1, 'x', {}],
+  instance: [null, 1, 'x', {}, []],
+};
+
+/**
+ * One parameter of a row: 'name:kind', 'name?:kind' when it may be left out (undefined is then valid), and
+ * 'name:kind|null' when null is valid.
+ */
+function parse(spec: string): { name: string; kind: Kind; optional: boolean; nullable: boolean } {
+  const m = /^(\w+)(\??):(\w+)(\|null)?$/.exec(spec);
+  if (!m) throw new Error(`bad parameter spec '${spec}'`);
+  return { name: m[1]!, optional: m[2] === '?', kind: m[3] as Kind, nullable: m[4] !== undefined };
+}
+
+/**
+ * A row: the export's path in lib/index.ts ('maeFlops', 'data.normalize', 'Tensor.zeros'; 'new X' constructs X;
+ * 'MaskedAutoencoder#forward' calls the method on a small model), its parameters in order (as parse reads them),
+ * and valid arguments. `where` is the name its messages start with, when not the path's last part ('Tensor.zeros'
+ * for static methods).
+ */
+interface Row {
+  name: string;
+  params: string;
+  args: () => unknown[];
+  where?: string;
+}
+
+let dir = '';
+let gen: Generator;
+let model: MaskedAutoencoder;
+let classifier: VisionTransformerClassifier;
+let dataset: api.data.Dataset;
+let pipeline: api.data.PipelineConfig;
+let comm: Communicator;
+let png: Uint8Array = new Uint8Array(0);
+const tmp = (name: string) => join(dir, name);
+const t = (shape: number[]) => Tensor.zeros(shape);
+const ints = (shape: number[]) => Tensor.zeros(shape, 'int32');
+const img = () => new Float32Array(16); // [1, 4, 4]
+const named = () => ({ shape: [1, 1, 8], data: new Float32Array(8) });
+const features = (): api.Features => ({ features: new Float32Array(4), labels: new Int32Array(2), n: 2, dim: 2 });
+const config = { imgSize: 8, patchSize: 4, inChans: 1, embedDim: 8, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2, mlpRatio: 2 };
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'mae-bad-args-'));
+  gen = new Generator(0);
+  model = new MaskedAutoencoder(config);
+  classifier = new VisionTransformerClassifier(classifierConfigFrom(model.config, { numClasses: 10 }));
+  dataset = syntheticDataset(4, 1, 8, 0);
+  pipeline = data.resolvePipelineConfig(dataset, { batchSize: 2 });
+  comm = Communicator.single();
+  png = encodePng(4, 4, 3, new Uint8Array(48));
+  for (const c of ['a', 'b']) {
+    mkdirSync(tmp(`images/${c}`), { recursive: true });
+    writeFileSync(tmp(`images/${c}/0.png`), png);
+  }
+  await api.data.prepareShards({ data: tmp('images'), out: tmp('shards'), shortSide: null });
+  await api.saveSafetensors(tmp('mae.safetensors'), model.stateDict());
+  await api.saveCheckpoint(tmp('checkpoint.safetensors'), model, null, { position: { epoch: 1, iter: 0, step: 1 }, options: {} });
+  await api.saveClassifier(tmp('classifier.safetensors'), classifier, { run: 'bad arguments' });
+}, 60_000);
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const ROWS: Row[] = [
+  // tensors, autograd, random numbers
+  { name: 'new Tensor', params: 'handle:instance', args: () => [t([1]).handle] },
+  { name: 'Tensor.fromArray', params: 'data:array shape:array opts?:object', args: () => [[1, 2], [2]], where: 'Tensor.fromArray' },
+  { name: 'Tensor.full', params: 'shape:array value:number', args: () => [[2], 1], where: 'Tensor.full' },
+  { name: 'Tensor.zeros', params: 'shape:array', args: () => [[2]], where: 'Tensor.zeros' },
+  { name: 'Tensor.ones', params: 'shape:array', args: () => [[2]], where: 'Tensor.ones' },
+  { name: 'tidy', params: 'fn:function', args: () => [() => 1] },
+  { name: 'keep', params: 'tensor:instance', args: () => [t([1])] },
+  { name: 'noGrad', params: 'fn:function', args: () => [() => 1] },
+  { name: 'new Generator', params: 'seed?:number', args: () => [0] },
+  { name: 'manualSeed', params: 'seed:number', args: () => [0] },
+
+  // ops
+  { name: 'ops.linear', params: 'x:instance weight:instance', args: () => [t([2, 3]), t([4, 3])] },
+  { name: 'ops.layerNorm', params: 'x:instance weight:instance bias:instance', args: () => [t([2, 3]), t([3]), t([3])] },
+  { name: 'ops.addLayerNorm', params: 'x:instance r:instance weight:instance bias:instance', args: () => [t([2, 3]), t([2, 3]), t([3]), t([3])] },
+  { name: 'ops.gelu', params: 'x:instance', args: () => [t([2])] },
+  { name: 'ops.biasGelu', params: 'x:instance bias:instance', args: () => [t([2, 3]), t([3])] },
+  { name: 'ops.attention', params: 'qkv:instance numHeads:number', args: () => [t([1, 2, 12]), 2] },
+  { name: 'ops.maskedMse', params: 'pred:instance target:instance mask:instance normPix:boolean', args: () => [t([1, 2, 3]), t([1, 2, 3]), t([1, 2]), false] },
+  { name: 'ops.crossEntropy', params: 'logits:instance target:instance', args: () => [t([2, 3]), ints([2])] },
+  { name: 'ops.batchNorm', params: 'x:instance runningMean:instance runningVar:instance training:boolean', args: () => [t([2, 3]), t([3]), Tensor.ones([3]), true] },
+  { name: 'ops.gatherRows', params: 'x:instance index:instance', args: () => [t([1, 3, 2]), ints([1, 2])] },
+  { name: 'ops.catTokens', params: 'a:instance b:instance', args: () => [t([1, 2, 3]), t([1, 1, 3])] },
+  { name: 'ops.sliceTokens', params: 'x:instance start:number length:number', args: () => [t([1, 3, 2]), 0, 1] },
+  { name: 'ops.add', params: 'a:instance b:instance', args: () => [t([2]), t([2])] },
+  { name: 'ops.mul', params: 'a:instance b:instance', args: () => [t([2]), t([2])] },
+  { name: 'ops.scale', params: 'x:instance s:number', args: () => [t([2]), 2] },
+  { name: 'ops.sum', params: 'x:instance', args: () => [t([2])] },
+  { name: 'ops.mean', params: 'x:instance', args: () => [t([2])] },
+  { name: 'ops.meanTokens', params: 'x:instance', args: () => [t([1, 2, 3])] },
+  { name: 'ops.reshape', params: 'x:instance shape:array', args: () => [t([2, 3]), [6]] },
+  { name: 'ops.patchify', params: 'imgs:instance patchSize:number', args: () => [t([1, 1, 2, 2]), 1] },
+  { name: 'ops.unpatchify', params: 'x:instance patchSize:number imageShape:array', args: () => [t([1, 4, 1]), 1, [1, 2, 2]] },
+
+  // nn
+  { name: 'new nn.ModuleList', params: 'items:array', args: () => [[]] },
+  { name: 'new nn.Linear', params: 'inFeatures:number outFeatures:number gen:instance opts?:object', args: () => [2, 3, gen] },
+  { name: 'new nn.LayerNorm', params: 'dim:number', args: () => [4] },
+  { name: 'new nn.Attention', params: 'dim:number numHeads:number gen:instance', args: () => [4, 2, gen] },
+  { name: 'new nn.Mlp', params: 'dim:number hidden:number gen:instance', args: () => [4, 8, gen] },
+  { name: 'new nn.Block', params: 'dim:number numHeads:number mlpRatio:number gen:instance', args: () => [4, 2, 2, gen] },
+  { name: 'new nn.PatchEmbed', params: 'imgSize:number patchSize:number inChans:number embedDim:number gen:instance', args: () => [4, 2, 1, 4, gen] },
+  { name: 'new nn.ConvProj', params: 'inChans:number outChans:number p:number gen:instance', args: () => [1, 4, 2, gen] },
+  { name: 'nn.forwardBlocks', params: 'blocks:array x:instance norm:instance', args: () => [[new nn.Block(4, 2, 2, gen)], t([1, 2, 4]), new nn.LayerNorm(4)] },
+  { name: 'nn.init.withoutInit', params: 'make:function', args: () => [() => 1] },
+  { name: 'nn.init.xavierUniform', params: 'shape:array fanIn:number fanOut:number gen:instance', args: () => [[2, 3], 3, 2, gen] },
+  { name: 'nn.init.uniform', params: 'shape:array bound:number gen:instance', args: () => [[2], 0.1, gen] },
+  { name: 'nn.init.normal', params: 'shape:array std:number gen:instance', args: () => [[2], 0.1, gen] },
+  { name: 'nn.init.truncNormal', params: 'shape:array std:number gen:instance', args: () => [[2], 0.1, gen] },
+  { name: 'nn.init.numel', params: 'shape:array', args: () => [[2, 3]] },
+
+  // the model
+  { name: 'new MaskedAutoencoder', params: 'config?:object opts?:object', args: () => [config] },
+  { name: 'MaskedAutoencoder.fromPreset', params: 'name:enum overrides?:object opts?:object', args: () => ['mae_vit_tiny_patch4_28', { depth: 1, decoderDepth: 1 }], where: 'MaskedAutoencoder.fromPreset' },
+  { name: 'MaskedAutoencoder.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('mae.safetensors'), { numHeads: 2, decoderNumHeads: 2 }], where: 'MaskedAutoencoder.fromPretrained' },
+  { name: 'MaskedAutoencoder#forward', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
+  { name: 'MaskedAutoencoder#forwardEncoder', params: 'images:instance idsKeep:instance|null', args: () => [t([1, 1, 8, 8]), null] },
+  { name: 'MaskedAutoencoder#forwardDecoder', params: 'latent:instance idsRestore:instance|null', args: () => [t([1, 5, 8]), null] },
+  { name: 'MaskedAutoencoder#forwardLoss', params: 'images:instance pred:instance mask:instance', args: () => [t([1, 1, 8, 8]), t([1, 4, 16]), t([1, 4])] },
+  { name: 'MaskedAutoencoder#patchify', params: 'imgs:instance', args: () => [t([1, 1, 8, 8])] },
+  { name: 'MaskedAutoencoder#unpatchify', params: 'x:instance', args: () => [t([1, 4, 16])] },
+  { name: 'MaskedAutoencoder#embed', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
+  { name: 'MaskedAutoencoder#reconstruct', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
+  { name: 'checkPrecision', params: 'precision?:enum|null where:string', args: () => ['fp32', 'checkPrecision'] },
+  { name: 'getPreset', params: 'name:enum', args: () => ['mae_vit_tiny_patch4_28'] },
+  { name: 'randomMasking', params: 'B:number L:number maskRatio:number', args: () => [2, 4, 0.5, undefined, gen] },
+  { name: 'get2dSincosPosEmbed', params: 'embedDim:number gridSize:number', args: () => [4, 2] },
+  { name: 'interpolatePosEmbed', params: 'table:instance embedDim:number gridH:number gridW:number newH:number newW:number', args: () => [api.get2dSincosPosEmbed(4, 2), 4, 2, 2, 3, 3] },
+  { name: 'deviceStepCheck', params: 'opts:object', args: () => [{ device: 'cpu', steps: 1 }] },
+  { name: 'maeFlops', params: 'config:object', args: () => [model.config] },
+
+  // optimizers and schedules
+  { name: 'new AdamW', params: 'params:array options:object', args: () => [[t([2])], { lr: 1e-3 }] },
+  { name: 'new LARS', params: 'params:array options:object', args: () => [[t([2])], { lr: 0.1 }] },
+  { name: 'cosineLr', params: 'epoch:number opts:object', args: () => [0, { lr: 1, warmupEpochs: 1, epochs: 2 }] },
+  { name: 'scaledLr', params: 'blr:number effectiveBatch:number', args: () => [1e-3, 256] },
+  { name: 'paramGroupsLrd', params: 'model:instance depth:number opts?:object', args: () => [model, 1] },
+  { name: 'layerIdForVit', params: 'name:string numLayers:number', args: () => ['blocks.0.attn.qkv.weight', 12] },
+
+  // data
+  { name: 'data.loadFashionMnist', params: 'dir:string split:enum', args: () => [dir, 'train'] },
+  { name: 'data.parseIdx', params: 'bytes:instance path:string', args: () => [new Uint8Array([0, 0, 8, 1, 0, 0, 0, 1, 7]), 'labels.idx'] },
+  { name: 'data.readIdxImages', params: 'path:string', args: () => [tmp('images.idx')] },
+  { name: 'data.readIdxLabels', params: 'path:string', args: () => [tmp('labels.idx')] },
+  { name: 'data.readMaybeGzip', params: 'path:string', args: () => [tmp('labels.idx')] },
+  { name: 'data.resolveFashionMnistDir', params: 'dir?:string', args: () => [dir] },
+  { name: 'data.cifar10FileNames', params: 'split:enum', args: () => ['train'] },
+  { name: 'data.loadCifar10', params: 'dir:string split:enum', args: () => [dir, 'train'] },
+  { name: 'data.parseCifarBatch', params: 'bytes:instance path:string', args: () => [new Uint8Array(3073), 'data_batch_1.bin'] },
+  { name: 'data.decodeImageBytes', params: 'bytes:instance name:string channels:number', args: () => [png, 'a.png', 3] },
+  { name: 'data.decodeImageFile', params: 'path:string channels:number', args: () => [tmp('images/a/0.png'), 3] },
+  { name: 'data.reencodeJpeg', params: 'path:string channels:number', args: () => [tmp('images/a/0.png'), 3, undefined, 90] },
+  { name: 'data.scanImageFolder', params: 'root:string', args: () => [tmp('images')] },
+  { name: 'data.evalResizeLength', params: 'size:number', args: () => [224] },
+  { name: 'data.loadImages', params: 'inputs:array opts?:object', args: () => [[tmp('images/a/0.png')], { size: 4 }] },
+  { name: 'data.bicubicWeights', params: 't:number', args: () => [0.5] },
+  { name: 'data.centerCrop', params: 'img:instance c:number h:number w:number outH:number outW:number', args: () => [img(), 1, 4, 4, 2, 2] },
+  { name: 'data.centerCropBox', params: 'h:number w:number outH:number outW:number', args: () => [4, 4, 2, 2] },
+  { name: 'data.horizontalFlip', params: 'img:instance c:number h:number w:number', args: () => [img(), 1, 4, 4] },
+  { name: 'data.normalize', params: 'img:instance c:number h:number w:number mean:array std:array', args: () => [img(), 1, 4, 4, [0.5], [0.5]] },
+  { name: 'data.randomHorizontalFlip', params: 'img:instance c:number h:number w:number gen:instance', args: () => [img(), 1, 4, 4, gen] },
+  { name: 'data.randomResizedCrop', params: 'img:instance c:number h:number w:number outSize:number gen:instance opts?:object', args: () => [img(), 1, 4, 4, 2, gen] },
+  { name: 'data.randomResizedCropParams', params: 'h:number w:number gen:instance opts?:object', args: () => [4, 4, gen] },
+  { name: 'data.resize', params: 'img:instance c:number h:number w:number outH:number outW:number', args: () => [img(), 1, 4, 4, 2, 2] },
+  { name: 'data.resizeShorterSide', params: 'img:instance c:number h:number w:number size:number', args: () => [img(), 1, 4, 4, 2] },
+  {
+    name: 'data.resizedCrop',
+    params: 'img:instance c:number h:number w:number top:number left:number cropH:number cropW:number outH:number outW:number',
+    args: () => [img(), 1, 4, 4, 0, 0, 2, 2, 2, 2],
+  },
+  { name: 'data.shorterSideSize', params: 'h:number w:number size:number', args: () => [4, 6, 2] },
+  { name: 'data.toChannels', params: 'img:instance c:number h:number w:number inChans:number', args: () => [img(), 1, 4, 4, 3] },
+  { name: 'new data.ImageFolderDataset', params: 'index:object opts?:object', args: () => [{ root: dir, files: [], labels: new Int32Array(0), classes: [] }] },
+  { name: 'data.ImageFolderDataset.open', params: 'root:string opts?:object', args: () => [tmp('images')], where: 'ImageFolderDataset.open' },
+  { name: 'new data.InMemoryDataset', params: 'opts:object', args: () => [{ images: new Uint8Array(16), labels: new Int32Array([0]), channels: 1, height: 4, width: 4, numClasses: 1 }] },
+  { name: 'data.cifar10Dataset', params: 'split:enum dir:string', args: () => ['train', dir] },
+  { name: 'data.datasetFromSpec', params: 'spec:object onWarning:function', args: () => [dataset.workerSpec!(), () => {}] },
+  { name: 'data.fashionMnistDataset', params: 'split:enum dir?:string', args: () => ['train', dir] },
+  { name: 'data.pixelsToImage', params: 'pixels:instance c:number height:number width:number', args: () => [new Uint8Array(16), 1, 4, 4] },
+  { name: 'new data.ShardDataset', params: 'spec:object names?:object', args: () => [{ kind: 'shards', index: tmp('x'), pixels: 'raw', channels: 3, numClasses: 0, files: [], shard: new Int32Array(0), offset: new Float64Array(0), size: new Int32Array(0), height: new Int32Array(0), width: new Int32Array(0), labels: new Int32Array(0) }] },
+  { name: 'data.ShardDataset.open', params: 'dir:string', args: () => [tmp('shards')], where: 'ShardDataset.open' },
+  { name: 'data.readShardIndex', params: 'dir:string', args: () => [tmp('shards')] },
+  { name: 'data.prepareShards', params: 'options:object', args: () => [{ data: tmp('images'), out: tmp('shards-2') }] },
+  { name: 'data.epochPermutation', params: 'seed:number epoch:number n:number', args: () => [0, 0, 4] },
+  { name: 'data.maskGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },
+  { name: 'data.sampleGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },
+  { name: 'data.transformSample', params: 'sample:object dataset:instance cfg:object gen:instance', args: () => [{ image: new Float32Array(64), label: 0 }, dataset, pipeline, gen] },
+  { name: 'new data.DataLoader', params: 'dataset:instance opts:object', args: () => [dataset, { batchSize: 2 }] },
+  { name: 'data.resolvePipelineConfig', params: 'dataset:instance opts:object', args: () => [dataset, { batchSize: 2 }] },
+
+  // files: safetensors, names, weights
+  { name: 'readSafetensors', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
+  { name: 'writeSafetensors', params: 'path:string tensors:object metadata?:object', args: () => [tmp('written.safetensors'), { a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }] },
+  { name: 'parseSafetensors', params: 'bytes:instance', args: () => [api.serializeSafetensors({})] },
+  { name: 'serializeSafetensors', params: 'tensors:object metadata?:object', args: () => [{ a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }] },
+  { name: 'fromHuggingFace', params: 'map:instance', args: () => [new Map([['vit.embeddings.cls_token', named()]])] },
+  { name: 'toHuggingFace', params: 'map:instance', args: () => [new Map([['cls_token', named()]])] },
+  { name: 'toOfficialNames', params: 'map:instance', args: () => [new Map([['cls_token', named()]])] },
+  { name: 'detectNaming', params: 'keys:iterable', args: () => [['cls_token']] },
+  { name: 'loadSafetensors', params: 'path:string', args: () => [tmp('mae.safetensors')] },
+  { name: 'saveSafetensors', params: 'path:string state:instance metadata?:object', args: () => [tmp('saved.safetensors'), new Map([['a', t([1])]])] },
+  { name: 'removeStaleTemps', params: 'path:string', args: () => [tmp('mae.safetensors')] },
+  { name: 'loadWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
+  { name: 'readWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
+
+  // training, checkpoints, distributed
+  { name: 'pretrain', params: 'options?:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  { name: 'pretrainInWorker', params: 'options:object onEvent?:function', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  { name: 'maskNoise', params: 'seed:number epoch:number start:number B:number L:number', args: () => [0, 0, 0, 2, 4] },
+  { name: 'Communicator.open', params: 'opts?:object', args: () => [{ distributed: 'none' }], where: 'Communicator.open' },
+  { name: 'new GradReducer', params: 'comm:instance params:array opts?:object', args: () => [comm, [t([2])]] },
+  { name: 'launcher', params: 'env?:object', args: () => [{}] },
+  { name: 'mpiStatus', params: 'mpiLibrary?:string', args: () => [] },
+  { name: 'ncclStatus', params: 'ncclLibrary?:string', args: () => [] },
+  { name: 'checkSameSettings', params: 'comm:instance settings:object what:string', args: () => [comm, { seed: 0 }, 'the run'] },
+  { name: 'datasetFingerprint', params: 'dataset:instance', args: () => [dataset] },
+  { name: 'saveCheckpoint', params: 'path:string model:instance optimizer:instance|null meta:object', args: () => [tmp('saved-checkpoint.safetensors'), model, null, { position: { epoch: 1, iter: 0, step: 1 }, options: {} }] },
+  { name: 'loadCheckpoint', params: 'pathOrDir:string', args: () => [tmp('checkpoint.safetensors')] },
+  { name: 'loadModel', params: 'pathOrDir:string', args: () => [tmp('checkpoint.safetensors')] },
+  { name: 'openDataset', params: 'src:object', args: () => [{ kind: 'synthetic', count: 4 }] },
+  { name: 'syntheticDataset', params: 'count:number channels:number imageSize:number seed:number', args: () => [4, 1, 8, 0] }, // size is named as the data source option that reaches it
+  { name: 'writeReconstructions', params: 'model:instance dataset:instance pipeline:object path:string opts?:object', args: () => [model, dataset, pipeline, tmp('reconstructions.png')] },
+  { name: 'bench', params: 'options?:object', args: () => [{ preset: 'mae_vit_tiny_patch4_28', steps: 1, warmup: 0, batchSize: 1 }] },
+  { name: 'formatBench', params: 'result:object', args: () => [{}] }, // any object passes the parameter check
+  { name: 'benchChart', params: 'result:object', args: () => [{}] }, // likewise
+  { name: 'matmulPeak', params: 'device:string precision?:enum|null', args: () => ['cpu', 'fp32'] }, // undefined or null precision reads as 'fp32', as checkPrecision reads it
+  { name: 'new MatmulRate', params: 'device:string precision?:enum|null', args: () => ['cpu', 'fp32'] }, // likewise
+  { name: 'paperSpeedup', params: 'preset:string baselineDepth:number encoder:enum depth:number', args: () => ['mae_vit_large_patch16', 8, 'visible', 1] },
+  { name: 'barChart', params: 'title:string panels:array', args: () => ['title', [{ title: 'panel', series: [{ name: 'series', color: [0, 0, 0] }], groups: [{ label: 'group', values: [1] }], format: String }]] },
+  { name: 'writePng', params: 'path:string image:object', args: () => [tmp('written.png'), { width: 1, height: 1, channels: 1, pixels: new Uint8Array(1) }] },
+  { name: 'encodePng', params: 'width:number height:number channels:number pixels:instance', args: () => [1, 1, 1, new Uint8Array(1)] },
+  { name: 'setNumThreads', params: 'threads:number', args: () => [1] }, // n, named for what it counts
+  { name: 'memoryStats', params: 'device?:string', args: () => ['cpu'] },
+  { name: 'emptyCache', params: 'device?:string', args: () => ['cpu'] },
+
+  // classification
+  { name: 'new VisionTransformerClassifier', params: 'config:object opts?:object', args: () => [classifier.config] },
+  { name: 'VisionTransformerClassifier.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('classifier.safetensors'), { numHeads: 2 }], where: 'VisionTransformerClassifier.fromPretrained' },
+  { name: 'new ProbeHead', params: 'inFeatures:number numClasses:number initStd:number gen:instance', args: () => [4, 2, 0.01, gen] },
+  { name: 'new BatchNormNoAffine', params: 'features:number', args: () => [4] },
+  { name: 'classifierConfigFrom', params: 'config:object opts?:object', args: () => [model.config] },
+  { name: 'dropPath', params: 'x:instance p:number training:boolean gen:instance', args: () => [t([2, 3]), 0.1, true, gen] },
+  { name: 'saveClassifier', params: 'path:string model:instance extra?:object', args: () => [tmp('saved-classifier.safetensors'), classifier] },
+  { name: 'loadClassifier', params: 'pathOrDir:string', args: () => [tmp('classifier.safetensors')] },
+  { name: 'classifierFromPretrain', params: 'pathOrDir:string opts?:object', args: () => [tmp('checkpoint.safetensors'), { numClasses: 2 }] },
+  { name: 'linprobe', params: 'options:object', args: () => [{ rawPixels: true, data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  { name: 'finetune', params: 'options:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  { name: 'evaluateClassifier', params: 'model:instance dataset:instance opts?:object', args: () => [classifier, dataset] },
+  { name: 'new MetricAccumulator', params: 'numClasses:number', args: () => [2] },
+  { name: 'topkAccuracy', params: 'logits:instance labels:array numClasses:number', args: () => [new Float32Array(4), [0, 1], 2] },
+  { name: 'confusionImage', params: 'confusion:instance numClasses:number opts?:object', args: () => [new Int32Array(4), 2] },
+  { name: 'writeConfusionPng', params: 'path:string confusion:instance numClasses:number', args: () => [tmp('confusion.png'), new Int32Array(4), 2] },
+  { name: 'extractFeatures', params: 'model:instance dataset:instance opts?:object', args: () => [model, dataset] },
+  { name: 'pixelFeatures', params: 'dataset:instance opts?:object', args: () => [dataset] },
+  { name: 'knnClassify', params: 'bank:object query:object opts?:object', args: () => [features(), features()] },
+  { name: 'knnEvaluate', params: 'model:instance train:instance test:instance opts?:object', args: () => [model, dataset, dataset] },
+  { name: 'l2Normalize', params: 'x:instance dim:number', args: () => [new Float32Array(4), 2] },
+  { name: 'new Mixup', params: 'opts:object', args: () => [{ numClasses: 2 }] },
+  { name: 'mixupTarget', params: 'labels:array numClasses:number lam:number', args: () => [[0, 1], 2, 0.5] },
+  { name: 'smoothOneHot', params: 'labels:array numClasses:number', args: () => [[0, 1], 2] },
+  { name: 'randBbox', params: 'H:number W:number lam:number gen:instance', args: () => [4, 4, 0.5, gen] },
+  { name: 'cutmixBboxAndLam', params: 'H:number W:number lam:number gen:instance', args: () => [4, 4, 0.5, gen] },
+  { name: 'randomErasing', params: 'images:instance shape:array gen:instance opts?:object', args: () => [new Float32Array(16), [1, 1, 4, 4], gen] },
+  { name: 'sampleBeta', params: 'a:number b:number gen:instance', args: () => [1, 1, gen] },
+  { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },
+  { name: 'classifyImages', params: 'options:object', args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }] },
+];
+
+/**
+ * Exports with no row, and why. Functions that take no arguments are listed by FUNCTIONS_WITHOUT_ARGS below,
+ * checked to take none.
+ */
+const LEFT_OUT: Record<string, string> = {
+  'new nn.Module': 'takes no arguments (the base class of the layers)',
+  'new Communicator': 'its constructor is private: Communicator.single and Communicator.open make one',
+  'new AgreedError': 'an Error subclass: takes any message, as Error does',
+};
+
+/** Exports that take no arguments, so have no argument to get wrong. */
+const FUNCTIONS_WITHOUT_ARGS = [
+  'liveTensors', 'hostReadCount', 'ops.fusedOps', 'presetNames', 'Communicator.single', 'info', 'cpuModel',
+];
+
+/** The value at `path` in the exports ('data.normalize', 'Tensor.zeros'), and what holds it (`this` for a static method). */
+function lookup(path: string): { fn: (...args: unknown[]) => unknown; self: unknown } {
+  let self: unknown = undefined;
+  let v: unknown = api;
+  for (const key of path.split('.')) {
+    self = v;
+    v = (v as Record<string, unknown>)[key];
+  }
+  if (typeof v !== 'function') throw new Error(`${path} is not a function export`);
+  return { fn: v as (...args: unknown[]) => unknown, self };
+}
+
+/** Calls row `name` with `args`: returns what it throws or rejects with, or `none` when it does neither. */
+const none = Symbol('none');
+async function failureOf(name: string, args: unknown[]): Promise<unknown> {
+  try {
+    let r: unknown;
+    if (name.startsWith('new ')) {
+      const C = lookup(name.slice(4)).fn as unknown as new (...a: unknown[]) => unknown;
+      r = new C(...args);
+    } else if (name.startsWith('MaskedAutoencoder#')) {
+      const method = name.slice('MaskedAutoencoder#'.length);
+      r = (model as unknown as Record<string, (...a: unknown[]) => unknown>)[method]!(...args);
+    } else {
+      const { fn, self } = lookup(name);
+      r = fn.apply(self, args);
+    }
+    // pretrainInWorker returns { result, stop }
+    if (r && typeof r === 'object' && 'result' in r && 'stop' in r) {
+      (r as { stop(): void }).stop();
+      r = (r as { result: Promise<unknown> }).result;
+    }
+    await r;
+  } catch (e) {
+    return e;
+  }
+  return none;
+}
+
+function whereOf(row: Row): string {
+  if (row.where) return row.where;
+  const name = row.name.replace(/^new /, '');
+  return name.slice(Math.max(name.lastIndexOf('.'), name.lastIndexOf('#')) + 1);
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'string') return `'${v}'`;
+  if (Array.isArray(v)) return '[]';
+  if (v !== null && typeof v === 'object') return '{}';
+  return String(v);
+}
+
+describe('every export refuses bad arguments with an Error naming itself and the argument', () => {
+  for (const row of ROWS) {
+    it(row.name, async () => {
+      const where = whereOf(row);
+      const params = row.params.split(' ').map(parse);
+      const problems: string[] = [];
+      for (const [i, p] of params.entries()) {
+        const bad = [...BAD[p.kind], ...(p.optional ? [] : [undefined])].filter((v) => !(v === null && p.nullable));
+        for (const v of bad) {
+          const args = row.args();
+          while (args.length < i) args.push(undefined);
+          args[i] = v;
+          const call = `${row.name}(${p.name} = ${show(v)})`;
+          const e = await failureOf(row.name, args);
+          if (e === none) problems.push(`${call} did not throw`);
+          else if (!(e instanceof Error)) problems.push(`${call} threw a non-Error ${String(e)}`);
+          else if (e instanceof TypeError || e instanceof RangeError) problems.push(`${call} threw ${e.name}: ${e.message}`);
+          else if (!e.message.startsWith(`${where}: `)) problems.push(`${call}: message does not start with '${where}: ': ${e.message}`);
+          else if (!new RegExp(`\\b${p.name}\\b`).test(e.message)) problems.push(`${call}: message does not name ${p.name}: ${e.message}`);
+        }
+      }
+      expect(problems, `\n${problems.join('\n')}\n`).toEqual([]);
+    }, 60_000);
+  }
+});
+
+describe('the table', () => {
+  it('has a row, a reason to leave it out, or no arguments for every function and class exported', () => {
+    const exported: string[] = [];
+    const visit = (o: Record<string, unknown>, prefix: string) => {
+      for (const [k, v] of Object.entries(o)) {
+        if (v !== null && typeof v === 'object' && (v as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === 'Module') visit(v as Record<string, unknown>, `${prefix}${k}.`);
+        if (typeof v !== 'function') continue;
+        const isClass = Function.prototype.toString.call(v).startsWith('class ');
+        if (!isClass) {
+          exported.push(`${prefix}${k}`);
+          continue;
+        }
+        exported.push(`new ${prefix}${k}`);
+        for (const s of Object.getOwnPropertyNames(v))
+          if (!['length', 'name', 'prototype'].includes(s) && typeof (v as unknown as Record<string, unknown>)[s] === 'function') exported.push(`${prefix}${k}.${s}`);
+      }
+    };
+    visit(api as unknown as Record<string, unknown>, '');
+    const covered = new Set([...ROWS.map((r) => r.name), ...Object.keys(LEFT_OUT), ...FUNCTIONS_WITHOUT_ARGS]);
+    expect(exported.filter((n) => !covered.has(n))).toEqual([]);
+    // and nothing listed that is not exported
+    const all = new Set(exported);
+    expect([...covered].filter((n) => !n.includes('#') && !all.has(n))).toEqual([]);
+    for (const name of FUNCTIONS_WITHOUT_ARGS) expect(lookup(name).fn.length, name).toBe(0);
+  });
+});
