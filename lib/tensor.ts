@@ -286,7 +286,6 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** Keeps `t` past the end of the enclosing `tidy`. */
 /**
  * An op's Tensor arguments, checked by name before any is used: anything but a live Tensor (null, a number, a
  * NativeTensor, a disposed Tensor) is an Error that names the op and the argument. `optional` ones may be null.
@@ -300,6 +299,7 @@ export function expectTensors(op: string, tensors: Record<string, unknown>, opti
   for (const [name, v] of Object.entries(optional)) if (v !== null) check(name, v, 'a Tensor or null');
 }
 
+/** Keeps `t` past the end of the enclosing `tidy`. */
 export function keep<T extends Tensor>(t: T): T {
   expectInstance('keep', 'tensor', t, Tensor, 'a Tensor');
   return t.keep();

@@ -80,9 +80,13 @@ export async function readWeights(path: string, opts: WeightsOptions = {}): Prom
     if (found === 'model.safetensors' || found === 'pytorch_model.bin') hfConfig = readHfConfig(join(path, 'config.json'));
   }
   const head = await firstBytes(file, 9);
+  // safetensors first: its header (a JSON object) starts at byte 8, and the 8-byte length before it may begin with any
+  // byte (a header of 1920 bytes, 0x780, begins with 0x80, as a pickle does); a zip's byte 8 is its compression
+  // method (0 or 8), a PyTorch pickle's part of its magic number
+  const isSafetensors = head.length >= 9 && head[8] === 0x7b;
   const isZip = head[0] === 0x50 && head[1] === 0x4b;
   const isPickle = head[0] === 0x80;
-  const out = isZip || isPickle ? await readTorch(file, opts) : await readSafetensorsWeights(file, head, opts);
+  const out = !isSafetensors && (isZip || isPickle) ? await readTorch(file, opts) : await readSafetensorsWeights(file, head, opts);
   return { ...out, hfConfig };
 }
 
