@@ -66,6 +66,7 @@ export interface FolderDatasetSpec {
 export type DatasetSpec = MemoryDatasetSpec | FolderDatasetSpec | ShardDatasetSpec;
 
 export function checkIndex(i: number, length: number): void {
+  if (typeof i !== 'number') throw new Error(`Dataset.get: index must be an integer in [0, ${length}), got ${describeValue(i)}`);
   if (!(Number.isInteger(i) && i >= 0 && i < length)) throw new RangeError(`Dataset.get: index ${i} is out of range [0, ${length})`);
 }
 

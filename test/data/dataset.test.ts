@@ -23,6 +23,24 @@ describe('dataset labels', () => {
     expect(() => make(labels)).toThrow(`InMemoryDataset: opts.labels[${at}] must be a class index, an integer in [0, 10) (numClasses 10), got ${got}`);
   });
 
+  it('get and getPixels name an index that is not a number (an Error), and one out of range (a RangeError)', () => {
+    const ds = make([0, 9, 3]);
+    for (const bad of [null, undefined, 'x', {}, [1]])
+      for (const read of [(i: number) => ds.get(i), (i: number) => ds.getPixels(i)]) {
+        let err: unknown;
+        try {
+          read(bad as unknown as number);
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(Error);
+        expect(err).not.toBeInstanceOf(RangeError);
+        expect((err as Error).message).toMatch(/^Dataset\.get: index must be an integer in \[0, 3\), got (null|undefined|the string 'x'|an object|an array of 1)$/);
+      }
+    expect(() => ds.get(3)).toThrow(new RangeError('Dataset.get: index 3 is out of range [0, 3)'));
+    expect(() => ds.get(1.5)).toThrow(new RangeError('Dataset.get: index 1.5 is out of range [0, 3)'));
+  });
+
   it('InMemoryDataset holds unlabelled images (numClasses 0, every label -1), as the Dataset interface has them', async () => {
     const images = new Uint8Array(2 * 4).fill(255);
     const ds = new InMemoryDataset({ images, labels: [-1, -1], channels: 1, height: 2, width: 2, numClasses: 0 });
