@@ -109,19 +109,16 @@ export class Tensor {
 
   /** A tensor of `shape` filled with `value`, on `device` (default the CPU). */
   static full(shape: readonly number[], value: number, dtype: DType = 'float32', device?: string): Tensor {
-    expectArrayOf('Tensor.full', 'shape', shape, (n) => typeof n === 'number', 'a number');
     if (typeof value !== 'number') throw new Error(`Tensor.full: value must be a number, got ${describeValue(value)}`);
-    return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device));
+    return filled('Tensor.full', shape, value, dtype, device);
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'float32', device?: string): Tensor {
-    expectArrayOf('Tensor.zeros', 'shape', shape, (n) => typeof n === 'number', 'a number');
-    return Tensor.full(shape, 0, dtype, device);
+    return filled('Tensor.zeros', shape, 0, dtype, device);
   }
 
   static ones(shape: readonly number[], device?: string): Tensor {
-    expectArrayOf('Tensor.ones', 'shape', shape, (n) => typeof n === 'number', 'a number');
-    return Tensor.full(shape, 1, 'float32', device);
+    return filled('Tensor.ones', shape, 1, 'float32', device);
   }
 
   /** The native handle; throws if the tensor has been disposed. */
@@ -297,6 +294,12 @@ export function expectTensors(op: string, tensors: Record<string, unknown>, opti
   };
   for (const [name, v] of Object.entries(tensors)) check(name, v, 'a Tensor');
   for (const [name, v] of Object.entries(optional)) if (v !== null) check(name, v, 'a Tensor or null');
+}
+
+/** Tensor.full and its zeros and ones: `shape` checked once, in the name of the one called (`where`). */
+function filled(where: string, shape: readonly number[], value: number, dtype: DType, device: string | undefined): Tensor {
+  expectArrayOf(where, 'shape', shape, (n) => typeof n === 'number', 'a number');
+  return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device));
 }
 
 /** Keeps `t` past the end of the enclosing `tidy`. */

@@ -152,6 +152,11 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
   return { root, files, labels: Int32Array.from(labels), classes: top.dirs };
 }
 
+/** The channels argument of `where`: 1 or 3. */
+function expectChannels(where: string, channels: unknown): void {
+  if (channels !== 1 && channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${describeValue(channels)}`);
+}
+
 /**
  * The sharp pipeline shared by decoding and re-encoding: with `shorterSide`, images whose shorter side is longer are
  * shrunk (lanczos3, aspect kept; JPEGs are shrunk while decoding) so that it equals `shorterSide`; smaller images
@@ -159,11 +164,6 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
  * (failOn 'warning': sharp only warns about them); so do images of more than `maxPixels` pixels (sharp's own limit
  * when not given), from their header, before anything is decoded.
  */
-/** The channels argument of `where`: 1 or 3. */
-function expectChannels(where: string, channels: unknown): void {
-  if (channels !== 1 && channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${describeValue(channels)}`);
-}
-
 async function imagePipeline(input: string | Uint8Array, channels: 1 | 3, shorterSide?: number, maxPixels?: number): Promise<sharpType.Sharp> {
   const sharp = await loadSharp();
   let pipeline = sharp(input, { failOn: 'warning', ...(maxPixels !== undefined ? { limitInputPixels: maxPixels } : {}) });
