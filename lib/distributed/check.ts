@@ -5,10 +5,10 @@
  * different settings would otherwise train different models, or wait forever in collectives the others never issue.
  */
 import { createHash } from 'node:crypto';
-import { describeValue, expectDataset, expectObject, expectString } from '../check.js';
+import { expectDataset, expectObject, expectString } from '../check.js';
 import type { Dataset } from '../data/index.js';
 import type { Tensor } from '../tensor.js';
-import { Communicator } from './comm.js';
+import { expectCommunicator, type Communicator } from './comm.js';
 
 /** An Error that every rank raises at the same point (a collective check): no rank needs to tell the others. */
 export class AgreedError extends Error {}
@@ -20,7 +20,7 @@ const sha = (text: string) => createHash('sha256').update(text).digest('hex').sl
  * are compared as JSON; `what` names them in the message ("run options", "the data").
  */
 export function checkSameSettings(comm: Communicator, settings: Record<string, unknown>, what: string): void {
-  if (!(comm instanceof Communicator)) throw new Error(`checkSameSettings: comm must be a Communicator, got ${describeValue(comm)}`);
+  expectCommunicator('checkSameSettings', 'comm', comm);
   expectObject('checkSameSettings', 'settings', settings);
   expectString('checkSameSettings', 'what', what, 'a description for messages');
   if (comm.size === 1) return;

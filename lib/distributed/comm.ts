@@ -15,7 +15,7 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import { native, type NativeLibraryInfo, type NativeTensor } from '../native.js';
-import { expectObject, expectString } from '../check.js';
+import { describeValue, expectObject, expectString } from '../check.js';
 import type { Tensor } from '../tensor.js';
 
 /** How to run: 'mpi' (a rank of an MPI job), 'none' (one process), or 'auto' (default: 'mpi' under a launcher). */
@@ -45,6 +45,11 @@ const LAUNCHERS: { name: string; rank: string; size: string[] }[] = [
   { name: 'PMIx (srun --mpi=pmix, prterun)', rank: 'PMIX_RANK', size: ['SLURM_STEP_NUM_TASKS', 'SLURM_NTASKS'] },
   { name: 'PMI (srun --mpi=pmi2, MPICH hydra)', rank: 'PMI_RANK', size: ['PMI_SIZE'] },
 ];
+
+/** A Communicator as `where`'s argument `name` (its constructor is private, so expectInstance cannot take the class). */
+export function expectCommunicator(where: string, name: string, v: unknown): void {
+  if (!(v instanceof Communicator)) throw new Error(`${where}: ${name} must be a Communicator, got ${describeValue(v)}; Communicator.open() or Communicator.single() makes one`);
+}
 
 /** The MPI launcher that started this process, from the variables it sets; null when none did. */
 export function launcher(env: NodeJS.ProcessEnv = process.env): Launcher | null {

@@ -17,9 +17,9 @@
  * `finish` also says how much of the communication was hidden behind backward: the communication thread's busy time
  * (the union of its buckets' [start, end]) against the time this thread then had to wait for it.
  */
-import { describeValue, expectArrayOf, expectObject } from '../check.js';
+import { expectArrayOf, expectObject } from '../check.js';
 import { Tensor } from '../tensor.js';
-import { Communicator } from './comm.js';
+import { expectCommunicator, type Communicator } from './comm.js';
 
 export interface GradReducerOptions {
   /** bytes of gradients per bucket (default 25 MiB) */
@@ -56,7 +56,7 @@ export class GradReducer {
   private tickets: number[] = [];
 
   constructor(comm: Communicator, params: Tensor[], opts: GradReducerOptions = {}) {
-    if (!(comm instanceof Communicator)) throw new Error(`GradReducer: comm must be a Communicator, got ${describeValue(comm)}; Communicator.open() or Communicator.single() makes one`);
+    expectCommunicator('GradReducer', 'comm', comm);
     expectArrayOf('GradReducer', 'params', params, (p) => p instanceof Tensor, 'a Tensor');
     expectObject('GradReducer', 'opts', opts);
     this.comm = comm;
