@@ -2,11 +2,12 @@
  * Reading entries of a zip archive from an open file, as PyTorch's zip checkpoints need: the central directory
  * (ZIP64 included: checkpoints over 4 GB), then any entry's bytes, stored or deflated, read on demand so that a
  * large archive is never held in memory whole. Every size and offset is checked against the file size before
- * anything is read or allocated; the CRC-32 of each entry read is checked (zlib.crc32, Node 20.15+). An archive with two
+ * anything is read or allocated; the CRC-32 of each entry read is checked. An archive with two
  * entries of one name is refused: readers differ on which one counts.
  */
 import type { FileHandle } from 'node:fs/promises';
 import zlib from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { readAt } from './safetensors.js';
 
 export interface ZipEntry {
@@ -124,8 +125,7 @@ export async function readZipEntry(handle: FileHandle, fileSize: number, entry: 
     }
   } else if (entry.method !== 0) bad(`compression method ${entry.method} is not supported (only stored and deflated)`);
   if (bytes.length !== entry.size) bad(`${bytes.length} bytes, the directory says ${entry.size}`);
-  const crc = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
-  if (crc && crc(bytes) >>> 0 !== entry.crc32) bad('CRC-32 mismatch (the file is corrupt)');
+  if (crc32(bytes) !== entry.crc32) bad('CRC-32 mismatch (the file is corrupt)');
   return bytes;
 }
 

@@ -1,10 +1,11 @@
 /**
  * A small PNG encoder: 8-bit greyscale or RGB, no interlacing, every scanline with filter type 0 (None), the image
- * data compressed with zlib (node:zlib) into one IDAT chunk. Chunk checksums use the standard CRC-32 table.
+ * data compressed with zlib (node:zlib) into one IDAT chunk. Chunk checksums are CRC-32 (io/crc32.ts).
  */
 import { deflateSync } from 'node:zlib';
 import { describeValue, expectObject, expectString } from '../check.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { crc32 } from '../io/crc32.js';
 
 /** An 8-bit image: `pixels` holds height rows of width pixels of `channels` bytes each (interleaved, row-major). */
 export interface Image8 {
@@ -15,17 +16,6 @@ export interface Image8 {
 }
 
 const SIGNATURE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-/** CRC-32 (polynomial 0xEDB88320, as in PNG and zlib) of every byte value. */
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
 
 /** Encodes pixels as a PNG file. */
 export function encodePng(width: number, height: number, channels: 1 | 3, pixels: Uint8Array | Uint8ClampedArray): Uint8Array {
@@ -74,13 +64,6 @@ export async function writePng(path: string, image: Image8): Promise<void> {
   expectString('writePng', 'path', path, 'a file path');
   expectObject('writePng', 'image', image, false, 'an image { width, height, channels, pixels }');
   await writeFileAtomic(path, encodePng(image.width, image.height, image.channels, image.pixels));
-}
-
-/** CRC-32 of a byte array. */
-export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 /** One chunk: 4-byte big-endian length, 4-byte type, data, CRC-32 over type and data. */

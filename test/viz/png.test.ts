@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { crc32, encodePng, writePng } from '../../lib/viz/png.js';
+import { encodePng, writePng } from '../../lib/viz/png.js';
 
 async function decode(png: Uint8Array): Promise<{ data: Uint8Array; width: number; height: number; channels: number }> {
   const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
@@ -77,9 +77,3 @@ describe('encodePng', () => {
   });
 });
 
-describe('crc32', () => {
-  it('matches the standard check value and the IEND chunk CRC', () => {
-    expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
-    expect(crc32(new TextEncoder().encode('IEND'))).toBe(0xae426082);
-  });
-});
