@@ -214,7 +214,7 @@ const ROWS: Row[] = [
   { name: 'data.datasetFromSpec', params: 'spec:object onWarning:function', args: () => [dataset.workerSpec!(), () => {}] },
   { name: 'data.fashionMnistDataset', params: 'split:enum dir?:string', args: () => ['train', dir] },
   { name: 'data.pixelsToImage', params: 'pixels:instance c:number height:number width:number', args: () => [new Uint8Array(16), 1, 4, 4] },
-  { name: 'new data.ShardDataset', params: 'spec:object names?:object', args: () => [{ kind: 'shards', index: tmp('x'), pixels: 'raw', channels: 3, numClasses: 0, files: [], shard: new Int32Array(0), offset: new Float64Array(0), size: new Int32Array(0), height: new Int32Array(0), width: new Int32Array(0), labels: new Int32Array(0) }] },
+  { name: 'new data.ShardDataset', params: 'spec:object names?:object', args: () => [{ kind: 'shards', index: tmp('x'), pixels: 'raw', channels: 3, numClasses: 0, files: [], shard: new Int32Array(0), offset: new Float64Array(0), size: new Int32Array(0), height: new Int32Array(0), width: new Int32Array(0), labels: new Int32Array(0), crc32: null, verified: null, first: 0 }] },
   { name: 'data.ShardDataset.open', params: 'dir:string', args: () => [tmp('shards')], where: 'ShardDataset.open' },
   { name: 'data.readShardIndex', params: 'dir:string', args: () => [tmp('shards')] },
   { name: 'data.prepareShards', params: 'options:object', args: () => [{ data: tmp('images'), out: tmp('shards-2') }] },

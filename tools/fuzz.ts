@@ -30,6 +30,7 @@ import { loadSharp } from '../lib/data/folder.js';
 import { parseIdx, readIdxImages } from '../lib/data/idx.js';
 import { prepareShards } from '../lib/data/prepare.js';
 import { SHARD_INDEX_FILE, type ShardIndex, type ShardPixels } from '../lib/data/shards.js';
+import { crc32 } from '../lib/io/crc32.js';
 import { parseSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
 import { readWeights } from '../lib/io/weights.js';
 import { packageRoot } from '../lib/native.js';
@@ -493,7 +494,7 @@ async function shardSeeds(format: ShardPixels): Promise<Uint8Array[]> {
   }
 }
 
-const SHARD_COLUMNS = ['shard', 'offset', 'size', 'height', 'width', 'label', 'source'];
+const SHARD_COLUMNS = ['shard', 'offset', 'size', 'height', 'width', 'label', 'source', 'crc32'];
 
 /** `v` or a value next to it: numbers one off or doubled, strings and other values as they are. */
 function nearValue(v: unknown, gen: Generator): unknown {
@@ -505,7 +506,7 @@ function mutateShardIndex(x: Record<string, unknown>, gen: Generator): void {
   const forge = gen.uniform() < 0.5;
   const forged = FORGED[int(gen, FORGED.length)];
   switch (int(gen, 6)) {
-    case 0: { // one sample's shard, offset, size, height, width, label or source
+    case 0: { // one sample's shard, offset, size, height, width, label, source or crc32
       const column = x[SHARD_COLUMNS[int(gen, SHARD_COLUMNS.length)]!];
       if (Array.isArray(column) && column.length) {
         const i = int(gen, column.length);
@@ -537,7 +538,7 @@ function mutateShardIndex(x: Record<string, unknown>, gen: Generator): void {
     }
     case 4: { // a field of the whole folder
       const fields: Record<string, unknown[]> = {
-        format: ['mae-shard', 7], version: [0, 2, '1'], pixels: ['raw', 'jpeg', 'png'], channels: [1, 3, 4, 0], shortSide: [null, 0, 6, 65536],
+        format: ['mae-shard', 7], version: [0, 1, 3, '2'], pixels: ['raw', 'jpeg', 'png'], channels: [1, 3, 4, 0], shortSide: [null, 0, 6, 65536],
         quality: [null, 0, 90, 101], root: ['/', 7], classes: [[], ['a'], ['a', 'b', 'c'], ['a', 7]], skipped: [[], [{ source: 'x.png', error: 'e' }], [7]],
       };
       const keys = Object.keys(fields);
@@ -582,6 +583,17 @@ function appendSvgRecord(x: Record<string, unknown>, files: Uint8Array[], gen: G
   if (gen.uniform() < 0.5) [height[i], width[i]] = [h, w];
 }
 
+/** The index's crc32 column set to the CRC-32 of each record that lies inside its shard file, as found. */
+function stampCrcs(x: Record<string, unknown>, files: Uint8Array[]): void {
+  const { shard, offset, size, crc32: crcs } = x;
+  if (!Array.isArray(shard) || !Array.isArray(offset) || !Array.isArray(size) || !Array.isArray(crcs)) return;
+  for (let i = 0; i < crcs.length; i++) {
+    const [k, o, n] = [shard[i], offset[i], size[i]];
+    const f = typeof k === 'number' ? files[1 + k] : undefined;
+    if (f && typeof o === 'number' && typeof n === 'number' && o >= 0 && n >= 0 && o + n <= f.length) crcs[i] = crc32(f.subarray(o, o + n));
+  }
+}
+
 /**
  * Structure-aware mutations of a packed shard folder: the index edited (mutateShardIndex), a shard file cut or
  * grown with the index's byte count kept in step (so the records, not the file size, are what is wrong), a record
@@ -604,8 +616,12 @@ function mutateShardFolder(b: Uint8Array, gen: Generator): Uint8Array {
     files[k] = gen.uniform() < 0.7 ? f.subarray(0, int(gen, f.length + 1)) : concat(f, new Uint8Array(1 + int(gen, 64)));
     const s = Array.isArray(x.shards) ? x.shards[k - 1] : undefined;
     if (s && typeof s === 'object') s.bytes = files[k]!.length;
-  } else if (r < 0.9) files[k] = mutateJpegSize(files[k]!, gen);
-  else appendSvgRecord(x, files, gen);
+  } else {
+    if (r < 0.9) files[k] = mutateJpegSize(files[k]!, gen);
+    else appendSvgRecord(x, files, gen);
+    // mostly with the checksums kept in step, so that what the records hold is read, not only their CRC-32 refused
+    if (gen.uniform() < 0.8) stampCrcs(x, files);
+  }
   files[0] = new TextEncoder().encode(JSON.stringify(x));
   return packShardFolder(files);
 }

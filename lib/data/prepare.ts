@@ -15,10 +15,11 @@
  * onBadFile 'stop', stop the run with an Error naming the file (the shards done so far are kept for the resume).
  */
 import { availableParallelism } from 'node:os';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { open as openFile, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { expectObject } from '../check.js';
 import { AtomicFileWriter, writeFileAtomic } from '../io/atomic.js';
+import { crc32 } from '../io/crc32.js';
 import { decodeImageFile, reencodeJpeg, scanImageFolder, type OnBadFile } from './folder.js';
 import { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FILE, readShardIndex, type ShardIndex, type ShardPixels } from './shards.js';
 
@@ -76,6 +77,7 @@ interface Manifest {
   size: number[];
   height: number[];
   width: number[];
+  crc32?: number[]; // absent in preparations started before the index had checksums: computed on resume
   skipped: { source: string; error: string }[];
 }
 
@@ -85,7 +87,8 @@ const manifestName = (k: number) => `shard-${String(k).padStart(5, '0')}.json`;
 
 function sameSettings(a: Settings, b: Settings): string[] {
   const diff: string[] = [];
-  for (const key of ['version', 'pixels', 'channels', 'shortSide', 'quality'] as const) {
+  // (not the format version: a preparation or a finished folder of an earlier version holds the same pixels)
+  for (const key of ['pixels', 'channels', 'shortSide', 'quality'] as const) {
     if (a[key] !== b[key]) diff.push(`${key} ${JSON.stringify(b[key])} (now ${JSON.stringify(a[key])})`);
   }
   if (JSON.stringify(a.classes) !== JSON.stringify(b.classes)) diff.push('the class folders');
@@ -130,6 +133,23 @@ function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'signal'
   const data = resolve(o.data), out = resolve(o.out);
   if (out === data || out.startsWith(data + sep)) throw new Error(`prepareShards: the output folder ${out} must not be inside the image folder ${data} (it would be read as a class folder)`);
   return { data, out, shortSide, format, quality, channels, onBadFile, shardBytes, concurrency };
+}
+
+/** The CRC-32 of each record (offset, size) of a shard file written before manifests kept them. */
+async function recordCrcs(path: string, offset: number[], size: number[]): Promise<number[]> {
+  const f = await openFile(path, 'r');
+  try {
+    const crcs: number[] = [];
+    for (let r = 0; r < offset.length; r++) {
+      const bytes = new Uint8Array(size[r]!);
+      const { bytesRead } = await f.read(bytes, 0, bytes.length, offset[r]!);
+      if (bytesRead !== bytes.length) throw new Error(`${path}: record ${r} at byte ${offset[r]} ends after ${bytesRead} of ${bytes.length} bytes; remove the folder to start the preparation again`);
+      crcs.push(crc32(bytes));
+    }
+    return crcs;
+  } finally {
+    await f.close();
+  }
 }
 
 /** One source file, processed: the bytes to store, or why it could not be. */
@@ -203,6 +223,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
         throw new Error(`${o.data} changed since the preparation in ${o.out} started: file ${i} is ${names[i] ?? '(none)'}, was ${m.sources[i - m.from]}; remove ${o.out} to start again`);
       }
     }
+    m.crc32 ??= await recordCrcs(join(o.out, m.file), m.offset, m.size);
     manifests.push(m);
     pos = m.to;
   }
@@ -223,7 +244,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
 
   // the shard being written and the files it covers so far
   let writer: AtomicFileWriter | null = null;
-  let open: Manifest = { file: shardName(manifests.length), bytes: 0, from: start, to: start, sources: [], offset: [], size: [], height: [], width: [], skipped: [] };
+  let open: Manifest = { file: shardName(manifests.length), bytes: 0, from: start, to: start, sources: [], offset: [], size: [], height: [], width: [], crc32: [], skipped: [] };
   const closeShard = async (): Promise<void> => {
     if (writer === null) return; // nothing stored since the last shard: its files are redone on resume
     await writer.commit();
@@ -233,7 +254,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
     manifests.push(open);
     bytes += open.bytes;
     emit({ type: 'shard', file: open.file, samples: open.offset.length, bytes: open.bytes });
-    open = { file: shardName(manifests.length), bytes: 0, from: open.to, to: open.to, sources: [], offset: [], size: [], height: [], width: [], skipped: [] };
+    open = { file: shardName(manifests.length), bytes: 0, from: open.to, to: open.to, sources: [], offset: [], size: [], height: [], width: [], crc32: [], skipped: [] };
   };
 
   // files are processed `concurrency` at a time and stored in order
@@ -265,6 +286,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
         open.size.push(item.data.length);
         open.height.push(item.height);
         open.width.push(item.width);
+        open.crc32!.push(crc32(item.data));
         await writer.write(item.data);
         samples++;
       }
@@ -295,7 +317,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
     format: 'mae-shards', version: SHARD_FORMAT_VERSION, pixels: o.format, channels: o.channels, shortSide: o.shortSide,
     quality: settings.quality, root: o.data, classes: listing.classes,
     shards: manifests.map((m) => ({ file: m.file, bytes: m.bytes })),
-    count: samples, shard: [], offset: [], size: [], height: [], width: [], label: [], source: [], skipped,
+    count: samples, shard: [], offset: [], size: [], height: [], width: [], label: [], source: [], crc32: [], skipped,
   };
   manifests.forEach((m, k) => {
     const bad = new Set(m.skipped.map((s) => s.source));
@@ -308,6 +330,7 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
       index.width.push(m.width[r]!);
       index.label.push(labels.get(kept[r]!)!);
       index.source.push(kept[r]!);
+      index.crc32!.push(m.crc32![r]!);
     }
   });
   const indexPath = join(o.out, SHARD_INDEX_FILE);

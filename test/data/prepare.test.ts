@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SHARD_INDEX_FILE, ShardDataset, decodeImageFile, prepareShards, readShardIndex, type PrepareEvent } from '../../lib/data/index.js';
+import { crc32 } from '../../lib/io/crc32.js';
 import { smoothPixels, writeImage } from '../helpers/images.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mae-prepare-'));
@@ -52,7 +53,7 @@ describe('prepareShards', () => {
     expect(events.filter((e) => e.type === 'progress').at(-1)).toMatchObject({ done: 11, files: 11 });
 
     const index = await readShardIndex(out);
-    expect(index).toMatchObject({ format: 'mae-shards', version: 1, pixels: 'raw', channels: 3, shortSide: null, quality: null, root: src, classes: ['ant', 'bee', 'cow'], count: 9 });
+    expect(index).toMatchObject({ format: 'mae-shards', version: 2, pixels: 'raw', channels: 3, shortSide: null, quality: null, root: src, classes: ['ant', 'bee', 'cow'], count: 9 });
     expect(index.source).toEqual(GOOD);
     expect(index.label).toEqual(GOOD.map((n) => ['ant', 'bee', 'cow'].indexOf(n.split('/')[0]!)));
     expect(index.shards.length).toBeGreaterThan(3);
@@ -60,6 +61,8 @@ describe('prepareShards', () => {
     for (const [k, s] of index.shards.entries()) {
       const records = index.shard.map((sh, i) => [sh, i]).filter(([sh]) => sh === k).map(([, i]) => i!);
       expect(records.reduce((n, i) => n + index.size[i]!, 0)).toBe(s.bytes); // back to back, nothing else
+      const bytes = readFileSync(join(out, s.file));
+      for (const i of records) expect(index.crc32![i], `sample ${i}`).toBe(crc32(bytes.subarray(index.offset[i]!, index.offset[i]! + index.size[i]!)));
     }
 
     const ds = await ShardDataset.open(out);
@@ -132,6 +135,17 @@ describe('prepareShards', () => {
     writeFileSync(join(out, `shard-${String(first.shards + 1).padStart(5, '0')}.bin`), 'stale');
     await expect(prepareShards({ data: src, out, shortSide: 20, format: 'jpeg' })).rejects.toThrow(`${out} holds an unfinished preparation with other settings: pixels "raw" (now "jpeg"), quality null (now 90)`);
     await expect(prepareShards({ data: src, out, shortSide: 24 })).rejects.toThrow('shortSide 20 (now 24)');
+    // manifests as a preparation started before the index had checksums wrote them (and its settings' version 1):
+    // the resume computes the checksums of their shards
+    const state = join(out, '.prepare');
+    for (const name of readdirSync(state).filter((n) => /^shard-\d{5}\.json$/.test(n))) {
+      const m = JSON.parse(readFileSync(join(state, name), 'utf8')) as { crc32?: number[] };
+      expect(m.crc32!.length).toBeGreaterThan(0);
+      delete m.crc32;
+      writeFileSync(join(state, name), JSON.stringify(m));
+    }
+    const settings = JSON.parse(readFileSync(join(state, 'settings.json'), 'utf8')) as { version: number };
+    writeFileSync(join(state, 'settings.json'), JSON.stringify({ ...settings, version: 1 }));
     const events: PrepareEvent[] = [];
     const second = await prepareShards({ data: src, out, shortSide: 20, shardBytes: 1500, onEvent: (e) => events.push(e) });
     expect(events[0]).toMatchObject({ type: 'start', files: 11, shards: first.shards });
@@ -140,8 +154,13 @@ describe('prepareShards', () => {
     expect(second.skipped.map((s) => s.source)).toEqual(BAD);
     expect(readdirSync(out).filter((n) => n.startsWith('.'))).toEqual([]);
     expect(await contents(await ShardDataset.open(out))).toEqual(whole);
-    // done: the same call again is a no-op, other settings or another folder are refused
+    expect((await readShardIndex(out)).crc32).toEqual((await readShardIndex(join(root, 'whole'))).crc32);
+    // done: the same call again is a no-op (for a folder of version 1 too), other settings or another folder are refused
     expect(await prepareShards({ data: src, out, shortSide: 20 })).toMatchObject({ complete: true, samples: 9, shards: second.shards });
+    const v2 = readFileSync(join(out, SHARD_INDEX_FILE), 'utf8');
+    writeFileSync(join(out, SHARD_INDEX_FILE), JSON.stringify({ ...JSON.parse(v2), version: 1, crc32: undefined }));
+    expect(await prepareShards({ data: src, out, shortSide: 20 })).toMatchObject({ complete: true, samples: 9, shards: second.shards });
+    writeFileSync(join(out, SHARD_INDEX_FILE), v2);
     await expect(prepareShards({ data: src, out, shortSide: 32 })).rejects.toThrow(`${out} already holds prepared shards of other settings: shortSide 20 (now 32)`);
     const other = join(root, 'other-classes');
     mkdirSync(join(other, 'zebra'), { recursive: true });

@@ -9,6 +9,7 @@ import {
   DataLoader, ImageFolderDataset, InMemoryDataset, SHARD_INDEX_FILE, ShardDataset, prepareShards, type Batch, type Dataset, type ShardIndex,
 } from '../../lib/data/index.js';
 import { guessDataKind } from '../../lib/cli.js';
+import { crc32 } from '../../lib/io/crc32.js';
 import { openDataset } from '../../lib/train/data.js';
 import { smoothPixels, writeImage } from '../helpers/images.js';
 
@@ -80,7 +81,11 @@ describe('ShardDataset', () => {
     for (const s of good.shards) writeFileSync(join(dir, s.file), readFileSync(join(shardsDir, s.file)));
     const path = join(dir, SHARD_INDEX_FILE);
     const cases: [(x: ShardIndex) => unknown, string][] = [
-      [(x) => ({ ...x, version: 2 }), 'shard index version 2 is not supported (this library reads version 1)'],
+      [(x) => ({ ...x, version: 3 }), 'shard index version 3 is not supported (this library reads versions 1 to 2)'],
+      [(x) => ({ ...x, crc32: undefined }), 'crc32 must be an array of count (12) entries, got "undefined"'],
+      [(x) => ({ ...x, crc32: x.crc32!.map((v, i) => (i === 4 ? -1 : v)) }), 'sample 4: crc32 must be an integer in [0, 2^32 - 1], got -1'],
+      [(x) => ({ ...x, crc32: x.crc32!.map((v, i) => (i === 4 ? 2 ** 32 : v)) }), `sample 4: crc32 must be an integer in [0, 2^32 - 1], got ${2 ** 32}`],
+      [(x) => ({ ...x, crc32: x.crc32!.map((v, i) => (i === 4 ? String(v) : v)) }), 'sample 4: crc32 must be an integer in [0, 2^32 - 1], got "'],
       [(x) => ({ ...x, format: 'other' }), 'not a shard index: format is "other", expected "mae-shards"'],
       [(x) => ({ ...x, count: 1e12 }), 'count must be a positive integer, got 1000000000000'],
       [(x) => ({ ...x, count: 13 }), 'shard must be an array of count (13) entries, got 12 entries'],
@@ -129,10 +134,67 @@ describe('ShardDataset', () => {
       x.offset[2] = bytes.length - record.length;
       x.size[2] = record.length;
       x.shards[0]!.bytes = bytes.length;
+      x.crc32![2] = crc32(record);
       writeFileSync(path, JSON.stringify(x));
       const ds = await ShardDataset.open(dir);
       await expect(ds.getPixels(2)).rejects.toThrow(`${shard} sample 2 (byte ${x.offset[2]}): ${message}`);
       expect((await ds.getPixels(1)).height).toBe(good.height[1]);
+    }
+  });
+
+  it('checks each record once: the worker threads mark the records they checked for every thread', async () => {
+    const ds = await ShardDataset.open(shardsDir);
+    expect(ds.spec.verified).toEqual(new Int32Array(1));
+    const loader = new DataLoader(ds, { batchSize: 4, imageSize: 12, evalCropFraction: 0.875, workers: 2, augment: false, seed: 0 });
+    let n = 0;
+    for await (const b of loader.epoch(0)) n += b.indices.length;
+    expect(n).toBe(12);
+    expect(ds.spec.verified![0]).toBe(0xfff); // 12 samples, set by the workers in shared memory
+    const part = ds.slice(4, 9);
+    expect(part.spec.verified).toBe(ds.spec.verified);
+    expect(part.spec.first).toBe(4);
+  });
+
+  it('refuses a record damaged on disk by its CRC-32 (raw and JPEG, in a slice, through worker threads) and reads a version 1 index unchecked', async () => {
+    for (const [from, name] of [[shardsDir, 'damaged-raw'], [jpegDir, 'damaged-jpeg']] as const) {
+      const good = JSON.parse(readFileSync(join(from, SHARD_INDEX_FILE), 'utf8')) as ShardIndex;
+      expect(good.version).toBe(2);
+      const dir = join(root, name);
+      mkdirSync(dir);
+      for (const f of good.shards) writeFileSync(join(dir, f.file), readFileSync(join(from, f.file)));
+      writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify(good));
+      const before = await (await ShardDataset.open(dir)).getPixels(5);
+      // one bit of sample 5's record flipped, in the middle of the record: sizes, offsets and index all still agree
+      const shard = join(dir, good.shards[good.shard[5]!]!.file);
+      const bytes = readFileSync(shard);
+      const at = good.offset[5]! + Math.floor(good.size[5]! / 2);
+      bytes[at]! ^= 0x10;
+      writeFileSync(shard, bytes);
+      const ds = await ShardDataset.open(dir);
+      const message = `${shard}: sample 5: the record at byte ${good.offset[5]} (${good.size[5]} bytes) has CRC-32 `;
+      await expect(ds.getPixels(5)).rejects.toThrow(message);
+      await expect(ds.getPixels(5)).rejects.toThrow(`says ${good.crc32![5]!.toString(16).padStart(8, '0')}: the shard is damaged`);
+      await expect(ds.get(5)).rejects.toThrow(message);
+      await expect(ds.slice(3, 7).getPixels(2)).rejects.toThrow(message);
+      expect(Array.from((await ds.slice(3, 7).getPixels(1)).pixels)).toEqual(Array.from((await ds.getPixels(4)).pixels));
+      const loader = new DataLoader(ds, { batchSize: 4, imageSize: 12, evalCropFraction: 0.875, workers: 1, augment: false, seed: 0 });
+      await expect((async () => {
+        for await (const _ of loader.epoch(0)) void _;
+      })()).rejects.toThrow(message);
+      // checked records are marked (bit n of verified for the index's sample n; the loader's worker read the others),
+      // a damaged one never
+      expect(Array.from(ds.spec.verified!)).toEqual([0xfff & ~(1 << 5)]);
+      await expect(ds.getPixels(5)).rejects.toThrow(message);
+      // the same folder as version 1 (no checksums): read as it is, raw damaged pixels included
+      writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify({ ...good, version: 1, crc32: undefined }));
+      const v1 = await ShardDataset.open(dir);
+      expect(v1.spec.crc32).toBeNull();
+      expect(Array.from((await v1.getPixels(4)).pixels)).toEqual(Array.from((await ds.getPixels(4)).pixels));
+      if (good.pixels === 'raw') {
+        const after = await v1.getPixels(5);
+        expect(after.height).toBe(before.height);
+        expect(Array.from(after.pixels)).not.toEqual(Array.from(before.pixels));
+      }
     }
   });
 });
