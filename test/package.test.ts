@@ -2,17 +2,19 @@
 // fresh temp project with `npm install --offline` (dependencies from the npm cache; the registry when the cache
 // lacks them), then, with a PATH holding only `node` and `npm` (no compiler, no CMake), runs the installed `mae info`
 // and a two-step pre-training on synthetic data (PATH: node, npm, sh), checks the tarball's contents and size, type-checks a consumer
-// .ts file against the installed types, and checks the error when no binary can be loaded.
+// .ts file against the installed types, runs the README's Library example and its Node service (POST /embed) as
+// written, and checks the error when no binary can be loaded.
 //
 // Needs `npm run build` (dist/) and `npm run build:prebuilds` (prebuilds/linux-x64/, the prebuilt addon) first;
 // .ci/run does both. Without prebuilds/ the suite is skipped with a message, unless MAE_PACKAGE_TEST=require (set by
 // .ci/run), which makes that a failure. MAE_PACKAGE_TEST=skip skips it.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MaskedAutoencoder, data } from '../lib/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tuple = `${process.platform}-${process.arch}`;
@@ -32,6 +34,25 @@ if (!ready && mode !== 'skip')
 // unpacked) once libmae_cuda.so left out sm_89 (28.2 -> 21.6 MB; Ada GPUs run the sm_86 code). 25 MB packed is the
 // package's limit; the unpacked bound leaves ~20% for growth. Going past them means something unintended got packed.
 const MAX_PACKED = 25e6;
+
+/** The first code block fenced as `lang` after the README heading `heading`. */
+function readmeBlock(heading: string, lang: string): string {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const at = readme.indexOf(`\n${heading}\n`);
+  expect(at, `README.md has no heading '${heading}'`).toBeGreaterThanOrEqual(0);
+  const m = new RegExp('```' + lang + '\\n([\\s\\S]*?)```').exec(readme.slice(at));
+  expect(m, `README.md has no \`\`\`${lang} block after '${heading}'`).not.toBeNull();
+  return m![1]!;
+}
+
+/** `text` with each [from, to] replaced, each `from` found exactly once (so that an edit of the README shows here). */
+function edit(text: string, edits: [string, string][]): string {
+  for (const [from, to] of edits) {
+    expect(text.split(from).length - 1, `'${from}' in the README block`).toBe(1);
+    text = text.replace(from, to);
+  }
+  return text;
+}
 const MAX_UNPACKED = 110e6;
 
 describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm package, installed (slow)', () => {
@@ -198,6 +219,74 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
     const r = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], app);
     expect(r.status, r.stdout + r.stderr).toBe(0);
   });
+
+  it("the README's Library example runs as written, and type-checks, against the installed package", () => {
+    const example = readmeBlock('## Library', 'ts');
+    writeFileSync(join(app, 'library-example.mjs'), example);
+    const r = run(process.execPath, ['library-example.mjs'], app);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(existsSync(join(app, 'mae.safetensors'))).toBe(true); // its saveSafetensors
+    writeFileSync(join(app, 'library-example.ts'), `${example}\nexport {};\n`);
+    writeFileSync(
+      join(app, 'tsconfig.example.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true,
+          types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
+        },
+        files: ['library-example.ts'],
+      }),
+    );
+    const t = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.example.json'], app);
+    expect(t.status, t.stdout + t.stderr).toBe(0);
+  });
+
+  it("the README's Node service answers POST /embed with the image's cls features, and a body that is no image with a 400", async () => {
+    // run as the README says it was: with the test fixture, { numHeads: 4 } and { size: 32 }; and on a free port
+    const fixture = join(root, 'test', 'fixtures', 'pth', 'mae-encoder.pth');
+    const service = edit(readmeBlock('## Use a pre-trained MAE in a Node service', 'js'), [
+      ["fromPretrained('mae_pretrain_vit_base.pth')", `fromPretrained(${JSON.stringify(fixture)}, { numHeads: 4 })`],
+      ['data.loadImages([Buffer.concat(chunks)])', 'data.loadImages([Buffer.concat(chunks)], { size: 32 })'],
+      ['.listen(8080);', '.listen(0, function () { console.log(`port ${this.address().port}`); });'],
+    ]);
+    writeFileSync(join(app, 'service.mjs'), service);
+    const child = spawn(process.execPath, ['service.mjs'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let output = '';
+      const port = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the service did not start: ${output}`)), 60_000);
+        const take = (d: Buffer) => {
+          output += d.toString();
+          const m = /port (\d+)/.exec(output);
+          if (m) {
+            clearTimeout(timer);
+            resolve(Number(m[1]));
+          }
+        };
+        child.stdout.on('data', take);
+        child.stderr.on('data', take);
+        child.on('exit', (code) => reject(new Error(`the service exited (${code}): ${output}`)));
+      });
+      const image = readFileSync(join(root, 'test', 'fixtures', 'eval-transform', 'wide.png'));
+      const ok = await fetch(`http://127.0.0.1:${port}/embed`, { method: 'POST', body: image });
+      expect(ok.status).toBe(200);
+      const { embedding } = (await ok.json()) as { embedding: number[] };
+      // the same features computed here, in this process (this checkout's build)
+      const mae = await MaskedAutoencoder.fromPretrained(fixture, { numHeads: 4 });
+      const images = await data.loadImages([image], { size: 32 });
+      const tokens = mae.embed(images);
+      const expected = Array.from(tokens.dataSync().slice(0, mae.config.embedDim));
+      [images, tokens].forEach((t) => t.dispose());
+      expect(embedding.length).toBe(32);
+      embedding.forEach((v, i) => expect(v, `feature ${i}`).toBeCloseTo(expected[i]!, 4));
+      const bad = await fetch(`http://127.0.0.1:${port}/embed`, { method: 'POST', body: 'not an image' });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: string }).error).toMatch(/^image 0 \(12 bytes\): cannot load image/);
+      expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 120_000);
 
   it('when no binary loads, the error names every file tried, why, and the command that builds one', () => {
     const dir = join(pkgDir(), 'prebuilds', tuple);
