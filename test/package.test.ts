@@ -67,6 +67,21 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
   }
   const pkgDir = () => join(app, 'node_modules', 'masked-autoencoder');
   const mae = (args: string[]) => run(join(app, 'node_modules', '.bin', 'mae'), args, app);
+  /** Type-checks the consumer's file `file` (strict, NodeNext) against the installed package's types. */
+  function typeCheck(file: string): SpawnSyncReturns<string> {
+    const config = `tsconfig.${file}.json`;
+    writeFileSync(
+      join(app, config),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true,
+          types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
+        },
+        files: [file],
+      }),
+    );
+    return run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', config], app);
+  }
 
   beforeAll(() => {
     expect(ready, `needs ${prebuilt} and dist/: run npm run build && npm run build:prebuilds`).toBe(true);
@@ -206,17 +221,7 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
         '',
       ].join('\n'),
     );
-    writeFileSync(
-      join(app, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true,
-          types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
-        },
-        files: ['consumer.ts'],
-      }),
-    );
-    const r = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], app);
+    const r = typeCheck('consumer.ts');
     expect(r.status, r.stdout + r.stderr).toBe(0);
   });
 
@@ -227,17 +232,7 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
     expect(r.status, r.stderr + r.stdout).toBe(0);
     expect(existsSync(join(app, 'mae.safetensors'))).toBe(true); // its saveSafetensors
     writeFileSync(join(app, 'library-example.ts'), `${example}\nexport {};\n`);
-    writeFileSync(
-      join(app, 'tsconfig.example.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true,
-          types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
-        },
-        files: ['library-example.ts'],
-      }),
-    );
-    const t = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.example.json'], app);
+    const t = typeCheck('library-example.ts');
     expect(t.status, t.stdout + t.stderr).toBe(0);
   });
 
