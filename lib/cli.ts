@@ -1158,9 +1158,15 @@ function cmdInfo(): void {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log('usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help');
-      return cmd ? 0 : 1;
+    const usage = 'usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help';
+    if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      console.log(usage);
+      return 0;
+    }
+    if (!cmd) {
+      // no command is a usage error: the usage on stderr, exit status 2
+      console.error(usage);
+      return 2;
     }
     // an unknown command's --help: the error below, on stderr
     if (Object.hasOwn(HELP, cmd) && (rest.includes('--help') || rest.includes('-h'))) {

@@ -161,6 +161,10 @@ describe('mae command', () => {
     expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
     expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
     expect(mae(['nope']).code).toBe(2);
+    // no command: the usage, on stderr, as a usage error; asked for, on stdout
+    const none = mae([]);
+    expect(none).toEqual({ code: 2, out: '', err: expect.stringMatching(/^usage: mae <pretrain\|visualize\|.*> \[flags\]; mae <command> --help\n$/) });
+    expect(mae(['--help'])).toEqual({ code: 0, out: none.err, err: '' });
     // an unknown command's --help is the same error, on stderr (not a help text on stdout)
     expect(mae(['nope', '--help'])).toEqual({ code: 2, out: '', err: mae(['nope']).err });
     expect(mae(['constructor', '--help'])).toEqual({ code: 2, out: '', err: mae(['constructor']).err });
