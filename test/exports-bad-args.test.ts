@@ -3,9 +3,10 @@
 // with valid arguments (the table below) except one parameter, replaced in turn by null, undefined (where the
 // parameter is required), a number, a string, and an object or array of the wrong kind. Each call must throw (an
 // async one reject) an Error that is not a TypeError or RangeError, whose message starts with the function's name
-// and names the parameter. The parameters tested are the required ones and the options objects; optional numbers,
-// booleans and enum strings after them (eps, dtype, device, precision, antialias) are not. A second test checks
-// that the table has a row for every function and class exported, or a reason in LEFT_OUT.
+// and names the parameter. Every parameter is tried, the optional ones after the required ones too (eps, dtype,
+// device, precision, antialias, quality, onWarning): undefined is valid for those, the other bad values of their
+// kind are not. A second test checks that the table has a row for every function and class exported, or a reason
+// in LEFT_OUT.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,15 +108,15 @@ const ROWS: Row[] = [
   { name: 'manualSeed', params: 'seed:number', args: () => [0] },
 
   // ops
-  { name: 'ops.linear', params: 'x:instance weight:instance', args: () => [t([2, 3]), t([4, 3])] },
-  { name: 'ops.layerNorm', params: 'x:instance weight:instance bias:instance', args: () => [t([2, 3]), t([3]), t([3])] },
-  { name: 'ops.addLayerNorm', params: 'x:instance r:instance weight:instance bias:instance', args: () => [t([2, 3]), t([2, 3]), t([3]), t([3])] },
+  { name: 'ops.linear', params: 'x:instance weight:instance bias?:instance|null weightBf16?:instance|null', args: () => [t([2, 3]), t([4, 3])] },
+  { name: 'ops.layerNorm', params: 'x:instance weight:instance bias:instance eps?:number', args: () => [t([2, 3]), t([3]), t([3])] },
+  { name: 'ops.addLayerNorm', params: 'x:instance r:instance weight:instance bias:instance eps?:number', args: () => [t([2, 3]), t([2, 3]), t([3]), t([3])] },
   { name: 'ops.gelu', params: 'x:instance', args: () => [t([2])] },
   { name: 'ops.biasGelu', params: 'x:instance bias:instance', args: () => [t([2, 3]), t([3])] },
   { name: 'ops.attention', params: 'qkv:instance numHeads:number', args: () => [t([1, 2, 12]), 2] },
   { name: 'ops.maskedMse', params: 'pred:instance target:instance mask:instance normPix:boolean', args: () => [t([1, 2, 3]), t([1, 2, 3]), t([1, 2]), false] },
-  { name: 'ops.crossEntropy', params: 'logits:instance target:instance', args: () => [t([2, 3]), ints([2])] },
-  { name: 'ops.batchNorm', params: 'x:instance runningMean:instance runningVar:instance training:boolean', args: () => [t([2, 3]), t([3]), Tensor.ones([3]), true] },
+  { name: 'ops.crossEntropy', params: 'logits:instance target:instance smoothing?:number', args: () => [t([2, 3]), ints([2])] },
+  { name: 'ops.batchNorm', params: 'x:instance runningMean:instance runningVar:instance training:boolean momentum?:number eps?:number', args: () => [t([2, 3]), t([3]), Tensor.ones([3]), true] },
   { name: 'ops.gatherRows', params: 'x:instance index:instance', args: () => [t([1, 3, 2]), ints([1, 2])] },
   { name: 'ops.catTokens', params: 'a:instance b:instance', args: () => [t([1, 2, 3]), t([1, 1, 3])] },
   { name: 'ops.sliceTokens', params: 'x:instance start:number length:number', args: () => [t([1, 3, 2]), 0, 1] },
@@ -126,13 +127,13 @@ const ROWS: Row[] = [
   { name: 'ops.mean', params: 'x:instance', args: () => [t([2])] },
   { name: 'ops.meanTokens', params: 'x:instance', args: () => [t([1, 2, 3])] },
   { name: 'ops.reshape', params: 'x:instance shape:array', args: () => [t([2, 3]), [6]] },
-  { name: 'ops.patchify', params: 'imgs:instance patchSize:number', args: () => [t([1, 1, 2, 2]), 1] },
-  { name: 'ops.unpatchify', params: 'x:instance patchSize:number imageShape:array', args: () => [t([1, 4, 1]), 1, [1, 2, 2]] },
+  { name: 'ops.patchify', params: 'imgs:instance patchSize:number order?:enum', args: () => [t([1, 1, 2, 2]), 1] },
+  { name: 'ops.unpatchify', params: 'x:instance patchSize:number imageShape:array order?:enum', args: () => [t([1, 4, 1]), 1, [1, 2, 2]] },
 
   // nn
   { name: 'new nn.ModuleList', params: 'items:array', args: () => [[]] },
   { name: 'new nn.Linear', params: 'inFeatures:number outFeatures:number gen:instance opts?:object', args: () => [2, 3, gen] },
-  { name: 'new nn.LayerNorm', params: 'dim:number', args: () => [4] },
+  { name: 'new nn.LayerNorm', params: 'dim:number eps?:number', args: () => [4] },
   { name: 'new nn.Attention', params: 'dim:number numHeads:number gen:instance', args: () => [4, 2, gen] },
   { name: 'new nn.Mlp', params: 'dim:number hidden:number gen:instance', args: () => [4, 8, gen] },
   { name: 'new nn.Block', params: 'dim:number numHeads:number mlpRatio:number gen:instance', args: () => [4, 2, 2, gen] },
@@ -162,7 +163,7 @@ const ROWS: Row[] = [
   { name: 'getPreset', params: 'name:enum', args: () => ['mae_vit_tiny_patch4_28'] },
   { name: 'randomMasking', params: 'B:number L:number maskRatio:number', args: () => [2, 4, 0.5, undefined, gen] },
   { name: 'get2dSincosPosEmbed', params: 'embedDim:number gridSize:number', args: () => [4, 2] },
-  { name: 'interpolatePosEmbed', params: 'table:instance embedDim:number gridH:number gridW:number newH:number newW:number', args: () => [api.get2dSincosPosEmbed(4, 2), 4, 2, 2, 3, 3] },
+  { name: 'interpolatePosEmbed', params: 'table:instance embedDim:number gridH:number gridW:number newH:number newW:number numExtra?:number', args: () => [api.get2dSincosPosEmbed(4, 2), 4, 2, 2, 3, 3] },
   { name: 'deviceStepCheck', params: 'opts:object', args: () => [{ device: 'cpu', steps: 1 }] },
   { name: 'maeFlops', params: 'config:object', args: () => [model.config] },
 
@@ -179,7 +180,7 @@ const ROWS: Row[] = [
   { name: 'data.parseIdx', params: 'bytes:instance path:string', args: () => [new Uint8Array([0, 0, 8, 1, 0, 0, 0, 1, 7]), 'labels.idx'] },
   { name: 'data.readIdxImages', params: 'path:string', args: () => [tmp('images.idx')] },
   { name: 'data.readIdxLabels', params: 'path:string', args: () => [tmp('labels.idx')] },
-  { name: 'data.readMaybeGzip', params: 'path:string', args: () => [tmp('labels.idx')] },
+  { name: 'data.readMaybeGzip', params: 'path:string expectedBytes?:function', args: () => [tmp('labels.idx')] },
   { name: 'data.resolveFashionMnistDir', params: 'dir?:string', args: () => [dir] },
   { name: 'data.cifar10FileNames', params: 'split:enum', args: () => ['train'] },
   { name: 'data.loadCifar10', params: 'dir:string split:enum', args: () => [dir, 'train'] },
@@ -195,7 +196,7 @@ const ROWS: Row[] = [
   { name: 'data.centerCropBox', params: 'h:number w:number outH:number outW:number', args: () => [4, 4, 2, 2] },
   { name: 'data.horizontalFlip', params: 'img:instance c:number h:number w:number', args: () => [img(), 1, 4, 4] },
   { name: 'data.normalize', params: 'img:instance c:number h:number w:number mean:array std:array', args: () => [img(), 1, 4, 4, [0.5], [0.5]] },
-  { name: 'data.randomHorizontalFlip', params: 'img:instance c:number h:number w:number gen:instance', args: () => [img(), 1, 4, 4, gen] },
+  { name: 'data.randomHorizontalFlip', params: 'img:instance c:number h:number w:number gen:instance p?:number', args: () => [img(), 1, 4, 4, gen] },
   { name: 'data.randomResizedCrop', params: 'img:instance c:number h:number w:number outSize:number gen:instance opts?:object', args: () => [img(), 1, 4, 4, 2, gen] },
   { name: 'data.randomResizedCropParams', params: 'h:number w:number gen:instance opts?:object', args: () => [4, 4, gen] },
   { name: 'data.resize', params: 'img:instance c:number h:number w:number outH:number outW:number', args: () => [img(), 1, 4, 4, 2, 2] },
@@ -228,11 +229,11 @@ const ROWS: Row[] = [
   // files: safetensors, names, weights
   { name: 'readSafetensors', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
   { name: 'writeSafetensors', params: 'path:string tensors:object metadata?:object', args: () => [tmp('written.safetensors'), { a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }] },
-  { name: 'parseSafetensors', params: 'bytes:instance', args: () => [api.serializeSafetensors({})] },
+  { name: 'parseSafetensors', params: 'bytes:instance source?:string', args: () => [api.serializeSafetensors({})] },
   { name: 'serializeSafetensors', params: 'tensors:object metadata?:object', args: () => [{ a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }] },
   { name: 'fromHuggingFace', params: 'map:instance', args: () => [new Map([['vit.embeddings.cls_token', named()]])] },
   { name: 'toHuggingFace', params: 'map:instance', args: () => [new Map([['cls_token', named()]])] },
-  { name: 'toOfficialNames', params: 'map:instance', args: () => [new Map([['cls_token', named()]])] },
+  { name: 'toOfficialNames', params: 'map:instance source?:string', args: () => [new Map([['cls_token', named()]])] },
   { name: 'detectNaming', params: 'keys:iterable', args: () => [['cls_token']] },
   { name: 'loadSafetensors', params: 'path:string', args: () => [tmp('mae.safetensors')] },
   { name: 'saveSafetensors', params: 'path:string state:instance metadata?:object', args: () => [tmp('saved.safetensors'), new Map([['a', t([1])]])] },
