@@ -102,7 +102,7 @@ export class Tensor {
         : data instanceof Float32Array
           ? data
           : Float32Array.from(data);
-    const t = new Tensor(onDevice(native.fromArray(typed, shape.slice()), opts.device));
+    const t = new Tensor(onDevice(native.fromArray(typed, shape.slice()), opts.device, 'Tensor.fromArray'));
     if (opts.requiresGrad) t.requiresGrad = true;
     return t;
   }
@@ -264,9 +264,16 @@ export class Tensor {
   }
 }
 
-/** h on `device` (h itself when device is absent or h's own; otherwise a copy, and h is freed). */
-function onDevice(h: NativeTensor, device: string | undefined): NativeTensor {
+/**
+ * h on `device` (h itself when device is absent or h's own; otherwise a copy, and h is freed). A device that is not
+ * 'cpu', 'cuda' or 'cuda:N' is an Error of `where`.
+ */
+function onDevice(h: NativeTensor, device: string | undefined, where: string): NativeTensor {
   if (device === undefined || device === (h.device ?? 'cpu')) return h;
+  if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device)) {
+    h.dispose();
+    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got ${describeValue(device)}`);
+  }
   try {
     return native.to(h, device);
   } finally {
@@ -299,7 +306,8 @@ export function expectTensors(op: string, tensors: Record<string, unknown>, opti
 /** Tensor.full and its zeros and ones: `shape` checked once, in the name of the one called (`where`). */
 function filled(where: string, shape: readonly number[], value: number, dtype: DType, device: string | undefined): Tensor {
   expectArrayOf(where, 'shape', shape, (n) => typeof n === 'number', 'a number');
-  return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device));
+  if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`${where}: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
+  return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device, where));
 }
 
 /** Keeps `t` past the end of the enclosing `tidy`. */

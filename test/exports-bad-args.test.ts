@@ -98,9 +98,9 @@ const ROWS: Row[] = [
   // tensors, autograd, random numbers
   { name: 'new Tensor', params: 'handle:instance', args: () => [t([1]).handle] },
   { name: 'Tensor.fromArray', params: 'data:array shape:array opts?:object', args: () => [[1, 2], [2]], where: 'Tensor.fromArray' },
-  { name: 'Tensor.full', params: 'shape:array value:number', args: () => [[2], 1], where: 'Tensor.full' },
-  { name: 'Tensor.zeros', params: 'shape:array', args: () => [[2]], where: 'Tensor.zeros' },
-  { name: 'Tensor.ones', params: 'shape:array', args: () => [[2]], where: 'Tensor.ones' },
+  { name: 'Tensor.full', params: 'shape:array value:number dtype?:enum device?:enum', args: () => [[2], 1], where: 'Tensor.full' },
+  { name: 'Tensor.zeros', params: 'shape:array dtype?:enum device?:enum', args: () => [[2]], where: 'Tensor.zeros' },
+  { name: 'Tensor.ones', params: 'shape:array device?:enum', args: () => [[2]], where: 'Tensor.ones' },
   { name: 'tidy', params: 'fn:function', args: () => [() => 1] },
   { name: 'keep', params: 'tensor:instance', args: () => [t([1])] },
   { name: 'noGrad', params: 'fn:function', args: () => [() => 1] },
