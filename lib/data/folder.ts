@@ -13,7 +13,7 @@
 import type sharpType from 'sharp';
 import { readdir, readlink, realpath, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { describeValue, expectInstance, expectString } from '../check.js';
+import { describeValue, expectFinite, expectFunction, expectInstance, expectInteger, expectString } from '../check.js';
 
 /** What to do with a file that fails to decode: 'skip' warns once and uses the next good file; 'stop' throws. */
 export type OnBadFile = 'skip' | 'stop';
@@ -126,6 +126,7 @@ async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: 
  */
 export async function scanImageFolder(root: string, onWarning: (message: string) => void = console.warn): Promise<ImageFolderIndex> {
   expectString('scanImageFolder', 'root', root, 'a folder path');
+  expectFunction('scanImageFolder', 'onWarning', onWarning);
   const top = await listDir(root, onWarning);
   if (top.dirs.length === 0) {
     if (top.files.length === 0) throw new Error(`${root}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
@@ -188,6 +189,7 @@ async function decodeWith(pipeline: Promise<sharpType.Sharp>, channels: 1 | 3): 
 export async function decodeImageFile(path: string, channels: 1 | 3, shorterSide?: number): Promise<DecodedImage> {
   expectString('decodeImageFile', 'path', path, 'a file path');
   expectChannels('decodeImageFile', channels);
+  if (shorterSide !== undefined) expectInteger('decodeImageFile', 'shorterSide', shorterSide, 1);
   try {
     return await decodeWith(imagePipeline(path, channels, shorterSide), channels);
   } catch (e) {
@@ -203,6 +205,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, channels
   expectInstance('decodeImageBytes', 'bytes', bytes, Uint8Array, 'a Uint8Array of encoded image bytes');
   expectString('decodeImageBytes', 'name', name, 'a name for messages');
   expectChannels('decodeImageBytes', channels);
+  if (maxPixels !== undefined) expectInteger('decodeImageBytes', 'maxPixels', maxPixels, 0);
   try {
     return await decodeWith(imagePipeline(bytes, channels, undefined, maxPixels), channels);
   } catch (e) {
@@ -217,6 +220,8 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, channels
 export async function reencodeJpeg(path: string, channels: 1 | 3, shorterSide: number | undefined, quality: number): Promise<{ data: Uint8Array; height: number; width: number }> {
   expectString('reencodeJpeg', 'path', path, 'a file path');
   expectChannels('reencodeJpeg', channels);
+  if (shorterSide !== undefined) expectInteger('reencodeJpeg', 'shorterSide', shorterSide, 1);
+  expectFinite('reencodeJpeg', 'quality', quality, (q) => Number.isInteger(q) && q >= 1 && q <= 100, 'an integer in [1, 100]');
   try {
     const { data, info } = await (await imagePipeline(path, channels, shorterSide)).jpeg({ quality }).toBuffer({ resolveWithObject: true });
     if (info.channels !== channels) throw new Error(`encoded ${info.channels} channel(s), expected ${channels}`);
