@@ -18,7 +18,7 @@
  * `native.resizedCrop`) for datasets that provide them; these functions are the reference it is tested against and
  * the path for datasets that only provide float images.
  */
-import { expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
 import { Generator } from '../random.js';
 
 export const BICUBIC_A = -0.75;
@@ -122,6 +122,8 @@ export function resizedCrop(
   checkShape('resizedCrop', img, c, h, w);
   for (const [name, v] of [['top', top], ['left', left]] as const) expectInteger('resizedCrop', name, v, 0);
   checkSizes('resizedCrop', { cropH, cropW, outH, outW });
+  expectAntialias('resizedCrop', antialias);
+  expectObject('resizedCrop', 'part', part, true);
   if (!(top + cropH <= h && left + cropW <= w)) {
     throw new Error(`resizedCrop: window top=${top} left=${left} ${cropH}x${cropW} does not fit in a ${h}x${w} image`);
   }
@@ -159,10 +161,16 @@ export function resizedCrop(
   return out;
 }
 
+/** The antialias argument of `where`: true or false. */
+function expectAntialias(where: string, antialias: unknown): void {
+  if (typeof antialias !== 'boolean') throw new Error(`${where}: antialias must be true or false, got ${describeValue(antialias)}`);
+}
+
 /** Bicubic resize of the whole image: [c, h, w] -> [c, outH, outW]. */
 export function resize(img: Float32Array, c: number, h: number, w: number, outH: number, outW: number, antialias = false): Float32Array {
   checkShape('resize', img, c, h, w);
   checkSizes('resize', { outH, outW });
+  expectAntialias('resize', antialias);
   return resizedCrop(img, c, h, w, 0, 0, h, w, outH, outW, antialias);
 }
 
@@ -306,6 +314,7 @@ export function resizeShorterSide(
 ): { image: Float32Array; height: number; width: number } {
   checkShape('resizeShorterSide', img, c, h, w);
   checkSizes('resizeShorterSide', { size });
+  expectAntialias('resizeShorterSide', antialias);
   const { height, width } = shorterSideSize(h, w, size);
   if (height === h && width === w) return { image: img.slice(), height, width };
   return { image: resize(img, c, h, w, height, width, antialias), height, width };
