@@ -12,7 +12,7 @@
 import type { Tensor } from '../tensor.js';
 import { loadSharp } from './folder.js';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
-import { expectArrayOf, expectInteger, expectObject } from '../check.js';
+import { expectArrayOf, expectInteger, expectNumber, expectObject } from '../check.js';
 
 export interface LoadImagesOptions {
   /** output side in pixels (default 224) */
@@ -29,6 +29,7 @@ export interface LoadImagesOptions {
 /** The resize length of the evaluation transform for an output side `size`. */
 export function evalResizeLength(size: number, cropPct = size <= 224 ? 224 / 256 : 1): number {
   expectInteger('evalResizeLength', 'size', size, 1);
+  expectNumber('evalResizeLength', 'cropPct', cropPct, true);
   return Math.floor(size / cropPct);
 }
 
