@@ -41,6 +41,7 @@ export interface MixResult {
 export function smoothOneHot(labels: ArrayLike<number>, numClasses: number, smoothing = 0): Float32Array {
   expectArrayLike('smoothOneHot', 'labels', labels, 'an array of class indices');
   expectInteger('smoothOneHot', 'numClasses', numClasses, 1);
+  expectFinite('smoothOneHot', 'smoothing', smoothing, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
   const off = smoothing / numClasses;
   const on = 1 - smoothing + off;
   const out = new Float32Array(labels.length * numClasses).fill(off);
@@ -57,6 +58,7 @@ export function mixupTarget(labels: ArrayLike<number>, numClasses: number, lam: 
   expectArrayLike('mixupTarget', 'labels', labels, 'an array of class indices');
   expectInteger('mixupTarget', 'numClasses', numClasses, 1);
   expectFinite('mixupTarget', 'lam', lam, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  expectFinite('mixupTarget', 'smoothing', smoothing, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
   const B = labels.length;
   const y = smoothOneHot(labels, numClasses, smoothing);
   const out = new Float32Array(y.length);
