@@ -105,7 +105,7 @@ export class BatchNormNoAffine extends Module {
     super();
     expectInteger('BatchNormNoAffine', 'features', features, 1);
     if (!(eps >= 0 && Number.isFinite(eps))) throw new Error(`BatchNormNoAffine: eps must be non-negative and finite, got ${eps}`);
-    if (!(momentum >= 0 && momentum <= 1)) throw new Error(`BatchNormNoAffine: momentum must be in [0, 1], got ${momentum}`);
+    expectFinite('BatchNormNoAffine', 'momentum', momentum, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
     this.running_mean = this.param('running_mean', Tensor.zeros([features]), false);
     this.running_var = this.param('running_var', Tensor.ones([features]), false);
   }
