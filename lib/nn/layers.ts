@@ -106,6 +106,7 @@ export class Block extends Module {
     for (const [name, v] of [['dim', dim], ['numHeads', numHeads]] as const) expectInteger('Block', name, v, 1);
     expectNumber('Block', 'mlpRatio', mlpRatio, true);
     expectGenerator('Block', gen);
+    expectNumber('Block', 'eps', eps, true);
     this.norm1 = this.module('norm1', new LayerNorm(dim, eps));
     this.attn = this.module('attn', new Attention(dim, numHeads, gen));
     this.norm2 = this.module('norm2', new LayerNorm(dim, eps));
