@@ -5,7 +5,7 @@
  */
 import { InMemoryDataset, ImageFolderDataset, ShardDataset, cifar10Dataset, fashionMnistDataset, type Dataset, type OnBadFile } from '../data/index.js';
 import { Generator } from '../random.js';
-import { describeValue, expectKnownKeys, expectObject } from '../check.js';
+import { describeValue, expectFunction, expectKnownKeys, expectObject } from '../check.js';
 
 export type DataKind = 'fashion-mnist' | 'mnist' | 'cifar10' | 'folder' | 'shards' | 'synthetic';
 export const DATA_KINDS: readonly DataKind[] = ['fashion-mnist', 'mnist', 'cifar10', 'folder', 'shards', 'synthetic'];
@@ -61,6 +61,7 @@ export function hasTestSplit(src: DataSource): boolean {
 export async function openDataset(src: DataSource, split: 'train' | 'test' = 'train', onWarning?: (m: string) => void): Promise<Dataset> {
   expectObject('openDataset', 'src', src, false, `a data source such as { kind: 'fashion-mnist' }; kinds: ${DATA_KINDS.join(', ')}`);
   if (split !== 'train' && split !== 'test') throw new Error(`openDataset: split must be 'train' or 'test', got ${String(split)}`);
+  expectFunction('openDataset', 'onWarning', onWarning, true);
   if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
     throw new Error(`data limit must be a positive integer, got ${src.limit}`);
   let ds: Dataset;
