@@ -165,7 +165,7 @@ const ROWS: Row[] = [
   { name: 'get2dSincosPosEmbed', params: 'embedDim:number gridSize:number', args: () => [4, 2] },
   { name: 'interpolatePosEmbed', params: 'table:instance embedDim:number gridH:number gridW:number newH:number newW:number numExtra?:number', args: () => [api.get2dSincosPosEmbed(4, 2), 4, 2, 2, 3, 3] },
   { name: 'deviceStepCheck', params: 'opts:object', args: () => [{ device: 'cpu', steps: 1 }] },
-  { name: 'maeFlops', params: 'config:object', args: () => [model.config] },
+  { name: 'maeFlops', params: 'config:object maskRatio?:number', args: () => [model.config] },
 
   // optimizers and schedules
   { name: 'new AdamW', params: 'params:array options:object', args: () => [[t([2])], { lr: 1e-3 }] },

@@ -12,7 +12,7 @@
  * 2 x MACs; training FLOPs = 3 x forward (the backward computes two products for each one of the forward).
  * Softmax, norms, GELU, the loss and the optimizer are not counted.
  */
-import { expectObject } from '../check.js';
+import { expectFinite, expectObject } from '../check.js';
 import { keptCount } from './masking.js';
 import { checkConfig, type MaeConfig } from './presets.js';
 
@@ -35,6 +35,7 @@ function blockMacs(T: number, D: number, mlpRatio: number): { linear: number; at
 export function maeFlops(c: MaeConfig, maskRatio = 0.75): FlopCount {
   expectObject('maeFlops', 'config', c);
   checkConfig(c, 'maeFlops');
+  expectFinite('maeFlops', 'maskRatio', maskRatio, (x) => x >= 0 && x < 1, 'in [0, 1)');
   const L = (c.imgSize / c.patchSize) ** 2;
   if (!c.maskTokenEncoder && keptCount(L, maskRatio) < 1) throw new Error(`maeFlops: maskRatio ${maskRatio} keeps no patch of ${L}`);
   const P = c.patchSize ** 2 * c.inChans;
