@@ -4,8 +4,8 @@
  * shuffled order), ids_restore is the inverse permutation, and mask is 1 for removed patches, 0 for kept ones,
  * in the original patch order.
  */
-import { describeValue, expectFinite, expectInteger } from '../check.js';
-import type { Generator } from '../random.js';
+import { describeValue, expectFinite, expectInstance, expectInteger } from '../check.js';
+import { Generator } from '../random.js';
 
 export interface Masking {
   lenKeep: number;
@@ -28,10 +28,12 @@ export function randomMasking(B: number, L: number, maskRatio: number, noise?: F
   expectInteger('randomMasking', 'B', B, 0);
   expectInteger('randomMasking', 'L', L, 1);
   expectFinite('randomMasking', 'maskRatio', maskRatio, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  if (noise !== undefined) expectInstance('randomMasking', 'noise', noise, Float32Array, 'a Float32Array or undefined');
+  if (gen !== undefined) expectInstance('randomMasking', 'gen', gen, Generator, 'a Generator or undefined');
   const lenKeep = keptCount(L, maskRatio);
   if (lenKeep < 1) throw new Error(`maskRatio ${maskRatio} keeps no patch of ${L}`);
   if (noise && noise.length !== B * L) throw new Error(`randomMasking: noise has ${noise.length} values, expected B * L = ${B * L}`);
-  if (!noise && !gen) throw new Error('randomMasking: pass noise or a generator');
+  if (!noise && !gen) throw new Error('randomMasking: pass noise or gen (a Generator)');
   const n = noise ?? gen!.uniformArray(B * L);
   const idsKeep = new Int32Array(B * lenKeep);
   const idsRestore = new Int32Array(B * L);
