@@ -215,6 +215,7 @@ export class MaskedAutoencoder extends Module {
    */
   forwardEncoder(imgs: Tensor, idsKeep: Tensor | null, precision: Precision = 'fp32', idsRestore: Tensor | null = null): Tensor {
     expectTensors('forwardEncoder', { images: imgs }, { idsKeep, idsRestore });
+    checkPrecision(precision, 'forwardEncoder');
     const c = this.config;
     const posAll = posEmbedFor(this.pos_embed, c.imgSize / c.patchSize, c.patchSize, imgs.shape[2]!, imgs.shape[3]!);
     const L = posAll.shape[1]! - 1;
