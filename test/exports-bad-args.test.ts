@@ -16,9 +16,10 @@ import { Communicator, Generator, MaskedAutoencoder, Tensor, VisionTransformerCl
 
 /**
  * What a parameter takes, which picks the bad values it is tried with (BAD; undefined is added where the parameter
- * is required): null, and a number, a string, an object or an array where each is of the wrong kind.
+ * is required): null, and a number, a string, an object or an array where each is of the wrong kind. 'any' is a
+ * parameter that takes every value (a JSON value to send), written 'name?:any' so that it holds its place untried.
  */
-type Kind = 'number' | 'boolean' | 'string' | 'enum' | 'object' | 'array' | 'iterable' | 'function' | 'instance';
+type Kind = 'number' | 'boolean' | 'string' | 'enum' | 'object' | 'array' | 'iterable' | 'function' | 'instance' | 'any';
 
 const BAD: Record<Kind, unknown[]> = {
   number: [null, '1', {}],
@@ -30,6 +31,7 @@ const BAD: Record<Kind, unknown[]> = {
   iterable: [null, 1, {}],
   function: [null, 1, 'x', {}],
   instance: [null, 1, 'x', {}, []],
+  any: [],
 };
 
 /**
@@ -44,15 +46,17 @@ function parse(spec: string): { name: string; kind: Kind; optional: boolean; nul
 
 /**
  * A row: the export's path in lib/index.ts ('maeFlops', 'data.normalize', 'Tensor.zeros'; 'new X' constructs X;
- * 'MaskedAutoencoder#forward' calls the method on a small model), its parameters in order (as parse reads them),
- * and valid arguments. `where` is the name its messages start with, when not the path's last part ('Tensor.zeros'
- * for static methods).
+ * 'X#method' calls an instance method of the exported class X on `self()`, a small model for MaskedAutoencoder),
+ * its parameters in order (as parse reads them), and valid arguments (given the receiver, for methods that take
+ * something of it). `where` is the name its messages start with, when not the path's last part ('Tensor.zeros' for
+ * static methods; the class and method, 'Generator.int', for most instance methods).
  */
 interface Row {
   name: string;
   params: string;
-  args: () => unknown[];
+  args: (self?: any) => unknown[]; // any: the receiver's class is the row's
   where?: string;
+  self?: () => unknown;
 }
 
 let dir = '';
@@ -62,6 +66,9 @@ let classifier: VisionTransformerClassifier;
 let dataset: api.data.Dataset;
 let pipeline: api.data.PipelineConfig;
 let comm: Communicator;
+let folderDataset: api.data.ImageFolderDataset;
+let shardDataset: api.data.ShardDataset;
+let loader: api.data.DataLoader;
 let png: Uint8Array = new Uint8Array(0);
 const tmp = (name: string) => join(dir, name);
 const t = (shape: number[]) => Tensor.zeros(shape);
@@ -85,12 +92,16 @@ beforeAll(async () => {
     writeFileSync(tmp(`images/${c}/0.png`), png);
   }
   await api.data.prepareShards({ data: tmp('images'), out: tmp('shards'), shortSide: null });
+  folderDataset = await api.data.ImageFolderDataset.open(tmp('images'));
+  shardDataset = await api.data.ShardDataset.open(tmp('shards'));
+  loader = new api.data.DataLoader(dataset, { batchSize: 2, workers: 0 });
   await api.saveSafetensors(tmp('mae.safetensors'), model.stateDict());
   await api.saveCheckpoint(tmp('checkpoint.safetensors'), model, null, { position: { epoch: 1, iter: 0, step: 1 }, options: {} });
   await api.saveClassifier(tmp('classifier.safetensors'), classifier, { run: 'bad arguments' });
 }, 60_000);
 
-afterAll(() => {
+afterAll(async () => {
+  await loader?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -300,6 +311,19 @@ const ROWS: Row[] = [
   { name: 'cutmixBboxAndLam', params: 'H:number W:number lam:number gen:instance', args: () => [4, 4, 0.5, gen] },
   { name: 'randomErasing', params: 'images:instance shape:array gen:instance opts?:object', args: () => [new Float32Array(16), [1, 1, 4, 4], gen] },
   { name: 'sampleBeta', params: 'a:number b:number gen:instance', args: () => [1, 1, gen] },
+  // instance methods (those that take no argument are in METHODS_WITHOUT_ARGS; a subclass's inherited methods are
+  // tried on the class that defines them)
+  { name: 'Generator#seed', params: 'seed:number', args: () => [0], self: () => new Generator(0), where: 'Generator.seed' },
+  { name: 'Generator#int', params: 'n:number', args: () => [3], self: () => gen, where: 'Generator.int' },
+  { name: 'Generator#setState', params: 'state:object', args: () => [gen.state()], self: () => new Generator(0), where: 'Generator.setState' },
+  { name: 'nn.Module#to', params: 'device:enum', args: () => ['cpu'], self: () => new nn.LayerNorm(4) },
+  { name: 'VisionTransformerClassifier#forwardFeatures', params: 'images:instance precision?:enum|null', args: () => [t([1, 1, 8, 8])], self: () => classifier, where: 'classifier' },
+  { name: 'AdamW#loadStateDict', params: 'state:object', args: (o: api.AdamW) => [o.stateDict()], self: () => new api.AdamW([t([2])], { lr: 1e-3 }), where: 'AdamW.loadStateDict' },
+  { name: 'data.InMemoryDataset#get', params: 'index:number', args: () => [0], self: () => dataset, where: 'Dataset.get' },
+  { name: 'data.ImageFolderDataset#get', params: 'index:number', args: () => [0], self: () => folderDataset, where: 'Dataset.get' },
+  { name: 'data.ShardDataset#get', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'Dataset.get' },
+  { name: 'data.DataLoader#order', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
+
   { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },
   { name: 'classifyImages', params: 'options:object', args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }] },
 ];
@@ -331,17 +355,21 @@ function lookup(path: string): { fn: (...args: unknown[]) => unknown; self: unkn
   return { fn: v as (...args: unknown[]) => unknown, self };
 }
 
-/** Calls row `name` with `args`: returns what it throws or rejects with, or `none` when it does neither. */
+/**
+ * Calls `row` with `args` (on `self` for a method): returns what it throws or rejects with, or `none` when it does
+ * neither. An async generator (DataLoader#epoch) is run to its first item.
+ */
 const none = Symbol('none');
-async function failureOf(name: string, args: unknown[]): Promise<unknown> {
+async function failureOf(row: Row, self: unknown, args: unknown[]): Promise<unknown> {
+  const name = row.name;
   try {
     let r: unknown;
     if (name.startsWith('new ')) {
       const C = lookup(name.slice(4)).fn as unknown as new (...a: unknown[]) => unknown;
       r = new C(...args);
-    } else if (name.startsWith('MaskedAutoencoder#')) {
-      const method = name.slice('MaskedAutoencoder#'.length);
-      r = (model as unknown as Record<string, (...a: unknown[]) => unknown>)[method]!(...args);
+    } else if (name.includes('#')) {
+      const method = name.slice(name.indexOf('#') + 1);
+      r = (self as Record<string, (...a: unknown[]) => unknown>)[method]!(...args);
     } else {
       const { fn, self } = lookup(name);
       r = fn.apply(self, args);
@@ -350,6 +378,11 @@ async function failureOf(name: string, args: unknown[]): Promise<unknown> {
     if (r && typeof r === 'object' && 'result' in r && 'stop' in r) {
       (r as { stop(): void }).stop();
       r = (r as { result: Promise<unknown> }).result;
+    }
+    if (r && typeof r === 'object' && Symbol.asyncIterator in r) {
+      const it = r as AsyncGenerator<unknown>;
+      await it.next();
+      await it.return(undefined);
     }
     await r;
   } catch (e) {
@@ -362,6 +395,14 @@ function whereOf(row: Row): string {
   if (row.where) return row.where;
   const name = row.name.replace(/^new /, '');
   return name.slice(Math.max(name.lastIndexOf('.'), name.lastIndexOf('#')) + 1);
+}
+
+/** The receiver of a method row: `self()`, or the small model for MaskedAutoencoder's. */
+function selfOf(row: Row): unknown {
+  if (!row.name.includes('#')) return undefined;
+  if (row.self) return row.self();
+  if (row.name.startsWith('MaskedAutoencoder#')) return model;
+  throw new Error(`row ${row.name} has no self`);
 }
 
 function show(v: unknown): string {
@@ -381,11 +422,12 @@ describe('every export refuses bad arguments with an Error naming itself and the
       for (const [i, p] of params.entries()) {
         const bad = [...BAD[p.kind], ...(p.optional ? [] : [undefined])].filter((v) => !(v === null && p.nullable));
         for (const v of bad) {
-          const args = row.args();
+          const self = selfOf(row);
+          const args = row.args(self);
           while (args.length < i) args.push(undefined);
           args[i] = v;
           const call = `${row.name}(${p.name} = ${show(v)})`;
-          const e = await failureOf(row.name, args);
+          const e = await failureOf(row, self, args);
           if (e === none) problems.push(`${call} did not throw`);
           else if (!(e instanceof Error)) problems.push(`${call} threw a non-Error ${String(e)}`);
           else if (e instanceof TypeError || e instanceof RangeError) problems.push(`${call} threw ${e.name}: ${e.message}`);
