@@ -104,7 +104,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   if (root.disposed) throw new Error(`backward: tensor ${shapeStr(root.shape)} has been disposed`);
   if (!root.requiresGrad) throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad`);
   if (grad !== undefined && grad !== null && !(grad instanceof Tensor))
-    throw new Error(`backward: the gradient must be a Tensor, got ${describeValue(grad)}`);
+    throw new Error(`backward: grad must be a Tensor, got ${describeValue(grad)}`);
   if (grad?.disposed) throw new Error(`backward: the gradient ${shapeStr(grad.shape)} has been disposed`);
   if (grad && grad.dtype === 'int32') throw new Error(`backward: the gradient must be float32 or bfloat16, got int32 ${shapeStr(grad.shape)}`);
   expectObject('backward', 'opts', opts);

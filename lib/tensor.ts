@@ -88,6 +88,7 @@ export class Tensor {
     expectObject('Tensor.fromArray', 'opts', opts);
     const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
     if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`Tensor.fromArray: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
+    if (opts.device !== undefined) expectDevice('Tensor.fromArray', opts.device);
     if (dtype === 'int32' && !(data instanceof Int32Array))
       for (let i = 0; i < data.length; i++) {
         const v = data[i]!;
@@ -102,7 +103,7 @@ export class Tensor {
         : data instanceof Float32Array
           ? data
           : Float32Array.from(data);
-    const t = new Tensor(onDevice(native.fromArray(typed, shape.slice()), opts.device, 'Tensor.fromArray'));
+    const t = new Tensor(onDevice(native.fromArray(typed, shape.slice()), opts.device));
     if (opts.requiresGrad) t.requiresGrad = true;
     return t;
   }
@@ -146,6 +147,9 @@ export class Tensor {
    * this tensor's device and dtype.
    */
   to(device: string, dtype?: TensorDType): Tensor {
+    expectDevice('Tensor.to', device);
+    if (dtype !== undefined && dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'int32')
+      throw new Error(`Tensor.to: dtype must be 'float32', 'bfloat16' or 'int32', got ${describeValue(dtype)}`);
     const from = this.device;
     const fromType = this.dtype;
     const h = native.to(this.handle, device, dtype);
@@ -215,6 +219,8 @@ export class Tensor {
 
   /** Overwrites the elements with `data` (same length and dtype). */
   write(data: Float32Array | Int32Array): void {
+    if (!(data instanceof Float32Array || data instanceof Int32Array))
+      throw new Error(`Tensor.write: data must be a Float32Array or Int32Array, got ${describeValue(data)}`);
     this.handle.write(data);
     this.version++;
   }
@@ -264,21 +270,20 @@ export class Tensor {
   }
 }
 
-/**
- * h on `device` (h itself when device is absent or h's own; otherwise a copy, and h is freed). A device that is not
- * 'cpu', 'cuda' or 'cuda:N' is an Error of `where`.
- */
-function onDevice(h: NativeTensor, device: string | undefined, where: string): NativeTensor {
+/** h on `device` (h itself when device is absent or h's own; otherwise a copy, and h is freed). */
+function onDevice(h: NativeTensor, device: string | undefined): NativeTensor {
   if (device === undefined || device === (h.device ?? 'cpu')) return h;
-  if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device)) {
-    h.dispose();
-    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got ${describeValue(device)}`);
-  }
   try {
     return native.to(h, device);
   } finally {
     h.dispose();
   }
+}
+
+/** A device name of `where`: 'cpu', 'cuda' or 'cuda:N' (whether it can be used is the native call's to say). */
+function expectDevice(where: string, device: unknown): void {
+  if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
+    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got ${describeValue(device)}`);
 }
 
 export function shapeStr(shape: readonly number[]): string {
@@ -307,7 +312,8 @@ export function expectTensors(op: string, tensors: Record<string, unknown>, opti
 function filled(where: string, shape: readonly number[], value: number, dtype: DType, device: string | undefined): Tensor {
   expectArrayOf(where, 'shape', shape, (n) => typeof n === 'number', 'a number');
   if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`${where}: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
-  return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device, where));
+  if (device !== undefined) expectDevice(where, device);
+  return new Tensor(onDevice(native.full(shape.slice(), value, dtype), device));
 }
 
 /** Keeps `t` past the end of the enclosing `tidy`. */

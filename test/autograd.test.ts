@@ -252,7 +252,7 @@ describe('recording', () => {
       const disposed = tensor([1, 1, 1, 1], [2, 2]);
       disposed.dispose();
       const bad: [unknown, unknown, string][] = [
-        [[1, 0, -1, 2], undefined, 'backward: the gradient must be a Tensor, got an array of 4'],
+        [[1, 0, -1, 2], undefined, 'backward: grad must be a Tensor, got an array of 4'],
         [disposed, undefined, 'backward: the gradient [2, 2] has been disposed'],
         [Tensor.fromArray(new Int32Array([1, 0, -1, 2]), [2, 2]), undefined, 'backward: the gradient must be float32 or bfloat16, got int32 [2, 2]'],
         [tensor([1, 0, -1, 2], [2, 2]), { onGradReady: 'x' }, "backward: opts.onGradReady must be a function, got the string 'x'"],

@@ -313,6 +313,9 @@ const ROWS: Row[] = [
   { name: 'sampleBeta', params: 'a:number b:number gen:instance', args: () => [1, 1, gen] },
   // instance methods (those that take no argument are in METHODS_WITHOUT_ARGS; a subclass's inherited methods are
   // tried on the class that defines them)
+  { name: 'Tensor#to', params: 'device:enum dtype?:enum', args: () => ['cpu', 'float32'], self: () => t([2]), where: 'Tensor.to' },
+  { name: 'Tensor#write', params: 'data:instance', args: () => [new Float32Array(2)], self: () => t([2]), where: 'Tensor.write' },
+  { name: 'Tensor#backward', params: 'grad?:instance|null opts?:object', args: () => [], self: () => Tensor.fromArray([1], [1], { requiresGrad: true }), where: 'backward' },
   { name: 'Generator#seed', params: 'seed:number', args: () => [0], self: () => new Generator(0), where: 'Generator.seed' },
   { name: 'Generator#int', params: 'n:number', args: () => [3], self: () => gen, where: 'Generator.int' },
   { name: 'Generator#setState', params: 'state:object', args: () => [gen.state()], self: () => new Generator(0), where: 'Generator.setState' },
