@@ -4,7 +4,7 @@
  * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
  */
 import { Tensor, sameShape, shapeStr } from '../tensor.js';
-import { describeValue, expectArrayOf } from '../check.js';
+import { describeValue, expectArrayOf, expectObject, expectString } from '../check.js';
 import { disposeShadow } from './shadow.js';
 
 export abstract class Module {
@@ -27,6 +27,7 @@ export abstract class Module {
 
   /** Every parameter with its full name, in registration order (fixed tables included, with requiresGrad false). */
   namedParameters(prefix = ''): [string, Tensor][] {
+    expectString('namedParameters', 'prefix', prefix);
     const out: [string, Tensor][] = [];
     for (const [n, p] of this.params) out.push([prefix + n, p]);
     // one push per entry: a child's list spread into push() overflows the stack past ~120,000 entries
@@ -48,6 +49,7 @@ export abstract class Module {
 
   /** The name of a parameter whose values changed (Tensor.version) since `versions` (from versions()), or null. */
   changedSince(versions: readonly number[]): string | null {
+    expectArrayOf('changedSince', 'versions', versions, (v) => typeof v === 'number', 'a number (from versions())');
     return this.namedParameters().find(([, p], i) => p.version !== versions[i])?.[0] ?? null;
   }
 
@@ -66,6 +68,7 @@ export abstract class Module {
     opts: { strict?: boolean } = {},
   ): { missing: string[]; unexpected: string[] } {
     if (!(state instanceof Map)) throw new Error(`loadStateDict: state must be a Map from parameter names to Tensors or { shape, data } records, got ${describeValue(state)}`);
+    expectObject('loadStateDict', 'opts', opts);
     const strict = opts.strict ?? true;
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !state.has(k));
@@ -126,6 +129,7 @@ export abstract class Module {
   }
 
   train(on = true): this {
+    if (typeof on !== 'boolean') throw new Error(`train: on must be true or false, got ${describeValue(on)}`);
     this.training = on;
     for (const m of this.children.values()) m.train(on);
     return this;
@@ -144,6 +148,7 @@ export abstract class Module {
   }
 
   numParameters(trainableOnly = true): number {
+    if (typeof trainableOnly !== 'boolean') throw new Error(`numParameters: trainableOnly must be true or false, got ${describeValue(trainableOnly)}`);
     return this.namedParameters()
       .filter(([, p]) => !trainableOnly || p.requiresGrad)
       .reduce((s, [, p]) => s + p.size, 0);
