@@ -32,10 +32,12 @@ export class Linear extends Module {
     this.bias = opts.bias === false ? null : this.param('bias', Tensor.zeros([outFeatures]));
   }
   forward(x: Tensor): Tensor {
+    expectTensors('Linear.forward', { x });
     return ops.linear(x, this.weight, this.bias, shadowFor(this.weight, x));
   }
   /** x W^T without the bias (for an op that adds the bias itself, as biasGelu). */
   product(x: Tensor): Tensor {
+    expectTensors('Linear.product', { x });
     return ops.linear(x, this.weight, null, shadowFor(this.weight, x));
   }
 }
@@ -54,6 +56,7 @@ export class LayerNorm extends Module {
     this.bias = this.param('bias', Tensor.zeros([dim]));
   }
   forward(x: Tensor): Tensor {
+    expectTensors('LayerNorm.forward', { x });
     return ops.layerNorm(x, this.weight, this.bias, this.eps);
   }
 }
@@ -75,6 +78,7 @@ export class Attention extends Module {
     this.proj = this.module('proj', new Linear(dim, dim, gen));
   }
   forward(x: Tensor): Tensor {
+    expectTensors('Attention.forward', { x });
     return this.proj.forward(ops.attention(this.qkv.forward(x), this.numHeads));
   }
 }
@@ -91,6 +95,7 @@ export class Mlp extends Module {
     this.fc2 = this.module('fc2', new Linear(hidden, dim, gen));
   }
   forward(x: Tensor): Tensor {
+    expectTensors('Mlp.forward', { x });
     if (ops.fusedOps() && this.fc1.bias) return this.fc2.forward(ops.biasGelu(this.fc1.product(x), this.fc1.bias));
     return this.fc2.forward(ops.gelu(this.fc1.forward(x)));
   }
@@ -113,6 +118,7 @@ export class Block extends Module {
     this.mlp = this.module('mlp', new Mlp(dim, Math.floor(dim * mlpRatio), gen));
   }
   forward(x: Tensor): Tensor {
+    expectTensors('Block.forward', { x });
     const h = ops.add(x, this.attn.forward(this.norm1.forward(x)));
     return ops.add(h, this.mlp.forward(this.norm2.forward(h)));
   }
@@ -166,6 +172,7 @@ export class PatchEmbed extends Module {
   }
   /** imgs [B, C, H, W] -> [B, L, D], L = (H/p)(W/p): any H and W that are multiples of the patch size */
   forward(imgs: Tensor): Tensor {
+    expectTensors('PatchEmbed.forward', { images: imgs });
     const [, C, H, W] = imgs.shape as [number, number, number, number];
     if (imgs.shape.length !== 4 || C !== this.inChans || H % this.patchSize !== 0 || W % this.patchSize !== 0)
       throw new Error(
