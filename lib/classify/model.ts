@@ -110,6 +110,7 @@ export class BatchNormNoAffine extends Module {
     this.running_var = this.param('running_var', Tensor.ones([features]), false);
   }
   forward(x: Tensor): Tensor {
+    expectTensors('BatchNormNoAffine.forward', { x });
     const y = ops.batchNorm(x, this.running_mean, this.running_var, this.training, this.momentum, this.eps);
     if (this.training) {
       // the running statistics changed in place: new values for whatever goes by versions (forwardAsync's calls)
@@ -134,6 +135,7 @@ export class ProbeHead extends Module {
     this.fc = this.module('1', headLinear(inFeatures, numClasses, initStd, gen));
   }
   forward(x: Tensor): Tensor {
+    expectTensors('ProbeHead.forward', { x });
     return this.fc.forward(this.bn.forward(x));
   }
 }
@@ -235,11 +237,13 @@ export class VisionTransformerClassifier extends Module {
 
   /** features [B, D] -> logits [B, numClasses] */
   forwardHead(features: Tensor): Tensor {
+    expectTensors('classifier', { features });
     return this.head.forward(features);
   }
 
   /** imgs [B, C, H, W] -> logits [B, numClasses] (bfloat16 with precision 'bf16') */
   forward(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
+    expectObject('classifier', 'opts', opts);
     return this.forwardHead(this.forwardFeatures(imgs, opts.precision));
   }
 
@@ -250,7 +254,8 @@ export class VisionTransformerClassifier extends Module {
    * when the weights change rejects. The worker builds VisionTransformerClassifier itself: a subclass's model runs
    * its own forward on the calling thread (in eval mode, with a warning).
    */
-  forwardAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
+  async forwardAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
+    expectObject('forwardAsync', 'opts', opts);
     return runAsync(this, 'classifier', 'forward', imgs, opts.precision ?? 'fp32', VisionTransformerClassifier);
   }
 
@@ -314,6 +319,8 @@ export class VisionTransformerClassifier extends Module {
    * another depth): only the head and fc_norm may stay as initialised.
    */
   loadEncoder(state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>): { loaded: string[]; ignored: string[]; missing: string[] } {
+    if (!(state instanceof Map))
+      throw new Error(`loadEncoder: state must be a Map from parameter names to Tensors or { shape, data } records, got ${describeValue(state)}`);
     const own = this.stateDict();
     const take = new Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>();
     const ignored: string[] = [];
