@@ -26,7 +26,7 @@ import { Tensor, expectTensors, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { checkConfig, checkWeightsFit, expectPresetName, getPreset, maeParameterSizes, type MaeConfig, type PresetName } from './presets.js';
-import { describeValue, expectInstance, expectKnownKeys, expectObject, expectString } from '../check.js';
+import { describeValue, expectInstance, expectKnownKeys, expectNonNegative, expectObject, expectString } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
 export { checkPrecision, toBf16, toFloat32, type Precision };
@@ -195,16 +195,19 @@ export class MaskedAutoencoder extends Module {
   /** Draws (or takes) the masking for a batch of B. */
   randomMasking(B: number, maskRatio: number, noise?: Tensor | Float32Array, generator?: Generator): Masking {
     const L = this.numPatches;
-    if (noise !== undefined && !(noise instanceof Tensor || noise instanceof Float32Array))
-      throw new Error(`forward: noise must be a Tensor or a Float32Array [B, L] = [${B}, ${L}], got ${describeValue(noise)}`);
-    if (generator !== undefined && !(generator instanceof Generator)) throw new Error(`forward: generator must be a Generator, got ${describeValue(generator)}`);
-    let n: Float32Array | undefined;
-    if (noise instanceof Tensor) {
-      if (noise.shape.length !== 2 || noise.shape[0] !== B || noise.shape[1] !== L)
-        throw new Error(`forward: noise ${shapeStr(noise.shape)} must be [B, L] = [${B}, ${L}]`);
-      n = noise.dataSync();
-    } else n = noise;
+    this.checkMaskingInputs('randomMasking', B, noise, generator);
+    const n = noise instanceof Tensor ? noise.dataSync() : noise;
     return randomMasking(B, L, maskRatio, n, generator ?? this.generator);
+  }
+
+  /** The noise and generator of randomMasking, checked in the name of `where` (randomMasking, forward). */
+  private checkMaskingInputs(where: string, B: number, noise: unknown, generator: unknown): void {
+    const L = this.numPatches;
+    if (noise !== undefined && !(noise instanceof Tensor || noise instanceof Float32Array))
+      throw new Error(`${where}: noise must be a Tensor or a Float32Array [B, L] = [${B}, ${L}], got ${describeValue(noise)}`);
+    if (generator !== undefined && !(generator instanceof Generator)) throw new Error(`${where}: generator must be a Generator, got ${describeValue(generator)}`);
+    if (noise instanceof Tensor && (noise.shape.length !== 2 || noise.shape[0] !== B || noise.shape[1] !== L))
+      throw new Error(`${where}: noise ${shapeStr(noise.shape)} must be [B, L] = [${B}, ${L}]`);
   }
 
   /**
@@ -278,6 +281,7 @@ export class MaskedAutoencoder extends Module {
     const B = imgs.shape[0]!;
     const L = this.numPatches;
     const device = imgs.device;
+    this.checkMaskingInputs('forward', B, opts.noise, opts.generator);
     const m = this.randomMasking(B, opts.maskRatio ?? 0.75, opts.noise, opts.generator);
     const idsKeep = Tensor.fromArray(m.idsKeep, [B, m.lenKeep], { device });
     const idsRestore = Tensor.fromArray(m.idsRestore, [B, L], { device });
@@ -309,7 +313,8 @@ export class MaskedAutoencoder extends Module {
    * in flight when the weights change (an optimizer step, loadStateDict, write) rejects: await it first. The worker
    * builds MaskedAutoencoder itself: a subclass's model runs its own embed on the calling thread (with a warning).
    */
-  embedAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
+  async embedAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
+    expectObject('embedAsync', 'opts', opts, false, "e.g. { precision: 'bf16' }");
     return runAsync(this, 'mae', 'embed', imgs, opts.precision ?? 'fp32', MaskedAutoencoder);
   }
 
@@ -365,6 +370,7 @@ export class MaskedAutoencoder extends Module {
    * are left out.
    */
   parameterGroups(weightDecay = 0.05): ParamGroup[] {
+    expectNonNegative('parameterGroups', 'weightDecay', weightDecay);
     const decay: [string, Tensor][] = [];
     const noDecay: [string, Tensor][] = [];
     for (const [name, p] of this.namedParameters()) {
