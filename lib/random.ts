@@ -5,7 +5,7 @@
  * function of the seed and the number of draws, so a run is reproducible, and `state()` / `setState()` let a
  * checkpoint continue the exact same stream.
  */
-import { describeValue, expectArrayOf, expectFinite, expectObject } from './check.js';
+import { describeValue, expectArrayOf, expectFinite, expectInteger, expectNumber, expectObject } from './check.js';
 export class Generator {
   private s = new Uint32Array(4);
   private spareNormal: number | null = null;
@@ -78,6 +78,9 @@ export class Generator {
 
   /** Fills a new Float32Array of n uniforms in [lo, hi). */
   uniformArray(n: number, lo = 0, hi = 1): Float32Array {
+    expectInteger('Generator.uniformArray', 'n', n, 0);
+    expectNumber('Generator.uniformArray', 'lo', lo);
+    expectNumber('Generator.uniformArray', 'hi', hi);
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * this.uniform();
     return out;
@@ -85,6 +88,9 @@ export class Generator {
 
   /** Fills a new Float32Array of n normals with the given mean and std. */
   normalArray(n: number, mean = 0, std = 1): Float32Array {
+    expectInteger('Generator.normalArray', 'n', n, 0);
+    expectNumber('Generator.normalArray', 'mean', mean);
+    expectNumber('Generator.normalArray', 'std', std);
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = mean + std * this.normal();
     return out;
@@ -92,6 +98,7 @@ export class Generator {
 
   /** A uniformly random permutation of 0 .. n-1 (Fisher-Yates). */
   permutation(n: number): Int32Array {
+    expectInteger('Generator.permutation', 'n', n, 0);
     const p = new Int32Array(n);
     for (let i = 0; i < n; i++) p[i] = i;
     for (let i = n - 1; i > 0; i--) {
