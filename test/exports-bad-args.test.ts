@@ -348,8 +348,13 @@ const ROWS: Row[] = [
   { name: 'BatchNormNoAffine#forward', params: 'x:instance', args: () => [t([2, 4])], self: () => new api.BatchNormNoAffine(4), where: 'BatchNormNoAffine.forward' },
   { name: 'AdamW#loadStateDict', params: 'state:object', args: (o: api.AdamW) => [o.stateDict()], self: () => new api.AdamW([t([2])], { lr: 1e-3 }), where: 'AdamW.loadStateDict' },
   { name: 'data.InMemoryDataset#get', params: 'index:number', args: () => [0], self: () => dataset, where: 'Dataset.get' },
+  { name: 'data.InMemoryDataset#getPixels', params: 'index:number', args: () => [0], self: () => dataset, where: 'Dataset.getPixels' },
   { name: 'data.ImageFolderDataset#get', params: 'index:number', args: () => [0], self: () => folderDataset, where: 'Dataset.get' },
+  { name: 'data.ImageFolderDataset#getPixels', params: 'index:number', args: () => [0], self: () => folderDataset, where: 'Dataset.getPixels' },
   { name: 'data.ShardDataset#get', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'Dataset.get' },
+  { name: 'data.ShardDataset#getPixels', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'Dataset.getPixels' },
+  { name: 'data.ShardDataset#readRecord', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'ShardDataset.readRecord' },
+  { name: 'data.ShardDataset#slice', params: 'start:number end:number', args: () => [0, 1], self: () => shardDataset, where: 'ShardDataset.slice' },
   { name: 'data.DataLoader#order', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
 
   { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },

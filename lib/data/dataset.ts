@@ -65,9 +65,10 @@ export interface FolderDatasetSpec {
 
 export type DatasetSpec = MemoryDatasetSpec | FolderDatasetSpec | ShardDatasetSpec;
 
-export function checkIndex(i: number, length: number): void {
-  if (typeof i !== 'number') throw new Error(`Dataset.get: index must be an integer in [0, ${length}), got ${describeValue(i)}`);
-  if (!(Number.isInteger(i) && i >= 0 && i < length)) throw new RangeError(`Dataset.get: index ${i} is out of range [0, ${length})`);
+/** Sample index `i` of a dataset of `length`, checked in the name of `where` (Dataset.get, Dataset.getPixels). */
+export function checkIndex(i: number, length: number, where = 'Dataset.get'): void {
+  if (typeof i !== 'number') throw new Error(`${where}: index must be an integer in [0, ${length}), got ${describeValue(i)}`);
+  if (!(Number.isInteger(i) && i >= 0 && i < length)) throw new RangeError(`${where}: index ${i} is out of range [0, ${length})`);
 }
 
 /** Copies `bytes` into a SharedArrayBuffer unless it already lives in one. */
@@ -156,7 +157,7 @@ export class InMemoryDataset implements Dataset {
 
   /** The stored CHW bytes of sample i, interleaved to HWC (a view, no copy, for 1 channel). */
   getPixels(i: number): Promise<PixelSample> {
-    checkIndex(i, this.length);
+    checkIndex(i, this.length, 'Dataset.getPixels');
     const { channels: c, height, width } = this;
     const plane = height * width;
     const chw = this.images.subarray(i * c * plane, (i + 1) * c * plane);
@@ -235,12 +236,13 @@ export class ImageFolderDataset implements Dataset {
   }
 
   async get(i: number): Promise<Sample> {
+    checkIndex(i, this.length);
     const { pixels, height, width, label } = await this.getPixels(i);
     return { image: pixelsToImage(pixels, this.channels, height, width), label, height, width };
   }
 
   async getPixels(i: number): Promise<PixelSample> {
-    checkIndex(i, this.length);
+    checkIndex(i, this.length, 'Dataset.getPixels');
     for (let k = 0; k < this.length; k++) {
       const j = (i + k) % this.length;
       if (this.bad.has(j)) continue;

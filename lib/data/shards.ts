@@ -28,7 +28,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expectObject, expectString } from '../check.js';
+import { expectInteger, expectObject, expectString } from '../check.js';
 import { crc32 } from '../io/crc32.js';
 import { checkIndex, pixelsToImage, type Dataset, type PixelSample, type Sample } from './dataset.js';
 import { decodeImageBytes } from './folder.js';
@@ -235,7 +235,7 @@ export class ShardDataset implements Dataset {
 
   /** The record of sample i, read with one positioned read. */
   readRecord(i: number): Uint8Array {
-    checkIndex(i, this.length);
+    checkIndex(i, this.length, 'ShardDataset.readRecord');
     const s = this.spec;
     const file = s.files[s.shard[i]!]!;
     const offset = s.offset[i]!;
@@ -276,6 +276,7 @@ export class ShardDataset implements Dataset {
   }
 
   async getPixels(i: number): Promise<PixelSample> {
+    checkIndex(i, this.length, 'Dataset.getPixels');
     const record = this.readRecord(i);
     const s = this.spec;
     const height = s.height[i]!;
@@ -296,6 +297,7 @@ export class ShardDataset implements Dataset {
   }
 
   async get(i: number): Promise<Sample> {
+    checkIndex(i, this.length);
     const { pixels, height, width, label } = await this.getPixels(i);
     return { image: pixelsToImage(pixels, this.channels, height, width), label, height, width };
   }
@@ -306,6 +308,8 @@ export class ShardDataset implements Dataset {
 
   /** Samples start .. end - 1. */
   slice(start: number, end: number): ShardDataset {
+    expectInteger('ShardDataset.slice', 'start', start, 0);
+    expectInteger('ShardDataset.slice', 'end', end, 0);
     if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end && end <= this.length))
       throw new Error(`ShardDataset.slice: [${start}, ${end}) is not a non-empty range of a dataset of ${this.length} samples`);
     const s = this.spec;

@@ -26,7 +26,7 @@ describe('dataset labels', () => {
   it('get and getPixels name an index that is not a number (an Error), and one out of range (a RangeError)', () => {
     const ds = make([0, 9, 3]);
     for (const bad of [null, undefined, 'x', {}, [1]])
-      for (const read of [(i: number) => ds.get(i), (i: number) => ds.getPixels(i)]) {
+      for (const [name, read] of [['get', (i: number) => ds.get(i)], ['getPixels', (i: number) => ds.getPixels(i)]] as const) {
         let err: unknown;
         try {
           read(bad as unknown as number);
@@ -35,10 +35,11 @@ describe('dataset labels', () => {
         }
         expect(err).toBeInstanceOf(Error);
         expect(err).not.toBeInstanceOf(RangeError);
-        expect((err as Error).message).toMatch(/^Dataset\.get: index must be an integer in \[0, 3\), got (null|undefined|the string 'x'|an object|an array of 1)$/);
+        expect((err as Error).message).toMatch(new RegExp(`^Dataset\\.${name}: index must be an integer in \\[0, 3\\), got (null|undefined|the string 'x'|an object|an array of 1)$`));
       }
     expect(() => ds.get(3)).toThrow(new RangeError('Dataset.get: index 3 is out of range [0, 3)'));
     expect(() => ds.get(1.5)).toThrow(new RangeError('Dataset.get: index 1.5 is out of range [0, 3)'));
+    expect(() => ds.getPixels(3)).toThrow(new RangeError('Dataset.getPixels: index 3 is out of range [0, 3)'));
   });
 
   it('InMemoryDataset holds unlabelled images (numClasses 0, every label -1), as the Dataset interface has them', async () => {
