@@ -355,6 +355,8 @@ const ROWS: Row[] = [
   { name: 'data.ShardDataset#getPixels', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'Dataset.getPixels' },
   { name: 'data.ShardDataset#readRecord', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'ShardDataset.readRecord' },
   { name: 'data.ShardDataset#slice', params: 'start:number end:number', args: () => [0, 1], self: () => shardDataset, where: 'ShardDataset.slice' },
+  { name: 'data.DataLoader#epoch', params: 'epoch:number opts?:object', args: () => [0], self: () => loader, where: 'DataLoader' },
+  { name: 'data.DataLoader#epochStallMs', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
   { name: 'data.DataLoader#order', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
 
   { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },

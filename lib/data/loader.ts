@@ -284,6 +284,7 @@ export class DataLoader {
 
   /** Milliseconds the consumer waited for batches of epoch `epoch`. */
   epochStallMs(epoch: number): number {
+    expectFinite('DataLoader', 'epoch', epoch, (e) => Number.isSafeInteger(e) && e >= 0, 'a non-negative integer');
     return this.stallByEpoch.get(epoch) ?? 0;
   }
 
@@ -297,6 +298,7 @@ export class DataLoader {
   /** The batches of epoch `epoch`, from step `startAt` (default 0) to the end. */
   async *epoch(epoch: number, opts: { startAt?: number } = {}): AsyncGenerator<Batch, void, undefined> {
     if (this.closed) throw new Error('DataLoader: epoch() called after close()');
+    expectObject('DataLoader', 'opts', opts, false, 'e.g. { startAt: 0 }');
     if (this.dataset.length !== this.length)
       throw new Error(`DataLoader: the dataset's length changed from ${this.length} to ${this.dataset.length} after the loader was made (its steps per epoch were counted then): make a new DataLoader`);
     const startAt = opts.startAt ?? 0;
