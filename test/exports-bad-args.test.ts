@@ -358,6 +358,13 @@ const ROWS: Row[] = [
   { name: 'data.DataLoader#epoch', params: 'epoch:number opts?:object', args: () => [0], self: () => loader, where: 'DataLoader' },
   { name: 'data.DataLoader#epochStallMs', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
   { name: 'data.DataLoader#order', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
+  { name: 'Communicator#allreduce', params: 'values:array op?:enum what?:string', args: () => [[1]], self: () => comm, where: 'Communicator.allreduce' },
+  { name: 'Communicator#broadcast', params: 'bytes:instance|null root?:number what?:string', args: () => [new Uint8Array(1)], self: () => comm, where: 'Communicator.broadcast' },
+  { name: 'Communicator#broadcastJson', params: 'value?:any root?:number what?:string', args: () => [1], self: () => comm, where: 'Communicator.broadcastJson' },
+  { name: 'Communicator#allgather', params: 'bytes:instance what?:string', args: () => [new Uint8Array(1)], self: () => comm, where: 'Communicator.allgather' },
+  { name: 'Communicator#allgatherJson', params: 'value?:any what?:string', args: () => [1], self: () => comm, where: 'Communicator.allgatherJson' },
+  { name: 'Communicator#allgatherConcat', params: 'values:instance what?:string', args: () => [new Float32Array(1)], self: () => comm, where: 'Communicator.allgatherConcat' },
+  { name: 'Communicator#barrier', params: 'what?:string', args: () => [], self: () => comm, where: 'Communicator.barrier' },
 
   { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },
   { name: 'classifyImages', params: 'options:object', args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }] },

@@ -15,7 +15,7 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import { native, type NativeLibraryInfo, type NativeTensor } from '../native.js';
-import { describeValue, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayLike, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
 import type { Tensor } from '../tensor.js';
 
 /** How to run: 'mpi' (a rank of an MPI job), 'none' (one process), or 'auto' (default: 'mpi' under a launcher). */
@@ -92,6 +92,16 @@ export function activeCommunicator(): Communicator | null {
   return started;
 }
 
+/** The `what` of a collective (its name in messages), checked in the name of Communicator.`method`. */
+function expectWhat(method: string, what: unknown): void {
+  expectString(`Communicator.${method}`, 'what', what, 'a description for messages');
+}
+
+/** The root rank of a broadcast, checked in the name of Communicator.`method` (its range is MPI's to check). */
+function expectRoot(method: string, root: unknown): void {
+  expectInteger(`Communicator.${method}`, 'root', root, 0);
+}
+
 /** One process of a data-parallel run (or the only one). */
 export class Communicator {
   /** 'mpi' for a rank of an MPI job (also a job of one rank), 'none' for a process on its own */
@@ -160,6 +170,9 @@ export class Communicator {
 
   /** The sum (or max) of `values` over the ranks, on every rank. */
   allreduce(values: number[] | Float64Array, op: 'sum' | 'max' = 'sum', what = 'an all-reduce'): Float64Array {
+    expectArrayLike('Communicator.allreduce', 'values', values, 'an array of numbers or a Float64Array');
+    if (op !== 'sum' && op !== 'max') throw new Error(`Communicator.allreduce: op must be 'sum' or 'max', got ${describeValue(op)}`);
+    expectWhat('allreduce', what);
     const v = Float64Array.from(values);
     if (this.kind === 'mpi') call(() => native.commAllreduce(v, op, what));
     return v;
@@ -167,6 +180,9 @@ export class Communicator {
 
   /** The root's bytes on every rank (others pass null). */
   broadcast(bytes: Uint8Array | null, root = 0, what = 'a broadcast'): Uint8Array {
+    if (bytes !== null) expectInstance('Communicator.broadcast', 'bytes', bytes, Uint8Array, 'a Uint8Array (null on the ranks other than root)');
+    expectRoot('broadcast', root);
+    expectWhat('broadcast', what);
     if (this.kind === 'none') {
       if (!bytes) throw new Error('broadcast: the root must pass its bytes');
       return bytes;
@@ -176,23 +192,31 @@ export class Communicator {
 
   /** The root's value (JSON) on every rank. */
   broadcastJson<T>(value: T | undefined, root = 0, what = 'a broadcast'): T {
+    expectRoot('broadcastJson', root);
+    expectWhat('broadcastJson', what);
     const bytes = this.rank === root ? new TextEncoder().encode(JSON.stringify(value ?? null)) : null;
     return JSON.parse(new TextDecoder().decode(this.broadcast(bytes, root, what))) as T;
   }
 
   /** Every rank's bytes, in rank order. */
   allgather(bytes: Uint8Array, what = 'an all-gather'): Uint8Array[] {
+    expectInstance('Communicator.allgather', 'bytes', bytes, Uint8Array, 'a Uint8Array');
+    expectWhat('allgather', what);
     if (this.kind === 'none') return [bytes];
     return call(() => native.commAllgather(bytes, what));
   }
 
   /** Every rank's value (JSON), in rank order. */
   allgatherJson<T>(value: T, what = 'an all-gather'): T[] {
+    expectWhat('allgatherJson', what);
     return this.allgather(new TextEncoder().encode(JSON.stringify(value)), what).map((b) => JSON.parse(new TextDecoder().decode(b)) as T);
   }
 
   /** Every rank's values, concatenated in rank order (features, labels, predictions). */
   allgatherConcat<T extends Float32Array | Int32Array>(values: T, what = 'an all-gather'): T {
+    if (!(values instanceof Float32Array || values instanceof Int32Array))
+      throw new Error(`Communicator.allgatherConcat: values must be a Float32Array or Int32Array, got ${describeValue(values)}`);
+    expectWhat('allgatherConcat', what);
     if (this.kind === 'none') return values;
     const parts = this.allgather(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), what);
     const make = (n: number) => (values instanceof Float32Array ? new Float32Array(n) : new Int32Array(n)) as T;
@@ -208,6 +232,7 @@ export class Communicator {
   }
 
   barrier(what = 'a barrier'): void {
+    expectWhat('barrier', what);
     if (this.kind === 'mpi') call(() => native.commBarrier(what));
   }
 
