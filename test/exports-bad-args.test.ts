@@ -347,6 +347,7 @@ const ROWS: Row[] = [
   { name: 'ProbeHead#forward', params: 'x:instance', args: () => [t([2, 4])], self: () => new api.ProbeHead(4, 2, 0.01, gen), where: 'ProbeHead.forward' },
   { name: 'BatchNormNoAffine#forward', params: 'x:instance', args: () => [t([2, 4])], self: () => new api.BatchNormNoAffine(4), where: 'BatchNormNoAffine.forward' },
   { name: 'AdamW#loadStateDict', params: 'state:object', args: (o: api.AdamW) => [o.stateDict()], self: () => new api.AdamW([t([2])], { lr: 1e-3 }), where: 'AdamW.loadStateDict' },
+  { name: 'LARS#momentumOf', params: 'p:instance', args: (o: api.LARS) => [o.groups[0]!.params[0]], self: () => new api.LARS([t([2])], { lr: 0.1 }), where: 'LARS.momentumOf' },
   { name: 'data.InMemoryDataset#get', params: 'index:number', args: () => [0], self: () => dataset, where: 'Dataset.get' },
   { name: 'data.InMemoryDataset#getPixels', params: 'index:number', args: () => [0], self: () => dataset, where: 'Dataset.getPixels' },
   { name: 'data.ImageFolderDataset#get', params: 'index:number', args: () => [0], self: () => folderDataset, where: 'Dataset.get' },

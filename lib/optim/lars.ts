@@ -9,7 +9,7 @@
 import type { ParamGroup } from '../mae/model.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
-import { expectFinite, expectNonNegative } from '../check.js';
+import { expectFinite, expectInstance, expectNonNegative } from '../check.js';
 
 export interface LarsOptions {
   lr: number;
@@ -95,6 +95,7 @@ export class LARS {
 
   /** The momentum buffer of a parameter (for tests and checkpoints). */
   momentumOf(p: Tensor): Float32Array | undefined {
+    expectInstance('LARS.momentumOf', 'p', p, Tensor, 'a Tensor (a parameter of this optimizer)');
     return this.mu.get(p);
   }
 }
