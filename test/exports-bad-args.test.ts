@@ -366,6 +366,7 @@ const ROWS: Row[] = [
   { name: 'Communicator#allgatherJson', params: 'value?:any what?:string', args: () => [1], self: () => comm, where: 'Communicator.allgatherJson' },
   { name: 'Communicator#allgatherConcat', params: 'values:instance what?:string', args: () => [new Float32Array(1)], self: () => comm, where: 'Communicator.allgatherConcat' },
   { name: 'Communicator#barrier', params: 'what?:string', args: () => [], self: () => comm, where: 'Communicator.barrier' },
+  { name: 'MetricAccumulator#add', params: 'logits:instance labels:array', args: () => [new Float32Array(4), [0, 1]], self: () => new api.MetricAccumulator(2), where: 'MetricAccumulator.add' },
 
   { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },
   { name: 'classifyImages', params: 'options:object', args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }] },

@@ -34,6 +34,8 @@ export class MetricAccumulator {
   }
   /** logits [B, C], labels [B] */
   add(logits: Float32Array, labels: ArrayLike<number>): void {
+    expectInstance('MetricAccumulator.add', 'logits', logits, Float32Array, 'a Float32Array [B, numClasses]');
+    expectArrayLike('MetricAccumulator.add', 'labels', labels, 'an array of class indices');
     const C = this.numClasses;
     const B = labels.length;
     if (logits.length !== B * C) throw new Error(`metrics: ${logits.length} logits do not match ${B} labels x ${C} classes`);
