@@ -367,6 +367,7 @@ const ROWS: Row[] = [
   { name: 'Communicator#allgatherConcat', params: 'values:instance what?:string', args: () => [new Float32Array(1)], self: () => comm, where: 'Communicator.allgatherConcat' },
   { name: 'Communicator#barrier', params: 'what?:string', args: () => [], self: () => comm, where: 'Communicator.barrier' },
   { name: 'MetricAccumulator#add', params: 'logits:instance labels:array', args: () => [new Float32Array(4), [0, 1]], self: () => new api.MetricAccumulator(2), where: 'MetricAccumulator.add' },
+  { name: 'Mixup#apply', params: 'images:instance shape:array labels:array gen:instance', args: () => [new Float32Array(8), [2, 1, 2, 2], [0, 1], gen], self: () => new api.Mixup({ numClasses: 2 }), where: 'Mixup.apply' },
 
   { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },
   { name: 'classifyImages', params: 'options:object', args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }] },

@@ -165,6 +165,8 @@ export class Mixup {
    */
   apply(images: Float32Array, shape: readonly [number, number, number, number], labels: ArrayLike<number>, gen: Generator): MixResult {
     const [B, C, H, W] = checkBatch('Mixup.apply', images, shape);
+    expectArrayLike('Mixup.apply', 'labels', labels, 'an array of class indices');
+    expectInstance('Mixup.apply', 'gen', gen, Generator, 'a Generator');
     if (labels.length !== B) throw new Error(`Mixup.apply: ${labels.length} labels for a batch of ${B}`);
     if (B % 2 !== 0) throw new Error(`Mixup: the batch size must be even, got ${B}`);
     let lam = 1;
