@@ -1,12 +1,12 @@
-// Bad arguments to the public API: every function, class constructor and static method exported by lib/index.ts
-// (through the ops, nn, nn.init and data namespaces too), and the forward methods of MaskedAutoencoder, is called
-// with valid arguments (the table below) except one parameter, replaced in turn by null, undefined (where the
-// parameter is required), a number, a string, and an object or array of the wrong kind. Each call must throw (an
-// async one reject) an Error that is not a TypeError or RangeError, whose message starts with the function's name
-// and names the parameter. Every parameter is tried, the optional ones after the required ones too (eps, dtype,
-// device, precision, antialias, quality, onWarning): undefined is valid for those, the other bad values of their
-// kind are not. A second test checks that the table has a row for every function and class exported, or a reason
-// in LEFT_OUT.
+// Bad arguments to the public API: every function, class constructor, static method and public instance method
+// exported by lib/index.ts (through the ops, nn, nn.init and data namespaces too) is called with valid arguments
+// (the table below) except one parameter, replaced in turn by null, undefined (where the parameter is required), a
+// number, a string, and an object or array of the wrong kind. Each call must throw (an async one reject) an Error
+// that is not a TypeError or RangeError, whose message starts with the function's name and names the parameter.
+// Every parameter is tried, the optional ones after the required ones too (eps, dtype, device, precision, antialias,
+// quality, onWarning): undefined is valid for those, the other bad values of their kind are not. A second test
+// checks that the table has a row for every function, class and instance method exported (a method inherited under
+// the class that defines it: nn.Module#loadStateDict), or a reason in LEFT_OUT, or is listed as taking no argument.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -381,12 +381,59 @@ const LEFT_OUT: Record<string, string> = {
   'new nn.Module': 'takes no arguments (the base class of the layers)',
   'new Communicator': 'its constructor is private: Communicator.single and Communicator.open make one',
   'new AgreedError': 'an Error subclass: takes any message, as Error does',
+  // instance methods
+  'Tensor#view': '@internal (a tensor over a native handle that shares the storage, for ops)',
+  'Tensor#moveTo': '@internal (Module.to moves its parameters with it; users call Tensor.to)',
+  'Tensor#adoptHandle': '@internal (the inference worker gives a parameter its storage)',
+  'Tensor#adopt': '@internal (tidy moves its result into the enclosing scope)',
+  'Tensor#untrack': 'private',
+  'nn.Module#param': 'protected (a layer registers its parameters)',
+  'nn.Module#module': 'protected (a layer registers its sub-layers)',
+  'MaskedAutoencoder#checkImages': 'private',
+  'MaskedAutoencoder#withMaskTokens': 'private',
+  'MaskedAutoencoder#checkMaskingInputs': 'private',
+  'AdamW#forget': 'private',
+  'AdamW#moments': 'private',
+  'GradReducer#launch': 'private',
+  'GradReducer#reset': 'private',
+  'MatmulRate#rate': 'private',
+  'data.DataLoader#arrival': 'private',
+  'data.DataLoader#fail': 'private',
+  'data.DataLoader#onReply': 'private',
+  'data.DataLoader#post': 'private',
+  'data.DataLoader#recycle': 'private',
+  'data.DataLoader#rejectAll': 'private',
+  'data.DataLoader#startWorkers': 'private',
+  'data.DataLoader#submit': 'private',
+  'data.DataLoader#warnSlow': 'private',
+  'Communicator#allreduceGrads': 'needs the native communicator of an MPI or NCCL run (Communicator.single has none): tried by the distributed tests',
+  'Communicator#wait': "waits for a ticket of allreduceGrads, which needs an MPI or NCCL run",
+  'Communicator#startNccl': 'starts NCCL on a CUDA device: needs a GPU and the NCCL library',
+  'Communicator#fail': 'takes any value as the error (an Error or anything String() reads)',
+  'Communicator#abort': 'ends the process (process.exit on Communicator.single, MPI_Abort in a run)',
 };
 
 /** Exports that take no arguments, so have no argument to get wrong. */
 const FUNCTIONS_WITHOUT_ARGS = [
   'liveTensors', 'hostReadCount', 'ops.fusedOps', 'presetNames', 'Communicator.single', 'info', 'cpuModel',
 ];
+
+/** Public instance methods that take no arguments (checked to declare none). */
+const METHODS_WITHOUT_ARGS = [
+  'Tensor#data', 'Tensor#dataSync', 'Tensor#intDataSync', 'Tensor#item', 'Tensor#dispose', 'Tensor#keep', 'Tensor#toString',
+  'Generator#nextUint32', 'Generator#uniform', 'Generator#normal', 'Generator#state',
+  'nn.Module#parameters', 'nn.Module#versions', 'nn.Module#stateDict', 'nn.Module#zeroGrad', 'nn.Module#eval', 'nn.Module#dispose',
+  'MaskedAutoencoder#dispose', 'VisionTransformerClassifier#dispose', 'VisionTransformerClassifier#encoderParameterNames',
+  'AdamW#step', 'AdamW#zeroGrad', 'AdamW#stateDict', 'AdamW#dispose', 'LARS#step', 'LARS#zeroGrad',
+  'data.InMemoryDataset#workerSpec', 'data.ImageFolderDataset#workerSpec', 'data.ShardDataset#workerSpec', 'data.DataLoader#close',
+  'Communicator#now', 'Communicator#defaultThreads', 'GradReducer#finish', 'MatmulRate#measure', 'MatmulRate#sample', 'MatmulRate#dispose',
+  'MetricAccumulator#result',
+];
+
+/** Whether `fn`'s source declares no parameter: `name() {`, `async name() {`, `function name() {` (length is 0 for defaults too). */
+function declaresNoParameters(fn: unknown): boolean {
+  return /^(async\s+)?(function\s*)?\*?\s*[\w$]*\s*\(\s*\)/.test(Function.prototype.toString.call(fn));
+}
 
 /** The value at `path` in the exports ('data.normalize', 'Tensor.zeros'), and what holds it (`this` for a static method). */
 function lookup(path: string): { fn: (...args: unknown[]) => unknown; self: unknown } {
@@ -486,7 +533,7 @@ describe('every export refuses bad arguments with an Error naming itself and the
 });
 
 describe('the table', () => {
-  it('has a row, a reason to leave it out, or no arguments for every function and class exported', () => {
+  it('has a row, a reason to leave it out, or no arguments for every function, class and instance method exported', () => {
     const exported: string[] = [];
     const visit = (o: Record<string, unknown>, prefix: string) => {
       for (const [k, v] of Object.entries(o)) {
@@ -503,11 +550,26 @@ describe('the table', () => {
       }
     };
     visit(api as unknown as Record<string, unknown>, '');
-    const covered = new Set([...ROWS.map((r) => r.name), ...Object.keys(LEFT_OUT), ...FUNCTIONS_WITHOUT_ARGS]);
+    // the instance methods of every exported class, each as 'X#method' of the exported class X that defines it (a
+    // subclass's inherited methods under the base class: nn.Module#loadStateDict)
+    const classPaths = new Map<unknown, string>();
+    for (const name of exported) if (name.startsWith('new ')) classPaths.set(lookup(name.slice(4)).fn, name.slice(4));
+    const methods = new Map<string, unknown>();
+    for (const C of classPaths.keys())
+      for (let proto = (C as { prototype: object }).prototype; proto && proto !== Object.prototype && proto !== Error.prototype; proto = Object.getPrototypeOf(proto)) {
+        const owner = classPaths.get(proto.constructor) ?? `(unexported ${proto.constructor.name})`;
+        for (const m of Object.getOwnPropertyNames(proto)) {
+          const d = Object.getOwnPropertyDescriptor(proto, m)!;
+          if (m !== 'constructor' && typeof d.value === 'function') methods.set(`${owner}#${m}`, d.value);
+        }
+      }
+    const covered = new Set([...ROWS.map((r) => r.name), ...Object.keys(LEFT_OUT), ...FUNCTIONS_WITHOUT_ARGS, ...METHODS_WITHOUT_ARGS]);
     expect(exported.filter((n) => !covered.has(n))).toEqual([]);
+    expect([...methods.keys()].filter((n) => !covered.has(n))).toEqual([]);
     // and nothing listed that is not exported
-    const all = new Set(exported);
-    expect([...covered].filter((n) => !n.includes('#') && !all.has(n))).toEqual([]);
+    const all = new Set([...exported, ...methods.keys()]);
+    expect([...covered].filter((n) => !all.has(n))).toEqual([]);
     for (const name of FUNCTIONS_WITHOUT_ARGS) expect(lookup(name).fn.length, name).toBe(0);
+    for (const name of METHODS_WITHOUT_ARGS) expect(declaresNoParameters(methods.get(name)), name).toBe(true);
   });
 });
