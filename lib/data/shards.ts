@@ -28,7 +28,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expectInteger, expectObject, expectString } from '../check.js';
+import { expectArrayOf, expectInteger, expectObject, expectString } from '../check.js';
 import { crc32 } from '../io/crc32.js';
 import { checkIndex, pixelsToImage, type Dataset, type PixelSample, type Sample } from './dataset.js';
 import { decodeImageBytes } from './folder.js';
@@ -82,8 +82,18 @@ export interface ShardDatasetSpec {
   width: Int32Array;
   labels: Int32Array;
   crc32: Uint32Array | null; // null: a version 1 index (no checksums)
+  sample: Int32Array; // the index's number of each sample (they differ from 0, 1, ... in a slice or a pick)
   verified: Int32Array | null; // bit n set: the index's sample n matched its crc32 (one bit per sample of the index)
-  first: number; // the index's number of sample 0 (a slice's start)
+}
+
+type Column = Int32Array | Uint32Array | Float64Array;
+
+/** `s` with each per-sample column replaced by f(column) (a slice's subarrays, a pick's gathered copies). */
+function mapColumns(s: ShardDatasetSpec, f: <T extends Column>(column: T) => T): ShardDatasetSpec {
+  return {
+    ...s, shard: f(s.shard), offset: f(s.offset), size: f(s.size), height: f(s.height), width: f(s.width),
+    labels: f(s.labels), crc32: s.crc32 && f(s.crc32), sample: f(s.sample),
+  };
 }
 
 function sharedInt32(values: readonly number[]): Int32Array {
@@ -180,6 +190,19 @@ export async function readShardIndex(dir: string): Promise<ShardIndex> {
   return x as unknown as ShardIndex;
 }
 
+/** Checks sample i's record against its crc32, the first time any thread reads it (see the top of this file). */
+function verifyRecord(s: ShardDatasetSpec, i: number, record: Uint8Array): void {
+  const n = s.sample[i]!;
+  const bit = 1 << (n & 31);
+  if (Atomics.load(s.verified!, n >>> 5) & bit) return;
+  const [got, expected] = [crc32(record), s.crc32![i]!];
+  if (got !== expected) {
+    const hex = (c: number) => c.toString(16).padStart(8, '0');
+    throw new Error(`${s.files[s.shard[i]!]}: sample ${n}: the record at byte ${s.offset[i]} (${record.length} bytes) has CRC-32 ${hex(got)}, ${s.index} says ${hex(expected)}: the shard is damaged; prepare the data again (mae prepare-data) or restore the shard`);
+  }
+  Atomics.or(s.verified!, n >>> 5, bit);
+}
+
 /**
  * A shard folder as a Dataset of variable-size 8-bit images (height = width = 0: each sample carries its size).
  * The same images in an InMemoryDataset or an ImageFolderDataset give the same batches: the DataLoader's order and
@@ -227,8 +250,8 @@ export class ShardDataset implements Dataset {
       width: sharedInt32(x.width),
       labels: sharedInt32(x.label),
       crc32: x.crc32 ? sharedUint32(x.crc32) : null,
+      sample: sharedInt32(Array.from({ length: x.count }, (_, i) => i)),
       verified: x.crc32 ? new Int32Array(new SharedArrayBuffer(4 * Math.ceil(x.count / 32))) : null,
-      first: 0,
     };
     return new ShardDataset(spec, { classes: x.classes, sources: x.source });
   }
@@ -250,29 +273,15 @@ export class ShardDataset implements Dataset {
     try {
       for (let got = 0; got < size; ) {
         const n = readSync(fd, bytes, got, size - got, offset + got);
-        if (n === 0) throw new Error(`${file}: sample ${s.first + i}: the record at byte ${offset} (${size} bytes) ends after ${got} bytes; the shard is shorter than ${s.index} says`);
+        if (n === 0) throw new Error(`${file}: sample ${s.sample[i]}: the record at byte ${offset} (${size} bytes) ends after ${got} bytes; the shard is shorter than ${s.index} says`);
         got += n;
       }
     } finally {
       closeSync(fd);
     }
     const record = new Uint8Array(bytes.buffer, bytes.byteOffset, size);
-    if (s.crc32 && s.verified) this.verify(i, record);
+    if (s.crc32 && s.verified) verifyRecord(s, i, record);
     return record;
-  }
-
-  /** Checks sample i's record against its crc32, the first time any thread reads it. */
-  private verify(i: number, record: Uint8Array): void {
-    const s = this.spec;
-    const n = s.first + i;
-    const bit = 1 << (n & 31);
-    if (Atomics.load(s.verified!, n >>> 5) & bit) return;
-    const [got, expected] = [crc32(record), s.crc32![i]!];
-    if (got !== expected) {
-      const hex = (c: number) => c.toString(16).padStart(8, '0');
-      throw new Error(`${s.files[s.shard[i]!]}: sample ${n}: the record at byte ${s.offset[i]} (${record.length} bytes) has CRC-32 ${hex(got)}, ${s.index} says ${hex(expected)}: the shard is damaged; prepare the data again (mae prepare-data) or restore the shard`);
-    }
-    Atomics.or(s.verified!, n >>> 5, bit);
   }
 
   async getPixels(i: number): Promise<PixelSample> {
@@ -283,7 +292,7 @@ export class ShardDataset implements Dataset {
     const width = s.width[i]!;
     const label = s.labels[i]!;
     if (s.pixels === 'raw') return { pixels: record, height, width, label };
-    const where = `${s.files[s.shard[i]!]} sample ${s.first + i} (byte ${s.offset[i]})`;
+    const where = `${s.files[s.shard[i]!]} sample ${s.sample[i]} (byte ${s.offset[i]})`;
     // checked before decoding (see the top of this file): sharp decodes any format, and an SVG of a few bytes can
     // name any size
     if (!(record[0] === 0xff && record[1] === 0xd8 && record[2] === 0xff)) {
@@ -312,19 +321,19 @@ export class ShardDataset implements Dataset {
     expectInteger('ShardDataset.slice', 'end', end, 0);
     if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end && end <= this.length))
       throw new Error(`ShardDataset.slice: [${start}, ${end}) is not a non-empty range of a dataset of ${this.length} samples`);
-    const s = this.spec;
-    const spec: ShardDatasetSpec = {
-      ...s,
-      shard: s.shard.subarray(start, end),
-      offset: s.offset.subarray(start, end),
-      size: s.size.subarray(start, end),
-      height: s.height.subarray(start, end),
-      width: s.width.subarray(start, end),
-      labels: s.labels.subarray(start, end),
-      crc32: s.crc32?.subarray(start, end) ?? null,
-      first: s.first + start,
-    };
+    const spec = mapColumns(this.spec, (c) => c.subarray(start, end) as typeof c);
     return new ShardDataset(spec, { classes: this.classes, sources: this.sources.slice(start, end) });
+  }
+
+  /** The samples at `indices`, in that order (copies of their index entries, in shared memory for worker threads). */
+  pick(indices: readonly number[]): ShardDataset {
+    expectArrayOf('ShardDataset.pick', 'indices', indices, (i) => Number.isInteger(i) && (i as number) >= 0 && (i as number) < this.length, `a sample index in [0, ${this.length})`);
+    const spec = mapColumns(this.spec, (c) => {
+      const out = new (c.constructor as new (b: SharedArrayBuffer) => typeof c)(new SharedArrayBuffer(indices.length * c.BYTES_PER_ELEMENT));
+      indices.forEach((i, j) => (out[j] = c[i]!));
+      return out;
+    });
+    return new ShardDataset(spec, { classes: this.classes, sources: this.sources.length ? indices.map((i) => this.sources[i]!) : [] });
   }
 
 }

@@ -135,18 +135,8 @@ export function pickSamples(ds: Dataset, indices: readonly number[]): Dataset {
     const index = { ...ds.index, files: indices.map((i) => ds.index.files[i]!), labels: Int32Array.from(indices, (i) => ds.index.labels[i]!) };
     return new ImageFolderDataset(index, { channels: ds.channels, onBadFile: ds.onBadFile, shorterSide: ds.shorterSide, onWarning: ds.onWarning });
   }
-  if (ds instanceof ShardDataset) {
-    // shared, as ShardDataset.open makes them: worker threads read the same arrays
-    const gather = <T extends Int32Array | Float64Array>(a: T, make: (b: SharedArrayBuffer) => T): T => {
-      const out = make(new SharedArrayBuffer(indices.length * a.BYTES_PER_ELEMENT));
-      indices.forEach((i, j) => (out[j] = a[i]!));
-      return out;
-    };
-    const int32 = (a: Int32Array) => gather(a, (b) => new Int32Array(b));
-    const s = ds.spec;
-    const spec = { ...s, shard: int32(s.shard), offset: gather(s.offset, (b) => new Float64Array(b)), size: int32(s.size), height: int32(s.height), width: int32(s.width), labels: int32(s.labels) };
-    return new ShardDataset(spec, { classes: ds.classes, sources: ds.sources.length ? indices.map((i) => ds.sources[i]!) : [] });
-  }
+  if (ds instanceof ShardDataset) return ds.pick(indices);
+
   throw new Error('pickSamples: only in-memory, folder and shard datasets can be cut');
 }
 

@@ -152,7 +152,12 @@ describe('ShardDataset', () => {
     expect(ds.spec.verified![0]).toBe(0xfff); // 12 samples, set by the workers in shared memory
     const part = ds.slice(4, 9);
     expect(part.spec.verified).toBe(ds.spec.verified);
-    expect(part.spec.first).toBe(4);
+    expect(Array.from(part.spec.sample)).toEqual([4, 5, 6, 7, 8]);
+    const picked = part.pick([3, 0]);
+    expect(picked.spec.verified).toBe(ds.spec.verified);
+    expect(Array.from(picked.spec.sample)).toEqual([7, 4]);
+    expect(picked.spec.sample.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(ds.spec.sample.buffer).toBeInstanceOf(SharedArrayBuffer);
   });
 
   it('refuses a record damaged on disk by its CRC-32 (raw and JPEG, in a slice, through worker threads) and reads a version 1 index unchecked', async () => {
@@ -176,6 +181,8 @@ describe('ShardDataset', () => {
       await expect(ds.getPixels(5)).rejects.toThrow(`says ${good.crc32![5]!.toString(16).padStart(8, '0')}: the shard is damaged`);
       await expect(ds.get(5)).rejects.toThrow(message);
       await expect(ds.slice(3, 7).getPixels(2)).rejects.toThrow(message);
+      await expect(ds.pick([4, 5]).getPixels(1)).rejects.toThrow(message);
+      await expect(ds.slice(2, 9).pick([6, 3]).getPixels(1)).rejects.toThrow(message);
       expect(Array.from((await ds.slice(3, 7).getPixels(1)).pixels)).toEqual(Array.from((await ds.getPixels(4)).pixels));
       const loader = new DataLoader(ds, { batchSize: 4, imageSize: 12, evalCropFraction: 0.875, workers: 1, augment: false, seed: 0 });
       await expect((async () => {
