@@ -280,10 +280,10 @@ function onDevice(h: NativeTensor, device: string | undefined): NativeTensor {
   }
 }
 
-/** A device name of `where`: 'cpu', 'cuda' or 'cuda:N' (whether it can be used is the native call's to say). */
+/** A device name of `where`: 'cpu', 'cuda' or 'cuda:N', N < 100 as the addon reads it (whether it can be used is its to say). */
 function expectDevice(where: string, device: unknown): void {
-  if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d+)$/.test(device))
-    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got ${describeValue(device)}`);
+  if (typeof device !== 'string' || !/^(cpu|cuda|cuda:\d{1,2})$/.test(device))
+    throw new Error(`${where}: device must be 'cpu', 'cuda' or 'cuda:N' (N < 100), got ${describeValue(device)}`);
 }
 
 export function shapeStr(shape: readonly number[]): string {

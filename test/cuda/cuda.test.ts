@@ -50,8 +50,12 @@ describe('CUDA availability', () => {
 
   it('rejects unknown devices and int/float conversions', () => {
     const x = Tensor.fromArray([1, 2, 3], [3]);
-    expect(() => x.to('gpu')).toThrow(/unknown device 'gpu'/);
-    expect(() => x.to('cuda:x')).toThrow(/unknown device/);
+    expect(() => x.to('gpu')).toThrow("Tensor.to: device must be 'cpu', 'cuda' or 'cuda:N' (N < 100), got the string 'gpu'");
+    expect(() => x.to('cuda:x')).toThrow("Tensor.to: device must be 'cpu', 'cuda' or 'cuda:N' (N < 100), got the string 'cuda:x'");
+    expect(() => x.to('cuda:100')).toThrow("Tensor.to: device must be 'cpu', 'cuda' or 'cuda:N' (N < 100), got the string 'cuda:100'");
+    // the addon's own parser, under the library's check
+    expect(() => native.to(x.handle, 'gpu', 'float32')).toThrow(/unknown device 'gpu'/);
+    expect(() => native.to(x.handle, 'cuda:100', 'float32')).toThrow(/unknown device 'cuda:100'/);
     expect(() => native.to(x.handle, 'cpu', 'int32')).toThrow(/cannot convert/);
     expect(() => native.to(x.handle, 'cpu', 'float16' as 'float32')).toThrow(/dtype must be/);
     expect(() => native.timerStart('cpu')).toThrow(/timerStart: device must be a CUDA device, got cpu/);
