@@ -15,7 +15,7 @@
 import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
 import { Block, LayerNorm, Linear, PatchEmbed } from '../nn/layers.js';
-import { Module, ModuleList } from '../nn/module.js';
+import { Module, ModuleList, expectStateMap } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
 import { OFFICIAL_HEADS, buildFromWeights, declaredWithOverrides, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
@@ -319,8 +319,7 @@ export class VisionTransformerClassifier extends Module {
    * another depth): only the head and fc_norm may stay as initialised.
    */
   loadEncoder(state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>): { loaded: string[]; ignored: string[]; missing: string[] } {
-    if (!(state instanceof Map))
-      throw new Error(`loadEncoder: state must be a Map from parameter names to Tensors or { shape, data } records, got ${describeValue(state)}`);
+    expectStateMap('loadEncoder', state);
     const own = this.stateDict();
     const take = new Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>();
     const ignored: string[] = [];

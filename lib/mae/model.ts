@@ -19,7 +19,7 @@ import { noGrad } from '../autograd.js';
 import { closeAsync, runAsync } from '../infer/async.js';
 import { init } from '../nn/index.js';
 import { Block, LayerNorm, Linear, PatchEmbed, forwardBlocks } from '../nn/layers.js';
-import { Module, ModuleList } from '../nn/module.js';
+import { Module, ModuleList, expectStateMap } from '../nn/module.js';
 import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, expectTensors, shapeStr, tidy } from '../tensor.js';
@@ -395,6 +395,7 @@ export class MaskedAutoencoder extends Module {
   ): { missing: string[]; unexpected: string[]; initialised: string[]; skipped: string[] } {
     const token = this.encoder_mask_token;
     if (!token) return { ...super.loadStateDict(state, opts), initialised: [], skipped: [] };
+    expectStateMap('loadStateDict', state);
     const rest = new Map(state);
     const skipped = rest.delete('mask_token') ? ['mask_token'] : [];
     const initialised = rest.has('encoder_mask_token') ? [] : ['encoder_mask_token'];

@@ -7,6 +7,11 @@ import { Tensor, sameShape, shapeStr } from '../tensor.js';
 import { describeValue, expectArrayOf, expectObject, expectString } from '../check.js';
 import { disposeShadow } from './shadow.js';
 
+/** The state dict argument of `where` (loadStateDict, loadEncoder): a Map from parameter names to values. */
+export function expectStateMap(where: string, state: unknown): void {
+  if (!(state instanceof Map)) throw new Error(`${where}: state must be a Map from parameter names to Tensors or { shape, data } records, got ${describeValue(state)}`);
+}
+
 export abstract class Module {
   private readonly params = new Map<string, Tensor>();
   private readonly children = new Map<string, Module>();
@@ -67,7 +72,7 @@ export abstract class Module {
     state: Map<string, Tensor | { shape: readonly number[]; data: Float32Array }>,
     opts: { strict?: boolean } = {},
   ): { missing: string[]; unexpected: string[] } {
-    if (!(state instanceof Map)) throw new Error(`loadStateDict: state must be a Map from parameter names to Tensors or { shape, data } records, got ${describeValue(state)}`);
+    expectStateMap('loadStateDict', state);
     expectObject('loadStateDict', 'opts', opts);
     const strict = opts.strict ?? true;
     const own = this.stateDict();

@@ -215,6 +215,9 @@ describe('maskTokenEncoder', () => {
     const partial = new Map(mae.stateDict());
     partial.delete('norm.bias');
     expect(() => mt.loadStateDict(partial)).toThrow(/missing keys:\n  norm\.bias$/);
+    // not a Map: the same Error as any model's (it was a TypeError from copying the state)
+    for (const bad of [null, 1, [['norm.bias', 1]]])
+      expect(() => mt.loadStateDict(bad as unknown as Map<string, Tensor>)).toThrow(/^loadStateDict: state must be a Map from parameter names to Tensors or \{ shape, data \} records, got /);
 
     const dir = mkdtempSync(join(tmpdir(), 'mae-mt-'));
     await saveSafetensors(join(dir, 'mt.safetensors'), mt.stateDict());
