@@ -15,7 +15,7 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import { native, type NativeLibraryInfo, type NativeTensor } from '../native.js';
-import { describeValue, expectArrayLike, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayLike, expectInstance, expectFinite, expectObject, expectString } from '../check.js';
 import type { Tensor } from '../tensor.js';
 
 /** How to run: 'mpi' (a rank of an MPI job), 'none' (one process), or 'auto' (default: 'mpi' under a launcher). */
@@ -97,9 +97,9 @@ function expectWhat(method: string, what: unknown): void {
   expectString(`Communicator.${method}`, 'what', what, 'a description for messages');
 }
 
-/** The root rank of a broadcast, checked in the name of Communicator.`method` (its range is MPI's to check). */
-function expectRoot(method: string, root: unknown): void {
-  expectInteger(`Communicator.${method}`, 'root', root, 0);
+/** The root rank of a broadcast in a job of `size` ranks, checked in the name of Communicator.`method`. */
+function expectRoot(method: string, root: unknown, size: number): void {
+  expectFinite(`Communicator.${method}`, 'root', root, (r) => Number.isInteger(r) && r >= 0 && r < size, `a rank in [0, ${size})`);
 }
 
 /** One process of a data-parallel run (or the only one). */
@@ -181,10 +181,10 @@ export class Communicator {
   /** The root's bytes on every rank (others pass null). */
   broadcast(bytes: Uint8Array | null, root = 0, what = 'a broadcast'): Uint8Array {
     if (bytes !== null) expectInstance('Communicator.broadcast', 'bytes', bytes, Uint8Array, 'a Uint8Array (null on the ranks other than root)');
-    expectRoot('broadcast', root);
+    expectRoot('broadcast', root, this.size);
     expectWhat('broadcast', what);
     if (this.kind === 'none') {
-      if (!bytes) throw new Error('broadcast: the root must pass its bytes');
+      if (!bytes) throw new Error(`Communicator.broadcast: bytes must be a Uint8Array on the root (rank ${root}), got null`);
       return bytes;
     }
     return call(() => native.commBroadcast(this.rank === root ? bytes : null, root, what));
@@ -192,7 +192,7 @@ export class Communicator {
 
   /** The root's value (JSON) on every rank. */
   broadcastJson<T>(value: T | undefined, root = 0, what = 'a broadcast'): T {
-    expectRoot('broadcastJson', root);
+    expectRoot('broadcastJson', root, this.size);
     expectWhat('broadcastJson', what);
     const bytes = this.rank === root ? new TextEncoder().encode(JSON.stringify(value ?? null)) : null;
     return JSON.parse(new TextDecoder().decode(this.broadcast(bytes, root, what))) as T;

@@ -29,6 +29,10 @@ describe('launcher', () => {
     expect([c.kind, c.rank, c.size, c.localRank]).toEqual(['none', 0, 1, 0]);
     expect(Array.from(c.allreduce([1.5, 2], 'sum'))).toEqual([1.5, 2]);
     expect(c.broadcastJson({ a: 1 })).toEqual({ a: 1 });
+    expect(Array.from(c.broadcast(Uint8Array.of(7)))).toEqual([7]);
+    expect(() => c.broadcast(null)).toThrow(/^Communicator.broadcast: bytes must be a Uint8Array on the root \(rank 0\), got null$/);
+    expect(() => c.broadcast(Uint8Array.of(7), 1)).toThrow(/^Communicator.broadcast: root must be a rank in \[0, 1\), got the number 1$/);
+    expect(() => c.broadcastJson(7, 1)).toThrow(/^Communicator.broadcastJson: root must be a rank in \[0, 1\), got the number 1$/);
     expect(c.allgatherJson('x')).toEqual(['x']);
     const f = Float32Array.of(1, 2);
     expect(c.allgatherConcat(f)).toBe(f);
