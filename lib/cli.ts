@@ -210,6 +210,7 @@ const prepareFlags: Flags = {
   'short-side': { type: 'string' },
   format: { type: 'string' },
   quality: { type: 'string' },
+  channels: { type: 'string' },
   'on-bad-file': { type: 'string' },
   'shard-size': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -381,6 +382,7 @@ export const HELP: Record<string, string> = {
   --short-side N (256)     shrink each image so its shorter side is N (smaller ones are kept); 0 keeps every size
   --format raw|jpeg (raw)  raw: uint8 pixels (fastest to read, larger); jpeg: re-encoded (smaller, decoded when read)
   --quality Q (90)         JPEG quality
+  --channels 1|3 (3)       3: RGB; 1: greyscale, for a model of one input channel (--in-chans 1, the 28-px preset)
   --on-bad-file skip|stop (skip)  skip: report the file and leave it out; stop: end the run naming it
   --shard-size MIB (1024)  close a shard once it holds this many MiB
   Resumable: after Ctrl-C, a crash or a stop, run the same command again to continue after the last finished shard.`,
@@ -703,6 +705,10 @@ export function prepareOptions(argv: string[]): PrepareOptions {
   if (quality !== undefined) {
     if (o.format !== 'jpeg') throw new UsageError('--quality applies to --format jpeg (raw shards keep the decoded pixels)');
     o.quality = quality;
+  }
+  if (v.channels !== undefined) {
+    if (v.channels !== '1' && v.channels !== '3') throw new UsageError(`--channels must be 1 or 3, got '${String(v.channels)}'`);
+    o.channels = v.channels === '1' ? 1 : 3;
   }
   const bad = v['on-bad-file'];
   if (bad !== undefined) {

@@ -295,6 +295,7 @@ describe('mae prepare-data', () => {
     expect(mae(['--data', many]).stderr).toContain('prepare-data: --data FOLDER and --out DIR are required');
     expect(mae(['--data', many, '--out', join(root, 'z'), '--format', 'png']).stderr).toContain("--format must be raw or jpeg, got 'png'");
     expect(mae(['--data', many, '--out', join(root, 'z'), '--short-side', 'big']).status).toBe(2);
+    expect(mae(['--data', many, '--out', join(root, 'z'), '--channels', '4'])).toMatchObject({ status: 2, stdout: '', stderr: "mae prepare-data: --channels must be 1 or 3, got '4'\n" });
     // values the library refuses are refused with the flag's name and range (0 keeps every size), before any work
     for (const [args, err] of [
       [['--short-side=-1'], '--short-side must be an integer from 0 (every size kept) to 65535, got -1'],
@@ -309,5 +310,24 @@ describe('mae prepare-data', () => {
     expect(mae(['--data', many, '--out', join(root, 'z'), '--format', 'jpeg', '--quality', '0']).stderr).toBe('mae prepare-data: --quality must be an integer in [1, 100], got 0\n');
     expect(existsSync(join(root, 'z'))).toBe(false);
     expect(mae(['--help']).stdout).toContain('--short-side N (256)');
+    expect(mae(['--help']).stdout).toContain('--channels 1|3 (3)');
+  });
+
+  it('--channels 1 writes greyscale shards that a one-channel model trains from', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const out = join(root, 'grey');
+    const p = spawnSync(process.execPath, [cli, 'prepare-data', '--data', src, '--out', out, '--channels', '1', '--short-side', '16'], { encoding: 'utf8' });
+    expect(p.status, p.stderr).toBe(0);
+    const index = await readShardIndex(out);
+    expect([index.channels, index.count]).toEqual([1, 9]);
+    const ds = await ShardDataset.open(out);
+    for (let i = 0; i < ds.length; i++) {
+      const s = await ds.getPixels(i);
+      expect(s.pixels.length).toBe(s.height * s.width);
+    }
+    // the 28-px preset takes one channel: it trains from these (3-channel shards are refused: 'the data has 3 channels')
+    const run = spawnSync(process.execPath, [cli, 'pretrain', '--preset', 'mae_vit_tiny_patch4_28', '--data', out, '--batch-size', '4', '--max-steps', '2', '--out', join(root, 'grey-run')], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/finished after 2 steps/);
   });
 });
