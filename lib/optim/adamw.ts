@@ -68,15 +68,16 @@ export class AdamW {
   private readonly state = new Map<Tensor, Moments>();
 
   constructor(params: ParamGroupInput[] | Tensor[], opts: AdamWOptions) {
-    this.groups = toParamGroups('AdamW', params, opts, opts?.weightDecay ?? 0.01);
+    // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
+    this.groups = toParamGroups('AdamW', params, opts, opts?.weightDecay === undefined ? 0.01 : opts.weightDecay);
     this.lr = opts.lr;
-    const betas: unknown = opts.betas ?? [0.9, 0.999];
+    const betas: unknown = opts.betas === undefined ? [0.9, 0.999] : opts.betas;
     // below 1 in float32, where the step runs (a beta that rounds to 1 there makes every parameter NaN)
     if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && Math.fround(b) < 1))
       throw new Error(`AdamW: betas must be in [0, 1) in float32 (at most 0.99999994; an array [beta1, beta2]), got ${describeItems(betas)}`);
     this.betas = [betas[0], betas[1]];
-    this.eps = opts.eps ?? 1e-8;
-    if (!(this.eps >= 0 && Number.isFinite(this.eps))) throw new Error(`AdamW: eps must be non-negative and finite, got ${this.eps}`);
+    this.eps = opts.eps === undefined ? 1e-8 : opts.eps;
+    if (!(typeof this.eps === 'number' && this.eps >= 0 && Number.isFinite(this.eps))) throw new Error(`AdamW: eps must be non-negative and finite, got ${this.eps}`);
   }
 
   /** The base lr (each group's is lr * lrScale); a finite number >= 0, set by the schedule before each step. */

@@ -28,10 +28,11 @@ export class LARS {
   private readonly mu = new Map<Tensor, Float32Array>();
 
   constructor(params: ParamGroupInput[] | Tensor[], opts: LarsOptions) {
-    this.groups = toParamGroups('LARS', params, opts, opts?.weightDecay ?? 0);
+    // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
+    this.groups = toParamGroups('LARS', params, opts, opts?.weightDecay === undefined ? 0 : opts.weightDecay);
     this.lr = opts.lr;
-    this.momentum = opts.momentum ?? 0.9;
-    this.trustCoefficient = opts.trustCoefficient ?? 0.001;
+    this.momentum = opts.momentum === undefined ? 0.9 : opts.momentum;
+    this.trustCoefficient = opts.trustCoefficient === undefined ? 0.001 : opts.trustCoefficient;
     expectFinite('LARS', 'momentum', this.momentum, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
     expectFinite('LARS', 'trustCoefficient', this.trustCoefficient, (x) => x > 0, 'a positive finite number');
   }

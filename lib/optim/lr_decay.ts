@@ -5,7 +5,7 @@
  * decay ** (numLayers - l), so block i gets decay ** (depth + 1 - (i + 1)), the embeddings decay ** (depth + 1)
  * and the head 1. 1-D parameters (biases, norms) and names in noWeightDecay get no weight decay.
  */
-import { describeValue, expectFinite, expectInteger, expectNonNegative, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayOf, expectFinite, expectInteger, expectNonNegative, expectObject, expectString } from '../check.js';
 import type { ParamGroup } from '../mae/model.js';
 import type { Tensor } from '../tensor.js';
 
@@ -37,9 +37,12 @@ export function paramGroupsLrd(
   const where = 'paramGroupsLrd';
   if (typeof model?.namedParameters !== 'function') throw new Error(`${where}: model must be a model (an object with namedParameters()), got ${describeValue(model)}`);
   expectObject(where, 'opts', opts);
-  const wd = opts.weightDecay ?? 0.05;
-  const noWd = new Set(opts.noWeightDecay ?? ['pos_embed', 'cls_token']);
-  const decay = opts.layerDecay ?? 0.75;
+  // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
+  const wd = opts.weightDecay === undefined ? 0.05 : opts.weightDecay;
+  const noWdNames = opts.noWeightDecay === undefined ? ['pos_embed', 'cls_token'] : opts.noWeightDecay;
+  const decay = opts.layerDecay === undefined ? 0.75 : opts.layerDecay;
+  expectArrayOf(where, 'noWeightDecay', noWdNames, (x) => typeof x === 'string', 'a parameter name');
+  const noWd = new Set(noWdNames);
   expectNonNegative(where, 'weightDecay', wd);
   expectFinite(where, 'layerDecay', decay, (x) => x > 0 && x <= 1, 'in (0, 1]');
   const named = model.namedParameters();

@@ -16,7 +16,7 @@ export function scaledLr(blr: number, effectiveBatch: number): number {
 export function cosineLr(epoch: number, opts: { lr: number; minLr?: number; warmupEpochs: number; epochs: number }): number {
   expectNonNegative('cosineLr', 'epoch', epoch);
   expectObject('cosineLr', 'opts', opts);
-  const minLr = opts.minLr ?? 0;
+  const minLr = opts.minLr === undefined ? 0 : opts.minLr; // (null is refused below, as any non-number)
   for (const [k, v] of [['lr', opts.lr], ['minLr', minLr], ['warmupEpochs', opts.warmupEpochs], ['epochs', opts.epochs]] as const) expectNonNegative('cosineLr', k, v);
   if (epoch < opts.warmupEpochs) return (opts.lr * epoch) / opts.warmupEpochs;
   const span = opts.epochs - opts.warmupEpochs;
