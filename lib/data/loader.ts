@@ -47,7 +47,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, overridesGet, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeItems, describeValue, expectArrayOf, expectDataset, expectFinite, expectObject, expectOptions, type OptionType } from '../check.js';
+import { describeItems, describeValue, expectArrayOf, expectDataset, expectFinite, expectInstance, expectObject, expectOptions, type OptionType } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -122,14 +122,14 @@ const SLOW_BATCH_S = 60;
 
 
 /** [min, max] of finite numbers with 0 < min <= max (and max <= maxLimit). */
-function range(name: string, v: unknown, maxLimit: number): [number, number] {
+function range(where: string, name: string, v: unknown, maxLimit: number): [number, number] {
   const ok = Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] > 0 && v[0] <= v[1] && v[1] <= maxLimit;
-  if (!ok) throw new Error(`DataLoader: ${name} must be [min, max] with 0 < min <= max${maxLimit < Infinity ? ` <= ${maxLimit}` : ''}, finite numbers, got ${describeItems(v)}`);
+  if (!ok) throw new Error(`${where}: ${name} must be [min, max] with 0 < min <= max${maxLimit < Infinity ? ` <= ${maxLimit}` : ''}, finite numbers, got ${describeItems(v)}`);
   return [v[0], v[1]];
 }
 
-function positiveInt(name: string, v: number): number {
-  if (!(Number.isInteger(v) && v > 0)) throw new Error(`DataLoader: ${name} must be a positive integer, got ${v}`);
+function positiveInt(where: string, name: string, v: number): number {
+  if (!(Number.isInteger(v) && v > 0)) throw new Error(`${where}: ${name} must be a positive integer, got ${v}`);
   return v;
 }
 
@@ -137,39 +137,49 @@ function positiveInt(name: string, v: number): number {
 export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions): PipelineConfig {
   expectDataset('resolvePipelineConfig', 'dataset', dataset);
   expectObject('resolvePipelineConfig', 'opts', opts);
+  expectOptions('resolvePipelineConfig', opts, LOADER_OPTIONS);
+  return pipelineConfig('resolvePipelineConfig', dataset, opts);
+}
+
+/**
+ * resolvePipelineConfig once `opts` has passed expectOptions, in the name of `where` (DataLoader, or
+ * resolvePipelineConfig). An option left out or undefined takes its default; null is refused.
+ */
+function pipelineConfig(where: string, dataset: Dataset, opts: DataLoaderOptions): PipelineConfig {
   const c = dataset.channels;
   const fixed = dataset.height > 0 && dataset.width > 0;
-  const inChans = positiveInt('inChans', opts.inChans ?? c);
-  if (inChans !== c && c !== 1) throw new Error(`DataLoader: inChans ${inChans} does not match the dataset's ${c} channels (only 1-channel data can be replicated)`);
+  const inChans = positiveInt(where, 'inChans', opts.inChans ?? c);
+  if (inChans !== c && c !== 1) throw new Error(`${where}: inChans ${inChans} does not match the dataset's ${c} channels (only 1-channel data can be replicated)`);
   let imageSize = opts.imageSize;
   if (imageSize === undefined) {
     if (!fixed || dataset.height !== dataset.width) {
-      throw new Error(`DataLoader: imageSize is required for a dataset of ${fixed ? `non-square ${dataset.height}x${dataset.width}` : 'variable-size'} images`);
+      throw new Error(`${where}: imageSize is required for a dataset of ${fixed ? `non-square ${dataset.height}x${dataset.width}` : 'variable-size'} images`);
     }
     imageSize = dataset.height;
   }
-  positiveInt('imageSize', imageSize);
+  positiveInt(where, 'imageSize', imageSize);
   let mean = opts.mean;
   let std = opts.std;
   if (mean === undefined || std === undefined) {
     const stats = defaultStats(c);
-    if (stats === null) throw new Error(`DataLoader: no default mean/std for ${c}-channel data; pass mean and std`);
-    mean ??= Array.from({ length: inChans }, (_, k) => stats.mean[k % c]!);
-    std ??= Array.from({ length: inChans }, (_, k) => stats.std[k % c]!);
+    if (stats === null) throw new Error(`${where}: no default mean/std for ${c}-channel data; pass mean and std`);
+    // (null is not a default: expectArrayOf refuses it below)
+    if (mean === undefined) mean = Array.from({ length: inChans }, (_, k) => stats.mean[k % c]!);
+    if (std === undefined) std = Array.from({ length: inChans }, (_, k) => stats.std[k % c]!);
   }
-  expectArrayOf('DataLoader', 'mean', mean, (m) => typeof m === 'number' && Number.isFinite(m), 'a finite number');
-  expectArrayOf('DataLoader', 'std', std, (s) => typeof s === 'number' && Number.isFinite(s) && s > 0, 'a finite number > 0');
+  expectArrayOf(where, 'mean', mean, (m) => typeof m === 'number' && Number.isFinite(m), 'a finite number');
+  expectArrayOf(where, 'std', std, (s) => typeof s === 'number' && Number.isFinite(s) && s > 0, 'a finite number > 0');
   if (mean.length !== inChans || std.length !== inChans) {
-    throw new Error(`DataLoader: mean and std need ${inChans} values (one per output channel), got ${mean.length} and ${std.length}`);
+    throw new Error(`${where}: mean and std need ${inChans} values (one per output channel), got ${mean.length} and ${std.length}`);
   }
   const cropFraction = opts.evalCropFraction ?? (fixed ? 1 : 0.875);
-  if (!(cropFraction > 0 && cropFraction <= 1)) throw new Error(`DataLoader: evalCropFraction must be in (0, 1], got ${cropFraction}`);
+  if (!(cropFraction > 0 && cropFraction <= 1)) throw new Error(`${where}: evalCropFraction must be in (0, 1], got ${cropFraction}`);
   const flipProb = opts.flipProb ?? 0.5;
-  if (!(flipProb >= 0 && flipProb <= 1)) throw new Error(`DataLoader: flipProb must be in [0, 1], got ${flipProb}`);
+  if (!(flipProb >= 0 && flipProb <= 1)) throw new Error(`${where}: flipProb must be in [0, 1], got ${flipProb}`);
   const seed = opts.seed ?? 0;
-  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`DataLoader: seed must be a non-negative safe integer, got ${seed}`);
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`${where}: seed must be a non-negative safe integer, got ${seed}`);
   const transforms = opts.transforms ?? 'native';
-  if (transforms !== 'native' && transforms !== 'typescript') throw new Error(`DataLoader: transforms must be 'native' or 'typescript', got ${String(transforms)}`);
+  if (transforms !== 'native' && transforms !== 'typescript') throw new Error(`${where}: transforms must be 'native' or 'typescript', got ${String(transforms)}`);
   return {
     seed,
     augment: opts.augment ?? false,
@@ -177,8 +187,8 @@ export function resolvePipelineConfig(dataset: Dataset, opts: DataLoaderOptions)
     inChans,
     mean: [...mean],
     std: [...std],
-    scale: range('scale', opts.scale ?? [0.2, 1], 1),
-    ratio: range('ratio', opts.ratio ?? [3 / 4, 4 / 3], Infinity),
+    scale: range(where, 'scale', opts.scale === undefined ? [0.2, 1] : opts.scale, 1),
+    ratio: range(where, 'ratio', opts.ratio === undefined ? [3 / 4, 4 / 3] : opts.ratio, Infinity),
     flipProb,
     evalResize: Math.floor(imageSize / cropFraction),
     antialias: opts.antialias ?? true,
@@ -240,8 +250,8 @@ export class DataLoader {
     expectOptions('DataLoader', opts, LOADER_OPTIONS);
     this.dataset = dataset;
     this.length = dataset.length;
-    this.config = resolvePipelineConfig(dataset, opts);
-    this.batchSize = positiveInt('batchSize', opts.batchSize);
+    this.config = pipelineConfig('DataLoader', dataset, opts);
+    this.batchSize = positiveInt('DataLoader', 'batchSize', opts.batchSize);
     this.shuffle = opts.shuffle ?? true;
     this.dropLast = opts.dropLast ?? false;
     this.timeout = opts.timeout ?? 0;
@@ -271,7 +281,8 @@ export class DataLoader {
     this.inProcessReason = reason;
     // a thread is busy only while a batch is owed to it: no more threads than batches in flight (prefetch), which
     // default to two per thread
-    if (opts.prefetch !== undefined) positiveInt('prefetch', opts.prefetch);
+    if (opts.prefetch !== undefined) positiveInt('DataLoader', 'prefetch', opts.prefetch);
+    if (opts.workerUrl !== undefined) expectInstance('DataLoader', 'workerUrl', opts.workerUrl, URL, 'a URL (of the worker script)');
     this.numWorkers = reason === null ? Math.min(workers, this.stepsPerEpoch, opts.prefetch ?? Infinity) : 0;
     this.prefetch = opts.prefetch ?? 2 * Math.max(1, this.numWorkers);
     this.workerUrl = reason === null ? (opts.workerUrl ?? new URL('./worker.js', import.meta.url)) : null;
@@ -301,9 +312,9 @@ export class DataLoader {
     expectObject('DataLoader', 'opts', opts, false, 'e.g. { startAt: 0 }');
     if (this.dataset.length !== this.length)
       throw new Error(`DataLoader: the dataset's length changed from ${this.length} to ${this.dataset.length} after the loader was made (its steps per epoch were counted then): make a new DataLoader`);
-    const startAt = opts.startAt ?? 0;
+    const startAt = opts.startAt === undefined ? 0 : opts.startAt; // (null is refused, as any non-integer)
     if (!(Number.isInteger(startAt) && startAt >= 0 && startAt <= this.stepsPerEpoch)) {
-      throw new Error(`DataLoader: startAt must be an integer step in [0, ${this.stepsPerEpoch}], got ${startAt}`);
+      throw new Error(`DataLoader: startAt must be an integer step in [0, ${this.stepsPerEpoch}], got ${describeValue(startAt)}`);
     }
     const order = this.order(epoch);
     const B = this.batchSize;

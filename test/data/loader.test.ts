@@ -102,7 +102,7 @@ describe('DataLoader (in-process)', () => {
       expect(Array.from(resumed[k]!.images)).toEqual(Array.from(full[k + 4]!.images));
     }
     expect(await collect(resumedLoader, 5, 7)).toEqual([]);
-    await expect(resumedLoader.epoch(5, { startAt: 8 }).next()).rejects.toThrow('DataLoader: startAt must be an integer step in [0, 7], got 8');
+    await expect(resumedLoader.epoch(5, { startAt: 8 }).next()).rejects.toThrow('DataLoader: startAt must be an integer step in [0, 7], got the number 8');
   });
 
   it('drops the last partial batch with dropLast', async () => {
