@@ -18,7 +18,7 @@
  * `native.resizedCrop`) for datasets that provide them; these functions are the reference it is tested against and
  * the path for datasets that only provide float images.
  */
-import { describeValue, expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { describeItems, describeValue, expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
 import { Generator } from '../random.js';
 
 export const BICUBIC_A = -0.75;
@@ -130,7 +130,7 @@ export function resizedCrop(
   const p = part ?? { top: 0, left: 0, height: outH, width: outW };
   expectIntegers('resizedCrop', 'part', { top: p.top, left: p.left, height: p.height, width: p.width });
   if (!(p.height > 0 && p.width > 0 && p.top >= 0 && p.left >= 0 && p.top + p.height <= outH && p.left + p.width <= outW)) {
-    throw new Error(`resizedCrop: part top=${p.top} left=${p.left} ${p.height}x${p.width} does not fit in the ${outH}x${outW} output`);
+    throw new Error(`resizedCrop: part top=${p.top} left=${p.left} height=${p.height} width=${p.width} does not fit in the ${outH}x${outW} output`);
   }
   const pw = p.width;
   const xt = bicubicTaps(left, cropW, outW, antialias, p.left, pw);
@@ -204,14 +204,18 @@ export function randomResizedCropParams(h: number, w: number, gen: Generator, op
   checkSizes('randomResizedCropParams', { h, w });
   checkGenerator('randomResizedCropParams', gen);
   expectObject('randomResizedCropParams', 'opts', opts);
+  return cropParams('randomResizedCropParams', h, w, gen, opts);
+}
+
+/** randomResizedCropParams once its arguments are checked, but for opts.scale and opts.ratio (`where` names the caller). */
+function cropParams(where: string, h: number, w: number, gen: Generator, opts: RandomResizedCropOptions): CropBox {
+  for (const name of ['scale', 'ratio'] as const) {
+    const v: unknown = opts[name];
+    if (!(Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] > 0 && v[0] <= v[1]))
+      throw new Error(`${where}: ${name} must be [min, max], finite numbers with 0 < min <= max, got ${describeItems(v)}`);
+  }
   const [smin, smax] = opts.scale;
   const [rmin, rmax] = opts.ratio;
-  if (!(Number.isFinite(smin) && Number.isFinite(smax) && smin > 0 && smin <= smax)) {
-    throw new Error(`randomResizedCrop: scale must be finite numbers with 0 < min <= max, got [${smin}, ${smax}]`);
-  }
-  if (!(Number.isFinite(rmin) && Number.isFinite(rmax) && rmin > 0 && rmin <= rmax)) {
-    throw new Error(`randomResizedCrop: ratio must be finite numbers with 0 < min <= max, got [${rmin}, ${rmax}]`);
-  }
   const area = h * w;
   const logMin = Math.log(rmin);
   const logMax = Math.log(rmax);
@@ -244,8 +248,10 @@ export function randomResizedCrop(
   checkSizes('randomResizedCrop', { outSize });
   checkGenerator('randomResizedCrop', gen);
   expectObject('randomResizedCrop', 'opts', opts);
-  const box = randomResizedCropParams(h, w, gen, opts);
-  return resizedCrop(img, c, h, w, box.top, box.left, box.height, box.width, outSize, outSize, opts.antialias ?? false);
+  const antialias = opts.antialias === undefined ? false : opts.antialias;
+  expectAntialias('randomResizedCrop', antialias);
+  const box = cropParams('randomResizedCrop', h, w, gen, opts);
+  return resizedCrop(img, c, h, w, box.top, box.left, box.height, box.width, outSize, outSize, antialias);
 }
 
 /** Mirrors left-right: [c, h, w] -> [c, h, w]. */

@@ -200,7 +200,7 @@ describe('degenerate sizes and parameters', () => {
     expect(() => toChannels(img, 1, 6, 6, 0)).toThrow('toChannels: inChans must be a positive integer, got 0');
     expect(() => toChannels(img, 1, 6, 6, 2.5)).toThrow('toChannels: inChans must be a positive integer, got 2.5');
     expect(() => resizedCrop(img, 1, 6, 6, 0.5, 0.5, 3.2, 3.2, 4, 4)).toThrow('resizedCrop: top must be an integer >= 0, got the number 0.5');
-    expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 1, left: 0, height: 4, width: 4 })).toThrow('resizedCrop: part top=1 left=0 4x4 does not fit in the 4x4 output');
+    expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 1, left: 0, height: 4, width: 4 })).toThrow('resizedCrop: part top=1 left=0 height=4 width=4 does not fit in the 4x4 output');
     expect(() => resizedCrop(img, 1, 6, 6, 0, 0, 6, 6, 4, 4, false, { top: 0, left: 0, height: 1.5, width: 4 })).toThrow('resizedCrop: part must be integers, got top=0 left=0 height=1.5 width=4');
   });
 
@@ -210,8 +210,8 @@ describe('degenerate sizes and parameters', () => {
     expect(() => normalize(img, 1, 6, 6, [0], [Infinity])).toThrow('normalize: std[0] must be a finite number > 0, got the number Infinity');
     const gen = new Generator(1);
     for (const p of [NaN, -0.1, 1.5]) expect(() => randomHorizontalFlip(img, 1, 6, 6, gen, p)).toThrow(`randomHorizontalFlip: p must be a probability in [0, 1], got ${p}`);
-    expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, Infinity], ratio: [1, 1] })).toThrow('randomResizedCrop: scale must be finite numbers with 0 < min <= max, got [0.5, Infinity]');
-    expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, 1], ratio: [NaN, 1] })).toThrow('randomResizedCrop: ratio must be finite numbers with 0 < min <= max, got [NaN, 1]');
+    expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, Infinity], ratio: [1, 1] })).toThrow('randomResizedCropParams: scale must be [min, max], finite numbers with 0 < min <= max, got [0.5, Infinity]');
+    expect(() => randomResizedCropParams(6, 6, gen, { scale: [0.5, 1], ratio: [NaN, 1] })).toThrow('randomResizedCropParams: ratio must be [min, max], finite numbers with 0 < min <= max, got [NaN, 1]');
   });
 
   it('never falls back to a crop of 0 pixels, whatever the ratio', () => {
