@@ -175,6 +175,20 @@ export class InMemoryDataset implements Dataset {
   }
 }
 
+/**
+ * ImageFolderOptions with their defaults, checked in the name of `where`: an option left out or undefined takes its
+ * default; null is refused as any other value of the wrong type.
+ */
+function folderOptions(where: string, opts: ImageFolderOptions): Required<Omit<ImageFolderOptions, 'shorterSide'>> & { shorterSide: number | undefined } {
+  const channels = opts.channels === undefined ? 3 : opts.channels;
+  const onBadFile = opts.onBadFile === undefined ? 'skip' : opts.onBadFile;
+  if (channels !== 1 && channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${describeValue(channels)}`);
+  if (onBadFile !== 'skip' && onBadFile !== 'stop') throw new Error(`${where}: onBadFile must be 'skip' or 'stop', got ${describeValue(onBadFile)}`);
+  if (opts.shorterSide !== undefined) expectInteger(where, 'shorterSide', opts.shorterSide, 1);
+  expectFunction(where, 'onWarning', opts.onWarning, true);
+  return { channels, onBadFile, shorterSide: opts.shorterSide, onWarning: opts.onWarning ?? console.warn };
+}
+
 export interface ImageFolderOptions {
   channels?: 1 | 3; // decode as greyscale or sRGB (default 3)
   onBadFile?: OnBadFile; // default 'skip'
@@ -217,22 +231,15 @@ export class ImageFolderDataset implements Dataset {
     this.index = index;
     this.length = index.files.length;
     this.numClasses = index.classes.length;
-    this.channels = opts.channels ?? 3;
-    this.onBadFile = opts.onBadFile ?? 'skip';
-    this.shorterSide = opts.shorterSide;
-    this.onWarning = opts.onWarning ?? console.warn;
-    if (this.channels !== 1 && this.channels !== 3) throw new Error(`ImageFolderDataset: channels must be 1 or 3, got ${String(this.channels)}`);
-    if (this.onBadFile !== 'skip' && this.onBadFile !== 'stop') throw new Error(`ImageFolderDataset: onBadFile must be 'skip' or 'stop', got ${String(this.onBadFile)}`);
-    if (this.shorterSide !== undefined && !(Number.isInteger(this.shorterSide) && this.shorterSide > 0)) {
-      throw new Error(`ImageFolderDataset: shorterSide must be a positive integer, got ${this.shorterSide}`);
-    }
+    ({ channels: this.channels, onBadFile: this.onBadFile, shorterSide: this.shorterSide, onWarning: this.onWarning } = folderOptions('ImageFolderDataset', opts));
   }
 
   /** Scans `root` and returns the dataset over what it found. */
   static async open(root: string, opts: ImageFolderOptions = {}): Promise<ImageFolderDataset> {
     expectString('ImageFolderDataset.open', 'root', root, 'a folder path');
     expectObject('ImageFolderDataset.open', 'opts', opts);
-    return new ImageFolderDataset(await scanImageFolder(root, opts.onWarning ?? console.warn), opts);
+    const { onWarning } = folderOptions('ImageFolderDataset.open', opts); // (before the folder is scanned)
+    return new ImageFolderDataset(await scanImageFolder(root, onWarning), opts);
   }
 
   async get(i: number): Promise<Sample> {

@@ -12,7 +12,7 @@
 import type { Tensor } from '../tensor.js';
 import { loadSharp } from './folder.js';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
-import { expectArrayOf, expectInteger, expectNumber, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectInteger, expectNumber, expectObject } from '../check.js';
 
 export interface LoadImagesOptions {
   /** output side in pixels (default 224) */
@@ -43,12 +43,13 @@ function roundHalfEven(x: number): number {
 export async function loadImages(inputs: readonly (string | Uint8Array)[], opts: LoadImagesOptions = {}): Promise<Tensor> {
   expectArrayOf('loadImages', 'inputs', inputs, (x) => typeof x === 'string' || x instanceof Uint8Array, 'a file path or a Uint8Array of encoded image bytes');
   expectObject('loadImages', 'opts', opts);
-  const size = opts.size ?? 224;
-  const channels = opts.channels ?? 3;
-  const mean = opts.mean ?? (channels === 3 ? IMAGENET_MEAN : FASHION_MNIST_MEAN);
-  const std = opts.std ?? (channels === 3 ? IMAGENET_STD : FASHION_MNIST_STD);
-  if (!Number.isInteger(size) || size < 1) throw new Error(`loadImages: size must be a positive integer, got ${size}`);
-  if (channels !== 1 && channels !== 3) throw new Error(`loadImages: channels must be 1 or 3, got ${String(channels)}`);
+  // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
+  const size = opts.size === undefined ? 224 : opts.size;
+  const channels = opts.channels === undefined ? 3 : opts.channels;
+  const mean = opts.mean === undefined ? (channels === 3 ? IMAGENET_MEAN : FASHION_MNIST_MEAN) : opts.mean;
+  const std = opts.std === undefined ? (channels === 3 ? IMAGENET_STD : FASHION_MNIST_STD) : opts.std;
+  if (!Number.isInteger(size) || size < 1) throw new Error(`loadImages: size must be a positive integer, got ${describeValue(size)}`);
+  if (channels !== 1 && channels !== 3) throw new Error(`loadImages: channels must be 1 or 3, got ${describeValue(channels)}`);
   expectArrayOf('loadImages', 'mean', mean, (m) => typeof m === 'number' && Number.isFinite(m), 'a finite number');
   expectArrayOf('loadImages', 'std', std, (s) => typeof s === 'number' && Number.isFinite(s) && s > 0, 'a finite number > 0');
   if (mean.length !== channels || std.length !== channels)
