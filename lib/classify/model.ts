@@ -21,6 +21,7 @@ import { get2dSincosPosEmbed, posEmbedFor } from '../mae/pos_embed.js';
 import { OFFICIAL_HEADS, buildFromWeights, declaredWithOverrides, encoderShape, heads, readWeights, weight, type PretrainedReport, type WeightsOptions } from '../mae/pretrained.js';
 import { checkWeightsFit, encoderSizes, type MaeConfig } from '../mae/presets.js';
 import { checkPrecision, toBf16, type Precision } from '../mae/precision.js';
+import { seedOf } from '../mae/model.js';
 import { Generator } from '../random.js';
 import { Tensor, expectTensors, shapeStr } from '../tensor.js';
 import { describeValue, expectFinite, expectInstance, expectInteger, expectKnownKeys, expectNumber, expectObject, expectString } from '../check.js';
@@ -179,7 +180,8 @@ export class VisionTransformerClassifier extends Module {
     for (const k of ['globalPool', 'headBatchNorm'] as const)
       if (typeof c[k] !== 'boolean') throw new Error(`${where}: config.${k} must be true or false, got ${String(c[k])}`);
     this.config = Object.freeze({ ...c });
-    const gen = new Generator(opts.seed ?? 0);
+    const seed = seedOf(where, opts);
+    const gen = new Generator(seed);
     const grid = c.imgSize / c.patchSize;
     if (!Number.isInteger(grid)) throw new Error(`classifier: imgSize ${c.imgSize} is not divisible by patchSize ${c.patchSize}`);
     // the encoder, the head (a Linear, after a BatchNorm's two running statistics with headBatchNorm)
@@ -199,7 +201,7 @@ export class VisionTransformerClassifier extends Module {
       'head',
       c.headBatchNorm ? new ProbeHead(c.embedDim, c.numClasses, c.headInitStd, gen) : headLinear(c.embedDim, c.numClasses, c.headInitStd, gen),
     );
-    this.generator = new Generator((opts.seed ?? 0) + 7);
+    this.generator = new Generator(seed + 7);
   }
 
   /**
@@ -285,6 +287,8 @@ export class VisionTransformerClassifier extends Module {
     expectString(where, 'path', path, 'a path');
     expectObject(where, 'overrides', overrides);
     expectObject(where, 'opts', opts);
+    if (opts.key !== undefined) expectString(where, 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
+    seedOf(where, opts);
     const file = await readWeights(path, { key: opts.key });
     const w = file.weights;
     const e = encoderShape(w, file.path);

@@ -56,6 +56,7 @@ export interface WeightsFile {
 export async function loadWeights(path: string, opts: WeightsOptions = {}): Promise<Map<string, NamedTensor>> {
   expectString('loadWeights', 'path', path, 'a file or folder path');
   expectObject('loadWeights', 'opts', opts);
+  if (opts.key !== undefined) expectString('loadWeights', 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
   return (await readWeights(path, opts)).weights;
 }
 
@@ -66,6 +67,7 @@ export const FOLDER_WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin', 'c
 export async function readWeights(path: string, opts: WeightsOptions = {}): Promise<WeightsFile> {
   expectString('readWeights', 'path', path, 'a file or folder path');
   expectObject('readWeights', 'opts', opts);
+  if (opts.key !== undefined) expectString('readWeights', 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
   if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
   let file = path;
   let hfConfig: Record<string, unknown> | null = null;

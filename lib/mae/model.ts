@@ -26,7 +26,7 @@ import { Tensor, expectTensors, shapeStr, tidy } from '../tensor.js';
 import { get2dSincosPosEmbed, posEmbedFor } from './pos_embed.js';
 import { randomMasking, type Masking } from './masking.js';
 import { checkConfig, checkWeightsFit, expectPresetName, getPreset, maeParameterSizes, type MaeConfig, type PresetName } from './presets.js';
-import { describeValue, expectInstance, expectKnownKeys, expectNonNegative, expectObject, expectString } from '../check.js';
+import { describeValue, expectFinite, expectInstance, expectKnownKeys, expectNonNegative, expectObject, expectString } from '../check.js';
 import { checkPrecision, toBf16, toFloat32, type Precision } from './precision.js';
 
 export { checkPrecision, toBf16, toFloat32, type Precision };
@@ -45,6 +45,20 @@ export interface ForwardOptions {
 }
 
 const FORWARD_OPTIONS: readonly (keyof ForwardOptions)[] = ['precision', 'maskRatio', 'noise', 'generator'];
+
+/** The maskRatio of forward options (default 0.75), checked in the name of `where` (forward, reconstruct). */
+function maskRatioOf(where: string, opts: ForwardOptions): number {
+  const maskRatio = opts.maskRatio === undefined ? 0.75 : opts.maskRatio;
+  expectFinite(where, 'maskRatio', maskRatio, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  return maskRatio;
+}
+
+/** The seed option of a model (default 0), checked in the name of `where`: a safe integer, as Generator takes. */
+export function seedOf(where: string, opts: { seed?: number }): number {
+  const seed = opts.seed === undefined ? 0 : opts.seed;
+  expectFinite(where, 'seed', seed, (x) => Number.isSafeInteger(x), 'a safe integer');
+  return seed;
+}
 
 export interface ForwardResult {
   /** [1] mean loss over removed patches */
@@ -113,7 +127,7 @@ export class MaskedAutoencoder extends Module {
     checkConfig(c, 'MaskedAutoencoder');
     checkWeightsFit(maeParameterSizes(c), 'MaskedAutoencoder', 'depth, embedDim, decoderDepth, decoderEmbedDim, mlpRatio and imgSize / patchSize');
     this.config = Object.freeze(c);
-    const gen = new Generator(opts.seed ?? 0);
+    const gen = new Generator(seedOf('MaskedAutoencoder', opts));
     this.generator = gen;
     const L = (c.imgSize / c.patchSize) ** 2;
     this.numPatches = L;
@@ -151,6 +165,10 @@ export class MaskedAutoencoder extends Module {
     expectPresetName('MaskedAutoencoder.fromPreset', 'name', name);
     expectObject('MaskedAutoencoder.fromPreset', 'overrides', overrides);
     expectObject('MaskedAutoencoder.fromPreset', 'opts', opts);
+    // checked here, so that a bad override or seed is named as fromPreset's
+    expectKnownKeys('MaskedAutoencoder.fromPreset', 'overrides', overrides, Object.keys(official));
+    checkConfig({ ...official, ...getPreset(name), ...overrides }, 'MaskedAutoencoder.fromPreset');
+    seedOf('MaskedAutoencoder.fromPreset', opts);
     return new this({ ...getPreset(name), ...overrides }, opts);
   }
 
@@ -168,8 +186,15 @@ export class MaskedAutoencoder extends Module {
     expectString('MaskedAutoencoder.fromPretrained', 'path', path, 'a path');
     expectObject('MaskedAutoencoder.fromPretrained', 'overrides', overrides);
     expectObject('MaskedAutoencoder.fromPretrained', 'opts', opts);
+    expectKnownKeys('MaskedAutoencoder.fromPretrained', 'overrides', overrides, Object.keys(official));
+    // (the weights' reading takes a null override for none given; checkConfig below checks the rest)
+    for (const [k, v] of Object.entries(overrides))
+      if (v === null) throw new Error(`MaskedAutoencoder.fromPretrained: overrides.${k} must be a value of the config, got null; leave it out (or undefined) for what the weights say`);
+    seedOf('MaskedAutoencoder.fromPretrained', opts);
+    if (opts.key !== undefined) expectString('MaskedAutoencoder.fromPretrained', 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
     const file = await readWeights(path, { key: opts.key });
     const { config, hasDecoder } = maeConfigFromWeights(file, overrides);
+    checkConfig(config, 'MaskedAutoencoder.fromPretrained');
     const decoder = (k: string) => k.startsWith('decoder_') || k === 'mask_token';
     // the fixed sin-cos tables need not be in the file; everything else of the encoder (and of the decoder if any) must
     const { model, report } = buildFromWeights(
@@ -282,7 +307,7 @@ export class MaskedAutoencoder extends Module {
     const L = this.numPatches;
     const device = imgs.device;
     this.checkMaskingInputs('forward', B, opts.noise, opts.generator);
-    const m = this.randomMasking(B, opts.maskRatio ?? 0.75, opts.noise, opts.generator);
+    const m = this.randomMasking(B, maskRatioOf('forward', opts), opts.noise, opts.generator);
     const idsKeep = Tensor.fromArray(m.idsKeep, [B, m.lenKeep], { device });
     const idsRestore = Tensor.fromArray(m.idsRestore, [B, L], { device });
     const pred = this.config.maskTokenEncoder
@@ -331,6 +356,11 @@ export class MaskedAutoencoder extends Module {
   reconstruct(imgs: Tensor, opts: ForwardOptions = {}): Reconstruction {
     this.checkImages(imgs, 'reconstruct');
     expectObject('reconstruct', 'opts', opts, false, 'e.g. { maskRatio: 0.75 }');
+    // forward's checks, in reconstruct's name
+    expectKnownKeys('reconstruct', 'opts', opts, FORWARD_OPTIONS);
+    checkPrecision(opts.precision, 'reconstruct');
+    maskRatioOf('reconstruct', opts);
+    this.checkMaskingInputs('reconstruct', imgs.shape[0]!, opts.noise, opts.generator);
     return noGrad(() =>
       tidy(() => {
         const { pred, mask } = this.forward(imgs, opts);

@@ -60,6 +60,7 @@ export function checkConfig(c: MaeConfig, where: string): void {
   if (c.embedDim % 4 !== 0 || c.decoderEmbedDim % 4 !== 0)
     throw new Error(`${where}: embedDim and decoderEmbedDim must be divisible by 4 (2-D sin-cos position tables)`);
   if (!(c.mlpRatio > 0 && Number.isFinite(c.mlpRatio))) throw new Error(`${where}: mlpRatio must be a positive finite number, got ${c.mlpRatio}`);
+  if (!(typeof c.eps === 'number' && c.eps > 0 && Number.isFinite(c.eps))) throw new Error(`${where}: eps must be a positive finite number, got ${describeValue(c.eps)}`);
   for (const k of ['maskTokenEncoder', 'normPixLoss'] as const)
     if (typeof c[k] !== 'boolean') throw new Error(`${where}: ${k} must be true or false, got ${String(c[k])}`);
 }

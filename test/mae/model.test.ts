@@ -191,7 +191,7 @@ describe('MaskedAutoencoder', () => {
     tidy(() => {
       const x = images(1);
       expect(() => mae.forward(x, { mask_ratio: 0.25 } as never)).toThrow("forward: opts has no option 'mask_ratio' (did you mean maskRatio?); it takes precision, maskRatio, noise, generator");
-      expect(() => mae.reconstruct(x, { ratio: 0.25 } as never)).toThrow("forward: opts has no option 'ratio'");
+      expect(() => mae.reconstruct(x, { ratio: 0.25 } as never)).toThrow("reconstruct: opts has no option 'ratio'");
       // the options it takes still work, and the masking follows maskRatio
       expect(mae.forward(x, { maskRatio: 0.25 }).mask.dataSync().reduce((a, b) => a + b, 0)).toBe(4);
     });
