@@ -86,9 +86,11 @@ export class Tensor {
       for (let i = 0; i < data.length; i++)
         if (typeof data[i] !== 'number') throw new Error(`Tensor.fromArray: data must hold numbers, got ${describeValue(data[i])} at index ${i}`);
     expectObject('Tensor.fromArray', 'opts', opts);
-    const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
+    const dtype = opts.dtype === undefined ? (data instanceof Int32Array ? 'int32' : 'float32') : opts.dtype;
     if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`Tensor.fromArray: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
     if (opts.device !== undefined) expectDevice('Tensor.fromArray', opts.device);
+    if (opts.requiresGrad !== undefined && typeof opts.requiresGrad !== 'boolean')
+      throw new Error(`Tensor.fromArray: requiresGrad must be true or false, got ${describeValue(opts.requiresGrad)}`);
     if (dtype === 'int32' && !(data instanceof Int32Array))
       for (let i = 0; i < data.length; i++) {
         const v = data[i]!;

@@ -74,7 +74,8 @@ export abstract class Module {
   ): { missing: string[]; unexpected: string[] } {
     expectStateMap('loadStateDict', state);
     expectObject('loadStateDict', 'opts', opts);
-    const strict = opts.strict ?? true;
+    const strict = opts.strict === undefined ? true : opts.strict;
+    if (typeof strict !== 'boolean') throw new Error(`loadStateDict: strict must be true or false, got ${describeValue(strict)}`);
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !state.has(k));
     const unexpected = [...state.keys()].filter((k) => !own.has(k));
