@@ -142,6 +142,7 @@ export class Communicator {
     const timeout = opts.timeoutSeconds ?? 600;
     if (!(typeof timeout === 'number' && timeout > 0 && timeout <= 1e9))
       throw new Error(`the distributed timeout must be a positive number of seconds, at most 1e9 (about 31 years), got ${timeout}`);
+    if (opts.mpiLibrary !== undefined) expectString('Communicator.open', 'mpiLibrary', opts.mpiLibrary, 'a path (libmpi.so.40 or its folder)');
     const l = launcher();
     if (mode === 'none' || (mode === 'auto' && l === null)) {
       if (opts.mpiLibrary !== undefined)

@@ -76,7 +76,8 @@ export function confusionImage(confusion: Int32Array, numClasses: number, opts: 
   checkConfusion('confusionImage', confusion, numClasses);
   expectObject('confusionImage', 'opts', opts);
   const C = numClasses;
-  const cell = opts.cell ?? 24;
+  const cell = opts.cell === undefined ? 24 : opts.cell;
+  expectInteger('confusionImage', 'cell', cell, 1);
   const size = C * cell + C + 1;
   const pixels = new Uint8Array(size * size * 3).fill(160);
   for (let r = 0; r < C; r++) {

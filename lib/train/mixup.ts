@@ -144,11 +144,12 @@ export class Mixup {
 
   constructor(opts: MixupOptions) {
     expectObject('Mixup', 'opts', opts, false, 'e.g. { numClasses: 10, mixupAlpha: 0.8 }');
-    this.mixupAlpha = opts.mixupAlpha ?? 0.8;
-    this.cutmixAlpha = opts.cutmixAlpha ?? 1.0;
-    this.prob = opts.prob ?? 1;
-    this.switchProb = opts.switchProb ?? 0.5;
-    this.labelSmoothing = opts.labelSmoothing ?? 0.1;
+    // (an option left out or undefined takes its default; null is refused below, as any non-number)
+    this.mixupAlpha = opts.mixupAlpha === undefined ? 0.8 : opts.mixupAlpha;
+    this.cutmixAlpha = opts.cutmixAlpha === undefined ? 1.0 : opts.cutmixAlpha;
+    this.prob = opts.prob === undefined ? 1 : opts.prob;
+    this.switchProb = opts.switchProb === undefined ? 0.5 : opts.switchProb;
+    this.labelSmoothing = opts.labelSmoothing === undefined ? 0.1 : opts.labelSmoothing;
     this.numClasses = opts.numClasses;
     for (const k of ['mixupAlpha', 'cutmixAlpha'] as const) expectFinite('Mixup', k, this[k], (x) => x >= 0, 'a finite number >= 0 (0 turns it off)');
     for (const k of ['prob', 'switchProb'] as const) expectFinite('Mixup', k, this[k], (x) => x >= 0 && x <= 1, 'a probability in [0, 1]');
@@ -230,10 +231,10 @@ export function randomErasing(
   const [B, C, H, W] = checkBatch('randomErasing', images, shape);
   expectInstance('randomErasing', 'gen', gen, Generator, 'a Generator');
   expectObject('randomErasing', 'opts', opts);
-  const p = opts.probability ?? 0.25;
-  const minArea = opts.minArea ?? 0.02;
-  const maxArea = opts.maxArea ?? 1 / 3;
-  const minAspect = opts.minAspect ?? 0.3;
+  const p = opts.probability === undefined ? 0.25 : opts.probability;
+  const minArea = opts.minArea === undefined ? 0.02 : opts.minArea;
+  const maxArea = opts.maxArea === undefined ? 1 / 3 : opts.maxArea;
+  const minAspect = opts.minAspect === undefined ? 0.3 : opts.minAspect;
   expectFinite('randomErasing', 'probability', p, (x) => x >= 0 && x <= 1, 'a probability in [0, 1]');
   expectFinite('randomErasing', 'minArea', minArea, (x) => x > 0 && x <= maxArea, `a number in (0, maxArea = ${maxArea}]`);
   expectFinite('randomErasing', 'maxArea', maxArea, (x) => x > 0 && x <= 1, 'a number in (0, 1]');

@@ -6,7 +6,7 @@
  */
 import type { Dataset } from '../data/index.js';
 import { buildBatch, type PipelineConfig } from '../data/pipeline.js';
-import { expectDataset, expectInstance, expectObject, expectString } from '../check.js';
+import { describeValue, expectDataset, expectFinite, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
 import { MaskedAutoencoder } from '../mae/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
@@ -43,21 +43,25 @@ export async function writeReconstructions(
   expectString(where, 'path', path, 'a file path');
   expectObject(where, 'opts', opts);
   const c = model.config;
-  const start = opts.start ?? 0;
-  const wanted = opts.count ?? 8;
-  if (!(Number.isInteger(start) && start >= 0)) throw new Error(`visualize: start must be a non-negative integer, got ${start}`);
-  if (!(Number.isInteger(wanted) && wanted >= 1 && wanted <= MAX_COUNT)) throw new Error(`visualize: count must be an integer from 1 to ${MAX_COUNT}, got ${wanted}`);
-  const seed = opts.seed ?? 0;
-  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`visualize: seed must be a non-negative integer, got ${seed}`);
+  // an option left out or undefined takes its default; null is refused as any other value of the wrong type
+  const start = opts.start === undefined ? 0 : opts.start;
+  const wanted = opts.count === undefined ? 8 : opts.count;
+  if (!(Number.isInteger(start) && start >= 0)) throw new Error(`${where}: start must be a non-negative integer, got ${describeValue(start)}`);
+  if (!(Number.isInteger(wanted) && wanted >= 1 && wanted <= MAX_COUNT)) throw new Error(`${where}: count must be an integer from 1 to ${MAX_COUNT}, got ${describeValue(wanted)}`);
+  const seed = opts.seed === undefined ? 0 : opts.seed;
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new Error(`${where}: seed must be a non-negative integer, got ${describeValue(seed)}`);
+  const maskRatio = opts.maskRatio === undefined ? 0.75 : opts.maskRatio;
+  expectFinite(where, 'maskRatio', maskRatio, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  if (opts.scale !== undefined) expectInteger(where, 'scale', opts.scale, 1);
   const count = Math.min(wanted, dataset.length - start);
-  if (count < 1) throw new Error(`visualize: no images at index ${start} of a dataset of ${dataset.length}`);
+  if (count < 1) throw new Error(`${where}: no images at index ${start} of a dataset of ${dataset.length}`);
   const evalCfg: PipelineConfig = { ...pipeline, augment: false, imageSize: c.imgSize, inChans: c.inChans };
   const indices = Int32Array.from({ length: count }, (_, i) => start + i);
   const { images } = await buildBatch(dataset, evalCfg, { indices, epoch: 0, start: 0 });
   const noise = new Generator(seed).uniformArray(count * model.numPatches);
   const { recon, mask } = tidy(() => {
     const imgs = Tensor.fromArray(images, [count, c.inChans, c.imgSize, c.imgSize], { device: model.device });
-    const r = model.reconstruct(imgs, { maskRatio: opts.maskRatio ?? 0.75, noise });
+    const r = model.reconstruct(imgs, { maskRatio, noise });
     return { recon: r.reconstruction.dataSync(), mask: r.mask.dataSync() };
   });
   const per = c.inChans * c.imgSize * c.imgSize;

@@ -24,17 +24,17 @@ describe('writeReconstructions', () => {
     expect(await writeReconstructions(model, dataset, pipeline, path, { start: 3, count: 5 })).toBe(5);
     const refused = join(dir, 'refused.png');
     const cases: [{ start?: number; count?: number; seed?: number }, string][] = [
-      [{ count: 1.5 }, 'count must be an integer from 1 to 64, got 1.5'],
-      [{ count: 0 }, 'count must be an integer from 1 to 64, got 0'],
-      [{ count: 65 }, 'count must be an integer from 1 to 64, got 65'],
-      [{ count: 100000 }, 'count must be an integer from 1 to 64, got 100000'],
-      [{ start: -1 }, 'start must be a non-negative integer, got -1'],
-      [{ start: 2.5 }, 'start must be a non-negative integer, got 2.5'],
+      [{ count: 1.5 }, 'count must be an integer from 1 to 64, got the number 1.5'],
+      [{ count: 0 }, 'count must be an integer from 1 to 64, got the number 0'],
+      [{ count: 65 }, 'count must be an integer from 1 to 64, got the number 65'],
+      [{ count: 100000 }, 'count must be an integer from 1 to 64, got the number 100000'],
+      [{ start: -1 }, 'start must be a non-negative integer, got the number -1'],
+      [{ start: 2.5 }, 'start must be a non-negative integer, got the number 2.5'],
       [{ start: 16 }, 'no images at index 16 of a dataset of 16'],
-      [{ seed: -1 }, 'seed must be a non-negative integer, got -1'],
+      [{ seed: -1 }, 'seed must be a non-negative integer, got the number -1'],
     ];
     for (const [opts, message] of cases) {
-      await expect(writeReconstructions(model, dataset, pipeline, refused, opts), message).rejects.toThrow(`visualize: ${message}`);
+      await expect(writeReconstructions(model, dataset, pipeline, refused, opts), message).rejects.toThrow(`writeReconstructions: ${message}`);
       expect(existsSync(refused), message).toBe(false);
     }
     model.dispose();
