@@ -692,13 +692,14 @@ function withDefaults(opts: PretrainOptions) {
   }
   // safe integers: the checkpoint's metadata holds no other count (1e300 is an integer to Number.isInteger)
   for (const k of ['epochs', 'batchSize', 'accumIter', 'logEvery'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] > 0, 'a positive integer');
-  for (const k of ['checkpointEvery', 'visualizeEvery', 'workers'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
+  for (const k of ['checkpointEvery', 'visualizeEvery'] as const) need(k, o[k], Number.isSafeInteger(o[k]) && o[k] >= 0, 'a non-negative integer');
+  need('workers', o.workers, Number.isSafeInteger(o.workers) && o.workers >= 0 && o.workers <= 256, 'an integer in [0, 256] (the DataLoader takes at most 256)');
   need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isSafeInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
   // the optimizer runs in float32
   need('blr', o.blr, o.blr > 0 && isFloat32Finite(o.blr), 'positive and finite in float32 (at most 3.4e38)');
   need('bucketMb', o.bucketMb, o.bucketMb > 0, 'positive');
   need('lr', o.lr, o.lr === undefined || (o.lr > 0 && isFloat32Finite(o.lr)), 'positive and finite in float32 (at most 3.4e38)');
-  need('warmupEpochs', o.warmupEpochs, o.warmupEpochs >= 0, '>= 0');
+  need('warmupEpochs', o.warmupEpochs, o.warmupEpochs >= 0 && Number.isFinite(o.warmupEpochs), 'a finite number >= 0');
   for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], o[k] >= 0 && isFloat32Finite(o[k]), 'a non-negative number, finite in float32 (at most 3.4e38)');
   need('maskRatio', o.maskRatio, o.maskRatio >= 0 && o.maskRatio < 1, 'in [0, 1)');
   need('seed', o.seed, Number.isSafeInteger(o.seed) && o.seed >= 0, 'a non-negative integer');
