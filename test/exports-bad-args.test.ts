@@ -7,6 +7,15 @@
 // quality, onWarning): undefined is valid for those, the other bad values of their kind are not. A second test
 // checks that the table has a row for every function, class and instance method exported (a method inherited under
 // the class that defines it: nn.Module#loadStateDict), or a reason in LEFT_OUT, or is listed as taking no argument.
+// A third tries the fields of options objects (a row's `fields`) one at a time, each with the bad values of its kind
+// (null where null is not valid, other types, NaN, Infinity, 1.5 for integers, and a value just outside a documented
+// range), and an unknown key (a misspelt field) where the object refuses them (not those in `ignoresUnknownKeys`):
+// the Error must name the function and the field (or quote the unknown key). Rows without `fields` are not tried
+// field by field yet: classifierConfigFrom (its fields are checked by the VisionTransformerClassifier constructor),
+// Communicator.open's distributed and timeoutSeconds (their messages are shared with pretrain's distTimeout and do not
+// name Communicator.open), evaluateClassifier, extractFeatures, pixelFeatures and knnEvaluate (their fields are named
+// by the DataLoader they make), knnClassify ('knn:' messages), GradReducer, prepareShards, finetune, linprobe, bench,
+// embedImages and classifyImages.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +66,14 @@ interface Row {
   args: (self?: any) => unknown[]; // any: the receiver's class is the row's
   where?: string;
   self?: () => unknown;
+  /**
+   * The fields of the row's options objects, by parameter name: 'field:kind' as parse reads them ('shard.rank' for a
+   * field of a field), with 'int' for integers, 'numbers' and 'strings' for arrays of them, and after a number's kind
+   * its range in interval notation ('int[1,)', 'number(0,1]'), which parseField turns into bad values.
+   */
+  fields?: Record<string, string>;
+  /** The options objects (parameter names) of `fields` that take unknown keys silently, so are not tried with one. */
+  ignoresUnknownKeys?: string[];
 }
 
 let dir = '';
@@ -108,7 +125,7 @@ afterAll(async () => {
 const ROWS: Row[] = [
   // tensors, autograd, random numbers
   { name: 'new Tensor', params: 'handle:instance', args: () => [t([1]).handle] },
-  { name: 'Tensor.fromArray', params: 'data:array shape:array opts?:object', args: () => [[1, 2], [2]], where: 'Tensor.fromArray' },
+  { name: 'Tensor.fromArray', params: 'data:array shape:array opts?:object', args: () => [[1, 2], [2]], where: 'Tensor.fromArray', fields: { opts: 'dtype?:enum requiresGrad?:boolean device?:enum' }, ignoresUnknownKeys: ['opts'] },
   { name: 'Tensor.full', params: 'shape:array value:number dtype?:enum device?:enum', args: () => [[2], 1], where: 'Tensor.full' },
   { name: 'Tensor.zeros', params: 'shape:array dtype?:enum device?:enum', args: () => [[2]], where: 'Tensor.zeros' },
   { name: 'Tensor.ones', params: 'shape:array device?:enum', args: () => [[2]], where: 'Tensor.ones' },
@@ -143,7 +160,7 @@ const ROWS: Row[] = [
 
   // nn
   { name: 'new nn.ModuleList', params: 'items:array', args: () => [[]] },
-  { name: 'new nn.Linear', params: 'inFeatures:number outFeatures:number gen:instance opts?:object', args: () => [2, 3, gen] },
+  { name: 'new nn.Linear', params: 'inFeatures:number outFeatures:number gen:instance opts?:object', args: () => [2, 3, gen], fields: { opts: 'bias?:boolean' }, ignoresUnknownKeys: ['opts'] },
   { name: 'new nn.LayerNorm', params: 'dim:number eps?:number', args: () => [4] },
   { name: 'new nn.Attention', params: 'dim:number numHeads:number gen:instance', args: () => [4, 2, gen] },
   { name: 'new nn.Mlp', params: 'dim:number hidden:number gen:instance', args: () => [4, 8, gen] },
@@ -159,17 +176,17 @@ const ROWS: Row[] = [
   { name: 'nn.init.numel', params: 'shape:array', args: () => [[2, 3]] },
 
   // the model
-  { name: 'new MaskedAutoencoder', params: 'config?:object opts?:object', args: () => [config] },
-  { name: 'MaskedAutoencoder.fromPreset', params: 'name:enum overrides?:object opts?:object', args: () => ['mae_vit_tiny_patch4_28', { depth: 1, decoderDepth: 1 }], where: 'MaskedAutoencoder.fromPreset' },
-  { name: 'MaskedAutoencoder.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('mae.safetensors'), { numHeads: 2, decoderNumHeads: 2 }], where: 'MaskedAutoencoder.fromPretrained' },
-  { name: 'MaskedAutoencoder#forward', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
+  { name: 'new MaskedAutoencoder', params: 'config?:object opts?:object', args: () => [config], fields: { config: 'imgSize?:int[1,) patchSize?:int[1,) inChans?:int[1,) embedDim?:int[1,) depth?:int[1,) numHeads?:int[1,) decoderEmbedDim?:int[1,) decoderDepth?:int[1,) decoderNumHeads?:int[1,) mlpRatio?:number(0,) normPixLoss?:boolean eps?:number(0,) maskTokenEncoder?:boolean', opts: 'seed?:int' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'MaskedAutoencoder.fromPreset', params: 'name:enum overrides?:object opts?:object', args: () => ['mae_vit_tiny_patch4_28', { depth: 1, decoderDepth: 1 }], where: 'MaskedAutoencoder.fromPreset', fields: { overrides: 'imgSize?:int[1,) patchSize?:int[1,) inChans?:int[1,) embedDim?:int[1,) depth?:int[1,) numHeads?:int[1,) decoderEmbedDim?:int[1,) decoderDepth?:int[1,) decoderNumHeads?:int[1,) mlpRatio?:number(0,) normPixLoss?:boolean eps?:number(0,) maskTokenEncoder?:boolean', opts: 'seed?:int' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'MaskedAutoencoder.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('mae.safetensors'), { numHeads: 2, decoderNumHeads: 2 }], where: 'MaskedAutoencoder.fromPretrained', fields: { overrides: 'imgSize?:int[1,) patchSize?:int[1,) inChans?:int[1,) embedDim?:int[1,) depth?:int[1,) numHeads?:int[1,) decoderEmbedDim?:int[1,) decoderDepth?:int[1,) decoderNumHeads?:int[1,) mlpRatio?:number(0,) normPixLoss?:boolean eps?:number(0,) maskTokenEncoder?:boolean', opts: 'key?:string seed?:int' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'MaskedAutoencoder#forward', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], fields: { opts: 'precision?:enum|null maskRatio?:number[0,1) noise?:instance generator?:instance' } },
   { name: 'MaskedAutoencoder#forwardEncoder', params: 'images:instance idsKeep:instance|null precision?:enum|null idsRestore?:instance|null', args: () => [t([1, 1, 8, 8]), null] },
   { name: 'MaskedAutoencoder#forwardDecoder', params: 'latent:instance idsRestore:instance|null', args: () => [t([1, 5, 8]), null] },
   { name: 'MaskedAutoencoder#forwardLoss', params: 'images:instance pred:instance mask:instance', args: () => [t([1, 1, 8, 8]), t([1, 4, 16]), t([1, 4])] },
   { name: 'MaskedAutoencoder#patchify', params: 'imgs:instance', args: () => [t([1, 1, 8, 8])] },
   { name: 'MaskedAutoencoder#unpatchify', params: 'x:instance', args: () => [t([1, 4, 16])] },
-  { name: 'MaskedAutoencoder#embed', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
-  { name: 'MaskedAutoencoder#reconstruct', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
+  { name: 'MaskedAutoencoder#embed', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], fields: { opts: 'precision?:enum|null' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'MaskedAutoencoder#reconstruct', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], fields: { opts: 'precision?:enum|null maskRatio?:number[0,1) noise?:instance generator?:instance' } },
   { name: 'checkPrecision', params: 'precision?:enum|null where:string', args: () => ['fp32', 'checkPrecision'] },
   { name: 'getPreset', params: 'name:enum', args: () => ['mae_vit_tiny_patch4_28'] },
   { name: 'randomMasking', params: 'B:number L:number maskRatio:number noise?:instance gen?:instance', args: () => [2, 4, 0.5, undefined, gen] },
@@ -179,11 +196,11 @@ const ROWS: Row[] = [
   { name: 'maeFlops', params: 'config:object maskRatio?:number', args: () => [model.config] },
 
   // optimizers and schedules
-  { name: 'new AdamW', params: 'params:array options:object', args: () => [[t([2])], { lr: 1e-3 }] },
-  { name: 'new LARS', params: 'params:array options:object', args: () => [[t([2])], { lr: 0.1 }] },
-  { name: 'cosineLr', params: 'epoch:number opts:object', args: () => [0, { lr: 1, warmupEpochs: 1, epochs: 2 }] },
+  { name: 'new AdamW', params: 'params:array options:object', args: () => [[t([2])], { lr: 1e-3 }], fields: { options: 'lr:number[0,) betas?:numbers eps?:number[0,) weightDecay?:number[0,)' }, ignoresUnknownKeys: ['options'] },
+  { name: 'new LARS', params: 'params:array options:object', args: () => [[t([2])], { lr: 0.1 }], fields: { options: 'lr:number[0,) weightDecay?:number[0,) momentum?:number[0,1) trustCoefficient?:number(0,)' }, ignoresUnknownKeys: ['options'] },
+  { name: 'cosineLr', params: 'epoch:number opts:object', args: () => [0, { lr: 1, warmupEpochs: 1, epochs: 2 }], fields: { opts: 'lr:number[0,) minLr?:number[0,) warmupEpochs:number[0,) epochs:number[0,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'scaledLr', params: 'blr:number effectiveBatch:number', args: () => [1e-3, 256] },
-  { name: 'paramGroupsLrd', params: 'model:instance depth:number opts?:object', args: () => [model, 1] },
+  { name: 'paramGroupsLrd', params: 'model:instance depth:number opts?:object', args: () => [model, 1], fields: { opts: 'weightDecay?:number[0,) noWeightDecay?:strings layerDecay?:number(0,1]' }, ignoresUnknownKeys: ['opts'] },
   { name: 'layerIdForVit', params: 'name:string numLayers:number', args: () => ['blocks.0.attn.qkv.weight', 12] },
 
   // data
@@ -201,27 +218,29 @@ const ROWS: Row[] = [
   { name: 'data.reencodeJpeg', params: 'path:string channels:number shorterSide?:number quality:number', args: () => [tmp('images/a/0.png'), 3, undefined, 90] },
   { name: 'data.scanImageFolder', params: 'root:string onWarning?:function', args: () => [tmp('images')] },
   { name: 'data.evalResizeLength', params: 'size:number cropPct?:number', args: () => [224] },
-  { name: 'data.loadImages', params: 'inputs:array opts?:object', args: () => [[tmp('images/a/0.png')], { size: 4 }] },
+  { name: 'data.loadImages', params: 'inputs:array opts?:object', args: () => [[tmp('images/a/0.png')], { size: 4 }], fields: { opts: 'size?:int[1,) channels?:int[1,3] mean?:numbers std?:numbers cropPct?:number(0,1]' }, ignoresUnknownKeys: ['opts'] },
   { name: 'data.bicubicWeights', params: 't:number', args: () => [0.5] },
   { name: 'data.centerCrop', params: 'img:instance c:number h:number w:number outH:number outW:number', args: () => [img(), 1, 4, 4, 2, 2] },
   { name: 'data.centerCropBox', params: 'h:number w:number outH:number outW:number', args: () => [4, 4, 2, 2] },
   { name: 'data.horizontalFlip', params: 'img:instance c:number h:number w:number', args: () => [img(), 1, 4, 4] },
   { name: 'data.normalize', params: 'img:instance c:number h:number w:number mean:array std:array', args: () => [img(), 1, 4, 4, [0.5], [0.5]] },
   { name: 'data.randomHorizontalFlip', params: 'img:instance c:number h:number w:number gen:instance p?:number', args: () => [img(), 1, 4, 4, gen] },
-  { name: 'data.randomResizedCrop', params: 'img:instance c:number h:number w:number outSize:number gen:instance opts?:object', args: () => [img(), 1, 4, 4, 2, gen] },
-  { name: 'data.randomResizedCropParams', params: 'h:number w:number gen:instance opts?:object', args: () => [4, 4, gen] },
+  { name: 'data.randomResizedCrop', params: 'img:instance c:number h:number w:number outSize:number gen:instance opts?:object', args: () => [img(), 1, 4, 4, 2, gen, { scale: [0.2, 1], ratio: [0.75, 1.25] }], fields: { opts: 'scale:numbers ratio:numbers antialias?:boolean' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'data.randomResizedCropParams', params: 'h:number w:number gen:instance opts?:object', args: () => [4, 4, gen, { scale: [0.2, 1], ratio: [0.75, 1.25] }], fields: { opts: 'scale:numbers ratio:numbers' }, ignoresUnknownKeys: ['opts'] },
   { name: 'data.resize', params: 'img:instance c:number h:number w:number outH:number outW:number antialias?:boolean', args: () => [img(), 1, 4, 4, 2, 2] },
   { name: 'data.resizeShorterSide', params: 'img:instance c:number h:number w:number size:number antialias?:boolean', args: () => [img(), 1, 4, 4, 2] },
   {
     name: 'data.resizedCrop',
     params: 'img:instance c:number h:number w:number top:number left:number cropH:number cropW:number outH:number outW:number antialias?:boolean part?:object',
-    args: () => [img(), 1, 4, 4, 0, 0, 2, 2, 2, 2],
+    args: () => [img(), 1, 4, 4, 0, 0, 2, 2, 2, 2, false, { top: 0, left: 0, height: 2, width: 2 }],
+    fields: { part: 'top:int[0,) left:int[0,) height:int[1,) width:int[1,)' },
+    ignoresUnknownKeys: ['part'],
   },
   { name: 'data.shorterSideSize', params: 'h:number w:number size:number', args: () => [4, 6, 2] },
   { name: 'data.toChannels', params: 'img:instance c:number h:number w:number inChans:number', args: () => [img(), 1, 4, 4, 3] },
-  { name: 'new data.ImageFolderDataset', params: 'index:object opts?:object', args: () => [{ root: dir, files: [], labels: new Int32Array(0), classes: [] }] },
-  { name: 'data.ImageFolderDataset.open', params: 'root:string opts?:object', args: () => [tmp('images')], where: 'ImageFolderDataset.open' },
-  { name: 'new data.InMemoryDataset', params: 'opts:object', args: () => [{ images: new Uint8Array(16), labels: new Int32Array([0]), channels: 1, height: 4, width: 4, numClasses: 1 }] },
+  { name: 'new data.ImageFolderDataset', params: 'index:object opts?:object', args: () => [{ root: dir, files: [], labels: new Int32Array(0), classes: [] }], fields: { opts: 'channels?:int[1,3] onBadFile?:enum onWarning?:function shorterSide?:int[1,)' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'data.ImageFolderDataset.open', params: 'root:string opts?:object', args: () => [tmp('images')], where: 'ImageFolderDataset.open', fields: { opts: 'channels?:int[1,3] onBadFile?:enum onWarning?:function shorterSide?:int[1,)' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'new data.InMemoryDataset', params: 'opts:object', args: () => [{ images: new Uint8Array(16), labels: new Int32Array([0]), channels: 1, height: 4, width: 4, numClasses: 1 }], fields: { opts: 'images:instance labels:array channels:int[1,) height:int[1,) width:int[1,) numClasses:int[0,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'data.cifar10Dataset', params: 'split:enum dir:string', args: () => ['train', dir] },
   { name: 'data.datasetFromSpec', params: 'spec:object onWarning:function', args: () => [dataset.workerSpec!(), () => {}] },
   { name: 'data.fashionMnistDataset', params: 'split:enum dir?:string', args: () => ['train', dir] },
@@ -234,11 +253,11 @@ const ROWS: Row[] = [
   { name: 'data.maskGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },
   { name: 'data.sampleGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },
   { name: 'data.transformSample', params: 'sample:object dataset:instance cfg:object gen:instance', args: () => [{ image: new Float32Array(64), label: 0 }, dataset, pipeline, gen] },
-  { name: 'new data.DataLoader', params: 'dataset:instance opts:object', args: () => [dataset, { batchSize: 2 }] },
-  { name: 'data.resolvePipelineConfig', params: 'dataset:instance opts:object', args: () => [dataset, { batchSize: 2 }] },
+  { name: 'new data.DataLoader', params: 'dataset:instance opts:object', args: () => [dataset, { batchSize: 2, shard: { rank: 0, count: 1 } }], fields: { opts: 'batchSize:int[1,) shuffle?:boolean dropLast?:boolean seed?:int augment?:boolean imageSize?:int[1,) inChans?:int[1,) mean?:numbers std?:numbers scale?:numbers ratio?:numbers flipProb?:number[0,1] evalCropFraction?:number(0,1] antialias?:boolean transforms?:enum workers?:int[0,256] prefetch?:int[1,) workerUrl?:instance shard?:object shard.rank:int[0,) shard.count:int[1,) timeout?:number[0,2147483]' } },
+  { name: 'data.resolvePipelineConfig', params: 'dataset:instance opts:object', args: () => [dataset, { batchSize: 2 }], fields: { opts: 'seed?:int augment?:boolean imageSize?:int[1,) inChans?:int[1,) mean?:numbers std?:numbers scale?:numbers ratio?:numbers flipProb?:number[0,1] evalCropFraction?:number(0,1] antialias?:boolean transforms?:enum' } },
 
   // files: safetensors, names, weights
-  { name: 'readSafetensors', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
+  { name: 'readSafetensors', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')], fields: { opts: 'select?:function' }, ignoresUnknownKeys: ['opts'] },
   { name: 'writeSafetensors', params: 'path:string tensors:object metadata?:object', args: () => [tmp('written.safetensors'), { a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }] },
   { name: 'parseSafetensors', params: 'bytes:instance source?:string', args: () => [api.serializeSafetensors({})] },
   { name: 'serializeSafetensors', params: 'tensors:object metadata?:object', args: () => [{ a: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }] },
@@ -249,26 +268,26 @@ const ROWS: Row[] = [
   { name: 'loadSafetensors', params: 'path:string', args: () => [tmp('mae.safetensors')] },
   { name: 'saveSafetensors', params: 'path:string state:instance metadata?:object', args: () => [tmp('saved.safetensors'), new Map([['a', t([1])]])] },
   { name: 'removeStaleTemps', params: 'path:string', args: () => [tmp('mae.safetensors')] },
-  { name: 'loadWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
-  { name: 'readWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')] },
+  { name: 'loadWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')], fields: { opts: 'key?:string' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'readWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')], fields: { opts: 'key?:string' }, ignoresUnknownKeys: ['opts'] },
 
   // training, checkpoints, distributed
-  { name: 'pretrain', params: 'options?:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  { name: 'pretrain', params: 'options?:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1, batchSize: 2 }], fields: { options: 'epochs?:int[1,) batchSize?:int[1,) accumIter?:int[1,) blr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) maskRatio?:number[0,1) seed?:int[0,) precision?:enum device?:enum workers?:int[0,256] overwrite?:boolean onEvent?:function signal?:instance' } },
   { name: 'pretrainInWorker', params: 'options:object onEvent?:function', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
   { name: 'maskNoise', params: 'seed:number epoch:number start:number B:number L:number', args: () => [0, 0, 0, 2, 4] },
-  { name: 'Communicator.open', params: 'opts?:object', args: () => [{ distributed: 'none' }], where: 'Communicator.open' },
+  { name: 'Communicator.open', params: 'opts?:object', args: () => [{ distributed: 'none' }], where: 'Communicator.open', fields: { opts: 'mpiLibrary?:string' }, ignoresUnknownKeys: ['opts'] },
   { name: 'new GradReducer', params: 'comm:instance params:array opts?:object', args: () => [comm, [t([2])]] },
   { name: 'launcher', params: 'env?:object', args: () => [{}] },
   { name: 'mpiStatus', params: 'mpiLibrary?:string', args: () => [] },
   { name: 'ncclStatus', params: 'ncclLibrary?:string', args: () => [] },
   { name: 'checkSameSettings', params: 'comm:instance settings:object what:string', args: () => [comm, { seed: 0 }, 'the run'] },
   { name: 'datasetFingerprint', params: 'dataset:instance', args: () => [dataset] },
-  { name: 'saveCheckpoint', params: 'path:string model:instance optimizer:instance|null meta:object', args: () => [tmp('saved-checkpoint.safetensors'), model, null, { position: { epoch: 1, iter: 0, step: 1 }, options: {} }] },
+  { name: 'saveCheckpoint', params: 'path:string model:instance optimizer:instance|null meta:object', args: () => [tmp('saved-checkpoint.safetensors'), model, null, { position: { epoch: 1, iter: 0, step: 1 }, options: {} }], fields: { meta: 'position:object position.epoch:int[0,) position.iter:int[0,) position.step:int[0,) options:object' }, ignoresUnknownKeys: ['meta'] },
   { name: 'loadCheckpoint', params: 'pathOrDir:string', args: () => [tmp('checkpoint.safetensors')] },
   { name: 'loadModel', params: 'pathOrDir:string', args: () => [tmp('checkpoint.safetensors')] },
   { name: 'openDataset', params: 'src:object split?:enum onWarning?:function', args: () => [{ kind: 'synthetic', count: 4 }] },
   { name: 'syntheticDataset', params: 'count:number channels:number imageSize:number seed:number', args: () => [4, 1, 8, 0] }, // size is named as the data source option that reaches it
-  { name: 'writeReconstructions', params: 'model:instance dataset:instance pipeline:object path:string opts?:object', args: () => [model, dataset, pipeline, tmp('reconstructions.png')] },
+  { name: 'writeReconstructions', params: 'model:instance dataset:instance pipeline:object path:string opts?:object', args: () => [model, dataset, pipeline, tmp('reconstructions.png')], fields: { opts: 'maskRatio?:number[0,1) seed?:int[0,) count?:int[1,64] start?:int[0,) scale?:int[1,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'bench', params: 'options?:object', args: () => [{ preset: 'mae_vit_tiny_patch4_28', steps: 1, warmup: 0, batchSize: 1 }] },
   { name: 'formatBench', params: 'result:object', args: () => [{}] }, // any object passes the parameter check
   { name: 'benchChart', params: 'result:object', args: () => [{}] }, // likewise
@@ -283,8 +302,8 @@ const ROWS: Row[] = [
   { name: 'emptyCache', params: 'device?:string', args: () => ['cpu'] },
 
   // classification
-  { name: 'new VisionTransformerClassifier', params: 'config:object opts?:object', args: () => [classifier.config] },
-  { name: 'VisionTransformerClassifier.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('classifier.safetensors'), { numHeads: 2 }], where: 'VisionTransformerClassifier.fromPretrained' },
+  { name: 'new VisionTransformerClassifier', params: 'config:object opts?:object', args: () => [classifier.config], fields: { config: 'imgSize:int[1,) patchSize:int[1,) inChans:int[1,) embedDim:int[1,) depth:int[1,) numHeads:int[1,) mlpRatio:number(0,) eps:number(0,) numClasses:int[1,) globalPool:boolean dropPathRate:number[0,1) headBatchNorm:boolean headInitStd:number(0,)', opts: 'seed?:int' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'VisionTransformerClassifier.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('classifier.safetensors'), { numHeads: 2 }], where: 'VisionTransformerClassifier.fromPretrained', fields: { opts: 'key?:string seed?:int' }, ignoresUnknownKeys: ['opts'] },
   { name: 'new ProbeHead', params: 'inFeatures:number numClasses:number initStd:number gen:instance', args: () => [4, 2, 0.01, gen] },
   { name: 'new BatchNormNoAffine', params: 'features:number eps?:number momentum?:number', args: () => [4] },
   { name: 'classifierConfigFrom', params: 'config:object opts?:object', args: () => [model.config] },
@@ -297,25 +316,25 @@ const ROWS: Row[] = [
   { name: 'evaluateClassifier', params: 'model:instance dataset:instance opts?:object', args: () => [classifier, dataset] },
   { name: 'new MetricAccumulator', params: 'numClasses:number', args: () => [2] },
   { name: 'topkAccuracy', params: 'logits:instance labels:array numClasses:number', args: () => [new Float32Array(4), [0, 1], 2] },
-  { name: 'confusionImage', params: 'confusion:instance numClasses:number opts?:object', args: () => [new Int32Array(4), 2] },
+  { name: 'confusionImage', params: 'confusion:instance numClasses:number opts?:object', args: () => [new Int32Array(4), 2], fields: { opts: 'cell?:int[1,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'writeConfusionPng', params: 'path:string confusion:instance numClasses:number', args: () => [tmp('confusion.png'), new Int32Array(4), 2] },
   { name: 'extractFeatures', params: 'model:instance dataset:instance opts?:object', args: () => [model, dataset] },
   { name: 'pixelFeatures', params: 'dataset:instance opts?:object', args: () => [dataset] },
   { name: 'knnClassify', params: 'bank:object query:object opts?:object', args: () => [features(), features()] },
   { name: 'knnEvaluate', params: 'model:instance train:instance test:instance opts?:object', args: () => [model, dataset, dataset] },
   { name: 'l2Normalize', params: 'x:instance dim:number', args: () => [new Float32Array(4), 2] },
-  { name: 'new Mixup', params: 'opts:object', args: () => [{ numClasses: 2 }] },
+  { name: 'new Mixup', params: 'opts:object', args: () => [{ numClasses: 2 }], fields: { opts: 'mixupAlpha?:number[0,) cutmixAlpha?:number[0,) prob?:number[0,1] switchProb?:number[0,1] labelSmoothing?:number[0,1) numClasses:int[1,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'mixupTarget', params: 'labels:array numClasses:number lam:number smoothing?:number', args: () => [[0, 1], 2, 0.5] },
   { name: 'smoothOneHot', params: 'labels:array numClasses:number smoothing?:number', args: () => [[0, 1], 2] },
   { name: 'randBbox', params: 'H:number W:number lam:number gen:instance', args: () => [4, 4, 0.5, gen] },
   { name: 'cutmixBboxAndLam', params: 'H:number W:number lam:number gen:instance', args: () => [4, 4, 0.5, gen] },
-  { name: 'randomErasing', params: 'images:instance shape:array gen:instance opts?:object', args: () => [new Float32Array(16), [1, 1, 4, 4], gen] },
+  { name: 'randomErasing', params: 'images:instance shape:array gen:instance opts?:object', args: () => [new Float32Array(16), [1, 1, 4, 4], gen], fields: { opts: 'probability?:number[0,1] minArea?:number(0,0.3] maxArea?:number(0,1] minAspect?:number(0,1]' }, ignoresUnknownKeys: ['opts'] },
   { name: 'sampleBeta', params: 'a:number b:number gen:instance', args: () => [1, 1, gen] },
   // instance methods (those that take no argument are in METHODS_WITHOUT_ARGS; a subclass's inherited methods are
   // tried on the class that defines them)
   { name: 'Tensor#to', params: 'device:enum dtype?:enum', args: () => ['cpu', 'float32'], self: () => t([2]), where: 'Tensor.to' },
   { name: 'Tensor#write', params: 'data:instance', args: () => [new Float32Array(2)], self: () => t([2]), where: 'Tensor.write' },
-  { name: 'Tensor#backward', params: 'grad?:instance|null opts?:object', args: () => [], self: () => Tensor.fromArray([1], [1], { requiresGrad: true }), where: 'backward' },
+  { name: 'Tensor#backward', params: 'grad?:instance|null opts?:object', args: () => [], self: () => Tensor.fromArray([1], [1], { requiresGrad: true }), where: 'backward', fields: { opts: 'onGradReady?:function' }, ignoresUnknownKeys: ['opts'] },
   { name: 'Generator#seed', params: 'seed:number', args: () => [0], self: () => new Generator(0), where: 'Generator.seed' },
   { name: 'Generator#int', params: 'n:number', args: () => [3], self: () => gen, where: 'Generator.int' },
   { name: 'Generator#uniformArray', params: 'n:number lo?:number hi?:number', args: () => [2], self: () => gen, where: 'Generator.uniformArray' },
@@ -324,7 +343,7 @@ const ROWS: Row[] = [
   { name: 'Generator#setState', params: 'state:object', args: () => [gen.state()], self: () => new Generator(0), where: 'Generator.setState' },
   { name: 'nn.Module#namedParameters', params: 'prefix?:string', args: () => [], self: () => new nn.LayerNorm(4) },
   { name: 'nn.Module#changedSince', params: 'versions:array', args: (m: nn.Module) => [m.versions()], self: () => new nn.LayerNorm(4) },
-  { name: 'nn.Module#loadStateDict', params: 'state:instance opts?:object', args: (m: nn.Module) => [m.stateDict()], self: () => new nn.LayerNorm(4) },
+  { name: 'nn.Module#loadStateDict', params: 'state:instance opts?:object', args: (m: nn.Module) => [m.stateDict()], self: () => new nn.LayerNorm(4), fields: { opts: 'strict?:boolean' }, ignoresUnknownKeys: ['opts'] },
   { name: 'nn.Module#to', params: 'device:enum', args: () => ['cpu'], self: () => new nn.LayerNorm(4) },
   { name: 'nn.Module#train', params: 'on?:boolean', args: () => [], self: () => new nn.LayerNorm(4) },
   { name: 'nn.Module#numParameters', params: 'trainableOnly?:boolean', args: () => [], self: () => new nn.LayerNorm(4) },
@@ -336,11 +355,11 @@ const ROWS: Row[] = [
   { name: 'nn.Block#forward', params: 'x:instance', args: () => [t([1, 2, 4])], self: () => new nn.Block(4, 2, 2, gen), where: 'Block.forward' },
   { name: 'nn.PatchEmbed#forward', params: 'images:instance', args: () => [t([1, 1, 4, 4])], self: () => new nn.PatchEmbed(4, 2, 1, 4, gen), where: 'PatchEmbed.forward' },
   { name: 'MaskedAutoencoder#randomMasking', params: 'B:number maskRatio:number noise?:instance generator?:instance', args: () => [1, 0.75] },
-  { name: 'MaskedAutoencoder#embedAsync', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])] },
-  { name: 'MaskedAutoencoder#loadStateDict', params: 'state:instance opts?:object', args: () => [model.stateDict()] },
+  { name: 'MaskedAutoencoder#embedAsync', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], fields: { opts: 'precision?:enum|null' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'MaskedAutoencoder#loadStateDict', params: 'state:instance opts?:object', args: () => [model.stateDict()], fields: { opts: 'strict?:boolean' }, ignoresUnknownKeys: ['opts'] },
   { name: 'MaskedAutoencoder#parameterGroups', params: 'weightDecay?:number', args: () => [] },
-  { name: 'VisionTransformerClassifier#forward', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], self: () => classifier, where: 'classifier' },
-  { name: 'VisionTransformerClassifier#forwardAsync', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], self: () => classifier },
+  { name: 'VisionTransformerClassifier#forward', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], self: () => classifier, where: 'classifier', fields: { opts: 'precision?:enum|null' }, ignoresUnknownKeys: ['opts'] },
+  { name: 'VisionTransformerClassifier#forwardAsync', params: 'images:instance opts?:object', args: () => [t([1, 1, 8, 8])], self: () => classifier, fields: { opts: 'precision?:enum|null' }, ignoresUnknownKeys: ['opts'] },
   { name: 'VisionTransformerClassifier#forwardFeatures', params: 'images:instance precision?:enum|null', args: () => [t([1, 1, 8, 8])], self: () => classifier, where: 'classifier' },
   { name: 'VisionTransformerClassifier#forwardHead', params: 'features:instance', args: () => [t([1, 8])], self: () => classifier, where: 'classifier' },
   { name: 'VisionTransformerClassifier#loadEncoder', params: 'state:instance', args: () => [model.stateDict()], self: () => classifier },
@@ -357,7 +376,7 @@ const ROWS: Row[] = [
   { name: 'data.ShardDataset#readRecord', params: 'index:number', args: () => [0], self: () => shardDataset, where: 'ShardDataset.readRecord' },
   { name: 'data.ShardDataset#slice', params: 'start:number end:number', args: () => [0, 1], self: () => shardDataset, where: 'ShardDataset.slice' },
   { name: 'data.ShardDataset#pick', params: 'indices:array', args: () => [[1, 0]], self: () => shardDataset, where: 'ShardDataset.pick' },
-  { name: 'data.DataLoader#epoch', params: 'epoch:number opts?:object', args: () => [0], self: () => loader, where: 'DataLoader' },
+  { name: 'data.DataLoader#epoch', params: 'epoch:number opts?:object', args: () => [0], self: () => loader, where: 'DataLoader', fields: { opts: 'startAt?:int[0,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'data.DataLoader#epochStallMs', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
   { name: 'data.DataLoader#order', params: 'epoch:number', args: () => [0], self: () => loader, where: 'DataLoader' },
   { name: 'Communicator#allreduce', params: 'values:array op?:enum what?:string', args: () => [[1]], self: () => comm, where: 'Communicator.allreduce' },
@@ -501,7 +520,7 @@ function selfOf(row: Row): unknown {
 function show(v: unknown): string {
   if (v === undefined) return 'undefined';
   if (typeof v === 'string') return `'${v}'`;
-  if (Array.isArray(v)) return '[]';
+  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
   if (v !== null && typeof v === 'object') return '{}';
   return String(v);
 }
@@ -530,6 +549,82 @@ describe('every export refuses bad arguments with an Error naming itself and the
       }
       expect(problems, `\n${problems.join('\n')}\n`).toEqual([]);
     }, 60_000);
+  }
+});
+
+/** The bad values of a field's kind: BAD's, and NaN and Infinity for numbers, 1.5 for integers, a bad item for arrays. */
+const FIELD_BAD: Record<string, unknown[]> = {
+  number: [...BAD.number, NaN, Infinity],
+  int: [...BAD.number, NaN, Infinity, 1.5],
+  numbers: [...BAD.array, ['1'], [NaN]],
+  strings: [...BAD.array, [1]],
+};
+
+/**
+ * One field of an options object: 'name:kind' as parse reads it, 'a.b' for field b of field a, and after a number's
+ * kind its range in interval notation ('[1,)', '(0,1]'), which adds a value just outside each end (the end itself
+ * where it is open; 1 beyond it for an integer, 0.5 for other numbers, where it is closed).
+ */
+function parseField(spec: string): { path: string[]; name: string; bad: unknown[] } {
+  const m = /^([\w.]+)(\??):(\w+)(\|null)?(?:([[(])([^,]*),([^\])]*)([\])]))?$/.exec(spec);
+  const kind = m?.[3] ?? '';
+  const kindBad = FIELD_BAD[kind] ?? (kind in BAD ? BAD[kind as Kind] : undefined);
+  if (!m || !kindBad) throw new Error(`bad field spec '${spec}'`);
+  const path = m[1]!.split('.');
+  const bad = [...kindBad, ...(m[2] === '?' ? [] : [undefined])];
+  if (m[5]) {
+    const step = kind === 'int' ? 1 : 0.5;
+    const [lo, hi] = [m[6]!, m[7]!];
+    if (lo !== '') bad.push(m[5] === '(' ? Number(lo) : Number(lo) - step);
+    if (hi !== '') bad.push(m[8] === ')' ? Number(hi) : Number(hi) + step);
+  }
+  return { path, name: path[path.length - 1]!, bad: bad.filter((v) => !(v === null && m[4])) };
+}
+
+/** `obj` (an options object, or undefined) with the field at `path` set to `v`; the objects on the way are copies. */
+function withField(obj: unknown, path: string[], v: unknown): Record<string, unknown> {
+  const copy: Record<string, unknown> = { ...(obj as object | undefined) };
+  const [k, ...rest] = path;
+  copy[k!] = rest.length ? withField(copy[k!], rest, v) : v;
+  return copy;
+}
+
+/** A misspelling of `name` (its second letter dropped: 'batchSize' -> 'btchSize'), an option no function takes. */
+function typo(name: string): string {
+  return name.length > 2 ? name[0] + name.slice(2) : `${name}x`;
+}
+
+describe('every option field refuses bad values with an Error naming the function and the field', () => {
+  for (const row of ROWS.filter((r) => r.fields)) {
+    it(row.name, async () => {
+      const where = whereOf(row);
+      const params = row.params.split(' ').map(parse);
+      const problems: string[] = [];
+      for (const [param, specs] of Object.entries(row.fields!)) {
+        const i = params.findIndex((p) => p.name === param);
+        if (i < 0) throw new Error(`row ${row.name} has fields for ${param}, which is not one of its parameters`);
+        const fields = specs.split(' ').map(parseField);
+        // [what the message must name, the field's path, the bad value]
+        const tries: [string, string[], unknown][] = fields.flatMap((f) => f.bad.map((v): [string, string[], unknown] => [f.name, f.path, v]));
+        // an unknown option, where the object refuses them: the message quotes it
+        const unknown = typo(fields[0]!.name);
+        if (!row.ignoresUnknownKeys?.includes(param)) tries.push([`'${unknown}'`, [unknown], 1]);
+        for (const [name, path, v] of tries) {
+          const self = selfOf(row);
+          const args = row.args(self);
+          while (args.length <= i) args.push(undefined);
+          args[i] = withField(args[i], path, v);
+          const call = `${row.name}(${param}.${path.join('.')} = ${show(v)})`;
+          const e = await failureOf(row, self, args);
+          if (e === none) problems.push(`${call} did not throw`);
+          else if (!(e instanceof Error)) problems.push(`${call} threw a non-Error ${String(e)}`);
+          else if (e instanceof TypeError || e instanceof RangeError) problems.push(`${call} threw ${e.name}: ${e.message}`);
+          else if (!e.message.startsWith(`${where}: `)) problems.push(`${call}: message does not start with '${where}: ': ${e.message}`);
+          else if (name.startsWith("'") ? !e.message.includes(name) : !new RegExp(`\\b${name}\\b`).test(e.message)) problems.push(`${call}: message does not name ${name}: ${e.message}`);
+        }
+      }
+      expect(problems, `\n${problems.join('\n')}\n`).toEqual([]);
+    }, 120_000);
   }
 });
 
