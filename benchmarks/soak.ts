@@ -4,10 +4,12 @@
  * (handed out + cached) and the live tensor count. Memory must be flat after the warm-up; the last line gives the
  * growth from the first sample after warm-up to the end, in MiB and in bytes per step.
  *
- *   npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--precision fp32|bf16] [--threads N] [--tag NAME]
+ *   npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--precision fp32|bf16] [--data DIR] [--threads N] [--tag NAME]
  *
- * Data: the synthetic set (no download), 4096 images; checkpoints every 1000 steps (the atomic-write path soaks
- * too). With --precision bf16 the samples also hold the bf16 weights' blocked copies (outside the allocator).
+ * Data: the synthetic set (no download), 4096 images; or --data, a shard folder (mae prepare-data --channels 1) or
+ * an image folder, read through the worker threads as pretrain reads them, so that the data path (positioned reads,
+ * checksums, sharp, the batches' shared memory) soaks too, over many epochs when the folder is small. Checkpoints
+ * every 1000 steps (the atomic-write path soaks too). With --precision bf16 the samples also hold the bf16 weights' blocked copies (outside the allocator).
  * Results: benchmarks/results/soak-<date>[-tag].json.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,13 +17,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../lib/native.js';
 import { liveTensors } from '../lib/tensor.js';
+import { guessDataKind } from '../lib/cli.js';
+import type { DataSource } from '../lib/train/data.js';
 import { pretrain } from '../lib/train/pretrain.js';
 import { benchArgs, describeMachine, fmt, machine, printTable, resultName, writeJson } from './common.js';
 
 const args = benchArgs(
-  'npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--precision fp32|bf16] [--threads N] [--tag NAME]\n' +
+  'npm run soak -- [--steps 10000] [--batch-size 32] [--every 500] [--workers 1] [--precision fp32|bf16] [--data DIR] [--threads N] [--tag NAME]\n' +
     "A long pre-training run that prints the process's memory every --every steps.",
-  { values: ['--steps', '--batch-size', '--every', '--workers', '--precision'] },
+  { values: ['--steps', '--batch-size', '--every', '--workers', '--precision', '--data'] },
 );
 function flag(name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -38,6 +42,8 @@ if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`--workers mus
 if (args.includes('--threads')) native.setNumThreads(flag('threads', 1));
 const precision = args.includes('--precision') ? args[args.indexOf('--precision') + 1]! : 'fp32';
 if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
+const dataDir = args.includes('--data') ? args[args.indexOf('--data') + 1]! : null;
+const data: DataSource = dataDir ? { kind: guessDataKind(dataDir), path: dataDir } : { kind: 'synthetic', count: 4096 };
 
 const MiB = 2 ** 20;
 interface Sample { step: number; seconds: number; rssMiB: number; heapMiB: number; arrayBuffersMiB: number; nativeAllocMiB: number; blockedMiB: number; liveTensors: number }
@@ -55,12 +61,13 @@ const sample = (step: number) => {
 };
 
 const m = machine();
-console.log(`soak: mae_vit_tiny_patch4_28 ${precision}, batch ${batchSize}, ${steps} steps, ${workers} data worker(s); ${describeMachine(m, native.info().threads)}`);
+console.log(`soak: mae_vit_tiny_patch4_28 ${precision}, batch ${batchSize}, ${steps} steps, ${workers} data worker(s), data ${dataDir ? `${data.kind} ${dataDir}` : 'synthetic'}; ${describeMachine(m, native.info().threads)}`);
 const outDir = mkdtempSync(join(tmpdir(), 'mae-soak-'));
 sample(0);
 try {
   await pretrain({
-    preset: 'mae_vit_tiny_patch4_28', data: { kind: 'synthetic', count: 4096 }, batchSize, epochs: Math.ceil((steps * batchSize) / 4096),
+    // (with --data the run stops at maxSteps, whatever the folder's size)
+    preset: 'mae_vit_tiny_patch4_28', data, batchSize, epochs: dataDir ? steps : Math.ceil((steps * batchSize) / 4096),
     maxSteps: steps, checkpointEvery: 1000, visualizeEvery: 0, workers, outDir, precision,
     onEvent: (e) => {
       if (e.type === 'step' && e.step % every === 0) sample(e.step);
@@ -77,5 +84,5 @@ const grownMiB = last.rssMiB - warm.rssMiB;
 printTable(['step', 'seconds', 'rss MiB', 'heap MiB', 'array buffers MiB', 'native MiB', 'blocked MiB', 'live tensors'],
   samples.map((s) => [s.step, fmt(s.seconds, 0), fmt(s.rssMiB), fmt(s.heapMiB), fmt(s.arrayBuffersMiB), fmt(s.nativeAllocMiB), fmt(s.blockedMiB), s.liveTensors]));
 console.log(`resident set from step ${warm.step} to ${last.step}: ${grownMiB >= 0 ? '+' : ''}${fmt(grownMiB)} MiB (${fmt((grownMiB * MiB) / Math.max(1, last.step - warm.step), 0)} bytes per step); live tensors ${warm.liveTensors} -> ${last.liveTensors}`);
-const path = writeJson(resultName('soak', m.date, args), { machine: m, precision, steps, batchSize, samples, growthMiB: grownMiB, fromStep: warm.step });
+const path = writeJson(resultName('soak', m.date, args), { machine: m, precision, steps, batchSize, data: dataDir ? { kind: data.kind, path: dataDir } : 'synthetic', samples, growthMiB: grownMiB, fromStep: warm.step });
 console.log(`wrote ${path}`);
