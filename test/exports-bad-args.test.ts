@@ -13,9 +13,9 @@
 // the Error must name the function and the field (or quote the unknown key). Rows without `fields` are not tried
 // field by field yet: classifierConfigFrom (its fields are checked by the VisionTransformerClassifier constructor),
 // Communicator.open's distributed and timeoutSeconds (their messages are shared with pretrain's distTimeout and do not
-// name Communicator.open), evaluateClassifier, extractFeatures, pixelFeatures and knnEvaluate (their fields are named
-// by the DataLoader they make), knnClassify ('knn:' messages), GradReducer, prepareShards, finetune, linprobe, bench,
-// embedImages and classifyImages.
+// name Communicator.open), evaluateClassifier, extractFeatures and knnEvaluate (their fields are named
+// by the DataLoader they make), knnClassify ('knn:' messages), finetune, linprobe, bench, embedImages and
+// classifyImages.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -248,7 +248,7 @@ const ROWS: Row[] = [
   { name: 'new data.ShardDataset', params: 'spec:object names?:object', args: () => [{ kind: 'shards', index: tmp('x'), pixels: 'raw', channels: 3, numClasses: 0, files: [], shard: new Int32Array(0), offset: new Float64Array(0), size: new Int32Array(0), height: new Int32Array(0), width: new Int32Array(0), labels: new Int32Array(0), crc32: null, sample: new Int32Array(0), verified: null }] },
   { name: 'data.ShardDataset.open', params: 'dir:string', args: () => [tmp('shards')], where: 'ShardDataset.open' },
   { name: 'data.readShardIndex', params: 'dir:string', args: () => [tmp('shards')] },
-  { name: 'data.prepareShards', params: 'options:object', args: () => [{ data: tmp('images'), out: tmp('shards-2') }] },
+  { name: 'data.prepareShards', params: 'options:object', args: () => [{ data: tmp('images'), out: tmp('shards-2') }], fields: { options: 'data:string out:string shortSide?:int|null[1,65535] format?:enum quality?:int[1,100] onBadFile?:enum shardBytes?:int[1,) concurrency?:int[1,) signal?:instance onEvent?:function' } },
   { name: 'data.epochPermutation', params: 'seed:number epoch:number n:number', args: () => [0, 0, 4] },
   { name: 'data.maskGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },
   { name: 'data.sampleGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },
@@ -276,7 +276,7 @@ const ROWS: Row[] = [
   { name: 'pretrainInWorker', params: 'options:object onEvent?:function', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
   { name: 'maskNoise', params: 'seed:number epoch:number start:number B:number L:number', args: () => [0, 0, 0, 2, 4] },
   { name: 'Communicator.open', params: 'opts?:object', args: () => [{ distributed: 'none' }], where: 'Communicator.open', fields: { opts: 'mpiLibrary?:string' }, ignoresUnknownKeys: ['opts'] },
-  { name: 'new GradReducer', params: 'comm:instance params:array opts?:object', args: () => [comm, [t([2])]] },
+  { name: 'new GradReducer', params: 'comm:instance params:array opts?:object', args: () => [comm, [t([2])]], fields: { opts: 'bucketBytes?:number(0,) firstBucketBytes?:number(0,) bf16?:boolean label?:function' } },
   { name: 'launcher', params: 'env?:object', args: () => [{}] },
   { name: 'mpiStatus', params: 'mpiLibrary?:string', args: () => [] },
   { name: 'ncclStatus', params: 'ncclLibrary?:string', args: () => [] },
@@ -319,7 +319,7 @@ const ROWS: Row[] = [
   { name: 'confusionImage', params: 'confusion:instance numClasses:number opts?:object', args: () => [new Int32Array(4), 2], fields: { opts: 'cell?:int[1,)' }, ignoresUnknownKeys: ['opts'] },
   { name: 'writeConfusionPng', params: 'path:string confusion:instance numClasses:number', args: () => [tmp('confusion.png'), new Int32Array(4), 2] },
   { name: 'extractFeatures', params: 'model:instance dataset:instance opts?:object', args: () => [model, dataset] },
-  { name: 'pixelFeatures', params: 'dataset:instance opts?:object', args: () => [dataset] },
+  { name: 'pixelFeatures', params: 'dataset:instance opts?:object', args: () => [dataset], fields: { opts: 'imageSize?:int[1,) inChans?:int[1,) batchSize?:int[1,) workers?:int[0,) signal?:instance' }, ignoresUnknownKeys: ['opts'] },
   { name: 'knnClassify', params: 'bank:object query:object opts?:object', args: () => [features(), features()] },
   { name: 'knnEvaluate', params: 'model:instance train:instance test:instance opts?:object', args: () => [model, dataset, dataset] },
   { name: 'l2Normalize', params: 'x:instance dim:number', args: () => [new Float32Array(4), 2] },

@@ -17,7 +17,7 @@
 import { availableParallelism } from 'node:os';
 import { open as openFile, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { expectObject } from '../check.js';
+import { expectObject, expectOptions } from '../check.js';
 import { AtomicFileWriter, writeFileAtomic } from '../io/atomic.js';
 import { crc32 } from '../io/crc32.js';
 import { decodeImageFile, reencodeJpeg, scanImageFolder, type OnBadFile } from './folder.js';
@@ -113,6 +113,11 @@ async function readJson<T>(path: string): Promise<T | null> {
 
 function checkOptions(o: PrepareOptions): Required<Omit<PrepareOptions, 'signal' | 'onEvent'>> {
   expectObject('prepareShards', 'options', o, false, "e.g. { data: 'images/', out: 'shards/' }");
+  // (shortSide: null keeps every size; its values are checked below)
+  expectOptions('prepareShards', o, {
+    data: 'string', out: 'string', shortSide: 'checked', format: 'string', quality: 'number', channels: 'number', onBadFile: 'string',
+    shardBytes: 'number', concurrency: 'number', signal: 'AbortSignal', onEvent: 'function',
+  });
   const shortSide = o.shortSide === undefined ? 256 : o.shortSide;
   if (shortSide !== null && !(Number.isInteger(shortSide) && shortSide >= 1 && shortSide <= MAX_SHARD_SIDE)) {
     throw new Error(`prepareShards: shortSide must be an integer in [1, ${MAX_SHARD_SIDE}] or null, got ${shortSide}`);

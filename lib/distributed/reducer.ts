@@ -17,7 +17,7 @@
  * `finish` also says how much of the communication was hidden behind backward: the communication thread's busy time
  * (the union of its buckets' [start, end]) against the time this thread then had to wait for it.
  */
-import { expectArrayOf, expectObject } from '../check.js';
+import { expectArrayOf, expectNumber, expectObject, expectOptions } from '../check.js';
 import { Tensor } from '../tensor.js';
 import { expectCommunicator, type Communicator } from './comm.js';
 
@@ -59,12 +59,14 @@ export class GradReducer {
     expectCommunicator('GradReducer', 'comm', comm);
     expectArrayOf('GradReducer', 'params', params, (p) => p instanceof Tensor, 'a Tensor');
     expectObject('GradReducer', 'opts', opts);
+    expectOptions('GradReducer', opts, { bucketBytes: 'number', firstBucketBytes: 'number', bf16: 'boolean', label: 'function' });
     this.comm = comm;
     this.bf16 = opts.bf16 ?? false;
     this.label = opts.label ?? (() => 'a step');
     const cap = opts.bucketBytes ?? 25 * 2 ** 20;
     const first = opts.firstBucketBytes ?? 2 ** 20;
-    if (!(cap > 0 && first > 0)) throw new Error(`GradReducer: bucket sizes must be positive, got ${first} and ${cap}`);
+    expectNumber('GradReducer', 'bucketBytes', cap, true);
+    expectNumber('GradReducer', 'firstBucketBytes', first, true);
     const elementBytes = this.bf16 ? 2 : 4;
     this.buckets = [];
     let bucket: Tensor[] = [];

@@ -115,7 +115,10 @@ export async function extractFeatures(
 export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number; signal?: AbortSignal } = {}): Promise<Features> {
   expectDataset('pixelFeatures', 'dataset', dataset);
   expectObject('pixelFeatures', 'opts', opts);
-  const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, ...(opts.imageSize ? { imageSize: opts.imageSize } : {}), ...(opts.inChans ? { inChans: opts.inChans } : {}), workers: opts.workers ?? 1 });
+  // (0 or NaN was taken as no imageSize or inChans, the dataset's own)
+  for (const k of ['imageSize', 'inChans', 'batchSize', 'workers'] as const) if (opts[k] !== undefined) expectInteger('pixelFeatures', k, opts[k], k === 'workers' ? 0 : 1);
+  if (opts.signal !== undefined) expectInstance('pixelFeatures', 'signal', opts.signal, AbortSignal, 'an AbortSignal');
+  const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, imageSize: opts.imageSize, inChans: opts.inChans, workers: opts.workers ?? 1 });
   const n = dataset.length;
   let features: Float32Array | null = null;
   const labels = new Int32Array(n);

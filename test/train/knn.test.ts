@@ -59,6 +59,18 @@ describe('feature passes stop on their signal', () => {
     const model = new MaskedAutoencoder(config, { seed: 1 });
     await expect(extractFeatures(model, null as unknown as Dataset)).rejects.toThrow('extractFeatures: dataset must be a Dataset (an object with length and get(i)), got null; open one with openDataset(...)');
     await expect(pixelFeatures('x' as unknown as Dataset)).rejects.toThrow("pixelFeatures: dataset must be a Dataset (an object with length and get(i)), got the string 'x'; open one with openDataset(...)");
+    // options in its own name; 0 and NaN were read as no imageSize or inChans (the dataset's own)
+    const ds = await openDataset({ kind: 'synthetic', count: 8, imageSize: 16 }, 'train');
+    for (const [opts, message] of [
+      [{ imageSize: 0 }, 'pixelFeatures: imageSize must be an integer >= 1, got the number 0'],
+      [{ imageSize: NaN }, 'pixelFeatures: imageSize must be an integer >= 1, got the number NaN'],
+      [{ inChans: 0 }, 'pixelFeatures: inChans must be an integer >= 1, got the number 0'],
+      [{ batchSize: '8' }, "pixelFeatures: batchSize must be an integer >= 1, got the string '8'"],
+      [{ workers: -1 }, 'pixelFeatures: workers must be an integer >= 0, got the number -1'],
+      [{ signal: {} }, 'pixelFeatures: signal must be an AbortSignal, got'],
+    ] as const)
+      await expect(pixelFeatures(ds, opts as never), message).rejects.toThrow(message);
+    expect((await pixelFeatures(ds, { imageSize: 8, workers: 0 })).dim).toBe(8 * 8);
     model.dispose();
   });
 
