@@ -163,6 +163,8 @@ export async function readShardIndex(dir: string): Promise<ShardIndex> {
   }
   if (!isInt(x.count, 1, 2 ** 31 - 1)) fail(`count must be a positive integer, got ${JSON.stringify(x.count)}`);
   const count = x.count;
+  // (version 1 has no checksums: a crc32 field there is not read)
+  if (x.version === 1) delete x.crc32;
   const columns = ['shard', 'offset', 'size', 'height', 'width', 'label', 'source', ...(x.version === 1 ? [] : ['crc32'])];
   for (const column of columns) {
     const v = x[column];
