@@ -581,7 +581,7 @@ describe('mae eval: what is scored', () => {
       expect(mae(['visualize', '--checkpoint', run, '--split', split, '--out', png])).toEqual({
         code: 2, out: '', err: `mae visualize: --split: ${data} (folder) has no train and test splits: its images are drawn from as a whole; leave out --split\n`,
       });
-    expect(mae(['visualize', '--checkpoint', run, '--seed', '-1', '--out', png])).toEqual({ code: 2, out: '', err: 'mae visualize: --seed must be a non-negative integer, got -1\n' });
+    expect(mae(['visualize', '--checkpoint', run, '--seed', '-1', '--out', png])).toEqual({ code: 2, out: '', err: 'mae visualize: --seed must be a non-negative integer, got the number -1\n' });
     // --out is checked before drawing, as eval's and embed's are
     expect(mae(['visualize', '--checkpoint', run, '--out', root])).toEqual({ code: 1, out: '', err: `mae visualize: --out ${root}: is a folder; give the path of the file to write\n` });
     const fifo = join(root, 'vis-fifo');
