@@ -11,7 +11,7 @@
  */
 import { native } from './native.js';
 import { Tensor, sameShape, shapeStr } from './tensor.js';
-import { describeValue, expectObject } from './check.js';
+import { describeValue, expectKnownKeys, expectObject, optionNames } from './check.js';
 
 export interface GradNode {
   op: string;
@@ -108,6 +108,7 @@ export function backward(root: Tensor, grad?: Tensor, opts: BackwardOptions = {}
   if (grad?.disposed) throw new Error(`backward: the gradient ${shapeStr(grad.shape)} has been disposed`);
   if (grad && grad.dtype === 'int32') throw new Error(`backward: the gradient must be float32 or bfloat16, got int32 ${shapeStr(grad.shape)}`);
   expectObject('backward', 'opts', opts);
+  expectKnownKeys('backward', 'opts', opts, optionNames<BackwardOptions>({ onGradReady: true }));
   if (opts.onGradReady !== undefined && typeof opts.onGradReady !== 'function')
     throw new Error(`backward: opts.onGradReady must be a function, got ${describeValue(opts.onGradReady)}`);
   if (!grad && root.size !== 1)

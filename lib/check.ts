@@ -87,6 +87,14 @@ export function expectKnownKeys(where: string, name: string, v: object, known: r
   }
 }
 
+/**
+ * The option names of an options type, listed once: optionNames<T>({ a: true, b: true }). The compiler holds the list
+ * to every name of T and nothing else, so that expectKnownKeys with it never refuses a real option.
+ */
+export function optionNames<T>(names: { [K in keyof T]-?: true }): readonly string[] {
+  return Object.keys(names);
+}
+
 /** An instance of `C` (`what` says it in words). */
 export function expectInstance(where: string, name: string, v: unknown, C: abstract new (...args: never[]) => unknown, what: string, hint = ''): void {
   if (!(v instanceof C)) fail(where, name, what, v, hint);

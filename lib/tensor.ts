@@ -5,7 +5,7 @@
  */
 import { backward as runBackward, record, type BackwardOptions, type GradNode } from './autograd.js';
 import { native, type NativeTensor } from './native.js';
-import { describeValue, expectArrayOf, expectInstance, expectObject } from './check.js';
+import { describeValue, expectArrayOf, expectInstance, expectKnownKeys, expectObject } from './check.js';
 
 export type DType = 'float32' | 'int32';
 /** What a tensor may hold: bfloat16 tensors come from `to(device, 'bfloat16')` and from ops on bfloat16 activations. */
@@ -86,6 +86,7 @@ export class Tensor {
       for (let i = 0; i < data.length; i++)
         if (typeof data[i] !== 'number') throw new Error(`Tensor.fromArray: data must hold numbers, got ${describeValue(data[i])} at index ${i}`);
     expectObject('Tensor.fromArray', 'opts', opts);
+    expectKnownKeys('Tensor.fromArray', 'opts', opts, ['dtype', 'requiresGrad', 'device']);
     const dtype = opts.dtype === undefined ? (data instanceof Int32Array ? 'int32' : 'float32') : opts.dtype;
     if (dtype !== 'float32' && dtype !== 'int32') throw new Error(`Tensor.fromArray: dtype must be 'float32' or 'int32', got ${describeValue(dtype)}`);
     if (opts.device !== undefined) expectDevice('Tensor.fromArray', opts.device);

@@ -169,6 +169,7 @@ export class VisionTransformerClassifier extends Module {
     super();
     expectObject('VisionTransformerClassifier', 'config', config, false, 'e.g. classifierConfigFrom(maeConfig, { numClasses })');
     expectObject('VisionTransformerClassifier', 'opts', opts, false, 'e.g. { seed: 0 }');
+    expectKnownKeys('VisionTransformerClassifier', 'opts', opts, ['seed']);
     const c = config;
     const where = 'VisionTransformerClassifier';
     expectKnownKeys(where, 'config', c, CLASSIFIER_KEYS);
@@ -246,6 +247,7 @@ export class VisionTransformerClassifier extends Module {
   /** imgs [B, C, H, W] -> logits [B, numClasses] (bfloat16 with precision 'bf16') */
   forward(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
     expectObject('classifier', 'opts', opts);
+    expectKnownKeys('classifier', 'opts', opts, ['precision']);
     return this.forwardHead(this.forwardFeatures(imgs, opts.precision));
   }
 
@@ -258,6 +260,7 @@ export class VisionTransformerClassifier extends Module {
    */
   async forwardAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
     expectObject('forwardAsync', 'opts', opts);
+    expectKnownKeys('forwardAsync', 'opts', opts, ['precision']);
     return runAsync(this, 'classifier', 'forward', imgs, opts.precision ?? 'fp32', VisionTransformerClassifier);
   }
 
@@ -287,6 +290,7 @@ export class VisionTransformerClassifier extends Module {
     expectString(where, 'path', path, 'a path');
     expectObject(where, 'overrides', overrides);
     expectObject(where, 'opts', opts);
+    expectKnownKeys(where, 'opts', opts, ['key', 'seed']);
     if (opts.key !== undefined) expectString(where, 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
     seedOf(where, opts);
     const file = await readWeights(path, { key: opts.key });

@@ -11,7 +11,7 @@
 import { loadCifar10 } from './cifar.js';
 import { decodeImageFile, scanImageFolder, type ImageFolderIndex, type OnBadFile } from './folder.js';
 import { DEFAULT_FASHION_MNIST_DIR, loadFashionMnist, resolveFashionMnistDir } from './idx.js';
-import { describeValue, expectArrayOf, expectFunction, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayOf, expectFunction, expectInstance, expectInteger, expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import { ShardDataset, type ShardDatasetSpec } from './shards.js';
 
 export interface Sample {
@@ -228,6 +228,7 @@ export class ImageFolderDataset implements Dataset {
       throw new Error(`ImageFolderDataset: index.labels[${bad}] (${index.files[bad]}) must be ${k === 0 ? '-1 (index.classes is empty: an unlabelled folder)' : `a class index in [0, ${k}) (index.classes has ${k})`}, got ${index.labels[bad]}`);
     }
     expectObject('ImageFolderDataset', 'opts', opts, false);
+    expectKnownKeys('ImageFolderDataset', 'opts', opts, optionNames<ImageFolderOptions>({ channels: true, onBadFile: true, onWarning: true, shorterSide: true }));
     this.index = index;
     this.length = index.files.length;
     this.numClasses = index.classes.length;
@@ -238,6 +239,7 @@ export class ImageFolderDataset implements Dataset {
   static async open(root: string, opts: ImageFolderOptions = {}): Promise<ImageFolderDataset> {
     expectString('ImageFolderDataset.open', 'root', root, 'a folder path');
     expectObject('ImageFolderDataset.open', 'opts', opts);
+    expectKnownKeys('ImageFolderDataset.open', 'opts', opts, optionNames<ImageFolderOptions>({ channels: true, onBadFile: true, onWarning: true, shorterSide: true }));
     const { onWarning } = folderOptions('ImageFolderDataset.open', opts); // (before the folder is scanned)
     return new ImageFolderDataset(await scanImageFolder(root, onWarning), opts);
   }

@@ -12,7 +12,7 @@
 import type { Tensor } from '../tensor.js';
 import { loadSharp } from './folder.js';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD } from './loader.js';
-import { describeValue, expectArrayOf, expectInteger, expectNumber, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectInteger, expectKnownKeys, expectNumber, expectObject, optionNames } from '../check.js';
 
 export interface LoadImagesOptions {
   /** output side in pixels (default 224) */
@@ -43,6 +43,7 @@ function roundHalfEven(x: number): number {
 export async function loadImages(inputs: readonly (string | Uint8Array)[], opts: LoadImagesOptions = {}): Promise<Tensor> {
   expectArrayOf('loadImages', 'inputs', inputs, (x) => typeof x === 'string' || x instanceof Uint8Array, 'a file path or a Uint8Array of encoded image bytes');
   expectObject('loadImages', 'opts', opts);
+  expectKnownKeys('loadImages', 'opts', opts, optionNames<LoadImagesOptions>({ size: true, mean: true, std: true, channels: true, cropPct: true }));
   // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
   const size = opts.size === undefined ? 224 : opts.size;
   const channels = opts.channels === undefined ? 3 : opts.channels;

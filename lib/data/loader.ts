@@ -47,7 +47,7 @@ import type { Dataset, DatasetSpec } from './dataset.js';
 import { loadSharp } from './folder.js';
 import { buildBatch, epochPermutation, overridesGet, type BatchData, type BatchJob, type PipelineConfig } from './pipeline.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
-import { describeItems, describeValue, expectArrayOf, expectDataset, expectFinite, expectInstance, expectObject, expectOptions, type OptionType } from '../check.js';
+import { describeItems, describeValue, expectArrayOf, expectDataset, expectFinite, expectInstance, expectKnownKeys, expectObject, expectOptions, type OptionType } from '../check.js';
 
 export const FASHION_MNIST_MEAN = [0.286];
 export const FASHION_MNIST_STD = [0.353];
@@ -310,6 +310,7 @@ export class DataLoader {
   async *epoch(epoch: number, opts: { startAt?: number } = {}): AsyncGenerator<Batch, void, undefined> {
     if (this.closed) throw new Error('DataLoader: epoch() called after close()');
     expectObject('DataLoader', 'opts', opts, false, 'e.g. { startAt: 0 }');
+    expectKnownKeys('DataLoader', 'opts', opts, ['startAt']);
     if (this.dataset.length !== this.length)
       throw new Error(`DataLoader: the dataset's length changed from ${this.length} to ${this.dataset.length} after the loader was made (its steps per epoch were counted then): make a new DataLoader`);
     const startAt = opts.startAt === undefined ? 0 : opts.startAt; // (null is refused, as any non-integer)

@@ -18,7 +18,7 @@
  * `native.resizedCrop`) for datasets that provide them; these functions are the reference it is tested against and
  * the path for datasets that only provide float images.
  */
-import { describeItems, describeValue, expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { describeItems, describeValue, expectArrayOf, expectInstance, expectInteger, expectKnownKeys, expectNumber, expectObject, optionNames } from '../check.js';
 import { Generator } from '../random.js';
 
 export const BICUBIC_A = -0.75;
@@ -193,6 +193,8 @@ export interface RandomResizedCropOptions {
   antialias?: boolean; // randomResizedCrop's resampling: PIL's kernel (true) or F.interpolate's (false, default)
 }
 
+const RANDOM_RESIZED_CROP_OPTIONS = optionNames<RandomResizedCropOptions>({ scale: true, ratio: true, antialias: true });
+
 export const MAE_CROP: RandomResizedCropOptions = { scale: [0.2, 1], ratio: [3 / 4, 4 / 3] };
 
 /**
@@ -204,6 +206,7 @@ export function randomResizedCropParams(h: number, w: number, gen: Generator, op
   checkSizes('randomResizedCropParams', { h, w });
   checkGenerator('randomResizedCropParams', gen);
   expectObject('randomResizedCropParams', 'opts', opts);
+  expectKnownKeys('randomResizedCropParams', 'opts', opts, RANDOM_RESIZED_CROP_OPTIONS);
   return cropParams('randomResizedCropParams', h, w, gen, opts);
 }
 
@@ -248,6 +251,7 @@ export function randomResizedCrop(
   checkSizes('randomResizedCrop', { outSize });
   checkGenerator('randomResizedCrop', gen);
   expectObject('randomResizedCrop', 'opts', opts);
+  expectKnownKeys('randomResizedCrop', 'opts', opts, RANDOM_RESIZED_CROP_OPTIONS);
   const antialias = opts.antialias === undefined ? false : opts.antialias;
   expectAntialias('randomResizedCrop', antialias);
   const box = cropParams('randomResizedCrop', h, w, gen, opts);

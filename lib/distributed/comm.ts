@@ -15,7 +15,7 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import { native, type NativeLibraryInfo, type NativeTensor } from '../native.js';
-import { describeValue, expectArrayLike, expectInstance, expectFinite, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayLike, expectFinite, expectInstance, expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import type { Tensor } from '../tensor.js';
 
 /** How to run: 'mpi' (a rank of an MPI job), 'none' (one process), or 'auto' (default: 'mpi' under a launcher). */
@@ -137,6 +137,7 @@ export class Communicator {
    */
   static open(opts: DistributedOptions = {}): Communicator {
     expectObject('Communicator.open', 'opts', opts, false, "e.g. { distributed: 'mpi' }");
+    expectKnownKeys('Communicator.open', 'opts', opts, optionNames<DistributedOptions>({ distributed: true, mpiLibrary: true, timeoutSeconds: true }));
     const mode = opts.distributed ?? 'auto';
     if (mode !== 'auto' && mode !== 'mpi' && mode !== 'none') throw new Error(`distributed must be 'auto', 'mpi' or 'none', got '${String(mode)}'`);
     const timeout = opts.timeoutSeconds ?? 600;

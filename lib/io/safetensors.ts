@@ -13,7 +13,7 @@
  */
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { expectFunction, expectInstance, expectObject, expectString } from '../check.js';
+import { expectFunction, expectInstance, expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import { writeFileAtomic } from './atomic.js';
 
 /** The dtypes this module can read. */
@@ -104,6 +104,7 @@ export interface ReadSafetensorsOptions {
 export async function readSafetensors(path: string, opts: ReadSafetensorsOptions = {}): Promise<SafetensorsContents> {
   expectString('readSafetensors', 'path', path, 'a file path');
   expectObject('readSafetensors', 'opts', opts);
+  expectKnownKeys('readSafetensors', 'opts', opts, optionNames<ReadSafetensorsOptions>({ select: true }));
   expectFunction('readSafetensors', 'select', opts.select, true);
   let handle: FileHandle;
   try {

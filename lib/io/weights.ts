@@ -16,7 +16,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { expectObject, expectString } from '../check.js';
+import { expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import { detectNaming, fromHuggingFace, stripModelPrefix, type NamedTensor } from './names.js';
 import { describeValue, PickleObject, PickleTensor, toPlain } from './pickle.js';
 import { openTorchFile } from './pth.js';
@@ -56,6 +56,7 @@ export interface WeightsFile {
 export async function loadWeights(path: string, opts: WeightsOptions = {}): Promise<Map<string, NamedTensor>> {
   expectString('loadWeights', 'path', path, 'a file or folder path');
   expectObject('loadWeights', 'opts', opts);
+  expectKnownKeys('loadWeights', 'opts', opts, optionNames<WeightsOptions>({ key: true }));
   if (opts.key !== undefined) expectString('loadWeights', 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
   return (await readWeights(path, opts)).weights;
 }
@@ -67,6 +68,7 @@ export const FOLDER_WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin', 'c
 export async function readWeights(path: string, opts: WeightsOptions = {}): Promise<WeightsFile> {
   expectString('readWeights', 'path', path, 'a file or folder path');
   expectObject('readWeights', 'opts', opts);
+  expectKnownKeys('readWeights', 'opts', opts, optionNames<WeightsOptions>({ key: true }));
   if (opts.key !== undefined) expectString('readWeights', 'key', opts.key, 'a string (the checkpoint entry that holds the weights)');
   if (!existsSync(path)) throw new Error(`${path}: no such file or folder`);
   let file = path;

@@ -122,6 +122,7 @@ export class MaskedAutoencoder extends Module {
     super();
     expectObject('MaskedAutoencoder', 'config', config, false, 'e.g. { imgSize: 224, patchSize: 16, ... } or MaskedAutoencoder.fromPreset(name)');
     expectObject('MaskedAutoencoder', 'opts', opts, false, 'e.g. { seed: 0 }');
+    expectKnownKeys('MaskedAutoencoder', 'opts', opts, ['seed']);
     expectKnownKeys('MaskedAutoencoder', 'config', config, Object.keys(official));
     const c: MaeConfig = { ...official, ...config };
     checkConfig(c, 'MaskedAutoencoder');
@@ -165,6 +166,7 @@ export class MaskedAutoencoder extends Module {
     expectPresetName('MaskedAutoencoder.fromPreset', 'name', name);
     expectObject('MaskedAutoencoder.fromPreset', 'overrides', overrides);
     expectObject('MaskedAutoencoder.fromPreset', 'opts', opts);
+    expectKnownKeys('MaskedAutoencoder.fromPreset', 'opts', opts, ['seed']);
     // checked here, so that a bad override or seed is named as fromPreset's
     expectKnownKeys('MaskedAutoencoder.fromPreset', 'overrides', overrides, Object.keys(official));
     checkConfig({ ...official, ...getPreset(name), ...overrides }, 'MaskedAutoencoder.fromPreset');
@@ -186,6 +188,7 @@ export class MaskedAutoencoder extends Module {
     expectString('MaskedAutoencoder.fromPretrained', 'path', path, 'a path');
     expectObject('MaskedAutoencoder.fromPretrained', 'overrides', overrides);
     expectObject('MaskedAutoencoder.fromPretrained', 'opts', opts);
+    expectKnownKeys('MaskedAutoencoder.fromPretrained', 'opts', opts, ['key', 'seed']);
     expectKnownKeys('MaskedAutoencoder.fromPretrained', 'overrides', overrides, Object.keys(official));
     // (the weights' reading takes a null override for none given; checkConfig below checks the rest)
     for (const [k, v] of Object.entries(overrides))
@@ -327,6 +330,7 @@ export class MaskedAutoencoder extends Module {
   embed(imgs: Tensor, opts: { precision?: Precision } = {}): Tensor {
     this.checkImages(imgs, 'embed', true);
     expectObject('embed', 'opts', opts, false, "e.g. { precision: 'bf16' }");
+    expectKnownKeys('embed', 'opts', opts, ['precision']);
     const precision = checkPrecision(opts.precision, 'embed');
     return noGrad(() => tidy(() => toFloat32(this.forwardEncoder(imgs, null, precision))));
   }
@@ -340,6 +344,7 @@ export class MaskedAutoencoder extends Module {
    */
   async embedAsync(imgs: Tensor, opts: { precision?: Precision } = {}): Promise<Tensor> {
     expectObject('embedAsync', 'opts', opts, false, "e.g. { precision: 'bf16' }");
+    expectKnownKeys('embedAsync', 'opts', opts, ['precision']);
     return runAsync(this, 'mae', 'embed', imgs, opts.precision ?? 'fp32', MaskedAutoencoder);
   }
 

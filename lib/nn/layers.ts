@@ -7,7 +7,7 @@
  * every residual add into the LayerNorm after it, and bf16 products read bf16 weight shadows (shadow.ts).
  */
 import * as ops from '../ops/index.js';
-import { describeValue, expectArrayOf, expectInstance, expectInteger, expectNumber, expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectInstance, expectInteger, expectKnownKeys, expectNumber, expectObject } from '../check.js';
 import { Generator } from '../random.js';
 import { expectTensors, Tensor } from '../tensor.js';
 import { uniform, xavierUniform } from './init.js';
@@ -28,6 +28,7 @@ export class Linear extends Module {
     expectInteger('Linear', 'outFeatures', outFeatures, 1);
     expectGenerator('Linear', gen);
     expectObject('Linear', 'opts', opts);
+    expectKnownKeys('Linear', 'opts', opts, ['bias']);
     if (opts.bias !== undefined && typeof opts.bias !== 'boolean') throw new Error(`Linear: bias must be true or false, got ${describeValue(opts.bias)}`);
     this.weight = this.param('weight', xavierUniform([outFeatures, inFeatures], inFeatures, outFeatures, gen));
     this.bias = opts.bias === false ? null : this.param('bias', Tensor.zeros([outFeatures]));

@@ -4,7 +4,7 @@
  * requiresGrad false (the fixed position tables) is stored in the state dict but never optimised.
  */
 import { Tensor, sameShape, shapeStr } from '../tensor.js';
-import { describeValue, expectArrayOf, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayOf, expectKnownKeys, expectObject, expectString } from '../check.js';
 import { disposeShadow } from './shadow.js';
 
 /** The state dict argument of `where` (loadStateDict, loadEncoder): a Map from parameter names to values. */
@@ -74,6 +74,7 @@ export abstract class Module {
   ): { missing: string[]; unexpected: string[] } {
     expectStateMap('loadStateDict', state);
     expectObject('loadStateDict', 'opts', opts);
+    expectKnownKeys('loadStateDict', 'opts', opts, ['strict']);
     const strict = opts.strict === undefined ? true : opts.strict;
     if (typeof strict !== 'boolean') throw new Error(`loadStateDict: strict must be true or false, got ${describeValue(strict)}`);
     const own = this.stateDict();

@@ -11,7 +11,7 @@ import { native, type NativeTensor } from '../native.js';
 import { shadowToUpdate, shadowUpdated } from '../nn/shadow.js';
 import { Tensor, sameShape, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
-import { describeItems, describeValue, expectFinite, expectInteger, expectNonNegative, expectObject } from '../check.js';
+import { describeItems, describeValue, expectFinite, expectInteger, expectKnownKeys, expectNonNegative, expectObject, optionNames } from '../check.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -70,6 +70,7 @@ export class AdamW {
   constructor(params: ParamGroupInput[] | Tensor[], opts: AdamWOptions) {
     // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
     this.groups = toParamGroups('AdamW', params, opts, opts?.weightDecay === undefined ? 0.01 : opts.weightDecay);
+    expectKnownKeys('AdamW', 'options', opts, optionNames<AdamWOptions>({ lr: true, betas: true, eps: true, weightDecay: true }));
     this.lr = opts.lr;
     const betas: unknown = opts.betas === undefined ? [0.9, 0.999] : opts.betas;
     // below 1 in float32, where the step runs (a beta that rounds to 1 there makes every parameter NaN)

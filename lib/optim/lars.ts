@@ -9,7 +9,7 @@
 import type { ParamGroup } from '../mae/model.js';
 import { Tensor, shapeStr } from '../tensor.js';
 import { checkGradShapes, toParamGroups, type ParamGroupInput } from './groups.js';
-import { expectFinite, expectInstance, expectNonNegative } from '../check.js';
+import { expectFinite, expectInstance, expectKnownKeys, expectNonNegative, optionNames } from '../check.js';
 
 export interface LarsOptions {
   lr: number;
@@ -30,6 +30,7 @@ export class LARS {
   constructor(params: ParamGroupInput[] | Tensor[], opts: LarsOptions) {
     // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
     this.groups = toParamGroups('LARS', params, opts, opts?.weightDecay === undefined ? 0 : opts.weightDecay);
+    expectKnownKeys('LARS', 'options', opts, optionNames<LarsOptions>({ lr: true, weightDecay: true, momentum: true, trustCoefficient: true }));
     this.lr = opts.lr;
     this.momentum = opts.momentum === undefined ? 0.9 : opts.momentum;
     this.trustCoefficient = opts.trustCoefficient === undefined ? 0.001 : opts.trustCoefficient;

@@ -5,7 +5,7 @@
  * decay ** (numLayers - l), so block i gets decay ** (depth + 1 - (i + 1)), the embeddings decay ** (depth + 1)
  * and the head 1. 1-D parameters (biases, norms) and names in noWeightDecay get no weight decay.
  */
-import { describeValue, expectArrayOf, expectFinite, expectInteger, expectNonNegative, expectObject, expectString } from '../check.js';
+import { describeValue, expectArrayOf, expectFinite, expectInteger, expectKnownKeys, expectNonNegative, expectObject, expectString, optionNames } from '../check.js';
 import type { ParamGroup } from '../mae/model.js';
 import type { Tensor } from '../tensor.js';
 
@@ -37,6 +37,7 @@ export function paramGroupsLrd(
   const where = 'paramGroupsLrd';
   if (typeof model?.namedParameters !== 'function') throw new Error(`${where}: model must be a model (an object with namedParameters()), got ${describeValue(model)}`);
   expectObject(where, 'opts', opts);
+  expectKnownKeys(where, 'opts', opts, optionNames<LrdOptions>({ weightDecay: true, noWeightDecay: true, layerDecay: true }));
   // (an option left out or undefined takes its default; null is refused as any other value of the wrong type)
   const wd = opts.weightDecay === undefined ? 0.05 : opts.weightDecay;
   const noWdNames = opts.noWeightDecay === undefined ? ['pos_embed', 'cls_token'] : opts.noWeightDecay;

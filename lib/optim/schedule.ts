@@ -3,7 +3,7 @@
  * effective batch, and linear warm-up then half-cycle cosine, evaluated at a fractional epoch every iteration.
  * Arguments out of range are an Error that names them.
  */
-import { expectInteger, expectNonNegative, expectObject } from '../check.js';
+import { expectInteger, expectKnownKeys, expectNonNegative, expectObject } from '../check.js';
 
 /** lr = blr * effectiveBatch / 256, effectiveBatch = batch per step * accumulation steps (* processes). */
 export function scaledLr(blr: number, effectiveBatch: number): number {
@@ -16,6 +16,7 @@ export function scaledLr(blr: number, effectiveBatch: number): number {
 export function cosineLr(epoch: number, opts: { lr: number; minLr?: number; warmupEpochs: number; epochs: number }): number {
   expectNonNegative('cosineLr', 'epoch', epoch);
   expectObject('cosineLr', 'opts', opts);
+  expectKnownKeys('cosineLr', 'opts', opts, ['lr', 'minLr', 'warmupEpochs', 'epochs']);
   const minLr = opts.minLr === undefined ? 0 : opts.minLr; // (null is refused below, as any non-number)
   for (const [k, v] of [['lr', opts.lr], ['minLr', minLr], ['warmupEpochs', opts.warmupEpochs], ['epochs', opts.epochs]] as const) expectNonNegative('cosineLr', k, v);
   if (epoch < opts.warmupEpochs) return (opts.lr * epoch) / opts.warmupEpochs;

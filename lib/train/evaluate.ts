@@ -7,7 +7,7 @@ import { VisionTransformerClassifier } from '../classify/model.js';
 import { DataLoader, type Dataset } from '../data/index.js';
 import { Tensor, tidy } from '../tensor.js';
 import { writePng, type Image8 } from '../viz/png.js';
-import { expectArrayLike, expectDataset, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
+import { expectArrayLike, expectDataset, expectInstance, expectInteger, expectKnownKeys, expectObject, expectString } from '../check.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLASSIFIER_FILE, type ClassifierMeta } from '../classify/checkpoint.js';
@@ -75,6 +75,7 @@ export function topkAccuracy(logits: Float32Array, labels: ArrayLike<number>, nu
 export function confusionImage(confusion: Int32Array, numClasses: number, opts: { cell?: number } = {}): Image8 {
   checkConfusion('confusionImage', confusion, numClasses);
   expectObject('confusionImage', 'opts', opts);
+  expectKnownKeys('confusionImage', 'opts', opts, ['cell']);
   const C = numClasses;
   const cell = opts.cell === undefined ? 24 : opts.cell;
   expectInteger('confusionImage', 'cell', cell, 1);

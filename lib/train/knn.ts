@@ -15,7 +15,7 @@ import { Communicator } from '../distributed/comm.js';
 import { MaskedAutoencoder, type Precision } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
-import { describeValue, expectDataset, expectInstance, expectInteger, expectObject } from '../check.js';
+import { describeValue, expectDataset, expectInstance, expectInteger, expectKnownKeys, expectObject } from '../check.js';
 import { hasTestSplit, openDataset, pickSamples, subset, type DataSource } from './data.js';
 
 export interface Features {
@@ -115,6 +115,7 @@ export async function extractFeatures(
 export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number; inChans?: number; batchSize?: number; workers?: number; signal?: AbortSignal } = {}): Promise<Features> {
   expectDataset('pixelFeatures', 'dataset', dataset);
   expectObject('pixelFeatures', 'opts', opts);
+  expectKnownKeys('pixelFeatures', 'opts', opts, ['imageSize', 'inChans', 'batchSize', 'workers', 'signal']);
   // (0 or NaN was taken as no imageSize or inChans, the dataset's own)
   for (const k of ['imageSize', 'inChans', 'batchSize', 'workers'] as const) if (opts[k] !== undefined) expectInteger('pixelFeatures', k, opts[k], k === 'workers' ? 0 : 1);
   if (opts.signal !== undefined) expectInstance('pixelFeatures', 'signal', opts.signal, AbortSignal, 'an AbortSignal');

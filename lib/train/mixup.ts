@@ -12,7 +12,7 @@
  * log-uniform in (0.3, 1/0.3) (up to 10 tries to fit) is filled with N(0, 1) noise per pixel and channel.
  */
 import { Generator } from '../random.js';
-import { expectArrayLike, expectFinite, expectInstance, expectInteger, expectObject } from '../check.js';
+import { expectArrayLike, expectFinite, expectInstance, expectInteger, expectKnownKeys, expectObject, optionNames } from '../check.js';
 
 export interface MixupOptions {
   /** Beta alpha of mixup; 0 disables it (default 0.8) */
@@ -144,6 +144,7 @@ export class Mixup {
 
   constructor(opts: MixupOptions) {
     expectObject('Mixup', 'opts', opts, false, 'e.g. { numClasses: 10, mixupAlpha: 0.8 }');
+    expectKnownKeys('Mixup', 'opts', opts, optionNames<MixupOptions>({ mixupAlpha: true, cutmixAlpha: true, prob: true, switchProb: true, labelSmoothing: true, numClasses: true }));
     // (an option left out or undefined takes its default; null is refused below, as any non-number)
     this.mixupAlpha = opts.mixupAlpha === undefined ? 0.8 : opts.mixupAlpha;
     this.cutmixAlpha = opts.cutmixAlpha === undefined ? 1.0 : opts.cutmixAlpha;
@@ -231,6 +232,7 @@ export function randomErasing(
   const [B, C, H, W] = checkBatch('randomErasing', images, shape);
   expectInstance('randomErasing', 'gen', gen, Generator, 'a Generator');
   expectObject('randomErasing', 'opts', opts);
+  expectKnownKeys('randomErasing', 'opts', opts, optionNames<RandomErasingOptions>({ probability: true, minArea: true, maxArea: true, minAspect: true }));
   const p = opts.probability === undefined ? 0.25 : opts.probability;
   const minArea = opts.minArea === undefined ? 0.02 : opts.minArea;
   const maxArea = opts.maxArea === undefined ? 1 / 3 : opts.maxArea;

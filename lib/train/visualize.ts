@@ -6,7 +6,7 @@
  */
 import type { Dataset } from '../data/index.js';
 import { buildBatch, type PipelineConfig } from '../data/pipeline.js';
-import { describeValue, expectDataset, expectFinite, expectInstance, expectInteger, expectObject, expectString } from '../check.js';
+import { describeValue, expectDataset, expectFinite, expectInstance, expectInteger, expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import { MaskedAutoencoder } from '../mae/index.js';
 import { Generator } from '../random.js';
 import { Tensor, tidy } from '../tensor.js';
@@ -42,6 +42,7 @@ export async function writeReconstructions(
   expectObject(where, 'pipeline', pipeline, false, "e.g. a DataLoader's config");
   expectString(where, 'path', path, 'a file path');
   expectObject(where, 'opts', opts);
+  expectKnownKeys(where, 'opts', opts, optionNames<VisualizeOptions>({ maskRatio: true, seed: true, count: true, start: true, scale: true }));
   const c = model.config;
   // an option left out or undefined takes its default; null is refused as any other value of the wrong type
   const start = opts.start === undefined ? 0 : opts.start;
