@@ -145,6 +145,7 @@ export async function evaluateClassifier(
   expectInstance('evaluateClassifier', 'model', model, VisionTransformerClassifier, 'a VisionTransformerClassifier');
   expectDataset('evaluateClassifier', 'dataset', dataset);
   expectObject('evaluateClassifier', 'opts', opts);
+  expectKnownKeys('evaluateClassifier', 'opts', opts, ['batchSize', 'workers']);
   const c = model.config;
   checkClassCount('evaluateClassifier', 'the data', dataset.numClasses, c.numClasses);
   const wasTraining = model.training;

@@ -15,7 +15,7 @@ import { Communicator } from '../distributed/comm.js';
 import { MaskedAutoencoder, type Precision } from '../mae/model.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
-import { describeValue, expectDataset, expectInstance, expectInteger, expectKnownKeys, expectObject } from '../check.js';
+import { describeValue, expectDataset, expectInstance, expectInteger, expectKnownKeys, expectObject, optionNames } from '../check.js';
 import { hasTestSplit, openDataset, pickSamples, subset, type DataSource } from './data.js';
 
 export interface Features {
@@ -60,6 +60,7 @@ export async function extractFeatures(
   expectInstance('extractFeatures', 'model', model, MaskedAutoencoder, 'a MaskedAutoencoder');
   expectDataset('extractFeatures', 'dataset', dataset);
   expectObject('extractFeatures', 'opts', opts);
+  expectKnownKeys('extractFeatures', 'opts', opts, ['pool', 'batchSize', 'workers', 'precision', 'onProgress', 'comm', 'signal']);
   const comm = opts.comm;
   if (comm && comm.size > 1) {
     if (opts.signal) throw new Error('extractFeatures: a signal cannot stop a pass shared by several ranks');
@@ -164,6 +165,8 @@ export interface KnnOptions {
   chunk?: number;
 }
 
+const KNN_OPTIONS = optionNames<KnnOptions>({ k: true, temperature: true, numClasses: true, chunk: true });
+
 export interface KnnResult {
   top1: number;
   top5: number;
@@ -207,6 +210,7 @@ function checkFeatures(name: string, f: Features, numClasses: number): void {
 export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
   for (const [name, f] of [['bank', bank], ['query', query]] as const) expectObject('knnClassify', name, f, false, 'features { features, labels, n, dim }');
   expectObject('knnClassify', 'opts', opts);
+  expectKnownKeys('knnClassify', 'opts', opts, KNN_OPTIONS);
   const checked = checkKnnOptions(opts);
   const T = checked.temperature;
   let C = opts.numClasses ?? 0;
@@ -277,12 +281,13 @@ export async function knnEvaluate(
   expectDataset('knnEvaluate', 'train', train);
   expectDataset('knnEvaluate', 'test', test);
   expectObject('knnEvaluate', 'opts', opts);
+  expectKnownKeys('knnEvaluate', 'opts', opts, [...KNN_OPTIONS, 'pool', 'batchSize', 'workers', 'comm']);
   checkKnnOptions(opts);
   const comm = opts.comm ?? Communicator.single();
   const fo = { pool: opts.pool ?? 'cls', batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
   const bank = await extractFeatures(model, train, { ...fo, comm });
   const query = await extractFeatures(model, shareOf(test, comm), fo);
-  const r = knnClassify(bank, query, { ...opts, numClasses: opts.numClasses ?? (train.numClasses || undefined) });
+  const r = knnClassify(bank, query, { k: opts.k, temperature: opts.temperature, chunk: opts.chunk, numClasses: opts.numClasses ?? (train.numClasses || undefined) });
   if (comm.size === 1) return r;
   const [hits1, hits5, n] = comm.allreduce([Math.round(r.top1 * r.n), Math.round(r.top5 * r.n), r.n], 'sum', 'the all-reduce of kNN hits');
   return { top1: hits1! / n!, top5: hits5! / n!, n: n!, k: r.k, predictions: comm.allgatherConcat(r.predictions, 'the all-gather of kNN predictions') };

@@ -7,7 +7,7 @@ import { ImageFolderDataset, prepareShards } from '../../lib/data/index.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { openDataset } from '../../lib/train/data.js';
 import { MetricAccumulator, confusionImage, evaluateClassifier, topkAccuracy } from '../../lib/train/evaluate.js';
-import { knnClassify, knnData, knnEvaluate, l2Normalize } from '../../lib/train/knn.js';
+import { extractFeatures, knnClassify, knnData, knnEvaluate, l2Normalize } from '../../lib/train/knn.js';
 import { writeImage } from '../helpers/images.js';
 
 describe('classification metrics', () => {
@@ -151,6 +151,15 @@ describe('kNN monitor', () => {
     const model = new MaskedAutoencoder({ imgSize: 28, patchSize: 7, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 });
     const data = await openDataset({ kind: 'synthetic', count: 8 }, 'train');
     await expect(knnEvaluate(model, data, data, { k: 0 })).rejects.toThrow('knn: k must be a positive integer, got 0');
+    // a misspelt option is refused, not left at its default (each names the options it takes)
+    expect(() => knnClassify(bank, bank, { K: 5 } as never)).toThrow("knnClassify: opts has no option 'K' (did you mean k?); it takes k, temperature, numClasses, chunk");
+    await expect(knnEvaluate(model, data, data, { temprature: 0.1 } as never)).rejects.toThrow("knnEvaluate: opts has no option 'temprature'; it takes k, temperature, numClasses, chunk, pool, batchSize, workers, comm");
+    await expect(extractFeatures(model, data, { batch_size: 4 } as never)).rejects.toThrow("extractFeatures: opts has no option 'batch_size' (did you mean batchSize?)");
+    const classifier = new VisionTransformerClassifier(classifierConfigFrom(model.config, { numClasses: 10 }));
+    await expect(evaluateClassifier(classifier, data, { worker: 2 } as never)).rejects.toThrow("evaluateClassifier: opts has no option 'worker' (did you mean workers?)");
+    // knnEvaluate passes knnClassify only its own options
+    expect((await knnEvaluate(model, data, data, { k: 3, batchSize: 4, workers: 0 })).k).toBe(3);
+    classifier.dispose();
     model.dispose();
   });
 
