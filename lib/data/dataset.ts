@@ -180,6 +180,7 @@ export class InMemoryDataset implements Dataset {
  * default; null is refused as any other value of the wrong type.
  */
 function folderOptions(where: string, opts: ImageFolderOptions): Required<Omit<ImageFolderOptions, 'shorterSide'>> & { shorterSide: number | undefined } {
+  expectKnownKeys(where, 'opts', opts, optionNames<ImageFolderOptions>({ channels: true, onBadFile: true, onWarning: true, shorterSide: true }));
   const channels = opts.channels === undefined ? 3 : opts.channels;
   const onBadFile = opts.onBadFile === undefined ? 'skip' : opts.onBadFile;
   if (channels !== 1 && channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${describeValue(channels)}`);
@@ -228,7 +229,6 @@ export class ImageFolderDataset implements Dataset {
       throw new Error(`ImageFolderDataset: index.labels[${bad}] (${index.files[bad]}) must be ${k === 0 ? '-1 (index.classes is empty: an unlabelled folder)' : `a class index in [0, ${k}) (index.classes has ${k})`}, got ${index.labels[bad]}`);
     }
     expectObject('ImageFolderDataset', 'opts', opts, false);
-    expectKnownKeys('ImageFolderDataset', 'opts', opts, optionNames<ImageFolderOptions>({ channels: true, onBadFile: true, onWarning: true, shorterSide: true }));
     this.index = index;
     this.length = index.files.length;
     this.numClasses = index.classes.length;
@@ -239,7 +239,6 @@ export class ImageFolderDataset implements Dataset {
   static async open(root: string, opts: ImageFolderOptions = {}): Promise<ImageFolderDataset> {
     expectString('ImageFolderDataset.open', 'root', root, 'a folder path');
     expectObject('ImageFolderDataset.open', 'opts', opts);
-    expectKnownKeys('ImageFolderDataset.open', 'opts', opts, optionNames<ImageFolderOptions>({ channels: true, onBadFile: true, onWarning: true, shorterSide: true }));
     const { onWarning } = folderOptions('ImageFolderDataset.open', opts); // (before the folder is scanned)
     return new ImageFolderDataset(await scanImageFolder(root, onWarning), opts);
   }
