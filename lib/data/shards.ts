@@ -96,14 +96,9 @@ function mapColumns(s: ShardDatasetSpec, f: <T extends Column>(column: T) => T):
   };
 }
 
-function sharedInt32(values: readonly number[]): Int32Array {
-  const a = new Int32Array(new SharedArrayBuffer(4 * values.length));
-  a.set(values);
-  return a;
-}
-
-function sharedUint32(values: readonly number[]): Uint32Array {
-  const a = new Uint32Array(new SharedArrayBuffer(4 * values.length));
+/** `values` in a new array of type C over shared memory (worker threads read the same columns). */
+function shared<T extends Column>(C: { new (buffer: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number }, values: ArrayLike<number>): T {
+  const a = new C(new SharedArrayBuffer(C.BYTES_PER_ELEMENT * values.length));
   a.set(values);
   return a;
 }
@@ -205,6 +200,32 @@ function verifyRecord(s: ShardDatasetSpec, i: number, record: Uint8Array): void 
   Atomics.or(s.verified!, n >>> 5, bit);
 }
 
+/** The record of sample i of `s` (an index already checked), with one positioned read; checked on its first read. */
+function readAt(s: ShardDatasetSpec, i: number): Uint8Array {
+  const file = s.files[s.shard[i]!]!;
+  const offset = s.offset[i]!;
+  const size = s.size[i]!;
+  const bytes = Buffer.allocUnsafe(size);
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw new Error(`${file}: cannot open shard: ${(e as Error).message}`);
+  }
+  try {
+    for (let got = 0; got < size; ) {
+      const n = readSync(fd, bytes, got, size - got, offset + got);
+      if (n === 0) throw new Error(`${file}: sample ${s.sample[i]}: the record at byte ${offset} (${size} bytes) ends after ${got} bytes; the shard is shorter than ${s.index} says`);
+      got += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const record = new Uint8Array(bytes.buffer, bytes.byteOffset, size);
+  if (s.crc32 && s.verified) verifyRecord(s, i, record);
+  return record;
+}
+
 /**
  * A shard folder as a Dataset of variable-size 8-bit images (height = width = 0: each sample carries its size).
  * The same images in an InMemoryDataset or an ImageFolderDataset give the same batches: the DataLoader's order and
@@ -236,8 +257,6 @@ export class ShardDataset implements Dataset {
   static async open(dir: string): Promise<ShardDataset> {
     expectString('ShardDataset.open', 'dir', dir, 'a folder path');
     const x = await readShardIndex(dir);
-    const offset = new Float64Array(new SharedArrayBuffer(8 * x.count));
-    offset.set(x.offset);
     const spec: ShardDatasetSpec = {
       kind: 'shards',
       index: join(dir, SHARD_INDEX_FILE),
@@ -245,14 +264,14 @@ export class ShardDataset implements Dataset {
       channels: x.channels,
       numClasses: x.classes.length,
       files: x.shards.map((s) => join(dir, s.file)),
-      shard: sharedInt32(x.shard),
-      offset,
-      size: sharedInt32(x.size),
-      height: sharedInt32(x.height),
-      width: sharedInt32(x.width),
-      labels: sharedInt32(x.label),
-      crc32: x.crc32 ? sharedUint32(x.crc32) : null,
-      sample: sharedInt32(Array.from({ length: x.count }, (_, i) => i)),
+      shard: shared(Int32Array, x.shard),
+      offset: shared(Float64Array, x.offset),
+      size: shared(Int32Array, x.size),
+      height: shared(Int32Array, x.height),
+      width: shared(Int32Array, x.width),
+      labels: shared(Int32Array, x.label),
+      crc32: x.crc32 ? shared(Uint32Array, x.crc32) : null,
+      sample: shared(Int32Array, Array.from({ length: x.count }, (_, i) => i)),
       verified: x.crc32 ? new Int32Array(new SharedArrayBuffer(4 * Math.ceil(x.count / 32))) : null,
     };
     return new ShardDataset(spec, { classes: x.classes, sources: x.source });
@@ -261,34 +280,13 @@ export class ShardDataset implements Dataset {
   /** The record of sample i, read with one positioned read. */
   readRecord(i: number): Uint8Array {
     checkIndex(i, this.length, 'ShardDataset.readRecord');
-    const s = this.spec;
-    const file = s.files[s.shard[i]!]!;
-    const offset = s.offset[i]!;
-    const size = s.size[i]!;
-    const bytes = Buffer.allocUnsafe(size);
-    let fd: number;
-    try {
-      fd = openSync(file, 'r');
-    } catch (e) {
-      throw new Error(`${file}: cannot open shard: ${(e as Error).message}`);
-    }
-    try {
-      for (let got = 0; got < size; ) {
-        const n = readSync(fd, bytes, got, size - got, offset + got);
-        if (n === 0) throw new Error(`${file}: sample ${s.sample[i]}: the record at byte ${offset} (${size} bytes) ends after ${got} bytes; the shard is shorter than ${s.index} says`);
-        got += n;
-      }
-    } finally {
-      closeSync(fd);
-    }
-    const record = new Uint8Array(bytes.buffer, bytes.byteOffset, size);
-    if (s.crc32 && s.verified) verifyRecord(s, i, record);
-    return record;
+    return readAt(this.spec, i);
   }
+
 
   async getPixels(i: number): Promise<PixelSample> {
     checkIndex(i, this.length, 'Dataset.getPixels');
-    const record = this.readRecord(i);
+    const record = readAt(this.spec, i);
     const s = this.spec;
     const height = s.height[i]!;
     const width = s.width[i]!;
@@ -321,7 +319,7 @@ export class ShardDataset implements Dataset {
   slice(start: number, end: number): ShardDataset {
     expectInteger('ShardDataset.slice', 'start', start, 0);
     expectInteger('ShardDataset.slice', 'end', end, 0);
-    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end && end <= this.length))
+    if (!(start < end && end <= this.length))
       throw new Error(`ShardDataset.slice: [${start}, ${end}) is not a non-empty range of a dataset of ${this.length} samples`);
     const spec = mapColumns(this.spec, (c) => c.subarray(start, end) as typeof c);
     return new ShardDataset(spec, { classes: this.classes, sources: this.sources.slice(start, end) });
@@ -330,11 +328,7 @@ export class ShardDataset implements Dataset {
   /** The samples at `indices`, in that order (copies of their index entries, in shared memory for worker threads). */
   pick(indices: readonly number[]): ShardDataset {
     expectArrayOf('ShardDataset.pick', 'indices', indices, (i) => Number.isInteger(i) && (i as number) >= 0 && (i as number) < this.length, `a sample index in [0, ${this.length})`);
-    const spec = mapColumns(this.spec, (c) => {
-      const out = new (c.constructor as new (b: SharedArrayBuffer) => typeof c)(new SharedArrayBuffer(indices.length * c.BYTES_PER_ELEMENT));
-      indices.forEach((i, j) => (out[j] = c[i]!));
-      return out;
-    });
+    const spec = mapColumns(this.spec, (c) => shared(c.constructor as { new (buffer: SharedArrayBuffer): typeof c; BYTES_PER_ELEMENT: number }, indices.map((i) => c[i]!)));
     return new ShardDataset(spec, { classes: this.classes, sources: this.sources.length ? indices.map((i) => this.sources[i]!) : [] });
   }
 
