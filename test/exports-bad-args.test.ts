@@ -412,6 +412,7 @@ const LEFT_OUT: Record<string, string> = {
   'MaskedAutoencoder#checkImages': 'private',
   'MaskedAutoencoder#withMaskTokens': 'private',
   'MaskedAutoencoder#checkMaskingInputs': 'private',
+  'MaskedAutoencoder#drawMasking': 'private',
   'AdamW#forget': 'private',
   'AdamW#moments': 'private',
   'GradReducer#launch': 'private',

@@ -222,10 +222,14 @@ export class MaskedAutoencoder extends Module {
 
   /** Draws (or takes) the masking for a batch of B. */
   randomMasking(B: number, maskRatio: number, noise?: Tensor | Float32Array, generator?: Generator): Masking {
-    const L = this.numPatches;
     this.checkMaskingInputs('randomMasking', B, noise, generator);
+    return this.drawMasking(B, maskRatio, noise, generator);
+  }
+
+  /** randomMasking once its noise and generator are checked. */
+  private drawMasking(B: number, maskRatio: number, noise: Tensor | Float32Array | undefined, generator: Generator | undefined): Masking {
     const n = noise instanceof Tensor ? noise.dataSync() : noise;
-    return randomMasking(B, L, maskRatio, n, generator ?? this.generator);
+    return randomMasking(B, this.numPatches, maskRatio, n, generator ?? this.generator);
   }
 
   /** The noise and generator of randomMasking, checked in the name of `where` (randomMasking, forward). */
@@ -310,7 +314,7 @@ export class MaskedAutoencoder extends Module {
     const L = this.numPatches;
     const device = imgs.device;
     this.checkMaskingInputs('forward', B, opts.noise, opts.generator);
-    const m = this.randomMasking(B, maskRatioOf('forward', opts), opts.noise, opts.generator);
+    const m = this.drawMasking(B, maskRatioOf('forward', opts), opts.noise, opts.generator);
     const idsKeep = Tensor.fromArray(m.idsKeep, [B, m.lenKeep], { device });
     const idsRestore = Tensor.fromArray(m.idsRestore, [B, L], { device });
     const pred = this.config.maskTokenEncoder
