@@ -1165,14 +1165,14 @@ function cmdInfo(): void {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    const usage = 'usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help';
+    const usageLine = 'usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help';
     if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log(usage);
+      console.log(usageLine);
       return 0;
     }
     if (!cmd) {
       // no command is a usage error: the usage on stderr, exit status 2
-      console.error(usage);
+      console.error(usageLine);
       return 2;
     }
     // an unknown command's --help: the error below, on stderr
