@@ -9,6 +9,7 @@
  *   mae embed [flags]        encoder features of a folder of images from any checkpoint (.pth, Hugging Face, ours)
  *   mae classify [flags]     top-5 labels of images from a fine-tuned checkpoint
  *   mae prepare-data [flags] convert an image folder into shards (reduced size, raw or JPEG) for fast loading
+ *   mae verify-data [flags]  read every record of a shard folder and check it against its CRC-32
  *   mae bench [flags]        training-step speed of the MAE encoder vs the mask-token encoder (the paper's Table 2)
  *   mae info                 version, binary used (local build or prebuilt), BLAS, threads, CUDA devices and versions,
  *                            MPI, NCCL and the MPI launcher
@@ -23,7 +24,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { info } from './info.js';
 import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js';
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
-import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, type PrepareEvent, type PrepareOptions } from './data/index.js';
+import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, verifyShards, type PrepareEvent, type PrepareOptions, type VerifyShardsEvent } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
 import { DATA_KINDS, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
@@ -215,6 +216,11 @@ const prepareFlags: Flags = {
   'shard-size': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
+const verifyFlags: Flags = {
+  data: { type: 'string' },
+  decode: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
 const benchFlags: Flags = {
   preset: { type: 'string' },
   'decoder-depth': { type: 'string' },
@@ -238,6 +244,7 @@ export const COMMAND_FLAGS: Record<string, Flags> = {
   embed: embedFlags,
   classify: classifyFlags,
   'prepare-data': prepareFlags,
+  'verify-data': verifyFlags,
   bench: benchFlags,
 };
 
@@ -387,6 +394,12 @@ export const HELP: Record<string, string> = {
   --on-bad-file skip|stop (skip)  skip: report the file and leave it out; stop: end the run naming it
   --shard-size MIB (1024)  close a shard once it holds this many MiB
   Resumable: after Ctrl-C, a crash or a stop, run the same command again to continue after the last finished shard.`,
+  'verify-data': `mae verify-data --data DIR [--decode]
+  Reads every record of the shard folder DIR (from mae prepare-data) and checks it against the CRC-32 in its index,
+  listing each damaged record by sample and source file. Training finds the same damage only when it first reads the
+  record; this finds it before a long run. Exit status 0: every record matched; 1: some did not (or the index is bad).
+  --decode   also decode every JPEG record (--format jpeg shards) and check its size against the index
+  Shards prepared before the index had checksums (version 1) can only be read and, with --decode, decoded.`,
   bench: `mae bench [flags]
   Times full training steps (forward, backward, AdamW; synthetic images, mask ratio 0.75) of the MAE encoder
   (visible patches only) and of the mask-token encoder (the paper's "encoder w/ [M]") for each decoder depth, and
@@ -752,6 +765,50 @@ async function cmdPrepareData(argv: string[]): Promise<number> {
   if (r.complete) console.log(`index: ${r.index}; train with --data ${r.dir}`);
   else console.log(`not finished: run the same command again to resume`);
   return code;
+}
+
+async function cmdVerifyData(argv: string[]): Promise<number> {
+  const v = flagValues(argv, verifyFlags);
+  if (v.data === undefined) throw new UsageError('verify-data: --data DIR is required (a shard folder from mae prepare-data)');
+  const dir = resolve(v.data as string);
+  const tty = process.stderr.isTTY;
+  let lastLine = 0;
+  const shown = 20; // damaged records listed one per line; the rest are counted
+  let damaged = 0;
+  const onEvent = (e: VerifyShardsEvent) => {
+    if (e.type === 'start') {
+      console.log(`verifying ${e.samples} records (${(e.bytes / 2 ** 20).toFixed(1)} MiB) in ${dir}`);
+      if (!e.checksums) console.warn(`warning: ${join(dir, SHARD_INDEX_FILE)} is version 1 and has no checksums: records are only read${v.decode ? ' and decoded' : ''}; prepare the data again to get them`);
+    } else if (e.type === 'progress') {
+      const width = 24;
+      const filled = Math.round((e.done / e.samples) * width);
+      const line = `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${e.done}/${e.samples} records, ${e.mibPerSec.toFixed(0)} MiB/s ETA ${formatTime(e.etaSeconds)}`;
+      if (tty) process.stderr.write(`\r${line}\x1b[K`);
+      else if (Date.now() - lastLine > 5000 || e.done === e.samples) {
+        console.log(line);
+        lastLine = Date.now();
+      }
+    } else if (e.type === 'damaged') {
+      if (++damaged > shown) return;
+      if (tty) process.stderr.write('\n');
+      console.error(`damaged: sample ${e.sample}${e.source ? ` (${e.source})` : ''}: ${e.error}`);
+    } else if (e.type === 'end' && tty) {
+      process.stderr.write('\n');
+    }
+  };
+  const { r, code } = await stoppable('stopping', (signal) => verifyShards(dir, { decode: v.decode === true, signal, onEvent }), (r) => !r.complete);
+  const what = `${r.samples} records (${(r.bytes / 2 ** 20).toFixed(1)} MiB)${r.decoded ? `, ${r.decoded} decoded` : ''}, ${formatTime(r.seconds)}`;
+  if (!r.complete) {
+    console.log(`stopped after ${what}: ${r.damaged.length} damaged so far`);
+    return code;
+  }
+  if (r.damaged.length === 0) {
+    console.log(r.checksums ? `ok: ${what}; every record matches its CRC-32` : `read ${what}; no checksums to compare (version 1 index)`);
+    return 0;
+  }
+  if (r.damaged.length > shown) console.error(`... and ${r.damaged.length - shown} more damaged records`);
+  console.error(`mae verify-data: ${r.damaged.length} of ${r.samples} records are damaged (${what}); prepare the data again (mae prepare-data) or restore the shards`);
+  return 1;
 }
 
 async function cmdVisualize(argv: string[]): Promise<void> {
@@ -1165,7 +1222,7 @@ function cmdInfo(): void {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    const usageLine = 'usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|bench|info> [flags]; mae <command> --help';
+    const usageLine = 'usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|verify-data|bench|info> [flags]; mae <command> --help';
     if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
       console.log(usageLine);
       return 0;
@@ -1188,13 +1245,14 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'embed') await cmdEmbed(rest);
     else if (cmd === 'classify') await cmdClassify(rest);
     else if (cmd === 'prepare-data') return await cmdPrepareData(rest);
+    else if (cmd === 'verify-data') return await cmdVerifyData(rest);
     else if (cmd === 'bench') await cmdBench(rest);
     else if (cmd === 'info') {
       parseArgs({ args: rest, options: {}, allowPositionals: false });
       cmdInfo();
     }
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, bench, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, verify-data, bench, info`);
       return 2;
     }
     return 0;

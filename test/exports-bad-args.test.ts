@@ -248,6 +248,7 @@ const ROWS: Row[] = [
   { name: 'new data.ShardDataset', params: 'spec:object names?:object', args: () => [{ kind: 'shards', index: tmp('x'), pixels: 'raw', channels: 3, numClasses: 0, files: [], shard: new Int32Array(0), offset: new Float64Array(0), size: new Int32Array(0), height: new Int32Array(0), width: new Int32Array(0), labels: new Int32Array(0), crc32: null, sample: new Int32Array(0), verified: null }] },
   { name: 'data.ShardDataset.open', params: 'dir:string', args: () => [tmp('shards')], where: 'ShardDataset.open' },
   { name: 'data.readShardIndex', params: 'dir:string', args: () => [tmp('shards')] },
+  { name: 'data.verifyShards', params: 'dir:string options?:object', args: () => [tmp('shards'), {}], fields: { options: 'decode?:boolean signal?:instance onEvent?:function' } },
   { name: 'data.prepareShards', params: 'options:object', args: () => [{ data: tmp('images'), out: tmp('shards-2') }], fields: { options: 'data:string out:string shortSide?:int|null[1,65535] format?:enum quality?:int[1,100] onBadFile?:enum shardBytes?:int[1,) concurrency?:int[1,) signal?:instance onEvent?:function' } },
   { name: 'data.epochPermutation', params: 'seed:number epoch:number n:number', args: () => [0, 0, 4] },
   { name: 'data.maskGenerator', params: 'seed:number epoch:number position:number', args: () => [0, 0, 1] },

@@ -18,8 +18,8 @@ export {
 export type { CropBox, RandomResizedCropOptions } from './transforms.js';
 export { ImageFolderDataset, InMemoryDataset, cifar10Dataset, datasetFromSpec, fashionMnistDataset, pixelsToImage } from './dataset.js';
 export type { Dataset, DatasetSpec, FolderDatasetSpec, ImageFolderOptions, InMemoryDatasetOptions, MemoryDatasetSpec, PixelSample, Sample } from './dataset.js';
-export { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FILE, ShardDataset, readShardIndex } from './shards.js';
-export type { ShardDatasetSpec, ShardIndex, ShardPixels } from './shards.js';
+export { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FILE, ShardDataset, readShardIndex, verifyShards } from './shards.js';
+export type { ShardDatasetSpec, ShardIndex, ShardPixels, VerifyShardsEvent, VerifyShardsOptions, VerifyShardsResult } from './shards.js';
 export { prepareShards } from './prepare.js';
 export type { PrepareEvent, PrepareOptions, PrepareResult } from './prepare.js';
 export { epochPermutation, maskGenerator, sampleGenerator, transformSample } from './pipeline.js';

@@ -28,7 +28,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expectArrayOf, expectInteger, expectObject, expectString } from '../check.js';
+import { expectArrayOf, expectInteger, expectObject, expectOptions, expectString } from '../check.js';
 import { crc32 } from '../io/crc32.js';
 import { checkIndex, pixelsToImage, type Dataset, type PixelSample, type Sample } from './dataset.js';
 import { decodeImageBytes } from './folder.js';
@@ -187,21 +187,28 @@ export async function readShardIndex(dir: string): Promise<ShardIndex> {
   return x as unknown as ShardIndex;
 }
 
+/** What is wrong with sample i's record, or null if it matches its crc32. */
+function crcProblem(s: ShardDatasetSpec, i: number, record: Uint8Array): string | null {
+  const [got, expected] = [crc32(record), s.crc32![i]!];
+  if (got === expected) return null;
+  const hex = (c: number) => c.toString(16).padStart(8, '0');
+  return `the record at byte ${s.offset[i]} (${record.length} bytes) has CRC-32 ${hex(got)}, ${s.index} says ${hex(expected)}`;
+}
+
+const DAMAGED_HINT = 'the shard is damaged; prepare the data again (mae prepare-data) or restore the shard';
+
 /** Checks sample i's record against its crc32, the first time any thread reads it (see the top of this file). */
 function verifyRecord(s: ShardDatasetSpec, i: number, record: Uint8Array): void {
   const n = s.sample[i]!;
   const bit = 1 << (n & 31);
   if (Atomics.load(s.verified!, n >>> 5) & bit) return;
-  const [got, expected] = [crc32(record), s.crc32![i]!];
-  if (got !== expected) {
-    const hex = (c: number) => c.toString(16).padStart(8, '0');
-    throw new Error(`${s.files[s.shard[i]!]}: sample ${n}: the record at byte ${s.offset[i]} (${record.length} bytes) has CRC-32 ${hex(got)}, ${s.index} says ${hex(expected)}: the shard is damaged; prepare the data again (mae prepare-data) or restore the shard`);
-  }
+  const problem = crcProblem(s, i, record);
+  if (problem) throw new Error(`${s.files[s.shard[i]!]}: sample ${n}: ${problem}: ${DAMAGED_HINT}`);
   Atomics.or(s.verified!, n >>> 5, bit);
 }
 
-/** The record of sample i of `s` (an index already checked), with one positioned read; checked on its first read. */
-function readAt(s: ShardDatasetSpec, i: number): Uint8Array {
+/** The record of sample i of `s` (an index already checked), with one positioned read. */
+function readRecordUnchecked(s: ShardDatasetSpec, i: number): Uint8Array {
   const file = s.files[s.shard[i]!]!;
   const offset = s.offset[i]!;
   const size = s.size[i]!;
@@ -221,9 +228,30 @@ function readAt(s: ShardDatasetSpec, i: number): Uint8Array {
   } finally {
     closeSync(fd);
   }
-  const record = new Uint8Array(bytes.buffer, bytes.byteOffset, size);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, size);
+}
+
+/** The record of sample i of `s` (an index already checked), checked against its CRC-32 on its first read. */
+function readAt(s: ShardDatasetSpec, i: number): Uint8Array {
+  const record = readRecordUnchecked(s, i);
   if (s.crc32 && s.verified) verifyRecord(s, i, record);
   return record;
+}
+
+/** The pixels of sample i's JPEG record, which must decode to the size its index entry gives. */
+async function decodeJpegRecord(s: ShardDatasetSpec, i: number, record: Uint8Array): Promise<Uint8Array> {
+  const [height, width] = [s.height[i]!, s.width[i]!];
+  const where = `${s.files[s.shard[i]!]} sample ${s.sample[i]} (byte ${s.offset[i]})`;
+  // checked before decoding (see the top of this file): sharp decodes any format, and an SVG of a few bytes can
+  // name any size
+  if (!(record[0] === 0xff && record[1] === 0xd8 && record[2] === 0xff)) {
+    throw new Error(`${where}: not a JPEG record (no JPEG start marker), ${s.index} says pixels "jpeg"`);
+  }
+  const decoded = await decodeImageBytes(record, where, s.channels, height * width);
+  if (decoded.height !== height || decoded.width !== width) {
+    throw new Error(`${where}: decoded to ${decoded.height}x${decoded.width}, ${s.index} says ${height}x${width}`);
+  }
+  return decoded.pixels;
 }
 
 /**
@@ -292,17 +320,7 @@ export class ShardDataset implements Dataset {
     const width = s.width[i]!;
     const label = s.labels[i]!;
     if (s.pixels === 'raw') return { pixels: record, height, width, label };
-    const where = `${s.files[s.shard[i]!]} sample ${s.sample[i]} (byte ${s.offset[i]})`;
-    // checked before decoding (see the top of this file): sharp decodes any format, and an SVG of a few bytes can
-    // name any size
-    if (!(record[0] === 0xff && record[1] === 0xd8 && record[2] === 0xff)) {
-      throw new Error(`${where}: not a JPEG record (no JPEG start marker), ${s.index} says pixels "jpeg"`);
-    }
-    const decoded = await decodeImageBytes(record, where, s.channels, height * width);
-    if (decoded.height !== height || decoded.width !== width) {
-      throw new Error(`${where}: decoded to ${decoded.height}x${decoded.width}, ${s.index} says ${height}x${width}`);
-    }
-    return { pixels: decoded.pixels, height, width, label };
+    return { pixels: await decodeJpegRecord(s, i, record), height, width, label };
   }
 
   async get(i: number): Promise<Sample> {
@@ -332,4 +350,101 @@ export class ShardDataset implements Dataset {
     return new ShardDataset(spec, { classes: this.classes, sources: this.sources.length ? indices.map((i) => this.sources[i]!) : [] });
   }
 
+}
+
+export interface VerifyShardsOptions {
+  decode?: boolean; // also decode every JPEG record and check its size against the index (default false)
+  signal?: AbortSignal; // stops after the records in hand (the result says complete: false)
+  onEvent?: (e: VerifyShardsEvent) => void;
+}
+
+export type VerifyShardsEvent =
+  | { type: 'start'; samples: number; bytes: number; checksums: boolean }
+  | { type: 'progress'; done: number; samples: number; bytes: number; mibPerSec: number; etaSeconds: number }
+  | { type: 'damaged'; sample: number; source: string; error: string }
+  | { type: 'end'; complete: boolean; samples: number; damaged: number; seconds: number };
+
+export interface VerifyShardsResult {
+  dir: string;
+  checksums: boolean; // false: a version 1 index, whose records can only be read (and decoded, with decode)
+  complete: boolean; // false after an abort
+  samples: number; // records read
+  bytes: number;
+  checked: number; // records compared with their CRC-32
+  decoded: number; // JPEG records decoded (decode: true)
+  damaged: { sample: number; source: string; error: string }[]; // in the order of the shards
+  seconds: number;
+}
+
+/** Records read (and, with decode, decoded concurrently) at a time. */
+const VERIFY_BATCH = 16;
+
+/**
+ * Reads every record of the shard folder `dir` once, shard by shard in file order, and checks it against its CRC-32
+ * (and with `decode`, a JPEG record by decoding it to the size its index entry gives), without stopping at a damaged
+ * one: the result lists them all by sample, source file and what is wrong. Training finds the same damage only when
+ * it first reads the record; this finds it before a long run. The index itself is checked as ShardDataset.open does
+ * (an Error for an index that does not hold together).
+ */
+export async function verifyShards(dir: string, options: VerifyShardsOptions = {}): Promise<VerifyShardsResult> {
+  expectString('verifyShards', 'dir', dir, 'a folder path');
+  expectOptions('verifyShards', options, { decode: 'boolean', signal: 'AbortSignal', onEvent: 'function' });
+  const emit = options.onEvent ?? (() => {});
+  const t0 = performance.now();
+  const data = await ShardDataset.open(dir);
+  const s = data.spec;
+  const decode = options.decode === true && s.pixels === 'jpeg';
+  const total = s.size.reduce((a, n) => a + n, 0);
+  const r: VerifyShardsResult = { dir, checksums: s.crc32 !== null, complete: true, samples: 0, bytes: 0, checked: 0, decoded: 0, damaged: [], seconds: 0 };
+  emit({ type: 'start', samples: data.length, bytes: total, checksums: r.checksums });
+  const damaged = (i: number, error: string) => {
+    const d = { sample: s.sample[i]!, source: data.sources[i] ?? '', error };
+    r.damaged.push(d);
+    emit({ type: 'damaged', ...d });
+  };
+  let lastProgress = 0;
+  const progress = (force: boolean) => {
+    const now = performance.now();
+    if (!force && now - lastProgress < 500) return;
+    lastProgress = now;
+    const seconds = (now - t0) / 1000;
+    const rate = r.bytes / Math.max(seconds, 1e-3);
+    emit({ type: 'progress', done: r.samples, samples: data.length, bytes: r.bytes, mibPerSec: rate / 2 ** 20, etaSeconds: (total - r.bytes) / Math.max(rate, 1) });
+  };
+  // each shard's samples in file order: one pass over each file
+  const order = Array.from({ length: data.length }, (_, i) => i).sort((a, b) => s.shard[a]! - s.shard[b]! || s.offset[a]! - s.offset[b]!);
+  for (let at = 0; at < order.length && r.complete; at += VERIFY_BATCH) {
+    if (options.signal?.aborted) {
+      r.complete = false;
+      break;
+    }
+    const batch = order.slice(at, at + VERIFY_BATCH);
+    const records = batch.map((i) => readRecordUnchecked(s, i));
+    const decodes: Promise<void>[] = [];
+    batch.forEach((i, k) => {
+      const record = records[k]!;
+      r.samples++;
+      r.bytes += record.length;
+      if (s.crc32) {
+        r.checked++;
+        const problem = crcProblem(s, i, record);
+        if (problem) return damaged(i, `${s.files[s.shard[i]!]}: sample ${s.sample[i]}: ${problem}`);
+      }
+      if (decode) {
+        decodes.push(decodeJpegRecord(s, i, record).then(
+          () => void r.decoded++,
+          (e: Error) => {
+            r.decoded++;
+            damaged(i, e.message);
+          },
+        ));
+      }
+    });
+    await Promise.all(decodes);
+    progress(false);
+  }
+  progress(true);
+  r.seconds = (performance.now() - t0) / 1000;
+  emit({ type: 'end', complete: r.complete, samples: r.samples, damaged: r.damaged.length, seconds: r.seconds });
+  return r;
 }

@@ -1,12 +1,15 @@
 // ShardDataset (lib/data/shards.ts): the same batches as an in-memory and a folder dataset of the same images, for
 // raw and JPEG shards; the data source and its kind guessed from the index; forged or damaged indexes and shards.
+// verifyShards and `mae verify-data`: every damaged record listed, none missed, none blamed wrongly.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  DataLoader, ImageFolderDataset, InMemoryDataset, SHARD_INDEX_FILE, ShardDataset, prepareShards, type Batch, type Dataset, type ShardIndex,
+  DataLoader, ImageFolderDataset, InMemoryDataset, SHARD_INDEX_FILE, ShardDataset, prepareShards, verifyShards, type Batch, type Dataset, type ShardIndex,
+  type VerifyShardsEvent,
 } from '../../lib/data/index.js';
 import { guessDataKind } from '../../lib/cli.js';
 import { crc32 } from '../../lib/io/crc32.js';
@@ -209,5 +212,119 @@ describe('ShardDataset', () => {
         expect(Array.from(after.pixels)).not.toEqual(Array.from(before.pixels));
       }
     }
+  });
+});
+
+describe('verifyShards and mae verify-data', () => {
+  let rawDir = '';
+  let jpegDir = '';
+  beforeAll(async () => {
+    rawDir = (await prepareShards({ data: same, out: join(root, 'verify-raw'), shardBytes: 3000 })).dir;
+    jpegDir = (await prepareShards({ data: same, out: join(root, 'verify-jpeg'), format: 'jpeg' })).dir;
+  });
+  const index = (dir: string) => JSON.parse(readFileSync(join(dir, SHARD_INDEX_FILE), 'utf8')) as ShardIndex;
+
+  /** A copy of shard folder `from` as `name`, with one bit flipped in the middle of each record of `samples`. */
+  function damagedCopy(from: string, name: string, samples: number[]): string {
+    const x = index(from);
+    const dir = join(root, name);
+    mkdirSync(dir);
+    for (const f of x.shards) writeFileSync(join(dir, f.file), readFileSync(join(from, f.file)));
+    writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify(x));
+    for (const i of samples) {
+      const shard = join(dir, x.shards[x.shard[i]!]!.file);
+      const bytes = readFileSync(shard);
+      bytes[x.offset[i]! + Math.floor(x.size[i]! / 2)]! ^= 0x10;
+      writeFileSync(shard, bytes);
+    }
+    return dir;
+  }
+
+  it('reads every record of a sound folder once and finds nothing, with progress events', async () => {
+    for (const dir of [rawDir, jpegDir]) {
+      const x = index(dir);
+      const events: VerifyShardsEvent[] = [];
+      const r = await verifyShards(dir, { decode: true, onEvent: (e) => events.push(e) });
+      const bytes = x.size.reduce((a, n) => a + n, 0);
+      expect(r).toMatchObject({ dir, checksums: true, complete: true, samples: 12, bytes, checked: 12, decoded: x.pixels === 'jpeg' ? 12 : 0, damaged: [] });
+      expect(events[0]).toEqual({ type: 'start', samples: 12, bytes, checksums: true });
+      expect(events.at(-2)).toMatchObject({ type: 'progress', done: 12, samples: 12, bytes, etaSeconds: 0 });
+      expect(events.at(-1)).toMatchObject({ type: 'end', complete: true, samples: 12, damaged: 0 });
+    }
+    if (index(rawDir).shards.length < 2) throw new Error('the raw folder should span several shards');
+  });
+
+  it('lists every damaged record by sample and source, in raw and JPEG folders, without stopping at the first', async () => {
+    for (const [from, name] of [[rawDir, 'verify-damaged-raw'], [jpegDir, 'verify-damaged-jpeg']] as const) {
+      const x = index(from);
+      const dir = damagedCopy(from, name, [3, 8, 11]);
+      const r = await verifyShards(dir);
+      expect(r.samples).toBe(12);
+      expect(r.damaged.map((d) => [d.sample, d.source])).toEqual([3, 8, 11].map((i) => [i, x.source[i]]));
+      for (const d of r.damaged) {
+        const hex = x.crc32![d.sample]!.toString(16).padStart(8, '0');
+        expect(d.error).toContain(`${join(dir, x.shards[x.shard[d.sample]!]!.file)}: sample ${d.sample}: the record at byte ${x.offset[d.sample]} (${x.size[d.sample]} bytes) has CRC-32 `);
+        expect(d.error).toContain(`says ${hex}`);
+      }
+      // the same error as training's first read of the record
+      await expect((await ShardDataset.open(dir)).getPixels(8)).rejects.toThrow(r.damaged[1]!.error);
+    }
+  });
+
+  it('with decode, finds a JPEG record that matches its CRC-32 but not its index entry', async () => {
+    const x = index(jpegDir);
+    const dir = damagedCopy(jpegDir, 'verify-forged-jpeg', []);
+    // a JPEG of 12 x 16 (fewer pixels than sample 6's 14 x 18) appended as sample 6's record, its CRC-32 kept in
+    // step: only decoding tells
+    const record = await sharp(smoothPixels(12, 16, 1), { raw: { width: 16, height: 12, channels: 3 } }).jpeg().toBuffer();
+    const shard = join(dir, x.shards[0]!.file);
+    const bytes = Buffer.concat([readFileSync(shard), record]);
+    writeFileSync(shard, bytes);
+    const y = structuredClone(x);
+    y.offset[6] = bytes.length - record.length;
+    y.size[6] = record.length;
+    y.shards[0]!.bytes = bytes.length;
+    y.crc32![6] = crc32(record);
+    writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify(y));
+    expect((await verifyShards(dir)).damaged).toEqual([]);
+    const r = await verifyShards(dir, { decode: true });
+    expect(r.decoded).toBe(12);
+    expect(r.damaged).toHaveLength(1);
+    expect(r.damaged[0]).toMatchObject({ sample: 6, source: x.source[6] });
+    expect(r.damaged[0]!.error).toBe(`${shard} sample 6 (byte ${y.offset[6]}): decoded to 12x16, ${join(dir, SHARD_INDEX_FILE)} says ${x.height[6]}x${x.width[6]}`);
+  });
+
+  it('reads a version 1 folder (no checksums) and says it checked none; stops at an abort', async () => {
+    const x = index(rawDir);
+    const dir = damagedCopy(rawDir, 'verify-v1', [2]);
+    writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify({ ...x, version: 1, crc32: undefined }));
+    expect(await verifyShards(dir)).toMatchObject({ checksums: false, complete: true, samples: 12, checked: 0, damaged: [] });
+    const stop = new AbortController();
+    stop.abort();
+    expect(await verifyShards(rawDir, { signal: stop.signal })).toMatchObject({ complete: false, samples: 0 });
+    await expect(verifyShards(rawDir, { decoded: true } as object)).rejects.toThrow("verifyShards: options has no option 'decoded'; it takes decode, signal, onEvent");
+    await expect(verifyShards(join(root, 'none'))).rejects.toThrow(`${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
+  });
+
+  it('mae verify-data: exit 0 for a sound folder, 1 listing the damaged records, 2 without --data', () => {
+    const cli = new URL('../../dist/lib/cli.js', import.meta.url).pathname;
+    const mae = (args: string[]) => spawnSync(process.execPath, [cli, 'verify-data', ...args], { encoding: 'utf8' });
+    const ok = mae(['--data', rawDir]);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(new RegExp(`^verifying 12 records \\([\\d.]+ MiB\\) in ${rawDir}\n`));
+    expect(ok.stdout).toMatch(/\nok: 12 records \([\d.]+ MiB\), \d+s; every record matches its CRC-32\n$/);
+    const x = index(jpegDir);
+    const bad = mae(['--data', join(root, 'verify-damaged-jpeg'), '--decode']);
+    expect(bad.status).toBe(1);
+    const lines = bad.stderr.trim().split('\n');
+    expect(lines.slice(0, 3).map((l) => /^damaged: sample \d+ \([^)]*\): [^:]*: sample \d+: /.exec(l)?.[0])).toEqual([3, 8, 11].map((i) => `damaged: sample ${i} (${x.source[i]}): ${join(root, 'verify-damaged-jpeg', x.shards[0]!.file)}: sample ${i}: `));
+    expect(lines[3]).toMatch(/^mae verify-data: 3 of 12 records are damaged \(12 records \([\d.]+ MiB\), 9 decoded, \d+s\); prepare the data again/);
+    expect(lines).toHaveLength(4);
+    expect(mae([])).toMatchObject({ status: 2, stderr: 'mae verify-data: --data DIR is required (a shard folder from mae prepare-data)\n' });
+    const none = mae(['--data', join(root, 'none')]);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toContain(`mae verify-data: ${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
+    expect(mae(['--help']).stdout).toContain('--decode');
   });
 });
