@@ -605,13 +605,35 @@ function formatTime(s: number): string {
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
 }
 
+/** A progress bar 24 characters wide, filled to done / total: "[=====      ]". */
+function bar(done: number, total: number): string {
+  const filled = Math.round((done / total) * 24);
+  return `[${'='.repeat(filled)}${' '.repeat(24 - filled)}]`;
+}
+
+/**
+ * Shows progress lines: on a terminal one line redrawn in place on stderr, elsewhere through `print` a line every 5 s
+ * and the last one.
+ */
+function progressOutput(print: (line: string) => void = console.log): (line: string, last: boolean) => void {
+  const tty = process.stderr.isTTY;
+  let lastLine = 0;
+  return (line, last) => {
+    if (tty) process.stderr.write(`\r${line}\x1b[K`);
+    else if (last || Date.now() - lastLine > 5000) {
+      print(line);
+      lastLine = Date.now();
+    }
+  };
+}
+
 /**
  * A progress bar on a terminal, a line every few seconds elsewhere. In a data-parallel run rank 0 prints the progress
  * and every rank its warnings, marked with its rank.
  */
 function progressPrinter(): (e: TrainEvent) => void {
   const tty = process.stderr.isTTY;
-  let lastLine = 0;
+  const show = progressOutput();
   let rank = 0;
   let tag = '';
   return (e) => {
@@ -630,15 +652,8 @@ function progressPrinter(): (e: TrainEvent) => void {
         printBf16Tip(e.device, e.precision);
         break;
       case 'step': {
-        const frac = e.step / e.totalSteps;
-        const width = 24;
-        const filled = Math.round(frac * width);
-        const line = `epoch ${e.epoch.toFixed(2)} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`;
-        if (tty) process.stderr.write(`\r${line}\x1b[K`);
-        else if (Date.now() - lastLine > 5000 || e.step === e.totalSteps) {
-          console.log(line);
-          lastLine = Date.now();
-        }
+        const percent = ((e.step / e.totalSteps) * 100).toFixed(0).padStart(3);
+        show(`epoch ${e.epoch.toFixed(2)} ${bar(e.step, e.totalSteps)} ${percent}% step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`, e.step === e.totalSteps);
         break;
       }
       case 'epoch':
@@ -740,19 +755,12 @@ export function prepareOptions(argv: string[]): PrepareOptions {
 async function cmdPrepareData(argv: string[]): Promise<number> {
   const o = prepareOptions(argv);
   const tty = process.stderr.isTTY;
-  let lastLine = 0;
+  const show = progressOutput();
   const onEvent = (e: PrepareEvent) => {
     if (e.type === 'start') {
       console.log(`preparing ${e.files} image files from ${o.data} into ${o.out}` + (e.done > 0 ? ` (resuming after ${e.done} files in ${e.shards} shards)` : ''));
     } else if (e.type === 'progress') {
-      const width = 24;
-      const filled = Math.round((e.done / e.files) * width);
-      const line = `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${e.done}/${e.files} files, ${(e.bytes / 2 ** 20).toFixed(0)} MiB, ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`;
-      if (tty) process.stderr.write(`\r${line}\x1b[K`);
-      else if (Date.now() - lastLine > 5000 || e.done === e.files) {
-        console.log(line);
-        lastLine = Date.now();
-      }
+      show(`${bar(e.done, e.files)} ${e.done}/${e.files} files, ${(e.bytes / 2 ** 20).toFixed(0)} MiB, ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`, e.done === e.files);
     } else if (e.type === 'bad-file' || e.type === 'warning') {
       if (tty) process.stderr.write('\n');
       console.warn(e.type === 'bad-file' ? `bad file: ${e.error}` : `warning: ${e.message}`);
@@ -772,7 +780,7 @@ async function cmdVerifyData(argv: string[]): Promise<number> {
   if (v.data === undefined) throw new UsageError('verify-data: --data DIR is required (a shard folder from mae prepare-data)');
   const dir = resolve(v.data as string);
   const tty = process.stderr.isTTY;
-  let lastLine = 0;
+  const show = progressOutput();
   const shown = 20; // damaged records listed one per line; the rest are counted
   let damaged = 0;
   const onEvent = (e: VerifyShardsEvent) => {
@@ -780,14 +788,7 @@ async function cmdVerifyData(argv: string[]): Promise<number> {
       console.log(`verifying ${e.samples} records (${(e.bytes / 2 ** 20).toFixed(1)} MiB) in ${dir}`);
       if (!e.checksums) console.warn(`warning: ${join(dir, SHARD_INDEX_FILE)} is version 1 and has no checksums: records are only read${v.decode ? ' and decoded' : ''}; prepare the data again to get them`);
     } else if (e.type === 'progress') {
-      const width = 24;
-      const filled = Math.round((e.done / e.samples) * width);
-      const line = `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${e.done}/${e.samples} records, ${e.mibPerSec.toFixed(0)} MiB/s ETA ${formatTime(e.etaSeconds)}`;
-      if (tty) process.stderr.write(`\r${line}\x1b[K`);
-      else if (Date.now() - lastLine > 5000 || e.done === e.samples) {
-        console.log(line);
-        lastLine = Date.now();
-      }
+      show(`${bar(e.done, e.samples)} ${e.done}/${e.samples} records, ${e.mibPerSec.toFixed(0)} MiB/s ETA ${formatTime(e.etaSeconds)}`, e.done === e.samples);
     } else if (e.type === 'damaged') {
       if (++damaged > shown) return;
       if (tty) process.stderr.write('\n');
@@ -975,19 +976,12 @@ function imageRun(v: Record<string, unknown>, cmd: string) {
 
 /** A progress bar of images done on a terminal, a line every few seconds elsewhere. */
 function imageProgress(what: string): (done: number, total: number) => void {
-  const tty = process.stderr.isTTY;
   const t0 = performance.now();
-  let lastLine = 0;
+  const show = progressOutput(console.error);
   return (done, total) => {
     const s = (performance.now() - t0) / 1000;
-    const width = 24;
-    const filled = Math.round((done / total) * width);
-    const line = `${what} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total} images ${(done / s).toFixed(1)} img/s ETA ${formatTime(((total - done) * s) / done)}`;
-    if (tty) process.stderr.write(`\r${line}\x1b[K${done === total ? '\n' : ''}`);
-    else if (Date.now() - lastLine > 5000 || done === total) {
-      console.error(line);
-      lastLine = Date.now();
-    }
+    show(`${what} ${bar(done, total)} ${done}/${total} images ${(done / s).toFixed(1)} img/s ETA ${formatTime(((total - done) * s) / done)}`, done === total);
+    if (done === total && process.stderr.isTTY) process.stderr.write('\n');
   };
 }
 
@@ -1115,16 +1109,12 @@ async function cmdBench(argv: string[]): Promise<void> {
   if (v.png !== undefined) checkOutputFile(v.png as string, '--png');
   if (v.json !== undefined && v.png !== undefined && resolve(v.json as string) === resolve(v.png as string)) throw new UsageError(`--json and --png name the same file, ${v.png}`);
   const tty = process.stderr.isTTY;
-  let last = 0;
+  const show = progressOutput(console.error);
   o.onEvent = (e: BenchEvent) => {
     if (e.type === 'note') {
       if (tty) process.stderr.write('\r\x1b[K');
       console.error(`note: ${e.message}`);
-    } else if (tty) process.stderr.write(`\r${e.message}\x1b[K`);
-    else if (Date.now() - last > 5000) {
-      console.error(e.message);
-      last = Date.now();
-    }
+    } else show(e.message, false);
   };
   let r;
   try {
