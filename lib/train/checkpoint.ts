@@ -47,6 +47,11 @@ export interface CheckpointMeta {
    * they were kept)
    */
   options: Record<string, unknown>;
+  /**
+   * the run's data: its number of images and datasetFingerprint, for `resume` to check (absent in checkpoints written
+   * before they were kept)
+   */
+  data?: { images: number; fingerprint: string };
   /** the summed loss and the optimizer steps of the epoch under way, so that its mean counts the steps before a resume */
   epochLoss?: { sum: number; steps: number };
   /**
@@ -233,6 +238,8 @@ function metaProblem(meta: Record<string, unknown>): string | null {
     return 'optimizer must be null or hold an integer step and a finite lr >= 0';
   if (o !== null && o.steps !== undefined && !(isObject(o.steps) && Object.values(o.steps).every(count)))
     return "optimizer.steps must be an object of integer step counts by parameter ('<group>.<index>')";
+  const d = meta.data;
+  if (d !== undefined && !(isObject(d) && count(d.images) && typeof d.fingerprint === 'string')) return 'data must hold an integer count of images and a fingerprint string';
   const e = meta.epochLoss;
   if (e !== undefined && !(isObject(e) && typeof e.sum === 'number' && Number.isFinite(e.sum) && count(e.steps)))
     return 'epochLoss must hold a finite sum and an integer count of steps';

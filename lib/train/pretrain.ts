@@ -315,7 +315,6 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     if (!Number.isInteger(iter)) throw new AgreedError(`resume: the checkpoint stopped ${samples} images into epoch ${p.epoch}, not at a batch of ${o.batchSize} x ${comm.size} process(es)`);
     position = { epoch: p.epoch, iter, step: p.step };
   }
-  const resumeNote = changes.length ? `${changes.join('; ')}: the result will not be bit-identical to the uninterrupted run's` : undefined;
   const device = rankDevice(o.device, comm);
   if (threads !== undefined) native.setNumThreads(threads);
   else if (comm.localSize > 1 && process.env.OMP_NUM_THREADS === undefined) native.setNumThreads(comm.defaultThreads());
@@ -333,7 +332,17 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   checkDataFits(dataset, config);
   // (with the settings a resumed run may take from its checkpoint that shape the gradient all-reduces: ranks whose
   // buckets differ would pair all-reduces of different sizes)
-  checkSameSettings(comm, { data: await datasetFingerprint(dataset), batchSize: o.batchSize, accumIter: o.accumIter, bucketMb: o.bucketMb, device: o.device.replace(/:\d+$/, ''), precision: o.precision }, 'data');
+  const data = { images: dataset.length, fingerprint: await datasetFingerprint(dataset) };
+  checkSameSettings(comm, { data: data.fingerprint, batchSize: o.batchSize, accumIter: o.accumIter, bucketMb: o.bucketMb, device: o.device.replace(/:\d+$/, ''), precision: o.precision }, 'data');
+  // a resumed run reads the run's data: another number of images would change every epoch's order and the schedule;
+  // changed images (the fingerprint: 16 of them hashed) only make the result differ (checkpoints written before the
+  // data was kept resume unchecked)
+  const savedData = ck?.meta.data;
+  if (savedData && savedData.images !== data.images)
+    throw new AgreedError(`resume: the data is not the run's: ${o.data.path ?? `the ${o.data.kind} data`} has ${data.images} images now, ${savedData.images} when the run began; resume on the run's own data, or start a new run on this data (--overwrite, or another --out)`);
+  if (savedData && savedData.fingerprint !== data.fingerprint)
+    changes.push(`the data's images differ from the run's (fingerprint ${data.fingerprint}, not ${savedData.fingerprint})`);
+  const resumeNote = changes.length ? `${changes.join('; ')}: the result will not be bit-identical to the uninterrupted run's` : undefined;
   // the kNN monitor needs labels: found out now, not after the first epoch's training
   if (knn && knn.every > 0 && (knn.data ? (await openDataset({ ...knn.data, limit: 1 }, 'train')).numClasses : dataset.numClasses) === 0)
     throw new AgreedError(`pretrain: the kNN monitor (knn.every ${knn.every}) needs labelled data (class sub-folders), and ${knn.data ? 'knn.data' : 'the training data'} has none; give knn.data, or leave the monitor off`);
@@ -374,7 +383,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const save = async (p: TrainPosition) => {
     if (!writer || p.step === savedStep) return;
     const logWindow = { loss: windowLoss, steps: windowSteps, images: windowImages, seconds: (performance.now() - windowStart) / 1000 };
-    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions, epochLoss: { sum: epochLoss, steps: epochSteps }, logWindow });
+    await saveCheckpoint(ckPath, model, optimizer, { position: p, options: runOptions, data, epochLoss: { sum: epochLoss, steps: epochSteps }, logWindow });
     savedStep = p.step;
     emit({ type: 'checkpoint', step: p.step, path: ckPath });
   };

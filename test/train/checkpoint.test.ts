@@ -184,6 +184,8 @@ describe('checkpoint', () => {
       ['steps-fraction', fakeOptimizer({ steps: { '0.0': 1.5 } }), { position, options: {} }, "optimizer.steps must be an object of integer step counts by parameter ('<group>.<index>')"],
       ['epoch-loss-string', null, { position, options: {}, epochLoss: { sum: '1', steps: 2 } }, 'epochLoss must hold a finite sum and an integer count of steps'],
       ['epoch-loss-steps', null, { position, options: {}, epochLoss: { sum: 1, steps: -2 } }, 'epochLoss must hold a finite sum and an integer count of steps'],
+      ['data-images-fraction', null, { position, options: {}, data: { images: 1.5, fingerprint: 'ab' } }, 'data must hold an integer count of images and a fingerprint string'],
+      ['data-no-fingerprint', null, { position, options: {}, data: { images: 16 } }, 'data must hold an integer count of images and a fingerprint string'],
       ['threads-zero', null, { position, options: { threads: 0 } }, 'options.threads must be an integer >= 1'],
       ['log-every-fraction', null, { position, options: { logEvery: 1.5 } }, 'options.logEvery must be an integer >= 1'],
       ['workers-negative', null, { position, options: { workers: -1 } }, 'options.workers must be an integer >= 0'],

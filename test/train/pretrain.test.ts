@@ -1,7 +1,7 @@
 // The pre-training loop: learning, resume equality (also after a SIGKILL, log included), non-finite loss handling,
 // logs, events and yielding.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -316,6 +316,48 @@ describe('pretrain', () => {
     const events2: TrainEvent[] = [];
     await pretrain({ outDir: dir2, resume: true, precision: 'fp32', maxSteps: 6, onEvent: (e) => events2.push(e) });
     expect(events2[0]).toMatchObject({ type: 'start', precision: 'fp32', resumeNote: "precision fp32, not the run's bf16: the result will not be bit-identical to the uninterrupted run's" });
+  });
+
+  it("refuses to resume on another number of images than the run's, and says when its images changed", async () => {
+    const data = tmp();
+    for (let i = 0; i < 16; i++) await writeImage(join(data, `${String(i).padStart(2, '0')}.png`), 28, 28, i);
+    const rgb: PretrainOptions = { ...small, config: { ...small.config, inChans: 3 }, data: { kind: 'folder', path: data }, batchSize: 4, epochs: 2, threads: 1 };
+    const dir = tmp();
+    await pretrain({ ...rgb, outDir: dir, ...stopAt(3) });
+    const ck = await loadCheckpoint(dir);
+    expect(ck.meta.data).toMatchObject({ images: 16 });
+    const fingerprint = (ck.meta.data as { fingerprint: string }).fingerprint;
+    expect(fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    // an image added: the epochs' orders, the steps per epoch and the schedule would all be another run's
+    await writeImage(join(data, '16.png'), 28, 28, 16);
+    await expect(pretrain({ outDir: dir, resume: true })).rejects.toThrow(
+      `resume: the data is not the run's: ${data} has 17 images now, 16 when the run began; resume on the run's own data, or start a new run on this data (--overwrite, or another --out)`,
+    );
+    // the same number of images, one of them changed: the same order and schedule, other pixels; said
+    rmSync(join(data, '16.png'));
+    await writeImage(join(data, '05.png'), 28, 28, 99);
+    const events: TrainEvent[] = [];
+    expect((await pretrain({ outDir: tmp(), resume: join(dir, 'checkpoint.safetensors'), onEvent: (e) => events.push(e) })).steps).toBe(8);
+    expect(events[0]).toMatchObject({ type: 'start', resumedFrom: { step: 3 } });
+    expect((events[0] as { resumeNote?: string }).resumeNote).toMatch(
+      new RegExp(`^the data's images differ from the run's \\(fingerprint [0-9a-f]{16}, not ${fingerprint}\\): the result will not be bit-identical to the uninterrupted run's$`),
+    );
+    // the run's images again: it resumes, saying nothing
+    await writeImage(join(data, '05.png'), 28, 28, 5);
+    const again: TrainEvent[] = [];
+    expect((await pretrain({ outDir: dir, resume: true, onEvent: (e) => again.push(e) })).steps).toBe(8);
+    expect(again[0]).toMatchObject({ type: 'start', resumedFrom: { step: 3 } });
+    expect(again[0]).not.toHaveProperty('resumeNote');
+    // a checkpoint written before the data was kept resumes unchecked
+    const older = tmp();
+    await pretrain({ ...rgb, outDir: older, ...stopAt(3) });
+    const path = join(older, 'checkpoint.safetensors');
+    const file = await readSafetensors(path);
+    const meta = JSON.parse(file.metadata.mae!);
+    delete meta.data;
+    await writeSafetensors(path, new Map([...file.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }])), { ...file.metadata, mae: JSON.stringify(meta) });
+    await writeImage(join(data, '16.png'), 28, 28, 16);
+    expect((await pretrain({ outDir: older, resume: true })).steps).toBe(8);
   });
 
   it('refuses the kNN monitor on unlabelled data before training, not after the first epoch', async () => {
