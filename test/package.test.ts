@@ -225,6 +225,16 @@ describe.skipIf(mode === 'skip' || (!ready && mode !== 'require'))('the npm pack
     expect(r.status, r.stdout + r.stderr).toBe(0);
   });
 
+  it('CommonJS code loads the package with import(), and with require() where Node loads ES modules so (20.19+, 22.12+)', () => {
+    writeFileSync(join(app, 'consumer-import.cjs'), "import('masked-autoencoder').then((m) => console.log(typeof m.MaskedAutoencoder.fromPreset));\n");
+    const i = run(process.execPath, ['consumer-import.cjs'], app);
+    expect(i.stdout, i.stderr).toBe('function\n');
+    writeFileSync(join(app, 'consumer-require.cjs'), "const { MaskedAutoencoder } = require('masked-autoencoder');\nconsole.log(typeof MaskedAutoencoder.fromPreset);\n");
+    const r = run(process.execPath, ['--no-warnings', 'consumer-require.cjs'], app);
+    if ((process.features as { require_module?: boolean }).require_module) expect(r.stdout, r.stderr).toBe('function\n');
+    else expect(r.stderr).toContain('ERR_REQUIRE_ESM');
+  });
+
   it("the README's Library example runs as written, and type-checks, against the installed package", () => {
     const example = readmeBlock('## Library', 'ts');
     writeFileSync(join(app, 'library-example.mjs'), example);
