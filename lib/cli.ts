@@ -683,20 +683,26 @@ function progressPrinter(): (e: TrainEvent) => void {
 
 /**
  * Runs `job` with SIGINT and SIGTERM (and SIGUSR1: mpirun passes it on to every rank of a data-parallel job, where
- * Ctrl-C ends the ranks at once) asking it to stop through its signal; a second SIGINT or SIGTERM quits at once.
+ * Ctrl-C ends the ranks at once) asking it to stop through its signal; a second SIGINT or SIGTERM quits at once, a
+ * second SIGUSR1 is ignored (without a listener it would end the process, or start Node's inspector, mid-checkpoint).
  * Returns the exit status: 0, or 128 + the number of the signal that stopped the job.
  */
 async function stoppable<T>(what: string, job: (signal: AbortSignal) => Promise<T>, stopped: (r: T) => boolean): Promise<{ r: T; code: number }> {
   const abort = new AbortController();
   let code = 0;
   const handlers = (['SIGINT', 'SIGTERM', 'SIGUSR1'] as const).map((name) => {
+    let seen = false;
     const h = () => {
+      if (seen) {
+        if (name !== 'SIGUSR1') process.exit(code);
+        return;
+      }
+      seen = true;
       console.log(`\n${name === 'SIGINT' ? 'interrupted' : name}: ${what}${name === 'SIGUSR1' ? '' : ` (${name === 'SIGINT' ? 'Ctrl-C' : name} again to quit at once)`}`);
       code = 128 + osConstants.signals[name];
       abort.abort();
-      if (name !== 'SIGUSR1') process.once(name, () => process.exit(code));
     };
-    process.once(name, h);
+    process.on(name, h);
     return [name, h] as const;
   });
   try {

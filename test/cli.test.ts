@@ -128,6 +128,31 @@ describe('mae command', () => {
     expect(done.out).toMatch(/finished after 96 steps in \S+, no step left to take/);
   });
 
+  it('mae pretrain: a second SIGUSR1 while the run stops is ignored (it ended the process before the checkpoint)', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-usr1-'));
+    // steps long enough (about 0.3 s on one thread) that the second signal comes while the first step still runs
+    const child = spawn(process.execPath, [cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '64', '--embed-dim', '192', '--depth', '4',
+      '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    let second = false;
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      // the first one handled: the second follows at once
+      if (!second && text.includes('SIGUSR1: finishing the current step')) {
+        second = true;
+        child.kill('SIGUSR1');
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<[number | null, string | null]>((done) => child.on('close', (code, signal) => done([code, signal])));
+    while (!existsSync(join(out, 'log.jsonl'))) await sleep(5);
+    child.kill('SIGUSR1');
+    expect(await closed, text).toEqual([138, null]);
+    expect(second).toBe(true);
+    expect(text).toContain(`checkpoint: ${join(out, 'checkpoint.safetensors')}`);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+  });
+
   it('mae linprobe takes --limit alone as a cut of its default data', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-lp-limit-'));
     const r = mae(['linprobe', '--raw-pixels', '--limit', '300', '--epochs', '1', '--out', out]);
