@@ -694,8 +694,15 @@ async function stoppable<T>(what: string, job: (signal: AbortSignal) => Promise<
     let seen = false;
     const h = () => {
       if (seen) {
-        if (name !== 'SIGUSR1') process.exit(code);
-        return;
+        if (name === 'SIGUSR1') return;
+        // a rank of a data-parallel job ends every rank: exiting alone, its MPI_Finalize would meet the others
+        // mid-step and the job end with another rank's error about it
+        const comm = activeCommunicator();
+        if (comm && comm.size > 1) {
+          console.error(`\nmae: [rank ${comm.rank}] ${name === 'SIGINT' ? 'Ctrl-C' : name} again: quitting at once, which ends every rank`);
+          comm.abort(code);
+        }
+        process.exit(code);
       }
       seen = true;
       console.log(`\n${name === 'SIGINT' ? 'interrupted' : name}: ${what}${name === 'SIGUSR1' ? '' : ` (${name === 'SIGINT' ? 'Ctrl-C' : name} again to quit at once)`}`);

@@ -6,7 +6,7 @@
 // processes; a stop asked of one rank stops all at one step; a rank that throws, is killed or stops answering ends
 // the job with an error naming the rank and the cause; ranks started with different settings refuse to train; the
 // CLI under mpirun.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,5 +245,30 @@ describe('data parallel on MPI', () => {
     expect(i.status, i.stderr).toBe(0);
     expect(i.stdout).toMatch(/mpi launcher {9}Open MPI mpirun: this process is rank 0 of 2/);
     expect(i.stdout).toMatch(/mpi launcher {9}Open MPI mpirun: this process is rank 1 of 2/);
+  });
+
+  it('mae pretrain under mpirun: a second Ctrl-C on one rank ends every rank at once, with 130 and a line saying why', async () => {
+    // before, the rank exited alone: its MPI_Finalize met the other rank mid-step, and the job ended with status 1
+    // and rank 0's "rank 1 failed: MPI_Test failed for the barrier at the end of the run"
+    const dir = tmp();
+    const args = ['--oversubscribe', '--bind-to', 'none', '-np', '2', process.execPath, cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--embed-dim', '192', '--depth', '8', '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--batch-size', '32', '--epochs', '3', '--threads', '1', '--workers', '0', '--log-every', '1', '--out', dir];
+    const child = spawn('mpirun', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    const t0 = performance.now();
+    while (!existsSync(join(dir, 'log.jsonl'))) await new Promise((r) => setTimeout(r, 10));
+    // the ranks: mpirun's children, by their command line
+    const ranks = spawnSync('pgrep', ['-P', String(child.pid), '-f', dir], { encoding: 'utf8' }).stdout.trim().split('\n').map(Number);
+    expect(ranks).toHaveLength(2);
+    // two deliveries 20 ms apart, both well within the step under way (about 0.5 s)
+    process.kill(ranks[1]!, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 20));
+    process.kill(ranks[1]!, 'SIGINT');
+    expect(await closed, text).toBe(130);
+    expect(text).toMatch(/mae: \[rank \d\] Ctrl-C again: quitting at once, which ends every rank/);
+    expect(text).not.toContain('failed');
+    expect(performance.now() - t0).toBeLessThan(60_000);
   });
 });
