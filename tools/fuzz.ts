@@ -11,7 +11,8 @@
  * corpus and are mutated further.
  *
  * The oracle: every input either parses into consistent data (a shard folder: every sample read, its pixels
- * height x width x channels bytes, its label one of the dataset's) or throws an Error whose message starts with the
+ * height x width x channels bytes, its label one of the dataset's, and verifyShards finding nothing; where a read
+ * fails, verifyShards lists that sample first, with the same error) or throws an Error whose message starts with the
  * file's name (a shard folder's path, which starts the paths of its index and shards) and is not an internal
  * TypeError / RangeError; nothing may take longer than `slowMs`; the process's peak resident set stays under
  * `maxRssMiB` (a parser that allocates from a forged length field breaks it).
@@ -29,7 +30,7 @@ import { labelFits, type Dataset } from '../lib/data/dataset.js';
 import { loadSharp } from '../lib/data/folder.js';
 import { parseIdx, readIdxImages } from '../lib/data/idx.js';
 import { prepareShards } from '../lib/data/prepare.js';
-import { SHARD_INDEX_FILE, type ShardIndex, type ShardPixels } from '../lib/data/shards.js';
+import { SHARD_INDEX_FILE, verifyShards, type ShardIndex, type ShardPixels } from '../lib/data/shards.js';
 import { crc32 } from '../lib/io/crc32.js';
 import { parseSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
 import { readWeights } from '../lib/io/weights.js';
@@ -651,7 +652,20 @@ function shardsTarget(format: ShardPixels): FuzzTarget {
       mkdirSync(source);
       if (index !== undefined) writeFileSync(join(source, SHARD_INDEX_FILE), index);
       shards.forEach((s, k) => writeFileSync(join(source, `shard-${String(k).padStart(5, '0')}.bin`), s));
-      return readAllSamples(await openDataset({ kind: 'shards', path: source }));
+      // verifyShards and the reads agree: a folder it finds sound reads in full; else the first sample it lists is
+      // the first one whose read fails, with the error it gave (up to sharp's words, which differ from one decode of
+      // the same bytes to the next: "Warning treated as error due to failOn setting", then libjpeg's warning)
+      const damaged = (await verifyShards(source, { decode: true })).damaged.sort((a, b) => a.sample - b.sample);
+      const read = await readAllSamples(await openDataset({ kind: 'shards', path: source })).catch((e: Error) => e);
+      if (typeof read === 'string') {
+        if (damaged.length > 0) throw new Error(`fuzz oracle: verifyShards lists sample ${damaged[0]!.sample} as damaged (${damaged[0]!.error}), but every sample reads`);
+        return read;
+      }
+      if (read.message.startsWith('fuzz oracle')) throw read;
+      const upToSharp = (m: string) => m.replace(/(cannot decode image: ).*$/s, '$1');
+      if (damaged.length === 0 || !upToSharp(read.message).startsWith(upToSharp(damaged[0]!.error)))
+        throw new Error(`fuzz oracle: reading fails with "${read.message}", but verifyShards ${damaged.length ? `lists sample ${damaged[0]!.sample} first: "${damaged[0]!.error}"` : 'finds nothing'}`);
+      throw read;
     },
     mutate: mutateShardFolder,
   };
