@@ -239,6 +239,9 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   const ckPath = join(outDir, CHECKPOINT_FILE);
   const logPath = join(outDir, 'log.jsonl');
   if (writer) {
+    // a run to resume must be there (the lock would make the folder of a mistyped outDir, empty)
+    if (options.resume === true && !existsSync(ckPath))
+      throw new Error(`resume: ${outDir} holds no run to resume (no ${CHECKPOINT_FILE}); start a new run there without --resume, or give the folder of the run (--out)`);
     // the folder is this run's until it ends (another run into it is refused), taken before anything in it is read
     // or written
     keep(lockRunFolder('pretrain', outDir, (message) => emit({ type: 'warning', message })));
@@ -272,8 +275,13 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
       throw new AgreedError(`resume: ${where} is not a checkpoint of pretrain (${ck.meta.format}); only this library's runs can be resumed`);
     const saved = ck.meta.options as Partial<typeof o> & { worldSize?: number; threads?: number; knn?: KnnMonitorOptions | null };
     for (const k of RUN_KEYS)
-      if (k !== 'batchSize' && k !== 'accumIter' && options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))
+      if (k !== 'batchSize' && k !== 'accumIter' && k !== 'config' && options[k] !== undefined && JSON.stringify(options[k]) !== JSON.stringify(saved[k]))
         throw new AgreedError(`resume: option ${k} differs from the checkpoint's (${JSON.stringify(saved[k])} there, ${JSON.stringify(options[k])} here)`);
+    // a model option agrees when it is the run's value, given to the run or from its preset
+    const runConfig: Partial<MaeConfig> = { ...getPreset(saved.preset ?? o.preset), ...saved.config };
+    for (const [k, v] of Object.entries(options.config ?? {}) as [keyof MaeConfig, unknown][])
+      if (v !== undefined && v !== runConfig[k])
+        throw new AgreedError(`resume: option config.${k} differs from the checkpoint's (${JSON.stringify(runConfig[k])} there, ${JSON.stringify(v)} here)`);
     if (options.limit !== undefined && options.limit !== saved.data?.limit)
       throw new AgreedError(`resume: option limit differs from the checkpoint's (${saved.data?.limit ?? 'none: all of its data'} there, ${options.limit} here)`);
     Object.assign(o, pick(saved, RUN_KEYS));

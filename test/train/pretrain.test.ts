@@ -550,6 +550,22 @@ describe('pretrain', () => {
     expect(r.steps).toBe(2);
   });
 
+  it("resumes with a model option given that agrees with the run's, also one its preset set; names one that differs", async () => {
+    const dir = tmp();
+    await pretrain({ ...small, epochs: 1, outDir: dir, maxSteps: 1 });
+    // embedDim was given to the run, patchSize came from its preset (4): both agree
+    const r = await pretrain({ outDir: dir, resume: true, config: { embedDim: 32, patchSize: 4 }, maxSteps: 2, workers: 0 });
+    expect(r.steps).toBe(2);
+    await expect(pretrain({ outDir: dir, resume: true, config: { patchSize: 7 } })).rejects.toThrow("resume: option config.patchSize differs from the checkpoint's (4 there, 7 here)");
+    await expect(pretrain({ outDir: dir, resume: true, config: { maskTokenEncoder: true } })).rejects.toThrow("resume: option config.maskTokenEncoder differs from the checkpoint's (false there, true here)");
+  });
+
+  it('refuses to resume from a folder that holds no run, and does not make that folder', async () => {
+    const dir = join(tmp(), 'no-run');
+    await expect(pretrain({ ...small, outDir: dir, resume: true })).rejects.toThrow(`resume: ${dir} holds no run to resume (no checkpoint.safetensors)`);
+    expect(existsSync(dir)).toBe(false);
+  });
+
   it('stops on a non-finite loss, keeps the last good checkpoint and frees its model', async () => {
     const dir = tmp();
     const before = liveTensors();
