@@ -280,21 +280,25 @@ export const HELP: Record<string, string> = {
           --decoder-depth --decoder-num-heads --mlp-ratio --norm-pix-loss
           --mask-token-encoder (the paper's "encoder w/ [M]" baseline: the encoder sees every patch, the removed
                                 ones replaced by a learned encoder_mask_token; the decoder takes its outputs)
-  data:   --data PATH  --data-kind ${DATA_KINDS.join('|')} (guessed from PATH)  --limit N
-          --on-bad-file skip|stop  --workers N (data-loading threads, default 1)
-  recipe: --epochs --batch-size --accum-iter --blr (1.5e-4; the built-in run ${DEFAULT_RUN.blr}) --lr --min-lr --warmup-epochs
-          --weight-decay (0.05) --mask-ratio (0.75) --seed (0) --max-steps
+  data:   --data PATH  --data-kind ${DATA_KINDS.join('|')} (guessed from PATH)
+          --limit N (the first N images; all, the built-in run ${DEFAULT_RUN.data!.limit})  --on-bad-file skip|stop (skip)
+          --workers N (data-loading threads, default 1)
+  recipe: --epochs (10; the built-in run ${DEFAULT_RUN.epochs}) --batch-size (${DEFAULT_RUN.batchSize}) --accum-iter (1) --blr (1.5e-4; the built-in run ${DEFAULT_RUN.blr})
+          --lr (blr x effective batch / 256) --min-lr (0) --warmup-epochs (epochs / 20 rounded up, at most 40;
+          the built-in run ${DEFAULT_RUN.warmupEpochs}) --weight-decay (0.05) --mask-ratio (0.75) --seed (0)
+          --max-steps N (stop after N optimizer steps in all, the schedule kept; none)
   run:    --out DIR (runs/pretrain) --resume (the run in --out, with its own options and settings; flags given
           must agree with the run's, but for --threads --device --precision --workers --checkpoint-every
           --log-every --visualize-every --knn-every --bucket-mb: these may change, and another --threads, --device
           or --precision makes the result differ from the uninterrupted run's, which the resume line says)
           --overwrite (start again in an --out that holds a run: its checkpoint, log and figures are removed once
           the new run's data and model are checked; without it or --resume that is an error)
-          --checkpoint-every STEPS (besides each epoch end) --log-every STEPS
-          --visualize-every EPOCHS (reconstructions/epoch-NNN.png; a run that stops between epoch ends with no
+          --checkpoint-every STEPS (0: only at each epoch end) --log-every STEPS (10: a line of log.jsonl)
+          --visualize-every EPOCHS (1: reconstructions/epoch-NNN.png; a run that stops between epoch ends with no
           figure yet writes reconstructions/step-NNNNNN.png)
-          --threads N --knn-every EPOCHS (kNN accuracy of the encoder's cls features: a bank of 10000 train
-          images, 2000 test queries; an image folder: every 5th image a query, the others the bank)
+          --threads N (OMP_NUM_THREADS, else one per core)
+          --knn-every EPOCHS (0: none; kNN accuracy of the encoder's cls features: a bank of 10000 train images,
+          2000 test queries; an image folder: every 5th image a query, the others the bank)
           Ctrl-C, SIGTERM or SIGUSR1 stops at the next step with a checkpoint, then exits with 130 (143 for SIGTERM,
           138 for SIGUSR1; under mpirun: kill -USR1 <mpirun's pid>)
   device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16: bfloat16 activations, fp32 master
@@ -319,11 +323,12 @@ export const HELP: Record<string, string> = {
   first N training images, of --data or of the default)  --on-bad-file skip|stop (an image folder's; skip)
   --test-data PATH --test-data-kind KIND (guessed from PATH): the data scored (default: the test split of the
   training data; required for an image folder or shards, which have none)
-  --epochs (90) --batch-size (256) --blr (0.1) --lr --min-lr (0) --warmup-epochs (10) --weight-decay (0)
+  --epochs (90) --batch-size (256) --blr (0.1) --lr (blr x batch / 256) --min-lr (0) --warmup-epochs (10, at most
+  a ninth of --epochs) --weight-decay (0)
   --blr-sweep B1,B2,... (choose the base lr on --val-size held-out training samples, default a sixth; then
                          train on all training samples with the best one)
-  --seed (0) --eval-every EPOCHS --out DIR (runs/linprobe; with --raw-pixels runs/linprobe-pixels) --threads N
-  --workers N
+  --seed (0) --eval-every EPOCHS (0: only at the end) --out DIR (runs/linprobe; with --raw-pixels
+  runs/linprobe-pixels) --threads N (OMP_NUM_THREADS, else one per core) --workers N (1)
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
   results.json, log.jsonl, head.safetensors: its files are removed once the new probe's data, checkpoint and
   features are ready; without it that is an error)
@@ -344,11 +349,12 @@ export const HELP: Record<string, string> = {
   first N training images, of --data or of the default)  --on-bad-file skip|stop (an image folder's; skip)
   --test-data PATH --test-data-kind KIND (guessed from PATH): the data scored (default: the test split of the
   training data; required for an image folder or shards, which have none)
-  --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr --min-lr (1e-6) --warmup-epochs (5)
+  --epochs (100) --batch-size (64) --accum-iter (1) --blr (1e-3) --lr (blr x batch x accum-iter / 256) --min-lr (1e-6)
+  --warmup-epochs (5, at most a tenth of --epochs)
   --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
   --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
-  --seed (0) --eval-every EPOCHS --log-every STEPS --out DIR (runs/finetune; with --from-scratch runs/scratch)
-  --threads N --workers N
+  --seed (0) --eval-every EPOCHS (0: only at the end) --log-every STEPS (20) --out DIR (runs/finetune; with
+  --from-scratch runs/scratch) --threads N (OMP_NUM_THREADS, else one per core) --workers N (1)
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
   results.json, log.jsonl, head.safetensors: its files are removed once the new run's data, checkpoint and options
   are checked; without it that is an error)

@@ -402,6 +402,18 @@ describe('mae command', () => {
         if (flag !== 'help' && !new RegExp(`--${flag}(?![a-z-])`).test(HELP[cmd] ?? '')) unnamed.push(`${cmd} --${flag}`);
     expect(unnamed).toEqual([]);
   });
+
+  it("the training commands' --help give the defaults the library takes (warm-up, log and figure cadence, batch, limit)", async () => {
+    const { HELP } = await import('../lib/cli.js');
+    // one line each, as printed: the help wraps its lines
+    const flat = (cmd: string) => HELP[cmd]!.replace(/\s+/g, ' ');
+    for (const text of ['--limit N (the first N images; all, the built-in run 10000)', '--epochs (10; the built-in run 4) --batch-size (64) --accum-iter (1)', '--min-lr (0) --warmup-epochs (epochs / 20 rounded up, at most 40; the built-in run 1)', '--checkpoint-every STEPS (0: only at each epoch end) --log-every STEPS (10', '--visualize-every EPOCHS (1:', '--knn-every EPOCHS (0: none;'])
+      expect(flat('pretrain')).toContain(text);
+    expect(flat('linprobe')).toContain('--warmup-epochs (10, at most a ninth of --epochs)');
+    expect(flat('linprobe')).toContain('--eval-every EPOCHS (0: only at the end)');
+    expect(flat('finetune')).toContain('--warmup-epochs (5, at most a tenth of --epochs)');
+    expect(flat('finetune')).toContain('--eval-every EPOCHS (0: only at the end) --log-every STEPS (20)');
+  });
 });
 
 describe('mae pretrain --resume', () => {
