@@ -26,7 +26,7 @@ import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
 import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, verifyShards, type PrepareEvent, type PrepareOptions, type VerifyShardsEvent } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
-import { DATA_KINDS, openDataset, type DataKind, type DataSource } from './train/data.js';
+import { DATA_KINDS, checkChannels, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
 import { writeReconstructions } from './train/visualize.js';
 import { linprobe, type LinprobeEvent, type LinprobeOptions } from './train/linprobe.js';
@@ -846,6 +846,7 @@ async function cmdVisualize(argv: string[]): Promise<void> {
   // --limit cuts the data; the training run's own limit does not apply to a figure
   const dataset = await openDataset({ ...data, limit: v.limit !== undefined ? data.limit : undefined }, data.kind === 'folder' ? 'train' : split);
   const c = model.config;
+  checkChannels('visualize', data.path ?? `the ${data.kind} data`, dataset.channels, c.inChans);
   const pipeline = resolvePipelineConfig(dataset, { batchSize: 1, imageSize: c.imgSize, inChans: c.inChans });
   const ckDir = statSync(v.checkpoint as string).isDirectory() ? (v.checkpoint as string) : join(v.checkpoint as string, '..');
   const out = (v.out as string | undefined) ?? join(ckDir, 'reconstructions.png');
@@ -1073,6 +1074,7 @@ async function cmdEval(argv: string[]): Promise<void> {
     for (const [flag, n] of [['limit', data.limit], ['train-limit', trainLimit]] as const)
       if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new UsageError(`--${flag} must be a positive integer, got ${n}`);
     const { bank, query, scored } = await knnData(data, { bank: trainLimit, query: data.limit });
+    checkChannels('eval', data.path ?? `the ${data.kind} data`, bank.channels, model.config.inChans);
     const opts: { k?: number; temperature?: number } = {};
     numbers(v, opts, [['k', 'k'], ['temperature', 'temperature']]);
     const t = performance.now();
@@ -1098,6 +1100,7 @@ async function cmdEval(argv: string[]): Promise<void> {
   if (whole && v.split !== undefined)
     throw new UsageError(`eval: --split: ${data.path} (${data.kind}) has no train and test splits: it is scored as a whole; give the evaluation folder as --data, without --split`);
   const dataset = await openDataset(data, split);
+  checkChannels('eval', data.path ?? `the ${data.kind} data`, dataset.channels, model.config.inChans);
   checkClassCount('eval', data.path ?? `the ${data.kind} data`, dataset.numClasses, model.config.numClasses);
   // the confusion matrix is written after scoring: a path that cannot be written is refused before it
   const ckDir = statSync(ckPath).isDirectory() ? ckPath : join(ckPath, '..');

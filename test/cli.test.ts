@@ -548,6 +548,18 @@ describe('mae eval: what is scored', () => {
     });
   });
 
+  it('data of more channels than the model takes is refused by name (eval, eval --knn, visualize), not by the data loader', async () => {
+    const rgb = await folder('rgb', 2, 3);
+    const ft = await classifier('grey-ft', { numClasses: 2, inChans: 1 }, { job: 'finetune', recipe: { data: { kind: 'synthetic' }, testData: null } });
+    const refused = `${rgb} has 3 channels but the model takes 1 (only 1-channel data is replicated)\n`;
+    expect(mae(['eval', '--checkpoint', ft, '--data', rgb])).toEqual({ code: 1, out: '', err: `mae eval: ${refused}` });
+    const run = join(root, 'grey-run');
+    const tiny = ['--data-kind', 'synthetic', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2'];
+    expect(mae(['pretrain', ...tiny, '--epochs', '1', '--batch-size', '4', '--max-steps', '1', '--threads', '1', '--workers', '0', '--out', run]).code).toBe(0);
+    expect(mae(['eval', '--checkpoint', run, '--knn', '--data', rgb])).toEqual({ code: 1, out: '', err: `mae eval: ${refused}` });
+    expect(mae(['visualize', '--checkpoint', run, '--data', rgb])).toEqual({ code: 1, out: '', err: `mae visualize: ${refused}` });
+  });
+
   it('a classifier on an image folder: scored as a whole, --split refused; its class count checked; --knn refused for a fine-tuned one', async () => {
     const f3 = await folder('f3', 3, 3);
     const f2 = await folder('f2', 2, 3);

@@ -51,6 +51,14 @@ export function followUpData(given: DataSource | undefined, saved: unknown, limi
 }
 
 /**
+ * Refuses data whose images a model of `inChans` input channels cannot take (1-channel data is replicated), naming
+ * `where` and the data: before any work, where the data loader would refuse them only when the data is first read.
+ */
+export function checkChannels(where: string, name: string, channels: number, inChans: number): void {
+  if (channels !== inChans && channels !== 1) throw new Error(`${where}: ${name} has ${channels} channels but the model takes ${inChans} (only 1-channel data is replicated)`);
+}
+
+/**
  * Whether the data has a test split of its own: image folders and prepared shards do not (openDataset gives their
  * one set of images for either split), so a test score on them needs other data, e.g. ImageNet's val folder.
  */

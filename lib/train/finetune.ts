@@ -26,8 +26,8 @@ import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadCheckpoint } from './checkpoint.js';
-import { checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
-import { evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
+import { checkChannels, checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
+import { checkClassCount, evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { Mixup, randomErasing } from './mixup.js';
 
 export interface FinetuneOptions {
@@ -211,6 +211,10 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   keep(model);
   const numClasses = model.config.numClasses;
   const c = model.config;
+  // the test data is scored after training: refused now if the model cannot score it
+  checkChannels('finetune', 'the data', trainSet.channels, c.inChans);
+  checkChannels('finetune', 'the test data', testSet.channels, c.inChans);
+  checkClassCount('finetune', 'the test data', testSet.numClasses, numClasses);
   model.train();
 
   const groups = paramGroupsLrd(model, c.depth, { weightDecay, layerDecay });

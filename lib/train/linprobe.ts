@@ -38,8 +38,8 @@ import * as ops from '../ops/index.js';
 import { Generator } from '../random.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
-import { checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
-import { MetricAccumulator, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
+import { checkChannels, checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
+import { MetricAccumulator, checkClassCount, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
 import { FEATURE_POOLS, extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
 export interface LinprobeOptions {
@@ -221,6 +221,12 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const testSet = await openDataset(testData, 'test');
   if (comm.size > 1) checkSameSettings(comm, { train: await datasetFingerprint(trainSet), test: await datasetFingerprint(testSet) }, 'data');
   const numClasses = trainSet.numClasses || 10;
+  // the test data is scored after the features and the head: refused now if the encoder or the head cannot take it
+  if (mae) {
+    checkChannels('linprobe', 'the data', trainSet.channels, mae.config.inChans);
+    checkChannels('linprobe', 'the test data', testSet.channels, mae.config.inChans);
+  }
+  checkClassCount('linprobe', 'the test data', testSet.numClasses, numClasses);
   // whether to stop (`signal`, on any rank): every rank asks at the same points, so that all stop together; a rank
   // that failed makes the others' question throw, naming it, before rank 0 writes anything more
   const stopAsked = (where: string): boolean => comm.allreduce([options.signal?.aborted ? 1 : 0], 'max', `the agreement of the ranks ${where}`)[0]! > 0;

@@ -42,7 +42,7 @@ import { AgreedError, checkSameSettings, datasetFingerprint } from '../distribut
 import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
-import { checkDataSource, openDataset, type DataSource } from './data.js';
+import { checkChannels, checkDataSource, openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
 import { checkKnnOptions, knnData, knnEvaluate } from './knn.js';
 
@@ -351,9 +351,11 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   if (savedData && savedData.fingerprint !== data.fingerprint)
     changes.push(`the data's images differ from the run's (fingerprint ${data.fingerprint}, not ${savedData.fingerprint})`);
   const resumeNote = changes.length ? `${changes.join('; ')}: the result will not be bit-identical to the uninterrupted run's` : undefined;
-  // the kNN monitor needs labels: found out now, not after the first epoch's training
-  if (knn && knn.every > 0 && (knn.data ? (await openDataset({ ...knn.data, limit: 1 }, 'train')).numClasses : dataset.numClasses) === 0)
+  // the kNN monitor needs labels, and images the model takes: found out now, not after the first epoch's training
+  const knnSet = knn && knn.every > 0 ? (knn.data ? await openDataset({ ...knn.data, limit: 1 }, 'train') : dataset) : null;
+  if (knn && knnSet?.numClasses === 0)
     throw new AgreedError(`pretrain: the kNN monitor (knn.every ${knn.every}) needs labelled data (class sub-folders), and ${knn.data ? 'knn.data' : 'the training data'} has none; give knn.data, or leave the monitor off`);
+  if (knn?.data && knnSet) checkChannels('pretrain', 'the kNN monitor\'s data (knn.data)', knnSet.channels, config.inChans);
   const loader = new DataLoader(dataset, { batchSize: o.batchSize, seed: o.seed, augment: true, dropLast: true, imageSize: config.imgSize, inChans: config.inChans, workers: o.workers, shard: { rank: comm.rank, count: comm.size } });
   const pipeline = resolvePipelineConfig(dataset, { batchSize: o.batchSize, imageSize: config.imgSize, inChans: config.inChans });
   const stepsPerEpoch = loader.stepsPerEpoch;

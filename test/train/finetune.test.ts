@@ -245,6 +245,27 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
     saved.model.dispose();
   });
 
+  it('refuses data the model cannot take and test data it cannot score (channels, more classes) before training, writing nothing', async () => {
+    const out = join(dir, 'ft-unfit');
+    const events: string[] = [];
+    const grey = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 32, depth: 1, numHeads: 2 };
+    const base = { fromScratch: true, config: grey, data: { kind: 'synthetic' as const, count: 64, imageSize: 16 }, outDir: out, epochs: 1, batchSize: 8, workers: 0, onEvent: (e: FinetuneEvent) => events.push(e.type) };
+    const rgb = { kind: 'synthetic' as const, count: 16, imageSize: 16, channels: 3 };
+    await expect(finetune({ ...base, data: { ...rgb, count: 64 } })).rejects.toThrow('finetune: the data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
+    await expect(finetune({ ...base, testData: rgb })).rejects.toThrow('finetune: the test data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
+    // a folder of 2 classes trains a 2-class head: test data of 10 classes cannot be scored by it
+    const train = join(dir, 'ft-unfit-train');
+    for (const c of ['a', 'b']) {
+      mkdirSync(join(train, c), { recursive: true });
+      for (let i = 0; i < 4; i++) await writeImage(join(train, c, `${i}.png`), 16, 16, i + (c === 'b' ? 100 : 0));
+    }
+    await expect(finetune({ ...base, config: { ...grey, inChans: 3 }, data: { kind: 'folder', path: train }, testData: rgb })).rejects.toThrow(
+      'finetune: the test data has 10 classes and the classifier 2: score it on data of at most 2 classes',
+    );
+    expect(events).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('stops at the next step when its signal is aborted: the log of the steps taken, no classifier or results', async () => {
     const out = join(dir, 'ft-stop');
     const stop = new AbortController();

@@ -247,6 +247,27 @@ describe('linear probing: the output folder, what it records, the test data, a s
     expect([res.trainSamples, res.testSamples, res.testData]).toEqual([16, 6, { kind: 'folder', path: test }]);
   });
 
+  it('refuses data the encoder cannot take and test data the head cannot score (channels, more classes) before any features', async () => {
+    const pt = await pretrain({ config: tiny, data: { ...data, limit: 32 }, outDir: join(dir, 'pt-unfit'), epochs: 1, batchSize: 32, visualizeEvery: 0, threads: 1, workers: 0 });
+    const out = join(dir, 'lp-unfit');
+    const events: string[] = [];
+    const base = { checkpoint: pt.checkpoint, data: { ...data, count: 64 }, outDir: out, epochs: 1, batchSize: 32, workers: 0, onEvent: (e: LinprobeEvent) => events.push(e.type) };
+    const rgb = { kind: 'synthetic' as const, count: 16, channels: 3 };
+    await expect(linprobe({ ...base, data: { ...rgb, count: 64 } })).rejects.toThrow('linprobe: the data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
+    await expect(linprobe({ ...base, testData: rgb })).rejects.toThrow('linprobe: the test data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
+    // raw pixels: a folder of 2 classes makes a 2-class head, which test data of 10 classes would be scored against
+    const train = join(dir, 'lp-unfit-train');
+    for (const c of ['a', 'b']) {
+      mkdirSync(join(train, c), { recursive: true });
+      for (let i = 0; i < 4; i++) await writeImage(join(train, c, `${i}.png`), 28, 28, i + (c === 'b' ? 100 : 0));
+    }
+    await expect(linprobe({ rawPixels: true, data: { kind: 'folder', path: train }, testData: { ...rgb, imageSize: 28 }, outDir: out, epochs: 1, batchSize: 4, workers: 0 })).rejects.toThrow(
+      'linprobe: the test data has 10 classes and the classifier 2: score it on data of at most 2 classes',
+    );
+    expect(events).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('stops after the epoch in which its signal is aborted: the log of the epochs done, no head, classifier or results', async () => {
     const out = join(dir, 'lp-stop');
     const stop = new AbortController();

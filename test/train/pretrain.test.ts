@@ -372,6 +372,14 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, outDir: tmp(), threads: 1, knn: { every: 1, data: { kind: 'folder', path: flat } } })).rejects.toThrow('and knn.data has none');
   });
 
+  it("refuses a kNN monitor's data of more channels than the model takes before training, not after the first epoch", async () => {
+    const events: string[] = [];
+    await expect(pretrain({ ...small, outDir: tmp(), threads: 1, knn: { every: 1, data: { kind: 'synthetic', count: 16, channels: 3 } }, onEvent: (e) => events.push(e.type) })).rejects.toThrow(
+      "pretrain: the kNN monitor's data (knn.data) has 3 channels but the model takes 1 (only 1-channel data is replicated)",
+    );
+    expect(events).toEqual([]);
+  });
+
   it('the kNN monitor on an image folder scores every 5th image against a bank of the others, never a query against itself', async () => {
     const dir = tmp();
     for (let k = 0; k < 20; k++) {
