@@ -250,7 +250,7 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
     const events: string[] = [];
     const grey = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 32, depth: 1, numHeads: 2 };
     const base = { fromScratch: true, config: grey, data: { kind: 'synthetic' as const, count: 64, imageSize: 16 }, outDir: out, epochs: 1, batchSize: 8, workers: 0, onEvent: (e: FinetuneEvent) => events.push(e.type) };
-    const rgb = { kind: 'synthetic' as const, count: 16, imageSize: 16, channels: 3 };
+    const rgb = { kind: 'synthetic' as const, count: 16, imageSize: 16, channels: 3 as const };
     await expect(finetune({ ...base, data: { ...rgb, count: 64 } })).rejects.toThrow('finetune: the data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
     await expect(finetune({ ...base, testData: rgb })).rejects.toThrow('finetune: the test data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
     // a folder of 2 classes trains a 2-class head: test data of 10 classes cannot be scored by it

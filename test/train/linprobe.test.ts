@@ -252,7 +252,7 @@ describe('linear probing: the output folder, what it records, the test data, a s
     const out = join(dir, 'lp-unfit');
     const events: string[] = [];
     const base = { checkpoint: pt.checkpoint, data: { ...data, count: 64 }, outDir: out, epochs: 1, batchSize: 32, workers: 0, onEvent: (e: LinprobeEvent) => events.push(e.type) };
-    const rgb = { kind: 'synthetic' as const, count: 16, channels: 3 };
+    const rgb = { kind: 'synthetic' as const, count: 16, channels: 3 as const };
     await expect(linprobe({ ...base, data: { ...rgb, count: 64 } })).rejects.toThrow('linprobe: the data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
     await expect(linprobe({ ...base, testData: rgb })).rejects.toThrow('linprobe: the test data has 3 channels but the model takes 1 (only 1-channel data is replicated)');
     // raw pixels: a folder of 2 classes makes a 2-class head, which test data of 10 classes would be scored against
