@@ -1,7 +1,7 @@
 // The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
 // `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -401,6 +401,36 @@ describe('mae command', () => {
       for (const flag of Object.keys(flags))
         if (flag !== 'help' && !new RegExp(`--${flag}(?![a-z-])`).test(HELP[cmd] ?? '')) unnamed.push(`${cmd} --${flag}`);
     expect(unnamed).toEqual([]);
+  });
+
+  // root may write anywhere: the commands run as nobody there (setpriv), else as this user
+  const asUser = process.getuid?.() === 0 ? (spawnSync('setpriv', ['--version']).status === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : null) : [];
+  it.skipIf(asUser === null)('an --out that cannot be written (or made) is refused by name before any work, not as the error of a file in it', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'mae-cli-readonly-'));
+    chmodSync(root, 0o755);
+    const ro = join(root, 'ro');
+    mkdirSync(ro, { mode: 0o555 });
+    chmodSync(ro, 0o555);
+    const run = (args: string[]) => {
+      const r = spawnSync(asUser![0] ?? process.execPath, [...asUser!.slice(1), ...(asUser!.length ? [process.execPath] : []), cli, ...args], { encoding: 'utf8', timeout: 120_000 });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    const tiny = ['--data-kind', 'synthetic', '--limit', '32', '--epochs', '1', '--batch-size', '16', '--threads', '1'];
+    const notWritable = (cmd: string, out: string) => ({ code: 1, out: '', err: `mae ${cmd}: the output folder ${out} is not writable; choose another folder (--out)\n` });
+    expect(run(['pretrain', ...tiny, '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--out', ro])).toEqual(notWritable('pretrain', ro));
+    expect(run(['linprobe', '--raw-pixels', ...tiny, '--out', ro])).toEqual(notWritable('linprobe', ro));
+    expect(run(['finetune', '--from-scratch', ...tiny, '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--out', join(ro, 'ft')])).toEqual({
+      code: 1, out: '', err: `mae finetune: the output folder ${join(ro, 'ft')} cannot be made: ${ro} is not writable; choose another folder (--out)\n`,
+    });
+    const images = join(root, 'images');
+    mkdirSync(images);
+    const { writeImage } = await import('./helpers/images.js');
+    await writeImage(join(images, 'a.png'), 8, 8, 1);
+    expect(run(['prepare-data', '--data', images, '--out', join(ro, 'shards')])).toEqual({
+      code: 1, out: '', err: `mae prepare-data: the output folder ${join(ro, 'shards')} cannot be made: ${ro} is not writable; choose another folder (--out)\n`,
+    });
+    expect(readdirSync(ro)).toEqual([]);
+    rmSync(root, { recursive: true, force: true });
   });
 
   it("the training commands' --help give the defaults the library takes (warm-up, log and figure cadence, batch, limit)", async () => {

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { expectInstance, expectObject, expectString, jsonProblem } from '../check.js';
-import { madeByEndedProcess, makeDirs, removeStaleTemps } from '../io/atomic.js';
+import { checkWritableFolder, madeByEndedProcess, makeDirs, removeStaleTemps } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
 import { native } from '../native.js';
@@ -29,6 +29,7 @@ export const RUN_FILES = ['checkpoint.safetensors', CLASSIFIER_FILE, 'results.js
  * with `overwrite`, one that holds the checkpoint the job starts from, which overwriting would remove. Reads only.
  */
 export function checkRunFolder(job: string, outDir: string, overwrite: boolean | undefined, checkpoint?: string): void {
+  checkWritableFolder(job, outDir);
   const held = RUN_FILES.find((f) => existsSync(join(outDir, f)));
   if (held === undefined) return;
   if (!overwrite)
@@ -78,6 +79,7 @@ interface LockHolder {
  * that of a worker thread stopped by Worker.terminate().
  */
 export function lockRunFolder(job: string, outDir: string, warn: (message: string) => void): { dispose(): void } {
+  checkWritableFolder(job, outDir);
   makeDirs(outDir);
   const path = join(outDir, LOCK_FILE);
   let tookOver: LockHolder | null = null;

@@ -18,7 +18,7 @@ import { availableParallelism } from 'node:os';
 import { open as openFile, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { expectObject, expectOptions } from '../check.js';
-import { AtomicFileWriter, writeFileAtomic } from '../io/atomic.js';
+import { AtomicFileWriter, checkWritableFolder, makeDirs, writeFileAtomic } from '../io/atomic.js';
 import { crc32 } from '../io/crc32.js';
 import { decodeImageFile, reencodeJpeg, scanImageFolder, type OnBadFile } from './folder.js';
 import { MAX_RECORD_BYTES, MAX_SHARD_SIDE, SHARD_FORMAT_VERSION, SHARD_INDEX_FILE, readShardIndex, type ShardIndex, type ShardPixels } from './shards.js';
@@ -206,6 +206,13 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
   }
   if (entries.length > 0 && !entries.includes(STATE_DIR)) {
     throw new Error(`${o.out} is not empty and holds no shards (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''}); choose a new or empty output folder`);
+  }
+
+  checkWritableFolder('prepareShards', o.out);
+  try {
+    makeDirs(o.out);
+  } catch (e) {
+    throw new Error(`cannot create the output folder ${o.out}: ${(e as Error).message}`);
   }
 
   // an unfinished preparation: same settings, same files so far

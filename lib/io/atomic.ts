@@ -49,6 +49,21 @@ export function makeDirs(dir: string): void {
   }
 }
 
+/**
+ * Refuses an output folder that this process cannot write in, or cannot make (its nearest existing parent is not
+ * writable), naming it: said as such before any work, not later as the write error of a file in it. Reads only.
+ */
+export function checkWritableFolder(job: string, outDir: string): void {
+  let d = resolve(outDir);
+  while (!fs.existsSync(d) && dirname(d) !== d) d = dirname(d);
+  try {
+    fs.accessSync(d, fs.constants.W_OK);
+  } catch {
+    const why = d === resolve(outDir) ? 'is not writable' : `cannot be made: ${d} is not writable`;
+    throw new Error(`${job}: the output folder ${outDir} ${why}; choose another folder (--out)`);
+  }
+}
+
 /** Writes `data` to `path` atomically, creating the parent directories. */
 export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
   const chunks = toChunks(path, data);
