@@ -664,7 +664,9 @@ function progressPrinter(): (e: TrainEvent) => void {
       }
       case 'epoch':
         if (tty) process.stderr.write('\n');
-        console.log(`epoch ${e.epoch} done: mean loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s, waited ${(e.stallMs / 1000).toFixed(2)} s for data`);
+        // the event's epoch is the index of the epoch done (from 0): said as the epochs done, as finetune does and the
+        // figure (epoch-001.png), the log and the kNN line count them
+        console.log(`epoch ${e.epoch + 1} done: mean loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s, waited ${(e.stallMs / 1000).toFixed(2)} s for data`);
         break;
       case 'checkpoint':
         break;

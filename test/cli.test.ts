@@ -83,6 +83,8 @@ describe('mae command', () => {
     expect(limited.out).not.toMatch(/tip:/);
     const png = join(out, 'reconstructions', 'epoch-001.png');
     expect(existsSync(png)).toBe(true);
+    // the first epoch is epoch 1 in every line, as in the figure's name
+    expect(r.out).toMatch(/^epoch 1 done: mean loss \d+\.\d{4}, [\d.]+ s, waited [\d.]+ s for data\nreconstructions: .*epoch-001\.png\n/m);
     expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');
     const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n');
     expect(JSON.parse(log[log.length - 1]!).step).toBe(8);

@@ -167,6 +167,7 @@ export type TrainEvent =
   | { type: 'start'; config: MaeConfig; parameters: number; datasetSize: number; stepsPerEpoch: number; totalSteps: number; lr: number; effectiveBatch: number; resumedFrom: TrainPosition | null; resumeNote?: string; dataMode: string; trainingFlopsPerImage: number; rank: number; worldSize: number; device: string; precision: Precision }
   /** loss: the step's mean over every rank; imgPerSec: of the whole run; comm: this rank's gradient averaging (data parallel) */
   | { type: 'step'; step: number; totalSteps: number; epoch: number; lr: number; loss: number; imgPerSec: number; etaSeconds: number; comm?: ReduceStats }
+  /** epoch: the index of the epoch just finished, from 0 (the figure and kNN events count the epochs finished) */
   | { type: 'epoch'; epoch: number; loss: number; seconds: number; stallMs: number }
   | { type: 'checkpoint'; step: number; path: string }
   /** epoch: the epochs finished; step: the optimizer steps (a figure between epoch ends is named by its step) */
