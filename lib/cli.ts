@@ -459,6 +459,16 @@ function precisionFlag(v: Record<string, unknown>): Precision | undefined {
   return p;
 }
 
+/** --limit N: a positive integer (undefined when absent) */
+function limitFlag(v: Record<string, unknown>): number | undefined {
+  const limit = num(v.limit, 'limit');
+  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new UsageError(`--limit must be a positive integer, got ${limit}`);
+  return limit;
+}
+
+/** The data kinds read from files: they need a path (--data, --test-data). */
+const KINDS_WITH_FILES: readonly DataKind[] = ['mnist', 'cifar10', 'folder', 'shards'];
+
 /** Guesses the kind of the data at `path`. */
 export function guessDataKind(path: string): DataKind {
   if (!existsSync(path)) throw new UsageError(`--data ${path}: no such file or folder`);
@@ -481,11 +491,12 @@ function dataSource(v: Record<string, unknown>, fallback?: DataSource): DataSour
     if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
     src = { kind: kind as DataKind };
     if (v.data !== undefined && kind === 'synthetic') throw new UsageError(`--data is not read with --data-kind synthetic (made in memory): leave one of them out`);
+    if (v.data === undefined && KINDS_WITH_FILES.includes(kind as DataKind)) throw new UsageError(`--data-kind ${kind} needs --data PATH, the folder of its files`);
     if (v.data !== undefined) src.path = resolve(v.data as string);
   } else if (fallback) {
     src = { ...fallback };
   }
-  const limit = num(v.limit, 'limit');
+  const limit = limitFlag(v);
   const bad = v['on-bad-file'];
   if (!src) {
     if (bad !== undefined) throw new UsageError('--on-bad-file needs --data (it applies to the files of an image folder)');
@@ -504,7 +515,7 @@ function dataSource(v: Record<string, unknown>, fallback?: DataSource): DataSour
 /** linprobe's and finetune's data flags: --data / --data-kind, or --limit alone for their default data */
 function dataOrLimit(v: Record<string, unknown>, o: { data?: DataSource; limit?: number }): void {
   if (v.data === undefined && v['data-kind'] === undefined && v['on-bad-file'] === undefined) {
-    const limit = num(v.limit, 'limit');
+    const limit = limitFlag(v);
     if (limit !== undefined) o.limit = limit;
     return;
   }
@@ -557,7 +568,7 @@ export function pretrainOptions(argv: string[]): PretrainOptions {
   const data = dataSource(v, DEFAULT_RUN.data)!;
   // a resumed run takes its options from its checkpoint: only the flags given are passed (and must agree with it);
   // --limit alone is checked against the limit of the run's data
-  const limit = num(v.limit, 'limit');
+  const limit = limitFlag(v);
   const base: PretrainOptions = v.resume ? { outDir: DEFAULT_RUN.outDir, ...(given ? { data } : limit !== undefined ? { limit } : {}) } : given ? { data } : { ...DEFAULT_RUN, data };
   const o: PretrainOptions = { ...base };
   if (v.preset !== undefined) o.preset = v.preset as string;
@@ -889,6 +900,7 @@ function testDataFlags(v: Record<string, unknown>, o: { testData?: DataSource })
   }
   if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--test-data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
   if (path !== undefined && kind === 'synthetic') throw new UsageError('--test-data is not read with --test-data-kind synthetic (made in memory): leave one of them out');
+  if (path === undefined && KINDS_WITH_FILES.includes(kind as DataKind)) throw new UsageError(`--test-data-kind ${kind} needs --test-data PATH, the folder of its files`);
   o.testData = { kind: kind as DataKind, ...(path !== undefined ? { path: resolve(path) } : {}) };
 }
 
