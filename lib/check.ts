@@ -79,12 +79,34 @@ export function expectNonNegative(where: string, name: string, v: unknown): void
 export function expectKnownKeys(where: string, name: string, v: object, known: readonly string[]): void {
   for (const k of Object.keys(v)) {
     if (known.includes(k)) continue;
-    const camel = k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-    // the same name in snake_case or another case, or the other number (epoch, epochs)
-    const c = camel.toLowerCase();
-    const near = known.find((x) => [c, `${c}s`, c.replace(/s$/, '')].includes(x.toLowerCase()));
+    const near = nearestName(k, known);
     throw new Error(`${where}: ${name} has no option '${k}'${near ? ` (did you mean ${near}?)` : ''}; it takes ${known.join(', ')}`);
   }
+}
+
+/**
+ * The name of `known` that `name` most likely misspells, or undefined: the same name in another case or with other
+ * separators (batch_size, batchSize, batch-size), in the other number (epoch, epochs), else the one name within two
+ * edits of it (of a name of 4 letters or more).
+ */
+export function nearestName(name: string, known: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  const n = norm(name);
+  const same = known.find((x) => [n, `${n}s`, n.replace(/s$/, '')].includes(norm(x)));
+  if (same !== undefined || n.length < 4) return same;
+  const close = known.filter((x) => editDistance(n, norm(x)) <= 2);
+  return close.length === 1 ? close[0] : undefined;
+}
+
+/** Levenshtein distance: the fewest insertions, deletions and substitutions that make `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
 }
 
 /**

@@ -21,6 +21,7 @@ import { constants as osConstants } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { nearestName } from './check.js';
 import { info } from './info.js';
 import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js';
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
@@ -445,7 +446,16 @@ function flagValues(argv: string[], options: Flags) {
       i++;
     } else args.push(argv[i]!);
   }
-  const { values } = parseArgs({ args, options, allowPositionals: false });
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options, allowPositionals: false }));
+  } catch (e) {
+    // an unknown flag: the one it most likely misspells
+    const unknown = (e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'--([^'=]+)'/.exec((e as Error).message)?.[1] : undefined;
+    if (unknown === undefined) throw e;
+    const near = nearestName(unknown, Object.keys(options));
+    throw new UsageError(`unknown flag --${unknown}${near ? ` (did you mean --${near}?)` : ''}; --help lists the flags`);
+  }
   const empty = Object.keys(values).find((flag) => values[flag] === '');
   if (empty !== undefined) throw new UsageError(`--${empty} is empty`);
   return values;

@@ -1,7 +1,7 @@
 // Public constructors given values of the wrong type: each throws an Error (not a TypeError from inside) whose
 // message starts with the class name and says what the argument must be (lib/check.ts does the wording).
 import { describe, expect, it } from 'vitest';
-import { describeValue, expectArrayLike, expectDataset, expectFunction, expectString, jsonProblem } from '../lib/check.js';
+import { describeValue, expectArrayLike, expectDataset, expectFunction, expectKnownKeys, expectString, jsonProblem, nearestName } from '../lib/check.js';
 import { BatchNormNoAffine, ProbeHead, VisionTransformerClassifier } from '../lib/classify/model.js';
 import { ImageFolderDataset, InMemoryDataset } from '../lib/data/dataset.js';
 import { DataLoader } from '../lib/data/loader.js';
@@ -102,6 +102,26 @@ describe('public constructors given the wrong types', () => {
     expectFunction('f', 'onEvent', undefined, true);
     expectDataset('f', 'dataset', dataset);
     expectArrayLike('f', 'labels', new Int32Array(2), 'an array of class indices');
+  });
+});
+
+describe('nearestName and expectKnownKeys', () => {
+  it('suggest the name a misspelt one most likely meant, and none where two are as near or none is', () => {
+    const flags = ['epochs', 'batch-size', 'blr', 'lr', 'min-lr', 'mask-ratio', 'warmup-epochs', 'data', 'data-kind'];
+    const cases: [string, string | undefined][] = [
+      ['epoch', 'epochs'], // the other number
+      ['batch_size', 'batch-size'], ['batchSize', 'batch-size'], ['BATCH-SIZE', 'batch-size'], // case and separators
+      ['mask-ration', 'mask-ratio'], ['warmup-epoch', 'warmup-epochs'], ['wramup-epochs', 'warmup-epochs'], // edits
+      ['dta', undefined], // under 4 letters: only the same name in another form
+      ['xyzw', undefined], ['data-kinds', 'data-kind'], ['datakind', 'data-kind'],
+      ['min-lrr', 'min-lr'],
+    ];
+    for (const [name, near] of cases) expect(nearestName(name, flags), name).toBe(near);
+    // two names within two edits: neither is suggested
+    expect(nearestName('lrx', ['lr', 'lry'])).toBeUndefined();
+    expect(nearestName('abcde', ['abcdx', 'abcdy'])).toBeUndefined();
+    expect(() => expectKnownKeys('f', 'options', { weight_decay: 1 }, ['lr', 'weightDecay'])).toThrow(new Error("f: options has no option 'weight_decay' (did you mean weightDecay?); it takes lr, weightDecay"));
+    expect(() => expectKnownKeys('f', 'options', { zzz: 1 }, ['lr', 'weightDecay'])).toThrow(new Error("f: options has no option 'zzz'; it takes lr, weightDecay"));
   });
 });
 

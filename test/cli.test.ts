@@ -155,6 +155,14 @@ describe('mae command', () => {
     expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
   });
 
+  it('an unknown flag is a usage error that suggests the flag it most likely misspells', () => {
+    expect(mae(['pretrain', '--epoch', '3'])).toEqual({ code: 2, out: '', err: 'mae pretrain: unknown flag --epoch (did you mean --epochs?); --help lists the flags\n' });
+    expect(mae(['finetune', '--batch_size', '8'])).toEqual({ code: 2, out: '', err: 'mae finetune: unknown flag --batch_size (did you mean --batch-size?); --help lists the flags\n' });
+    expect(mae(['verify-data', '--decoded'])).toEqual({ code: 2, out: '', err: 'mae verify-data: unknown flag --decoded (did you mean --decode?); --help lists the flags\n' });
+    expect(mae(['prepare-data', '--qualityy=3'])).toEqual({ code: 2, out: '', err: 'mae prepare-data: unknown flag --qualityy (did you mean --quality?); --help lists the flags\n' });
+    expect(mae(['eval', '--zzzz'])).toEqual({ code: 2, out: '', err: 'mae eval: unknown flag --zzzz; --help lists the flags\n' });
+  });
+
   it('mae linprobe takes --limit alone as a cut of its default data', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-lp-limit-'));
     const r = mae(['linprobe', '--raw-pixels', '--limit', '300', '--epochs', '1', '--out', out]);

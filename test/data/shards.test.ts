@@ -302,7 +302,7 @@ describe('verifyShards and mae verify-data', () => {
     const stop = new AbortController();
     stop.abort();
     expect(await verifyShards(rawDir, { signal: stop.signal })).toMatchObject({ complete: false, samples: 0 });
-    await expect(verifyShards(rawDir, { decoded: true } as object)).rejects.toThrow("verifyShards: options has no option 'decoded'; it takes decode, signal, onEvent");
+    await expect(verifyShards(rawDir, { decoded: true } as object)).rejects.toThrow("verifyShards: options has no option 'decoded' (did you mean decode?); it takes decode, signal, onEvent");
     await expect(verifyShards(join(root, 'none'))).rejects.toThrow(`${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
   });
 
