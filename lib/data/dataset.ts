@@ -118,6 +118,7 @@ export class InMemoryDataset implements Dataset {
   constructor(opts: InMemoryDatasetOptions) {
     const where = 'InMemoryDataset';
     expectObject(where, 'opts', opts, false, 'e.g. { images, labels, channels, height, width, numClasses }');
+    expectKnownKeys(where, 'opts', opts, optionNames<InMemoryDatasetOptions>({ images: true, labels: true, channels: true, height: true, width: true, numClasses: true }));
     expectInstance(where, 'opts.images', opts.images, Uint8Array, 'a Uint8Array of [count, channels, height, width] bytes');
     if (opts.labels === null || typeof opts.labels !== 'object' || typeof opts.labels.length !== 'number')
       throw new Error(`${where}: opts.labels must be an array of class indices, got ${describeValue(opts.labels)}`);
@@ -281,7 +282,9 @@ export class ImageFolderDataset implements Dataset {
 export function datasetFromSpec(spec: DatasetSpec, onWarning: (message: string) => void): Dataset {
   expectObject('datasetFromSpec', 'spec', spec, false, "what a dataset's workerSpec() returned");
   expectFunction('datasetFromSpec', 'onWarning', onWarning);
-  if (spec.kind === 'memory') return new InMemoryDataset(spec);
+  if (spec.kind === 'memory') {
+    return new InMemoryDataset({ images: spec.images, labels: spec.labels, channels: spec.channels, height: spec.height, width: spec.width, numClasses: spec.numClasses });
+  }
   if (spec.kind === 'folder') {
     return new ImageFolderDataset(spec.index, { channels: spec.channels, onBadFile: spec.onBadFile, shorterSide: spec.shorterSide, onWarning });
   }

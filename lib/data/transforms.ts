@@ -124,6 +124,7 @@ export function resizedCrop(
   checkSizes('resizedCrop', { cropH, cropW, outH, outW });
   expectAntialias('resizedCrop', antialias);
   expectObject('resizedCrop', 'part', part, true);
+  if (part !== undefined) expectKnownKeys('resizedCrop', 'part', part, optionNames<CropBox>({ top: true, left: true, height: true, width: true }));
   if (!(top + cropH <= h && left + cropW <= w)) {
     throw new Error(`resizedCrop: window top=${top} left=${left} ${cropH}x${cropW} does not fit in a ${h}x${w} image`);
   }
