@@ -285,6 +285,8 @@ describe('mae command', () => {
     expect(errorLine('pretrain', 'MaskedAutoencoder: depth must be a positive integer, got 0')).toBe('mae pretrain: --depth must be a positive integer, got 0');
     expect(errorLine('pretrain', 'MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3')).toBe('mae pretrain: MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3');
     expect(errorLine('finetune', 'VisionTransformerClassifier: config.depth must be an integer >= 1, got the number 0')).toBe('mae finetune: --depth must be an integer >= 1, got the number 0');
+    expect(errorLine('finetune', 'classifierConfigFrom: config.depth must be an integer >= 1, got the number 0')).toBe('mae finetune: --depth must be an integer >= 1, got the number 0');
+    expect(errorLine('classify', 'classifierConfigFrom: numHeads must be an integer >= 1, got the number 0')).toBe('mae classify: --num-heads must be an integer >= 1, got the number 0');
     // given the flags of the command line, only those are named: a value from a checkpoint is not blamed on a flag
     expect(errorLine('embed', 'MaskedAutoencoder: depth must be a positive integer, got 0', undefined, new Set(['checkpoint']))).toBe('mae embed: MaskedAutoencoder: depth must be a positive integer, got 0');
     expect(errorLine('pretrain', 'pretrain: maskRatio must be in [0, 1), got 2', undefined, new Set(['mask-ratio', 'out']))).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 2');

@@ -306,7 +306,16 @@ const ROWS: Row[] = [
   { name: 'VisionTransformerClassifier.fromPretrained', params: 'path:string overrides?:object opts?:object', args: () => [tmp('classifier.safetensors'), { numHeads: 2 }], where: 'VisionTransformerClassifier.fromPretrained', fields: { opts: 'key?:string seed?:int' } },
   { name: 'new ProbeHead', params: 'inFeatures:number numClasses:number initStd:number gen:instance', args: () => [4, 2, 0.01, gen] },
   { name: 'new BatchNormNoAffine', params: 'features:number eps?:number momentum?:number', args: () => [4] },
-  { name: 'classifierConfigFrom', params: 'config:object opts?:object', args: () => [model.config] },
+  {
+    name: 'classifierConfigFrom',
+    params: 'config:object opts?:object',
+    args: () => [model.config],
+    fields: {
+      config: 'imgSize:int[1,) patchSize:int[1,) inChans:int[1,) embedDim:int[1,) depth:int[1,) numHeads:int[1,) mlpRatio:number(0,) eps:number(0,)',
+      opts: 'imgSize?:int[1,) patchSize?:int[1,) inChans?:int[1,) embedDim?:int[1,) depth?:int[1,) numHeads?:int[1,) mlpRatio?:number(0,) eps?:number(0,) numClasses?:int[1,) globalPool?:boolean dropPathRate?:number[0,1) headBatchNorm?:boolean headInitStd?:number(0,)',
+    },
+    ignoresUnknownKeys: ['config'], // a MaskedAutoencoder's config: its decoder's keys ride along, not read
+  },
   { name: 'dropPath', params: 'x:instance p:number training:boolean gen:instance', args: () => [t([2, 3]), 0.1, true, gen] },
   { name: 'saveClassifier', params: 'path:string model:instance extra?:object', args: () => [tmp('saved-classifier.safetensors'), classifier] },
   { name: 'loadClassifier', params: 'pathOrDir:string', args: () => [tmp('classifier.safetensors')] },

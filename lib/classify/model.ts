@@ -50,12 +50,34 @@ const CLASSIFIER_KEYS: readonly (keyof ClassifierConfig)[] = [
   'imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'mlpRatio', 'eps', 'numClasses', 'globalPool', 'dropPathRate', 'headBatchNorm', 'headInitStd',
 ];
 
-/** The classifier config of an MAE encoder config; options left undefined take their defaults. */
+/**
+ * The fields of a classifier config, checked in the name of `where`, each named `${prefix}${key}`: every field, or
+ * with `partial` only those given (not undefined), as classifierConfigFrom's opts. Keys of no field are refused, the
+ * object named `name`.
+ */
+function checkClassifierConfig(where: string, name: string, c: Partial<ClassifierConfig>, prefix: string, partial = false): void {
+  expectKnownKeys(where, name, c, CLASSIFIER_KEYS);
+  const given = (k: keyof ClassifierConfig) => !partial || c[k] !== undefined;
+  for (const k of ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'numClasses'] as const) if (given(k)) expectInteger(where, `${prefix}${k}`, c[k], 1);
+  if (given('mlpRatio')) expectFinite(where, `${prefix}mlpRatio`, c.mlpRatio, (x) => x > 0, 'a positive finite number');
+  if (given('eps')) expectFinite(where, `${prefix}eps`, c.eps, (x) => x > 0, 'a positive finite number');
+  if (given('dropPathRate')) expectFinite(where, `${prefix}dropPathRate`, c.dropPathRate, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+  if (given('headInitStd')) expectFinite(where, `${prefix}headInitStd`, c.headInitStd, (x) => x > 0, 'a positive finite number');
+  for (const k of ['globalPool', 'headBatchNorm'] as const)
+    if (given(k) && typeof c[k] !== 'boolean') throw new Error(`${where}: ${prefix}${k} must be true or false, got ${String(c[k])}`);
+}
+
+/**
+ * The classifier config of an MAE encoder config (its other keys, a decoder's, are not read); options left undefined
+ * take their defaults. The options given are checked (named by their keys), then the encoder's fields (config.*).
+ */
 export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'eps'>, opts: Partial<ClassifierConfig> = {}): ClassifierConfig {
-  expectObject('classifierConfigFrom', 'config', c, false, "e.g. a MaskedAutoencoder's config");
-  expectObject('classifierConfigFrom', 'opts', opts);
+  const where = 'classifierConfigFrom';
+  expectObject(where, 'config', c, false, "e.g. a MaskedAutoencoder's config");
+  expectObject(where, 'opts', opts);
+  checkClassifierConfig(where, 'opts', opts, '', true);
   const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
-  return {
+  const config: ClassifierConfig = {
     imgSize: c.imgSize,
     patchSize: c.patchSize,
     inChans: c.inChans,
@@ -71,6 +93,8 @@ export function classifierConfigFrom(c: Pick<MaeConfig, 'imgSize' | 'patchSize' 
     headInitStd: 2e-5,
     ...given,
   };
+  checkClassifierConfig(where, 'config', config, 'config.');
+  return config;
 }
 
 /**
@@ -172,14 +196,7 @@ export class VisionTransformerClassifier extends Module {
     expectKnownKeys('VisionTransformerClassifier', 'opts', opts, ['seed']);
     const c = config;
     const where = 'VisionTransformerClassifier';
-    expectKnownKeys(where, 'config', c, CLASSIFIER_KEYS);
-    for (const k of ['imgSize', 'patchSize', 'inChans', 'embedDim', 'depth', 'numHeads', 'numClasses'] as const) expectInteger(where, `config.${k}`, c[k], 1);
-    expectFinite(where, 'config.mlpRatio', c.mlpRatio, (x) => x > 0, 'a positive finite number');
-    expectFinite(where, 'config.eps', c.eps, (x) => x > 0, 'a positive finite number');
-    expectFinite(where, 'config.dropPathRate', c.dropPathRate, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
-    expectFinite(where, 'config.headInitStd', c.headInitStd, (x) => x > 0, 'a positive finite number');
-    for (const k of ['globalPool', 'headBatchNorm'] as const)
-      if (typeof c[k] !== 'boolean') throw new Error(`${where}: config.${k} must be true or false, got ${String(c[k])}`);
+    checkClassifierConfig(where, 'config', c, 'config.');
     this.config = Object.freeze({ ...c });
     const seed = seedOf(where, opts);
     const gen = new Generator(seed);
