@@ -195,6 +195,8 @@ describe('mae command', () => {
     expect(f.code).toBe(2);
     expect(f.err).toMatch(/--distributed must be auto, mpi or none, got 'nccl'/);
     expect(mae(['pretrain', '--dist-timeout', '0']).err).toMatch(/--dist-timeout must be a positive number of seconds/);
+    // past the library's limit: its message, named by the flag
+    expect(mae(['pretrain', '--dist-timeout', '2e9']).err).toBe('mae pretrain: --dist-timeout must be a positive number of seconds, at most 1e9 (about 31 years), got the number 2000000000\n');
     expect(mae(['nope']).code).toBe(2);
     // no command: the usage, on stderr, as a usage error; asked for, on stdout
     const none = mae([]);

@@ -272,10 +272,10 @@ const ROWS: Row[] = [
   { name: 'readWeights', params: 'path:string opts?:object', args: () => [tmp('mae.safetensors')], fields: { opts: 'key?:string' } },
 
   // training, checkpoints, distributed
-  { name: 'pretrain', params: 'options?:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1, batchSize: 2 }], fields: { options: 'epochs?:int[1,) batchSize?:int[1,) accumIter?:int[1,) blr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) maskRatio?:number[0,1) seed?:int[0,) precision?:enum device?:enum workers?:int[0,256] overwrite?:boolean onEvent?:function signal?:instance' } },
+  { name: 'pretrain', params: 'options?:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1, batchSize: 2 }], fields: { options: 'epochs?:int[1,) batchSize?:int[1,) accumIter?:int[1,) blr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) maskRatio?:number[0,1) seed?:int[0,) precision?:enum device?:enum workers?:int[0,256] overwrite?:boolean onEvent?:function signal?:instance distributed?:enum mpiLibrary?:string distTimeout?:number(0,1e9]' } },
   { name: 'pretrainInWorker', params: 'options:object onEvent?:function', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
   { name: 'maskNoise', params: 'seed:number epoch:number start:number B:number L:number', args: () => [0, 0, 0, 2, 4] },
-  { name: 'Communicator.open', params: 'opts?:object', args: () => [{ distributed: 'none' }], where: 'Communicator.open', fields: { opts: 'mpiLibrary?:string' } },
+  { name: 'Communicator.open', params: 'opts?:object', args: () => [{ distributed: 'none' }], where: 'Communicator.open', fields: { opts: 'distributed?:enum mpiLibrary?:string timeoutSeconds?:number(0,1e9]' } },
   { name: 'new GradReducer', params: 'comm:instance params:array opts?:object', args: () => [comm, [t([2])]], fields: { opts: 'bucketBytes?:number(0,) firstBucketBytes?:number(0,) bf16?:boolean label?:function' } },
   { name: 'launcher', params: 'env?:object', args: () => [{}] },
   { name: 'mpiStatus', params: 'mpiLibrary?:string', args: () => [] },

@@ -51,6 +51,19 @@ export function expectCommunicator(where: string, name: string, v: unknown): voi
   if (!(v instanceof Communicator)) throw new Error(`${where}: ${name} must be a Communicator, got ${describeValue(v)}; Communicator.open() or Communicator.single() makes one`);
 }
 
+/**
+ * Communicator.open's distributed and timeout options with their defaults, checked in the name of `where`, the timeout
+ * named `timeoutName`: pretrain and linprobe check theirs first, so that their messages name their own options
+ * (distTimeout, which the CLI names --dist-timeout).
+ */
+export function distributedSettings(where: string, distributed: unknown, timeoutName: string, timeoutSeconds: unknown): { mode: DistributedMode; timeout: number } {
+  const mode = distributed === undefined ? 'auto' : distributed;
+  if (mode !== 'auto' && mode !== 'mpi' && mode !== 'none') throw new Error(`${where}: distributed must be 'auto', 'mpi' or 'none', got ${describeValue(mode)}`);
+  const timeout = timeoutSeconds === undefined ? 600 : timeoutSeconds;
+  expectFinite(where, timeoutName, timeout, (t) => t > 0 && t <= 1e9, 'a positive number of seconds, at most 1e9 (about 31 years)');
+  return { mode, timeout: timeout as number };
+}
+
 /** The MPI launcher that started this process, from the variables it sets; null when none did. */
 export function launcher(env: NodeJS.ProcessEnv = process.env): Launcher | null {
   expectObject('launcher', 'env', env, false, 'e.g. process.env');
@@ -138,11 +151,7 @@ export class Communicator {
   static open(opts: DistributedOptions = {}): Communicator {
     expectObject('Communicator.open', 'opts', opts, false, "e.g. { distributed: 'mpi' }");
     expectKnownKeys('Communicator.open', 'opts', opts, optionNames<DistributedOptions>({ distributed: true, mpiLibrary: true, timeoutSeconds: true }));
-    const mode = opts.distributed ?? 'auto';
-    if (mode !== 'auto' && mode !== 'mpi' && mode !== 'none') throw new Error(`distributed must be 'auto', 'mpi' or 'none', got '${String(mode)}'`);
-    const timeout = opts.timeoutSeconds ?? 600;
-    if (!(typeof timeout === 'number' && timeout > 0 && timeout <= 1e9))
-      throw new Error(`the distributed timeout must be a positive number of seconds, at most 1e9 (about 31 years), got ${timeout}`);
+    const { mode, timeout } = distributedSettings('Communicator.open', opts.distributed, 'timeoutSeconds', opts.timeoutSeconds);
     if (opts.mpiLibrary !== undefined) expectString('Communicator.open', 'mpiLibrary', opts.mpiLibrary, 'a path (libmpi.so.40 or its folder)');
     const l = launcher();
     if (mode === 'none' || (mode === 'auto' && l === null)) {

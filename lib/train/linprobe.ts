@@ -24,7 +24,7 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
-import { Communicator, type DistributedMode } from '../distributed/comm.js';
+import { Communicator, distributedSettings, type DistributedMode } from '../distributed/comm.js';
 import { AgreedError, checkSameSettings, datasetFingerprint, modelFingerprint } from '../distributed/check.js';
 import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, lockRunFolder, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
 import { ProbeHead } from '../classify/model.js';
@@ -148,6 +148,7 @@ export async function linprobe(options: LinprobeOptions): Promise<LinprobeResult
   checkDataSource('linprobe', 'testData', options.testData);
   if (options.pool !== undefined && !FEATURE_POOLS.includes(options.pool))
     throw new Error(`linprobe: pool must be one of ${FEATURE_POOLS.join(', ')}, got '${options.pool}'`);
+  distributedSettings('linprobe', options.distributed, 'distTimeout', options.distTimeout); // (Communicator.open's, named as linprobe's)
   const comm = Communicator.open({ distributed: options.distributed, mpiLibrary: options.mpiLibrary, timeoutSeconds: options.distTimeout });
   try {
     // the models and the head the probe makes are freed however it ends

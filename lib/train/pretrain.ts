@@ -37,7 +37,7 @@ import { AdamW, cosineLr, scaledLr } from '../optim/index.js';
 import { noGrad } from '../autograd.js';
 import * as ops from '../ops/index.js';
 import { maskGenerator } from '../data/pipeline.js';
-import { Communicator, type DistributedMode } from '../distributed/comm.js';
+import { Communicator, distributedSettings, type DistributedMode } from '../distributed/comm.js';
 import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
 import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
@@ -730,6 +730,7 @@ function withDefaults(opts: PretrainOptions) {
   }
   expectPresetName('pretrain', 'preset', o.preset); // an unknown name is an error before anything is written
   checkDevice(o.device, o.precision, 'pretrain');
+  distributedSettings('pretrain', opts.distributed, 'distTimeout', opts.distTimeout); // (Communicator.open's, named as pretrain's)
   return o;
 }
 

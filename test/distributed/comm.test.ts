@@ -36,10 +36,12 @@ describe('launcher', () => {
     expect(c.allgatherJson('x')).toEqual(['x']);
     const f = Float32Array.of(1, 2);
     expect(c.allgatherConcat(f)).toBe(f);
-    expect(() => Communicator.open({ distributed: 'nccl' as never })).toThrow(/distributed must be 'auto', 'mpi' or 'none'/);
-    expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: 0 })).toThrow(/positive number of seconds/);
+    expect(() => Communicator.open({ distributed: 'nccl' as never })).toThrow(/^Communicator.open: distributed must be 'auto', 'mpi' or 'none', got the string 'nccl'$/);
+    expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: 0 })).toThrow(/^Communicator.open: timeoutSeconds must be a positive number of seconds/);
     // (one that overflows the clock would end the wait for MPI at once)
-    expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: Infinity })).toThrow(/^the distributed timeout must be a positive number of seconds, at most 1e9 \(about 31 years\), got Infinity$/);
+    expect(() => Communicator.open({ distributed: 'mpi', timeoutSeconds: Infinity })).toThrow(/^Communicator.open: timeoutSeconds must be a positive number of seconds, at most 1e9 \(about 31 years\), got the number Infinity$/);
+    // null is not the default
+    expect(() => Communicator.open({ distributed: null as never })).toThrow(/^Communicator.open: distributed must be 'auto', 'mpi' or 'none', got null$/);
   });
 
   it('says when an MPI library it was given goes unused (no launcher, or distributed none), and is silent otherwise', () => {
