@@ -262,7 +262,7 @@ export function errorLine(cmd: string, message: string, rank?: number, given?: R
   let m = message.replace(/^((embed|forward)Async|prepareShards|loadImages|setNumThreads|writeReconstructions): /, '');
   m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
   // an option of the model (its config) or of kNN that a flag of this command sets: named by the flag, without the class
-  const named = /^(?:(?:MaskedAutoencoder|VisionTransformerClassifier|classifierConfigFrom|knn): (?:config\.)?)?([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)((?:\[\d+\])? must .*)$/s.exec(m);
+  const named = /^(?:(?:MaskedAutoencoder|VisionTransformerClassifier|classifierConfigFrom|knnEvaluate): (?:config\.)?)?([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)((?:\[\d+\])? must .*)$/s.exec(m);
   if (named) {
     const flag = named[1]!.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag) && (given === undefined || given.has(flag))) m = `--${flag}${named[2]}`;

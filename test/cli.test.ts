@@ -282,8 +282,8 @@ describe('mae command', () => {
     expect(errorLine('pretrain', 'pretrain: outDir must be a string')).toBe('mae pretrain: outDir must be a string');
     expect(errorLine('embed', 'embed: accumIter must be 1')).toBe('mae embed: accumIter must be 1');
     // the model's and kNN's options that a flag of the command sets are named by the flag; kept where no flag sets them
-    expect(errorLine('eval', 'knn: k must be a positive integer, got 0')).toBe('mae eval: --k must be a positive integer, got 0');
-    expect(errorLine('pretrain', 'knn: k must be a positive integer, got 0')).toBe('mae pretrain: knn: k must be a positive integer, got 0');
+    expect(errorLine('eval', 'knnEvaluate: k must be a positive integer, got the number 0')).toBe('mae eval: --k must be a positive integer, got the number 0');
+    expect(errorLine('pretrain', 'pretrain: knn.k must be a positive integer, got the number 0')).toBe('mae pretrain: knn.k must be a positive integer, got the number 0');
     expect(errorLine('pretrain', 'MaskedAutoencoder: depth must be a positive integer, got 0')).toBe('mae pretrain: --depth must be a positive integer, got 0');
     expect(errorLine('pretrain', 'MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3')).toBe('mae pretrain: MaskedAutoencoder: embedDim 7 is not divisible by numHeads 3');
     expect(errorLine('finetune', 'VisionTransformerClassifier: config.depth must be an integer >= 1, got the number 0')).toBe('mae finetune: --depth must be an integer >= 1, got the number 0');
@@ -667,6 +667,9 @@ describe('mae eval: what is scored', () => {
     const knnCut = (flags: string[]) => mae(['eval', '--checkpoint', lp, '--knn', '--data-kind', 'synthetic', '--threads', '1', ...flags]);
     expect(knnCut(['--limit=-1'])).toEqual({ code: 2, out: '', err: 'mae eval: --limit must be a positive integer, got -1\n' });
     expect(knnCut(['--limit', '8', '--train-limit', '2.5'])).toEqual({ code: 2, out: '', err: 'mae eval: --train-limit must be a positive integer, got 2.5\n' });
+    // knnEvaluate's options are named by their flags
+    expect(knnCut(['--limit', '8', '--train-limit', '16', '--k', '0'])).toEqual({ code: 2, out: '', err: 'mae eval: --k must be a positive integer, got the number 0\n' });
+    expect(knnCut(['--limit', '8', '--train-limit', '16', '--temperature', '0'])).toEqual({ code: 2, out: '', err: 'mae eval: --temperature must be a positive finite number, got the number 0\n' });
     expect(mae([...knn, '--split', 'train'])).toEqual({
       code: 2, out: '', err: 'mae eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split\n',
     });

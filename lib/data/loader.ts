@@ -112,7 +112,7 @@ function defaultStats(channels: number): { mean: number[]; std: number[] } | nul
 }
 
 /** The most worker threads a DataLoader starts (each costs about 10 MB; far more than any machine has cores). */
-const MAX_WORKERS = 256;
+export const MAX_WORKERS = 256;
 
 /** The longest timeout, in seconds: setTimeout's limit of 2^31 - 1 ms (24.8 days; a longer delay fires at once). */
 const MAX_TIMEOUT_S = 2147483;

@@ -12,6 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLASSIFIER_FILE, type ClassifierMeta } from '../classify/checkpoint.js';
 import { readSafetensors } from '../io/safetensors.js';
+import { checkLoaderOptions } from './knn.js';
 
 export interface ClassificationMetrics {
   n: number;
@@ -146,6 +147,7 @@ export async function evaluateClassifier(
   expectDataset('evaluateClassifier', 'dataset', dataset);
   expectObject('evaluateClassifier', 'opts', opts);
   expectKnownKeys('evaluateClassifier', 'opts', opts, ['batchSize', 'workers']);
+  checkLoaderOptions('evaluateClassifier', opts);
   const c = model.config;
   checkClassCount('evaluateClassifier', 'the data', dataset.numClasses, c.numClasses);
   const wasTraining = model.training;

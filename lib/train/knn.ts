@@ -11,11 +11,13 @@
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
-import { Communicator } from '../distributed/comm.js';
+import { MAX_WORKERS } from '../data/loader.js';
+import { Communicator, expectCommunicator } from '../distributed/comm.js';
 import { MaskedAutoencoder, type Precision } from '../mae/model.js';
+import { checkPrecision } from '../mae/precision.js';
 import * as ops from '../ops/index.js';
 import { Tensor, tidy } from '../tensor.js';
-import { describeValue, expectDataset, expectInstance, expectInteger, expectKnownKeys, expectObject, optionNames } from '../check.js';
+import { describeValue, expectDataset, expectFinite, expectFunction, expectInstance, expectInteger, expectKnownKeys, expectObject, optionNames } from '../check.js';
 import { hasTestSplit, openDataset, pickSamples, subset, type DataSource } from './data.js';
 
 export interface Features {
@@ -37,6 +39,22 @@ async function stopIfAsked(signal: AbortSignal | undefined): Promise<void> {
   if (!signal) return;
   await yieldNow();
   signal.throwIfAborted();
+}
+
+/**
+ * The DataLoader options of a pass over a dataset (batchSize, workers), checked in the name of `where`, so that a bad
+ * one is not named by the DataLoader it makes.
+ */
+export function checkLoaderOptions(where: string, opts: { batchSize?: number; workers?: number }): void {
+  if (opts.batchSize !== undefined) expectInteger(where, 'batchSize', opts.batchSize, 1);
+  if (opts.workers !== undefined) expectFinite(where, 'workers', opts.workers, (w) => Number.isInteger(w) && w <= MAX_WORKERS && w >= 0, `an integer in [0, ${MAX_WORKERS}]`);
+}
+
+/** A feature pool option (default 'cls'), checked in the name of `where`. */
+function checkPool(where: string, pool: unknown): FeaturePool {
+  const p = pool === undefined ? 'cls' : pool;
+  if (!FEATURE_POOLS.includes(p as FeaturePool)) throw new Error(`${where}: pool must be one of ${FEATURE_POOLS.join(', ')}, got ${describeValue(p)}`);
+  return p as FeaturePool;
 }
 
 /** This rank's contiguous share of a dataset: samples [floor(r n / size), floor((r + 1) n / size)). */
@@ -61,6 +79,12 @@ export async function extractFeatures(
   expectDataset('extractFeatures', 'dataset', dataset);
   expectObject('extractFeatures', 'opts', opts);
   expectKnownKeys('extractFeatures', 'opts', opts, ['pool', 'batchSize', 'workers', 'precision', 'onProgress', 'comm', 'signal']);
+  const pool = checkPool('extractFeatures', opts.pool);
+  checkLoaderOptions('extractFeatures', opts);
+  checkPrecision(opts.precision, 'extractFeatures');
+  expectFunction('extractFeatures', 'onProgress', opts.onProgress, true);
+  if (opts.comm !== undefined) expectCommunicator('extractFeatures', 'comm', opts.comm);
+  if (opts.signal !== undefined) expectInstance('extractFeatures', 'signal', opts.signal, AbortSignal, 'an AbortSignal');
   const comm = opts.comm;
   if (comm && comm.size > 1) {
     if (opts.signal) throw new Error('extractFeatures: a signal cannot stop a pass shared by several ranks');
@@ -70,8 +94,6 @@ export async function extractFeatures(
     return { features, labels, n: labels.length, dim: part.dim };
   }
   const c = model.config;
-  const pool = opts.pool ?? 'cls';
-  if (!FEATURE_POOLS.includes(pool)) throw new Error(`extractFeatures: pool must be one of ${FEATURE_POOLS.join(', ')}, got ${describeValue(pool)}`);
   const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
   const n = dataset.length;
   const features = new Float32Array(n * D);
@@ -118,7 +140,8 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
   expectObject('pixelFeatures', 'opts', opts);
   expectKnownKeys('pixelFeatures', 'opts', opts, ['imageSize', 'inChans', 'batchSize', 'workers', 'signal']);
   // (0 or NaN was taken as no imageSize or inChans, the dataset's own)
-  for (const k of ['imageSize', 'inChans', 'batchSize', 'workers'] as const) if (opts[k] !== undefined) expectInteger('pixelFeatures', k, opts[k], k === 'workers' ? 0 : 1);
+  for (const k of ['imageSize', 'inChans'] as const) if (opts[k] !== undefined) expectInteger('pixelFeatures', k, opts[k], 1);
+  checkLoaderOptions('pixelFeatures', opts);
   if (opts.signal !== undefined) expectInstance('pixelFeatures', 'signal', opts.signal, AbortSignal, 'an AbortSignal');
   const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, imageSize: opts.imageSize, inChans: opts.inChans, workers: opts.workers ?? 1 });
   const n = dataset.length;
@@ -178,29 +201,36 @@ export interface KnnResult {
 }
 
 /**
- * k and the temperature, defaults filled in (20, 0.07); refuses a k that is not a positive integer and a temperature
- * that is not a positive finite number.
+ * The kNN options, checked in the name of `where`, each named `${prefix}${key}` (pretrain's are knn.k, knn.temperature):
+ * k and the temperature with their defaults filled in (20, 0.07), and the chunk (256); numClasses when given.
  */
-export function checkKnnOptions(opts: KnnOptions): { k: number; temperature: number } {
-  const k = opts.k ?? 20;
-  const T = opts.temperature ?? 0.07;
-  if (!(Number.isInteger(k) && k > 0)) throw new Error(`knn: k must be a positive integer, got ${k}`);
-  if (!(Number.isFinite(T) && T > 0)) throw new Error(`knn: temperature must be a positive finite number, got ${T}`);
-  return { k, temperature: T };
+export function checkKnnOptions(where: string, prefix: string, opts: KnnOptions): { k: number; temperature: number; chunk: number } {
+  const k = opts.k === undefined ? 20 : opts.k;
+  const temperature = opts.temperature === undefined ? 0.07 : opts.temperature;
+  const chunk = opts.chunk === undefined ? 256 : opts.chunk;
+  const positiveInteger = (x: number) => Number.isSafeInteger(x) && x > 0;
+  expectFinite(where, `${prefix}k`, k, positiveInteger, 'a positive integer');
+  expectFinite(where, `${prefix}temperature`, temperature, (x) => x > 0, 'a positive finite number');
+  expectFinite(where, `${prefix}chunk`, chunk, positiveInteger, 'a positive integer');
+  if (opts.numClasses !== undefined) expectFinite(where, `${prefix}numClasses`, opts.numClasses, positiveInteger, 'a positive integer');
+  return { k, temperature, chunk };
 }
 
-/** Refuses features whose n, dim, values and labels disagree, or labels outside [0, numClasses). */
-function checkFeatures(name: string, f: Features, numClasses: number): void {
-  if (f === null || typeof f !== 'object') throw new Error(`knn: ${name} must be features { features, labels, n, dim }, got ${String(f)}`);
-  if (!(Number.isSafeInteger(f.n) && f.n >= 0)) throw new Error(`knn: ${name}.n must be a non-negative integer, got ${f.n}`);
-  if (!(Number.isSafeInteger(f.dim) && f.dim > 0)) throw new Error(`knn: ${name}.dim must be a positive integer, got ${f.dim}`);
+/** Refuses features (`name` of `where`: bank, query) whose n, dim, values and labels disagree. */
+function checkFeatures(where: string, name: string, f: Features): void {
+  if (!(Number.isSafeInteger(f.n) && f.n >= 0)) throw new Error(`${where}: ${name}.n must be a non-negative integer, got ${describeValue(f.n)}`);
+  if (!(Number.isSafeInteger(f.dim) && f.dim > 0)) throw new Error(`${where}: ${name}.dim must be a positive integer, got ${describeValue(f.dim)}`);
   if (!(f.features instanceof Float32Array) || f.features.length !== f.n * f.dim)
-    throw new Error(`knn: ${name}.features must be a Float32Array of n x dim = ${f.n} x ${f.dim} values, got ${f.features instanceof Float32Array ? f.features.length : String(f.features)}`);
+    throw new Error(`${where}: ${name}.features must be a Float32Array of n x dim = ${f.n} x ${f.dim} values, got ${f.features instanceof Float32Array ? f.features.length : describeValue(f.features)}`);
   if (!(f.labels instanceof Int32Array) || f.labels.length !== f.n)
-    throw new Error(`knn: ${name}.labels must be an Int32Array of n = ${f.n} labels, got ${f.labels instanceof Int32Array ? f.labels.length : String(f.labels)}`);
+    throw new Error(`${where}: ${name}.labels must be an Int32Array of n = ${f.n} labels, got ${f.labels instanceof Int32Array ? f.labels.length : describeValue(f.labels)}`);
+}
+
+/** Refuses labels outside [0, numClasses) (of features `name` of `where`). */
+function checkLabels(where: string, name: string, f: Features, numClasses: number): void {
   const bad = f.labels.findIndex((y) => y < 0 || y >= numClasses);
-  if (bad >= 0 && f.labels[bad] === -1) throw new Error(`knn: ${name}.labels[${bad}] is -1: unlabelled data (no class sub-folders) cannot be scored`);
-  if (bad >= 0) throw new Error(`knn: ${name}.labels[${bad}] is ${f.labels[bad]}, outside the ${numClasses} classes [0, ${numClasses})`);
+  if (bad >= 0 && f.labels[bad] === -1) throw new Error(`${where}: ${name}.labels[${bad}] is -1: unlabelled data (no class sub-folders) cannot be scored`);
+  if (bad >= 0) throw new Error(`${where}: ${name}.labels[${bad}] is ${f.labels[bad]}, outside the ${numClasses} classes [0, ${numClasses})`);
 }
 
 /**
@@ -208,20 +238,20 @@ function checkFeatures(name: string, f: Features, numClasses: number): void {
  * are [0, numClasses); without numClasses, up to the largest label of either set.
  */
 export function knnClassify(bank: Features, query: Features, opts: KnnOptions = {}): KnnResult {
-  for (const [name, f] of [['bank', bank], ['query', query]] as const) expectObject('knnClassify', name, f, false, 'features { features, labels, n, dim }');
-  expectObject('knnClassify', 'opts', opts);
-  expectKnownKeys('knnClassify', 'opts', opts, KNN_OPTIONS);
-  const checked = checkKnnOptions(opts);
-  const T = checked.temperature;
+  const where = 'knnClassify';
+  for (const [name, f] of [['bank', bank], ['query', query]] as const) {
+    expectObject(where, name, f, false, 'features { features, labels, n, dim }');
+    checkFeatures(where, name, f);
+  }
+  expectObject(where, 'opts', opts);
+  expectKnownKeys(where, 'opts', opts, KNN_OPTIONS);
+  const { temperature: T, chunk, ...checked } = checkKnnOptions(where, '', opts);
   let C = opts.numClasses ?? 0;
-  if (opts.numClasses !== undefined && !(Number.isSafeInteger(C) && C > 0)) throw new Error(`knn: numClasses must be a positive integer, got ${opts.numClasses}`);
-  if (opts.numClasses === undefined) for (const f of [bank, query]) for (const y of f?.labels ?? []) C = Math.max(C, y + 1);
-  checkFeatures('bank', bank, C);
-  checkFeatures('query', query, C);
-  if (bank.n === 0) throw new Error('knn: the bank holds no features');
-  if (bank.dim !== query.dim) throw new Error(`knn: bank features have ${bank.dim} dims, queries ${query.dim}`);
-  const chunk = opts.chunk ?? 256;
-  if (!(Number.isSafeInteger(chunk) && chunk > 0)) throw new Error(`knn: chunk must be a positive integer, got ${chunk}`);
+  if (opts.numClasses === undefined) for (const f of [bank, query]) for (const y of f.labels) C = Math.max(C, y + 1);
+  checkLabels(where, 'bank', bank, C);
+  checkLabels(where, 'query', query, C);
+  if (bank.n === 0) throw new Error(`${where}: the bank holds no features`);
+  if (bank.dim !== query.dim) throw new Error(`${where}: bank features have ${bank.dim} dims, queries ${query.dim}`);
   const k = Math.min(checked.k, bank.n);
   const D = bank.dim;
   const bankT = Tensor.fromArray(l2Normalize(bank.features, D), [bank.n, D]).keep();
@@ -282,9 +312,12 @@ export async function knnEvaluate(
   expectDataset('knnEvaluate', 'test', test);
   expectObject('knnEvaluate', 'opts', opts);
   expectKnownKeys('knnEvaluate', 'opts', opts, [...KNN_OPTIONS, 'pool', 'batchSize', 'workers', 'comm']);
-  checkKnnOptions(opts);
+  checkKnnOptions('knnEvaluate', '', opts);
+  const pool = checkPool('knnEvaluate', opts.pool);
+  checkLoaderOptions('knnEvaluate', opts);
+  if (opts.comm !== undefined) expectCommunicator('knnEvaluate', 'comm', opts.comm);
   const comm = opts.comm ?? Communicator.single();
-  const fo = { pool: opts.pool ?? 'cls', batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
+  const fo = { pool, batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
   const bank = await extractFeatures(model, train, { ...fo, comm });
   const query = await extractFeatures(model, shareOf(test, comm), fo);
   const r = knnClassify(bank, query, { k: opts.k, temperature: opts.temperature, chunk: opts.chunk, numClasses: opts.numClasses ?? (train.numClasses || undefined) });

@@ -726,7 +726,7 @@ function withDefaults(opts: PretrainOptions) {
   if (opts.knn) {
     // checked now, not at the first kNN epoch
     if (!(Number.isSafeInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
-    checkKnnOptions(opts.knn);
+    checkKnnOptions('pretrain', 'knn.', opts.knn);
   }
   expectPresetName('pretrain', 'preset', o.preset); // an unknown name is an error before anything is written
   checkDevice(o.device, o.precision, 'pretrain');

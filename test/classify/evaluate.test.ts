@@ -144,13 +144,13 @@ describe('kNN monitor', () => {
 
   it('refuses a k that is not a positive integer and a temperature that is not a positive finite number', async () => {
     const bank = { features: Float32Array.from([1, 0, 0, 1]), labels: Int32Array.from([0, 1]), n: 2, dim: 2 };
-    for (const k of [0, -1, 1.5, NaN]) expect(() => knnClassify(bank, bank, { k })).toThrow(`knn: k must be a positive integer, got ${k}`);
+    for (const k of [0, -1, 1.5, NaN]) expect(() => knnClassify(bank, bank, { k })).toThrow(`knnClassify: k must be a positive integer, got the number ${k}`);
     for (const temperature of [0, -1, Infinity, NaN])
-      expect(() => knnClassify(bank, bank, { temperature })).toThrow(`knn: temperature must be a positive finite number, got ${temperature}`);
+      expect(() => knnClassify(bank, bank, { temperature })).toThrow(`knnClassify: temperature must be a positive finite number, got the number ${temperature}`);
     // knnEvaluate refuses them before extracting any features
     const model = new MaskedAutoencoder({ imgSize: 28, patchSize: 7, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 });
     const data = await openDataset({ kind: 'synthetic', count: 8 }, 'train');
-    await expect(knnEvaluate(model, data, data, { k: 0 })).rejects.toThrow('knn: k must be a positive integer, got 0');
+    await expect(knnEvaluate(model, data, data, { k: 0 })).rejects.toThrow('knnEvaluate: k must be a positive integer, got the number 0');
     // a misspelt option is refused, not left at its default (each names the options it takes)
     expect(() => knnClassify(bank, bank, { K: 5 } as never)).toThrow("knnClassify: opts has no option 'K' (did you mean k?); it takes k, temperature, numClasses, chunk");
     await expect(knnEvaluate(model, data, data, { temprature: 0.1 } as never)).rejects.toThrow("knnEvaluate: opts has no option 'temprature'; it takes k, temperature, numClasses, chunk, pool, batchSize, workers, comm");
@@ -168,18 +168,18 @@ describe('kNN monitor', () => {
     const query = { features: Float32Array.from([0, 1]), labels: Int32Array.from([2]), n: 1, dim: 2 };
     // the query is the class-2 sample: with 3 classes it is found; with numClasses 2 its label is refused, not a hit
     expect(knnClassify(bank, query, { k: 1, numClasses: 3 })).toMatchObject({ top1: 1, top5: 1 });
-    expect(() => knnClassify(bank, query, { k: 1, numClasses: 2 })).toThrow('knn: bank.labels[2] is 2, outside the 2 classes [0, 2)');
-    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -1]) }, query)).toThrow('knn: bank.labels[2] is -1: unlabelled data (no class sub-folders) cannot be scored');
-    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -2]) }, query)).toThrow('knn: bank.labels[2] is -2, outside the 3 classes [0, 3)');
+    expect(() => knnClassify(bank, query, { k: 1, numClasses: 2 })).toThrow('knnClassify: bank.labels[2] is 2, outside the 2 classes [0, 2)');
+    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -1]) }, query)).toThrow('knnClassify: bank.labels[2] is -1: unlabelled data (no class sub-folders) cannot be scored');
+    expect(() => knnClassify({ ...bank, labels: Int32Array.from([0, 1, -2]) }, query)).toThrow('knnClassify: bank.labels[2] is -2, outside the 3 classes [0, 3)');
     // a query class the bank lacks counts as a miss, never as a top-5 hit
     const absent = knnClassify(bank, { ...query, labels: Int32Array.from([7]) }, { k: 1 });
     expect(absent).toMatchObject({ top1: 0, top5: 0 });
-    expect(() => knnClassify(bank, { ...query, labels: Int32Array.from([7]) }, { numClasses: 3 })).toThrow('knn: query.labels[0] is 7, outside the 3 classes [0, 3)');
-    expect(() => knnClassify({ ...bank, dim: 0 }, query)).toThrow('knn: bank.dim must be a positive integer, got 0');
-    expect(() => knnClassify({ ...bank, n: 5 }, query)).toThrow('knn: bank.features must be a Float32Array of n x dim = 5 x 2 values, got 6');
-    expect(() => knnClassify(bank, query, { chunk: 0 })).toThrow('knn: chunk must be a positive integer, got 0');
-    expect(() => knnClassify(bank, query, { numClasses: 0 })).toThrow('knn: numClasses must be a positive integer, got 0');
-    expect(() => knnClassify({ ...bank, features: new Float32Array(0), labels: new Int32Array(0), n: 0 }, query)).toThrow('knn: the bank holds no features');
+    expect(() => knnClassify(bank, { ...query, labels: Int32Array.from([7]) }, { numClasses: 3 })).toThrow('knnClassify: query.labels[0] is 7, outside the 3 classes [0, 3)');
+    expect(() => knnClassify({ ...bank, dim: 0 }, query)).toThrow('knnClassify: bank.dim must be a positive integer, got the number 0');
+    expect(() => knnClassify({ ...bank, n: 5 }, query)).toThrow('knnClassify: bank.features must be a Float32Array of n x dim = 5 x 2 values, got 6');
+    expect(() => knnClassify(bank, query, { chunk: 0 })).toThrow('knnClassify: chunk must be a positive integer, got the number 0');
+    expect(() => knnClassify(bank, query, { numClasses: 0 })).toThrow('knnClassify: numClasses must be a positive integer, got the number 0');
+    expect(() => knnClassify({ ...bank, features: new Float32Array(0), labels: new Int32Array(0), n: 0 }, query)).toThrow('knnClassify: the bank holds no features');
   });
 
   it('l2Normalize refuses a row length that is not a positive divisor of the values', () => {

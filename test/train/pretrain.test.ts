@@ -600,8 +600,8 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, lr: 1e39 })).rejects.toThrow(/pretrain: lr must be positive and finite in float32 \(at most 3.4e38\), got 1e\+39/);
     // the kNN monitor's settings are checked before training, not at its first epoch
     await expect(pretrain({ ...small, knn: { every: 0.5 } })).rejects.toThrow(/pretrain: knn.every must be a non-negative integer, got 0.5/);
-    await expect(pretrain({ ...small, knn: { every: 1, k: 0 } })).rejects.toThrow(/knn: k must be a positive integer, got 0/);
-    await expect(pretrain({ ...small, knn: { every: 1, temperature: 0 } })).rejects.toThrow(/knn: temperature must be a positive finite number, got 0/);
+    await expect(pretrain({ ...small, knn: { every: 1, k: 0 } })).rejects.toThrow(/^pretrain: knn.k must be a positive integer, got the number 0$/);
+    await expect(pretrain({ ...small, knn: { every: 1, temperature: 0 } })).rejects.toThrow(/^pretrain: knn.temperature must be a positive finite number, got the number 0$/);
     await expect(pretrain({ ...small, data: { kind: 'folder', path: '/nonexistent/folder' }, outDir: tmp() })).rejects.toThrow(/nonexistent/);
   });
 
