@@ -259,7 +259,7 @@ export const COMMAND_FLAGS: Record<string, Flags> = {
 export function errorLine(cmd: string, message: string, rank?: number, given?: ReadonlySet<string>): string {
   // the command once: a library error may start with it, or with the call it made (embed, classify, prepare-data,
   // visualize)
-  let m = message.replace(/^((embed|forward)Async|prepareShards|loadImages|setNumThreads|writeReconstructions): /, '');
+  let m = message.replace(/^((embed|forward)Async|embedImages|classifyImages|prepareShards|loadImages|setNumThreads|writeReconstructions): /, '');
   m = m.startsWith(`${cmd}: `) ? m.slice(cmd.length + 2) : m;
   // an option of the model (its config) or of kNN that a flag of this command sets: named by the flag, without the class
   const named = /^(?:(?:MaskedAutoencoder|VisionTransformerClassifier|classifierConfigFrom|knnEvaluate): (?:config\.)?)?([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)?)((?:\[\d+\])? must .*)$/s.exec(m);

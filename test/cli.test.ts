@@ -298,6 +298,8 @@ describe('mae command', () => {
     // the image loader's and the thread count's options are flags of embed, classify and eval (an item of a list too)
     expect(errorLine('embed', 'loadImages: size must be a positive integer, got 0')).toBe('mae embed: --size must be a positive integer, got 0');
     expect(errorLine('classify', 'loadImages: std[0] must be a finite number > 0, got the number 0')).toBe('mae classify: --std[0] must be a finite number > 0, got the number 0');
+    expect(errorLine('embed', 'embedImages: batchSize must be an integer >= 1, got the number 0')).toBe('mae embed: --batch-size must be an integer >= 1, got the number 0');
+    expect(errorLine('classify', 'classifyImages: topk must be an integer >= 1, got the number 0')).toBe('mae classify: --topk must be an integer >= 1, got the number 0');
     expect(errorLine('eval', 'setNumThreads: threads must be an integer in [1, 1024], got 0')).toBe('mae eval: --threads must be an integer in [1, 1024], got 0');
   });
 

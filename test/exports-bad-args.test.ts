@@ -408,8 +408,19 @@ const ROWS: Row[] = [
   { name: 'MetricAccumulator#add', params: 'logits:instance labels:array', args: () => [new Float32Array(4), [0, 1]], self: () => new api.MetricAccumulator(2), where: 'MetricAccumulator.add' },
   { name: 'Mixup#apply', params: 'images:instance shape:array labels:array gen:instance', args: () => [new Float32Array(8), [2, 1, 2, 2], [0, 1], gen], self: () => new api.Mixup({ numClasses: 2 }), where: 'Mixup.apply' },
 
-  { name: 'embedImages', params: 'options:object', args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }] },
-  { name: 'classifyImages', params: 'options:object', args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }] },
+  // (the overrides' fields are checked by MaskedAutoencoder.fromPretrained and classifierConfigFrom, in their names)
+  {
+    name: 'embedImages',
+    params: 'options:object',
+    args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }],
+    fields: { options: 'checkpoint:string data:string out:string batchSize?:int[1,) size?:int[1,) mean?:numbers std?:numbers onProgress?:function pool?:enum precision?:enum overrides?:object' },
+  },
+  {
+    name: 'classifyImages',
+    params: 'options:object',
+    args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }],
+    fields: { options: 'checkpoint:string data:string batchSize?:int[1,) size?:int[1,) mean?:numbers std?:numbers onProgress?:function labels?:string topk?:int[1,) overrides?:object onResult?:function' },
+  },
 ];
 
 /**

@@ -8,7 +8,7 @@
  */
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { expectObject } from '../check.js';
+import { describeValue, expectArrayOf, expectInteger, expectObject, expectOptions, expectString, type OptionType } from '../check.js';
 import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
 import { scanImageFolder } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
@@ -58,6 +58,25 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
   onResult?: (file: string, top: { index: number; label: string; probability: number }[]) => void;
 }
 
+/** The type of each option of the image commands (the Records make the compiler list every key of their options). */
+const IMAGE_RUN_OPTIONS = {
+  checkpoint: 'string', data: 'string', batchSize: 'number', size: 'number', mean: 'number[]', std: 'number[]', onProgress: 'function',
+} as const satisfies Record<keyof ImageRunOptions, OptionType>;
+const EMBED_OPTIONS = { ...IMAGE_RUN_OPTIONS, out: 'string', pool: 'string', precision: 'string', overrides: 'object' } as const satisfies Record<keyof EmbedImagesOptions, OptionType>;
+const CLASSIFY_OPTIONS = { ...IMAGE_RUN_OPTIONS, labels: 'string', topk: 'number', overrides: 'object', onResult: 'function' } as const satisfies Record<keyof ClassifyImagesOptions, OptionType>;
+
+/**
+ * The options of `where` (embedImages, classifyImages) whose types `types` gives, and the ranges of those both take,
+ * checked before any work: a bad batch size or statistics are not found after the model is loaded.
+ */
+function checkImageRun(where: string, o: ImageRunOptions, types: Readonly<Record<string, OptionType>>): void {
+  expectOptions(where, o, types);
+  for (const k of ['checkpoint', 'data'] as const) expectString(where, k, o[k], 'a path');
+  for (const k of ['batchSize', 'size'] as const) if (o[k] !== undefined) expectInteger(where, k, o[k], 1);
+  if (o.mean !== undefined) expectArrayOf(where, 'mean', o.mean, (m) => Number.isFinite(m), 'a finite number');
+  if (o.std !== undefined) expectArrayOf(where, 'std', o.std, (v) => Number.isFinite(v) && (v as number) > 0, 'a finite number > 0');
+}
+
 /**
  * Checks, before any work, that a file can be written at `path` (`flag` names the option in the messages): not empty,
  * not a folder, device, pipe or socket, not the weights file of the checkpoint `reads` (a file, or a folder whose
@@ -104,8 +123,7 @@ async function forBatches(
   load: { size: number; channels: 1 | 3 },
   step: (images: Tensor, start: number) => Promise<void>,
 ): Promise<void> {
-  const batch = o.batchSize ?? 32;
-  if (!(Number.isInteger(batch) && batch > 0)) throw new Error(`batchSize must be a positive integer, got ${batch}`);
+  const batch = o.batchSize ?? 32; // (checked by checkImageRun)
   const decode = (start: number) => loadImages(files.slice(start, start + batch), { ...load, mean: o.mean, std: o.std });
   let next: Promise<Tensor> | null = decode(0);
   for (let start = 0; next; start += batch) {
@@ -128,9 +146,11 @@ async function forBatches(
  */
 export async function embedImages(o: EmbedImagesOptions): Promise<{ count: number; dim: number; out: string }> {
   expectObject('embedImages', 'options', o, false, 'e.g. { checkpoint, data, out }');
+  checkImageRun('embedImages', o, EMBED_OPTIONS);
+  expectString('embedImages', 'out', o.out, 'a file path');
   const pool = o.pool ?? 'cls';
-  if (pool !== 'cls' && pool !== 'mean') throw new Error(`pool must be 'cls' or 'mean', got '${String(pool)}'`);
-  checkPrecision(o.precision, 'embed');
+  if (pool !== 'cls' && pool !== 'mean') throw new Error(`embedImages: pool must be 'cls' or 'mean', got ${describeValue(pool)}`);
+  checkPrecision(o.precision, 'embedImages');
   checkOutputFile(o.out, 'out', o.checkpoint);
   const { files, labels, classes, root } = await listImages(o.data);
   const mae = await MaskedAutoencoder.fromPretrained(o.checkpoint, o.overrides).catch(async (e: Error) => {
@@ -222,8 +242,9 @@ export async function classifyImages(
   o: ClassifyImagesOptions,
 ): Promise<{ count: number; top1: number | null; topk: number | null; names: string[]; scoredBy: string | null; notScored: string | null }> {
   expectObject('classifyImages', 'options', o, false, 'e.g. { checkpoint, data }');
+  checkImageRun('classifyImages', o, CLASSIFY_OPTIONS);
+  if (o.topk !== undefined) expectInteger('classifyImages', 'topk', o.topk, 1);
   const topk = o.topk ?? 5;
-  if (!(Number.isInteger(topk) && topk > 0)) throw new Error(`topk must be a positive integer, got ${topk}`);
   const fileNames = o.labels !== undefined ? readLabels(o.labels) : null;
   const { files, labels, classes } = await listImages(o.data);
   const vit = await VisionTransformerClassifier.fromPretrained(o.checkpoint, o.overrides).catch((e: Error) => {

@@ -102,7 +102,7 @@ describe('mae classify', () => {
 describe('classifyImages', () => {
   it('refuses a topk that is not a positive integer', async () => {
     for (const topk of [0, -1, 1.5])
-      await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data, overrides: { numHeads: 4 }, topk })).rejects.toThrow(`topk must be a positive integer, got ${topk}`);
+      await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data, overrides: { numHeads: 4 }, topk })).rejects.toThrow(`classifyImages: topk must be an integer >= 1, got the number ${topk}`);
   });
 
   it('refuses a labels file with a blank name, by its line number (later names would shift to the wrong class)', async () => {
