@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { expectFinite } from './check.js';
 import { launcher, mpiStatus, ncclStatus, type Launcher } from './distributed/comm.js';
 import { native, nativeBinary, packageRoot, type NativeBinary, type NativeInfo, type NativeLibraryInfo } from './native.js';
 
@@ -63,6 +64,17 @@ export function info(): Info {
  */
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
+}
+
+/** The most threads setNumThreads takes (the addon's limit). */
+const MAX_THREADS = 1024;
+
+/**
+ * The threads option of a run (`where`: finetune, linprobe, bench), checked in its name before it reaches
+ * setNumThreads, whose own message would name setNumThreads; undefined (the default) passes.
+ */
+export function checkThreads(where: string, threads: number | undefined): void {
+  if (threads !== undefined) expectFinite(where, 'threads', threads, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_THREADS, `an integer in [1, ${MAX_THREADS}]`);
 }
 
 /** Native memory of a device ('cpu' by default, 'cuda', 'cuda:N'), in bytes. */

@@ -408,7 +408,7 @@ describe('mae command', () => {
     // --precision is checked as every command checks it: a usage error
     expect(mae(['bench', '--precision', 'fp16'])).toEqual({ code: 2, out: '', err: "mae bench: --precision must be fp32 or bf16, got 'fp16'\n" });
     const c = mae(['bench', '--preset', 'mae_vit_tiny_patch4_28', '--decoder-depth', '0', '--device', 'cpu']);
-    expect(c.err).toMatch(/decoder depth must be a positive integer \(blocks\), got 0/);
+    expect(c.err).toBe('mae bench: decoderDepths[0] must be a positive integer (a decoder depth, in blocks), got the number 0\n');
     const d = mae(['bench', '--device', 'cuda']);
     expect(d.code).toBe(1);
     expect(d.err).toMatch(/bench: device 'cuda' was asked for, but CUDA is not available/);

@@ -288,7 +288,13 @@ const ROWS: Row[] = [
   { name: 'openDataset', params: 'src:object split?:enum onWarning?:function', args: () => [{ kind: 'synthetic', count: 4 }] },
   { name: 'syntheticDataset', params: 'count:number channels:number imageSize:number seed:number', args: () => [4, 1, 8, 0] }, // size is named as the data source option that reaches it
   { name: 'writeReconstructions', params: 'model:instance dataset:instance pipeline:object path:string opts?:object', args: () => [model, dataset, pipeline, tmp('reconstructions.png')], fields: { opts: 'maskRatio?:number[0,1) seed?:int[0,) count?:int[1,64] start?:int[0,) scale?:int[1,)' } },
-  { name: 'bench', params: 'options?:object', args: () => [{ preset: 'mae_vit_tiny_patch4_28', steps: 1, warmup: 0, batchSize: 1 }] },
+  {
+    name: 'bench',
+    params: 'options?:object',
+    args: () => [{ preset: 'mae_vit_tiny_patch4_28', steps: 1, warmup: 0, batchSize: 1, device: 'cpu' }],
+    // (not maxMemoryBytes: Infinity, which the harness tries as bad, is a valid limit, its default)
+    fields: { options: 'preset?:enum decoderDepths?:numbers batchSize?:int[1,) steps?:int[1,) warmup?:int[0,) device?:enum precision?:enum threads?:int[1,1024] onEvent?:function' },
+  },
   { name: 'formatBench', params: 'result:object', args: () => [{}] }, // any object passes the parameter check
   { name: 'benchChart', params: 'result:object', args: () => [{}] }, // likewise
   { name: 'matmulPeak', params: 'device:string precision?:enum|null', args: () => ['cpu', 'fp32'] }, // undefined or null precision reads as 'fp32', as checkPrecision reads it

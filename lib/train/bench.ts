@@ -26,8 +26,8 @@
 import { readFileSync } from 'node:fs';
 import { cpus, freemem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
-import { describeValue, expectInteger, expectObject, expectString } from '../check.js';
-import { cpuModel } from '../info.js';
+import { describeValue, expectArrayOf, expectInteger, expectObject, expectOptions, expectString, type OptionType } from '../check.js';
+import { checkThreads, cpuModel } from '../info.js';
 import { MaskedAutoencoder, getPreset, maeFlops, presetNames, type MaeConfig, type Precision } from '../mae/index.js';
 import { checkPrecision, cpuBf16Note } from '../mae/precision.js';
 import { native, type NativeTensor } from '../native.js';
@@ -143,8 +143,14 @@ interface Arm {
   forwardBytesPerImage: number;
 }
 
+/** The type of each option bench takes (the Record makes the compiler list every key of BenchOptions). */
+const BENCH_OPTIONS = {
+  preset: 'string', decoderDepths: 'number[]', batchSize: 'number', steps: 'number', warmup: 'number', device: 'string', precision: 'string',
+  threads: 'number', maxMemoryBytes: 'number', onEvent: 'function',
+} as const satisfies Record<keyof BenchOptions, OptionType>;
+
 export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
-  expectObject('bench', 'options', options);
+  expectOptions('bench', options, BENCH_OPTIONS);
   const cuda = native.info().cuda;
   const device = options.device ?? (cuda.available && cuda.devices?.[0]?.usable ? 'cuda' : 'cpu');
   const precision = options.precision ?? 'fp32';
@@ -161,10 +167,8 @@ export async function bench(options: BenchOptions = {}): Promise<BenchResult> {
   if (!(Number.isSafeInteger(warmup) && warmup >= 0)) throw new Error(`bench: warmup must be a non-negative integer, got ${warmup}`);
   if (options.batchSize !== undefined && !(Number.isSafeInteger(options.batchSize) && options.batchSize >= 1))
     throw new Error(`bench: batchSize must be a positive integer, got ${options.batchSize}`);
-  if (options.threads !== undefined) {
-    if (!(Number.isInteger(options.threads) && options.threads >= 1)) throw new Error(`bench: threads must be a positive integer, got ${options.threads}`);
-    native.setNumThreads(options.threads);
-  }
+  checkThreads('bench', options.threads);
+  if (options.threads !== undefined) native.setNumThreads(options.threads);
   const limit = options.maxMemoryBytes ?? Infinity;
   if (!(limit > 0)) throw new Error(`bench: maxMemoryBytes must be positive, got ${limit}`);
   const available = () => availableBytes(device, limit);
@@ -328,11 +332,10 @@ const OURS = [31, 119, 180] as const;
 const PAPER_COLOR = [255, 127, 14] as const;
 
 function checkDepths(depths: readonly number[]): void {
-  if (!Array.isArray(depths) || depths.length === 0) throw new Error('bench: give at least one decoder depth');
-  for (const d of depths)
-    if (!(Number.isInteger(d) && d >= 1)) throw new Error(`bench: a decoder depth must be a positive integer (blocks), got ${d}`);
+  expectArrayOf('bench', 'decoderDepths', depths, (d) => Number.isSafeInteger(d) && (d as number) >= 1, 'a positive integer (a decoder depth, in blocks)');
+  if (depths.length === 0) throw new Error('bench: decoderDepths must hold at least one decoder depth');
   const dup = depths.find((d, i) => depths.indexOf(d) !== i);
-  if (dup !== undefined) throw new Error(`bench: decoder depth ${dup} is given twice`);
+  if (dup !== undefined) throw new Error(`bench: decoderDepths gives decoder depth ${dup} twice`);
 }
 
 /** The paper's Table 2 speed-up for a row, when the run has Table 2's baseline (mask-token encoder, 8 blocks). */

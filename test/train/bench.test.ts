@@ -132,16 +132,18 @@ describe('bench', () => {
 
   it('rejects a preset, depth, device or count that makes no sense, naming it', async () => {
     await expect(bench({ preset: 'vit_giant' })).rejects.toThrow(/unknown preset 'vit_giant'; available: mae_vit_base_patch16/);
-    await expect(bench({ preset, decoderDepths: [0] })).rejects.toThrow(/decoder depth must be a positive integer \(blocks\), got 0/);
-    await expect(bench({ preset, decoderDepths: [2.5] })).rejects.toThrow(/got 2\.5/);
-    await expect(bench({ preset, decoderDepths: [] })).rejects.toThrow(/at least one decoder depth/);
-    await expect(bench({ preset, decoderDepths: [8, 1, 8] })).rejects.toThrow(/decoder depth 8 is given twice/);
+    await expect(bench({ preset, decoderDepths: [0] })).rejects.toThrow(/^bench: decoderDepths\[0\] must be a positive integer \(a decoder depth, in blocks\), got the number 0$/);
+    await expect(bench({ preset, decoderDepths: [2.5] })).rejects.toThrow(/decoderDepths\[0\] must be .* got the number 2\.5$/);
+    await expect(bench({ preset, decoderDepths: [] })).rejects.toThrow(/^bench: decoderDepths must hold at least one decoder depth$/);
+    await expect(bench({ preset, decoderDepths: [8, 1, 8] })).rejects.toThrow(/^bench: decoderDepths gives decoder depth 8 twice$/);
     await expect(bench({ preset, device: 'gpu' })).rejects.toThrow(/bench: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'/);
     await expect(bench({ preset, device: 'cpu', precision: 'fp16' as never })).rejects.toThrow(/bench: precision must be 'fp32' or 'bf16', got 'fp16'/);
     await expect(bench({ preset, device: 'cpu', steps: 0 })).rejects.toThrow(/steps must be a positive integer/);
     await expect(bench({ preset, device: 'cpu', batchSize: -4 })).rejects.toThrow(/batchSize must be a positive integer, got -4/);
     await expect(bench({ preset, device: 'cpu', batchSize: 1e300 })).rejects.toThrow(/batchSize must be a positive integer, got 1e\+300/);
     await expect(bench({ preset, device: 'cpu', steps: 2 ** 60 })).rejects.toThrow(/steps must be a positive integer, got 1152921504606847000/);
-    await expect(bench({ preset, device: 'cpu', threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
+    await expect(bench({ preset, device: 'cpu', threads: 0 })).rejects.toThrow(/^bench: threads must be an integer in \[1, 1024\], got the number 0$/);
+    // a misspelt option is refused, not ignored
+    await expect(bench({ preset, device: 'cpu', step: 1 } as never)).rejects.toThrow(/^bench: options has no option 'step' \(did you mean steps\?\)/);
   });
 });
