@@ -87,6 +87,7 @@ let folderDataset: api.data.ImageFolderDataset;
 let shardDataset: api.data.ShardDataset;
 let loader: api.data.DataLoader;
 let png: Uint8Array = new Uint8Array(0);
+let runs = 0; // a new output folder for each call of a training function: one that ran leaves a run in its folder
 const tmp = (name: string) => join(dir, name);
 const t = (shape: number[]) => Tensor.zeros(shape);
 const ints = (shape: number[]) => Tensor.zeros(shape, 'int32');
@@ -327,7 +328,20 @@ const ROWS: Row[] = [
   { name: 'loadClassifier', params: 'pathOrDir:string', args: () => [tmp('classifier.safetensors')] },
   { name: 'classifierFromPretrain', params: 'pathOrDir:string opts?:object', args: () => [tmp('checkpoint.safetensors'), { numClasses: 2 }] },
   { name: 'linprobe', params: 'options:object', args: () => [{ rawPixels: true, data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
-  { name: 'finetune', params: 'options:object', args: () => [{ data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  {
+    name: 'finetune',
+    params: 'options:object',
+    args: () => [{ fromScratch: true, config, data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1, batchSize: 2, outDir: tmp(`finetune-${runs++}`) }],
+    // (config's fields are classifierConfigFrom's to check, data's and testData's openDataset's)
+    fields: {
+      options:
+        'checkpoint?:string fromScratch?:boolean preset?:enum config?:object data?:object limit?:int[1,) testData?:object outDir?:string overwrite?:boolean ' +
+        'epochs?:int[1,) batchSize?:int[1,) accumIter?:int[1,) blr?:number(0,) lr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) ' +
+        'layerDecay?:number(0,1] dropPath?:number[0,1) smoothing?:number[0,1) mixup?:number[0,) cutmix?:number[0,) mixupProb?:number[0,1] mixupSwitchProb?:number[0,1] ' +
+        'reprob?:number[0,1] cropScale?:numbers flipProb?:number[0,1] seed?:int[0,) threads?:int[1,1024] workers?:int[0,256] evalEvery?:int[0,) logEvery?:int[1,) ' +
+        'precision?:enum signal?:instance onEvent?:function',
+    },
+  },
   { name: 'evaluateClassifier', params: 'model:instance dataset:instance opts?:object', args: () => [classifier, dataset], fields: { opts: 'batchSize?:int[1,) workers?:int[0,256]' } },
   { name: 'new MetricAccumulator', params: 'numClasses:number', args: () => [2] },
   { name: 'topkAccuracy', params: 'logits:instance labels:array numClasses:number', args: () => [new Float32Array(4), [0, 1], 2] },

@@ -121,8 +121,8 @@ const MAX_TIMEOUT_S = 2147483;
 const SLOW_BATCH_S = 60;
 
 
-/** [min, max] of finite numbers with 0 < min <= max (and max <= maxLimit). */
-function range(where: string, name: string, v: unknown, maxLimit: number): [number, number] {
+/** [min, max] of finite numbers with 0 < min <= max (and max <= maxLimit), checked in the name of `where`. */
+export function range(where: string, name: string, v: unknown, maxLimit: number): [number, number] {
   const ok = Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] > 0 && v[0] <= v[1] && v[1] <= maxLimit;
   if (!ok) throw new Error(`${where}: ${name} must be [min, max] with 0 < min <= max${maxLimit < Infinity ? ` <= ${maxLimit}` : ''}, finite numbers, got ${describeItems(v)}`);
   return [v[0], v[1]];

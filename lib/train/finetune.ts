@@ -8,13 +8,15 @@
  *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
  *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
  */
-import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
+import { expectInteger, expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { CLASSIFIER_FILE, checkRunFolder, classifierFromPretrain, lockRunFolder, removeRun, removeStaleWrites, saveClassifier } from '../classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../classify/model.js';
 import { DataLoader } from '../data/index.js';
+import { range } from '../data/loader.js';
+import { checkThreads } from '../info.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { checkPrecision, type Precision } from '../mae/precision.js';
 import { expectPresetName, getPreset, type MaeConfig } from '../mae/presets.js';
@@ -28,6 +30,7 @@ import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { checkChannels, checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { checkClassCount, evaluateClassifier, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
+import { checkLoaderOptions } from './knn.js';
 import { Mixup, randomErasing } from './mixup.js';
 
 export interface FinetuneOptions {
@@ -177,6 +180,13 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   if (!(layerDecay > 0 && layerDecay <= 1)) throw new Error(`finetune: layerDecay must be in (0, 1], got ${layerDecay}`);
   for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)
     if (v !== undefined && !(isFloat32Finite(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive finite number (in float32: at most 3.4e38), got ${v}`);
+  // checked here, in finetune's name, not by what they reach after the data is loaded (DataLoader, setNumThreads)
+  if (options.limit !== undefined) expectInteger('finetune', 'limit', options.limit, 1);
+  if (options.cropScale !== undefined) range('finetune', 'cropScale', options.cropScale, 1);
+  checkLoaderOptions('finetune', { workers: options.workers });
+  checkThreads('finetune', options.threads);
+  if (options.preset !== undefined) expectPresetName('finetune', 'preset', options.preset);
+  const precision = checkPrecision(options.precision, 'finetune');
   for (const [k, v] of [['preset', options.preset], ['config', options.config]] as const)
     if (options.checkpoint && v !== undefined)
       throw new Error(`finetune: the model comes from the checkpoint ${options.checkpoint}, so ${k} ${JSON.stringify(v)} would not be used; preset and config apply only with fromScratch and no checkpoint`);
@@ -184,7 +194,6 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   checkRunFolder('finetune', outDir, options.overwrite, options.checkpoint);
   if (options.threads !== undefined) native.setNumThreads(options.threads);
   if (!options.checkpoint && !fromScratch) throw new Error('finetune: pass a pre-training checkpoint, or fromScratch for the baseline');
-  const precision = checkPrecision(options.precision, 'finetune');
 
   // the data first (default: the checkpoint's, without its limit), so that the head gets its number of classes
   const saved = !options.data && options.checkpoint ? (await loadCheckpoint(options.checkpoint)).meta.options.data : undefined;
@@ -201,9 +210,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   if (options.checkpoint) {
     ({ model, loaded, ignored, missing } = await classifierFromPretrain(options.checkpoint, { ...clsOpts, fromScratch }));
   } else {
-    const preset = options.preset ?? 'mae_vit_tiny_patch4_28';
-    expectPresetName('finetune', 'preset', preset);
-    const mc = { ...getPreset(preset), ...options.config };
+    const mc = { ...getPreset(options.preset ?? 'mae_vit_tiny_patch4_28'), ...options.config };
     const { seed: s, ...rest } = clsOpts;
     model = new VisionTransformerClassifier(classifierConfigFrom(mc, rest), { seed: s });
     missing = [...model.stateDict().keys()];
