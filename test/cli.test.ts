@@ -256,6 +256,10 @@ describe('mae command', () => {
     expect(r.code).toBe(2);
     expect(r.err).toBe('mae pretrain: --mask-ratio must be in [0, 1), got 1.5\n');
     expect(mae(['linprobe', '--raw-pixels', '--epochs', '0', '--out', out]).err).toBe('mae linprobe: --epochs must be a positive integer, got 0\n');
+    // options that reach the DataLoader, or an item of a list: checked and named by the command (they were the DataLoader's)
+    expect(mae(['linprobe', '--raw-pixels', '--workers', '300', '--out', out])).toEqual({ code: 2, out: '', err: 'mae linprobe: --workers must be an integer in [0, 256], got the number 300\n' });
+    expect(mae(['finetune', '--from-scratch', '--workers', '300', '--out', out])).toEqual({ code: 2, out: '', err: 'mae finetune: --workers must be an integer in [0, 256], got the number 300\n' });
+    expect(mae(['linprobe', '--raw-pixels', '--blr-sweep', '0.1,0', '--out', out]).err).toBe('mae linprobe: --blr-sweep[1] must be a positive base lr, finite in float32 (at most 3.4e38), got the number 0\n');
     // the classifier's config, checked by the library: named by its flag, a usage error
     expect(mae(['finetune', '--from-scratch', '--data-kind', 'synthetic', '--depth', '0', '--out', join(out, 'ft')])).toEqual({ code: 2, out: '', err: 'mae finetune: --depth must be an integer >= 1, got the number 0\n' });
     // a count beyond 2^53 is refused before training, not after it, by the first checkpoint (whose metadata holds no such count)

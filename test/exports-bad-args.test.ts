@@ -327,7 +327,19 @@ const ROWS: Row[] = [
   { name: 'saveClassifier', params: 'path:string model:instance extra?:object', args: () => [tmp('saved-classifier.safetensors'), classifier] },
   { name: 'loadClassifier', params: 'pathOrDir:string', args: () => [tmp('classifier.safetensors')] },
   { name: 'classifierFromPretrain', params: 'pathOrDir:string opts?:object', args: () => [tmp('checkpoint.safetensors'), { numClasses: 2 }] },
-  { name: 'linprobe', params: 'options:object', args: () => [{ rawPixels: true, data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1 }] },
+  {
+    name: 'linprobe',
+    params: 'options:object',
+    args: () => [{ rawPixels: true, data: { kind: 'synthetic', count: 4, imageSize: 8 }, epochs: 1, batchSize: 2, outDir: tmp(`linprobe-${runs++}`) }],
+    // (the data sources' fields are openDataset's to check)
+    fields: {
+      options:
+        'checkpoint?:string rawPixels?:boolean pool?:enum data?:object limit?:int[1,) testData?:object outDir?:string overwrite?:boolean epochs?:int[1,) ' +
+        'batchSize?:int[1,) blr?:number(0,) blrSweep?:numbers valSize?:int[1,) lr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) ' +
+        'seed?:int[0,) threads?:int[1,1024] workers?:int[0,256] evalEvery?:int[0,) precision?:enum signal?:instance onEvent?:function distributed?:enum ' +
+        'mpiLibrary?:string distTimeout?:number(0,1e9]',
+    },
+  },
   {
     name: 'finetune',
     params: 'options:object',

@@ -19,7 +19,7 @@
  * epoch and before the results are written: a rank that fails or is stopped ends or stops them all, and then rank 0
  * writes no results.
  */
-import { expectOptions, isFloat32Finite, type OptionType } from '../check.js';
+import { expectArrayOf, expectInteger, expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -31,6 +31,7 @@ import { ProbeHead } from '../classify/model.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type RawTensor } from '../io/safetensors.js';
 import { MaskedAutoencoder, checkPrecision, type Precision } from '../mae/model.js';
+import { checkThreads } from '../info.js';
 import { native } from '../native.js';
 import { cosineLr, scaledLr } from '../optim/schedule.js';
 import { LARS } from '../optim/lars.js';
@@ -40,7 +41,7 @@ import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
 import { checkChannels, checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, checkClassCount, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
-import { FEATURE_POOLS, extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
+import { FEATURE_POOLS, checkLoaderOptions, extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
 export interface LinprobeOptions {
   /** a pre-training checkpoint (file or run folder); required unless rawPixels */
@@ -181,7 +182,12 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     if (!(isFloat32Finite(v) && v >= 0)) throw new Error(`linprobe: ${k} must be a finite number >= 0 (in float32: at most 3.4e38), got ${v}`);
   for (const [k, v] of [['blr', options.blr], ['lr', options.lr]] as const)
     if (v !== undefined && !(isFloat32Finite(v) && v > 0)) throw new Error(`linprobe: ${k} must be a positive finite number (in float32: at most 3.4e38), got ${v}`);
-  if (options.blrSweep?.some((b) => !(isFloat32Finite(b) && b > 0))) throw new Error(`linprobe: every base lr of the sweep must be positive and finite in float32, got ${options.blrSweep.join(', ')}`);
+  if (options.blrSweep !== undefined) expectArrayOf('linprobe', 'blrSweep', options.blrSweep, (b) => isFloat32Finite(b as number) && (b as number) > 0, 'a positive base lr, finite in float32 (at most 3.4e38)');
+  // checked here, in linprobe's name, not by what they reach after the checkpoint is loaded (pixelFeatures, extractFeatures, setNumThreads)
+  for (const k of ['limit', 'valSize'] as const) if (options[k] !== undefined) expectInteger('linprobe', k, options[k], 1);
+  checkLoaderOptions('linprobe', { workers: options.workers });
+  checkThreads('linprobe', options.threads);
+  const precision = checkPrecision(options.precision, 'linprobe');
   const outDir = options.outDir ?? (options.rawPixels ? 'runs/linprobe-pixels' : 'runs/linprobe');
   if (writer) checkRunFolder('linprobe', outDir, options.overwrite, options.checkpoint);
   if (options.threads !== undefined) native.setNumThreads(options.threads);
@@ -194,7 +200,6 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   if (options.rawPixels && options.pool !== undefined) throw new Error('linprobe: pool (--pool) only applies to encoder features, not with rawPixels (--raw-pixels)');
   if (options.rawPixels && options.precision !== undefined)
     throw new Error("linprobe: precision (--precision) only applies to the encoder's feature pass, not with rawPixels (--raw-pixels)");
-  const precision = checkPrecision(options.precision, 'linprobe');
   const pool = options.rawPixels ? 'pixels' : (options.pool ?? 'cls');
 
   let mae: MaskedAutoencoder | null = null;

@@ -73,7 +73,7 @@ describe('linear probing end to end (synthetic data)', () => {
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-diverge2'), epochs: 2, batchSize: 64, lr: 1e38, warmupEpochs: 0 })).rejects.toThrow(/loss became .* lower the lr/);
     expect(liveTensors()).toBe(before);
 
-    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow(/every base lr of the sweep must be positive/);
+    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow('linprobe: blrSweep[1] must be a positive base lr, finite in float32 (at most 3.4e38), got the number -1');
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow(/held-out part .* got 500 of 512 samples/);
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), valSize: 100 })).rejects.toThrow(/valSize \(--val-size\) only applies with a base-lr sweep/);
   });
@@ -100,8 +100,8 @@ describe('linear probing end to end (synthetic data)', () => {
       [{ blr: 0 }, 'blr must be a positive finite number (in float32: at most 3.4e38), got 0'],
       [{ lr: -1 }, 'lr must be a positive finite number (in float32: at most 3.4e38), got -1'],
       [{ lr: Infinity }, 'lr must be a positive finite number (in float32: at most 3.4e38), got Infinity'],
-      [{ blrSweep: [0.1, NaN] }, 'every base lr of the sweep must be positive and finite in float32, got 0.1, NaN'],
-      [{ blrSweep: [0.1, 1e39] }, 'every base lr of the sweep must be positive and finite in float32, got 0.1, 1e+39'],
+      [{ blrSweep: [0.1, NaN] }, 'blrSweep[1] must be a positive base lr, finite in float32 (at most 3.4e38), got the number NaN'],
+      [{ blrSweep: [0.1, 1e39] }, 'blrSweep[1] must be a positive base lr, finite in float32 (at most 3.4e38), got the number 1e+39'],
       // options that would not be used
       [{ blrSweep: [0.1, 1], blr: 0.5 }, 'blr and lr (--blr, --lr) do not apply with a base-lr sweep (blrSweep, --blr-sweep), which chooses the base lr'],
       [{ blrSweep: [0.1], lr: 0.01 }, 'blr and lr (--blr, --lr) do not apply with a base-lr sweep'],
