@@ -27,7 +27,7 @@ import { setImmediate as yieldNow } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
-import { expectFinite, expectFunction, expectInteger, expectObject, expectOptions, isFloat32Finite, type OptionType } from '../check.js';
+import { expectFinite, expectFunction, expectInteger, expectKnownKeys, expectObject, expectOptions, isFloat32Finite, optionNames, type OptionType } from '../check.js';
 import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
@@ -39,6 +39,7 @@ import * as ops from '../ops/index.js';
 import { maskGenerator } from '../data/pipeline.js';
 import { Communicator, distributedSettings, type DistributedMode } from '../distributed/comm.js';
 import { AgreedError, checkSameSettings, datasetFingerprint } from '../distributed/check.js';
+import { checkThreads } from '../info.js';
 import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
@@ -717,7 +718,7 @@ function withDefaults(opts: PretrainOptions) {
   need('maxSteps', o.maxSteps, o.maxSteps === undefined || (Number.isSafeInteger(o.maxSteps) && o.maxSteps > 0), 'a positive integer');
   // the optimizer runs in float32
   need('blr', o.blr, o.blr > 0 && isFloat32Finite(o.blr), 'positive and finite in float32 (at most 3.4e38)');
-  need('bucketMb', o.bucketMb, o.bucketMb > 0, 'positive');
+  need('bucketMb', o.bucketMb, o.bucketMb > 0 && Number.isFinite(o.bucketMb), 'positive and finite'); // (a checkpoint holds no Infinity)
   need('lr', o.lr, o.lr === undefined || (o.lr > 0 && isFloat32Finite(o.lr)), 'positive and finite in float32 (at most 3.4e38)');
   need('warmupEpochs', o.warmupEpochs, o.warmupEpochs >= 0 && Number.isFinite(o.warmupEpochs), 'a finite number >= 0');
   for (const k of ['minLr', 'weightDecay'] as const) need(k, o[k], o[k] >= 0 && isFloat32Finite(o[k]), 'a non-negative number, finite in float32 (at most 3.4e38)');
@@ -725,9 +726,12 @@ function withDefaults(opts: PretrainOptions) {
   need('seed', o.seed, Number.isSafeInteger(o.seed) && o.seed >= 0, 'a non-negative integer');
   if (opts.knn) {
     // checked now, not at the first kNN epoch
+    expectKnownKeys('pretrain', 'knn', opts.knn, optionNames<KnnMonitorOptions>({ every: true, data: true, trainLimit: true, testLimit: true, k: true, temperature: true }));
     if (!(Number.isSafeInteger(opts.knn.every) && opts.knn.every >= 0)) throw new Error(`pretrain: knn.every must be a non-negative integer, got ${opts.knn.every}`);
+    for (const k of ['trainLimit', 'testLimit'] as const) if (opts.knn[k] !== undefined) expectInteger('pretrain', `knn.${k}`, opts.knn[k], 1);
     checkKnnOptions('pretrain', 'knn.', opts.knn);
   }
+  checkThreads('pretrain', opts.threads); // (setNumThreads would name itself)
   expectPresetName('pretrain', 'preset', o.preset); // an unknown name is an error before anything is written
   checkDevice(o.device, o.precision, 'pretrain');
   distributedSettings('pretrain', opts.distributed, 'distTimeout', opts.distTimeout); // (Communicator.open's, named as pretrain's)

@@ -600,6 +600,9 @@ describe('pretrain', () => {
     await expect(pretrain({ ...small, lr: 1e39 })).rejects.toThrow(/pretrain: lr must be positive and finite in float32 \(at most 3.4e38\), got 1e\+39/);
     // the kNN monitor's settings are checked before training, not at its first epoch
     await expect(pretrain({ ...small, knn: { every: 0.5 } })).rejects.toThrow(/pretrain: knn.every must be a non-negative integer, got 0.5/);
+    await expect(pretrain({ ...small, knn: { every: 1, train_limit: 8 } as never })).rejects.toThrow(/^pretrain: knn has no option 'train_limit' \(did you mean trainLimit\?\)/);
+    await expect(pretrain({ ...small, knn: { every: 1, testLimit: 0 } })).rejects.toThrow(/^pretrain: knn.testLimit must be an integer >= 1, got the number 0$/);
+    await expect(pretrain({ ...small, bucketMb: Infinity })).rejects.toThrow(/^pretrain: bucketMb must be positive and finite, got Infinity$/);
     await expect(pretrain({ ...small, knn: { every: 1, k: 0 } })).rejects.toThrow(/^pretrain: knn.k must be a positive integer, got the number 0$/);
     await expect(pretrain({ ...small, knn: { every: 1, temperature: 0 } })).rejects.toThrow(/^pretrain: knn.temperature must be a positive finite number, got the number 0$/);
     await expect(pretrain({ ...small, data: { kind: 'folder', path: '/nonexistent/folder' }, outDir: tmp() })).rejects.toThrow(/nonexistent/);
