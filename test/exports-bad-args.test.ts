@@ -13,14 +13,16 @@
 // the field (or quote the unknown key). Unknown keys are not tried on the objects in `ignoresUnknownKeys`, which take
 // them by design: classifierConfigFrom's config (a MaskedAutoencoder's, whose decoder keys it does not read) and
 // knnClassify's bank and query (features records, every field required, so a misspelt one is refused as missing).
-// Not tried field by field: bench's maxMemoryBytes (its default, Infinity, is valid: the harness would try it as bad);
-// objects whose fields another export checks in its own name: the data sources of the training functions and of
-// openDataset (openDataset's), finetune's config and the overrides of VisionTransformerClassifier.fromPretrained,
-// embedImages and classifyImages (classifierConfigFrom's, MaskedAutoencoder.fromPretrained's), classifierFromPretrain's
-// opts (classifierConfigFrom's), pretrainInWorker's options (pretrain's); options not yet checked field by field:
-// deviceStepCheck's opts, maeFlops' config (checkConfig's, which takes unknown keys); and the object parameters that
-// are data, not options: tensors, metadata and extra (free-form, saved as given), states, specs, indexes, samples,
-// pipeline configs, settings, env, results and images.
+// Not tried field by field: pretrain's resume (true, false or a run folder: the harness has no kind for it), bench's
+// maxMemoryBytes (its default, Infinity, is valid; the harness would try it as bad); objects whose fields another
+// export checks in its own name: the data sources of openDataset and the training functions (a training function
+// checks their keys, openDataset their values), the model configs of pretrain and finetune, the overrides of
+// VisionTransformerClassifier.fromPretrained, embedImages and classifyImages (the model's, classifierConfigFrom's,
+// MaskedAutoencoder.fromPretrained's), classifierFromPretrain's opts (classifierConfigFrom's), pretrainInWorker's
+// options (pretrain's); options not yet checked field by field: deviceStepCheck's opts, maeFlops' config
+// (checkConfig's, which takes unknown keys); and object parameters that are data, not options: tensors, metadata and
+// extra (free-form, saved as given), states, specs, indexes, ShardDataset's names, samples, pipeline configs, settings,
+// env, results, images.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
