@@ -47,7 +47,7 @@ async function stopIfAsked(signal: AbortSignal | undefined): Promise<void> {
  */
 export function checkLoaderOptions(where: string, opts: { batchSize?: number; workers?: number }): void {
   if (opts.batchSize !== undefined) expectInteger(where, 'batchSize', opts.batchSize, 1);
-  if (opts.workers !== undefined) expectFinite(where, 'workers', opts.workers, (w) => Number.isInteger(w) && w <= MAX_WORKERS && w >= 0, `an integer in [0, ${MAX_WORKERS}]`);
+  if (opts.workers !== undefined) expectFinite(where, 'workers', opts.workers, (w) => Number.isInteger(w) && w >= 0 && w <= MAX_WORKERS, `an integer in [0, ${MAX_WORKERS}]`);
 }
 
 /** A feature pool option (default 'cls'), checked in the name of `where`. */
@@ -245,14 +245,14 @@ export function knnClassify(bank: Features, query: Features, opts: KnnOptions = 
   }
   expectObject(where, 'opts', opts);
   expectKnownKeys(where, 'opts', opts, KNN_OPTIONS);
-  const { temperature: T, chunk, ...checked } = checkKnnOptions(where, '', opts);
+  const { k: asked, temperature: T, chunk } = checkKnnOptions(where, '', opts);
   let C = opts.numClasses ?? 0;
   if (opts.numClasses === undefined) for (const f of [bank, query]) for (const y of f.labels) C = Math.max(C, y + 1);
   checkLabels(where, 'bank', bank, C);
   checkLabels(where, 'query', query, C);
   if (bank.n === 0) throw new Error(`${where}: the bank holds no features`);
   if (bank.dim !== query.dim) throw new Error(`${where}: bank features have ${bank.dim} dims, queries ${query.dim}`);
-  const k = Math.min(checked.k, bank.n);
+  const k = Math.min(asked, bank.n);
   const D = bank.dim;
   const bankT = Tensor.fromArray(l2Normalize(bank.features, D), [bank.n, D]).keep();
   const q = l2Normalize(query.features, D);

@@ -66,7 +66,7 @@ describe('feature passes stop on their signal', () => {
       [{ imageSize: NaN }, 'pixelFeatures: imageSize must be an integer >= 1, got the number NaN'],
       [{ inChans: 0 }, 'pixelFeatures: inChans must be an integer >= 1, got the number 0'],
       [{ batchSize: '8' }, "pixelFeatures: batchSize must be an integer >= 1, got the string '8'"],
-      [{ workers: -1 }, 'pixelFeatures: workers must be an integer >= 0, got the number -1'],
+      [{ workers: -1 }, 'pixelFeatures: workers must be an integer in [0, 256], got the number -1'],
       [{ signal: {} }, 'pixelFeatures: signal must be an AbortSignal, got'],
     ] as const)
       await expect(pixelFeatures(ds, opts as never), message).rejects.toThrow(message);
