@@ -66,11 +66,11 @@ export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
 
-/** The most threads setNumThreads takes (the addon's limit). */
+/** The most threads setNumThreads takes (the addon's limit, kMaxThreads in bindings/addon.cpp). */
 const MAX_THREADS = 1024;
 
 /**
- * The threads option of a run (`where`: finetune, linprobe, bench), checked in its name before it reaches
+ * The threads option of a run (`where`: pretrain, finetune, linprobe, bench), checked in its name before it reaches
  * setNumThreads, whose own message would name setNumThreads; undefined (the default) passes.
  */
 export function checkThreads(where: string, threads: number | undefined): void {
