@@ -75,7 +75,7 @@ export async function saveCheckpoint(
     throw new Error(`${where}: optimizer must be an optimizer (an AdamW: an object with stateDict()) or null, got ${describeValue(optimizer)}`);
   expectObject(where, 'meta', meta, false, 'e.g. { position: { epoch, iter, step }, options: {} }');
   // (a key of its own would be written as given, and a format, config, optimizer or createdAt would replace the real one)
-  expectKnownKeys(where, 'meta', meta, optionNames<typeof meta>({ position: true, options: true, epochLoss: true, logWindow: true }));
+  expectKnownKeys(where, 'meta', meta, optionNames<typeof meta>({ position: true, options: true, data: true, epochLoss: true, logWindow: true }));
   // each tensor is copied out of native memory only when its turn to be written comes (one at a time, not the
   // weights and both AdamW moments at once: 3x the model's size); so the weights (and with them the optimizer's
   // moments) must not change until the save resolves: a change (Tensor.version) fails the save, target unchanged
