@@ -153,7 +153,7 @@ describe('kNN monitor', () => {
     await expect(knnEvaluate(model, data, data, { k: 0 })).rejects.toThrow('knnEvaluate: k must be a positive integer, got the number 0');
     // a misspelt option is refused, not left at its default (each names the options it takes)
     expect(() => knnClassify(bank, bank, { K: 5 } as never)).toThrow("knnClassify: opts has no option 'K' (did you mean k?); it takes k, temperature, numClasses, chunk");
-    await expect(knnEvaluate(model, data, data, { temprature: 0.1 } as never)).rejects.toThrow("knnEvaluate: opts has no option 'temprature'; it takes k, temperature, numClasses, chunk, pool, batchSize, workers, comm");
+    await expect(knnEvaluate(model, data, data, { temprature: 0.1 } as never)).rejects.toThrow("knnEvaluate: opts has no option 'temprature' (did you mean temperature?); it takes k, temperature, numClasses, chunk, pool, batchSize, workers, comm");
     await expect(extractFeatures(model, data, { batch_size: 4 } as never)).rejects.toThrow("extractFeatures: opts has no option 'batch_size' (did you mean batchSize?)");
     const classifier = new VisionTransformerClassifier(classifierConfigFrom(model.config, { numClasses: 10 }));
     await expect(evaluateClassifier(classifier, data, { worker: 2 } as never)).rejects.toThrow("evaluateClassifier: opts has no option 'worker' (did you mean workers?)");
