@@ -43,7 +43,7 @@ export interface FinetuneOptions {
   config?: Partial<MaeConfig>;
   /** training data (default: the checkpoint's data without its limit, else Fashion-MNIST) */
   data?: DataSource;
-  /** at most this many training images of the default data (a `data` given carries its own limit) */
+  /** at most this many training images of the default data (not with `data`, which carries its own limit) */
   limit?: number;
   /**
    * evaluation data (default: the test split of `data`); required for data with no test split of its own (image
@@ -182,6 +182,7 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
     if (v !== undefined && !(isFloat32Finite(v) && v > 0)) throw new Error(`finetune: ${k} must be a positive finite number (in float32: at most 3.4e38), got ${v}`);
   // checked here, in finetune's name, not by what they reach after the data is loaded (DataLoader, setNumThreads)
   if (options.limit !== undefined) expectInteger('finetune', 'limit', options.limit, 1);
+  if (options.limit !== undefined && options.data !== undefined) throw new Error('finetune: limit is for the default data (the checkpoint\'s, else Fashion-MNIST): give data.limit with data');
   if (options.cropScale !== undefined) range('finetune', 'cropScale', options.cropScale, 1);
   checkLoaderOptions('finetune', { workers: options.workers });
   checkThreads('finetune', options.threads);

@@ -53,7 +53,7 @@ export interface LinprobeOptions {
   pool?: FeaturePool;
   /** training data (default: the checkpoint's data without its limit, else Fashion-MNIST) */
   data?: DataSource;
-  /** at most this many training images of the default data (a `data` given carries its own limit) */
+  /** at most this many training images of the default data (not with `data`, which carries its own limit) */
   limit?: number;
   /**
    * evaluation data (default: the test split of `data`); required for data with no test split of its own (image
@@ -185,6 +185,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   if (options.blrSweep !== undefined) expectArrayOf('linprobe', 'blrSweep', options.blrSweep, (b) => isFloat32Finite(b as number) && (b as number) > 0, 'a positive base lr, finite in float32 (at most 3.4e38)');
   // checked here, in linprobe's name, not by what they reach after the checkpoint is loaded (pixelFeatures, extractFeatures, setNumThreads)
   for (const k of ['limit', 'valSize'] as const) if (options[k] !== undefined) expectInteger('linprobe', k, options[k], 1);
+  if (options.limit !== undefined && options.data !== undefined) throw new Error('linprobe: limit is for the default data (the checkpoint\'s, else Fashion-MNIST): give data.limit with data');
   checkLoaderOptions('linprobe', { workers: options.workers });
   checkThreads('linprobe', options.threads);
   const precision = checkPrecision(options.precision, 'linprobe');

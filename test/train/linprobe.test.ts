@@ -111,6 +111,8 @@ describe('linear probing end to end (synthetic data)', () => {
       [{ blrSweep: '0.1' as unknown as number[] }, "blrSweep must be an array of numbers, got the string '0.1'"],
       [{ pool: 'max' as 'cls' }, "pool must be one of cls, avg, cls+avg, got 'max'"],
       [{ epoch: 2 } as Partial<LinprobeOptions>, "options has no option 'epoch' (did you mean epochs?)"],
+      // limit cuts the default data only: with data it was ignored
+      [{ limit: 10 }, "limit is for the default data (the checkpoint's, else Fashion-MNIST): give data.limit with data"],
       [{ signal: {} as AbortSignal }, 'signal must be an AbortSignal, got an object'],
     ];
     for (const [bad, message] of cases) {
