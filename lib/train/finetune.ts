@@ -8,7 +8,7 @@
  *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
  *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
  */
-import { expectInteger, expectOptions, isFloat32Finite, type OptionType } from '../check.js';
+import { expectInteger, expectKnownKeys, expectOptions, isFloat32Finite, type OptionType } from '../check.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldNow } from 'node:timers/promises';
@@ -191,6 +191,8 @@ async function run(options: FinetuneOptions, keep: Keep): Promise<FinetuneResult
   for (const [k, v] of [['preset', options.preset], ['config', options.config]] as const)
     if (options.checkpoint && v !== undefined)
       throw new Error(`finetune: the model comes from the checkpoint ${options.checkpoint}, so ${k} ${JSON.stringify(v)} would not be used; preset and config apply only with fromScratch and no checkpoint`);
+  // (a misspelt model option was ignored: the preset's value trained)
+  if (options.config !== undefined) expectKnownKeys('finetune', 'config', options.config, Object.keys(getPreset('mae_vit_tiny_patch4_28')));
   const outDir = options.outDir ?? (fromScratch ? 'runs/scratch' : 'runs/finetune');
   checkRunFolder('finetune', outDir, options.overwrite, options.checkpoint);
   if (options.threads !== undefined) native.setNumThreads(options.threads);

@@ -106,6 +106,8 @@ describe('fine-tuning end to end (synthetic data)', () => {
       [{ epochs: 1e300 }, 'epochs must be a positive integer, got 1e+300'],
       // unknown and mistyped options (JavaScript callers): named, not ignored or used as something else
       [{ epoch: 2 } as Partial<FinetuneOptions>, "options has no option 'epoch' (did you mean epochs?)"],
+      // a misspelt model option was ignored, the preset's value trained
+      [{ config: { ...tiny, depht: 3 } as FinetuneOptions['config'] }, "config has no option 'depht' (did you mean depth?)"],
       // limit cuts the default data only: with data it was ignored
       [{ limit: 10 }, "limit is for the default data (the checkpoint's, else Fashion-MNIST): give data.limit with data"],
       [{ lr_decay: 0.65 } as Partial<FinetuneOptions>, "options has no option 'lr_decay'"],
