@@ -713,7 +713,8 @@ function progressPrinter(): (e: TrainEvent) => void {
 /**
  * Runs `job` with SIGINT and SIGTERM (and SIGUSR1: mpirun passes it on to every rank of a data-parallel job, where
  * Ctrl-C ends the ranks at once) asking it to stop through its signal; a second SIGINT or SIGTERM quits at once, a
- * second SIGUSR1 is ignored (without a listener it would end the process, or start Node's inspector, mid-checkpoint).
+ * second SIGUSR1 is ignored, also after the job (without a listener it would end the process, or start Node's
+ * inspector, mid-checkpoint).
  * Returns the exit status: 0, or 128 + the number of the signal that stopped the job.
  */
 async function stoppable<T>(what: string, job: (signal: AbortSignal) => Promise<T>, stopped: (r: T) => boolean): Promise<{ r: T; code: number }> {
@@ -746,6 +747,8 @@ async function stoppable<T>(what: string, job: (signal: AbortSignal) => Promise<
     return { r, code: stopped(r) ? code : 0 };
   } finally {
     for (const [name, h] of handlers) process.off(name, h);
+    // a later SIGUSR1 (mpirun passes on each one) is ignored while the process ends, not its end by the signal
+    if (abort.signal.aborted) process.on('SIGUSR1', () => {});
   }
 }
 
