@@ -3,7 +3,7 @@
  * in the header metadata ("mae-classifier"), its config and whatever the training run wants to record. And the
  * encoder of a pre-training checkpoint turned into a classifier (weights by name, decoder ignored).
  */
-import { existsSync, linkSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -75,11 +75,13 @@ interface LockHolder {
  * another host, which cannot be checked) is refused, naming the folder and that process. A lock whose process has
  * ended without removing it (this host, and its pid no longer runs or is this process's, in a lock older than this
  * process) is taken over, and `warn` says so. The lock is removed by the returned object's dispose(), which the run
- * calls however it ends, or else when the process exits (process.exit: a second Ctrl-C); releaseRunFolder removes
- * that of a worker thread stopped by Worker.terminate().
+ * calls however it ends, or else when the process exits (process.exit: a second Ctrl-C), and with it the folder if
+ * the lock made it and the run left it empty; releaseRunFolder removes that of a worker thread stopped by
+ * Worker.terminate().
  */
 export function lockRunFolder(job: string, outDir: string, warn: (message: string) => void): { dispose(): void } {
   checkWritableFolder(job, outDir);
+  const made = !existsSync(outDir);
   makeDirs(outDir);
   const path = join(outDir, LOCK_FILE);
   let tookOver: LockHolder | null = null;
@@ -114,7 +116,17 @@ export function lockRunFolder(job: string, outDir: string, warn: (message: strin
     }
     rmSync(aside, { force: true });
   }
-  const release = () => releaseRunFolder(outDir);
+  const release = () => {
+    releaseRunFolder(outDir);
+    // a folder this lock made and the run left empty (it failed before writing) is not left behind
+    if (made) {
+      try {
+        rmdirSync(outDir);
+      } catch {
+        // not empty: the run wrote there
+      }
+    }
+  };
   process.on('exit', release);
   const lock = {
     dispose: () => {

@@ -223,6 +223,18 @@ describe('pretrain', () => {
     expect(figures()).toEqual(['step-000001.png']);
   });
 
+  it('a run that fails before writing leaves no empty output folder it made, and keeps one that was there', async () => {
+    const rgb = tmp();
+    for (let i = 0; i < 4; i++) await writeImage(join(rgb, `${i}.png`), 28, 28, i);
+    // 3-channel images for the 1-channel preset: refused after the folder is locked
+    const made = join(tmp(), 'runs', 'new');
+    await expect(pretrain({ ...small, data: { kind: 'folder', path: rgb }, outDir: made })).rejects.toThrow('has 3 channels but the model takes 1');
+    expect(existsSync(made)).toBe(false);
+    const there = tmp();
+    await expect(pretrain({ ...small, data: { kind: 'folder', path: rgb }, outDir: there })).rejects.toThrow('has 3 channels but the model takes 1');
+    expect(readdirSync(there)).toEqual([]);
+  });
+
   it('holds its folder with a lock while it runs: another run into it, fresh or resumed, is refused; the lock goes however the run ends', async () => {
     const dir = tmp();
     const lock = join(dir, '.lock');
