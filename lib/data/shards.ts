@@ -28,6 +28,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate as yieldNow } from 'node:timers/promises';
 import { expectArrayOf, expectInteger, expectObject, expectOptions, expectString } from '../check.js';
 import { crc32 } from '../io/crc32.js';
 import { checkIndex, pixelsToImage, type Dataset, type PixelSample, type Sample } from './dataset.js';
@@ -442,6 +443,9 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
     });
     await Promise.all(decodes);
     progress(false);
+    // the reads are synchronous: without a turn of the event loop an abort from a signal handler or a timer would
+    // never be seen before the end
+    await yieldNow();
   }
   progress(true);
   r.seconds = (performance.now() - t0) / 1000;

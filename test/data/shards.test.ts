@@ -1,7 +1,7 @@
 // ShardDataset (lib/data/shards.ts): the same batches as an in-memory and a folder dataset of the same images, for
 // raw and JPEG shards; the data source and its kind guessed from the index; forged or damaged indexes and shards.
 // verifyShards and `mae verify-data`: every damaged record listed, none missed, none blamed wrongly.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -294,6 +294,26 @@ describe('verifyShards and mae verify-data', () => {
     expect(r.damaged[0]!.error).toBe(`${shard} sample 6 (byte ${y.offset[6]}): decoded to 12x16, ${join(dir, SHARD_INDEX_FILE)} says ${x.height[6]}x${x.width[6]}`);
   });
 
+  /** A copy of shard folder `from` as `name` whose index lists every record `times` times (the same bytes). */
+  function repeatedCopy(from: string, name: string, times: number): string {
+    const x = index(from);
+    const dir = damagedCopy(from, name, []);
+    const columns = ['shard', 'offset', 'size', 'height', 'width', 'label', 'source', 'crc32'] as const;
+    const y = { ...x, count: x.count * times } as Record<string, unknown>;
+    for (const k of columns) y[k] = Array.from({ length: times }, () => x[k] as unknown[]).flat();
+    writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify(y));
+    return dir;
+  }
+
+  it('stops at an abort that comes while it reads (a signal handler, a timer): it lets the event loop run', async () => {
+    const dir = repeatedCopy(rawDir, 'verify-long', 4);
+    const stop = new AbortController();
+    // the abort comes from the event loop, as a signal handler's does, once the reading has begun
+    const r = await verifyShards(dir, { signal: stop.signal, onEvent: (e) => e.type === 'start' && setImmediate(() => stop.abort()) });
+    expect(r.complete).toBe(false);
+    expect(r.samples).toBeLessThan(48);
+  });
+
   it('reads a version 1 folder (no checksums) and says it checked none; stops at an abort', async () => {
     const x = index(rawDir);
     const dir = damagedCopy(rawDir, 'verify-v1', [2]);
@@ -326,5 +346,23 @@ describe('verifyShards and mae verify-data', () => {
     expect(none.status).toBe(1);
     expect(none.stderr).toContain(`mae verify-data: ${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
     expect(mae(['--help']).stdout).toContain('--decode');
+  });
+
+  it('mae verify-data: Ctrl-C stops it with 130 and what it read so far (it read on to the end, then said ok)', async () => {
+    // 120000 records: seconds of reading, which the signal comes at the start of
+    const dir = repeatedCopy(rawDir, 'verify-ctrl-c', 10_000);
+    const cli = new URL('../../dist/lib/cli.js', import.meta.url).pathname;
+    const child = spawn(process.execPath, [cli, 'verify-data', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (!sent && text.includes('verifying 120000 records')) sent = child.kill('SIGINT');
+    });
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    expect(code, text).toBe(130);
+    expect(text).toMatch(/\ninterrupted: stopping \(Ctrl-C again to quit at once\)\n(.*\n)?stopped after \d+ records \([\d.]+ MiB\), \d+s: 0 damaged so far\n$/);
+    expect(Number(/stopped after (\d+) records/.exec(text)?.[1])).toBeLessThan(120_000);
   });
 });
