@@ -421,6 +421,8 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
     }
     const batch = order.slice(at, at + VERIFY_BATCH);
     const records = batch.map((i) => readRecordUnchecked(s, i));
+    // what is wrong with each record of the batch, listed in the batch's order once its decodes have finished
+    const problems: (string | null)[] = batch.map(() => null);
     const decodes: Promise<void>[] = [];
     batch.forEach((i, k) => {
       const record = records[k]!;
@@ -429,19 +431,20 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
       if (s.crc32) {
         r.checked++;
         const problem = crcProblem(s, i, record);
-        if (problem) return damaged(i, `${s.files[s.shard[i]!]}: sample ${s.sample[i]}: ${problem}`);
+        if (problem) return void (problems[k] = `${s.files[s.shard[i]!]}: sample ${s.sample[i]}: ${problem}`);
       }
       if (decode) {
         decodes.push(decodeJpegRecord(s, i, record).then(
           () => void r.decoded++,
           (e: Error) => {
             r.decoded++;
-            damaged(i, e.message);
+            problems[k] = e.message;
           },
         ));
       }
     });
     await Promise.all(decodes);
+    batch.forEach((i, k) => problems[k] !== null && damaged(i, problems[k]!));
     progress(false);
     // the reads are synchronous: without a turn of the event loop an abort from a signal handler or a timer would
     // never be seen before the end

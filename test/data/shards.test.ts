@@ -294,6 +294,20 @@ describe('verifyShards and mae verify-data', () => {
     expect(r.damaged[0]!.error).toBe(`${shard} sample 6 (byte ${y.offset[6]}): decoded to 12x16, ${join(dir, SHARD_INDEX_FILE)} says ${x.height[6]}x${x.width[6]}`);
   });
 
+  it('lists the damaged records in the order of the shards, those found by decoding among those found by CRC-32', async () => {
+    const x = index(jpegDir);
+    // sample 5's record damaged (CRC-32), sample 2's index entry one row taller than its JPEG (decoding)
+    const dir = damagedCopy(jpegDir, 'verify-order', [5]);
+    const y = structuredClone(x);
+    y.height[2]! += 1;
+    writeFileSync(join(dir, SHARD_INDEX_FILE), JSON.stringify(y));
+    const events: number[] = [];
+    const r = await verifyShards(dir, { decode: true, onEvent: (e) => e.type === 'damaged' && events.push(e.sample) });
+    expect(r.damaged.map((d) => d.sample)).toEqual([2, 5]);
+    expect(events).toEqual([2, 5]);
+    expect(r.damaged[0]!.error).toMatch(/decoded to \d+x\d+/);
+  });
+
   /** A copy of shard folder `from` as `name` whose index lists every record `times` times (the same bytes). */
   function repeatedCopy(from: string, name: string, times: number): string {
     const x = index(from);
