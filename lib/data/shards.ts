@@ -403,17 +403,21 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
     r.damaged.push(d);
     emit({ type: 'damaged', ...d });
   };
+  // the rate and the first progress from the start of the reading (not from before the index, which can take
+  // seconds to read and check)
+  let reading = 0;
   let lastProgress = 0;
   const progress = (force: boolean) => {
     const now = performance.now();
     if (!force && now - lastProgress < 500) return;
     lastProgress = now;
-    const seconds = (now - t0) / 1000;
+    const seconds = (now - reading) / 1000;
     const rate = r.bytes / Math.max(seconds, 1e-3);
     emit({ type: 'progress', done: r.samples, samples: data.length, bytes: r.bytes, mibPerSec: rate / 2 ** 20, etaSeconds: (total - r.bytes) / Math.max(rate, 1) });
   };
   // each shard's samples in file order: one pass over each file
   const order = Array.from({ length: data.length }, (_, i) => i).sort((a, b) => s.shard[a]! - s.shard[b]! || s.offset[a]! - s.offset[b]!);
+  reading = lastProgress = performance.now();
   for (let at = 0; at < order.length && r.complete; at += VERIFY_BATCH) {
     if (options.signal?.aborted) {
       r.complete = false;

@@ -362,6 +362,15 @@ describe('verifyShards and mae verify-data', () => {
     expect(mae(['--help']).stdout).toContain('--decode');
   });
 
+  it('gives its first progress after half a second of reading, its rate measured from the reading alone', async () => {
+    // it gave one after the first 16 records, at a rate counted from before the index was read: on a large index
+    // "0 MiB/s ETA 867m46s" for a run of seconds
+    const dir = repeatedCopy(rawDir, 'verify-progress', 4);
+    const events: VerifyShardsEvent[] = [];
+    await verifyShards(dir, { onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'progress')).toEqual([expect.objectContaining({ done: 48, samples: 48, etaSeconds: 0 })]);
+  });
+
   it('mae verify-data: Ctrl-C stops it with 130 and what it read so far (it read on to the end, then said ok)', async () => {
     // 120000 records: seconds of reading, which the signal comes at the start of
     const dir = repeatedCopy(rawDir, 'verify-ctrl-c', 10_000);
