@@ -352,14 +352,14 @@ describe('mae command', () => {
 
   it("pretrainInWorker: the run's error arrives with its name, message, code and the worker's stack", async () => {
     const { pretrainInWorker } = (await import(new URL('../dist/lib/train/pretrain.js', import.meta.url).href)) as typeof import('../lib/train/pretrain.js');
-    const file = join(mkdtempSync(join(tmpdir(), 'mae-worker-error-')), 'a-file');
-    writeFileSync(file, '');
-    // an outDir under a file: the folder cannot be made (a Node.js system error, with a code)
-    const run = pretrainInWorker({ data: { kind: 'synthetic', count: 16 }, batchSize: 16, epochs: 1, workers: 0, outDir: join(file, 'run') });
+    const outDir = mkdtempSync(join(tmpdir(), 'mae-worker-error-'));
+    mkdirSync(join(outDir, '.lock'));
+    // an outDir whose lock is a folder: reading it fails (a Node.js system error, with a code)
+    const run = pretrainInWorker({ data: { kind: 'synthetic', count: 16 }, batchSize: 16, epochs: 1, workers: 0, outDir });
     const e = (await run.result.catch((e: unknown) => e)) as NodeJS.ErrnoException;
     expect(e).toBeInstanceOf(Error);
-    expect([e.name, e.code, e.message]).toEqual(['Error', 'ENOTDIR', `ENOTDIR: not a directory, mkdir '${join(file, 'run')}'`]);
-    expect(e.stack).toMatch(/^Error: ENOTDIR: not a directory, mkdir .*\n(\s+at .*\n)*\s+at makeDirs .*dist\/lib\/io\/atomic\.js.*\n(\s+at .*\n)*\s+at .*dist\/lib\/train\/worker\.js/);
+    expect([e.name, e.code, e.message]).toEqual(['Error', 'EISDIR', 'EISDIR: illegal operation on a directory, read']);
+    expect(e.stack).toMatch(/^Error: EISDIR: illegal operation on a directory, read\n(\s+at .*\n)*\s+at readLock .*dist\/lib\/classify\/checkpoint\.js.*\n(\s+at .*\n)*\s+at .*dist\/lib\/train\/worker\.js/);
     // an option of the wrong type: the worker's check names it (and the worker's end leaves no error behind)
     const typed = pretrainInWorker({ outDir: 5 as unknown as string }).result.catch((e: unknown) => e);
     expect(await typed).toMatchObject({ name: 'Error', message: 'pretrain: outDir must be a string, got the number 5', stack: expect.stringMatching(/\n\s+at expectOptions /) });
@@ -459,6 +459,16 @@ describe('mae command', () => {
     });
     expect(readdirSync(ro)).toEqual([]);
     rmSync(root, { recursive: true, force: true });
+  });
+
+  it('an --out that is a file, or under one, is refused by name before any work (linprobe made its features first)', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mae-cli-out-file-')), 'a-file');
+    writeFileSync(file, '');
+    const tiny = ['--raw-pixels', '--data-kind', 'synthetic', '--limit', '32', '--epochs', '1', '--batch-size', '16', '--threads', '1'];
+    expect(mae(['linprobe', ...tiny, '--out', file])).toEqual({ code: 1, out: '', err: `mae linprobe: the output folder ${file} is not a folder; choose another folder (--out)\n` });
+    expect(mae(['linprobe', ...tiny, '--out', join(file, 'run')])).toEqual({
+      code: 1, out: '', err: `mae linprobe: the output folder ${join(file, 'run')} cannot be made: ${file} is not a folder; choose another folder (--out)\n`,
+    });
   });
 
   it("the training commands' --help give the defaults the library takes (warm-up, log and figure cadence, batch, limit)", async () => {

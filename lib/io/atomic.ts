@@ -51,15 +51,29 @@ export function makeDirs(dir: string): void {
 
 /**
  * Refuses an output folder that this process cannot write in, or cannot make (its nearest existing parent is not
- * writable), naming it: said as such before any work, not later as the write error of a file in it. Reads only.
+ * writable, or is no folder: a file, a link to nothing), naming it: said as such before any work, not later as the
+ * write error of a file in it. Reads only.
  */
 export function checkWritableFolder(job: string, outDir: string): void {
-  let d = resolve(outDir);
-  while (!fs.existsSync(d) && dirname(d) !== d) d = dirname(d);
+  const out = resolve(outDir);
+  const stat = (p: string, f: typeof fs.statSync) => {
+    try {
+      return f(p);
+    } catch {
+      return undefined; // ENOENT, or ENOTDIR under a file, ELOOP
+    }
+  };
+  // the nearest path that is there, a link to nothing included (it stands where a folder would be made)
+  let d = out;
+  while (stat(d, fs.lstatSync) === undefined && dirname(d) !== d) d = dirname(d);
+  if (!stat(d, fs.statSync)?.isDirectory()) {
+    const why = d === out ? 'is not a folder' : `cannot be made: ${d} is not a folder`;
+    throw new Error(`${job}: the output folder ${outDir} ${why}; choose another folder (--out)`);
+  }
   try {
     fs.accessSync(d, fs.constants.W_OK);
   } catch {
-    const why = d === resolve(outDir) ? 'is not writable' : `cannot be made: ${d} is not writable`;
+    const why = d === out ? 'is not writable' : `cannot be made: ${d} is not writable`;
     throw new Error(`${job}: the output folder ${outDir} ${why}; choose another folder (--out)`);
   }
 }

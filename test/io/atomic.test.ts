@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { AtomicFileWriter, isRunning, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
+import { AtomicFileWriter, checkWritableFolder, isRunning, makeDirs, removeStaleTemps, writeFileAtomic, writeFileAtomicSync } from '../../lib/io/atomic.js';
 import { endedPid } from '../helpers/processes.js';
 
 let root: string;
@@ -250,6 +250,26 @@ describe('makeDirs', () => {
     const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 20_000 });
     expect(r.signal).toBe(null);
     expect(r.stdout.trim()).toMatch(/^E[A-Z]+$/); // ENOENT on Linux
+  });
+});
+
+describe('checkWritableFolder', () => {
+  it('takes a folder there or to be made, and refuses by name one that a file or a link to nothing stands in the way of', async () => {
+    const dir = await freshDir();
+    checkWritableFolder('job', dir);
+    checkWritableFolder('job', join(dir, 'new', 'run'));
+    fs.writeFileSync(join(dir, 'f'), 'x');
+    fs.symlinkSync(join(dir, 'nothing'), join(dir, 'dangling'));
+    fs.symlinkSync(dir, join(dir, 'link'));
+    checkWritableFolder('job', join(dir, 'link'));
+    // these were taken: the error came later, from making the folder or a file in it (linprobe after its features)
+    expect(() => checkWritableFolder('job', join(dir, 'f'))).toThrow(new Error(`job: the output folder ${join(dir, 'f')} is not a folder; choose another folder (--out)`));
+    expect(() => checkWritableFolder('job', join(dir, 'f', 'run'))).toThrow(
+      new Error(`job: the output folder ${join(dir, 'f', 'run')} cannot be made: ${join(dir, 'f')} is not a folder; choose another folder (--out)`),
+    );
+    expect(() => checkWritableFolder('job', join(dir, 'dangling'))).toThrow(new Error(`job: the output folder ${join(dir, 'dangling')} is not a folder; choose another folder (--out)`));
+    expect(() => checkWritableFolder('job', join(dir, 'dangling', 'run'))).toThrow(`cannot be made: ${join(dir, 'dangling')} is not a folder`);
+    expect(fs.readdirSync(dir).sort()).toEqual(['dangling', 'f', 'link']);
   });
 });
 
