@@ -86,16 +86,19 @@ export function expectKnownKeys(where: string, name: string, v: object, known: r
 
 /**
  * The name of `known` that `name` most likely misspells, or undefined: the same name in another case or with other
- * separators (batch_size, batchSize, batch-size), in the other number (epoch, epochs), else the one name within two
- * edits of it (of a name of 4 letters or more).
+ * separators (batch_size, batchSize, batch-size), in the other number (epoch, epochs), else the nearest name within
+ * two edits of it (of a name of 4 letters or more) where no other is as near (batch-sze: batch-size, one edit, not
+ * patch-size, two).
  */
 export function nearestName(name: string, known: readonly string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
   const n = norm(name);
   const same = known.find((x) => [n, `${n}s`, n.replace(/s$/, '')].includes(norm(x)));
   if (same !== undefined || n.length < 4) return same;
-  const close = known.filter((x) => editDistance(n, norm(x)) <= 2);
-  return close.length === 1 ? close[0] : undefined;
+  const distance = known.map((x) => editDistance(n, norm(x)));
+  const nearest = Math.min(...distance);
+  const close = known.filter((_, k) => distance[k] === nearest);
+  return nearest <= 2 && close.length === 1 ? close[0] : undefined;
 }
 
 /** Levenshtein distance: the fewest insertions, deletions and substitutions that make `a` into `b`. */

@@ -120,6 +120,12 @@ describe('nearestName and expectKnownKeys', () => {
     // two names within two edits: neither is suggested
     expect(nearestName('lrx', ['lr', 'lry'])).toBeUndefined();
     expect(nearestName('abcde', ['abcdx', 'abcdy'])).toBeUndefined();
+    // unless one is nearer: a letter off batch-size is two off patch-size (and dpth one off depth, two off data)
+    expect(nearestName('batch-sze', ['batch-size', 'patch-size'])).toBe('batch-size');
+    expect(nearestName('bach-size', ['batch-size', 'patch-size'])).toBe('batch-size');
+    expect(nearestName('dpth', ['depth', 'data'])).toBe('depth');
+    expect(nearestName('blrr', ['blr', 'lr'])).toBe('blr');
+    expect(nearestName('atch-size', ['batch-size', 'patch-size'])).toBeUndefined();
     expect(() => expectKnownKeys('f', 'options', { weight_decay: 1 }, ['lr', 'weightDecay'])).toThrow(new Error("f: options has no option 'weight_decay' (did you mean weightDecay?); it takes lr, weightDecay"));
     expect(() => expectKnownKeys('f', 'options', { zzz: 1 }, ['lr', 'weightDecay'])).toThrow(new Error("f: options has no option 'zzz'; it takes lr, weightDecay"));
   });
