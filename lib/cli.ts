@@ -403,8 +403,8 @@ export const HELP: Record<string, string> = {
   Resumable: after Ctrl-C, a crash or a stop, run the same command again to continue after the last finished shard.`,
   'verify-data': `mae verify-data --data DIR [--decode]
   Reads every record of the shard folder DIR (from mae prepare-data) and checks it against the CRC-32 in its index,
-  listing each damaged record by sample and source file. Training finds the same damage only when it first reads the
-  record; this finds it before a long run. Exit status 0: every record matched; 1: some did not (or the index is bad).
+  listing the first 20 damaged records by sample and source file (and counting the rest). Training finds the same
+  damage only when it first reads the record; this finds it before a long run. Exit status 0: every record matched; 1: some did not (or the index is bad).
   --decode   also decode every JPEG record (--format jpeg shards) and check its size against the index
   Shards prepared before the index had checksums (version 1) can only be read and, with --decode, decoded.`,
   bench: `mae bench [flags]

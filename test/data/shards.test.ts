@@ -371,6 +371,20 @@ describe('verifyShards and mae verify-data', () => {
     expect(events.filter((e) => e.type === 'progress')).toEqual([expect.objectContaining({ done: 48, samples: 48, etaSeconds: 0 })]);
   });
 
+  it('mae verify-data lists the first 20 damaged records and counts the rest, as its --help says', () => {
+    const dir = repeatedCopy(damagedCopy(rawDir, 'verify-many-damaged-1', [...Array(12).keys()]), 'verify-many-damaged', 3);
+    const cli = new URL('../../dist/lib/cli.js', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [cli, 'verify-data', '--data', dir], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.slice(0, 20).every((l) => l.startsWith('damaged: sample '))).toBe(true);
+    expect(lines.slice(20, 21)).toEqual(['... and 16 more damaged records']);
+    expect(lines[21]).toMatch(/^mae verify-data: 36 of 36 records are damaged/);
+    expect(lines).toHaveLength(22);
+    const help = spawnSync(process.execPath, [cli, 'verify-data', '--help'], { encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('listing the first 20 damaged records by sample and source file (and counting the rest)');
+  });
+
   it('mae verify-data: Ctrl-C stops it with 130 and what it read so far (it read on to the end, then said ok)', async () => {
     // 120000 records: seconds of reading, which the signal comes at the start of
     const dir = repeatedCopy(rawDir, 'verify-ctrl-c', 10_000);
