@@ -29,7 +29,7 @@ import { Worker } from 'node:worker_threads';
 import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
 import { expectFinite, expectFunction, expectInteger, expectKnownKeys, expectObject, expectOptions, isFloat32Finite, optionNames, type OptionType } from '../check.js';
 import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
-import { DataLoader, resolvePipelineConfig, type Dataset } from '../data/index.js';
+import { DataLoader, resolvePipelineConfig } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { expectPresetName } from '../mae/presets.js';
 import { native, packageRoot } from '../native.js';
@@ -339,7 +339,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     }
   };
   const dataset = await openDataset(o.data, 'train', warn);
-  checkDataFits(dataset, config);
+  checkChannels('pretrain', 'the data', dataset.channels, config.inChans);
   // (with the settings a resumed run may take from its checkpoint that shape the gradient all-reduces: ranks whose
   // buckets differ would pair all-reduces of different sizes)
   const data = { images: dataset.length, fingerprint: await datasetFingerprint(dataset) };
@@ -752,11 +752,6 @@ export function checkDevice(device: string, precision: string, where: string): v
   const index = device === 'cuda' ? 0 : Number(device.slice(5));
   const n = cuda.devices?.length ?? 0;
   if (index >= n) throw new Error(`${where}: device '${device}' does not exist; this machine has ${n} CUDA device(s)`);
-}
-
-function checkDataFits(ds: Dataset, c: MaeConfig): void {
-  if (ds.channels !== c.inChans && ds.channels !== 1)
-    throw new Error(`the data has ${ds.channels} channels but the model takes ${c.inChans} (only 1-channel data is replicated)`);
 }
 
 function pick<T extends object, K extends readonly (keyof T)[]>(o: T, keys: K): Pick<T, K[number]> {

@@ -386,6 +386,10 @@ describe('pretrain', () => {
 
   it("refuses a kNN monitor's data of more channels than the model takes before training, not after the first epoch", async () => {
     const events: string[] = [];
+    // the training data's likewise, named as finetune and linprobe name it (with the job)
+    await expect(pretrain({ ...small, data: { kind: 'synthetic', count: 16, channels: 3 }, outDir: tmp(), threads: 1 })).rejects.toThrow(
+      new Error('pretrain: the data has 3 channels but the model takes 1 (only 1-channel data is replicated)'),
+    );
     await expect(pretrain({ ...small, outDir: tmp(), threads: 1, knn: { every: 1, data: { kind: 'synthetic', count: 16, channels: 3 } }, onEvent: (e) => events.push(e.type) })).rejects.toThrow(
       "pretrain: the kNN monitor's data (knn.data) has 3 channels but the model takes 1 (only 1-channel data is replicated)",
     );
