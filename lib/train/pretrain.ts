@@ -281,6 +281,12 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
         throw new AgreedError(`resume: option ${k} differs from the checkpoint's (${JSON.stringify(saved[k])} there, ${JSON.stringify(options[k])} here)`);
     // a model option agrees when it is the run's value, given to the run or from its preset
     const runConfig: Partial<MaeConfig> = { ...getPreset(saved.preset ?? o.preset), ...saved.config };
+    // (a name that is no model option is named as such, as a new run's model names it)
+    try {
+      expectKnownKeys('pretrain', 'config', options.config ?? {}, Object.keys(runConfig));
+    } catch (e) {
+      throw new AgreedError((e as Error).message);
+    }
     for (const [k, v] of Object.entries(options.config ?? {}) as [keyof MaeConfig, unknown][])
       if (v !== undefined && v !== runConfig[k])
         throw new AgreedError(`resume: option config.${k} differs from the checkpoint's (${JSON.stringify(runConfig[k])} there, ${JSON.stringify(v)} here)`);

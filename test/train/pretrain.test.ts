@@ -582,6 +582,8 @@ describe('pretrain', () => {
     expect(r.steps).toBe(2);
     await expect(pretrain({ outDir: dir, resume: true, config: { patchSize: 7 } })).rejects.toThrow("resume: option config.patchSize differs from the checkpoint's (4 there, 7 here)");
     await expect(pretrain({ outDir: dir, resume: true, config: { maskTokenEncoder: true } })).rejects.toThrow("resume: option config.maskTokenEncoder differs from the checkpoint's (false there, true here)");
+    // a misspelt model option is named as such, as a new run names it (not as one of 'undefined there')
+    await expect(pretrain({ outDir: dir, resume: true, config: { embeddim: 32 } as never })).rejects.toThrow("pretrain: config has no option 'embeddim' (did you mean embedDim?); it takes");
   });
 
   it('refuses to resume from a folder that holds no run, and does not make that folder', async () => {
