@@ -190,6 +190,8 @@ export async function prepareShards(options: PrepareOptions): Promise<PrepareRes
   const entries = await readdir(o.out).catch(async (e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [] as string[];
     if ((await stat(o.out).catch(() => null))?.isDirectory() === false) throw new Error(`${o.out} is a file, not a folder; choose a new or empty output folder`);
+    // (a path under a file: named as such)
+    if (e.code === 'ENOTDIR') checkWritableFolder('prepareShards', o.out);
     throw e;
   });
   if (entries.includes(SHARD_INDEX_FILE)) {

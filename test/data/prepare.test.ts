@@ -219,6 +219,8 @@ describe('prepareShards', () => {
     const file = join(root, 'a-file');
     writeFileSync(file, 'mine');
     await expect(prepareShards({ data, out: file })).rejects.toThrow(`${file} is a file, not a folder; choose a new or empty output folder`);
+    // under a file: named (it was readdir's ENOTDIR)
+    await expect(prepareShards({ data, out: join(file, 'x') })).rejects.toThrow(`prepareShards: the output folder ${join(file, 'x')} cannot be made: ${file} is not a folder`);
     expect(readFileSync(file, 'utf8')).toBe('mine');
     await expect(prepareShards({ data, out: join(data, 'shards') })).rejects.toThrow(`prepareShards: the output folder ${join(data, 'shards')} must not be inside the image folder ${data}`);
     await expect(prepareShards({ data, out: join(root, 'x'), format: 'png' as 'raw' })).rejects.toThrow("prepareShards: format must be 'raw' or 'jpeg', got png");
