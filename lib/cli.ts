@@ -831,7 +831,9 @@ async function cmdVerifyData(argv: string[]): Promise<number> {
   const onEvent = (e: VerifyShardsEvent) => {
     if (e.type === 'start') {
       console.log(`verifying ${e.samples} records (${(e.bytes / 2 ** 20).toFixed(1)} MiB) in ${dir}`);
-      if (!e.checksums) console.warn(`warning: ${join(dir, SHARD_INDEX_FILE)} is version 1 and has no checksums: records are only read${v.decode ? ' and decoded' : ''}; prepare the data again to get them`);
+      const decoded = v.decode === true && e.pixels === 'jpeg';
+      if (v.decode && !decoded) console.warn('note: --decode applies to JPEG shards; these raw records have nothing to decode');
+      if (!e.checksums) console.warn(`warning: ${join(dir, SHARD_INDEX_FILE)} is version 1 and has no checksums: records are only read${decoded ? ' and decoded' : ''}; prepare the data again to get them`);
     } else if (e.type === 'progress') {
       show(`${bar(e.done, e.samples)} ${e.done}/${e.samples} records, ${e.mibPerSec.toFixed(0)} MiB/s ETA ${formatTime(e.etaSeconds)}`, e.done === e.samples);
     } else if (e.type === 'damaged') {

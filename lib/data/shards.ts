@@ -360,7 +360,7 @@ export interface VerifyShardsOptions {
 }
 
 export type VerifyShardsEvent =
-  | { type: 'start'; samples: number; bytes: number; checksums: boolean }
+  | { type: 'start'; samples: number; bytes: number; checksums: boolean; pixels: ShardPixels } // raw records have nothing to decode
   | { type: 'progress'; done: number; samples: number; bytes: number; mibPerSec: number; etaSeconds: number }
   | { type: 'damaged'; sample: number; source: string; error: string }
   | { type: 'end'; complete: boolean; samples: number; damaged: number; seconds: number };
@@ -397,7 +397,7 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
   const decode = options.decode === true && s.pixels === 'jpeg';
   const total = s.size.reduce((a, n) => a + n, 0);
   const r: VerifyShardsResult = { dir, checksums: s.crc32 !== null, complete: true, samples: 0, bytes: 0, checked: 0, decoded: 0, damaged: [], seconds: 0 };
-  emit({ type: 'start', samples: data.length, bytes: total, checksums: r.checksums });
+  emit({ type: 'start', samples: data.length, bytes: total, checksums: r.checksums, pixels: s.pixels });
   const damaged = (i: number, error: string) => {
     const d = { sample: s.sample[i]!, source: data.sources[i] ?? '', error };
     r.damaged.push(d);

@@ -247,7 +247,7 @@ describe('verifyShards and mae verify-data', () => {
       const r = await verifyShards(dir, { decode: true, onEvent: (e) => events.push(e) });
       const bytes = x.size.reduce((a, n) => a + n, 0);
       expect(r).toMatchObject({ dir, checksums: true, complete: true, samples: 12, bytes, checked: 12, decoded: x.pixels === 'jpeg' ? 12 : 0, damaged: [] });
-      expect(events[0]).toEqual({ type: 'start', samples: 12, bytes, checksums: true });
+      expect(events[0]).toEqual({ type: 'start', samples: 12, bytes, checksums: true, pixels: x.pixels });
       expect(events.at(-2)).toMatchObject({ type: 'progress', done: 12, samples: 12, bytes, etaSeconds: 0 });
       expect(events.at(-1)).toMatchObject({ type: 'end', complete: true, samples: 12, damaged: 0 });
     }
@@ -360,6 +360,9 @@ describe('verifyShards and mae verify-data', () => {
     expect(none.status).toBe(1);
     expect(none.stderr).toContain(`mae verify-data: ${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
     expect(mae(['--help']).stdout).toContain('--decode');
+    // --decode on raw shards: said to do nothing there
+    const rawDecode = mae(['--data', rawDir, '--decode']);
+    expect([rawDecode.status, rawDecode.stderr]).toEqual([0, 'note: --decode applies to JPEG shards; these raw records have nothing to decode\n']);
   });
 
   it('gives its first progress after half a second of reading, its rate measured from the reading alone', async () => {
