@@ -469,10 +469,10 @@ function precisionFlag(v: Record<string, unknown>): Precision | undefined {
   return p;
 }
 
-/** --limit N: a positive integer (undefined when absent) */
-function limitFlag(v: Record<string, unknown>): number | undefined {
-  const limit = num(v.limit, 'limit');
-  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new UsageError(`--limit must be a positive integer, got ${limit}`);
+/** --limit N (or another count of images): a positive integer (undefined when absent) */
+function limitFlag(v: Record<string, unknown>, flag = 'limit'): number | undefined {
+  const limit = num(v[flag], flag);
+  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new UsageError(`--${flag} must be a positive integer, got ${limit}`);
   return limit;
 }
 
@@ -1098,10 +1098,8 @@ async function cmdEval(argv: string[]): Promise<void> {
     if (v.split !== undefined && !hasTestSplit(data))
       throw new UsageError(`eval: --split: ${data.path} has no test split: with --knn every ${KNN_QUERY_EVERY}th image is a query and the others the bank; leave out --split`);
     if (split === 'train') throw new UsageError('eval: --split train: with --knn the train split is the bank and the test split the queries; leave out --split');
-    const trainLimit = num(v['train-limit'], 'train-limit');
-    // knnData would name them limits.query and limits.bank
-    for (const [flag, n] of [['limit', data.limit], ['train-limit', trainLimit]] as const)
-      if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new UsageError(`--${flag} must be a positive integer, got ${n}`);
+    // (--limit was checked with the data flags; knnData would name them limits.query and limits.bank)
+    const trainLimit = limitFlag(v, 'train-limit');
     const { bank, query, scored } = await knnData(data, { bank: trainLimit, query: data.limit });
     checkChannels('eval', data.path ?? `the ${data.kind} data`, bank.channels, model.config.inChans);
     const opts: { k?: number; temperature?: number } = {};
