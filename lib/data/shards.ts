@@ -126,6 +126,7 @@ export async function readShardIndex(dir: string): Promise<ShardIndex> {
   } catch (e) {
     const unfinished = await stat(join(dir, '.prepare')).then(() => true, () => false);
     if (unfinished) throw new Error(`${dir}: the preparation of these shards did not finish (no ${SHARD_INDEX_FILE} yet); run the same mae prepare-data command again to resume it`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${dir}: not a shard folder (no ${SHARD_INDEX_FILE}); shard folders are made by mae prepare-data (data.prepareShards)`);
     throw new Error(`${path}: cannot read the shard index: ${(e as Error).message}`);
   }
   const fail: (msg: string) => never = (msg) => {

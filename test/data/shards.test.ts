@@ -337,7 +337,10 @@ describe('verifyShards and mae verify-data', () => {
     stop.abort();
     expect(await verifyShards(rawDir, { signal: stop.signal })).toMatchObject({ complete: false, samples: 0 });
     await expect(verifyShards(rawDir, { decoded: true } as object)).rejects.toThrow("verifyShards: options has no option 'decoded' (did you mean decode?); it takes decode, signal, onEvent");
-    await expect(verifyShards(join(root, 'none'))).rejects.toThrow(`${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
+    await expect(verifyShards(join(root, 'none'))).rejects.toThrow(`${join(root, 'none')}: not a shard folder (no ${SHARD_INDEX_FILE}); shard folders are made by mae prepare-data`);
+    // an index that cannot be read for another reason: said as such
+    mkdirSync(join(root, 'index-folder', SHARD_INDEX_FILE), { recursive: true });
+    await expect(verifyShards(join(root, 'index-folder'))).rejects.toThrow(`${join(root, 'index-folder', SHARD_INDEX_FILE)}: cannot read the shard index: EISDIR`);
   });
 
   it('mae verify-data: exit 0 for a sound folder, 1 listing the damaged records, 2 without --data', () => {
@@ -358,7 +361,7 @@ describe('verifyShards and mae verify-data', () => {
     expect(mae([])).toMatchObject({ status: 2, stderr: 'mae verify-data: --data DIR is required (a shard folder from mae prepare-data)\n' });
     const none = mae(['--data', join(root, 'none')]);
     expect(none.status).toBe(1);
-    expect(none.stderr).toContain(`mae verify-data: ${join(root, 'none', SHARD_INDEX_FILE)}: cannot read the shard index`);
+    expect(none.stderr).toBe(`mae verify-data: ${join(root, 'none')}: not a shard folder (no ${SHARD_INDEX_FILE}); shard folders are made by mae prepare-data (data.prepareShards)\n`);
     expect(mae(['--help']).stdout).toContain('--decode');
     // --decode on raw shards: said to do nothing there
     const rawDecode = mae(['--data', rawDir, '--decode']);
