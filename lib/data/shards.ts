@@ -189,12 +189,12 @@ export async function readShardIndex(dir: string): Promise<ShardIndex> {
   return x as unknown as ShardIndex;
 }
 
-/** What is wrong with sample i's record, or null if it matches its crc32. */
+/** What is wrong with sample i's record, naming its shard and sample, or null if it matches its crc32. */
 function crcProblem(s: ShardDatasetSpec, i: number, record: Uint8Array): string | null {
   const [got, expected] = [crc32(record), s.crc32![i]!];
   if (got === expected) return null;
   const hex = (c: number) => c.toString(16).padStart(8, '0');
-  return `the record at byte ${s.offset[i]} (${record.length} bytes) has CRC-32 ${hex(got)}, ${s.index} says ${hex(expected)}`;
+  return `${s.files[s.shard[i]!]}: sample ${s.sample[i]}: the record at byte ${s.offset[i]} (${record.length} bytes) has CRC-32 ${hex(got)}, ${s.index} says ${hex(expected)}`;
 }
 
 const DAMAGED_HINT = 'the shard is damaged; prepare the data again (mae prepare-data) or restore the shard';
@@ -205,7 +205,7 @@ function verifyRecord(s: ShardDatasetSpec, i: number, record: Uint8Array): void 
   const bit = 1 << (n & 31);
   if (Atomics.load(s.verified!, n >>> 5) & bit) return;
   const problem = crcProblem(s, i, record);
-  if (problem) throw new Error(`${s.files[s.shard[i]!]}: sample ${n}: ${problem}: ${DAMAGED_HINT}`);
+  if (problem) throw new Error(`${problem}: ${DAMAGED_HINT}`);
   Atomics.or(s.verified!, n >>> 5, bit);
 }
 
@@ -436,7 +436,7 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
       if (s.crc32) {
         r.checked++;
         const problem = crcProblem(s, i, record);
-        if (problem) return void (problems[k] = `${s.files[s.shard[i]!]}: sample ${s.sample[i]}: ${problem}`);
+        if (problem) return void (problems[k] = problem);
       }
       if (decode) {
         decodes.push(decodeJpegRecord(s, i, record).then(
