@@ -1261,7 +1261,9 @@ function cmdInfo(): void {
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    const usageLine = 'usage: mae <pretrain|visualize|linprobe|finetune|eval|embed|classify|prepare-data|verify-data|bench|info> [flags]; mae <command> --help';
+    // the commands, in HELP's order
+    const commands = Object.keys(HELP);
+    const usageLine = `usage: mae <${commands.join('|')}> [flags]; mae <command> --help`;
     if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
       console.log(usageLine);
       return 0;
@@ -1291,7 +1293,7 @@ export async function main(argv: string[]): Promise<number> {
       cmdInfo();
     }
     else {
-      console.error(`mae: unknown command '${cmd}'; commands: pretrain, visualize, linprobe, finetune, eval, embed, classify, prepare-data, verify-data, bench, info`);
+      console.error(`mae: unknown command '${cmd}'; commands: ${commands.join(', ')}`);
       return 2;
     }
     return 0;
