@@ -301,7 +301,8 @@ export const HELP: Record<string, string> = {
           --knn-every EPOCHS (0: none; kNN accuracy of the encoder's cls features: a bank of 10000 train images,
           2000 test queries; an image folder: every 5th image a query, the others the bank)
           Ctrl-C, SIGTERM or SIGUSR1 stops at the next step with a checkpoint, then exits with 130 (143 for SIGTERM,
-          138 for SIGUSR1; under mpirun: kill -USR1 <mpirun's pid>)
+          138 for SIGUSR1; under mpirun: kill -USR1 <mpirun's pid>, or Ctrl-C, which reaches the ranks as SIGTERM after
+          --mca odls_base_sigkill_timeout seconds, 1 by default, and SIGKILL as long again later)
   device: --device cpu|cuda|cuda:N (cpu)  --precision fp32|bf16 (fp32; bf16: bfloat16 activations, fp32 master
           weights, optimizer and loss; on the CPU through oneDNN, see mae info)
   data parallel (mpirun -np N mae pretrain ..., srun --mpi=pmix mae pretrain ...): one run on N ranks;

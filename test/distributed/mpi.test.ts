@@ -5,7 +5,7 @@
 // same model as 1 process at batch 16, with the kNN monitor split over the ranks; a run resumes on another number of
 // processes; a stop asked of one rank stops all at one step; a rank that throws, is killed or stops answering ends
 // the job with an error naming the rank and the cause; ranks started with different settings refuse to train; the
-// CLI under mpirun.
+// CLI under mpirun, stopped by Ctrl-C on one rank or on mpirun.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -245,6 +245,35 @@ describe('data parallel on MPI', () => {
     expect(i.status, i.stderr).toBe(0);
     expect(i.stdout).toMatch(/mpi launcher {9}Open MPI mpirun: this process is rank 0 of 2/);
     expect(i.stdout).toMatch(/mpi launcher {9}Open MPI mpirun: this process is rank 1 of 2/);
+  });
+
+  it('Ctrl-C on mpirun with --mca odls_base_sigkill_timeout T: SIGTERM reaches every rank after T s, and all stop after one step with a checkpoint', async () => {
+    // Open MPI's mpirun answers Ctrl-C with SIGCONT to each rank at once, SIGTERM T s later and SIGKILL another T s later
+    // (T = 1 by default): a rank has T s to finish its step and write the checkpoint, as README says
+    const dir = tmp();
+    const args = ['--oversubscribe', '--bind-to', 'none', '--mca', 'odls_base_sigkill_timeout', '8', '-np', '2', process.execPath, cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--embed-dim', '32', '--depth', '1', '--num-heads', '2', '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--batch-size', '8', '--epochs', '200', '--threads', '1', '--workers', '0', '--log-every', '1', '--visualize-every', '0', '--out', dir];
+    const child = spawn('mpirun', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    while (!existsSync(join(dir, 'log.jsonl'))) await new Promise((r) => setTimeout(r, 10));
+    const t0 = performance.now();
+    child.kill('SIGINT');
+    // mpirun's own status after Ctrl-C is 1, whatever the ranks return
+    expect(await closed, text).toBe(1);
+    expect(text).toMatch(/SIGTERM: finishing the current step and writing a checkpoint/);
+    expect(text).not.toMatch(/failed|signal 9|Killed/);
+    const stoppedAt = Number(/stopped after (\d+) steps/.exec(text)?.[1]);
+    const ck = await loadCheckpoint(dir);
+    expect(ck.meta.position.step).toBe(stoppedAt);
+    // the run's 6,400 steps were far from done: the checkpoint is the stop's
+    expect(stoppedAt).toBeGreaterThan(0);
+    expect(stoppedAt).toBeLessThan(6400);
+    // rank 0's job returned and printed its summary: the stop was its own, not mpirun's SIGKILL
+    expect(text).toContain(`checkpoint: ${join(dir, 'checkpoint.safetensors')}`);
+    // the SIGTERM came after the 8 s (mpirun itself returns shortly before its SIGKILL would be due, at 16 s)
+    expect((performance.now() - t0) / 1000).toBeGreaterThan(7.5);
   });
 
   it('mae pretrain under mpirun: a second Ctrl-C on one rank ends every rank at once, with 130 and a line saying why', async () => {
