@@ -712,31 +712,34 @@ function progressPrinter(): (e: TrainEvent) => void {
 }
 
 /**
- * Runs `job` with SIGINT and SIGTERM (and SIGUSR1: mpirun passes it on to every rank of a data-parallel job, where
- * Ctrl-C ends the ranks at once) asking it to stop through its signal; a second SIGINT or SIGTERM quits at once, a
- * second SIGUSR1 is ignored, also after the job (without a listener it would end the process, or start Node's
- * inspector, mid-checkpoint).
+ * Runs `job` with SIGINT and SIGTERM (and SIGUSR1, which mpirun passes on to every rank of a data-parallel job)
+ * asking it to stop through its signal. Once a stop is asked, by any of the three, a
+ * SIGINT or SIGTERM quits at once and a SIGUSR1 is ignored, also after the job (without a listener it would end the
+ * process, or start Node's inspector, mid-checkpoint).
  * Returns the exit status: 0, or 128 + the number of the signal that stopped the job.
  */
 async function stoppable<T>(what: string, job: (signal: AbortSignal) => Promise<T>, stopped: (r: T) => boolean): Promise<{ r: T; code: number }> {
   const abort = new AbortController();
   let code = 0;
+  let first: NodeJS.Signals | undefined;
+  const label = (name: NodeJS.Signals) => (name === 'SIGINT' ? 'Ctrl-C' : name);
   const handlers = (['SIGINT', 'SIGTERM', 'SIGUSR1'] as const).map((name) => {
-    let seen = false;
     const h = () => {
-      if (seen) {
+      if (first !== undefined) {
         if (name === 'SIGUSR1') return;
+        const again = `${label(name)} ${name === first ? 'again' : `after ${label(first)}`}`;
+        code = 128 + osConstants.signals[name];
         // a rank of a data-parallel job ends every rank: exiting alone, its MPI_Finalize would meet the others
         // mid-step and the job end with another rank's error about it
         const comm = activeCommunicator();
         if (comm && comm.size > 1) {
-          console.error(`\nmae: [rank ${comm.rank}] ${name === 'SIGINT' ? 'Ctrl-C' : name} again: quitting at once, which ends every rank`);
+          console.error(`\nmae: [rank ${comm.rank}] ${again}: quitting at once, which ends every rank`);
           comm.abort(code);
         }
         process.exit(code);
       }
-      seen = true;
-      console.log(`\n${name === 'SIGINT' ? 'interrupted' : name}: ${what}${name === 'SIGUSR1' ? '' : ` (${name === 'SIGINT' ? 'Ctrl-C' : name} again to quit at once)`}`);
+      first = name;
+      console.log(`\n${name === 'SIGINT' ? 'interrupted' : name}: ${what}${name === 'SIGUSR1' ? '' : ` (${label(name)} again to quit at once)`}`);
       code = 128 + osConstants.signals[name];
       abort.abort();
     };

@@ -155,6 +155,31 @@ describe('mae command', () => {
     expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
   });
 
+  it('mae pretrain: Ctrl-C after a SIGTERM quits at once, as a second SIGTERM does (it asked for the same stop again)', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-term-int-'));
+    // steps of about 0.3 s on one thread: the Ctrl-C comes while the first step still runs
+    const child = spawn(process.execPath, [cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '64', '--embed-dim', '192', '--depth', '4',
+      '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      // one Ctrl-C, once the SIGTERM is handled (a second Ctrl-C would quit at once in any case)
+      if (!sent && text.includes('SIGTERM: finishing the current step')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<[number | null, string | null]>((done) => child.on('close', (code, signal) => done([code, signal])));
+    while (!existsSync(join(out, 'log.jsonl'))) await sleep(5);
+    child.kill('SIGTERM');
+    expect(await closed, text).toEqual([130, null]);
+    expect(text).toContain('SIGTERM: finishing the current step and writing a checkpoint (SIGTERM again to quit at once)');
+    // quit before the step's end: no stop checkpoint, no closing summary
+    expect(text).not.toMatch(/stopped after|checkpoint: /);
+  });
+
   it('an unknown flag is a usage error that suggests the flag it most likely misspells', () => {
     expect(mae(['pretrain', '--epoch', '3'])).toEqual({ code: 2, out: '', err: 'mae pretrain: unknown flag --epoch (did you mean --epochs?); --help lists the flags\n' });
     expect(mae(['finetune', '--batch_size', '8'])).toEqual({ code: 2, out: '', err: 'mae finetune: unknown flag --batch_size (did you mean --batch-size?); --help lists the flags\n' });
