@@ -27,7 +27,7 @@ import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
 import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, verifyShards, type PrepareEvent, type PrepareOptions, type VerifyShardsEvent } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
-import { DATA_KINDS, checkChannels, openDataset, type DataKind, type DataSource } from './train/data.js';
+import { DATA_KINDS, DATA_PATHS, checkChannels, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
 import { writeReconstructions } from './train/visualize.js';
 import { linprobe, type LinprobeEvent, type LinprobeOptions } from './train/linprobe.js';
@@ -477,9 +477,6 @@ function limitFlag(v: Record<string, unknown>, flag = 'limit'): number | undefin
   return limit;
 }
 
-/** The data kinds read from files: they need a path (--data, --test-data). */
-const KINDS_WITH_FILES: readonly DataKind[] = ['mnist', 'cifar10', 'folder', 'shards'];
-
 /** Guesses the kind of the data at `path`. */
 export function guessDataKind(path: string): DataKind {
   if (!existsSync(path)) throw new UsageError(`--data ${path}: no such file or folder`);
@@ -502,7 +499,7 @@ function dataSource(v: Record<string, unknown>, fallback?: DataSource): DataSour
     if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
     src = { kind: kind as DataKind };
     if (v.data !== undefined && kind === 'synthetic') throw new UsageError(`--data is not read with --data-kind synthetic (made in memory): leave one of them out`);
-    if (v.data === undefined && KINDS_WITH_FILES.includes(kind as DataKind)) throw new UsageError(`--data-kind ${kind} needs --data PATH, the folder of its files`);
+    if (v.data === undefined && Object.hasOwn(DATA_PATHS, kind)) throw new UsageError(`--data-kind ${kind} needs --data PATH, ${DATA_PATHS[kind as DataKind]}`);
     if (v.data !== undefined) src.path = resolve(v.data as string);
   } else if (fallback) {
     src = { ...fallback };
@@ -919,7 +916,7 @@ function testDataFlags(v: Record<string, unknown>, o: { testData?: DataSource })
   }
   if (!DATA_KINDS.includes(kind as DataKind)) throw new UsageError(`--test-data-kind must be one of ${DATA_KINDS.join(', ')}, got '${kind}'`);
   if (path !== undefined && kind === 'synthetic') throw new UsageError('--test-data is not read with --test-data-kind synthetic (made in memory): leave one of them out');
-  if (path === undefined && KINDS_WITH_FILES.includes(kind as DataKind)) throw new UsageError(`--test-data-kind ${kind} needs --test-data PATH, the folder of its files`);
+  if (path === undefined && Object.hasOwn(DATA_PATHS, kind)) throw new UsageError(`--test-data-kind ${kind} needs --test-data PATH, ${DATA_PATHS[kind as DataKind]}`);
   o.testData = { kind: kind as DataKind, ...(path !== undefined ? { path: resolve(path) } : {}) };
 }
 

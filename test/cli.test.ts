@@ -244,8 +244,8 @@ describe('mae command', () => {
     expect(mae(['pretrain', '--limit', '0', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae pretrain: --limit must be a positive integer, got 0\n' });
     expect(mae(['finetune', '--from-scratch', '--limit', '2.5', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae finetune: --limit must be a positive integer, got 2.5\n' });
     expect(mae(['linprobe', '--raw-pixels', '--limit', '-3', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae linprobe: --limit must be a positive integer, got -3\n' });
-    expect(mae(['pretrain', '--data-kind', 'cifar10', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae pretrain: --data-kind cifar10 needs --data PATH, the folder of its files\n' });
-    expect(mae(['linprobe', '--raw-pixels', '--test-data-kind', 'shards', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae linprobe: --test-data-kind shards needs --test-data PATH, the folder of its files\n' });
+    expect(mae(['pretrain', '--data-kind', 'cifar10', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae pretrain: --data-kind cifar10 needs --data PATH, the folder with data_batch_1.bin .. data_batch_5.bin and test_batch.bin\n' });
+    expect(mae(['linprobe', '--raw-pixels', '--test-data-kind', 'shards', '--out', nothing])).toEqual({ code: 2, out: '', err: 'mae linprobe: --test-data-kind shards needs --test-data PATH, the folder written by mae prepare-data\n' });
     expect(existsSync(nothing)).toBe(false);
     expect(mae(['pretrain', '--resume', '--on-bad-file', 'skip']).err).toBe('mae pretrain: --on-bad-file with --resume needs --data: a resumed run takes its data, what to do with bad files included, from its checkpoint\n');
     // no flag takes an empty value: a path of '' was the current folder (--data, --test-data, prepare-data's), or

@@ -24,6 +24,14 @@ export interface DataSource {
   count?: number;
 }
 
+/** What a source of each kind with files must name as its `path` (Fashion-MNIST has a default folder). */
+export const DATA_PATHS: Readonly<Partial<Record<DataKind, string>>> = {
+  mnist: 'the folder with train-images-idx3-ubyte(.gz) and the other IDX files',
+  cifar10: 'the folder with data_batch_1.bin .. data_batch_5.bin and test_batch.bin',
+  folder: 'the image folder',
+  shards: 'the folder written by mae prepare-data',
+};
+
 const DATA_SOURCE_KEYS = Object.keys({ kind: 1, path: 1, limit: 1, channels: 1, onBadFile: 1, imageSize: 1, count: 1 } satisfies Record<keyof DataSource, 1>);
 
 /**
@@ -72,26 +80,24 @@ export async function openDataset(src: DataSource, split: 'train' | 'test' = 'tr
   expectFunction('openDataset', 'onWarning', onWarning, true);
   if (src.limit !== undefined && !(Number.isInteger(src.limit) && src.limit > 0))
     throw new Error(`data limit must be a positive integer, got ${src.limit}`);
+  const needed = Object.hasOwn(DATA_PATHS, src.kind) ? DATA_PATHS[src.kind] : undefined;
+  if (needed !== undefined && !src.path) throw new Error(`${src.kind}: pass ${needed}`);
   let ds: Dataset;
   switch (src.kind) {
     case 'fashion-mnist':
       ds = await fashionMnistDataset(split, src.path);
       break;
     case 'mnist':
-      if (!src.path) throw new Error('mnist: pass the folder with train-images-idx3-ubyte(.gz) and the other IDX files');
       ds = await fashionMnistDataset(split, src.path);
       break;
     case 'cifar10':
-      if (!src.path) throw new Error('cifar10: pass the folder with data_batch_1.bin .. data_batch_5.bin and test_batch.bin');
-      ds = await cifar10Dataset(split, src.path);
+      ds = await cifar10Dataset(split, src.path!);
       break;
     case 'folder':
-      if (!src.path) throw new Error('folder: pass the image folder');
-      ds = await ImageFolderDataset.open(src.path, { channels: src.channels ?? 3, onBadFile: src.onBadFile ?? 'skip', ...(onWarning ? { onWarning } : {}) });
+      ds = await ImageFolderDataset.open(src.path!, { channels: src.channels ?? 3, onBadFile: src.onBadFile ?? 'skip', ...(onWarning ? { onWarning } : {}) });
       break;
     case 'shards':
-      if (!src.path) throw new Error('shards: pass the folder written by mae prepare-data');
-      ds = await ShardDataset.open(src.path);
+      ds = await ShardDataset.open(src.path!);
       break;
     case 'synthetic':
       ds = syntheticDataset(src.count ?? 1024, src.channels ?? 1, src.imageSize ?? 28, split === 'train' ? 1 : 2);
