@@ -845,18 +845,18 @@ async function cmdVerifyData(argv: string[]): Promise<number> {
       process.stderr.write('\n');
     }
   };
-  const { r, code } = await stoppable('stopping', (signal) => verifyShards(dir, { decode: v.decode === true, signal, onEvent }), (r) => !r.complete);
+  const { r, code } = await stoppable('stopping', (signal) => verifyShards(dir, { decode: v.decode === true, signal, onEvent, maxListed: shown }), (r) => !r.complete);
   const what = `${r.samples} records (${(r.bytes / 2 ** 20).toFixed(1)} MiB)${r.decoded ? `, ${r.decoded} decoded` : ''}, ${formatTime(r.seconds)}`;
   if (!r.complete) {
-    console.log(`stopped after ${what}: ${r.damaged.length} damaged so far`);
+    console.log(`stopped after ${what}: ${r.damagedCount} damaged so far`);
     return code;
   }
-  if (r.damaged.length === 0) {
+  if (r.damagedCount === 0) {
     console.log(r.checksums ? `ok: ${what}; every record matches its CRC-32` : `read ${what}; no checksums to compare (version 1 index)`);
     return 0;
   }
-  if (r.damaged.length > shown) console.error(`... and ${r.damaged.length - shown} more damaged records`);
-  console.error(`mae verify-data: ${r.damaged.length} of ${r.samples} records are damaged (${what}); prepare the data again (mae prepare-data) or restore the shards`);
+  if (r.damagedCount > shown) console.error(`... and ${r.damagedCount - shown} more damaged records`);
+  console.error(`mae verify-data: ${r.damagedCount} of ${r.samples} records are damaged (${what}); prepare the data again (mae prepare-data) or restore the shards`);
   return 1;
 }
 

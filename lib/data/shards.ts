@@ -357,7 +357,8 @@ export class ShardDataset implements Dataset {
 export interface VerifyShardsOptions {
   decode?: boolean; // also decode every JPEG record and check its size against the index (default false)
   signal?: AbortSignal; // stops after the records in hand (the result says complete: false)
-  onEvent?: (e: VerifyShardsEvent) => void;
+  onEvent?: (e: VerifyShardsEvent) => void; // a 'damaged' event for every damaged record, also past maxListed
+  maxListed?: number; // damaged records kept in the result's list (default 10000; the count goes on past it)
 }
 
 export type VerifyShardsEvent =
@@ -374,9 +375,13 @@ export interface VerifyShardsResult {
   bytes: number;
   checked: number; // records compared with their CRC-32
   decoded: number; // JPEG records decoded (decode: true)
-  damaged: { sample: number; source: string; error: string }[]; // in the order of the shards
+  damaged: { sample: number; source: string; error: string }[]; // in the order of the shards, the first maxListed
+  damagedCount: number; // all damaged records, listed or not
   seconds: number;
 }
+
+/** Damaged records a result lists by default: a folder damaged throughout would otherwise fill memory with them. */
+const VERIFY_MAX_LISTED = 10_000;
 
 /** Records read (and, with decode, decoded concurrently) at a time. */
 const VERIFY_BATCH = 16;
@@ -384,24 +389,27 @@ const VERIFY_BATCH = 16;
 /**
  * Reads every record of the shard folder `dir` once, shard by shard in file order, and checks it against its CRC-32
  * (and with `decode`, a JPEG record by decoding it to the size its index entry gives), without stopping at a damaged
- * one: the result lists them all by sample, source file and what is wrong. Training finds the same damage only when
- * it first reads the record; this finds it before a long run. The index itself is checked as ShardDataset.open does
- * (an Error for an index that does not hold together).
+ * one: the result counts them all and lists the first `maxListed` by sample, source file and what is wrong. A record
+ * that cannot be read (a shard cut short or removed since the index was checked, a read error) is listed too.
+ * Training finds the same damage only when it first reads the record; this finds it before a long run. The index
+ * itself is checked as ShardDataset.open does (an Error for an index that does not hold together).
  */
 export async function verifyShards(dir: string, options: VerifyShardsOptions = {}): Promise<VerifyShardsResult> {
   expectString('verifyShards', 'dir', dir, 'a folder path');
-  expectOptions('verifyShards', options, { decode: 'boolean', signal: 'AbortSignal', onEvent: 'function' });
+  expectOptions('verifyShards', options, { decode: 'boolean', signal: 'AbortSignal', onEvent: 'function', maxListed: 'number' });
+  const maxListed = options.maxListed ?? VERIFY_MAX_LISTED;
+  if (!(Number.isSafeInteger(maxListed) && maxListed >= 0)) throw new Error(`verifyShards: options.maxListed must be an integer >= 0, got ${maxListed}`);
   const emit = options.onEvent ?? (() => {});
   const t0 = performance.now();
   const data = await ShardDataset.open(dir);
   const s = data.spec;
   const decode = options.decode === true && s.pixels === 'jpeg';
   const total = s.size.reduce((a, n) => a + n, 0);
-  const r: VerifyShardsResult = { dir, checksums: s.crc32 !== null, complete: true, samples: 0, bytes: 0, checked: 0, decoded: 0, damaged: [], seconds: 0 };
+  const r: VerifyShardsResult = { dir, checksums: s.crc32 !== null, complete: true, samples: 0, bytes: 0, checked: 0, decoded: 0, damaged: [], damagedCount: 0, seconds: 0 };
   emit({ type: 'start', samples: data.length, bytes: total, checksums: r.checksums, pixels: s.pixels });
   const damaged = (i: number, error: string) => {
     const d = { sample: s.sample[i]!, source: data.sources[i] ?? '', error };
-    r.damaged.push(d);
+    if (r.damagedCount++ < maxListed) r.damaged.push(d);
     emit({ type: 'damaged', ...d });
   };
   // the rate and the first progress from the start of the reading (not from before the index, which can take
@@ -425,13 +433,21 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
       break;
     }
     const batch = order.slice(at, at + VERIFY_BATCH);
-    const records = batch.map((i) => readRecordUnchecked(s, i));
+    // a record that cannot be read is listed with the reason, and the check goes on
+    const records = batch.map((i) => {
+      try {
+        return readRecordUnchecked(s, i);
+      } catch (e) {
+        return e as Error;
+      }
+    });
     // what is wrong with each record of the batch, listed in the batch's order once its decodes have finished
     const problems: (string | null)[] = batch.map(() => null);
     const decodes: Promise<void>[] = [];
     batch.forEach((i, k) => {
       const record = records[k]!;
       r.samples++;
+      if (record instanceof Error) return void (problems[k] = record.message);
       r.bytes += record.length;
       if (s.crc32) {
         r.checked++;
@@ -457,6 +473,6 @@ export async function verifyShards(dir: string, options: VerifyShardsOptions = {
   }
   progress(true);
   r.seconds = (performance.now() - t0) / 1000;
-  emit({ type: 'end', complete: r.complete, samples: r.samples, damaged: r.damaged.length, seconds: r.seconds });
+  emit({ type: 'end', complete: r.complete, samples: r.samples, damaged: r.damagedCount, seconds: r.seconds });
   return r;
 }

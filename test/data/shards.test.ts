@@ -2,7 +2,7 @@
 // raw and JPEG shards; the data source and its kind guessed from the index; forged or damaged indexes and shards.
 // verifyShards and `mae verify-data`: every damaged record listed, none missed, none blamed wrongly.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -271,6 +271,44 @@ describe('verifyShards and mae verify-data', () => {
     }
   });
 
+  it('counts every damaged record but lists only the first maxListed (a folder damaged throughout would fill memory)', async () => {
+    const dir = damagedCopy(rawDir, 'verify-max-listed', [1, 3, 5, 8, 11]);
+    const events: VerifyShardsEvent[] = [];
+    const r = await verifyShards(dir, { maxListed: 2, onEvent: (e) => events.push(e) });
+    expect(r.damagedCount).toBe(5);
+    expect(r.damaged.map((d) => d.sample)).toEqual([1, 3]);
+    // the events still give every one
+    expect(events.filter((e) => e.type === 'damaged').map((e) => (e as { sample: number }).sample)).toEqual([1, 3, 5, 8, 11]);
+    expect(events.at(-1)).toMatchObject({ type: 'end', damaged: 5 });
+    expect((await verifyShards(dir, { maxListed: 0 })).damaged).toEqual([]);
+    expect((await verifyShards(dir)).damaged).toHaveLength(5);
+    await expect(verifyShards(dir, { maxListed: -1 })).rejects.toThrow('verifyShards: options.maxListed must be an integer >= 0, got -1');
+  });
+
+  it('lists the records of a shard cut short or removed while it runs, and goes on with the other shards', async () => {
+    const x = index(rawDir);
+    if (x.shards.length < 3) throw new Error('the raw folder should span three shards or more');
+    const dir = damagedCopy(rawDir, 'verify-cut', []);
+    const [cut, gone] = [x.shards[0]!.file, x.shards[1]!.file];
+    // once the index is read and checked: the first shard loses its last byte, the second goes
+    const r = await verifyShards(dir, {
+      onEvent: (e) => {
+        if (e.type !== 'start') return;
+        truncateSync(join(dir, cut), x.shards[0]!.bytes - 1);
+        unlinkSync(join(dir, gone));
+      },
+    });
+    const inShard = (k: number) => x.shard.flatMap((s, i) => (s === k ? [i] : []));
+    const last = inShard(0).sort((a, b) => x.offset[b]! - x.offset[a]!)[0]!;
+    expect(r.complete).toBe(true);
+    expect(r.samples).toBe(12);
+    expect(r.damaged.map((d) => d.sample).sort((a, b) => a - b)).toEqual([last, ...inShard(1)].sort((a, b) => a - b));
+    expect(r.damaged.find((d) => d.sample === last)!.error).toMatch(/ends after \d+ bytes; the shard is shorter than/);
+    for (const d of r.damaged.filter((d) => d.sample !== last)) expect(d.error).toContain(`${join(dir, gone)}: cannot open shard: ENOENT`);
+    // the records of the other shards were read and found sound
+    expect(r.checked).toBe(12 - inShard(1).length - 1);
+  });
+
   it('with decode, finds a JPEG record that matches its CRC-32 but not its index entry', async () => {
     const x = index(jpegDir);
     const dir = damagedCopy(jpegDir, 'verify-forged-jpeg', []);
@@ -336,7 +374,7 @@ describe('verifyShards and mae verify-data', () => {
     const stop = new AbortController();
     stop.abort();
     expect(await verifyShards(rawDir, { signal: stop.signal })).toMatchObject({ complete: false, samples: 0 });
-    await expect(verifyShards(rawDir, { decoded: true } as object)).rejects.toThrow("verifyShards: options has no option 'decoded' (did you mean decode?); it takes decode, signal, onEvent");
+    await expect(verifyShards(rawDir, { decoded: true } as object)).rejects.toThrow("verifyShards: options has no option 'decoded' (did you mean decode?); it takes decode, signal, onEvent, maxListed");
     await expect(verifyShards(join(root, 'none'))).rejects.toThrow(`${join(root, 'none')}: not a shard folder (no ${SHARD_INDEX_FILE}); shard folders are made by mae prepare-data`);
     // an index that cannot be read for another reason: said as such
     mkdirSync(join(root, 'index-folder', SHARD_INDEX_FILE), { recursive: true });
