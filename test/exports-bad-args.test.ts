@@ -11,7 +11,8 @@
 // (null where null is not valid, other types, NaN, Infinity, 1.5 for integers, and a value just outside a documented
 // range), and an unknown key (a misspelt field) where the object refuses them: the Error must name the function and
 // the field (or quote the unknown key). Unknown keys are not tried on the objects in `ignoresUnknownKeys`, which take
-// them by design: classifierConfigFrom's config (a MaskedAutoencoder's, whose decoder keys it does not read) and
+// them by design: classifierConfigFrom's and maeFlops' config (a MaskedAutoencoder's: classifierConfigFrom does not
+// read its decoder keys, and every key maeFlops reads is required, so a misspelt one is refused as missing) and
 // knnClassify's bank and query (features records, every field required, so a misspelt one is refused as missing).
 // Not tried field by field: pretrain's resume (true, false or a run folder: the harness has no kind for it), bench's
 // maxMemoryBytes (its default, Infinity, is valid; the harness would try it as bad); objects whose fields another
@@ -19,8 +20,7 @@
 // checks their keys, openDataset their values), the model configs of pretrain and finetune, the overrides of
 // VisionTransformerClassifier.fromPretrained, embedImages and classifyImages (the model's, classifierConfigFrom's,
 // MaskedAutoencoder.fromPretrained's), classifierFromPretrain's opts (classifierConfigFrom's), pretrainInWorker's
-// options (pretrain's); options not yet checked field by field: deviceStepCheck's opts, maeFlops' config
-// (checkConfig's, which takes unknown keys); and object parameters that are data, not options: tensors, metadata and
+// options (pretrain's); and object parameters that are data, not options: tensors, metadata and
 // extra (free-form, saved as given), states, specs, indexes, ShardDataset's names, samples, pipeline configs, settings,
 // env, results, images.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -200,8 +200,14 @@ const ROWS: Row[] = [
   { name: 'randomMasking', params: 'B:number L:number maskRatio:number noise?:instance gen?:instance', args: () => [2, 4, 0.5, undefined, gen] },
   { name: 'get2dSincosPosEmbed', params: 'embedDim:number gridSize:number', args: () => [4, 2] },
   { name: 'interpolatePosEmbed', params: 'table:instance embedDim:number gridH:number gridW:number newH:number newW:number numExtra?:number', args: () => [api.get2dSincosPosEmbed(4, 2), 4, 2, 2, 3, 3] },
-  { name: 'deviceStepCheck', params: 'opts:object', args: () => [{ device: 'cpu', steps: 1 }] },
-  { name: 'maeFlops', params: 'config:object maskRatio?:number', args: () => [model.config] },
+  { name: 'deviceStepCheck', params: 'opts:object', args: () => [{ device: 'cpu', steps: 1 }], fields: { opts: 'device:enum steps?:int[1,) log?:function lr?:number(0,) fp32Tolerance?:number(0,) bf16Tolerance?:number(0,)' } },
+  {
+    name: 'maeFlops',
+    params: 'config:object maskRatio?:number',
+    args: () => [model.config],
+    fields: { config: 'imgSize:int[1,) patchSize:int[1,) inChans:int[1,) embedDim:int[1,) depth:int[1,) numHeads:int[1,) decoderEmbedDim:int[1,) decoderDepth:int[1,) decoderNumHeads:int[1,) mlpRatio:number(0,) normPixLoss:boolean eps:number(0,) maskTokenEncoder:boolean' },
+    ignoresUnknownKeys: ['config'], // a model's config: a checkpoint's may carry keys of other versions
+  },
 
   // optimizers and schedules
   { name: 'new AdamW', params: 'params:array options:object', args: () => [[t([2])], { lr: 1e-3 }], fields: { options: 'lr:number[0,) betas?:numbers eps?:number[0,) weightDecay?:number[0,)' } },

@@ -11,7 +11,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeValue, expectObject } from '../check.js';
+import { describeValue, expectFinite, expectFunction, expectKnownKeys, expectObject, isFloat32Finite, optionNames } from '../check.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { native, packageRoot } from '../native.js';
 import { AdamW } from '../optim/adamw.js';
@@ -71,14 +71,21 @@ interface Run {
 }
 
 export async function deviceStepCheck(opts: DeviceStepCheckOptions): Promise<DeviceStepCheckResult> {
-  expectObject('deviceStepCheck', 'opts', opts, false, "e.g. { device: 'cuda' }");
+  const where = 'deviceStepCheck';
+  expectObject(where, 'opts', opts, false, "e.g. { device: 'cuda' }");
+  expectKnownKeys(where, 'opts', opts, optionNames<DeviceStepCheckOptions>({ device: true, steps: true, log: true, lr: true, fp32Tolerance: true, bf16Tolerance: true }));
+  // each option as given (null is not its default)
+  if (opts.steps !== undefined) expectFinite(where, 'steps', opts.steps, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
+  expectFunction(where, 'log', opts.log, true);
+  if (opts.lr !== undefined) expectFinite(where, 'lr', opts.lr, (x) => x > 0 && isFloat32Finite(x), 'a positive finite number');
+  if (opts.fp32Tolerance !== undefined) expectFinite(where, 'fp32Tolerance', opts.fp32Tolerance, (x) => x > 0, 'a positive finite number');
+  if (opts.bf16Tolerance !== undefined) expectFinite(where, 'bf16Tolerance', opts.bf16Tolerance, (x) => x > 0, 'a positive finite number');
   const device = opts.device;
   const steps = opts.steps ?? 5;
   const log = opts.log ?? (() => {});
   const lr = opts.lr ?? 1e-3;
   const tol32 = opts.fp32Tolerance ?? 1e-4;
   const tol16 = opts.bf16Tolerance ?? 2e-2;
-  if (!(Number.isInteger(steps) && steps > 0)) throw new Error(`deviceStepCheck: steps must be a positive integer, got ${steps}`);
   const cuda = typeof device === 'string' && device.startsWith('cuda');
   if (cuda) {
     const c = native.info().cuda;
