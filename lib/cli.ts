@@ -16,7 +16,7 @@
  * `mae <command> --help` lists the flags. Under an MPI launcher (`mpirun -np N mae pretrain ...`) pretrain and
  * linprobe run data parallel; an error on any rank ends the whole job, naming the rank.
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,7 @@ import { BATCHES, STEP_BUDGET_S, bench, benchChart, formatBench, type BenchEvent
 import { writeFileAtomic } from './io/atomic.js';
 import { writePng } from './viz/png.js';
 import { activeCommunicator, type DistributedMode } from './distributed/comm.js';
+import { packageRoot } from './native.js';
 
 type Flags = NonNullable<ParseArgsConfig['options']>;
 
@@ -270,7 +271,7 @@ export function errorLine(cmd: string, message: string, rank?: number, given?: R
   return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
 }
 
-export const HELP: Record<string, string> = {
+export const HELP = {
   pretrain: `mae pretrain [flags]
   With no --data or --data-kind, runs the built-in default: ${DEFAULT_RUN.preset} on ${DEFAULT_RUN.data!.limit} Fashion-MNIST
   images (Debian package dataset-fashion-mnist), ${DEFAULT_RUN.epochs} epochs, blr ${DEFAULT_RUN.blr} with ${DEFAULT_RUN.warmupEpochs} warm-up epoch, writing
@@ -423,7 +424,23 @@ export const HELP: Record<string, string> = {
   --device cpu|cuda|cuda:N (cuda when a usable GPU is there, else cpu)  --precision fp32|bf16 (fp32)
   --threads N (CPU threads)  --json FILE (the table as JSON)  --png FILE (bar chart of img/s and speed-up)`,
   info: 'mae info: version, Node, the binary used (local build or prebuilt) and its path, BLAS, threads, CUDA (devices, driver, runtime, cuBLASLt), precisions, oneDNN (the ISA its bf16 products run, native bf16 or not), MPI and NCCL (found or why not), the MPI launcher',
+} satisfies Record<string, string>;
+
+/** What each command does, in a line: `mae --help` lists them. */
+const SUMMARY: Record<keyof typeof HELP, string> = {
+  pretrain: 'pre-train an MAE (with no data flags: the 28-px model on Fashion-MNIST)',
+  visualize: 'original | masked | reconstruction figures from a pre-training checkpoint',
+  linprobe: "train a linear classifier on a frozen pre-trained encoder's features",
+  finetune: 'fine-tune a pre-trained encoder as a classifier (or train one from scratch)',
+  eval: "a classifier's top-1 / top-5 and confusion matrix; --knn: an encoder's kNN accuracy",
+  embed: "a folder of images through an encoder: its features, to a .safetensors file",
+  classify: "the top-5 classes of images, from a fine-tuned classifier",
+  'prepare-data': 'an image folder as a few large shard files, for fast loading',
+  'verify-data': 'check every record of a shard folder against its CRC-32',
+  bench: "time training steps: the MAE encoder against the mask-token encoder (the paper's 3x)",
+  info: 'this installation: native addon, BLAS, oneDNN, CUDA, MPI',
 };
+
 
 function num(v: unknown, flag: string): number | undefined {
   if (v === undefined) return undefined;
@@ -1266,7 +1283,12 @@ export async function main(argv: string[]): Promise<number> {
     const commands = Object.keys(HELP);
     const usageLine = `usage: mae <${commands.join('|')}> [flags]; mae <command> --help`;
     if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      console.log(usageLine);
+      const width = Math.max(...commands.map((c) => c.length));
+      console.log(`${usageLine}\n\n${commands.map((c) => `  ${c.padEnd(width)}  ${SUMMARY[c as keyof typeof HELP]}`).join('\n')}\n\nmae --version prints the package's version.`);
+      return 0;
+    }
+    if (cmd === '--version' || cmd === '-v') {
+      console.log(JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version);
       return 0;
     }
     if (!cmd) {
@@ -1276,7 +1298,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     // an unknown command's --help: the error below, on stderr
     if (Object.hasOwn(HELP, cmd) && (rest.includes('--help') || rest.includes('-h'))) {
-      console.log(HELP[cmd]);
+      console.log(HELP[cmd as keyof typeof HELP]);
       return 0;
     }
     if (cmd === 'pretrain') return await cmdPretrain(rest);

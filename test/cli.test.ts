@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { errorLine } from '../lib/cli.js';
+import { HELP, errorLine } from '../lib/cli.js';
 import { native } from '../lib/native.js';
 import { hasCpuFlag } from './helpers/cpu.js';
 import { endedPid } from './helpers/processes.js';
@@ -226,7 +226,15 @@ describe('mae command', () => {
     // no command: the usage, on stderr, as a usage error; asked for, on stdout
     const none = mae([]);
     expect(none).toEqual({ code: 2, out: '', err: expect.stringMatching(/^usage: mae <pretrain\|visualize\|.*> \[flags\]; mae <command> --help\n$/) });
-    expect(mae(['--help'])).toEqual({ code: 0, out: none.err, err: '' });
+    // asked for: the usage line, then every command with what it does, each once
+    const help = mae(['--help']);
+    expect(help).toMatchObject({ code: 0, err: '' });
+    expect(help.out.startsWith(none.err)).toBe(true);
+    expect(help.out.match(/^  [a-z-]+  +\S.*$/gm)!.map((l) => l.trim().split(' ')[0])).toEqual(Object.keys(HELP));
+    expect(mae(['-h']).out).toBe(help.out);
+    const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    expect(mae(['--version'])).toEqual({ code: 0, out: `${version}\n`, err: '' });
+    expect(mae(['-v'])).toEqual({ code: 0, out: `${version}\n`, err: '' });
     // an unknown command's --help is the same error, on stderr (not a help text on stdout)
     expect(mae(['nope', '--help'])).toEqual({ code: 2, out: '', err: mae(['nope']).err });
     expect(mae(['constructor', '--help'])).toEqual({ code: 2, out: '', err: mae(['constructor']).err });
@@ -448,11 +456,11 @@ describe('mae command', () => {
   });
 
   it('each command\'s --help names every flag the command takes', async () => {
-    const { COMMAND_FLAGS, HELP } = await import('../lib/cli.js');
+    const { COMMAND_FLAGS } = await import('../lib/cli.js');
     const unnamed: string[] = [];
     for (const [cmd, flags] of Object.entries(COMMAND_FLAGS))
       for (const flag of Object.keys(flags))
-        if (flag !== 'help' && !new RegExp(`--${flag}(?![a-z-])`).test(HELP[cmd] ?? '')) unnamed.push(`${cmd} --${flag}`);
+        if (flag !== 'help' && !new RegExp(`--${flag}(?![a-z-])`).test((HELP as Record<string, string>)[cmd] ?? '')) unnamed.push(`${cmd} --${flag}`);
     expect(unnamed).toEqual([]);
   });
 
@@ -497,9 +505,8 @@ describe('mae command', () => {
   });
 
   it("the training commands' --help give the defaults the library takes (warm-up, log and figure cadence, batch, limit)", async () => {
-    const { HELP } = await import('../lib/cli.js');
     // one line each, as printed: the help wraps its lines
-    const flat = (cmd: string) => HELP[cmd]!.replace(/\s+/g, ' ');
+    const flat = (cmd: string) => (HELP as Record<string, string>)[cmd]!.replace(/\s+/g, ' ');
     for (const text of ['--limit N (the first N images; all, the built-in run 10000)', '--epochs (10; the built-in run 4) --batch-size (64) --accum-iter (1)', '--min-lr (0) --warmup-epochs (epochs / 20 rounded up, at most 40; the built-in run 1)', '--checkpoint-every STEPS (0: only at each epoch end) --log-every STEPS (10', '--visualize-every EPOCHS (1:', '--knn-every EPOCHS (0: none;'])
       expect(flat('pretrain')).toContain(text);
     expect(flat('linprobe')).toContain('--warmup-epochs (10, at most a ninth of --epochs)');
