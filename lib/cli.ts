@@ -268,6 +268,11 @@ export function errorLine(cmd: string, message: string, rank?: number, given?: R
     const flag = named[1]!.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
     if (Object.hasOwn(COMMAND_FLAGS[cmd] ?? {}, flag) && (given === undefined || given.has(flag))) m = `--${flag}${named[2]}`;
   }
+  // a full disk: every file is written whole or not at all, so what was written before is sound; say how to go on
+  if (/\b(ENOSPC|EDQUOT)\b/.test(m)) {
+    const then = cmd === 'pretrain' ? 'continue the run from its last checkpoint with mae pretrain --resume --out DIR' : cmd === 'prepare-data' ? 'run the same command to continue after the last finished shard' : 'run the command again';
+    m += `; the disk is full (the files written before are whole): free some space, then ${then}`;
+  }
   return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
 }
 

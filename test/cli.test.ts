@@ -318,6 +318,11 @@ describe('mae command', () => {
     // an option with no flag of that command, and an error from another part, read as the library wrote them
     expect(errorLine('pretrain', 'pretrain: outDir must be a string')).toBe('mae pretrain: outDir must be a string');
     expect(errorLine('embed', 'embed: accumIter must be 1')).toBe('mae embed: accumIter must be 1');
+    // a full disk: how to go on (every file is written atomically, so what was written before is whole)
+    const full = 'writeFileAtomic(/r/checkpoint.safetensors): write failed, target left unchanged: ENOSPC: no space left on device, write';
+    expect(errorLine('pretrain', full)).toBe(`mae pretrain: ${full}; the disk is full (the files written before are whole): free some space, then continue the run from its last checkpoint with mae pretrain --resume --out DIR`);
+    expect(errorLine('prepare-data', 'EDQUOT: disk quota exceeded')).toMatch(/the disk is full .*: free some space, then run the same command to continue after the last finished shard$/);
+    expect(errorLine('embed', 'writeFileAtomic(/f.safetensors): write failed, target left unchanged: ENOSPC: no space left on device')).toMatch(/free some space, then run the command again$/);
     // the model's and kNN's options that a flag of the command sets are named by the flag; kept where no flag sets them
     expect(errorLine('eval', 'knnEvaluate: k must be a positive integer, got the number 0')).toBe('mae eval: --k must be a positive integer, got the number 0');
     expect(errorLine('pretrain', 'pretrain: knn.k must be a positive integer, got the number 0')).toBe('mae pretrain: knn.k must be a positive integer, got the number 0');
