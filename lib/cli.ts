@@ -25,7 +25,7 @@ import { nearestName } from './check.js';
 import { info } from './info.js';
 import { amxUnusedReason, cpuBf16Tip, notNativeReason } from './mae/precision.js';
 import { presetNames, type MaeConfig, type Precision } from './mae/index.js';
-import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, prepareShards, resolvePipelineConfig, verifyShards, type PrepareEvent, type PrepareOptions, type VerifyShardsEvent } from './data/index.js';
+import { MAX_SHARD_SIDE, SHARD_INDEX_FILE, type OnBadFile, prepareShards, resolvePipelineConfig, verifyShards, type PrepareEvent, type PrepareOptions, type VerifyShardsEvent } from './data/index.js';
 import { loadModel } from './train/checkpoint.js';
 import { DATA_KINDS, DATA_PATHS, checkChannels, openDataset, type DataKind, type DataSource } from './train/data.js';
 import { pretrain, type PretrainOptions, type TrainEvent } from './train/pretrain.js';
@@ -203,6 +203,7 @@ const imageRunFlags: Flags = {
   std: { type: 'string' },
   'num-heads': { type: 'string' },
   threads: { type: 'string' },
+  'on-bad-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 const embedFlags: Flags = { ...imageRunFlags, out: { type: 'string' }, pool: { type: 'string' }, 'decoder-num-heads': { type: 'string' }, precision: { type: 'string' } };
@@ -388,7 +389,9 @@ export const HELP = {
   --pool cls|mean (cls: the cls token; mean: the mean of the patch tokens)  --batch-size N (32)
   --size PX (the model's image size; others interpolate the position table)  --mean R,G,B --std R,G,B (ImageNet)
   --num-heads N --decoder-num-heads N (when the checkpoint cannot tell: widths of no official model)  --threads N
-  --precision fp32|bf16 (fp32; bf16 runs the encoder in bfloat16 activations, the features are written as float32)`,
+  --precision fp32|bf16 (fp32; bf16 runs the encoder in bfloat16 activations, the features are written as float32)
+  --on-bad-file skip|stop (skip: an image that cannot be read is left out, the rows and the metadata's files are
+  the images read, and the ones left out are listed at the end; stop: end the run naming it)`,
   classify: `mae classify --checkpoint FILE --data FOLDER|IMAGE [--labels FILE] [flags]
   Prints the top-5 classes of each image with their probabilities, from a fine-tuned checkpoint (official
   mae_finetuned_vit_*.pth, checkpoint-N.pth of main_finetune.py, or a classifier of mae finetune / linprobe).
@@ -397,7 +400,9 @@ export const HELP = {
   each folder's class is known: with --labels, the class whose name is the folder's name; without (or when no
   folder is named as a class: synset folders), the folders in sorted order as the model's classes (when there are as
   many); else a line says why there is no accuracy.
-  --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N`,
+  --topk K (5) --batch-size N (32) --size PX --mean R,G,B --std R,G,B --num-heads N --threads N
+  --on-bad-file skip|stop (skip: an image that cannot be read is left out of the results and the accuracy, and
+  listed at the end; stop: end the run naming it)`,
   'prepare-data': `mae prepare-data --data FOLDER --out DIR [flags]
   Converts an image folder (class sub-folders, as --data-kind folder) into a few large shard files plus an index
   (DIR/${SHARD_INDEX_FILE}); train from it with --data DIR (--data-kind shards, guessed from the index).
@@ -1041,9 +1046,19 @@ function imageRun(v: Record<string, unknown>, cmd: string) {
   if (!v.checkpoint) throw new UsageError(`${cmd}: --checkpoint FILE is required`);
   if (!v.data) throw new UsageError(`${cmd}: --data FOLDER (or an image file) is required`);
   const list = (flag: string) => (v[flag] === undefined ? undefined : String(v[flag]).split(',').map((x) => num(x, flag)!));
-  const o = { checkpoint: v.checkpoint as string, data: v.data as string, batchSize: num(v['batch-size'], 'batch-size'), size: num(v.size, 'size'), mean: list('mean'), std: list('std') };
+  const bad = v['on-bad-file'] as OnBadFile | undefined;
+  if (bad !== undefined && bad !== 'skip' && bad !== 'stop') throw new UsageError(`--on-bad-file must be skip or stop, got '${String(bad)}'`);
+  const o = { checkpoint: v.checkpoint as string, data: v.data as string, batchSize: num(v['batch-size'], 'batch-size'), size: num(v.size, 'size'), mean: list('mean'), std: list('std'), onBadFile: bad };
   const threads = num(v.threads, 'threads');
   return { o, threads, numHeads: num(v['num-heads'], 'num-heads') };
+}
+
+/** The images an image command left out (onBadFile 'skip'), on stderr: the first 20 with why, then a count. */
+function reportSkipped(skipped: { file: string; error: string }[]): void {
+  if (skipped.length === 0) return;
+  console.warn(`warning: ${skipped.length} image${skipped.length > 1 ? 's' : ''} could not be read and ${skipped.length > 1 ? 'were' : 'was'} left out (--on-bad-file stop ends the run at the first instead):`);
+  for (const s of skipped.slice(0, 20)) console.warn(`  ${s.error}`);
+  if (skipped.length > 20) console.warn(`  ... and ${skipped.length - 20} more`);
 }
 
 /** A progress bar of images done on a terminal, a line every few seconds elsewhere. */
@@ -1070,6 +1085,7 @@ async function cmdEmbed(argv: string[]): Promise<void> {
   const out = (v.out as string | undefined) ?? 'features.safetensors';
   checkOutputFile(out, '--out', o.checkpoint);
   const r = await embedImages({ ...o, out, pool, overrides, precision: precisionFlag(v), onProgress: imageProgress('embedding') });
+  reportSkipped(r.skipped);
   console.log(`wrote ${r.count} x ${r.dim} ${pool} features to ${r.out}`);
 }
 
@@ -1085,6 +1101,7 @@ async function cmdClassify(argv: string[]): Promise<void> {
     overrides: numHeads !== undefined ? { numHeads } : {},
     onResult: (file, top) => console.log(`${file}\t${top.map((t) => `${t.label} ${t.probability.toFixed(3)}`).join('  ')}`),
   });
+  reportSkipped(r.skipped);
   if (r.top1 !== null) console.log(`top-1 ${(100 * r.top1).toFixed(2)}%  top-${Math.min(topk ?? 5, r.names.length)} ${(100 * r.topk!).toFixed(2)}% on ${r.count} images (${r.scoredBy})`);
   else if (r.notScored !== null) console.error(`no accuracy: ${r.notScored}`);
 }

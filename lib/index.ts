@@ -39,4 +39,4 @@ export { finetune, type FinetuneOptions, type FinetuneResult, type FinetuneEvent
 export { evaluateClassifier, MetricAccumulator, topkAccuracy, confusionImage, writeConfusionPng, type ClassificationMetrics } from './train/evaluate.js';
 export { extractFeatures, pixelFeatures, knnClassify, knnEvaluate, l2Normalize, type Features, type FeaturePool, type KnnOptions, type KnnResult } from './train/knn.js';
 export { Mixup, mixupTarget, smoothOneHot, randBbox, cutmixBboxAndLam, randomErasing, sampleBeta, type MixupOptions, type MixResult, type RandomErasingOptions } from './train/mixup.js';
-export { embedImages, classifyImages, type ImageRunOptions, type EmbedImagesOptions, type ClassifyImagesOptions } from './infer/commands.js';
+export { embedImages, classifyImages, type ImageRunOptions, type EmbedImagesOptions, type ClassifyImagesOptions, type SkippedImage } from './infer/commands.js';

@@ -10,7 +10,7 @@ import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describeValue, expectArrayOf, expectInteger, expectObject, expectOptions, expectString, type OptionType } from '../check.js';
 import { VisionTransformerClassifier, type ClassifierConfig } from '../classify/model.js';
-import { scanImageFolder } from '../data/folder.js';
+import { scanImageFolder, type OnBadFile } from '../data/folder.js';
 import { loadImages } from '../data/images.js';
 import { makeDirs } from '../io/atomic.js';
 import { FOLDER_WEIGHT_FILES, readWeights } from '../io/weights.js';
@@ -35,6 +35,14 @@ export interface ImageRunOptions {
   std?: number[];
   /** called after each batch with the images done and the total */
   onProgress?: (done: number, total: number) => void;
+  /** an image that cannot be read: 'skip' (default) leaves it out and lists it in the result; 'stop' ends the run */
+  onBadFile?: OnBadFile;
+}
+
+/** An image left out because it could not be read, and why. */
+export interface SkippedImage {
+  file: string;
+  error: string;
 }
 
 export interface EmbedImagesOptions extends ImageRunOptions {
@@ -60,7 +68,7 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
 
 /** The type of each option of the image commands (the Records make the compiler list every key of their options). */
 const IMAGE_RUN_OPTIONS = {
-  checkpoint: 'string', data: 'string', batchSize: 'number', size: 'number', mean: 'number[]', std: 'number[]', onProgress: 'function',
+  checkpoint: 'string', data: 'string', batchSize: 'number', size: 'number', mean: 'number[]', std: 'number[]', onProgress: 'function', onBadFile: 'string',
 } as const satisfies Record<keyof ImageRunOptions, OptionType>;
 const EMBED_OPTIONS = { ...IMAGE_RUN_OPTIONS, out: 'string', pool: 'string', precision: 'string', overrides: 'object' } as const satisfies Record<keyof EmbedImagesOptions, OptionType>;
 const CLASSIFY_OPTIONS = { ...IMAGE_RUN_OPTIONS, labels: 'string', topk: 'number', overrides: 'object', onResult: 'function' } as const satisfies Record<keyof ClassifyImagesOptions, OptionType>;
@@ -75,6 +83,7 @@ function checkImageRun(where: string, o: ImageRunOptions, types: Readonly<Record
   for (const k of ['batchSize', 'size'] as const) if (o[k] !== undefined) expectInteger(where, k, o[k], 1);
   if (o.mean !== undefined) expectArrayOf(where, 'mean', o.mean, (m) => Number.isFinite(m), 'a finite number');
   if (o.std !== undefined) expectArrayOf(where, 'std', o.std, (v) => Number.isFinite(v) && (v as number) > 0, 'a finite number > 0');
+  if (o.onBadFile !== undefined && o.onBadFile !== 'skip' && o.onBadFile !== 'stop') throw new Error(`${where}: onBadFile must be 'skip' or 'stop', got ${describeValue(o.onBadFile)}`);
 }
 
 /**
@@ -116,35 +125,68 @@ async function listImages(data: string): Promise<{ files: string[]; labels: Int3
   return { files: index.files, labels: index.classes.length ? index.labels : null, classes: index.classes, root: data };
 }
 
-/** Runs `step` over batches of images; the next batch is decoded while `step` works on the current one. */
+/**
+ * Runs `step` over batches of images, each with the indices in `files` of its images; the next batch is decoded while
+ * `step` works on the current one. With onBadFile 'skip', a batch that fails is decoded again image by image: those
+ * that cannot be read are left out (a batch of none is not run) and returned with why.
+ */
 async function forBatches(
   files: string[],
   o: ImageRunOptions,
   load: { size: number; channels: 1 | 3 },
-  step: (images: Tensor, start: number) => Promise<void>,
-): Promise<void> {
+  step: (images: Tensor, kept: number[]) => Promise<void>,
+): Promise<SkippedImage[]> {
   const batch = o.batchSize ?? 32; // (checked by checkImageRun)
-  const decode = (start: number) => loadImages(files.slice(start, start + batch), { ...load, mean: o.mean, std: o.std });
-  let next: Promise<Tensor> | null = decode(0);
+  const opts = { ...load, mean: o.mean, std: o.std };
+  const skipped: SkippedImage[] = [];
+  const decode = async (start: number): Promise<{ images: Tensor | null; kept: number[] }> => {
+    const all = Array.from({ length: Math.min(batch, files.length - start) }, (_, i) => start + i);
+    try {
+      return { images: await loadImages(all.map((i) => files[i]!), opts), kept: all };
+    } catch (e) {
+      if (o.onBadFile === 'stop') throw e;
+      const kept: number[] = [];
+      for (const i of all) {
+        try {
+          (await loadImages([files[i]!], opts)).dispose();
+          kept.push(i);
+        } catch (err) {
+          skipped.push({ file: files[i]!, error: (err as Error).message });
+        }
+      }
+      return { images: kept.length ? await loadImages(kept.map((i) => files[i]!), opts) : null, kept };
+    }
+  };
+  let next: ReturnType<typeof decode> | null = decode(0);
   for (let start = 0; next; start += batch) {
-    const images: Tensor = await next;
+    const { images, kept } = await next;
     next = start + batch < files.length ? decode(start + batch) : null;
     next?.catch(() => undefined); // awaited next round; not an unhandled rejection meanwhile
-    try {
-      await step(images, start);
-    } finally {
-      images.dispose();
+    if (images) {
+      try {
+        await step(images, kept);
+      } finally {
+        images.dispose();
+      }
     }
     o.onProgress?.(Math.min(start + batch, files.length), files.length);
   }
+  return skipped;
+}
+
+/** The Error of a run whose images could none be read (onBadFile 'skip'): the image's, or naming the first and why. */
+function noneRead(where: string, data: string, skipped: SkippedImage[]): Error {
+  if (skipped.length === 1) return new Error(skipped[0]!.error);
+  return new Error(`${where}: none of the ${skipped.length} images of ${data} could be read; the first: ${skipped[0]!.error}`);
 }
 
 /**
  * Embeds every image with the encoder of `checkpoint` and writes one safetensors file (atomically): `features`
  * [N, D] float32, `labels` [N] int32 when the folder has class sub-folders, and as metadata the file names
- * (`files`, JSON, relative to the data folder), `classes`, `pool`, `size` and `checkpoint`.
+ * (`files`, JSON, relative to the data folder), `classes`, `pool`, `size` and `checkpoint`. The N rows are the images
+ * read, in order: with onBadFile 'skip', those that could not be read are not among them (the result lists them).
  */
-export async function embedImages(o: EmbedImagesOptions): Promise<{ count: number; dim: number; out: string }> {
+export async function embedImages(o: EmbedImagesOptions): Promise<{ count: number; dim: number; out: string; skipped: SkippedImage[] }> {
   expectObject('embedImages', 'options', o, false, 'e.g. { checkpoint, data, out }');
   checkImageRun('embedImages', o, EMBED_OPTIONS);
   expectString('embedImages', 'out', o.out, 'a file path');
@@ -165,7 +207,8 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
     const size = o.size ?? c.imgSize;
     const D = c.embedDim;
     const features = new Float32Array(files.length * D);
-    await forBatches(files, o, { size, channels: c.inChans === 1 ? 1 : 3 }, async (images, start) => {
+    const read: number[] = [];
+    const skipped = await forBatches(files, o, { size, channels: c.inChans === 1 ? 1 : 3 }, async (images, kept) => {
       const tokens = await mae.embedAsync(images, { precision: o.precision });
       const f = tidy(() => {
         const L = tokens.shape[1]! - 1;
@@ -173,18 +216,21 @@ export async function embedImages(o: EmbedImagesOptions): Promise<{ count: numbe
         return (pool === 'cls' ? ops.reshape(ops.sliceTokens(tokens, 0, 1), [B, D]) : ops.meanTokens(ops.sliceTokens(tokens, 1, L))).dataSync();
       });
       tokens.dispose();
-      features.set(f, start * D);
+      features.set(f, read.length * D);
+      read.push(...kept);
     });
-    const tensors = new Map<string, { shape: number[]; data: Float32Array | Int32Array }>([['features', { shape: [files.length, D], data: features }]]);
-    if (labels) tensors.set('labels', { shape: [files.length], data: labels });
+    if (read.length === 0) throw noneRead('embedImages', o.data, skipped);
+    const N = read.length;
+    const tensors = new Map<string, { shape: number[]; data: Float32Array | Int32Array }>([['features', { shape: [N, D], data: features.subarray(0, N * D) }]]);
+    if (labels) tensors.set('labels', { shape: [N], data: Int32Array.from(read, (i) => labels[i]!) });
     await writeSafetensors(o.out, tensors, {
-      files: JSON.stringify(files.map((f) => relative(root, f))),
+      files: JSON.stringify(read.map((i) => relative(root, files[i]!))),
       classes: JSON.stringify(classes),
       pool,
       size: String(size),
       checkpoint: o.checkpoint,
     });
-    return { count: files.length, dim: D, out: o.out };
+    return { count: N, dim: D, out: o.out, skipped };
   } finally {
     mae.dispose();
   }
@@ -236,11 +282,12 @@ function matchFolders(classes: string[], used: Set<number>, K: number, labels: {
  * file, else from the data folder's class sub-folders when there are as many as the model's classes, else they are
  * the class indices. With class sub-folders whose classes are known (matchFolders: by name with a labels file, by
  * position without), returns the top-1 / top-k accuracy and `scoredBy`, how the folders were matched; with class
- * sub-folders that cannot be matched, no accuracy and `notScored`, why.
+ * sub-folders that cannot be matched, no accuracy and `notScored`, why. `count` and the accuracy are of the images read:
+ * with onBadFile 'skip', those that could not be read are left out (`skipped` lists them).
  */
 export async function classifyImages(
   o: ClassifyImagesOptions,
-): Promise<{ count: number; top1: number | null; topk: number | null; names: string[]; scoredBy: string | null; notScored: string | null }> {
+): Promise<{ count: number; top1: number | null; topk: number | null; names: string[]; scoredBy: string | null; notScored: string | null; skipped: SkippedImage[] }> {
   expectObject('classifyImages', 'options', o, false, 'e.g. { checkpoint, data }');
   checkImageRun('classifyImages', o, CLASSIFY_OPTIONS);
   if (o.topk !== undefined) expectInteger('classifyImages', 'topk', o.topk, 1);
@@ -262,7 +309,8 @@ export async function classifyImages(
     const classOf = match?.classOf ?? null;
     let hits1 = 0;
     let hitsK = 0;
-    await forBatches(files, o, { size: o.size ?? vit.config.imgSize, channels: vit.config.inChans === 1 ? 1 : 3 }, async (images, start) => {
+    let count = 0;
+    const skipped = await forBatches(files, o, { size: o.size ?? vit.config.imgSize, channels: vit.config.inChans === 1 ? 1 : 3 }, async (images, kept) => {
       const logits = await vit.forwardAsync(images);
       const z = logits.dataSync();
       logits.dispose();
@@ -272,22 +320,25 @@ export async function classifyImages(
         const e = Array.from(row, (v) => Math.exp(v - max));
         const sum = e.reduce((s, v) => s + v, 0);
         const order = e.map((v, i) => [v / sum, i] as const).sort((x, y) => y[0] - x[0] || x[1] - y[1]).slice(0, k);
-        o.onResult?.(files[start + b]!, order.map(([probability, index]) => ({ index, label: names[index]!, probability })));
+        o.onResult?.(files[kept[b]!]!, order.map(([probability, index]) => ({ index, label: names[index]!, probability })));
         if (classOf !== null) {
-          const truth = classOf[labels![start + b]!]!;
+          const truth = classOf[labels![kept[b]!]!]!;
           if (order[0]![1] === truth) hits1++;
           if (order.some(([, i]) => i === truth)) hitsK++;
         }
       }
+      count += kept.length;
     });
+    if (count === 0) throw noneRead('classifyImages', o.data, skipped);
     const scored = classOf !== null;
     return {
-      count: files.length,
-      top1: scored ? hits1 / files.length : null,
-      topk: scored ? hitsK / files.length : null,
+      count,
+      top1: scored ? hits1 / count : null,
+      topk: scored ? hitsK / count : null,
       names,
       scoredBy: match !== null && 'how' in match ? match.how : null,
       notScored: match !== null && 'why' in match ? match.why : null,
+      skipped,
     };
   } finally {
     vit.dispose();

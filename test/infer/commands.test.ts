@@ -48,6 +48,49 @@ describe('mae embed', () => {
     model.dispose();
   });
 
+  it('an image that cannot be read is left out and listed (skip, the default), or ends the run naming it (stop)', async () => {
+    // a folder with a file that is no image among the others, in the middle of a batch of 2
+    const mixed = join(tmp, 'mixed');
+    for (const [cls, name] of [['cat', 'a.png'], ['dog', 'b.png'], ['dog', 'c.png']] as const) {
+      mkdirSync(join(mixed, cls), { recursive: true });
+      copyFileSync(join(data, cls, name), join(mixed, cls, name));
+    }
+    writeFileSync(join(mixed, 'cat', 'b-broken.jpg'), 'not an image');
+    const out = join(tmp, 'mixed.safetensors');
+    const opts = { checkpoint: pth('checkpoint-3.pth'), data: mixed, out, overrides: { numHeads: 4, decoderNumHeads: 2 }, batchSize: 2 };
+    const r = await embedImages(opts);
+    expect(r.count).toBe(3);
+    expect(r.skipped).toEqual([{ file: join(mixed, 'cat', 'b-broken.jpg'), error: expect.stringMatching(/^\S+b-broken\.jpg: cannot load image: /) }]);
+    // the rows are the images read, each with its file and label: the same features as from the folder without it
+    const { tensors, metadata } = await readSafetensors(out);
+    expect(JSON.parse(metadata.files!)).toEqual(['cat/a.png', 'dog/b.png', 'dog/c.png']);
+    expect(Array.from(tensors.get('labels')!.data)).toEqual([0, 1, 1]);
+    const clean = await readSafetensors((await embedImages({ ...opts, data, out: join(tmp, 'clean.safetensors') })).out);
+    const [got, want] = [tensors.get('features')!.data, clean.tensors.get('features')!.data];
+    expect(got.length).toBe(want.length);
+    for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(1e-5);
+    await expect(embedImages({ ...opts, onBadFile: 'stop' })).rejects.toThrow(/b-broken\.jpg: cannot load image: /);
+    await expect(embedImages({ ...opts, onBadFile: 'skip!' as 'skip' })).rejects.toThrow("embedImages: onBadFile must be 'skip' or 'stop', got the string 'skip!'");
+    // none read: the image's own error
+    await expect(embedImages({ ...opts, data: join(mixed, 'cat', 'b-broken.jpg') })).rejects.toThrow(/^\S+b-broken\.jpg: cannot load image: /);
+    // the command says which were left out; with stop it ends naming the file
+    const cli = mae(['embed', '--checkpoint', pth('checkpoint-3.pth'), '--data', mixed, '--out', out, '--num-heads', '4', '--decoder-num-heads', '2', '--batch-size', '2']);
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stderr).toMatch(/warning: 1 image could not be read and was left out .*\n  \S+b-broken\.jpg: cannot load image: /);
+    expect(cli.stdout).toContain(`wrote 3 x 32 cls features to ${out}`);
+    const stop = mae(['embed', '--checkpoint', pth('checkpoint-3.pth'), '--data', mixed, '--out', out, '--num-heads', '4', '--decoder-num-heads', '2', '--on-bad-file', 'stop']);
+    expect(stop.status).toBe(1);
+    expect(stop.stderr).toMatch(/mae embed: \S+b-broken\.jpg: cannot load image: /);
+    expect(mae(['embed', '--checkpoint', pth('checkpoint-3.pth'), '--data', mixed, '--on-bad-file', 'ignore']).stderr).toBe("mae embed: --on-bad-file must be skip or stop, got 'ignore'\n");
+    // classify: the results and the accuracy are of the images read
+    const seen: string[] = [];
+    const c = await classifyImages({ checkpoint: pth('mae-finetuned.pth'), data: mixed, overrides: { numHeads: 4 }, batchSize: 2, onResult: (f) => seen.push(f) });
+    expect(seen).toEqual([join(mixed, 'cat', 'a.png'), join(mixed, 'dog', 'b.png'), join(mixed, 'dog', 'c.png')]);
+    expect(c.count).toBe(3);
+    expect(c.skipped.map((x) => x.file)).toEqual([join(mixed, 'cat', 'b-broken.jpg')]);
+    await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data: mixed, overrides: { numHeads: 4 }, onBadFile: 'stop' })).rejects.toThrow(/b-broken\.jpg: cannot load image: /);
+  });
+
   it('mean pooling, and usage errors', async () => {
     const out = join(tmp, 'mean.safetensors');
     const r = mae(['embed', '--checkpoint', pth('mae-encoder.pth'), '--data', join(data, 'dog', 'b.png'), '--out', out, '--pool', 'mean', '--num-heads', '4']);
@@ -153,7 +196,7 @@ describe('embed and classify: output and labels paths checked before any work', 
     expect(existsSync(join(tmp, 'not-yet'))).toBe(false);
     // a missing folder is made, and the file written there
     const out = join(tmp, 'made', 'here', 'features.safetensors');
-    expect(await run(out)).toEqual({ count: 3, dim: 32, out });
+    expect(await run(out)).toEqual({ count: 3, dim: 32, out, skipped: [] });
     expect(batches).toBe(1);
     expect((await readSafetensors(out)).tensors.get('features')!.shape).toEqual([3, 32]);
   });
