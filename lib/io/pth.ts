@@ -14,7 +14,8 @@
  *
  * Tensors are read only when asked for (`readTensors`), one storage at a time, so the optimizer state of a training
  * checkpoint is never read. Float, Half, BFloat16 and Double storages become Float32Array (Double rounded); strides
- * and storage offsets are honoured; integer and boolean tensors are reported by dtype without data.
+ * and storage offsets are honoured; integer, boolean and complex tensors (a model's index or frequency buffers) are
+ * reported by dtype without data.
  */
 import { endianness } from 'node:os';
 import fsp, { type FileHandle } from 'node:fs/promises';
@@ -23,13 +24,27 @@ import { describeValue, PickleGlobal, PickleTensor, PickleTruncatedError, unpick
 import { readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
 
 /** Element types of PyTorch storages. */
-export type TorchDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type TorchDtype =
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'float64'
+  | 'complex64'
+  | 'complex128'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool';
 
 const STORAGE_TYPES: Record<string, { dtype: TorchDtype; bytes: number }> = {
   FloatStorage: { dtype: 'float32', bytes: 4 },
   HalfStorage: { dtype: 'float16', bytes: 2 },
   BFloat16Storage: { dtype: 'bfloat16', bytes: 2 },
   DoubleStorage: { dtype: 'float64', bytes: 8 },
+  ComplexFloatStorage: { dtype: 'complex64', bytes: 8 },
+  ComplexDoubleStorage: { dtype: 'complex128', bytes: 16 },
   LongStorage: { dtype: 'int64', bytes: 8 },
   IntStorage: { dtype: 'int32', bytes: 4 },
   ShortStorage: { dtype: 'int16', bytes: 2 },
