@@ -4,11 +4,17 @@
  * list of known callables, and
  *   - REDUCE (a function call) of any other callable is refused: the reader throws, naming the callable;
  *   - NEWOBJ (making an instance of a class without running its __init__, how argparse.Namespace is pickled) of any
- *     other class gives an inert PickleObject: the class name, the arguments and, after BUILD, the state.
+ *     other class gives an inert PickleObject: the class name, the arguments and, after BUILD, the state; the items
+ *     that SETITEMS / APPENDS add to an instance of a dict or list subclass (an EasyDict of a config) are kept with it.
+ * The known callables are PyTorch's tensor rebuilders, OrderedDict, and the plain Python values that protocol 2 (what
+ * torch.save writes) pickles as calls, as do the other entries of training checkpoints (their args, statistics):
+ * set, frozenset, bytes (_codecs.encode), bytearray, complex, slice, defaultdict, Counter, torch.device, torch.Size.
  *
  * Values: None -> null, bool -> boolean, int -> number (bigint beyond 2^53), float -> number, str -> string,
- * bytes -> Uint8Array, list/tuple/set -> array, dict/OrderedDict -> Map (insertion order, keys as values),
- * persistent ids -> whatever `persistentLoad` makes of them (storage references in PyTorch files).
+ * bytes/bytearray -> Uint8Array, list/tuple/set/frozenset/torch.Size -> array, dict/OrderedDict/defaultdict/Counter ->
+ * Map (insertion order, keys as values; a defaultdict's factory is dropped), torch.device -> string ('cuda:1'),
+ * complex and slice -> PickleObject ('builtins.complex', [re, im]), persistent ids -> whatever `persistentLoad` makes
+ * of them (storage references in PyTorch files).
  *
  * Supported: the binary opcodes of protocols 2 to 4 (PyTorch writes protocol 2), plus protocol 5's frames. The text
  * opcodes of protocols 0 and 1 and extension codes are refused. Every length is checked against the bytes left before
@@ -29,6 +35,10 @@ export class PickleGlobal {
 /** An instance of a class this reader does not know, kept as data: class name, constructor arguments, state. */
 export class PickleObject {
   state: unknown = undefined;
+  /** the items SETITEMS gave an instance of a dict subclass, else null */
+  dictItems: Map<unknown, unknown> | null = null;
+  /** the items APPEND(S) gave an instance of a list subclass, else null */
+  listItems: unknown[] | null = null;
   constructor(
     readonly className: string,
     readonly args: unknown[],
@@ -65,7 +75,52 @@ const REDUCERS: Record<string, (args: unknown[], fail: (msg: string) => never) =
   // protocol 0/1 instances, and protocol 2 for classes with __reduce__ returning copyreg._reconstructor
   'copyreg._reconstructor': (args, fail) => reconstruct(args, fail),
   'copy_reg._reconstructor': (args, fail) => reconstruct(args, fail),
+  // plain values (protocol 2 names builtins `__builtin__`, looked up here as `builtins`)
+  'builtins.set': (args, fail) => sequence(args, 'set', fail),
+  'builtins.frozenset': (args, fail) => sequence(args, 'frozenset', fail),
+  'builtins.bytes': (args, fail) => (args.length === 0 ? new Uint8Array(0) : fail('bytes() with arguments')),
+  '_codecs.encode': (args, fail) => latin1(args, fail),
+  'builtins.bytearray': (args, fail) => (args.length === 0 ? new Uint8Array(0) : args[0] instanceof Uint8Array ? args[0].slice() : latin1(args, fail)),
+  'builtins.complex': (args, fail) => {
+    if (args.length > 2 || !args.every((x) => typeof x === 'number')) fail(`complex of ${describeValue(args)}`);
+    return new PickleObject('builtins.complex', [args[0] ?? 0, args[1] ?? 0]);
+  },
+  'builtins.slice': (args, fail) => (args.length <= 3 ? new PickleObject('builtins.slice', args) : fail(`slice of ${args.length} arguments`)),
+  // filled by the SETITEMS that follow; the default factory (a global, e.g. builtins.list) is not kept
+  'collections.defaultdict': (args, fail) => (args.length <= 1 ? new Map() : fail(`defaultdict of ${args.length} arguments`)),
+  'collections.Counter': (args, fail) => {
+    if (args.length === 0) return new Map();
+    if (args.length !== 1 || !(args[0] instanceof Map)) fail('Counter takes no arguments or one dict');
+    return new Map(args[0] as Map<unknown, unknown>);
+  },
+  'torch.device': (args, fail) => {
+    const [type, index] = args;
+    if (typeof type !== 'string' || args.length > 2 || !(index === undefined || index === null || isCount(index))) fail(`torch.device of ${describeValue(args)}`);
+    return index === undefined || index === null ? type : `${type}:${index}`;
+  },
+  'torch.Size': (args, fail) => (args.length === 1 && Array.isArray(args[0]) ? [...(args[0] as unknown[])] : fail(`torch.Size of ${describeValue(args)}`)),
 };
+
+/** set(items) / frozenset(items): an array of the items. */
+function sequence(args: unknown[], what: string, fail: (msg: string) => never): unknown[] {
+  if (args.length === 0) return [];
+  if (args.length !== 1 || !Array.isArray(args[0])) fail(`${what} takes no arguments or one list`);
+  return [...(args[0] as unknown[])];
+}
+
+/** _codecs.encode(text, 'latin1'): how protocol 2 pickles bytes (each character one byte). */
+function latin1(args: unknown[], fail: (msg: string) => never): Uint8Array {
+  const [text, encoding] = args;
+  if (args.length !== 2 || typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1'))
+    fail(`_codecs.encode of ${describeValue(args)} (expected a text and 'latin1', as pickled bytes are)`);
+  const out = new Uint8Array((text as string).length);
+  for (let i = 0; i < out.length; i++) {
+    const c = (text as string).charCodeAt(i);
+    if (c > 0xff) fail('_codecs.encode: a character beyond latin1');
+    out[i] = c;
+  }
+  return out;
+}
 
 function rebuildTensor(args: unknown[], minArgs: number, fail: (msg: string) => never): PickleTensor {
   if (args.length < minArgs) fail(`_rebuild_tensor takes at least ${minArgs} arguments, got ${args.length}`);
@@ -201,13 +256,16 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
     return memo.get(i);
   };
   const setItems = (target: unknown, items: unknown[]) => {
-    if (!(target instanceof Map)) fail('SETITEM(S) on something that is not a dict');
+    // an instance of a dict subclass keeps its items beside its state
+    const map = target instanceof PickleObject ? (target.dictItems ??= new Map()) : target;
+    if (!(map instanceof Map)) fail('SETITEM(S) on something that is not a dict');
     if (items.length % 2 !== 0) fail('SETITEMS with an odd number of items');
-    for (let i = 0; i < items.length; i += 2) (target as Map<unknown, unknown>).set(items[i], items[i + 1]);
+    for (let i = 0; i < items.length; i += 2) (map as Map<unknown, unknown>).set(items[i], items[i + 1]);
   };
   const appendItems = (target: unknown, items: unknown[]) => {
-    if (!Array.isArray(target)) fail('APPEND(S) on something that is not a list');
-    for (const x of items) (target as unknown[]).push(x);
+    const list = target instanceof PickleObject ? (target.listItems ??= []) : target;
+    if (!Array.isArray(list)) fail('APPEND(S) on something that is not a list');
+    for (const x of items) (list as unknown[]).push(x);
   };
   const long = (n: number) => {
     const at = need(n);
@@ -222,7 +280,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
     if (!(callable instanceof PickleGlobal)) fail('REDUCE of something that is not a global');
     if (!Array.isArray(args)) fail('REDUCE arguments are not a tuple');
     const g = callable as PickleGlobal;
-    const reducer = REDUCERS[g.qualifiedName];
+    const reducer = REDUCERS[g.module === '__builtin__' ? `builtins.${g.name}` : g.qualifiedName];
     if (!reducer)
       fail(
         `refused to call ${g.qualifiedName}: a state dict has no such call, so this file holds more than weights ` +
@@ -460,7 +518,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
 
 /**
  * Turns unpickled data into plain JSON-like data: Maps with string keys become objects (other keys are turned into
- * strings), PickleObjects their state (or {__class__, args}), bigints strings, bytes and tensors short descriptions.
+ * strings), PickleObjects their dict or list items, else their state (or {__class__, args, state}), bigints strings, bytes and tensors short descriptions.
  * Cycles, nesting deeper than 64 levels and whatever comes after the first 100,000 lists, dicts and objects become
  * '<...>' (a value the pickle stores once can be shared without bound).
  */
@@ -483,6 +541,9 @@ export function toPlain(value: unknown, depth = 0, seen = new Set<unknown>(), bu
       return o;
     }
     if (value instanceof PickleObject) {
+      // a dict or list subclass: its items (an EasyDict's state repeats them as attributes)
+      if (value.dictItems) return toPlain(value.dictItems, depth + 1, seen, budget);
+      if (value.listItems) return toPlain(value.listItems, depth + 1, seen, budget);
       if (value.state instanceof Map) return toPlain(value.state, depth + 1, seen, budget);
       return { __class__: value.className, args: toPlain(value.args, depth + 1, seen, budget), state: toPlain(value.state ?? null, depth + 1, seen, budget) };
     }

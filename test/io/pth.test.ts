@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeValue, toPlain, unpickle } from '../../lib/io/pickle.js';
+import { openTorchFile } from '../../lib/io/pth.js';
 import { readSafetensors, serializeSafetensors } from '../../lib/io/safetensors.js';
 import { loadWeights, readWeights } from '../../lib/io/weights.js';
 
@@ -85,6 +86,38 @@ describe('the official checkpoint forms', () => {
     expect(w.has('norm.weight') && w.has('blocks.0.mlp.fc1.weight')).toBe(true);
     expect([...w.keys()].some((k) => k.startsWith('decoder') || k === 'mask_token')).toBe(false);
   });
+});
+
+describe("the other entries of training checkpoints: Python values that are data (make_values.py)", () => {
+  for (const file of ['values.pth', 'values-p4.pth', 'values-legacy.pth']) {
+    it(`${file}: sets, bytes, complex, slices, torch.device/Size, dict and list subclasses, defaultdict, Counter are read as data`, async () => {
+      const r = await readWeights(join(dir, file));
+      expect(r.key).toBe('model');
+      expect([...r.weights.keys()]).toEqual(['w']);
+      expect(Array.from(r.weights.get('w')!.data)).toEqual([-0.5, -0.25, 0, 0.25]);
+      expect(r.skipped).toContain('freqs (complex64)');
+      expect(r.epoch).toBe(4);
+      expect(r.args).toEqual({
+        device: 'cuda:1', cpu: 'cpu', tags: ['a'], frozen: [3], token: '<4 bytes>', empty: '<0 bytes>', buffer: '<2 bytes>',
+        z: { __class__: 'builtins.complex', args: [1.5, -2], state: null }, shape: [2, 3],
+        crop: { __class__: 'builtins.slice', args: [1, null, 2], state: null },
+      });
+      const f = await openTorchFile(join(dir, file));
+      try {
+        const root = f.root as Map<string, unknown>;
+        const args = toPlain(root.get('args')) as Record<string, unknown>;
+        expect(args).toMatchObject({ device: 'cuda:1' });
+        const token = (root.get('args') as { state: Map<string, unknown> }).state.get('token');
+        expect(token).toEqual(Uint8Array.of(0, 0xff, 0x61, 0x62));
+        expect(toPlain(root.get('cfg'))).toEqual({ lr: 0.5, model: 'mae_vit_base_patch16' });
+        expect(toPlain(root.get('milestones'))).toEqual([30, 60]);
+        expect(toPlain(root.get('seen'))).toEqual({ train: [1, 2] });
+        expect(toPlain(root.get('counts'))).toEqual({ a: 2, b: 1 });
+      } finally {
+        await f.close();
+      }
+    });
+  }
 });
 
 describe('hostile, damaged and foreign files', () => {
