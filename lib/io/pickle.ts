@@ -8,18 +8,21 @@
  *     that SETITEMS / APPENDS add to an instance of a dict or list subclass (an EasyDict of a config) are kept with it.
  * The known callables are PyTorch's tensor rebuilders, OrderedDict, and the plain Python values that protocol 2 (what
  * torch.save writes) pickles as calls, as do the other entries of training checkpoints (their args, statistics):
- * set, frozenset, bytes (_codecs.encode), bytearray, complex, slice, defaultdict, Counter, torch.device, torch.Size.
+ * set, frozenset, bytes (_codecs.encode), bytearray, complex, slice, defaultdict, Counter, torch.device, torch.Size,
+ * and NumPy scalars (numpy.dtype and multiarray.scalar: numbers, booleans; NumPy arrays are refused).
  *
  * Values: None -> null, bool -> boolean, int -> number (bigint beyond 2^53), float -> number, str -> string,
  * bytes/bytearray -> Uint8Array, list/tuple/set/frozenset/torch.Size -> array, dict/OrderedDict/defaultdict/Counter ->
  * Map (insertion order, keys as values; a defaultdict's factory is dropped), torch.device -> string ('cuda:1'),
  * complex and slice -> PickleObject ('builtins.complex', [re, im]), persistent ids -> whatever `persistentLoad` makes
- * of them (storage references in PyTorch files).
+ * of them (storage references in PyTorch files), NumPy scalars -> number (bigint for 64-bit integers beyond 2^53) or
+ * boolean.
  *
  * Supported: the binary opcodes of protocols 2 to 4 (PyTorch writes protocol 2), plus protocol 5's frames. The text
  * opcodes of protocols 0 and 1 and extension codes are refused. Every length is checked against the bytes left before
  * anything is allocated, so a damaged or hostile file can only produce an Error that names `source` and the byte.
  */
+import { f16ToNumber } from './safetensors.js';
 
 /** A reference to a Python global (module.name), made by GLOBAL; never resolved to anything executable. */
 export class PickleGlobal {
@@ -98,8 +101,52 @@ const REDUCERS: Record<string, (args: unknown[], fail: (msg: string) => never) =
     if (typeof type !== 'string' || args.length > 2 || !(index === undefined || index === null || isCount(index))) fail(`torch.device of ${describeValue(args)}`);
     return index === undefined || index === null ? type : `${type}:${index}`;
   },
+  // NumPy scalars: scalar(dtype, bytes); NumPy 2 names its module numpy._core
+  'numpy.dtype': (args, fail) => (typeof args[0] === 'string' ? new PickleObject('numpy.dtype', [args[0]]) : fail(`numpy.dtype of ${describeValue(args)}`)),
+  'numpy.core.multiarray.scalar': (args, fail) => numpyScalar(args, fail),
+  'numpy._core.multiarray.scalar': (args, fail) => numpyScalar(args, fail),
   'torch.Size': (args, fail) => (args.length === 1 && Array.isArray(args[0]) ? [...(args[0] as unknown[])] : fail(`torch.Size of ${describeValue(args)}`)),
 };
+
+/** numpy.core.multiarray.scalar(dtype, bytes): the value of a NumPy number or boolean. */
+function numpyScalar(args: unknown[], fail: (msg: string) => never): number | bigint | boolean {
+  const [dtype, data] = args;
+  if (!(dtype instanceof PickleObject) || dtype.className !== 'numpy.dtype' || !(data instanceof Uint8Array))
+    return fail(`a NumPy scalar of ${describeValue(args)} (expected a numpy.dtype and bytes)`);
+  const code = String(dtype.args[0]);
+  // the dtype's state (BUILD) is a tuple whose second item is its byte order: '<', '>', '=' (this machine's) or '|'
+  const little = !(Array.isArray(dtype.state) && dtype.state[1] === '>');
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (!/^(f[248]|[iu][1248]|b1)$/.test(code) || data.length !== Number(code.slice(1)))
+    return fail(`a NumPy scalar of dtype '${code}' and ${data.length} bytes (read: f2 f4 f8, i1 to i8, u1 to u8, b1)`);
+  const int64 = (x: bigint) => (x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x);
+  switch (code) {
+    case 'f2':
+      return f16ToNumber(v.getUint16(0, little));
+    case 'f4':
+      return v.getFloat32(0, little);
+    case 'f8':
+      return v.getFloat64(0, little);
+    case 'i1':
+      return v.getInt8(0);
+    case 'i2':
+      return v.getInt16(0, little);
+    case 'i4':
+      return v.getInt32(0, little);
+    case 'i8':
+      return int64(v.getBigInt64(0, little));
+    case 'u1':
+      return v.getUint8(0);
+    case 'u2':
+      return v.getUint16(0, little);
+    case 'u4':
+      return v.getUint32(0, little);
+    case 'u8':
+      return int64(v.getBigUint64(0, little));
+    default: // b1
+      return data[0] !== 0;
+  }
+}
 
 /** set(items) / frozenset(items): an array of the items. */
 function sequence(args: unknown[], what: string, fail: (msg: string) => never): unknown[] {

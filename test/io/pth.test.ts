@@ -90,7 +90,7 @@ describe('the official checkpoint forms', () => {
 
 describe("the other entries of training checkpoints: Python values that are data (make_values.py)", () => {
   for (const file of ['values.pth', 'values-p4.pth', 'values-legacy.pth']) {
-    it(`${file}: sets, bytes, complex, slices, torch.device/Size, dict and list subclasses, defaultdict, Counter are read as data`, async () => {
+    it(`${file}: sets, bytes, complex, slices, torch.device/Size, dict and list subclasses, defaultdict, Counter, NumPy scalars are read as data`, async () => {
       const r = await readWeights(join(dir, file));
       expect(r.key).toBe('model');
       expect([...r.weights.keys()]).toEqual(['w']);
@@ -113,6 +113,8 @@ describe("the other entries of training checkpoints: Python values that are data
         expect(toPlain(root.get('milestones'))).toEqual([30, 60]);
         expect(toPlain(root.get('seen'))).toEqual({ train: [1, 2] });
         expect(toPlain(root.get('counts'))).toEqual({ a: 2, b: 1 });
+        const numpy = ['best', 'best32', 'step', 'big', 'flag', 'half', 'swapped'].map((k) => root.get(k));
+        expect(numpy).toEqual([0.8125, -1.5, -7, 2n ** 63n + 1n, true, 0.25, 3]);
       } finally {
         await f.close();
       }
