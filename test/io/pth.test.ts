@@ -41,6 +41,22 @@ describe('PyTorch files: storage types and views', () => {
   }
 });
 
+describe("PyTorch's layouts: values bit for bit as tensor.float() gives them (make_values.py)", () => {
+  const expected: Record<string, { shape: number[]; bits: string[] }> = JSON.parse(readFileSync(join(dir, 'views-expected.json'), 'utf8'));
+  for (const file of ['views.pth', 'views-p4.pth', 'views-legacy.pth']) {
+    it(`${file}: channels_last, steps, stride 0 inside a storage, 0-d and empty views, parameters, float16/bfloat16/float64 edges`, async () => {
+      const r = await readWeights(join(dir, file));
+      expect([...r.weights.keys()]).toEqual(Object.keys(expected));
+      for (const [k, e] of Object.entries(expected)) {
+        const t = r.weights.get(k)!;
+        expect(t.shape, k).toEqual(e.shape);
+        const bits = Array.from(new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length), (b) => b.toString(16).padStart(8, '0'));
+        expect(bits, k).toEqual(e.bits);
+      }
+    });
+  }
+});
+
 describe('the official checkpoint forms', () => {
   it('a training checkpoint: the model weights; optimizer, epoch, scaler skipped; args as plain data', async () => {
     const r = await readWeights(join(dir, 'checkpoint-3.pth'));
