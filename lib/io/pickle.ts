@@ -565,7 +565,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): { value
 
 /**
  * Turns unpickled data into plain JSON-like data: Maps with string keys become objects (other keys are turned into
- * strings), PickleObjects their dict or list items, else their state (or {__class__, args, state}), bigints strings, bytes and tensors short descriptions.
+ * strings), PickleObjects their dict or list items, else their state (or {__class__, args, state}), bigints strings,
+ * bytes and tensors short descriptions.
  * Cycles, nesting deeper than 64 levels and whatever comes after the first 100,000 lists, dicts and objects become
  * '<...>' (a value the pickle stores once can be shared without bound).
  */
