@@ -130,51 +130,42 @@ describe('mae command', () => {
     expect(done.out).toMatch(/finished after 96 steps in \S+, no step left to take/);
   });
 
-  it('mae pretrain: a second SIGUSR1 while the run stops is ignored (it ended the process before the checkpoint)', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'mae-cli-usr1-'));
-    // steps long enough (about 0.3 s on one thread) that the second signal comes while the first step still runs
-    const child = spawn(process.execPath, [cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '64', '--embed-dim', '192', '--depth', '4',
-      '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    let second = false;
-    child.stdout.on('data', (d: Buffer) => {
-      text += d.toString();
-      // the first one handled: the second follows at once
-      if (!second && text.includes('SIGUSR1: finishing the current step')) {
-        second = true;
-        child.kill('SIGUSR1');
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    const closed = new Promise<[number | null, string | null]>((done) => child.on('close', (code, signal) => done([code, signal])));
-    while (!existsSync(join(out, 'log.jsonl'))) await sleep(5);
-    child.kill('SIGUSR1');
-    expect(await closed, text).toEqual([138, null]);
-    expect(second).toBe(true);
-    expect(text).toContain(`checkpoint: ${join(out, 'checkpoint.safetensors')}`);
-    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
-  });
-
-  it('mae pretrain: Ctrl-C after a SIGTERM quits at once, as a second SIGTERM does (it asked for the same stop again)', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'mae-cli-term-int-'));
-    // steps of about 0.3 s on one thread: the Ctrl-C comes while the first step still runs
+  /**
+   * A pretraining run with steps long enough (about 0.3 s on one thread) that a second signal comes while the first
+   * step still runs: `first` once the run has begun, then `second` once, as soon as the first one's line is printed.
+   */
+  async function signalTwice(first: NodeJS.Signals, second: NodeJS.Signals): Promise<{ status: [number | null, string | null]; text: string; out: string; sent: boolean }> {
+    const out = mkdtempSync(join(tmpdir(), 'mae-cli-signals-'));
     const child = spawn(process.execPath, [cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '64', '--embed-dim', '192', '--depth', '4',
       '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     let sent = false;
     child.stdout.on('data', (d: Buffer) => {
       text += d.toString();
-      // one Ctrl-C, once the SIGTERM is handled (a second Ctrl-C would quit at once in any case)
-      if (!sent && text.includes('SIGTERM: finishing the current step')) {
+      if (!sent && text.includes(`${first}: finishing the current step`)) {
         sent = true;
-        child.kill('SIGINT');
+        child.kill(second);
       }
     });
     child.stderr.on('data', (d: Buffer) => (text += d.toString()));
     const closed = new Promise<[number | null, string | null]>((done) => child.on('close', (code, signal) => done([code, signal])));
     while (!existsSync(join(out, 'log.jsonl'))) await sleep(5);
-    child.kill('SIGTERM');
-    expect(await closed, text).toEqual([130, null]);
+    child.kill(first);
+    return { status: await closed, text, out, sent };
+  }
+
+  it('mae pretrain: a second SIGUSR1 while the run stops is ignored (it ended the process before the checkpoint)', async () => {
+    const { status, text, out, sent } = await signalTwice('SIGUSR1', 'SIGUSR1');
+    expect(status, text).toEqual([138, null]);
+    expect(sent).toBe(true);
+    expect(text).toContain(`checkpoint: ${join(out, 'checkpoint.safetensors')}`);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+  });
+
+  it('mae pretrain: Ctrl-C after a SIGTERM quits at once, as a second SIGTERM does (it asked for the same stop again)', async () => {
+    const { status, text, sent } = await signalTwice('SIGTERM', 'SIGINT');
+    expect(status, text).toEqual([130, null]);
+    expect(sent).toBe(true);
     expect(text).toContain('SIGTERM: finishing the current step and writing a checkpoint (SIGTERM again to quit at once)');
     // quit before the step's end: no stop checkpoint, no closing summary
     expect(text).not.toMatch(/stopped after|checkpoint: /);
