@@ -2,9 +2,11 @@
 //   forward:  x [R, D], w, b [D] -> y = (x - mean) * rstd * w + b; mean, rstd [R] kept for backward (float32)
 //   backward: xhat = (x - mean) * rstd, g = dy * w,
 //             dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) [+ dres], dw = sum_r dy * xhat, db = sum_r dy
-//   add_layernorm_forward: s = x + r written, and the forward on s, in one pass (a transformer block's residual add)
+//   add_layernorm_forward: s = x + r written, and the forward on s, in one pass (a transformer block's residual add);
+//   the statistics and y are those of s as stored (rounded when s is bfloat16), as on the CPU, so that the backward,
+//   which reads s, agrees with them
 // One warp per row; for D <= 1024 the row stays in registers (V values per lane), wider rows are re-read (L1; the
-// fused add re-reads s, which it has just written).
+// fused add re-reads x and r).
 // dw and db: a two-stage column reduction (blocks of 32 columns x a chunk of rows write partial sums, a second
 // kernel adds the chunks in order), so the result is deterministic.
 #include "common.cuh"
@@ -16,7 +18,12 @@ namespace {
 
 constexpr int kWarps = 8;  // rows per block
 
-// ADD: the row is x + r, written to s (x, r, s [R, D]); otherwise the row is x
+// v as s holds it once written (rounded to bfloat16 when s is bfloat16)
+__device__ __forceinline__ float as_stored(const Dst& s, float v) {
+  return s.bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : v;
+}
+
+// ADD: the row is x + r as written to s (x, r, s [R, D]); otherwise the row is x
 template <int V, bool ADD>
 __global__ void ln_forward_kernel(Src x, Src r, Dst s, Src w, Src b, float eps, Dst y, Dst mean, Dst rstd, int64_t R,
                                   int D) {
@@ -32,7 +39,10 @@ __global__ void ln_forward_kernel(Src x, Src r, Dst s, Src w, Src b, float eps, 
       for (int k = 0; k < V; k++) {
         const int c = lane + 32 * k;
         v[k] = c < D ? (ADD ? x[base + c] + r[base + c] : x[base + c]) : 0.0f;
-        if (ADD && c < D) s.set(base + c, v[k]);
+        if (ADD && c < D) {
+          s.set(base + c, v[k]);
+          v[k] = as_stored(s, v[k]);
+        }
         sum += v[k];
       }
       m = warp_sum(sum) / (float)D;
@@ -49,14 +59,12 @@ __global__ void ln_forward_kernel(Src x, Src r, Dst s, Src w, Src b, float eps, 
         if (c < D) y.set(base + c, (v[k] - m) * rs * w[c] + b[c]);
       }
     } else {
-      // the row as float32 values: x + r (kept in s when s is float32, recomputed otherwise, so that every pass
-      // sees the same unrounded sums) or x
-      auto at = [&](int c) { return ADD ? x[base + c] + r[base + c] : x[base + c]; };
+      // the row as float32 values: x + r as stored in s (recomputed in each pass, rounded as s rounds it) or x
+      auto at = [&](int c) { return ADD ? as_stored(s, x[base + c] + r[base + c]) : x[base + c]; };
       float sum = 0.0f;
       for (int c = lane; c < D; c += 32) {
-        const float v = at(c);
-        if (ADD) s.set(base + c, v);
-        sum += v;
+        if (ADD) s.set(base + c, x[base + c] + r[base + c]);
+        sum += at(c);
       }
       m = warp_sum(sum) / (float)D;
       float q = 0.0f;
