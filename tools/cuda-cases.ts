@@ -375,6 +375,11 @@ export function opCases(full = true): OpCase[] {
     [[3, 37, 65], false, false, 30, 100], // large values: offset 100, spread 30
     [[9, 768], false, false, 30, 100],
   ];
+  // mean and rstd are float32 statistics of inputs both sides hold exactly (bf16-rounded on the host), so they are
+  // held to float32 accuracy in bf16 runs too: an emulation of the CUDA kernel's summation order matches the CPU
+  // within 2e-7 on these shapes, while statistics of a differently rounded row (addLayerNorm normalising the
+  // unrounded x + r instead of s as stored) differ by 8e-5 to 2e-3, which the bf16 tolerance (1e-2) let through
+  const lnStatsSpec: Record<string, OutputSpec> = { mean: { tol: { bfloat16: 2e-5 } }, rstd: { tol: { bfloat16: 2e-5 } } };
   for (const [shape, quick, bench, scale, offset] of lnShapes) {
     const D = shape[shape.length - 1]!;
     const R = numel(shape) / D;
@@ -388,6 +393,7 @@ export function opCases(full = true): OpCase[] {
           const [y, mean, rstd] = n.layerNorm(x!, w!, b!, 1e-6);
           return { y, mean, rstd };
         },
+        outputs: lnStatsSpec,
         bytes: 4 * 2 * R * D,
         bench,
         sanitize: quick && D === 65,
@@ -426,6 +432,7 @@ export function opCases(full = true): OpCase[] {
           const [s, y, mean, rstd] = n.addLayerNorm(x!, r!, w!, b!, 1e-6);
           return { s, y, mean, rstd };
         },
+        outputs: lnStatsSpec,
         bytes: 4 * 4 * R * D,
         bench,
         sanitize: quick && D === 65,
