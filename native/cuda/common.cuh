@@ -68,7 +68,7 @@ inline bool fused_enabled() { return env_not_off("MAE_FUSED"); }
 // ---- device faults -----------------------------------------------------------------------------------------------
 // A bad index or label found by a kernel is recorded in the device's fault record (the first one wins) instead of
 // being read back at once: the op never waits for the device. The record travels with the next read of device data
-// (copy_to_host, synchronize), which then throws mae::Error describing it; MAE_CUDA_CHECK_INDICES=1 makes the op
+// (copy_to_host, synchronize, and an asynchronous read, whose block carries a copy of it after the bytes), which then throws mae::Error describing it; MAE_CUDA_CHECK_INDICES=1 makes the op
 // that received the bad value wait and throw itself (for debugging).
 
 struct Fault {

@@ -136,12 +136,10 @@ Context& context(int device) {
 
 namespace {
 
-// throws the fault in c.fault_host (just read back) if there is one, after clearing the device's record
-void throw_fault(Context& c, bool deferred) {
-  const Fault f = *c.fault_host;
+// throws the fault f (the device's record, just read back) if there is one, after clearing the device's record
+void throw_fault(Context& c, const Fault f, bool deferred) {
   if (f.key == kNoFault) return;
   MAE_CUDA_CHECK(cudaMemsetAsync(c.fault, 0xff, sizeof(Fault), c.stream));
-  c.fault_host->key = kNoFault;
   const int64_t pos = (int64_t)(f.key >> 32);
   const int32_t value = (int32_t)(uint32_t)(f.key & 0xffffffffu);
   const std::string range = "[0, " + std::to_string(f.n) + ")";
@@ -163,7 +161,7 @@ void check_fault_now(Context& c) {
   std::lock_guard<std::mutex> lock(c.read_mu);
   MAE_CUDA_CHECK(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(Fault), cudaMemcpyDeviceToHost, c.stream));
   wait_stream(c, "checking indices");
-  throw_fault(c, false);
+  throw_fault(c, *c.fault_host, false);
 }
 
 void download(Context& c, void* dst, const void* src, size_t bytes) {
@@ -171,7 +169,7 @@ void download(Context& c, void* dst, const void* src, size_t bytes) {
   if (bytes) MAE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c.stream));
   MAE_CUDA_CHECK(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(Fault), cudaMemcpyDeviceToHost, c.stream));
   wait_stream(c, "copy to the host");
-  throw_fault(c, true);
+  throw_fault(c, *c.fault_host, true);
 }
 
 // ---- caching allocator -------------------------------------------------------------------------------------------
@@ -336,7 +334,8 @@ Allocator allocator_for(int device) {
 // ---- pinned staging ----------------------------------------------------------------------------------------------
 // Host-to-device copies go through page-locked blocks: the source is copied into a block on the host, the block is
 // copied to the device on the stream and an event recorded after it; the block is free again once its event has
-// completed (cudaEventQuery: no wait). Reads (read_begin) hold their block until read_end. Blocks are sized as the
+// completed (cudaEventQuery: no wait). Reads (read_begin) hold their block until read_end; the block also takes the
+// device's fault record, copied after the bytes, which read_end checks as copy_to_host does. Blocks are sized as the
 // device allocator's size classes and kept for reuse; when the pool passes kPinnedCap, an upload waits for a busy
 // block rather than pin more memory. Where page-locked memory cannot be had, an upload copies from the caller's
 // memory directly (the driver stages it) and a read copies at once into memory of its own.
@@ -406,6 +405,9 @@ struct PendingRead {
   std::vector<unsigned char> copy;
 };
 
+// where a read's block holds the device's fault record, after the bytes read
+size_t fault_offset(size_t bytes) { return (bytes + alignof(Fault) - 1) / alignof(Fault) * alignof(Fault); }
+
 }  // namespace
 
 void upload(Context& c, void* dst, const void* src, size_t bytes) {
@@ -426,7 +428,8 @@ void* read_begin(int device, const void* src, size_t bytes) {
   Context& c = context(device);
   Staging& st = g_staging[device];
   std::unique_lock<std::mutex> lock(st.mu);
-  HostBlock* b = take_block(c, st, bytes ? bytes : 1, true);
+  // the bytes, then the fault record as it stands after the ops before this read, in the same pinned block
+  HostBlock* b = take_block(c, st, fault_offset(bytes) + sizeof(Fault), true);
   if (!b) {
     lock.unlock();
     auto* r = new PendingRead{device, nullptr, bytes, std::vector<unsigned char>(bytes)};
@@ -440,6 +443,8 @@ void* read_begin(int device, const void* src, size_t bytes) {
   }
   try {
     if (bytes) MAE_CUDA_CHECK(cudaMemcpyAsync(b->p, src, bytes, cudaMemcpyDeviceToHost, c.stream));
+    MAE_CUDA_CHECK(cudaMemcpyAsync(static_cast<unsigned char*>(b->p) + fault_offset(bytes), c.fault, sizeof(Fault),
+                                   cudaMemcpyDeviceToHost, c.stream));
     MAE_CUDA_CHECK(cudaEventRecord(b->done, c.stream));
   } catch (...) {
     b->reading = false;
@@ -465,6 +470,10 @@ void read_end(void* handle, void* dst) {
     }
   } release{r};
   wait_event(r->device, r->block->done, "reading a tensor");
+  // a bad index or label given to an op before this read: its output read here is not what was asked for
+  Fault f;
+  std::memcpy(&f, static_cast<unsigned char*>(r->block->p) + fault_offset(r->bytes), sizeof(Fault));
+  throw_fault(context(r->device), f, true);
   if (r->bytes) std::memcpy(dst, r->block->p, r->bytes);
 }
 

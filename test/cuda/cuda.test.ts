@@ -179,6 +179,16 @@ describe.skipIf(!available)('CUDA device behaviour', () => {
       native.synchronize('cuda');
     }));
 
+  it('reports an out-of-range index at an asynchronous read (data()) too: it resolved with the rows left unwritten', async () => {
+    const x = Tensor.fromArray(new Float32Array(2 * 5 * 8).fill(1), [2, 5, 8]).to('cuda');
+    const idx = Tensor.fromArray(Int32Array.of(0, 1, 4, 7), [2, 2]).to('cuda');
+    const y = new Tensor(native.gatherRows(x.handle, idx.handle));
+    await expect(y.data()).rejects.toThrow(/an earlier gatherRows call on cuda:0 received a bad value: index value 7 at position 3 is outside \[0, 5\)/);
+    // reported once: the record is cleared, and the next read gives the rows (the bad one left as zeros)
+    expect(Array.from((await y.data()).slice(0, 24))).toEqual(new Array(24).fill(1));
+    for (const t of [x, idx, y]) t.dispose();
+  });
+
   it('reports running out of device memory as an Error and keeps working', () =>
     tidy(() => {
       const dy = Tensor.fromArray([1], [1, 1]).to('cuda');
