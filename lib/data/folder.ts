@@ -162,12 +162,14 @@ function expectChannels(where: string, channels: unknown): void {
  * The sharp pipeline shared by decoding and re-encoding: with `shorterSide`, images whose shorter side is longer are
  * shrunk (lanczos3, aspect kept; JPEGs are shrunk while decoding) so that it equals `shorterSide`; smaller images
  * are left alone; then exactly `channels` channels (1: greyscale, 3: sRGB; alpha dropped). Truncated files fail
- * (failOn 'warning': sharp only warns about them); so do images of more than `maxPixels` pixels (sharp's own limit
- * when not given), from their header, before anything is decoded.
+ * (failOn 'truncated': sharp only warns about them by default), as PIL refuses them; libjpeg's other warnings (such
+ * as 'Corrupt JPEG data: N extraneous bytes before marker', which some ImageNet files give) do not, as PIL decodes
+ * those files. Images of more than `maxPixels` pixels (sharp's own limit when not given) fail from their header,
+ * before anything is decoded.
  */
 async function imagePipeline(input: string | Uint8Array, channels: 1 | 3, shorterSide?: number, maxPixels?: number): Promise<sharpType.Sharp> {
   const sharp = await loadSharp();
-  let pipeline = sharp(input, { failOn: 'warning', ...(maxPixels !== undefined ? { limitInputPixels: maxPixels } : {}) });
+  let pipeline = sharp(input, { failOn: 'truncated', ...(maxPixels !== undefined ? { limitInputPixels: maxPixels } : {}) });
   if (shorterSide !== undefined) {
     pipeline = pipeline.resize({ width: shorterSide, height: shorterSide, fit: 'outside', withoutEnlargement: true });
   }

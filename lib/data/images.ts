@@ -5,7 +5,8 @@
  *   that length, the longer floor(length * long / short), as torchvision); CenterCrop(size) (offsets rounded half to
  *   even, as torchvision); ToTensor (values / 255); Normalize(mean, std), ImageNet statistics by default.
  * Decoding and resizing are sharp's (libvips): its 'cubic' kernel is Catmull-Rom, PIL's BICUBIC, and like PIL it
- * widens the kernel when shrinking (antialiasing); no EXIF rotation, as PIL's Image.open. Alpha is dropped.
+ * widens the kernel when shrinking (antialiasing); no EXIF rotation, as PIL's Image.open. Alpha is dropped. A file cut
+ * short is refused, as PIL refuses it; libjpeg's other warnings (stray bytes before a marker) are not, as in PIL.
  * The result is a Tensor: the tensor module (and with it the native addon) is imported when loadImages is first
  * called, so that lib/data itself stays free of the addon (its DataLoader workers never load it).
  */
@@ -67,14 +68,14 @@ export async function loadImages(inputs: readonly (string | Uint8Array)[], opts:
       const name = typeof input === 'string' ? input : `image ${n} (${input.length} bytes)`;
       let pixels: Buffer;
       try {
-        const meta = await sharp(input, { failOn: 'warning' }).metadata();
+        const meta = await sharp(input, { failOn: 'truncated' }).metadata();
         const w = meta.width ?? 0;
         const h = meta.height ?? 0;
         if (!(w > 0 && h > 0)) throw new Error('no image size');
         const [rw, rh] = w <= h ? [resizeTo, Math.floor((resizeTo * h) / w)] : [Math.floor((resizeTo * w) / h), resizeTo];
         const top = roundHalfEven((rh - size) / 2);
         const left = roundHalfEven((rw - size) / 2);
-        const { data, info } = await sharp(input, { failOn: 'warning' })
+        const { data, info } = await sharp(input, { failOn: 'truncated' })
           .removeAlpha()
           .toColourspace(channels === 1 ? 'b-w' : 'srgb')
           .resize(rw, rh, { kernel: 'cubic', fit: 'fill' })

@@ -122,6 +122,20 @@ describe('image folders', () => {
     expectPixels((await ds.get(1)).image, 2, 12 / 255);
   });
 
+  it("decodes a JPEG with stray bytes before a marker (libjpeg warns, PIL decodes it), refuses one cut short", async () => {
+    const dir = join(root, 'stray');
+    mkdirSync(dir);
+    const jpeg = await sharp(rgb(8), raw).jpeg({ quality: 95 }).toBuffer();
+    const sos = jpeg.indexOf(Buffer.from([0xff, 0xda])); // 'Corrupt JPEG data: 3 extraneous bytes before marker 0xda'
+    writeFileSync(join(dir, 'clean.jpg'), jpeg);
+    writeFileSync(join(dir, 'stray.jpg'), Buffer.concat([jpeg.subarray(0, sos), Buffer.from([0, 0, 0]), jpeg.subarray(sos)]));
+    writeFileSync(join(dir, 'short.jpg'), jpeg.subarray(0, Math.floor(jpeg.length * 0.7)));
+    const clean = await decodeImageFile(join(dir, 'clean.jpg'), 3);
+    const stray = await decodeImageFile(join(dir, 'stray.jpg'), 3);
+    expect(Array.from(stray.pixels)).toEqual(Array.from(clean.pixels));
+    await expect(decodeImageFile(join(dir, 'short.jpg'), 3)).rejects.toThrow(/short\.jpg: cannot decode image: .*premature end of JPEG image/);
+  });
+
   it('decodes to 1 or 3 channels on request (grey replicated, colour to luminance)', async () => {
     const grey = await decodeImageFile(join(flat, 'y.png'), 3);
     expect(grey.channels).toBe(3);

@@ -50,6 +50,18 @@ describe('loadImages', () => {
     [a, b, g].forEach((t) => t.dispose());
   });
 
+  it("reads a JPEG with stray bytes before a marker as PIL does (libjpeg only warns), refuses one cut short", async () => {
+    const sharp = (await import('sharp')).default;
+    const jpeg = await sharp(readFileSync(join(dir, 'wide.png'))).jpeg({ quality: 90 }).toBuffer();
+    const sos = jpeg.indexOf(Buffer.from([0xff, 0xda]));
+    const stray = new Uint8Array(Buffer.concat([jpeg.subarray(0, sos), Buffer.from([0, 0, 0]), jpeg.subarray(sos)]));
+    const t = await loadImages([new Uint8Array(jpeg), stray], { size: 16 });
+    const all = t.dataSync();
+    expect(Array.from(all.subarray(768))).toEqual(Array.from(all.subarray(0, 768)));
+    t.dispose();
+    await expect(loadImages([new Uint8Array(jpeg.subarray(0, jpeg.length >> 1))], { size: 16 })).rejects.toThrow(/image 0 \(\d+ bytes\): cannot load image: .*premature end of JPEG image/);
+  });
+
   it('bad inputs: an Error naming the image', async () => {
     await expect(loadImages([new Uint8Array([1, 2, 3, 4])])).rejects.toThrow(/image 0 \(4 bytes\): cannot load image/);
     await expect(loadImages([join(dir, 'absent.png')])).rejects.toThrow(/absent\.png: cannot load image/);
