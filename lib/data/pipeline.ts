@@ -149,17 +149,40 @@ function sampleError(i: number, why: unknown): Error {
   return new Error(`DataLoader: sample ${i} of the dataset: ${why instanceof Error ? why.message : String(why)}`, why instanceof Error ? { cause: why } : undefined);
 }
 
-/** The samples at `indices`, fetched concurrently; one that cannot be had is an Error naming its index. */
-function fetchAll<T>(indices: ArrayLike<number>, fetch: (i: number) => Promise<T>): Promise<T[]> {
-  return Promise.all(
-    Array.from(indices, async (i) => {
+/**
+ * Samples of one batch fetched at once, at most: enough to keep sharp's decoding threads busy, few enough that a batch
+ * of large images (each decoded in full before it is cropped) does not hold all of them in memory at once.
+ */
+export const FETCH_CONCURRENCY = 16;
+
+/**
+ * Runs `each(b)` for b = 0 .. n-1, at most FETCH_CONCURRENCY at a time, in any order; rejects with the first error
+ * (and starts no more).
+ */
+async function forEachSample(n: number, each: (b: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const run = async () => {
+    while (next < n && !failed) {
+      const b = next++;
       try {
-        return await fetch(i);
+        await each(b);
       } catch (e) {
-        throw sampleError(i, e);
+        failed = true;
+        throw e;
       }
-    }),
-  );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, FETCH_CONCURRENCY) }, run));
+}
+
+/** Sample `i` from `fetch`; one that cannot be had is an Error naming its index. */
+async function fetchSample<T>(i: number, fetch: (i: number) => Promise<T>): Promise<T> {
+  try {
+    return await fetch(i);
+  } catch (e) {
+    throw sampleError(i, e);
+  }
 }
 
 /** A label fits the dataset: a class index in [0, numClasses), or -1 when the dataset is unlabelled (numClasses 0). */
@@ -200,8 +223,10 @@ export function overridesGet(dataset: Dataset): boolean {
 }
 
 /**
- * Loads and transforms one batch. Samples are fetched concurrently (image decoding overlaps), then transformed in
- * order; a sample that cannot be had or does not fit the dataset (its size, label, values in [0, 1]) is an Error
+ * Loads and transforms one batch. Samples are fetched concurrently (image decoding overlaps), at most
+ * FETCH_CONCURRENCY at a time, and each is transformed into its place as soon as it comes, so that a batch holds
+ * only those few samples' pixels at once; its randomness is keyed to its position, so the order they come in changes
+ * nothing. A sample that cannot be had or does not fit the dataset (its size, label, values in [0, 1]) is an Error
  * naming its index. `into`, when given and large enough, holds the images (every value is overwritten): a recycled buffer saves
  * the page faults of fresh memory, which cost as much CPU time as the augmentation itself.
  */
@@ -212,11 +237,10 @@ export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: Bat
   const images = into !== undefined && into.byteLength >= 4 * n * per ? new Float32Array(into, 0, n * per) : new Float32Array(n * per);
   const labels = new Int32Array(n);
   if (cfg.transforms === 'native' && dataset.getPixels !== undefined && !overridesGet(dataset)) {
-    const samples = await fetchAll(job.indices, (i) => dataset.getPixels!(i));
     const c = dataset.channels;
-    for (let b = 0; b < n; b++) {
+    await forEachSample(n, async (b) => {
       const i = job.indices[b]!;
-      const { pixels, height: h, width: w, label } = samples[b]!;
+      const { pixels, height: h, width: w, label } = await fetchSample(i, (k) => dataset.getPixels!(k));
       if (!(pixels instanceof Uint8Array && Number.isInteger(h) && h > 0 && Number.isInteger(w) && w > 0 && pixels.length === h * w * c))
         throw sampleError(i, `getPixels(i) must resolve to { pixels: Uint8Array of height x width x ${c} bytes, height, width, label }, got ${describeValue(pixels)} for ${h} x ${w}`);
       const gen = sampleGenerator(cfg.seed, job.epoch, job.start + b);
@@ -224,7 +248,7 @@ export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: Bat
       labels[b] = checkLabel(dataset, i, label);
       if (Math.max(h, w) > NATIVE_MAX_SIDE || (!cfg.augment && Math.max(r.height, r.width) > NATIVE_MAX_SIDE)) {
         images.set(transformSample({ image: pixelsToImage(pixels, c, h, w), label, height: h, width: w }, dataset, cfg, gen), b * per);
-        continue;
+        return;
       }
       if (cfg.augment) {
         const box = randomResizedCropParams(h, w, gen, { scale: cfg.scale, ratio: cfg.ratio });
@@ -234,15 +258,15 @@ export async function buildBatch(dataset: Dataset, cfg: PipelineConfig, job: Bat
         const win = centerCropBox(r.height, r.width, size, size);
         native.resizedCrop(pixels, [h, w, c], [0, 0, h, w], [r.height, r.width], [win.top, win.left, size, size], false, cfg.antialias, cfg.mean, cfg.std, images, b * per);
       }
-    }
+    });
     return { images, labels };
   }
-  const samples = await fetchAll(job.indices, (i) => dataset.get(i));
-  for (let b = 0; b < n; b++) {
-    const sample = samples[b]!;
-    checkSample(dataset, job.indices[b]!, sample);
+  await forEachSample(n, async (b) => {
+    const i = job.indices[b]!;
+    const sample = await fetchSample(i, (k) => dataset.get(k));
+    checkSample(dataset, i, sample);
     images.set(transformSample(sample, dataset, cfg, sampleGenerator(cfg.seed, job.epoch, job.start + b)), b * per);
     labels[b] = sample.label;
-  }
+  });
   return { images, labels };
 }

@@ -204,6 +204,31 @@ describe('DataLoader (in-process)', () => {
     expect(Array.from(b!.images)).toEqual([0, 0, 0, 0, 0.25, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.5]);
     expect(Array.from(b!.labels)).toEqual([-1, -1, -1]);
   });
+
+  it("holds a few of a batch's samples at once, not all (each may be a large decoded image), whatever order they come in", async () => {
+    const big = dataset(200, 3);
+    for (const transforms of ['native', 'typescript'] as const) {
+      let active = 0;
+      let most = 0;
+      // each sample comes after a delay of its own, so that they arrive out of order
+      const slow = <T>(i: number, value: Promise<T>): Promise<T> => {
+        most = Math.max(most, ++active);
+        return new Promise((resolve) => setTimeout(() => (active--, resolve(value)), (i * 7) % 5));
+      };
+      const delayed: Dataset = {
+        length: big.length, numClasses: 10, channels: 3, height: 6, width: 6,
+        get: (i) => slow(i, big.get(i)),
+        getPixels: (i) => slow(i, big.getPixels(i)),
+      };
+      const opts: DataLoaderOptions = { batchSize: 100, seed: 4, augment: true, imageSize: 5, workers: 0, transforms };
+      const got = await collect(new DataLoader(delayed, opts), 1);
+      const want = await collect(new DataLoader(big, opts), 1);
+      expect(got.map((b) => Array.from(b.images))).toEqual(want.map((b) => Array.from(b.images)));
+      expect(got.map((b) => Array.from(b.labels))).toEqual(want.map((b) => Array.from(b.labels)));
+      expect(most).toBeGreaterThan(1); // still fetched concurrently (decoding overlaps)
+      expect(most).toBeLessThanOrEqual(16);
+    }
+  });
 });
 
 describe("a caller's own Dataset: what does not fit it is an Error naming the sample", () => {
