@@ -30,7 +30,8 @@
  * the page faults of fresh memory (as much CPU time as the augmentation of raw shards).
  *
  * Errors: a failing batch rejects with an Error naming the cause (for example the bad file); a crashed or exited worker
- * rejects every pending batch, so nothing waits forever on a dead worker. A batch that never comes (a dataset's get()
+ * rejects every pending batch, so nothing waits forever on a dead worker; so does a dataset's onWarning that throws on
+ * a warning a worker sent (in-process it fails the batch whose sample warned). A batch that never comes (a dataset's get()
  * that never resolves) is waited for without limit unless `timeout` (seconds) is set: then it rejects with an Error
  * naming it once it has been awaited that long (close() the loader then: a worker that still owes the batch keeps the
  * process alive). Either way a batch awaited for more than 60 s raises a process warning (MAE_DATA_SLOW, once per
@@ -467,7 +468,7 @@ export class DataLoader {
             throw new Error(`DataLoader: the dataset's workerSpec() cannot be sent to a worker thread: ${e.message}`, { cause: e });
           throw e;
         }
-        worker.on('message', (reply: WorkerReply) => this.onReply(reply));
+        worker.on('message', (reply: WorkerReply) => this.onReply(k, reply));
         worker.on('error', (e: Error) => this.fail(new Error(`DataLoader: worker thread ${k} failed: ${e.message}`, { cause: e })));
         worker.on('exit', (code) => {
           if (!this.closed) this.fail(new Error(`DataLoader: worker thread ${k} exited unexpectedly (exit code ${code})`));
@@ -480,12 +481,18 @@ export class DataLoader {
     return this.starting;
   }
 
-  private onReply(reply: WorkerReply): void {
+  private onReply(worker: number, reply: WorkerReply): void {
     if (reply.type === 'warning') {
       // each worker has its own copy of the dataset, so the same bad file can be reported by several of them
       if (!this.warned.has(reply.message)) {
         this.warned.add(reply.message);
-        (this.dataset.onWarning ?? console.warn)(reply.message);
+        try {
+          (this.dataset.onWarning ?? console.warn)(reply.message);
+        } catch (e) {
+          // thrown from a Worker event it would crash the process; in-process it fails the batch: fail the loader
+          const why = e instanceof Error ? e.message : String(e);
+          this.fail(new Error(`DataLoader: the dataset's onWarning threw on a warning from worker thread ${worker} (${reply.message}): ${why}`, { cause: e }));
+        }
       }
       return;
     }

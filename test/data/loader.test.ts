@@ -395,6 +395,21 @@ describe('DataLoader worker failures surface as errors, never hangs', () => {
   it('a missing worker script rejects', async () => {
     expect(await firstBatchError(pathToFileURL(join(dir, 'missing.mjs')))).toMatch(/^DataLoader: worker thread \d failed: .*missing\.mjs/);
   });
+
+  it("a dataset's onWarning that throws (warnings made errors) fails the run with its error, as in-process, instead of crashing the process", async () => {
+    const strict: Dataset = {
+      length: 53, numClasses: 10, channels: 1, height: 6, width: 6, get: (i) => ds.get(i), workerSpec: () => ds.workerSpec(),
+      onWarning: (m) => {
+        throw new Error(`warnings are errors here: ${m}`);
+      },
+    };
+    const url = replying('warns.mjs', 20, "parentPort.postMessage({ type: 'warning', message: 'skipping bad image file: /data/x.png: cannot decode image' });");
+    const loader = new DataLoader(strict, { ...base, workers: 1, workerUrl: url });
+    await expect(collect(loader, 0)).rejects.toThrow(
+      "DataLoader: the dataset's onWarning threw on a warning from worker thread 0 (skipping bad image file: /data/x.png: cannot decode image): warnings are errors here: skipping bad image file: /data/x.png: cannot decode image",
+    );
+    await loader.close();
+  });
 });
 
 /** 8 samples of 1 x 2 x 2 (values 0, label -1) whose get(i) never resolves for i >= 4. */
