@@ -4,7 +4,9 @@
  * Layout, as torchvision's ImageFolder:
  *   root/<class>/.../*.png   class mode: the sorted sub-folder names are the classes, label = position 0..K-1
  *   root/*.png               flat mode (no sub-folders): every label is -1
- * Names starting with '.' are ignored, and so are files without an image extension. Files are sorted by path, so
+ * Names starting with '.' are ignored, and so are files without an image extension (torchvision's, less the formats
+ * sharp cannot decode: .bmp, .ppm and .pgm files are left out with one warning per scan, so that a folder does not
+ * silently hold fewer images than ImageFolder finds in it). Files are sorted by path, so
  * index i is the same file on every run. Names sort by Unicode code point, as Python's sorted() (so the classes get
  * torchvision's labels). A broken symbolic link (its target missing) is left out and reported through onWarning.
  *
@@ -18,7 +20,10 @@ import { describeValue, expectFinite, expectFunction, expectInstance, expectInte
 /** What to do with a file that fails to decode: 'skip' warns once and uses the next good file; 'stop' throws. */
 export type OnBadFile = 'skip' | 'stop';
 
-export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp'];
+export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff'];
+
+/** The rest of torchvision's IMG_EXTENSIONS: images ImageFolder reads (through PIL) that sharp cannot decode. */
+const UNDECODABLE_EXTENSIONS: readonly string[] = ['.bmp', '.pgm', '.ppm'];
 
 export interface ImageFolderIndex {
   root: string;
@@ -68,9 +73,10 @@ interface Listing {
 
 /**
  * Non-hidden sub-folders and image files of `dir` (symbolic links followed), both sorted by name. A link that cannot
- * be followed (its target is missing) is reported through `onWarning` and left out.
+ * be followed (its target is missing) is reported through `onWarning` and left out; the paths of files of a format
+ * sharp cannot decode (UNDECODABLE_EXTENSIONS) are added to `undecodable`.
  */
-async function listDir(dir: string, onWarning: (message: string) => void): Promise<Listing> {
+async function listDir(dir: string, onWarning: (message: string) => void, undecodable: string[]): Promise<Listing> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
@@ -98,6 +104,7 @@ async function listDir(dir: string, onWarning: (message: string) => void): Promi
     }
     if (isDir) dirs.push(entry.name);
     else if (isFile && isImageFile(entry.name)) files.push(entry.name);
+    else if (isFile && UNDECODABLE_EXTENSIONS.includes(extname(entry.name).toLowerCase())) undecodable.push(join(dir, entry.name));
   }
   return { dirs: dirs.sort(byName), files: files.sort(byName) };
 }
@@ -106,18 +113,30 @@ async function listDir(dir: string, onWarning: (message: string) => void): Promi
  * All image files under `dir`, recursively, in sorted order. Each folder is listed once per scan (`listed` holds
  * their real paths): a symbolic link back to a folder above, or a second link to one, is skipped with a warning.
  */
-async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: (message: string) => void): Promise<string[]> {
+async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: (message: string) => void, undecodable: string[]): Promise<string[]> {
   const real = await realpath(dir);
   if (listed.has(real)) {
     onWarning(`${dir}: skipped, the folder ${real} is listed already (a symbolic link to it, or a link loop)`);
     return [];
   }
   listed.add(real);
-  const { dirs, files } = await listDir(dir, onWarning);
+  const { dirs, files } = await listDir(dir, onWarning, undecodable);
   const out = files.map((f) => join(dir, f));
   // one push per file: spreading a folder of over ~120,000 files into push() overflows the call stack
-  for (const d of dirs) for (const f of await listImagesRecursive(join(dir, d), listed, onWarning)) out.push(f);
+  for (const d of dirs) for (const f of await listImagesRecursive(join(dir, d), listed, onWarning, undecodable)) out.push(f);
   return out;
+}
+
+/** What a scan that found no images says of the files it left out as undecodable (nothing when there were none). */
+function leftOut(undecodable: string[]): string {
+  if (undecodable.length === 0) return '';
+  return `; left out ${undecodable.length} file(s) of a format sharp cannot decode (${UNDECODABLE_EXTENSIONS.join(', ')}), e.g. ${[...undecodable].sort(byName)[0]}: convert them to PNG`;
+}
+
+/** Reports the files of a scan left out as undecodable, once, through `onWarning`. */
+function warnUndecodable(root: string, undecodable: string[], onWarning: (message: string) => void): void {
+  if (undecodable.length === 0) return;
+  onWarning(`${root}: left out ${undecodable.length} image file(s) of a format torchvision's ImageFolder reads but sharp cannot decode (${UNDECODABLE_EXTENSIONS.join(', ')}), e.g. ${[...undecodable].sort(byName)[0]}; convert them to PNG to use them`);
 }
 
 /**
@@ -127,9 +146,11 @@ async function listImagesRecursive(dir: string, listed: Set<string>, onWarning: 
 export async function scanImageFolder(root: string, onWarning: (message: string) => void = console.warn): Promise<ImageFolderIndex> {
   expectString('scanImageFolder', 'root', root, 'a folder path');
   expectFunction('scanImageFolder', 'onWarning', onWarning);
-  const top = await listDir(root, onWarning);
+  const undecodable: string[] = [];
+  const top = await listDir(root, onWarning, undecodable);
   if (top.dirs.length === 0) {
-    if (top.files.length === 0) throw new Error(`${root}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
+    if (top.files.length === 0) throw new Error(`${root}: no images found (looked for ${IMAGE_EXTENSIONS.join(', ')} files)${leftOut(undecodable)}`);
+    warnUndecodable(root, undecodable, onWarning);
     return { root, files: top.files.map((f) => join(root, f)), labels: new Int32Array(top.files.length).fill(-1), classes: [] };
   }
   if (top.files.length > 0) {
@@ -140,7 +161,7 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
   const listed = new Set([await realpath(root)]);
   for (let k = 0; k < top.dirs.length; k++) {
     const classDir = join(root, top.dirs[k]!);
-    const found = await listImagesRecursive(classDir, listed, onWarning);
+    const found = await listImagesRecursive(classDir, listed, onWarning, undecodable);
     if (found.length === 0) onWarning(`${classDir}: class folder '${top.dirs[k]}' (label ${k}) has no images`);
     for (const f of found) {
       files.push(f);
@@ -148,8 +169,9 @@ export async function scanImageFolder(root: string, onWarning: (message: string)
     }
   }
   if (files.length === 0) {
-    throw new Error(`${root}: no images found in its ${top.dirs.length} class folder(s) (looked for ${IMAGE_EXTENSIONS.join(', ')} files)`);
+    throw new Error(`${root}: no images found in its ${top.dirs.length} class folder(s) (looked for ${IMAGE_EXTENSIONS.join(', ')} files)${leftOut(undecodable)}`);
   }
+  warnUndecodable(root, undecodable, onWarning);
   return { root, files, labels: Int32Array.from(labels), classes: top.dirs };
 }
 

@@ -45,6 +45,21 @@ describe('image folders', () => {
     expect(Array.from(index.labels)).toEqual([0, 0, 1, 1, 2, 2]);
   });
 
+  it("lists the TIFF files torchvision's ImageFolder reads; warns about the .bmp/.ppm/.pgm files it reads and sharp cannot", async () => {
+    const dir = join(root, 'tiff');
+    mkdirSync(join(dir, 'a'), { recursive: true });
+    mkdirSync(join(dir, 'b'), { recursive: true });
+    await sharp(rgb(1), raw).tiff({ compression: 'lzw' }).toFile(join(dir, 'a', 'x.tif'));
+    await sharp(rgb(2), raw).tiff({ compression: 'deflate' }).toFile(join(dir, 'b', 'y.TIFF'));
+    writeFileSync(join(dir, 'b', 'z.bmp'), 'BM');
+    writeFileSync(join(dir, 'b', 'w.pgm'), 'P5');
+    const warnings: string[] = [];
+    const ds = await ImageFolderDataset.open(dir, { onBadFile: 'stop', onWarning: (m) => warnings.push(m) });
+    expect(ds.index.files.map((f) => f.slice(dir.length + 1))).toEqual(['a/x.tif', 'b/y.TIFF']);
+    expect(Array.from((await ds.get(1)).image.subarray(0, 3))).toEqual([2 / 255, 12 / 255, 22 / 255].map((v) => Math.fround(v))); // lossless: exact
+    expect(warnings).toEqual([`${dir}: left out 2 image file(s) of a format torchvision's ImageFolder reads but sharp cannot decode (.bmp, .pgm, .ppm), e.g. ${join(dir, 'b', 'w.pgm')}; convert them to PNG to use them`]);
+  });
+
   it('lists each folder once: symbolic links back to a folder above, or a second link to one, are skipped with a warning', async () => {
     const loops = join(root, 'loops');
     mkdirSync(join(loops, 'a'), { recursive: true });
@@ -104,7 +119,7 @@ describe('image folders', () => {
     expect([ds.length, ds.numClasses, ds.height, ds.width]).toEqual([2, 0, 0, 0]);
     expect((await ds.get(0)).label).toBe(-1);
     const empty = mkdtempSync(join(root, 'empty-'));
-    await expect(scanImageFolder(empty)).rejects.toThrow(`${empty}: no images found (looked for .jpg, .jpeg, .png, .webp files)`);
+    await expect(scanImageFolder(empty)).rejects.toThrow(`${empty}: no images found (looked for .jpg, .jpeg, .png, .webp, .tif, .tiff files)`);
   });
 
   it('decodes PNG and lossless WebP exactly to CHW floats, and JPEG closely', async () => {
