@@ -161,6 +161,23 @@ describe('image folders', () => {
     expect([small.height, small.width]).toEqual([2, 3]);
   });
 
+  it("decodes as ImageFolder's PIL loader (open + convert('RGB')): EXIF orientation ignored, alpha dropped without compositing, 16-bit to its high byte", async () => {
+    const dir = join(root, 'pil');
+    mkdirSync(dir);
+    // 6 x 2 JPEG tagged 'rotate 90' (EXIF orientation 6): PIL's Image.open does not apply it
+    await sharp(rgb(0).subarray(0, 36), { raw: { width: 6, height: 2, channels: 3 } }).withMetadata({ orientation: 6 }).jpeg({ quality: 95 }).toFile(join(dir, 'exif.jpg'));
+    const exif = await decodeImageFile(join(dir, 'exif.jpg'), 3);
+    expect([exif.width, exif.height]).toEqual([6, 2]);
+    // RGBA and grey + alpha, fully transparent: the colour is kept, not composited on black or white
+    await sharp(Buffer.from([200, 100, 50, 0, 10, 20, 30, 128]), { raw: { width: 2, height: 1, channels: 4 } }).png().toFile(join(dir, 'rgba.png'));
+    expect(Array.from((await decodeImageFile(join(dir, 'rgba.png'), 3)).pixels)).toEqual([200, 100, 50, 10, 20, 30]);
+    await sharp(Buffer.from([77, 0, 9, 255]), { raw: { width: 2, height: 1, channels: 2 } }).png().toFile(join(dir, 'la.png'));
+    expect(Array.from((await decodeImageFile(join(dir, 'la.png'), 3)).pixels)).toEqual([77, 77, 77, 9, 9, 9]);
+    // 16 bits per channel: the high byte, as PIL's RGB;16B
+    await sharp(new Uint16Array([65280, 32768, 257, 65535, 0, 255]), { raw: { width: 2, height: 1, channels: 3 } }).toColourspace('rgb16').png().toFile(join(dir, 'rgb16.png'));
+    expect(Array.from((await decodeImageFile(join(dir, 'rgb16.png'), 3)).pixels)).toEqual([255, 128, 1, 255, 0, 0]);
+  });
+
   it("onBadFile 'skip' warns once per file and substitutes the next good file", async () => {
     const warnings: string[] = [];
     const ds = await ImageFolderDataset.open(classes, { onBadFile: 'skip', onWarning: (m) => warnings.push(m) });
