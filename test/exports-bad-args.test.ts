@@ -472,13 +472,13 @@ const ROWS: Row[] = [
     name: 'embedImages',
     params: 'options:object',
     args: () => [{ checkpoint: tmp('checkpoint.safetensors'), data: tmp('images'), out: tmp('embeddings.safetensors') }],
-    fields: { options: 'checkpoint:string data:string out:string batchSize?:int[1,) size?:int[1,) mean?:numbers std?:numbers onProgress?:function pool?:enum precision?:enum overrides?:object onBadFile?:enum' },
+    fields: { options: 'checkpoint:string data:string out:string batchSize?:int[1,) size?:int[1,) mean?:numbers std?:numbers onProgress?:function pool?:enum precision?:enum overrides?:object onBadFile?:enum signal?:instance' },
   },
   {
     name: 'classifyImages',
     params: 'options:object',
     args: () => [{ checkpoint: tmp('classifier.safetensors'), data: tmp('images') }],
-    fields: { options: 'checkpoint:string data:string batchSize?:int[1,) size?:int[1,) mean?:numbers std?:numbers onProgress?:function labels?:string topk?:int[1,) overrides?:object onResult?:function onBadFile?:enum' },
+    fields: { options: 'checkpoint:string data:string batchSize?:int[1,) size?:int[1,) mean?:numbers std?:numbers onProgress?:function labels?:string topk?:int[1,) overrides?:object onResult?:function onBadFile?:enum signal?:instance' },
   },
 ];
 

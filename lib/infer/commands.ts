@@ -37,6 +37,8 @@ export interface ImageRunOptions {
   onProgress?: (done: number, total: number) => void;
   /** an image that cannot be read: 'skip' (default) leaves it out and lists it in the result; 'stop' ends the run */
   onBadFile?: OnBadFile;
+  /** stops the run between batches: it rejects with the signal's reason (an AbortError), having written nothing */
+  signal?: AbortSignal;
 }
 
 /** An image left out because it could not be read, and why. */
@@ -68,7 +70,7 @@ export interface ClassifyImagesOptions extends ImageRunOptions {
 
 /** The type of each option of the image commands (the Records make the compiler list every key of their options). */
 const IMAGE_RUN_OPTIONS = {
-  checkpoint: 'string', data: 'string', batchSize: 'number', size: 'number', mean: 'number[]', std: 'number[]', onProgress: 'function', onBadFile: 'string',
+  checkpoint: 'string', data: 'string', batchSize: 'number', size: 'number', mean: 'number[]', std: 'number[]', onProgress: 'function', onBadFile: 'string', signal: 'AbortSignal',
 } as const satisfies Record<keyof ImageRunOptions, OptionType>;
 const EMBED_OPTIONS = { ...IMAGE_RUN_OPTIONS, out: 'string', pool: 'string', precision: 'string', overrides: 'object' } as const satisfies Record<keyof EmbedImagesOptions, OptionType>;
 const CLASSIFY_OPTIONS = { ...IMAGE_RUN_OPTIONS, labels: 'string', topk: 'number', overrides: 'object', onResult: 'function' } as const satisfies Record<keyof ClassifyImagesOptions, OptionType>;
@@ -157,9 +159,14 @@ async function forBatches(
       return { images: kept.length ? await loadImages(kept.map((i) => files[i]!), opts) : null, kept };
     }
   };
+  o.signal?.throwIfAborted();
   let next: ReturnType<typeof decode> | null = decode(0);
   for (let start = 0; next; start += batch) {
     const { images, kept } = await next;
+    if (o.signal?.aborted) {
+      images?.dispose();
+      o.signal.throwIfAborted();
+    }
     next = start + batch < files.length ? decode(start + batch) : null;
     next?.catch(() => undefined); // awaited next round; not an unhandled rejection meanwhile
     if (images) {

@@ -91,6 +91,23 @@ describe('mae embed', () => {
     await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data: mixed, overrides: { numHeads: 4 }, onBadFile: 'stop' })).rejects.toThrow(/b-broken\.jpg: cannot load image: /);
   });
 
+  it('stops between batches when its signal is aborted, writing nothing (embed and classify)', async () => {
+    const out = join(tmp, 'stopped.safetensors');
+    const stop = new AbortController();
+    const done: number[] = [];
+    const run = embedImages({ checkpoint: pth('checkpoint-3.pth'), data, out, overrides: { numHeads: 4, decoderNumHeads: 2 }, batchSize: 1, signal: stop.signal, onProgress: (n) => (done.push(n), stop.abort()) });
+    await expect(run).rejects.toThrow(/aborted/);
+    expect(done).toEqual([1]);
+    expect(existsSync(out)).toBe(false);
+    const seen: string[] = [];
+    const stop2 = new AbortController();
+    await expect(classifyImages({ checkpoint: pth('mae-finetuned.pth'), data, overrides: { numHeads: 4 }, batchSize: 2, signal: stop2.signal, onResult: (f) => (seen.push(f), stop2.abort()) })).rejects.toThrow(/aborted/);
+    expect(seen).toHaveLength(2);
+    // aborted before: no work at all
+    await expect(embedImages({ checkpoint: pth('checkpoint-3.pth'), data, out, overrides: { numHeads: 4, decoderNumHeads: 2 }, signal: AbortSignal.abort() })).rejects.toThrow(/aborted/);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('mean pooling, and usage errors', async () => {
     const out = join(tmp, 'mean.safetensors');
     const r = mae(['embed', '--checkpoint', pth('mae-encoder.pth'), '--data', join(data, 'dog', 'b.png'), '--out', out, '--pool', 'mean', '--num-heads', '4']);
