@@ -381,7 +381,7 @@ const ROWS: Row[] = [
         'precision?:enum signal?:instance onEvent?:function',
     },
   },
-  { name: 'evaluateClassifier', params: 'model:instance dataset:instance opts?:object', args: () => [classifier, dataset], fields: { opts: 'batchSize?:int[1,) workers?:int[0,256]' } },
+  { name: 'evaluateClassifier', params: 'model:instance dataset:instance opts?:object', args: () => [classifier, dataset], fields: { opts: 'batchSize?:int[1,) workers?:int[0,256] signal?:instance' } },
   { name: 'new MetricAccumulator', params: 'numClasses:number', args: () => [2] },
   { name: 'topkAccuracy', params: 'logits:instance labels:array numClasses:number', args: () => [new Float32Array(4), [0, 1], 2] },
   { name: 'confusionImage', params: 'confusion:instance numClasses:number opts?:object', args: () => [new Int32Array(4), 2], fields: { opts: 'cell?:int[1,)' } },

@@ -12,7 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLASSIFIER_FILE, type ClassifierMeta } from '../classify/checkpoint.js';
 import { readSafetensors } from '../io/safetensors.js';
-import { checkLoaderOptions } from './knn.js';
+import { checkLoaderOptions, stopIfAsked } from './knn.js';
 
 export interface ClassificationMetrics {
   n: number;
@@ -137,17 +137,21 @@ export async function classifierFileMeta(pathOrDir: string): Promise<ClassifierM
   return raw ? (JSON.parse(raw) as ClassifierMeta) : null;
 }
 
-/** Top-1 / top-5 and the confusion matrix of a classifier on a dataset (eval transform, no augmentation). */
+/**
+ * Top-1 / top-5 and the confusion matrix of a classifier on a dataset (eval transform, no augmentation). An aborted
+ * `signal` ends the pass after its current batch with the signal's reason.
+ */
 export async function evaluateClassifier(
   model: VisionTransformerClassifier,
   dataset: Dataset,
-  opts: { batchSize?: number; workers?: number } = {},
+  opts: { batchSize?: number; workers?: number; signal?: AbortSignal } = {},
 ): Promise<ClassificationMetrics> {
   expectInstance('evaluateClassifier', 'model', model, VisionTransformerClassifier, 'a VisionTransformerClassifier');
   expectDataset('evaluateClassifier', 'dataset', dataset);
   expectObject('evaluateClassifier', 'opts', opts);
-  expectKnownKeys('evaluateClassifier', 'opts', opts, ['batchSize', 'workers']);
+  expectKnownKeys('evaluateClassifier', 'opts', opts, ['batchSize', 'workers', 'signal']);
   checkLoaderOptions('evaluateClassifier', opts);
+  if (opts.signal !== undefined) expectInstance('evaluateClassifier', 'signal', opts.signal, AbortSignal, 'an AbortSignal');
   const c = model.config;
   checkClassCount('evaluateClassifier', 'the data', dataset.numClasses, c.numClasses);
   const wasTraining = model.training;
@@ -156,6 +160,7 @@ export async function evaluateClassifier(
   const acc = new MetricAccumulator(c.numClasses);
   try {
     for await (const batch of loader.epoch(0)) {
+      await stopIfAsked(opts.signal);
       const logits = noGrad(() => tidy(() => model.forward(Tensor.fromArray(batch.images, batch.shape)).dataSync()));
       batch.release(); // copied: the buffer goes back to the data worker
       acc.add(logits, batch.labels);

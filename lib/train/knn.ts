@@ -35,7 +35,7 @@ export type FeaturePool = (typeof FEATURE_POOLS)[number];
  * Between two batches of a feature pass: throws `signal`'s reason once it is aborted. Ready batches resolve as
  * microtasks, so the pass first yields to the event loop, where timers and signal handlers run.
  */
-async function stopIfAsked(signal: AbortSignal | undefined): Promise<void> {
+export async function stopIfAsked(signal: AbortSignal | undefined): Promise<void> {
   if (!signal) return;
   await yieldNow();
   signal.throwIfAborted();
