@@ -5,26 +5,34 @@
  * step count; a checkpoint written before those were kept gives every parameter the optimizer step), the run's
  * options and settings, and the sums of the epoch and the log line under way. Every random draw of pre-training is
  * keyed to the sample's place in its epoch, so the position alone continues the run exactly.
+ * A fine-tuning run (finetune) writes the same file with its own format and the classifier's config, plus what its
+ * run also draws from: the states of its augmentation and drop path generators (FinetuneCheckpointMeta).
  * Written atomically: a crash never leaves a half-written file; metadata the reader would refuse is never written.
  *
  * Reading also takes the checkpoints of other code (anything readWeights reads: official .pth, Hugging Face
  * folders, plain safetensors), as weights with the config read off them and no training position (format
  * 'external ...', options {}); only this library's own checkpoints can be resumed.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeValue, expectInstance, expectKnownKeys, expectObject, expectString, jsonProblem, optionNames } from '../check.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { MAX_HEADER_BYTES, readOpenSafetensors, writeSafetensors, type DeferredTensor } from '../io/safetensors.js';
 import { readWeights } from '../io/weights.js';
 import { MaskedAutoencoder, type MaeConfig } from '../mae/index.js';
 import { maeConfigFromWeights } from '../mae/pretrained.js';
+import type { ClassifierConfig, VisionTransformerClassifier } from '../classify/model.js';
+import type { Module } from '../nn/module.js';
 import type { AdamW } from '../optim/index.js';
+import type { GeneratorState } from '../random.js';
 import type { Tensor } from '../tensor.js';
 
 export const CHECKPOINT_FORMAT = 'masked-autoencoder/pretrain/1';
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+/** The training checkpoint of a fine-tuning run (finetune writes it, as CHECKPOINT_FILE in its output folder). */
+export const FINETUNE_CHECKPOINT_FORMAT = 'masked-autoencoder/finetune/1';
 
 export interface TrainPosition {
   /** epoch of the next batch */
@@ -62,6 +70,23 @@ export interface CheckpointMeta {
   createdAt: string;
 }
 
+/**
+ * The metadata of a fine-tuning run's checkpoint: a pre-training checkpoint's fields with the classifier's config,
+ * and what else the rest of the run depends on (its data order and crops are keyed to (seed, epoch, position), so the
+ * position covers them).
+ */
+export interface FinetuneCheckpointMeta extends Omit<CheckpointMeta, 'config'> {
+  config: ClassifierConfig;
+  /** the generators' states: the batch augmentations' (mixup / cutmix, random erasing) and drop path's */
+  random: { augmentation: GeneratorState; dropPath: GeneratorState };
+  /** the epochs done: mean loss, and top-1 where evalEvery scored one */
+  history: { epoch: number; loss: number; top1?: number }[];
+  /** seconds of training before the checkpoint (the runs before a resume) */
+  trainSeconds: number;
+  /** what the run's start took from its pre-training checkpoint: tensors loaded, keys ignored, parameters initialised */
+  loadReport: { loaded: number; ignored: string[]; missing: string[] };
+}
+
 export async function saveCheckpoint(
   path: string,
   model: MaskedAutoencoder,
@@ -76,6 +101,14 @@ export async function saveCheckpoint(
   expectObject(where, 'meta', meta, false, 'e.g. { position: { epoch, iter, step }, options: {} }');
   // (a key of its own would be written as given, and a format, config, optimizer or createdAt would replace the real one)
   expectKnownKeys(where, 'meta', meta, optionNames<typeof meta>({ position: true, options: true, data: true, epochLoss: true, logWindow: true }));
+  await writeTrainingCheckpoint(path, CHECKPOINT_FORMAT, model, optimizer, meta);
+}
+
+/**
+ * Writes a training checkpoint of `format` (pre-training's or fine-tuning's): the model's parameters, the optimizer's
+ * moments and the metadata, as saveCheckpoint describes.
+ */
+async function writeTrainingCheckpoint(path: string, format: string, model: Module & { config: object }, optimizer: AdamW | null, meta: object): Promise<void> {
   // each tensor is copied out of native memory only when its turn to be written comes (one at a time, not the
   // weights and both AdamW moments at once: 3x the model's size); so the weights (and with them the optimizer's
   // moments) must not change until the save resolves: a change (Tensor.version) fails the save, target unchanged
@@ -101,7 +134,7 @@ export async function saveCheckpoint(
     for (const [k, t] of sd.tensors) tensors.set(`optimizer.${k}`, deferred(t));
     opt = { step: sd.step, lr: sd.lr, steps: sd.steps };
   }
-  const full: CheckpointMeta = { format: CHECKPOINT_FORMAT, config: model.config, optimizer: opt, createdAt: new Date().toISOString(), ...meta };
+  const full = { format, config: model.config, optimizer: opt, createdAt: new Date().toISOString(), ...meta };
   const unstorable = jsonProblem(full, 'meta');
   if (unstorable) throw new Error(`saveCheckpoint: ${path} not written, JSON cannot store its metadata: ${unstorable}`);
   // the loader's checks, on what it will read (JSON turns NaN into null, drops undefined)
@@ -111,10 +144,32 @@ export async function saveCheckpoint(
   await writeSafetensors(path, tensors, { mae: json });
 }
 
-export interface LoadedCheckpoint {
+/**
+ * Writes the training checkpoint of a fine-tuning run (finetune): as a pre-training checkpoint (weights, AdamW
+ * moments, position, options, data, sums of the epoch and the log line under way) with the fine-tuning run's format,
+ * the classifier's config, the state of the generators the rest of the run draws from, the epochs' history and the
+ * seconds trained.
+ */
+export async function saveFinetuneCheckpoint(
+  path: string,
+  model: VisionTransformerClassifier,
+  optimizer: AdamW,
+  meta: Omit<FinetuneCheckpointMeta, 'format' | 'config' | 'optimizer' | 'createdAt'>,
+): Promise<void> {
+  await writeTrainingCheckpoint(path, FINETUNE_CHECKPOINT_FORMAT, model, optimizer, meta);
+}
+
+/** A fine-tuning run's training checkpoint (a file, or the checkpoint.safetensors of a run folder). */
+export async function loadFinetuneCheckpoint(pathOrDir: string): Promise<LoadedCheckpoint<FinetuneCheckpointMeta>> {
+  const ck = await readOwn<FinetuneCheckpointMeta>(pathOrDir, FINETUNE_CHECKPOINT_FORMAT);
+  if (ck === null) throw new Error(`${pathOrDir}: not a checkpoint of a fine-tuning run (no "mae" metadata)`);
+  return ck;
+}
+
+export interface LoadedCheckpoint<M = CheckpointMeta> {
   /** the file read */
   path: string;
-  meta: CheckpointMeta;
+  meta: M;
   weights: Map<string, { shape: number[]; data: Float32Array }>;
   optimizer: Map<string, { shape: number[]; data: Float32Array }>;
 }
@@ -124,7 +179,7 @@ export interface LoadedCheckpoint {
  * file is opened once, and its header and tensors are read through that one handle (a file put in its place
  * meanwhile is not read).
  */
-async function readOwn(pathOrDir: string): Promise<LoadedCheckpoint | null> {
+async function readOwn<M = CheckpointMeta>(pathOrDir: string, format = CHECKPOINT_FORMAT): Promise<LoadedCheckpoint<M> | null> {
   if (!existsSync(pathOrDir)) throw new Error(`checkpoint not found: ${pathOrDir}`);
   const path = statSync(pathOrDir).isDirectory() ? join(pathOrDir, CHECKPOINT_FILE) : pathOrDir;
   if (!existsSync(path)) return null;
@@ -139,7 +194,7 @@ async function readOwn(pathOrDir: string): Promise<LoadedCheckpoint | null> {
     } catch (e) {
       throw new Error(`${path}: the checkpoint metadata is not valid JSON (${(e as Error).message})`);
     }
-    checkMeta(meta, path);
+    checkMeta(meta, path, format);
     const weights = new Map<string, { shape: number[]; data: Float32Array }>();
     const optimizer = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const [k, t] of tensors) {
@@ -148,7 +203,7 @@ async function readOwn(pathOrDir: string): Promise<LoadedCheckpoint | null> {
       if (k.startsWith('optimizer.')) optimizer.set(k.slice('optimizer.'.length), rec);
       else weights.set(k, rec);
     }
-    return { path, meta, weights, optimizer };
+    return { path, meta: meta as M, weights, optimizer };
   } finally {
     await h.close();
   }
@@ -215,9 +270,14 @@ export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoin
 }
 
 /** The metadata's structure: what resume and loadModel read from it must be there, with the right types. */
-function checkMeta(meta: unknown, path: string): asserts meta is CheckpointMeta {
+function checkMeta(meta: unknown, path: string, format: string): asserts meta is CheckpointMeta {
   if (!isObject(meta)) throw new Error(`${path}: the checkpoint metadata is damaged: not an object`);
-  if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${path}: checkpoint format '${String(meta.format)}' is not '${CHECKPOINT_FORMAT}'`);
+  // (the two kinds of training checkpoint both sit in a run folder's checkpoint.safetensors: said by name)
+  if (meta.format === FINETUNE_CHECKPOINT_FORMAT && format === CHECKPOINT_FORMAT)
+    throw new Error(`${path} is the training checkpoint of a fine-tuning run (mae finetune --resume continues it), not a pre-training checkpoint`);
+  if (meta.format === CHECKPOINT_FORMAT && format === FINETUNE_CHECKPOINT_FORMAT)
+    throw new Error(`${path} is a pre-training checkpoint (mae pretrain --resume continues it), not the checkpoint of a fine-tuning run`);
+  if (meta.format !== format) throw new Error(`${path}: checkpoint format '${String(meta.format)}' is not '${format}'`);
   const problem = metaProblem(meta);
   if (problem) throw new Error(`${path}: the checkpoint metadata is damaged: ${problem}`);
 }
@@ -253,6 +313,17 @@ function metaProblem(meta: Record<string, unknown>): string | null {
   const w = meta.logWindow;
   if (w !== undefined && !(isObject(w) && typeof w.loss === 'number' && Number.isFinite(w.loss) && count(w.steps) && count(w.images) && typeof w.seconds === 'number' && w.seconds >= 0 && Number.isFinite(w.seconds)))
     return 'logWindow must hold a finite loss, integer counts of steps and images and finite seconds >= 0';
+  if (meta.format === FINETUNE_CHECKPOINT_FORMAT) {
+    const r = meta.random;
+    const state = (g: unknown) => isObject(g) && Array.isArray(g.s) && g.s.length === 4 && (g.spareNormal === null || typeof g.spareNormal === 'number');
+    if (!(isObject(r) && state(r.augmentation) && state(r.dropPath))) return 'random must hold the generator states augmentation and dropPath';
+    const h = meta.history;
+    if (!(Array.isArray(h) && h.every((e) => isObject(e) && count(e.epoch) && typeof e.loss === 'number'))) return 'history must be an array of { epoch, loss }';
+    if (!(typeof meta.trainSeconds === 'number' && Number.isFinite(meta.trainSeconds) && meta.trainSeconds >= 0)) return 'trainSeconds must be a finite number >= 0';
+    const l = meta.loadReport;
+    const names = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+    if (!(isObject(l) && count(l.loaded) && names(l.ignored) && names(l.missing))) return 'loadReport must hold a count loaded and the names ignored and missing';
+  }
   return null;
 }
 
@@ -304,4 +375,62 @@ function checkConfigFits(config: Partial<MaeConfig>, weights: Map<string, { shap
   const wrong = checks.filter(([, want, stored]) => want !== stored);
   if (wrong.length)
     throw new Error(`${path}: the checkpoint's config does not match its weights: ${wrong.map(([k, want, stored]) => `${k} ${JSON.stringify(want)} in the config, ${JSON.stringify(stored)} in the weights`).join('; ')}`);
+}
+
+/**
+ * Cuts the log back to a checkpoint's position before a resumed run appends to it: the lines of steps after
+ * `pos.step`, a partial line (written at maxSteps between two of the run's lines, whose sums the checkpoint carries
+ * on), and kNN lines (pretrain) and epoch-end lines (finetune) of epochs not finished at `pos`, came from the
+ * interrupted run and are written again by this one; a torn last line (a kill during an append) goes too. The file is
+ * replaced atomically.
+ */
+export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
+  if (!existsSync(path)) return;
+  const text = readFileSync(path, 'utf8');
+  const lines = text.split('\n');
+  if (!text.endsWith('\n')) lines.pop();  // no newline after it: a partial line
+  const kept = lines.filter((line) => {
+    if (line.trim() === '') return false;
+    let entry: { step?: unknown; knnEpoch?: unknown; epochEnd?: unknown; partial?: unknown };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      return false;
+    }
+    if (typeof entry.step === 'number') return entry.step <= pos.step && entry.partial !== true;
+    if (typeof entry.knnEpoch === 'number') return entry.knnEpoch <= pos.epoch;
+    if (typeof entry.epochEnd === 'number') return entry.epochEnd <= pos.epoch;
+    return true;
+  });
+  const cut = kept.map((l) => l + '\n').join('');
+  if (cut !== text) await writeFileAtomic(path, cut);
+}
+
+/**
+ * The thread count of a resumed run: the one given (OMP_NUM_THREADS set counts as given), else the run's (`saved`),
+ * where it runs on as many processes as the run did (`sameProcesses`; else each takes its default). Another count
+ * than the run's is noted in `changes`: the result is then not bit-identical to the uninterrupted run's.
+ */
+export function resumeThreads(given: number | undefined, saved: number | undefined, sameProcesses: boolean, changes: string[]): number | undefined {
+  if (saved === undefined) return given;
+  let threads = given;
+  const env = Number(process.env.OMP_NUM_THREADS);
+  if (threads === undefined && Number.isInteger(env) && env > 0) threads = env;
+  if (threads === undefined && sameProcesses) threads = saved;
+  else if (threads !== undefined && threads !== saved) changes.push(`${threads} threads, not the run's ${saved}`);
+  return threads;
+}
+
+/**
+ * A resumed run's data against the run's (`saved`, its checkpoint's; absent in checkpoints written before it was
+ * kept: unchecked): another number of images would change every epoch's order and the schedule, which the returned
+ * message says (null: the same number); changed images (the fingerprint: 16 of them hashed) only make the result
+ * differ, which goes to `changes`. `name` names the data.
+ */
+export function resumeDataProblem(saved: CheckpointMeta['data'], now: { images: number; fingerprint: string }, name: string, changes: string[]): string | null {
+  if (!saved) return null;
+  if (saved.images !== now.images)
+    return `resume: the data is not the run's: ${name} has ${now.images} images now, ${saved.images} when the run began; resume on the run's own data, or start a new run on this data (--overwrite, or another --out)`;
+  if (saved.fingerprint !== now.fingerprint) changes.push(`the data's images differ from the run's (fingerprint ${now.fingerprint}, not ${saved.fingerprint})`);
+  return null;
 }

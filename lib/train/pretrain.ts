@@ -42,7 +42,9 @@ import { AgreedError, checkSameSettings, datasetFingerprint } from '../distribut
 import { checkThreads } from '../info.js';
 import { GradReducer, type ReduceStats } from '../distributed/reducer.js';
 import { Tensor, owning, tidy, type Keep } from '../tensor.js';
-import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
+import { CHECKPOINT_FILE, CHECKPOINT_FORMAT, cutLog, loadCheckpoint, resumeDataProblem, resumeThreads, saveCheckpoint, type LoadedCheckpoint, type TrainPosition } from './checkpoint.js';
+
+export { cutLog } from './checkpoint.js';
 import { checkChannels, checkDataSource, openDataset, type DataSource } from './data.js';
 import { writeReconstructions } from './visualize.js';
 import { checkKnnOptions, knnData, knnEvaluate } from './knn.js';
@@ -310,12 +312,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     const savedWorld = saved.worldSize ?? 1;
     // the run's thread count keeps the result bit-identical (on as many processes: else each takes its default);
     // OMP_NUM_THREADS set counts as given
-    if (saved.threads !== undefined) {
-      const env = Number(process.env.OMP_NUM_THREADS);
-      if (threads === undefined && Number.isInteger(env) && env > 0) threads = env;
-      if (threads === undefined && savedWorld === comm.size) threads = saved.threads;
-      else if (threads !== undefined && threads !== saved.threads) changes.push(`${threads} threads, not the run's ${saved.threads}`);
-    }
+    threads = resumeThreads(threads, saved.threads, savedWorld === comm.size, changes);
     const savedBatch = saved.batchSize ?? o.batchSize;
     const effective = savedBatch * (saved.accumIter ?? 1) * savedWorld;
     o.accumIter = options.accumIter ?? saved.accumIter ?? 1;
@@ -353,11 +350,8 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   // a resumed run reads the run's data: another number of images would change every epoch's order and the schedule;
   // changed images (the fingerprint: 16 of them hashed) only make the result differ (checkpoints written before the
   // data was kept resume unchecked)
-  const savedData = ck?.meta.data;
-  if (savedData && savedData.images !== data.images)
-    throw new AgreedError(`resume: the data is not the run's: ${o.data.path ?? `the ${o.data.kind} data`} has ${data.images} images now, ${savedData.images} when the run began; resume on the run's own data, or start a new run on this data (--overwrite, or another --out)`);
-  if (savedData && savedData.fingerprint !== data.fingerprint)
-    changes.push(`the data's images differ from the run's (fingerprint ${data.fingerprint}, not ${savedData.fingerprint})`);
+  const dataProblem = resumeDataProblem(ck?.meta.data, data, o.data.path ?? `the ${o.data.kind} data`, changes);
+  if (dataProblem) throw new AgreedError(dataProblem);
   const resumeNote = changes.length ? `${changes.join('; ')}: the result will not be bit-identical to the uninterrupted run's` : undefined;
   // the kNN monitor needs labels, and images the model takes: found out now, not after the first epoch's training
   const knnSet = knn && knn.every > 0 ? (knn.data ? await openDataset({ ...knn.data, limit: 1 }, 'train') : dataset) : null;
@@ -627,33 +621,6 @@ function sameFile(a: string, b: string): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Cuts the log back to a checkpoint's position before a resumed run appends to it: the lines of steps after
- * `pos.step`, a partial line (written at maxSteps between two of the run's lines, whose sums the checkpoint carries
- * on), and kNN lines of epochs not finished at `pos`, came from the interrupted run and are written again by this
- * one; a torn last line (a kill during an append) goes too. The file is replaced atomically.
- */
-export async function cutLog(path: string, pos: TrainPosition): Promise<void> {
-  if (!existsSync(path)) return;
-  const text = readFileSync(path, 'utf8');
-  const lines = text.split('\n');
-  if (!text.endsWith('\n')) lines.pop();  // no newline after it: a partial line
-  const kept = lines.filter((line) => {
-    if (line.trim() === '') return false;
-    let entry: { step?: unknown; knnEpoch?: unknown; partial?: unknown };
-    try {
-      entry = JSON.parse(line);
-    } catch {
-      return false;
-    }
-    if (typeof entry.step === 'number') return entry.step <= pos.step && entry.partial !== true;
-    if (typeof entry.knnEpoch === 'number') return entry.knnEpoch <= pos.epoch;
-    return true;
-  });
-  const cut = kept.map((l) => l + '\n').join('');
-  if (cut !== text) await writeFileAtomic(path, cut);
 }
 
 /** The sum of the micro-batches' losses [1], summed on their device and read to the host at once; frees them. */

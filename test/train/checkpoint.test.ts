@@ -1,6 +1,6 @@
 // Checkpoints (lib/train/checkpoint.ts): the optimizer's per-parameter step counts round-trip (and older checkpoints
 // without them resume as before), and saveCheckpoint refuses metadata that loading would refuse, writing nothing.
-import { existsSync, mkdtempSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MaskedAutoencoder } from '../../lib/mae/index.js';
 import { AdamW } from '../../lib/optim/adamw.js';
 import { Generator } from '../../lib/random.js';
-import { loadCheckpoint, loadModel, saveCheckpoint } from '../../lib/train/checkpoint.js';
+import { cutLog, loadCheckpoint, loadModel, saveCheckpoint } from '../../lib/train/checkpoint.js';
 import { Tensor } from '../../lib/tensor.js';
 import { saveClassifier } from '../../lib/classify/checkpoint.js';
 import { VisionTransformerClassifier, classifierConfigFrom } from '../../lib/classify/model.js';
@@ -229,5 +229,18 @@ describe('checkpoint', () => {
     await saveCheckpoint(path, model, null, { position, options, epochLoss: { sum: 2.5, steps: 2 }, logWindow });
     expect((await loadCheckpoint(path)).meta).toMatchObject({ options, logWindow });
     model.dispose();
+  });
+
+  it("cutLog keeps a fine-tuning run's epoch-end lines of the epochs finished at the checkpoint, and drops the others", async () => {
+    const path = join(tmp(), 'log.jsonl');
+    const line = (o: object) => JSON.stringify(o) + '\n';
+    const kept = line({ step: 3, loss: 1 }) + line({ epochEnd: 1, loss: 1 }) + line({ step: 6, loss: 0.9 });
+    writeFileSync(path, kept + line({ step: 8, loss: 0.8 }) + line({ epochEnd: 2, loss: 0.8 }) + line({ step: 9, loss: 0.7 }));
+    await cutLog(path, { epoch: 1, iter: 2, step: 6 });
+    expect(readFileSync(path, 'utf8')).toBe(kept);
+    // at an epoch end: that epoch's line stays
+    writeFileSync(path, kept + line({ step: 8, loss: 0.8 }) + line({ epochEnd: 2, loss: 0.8 }) + line({ step: 9, loss: 0.7 }));
+    await cutLog(path, { epoch: 2, iter: 0, step: 8 });
+    expect(readFileSync(path, 'utf8')).toBe(kept + line({ step: 8, loss: 0.8 }) + line({ epochEnd: 2, loss: 0.8 }));
   });
 });
