@@ -270,7 +270,7 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  it('stops at the next step when its signal is aborted: the log of the steps taken, no classifier or results', async () => {
+  it('stops at the next step when its signal is aborted: the log of the steps taken and a checkpoint, no classifier or results', async () => {
     const out = join(dir, 'ft-stop');
     const stop = new AbortController();
     const events: string[] = [];
@@ -288,8 +288,8 @@ describe('fine-tuning: the output folder, the test data, a stop', () => {
       },
     });
     expect([r.stopped, r.steps, r.top1, r.metrics]).toEqual([true, 2, NaN, null]);
-    expect(events).toEqual(['start', 'step', 'step', 'stopped']);
-    expect(readdirSync(out)).toEqual(['log.jsonl']);
+    expect(events).toEqual(['start', 'step', 'step', 'checkpoint', 'stopped']);
+    expect(readdirSync(out).sort()).toEqual(['checkpoint.safetensors', 'log.jsonl']);
     expect(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2]);
     expect(liveTensors()).toBe(before);
   });
