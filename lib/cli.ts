@@ -176,6 +176,8 @@ const finetuneFlags: Flags = {
   'test-data': { type: 'string' },
   'test-data-kind': { type: 'string' },
   overwrite: { type: 'boolean' },
+  resume: { type: 'boolean' },
+  'checkpoint-every': { type: 'string' },
   precision: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -271,7 +273,7 @@ export function errorLine(cmd: string, message: string, rank?: number, given?: R
   }
   // a full disk: every file is written whole or not at all, so what was written before is sound; say how to go on
   if (/\b(ENOSPC|EDQUOT)\b/.test(m)) {
-    const then = cmd === 'pretrain' ? 'continue the run from its last checkpoint with mae pretrain --resume --out DIR' : cmd === 'prepare-data' ? 'run the same command to continue after the last finished shard' : 'run the command again';
+    const then = cmd === 'pretrain' || cmd === 'finetune' ? `continue the run from its last checkpoint with mae ${cmd} --resume --out DIR` : cmd === 'prepare-data' ? 'run the same command to continue after the last finished shard' : 'run the command again';
     m += `; the disk is full (the files written before are whole): free some space, then ${then}`;
   }
   return `mae ${cmd}: ${rank === undefined ? '' : `[rank ${rank}] `}${m}`;
@@ -366,9 +368,16 @@ export const HELP = {
   --from-scratch runs/scratch) --threads N (OMP_NUM_THREADS, else one per core) --workers N (1)
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,
   results.json, log.jsonl, head.safetensors: its files are removed once the new run's data, checkpoint and options
-  are checked; without it that is an error)
-  Ctrl-C or SIGTERM stops at the next step and exits with 130 (143 for SIGTERM): no classifier or results.json is
-  written, the log holds the steps taken
+  are checked; without it or --resume that is an error)
+  --resume (continue the unfinished run in --out from its checkpoint.safetensors, with its own options and settings;
+  flags given must agree with the run's, but for --threads --workers --eval-every --log-every --checkpoint-every:
+  these may change, and another --threads makes the result differ from the uninterrupted run's, which the resume
+  line says) --checkpoint-every STEPS (0: only at each epoch end)
+  The training checkpoint, --out's checkpoint.safetensors (weights, optimizer state, position, generators), is written
+  at each epoch end, every --checkpoint-every steps and on a stop, and removed once classifier.safetensors and
+  results.json are written.
+  Ctrl-C or SIGTERM stops after the current step and exits with 130 (143 for SIGTERM), writing the checkpoint: no
+  classifier or results.json is written, the log holds the steps taken; --resume --out DIR continues the run
   --precision fp32|bf16 (fp32; bf16 trains with bfloat16 activations, fp32 master weights; evaluation in fp32)`,
   eval: `mae eval --checkpoint PATH [flags]
   A classifier (from finetune or linprobe): top-1 / top-5 on a split and the confusion matrix as a PNG.
@@ -991,7 +1000,7 @@ async function cmdLinprobe(argv: string[]): Promise<number> {
 
 async function cmdFinetune(argv: string[]): Promise<number> {
   const v = flagValues(argv, finetuneFlags);
-  if (!v.checkpoint && !v['from-scratch']) throw new UsageError('finetune: --checkpoint PATH is required (or --from-scratch)');
+  if (!v.checkpoint && !v['from-scratch'] && !v.resume) throw new UsageError('finetune: --checkpoint PATH is required (or --from-scratch, or --resume)');
   const o: FinetuneOptions = {};
   if (v.checkpoint) o.checkpoint = v.checkpoint as string;
   if (v['from-scratch']) o.fromScratch = true;
@@ -1002,11 +1011,13 @@ async function cmdFinetune(argv: string[]): Promise<number> {
   testDataFlags(v, o);
   if (v.out !== undefined) o.outDir = v.out as string;
   if (v.overwrite) o.overwrite = true;
+  if (v.resume) o.resume = true;
   numbers(v, o, [
     ['epochs', 'epochs'], ['batch-size', 'batchSize'], ['accum-iter', 'accumIter'], ['blr', 'blr'], ['lr', 'lr'], ['min-lr', 'minLr'],
     ['warmup-epochs', 'warmupEpochs'], ['weight-decay', 'weightDecay'], ['layer-decay', 'layerDecay'], ['drop-path', 'dropPath'],
     ['smoothing', 'smoothing'], ['mixup', 'mixup'], ['cutmix', 'cutmix'], ['mixup-prob', 'mixupProb'], ['mixup-switch-prob', 'mixupSwitchProb'],
     ['reprob', 'reprob'], ['seed', 'seed'], ['threads', 'threads'], ['workers', 'workers'], ['eval-every', 'evalEvery'], ['log-every', 'logEvery'],
+    ['checkpoint-every', 'checkpointEvery'],
   ]);
   o.precision = precisionFlag(v);
   const cropMin = num(v['crop-scale-min'], 'crop-scale-min');
@@ -1015,11 +1026,16 @@ async function cmdFinetune(argv: string[]): Promise<number> {
     o.cropScale = [cropMin, 1];
   }
   let last = 0;
-  const { r, code } = await stoppable('stopping after the current step; no classifier or results will be written', (signal) => finetune({
+  let fromScratch = o.fromScratch ?? false; // (a resumed run's: its own, from the start event)
+  const { r, code } = await stoppable('stopping after the current step and writing a checkpoint; no classifier or results will be written', (signal) => finetune({
     ...o,
     signal,
     onEvent: (e: FinetuneEvent) => {
-      if (e.type === 'start') {
+      if (e.type === 'start') fromScratch = e.fromScratch;
+      if (e.type === 'start' && e.resumedFrom) {
+        const p = e.resumedFrom;
+        console.log(`resuming the run at step ${p.step} of ${e.totalSteps} (epoch ${p.epoch}${p.iter ? `, batch ${p.iter}` : ''}): ${e.parameters.toLocaleString('en-US')} parameters, ${e.trainSamples} images${e.resumeNote ? `; ${e.resumeNote}` : ''}`);
+      } else if (e.type === 'start') {
         console.log(
           `${e.fromScratch ? 'training from scratch' : `fine-tuning (${e.loaded} encoder tensors loaded, ${e.ignored.length} ignored, initialised: ${e.missing.join(', ')})`}: ${e.parameters.toLocaleString('en-US')} parameters in ${o.precision ?? 'fp32'}, ${e.trainSamples} images, ${e.totalSteps} steps, lr ${e.lr.toExponential(2)}`,
         );
@@ -1028,15 +1044,16 @@ async function cmdFinetune(argv: string[]): Promise<number> {
         last = Date.now();
         console.log(`epoch ${e.epoch.toFixed(2)} step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imgPerSec.toFixed(0)} img/s ETA ${formatTime(e.etaSeconds)}`);
       } else if (e.type === 'epoch') console.log(`epoch ${e.epoch} done: loss ${e.loss.toFixed(4)}, ${e.seconds.toFixed(1)} s${e.top1 !== undefined ? `, top-1 ${(100 * e.top1).toFixed(2)}%` : ''}`);
-      else if (e.type === 'stopped') console.log(`stopped after ${e.step} of ${e.totalSteps} steps: not evaluated; no classifier, confusion matrix or results.json written`);
+      else if (e.type === 'stopped') console.log(`stopped after ${e.step} of ${e.totalSteps} steps: not evaluated; no classifier, confusion matrix or results.json written; checkpoint: ${e.checkpoint}`);
       else if (e.type === 'warning') console.warn(`warning: ${e.message}`);
     },
   }), (r) => r.stopped);
   if (r.stopped) {
     console.log(`log of the steps taken: ${join(r.outDir, 'log.jsonl')}`);
+    console.log(`continue the run with: mae finetune --resume --out ${r.outDir}`);
     return code;
   }
-  console.log(`${o.fromScratch ? 'from scratch' : 'fine-tuned'}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (training ${formatTime(r.trainSeconds)}, total ${formatTime(r.seconds)})`);
+  console.log(`${fromScratch ? 'from scratch' : 'fine-tuned'}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  (training ${formatTime(r.trainSeconds)}, total ${formatTime(r.seconds)})`);
   console.log(`results: ${join(r.outDir, 'results.json')}  confusion: ${join(r.outDir, 'confusion.png')}`);
   return code;
 }

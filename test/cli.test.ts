@@ -509,6 +509,8 @@ describe('mae command', () => {
     expect(flat('linprobe')).toContain('--eval-every EPOCHS (0: only at the end)');
     expect(flat('finetune')).toContain('--warmup-epochs (5, at most a tenth of --epochs)');
     expect(flat('finetune')).toContain('--eval-every EPOCHS (0: only at the end) --log-every STEPS (20)');
+    expect(flat('finetune')).toContain('--resume (continue the unfinished run in --out from its checkpoint.safetensors, with its own options and settings;');
+    expect(flat('finetune')).toContain('Ctrl-C or SIGTERM stops after the current step and exits with 130 (143 for SIGTERM), writing the checkpoint:');
   });
 });
 
@@ -795,7 +797,7 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
     }
   });
 
-  it('mae finetune: Ctrl-C over an old run (--overwrite) stops at the next step with 130, leaving only the new log', async () => {
+  it('mae finetune: Ctrl-C over an old run (--overwrite) stops at the next step with 130, leaving only the new log and checkpoint', async () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-ft-int-'));
     const deadPid = endedPid();
     const stale = join(out, `.classifier.safetensors.${deadPid}.0123456789ab.tmp`); // a killed run's write: removed, with a warning
@@ -812,9 +814,37 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
     while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || !readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"step":1,'))) await sleep(5);
     child.kill('SIGINT');
     expect(await closed, text).toBe(130);
-    expect(text).toContain('interrupted: stopping after the current step; no classifier or results will be written (Ctrl-C again to quit at once)');
-    expect(text).toMatch(/\nstopped after \d+ of 1000 steps: not evaluated; no classifier, confusion matrix or results.json written\nlog of the steps taken: /);
-    expect(readdirSync(out)).toEqual(['log.jsonl']);
+    expect(text).toContain('interrupted: stopping after the current step and writing a checkpoint; no classifier or results will be written (Ctrl-C again to quit at once)');
+    expect(text).toMatch(/\nstopped after \d+ of 1000 steps: not evaluated; no classifier, confusion matrix or results.json written; checkpoint: \S+checkpoint.safetensors\nlog of the steps taken: /);
+    expect(text).toContain(`continue the run with: mae finetune --resume --out ${out}\n`);
+    expect(readdirSync(out).sort()).toEqual(['checkpoint.safetensors', 'log.jsonl']);
+  });
+
+  it('mae finetune: a run stopped by Ctrl-C is finished by --resume (exit 0), its log holding each step once', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'mae-cli-ft-resume-')), 'run');
+    const child = spawn(process.execPath, [cli, ...scratch, '--epochs', '30', '--log-every', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || !readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"step":1,'))) await sleep(5);
+    child.kill('SIGINT');
+    expect(await closed, text).toBe(130);
+    const stoppedAt = Number(/\nstopped after (\d+) of 60 steps/.exec(text)?.[1]);
+    expect(stoppedAt).toBeLessThan(60);
+    // the run's options come from its checkpoint; a flag that disagrees is refused, a setting may change
+    expect(mae(['finetune', '--resume', '--out', out, '--epochs', '31'])).toEqual({ code: 1, out: '', err: "mae finetune: resume: option epochs differs from the run's (30 in its checkpoint, 31 here)\n" });
+    const resumed = mae(['finetune', '--resume', '--out', out, '--log-every', '1']);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(resumed.out).toMatch(new RegExp(`^resuming the run at step ${stoppedAt} of 60 \\(epoch \\d+(, batch 1)?\\): `));
+    expect(resumed.out).toContain('\nfrom scratch: top-1 ');
+    expect(readdirSync(out).sort()).toEqual(['classifier.safetensors', 'confusion.png', 'log.jsonl', 'results.json']);
+    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step?: number; epochEnd?: number });
+    expect(log.flatMap((l) => (l.step === undefined ? [] : [l.step]))).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(log.flatMap((l) => (l.epochEnd === undefined ? [] : [l.epochEnd]))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(mae(['finetune', '--resume', '--out', out]).err).toBe(
+      `mae finetune: resume: the run in ${out} is finished (results.json, and no checkpoint.safetensors): there is nothing left to train; start a new run there with --overwrite, or in another folder (--out)\n`,
+    );
   });
 
   it('mae linprobe: SIGTERM stops after the current epoch with 143 and writes no results', async () => {

@@ -374,8 +374,8 @@ const ROWS: Row[] = [
     // (config's fields are classifierConfigFrom's to check, data's and testData's openDataset's)
     fields: {
       options:
-        'checkpoint?:string fromScratch?:boolean preset?:enum config?:object data?:object limit?:int[1,) testData?:object outDir?:string overwrite?:boolean ' +
-        'epochs?:int[1,) batchSize?:int[1,) accumIter?:int[1,) blr?:number(0,) lr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) ' +
+        'checkpoint?:string fromScratch?:boolean preset?:enum config?:object data?:object limit?:int[1,) testData?:object outDir?:string resume?:boolean ' +
+        'checkpointEvery?:int[0,) overwrite?:boolean epochs?:int[1,) batchSize?:int[1,) accumIter?:int[1,) blr?:number(0,) lr?:number(0,) minLr?:number[0,) warmupEpochs?:number[0,) weightDecay?:number[0,) ' +
         'layerDecay?:number(0,1] dropPath?:number[0,1) smoothing?:number[0,1) mixup?:number[0,) cutmix?:number[0,) mixupProb?:number[0,1] mixupSwitchProb?:number[0,1] ' +
         'reprob?:number[0,1] cropScale?:numbers flipProb?:number[0,1] seed?:int[0,) threads?:int[1,1024] workers?:int[0,256] evalEvery?:int[0,) logEvery?:int[1,) ' +
         'precision?:enum signal?:instance onEvent?:function',
