@@ -10,7 +10,7 @@ import { threadId } from 'node:worker_threads';
 import { expectInstance, expectObject, expectString, jsonProblem } from '../check.js';
 import { checkWritableFolder, madeByEndedProcess, makeDirs, removeStaleTemps } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../io/safetensors.js';
-import { CHECKPOINT_FILE, loadCheckpoint } from '../train/checkpoint.js';
+import { CHECKPOINT_FILE, FINETUNE_CHECKPOINT_FORMAT, loadCheckpoint, trainingCheckpointFormat } from '../train/checkpoint.js';
 import { native } from '../native.js';
 import { withoutInit } from '../nn/init.js';
 import { VisionTransformerClassifier, classifierConfigFrom, type ClassifierConfig } from './model.js';
@@ -237,13 +237,17 @@ export async function loadClassifier(pathOrDir: string): Promise<{ model: Vision
   expectString('loadClassifier', 'pathOrDir', pathOrDir, 'a file or folder path');
   const folder = existsSync(pathOrDir) && statSync(pathOrDir).isDirectory();
   const path = folder ? join(pathOrDir, CLASSIFIER_FILE) : pathOrDir;
-  if (!existsSync(path))
+  if (!existsSync(path)) {
+    const training = folder ? await trainingCheckpointFormat(join(pathOrDir, CHECKPOINT_FILE)) : null;
     throw new Error(
       `classifier not found: ${path}` +
-        (folder && existsSync(join(pathOrDir, CHECKPOINT_FILE))
-          ? ` (${pathOrDir} holds a pre-training run, which mae eval scores with --knn: a classifier comes from mae finetune or linprobe, or classifierFromPretrain)`
-          : ''),
+        (training === FINETUNE_CHECKPOINT_FORMAT
+          ? ` (${pathOrDir} holds an unfinished fine-tuning run, which writes its classifier when it ends: mae finetune --resume --out ${pathOrDir} continues it)`
+          : folder && existsSync(join(pathOrDir, CHECKPOINT_FILE))
+            ? ` (${pathOrDir} holds a pre-training run, which mae eval scores with --knn: a classifier comes from mae finetune or linprobe, or classifierFromPretrain)`
+            : ''),
     );
+  }
   try {
     return await readClassifier(path);
   } catch (e) {

@@ -223,6 +223,21 @@ async function asWeights<T>(pathOrDir: string, load: () => Promise<T>): Promise<
   }
 }
 
+/**
+ * The format of the training checkpoint at `path` (CHECKPOINT_FORMAT, FINETUNE_CHECKPOINT_FORMAT, ...; its header
+ * alone is read), or null for any other file.
+ */
+export async function trainingCheckpointFormat(path: string): Promise<string | null> {
+  const mae = (await fileMeta(path))?.mae;
+  if (typeof mae !== 'string') return null;
+  try {
+    const format = (JSON.parse(mae) as { format?: unknown }).format;
+    return typeof format === 'string' ? format : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The "__metadata__" of the safetensors file at `path` (its header alone is read), or null for any other file. */
 async function fileMeta(path: string): Promise<Record<string, unknown> | null> {
   if (!existsSync(path)) return null;

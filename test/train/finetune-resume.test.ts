@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadClassifier } from '../../lib/classify/checkpoint.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
 import { loadFinetuneCheckpoint } from '../../lib/train/checkpoint.js';
 import { finetune, type FinetuneEvent, type FinetuneOptions, type FinetuneResult } from '../../lib/train/finetune.js';
@@ -133,6 +134,10 @@ describe('finetune resume', () => {
     const out = join(dir, 'refusals');
     await stoppedAt({ ...run, epochs: 1, outDir: out }, 2);
     const files = readdirSync(out).sort();
+    // (no classifier yet: loading one says what the folder holds)
+    await expect(loadClassifier(out)).rejects.toThrow(
+      `classifier not found: ${join(out, 'classifier.safetensors')} (${out} holds an unfinished fine-tuning run, which writes its classifier when it ends: mae finetune --resume --out ${out} continues it)`,
+    );
     const cases: [FinetuneOptions, string][] = [
       [{ epochs: 3 }, 'finetune: resume: option epochs differs from the run\'s (1 in its checkpoint, 3 here)'],
       [{ config: { depth: 3 } }, 'finetune: resume: option config.depth differs from the run\'s (2 in its checkpoint, 3 here)'],
