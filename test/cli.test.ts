@@ -1,6 +1,6 @@
 // The `mae` command as a user runs it: the compiled CLI (dist/, made by `npm run build`) in a child process.
 // `mae pretrain` with no data flags is the built-in default job (Fashion-MNIST), here cut to a few steps.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,16 @@ const cli = new URL('../dist/lib/cli.js', import.meta.url).pathname;
 function mae(args: string[], env: NodeJS.ProcessEnv = process.env): { code: number; out: string; err: string } {
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 300_000, env });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+/** `mae args` started as a child process: its output so far (stdout and stderr as they come) and its exit status. */
+function startMae(args: string[]): { child: ChildProcess; text: () => string; closed: Promise<number | null> } {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
+  const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+  return { child, text: () => text, closed };
 }
 
 describe('mae command', () => {
@@ -106,14 +116,11 @@ describe('mae command', () => {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-term-'));
     const run = ['--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '16', '--embed-dim', '32', '--depth', '2', '--num-heads', '2',
       '--decoder-embed-dim', '16', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out];
-    const child = spawn(process.execPath, [cli, 'pretrain', ...run], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    const { child, text: output, closed } = startMae(['pretrain', ...run]);
     while (!existsSync(join(out, 'log.jsonl'))) await sleep(5); // the first step is logged
     child.kill('SIGTERM');
-    expect(await closed, text).toBe(143);
+    expect(await closed, output()).toBe(143);
+    const text = output();
     expect(text).toContain('SIGTERM: finishing the current step and writing a checkpoint');
     expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
     // a fresh run may not replace it; --resume with no other flag takes the options from the checkpoint
@@ -136,22 +143,20 @@ describe('mae command', () => {
    */
   async function signalTwice(first: NodeJS.Signals, second: NodeJS.Signals): Promise<{ status: [number | null, string | null]; text: string; out: string; sent: boolean }> {
     const out = mkdtempSync(join(tmpdir(), 'mae-cli-signals-'));
-    const child = spawn(process.execPath, [cli, 'pretrain', '--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '64', '--embed-dim', '192', '--depth', '4',
-      '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
+    const { child, text, closed } = startMae(['pretrain', '--data-kind', 'synthetic', '--limit', '512', '--epochs', '3', '--batch-size', '64', '--embed-dim', '192', '--depth', '4',
+      '--num-heads', '3', '--decoder-embed-dim', '64', '--decoder-depth', '1', '--decoder-num-heads', '2', '--log-every', '1', '--visualize-every', '0', '--threads', '1', '--out', out]);
     let sent = false;
-    child.stdout.on('data', (d: Buffer) => {
-      text += d.toString();
-      if (!sent && text.includes(`${first}: finishing the current step`)) {
+    // (after startMae's own listener: text() holds the chunk)
+    child.stdout!.on('data', () => {
+      if (!sent && text().includes(`${first}: finishing the current step`)) {
         sent = true;
         child.kill(second);
       }
     });
-    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    const closed = new Promise<[number | null, string | null]>((done) => child.on('close', (code, signal) => done([code, signal])));
     while (!existsSync(join(out, 'log.jsonl'))) await sleep(5);
     child.kill(first);
-    return { status: await closed, text, out, sent };
+    const code = await closed;
+    return { status: [code, child.signalCode], text: text(), out, sent };
   }
 
   it('mae pretrain: a second SIGUSR1 while the run stops is ignored (it ended the process before the checkpoint)', async () => {
@@ -805,15 +810,12 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
     const first = mae([...scratch, '--epochs', '1', '--out', out]);
     expect([first.code, first.err]).toEqual([0, `warning: removed ${stale}, a write that a killed process left unfinished\n`]);
     expect(existsSync(join(out, 'results.json'))).toBe(true);
-    const child = spawn(process.execPath, [cli, ...scratch, '--epochs', '500', '--log-every', '1', '--out', out, '--overwrite'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    const { child, text: output, closed } = startMae([...scratch, '--epochs', '500', '--log-every', '1', '--out', out, '--overwrite']);
     // the new run's first step (or the end of a run that refused to start)
     while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || !readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"step":1,'))) await sleep(5);
     child.kill('SIGINT');
-    expect(await closed, text).toBe(130);
+    expect(await closed, output()).toBe(130);
+    const text = output();
     expect(text).toContain('interrupted: stopping after the current step and writing a checkpoint; no classifier or results will be written (Ctrl-C again to quit at once)');
     expect(text).toMatch(/\nstopped after \d+ of 1000 steps: not evaluated; no classifier, confusion matrix or results.json written; checkpoint: \S+checkpoint.safetensors\nlog of the steps taken: /);
     expect(text).toContain(`continue the run with: mae finetune --resume --out ${out}\n`);
@@ -822,14 +824,11 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
 
   it('mae finetune: a run stopped by Ctrl-C is finished by --resume (exit 0), its log holding each step once', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'mae-cli-ft-resume-')), 'run');
-    const child = spawn(process.execPath, [cli, ...scratch, '--epochs', '30', '--log-every', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    const { child, text: output, closed } = startMae([...scratch, '--epochs', '30', '--log-every', '1', '--out', out]);
     while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || !readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"step":1,'))) await sleep(5);
     child.kill('SIGINT');
-    expect(await closed, text).toBe(130);
+    expect(await closed, output()).toBe(130);
+    const text = output();
     const stoppedAt = Number(/\nstopped after (\d+) of 60 steps/.exec(text)?.[1]);
     expect(stoppedAt).toBeLessThan(60);
     // the run's options come from its checkpoint; a flag that disagrees is refused, a setting may change
@@ -849,14 +848,11 @@ describe('mae finetune and mae linprobe: the output folder, the test data, a sto
 
   it('mae linprobe: SIGTERM stops after the current epoch with 143 and writes no results', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'mae-cli-lp-term-')), 'probe');
-    const child = spawn(process.execPath, [cli, 'linprobe', '--raw-pixels', '--data-kind', 'synthetic', '--limit', '64', '--epochs', '100000', '--batch-size', '64', '--threads', '1', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    const { child, text: output, closed } = startMae(['linprobe', '--raw-pixels', '--data-kind', 'synthetic', '--limit', '64', '--epochs', '100000', '--batch-size', '64', '--threads', '1', '--out', out]);
     while (child.exitCode === null && (!existsSync(join(out, 'log.jsonl')) || readFileSync(join(out, 'log.jsonl'), 'utf8') === '')) await sleep(5);
     child.kill('SIGTERM');
-    expect(await closed, text).toBe(143);
+    expect(await closed, output()).toBe(143);
+    const text = output();
     expect(text).toContain('SIGTERM: stopping after the current batch of features or epoch of the head; no results will be written');
     expect(text).toContain(`stopped: the probe was not finished; no head, classifier, confusion matrix or results.json written in ${out} (the log of the epochs done: ${join(out, 'log.jsonl')})`);
     expect(text).not.toMatch(/linear probe: top-1/);
