@@ -11,7 +11,8 @@
  * optimizer step, loadStateDict, write) rejects instead of resolving to a mix of old and new weights.
  *
  * Calls are queued: the worker takes them one at a time, in order. A failing call rejects its promise; a worker that
- * dies rejects every pending call and is started again by the next one. Nothing is left behind: an idle worker holds no
+ * dies rejects every pending call and is started again by the next one. Every rejection, also one of a call ended by
+ * dispose() or by the worker's end, is an Error of its own, named as the async call, with the stack of its caller. Nothing is left behind: an idle worker holds no
  * reference to the model, is unref'd (it never keeps the process alive), and is terminated by the model's dispose()
  * or when the model is garbage-collected; table entries of calls that never complete are dropped. A call in flight
  * holds its model (through `busy`), so a model that only the caller's pending promise stands for is not collected
@@ -93,7 +94,8 @@ class InferenceWorker {
   private readonly worker: Worker;
   private readonly pending = new Map<number, Pending>();
   private next = 1;
-  private stopped: Error | null = null;
+  /** why the worker was stopped (a call's rejection says it after `embedAsync: `), null while it runs */
+  private stopped: string | null = null;
   /** the model's parameter handles when they were shared; another handle now means the model changed storage */
   readonly handles: NativeTensor[];
 
@@ -108,13 +110,13 @@ class InferenceWorker {
     this.worker = new Worker(workerUrl, { workerData: init, execArgv: [] });
     this.worker.on('message', (m: WorkerReply) => {
       if (m.type === 'ready') dropParams();
-      else if (m.type === 'fatal') this.stop(new Error(`inference worker: ${m.message}`));
+      else if (m.type === 'fatal') this.stop(`the inference worker could not build the model: ${m.message}`);
       else this.settle(m);
     });
-    this.worker.on('error', (e) => this.stop(new Error(`inference worker failed: ${e.message}`)));
+    this.worker.on('error', (e) => this.stop(`the inference worker failed: ${e.message}`));
     this.worker.on('exit', (code) => {
       dropParams();
-      this.stop(new Error(`inference worker exited (code ${code})`));
+      this.stop(`the inference worker exited (code ${code}) before answering the call`);
     });
     this.worker.unref(); // after the listeners: adding a 'message' listener refs the worker's port again
   }
@@ -124,7 +126,7 @@ class InferenceWorker {
   }
 
   run(model: AsyncModel, op: InferenceOp, images: Tensor, precision: Precision, versions: number[]): Promise<Tensor> {
-    if (this.stopped) return Promise.reject(this.stopped);
+    if (this.stopped) return Promise.reject(atCallSite(`${op}Async: ${this.stopped}`, new Error()));
     const copy = native.clone(images.handle);
     const imagesId = native.shareTensor(copy);
     copy.dispose();
@@ -156,12 +158,12 @@ class InferenceWorker {
     p.reject(atCallSite(`${p.op}Async: the model's weights changed while the call was in flight (${changed} and maybe others: an optimizer step, loadStateDict or write), so its result could mix old and new weights; await the calls in flight before changing the weights, or run them on a copy of the model`, p.callSite));
   }
 
-  /** Rejects every call in flight with `why` and ends the thread. */
-  stop(why: Error): void {
+  /** Rejects every call in flight, each with an Error `<op>Async: <why>` at its caller's stack, and ends the thread. */
+  stop(why: string): void {
     if (!this.stopped) this.stopped = why;
     for (const p of this.pending.values()) {
       native.dropTensor(p.imagesId);
-      p.reject(why);
+      p.reject(atCallSite(`${p.op}Async: ${why}`, p.callSite));
     }
     this.pending.clear();
     this.idle();
@@ -180,7 +182,7 @@ const busy = new Set<InferenceWorker>();
 
 const workers = new WeakMap<Module, InferenceWorker>();
 /** Ends the worker of a model that was garbage-collected without dispose(); that happens only with no call in flight (`busy`). */
-const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop(new Error('the model was garbage-collected')));
+const collected = new FinalizationRegistry<InferenceWorker>((w) => w.stop('the model was garbage-collected'));
 
 /**
  * Why the worker, which builds the library's own class from the config, would not run `model`'s code: the model is
@@ -206,6 +208,8 @@ const warnedOwnCode = new Set<string>();
 export async function runAsync(model: AsyncModel, kind: InferenceKind, op: InferenceOp, images: Tensor, precision: Precision, base: { prototype: object; name: string }): Promise<Tensor> {
   expectInstance(`${op}Async`, 'images', images, Tensor, 'a Tensor [B, C, H, W]', 'Tensor.fromArray(data, shape) makes one');
   checkPrecision(precision, `${op}Async`);
+  // (else the first parameter read says "Tensor [1, 1, D] has been disposed", naming neither the call nor the model)
+  if (model.parameters().some((p) => p.disposed)) throw new Error(`${op}Async: the model was disposed (dispose() frees its parameters); make a new one`);
   const ownCode = ownCodeOf(model, base);
   if (ownCode && !warnedOwnCode.has(ownCode)) {
     warnedOwnCode.add(ownCode);
@@ -230,7 +234,7 @@ export async function runAsync(model: AsyncModel, kind: InferenceKind, op: Infer
   const params = model.namedParameters();
   if (w && (!w.alive || w.handles.length !== params.length || params.some(([, p], i) => p.handle !== w!.handles[i]))) {
     // the worker died, or the model's parameters were given other storage (moved, replaced): start again
-    w.stop(new Error('restarted'));
+    w.stop("the model's parameters were given other storage (moved to another device, or replaced) while the call was in flight");
     collected.unregister(w);
     w = undefined;
   }
@@ -248,5 +252,5 @@ export function closeAsync(model: Module): void {
   if (!w) return;
   workers.delete(model);
   collected.unregister(w);
-  w.stop(new Error('the model was disposed'));
+  w.stop('the model was disposed (dispose()) while the call was in flight');
 }

@@ -163,6 +163,38 @@ describe('embedAsync', () => {
     expect(native.sharedTensorCount()).toBe(0);
   });
 
+  it('calls ended by dispose(), by a worker that cannot build the model, or made after dispose() reject named as the async call, each with its own caller\'s stack', async () => {
+    const cfg = { imgSize: 16, patchSize: 8, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 8, decoderDepth: 1, decoderNumHeads: 2 };
+    const x = images(2, 3, 16, 16, 7);
+    const fromHere = (e: Error) => expect(e.stack).toContain('async.test.ts');
+    // disposed with two calls in flight: two errors (one per call), not one shared object
+    const mae = new MaskedAutoencoder(cfg, { seed: 1 });
+    const inFlight = [mae.embedAsync(x), mae.embedAsync(x)].map((p) => p.catch((e: Error) => e));
+    mae.dispose();
+    const [a, b] = (await Promise.all(inFlight)) as Error[];
+    expect(a!.message).toMatch(/^embedAsync: the model was disposed/);
+    expect(b!.message).toBe(a!.message);
+    expect(a).not.toBe(b);
+    [a!, b!].forEach(fromHere);
+    // a call after dispose(): said so, not a parameter's "Tensor [1, 1, 16] has been disposed"
+    const after = (await mae.embedAsync(x).catch((e: Error) => e)) as Error;
+    expect(after.message).toMatch(/^embedAsync: the model was disposed/);
+    const vit = new VisionTransformerClassifier(classifierConfigFrom({ imgSize: 16, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 4, eps: 1e-6 }, { numClasses: 3 }), { seed: 1 });
+    vit.dispose();
+    await expect(vit.forwardAsync(x)).rejects.toThrow(/^forwardAsync: the model was disposed/);
+    // a parameter added to the object: the worker's model (built from the config) lacks it and cannot start
+    const extra = new MaskedAutoencoder(cfg, { seed: 1 });
+    (extra as unknown as { param(name: string, t: InstanceType<typeof Tensor>): void }).param('extra', Tensor.zeros([2]));
+    const failed = (await Promise.all([extra.embedAsync(x), extra.embedAsync(x)].map((p) => p.catch((e: Error) => e)))) as Error[];
+    for (const e of failed) {
+      expect(e.message).toMatch(/^embedAsync: the inference worker could not build the model: the parameters shared \(\d+\) are not those of the model built from its config/);
+      fromHere(e);
+    }
+    expect(failed[0]).not.toBe(failed[1]);
+    extra.dispose();
+    x.dispose();
+  });
+
   it('the classifier: forwardAsync equals forward in eval mode', async () => {
     const vit = new VisionTransformerClassifier(classifierConfigFrom({ imgSize: 32, patchSize: 8, inChans: 3, embedDim: 64, depth: 2, numHeads: 4, mlpRatio: 4, eps: 1e-6 }, { numClasses: 5, headInitStd: 0.3 }), { seed: 1 });
     const x = images(2, 3, 32, 32, 4);
