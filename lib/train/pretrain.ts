@@ -741,7 +741,8 @@ function round(x: number, digits: number): number {
 /**
  * Runs pretrain() in a worker thread, so a host application's event loop stays free. Options must be plain data
  * (no callbacks or signals); events arrive through `onEvent` (an exception it throws ends the run with that error,
- * as in pretrain()); `stop()` ends the run at the next step boundary with a checkpoint. An error of the run rejects
+ * as in pretrain()); `stop()` ends the run at the next step boundary with a checkpoint: after the step under way in
+ * the worker, as an AbortSignal of pretrain() does (called before the run starts: after its first step). An error of the run rejects
  * `result` with its name, message, code and stack (the worker's). Needs the compiled package (dist/), since worker
  * threads run JavaScript.
  */
@@ -757,10 +758,13 @@ export function pretrainInWorker(
   // before the options are cloned for the worker: a Dataset object loses its methods there
   checkDataSource('pretrainInWorker', 'data', options.data);
   checkDataSource('pretrainInWorker', 'knn.data', options.knn?.data);
+  // stop() sets it; the worker reads it at each event, so a stop made during a step ends the run after that step (a
+  // message alone is read only when the worker's event loop next turns, after the following step has started)
+  const stop = new Int32Array(new SharedArrayBuffer(4));
   let worker: Worker;
   try {
     // none of the parent's Node flags: some stop a worker (--input-type), others are refused in one
-    worker = new Worker(url, { workerData: options, execArgv: [] });
+    worker = new Worker(url, { workerData: { options, stop } satisfies PretrainWorkerData, execArgv: [] });
   } catch (e) {
     throw new Error(`pretrainInWorker: the options must be plain data (${(e as Error).message}); give onEvent as the second argument, and stop the run with stop()`);
   }
@@ -799,7 +803,19 @@ export function pretrainInWorker(
       if (!settled) reject(failure ? failure.error : new Error(`pretrainInWorker: the worker exited with code ${code} before finishing`));
     });
   });
-  return { result, stop: () => worker.postMessage('stop') };
+  return {
+    result,
+    stop: () => {
+      Atomics.store(stop, 0, 1);
+      worker.postMessage('stop'); // read while the run awaits something (data, a checkpoint), between events
+    },
+  };
+}
+
+/** What pretrainInWorker gives its worker thread: the options, and the flag stop() sets (shared memory, 1 = stop). */
+export interface PretrainWorkerData {
+  options: Omit<PretrainOptions, 'onEvent' | 'signal'>;
+  stop: Int32Array;
 }
 
 /** An error of pretrain() in pretrainInWorker's worker thread, as it posts it. */
