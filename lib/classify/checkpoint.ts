@@ -147,18 +147,21 @@ export function lockRunFolder(job: string, outDir: string, warn: (message: strin
 
 /**
  * Removes the lock of `outDir` if it names this process and its thread `thread` (default: the calling thread): the end
- * of lockRunFolder's lock, and the lock of a worker thread stopped before its run could remove it. Never throws (it
- * runs in exit handlers).
+ * of lockRunFolder's lock, and the lock of a worker thread stopped before its run could remove it. Returns whether it
+ * removed one. Never throws (it runs in exit handlers).
  */
-export function releaseRunFolder(outDir: string, thread = threadId): void {
+export function releaseRunFolder(outDir: string, thread = threadId): boolean {
   try {
     const path = join(outDir, LOCK_FILE);
     const holder = readLock(path)?.holder;
-    if (holder && holder.pid === process.pid && holder.host === hostname() && holder.thread === thread) rmSync(path, { force: true });
+    if (!(holder && holder.pid === process.pid && holder.host === hostname() && holder.thread === thread)) return false;
+    rmSync(path, { force: true });
+    return true;
   } catch {
     // a lock that cannot be read (a path through a file, no permission, an outDir of the wrong type) is none this
     // thread made; one that cannot be removed stays, and the next run into the folder takes it over once this process
     // has ended
+    return false;
   }
 }
 

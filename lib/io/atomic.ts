@@ -295,6 +295,33 @@ export function removeStaleTemps(path: string): string[] {
 }
 
 /**
+ * Removes the temporary files of writes into `dir` (not its sub-folders) that this process made: those of a writer
+ * ended mid-write while the process goes on (a worker thread terminated: pretrainInWorker's, when its onEvent threw),
+ * which removeStaleTemps keeps since their process still runs. Only for a folder where no other write of this process
+ * can be under way (a run folder whose lock that writer held). Returns the paths removed. Never throws (it runs in
+ * exit handlers): a file that cannot be removed stays, for removeStaleTemps once this process has ended.
+ */
+export function removeOwnTemps(dir: string): string[] {
+  const removed: string[] = [];
+  let files: string[];
+  try {
+    files = fs.readdirSync(dir);
+  } catch {
+    return removed; // no folder (or none to read): nothing was written there
+  }
+  for (const file of files) {
+    if (parseTempName(file)?.pid !== process.pid) continue;
+    try {
+      fs.rmSync(join(dir, file), { force: true });
+      removed.push(join(dir, file));
+    } catch {
+      // stays
+    }
+  }
+  return removed;
+}
+
+/**
  * The names of the files in `dir` that temporary files of writes (tempPath, the name whole) are there for, once each:
  * files of a folder whose names are not known in advance (figures), to give removeStaleTemps.
  */

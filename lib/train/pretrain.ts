@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { lockRunFolder, releaseRunFolder, removeRun } from '../classify/checkpoint.js';
 import { expectFinite, expectFunction, expectInteger, expectKnownKeys, expectObject, expectOptions, isFloat32Finite, optionNames, type OptionType } from '../check.js';
-import { removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
+import { removeOwnTemps, removeStaleTemps, tempTargets, writeFileAtomic } from '../io/atomic.js';
 import { DataLoader, resolvePipelineConfig } from '../data/index.js';
 import { MaskedAutoencoder, checkPrecision, getPreset, maeFlops, type MaeConfig, type Precision } from '../mae/index.js';
 import { expectPresetName } from '../mae/presets.js';
@@ -798,8 +798,11 @@ export function pretrainInWorker(
       failure ??= { error };
     });
     worker.on('exit', (code) => {
-      // a worker stopped mid-run leaves the lock of its output folder
-      releaseRunFolder(options.outDir ?? DEFAULT_OUT_DIR, thread);
+      // a worker stopped mid-run (its onEvent threw, it crashed) leaves the lock of its output folder, and maybe the
+      // temporary file of a write it was making (a checkpoint, a figure), which removeStaleTemps keeps while this
+      // process runs: the folder was the worker's (it held the lock), so this process's temporary files there are its
+      const outDir = options.outDir ?? DEFAULT_OUT_DIR;
+      if (releaseRunFolder(outDir, thread)) for (const dir of [outDir, join(outDir, 'reconstructions')]) removeOwnTemps(dir);
       if (!settled) reject(failure ? failure.error : new Error(`pretrainInWorker: the worker exited with code ${code} before finishing`));
     });
   });
