@@ -195,6 +195,23 @@ describe('embedAsync', () => {
     x.dispose();
   });
 
+  it('dozens of calls in flight (batch sizes 1-4, two image sizes) with synchronous embed calls between them: each resolves to its own embed, bit for bit', async () => {
+    const mae = new MaskedAutoencoder({ imgSize: 32, patchSize: 8, embedDim: 64, depth: 2, numHeads: 4, decoderEmbedDim: 32, decoderDepth: 1, decoderNumHeads: 2 }, { seed: 4 });
+    const xs = Array.from({ length: 32 }, (_, i) => images(1 + (i % 4), 3, 32, i % 3 === 0 ? 48 : 32, i));
+    const wants = xs.map((x) => tidy(() => mae.embed(x).dataSync()));
+    const calls = xs.map((x) => mae.embedAsync(x).then((r) => { const d = r.dataSync(); r.dispose(); return d; }));
+    // the same model on this thread while the worker runs: same weights, its own bf16 copies, its own thread count
+    for (let k = 0; k < 8; k++) {
+      await new Promise((r) => setTimeout(r, 2));
+      expect(Buffer.from(tidy(() => mae.embed(xs[k]!).dataSync()).buffer).equals(Buffer.from(wants[k]!.buffer))).toBe(true);
+      tidy(() => mae.embed(xs[k]!, { precision: 'bf16' }));
+    }
+    const got = await Promise.all(calls);
+    expect(got.map((d, i) => Buffer.from(d.buffer).equals(Buffer.from(wants[i]!.buffer)))).toEqual(xs.map(() => true));
+    xs.forEach((x) => x.dispose());
+    mae.dispose();
+  });
+
   it('the classifier: forwardAsync equals forward in eval mode', async () => {
     const vit = new VisionTransformerClassifier(classifierConfigFrom({ imgSize: 32, patchSize: 8, inChans: 3, embedDim: 64, depth: 2, numHeads: 4, mlpRatio: 4, eps: 1e-6 }, { numClasses: 5, headInitStd: 0.3 }), { seed: 1 });
     const x = images(2, 3, 32, 32, 4);
