@@ -394,7 +394,7 @@ export const HELP = {
   features [N, D], labels [N] (class sub-folders), and the file names, classes, pool and size as metadata.
   --checkpoint: an official .pth (mae_pretrain_vit_*.pth, checkpoint-N.pth), a Hugging Face folder or .bin /
   .safetensors file, or a run folder / checkpoint of mae pretrain. Images through the official evaluation
-  transform: shorter side to int(size / 0.875) bicubic, center crop, normalise.
+  transform: shorter side to int(size / 0.875) (size <= 224; else to size) bicubic, center crop, normalise.
   --pool cls|mean (cls: the cls token; mean: the mean of the patch tokens)  --batch-size N (32)
   --size PX (the model's image size; others interpolate the position table)  --mean R,G,B --std R,G,B (ImageNet)
   --num-heads N --decoder-num-heads N (when the checkpoint cannot tell: widths of no official model)  --threads N

@@ -76,7 +76,7 @@ export interface DataLoaderOptions {
   scale?: [number, number]; // RandomResizedCrop area range, default [0.2, 1] (MAE)
   ratio?: [number, number]; // RandomResizedCrop aspect range, default [3/4, 4/3]
   flipProb?: number; // default 0.5
-  evalCropFraction?: number; // eval resize = floor(imageSize / this); default 1 (fixed-size data) or 0.875 (folders)
+  evalCropFraction?: number; // eval resize = floor(imageSize / this); default 1 (fixed-size data), else 0.875 up to 224 px and 1 above (official crop_pct)
   antialias?: boolean; // default true: PIL's antialiased bicubic (the official recipe's); false: F.interpolate's kernel
   transforms?: 'native' | 'typescript'; // default 'native' (8-bit datasets, one native pass); 'typescript': the reference
   workers?: number; // worker threads, default 1, at most MAX_WORKERS (256); 0 runs in-process
@@ -173,7 +173,8 @@ function pipelineConfig(where: string, dataset: Dataset, opts: DataLoaderOptions
   if (mean.length !== inChans || std.length !== inChans) {
     throw new Error(`${where}: mean and std need ${inChans} values (one per output channel), got ${mean.length} and ${std.length}`);
   }
-  const cropFraction = opts.evalCropFraction ?? (fixed ? 1 : 0.875);
+  // (images of varying size: the official eval transform's crop_pct, 224 / 256 up to 224 px, else 1.0)
+  const cropFraction = opts.evalCropFraction ?? (fixed || imageSize > 224 ? 1 : 224 / 256);
   if (!(cropFraction > 0 && cropFraction <= 1)) throw new Error(`${where}: evalCropFraction must be in (0, 1], got ${cropFraction}`);
   const flipProb = opts.flipProb ?? 0.5;
   if (!(flipProb >= 0 && flipProb <= 1)) throw new Error(`${where}: flipProb must be in [0, 1], got ${flipProb}`);
