@@ -364,6 +364,8 @@ export const HELP = {
   --warmup-epochs (5, at most a tenth of --epochs)
   --weight-decay (0.05) --layer-decay (0.75) --drop-path (0.1) --smoothing (0.1) --mixup (0.8) --cutmix (1.0)
   --mixup-prob (1) --mixup-switch-prob (0.5) --reprob (0.25) --crop-scale-min (0.08)
+  (training transform: RandomResizedCrop + flip; the official recipe's RandAugment rand-m9-mstd0.5-inc1 is not
+  implemented, nor gradient clipping)
   --seed (0) --eval-every EPOCHS (0: only at the end) --log-every STEPS (20) --out DIR (runs/finetune; with
   --from-scratch runs/scratch) --threads N (OMP_NUM_THREADS, else one per core) --workers N (1)
   --overwrite (start again in an --out that holds a run, any of checkpoint.safetensors, classifier.safetensors,

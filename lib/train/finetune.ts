@@ -7,6 +7,9 @@
  *   iteration from the fractional epoch; RandomResizedCrop + flip, random erasing (p 0.25, pixel mode, on
  *   normalised images), mixup 0.8 / cutmix 1.0 (switch prob 0.5) with label smoothing 0.1 in the soft targets
  *   (plain label-smoothed cross-entropy when mixup and cutmix are off). No masking.
+ * Not implemented, unlike main_finetune.py: RandAugment (its --aa rand-m9-mstd0.5-inc1, on by default in the official
+ * training transform: here the crop and flip go straight to normalisation and random erasing), gradient clipping
+ * (--clip_grad, off by default there), mixup modes other than 'batch' and cutmix_minmax, and data-parallel training.
  *
  * A training checkpoint (checkpoint.safetensors in outDir: weights, AdamW state, position, the generators of the
  * batch augmentations and of drop path, the sums of the epoch and log line under way, the history, the run's options)
