@@ -5,9 +5,11 @@
  * `{ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: { key: string } }`, then the data buffer.
  * Offsets are relative to the start of the data buffer; all numbers are little-endian.
  *
- * Reading turns F32, F16 and BF16 into Float32Array (exactly: every F16/BF16 value is representable in F32), and
- * I32, I64 (when every value fits in int32), I8, U8 and BOOL into Int32Array. Writing stores Float32Array as F32 and
- * Int32Array as I32, tensors sorted by name, the header padded with spaces to a multiple of 8 bytes.
+ * Reading takes every dtype of the format. F32, F16, BF16, F8_E4M3 and F8_E5M2 become Float32Array exactly (each of
+ * their values is a float32); F64 becomes Float32Array rounded to the nearest float32 (as torch's .float()); I8, U8,
+ * I16, U16, I32 and BOOL become Int32Array, and U32, I64 and U64 too when every value fits in int32 (else an error).
+ * Writing stores Float32Array as F32 and Int32Array as I32, tensors sorted by name, the header padded with spaces to
+ * a multiple of 8 bytes.
  *
  * Every problem with a file throws an Error that starts with the file name (or `<buffer>`) and says what is wrong.
  */
@@ -16,8 +18,10 @@ import type { FileHandle } from 'node:fs/promises';
 import { expectFunction, expectInstance, expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import { writeFileAtomic } from './atomic.js';
 
-/** The dtypes this module can read. */
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I8' | 'U8' | 'BOOL';
+/** The dtypes of the format, all of which this module reads. */
+export type SafetensorsDtype =
+  | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'
+  | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
 
 /** Tensor data on our side: floating point tensors are Float32Array, integer and boolean tensors Int32Array. */
 export type TensorData = Float32Array | Int32Array;
@@ -56,15 +60,25 @@ export type TensorsToWrite = ReadonlyMap<string, RawTensor | DeferredTensor> | R
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
+  F64: 8,
   F32: 4,
   F16: 2,
   BF16: 2,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
   I64: 8,
   I32: 4,
+  I16: 2,
   I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
   U8: 1,
   BOOL: 1,
 };
+
+/** The dtypes read as Float32Array (the others are read as Int32Array). */
+export const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F64', 'F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2']);
 
 /** One validated header entry. */
 interface HeaderEntry {
@@ -346,18 +360,55 @@ function decodeEntry(entry: HeaderEntry, region: Uint8Array, source: string): St
       for (let i = 0; i < count; i++) data[i] = view.getInt32(4 * i, true);
       return { dtype: 'I32', shape, data };
     }
-    case 'I64': {
+    case 'F64': {
+      const data = new Float32Array(count);
+      for (let i = 0; i < count; i++) data[i] = view.getFloat64(8 * i, true);
+      return { dtype: 'F64', shape, data };
+    }
+    case 'F8_E4M3': {
+      const data = new Float32Array(count);
+      for (let i = 0; i < count; i++) data[i] = f8e4m3ToNumber(view.getUint8(i));
+      return { dtype: 'F8_E4M3', shape, data };
+    }
+    case 'F8_E5M2': {
+      // an F8_E5M2 is the high byte of an F16
+      const data = new Float32Array(count);
+      for (let i = 0; i < count; i++) data[i] = f16ToNumber(view.getUint8(i) << 8);
+      return { dtype: 'F8_E5M2', shape, data };
+    }
+    case 'I64':
+    case 'U64': {
       const data = new Int32Array(count);
+      const signed = entry.dtype === 'I64';
       for (let i = 0; i < count; i++) {
         const lo = view.getUint32(8 * i, true);
-        const hi = view.getInt32(8 * i + 4, true);
+        const hi = signed ? view.getInt32(8 * i + 4, true) : view.getUint32(8 * i + 4, true);
         if (!((hi === 0 && lo <= 0x7fffffff) || (hi === -1 && lo >= 0x80000000))) {
           const value = (BigInt(hi) << 32n) | BigInt(lo);
-          throw new Error(`${source}: tensor "${entry.name}": I64 value ${value} at index ${i} does not fit in int32`);
+          throw new Error(`${source}: tensor "${entry.name}": ${entry.dtype} value ${value} at index ${i} does not fit in int32`);
         }
         data[i] = lo | 0;
       }
-      return { dtype: 'I64', shape, data };
+      return { dtype: entry.dtype, shape, data };
+    }
+    case 'U32': {
+      const data = new Int32Array(count);
+      for (let i = 0; i < count; i++) {
+        const v = view.getUint32(4 * i, true);
+        if (v > 0x7fffffff) throw new Error(`${source}: tensor "${entry.name}": U32 value ${v} at index ${i} does not fit in int32`);
+        data[i] = v;
+      }
+      return { dtype: 'U32', shape, data };
+    }
+    case 'I16': {
+      const data = new Int32Array(count);
+      for (let i = 0; i < count; i++) data[i] = view.getInt16(2 * i, true);
+      return { dtype: 'I16', shape, data };
+    }
+    case 'U16': {
+      const data = new Int32Array(count);
+      for (let i = 0; i < count; i++) data[i] = view.getUint16(2 * i, true);
+      return { dtype: 'U16', shape, data };
     }
     case 'I8': {
       const data = new Int32Array(count);
@@ -391,6 +442,19 @@ export function f16ToNumber(h: number): number {
   if (exponent === 0) return sign * mantissa * 2 ** -24;
   if (exponent === 0x1f) return mantissa === 0 ? sign * Infinity : NaN;
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+/**
+ * Exact float8 e4m3 (PyTorch's float8_e4m3fn, the format's F8_E4M3) to number: bias 7, subnormals, no infinities,
+ * NaN for S.1111.111.
+ */
+export function f8e4m3ToNumber(b: number): number {
+  const sign = b & 0x80 ? -1 : 1;
+  const exponent = (b >> 3) & 0xf;
+  const mantissa = b & 0x7;
+  if (exponent === 0xf && mantissa === 0x7) return NaN;
+  if (exponent === 0) return sign * mantissa * 2 ** -9;
+  return sign * (1 + mantissa / 8) * 2 ** (exponent - 7);
 }
 
 /** Reads exactly `length` bytes at `position` of an open file; an Error naming `source` if the file is shorter. */

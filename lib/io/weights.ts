@@ -20,7 +20,7 @@ import { expectKnownKeys, expectObject, expectString, optionNames } from '../che
 import { detectNaming, fromHuggingFace, stripModelPrefix, type NamedTensor } from './names.js';
 import { describeValue, PickleObject, PickleTensor, toPlain } from './pickle.js';
 import { openTorchFile } from './pth.js';
-import { readSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { FLOAT_DTYPES, readSafetensors } from './safetensors.js';
 
 export type WeightsFormat = 'pth-zip' | 'pth-legacy' | 'safetensors';
 
@@ -167,9 +167,6 @@ async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPar
     await f.close();
   }
 }
-
-/** The safetensors dtypes read as Float32Array. */
-const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
 
 async function readSafetensorsWeights(path: string, head: Uint8Array, opts: WeightsOptions): Promise<WeightsPart> {
   if (head.length < 9 || head[8] !== 0x7b)

@@ -210,6 +210,43 @@ describe('hand-built files', () => {
     expect(tensors.get('t')!.data).toEqual(new Int32Array([1, 0]));
   });
 
+  it('reads every dtype of the format: F64 and F8 as float32, I16 U16 U32 U64 as int32', () => {
+    const data = new Uint8Array(16 + 4 + 4 + 8 + 16 + 6 + 6);
+    const view = new DataView(data.buffer);
+    view.setFloat64(0, 0.1, true);
+    view.setFloat64(8, -1e300, true);
+    view.setInt16(16, -32768, true);
+    view.setInt16(18, 7, true);
+    view.setUint16(20, 65535, true);
+    view.setUint16(22, 0, true);
+    view.setUint32(24, 2147483647, true);
+    view.setUint32(28, 3, true);
+    view.setBigUint64(32, 5n, true);
+    view.setBigUint64(40, 2147483647n, true);
+    // F8_E4M3 (e4m3fn): 1, -448 (largest), 2^-9 (smallest subnormal), 0.5 + 0.0625, NaN, -0
+    data.set([0x38, 0xfe, 0x01, 0x31, 0x7f, 0x80], 48);
+    // F8_E5M2 (the high byte of an F16): 1, -57344 (largest), 2^-16, Infinity, NaN, 1.5
+    data.set([0x3c, 0xfb, 0x01, 0x7c, 0x7e, 0x3e], 54);
+    const bytes = build({
+      d: { dtype: 'F64', shape: [2], data_offsets: [0, 16] },
+      h: { dtype: 'I16', shape: [2], data_offsets: [16, 20] },
+      u: { dtype: 'U16', shape: [2], data_offsets: [20, 24] },
+      w: { dtype: 'U32', shape: [2], data_offsets: [24, 32] },
+      q: { dtype: 'U64', shape: [2], data_offsets: [32, 48] },
+      e4: { dtype: 'F8_E4M3', shape: [6], data_offsets: [48, 54] },
+      e5: { dtype: 'F8_E5M2', shape: [2, 3], data_offsets: [54, 60] },
+    }, data);
+    const { tensors } = parseSafetensors(bytes);
+    expect(tensors.get('d')).toEqual({ dtype: 'F64', shape: [2], data: Float32Array.of(0.1, -Infinity) });
+    expect(tensors.get('h')!.data).toEqual(Int32Array.of(-32768, 7));
+    expect(tensors.get('u')!.data).toEqual(Int32Array.of(65535, 0));
+    expect(tensors.get('w')!.data).toEqual(Int32Array.of(2147483647, 3));
+    expect(tensors.get('q')!.data).toEqual(Int32Array.of(5, 2147483647));
+    expect(Array.from(tensors.get('e4')!.data)).toEqual([1, -448, 2 ** -9, 0.5625, NaN, -0]);
+    expect(tensors.get('e4')!.data).toBeInstanceOf(Float32Array);
+    expect(Array.from(tensors.get('e5')!.data)).toEqual([1, -57344, 2 ** -16, Infinity, NaN, 1.5]);
+  });
+
   it('accepts an empty header object, and keeps a metadata key named __proto__ as a key', () => {
     expect(parseSafetensors(build('{}  ')).tensors.size).toBe(0);
     const { metadata } = parseSafetensors(build('{"__metadata__": {"__proto__": "x", "a": "b"}}'));
@@ -293,6 +330,16 @@ describe('corrupt files', () => {
       'I64 out of int32 range',
       build({ l: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, i64),
       /I64 value 2147483648 at index 0 does not fit in int32/,
+    ],
+    [
+      'U32 out of int32 range',
+      build({ l: { dtype: 'U32', shape: [1], data_offsets: [0, 4] } }, [0, 0, 0, 0x80]),
+      /U32 value 2147483648 at index 0 does not fit in int32/,
+    ],
+    [
+      'U64 out of int32 range',
+      build({ l: { dtype: 'U64', shape: [1], data_offsets: [0, 8] } }, [0, 0, 0, 0, 1, 0, 0, 0]),
+      /U64 value 4294967296 at index 0 does not fit in int32/,
     ],
     [
       'BOOL byte not 0 or 1',

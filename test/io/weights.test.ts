@@ -22,3 +22,35 @@ describe('readWeights: the format', () => {
     }
   });
 });
+
+describe('readWeights: safetensors dtypes', () => {
+  it('F64 tensors are read as float32 and integer ones (I64, U16) skipped, beside F32 and BF16', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mae-weights-'));
+    // as a Python script writes it: torch.float64 position table, a bfloat16 token, an int64 counter, a uint16 table
+    const header = {
+      cls_token: { dtype: 'BF16', shape: [1, 1, 2], data_offsets: [0, 4] },
+      pos_embed: { dtype: 'F64', shape: [1, 2, 2], data_offsets: [4, 36] },
+      'norm.weight': { dtype: 'F32', shape: [2], data_offsets: [36, 44] },
+      steps: { dtype: 'I64', shape: [], data_offsets: [44, 52] },
+      table: { dtype: 'U16', shape: [1], data_offsets: [52, 54] },
+    };
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    const bytes = new Uint8Array(8 + json.length + 54);
+    const view = new DataView(bytes.buffer, 8 + json.length);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+    bytes.set(json, 8);
+    view.setUint16(0, 0x3f80, true); // bf16 1
+    view.setUint16(2, 0xc000, true); // bf16 -2
+    [0.5, -0.25, 1 / 3, 1e-3].forEach((v, i) => view.setFloat64(4 + 8 * i, v, true));
+    view.setFloat32(36, 1, true);
+    view.setFloat32(40, 2, true);
+    view.setBigInt64(44, 7n, true);
+    const path = join(dir, 'mixed.safetensors');
+    writeFileSync(path, bytes);
+    const w = await readWeights(path);
+    expect([...w.weights.keys()]).toEqual(['cls_token', 'pos_embed', 'norm.weight']);
+    expect(w.weights.get('pos_embed')).toEqual({ shape: [1, 2, 2], data: Float32Array.of(0.5, -0.25, 1 / 3, 1e-3) });
+    expect(w.weights.get('cls_token')!.data).toEqual(Float32Array.of(1, -2));
+    expect(w.skipped).toEqual(['steps (I64)', 'table (U16)']);
+  });
+});
