@@ -6,8 +6,11 @@
  *     other entries (optimizer, epoch, scaler, args of the official training checkpoints) are skipped, and `args`
  *     is given back as plain data by readWeights;
  *   - safetensors files (this library's checkpoints, Hugging Face model.safetensors, any official-name file);
- *   - folders: a Hugging Face model folder (config.json + model.safetensors or pytorch_model.bin), or a run folder of
- *     this library (checkpoint.safetensors, classifier.safetensors).
+ *   - folders: a Hugging Face model folder (config.json + model.safetensors or pytorch_model.bin, or their sharded form:
+ *     model.safetensors.index.json / pytorch_model.bin.index.json, whose `weight_map` names the shard of each
+ *     tensor), or a run folder of this library (checkpoint.safetensors, classifier.safetensors). The shards are read
+ *     one after the other into one state dict before the names are converted (a layer's query, key and value may lie
+ *     in different shards).
  * Conversions: Hugging Face ViTMAE names -> official names (query/key/value fused into qkv; also the names of
  * ViTMAEModel, the encoder alone, which lack the `vit.` prefix), a `model.` or `module.` prefix on every key removed, float16 / bfloat16 / float64 values -> float32. Tensors that are not
  * floating point (BatchNorm's num_batches_tracked) are skipped; so are Hugging Face names without an official one.
@@ -15,7 +18,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { expectKnownKeys, expectObject, expectString, optionNames } from '../check.js';
 import { detectNaming, fromHuggingFace, stripModelPrefix, type NamedTensor } from './names.js';
 import { describeValue, PickleObject, PickleTensor, toPlain } from './pickle.js';
@@ -31,7 +34,7 @@ export interface WeightsOptions {
 
 /** What readWeights found in a checkpoint. */
 export interface WeightsFile {
-  /** the file the weights came from (inside a folder: model.safetensors, pytorch_model.bin, checkpoint.safetensors) */
+  /** the file the weights came from (inside a folder: model.safetensors, pytorch_model.bin, checkpoint.safetensors; the index file of sharded weights) */
   path: string;
   format: WeightsFormat;
   /** the naming the file used: Hugging Face names are converted to official ones; other names are kept as they are */
@@ -61,10 +64,18 @@ export async function loadWeights(path: string, opts: WeightsOptions = {}): Prom
   return (await readWeights(path, opts)).weights;
 }
 
-/** Reads a checkpoint file or folder: its weights under the official names, and what else it says. */
-/** The files a folder's weights are read from, the first found: Hugging Face's, then a run folder's. */
-export const FOLDER_WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin', 'checkpoint.safetensors', 'classifier.safetensors'] as const;
+/** The files a folder's weights are read from, the first found: Hugging Face's (whole, then sharded), then a run folder's. */
+export const FOLDER_WEIGHT_FILES = [
+  'model.safetensors',
+  'model.safetensors.index.json',
+  'pytorch_model.bin',
+  'pytorch_model.bin.index.json',
+  'checkpoint.safetensors',
+  'classifier.safetensors',
+] as const;
+const HF_WEIGHT_FILES: readonly string[] = FOLDER_WEIGHT_FILES.slice(0, 4);
 
+/** Reads a checkpoint file or folder: its weights under the official names, and what else it says. */
 export async function readWeights(path: string, opts: WeightsOptions = {}): Promise<WeightsFile> {
   expectString('readWeights', 'path', path, 'a file or folder path');
   expectObject('readWeights', 'opts', opts);
@@ -78,11 +89,26 @@ export async function readWeights(path: string, opts: WeightsOptions = {}): Prom
     if (!found)
       throw new Error(
         `${path}: a folder without weights: expected a Hugging Face model folder (config.json + model.safetensors or ` +
-          `pytorch_model.bin) or a run folder (checkpoint.safetensors or classifier.safetensors)`,
+          `pytorch_model.bin, or sharded: model.safetensors.index.json or pytorch_model.bin.index.json) or a run folder ` +
+          `(checkpoint.safetensors or classifier.safetensors)`,
       );
     file = join(path, found);
-    if (found === 'model.safetensors' || found === 'pytorch_model.bin') hfConfig = readHfConfig(join(path, 'config.json'));
+    if (HF_WEIGHT_FILES.includes(found)) hfConfig = readHfConfig(join(path, 'config.json'));
   }
+  const raw = file.endsWith('.index.json') ? await readShards(file, opts) : await readRaw(file, opts);
+  const { floats, names: _names, ...rest } = raw;
+  return { ...rest, ...officialNames(floats, raw.path, raw.skipped), hfConfig };
+}
+
+/** A weights file's tensors under the names it uses, before any conversion. */
+interface RawWeights extends Omit<WeightsFile, 'hfConfig' | 'naming' | 'weights'> {
+  floats: Map<string, NamedTensor>;
+  /** every name of the state dict, those skipped too */
+  names: Set<string>;
+}
+
+/** One weights file, its format told from its first bytes. */
+async function readRaw(file: string, opts: WeightsOptions): Promise<RawWeights> {
   const head = await firstBytes(file, 9);
   // safetensors first: its header (a JSON object) starts at byte 8, and the 8-byte length before it may begin with any
   // byte (a header of 1920 bytes, 0x780, begins with 0x80, as a pickle does); a zip's byte 8 is its compression
@@ -90,8 +116,57 @@ export async function readWeights(path: string, opts: WeightsOptions = {}): Prom
   const isSafetensors = head.length >= 9 && head[8] === 0x7b;
   const isZip = head[0] === 0x50 && head[1] === 0x4b;
   const isPickle = head[0] === 0x80;
-  const out = !isSafetensors && (isZip || isPickle) ? await readTorch(file, opts) : await readSafetensorsWeights(file, head, opts);
-  return { ...out, hfConfig };
+  return !isSafetensors && (isZip || isPickle) ? await readTorch(file, opts) : await readSafetensorsWeights(file, head, opts);
+}
+
+/**
+ * Sharded weights: the index (Hugging Face's model.safetensors.index.json or pytorch_model.bin.index.json) maps each
+ * tensor name to the file in the same folder that holds it. Every shard is read, in the order of first mention, into
+ * one state dict; a shard that is missing, a tensor the index places in a shard that lacks it, and a tensor found in
+ * two shards are errors naming the index and the shard.
+ */
+async function readShards(index: string, opts: WeightsOptions): Promise<RawWeights> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(index, 'utf8'));
+  } catch (e) {
+    throw new Error(`${index}: not valid JSON (${(e as Error).message})`);
+  }
+  const map = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Record<string, unknown>).weight_map : undefined;
+  if (typeof map !== 'object' || map === null || Array.isArray(map) || Object.keys(map).length === 0)
+    throw new Error(`${index}: no "weight_map" object of tensor name -> shard file (a sharded weights index has one)`);
+  const shards = new Map<string, Set<string>>();
+  for (const [name, shard] of Object.entries(map)) {
+    if (typeof shard !== 'string' || shard === '' || shard === '.' || shard === '..' || /[\\/]/.test(shard))
+      throw new Error(`${index}: the shard of "${name}" is ${JSON.stringify(shard)}, not a file name in the index's folder`);
+    if (!shards.has(shard)) shards.set(shard, new Set());
+    shards.get(shard)!.add(name);
+  }
+  const folder = dirname(index);
+  const floats = new Map<string, NamedTensor>();
+  const skipped: string[] = [];
+  const from = new Map<string, string>();
+  const all = new Set<string>();
+  let format: WeightsFormat | null = null;
+  for (const [shard, names] of shards) {
+    const file = join(folder, shard);
+    if (!existsSync(file)) throw new Error(`${index}: the shard ${shard} is missing (it holds ${names.size} tensor(s), "${[...names][0]}" among them)`);
+    const part = await readRaw(file, opts);
+    if (format !== null && part.format !== format) throw new Error(`${index}: the shard ${shard} is ${part.format}, the shards before it ${format}`);
+    format = part.format;
+    const absent = [...names].filter((n) => !part.names.has(n));
+    if (absent.length)
+      throw new Error(`${index}: the index places ${absent.length} tensor(s) in ${shard}, which lacks them: ${absent.slice(0, 4).join(', ')}${absent.length > 4 ? ', ...' : ''}`);
+    for (const [k, t] of part.floats) {
+      const before = from.get(k);
+      if (before !== undefined) throw new Error(`${index}: tensor "${k}" is in two shards, ${before} and ${shard}`);
+      from.set(k, shard);
+      floats.set(k, t);
+    }
+    for (const k of part.names) all.add(k);
+    skipped.push(...part.skipped.map((s) => `${s} in ${shard}`));
+  }
+  return { path: index, format: format!, key: null, floats, names: all, skipped, args: null, epoch: null, metadata: {} };
 }
 
 function readHfConfig(path: string): Record<string, unknown> {
@@ -117,9 +192,7 @@ async function firstBytes(path: string, n: number): Promise<Uint8Array> {
   }
 }
 
-type WeightsPart = Omit<WeightsFile, 'hfConfig'>;
-
-async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPart> {
+async function readTorch(path: string, opts: WeightsOptions): Promise<RawWeights> {
   const f = await openTorchFile(path);
   try {
     const root = f.root;
@@ -158,7 +231,9 @@ async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPar
       path,
       format: f.format,
       key,
-      ...officialNames(floats, path, skipped),
+      floats,
+      names: new Set([...state.keys()].map(String)),
+      skipped,
       args: key !== null && (args instanceof PickleObject || args instanceof Map) ? (toPlain(args) as Record<string, unknown>) : null,
       epoch: typeof epoch === 'number' ? epoch : null,
       metadata: {},
@@ -168,14 +243,16 @@ async function readTorch(path: string, opts: WeightsOptions): Promise<WeightsPar
   }
 }
 
-async function readSafetensorsWeights(path: string, head: Uint8Array, opts: WeightsOptions): Promise<WeightsPart> {
+async function readSafetensorsWeights(path: string, head: Uint8Array, opts: WeightsOptions): Promise<RawWeights> {
   if (head.length < 9 || head[8] !== 0x7b)
     throw new Error(`${path}: not a weights file: neither a PyTorch checkpoint (zip or pickle) nor safetensors (first bytes ${Array.from(head.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ') || 'none: empty file'})`);
   if (opts.key !== undefined) throw new Error(`${path}: a safetensors file has no entries to choose with opts.key ('${opts.key}')`);
   const skipped: string[] = [];
+  const names = new Set<string>();
   // what is skipped is not read: a checkpoint's optimizer state, integer tensors
   const { tensors, metadata } = await readSafetensors(path, {
     select: (k, dtype, meta) => {
+      names.add(k);
       if (meta.mae !== undefined && k.startsWith('optimizer.')) skipped.push(`${k} (optimizer state)`);
       else if (!FLOAT_DTYPES.has(dtype)) skipped.push(`${k} (${dtype})`);
       else return true;
@@ -184,7 +261,7 @@ async function readSafetensorsWeights(path: string, head: Uint8Array, opts: Weig
   });
   const floats = new Map<string, NamedTensor>();
   for (const [k, t] of tensors) floats.set(k, { shape: t.shape, data: t.data as Float32Array });
-  return { path, format: 'safetensors', key: null, ...officialNames(floats, path, skipped), args: null, epoch: null, metadata };
+  return { path, format: 'safetensors', key: null, floats, names, skipped, args: null, epoch: null, metadata };
 }
 
 /** Official names for a state dict (prefixes removed, Hugging Face names converted; those without a rule skipped). */
