@@ -10,7 +10,11 @@
  * it names a preset, and the widths of the official models (192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16; decoder
  * 512: 16); otherwise the error asks for them. LayerNorm eps: overrides, config.json's layer_norm_eps (1e-12 in
  * Hugging Face's configs, kept), the checkpoint metadata, else 1e-6 (the official presets).
+ * A config.json's sizes (hidden_size, num_hidden_layers, intermediate_size, patch_size, num_channels, image_size, the
+ * decoder_* ones) must agree with the weights where both tell (else it is another model's config, whose head counts
+ * would be wrong: an error naming config.json); an encoder-only folder (ViTMAEModel) takes its decoder from them.
  */
+import { dirname, join } from 'node:path';
 import type { NamedTensor } from '../io/names.js';
 import { native } from '../native.js';
 import { withoutInit } from '../nn/init.js';
@@ -98,7 +102,40 @@ export function configFromHuggingFace(hf: Record<string, unknown>, path: string)
   set('eps', hf.layer_norm_eps);
   set('normPixLoss', hf.norm_pix_loss);
   set('imgSize', hf.image_size);
+  set('decoderEmbedDim', hf.decoder_hidden_size);
+  set('decoderDepth', hf.decoder_num_hidden_layers);
   return c;
+}
+
+/**
+ * Throws when a Hugging Face config.json gives a size the weights contradict (`w` under official names); `path` is
+ * the config.json. Sizes the weights do not hold (an encoder-only folder's decoder) are not checked.
+ */
+export function checkConfigAgainstWeights(hf: Record<string, unknown>, w: Map<string, NamedTensor>, path: string): void {
+  const check = (key: string, actual: number | undefined, where: string) => {
+    const said = hf[key];
+    if (actual === undefined || typeof said !== 'number' || said === actual) return;
+    throw new Error(`${path}: says ${key} ${said}, but the weights have ${actual} (${where}); is it the config of another model?`);
+  };
+  const shape = (name: string) => w.get(name)?.shape;
+  const show = (name: string) => `${name} [${shape(name)!.join(', ')}]`;
+  const patch = shape('patch_embed.proj.weight');
+  if (patch?.length === 4) {
+    const where = show('patch_embed.proj.weight');
+    check('hidden_size', patch[0], where);
+    check('num_channels', patch[1], where);
+    check('patch_size', patch[2], where);
+    const pos = shape('pos_embed');
+    if (pos?.length === 3) check('image_size', Math.round(Math.sqrt(pos[1]! - 1)) * patch[2]!, `${show('pos_embed')}, patches of ${patch[2]}`);
+  }
+  const depth = countBlocks(w, 'blocks');
+  if (depth > 0) check('num_hidden_layers', depth, `blocks.0 to blocks.${depth - 1}`);
+  if (shape('blocks.0.mlp.fc1.weight')) check('intermediate_size', shape('blocks.0.mlp.fc1.weight')![0], show('blocks.0.mlp.fc1.weight'));
+  if (shape('decoder_embed.weight')) check('decoder_hidden_size', shape('decoder_embed.weight')![0], show('decoder_embed.weight'));
+  const decoderDepth = countBlocks(w, 'decoder_blocks');
+  if (decoderDepth > 0) check('decoder_num_hidden_layers', decoderDepth, `decoder_blocks.0 to decoder_blocks.${decoderDepth - 1}`);
+  if (shape('decoder_blocks.0.mlp.fc1.weight'))
+    check('decoder_intermediate_size', shape('decoder_blocks.0.mlp.fc1.weight')![0], show('decoder_blocks.0.mlp.fc1.weight'));
 }
 
 /** This library's config stored with its checkpoints (safetensors metadata "mae" or "mae-classifier"), if any. */
@@ -122,6 +159,7 @@ export function declaredConfig(file: WeightsFile): Partial<MaeConfig> {
   if (typeof args.model === 'string' && (presetNames() as string[]).includes(args.model)) Object.assign(fromArgs, getPreset(args.model));
   if (typeof args.input_size === 'number') fromArgs.imgSize = args.input_size;
   if (typeof args.norm_pix_loss === 'boolean') fromArgs.normPixLoss = args.norm_pix_loss;
+  if (file.hfConfig) checkConfigAgainstWeights(file.hfConfig, file.weights, join(dirname(file.path), 'config.json'));
   const hf = file.hfConfig ? configFromHuggingFace(file.hfConfig, file.path) : {};
   return { ...fromArgs, ...(metadataConfig(file) as Partial<MaeConfig>), ...hf };
 }

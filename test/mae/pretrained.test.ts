@@ -2,11 +2,12 @@
 // computed in float64 with facebookresearch/mae models_mae.py and models_vit.py): loss, pred, the encoder's latent,
 // whole-image embeddings, fine-tuned logits at the training size and at another one (interpolate_pos_embed), and
 // the bicubic position-table interpolation itself, square and not.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { VisionTransformerClassifier } from '../../lib/classify/model.js';
-import { readSafetensors } from '../../lib/io/safetensors.js';
+import { readSafetensors, serializeSafetensors } from '../../lib/io/safetensors.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { interpolatePosEmbed } from '../../lib/mae/pos_embed.js';
 import { Tensor, liveTensors, tidy } from '../../lib/tensor.js';
@@ -122,6 +123,48 @@ describe('MaskedAutoencoder.fromPretrained', () => {
     const mae = await MaskedAutoencoder.fromPretrained(folder, heads);
     expect(mae.config).toMatchObject(heads);
     mae.dispose();
+  });
+
+  /** A copy of the Hugging Face fixture folder, its config.json changed by `edit`, its weights by `keep`. */
+  async function hfCopy(edit: Record<string, unknown>, keep: (name: string) => string | null = (n) => n): Promise<string> {
+    const to = mkdtempSync(join(tmpdir(), 'mae-hf-'));
+    const config = JSON.parse(readFileSync(join(dir, 'hf-safetensors', 'config.json'), 'utf8'));
+    writeFileSync(join(to, 'config.json'), JSON.stringify({ ...config, ...edit }));
+    const { tensors } = await readSafetensors(join(dir, 'hf-safetensors', 'model.safetensors'));
+    const kept = new Map([...tensors].flatMap(([k, t]) => (keep(k) === null ? [] : [[keep(k)!, t] as const])));
+    writeFileSync(join(to, 'model.safetensors'), serializeSafetensors(kept));
+    return to;
+  }
+
+  it('a config.json that disagrees with the weights is an error naming both (the config of another model)', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ hidden_size: 64 }, 'hidden_size 64, but the weights have 32 (patch_embed.proj.weight [32, 3, 8, 8])'],
+      [{ num_channels: 1 }, 'num_channels 1, but the weights have 3'],
+      [{ patch_size: 16 }, 'patch_size 16, but the weights have 8'],
+      [{ image_size: 64 }, 'image_size 64, but the weights have 32 (pos_embed [1, 17, 32]'],
+      [{ num_hidden_layers: 3 }, 'num_hidden_layers 3, but the weights have 2 (blocks.0 to blocks.1)'],
+      [{ intermediate_size: 64 }, 'intermediate_size 64, but the weights have 128'],
+      [{ decoder_hidden_size: 8 }, 'decoder_hidden_size 8, but the weights have 16'],
+      [{ decoder_num_hidden_layers: 8 }, 'decoder_num_hidden_layers 8, but the weights have 1'],
+      [{ decoder_intermediate_size: 32 }, 'decoder_intermediate_size 32, but the weights have 64'],
+    ];
+    for (const [edit, message] of cases) {
+      const folder = await hfCopy(edit);
+      await expect(MaskedAutoencoder.fromPretrained(folder), JSON.stringify(edit)).rejects.toThrow(`${join(folder, 'config.json')}: says ${message}`);
+      rmSync(folder, { recursive: true });
+    }
+    const folder = await hfCopy({ hidden_size: 64 });
+    await expect(VisionTransformerClassifier.fromPretrained(folder, { numClasses: 3 })).rejects.toThrow(`${join(folder, 'config.json')}: says hidden_size 64`);
+    rmSync(folder, { recursive: true });
+  });
+
+  it('an encoder-only Hugging Face folder (ViTMAEModel names): the decoder config.json declares, not the official one', async () => {
+    const folder = await hfCopy({ architectures: ['ViTMAEModel'] }, (n) => (n.startsWith('vit.') ? n.slice(4) : null));
+    const mae = await MaskedAutoencoder.fromPretrained(folder);
+    expect(mae.config).toMatchObject({ embedDim: 32, depth: 2, numHeads: 4, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2, eps: 1e-12 });
+    expect(mae.loadReport).toMatchObject({ naming: 'huggingface', decoderLoaded: false });
+    mae.dispose();
+    rmSync(folder, { recursive: true });
   });
 
   it('a checkpoint that lacks encoder weights is an error listing them', async () => {
