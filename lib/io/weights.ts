@@ -12,7 +12,7 @@
  *     one after the other into one state dict before the names are converted (a layer's query, key and value may lie
  *     in different shards).
  * Conversions: Hugging Face ViTMAE names -> official names (query/key/value fused into qkv; also the names of
- * ViTMAEModel, the encoder alone, which lack the `vit.` prefix), a `model.` or `module.` prefix on every key removed, float16 / bfloat16 / float64 values -> float32. Tensors that are not
+ * ViTMAEModel, the encoder alone, which lack the `vit.` prefix; ViTForImageClassification's `classifier` -> `head`), a `model.` or `module.` prefix on every key removed, float16 / bfloat16 / float64 values -> float32. Tensors that are not
  * floating point (BatchNorm's num_batches_tracked) are skipped; so are Hugging Face names without an official one.
  * Names of neither naming are kept as they are (naming 'unknown'): loading them into a model lists what is missing.
  */
@@ -278,7 +278,14 @@ function officialNames(map: Map<string, NamedTensor>, path: string, skipped: str
   }
   if (naming !== 'huggingface') return { naming, weights: stripped, skipped };
   const { tensors, unexpected } = fromHuggingFace(stripped);
-  return { naming, weights: tensors, skipped: [...skipped, ...unexpected.map((k) => `${k} (no official name)`)] };
+  // ViTForImageClassification's linear classifier on the cls token (after vit.layernorm) is the official `head`
+  const rest: string[] = [];
+  for (const k of unexpected) {
+    const m = /^classifier\.(weight|bias)$/.exec(k);
+    if (m) tensors.set(`head.${m[1]}`, stripped.get(k)!);
+    else rest.push(k);
+  }
+  return { naming, weights: tensors, skipped: [...skipped, ...rest.map((k) => `${k} (no official name)`)] };
 }
 
 function describe(v: unknown): string {

@@ -167,6 +167,24 @@ describe('MaskedAutoencoder.fromPretrained', () => {
     rmSync(folder, { recursive: true });
   });
 
+  it('a Hugging Face ViTForImageClassification folder: its classifier is the head, on the cls token after the final norm', async () => {
+    const folder = await hfCopy({ architectures: ['ViTForImageClassification'], num_labels: 5 }, (n) => (n.startsWith('vit.') ? n : null));
+    const { tensors } = await readSafetensors(join(folder, 'model.safetensors'));
+    const w = Float32Array.from({ length: 5 * 32 }, (_, i) => Math.sin(i));
+    const b = Float32Array.from({ length: 5 }, (_, i) => i / 10);
+    tensors.set('classifier.weight', { dtype: 'F32', shape: [5, 32], data: w });
+    tensors.set('classifier.bias', { dtype: 'F32', shape: [5], data: b });
+    writeFileSync(join(folder, 'model.safetensors'), serializeSafetensors(tensors));
+    const clf = await VisionTransformerClassifier.fromPretrained(folder);
+    expect(clf.config).toMatchObject({ numClasses: 5, globalPool: false, headBatchNorm: false, numHeads: 4, eps: 1e-12 });
+    expect(clf.loadReport).toMatchObject({ naming: 'huggingface', headLoaded: true, missing: [], ignored: [] });
+    const state = clf.stateDict();
+    expect(state.get('head.weight')!.dataSync()).toEqual(w);
+    expect(state.get('head.bias')!.dataSync()).toEqual(b);
+    clf.dispose();
+    rmSync(folder, { recursive: true });
+  });
+
   it('a checkpoint that lacks encoder weights is an error listing them', async () => {
     await expect(MaskedAutoencoder.fromPretrained(join(dir, 'dtypes.pth'))).rejects.toThrow(/dtypes\.pth: no "patch_embed\.proj\.weight" among the weights \(f32, f16/);
   });
