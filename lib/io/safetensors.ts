@@ -233,6 +233,11 @@ function parseHeader(bytes: Uint8Array, fileSize: number, source: string): Heade
   const headerLength = checkHeaderLength(bytes, fileSize, source);
   const dataStart = 8 + headerLength;
   const dataLength = fileSize - dataStart;
+  // the format: the JSON object starts at byte 8 (no leading space or byte order mark), padding may follow it
+  if (headerLength === 0 || bytes[8] !== 0x7b) {
+    const found = headerLength === 0 ? 'empty' : `byte 0x${bytes[8]!.toString(16).padStart(2, '0')}`;
+    throw new Error(`${source}: header does not begin with '{' (${found}): not a safetensors file, or a damaged one`);
+  }
 
   let text: string;
   try {
@@ -489,6 +494,8 @@ function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<stri
       if (typeof value !== 'string') {
         throw new Error(`serializeSafetensors: metadata value for "${key}" is not a string`);
       }
+      if (!wellFormed(key) || !wellFormed(value))
+        throw new Error(`serializeSafetensors: metadata ${JSON.stringify(key)}: not well-formed Unicode (a lone surrogate), which the header's UTF-8 cannot hold`);
     }
     header['__metadata__'] = { ...metadata };
   }
@@ -521,6 +528,8 @@ function serializeParts(tensors: TensorsToWrite, metadata?: Readonly<Record<stri
 function checkShape(name: string, shape: unknown): number {
   const where = `serializeSafetensors: tensor "${name}"`;
   if (name === '' || name === '__metadata__') throw new Error(`${where}: invalid tensor name`);
+  if (!wellFormed(name))
+    throw new Error(`serializeSafetensors: tensor ${JSON.stringify(name)}: the name is not well-formed Unicode (a lone surrogate), which the header's UTF-8 cannot hold`);
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
     throw new Error(`${where}: shape ${JSON.stringify(shape)} is not an array of non-negative integers`);
   }
@@ -550,6 +559,11 @@ function encodeTensor(name: string, shape: number[], data: TensorData, dtype: 'F
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+
+/** Whether a string is well-formed UTF-16 (no lone surrogate): JSON.stringify writes one as an escape, \ud800. */
+function wellFormed(text: string): boolean {
+  return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
+}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -119,6 +119,19 @@ describe('round trip', () => {
     const scalar = { shape: [], data: new Float32Array(1) };
     expect(() => serializeSafetensors({ __metadata__: scalar })).toThrow(/invalid tensor name/);
   });
+
+  it('writes names of any well-formed Unicode as UTF-8 (read back the same), refuses lone surrogates', () => {
+    const one = { shape: [1], data: Float32Array.of(1) };
+    const names = ['blocks.0.attn "qkv"\\/', 'température', '层.权重', 'emoji 🙂', 'tab\tnewline\n', ' '];
+    const bytes = serializeSafetensors(new Map(names.map((n) => [n, one])), { 'clé 🙂': 'valeur "x"\n' });
+    const { tensors, metadata } = parseSafetensors(bytes);
+    expect([...tensors.keys()].sort()).toEqual([...names].sort());
+    expect(metadata).toEqual({ 'clé 🙂': 'valeur "x"\n' });
+    // JSON.stringify writes a lone surrogate as an escape (\ud800) that strict readers (the reference's) refuse
+    expect(() => serializeSafetensors({ 'x\ud800': one })).toThrow(/tensor "x\\ud800": the name is not well-formed Unicode \(a lone surrogate\)/);
+    expect(() => serializeSafetensors({ x: one }, { k: 'v\udc00' })).toThrow(/metadata "k": not well-formed Unicode \(a lone surrogate\)/);
+    expect(() => serializeSafetensors({ x: one }, { 'k\udc00': 'v' })).toThrow(/metadata "k\\udc00": not well-formed Unicode/);
+  });
 });
 
 describe('hand-built files', () => {
@@ -266,10 +279,13 @@ describe('corrupt files', () => {
     ['header length beyond the file', build('{}', [], 100n), /header length 100 is larger than the 2 bytes/],
     ['absurd header length', build('{}', [], 1n << 40n), /larger than the 104857600-byte limit/],
     ['header not UTF-8', build(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])), /header is not valid UTF-8/],
+    // the format: the header MUST begin with '{' (padding is allowed after it only)
+    ['header after spaces', build('  {}'), /header does not begin with '\{' \(byte 0x20\)/],
+    ['header after a UTF-8 BOM', build('\ufeff{}'), /header does not begin with '\{' \(byte 0xef\)/],
     ['header not JSON', build('{"a": '), /header is not valid JSON/],
-    ['empty header', build(''), /header is not valid JSON/],
-    ['header an array', build('[1, 2]'), /header JSON is not an object/],
-    ['header null', build('null'), /header JSON is not an object/],
+    ['empty header', build(''), /header does not begin with '\{' \(empty\)/],
+    ['header an array', build('[1, 2]'), /header does not begin with '\{' \(byte 0x5b\)/],
+    ['header null', build('null'), /header does not begin with '\{' \(byte 0x6e\)/],
     ['entry not an object', build({ x: 3 }), /tensor "x": header entry is not an object/],
     [
       'unknown dtype',
