@@ -1,6 +1,6 @@
 // lib/io/weights.ts: which format a weights file is in, told from its first bytes; safetensors dtypes; sharded
 // Hugging Face folders (an index.json and its shards).
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,5 +126,34 @@ describe('readWeights: sharded Hugging Face folders', () => {
   it('a folder without weights names the files it looked for, the sharded ones too', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mae-shards-'));
     await expect(readWeights(dir)).rejects.toThrow(/model\.safetensors\.index\.json or pytorch_model\.bin\.index\.json/);
+  });
+});
+
+describe('readWeights: files over 2 GiB', () => {
+  it('a tensor after the first 2 GiB of a (sparse) file is read at its 64-bit offset; the skipped U8 tensor is never read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mae-big-'));
+    const path = join(dir, 'big.safetensors');
+    const big = 2 ** 31 + 8;
+    const header = new TextEncoder().encode(JSON.stringify({
+      skipped: { dtype: 'U8', shape: [big], data_offsets: [0, big] },
+      cls_token: { dtype: 'F32', shape: [1, 1, 2], data_offsets: [big, big + 8] },
+    }).padEnd(256, ' '));
+    const head = new Uint8Array(8 + header.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    head.set(header, 8);
+    const fd = openSync(path, 'w');
+    try {
+      writeSync(fd, head, 0, head.length, 0);
+      writeSync(fd, new Uint8Array(Float32Array.of(1.5, -2).buffer), 0, 8, head.length + big); // the rest is a hole
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      const w = await readWeights(path);
+      expect(w.weights.get('cls_token')).toEqual({ shape: [1, 1, 2], data: Float32Array.of(1.5, -2) });
+      expect(w.skipped).toEqual(['skipped (U8)']);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
   });
 });
