@@ -43,7 +43,9 @@ if (args.includes('--threads')) native.setNumThreads(flag('threads', 1));
 const precision = args.includes('--precision') ? args[args.indexOf('--precision') + 1]! : 'fp32';
 if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision must be fp32 or bf16, got '${precision}'`);
 const dataDir = args.includes('--data') ? args[args.indexOf('--data') + 1]! : null;
-const data: DataSource = dataDir ? { kind: guessDataKind(dataDir), path: dataDir } : { kind: 'synthetic', count: 4096 };
+// (the 28-px model takes one channel: an image folder is decoded to greyscale, as a --channels 1 shard folder holds it)
+const dataKind = dataDir ? guessDataKind(dataDir) : null;
+const data: DataSource = dataDir ? { kind: dataKind!, path: dataDir, ...(dataKind === 'folder' ? { channels: 1 as const } : {}) } : { kind: 'synthetic', count: 4096 };
 
 const MiB = 2 ** 20;
 interface Sample { step: number; seconds: number; rssMiB: number; heapMiB: number; arrayBuffersMiB: number; nativeAllocMiB: number; blockedMiB: number; liveTensors: number }
