@@ -1,13 +1,19 @@
 /**
  * A k-nearest-neighbour monitor of encoder features, as the common SSL kNN monitors (InstDisc, DINO): features are
  * L2-normalised, each query takes the k most cosine-similar training features, and each neighbour votes for its
- * class with weight exp(similarity / temperature); the prediction is the class with the largest total.
- * Similarities are computed with the native matrix product in chunks of queries.
+ * class with weight exp(similarity / temperature); the prediction is the class with the largest total. (The weights
+ * are computed as exp((similarity - the query's top similarity) / temperature): the same ranking, which a small
+ * temperature does not overflow to a tie of Infinity.) Similarities are computed with the native matrix product in
+ * chunks of queries.
+ *
+ * The features of a pass are held in memory, n x dim float32 values in one array: a pass whose features cannot be
+ * held (more than a Float32Array takes, or more than the machine's memory) is refused before it starts.
  *
  * In a data-parallel run (`comm`), every rank extracts the features of its share of the bank (which are then
  * gathered, so each rank holds the whole bank) and of the queries (classified where they were extracted; the counts
  * are summed over the ranks).
  */
+import { totalmem } from 'node:os';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { noGrad } from '../autograd.js';
 import { DataLoader, type Dataset } from '../data/index.js';
@@ -57,6 +63,21 @@ function checkPool(where: string, pool: unknown): FeaturePool {
   return p as FeaturePool;
 }
 
+/** The most values a Float32Array holds (V8's limit on a typed array's length). */
+export const MAX_FEATURE_VALUES = 2 ** 32;
+
+/**
+ * Refuses, in the name of `where`, a feature cache of `n` rows of `dim` float32 values (`what`: "images", "train and
+ * test images") that cannot be held: more than this machine's memory or than one Float32Array takes.
+ */
+export function checkFeatureCache(where: string, n: number, dim: number, what = 'images'): void {
+  const values = n * dim;
+  const size = `the features of ${n} ${what} (${dim} float32 values each) take ${((4 * values) / 2 ** 30).toFixed(1)} GiB`;
+  if (4 * values > totalmem())
+    throw new Error(`${where}: ${size}, more than this machine's memory (${(totalmem() / 2 ** 30).toFixed(1)} GiB); use fewer images (a limit)`);
+  if (values > MAX_FEATURE_VALUES) throw new Error(`${where}: ${size}, more than one Float32Array holds (2^32 values); use fewer images (a limit)`);
+}
+
 /** This rank's contiguous share of a dataset: samples [floor(r n / size), floor((r + 1) n / size)). */
 export function shareOf(dataset: Dataset, comm: Communicator): Dataset {
   if (comm.size === 1) return dataset;
@@ -85,6 +106,10 @@ export async function extractFeatures(
   expectFunction('extractFeatures', 'onProgress', opts.onProgress, true);
   if (opts.comm !== undefined) expectCommunicator('extractFeatures', 'comm', opts.comm);
   if (opts.signal !== undefined) expectInstance('extractFeatures', 'signal', opts.signal, AbortSignal, 'an AbortSignal');
+  const c = model.config;
+  const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
+  // (with comm, every rank holds the features of the whole dataset)
+  checkFeatureCache('extractFeatures', dataset.length, D);
   const comm = opts.comm;
   if (comm && comm.size > 1) {
     if (opts.signal) throw new Error('extractFeatures: a signal cannot stop a pass shared by several ranks');
@@ -93,8 +118,6 @@ export async function extractFeatures(
     const labels = comm.allgatherConcat(part.labels, 'the all-gather of labels');
     return { features, labels, n: labels.length, dim: part.dim };
   }
-  const c = model.config;
-  const D = pool === 'cls+avg' ? 2 * c.embedDim : c.embedDim;
   const n = dataset.length;
   const features = new Float32Array(n * D);
   const labels = new Int32Array(n);
@@ -143,16 +166,20 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
   for (const k of ['imageSize', 'inChans'] as const) if (opts[k] !== undefined) expectInteger('pixelFeatures', k, opts[k], 1);
   checkLoaderOptions('pixelFeatures', opts);
   if (opts.signal !== undefined) expectInstance('pixelFeatures', 'signal', opts.signal, AbortSignal, 'an AbortSignal');
+  let dim = pixelDim(dataset, opts);
+  if (dim > 0) checkFeatureCache('pixelFeatures', dataset.length, dim);
   const loader = new DataLoader(dataset, { batchSize: opts.batchSize ?? 512, shuffle: false, augment: false, imageSize: opts.imageSize, inChans: opts.inChans, workers: opts.workers ?? 1 });
   const n = dataset.length;
   let features: Float32Array | null = null;
   const labels = new Int32Array(n);
-  let dim = 0;
   let at = 0;
   try {
     for await (const batch of loader.epoch(0)) {
-      dim = batch.images.length / batch.size;
-      features ??= new Float32Array(n * dim);
+      if (!features) {
+        dim = batch.images.length / batch.size;
+        checkFeatureCache('pixelFeatures', n, dim);
+        features = new Float32Array(n * dim);
+      }
       features.set(batch.images, at * dim);
       batch.release();
       labels.set(batch.labels, at);
@@ -163,6 +190,16 @@ export async function pixelFeatures(dataset: Dataset, opts: { imageSize?: number
     await loader.close();
   }
   return { features: features!, labels, n, dim };
+}
+
+/**
+ * The values of one image of `dataset` as the pixel baseline's loader gives them (`imageSize` x `imageSize` when
+ * given, `inChans` channels when given), or 0 where its images vary in size and no imageSize is given.
+ */
+export function pixelDim(dataset: Dataset, opts: { imageSize?: number; inChans?: number }): number {
+  const h = opts.imageSize ?? dataset.height;
+  const w = opts.imageSize ?? dataset.width;
+  return (opts.inChans ?? dataset.channels) * h * w;
 }
 
 /** Each row of `dim` values of `x` divided by its L2 norm (at least 1e-12). */
@@ -283,7 +320,8 @@ export function knnClassify(bank: Features, query: Features, opts: KnnOptions = 
           topIdx[p] = j;
         }
         scores.fill(0);
-        for (let t = 0; t < filled; t++) scores[bank.labels[topIdx[t]!]!]! += Math.exp(topSim[t]! / T);
+        // exp(sim / T) / exp(top / T): the ranking of exp(sim / T), with the largest weight 1 however small T is
+        for (let t = 0; t < filled; t++) scores[bank.labels[topIdx[t]!]!]! += Math.exp((topSim[t]! - topSim[0]!) / T);
         const y = query.labels[s + i]!;
         let best = 0;
         for (let c = 1; c < C; c++) if (scores[c]! > scores[best]!) best = c;

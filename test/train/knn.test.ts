@@ -4,7 +4,7 @@ import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { openDataset } from '../../lib/train/data.js';
 import type { Dataset } from '../../lib/data/index.js';
-import { extractFeatures, pixelFeatures } from '../../lib/train/knn.js';
+import { extractFeatures, knnClassify, pixelFeatures, type Features } from '../../lib/train/knn.js';
 
 const config = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 };
 
@@ -79,6 +79,39 @@ describe('feature passes stop on their signal', () => {
     const ds = await openDataset({ kind: 'synthetic', count: 8, imageSize: 16 }, 'train');
     const two = Object.assign(Object.create(Communicator.prototype), { size: 2, rank: 0 }) as Communicator;
     await expect(extractFeatures(model, ds, { comm: two, signal: new AbortController().signal })).rejects.toThrow(/cannot stop a pass shared by several ranks/);
+    model.dispose();
+  });
+});
+
+describe('knnClassify: the votes', () => {
+  const feats = (rows: number[][], labels: number[]): Features => ({ features: Float32Array.from(rows.flat()), labels: Int32Array.from(labels), n: labels.length, dim: rows[0]!.length });
+
+  it('a small temperature gives the nearest neighbour the vote (exp(sim / T) did not overflow to a tie of Infinity)', () => {
+    // the query is class 1's one image; class 0 has two images a little less similar (cosine 0.985)
+    const bank = feats([[1, 0.5], [1, 0.3], [1, 0.3]], [1, 0, 0]);
+    const query = feats([[1, 0.5]], [1]);
+    for (const temperature of [0.01, 1e-3, 1e-6]) {
+      const r = knnClassify(bank, query, { k: 3, temperature });
+      expect([...r.predictions], `T ${temperature}`).toEqual([1]);
+    }
+    // at 0.07 (exp(0.015 / 0.07) = 1.24 < 2) and at larger temperatures class 0's two votes win
+    for (const temperature of [0.07, 1e6]) expect([...knnClassify(bank, query, { k: 3, temperature }).predictions], `T ${temperature}`).toEqual([0]);
+  });
+
+  it('zero-norm and duplicate features give no NaN: every neighbour ties, the lowest class wins', () => {
+    const r = knnClassify(feats([[0, 0], [0, 0], [1, 0]], [2, 1, 0]), feats([[0, 0]], [1]), { k: 3, numClasses: 3 });
+    expect([...r.predictions]).toEqual([0]);
+    expect([r.top1, r.top5]).toEqual([0, 1]);
+  });
+});
+
+describe('feature passes refuse a cache that cannot be held, before the pass', () => {
+  // a dataset of two billion 16 x 16 images, none of which may be read
+  const huge = { length: 2e9, numClasses: 10, channels: 1, height: 16, width: 16, get: () => Promise.reject(new Error('read an image')) } as unknown as Dataset;
+  it('extractFeatures and pixelFeatures name the size', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 1 });
+    await expect(extractFeatures(model, huge)).rejects.toThrow(/^extractFeatures: the features of 2000000000 images \(16 float32 values each\) take 119\.2 GiB, more than/);
+    await expect(pixelFeatures(huge)).rejects.toThrow(/^pixelFeatures: the features of 2000000000 images \(256 float32 values each\) take 1907\.3 GiB, more than/);
     model.dispose();
   });
 });
