@@ -41,7 +41,7 @@ import { Tensor, owning, tidy, type Keep } from '../tensor.js';
 import { loadModel } from './checkpoint.js';
 import { checkChannels, checkDataSource, followUpData, hasTestSplit, openDataset, type DataSource } from './data.js';
 import { MetricAccumulator, checkClassCount, writeConfusionPng, type ClassificationMetrics } from './evaluate.js';
-import { FEATURE_POOLS, checkLoaderOptions, extractFeatures, pixelFeatures, type FeaturePool, type Features } from './knn.js';
+import { FEATURE_POOLS, checkFeatureCache, checkLoaderOptions, extractFeatures, pixelDim, pixelFeatures, type FeaturePool, type Features } from './knn.js';
 
 export interface LinprobeOptions {
   /** a pre-training checkpoint (file or run folder); required unless rawPixels */
@@ -234,6 +234,14 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
     checkChannels('linprobe', 'the test data', testSet.channels, mae.config.inChans);
   }
   checkClassCount('linprobe', 'the test data', testSet.numClasses, numClasses);
+  // what the head trains on, and the feature cache, refused now rather than after the features (every rank holds them all)
+  const trainN = trainSet.length;
+  if (trainN < batchSize) throw new Error(`linprobe: the ${trainN} training samples are fewer than a batch of ${batchSize} (batchSize, --batch-size)`);
+  const valSize = options.blrSweep?.length ? (options.valSize ?? Math.floor(trainN / 6)) : 0;
+  if (options.blrSweep?.length && !(valSize >= 1 && trainN - valSize >= batchSize))
+    throw new Error(`linprobe: the held-out part (valSize, --val-size) of ${valSize} of the ${trainN} training samples leaves ${Math.max(trainN - valSize, 0)} to train on, fewer than a batch of ${batchSize}`);
+  const featureDim = mae ? (pool === 'cls+avg' ? 2 : 1) * mae.config.embedDim : pixelDim(trainSet, {});
+  if (featureDim > 0) checkFeatureCache('linprobe', trainN + testSet.length, featureDim, 'train and test images');
   // whether to stop (`signal`, on any rank): every rank asks at the same points, so that all stop together; a rank
   // that failed makes the others' question throw, naming it, before rank 0 writes anything more
   const stopAsked = (where: string): boolean => comm.allreduce([options.signal?.aborted ? 1 : 0], 'max', `the agreement of the ranks ${where}`)[0]! > 0;
@@ -280,10 +288,7 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const sweep: { blr: number; lr: number; valTop1: number }[] = [];
   let lr = options.lr ?? scaledLr(options.blr ?? 0.1, batchSize);
   const fitOptions = { epochs, batchSize, warmupEpochs, minLr, weightDecay, numClasses };
-  const valSize = options.blrSweep?.length ? (options.valSize ?? Math.floor(train.n / 6)) : 0;
   if (options.blrSweep && options.blrSweep.length > 0) {
-    if (!(Number.isInteger(valSize) && valSize >= 1 && train.n - valSize >= batchSize))
-      throw new Error(`linprobe: the held-out part must be an integer of at least 1 that leaves a batch of ${batchSize} to train on; got ${valSize} of ${train.n} samples`);
     const [rest, held] = splitFeatures(train, valSize, new Generator(seed + 1));
     for (const blr of options.blrSweep) {
       const t0 = performance.now();

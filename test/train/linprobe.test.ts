@@ -74,7 +74,7 @@ describe('linear probing end to end (synthetic data)', () => {
     expect(liveTensors()).toBe(before);
 
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1, -1] })).rejects.toThrow('linprobe: blrSweep[1] must be a positive base lr, finite in float32 (at most 3.4e38), got the number -1');
-    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow(/held-out part .* got 500 of 512 samples/);
+    await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), blrSweep: [0.1], valSize: 500, batchSize: 64 })).rejects.toThrow('linprobe: the held-out part (valSize, --val-size) of 500 of the 512 training samples leaves 12 to train on, fewer than a batch of 64');
     await expect(linprobe({ rawPixels: true, data, outDir: join(dir, 'px-bad'), valSize: 100 })).rejects.toThrow(/valSize \(--val-size\) only applies with a base-lr sweep/);
   });
 
@@ -164,6 +164,20 @@ describe('linear probing: the output folder, what it records, the test data, a s
     const px = join(dir, 'lp-px-meta');
     await linprobe({ rawPixels: true, ...quick, outDir: px });
     expect(JSON.parse((await readSafetensors(join(px, 'head.safetensors'))).metadata['mae-linprobe']!)).toMatchObject({ rawPixels: true, pool: 'pixels', dim: 784 });
+  });
+
+  it('refuses fewer training samples than a batch (or a held-out part leaving less) before the features, keeping the old run', async () => {
+    const out = join(dir, 'lp-few');
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'results.json'), 'old');
+    const events: string[] = [];
+    const few = { rawPixels: true, data: { kind: 'synthetic' as const, count: 20 }, epochs: 1, outDir: out, overwrite: true, workers: 0, onEvent: (e: LinprobeEvent) => events.push(e.type) };
+    await expect(linprobe({ ...few, batchSize: 32 })).rejects.toThrow('linprobe: the 20 training samples are fewer than a batch of 32 (batchSize, --batch-size)');
+    await expect(linprobe({ ...few, batchSize: 16, blrSweep: [0.1, 1], valSize: 8 })).rejects.toThrow(
+      'linprobe: the held-out part (valSize, --val-size) of 8 of the 20 training samples leaves 12 to train on, fewer than a batch of 16',
+    );
+    expect(events).toEqual([]);
+    expect(folderOf(out)).toEqual({ 'results.json': 'old' });
   });
 
   it('removes, with a warning, the writes of its files that a killed run left unfinished', async () => {
