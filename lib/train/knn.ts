@@ -378,8 +378,9 @@ export interface KnnData {
  * The bank and the queries of a kNN evaluation on `src` (its own limit is not used), disjoint: the train and test
  * splits where the data has them; else (image folders, shards) its one set of images cut in two, every
  * KNN_QUERY_EVERY-th image a query and the others the bank. Then the first `bank` and the first `query` of each.
+ * Data too small to be cut in two is refused in the name of `where`, as `name` ("the kNN monitor's data ") + its path.
  */
-export async function knnData(src: DataSource, limits: { bank?: number; query?: number } = {}): Promise<KnnData> {
+export async function knnData(src: DataSource, limits: { bank?: number; query?: number } = {}, where = 'knn', name = ''): Promise<KnnData> {
   for (const k of ['bank', 'query'] as const) if (limits[k] !== undefined) expectInteger('knnData', `limits.${k}`, limits[k], 1);
   const whole = { ...src, limit: undefined };
   if (hasTestSplit(src)) {
@@ -389,7 +390,7 @@ export async function knnData(src: DataSource, limits: { bank?: number; query?: 
   }
   const all = await openDataset(whole, 'train');
   if (all.length < 2)
-    throw new Error(`knn: ${src.path} holds 1 image: a bank and queries need 2 or more (every ${KNN_QUERY_EVERY}th image a query, the others the bank)`);
+    throw new Error(`${where}: ${name}${src.path} holds ${all.length} image${all.length === 1 ? '' : 's'}: a bank and queries need 2 or more (every ${KNN_QUERY_EVERY}th image a query, the others the bank)`);
   const q: number[] = [];
   const b: number[] = [];
   for (let i = 0; i < all.length; i++) (i % KNN_QUERY_EVERY === 0 ? q : b).push(i);

@@ -358,6 +358,10 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
   if (knn && knnSet?.numClasses === 0)
     throw new AgreedError(`pretrain: the kNN monitor (knn.every ${knn.every}) needs labelled data (class sub-folders), and ${knn.data ? 'knn.data' : 'the training data'} has none; give knn.data, or leave the monitor off`);
   if (knn?.data && knnSet) checkChannels('pretrain', 'the kNN monitor\'s data (knn.data)', knnSet.channels, config.inChans);
+  // the bank and the queries, opened once (data too small to be cut in two is refused now)
+  const knnSets = knn && knn.every > 0
+    ? await knnData(knn.data ?? o.data, { bank: knn.trainLimit ?? 10000, query: knn.testLimit ?? 2000 }, 'pretrain', `the kNN monitor's data (${knn.data ? 'knn.data' : 'the training data'}) `)
+    : null;
   const loader = new DataLoader(dataset, { batchSize: o.batchSize, seed: o.seed, augment: true, dropLast: true, imageSize: config.imgSize, inChans: config.inChans, workers: o.workers, shard: { rank: comm.rank, count: comm.size } });
   const pipeline = resolvePipelineConfig(dataset, { batchSize: o.batchSize, imageSize: config.imgSize, inChans: config.inChans });
   const stepsPerEpoch = loader.stepsPerEpoch;
@@ -421,7 +425,7 @@ async function run(options: PretrainOptions, o: ReturnType<typeof withDefaults>,
     const k = knn!;
     const t = performance.now();
     // disjoint: the train and test splits, or (image folders, shards) every 5th image a query, the others the bank
-    const { bank, query } = await knnData(k.data ?? o.data, { bank: k.trainLimit ?? 10000, query: k.testLimit ?? 2000 });
+    const { bank, query } = knnSets!;
     // the kNN monitor computes on the CPU: the weights go there for it and come back (identity kept, so the
     // optimizer's state still belongs to them); every rank computes a share of the features
     if (device !== 'cpu') model.to('cpu');

@@ -1,4 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { pretrain } from '../../lib/train/pretrain.js';
+import { writeImage } from '../helpers/images.js';
 import { Communicator } from '../../lib/distributed/comm.js';
 import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { liveTensors } from '../../lib/tensor.js';
@@ -113,5 +118,22 @@ describe('feature passes refuse a cache that cannot be held, before the pass', (
     await expect(extractFeatures(model, huge)).rejects.toThrow(/^extractFeatures: the features of 2000000000 images \(16 float32 values each\) take 119\.2 GiB, more than/);
     await expect(pixelFeatures(huge)).rejects.toThrow(/^pixelFeatures: the features of 2000000000 images \(256 float32 values each\) take 1907\.3 GiB, more than/);
     model.dispose();
+  });
+});
+
+describe('the pretrain kNN monitor', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mae-knn-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses knn.data of one image (no bank and queries) before training, not after the first epoch', async () => {
+    const one = join(dir, 'one');
+    mkdirSync(join(one, 'a'), { recursive: true });
+    await writeImage(join(one, 'a', '0.png'), 16, 16, 1);
+    const events: string[] = [];
+    const rgb = { ...config, inChans: 3 };
+    await expect(
+      pretrain({ config: rgb, data: { kind: 'synthetic', count: 16, imageSize: 16, channels: 3 }, outDir: join(dir, 'pt'), epochs: 1, batchSize: 8, visualizeEvery: 0, threads: 1, workers: 0, knn: { every: 1, data: { kind: 'folder', path: one } }, onEvent: (e) => events.push(e.type) }),
+    ).rejects.toThrow(`pretrain: the kNN monitor's data (knn.data) ${one} holds 1 image: a bank and queries need 2 or more`);
+    expect(events.filter((e) => e === 'epoch' || e === 'step')).toEqual([]);
   });
 });
