@@ -354,6 +354,13 @@ export async function knnEvaluate(
   const pool = checkPool('knnEvaluate', opts.pool);
   checkLoaderOptions('knnEvaluate', opts);
   if (opts.comm !== undefined) expectCommunicator('knnEvaluate', 'comm', opts.comm);
+  // labels it cannot score: refused now, not after the feature passes
+  for (const [name, ds] of [['train', train], ['test', test]] as const)
+    if (ds.numClasses === 0) throw new Error(`knnEvaluate: ${name} has no labels (no class sub-folders): kNN accuracy is measured on labelled images`);
+  if (opts.numClasses !== undefined && test.numClasses > opts.numClasses)
+    throw new Error(`knnEvaluate: test has ${test.numClasses} classes and numClasses is ${opts.numClasses}`);
+  if (opts.numClasses === undefined && test.numClasses > train.numClasses)
+    throw new Error(`knnEvaluate: test has ${test.numClasses} classes and the bank (train) ${train.numClasses}: its classes past ${train.numClasses} could never be predicted`);
   const comm = opts.comm ?? Communicator.single();
   const fo = { pool, batchSize: opts.batchSize ?? 256, workers: opts.workers ?? 1 };
   const bank = await extractFeatures(model, train, { ...fo, comm });

@@ -240,6 +240,10 @@ async function probe(options: LinprobeOptions, comm: Communicator, keep: Keep): 
   const valSize = options.blrSweep?.length ? (options.valSize ?? Math.floor(trainN / 6)) : 0;
   if (options.blrSweep?.length && !(valSize >= 1 && trainN - valSize >= batchSize))
     throw new Error(`linprobe: the held-out part (valSize, --val-size) of ${valSize} of the ${trainN} training samples leaves ${Math.max(trainN - valSize, 0)} to train on, fewer than a batch of ${batchSize}`);
+  if (!mae)
+    for (const [name, ds, src] of [['the data', trainSet, data], ['the test data', testSet, testData]] as const)
+      if (ds.height === 0)
+        throw new Error(`linprobe: rawPixels (--raw-pixels) flattens images of one size, and ${name} (${src.path}) holds images whose size is known only once decoded (an image folder); probe encoder features instead`);
   const featureDim = mae ? (pool === 'cls+avg' ? 2 : 1) * mae.config.embedDim : pixelDim(trainSet, {});
   if (featureDim > 0) checkFeatureCache('linprobe', trainN + testSet.length, featureDim, 'train and test images');
   // whether to stop (`signal`, on any rank): every rank asks at the same points, so that all stop together; a rank

@@ -9,7 +9,7 @@ import { MaskedAutoencoder } from '../../lib/mae/model.js';
 import { liveTensors } from '../../lib/tensor.js';
 import { openDataset } from '../../lib/train/data.js';
 import type { Dataset } from '../../lib/data/index.js';
-import { extractFeatures, knnClassify, pixelFeatures, type Features } from '../../lib/train/knn.js';
+import { extractFeatures, knnClassify, knnEvaluate, pixelFeatures, type Features } from '../../lib/train/knn.js';
 
 const config = { imgSize: 16, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, decoderEmbedDim: 16, decoderDepth: 1, decoderNumHeads: 2 };
 
@@ -135,5 +135,17 @@ describe('the pretrain kNN monitor', () => {
       pretrain({ config: rgb, data: { kind: 'synthetic', count: 16, imageSize: 16, channels: 3 }, outDir: join(dir, 'pt'), epochs: 1, batchSize: 8, visualizeEvery: 0, threads: 1, workers: 0, knn: { every: 1, data: { kind: 'folder', path: one } }, onEvent: (e) => events.push(e.type) }),
     ).rejects.toThrow(`pretrain: the kNN monitor's data (knn.data) ${one} holds 1 image: a bank and queries need 2 or more`);
     expect(events.filter((e) => e === 'epoch' || e === 'step')).toEqual([]);
+  });
+});
+
+describe('knnEvaluate: labels it cannot score are refused before the feature passes', () => {
+  const fake = (numClasses: number) => ({ length: 8, numClasses, channels: 1, height: 16, width: 16, get: () => Promise.reject(new Error('read an image')) }) as unknown as Dataset;
+  it('unlabelled data, and test data of more classes than the bank', async () => {
+    const model = new MaskedAutoencoder(config, { seed: 1 });
+    await expect(knnEvaluate(model, fake(0), fake(10))).rejects.toThrow('knnEvaluate: train has no labels (no class sub-folders): kNN accuracy is measured on labelled images');
+    await expect(knnEvaluate(model, fake(10), fake(0))).rejects.toThrow('knnEvaluate: test has no labels (no class sub-folders): kNN accuracy is measured on labelled images');
+    await expect(knnEvaluate(model, fake(10), fake(12))).rejects.toThrow('knnEvaluate: test has 12 classes and the bank (train) 10: its classes past 10 could never be predicted');
+    await expect(knnEvaluate(model, fake(10), fake(12), { numClasses: 11 })).rejects.toThrow('knnEvaluate: test has 12 classes and numClasses is 11');
+    model.dispose();
   });
 });

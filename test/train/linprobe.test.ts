@@ -280,6 +280,10 @@ describe('linear probing: the output folder, what it records, the test data, a s
     await expect(linprobe({ rawPixels: true, data: { kind: 'folder', path: train }, testData: { ...rgb, imageSize: 28 }, outDir: out, epochs: 1, batchSize: 4, workers: 0 })).rejects.toThrow(
       'linprobe: the test data has 10 classes and the classifier 2: score it on data of at most 2 classes',
     );
+    // raw pixels need images of one size: an image folder's are known only once decoded
+    await expect(linprobe({ rawPixels: true, data: { kind: 'folder', path: train }, testData: { kind: 'folder', path: train }, outDir: out, epochs: 1, batchSize: 4, workers: 0 })).rejects.toThrow(
+      `linprobe: rawPixels (--raw-pixels) flattens images of one size, and the data (${train}) holds images whose size is known only once decoded (an image folder); probe encoder features instead`,
+    );
     expect(events).toEqual([]);
     expect(existsSync(out)).toBe(false);
   });
